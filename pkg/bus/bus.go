@@ -1,0 +1,204 @@
+// Package bus is Switchboard's JetStream layer: connecting, creating streams,
+// publishing protobuf events with a dedupe id and trace context, and one
+// consume helper with the handler contract every service uses:
+//
+//   - the handler returns nil: the message is acked;
+//   - it returns an error wrapped by Permanent: the message goes to the
+//     dead-letter subject with the reason and is terminated;
+//   - any other error: the message is redelivered after a jittered
+//     exponential backoff, and dead-lettered after MaxDeliver attempts.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+)
+
+// Header names Switchboard sets on every event.
+const (
+	HeaderType             = "Sb-Type"
+	HeaderOriginalSubject  = "Sb-Original-Subject"
+	HeaderOriginalSequence = "Sb-Original-Sequence"
+	HeaderDeadLetterReason = "Sb-Dead-Letter-Reason"
+	HeaderConsumer         = "Sb-Consumer"
+	HeaderDeliveries       = "Sb-Deliveries"
+)
+
+// Bus wraps a NATS connection and its JetStream context.
+type Bus struct {
+	NC  *nats.Conn
+	JS  jetstream.JetStream
+	log *slog.Logger
+
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
+}
+
+// Option configures a Bus.
+type Option func(*Bus)
+
+// WithTracerProvider sets where spans go; the default is the global provider.
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(b *Bus) { b.tracer = tp.Tracer("github.com/switchboard-cc/switchboard/pkg/bus") }
+}
+
+// New wraps an existing connection.
+func New(nc *nats.Conn, log *slog.Logger, opts ...Option) (*Bus, error) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	b := &Bus{
+		NC:         nc,
+		JS:         js,
+		log:        log,
+		tracer:     otel.GetTracerProvider().Tracer("github.com/switchboard-cc/switchboard/pkg/bus"),
+		propagator: propagation.TraceContext{},
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	return b, nil
+}
+
+// Connect dials NATS and keeps reconnecting for as long as the process runs.
+func Connect(url, name string, log *slog.Logger, opts ...Option) (*Bus, error) {
+	nc, err := nats.Connect(url,
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect nats %s: %w", url, err)
+	}
+	b, err := New(nc, log, opts...)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Close drains the connection.
+func (b *Bus) Close() {
+	if b.NC != nil && !b.NC.IsClosed() {
+		_ = b.NC.Drain()
+	}
+}
+
+// EnsureStreams creates or updates the named streams (all when none named).
+func (b *Bus) EnsureStreams(ctx context.Context, o subjects.StreamOptions, names ...string) error {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	for _, sc := range subjects.Streams(o) {
+		if len(want) > 0 && !want[sc.Name] {
+			continue
+		}
+		if _, err := b.JS.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// PublishOption tunes one publish.
+type PublishOption func(*nats.Msg, *[]jetstream.PublishOpt)
+
+// MsgID sets Nats-Msg-Id so JetStream drops a second publish of the same
+// event within the stream's dedupe window.
+func MsgID(id string) PublishOption {
+	return func(_ *nats.Msg, o *[]jetstream.PublishOpt) { *o = append(*o, jetstream.WithMsgID(id)) }
+}
+
+// Header adds a header.
+func Header(key, value string) PublishOption {
+	return func(m *nats.Msg, _ *[]jetstream.PublishOpt) { m.Header.Set(key, value) }
+}
+
+// Publish marshals an event, adds trace context, and waits for the PubAck.
+func (b *Bus) Publish(ctx context.Context, subject string, event proto.Message, opts ...PublishOption) (*jetstream.PubAck, error) {
+	data, err := proto.Marshal(event)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s: %w", event.ProtoReflect().Descriptor().FullName(), err)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(HeaderType, string(event.ProtoReflect().Descriptor().FullName()))
+	var popts []jetstream.PublishOpt
+	for _, o := range opts {
+		o(m, &popts)
+	}
+	b.propagator.Inject(ctx, HeaderCarrier(m.Header))
+	ack, err := b.JS.PublishMsg(ctx, m, popts...)
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return ack, nil
+}
+
+// HeaderCarrier adapts NATS headers to OpenTelemetry propagation without
+// changing the case of keys (NATS headers are case-sensitive).
+type HeaderCarrier nats.Header
+
+func (c HeaderCarrier) Get(key string) string {
+	if v := c[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func (c HeaderCarrier) Set(key, value string) { c[key] = []string{value} }
+
+func (c HeaderCarrier) Keys() []string {
+	keys := make([]string, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+var _ propagation.TextMapCarrier = HeaderCarrier(nil)
+
+// permanentError marks an error that redelivery cannot fix.
+type permanentError struct{ err error }
+
+func (e permanentError) Error() string { return e.err.Error() }
+func (e permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as permanent: the message is dead-lettered, not retried.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return permanentError{err}
+}
+
+// Permanentf is Permanent(fmt.Errorf(...)).
+func Permanentf(format string, args ...any) error { return Permanent(fmt.Errorf(format, args...)) }
+
+// IsPermanent reports whether err was marked by Permanent.
+func IsPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p)
+}

@@ -1,0 +1,238 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+)
+
+// Message is one delivery handed to a Handler.
+type Message struct {
+	Subject string
+	Data    []byte
+	Header  nats.Header
+	// Delivered counts deliveries of this message, starting at 1.
+	Delivered uint64
+	// Sequence is the message's stream sequence.
+	Sequence uint64
+}
+
+// Kind is the subject's kind ("chat.message.received"), or "" if the subject
+// does not follow the naming scheme.
+func (m *Message) Kind() string {
+	s, err := subjects.Parse(m.Subject)
+	if err != nil {
+		return ""
+	}
+	return s.Kind()
+}
+
+// Tenant is the subject's tenant token.
+func (m *Message) Tenant() string {
+	s, err := subjects.Parse(m.Subject)
+	if err != nil {
+		return ""
+	}
+	return s.Tenant
+}
+
+// Decode unmarshals the payload; a payload that does not decode is permanent.
+func (m *Message) Decode(dst proto.Message) error {
+	if err := proto.Unmarshal(m.Data, dst); err != nil {
+		return Permanentf("decode %s as %s: %w", m.Subject, dst.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return nil
+}
+
+// Handler processes one message. See the package comment for the contract.
+type Handler func(ctx context.Context, m *Message) error
+
+// ConsumerSpec describes a durable consumer.
+type ConsumerSpec struct {
+	Stream  string
+	Durable string
+	// FilterSubjects; empty means the whole stream.
+	FilterSubjects []string
+	// MaxDeliver attempts before dead-lettering; zero means 8.
+	MaxDeliver int
+	// AckWait before JetStream redelivers an unacknowledged message; zero
+	// means 30s. Long handlers are kept alive with in-progress acks.
+	AckWait time.Duration
+	// Backoff returns the redelivery delay after the n-th failed delivery;
+	// nil means jittered exponential from 250ms up to 30s.
+	Backoff func(delivered uint64) time.Duration
+	// DeliverNew starts a new consumer at the end of the stream instead of
+	// its beginning.
+	DeliverNew bool
+}
+
+func (s *ConsumerSpec) defaults() {
+	if s.MaxDeliver <= 0 {
+		s.MaxDeliver = 8
+	}
+	if s.AckWait <= 0 {
+		s.AckWait = 30 * time.Second
+	}
+	if s.Backoff == nil {
+		s.Backoff = DefaultBackoff
+	}
+}
+
+// DefaultBackoff is full-jitter exponential backoff: a random delay up to
+// 250ms·2^(n-1), capped at 30s.
+func DefaultBackoff(delivered uint64) time.Duration {
+	n := min(delivered, 8)
+	ceiling := min(250*time.Millisecond<<(n-1), 30*time.Second)
+	return ceiling/2 + rand.N(ceiling/2+1)
+}
+
+// Consume runs a durable consumer until ctx is done, then drains it: the
+// message in hand finishes, nothing more is fetched.
+func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler) error {
+	spec.defaults()
+	cfg := jetstream.ConsumerConfig{
+		Durable:       spec.Durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       spec.AckWait,
+		MaxDeliver:    spec.MaxDeliver,
+		MaxAckPending: 1000,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if spec.DeliverNew {
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	}
+	switch len(spec.FilterSubjects) {
+	case 0:
+	case 1:
+		cfg.FilterSubject = spec.FilterSubjects[0]
+	default:
+		cfg.FilterSubjects = spec.FilterSubjects
+	}
+	cons, err := b.JS.CreateOrUpdateConsumer(ctx, spec.Stream, cfg)
+	if err != nil {
+		return fmt.Errorf("consumer %s on %s: %w", spec.Durable, spec.Stream, err)
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) { b.handle(ctx, spec, h, msg) },
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoHeartbeat) {
+				b.log.Debug("consume", "consumer", spec.Durable, "err", err)
+			}
+		}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", spec.Durable, err)
+	}
+	<-ctx.Done()
+	cc.Drain()
+	select {
+	case <-cc.Closed():
+	case <-time.After(10 * time.Second):
+		cc.Stop()
+	}
+	return nil
+}
+
+func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, h Handler, msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		b.log.Error("message metadata", "consumer", spec.Durable, "err", err)
+		_ = msg.Nak()
+		return
+	}
+	m := &Message{Subject: msg.Subject(), Data: msg.Data(), Header: msg.Headers(), Delivered: md.NumDelivered, Sequence: md.Sequence.Stream}
+	if m.Header == nil {
+		m.Header = nats.Header{}
+	}
+	// Handlers see a context that outlives shutdown's cancel for the message
+	// in hand, so drain lets it finish.
+	hctx := b.propagator.Extract(context.WithoutCancel(ctx), HeaderCarrier(m.Header))
+	hctx, span := b.tracer.Start(hctx, "consume "+m.Kind(),
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "nats"),
+			attribute.String("messaging.destination.name", m.Subject),
+			attribute.String("messaging.consumer.group.name", spec.Durable),
+			attribute.Int64("messaging.message.delivery_count", int64(m.Delivered)),
+		))
+	defer span.End()
+
+	stopKeepAlive := keepAlive(msg, spec.AckWait)
+	herr := safeCall(hctx, h, m)
+	stopKeepAlive()
+
+	switch {
+	case herr == nil:
+		if err := msg.Ack(); err != nil {
+			b.log.Warn("ack", "consumer", spec.Durable, "subject", m.Subject, "err", err)
+		}
+	case IsPermanent(herr) || int(m.Delivered) >= spec.MaxDeliver:
+		span.SetStatus(codes.Error, herr.Error())
+		if err := b.deadLetter(hctx, spec.Durable, m, herr); err != nil {
+			b.log.Error("dead-letter publish; will redeliver", "consumer", spec.Durable, "subject", m.Subject, "err", err)
+			_ = msg.NakWithDelay(spec.Backoff(m.Delivered))
+			return
+		}
+		b.log.Error("message dead-lettered", "consumer", spec.Durable, "subject", m.Subject, "seq", m.Sequence, "deliveries", m.Delivered, "err", herr)
+		_ = msg.Term()
+	default:
+		span.SetStatus(codes.Error, herr.Error())
+		delay := spec.Backoff(m.Delivered)
+		b.log.Warn("handler failed; redelivering", "consumer", spec.Durable, "subject", m.Subject, "deliveries", m.Delivered, "delay", delay, "err", herr)
+		_ = msg.NakWithDelay(delay)
+	}
+}
+
+func safeCall(ctx context.Context, h Handler, m *Message) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panic: %v", r)
+		}
+	}()
+	return h(ctx, m)
+}
+
+// keepAlive sends in-progress acks while a handler runs longer than half the
+// ack wait, so JetStream does not redeliver a message still being worked on.
+func keepAlive(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(ackWait / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+func (b *Bus) deadLetter(ctx context.Context, durable string, m *Message, reason error) error {
+	dl := nats.NewMsg(subjects.DeadLetter(durable))
+	dl.Data = m.Data
+	for k, v := range m.Header {
+		dl.Header[k] = v
+	}
+	dl.Header.Set(HeaderOriginalSubject, m.Subject)
+	dl.Header.Set(HeaderOriginalSequence, strconv.FormatUint(m.Sequence, 10))
+	dl.Header.Set(HeaderDeadLetterReason, reason.Error())
+	dl.Header.Set(HeaderConsumer, durable)
+	dl.Header.Set(HeaderDeliveries, strconv.FormatUint(m.Delivered, 10))
+	dl.Header.Del(jetstream.MsgIDHeader)
+	_, err := b.JS.PublishMsg(ctx, dl)
+	return err
+}

@@ -1,0 +1,77 @@
+package subjects
+
+import (
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Streams, one per producing domain (OUTBOUND also takes the requests other
+// domains address to outbound-sender).
+const (
+	StreamChat         = "CHAT"
+	StreamConfig       = "CONFIG"
+	StreamSession      = "SESSION"
+	StreamWorkflow     = "WORKFLOW"
+	StreamDistribution = "DISTRIBUTION"
+	StreamOutbound     = "OUTBOUND"
+	StreamDeadLetter   = "DEADLETTER"
+)
+
+// StreamOptions are the deployment choices that apply to every stream.
+type StreamOptions struct {
+	// Replicas: 1 for one machine, 3 for a production cluster.
+	Replicas int
+	// MaxAge bounds how long events are kept; zero means 7 days.
+	MaxAge time.Duration
+	// Duplicates is the Nats-Msg-Id dedupe window; zero means 2 minutes.
+	Duplicates time.Duration
+}
+
+// Streams returns the definitions of every stream.
+func Streams(o StreamOptions) []jetstream.StreamConfig {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = 7 * 24 * time.Hour
+	}
+	if o.Duplicates <= 0 {
+		o.Duplicates = 2 * time.Minute
+	}
+	mk := func(name, domain, desc string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name:        name,
+			Description: desc,
+			Subjects:    []string{domain + ".>"},
+			Storage:     jetstream.FileStorage,
+			Retention:   jetstream.LimitsPolicy,
+			Replicas:    o.Replicas,
+			MaxAge:      o.MaxAge,
+			Duplicates:  o.Duplicates,
+			Discard:     jetstream.DiscardOld,
+		}
+	}
+	return []jetstream.StreamConfig{
+		mk(StreamChat, DomainChat, "Customer messages and delivery updates from Twilio (chat-handler)"),
+		mk(StreamConfig, DomainConfig, "Configuration changes (config)"),
+		mk(StreamSession, DomainSession, "Session lifecycle and transcript (sessions)"),
+		mk(StreamWorkflow, DomainWorkflow, "Workflow requests and failures (workflow-runner)"),
+		mk(StreamDistribution, DomainDistribution, "Task queue, offers and answers (distribution)"),
+		mk(StreamOutbound, DomainOutbound, "Outbound message requests and their fate (outbound-sender)"),
+		mk(StreamDeadLetter, DomainDeadLetter, "Messages consumers gave up on, with the reason"),
+	}
+}
+
+// Durable consumer names: <service>-<purpose>.
+const (
+	ConsumerSessionsInbound      = "sessions-inbound"
+	ConsumerSessionsDistribution = "sessions-distribution"
+	ConsumerSessionsOutbound     = "sessions-outbound"
+	ConsumerSessionsWorkflow     = "sessions-workflow"
+	ConsumerWorkflowSessions     = "workflow-runner-sessions"
+	ConsumerDistributionTasks    = "distribution-tasks"
+	ConsumerOutboundRequests     = "outbound-sender-requests"
+	ConsumerOutboundDeliveries   = "outbound-sender-deliveries"
+	ConsumerReportingEvents      = "reporting-events"
+)

@@ -1,0 +1,133 @@
+// Package subjects is the one place that names JetStream streams, subjects
+// and durable consumers. Subjects follow <domain>.<entity>.<event>.<tenant_id>;
+// call sites use the builders here, never string literals.
+package subjects
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Domains, one stream each.
+const (
+	DomainChat         = "chat"
+	DomainConfig       = "config"
+	DomainSession      = "session"
+	DomainWorkflow     = "workflow"
+	DomainDistribution = "distribution"
+	DomainOutbound     = "outbound"
+	DomainDeadLetter   = "deadletter"
+)
+
+var tenantRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// ValidTenantID reports whether id can be used as a tenant id: a lower-case
+// slug that is also a single subject token.
+func ValidTenantID(id string) bool { return tenantRe.MatchString(id) }
+
+// Subject is a concrete event subject split into its parts.
+type Subject struct {
+	Domain, Entity, Event, Tenant string
+}
+
+func (s Subject) String() string {
+	return s.Domain + "." + s.Entity + "." + s.Event + "." + s.Tenant
+}
+
+// Kind is the subject without its tenant: "chat.message.received".
+func (s Subject) Kind() string { return s.Domain + "." + s.Entity + "." + s.Event }
+
+// Parse splits a concrete subject.
+func Parse(subject string) (Subject, error) {
+	p := strings.Split(subject, ".")
+	if len(p) != 4 {
+		return Subject{}, fmt.Errorf("subject %q: want <domain>.<entity>.<event>.<tenant>", subject)
+	}
+	return Subject{Domain: p[0], Entity: p[1], Event: p[2], Tenant: p[3]}, nil
+}
+
+func build(domain, entity, event, tenant string) string {
+	return domain + "." + entity + "." + event + "." + tenant
+}
+
+// Kinds of event, for matching a parsed subject (Subject.Kind).
+const (
+	KindChatMessageReceived    = "chat.message.received"
+	KindChatDeliveryUpdated    = "chat.delivery.updated"
+	KindSessionStarted         = "session.session.started"
+	KindSessionEnded           = "session.session.ended"
+	KindSessionMessageAdded    = "session.message.added"
+	KindWorkflowTaskRequested  = "workflow.task.requested"
+	KindWorkflowFailed         = "workflow.instance.failed"
+	KindTaskQueued             = "distribution.task.queued"
+	KindTaskOffered            = "distribution.task.offered"
+	KindTaskAccepted           = "distribution.task.accepted"
+	KindTaskDeclined           = "distribution.task.declined"
+	KindTaskOfferTimedOut      = "distribution.task.rona"
+	KindTaskCanceled           = "distribution.task.canceled"
+	KindOutboundRequested      = "outbound.message.requested"
+	KindOutboundSent           = "outbound.message.sent"
+	KindOutboundFailed         = "outbound.message.failed"
+	KindOutboundDeliveryUpdate = "outbound.delivery.updated"
+)
+
+func fromKind(kind, tenant string) string { return kind + "." + tenant }
+
+// Chat (chat-handler).
+func ChatMessageReceived(tenant string) string { return fromKind(KindChatMessageReceived, tenant) }
+func ChatDeliveryUpdated(tenant string) string { return fromKind(KindChatDeliveryUpdated, tenant) }
+
+// Config (config service). Entity is one of the Entity* names.
+func ConfigChanged(entity, tenant string) string {
+	return build(DomainConfig, entity, "changed", tenant)
+}
+
+// Config entity names used in ConfigChanged subjects.
+const (
+	EntityTenant            = "tenant"
+	EntityOrganizationUnit  = "orgunit"
+	EntityProviderConnector = "connector"
+	EntityMessagingEntry    = "entry"
+	EntityService           = "service"
+	EntityUser              = "user"
+	EntityWorkflow          = "workflow"
+)
+
+// Session (sessions).
+func SessionStarted(tenant string) string      { return fromKind(KindSessionStarted, tenant) }
+func SessionEnded(tenant string) string        { return fromKind(KindSessionEnded, tenant) }
+func SessionMessageAdded(tenant string) string { return fromKind(KindSessionMessageAdded, tenant) }
+
+// Workflow (workflow-runner).
+func WorkflowTaskRequested(tenant string) string { return fromKind(KindWorkflowTaskRequested, tenant) }
+func WorkflowFailed(tenant string) string        { return fromKind(KindWorkflowFailed, tenant) }
+
+// Distribution.
+func TaskQueued(tenant string) string        { return fromKind(KindTaskQueued, tenant) }
+func TaskOffered(tenant string) string       { return fromKind(KindTaskOffered, tenant) }
+func TaskAccepted(tenant string) string      { return fromKind(KindTaskAccepted, tenant) }
+func TaskDeclined(tenant string) string      { return fromKind(KindTaskDeclined, tenant) }
+func TaskOfferTimedOut(tenant string) string { return fromKind(KindTaskOfferTimedOut, tenant) }
+func TaskCanceled(tenant string) string      { return fromKind(KindTaskCanceled, tenant) }
+
+// Outbound (requests from sessions and workflow-runner; results from outbound-sender).
+func OutboundRequested(tenant string) string { return fromKind(KindOutboundRequested, tenant) }
+func OutboundSent(tenant string) string      { return fromKind(KindOutboundSent, tenant) }
+func OutboundFailed(tenant string) string    { return fromKind(KindOutboundFailed, tenant) }
+func OutboundDeliveryUpdated(tenant string) string {
+	return fromKind(KindOutboundDeliveryUpdate, tenant)
+}
+
+// AllTenants turns a kind into a filter for every tenant: "chat.message.received.*".
+func AllTenants(kind string) string { return kind + ".*" }
+
+// DeadLetter is where a consumer puts a message it gave up on.
+func DeadLetter(durable string) string { return DomainDeadLetter + "." + durable }
+
+// AgentPush is the core-NATS subject (not JetStream) on which a sessions
+// replica forwards a frame to an agent connected to any replica.
+func AgentPush(tenant, agentID string) string { return "push.agent." + tenant + "." + agentID }
+
+// AgentPushAll subscribes to every agent push.
+const AgentPushAll = "push.agent.>"

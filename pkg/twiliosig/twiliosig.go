@@ -1,0 +1,127 @@
+// Package twiliosig computes and checks X-Twilio-Signature, Twilio's webhook
+// signature: HMAC-SHA1, keyed with the account's Auth Token, over the URL
+// Twilio called followed by the POST parameters sorted by name (each name
+// then its value; repeated names contribute each distinct value in sorted
+// order). JSON bodies are covered by a bodySHA256 query parameter instead.
+package twiliosig
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Sign returns the signature Twilio sends for a request to fullURL with the
+// given form parameters (nil for GET or JSON requests).
+func Sign(authToken, fullURL string, params url.Values) string {
+	m := hmac.New(sha1.New, []byte(authToken))
+	m.Write([]byte(fullURL))
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		vals := params[k]
+		if len(vals) > 1 {
+			vals = slices.Clone(vals)
+			sort.Strings(vals)
+			vals = slices.Compact(vals)
+		}
+		for _, v := range vals {
+			m.Write([]byte(k))
+			m.Write([]byte(v))
+		}
+	}
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// Validate reports whether signature matches fullURL and params under any of
+// the tokens (primary and secondary Auth Token during a rotation). The URL
+// is tried as given and, when its port is the scheme's default, with the port
+// written and omitted, since proxies and Twilio differ there. Comparison is
+// constant time.
+func Validate(tokens []string, fullURL string, params url.Values, signature string) bool {
+	got, err := base64.StdEncoding.DecodeString(signature)
+	if err != nil || len(got) != sha1.Size || signature == "" {
+		return false
+	}
+	ok := false
+	for _, u := range URLVariants(fullURL) {
+		for _, tok := range tokens {
+			if tok == "" {
+				continue
+			}
+			want, _ := base64.StdEncoding.DecodeString(Sign(tok, u, params))
+			// Evaluate every candidate so timing does not reveal which matched.
+			if hmac.Equal(got, want) {
+				ok = true
+			}
+		}
+	}
+	return ok
+}
+
+// ValidateJSON checks a request with a JSON body: fullURL must carry
+// bodySHA256 equal to the SHA-256 of body, and the signature covers the URL
+// alone.
+func ValidateJSON(tokens []string, fullURL string, body []byte, signature string) bool {
+	u, err := url.Parse(fullURL)
+	if err != nil {
+		return false
+	}
+	want := u.Query().Get("bodySHA256")
+	sum := sha256.Sum256(body)
+	if want == "" || !hmac.Equal([]byte(strings.ToLower(want)), []byte(hex.EncodeToString(sum[:]))) {
+		return false
+	}
+	return Validate(tokens, fullURL, nil, signature)
+}
+
+// BodySHA256 is the hex SHA-256 Twilio puts in the bodySHA256 parameter.
+func BodySHA256(body []byte) string {
+	sum := sha256.Sum256(body)
+	return hex.EncodeToString(sum[:])
+}
+
+var defaultPorts = map[string]string{"https": "443", "http": "80"}
+
+// URLVariants returns fullURL and, for a default port, the same URL with the
+// port omitted or written out. Non-default ports are never dropped.
+func URLVariants(fullURL string) []string {
+	scheme, rest, ok := strings.Cut(fullURL, "://")
+	if !ok {
+		return []string{fullURL}
+	}
+	def, known := defaultPorts[strings.ToLower(scheme)]
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	authority, tail := rest[:end], rest[end:]
+	userinfo, hostport := "", authority
+	if i := strings.LastIndex(authority, "@"); i >= 0 {
+		userinfo, hostport = authority[:i+1], authority[i+1:]
+	}
+	host, port := hostport, ""
+	if i := strings.LastIndex(hostport, ":"); i >= 0 && !strings.HasSuffix(hostport, "]") {
+		host, port = hostport[:i], hostport[i+1:]
+	}
+	variants := []string{fullURL}
+	if !known {
+		return variants
+	}
+	switch port {
+	case "":
+		variants = append(variants, scheme+"://"+userinfo+host+":"+def+tail)
+	case def:
+		variants = append(variants, scheme+"://"+userinfo+host+tail)
+	}
+	return variants
+}
