@@ -63,7 +63,8 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 	}
 }
 
-// Durable consumer names: <service>-<purpose>.
+// Durable consumer names: <service>-<purpose>. A consumer reads one stream,
+// so a service that follows several domains has one consumer per stream.
 const (
 	ConsumerSessionsInbound      = "sessions-inbound"
 	ConsumerSessionsDistribution = "sessions-distribution"
@@ -71,7 +72,10 @@ const (
 	ConsumerSessionsWorkflow     = "sessions-workflow"
 	ConsumerWorkflowSessions     = "workflow-runner-sessions"
 	ConsumerDistributionTasks    = "distribution-tasks"
+	ConsumerDistributionSessions = "distribution-sessions"
 	ConsumerOutboundRequests     = "outbound-sender-requests"
 	ConsumerOutboundDeliveries   = "outbound-sender-deliveries"
-	ConsumerReportingEvents      = "reporting-events"
+	ConsumerReportingSessions    = "reporting-sessions"
+	ConsumerReportingTasks       = "reporting-distribution"
+	ConsumerReportingOutbound    = "reporting-outbound"
 )
