@@ -3016,6 +3016,729 @@ func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
 	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
+type ReencryptConnectorSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant whose connectors to re-seal; empty means all (platform callers).
+	TenantId      string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReencryptConnectorSecretsRequest) Reset() {
+	*x = ReencryptConnectorSecretsRequest{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReencryptConnectorSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReencryptConnectorSecretsRequest) ProtoMessage() {}
+
+func (x *ReencryptConnectorSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReencryptConnectorSecretsRequest.ProtoReflect.Descriptor instead.
+func (*ReencryptConnectorSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ReencryptConnectorSecretsRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+type ReencryptConnectorSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connectors whose secrets were sealed with an older key and now are not.
+	Reencrypted int32 `protobuf:"varint,1,opt,name=reencrypted,proto3" json:"reencrypted,omitempty"`
+	// Connectors looked at.
+	Checked       int32 `protobuf:"varint,2,opt,name=checked,proto3" json:"checked,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReencryptConnectorSecretsResponse) Reset() {
+	*x = ReencryptConnectorSecretsResponse{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReencryptConnectorSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReencryptConnectorSecretsResponse) ProtoMessage() {}
+
+func (x *ReencryptConnectorSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReencryptConnectorSecretsResponse.ProtoReflect.Descriptor instead.
+func (*ReencryptConnectorSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ReencryptConnectorSecretsResponse) GetReencrypted() int32 {
+	if x != nil {
+		return x.Reencrypted
+	}
+	return 0
+}
+
+func (x *ReencryptConnectorSecretsResponse) GetChecked() int32 {
+	if x != nil {
+		return x.Checked
+	}
+	return 0
+}
+
+type CreateWorkflowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workflow      *Workflow              `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWorkflowRequest) Reset() {
+	*x = CreateWorkflowRequest{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWorkflowRequest) ProtoMessage() {}
+
+func (x *CreateWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*CreateWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *CreateWorkflowRequest) GetWorkflow() *Workflow {
+	if x != nil {
+		return x.Workflow
+	}
+	return nil
+}
+
+type CreateWorkflowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workflow      *Workflow              `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWorkflowResponse) Reset() {
+	*x = CreateWorkflowResponse{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWorkflowResponse) ProtoMessage() {}
+
+func (x *CreateWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*CreateWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *CreateWorkflowResponse) GetWorkflow() *Workflow {
+	if x != nil {
+		return x.Workflow
+	}
+	return nil
+}
+
+type GetWorkflowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant the record belongs to.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Id       string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// 0 means the latest version.
+	Version       int64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkflowRequest) Reset() {
+	*x = GetWorkflowRequest{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkflowRequest) ProtoMessage() {}
+
+func (x *GetWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*GetWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *GetWorkflowRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *GetWorkflowRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GetWorkflowRequest) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type GetWorkflowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workflow      *Workflow              `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkflowResponse) Reset() {
+	*x = GetWorkflowResponse{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkflowResponse) ProtoMessage() {}
+
+func (x *GetWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*GetWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *GetWorkflowResponse) GetWorkflow() *Workflow {
+	if x != nil {
+		return x.Workflow
+	}
+	return nil
+}
+
+type ListWorkflowsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant the record belongs to.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// At most 1000; 0 means 100.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkflowsRequest) Reset() {
+	*x = ListWorkflowsRequest{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkflowsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkflowsRequest) ProtoMessage() {}
+
+func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkflowsRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkflowsRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *ListWorkflowsRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListWorkflowsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWorkflowsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListWorkflowsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workflows     []*Workflow            `protobuf:"bytes,1,rep,name=workflows,proto3" json:"workflows,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkflowsResponse) Reset() {
+	*x = ListWorkflowsResponse{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkflowsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkflowsResponse) ProtoMessage() {}
+
+func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkflowsResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkflowsResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *ListWorkflowsResponse) GetWorkflows() []*Workflow {
+	if x != nil {
+		return x.Workflows
+	}
+	return nil
+}
+
+func (x *ListWorkflowsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type ListWorkflowVersionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant the record belongs to.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Id       string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// At most 1000; 0 means 100.
+	PageSize      int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkflowVersionsRequest) Reset() {
+	*x = ListWorkflowVersionsRequest{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkflowVersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkflowVersionsRequest) ProtoMessage() {}
+
+func (x *ListWorkflowVersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkflowVersionsRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkflowVersionsRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ListWorkflowVersionsRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListWorkflowVersionsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ListWorkflowVersionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWorkflowVersionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListWorkflowVersionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workflows     []*Workflow            `protobuf:"bytes,1,rep,name=workflows,proto3" json:"workflows,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkflowVersionsResponse) Reset() {
+	*x = ListWorkflowVersionsResponse{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkflowVersionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkflowVersionsResponse) ProtoMessage() {}
+
+func (x *ListWorkflowVersionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkflowVersionsResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkflowVersionsResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *ListWorkflowVersionsResponse) GetWorkflows() []*Workflow {
+	if x != nil {
+		return x.Workflows
+	}
+	return nil
+}
+
+func (x *ListWorkflowVersionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type UpdateWorkflowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workflow      *Workflow              `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateWorkflowRequest) Reset() {
+	*x = UpdateWorkflowRequest{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateWorkflowRequest) ProtoMessage() {}
+
+func (x *UpdateWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*UpdateWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *UpdateWorkflowRequest) GetWorkflow() *Workflow {
+	if x != nil {
+		return x.Workflow
+	}
+	return nil
+}
+
+func (x *UpdateWorkflowRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+type UpdateWorkflowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workflow      *Workflow              `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateWorkflowResponse) Reset() {
+	*x = UpdateWorkflowResponse{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateWorkflowResponse) ProtoMessage() {}
+
+func (x *UpdateWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*UpdateWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *UpdateWorkflowResponse) GetWorkflow() *Workflow {
+	if x != nil {
+		return x.Workflow
+	}
+	return nil
+}
+
+type DeleteWorkflowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Tenant the record belongs to.
+	TenantId string `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Id       string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// When non-zero, the delete only happens at this (latest) version.
+	Version       int64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWorkflowRequest) Reset() {
+	*x = DeleteWorkflowRequest{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWorkflowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWorkflowRequest) ProtoMessage() {}
+
+func (x *DeleteWorkflowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWorkflowRequest.ProtoReflect.Descriptor instead.
+func (*DeleteWorkflowRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *DeleteWorkflowRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *DeleteWorkflowRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteWorkflowRequest) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type DeleteWorkflowResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWorkflowResponse) Reset() {
+	*x = DeleteWorkflowResponse{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWorkflowResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWorkflowResponse) ProtoMessage() {}
+
+func (x *DeleteWorkflowResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWorkflowResponse.ProtoReflect.Descriptor instead.
+func (*DeleteWorkflowResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{73}
+}
+
 var File_switchboard_config_v1_admin_proto protoreflect.FileDescriptor
 
 const file_switchboard_config_v1_admin_proto_rawDesc = "" +
@@ -3193,7 +3916,50 @@ const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x03R\aversion\"\x14\n" +
-	"\x12DeleteUserResponse2\xab\t\n" +
+	"\x12DeleteUserResponse\"?\n" +
+	" ReencryptConnectorSecretsRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"_\n" +
+	"!ReencryptConnectorSecretsResponse\x12 \n" +
+	"\vreencrypted\x18\x01 \x01(\x05R\vreencrypted\x12\x18\n" +
+	"\achecked\x18\x02 \x01(\x05R\achecked\"T\n" +
+	"\x15CreateWorkflowRequest\x12;\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x1f.switchboard.config.v1.WorkflowR\bworkflow\"U\n" +
+	"\x16CreateWorkflowResponse\x12;\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x1f.switchboard.config.v1.WorkflowR\bworkflow\"[\n" +
+	"\x12GetWorkflowRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\"R\n" +
+	"\x13GetWorkflowResponse\x12;\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x1f.switchboard.config.v1.WorkflowR\bworkflow\"o\n" +
+	"\x14ListWorkflowsRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"~\n" +
+	"\x15ListWorkflowsResponse\x12=\n" +
+	"\tworkflows\x18\x01 \x03(\v2\x1f.switchboard.config.v1.WorkflowR\tworkflows\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x86\x01\n" +
+	"\x1bListWorkflowVersionsRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\x85\x01\n" +
+	"\x1cListWorkflowVersionsResponse\x12=\n" +
+	"\tworkflows\x18\x01 \x03(\v2\x1f.switchboard.config.v1.WorkflowR\tworkflows\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x91\x01\n" +
+	"\x15UpdateWorkflowRequest\x12;\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x1f.switchboard.config.v1.WorkflowR\bworkflow\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"U\n" +
+	"\x16UpdateWorkflowResponse\x12;\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x1f.switchboard.config.v1.WorkflowR\bworkflow\"^\n" +
+	"\x15DeleteWorkflowRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\"\x18\n" +
+	"\x16DeleteWorkflowResponse2\xab\t\n" +
 	"\rTenantService\x12g\n" +
 	"\fCreateTenant\x12*.switchboard.config.v1.CreateTenantRequest\x1a+.switchboard.config.v1.CreateTenantResponse\x12^\n" +
 	"\tGetTenant\x12'.switchboard.config.v1.GetTenantRequest\x1a(.switchboard.config.v1.GetTenantResponse\x12d\n" +
@@ -3204,8 +3970,7 @@ const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"\x13GetOrganizationUnit\x121.switchboard.config.v1.GetOrganizationUnitRequest\x1a2.switchboard.config.v1.GetOrganizationUnitResponse\x12\x82\x01\n" +
 	"\x15ListOrganizationUnits\x123.switchboard.config.v1.ListOrganizationUnitsRequest\x1a4.switchboard.config.v1.ListOrganizationUnitsResponse\x12\x85\x01\n" +
 	"\x16UpdateOrganizationUnit\x124.switchboard.config.v1.UpdateOrganizationUnitRequest\x1a5.switchboard.config.v1.UpdateOrganizationUnitResponse\x12\x85\x01\n" +
-	"\x16DeleteOrganizationUnit\x124.switchboard.config.v1.DeleteOrganizationUnitRequest\x1a5.switchboard.config.v1.DeleteOrganizationUnitResponse2\xb6\n" +
-	"\n" +
+	"\x16DeleteOrganizationUnit\x124.switchboard.config.v1.DeleteOrganizationUnitRequest\x1a5.switchboard.config.v1.DeleteOrganizationUnitResponse2\xc7\v\n" +
 	"\x0eChannelService\x12\x88\x01\n" +
 	"\x17CreateProviderConnector\x125.switchboard.config.v1.CreateProviderConnectorRequest\x1a6.switchboard.config.v1.CreateProviderConnectorResponse\x12\x7f\n" +
 	"\x14GetProviderConnector\x122.switchboard.config.v1.GetProviderConnectorRequest\x1a3.switchboard.config.v1.GetProviderConnectorResponse\x12\x85\x01\n" +
@@ -3216,7 +3981,8 @@ const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"\x11GetMessagingEntry\x12/.switchboard.config.v1.GetMessagingEntryRequest\x1a0.switchboard.config.v1.GetMessagingEntryResponse\x12\x7f\n" +
 	"\x14ListMessagingEntries\x122.switchboard.config.v1.ListMessagingEntriesRequest\x1a3.switchboard.config.v1.ListMessagingEntriesResponse\x12\x7f\n" +
 	"\x14UpdateMessagingEntry\x122.switchboard.config.v1.UpdateMessagingEntryRequest\x1a3.switchboard.config.v1.UpdateMessagingEntryResponse\x12\x7f\n" +
-	"\x14DeleteMessagingEntry\x122.switchboard.config.v1.DeleteMessagingEntryRequest\x1a3.switchboard.config.v1.DeleteMessagingEntryResponse2\xa0\x04\n" +
+	"\x14DeleteMessagingEntry\x122.switchboard.config.v1.DeleteMessagingEntryRequest\x1a3.switchboard.config.v1.DeleteMessagingEntryResponse\x12\x8e\x01\n" +
+	"\x19ReencryptConnectorSecrets\x127.switchboard.config.v1.ReencryptConnectorSecretsRequest\x1a8.switchboard.config.v1.ReencryptConnectorSecretsResponse2\xa0\x04\n" +
 	"\x0eServiceService\x12j\n" +
 	"\rCreateService\x12+.switchboard.config.v1.CreateServiceRequest\x1a,.switchboard.config.v1.CreateServiceResponse\x12a\n" +
 	"\n" +
@@ -3232,7 +3998,14 @@ const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"UpdateUser\x12(.switchboard.config.v1.UpdateUserRequest\x1a).switchboard.config.v1.UpdateUserResponse\x12a\n" +
 	"\n" +
-	"DeleteUser\x12(.switchboard.config.v1.DeleteUserRequest\x1a).switchboard.config.v1.DeleteUserResponseB\xf0\x01\n" +
+	"DeleteUser\x12(.switchboard.config.v1.DeleteUserRequest\x1a).switchboard.config.v1.DeleteUserResponse2\xb1\x05\n" +
+	"\x0fWorkflowService\x12m\n" +
+	"\x0eCreateWorkflow\x12,.switchboard.config.v1.CreateWorkflowRequest\x1a-.switchboard.config.v1.CreateWorkflowResponse\x12d\n" +
+	"\vGetWorkflow\x12).switchboard.config.v1.GetWorkflowRequest\x1a*.switchboard.config.v1.GetWorkflowResponse\x12j\n" +
+	"\rListWorkflows\x12+.switchboard.config.v1.ListWorkflowsRequest\x1a,.switchboard.config.v1.ListWorkflowsResponse\x12\x7f\n" +
+	"\x14ListWorkflowVersions\x122.switchboard.config.v1.ListWorkflowVersionsRequest\x1a3.switchboard.config.v1.ListWorkflowVersionsResponse\x12m\n" +
+	"\x0eUpdateWorkflow\x12,.switchboard.config.v1.UpdateWorkflowRequest\x1a-.switchboard.config.v1.UpdateWorkflowResponse\x12m\n" +
+	"\x0eDeleteWorkflow\x12,.switchboard.config.v1.DeleteWorkflowRequest\x1a-.switchboard.config.v1.DeleteWorkflowResponseB\xf0\x01\n" +
 	"\x19com.switchboard.config.v1B\n" +
 	"AdminProtoP\x01ZQgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1;configv1\xa2\x02\x03SCX\xaa\x02\x15Switchboard.Config.V1\xca\x02\x15Switchboard\\Config\\V1\xe2\x02!Switchboard\\Config\\V1\\GPBMetadata\xea\x02\x17Switchboard::Config::V1b\x06proto3"
 
@@ -3248,184 +4021,221 @@ func file_switchboard_config_v1_admin_proto_rawDescGZIP() []byte {
 	return file_switchboard_config_v1_admin_proto_rawDescData
 }
 
-var file_switchboard_config_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 60)
+var file_switchboard_config_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
 var file_switchboard_config_v1_admin_proto_goTypes = []any{
-	(*CreateTenantRequest)(nil),             // 0: switchboard.config.v1.CreateTenantRequest
-	(*CreateTenantResponse)(nil),            // 1: switchboard.config.v1.CreateTenantResponse
-	(*GetTenantRequest)(nil),                // 2: switchboard.config.v1.GetTenantRequest
-	(*GetTenantResponse)(nil),               // 3: switchboard.config.v1.GetTenantResponse
-	(*ListTenantsRequest)(nil),              // 4: switchboard.config.v1.ListTenantsRequest
-	(*ListTenantsResponse)(nil),             // 5: switchboard.config.v1.ListTenantsResponse
-	(*UpdateTenantRequest)(nil),             // 6: switchboard.config.v1.UpdateTenantRequest
-	(*UpdateTenantResponse)(nil),            // 7: switchboard.config.v1.UpdateTenantResponse
-	(*DeleteTenantRequest)(nil),             // 8: switchboard.config.v1.DeleteTenantRequest
-	(*DeleteTenantResponse)(nil),            // 9: switchboard.config.v1.DeleteTenantResponse
-	(*CreateOrganizationUnitRequest)(nil),   // 10: switchboard.config.v1.CreateOrganizationUnitRequest
-	(*CreateOrganizationUnitResponse)(nil),  // 11: switchboard.config.v1.CreateOrganizationUnitResponse
-	(*GetOrganizationUnitRequest)(nil),      // 12: switchboard.config.v1.GetOrganizationUnitRequest
-	(*GetOrganizationUnitResponse)(nil),     // 13: switchboard.config.v1.GetOrganizationUnitResponse
-	(*ListOrganizationUnitsRequest)(nil),    // 14: switchboard.config.v1.ListOrganizationUnitsRequest
-	(*ListOrganizationUnitsResponse)(nil),   // 15: switchboard.config.v1.ListOrganizationUnitsResponse
-	(*UpdateOrganizationUnitRequest)(nil),   // 16: switchboard.config.v1.UpdateOrganizationUnitRequest
-	(*UpdateOrganizationUnitResponse)(nil),  // 17: switchboard.config.v1.UpdateOrganizationUnitResponse
-	(*DeleteOrganizationUnitRequest)(nil),   // 18: switchboard.config.v1.DeleteOrganizationUnitRequest
-	(*DeleteOrganizationUnitResponse)(nil),  // 19: switchboard.config.v1.DeleteOrganizationUnitResponse
-	(*CreateProviderConnectorRequest)(nil),  // 20: switchboard.config.v1.CreateProviderConnectorRequest
-	(*CreateProviderConnectorResponse)(nil), // 21: switchboard.config.v1.CreateProviderConnectorResponse
-	(*GetProviderConnectorRequest)(nil),     // 22: switchboard.config.v1.GetProviderConnectorRequest
-	(*GetProviderConnectorResponse)(nil),    // 23: switchboard.config.v1.GetProviderConnectorResponse
-	(*ListProviderConnectorsRequest)(nil),   // 24: switchboard.config.v1.ListProviderConnectorsRequest
-	(*ListProviderConnectorsResponse)(nil),  // 25: switchboard.config.v1.ListProviderConnectorsResponse
-	(*UpdateProviderConnectorRequest)(nil),  // 26: switchboard.config.v1.UpdateProviderConnectorRequest
-	(*UpdateProviderConnectorResponse)(nil), // 27: switchboard.config.v1.UpdateProviderConnectorResponse
-	(*DeleteProviderConnectorRequest)(nil),  // 28: switchboard.config.v1.DeleteProviderConnectorRequest
-	(*DeleteProviderConnectorResponse)(nil), // 29: switchboard.config.v1.DeleteProviderConnectorResponse
-	(*CreateMessagingEntryRequest)(nil),     // 30: switchboard.config.v1.CreateMessagingEntryRequest
-	(*CreateMessagingEntryResponse)(nil),    // 31: switchboard.config.v1.CreateMessagingEntryResponse
-	(*GetMessagingEntryRequest)(nil),        // 32: switchboard.config.v1.GetMessagingEntryRequest
-	(*GetMessagingEntryResponse)(nil),       // 33: switchboard.config.v1.GetMessagingEntryResponse
-	(*ListMessagingEntriesRequest)(nil),     // 34: switchboard.config.v1.ListMessagingEntriesRequest
-	(*ListMessagingEntriesResponse)(nil),    // 35: switchboard.config.v1.ListMessagingEntriesResponse
-	(*UpdateMessagingEntryRequest)(nil),     // 36: switchboard.config.v1.UpdateMessagingEntryRequest
-	(*UpdateMessagingEntryResponse)(nil),    // 37: switchboard.config.v1.UpdateMessagingEntryResponse
-	(*DeleteMessagingEntryRequest)(nil),     // 38: switchboard.config.v1.DeleteMessagingEntryRequest
-	(*DeleteMessagingEntryResponse)(nil),    // 39: switchboard.config.v1.DeleteMessagingEntryResponse
-	(*CreateServiceRequest)(nil),            // 40: switchboard.config.v1.CreateServiceRequest
-	(*CreateServiceResponse)(nil),           // 41: switchboard.config.v1.CreateServiceResponse
-	(*GetServiceRequest)(nil),               // 42: switchboard.config.v1.GetServiceRequest
-	(*GetServiceResponse)(nil),              // 43: switchboard.config.v1.GetServiceResponse
-	(*ListServicesRequest)(nil),             // 44: switchboard.config.v1.ListServicesRequest
-	(*ListServicesResponse)(nil),            // 45: switchboard.config.v1.ListServicesResponse
-	(*UpdateServiceRequest)(nil),            // 46: switchboard.config.v1.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),           // 47: switchboard.config.v1.UpdateServiceResponse
-	(*DeleteServiceRequest)(nil),            // 48: switchboard.config.v1.DeleteServiceRequest
-	(*DeleteServiceResponse)(nil),           // 49: switchboard.config.v1.DeleteServiceResponse
-	(*CreateUserRequest)(nil),               // 50: switchboard.config.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),              // 51: switchboard.config.v1.CreateUserResponse
-	(*GetUserRequest)(nil),                  // 52: switchboard.config.v1.GetUserRequest
-	(*GetUserResponse)(nil),                 // 53: switchboard.config.v1.GetUserResponse
-	(*ListUsersRequest)(nil),                // 54: switchboard.config.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),               // 55: switchboard.config.v1.ListUsersResponse
-	(*UpdateUserRequest)(nil),               // 56: switchboard.config.v1.UpdateUserRequest
-	(*UpdateUserResponse)(nil),              // 57: switchboard.config.v1.UpdateUserResponse
-	(*DeleteUserRequest)(nil),               // 58: switchboard.config.v1.DeleteUserRequest
-	(*DeleteUserResponse)(nil),              // 59: switchboard.config.v1.DeleteUserResponse
-	(*Tenant)(nil),                          // 60: switchboard.config.v1.Tenant
-	(*fieldmaskpb.FieldMask)(nil),           // 61: google.protobuf.FieldMask
-	(*OrganizationUnit)(nil),                // 62: switchboard.config.v1.OrganizationUnit
-	(*ProviderConnector)(nil),               // 63: switchboard.config.v1.ProviderConnector
-	(*MessagingEntry)(nil),                  // 64: switchboard.config.v1.MessagingEntry
-	(*Service)(nil),                         // 65: switchboard.config.v1.Service
-	(*User)(nil),                            // 66: switchboard.config.v1.User
+	(*CreateTenantRequest)(nil),               // 0: switchboard.config.v1.CreateTenantRequest
+	(*CreateTenantResponse)(nil),              // 1: switchboard.config.v1.CreateTenantResponse
+	(*GetTenantRequest)(nil),                  // 2: switchboard.config.v1.GetTenantRequest
+	(*GetTenantResponse)(nil),                 // 3: switchboard.config.v1.GetTenantResponse
+	(*ListTenantsRequest)(nil),                // 4: switchboard.config.v1.ListTenantsRequest
+	(*ListTenantsResponse)(nil),               // 5: switchboard.config.v1.ListTenantsResponse
+	(*UpdateTenantRequest)(nil),               // 6: switchboard.config.v1.UpdateTenantRequest
+	(*UpdateTenantResponse)(nil),              // 7: switchboard.config.v1.UpdateTenantResponse
+	(*DeleteTenantRequest)(nil),               // 8: switchboard.config.v1.DeleteTenantRequest
+	(*DeleteTenantResponse)(nil),              // 9: switchboard.config.v1.DeleteTenantResponse
+	(*CreateOrganizationUnitRequest)(nil),     // 10: switchboard.config.v1.CreateOrganizationUnitRequest
+	(*CreateOrganizationUnitResponse)(nil),    // 11: switchboard.config.v1.CreateOrganizationUnitResponse
+	(*GetOrganizationUnitRequest)(nil),        // 12: switchboard.config.v1.GetOrganizationUnitRequest
+	(*GetOrganizationUnitResponse)(nil),       // 13: switchboard.config.v1.GetOrganizationUnitResponse
+	(*ListOrganizationUnitsRequest)(nil),      // 14: switchboard.config.v1.ListOrganizationUnitsRequest
+	(*ListOrganizationUnitsResponse)(nil),     // 15: switchboard.config.v1.ListOrganizationUnitsResponse
+	(*UpdateOrganizationUnitRequest)(nil),     // 16: switchboard.config.v1.UpdateOrganizationUnitRequest
+	(*UpdateOrganizationUnitResponse)(nil),    // 17: switchboard.config.v1.UpdateOrganizationUnitResponse
+	(*DeleteOrganizationUnitRequest)(nil),     // 18: switchboard.config.v1.DeleteOrganizationUnitRequest
+	(*DeleteOrganizationUnitResponse)(nil),    // 19: switchboard.config.v1.DeleteOrganizationUnitResponse
+	(*CreateProviderConnectorRequest)(nil),    // 20: switchboard.config.v1.CreateProviderConnectorRequest
+	(*CreateProviderConnectorResponse)(nil),   // 21: switchboard.config.v1.CreateProviderConnectorResponse
+	(*GetProviderConnectorRequest)(nil),       // 22: switchboard.config.v1.GetProviderConnectorRequest
+	(*GetProviderConnectorResponse)(nil),      // 23: switchboard.config.v1.GetProviderConnectorResponse
+	(*ListProviderConnectorsRequest)(nil),     // 24: switchboard.config.v1.ListProviderConnectorsRequest
+	(*ListProviderConnectorsResponse)(nil),    // 25: switchboard.config.v1.ListProviderConnectorsResponse
+	(*UpdateProviderConnectorRequest)(nil),    // 26: switchboard.config.v1.UpdateProviderConnectorRequest
+	(*UpdateProviderConnectorResponse)(nil),   // 27: switchboard.config.v1.UpdateProviderConnectorResponse
+	(*DeleteProviderConnectorRequest)(nil),    // 28: switchboard.config.v1.DeleteProviderConnectorRequest
+	(*DeleteProviderConnectorResponse)(nil),   // 29: switchboard.config.v1.DeleteProviderConnectorResponse
+	(*CreateMessagingEntryRequest)(nil),       // 30: switchboard.config.v1.CreateMessagingEntryRequest
+	(*CreateMessagingEntryResponse)(nil),      // 31: switchboard.config.v1.CreateMessagingEntryResponse
+	(*GetMessagingEntryRequest)(nil),          // 32: switchboard.config.v1.GetMessagingEntryRequest
+	(*GetMessagingEntryResponse)(nil),         // 33: switchboard.config.v1.GetMessagingEntryResponse
+	(*ListMessagingEntriesRequest)(nil),       // 34: switchboard.config.v1.ListMessagingEntriesRequest
+	(*ListMessagingEntriesResponse)(nil),      // 35: switchboard.config.v1.ListMessagingEntriesResponse
+	(*UpdateMessagingEntryRequest)(nil),       // 36: switchboard.config.v1.UpdateMessagingEntryRequest
+	(*UpdateMessagingEntryResponse)(nil),      // 37: switchboard.config.v1.UpdateMessagingEntryResponse
+	(*DeleteMessagingEntryRequest)(nil),       // 38: switchboard.config.v1.DeleteMessagingEntryRequest
+	(*DeleteMessagingEntryResponse)(nil),      // 39: switchboard.config.v1.DeleteMessagingEntryResponse
+	(*CreateServiceRequest)(nil),              // 40: switchboard.config.v1.CreateServiceRequest
+	(*CreateServiceResponse)(nil),             // 41: switchboard.config.v1.CreateServiceResponse
+	(*GetServiceRequest)(nil),                 // 42: switchboard.config.v1.GetServiceRequest
+	(*GetServiceResponse)(nil),                // 43: switchboard.config.v1.GetServiceResponse
+	(*ListServicesRequest)(nil),               // 44: switchboard.config.v1.ListServicesRequest
+	(*ListServicesResponse)(nil),              // 45: switchboard.config.v1.ListServicesResponse
+	(*UpdateServiceRequest)(nil),              // 46: switchboard.config.v1.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),             // 47: switchboard.config.v1.UpdateServiceResponse
+	(*DeleteServiceRequest)(nil),              // 48: switchboard.config.v1.DeleteServiceRequest
+	(*DeleteServiceResponse)(nil),             // 49: switchboard.config.v1.DeleteServiceResponse
+	(*CreateUserRequest)(nil),                 // 50: switchboard.config.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),                // 51: switchboard.config.v1.CreateUserResponse
+	(*GetUserRequest)(nil),                    // 52: switchboard.config.v1.GetUserRequest
+	(*GetUserResponse)(nil),                   // 53: switchboard.config.v1.GetUserResponse
+	(*ListUsersRequest)(nil),                  // 54: switchboard.config.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),                 // 55: switchboard.config.v1.ListUsersResponse
+	(*UpdateUserRequest)(nil),                 // 56: switchboard.config.v1.UpdateUserRequest
+	(*UpdateUserResponse)(nil),                // 57: switchboard.config.v1.UpdateUserResponse
+	(*DeleteUserRequest)(nil),                 // 58: switchboard.config.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),                // 59: switchboard.config.v1.DeleteUserResponse
+	(*ReencryptConnectorSecretsRequest)(nil),  // 60: switchboard.config.v1.ReencryptConnectorSecretsRequest
+	(*ReencryptConnectorSecretsResponse)(nil), // 61: switchboard.config.v1.ReencryptConnectorSecretsResponse
+	(*CreateWorkflowRequest)(nil),             // 62: switchboard.config.v1.CreateWorkflowRequest
+	(*CreateWorkflowResponse)(nil),            // 63: switchboard.config.v1.CreateWorkflowResponse
+	(*GetWorkflowRequest)(nil),                // 64: switchboard.config.v1.GetWorkflowRequest
+	(*GetWorkflowResponse)(nil),               // 65: switchboard.config.v1.GetWorkflowResponse
+	(*ListWorkflowsRequest)(nil),              // 66: switchboard.config.v1.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),             // 67: switchboard.config.v1.ListWorkflowsResponse
+	(*ListWorkflowVersionsRequest)(nil),       // 68: switchboard.config.v1.ListWorkflowVersionsRequest
+	(*ListWorkflowVersionsResponse)(nil),      // 69: switchboard.config.v1.ListWorkflowVersionsResponse
+	(*UpdateWorkflowRequest)(nil),             // 70: switchboard.config.v1.UpdateWorkflowRequest
+	(*UpdateWorkflowResponse)(nil),            // 71: switchboard.config.v1.UpdateWorkflowResponse
+	(*DeleteWorkflowRequest)(nil),             // 72: switchboard.config.v1.DeleteWorkflowRequest
+	(*DeleteWorkflowResponse)(nil),            // 73: switchboard.config.v1.DeleteWorkflowResponse
+	(*Tenant)(nil),                            // 74: switchboard.config.v1.Tenant
+	(*fieldmaskpb.FieldMask)(nil),             // 75: google.protobuf.FieldMask
+	(*OrganizationUnit)(nil),                  // 76: switchboard.config.v1.OrganizationUnit
+	(*ProviderConnector)(nil),                 // 77: switchboard.config.v1.ProviderConnector
+	(*MessagingEntry)(nil),                    // 78: switchboard.config.v1.MessagingEntry
+	(*Service)(nil),                           // 79: switchboard.config.v1.Service
+	(*User)(nil),                              // 80: switchboard.config.v1.User
+	(*Workflow)(nil),                          // 81: switchboard.config.v1.Workflow
 }
 var file_switchboard_config_v1_admin_proto_depIdxs = []int32{
-	60, // 0: switchboard.config.v1.CreateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
-	60, // 1: switchboard.config.v1.CreateTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
-	60, // 2: switchboard.config.v1.GetTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
-	60, // 3: switchboard.config.v1.ListTenantsResponse.tenants:type_name -> switchboard.config.v1.Tenant
-	60, // 4: switchboard.config.v1.UpdateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
-	61, // 5: switchboard.config.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	60, // 6: switchboard.config.v1.UpdateTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
-	62, // 7: switchboard.config.v1.CreateOrganizationUnitRequest.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	62, // 8: switchboard.config.v1.CreateOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	62, // 9: switchboard.config.v1.GetOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	62, // 10: switchboard.config.v1.ListOrganizationUnitsResponse.organization_units:type_name -> switchboard.config.v1.OrganizationUnit
-	62, // 11: switchboard.config.v1.UpdateOrganizationUnitRequest.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	61, // 12: switchboard.config.v1.UpdateOrganizationUnitRequest.update_mask:type_name -> google.protobuf.FieldMask
-	62, // 13: switchboard.config.v1.UpdateOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	63, // 14: switchboard.config.v1.CreateProviderConnectorRequest.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	63, // 15: switchboard.config.v1.CreateProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	63, // 16: switchboard.config.v1.GetProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	63, // 17: switchboard.config.v1.ListProviderConnectorsResponse.provider_connectors:type_name -> switchboard.config.v1.ProviderConnector
-	63, // 18: switchboard.config.v1.UpdateProviderConnectorRequest.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	61, // 19: switchboard.config.v1.UpdateProviderConnectorRequest.update_mask:type_name -> google.protobuf.FieldMask
-	63, // 20: switchboard.config.v1.UpdateProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	64, // 21: switchboard.config.v1.CreateMessagingEntryRequest.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	64, // 22: switchboard.config.v1.CreateMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	64, // 23: switchboard.config.v1.GetMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	64, // 24: switchboard.config.v1.ListMessagingEntriesResponse.messaging_entries:type_name -> switchboard.config.v1.MessagingEntry
-	64, // 25: switchboard.config.v1.UpdateMessagingEntryRequest.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	61, // 26: switchboard.config.v1.UpdateMessagingEntryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	64, // 27: switchboard.config.v1.UpdateMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	65, // 28: switchboard.config.v1.CreateServiceRequest.service:type_name -> switchboard.config.v1.Service
-	65, // 29: switchboard.config.v1.CreateServiceResponse.service:type_name -> switchboard.config.v1.Service
-	65, // 30: switchboard.config.v1.GetServiceResponse.service:type_name -> switchboard.config.v1.Service
-	65, // 31: switchboard.config.v1.ListServicesResponse.services:type_name -> switchboard.config.v1.Service
-	65, // 32: switchboard.config.v1.UpdateServiceRequest.service:type_name -> switchboard.config.v1.Service
-	61, // 33: switchboard.config.v1.UpdateServiceRequest.update_mask:type_name -> google.protobuf.FieldMask
-	65, // 34: switchboard.config.v1.UpdateServiceResponse.service:type_name -> switchboard.config.v1.Service
-	66, // 35: switchboard.config.v1.CreateUserRequest.user:type_name -> switchboard.config.v1.User
-	66, // 36: switchboard.config.v1.CreateUserResponse.user:type_name -> switchboard.config.v1.User
-	66, // 37: switchboard.config.v1.GetUserResponse.user:type_name -> switchboard.config.v1.User
-	66, // 38: switchboard.config.v1.ListUsersResponse.users:type_name -> switchboard.config.v1.User
-	66, // 39: switchboard.config.v1.UpdateUserRequest.user:type_name -> switchboard.config.v1.User
-	61, // 40: switchboard.config.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	66, // 41: switchboard.config.v1.UpdateUserResponse.user:type_name -> switchboard.config.v1.User
-	0,  // 42: switchboard.config.v1.TenantService.CreateTenant:input_type -> switchboard.config.v1.CreateTenantRequest
-	2,  // 43: switchboard.config.v1.TenantService.GetTenant:input_type -> switchboard.config.v1.GetTenantRequest
-	4,  // 44: switchboard.config.v1.TenantService.ListTenants:input_type -> switchboard.config.v1.ListTenantsRequest
-	6,  // 45: switchboard.config.v1.TenantService.UpdateTenant:input_type -> switchboard.config.v1.UpdateTenantRequest
-	8,  // 46: switchboard.config.v1.TenantService.DeleteTenant:input_type -> switchboard.config.v1.DeleteTenantRequest
-	10, // 47: switchboard.config.v1.TenantService.CreateOrganizationUnit:input_type -> switchboard.config.v1.CreateOrganizationUnitRequest
-	12, // 48: switchboard.config.v1.TenantService.GetOrganizationUnit:input_type -> switchboard.config.v1.GetOrganizationUnitRequest
-	14, // 49: switchboard.config.v1.TenantService.ListOrganizationUnits:input_type -> switchboard.config.v1.ListOrganizationUnitsRequest
-	16, // 50: switchboard.config.v1.TenantService.UpdateOrganizationUnit:input_type -> switchboard.config.v1.UpdateOrganizationUnitRequest
-	18, // 51: switchboard.config.v1.TenantService.DeleteOrganizationUnit:input_type -> switchboard.config.v1.DeleteOrganizationUnitRequest
-	20, // 52: switchboard.config.v1.ChannelService.CreateProviderConnector:input_type -> switchboard.config.v1.CreateProviderConnectorRequest
-	22, // 53: switchboard.config.v1.ChannelService.GetProviderConnector:input_type -> switchboard.config.v1.GetProviderConnectorRequest
-	24, // 54: switchboard.config.v1.ChannelService.ListProviderConnectors:input_type -> switchboard.config.v1.ListProviderConnectorsRequest
-	26, // 55: switchboard.config.v1.ChannelService.UpdateProviderConnector:input_type -> switchboard.config.v1.UpdateProviderConnectorRequest
-	28, // 56: switchboard.config.v1.ChannelService.DeleteProviderConnector:input_type -> switchboard.config.v1.DeleteProviderConnectorRequest
-	30, // 57: switchboard.config.v1.ChannelService.CreateMessagingEntry:input_type -> switchboard.config.v1.CreateMessagingEntryRequest
-	32, // 58: switchboard.config.v1.ChannelService.GetMessagingEntry:input_type -> switchboard.config.v1.GetMessagingEntryRequest
-	34, // 59: switchboard.config.v1.ChannelService.ListMessagingEntries:input_type -> switchboard.config.v1.ListMessagingEntriesRequest
-	36, // 60: switchboard.config.v1.ChannelService.UpdateMessagingEntry:input_type -> switchboard.config.v1.UpdateMessagingEntryRequest
-	38, // 61: switchboard.config.v1.ChannelService.DeleteMessagingEntry:input_type -> switchboard.config.v1.DeleteMessagingEntryRequest
-	40, // 62: switchboard.config.v1.ServiceService.CreateService:input_type -> switchboard.config.v1.CreateServiceRequest
-	42, // 63: switchboard.config.v1.ServiceService.GetService:input_type -> switchboard.config.v1.GetServiceRequest
-	44, // 64: switchboard.config.v1.ServiceService.ListServices:input_type -> switchboard.config.v1.ListServicesRequest
-	46, // 65: switchboard.config.v1.ServiceService.UpdateService:input_type -> switchboard.config.v1.UpdateServiceRequest
-	48, // 66: switchboard.config.v1.ServiceService.DeleteService:input_type -> switchboard.config.v1.DeleteServiceRequest
-	50, // 67: switchboard.config.v1.UserService.CreateUser:input_type -> switchboard.config.v1.CreateUserRequest
-	52, // 68: switchboard.config.v1.UserService.GetUser:input_type -> switchboard.config.v1.GetUserRequest
-	54, // 69: switchboard.config.v1.UserService.ListUsers:input_type -> switchboard.config.v1.ListUsersRequest
-	56, // 70: switchboard.config.v1.UserService.UpdateUser:input_type -> switchboard.config.v1.UpdateUserRequest
-	58, // 71: switchboard.config.v1.UserService.DeleteUser:input_type -> switchboard.config.v1.DeleteUserRequest
-	1,  // 72: switchboard.config.v1.TenantService.CreateTenant:output_type -> switchboard.config.v1.CreateTenantResponse
-	3,  // 73: switchboard.config.v1.TenantService.GetTenant:output_type -> switchboard.config.v1.GetTenantResponse
-	5,  // 74: switchboard.config.v1.TenantService.ListTenants:output_type -> switchboard.config.v1.ListTenantsResponse
-	7,  // 75: switchboard.config.v1.TenantService.UpdateTenant:output_type -> switchboard.config.v1.UpdateTenantResponse
-	9,  // 76: switchboard.config.v1.TenantService.DeleteTenant:output_type -> switchboard.config.v1.DeleteTenantResponse
-	11, // 77: switchboard.config.v1.TenantService.CreateOrganizationUnit:output_type -> switchboard.config.v1.CreateOrganizationUnitResponse
-	13, // 78: switchboard.config.v1.TenantService.GetOrganizationUnit:output_type -> switchboard.config.v1.GetOrganizationUnitResponse
-	15, // 79: switchboard.config.v1.TenantService.ListOrganizationUnits:output_type -> switchboard.config.v1.ListOrganizationUnitsResponse
-	17, // 80: switchboard.config.v1.TenantService.UpdateOrganizationUnit:output_type -> switchboard.config.v1.UpdateOrganizationUnitResponse
-	19, // 81: switchboard.config.v1.TenantService.DeleteOrganizationUnit:output_type -> switchboard.config.v1.DeleteOrganizationUnitResponse
-	21, // 82: switchboard.config.v1.ChannelService.CreateProviderConnector:output_type -> switchboard.config.v1.CreateProviderConnectorResponse
-	23, // 83: switchboard.config.v1.ChannelService.GetProviderConnector:output_type -> switchboard.config.v1.GetProviderConnectorResponse
-	25, // 84: switchboard.config.v1.ChannelService.ListProviderConnectors:output_type -> switchboard.config.v1.ListProviderConnectorsResponse
-	27, // 85: switchboard.config.v1.ChannelService.UpdateProviderConnector:output_type -> switchboard.config.v1.UpdateProviderConnectorResponse
-	29, // 86: switchboard.config.v1.ChannelService.DeleteProviderConnector:output_type -> switchboard.config.v1.DeleteProviderConnectorResponse
-	31, // 87: switchboard.config.v1.ChannelService.CreateMessagingEntry:output_type -> switchboard.config.v1.CreateMessagingEntryResponse
-	33, // 88: switchboard.config.v1.ChannelService.GetMessagingEntry:output_type -> switchboard.config.v1.GetMessagingEntryResponse
-	35, // 89: switchboard.config.v1.ChannelService.ListMessagingEntries:output_type -> switchboard.config.v1.ListMessagingEntriesResponse
-	37, // 90: switchboard.config.v1.ChannelService.UpdateMessagingEntry:output_type -> switchboard.config.v1.UpdateMessagingEntryResponse
-	39, // 91: switchboard.config.v1.ChannelService.DeleteMessagingEntry:output_type -> switchboard.config.v1.DeleteMessagingEntryResponse
-	41, // 92: switchboard.config.v1.ServiceService.CreateService:output_type -> switchboard.config.v1.CreateServiceResponse
-	43, // 93: switchboard.config.v1.ServiceService.GetService:output_type -> switchboard.config.v1.GetServiceResponse
-	45, // 94: switchboard.config.v1.ServiceService.ListServices:output_type -> switchboard.config.v1.ListServicesResponse
-	47, // 95: switchboard.config.v1.ServiceService.UpdateService:output_type -> switchboard.config.v1.UpdateServiceResponse
-	49, // 96: switchboard.config.v1.ServiceService.DeleteService:output_type -> switchboard.config.v1.DeleteServiceResponse
-	51, // 97: switchboard.config.v1.UserService.CreateUser:output_type -> switchboard.config.v1.CreateUserResponse
-	53, // 98: switchboard.config.v1.UserService.GetUser:output_type -> switchboard.config.v1.GetUserResponse
-	55, // 99: switchboard.config.v1.UserService.ListUsers:output_type -> switchboard.config.v1.ListUsersResponse
-	57, // 100: switchboard.config.v1.UserService.UpdateUser:output_type -> switchboard.config.v1.UpdateUserResponse
-	59, // 101: switchboard.config.v1.UserService.DeleteUser:output_type -> switchboard.config.v1.DeleteUserResponse
-	72, // [72:102] is the sub-list for method output_type
-	42, // [42:72] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	74, // 0: switchboard.config.v1.CreateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
+	74, // 1: switchboard.config.v1.CreateTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
+	74, // 2: switchboard.config.v1.GetTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
+	74, // 3: switchboard.config.v1.ListTenantsResponse.tenants:type_name -> switchboard.config.v1.Tenant
+	74, // 4: switchboard.config.v1.UpdateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
+	75, // 5: switchboard.config.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	74, // 6: switchboard.config.v1.UpdateTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
+	76, // 7: switchboard.config.v1.CreateOrganizationUnitRequest.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	76, // 8: switchboard.config.v1.CreateOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	76, // 9: switchboard.config.v1.GetOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	76, // 10: switchboard.config.v1.ListOrganizationUnitsResponse.organization_units:type_name -> switchboard.config.v1.OrganizationUnit
+	76, // 11: switchboard.config.v1.UpdateOrganizationUnitRequest.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	75, // 12: switchboard.config.v1.UpdateOrganizationUnitRequest.update_mask:type_name -> google.protobuf.FieldMask
+	76, // 13: switchboard.config.v1.UpdateOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	77, // 14: switchboard.config.v1.CreateProviderConnectorRequest.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	77, // 15: switchboard.config.v1.CreateProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	77, // 16: switchboard.config.v1.GetProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	77, // 17: switchboard.config.v1.ListProviderConnectorsResponse.provider_connectors:type_name -> switchboard.config.v1.ProviderConnector
+	77, // 18: switchboard.config.v1.UpdateProviderConnectorRequest.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	75, // 19: switchboard.config.v1.UpdateProviderConnectorRequest.update_mask:type_name -> google.protobuf.FieldMask
+	77, // 20: switchboard.config.v1.UpdateProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	78, // 21: switchboard.config.v1.CreateMessagingEntryRequest.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	78, // 22: switchboard.config.v1.CreateMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	78, // 23: switchboard.config.v1.GetMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	78, // 24: switchboard.config.v1.ListMessagingEntriesResponse.messaging_entries:type_name -> switchboard.config.v1.MessagingEntry
+	78, // 25: switchboard.config.v1.UpdateMessagingEntryRequest.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	75, // 26: switchboard.config.v1.UpdateMessagingEntryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	78, // 27: switchboard.config.v1.UpdateMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	79, // 28: switchboard.config.v1.CreateServiceRequest.service:type_name -> switchboard.config.v1.Service
+	79, // 29: switchboard.config.v1.CreateServiceResponse.service:type_name -> switchboard.config.v1.Service
+	79, // 30: switchboard.config.v1.GetServiceResponse.service:type_name -> switchboard.config.v1.Service
+	79, // 31: switchboard.config.v1.ListServicesResponse.services:type_name -> switchboard.config.v1.Service
+	79, // 32: switchboard.config.v1.UpdateServiceRequest.service:type_name -> switchboard.config.v1.Service
+	75, // 33: switchboard.config.v1.UpdateServiceRequest.update_mask:type_name -> google.protobuf.FieldMask
+	79, // 34: switchboard.config.v1.UpdateServiceResponse.service:type_name -> switchboard.config.v1.Service
+	80, // 35: switchboard.config.v1.CreateUserRequest.user:type_name -> switchboard.config.v1.User
+	80, // 36: switchboard.config.v1.CreateUserResponse.user:type_name -> switchboard.config.v1.User
+	80, // 37: switchboard.config.v1.GetUserResponse.user:type_name -> switchboard.config.v1.User
+	80, // 38: switchboard.config.v1.ListUsersResponse.users:type_name -> switchboard.config.v1.User
+	80, // 39: switchboard.config.v1.UpdateUserRequest.user:type_name -> switchboard.config.v1.User
+	75, // 40: switchboard.config.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	80, // 41: switchboard.config.v1.UpdateUserResponse.user:type_name -> switchboard.config.v1.User
+	81, // 42: switchboard.config.v1.CreateWorkflowRequest.workflow:type_name -> switchboard.config.v1.Workflow
+	81, // 43: switchboard.config.v1.CreateWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
+	81, // 44: switchboard.config.v1.GetWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
+	81, // 45: switchboard.config.v1.ListWorkflowsResponse.workflows:type_name -> switchboard.config.v1.Workflow
+	81, // 46: switchboard.config.v1.ListWorkflowVersionsResponse.workflows:type_name -> switchboard.config.v1.Workflow
+	81, // 47: switchboard.config.v1.UpdateWorkflowRequest.workflow:type_name -> switchboard.config.v1.Workflow
+	75, // 48: switchboard.config.v1.UpdateWorkflowRequest.update_mask:type_name -> google.protobuf.FieldMask
+	81, // 49: switchboard.config.v1.UpdateWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
+	0,  // 50: switchboard.config.v1.TenantService.CreateTenant:input_type -> switchboard.config.v1.CreateTenantRequest
+	2,  // 51: switchboard.config.v1.TenantService.GetTenant:input_type -> switchboard.config.v1.GetTenantRequest
+	4,  // 52: switchboard.config.v1.TenantService.ListTenants:input_type -> switchboard.config.v1.ListTenantsRequest
+	6,  // 53: switchboard.config.v1.TenantService.UpdateTenant:input_type -> switchboard.config.v1.UpdateTenantRequest
+	8,  // 54: switchboard.config.v1.TenantService.DeleteTenant:input_type -> switchboard.config.v1.DeleteTenantRequest
+	10, // 55: switchboard.config.v1.TenantService.CreateOrganizationUnit:input_type -> switchboard.config.v1.CreateOrganizationUnitRequest
+	12, // 56: switchboard.config.v1.TenantService.GetOrganizationUnit:input_type -> switchboard.config.v1.GetOrganizationUnitRequest
+	14, // 57: switchboard.config.v1.TenantService.ListOrganizationUnits:input_type -> switchboard.config.v1.ListOrganizationUnitsRequest
+	16, // 58: switchboard.config.v1.TenantService.UpdateOrganizationUnit:input_type -> switchboard.config.v1.UpdateOrganizationUnitRequest
+	18, // 59: switchboard.config.v1.TenantService.DeleteOrganizationUnit:input_type -> switchboard.config.v1.DeleteOrganizationUnitRequest
+	20, // 60: switchboard.config.v1.ChannelService.CreateProviderConnector:input_type -> switchboard.config.v1.CreateProviderConnectorRequest
+	22, // 61: switchboard.config.v1.ChannelService.GetProviderConnector:input_type -> switchboard.config.v1.GetProviderConnectorRequest
+	24, // 62: switchboard.config.v1.ChannelService.ListProviderConnectors:input_type -> switchboard.config.v1.ListProviderConnectorsRequest
+	26, // 63: switchboard.config.v1.ChannelService.UpdateProviderConnector:input_type -> switchboard.config.v1.UpdateProviderConnectorRequest
+	28, // 64: switchboard.config.v1.ChannelService.DeleteProviderConnector:input_type -> switchboard.config.v1.DeleteProviderConnectorRequest
+	30, // 65: switchboard.config.v1.ChannelService.CreateMessagingEntry:input_type -> switchboard.config.v1.CreateMessagingEntryRequest
+	32, // 66: switchboard.config.v1.ChannelService.GetMessagingEntry:input_type -> switchboard.config.v1.GetMessagingEntryRequest
+	34, // 67: switchboard.config.v1.ChannelService.ListMessagingEntries:input_type -> switchboard.config.v1.ListMessagingEntriesRequest
+	36, // 68: switchboard.config.v1.ChannelService.UpdateMessagingEntry:input_type -> switchboard.config.v1.UpdateMessagingEntryRequest
+	38, // 69: switchboard.config.v1.ChannelService.DeleteMessagingEntry:input_type -> switchboard.config.v1.DeleteMessagingEntryRequest
+	60, // 70: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:input_type -> switchboard.config.v1.ReencryptConnectorSecretsRequest
+	40, // 71: switchboard.config.v1.ServiceService.CreateService:input_type -> switchboard.config.v1.CreateServiceRequest
+	42, // 72: switchboard.config.v1.ServiceService.GetService:input_type -> switchboard.config.v1.GetServiceRequest
+	44, // 73: switchboard.config.v1.ServiceService.ListServices:input_type -> switchboard.config.v1.ListServicesRequest
+	46, // 74: switchboard.config.v1.ServiceService.UpdateService:input_type -> switchboard.config.v1.UpdateServiceRequest
+	48, // 75: switchboard.config.v1.ServiceService.DeleteService:input_type -> switchboard.config.v1.DeleteServiceRequest
+	50, // 76: switchboard.config.v1.UserService.CreateUser:input_type -> switchboard.config.v1.CreateUserRequest
+	52, // 77: switchboard.config.v1.UserService.GetUser:input_type -> switchboard.config.v1.GetUserRequest
+	54, // 78: switchboard.config.v1.UserService.ListUsers:input_type -> switchboard.config.v1.ListUsersRequest
+	56, // 79: switchboard.config.v1.UserService.UpdateUser:input_type -> switchboard.config.v1.UpdateUserRequest
+	58, // 80: switchboard.config.v1.UserService.DeleteUser:input_type -> switchboard.config.v1.DeleteUserRequest
+	62, // 81: switchboard.config.v1.WorkflowService.CreateWorkflow:input_type -> switchboard.config.v1.CreateWorkflowRequest
+	64, // 82: switchboard.config.v1.WorkflowService.GetWorkflow:input_type -> switchboard.config.v1.GetWorkflowRequest
+	66, // 83: switchboard.config.v1.WorkflowService.ListWorkflows:input_type -> switchboard.config.v1.ListWorkflowsRequest
+	68, // 84: switchboard.config.v1.WorkflowService.ListWorkflowVersions:input_type -> switchboard.config.v1.ListWorkflowVersionsRequest
+	70, // 85: switchboard.config.v1.WorkflowService.UpdateWorkflow:input_type -> switchboard.config.v1.UpdateWorkflowRequest
+	72, // 86: switchboard.config.v1.WorkflowService.DeleteWorkflow:input_type -> switchboard.config.v1.DeleteWorkflowRequest
+	1,  // 87: switchboard.config.v1.TenantService.CreateTenant:output_type -> switchboard.config.v1.CreateTenantResponse
+	3,  // 88: switchboard.config.v1.TenantService.GetTenant:output_type -> switchboard.config.v1.GetTenantResponse
+	5,  // 89: switchboard.config.v1.TenantService.ListTenants:output_type -> switchboard.config.v1.ListTenantsResponse
+	7,  // 90: switchboard.config.v1.TenantService.UpdateTenant:output_type -> switchboard.config.v1.UpdateTenantResponse
+	9,  // 91: switchboard.config.v1.TenantService.DeleteTenant:output_type -> switchboard.config.v1.DeleteTenantResponse
+	11, // 92: switchboard.config.v1.TenantService.CreateOrganizationUnit:output_type -> switchboard.config.v1.CreateOrganizationUnitResponse
+	13, // 93: switchboard.config.v1.TenantService.GetOrganizationUnit:output_type -> switchboard.config.v1.GetOrganizationUnitResponse
+	15, // 94: switchboard.config.v1.TenantService.ListOrganizationUnits:output_type -> switchboard.config.v1.ListOrganizationUnitsResponse
+	17, // 95: switchboard.config.v1.TenantService.UpdateOrganizationUnit:output_type -> switchboard.config.v1.UpdateOrganizationUnitResponse
+	19, // 96: switchboard.config.v1.TenantService.DeleteOrganizationUnit:output_type -> switchboard.config.v1.DeleteOrganizationUnitResponse
+	21, // 97: switchboard.config.v1.ChannelService.CreateProviderConnector:output_type -> switchboard.config.v1.CreateProviderConnectorResponse
+	23, // 98: switchboard.config.v1.ChannelService.GetProviderConnector:output_type -> switchboard.config.v1.GetProviderConnectorResponse
+	25, // 99: switchboard.config.v1.ChannelService.ListProviderConnectors:output_type -> switchboard.config.v1.ListProviderConnectorsResponse
+	27, // 100: switchboard.config.v1.ChannelService.UpdateProviderConnector:output_type -> switchboard.config.v1.UpdateProviderConnectorResponse
+	29, // 101: switchboard.config.v1.ChannelService.DeleteProviderConnector:output_type -> switchboard.config.v1.DeleteProviderConnectorResponse
+	31, // 102: switchboard.config.v1.ChannelService.CreateMessagingEntry:output_type -> switchboard.config.v1.CreateMessagingEntryResponse
+	33, // 103: switchboard.config.v1.ChannelService.GetMessagingEntry:output_type -> switchboard.config.v1.GetMessagingEntryResponse
+	35, // 104: switchboard.config.v1.ChannelService.ListMessagingEntries:output_type -> switchboard.config.v1.ListMessagingEntriesResponse
+	37, // 105: switchboard.config.v1.ChannelService.UpdateMessagingEntry:output_type -> switchboard.config.v1.UpdateMessagingEntryResponse
+	39, // 106: switchboard.config.v1.ChannelService.DeleteMessagingEntry:output_type -> switchboard.config.v1.DeleteMessagingEntryResponse
+	61, // 107: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:output_type -> switchboard.config.v1.ReencryptConnectorSecretsResponse
+	41, // 108: switchboard.config.v1.ServiceService.CreateService:output_type -> switchboard.config.v1.CreateServiceResponse
+	43, // 109: switchboard.config.v1.ServiceService.GetService:output_type -> switchboard.config.v1.GetServiceResponse
+	45, // 110: switchboard.config.v1.ServiceService.ListServices:output_type -> switchboard.config.v1.ListServicesResponse
+	47, // 111: switchboard.config.v1.ServiceService.UpdateService:output_type -> switchboard.config.v1.UpdateServiceResponse
+	49, // 112: switchboard.config.v1.ServiceService.DeleteService:output_type -> switchboard.config.v1.DeleteServiceResponse
+	51, // 113: switchboard.config.v1.UserService.CreateUser:output_type -> switchboard.config.v1.CreateUserResponse
+	53, // 114: switchboard.config.v1.UserService.GetUser:output_type -> switchboard.config.v1.GetUserResponse
+	55, // 115: switchboard.config.v1.UserService.ListUsers:output_type -> switchboard.config.v1.ListUsersResponse
+	57, // 116: switchboard.config.v1.UserService.UpdateUser:output_type -> switchboard.config.v1.UpdateUserResponse
+	59, // 117: switchboard.config.v1.UserService.DeleteUser:output_type -> switchboard.config.v1.DeleteUserResponse
+	63, // 118: switchboard.config.v1.WorkflowService.CreateWorkflow:output_type -> switchboard.config.v1.CreateWorkflowResponse
+	65, // 119: switchboard.config.v1.WorkflowService.GetWorkflow:output_type -> switchboard.config.v1.GetWorkflowResponse
+	67, // 120: switchboard.config.v1.WorkflowService.ListWorkflows:output_type -> switchboard.config.v1.ListWorkflowsResponse
+	69, // 121: switchboard.config.v1.WorkflowService.ListWorkflowVersions:output_type -> switchboard.config.v1.ListWorkflowVersionsResponse
+	71, // 122: switchboard.config.v1.WorkflowService.UpdateWorkflow:output_type -> switchboard.config.v1.UpdateWorkflowResponse
+	73, // 123: switchboard.config.v1.WorkflowService.DeleteWorkflow:output_type -> switchboard.config.v1.DeleteWorkflowResponse
+	87, // [87:124] is the sub-list for method output_type
+	50, // [50:87] is the sub-list for method input_type
+	50, // [50:50] is the sub-list for extension type_name
+	50, // [50:50] is the sub-list for extension extendee
+	0,  // [0:50] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_admin_proto_init() }
@@ -3440,9 +4250,9 @@ func file_switchboard_config_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_config_v1_admin_proto_rawDesc), len(file_switchboard_config_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   60,
+			NumMessages:   74,
 			NumExtensions: 0,
-			NumServices:   4,
+			NumServices:   5,
 		},
 		GoTypes:           file_switchboard_config_v1_admin_proto_goTypes,
 		DependencyIndexes: file_switchboard_config_v1_admin_proto_depIdxs,

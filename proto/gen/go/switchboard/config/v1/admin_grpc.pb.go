@@ -489,16 +489,17 @@ var TenantService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ChannelService_CreateProviderConnector_FullMethodName = "/switchboard.config.v1.ChannelService/CreateProviderConnector"
-	ChannelService_GetProviderConnector_FullMethodName    = "/switchboard.config.v1.ChannelService/GetProviderConnector"
-	ChannelService_ListProviderConnectors_FullMethodName  = "/switchboard.config.v1.ChannelService/ListProviderConnectors"
-	ChannelService_UpdateProviderConnector_FullMethodName = "/switchboard.config.v1.ChannelService/UpdateProviderConnector"
-	ChannelService_DeleteProviderConnector_FullMethodName = "/switchboard.config.v1.ChannelService/DeleteProviderConnector"
-	ChannelService_CreateMessagingEntry_FullMethodName    = "/switchboard.config.v1.ChannelService/CreateMessagingEntry"
-	ChannelService_GetMessagingEntry_FullMethodName       = "/switchboard.config.v1.ChannelService/GetMessagingEntry"
-	ChannelService_ListMessagingEntries_FullMethodName    = "/switchboard.config.v1.ChannelService/ListMessagingEntries"
-	ChannelService_UpdateMessagingEntry_FullMethodName    = "/switchboard.config.v1.ChannelService/UpdateMessagingEntry"
-	ChannelService_DeleteMessagingEntry_FullMethodName    = "/switchboard.config.v1.ChannelService/DeleteMessagingEntry"
+	ChannelService_CreateProviderConnector_FullMethodName   = "/switchboard.config.v1.ChannelService/CreateProviderConnector"
+	ChannelService_GetProviderConnector_FullMethodName      = "/switchboard.config.v1.ChannelService/GetProviderConnector"
+	ChannelService_ListProviderConnectors_FullMethodName    = "/switchboard.config.v1.ChannelService/ListProviderConnectors"
+	ChannelService_UpdateProviderConnector_FullMethodName   = "/switchboard.config.v1.ChannelService/UpdateProviderConnector"
+	ChannelService_DeleteProviderConnector_FullMethodName   = "/switchboard.config.v1.ChannelService/DeleteProviderConnector"
+	ChannelService_CreateMessagingEntry_FullMethodName      = "/switchboard.config.v1.ChannelService/CreateMessagingEntry"
+	ChannelService_GetMessagingEntry_FullMethodName         = "/switchboard.config.v1.ChannelService/GetMessagingEntry"
+	ChannelService_ListMessagingEntries_FullMethodName      = "/switchboard.config.v1.ChannelService/ListMessagingEntries"
+	ChannelService_UpdateMessagingEntry_FullMethodName      = "/switchboard.config.v1.ChannelService/UpdateMessagingEntry"
+	ChannelService_DeleteMessagingEntry_FullMethodName      = "/switchboard.config.v1.ChannelService/DeleteMessagingEntry"
+	ChannelService_ReencryptConnectorSecrets_FullMethodName = "/switchboard.config.v1.ChannelService/ReencryptConnectorSecrets"
 )
 
 // ChannelServiceClient is the client API for ChannelService service.
@@ -527,6 +528,10 @@ type ChannelServiceClient interface {
 	// record's version must match the stored one.
 	UpdateMessagingEntry(ctx context.Context, in *UpdateMessagingEntryRequest, opts ...grpc.CallOption) (*UpdateMessagingEntryResponse, error)
 	DeleteMessagingEntry(ctx context.Context, in *DeleteMessagingEntryRequest, opts ...grpc.CallOption) (*DeleteMessagingEntryResponse, error)
+	// ReencryptConnectorSecrets re-seals the stored secrets of a tenant's
+	// connectors (all tenants for a platform caller when tenant_id is empty)
+	// with the current encryption key, so an old key can be retired.
+	ReencryptConnectorSecrets(ctx context.Context, in *ReencryptConnectorSecretsRequest, opts ...grpc.CallOption) (*ReencryptConnectorSecretsResponse, error)
 }
 
 type channelServiceClient struct {
@@ -637,6 +642,16 @@ func (c *channelServiceClient) DeleteMessagingEntry(ctx context.Context, in *Del
 	return out, nil
 }
 
+func (c *channelServiceClient) ReencryptConnectorSecrets(ctx context.Context, in *ReencryptConnectorSecretsRequest, opts ...grpc.CallOption) (*ReencryptConnectorSecretsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReencryptConnectorSecretsResponse)
+	err := c.cc.Invoke(ctx, ChannelService_ReencryptConnectorSecrets_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ChannelServiceServer is the server API for ChannelService service.
 // All implementations must embed UnimplementedChannelServiceServer
 // for forward compatibility.
@@ -663,6 +678,10 @@ type ChannelServiceServer interface {
 	// record's version must match the stored one.
 	UpdateMessagingEntry(context.Context, *UpdateMessagingEntryRequest) (*UpdateMessagingEntryResponse, error)
 	DeleteMessagingEntry(context.Context, *DeleteMessagingEntryRequest) (*DeleteMessagingEntryResponse, error)
+	// ReencryptConnectorSecrets re-seals the stored secrets of a tenant's
+	// connectors (all tenants for a platform caller when tenant_id is empty)
+	// with the current encryption key, so an old key can be retired.
+	ReencryptConnectorSecrets(context.Context, *ReencryptConnectorSecretsRequest) (*ReencryptConnectorSecretsResponse, error)
 	mustEmbedUnimplementedChannelServiceServer()
 }
 
@@ -702,6 +721,9 @@ func (UnimplementedChannelServiceServer) UpdateMessagingEntry(context.Context, *
 }
 func (UnimplementedChannelServiceServer) DeleteMessagingEntry(context.Context, *DeleteMessagingEntryRequest) (*DeleteMessagingEntryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteMessagingEntry not implemented")
+}
+func (UnimplementedChannelServiceServer) ReencryptConnectorSecrets(context.Context, *ReencryptConnectorSecretsRequest) (*ReencryptConnectorSecretsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReencryptConnectorSecrets not implemented")
 }
 func (UnimplementedChannelServiceServer) mustEmbedUnimplementedChannelServiceServer() {}
 func (UnimplementedChannelServiceServer) testEmbeddedByValue()                        {}
@@ -904,6 +926,24 @@ func _ChannelService_DeleteMessagingEntry_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChannelService_ReencryptConnectorSecrets_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReencryptConnectorSecretsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChannelServiceServer).ReencryptConnectorSecrets(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChannelService_ReencryptConnectorSecrets_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChannelServiceServer).ReencryptConnectorSecrets(ctx, req.(*ReencryptConnectorSecretsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ChannelService_ServiceDesc is the grpc.ServiceDesc for ChannelService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -950,6 +990,10 @@ var ChannelService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteMessagingEntry",
 			Handler:    _ChannelService_DeleteMessagingEntry_Handler,
+		},
+		{
+			MethodName: "ReencryptConnectorSecrets",
+			Handler:    _ChannelService_ReencryptConnectorSecrets_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
@@ -1486,6 +1530,316 @@ var UserService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteUser",
 			Handler:    _UserService_DeleteUser_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "switchboard/config/v1/admin.proto",
+}
+
+const (
+	WorkflowService_CreateWorkflow_FullMethodName       = "/switchboard.config.v1.WorkflowService/CreateWorkflow"
+	WorkflowService_GetWorkflow_FullMethodName          = "/switchboard.config.v1.WorkflowService/GetWorkflow"
+	WorkflowService_ListWorkflows_FullMethodName        = "/switchboard.config.v1.WorkflowService/ListWorkflows"
+	WorkflowService_ListWorkflowVersions_FullMethodName = "/switchboard.config.v1.WorkflowService/ListWorkflowVersions"
+	WorkflowService_UpdateWorkflow_FullMethodName       = "/switchboard.config.v1.WorkflowService/UpdateWorkflow"
+	WorkflowService_DeleteWorkflow_FullMethodName       = "/switchboard.config.v1.WorkflowService/DeleteWorkflow"
+)
+
+// WorkflowServiceClient is the client API for WorkflowService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// WorkflowService manages versioned IM workflows.
+type WorkflowServiceClient interface {
+	// CreateWorkflow validates the definition and saves it as version 1.
+	CreateWorkflow(ctx context.Context, in *CreateWorkflowRequest, opts ...grpc.CallOption) (*CreateWorkflowResponse, error)
+	// GetWorkflow returns the latest version, or the one asked for.
+	GetWorkflow(ctx context.Context, in *GetWorkflowRequest, opts ...grpc.CallOption) (*GetWorkflowResponse, error)
+	// ListWorkflows pages through the latest versions in id order.
+	ListWorkflows(ctx context.Context, in *ListWorkflowsRequest, opts ...grpc.CallOption) (*ListWorkflowsResponse, error)
+	// ListWorkflowVersions pages through a workflow's versions, oldest first.
+	ListWorkflowVersions(ctx context.Context, in *ListWorkflowVersionsRequest, opts ...grpc.CallOption) (*ListWorkflowVersionsResponse, error)
+	// UpdateWorkflow saves a new version; workflow.version must be the latest
+	// one. Saving an unchanged workflow creates no version.
+	UpdateWorkflow(ctx context.Context, in *UpdateWorkflowRequest, opts ...grpc.CallOption) (*UpdateWorkflowResponse, error)
+	// DeleteWorkflow deletes a workflow no service uses, with all its versions.
+	DeleteWorkflow(ctx context.Context, in *DeleteWorkflowRequest, opts ...grpc.CallOption) (*DeleteWorkflowResponse, error)
+}
+
+type workflowServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewWorkflowServiceClient(cc grpc.ClientConnInterface) WorkflowServiceClient {
+	return &workflowServiceClient{cc}
+}
+
+func (c *workflowServiceClient) CreateWorkflow(ctx context.Context, in *CreateWorkflowRequest, opts ...grpc.CallOption) (*CreateWorkflowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateWorkflowResponse)
+	err := c.cc.Invoke(ctx, WorkflowService_CreateWorkflow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowServiceClient) GetWorkflow(ctx context.Context, in *GetWorkflowRequest, opts ...grpc.CallOption) (*GetWorkflowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetWorkflowResponse)
+	err := c.cc.Invoke(ctx, WorkflowService_GetWorkflow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowServiceClient) ListWorkflows(ctx context.Context, in *ListWorkflowsRequest, opts ...grpc.CallOption) (*ListWorkflowsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWorkflowsResponse)
+	err := c.cc.Invoke(ctx, WorkflowService_ListWorkflows_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowServiceClient) ListWorkflowVersions(ctx context.Context, in *ListWorkflowVersionsRequest, opts ...grpc.CallOption) (*ListWorkflowVersionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWorkflowVersionsResponse)
+	err := c.cc.Invoke(ctx, WorkflowService_ListWorkflowVersions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowServiceClient) UpdateWorkflow(ctx context.Context, in *UpdateWorkflowRequest, opts ...grpc.CallOption) (*UpdateWorkflowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateWorkflowResponse)
+	err := c.cc.Invoke(ctx, WorkflowService_UpdateWorkflow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workflowServiceClient) DeleteWorkflow(ctx context.Context, in *DeleteWorkflowRequest, opts ...grpc.CallOption) (*DeleteWorkflowResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteWorkflowResponse)
+	err := c.cc.Invoke(ctx, WorkflowService_DeleteWorkflow_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// WorkflowServiceServer is the server API for WorkflowService service.
+// All implementations must embed UnimplementedWorkflowServiceServer
+// for forward compatibility.
+//
+// WorkflowService manages versioned IM workflows.
+type WorkflowServiceServer interface {
+	// CreateWorkflow validates the definition and saves it as version 1.
+	CreateWorkflow(context.Context, *CreateWorkflowRequest) (*CreateWorkflowResponse, error)
+	// GetWorkflow returns the latest version, or the one asked for.
+	GetWorkflow(context.Context, *GetWorkflowRequest) (*GetWorkflowResponse, error)
+	// ListWorkflows pages through the latest versions in id order.
+	ListWorkflows(context.Context, *ListWorkflowsRequest) (*ListWorkflowsResponse, error)
+	// ListWorkflowVersions pages through a workflow's versions, oldest first.
+	ListWorkflowVersions(context.Context, *ListWorkflowVersionsRequest) (*ListWorkflowVersionsResponse, error)
+	// UpdateWorkflow saves a new version; workflow.version must be the latest
+	// one. Saving an unchanged workflow creates no version.
+	UpdateWorkflow(context.Context, *UpdateWorkflowRequest) (*UpdateWorkflowResponse, error)
+	// DeleteWorkflow deletes a workflow no service uses, with all its versions.
+	DeleteWorkflow(context.Context, *DeleteWorkflowRequest) (*DeleteWorkflowResponse, error)
+	mustEmbedUnimplementedWorkflowServiceServer()
+}
+
+// UnimplementedWorkflowServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedWorkflowServiceServer struct{}
+
+func (UnimplementedWorkflowServiceServer) CreateWorkflow(context.Context, *CreateWorkflowRequest) (*CreateWorkflowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateWorkflow not implemented")
+}
+func (UnimplementedWorkflowServiceServer) GetWorkflow(context.Context, *GetWorkflowRequest) (*GetWorkflowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetWorkflow not implemented")
+}
+func (UnimplementedWorkflowServiceServer) ListWorkflows(context.Context, *ListWorkflowsRequest) (*ListWorkflowsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListWorkflows not implemented")
+}
+func (UnimplementedWorkflowServiceServer) ListWorkflowVersions(context.Context, *ListWorkflowVersionsRequest) (*ListWorkflowVersionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListWorkflowVersions not implemented")
+}
+func (UnimplementedWorkflowServiceServer) UpdateWorkflow(context.Context, *UpdateWorkflowRequest) (*UpdateWorkflowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateWorkflow not implemented")
+}
+func (UnimplementedWorkflowServiceServer) DeleteWorkflow(context.Context, *DeleteWorkflowRequest) (*DeleteWorkflowResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteWorkflow not implemented")
+}
+func (UnimplementedWorkflowServiceServer) mustEmbedUnimplementedWorkflowServiceServer() {}
+func (UnimplementedWorkflowServiceServer) testEmbeddedByValue()                         {}
+
+// UnsafeWorkflowServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to WorkflowServiceServer will
+// result in compilation errors.
+type UnsafeWorkflowServiceServer interface {
+	mustEmbedUnimplementedWorkflowServiceServer()
+}
+
+func RegisterWorkflowServiceServer(s grpc.ServiceRegistrar, srv WorkflowServiceServer) {
+	// If the following call panics, it indicates UnimplementedWorkflowServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&WorkflowService_ServiceDesc, srv)
+}
+
+func _WorkflowService_CreateWorkflow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateWorkflowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowServiceServer).CreateWorkflow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkflowService_CreateWorkflow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowServiceServer).CreateWorkflow(ctx, req.(*CreateWorkflowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkflowService_GetWorkflow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetWorkflowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowServiceServer).GetWorkflow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkflowService_GetWorkflow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowServiceServer).GetWorkflow(ctx, req.(*GetWorkflowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkflowService_ListWorkflows_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWorkflowsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowServiceServer).ListWorkflows(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkflowService_ListWorkflows_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowServiceServer).ListWorkflows(ctx, req.(*ListWorkflowsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkflowService_ListWorkflowVersions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWorkflowVersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowServiceServer).ListWorkflowVersions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkflowService_ListWorkflowVersions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowServiceServer).ListWorkflowVersions(ctx, req.(*ListWorkflowVersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkflowService_UpdateWorkflow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateWorkflowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowServiceServer).UpdateWorkflow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkflowService_UpdateWorkflow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowServiceServer).UpdateWorkflow(ctx, req.(*UpdateWorkflowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkflowService_DeleteWorkflow_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteWorkflowRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkflowServiceServer).DeleteWorkflow(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkflowService_DeleteWorkflow_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkflowServiceServer).DeleteWorkflow(ctx, req.(*DeleteWorkflowRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// WorkflowService_ServiceDesc is the grpc.ServiceDesc for WorkflowService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var WorkflowService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "switchboard.config.v1.WorkflowService",
+	HandlerType: (*WorkflowServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "CreateWorkflow",
+			Handler:    _WorkflowService_CreateWorkflow_Handler,
+		},
+		{
+			MethodName: "GetWorkflow",
+			Handler:    _WorkflowService_GetWorkflow_Handler,
+		},
+		{
+			MethodName: "ListWorkflows",
+			Handler:    _WorkflowService_ListWorkflows_Handler,
+		},
+		{
+			MethodName: "ListWorkflowVersions",
+			Handler:    _WorkflowService_ListWorkflowVersions_Handler,
+		},
+		{
+			MethodName: "UpdateWorkflow",
+			Handler:    _WorkflowService_UpdateWorkflow_Handler,
+		},
+		{
+			MethodName: "DeleteWorkflow",
+			Handler:    _WorkflowService_DeleteWorkflow_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

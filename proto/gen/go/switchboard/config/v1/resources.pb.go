@@ -5,7 +5,8 @@
 // source: switchboard/config/v1/resources.proto
 
 // The configuration model a tenant admin edits: tenants, organization units,
-// provider connectors, messaging entries, services and users (agents).
+// provider connectors, messaging entries, services, users (agents) and
+// workflows.
 
 package configv1
 
@@ -14,6 +15,7 @@ import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -531,8 +533,13 @@ type MessagingEntry struct {
 	Version             int64                  `protobuf:"varint,11,opt,name=version,proto3" json:"version,omitempty"`
 	CreateTime          *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	UpdateTime          *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The Twilio path inbound messages arrive on and replies leave by. When
+	// unset on write it is derived: CONVERSATIONS when a Conversations service
+	// SID is set, MESSAGING otherwise. CONVERSATIONS needs the SID, MESSAGING
+	// needs at least one business address.
+	Path          v1.TwilioPath `protobuf:"varint,14,opt,name=path,proto3,enum=switchboard.messaging.v1.TwilioPath" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MessagingEntry) Reset() {
@@ -656,6 +663,13 @@ func (x *MessagingEntry) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *MessagingEntry) GetPath() v1.TwilioPath {
+	if x != nil {
+		return x.Path
+	}
+	return v1.TwilioPath(0)
+}
+
 // Service is a team customers are routed to (Nimbus "service").
 type Service struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -666,18 +680,21 @@ type Service struct {
 	ImEnabled bool                   `protobuf:"varint,5,opt,name=im_enabled,json=imEnabled,proto3" json:"im_enabled,omitempty"`
 	Channels  []v1.Channel           `protobuf:"varint,6,rep,packed,name=channels,proto3,enum=switchboard.messaging.v1.Channel" json:"channels,omitempty"`
 	// The IM workflow; empty means the built-in default (greet, then queue).
+	// Selecting a workflow with an activity unsupported for IM is rejected.
 	WorkflowId string `protobuf:"bytes,7,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
 	// Entries customers use to reach this service; empty for transfer-only services.
 	MessagingEntryIds []string              `protobuf:"bytes,8,rep,name=messaging_entry_ids,json=messagingEntryIds,proto3" json:"messaging_entry_ids,omitempty"`
 	Distribution      *DistributionSettings `protobuf:"bytes,9,opt,name=distribution,proto3" json:"distribution,omitempty"`
 	OpeningHours      *OpeningHours         `protobuf:"bytes,10,opt,name=opening_hours,json=openingHours,proto3" json:"opening_hours,omitempty"`
 	// Greeting sent by the default workflow.
-	Greeting      string                 `protobuf:"bytes,11,opt,name=greeting,proto3" json:"greeting,omitempty"`
-	Version       int64                  `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Greeting   string                 `protobuf:"bytes,11,opt,name=greeting,proto3" json:"greeting,omitempty"`
+	Version    int64                  `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Pins a saved version of workflow_id; 0 follows the latest version.
+	WorkflowVersion int64 `protobuf:"varint,15,opt,name=workflow_version,json=workflowVersion,proto3" json:"workflow_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
@@ -806,6 +823,13 @@ func (x *Service) GetUpdateTime() *timestamppb.Timestamp {
 		return x.UpdateTime
 	}
 	return nil
+}
+
+func (x *Service) GetWorkflowVersion() int64 {
+	if x != nil {
+		return x.WorkflowVersion
+	}
+	return 0
 }
 
 // DistributionSettings control how tasks of a service reach agents.
@@ -1039,10 +1063,12 @@ type User struct {
 	Skills     []string          `protobuf:"bytes,9,rep,name=skills,proto3" json:"skills,omitempty"`
 	Attributes map[string]string `protobuf:"bytes,10,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Write-only; stored as a password hash.
-	Password      string                 `protobuf:"bytes,11,opt,name=password,proto3" json:"password,omitempty"`
-	Version       int64                  `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	Password   string                 `protobuf:"bytes,11,opt,name=password,proto3" json:"password,omitempty"`
+	Version    int64                  `protobuf:"varint,12,opt,name=version,proto3" json:"version,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only: whether the user has a password (can sign in).
+	PasswordSet   bool `protobuf:"varint,15,opt,name=password_set,json=passwordSet,proto3" json:"password_set,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1175,11 +1201,277 @@ func (x *User) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *User) GetPasswordSet() bool {
+	if x != nil {
+		return x.PasswordSet
+	}
+	return false
+}
+
+// Workflow is an IM workflow: a graph of activities that greets, qualifies
+// and routes a chat session. Every save creates a new immutable version;
+// Get returns the latest unless a version is asked for.
+type Workflow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Lower-case slug, unique per tenant.
+	Id          string              `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	TenantId    string              `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Name        string              `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Description string              `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	Definition  *WorkflowDefinition `protobuf:"bytes,5,opt,name=definition,proto3" json:"definition,omitempty"`
+	// The version of this definition: 1 for the first save, then +1 per save.
+	// On update, the latest version the caller saw (optimistic concurrency).
+	Version int64 `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	// When the workflow was first created.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// When this version was saved.
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only: display names of the activities of this version that are
+	// not supported for Instant Messaging; such a version cannot be selected
+	// for a service with IM on.
+	ImUnsupportedActivities []string `protobuf:"bytes,9,rep,name=im_unsupported_activities,json=imUnsupportedActivities,proto3" json:"im_unsupported_activities,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *Workflow) Reset() {
+	*x = Workflow{}
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Workflow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Workflow) ProtoMessage() {}
+
+func (x *Workflow) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Workflow.ProtoReflect.Descriptor instead.
+func (*Workflow) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Workflow) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Workflow) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *Workflow) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Workflow) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Workflow) GetDefinition() *WorkflowDefinition {
+	if x != nil {
+		return x.Definition
+	}
+	return nil
+}
+
+func (x *Workflow) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Workflow) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Workflow) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Workflow) GetImUnsupportedActivities() []string {
+	if x != nil {
+		return x.ImUnsupportedActivities
+	}
+	return nil
+}
+
+// WorkflowDefinition is a directed graph of activities starting at start.
+// The activity catalogue (types, typed parameters, branches) is the Go
+// package services/config/workflowdef.
+type WorkflowDefinition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Id of the first activity.
+	Start         string              `protobuf:"bytes,1,opt,name=start,proto3" json:"start,omitempty"`
+	Activities    []*WorkflowActivity `protobuf:"bytes,2,rep,name=activities,proto3" json:"activities,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkflowDefinition) Reset() {
+	*x = WorkflowDefinition{}
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkflowDefinition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkflowDefinition) ProtoMessage() {}
+
+func (x *WorkflowDefinition) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkflowDefinition.ProtoReflect.Descriptor instead.
+func (*WorkflowDefinition) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WorkflowDefinition) GetStart() string {
+	if x != nil {
+		return x.Start
+	}
+	return ""
+}
+
+func (x *WorkflowDefinition) GetActivities() []*WorkflowActivity {
+	if x != nil {
+		return x.Activities
+	}
+	return nil
+}
+
+// WorkflowActivity is one node of a workflow.
+type WorkflowActivity struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unique within the definition; [A-Za-z0-9_-], 1-64 characters.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Activity type from the catalogue, e.g. "message", "queue_task".
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// Optional label shown in editors.
+	Label string `protobuf:"bytes,3,opt,name=label,proto3" json:"label,omitempty"`
+	// Typed parameters of the activity type (strings, numbers, booleans;
+	// durations as strings such as "30s").
+	Params *structpb.Struct `protobuf:"bytes,4,opt,name=params,proto3" json:"params,omitempty"`
+	// Branch (outcome) name to the id of the next activity, e.g.
+	// {"next": "queue"} or {"open": "greet", "closed": "closed-message"}.
+	Next          map[string]string `protobuf:"bytes,5,rep,name=next,proto3" json:"next,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkflowActivity) Reset() {
+	*x = WorkflowActivity{}
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkflowActivity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkflowActivity) ProtoMessage() {}
+
+func (x *WorkflowActivity) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkflowActivity.ProtoReflect.Descriptor instead.
+func (*WorkflowActivity) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WorkflowActivity) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *WorkflowActivity) GetType() string {
+	if x != nil {
+		return x.Type
+	}
+	return ""
+}
+
+func (x *WorkflowActivity) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *WorkflowActivity) GetParams() *structpb.Struct {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *WorkflowActivity) GetNext() map[string]string {
+	if x != nil {
+		return x.Next
+	}
+	return nil
+}
+
 var File_switchboard_config_v1_resources_proto protoreflect.FileDescriptor
 
 const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\n" +
-	"%switchboard/config/v1/resources.proto\x12\x15switchboard.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\x98\x02\n" +
+	"%switchboard/config/v1/resources.proto\x12\x15switchboard.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\x98\x02\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12G\n" +
@@ -1228,7 +1520,7 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\vcreate_time\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xa0\x04\n" +
+	"updateTime\"\xda\x04\n" +
 	"\x0eMessagingEntry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x12\n" +
@@ -1245,7 +1537,8 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xe4\x04\n" +
+	"updateTime\x128\n" +
+	"\x04path\x18\x0e \x01(\x0e2$.switchboard.messaging.v1.TwilioPathR\x04path\"\x8f\x05\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x12\n" +
@@ -1265,7 +1558,8 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\vcreate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x9f\x02\n" +
+	"updateTime\x12)\n" +
+	"\x10workflow_version\x18\x0f \x01(\x03R\x0fworkflowVersion\"\x9f\x02\n" +
 	"\x14DistributionSettings\x12<\n" +
 	"\frona_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\vronaTimeout\x12,\n" +
 	"\x12max_parallel_tasks\x18\x02 \x01(\x05R\x10maxParallelTasks\x12A\n" +
@@ -1281,7 +1575,7 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\rOpeningWindow\x12\x18\n" +
 	"\aweekday\x18\x01 \x01(\x05R\aweekday\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
-	"\x03end\x18\x03 \x01(\tR\x03end\"\xcf\x04\n" +
+	"\x03end\x18\x03 \x01(\tR\x03end\"\xf2\x04\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12!\n" +
@@ -1303,8 +1597,37 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\vcreate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\x1a=\n" +
+	"updateTime\x12!\n" +
+	"\fpassword_set\x18\x0f \x01(\bR\vpasswordSet\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x03\n" +
+	"\bWorkflow\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
+	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12I\n" +
+	"\n" +
+	"definition\x18\x05 \x01(\v2).switchboard.config.v1.WorkflowDefinitionR\n" +
+	"definition\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x03R\aversion\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12:\n" +
+	"\x19im_unsupported_activities\x18\t \x03(\tR\x17imUnsupportedActivities\"s\n" +
+	"\x12WorkflowDefinition\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\tR\x05start\x12G\n" +
+	"\n" +
+	"activities\x18\x02 \x03(\v2'.switchboard.config.v1.WorkflowActivityR\n" +
+	"activities\"\xfd\x01\n" +
+	"\x10WorkflowActivity\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04type\x18\x02 \x01(\tR\x04type\x12\x14\n" +
+	"\x05label\x18\x03 \x01(\tR\x05label\x12/\n" +
+	"\x06params\x18\x04 \x01(\v2\x17.google.protobuf.StructR\x06params\x12E\n" +
+	"\x04next\x18\x05 \x03(\v21.switchboard.config.v1.WorkflowActivity.NextEntryR\x04next\x1a7\n" +
+	"\tNextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*Q\n" +
 	"\x04Role\x12\x14\n" +
@@ -1329,7 +1652,7 @@ func file_switchboard_config_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_config_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchboard_config_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_switchboard_config_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_switchboard_config_v1_resources_proto_goTypes = []any{
 	(Role)(0),                     // 0: switchboard.config.v1.Role
 	(*Tenant)(nil),                // 1: switchboard.config.v1.Tenant
@@ -1342,39 +1665,52 @@ var file_switchboard_config_v1_resources_proto_goTypes = []any{
 	(*OpeningHours)(nil),          // 8: switchboard.config.v1.OpeningHours
 	(*OpeningWindow)(nil),         // 9: switchboard.config.v1.OpeningWindow
 	(*User)(nil),                  // 10: switchboard.config.v1.User
-	nil,                           // 11: switchboard.config.v1.User.AttributesEntry
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(v1.Channel)(0),               // 13: switchboard.messaging.v1.Channel
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*Workflow)(nil),              // 11: switchboard.config.v1.Workflow
+	(*WorkflowDefinition)(nil),    // 12: switchboard.config.v1.WorkflowDefinition
+	(*WorkflowActivity)(nil),      // 13: switchboard.config.v1.WorkflowActivity
+	nil,                           // 14: switchboard.config.v1.User.AttributesEntry
+	nil,                           // 15: switchboard.config.v1.WorkflowActivity.NextEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(v1.Channel)(0),               // 17: switchboard.messaging.v1.Channel
+	(v1.TwilioPath)(0),            // 18: switchboard.messaging.v1.TwilioPath
+	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
+	(*structpb.Struct)(nil),       // 20: google.protobuf.Struct
 }
 var file_switchboard_config_v1_resources_proto_depIdxs = []int32{
 	2,  // 0: switchboard.config.v1.Tenant.modalities:type_name -> switchboard.config.v1.ModalitySettings
-	12, // 1: switchboard.config.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	12, // 2: switchboard.config.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	12, // 3: switchboard.config.v1.OrganizationUnit.create_time:type_name -> google.protobuf.Timestamp
-	12, // 4: switchboard.config.v1.OrganizationUnit.update_time:type_name -> google.protobuf.Timestamp
-	12, // 5: switchboard.config.v1.ProviderConnector.create_time:type_name -> google.protobuf.Timestamp
-	12, // 6: switchboard.config.v1.ProviderConnector.update_time:type_name -> google.protobuf.Timestamp
-	13, // 7: switchboard.config.v1.MessagingEntry.channel:type_name -> switchboard.messaging.v1.Channel
-	12, // 8: switchboard.config.v1.MessagingEntry.create_time:type_name -> google.protobuf.Timestamp
-	12, // 9: switchboard.config.v1.MessagingEntry.update_time:type_name -> google.protobuf.Timestamp
-	13, // 10: switchboard.config.v1.Service.channels:type_name -> switchboard.messaging.v1.Channel
-	7,  // 11: switchboard.config.v1.Service.distribution:type_name -> switchboard.config.v1.DistributionSettings
-	8,  // 12: switchboard.config.v1.Service.opening_hours:type_name -> switchboard.config.v1.OpeningHours
-	12, // 13: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
-	12, // 14: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
-	14, // 15: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
-	14, // 16: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
-	9,  // 17: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
-	0,  // 18: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
-	11, // 19: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
-	12, // 20: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	12, // 21: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	16, // 1: switchboard.config.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	16, // 2: switchboard.config.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	16, // 3: switchboard.config.v1.OrganizationUnit.create_time:type_name -> google.protobuf.Timestamp
+	16, // 4: switchboard.config.v1.OrganizationUnit.update_time:type_name -> google.protobuf.Timestamp
+	16, // 5: switchboard.config.v1.ProviderConnector.create_time:type_name -> google.protobuf.Timestamp
+	16, // 6: switchboard.config.v1.ProviderConnector.update_time:type_name -> google.protobuf.Timestamp
+	17, // 7: switchboard.config.v1.MessagingEntry.channel:type_name -> switchboard.messaging.v1.Channel
+	16, // 8: switchboard.config.v1.MessagingEntry.create_time:type_name -> google.protobuf.Timestamp
+	16, // 9: switchboard.config.v1.MessagingEntry.update_time:type_name -> google.protobuf.Timestamp
+	18, // 10: switchboard.config.v1.MessagingEntry.path:type_name -> switchboard.messaging.v1.TwilioPath
+	17, // 11: switchboard.config.v1.Service.channels:type_name -> switchboard.messaging.v1.Channel
+	7,  // 12: switchboard.config.v1.Service.distribution:type_name -> switchboard.config.v1.DistributionSettings
+	8,  // 13: switchboard.config.v1.Service.opening_hours:type_name -> switchboard.config.v1.OpeningHours
+	16, // 14: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
+	16, // 15: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
+	19, // 16: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
+	19, // 17: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
+	9,  // 18: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
+	0,  // 19: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
+	14, // 20: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
+	16, // 21: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	16, // 22: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	12, // 23: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
+	16, // 24: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
+	16, // 25: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
+	13, // 26: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
+	20, // 27: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
+	15, // 28: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_resources_proto_init() }
@@ -1388,7 +1724,7 @@ func file_switchboard_config_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_config_v1_resources_proto_rawDesc), len(file_switchboard_config_v1_resources_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
