@@ -202,3 +202,10 @@ func IsPermanent(err error) bool {
 	var p permanentError
 	return errors.As(err, &p)
 }
+
+// Emit publishes event with msgID as its dedupe id and reports only the
+// error: the shape domain packages declare as their publisher interface.
+func (b *Bus) Emit(ctx context.Context, subject string, event proto.Message, msgID string) error {
+	_, err := b.Publish(ctx, subject, event, MsgID(msgID))
+	return err
+}

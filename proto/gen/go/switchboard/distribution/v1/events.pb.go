@@ -521,13 +521,16 @@ func (x *TaskOfferTimedOut) GetTimedOutAt() *timestamppb.Timestamp {
 
 // TaskCanceled: the session ended before the task was accepted.
 type TaskCanceled struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	ServiceId     string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
-	Reason        string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	CanceledAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=canceled_at,json=canceledAt,proto3" json:"canceled_at,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	TenantId   string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId     string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId  string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ServiceId  string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	Reason     string                 `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	CanceledAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=canceled_at,json=canceledAt,proto3" json:"canceled_at,omitempty"`
+	// The agent and offer, when the task was on offer at the time.
+	AgentId       string `protobuf:"bytes,7,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	OfferId       string `protobuf:"bytes,8,opt,name=offer_id,json=offerId,proto3" json:"offer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -604,6 +607,20 @@ func (x *TaskCanceled) GetCanceledAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *TaskCanceled) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *TaskCanceled) GetOfferId() string {
+	if x != nil {
+		return x.OfferId
+	}
+	return ""
+}
+
 var File_switchboard_distribution_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
@@ -668,7 +685,7 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12\x19\n" +
 	"\boffer_id\x18\x06 \x01(\tR\aofferId\x12<\n" +
 	"\ftimed_out_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"timedOutAt\"\xd7\x01\n" +
+	"timedOutAt\"\x8d\x02\n" +
 	"\fTaskCanceled\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -678,7 +695,9 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"service_id\x18\x04 \x01(\tR\tserviceId\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12;\n" +
 	"\vcanceled_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"canceledAtB\x9b\x02\n" +
+	"canceledAt\x12\x19\n" +
+	"\bagent_id\x18\a \x01(\tR\aagentId\x12\x19\n" +
+	"\boffer_id\x18\b \x01(\tR\aofferIdB\x9b\x02\n" +
 	"\x1fcom.switchboard.distribution.v1B\vEventsProtoP\x01Z]github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1;distributionv1\xa2\x02\x03SDX\xaa\x02\x1bSwitchboard.Distribution.V1\xca\x02\x1bSwitchboard\\Distribution\\V1\xe2\x02'Switchboard\\Distribution\\V1\\GPBMetadata\xea\x02\x1dSwitchboard::Distribution::V1b\x06proto3"
 
 var (

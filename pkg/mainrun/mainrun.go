@@ -1,0 +1,156 @@
+// Package mainrun is the one way a Switchboard binary starts: build the
+// logger, read the environment into a typed Config once, run until SIGINT
+// or SIGTERM, and exit once with a status that says how it went.
+package mainrun
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+)
+
+// Env reads environment variables, collecting parse errors so a binary
+// reports every bad setting at once.
+type Env struct {
+	lookup func(string) (string, bool)
+	errs   []error
+}
+
+// String returns the variable or def.
+func (e *Env) String(key, def string) string {
+	if v, ok := e.lookup(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// Int returns the variable parsed as an integer, or def.
+func (e *Env) Int(key string, def int) int {
+	v, ok := e.lookup(key)
+	if !ok || v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: not an integer", key, v))
+		return def
+	}
+	return n
+}
+
+// Bool returns the variable parsed as a boolean, or def.
+func (e *Env) Bool(key string, def bool) bool {
+	v, ok := e.lookup(key)
+	if !ok || v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: not a boolean", key, v))
+		return def
+	}
+	return b
+}
+
+// Duration returns the variable parsed as a Go duration ("30s"), or def.
+func (e *Env) Duration(key string, def time.Duration) time.Duration {
+	v, ok := e.lookup(key)
+	if !ok || v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: not a duration like 30s", key, v))
+		return def
+	}
+	return d
+}
+
+// List returns the comma-separated variable, or def.
+func (e *Env) List(key string, def []string) []string {
+	v, ok := e.lookup(key)
+	if !ok || strings.TrimSpace(v) == "" {
+		return def
+	}
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Err is every parse problem seen so far.
+func (e *Env) Err() error { return errors.Join(e.errs...) }
+
+// Logger builds the process logger: JSON unless LOG_FORMAT=text, level from
+// LOG_LEVEL (debug, info, warn, error).
+func Logger(env *Env, service string) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(env.String("LOG_LEVEL", "info"))); err != nil {
+		env.errs = append(env.errs, fmt.Errorf("LOG_LEVEL: %w", err))
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewJSONHandler(os.Stderr, opts)
+	if env.String("LOG_FORMAT", "json") == "text" {
+		h = slog.NewTextHandler(os.Stderr, opts)
+	}
+	return slog.New(h).With("service", service)
+}
+
+// Main runs fn with a context cancelled by SIGINT/SIGTERM and exits: 0 on a
+// clean stop, 1 on an error, 2 on bad configuration.
+func Main(service string, fn func(ctx context.Context, env *Env, log *slog.Logger) error) {
+	env := &Env{lookup: os.LookupEnv}
+	log := Logger(env, service)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := fn(ctx, env, log)
+	stop()
+	var cfgErr configError
+	switch {
+	case err == nil:
+		log.Info("stopped")
+		os.Exit(0)
+	case errors.As(err, &cfgErr):
+		log.Error("bad configuration", "err", err)
+		fmt.Fprintf(os.Stderr, "%s: bad configuration:\n%v\n", service, err)
+		os.Exit(2)
+	default:
+		log.Error("exiting", "err", err)
+		os.Exit(1)
+	}
+}
+
+type configError struct{ err error }
+
+func (c configError) Error() string { return c.err.Error() }
+func (c configError) Unwrap() error { return c.err }
+
+// ConfigError marks err as a configuration problem (exit status 2). It
+// returns nil for nil.
+func ConfigError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return configError{err}
+}
+
+// StreamOptions reads the JetStream settings every service shares:
+// STREAM_REPLICAS, STREAM_MAX_AGE, STREAM_DUPLICATE_WINDOW.
+func StreamOptions(env *Env) subjects.StreamOptions {
+	return subjects.StreamOptions{
+		Replicas:   env.Int("STREAM_REPLICAS", 1),
+		MaxAge:     env.Duration("STREAM_MAX_AGE", 0),
+		Duplicates: env.Duration("STREAM_DUPLICATE_WINDOW", 0),
+	}
+}

@@ -1,0 +1,30 @@
+// Command distribution runs the distribution service.
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/switchboard-cc/switchboard/pkg/mainrun"
+	"github.com/switchboard-cc/switchboard/services/distribution"
+)
+
+func main() {
+	mainrun.Main(distribution.Name, func(ctx context.Context, env *mainrun.Env, log *slog.Logger) error {
+		d := distribution.Defaults()
+		cfg := distribution.Config{
+			GRPCAddr:   env.String("GRPC_ADDR", d.GRPCAddr),
+			NATSURL:    env.String("NATS_URL", d.NATSURL),
+			MongoURI:   env.String("MONGO_URI", d.MongoURI),
+			Database:   env.String("MONGO_DATABASE", d.Database),
+			ConfigAddr: env.String("CONFIG_ADDR", d.ConfigAddr),
+			AuthKeys:   env.String("SWITCHBOARD_AUTH_KEYS", ""),
+			Streams:    mainrun.StreamOptions(env),
+		}
+		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
+			return err
+		}
+		return distribution.Run(ctx, cfg, distribution.Deps{}, log)
+	})
+}

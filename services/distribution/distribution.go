@@ -1,0 +1,207 @@
+// Package distribution runs the distribution service: task queues per
+// service, agent presence and capacity, offers, decline and RONA.
+//
+// It consumes task requests (WORKFLOW stream) and session ends (SESSION
+// stream), publishes the life of every task on the DISTRIBUTION stream, and
+// takes agents' answers over gRPC (DistributionService) from the sessions
+// gateway.
+package distribution
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/connect"
+	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
+	"github.com/switchboard-cc/switchboard/pkg/httpserver"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/directory"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/grpcapi"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/store"
+)
+
+// Name is the service name in logs, NATS connection names and tokens.
+const Name = "distribution"
+
+// Config of the distribution service.
+type Config struct {
+	// GRPCAddr serves DistributionService.
+	GRPCAddr string
+	NATSURL  string
+	MongoURI string
+	Database string
+	// ConfigAddr is the config service's gRPC address.
+	ConfigAddr string
+	// AuthKeys are the hex token keys shared by the services.
+	AuthKeys string
+	Streams  subjects.StreamOptions
+}
+
+// Defaults for one machine.
+func Defaults() Config {
+	return Config{
+		GRPCAddr:   "127.0.0.1:9091",
+		NATSURL:    "nats://127.0.0.1:4222",
+		MongoURI:   "mongodb://127.0.0.1:27017/",
+		Database:   "switchboard_distribution",
+		ConfigAddr: "127.0.0.1:9090",
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	req := func(v, name string) {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is required", name))
+		}
+	}
+	req(c.GRPCAddr, "grpc address")
+	req(c.NATSURL, "nats url")
+	req(c.MongoURI, "mongo uri")
+	req(c.Database, "database")
+	req(c.ConfigAddr, "config service address")
+	if _, err := authn.ParseKeys(c.AuthKeys); err != nil {
+		errs = append(errs, fmt.Errorf("auth keys: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps are connections the caller may inject; nil ones are built from Config.
+type Deps struct {
+	GRPCListener net.Listener
+	Bus          *bus.Bus
+	Mongo        *mongo.Client
+	ConfigConn   *grpc.ClientConn
+	AuthKeys     *authn.Keys
+}
+
+// Run serves until ctx is done.
+func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("distribution config: %w", err)
+	}
+	keys, err := connect.AuthKeys(deps.AuthKeys, cfg.AuthKeys)
+	if err != nil {
+		return err
+	}
+	b, closeBus, err := connect.Bus(deps.Bus, cfg.NATSURL, Name, log)
+	if err != nil {
+		return err
+	}
+	defer closeBus()
+	mc, closeMongo, err := connect.Mongo(ctx, deps.Mongo, cfg.MongoURI)
+	if err != nil {
+		return err
+	}
+	defer closeMongo()
+	cc, closeConfig, err := connect.GRPC(deps.ConfigConn, cfg.ConfigAddr, keys, Name)
+	if err != nil {
+		return err
+	}
+	defer closeConfig()
+	lis, err := httpserver.Listen(deps.GRPCListener, cfg.GRPCAddr)
+	if err != nil {
+		return err
+	}
+
+	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamDistribution, subjects.StreamWorkflow, subjects.StreamSession, subjects.StreamDeadLetter); err != nil {
+		return err
+	}
+	st, err := store.New(ctx, mc.Database(cfg.Database))
+	if err != nil {
+		return err
+	}
+	dir := directory.New(configv1.NewUserServiceClient(cc), configv1.NewServiceServiceClient(cc), 10*time.Second)
+	eng := engine.New(b, st, log)
+	defer eng.Close()
+	n, err := eng.Restore(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("distribution restored open tasks", "tasks", n)
+
+	srv := grpcserver.New(log, keys)
+	distributionv1.RegisterDistributionServiceServer(srv.Server, &grpcapi.Server{Engine: eng, Agents: dir})
+
+	h := handlers{eng: eng, dir: dir}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return b.Consume(gctx, bus.ConsumerSpec{
+			Stream: subjects.StreamWorkflow, Durable: subjects.ConsumerDistributionTasks,
+			FilterSubjects: []string{subjects.AllTenants(subjects.KindWorkflowTaskRequested)},
+		}, h.taskRequested)
+	})
+	g.Go(func() error {
+		return b.Consume(gctx, bus.ConsumerSpec{
+			Stream: subjects.StreamSession, Durable: subjects.ConsumerDistributionSessions,
+			FilterSubjects: []string{subjects.AllTenants(subjects.KindSessionEnded)},
+		}, h.sessionEnded)
+	})
+	g.Go(func() error { return srv.Serve(gctx, lis) })
+	g.Go(func() error {
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-t.C:
+				eng.Tick(gctx)
+			}
+		}
+	})
+	log.Info("distribution serving", "grpc", lis.Addr().String())
+	return g.Wait()
+}
+
+type handlers struct {
+	eng *engine.Engine
+	dir *directory.Directory
+}
+
+func (h handlers) taskRequested(ctx context.Context, m *bus.Message) error {
+	var ev workflowv1.TaskRequested
+	if err := m.Decode(&ev); err != nil {
+		return err
+	}
+	if ev.GetTaskId() == "" || ev.GetSessionId() == "" || ev.GetServiceId() == "" || ev.GetTenantId() != m.Tenant() {
+		return bus.Permanentf("task request on %s lacks task, session or service id, or names another tenant", m.Subject)
+	}
+	svc, err := h.dir.Service(ctx, ev.GetTenantId(), ev.GetServiceId())
+	if err != nil {
+		return err
+	}
+	return h.eng.Enqueue(ctx, &engine.Task{
+		ID: ev.GetTaskId(), Tenant: ev.GetTenantId(), SessionID: ev.GetSessionId(), ServiceID: ev.GetServiceId(),
+		Conversation: ev.GetConversation(), CustomerName: ev.GetCustomerName(), Priority: ev.GetPriority(),
+		QueuedAt: ev.GetRequestedAt().AsTime(), Service: svc,
+	})
+}
+
+func (h handlers) sessionEnded(ctx context.Context, m *bus.Message) error {
+	var ev sessionv1.SessionEnded
+	if err := m.Decode(&ev); err != nil {
+		return err
+	}
+	if ev.GetSessionId() == "" || ev.GetTenantId() != m.Tenant() {
+		return bus.Permanentf("session end on %s lacks a session id or names another tenant", m.Subject)
+	}
+	return h.eng.EndSession(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetReason())
+}

@@ -1,0 +1,125 @@
+// Package store keeps distribution's tasks in MongoDB, keyed by
+// tenant/task id, so open tasks survive a restart.
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"google.golang.org/protobuf/proto"
+
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/mongodb"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
+)
+
+// Store implements engine.TaskStore.
+type Store struct {
+	tasks *mongo.Collection
+	ended *mongo.Collection
+}
+
+var _ engine.TaskStore = (*Store)(nil)
+
+// New uses db's collections "tasks" and "ended_sessions".
+func New(ctx context.Context, db *mongo.Database) (*Store, error) {
+	s := &Store{tasks: db.Collection("tasks"), ended: db.Collection("ended_sessions")}
+	if err := mongodb.EnsureIndexes(ctx, db, mongodb.Index{Collection: "tasks", Keys: bson.D{{Key: "state", Value: 1}}, Name: "state"}); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+type taskDoc struct {
+	ID           string           `bson:"_id"`
+	Tenant       string           `bson:"tenant"`
+	TaskID       string           `bson:"task_id"`
+	SessionID    string           `bson:"session_id"`
+	ServiceID    string           `bson:"service_id"`
+	Conversation []byte           `bson:"conversation"`
+	CustomerName string           `bson:"customer_name,omitempty"`
+	Priority     int32            `bson:"priority"`
+	QueuedAt     time.Time        `bson:"queued_at"`
+	State        engine.TaskState `bson:"state"`
+	AgentID      string           `bson:"agent_id,omitempty"`
+	ServiceName  string           `bson:"service_name,omitempty"`
+	RONATimeout  time.Duration    `bson:"rona_timeout"`
+	MaxParallel  int              `bson:"max_parallel"`
+	UpdatedAt    time.Time        `bson:"updated_at"`
+}
+
+func key(tenant, id string) string { return tenant + "/" + id }
+
+// Save writes the task's current state.
+func (s *Store) Save(ctx context.Context, t *engine.Task) error {
+	conv, err := proto.Marshal(t.Conversation)
+	if err != nil {
+		return err
+	}
+	d := taskDoc{
+		ID: key(t.Tenant, t.ID), Tenant: t.Tenant, TaskID: t.ID, SessionID: t.SessionID, ServiceID: t.ServiceID,
+		Conversation: conv, CustomerName: t.CustomerName, Priority: t.Priority, QueuedAt: t.QueuedAt,
+		State: t.State, AgentID: t.AgentID, ServiceName: t.Service.Name, RONATimeout: t.Service.RONATimeout,
+		MaxParallel: t.Service.MaxParallelTasks, UpdatedAt: time.Now(),
+	}
+	_, err = s.tasks.ReplaceOne(ctx, bson.M{"_id": d.ID}, d, options.Replace().SetUpsert(true))
+	return err
+}
+
+// Known reports whether the task was ever saved.
+func (s *Store) Known(ctx context.Context, tenant, taskID string) (bool, error) {
+	err := s.tasks.FindOne(ctx, bson.M{"_id": key(tenant, taskID)}, options.FindOne().SetProjection(bson.M{"_id": 1})).Err()
+	if mongodb.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// LoadOpen returns tasks that have not ended. It runs once at start-up.
+func (s *Store) LoadOpen(ctx context.Context) ([]*engine.Task, error) {
+	cur, err := s.tasks.Find(ctx, bson.M{"state": bson.M{"$ne": string(engine.TaskEnded)}})
+	if err != nil {
+		return nil, fmt.Errorf("find open tasks: %w", err)
+	}
+	var docs []taskDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, fmt.Errorf("read open tasks: %w", err)
+	}
+	out := make([]*engine.Task, 0, len(docs))
+	for _, d := range docs {
+		conv := &messagingv1.ConversationRef{}
+		if err := proto.Unmarshal(d.Conversation, conv); err != nil {
+			return nil, fmt.Errorf("task %s conversation: %w", d.ID, err)
+		}
+		out = append(out, &engine.Task{
+			ID: d.TaskID, Tenant: d.Tenant, SessionID: d.SessionID, ServiceID: d.ServiceID,
+			Conversation: conv, CustomerName: d.CustomerName, Priority: d.Priority, QueuedAt: d.QueuedAt,
+			State: d.State, AgentID: d.AgentID,
+			Service: engine.ServiceInfo{ID: d.ServiceID, Name: d.ServiceName, RONATimeout: d.RONATimeout, MaxParallelTasks: d.MaxParallel},
+		})
+	}
+	return out, nil
+}
+
+// MarkSessionEnded records that the session is over.
+func (s *Store) MarkSessionEnded(ctx context.Context, tenant, sessionID string) error {
+	_, err := s.ended.InsertOne(ctx, bson.M{"_id": key(tenant, sessionID), "at": time.Now()})
+	if mongodb.IsDuplicateKey(err) {
+		return nil
+	}
+	return err
+}
+
+// SessionEnded reports whether MarkSessionEnded was called for the session.
+func (s *Store) SessionEnded(ctx context.Context, tenant, sessionID string) (bool, error) {
+	err := s.ended.FindOne(ctx, bson.M{"_id": key(tenant, sessionID)}).Err()
+	if mongodb.IsNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}

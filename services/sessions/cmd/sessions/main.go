@@ -1,0 +1,33 @@
+// Command sessions runs the sessions service (agent websocket and console).
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/switchboard-cc/switchboard/pkg/mainrun"
+	"github.com/switchboard-cc/switchboard/services/sessions"
+)
+
+func main() {
+	mainrun.Main(sessions.Name, func(ctx context.Context, env *mainrun.Env, log *slog.Logger) error {
+		d := sessions.Defaults()
+		cfg := sessions.Config{
+			HTTPAddr:         env.String("HTTP_ADDR", d.HTTPAddr),
+			NATSURL:          env.String("NATS_URL", d.NATSURL),
+			MongoURI:         env.String("MONGO_URI", d.MongoURI),
+			Database:         env.String("MONGO_DATABASE", d.Database),
+			ConfigAddr:       env.String("CONFIG_ADDR", d.ConfigAddr),
+			DistributionAddr: env.String("DISTRIBUTION_ADDR", d.DistributionAddr),
+			AuthKeys:         env.String("SWITCHBOARD_AUTH_KEYS", ""),
+			AgentTokenTTL:    env.Duration("AGENT_TOKEN_TTL", d.AgentTokenTTL),
+			OriginPatterns:   env.List("WS_ORIGIN_PATTERNS", nil),
+			Streams:          mainrun.StreamOptions(env),
+		}
+		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
+			return err
+		}
+		return sessions.Run(ctx, cfg, sessions.Deps{}, log)
+	})
+}

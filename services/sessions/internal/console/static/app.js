@@ -1,0 +1,290 @@
+// Agent console: signs in, then speaks the agent websocket protocol v1
+// (services/sessions/PROTOCOL.md). State lives in memory and is replaced by
+// the server's snapshot after every (re)connect.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  token: sessionStorage.getItem("sb.token") || "",
+  agent: JSON.parse(sessionStorage.getItem("sb.agent") || "null"),
+  ws: null,
+  nextId: 1,
+  pending: new Map(), // frame id -> {resolve, reject}
+  offers: new Map(),
+  sessions: new Map(),
+  selected: "",
+  presence: "offline",
+  rona: false,
+  retry: 0,
+  closing: false,
+};
+
+function show(view) {
+  $("login-view").hidden = view !== "login";
+  $("desk-view").hidden = view !== "desk";
+  $("who").hidden = view !== "desk";
+}
+
+function deskError(msg) { $("desk-error").textContent = msg || ""; }
+
+async function login(ev) {
+  ev.preventDefault();
+  $("login-error").textContent = "";
+  $("login-submit").disabled = true;
+  try {
+    const res = await fetch("api/agent/v1/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ tenant_id: $("login-tenant").value.trim(), email: $("login-email").value.trim(), password: $("login-password").value }),
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(body.error || `sign-in failed (${res.status})`);
+    state.token = body.token;
+    state.agent = body.agent;
+    sessionStorage.setItem("sb.token", body.token);
+    sessionStorage.setItem("sb.agent", JSON.stringify(body.agent));
+    $("login-password").value = "";
+    start();
+  } catch (e) {
+    $("login-error").textContent = e.message;
+  } finally {
+    $("login-submit").disabled = false;
+  }
+}
+
+function signOut() {
+  state.closing = true;
+  sessionStorage.clear();
+  state.token = "";
+  if (state.ws) state.ws.close();
+  location.reload();
+}
+
+function start() {
+  show("desk");
+  $("agent-name").textContent = state.agent ? state.agent.display_name : "";
+  connect();
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const ws = new WebSocket(`${scheme}//${location.host}${location.pathname.replace(/[^/]*$/, "")}api/agent/v1/ws`);
+  state.ws = ws;
+  ws.onopen = () => {
+    send("auth", { token: state.token }).catch((e) => {
+      state.closing = true;
+      sessionStorage.clear();
+      $("login-error").textContent = e.message;
+      show("login");
+    });
+  };
+  ws.onmessage = (m) => onFrame(JSON.parse(m.data));
+  ws.onclose = (ev) => {
+    setConn(false);
+    for (const p of state.pending.values()) p.reject(new Error("connection lost"));
+    state.pending.clear();
+    if (state.closing || ev.code === 4401) {
+      if (ev.code === 4401) { sessionStorage.clear(); show("login"); }
+      return;
+    }
+    const delay = Math.min(10000, 500 * 2 ** state.retry++);
+    setTimeout(connect, delay);
+  };
+}
+
+function setConn(online) {
+  const el = $("conn-state");
+  el.textContent = online ? "connected" : "reconnecting…";
+  el.classList.toggle("online", online);
+}
+
+function send(type, data) {
+  const id = `c${state.nextId++}`;
+  return new Promise((resolve, reject) => {
+    if (!state.ws || state.ws.readyState !== WebSocket.OPEN) return reject(new Error("not connected"));
+    state.pending.set(id, { resolve, reject });
+    state.ws.send(JSON.stringify({ v: 1, type, id, data }));
+  });
+}
+
+function onFrame(f) {
+  const d = f.data || {};
+  switch (f.type) {
+    case "ack": settle(d.ref, null, d); break;
+    case "error":
+      if (d.ref && state.pending.has(d.ref)) settle(d.ref, new Error(d.message || d.code));
+      else deskError(d.message || d.code);
+      break;
+    case "welcome": state.retry = 0; setConn(true); break;
+    case "snapshot":
+      state.offers = new Map((d.offers || []).map((o) => [o.offer_id, o]));
+      state.sessions = new Map((d.sessions || []).map((s) => [s.session_id, s]));
+      setPresence(d.presence, d.rona);
+      if (!state.sessions.has(state.selected)) state.selected = "";
+      render();
+      break;
+    case "offer.created": state.offers.set(d.offer_id, d); render(); break;
+    case "offer.revoked": state.offers.delete(d.offer_id); render(); break;
+    case "session.assigned":
+      state.sessions.set(d.session_id, d);
+      state.selected = d.session_id;
+      render();
+      break;
+    case "message.added": {
+      const s = state.sessions.get(d.session_id);
+      if (s && !s.messages.some((m) => m.id === d.message.id)) { s.messages.push(d.message); render(); }
+      break;
+    }
+    case "message.status": {
+      const s = state.sessions.get(d.session_id);
+      const m = s && s.messages.find((x) => x.id === d.message_id);
+      if (m) { m.status = d.status; m.error_code = d.error_code; m.error_message = d.error_message; render(); }
+      break;
+    }
+    case "session.ended": {
+      const s = state.sessions.get(d.session_id);
+      if (s) { s.state = "ended"; s.outcome = d.outcome; render(); }
+      break;
+    }
+    case "presence": setPresence(d.presence, d.rona); break;
+  }
+}
+
+function settle(ref, err, data) {
+  const p = state.pending.get(ref);
+  if (!p) return;
+  state.pending.delete(ref);
+  if (err) p.reject(err); else p.resolve(data);
+}
+
+function setPresence(p, rona) {
+  state.presence = p;
+  state.rona = !!rona;
+  if (p === "available" || p === "away") $("presence").value = p;
+  $("rona-banner").hidden = !state.rona;
+}
+
+function channelLabel(c) { return c === "whatsapp" ? "WhatsApp" : c === "sms" ? "SMS" : c; }
+
+function render() {
+  const offers = $("offers");
+  offers.replaceChildren();
+  for (const o of state.offers.values()) {
+    const li = $("offer-tpl").content.firstElementChild.cloneNode(true);
+    li.dataset.offerId = o.offer_id;
+    li.querySelector(".offer-customer").textContent = o.customer_name ? `${o.customer_name} · ${o.customer}` : o.customer;
+    li.querySelector(".offer-meta").textContent = `${channelLabel(o.channel)} · ${o.service_name || o.service_id}`;
+    li.querySelector(".offer-timer").dataset.expires = o.expires_at;
+    li.querySelector(".accept").onclick = () => answer("offer.accept", o.offer_id);
+    li.querySelector(".decline").onclick = () => answer("offer.decline", o.offer_id);
+    offers.append(li);
+  }
+  if (!state.offers.size) offers.innerHTML = '<li class="muted">No offers.</li>';
+  tick();
+
+  const list = $("sessions");
+  list.replaceChildren();
+  for (const s of state.sessions.values()) {
+    const li = document.createElement("li");
+    li.dataset.sessionId = s.session_id;
+    li.textContent = `${s.customer_name || s.customer} · ${channelLabel(s.channel)}`;
+    li.classList.toggle("selected", s.session_id === state.selected);
+    li.classList.toggle("ended", s.state === "ended");
+    li.onclick = () => { state.selected = s.session_id; render(); };
+    list.append(li);
+  }
+  renderSession();
+}
+
+function renderSession() {
+  const s = state.sessions.get(state.selected);
+  $("no-session").hidden = !!s;
+  $("session-pane").hidden = !s;
+  if (!s) return;
+  $("session-customer").textContent = s.customer_name ? `${s.customer_name} (${s.customer})` : s.customer;
+  $("session-meta").textContent = ` · ${channelLabel(s.channel)} · ${s.service_name || s.service_id}${s.state === "ended" ? " · ended" : ""}`;
+  const ended = s.state === "ended";
+  $("terminate").disabled = ended;
+  $("reply").disabled = ended;
+  $("send").disabled = ended;
+  const ol = $("transcript");
+  ol.replaceChildren();
+  for (const m of s.messages) {
+    const li = document.createElement("li");
+    li.className = `${m.direction} ${m.sender}`;
+    li.dataset.messageId = m.id;
+    li.append(document.createTextNode(m.body || ""));
+    for (const md of m.media || []) {
+      const a = document.createElement("a");
+      a.href = md.url; a.textContent = ` [${md.content_type || "attachment"}]`; a.target = "_blank"; a.rel = "noopener";
+      li.append(a);
+    }
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    const who = m.sender === "customer" ? "Customer" : m.sender === "workflow" ? "Bot" : "You";
+    let text = `${who} · ${new Date(m.at).toLocaleTimeString()}`;
+    if (m.direction === "outbound" && m.status) {
+      text += ` · ${m.status}`;
+      if (m.error_code) text += ` (${m.error_code}${m.error_message ? ": " + m.error_message : ""})`;
+      meta.classList.add(`status-${m.status}`);
+    }
+    meta.textContent = text;
+    meta.dataset.status = m.status || "";
+    li.append(meta);
+    ol.append(li);
+  }
+  ol.scrollTop = ol.scrollHeight;
+}
+
+function tick() {
+  for (const el of document.querySelectorAll(".offer-timer")) {
+    const left = Math.max(0, Math.round((new Date(el.dataset.expires) - Date.now()) / 1000));
+    el.textContent = `${left}s to answer`;
+  }
+}
+setInterval(tick, 1000);
+
+async function answer(type, offerId) {
+  deskError("");
+  try {
+    await send(type, { offer_id: offerId });
+    if (type === "offer.decline") { state.offers.delete(offerId); render(); }
+  } catch (e) { deskError(e.message); }
+}
+
+async function reply(ev) {
+  ev.preventDefault();
+  const body = $("reply").value;
+  if (!body.trim() || !state.selected) return;
+  deskError("");
+  $("send").disabled = true;
+  const clientMsgId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/[^a-zA-Z0-9-]/g, "");
+  try {
+    await send("message.send", { session_id: state.selected, body, client_msg_id: clientMsgId });
+    $("reply").value = "";
+    countReply();
+  } catch (e) { deskError(e.message); } finally { $("send").disabled = false; }
+}
+
+async function terminate() {
+  if (!state.selected) return;
+  deskError("");
+  try { await send("session.terminate", { session_id: state.selected }); } catch (e) { deskError(e.message); }
+}
+
+function countReply() { $("reply-count").textContent = `${$("reply").value.length} / 1600`; }
+
+async function changePresence(p) {
+  deskError("");
+  try { const r = await send("presence.set", { presence: p }); setPresence(r.presence, r.rona); } catch (e) { deskError(e.message); }
+}
+
+$("login-form").addEventListener("submit", login);
+$("sign-out").addEventListener("click", signOut);
+$("reply-form").addEventListener("submit", reply);
+$("reply").addEventListener("input", countReply);
+$("terminate").addEventListener("click", terminate);
+$("presence").addEventListener("change", (e) => changePresence(e.target.value));
+$("rona-reset").addEventListener("click", () => changePresence("available"));
+
+if (state.token && state.agent) start(); else show("login");

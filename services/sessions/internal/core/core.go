@@ -1,0 +1,635 @@
+// Package core is the sessions service's domain: it opens a session for the
+// first message of a conversation, keeps the transcript, follows the task
+// through distribution, carries agents' commands out, and ends sessions.
+// Every change is made durable first and then pushed to the agent's sockets.
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	chatv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/chat/v1"
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
+	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/ids"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/sessions/internal/protocol"
+	"github.com/switchboard-cc/switchboard/services/sessions/internal/store"
+)
+
+// Errors agent commands return; the gateway maps them to protocol codes.
+var (
+	ErrInvalid     = errors.New("invalid")
+	ErrNotFound    = errors.New("not found")
+	ErrForbidden   = errors.New("forbidden")
+	ErrConflict    = errors.New("conflict")
+	ErrUnavailable = errors.New("unavailable")
+)
+
+// MaxBodyRunes is Twilio's limit for one message body.
+const MaxBodyRunes = 1600
+
+// Emitter publishes one event under a dedupe id.
+type Emitter interface {
+	Emit(ctx context.Context, subject string, event proto.Message, msgID string) error
+}
+
+// Pusher delivers a frame to every socket of an agent, on any replica.
+type Pusher interface {
+	Push(tenant, agentID string, frame []byte)
+}
+
+// Agent is the authenticated user behind a socket.
+type Agent struct {
+	Tenant      string
+	ID          string
+	DisplayName string
+}
+
+// Core holds the sessions domain.
+type Core struct {
+	store *store.Store
+	pub   Emitter
+	push  Pusher
+	dist  distributionv1.DistributionServiceClient
+	log   *slog.Logger
+	now   func() time.Time
+}
+
+// New returns the domain.
+func New(st *store.Store, pub Emitter, push Pusher, dist distributionv1.DistributionServiceClient, log *slog.Logger) *Core {
+	return &Core{store: st, pub: pub, push: push, dist: dist, log: log, now: time.Now}
+}
+
+// ConversationKey identifies a customer conversation: the Conversations
+// conversation, or the (business number, customer) pair.
+func ConversationKey(c *messagingv1.ConversationRef) string {
+	if c.GetPath() == messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS && c.GetConversationSid() != "" {
+		return "c:" + c.GetConversationSid()
+	}
+	return "m:" + c.GetBusinessAddress() + "|" + c.GetCustomerAddress()
+}
+
+func toStore(c *messagingv1.ConversationRef) store.Conversation {
+	path := "messaging"
+	if c.GetPath() == messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS {
+		path = "conversations"
+	}
+	return store.Conversation{
+		Channel: protocol.ChannelName(c.GetChannel()), Path: path,
+		Customer: c.GetCustomerAddress(), Business: c.GetBusinessAddress(),
+		ChatServiceSID: c.GetChatServiceSid(), ConversationSID: c.GetConversationSid(),
+		MessagingServiceSID: c.GetMessagingServiceSid(),
+	}
+}
+
+// FromStore converts back to the proto form.
+func FromStore(c store.Conversation) *messagingv1.ConversationRef {
+	ref := &messagingv1.ConversationRef{
+		CustomerAddress: c.Customer, BusinessAddress: c.Business,
+		ChatServiceSid: c.ChatServiceSID, ConversationSid: c.ConversationSID,
+		MessagingServiceSid: c.MessagingServiceSID,
+		Path:                messagingv1.TwilioPath_TWILIO_PATH_MESSAGING,
+	}
+	if c.Path == "conversations" {
+		ref.Path = messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS
+	}
+	switch c.Channel {
+	case "sms":
+		ref.Channel = messagingv1.Channel_CHANNEL_SMS
+	case "whatsapp":
+		ref.Channel = messagingv1.Channel_CHANNEL_WHATSAPP
+	}
+	return ref
+}
+
+// HandleInbound attributes a customer message to its session, opening one
+// for the first message of a conversation.
+func (c *Core) HandleInbound(ctx context.Context, m *bus.Message) error {
+	var ev chatv1.MessageReceived
+	if err := m.Decode(&ev); err != nil {
+		return err
+	}
+	if ev.GetMessageSid() == "" || ev.GetTenantId() != m.Tenant() || ev.GetConversation() == nil {
+		return bus.Permanentf("inbound message on %s lacks a SID or conversation, or names another tenant", m.Subject)
+	}
+	sess, err := c.sessionFor(ctx, &ev)
+	if err != nil {
+		return err
+	}
+	at := ev.GetReceivedAt().AsTime()
+	if ev.GetReceivedAt() == nil {
+		at = c.now()
+	}
+	msg := &store.Message{
+		Tenant: ev.GetTenantId(), ID: ev.GetMessageSid(), Direction: "inbound", Sender: "customer",
+		Body: ev.GetBody(), At: at,
+	}
+	for _, md := range ev.GetMedia() {
+		msg.Media = append(msg.Media, store.Media{URL: md.GetUrl(), ContentType: md.GetContentType()})
+	}
+	if _, err := c.store.AddMessage(ctx, sess.ID, msg); err != nil {
+		return err
+	}
+	if sess.FirstMessageSID == ev.GetMessageSid() {
+		if err := c.pub.Emit(ctx, subjects.SessionStarted(sess.Tenant), &sessionv1.SessionStarted{
+			TenantId: sess.Tenant, SessionId: sess.ID, ServiceId: sess.ServiceID, EntryId: sess.EntryID,
+			Conversation: ev.GetConversation(), FirstMessageSid: ev.GetMessageSid(),
+			CustomerName: sess.CustomerName, StartedAt: timestamppb.New(sess.StartedAt),
+		}, sess.ID+":started"); err != nil {
+			return err
+		}
+	}
+	if err := c.emitMessageAdded(ctx, sess, msg, ev.GetMedia()); err != nil {
+		return err
+	}
+	if sess.AgentID != "" {
+		c.push.Push(sess.Tenant, sess.AgentID, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
+			"session_id": sess.ID, "message": messageView(msg),
+		}))
+	}
+	return nil
+}
+
+// sessionFor finds the active session of the message's conversation or
+// opens one. Crash-safe: the conversation pointer is claimed first, and a
+// pointer whose session record is missing gets it created by the retry.
+func (c *Core) sessionFor(ctx context.Context, ev *chatv1.MessageReceived) (*store.Session, error) {
+	tenant, key := ev.GetTenantId(), ConversationKey(ev.GetConversation())
+	for attempt := 0; attempt < 3; attempt++ {
+		id, err := c.store.ActiveSession(ctx, tenant, key)
+		if err != nil {
+			return nil, err
+		}
+		if id == "" {
+			if id, err = c.store.ClaimActive(ctx, tenant, key, ids.New("ss_")); err != nil {
+				return nil, err
+			}
+		}
+		sess, err := c.store.Session(ctx, tenant, id)
+		if errors.Is(err, store.ErrNotFound) {
+			sess = &store.Session{
+				Tenant: tenant, ID: id, ServiceID: ev.GetServiceId(), EntryID: ev.GetEntryId(),
+				Conversation: toStore(ev.GetConversation()), ConversationKey: key,
+				CustomerName: ev.GetProfileName(), FirstMessageSID: ev.GetMessageSid(),
+				State: store.StateActive, StartedAt: c.now(),
+			}
+			if err := c.store.CreateSession(ctx, sess); err != nil {
+				return nil, err
+			}
+			// Another delivery may have created it first: read what won.
+			if sess, err = c.store.Session(ctx, tenant, id); err != nil {
+				return nil, err
+			}
+			return sess, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if sess.State == store.StateActive {
+			return sess, nil
+		}
+		// The pointer outlived its session (a crash while ending): drop it
+		// and open a new session.
+		if err := c.store.ReleaseActive(ctx, tenant, key, id); err != nil {
+			return nil, err
+		}
+	}
+	return nil, fmt.Errorf("no active session for conversation %s after retries", key)
+}
+
+func (c *Core) emitMessageAdded(ctx context.Context, sess *store.Session, msg *store.Message, media []*messagingv1.Media) error {
+	dir := sessionv1.Direction_DIRECTION_OUTBOUND
+	if msg.Direction == "inbound" {
+		dir = sessionv1.Direction_DIRECTION_INBOUND
+	}
+	sender := map[string]sessionv1.SenderKind{
+		"customer": sessionv1.SenderKind_SENDER_KIND_CUSTOMER,
+		"agent":    sessionv1.SenderKind_SENDER_KIND_AGENT,
+		"workflow": sessionv1.SenderKind_SENDER_KIND_WORKFLOW,
+	}[msg.Sender]
+	return c.pub.Emit(ctx, subjects.SessionMessageAdded(sess.Tenant), &sessionv1.MessageAdded{
+		TenantId: sess.Tenant, SessionId: sess.ID, MessageId: msg.ID, Direction: dir, Sender: sender,
+		AgentId: msg.AgentID, Body: msg.Body, Media: media, OccurredAt: timestamppb.New(msg.At),
+	}, sess.ID+":"+msg.ID+":added")
+}
+
+func messageView(m *store.Message) *protocol.Message {
+	v := &protocol.Message{
+		ID: m.ID, Direction: m.Direction, Sender: m.Sender, AgentID: m.AgentID, Body: m.Body, At: m.At,
+		Status: m.Status, ErrorCode: m.ErrorCode, ErrorMessage: m.ErrorMessage,
+	}
+	for _, md := range m.Media {
+		v.Media = append(v.Media, protocol.Media{URL: md.URL, ContentType: md.ContentType})
+	}
+	return v
+}
+
+func sessionView(s *store.Session, msgs []*store.Message) *protocol.Session {
+	v := &protocol.Session{
+		SessionID: s.ID, ServiceID: s.ServiceID, ServiceName: s.ServiceName, Channel: s.Conversation.Channel,
+		Customer: s.Conversation.Customer, CustomerName: s.CustomerName, State: s.State, StartedAt: s.StartedAt,
+		Messages: []*protocol.Message{},
+	}
+	for _, m := range msgs {
+		v.Messages = append(v.Messages, messageView(m))
+	}
+	return v
+}
+
+// OfferView is the card for an offer.
+func OfferView(o *distributionv1.Offer) *protocol.Offer {
+	return &protocol.Offer{
+		OfferID: o.GetOfferId(), TaskID: o.GetTaskId(), SessionID: o.GetSessionId(), ServiceID: o.GetServiceId(),
+		ServiceName: o.GetServiceName(), Channel: protocol.ChannelName(o.GetConversation().GetChannel()),
+		Customer: o.GetConversation().GetCustomerAddress(), CustomerName: o.GetCustomerName(),
+		ExpiresAt: o.GetExpiresAt().AsTime(),
+	}
+}
+
+// HandleDistribution follows a task: offers and their answers go to the
+// agent, acceptance assigns the session.
+func (c *Core) HandleDistribution(ctx context.Context, m *bus.Message) error {
+	switch m.Kind() {
+	case subjects.KindTaskOffered:
+		var ev distributionv1.TaskOffered
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if err := c.store.SetServiceName(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetServiceName()); err != nil {
+			return err
+		}
+		c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeOfferCreated, OfferView(&distributionv1.Offer{
+			OfferId: ev.GetOfferId(), TaskId: ev.GetTaskId(), SessionId: ev.GetSessionId(), ServiceId: ev.GetServiceId(),
+			ServiceName: ev.GetServiceName(), Conversation: ev.GetConversation(), CustomerName: ev.GetCustomerName(),
+			ExpiresAt: ev.GetExpiresAt(),
+		})))
+	case subjects.KindTaskAccepted:
+		var ev distributionv1.TaskAccepted
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return c.assigned(ctx, &ev)
+	case subjects.KindTaskDeclined:
+		var ev distributionv1.TaskDeclined
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		c.revoke(ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "declined")
+	case subjects.KindTaskOfferTimedOut:
+		var ev distributionv1.TaskOfferTimedOut
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		c.revoke(ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "timed_out")
+		c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypePresence, map[string]any{"presence": "available", "rona": true}))
+	case subjects.KindTaskCanceled:
+		var ev distributionv1.TaskCanceled
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if ev.GetAgentId() != "" {
+			c.revoke(ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "canceled")
+		}
+	}
+	return nil
+}
+
+func (c *Core) revoke(tenant, agent, offerID, taskID, reason string) {
+	c.push.Push(tenant, agent, protocol.Frame(protocol.TypeOfferRevoked, map[string]string{
+		"offer_id": offerID, "task_id": taskID, "reason": reason,
+	}))
+}
+
+func (c *Core) assigned(ctx context.Context, ev *distributionv1.TaskAccepted) error {
+	at := ev.GetAcceptedAt().AsTime()
+	if err := c.store.Assign(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetAgentId(), ev.GetTaskId(), at); err != nil {
+		return err
+	}
+	sess, err := c.store.Session(ctx, ev.GetTenantId(), ev.GetSessionId())
+	if errors.Is(err, store.ErrNotFound) {
+		return bus.Permanentf("task %s accepted for unknown session %s", ev.GetTaskId(), ev.GetSessionId())
+	}
+	if err != nil {
+		return err
+	}
+	msgs, err := c.store.Transcript(ctx, sess.Tenant, sess.ID)
+	if err != nil {
+		return err
+	}
+	c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeSessionAssigned, sessionView(sess, msgs)))
+	return nil
+}
+
+// HandleOutbound records outbound messages in the transcript and follows
+// their delivery.
+func (c *Core) HandleOutbound(ctx context.Context, m *bus.Message) error {
+	switch m.Kind() {
+	case subjects.KindOutboundRequested:
+		var ev outboundv1.OutboundMessageRequested
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return c.outboundRequested(ctx, &ev)
+	case subjects.KindOutboundSent:
+		var ev outboundv1.OutboundMessageSent
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return c.status(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetRequestId(), protocol.StatusName(ev.GetStatus()), 0, "", ev.GetTwilioSid())
+	case subjects.KindOutboundFailed:
+		var ev outboundv1.OutboundMessageFailed
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return c.status(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetRequestId(), "failed", ev.GetErrorCode(), ev.GetErrorMessage(), "")
+	case subjects.KindOutboundDeliveryUpdate:
+		var ev outboundv1.OutboundDeliveryUpdated
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return c.status(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetRequestId(), protocol.StatusName(ev.GetStatus()), ev.GetErrorCode(), ev.GetErrorMessage(), ev.GetTwilioSid())
+	}
+	return nil
+}
+
+func (c *Core) outboundRequested(ctx context.Context, ev *outboundv1.OutboundMessageRequested) error {
+	if ev.GetSessionId() == "" {
+		return nil // not part of a session (e.g. a business-initiated send)
+	}
+	sess, err := c.store.Session(ctx, ev.GetTenantId(), ev.GetSessionId())
+	if errors.Is(err, store.ErrNotFound) {
+		return bus.Permanentf("outbound request %s for unknown session %s", ev.GetRequestId(), ev.GetSessionId())
+	}
+	if err != nil {
+		return err
+	}
+	sender := "workflow"
+	if ev.GetOrigin() == outboundv1.Origin_ORIGIN_AGENT {
+		sender = "agent"
+	}
+	msg := &store.Message{
+		Tenant: ev.GetTenantId(), ID: ev.GetRequestId(), Direction: "outbound", Sender: sender,
+		AgentID: ev.GetAgentId(), Body: ev.GetBody(), At: ev.GetRequestedAt().AsTime(), Status: "pending",
+	}
+	for _, u := range ev.GetMediaUrls() {
+		msg.Media = append(msg.Media, store.Media{URL: u})
+	}
+	if _, err := c.store.AddMessage(ctx, sess.ID, msg); err != nil {
+		return err
+	}
+	if err := c.emitMessageAdded(ctx, sess, msg, nil); err != nil {
+		return err
+	}
+	if sess.AgentID != "" {
+		c.push.Push(sess.Tenant, sess.AgentID, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
+			"session_id": sess.ID, "message": messageView(msg),
+		}))
+	}
+	return nil
+}
+
+func (c *Core) status(ctx context.Context, tenant, sessionID, messageID, st string, code int32, errMsg, sid string) error {
+	if sessionID == "" || messageID == "" {
+		return nil
+	}
+	changed, err := c.store.UpdateStatus(ctx, tenant, sessionID, messageID, st, code, errMsg, sid)
+	if err != nil || !changed {
+		return err
+	}
+	sess, err := c.store.Session(ctx, tenant, sessionID)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	if sess.AgentID != "" {
+		c.push.Push(tenant, sess.AgentID, protocol.Frame(protocol.TypeMessageStatus, protocol.MessageStatus{
+			SessionID: sessionID, MessageID: messageID, Status: st, ErrorCode: code, ErrorMessage: errMsg,
+		}))
+	}
+	return nil
+}
+
+// HandleWorkflow ends sessions whose workflow failed.
+func (c *Core) HandleWorkflow(ctx context.Context, m *bus.Message) error {
+	if m.Kind() != subjects.KindWorkflowFailed {
+		return nil
+	}
+	var ev workflowv1.WorkflowFailed
+	if err := m.Decode(&ev); err != nil {
+		return err
+	}
+	reason := fmt.Sprintf("workflow failed at %s: %s", ev.GetActivity(), ev.GetReason())
+	return c.end(ctx, ev.GetTenantId(), ev.GetSessionId(), sessionv1.Outcome_OUTCOME_FAILED, reason)
+}
+
+// end ends a session (idempotent: ending an ended session re-announces it).
+func (c *Core) end(ctx context.Context, tenant, sessionID string, outcome sessionv1.Outcome, reason string) error {
+	sess, err := c.store.Session(ctx, tenant, sessionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: session %s", ErrNotFound, sessionID)
+	}
+	if err != nil {
+		return err
+	}
+	if sess.State == store.StateActive {
+		if _, err := c.store.End(ctx, tenant, sessionID, outcome.String(), reason, c.now()); err != nil {
+			return err
+		}
+		if sess, err = c.store.Session(ctx, tenant, sessionID); err != nil {
+			return err
+		}
+	}
+	if err := c.store.ReleaseActive(ctx, tenant, sess.ConversationKey, sessionID); err != nil {
+		return err
+	}
+	out := sessionv1.Outcome(sessionv1.Outcome_value[sess.Outcome])
+	if err := c.pub.Emit(ctx, subjects.SessionEnded(tenant), &sessionv1.SessionEnded{
+		TenantId: tenant, SessionId: sessionID, Outcome: out, Reason: sess.EndReason,
+		AgentId: sess.AgentID, ServiceId: sess.ServiceID, EndedAt: timestamppb.New(sess.EndedAt),
+	}, sessionID+":ended"); err != nil {
+		return err
+	}
+	if sess.AgentID != "" {
+		c.push.Push(tenant, sess.AgentID, protocol.Frame(protocol.TypeSessionEnded, map[string]string{
+			"session_id": sessionID, "outcome": outcomeName(out), "reason": sess.EndReason,
+		}))
+	}
+	return nil
+}
+
+func outcomeName(o sessionv1.Outcome) string {
+	return strings.ToLower(strings.TrimPrefix(o.String(), "OUTCOME_"))
+}
+
+// Accept accepts an offer for the agent.
+func (c *Core) Accept(ctx context.Context, a Agent, offerID string) (string, error) {
+	if offerID == "" {
+		return "", fmt.Errorf("%w: offer_id is required", ErrInvalid)
+	}
+	res, err := c.dist.AcceptTask(ctx, &distributionv1.AcceptTaskRequest{TenantId: a.Tenant, AgentId: a.ID, OfferId: offerID})
+	if err != nil {
+		return "", fromStatus(err)
+	}
+	return res.GetSessionId(), nil
+}
+
+// Decline declines an offer for the agent.
+func (c *Core) Decline(ctx context.Context, a Agent, offerID string) error {
+	if offerID == "" {
+		return fmt.Errorf("%w: offer_id is required", ErrInvalid)
+	}
+	_, err := c.dist.DeclineTask(ctx, &distributionv1.DeclineTaskRequest{TenantId: a.Tenant, AgentId: a.ID, OfferId: offerID})
+	return fromStatus(err)
+}
+
+// SetPresence sets the agent's presence.
+func (c *Core) SetPresence(ctx context.Context, a Agent, p distributionv1.Presence) (*distributionv1.AgentState, error) {
+	res, err := c.dist.SetAgentPresence(ctx, &distributionv1.SetAgentPresenceRequest{TenantId: a.Tenant, AgentId: a.ID, Presence: p})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return res.GetState(), nil
+}
+
+func fromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	msg := status.Convert(err).Message()
+	switch status.Code(err) {
+	case codes.FailedPrecondition:
+		return fmt.Errorf("%w: %s", ErrConflict, msg)
+	case codes.PermissionDenied:
+		return fmt.Errorf("%w: %s", ErrForbidden, msg)
+	case codes.NotFound:
+		return fmt.Errorf("%w: %s", ErrNotFound, msg)
+	case codes.InvalidArgument:
+		return fmt.Errorf("%w: %s", ErrInvalid, msg)
+	default:
+		return fmt.Errorf("%w: %s", ErrUnavailable, msg)
+	}
+}
+
+// ownSession loads a session the agent handles and that is still active.
+func (c *Core) ownSession(ctx context.Context, a Agent, sessionID string) (*store.Session, error) {
+	if sessionID == "" {
+		return nil, fmt.Errorf("%w: session_id is required", ErrInvalid)
+	}
+	sess, err := c.store.Session(ctx, a.Tenant, sessionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: session %s", ErrNotFound, sessionID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if sess.AgentID != a.ID {
+		return nil, fmt.Errorf("%w: session %s is not assigned to you", ErrForbidden, sessionID)
+	}
+	return sess, nil
+}
+
+// Send asks outbound-sender to deliver an agent's reply. The request id is
+// derived from the client's message id, so a retried send is one message.
+func (c *Core) Send(ctx context.Context, a Agent, sessionID, body, clientMsgID string) (string, error) {
+	switch {
+	case clientMsgID == "" || len(clientMsgID) > 64 || strings.ContainsAny(clientMsgID, " \t\r\n/"):
+		return "", fmt.Errorf("%w: client_msg_id must be 1-64 characters without spaces or slashes", ErrInvalid)
+	case strings.TrimSpace(body) == "":
+		return "", fmt.Errorf("%w: body is empty", ErrInvalid)
+	case !utf8.ValidString(body):
+		return "", fmt.Errorf("%w: body is not valid UTF-8", ErrInvalid)
+	case utf8.RuneCountInString(body) > MaxBodyRunes:
+		return "", fmt.Errorf("%w: body has %d characters, at most %d are allowed", ErrInvalid, utf8.RuneCountInString(body), MaxBodyRunes)
+	}
+	sess, err := c.ownSession(ctx, a, sessionID)
+	if err != nil {
+		return "", err
+	}
+	if sess.State != store.StateActive {
+		return "", fmt.Errorf("%w: session %s has ended", ErrConflict, sessionID)
+	}
+	requestID := sessionID + "-" + clientMsgID
+	if err := c.pub.Emit(ctx, subjects.OutboundRequested(a.Tenant), &outboundv1.OutboundMessageRequested{
+		TenantId: a.Tenant, RequestId: requestID, SessionId: sessionID, EntryId: sess.EntryID,
+		Conversation: FromStore(sess.Conversation), Body: body, Origin: outboundv1.Origin_ORIGIN_AGENT,
+		AgentId: a.ID, Author: a.DisplayName, RequestedAt: timestamppb.New(c.now()),
+	}, requestID); err != nil {
+		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return requestID, nil
+}
+
+// Terminate ends a session the agent handles, as handled.
+func (c *Core) Terminate(ctx context.Context, a Agent, sessionID string) error {
+	if _, err := c.ownSession(ctx, a, sessionID); err != nil {
+		return err
+	}
+	if err := c.end(ctx, a.Tenant, sessionID, sessionv1.Outcome_OUTCOME_HANDLED, "terminated by agent"); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Snapshot is what a newly connected socket shows: presence, open offers and
+// the agent's active sessions with their transcripts.
+func (c *Core) Snapshot(ctx context.Context, a Agent) ([]byte, error) {
+	st, err := c.dist.GetAgentState(ctx, &distributionv1.GetAgentStateRequest{TenantId: a.Tenant, AgentId: a.ID})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	sessions, err := c.store.AgentSessions(ctx, a.Tenant, a.ID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	views := []*protocol.Session{}
+	for _, s := range sessions {
+		msgs, err := c.store.Transcript(ctx, a.Tenant, s.ID)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		views = append(views, sessionView(s, msgs))
+	}
+	offers := []*protocol.Offer{}
+	for _, o := range st.GetState().GetOffers() {
+		offers = append(offers, OfferView(o))
+	}
+	return protocol.Frame(protocol.TypeSnapshot, map[string]any{
+		"presence": PresenceName(st.GetState().GetPresence()), "rona": st.GetState().GetRona(),
+		"offers": offers, "sessions": views,
+	}), nil
+}
+
+// PresenceName is the protocol's name for a presence.
+func PresenceName(p distributionv1.Presence) string {
+	return strings.ToLower(strings.TrimPrefix(p.String(), "PRESENCE_"))
+}
+
+// AgentState returns distribution's view of the agent.
+func (c *Core) AgentState(ctx context.Context, a Agent) (*distributionv1.AgentState, error) {
+	res, err := c.dist.GetAgentState(ctx, &distributionv1.GetAgentStateRequest{TenantId: a.Tenant, AgentId: a.ID})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return res.GetState(), nil
+}

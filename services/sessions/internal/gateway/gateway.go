@@ -1,0 +1,512 @@
+// Package gateway is the agent-facing edge of the sessions service: sign-in,
+// the agent websocket (protocol v1, see PROTOCOL.md) and the console page.
+// Frames for an agent travel over core NATS (push.agent.<tenant>.<agent>),
+// so whichever replica holds the agent's socket delivers them.
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/sessions/internal/core"
+	"github.com/switchboard-cc/switchboard/services/sessions/internal/protocol"
+)
+
+// Gateway serves agents.
+type Gateway struct {
+	core     *core.Core
+	keys     *authn.Keys
+	lookup   configv1.LookupServiceClient
+	nc       *nats.Conn
+	log      *slog.Logger
+	console  fs.FS
+	tokenTTL time.Duration
+	origins  []string
+
+	mu    sync.Mutex
+	conns map[string]map[*conn]struct{} // tenant/agent -> sockets
+}
+
+// Options of the gateway.
+type Options struct {
+	TokenTTL time.Duration
+	// OriginPatterns allowed to open the websocket besides the page's own host.
+	OriginPatterns []string
+	Console        fs.FS
+}
+
+// New returns a gateway.
+func New(c *core.Core, keys *authn.Keys, lookup configv1.LookupServiceClient, nc *nats.Conn, log *slog.Logger, o Options) *Gateway {
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = 12 * time.Hour
+	}
+	return &Gateway{
+		core: c, keys: keys, lookup: lookup, nc: nc, log: log, console: o.Console,
+		tokenTTL: o.TokenTTL, origins: o.OriginPatterns, conns: map[string]map[*conn]struct{}{},
+	}
+}
+
+// Handler routes the gateway's HTTP endpoints.
+func (g *Gateway) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/agent/v1/login", g.login)
+	mux.HandleFunc("GET /api/agent/v1/ws", g.websocket)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	if g.console != nil {
+		mux.Handle("GET /", http.FileServerFS(g.console))
+	}
+	return securityHeaders(mux)
+}
+
+func securityHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Referrer-Policy", "no-referrer")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: https: http:; style-src 'self'; script-src 'self'")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Push sends a frame to an agent's sockets on every replica.
+func (g *Gateway) Push(tenant, agentID string, frame []byte) {
+	if err := g.nc.Publish(subjects.AgentPush(tenant, agentID), frame); err != nil {
+		g.log.Warn("push to agent", "tenant", tenant, "agent", agentID, "err", err)
+	}
+}
+
+// Subscribe delivers pushed frames to this replica's sockets until unsubscribed.
+func (g *Gateway) Subscribe() (*nats.Subscription, error) {
+	return g.nc.Subscribe(subjects.AgentPushAll, func(m *nats.Msg) {
+		parts := strings.SplitN(m.Subject, ".", 4) // push.agent.<tenant>.<agent>
+		if len(parts) != 4 {
+			return
+		}
+		g.deliver(parts[2]+"/"+parts[3], m.Data)
+	})
+}
+
+func (g *Gateway) deliver(key string, frame []byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.conns[key] {
+		c.send(frame)
+	}
+}
+
+type loginRequest struct {
+	TenantID string `json:"tenant_id"`
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func problem(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
+	if err := dec.Decode(&req); err != nil {
+		problem(w, http.StatusBadRequest, "body must be JSON {\"tenant_id\",\"email\",\"password\"}")
+		return
+	}
+	var missing []string
+	if !subjects.ValidTenantID(req.TenantID) {
+		missing = append(missing, "tenant_id (a lower-case slug)")
+	}
+	if req.Email == "" {
+		missing = append(missing, "email")
+	}
+	if req.Password == "" {
+		missing = append(missing, "password")
+	}
+	if len(missing) > 0 {
+		problem(w, http.StatusBadRequest, "missing or invalid: "+strings.Join(missing, ", "))
+		return
+	}
+	res, err := g.lookup.AuthenticateUser(r.Context(), &configv1.AuthenticateUserRequest{TenantId: req.TenantID, Email: req.Email, Password: req.Password})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.NotFound, codes.Unauthenticated, codes.PermissionDenied, codes.InvalidArgument:
+		problem(w, http.StatusUnauthorized, "wrong tenant, email or password")
+		return
+	default:
+		g.log.Error("authenticate user", "tenant", req.TenantID, "err", err)
+		problem(w, http.StatusServiceUnavailable, "sign-in is unavailable, try again")
+		return
+	}
+	u := res.GetUser()
+	if !slices.Contains(u.GetRoles(), configv1.Role_ROLE_AGENT) || !u.GetImLicense() {
+		problem(w, http.StatusForbidden, "this user is not an agent with an Instant Messaging license")
+		return
+	}
+	roles := []string{authn.RoleAgent}
+	if slices.Contains(u.GetRoles(), configv1.Role_ROLE_SUPERVISOR) {
+		roles = append(roles, authn.RoleSupervisor)
+	}
+	exp := time.Now().Add(g.tokenTTL)
+	tok, err := g.keys.Mint(authn.Claims{
+		Tenant: req.TenantID, Roles: roles, Name: u.GetDisplayName(),
+		RegisteredClaims: jwt.RegisteredClaims{Subject: u.GetId()},
+	}, g.tokenTTL)
+	if err != nil {
+		problem(w, http.StatusInternalServerError, "could not issue a token")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"token":      tok,
+		"expires_at": exp.UTC().Format(time.RFC3339),
+		"agent":      map[string]string{"id": u.GetId(), "display_name": u.GetDisplayName(), "tenant_id": req.TenantID},
+	})
+}
+
+// conn is one agent socket.
+type conn struct {
+	ws     *websocket.Conn
+	agent  core.Agent
+	out    chan []byte
+	cancel context.CancelFunc
+	slow   atomic.Bool
+}
+
+// send queues a frame; a socket that cannot keep up is closed and its
+// client reconnects to a fresh snapshot.
+func (c *conn) send(frame []byte) {
+	select {
+	case c.out <- frame:
+	default:
+		c.slow.Store(true)
+		c.cancel()
+	}
+}
+
+const authTimeout = 10 * time.Second
+
+// Close codes beyond the standard ones.
+const (
+	closeUnauthenticated websocket.StatusCode = 4401
+	closeSlowConsumer    websocket.StatusCode = 4408
+)
+
+func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.origins})
+	if err != nil {
+		return // Accept wrote the response
+	}
+	ws.SetReadLimit(protocol.MaxFrameBytes)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
+	defer cancel()
+
+	agent, ref, err := g.authenticate(ctx, ws)
+	if err != nil {
+		_ = ws.Write(ctx, websocket.MessageText, protocol.ErrorFrame(ref, protocol.CodeUnauthenticated, err.Error()))
+		_ = ws.Close(closeUnauthenticated, "authentication failed")
+		return
+	}
+	c := &conn{ws: ws, agent: agent, out: make(chan []byte, 256), cancel: cancel}
+	first := g.register(c)
+	defer func() {
+		if last := g.unregister(c); last {
+			g.agentGone(agent)
+		}
+	}()
+	go g.writeLoop(ctx, c)
+
+	c.send(protocol.Ack(ref, nil))
+	c.send(protocol.Frame(protocol.TypeWelcome, map[string]any{
+		"agent":    map[string]string{"id": agent.ID, "display_name": agent.DisplayName, "tenant_id": agent.Tenant},
+		"protocol": protocol.Version,
+	}))
+	if first {
+		g.agentArrived(ctx, c)
+	}
+	if snap, err := g.core.Snapshot(ctx, agent); err != nil {
+		c.send(protocol.ErrorFrame("", protocol.CodeUnavailable, "could not load your offers and sessions: "+err.Error()))
+	} else {
+		c.send(snap)
+	}
+	g.readLoop(ctx, c)
+}
+
+func (g *Gateway) authenticate(ctx context.Context, ws *websocket.Conn) (core.Agent, string, error) {
+	actx, cancel := context.WithTimeout(ctx, authTimeout)
+	defer cancel()
+	typ, data, err := ws.Read(actx)
+	if err != nil {
+		return core.Agent{}, "", errors.New("no auth frame within 10s")
+	}
+	env, perr := parse(typ, data)
+	if perr != nil {
+		return core.Agent{}, "", errors.New(perr.message)
+	}
+	if env.Type != protocol.TypeAuth {
+		return core.Agent{}, env.ID, errors.New("the first frame must be auth")
+	}
+	var d struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(env.Data, &d); err != nil || d.Token == "" {
+		return core.Agent{}, env.ID, errors.New("auth needs data.token")
+	}
+	claims, err := g.keys.Verify(d.Token)
+	if err != nil {
+		return core.Agent{}, env.ID, errors.New("token is invalid or expired; sign in again")
+	}
+	if !claims.Has(authn.RoleAgent) || claims.Tenant == "" {
+		return core.Agent{}, env.ID, errors.New("token is not an agent's")
+	}
+	return core.Agent{Tenant: claims.Tenant, ID: claims.Subject, DisplayName: claims.Name}, env.ID, nil
+}
+
+func (g *Gateway) register(c *conn) (first bool) {
+	key := c.agent.Tenant + "/" + c.agent.ID
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.conns[key] == nil {
+		g.conns[key] = map[*conn]struct{}{}
+	}
+	g.conns[key][c] = struct{}{}
+	return len(g.conns[key]) == 1
+}
+
+func (g *Gateway) unregister(c *conn) (last bool) {
+	key := c.agent.Tenant + "/" + c.agent.ID
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.conns[key], c)
+	if len(g.conns[key]) == 0 {
+		delete(g.conns, key)
+		return true
+	}
+	return false
+}
+
+// agentArrived makes a freshly connected agent available, unless they are
+// away on purpose or flagged by RONA (which only they may reset).
+func (g *Gateway) agentArrived(ctx context.Context, c *conn) {
+	st, err := g.core.AgentState(ctx, c.agent)
+	if err != nil {
+		g.log.Warn("agent state on connect", "tenant", c.agent.Tenant, "agent", c.agent.ID, "err", err)
+		return
+	}
+	if st.GetPresence() != distributionv1.Presence_PRESENCE_OFFLINE && st.GetPresence() != distributionv1.Presence_PRESENCE_UNSPECIFIED {
+		return
+	}
+	if st.GetRona() {
+		return
+	}
+	if _, err := g.core.SetPresence(ctx, c.agent, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
+		g.log.Warn("set presence on connect", "tenant", c.agent.Tenant, "agent", c.agent.ID, "err", err)
+	}
+}
+
+// agentGone marks an agent with no socket left offline.
+func (g *Gateway) agentGone(a core.Agent) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := g.core.SetPresence(ctx, a, distributionv1.Presence_PRESENCE_OFFLINE); err != nil {
+		g.log.Warn("set presence offline", "tenant", a.Tenant, "agent", a.ID, "err", err)
+	}
+}
+
+func (g *Gateway) writeLoop(ctx context.Context, c *conn) {
+	for {
+		select {
+		case <-ctx.Done():
+			if c.slow.Load() {
+				_ = c.ws.Close(closeSlowConsumer, "too many frames queued; reconnect for a fresh snapshot")
+			} else {
+				_ = c.ws.Close(websocket.StatusNormalClosure, "")
+			}
+			return
+		case f := <-c.out:
+			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := c.ws.Write(wctx, websocket.MessageText, f)
+			cancel()
+			if err != nil {
+				c.cancel()
+				return
+			}
+		}
+	}
+}
+
+type frameError struct{ code, message string }
+
+func parse(typ websocket.MessageType, data []byte) (*protocol.Envelope, *frameError) {
+	if typ != websocket.MessageText {
+		return nil, &frameError{protocol.CodeBadFrame, "frames must be JSON text"}
+	}
+	var env protocol.Envelope
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, &frameError{protocol.CodeBadFrame, "frame is not a JSON envelope: " + err.Error()}
+	}
+	if env.V != protocol.Version {
+		return &env, &frameError{protocol.CodeUnsupportedVersion, "this server speaks protocol version 1"}
+	}
+	if env.Type == "" {
+		return &env, &frameError{protocol.CodeBadFrame, "frame has no type"}
+	}
+	if len(env.ID) > 64 {
+		return &env, &frameError{protocol.CodeBadFrame, "id is longer than 64 characters"}
+	}
+	return &env, nil
+}
+
+func (g *Gateway) readLoop(ctx context.Context, c *conn) {
+	for {
+		typ, data, err := c.ws.Read(ctx)
+		if err != nil {
+			return
+		}
+		env, perr := parse(typ, data)
+		if perr != nil {
+			ref := ""
+			if env != nil {
+				ref = env.ID
+			}
+			c.send(protocol.ErrorFrame(ref, perr.code, perr.message))
+			continue
+		}
+		if env.ID == "" && env.Type != protocol.TypePing {
+			c.send(protocol.ErrorFrame("", protocol.CodeInvalid, "client frames need an id"))
+			continue
+		}
+		g.dispatch(ctx, c, env)
+	}
+}
+
+func decode[T any](env *protocol.Envelope) (*T, error) {
+	var v T
+	if len(env.Data) == 0 {
+		return &v, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(env.Data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope) {
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	reply := func(extra map[string]any, err error) {
+		if err != nil {
+			c.send(protocol.ErrorFrame(env.ID, codeOf(err), err.Error()))
+			return
+		}
+		c.send(protocol.Ack(env.ID, extra))
+	}
+	bad := func(err error) { c.send(protocol.ErrorFrame(env.ID, protocol.CodeInvalid, "data: "+err.Error())) }
+	a := c.agent
+	switch env.Type {
+	case protocol.TypePing:
+		if env.ID != "" {
+			reply(nil, nil)
+		}
+	case protocol.TypeAuth:
+		c.send(protocol.ErrorFrame(env.ID, protocol.CodeInvalid, "already authenticated"))
+	case protocol.TypePresenceSet:
+		d, err := decode[struct {
+			Presence string `json:"presence"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		p := map[string]distributionv1.Presence{"available": distributionv1.Presence_PRESENCE_AVAILABLE, "away": distributionv1.Presence_PRESENCE_AWAY}[d.Presence]
+		if p == distributionv1.Presence_PRESENCE_UNSPECIFIED {
+			reply(nil, errors.Join(core.ErrInvalid, errors.New("presence must be \"available\" or \"away\"")))
+			return
+		}
+		st, err := g.core.SetPresence(cctx, a, p)
+		if err != nil {
+			reply(nil, err)
+			return
+		}
+		g.Push(a.Tenant, a.ID, protocol.Frame(protocol.TypePresence, map[string]any{"presence": core.PresenceName(st.GetPresence()), "rona": st.GetRona()}))
+		reply(map[string]any{"presence": core.PresenceName(st.GetPresence()), "rona": st.GetRona()}, nil)
+	case protocol.TypeOfferAccept, protocol.TypeOfferDecline:
+		d, err := decode[struct {
+			OfferID string `json:"offer_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		if env.Type == protocol.TypeOfferDecline {
+			reply(nil, g.core.Decline(cctx, a, d.OfferID))
+			return
+		}
+		sid, err := g.core.Accept(cctx, a, d.OfferID)
+		reply(map[string]any{"session_id": sid}, err)
+	case protocol.TypeMessageSend:
+		d, err := decode[struct {
+			SessionID   string `json:"session_id"`
+			Body        string `json:"body"`
+			ClientMsgID string `json:"client_msg_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		id, err := g.core.Send(cctx, a, d.SessionID, d.Body, d.ClientMsgID)
+		reply(map[string]any{"message_id": id}, err)
+	case protocol.TypeSessionTerminate:
+		d, err := decode[struct {
+			SessionID string `json:"session_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		reply(nil, g.core.Terminate(cctx, a, d.SessionID))
+	default:
+		c.send(protocol.ErrorFrame(env.ID, protocol.CodeUnknownType, "unknown type "+env.Type))
+	}
+}
+
+func codeOf(err error) string {
+	switch {
+	case errors.Is(err, core.ErrInvalid):
+		return protocol.CodeInvalid
+	case errors.Is(err, core.ErrNotFound):
+		return protocol.CodeNotFound
+	case errors.Is(err, core.ErrForbidden):
+		return protocol.CodeForbidden
+	case errors.Is(err, core.ErrConflict):
+		return protocol.CodeConflict
+	default:
+		return protocol.CodeUnavailable
+	}
+}

@@ -1,0 +1,157 @@
+// Package protocol defines the agent websocket protocol, version 1 (see
+// services/sessions/PROTOCOL.md): the envelope, the message types and the
+// JSON objects they carry.
+package protocol
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+)
+
+// Version is the protocol version this server speaks.
+const Version = 1
+
+// MaxFrameBytes bounds one frame.
+const MaxFrameBytes = 64 << 10
+
+// Client frame types.
+const (
+	TypeAuth             = "auth"
+	TypePresenceSet      = "presence.set"
+	TypeOfferAccept      = "offer.accept"
+	TypeOfferDecline     = "offer.decline"
+	TypeMessageSend      = "message.send"
+	TypeSessionTerminate = "session.terminate"
+	TypePing             = "ping"
+)
+
+// Server frame types.
+const (
+	TypeWelcome         = "welcome"
+	TypeSnapshot        = "snapshot"
+	TypeOfferCreated    = "offer.created"
+	TypeOfferRevoked    = "offer.revoked"
+	TypeSessionAssigned = "session.assigned"
+	TypeMessageAdded    = "message.added"
+	TypeMessageStatus   = "message.status"
+	TypeSessionEnded    = "session.ended"
+	TypePresence        = "presence"
+	TypeAck             = "ack"
+	TypeError           = "error"
+)
+
+// Error codes.
+const (
+	CodeBadFrame           = "bad_frame"
+	CodeUnsupportedVersion = "unsupported_version"
+	CodeUnknownType        = "unknown_type"
+	CodeInvalid            = "invalid"
+	CodeUnauthenticated    = "unauthenticated"
+	CodeNotFound           = "not_found"
+	CodeForbidden          = "forbidden"
+	CodeConflict           = "conflict"
+	CodeUnavailable        = "unavailable"
+)
+
+// Envelope is every frame.
+type Envelope struct {
+	V    int             `json:"v"`
+	Type string          `json:"type"`
+	ID   string          `json:"id,omitempty"`
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+// Frame builds a server frame.
+func Frame(typ string, data any) []byte {
+	raw, _ := json.Marshal(data)
+	b, _ := json.Marshal(Envelope{V: Version, Type: typ, Data: raw})
+	return b
+}
+
+// Ack answers a client frame.
+func Ack(ref string, extra map[string]any) []byte {
+	d := map[string]any{"ref": ref}
+	for k, v := range extra {
+		d[k] = v
+	}
+	return Frame(TypeAck, d)
+}
+
+// ErrorFrame answers a client frame with an error.
+func ErrorFrame(ref, code, msg string) []byte {
+	return Frame(TypeError, map[string]string{"ref": ref, "code": code, "message": msg})
+}
+
+// Offer is an offer card.
+type Offer struct {
+	OfferID      string    `json:"offer_id"`
+	TaskID       string    `json:"task_id"`
+	SessionID    string    `json:"session_id"`
+	ServiceID    string    `json:"service_id"`
+	ServiceName  string    `json:"service_name"`
+	Channel      string    `json:"channel"`
+	Customer     string    `json:"customer"`
+	CustomerName string    `json:"customer_name,omitempty"`
+	ExpiresAt    time.Time `json:"expires_at"`
+}
+
+// Session is a session with its transcript.
+type Session struct {
+	SessionID    string     `json:"session_id"`
+	ServiceID    string     `json:"service_id"`
+	ServiceName  string     `json:"service_name,omitempty"`
+	Channel      string     `json:"channel"`
+	Customer     string     `json:"customer"`
+	CustomerName string     `json:"customer_name,omitempty"`
+	State        string     `json:"state"`
+	StartedAt    time.Time  `json:"started_at"`
+	Messages     []*Message `json:"messages"`
+}
+
+// Media is an attachment.
+type Media struct {
+	URL         string `json:"url"`
+	ContentType string `json:"content_type,omitempty"`
+}
+
+// Message is a transcript entry.
+type Message struct {
+	ID           string    `json:"id"`
+	Direction    string    `json:"direction"`
+	Sender       string    `json:"sender"`
+	AgentID      string    `json:"agent_id,omitempty"`
+	Body         string    `json:"body"`
+	Media        []Media   `json:"media,omitempty"`
+	At           time.Time `json:"at"`
+	Status       string    `json:"status,omitempty"`
+	ErrorCode    int32     `json:"error_code,omitempty"`
+	ErrorMessage string    `json:"error_message,omitempty"`
+}
+
+// MessageStatus reports an outbound message's delivery status.
+type MessageStatus struct {
+	SessionID    string `json:"session_id"`
+	MessageID    string `json:"message_id"`
+	Status       string `json:"status"`
+	ErrorCode    int32  `json:"error_code,omitempty"`
+	ErrorMessage string `json:"error_message,omitempty"`
+}
+
+// ChannelName is the protocol's name for a channel.
+func ChannelName(c messagingv1.Channel) string {
+	switch c {
+	case messagingv1.Channel_CHANNEL_SMS:
+		return "sms"
+	case messagingv1.Channel_CHANNEL_WHATSAPP:
+		return "whatsapp"
+	}
+	return "unknown"
+}
+
+// StatusName is the protocol's name for a delivery status.
+func StatusName(s messagingv1.DeliveryStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "DELIVERY_STATUS_"))
+}

@@ -1,0 +1,280 @@
+// Package store keeps sessions, their transcripts and the pointer from a
+// customer conversation to its active session in MongoDB. Every hot-path
+// read and write is by _id: "<tenant>/<session>" for sessions,
+// "<tenant>/<conversation key>" for active pointers and
+// "<tenant>/<session>/<message id>" for transcript entries.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/switchboard-cc/switchboard/pkg/mongodb"
+)
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Session states.
+const (
+	StateActive = "active"
+	StateEnded  = "ended"
+)
+
+// Conversation is how to reach the customer (mirrors messaging.v1.ConversationRef).
+type Conversation struct {
+	Channel             string `bson:"channel"` // sms | whatsapp
+	Path                string `bson:"path"`    // conversations | messaging
+	Customer            string `bson:"customer"`
+	Business            string `bson:"business"`
+	ChatServiceSID      string `bson:"chat_service_sid,omitempty"`
+	ConversationSID     string `bson:"conversation_sid,omitempty"`
+	MessagingServiceSID string `bson:"messaging_service_sid,omitempty"`
+}
+
+// Session is one chat session.
+type Session struct {
+	Key             string       `bson:"_id"`
+	Tenant          string       `bson:"tenant"`
+	ID              string       `bson:"session_id"`
+	ServiceID       string       `bson:"service_id"`
+	ServiceName     string       `bson:"service_name,omitempty"`
+	EntryID         string       `bson:"entry_id"`
+	Conversation    Conversation `bson:"conversation"`
+	ConversationKey string       `bson:"conversation_key"`
+	CustomerName    string       `bson:"customer_name,omitempty"`
+	FirstMessageSID string       `bson:"first_message_sid"`
+	State           string       `bson:"state"`
+	AgentID         string       `bson:"agent_id,omitempty"`
+	TaskID          string       `bson:"task_id,omitempty"`
+	Outcome         string       `bson:"outcome,omitempty"`
+	EndReason       string       `bson:"end_reason,omitempty"`
+	StartedAt       time.Time    `bson:"started_at"`
+	AcceptedAt      time.Time    `bson:"accepted_at,omitempty"`
+	EndedAt         time.Time    `bson:"ended_at,omitempty"`
+}
+
+// Media is an attachment.
+type Media struct {
+	URL         string `bson:"url" json:"url"`
+	ContentType string `bson:"content_type,omitempty" json:"content_type,omitempty"`
+}
+
+// Message is one transcript entry.
+type Message struct {
+	Key          string    `bson:"_id"`
+	Tenant       string    `bson:"tenant"`
+	SessionKey   string    `bson:"session_key"`
+	ID           string    `bson:"message_id"`
+	Direction    string    `bson:"direction"` // inbound | outbound
+	Sender       string    `bson:"sender"`    // customer | agent | workflow
+	AgentID      string    `bson:"agent_id,omitempty"`
+	Body         string    `bson:"body"`
+	Media        []Media   `bson:"media,omitempty"`
+	At           time.Time `bson:"at"`
+	Status       string    `bson:"status,omitempty"`
+	StatusRank   int       `bson:"status_rank,omitempty"`
+	ErrorCode    int32     `bson:"error_code,omitempty"`
+	ErrorMessage string    `bson:"error_message,omitempty"`
+	TwilioSID    string    `bson:"twilio_sid,omitempty"`
+}
+
+// Store is the sessions database.
+type Store struct {
+	sessions *mongo.Collection
+	active   *mongo.Collection
+	messages *mongo.Collection
+}
+
+// New opens the store and makes sure its indexes exist.
+func New(ctx context.Context, db *mongo.Database) (*Store, error) {
+	err := mongodb.EnsureIndexes(ctx, db,
+		mongodb.Index{Collection: "messages", Keys: bson.D{{Key: "session_key", Value: 1}, {Key: "at", Value: 1}}, Name: "transcript"},
+		mongodb.Index{Collection: "sessions", Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "agent_id", Value: 1}, {Key: "state", Value: 1}}, Name: "agent_sessions"},
+	)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{sessions: db.Collection("sessions"), active: db.Collection("active"), messages: db.Collection("messages")}, nil
+}
+
+// SessionKey is the _id of a session.
+func SessionKey(tenant, sessionID string) string { return tenant + "/" + sessionID }
+
+func messageKey(tenant, sessionID, messageID string) string {
+	return tenant + "/" + sessionID + "/" + messageID
+}
+
+// ActiveSession returns the id of the active session of a conversation, or "".
+func (s *Store) ActiveSession(ctx context.Context, tenant, convKey string) (string, error) {
+	var doc struct {
+		SessionID string `bson:"session_id"`
+	}
+	err := s.active.FindOne(ctx, bson.M{"_id": tenant + "/" + convKey}).Decode(&doc)
+	if mongodb.IsNotFound(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("find active session: %w", err)
+	}
+	return doc.SessionID, nil
+}
+
+// ClaimActive makes sessionID the active session of a conversation unless
+// one already is; it returns the active session id either way.
+func (s *Store) ClaimActive(ctx context.Context, tenant, convKey, sessionID string) (string, error) {
+	_, err := s.active.InsertOne(ctx, bson.M{"_id": tenant + "/" + convKey, "session_id": sessionID, "at": time.Now()})
+	if mongodb.IsDuplicateKey(err) {
+		return s.ActiveSession(ctx, tenant, convKey)
+	}
+	if err != nil {
+		return "", fmt.Errorf("claim active session: %w", err)
+	}
+	return sessionID, nil
+}
+
+// ReleaseActive removes the conversation's pointer if it still names sessionID.
+func (s *Store) ReleaseActive(ctx context.Context, tenant, convKey, sessionID string) error {
+	_, err := s.active.DeleteOne(ctx, bson.M{"_id": tenant + "/" + convKey, "session_id": sessionID})
+	if err != nil {
+		return fmt.Errorf("release active session: %w", err)
+	}
+	return nil
+}
+
+// CreateSession inserts a session; an existing one is left as it is.
+func (s *Store) CreateSession(ctx context.Context, sess *Session) error {
+	sess.Key = SessionKey(sess.Tenant, sess.ID)
+	_, err := s.sessions.InsertOne(ctx, sess)
+	if err != nil && !mongodb.IsDuplicateKey(err) {
+		return fmt.Errorf("create session: %w", err)
+	}
+	return nil
+}
+
+// Session loads a session.
+func (s *Store) Session(ctx context.Context, tenant, sessionID string) (*Session, error) {
+	var sess Session
+	err := s.sessions.FindOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}).Decode(&sess)
+	if mongodb.IsNotFound(err) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load session %s: %w", sessionID, err)
+	}
+	return &sess, nil
+}
+
+// Assign records the agent who accepted the session's task.
+func (s *Store) Assign(ctx context.Context, tenant, sessionID, agentID, taskID string, at time.Time) error {
+	_, err := s.sessions.UpdateOne(ctx,
+		bson.M{"_id": SessionKey(tenant, sessionID), "state": StateActive},
+		bson.M{"$set": bson.M{"agent_id": agentID, "task_id": taskID, "accepted_at": at}})
+	if err != nil {
+		return fmt.Errorf("assign session %s: %w", sessionID, err)
+	}
+	return nil
+}
+
+// End marks an active session ended; it reports whether this call ended it.
+func (s *Store) End(ctx context.Context, tenant, sessionID, outcome, reason string, at time.Time) (bool, error) {
+	res, err := s.sessions.UpdateOne(ctx,
+		bson.M{"_id": SessionKey(tenant, sessionID), "state": StateActive},
+		bson.M{"$set": bson.M{"state": StateEnded, "outcome": outcome, "end_reason": reason, "ended_at": at}})
+	if err != nil {
+		return false, fmt.Errorf("end session %s: %w", sessionID, err)
+	}
+	return res.ModifiedCount == 1, nil
+}
+
+// AgentSessions lists an agent's active sessions (on reconnect, not per message).
+func (s *Store) AgentSessions(ctx context.Context, tenant, agentID string) ([]*Session, error) {
+	cur, err := s.sessions.Find(ctx, bson.M{"tenant": tenant, "agent_id": agentID, "state": StateActive},
+		options.Find().SetSort(bson.D{{Key: "started_at", Value: 1}}).SetLimit(200))
+	if err != nil {
+		return nil, fmt.Errorf("find agent sessions: %w", err)
+	}
+	var out []*Session
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("read agent sessions: %w", err)
+	}
+	return out, nil
+}
+
+// AddMessage inserts a transcript entry; it reports false if it was there already.
+func (s *Store) AddMessage(ctx context.Context, sessionID string, m *Message) (bool, error) {
+	m.Key = messageKey(m.Tenant, sessionID, m.ID)
+	m.SessionKey = SessionKey(m.Tenant, sessionID)
+	m.StatusRank = StatusRank(m.Status)
+	_, err := s.messages.InsertOne(ctx, m)
+	if mongodb.IsDuplicateKey(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("add message: %w", err)
+	}
+	return true, nil
+}
+
+// Transcript returns a session's messages in order (on accept and reconnect).
+func (s *Store) Transcript(ctx context.Context, tenant, sessionID string) ([]*Message, error) {
+	cur, err := s.messages.Find(ctx, bson.M{"session_key": SessionKey(tenant, sessionID)},
+		options.Find().SetSort(bson.D{{Key: "at", Value: 1}}).SetLimit(1000))
+	if err != nil {
+		return nil, fmt.Errorf("find transcript: %w", err)
+	}
+	var out []*Message
+	if err := cur.All(ctx, &out); err != nil {
+		return nil, fmt.Errorf("read transcript: %w", err)
+	}
+	return out, nil
+}
+
+// statusOrder ranks delivery statuses; a status never replaces a later one.
+var statusOrder = map[string]int{
+	"pending": 1, "queued": 2, "accepted": 2, "sending": 3, "sent": 4,
+	"delivered": 5, "undelivered": 6, "failed": 6, "read": 7,
+}
+
+// StatusRank is the position of a delivery status in its life.
+func StatusRank(status string) int { return statusOrder[status] }
+
+// UpdateStatus moves an outbound message's status forward (never back) and
+// reports whether it changed.
+func (s *Store) UpdateStatus(ctx context.Context, tenant, sessionID, messageID, status string, errCode int32, errMsg, twilioSID string) (bool, error) {
+	set := bson.M{"status": status, "status_rank": StatusRank(status)}
+	if errCode != 0 {
+		set["error_code"] = errCode
+	}
+	if errMsg != "" {
+		set["error_message"] = errMsg
+	}
+	if twilioSID != "" {
+		set["twilio_sid"] = twilioSID
+	}
+	res, err := s.messages.UpdateOne(ctx,
+		bson.M{"_id": messageKey(tenant, sessionID, messageID), "status_rank": bson.M{"$lt": StatusRank(status)}},
+		bson.M{"$set": set})
+	if err != nil {
+		return false, fmt.Errorf("update message status: %w", err)
+	}
+	return res.ModifiedCount == 1, nil
+}
+
+// SetServiceName records the display name of the session's service.
+func (s *Store) SetServiceName(ctx context.Context, tenant, sessionID, name string) error {
+	if name == "" {
+		return nil
+	}
+	_, err := s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": bson.M{"service_name": name}})
+	if err != nil {
+		return fmt.Errorf("set service name: %w", err)
+	}
+	return nil
+}

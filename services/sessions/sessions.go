@@ -1,0 +1,178 @@
+// Package sessions runs the sessions service: it owns chat sessions (their
+// start, transcript and end), serves the agent websocket and the agent
+// console, and carries agents' commands to distribution and outbound-sender.
+//
+// Consumers: sessions-inbound (CHAT), sessions-distribution (DISTRIBUTION),
+// sessions-outbound (OUTBOUND), sessions-workflow (WORKFLOW). Publishes on
+// SESSION and, for agent replies, OUTBOUND.
+package sessions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+
+	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/connect"
+	"github.com/switchboard-cc/switchboard/pkg/httpserver"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/sessions/internal/console"
+	"github.com/switchboard-cc/switchboard/services/sessions/internal/core"
+	"github.com/switchboard-cc/switchboard/services/sessions/internal/gateway"
+	"github.com/switchboard-cc/switchboard/services/sessions/internal/store"
+)
+
+// Name is the service name.
+const Name = "sessions"
+
+// Config of the sessions service.
+type Config struct {
+	// HTTPAddr serves the console, sign-in and the agent websocket.
+	HTTPAddr         string
+	NATSURL          string
+	MongoURI         string
+	Database         string
+	ConfigAddr       string
+	DistributionAddr string
+	AuthKeys         string
+	// AgentTokenTTL is how long an agent's sign-in lasts.
+	AgentTokenTTL time.Duration
+	// OriginPatterns lets pages on other hosts open the websocket (the
+	// console served here needs none).
+	OriginPatterns []string
+	Streams        subjects.StreamOptions
+}
+
+// Defaults for one machine.
+func Defaults() Config {
+	return Config{
+		HTTPAddr:         "127.0.0.1:8081",
+		NATSURL:          "nats://127.0.0.1:4222",
+		MongoURI:         "mongodb://127.0.0.1:27017/",
+		Database:         "switchboard_sessions",
+		ConfigAddr:       "127.0.0.1:9090",
+		DistributionAddr: "127.0.0.1:9091",
+		AgentTokenTTL:    12 * time.Hour,
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	for _, f := range []struct{ name, v string }{
+		{"http address", c.HTTPAddr}, {"nats url", c.NATSURL}, {"mongo uri", c.MongoURI}, {"database", c.Database},
+		{"config service address", c.ConfigAddr}, {"distribution address", c.DistributionAddr},
+	} {
+		if f.v == "" {
+			errs = append(errs, fmt.Errorf("%s is required", f.name))
+		}
+	}
+	if _, err := authn.ParseKeys(c.AuthKeys); err != nil {
+		errs = append(errs, fmt.Errorf("auth keys: %w", err))
+	}
+	if c.AgentTokenTTL < time.Minute {
+		errs = append(errs, fmt.Errorf("agent token ttl %s is shorter than a minute", c.AgentTokenTTL))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps may be injected; nil ones are built from Config.
+type Deps struct {
+	Listener         net.Listener
+	Bus              *bus.Bus
+	Mongo            *mongo.Client
+	ConfigConn       *grpc.ClientConn
+	DistributionConn *grpc.ClientConn
+	AuthKeys         *authn.Keys
+}
+
+// Run serves until ctx is done.
+func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("sessions config: %w", err)
+	}
+	keys, err := connect.AuthKeys(deps.AuthKeys, cfg.AuthKeys)
+	if err != nil {
+		return err
+	}
+	b, closeBus, err := connect.Bus(deps.Bus, cfg.NATSURL, Name, log)
+	if err != nil {
+		return err
+	}
+	defer closeBus()
+	mc, closeMongo, err := connect.Mongo(ctx, deps.Mongo, cfg.MongoURI)
+	if err != nil {
+		return err
+	}
+	defer closeMongo()
+	cc, closeConfig, err := connect.GRPC(deps.ConfigConn, cfg.ConfigAddr, keys, Name)
+	if err != nil {
+		return err
+	}
+	defer closeConfig()
+	dc, closeDist, err := connect.GRPC(deps.DistributionConn, cfg.DistributionAddr, keys, Name)
+	if err != nil {
+		return err
+	}
+	defer closeDist()
+	lis, err := httpserver.Listen(deps.Listener, cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamChat, subjects.StreamSession, subjects.StreamDistribution,
+		subjects.StreamOutbound, subjects.StreamWorkflow, subjects.StreamDeadLetter); err != nil {
+		return err
+	}
+	st, err := store.New(ctx, mc.Database(cfg.Database))
+	if err != nil {
+		return err
+	}
+	var gw *gateway.Gateway
+	domain := core.New(st, b, pushFunc(func(t, a string, f []byte) { gw.Push(t, a, f) }), distributionv1.NewDistributionServiceClient(dc), log)
+	gw = gateway.New(domain, keys, configv1.NewLookupServiceClient(cc), b.NC, log, gateway.Options{
+		TokenTTL: cfg.AgentTokenTTL, OriginPatterns: cfg.OriginPatterns, Console: console.FS(),
+	})
+	sub, err := gw.Subscribe()
+	if err != nil {
+		return fmt.Errorf("subscribe agent pushes: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	g, gctx := errgroup.WithContext(ctx)
+	consume := func(stream, durable string, kinds []string, h bus.Handler) {
+		filters := make([]string, len(kinds))
+		for i, k := range kinds {
+			filters[i] = subjects.AllTenants(k)
+		}
+		g.Go(func() error {
+			return b.Consume(gctx, bus.ConsumerSpec{Stream: stream, Durable: durable, FilterSubjects: filters}, h)
+		})
+	}
+	consume(subjects.StreamChat, subjects.ConsumerSessionsInbound, []string{subjects.KindChatMessageReceived}, domain.HandleInbound)
+	consume(subjects.StreamDistribution, subjects.ConsumerSessionsDistribution, []string{
+		subjects.KindTaskOffered, subjects.KindTaskAccepted, subjects.KindTaskDeclined, subjects.KindTaskOfferTimedOut, subjects.KindTaskCanceled,
+	}, domain.HandleDistribution)
+	consume(subjects.StreamOutbound, subjects.ConsumerSessionsOutbound, []string{
+		subjects.KindOutboundRequested, subjects.KindOutboundSent, subjects.KindOutboundFailed, subjects.KindOutboundDeliveryUpdate,
+	}, domain.HandleOutbound)
+	consume(subjects.StreamWorkflow, subjects.ConsumerSessionsWorkflow, []string{subjects.KindWorkflowFailed}, domain.HandleWorkflow)
+	srv := httpserver.New(gw.Handler())
+	g.Go(func() error { return httpserver.Serve(gctx, srv, lis, 3*time.Second) })
+	log.Info("sessions serving", "http", lis.Addr().String())
+	return g.Wait()
+}
+
+type pushFunc func(tenant, agentID string, frame []byte)
+
+func (f pushFunc) Push(tenant, agentID string, frame []byte) { f(tenant, agentID, frame) }

@@ -1,0 +1,29 @@
+// Command workflow-runner runs the workflow-runner service.
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/switchboard-cc/switchboard/pkg/mainrun"
+	workflowrunner "github.com/switchboard-cc/switchboard/services/workflow-runner"
+)
+
+func main() {
+	mainrun.Main(workflowrunner.Name, func(ctx context.Context, env *mainrun.Env, log *slog.Logger) error {
+		d := workflowrunner.Defaults()
+		cfg := workflowrunner.Config{
+			NATSURL:    env.String("NATS_URL", d.NATSURL),
+			MongoURI:   env.String("MONGO_URI", d.MongoURI),
+			Database:   env.String("MONGO_DATABASE", d.Database),
+			ConfigAddr: env.String("CONFIG_ADDR", d.ConfigAddr),
+			AuthKeys:   env.String("SWITCHBOARD_AUTH_KEYS", ""),
+			Streams:    mainrun.StreamOptions(env),
+		}
+		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
+			return err
+		}
+		return workflowrunner.Run(ctx, cfg, workflowrunner.Deps{}, log)
+	})
+}
