@@ -1,0 +1,29 @@
+// Command reporting runs the reporting service.
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/switchboard-cc/switchboard/pkg/mainrun"
+	"github.com/switchboard-cc/switchboard/services/reporting"
+)
+
+func main() {
+	mainrun.Main(reporting.Name, func(ctx context.Context, env *mainrun.Env, log *slog.Logger) error {
+		d := reporting.Defaults()
+		cfg := reporting.Config{
+			GRPCAddr: env.String("GRPC_ADDR", d.GRPCAddr),
+			NATSURL:  env.String("NATS_URL", d.NATSURL),
+			MongoURI: env.String("MONGO_URI", d.MongoURI),
+			Database: env.String("MONGO_DATABASE", d.Database),
+			AuthKeys: env.String("SWITCHBOARD_AUTH_KEYS", ""),
+			Streams:  mainrun.StreamOptions(env),
+		}
+		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
+			return err
+		}
+		return reporting.Run(ctx, cfg, reporting.Deps{}, log)
+	})
+}

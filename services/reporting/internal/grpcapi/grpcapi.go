@@ -1,0 +1,75 @@
+// Package grpcapi serves ReportingService.
+package grpcapi
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	reportingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/reporting/internal/records"
+)
+
+// Server implements ReportingService.
+type Server struct {
+	reportingv1.UnimplementedReportingServiceServer
+	Records *records.Store
+}
+
+// Admins and supervisors of a tenant read its reports; agents do not.
+func authorize(ctx context.Context, tenant string) error {
+	if !subjects.ValidTenantID(tenant) {
+		return status.Errorf(codes.InvalidArgument, "tenant_id %q is not a valid tenant id", tenant)
+	}
+	if _, err := grpcserver.RequireTenant(ctx, tenant); err != nil {
+		return err
+	}
+	_, err := grpcserver.RequireRole(ctx, authn.RoleAdmin, authn.RoleSupervisor, authn.RolePlatform)
+	return err
+}
+
+func (s *Server) GetSession(ctx context.Context, req *reportingv1.GetSessionRequest) (*reportingv1.GetSessionResponse, error) {
+	if err := authorize(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if req.GetSessionId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "session_id is required")
+	}
+	rec, err := s.Records.Get(ctx, req.GetTenantId(), req.GetSessionId())
+	if errors.Is(err, records.ErrNotFound) {
+		return nil, status.Errorf(codes.NotFound, "session %q not found", req.GetSessionId())
+	}
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &reportingv1.GetSessionResponse{Session: rec}, nil
+}
+
+func (s *Server) ListSessions(ctx context.Context, req *reportingv1.ListSessionsRequest) (*reportingv1.ListSessionsResponse, error) {
+	if err := authorize(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0 || size > 500:
+		return nil, status.Errorf(codes.InvalidArgument, "page_size %d is outside 0..500", size)
+	case size == 0:
+		size = 50
+	}
+	recs, next, err := s.Records.List(ctx, req.GetTenantId(), records.Filter{
+		ServiceID: req.GetServiceId(), Channel: req.GetChannel(), State: req.GetState(),
+	}, size, req.GetPageToken())
+	if errors.Is(err, records.ErrBadPageToken) {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &reportingv1.ListSessionsResponse{Sessions: recs, NextPageToken: next}, nil
+}

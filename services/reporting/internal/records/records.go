@@ -1,0 +1,317 @@
+// Package records builds session records from events. Every event becomes
+// one keyed upsert with operators that commute ($setOnInsert, $min,
+// $addToSet, guarded $set), so records come out right whatever order the
+// three consumers and their redeliveries apply them in.
+package records
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
+	reportingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1"
+	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/mongodb"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+)
+
+// ErrNotFound: no record for that session.
+var ErrNotFound = errors.New("session not found")
+
+// ErrBadPageToken: the page token is not one this service issued.
+var ErrBadPageToken = errors.New("page_token is invalid")
+
+// Store holds session records.
+type Store struct {
+	c *mongo.Collection
+}
+
+// New opens the store.
+func New(ctx context.Context, db *mongo.Database) (*Store, error) {
+	err := mongodb.EnsureIndexes(ctx, db, mongodb.Index{
+		Collection: "sessions", Name: "tenant_started",
+		Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "started_at", Value: -1}, {Key: "_id", Value: -1}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Store{c: db.Collection("sessions")}, nil
+}
+
+type doc struct {
+	ID           string    `bson:"_id"`
+	Tenant       string    `bson:"tenant"`
+	SessionID    string    `bson:"session_id"`
+	ServiceID    string    `bson:"service_id,omitempty"`
+	EntryID      string    `bson:"entry_id,omitempty"`
+	Channel      int32     `bson:"channel,omitempty"`
+	Customer     string    `bson:"customer,omitempty"`
+	Business     string    `bson:"business,omitempty"`
+	State        int32     `bson:"state,omitempty"`
+	Outcome      int32     `bson:"outcome,omitempty"`
+	EndReason    string    `bson:"end_reason,omitempty"`
+	AgentID      string    `bson:"agent_id,omitempty"`
+	StartedAt    time.Time `bson:"started_at,omitempty"`
+	QueuedAt     time.Time `bson:"queued_at,omitempty"`
+	AcceptedAt   time.Time `bson:"accepted_at,omitempty"`
+	EndedAt      time.Time `bson:"ended_at,omitempty"`
+	Inbound      []string  `bson:"inbound,omitempty"`
+	Outbound     []string  `bson:"outbound,omitempty"`
+	Offers       []string  `bson:"offers,omitempty"`
+	Declines     []string  `bson:"declines,omitempty"`
+	Ronas        []string  `bson:"ronas,omitempty"`
+	FailedSends  []string  `bson:"failed_sends,omitempty"`
+}
+
+func key(tenant, session string) string { return tenant + "/" + session }
+
+func (s *Store) upsert(ctx context.Context, tenant, session string, update bson.M) error {
+	set, _ := update["$setOnInsert"].(bson.M)
+	if set == nil {
+		set = bson.M{}
+	}
+	set["tenant"], set["session_id"] = tenant, session
+	update["$setOnInsert"] = set
+	_, err := s.c.UpdateOne(ctx, bson.M{"_id": key(tenant, session)}, update, options.UpdateOne().SetUpsert(true))
+	if err != nil {
+		return fmt.Errorf("upsert record %s/%s: %w", tenant, session, err)
+	}
+	return nil
+}
+
+func valid(m *bus.Message, tenant, session string) error {
+	if session == "" || tenant != m.Tenant() {
+		return bus.Permanentf("event on %s lacks a session id or names another tenant", m.Subject)
+	}
+	return nil
+}
+
+// HandleSession applies SESSION events.
+func (s *Store) HandleSession(ctx context.Context, m *bus.Message) error {
+	switch m.Kind() {
+	case subjects.KindSessionStarted:
+		var ev sessionv1.SessionStarted
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
+			return err
+		}
+		c := ev.GetConversation()
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{
+			"$setOnInsert": bson.M{"state": int32(reportingv1.SessionState_SESSION_STATE_ACTIVE)},
+			"$set": bson.M{
+				"service_id": ev.GetServiceId(), "entry_id": ev.GetEntryId(), "channel": int32(c.GetChannel()),
+				"customer": c.GetCustomerAddress(), "business": c.GetBusinessAddress(),
+				"started_at": ev.GetStartedAt().AsTime(),
+			},
+		})
+	case subjects.KindSessionMessageAdded:
+		var ev sessionv1.MessageAdded
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
+			return err
+		}
+		field := "outbound"
+		if ev.GetDirection() == sessionv1.Direction_DIRECTION_INBOUND {
+			field = "inbound"
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{field: ev.GetMessageId()}})
+	case subjects.KindSessionEnded:
+		var ev sessionv1.SessionEnded
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
+			return err
+		}
+		set := bson.M{
+			"state": int32(reportingv1.SessionState_SESSION_STATE_ENDED), "outcome": int32(ev.GetOutcome()),
+			"end_reason": ev.GetReason(), "ended_at": ev.GetEndedAt().AsTime(),
+		}
+		if ev.GetAgentId() != "" {
+			set["agent_id"] = ev.GetAgentId()
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$set": set})
+	}
+	return nil
+}
+
+// HandleDistribution applies DISTRIBUTION events.
+func (s *Store) HandleDistribution(ctx context.Context, m *bus.Message) error {
+	switch m.Kind() {
+	case subjects.KindTaskQueued:
+		var ev distributionv1.TaskQueued
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
+			return err
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$min": bson.M{"queued_at": ev.GetQueuedAt().AsTime()}})
+	case subjects.KindTaskOffered:
+		var ev distributionv1.TaskOffered
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
+			return err
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{"offers": ev.GetOfferId()}})
+	case subjects.KindTaskAccepted:
+		var ev distributionv1.TaskAccepted
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
+			return err
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{
+			"$set": bson.M{"agent_id": ev.GetAgentId()},
+			"$min": bson.M{"accepted_at": ev.GetAcceptedAt().AsTime()},
+		})
+	case subjects.KindTaskDeclined:
+		var ev distributionv1.TaskDeclined
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
+			return err
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{"declines": ev.GetOfferId()}})
+	case subjects.KindTaskOfferTimedOut:
+		var ev distributionv1.TaskOfferTimedOut
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
+			return err
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{"ronas": ev.GetOfferId()}})
+	}
+	return nil
+}
+
+// HandleOutbound applies OUTBOUND events.
+func (s *Store) HandleOutbound(ctx context.Context, m *bus.Message) error {
+	if m.Kind() != subjects.KindOutboundFailed {
+		return nil
+	}
+	var ev outboundv1.OutboundMessageFailed
+	if err := m.Decode(&ev); err != nil {
+		return err
+	}
+	if ev.GetSessionId() == "" {
+		return nil
+	}
+	if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
+		return err
+	}
+	return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{"failed_sends": ev.GetRequestId()}})
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func (d *doc) proto() *reportingv1.SessionRecord {
+	return &reportingv1.SessionRecord{
+		TenantId: d.Tenant, SessionId: d.SessionID, ServiceId: d.ServiceID, EntryId: d.EntryID,
+		Channel: messagingv1.Channel(d.Channel), CustomerAddress: d.Customer, BusinessAddress: d.Business,
+		State: reportingv1.SessionState(d.State), Outcome: sessionv1.Outcome(d.Outcome), EndReason: d.EndReason,
+		AgentId: d.AgentID, StartedAt: ts(d.StartedAt), QueuedAt: ts(d.QueuedAt), AcceptedAt: ts(d.AcceptedAt),
+		EndedAt: ts(d.EndedAt), InboundMessages: int32(len(d.Inbound)), OutboundMessages: int32(len(d.Outbound)),
+		Offers: int32(len(d.Offers)), Declines: int32(len(d.Declines)), Ronas: int32(len(d.Ronas)),
+		FailedSends: int32(len(d.FailedSends)),
+	}
+}
+
+// Get returns one record.
+func (s *Store) Get(ctx context.Context, tenant, session string) (*reportingv1.SessionRecord, error) {
+	var d doc
+	err := s.c.FindOne(ctx, bson.M{"_id": key(tenant, session)}).Decode(&d)
+	if mongodb.IsNotFound(err) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get record: %w", err)
+	}
+	return d.proto(), nil
+}
+
+// Filter narrows a listing.
+type Filter struct {
+	ServiceID string
+	Channel   messagingv1.Channel
+	State     reportingv1.SessionState
+}
+
+type cursor struct {
+	StartedAt time.Time `json:"t"`
+	ID        string    `json:"id"`
+}
+
+// List pages through a tenant's records, newest first.
+func (s *Store) List(ctx context.Context, tenant string, f Filter, size int, token string) ([]*reportingv1.SessionRecord, string, error) {
+	q := bson.M{"tenant": tenant}
+	if f.ServiceID != "" {
+		q["service_id"] = f.ServiceID
+	}
+	if f.Channel != messagingv1.Channel_CHANNEL_UNSPECIFIED {
+		q["channel"] = int32(f.Channel)
+	}
+	if f.State != reportingv1.SessionState_SESSION_STATE_UNSPECIFIED {
+		q["state"] = int32(f.State)
+	}
+	if token != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(token)
+		var c cursor
+		if err != nil || json.Unmarshal(raw, &c) != nil || c.ID == "" {
+			return nil, "", ErrBadPageToken
+		}
+		q["$or"] = bson.A{
+			bson.M{"started_at": bson.M{"$lt": c.StartedAt}},
+			bson.M{"started_at": c.StartedAt, "_id": bson.M{"$lt": c.ID}},
+		}
+	}
+	cur, err := s.c.Find(ctx, q, options.Find().
+		SetSort(bson.D{{Key: "started_at", Value: -1}, {Key: "_id", Value: -1}}).
+		SetLimit(int64(size+1)))
+	if err != nil {
+		return nil, "", fmt.Errorf("list records: %w", err)
+	}
+	var docs []doc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, "", fmt.Errorf("read records: %w", err)
+	}
+	next := ""
+	if len(docs) > size {
+		docs = docs[:size]
+		last := docs[len(docs)-1]
+		raw, _ := json.Marshal(cursor{StartedAt: last.StartedAt, ID: last.ID})
+		next = base64.RawURLEncoding.EncodeToString(raw)
+	}
+	out := make([]*reportingv1.SessionRecord, len(docs))
+	for i := range docs {
+		out[i] = docs[i].proto()
+	}
+	return out, next, nil
+}

@@ -1,0 +1,122 @@
+// Package reporting runs the reporting service: it builds session records
+// from SESSION, DISTRIBUTION and OUTBOUND events and serves them to analysts
+// over gRPC (ReportingService, with server reflection for grpcurl).
+package reporting
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"golang.org/x/sync/errgroup"
+
+	reportingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/connect"
+	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
+	"github.com/switchboard-cc/switchboard/pkg/httpserver"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/reporting/internal/grpcapi"
+	"github.com/switchboard-cc/switchboard/services/reporting/internal/records"
+)
+
+// Name is the service name.
+const Name = "reporting"
+
+// Config of the reporting service.
+type Config struct {
+	GRPCAddr string
+	NATSURL  string
+	MongoURI string
+	Database string
+	AuthKeys string
+	Streams  subjects.StreamOptions
+}
+
+// Defaults for one machine.
+func Defaults() Config {
+	return Config{
+		GRPCAddr: "127.0.0.1:9092",
+		NATSURL:  "nats://127.0.0.1:4222",
+		MongoURI: "mongodb://127.0.0.1:27017/",
+		Database: "switchboard_reporting",
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	for _, f := range []struct{ name, v string }{
+		{"grpc address", c.GRPCAddr}, {"nats url", c.NATSURL}, {"mongo uri", c.MongoURI}, {"database", c.Database},
+	} {
+		if f.v == "" {
+			errs = append(errs, fmt.Errorf("%s is required", f.name))
+		}
+	}
+	if _, err := authn.ParseKeys(c.AuthKeys); err != nil {
+		errs = append(errs, fmt.Errorf("auth keys: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Deps may be injected; nil ones are built from Config.
+type Deps struct {
+	GRPCListener net.Listener
+	Bus          *bus.Bus
+	Mongo        *mongo.Client
+	AuthKeys     *authn.Keys
+}
+
+// Run serves until ctx is done.
+func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("reporting config: %w", err)
+	}
+	keys, err := connect.AuthKeys(deps.AuthKeys, cfg.AuthKeys)
+	if err != nil {
+		return err
+	}
+	b, closeBus, err := connect.Bus(deps.Bus, cfg.NATSURL, Name, log)
+	if err != nil {
+		return err
+	}
+	defer closeBus()
+	mc, closeMongo, err := connect.Mongo(ctx, deps.Mongo, cfg.MongoURI)
+	if err != nil {
+		return err
+	}
+	defer closeMongo()
+	lis, err := httpserver.Listen(deps.GRPCListener, cfg.GRPCAddr)
+	if err != nil {
+		return err
+	}
+	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamSession, subjects.StreamDistribution, subjects.StreamOutbound, subjects.StreamDeadLetter); err != nil {
+		return err
+	}
+	st, err := records.New(ctx, mc.Database(cfg.Database))
+	if err != nil {
+		return err
+	}
+	srv := grpcserver.New(log, keys)
+	reportingv1.RegisterReportingServiceServer(srv.Server, &grpcapi.Server{Records: st})
+
+	g, gctx := errgroup.WithContext(ctx)
+	for _, c := range []struct {
+		stream, durable string
+		h               bus.Handler
+	}{
+		{subjects.StreamSession, subjects.ConsumerReportingSessions, st.HandleSession},
+		{subjects.StreamDistribution, subjects.ConsumerReportingTasks, st.HandleDistribution},
+		{subjects.StreamOutbound, subjects.ConsumerReportingOutbound, st.HandleOutbound},
+	} {
+		g.Go(func() error { return b.Consume(gctx, bus.ConsumerSpec{Stream: c.stream, Durable: c.durable}, c.h) })
+	}
+	g.Go(func() error { return srv.Serve(gctx, lis) })
+	log.Info("reporting serving", "grpc", lis.Addr().String())
+	return g.Wait()
+}
