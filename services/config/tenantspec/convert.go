@@ -1,0 +1,211 @@
+package tenantspec
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+	"github.com/switchboard-cc/switchboard/services/config/workflowdef"
+)
+
+func channel(s string) (messagingv1.Channel, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "sms":
+		return messagingv1.Channel_CHANNEL_SMS, nil
+	case "whatsapp":
+		return messagingv1.Channel_CHANNEL_WHATSAPP, nil
+	}
+	return 0, fmt.Errorf("%q is not a channel: sms or whatsapp", s)
+}
+
+func twilioPath(s string) (messagingv1.TwilioPath, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "":
+		return messagingv1.TwilioPath_TWILIO_PATH_UNSPECIFIED, nil
+	case "conversations":
+		return messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS, nil
+	case "messaging":
+		return messagingv1.TwilioPath_TWILIO_PATH_MESSAGING, nil
+	}
+	return 0, fmt.Errorf("%q is not a Twilio path: conversations or messaging", s)
+}
+
+func role(s string) (configv1.Role, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "admin":
+		return configv1.Role_ROLE_ADMIN, nil
+	case "supervisor":
+		return configv1.Role_ROLE_SUPERVISOR, nil
+	case "agent":
+		return configv1.Role_ROLE_AGENT, nil
+	}
+	return 0, fmt.Errorf("%q is not a role: admin, supervisor or agent", s)
+}
+
+var dayNames = []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+
+// weekdays expands "mon", "mon-fri" and "daily" to 0 (Sunday) … 6.
+func weekdays(days []string) ([]int32, error) {
+	if len(days) == 0 {
+		return nil, fmt.Errorf("at least one day is required: mon … sun, a range such as mon-fri, or daily")
+	}
+	var out []int32
+	day := func(s string) (int, error) {
+		s = strings.ToLower(strings.TrimSpace(s))
+		if len(s) > 3 {
+			s = s[:3]
+		}
+		if i := slices.Index(dayNames, s); i >= 0 {
+			return i, nil
+		}
+		return 0, fmt.Errorf("%q is not a day: mon, tue, wed, thu, fri, sat or sun", s)
+	}
+	for _, d := range days {
+		if strings.EqualFold(strings.TrimSpace(d), "daily") {
+			for i := range 7 {
+				out = append(out, int32(i))
+			}
+			continue
+		}
+		from, to, isRange := strings.Cut(d, "-")
+		a, err := day(from)
+		if err != nil {
+			return nil, err
+		}
+		b := a
+		if isRange {
+			if b, err = day(to); err != nil {
+				return nil, err
+			}
+		}
+		for i := a; ; i = (i + 1) % 7 {
+			out = append(out, int32(i))
+			if i == b {
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+func dur(d Duration) *durationpb.Duration {
+	if d == 0 {
+		return nil
+	}
+	return durationpb.New(time.Duration(d))
+}
+
+func (t Tenant) proto() *configv1.Tenant {
+	return &configv1.Tenant{
+		Id:          t.ID,
+		DisplayName: t.DisplayName,
+		Modalities: &configv1.ModalitySettings{
+			InstantMessaging: t.Modalities.InstantMessaging,
+			Twilio:           t.Modalities.Twilio,
+			Sms:              t.Modalities.SMS,
+			Whatsapp:         t.Modalities.WhatsApp,
+		},
+	}
+}
+
+func (o OrgUnit) proto(tenant string) *configv1.OrganizationUnit {
+	return &configv1.OrganizationUnit{Id: o.ID, TenantId: tenant, Name: o.Name, ParentId: o.Parent}
+}
+
+func (c Connector) proto(tenant string) *configv1.ProviderConnector {
+	return &configv1.ProviderConnector{
+		Id: c.ID, TenantId: tenant, Name: c.Name, OrgUnitId: c.OrgUnit,
+		AccountSid: c.AccountSID, ApiKeySid: c.APIKeySID, ApiKeySecret: c.APIKeySecret,
+		AuthToken: c.AuthToken, SecondaryAuthToken: c.SecondaryAuthToken,
+		Region: c.Region, Edge: c.Edge,
+	}
+}
+
+func (e Entry) proto(tenant string) (*configv1.MessagingEntry, error) {
+	ch, err := channel(e.Channel)
+	if err != nil {
+		return nil, err
+	}
+	path, err := twilioPath(e.Path)
+	if err != nil {
+		return nil, err
+	}
+	return &configv1.MessagingEntry{
+		Id: e.ID, TenantId: tenant, Name: e.Name, OrgUnitId: e.OrgUnit, ConnectorId: e.Connector,
+		Channel: ch, Path: path, ConversationsServiceSid: e.ConversationsServiceSID,
+		BusinessAddresses: slices.Clone(e.BusinessAddresses), MessagingServiceSid: e.MessagingServiceSID,
+		Disabled: e.Disabled,
+	}, nil
+}
+
+func (w Workflow) proto(tenant string) (*configv1.Workflow, error) {
+	def, err := workflowdef.ToProto(&w.Definition)
+	if err != nil {
+		return nil, err
+	}
+	return &configv1.Workflow{Id: w.ID, TenantId: tenant, Name: w.Name, Description: w.Description, Definition: def}, nil
+}
+
+func (s Service) proto(tenant string) (*configv1.Service, error) {
+	out := &configv1.Service{
+		Id: s.ID, TenantId: tenant, Name: s.Name, OrgUnitId: s.OrgUnit, ImEnabled: s.IM,
+		WorkflowId: s.Workflow, WorkflowVersion: s.WorkflowVersion,
+		MessagingEntryIds: slices.Clone(s.MessagingEntries), Greeting: s.Greeting,
+		Distribution: &configv1.DistributionSettings{
+			RonaTimeout:      dur(s.Distribution.RONATimeout),
+			MaxParallelTasks: s.Distribution.MaxParallelTasks,
+			AfterCallWork:    dur(s.Distribution.AfterCallWork),
+			ServiceCodes:     slices.Clone(s.Distribution.ServiceCodes),
+			SalesCodes:       slices.Clone(s.Distribution.SalesCodes),
+			Tags:             slices.Clone(s.Distribution.Tags),
+		},
+	}
+	for _, c := range s.Channels {
+		ch, err := channel(c)
+		if err != nil {
+			return nil, err
+		}
+		out.Channels = append(out.Channels, ch)
+	}
+	if oh := s.OpeningHours; oh != nil {
+		out.OpeningHours = &configv1.OpeningHours{TimeZone: oh.TimeZone, Holidays: slices.Clone(oh.Holidays)}
+		for _, w := range oh.Windows {
+			days, err := weekdays(w.Days)
+			if err != nil {
+				return nil, err
+			}
+			for _, d := range days {
+				out.OpeningHours.Windows = append(out.OpeningHours.Windows, &configv1.OpeningWindow{Weekday: d, Start: w.Start, End: w.End})
+			}
+		}
+	}
+	return out, nil
+}
+
+func (u User) proto(tenant string) (*configv1.User, error) {
+	out := &configv1.User{
+		Id: u.ID, TenantId: tenant, DisplayName: u.DisplayName, Email: u.Email, ImLicense: u.IMLicense,
+		ServiceIds: slices.Clone(u.Services), Capacity: u.Capacity, Skills: slices.Clone(u.Skills),
+		Password: u.Password,
+	}
+	if len(u.Attributes) > 0 {
+		out.Attributes = make(map[string]string, len(u.Attributes))
+		for k, v := range u.Attributes {
+			out.Attributes[k] = v
+		}
+	}
+	for _, r := range u.Roles {
+		pr, err := role(r)
+		if err != nil {
+			return nil, err
+		}
+		out.Roles = append(out.Roles, pr)
+	}
+	return out, nil
+}

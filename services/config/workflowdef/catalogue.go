@@ -1,0 +1,259 @@
+package workflowdef
+
+import "time"
+
+// ParamKind is the type of an activity parameter.
+type ParamKind int
+
+const (
+	// KindString is a single-line string.
+	KindString ParamKind = iota + 1
+	// KindText is free text sent to the customer (up to 1600 characters,
+	// Twilio's limit for one message).
+	KindText
+	// KindInt is a whole number within [Min, Max].
+	KindInt
+	// KindDuration is a Go duration string ("30s", "5m") within [MinDuration,
+	// MaxDuration].
+	KindDuration
+	// KindBool is true or false.
+	KindBool
+	// KindEnum is one of Values.
+	KindEnum
+	// KindServiceID is the id of a service of the same tenant.
+	KindServiceID
+	// KindParameterName names a session parameter: [A-Za-z_][A-Za-z0-9_.]*.
+	KindParameterName
+	// KindURL is an absolute http or https URL.
+	KindURL
+	// KindStringList is a list of non-empty strings.
+	KindStringList
+	// KindStringMap is an object of string values (HTTP headers).
+	KindStringMap
+)
+
+func (k ParamKind) String() string {
+	switch k {
+	case KindString:
+		return "string"
+	case KindText:
+		return "text"
+	case KindInt:
+		return "integer"
+	case KindDuration:
+		return "duration"
+	case KindBool:
+		return "boolean"
+	case KindEnum:
+		return "enum"
+	case KindServiceID:
+		return "service id"
+	case KindParameterName:
+		return "parameter name"
+	case KindURL:
+		return "URL"
+	case KindStringList:
+		return "list of strings"
+	case KindStringMap:
+		return "map of strings"
+	}
+	return "unknown"
+}
+
+// Param describes one parameter of an activity type.
+type Param struct {
+	Name        string
+	Kind        ParamKind
+	Required    bool
+	Min, Max    int64
+	MinDuration time.Duration
+	MaxDuration time.Duration
+	Values      []string
+	// MaxLen bounds strings and lists (0: the kind's default).
+	MaxLen int
+	Doc    string
+}
+
+// Outcome is a named branch of an activity.
+type Outcome struct {
+	Name string
+	// WhenParam: the branch exists only when this parameter is set (a Queue
+	// Task's "timeout" branch needs a timeout).
+	WhenParam string
+	Doc       string
+}
+
+// ActivityType is one entry of the catalogue.
+type ActivityType struct {
+	// Type is the key used in definitions ("queue_task").
+	Type string
+	// Name is the Nimbus display name ("Queue Task").
+	Name string
+	// IM reports whether the activity is supported for Instant Messaging.
+	IM     bool
+	Params []Param
+	// AnyParams: parameters are not checked (activities of other
+	// modalities, kept so workflows that contain them can be saved and
+	// named in errors).
+	AnyParams bool
+	// Outcomes are the branches; every one that applies must lead to an
+	// activity. An activity without outcomes ends the workflow.
+	Outcomes []Outcome
+	// ChoiceParam: each element of this list parameter is an extra outcome
+	// (Input Customer's choices).
+	ChoiceParam string
+	// Waits: the activity waits for the customer, an agent or a timer, so a
+	// loop through it does not spin.
+	Waits bool
+	Doc   string
+}
+
+// Param returns the named parameter.
+func (t *ActivityType) Param(name string) (Param, bool) {
+	for _, p := range t.Params {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return Param{}, false
+}
+
+var next = []Outcome{{Name: OutcomeNext}}
+
+// Outcome names used by several activities.
+const (
+	OutcomeNext = "next"
+)
+
+const maxText = 1600
+
+var catalogue = []ActivityType{
+	// Supported for Instant Messaging.
+	{Type: "accept", Name: "Accept", IM: true, Outcomes: next,
+		Doc: "Accepts the conversation so the customer's messages reach the workflow."},
+	{Type: "collect_information", Name: "Collect Information", IM: true, Waits: true,
+		Params: []Param{
+			{Name: "prompt", Kind: KindText, Required: true, Doc: "Question sent to the customer."},
+			{Name: "parameter", Kind: KindParameterName, Required: true, Doc: "Session parameter the answer is saved to."},
+			{Name: "pattern", Kind: KindString, Doc: "Regular expression the answer must match."},
+			{Name: "retry_prompt", Kind: KindText, Doc: "Sent when the answer does not match."},
+			{Name: "max_attempts", Kind: KindInt, Min: 1, Max: 10, Doc: "Answers accepted before giving up (default 3)."},
+			{Name: "timeout", Kind: KindDuration, MinDuration: time.Second, MaxDuration: 24 * time.Hour, Doc: "How long to wait for an answer (default 5m)."},
+		},
+		Outcomes: []Outcome{{Name: OutcomeNext, Doc: "A valid answer was saved."}, {Name: "no_answer", Doc: "No valid answer in time."}},
+		Doc:      "Asks the customer a question and saves the answer."},
+	{Type: "delay", Name: "Delay", IM: true, Waits: true,
+		Params:   []Param{{Name: "duration", Kind: KindDuration, Required: true, MinDuration: time.Second, MaxDuration: 24 * time.Hour}},
+		Outcomes: next, Doc: "Waits."},
+	{Type: "disconnect", Name: "Disconnect", IM: true,
+		Params: []Param{{Name: "text", Kind: KindText, Doc: "Optional goodbye sent before the session ends."}},
+		Doc:    "Ends the session."},
+	{Type: "input_customer", Name: "Input Customer", IM: true, Waits: true,
+		Params: []Param{
+			{Name: "prompt", Kind: KindText, Required: true},
+			{Name: "choices", Kind: KindStringList, Required: true, MaxLen: 9, Doc: "Answers the customer can give; each is a branch."},
+			{Name: "timeout", Kind: KindDuration, MinDuration: time.Second, MaxDuration: 24 * time.Hour},
+		},
+		ChoiceParam: "choices",
+		Outcomes:    []Outcome{{Name: "no_match", Doc: "The answer matched no choice (after retries) or none came in time."}},
+		Doc:         "Offers the customer a menu; each choice is a branch."},
+	{Type: "message", Name: "Message", IM: true,
+		Params:   []Param{{Name: "text", Kind: KindText, Required: true}},
+		Outcomes: next, Doc: "Sends a message to the customer."},
+	{Type: "save_to_parameter", Name: "Save to Parameter", IM: true,
+		Params: []Param{
+			{Name: "parameter", Kind: KindParameterName, Required: true},
+			{Name: "value", Kind: KindString, Required: true, MaxLen: 1024, Doc: "May reference ${parameter}."},
+		},
+		Outcomes: next, Doc: "Sets a session parameter."},
+	{Type: "transfer", Name: "Transfer", IM: true,
+		Params: []Param{{Name: "service_id", Kind: KindServiceID, Required: true, Doc: "IM transfers go to a service only."}},
+		Doc:    "Hands the session to another service's workflow."},
+	{Type: "web_request", Name: "Web Request", IM: true, Waits: true,
+		Params: []Param{
+			{Name: "url", Kind: KindURL, Required: true},
+			{Name: "method", Kind: KindEnum, Values: []string{"GET", "POST", "PUT", "PATCH", "DELETE"}},
+			{Name: "headers", Kind: KindStringMap},
+			{Name: "body", Kind: KindString, MaxLen: 16384},
+			{Name: "timeout", Kind: KindDuration, MinDuration: 100 * time.Millisecond, MaxDuration: 30 * time.Second},
+			{Name: "save_to", Kind: KindParameterName, Doc: "Session parameter the response body is saved to."},
+		},
+		Outcomes: []Outcome{{Name: "success", Doc: "2xx response."}, {Name: "failure", Doc: "Any other response, or none."}},
+		Doc:      "Calls an HTTP endpoint."},
+	{Type: "availability_routing", Name: "Availability-based Routing", IM: true,
+		Params: []Param{{Name: "service_id", Kind: KindServiceID, Doc: "Default: the session's service."}},
+		Outcomes: []Outcome{
+			{Name: "available", Doc: "An agent can take the task now."},
+			{Name: "busy", Doc: "Agents are signed in but all at capacity."},
+			{Name: "offline", Doc: "No agent is signed in."},
+		},
+		Doc: "Branches on the availability of the service's agents."},
+	{Type: "check_opening_hours", Name: "Check Opening Hours", IM: true,
+		Params:   []Param{{Name: "service_id", Kind: KindServiceID, Doc: "Default: the session's service."}},
+		Outcomes: []Outcome{{Name: "open"}, {Name: "closed", Doc: "Outside the opening hours or on a holiday."}},
+		Doc:      "Branches on the service's opening hours."},
+	{Type: "check_parameter", Name: "Check Parameter", IM: true,
+		Params: []Param{
+			{Name: "parameter", Kind: KindParameterName, Required: true},
+			{Name: "operator", Kind: KindEnum, Required: true, Values: []string{"equals", "not_equals", "contains", "matches", "exists", "empty"}},
+			{Name: "value", Kind: KindString, MaxLen: 1024},
+		},
+		Outcomes: []Outcome{{Name: "match"}, {Name: "no_match"}},
+		Doc:      "Compares a session parameter."},
+	{Type: "get_available_users", Name: "Get Available Users", IM: true,
+		Params: []Param{
+			{Name: "service_id", Kind: KindServiceID},
+			{Name: "parameter", Kind: KindParameterName, Required: true, Doc: "Receives the number of available agents."},
+		},
+		Outcomes: next, Doc: "Saves how many agents are available."},
+	{Type: "get_queue_position", Name: "Get Queue Position", IM: true,
+		Params:   []Param{{Name: "parameter", Kind: KindParameterName, Required: true}},
+		Outcomes: next, Doc: "Saves the task's position in the queue."},
+	{Type: "cancel_task", Name: "Cancel Task", IM: true, Outcomes: next,
+		Doc: "Takes the session's task out of the queue."},
+	{Type: "check_task", Name: "Check Task", IM: true,
+		Outcomes: []Outcome{{Name: "queued"}, {Name: "not_queued"}},
+		Doc:      "Branches on whether the session's task is queued."},
+	{Type: "distribution_priority", Name: "Distribution Priority", IM: true,
+		Params:   []Param{{Name: "priority", Kind: KindInt, Required: true, Min: 0, Max: 100}},
+		Outcomes: next, Doc: "Sets the priority the task is queued with."},
+	{Type: "queue_task", Name: "Queue Task", IM: true, Waits: true,
+		Params: []Param{
+			{Name: "service_id", Kind: KindServiceID, Doc: "Default: the session's service."},
+			{Name: "priority", Kind: KindInt, Min: 0, Max: 100},
+			{Name: "timeout", Kind: KindDuration, MinDuration: 10 * time.Second, MaxDuration: 24 * time.Hour},
+		},
+		Outcomes: []Outcome{{Name: "timeout", WhenParam: "timeout", Doc: "No agent accepted in time; the task was withdrawn."}},
+		Doc:      "Queues the session for an agent; the workflow ends when an agent accepts."},
+
+	// Not supported for Instant Messaging (voice and other modalities).
+	{Type: "announcement", Name: "Announcement", AnyParams: true, Outcomes: next},
+	{Type: "disconnect_as_handled", Name: "Disconnect as Handled", AnyParams: true},
+	{Type: "forward", Name: "Forward", AnyParams: true},
+	{Type: "input_customer_advanced", Name: "Input Customer (Advanced)", AnyParams: true, Outcomes: next},
+	{Type: "mark_as_handled", Name: "Mark as Handled", AnyParams: true, Outcomes: next},
+	{Type: "play_music", Name: "Play Music", AnyParams: true, Outcomes: next},
+	{Type: "reply", Name: "Reply", AnyParams: true, Outcomes: next},
+	{Type: "standby_duty", Name: "Standby Duty", AnyParams: true},
+	{Type: "virtual_user", Name: "Virtual User", AnyParams: true, Outcomes: next},
+	{Type: "voice_message", Name: "Voice Message", AnyParams: true, Outcomes: next},
+	{Type: "wait_for_parameter", Name: "Wait for Parameter", AnyParams: true, Outcomes: next},
+	{Type: "queue", Name: "Queue", AnyParams: true},
+}
+
+// Catalogue returns every known activity type, IM-supported ones first.
+func Catalogue() []ActivityType {
+	out := make([]ActivityType, len(catalogue))
+	copy(out, catalogue)
+	return out
+}
+
+// Lookup returns the activity type named t.
+func Lookup(t string) (ActivityType, bool) {
+	for _, a := range catalogue {
+		if a.Type == t {
+			return a, true
+		}
+	}
+	return ActivityType{}, false
+}
