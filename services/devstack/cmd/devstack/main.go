@@ -1,0 +1,70 @@
+// Command devstack runs all of Switchboard in one process (make run).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/switchboard-cc/switchboard/pkg/mainrun"
+	"github.com/switchboard-cc/switchboard/services/devstack"
+)
+
+func main() {
+	mainrun.Main("devstack", func(ctx context.Context, env *mainrun.Env, log *slog.Logger) error {
+		cfg := devstack.Defaults()
+		cfg.DataDir = env.String("SWITCHBOARD_DATA_DIR", cfg.DataDir)
+		cfg.NATSURL = env.String("NATS_URL", "")
+		cfg.MongoURI = env.String("MONGO_URI", "")
+		cfg.AuthKeys = env.String("SWITCHBOARD_AUTH_KEYS", "")
+		cfg.SecretKeys = env.String("SWITCHBOARD_SECRET_KEYS", "")
+		cfg.ContractDir = env.String("TWILIO_OAI_DIR", "")
+		cfg.SyncAlways = env.Bool("NATS_SYNC_ALWAYS", cfg.SyncAlways)
+		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
+			return err
+		}
+		return devstack.Run(ctx, cfg, devstack.Deps{Ready: func(i devstack.Info) { banner(i, cfg) }}, log)
+	})
+}
+
+func banner(i devstack.Info, cfg devstack.Config) {
+	var b strings.Builder
+	line := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	line("")
+	line("Switchboard is running (Ctrl-C stops it; data in %s).", cfg.DataDir)
+	line("")
+	line("  Agent console        %s", i.ConsoleURL)
+	line("  Twilio webhooks      %s/api/acs/chat-handler/tenants/<tenant>/…", i.ChatHandlerURL)
+	line("  Twilio emulator      %s  (customer API: POST /sim/customers/messages)", i.TwilioSimURL)
+	line("  config gRPC          %s", i.ConfigAddr)
+	line("  distribution gRPC    %s", i.DistributionAddr)
+	line("  reporting gRPC       %s", i.ReportingAddr)
+	line("  NATS                 %s", i.NATSURL)
+	line("  MongoDB wire         %s", i.MongoURI)
+	if i.Demo != nil {
+		line("")
+		line("Demo tenant %q:", i.Demo.Tenant.ID)
+		for _, u := range i.Demo.Users {
+			line("  agent  %-20s password %q", u.Email, u.Password)
+		}
+		line("  SMS      text %s (Conversations path)", devstack.DemoSMSNumber)
+		for _, e := range i.Demo.MessagingEntries {
+			for _, a := range e.BusinessAddresses {
+				line("  %-8s text %s (Programmable Messaging path)", strings.ToUpper(e.Channel), a)
+			}
+		}
+		line("")
+		line("Text the demo as a customer:")
+		line(`  curl -s %s/sim/customers/messages -d '{"from":"+15551230001","to":"%s","body":"Hello, I need help"}'`, i.TwilioSimURL, devstack.DemoSMSNumber)
+		line("Read what the customer received:")
+		line(`  curl -s '%s/sim/customers/messages?address=%%2B15551230001'`, i.TwilioSimURL)
+		line("Admin token for grpcurl (tenant %s):", i.Demo.Tenant.ID)
+		line("  export SB_TOKEN=%s", i.AdminToken)
+		line(`  grpcurl -plaintext -H "authorization: Bearer $SB_TOKEN" -d '{"tenant_id":"%s"}' %s switchboard.reporting.v1.ReportingService/ListSessions`, i.Demo.Tenant.ID, i.ReportingAddr)
+	}
+	line("")
+	fmt.Fprint(os.Stdout, b.String())
+}

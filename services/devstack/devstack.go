@@ -1,0 +1,448 @@
+// Package devstack runs all of Switchboard in one process on one machine:
+// an embedded NATS server with JetStream, an embedded FerretDB (unless
+// NATS_URL or MONGO_URI name external ones), the Twilio emulator, every
+// service, and a demo tenant seeded through the same apply path as
+// `switchboardctl apply`. It is for development, demos and end-to-end
+// tests, and is never deployed.
+package devstack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
+	"github.com/switchboard-cc/switchboard/pkg/mongodb"
+	"github.com/switchboard-cc/switchboard/pkg/mongodb/ferret"
+	"github.com/switchboard-cc/switchboard/pkg/natsembed"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	chathandler "github.com/switchboard-cc/switchboard/services/chat-handler"
+	configsvc "github.com/switchboard-cc/switchboard/services/config"
+	"github.com/switchboard-cc/switchboard/services/config/tenantspec"
+	"github.com/switchboard-cc/switchboard/services/distribution"
+	outboundsender "github.com/switchboard-cc/switchboard/services/outbound-sender"
+	"github.com/switchboard-cc/switchboard/services/reporting"
+	"github.com/switchboard-cc/switchboard/services/sessions"
+	twiliosim "github.com/switchboard-cc/switchboard/services/twilio-sim"
+	workflowrunner "github.com/switchboard-cc/switchboard/services/workflow-runner"
+)
+
+// Config of the all-in-one stack.
+type Config struct {
+	// DataDir holds NATS and FerretDB files and the generated keys, so a
+	// restart keeps everything.
+	DataDir string
+	// NATSURL of an external server; empty runs one embedded on NATSAddr.
+	NATSURL  string
+	NATSAddr string
+	// MongoURI of an external server; empty runs FerretDB on MongoAddr.
+	MongoURI  string
+	MongoAddr string
+	// DatabasePrefix names each service's database (<prefix>config, …).
+	DatabasePrefix string
+
+	ChatHandlerAddr  string
+	SessionsAddr     string
+	TwilioSimAddr    string
+	ConfigAddr       string
+	DistributionAddr string
+	ReportingAddr    string
+
+	// AuthKeys and SecretKeys (hex, comma-separated); generated into DataDir
+	// when empty.
+	AuthKeys   string
+	SecretKeys string
+	// SeedDemo applies the demo tenant at start.
+	SeedDemo bool
+	// ContractDir runs the emulator in strict contract mode (Twilio's OpenAPI
+	// documents) when set.
+	ContractDir string
+	// SyncAlways fsyncs every JetStream write of the embedded server.
+	SyncAlways bool
+	// DemoRONATimeout overrides the demo service's RONA timeout (tests).
+	DemoRONATimeout time.Duration
+	// BcryptCost for user passwords; 0 is the config service's default.
+	BcryptCost int
+}
+
+// Defaults are the ports the README documents.
+func Defaults() Config {
+	return Config{
+		DataDir:          ".data",
+		NATSAddr:         "127.0.0.1:4222",
+		MongoAddr:        "127.0.0.1:27017",
+		DatabasePrefix:   "switchboard_",
+		ChatHandlerAddr:  "127.0.0.1:8080",
+		SessionsAddr:     "127.0.0.1:8081",
+		TwilioSimAddr:    "127.0.0.1:8089",
+		ConfigAddr:       "127.0.0.1:9090",
+		DistributionAddr: "127.0.0.1:9091",
+		ReportingAddr:    "127.0.0.1:9092",
+		SeedDemo:         true,
+		SyncAlways:       true,
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir is required"))
+	}
+	addrs := map[string]string{
+		"chat-handler": c.ChatHandlerAddr, "sessions": c.SessionsAddr, "twilio-sim": c.TwilioSimAddr,
+		"config": c.ConfigAddr, "distribution": c.DistributionAddr, "reporting": c.ReportingAddr,
+	}
+	if c.NATSURL == "" {
+		addrs["nats"] = c.NATSAddr
+	}
+	if c.MongoURI == "" {
+		addrs["ferretdb"] = c.MongoAddr
+	}
+	for name, a := range addrs {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			errs = append(errs, fmt.Errorf("%s address %q: %v", name, a, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Info tells where everything listens once the stack is up.
+type Info struct {
+	ChatHandlerURL   string
+	ConsoleURL       string
+	TwilioSimURL     string
+	ConfigAddr       string
+	DistributionAddr string
+	ReportingAddr    string
+	NATSURL          string
+	MongoURI         string
+	// AuthKeys sign tokens; AdminToken is a demo-tenant admin token for
+	// grpcurl and switchboardctl.
+	AuthKeys   *authn.Keys
+	AdminToken string
+	// Demo is the seeded tenant (nil when SeedDemo is off).
+	Demo *tenantspec.Spec
+}
+
+// Deps of the stack.
+type Deps struct {
+	// Ready is called once every service is up.
+	Ready func(Info)
+}
+
+// Run starts everything and blocks until ctx is done, then stops the
+// services before the embedded servers.
+func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("devstack config: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	authHex, err := keyFile(cfg.AuthKeys, filepath.Join(cfg.DataDir, "auth.keys"))
+	if err != nil {
+		return err
+	}
+	secretHex, err := keyFile(cfg.SecretKeys, filepath.Join(cfg.DataDir, "secret.keys"))
+	if err != nil {
+		return err
+	}
+	keys, err := authn.ParseKeys(authHex)
+	if err != nil {
+		return err
+	}
+
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		host, port, _ := net.SplitHostPort(cfg.NATSAddr)
+		p := -1
+		if port != "0" {
+			fmt.Sscanf(port, "%d", &p)
+		}
+		ns, err := natsembed.Start(natsembed.Config{Host: host, Port: p, StoreDir: filepath.Join(cfg.DataDir, "nats"), SyncAlways: cfg.SyncAlways}, log)
+		if err != nil {
+			return err
+		}
+		defer ns.Shutdown()
+		natsURL = ns.ClientURL()
+	}
+	mongoURI := cfg.MongoURI
+	if mongoURI == "" {
+		// FerretDB logs every connection at info; keep only its warnings.
+		flog := slog.New(warnOnly{log.Handler()}).With("component", "ferretdb")
+		fs, err := ferret.Start(cfg.MongoAddr, filepath.Join(cfg.DataDir, "ferretdb"), flog)
+		if err != nil {
+			return err
+		}
+		defer fs.Stop()
+		mongoURI = fs.URI()
+	}
+	b, err := bus.Connect(natsURL, "devstack", log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	mc, err := mongodb.Connect(ctx, mongoURI)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = mc.Disconnect(context.Background()) }()
+
+	l := map[string]net.Listener{}
+	for name, addr := range map[string]string{
+		"chat-handler": cfg.ChatHandlerAddr, "sessions": cfg.SessionsAddr, "twilio-sim": cfg.TwilioSimAddr,
+		"config": cfg.ConfigAddr, "distribution": cfg.DistributionAddr, "reporting": cfg.ReportingAddr,
+	} {
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, o := range l {
+				_ = o.Close()
+			}
+			return fmt.Errorf("%s cannot listen on %s: %w (is another Switchboard running?)", name, addr, err)
+		}
+		l[name] = lis
+	}
+	addr := func(name string) string { return l[name].Addr().String() }
+	chatURL := "http://" + addr("chat-handler")
+	simURL := "http://" + addr("twilio-sim")
+
+	configConn, err := grpcserver.Dial(addr("config"), keys, "devstack")
+	if err != nil {
+		return err
+	}
+	defer configConn.Close()
+	distConn, err := grpcserver.Dial(addr("distribution"), keys, "devstack")
+	if err != nil {
+		return err
+	}
+	defer distConn.Close()
+
+	db := func(name string) string { return cfg.DatabasePrefix + name }
+	svcLog := func(name string) *slog.Logger { return log.With("service", name) }
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return configsvc.Run(gctx, configsvc.Config{
+			GRPCAddr: addr("config"), MongoURI: mongoURI, MongoDatabase: db("config"), NATSURL: natsURL,
+			SecretKeys: secretHex, AuthKeys: authHex, BcryptCost: cfg.BcryptCost,
+		}, configsvc.Deps{Listener: l["config"], Bus: b, Mongo: mc, AuthKeys: keys}, svcLog(configsvc.ServiceName))
+	})
+
+	var demo *tenantspec.Spec
+	if cfg.SeedDemo {
+		demo = tenantspec.Demo()
+		if cfg.DemoRONATimeout > 0 {
+			for i := range demo.Services {
+				demo.Services[i].Distribution.RONATimeout = tenantspec.Duration(cfg.DemoRONATimeout)
+			}
+		}
+		if err := seed(gctx, addr("config"), keys, demo, log); err != nil {
+			return errors.Join(err, stop(g))
+		}
+	}
+	simCfg := twiliosim.Config{Accounts: simAccounts(demo, chatURL), ContractDir: cfg.ContractDir}
+	g.Go(func() error {
+		return twiliosim.Run(gctx, simCfg, twiliosim.Deps{Listener: l["twilio-sim"]}, svcLog("twilio-sim"))
+	})
+	streams := subjects.StreamOptions{}
+	g.Go(func() error {
+		return chathandler.Run(gctx, chathandler.Config{
+			HTTPAddr: addr("chat-handler"), NATSURL: natsURL, ConfigAddr: addr("config"), AuthKeys: authHex,
+			MaxBodyBytes: 64 << 10, PublishTimeout: 3 * time.Second, Streams: streams,
+		}, chathandler.Deps{Listener: l["chat-handler"], Bus: b, ConfigConn: configConn, AuthKeys: keys}, svcLog(chathandler.Name))
+	})
+	g.Go(func() error {
+		return distribution.Run(gctx, distribution.Config{
+			GRPCAddr: addr("distribution"), NATSURL: natsURL, MongoURI: mongoURI, Database: db("distribution"),
+			ConfigAddr: addr("config"), AuthKeys: authHex, Streams: streams,
+		}, distribution.Deps{GRPCListener: l["distribution"], Bus: b, Mongo: mc, ConfigConn: configConn, AuthKeys: keys}, svcLog(distribution.Name))
+	})
+	g.Go(func() error {
+		sc := sessions.Defaults()
+		sc.HTTPAddr, sc.NATSURL, sc.MongoURI, sc.Database = addr("sessions"), natsURL, mongoURI, db("sessions")
+		sc.ConfigAddr, sc.DistributionAddr, sc.AuthKeys, sc.Streams = addr("config"), addr("distribution"), authHex, streams
+		return sessions.Run(gctx, sc, sessions.Deps{Listener: l["sessions"], Bus: b, Mongo: mc, ConfigConn: configConn, DistributionConn: distConn, AuthKeys: keys}, svcLog(sessions.Name))
+	})
+	g.Go(func() error {
+		return workflowrunner.Run(gctx, workflowrunner.Config{
+			NATSURL: natsURL, MongoURI: mongoURI, Database: db("workflow"), ConfigAddr: addr("config"), AuthKeys: authHex, Streams: streams,
+		}, workflowrunner.Deps{Bus: b, Mongo: mc, ConfigConn: configConn, AuthKeys: keys}, svcLog(workflowrunner.Name))
+	})
+	g.Go(func() error {
+		oc := outboundsender.Defaults()
+		oc.NATSURL, oc.MongoURI, oc.Database, oc.ConfigAddr, oc.AuthKeys = natsURL, mongoURI, db("outbound"), addr("config"), authHex
+		oc.TwilioBaseURL, oc.StatusCallbackBaseURL, oc.Streams = simURL, chatURL, streams
+		return outboundsender.Run(gctx, oc, outboundsender.Deps{Bus: b, Mongo: mc, ConfigConn: configConn, AuthKeys: keys}, svcLog(outboundsender.Name))
+	})
+	g.Go(func() error {
+		return reporting.Run(gctx, reporting.Config{
+			GRPCAddr: addr("reporting"), NATSURL: natsURL, MongoURI: mongoURI, Database: db("reporting"), AuthKeys: authHex, Streams: streams,
+		}, reporting.Deps{GRPCListener: l["reporting"], Bus: b, Mongo: mc, AuthKeys: keys}, svcLog(reporting.Name))
+	})
+
+	info := Info{
+		ChatHandlerURL: chatURL, ConsoleURL: "http://" + addr("sessions") + "/", TwilioSimURL: simURL,
+		ConfigAddr: addr("config"), DistributionAddr: addr("distribution"), ReportingAddr: addr("reporting"),
+		NATSURL: natsURL, MongoURI: mongoURI, AuthKeys: keys, Demo: demo,
+	}
+	if demo != nil {
+		info.AdminToken, _ = keys.Mint(authn.Claims{
+			Tenant: demo.Tenant.ID, Roles: []string{authn.RoleAdmin}, Name: "devstack admin",
+			RegisteredClaims: jwt.RegisteredClaims{Subject: "devstack-admin"},
+		}, 7*24*time.Hour)
+	}
+	g.Go(func() error {
+		if err := waitHealthy(gctx, chatURL+"/healthz", "http://"+addr("sessions")+"/healthz", simURL+"/sim/health"); err != nil {
+			return nil // shutting down before ready
+		}
+		if deps.Ready != nil {
+			deps.Ready(info)
+		}
+		return nil
+	})
+	return g.Wait()
+}
+
+func stop(g *errgroup.Group) error {
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// keyFile returns given, or the key stored at path, generating it once.
+func keyFile(given, path string) (string, error) {
+	if given != "" {
+		return given, nil
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	k := make([]byte, 32)
+	if _, err := rand.Read(k); err != nil {
+		return "", err
+	}
+	h := hex.EncodeToString(k)
+	if err := os.WriteFile(path, []byte(h+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	return h, nil
+}
+
+// seed applies the demo tenant as a platform operator would with
+// switchboardctl, retrying while the config service starts.
+func seed(ctx context.Context, addr string, keys *authn.Keys, spec *tenantspec.Spec, log *slog.Logger) error {
+	tok, err := keys.Mint(authn.Claims{Roles: []string{authn.RolePlatform}, Name: "devstack", RegisteredClaims: jwt.RegisteredClaims{Subject: "devstack"}}, time.Hour)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcserver.BearerToken(tok)))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := tenantspec.Apply(ctx, conn, spec)
+		if err == nil {
+			log.Info("demo tenant applied", "tenant", spec.Tenant.ID, "result", res.String())
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("seed demo tenant: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// simAccounts configures the emulator as the demo tenant's Twilio account
+// would be set up in the Twilio console: the Conversations service posts to
+// chat-handler's tenant callback URL with autocreation on the SMS number,
+// and the WhatsApp sender posts to the Programmable Messaging inbound URL.
+func simAccounts(demo *tenantspec.Spec, chatURL string) []twiliosim.Account {
+	if demo == nil {
+		return nil
+	}
+	base := chatURL + "/api/acs/chat-handler/tenants/" + demo.Tenant.ID
+	var out []twiliosim.Account
+	for _, c := range demo.Connectors {
+		acct := twiliosim.Account{AccountSID: c.AccountSID, AuthToken: c.AuthToken, APIKeys: map[string]string{c.APIKeySID: c.APIKeySecret}}
+		for _, e := range demo.MessagingEntries {
+			if e.Connector != c.ID {
+				continue
+			}
+			if e.ConversationsServiceSID != "" {
+				acct.ConversationsServices = append(acct.ConversationsServices, twiliosim.ConversationsService{
+					SID: e.ConversationsServiceSID, PostWebhookURL: base + "/twilio-callbacks",
+				})
+				acct.Numbers = append(acct.Numbers, twiliosim.PhoneNumber{Address: DemoSMSNumber, ConversationsServiceSID: e.ConversationsServiceSID})
+			}
+			for _, a := range e.BusinessAddresses {
+				acct.Numbers = append(acct.Numbers, twiliosim.PhoneNumber{
+					Address: a, SmsURL: base + "/messaging/inbound", SmsFallbackURL: base + "/messaging/fallback",
+				})
+			}
+		}
+		out = append(out, acct)
+	}
+	return out
+}
+
+// DemoSMSNumber is the demo tenant's SMS number; it is bound to the SMS
+// entry's Conversations service with autocreation, so it appears only in
+// the emulator's configuration, not in the entry.
+const DemoSMSNumber = "+12025550100"
+
+// waitHealthy polls each URL until it answers 200.
+func waitHealthy(ctx context.Context, urls ...string) error {
+	c := &http.Client{Timeout: time.Second}
+	for _, u := range urls {
+		for {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			res, err := c.Do(req)
+			if err == nil {
+				_ = res.Body.Close()
+				if res.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(25 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// warnOnly passes on records of level warn and above.
+type warnOnly struct{ slog.Handler }
+
+func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+}
+
+func (w warnOnly) WithAttrs(a []slog.Attr) slog.Handler { return warnOnly{w.Handler.WithAttrs(a)} }
+func (w warnOnly) WithGroup(n string) slog.Handler      { return warnOnly{w.Handler.WithGroup(n)} }
