@@ -38,6 +38,12 @@ type App struct {
 
 	dummyOnce sync.Once
 	dummy     []byte
+	locks     keyedMutex
+}
+
+// lockRecord serializes updates of one record (see keyedMutex).
+func (a *App) lockRecord(kind, tenant, id string) (unlock func()) {
+	return a.locks.lock(kind + "\x00" + tenant + "\x00" + id)
 }
 
 // Option tunes an App.
@@ -178,7 +184,10 @@ func (a *App) claim(ctx context.Context, key, tenant, owner string, live liveFun
 		if ok {
 			return false, &errClaimHeld{held}
 		}
-		switch err := a.t.Claims.Replace(ctx, held, c); {
+		unlock := a.locks.lock("claim\x00" + key)
+		err = a.t.Claims.Replace(ctx, held, c)
+		unlock()
+		switch {
 		case err == nil:
 			a.log.Info("took over stale claim", "key_kind", claimKind(key), "old_tenant", held.Tenant, "tenant", tenant)
 			return true, nil
@@ -195,7 +204,10 @@ func (a *App) claim(ctx context.Context, key, tenant, owner string, live liveFun
 // that the next claimant heals, so it is logged, not returned.
 func (a *App) release(ctx context.Context, tenant, owner string, keys ...string) {
 	for _, k := range keys {
-		if err := a.t.Claims.Release(context.WithoutCancel(ctx), k, tenant, owner); err != nil {
+		unlock := a.locks.lock("claim\x00" + k)
+		err := a.t.Claims.Release(context.WithoutCancel(ctx), k, tenant, owner)
+		unlock()
+		if err != nil {
 			a.log.Warn("release claim; it heals on next use", "key_kind", claimKind(k), "tenant", tenant, "err", err)
 		}
 	}

@@ -234,6 +234,7 @@ func (a *App) ListProviderConnectors(ctx context.Context, tenant string, p Page,
 // mask, a named secret is replaced (an empty secondary_auth_token ends a
 // rotation). Every write re-seals with the current key.
 func (a *App) UpdateProviderConnector(ctx context.Context, in *configv1.ProviderConnector, paths []string) (*configv1.ProviderConnector, error) {
+	defer a.lockRecord(kindConnector, in.GetTenantId(), in.GetId())()
 	old, err := getRec(ctx, a.t.Connectors, kindConnector, in.GetTenantId(), in.GetId())
 	if err != nil {
 		return nil, err
@@ -315,6 +316,7 @@ func (a *App) checkConnectorMove(ctx context.Context, c *configv1.ProviderConnec
 
 // DeleteProviderConnector deletes a connector no entry uses.
 func (a *App) DeleteProviderConnector(ctx context.Context, tenant, id string, version int64) error {
+	defer a.lockRecord(kindConnector, tenant, id)()
 	old, err := getRec(ctx, a.t.Connectors, kindConnector, tenant, id)
 	if err != nil {
 		return err
@@ -341,35 +343,54 @@ func (a *App) ReencryptConnectorSecrets(ctx context.Context, tenant string) (ree
 	if err != nil {
 		return 0, 0, internal("list provider connectors", err)
 	}
-	for _, r := range recs {
+	for _, listed := range recs {
 		checked++
-		current := true
-		for _, f := range connectorSecrets {
-			current = current && a.keys.Current(r.Private[f])
-		}
-		if current {
-			continue
-		}
-		secrets, err := a.openConnector(r)
+		done, err := a.reseal(ctx, listed.Tenant, listed.ID)
 		if err != nil {
 			return reencrypted, checked, err
 		}
-		c := proto.Clone(r.Msg).(*configv1.ProviderConnector)
-		priv, err := a.sealConnector(c, secrets)
-		if err != nil {
-			return reencrypted, checked, err
+		if done {
+			reencrypted++
 		}
-		err = a.t.Connectors.Replace(ctx, &Record[*configv1.ProviderConnector]{Tenant: r.Tenant, ID: r.ID, Version: r.Version, Msg: c, Private: priv}, r.Version)
-		if errors.Is(err, ErrVersionMismatch) {
-			continue // changed meanwhile, so sealed with the current key
-		}
-		if err != nil {
-			return reencrypted, checked, internal("re-seal provider connector", err)
-		}
-		reencrypted++
 	}
 	if reencrypted > 0 {
 		a.log.Info("re-encrypted connector secrets", "tenant", tenant, "connectors", reencrypted, "key_id", a.keys.CurrentKeyID())
 	}
 	return reencrypted, checked, nil
+}
+
+// reseal re-seals one connector's secrets if an older key sealed them.
+func (a *App) reseal(ctx context.Context, tenant, id string) (bool, error) {
+	defer a.lockRecord(kindConnector, tenant, id)()
+	r, err := a.t.Connectors.Get(ctx, tenant, id)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, internal("get provider connector", err)
+	}
+	current := true
+	for _, f := range connectorSecrets {
+		current = current && a.keys.Current(r.Private[f])
+	}
+	if current {
+		return false, nil
+	}
+	secrets, err := a.openConnector(r)
+	if err != nil {
+		return false, err
+	}
+	c := proto.Clone(r.Msg).(*configv1.ProviderConnector)
+	priv, err := a.sealConnector(c, secrets)
+	if err != nil {
+		return false, err
+	}
+	err = a.t.Connectors.Replace(ctx, &Record[*configv1.ProviderConnector]{Tenant: r.Tenant, ID: r.ID, Version: r.Version, Msg: c, Private: priv}, r.Version)
+	if errors.Is(err, ErrVersionMismatch) {
+		return false, nil // changed meanwhile, so sealed with the current key
+	}
+	if err != nil {
+		return false, internal("re-seal provider connector", err)
+	}
+	return true, nil
 }

@@ -261,6 +261,7 @@ func (a *App) ListMessagingEntries(ctx context.Context, tenant string, p Page, o
 // UpdateMessagingEntry changes an entry: new SIDs and numbers are claimed
 // before the write, dropped ones released after it.
 func (a *App) UpdateMessagingEntry(ctx context.Context, in *configv1.MessagingEntry, paths []string) (*configv1.MessagingEntry, error) {
+	defer a.lockRecord(kindEntry, in.GetTenantId(), in.GetId())()
 	old, err := getRec(ctx, a.t.Entries, kindEntry, in.GetTenantId(), in.GetId())
 	if err != nil {
 		return nil, err
@@ -356,6 +357,7 @@ func (a *App) assignedService(ctx context.Context, tenant, entry string) (*confi
 // DeleteMessagingEntry deletes an entry no service uses and frees its SID
 // and numbers.
 func (a *App) DeleteMessagingEntry(ctx context.Context, tenant, id string, version int64) error {
+	defer a.lockRecord(kindEntry, tenant, id)()
 	old, err := getRec(ctx, a.t.Entries, kindEntry, tenant, id)
 	if err != nil {
 		return err

@@ -141,6 +141,7 @@ func (a *App) ListOrganizationUnits(ctx context.Context, tenant string, p Page, 
 // UpdateOrganizationUnit renames or moves an OU. A move must not make a
 // loop, and every messaging entry below must still reach its connector.
 func (a *App) UpdateOrganizationUnit(ctx context.Context, in *configv1.OrganizationUnit, paths []string) (*configv1.OrganizationUnit, error) {
+	defer a.lockRecord(kindOU, in.GetTenantId(), in.GetId())()
 	old, err := getRec(ctx, a.t.OrgUnits, kindOU, in.GetTenantId(), in.GetId())
 	if err != nil {
 		return nil, err
@@ -232,6 +233,7 @@ func (a *App) checkMove(ctx context.Context, old *configv1.OrganizationUnit, new
 
 // DeleteOrganizationUnit deletes an OU nothing is in.
 func (a *App) DeleteOrganizationUnit(ctx context.Context, tenant, id string, version int64) error {
+	defer a.lockRecord(kindOU, tenant, id)()
 	old, err := getRec(ctx, a.t.OrgUnits, kindOU, tenant, id)
 	if err != nil {
 		return err

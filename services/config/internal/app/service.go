@@ -326,6 +326,7 @@ func (a *App) ListServices(ctx context.Context, tenant string, p Page, ou string
 // UpdateService changes a service; entries it gains are assigned before the
 // write, entries it drops released after.
 func (a *App) UpdateService(ctx context.Context, in *configv1.Service, paths []string) (*configv1.Service, error) {
+	defer a.lockRecord(kindService, in.GetTenantId(), in.GetId())()
 	old, err := getRec(ctx, a.t.Services, kindService, in.GetTenantId(), in.GetId())
 	if err != nil {
 		return nil, err
@@ -375,6 +376,7 @@ func (a *App) UpdateService(ctx context.Context, in *configv1.Service, paths []s
 // DeleteService deletes a service no user is a member of, and frees its
 // entries.
 func (a *App) DeleteService(ctx context.Context, tenant, id string, version int64) error {
+	defer a.lockRecord(kindService, tenant, id)()
 	old, err := getRec(ctx, a.t.Services, kindService, tenant, id)
 	if err != nil {
 		return err

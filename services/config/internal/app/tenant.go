@@ -97,6 +97,7 @@ func (a *App) ListTenants(ctx context.Context, p Page) ([]*configv1.Tenant, stri
 // UpdateTenant changes a tenant. Switching a modality off is refused while
 // a service or entry of the tenant uses it.
 func (a *App) UpdateTenant(ctx context.Context, in *configv1.Tenant, paths []string) (*configv1.Tenant, error) {
+	defer a.lockRecord(kindTenant, "", in.GetId())()
 	old, err := getRec(ctx, a.t.Tenants, kindTenant, "", in.GetId())
 	if err != nil {
 		return nil, err
@@ -187,6 +188,7 @@ func channelProblem(t *configv1.Tenant, ch messagingv1.Channel) (modalityProblem
 
 // DeleteTenant deletes an empty tenant.
 func (a *App) DeleteTenant(ctx context.Context, id string, version int64) error {
+	defer a.lockRecord(kindTenant, "", id)()
 	old, err := getRec(ctx, a.t.Tenants, kindTenant, "", id)
 	if err != nil {
 		return err

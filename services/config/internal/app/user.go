@@ -225,6 +225,7 @@ func (a *App) ListUsers(ctx context.Context, tenant string, p Page, service, ema
 // empty password keeps the stored one; a mask naming "password" with an
 // empty value removes it (the user can no longer sign in).
 func (a *App) UpdateUser(ctx context.Context, in *configv1.User, paths []string) (*configv1.User, error) {
+	defer a.lockRecord(kindUser, in.GetTenantId(), in.GetId())()
 	old, err := getRec(ctx, a.t.Users, kindUser, in.GetTenantId(), in.GetId())
 	if err != nil {
 		return nil, err
@@ -297,6 +298,7 @@ func (a *App) UpdateUser(ctx context.Context, in *configv1.User, paths []string)
 
 // DeleteUser deletes a user and frees the email.
 func (a *App) DeleteUser(ctx context.Context, tenant, id string, version int64) error {
+	defer a.lockRecord(kindUser, tenant, id)()
 	old, err := getRec(ctx, a.t.Users, kindUser, tenant, id)
 	if err != nil {
 		return err

@@ -182,6 +182,7 @@ func (a *App) ListWorkflowVersions(ctx context.Context, tenant, id string, p Pag
 // while a service with IM on follows this workflow's latest version: it
 // would fail every new session (Nimbus lets that happen; we do not).
 func (a *App) UpdateWorkflow(ctx context.Context, in *configv1.Workflow, paths []string) (*configv1.Workflow, error) {
+	defer a.lockRecord(kindWorkflow, in.GetTenantId(), in.GetId())()
 	old, err := getRec(ctx, a.t.Workflows, kindWorkflow, in.GetTenantId(), in.GetId())
 	if err != nil {
 		return nil, err
@@ -228,6 +229,7 @@ func (a *App) UpdateWorkflow(ctx context.Context, in *configv1.Workflow, paths [
 
 // DeleteWorkflow deletes a workflow no service uses, with its history.
 func (a *App) DeleteWorkflow(ctx context.Context, tenant, id string, version int64) error {
+	defer a.lockRecord(kindWorkflow, tenant, id)()
 	old, err := getRec(ctx, a.t.Workflows, kindWorkflow, tenant, id)
 	if err != nil {
 		return err
