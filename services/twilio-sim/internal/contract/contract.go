@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -297,10 +296,11 @@ func checkErrorBody(status int, body []byte) string {
 	return ""
 }
 
-// flatten turns kin-openapi's (multi) errors into one line each.
+// flatten turns kin-openapi's top-level multi error into one line per
+// error; nested errors stay inside their parent's line so the parameter or
+// field they concern stays named.
 func flatten(err error) []string {
-	var me openapi3.MultiError
-	if errors.As(err, &me) {
+	if me, ok := err.(openapi3.MultiError); ok {
 		var out []string
 		for _, e := range me {
 			out = append(out, flatten(e)...)

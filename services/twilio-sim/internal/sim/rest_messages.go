@@ -257,7 +257,14 @@ func (e *Engine) listMessages(w http.ResponseWriter, r *http.Request) {
 		list = append(list, m.api())
 	}
 	e.mu.Unlock()
-	uri := r.URL.Path + "?PageSize=" + strconv.Itoa(pageSize) + "&Page=0"
+	pq := url.Values{}
+	for _, k := range []string{"To", "From"} {
+		if v := q.Get(k); v != "" {
+			pq.Set(k, v)
+		}
+	}
+	pq.Set("PageSize", strconv.Itoa(pageSize))
+	uri := r.URL.Path + "?" + pq.Encode() + "&Page=0"
 	writeJSON(w, http.StatusOK, map[string]any{
 		"messages": list, "end": len(list) - 1, "first_page_uri": uri, "next_page_uri": nil,
 		"page": 0, "page_size": pageSize, "previous_page_uri": nil, "start": 0, "uri": uri,
