@@ -1,0 +1,155 @@
+package workflowdef_test
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard-cc/switchboard/services/config/workflowdef"
+)
+
+// The catalogue holds exactly the Nimbus IM activity lists (BRIEF.md).
+func TestCatalogueMatchesNimbus(t *testing.T) {
+	supported := []string{"Accept", "Collect Information", "Delay", "Disconnect", "Input Customer", "Message",
+		"Save to Parameter", "Transfer", "Web Request", "Availability-based Routing", "Check Opening Hours",
+		"Check Parameter", "Get Available Users", "Get Queue Position", "Cancel Task", "Check Task",
+		"Distribution Priority", "Queue Task"}
+	unsupported := []string{"Announcement", "Disconnect as Handled", "Forward", "Input Customer (Advanced)",
+		"Mark as Handled", "Play Music", "Reply", "Standby Duty", "Virtual User", "Voice Message",
+		"Wait for Parameter", "Queue"}
+	var gotIM, gotOther []string
+	for _, a := range workflowdef.Catalogue() {
+		if a.IM {
+			gotIM = append(gotIM, a.Name)
+		} else {
+			gotOther = append(gotOther, a.Name)
+		}
+	}
+	slices.Sort(supported)
+	slices.Sort(unsupported)
+	slices.Sort(gotIM)
+	slices.Sort(gotOther)
+	if !slices.Equal(gotIM, supported) {
+		t.Errorf("IM activities = %v, want %v", gotIM, supported)
+	}
+	if !slices.Equal(gotOther, unsupported) {
+		t.Errorf("non-IM activities = %v, want %v", gotOther, unsupported)
+	}
+}
+
+func problems(err error) []string {
+	var verr *workflowdef.ValidationError
+	if !errors.As(err, &verr) {
+		return nil
+	}
+	var out []string
+	for _, p := range verr.Problems {
+		out = append(out, p.Path)
+	}
+	return out
+}
+
+func TestValidate(t *testing.T) {
+	valid := func() *workflowdef.Definition {
+		return &workflowdef.Definition{Start: "ask", Activities: []workflowdef.Activity{
+			{ID: "ask", Type: "input_customer", Params: map[string]any{"prompt": "1 sales, 2 support", "choices": []any{"1", "2"}, "timeout": "2m"},
+				Next: map[string]string{"1": "sales", "2": "hours", "no_match": "ask"}},
+			{ID: "hours", Type: "check_opening_hours", Next: map[string]string{"open": "queue", "closed": "bye"}},
+			{ID: "queue", Type: "queue_task", Params: map[string]any{"priority": 10, "timeout": "10m"}, Next: map[string]string{"timeout": "bye"}},
+			{ID: "sales", Type: "transfer", Params: map[string]any{"service_id": "sales"}},
+			{ID: "bye", Type: "disconnect", Params: map[string]any{"text": "Bye"}},
+		}}
+	}
+	if err := workflowdef.Validate(valid()); err != nil {
+		t.Fatalf("Validate(valid) = %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(*workflowdef.Definition)
+		want   string
+	}{
+		{"no activities", func(d *workflowdef.Definition) { d.Activities = nil; d.Start = "" }, "activities"},
+		{"choice branch missing", func(d *workflowdef.Definition) { delete(d.Activities[0].Next, "2") }, "activities[0].next.2"},
+		{"timeout branch without timeout", func(d *workflowdef.Definition) { delete(d.Activities[2].Params, "timeout") }, "activities[2].next.timeout"},
+		{"timeout branch missing", func(d *workflowdef.Definition) { d.Activities[2].Next = nil }, "activities[2].next.timeout"},
+		{"branch on an ending activity", func(d *workflowdef.Definition) { d.Activities[4].Next = map[string]string{"next": "ask"} }, "activities[4].next.next"},
+		{"integer out of range", func(d *workflowdef.Definition) { d.Activities[2].Params["priority"] = 1000 }, "activities[2].params.priority"},
+		{"fractional integer", func(d *workflowdef.Definition) { d.Activities[2].Params["priority"] = 1.5 }, "activities[2].params.priority"},
+		{"duration unparsable", func(d *workflowdef.Definition) { d.Activities[2].Params["timeout"] = "soon" }, "activities[2].params.timeout"},
+		{"duration too short", func(d *workflowdef.Definition) { d.Activities[2].Params["timeout"] = "1s" }, "activities[2].params.timeout"},
+		{"choices repeat", func(d *workflowdef.Definition) { d.Activities[0].Params["choices"] = []any{"1", "1"} }, "activities[0].params.choices"},
+		{"bad id", func(d *workflowdef.Definition) { d.Activities[3].ID = "sales team"; d.Activities[0].Next["1"] = "sales team" }, "activities[3].id"},
+		{"service id not an id", func(d *workflowdef.Definition) { d.Activities[3].Params["service_id"] = "Sales Team" }, "activities[3].params.service_id"},
+		{"loop that never waits", func(d *workflowdef.Definition) {
+			d.Activities = append(d.Activities,
+				workflowdef.Activity{ID: "a", Type: "message", Params: map[string]any{"text": "x"}, Next: map[string]string{"next": "b"}},
+				workflowdef.Activity{ID: "b", Type: "check_parameter", Params: map[string]any{"parameter": "p", "operator": "exists"}, Next: map[string]string{"match": "a", "no_match": "bye"}})
+			d.Activities[1].Next["closed"] = "a"
+		}, "activities[5]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := valid()
+			tc.change(d)
+			got := problems(workflowdef.Validate(d))
+			if !slices.Contains(got, tc.want) {
+				t.Errorf("problems at %v, want one at %s", got, tc.want)
+			}
+		})
+	}
+	// A loop through an activity that waits (the menu's no_match) is fine:
+	// the valid definition has one.
+}
+
+func TestUnsupportedForIM(t *testing.T) {
+	d := &workflowdef.Definition{Start: "m", Activities: []workflowdef.Activity{
+		{ID: "m", Type: "play_music", Next: map[string]string{"next": "v"}},
+		{ID: "v", Type: "voice_message", Next: map[string]string{"next": "q"}},
+		{ID: "q", Type: "queue_task"},
+	}}
+	if err := workflowdef.Validate(d); err != nil {
+		t.Fatalf("a voice workflow is still a valid workflow: %v", err)
+	}
+	got := workflowdef.UnsupportedForIM(d)
+	if len(got) != 2 || got[0].String() != `Play Music (activity "m")` || got[1].Name != "Voice Message" {
+		t.Errorf("UnsupportedForIM = %v", got)
+	}
+}
+
+func TestDefaultAndProtoRoundTrip(t *testing.T) {
+	for _, greeting := range []string{"", "Hello!"} {
+		d := workflowdef.Default(greeting)
+		if err := workflowdef.Validate(d); err != nil {
+			t.Errorf("Default(%q) is invalid: %v", greeting, err)
+		}
+		if bad := workflowdef.UnsupportedForIM(d); len(bad) > 0 {
+			t.Errorf("Default(%q) uses %v", greeting, bad)
+		}
+	}
+	d := &workflowdef.Definition{Start: "w", Activities: []workflowdef.Activity{
+		{ID: "w", Type: "web_request", Label: "CRM", Params: map[string]any{
+			"url": "https://crm.example/lookup", "method": "POST", "headers": map[string]any{"X-Key": "k"}, "timeout": "5s",
+		}, Next: map[string]string{"success": "q", "failure": "q"}},
+		{ID: "q", Type: "queue_task", Params: map[string]any{"priority": 3}},
+	}}
+	p, err := workflowdef.ToProto(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := workflowdef.FromProto(p)
+	if err := workflowdef.Validate(back); err != nil {
+		t.Fatalf("round-tripped definition is invalid: %v", err)
+	}
+	w, _ := back.Activity("w")
+	if w.StringParam("method") != "POST" || w.DurationParam("timeout", 0) != 5*time.Second || w.StringMapParam("headers")["X-Key"] != "k" || w.Label != "CRM" {
+		t.Errorf("round trip lost parameters: %+v", w)
+	}
+	q, _ := back.Activity("q")
+	if q.IntParam("priority", 0) != 3 || q.IntParam("missing", 7) != 7 {
+		t.Errorf("priority = %d", q.IntParam("priority", 0))
+	}
+	if got := strings.Join(w.Outcomes(), ","); got != "success,failure" {
+		t.Errorf("web request outcomes = %s", got)
+	}
+}
