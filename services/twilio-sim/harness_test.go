@@ -2,6 +2,7 @@ package twiliosim_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -313,3 +314,18 @@ func keys(v url.Values) []string { return slices.Sorted(maps.Keys(v)) }
 func joinKeys(v url.Values) string { return strings.Join(keys(v), ",") }
 
 func asSimError(err error, target **simclient.Error) bool { return errors.As(err, target) }
+
+// decodeBody checks the status of resp and decodes its JSON body into v.
+func decodeBody(t *testing.T, resp *http.Response, status int, v any) {
+	t.Helper()
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("status = %d (%s), want %d", resp.StatusCode, b, status)
+	}
+	if v != nil {
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("decode %s: %v", b, err)
+		}
+	}
+}
