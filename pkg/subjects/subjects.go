@@ -70,6 +70,10 @@ const (
 	KindOutboundSent           = "outbound.message.sent"
 	KindOutboundFailed         = "outbound.message.failed"
 	KindOutboundDeliveryUpdate = "outbound.delivery.updated"
+
+	KindChatConversationAdded        = "chat.conversation.added"
+	KindChatParticipantAdded         = "chat.participant.added"
+	KindChatConversationStateUpdated = "chat.conversation.state_updated"
 )
 
 func fromKind(kind, tenant string) string { return kind + "." + tenant }
@@ -77,6 +81,13 @@ func fromKind(kind, tenant string) string { return kind + "." + tenant }
 // Chat (chat-handler).
 func ChatMessageReceived(tenant string) string { return fromKind(KindChatMessageReceived, tenant) }
 func ChatDeliveryUpdated(tenant string) string { return fromKind(KindChatDeliveryUpdated, tenant) }
+func ChatConversationAdded(tenant string) string {
+	return fromKind(KindChatConversationAdded, tenant)
+}
+func ChatParticipantAdded(tenant string) string { return fromKind(KindChatParticipantAdded, tenant) }
+func ChatConversationStateUpdated(tenant string) string {
+	return fromKind(KindChatConversationStateUpdated, tenant)
+}
 
 // Config (config service). Entity is one of the Entity* names.
 func ConfigChanged(entity, tenant string) string {

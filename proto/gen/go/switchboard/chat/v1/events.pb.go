@@ -6,6 +6,13 @@
 
 // Events produced by chat-handler, the Twilio ingress. Stream CHAT,
 // subjects chat.<entity>.<event>.<tenant_id>.
+//
+// Every event is published only after Twilio's webhook signature was checked
+// and is acknowledged to Twilio only after JetStream stored it. Twilio
+// retries and duplicate deliveries are collapsed by Nats-Msg-Id within the
+// stream's dedupe window; consumers must still be idempotent (upsert by the
+// natural key named on each event), because a retry can arrive later than
+// the window.
 
 package chatv1
 
@@ -26,8 +33,68 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ConversationState is a Twilio conversation's state.
+type ConversationState int32
+
+const (
+	ConversationState_CONVERSATION_STATE_UNSPECIFIED  ConversationState = 0
+	ConversationState_CONVERSATION_STATE_INITIALIZING ConversationState = 1
+	ConversationState_CONVERSATION_STATE_ACTIVE       ConversationState = 2
+	ConversationState_CONVERSATION_STATE_INACTIVE     ConversationState = 3
+	// Closed conversations take no more messages; the customer/business
+	// number pair is released, so the customer's next message starts a new
+	// conversation (a new conversation_sid).
+	ConversationState_CONVERSATION_STATE_CLOSED ConversationState = 4
+)
+
+// Enum value maps for ConversationState.
+var (
+	ConversationState_name = map[int32]string{
+		0: "CONVERSATION_STATE_UNSPECIFIED",
+		1: "CONVERSATION_STATE_INITIALIZING",
+		2: "CONVERSATION_STATE_ACTIVE",
+		3: "CONVERSATION_STATE_INACTIVE",
+		4: "CONVERSATION_STATE_CLOSED",
+	}
+	ConversationState_value = map[string]int32{
+		"CONVERSATION_STATE_UNSPECIFIED":  0,
+		"CONVERSATION_STATE_INITIALIZING": 1,
+		"CONVERSATION_STATE_ACTIVE":       2,
+		"CONVERSATION_STATE_INACTIVE":     3,
+		"CONVERSATION_STATE_CLOSED":       4,
+	}
+)
+
+func (x ConversationState) Enum() *ConversationState {
+	p := new(ConversationState)
+	*p = x
+	return p
+}
+
+func (x ConversationState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConversationState) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_chat_v1_events_proto_enumTypes[0].Descriptor()
+}
+
+func (ConversationState) Type() protoreflect.EnumType {
+	return &file_switchboard_chat_v1_events_proto_enumTypes[0]
+}
+
+func (x ConversationState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConversationState.Descriptor instead.
+func (ConversationState) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_chat_v1_events_proto_rawDescGZIP(), []int{0}
+}
+
 // MessageReceived: a customer message arrived from Twilio and is durable.
-// Subject chat.message.received.<tenant_id>; Nats-Msg-Id is message_sid.
+// Subject chat.message.received.<tenant_id>; Nats-Msg-Id is message_sid,
+// which is also the natural key consumers dedupe on.
 type MessageReceived struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -49,8 +116,26 @@ type MessageReceived struct {
 	// Conversations path: the author's participant SID (MB…) and the message index.
 	ParticipantSid string `protobuf:"bytes,13,opt,name=participant_sid,json=participantSid,proto3" json:"participant_sid,omitempty"`
 	Index          int64  `protobuf:"varint,14,opt,name=index,proto3" json:"index,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Twilio's Source on the Conversations path (SMS, WHATSAPP); "SMS" or
+	// "WHATSAPP" on the Messaging path, derived from the addresses.
+	Source string `protobuf:"bytes,15,opt,name=source,proto3" json:"source,omitempty"`
+	// Conversations path: the message's Attributes (a JSON string, "{}" when unset).
+	Attributes string `protobuf:"bytes,16,opt,name=attributes,proto3" json:"attributes,omitempty"`
+	// When Twilio created the message (Conversations DateCreated); unset on
+	// the Messaging path, which does not send it.
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The message came in through the fallback URL after the primary URL
+	// failed; fallback_error_code is Twilio's ErrorCode (11200, 11205, …).
+	Fallback          bool  `protobuf:"varint,18,opt,name=fallback,proto3" json:"fallback,omitempty"`
+	FallbackErrorCode int32 `protobuf:"varint,19,opt,name=fallback_error_code,json=fallbackErrorCode,proto3" json:"fallback_error_code,omitempty"`
+	// Messaging path: NumSegments as Twilio counted them.
+	NumSegments int32 `protobuf:"varint,20,opt,name=num_segments,json=numSegments,proto3" json:"num_segments,omitempty"`
+	// I-Twilio-Idempotency-Token of the webhook, when Twilio sent one.
+	IdempotencyToken string `protobuf:"bytes,21,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	// WhatsApp MessageType (text, image, …), when present.
+	MessageType   string `protobuf:"bytes,22,opt,name=message_type,json=messageType,proto3" json:"message_type,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MessageReceived) Reset() {
@@ -181,9 +266,69 @@ func (x *MessageReceived) GetIndex() int64 {
 	return 0
 }
 
+func (x *MessageReceived) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *MessageReceived) GetAttributes() string {
+	if x != nil {
+		return x.Attributes
+	}
+	return ""
+}
+
+func (x *MessageReceived) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *MessageReceived) GetFallback() bool {
+	if x != nil {
+		return x.Fallback
+	}
+	return false
+}
+
+func (x *MessageReceived) GetFallbackErrorCode() int32 {
+	if x != nil {
+		return x.FallbackErrorCode
+	}
+	return 0
+}
+
+func (x *MessageReceived) GetNumSegments() int32 {
+	if x != nil {
+		return x.NumSegments
+	}
+	return 0
+}
+
+func (x *MessageReceived) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
+func (x *MessageReceived) GetMessageType() string {
+	if x != nil {
+		return x.MessageType
+	}
+	return ""
+}
+
 // DeliveryUpdated: Twilio reported a new status for an outbound message
 // (Messaging status callback or Conversations onDeliveryUpdated).
-// Subject chat.delivery.updated.<tenant_id>.
+// Subject chat.delivery.updated.<tenant_id>; Nats-Msg-Id is
+// "delivery:" + message_sid + ":" + delivery_receipt_sid (Conversations
+// only) + ":" + raw_status. Callbacks may arrive out of order: consumers
+// must keep the most advanced status (queued < sending < sent < delivered <
+// read; failed and undelivered are final) rather than the latest arrival.
 type DeliveryUpdated struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -194,13 +339,26 @@ type DeliveryUpdated struct {
 	ErrorCode  int32  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
 	AccountSid string `protobuf:"bytes,5,opt,name=account_sid,json=accountSid,proto3" json:"account_sid,omitempty"`
 	// Conversations path: the delivery receipt (DY…) and conversation.
-	DeliveryReceiptSid string                 `protobuf:"bytes,6,opt,name=delivery_receipt_sid,json=deliveryReceiptSid,proto3" json:"delivery_receipt_sid,omitempty"`
-	ConversationSid    string                 `protobuf:"bytes,7,opt,name=conversation_sid,json=conversationSid,proto3" json:"conversation_sid,omitempty"`
-	OccurredAt         *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	DeliveryReceiptSid string `protobuf:"bytes,6,opt,name=delivery_receipt_sid,json=deliveryReceiptSid,proto3" json:"delivery_receipt_sid,omitempty"`
+	ConversationSid    string `protobuf:"bytes,7,opt,name=conversation_sid,json=conversationSid,proto3" json:"conversation_sid,omitempty"`
+	// When Twilio changed the status (Conversations DateUpdated), else when
+	// chat-handler received the callback.
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	// Twilio's raw status string, kept for statuses this enum does not model.
-	RawStatus     string `protobuf:"bytes,9,opt,name=raw_status,json=rawStatus,proto3" json:"raw_status,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	RawStatus string `protobuf:"bytes,9,opt,name=raw_status,json=rawStatus,proto3" json:"raw_status,omitempty"`
+	// The messaging entry the sender address or Conversations service belongs to.
+	EntryId string        `protobuf:"bytes,10,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	Path    v1.TwilioPath `protobuf:"varint,11,opt,name=path,proto3,enum=switchboard.messaging.v1.TwilioPath" json:"path,omitempty"`
+	// Conversations path: the Conversations service, the recipient's
+	// participant and the channel's own message id.
+	ChatServiceSid      string `protobuf:"bytes,12,opt,name=chat_service_sid,json=chatServiceSid,proto3" json:"chat_service_sid,omitempty"`
+	ParticipantSid      string `protobuf:"bytes,13,opt,name=participant_sid,json=participantSid,proto3" json:"participant_sid,omitempty"`
+	ChannelMessageSid   string `protobuf:"bytes,14,opt,name=channel_message_sid,json=channelMessageSid,proto3" json:"channel_message_sid,omitempty"`
+	MessagingServiceSid string `protobuf:"bytes,15,opt,name=messaging_service_sid,json=messagingServiceSid,proto3" json:"messaging_service_sid,omitempty"`
+	// I-Twilio-Idempotency-Token of the webhook, when Twilio sent one.
+	IdempotencyToken string `protobuf:"bytes,16,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *DeliveryUpdated) Reset() {
@@ -296,11 +454,542 @@ func (x *DeliveryUpdated) GetRawStatus() string {
 	return ""
 }
 
+func (x *DeliveryUpdated) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+func (x *DeliveryUpdated) GetPath() v1.TwilioPath {
+	if x != nil {
+		return x.Path
+	}
+	return v1.TwilioPath(0)
+}
+
+func (x *DeliveryUpdated) GetChatServiceSid() string {
+	if x != nil {
+		return x.ChatServiceSid
+	}
+	return ""
+}
+
+func (x *DeliveryUpdated) GetParticipantSid() string {
+	if x != nil {
+		return x.ParticipantSid
+	}
+	return ""
+}
+
+func (x *DeliveryUpdated) GetChannelMessageSid() string {
+	if x != nil {
+		return x.ChannelMessageSid
+	}
+	return ""
+}
+
+func (x *DeliveryUpdated) GetMessagingServiceSid() string {
+	if x != nil {
+		return x.MessagingServiceSid
+	}
+	return ""
+}
+
+func (x *DeliveryUpdated) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
+// ConversationAdded: Twilio created a conversation in one of the tenant's
+// Conversations services (onConversationAdded), usually autocreated by a
+// customer's first message to a business number.
+// Subject chat.conversation.added.<tenant_id>; Nats-Msg-Id is
+// "conversation.added:" + conversation_sid, the natural key.
+type ConversationAdded struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	TenantId   string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AccountSid string                 `protobuf:"bytes,2,opt,name=account_sid,json=accountSid,proto3" json:"account_sid,omitempty"`
+	EntryId    string                 `protobuf:"bytes,3,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	ServiceId  string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	// Path CONVERSATIONS. For autocreated conversations customer_address is
+	// MessagingBinding.Address and business_address MessagingBinding.ProxyAddress.
+	Conversation *v1.ConversationRef `protobuf:"bytes,5,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	FriendlyName string              `protobuf:"bytes,6,opt,name=friendly_name,json=friendlyName,proto3" json:"friendly_name,omitempty"`
+	UniqueName   string              `protobuf:"bytes,7,opt,name=unique_name,json=uniqueName,proto3" json:"unique_name,omitempty"`
+	State        ConversationState   `protobuf:"varint,8,opt,name=state,proto3,enum=switchboard.chat.v1.ConversationState" json:"state,omitempty"`
+	// Attributes as Twilio sent them (a JSON string).
+	Attributes string `protobuf:"bytes,9,opt,name=attributes,proto3" json:"attributes,omitempty"`
+	// Twilio's Source when present (SMS, WHATSAPP, API, SDK).
+	Source string `protobuf:"bytes,10,opt,name=source,proto3" json:"source,omitempty"`
+	// When Twilio created the conversation (DateCreated).
+	CreatedAt        *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ReceivedAt       *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	IdempotencyToken string                 `protobuf:"bytes,13,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ConversationAdded) Reset() {
+	*x = ConversationAdded{}
+	mi := &file_switchboard_chat_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationAdded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationAdded) ProtoMessage() {}
+
+func (x *ConversationAdded) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_chat_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationAdded.ProtoReflect.Descriptor instead.
+func (*ConversationAdded) Descriptor() ([]byte, []int) {
+	return file_switchboard_chat_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ConversationAdded) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ConversationAdded) GetAccountSid() string {
+	if x != nil {
+		return x.AccountSid
+	}
+	return ""
+}
+
+func (x *ConversationAdded) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+func (x *ConversationAdded) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *ConversationAdded) GetConversation() *v1.ConversationRef {
+	if x != nil {
+		return x.Conversation
+	}
+	return nil
+}
+
+func (x *ConversationAdded) GetFriendlyName() string {
+	if x != nil {
+		return x.FriendlyName
+	}
+	return ""
+}
+
+func (x *ConversationAdded) GetUniqueName() string {
+	if x != nil {
+		return x.UniqueName
+	}
+	return ""
+}
+
+func (x *ConversationAdded) GetState() ConversationState {
+	if x != nil {
+		return x.State
+	}
+	return ConversationState_CONVERSATION_STATE_UNSPECIFIED
+}
+
+func (x *ConversationAdded) GetAttributes() string {
+	if x != nil {
+		return x.Attributes
+	}
+	return ""
+}
+
+func (x *ConversationAdded) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *ConversationAdded) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *ConversationAdded) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *ConversationAdded) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
+// ParticipantAdded: a participant joined a conversation of the tenant
+// (onParticipantAdded): the customer's SMS/WhatsApp binding when the
+// conversation is autocreated, or a chat identity added through the API.
+// Subject chat.participant.added.<tenant_id>; Nats-Msg-Id is
+// "participant.added:" + participant_sid, the natural key.
+type ParticipantAdded struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	TenantId        string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AccountSid      string                 `protobuf:"bytes,2,opt,name=account_sid,json=accountSid,proto3" json:"account_sid,omitempty"`
+	EntryId         string                 `protobuf:"bytes,3,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	ServiceId       string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	ChatServiceSid  string                 `protobuf:"bytes,5,opt,name=chat_service_sid,json=chatServiceSid,proto3" json:"chat_service_sid,omitempty"`
+	ConversationSid string                 `protobuf:"bytes,6,opt,name=conversation_sid,json=conversationSid,proto3" json:"conversation_sid,omitempty"`
+	ParticipantSid  string                 `protobuf:"bytes,7,opt,name=participant_sid,json=participantSid,proto3" json:"participant_sid,omitempty"`
+	// Chat identity for SDK/API participants; empty for SMS/WhatsApp ones.
+	Identity string `protobuf:"bytes,8,opt,name=identity,proto3" json:"identity,omitempty"`
+	// Messaging binding of SMS/WhatsApp participants: the customer's address
+	// and the business number (proxy address) it talks to.
+	Address      string `protobuf:"bytes,9,opt,name=address,proto3" json:"address,omitempty"`
+	ProxyAddress string `protobuf:"bytes,10,opt,name=proxy_address,json=proxyAddress,proto3" json:"proxy_address,omitempty"`
+	// SMS or WhatsApp for messaging bindings, unspecified for chat identities.
+	Channel          v1.Channel             `protobuf:"varint,11,opt,name=channel,proto3,enum=switchboard.messaging.v1.Channel" json:"channel,omitempty"`
+	RoleSid          string                 `protobuf:"bytes,12,opt,name=role_sid,json=roleSid,proto3" json:"role_sid,omitempty"`
+	Attributes       string                 `protobuf:"bytes,13,opt,name=attributes,proto3" json:"attributes,omitempty"`
+	Source           string                 `protobuf:"bytes,14,opt,name=source,proto3" json:"source,omitempty"`
+	CreatedAt        *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ReceivedAt       *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	IdempotencyToken string                 `protobuf:"bytes,17,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ParticipantAdded) Reset() {
+	*x = ParticipantAdded{}
+	mi := &file_switchboard_chat_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParticipantAdded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParticipantAdded) ProtoMessage() {}
+
+func (x *ParticipantAdded) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_chat_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParticipantAdded.ProtoReflect.Descriptor instead.
+func (*ParticipantAdded) Descriptor() ([]byte, []int) {
+	return file_switchboard_chat_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ParticipantAdded) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetAccountSid() string {
+	if x != nil {
+		return x.AccountSid
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetChatServiceSid() string {
+	if x != nil {
+		return x.ChatServiceSid
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetConversationSid() string {
+	if x != nil {
+		return x.ConversationSid
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetParticipantSid() string {
+	if x != nil {
+		return x.ParticipantSid
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetProxyAddress() string {
+	if x != nil {
+		return x.ProxyAddress
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetChannel() v1.Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return v1.Channel(0)
+}
+
+func (x *ParticipantAdded) GetRoleSid() string {
+	if x != nil {
+		return x.RoleSid
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetAttributes() string {
+	if x != nil {
+		return x.Attributes
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *ParticipantAdded) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *ParticipantAdded) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *ParticipantAdded) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
+// ConversationStateUpdated: a conversation of the tenant changed state
+// (onConversationStateUpdated), typically active → inactive → closed by
+// Twilio's timers (reason "TIMER") or closed through the API. A conversation
+// that reaches CLOSED is over for good: a session bound to it should end.
+// Subject chat.conversation.state_updated.<tenant_id>; Nats-Msg-Id is the
+// webhook's I-Twilio-Idempotency-Token, or "conversation.state:" +
+// conversation_sid + ":" + state_from + ":" + state_to + ":" + DateUpdated
+// without one. Consumers key on (conversation_sid, state_to, updated_at).
+type ConversationStateUpdated struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	TenantId        string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AccountSid      string                 `protobuf:"bytes,2,opt,name=account_sid,json=accountSid,proto3" json:"account_sid,omitempty"`
+	EntryId         string                 `protobuf:"bytes,3,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	ServiceId       string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	ChatServiceSid  string                 `protobuf:"bytes,5,opt,name=chat_service_sid,json=chatServiceSid,proto3" json:"chat_service_sid,omitempty"`
+	ConversationSid string                 `protobuf:"bytes,6,opt,name=conversation_sid,json=conversationSid,proto3" json:"conversation_sid,omitempty"`
+	StateFrom       ConversationState      `protobuf:"varint,7,opt,name=state_from,json=stateFrom,proto3,enum=switchboard.chat.v1.ConversationState" json:"state_from,omitempty"`
+	StateTo         ConversationState      `protobuf:"varint,8,opt,name=state_to,json=stateTo,proto3,enum=switchboard.chat.v1.ConversationState" json:"state_to,omitempty"`
+	// Twilio's Reason as sent: "TIMER" for the inactive/closed timers, "API"
+	// or empty otherwise.
+	Reason string `protobuf:"bytes,9,opt,name=reason,proto3" json:"reason,omitempty"`
+	// When Twilio changed the state (DateUpdated), else when received.
+	UpdatedAt           *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	ReceivedAt          *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=received_at,json=receivedAt,proto3" json:"received_at,omitempty"`
+	IdempotencyToken    string                 `protobuf:"bytes,12,opt,name=idempotency_token,json=idempotencyToken,proto3" json:"idempotency_token,omitempty"`
+	MessagingServiceSid string                 `protobuf:"bytes,13,opt,name=messaging_service_sid,json=messagingServiceSid,proto3" json:"messaging_service_sid,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *ConversationStateUpdated) Reset() {
+	*x = ConversationStateUpdated{}
+	mi := &file_switchboard_chat_v1_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConversationStateUpdated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConversationStateUpdated) ProtoMessage() {}
+
+func (x *ConversationStateUpdated) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_chat_v1_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConversationStateUpdated.ProtoReflect.Descriptor instead.
+func (*ConversationStateUpdated) Descriptor() ([]byte, []int) {
+	return file_switchboard_chat_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ConversationStateUpdated) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ConversationStateUpdated) GetAccountSid() string {
+	if x != nil {
+		return x.AccountSid
+	}
+	return ""
+}
+
+func (x *ConversationStateUpdated) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+func (x *ConversationStateUpdated) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *ConversationStateUpdated) GetChatServiceSid() string {
+	if x != nil {
+		return x.ChatServiceSid
+	}
+	return ""
+}
+
+func (x *ConversationStateUpdated) GetConversationSid() string {
+	if x != nil {
+		return x.ConversationSid
+	}
+	return ""
+}
+
+func (x *ConversationStateUpdated) GetStateFrom() ConversationState {
+	if x != nil {
+		return x.StateFrom
+	}
+	return ConversationState_CONVERSATION_STATE_UNSPECIFIED
+}
+
+func (x *ConversationStateUpdated) GetStateTo() ConversationState {
+	if x != nil {
+		return x.StateTo
+	}
+	return ConversationState_CONVERSATION_STATE_UNSPECIFIED
+}
+
+func (x *ConversationStateUpdated) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *ConversationStateUpdated) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *ConversationStateUpdated) GetReceivedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReceivedAt
+	}
+	return nil
+}
+
+func (x *ConversationStateUpdated) GetIdempotencyToken() string {
+	if x != nil {
+		return x.IdempotencyToken
+	}
+	return ""
+}
+
+func (x *ConversationStateUpdated) GetMessagingServiceSid() string {
+	if x != nil {
+		return x.MessagingServiceSid
+	}
+	return ""
+}
+
 var File_switchboard_chat_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_chat_v1_events_proto_rawDesc = "" +
 	"\n" +
-	" switchboard/chat/v1/events.proto\x12\x13switchboard.chat.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xc0\x04\n" +
+	" switchboard/chat/v1/events.proto\x12\x13switchboard.chat.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xf2\x06\n" +
 	"\x0fMessageReceived\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1f\n" +
 	"\vmessage_sid\x18\x02 \x01(\tR\n" +
@@ -321,7 +1010,18 @@ const file_switchboard_chat_v1_events_proto_rawDesc = "" +
 	"\vreceived_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"receivedAt\x12'\n" +
 	"\x0fparticipant_sid\x18\r \x01(\tR\x0eparticipantSid\x12\x14\n" +
-	"\x05index\x18\x0e \x01(\x03R\x05index\"\x8a\x03\n" +
+	"\x05index\x18\x0e \x01(\x03R\x05index\x12\x16\n" +
+	"\x06source\x18\x0f \x01(\tR\x06source\x12\x1e\n" +
+	"\n" +
+	"attributes\x18\x10 \x01(\tR\n" +
+	"attributes\x129\n" +
+	"\n" +
+	"created_at\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1a\n" +
+	"\bfallback\x18\x12 \x01(\bR\bfallback\x12.\n" +
+	"\x13fallback_error_code\x18\x13 \x01(\x05R\x11fallbackErrorCode\x12!\n" +
+	"\fnum_segments\x18\x14 \x01(\x05R\vnumSegments\x12+\n" +
+	"\x11idempotency_token\x18\x15 \x01(\tR\x10idempotencyToken\x12!\n" +
+	"\fmessage_type\x18\x16 \x01(\tR\vmessageType\"\xc3\x05\n" +
 	"\x0fDeliveryUpdated\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1f\n" +
 	"\vmessage_sid\x18\x02 \x01(\tR\n" +
@@ -336,7 +1036,88 @@ const file_switchboard_chat_v1_events_proto_rawDesc = "" +
 	"\voccurred_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12\x1d\n" +
 	"\n" +
-	"raw_status\x18\t \x01(\tR\trawStatusB\xe3\x01\n" +
+	"raw_status\x18\t \x01(\tR\trawStatus\x12\x19\n" +
+	"\bentry_id\x18\n" +
+	" \x01(\tR\aentryId\x128\n" +
+	"\x04path\x18\v \x01(\x0e2$.switchboard.messaging.v1.TwilioPathR\x04path\x12(\n" +
+	"\x10chat_service_sid\x18\f \x01(\tR\x0echatServiceSid\x12'\n" +
+	"\x0fparticipant_sid\x18\r \x01(\tR\x0eparticipantSid\x12.\n" +
+	"\x13channel_message_sid\x18\x0e \x01(\tR\x11channelMessageSid\x122\n" +
+	"\x15messaging_service_sid\x18\x0f \x01(\tR\x13messagingServiceSid\x12+\n" +
+	"\x11idempotency_token\x18\x10 \x01(\tR\x10idempotencyToken\"\xbb\x04\n" +
+	"\x11ConversationAdded\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1f\n" +
+	"\vaccount_sid\x18\x02 \x01(\tR\n" +
+	"accountSid\x12\x19\n" +
+	"\bentry_id\x18\x03 \x01(\tR\aentryId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x12M\n" +
+	"\fconversation\x18\x05 \x01(\v2).switchboard.messaging.v1.ConversationRefR\fconversation\x12#\n" +
+	"\rfriendly_name\x18\x06 \x01(\tR\ffriendlyName\x12\x1f\n" +
+	"\vunique_name\x18\a \x01(\tR\n" +
+	"uniqueName\x12<\n" +
+	"\x05state\x18\b \x01(\x0e2&.switchboard.chat.v1.ConversationStateR\x05state\x12\x1e\n" +
+	"\n" +
+	"attributes\x18\t \x01(\tR\n" +
+	"attributes\x12\x16\n" +
+	"\x06source\x18\n" +
+	" \x01(\tR\x06source\x129\n" +
+	"\n" +
+	"created_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n" +
+	"\vreceived_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x12+\n" +
+	"\x11idempotency_token\x18\r \x01(\tR\x10idempotencyToken\"\x98\x05\n" +
+	"\x10ParticipantAdded\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1f\n" +
+	"\vaccount_sid\x18\x02 \x01(\tR\n" +
+	"accountSid\x12\x19\n" +
+	"\bentry_id\x18\x03 \x01(\tR\aentryId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x12(\n" +
+	"\x10chat_service_sid\x18\x05 \x01(\tR\x0echatServiceSid\x12)\n" +
+	"\x10conversation_sid\x18\x06 \x01(\tR\x0fconversationSid\x12'\n" +
+	"\x0fparticipant_sid\x18\a \x01(\tR\x0eparticipantSid\x12\x1a\n" +
+	"\bidentity\x18\b \x01(\tR\bidentity\x12\x18\n" +
+	"\aaddress\x18\t \x01(\tR\aaddress\x12#\n" +
+	"\rproxy_address\x18\n" +
+	" \x01(\tR\fproxyAddress\x12;\n" +
+	"\achannel\x18\v \x01(\x0e2!.switchboard.messaging.v1.ChannelR\achannel\x12\x19\n" +
+	"\brole_sid\x18\f \x01(\tR\aroleSid\x12\x1e\n" +
+	"\n" +
+	"attributes\x18\r \x01(\tR\n" +
+	"attributes\x12\x16\n" +
+	"\x06source\x18\x0e \x01(\tR\x06source\x129\n" +
+	"\n" +
+	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12;\n" +
+	"\vreceived_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x12+\n" +
+	"\x11idempotency_token\x18\x11 \x01(\tR\x10idempotencyToken\"\xe2\x04\n" +
+	"\x18ConversationStateUpdated\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1f\n" +
+	"\vaccount_sid\x18\x02 \x01(\tR\n" +
+	"accountSid\x12\x19\n" +
+	"\bentry_id\x18\x03 \x01(\tR\aentryId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x12(\n" +
+	"\x10chat_service_sid\x18\x05 \x01(\tR\x0echatServiceSid\x12)\n" +
+	"\x10conversation_sid\x18\x06 \x01(\tR\x0fconversationSid\x12E\n" +
+	"\n" +
+	"state_from\x18\a \x01(\x0e2&.switchboard.chat.v1.ConversationStateR\tstateFrom\x12A\n" +
+	"\bstate_to\x18\b \x01(\x0e2&.switchboard.chat.v1.ConversationStateR\astateTo\x12\x16\n" +
+	"\x06reason\x18\t \x01(\tR\x06reason\x129\n" +
+	"\n" +
+	"updated_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12;\n" +
+	"\vreceived_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"receivedAt\x12+\n" +
+	"\x11idempotency_token\x18\f \x01(\tR\x10idempotencyToken\x122\n" +
+	"\x15messaging_service_sid\x18\r \x01(\tR\x13messagingServiceSid*\xbb\x01\n" +
+	"\x11ConversationState\x12\"\n" +
+	"\x1eCONVERSATION_STATE_UNSPECIFIED\x10\x00\x12#\n" +
+	"\x1fCONVERSATION_STATE_INITIALIZING\x10\x01\x12\x1d\n" +
+	"\x19CONVERSATION_STATE_ACTIVE\x10\x02\x12\x1f\n" +
+	"\x1bCONVERSATION_STATE_INACTIVE\x10\x03\x12\x1d\n" +
+	"\x19CONVERSATION_STATE_CLOSED\x10\x04B\xe3\x01\n" +
 	"\x17com.switchboard.chat.v1B\vEventsProtoP\x01ZMgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/chat/v1;chatv1\xa2\x02\x03SCX\xaa\x02\x13Switchboard.Chat.V1\xca\x02\x13Switchboard\\Chat\\V1\xe2\x02\x1fSwitchboard\\Chat\\V1\\GPBMetadata\xea\x02\x15Switchboard::Chat::V1b\x06proto3"
 
 var (
@@ -351,28 +1132,48 @@ func file_switchboard_chat_v1_events_proto_rawDescGZIP() []byte {
 	return file_switchboard_chat_v1_events_proto_rawDescData
 }
 
-var file_switchboard_chat_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_switchboard_chat_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_switchboard_chat_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_switchboard_chat_v1_events_proto_goTypes = []any{
-	(*MessageReceived)(nil),       // 0: switchboard.chat.v1.MessageReceived
-	(*DeliveryUpdated)(nil),       // 1: switchboard.chat.v1.DeliveryUpdated
-	(*v1.ConversationRef)(nil),    // 2: switchboard.messaging.v1.ConversationRef
-	(*v1.Media)(nil),              // 3: switchboard.messaging.v1.Media
-	(v1.OptOutType)(0),            // 4: switchboard.messaging.v1.OptOutType
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
-	(v1.DeliveryStatus)(0),        // 6: switchboard.messaging.v1.DeliveryStatus
+	(ConversationState)(0),           // 0: switchboard.chat.v1.ConversationState
+	(*MessageReceived)(nil),          // 1: switchboard.chat.v1.MessageReceived
+	(*DeliveryUpdated)(nil),          // 2: switchboard.chat.v1.DeliveryUpdated
+	(*ConversationAdded)(nil),        // 3: switchboard.chat.v1.ConversationAdded
+	(*ParticipantAdded)(nil),         // 4: switchboard.chat.v1.ParticipantAdded
+	(*ConversationStateUpdated)(nil), // 5: switchboard.chat.v1.ConversationStateUpdated
+	(*v1.ConversationRef)(nil),       // 6: switchboard.messaging.v1.ConversationRef
+	(*v1.Media)(nil),                 // 7: switchboard.messaging.v1.Media
+	(v1.OptOutType)(0),               // 8: switchboard.messaging.v1.OptOutType
+	(*timestamppb.Timestamp)(nil),    // 9: google.protobuf.Timestamp
+	(v1.DeliveryStatus)(0),           // 10: switchboard.messaging.v1.DeliveryStatus
+	(v1.TwilioPath)(0),               // 11: switchboard.messaging.v1.TwilioPath
+	(v1.Channel)(0),                  // 12: switchboard.messaging.v1.Channel
 }
 var file_switchboard_chat_v1_events_proto_depIdxs = []int32{
-	2, // 0: switchboard.chat.v1.MessageReceived.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	3, // 1: switchboard.chat.v1.MessageReceived.media:type_name -> switchboard.messaging.v1.Media
-	4, // 2: switchboard.chat.v1.MessageReceived.opt_out_type:type_name -> switchboard.messaging.v1.OptOutType
-	5, // 3: switchboard.chat.v1.MessageReceived.received_at:type_name -> google.protobuf.Timestamp
-	6, // 4: switchboard.chat.v1.DeliveryUpdated.status:type_name -> switchboard.messaging.v1.DeliveryStatus
-	5, // 5: switchboard.chat.v1.DeliveryUpdated.occurred_at:type_name -> google.protobuf.Timestamp
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	6,  // 0: switchboard.chat.v1.MessageReceived.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	7,  // 1: switchboard.chat.v1.MessageReceived.media:type_name -> switchboard.messaging.v1.Media
+	8,  // 2: switchboard.chat.v1.MessageReceived.opt_out_type:type_name -> switchboard.messaging.v1.OptOutType
+	9,  // 3: switchboard.chat.v1.MessageReceived.received_at:type_name -> google.protobuf.Timestamp
+	9,  // 4: switchboard.chat.v1.MessageReceived.created_at:type_name -> google.protobuf.Timestamp
+	10, // 5: switchboard.chat.v1.DeliveryUpdated.status:type_name -> switchboard.messaging.v1.DeliveryStatus
+	9,  // 6: switchboard.chat.v1.DeliveryUpdated.occurred_at:type_name -> google.protobuf.Timestamp
+	11, // 7: switchboard.chat.v1.DeliveryUpdated.path:type_name -> switchboard.messaging.v1.TwilioPath
+	6,  // 8: switchboard.chat.v1.ConversationAdded.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	0,  // 9: switchboard.chat.v1.ConversationAdded.state:type_name -> switchboard.chat.v1.ConversationState
+	9,  // 10: switchboard.chat.v1.ConversationAdded.created_at:type_name -> google.protobuf.Timestamp
+	9,  // 11: switchboard.chat.v1.ConversationAdded.received_at:type_name -> google.protobuf.Timestamp
+	12, // 12: switchboard.chat.v1.ParticipantAdded.channel:type_name -> switchboard.messaging.v1.Channel
+	9,  // 13: switchboard.chat.v1.ParticipantAdded.created_at:type_name -> google.protobuf.Timestamp
+	9,  // 14: switchboard.chat.v1.ParticipantAdded.received_at:type_name -> google.protobuf.Timestamp
+	0,  // 15: switchboard.chat.v1.ConversationStateUpdated.state_from:type_name -> switchboard.chat.v1.ConversationState
+	0,  // 16: switchboard.chat.v1.ConversationStateUpdated.state_to:type_name -> switchboard.chat.v1.ConversationState
+	9,  // 17: switchboard.chat.v1.ConversationStateUpdated.updated_at:type_name -> google.protobuf.Timestamp
+	9,  // 18: switchboard.chat.v1.ConversationStateUpdated.received_at:type_name -> google.protobuf.Timestamp
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_chat_v1_events_proto_init() }
@@ -385,13 +1186,14 @@ func file_switchboard_chat_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_chat_v1_events_proto_rawDesc), len(file_switchboard_chat_v1_events_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   2,
+			NumEnums:      1,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_switchboard_chat_v1_events_proto_goTypes,
 		DependencyIndexes: file_switchboard_chat_v1_events_proto_depIdxs,
+		EnumInfos:         file_switchboard_chat_v1_events_proto_enumTypes,
 		MessageInfos:      file_switchboard_chat_v1_events_proto_msgTypes,
 	}.Build()
 	File_switchboard_chat_v1_events_proto = out.File
