@@ -154,7 +154,7 @@ func Apply(ctx context.Context, conn grpc.ClientConnInterface, spec *Spec) (Resu
 // in use until the services are updated. finishTenant switches off what the
 // spec has off.
 func (a *applier) applyTenant(ctx context.Context) error {
-	want := a.s.Tenant.proto()
+	want := a.s.Tenant.Proto()
 	op, _, err := upsert(
 		func() (*configv1.Tenant, error) {
 			r, err := a.tenants.GetTenant(ctx, &configv1.GetTenantRequest{Id: a.tenant})
@@ -187,7 +187,7 @@ func (a *applier) finishTenant(ctx context.Context) error {
 	if err != nil {
 		return a.fail("tenant", "tenant", a.tenant, err)
 	}
-	want := a.s.Tenant.proto()
+	want := a.s.Tenant.Proto()
 	want.Version = r.GetTenant().GetVersion()
 	u, err := a.tenants.UpdateTenant(ctx, &configv1.UpdateTenantRequest{Tenant: want})
 	if err != nil {
@@ -205,7 +205,7 @@ func (a *applier) applyOrgUnits(ctx context.Context) error {
 		return err
 	}
 	for _, o := range ordered {
-		want := o.proto(a.tenant)
+		want := o.Proto(a.tenant)
 		op, _, err := upsert(
 			func() (*configv1.OrganizationUnit, error) {
 				r, err := a.tenants.GetOrganizationUnit(ctx, &configv1.GetOrganizationUnitRequest{TenantId: a.tenant, Id: o.ID})
@@ -231,7 +231,7 @@ func (a *applier) applyOrgUnits(ctx context.Context) error {
 
 func (a *applier) applyConnectors(ctx context.Context) error {
 	for i, c := range a.s.Connectors {
-		want := c.proto(a.tenant)
+		want := c.Proto(a.tenant)
 		op, _, err := upsert(
 			func() (*configv1.ProviderConnector, error) {
 				r, err := a.channel.GetProviderConnector(ctx, &configv1.GetProviderConnectorRequest{TenantId: a.tenant, Id: c.ID})
@@ -265,7 +265,7 @@ var connectorMask = []string{"name", "org_unit_id", "account_sid", "api_key_sid"
 func (a *applier) applyEntries(ctx context.Context) error {
 	for i, e := range a.s.MessagingEntries {
 		path := fmt.Sprintf("messaging_entries[%d]", i)
-		want, err := e.proto(a.tenant)
+		want, err := e.Proto(a.tenant)
 		if err != nil {
 			return a.fail(path, "messaging entry", e.ID, err)
 		}
@@ -294,7 +294,7 @@ func (a *applier) applyEntries(ctx context.Context) error {
 func (a *applier) applyWorkflows(ctx context.Context) error {
 	for i, w := range a.s.Workflows {
 		path := fmt.Sprintf("workflows[%d]", i)
-		want, err := w.proto(a.tenant)
+		want, err := w.Proto(a.tenant)
 		if err != nil {
 			return a.fail(path, "workflow", w.ID, err)
 		}
@@ -325,7 +325,7 @@ func (a *applier) applyWorkflows(ctx context.Context) error {
 // the full spec.
 func (a *applier) applyServices(ctx context.Context) error {
 	for i, s := range a.s.Services {
-		want, err := s.proto(a.tenant)
+		want, err := s.Proto(a.tenant)
 		if err != nil {
 			return a.fail(fmt.Sprintf("services[%d]", i), "service", s.ID, err)
 		}
@@ -355,7 +355,7 @@ func (a *applier) applyServices(ctx context.Context) error {
 	}
 	for i, s := range a.s.Services {
 		path := fmt.Sprintf("services[%d]", i)
-		want, err := s.proto(a.tenant)
+		want, err := s.Proto(a.tenant)
 		if err != nil {
 			return a.fail(path, "service", s.ID, err)
 		}
@@ -384,7 +384,7 @@ func (a *applier) applyServices(ctx context.Context) error {
 func (a *applier) applyUsers(ctx context.Context) error {
 	for i, u := range a.s.Users {
 		path := fmt.Sprintf("users[%d]", i)
-		want, err := u.proto(a.tenant)
+		want, err := u.Proto(a.tenant)
 		if err != nil {
 			return a.fail(path, "user", u.ID, err)
 		}

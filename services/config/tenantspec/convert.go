@@ -101,7 +101,8 @@ func dur(d Duration) *durationpb.Duration {
 	return durationpb.New(time.Duration(d))
 }
 
-func (t Tenant) proto() *configv1.Tenant {
+// Proto is the tenant as the API takes it.
+func (t Tenant) Proto() *configv1.Tenant {
 	return &configv1.Tenant{
 		Id:          t.ID,
 		DisplayName: t.DisplayName,
@@ -114,11 +115,13 @@ func (t Tenant) proto() *configv1.Tenant {
 	}
 }
 
-func (o OrgUnit) proto(tenant string) *configv1.OrganizationUnit {
+// Proto is the OU as the API takes it.
+func (o OrgUnit) Proto(tenant string) *configv1.OrganizationUnit {
 	return &configv1.OrganizationUnit{Id: o.ID, TenantId: tenant, Name: o.Name, ParentId: o.Parent}
 }
 
-func (c Connector) proto(tenant string) *configv1.ProviderConnector {
+// Proto is the connector as the API takes it.
+func (c Connector) Proto(tenant string) *configv1.ProviderConnector {
 	return &configv1.ProviderConnector{
 		Id: c.ID, TenantId: tenant, Name: c.Name, OrgUnitId: c.OrgUnit,
 		AccountSid: c.AccountSID, ApiKeySid: c.APIKeySID, ApiKeySecret: c.APIKeySecret,
@@ -127,7 +130,8 @@ func (c Connector) proto(tenant string) *configv1.ProviderConnector {
 	}
 }
 
-func (e Entry) proto(tenant string) (*configv1.MessagingEntry, error) {
+// Proto is the entry as the API takes it.
+func (e Entry) Proto(tenant string) (*configv1.MessagingEntry, error) {
 	ch, err := channel(e.Channel)
 	if err != nil {
 		return nil, err
@@ -144,7 +148,8 @@ func (e Entry) proto(tenant string) (*configv1.MessagingEntry, error) {
 	}, nil
 }
 
-func (w Workflow) proto(tenant string) (*configv1.Workflow, error) {
+// Proto is the workflow as the API takes it.
+func (w Workflow) Proto(tenant string) (*configv1.Workflow, error) {
 	def, err := workflowdef.ToProto(&w.Definition)
 	if err != nil {
 		return nil, err
@@ -152,7 +157,8 @@ func (w Workflow) proto(tenant string) (*configv1.Workflow, error) {
 	return &configv1.Workflow{Id: w.ID, TenantId: tenant, Name: w.Name, Description: w.Description, Definition: def}, nil
 }
 
-func (s Service) proto(tenant string) (*configv1.Service, error) {
+// Proto is the service as the API takes it.
+func (s Service) Proto(tenant string) (*configv1.Service, error) {
 	out := &configv1.Service{
 		Id: s.ID, TenantId: tenant, Name: s.Name, OrgUnitId: s.OrgUnit, ImEnabled: s.IM,
 		WorkflowId: s.Workflow, WorkflowVersion: s.WorkflowVersion,
@@ -188,7 +194,8 @@ func (s Service) proto(tenant string) (*configv1.Service, error) {
 	return out, nil
 }
 
-func (u User) proto(tenant string) (*configv1.User, error) {
+// Proto is the user as the API takes it.
+func (u User) Proto(tenant string) (*configv1.User, error) {
 	out := &configv1.User{
 		Id: u.ID, TenantId: tenant, DisplayName: u.DisplayName, Email: u.Email, ImLicense: u.IMLicense,
 		ServiceIds: slices.Clone(u.Services), Capacity: u.Capacity, Skills: slices.Clone(u.Skills),

@@ -80,7 +80,10 @@ func TestValidate(t *testing.T) {
 		{"duration unparsable", func(d *workflowdef.Definition) { d.Activities[2].Params["timeout"] = "soon" }, "activities[2].params.timeout"},
 		{"duration too short", func(d *workflowdef.Definition) { d.Activities[2].Params["timeout"] = "1s" }, "activities[2].params.timeout"},
 		{"choices repeat", func(d *workflowdef.Definition) { d.Activities[0].Params["choices"] = []any{"1", "1"} }, "activities[0].params.choices"},
-		{"bad id", func(d *workflowdef.Definition) { d.Activities[3].ID = "sales team"; d.Activities[0].Next["1"] = "sales team" }, "activities[3].id"},
+		{"bad id", func(d *workflowdef.Definition) {
+			d.Activities[3].ID = "sales team"
+			d.Activities[0].Next["1"] = "sales team"
+		}, "activities[3].id"},
 		{"service id not an id", func(d *workflowdef.Definition) { d.Activities[3].Params["service_id"] = "Sales Team" }, "activities[3].params.service_id"},
 		{"loop that never waits", func(d *workflowdef.Definition) {
 			d.Activities = append(d.Activities,
