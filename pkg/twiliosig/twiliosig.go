@@ -9,6 +9,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"net/url"
@@ -22,11 +23,27 @@ import (
 func Sign(authToken, fullURL string, params url.Values) string {
 	m := hmac.New(sha1.New, []byte(authToken))
 	m.Write([]byte(fullURL))
+	m.Write(Canonical(params))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// Canonical is the part of the signed string that follows the URL: every
+// parameter name followed by its value, names in byte order, and for a
+// repeated name each distinct value in sorted order.
+func Canonical(params url.Values) []byte {
+	if len(params) == 0 {
+		return nil
+	}
 	keys := make([]string, 0, len(params))
-	for k := range params {
+	n := 0
+	for k, vals := range params {
 		keys = append(keys, k)
+		for _, v := range vals {
+			n += len(k) + len(v)
+		}
 	}
 	sort.Strings(keys)
+	b := make([]byte, 0, n)
 	for _, k := range keys {
 		vals := params[k]
 		if len(vals) > 1 {
@@ -35,11 +52,11 @@ func Sign(authToken, fullURL string, params url.Values) string {
 			vals = slices.Compact(vals)
 		}
 		for _, v := range vals {
-			m.Write([]byte(k))
-			m.Write([]byte(v))
+			b = append(b, k...)
+			b = append(b, v...)
 		}
 	}
-	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+	return b
 }
 
 // Validate reports whether signature matches fullURL and params under any of
@@ -48,24 +65,36 @@ func Sign(authToken, fullURL string, params url.Values) string {
 // written and omitted, since proxies and Twilio differ there. Comparison is
 // constant time.
 func Validate(tokens []string, fullURL string, params url.Values, signature string) bool {
-	got, err := base64.StdEncoding.DecodeString(signature)
-	if err != nil || len(got) != sha1.Size || signature == "" {
+	return ValidateCanonical(tokens, fullURL, Canonical(params), signature)
+}
+
+// ValidateCanonical is Validate with the parameters already in their
+// Canonical form, for callers that check one request against several URLs.
+func ValidateCanonical(tokens []string, fullURL string, canonical []byte, signature string) bool {
+	var buf [sha1.Size + 3]byte
+	if len(signature) != base64.StdEncoding.EncodedLen(sha1.Size) {
 		return false
 	}
-	ok := false
+	n, err := base64.StdEncoding.Decode(buf[:], []byte(signature))
+	if err != nil || n != sha1.Size {
+		return false
+	}
+	got := buf[:sha1.Size]
+	var sum [sha1.Size]byte
+	ok := 0
 	for _, u := range URLVariants(fullURL) {
 		for _, tok := range tokens {
 			if tok == "" {
 				continue
 			}
-			want, _ := base64.StdEncoding.DecodeString(Sign(tok, u, params))
+			m := hmac.New(sha1.New, []byte(tok))
+			m.Write([]byte(u))
+			m.Write(canonical)
 			// Evaluate every candidate so timing does not reveal which matched.
-			if hmac.Equal(got, want) {
-				ok = true
-			}
+			ok |= subtle.ConstantTimeCompare(got, m.Sum(sum[:0]))
 		}
 	}
-	return ok
+	return ok == 1
 }
 
 // ValidateJSON checks a request with a JSON body: fullURL must carry

@@ -144,3 +144,27 @@ func TestURLVariants(t *testing.T) {
 		}
 	}
 }
+
+func TestCanonicalMatchesSign(t *testing.T) {
+	form, _ := url.ParseQuery("ToCountry=US&ToState=&SmsMessageSid=SM1&NumMedia=0&Body=Why+do+you+say+that%3F+&To=%2B18333595081&From=%2B12533243071")
+	want := Sign(token, u, form)
+	if !ValidateCanonical([]string{token}, u, Canonical(form), want) {
+		t.Error("ValidateCanonical rejected Sign's signature")
+	}
+	if got := string(Canonical(url.Values{"b": {"2", "1", "2"}, "a": {""}})); got != "ab1b2" {
+		t.Errorf("Canonical = %q, want %q", got, "ab1b2")
+	}
+}
+
+func BenchmarkValidate(b *testing.B) {
+	form, _ := url.ParseQuery("ToCountry=US&ToState=&SmsMessageSid=SM0123456789abcdef0123456789abcdef&NumMedia=0&ToCity=&FromZip=98106&SmsSid=SM0123456789abcdef0123456789abcdef&FromState=WA&SmsStatus=received&FromCity=SEATTLE&Body=Why+do+you+say+that%3F+&FromCountry=US&To=%2B18333595081&MessagingServiceSid=MG0123456789abcdef0123456789abcdef&ToZip=&NumSegments=1&MessageSid=SM0123456789abcdef0123456789abcdef&AccountSid=AC0123456789abcdef0123456789abcdef&From=%2B12533243071&ApiVersion=2010-04-01")
+	const target = "https://switchboard.example.com/api/acs/chat-handler/tenants/demo/messaging/inbound"
+	sig := Sign("0123456789abcdef0123456789abcdef", target, form)
+	tokens := []string{"0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !Validate(tokens, target, form, sig) {
+			b.Fatal("rejected")
+		}
+	}
+}
