@@ -91,6 +91,9 @@ type Task struct {
 
 	offerID  string
 	declined map[string]time.Time
+	// acceptedOffer is the offer the task was accepted through, so a
+	// retried Accept gets the same answer.
+	acceptedOffer string
 }
 
 type offer struct {
@@ -118,6 +121,7 @@ type tenant struct {
 	sessions map[string]*Task   // session id -> task
 	agents   map[string]*agent
 	offers   map[string]*offer
+	accepted map[string]*Task // offer id -> task accepted through it (not ended)
 }
 
 // Engine is safe for concurrent use.
@@ -155,6 +159,7 @@ func (e *Engine) tenant(id string) *tenant {
 			sessions: map[string]*Task{},
 			agents:   map[string]*agent{},
 			offers:   map[string]*offer{},
+			accepted: map[string]*Task{},
 		}
 		e.tenants[id] = t
 	}
@@ -203,6 +208,16 @@ func (t *tenant) agentOrStub(id string) *agent {
 // session that already ended, is ignored: requests may be redelivered, and
 // the session's end may overtake its task request.
 func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
+	// The checks run under the lock: EndSession records the end before it
+	// takes the lock, so either the check sees the end or EndSession finds
+	// the task queued here and cancels it. Checked outside the lock, an end
+	// processed in between would leave the task on offer for good.
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.tenant(task.Tenant)
+	if _, ok := t.tasks[task.ID]; ok {
+		return nil
+	}
 	known, err := e.store.Known(ctx, task.Tenant, task.ID)
 	if err != nil {
 		return fmt.Errorf("look up task %s: %w", task.ID, err)
@@ -212,12 +227,6 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 		return fmt.Errorf("look up session %s: %w", task.SessionID, err)
 	}
 	if known || ended {
-		return nil
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	t := e.tenant(task.Tenant)
-	if _, ok := t.tasks[task.ID]; ok {
 		return nil
 	}
 	task.State = TaskQueued
@@ -309,37 +318,55 @@ func offerProto(o *offer) *distributionv1.Offer {
 	}
 }
 
-// Accept turns an open offer into an accepted task.
+// Accept turns an open offer into an accepted task. Accept is idempotent:
+// the same agent accepting the same offer again (a retry after an error or
+// a lost answer) gets the task again and TaskAccepted is published again
+// under the same id, so an event that failed to go out the first time is
+// not lost.
 func (e *Engine) Accept(ctx context.Context, tenantID, agentID, offerID string) (*Task, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t := e.tenant(tenantID)
 	o, ok := t.offers[offerID]
 	if !ok {
-		return nil, ErrOfferNotOpen
+		task := t.accepted[offerID]
+		if task == nil {
+			return nil, ErrOfferNotOpen
+		}
+		if task.AgentID != agentID {
+			return nil, ErrNotYourOffer
+		}
+		if err := e.emitAccepted(ctx, task); err != nil {
+			return nil, err
+		}
+		return task, nil
 	}
 	if o.agentID != agentID {
 		return nil, ErrNotYourOffer
 	}
 	task := o.task
 	prev := *task
-	task.State, task.AgentID, task.offerID = TaskAccepted, agentID, ""
+	task.State, task.AgentID, task.offerID, task.acceptedOffer = TaskAccepted, agentID, "", offerID
 	if err := e.store.Save(ctx, task); err != nil {
 		*task = prev
 		return nil, fmt.Errorf("save task %s: %w", task.ID, err)
 	}
 	e.closeOffer(t, o)
+	t.accepted[offerID] = task
 	a := t.agentOrStub(agentID)
 	a.active[task.ID] = task
 	a.lastSeen = e.now()
-	err := e.pub.Emit(ctx, subjects.TaskAccepted(tenantID), &distributionv1.TaskAccepted{
-		TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
-		AgentId: agentID, OfferId: offerID, AcceptedAt: timestamppb.New(e.now()),
-	}, offerID+":accepted")
-	if err != nil {
+	if err := e.emitAccepted(ctx, task); err != nil {
 		return nil, err
 	}
 	return task, nil
+}
+
+func (e *Engine) emitAccepted(ctx context.Context, task *Task) error {
+	return e.pub.Emit(ctx, subjects.TaskAccepted(task.Tenant), &distributionv1.TaskAccepted{
+		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
+		AgentId: task.AgentID, OfferId: task.acceptedOffer, AcceptedAt: timestamppb.New(e.now()),
+	}, task.acceptedOffer+":accepted")
 }
 
 // Decline puts the task back in the queue, ahead of later arrivals.
@@ -427,6 +454,7 @@ func (e *Engine) EndSession(ctx context.Context, tenantID, sessionID, reason str
 	}
 	delete(t.tasks, task.ID)
 	delete(t.sessions, sessionID)
+	delete(t.accepted, task.acceptedOffer)
 	if prevState != TaskAccepted {
 		if err := e.pub.Emit(ctx, subjects.TaskCanceled(tenantID), &distributionv1.TaskCanceled{
 			TenantId: tenantID, TaskId: task.ID, SessionId: sessionID, ServiceId: task.ServiceID,

@@ -1,0 +1,345 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
+)
+
+const tenant = "acme"
+
+// entry is one thing the engine did, in the order it did it. The engine
+// publishes and saves under its lock, so the log of a world is a
+// linearization of the engine's decisions.
+type entry struct {
+	subject string
+	msgID   string
+	event   proto.Message // nil for store entries
+	// Store entries.
+	op                       string // "save", "mark-ended" or a test marker
+	taskID, sessionID, agent string
+	state                    engine.TaskState
+}
+
+// world is a fake Publisher and TaskStore sharing one log.
+type world struct {
+	mu       sync.Mutex
+	log      []entry
+	saved    map[string]engine.Task // tenant/task id -> last saved copy
+	ended    map[string]bool        // tenant/session id
+	failEmit map[string]int         // subject kind -> number of next emits that fail
+	failSave int
+	// afterSessionEnded runs after SessionEnded has read its answer and
+	// before it returns it; tests use it to widen race windows.
+	afterSessionEnded func(session string)
+	published         map[string]entry // msg id -> first event published under it
+	conflicts         []string
+	// notify gets a copy of every event entry (non-blocking).
+	notify map[string]chan entry // agent id -> channel
+}
+
+func newWorld() *world {
+	return &world{saved: map[string]engine.Task{}, ended: map[string]bool{}, failEmit: map[string]int{}, published: map[string]entry{}}
+}
+
+type fakePub struct{ w *world }
+type fakeStore struct{ w *world }
+
+var (
+	_ engine.Publisher = fakePub{}
+	_ engine.TaskStore = fakeStore{}
+)
+
+var errInjected = errors.New("injected failure")
+
+func (p fakePub) Emit(_ context.Context, subject string, ev proto.Message, msgID string) error {
+	w := p.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s, err := subjects.Parse(subject)
+	if err != nil {
+		return err
+	}
+	if w.failEmit[s.Kind()] > 0 {
+		w.failEmit[s.Kind()]--
+		return errInjected
+	}
+	en := entry{subject: subject, msgID: msgID, event: proto.Clone(ev)}
+	// Like JetStream, drop a second publish under the same id. Two
+	// different events under one id would lose the second: remember that.
+	if prev, ok := w.published[msgID]; ok {
+		if describe(prev.event) != describe(en.event) || prev.subject != subject {
+			w.conflicts = append(w.conflicts, fmt.Sprintf("%s: %q and %q", msgID, describe(prev.event), describe(en.event)))
+		}
+		return nil
+	}
+	w.published[msgID] = en
+	w.log = append(w.log, en)
+	if ch := w.notify[agentOf(en.event)]; ch != nil {
+		select {
+		case ch <- en:
+		default:
+		}
+	}
+	return nil
+}
+
+func agentOf(ev proto.Message) string {
+	switch ev := ev.(type) {
+	case *distributionv1.TaskOffered:
+		return ev.GetAgentId()
+	case *distributionv1.TaskOfferTimedOut:
+		return ev.GetAgentId()
+	}
+	return ""
+}
+
+func (s fakeStore) Save(_ context.Context, t *engine.Task) error {
+	w := s.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failSave > 0 {
+		w.failSave--
+		return errInjected
+	}
+	cp := *t
+	w.saved[t.Tenant+"/"+t.ID] = cp
+	w.log = append(w.log, entry{op: "save", taskID: t.ID, sessionID: t.SessionID, agent: t.AgentID, state: t.State})
+	return nil
+}
+
+func (s fakeStore) Known(_ context.Context, tenant, taskID string) (bool, error) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	_, ok := s.w.saved[tenant+"/"+taskID]
+	return ok, nil
+}
+
+func (s fakeStore) LoadOpen(context.Context) ([]*engine.Task, error) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	var out []*engine.Task
+	for _, t := range s.w.saved {
+		if t.State != engine.TaskEnded {
+			cp := engine.Task{
+				ID: t.ID, Tenant: t.Tenant, SessionID: t.SessionID, ServiceID: t.ServiceID,
+				Conversation: t.Conversation, CustomerName: t.CustomerName, Priority: t.Priority,
+				QueuedAt: t.QueuedAt, State: t.State, AgentID: t.AgentID, Service: t.Service,
+			}
+			out = append(out, &cp)
+		}
+	}
+	return out, nil
+}
+
+func (s fakeStore) MarkSessionEnded(_ context.Context, tenant, sessionID string) error {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	s.w.ended[tenant+"/"+sessionID] = true
+	s.w.log = append(s.w.log, entry{op: "mark-ended", sessionID: sessionID})
+	return nil
+}
+
+func (s fakeStore) SessionEnded(_ context.Context, tenant, sessionID string) (bool, error) {
+	s.w.mu.Lock()
+	ended := s.w.ended[tenant+"/"+sessionID]
+	hook := s.w.afterSessionEnded
+	s.w.mu.Unlock()
+	if hook != nil {
+		hook(sessionID)
+	}
+	return ended, nil
+}
+
+func (w *world) pub() fakePub     { return fakePub{w} }
+func (w *world) store() fakeStore { return fakeStore{w} }
+
+// marker puts a test's own note in the log.
+func (w *world) marker(op, agent, session string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.log = append(w.log, entry{op: op, agent: agent, sessionID: session})
+}
+
+func (w *world) entries() []entry {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]entry(nil), w.log...)
+}
+
+// events describes the published events, in order.
+func (w *world) events() []string {
+	var out []string
+	for _, en := range w.entries() {
+		if en.event != nil {
+			out = append(out, describe(en.event))
+		}
+	}
+	return out
+}
+
+// eventsSince returns the events after the first n.
+func (w *world) eventsSince(n int) []string {
+	all := w.events()
+	if n > len(all) {
+		return nil
+	}
+	return all[n:]
+}
+
+// offers returns every TaskOffered published so far.
+func (w *world) offers() []*distributionv1.TaskOffered {
+	var out []*distributionv1.TaskOffered
+	for _, en := range w.entries() {
+		if o, ok := en.event.(*distributionv1.TaskOffered); ok {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// lastOffer returns the newest offer of a task.
+func (w *world) lastOffer(t *testing.T, taskID string) *distributionv1.TaskOffered {
+	t.Helper()
+	var last *distributionv1.TaskOffered
+	for _, o := range w.offers() {
+		if o.GetTaskId() == taskID {
+			last = o
+		}
+	}
+	if last == nil {
+		t.Fatalf("task %s was never offered; events: %q", taskID, w.events())
+	}
+	return last
+}
+
+func (w *world) failNextEmit(kind string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.failEmit[kind]++
+}
+
+// describe renders an event compactly for sequence assertions.
+func describe(ev proto.Message) string {
+	switch ev := ev.(type) {
+	case *distributionv1.TaskQueued:
+		return fmt.Sprintf("queued %s pos=%d", ev.GetTaskId(), ev.GetPosition())
+	case *distributionv1.TaskOffered:
+		return fmt.Sprintf("offered %s to %s", ev.GetTaskId(), ev.GetAgentId())
+	case *distributionv1.TaskAccepted:
+		return fmt.Sprintf("accepted %s by %s", ev.GetTaskId(), ev.GetAgentId())
+	case *distributionv1.TaskDeclined:
+		return fmt.Sprintf("declined %s by %s", ev.GetTaskId(), ev.GetAgentId())
+	case *distributionv1.TaskOfferTimedOut:
+		return fmt.Sprintf("rona %s by %s", ev.GetTaskId(), ev.GetAgentId())
+	case *distributionv1.TaskCanceled:
+		if ev.GetAgentId() != "" {
+			return fmt.Sprintf("canceled %s offered to %s", ev.GetTaskId(), ev.GetAgentId())
+		}
+		return fmt.Sprintf("canceled %s", ev.GetTaskId())
+	}
+	return fmt.Sprintf("%T", ev)
+}
+
+// clock is a fake clock: every reading is 1ms after the previous one, so
+// arrival order and "waited longest" are strict without real waiting.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(time.Millisecond)
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// Services used by the tests. Offers of slow services never time out
+// within a test.
+var (
+	sales   = engine.ServiceInfo{ID: "sales", Name: "Sales", RONATimeout: time.Hour, MaxParallelTasks: 1}
+	support = engine.ServiceInfo{ID: "support", Name: "Support", RONATimeout: time.Hour, MaxParallelTasks: 3}
+	fast    = engine.ServiceInfo{ID: "fast", Name: "Fast", RONATimeout: 50 * time.Millisecond, MaxParallelTasks: 1}
+)
+
+func newTask(id string, svc engine.ServiceInfo) *engine.Task {
+	return &engine.Task{
+		ID: id, Tenant: tenant, SessionID: "ss_" + id, ServiceID: svc.ID, Service: svc,
+		CustomerName: "Customer " + id,
+		Conversation: &messagingv1.ConversationRef{
+			Channel: messagingv1.Channel_CHANNEL_SMS, CustomerAddress: "+15550100" + id, BusinessAddress: "+15550199",
+		},
+	}
+}
+
+func agentInfo(id string, capacity int, services ...string) engine.AgentInfo {
+	return engine.AgentInfo{ID: id, Eligible: true, Services: services, Capacity: capacity}
+}
+
+// newEngine returns an engine over w with a fake clock.
+func newEngine(t *testing.T, w *world) (*engine.Engine, *clock) {
+	t.Helper()
+	e := engine.New(w.pub(), w.store(), slog.New(slog.DiscardHandler))
+	c := newClock()
+	engine.SetClock(e, c.Now)
+	t.Cleanup(func() {
+		e.Close()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if len(w.conflicts) > 0 {
+			t.Errorf("different events published under one msg id (the second would be dropped): %q", w.conflicts)
+		}
+	})
+	return e, c
+}
+
+func mustEnqueue(t *testing.T, e *engine.Engine, tasks ...*engine.Task) {
+	t.Helper()
+	for _, task := range tasks {
+		if err := e.Enqueue(context.Background(), task); err != nil {
+			t.Fatalf("Enqueue(%s): %v", task.ID, err)
+		}
+	}
+}
+
+func available(t *testing.T, e *engine.Engine, agents ...engine.AgentInfo) {
+	t.Helper()
+	for _, a := range agents {
+		if _, err := e.SetPresence(context.Background(), tenant, a, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
+			t.Fatalf("SetPresence(%s, available): %v", a.ID, err)
+		}
+	}
+}
+
+// waitFor polls cond until it holds or a generous deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
