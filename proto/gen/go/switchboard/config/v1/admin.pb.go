@@ -5,6 +5,21 @@
 // source: switchboard/config/v1/admin.proto
 
 // Administration API of the config service.
+//
+// Access: platform operators manage tenants and act in any tenant; a
+// tenant's admins change its configuration, supervisors read it, agents have
+// no access (PERMISSION_DENIED); Switchboard services read everything.
+//
+// Errors: INVALID_ARGUMENT with google.rpc.BadRequest field violations for a
+// malformed request; NOT_FOUND; ALREADY_EXISTS (with field violations) for a
+// taken id, Conversations service SID, business address, email or entry
+// assignment; FAILED_PRECONDITION (with BadRequest and PreconditionFailure
+// details) when the current state forbids the change (a referenced record is
+// missing, a tenant modality is off, a workflow has an activity unsupported
+// for Instant Messaging, the record is in use); ABORTED when the version sent
+// is not the stored one. Updates without a version are INVALID_ARGUMENT, so
+// concurrent edits are never silently lost. An update that changes nothing
+// keeps the version and publishes no event.
 
 package configv1
 

@@ -5,7 +5,10 @@
 // source: switchboard/config/v1/lookup.proto
 
 // Lookups for trusted services on hot paths (webhook routing, sending,
-// agent sign-in). Callers must present a service identity.
+// agent sign-in). Callers must present a service identity (role service);
+// anyone else gets PERMISSION_DENIED. Answers carry decrypted secrets:
+// never log them. pkg/configcache serves them from memory and follows
+// ConfigChanged events.
 
 package configv1
 

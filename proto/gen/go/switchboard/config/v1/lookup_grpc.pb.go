@@ -5,7 +5,10 @@
 // source: switchboard/config/v1/lookup.proto
 
 // Lookups for trusted services on hot paths (webhook routing, sending,
-// agent sign-in). Callers must present a service identity.
+// agent sign-in). Callers must present a service identity (role service);
+// anyone else gets PERMISSION_DENIED. Answers carry decrypted secrets:
+// never log them. pkg/configcache serves them from memory and follows
+// ConfigChanged events.
 
 package configv1
 
@@ -35,12 +38,14 @@ const (
 type LookupServiceClient interface {
 	// ResolveWebhook finds the tenant, messaging entry, service and Auth Tokens
 	// for a Twilio webhook addressed to a Conversations service SID or a
-	// business number.
+	// business number. NOT_FOUND when no entry of the tenant has it (a SID or
+	// number of another tenant is NOT_FOUND too). Every read is by key.
 	ResolveWebhook(ctx context.Context, in *ResolveWebhookRequest, opts ...grpc.CallOption) (*ResolveWebhookResponse, error)
 	// GetSendingCredentials returns the decrypted API key of the connector
 	// behind a messaging entry, for outbound-sender.
 	GetSendingCredentials(ctx context.Context, in *GetSendingCredentialsRequest, opts ...grpc.CallOption) (*GetSendingCredentialsResponse, error)
-	// AuthenticateUser checks a user's sign-in name and password.
+	// AuthenticateUser checks a user's sign-in name and password. Every
+	// failure is UNAUTHENTICATED "wrong email or password", whatever was wrong.
 	AuthenticateUser(ctx context.Context, in *AuthenticateUserRequest, opts ...grpc.CallOption) (*AuthenticateUserResponse, error)
 }
 
@@ -90,12 +95,14 @@ func (c *lookupServiceClient) AuthenticateUser(ctx context.Context, in *Authenti
 type LookupServiceServer interface {
 	// ResolveWebhook finds the tenant, messaging entry, service and Auth Tokens
 	// for a Twilio webhook addressed to a Conversations service SID or a
-	// business number.
+	// business number. NOT_FOUND when no entry of the tenant has it (a SID or
+	// number of another tenant is NOT_FOUND too). Every read is by key.
 	ResolveWebhook(context.Context, *ResolveWebhookRequest) (*ResolveWebhookResponse, error)
 	// GetSendingCredentials returns the decrypted API key of the connector
 	// behind a messaging entry, for outbound-sender.
 	GetSendingCredentials(context.Context, *GetSendingCredentialsRequest) (*GetSendingCredentialsResponse, error)
-	// AuthenticateUser checks a user's sign-in name and password.
+	// AuthenticateUser checks a user's sign-in name and password. Every
+	// failure is UNAUTHENTICATED "wrong email or password", whatever was wrong.
 	AuthenticateUser(context.Context, *AuthenticateUserRequest) (*AuthenticateUserResponse, error)
 	mustEmbedUnimplementedLookupServiceServer()
 }
