@@ -1,0 +1,227 @@
+package store_test
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"sort"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
+
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.New(context.Background(), mongotest.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+var queuedAt = time.Date(2026, 3, 1, 9, 30, 15, 123_000_000, time.UTC) // whole milliseconds, as Mongo keeps them
+
+func task(tenant, id string, state engine.TaskState) *engine.Task {
+	return &engine.Task{
+		ID: id, Tenant: tenant, SessionID: "ss_" + id, ServiceID: "sales",
+		Conversation: &messagingv1.ConversationRef{
+			Channel: messagingv1.Channel_CHANNEL_WHATSAPP, CustomerAddress: "whatsapp:+15550100", BusinessAddress: "whatsapp:+15550199",
+			ConversationSid: "CH0123456789abcdef0123456789abcdef",
+		},
+		CustomerName: "Dana", Priority: 2, QueuedAt: queuedAt, State: state,
+		Service: engine.ServiceInfo{ID: "sales", Name: "Sales", RONATimeout: 45 * time.Second, MaxParallelTasks: 3},
+	}
+}
+
+func TestSaveAndLoadOpen(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	accepted := task("acme", "t1", engine.TaskAccepted)
+	accepted.AgentID = "alice"
+	for _, tk := range []*engine.Task{
+		accepted,
+		task("acme", "t2", engine.TaskQueued),
+		task("acme", "t3", engine.TaskEnded),
+		task("globex", "t1", engine.TaskQueued), // same task id, other tenant
+	} {
+		if err := s.Save(ctx, tk); err != nil {
+			t.Fatalf("Save(%s/%s): %v", tk.Tenant, tk.ID, err)
+		}
+	}
+	// Saving again replaces the task's state.
+	ended := task("acme", "t2", engine.TaskEnded)
+	if err := s.Save(ctx, ended); err != nil {
+		t.Fatal(err)
+	}
+
+	open, err := s.LoadOpen(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Slice(open, func(i, j int) bool { return open[i].Tenant < open[j].Tenant })
+	if len(open) != 2 || open[0].Tenant != "acme" || open[0].ID != "t1" || open[1].Tenant != "globex" || open[1].ID != "t1" {
+		var got []string
+		for _, o := range open {
+			got = append(got, o.Tenant+"/"+o.ID+" "+string(o.State))
+		}
+		t.Fatalf("LoadOpen = %q, want acme/t1 and globex/t1", got)
+	}
+	got, want := open[0], accepted
+	if !proto.Equal(got.Conversation, want.Conversation) {
+		t.Errorf("conversation = %v, want %v", got.Conversation, want.Conversation)
+	}
+	got.Conversation, want.Conversation = nil, nil
+	if !got.QueuedAt.Equal(want.QueuedAt) {
+		t.Errorf("queued at = %v, want %v", got.QueuedAt, want.QueuedAt)
+	}
+	type fields struct {
+		ID, Tenant, SessionID, ServiceID, CustomerName, AgentID string
+		Priority                                                int32
+		State                                                   engine.TaskState
+		Service                                                 engine.ServiceInfo
+	}
+	of := func(t *engine.Task) fields {
+		return fields{t.ID, t.Tenant, t.SessionID, t.ServiceID, t.CustomerName, t.AgentID, t.Priority, t.State, t.Service}
+	}
+	if of(got) != of(want) {
+		t.Errorf("loaded task\n got  %+v\n want %+v", of(got), of(want))
+	}
+}
+
+func TestKnown(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	if err := s.Save(ctx, task("acme", "t1", engine.TaskEnded)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tenant, id string
+		want       bool
+	}{
+		{"acme", "t1", true}, // ended tasks stay known: a redelivered request is not queued again
+		{"acme", "t2", false},
+		{"globex", "t1", false},
+	} {
+		got, err := s.Known(ctx, tc.tenant, tc.id)
+		if err != nil || got != tc.want {
+			t.Errorf("Known(%s, %s) = %v, %v; want %v", tc.tenant, tc.id, got, err, tc.want)
+		}
+	}
+}
+
+func TestEndedSessions(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	for range 2 { // marking twice is not an error
+		if err := s.MarkSessionEnded(ctx, "acme", "ss_1"); err != nil {
+			t.Fatalf("MarkSessionEnded: %v", err)
+		}
+	}
+	for _, tc := range []struct {
+		tenant, session string
+		want            bool
+	}{
+		{"acme", "ss_1", true},
+		{"acme", "ss_2", false},
+		{"globex", "ss_1", false},
+	} {
+		got, err := s.SessionEnded(ctx, tc.tenant, tc.session)
+		if err != nil || got != tc.want {
+			t.Errorf("SessionEnded(%s, %s) = %v, %v; want %v", tc.tenant, tc.session, got, err, tc.want)
+		}
+	}
+}
+
+func TestNewIsRepeatable(t *testing.T) {
+	db := mongotest.Database(t)
+	for range 2 {
+		if _, err := store.New(context.Background(), db); err != nil {
+			t.Fatalf("New: %v", err)
+		}
+	}
+}
+
+type nopPub struct{}
+
+func (nopPub) Emit(context.Context, string, proto.Message, string) error { return nil }
+
+// The engine's restart path over the real store: what was accepted stays
+// with its agent, what was queued or on offer is offered again, and ended
+// sessions and known tasks are not queued again.
+func TestEngineRestoresFromTheStore(t *testing.T) {
+	ctx := context.Background()
+	db := mongotest.Database(t)
+	s, err := store.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	svc := engine.ServiceInfo{ID: "sales", Name: "Sales", RONATimeout: time.Hour, MaxParallelTasks: 1}
+	alice := engine.AgentInfo{ID: "alice", Eligible: true, Services: []string{"sales"}}
+	bob := engine.AgentInfo{ID: "bob", Eligible: true, Services: []string{"sales"}}
+	newTask := func(id string) *engine.Task {
+		return &engine.Task{ID: id, Tenant: "acme", SessionID: "ss_" + id, ServiceID: "sales", Service: svc,
+			Conversation: &messagingv1.ConversationRef{Channel: messagingv1.Channel_CHANNEL_SMS, CustomerAddress: "+15550100"}}
+	}
+
+	e1 := engine.New(nopPub{}, s, log)
+	if _, err := e1.SetPresence(ctx, "acme", alice, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"t1", "t2", "t3"} {
+		if err := e1.Enqueue(ctx, newTask(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	offers := e1.State("acme", "alice").GetOffers()
+	if len(offers) != 1 {
+		t.Fatalf("alice's offers = %v, want one", offers)
+	}
+	if _, err := e1.Accept(ctx, "acme", "alice", offers[0].GetOfferId()); err != nil {
+		t.Fatal(err)
+	}
+	if err := e1.EndSession(ctx, "acme", "ss_t3", "customer left"); err != nil {
+		t.Fatal(err)
+	}
+	e1.Close()
+
+	// Restart against a second Store over the same database.
+	s2, err := store.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2 := engine.New(nopPub{}, s2, log)
+	defer e2.Close()
+	n, err := e2.Restore(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("Restore = %d, %v; want 2 open tasks", n, err)
+	}
+	for _, id := range []string{"t1", "t2", "t3"} { // redelivered requests
+		if err := e2.Enqueue(ctx, newTask(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := e2.SetPresence(ctx, "acme", alice, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
+		t.Fatal(err)
+	}
+	if st := e2.State("acme", "alice"); st.GetActiveTasks() != 1 || len(st.GetOffers()) != 0 {
+		t.Errorf("restored alice: active %d offers %v; want t1 active and no offers", st.GetActiveTasks(), st.GetOffers())
+	}
+	st, err := e2.SetPresence(ctx, "acme", bob, distributionv1.Presence_PRESENCE_AVAILABLE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.GetOffers()) != 1 || st.GetOffers()[0].GetTaskId() != "t2" || st.GetOffers()[0].GetServiceName() != "Sales" {
+		t.Errorf("bob's offers after restore = %v, want t2 of Sales", st.GetOffers())
+	}
+}
