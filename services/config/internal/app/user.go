@@ -209,7 +209,12 @@ func (a *App) GetUser(ctx context.Context, tenant, id string) (*configv1.User, e
 // ListUsers pages through a tenant's users, optionally the members of a
 // service or the one with an email.
 func (a *App) ListUsers(ctx context.Context, tenant string, p Page, service, email string) ([]*configv1.User, string, error) {
-	q, err := p.query(map[string]string{"service_ids": service, "email": strings.ToLower(strings.TrimSpace(email))})
+	email = strings.ToLower(strings.TrimSpace(email))
+	if email != "" && service == "" && p.Token == "" {
+		// By the email claim's _id, not a scan.
+		return a.userByEmail(ctx, tenant, email)
+	}
+	q, err := p.query(map[string]string{"service_ids": service, "email": email})
 	if err != nil {
 		return nil, "", err
 	}
@@ -309,4 +314,25 @@ func (a *App) DeleteUser(ctx context.Context, tenant, id string, version int64) 
 	a.release(ctx, tenant, id, emailKey(tenant, old.Msg.Email))
 	a.changed(ctx, configv1.EntityKind_ENTITY_KIND_USER, tenant, id, configv1.ChangeType_CHANGE_TYPE_DELETED, old.Version+1)
 	return nil
+}
+
+func (a *App) userByEmail(ctx context.Context, tenant, email string) ([]*configv1.User, string, error) {
+	c, err := a.t.Claims.Get(ctx, emailKey(tenant, email))
+	if errors.Is(err, ErrNotFound) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", internal("get email claim", err)
+	}
+	u, err := a.t.Users.Get(ctx, tenant, c.Owner)
+	if errors.Is(err, ErrNotFound) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", internal("get user", err)
+	}
+	if u.Msg.GetEmail() != email {
+		return nil, "", nil // a stale claim
+	}
+	return []*configv1.User{u.Msg}, "", nil
 }
