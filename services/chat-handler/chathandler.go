@@ -1,7 +1,8 @@
 // Package chathandler runs chat-handler, the only door from Twilio into
 // Switchboard: it validates webhook signatures, routes each webhook to its
-// tenant and messaging entry, and publishes customer messages and delivery
-// updates on the CHAT stream before answering Twilio.
+// tenant and messaging entry, and publishes customer messages, conversation
+// lifecycle events and delivery updates on the CHAT stream before answering
+// Twilio. See README.md for the URLs to paste into the Twilio console.
 package chathandler
 
 import (
@@ -13,9 +14,11 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 
@@ -24,6 +27,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/connect"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/durability"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/route"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/webhook"
 )
@@ -31,20 +35,41 @@ import (
 // Name is the service name.
 const Name = "chat-handler"
 
+// Durability modes (see README.md, "Durability").
+const (
+	// DurabilityFsync (the default): the NATS server fsyncs every write
+	// before its PubAck (sync_interval: always).
+	DurabilityFsync = string(durability.Fsync)
+	// DurabilityReplicated: the CHAT stream has 3 or more replicas.
+	DurabilityReplicated = string(durability.Replicated)
+	// DurabilityNone: no requirement (development and benchmarks).
+	DurabilityNone = string(durability.None)
+)
+
 // Config of chat-handler.
 type Config struct {
 	HTTPAddr   string
 	NATSURL    string
 	ConfigAddr string
 	AuthKeys   string
-	// PublicBaseURL is the scheme://host[:port] configured in Twilio, used
-	// to check signatures. Empty: rebuilt from each request.
+	// PublicBaseURL is the scheme://host[:port][/prefix] the webhook URLs in
+	// Twilio start with; signatures are checked against it. Empty: the URL
+	// is rebuilt from each request (and trusted proxy headers).
 	PublicBaseURL string
-	// TrustedProxies (CIDRs) may set X-Forwarded-Proto/-Host.
+	// TrustedProxies (IPs or CIDRs) may set X-Forwarded-Proto/-Host/-Port
+	// and Forwarded; from any other peer those headers are ignored.
 	TrustedProxies []string
 	MaxBodyBytes   int64
+	// PublishTimeout bounds the wait for JetStream's PubAck; past it Twilio
+	// gets a 503. Conversations webhooks time out after 5 s.
 	PublishTimeout time.Duration
 	Streams        subjects.StreamOptions
+	// Durability is fsync (default when empty), replicated or none.
+	Durability string
+	// NATSMonitorURL is the NATS server's http monitoring base
+	// (http://nats:8222); with durability fsync, start-up fails unless the
+	// server fsyncs every write. Empty: not verified.
+	NATSMonitorURL string
 }
 
 // Defaults for one machine.
@@ -55,6 +80,7 @@ func Defaults() Config {
 		ConfigAddr:     "127.0.0.1:9090",
 		MaxBodyBytes:   64 << 10,
 		PublishTimeout: 3 * time.Second,
+		Durability:     DurabilityFsync,
 	}
 }
 
@@ -73,8 +99,8 @@ func (c Config) Validate() error {
 	}
 	if c.PublicBaseURL != "" {
 		u, err := url.Parse(c.PublicBaseURL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			errs = append(errs, fmt.Errorf("public base url %q must be scheme://host[:port] only", c.PublicBaseURL))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			errs = append(errs, fmt.Errorf("public base url %q must be scheme://host[:port][/prefix]", c.PublicBaseURL))
 		}
 	}
 	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
@@ -83,8 +109,20 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max body bytes %d is below 1024", c.MaxBodyBytes))
 	}
-	if c.PublishTimeout <= 0 || c.PublishTimeout > 10*time.Second {
-		errs = append(errs, fmt.Errorf("publish timeout %s must be within (0, 10s]: Conversations webhooks time out after 5s", c.PublishTimeout))
+	if c.PublishTimeout <= 0 || c.PublishTimeout > 4*time.Second {
+		errs = append(errs, fmt.Errorf("publish timeout %s must be within (0, 4s]: Conversations webhooks time out after 5s", c.PublishTimeout))
+	}
+	mode, err := durability.Parse(c.Durability)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if mode == durability.Replicated && c.Streams.Replicas < durability.MinReplicas {
+		errs = append(errs, fmt.Errorf("durability replicated needs stream replicas >= %d, got %d", durability.MinReplicas, c.Streams.Replicas))
+	}
+	if c.NATSMonitorURL != "" {
+		if u, err := url.Parse(c.NATSMonitorURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("nats monitor url %q must be http(s)://host:port", c.NATSMonitorURL))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -93,6 +131,10 @@ func parsePrefixes(cidrs []string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	var errs []error
 	for _, c := range cidrs {
+		c = strings.TrimSpace(c)
+		if c == "" {
+			continue
+		}
 		p, err := netip.ParsePrefix(c)
 		if err != nil {
 			a, aerr := netip.ParseAddr(c)
@@ -113,42 +155,94 @@ type Deps struct {
 	Bus        *bus.Bus
 	ConfigConn *grpc.ClientConn
 	AuthKeys   *authn.Keys
+	// Routes resolves webhooks to tenants and entries; nil uses the config
+	// service.
+	Routes route.Resolver
 }
+
+// emitter publishes through the bus and reports the connection state so a
+// broker outage is answered with 503 at once.
+type emitter struct{ b *bus.Bus }
+
+func (e emitter) Emit(ctx context.Context, subject string, event proto.Message, msgID string) error {
+	return e.b.Emit(ctx, subject, event, msgID)
+}
+
+func (e emitter) Connected() bool { return e.b.NC.IsConnected() }
 
 // Run serves until ctx is done.
 func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("chat-handler config: %w", err)
 	}
-	keys, err := connect.AuthKeys(deps.AuthKeys, cfg.AuthKeys)
-	if err != nil {
-		return err
-	}
 	b, closeBus, err := connect.Bus(deps.Bus, cfg.NATSURL, Name, log)
 	if err != nil {
 		return err
 	}
 	defer closeBus()
-	cc, closeConfig, err := connect.GRPC(deps.ConfigConn, cfg.ConfigAddr, keys, Name)
-	if err != nil {
-		return err
+	routes := deps.Routes
+	if routes == nil {
+		keys, err := connect.AuthKeys(deps.AuthKeys, cfg.AuthKeys)
+		if err != nil {
+			return err
+		}
+		cc, closeConfig, err := connect.GRPC(deps.ConfigConn, cfg.ConfigAddr, keys, Name)
+		if err != nil {
+			return err
+		}
+		defer closeConfig()
+		routes = route.Lookup{Client: configv1.NewLookupServiceClient(cc)}
 	}
-	defer closeConfig()
 	lis, err := httpserver.Listen(deps.Listener, cfg.HTTPAddr)
 	if err != nil {
 		return err
 	}
 	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamChat, subjects.StreamDeadLetter); err != nil {
+		_ = lis.Close()
+		return err
+	}
+	if err := checkDurability(ctx, cfg, b, log); err != nil {
+		_ = lis.Close()
 		return err
 	}
 	proxies, _ := parsePrefixes(cfg.TrustedProxies)
-	h := webhook.New(route.Lookup{Client: configv1.NewLookupServiceClient(cc)}, b, webhook.Options{
+	h := webhook.New(routes, emitter{b}, webhook.Options{
 		PublicBaseURL: cfg.PublicBaseURL, TrustedProxies: proxies,
 		MaxBodyBytes: cfg.MaxBodyBytes, PublishTimeout: cfg.PublishTimeout,
 	}, log)
 	mux := http.NewServeMux()
 	h.Routes(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	log.Info("chat-handler serving", "http", lis.Addr().String())
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !b.NC.IsConnected() {
+			http.Error(w, "nats disconnected", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	log.Info("chat-handler serving", "http", lis.Addr().String(), "public_base_url", cfg.PublicBaseURL,
+		"trusted_proxies", len(proxies))
 	return httpserver.Serve(ctx, httpserver.New(mux), lis, 5*time.Second)
+}
+
+// checkDurability verifies the durability requirement against the CHAT
+// stream (and the server, when its monitoring URL is known).
+func checkDurability(ctx context.Context, cfg Config, b *bus.Bus, log *slog.Logger) error {
+	mode, _ := durability.Parse(cfg.Durability)
+	s, err := b.JS.Stream(ctx, subjects.StreamChat)
+	if err != nil {
+		return fmt.Errorf("inspect stream %s: %w", subjects.StreamChat, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	note, err := durability.Check(cctx, mode, s.CachedInfo().Config.Replicas, cfg.NATSMonitorURL, &http.Client{Timeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("chat-handler durability: %w", err)
+	}
+	level := slog.LevelInfo
+	if mode == durability.None {
+		level = slog.LevelWarn
+	}
+	log.Log(ctx, level, "chat-handler durability", "mode", string(mode), "check", note)
+	return nil
 }

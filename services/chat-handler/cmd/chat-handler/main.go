@@ -23,6 +23,8 @@ func main() {
 			MaxBodyBytes:   int64(env.Int("MAX_BODY_BYTES", int(d.MaxBodyBytes))),
 			PublishTimeout: env.Duration("PUBLISH_TIMEOUT", d.PublishTimeout),
 			Streams:        mainrun.StreamOptions(env),
+			Durability:     env.String("DURABILITY", d.Durability),
+			NATSMonitorURL: env.String("NATS_MONITOR_URL", ""),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
 			return err
