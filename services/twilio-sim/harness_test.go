@@ -140,10 +140,10 @@ func (rc *receiver) waitRequests(t *testing.T, path string, n int) []received {
 	return got
 }
 
-// eventually polls cond until it holds or 10 s pass.
+// eventually polls cond until it holds or 30 s pass.
 func eventually(t *testing.T, cond func() bool, format string, args ...any) {
 	t.Helper()
-	deadline := time.NewTimer(10 * time.Second)
+	deadline := time.NewTimer(30 * time.Second)
 	defer deadline.Stop()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -236,7 +236,7 @@ func startSim(t *testing.T, cfg twiliosim.Config) *sim {
 	})
 	s := &sim{base: "http://" + ln.Addr().String()}
 	s.c = simclient.New(s.base, nil)
-	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	wctx, wcancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer wcancel()
 	if err := s.c.WaitReady(wctx); err != nil {
 		t.Fatalf("emulator not ready: %v", err)
@@ -246,7 +246,7 @@ func startSim(t *testing.T, cfg twiliosim.Config) *sim {
 
 func testCtx(t *testing.T) context.Context {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }

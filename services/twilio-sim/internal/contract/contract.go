@@ -29,12 +29,15 @@ import (
 	"github.com/switchboard-cc/switchboard/services/twilio-sim/internal/simapi"
 )
 
-// Documents the checker loads, and the host each one describes.
+// Documents the checker loads, the host each one describes, and the paths
+// the emulator serves: only those are kept, which makes loading several
+// times faster than the whole documents (about 2.7 MB).
 var documents = []struct {
 	file, host, prefix string
+	serves             []string
 }{
-	{"twilio_api_v2010.json", "api.twilio.com", "/2010-04-01/"},
-	{"twilio_conversations_v1.json", "conversations.twilio.com", "/v1/"},
+	{"twilio_api_v2010.json", "api.twilio.com", "/2010-04-01/", []string{"/2010-04-01/Accounts/{AccountSid}/Messages"}},
+	{"twilio_conversations_v1.json", "conversations.twilio.com", "/v1/", []string{"/v1/Conversations", "/v1/Services/{ChatServiceSid}/Conversations"}},
 }
 
 // mcsPath matches Media Content Service paths, which share /v1 but are not
@@ -65,6 +68,10 @@ func Load(dir string, log *slog.Logger) (*Checker, error) {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("read openapi document %q: %w", path, err)
+		}
+		b, err = prune(b, d.serves)
+		if err != nil {
+			return nil, fmt.Errorf("prune openapi document %q: %w", path, err)
 		}
 		loader := openapi3.NewLoader()
 		loader.IsExternalRefsAllowed = false
@@ -174,7 +181,7 @@ func (c *Checker) checkRequest(r *http.Request, a *api, body []byte) (*openapi3f
 	vr.Body = io.NopCloser(bytes.NewReader(body))
 	route, params, err := a.router.FindRoute(vr)
 	if err != nil {
-		c.add(r, "", "request", fmt.Sprintf("no operation %s %s in the %s document: %v", r.Method, r.URL.Path, a.host, err))
+		c.add(r, "", "request", fmt.Sprintf("no operation %s %s among the %s operations the emulator serves: %v", r.Method, r.URL.Path, a.host, err))
 		return nil, ""
 	}
 	op := route.Operation.OperationID

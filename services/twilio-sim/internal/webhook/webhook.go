@@ -213,14 +213,16 @@ func (o overrides) retryable(status int, err error) bool {
 		return true
 	}
 	switch {
-	case err != nil && isTimeout(err):
-		return o.policy["rt"] || o.policy["ct"]
-	case err != nil:
-		return o.policy["ct"]
 	case status >= 500:
 		return o.policy["5xx"]
 	case status >= 400:
 		return o.policy["4xx"]
+	case status > 0:
+		return false
+	case err != nil && isTimeout(err):
+		return o.policy["rt"] || o.policy["ct"]
+	case err != nil:
+		return o.policy["ct"]
 	}
 	return false
 }
