@@ -80,7 +80,9 @@ func TestStatusCallbacks(t *testing.T) {
 	})
 
 	t.Run("messaging service callback", func(t *testing.T) {
-		m := send(t, tw, func(p *api.CreateMessageParams) { p.SetTo("+15551230009").SetMessagingServiceSid(msgSvc).SetBody("svc") })
+		m := send(t, tw, func(p *api.CreateMessageParams) {
+			p.SetTo("+15551230009").SetMessagingServiceSid(msgSvc).SetBody("svc")
+		})
 		got := rc.waitRequests(t, "/status-mg", 2)
 		for _, r := range got {
 			if r.Form.Get("MessageSid") == *m.Sid && r.Form.Get("MessagingServiceSid") != msgSvc {
