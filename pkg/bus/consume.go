@@ -122,6 +122,9 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler) error {
 	}
 	cons, err := b.JS.CreateOrUpdateConsumer(ctx, spec.Stream, cfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("consumer %s on %s: %w", spec.Durable, spec.Stream, err)
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) { b.handle(ctx, spec, h, msg) },

@@ -172,6 +172,19 @@ func (c *Conn) Request(ctx context.Context, typ string, data any) (Frame, error)
 // WaitFor returns the first frame received so far or later of type typ
 // (any type when empty) that match accepts (nil accepts all).
 func (c *Conn) WaitFor(ctx context.Context, typ string, match func(Frame) bool) (Frame, error) {
+	return c.WaitFrom(ctx, 0, typ, match)
+}
+
+// Len is the number of frames received so far.
+func (c *Conn) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.frames)
+}
+
+// WaitFrom is WaitFor looking only at frames from index from on (see Len).
+// match runs with the connection locked and must not call its methods.
+func (c *Conn) WaitFrom(ctx context.Context, from int, typ string, match func(Frame) bool) (Frame, error) {
 	stop := context.AfterFunc(ctx, func() {
 		c.mu.Lock()
 		c.cond.Broadcast()
@@ -180,7 +193,7 @@ func (c *Conn) WaitFor(ctx context.Context, typ string, match func(Frame) bool) 
 	defer stop()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for i := 0; ; i++ {
+	for i := from; ; i++ {
 		for ; i < len(c.frames); i++ {
 			f := c.frames[i]
 			if (typ == "" || f.Type == typ) && (match == nil || match(f)) {

@@ -128,9 +128,35 @@ func (c *Core) HandleInbound(ctx context.Context, m *bus.Message) error {
 	if ev.GetMessageSid() == "" || ev.GetTenantId() != m.Tenant() || ev.GetConversation() == nil {
 		return bus.Permanentf("inbound message on %s lacks a SID or conversation, or names another tenant", m.Subject)
 	}
-	sess, err := c.sessionFor(ctx, &ev)
+	// A message seen and fully processed before (a Twilio retry hours later,
+	// past JetStream's dedupe window) is dropped here.
+	seen, err := c.store.InboundSeen(ctx, ev.GetTenantId(), ev.GetMessageSid())
 	if err != nil {
 		return err
+	}
+	if seen != nil && seen.Done {
+		return nil
+	}
+	var sess *store.Session
+	if seen != nil {
+		// An earlier delivery chose the session and stopped part way.
+		if sess, err = c.store.Session(ctx, ev.GetTenantId(), seen.SessionID); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+	}
+	if sess == nil {
+		if sess, err = c.sessionFor(ctx, &ev); err != nil {
+			return err
+		}
+		claim, err := c.store.ClaimInbound(ctx, ev.GetTenantId(), ev.GetMessageSid(), sess.ID)
+		if err != nil {
+			return err
+		}
+		if claim.SessionID != sess.ID {
+			if sess, err = c.store.Session(ctx, ev.GetTenantId(), claim.SessionID); err != nil {
+				return err
+			}
+		}
 	}
 	at := ev.GetReceivedAt().AsTime()
 	if ev.GetReceivedAt() == nil {
@@ -143,7 +169,8 @@ func (c *Core) HandleInbound(ctx context.Context, m *bus.Message) error {
 	for _, md := range ev.GetMedia() {
 		msg.Media = append(msg.Media, store.Media{URL: md.GetUrl(), ContentType: md.GetContentType()})
 	}
-	if _, err := c.store.AddMessage(ctx, sess.ID, msg); err != nil {
+	added, err := c.store.AddMessage(ctx, sess.ID, msg)
+	if err != nil {
 		return err
 	}
 	if sess.FirstMessageSID == ev.GetMessageSid() {
@@ -158,12 +185,12 @@ func (c *Core) HandleInbound(ctx context.Context, m *bus.Message) error {
 	if err := c.emitMessageAdded(ctx, sess, msg, ev.GetMedia()); err != nil {
 		return err
 	}
-	if sess.AgentID != "" {
+	if added && sess.AgentID != "" {
 		c.push.Push(sess.Tenant, sess.AgentID, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
 			"session_id": sess.ID, "message": messageView(msg),
 		}))
 	}
-	return nil
+	return c.store.InboundDone(ctx, ev.GetTenantId(), ev.GetMessageSid())
 }
 
 // sessionFor finds the active session of the message's conversation or
@@ -390,13 +417,14 @@ func (c *Core) outboundRequested(ctx context.Context, ev *outboundv1.OutboundMes
 	for _, u := range ev.GetMediaUrls() {
 		msg.Media = append(msg.Media, store.Media{URL: u})
 	}
-	if _, err := c.store.AddMessage(ctx, sess.ID, msg); err != nil {
+	added, err := c.store.AddMessage(ctx, sess.ID, msg)
+	if err != nil {
 		return err
 	}
 	if err := c.emitMessageAdded(ctx, sess, msg, nil); err != nil {
 		return err
 	}
-	if sess.AgentID != "" {
+	if added && sess.AgentID != "" {
 		c.push.Push(sess.Tenant, sess.AgentID, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
 			"session_id": sess.ID, "message": messageView(msg),
 		}))

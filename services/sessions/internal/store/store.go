@@ -90,6 +90,7 @@ type Store struct {
 	sessions *mongo.Collection
 	active   *mongo.Collection
 	messages *mongo.Collection
+	inbound  *mongo.Collection
 }
 
 // New opens the store and makes sure its indexes exist.
@@ -101,7 +102,10 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{sessions: db.Collection("sessions"), active: db.Collection("active"), messages: db.Collection("messages")}, nil
+	return &Store{
+		sessions: db.Collection("sessions"), active: db.Collection("active"),
+		messages: db.Collection("messages"), inbound: db.Collection("inbound"),
+	}, nil
 }
 
 // SessionKey is the _id of a session.
@@ -275,6 +279,48 @@ func (s *Store) SetServiceName(ctx context.Context, tenant, sessionID, name stri
 	_, err := s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": bson.M{"service_name": name}})
 	if err != nil {
 		return fmt.Errorf("set service name: %w", err)
+	}
+	return nil
+}
+
+// Inbound remembers which session an inbound Twilio message went to, so a
+// redelivery long after JetStream's dedupe window is recognised.
+type Inbound struct {
+	SessionID string `bson:"session_id"`
+	Done      bool   `bson:"done"`
+}
+
+// InboundSeen returns the record of an inbound message, or nil.
+func (s *Store) InboundSeen(ctx context.Context, tenant, messageSID string) (*Inbound, error) {
+	var in Inbound
+	err := s.inbound.FindOne(ctx, bson.M{"_id": tenant + "/" + messageSID}).Decode(&in)
+	if mongodb.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find inbound %s: %w", messageSID, err)
+	}
+	return &in, nil
+}
+
+// ClaimInbound records that a message belongs to sessionID; if another
+// delivery recorded it first, that record wins and is returned.
+func (s *Store) ClaimInbound(ctx context.Context, tenant, messageSID, sessionID string) (*Inbound, error) {
+	_, err := s.inbound.InsertOne(ctx, bson.M{"_id": tenant + "/" + messageSID, "session_id": sessionID, "done": false, "at": time.Now()})
+	if mongodb.IsDuplicateKey(err) {
+		return s.InboundSeen(ctx, tenant, messageSID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("claim inbound %s: %w", messageSID, err)
+	}
+	return &Inbound{SessionID: sessionID}, nil
+}
+
+// InboundDone marks a message fully processed.
+func (s *Store) InboundDone(ctx context.Context, tenant, messageSID string) error {
+	_, err := s.inbound.UpdateOne(ctx, bson.M{"_id": tenant + "/" + messageSID}, bson.M{"$set": bson.M{"done": true}})
+	if err != nil {
+		return fmt.Errorf("mark inbound %s done: %w", messageSID, err)
 	}
 	return nil
 }

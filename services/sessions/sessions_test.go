@@ -1,0 +1,475 @@
+package sessions_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	chatv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/chat/v1"
+	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
+	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/mongodb"
+	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
+	"github.com/switchboard-cc/switchboard/pkg/natsembed/natstest"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/sessions"
+	"github.com/switchboard-cc/switchboard/services/sessions/agentclient"
+)
+
+func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
+
+const authKey = "0101010101010101010101010101010101010101010101010101010101010101"
+
+// fakeConfig answers sign-ins: alice is an agent, carl is an admin only.
+type fakeConfig struct {
+	configv1.UnimplementedLookupServiceServer
+}
+
+func (fakeConfig) AuthenticateUser(_ context.Context, r *configv1.AuthenticateUserRequest) (*configv1.AuthenticateUserResponse, error) {
+	users := map[string]*configv1.User{
+		"alice@acme.example": {Id: "alice", DisplayName: "Alice", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_AGENT}},
+		"bob@acme.example":   {Id: "bob", DisplayName: "Bob", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_AGENT}},
+		"carl@acme.example":  {Id: "carl", DisplayName: "Carl", Roles: []configv1.Role{configv1.Role_ROLE_ADMIN}},
+	}
+	u, ok := users[r.GetEmail()]
+	if r.GetTenantId() != "acme" || !ok || r.GetPassword() != "pw" {
+		return nil, status.Error(codes.NotFound, "no such user")
+	}
+	return &configv1.AuthenticateUserResponse{User: u}, nil
+}
+
+// fakeDistribution accepts every offer and remembers presence.
+type fakeDistribution struct {
+	distributionv1.UnimplementedDistributionServiceServer
+	mu       sync.Mutex
+	presence map[string]distributionv1.Presence
+	accepted []string
+}
+
+func (f *fakeDistribution) AcceptTask(_ context.Context, r *distributionv1.AcceptTaskRequest) (*distributionv1.AcceptTaskResponse, error) {
+	if r.GetOfferId() == "gone" {
+		return nil, status.Error(codes.FailedPrecondition, "offer is no longer open")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.accepted = append(f.accepted, r.GetOfferId())
+	return &distributionv1.AcceptTaskResponse{TaskId: "tk1", SessionId: strings.TrimPrefix(r.GetOfferId(), "of-")}, nil
+}
+
+func (f *fakeDistribution) DeclineTask(context.Context, *distributionv1.DeclineTaskRequest) (*distributionv1.DeclineTaskResponse, error) {
+	return &distributionv1.DeclineTaskResponse{}, nil
+}
+
+func (f *fakeDistribution) SetAgentPresence(_ context.Context, r *distributionv1.SetAgentPresenceRequest) (*distributionv1.SetAgentPresenceResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.presence[r.GetAgentId()] = r.GetPresence()
+	return &distributionv1.SetAgentPresenceResponse{State: &distributionv1.AgentState{AgentId: r.GetAgentId(), Presence: r.GetPresence()}}, nil
+}
+
+func (f *fakeDistribution) GetAgentState(_ context.Context, r *distributionv1.GetAgentStateRequest) (*distributionv1.GetAgentStateResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return &distributionv1.GetAgentStateResponse{State: &distributionv1.AgentState{AgentId: r.GetAgentId(), Presence: f.presence[r.GetAgentId()]}}, nil
+}
+
+func (f *fakeDistribution) presenceOf(agent string) distributionv1.Presence {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.presence[agent]
+}
+
+type harness struct {
+	url  string
+	bus  *bus.Bus
+	keys *authn.Keys
+	dist *fakeDistribution
+}
+
+func serveGRPC(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	register(srv)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func start(t *testing.T) *harness {
+	t.Helper()
+	ns := natstest.Start(t)
+	b, err := bus.Connect(ns.ClientURL(), "test", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	mc, err := mongodb.Connect(context.Background(), mongotest.URI(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mc.Disconnect(context.Background()) })
+	keys, _ := authn.ParseKeys(authKey)
+	dist := &fakeDistribution{presence: map[string]distributionv1.Presence{}}
+	cfgConn := serveGRPC(t, func(s *grpc.Server) { configv1.RegisterLookupServiceServer(s, fakeConfig{}) })
+	distConn := serveGRPC(t, func(s *grpc.Server) { distributionv1.RegisterDistributionServiceServer(s, dist) })
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sessions.Defaults()
+	cfg.HTTPAddr, cfg.NATSURL, cfg.MongoURI, cfg.Database, cfg.AuthKeys = lis.Addr().String(), ns.ClientURL(), mongotest.URI(t), mongotest.DatabaseName(t), authKey
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- sessions.Run(ctx, cfg, sessions.Deps{Listener: lis, Bus: b, Mongo: mc, ConfigConn: cfgConn, DistributionConn: distConn, AuthKeys: keys}, slog.New(slog.DiscardHandler))
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("sessions.Run: %v", err)
+		}
+	})
+	h := &harness{url: "http://" + lis.Addr().String(), bus: b, keys: keys, dist: dist}
+	waitFor(t, "sessions serving", func() bool {
+		_, err := agentclient.Login(context.Background(), h.url, "acme", "x@acme.example", "bad")
+		return err != nil && strings.Contains(err.Error(), "401")
+	})
+	return h
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func (h *harness) agent(t *testing.T, email string) *agentclient.Conn {
+	t.Helper()
+	ctx := ctxT(t)
+	tok, err := agentclient.Login(ctx, h.url, "acme", email, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := agentclient.Dial(ctx, h.url, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if _, err := c.WaitFor(ctx, "snapshot", nil); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (h *harness) publish(t *testing.T, subject string, ev proto.Message, msgID string) {
+	t.Helper()
+	if _, err := h.bus.Publish(context.Background(), subject, ev, bus.MsgID(msgID)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// streamEvents returns the events published on a subject so far.
+func (h *harness) streamEvents(t *testing.T, stream, subject string) []jetstream.RawStreamMsg {
+	t.Helper()
+	s, err := h.bus.JS.Stream(context.Background(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []jetstream.RawStreamMsg
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := s.GetMsg(context.Background(), seq)
+		if err == nil && m.Subject == subject {
+			out = append(out, *m)
+		}
+	}
+	return out
+}
+
+func inbound(sid, customer, body string) *chatv1.MessageReceived {
+	return &chatv1.MessageReceived{
+		TenantId: "acme", MessageSid: sid, EntryId: "e1", ServiceId: "support", Body: body,
+		Conversation: &messagingv1.ConversationRef{
+			Channel: messagingv1.Channel_CHANNEL_SMS, Path: messagingv1.TwilioPath_TWILIO_PATH_MESSAGING,
+			CustomerAddress: customer, BusinessAddress: "+12025550100",
+		},
+		ReceivedAt: timestamppb.Now(),
+	}
+}
+
+func sessionIDs(t *testing.T, h *harness) []string {
+	var ids []string
+	for _, m := range h.streamEvents(t, subjects.StreamSession, subjects.SessionStarted("acme")) {
+		var ev sessionv1.SessionStarted
+		_ = proto.Unmarshal(m.Data, &ev)
+		ids = append(ids, ev.GetSessionId())
+	}
+	return ids
+}
+
+func TestLoginRejections(t *testing.T) {
+	h := start(t)
+	ctx := ctxT(t)
+	tests := []struct {
+		name, tenant, email, pw, want string
+	}{
+		{"wrong password", "acme", "alice@acme.example", "nope", "401"},
+		{"unknown user", "acme", "zed@acme.example", "pw", "401"},
+		{"bad tenant id", "Not A Slug", "alice@acme.example", "pw", "400"},
+		{"missing password", "acme", "alice@acme.example", "", "400"},
+		{"not an agent", "acme", "carl@acme.example", "pw", "403"},
+	}
+	for _, tt := range tests {
+		_, err := agentclient.Login(ctx, h.url, tt.tenant, tt.email, tt.pw)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: Login error = %v, want status %s", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestSocketAuthentication(t *testing.T) {
+	h := start(t)
+	ctx := ctxT(t)
+	forged, _ := authn.NewKeys([]byte(strings.Repeat("x", 32)))
+	forgedTok, _ := forged.Mint(authn.Claims{Tenant: "acme", Roles: []string{authn.RoleAgent}, RegisteredClaims: jwt.RegisteredClaims{Subject: "alice"}}, time.Hour)
+	adminTok, _ := h.keys.Mint(authn.Claims{Tenant: "acme", Roles: []string{authn.RoleAdmin}, RegisteredClaims: jwt.RegisteredClaims{Subject: "carl"}}, time.Hour)
+	for name, send := range map[string]func(c *agentclient.Conn) error{
+		"first frame not auth": func(c *agentclient.Conn) error {
+			_, err := c.Request(ctx, "ping", map[string]string{})
+			return err
+		},
+		"forged token": func(c *agentclient.Conn) error {
+			_, err := c.Request(ctx, "auth", map[string]string{"token": forgedTok})
+			return err
+		},
+		"admin token": func(c *agentclient.Conn) error {
+			_, err := c.Request(ctx, "auth", map[string]string{"token": adminTok})
+			return err
+		},
+	} {
+		c, err := agentclient.DialRaw(ctx, h.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := send(c); !agentclient.IsCode(err, "unauthenticated") {
+			t.Errorf("%s: got %v, want an unauthenticated error", name, err)
+		}
+		waitFor(t, name+": socket closed", func() bool { return c.Closed() != nil })
+		if !strings.Contains(c.Closed().Error(), "4401") {
+			t.Errorf("%s: close = %v, want status 4401", name, c.Closed())
+		}
+	}
+}
+
+func TestBadFramesAreRejectedAndChangeNothing(t *testing.T) {
+	h := start(t)
+	ctx := ctxT(t)
+	alice := h.agent(t, "alice@acme.example")
+	raw := []struct {
+		name, frame, code string
+	}{
+		{"not json", `{nope`, "bad_frame"},
+		{"wrong version", `{"v":2,"type":"ping","id":"a"}`, "unsupported_version"},
+		{"no type", `{"v":1,"id":"b"}`, "bad_frame"},
+		{"unknown type", `{"v":1,"type":"teleport","id":"c"}`, "unknown_type"},
+		{"no id", `{"v":1,"type":"offer.accept","data":{"offer_id":"x"}}`, "invalid"},
+		{"unknown field", `{"v":1,"type":"offer.accept","id":"d","data":{"offer":"x"}}`, "invalid"},
+		{"missing offer id", `{"v":1,"type":"offer.accept","id":"e","data":{}}`, "invalid"},
+		{"bad presence", `{"v":1,"type":"presence.set","id":"f","data":{"presence":"asleep"}}`, "invalid"},
+	}
+	for _, r := range raw {
+		before := alice.Len()
+		if err := alice.WriteRaw(ctx, []byte(r.frame)); err != nil {
+			t.Fatal(err)
+		}
+		f, err := alice.WaitFrom(ctx, before, "error", nil)
+		if err != nil {
+			t.Fatalf("%s: %v", r.name, err)
+		}
+		if got := f.Field("code"); got != r.code {
+			t.Errorf("%s: error code %q (%s), want %q", r.name, got, f.Field("message"), r.code)
+		}
+	}
+	// Commands on sessions that do not exist or are not yours.
+	for name, tc := range map[string]struct {
+		typ  string
+		data map[string]string
+		code string
+	}{
+		"send to unknown session": {"message.send", map[string]string{"session_id": "ss_nope", "body": "hi", "client_msg_id": "m1"}, "not_found"},
+		"empty body":              {"message.send", map[string]string{"session_id": "ss_nope", "body": "  ", "client_msg_id": "m1"}, "invalid"},
+		"too long":                {"message.send", map[string]string{"session_id": "ss_nope", "body": strings.Repeat("a", 1601), "client_msg_id": "m1"}, "invalid"},
+		"bad client id":           {"message.send", map[string]string{"session_id": "ss_nope", "body": "hi", "client_msg_id": "a/b"}, "invalid"},
+		"terminate unknown":       {"session.terminate", map[string]string{"session_id": "ss_nope"}, "not_found"},
+		"accept closed offer":     {"offer.accept", map[string]string{"offer_id": "gone"}, "conflict"},
+	} {
+		_, err := alice.Request(ctx, tc.typ, tc.data)
+		if !agentclient.IsCode(err, tc.code) {
+			t.Errorf("%s: got %v, want %s", name, err, tc.code)
+		}
+	}
+	if alice.Closed() != nil {
+		t.Errorf("socket closed after rejected frames: %v", alice.Closed())
+	}
+	if n := len(h.streamEvents(t, subjects.StreamOutbound, subjects.OutboundRequested("acme"))); n != 0 {
+		t.Errorf("%d outbound requests published by rejected frames, want 0", n)
+	}
+	// An oversized frame closes the socket (1009) rather than being read.
+	if err := alice.WriteRaw(ctx, []byte(`{"v":1,"type":"ping","id":"big","data":{"x":"`+strings.Repeat("a", 70<<10)+`"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "oversized frame closes the socket", func() bool { return alice.Closed() != nil })
+}
+
+// The conversation's first message opens a session; an agent who accepts it
+// gets the transcript, replies (idempotently), and terminates; the next
+// message opens a new session. A copy of a message that arrives after the
+// JetStream dedupe window reaches the agent once.
+func TestSessionLifecycle(t *testing.T) {
+	h := start(t)
+	ctx := ctxT(t)
+	alice := h.agent(t, "alice@acme.example")
+	bob := h.agent(t, "bob@acme.example")
+	if got := h.dist.presenceOf("alice"); got != distributionv1.Presence_PRESENCE_AVAILABLE {
+		t.Errorf("alice's presence after connecting = %v, want AVAILABLE", got)
+	}
+
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM1", "+15550001", "hello"), "SM1")
+	waitFor(t, "session started", func() bool { return len(sessionIDs(t, h)) == 1 })
+	sid := sessionIDs(t, h)[0]
+
+	h.publish(t, subjects.TaskOffered("acme"), &distributionv1.TaskOffered{TenantId: "acme", TaskId: "tk1", SessionId: sid, AgentId: "alice", OfferId: "of-" + sid, ServiceName: "Support", Conversation: inbound("", "+15550001", "").GetConversation()}, "o1")
+	offer, err := alice.WaitFor(ctx, "offer.created", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if offer.Field("customer") != "+15550001" || offer.Field("service_name") != "Support" || offer.Field("channel") != "sms" {
+		t.Errorf("offer card = %s", offer.Data)
+	}
+	if bob.Count("offer.created", nil) != 0 {
+		t.Error("bob saw alice's offer")
+	}
+	if _, err := alice.Request(ctx, "offer.accept", map[string]string{"offer_id": "of-" + sid}); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(t, subjects.TaskAccepted("acme"), &distributionv1.TaskAccepted{TenantId: "acme", TaskId: "tk1", SessionId: sid, AgentId: "alice", OfferId: "of-" + sid, AcceptedAt: timestamppb.Now()}, "a1")
+	assigned, err := alice.WaitFor(ctx, "session.assigned", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(assigned.Data), `"body":"hello"`) {
+		t.Errorf("assigned transcript lacks the first message: %s", assigned.Data)
+	}
+
+	// Bob cannot write into or end Alice's session.
+	if _, err := bob.Request(ctx, "message.send", map[string]string{"session_id": sid, "body": "hi", "client_msg_id": "x"}); !agentclient.IsCode(err, "forbidden") {
+		t.Errorf("bob sends into alice's session: %v, want forbidden", err)
+	}
+	if _, err := bob.Request(ctx, "session.terminate", map[string]string{"session_id": sid}); !agentclient.IsCode(err, "forbidden") {
+		t.Errorf("bob terminates alice's session: %v, want forbidden", err)
+	}
+
+	// The same reply sent twice (a client retry) is one outbound request.
+	for i := 0; i < 2; i++ {
+		if _, err := alice.Request(ctx, "message.send", map[string]string{"session_id": sid, "body": "How can I help?", "client_msg_id": "r1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reqs := h.streamEvents(t, subjects.StreamOutbound, subjects.OutboundRequested("acme"))
+	if len(reqs) != 1 {
+		t.Fatalf("%d outbound requests for one reply, want 1", len(reqs))
+	}
+	var req outboundv1.OutboundMessageRequested
+	_ = proto.Unmarshal(reqs[0].Data, &req)
+	if req.GetSessionId() != sid || req.GetAgentId() != "alice" || req.GetAuthor() != "Alice" || req.GetConversation().GetCustomerAddress() != "+15550001" || req.GetEntryId() != "e1" {
+		t.Errorf("outbound request = %v", &req)
+	}
+	if _, err := alice.WaitFor(ctx, "message.added", func(f agentclient.Frame) bool { return strings.Contains(string(f.Data), "How can I help?") }); err != nil {
+		t.Fatal(err)
+	}
+
+	// The customer's second message, then the same SID again past the dedupe
+	// window (a different Nats-Msg-Id gets it past JetStream).
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM2", "+15550001", "my order"), "SM2")
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM2", "+15550001", "my order"), "SM2-hours-later")
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM3", "+15550001", "marker"), "SM3")
+	if _, err := alice.WaitFor(ctx, "message.added", func(f agentclient.Frame) bool { return strings.Contains(string(f.Data), "SM3") }); err != nil {
+		t.Fatal(err)
+	}
+	if n := alice.Count("message.added", func(f agentclient.Frame) bool { return strings.Contains(string(f.Data), `"id":"SM2"`) }); n != 1 {
+		t.Errorf("SM2 reached the agent %d times, want 1", n)
+	}
+	if n := len(sessionIDs(t, h)); n != 1 {
+		t.Errorf("%d sessions for one conversation, want 1", n)
+	}
+
+	if _, err := alice.Request(ctx, "session.terminate", map[string]string{"session_id": sid}); err != nil {
+		t.Fatal(err)
+	}
+	ended := h.streamEvents(t, subjects.StreamSession, subjects.SessionEnded("acme"))
+	if len(ended) != 1 {
+		t.Fatalf("%d SessionEnded events, want 1", len(ended))
+	}
+	var ev sessionv1.SessionEnded
+	_ = proto.Unmarshal(ended[0].Data, &ev)
+	if ev.GetOutcome() != sessionv1.Outcome_OUTCOME_HANDLED || ev.GetAgentId() != "alice" {
+		t.Errorf("SessionEnded = %v, want HANDLED by alice", &ev)
+	}
+	if _, err := alice.Request(ctx, "message.send", map[string]string{"session_id": sid, "body": "late", "client_msg_id": "r2"}); !agentclient.IsCode(err, "conflict") {
+		t.Errorf("send after terminate: %v, want conflict", err)
+	}
+
+	// The customer writes again: a new session.
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM4", "+15550001", "one more thing"), "SM4")
+	waitFor(t, "second session", func() bool { return len(sessionIDs(t, h)) == 2 })
+	if ids := sessionIDs(t, h); ids[1] == sid {
+		t.Errorf("new message reused the ended session %s", sid)
+	}
+
+	// Closing the last socket makes the agent offline.
+	alice.Close()
+	waitFor(t, "alice offline", func() bool { return h.dist.presenceOf("alice") == distributionv1.Presence_PRESENCE_OFFLINE })
+}
