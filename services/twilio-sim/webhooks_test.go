@@ -369,3 +369,28 @@ func TestPutAccountRejectsInvalid(t *testing.T) {
 		t.Errorf("PutAccount() with a number of another account error = %v, want a 400 naming the clash", err)
 	}
 }
+
+func TestMessagingServiceInboundURLOverridesNumbers(t *testing.T) {
+	rc := newReceiver(t)
+	cfg := baseConfig(rc)
+	cfg.Accounts[0].MessagingServices[0].InboundURL = rc.url("/pool?team=sales")
+	cfg.Accounts[0].MessagingServices[0].FallbackURL = rc.url("/pool-fallback")
+	rc.handle("/pool", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadGateway) })
+	s := startSim(t, cfg)
+	res, err := s.c.SendMessage(testCtx(t), simclient.CustomerMessage{From: customer, To: smsNumber, Body: "pool"})
+	if err != nil {
+		t.Fatalf("SendMessage() error = %v", err)
+	}
+	if n := len(rc.requests("/sms")); n != 0 {
+		t.Errorf("number's own sms_url got %d requests, want 0 when the service has an inbound URL", n)
+	}
+	got := rc.requests("/pool")
+	if len(got) != 1 || got[0].Form.Get("MessagingServiceSid") != msgSvc || !strings.HasSuffix(got[0].URL, "/pool?team=sales") {
+		t.Fatalf("pool requests = %+v, want one with the service SID on the configured URL", got)
+	}
+	checkSignature(t, got[0])
+	fb := rc.requests("/pool-fallback")
+	if len(fb) != 1 || fb[0].Form.Get("ErrorCode") != "11200" || res.Webhook.FallbackStatus != http.StatusOK {
+		t.Errorf("service fallback = %+v, summary %+v; want one call with 11200", fb, res.Webhook)
+	}
+}

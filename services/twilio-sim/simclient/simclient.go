@@ -51,11 +51,12 @@ type Client struct {
 }
 
 // New returns a client for the emulator at baseURL (for example
-// "http://127.0.0.1:8089"). A nil hc uses a client with a 30 s timeout,
-// long enough for a webhook round trip that hits Twilio's 15 s limit.
+// "http://127.0.0.1:8089"). A nil hc uses a client with a 2 minute timeout:
+// a customer message answers only after its webhooks, and a Messaging
+// webhook that times out (15 s), is retried and falls back takes 45 s.
 func New(baseURL string, hc *http.Client) *Client {
 	if hc == nil {
-		hc = &http.Client{Timeout: 30 * time.Second}
+		hc = &http.Client{Timeout: 2 * time.Minute}
 	}
 	return &Client{base: strings.TrimRight(baseURL, "/"), hc: hc, PollInterval: DefaultPollInterval}
 }
