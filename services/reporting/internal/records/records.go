@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -37,6 +39,19 @@ var ErrBadPageToken = errors.New("page_token is invalid")
 // Store holds session records.
 type Store struct {
 	c *mongo.Collection
+	// stripes serialize this process's writes to one record. MongoDB
+	// applies an update to a document atomically, but the embedded
+	// FerretDB 1.24 (SQLite backend) reads, modifies and writes the
+	// document without a transaction (FerretDB#3040), so two consumers
+	// updating the same session at once silently lose one update. One
+	// reporting process is all that ever runs against FerretDB.
+	stripes [64]sync.Mutex
+}
+
+func (s *Store) stripe(id string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return &s.stripes[h.Sum32()%uint32(len(s.stripes))]
 }
 
 // New opens the store.
@@ -52,28 +67,28 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 }
 
 type doc struct {
-	ID           string    `bson:"_id"`
-	Tenant       string    `bson:"tenant"`
-	SessionID    string    `bson:"session_id"`
-	ServiceID    string    `bson:"service_id,omitempty"`
-	EntryID      string    `bson:"entry_id,omitempty"`
-	Channel      int32     `bson:"channel,omitempty"`
-	Customer     string    `bson:"customer,omitempty"`
-	Business     string    `bson:"business,omitempty"`
-	State        int32     `bson:"state,omitempty"`
-	Outcome      int32     `bson:"outcome,omitempty"`
-	EndReason    string    `bson:"end_reason,omitempty"`
-	AgentID      string    `bson:"agent_id,omitempty"`
-	StartedAt    time.Time `bson:"started_at,omitempty"`
-	QueuedAt     time.Time `bson:"queued_at,omitempty"`
-	AcceptedAt   time.Time `bson:"accepted_at,omitempty"`
-	EndedAt      time.Time `bson:"ended_at,omitempty"`
-	Inbound      []string  `bson:"inbound,omitempty"`
-	Outbound     []string  `bson:"outbound,omitempty"`
-	Offers       []string  `bson:"offers,omitempty"`
-	Declines     []string  `bson:"declines,omitempty"`
-	Ronas        []string  `bson:"ronas,omitempty"`
-	FailedSends  []string  `bson:"failed_sends,omitempty"`
+	ID          string    `bson:"_id"`
+	Tenant      string    `bson:"tenant"`
+	SessionID   string    `bson:"session_id"`
+	ServiceID   string    `bson:"service_id,omitempty"`
+	EntryID     string    `bson:"entry_id,omitempty"`
+	Channel     int32     `bson:"channel,omitempty"`
+	Customer    string    `bson:"customer,omitempty"`
+	Business    string    `bson:"business,omitempty"`
+	State       int32     `bson:"state,omitempty"`
+	Outcome     int32     `bson:"outcome,omitempty"`
+	EndReason   string    `bson:"end_reason,omitempty"`
+	AgentID     string    `bson:"agent_id,omitempty"`
+	StartedAt   time.Time `bson:"started_at,omitempty"`
+	QueuedAt    time.Time `bson:"queued_at,omitempty"`
+	AcceptedAt  time.Time `bson:"accepted_at,omitempty"`
+	EndedAt     time.Time `bson:"ended_at,omitempty"`
+	Inbound     []string  `bson:"inbound,omitempty"`
+	Outbound    []string  `bson:"outbound,omitempty"`
+	Offers      []string  `bson:"offers,omitempty"`
+	Declines    []string  `bson:"declines,omitempty"`
+	Ronas       []string  `bson:"ronas,omitempty"`
+	FailedSends []string  `bson:"failed_sends,omitempty"`
 }
 
 func key(tenant, session string) string { return tenant + "/" + session }
@@ -84,8 +99,18 @@ func (s *Store) upsert(ctx context.Context, tenant, session string, update bson.
 		set = bson.M{}
 	}
 	set["tenant"], set["session_id"] = tenant, session
+	// Whichever event creates the record, the session is going on until
+	// SessionEnded says otherwise. (Only SessionStarted used to set this,
+	// so a record created by an earlier-arriving event had no state.)
+	if sets, _ := update["$set"].(bson.M); sets["state"] == nil {
+		set["state"] = int32(reportingv1.SessionState_SESSION_STATE_ACTIVE)
+	}
 	update["$setOnInsert"] = set
-	_, err := s.c.UpdateOne(ctx, bson.M{"_id": key(tenant, session)}, update, options.UpdateOne().SetUpsert(true))
+	id := key(tenant, session)
+	mu := s.stripe(id)
+	mu.Lock()
+	defer mu.Unlock()
+	_, err := s.c.UpdateOne(ctx, bson.M{"_id": id}, update, options.UpdateOne().SetUpsert(true))
 	if err != nil {
 		return fmt.Errorf("upsert record %s/%s: %w", tenant, session, err)
 	}
@@ -112,7 +137,6 @@ func (s *Store) HandleSession(ctx context.Context, m *bus.Message) error {
 		}
 		c := ev.GetConversation()
 		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{
-			"$setOnInsert": bson.M{"state": int32(reportingv1.SessionState_SESSION_STATE_ACTIVE)},
 			"$set": bson.M{
 				"service_id": ev.GetServiceId(), "entry_id": ev.GetEntryId(), "channel": int32(c.GetChannel()),
 				"customer": c.GetCustomerAddress(), "business": c.GetBusinessAddress(),
@@ -287,9 +311,19 @@ func (s *Store) List(ctx context.Context, tenant string, f Filter, size int, tok
 		if err != nil || json.Unmarshal(raw, &c) != nil || c.ID == "" {
 			return nil, "", ErrBadPageToken
 		}
-		q["$or"] = bson.A{
-			bson.M{"started_at": bson.M{"$lt": c.StartedAt}},
-			bson.M{"started_at": c.StartedAt, "_id": bson.M{"$lt": c.ID}},
+		// Records whose start is not known yet (SessionStarted not applied)
+		// have no started_at and sort after every dated one; neither $lt
+		// nor equality matches a missing field, so they need their own
+		// branch, or paging would skip them.
+		if c.StartedAt.IsZero() {
+			q["started_at"] = nil
+			q["_id"] = bson.M{"$lt": c.ID}
+		} else {
+			q["$or"] = bson.A{
+				bson.M{"started_at": bson.M{"$lt": c.StartedAt}},
+				bson.M{"started_at": c.StartedAt, "_id": bson.M{"$lt": c.ID}},
+				bson.M{"started_at": nil},
+			}
 		}
 	}
 	cur, err := s.c.Find(ctx, q, options.Find().

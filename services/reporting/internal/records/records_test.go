@@ -1,0 +1,239 @@
+package records_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
+	reportingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1"
+	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/reporting/internal/records"
+)
+
+func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
+
+func newStore(t *testing.T) *records.Store {
+	t.Helper()
+	s, err := records.New(context.Background(), mongotest.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Whole milliseconds: what MongoDB keeps of a date.
+var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+
+func at(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(t0.Add(d)) }
+
+// event is one delivery: the subject and payload a consumer would see.
+type event struct {
+	subject string
+	msg     proto.Message
+}
+
+func (e event) String() string { return e.subject }
+
+// apply hands an event to the handler of the stream it comes from.
+func apply(ctx context.Context, s *records.Store, e event) error {
+	data, err := proto.Marshal(e.msg)
+	if err != nil {
+		return err
+	}
+	m := &bus.Message{Subject: e.subject, Data: data, Delivered: 1}
+	switch {
+	case m.Kind() == "":
+		return fmt.Errorf("bad subject %q", e.subject)
+	case strings.HasPrefix(e.subject, subjects.DomainSession+"."):
+		return s.HandleSession(ctx, m)
+	case strings.HasPrefix(e.subject, subjects.DomainDistribution+"."):
+		return s.HandleDistribution(ctx, m)
+	default:
+		return s.HandleOutbound(ctx, m)
+	}
+}
+
+// lifeOf is the whole life of a handled session: two inbound and one
+// outbound message, an offer declined, one timed out, one accepted, one
+// failed send, and the end.
+func lifeOf(tenant, session string) []event {
+	conv := &messagingv1.ConversationRef{Channel: messagingv1.Channel_CHANNEL_WHATSAPP, CustomerAddress: "whatsapp:+15550100", BusinessAddress: "whatsapp:+15550199"}
+	task := "tk_" + session
+	return []event{
+		{subjects.SessionStarted(tenant), &sessionv1.SessionStarted{TenantId: tenant, SessionId: session, ServiceId: "sales", EntryId: "entry-1", Conversation: conv, StartedAt: at(0)}},
+		{subjects.SessionMessageAdded(tenant), &sessionv1.MessageAdded{TenantId: tenant, SessionId: session, MessageId: "SM1", Direction: sessionv1.Direction_DIRECTION_INBOUND, OccurredAt: at(0)}},
+		{subjects.SessionMessageAdded(tenant), &sessionv1.MessageAdded{TenantId: tenant, SessionId: session, MessageId: session + "-wf0", Direction: sessionv1.Direction_DIRECTION_OUTBOUND, OccurredAt: at(time.Second)}},
+		{subjects.TaskQueued(tenant), &distributionv1.TaskQueued{TenantId: tenant, SessionId: session, TaskId: task, QueuedAt: at(2 * time.Second)}},
+		{subjects.TaskOffered(tenant), &distributionv1.TaskOffered{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of1", AgentId: "bob"}},
+		{subjects.TaskDeclined(tenant), &distributionv1.TaskDeclined{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of1", AgentId: "bob"}},
+		{subjects.TaskOffered(tenant), &distributionv1.TaskOffered{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of2", AgentId: "carl"}},
+		{subjects.TaskOfferTimedOut(tenant), &distributionv1.TaskOfferTimedOut{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of2", AgentId: "carl"}},
+		{subjects.TaskOffered(tenant), &distributionv1.TaskOffered{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of3", AgentId: "alice"}},
+		{subjects.TaskAccepted(tenant), &distributionv1.TaskAccepted{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of3", AgentId: "alice", AcceptedAt: at(40 * time.Second)}},
+		{subjects.SessionMessageAdded(tenant), &sessionv1.MessageAdded{TenantId: tenant, SessionId: session, MessageId: "SM2", Direction: sessionv1.Direction_DIRECTION_INBOUND, OccurredAt: at(50 * time.Second)}},
+		{subjects.OutboundFailed(tenant), &outboundv1.OutboundMessageFailed{TenantId: tenant, SessionId: session, RequestId: "rq1", ErrorCode: 63016}},
+		{subjects.TaskCanceled(tenant), &distributionv1.TaskCanceled{TenantId: tenant, SessionId: session, TaskId: "tk_other"}}, // ignored
+		{subjects.SessionEnded(tenant), &sessionv1.SessionEnded{TenantId: tenant, SessionId: session, Outcome: sessionv1.Outcome_OUTCOME_HANDLED, Reason: "terminated by agent", AgentId: "alice", ServiceId: "sales", EndedAt: at(time.Minute)}},
+	}
+}
+
+func handledRecord(tenant, session string) *reportingv1.SessionRecord {
+	return &reportingv1.SessionRecord{
+		TenantId: tenant, SessionId: session, ServiceId: "sales", EntryId: "entry-1",
+		Channel: messagingv1.Channel_CHANNEL_WHATSAPP, CustomerAddress: "whatsapp:+15550100", BusinessAddress: "whatsapp:+15550199",
+		State: reportingv1.SessionState_SESSION_STATE_ENDED, Outcome: sessionv1.Outcome_OUTCOME_HANDLED, EndReason: "terminated by agent",
+		AgentId: "alice", StartedAt: at(0), QueuedAt: at(2 * time.Second), AcceptedAt: at(40 * time.Second), EndedAt: at(time.Minute),
+		InboundMessages: 2, OutboundMessages: 1, Offers: 3, Declines: 1, Ronas: 1, FailedSends: 1,
+	}
+}
+
+// orders returns the events in several orders, some with redeliveries.
+func orders(events []event, seed uint64) map[string][]event {
+	out := map[string][]event{"in order": events}
+	rev := make([]event, len(events))
+	for i, e := range events {
+		rev[len(events)-1-i] = e
+	}
+	out["reversed"] = rev
+	// The last event first, the start last: what a lagging SESSION consumer sees.
+	out["last first, start last"] = append(append([]event{events[len(events)-1]}, events[1:len(events)-1]...), events[0])
+	rng := rand.New(rand.NewPCG(seed, 0))
+	for i := range 4 {
+		sh := append([]event(nil), events...)
+		rng.Shuffle(len(sh), func(a, b int) { sh[a], sh[b] = sh[b], sh[a] })
+		out[fmt.Sprintf("shuffle %d", i)] = sh
+	}
+	// Every event delivered twice, the second copies in another order.
+	dup := append([]event(nil), events...)
+	again := append([]event(nil), events...)
+	rng.Shuffle(len(again), func(a, b int) { again[a], again[b] = again[b], again[a] })
+	out["everything twice"] = append(dup, again...)
+	// Redeliveries interleaved with the first deliveries.
+	var inter []event
+	for _, e := range out["shuffle 0"] {
+		inter = append(inter, e)
+		if rng.IntN(2) == 0 {
+			inter = append(inter, e)
+		}
+	}
+	out["some twice"] = inter
+	return out
+}
+
+func TestRecordsDoNotDependOnOrderOrRedelivery(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	ctx := context.Background()
+	s := newStore(t)
+	for _, tc := range []struct {
+		name string
+		// events and the record they make, for a session id
+		events func(session string) []event
+		want   func(session string) *reportingv1.SessionRecord
+	}{
+		{"handled session", func(ss string) []event { return lifeOf("acme", ss) }, func(ss string) *reportingv1.SessionRecord { return handledRecord("acme", ss) }},
+		{"session still going on", func(ss string) []event {
+			ev := lifeOf("acme", ss)
+			return ev[:len(ev)-1]
+		}, func(ss string) *reportingv1.SessionRecord {
+			r := handledRecord("acme", ss)
+			r.State, r.Outcome, r.EndReason, r.EndedAt = reportingv1.SessionState_SESSION_STATE_ACTIVE, 0, "", nil
+			return r
+		}},
+	} {
+		n := 0
+		for name, evs := range orders(tc.events("x"), seed) {
+			n++
+			session := fmt.Sprintf("ss_%d_%d", len(tc.name), n) // one record per order
+			t.Run(tc.name+"/"+name, func(t *testing.T) {
+				for _, e := range evs {
+					// Re-address the event to this order's session.
+					e = event{e.subject, proto.Clone(e.msg)}
+					setSession(e.msg, session)
+					if err := apply(ctx, s, e); err != nil {
+						t.Fatalf("apply %s: %v", e, err)
+					}
+				}
+				got, err := s.Get(ctx, "acme", session)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := tc.want(session); !proto.Equal(got, want) {
+					t.Errorf("record\n got  %v\n want %v", got, want)
+				}
+			})
+		}
+	}
+}
+
+// setSession rewrites the session id of any of the events above.
+func setSession(m proto.Message, session string) {
+	f := m.ProtoReflect().Descriptor().Fields().ByName("session_id")
+	m.ProtoReflect().Set(f, protoreflect.ValueOfString(session))
+}
+
+// The three consumers (SESSION, DISTRIBUTION, OUTBOUND) apply events to the
+// same record at the same time. MongoDB updates a document atomically; the
+// embedded FerretDB (SQLite) does not (FerretDB#3040), so the store must
+// not depend on it.
+func TestConcurrentConsumersLoseNothing(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	const sessions = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions*3)
+	for i := range sessions {
+		session := fmt.Sprintf("ss_c%02d", i)
+		byStream := map[string][]event{}
+		for _, e := range lifeOf("acme", session) {
+			stream := strings.SplitN(e.subject, ".", 2)[0]
+			byStream[stream] = append(byStream[stream], e)
+		}
+		for _, evs := range byStream {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, e := range evs {
+					if err := apply(ctx, s, e); err != nil {
+						// A consumer would redeliver; do the same.
+						if err = apply(ctx, s, e); err != nil {
+							errs <- err
+							return
+						}
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("apply: %v", err)
+	}
+	for i := range sessions {
+		session := fmt.Sprintf("ss_c%02d", i)
+		got, err := s.Get(ctx, "acme", session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := handledRecord("acme", session); !proto.Equal(got, want) {
+			t.Errorf("record\n got  %v\n want %v", got, want)
+		}
+	}
+}
