@@ -244,9 +244,7 @@ func (e *Engine) CustomerSend(ctx context.Context, in simapi.CustomerMessage) (s
 				if !last.OK() && last.FallbackStatus >= 200 && last.FallbackStatus < 300 {
 					body, ctype = last.FallbackBody, last.FallbackType
 				}
-				for _, sid := range e.twimlReplies(acct.AccountSID, in.To, in.From, body, ctype) {
-					res.Replies = append(res.Replies, sid)
-				}
+				res.Replies = append(res.Replies, e.twimlReplies(acct.AccountSID, in.To, in.From, body, ctype)...)
 			}
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/switchboard-cc/switchboard/services/twilio-sim/internal/simapi"
 )
@@ -54,7 +53,6 @@ func (e *Engine) routeREST(mux *http.ServeMux) {
 // authentication in front of the REST handlers.
 func (e *Engine) restMiddleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
 		h := w.Header()
 		h.Set("Twilio-Request-Id", newSID("RQ"))
 		h.Set("X-Home-Region", "us1")
@@ -64,7 +62,6 @@ func (e *Engine) restMiddleware(next http.Handler) http.Handler {
 		} else {
 			h.Set("X-Api-Domain", "api.twilio.com")
 		}
-		h.Set("Twilio-Request-Duration", fmt.Sprintf("%.3f", time.Since(start).Seconds()))
 
 		if f := e.takeFault(r); f != nil {
 			e.log.Debug("injected fault", "path", r.URL.Path, "status", f.Status, "code", f.Code)

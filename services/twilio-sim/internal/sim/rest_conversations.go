@@ -547,7 +547,9 @@ func (e *Engine) createParticipant(w http.ResponseWriter, r *http.Request) {
 		rerr = badRequest(20001, "Attributes must be a valid JSON string")
 	}
 	if rerr == nil && address != "" {
-		if ca, _ := channelOf(address); ca != func() string { c, _ := channelOf(proxy); return c }() {
+		addrChannel, _ := channelOf(address)
+		proxyChannel, _ := channelOf(proxy)
+		if addrChannel != proxyChannel {
 			rerr = badRequest(50414, "Participant address %s and proxy address %s are on different channels", address, proxy)
 		}
 	}
