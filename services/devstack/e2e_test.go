@@ -40,7 +40,9 @@ func stack(t *testing.T) devstack.Info {
 	ready := make(chan devstack.Info, 1)
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	go func() { done <- devstack.Run(ctx, cfg, devstack.Deps{Ready: func(i devstack.Info) { ready <- i }}, log) }()
+	go func() {
+		done <- devstack.Run(ctx, cfg, devstack.Deps{Ready: func(i devstack.Info) { ready <- i }}, log)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {

@@ -168,7 +168,11 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}, domain.HandleOutbound)
 	consume(subjects.StreamWorkflow, subjects.ConsumerSessionsWorkflow, []string{subjects.KindWorkflowFailed}, domain.HandleWorkflow)
 	srv := httpserver.New(gw.Handler())
-	g.Go(func() error { return httpserver.Serve(gctx, srv, lis, 3*time.Second) })
+	g.Go(func() error {
+		err := httpserver.Serve(gctx, srv, lis, 3*time.Second)
+		gw.Close()
+		return err
+	})
 	log.Info("sessions serving", "http", lis.Addr().String())
 	return g.Wait()
 }

@@ -45,6 +45,12 @@ type Gateway struct {
 
 	mu    sync.Mutex
 	conns map[string]map[*conn]struct{} // tenant/agent -> sockets
+
+	// Sockets are hijacked, so HTTP shutdown does not wait for them: Close
+	// cancels them and waits.
+	done    context.Context
+	stop    context.CancelFunc
+	sockets sync.WaitGroup
 }
 
 // Options of the gateway.
@@ -60,10 +66,19 @@ func New(c *core.Core, keys *authn.Keys, lookup configv1.LookupServiceClient, nc
 	if o.TokenTTL <= 0 {
 		o.TokenTTL = 12 * time.Hour
 	}
+	done, stop := context.WithCancel(context.Background())
 	return &Gateway{
 		core: c, keys: keys, lookup: lookup, nc: nc, log: log, console: o.Console,
 		tokenTTL: o.TokenTTL, origins: o.OriginPatterns, conns: map[string]map[*conn]struct{}{},
+		done: done, stop: stop,
 	}
+}
+
+// Close ends every agent socket (agents reconnect to another replica) and
+// waits for their handlers, including marking the agents offline.
+func (g *Gateway) Close() {
+	g.stop()
+	g.sockets.Wait()
 }
 
 // Handler routes the gateway's HTTP endpoints.
@@ -222,8 +237,12 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 		return // Accept wrote the response
 	}
 	ws.SetReadLimit(protocol.MaxFrameBytes)
+	g.sockets.Add(1)
+	defer g.sockets.Done()
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
+	stopOnClose := context.AfterFunc(g.done, cancel)
+	defer stopOnClose()
 
 	agent, ref, err := g.authenticate(ctx, ws)
 	if err != nil {

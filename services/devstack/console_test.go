@@ -1,0 +1,139 @@
+package devstack_test
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/switchboard-cc/switchboard/services/devstack"
+	"github.com/switchboard-cc/switchboard/services/twilio-sim/simclient"
+)
+
+// browser starts headless Chromium for the test. Without one the test
+// skips, unless SWITCHBOARD_REQUIRE_BROWSER is set (CI sets it), in which
+// case it fails.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	var path string
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			path = p
+			break
+		}
+	}
+	if path == "" {
+		msg := "no Chromium on PATH: install Debian's chromium package to run the console browser tests"
+		if os.Getenv("SWITCHBOARD_REQUIRE_BROWSER") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	// Chromium's helpers may still write into the profile right after it
+	// exits, so the profile is removed best-effort rather than by t.TempDir.
+	profile, err := os.MkdirTemp("", "switchboard-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(profile) })
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox,
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(profile),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	t.Cleanup(func() {
+		cancel()
+		cancelBrowser()
+		cancelAlloc()
+	})
+	return ctx
+}
+
+// An agent signs in to the console page, sees the offer card with the
+// customer's number and the service, accepts, reads the customer's
+// message, replies and terminates — in a real browser.
+func TestConsoleInBrowser(t *testing.T) {
+	ctx := browser(t)
+	info := stack(t)
+	sim := simclient.New(info.TwilioSimURL, nil)
+	const customer = "+15557654321"
+
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(info.ConsoleURL),
+		chromedp.WaitVisible("#login-form"),
+		chromedp.SetValue("#login-tenant", "demo"),
+		chromedp.SendKeys("#login-email", "alice@demo.example"),
+		chromedp.SendKeys("#login-password", "demo"),
+		chromedp.Click("#login-submit"),
+		chromedp.WaitVisible("#desk-view"),
+		waitText("#conn-state", "connected"),
+	); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: devstack.DemoSMSNumber, Body: "Where is my parcel?"}); err != nil {
+		t.Fatal(err)
+	}
+	var card string
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible("li.offer"),
+		chromedp.Text("li.offer", &card),
+		chromedp.Click("li.offer button.accept"),
+		waitText("#transcript", "Where is my parcel?"),
+	); err != nil {
+		t.Fatalf("offer and accept: %v", err)
+	}
+	if !strings.Contains(card, customer) || !strings.Contains(card, "Customer Support") || !strings.Contains(card, "SMS") {
+		t.Errorf("offer card %q lacks the customer's number, the channel or the service", card)
+	}
+
+	const reply = "It left our warehouse this morning."
+	if err := chromedp.Run(ctx,
+		chromedp.SendKeys("#reply", reply),
+		chromedp.Click("#send"),
+		waitText("#transcript", reply),
+	); err != nil {
+		t.Fatalf("reply: %v", err)
+	}
+	if _, err := sim.WaitInboxMessage(ctx, customer, func(m simclient.OutboundMessage) bool { return m.Body == reply }); err != nil {
+		t.Fatalf("reply did not reach the customer: %v", err)
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.Click("#terminate"),
+		waitText("#session-meta", "ended"),
+	); err != nil {
+		t.Fatalf("terminate: %v", err)
+	}
+}
+
+// waitText waits until the element's text contains want.
+func waitText(sel, want string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		for {
+			var got string
+			if err := chromedp.Run(ctx, chromedp.Text(sel, &got, chromedp.ByQuery)); err != nil {
+				return err
+			}
+			if strings.Contains(got, want) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+}
