@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 )
 
 // Env reads environment variables, collecting parse errors so a binary
@@ -114,7 +115,21 @@ func Main(service string, fn func(ctx context.Context, env *Env, log *slog.Logge
 	env := &Env{lookup: os.LookupEnv}
 	log := Logger(env, service)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := fn(ctx, env, log)
+	flush, err := telemetry.Setup(ctx, telemetry.Config{
+		ServiceName:  service,
+		OTLPEndpoint: env.String("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+	})
+	if err == nil {
+		err = fn(ctx, env, log)
+		// Telemetry is flushed last, after the service has stopped.
+		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if ferr := flush(fctx); ferr != nil {
+			log.Warn("flush telemetry", "err", ferr)
+		}
+		cancel()
+	} else {
+		err = ConfigError(err)
+	}
 	stop()
 	var cfgErr configError
 	switch {
