@@ -94,6 +94,10 @@ type Task struct {
 	// acceptedOffer is the offer the task was accepted through, so a
 	// retried Accept gets the same answer.
 	acceptedOffer string
+	// queuedSent: TaskQueued was published by this process. A restored
+	// task has it unset, so a redelivered request (the one whose handling
+	// the restart cut short) publishes it again under the same id.
+	queuedSent bool
 }
 
 type offer struct {
@@ -215,8 +219,13 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t := e.tenant(task.Tenant)
-	if _, ok := t.tasks[task.ID]; ok {
-		return nil
+	if open, ok := t.tasks[task.ID]; ok {
+		if open.queuedSent {
+			return nil
+		}
+		// An earlier delivery failed to publish TaskQueued and asked for
+		// this redelivery: finish its work.
+		return e.queued(ctx, t, open)
 	}
 	known, err := e.store.Known(ctx, task.Tenant, task.ID)
 	if err != nil {
@@ -240,7 +249,14 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	t.tasks[task.ID] = task
 	t.sessions[task.SessionID] = task
 	t.queues[task.ServiceID] = insertByPriority(t.queues[task.ServiceID], task)
-	pos := int32(len(t.queues[task.ServiceID]))
+	return e.queued(ctx, t, task)
+}
+
+// queued publishes TaskQueued and dispatches. On a publish error the task
+// stays queued and the error asks for a redelivery of the request, which
+// comes back here.
+func (e *Engine) queued(ctx context.Context, t *tenant, task *Task) error {
+	var pos int32 // 0: no longer waiting (a redelivery after an offer)
 	for i, q := range t.queues[task.ServiceID] {
 		if q == task {
 			pos = int32(i + 1)
@@ -252,6 +268,7 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	}, "queued:"+task.ID); err != nil {
 		return err
 	}
+	task.queuedSent = true
 	e.dispatch(ctx, task.Tenant)
 	return nil
 }

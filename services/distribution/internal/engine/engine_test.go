@@ -589,3 +589,21 @@ func TestAcceptCanBeRetriedWhenItsEventWasNotPublished(t *testing.T) {
 		t.Errorf("Accept after the session ended: err = %v, want ErrOfferNotOpen", err)
 	}
 }
+
+// Enqueue returns the publish error so the request is redelivered; the
+// redelivery must then publish what the first attempt could not, not
+// swallow it as a duplicate.
+func TestFailedQueuedPublicationIsRetried(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	e, _ := newEngine(t, w)
+	available(t, e, agentInfo("alice", 1, "sales"))
+	w.failNextEmit(subjects.KindTaskQueued)
+	if err := e.Enqueue(ctx, newTask("t1", sales)); err == nil {
+		t.Fatal("Enqueue succeeded although TaskQueued could not be published")
+	}
+	checkEvents(t, w, 0)
+	mustEnqueue(t, e, newTask("t1", sales)) // the redelivery
+	mustEnqueue(t, e, newTask("t1", sales)) // and another: nothing new
+	checkEvents(t, w, 0, "queued t1 pos=1", "offered t1 to alice")
+}
