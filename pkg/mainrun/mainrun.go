@@ -169,3 +169,18 @@ func StreamOptions(env *Env) subjects.StreamOptions {
 		Duplicates: env.Duration("STREAM_DUPLICATE_WINDOW", 0),
 	}
 }
+
+// Secret returns the variable, or the trimmed contents of the file named by
+// key_FILE (a mounted Kubernetes secret), so secrets need not sit in the
+// environment.
+func (e *Env) Secret(key string) string {
+	if path, ok := e.lookup(key + "_FILE"); ok && path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s_FILE: %w", key, err))
+			return ""
+		}
+		return strings.TrimSpace(string(b))
+	}
+	return e.String(key, "")
+}

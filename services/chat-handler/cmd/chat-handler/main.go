@@ -17,7 +17,7 @@ func main() {
 			HTTPAddr:       env.String("HTTP_ADDR", d.HTTPAddr),
 			NATSURL:        env.String("NATS_URL", d.NATSURL),
 			ConfigAddr:     env.String("CONFIG_ADDR", d.ConfigAddr),
-			AuthKeys:       env.String("SWITCHBOARD_AUTH_KEYS", ""),
+			AuthKeys:       env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			PublicBaseURL:  env.String("PUBLIC_BASE_URL", ""),
 			TrustedProxies: env.List("TRUSTED_PROXIES", nil),
 			MaxBodyBytes:   int64(env.Int("MAX_BODY_BYTES", int(d.MaxBodyBytes))),

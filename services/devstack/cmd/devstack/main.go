@@ -19,7 +19,7 @@ func main() {
 		cfg.DataDir = env.String("SWITCHBOARD_DATA_DIR", cfg.DataDir)
 		cfg.NATSURL = env.String("NATS_URL", "")
 		cfg.MongoURI = env.String("MONGO_URI", "")
-		cfg.AuthKeys = env.String("SWITCHBOARD_AUTH_KEYS", "")
+		cfg.AuthKeys = env.Secret("SWITCHBOARD_AUTH_KEYS")
 		cfg.SecretKeys = env.String("SWITCHBOARD_SECRET_KEYS", "")
 		cfg.ContractDir = env.String("TWILIO_OAI_DIR", "")
 		cfg.SyncAlways = env.Bool("NATS_SYNC_ALWAYS", cfg.SyncAlways)

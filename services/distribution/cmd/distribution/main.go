@@ -19,7 +19,7 @@ func main() {
 			MongoURI:   env.String("MONGO_URI", d.MongoURI),
 			Database:   env.String("MONGO_DATABASE", d.Database),
 			ConfigAddr: env.String("CONFIG_ADDR", d.ConfigAddr),
-			AuthKeys:   env.String("SWITCHBOARD_AUTH_KEYS", ""),
+			AuthKeys:   env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			Streams:    mainrun.StreamOptions(env),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {

@@ -18,7 +18,7 @@ func main() {
 			MongoURI:              env.String("MONGO_URI", d.MongoURI),
 			Database:              env.String("MONGO_DATABASE", d.Database),
 			ConfigAddr:            env.String("CONFIG_ADDR", d.ConfigAddr),
-			AuthKeys:              env.String("SWITCHBOARD_AUTH_KEYS", ""),
+			AuthKeys:              env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			TwilioBaseURL:         env.String("TWILIO_BASE_URL", ""),
 			StatusCallbackBaseURL: env.String("STATUS_CALLBACK_BASE_URL", ""),
 			TwilioTimeout:         env.Duration("TWILIO_TIMEOUT", d.TwilioTimeout),

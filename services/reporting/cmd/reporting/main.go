@@ -18,7 +18,7 @@ func main() {
 			NATSURL:  env.String("NATS_URL", d.NATSURL),
 			MongoURI: env.String("MONGO_URI", d.MongoURI),
 			Database: env.String("MONGO_DATABASE", d.Database),
-			AuthKeys: env.String("SWITCHBOARD_AUTH_KEYS", ""),
+			AuthKeys: env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			Streams:  mainrun.StreamOptions(env),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
