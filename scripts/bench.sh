@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# make bench: Go micro-benchmarks, then the load drivers. Each driver runs
+# the code under test next to a bare baseline in the same invocation and
+# prints the ratio, so figures from this shared, noisy machine compare.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== Go benchmarks"
+go test -run '^$' -bench . -benchmem -count 1 ./pkg/... 2>&1 | grep -E '^(Benchmark|ok|PASS|FAIL|pkg:)' || true
+
+echo
+echo "== chat-handler: signed webhooks over loopback vs a bare HMAC handler"
+go run ./services/chat-handler/cmd/webhook-bench "$@"
+
+echo
+echo "== outbound-sender: sends through the ledger vs a bare twilio-go loop"
+go run ./services/outbound-sender/cmd/send-bench "$@"
