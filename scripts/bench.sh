@@ -10,8 +10,8 @@ go test -run '^$' -bench . -benchmem -count 1 ./pkg/... 2>&1 | grep -E '^(Benchm
 
 echo
 echo "== chat-handler: signed webhooks over loopback vs a bare HMAC handler"
-go run ./services/chat-handler/cmd/webhook-bench "$@"
+go run ./services/chat-handler/cmd/webhook-bench
 
 echo
 echo "== outbound-sender: sends through the ledger vs a bare twilio-go loop"
-go run ./services/outbound-sender/cmd/send-bench "$@"
+go run ./services/outbound-sender/cmd/send-bench
