@@ -79,3 +79,7 @@ const (
 	ConsumerReportingTasks       = "reporting-distribution"
 	ConsumerReportingOutbound    = "reporting-outbound"
 )
+
+// ConsumerOutboundInbound follows customer messages (CHAT) for opt-out
+// keywords and WhatsApp windows (outbound-sender).
+const ConsumerOutboundInbound = "outbound-sender-inbound"

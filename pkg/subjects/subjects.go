@@ -142,3 +142,10 @@ func AgentPush(tenant, agentID string) string { return "push.agent." + tenant + 
 
 // AgentPushAll subscribes to every agent push.
 const AgentPushAll = "push.agent.>"
+
+// Outbound contact state (outbound-sender: consent and WhatsApp window).
+const KindOutboundContactUpdated = "outbound.contact.updated"
+
+func OutboundContactUpdated(tenant string) string {
+	return fromKind(KindOutboundContactUpdated, tenant)
+}

@@ -80,6 +80,83 @@ func (Origin) EnumDescriptor() ([]byte, []int) {
 	return file_switchboard_outbound_v1_events_proto_rawDescGZIP(), []int{0}
 }
 
+// FailureReason says why a message was not sent or not delivered.
+type FailureReason int32
+
+const (
+	FailureReason_FAILURE_REASON_UNSPECIFIED FailureReason = 0
+	// Twilio refused the request, or reported the message failed or
+	// undelivered; error_code is Twilio's.
+	FailureReason_FAILURE_REASON_TWILIO FailureReason = 1
+	// Refused before calling Twilio: the customer opted out (STOP) of this
+	// sender or its Messaging Service. error_code 21610, as Twilio would answer.
+	FailureReason_FAILURE_REASON_OPTED_OUT FailureReason = 2
+	// Refused before calling Twilio: free-form WhatsApp text outside the
+	// customer's 24-hour window. Send a template (content_sid) instead.
+	// error_code 63016, as Twilio would report.
+	FailureReason_FAILURE_REASON_WHATSAPP_WINDOW_CLOSED FailureReason = 3
+	// The messaging entry has no usable sending credentials.
+	FailureReason_FAILURE_REASON_NO_CREDENTIALS FailureReason = 4
+	// A resend names a request that did not fail (or is unknown).
+	FailureReason_FAILURE_REASON_RESEND_NOT_ALLOWED FailureReason = 5
+	// Twilio kept answering 429/5xx or could not be reached, through every
+	// retry and redelivery.
+	FailureReason_FAILURE_REASON_RETRIES_EXHAUSTED FailureReason = 6
+	// The request itself is unusable (no body, no address).
+	FailureReason_FAILURE_REASON_INVALID_REQUEST FailureReason = 7
+)
+
+// Enum value maps for FailureReason.
+var (
+	FailureReason_name = map[int32]string{
+		0: "FAILURE_REASON_UNSPECIFIED",
+		1: "FAILURE_REASON_TWILIO",
+		2: "FAILURE_REASON_OPTED_OUT",
+		3: "FAILURE_REASON_WHATSAPP_WINDOW_CLOSED",
+		4: "FAILURE_REASON_NO_CREDENTIALS",
+		5: "FAILURE_REASON_RESEND_NOT_ALLOWED",
+		6: "FAILURE_REASON_RETRIES_EXHAUSTED",
+		7: "FAILURE_REASON_INVALID_REQUEST",
+	}
+	FailureReason_value = map[string]int32{
+		"FAILURE_REASON_UNSPECIFIED":            0,
+		"FAILURE_REASON_TWILIO":                 1,
+		"FAILURE_REASON_OPTED_OUT":              2,
+		"FAILURE_REASON_WHATSAPP_WINDOW_CLOSED": 3,
+		"FAILURE_REASON_NO_CREDENTIALS":         4,
+		"FAILURE_REASON_RESEND_NOT_ALLOWED":     5,
+		"FAILURE_REASON_RETRIES_EXHAUSTED":      6,
+		"FAILURE_REASON_INVALID_REQUEST":        7,
+	}
+)
+
+func (x FailureReason) Enum() *FailureReason {
+	p := new(FailureReason)
+	*p = x
+	return p
+}
+
+func (x FailureReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FailureReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_outbound_v1_events_proto_enumTypes[1].Descriptor()
+}
+
+func (FailureReason) Type() protoreflect.EnumType {
+	return &file_switchboard_outbound_v1_events_proto_enumTypes[1]
+}
+
+func (x FailureReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FailureReason.Descriptor instead.
+func (FailureReason) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_outbound_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
 // OutboundMessageRequested asks outbound-sender to send one message.
 // Subject outbound.message.requested.<tenant_id>; Nats-Msg-Id is request_id.
 type OutboundMessageRequested struct {
@@ -242,10 +319,14 @@ type OutboundMessageSent struct {
 	RequestId string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	SessionId string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// Twilio's SID: SM…/MM… (Messaging) or IM… (Conversations).
-	TwilioSid     string                 `protobuf:"bytes,4,opt,name=twilio_sid,json=twilioSid,proto3" json:"twilio_sid,omitempty"`
-	Status        v1.DeliveryStatus      `protobuf:"varint,5,opt,name=status,proto3,enum=switchboard.messaging.v1.DeliveryStatus" json:"status,omitempty"`
-	Attempts      int32                  `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	SentAt        *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	TwilioSid string                 `protobuf:"bytes,4,opt,name=twilio_sid,json=twilioSid,proto3" json:"twilio_sid,omitempty"`
+	Status    v1.DeliveryStatus      `protobuf:"varint,5,opt,name=status,proto3,enum=switchboard.messaging.v1.DeliveryStatus" json:"status,omitempty"`
+	Attempts  int32                  `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	SentAt    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=sent_at,json=sentAt,proto3" json:"sent_at,omitempty"`
+	// SMS segments the body costs (pkg/segments); 1 for WhatsApp and media only.
+	NumSegments int32 `protobuf:"varint,8,opt,name=num_segments,json=numSegments,proto3" json:"num_segments,omitempty"`
+	// Set on a resend: the request this one repeats.
+	ResendOf      string `protobuf:"bytes,9,opt,name=resend_of,json=resendOf,proto3" json:"resend_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -329,6 +410,20 @@ func (x *OutboundMessageSent) GetSentAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *OutboundMessageSent) GetNumSegments() int32 {
+	if x != nil {
+		return x.NumSegments
+	}
+	return 0
+}
+
+func (x *OutboundMessageSent) GetResendOf() string {
+	if x != nil {
+		return x.ResendOf
+	}
+	return ""
+}
+
 // OutboundMessageFailed: the message could not be sent, or Twilio refused it.
 // Subject outbound.message.failed.<tenant_id>.
 type OutboundMessageFailed struct {
@@ -337,10 +432,13 @@ type OutboundMessageFailed struct {
 	RequestId string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	SessionId string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	// Twilio error code when Twilio answered one, 0 otherwise.
-	ErrorCode     int32                  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	ErrorMessage  string                 `protobuf:"bytes,5,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
-	Attempts      int32                  `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
-	FailedAt      *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=failed_at,json=failedAt,proto3" json:"failed_at,omitempty"`
+	ErrorCode    int32                  `protobuf:"varint,4,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage string                 `protobuf:"bytes,5,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	Attempts     int32                  `protobuf:"varint,6,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	FailedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=failed_at,json=failedAt,proto3" json:"failed_at,omitempty"`
+	Reason       FailureReason          `protobuf:"varint,8,opt,name=reason,proto3,enum=switchboard.outbound.v1.FailureReason" json:"reason,omitempty"`
+	// Set on a resend: the request this one repeats.
+	ResendOf      string `protobuf:"bytes,9,opt,name=resend_of,json=resendOf,proto3" json:"resend_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,18 +522,35 @@ func (x *OutboundMessageFailed) GetFailedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *OutboundMessageFailed) GetReason() FailureReason {
+	if x != nil {
+		return x.Reason
+	}
+	return FailureReason_FAILURE_REASON_UNSPECIFIED
+}
+
+func (x *OutboundMessageFailed) GetResendOf() string {
+	if x != nil {
+		return x.ResendOf
+	}
+	return ""
+}
+
 // OutboundDeliveryUpdated: the delivery ledger moved a message forward.
 // Subject outbound.delivery.updated.<tenant_id>.
 type OutboundDeliveryUpdated struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	RequestId     string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	TwilioSid     string                 `protobuf:"bytes,4,opt,name=twilio_sid,json=twilioSid,proto3" json:"twilio_sid,omitempty"`
-	Status        v1.DeliveryStatus      `protobuf:"varint,5,opt,name=status,proto3,enum=switchboard.messaging.v1.DeliveryStatus" json:"status,omitempty"`
-	ErrorCode     int32                  `protobuf:"varint,6,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
-	ErrorMessage  string                 `protobuf:"bytes,7,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	TenantId     string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	RequestId    string                 `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	SessionId    string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	TwilioSid    string                 `protobuf:"bytes,4,opt,name=twilio_sid,json=twilioSid,proto3" json:"twilio_sid,omitempty"`
+	Status       v1.DeliveryStatus      `protobuf:"varint,5,opt,name=status,proto3,enum=switchboard.messaging.v1.DeliveryStatus" json:"status,omitempty"`
+	ErrorCode    int32                  `protobuf:"varint,6,opt,name=error_code,json=errorCode,proto3" json:"error_code,omitempty"`
+	ErrorMessage string                 `protobuf:"bytes,7,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	OccurredAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// Twilio's raw status string.
+	RawStatus     string `protobuf:"bytes,9,opt,name=raw_status,json=rawStatus,proto3" json:"raw_status,omitempty"`
+	ResendOf      string `protobuf:"bytes,10,opt,name=resend_of,json=resendOf,proto3" json:"resend_of,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -526,6 +641,192 @@ func (x *OutboundDeliveryUpdated) GetOccurredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *OutboundDeliveryUpdated) GetRawStatus() string {
+	if x != nil {
+		return x.RawStatus
+	}
+	return ""
+}
+
+func (x *OutboundDeliveryUpdated) GetResendOf() string {
+	if x != nil {
+		return x.ResendOf
+	}
+	return ""
+}
+
+// ContactState is what outbound-sender will allow for one customer of one
+// sender, before anyone types.
+type ContactState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The customer opted out (STOP, or Twilio answered 21610): every send is
+	// refused until they opt in again (START).
+	OptedOut bool `protobuf:"varint,1,opt,name=opted_out,json=optedOut,proto3" json:"opted_out,omitempty"`
+	// How the consent was last changed: "keyword:STOP", "keyword:START",
+	// "opt_out_type:STOP", "twilio:21610"; empty when never changed.
+	ConsentSource    string                 `protobuf:"bytes,2,opt,name=consent_source,json=consentSource,proto3" json:"consent_source,omitempty"`
+	ConsentChangedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=consent_changed_at,json=consentChangedAt,proto3" json:"consent_changed_at,omitempty"`
+	// WhatsApp only: free-form messages need the customer to have written in
+	// the last 24 hours; templates are always allowed.
+	WindowApplies bool `protobuf:"varint,4,opt,name=window_applies,json=windowApplies,proto3" json:"window_applies,omitempty"`
+	WindowOpen    bool `protobuf:"varint,5,opt,name=window_open,json=windowOpen,proto3" json:"window_open,omitempty"`
+	// When the window closes (unset when it is closed or never opened).
+	WindowExpiresAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=window_expires_at,json=windowExpiresAt,proto3" json:"window_expires_at,omitempty"`
+	LastInboundAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_inbound_at,json=lastInboundAt,proto3" json:"last_inbound_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ContactState) Reset() {
+	*x = ContactState{}
+	mi := &file_switchboard_outbound_v1_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ContactState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ContactState) ProtoMessage() {}
+
+func (x *ContactState) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_outbound_v1_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ContactState.ProtoReflect.Descriptor instead.
+func (*ContactState) Descriptor() ([]byte, []int) {
+	return file_switchboard_outbound_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ContactState) GetOptedOut() bool {
+	if x != nil {
+		return x.OptedOut
+	}
+	return false
+}
+
+func (x *ContactState) GetConsentSource() string {
+	if x != nil {
+		return x.ConsentSource
+	}
+	return ""
+}
+
+func (x *ContactState) GetConsentChangedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConsentChangedAt
+	}
+	return nil
+}
+
+func (x *ContactState) GetWindowApplies() bool {
+	if x != nil {
+		return x.WindowApplies
+	}
+	return false
+}
+
+func (x *ContactState) GetWindowOpen() bool {
+	if x != nil {
+		return x.WindowOpen
+	}
+	return false
+}
+
+func (x *ContactState) GetWindowExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WindowExpiresAt
+	}
+	return nil
+}
+
+func (x *ContactState) GetLastInboundAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastInboundAt
+	}
+	return nil
+}
+
+// OutboundContactUpdated: a customer's consent or WhatsApp window changed.
+// Subject outbound.contact.updated.<tenant_id>. The conversation is the one
+// the change was seen on (an inbound message or a send).
+type OutboundContactUpdated struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Conversation  *v1.ConversationRef    `protobuf:"bytes,2,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	State         *ContactState          `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OutboundContactUpdated) Reset() {
+	*x = OutboundContactUpdated{}
+	mi := &file_switchboard_outbound_v1_events_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OutboundContactUpdated) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OutboundContactUpdated) ProtoMessage() {}
+
+func (x *OutboundContactUpdated) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_outbound_v1_events_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OutboundContactUpdated.ProtoReflect.Descriptor instead.
+func (*OutboundContactUpdated) Descriptor() ([]byte, []int) {
+	return file_switchboard_outbound_v1_events_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *OutboundContactUpdated) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *OutboundContactUpdated) GetConversation() *v1.ConversationRef {
+	if x != nil {
+		return x.Conversation
+	}
+	return nil
+}
+
+func (x *OutboundContactUpdated) GetState() *ContactState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *OutboundContactUpdated) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
 var File_switchboard_outbound_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_outbound_v1_events_proto_rawDesc = "" +
@@ -550,7 +851,7 @@ const file_switchboard_outbound_v1_events_proto_rawDesc = "" +
 	"\bagent_id\x18\v \x01(\tR\aagentId\x12\x16\n" +
 	"\x06author\x18\f \x01(\tR\x06author\x12=\n" +
 	"\frequested_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12\x1b\n" +
-	"\tresend_of\x18\x0e \x01(\tR\bresendOf\"\xa2\x02\n" +
+	"\tresend_of\x18\x0e \x01(\tR\bresendOf\"\xe2\x02\n" +
 	"\x13OutboundMessageSent\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -561,7 +862,9 @@ const file_switchboard_outbound_v1_events_proto_rawDesc = "" +
 	"twilio_sid\x18\x04 \x01(\tR\ttwilioSid\x12@\n" +
 	"\x06status\x18\x05 \x01(\x0e2(.switchboard.messaging.v1.DeliveryStatusR\x06status\x12\x1a\n" +
 	"\battempts\x18\x06 \x01(\x05R\battempts\x123\n" +
-	"\asent_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\"\x8b\x02\n" +
+	"\asent_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06sentAt\x12!\n" +
+	"\fnum_segments\x18\b \x01(\x05R\vnumSegments\x12\x1b\n" +
+	"\tresend_of\x18\t \x01(\tR\bresendOf\"\xe8\x02\n" +
 	"\x15OutboundMessageFailed\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -572,7 +875,9 @@ const file_switchboard_outbound_v1_events_proto_rawDesc = "" +
 	"error_code\x18\x04 \x01(\x05R\terrorCode\x12#\n" +
 	"\rerror_message\x18\x05 \x01(\tR\ferrorMessage\x12\x1a\n" +
 	"\battempts\x18\x06 \x01(\x05R\battempts\x127\n" +
-	"\tfailed_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bfailedAt\"\xd6\x02\n" +
+	"\tfailed_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bfailedAt\x12>\n" +
+	"\x06reason\x18\b \x01(\x0e2&.switchboard.outbound.v1.FailureReasonR\x06reason\x12\x1b\n" +
+	"\tresend_of\x18\t \x01(\tR\bresendOf\"\x92\x03\n" +
 	"\x17OutboundDeliveryUpdated\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -586,12 +891,40 @@ const file_switchboard_outbound_v1_events_proto_rawDesc = "" +
 	"error_code\x18\x06 \x01(\x05R\terrorCode\x12#\n" +
 	"\rerror_message\x18\a \x01(\tR\ferrorMessage\x12;\n" +
 	"\voccurred_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\x12\x1d\n" +
+	"\n" +
+	"raw_status\x18\t \x01(\tR\trawStatus\x12\x1b\n" +
+	"\tresend_of\x18\n" +
+	" \x01(\tR\bresendOf\"\xf0\x02\n" +
+	"\fContactState\x12\x1b\n" +
+	"\topted_out\x18\x01 \x01(\bR\boptedOut\x12%\n" +
+	"\x0econsent_source\x18\x02 \x01(\tR\rconsentSource\x12H\n" +
+	"\x12consent_changed_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x10consentChangedAt\x12%\n" +
+	"\x0ewindow_applies\x18\x04 \x01(\bR\rwindowApplies\x12\x1f\n" +
+	"\vwindow_open\x18\x05 \x01(\bR\n" +
+	"windowOpen\x12F\n" +
+	"\x11window_expires_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0fwindowExpiresAt\x12B\n" +
+	"\x0flast_inbound_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\rlastInboundAt\"\xfe\x01\n" +
+	"\x16OutboundContactUpdated\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12M\n" +
+	"\fconversation\x18\x02 \x01(\v2).switchboard.messaging.v1.ConversationRefR\fconversation\x12;\n" +
+	"\x05state\x18\x03 \x01(\v2%.switchboard.outbound.v1.ContactStateR\x05state\x12;\n" +
+	"\voccurred_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt*Z\n" +
 	"\x06Origin\x12\x16\n" +
 	"\x12ORIGIN_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fORIGIN_AGENT\x10\x01\x12\x13\n" +
 	"\x0fORIGIN_WORKFLOW\x10\x02\x12\x11\n" +
-	"\rORIGIN_SYSTEM\x10\x03B\xff\x01\n" +
+	"\rORIGIN_SYSTEM\x10\x03*\xa7\x02\n" +
+	"\rFailureReason\x12\x1e\n" +
+	"\x1aFAILURE_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15FAILURE_REASON_TWILIO\x10\x01\x12\x1c\n" +
+	"\x18FAILURE_REASON_OPTED_OUT\x10\x02\x12)\n" +
+	"%FAILURE_REASON_WHATSAPP_WINDOW_CLOSED\x10\x03\x12!\n" +
+	"\x1dFAILURE_REASON_NO_CREDENTIALS\x10\x04\x12%\n" +
+	"!FAILURE_REASON_RESEND_NOT_ALLOWED\x10\x05\x12$\n" +
+	" FAILURE_REASON_RETRIES_EXHAUSTED\x10\x06\x12\"\n" +
+	"\x1eFAILURE_REASON_INVALID_REQUEST\x10\aB\xff\x01\n" +
 	"\x1bcom.switchboard.outbound.v1B\vEventsProtoP\x01ZUgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1;outboundv1\xa2\x02\x03SOX\xaa\x02\x17Switchboard.Outbound.V1\xca\x02\x17Switchboard\\Outbound\\V1\xe2\x02#Switchboard\\Outbound\\V1\\GPBMetadata\xea\x02\x19Switchboard::Outbound::V1b\x06proto3"
 
 var (
@@ -606,32 +939,42 @@ func file_switchboard_outbound_v1_events_proto_rawDescGZIP() []byte {
 	return file_switchboard_outbound_v1_events_proto_rawDescData
 }
 
-var file_switchboard_outbound_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchboard_outbound_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_switchboard_outbound_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_switchboard_outbound_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_switchboard_outbound_v1_events_proto_goTypes = []any{
 	(Origin)(0),                      // 0: switchboard.outbound.v1.Origin
-	(*OutboundMessageRequested)(nil), // 1: switchboard.outbound.v1.OutboundMessageRequested
-	(*OutboundMessageSent)(nil),      // 2: switchboard.outbound.v1.OutboundMessageSent
-	(*OutboundMessageFailed)(nil),    // 3: switchboard.outbound.v1.OutboundMessageFailed
-	(*OutboundDeliveryUpdated)(nil),  // 4: switchboard.outbound.v1.OutboundDeliveryUpdated
-	(*v1.ConversationRef)(nil),       // 5: switchboard.messaging.v1.ConversationRef
-	(*timestamppb.Timestamp)(nil),    // 6: google.protobuf.Timestamp
-	(v1.DeliveryStatus)(0),           // 7: switchboard.messaging.v1.DeliveryStatus
+	(FailureReason)(0),               // 1: switchboard.outbound.v1.FailureReason
+	(*OutboundMessageRequested)(nil), // 2: switchboard.outbound.v1.OutboundMessageRequested
+	(*OutboundMessageSent)(nil),      // 3: switchboard.outbound.v1.OutboundMessageSent
+	(*OutboundMessageFailed)(nil),    // 4: switchboard.outbound.v1.OutboundMessageFailed
+	(*OutboundDeliveryUpdated)(nil),  // 5: switchboard.outbound.v1.OutboundDeliveryUpdated
+	(*ContactState)(nil),             // 6: switchboard.outbound.v1.ContactState
+	(*OutboundContactUpdated)(nil),   // 7: switchboard.outbound.v1.OutboundContactUpdated
+	(*v1.ConversationRef)(nil),       // 8: switchboard.messaging.v1.ConversationRef
+	(*timestamppb.Timestamp)(nil),    // 9: google.protobuf.Timestamp
+	(v1.DeliveryStatus)(0),           // 10: switchboard.messaging.v1.DeliveryStatus
 }
 var file_switchboard_outbound_v1_events_proto_depIdxs = []int32{
-	5, // 0: switchboard.outbound.v1.OutboundMessageRequested.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	0, // 1: switchboard.outbound.v1.OutboundMessageRequested.origin:type_name -> switchboard.outbound.v1.Origin
-	6, // 2: switchboard.outbound.v1.OutboundMessageRequested.requested_at:type_name -> google.protobuf.Timestamp
-	7, // 3: switchboard.outbound.v1.OutboundMessageSent.status:type_name -> switchboard.messaging.v1.DeliveryStatus
-	6, // 4: switchboard.outbound.v1.OutboundMessageSent.sent_at:type_name -> google.protobuf.Timestamp
-	6, // 5: switchboard.outbound.v1.OutboundMessageFailed.failed_at:type_name -> google.protobuf.Timestamp
-	7, // 6: switchboard.outbound.v1.OutboundDeliveryUpdated.status:type_name -> switchboard.messaging.v1.DeliveryStatus
-	6, // 7: switchboard.outbound.v1.OutboundDeliveryUpdated.occurred_at:type_name -> google.protobuf.Timestamp
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	8,  // 0: switchboard.outbound.v1.OutboundMessageRequested.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	0,  // 1: switchboard.outbound.v1.OutboundMessageRequested.origin:type_name -> switchboard.outbound.v1.Origin
+	9,  // 2: switchboard.outbound.v1.OutboundMessageRequested.requested_at:type_name -> google.protobuf.Timestamp
+	10, // 3: switchboard.outbound.v1.OutboundMessageSent.status:type_name -> switchboard.messaging.v1.DeliveryStatus
+	9,  // 4: switchboard.outbound.v1.OutboundMessageSent.sent_at:type_name -> google.protobuf.Timestamp
+	9,  // 5: switchboard.outbound.v1.OutboundMessageFailed.failed_at:type_name -> google.protobuf.Timestamp
+	1,  // 6: switchboard.outbound.v1.OutboundMessageFailed.reason:type_name -> switchboard.outbound.v1.FailureReason
+	10, // 7: switchboard.outbound.v1.OutboundDeliveryUpdated.status:type_name -> switchboard.messaging.v1.DeliveryStatus
+	9,  // 8: switchboard.outbound.v1.OutboundDeliveryUpdated.occurred_at:type_name -> google.protobuf.Timestamp
+	9,  // 9: switchboard.outbound.v1.ContactState.consent_changed_at:type_name -> google.protobuf.Timestamp
+	9,  // 10: switchboard.outbound.v1.ContactState.window_expires_at:type_name -> google.protobuf.Timestamp
+	9,  // 11: switchboard.outbound.v1.ContactState.last_inbound_at:type_name -> google.protobuf.Timestamp
+	8,  // 12: switchboard.outbound.v1.OutboundContactUpdated.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	6,  // 13: switchboard.outbound.v1.OutboundContactUpdated.state:type_name -> switchboard.outbound.v1.ContactState
+	9,  // 14: switchboard.outbound.v1.OutboundContactUpdated.occurred_at:type_name -> google.protobuf.Timestamp
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_outbound_v1_events_proto_init() }
@@ -644,8 +987,8 @@ func file_switchboard_outbound_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_outbound_v1_events_proto_rawDesc), len(file_switchboard_outbound_v1_events_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   4,
+			NumEnums:      2,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
