@@ -14,7 +14,6 @@ import (
 	"encoding/hex"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -34,7 +33,8 @@ func Canonical(params url.Values) []byte {
 	if len(params) == 0 {
 		return nil
 	}
-	keys := make([]string, 0, len(params))
+	var stack [48]string
+	keys := stack[:0]
 	n := 0
 	for k, vals := range params {
 		keys = append(keys, k)
@@ -42,13 +42,13 @@ func Canonical(params url.Values) []byte {
 			n += len(k) + len(v)
 		}
 	}
-	sort.Strings(keys)
+	slices.Sort(keys)
 	b := make([]byte, 0, n)
 	for _, k := range keys {
 		vals := params[k]
 		if len(vals) > 1 {
 			vals = slices.Clone(vals)
-			sort.Strings(vals)
+			slices.Sort(vals)
 			vals = slices.Compact(vals)
 		}
 		for _, v := range vals {
@@ -62,8 +62,9 @@ func Canonical(params url.Values) []byte {
 // Validate reports whether signature matches fullURL and params under any of
 // the tokens (primary and secondary Auth Token during a rotation). The URL
 // is tried as given and, when its port is the scheme's default, with the port
-// written and omitted, since proxies and Twilio differ there. Comparison is
-// constant time.
+// written and omitted, since proxies and Twilio differ there. Each
+// comparison is constant time; the search stops at the first match, which
+// reveals nothing the answer to the request does not.
 func Validate(tokens []string, fullURL string, params url.Values, signature string) bool {
 	return ValidateCanonical(tokens, fullURL, Canonical(params), signature)
 }
@@ -81,20 +82,27 @@ func ValidateCanonical(tokens []string, fullURL string, canonical []byte, signat
 	}
 	got := buf[:sha1.Size]
 	var sum [sha1.Size]byte
-	ok := 0
-	for _, u := range URLVariants(fullURL) {
-		for _, tok := range tokens {
-			if tok == "" {
-				continue
-			}
-			m := hmac.New(sha1.New, []byte(tok))
+	var variants []string
+	for _, tok := range tokens {
+		if tok == "" {
+			continue
+		}
+		m := hmac.New(sha1.New, []byte(tok))
+		// The URL as given first: it is what Twilio signs unless a proxy
+		// or the configuration differ on the default port.
+		if variants == nil {
+			variants = URLVariants(fullURL)
+		}
+		for _, u := range variants {
+			m.Reset()
 			m.Write([]byte(u))
 			m.Write(canonical)
-			// Evaluate every candidate so timing does not reveal which matched.
-			ok |= subtle.ConstantTimeCompare(got, m.Sum(sum[:0]))
+			if subtle.ConstantTimeCompare(got, m.Sum(sum[:0])) == 1 {
+				return true
+			}
 		}
 	}
-	return ok == 1
+	return false
 }
 
 // ValidateJSON checks a request with a JSON body: fullURL must carry
