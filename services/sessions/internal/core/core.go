@@ -359,6 +359,8 @@ func (c *Core) assigned(ctx context.Context, ev *distributionv1.TaskAccepted) er
 	if err != nil {
 		return err
 	}
+	// The accepting agent's other sockets drop the card too.
+	c.revoke(ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "accepted")
 	c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeSessionAssigned, sessionView(sess, msgs)))
 	return nil
 }
