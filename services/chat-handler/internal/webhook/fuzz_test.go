@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -31,6 +32,16 @@ func FuzzParseRequest(f *testing.F) {
 	f.Add("POST", "multipart/form-data; boundary=x", "", "--x--")
 	f.Fuzz(func(t *testing.T, method, ctype, query, body string) {
 		req, err := webhook.ParseRequest(method, query, ctype, strings.NewReader(body), 4096)
+		if method == http.MethodPost && ctype == "application/x-www-form-urlencoded" && len(body) <= 4096 {
+			// The form parser agrees with net/url.
+			want, werr := url.ParseQuery(body)
+			if (err != nil) != (werr != nil) {
+				t.Fatalf("ParseRequest error %v, url.ParseQuery error %v", err, werr)
+			}
+			if err == nil && !reflect.DeepEqual(map[string][]string(req.Params), map[string][]string(want)) {
+				t.Fatalf("ParseRequest params %v, url.ParseQuery %v", req.Params, want)
+			}
+		}
 		if err != nil {
 			return
 		}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -77,11 +78,11 @@ func ParseRequest(method, rawQuery, contentType string, body io.Reader, maxBody 
 	}
 	switch {
 	case mt == "application/x-www-form-urlencoded" || (mt == "" && n == 0):
-		p, err := url.ParseQuery(buf.String())
+		p, canonical, err := parseForm(buf.String())
 		if err != nil {
 			return nil, fmt.Errorf("parse form body: %w", err)
 		}
-		return &Request{Params: p, Canonical: twiliosig.Canonical(p)}, nil
+		return &Request{Params: p, Canonical: canonical}, nil
 	case mt == "application/json":
 		raw := bytes.Clone(buf.Bytes())
 		p, err := flattenJSON(raw)
@@ -91,6 +92,74 @@ func ParseRequest(method, rawQuery, contentType string, body io.Reader, maxBody 
 		return &Request{Params: p, JSONBody: raw, IsJSON: true}, nil
 	}
 	return nil, fmt.Errorf("%w %q", errUnsupported, contentType)
+}
+
+type pair struct{ k, v string }
+
+// parseForm is url.ParseQuery (same results, same errors) that also
+// returns the parameters in twiliosig.Canonical form, with a fraction of
+// the allocations: one map sized up front, one backing array for the
+// values, one buffer for the canonical string.
+func parseForm(s string) (url.Values, []byte, error) {
+	var stack [48]pair
+	pairs := stack[:0]
+	size := 0
+	for s != "" {
+		var seg string
+		seg, s, _ = strings.Cut(s, "&")
+		if seg == "" {
+			continue
+		}
+		if strings.Contains(seg, ";") {
+			return nil, nil, errors.New("invalid semicolon separator in query")
+		}
+		k, v, _ := strings.Cut(seg, "=")
+		k, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		v, err = url.QueryUnescape(v)
+		if err != nil {
+			return nil, nil, err
+		}
+		pairs = append(pairs, pair{k, v})
+		size += len(k) + len(v)
+	}
+	vals := make(url.Values, len(pairs))
+	backing := make([]string, len(pairs))
+	for i, p := range pairs {
+		if cur, ok := vals[p.k]; ok {
+			vals[p.k] = append(cur, p.v)
+			continue
+		}
+		backing[i] = p.v
+		vals[p.k] = backing[i : i+1 : i+1]
+	}
+	// Canonical: names in byte order, a repeated name's distinct values
+	// sorted. Sorting indexes rather than pairs keeps the sort free of
+	// pointer writes.
+	var istack [48]int32
+	order := istack[:0]
+	for i := range pairs {
+		order = append(order, int32(i))
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		pa, pb := &pairs[a], &pairs[b]
+		if c := strings.Compare(pa.k, pb.k); c != 0 {
+			return c
+		}
+		return strings.Compare(pa.v, pb.v)
+	})
+	canonical := make([]byte, 0, size)
+	for i, idx := range order {
+		p := pairs[idx]
+		if i > 0 && p == pairs[order[i-1]] {
+			continue
+		}
+		canonical = append(canonical, p.k...)
+		canonical = append(canonical, p.v...)
+	}
+	return vals, canonical, nil
 }
 
 // flattenJSON turns a JSON object's top-level fields into parameters:

@@ -70,7 +70,7 @@ type env struct {
 func (e *env) url(tnt, path string) string { return webhook.TenantURL(e.srv.URL, tnt, path) }
 
 // startBus runs an embedded NATS with the CHAT stream.
-func startBus(t *testing.T) *bus.Bus {
+func startBus(t testing.TB) *bus.Bus {
 	t.Helper()
 	ns, err := natsembed.Start(natsembed.Config{Port: -1, StoreDir: t.TempDir()}, nil)
 	if err != nil {
