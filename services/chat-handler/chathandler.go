@@ -24,6 +24,7 @@ import (
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/configcache"
 	"github.com/switchboard-cc/switchboard/pkg/connect"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
@@ -191,7 +192,17 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			return err
 		}
 		defer closeConfig()
-		routes = route.Lookup{Client: configv1.NewLookupServiceClient(cc)}
+		// Routes come from memory, refreshed by ConfigChanged events: no
+		// config service call per webhook.
+		cache := configcache.New(configv1.NewLookupServiceClient(cc), b, log, configcache.Options{})
+		cctx, stopCache := context.WithCancel(ctx)
+		cacheDone := make(chan struct{})
+		go func() {
+			defer close(cacheDone)
+			_ = cache.Run(cctx)
+		}()
+		defer func() { stopCache(); <-cacheDone }()
+		routes = route.Cached{Cache: cache}
 	}
 	lis, err := httpserver.Listen(deps.Listener, cfg.HTTPAddr)
 	if err != nil {

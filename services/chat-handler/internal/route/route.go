@@ -43,29 +43,14 @@ type Resolver interface {
 	Resolve(ctx context.Context, tenant, chatServiceSID, businessAddress string) (*Route, error)
 }
 
-// WebhookResolver is the config service's ResolveWebhook, as the gRPC
-// client and the shared configuration cache both offer it.
+// WebhookResolver is the config service's ResolveWebhook as the shared
+// configuration cache (pkg/configcache) serves it.
 type WebhookResolver interface {
 	ResolveWebhook(ctx context.Context, tenant, chatServiceSID, businessAddress string) (*configv1.ResolveWebhookResponse, error)
 }
 
-// Lookup resolves through the config service's LookupService, one call per
-// webhook. It is the fallback when no cache is available.
-type Lookup struct{ Client configv1.LookupServiceClient }
-
-// Resolve implements Resolver.
-func (l Lookup) Resolve(ctx context.Context, tenant, chatServiceSID, businessAddress string) (*Route, error) {
-	res, err := l.Client.ResolveWebhook(ctx, &configv1.ResolveWebhookRequest{
-		TenantId: tenant, ChatServiceSid: chatServiceSID, BusinessAddress: businessAddress,
-	})
-	if err := classify(err, tenant, chatServiceSID, businessAddress); err != nil {
-		return nil, err
-	}
-	return FromResponse(res), nil
-}
-
-// Cached resolves through a WebhookResolver such as the shared
-// configuration cache.
+// Cached resolves through the shared configuration cache: answers come
+// from memory and are dropped on ConfigChanged events.
 type Cached struct{ Cache WebhookResolver }
 
 // Resolve implements Resolver.
