@@ -185,8 +185,9 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	mongoURI := cfg.MongoURI
 	if mongoURI == "" {
-		// FerretDB logs every connection at info; keep only its warnings.
-		flog := slog.New(warnOnly{log.Handler()}).With("component", "ferretdb")
+		// FerretDB logs every connection at info and the driver's
+		// unsupported endSessions at warn; keep only its errors.
+		flog := slog.New(errorsOnly{log.Handler()}).With("component", "ferretdb")
 		fs, err := ferret.Start(cfg.MongoAddr, filepath.Join(cfg.DataDir, "ferretdb"), flog)
 		if err != nil {
 			return err
@@ -437,12 +438,12 @@ func waitHealthy(ctx context.Context, urls ...string) error {
 	return nil
 }
 
-// warnOnly passes on records of level warn and above.
-type warnOnly struct{ slog.Handler }
+// errorsOnly passes on records of level error and above.
+type errorsOnly struct{ slog.Handler }
 
-func (w warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn && w.Handler.Enabled(ctx, l)
+func (w errorsOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelError && w.Handler.Enabled(ctx, l)
 }
 
-func (w warnOnly) WithAttrs(a []slog.Attr) slog.Handler { return warnOnly{w.Handler.WithAttrs(a)} }
-func (w warnOnly) WithGroup(n string) slog.Handler      { return warnOnly{w.Handler.WithGroup(n)} }
+func (w errorsOnly) WithAttrs(a []slog.Attr) slog.Handler { return errorsOnly{w.Handler.WithAttrs(a)} }
+func (w errorsOnly) WithGroup(n string) slog.Handler      { return errorsOnly{w.Handler.WithGroup(n)} }
