@@ -60,6 +60,7 @@ const (
 	KindSessionMessageAdded    = "session.message.added"
 	KindWorkflowTaskRequested  = "workflow.task.requested"
 	KindWorkflowFailed         = "workflow.instance.failed"
+	KindWorkflowEndRequested   = "workflow.session.end_requested"
 	KindTaskQueued             = "distribution.task.queued"
 	KindTaskOffered            = "distribution.task.offered"
 	KindTaskAccepted           = "distribution.task.accepted"
@@ -113,6 +114,7 @@ func SessionMessageAdded(tenant string) string { return fromKind(KindSessionMess
 // Workflow (workflow-runner).
 func WorkflowTaskRequested(tenant string) string { return fromKind(KindWorkflowTaskRequested, tenant) }
 func WorkflowFailed(tenant string) string        { return fromKind(KindWorkflowFailed, tenant) }
+func WorkflowEndRequested(tenant string) string  { return fromKind(KindWorkflowEndRequested, tenant) }
 
 // Distribution.
 func TaskQueued(tenant string) string        { return fromKind(KindTaskQueued, tenant) }

@@ -143,15 +143,15 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out outboundv1.OutboundMessageRequested
-	if err := proto.Unmarshal(greeting.Data, &out); err != nil || out.GetBody() != "Hi!" || out.GetRequestId() != "ss_1-wf0" {
-		t.Errorf("greeting = %v (%v), want Hi! as ss_1-wf0", &out, err)
+	if err := proto.Unmarshal(greeting.Data, &out); err != nil || out.GetBody() != "Hi!" || out.GetRequestId() != "ss_1-greet" {
+		t.Errorf("greeting = %v (%v), want Hi! as ss_1-greet", &out, err)
 	}
 	task, err := streams[subjects.StreamWorkflow].GetLastMsgForSubject(ctx, subjects.WorkflowTaskRequested("acme"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var req workflowv1.TaskRequested
-	if err := proto.Unmarshal(task.Data, &req); err != nil || req.GetTaskId() != "tk_1_1" || req.GetServiceId() != "sales" {
+	if err := proto.Unmarshal(task.Data, &req); err != nil || req.GetTaskId() != "tk_1_queue" || req.GetServiceId() != "sales" {
 		t.Errorf("task request = %v (%v), want tk_1_1 for sales", &req, err)
 	}
 

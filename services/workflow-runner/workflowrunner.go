@@ -93,7 +93,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamSession, subjects.StreamWorkflow, subjects.StreamOutbound, subjects.StreamDeadLetter); err != nil {
 		return err
 	}
-	r := runner.New(b, configv1.NewServiceServiceClient(cc), mc.Database(cfg.Database))
+	r := runner.New(b, configv1.NewServiceServiceClient(cc), configv1.NewWorkflowServiceClient(cc), mc.Database(cfg.Database))
 	log.Info("workflow-runner consuming session starts")
 	return b.Consume(ctx, bus.ConsumerSpec{
 		Stream: subjects.StreamSession, Durable: subjects.ConsumerWorkflowSessions,

@@ -136,7 +136,7 @@ func newFixture(t *testing.T) *fixture {
 	svcs.set("acme", &configv1.Service{Id: "sales", TenantId: "acme", Name: "Sales", Greeting: "Hi! An agent will be with you shortly."})
 	svcs.set("acme", &configv1.Service{Id: "quiet", TenantId: "acme", Name: "Quiet", Greeting: "  \n\t"})
 	p := &pub{}
-	return &fixture{r: runner.New(p, svcs, mongotest.Database(t)), pub: p, svcs: svcs}
+	return &fixture{r: runner.New(p, svcs, nil, mongotest.Database(t)), pub: p, svcs: svcs}
 }
 
 func (f *fixture) handle(t *testing.T, ev *sessionv1.SessionStarted) error {
@@ -149,11 +149,11 @@ func TestStartGreetsThenQueues(t *testing.T) {
 	if err := f.handle(t, start("acme", sessionID, "sales")); err != nil {
 		t.Fatal(err)
 	}
-	taskID := runner.TaskID(sessionID, 1)
-	if taskID != "tk_01jq3k5v8m9n0p1q2r3s4t5v6w_1" {
-		t.Errorf("TaskID = %q, want tk_<session without ss_>_<step>", taskID)
+	taskID := runner.TaskID(sessionID, "queue", 1)
+	if taskID != "tk_01jq3k5v8m9n0p1q2r3s4t5v6w_queue" {
+		t.Errorf("TaskID = %q, want tk_<session without ss_>_<activity>", taskID)
 	}
-	want := []string{subjects.OutboundRequested("acme") + " " + sessionID + "-wf0", subjects.WorkflowTaskRequested("acme") + " " + taskID}
+	want := []string{subjects.OutboundRequested("acme") + " " + sessionID + "-greet", subjects.WorkflowTaskRequested("acme") + " " + taskID}
 	if got := f.pub.ids(); !slices.Equal(got, want) {
 		t.Fatalf("published\n got  %q\n want %q", got, want)
 	}
@@ -162,7 +162,7 @@ func TestStartGreetsThenQueues(t *testing.T) {
 	if !ok {
 		t.Fatalf("first event is %T, want OutboundMessageRequested", out[0].event)
 	}
-	wantGreeting := &outboundv1.OutboundMessageRequested{TenantId: "acme", RequestId: sessionID + "-wf0", SessionId: sessionID, EntryId: "entry-1",
+	wantGreeting := &outboundv1.OutboundMessageRequested{TenantId: "acme", RequestId: sessionID + "-greet", SessionId: sessionID, EntryId: "entry-1",
 		Conversation: conv, Body: "Hi! An agent will be with you shortly.", Origin: outboundv1.Origin_ORIGIN_WORKFLOW, Author: "Sales",
 		RequestedAt: greeting.GetRequestedAt()}
 	if greeting.GetRequestedAt() == nil || !proto.Equal(greeting, wantGreeting) {
@@ -216,7 +216,7 @@ func TestRetryAfterAFailedStep(t *testing.T) {
 			if got := len(f.pub.all()) - before; got != tc.wantAfter {
 				t.Errorf("retry published %d events, want %d: %q", got, tc.wantAfter, f.pub.ids())
 			}
-			want := []string{subjects.OutboundRequested("acme") + " " + sessionID + "-wf0", subjects.WorkflowTaskRequested("acme") + " " + runner.TaskID(sessionID, 1)}
+			want := []string{subjects.OutboundRequested("acme") + " " + sessionID + "-greet", subjects.WorkflowTaskRequested("acme") + " " + runner.TaskID(sessionID, "queue", 1)}
 			if got := f.pub.ids(); !slices.Equal(got, want) {
 				t.Errorf("published overall\n got  %q\n want %q", got, want)
 			}
@@ -230,7 +230,7 @@ func TestEmptyGreetingIsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The task keeps the id of its step, greeting or not.
-	want := []string{subjects.WorkflowTaskRequested("acme") + " " + runner.TaskID(sessionID, 1)}
+	want := []string{subjects.WorkflowTaskRequested("acme") + " " + runner.TaskID(sessionID, "queue", 1)}
 	if got := f.pub.ids(); !slices.Equal(got, want) {
 		t.Errorf("published\n got  %q\n want %q", got, want)
 	}

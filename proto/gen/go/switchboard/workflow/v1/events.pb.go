@@ -217,6 +217,86 @@ func (x *WorkflowFailed) GetOccurredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// SessionEndRequested: a workflow's Disconnect activity ends the session
+// (after its goodbye message, if any). Subject
+// workflow.session.end_requested.<tenant_id>.
+type SessionEndRequested struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	TenantId   string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	SessionId  string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	WorkflowId string                 `protobuf:"bytes,3,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	// The Disconnect activity's id.
+	Activity      string                 `protobuf:"bytes,4,opt,name=activity,proto3" json:"activity,omitempty"`
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionEndRequested) Reset() {
+	*x = SessionEndRequested{}
+	mi := &file_switchboard_workflow_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionEndRequested) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionEndRequested) ProtoMessage() {}
+
+func (x *SessionEndRequested) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_workflow_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionEndRequested.ProtoReflect.Descriptor instead.
+func (*SessionEndRequested) Descriptor() ([]byte, []int) {
+	return file_switchboard_workflow_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SessionEndRequested) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *SessionEndRequested) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SessionEndRequested) GetWorkflowId() string {
+	if x != nil {
+		return x.WorkflowId
+	}
+	return ""
+}
+
+func (x *SessionEndRequested) GetActivity() string {
+	if x != nil {
+		return x.Activity
+	}
+	return ""
+}
+
+func (x *SessionEndRequested) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
 var File_switchboard_workflow_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
@@ -242,6 +322,15 @@ const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"\bactivity\x18\x04 \x01(\tR\bactivity\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12;\n" +
 	"\voccurred_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\"\xcb\x01\n" +
+	"\x13SessionEndRequested\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x1f\n" +
+	"\vworkflow_id\x18\x03 \x01(\tR\n" +
+	"workflowId\x12\x1a\n" +
+	"\bactivity\x18\x04 \x01(\tR\bactivity\x12;\n" +
+	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAtB\xff\x01\n" +
 	"\x1bcom.switchboard.workflow.v1B\vEventsProtoP\x01ZUgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1;workflowv1\xa2\x02\x03SWX\xaa\x02\x17Switchboard.Workflow.V1\xca\x02\x17Switchboard\\Workflow\\V1\xe2\x02#Switchboard\\Workflow\\V1\\GPBMetadata\xea\x02\x19Switchboard::Workflow::V1b\x06proto3"
 
@@ -257,22 +346,24 @@ func file_switchboard_workflow_v1_events_proto_rawDescGZIP() []byte {
 	return file_switchboard_workflow_v1_events_proto_rawDescData
 }
 
-var file_switchboard_workflow_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_switchboard_workflow_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_switchboard_workflow_v1_events_proto_goTypes = []any{
 	(*TaskRequested)(nil),         // 0: switchboard.workflow.v1.TaskRequested
 	(*WorkflowFailed)(nil),        // 1: switchboard.workflow.v1.WorkflowFailed
-	(*v1.ConversationRef)(nil),    // 2: switchboard.messaging.v1.ConversationRef
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(*SessionEndRequested)(nil),   // 2: switchboard.workflow.v1.SessionEndRequested
+	(*v1.ConversationRef)(nil),    // 3: switchboard.messaging.v1.ConversationRef
+	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
 }
 var file_switchboard_workflow_v1_events_proto_depIdxs = []int32{
-	2, // 0: switchboard.workflow.v1.TaskRequested.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	3, // 1: switchboard.workflow.v1.TaskRequested.requested_at:type_name -> google.protobuf.Timestamp
-	3, // 2: switchboard.workflow.v1.WorkflowFailed.occurred_at:type_name -> google.protobuf.Timestamp
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	3, // 0: switchboard.workflow.v1.TaskRequested.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	4, // 1: switchboard.workflow.v1.TaskRequested.requested_at:type_name -> google.protobuf.Timestamp
+	4, // 2: switchboard.workflow.v1.WorkflowFailed.occurred_at:type_name -> google.protobuf.Timestamp
+	4, // 3: switchboard.workflow.v1.SessionEndRequested.occurred_at:type_name -> google.protobuf.Timestamp
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_workflow_v1_events_proto_init() }
@@ -286,7 +377,7 @@ func file_switchboard_workflow_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_workflow_v1_events_proto_rawDesc), len(file_switchboard_workflow_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
