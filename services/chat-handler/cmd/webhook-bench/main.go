@@ -1,8 +1,9 @@
 // Command webhook-bench measures chat-handler against a bare net/http
 // Twilio webhook handler in the same run and prints requests/s, p50/p99
-// latency and the ratio, with JetStream syncing every write and not.
+// latency and the ratio, against one NATS server with the default sync
+// interval, one that fsyncs every write, and a three-server R3 cluster.
 //
-//	go run ./services/chat-handler/cmd/webhook-bench [-step 3s] [-c 1,8,32,128] [-rate 1000] [-fsync both]
+//	go run ./services/chat-handler/cmd/webhook-bench [-step 3s] [-c 1,8,32,128] [-rate 1000] [-store default,fsync,r3]
 package main
 
 import (
@@ -30,7 +31,7 @@ func run() error {
 	conc := flag.String("c", "1,8,32,128", "comma-separated concurrencies of the closed-loop steps")
 	rate := flag.Int("rate", 1000, "requests/s of the fixed-rate step (0 skips it)")
 	rateFor := flag.Duration("rate-for", 5*time.Second, "duration of the fixed-rate step")
-	fsync := flag.String("fsync", "both", "JetStream store setting: off, on or both")
+	stores := flag.String("store", "default,fsync,r3", "JetStream deployments, comma-separated: default (one server, default sync), fsync (one server, fsync every write), r3 (three servers, R3 stream)")
 	cpu := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	rounds := flag.Int("rounds", 3, "alternate the targets this many times within each step")
 	dir := flag.String("dir", "", "JetStream store directory (a temporary one when empty)")
@@ -44,15 +45,9 @@ func run() error {
 		}
 		o.Concurrencies = append(o.Concurrencies, n)
 	}
-	switch *fsync {
-	case "off":
-		o.Fsync = []bool{false}
-	case "on":
-		o.Fsync = []bool{true}
-	case "both":
-		o.Fsync = []bool{false, true}
-	default:
-		return fmt.Errorf("fsync %q: want off, on or both", *fsync)
+	var err error
+	if o.Stores, err = bench.ParseStores(*stores); err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
