@@ -36,6 +36,9 @@ import (
 // Name is the service name.
 const Name = "chat-handler"
 
+// routeTimeout bounds a config service call on a route cache miss.
+const routeTimeout = 1500 * time.Millisecond
+
 // Durability modes (see README.md, "Durability").
 const (
 	// DurabilityFsync (the default): the NATS server fsyncs every write
@@ -110,8 +113,8 @@ func (c Config) Validate() error {
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, fmt.Errorf("max body bytes %d is below 1024", c.MaxBodyBytes))
 	}
-	if c.PublishTimeout <= 0 || c.PublishTimeout > 4*time.Second {
-		errs = append(errs, fmt.Errorf("publish timeout %s must be within (0, 4s]: Conversations webhooks time out after 5s", c.PublishTimeout))
+	if maxPublish := 5*time.Second - routeTimeout - 500*time.Millisecond; c.PublishTimeout <= 0 || c.PublishTimeout > maxPublish {
+		errs = append(errs, fmt.Errorf("publish timeout %s must be within (0, %s]: Conversations webhooks time out after 5s", c.PublishTimeout, maxPublish))
 	}
 	mode, err := durability.Parse(c.Durability)
 	if err != nil {
@@ -193,8 +196,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		}
 		defer closeConfig()
 		// Routes come from memory, refreshed by ConfigChanged events: no
-		// config service call per webhook.
-		cache := configcache.New(configv1.NewLookupServiceClient(cc), b, log, configcache.Options{})
+		// config service call per webhook. A miss may call the config
+		// service; its bound plus the publish timeout stays under
+		// Twilio's 5 s.
+		cache := configcache.New(configv1.NewLookupServiceClient(cc), b, log, configcache.Options{CallTimeout: routeTimeout})
 		cctx, stopCache := context.WithCancel(ctx)
 		cacheDone := make(chan struct{})
 		go func() {
