@@ -163,3 +163,37 @@ func TestStatic(t *testing.T) {
 		t.Errorf("another tenant's address: %v, want ErrUnknown", err)
 	}
 }
+
+// BenchmarkCachedResolve is the per-webhook cost of routing from the cache.
+func BenchmarkCachedResolve(b *testing.B) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ns, err := natsembed.Start(natsembed.Config{Port: -1, StoreDir: b.TempDir()}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Shutdown()
+	bs, err := bus.Connect(ns.ClientURL(), "route-bench", log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bs.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := bs.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamConfig); err != nil {
+		b.Fatal(err)
+	}
+	cache := configcache.New(&lookup{}, bs, log, configcache.Options{})
+	go func() { _ = cache.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); !cache.Ready(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			b.Fatal("cache not following changes within 10s")
+		}
+	}
+	r := route.Cached{Cache: cache}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Resolve(ctx, "acme", "", "+15550001111"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
