@@ -1,7 +1,14 @@
 // Package outboundsender runs outbound-sender, the only code that calls
-// Twilio's REST API: it consumes outbound message requests (OUTBOUND
-// stream), sends them with twilio-go, keeps a delivery ledger, and reports
-// each message's fate on the OUTBOUND stream.
+// Twilio's REST API. It consumes outbound message requests (OUTBOUND
+// stream) in one lane per Twilio sender, enforces opt-outs, the WhatsApp
+// window and per-sender rates before calling Twilio, sends each request
+// exactly once with twilio-go, keeps the delivery ledger, follows delivery
+// reports and customer messages (CHAT stream), and serves OutboundService
+// (contact state and the ledger) over gRPC. See README.md.
+//
+// Consumers: outbound-sender-requests (OUTBOUND), outbound-sender-deliveries
+// and outbound-sender-inbound (CHAT). Publishes outbound.message.sent|failed,
+// outbound.delivery.updated and outbound.contact.updated.
 package outboundsender
 
 import (
@@ -9,19 +16,34 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/configcache"
 	"github.com/switchboard-cc/switchboard/pkg/connect"
+	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
+	"github.com/switchboard-cc/switchboard/pkg/httpserver"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/contacts"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/grpcapi"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/lanes"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ledger"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ratelimit"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/sender"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/twilioapi"
 )
 
 // Name is the service name.
@@ -34,24 +56,49 @@ type Config struct {
 	Database   string
 	ConfigAddr string
 	AuthKeys   string
+	// GRPCAddr serves OutboundService; empty serves nothing.
+	GRPCAddr string
 	// TwilioBaseURL sends every Twilio API call to this base URL instead
 	// (the emulator, e.g. http://127.0.0.1:8089). Empty for real Twilio.
 	TwilioBaseURL string
 	// StatusCallbackBaseURL is the public base URL of chat-handler, where
 	// Twilio posts status callbacks.
 	StatusCallbackBaseURL string
-	TwilioTimeout         time.Duration
-	Streams               subjects.StreamOptions
+	// TwilioTimeout bounds one Twilio call; requests are redelivered after
+	// twice this without progress.
+	TwilioTimeout time.Duration
+	// SMSRate and WhatsAppRate are the default per-sender limits
+	// ("1seg/s", "10msg/s"); RateLimits overrides them per business
+	// number, Messaging Service, Conversations service or connector:
+	// "+12025550100=3seg/s,whatsapp:+12025550101=80msg/s,connector:main=1seg/s".
+	SMSRate      string
+	WhatsAppRate string
+	RateLimits   string
+	// Retries of a 429/5xx/unreachable call before the request goes back
+	// to JetStream.
+	Retries int
+	// MaxConcurrentCalls to Twilio at once.
+	MaxConcurrentCalls int
+	// MaxPending bounds requests held at once (queued behind rate limits
+	// and in flight).
+	MaxPending int
+	Streams    subjects.StreamOptions
 }
 
 // Defaults for one machine.
 func Defaults() Config {
 	return Config{
-		NATSURL:       "nats://127.0.0.1:4222",
-		MongoURI:      "mongodb://127.0.0.1:27017/",
-		Database:      "switchboard_outbound",
-		ConfigAddr:    "127.0.0.1:9090",
-		TwilioTimeout: 10 * time.Second,
+		NATSURL:            "nats://127.0.0.1:4222",
+		MongoURI:           "mongodb://127.0.0.1:27017/",
+		Database:           "switchboard_outbound",
+		ConfigAddr:         "127.0.0.1:9090",
+		GRPCAddr:           "127.0.0.1:9093",
+		TwilioTimeout:      10 * time.Second,
+		SMSRate:            "1seg/s",
+		WhatsAppRate:       "10msg/s",
+		Retries:            4,
+		MaxConcurrentCalls: 64,
+		MaxPending:         10000,
 	}
 }
 
@@ -68,6 +115,11 @@ func (c Config) Validate() error {
 	if _, err := authn.ParseKeys(c.AuthKeys); err != nil {
 		errs = append(errs, fmt.Errorf("auth keys: %w", err))
 	}
+	if c.GRPCAddr != "" {
+		if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
+			errs = append(errs, fmt.Errorf("grpc address %q: %v", c.GRPCAddr, err))
+		}
+	}
 	for name, v := range map[string]string{"twilio base url": c.TwilioBaseURL, "status callback base url": c.StatusCallbackBaseURL} {
 		if v == "" {
 			continue
@@ -79,22 +131,59 @@ func (c Config) Validate() error {
 	if c.TwilioTimeout <= 0 {
 		errs = append(errs, errors.New("twilio timeout must be positive"))
 	}
+	if _, err := c.rules(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Retries < 0 || c.MaxConcurrentCalls < 0 || c.MaxPending < 0 {
+		errs = append(errs, errors.New("retries, max concurrent calls and max pending must not be negative"))
+	}
 	return errors.Join(errs...)
+}
+
+func (c Config) rules() (ratelimit.Rules, error) {
+	r := ratelimit.DefaultRules()
+	var errs []error
+	if c.SMSRate != "" {
+		l, err := ratelimit.ParseLimit(c.SMSRate)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("sms rate: %w", err))
+		}
+		r.SMS = l
+	}
+	if c.WhatsAppRate != "" {
+		l, err := ratelimit.ParseLimit(c.WhatsAppRate)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("whatsapp rate: %w", err))
+		}
+		r.WhatsApp = l
+	}
+	by, err := ratelimit.ParseOverrides(c.RateLimits)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	r.ByKey = by
+	return r, errors.Join(errs...)
 }
 
 // Deps may be injected; nil ones are built from Config.
 type Deps struct {
-	Bus        *bus.Bus
-	Mongo      *mongo.Client
-	ConfigConn *grpc.ClientConn
-	AuthKeys   *authn.Keys
+	Bus          *bus.Bus
+	Mongo        *mongo.Client
+	ConfigConn   *grpc.ClientConn
+	AuthKeys     *authn.Keys
+	GRPCListener net.Listener
+	// Credentials replaces the config service lookups (benchmarks, tools).
+	Credentials sender.Credentials
+	// Transport carries Twilio calls; nil uses a keep-alive pool.
+	Transport http.RoundTripper
 }
 
-// Run consumes outbound requests until ctx is done.
+// Run serves until ctx is done.
 func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("outbound-sender config: %w", err)
 	}
+	rules, _ := cfg.rules()
 	keys, err := connect.AuthKeys(deps.AuthKeys, cfg.AuthKeys)
 	if err != nil {
 		return err
@@ -109,24 +198,119 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	defer closeMongo()
-	cc, closeConfig, err := connect.GRPC(deps.ConfigConn, cfg.ConfigAddr, keys, Name)
-	if err != nil {
+	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamOutbound, subjects.StreamChat, subjects.StreamDeadLetter); err != nil {
 		return err
 	}
-	defer closeConfig()
-	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamOutbound, subjects.StreamDeadLetter); err != nil {
-		return err
+	var lis net.Listener
+	if deps.GRPCListener != nil || cfg.GRPCAddr != "" {
+		if lis, err = httpserver.Listen(deps.GRPCListener, cfg.GRPCAddr); err != nil {
+			return err
+		}
 	}
-	opts := sender.Options{StatusCallbackBaseURL: cfg.StatusCallbackBaseURL, Timeout: cfg.TwilioTimeout}
+
+	g, gctx := errgroup.WithContext(ctx)
+	creds := deps.Credentials
+	if creds == nil {
+		cc, closeConfig, err := connect.GRPC(deps.ConfigConn, cfg.ConfigAddr, keys, Name)
+		if err != nil {
+			return err
+		}
+		defer closeConfig()
+		cache := configcache.New(configv1.NewLookupServiceClient(cc), b, log, configcache.Options{})
+		g.Go(func() error { return cache.Run(gctx) })
+		creds = cache
+	}
+	topts := twilioapi.Options{Timeout: cfg.TwilioTimeout, Transport: deps.Transport}
 	if cfg.TwilioBaseURL != "" {
-		opts.TwilioBaseURL, _ = url.Parse(cfg.TwilioBaseURL)
+		topts.BaseURL, _ = url.Parse(cfg.TwilioBaseURL)
 		log.Warn("twilio calls go to an emulator", "base_url", cfg.TwilioBaseURL)
 	}
-	s := sender.New(b, configv1.NewLookupServiceClient(cc), mc.Database(cfg.Database), opts, log)
-	log.Info("outbound-sender consuming requests")
-	return b.Consume(ctx, bus.ConsumerSpec{
-		Stream: subjects.StreamOutbound, Durable: subjects.ConsumerOutboundRequests,
-		FilterSubjects: []string{subjects.AllTenants(subjects.KindOutboundRequested)},
-		AckWait:        2 * cfg.TwilioTimeout,
-	}, s.Handle)
+	db := mc.Database(cfg.Database)
+	s := sender.New(sender.Deps{
+		Pub: b, Credentials: creds, Twilio: twilioapi.New(topts), Ledger: ledger.New(db), Contacts: contacts.New(db),
+		Progress: &inboundProgress{js: b.JS},
+	}, sender.Options{
+		StatusCallbackBaseURL: cfg.StatusCallbackBaseURL, Timeout: cfg.TwilioTimeout, Rules: rules,
+		Retries: cfg.Retries, MaxConcurrentCalls: cfg.MaxConcurrentCalls,
+	}, log)
+	stopSending := context.AfterFunc(gctx, s.Stop)
+	defer stopSending()
+
+	g.Go(func() error {
+		return lanes.Run(gctx, b, lanes.Spec{
+			Stream: subjects.StreamOutbound, Durable: subjects.ConsumerOutboundRequests,
+			FilterSubjects: []string{subjects.AllTenants(subjects.KindOutboundRequested)},
+			AckWait:        2 * cfg.TwilioTimeout, MaxAckPending: cfg.MaxPending,
+		}, s.LaneKey, s.HandleRequest, log)
+	})
+	g.Go(func() error {
+		return b.Consume(gctx, bus.ConsumerSpec{
+			Stream: subjects.StreamChat, Durable: subjects.ConsumerOutboundDeliveries,
+			FilterSubjects: []string{subjects.AllTenants(subjects.KindChatDeliveryUpdated)},
+		}, s.HandleDelivery)
+	})
+	g.Go(func() error {
+		return b.Consume(gctx, bus.ConsumerSpec{
+			Stream: subjects.StreamChat, Durable: subjects.ConsumerOutboundInbound,
+			FilterSubjects: []string{subjects.AllTenants(subjects.KindChatMessageReceived)},
+		}, s.HandleInbound)
+	})
+	if lis != nil {
+		srv := grpcserver.New(log, keys)
+		outboundv1.RegisterOutboundServiceServer(srv.Server, &grpcapi.Server{Sender: s})
+		g.Go(func() error { return srv.Serve(gctx, lis) })
+		log.Info("outbound-sender serving", "grpc", lis.Addr().String())
+	}
+	log.Info("outbound-sender consuming requests", "sms_rate", rules.SMS.String(), "whatsapp_rate", rules.WhatsApp.String(), "overrides", len(rules.ByKey))
+	return g.Wait()
+}
+
+// inboundProgress compares the last customer message of a tenant on the
+// CHAT stream with how far outbound-sender-inbound has acknowledged.
+type inboundProgress struct {
+	js jetstream.JetStream
+
+	mu     sync.Mutex
+	stream jetstream.Stream
+	cons   jetstream.Consumer
+}
+
+func (p *inboundProgress) handles(ctx context.Context) (jetstream.Stream, jetstream.Consumer, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stream == nil {
+		st, err := p.js.Stream(ctx, subjects.StreamChat)
+		if err != nil {
+			return nil, nil, fmt.Errorf("stream %s: %w", subjects.StreamChat, err)
+		}
+		p.stream = st
+	}
+	if p.cons == nil {
+		c, err := p.js.Consumer(ctx, subjects.StreamChat, subjects.ConsumerOutboundInbound)
+		if err != nil {
+			return nil, nil, fmt.Errorf("consumer %s: %w", subjects.ConsumerOutboundInbound, err)
+		}
+		p.cons = c
+	}
+	return p.stream, p.cons, nil
+}
+
+// CaughtUp implements sender.InboundProgress.
+func (p *inboundProgress) CaughtUp(ctx context.Context, tenant string) (bool, error) {
+	st, cons, err := p.handles(ctx)
+	if err != nil {
+		return false, err
+	}
+	last, err := st.GetLastMsgForSubject(ctx, subjects.ChatMessageReceived(tenant))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("last customer message of %s: %w", tenant, err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("consumer %s info: %w", subjects.ConsumerOutboundInbound, err)
+	}
+	return info.AckFloor.Stream >= last.Sequence, nil
 }

@@ -1,7 +1,19 @@
-// Package sender turns outbound message requests into Twilio API calls.
-// A ledger record is written before the call and completed after it, so a
-// redelivered request whose message Twilio already accepted is not sent
-// again.
+// Package sender is outbound-sender's domain: it turns outbound message
+// requests into Twilio calls exactly once, enforces what Twilio would
+// enforce (opt-out, the WhatsApp window, per-sender rates) before calling,
+// keeps the delivery ledger, and follows delivery reports.
+//
+// Exactly once. A request is written to the ledger before Twilio is called
+// (with the attempt it is about to make), and its outcome after. A
+// redelivered request whose outcome is recorded is answered from the ledger.
+// A redelivered request with an attempt but no outcome may have reached
+// Twilio before the process died: it is looked up at Twilio first (its
+// request id is in the Conversations message's Attributes; on the Messaging
+// path the recipient's recent messages are matched by body) and only sent
+// when Twilio has no such message. The same lookup follows every ambiguous
+// answer (5xx, timeout, broken connection); 429 is retried without one
+// because Twilio never processed it. See README.md for the window that
+// remains.
 package sender
 
 import (
@@ -9,17 +21,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
+	"math/rand/v2"
 	"strings"
-	"sync"
 	"time"
+	"unicode/utf8"
 
-	twilio "github.com/twilio/twilio-go"
-	"github.com/twilio/twilio-go/client"
-	twapi "github.com/twilio/twilio-go/rest/api/v2010"
-	conversations "github.com/twilio/twilio-go/rest/conversations/v1"
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -30,8 +36,11 @@ import (
 	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/bus"
-	"github.com/switchboard-cc/switchboard/pkg/mongodb"
+	"github.com/switchboard-cc/switchboard/pkg/segments"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/contacts"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ledger"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ratelimit"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/twilioapi"
 )
 
@@ -40,265 +49,584 @@ type Emitter interface {
 	Emit(ctx context.Context, subject string, event proto.Message, msgID string) error
 }
 
-// Options of the sender.
+// Credentials answers which Twilio account sends for a messaging entry
+// (pkg/configcache in production).
+type Credentials interface {
+	SendingCredentials(ctx context.Context, tenant, entryID string) (*configv1.GetSendingCredentialsResponse, error)
+}
+
+// Twilio creates and finds messages (internal/twilioapi).
+type Twilio interface {
+	Send(creds twilioapi.Credentials, m twilioapi.Message) (twilioapi.Accepted, error)
+	Find(creds twilioapi.Credentials, m twilioapi.Message, since time.Time, claimed twilioapi.Claimed) (twilioapi.Accepted, bool, error)
+}
+
+// InboundProgress tells whether every customer message of a tenant
+// published so far has been applied to the contacts (opt-outs, windows),
+// so a refusal is never based on a message still in flight.
+type InboundProgress interface {
+	CaughtUp(ctx context.Context, tenant string) (bool, error)
+}
+
+// Options tune the sender; zero values take the defaults.
 type Options struct {
-	// TwilioBaseURL redirects every Twilio call (the emulator); nil for Twilio.
-	TwilioBaseURL *url.URL
 	// StatusCallbackBaseURL is chat-handler's public base URL; Messaging
 	// sends ask Twilio for status callbacks there.
 	StatusCallbackBaseURL string
-	Timeout               time.Duration
+	// Timeout bounds one Twilio call; 10s.
+	Timeout time.Duration
+	// Rules pace senders; ratelimit.DefaultRules() when zero.
+	Rules ratelimit.Rules
+	// Retries of a 429/5xx/unreachable call within one delivery, with
+	// jittered exponential backoff from RetryBase up to RetryMax; 4, 250ms,
+	// 8s. After them the request goes back to JetStream.
+	Retries   int
+	RetryBase time.Duration
+	RetryMax  time.Duration
+	// MaxConcurrentCalls to Twilio at once; 64.
+	MaxConcurrentCalls int
+	// ReconcileSkew widens the lookup window for a message Twilio may have
+	// created, for clock differences with Twilio; 10 minutes.
+	ReconcileSkew time.Duration
+	// CatchUpWait is how long a refusal waits for customer messages still
+	// being applied (a STOP, START or WhatsApp message in flight); 5s.
+	CatchUpWait time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
 }
 
-// Sender handles OutboundMessageRequested.
-type Sender struct {
-	pub    Emitter
-	lookup configv1.LookupServiceClient
-	ledger *mongo.Collection
-	opts   Options
-	log    *slog.Logger
-	now    func() time.Time
-
-	mu      sync.Mutex
-	clients map[string]cachedClient // tenant/entry -> client
-}
-
-type cachedClient struct {
-	c  *twilio.RestClient
-	at time.Time
-}
-
-// New returns a sender with its ledger in db.
-func New(pub Emitter, lookup configv1.LookupServiceClient, db *mongo.Database, opts Options, log *slog.Logger) *Sender {
-	if opts.Timeout <= 0 {
-		opts.Timeout = 10 * time.Second
+func (o *Options) defaults() {
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
 	}
-	return &Sender{pub: pub, lookup: lookup, ledger: db.Collection("ledger"), opts: opts, log: log, now: time.Now, clients: map[string]cachedClient{}}
+	if o.Rules.SMS.IsZero() && o.Rules.WhatsApp.IsZero() && o.Rules.ByKey == nil {
+		o.Rules = ratelimit.DefaultRules()
+	}
+	if o.Retries <= 0 {
+		o.Retries = 4
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = 250 * time.Millisecond
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = 8 * time.Second
+	}
+	if o.MaxConcurrentCalls <= 0 {
+		o.MaxConcurrentCalls = 64
+	}
+	if o.ReconcileSkew <= 0 {
+		o.ReconcileSkew = 10 * time.Minute
+	}
+	if o.CatchUpWait <= 0 {
+		o.CatchUpWait = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 }
 
-// ledgerDoc is one outbound message's record.
-type ledgerDoc struct {
-	ID        string    `bson:"_id"`
-	Tenant    string    `bson:"tenant"`
-	RequestID string    `bson:"request_id"`
-	SessionID string    `bson:"session_id,omitempty"`
-	State     string    `bson:"state"` // pending | sent | failed
-	TwilioSID string    `bson:"twilio_sid,omitempty"`
-	Status    string    `bson:"status,omitempty"`
-	ErrorCode int32     `bson:"error_code,omitempty"`
-	ErrorMsg  string    `bson:"error_message,omitempty"`
-	Attempts  int32     `bson:"attempts"`
-	CreatedAt time.Time `bson:"created_at"`
-	UpdatedAt time.Time `bson:"updated_at"`
+// Deps are the sender's collaborators.
+type Deps struct {
+	Pub         Emitter
+	Credentials Credentials
+	Twilio      Twilio
+	Ledger      *ledger.Store
+	Contacts    *contacts.Store
+	Progress    InboundProgress
+	Limiter     *ratelimit.Limiter
 }
 
-// Handle sends one request.
-func (s *Sender) Handle(ctx context.Context, m *bus.Message) error {
+// Sender handles outbound requests, delivery reports and customer messages.
+type Sender struct {
+	d     Deps
+	opts  Options
+	log   *slog.Logger
+	calls chan struct{}
+	stop  chan struct{}
+}
+
+// New returns a sender.
+func New(d Deps, opts Options, log *slog.Logger) *Sender {
+	opts.defaults()
+	if d.Limiter == nil {
+		d.Limiter = ratelimit.New(opts.Now)
+	}
+	return &Sender{d: d, opts: opts, log: log, calls: make(chan struct{}, opts.MaxConcurrentCalls), stop: make(chan struct{})}
+}
+
+// Stop makes waiting sends give their request back (redelivered later)
+// instead of waiting out a rate limit or a backoff during shutdown.
+func (s *Sender) Stop() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+}
+
+var errStopping = errors.New("outbound-sender is stopping; the request will be redelivered")
+
+// sleepUntil waits for t, or returns errStopping.
+func (s *Sender) sleepUntil(ctx context.Context, t time.Time) error {
+	d := t.Sub(s.opts.Now())
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-s.stop:
+		return errStopping
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// SenderOf identifies who sends a request, for its lane and rate limit: the
+// Messaging Service, else the business number, else the Conversations
+// service.
+func SenderOf(c *messagingv1.ConversationRef) string {
+	switch {
+	case c.GetPath() != messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS && c.GetMessagingServiceSid() != "":
+		return c.GetMessagingServiceSid()
+	case c.GetBusinessAddress() != "":
+		return c.GetBusinessAddress()
+	case c.GetChatServiceSid() != "":
+		return c.GetChatServiceSid()
+	}
+	return c.GetMessagingServiceSid()
+}
+
+// LaneKey puts requests of one sender in one lane.
+func (s *Sender) LaneKey(m *bus.Message) (string, error) {
+	var req outboundv1.OutboundMessageRequested
+	if err := m.Decode(&req); err != nil {
+		return "", err
+	}
+	return m.Tenant() + "|" + SenderOf(req.GetConversation()), nil
+}
+
+// invalid reports why a request cannot be sent at all.
+func invalid(r *outboundv1.OutboundMessageRequested) error {
+	var probs []string
+	c := r.GetConversation()
+	if r.GetEntryId() == "" {
+		probs = append(probs, "entry_id is required")
+	}
+	switch c.GetPath() {
+	case messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS:
+		if c.GetChatServiceSid() == "" || c.GetConversationSid() == "" {
+			probs = append(probs, "a Conversations reply needs chat_service_sid and conversation_sid")
+		}
+		if len(r.GetMediaUrls()) > 0 {
+			probs = append(probs, "media by URL is supported on the Programmable Messaging path only (Conversations takes uploaded media)")
+		}
+	default:
+		if c.GetCustomerAddress() == "" {
+			probs = append(probs, "customer_address is required")
+		}
+		if c.GetBusinessAddress() == "" && c.GetMessagingServiceSid() == "" {
+			probs = append(probs, "business_address or messaging_service_sid is required")
+		}
+		if c.GetChannel() == messagingv1.Channel_CHANNEL_WHATSAPP && len(r.GetMediaUrls()) > 1 {
+			probs = append(probs, "WhatsApp takes one media item per message")
+		}
+	}
+	if r.GetBody() == "" && len(r.GetMediaUrls()) == 0 && r.GetContentSid() == "" {
+		probs = append(probs, "body, media or content_sid is required")
+	}
+	if n := utf8.RuneCountInString(r.GetBody()); n > segments.MaxBody {
+		probs = append(probs, fmt.Sprintf("body has %d characters, Twilio takes at most %d", n, segments.MaxBody))
+	}
+	if len(r.GetMediaUrls()) > 10 {
+		probs = append(probs, "at most 10 media items")
+	}
+	if len(probs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(probs, "; "))
+}
+
+// cost is what a request takes from its sender's limit.
+func cost(r *outboundv1.OutboundMessageRequested, lim ratelimit.Limit) int {
+	if lim.Unit != ratelimit.Segments || r.GetContentSid() != "" {
+		return 1
+	}
+	return max(1, segments.Count(r.GetBody()).Segments)
+}
+
+// numSegments is what the ledger reports: SMS segments, 1 otherwise.
+func numSegments(r *outboundv1.OutboundMessageRequested) int {
+	if r.GetConversation().GetChannel() == messagingv1.Channel_CHANNEL_WHATSAPP || r.GetContentSid() != "" {
+		return 1
+	}
+	return max(1, segments.Count(r.GetBody()).Segments)
+}
+
+func convToLedger(c *messagingv1.ConversationRef) ledger.Conversation {
+	return ledger.Conversation{
+		Channel: int32(c.GetChannel()), Path: int32(c.GetPath()), Customer: c.GetCustomerAddress(),
+		Business: c.GetBusinessAddress(), ChatServiceSID: c.GetChatServiceSid(),
+		ConversationSID: c.GetConversationSid(), MessagingServiceSID: c.GetMessagingServiceSid(),
+	}
+}
+
+func convFromLedger(c ledger.Conversation) *messagingv1.ConversationRef {
+	return &messagingv1.ConversationRef{
+		Channel: messagingv1.Channel(c.Channel), Path: messagingv1.TwilioPath(c.Path), CustomerAddress: c.Customer,
+		BusinessAddress: c.Business, ChatServiceSid: c.ChatServiceSID, ConversationSid: c.ConversationSID,
+		MessagingServiceSid: c.MessagingServiceSID,
+	}
+}
+
+func (s *Sender) record(r *outboundv1.OutboundMessageRequested, now time.Time) *ledger.Request {
+	at := now
+	if r.GetRequestedAt() != nil {
+		at = r.GetRequestedAt().AsTime()
+	}
+	return &ledger.Request{
+		Tenant: r.GetTenantId(), RequestID: r.GetRequestId(), SessionID: r.GetSessionId(), EntryID: r.GetEntryId(),
+		Conversation: convToLedger(r.GetConversation()), Body: r.GetBody(), MediaURLs: r.GetMediaUrls(),
+		ContentSID: r.GetContentSid(), ContentVariables: r.GetContentVariables(), Origin: int32(r.GetOrigin()),
+		AgentID: r.GetAgentId(), Author: r.GetAuthor(), ResendOf: r.GetResendOf(), Segments: numSegments(r),
+		RequestedAt: at, CreatedAt: now,
+	}
+}
+
+func (s *Sender) twilioMessage(r *outboundv1.OutboundMessageRequested) twilioapi.Message {
+	c := r.GetConversation()
+	m := twilioapi.Message{
+		Conversations:  c.GetPath() == messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS,
+		ChatServiceSID: c.GetChatServiceSid(), ConversationSID: c.GetConversationSid(),
+		To: c.GetCustomerAddress(), From: c.GetBusinessAddress(), MessagingServiceSID: c.GetMessagingServiceSid(),
+		Body: r.GetBody(), MediaURLs: r.GetMediaUrls(), ContentSID: r.GetContentSid(), ContentVariables: r.GetContentVariables(),
+		Author: r.GetAuthor(), RequestID: r.GetRequestId(),
+	}
+	if !m.Conversations && s.opts.StatusCallbackBaseURL != "" {
+		m.StatusCallback = strings.TrimRight(s.opts.StatusCallbackBaseURL, "/") + "/api/acs/chat-handler/tenants/" + r.GetTenantId() + "/messaging/status"
+	}
+	return m
+}
+
+// HandleRequest sends one OutboundMessageRequested (the lanes handler).
+func (s *Sender) HandleRequest(ctx context.Context, m *bus.Message, last bool) error {
 	var req outboundv1.OutboundMessageRequested
 	if err := m.Decode(&req); err != nil {
 		return err
 	}
-	if err := validate(&req, m.Tenant()); err != nil {
-		return bus.Permanent(err)
+	if req.GetTenantId() != m.Tenant() || req.GetRequestId() == "" {
+		return bus.Permanentf("outbound request on %s names tenant %q and request %q", m.Subject, req.GetTenantId(), req.GetRequestId())
 	}
-	key := req.GetTenantId() + "/" + req.GetRequestId()
-	doc, err := s.begin(ctx, key, &req)
+	err := s.handle(ctx, &req)
+	if err == nil || bus.IsPermanent(err) || !last {
+		return err
+	}
+	// JetStream will not deliver it again: say so rather than leave the
+	// agent looking at "pending" forever.
+	msg := "Twilio could not be reached or kept refusing with 429/5xx: " + err.Error()
+	var amb *ambiguousError
+	if errors.As(err, &amb) {
+		msg = "Twilio's answers were unclear and the message could not be confirmed; it may have been delivered: " + err.Error()
+	}
+	return s.fail(ctx, &req, false, 0, msg, outboundv1.FailureReason_FAILURE_REASON_RETRIES_EXHAUSTED, 0)
+}
+
+// ambiguousError: a call may have created the message and the lookup
+// could not tell.
+type ambiguousError struct{ err error }
+
+func (e *ambiguousError) Error() string { return e.err.Error() }
+func (e *ambiguousError) Unwrap() error { return e.err }
+
+func (s *Sender) handle(ctx context.Context, req *outboundv1.OutboundMessageRequested) error {
+	now := s.opts.Now()
+	tenant := req.GetTenantId()
+	if err := invalid(req); err != nil {
+		return s.fail(ctx, req, false, 0, "invalid request: "+err.Error(), outboundv1.FailureReason_FAILURE_REASON_INVALID_REQUEST, 0)
+	}
+	creds, err := s.d.Credentials.SendingCredentials(ctx, tenant, req.GetEntryId())
+	if err != nil {
+		if c := status.Code(err); c == codes.NotFound || c == codes.InvalidArgument || c == codes.FailedPrecondition {
+			return s.fail(ctx, req, false, 0, fmt.Sprintf("no sending credentials for messaging entry %q: %s", req.GetEntryId(), status.Convert(err).Message()),
+				outboundv1.FailureReason_FAILURE_REASON_NO_CREDENTIALS, 0)
+		}
+		return fmt.Errorf("get sending credentials of entry %q: %w", req.GetEntryId(), err)
+	}
+	conv := req.GetConversation()
+	lim := s.opts.Rules.For(conv.GetChannel() == messagingv1.Channel_CHANNEL_WHATSAPP,
+		conv.GetBusinessAddress(), conv.GetMessagingServiceSid(), conv.GetChatServiceSid(), "connector:"+creds.GetEntry().GetConnectorId())
+	// The reservation comes first so the ledger can say when the call
+	// starts: the attempt is recorded with the request in one insert.
+	at := s.d.Limiter.Reserve(tenant+"|"+SenderOf(conv), lim, cost(req, lim))
+	if at.Before(now) {
+		at = now
+	}
+	rec := s.record(req, now)
+	rec.Attempts, rec.FirstCallAt, rec.LeaseUntil = 1, at, at.Add(2*s.opts.Timeout)
+	stored, fresh, err := s.d.Ledger.Begin(ctx, rec)
 	if err != nil {
 		return err
 	}
-	switch doc.State {
-	case "sent":
-		return s.emitSent(ctx, &req, doc)
-	case "failed":
-		return s.emitFailed(ctx, &req, doc)
-	}
-	c, err := s.client(ctx, req.GetTenantId(), req.GetEntryId())
-	if err != nil {
-		if status.Code(err) == codes.NotFound || status.Code(err) == codes.InvalidArgument {
-			return s.fail(ctx, key, &req, doc, 0, fmt.Sprintf("no sending credentials for entry %q", req.GetEntryId()))
+	if !fresh {
+		if done, err := s.answerDecided(ctx, req, stored); done || err != nil {
+			return err
 		}
+	}
+	if req.GetResendOf() != "" {
+		if why, err := s.resendRefusal(ctx, tenant, req.GetResendOf()); err != nil {
+			return err
+		} else if why != "" {
+			return s.fail(ctx, req, true, 0, why, outboundv1.FailureReason_FAILURE_REASON_RESEND_NOT_ALLOWED, 0)
+		}
+	}
+	if refused, err := s.refuse(ctx, req); refused || err != nil {
 		return err
 	}
-	doc.Attempts++
-	sid, st, err := s.send(c, &req)
-	if err != nil {
-		var te *client.TwilioRestError
-		if errors.As(err, &te) && te.Status >= 400 && te.Status < 500 && te.Status != 429 {
-			return s.fail(ctx, key, &req, doc, int32(te.Code), te.Message)
+	tc := twilioapi.Credentials{AccountSID: creds.GetAccountSid(), APIKeySID: creds.GetApiKeySid(), APIKeySecret: creds.GetApiKeySecret(), Region: creds.GetRegion(), Edge: creds.GetEdge()}
+	msg := s.twilioMessage(req)
+	attempts := 1
+	if !fresh {
+		// An attempt was recorded before: it may have reached Twilio.
+		if now.Before(stored.LeaseUntil) && stored.Attempts > 0 {
+			return fmt.Errorf("request %q: an attempt may still be in flight until %s", req.GetRequestId(), stored.LeaseUntil.Format(time.RFC3339))
 		}
-		_ = s.save(ctx, key, bson.M{"attempts": doc.Attempts})
-		return fmt.Errorf("send %s: %w", req.GetRequestId(), err)
+		if stored.Attempts > 0 {
+			if acc, found, err := s.find(ctx, tc, msg, stored); err != nil {
+				return err
+			} else if found {
+				return s.sent(ctx, req, acc, stored.Attempts, true)
+			}
+		}
+		attempts = stored.Attempts + 1
+		first := stored.FirstCallAt
+		if first.IsZero() {
+			first = at
+		}
+		stored.FirstCallAt = first
+		if err := s.d.Ledger.StartAttempt(ctx, tenant, req.GetRequestId(), attempts, first, at.Add(2*s.opts.Timeout)); err != nil {
+			return err
+		}
+		rec = stored
 	}
-	doc.State, doc.TwilioSID, doc.Status = "sent", sid, st
-	if err := s.save(ctx, key, bson.M{"state": "sent", "twilio_sid": sid, "status": st, "attempts": doc.Attempts}); err != nil {
-		// Twilio has the message: do not send it again on redelivery.
-		s.log.Error("ledger update after a successful send", "request_id", req.GetRequestId(), "twilio_sid", sid, "err", err)
+	if err := s.sleepUntil(ctx, at); err != nil {
+		return err
 	}
-	return s.emitSent(ctx, &req, doc)
+	for try := 1; ; try++ {
+		acc, err := s.call(tc, msg)
+		if err == nil {
+			return s.sent(ctx, req, acc, attempts, false)
+		}
+		te, ok := twilioapi.IsError(err)
+		if !ok {
+			te = &twilioapi.Error{Class: twilioapi.Ambiguous, Message: err.Error()}
+		}
+		switch te.Class {
+		case twilioapi.Final:
+			return s.twilioRefused(ctx, req, te, attempts)
+		case twilioapi.Ambiguous:
+			acc, found, ferr := s.find(ctx, tc, msg, rec)
+			if ferr != nil {
+				return &ambiguousError{fmt.Errorf("send %q: %w; and the lookup failed: %v", req.GetRequestId(), err, ferr)}
+			}
+			if found {
+				return s.sent(ctx, req, acc, attempts, true)
+			}
+		}
+		if try > s.opts.Retries {
+			return fmt.Errorf("send %q after %d calls: %w", req.GetRequestId(), attempts, err)
+		}
+		s.log.Debug("twilio call failed; retrying", "request_id", req.GetRequestId(), "attempt", attempts, "class", te.Class.String(), "code", te.Code)
+		if err := s.sleepUntil(ctx, s.opts.Now().Add(s.backoff(try))); err != nil {
+			return err
+		}
+		attempts++
+		if err := s.d.Ledger.StartAttempt(ctx, tenant, req.GetRequestId(), attempts, rec.FirstCallAt, s.opts.Now().Add(2*s.opts.Timeout)); err != nil {
+			return err
+		}
+	}
 }
 
-func validate(r *outboundv1.OutboundMessageRequested, tenant string) error {
-	var missing []string
-	if r.GetTenantId() != tenant {
-		return fmt.Errorf("request names tenant %q on a subject of tenant %q", r.GetTenantId(), tenant)
-	}
-	if r.GetRequestId() == "" {
-		missing = append(missing, "request_id")
-	}
-	if r.GetEntryId() == "" {
-		missing = append(missing, "entry_id")
-	}
-	if r.GetConversation().GetCustomerAddress() == "" && r.GetConversation().GetConversationSid() == "" {
-		missing = append(missing, "conversation")
-	}
-	if r.GetBody() == "" && len(r.GetMediaUrls()) == 0 && r.GetContentSid() == "" {
-		missing = append(missing, "body, media or content_sid")
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("outbound request lacks %s", strings.Join(missing, ", "))
-	}
-	return nil
+// backoff is full-jitter exponential: a random delay up to base·2^(n-1),
+// capped.
+func (s *Sender) backoff(n int) time.Duration {
+	ceiling := min(s.opts.RetryBase<<min(n-1, 16), s.opts.RetryMax)
+	return ceiling/2 + rand.N(ceiling/2+1)
 }
 
-// begin writes the pending ledger record, or returns the existing one.
-func (s *Sender) begin(ctx context.Context, key string, r *outboundv1.OutboundMessageRequested) (*ledgerDoc, error) {
-	now := s.now()
-	doc := &ledgerDoc{ID: key, Tenant: r.GetTenantId(), RequestID: r.GetRequestId(), SessionID: r.GetSessionId(), State: "pending", CreatedAt: now, UpdatedAt: now}
-	_, err := s.ledger.InsertOne(ctx, doc)
-	if err == nil {
-		return doc, nil
+func (s *Sender) call(tc twilioapi.Credentials, m twilioapi.Message) (twilioapi.Accepted, error) {
+	s.calls <- struct{}{}
+	defer func() { <-s.calls }()
+	return s.d.Twilio.Send(tc, m)
+}
+
+func (s *Sender) find(ctx context.Context, tc twilioapi.Credentials, m twilioapi.Message, rec *ledger.Request) (twilioapi.Accepted, bool, error) {
+	since := rec.FirstCallAt
+	if since.IsZero() {
+		since = rec.CreatedAt
 	}
-	if !mongodb.IsDuplicateKey(err) {
-		return nil, fmt.Errorf("ledger insert: %w", err)
+	claimed := func(sid string) (bool, error) {
+		got, err := s.d.Ledger.Message(ctx, rec.Tenant, sid)
+		if errors.Is(err, ledger.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		return got.RequestID != rec.RequestID, nil
 	}
-	var existing ledgerDoc
-	if err := s.ledger.FindOne(ctx, bson.M{"_id": key}).Decode(&existing); err != nil {
-		return nil, fmt.Errorf("ledger read: %w", err)
+	s.calls <- struct{}{}
+	acc, found, err := s.d.Twilio.Find(tc, m, since.Add(-s.opts.ReconcileSkew), claimed)
+	<-s.calls
+	if err != nil {
+		return acc, false, fmt.Errorf("look up request %q at twilio: %w", rec.RequestID, err)
 	}
-	return &existing, nil
-}
-
-func (s *Sender) save(ctx context.Context, key string, set bson.M) error {
-	set["updated_at"] = s.now()
-	_, err := s.ledger.UpdateOne(ctx, bson.M{"_id": key}, bson.M{"$set": set})
-	return err
-}
-
-func (s *Sender) fail(ctx context.Context, key string, r *outboundv1.OutboundMessageRequested, doc *ledgerDoc, code int32, msg string) error {
-	doc.State, doc.ErrorCode, doc.ErrorMsg = "failed", code, msg
-	if err := s.save(ctx, key, bson.M{"state": "failed", "error_code": code, "error_message": msg, "attempts": doc.Attempts}); err != nil {
-		return fmt.Errorf("ledger update: %w", err)
+	if found {
+		s.log.Info("reconciled a message twilio had already accepted", "request_id", rec.RequestID, "twilio_sid", acc.SID)
 	}
-	return s.emitFailed(ctx, r, doc)
+	return acc, found, nil
 }
 
-func (s *Sender) emitSent(ctx context.Context, r *outboundv1.OutboundMessageRequested, d *ledgerDoc) error {
-	return s.pub.Emit(ctx, subjects.OutboundSent(r.GetTenantId()), &outboundv1.OutboundMessageSent{
-		TenantId: r.GetTenantId(), RequestId: r.GetRequestId(), SessionId: r.GetSessionId(), TwilioSid: d.TwilioSID,
-		Status: deliveryStatus(d.Status), Attempts: d.Attempts, SentAt: timestamppb.New(s.now()),
-	}, r.GetRequestId()+":sent")
+// answerDecided answers a redelivered request whose outcome is recorded.
+func (s *Sender) answerDecided(ctx context.Context, req *outboundv1.OutboundMessageRequested, rec *ledger.Request) (bool, error) {
+	out, err := s.d.Ledger.Outcome(ctx, req.GetTenantId(), req.GetRequestId())
+	if errors.Is(err, ledger.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return true, err
+	}
+	if out.State == ledger.StateSent {
+		// The outcome and its message are written together; a crash between
+		// the two leaves the message to write now.
+		if _, _, err := s.d.Ledger.Decide(ctx, out, s.messageDoc(req, out.TwilioSID, out.Status)); err != nil {
+			return true, err
+		}
+	}
+	return true, s.emitOutcome(ctx, req, out)
 }
 
-func (s *Sender) emitFailed(ctx context.Context, r *outboundv1.OutboundMessageRequested, d *ledgerDoc) error {
-	return s.pub.Emit(ctx, subjects.OutboundFailed(r.GetTenantId()), &outboundv1.OutboundMessageFailed{
-		TenantId: r.GetTenantId(), RequestId: r.GetRequestId(), SessionId: r.GetSessionId(), ErrorCode: d.ErrorCode,
-		ErrorMessage: d.ErrorMsg, Attempts: d.Attempts, FailedAt: timestamppb.New(s.now()),
-	}, r.GetRequestId()+":failed")
+func (s *Sender) messageDoc(req *outboundv1.OutboundMessageRequested, sid, st string) *ledger.Message {
+	now := s.opts.Now()
+	return &ledger.Message{
+		Tenant: req.GetTenantId(), SID: sid, RequestID: req.GetRequestId(), SessionID: req.GetSessionId(),
+		ResendOf: req.GetResendOf(), Conversation: convToLedger(req.GetConversation()), Status: st,
+		Timeline: []ledger.Change{{Status: st, At: now}}, UpdatedAt: now,
+	}
 }
 
-func deliveryStatus(s string) messagingv1.DeliveryStatus {
+func (s *Sender) sent(ctx context.Context, req *outboundv1.OutboundMessageRequested, acc twilioapi.Accepted, attempts int, reconciled bool) error {
+	now := s.opts.Now()
+	out := &ledger.Outcome{
+		Tenant: req.GetTenantId(), RequestID: req.GetRequestId(), SessionID: req.GetSessionId(), ResendOf: req.GetResendOf(),
+		State: ledger.StateSent, TwilioSID: acc.SID, Status: acc.Status, Attempts: attempts, Segments: numSegments(req),
+		Reconciled: reconciled, DecidedAt: now,
+	}
+	if acc.Segments > 0 {
+		out.Segments = acc.Segments
+	}
+	got, _, err := s.d.Ledger.Decide(ctx, out, s.messageDoc(req, acc.SID, acc.Status))
+	if err != nil {
+		// Twilio has the message but the ledger does not know: the
+		// redelivery will find it at Twilio instead of sending again.
+		return fmt.Errorf("record that twilio accepted %q as %s: %w", req.GetRequestId(), acc.SID, err)
+	}
+	if req.GetResendOf() != "" {
+		if err := s.d.Ledger.AddResend(ctx, req.GetTenantId(), req.GetResendOf(), req.GetRequestId()); err != nil {
+			return err
+		}
+	}
+	return s.emitOutcome(ctx, req, got)
+}
+
+// fail records a failed outcome (unless one is recorded) and reports it.
+// begun says the request is in the ledger already.
+func (s *Sender) fail(ctx context.Context, req *outboundv1.OutboundMessageRequested, begun bool, code int32, msg string, reason outboundv1.FailureReason, attempts int) error {
+	if !begun {
+		r := s.record(req, s.opts.Now())
+		if _, _, err := s.d.Ledger.Begin(ctx, r); err != nil {
+			return err
+		}
+	}
+	out := &ledger.Outcome{
+		Tenant: req.GetTenantId(), RequestID: req.GetRequestId(), SessionID: req.GetSessionId(), ResendOf: req.GetResendOf(),
+		State: ledger.StateFailed, Status: "failed", ErrorCode: code, ErrorMessage: msg, Reason: int32(reason),
+		Attempts: attempts, Segments: numSegments(req), DecidedAt: s.opts.Now(),
+	}
+	got, _, err := s.d.Ledger.Decide(ctx, out, nil)
+	if err != nil {
+		return err
+	}
+	s.log.Info("outbound message failed", "tenant", req.GetTenantId(), "request_id", req.GetRequestId(),
+		"reason", reason.String(), "error_code", got.ErrorCode)
+	return s.emitOutcome(ctx, req, got)
+}
+
+func (s *Sender) twilioRefused(ctx context.Context, req *outboundv1.OutboundMessageRequested, te *twilioapi.Error, attempts int) error {
+	msg := twilioapi.Describe(te.Code, te.Message)
+	if te.Code == 21610 {
+		if err := s.optOut(ctx, req.GetTenantId(), req.GetConversation(), "twilio:21610", "refused:"+req.GetRequestId()); err != nil {
+			return err
+		}
+	}
+	return s.fail(ctx, req, true, int32(te.Code), msg, outboundv1.FailureReason_FAILURE_REASON_TWILIO, attempts)
+}
+
+func (s *Sender) emitOutcome(ctx context.Context, req *outboundv1.OutboundMessageRequested, o *ledger.Outcome) error {
+	if o.State == ledger.StateSent {
+		return s.d.Pub.Emit(ctx, subjects.OutboundSent(o.Tenant), &outboundv1.OutboundMessageSent{
+			TenantId: o.Tenant, RequestId: o.RequestID, SessionId: o.SessionID, TwilioSid: o.TwilioSID,
+			Status: DeliveryStatus(o.Status), Attempts: int32(o.Attempts), SentAt: timestamppb.New(o.DecidedAt),
+			NumSegments: int32(o.Segments), ResendOf: o.ResendOf,
+		}, o.RequestID+":sent")
+	}
+	return s.d.Pub.Emit(ctx, subjects.OutboundFailed(o.Tenant), &outboundv1.OutboundMessageFailed{
+		TenantId: o.Tenant, RequestId: o.RequestID, SessionId: o.SessionID, ErrorCode: o.ErrorCode,
+		ErrorMessage: o.ErrorMessage, Attempts: int32(o.Attempts), FailedAt: timestamppb.New(o.DecidedAt),
+		Reason: outboundv1.FailureReason(o.Reason), ResendOf: o.ResendOf,
+	}, o.RequestID+":failed")
+}
+
+// DeliveryStatus maps Twilio's status names to the enum.
+func DeliveryStatus(s string) messagingv1.DeliveryStatus {
 	if v, ok := messagingv1.DeliveryStatus_value["DELIVERY_STATUS_"+strings.ToUpper(s)]; ok {
 		return messagingv1.DeliveryStatus(v)
 	}
-	return messagingv1.DeliveryStatus_DELIVERY_STATUS_QUEUED
+	if s == "scheduled" {
+		return messagingv1.DeliveryStatus_DELIVERY_STATUS_QUEUED
+	}
+	return messagingv1.DeliveryStatus_DELIVERY_STATUS_UNSPECIFIED
 }
 
-const clientTTL = 30 * time.Second
+// StatusName is the lower-case name of a status.
+func StatusName(s messagingv1.DeliveryStatus) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "DELIVERY_STATUS_"))
+}
 
-func (s *Sender) client(ctx context.Context, tenant, entry string) (cachedClient, error) {
-	k := tenant + "/" + entry
-	s.mu.Lock()
-	c, ok := s.clients[k]
-	s.mu.Unlock()
-	if ok && time.Since(c.at) < clientTTL {
-		return c, nil
+// resendRefusal explains why a resend must not go out ("" when it may):
+// only a request that failed may be resent, so nobody gets a message twice.
+func (s *Sender) resendRefusal(ctx context.Context, tenant, orig string) (string, error) {
+	out, err := s.d.Ledger.Outcome(ctx, tenant, orig)
+	if errors.Is(err, ledger.ErrNotFound) {
+		return fmt.Sprintf("request %q is not known to have failed, so it cannot be resent", orig), nil
 	}
-	res, err := s.lookup.GetSendingCredentials(ctx, &configv1.GetSendingCredentialsRequest{TenantId: tenant, EntryId: entry})
 	if err != nil {
-		return cachedClient{}, err
+		return "", err
 	}
-	c = cachedClient{
-		c: twilioapi.NewClient(twilioapi.Credentials{
-			AccountSID: res.GetAccountSid(), APIKeySID: res.GetApiKeySid(), APIKeySecret: res.GetApiKeySecret(),
-			Region: res.GetRegion(), Edge: res.GetEdge(),
-		}, s.opts.TwilioBaseURL, s.opts.Timeout),
-		at: time.Now(),
+	if out.State == ledger.StateFailed {
+		return "", nil
 	}
-	s.mu.Lock()
-	s.clients[k] = c
-	s.mu.Unlock()
-	return c, nil
-}
-
-// send calls Twilio once and returns the message SID and its status.
-func (s *Sender) send(c cachedClient, r *outboundv1.OutboundMessageRequested) (string, string, error) {
-	conv := r.GetConversation()
-	if conv.GetPath() == messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS {
-		p := &conversations.CreateServiceConversationMessageParams{}
-		p.SetBody(r.GetBody())
-		if a := r.GetAuthor(); a != "" {
-			p.SetAuthor(a)
-		}
-		if r.GetContentSid() != "" {
-			p.SetContentSid(r.GetContentSid())
-			if r.GetContentVariables() != "" {
-				p.SetContentVariables(r.GetContentVariables())
-			}
-		}
-		p.SetAttributes(fmt.Sprintf(`{"switchboard_request_id":%q}`, r.GetRequestId()))
-		msg, err := c.c.ConversationsV1.CreateServiceConversationMessage(conv.GetChatServiceSid(), conv.GetConversationSid(), p)
-		if err != nil {
-			return "", "", err
-		}
-		return deref(msg.Sid), "sent", nil
+	msg, err := s.d.Ledger.Message(ctx, tenant, out.TwilioSID)
+	if err != nil && !errors.Is(err, ledger.ErrNotFound) {
+		return "", err
 	}
-	p := &twapi.CreateMessageParams{}
-	p.SetTo(conv.GetCustomerAddress())
-	if mg := conv.GetMessagingServiceSid(); mg != "" {
-		p.SetMessagingServiceSid(mg)
-	} else {
-		p.SetFrom(conv.GetBusinessAddress())
+	if msg != nil && (msg.Status == "failed" || msg.Status == "undelivered") {
+		return "", nil
 	}
-	if r.GetContentSid() != "" {
-		p.SetContentSid(r.GetContentSid())
-		if r.GetContentVariables() != "" {
-			p.SetContentVariables(r.GetContentVariables())
-		}
-	} else {
-		if r.GetBody() != "" {
-			p.SetBody(r.GetBody())
-		}
-		if len(r.GetMediaUrls()) > 0 {
-			p.SetMediaUrl(r.GetMediaUrls())
-		}
+	st := out.Status
+	if msg != nil {
+		st = msg.Status
 	}
-	if base := s.opts.StatusCallbackBaseURL; base != "" {
-		p.SetStatusCallback(strings.TrimRight(base, "/") + "/api/acs/chat-handler/tenants/" + r.GetTenantId() + "/messaging/status")
-	}
-	msg, err := c.c.Api.CreateMessage(p)
-	if err != nil {
-		return "", "", err
-	}
-	st := "queued"
-	if msg.Status != nil {
-		st = *msg.Status
-	}
-	return deref(msg.Sid), st, nil
-}
-
-func deref(p *string) string {
-	if p == nil {
-		return ""
-	}
-	return *p
+	return fmt.Sprintf("request %q did not fail (it is %s), so resending it could text the customer twice", orig, st), nil
 }
