@@ -63,6 +63,9 @@ type Config struct {
 	ConfigAddr       string
 	DistributionAddr string
 	ReportingAddr    string
+	// OutboundAddr serves outbound-sender's OutboundService (contact state,
+	// delivery ledger).
+	OutboundAddr string
 
 	// AuthKeys and SecretKeys (hex, comma-separated); generated into DataDir
 	// when empty.
@@ -94,6 +97,7 @@ func Defaults() Config {
 		ConfigAddr:       "127.0.0.1:9090",
 		DistributionAddr: "127.0.0.1:9091",
 		ReportingAddr:    "127.0.0.1:9092",
+		OutboundAddr:     "127.0.0.1:9093",
 		SeedDemo:         true,
 		SyncAlways:       true,
 	}
@@ -108,6 +112,7 @@ func (c Config) Validate() error {
 	addrs := map[string]string{
 		"chat-handler": c.ChatHandlerAddr, "sessions": c.SessionsAddr, "twilio-sim": c.TwilioSimAddr,
 		"config": c.ConfigAddr, "distribution": c.DistributionAddr, "reporting": c.ReportingAddr,
+		"outbound-sender": c.OutboundAddr,
 	}
 	if c.NATSURL == "" {
 		addrs["nats"] = c.NATSAddr
@@ -131,6 +136,7 @@ type Info struct {
 	ConfigAddr       string
 	DistributionAddr string
 	ReportingAddr    string
+	OutboundAddr     string
 	NATSURL          string
 	MongoURI         string
 	// AuthKeys sign tokens; AdminToken is a demo-tenant admin token for
@@ -210,6 +216,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	for name, addr := range map[string]string{
 		"chat-handler": cfg.ChatHandlerAddr, "sessions": cfg.SessionsAddr, "twilio-sim": cfg.TwilioSimAddr,
 		"config": cfg.ConfigAddr, "distribution": cfg.DistributionAddr, "reporting": cfg.ReportingAddr,
+		"outbound-sender": cfg.OutboundAddr,
 	} {
 		lis, err := net.Listen("tcp", addr)
 		if err != nil {
@@ -289,7 +296,8 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		oc := outboundsender.Defaults()
 		oc.NATSURL, oc.MongoURI, oc.Database, oc.ConfigAddr, oc.AuthKeys = natsURL, mongoURI, db("outbound"), addr("config"), authHex
 		oc.TwilioBaseURL, oc.StatusCallbackBaseURL, oc.Streams = simURL, chatURL, streams
-		return outboundsender.Run(gctx, oc, outboundsender.Deps{Bus: b, Mongo: mc, ConfigConn: configConn, AuthKeys: keys}, svcLog(outboundsender.Name))
+		oc.GRPCAddr = addr("outbound-sender")
+		return outboundsender.Run(gctx, oc, outboundsender.Deps{Bus: b, Mongo: mc, ConfigConn: configConn, AuthKeys: keys, GRPCListener: l["outbound-sender"]}, svcLog(outboundsender.Name))
 	})
 	g.Go(func() error {
 		return reporting.Run(gctx, reporting.Config{
@@ -300,7 +308,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	info := Info{
 		ChatHandlerURL: chatURL, ConsoleURL: "http://" + addr("sessions") + "/", TwilioSimURL: simURL,
 		ConfigAddr: addr("config"), DistributionAddr: addr("distribution"), ReportingAddr: addr("reporting"),
-		NATSURL: natsURL, MongoURI: mongoURI, AuthKeys: keys, Demo: demo,
+		OutboundAddr: addr("outbound-sender"), NATSURL: natsURL, MongoURI: mongoURI, AuthKeys: keys, Demo: demo,
 	}
 	if demo != nil {
 		info.AdminToken, _ = keys.Mint(authn.Claims{

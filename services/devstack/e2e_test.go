@@ -34,6 +34,7 @@ func stack(t *testing.T) devstack.Info {
 	cfg.DatabasePrefix = mongotest.DatabaseName(t) + "_"
 	cfg.ChatHandlerAddr, cfg.SessionsAddr, cfg.TwilioSimAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	cfg.ConfigAddr, cfg.DistributionAddr, cfg.ReportingAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.OutboundAddr = "127.0.0.1:0"
 	cfg.SyncAlways = false
 	cfg.BcryptCost = 4
 	ctx, cancel := context.WithCancel(context.Background())

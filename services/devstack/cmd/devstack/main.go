@@ -42,6 +42,7 @@ func banner(i devstack.Info, cfg devstack.Config) {
 	line("  config gRPC          %s", i.ConfigAddr)
 	line("  distribution gRPC    %s", i.DistributionAddr)
 	line("  reporting gRPC       %s", i.ReportingAddr)
+	line("  outbound gRPC        %s", i.OutboundAddr)
 	line("  NATS                 %s", i.NATSURL)
 	line("  MongoDB wire         %s", i.MongoURI)
 	if i.Demo != nil {
