@@ -159,14 +159,18 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			return b.Consume(gctx, bus.ConsumerSpec{Stream: stream, Durable: durable, FilterSubjects: filters}, h)
 		})
 	}
-	consume(subjects.StreamChat, subjects.ConsumerSessionsInbound, []string{subjects.KindChatMessageReceived}, domain.HandleInbound)
+	consume(subjects.StreamChat, subjects.ConsumerSessionsInbound, []string{
+		subjects.KindChatMessageReceived, subjects.KindChatConversationStateUpdated,
+	}, domain.HandleChat)
 	consume(subjects.StreamDistribution, subjects.ConsumerSessionsDistribution, []string{
 		subjects.KindTaskOffered, subjects.KindTaskAccepted, subjects.KindTaskDeclined, subjects.KindTaskOfferTimedOut, subjects.KindTaskCanceled,
 	}, domain.HandleDistribution)
 	consume(subjects.StreamOutbound, subjects.ConsumerSessionsOutbound, []string{
 		subjects.KindOutboundRequested, subjects.KindOutboundSent, subjects.KindOutboundFailed, subjects.KindOutboundDeliveryUpdate,
 	}, domain.HandleOutbound)
-	consume(subjects.StreamWorkflow, subjects.ConsumerSessionsWorkflow, []string{subjects.KindWorkflowFailed}, domain.HandleWorkflow)
+	consume(subjects.StreamWorkflow, subjects.ConsumerSessionsWorkflow, []string{
+		subjects.KindWorkflowFailed, subjects.KindWorkflowEndRequested,
+	}, domain.HandleWorkflow)
 	srv := httpserver.New(gw.Handler())
 	g.Go(func() error {
 		err := httpserver.Serve(gctx, srv, lis, 3*time.Second)

@@ -25,6 +25,7 @@ import (
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/bus"
@@ -472,4 +473,46 @@ func TestSessionLifecycle(t *testing.T) {
 	// Closing the last socket makes the agent offline.
 	alice.Close()
 	waitFor(t, "alice offline", func() bool { return h.dist.presenceOf("alice") == distributionv1.Presence_PRESENCE_OFFLINE })
+}
+
+// A conversation Twilio closes, and a workflow's Disconnect, end the
+// session; the customer's next message opens a new one.
+func TestSessionsEndedFromOutside(t *testing.T) {
+	h := start(t)
+	conv := func(sid, customer, body, ch string) *chatv1.MessageReceived {
+		ev := inbound(sid, customer, body)
+		ev.Conversation.Path = messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS
+		ev.Conversation.ConversationSid = ch
+		return ev
+	}
+	ended := func() map[string]*sessionv1.SessionEnded {
+		out := map[string]*sessionv1.SessionEnded{}
+		for _, m := range h.streamEvents(t, subjects.StreamSession, subjects.SessionEnded("acme")) {
+			var ev sessionv1.SessionEnded
+			_ = proto.Unmarshal(m.Data, &ev)
+			out[ev.GetSessionId()] = &ev
+		}
+		return out
+	}
+
+	h.publish(t, subjects.ChatMessageReceived("acme"), conv("IM1", "+15550007", "hi", "CH1"), "IM1")
+	waitFor(t, "first session", func() bool { return len(sessionIDs(t, h)) == 1 })
+	first := sessionIDs(t, h)[0]
+	h.publish(t, subjects.ChatConversationStateUpdated("acme"), &chatv1.ConversationStateUpdated{
+		TenantId: "acme", ConversationSid: "CH1", StateFrom: chatv1.ConversationState_CONVERSATION_STATE_INACTIVE,
+		StateTo: chatv1.ConversationState_CONVERSATION_STATE_CLOSED, Reason: "TIMER",
+	}, "closed-CH1")
+	waitFor(t, "session ended by the closed conversation", func() bool { return ended()[first] != nil })
+	if ev := ended()[first]; ev.GetOutcome() != sessionv1.Outcome_OUTCOME_NOT_HANDLED || !strings.Contains(ev.GetReason(), "closed") {
+		t.Errorf("SessionEnded = %v, want NOT_HANDLED because the conversation closed", ev)
+	}
+
+	h.publish(t, subjects.ChatMessageReceived("acme"), conv("IM2", "+15550007", "hello again", "CH2"), "IM2")
+	waitFor(t, "second session", func() bool { return len(sessionIDs(t, h)) == 2 })
+	second := sessionIDs(t, h)[1]
+	h.publish(t, subjects.WorkflowEndRequested("acme"), &workflowv1.SessionEndRequested{TenantId: "acme", SessionId: second, Activity: "closed-bye"}, "end-2")
+	waitFor(t, "session ended by the workflow", func() bool { return ended()[second] != nil })
+	if ev := ended()[second]; ev.GetOutcome() != sessionv1.Outcome_OUTCOME_NOT_HANDLED || !strings.Contains(ev.GetReason(), "closed-bye") {
+		t.Errorf("SessionEnded = %v, want NOT_HANDLED naming the Disconnect activity", ev)
+	}
 }

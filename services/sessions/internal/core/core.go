@@ -118,9 +118,55 @@ func FromStore(c store.Conversation) *messagingv1.ConversationRef {
 	return ref
 }
 
-// HandleInbound attributes a customer message to its session, opening one
+// HandleChat follows the CHAT stream: customer messages, and conversations
+// Twilio closed.
+func (c *Core) HandleChat(ctx context.Context, m *bus.Message) error {
+	switch m.Kind() {
+	case subjects.KindChatMessageReceived:
+		return c.handleInbound(ctx, m)
+	case subjects.KindChatConversationStateUpdated:
+		var ev chatv1.ConversationStateUpdated
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if ev.GetStateTo() != chatv1.ConversationState_CONVERSATION_STATE_CLOSED || ev.GetConversationSid() == "" {
+			return nil
+		}
+		return c.conversationClosed(ctx, &ev)
+	}
+	return nil
+}
+
+// conversationClosed ends the session bound to a conversation Twilio closed
+// (its inactivity timers, or the API): no reply can reach the customer in
+// it any more, and the customer's next message opens a new conversation.
+func (c *Core) conversationClosed(ctx context.Context, ev *chatv1.ConversationStateUpdated) error {
+	ref := &messagingv1.ConversationRef{Path: messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS, ConversationSid: ev.GetConversationSid()}
+	id, err := c.store.ActiveSession(ctx, ev.GetTenantId(), ConversationKey(ref))
+	if err != nil || id == "" {
+		return err
+	}
+	sess, err := c.store.Session(ctx, ev.GetTenantId(), id)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	outcome := sessionv1.Outcome_OUTCOME_NOT_HANDLED
+	if sess.AgentID != "" {
+		outcome = sessionv1.Outcome_OUTCOME_HANDLED
+	}
+	reason := "conversation closed by Twilio"
+	if r := ev.GetReason(); r != "" {
+		reason += " (" + strings.ToLower(r) + ")"
+	}
+	return c.end(ctx, ev.GetTenantId(), id, outcome, reason)
+}
+
+// handleInbound attributes a customer message to its session, opening one
 // for the first message of a conversation.
-func (c *Core) HandleInbound(ctx context.Context, m *bus.Message) error {
+func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 	var ev chatv1.MessageReceived
 	if err := m.Decode(&ev); err != nil {
 		return err
@@ -457,17 +503,35 @@ func (c *Core) status(ctx context.Context, tenant, sessionID, messageID, st stri
 	return nil
 }
 
-// HandleWorkflow ends sessions whose workflow failed.
+// HandleWorkflow ends sessions whose workflow failed or disconnected them.
 func (c *Core) HandleWorkflow(ctx context.Context, m *bus.Message) error {
-	if m.Kind() != subjects.KindWorkflowFailed {
-		return nil
+	switch m.Kind() {
+	case subjects.KindWorkflowFailed:
+		var ev workflowv1.WorkflowFailed
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		reason := fmt.Sprintf("workflow failed at %s: %s", ev.GetActivity(), ev.GetReason())
+		return c.endKnown(ctx, ev.GetTenantId(), ev.GetSessionId(), sessionv1.Outcome_OUTCOME_FAILED, reason)
+	case subjects.KindWorkflowEndRequested:
+		var ev workflowv1.SessionEndRequested
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		reason := fmt.Sprintf("disconnected by the workflow (%s)", ev.GetActivity())
+		return c.endKnown(ctx, ev.GetTenantId(), ev.GetSessionId(), sessionv1.Outcome_OUTCOME_NOT_HANDLED, reason)
 	}
-	var ev workflowv1.WorkflowFailed
-	if err := m.Decode(&ev); err != nil {
-		return err
+	return nil
+}
+
+// endKnown ends a session named by an event; an unknown session is a
+// permanent error (dead-lettered with the reason).
+func (c *Core) endKnown(ctx context.Context, tenant, sessionID string, outcome sessionv1.Outcome, reason string) error {
+	err := c.end(ctx, tenant, sessionID, outcome, reason)
+	if errors.Is(err, ErrNotFound) {
+		return bus.Permanent(err)
 	}
-	reason := fmt.Sprintf("workflow failed at %s: %s", ev.GetActivity(), ev.GetReason())
-	return c.end(ctx, ev.GetTenantId(), ev.GetSessionId(), sessionv1.Outcome_OUTCOME_FAILED, reason)
+	return err
 }
 
 // end ends a session (idempotent: ending an ended session re-announces it).
