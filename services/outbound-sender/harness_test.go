@@ -84,8 +84,12 @@ func (staticCredentials) SendingCredentials(_ context.Context, t, entry string) 
 	if t != tenant || entry == "unknown-entry" {
 		return nil, status.Error(codes.NotFound, "no such entry")
 	}
+	secret := apiKeySecret
+	if entry == "bad-auth-entry" {
+		secret = "revokedSecret0123"
+	}
 	return &configv1.GetSendingCredentialsResponse{
-		AccountSid: accountSID, ApiKeySid: apiKeySID, ApiKeySecret: apiKeySecret, Region: "us1",
+		AccountSid: accountSID, ApiKeySid: apiKeySID, ApiKeySecret: secret, Region: "us1",
 		Entry: &configv1.MessagingEntry{Id: entry, TenantId: t, ConnectorId: "main"},
 	}, nil
 }

@@ -146,8 +146,12 @@ func TestServerErrorIsReconciledBeforeRetry(t *testing.T) {
 func TestFinalErrorsAreReported(t *testing.T) {
 	h := start(t, options{})
 	ctx := timeout(t)
+	// A number Twilio cannot send to (the emulator refuses it as Twilio would).
+	if _, err := h.sim.InjectFault(ctx, simclient.Fault{Count: 1, PathPrefix: "/2010-04-01/", Method: "POST", Status: 400, Code: 21211, Message: "Invalid 'To' Phone Number"}); err != nil {
+		t.Fatal(err)
+	}
 	id := rid(t, "invalid-to")
-	h.request(&outboundv1.OutboundMessageRequested{RequestId: id, EntryId: entrySMS, Conversation: smsTo("12345"), Body: "to nowhere"})
+	h.request(&outboundv1.OutboundMessageRequested{RequestId: id, EntryId: entrySMS, Conversation: smsTo("+15550200019"), Body: "to nowhere"})
 	f := h.waitFailed(id)
 	if f.GetErrorCode() != 21211 || f.GetReason() != outboundv1.FailureReason_FAILURE_REASON_TWILIO || f.GetAttempts() != 1 {
 		t.Errorf("failed event = %v, want 21211, reason TWILIO, one attempt", f)
@@ -404,6 +408,7 @@ func TestUnusableRequestsFail(t *testing.T) {
 		reason outboundv1.FailureReason
 	}{
 		{"no body", &outboundv1.OutboundMessageRequested{EntryId: entrySMS, Conversation: smsTo("+15550200060")}, outboundv1.FailureReason_FAILURE_REASON_INVALID_REQUEST},
+		{"not a phone number", &outboundv1.OutboundMessageRequested{EntryId: entrySMS, Conversation: smsTo("12345"), Body: "x"}, outboundv1.FailureReason_FAILURE_REASON_INVALID_REQUEST},
 		{"unknown entry", &outboundv1.OutboundMessageRequested{EntryId: "unknown-entry", Conversation: smsTo("+15550200060"), Body: "x"}, outboundv1.FailureReason_FAILURE_REASON_NO_CREDENTIALS},
 		{"media on conversations", &outboundv1.OutboundMessageRequested{EntryId: entryConv, MediaUrls: []string{"https://example.com/a.jpg"}, Conversation: &messagingv1.ConversationRef{
 			Path: messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS, ChatServiceSid: chatService, ConversationSid: "CH00000000000000000000000000000001"}}, outboundv1.FailureReason_FAILURE_REASON_INVALID_REQUEST},

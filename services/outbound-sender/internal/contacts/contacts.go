@@ -23,6 +23,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -114,6 +115,10 @@ func StateOf(c *Contact, keys []string, channel messagingv1.Channel, now time.Ti
 // Store is the contacts collection.
 type Store struct {
 	c *mongo.Collection
+	// mu serialises this process's updates: MongoDB applies each update
+	// atomically, FerretDB reads and rewrites the document, so two
+	// concurrent updates of one customer could lose one there.
+	mu sync.Mutex
 }
 
 // New returns the store in db.
@@ -141,6 +146,8 @@ func field(key, name string) string {
 }
 
 func (s *Store) update(ctx context.Context, tenant, customer string, upd bson.M) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	_, err := s.c.UpdateOne(ctx, bson.M{"_id": id(tenant, customer)}, upd, options.UpdateOne().SetUpsert(true))
 	if err != nil {
 		return fmt.Errorf("update contact: %w", err)

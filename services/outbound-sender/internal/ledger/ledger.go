@@ -22,6 +22,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -146,10 +148,21 @@ func Rank(status string) int { return statusRank[status] }
 // Store is the ledger collection.
 type Store struct {
 	c *mongo.Collection
+	// locks serialise status updates of one message within the process.
+	// Across processes the version check makes them safe on MongoDB;
+	// FerretDB does not apply a filtered replace atomically, so there the
+	// in-process lock is what holds (one outbound-sender per database).
+	locks [64]sync.Mutex
 }
 
 // New returns the ledger in db.
 func New(db *mongo.Database) *Store { return &Store{c: db.Collection("ledger")} }
+
+func (s *Store) lock(id string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return &s.locks[h.Sum32()%uint32(len(s.locks))]
+}
 
 // RequestKey and friends build _ids.
 func RequestKey(tenant, requestID string) string { return "req:" + tenant + "/" + requestID }
@@ -241,13 +254,23 @@ func (s *Store) Decide(ctx context.Context, o *Outcome, m *Message) (*Outcome, b
 	if !mongodb.IsDuplicateKey(err) {
 		return nil, false, fmt.Errorf("record outcome of %q: %w", o.RequestID, err)
 	}
+	var bwe mongo.BulkWriteException
+	if m != nil && errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 && bwe.WriteErrors[0].Index == 1 {
+		// The outcome went in, the message did not: its SID is taken.
+		owner, gerr := s.Message(ctx, m.Tenant, m.SID)
+		if gerr != nil {
+			return nil, false, gerr
+		}
+		if owner.RequestID == o.RequestID {
+			return o, true, nil
+		}
+		if _, derr := s.c.DeleteOne(ctx, bson.M{"_id": o.ID, "twilio_sid": m.SID}); derr != nil {
+			return nil, false, fmt.Errorf("undo outcome of %q: %w", o.RequestID, derr)
+		}
+		return nil, false, fmt.Errorf("record outcome of %q: twilio sid %s already belongs to request %q", o.RequestID, m.SID, owner.RequestID)
+	}
 	got, gerr := s.Outcome(ctx, o.Tenant, o.RequestID)
 	if gerr != nil {
-		if errors.Is(gerr, ErrNotFound) && m != nil {
-			// The outcome is new but the SID is someone else's: two
-			// requests cannot own one Twilio message.
-			return nil, false, fmt.Errorf("record outcome of %q: twilio sid %s already belongs to another request", o.RequestID, m.SID)
-		}
 		return nil, false, gerr
 	}
 	if m != nil && got.TwilioSID == m.SID {
@@ -263,6 +286,9 @@ func (s *Store) Decide(ctx context.Context, o *Outcome, m *Message) (*Outcome, b
 // back unless another writer changed it first (then it retries). fn returns
 // false to leave the message unchanged.
 func (s *Store) UpdateMessage(ctx context.Context, tenant, sid string, fn func(*Message) bool) (*Message, bool, error) {
+	mu := s.lock(MessageKey(tenant, sid))
+	mu.Lock()
+	defer mu.Unlock()
 	for try := 0; try < 5; try++ {
 		m, err := s.Message(ctx, tenant, sid)
 		if err != nil {

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -208,6 +209,12 @@ func (s *Sender) LaneKey(m *bus.Message) (string, error) {
 	return m.Tenant() + "|" + SenderOf(req.GetConversation()), nil
 }
 
+var (
+	addressRe     = regexp.MustCompile(`^(whatsapp:)?\+[1-9][0-9]{1,14}$`)
+	shortCodeRe   = regexp.MustCompile(`^[0-9]{3,8}$`)
+	alphaSenderRe = regexp.MustCompile(`^[A-Za-z0-9 ]*[A-Za-z][A-Za-z0-9 ]*$`)
+)
+
 // invalid reports why a request cannot be sent at all.
 func invalid(r *outboundv1.OutboundMessageRequested) error {
 	var probs []string
@@ -224,11 +231,18 @@ func invalid(r *outboundv1.OutboundMessageRequested) error {
 			probs = append(probs, "media by URL is supported on the Programmable Messaging path only (Conversations takes uploaded media)")
 		}
 	default:
-		if c.GetCustomerAddress() == "" {
+		switch to := c.GetCustomerAddress(); {
+		case to == "":
 			probs = append(probs, "customer_address is required")
+		case !addressRe.MatchString(to):
+			// Twilio would answer 21211; its API takes only these forms.
+			probs = append(probs, fmt.Sprintf("customer address %q is not E.164 (+15551234567) or whatsapp:+E.164", to))
 		}
-		if c.GetBusinessAddress() == "" && c.GetMessagingServiceSid() == "" {
+		switch from := c.GetBusinessAddress(); {
+		case from == "" && c.GetMessagingServiceSid() == "":
 			probs = append(probs, "business_address or messaging_service_sid is required")
+		case from != "" && !addressRe.MatchString(from) && !shortCodeRe.MatchString(from) && !alphaSenderRe.MatchString(from):
+			probs = append(probs, fmt.Sprintf("business address %q is not a phone number, short code or alphanumeric sender", from))
 		}
 		if c.GetChannel() == messagingv1.Channel_CHANNEL_WHATSAPP && len(r.GetMediaUrls()) > 1 {
 			probs = append(probs, "WhatsApp takes one media item per message")
