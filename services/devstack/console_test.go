@@ -137,3 +137,129 @@ func waitText(sel, want string) chromedp.Action {
 		}
 	})
 }
+
+// In a real browser: each reply shows its delivery status; a reply the
+// carrier did not deliver shows Twilio's error and a Resend button, and the
+// resend reaches the customer; the draft shows its SMS segments (counted by
+// the server); a customer's STOP blocks the reply box with the reason
+// before the agent types, and START unblocks it.
+func TestConsoleStatusAndResend(t *testing.T) {
+	ctx := browser(t)
+	info := stack(t)
+	sim := simclient.New(info.TwilioSimURL, nil)
+	const customer = "+15557650001"
+
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(info.ConsoleURL),
+		chromedp.WaitVisible("#login-form"),
+		chromedp.SetValue("#login-tenant", "demo"),
+		chromedp.SendKeys("#login-email", "bob@demo.example"),
+		chromedp.SendKeys("#login-password", "demo"),
+		chromedp.Click("#login-submit"),
+		chromedp.WaitVisible("#desk-view"),
+		waitText("#conn-state", "connected"),
+	); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: devstack.DemoSMSNumber, Body: "Did you get my order?"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible("li.offer"),
+		chromedp.Click("li.offer button.accept"),
+		waitText("#transcript", "Did you get my order?"),
+	); err != nil {
+		t.Fatalf("offer and accept: %v", err)
+	}
+	// The workflow's greeting went first; the next send to the customer
+	// is not delivered by the carrier.
+	if _, err := sim.WaitInbox(ctx, customer, 1); err != nil {
+		t.Fatal(err)
+	}
+	undelivered := 30003
+	if _, err := sim.AddDeliveryRule(ctx, simclient.DeliveryRule{To: customer, Count: 1, DeliveryOptions: simclient.DeliveryOptions{ErrorCode: &undelivered}}); err != nil {
+		t.Fatal(err)
+	}
+
+	const reply = "Yes, it ships tomorrow."
+	if err := chromedp.Run(ctx,
+		chromedp.SendKeys("#reply", reply),
+		waitText("#reply-count", "1 SMS segment"),
+		chromedp.Click("#send"),
+		waitText("#transcript", "not delivered (30003"),
+		chromedp.WaitVisible("#transcript button.resend"),
+	); err != nil {
+		t.Fatalf("undelivered reply: %v", err)
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.Click("#transcript button.resend"),
+		waitText("#transcript", "Resent below."),
+		waitText("#transcript", "resend · delivered"),
+	); err != nil {
+		t.Fatalf("resend: %v", err)
+	}
+	n := 0
+	inbox, err := sim.Inbox(ctx, customer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range inbox {
+		if m.Body == reply {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("the customer's phone saw the reply %d times, want 2 (undelivered, then the resend)", n)
+	}
+
+	// The segment counter follows the server: an emoji switches to UCS-2.
+	if err := chromedp.Run(ctx,
+		clearReply(),
+		chromedp.SendKeys("#reply", strings.Repeat("a", 69)+"😀"),
+		waitText("#reply-count", "2 SMS segments · UCS-2"),
+		clearReply(),
+	); err != nil {
+		t.Fatalf("segment counter: %v", err)
+	}
+
+	// STOP blocks the reply box before the agent types; START lifts it.
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: devstack.DemoSMSNumber, Body: "STOP"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Run(ctx,
+		waitText("#compliance", "opted out"),
+		waitDisabled("#send", true),
+	); err != nil {
+		t.Fatalf("opt-out banner: %v", err)
+	}
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: devstack.DemoSMSNumber, Body: "START"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Run(ctx, waitDisabled("#send", false)); err != nil {
+		t.Fatalf("opt-in: %v", err)
+	}
+}
+
+func clearReply() chromedp.Action {
+	return chromedp.Evaluate(`document.getElementById("reply").value = ""; document.getElementById("reply").dispatchEvent(new Event("input"))`, nil)
+}
+
+// waitDisabled waits until the element's disabled property is want.
+func waitDisabled(sel string, want bool) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		for {
+			var disabled bool
+			if err := chromedp.Run(ctx, chromedp.JavascriptAttribute(sel, "disabled", &disabled, chromedp.ByQuery)); err != nil {
+				return err
+			}
+			if disabled == want {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+}

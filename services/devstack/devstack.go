@@ -285,6 +285,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		sc := sessions.Defaults()
 		sc.HTTPAddr, sc.NATSURL, sc.MongoURI, sc.Database = addr("sessions"), natsURL, mongoURI, db("sessions")
 		sc.ConfigAddr, sc.DistributionAddr, sc.AuthKeys, sc.Streams = addr("config"), addr("distribution"), authHex, streams
+		sc.OutboundAddr = addr("outbound-sender")
 		return sessions.Run(gctx, sc, sessions.Deps{Listener: l["sessions"], Bus: b, Mongo: mc, ConfigConn: configConn, DistributionConn: distConn, AuthKeys: keys}, svcLog(sessions.Name))
 	})
 	g.Go(func() error {

@@ -21,6 +21,7 @@ import (
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/bus"
@@ -45,7 +46,11 @@ type Config struct {
 	Database         string
 	ConfigAddr       string
 	DistributionAddr string
-	AuthKeys         string
+	// OutboundAddr is outbound-sender's gRPC address, asked what may be
+	// sent to a customer (opt-out, WhatsApp window) before the agent types;
+	// empty leaves the checks to outbound-sender alone.
+	OutboundAddr string
+	AuthKeys     string
 	// AgentTokenTTL is how long an agent's sign-in lasts.
 	AgentTokenTTL time.Duration
 	// OriginPatterns lets pages on other hosts open the websocket (the
@@ -63,6 +68,7 @@ func Defaults() Config {
 		Database:         "switchboard_sessions",
 		ConfigAddr:       "127.0.0.1:9090",
 		DistributionAddr: "127.0.0.1:9091",
+		OutboundAddr:     "127.0.0.1:9093",
 		AgentTokenTTL:    12 * time.Hour,
 	}
 }
@@ -94,6 +100,7 @@ type Deps struct {
 	Mongo            *mongo.Client
 	ConfigConn       *grpc.ClientConn
 	DistributionConn *grpc.ClientConn
+	OutboundConn     *grpc.ClientConn
 	AuthKeys         *authn.Keys
 }
 
@@ -126,6 +133,15 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	defer closeDist()
+	var outbound outboundv1.OutboundServiceClient
+	if deps.OutboundConn != nil || cfg.OutboundAddr != "" {
+		oc, closeOut, err := connect.GRPC(deps.OutboundConn, cfg.OutboundAddr, keys, Name)
+		if err != nil {
+			return err
+		}
+		defer closeOut()
+		outbound = outboundv1.NewOutboundServiceClient(oc)
+	}
 	lis, err := httpserver.Listen(deps.Listener, cfg.HTTPAddr)
 	if err != nil {
 		return err
@@ -139,7 +155,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	var gw *gateway.Gateway
-	domain := core.New(st, b, pushFunc(func(t, a string, f []byte) { gw.Push(t, a, f) }), distributionv1.NewDistributionServiceClient(dc), log)
+	domain := core.New(st, b, pushFunc(func(t, a string, f []byte) { gw.Push(t, a, f) }), distributionv1.NewDistributionServiceClient(dc), outbound, log)
 	gw = gateway.New(domain, keys, configv1.NewLookupServiceClient(cc), b.NC, log, gateway.Options{
 		TokenTTL: cfg.AgentTokenTTL, OriginPatterns: cfg.OriginPatterns, Console: console.FS(),
 	})
@@ -167,6 +183,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}, domain.HandleDistribution)
 	consume(subjects.StreamOutbound, subjects.ConsumerSessionsOutbound, []string{
 		subjects.KindOutboundRequested, subjects.KindOutboundSent, subjects.KindOutboundFailed, subjects.KindOutboundDeliveryUpdate,
+		subjects.KindOutboundContactUpdated,
 	}, domain.HandleOutbound)
 	consume(subjects.StreamWorkflow, subjects.ConsumerSessionsWorkflow, []string{
 		subjects.KindWorkflowFailed, subjects.KindWorkflowEndRequested,

@@ -105,6 +105,7 @@ type harness struct {
 	bus  *bus.Bus
 	keys *authn.Keys
 	dist *fakeDistribution
+	out  *fakeOutbound
 }
 
 func serveGRPC(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
@@ -142,6 +143,8 @@ func start(t *testing.T) *harness {
 	dist := &fakeDistribution{presence: map[string]distributionv1.Presence{}}
 	cfgConn := serveGRPC(t, func(s *grpc.Server) { configv1.RegisterLookupServiceServer(s, fakeConfig{}) })
 	distConn := serveGRPC(t, func(s *grpc.Server) { distributionv1.RegisterDistributionServiceServer(s, dist) })
+	out := &fakeOutbound{states: map[string]*outboundv1.ContactState{}}
+	outConn := serveGRPC(t, func(s *grpc.Server) { outboundv1.RegisterOutboundServiceServer(s, out) })
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +154,7 @@ func start(t *testing.T) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- sessions.Run(ctx, cfg, sessions.Deps{Listener: lis, Bus: b, Mongo: mc, ConfigConn: cfgConn, DistributionConn: distConn, AuthKeys: keys}, slog.New(slog.DiscardHandler))
+		done <- sessions.Run(ctx, cfg, sessions.Deps{Listener: lis, Bus: b, Mongo: mc, ConfigConn: cfgConn, DistributionConn: distConn, OutboundConn: outConn, AuthKeys: keys}, slog.New(slog.DiscardHandler))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -159,7 +162,7 @@ func start(t *testing.T) *harness {
 			t.Errorf("sessions.Run: %v", err)
 		}
 	})
-	h := &harness{url: "http://" + lis.Addr().String(), bus: b, keys: keys, dist: dist}
+	h := &harness{url: "http://" + lis.Addr().String(), bus: b, keys: keys, dist: dist, out: out}
 	waitFor(t, "sessions serving", func() bool {
 		_, err := agentclient.Login(context.Background(), h.url, "acme", "x@acme.example", "bad")
 		return err != nil && strings.Contains(err.Error(), "401")

@@ -20,6 +20,7 @@ func main() {
 			Database:         env.String("MONGO_DATABASE", d.Database),
 			ConfigAddr:       env.String("CONFIG_ADDR", d.ConfigAddr),
 			DistributionAddr: env.String("DISTRIBUTION_ADDR", d.DistributionAddr),
+			OutboundAddr:     env.String("OUTBOUND_ADDR", d.OutboundAddr),
 			AuthKeys:         env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			AgentTokenTTL:    env.Duration("AGENT_TOKEN_TTL", d.AgentTokenTTL),
 			OriginPatterns:   env.List("WS_ORIGIN_PATTERNS", nil),

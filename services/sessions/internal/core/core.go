@@ -67,13 +67,17 @@ type Core struct {
 	pub   Emitter
 	push  Pusher
 	dist  distributionv1.DistributionServiceClient
-	log   *slog.Logger
-	now   func() time.Time
+	// outbound answers what may be sent to a customer (opt-out, WhatsApp
+	// window); nil when not configured.
+	outbound outboundv1.OutboundServiceClient
+	log      *slog.Logger
+	now      func() time.Time
 }
 
-// New returns the domain.
-func New(st *store.Store, pub Emitter, push Pusher, dist distributionv1.DistributionServiceClient, log *slog.Logger) *Core {
-	return &Core{store: st, pub: pub, push: push, dist: dist, log: log, now: time.Now}
+// New returns the domain. out may be nil: replies are then not checked
+// before they are requested (outbound-sender still refuses what it must).
+func New(st *store.Store, pub Emitter, push Pusher, dist distributionv1.DistributionServiceClient, out outboundv1.OutboundServiceClient, log *slog.Logger) *Core {
+	return &Core{store: st, pub: pub, push: push, dist: dist, outbound: out, log: log, now: time.Now}
 }
 
 // ConversationKey identifies a customer conversation: the Conversations
@@ -305,7 +309,7 @@ func (c *Core) emitMessageAdded(ctx context.Context, sess *store.Session, msg *s
 func messageView(m *store.Message) *protocol.Message {
 	v := &protocol.Message{
 		ID: m.ID, Direction: m.Direction, Sender: m.Sender, AgentID: m.AgentID, Body: m.Body, At: m.At,
-		Status: m.Status, ErrorCode: m.ErrorCode, ErrorMessage: m.ErrorMessage,
+		Status: m.Status, ErrorCode: m.ErrorCode, ErrorMessage: m.ErrorMessage, Reason: m.Reason, ResendOf: m.ResendOf,
 	}
 	for _, md := range m.Media {
 		v.Media = append(v.Media, protocol.Media{URL: md.URL, ContentType: md.ContentType})
@@ -407,7 +411,9 @@ func (c *Core) assigned(ctx context.Context, ev *distributionv1.TaskAccepted) er
 	}
 	// The accepting agent's other sockets drop the card too.
 	c.revoke(ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "accepted")
-	c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeSessionAssigned, sessionView(sess, msgs)))
+	view := sessionView(sess, msgs)
+	view.Compliance = c.compliance(ctx, sess)
+	c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeSessionAssigned, view))
 	return nil
 }
 
@@ -426,19 +432,29 @@ func (c *Core) HandleOutbound(ctx context.Context, m *bus.Message) error {
 		if err := m.Decode(&ev); err != nil {
 			return err
 		}
-		return c.status(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetRequestId(), protocol.StatusName(ev.GetStatus()), 0, "", ev.GetTwilioSid())
+		return c.status(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetRequestId(), protocol.StatusName(ev.GetStatus()), 0, "", ev.GetTwilioSid(), "")
 	case subjects.KindOutboundFailed:
 		var ev outboundv1.OutboundMessageFailed
 		if err := m.Decode(&ev); err != nil {
 			return err
 		}
-		return c.status(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetRequestId(), "failed", ev.GetErrorCode(), ev.GetErrorMessage(), "")
+		return c.status(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetRequestId(), "failed", ev.GetErrorCode(), ev.GetErrorMessage(), "", protocol.ReasonName(ev.GetReason()))
 	case subjects.KindOutboundDeliveryUpdate:
 		var ev outboundv1.OutboundDeliveryUpdated
 		if err := m.Decode(&ev); err != nil {
 			return err
 		}
-		return c.status(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetRequestId(), protocol.StatusName(ev.GetStatus()), ev.GetErrorCode(), ev.GetErrorMessage(), ev.GetTwilioSid())
+		reason := ""
+		if ev.GetErrorCode() != 0 {
+			reason = protocol.ReasonName(outboundv1.FailureReason_FAILURE_REASON_TWILIO)
+		}
+		return c.status(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetRequestId(), protocol.StatusName(ev.GetStatus()), ev.GetErrorCode(), ev.GetErrorMessage(), ev.GetTwilioSid(), reason)
+	case subjects.KindOutboundContactUpdated:
+		var ev outboundv1.OutboundContactUpdated
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return c.contactUpdated(ctx, &ev)
 	}
 	return nil
 }
@@ -461,6 +477,7 @@ func (c *Core) outboundRequested(ctx context.Context, ev *outboundv1.OutboundMes
 	msg := &store.Message{
 		Tenant: ev.GetTenantId(), ID: ev.GetRequestId(), Direction: "outbound", Sender: sender,
 		AgentID: ev.GetAgentId(), Body: ev.GetBody(), At: ev.GetRequestedAt().AsTime(), Status: "pending",
+		ResendOf: ev.GetResendOf(),
 	}
 	for _, u := range ev.GetMediaUrls() {
 		msg.Media = append(msg.Media, store.Media{URL: u})
@@ -480,11 +497,11 @@ func (c *Core) outboundRequested(ctx context.Context, ev *outboundv1.OutboundMes
 	return nil
 }
 
-func (c *Core) status(ctx context.Context, tenant, sessionID, messageID, st string, code int32, errMsg, sid string) error {
+func (c *Core) status(ctx context.Context, tenant, sessionID, messageID, st string, code int32, errMsg, sid, reason string) error {
 	if sessionID == "" || messageID == "" {
 		return nil
 	}
-	changed, err := c.store.UpdateStatus(ctx, tenant, sessionID, messageID, st, code, errMsg, sid)
+	changed, err := c.store.UpdateStatus(ctx, tenant, sessionID, messageID, st, code, errMsg, sid, reason)
 	if err != nil || !changed {
 		return err
 	}
@@ -497,7 +514,7 @@ func (c *Core) status(ctx context.Context, tenant, sessionID, messageID, st stri
 	}
 	if sess.AgentID != "" {
 		c.push.Push(tenant, sess.AgentID, protocol.Frame(protocol.TypeMessageStatus, protocol.MessageStatus{
-			SessionID: sessionID, MessageID: messageID, Status: st, ErrorCode: code, ErrorMessage: errMsg,
+			SessionID: sessionID, MessageID: messageID, Status: st, ErrorCode: code, ErrorMessage: errMsg, Reason: reason,
 		}))
 	}
 	return nil
@@ -643,9 +660,10 @@ func (c *Core) ownSession(ctx context.Context, a Agent, sessionID string) (*stor
 // Send asks outbound-sender to deliver an agent's reply. The request id is
 // derived from the client's message id, so a retried send is one message.
 func (c *Core) Send(ctx context.Context, a Agent, sessionID, body, clientMsgID string) (string, error) {
+	if err := validClientMsgID(clientMsgID); err != nil {
+		return "", err
+	}
 	switch {
-	case clientMsgID == "" || len(clientMsgID) > 64 || strings.ContainsAny(clientMsgID, " \t\r\n/"):
-		return "", fmt.Errorf("%w: client_msg_id must be 1-64 characters without spaces or slashes", ErrInvalid)
 	case strings.TrimSpace(body) == "":
 		return "", fmt.Errorf("%w: body is empty", ErrInvalid)
 	case !utf8.ValidString(body):
@@ -657,18 +675,7 @@ func (c *Core) Send(ctx context.Context, a Agent, sessionID, body, clientMsgID s
 	if err != nil {
 		return "", err
 	}
-	if sess.State != store.StateActive {
-		return "", fmt.Errorf("%w: session %s has ended", ErrConflict, sessionID)
-	}
-	requestID := sessionID + "-" + clientMsgID
-	if err := c.pub.Emit(ctx, subjects.OutboundRequested(a.Tenant), &outboundv1.OutboundMessageRequested{
-		TenantId: a.Tenant, RequestId: requestID, SessionId: sessionID, EntryId: sess.EntryID,
-		Conversation: FromStore(sess.Conversation), Body: body, Origin: outboundv1.Origin_ORIGIN_AGENT,
-		AgentId: a.ID, Author: a.DisplayName, RequestedAt: timestamppb.New(c.now()),
-	}, requestID); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	return requestID, nil
+	return c.request(ctx, a, sess, clientMsgID, body, nil, "")
 }
 
 // Terminate ends a session the agent handles, as handled.
@@ -702,7 +709,9 @@ func (c *Core) Snapshot(ctx context.Context, a Agent) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 		}
-		views = append(views, sessionView(s, msgs))
+		view := sessionView(s, msgs)
+		view.Compliance = c.compliance(ctx, s)
+		views = append(views, view)
 	}
 	offers := []*protocol.Offer{}
 	for _, o := range st.GetState().GetOffers() {

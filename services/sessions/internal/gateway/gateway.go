@@ -501,6 +501,31 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 		}
 		id, err := g.core.Send(cctx, a, d.SessionID, d.Body, d.ClientMsgID)
 		reply(map[string]any{"message_id": id}, err)
+	case protocol.TypeMessageResend:
+		d, err := decode[struct {
+			SessionID   string `json:"session_id"`
+			MessageID   string `json:"message_id"`
+			ClientMsgID string `json:"client_msg_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		id, err := g.core.Resend(cctx, a, d.SessionID, d.MessageID, d.ClientMsgID)
+		reply(map[string]any{"message_id": id, "resend_of": d.MessageID}, err)
+	case protocol.TypeMessageCount:
+		d, err := decode[struct {
+			Body string `json:"body"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		res, err := core.Count(d.Body)
+		reply(map[string]any{
+			"encoding": res.Encoding, "segments": res.Segments, "units": res.Units, "characters": res.Characters,
+			"per_segment": res.PerSegment, "remaining": res.Remaining, "non_gsm": res.NonGSM,
+		}, err)
 	case protocol.TypeSessionTerminate:
 		d, err := decode[struct {
 			SessionID string `json:"session_id"`
@@ -525,6 +550,10 @@ func codeOf(err error) string {
 		return protocol.CodeForbidden
 	case errors.Is(err, core.ErrConflict):
 		return protocol.CodeConflict
+	case errors.Is(err, core.ErrOptedOut):
+		return protocol.CodeOptedOut
+	case errors.Is(err, core.ErrWindowClosed):
+		return protocol.CodeWindowClosed
 	default:
 		return protocol.CodeUnavailable
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 )
 
 // Version is the protocol version this server speaks.
@@ -26,6 +27,10 @@ const (
 	TypeMessageSend      = "message.send"
 	TypeSessionTerminate = "session.terminate"
 	TypePing             = "ping"
+	// TypeMessageResend resends a failed outbound message as a new one.
+	TypeMessageResend = "message.resend"
+	// TypeMessageCount asks what a draft costs in SMS segments.
+	TypeMessageCount = "message.count"
 )
 
 // Server frame types.
@@ -39,8 +44,11 @@ const (
 	TypeMessageStatus   = "message.status"
 	TypeSessionEnded    = "session.ended"
 	TypePresence        = "presence"
-	TypeAck             = "ack"
-	TypeError           = "error"
+	// TypeSessionCompliance: what may be sent to the session's customer
+	// changed (opt-out, WhatsApp window).
+	TypeSessionCompliance = "session.compliance"
+	TypeAck               = "ack"
+	TypeError             = "error"
 )
 
 // Error codes.
@@ -54,6 +62,12 @@ const (
 	CodeForbidden          = "forbidden"
 	CodeConflict           = "conflict"
 	CodeUnavailable        = "unavailable"
+	// CodeOptedOut: the customer opted out (STOP); nothing may be sent
+	// until they reply START.
+	CodeOptedOut = "opted_out"
+	// CodeWindowClosed: WhatsApp free-form text outside the customer's
+	// 24-hour window.
+	CodeWindowClosed = "window_closed"
 )
 
 // Envelope is every frame.
@@ -109,6 +123,24 @@ type Session struct {
 	State        string     `json:"state"`
 	StartedAt    time.Time  `json:"started_at"`
 	Messages     []*Message `json:"messages"`
+	// Compliance is what may be sent to the customer now; absent when
+	// outbound-sender could not be asked.
+	Compliance *Compliance `json:"compliance,omitempty"`
+}
+
+// Compliance is what outbound-sender will allow for a session's customer.
+type Compliance struct {
+	OptedOut      bool   `json:"opted_out"`
+	ConsentSource string `json:"consent_source,omitempty"`
+	WindowApplies bool   `json:"window_applies"`
+	WindowOpen    bool   `json:"window_open"`
+	// WindowExpiresAt is when free-form WhatsApp text stops being allowed
+	// (the console counts down to it).
+	WindowExpiresAt *time.Time `json:"window_expires_at,omitempty"`
+	// Blocked is CodeOptedOut or CodeWindowClosed when a reply would be
+	// refused now; Message says why, for the agent.
+	Blocked string `json:"blocked,omitempty"`
+	Message string `json:"message,omitempty"`
 }
 
 // Media is an attachment.
@@ -129,6 +161,8 @@ type Message struct {
 	Status       string    `json:"status,omitempty"`
 	ErrorCode    int32     `json:"error_code,omitempty"`
 	ErrorMessage string    `json:"error_message,omitempty"`
+	Reason       string    `json:"reason,omitempty"`
+	ResendOf     string    `json:"resend_of,omitempty"`
 }
 
 // MessageStatus reports an outbound message's delivery status.
@@ -138,6 +172,7 @@ type MessageStatus struct {
 	Status       string `json:"status"`
 	ErrorCode    int32  `json:"error_code,omitempty"`
 	ErrorMessage string `json:"error_message,omitempty"`
+	Reason       string `json:"reason,omitempty"`
 }
 
 // ChannelName is the protocol's name for a channel.
@@ -149,6 +184,15 @@ func ChannelName(c messagingv1.Channel) string {
 		return "whatsapp"
 	}
 	return "unknown"
+}
+
+// ReasonName is the protocol's name for a failure reason: "opted_out",
+// "whatsapp_window_closed", "twilio", "retries_exhausted", …
+func ReasonName(r outboundv1.FailureReason) string {
+	if r == outboundv1.FailureReason_FAILURE_REASON_UNSPECIFIED {
+		return ""
+	}
+	return strings.ToLower(strings.TrimPrefix(r.String(), "FAILURE_REASON_"))
 }
 
 // StatusName is the protocol's name for a delivery status.

@@ -83,6 +83,11 @@ type Message struct {
 	ErrorCode    int32     `bson:"error_code,omitempty"`
 	ErrorMessage string    `bson:"error_message,omitempty"`
 	TwilioSID    string    `bson:"twilio_sid,omitempty"`
+	// Reason names why an outbound message failed (opted_out,
+	// whatsapp_window_closed, twilio, …); empty otherwise.
+	Reason string `bson:"reason,omitempty"`
+	// ResendOf is the failed message this one resends.
+	ResendOf string `bson:"resend_of,omitempty"`
 }
 
 // Store is the sessions database.
@@ -249,10 +254,26 @@ var statusOrder = map[string]int{
 // StatusRank is the position of a delivery status in its life.
 func StatusRank(status string) int { return statusOrder[status] }
 
+// Message reads one transcript entry.
+func (s *Store) Message(ctx context.Context, tenant, sessionID, messageID string) (*Message, error) {
+	var m Message
+	err := s.messages.FindOne(ctx, bson.M{"_id": messageKey(tenant, sessionID, messageID)}).Decode(&m)
+	if mongodb.IsNotFound(err) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("load message %s: %w", messageID, err)
+	}
+	return &m, nil
+}
+
 // UpdateStatus moves an outbound message's status forward (never back) and
 // reports whether it changed.
-func (s *Store) UpdateStatus(ctx context.Context, tenant, sessionID, messageID, status string, errCode int32, errMsg, twilioSID string) (bool, error) {
+func (s *Store) UpdateStatus(ctx context.Context, tenant, sessionID, messageID, status string, errCode int32, errMsg, twilioSID, reason string) (bool, error) {
 	set := bson.M{"status": status, "status_rank": StatusRank(status)}
+	if reason != "" {
+		set["reason"] = reason
+	}
 	if errCode != 0 {
 		set["error_code"] = errCode
 	}

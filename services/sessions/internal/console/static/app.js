@@ -138,7 +138,12 @@ function onFrame(f) {
     case "message.status": {
       const s = state.sessions.get(d.session_id);
       const m = s && s.messages.find((x) => x.id === d.message_id);
-      if (m) { m.status = d.status; m.error_code = d.error_code; m.error_message = d.error_message; render(); }
+      if (m) { m.status = d.status; m.error_code = d.error_code; m.error_message = d.error_message; m.reason = d.reason; render(); }
+      break;
+    }
+    case "session.compliance": {
+      const s = state.sessions.get(d.session_id);
+      if (s) { s.compliance = d.compliance; render(); }
       break;
     }
     case "session.ended": {
@@ -204,9 +209,11 @@ function renderSession() {
   $("session-customer").textContent = s.customer_name ? `${s.customer_name} (${s.customer})` : s.customer;
   $("session-meta").textContent = ` · ${channelLabel(s.channel)} · ${s.service_name || s.service_id}${s.state === "ended" ? " · ended" : ""}`;
   const ended = s.state === "ended";
+  const blocked = blockedBy(s);
   $("terminate").disabled = ended;
-  $("reply").disabled = ended;
-  $("send").disabled = ended;
+  $("reply").disabled = ended || !!blocked;
+  $("send").disabled = ended || !!blocked;
+  renderCompliance(s, blocked);
   const ol = $("transcript");
   ol.replaceChildren();
   for (const m of s.messages) {
@@ -223,14 +230,33 @@ function renderSession() {
     meta.className = "meta";
     const who = m.sender === "customer" ? "Customer" : m.sender === "workflow" ? "Bot" : "You";
     let text = `${who} · ${new Date(m.at).toLocaleTimeString()}`;
+    if (m.resend_of) text += " · resend";
     if (m.direction === "outbound" && m.status) {
-      text += ` · ${m.status}`;
+      text += ` · ${statusLabel(m.status)}`;
       if (m.error_code) text += ` (${m.error_code}${m.error_message ? ": " + m.error_message : ""})`;
+      else if (m.error_message) text += ` (${m.error_message})`;
       meta.classList.add(`status-${m.status}`);
     }
     meta.textContent = text;
     meta.dataset.status = m.status || "";
+    li.dataset.status = m.status || "";
     li.append(meta);
+    if (m.direction === "outbound" && (m.status === "failed" || m.status === "undelivered")) {
+      const resentAs = s.messages.find((x) => x.resend_of === m.id);
+      if (resentAs) {
+        const note = document.createElement("span");
+        note.className = "meta resent";
+        note.textContent = "Resent below.";
+        li.append(note);
+      } else if (!ended) {
+        const b = document.createElement("button");
+        b.type = "button";
+        b.className = "resend";
+        b.textContent = "Resend";
+        b.onclick = () => resend(s.session_id, m.id, b);
+        li.append(b);
+      }
+    }
     ol.append(li);
   }
   ol.scrollTop = ol.scrollHeight;
@@ -241,6 +267,50 @@ function tick() {
     const left = Math.max(0, Math.round((new Date(el.dataset.expires) - Date.now()) / 1000));
     el.textContent = `${left}s to answer`;
   }
+  const s = state.sessions.get(state.selected);
+  const c = s && s.compliance;
+  if (c && c.window_applies && c.window_open && c.window_expires_at) {
+    if (new Date(c.window_expires_at) <= Date.now()) {
+      c.window_open = false;
+      c.blocked = "window_closed";
+      c.message = "The WhatsApp 24-hour window is closed: the customer has not written in the last 24 hours. Free-form replies are not allowed; a template must be sent.";
+      renderSession();
+    } else {
+      renderCompliance(s, blockedBy(s));
+    }
+  }
+}
+
+const statusLabels = { pending: "sending…", queued: "queued", accepted: "accepted", sending: "sending", sent: "sent", delivered: "delivered", read: "read", failed: "failed", undelivered: "not delivered" };
+function statusLabel(st) { return statusLabels[st] || st; }
+
+// blockedBy says why a reply to the session would be refused ("" if not).
+function blockedBy(s) {
+  const c = s.compliance;
+  if (!c || s.state === "ended") return "";
+  return c.blocked || "";
+}
+
+function renderCompliance(s, blocked) {
+  const el = $("compliance");
+  const c = s.compliance;
+  el.className = "compliance";
+  el.dataset.blocked = blocked;
+  if (!c || s.state === "ended") { el.hidden = true; el.textContent = ""; return; }
+  if (blocked) {
+    el.hidden = false;
+    el.classList.add("blocked");
+    el.textContent = c.message || (blocked === "opted_out" ? "The customer opted out." : "The WhatsApp window is closed.");
+    return;
+  }
+  if (c.window_applies && c.window_open && c.window_expires_at) {
+    const mins = Math.max(0, Math.round((new Date(c.window_expires_at) - Date.now()) / 60000));
+    el.hidden = false;
+    el.textContent = `WhatsApp window open: free-form replies allowed for ${Math.floor(mins / 60)}h ${mins % 60}m.`;
+    return;
+  }
+  el.hidden = true;
+  el.textContent = "";
 }
 setInterval(tick, 1000);
 
@@ -272,7 +342,39 @@ async function terminate() {
   try { await send("session.terminate", { session_id: state.selected }); } catch (e) { deskError(e.message); }
 }
 
-function countReply() { $("reply-count").textContent = `${$("reply").value.length} / 1600`; }
+// countReply shows what the draft costs. The numbers come from the server
+// (pkg/segments, the counter outbound-sender uses), never from a second
+// implementation here.
+let countTimer = 0;
+let countSeq = 0;
+function countReply() {
+  const body = $("reply").value;
+  const s = state.sessions.get(state.selected);
+  const chars = [...body].length;
+  if (!s || s.channel !== "sms") { $("reply-count").textContent = `${chars} / 1600`; return; }
+  clearTimeout(countTimer);
+  countTimer = setTimeout(async () => {
+    const seq = ++countSeq;
+    try {
+      const r = await send("message.count", { body });
+      if (seq !== countSeq) return;
+      let text = `${chars} / 1600 · ${r.segments} SMS segment${r.segments === 1 ? "" : "s"} · ${r.encoding}`;
+      if (r.segments > 0) text += ` · ${r.remaining} left in this segment`;
+      if (r.non_gsm && r.non_gsm.length) text += ` · UCS-2 because of ${r.non_gsm.join(" ")}`;
+      $("reply-count").textContent = text;
+      $("reply-count").dataset.segments = String(r.segments);
+    } catch (e) { $("reply-count").textContent = `${chars} / 1600`; }
+  }, 150);
+}
+
+async function resend(sessionId, messageId, button) {
+  deskError("");
+  button.disabled = true;
+  const clientMsgId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/[^a-zA-Z0-9-]/g, "");
+  try {
+    await send("message.resend", { session_id: sessionId, message_id: messageId, client_msg_id: clientMsgId });
+  } catch (e) { deskError(e.message); button.disabled = false; }
+}
 
 async function changePresence(p) {
   deskError("");
