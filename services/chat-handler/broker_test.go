@@ -86,7 +86,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // exactly once.
 func TestBrokerStoppedThenRestarted(t *testing.T) {
 	dir := t.TempDir()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ns, err := natsembed.Start(natsembed.Config{Port: -1, StoreDir: dir}, nil)
 	if err != nil {
 		t.Fatal(err)

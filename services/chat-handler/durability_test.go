@@ -37,7 +37,7 @@ func natsWithMonitoring(t *testing.T, syncAlways bool) (clientURL, monitorURL st
 // when it was serving (and is then stopped).
 func runOnce(t *testing.T, cfg chathandler.Config, natsURL string) error {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b, err := bus.Connect(natsURL, "durability-test", log)
 	if err != nil {
 		t.Fatal(err)

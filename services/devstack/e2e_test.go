@@ -3,7 +3,6 @@ package devstack_test
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
 	"github.com/switchboard-cc/switchboard/services/devstack"
+	"github.com/switchboard-cc/switchboard/services/devstack/devstacktest"
 	"github.com/switchboard-cc/switchboard/services/sessions/agentclient"
 	"github.com/switchboard-cc/switchboard/services/twilio-sim/simclient"
 )
@@ -25,53 +25,7 @@ import (
 func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
 
 // stack boots the all-in-one stack on free ports for one test.
-func stack(t *testing.T) devstack.Info {
-	t.Helper()
-	cfg := devstack.Defaults()
-	cfg.DataDir = t.TempDir()
-	cfg.NATSAddr = "127.0.0.1:0"
-	cfg.MongoURI = mongotest.URI(t)
-	cfg.DatabasePrefix = mongotest.DatabaseName(t) + "_"
-	cfg.ChatHandlerAddr, cfg.SessionsAddr, cfg.TwilioSimAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.ConfigAddr, cfg.DistributionAddr, cfg.ReportingAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	cfg.OutboundAddr = "127.0.0.1:0"
-	cfg.SyncAlways = false
-	cfg.BcryptCost = 4
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan devstack.Info, 1)
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	go func() {
-		done <- devstack.Run(ctx, cfg, devstack.Deps{Ready: func(i devstack.Info) { ready <- i }}, log)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("devstack.Run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("devstack did not stop within 20s")
-		}
-	})
-	select {
-	case i := <-ready:
-		return i
-	case err := <-done:
-		t.Fatalf("devstack stopped before it was ready: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("devstack not ready within 60s")
-	}
-	return devstack.Info{}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func stack(t *testing.T) devstack.Info { return devstacktest.Start(t) }
 
 func timeout(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

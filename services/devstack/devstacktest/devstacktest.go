@@ -1,0 +1,63 @@
+// Package devstacktest boots the all-in-one stack for a test: every service
+// on free loopback ports, its own embedded NATS and data directory, and the
+// test binary's shared database server (pkg/mongodb/mongotest). Packages
+// using it call mongotest.Main from TestMain.
+package devstacktest
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
+	"github.com/switchboard-cc/switchboard/services/devstack"
+)
+
+// Start runs the stack until the test ends and returns where it listens.
+// Options adjust the configuration before it starts.
+func Start(t *testing.T, opts ...func(*devstack.Config)) devstack.Info {
+	t.Helper()
+	cfg := devstack.Defaults()
+	cfg.DataDir = t.TempDir()
+	cfg.NATSAddr = "127.0.0.1:0"
+	cfg.MongoURI = mongotest.URI(t)
+	cfg.DatabasePrefix = mongotest.DatabaseName(t) + "_"
+	cfg.ChatHandlerAddr, cfg.SessionsAddr, cfg.TwilioSimAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.ConfigAddr, cfg.DistributionAddr, cfg.ReportingAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg.OutboundAddr = "127.0.0.1:0"
+	cfg.SyncAlways = false
+	cfg.BcryptCost = 4
+	for _, o := range opts {
+		o(&cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan devstack.Info, 1)
+	done := make(chan error, 1)
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	go func() {
+		done <- devstack.Run(ctx, cfg, devstack.Deps{Ready: func(i devstack.Info) { ready <- i }}, log)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("devstack.Run: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("devstack did not stop within 20s")
+		}
+	})
+	select {
+	case i := <-ready:
+		return i
+	case err := <-done:
+		done <- nil // for the cleanup, which waits for Run to return
+		t.Fatalf("devstack stopped before it was ready: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("devstack not ready within 60s")
+	}
+	return devstack.Info{}
+}
+
