@@ -60,4 +60,3 @@ func Start(t *testing.T, opts ...func(*devstack.Config)) devstack.Info {
 	}
 	return devstack.Info{}
 }
-
