@@ -22,10 +22,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
@@ -226,8 +228,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		log.Warn("twilio calls go to an emulator", "base_url", cfg.TwilioBaseURL)
 	}
 	db := mc.Database(cfg.Database)
+	led := ledger.New(db)
+	defer led.Close()
 	s := sender.New(sender.Deps{
-		Pub: b, Credentials: creds, Twilio: twilioapi.New(topts), Ledger: ledger.New(db), Contacts: contacts.New(db),
+		Pub: b, Credentials: creds, Twilio: twilioapi.New(topts), Ledger: led, Contacts: contacts.New(db),
 		Progress: &inboundProgress{js: b.JS},
 	}, sender.Options{
 		StatusCallbackBaseURL: cfg.StatusCallbackBaseURL, Timeout: cfg.TwilioTimeout, Rules: rules,
@@ -235,13 +239,24 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}, log)
 	stopSending := context.AfterFunc(gctx, s.Stop)
 	defer stopSending()
+	// Contact changes made by any replica drop this one's cached copy.
+	contactSub, err := b.NC.Subscribe(subjects.AllTenants(subjects.KindOutboundContactUpdated), func(m *nats.Msg) {
+		var ev outboundv1.OutboundContactUpdated
+		if proto.Unmarshal(m.Data, &ev) == nil {
+			s.Invalidate(ev.GetTenantId(), ev.GetConversation().GetCustomerAddress())
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("follow contact updates: %w", err)
+	}
+	defer func() { _ = contactSub.Unsubscribe() }()
 
 	g.Go(func() error {
 		return lanes.Run(gctx, b, lanes.Spec{
 			Stream: subjects.StreamOutbound, Durable: subjects.ConsumerOutboundRequests,
 			FilterSubjects: []string{subjects.AllTenants(subjects.KindOutboundRequested)},
 			AckWait:        2 * cfg.TwilioTimeout, MaxAckPending: cfg.MaxPending,
-		}, s.LaneKey, s.HandleRequest, log)
+		}, s.LaneKey, s.Stages(), log)
 	})
 	g.Go(func() error {
 		return b.Consume(gctx, bus.ConsumerSpec{

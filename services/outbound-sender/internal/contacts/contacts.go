@@ -112,22 +112,82 @@ func StateOf(c *Contact, keys []string, channel messagingv1.Channel, now time.Ti
 	return st
 }
 
-// Store is the contacts collection.
+// Store is the contacts collection, with a read cache for the send path.
+//
+// Every change is written here and then announced (OutboundContactUpdated);
+// each process drops its cached copy of a customer when it writes one and
+// when it sees the announcement (Invalidate), and after CacheTTL at the
+// latest. A send on another replica in the milliseconds between a STOP
+// being written and announced can still go out: Twilio itself refuses SMS to
+// an opted-out customer (21610), which the ledger records.
 type Store struct {
 	c *mongo.Collection
 	// mu serialises this process's updates: MongoDB applies each update
 	// atomically, FerretDB reads and rewrites the document, so two
 	// concurrent updates of one customer could lose one there.
 	mu sync.Mutex
+
+	cmu   sync.Mutex
+	cache map[string]cached
+	gen   map[string]uint64
+	now   func() time.Time
 }
 
+type cached struct {
+	c       *Contact
+	expires time.Time
+}
+
+// CacheTTL bounds how long a cached customer is used without an update.
+const CacheTTL = 30 * time.Second
+
 // New returns the store in db.
-func New(db *mongo.Database) *Store { return &Store{c: db.Collection("contacts")} }
+func New(db *mongo.Database) *Store {
+	return &Store{c: db.Collection("contacts"), cache: map[string]cached{}, gen: map[string]uint64{}, now: time.Now}
+}
 
 func id(tenant, customer string) string { return tenant + "/" + customer }
 
-// Get reads a customer; nil when never seen.
+// Invalidate drops the cached copy of a customer.
+func (s *Store) Invalidate(tenant, customer string) {
+	k := id(tenant, customer)
+	s.cmu.Lock()
+	defer s.cmu.Unlock()
+	delete(s.cache, k)
+	s.gen[k]++
+	if len(s.gen) > 100000 { // bounded: stale generations only matter for in-flight reads
+		s.gen = map[string]uint64{}
+	}
+}
+
+// Get reads a customer through the cache; nil when never seen.
 func (s *Store) Get(ctx context.Context, tenant, customer string) (*Contact, error) {
+	k := id(tenant, customer)
+	now := s.now()
+	s.cmu.Lock()
+	if e, ok := s.cache[k]; ok && now.Before(e.expires) {
+		s.cmu.Unlock()
+		return e.c, nil
+	}
+	gen := s.gen[k]
+	s.cmu.Unlock()
+	c, err := s.GetFresh(ctx, tenant, customer)
+	if err != nil {
+		return nil, err
+	}
+	s.cmu.Lock()
+	if s.gen[k] == gen {
+		if len(s.cache) > 100000 {
+			s.cache = map[string]cached{}
+		}
+		s.cache[k] = cached{c: c, expires: now.Add(CacheTTL)}
+	}
+	s.cmu.Unlock()
+	return c, nil
+}
+
+// GetFresh reads a customer from the database; nil when never seen.
+func (s *Store) GetFresh(ctx context.Context, tenant, customer string) (*Contact, error) {
 	var c Contact
 	err := s.c.FindOne(ctx, bson.M{"_id": id(tenant, customer)}).Decode(&c)
 	if mongodb.IsNotFound(err) {
@@ -148,6 +208,7 @@ func field(key, name string) string {
 func (s *Store) update(ctx context.Context, tenant, customer string, upd bson.M) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.Invalidate(tenant, customer)
 	_, err := s.c.UpdateOne(ctx, bson.M{"_id": id(tenant, customer)}, upd, options.UpdateOne().SetUpsert(true))
 	if err != nil {
 		return fmt.Errorf("update contact: %w", err)

@@ -33,7 +33,7 @@ func (s *Server) GetContactState(ctx context.Context, r *outboundv1.GetContactSt
 	if r.GetConversation().GetCustomerAddress() == "" {
 		return nil, status.Error(codes.InvalidArgument, "conversation.customer_address is required")
 	}
-	st, err := s.Sender.State(ctx, r.GetTenantId(), r.GetConversation())
+	st, err := s.Sender.FreshState(ctx, r.GetTenantId(), r.GetConversation())
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "read contact: %v", err)
 	}

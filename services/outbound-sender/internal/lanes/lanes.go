@@ -1,18 +1,26 @@
 // Package lanes consumes a JetStream durable consumer in parallel lanes:
-// messages with the same key (one Twilio sender) are handled one at a time
-// in stream order, different keys concurrently. A sender that must wait for
-// its rate limit holds up only its own lane, never the others.
+// messages with the same key (one Twilio sender) go through their ordered
+// step one at a time in stream order, different keys concurrently. A sender
+// that must wait for its rate limit holds up only its own lane.
 //
-// The handler contract is pkg/bus's: nil acks, an error marked
+// Each message passes three stages. Prepare runs as soon as the message
+// arrives, concurrently with everything else (database writes and checks);
+// Ordered runs one message of the lane at a time, in stream order (the
+// rate wait and the call that must keep its order); Finish runs
+// concurrently again (recording the result, publishing). So a lane is busy
+// only for its ordered step, not for every database round trip around it.
+//
+// The handler contract is pkg/bus's: a stage returning an error ends the
+// message's passage; nil from the last stage acks, an error marked
 // bus.Permanent dead-letters and terminates, any other error redelivers
 // after a jittered backoff, and the last allowed delivery that fails is
-// dead-lettered. Messages waiting in a lane are kept alive with
-// in-progress acks, so JetStream does not redeliver them while they queue.
-// On shutdown the message in hand finishes and queued ones are handed back
+// dead-lettered. Messages held in a lane are kept alive with in-progress
+// acks, so JetStream does not redeliver them while they queue. On shutdown
+// the ordered step in hand finishes and queued messages are handed back
 // (nak) for another process.
 //
-// A handler error that redelivers lets later messages of the lane go
-// first: order holds for everything a handler finishes in one go.
+// A message that is redelivered lets later messages of its lane go first:
+// order holds for everything that passes in one delivery.
 package lanes
 
 import (
@@ -68,10 +76,18 @@ func (s *Spec) defaults() {
 	}
 }
 
-// Handler processes one message; last is true on the final delivery
-// JetStream will make, so the handler can record a definitive failure
-// instead of returning an error.
-type Handler func(ctx context.Context, m *bus.Message, last bool) error
+// Stages process one message. Prepare returns a job for the next stages
+// (nil, nil means done: acked without the other stages); last is true on
+// the final delivery JetStream will make, so a stage can record a
+// definitive failure instead of returning an error.
+type Stages struct {
+	Prepare func(ctx context.Context, m *bus.Message, last bool) (any, error)
+	Ordered func(ctx context.Context, job any) error
+	Finish  func(ctx context.Context, job any) error
+}
+
+// maxConcurrent bounds Prepare and Finish stages running at once.
+const maxConcurrent = 512
 
 // Key names a message's lane; an error is permanent (the message cannot be
 // decoded) and dead-letters it.
@@ -80,18 +96,23 @@ type Key func(m *bus.Message) (string, error)
 type item struct {
 	msg jetstream.Msg
 	m   *bus.Message
+	// prepared closes when Prepare has returned job and err.
+	prepared chan struct{}
+	job      any
+	err      error
 }
 
 type lane struct {
-	queue []item
+	queue []*item
 }
 
 type runner struct {
 	b     *bus.Bus
 	spec  Spec
 	key   Key
-	h     Handler
+	h     Stages
 	log   *slog.Logger
+	slots chan struct{}
 	ctx   context.Context
 	trace trace.Tracer
 	prop  propagation.TextMapPropagator
@@ -105,7 +126,7 @@ type runner struct {
 
 // Run consumes until ctx is done, then hands back what is queued and waits
 // for the messages in hand.
-func Run(ctx context.Context, b *bus.Bus, spec Spec, key Key, h Handler, log *slog.Logger) error {
+func Run(ctx context.Context, b *bus.Bus, spec Spec, key Key, h Stages, log *slog.Logger) error {
 	spec.defaults()
 	cfg := jetstream.ConsumerConfig{
 		Durable:       spec.Durable,
@@ -133,7 +154,7 @@ func Run(ctx context.Context, b *bus.Bus, spec Spec, key Key, h Handler, log *sl
 		b: b, spec: spec, key: key, h: h, log: log, ctx: context.WithoutCancel(ctx),
 		trace: otel.GetTracerProvider().Tracer("github.com/switchboard-cc/switchboard/services/outbound-sender/internal/lanes"),
 		prop:  propagation.TraceContext{},
-		lanes: map[string]*lane{}, held: map[jetstream.Msg]struct{}{},
+		lanes: map[string]*lane{}, held: map[jetstream.Msg]struct{}{}, slots: make(chan struct{}, maxConcurrent),
 	}
 	cc, err := cons.Consume(r.receive, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoHeartbeat) {
@@ -151,7 +172,13 @@ func Run(ctx context.Context, b *bus.Bus, spec Spec, key Key, h Handler, log *sl
 	for k, l := range r.lanes {
 		// The lane's goroutine holds its first item; hand back the rest.
 		for _, it := range l.queue[1:] {
-			_ = it.msg.Nak()
+			it := it
+			r.wg.Add(1)
+			go func() {
+				defer r.wg.Done()
+				<-it.prepared // let a Prepare in flight end before handing back
+				_ = it.msg.Nak()
+			}()
 			delete(r.held, it.msg)
 		}
 		l.queue = l.queue[:1]
@@ -198,18 +225,35 @@ func (r *runner) receive(msg jetstream.Msg) {
 		return
 	}
 	r.held[msg] = struct{}{}
+	it := &item{msg: msg, m: m, prepared: make(chan struct{})}
+	r.wg.Add(1)
+	go r.prepare(it)
 	l := r.lanes[k]
 	if l != nil {
-		l.queue = append(l.queue, item{msg, m})
+		l.queue = append(l.queue, it)
 		return
 	}
-	l = &lane{queue: []item{{msg, m}}}
+	l = &lane{queue: []*item{it}}
 	r.lanes[k] = l
 	r.wg.Add(1)
 	go r.run(k, l)
 }
 
-// run works through one lane until it is empty.
+func (r *runner) prepare(it *item) {
+	defer r.wg.Done()
+	defer close(it.prepared)
+	r.slots <- struct{}{}
+	defer func() { <-r.slots }()
+	ctx, span := r.span(it.m, "prepare")
+	defer span.End()
+	it.job, it.err = safePrepare(ctx, r.h.Prepare, it.m, int(it.m.Delivered) >= r.spec.MaxDeliver)
+	if it.err != nil {
+		span.SetStatus(codes.Error, it.err.Error())
+	}
+}
+
+// run takes one lane's messages through their ordered step, in order,
+// until the lane is empty.
 func (r *runner) run(k string, l *lane) {
 	defer r.wg.Done()
 	for {
@@ -222,18 +266,42 @@ func (r *runner) run(k string, l *lane) {
 		it := l.queue[0]
 		r.mu.Unlock()
 
-		r.handle(it.msg, it.m)
-
+		<-it.prepared
+		err := it.err
+		if err == nil && it.job != nil {
+			ctx, span := r.span(it.m, "ordered")
+			err = safeStage(ctx, r.h.Ordered, it.job)
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}
 		r.mu.Lock()
-		delete(r.held, it.msg)
 		l.queue = l.queue[1:]
 		r.mu.Unlock()
+		if err != nil || it.job == nil {
+			r.done(it, err)
+			continue
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.slots <- struct{}{}
+			defer func() { <-r.slots }()
+			ctx, span := r.span(it.m, "finish")
+			defer span.End()
+			err := safeStage(ctx, r.h.Finish, it.job)
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			r.done(it, err)
+		}()
 	}
 }
 
-func (r *runner) handle(msg jetstream.Msg, m *bus.Message) {
+func (r *runner) span(m *bus.Message, stage string) (context.Context, trace.Span) {
 	ctx := r.prop.Extract(r.ctx, bus.HeaderCarrier(m.Header))
-	ctx, span := r.trace.Start(ctx, "consume "+m.Kind(),
+	return r.trace.Start(ctx, "consume "+m.Kind()+" "+stage,
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "nats"),
@@ -241,12 +309,14 @@ func (r *runner) handle(msg jetstream.Msg, m *bus.Message) {
 			attribute.String("messaging.consumer.group.name", r.spec.Durable),
 			attribute.Int64("messaging.message.delivery_count", int64(m.Delivered)),
 		))
-	defer span.End()
-	err := safeCall(ctx, r.h, m, int(m.Delivered) >= r.spec.MaxDeliver)
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-	}
-	r.finish(ctx, msg, m, err)
+}
+
+// done settles a message and stops keeping it alive.
+func (r *runner) done(it *item, err error) {
+	r.finish(r.ctx, it.msg, it.m, err)
+	r.mu.Lock()
+	delete(r.held, it.msg)
+	r.mu.Unlock()
 }
 
 func (r *runner) finish(ctx context.Context, msg jetstream.Msg, m *bus.Message, herr error) {
@@ -270,13 +340,22 @@ func (r *runner) finish(ctx context.Context, msg jetstream.Msg, m *bus.Message, 
 	}
 }
 
-func safeCall(ctx context.Context, h Handler, m *bus.Message, last bool) (err error) {
+func safePrepare(ctx context.Context, f func(context.Context, *bus.Message, bool) (any, error), m *bus.Message, last bool) (job any, err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("handler panic: %v", p)
+			job, err = nil, fmt.Errorf("prepare panic: %v", p)
 		}
 	}()
-	return h(ctx, m, last)
+	return f(ctx, m, last)
+}
+
+func safeStage(ctx context.Context, f func(context.Context, any) error, job any) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("stage panic: %v", p)
+		}
+	}()
+	return f(ctx, job)
 }
 
 // keepAlive sends in-progress acks for every held message twice per ack

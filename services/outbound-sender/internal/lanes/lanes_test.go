@@ -47,7 +47,8 @@ func TestLanes(t *testing.T) {
 		lane, _, _ := strings.Cut(v.Value, ":")
 		return lane, nil
 	}
-	h := func(_ context.Context, m *bus.Message, _ bool) error {
+	ordered := func(_ context.Context, job any) error {
+		m := job.(*bus.Message)
 		var v wrapperspb.StringValue
 		_ = m.Decode(&v)
 		lane, _, _ := strings.Cut(v.Value, ":")
@@ -80,7 +81,11 @@ func TestLanes(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- Run(ctx, b, Spec{Stream: subjects.StreamOutbound, Durable: "test-lanes", FilterSubjects: []string{"outbound.test.>"},
-			Backoff: func(uint64) time.Duration { return 10 * time.Millisecond }}, key, h, log)
+			Backoff: func(uint64) time.Duration { return 10 * time.Millisecond }}, key, Stages{
+			Prepare: func(_ context.Context, m *bus.Message, _ bool) (any, error) { return m, nil },
+			Ordered: ordered,
+			Finish:  func(context.Context, any) error { return nil },
+		}, log)
 	}()
 	publish := func(v string) {
 		if _, err := b.Publish(ctx, "outbound.test.x.t1", wrapperspb.String(v)); err != nil {

@@ -28,7 +28,6 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard-cc/switchboard/pkg/mongodb"
 )
@@ -42,8 +41,8 @@ var ErrConflict = errors.New("conflict")
 // Conversation is how the request reaches the customer (mirrors
 // messaging.v1.ConversationRef).
 type Conversation struct {
-	Channel             int32  `bson:"channel"`
-	Path                int32  `bson:"path"`
+	Channel             int32  `bson:"channel,omitempty"`
+	Path                int32  `bson:"path,omitempty"`
 	Customer            string `bson:"customer"`
 	Business            string `bson:"business,omitempty"`
 	ChatServiceSID      string `bson:"chat_service_sid,omitempty"`
@@ -54,8 +53,8 @@ type Conversation struct {
 // Request is what was asked for and the attempts made.
 type Request struct {
 	ID               string       `bson:"_id"`
-	Tenant           string       `bson:"tenant"`
-	RequestID        string       `bson:"request_id"`
+	Tenant           string       `bson:"-"` // in _id
+	RequestID        string       `bson:"-"` // in _id
 	SessionID        string       `bson:"session_id,omitempty"`
 	EntryID          string       `bson:"entry_id"`
 	Conversation     Conversation `bson:"conversation"`
@@ -63,11 +62,11 @@ type Request struct {
 	MediaURLs        []string     `bson:"media_urls,omitempty"`
 	ContentSID       string       `bson:"content_sid,omitempty"`
 	ContentVariables string       `bson:"content_variables,omitempty"`
-	Origin           int32        `bson:"origin"`
+	Origin           int32        `bson:"origin,omitempty"`
 	AgentID          string       `bson:"agent_id,omitempty"`
 	Author           string       `bson:"author,omitempty"`
 	ResendOf         string       `bson:"resend_of,omitempty"`
-	Segments         int          `bson:"segments"`
+	Segments         int          `bson:"segments,omitempty"`
 	RequestedAt      time.Time    `bson:"requested_at"`
 	CreatedAt        time.Time    `bson:"created_at"`
 	// Attempts counts calls to Twilio that may have been made: it is
@@ -87,13 +86,13 @@ const (
 	StateFailed = "failed"
 )
 
-// Outcome is a request's decided fate.
+// Outcome is a request's decided fate. It is written on the send path, so
+// it holds only what the request does not (tenant and request id are in
+// its _id, the rest in the Request).
 type Outcome struct {
 	ID        string `bson:"_id"`
-	Tenant    string `bson:"tenant"`
-	RequestID string `bson:"request_id"`
-	SessionID string `bson:"session_id,omitempty"`
-	ResendOf  string `bson:"resend_of,omitempty"`
+	Tenant    string `bson:"-"`
+	RequestID string `bson:"-"`
 	State     string `bson:"state"`
 	TwilioSID string `bson:"twilio_sid,omitempty"`
 	// Status Twilio gave on creation (queued, accepted) or "failed".
@@ -102,7 +101,7 @@ type Outcome struct {
 	ErrorMessage string    `bson:"error_message,omitempty"`
 	Reason       int32     `bson:"reason,omitempty"` // outboundv1.FailureReason
 	Attempts     int       `bson:"attempts"`
-	Segments     int       `bson:"segments"`
+	Segments     int       `bson:"segments,omitempty"`
 	Reconciled   bool      `bson:"reconciled,omitempty"`
 	DecidedAt    time.Time `bson:"decided_at"`
 	ResentAs     []string  `bson:"resent_as,omitempty"`
@@ -115,22 +114,21 @@ type Change struct {
 	At        time.Time `bson:"at"`
 }
 
-// Message is a message Twilio accepted, with its delivery status.
+// Message is a message Twilio accepted, with its delivery status. The
+// tenant and SID are in its _id; the conversation is in the Request.
 type Message struct {
-	ID           string       `bson:"_id"`
-	Tenant       string       `bson:"tenant"`
-	SID          string       `bson:"sid"`
-	RequestID    string       `bson:"request_id"`
-	SessionID    string       `bson:"session_id,omitempty"`
-	ResendOf     string       `bson:"resend_of,omitempty"`
-	Conversation Conversation `bson:"conversation"`
-	Status       string       `bson:"status"`
-	Rank         int          `bson:"rank"`
-	ErrorCode    int32        `bson:"error_code,omitempty"`
-	ErrorMessage string       `bson:"error_message,omitempty"`
-	Timeline     []Change     `bson:"timeline"`
-	Version      int64        `bson:"version"`
-	UpdatedAt    time.Time    `bson:"updated_at"`
+	ID           string    `bson:"_id"`
+	Tenant       string    `bson:"-"`
+	SID          string    `bson:"-"`
+	RequestID    string    `bson:"request_id"`
+	SessionID    string    `bson:"session_id,omitempty"`
+	ResendOf     string    `bson:"resend_of,omitempty"`
+	Status       string    `bson:"status"`
+	ErrorCode    int32     `bson:"error_code,omitempty"`
+	ErrorMessage string    `bson:"error_message,omitempty"`
+	Timeline     []Change  `bson:"timeline,omitempty"`
+	Version      int64     `bson:"version"`
+	UpdatedAt    time.Time `bson:"updated_at,omitempty"`
 }
 
 // statusRank orders delivery statuses; a status never replaces a later
@@ -147,7 +145,8 @@ func Rank(status string) int { return statusRank[status] }
 
 // Store is the ledger collection.
 type Store struct {
-	c *mongo.Collection
+	c     *mongo.Collection
+	batch *batcher
 	// locks serialise status updates of one message within the process.
 	// Across processes the version check makes them safe on MongoDB;
 	// FerretDB does not apply a filtered replace atomically, so there the
@@ -155,8 +154,14 @@ type Store struct {
 	locks [64]sync.Mutex
 }
 
-// New returns the ledger in db.
-func New(db *mongo.Database) *Store { return &Store{c: db.Collection("ledger")} }
+// New returns the ledger in db. Close stops its writers.
+func New(db *mongo.Database) *Store {
+	c := db.Collection("ledger")
+	return &Store{c: c, batch: newBatcher(c)}
+}
+
+// Close stops the batch writers.
+func (s *Store) Close() { s.batch.close() }
 
 func (s *Store) lock(id string) *sync.Mutex {
 	h := fnv.New32a()
@@ -173,12 +178,15 @@ func MessageKey(tenant, sid string) string       { return "sid:" + tenant + "/" 
 // when one with the same id exists (a redelivery).
 func (s *Store) Begin(ctx context.Context, r *Request) (*Request, bool, error) {
 	r.ID = RequestKey(r.Tenant, r.RequestID)
-	_, err := s.c.InsertOne(ctx, r)
-	if err == nil {
-		return r, true, nil
-	}
-	if !mongodb.IsDuplicateKey(err) {
+	errs, err := s.batch.insert(ctx, r)
+	if err != nil {
 		return nil, false, fmt.Errorf("insert ledger request %q: %w", r.RequestID, err)
+	}
+	switch {
+	case errs[0] == nil:
+		return r, true, nil
+	case !errors.Is(errs[0], errDuplicate):
+		return nil, false, fmt.Errorf("insert ledger request %q: %w", r.RequestID, errs[0])
 	}
 	got, err := s.Request(ctx, r.Tenant, r.RequestID)
 	return got, false, err
@@ -201,6 +209,7 @@ func (s *Store) Request(ctx context.Context, tenant, requestID string) (*Request
 	if err := s.find(ctx, RequestKey(tenant, requestID), &r); err != nil {
 		return nil, err
 	}
+	r.Tenant, r.RequestID = tenant, requestID
 	return &r, nil
 }
 
@@ -210,6 +219,7 @@ func (s *Store) Outcome(ctx context.Context, tenant, requestID string) (*Outcome
 	if err := s.find(ctx, OutcomeKey(tenant, requestID), &o); err != nil {
 		return nil, err
 	}
+	o.Tenant, o.RequestID = tenant, requestID
 	return &o, nil
 }
 
@@ -219,6 +229,7 @@ func (s *Store) Message(ctx context.Context, tenant, sid string) (*Message, erro
 	if err := s.find(ctx, MessageKey(tenant, sid), &m); err != nil {
 		return nil, err
 	}
+	m.Tenant, m.SID = tenant, sid
 	return &m, nil
 }
 
@@ -241,21 +252,22 @@ func (s *Store) Decide(ctx context.Context, o *Outcome, m *Message) (*Outcome, b
 	docs := []any{o}
 	if m != nil {
 		m.ID = MessageKey(m.Tenant, m.SID)
-		m.Rank = Rank(m.Status)
-		if m.Timeline == nil {
-			m.Timeline = []Change{}
-		}
 		docs = append(docs, m)
 	}
-	_, err := s.c.InsertMany(ctx, docs, options.InsertMany().SetOrdered(true))
-	if err == nil {
-		return o, true, nil
-	}
-	if !mongodb.IsDuplicateKey(err) {
+	errs, err := s.batch.insert(ctx, docs...)
+	if err != nil {
 		return nil, false, fmt.Errorf("record outcome of %q: %w", o.RequestID, err)
 	}
-	var bwe mongo.BulkWriteException
-	if m != nil && errors.As(err, &bwe) && len(bwe.WriteErrors) > 0 && bwe.WriteErrors[0].Index == 1 {
+	for _, e := range errs {
+		if e != nil && !errors.Is(e, errDuplicate) {
+			return nil, false, fmt.Errorf("record outcome of %q: %w", o.RequestID, e)
+		}
+	}
+	outcomeDup := errors.Is(errs[0], errDuplicate)
+	if !outcomeDup && (m == nil || errs[1] == nil) {
+		return o, true, nil
+	}
+	if !outcomeDup {
 		// The outcome went in, the message did not: its SID is taken.
 		owner, gerr := s.Message(ctx, m.Tenant, m.SID)
 		if gerr != nil {
@@ -299,7 +311,6 @@ func (s *Store) UpdateMessage(ctx context.Context, tenant, sid string, fn func(*
 		}
 		prev := m.Version
 		m.Version++
-		m.Rank = Rank(m.Status)
 		res, err := s.c.ReplaceOne(ctx, bson.M{"_id": m.ID, "version": prev}, m)
 		if err != nil {
 			return nil, false, fmt.Errorf("update message %s: %w", sid, err)

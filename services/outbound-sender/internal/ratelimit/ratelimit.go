@@ -164,6 +164,25 @@ func (r Rules) For(whatsapp bool, keys ...string) Limit {
 	return r.SMS
 }
 
+// Began records that a reserved send actually started at at (it may start
+// later than reserved: a slow database, a busy scheduler). The sender's next
+// send then keeps the full interval after this one, so the spacing between
+// real sends never shrinks below the limit.
+func (l *Limiter) Began(sender string, lim Limit, cost int, at time.Time) {
+	if lim.IsZero() {
+		return
+	}
+	if cost < 1 {
+		cost = 1
+	}
+	end := at.Add(lim.Interval(cost))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if end.After(l.next[sender]) {
+		l.next[sender] = end
+	}
+}
+
 // Limiter keeps each sender's schedule.
 type Limiter struct {
 	now func() time.Time

@@ -117,3 +117,17 @@ func TestReserveCountsPerWindow(t *testing.T) {
 		t.Errorf("1000 messages at 10/s span %v, want 99.9s", total)
 	}
 }
+
+// A send that starts late pushes the next one back: real sends keep the
+// full interval between them.
+func TestBeganKeepsTheIntervalAfterALateStart(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	l := New(clk.now)
+	lim := Limit{Count: 2, Per: time.Second, Unit: Messages}
+	first := l.Reserve("s", lim, 1)
+	l.Began("s", lim, 1, first.Add(300*time.Millisecond)) // started 300ms late
+	clk.t = clk.t.Add(350 * time.Millisecond)
+	if got := l.Reserve("s", lim, 1).Sub(first); got != 800*time.Millisecond {
+		t.Errorf("next start %v after the first reservation, want 800ms (500ms after the late start)", got)
+	}
+}

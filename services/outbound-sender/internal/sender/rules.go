@@ -57,10 +57,27 @@ func Check(st contacts.State, template bool) *Refusal {
 	return nil
 }
 
-// State is the contact state of a conversation now.
+// State is the contact state of a conversation now, read through the
+// cache.
 func (s *Sender) State(ctx context.Context, tenant string, conv *messagingv1.ConversationRef) (contacts.State, error) {
+	return s.state(ctx, tenant, conv, false)
+}
+
+// FreshState is State read from the database.
+func (s *Sender) FreshState(ctx context.Context, tenant string, conv *messagingv1.ConversationRef) (contacts.State, error) {
+	return s.state(ctx, tenant, conv, true)
+}
+
+// Invalidate drops a customer's cached contact (another process changed it).
+func (s *Sender) Invalidate(tenant, customer string) { s.d.Contacts.Invalidate(tenant, customer) }
+
+func (s *Sender) state(ctx context.Context, tenant string, conv *messagingv1.ConversationRef, fresh bool) (contacts.State, error) {
 	customer, keys := contacts.Keys(conv)
-	c, err := s.d.Contacts.Get(ctx, tenant, customer)
+	get := s.d.Contacts.Get
+	if fresh {
+		get = s.d.Contacts.GetFresh
+	}
+	c, err := get(ctx, tenant, customer)
 	if err != nil {
 		return contacts.State{}, err
 	}
@@ -96,7 +113,7 @@ func (s *Sender) refuse(ctx context.Context, req *outboundv1.OutboundMessageRequ
 				return false, err
 			}
 		}
-		if st, err = s.State(ctx, req.GetTenantId(), req.GetConversation()); err != nil {
+		if st, err = s.FreshState(ctx, req.GetTenantId(), req.GetConversation()); err != nil {
 			return false, err
 		}
 		if r = Check(st, req.GetContentSid() != ""); r == nil {
@@ -116,7 +133,7 @@ func (s *Sender) optOut(ctx context.Context, tenant string, conv *messagingv1.Co
 }
 
 func (s *Sender) emitContact(ctx context.Context, tenant string, conv *messagingv1.ConversationRef, eventID string) error {
-	st, err := s.State(ctx, tenant, conv)
+	st, err := s.FreshState(ctx, tenant, conv)
 	if err != nil {
 		return err
 	}
@@ -254,8 +271,27 @@ func (s *Sender) HandleDelivery(ctx context.Context, m *bus.Message) error {
 	if !changed || !advanced {
 		return nil
 	}
-	conv := convFromLedger(msg.Conversation)
 	switch msg.ErrorCode {
+	case 21610, 63016:
+		req, err := s.d.Ledger.Request(ctx, tenant, msg.RequestID)
+		if err != nil {
+			return err
+		}
+		if err := s.reportedClosed(ctx, tenant, convFromLedger(req.Conversation), msg.ErrorCode, sid, at); err != nil {
+			return err
+		}
+	}
+	return s.d.Pub.Emit(ctx, subjects.OutboundDeliveryUpdated(tenant), &outboundv1.OutboundDeliveryUpdated{
+		TenantId: tenant, RequestId: msg.RequestID, SessionId: msg.SessionID, TwilioSid: sid,
+		Status: DeliveryStatus(msg.Status), ErrorCode: msg.ErrorCode, ErrorMessage: msg.ErrorMessage,
+		OccurredAt: timestamppb.New(at), RawStatus: raw, ResendOf: msg.ResendOf,
+	}, msg.RequestID+":"+msg.Status)
+}
+
+// reportedClosed applies what a delivery failure says about the customer:
+// 21610 they opted out, 63016 the WhatsApp window is closed.
+func (s *Sender) reportedClosed(ctx context.Context, tenant string, conv *messagingv1.ConversationRef, code int32, sid string, at time.Time) error {
+	switch code {
 	case 21610:
 		if err := s.optOut(ctx, tenant, conv, "twilio:21610", sid); err != nil {
 			return err
@@ -269,11 +305,7 @@ func (s *Sender) HandleDelivery(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 	}
-	return s.d.Pub.Emit(ctx, subjects.OutboundDeliveryUpdated(tenant), &outboundv1.OutboundDeliveryUpdated{
-		TenantId: tenant, RequestId: msg.RequestID, SessionId: msg.SessionID, TwilioSid: sid,
-		Status: DeliveryStatus(msg.Status), ErrorCode: msg.ErrorCode, ErrorMessage: msg.ErrorMessage,
-		OccurredAt: timestamppb.New(at), RawStatus: raw, ResendOf: msg.ResendOf,
-	}, msg.RequestID+":"+msg.Status)
+	return nil
 }
 
 // ErrNotFound is returned by Delivery for an unknown request.
@@ -322,7 +354,7 @@ func (s *Sender) Delivery(ctx context.Context, tenant, requestID string) (*outbo
 		d.ErrorCode, d.ErrorMessage = msg.ErrorCode, msg.ErrorMessage
 		d.FailureReason = outboundv1.FailureReason_FAILURE_REASON_TWILIO
 	}
-	for _, c := range msg.Timeline[min(1, len(msg.Timeline)):] { // the first is the creation status, already listed
+	for _, c := range msg.Timeline {
 		d.Timeline = append(d.Timeline, &outboundv1.StatusChange{Status: DeliveryStatus(c.Status), RawStatus: c.Status, ErrorCode: c.ErrorCode, At: timestamppb.New(c.At)})
 	}
 	return d, nil

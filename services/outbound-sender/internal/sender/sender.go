@@ -40,6 +40,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/segments"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/contacts"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/lanes"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ledger"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ratelimit"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/twilioapi"
@@ -324,27 +325,84 @@ func (s *Sender) twilioMessage(r *outboundv1.OutboundMessageRequested) twilioapi
 	return m
 }
 
-// HandleRequest sends one OutboundMessageRequested (the lanes handler).
-func (s *Sender) HandleRequest(ctx context.Context, m *bus.Message, last bool) error {
+// job is one request on its way through the lane stages.
+type job struct {
+	req  *outboundv1.OutboundMessageRequested
+	last bool
+	rec  *ledger.Request
+	tc   twilioapi.Credentials
+	msg  twilioapi.Message
+	lim  ratelimit.Limit
+	lane string
+	cost int
+	// attempts made so far (the next call is attempt attempts).
+	attempts int
+	// Set by Call: what Twilio answered.
+	acc        twilioapi.Accepted
+	reconciled bool
+	refused    *twilioapi.Error
+}
+
+// Stages returns the lane stages: Prepare writes the ledger and applies
+// the rules, concurrently; Call paces and calls Twilio, in order per
+// sender; Finish records and publishes the outcome, concurrently.
+func (s *Sender) Stages() lanes.Stages {
+	return lanes.Stages{Prepare: s.Prepare, Ordered: s.Call, Finish: s.Finish}
+}
+
+// Prepare decodes a request, writes it to the ledger with the attempt about
+// to be made, and settles it when it needs no call: answered from the
+// ledger, refused by a rule, unusable, or found already sent at Twilio.
+// It returns nil when settled.
+func (s *Sender) Prepare(ctx context.Context, m *bus.Message, last bool) (any, error) {
 	var req outboundv1.OutboundMessageRequested
 	if err := m.Decode(&req); err != nil {
-		return err
+		return nil, err
 	}
 	if req.GetTenantId() != m.Tenant() || req.GetRequestId() == "" {
-		return bus.Permanentf("outbound request on %s names tenant %q and request %q", m.Subject, req.GetTenantId(), req.GetRequestId())
+		return nil, bus.Permanentf("outbound request on %s names tenant %q and request %q", m.Subject, req.GetTenantId(), req.GetRequestId())
 	}
-	err := s.handle(ctx, &req)
+	j, err := s.prepare(ctx, &req)
+	if err != nil {
+		return nil, s.giveUp(ctx, &req, err, last)
+	}
+	if j != nil {
+		j.last = last
+	}
+	return j, nil
+}
+
+// Call makes the Twilio call of a prepared request, in the sender's order.
+func (s *Sender) Call(ctx context.Context, v any) error {
+	j := v.(*job)
+	return s.giveUp(ctx, j.req, s.callTwilio(ctx, j), j.last)
+}
+
+// Finish records and reports what Twilio answered.
+func (s *Sender) Finish(ctx context.Context, v any) error {
+	j := v.(*job)
+	var err error
+	if j.refused != nil {
+		err = s.twilioRefused(ctx, j.req, j.refused, j.attempts)
+	} else {
+		err = s.sent(ctx, j.req, j.acc, j.attempts, j.reconciled)
+	}
+	return s.giveUp(ctx, j.req, err, j.last)
+}
+
+// giveUp turns an error on the last delivery JetStream will make into a
+// recorded failure, rather than leave the agent looking at "pending"
+// forever.
+func (s *Sender) giveUp(ctx context.Context, req *outboundv1.OutboundMessageRequested, err error, last bool) error {
 	if err == nil || bus.IsPermanent(err) || !last {
 		return err
 	}
-	// JetStream will not deliver it again: say so rather than leave the
-	// agent looking at "pending" forever.
 	msg := "Twilio could not be reached or kept refusing with 429/5xx: " + err.Error()
 	var amb *ambiguousError
 	if errors.As(err, &amb) {
 		msg = "Twilio's answers were unclear and the message could not be confirmed; it may have been delivered: " + err.Error()
 	}
-	return s.fail(ctx, &req, false, 0, msg, outboundv1.FailureReason_FAILURE_REASON_RETRIES_EXHAUSTED, 0)
+	return s.fail(ctx, req, false, 0, msg, outboundv1.FailureReason_FAILURE_REASON_RETRIES_EXHAUSTED, 0)
 }
 
 // ambiguousError: a call may have created the message and the lookup
@@ -354,83 +412,90 @@ type ambiguousError struct{ err error }
 func (e *ambiguousError) Error() string { return e.err.Error() }
 func (e *ambiguousError) Unwrap() error { return e.err }
 
-func (s *Sender) handle(ctx context.Context, req *outboundv1.OutboundMessageRequested) error {
+func (s *Sender) prepare(ctx context.Context, req *outboundv1.OutboundMessageRequested) (*job, error) {
 	now := s.opts.Now()
 	tenant := req.GetTenantId()
 	if err := invalid(req); err != nil {
-		return s.fail(ctx, req, false, 0, "invalid request: "+err.Error(), outboundv1.FailureReason_FAILURE_REASON_INVALID_REQUEST, 0)
+		return nil, s.fail(ctx, req, false, 0, "invalid request: "+err.Error(), outboundv1.FailureReason_FAILURE_REASON_INVALID_REQUEST, 0)
 	}
 	creds, err := s.d.Credentials.SendingCredentials(ctx, tenant, req.GetEntryId())
 	if err != nil {
 		if c := status.Code(err); c == codes.NotFound || c == codes.InvalidArgument || c == codes.FailedPrecondition {
-			return s.fail(ctx, req, false, 0, fmt.Sprintf("no sending credentials for messaging entry %q: %s", req.GetEntryId(), status.Convert(err).Message()),
+			return nil, s.fail(ctx, req, false, 0, fmt.Sprintf("no sending credentials for messaging entry %q: %s", req.GetEntryId(), status.Convert(err).Message()),
 				outboundv1.FailureReason_FAILURE_REASON_NO_CREDENTIALS, 0)
 		}
-		return fmt.Errorf("get sending credentials of entry %q: %w", req.GetEntryId(), err)
+		return nil, fmt.Errorf("get sending credentials of entry %q: %w", req.GetEntryId(), err)
 	}
 	conv := req.GetConversation()
-	lim := s.opts.Rules.For(conv.GetChannel() == messagingv1.Channel_CHANNEL_WHATSAPP,
-		conv.GetBusinessAddress(), conv.GetMessagingServiceSid(), conv.GetChatServiceSid(), "connector:"+creds.GetEntry().GetConnectorId())
-	// The reservation comes first so the ledger can say when the call
-	// starts: the attempt is recorded with the request in one insert.
-	at := s.d.Limiter.Reserve(tenant+"|"+SenderOf(conv), lim, cost(req, lim))
-	if at.Before(now) {
-		at = now
+	j := &job{
+		req: req, msg: s.twilioMessage(req), lane: tenant + "|" + SenderOf(conv), attempts: 1,
+		tc: twilioapi.Credentials{AccountSID: creds.GetAccountSid(), APIKeySID: creds.GetApiKeySid(), APIKeySecret: creds.GetApiKeySecret(), Region: creds.GetRegion(), Edge: creds.GetEdge()},
+		lim: s.opts.Rules.For(conv.GetChannel() == messagingv1.Channel_CHANNEL_WHATSAPP,
+			conv.GetBusinessAddress(), conv.GetMessagingServiceSid(), conv.GetChatServiceSid(), "connector:"+creds.GetEntry().GetConnectorId()),
 	}
+	j.cost = cost(req, j.lim)
+	// The request and its first attempt go to the ledger in one insert,
+	// before anything else: a redelivery finds it.
 	rec := s.record(req, now)
-	rec.Attempts, rec.FirstCallAt, rec.LeaseUntil = 1, at, at.Add(2*s.opts.Timeout)
+	rec.Attempts, rec.FirstCallAt, rec.LeaseUntil = 1, now, now.Add(2*s.opts.Timeout)
 	stored, fresh, err := s.d.Ledger.Begin(ctx, rec)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	j.rec = stored
 	if !fresh {
 		if done, err := s.answerDecided(ctx, req, stored); done || err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if req.GetResendOf() != "" {
 		if why, err := s.resendRefusal(ctx, tenant, req.GetResendOf()); err != nil {
-			return err
+			return nil, err
 		} else if why != "" {
-			return s.fail(ctx, req, true, 0, why, outboundv1.FailureReason_FAILURE_REASON_RESEND_NOT_ALLOWED, 0)
+			return nil, s.fail(ctx, req, true, 0, why, outboundv1.FailureReason_FAILURE_REASON_RESEND_NOT_ALLOWED, 0)
 		}
 	}
 	if refused, err := s.refuse(ctx, req); refused || err != nil {
-		return err
+		return nil, err
 	}
-	tc := twilioapi.Credentials{AccountSID: creds.GetAccountSid(), APIKeySID: creds.GetApiKeySid(), APIKeySecret: creds.GetApiKeySecret(), Region: creds.GetRegion(), Edge: creds.GetEdge()}
-	msg := s.twilioMessage(req)
-	attempts := 1
-	if !fresh {
-		// An attempt was recorded before: it may have reached Twilio.
-		if now.Before(stored.LeaseUntil) && stored.Attempts > 0 {
-			return fmt.Errorf("request %q: an attempt may still be in flight until %s", req.GetRequestId(), stored.LeaseUntil.Format(time.RFC3339))
-		}
-		if stored.Attempts > 0 {
-			if acc, found, err := s.find(ctx, tc, msg, stored); err != nil {
-				return err
-			} else if found {
-				return s.sent(ctx, req, acc, stored.Attempts, true)
-			}
-		}
-		attempts = stored.Attempts + 1
-		first := stored.FirstCallAt
-		if first.IsZero() {
-			first = at
-		}
-		stored.FirstCallAt = first
-		if err := s.d.Ledger.StartAttempt(ctx, tenant, req.GetRequestId(), attempts, first, at.Add(2*s.opts.Timeout)); err != nil {
-			return err
-		}
-		rec = stored
+	if fresh {
+		return j, nil
 	}
+	// An attempt was recorded before: it may have reached Twilio.
+	if stored.Attempts > 0 {
+		if now.Before(stored.LeaseUntil) {
+			return nil, fmt.Errorf("request %q: an attempt may still be in flight until %s", req.GetRequestId(), stored.LeaseUntil.Format(time.RFC3339))
+		}
+		if acc, found, err := s.find(ctx, j.tc, j.msg, stored); err != nil {
+			return nil, err
+		} else if found {
+			return nil, s.sent(ctx, req, acc, stored.Attempts, true)
+		}
+	}
+	j.attempts = stored.Attempts + 1
+	if stored.FirstCallAt.IsZero() {
+		stored.FirstCallAt = now
+	}
+	if err := s.d.Ledger.StartAttempt(ctx, tenant, req.GetRequestId(), j.attempts, stored.FirstCallAt, now.Add(2*s.opts.Timeout)); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+// callTwilio waits for the sender's turn and calls Twilio, retrying 429s
+// and, after a lookup, ambiguous failures. It leaves the answer in j.
+func (s *Sender) callTwilio(ctx context.Context, j *job) error {
+	at := s.d.Limiter.Reserve(j.lane, j.lim, j.cost)
 	if err := s.sleepUntil(ctx, at); err != nil {
 		return err
 	}
+	s.d.Limiter.Began(j.lane, j.lim, j.cost, s.opts.Now())
+	tenant, id := j.req.GetTenantId(), j.req.GetRequestId()
 	for try := 1; ; try++ {
-		acc, err := s.call(tc, msg)
+		acc, err := s.call(j.tc, j.msg)
 		if err == nil {
-			return s.sent(ctx, req, acc, attempts, false)
+			j.acc = acc
+			return nil
 		}
 		te, ok := twilioapi.IsError(err)
 		if !ok {
@@ -438,25 +503,27 @@ func (s *Sender) handle(ctx context.Context, req *outboundv1.OutboundMessageRequ
 		}
 		switch te.Class {
 		case twilioapi.Final:
-			return s.twilioRefused(ctx, req, te, attempts)
+			j.refused = te
+			return nil
 		case twilioapi.Ambiguous:
-			acc, found, ferr := s.find(ctx, tc, msg, rec)
+			acc, found, ferr := s.find(ctx, j.tc, j.msg, j.rec)
 			if ferr != nil {
-				return &ambiguousError{fmt.Errorf("send %q: %w; and the lookup failed: %v", req.GetRequestId(), err, ferr)}
+				return &ambiguousError{fmt.Errorf("send %q: %w; and the lookup failed: %v", id, err, ferr)}
 			}
 			if found {
-				return s.sent(ctx, req, acc, attempts, true)
+				j.acc, j.reconciled = acc, true
+				return nil
 			}
 		}
 		if try > s.opts.Retries {
-			return fmt.Errorf("send %q after %d calls: %w", req.GetRequestId(), attempts, err)
+			return fmt.Errorf("send %q after %d calls: %w", id, j.attempts, err)
 		}
-		s.log.Debug("twilio call failed; retrying", "request_id", req.GetRequestId(), "attempt", attempts, "class", te.Class.String(), "code", te.Code)
+		s.log.Debug("twilio call failed; retrying", "request_id", id, "attempt", j.attempts, "class", te.Class.String(), "code", te.Code)
 		if err := s.sleepUntil(ctx, s.opts.Now().Add(s.backoff(try))); err != nil {
 			return err
 		}
-		attempts++
-		if err := s.d.Ledger.StartAttempt(ctx, tenant, req.GetRequestId(), attempts, rec.FirstCallAt, s.opts.Now().Add(2*s.opts.Timeout)); err != nil {
+		j.attempts++
+		if err := s.d.Ledger.StartAttempt(ctx, tenant, id, j.attempts, j.rec.FirstCallAt, s.opts.Now().Add(2*s.opts.Timeout)); err != nil {
 			return err
 		}
 	}
@@ -522,18 +589,16 @@ func (s *Sender) answerDecided(ctx context.Context, req *outboundv1.OutboundMess
 }
 
 func (s *Sender) messageDoc(req *outboundv1.OutboundMessageRequested, sid, st string) *ledger.Message {
-	now := s.opts.Now()
 	return &ledger.Message{
 		Tenant: req.GetTenantId(), SID: sid, RequestID: req.GetRequestId(), SessionID: req.GetSessionId(),
-		ResendOf: req.GetResendOf(), Conversation: convToLedger(req.GetConversation()), Status: st,
-		Timeline: []ledger.Change{{Status: st, At: now}}, UpdatedAt: now,
+		ResendOf: req.GetResendOf(), Status: st,
 	}
 }
 
 func (s *Sender) sent(ctx context.Context, req *outboundv1.OutboundMessageRequested, acc twilioapi.Accepted, attempts int, reconciled bool) error {
 	now := s.opts.Now()
 	out := &ledger.Outcome{
-		Tenant: req.GetTenantId(), RequestID: req.GetRequestId(), SessionID: req.GetSessionId(), ResendOf: req.GetResendOf(),
+		Tenant: req.GetTenantId(), RequestID: req.GetRequestId(),
 		State: ledger.StateSent, TwilioSID: acc.SID, Status: acc.Status, Attempts: attempts, Segments: numSegments(req),
 		Reconciled: reconciled, DecidedAt: now,
 	}
@@ -564,7 +629,7 @@ func (s *Sender) fail(ctx context.Context, req *outboundv1.OutboundMessageReques
 		}
 	}
 	out := &ledger.Outcome{
-		Tenant: req.GetTenantId(), RequestID: req.GetRequestId(), SessionID: req.GetSessionId(), ResendOf: req.GetResendOf(),
+		Tenant: req.GetTenantId(), RequestID: req.GetRequestId(),
 		State: ledger.StateFailed, Status: "failed", ErrorCode: code, ErrorMessage: msg, Reason: int32(reason),
 		Attempts: attempts, Segments: numSegments(req), DecidedAt: s.opts.Now(),
 	}
@@ -588,18 +653,19 @@ func (s *Sender) twilioRefused(ctx context.Context, req *outboundv1.OutboundMess
 }
 
 func (s *Sender) emitOutcome(ctx context.Context, req *outboundv1.OutboundMessageRequested, o *ledger.Outcome) error {
+	tenant, id := req.GetTenantId(), req.GetRequestId()
 	if o.State == ledger.StateSent {
-		return s.d.Pub.Emit(ctx, subjects.OutboundSent(o.Tenant), &outboundv1.OutboundMessageSent{
-			TenantId: o.Tenant, RequestId: o.RequestID, SessionId: o.SessionID, TwilioSid: o.TwilioSID,
+		return s.d.Pub.Emit(ctx, subjects.OutboundSent(tenant), &outboundv1.OutboundMessageSent{
+			TenantId: tenant, RequestId: id, SessionId: req.GetSessionId(), TwilioSid: o.TwilioSID,
 			Status: DeliveryStatus(o.Status), Attempts: int32(o.Attempts), SentAt: timestamppb.New(o.DecidedAt),
-			NumSegments: int32(o.Segments), ResendOf: o.ResendOf,
-		}, o.RequestID+":sent")
+			NumSegments: int32(o.Segments), ResendOf: req.GetResendOf(),
+		}, id+":sent")
 	}
-	return s.d.Pub.Emit(ctx, subjects.OutboundFailed(o.Tenant), &outboundv1.OutboundMessageFailed{
-		TenantId: o.Tenant, RequestId: o.RequestID, SessionId: o.SessionID, ErrorCode: o.ErrorCode,
+	return s.d.Pub.Emit(ctx, subjects.OutboundFailed(tenant), &outboundv1.OutboundMessageFailed{
+		TenantId: tenant, RequestId: id, SessionId: req.GetSessionId(), ErrorCode: o.ErrorCode,
 		ErrorMessage: o.ErrorMessage, Attempts: int32(o.Attempts), FailedAt: timestamppb.New(o.DecidedAt),
-		Reason: outboundv1.FailureReason(o.Reason), ResendOf: o.ResendOf,
-	}, o.RequestID+":failed")
+		Reason: outboundv1.FailureReason(o.Reason), ResendOf: req.GetResendOf(),
+	}, id+":failed")
 }
 
 // DeliveryStatus maps Twilio's status names to the enum.
