@@ -262,6 +262,9 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return b.Consume(gctx, bus.ConsumerSpec{
 			Stream: subjects.StreamChat, Durable: subjects.ConsumerOutboundDeliveries,
 			FilterSubjects: []string{subjects.AllTenants(subjects.KindChatDeliveryUpdated)},
+			// A report that overtook its send's ledger write is retried for
+			// two minutes (sender.lateReport), then dropped, not dead-lettered.
+			MaxDeliver: 30,
 		}, s.HandleDelivery)
 	})
 	g.Go(func() error {
