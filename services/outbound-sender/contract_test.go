@@ -258,6 +258,13 @@ func TestTwilioContract(t *testing.T) {
 			}
 		}, &outboundv1.OutboundMessageRequested{EntryId: entrySMS, Conversation: smsTo("+15550200086"), Body: "nowhere"}, false},
 		{"bad credentials", nil, &outboundv1.OutboundMessageRequested{EntryId: "bad-auth-entry", Conversation: smsTo("+15550200085"), Body: "denied"}, false},
+		{"opted out at twilio", func() {
+			// The customer's STOP reaches Twilio, not Switchboard.
+			if _, err := h.sim.SendMessage(ctx, simclient.CustomerMessage{From: "+15550200087", To: quietNumber, Body: "STOP"}); err != nil {
+				t.Fatal(err)
+			}
+		}, &outboundv1.OutboundMessageRequested{EntryId: entrySMS, Conversation: &messagingv1.ConversationRef{
+			Channel: messagingv1.Channel_CHANNEL_SMS, Path: messagingv1.TwilioPath_TWILIO_PATH_MESSAGING, CustomerAddress: "+15550200087", BusinessAddress: quietNumber}, Body: "still there?"}, false},
 	}
 	for i, st := range steps {
 		if st.setup != nil {
@@ -274,6 +281,9 @@ func TestTwilioContract(t *testing.T) {
 	}
 	if f := h.waitFailed("contract-10"); f.GetErrorCode() != 20003 {
 		t.Errorf("bad credentials failed with %d, want 20003", f.GetErrorCode())
+	}
+	if f := h.waitFailed("contract-11"); f.GetErrorCode() != 21610 {
+		t.Errorf("opted-out recipient failed with %d, want 21610 from the emulator", f.GetErrorCode())
 	}
 
 	ops := map[string]bool{}

@@ -52,10 +52,11 @@ const (
 	chatService  = "IS00000000000000000000000000000001"
 	msgService   = "MG00000000000000000000000000000001"
 
-	smsNumber  = "+15550100001"          // Programmable Messaging, SMS
-	waNumber   = "whatsapp:+15550100002" // Programmable Messaging, WhatsApp
-	convNumber = "+15550100003"          // Conversations autocreation
-	poolNumber = "+15550100004"          // in the Messaging Service pool
+	smsNumber   = "+15550100001"          // Programmable Messaging, SMS
+	waNumber    = "whatsapp:+15550100002" // Programmable Messaging, WhatsApp
+	convNumber  = "+15550100003"          // Conversations autocreation
+	poolNumber  = "+15550100004"          // in the Messaging Service pool
+	quietNumber = "+15550100005"          // no inbound webhook: Switchboard never sees its STOPs
 
 	entrySMS  = "sms-entry"
 	entryWA   = "wa-entry"
@@ -141,6 +142,7 @@ func simAccount(relay string) twiliosim.Account {
 			{Address: waNumber, SmsURL: base + "/messaging/inbound"},
 			{Address: convNumber, ConversationsServiceSID: chatService},
 			{Address: poolNumber, SmsURL: base + "/messaging/inbound", MessagingServiceSID: msgService},
+			{Address: quietNumber},
 		},
 		ConversationsServices: []twiliosim.ConversationsService{{SID: chatService, PostWebhookURL: base + "/twilio-callbacks"}},
 		MessagingServices:     []twiliosim.MessagingService{{SID: msgService, StatusCallback: base + "/messaging/status"}},
