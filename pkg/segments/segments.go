@@ -118,6 +118,28 @@ func Count(body string) Result {
 	return res
 }
 
+// Segments is Count(body).Segments, computed without building the parts
+// when the body fits one segment (the common case on a send path).
+func Segments(body string) int {
+	if body == "" {
+		return 0
+	}
+	septets, units, gsm := 0, 0, true
+	for _, r := range body {
+		units += utf16.RuneLen(r)
+		if c := septetCost[r]; c == 0 {
+			gsm = false
+		} else {
+			septets += c
+		}
+	}
+	if gsm && septets <= GSM7Single || !gsm && units <= UCS2Single {
+		return 1
+	}
+	_, parts, _ := split(body)
+	return len(parts)
+}
+
 // Split returns the encoding of body and the parts it is sent in; nil for
 // an empty body.
 func Split(body string) (Encoding, []string) {

@@ -50,6 +50,9 @@ func TestCount(t *testing.T) {
 			if got.Encoding != tt.encoding || got.Units != tt.units || got.Segments != tt.segments {
 				t.Errorf("Count() = %+v, want encoding %s, units %d, segments %d", got, tt.encoding, tt.units, tt.segments)
 			}
+			if n := Segments(tt.body); n != tt.segments {
+				t.Errorf("Segments() = %d, want %d", n, tt.segments)
+			}
 		})
 	}
 }
@@ -174,6 +177,9 @@ func FuzzCount(f *testing.F) {
 		}
 		if res.Remaining < 0 {
 			t.Fatalf("negative remaining for %q", body)
+		}
+		if n := Segments(body); n != res.Segments {
+			t.Fatalf("Segments(%q) = %d, Count says %d", body, n, res.Segments)
 		}
 	})
 }

@@ -4,7 +4,7 @@
 // request-to-Twilio-call latency (p50/p99) at a fixed rate, and the rate
 // checks. MONGO_URI switches from embedded FerretDB to a MongoDB server.
 //
-//	go run ./services/outbound-sender/cmd/send-bench [-n 2000] [-senders 16] [-rounds 2] [-rate 0] [-rate-for 5s]
+//	go run ./services/outbound-sender/cmd/send-bench [-n 3000] [-senders 16] [-rounds 3] [-rate 0] [-rate-for 5s]
 package main
 
 import (
@@ -27,9 +27,9 @@ func main() {
 }
 
 func run() error {
-	n := flag.Int("n", 2000, "messages per throughput round")
+	n := flag.Int("n", 3000, "messages per throughput round")
 	senders := flag.Int("senders", 16, "Twilio senders (outbound-sender lanes, bare-loop workers)")
-	rounds := flag.Int("rounds", 2, "alternate the bare loop and outbound-sender this many times")
+	rounds := flag.Int("rounds", 3, "alternate the bare loop and outbound-sender this many times")
 	rate := flag.Int("rate", 0, "requests/s of the latency step; 0 is half the measured throughput")
 	rateFor := flag.Duration("rate-for", 5*time.Second, "duration of the latency step")
 	dir := flag.String("dir", "", "directory for the embedded NATS and FerretDB files (temporary when empty)")

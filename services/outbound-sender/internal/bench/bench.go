@@ -141,13 +141,13 @@ var limited = []struct {
 // Run runs every step and writes the report to w.
 func Run(ctx context.Context, o Options, w io.Writer) error {
 	if o.Messages <= 0 {
-		o.Messages = 2000
+		o.Messages = 3000
 	}
 	if o.Senders <= 0 {
 		o.Senders = 16
 	}
 	if o.Rounds <= 0 {
-		o.Rounds = 2
+		o.Rounds = 3
 	}
 	if o.RateFor <= 0 {
 		o.RateFor = 5 * time.Second
@@ -229,7 +229,7 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 	}()
 	defer func() { stopSvc(); <-svcDone }()
 
-	sent := &sentLog{at: map[string]time.Time{}}
+	sent := &sentLog{at: map[string]time.Time{}, byTag: map[string]int{}}
 	sub, err := b.NC.Subscribe(subjects.OutboundSent(tenant), sent.add)
 	if err != nil {
 		return err
@@ -253,10 +253,10 @@ func Run(ctx context.Context, o Options, w io.Writer) error {
 		twilioapi.Options{BaseURL: base, Timeout: 10 * time.Second, Transport: &calls{base: twilioapi.NewTransport(), at: map[string]call{}}})
 
 	// Warm up both paths (connections, the ledger collection).
-	if _, err := bareLoop(client, 100, o.Senders, "warm"); err != nil {
+	if _, err := bareLoop(client, 1000, o.Senders, "warm"); err != nil {
 		return err
 	}
-	if _, _, err := throughput(ctx, b, sent, 200, o.Senders, "warm", &failedN); err != nil {
+	if _, _, err := throughput(ctx, b, sent, 1000, o.Senders, "warm", &failedN); err != nil {
 		return err
 	}
 
@@ -339,9 +339,10 @@ func waitConsumer(ctx context.Context, b *bus.Bus) error {
 }
 
 type sentLog struct {
-	mu sync.Mutex
-	at map[string]time.Time
-	n  atomic.Int64
+	mu    sync.Mutex
+	at    map[string]time.Time
+	n     atomic.Int64
+	byTag map[string]int
 }
 
 // add notes a sent event by its dedupe id ("<request_id>:sent"), without
@@ -355,8 +356,18 @@ func (s *sentLog) add(m *nats.Msg) {
 	if _, dup := s.at[id]; !dup {
 		s.at[id] = time.Now()
 		s.n.Add(1)
+		if i := strings.LastIndexByte(id, '-'); i > 0 {
+			s.byTag[id[:i]]++
+		}
 	}
 	s.mu.Unlock()
+}
+
+// count is how many requests of a round (ids "<tag>-<i>") were sent.
+func (s *sentLog) count(tag string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byTag[tag]
 }
 
 func (s *sentLog) has(ids []string) (bool, time.Time) {
@@ -419,6 +430,16 @@ func throughput(ctx context.Context, b *bus.Bus, sent *sentLog, n, senders int, 
 	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
+		if sent.count(tag) < n {
+			if f := failed.Load() - failedBefore; f > 0 {
+				return 0, 0, fmt.Errorf("%d requests of %s failed", f, tag)
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return 0, 0, fmt.Errorf("%s: not every request was sent within 5 minutes", tag)
+			}
+			time.Sleep(2 * time.Millisecond)
+			continue
+		}
 		done, last := sent.has(ids)
 		if done {
 			d := last.Sub(start)

@@ -100,6 +100,9 @@ type item struct {
 	prepared chan struct{}
 	job      any
 	err      error
+	// ctx carries the message's trace span through the stages.
+	ctx  context.Context
+	span trace.Span
 }
 
 type lane struct {
@@ -226,6 +229,7 @@ func (r *runner) receive(msg jetstream.Msg) {
 	}
 	r.held[msg] = struct{}{}
 	it := &item{msg: msg, m: m, prepared: make(chan struct{})}
+	it.ctx, it.span = r.span(m)
 	r.wg.Add(1)
 	go r.prepare(it)
 	l := r.lanes[k]
@@ -244,12 +248,7 @@ func (r *runner) prepare(it *item) {
 	defer close(it.prepared)
 	r.slots <- struct{}{}
 	defer func() { <-r.slots }()
-	ctx, span := r.span(it.m, "prepare")
-	defer span.End()
-	it.job, it.err = safePrepare(ctx, r.h.Prepare, it.m, int(it.m.Delivered) >= r.spec.MaxDeliver)
-	if it.err != nil {
-		span.SetStatus(codes.Error, it.err.Error())
-	}
+	it.job, it.err = safePrepare(it.ctx, r.h.Prepare, it.m, int(it.m.Delivered) >= r.spec.MaxDeliver)
 }
 
 // run takes one lane's messages through their ordered step, in order,
@@ -269,12 +268,7 @@ func (r *runner) run(k string, l *lane) {
 		<-it.prepared
 		err := it.err
 		if err == nil && it.job != nil {
-			ctx, span := r.span(it.m, "ordered")
-			err = safeStage(ctx, r.h.Ordered, it.job)
-			if err != nil {
-				span.SetStatus(codes.Error, err.Error())
-			}
-			span.End()
+			err = safeStage(it.ctx, r.h.Ordered, it.job)
 		}
 		r.mu.Lock()
 		l.queue = l.queue[1:]
@@ -288,20 +282,15 @@ func (r *runner) run(k string, l *lane) {
 			defer r.wg.Done()
 			r.slots <- struct{}{}
 			defer func() { <-r.slots }()
-			ctx, span := r.span(it.m, "finish")
-			defer span.End()
-			err := safeStage(ctx, r.h.Finish, it.job)
-			if err != nil {
-				span.SetStatus(codes.Error, err.Error())
-			}
-			r.done(it, err)
+			r.done(it, safeStage(it.ctx, r.h.Finish, it.job))
 		}()
 	}
 }
 
-func (r *runner) span(m *bus.Message, stage string) (context.Context, trace.Span) {
+// span starts the message's consumer span, which covers all its stages.
+func (r *runner) span(m *bus.Message) (context.Context, trace.Span) {
 	ctx := r.prop.Extract(r.ctx, bus.HeaderCarrier(m.Header))
-	return r.trace.Start(ctx, "consume "+m.Kind()+" "+stage,
+	return r.trace.Start(ctx, "consume "+m.Kind(),
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "nats"),
@@ -313,7 +302,11 @@ func (r *runner) span(m *bus.Message, stage string) (context.Context, trace.Span
 
 // done settles a message and stops keeping it alive.
 func (r *runner) done(it *item, err error) {
-	r.finish(r.ctx, it.msg, it.m, err)
+	if err != nil {
+		it.span.SetStatus(codes.Error, err.Error())
+	}
+	it.span.End()
+	r.finish(it.ctx, it.msg, it.m, err)
 	r.mu.Lock()
 	delete(r.held, it.msg)
 	r.mu.Unlock()

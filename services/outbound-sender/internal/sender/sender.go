@@ -269,7 +269,7 @@ func cost(r *outboundv1.OutboundMessageRequested, lim ratelimit.Limit) int {
 	if lim.Unit != ratelimit.Segments || r.GetContentSid() != "" {
 		return 1
 	}
-	return max(1, segments.Count(r.GetBody()).Segments)
+	return max(1, segments.Segments(r.GetBody()))
 }
 
 // numSegments is what the ledger reports: SMS segments, 1 otherwise.
@@ -277,7 +277,7 @@ func numSegments(r *outboundv1.OutboundMessageRequested) int {
 	if r.GetConversation().GetChannel() == messagingv1.Channel_CHANNEL_WHATSAPP || r.GetContentSid() != "" {
 		return 1
 	}
-	return max(1, segments.Count(r.GetBody()).Segments)
+	return max(1, segments.Segments(r.GetBody()))
 }
 
 func convToLedger(c *messagingv1.ConversationRef) ledger.Conversation {
