@@ -362,7 +362,7 @@ func (s *Sender) Prepare(ctx context.Context, m *bus.Message, last bool) (any, e
 	if req.GetTenantId() != m.Tenant() || req.GetRequestId() == "" {
 		return nil, bus.Permanentf("outbound request on %s names tenant %q and request %q", m.Subject, req.GetTenantId(), req.GetRequestId())
 	}
-	j, err := s.prepare(ctx, &req)
+	j, err := s.prepare(ctx, &req, last)
 	if err != nil {
 		return nil, s.giveUp(ctx, &req, err, last)
 	}
@@ -394,7 +394,7 @@ func (s *Sender) Finish(ctx context.Context, v any) error {
 // recorded failure, rather than leave the agent looking at "pending"
 // forever.
 func (s *Sender) giveUp(ctx context.Context, req *outboundv1.OutboundMessageRequested, err error, last bool) error {
-	if err == nil || bus.IsPermanent(err) || !last {
+	if err == nil || bus.IsPermanent(err) || !last || errors.Is(err, errStopping) {
 		return err
 	}
 	msg := "Twilio could not be reached or kept refusing with 429/5xx: " + err.Error()
@@ -412,7 +412,7 @@ type ambiguousError struct{ err error }
 func (e *ambiguousError) Error() string { return e.err.Error() }
 func (e *ambiguousError) Unwrap() error { return e.err }
 
-func (s *Sender) prepare(ctx context.Context, req *outboundv1.OutboundMessageRequested) (*job, error) {
+func (s *Sender) prepare(ctx context.Context, req *outboundv1.OutboundMessageRequested, last bool) (*job, error) {
 	now := s.opts.Now()
 	tenant := req.GetTenantId()
 	if err := invalid(req); err != nil {
@@ -464,7 +464,14 @@ func (s *Sender) prepare(ctx context.Context, req *outboundv1.OutboundMessageReq
 	// An attempt was recorded before: it may have reached Twilio.
 	if stored.Attempts > 0 {
 		if now.Before(stored.LeaseUntil) {
-			return nil, fmt.Errorf("request %q: an attempt may still be in flight until %s", req.GetRequestId(), stored.LeaseUntil.Format(time.RFC3339))
+			if !last {
+				return nil, fmt.Errorf("request %q: an attempt may still be in flight until %s", req.GetRequestId(), stored.LeaseUntil.Format(time.RFC3339))
+			}
+			// No redelivery will follow: wait the lease out here and look.
+			if err := s.sleepUntil(ctx, stored.LeaseUntil); err != nil {
+				return nil, err
+			}
+			now = s.opts.Now()
 		}
 		if acc, found, err := s.find(ctx, j.tc, j.msg, stored); err != nil {
 			return nil, err
