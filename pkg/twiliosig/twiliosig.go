@@ -146,12 +146,17 @@ func URLVariants(fullURL string) []string {
 	if i := strings.LastIndex(authority, "@"); i >= 0 {
 		userinfo, hostport = authority[:i+1], authority[i+1:]
 	}
-	host, port := hostport, ""
+	host, port, colon := hostport, "", false
 	if i := strings.LastIndex(hostport, ":"); i >= 0 && !strings.HasSuffix(hostport, "]") {
-		host, port = hostport[:i], hostport[i+1:]
+		host, port, colon = hostport[:i], hostport[i+1:], true
 	}
 	variants := []string{fullURL}
-	if !known {
+	// Only a well-formed host (a name, an IPv4 address or a bracketed IPv6
+	// one) with an absent or default port has another spelling that Twilio
+	// and a proxy could disagree on.
+	bracketed := strings.HasPrefix(host, "[") && strings.HasSuffix(host, "]") && strings.Count(host, "[") == 1 && strings.Count(host, "]") == 1
+	wellFormed := host != "" && !(colon && port == "") && (bracketed || !strings.ContainsAny(host, ":[]"))
+	if !known || !wellFormed {
 		return variants
 	}
 	switch port {
