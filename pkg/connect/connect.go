@@ -1,7 +1,7 @@
-// Package connect builds a service's outside connections, or passes through
-// the ones its caller injected (the all-in-one binary and tests share one
-// NATS connection, one Mongo client and pre-bound listeners). Each function
-// returns a release func that closes only what it opened.
+// Package connect opens a service's outside connections (token keys, NATS,
+// MongoDB, other services over gRPC), or passes through the ones its caller
+// injected: the all-in-one binary and tests share one NATS connection and
+// one Mongo client. Close releases only what Open opened.
 package connect
 
 import (
@@ -19,8 +19,8 @@ import (
 
 func noop() {}
 
-// Bus returns injected, or connects to url as name.
-func Bus(injected *bus.Bus, url, name string, log *slog.Logger) (*bus.Bus, func(), error) {
+// openBus returns injected, or connects to url as name.
+func openBus(injected *bus.Bus, url, name string, log *slog.Logger) (*bus.Bus, func(), error) {
 	if injected != nil {
 		return injected, noop, nil
 	}
@@ -31,8 +31,8 @@ func Bus(injected *bus.Bus, url, name string, log *slog.Logger) (*bus.Bus, func(
 	return b, b.Close, nil
 }
 
-// Mongo returns injected, or connects to uri.
-func Mongo(ctx context.Context, injected *mongo.Client, uri string) (*mongo.Client, func(), error) {
+// openMongo returns injected, or connects to uri.
+func openMongo(ctx context.Context, injected *mongo.Client, uri string) (*mongo.Client, func(), error) {
 	if injected != nil {
 		return injected, noop, nil
 	}
@@ -43,8 +43,8 @@ func Mongo(ctx context.Context, injected *mongo.Client, uri string) (*mongo.Clie
 	return c, func() { _ = c.Disconnect(context.Background()) }, nil
 }
 
-// GRPC returns injected, or dials target as service self.
-func GRPC(injected *grpc.ClientConn, target string, keys *authn.Keys, self string) (*grpc.ClientConn, func(), error) {
+// dialGRPC returns injected, or dials target as service self.
+func dialGRPC(injected *grpc.ClientConn, target string, keys *authn.Keys, self string) (*grpc.ClientConn, func(), error) {
 	if injected != nil {
 		return injected, noop, nil
 	}
@@ -55,10 +55,89 @@ func GRPC(injected *grpc.ClientConn, target string, keys *authn.Keys, self strin
 	return c, func() { _ = c.Close() }, nil
 }
 
-// AuthKeys returns injected, or parses the hex key list.
-func AuthKeys(injected *authn.Keys, hexKeys string) (*authn.Keys, error) {
+// authKeys returns injected, or parses the hex key list.
+func authKeys(injected *authn.Keys, hexKeys string) (*authn.Keys, error) {
 	if injected != nil {
 		return injected, nil
 	}
 	return authn.ParseKeys(hexKeys)
+}
+
+// Spec lists what a service connects to. An injected value wins over its
+// address; a piece with neither is skipped (left nil).
+type Spec struct {
+	// Name identifies the service in NATS and in its service tokens.
+	Name string
+	// AuthKeys (hex) or Keys: the token keys.
+	AuthKeys string
+	Keys     *authn.Keys
+	NATSURL  string
+	Bus      *bus.Bus
+	MongoURI string
+	Mongo    *mongo.Client
+	// GRPC are other services, dialled with the service's own tokens.
+	GRPC []Target
+}
+
+// Target is one gRPC service to reach.
+type Target struct {
+	Addr string
+	Conn *grpc.ClientConn
+}
+
+// Conns are a service's open connections.
+type Conns struct {
+	Keys  *authn.Keys
+	Bus   *bus.Bus
+	Mongo *mongo.Client
+	// GRPC holds a connection per Spec.GRPC entry, in order (nil if skipped).
+	GRPC    []*grpc.ClientConn
+	closers []func()
+}
+
+// Open connects everything in s; on an error it closes what it opened.
+func Open(ctx context.Context, log *slog.Logger, s Spec) (*Conns, error) {
+	c := &Conns{}
+	fail := func(err error) (*Conns, error) {
+		c.Close()
+		return nil, err
+	}
+	var err error
+	if c.Keys, err = authKeys(s.Keys, s.AuthKeys); err != nil {
+		return fail(err)
+	}
+	if s.Bus != nil || s.NATSURL != "" {
+		b, closeBus, err := openBus(s.Bus, s.NATSURL, s.Name, log)
+		if err != nil {
+			return fail(err)
+		}
+		c.Bus, c.closers = b, append(c.closers, closeBus)
+	}
+	if s.Mongo != nil || s.MongoURI != "" {
+		mc, closeMongo, err := openMongo(ctx, s.Mongo, s.MongoURI)
+		if err != nil {
+			return fail(err)
+		}
+		c.Mongo, c.closers = mc, append(c.closers, closeMongo)
+	}
+	for _, t := range s.GRPC {
+		if t.Conn == nil && t.Addr == "" {
+			c.GRPC = append(c.GRPC, nil)
+			continue
+		}
+		cc, closeConn, err := dialGRPC(t.Conn, t.Addr, c.Keys, s.Name)
+		if err != nil {
+			return fail(err)
+		}
+		c.GRPC, c.closers = append(c.GRPC, cc), append(c.closers, closeConn)
+	}
+	return c, nil
+}
+
+// Close closes what Open opened (not what was injected), last opened first.
+func (c *Conns) Close() {
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		c.closers[i]()
+	}
+	c.closers = nil
 }

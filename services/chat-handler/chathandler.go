@@ -179,22 +179,22 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("chat-handler config: %w", err)
 	}
-	b, closeBus, err := connect.Bus(deps.Bus, cfg.NATSURL, Name, log)
+	config := connect.Target{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn}
+	if deps.Routes != nil {
+		config = connect.Target{} // routes are given: no config service
+	}
+	conns, err := connect.Open(ctx, log, connect.Spec{
+		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, Bus: deps.Bus,
+		GRPC: []connect.Target{config},
+	})
 	if err != nil {
 		return err
 	}
-	defer closeBus()
+	defer conns.Close()
+	b := conns.Bus
 	routes := deps.Routes
 	if routes == nil {
-		keys, err := connect.AuthKeys(deps.AuthKeys, cfg.AuthKeys)
-		if err != nil {
-			return err
-		}
-		cc, closeConfig, err := connect.GRPC(deps.ConfigConn, cfg.ConfigAddr, keys, Name)
-		if err != nil {
-			return err
-		}
-		defer closeConfig()
+		cc := conns.GRPC[0]
 		// Routes come from memory, refreshed by ConfigChanged events: no
 		// config service call per webhook. A miss may call the config
 		// service; its bound plus the publish timeout stays under

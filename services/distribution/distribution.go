@@ -97,25 +97,15 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("distribution config: %w", err)
 	}
-	keys, err := connect.AuthKeys(deps.AuthKeys, cfg.AuthKeys)
+	conns, err := connect.Open(ctx, log, connect.Spec{
+		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, Bus: deps.Bus,
+		MongoURI: cfg.MongoURI, Mongo: deps.Mongo, GRPC: []connect.Target{{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn}},
+	})
 	if err != nil {
 		return err
 	}
-	b, closeBus, err := connect.Bus(deps.Bus, cfg.NATSURL, Name, log)
-	if err != nil {
-		return err
-	}
-	defer closeBus()
-	mc, closeMongo, err := connect.Mongo(ctx, deps.Mongo, cfg.MongoURI)
-	if err != nil {
-		return err
-	}
-	defer closeMongo()
-	cc, closeConfig, err := connect.GRPC(deps.ConfigConn, cfg.ConfigAddr, keys, Name)
-	if err != nil {
-		return err
-	}
-	defer closeConfig()
+	defer conns.Close()
+	keys, b, mc, cc := conns.Keys, conns.Bus, conns.Mongo, conns.GRPC[0]
 	lis, err := httpserver.Listen(deps.GRPCListener, cfg.GRPCAddr)
 	if err != nil {
 		return err

@@ -186,20 +186,19 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return fmt.Errorf("outbound-sender config: %w", err)
 	}
 	rules, _ := cfg.rules()
-	keys, err := connect.AuthKeys(deps.AuthKeys, cfg.AuthKeys)
+	config := connect.Target{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn}
+	if deps.Credentials != nil {
+		config = connect.Target{} // credentials are given: no config service
+	}
+	conns, err := connect.Open(ctx, log, connect.Spec{
+		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, Bus: deps.Bus,
+		MongoURI: cfg.MongoURI, Mongo: deps.Mongo, GRPC: []connect.Target{config},
+	})
 	if err != nil {
 		return err
 	}
-	b, closeBus, err := connect.Bus(deps.Bus, cfg.NATSURL, Name, log)
-	if err != nil {
-		return err
-	}
-	defer closeBus()
-	mc, closeMongo, err := connect.Mongo(ctx, deps.Mongo, cfg.MongoURI)
-	if err != nil {
-		return err
-	}
-	defer closeMongo()
+	defer conns.Close()
+	keys, b, mc := conns.Keys, conns.Bus, conns.Mongo
 	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamOutbound, subjects.StreamChat, subjects.StreamDeadLetter); err != nil {
 		return err
 	}
@@ -213,12 +212,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	g, gctx := errgroup.WithContext(ctx)
 	creds := deps.Credentials
 	if creds == nil {
-		cc, closeConfig, err := connect.GRPC(deps.ConfigConn, cfg.ConfigAddr, keys, Name)
-		if err != nil {
-			return err
-		}
-		defer closeConfig()
-		cache := configcache.New(configv1.NewLookupServiceClient(cc), b, log, configcache.Options{})
+		cache := configcache.New(configv1.NewLookupServiceClient(conns.GRPC[0]), b, log, configcache.Options{})
 		g.Go(func() error { return cache.Run(gctx) })
 		creds = cache
 	}

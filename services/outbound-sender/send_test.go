@@ -59,7 +59,11 @@ func TestSendsOnEveryPathAndFollowsDelivery(t *testing.T) {
 			if sent.GetTwilioSid() == "" || sent.GetAttempts() != 1 || sent.GetSessionId() != "ss1" {
 				t.Errorf("sent event = %v, want a SID, one attempt and the session", sent)
 			}
-			d := h.waitDelivery(id, func(d *outboundv1.Delivery) bool { return d.GetStatus() == delivered })
+			// The sent report may arrive before the ledger has the message and
+			// come back after delivered: wait for the whole timeline.
+			d := h.waitDelivery(id, func(d *outboundv1.Delivery) bool {
+				return d.GetStatus() == delivered && len(d.GetTimeline()) >= 3
+			})
 			if d.GetTwilioSid() != sent.GetTwilioSid() || len(d.GetTimeline()) < 3 {
 				t.Errorf("ledger = %v, want the SID and a timeline to delivered", d)
 			}

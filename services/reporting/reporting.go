@@ -77,20 +77,15 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("reporting config: %w", err)
 	}
-	keys, err := connect.AuthKeys(deps.AuthKeys, cfg.AuthKeys)
+	conns, err := connect.Open(ctx, log, connect.Spec{
+		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, Bus: deps.Bus,
+		MongoURI: cfg.MongoURI, Mongo: deps.Mongo,
+	})
 	if err != nil {
 		return err
 	}
-	b, closeBus, err := connect.Bus(deps.Bus, cfg.NATSURL, Name, log)
-	if err != nil {
-		return err
-	}
-	defer closeBus()
-	mc, closeMongo, err := connect.Mongo(ctx, deps.Mongo, cfg.MongoURI)
-	if err != nil {
-		return err
-	}
-	defer closeMongo()
+	defer conns.Close()
+	keys, b, mc := conns.Keys, conns.Bus, conns.Mongo
 	lis, err := httpserver.Listen(deps.GRPCListener, cfg.GRPCAddr)
 	if err != nil {
 		return err

@@ -109,37 +109,22 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("sessions config: %w", err)
 	}
-	keys, err := connect.AuthKeys(deps.AuthKeys, cfg.AuthKeys)
+	conns, err := connect.Open(ctx, log, connect.Spec{
+		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, Bus: deps.Bus,
+		MongoURI: cfg.MongoURI, Mongo: deps.Mongo,
+		GRPC: []connect.Target{
+			{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn},
+			{Addr: cfg.DistributionAddr, Conn: deps.DistributionConn},
+			{Addr: cfg.OutboundAddr, Conn: deps.OutboundConn}, // optional
+		},
+	})
 	if err != nil {
 		return err
 	}
-	b, closeBus, err := connect.Bus(deps.Bus, cfg.NATSURL, Name, log)
-	if err != nil {
-		return err
-	}
-	defer closeBus()
-	mc, closeMongo, err := connect.Mongo(ctx, deps.Mongo, cfg.MongoURI)
-	if err != nil {
-		return err
-	}
-	defer closeMongo()
-	cc, closeConfig, err := connect.GRPC(deps.ConfigConn, cfg.ConfigAddr, keys, Name)
-	if err != nil {
-		return err
-	}
-	defer closeConfig()
-	dc, closeDist, err := connect.GRPC(deps.DistributionConn, cfg.DistributionAddr, keys, Name)
-	if err != nil {
-		return err
-	}
-	defer closeDist()
+	defer conns.Close()
+	keys, b, mc, cc, dc := conns.Keys, conns.Bus, conns.Mongo, conns.GRPC[0], conns.GRPC[1]
 	var outbound outboundv1.OutboundServiceClient
-	if deps.OutboundConn != nil || cfg.OutboundAddr != "" {
-		oc, closeOut, err := connect.GRPC(deps.OutboundConn, cfg.OutboundAddr, keys, Name)
-		if err != nil {
-			return err
-		}
-		defer closeOut()
+	if oc := conns.GRPC[2]; oc != nil {
 		outbound = outboundv1.NewOutboundServiceClient(oc)
 	}
 	lis, err := httpserver.Listen(deps.Listener, cfg.HTTPAddr)
