@@ -61,14 +61,6 @@ type received struct {
 	Body   string
 }
 
-// params returns the webhook parameters wherever they travelled.
-func (r received) params() url.Values {
-	if r.Method == http.MethodGet {
-		return r.Query
-	}
-	return r.Form
-}
-
 // receiver is the application side: it records every webhook and answers
 // through a per-path handler.
 type receiver struct {

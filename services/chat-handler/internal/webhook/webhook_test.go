@@ -62,9 +62,8 @@ func routes() *route.Static {
 }
 
 type env struct {
-	srv  *httptest.Server
-	js   jetstream.JetStream
-	base string
+	srv *httptest.Server
+	js  jetstream.JetStream
 }
 
 func (e *env) url(tnt, path string) string { return webhook.TenantURL(e.srv.URL, tnt, path) }
