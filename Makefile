@@ -10,6 +10,7 @@ BUF_VERSION                ?= v1.75.0
 PROTOC_GEN_GO_VERSION      ?= v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
 GRPCURL_VERSION            ?= v1.9.4
+STATICCHECK_VERSION        ?= v0.8.2
 
 SERVICES := chat-handler config workflow-runner distribution sessions outbound-sender reporting twilio-sim devstack
 
@@ -77,9 +78,13 @@ check-generated: tools ## Fail if proto/gen/go is not what the protos generate
 	./scripts/check-generated.sh
 
 .PHONY: lint
-lint: ## gofmt and go vet
+lint: $(BIN)/staticcheck ## gofmt, go vet and staticcheck
 	@test -z "$$(gofmt -l services pkg proto/gen)" || (gofmt -l services pkg proto/gen; echo "gofmt needed"; exit 1)
 	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+
+$(BIN)/staticcheck:
+	GOBIN=$(BIN) GOWORK=off $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 .PHONY: clean
 clean: ## Remove ./bin and the local data of make run (.data)
