@@ -140,7 +140,7 @@ func (s *Store) HandleSession(ctx context.Context, m *bus.Message) error {
 			"$set": bson.M{
 				"service_id": ev.GetServiceId(), "entry_id": ev.GetEntryId(), "channel": int32(c.GetChannel()),
 				"customer": c.GetCustomerAddress(), "business": c.GetBusinessAddress(),
-				"started_at": ev.GetStartedAt().AsTime(),
+				"started_at": when(ev.GetStartedAt()),
 			},
 		})
 	case subjects.KindSessionMessageAdded:
@@ -166,7 +166,7 @@ func (s *Store) HandleSession(ctx context.Context, m *bus.Message) error {
 		}
 		set := bson.M{
 			"state": int32(reportingv1.SessionState_SESSION_STATE_ENDED), "outcome": int32(ev.GetOutcome()),
-			"end_reason": ev.GetReason(), "ended_at": ev.GetEndedAt().AsTime(),
+			"end_reason": ev.GetReason(), "ended_at": when(ev.GetEndedAt()),
 		}
 		if ev.GetAgentId() != "" {
 			set["agent_id"] = ev.GetAgentId()
@@ -187,7 +187,7 @@ func (s *Store) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
 			return err
 		}
-		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$min": bson.M{"queued_at": ev.GetQueuedAt().AsTime()}})
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$min": bson.M{"queued_at": when(ev.GetQueuedAt())}})
 	case subjects.KindTaskOffered:
 		var ev distributionv1.TaskOffered
 		if err := m.Decode(&ev); err != nil {
@@ -207,7 +207,7 @@ func (s *Store) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		}
 		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{
 			"$set": bson.M{"agent_id": ev.GetAgentId()},
-			"$min": bson.M{"accepted_at": ev.GetAcceptedAt().AsTime()},
+			"$min": bson.M{"accepted_at": when(ev.GetAcceptedAt())},
 		})
 	case subjects.KindTaskDeclined:
 		var ev distributionv1.TaskDeclined
@@ -247,6 +247,15 @@ func (s *Store) HandleOutbound(ctx context.Context, m *bus.Message) error {
 		return err
 	}
 	return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{"failed_sends": ev.GetRequestId()}})
+}
+
+// when is an event's time; an event without one counts as happening when
+// it is applied (producers always set it; this keeps 1970 out of records).
+func when(t *timestamppb.Timestamp) time.Time {
+	if t == nil {
+		return time.Now().UTC()
+	}
+	return t.AsTime()
 }
 
 func ts(t time.Time) *timestamppb.Timestamp {
