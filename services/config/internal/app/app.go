@@ -271,6 +271,28 @@ func deleteRec[M proto.Message](ctx context.Context, t Table[M], kind, tenant, i
 }
 
 // checkVersion rejects a stale version.
+// loadForUpdate reads the stored record, checks the version the caller
+// read, and merges the request into it. The caller holds the record's lock.
+func loadForUpdate[M interface {
+	proto.Message
+	GetId() string
+	GetVersion() int64
+}](ctx context.Context, t Table[M], kind, tenant string, in M, paths []string, rules fieldRules) (*Record[M], M, error) {
+	var zero M
+	old, err := getRec(ctx, t, kind, tenant, in.GetId())
+	if err != nil {
+		return nil, zero, err
+	}
+	if err := checkVersion(kind, in.GetId(), in.GetVersion(), old.Version); err != nil {
+		return nil, zero, err
+	}
+	merged, err := merge(old.Msg, in, paths, rules)
+	if err != nil {
+		return nil, zero, err
+	}
+	return old, merged, nil
+}
+
 func checkVersion(kind, id string, got, stored int64) error {
 	if got == 0 {
 		return invalid("version", "version is required: send the version you read, so concurrent changes are not lost")

@@ -235,14 +235,7 @@ func (a *App) ListProviderConnectors(ctx context.Context, tenant string, p Page,
 // rotation). Every write re-seals with the current key.
 func (a *App) UpdateProviderConnector(ctx context.Context, in *configv1.ProviderConnector, paths []string) (*configv1.ProviderConnector, error) {
 	defer a.lockRecord(kindConnector, in.GetTenantId(), in.GetId())()
-	old, err := getRec(ctx, a.t.Connectors, kindConnector, in.GetTenantId(), in.GetId())
-	if err != nil {
-		return nil, err
-	}
-	if err := checkVersion(kindConnector, in.GetId(), in.GetVersion(), old.Version); err != nil {
-		return nil, err
-	}
-	c, err := merge(old.Msg, in, paths, connectorRules)
+	old, c, err := loadForUpdate(ctx, a.t.Connectors, kindConnector, in.GetTenantId(), in, paths, connectorRules)
 	if err != nil {
 		return nil, err
 	}

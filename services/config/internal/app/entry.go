@@ -262,14 +262,7 @@ func (a *App) ListMessagingEntries(ctx context.Context, tenant string, p Page, o
 // before the write, dropped ones released after it.
 func (a *App) UpdateMessagingEntry(ctx context.Context, in *configv1.MessagingEntry, paths []string) (*configv1.MessagingEntry, error) {
 	defer a.lockRecord(kindEntry, in.GetTenantId(), in.GetId())()
-	old, err := getRec(ctx, a.t.Entries, kindEntry, in.GetTenantId(), in.GetId())
-	if err != nil {
-		return nil, err
-	}
-	if err := checkVersion(kindEntry, in.GetId(), in.GetVersion(), old.Version); err != nil {
-		return nil, err
-	}
-	e, err := merge(old.Msg, in, paths, entryRules)
+	old, e, err := loadForUpdate(ctx, a.t.Entries, kindEntry, in.GetTenantId(), in, paths, entryRules)
 	if err != nil {
 		return nil, err
 	}

@@ -142,14 +142,7 @@ func (a *App) ListOrganizationUnits(ctx context.Context, tenant string, p Page, 
 // loop, and every messaging entry below must still reach its connector.
 func (a *App) UpdateOrganizationUnit(ctx context.Context, in *configv1.OrganizationUnit, paths []string) (*configv1.OrganizationUnit, error) {
 	defer a.lockRecord(kindOU, in.GetTenantId(), in.GetId())()
-	old, err := getRec(ctx, a.t.OrgUnits, kindOU, in.GetTenantId(), in.GetId())
-	if err != nil {
-		return nil, err
-	}
-	if err := checkVersion(kindOU, in.GetId(), in.GetVersion(), old.Version); err != nil {
-		return nil, err
-	}
-	o, err := merge(old.Msg, in, paths, ouRules)
+	old, o, err := loadForUpdate(ctx, a.t.OrgUnits, kindOU, in.GetTenantId(), in, paths, ouRules)
 	if err != nil {
 		return nil, err
 	}

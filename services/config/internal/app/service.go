@@ -327,14 +327,7 @@ func (a *App) ListServices(ctx context.Context, tenant string, p Page, ou string
 // write, entries it drops released after.
 func (a *App) UpdateService(ctx context.Context, in *configv1.Service, paths []string) (*configv1.Service, error) {
 	defer a.lockRecord(kindService, in.GetTenantId(), in.GetId())()
-	old, err := getRec(ctx, a.t.Services, kindService, in.GetTenantId(), in.GetId())
-	if err != nil {
-		return nil, err
-	}
-	if err := checkVersion(kindService, in.GetId(), in.GetVersion(), old.Version); err != nil {
-		return nil, err
-	}
-	s, err := merge(old.Msg, in, paths, serviceRules)
+	old, s, err := loadForUpdate(ctx, a.t.Services, kindService, in.GetTenantId(), in, paths, serviceRules)
 	if err != nil {
 		return nil, err
 	}

@@ -98,14 +98,7 @@ func (a *App) ListTenants(ctx context.Context, p Page) ([]*configv1.Tenant, stri
 // a service or entry of the tenant uses it.
 func (a *App) UpdateTenant(ctx context.Context, in *configv1.Tenant, paths []string) (*configv1.Tenant, error) {
 	defer a.lockRecord(kindTenant, "", in.GetId())()
-	old, err := getRec(ctx, a.t.Tenants, kindTenant, "", in.GetId())
-	if err != nil {
-		return nil, err
-	}
-	if err := checkVersion(kindTenant, in.GetId(), in.GetVersion(), old.Version); err != nil {
-		return nil, err
-	}
-	t, err := merge(old.Msg, in, paths, tenantRules)
+	old, t, err := loadForUpdate(ctx, a.t.Tenants, kindTenant, "", in, paths, tenantRules)
 	if err != nil {
 		return nil, err
 	}

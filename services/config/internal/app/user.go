@@ -231,14 +231,7 @@ func (a *App) ListUsers(ctx context.Context, tenant string, p Page, service, ema
 // empty value removes it (the user can no longer sign in).
 func (a *App) UpdateUser(ctx context.Context, in *configv1.User, paths []string) (*configv1.User, error) {
 	defer a.lockRecord(kindUser, in.GetTenantId(), in.GetId())()
-	old, err := getRec(ctx, a.t.Users, kindUser, in.GetTenantId(), in.GetId())
-	if err != nil {
-		return nil, err
-	}
-	if err := checkVersion(kindUser, in.GetId(), in.GetVersion(), old.Version); err != nil {
-		return nil, err
-	}
-	u, err := merge(old.Msg, in, paths, userRules)
+	old, u, err := loadForUpdate(ctx, a.t.Users, kindUser, in.GetTenantId(), in, paths, userRules)
 	if err != nil {
 		return nil, err
 	}

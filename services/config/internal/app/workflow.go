@@ -183,14 +183,7 @@ func (a *App) ListWorkflowVersions(ctx context.Context, tenant, id string, p Pag
 // would fail every new session (Nimbus lets that happen; we do not).
 func (a *App) UpdateWorkflow(ctx context.Context, in *configv1.Workflow, paths []string) (*configv1.Workflow, error) {
 	defer a.lockRecord(kindWorkflow, in.GetTenantId(), in.GetId())()
-	old, err := getRec(ctx, a.t.Workflows, kindWorkflow, in.GetTenantId(), in.GetId())
-	if err != nil {
-		return nil, err
-	}
-	if err := checkVersion(kindWorkflow, in.GetId(), in.GetVersion(), old.Version); err != nil {
-		return nil, err
-	}
-	w, err := merge(old.Msg, in, paths, workflowRules)
+	old, w, err := loadForUpdate(ctx, a.t.Workflows, kindWorkflow, in.GetTenantId(), in, paths, workflowRules)
 	if err != nil {
 		return nil, err
 	}
