@@ -218,3 +218,30 @@ func TestPermanent(t *testing.T) {
 		t.Error("Permanent does not unwrap")
 	}
 }
+
+// A handler that runs past the ack wait keeps its message: in-progress
+// acks stop JetStream from redelivering it to someone else meanwhile.
+func TestSlowHandlerIsNotRedelivered(t *testing.T) {
+	b := newBus(t)
+	var calls atomic.Int32
+	done := make(chan struct{})
+	consume(t, b, bus.ConsumerSpec{Stream: subjects.StreamChat, Durable: "test-slow", AckWait: 300 * time.Millisecond},
+		func(context.Context, *bus.Message) error {
+			if calls.Add(1) == 1 {
+				time.Sleep(time.Second) // the work itself outlasts three ack waits
+				close(done)
+			}
+			return nil
+		})
+	if _, err := b.Publish(context.Background(), subjects.ChatMessageReceived("acme"), event("SM-slow")); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if _, err := b.Publish(context.Background(), subjects.ChatMessageReceived("acme"), event("SM-marker")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the marker", func() bool { return calls.Load() >= 2 })
+	if got := calls.Load(); got != 2 {
+		t.Errorf("handler called %d times, want 2 (the slow message once, then the marker)", got)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -207,21 +208,32 @@ func safeCall(ctx context.Context, h Handler, m *Message) (err error) {
 
 // keepAlive sends in-progress acks while a handler runs longer than half the
 // ack wait, so JetStream does not redeliver a message still being worked on.
+// Most handlers finish long before: a timer costs nothing until it fires.
 func keepAlive(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(ackWait / 2)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
+	var (
+		mu      sync.Mutex
+		stopped bool
+		t       *time.Timer
+	)
+	var tick func()
+	tick = func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
-	return func() { close(done) }
+		_ = msg.InProgress()
+		t = time.AfterFunc(ackWait/2, tick)
+	}
+	mu.Lock()
+	t = time.AfterFunc(ackWait/2, tick)
+	mu.Unlock()
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
+	}
 }
 
 func (b *Bus) deadLetter(ctx context.Context, durable string, m *Message, reason error) error {
