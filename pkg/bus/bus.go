@@ -73,9 +73,20 @@ func New(nc *nats.Conn, log *slog.Logger, opts ...Option) (*Bus, error) {
 	return b, nil
 }
 
-// Connect dials NATS and keeps reconnecting for as long as the process runs.
+// Connect dials NATS anonymously (tests, benchmarks and unsecured
+// development servers) and keeps reconnecting for as long as the process runs.
 func Connect(url, name string, log *slog.Logger, opts ...Option) (*Bus, error) {
-	nc, err := nats.Connect(url,
+	return ConnectAuth(url, name, Auth{}, log, opts...)
+}
+
+// ConnectAuth dials NATS with auth's credentials and TLS settings and keeps
+// reconnecting for as long as the process runs.
+func ConnectAuth(url, name string, auth Auth, log *slog.Logger, opts ...Option) (*Bus, error) {
+	authOpts, err := auth.options()
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(url, append([]nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
@@ -86,9 +97,9 @@ func Connect(url, name string, log *slog.Logger, opts ...Option) (*Bus, error) {
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
-	)
+	}, authOpts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("connect nats %s: %w", url, err)
+		return nil, fmt.Errorf("connect nats %s (auth %s): %w", redact(url), auth.Method(), err)
 	}
 	b, err := New(nc, log, opts...)
 	if err != nil {

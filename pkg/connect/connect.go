@@ -19,12 +19,12 @@ import (
 
 func noop() {}
 
-// openBus returns injected, or connects to url as name.
-func openBus(injected *bus.Bus, url, name string, log *slog.Logger) (*bus.Bus, func(), error) {
+// openBus returns injected, or connects to url as name with auth.
+func openBus(injected *bus.Bus, url, name string, auth bus.Auth, log *slog.Logger) (*bus.Bus, func(), error) {
 	if injected != nil {
 		return injected, noop, nil
 	}
-	b, err := bus.Connect(url, name, log)
+	b, err := bus.ConnectAuth(url, name, auth, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -72,6 +72,8 @@ type Spec struct {
 	AuthKeys string
 	Keys     *authn.Keys
 	NATSURL  string
+	// NATSAuth are the credentials and TLS settings for NATSURL.
+	NATSAuth bus.Auth
 	Bus      *bus.Bus
 	MongoURI string
 	Mongo    *mongo.Client
@@ -107,7 +109,7 @@ func Open(ctx context.Context, log *slog.Logger, s Spec) (*Conns, error) {
 		return fail(err)
 	}
 	if s.Bus != nil || s.NATSURL != "" {
-		b, closeBus, err := openBus(s.Bus, s.NATSURL, s.Name, log)
+		b, closeBus, err := openBus(s.Bus, s.NATSURL, s.Name, s.NATSAuth, log)
 		if err != nil {
 			return fail(err)
 		}

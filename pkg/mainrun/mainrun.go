@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 )
@@ -183,4 +184,26 @@ func (e *Env) Secret(key string) string {
 		return strings.TrimSpace(string(b))
 	}
 	return e.String(key, "")
+}
+
+// NATSAuth reads the NATS credentials every service shares: NATS_USER with
+// NATS_PASSWORD (or NATS_PASSWORD_FILE), NATS_TOKEN (or NATS_TOKEN_FILE),
+// NATS_CREDS (a JWT .creds file) or NATS_NKEY (an nkey seed file), and TLS
+// with NATS_TLS_CA, NATS_TLS_CERT and NATS_TLS_KEY. Conflicting or missing
+// pieces are reported with the other configuration problems.
+func NATSAuth(env *Env) bus.Auth {
+	a := bus.Auth{
+		User:      env.String("NATS_USER", ""),
+		Password:  env.Secret("NATS_PASSWORD"),
+		Token:     env.Secret("NATS_TOKEN"),
+		CredsFile: env.String("NATS_CREDS", ""),
+		NKeyFile:  env.String("NATS_NKEY", ""),
+		CAFile:    env.String("NATS_TLS_CA", ""),
+		CertFile:  env.String("NATS_TLS_CERT", ""),
+		KeyFile:   env.String("NATS_TLS_KEY", ""),
+	}
+	if err := a.Validate(); err != nil {
+		env.errs = append(env.errs, err)
+	}
+	return a
 }

@@ -22,6 +22,16 @@ type Config struct {
 	// store syncs every two minutes and a power loss can lose acknowledged
 	// messages.
 	SyncAlways bool
+	// Users, when any, are required on the client port: a client must
+	// present one of these names with its password. Without them the server
+	// takes anonymous clients (tests only).
+	Users []User
+}
+
+// User is a client the server accepts, with every permission.
+type User struct {
+	Name     string
+	Password string
 }
 
 // Server is a running embedded NATS server.
@@ -48,6 +58,12 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		NoLog:      true,
 		MaxPayload: 1 << 20,
 	}
+	for _, u := range cfg.Users {
+		if u.Name == "" || len(u.Password) < 16 {
+			return nil, fmt.Errorf("natsembed: user %q needs a name and a password of 16 or more characters", u.Name)
+		}
+		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password})
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats server: %w", err)
@@ -58,7 +74,7 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("nats server on %s:%d not ready", cfg.Host, cfg.Port)
 	}
 	if log != nil {
-		log.Info("embedded nats started", "url", srv.ClientURL(), "store_dir", cfg.StoreDir, "sync_always", cfg.SyncAlways)
+		log.Info("embedded nats started", "url", srv.ClientURL(), "store_dir", cfg.StoreDir, "sync_always", cfg.SyncAlways, "auth_required", len(cfg.Users) > 0)
 	}
 	return &Server{srv: srv}, nil
 }

@@ -52,8 +52,10 @@ const (
 
 // Config of chat-handler.
 type Config struct {
-	HTTPAddr   string
-	NATSURL    string
+	HTTPAddr string
+	NATSURL  string
+	// NATSAuth: credentials and TLS for NATS (NATS_USER, NATS_CREDS, …).
+	NATSAuth   bus.Auth
 	ConfigAddr string
 	AuthKeys   string
 	// PublicBaseURL is the scheme://host[:port][/prefix] the webhook URLs in
@@ -184,7 +186,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		config = connect.Target{} // routes are given: no config service
 	}
 	conns, err := connect.Open(ctx, log, connect.Spec{
-		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, Bus: deps.Bus,
+		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, NATSAuth: cfg.NATSAuth, Bus: deps.Bus,
 		GRPC: []connect.Target{config},
 	})
 	if err != nil {

@@ -45,7 +45,7 @@ func timeout(t *testing.T) context.Context {
 // jetStream reads the stack's CHAT stream with a connection of its own.
 func jetStream(t *testing.T, info devstack.Info) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(info.NATSURL)
+	nc, err := nats.Connect(info.NATSURL, nats.UserInfo(info.NATSAuth.User, info.NATSAuth.Password))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,8 @@ type Config struct {
 	MongoDatabase string
 	// NATSURL locates JetStream.
 	NATSURL string
+	// NATSAuth: credentials and TLS for NATS (NATS_USER, NATS_CREDS, …).
+	NATSAuth bus.Auth
 	// SecretKeys seal connector secrets: comma-separated hex AES-256 keys
 	// (64 hex digits each). The first seals; all open, so a new key goes in
 	// front and the old one stays until ReencryptConnectorSecrets ran.
@@ -152,7 +154,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	b := deps.Bus
 	if b == nil {
-		if b, err = bus.Connect(cfg.NATSURL, ServiceName, log); err != nil {
+		if b, err = bus.ConnectAuth(cfg.NATSURL, ServiceName, cfg.NATSAuth, log); err != nil {
 			return err
 		}
 		defer b.Close()

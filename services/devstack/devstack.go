@@ -51,6 +51,10 @@ type Config struct {
 	// NATSURL of an external server; empty runs one embedded on NATSAddr.
 	NATSURL  string
 	NATSAddr string
+	// NATSAuth are the credentials for an external server. The embedded one
+	// always requires a password: user NATSUser with a password generated
+	// into DataDir/nats.password (Info.NATSPassword).
+	NATSAuth bus.Auth
 	// MongoURI of an external server; empty runs FerretDB on MongoAddr.
 	MongoURI  string
 	MongoAddr string
@@ -83,6 +87,9 @@ type Config struct {
 	// BcryptCost for user passwords; 0 is the config service's default.
 	BcryptCost int
 }
+
+// NATSUser is the user the embedded NATS server requires.
+const NATSUser = "switchboard"
 
 // Defaults are the ports the README documents.
 func Defaults() Config {
@@ -138,7 +145,10 @@ type Info struct {
 	ReportingAddr    string
 	OutboundAddr     string
 	NATSURL          string
-	MongoURI         string
+	// NATSAuth is what the services present to NATS (for the embedded
+	// server: user NATSUser and its generated password).
+	NATSAuth bus.Auth
+	MongoURI string
 	// AuthKeys sign tokens; AdminToken is a demo-tenant admin token for
 	// grpcurl and switchboardctl.
 	AuthKeys   *authn.Keys
@@ -175,14 +185,22 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 
-	natsURL := cfg.NATSURL
+	natsURL, natsAuth := cfg.NATSURL, cfg.NATSAuth
 	if natsURL == "" {
 		host, port, _ := net.SplitHostPort(cfg.NATSAddr)
 		p := -1
 		if port != "0" {
 			fmt.Sscanf(port, "%d", &p)
 		}
-		ns, err := natsembed.Start(natsembed.Config{Host: host, Port: p, StoreDir: filepath.Join(cfg.DataDir, "nats"), SyncAlways: cfg.SyncAlways}, log)
+		password, err := keyFile("", filepath.Join(cfg.DataDir, "nats.password"))
+		if err != nil {
+			return err
+		}
+		natsAuth = bus.Auth{User: NATSUser, Password: password}
+		ns, err := natsembed.Start(natsembed.Config{
+			Host: host, Port: p, StoreDir: filepath.Join(cfg.DataDir, "nats"), SyncAlways: cfg.SyncAlways,
+			Users: []natsembed.User{{Name: NATSUser, Password: password}},
+		}, log)
 		if err != nil {
 			return err
 		}
@@ -201,7 +219,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		defer fs.Stop()
 		mongoURI = fs.URI()
 	}
-	b, err := bus.Connect(natsURL, "devstack", log)
+	b, err := bus.ConnectAuth(natsURL, "devstack", natsAuth, log)
 	if err != nil {
 		return err
 	}
@@ -309,7 +327,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	info := Info{
 		ChatHandlerURL: chatURL, ConsoleURL: "http://" + addr("sessions") + "/", TwilioSimURL: simURL,
 		ConfigAddr: addr("config"), DistributionAddr: addr("distribution"), ReportingAddr: addr("reporting"),
-		OutboundAddr: addr("outbound-sender"), NATSURL: natsURL, MongoURI: mongoURI, AuthKeys: keys, Demo: demo,
+		OutboundAddr: addr("outbound-sender"), NATSURL: natsURL, NATSAuth: natsAuth, MongoURI: mongoURI, AuthKeys: keys, Demo: demo,
 	}
 	if demo != nil {
 		info.AdminToken, _ = keys.Mint(authn.Claims{

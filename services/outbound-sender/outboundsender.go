@@ -53,7 +53,9 @@ const Name = "outbound-sender"
 
 // Config of outbound-sender.
 type Config struct {
-	NATSURL    string
+	NATSURL string
+	// NATSAuth: credentials and TLS for NATS (NATS_USER, NATS_CREDS, …).
+	NATSAuth   bus.Auth
 	MongoURI   string
 	Database   string
 	ConfigAddr string
@@ -191,7 +193,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		config = connect.Target{} // credentials are given: no config service
 	}
 	conns, err := connect.Open(ctx, log, connect.Spec{
-		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, Bus: deps.Bus,
+		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, NATSAuth: cfg.NATSAuth, Bus: deps.Bus,
 		MongoURI: cfg.MongoURI, Mongo: deps.Mongo, GRPC: []connect.Target{config},
 	})
 	if err != nil {

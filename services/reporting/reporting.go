@@ -32,6 +32,8 @@ const Name = "reporting"
 type Config struct {
 	GRPCAddr string
 	NATSURL  string
+	// NATSAuth: credentials and TLS for NATS (NATS_USER, NATS_CREDS, …).
+	NATSAuth bus.Auth
 	MongoURI string
 	Database string
 	AuthKeys string
@@ -78,7 +80,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return fmt.Errorf("reporting config: %w", err)
 	}
 	conns, err := connect.Open(ctx, log, connect.Spec{
-		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, Bus: deps.Bus,
+		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, NATSAuth: cfg.NATSAuth, Bus: deps.Bus,
 		MongoURI: cfg.MongoURI, Mongo: deps.Mongo,
 	})
 	if err != nil {

@@ -40,8 +40,10 @@ const Name = "sessions"
 // Config of the sessions service.
 type Config struct {
 	// HTTPAddr serves the console, sign-in and the agent websocket.
-	HTTPAddr         string
-	NATSURL          string
+	HTTPAddr string
+	NATSURL  string
+	// NATSAuth: credentials and TLS for NATS (NATS_USER, NATS_CREDS, …).
+	NATSAuth         bus.Auth
 	MongoURI         string
 	Database         string
 	ConfigAddr       string
@@ -110,7 +112,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return fmt.Errorf("sessions config: %w", err)
 	}
 	conns, err := connect.Open(ctx, log, connect.Spec{
-		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, Bus: deps.Bus,
+		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, NATSAuth: cfg.NATSAuth, Bus: deps.Bus,
 		MongoURI: cfg.MongoURI, Mongo: deps.Mongo,
 		GRPC: []connect.Target{
 			{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn},

@@ -26,7 +26,9 @@ const Name = "workflow-runner"
 
 // Config of the workflow-runner.
 type Config struct {
-	NATSURL    string
+	NATSURL string
+	// NATSAuth: credentials and TLS for NATS (NATS_USER, NATS_CREDS, …).
+	NATSAuth   bus.Auth
 	MongoURI   string
 	Database   string
 	ConfigAddr string
@@ -72,7 +74,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return fmt.Errorf("workflow-runner config: %w", err)
 	}
 	conns, err := connect.Open(ctx, log, connect.Spec{
-		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, Bus: deps.Bus,
+		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, NATSAuth: cfg.NATSAuth, Bus: deps.Bus,
 		MongoURI: cfg.MongoURI, Mongo: deps.Mongo, GRPC: []connect.Target{{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn}},
 	})
 	if err != nil {

@@ -16,6 +16,7 @@ func main() {
 		cfg := chathandler.Config{
 			HTTPAddr:       env.String("HTTP_ADDR", d.HTTPAddr),
 			NATSURL:        env.String("NATS_URL", d.NATSURL),
+			NATSAuth:       mainrun.NATSAuth(env),
 			ConfigAddr:     env.String("CONFIG_ADDR", d.ConfigAddr),
 			AuthKeys:       env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			PublicBaseURL:  env.String("PUBLIC_BASE_URL", ""),

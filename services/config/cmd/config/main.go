@@ -32,6 +32,7 @@ func main() {
 			MongoURI:       env.String("MONGO_URI", ""),
 			MongoDatabase:  env.String("MONGO_DATABASE", configsvc.DefaultMongoDatabase),
 			NATSURL:        env.String("NATS_URL", ""),
+			NATSAuth:       mainrun.NATSAuth(env),
 			SecretKeys:     env.Secret("SWITCHBOARD_CONFIG_SECRET_KEYS"),
 			AuthKeys:       env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			StreamReplicas: env.Int("STREAM_REPLICAS", 1),

@@ -18,6 +18,7 @@ func main() {
 		cfg := devstack.Defaults()
 		cfg.DataDir = env.String("SWITCHBOARD_DATA_DIR", cfg.DataDir)
 		cfg.NATSURL = env.String("NATS_URL", "")
+		cfg.NATSAuth = mainrun.NATSAuth(env)
 		cfg.MongoURI = env.String("MONGO_URI", "")
 		cfg.AuthKeys = env.Secret("SWITCHBOARD_AUTH_KEYS")
 		cfg.SecretKeys = env.String("SWITCHBOARD_SECRET_KEYS", "")
@@ -44,6 +45,10 @@ func banner(i devstack.Info, cfg devstack.Config) {
 	line("  reporting gRPC       %s", i.ReportingAddr)
 	line("  outbound gRPC        %s", i.OutboundAddr)
 	line("  NATS                 %s", i.NATSURL)
+	if cfg.NATSURL == "" {
+		line("                       user %q, password in %s/nats.password; for the nats CLI:", i.NATSAuth.User, cfg.DataDir)
+		line("                       nats context save switchboard-dev --server %s --user %s --password \"$(cat %s/nats.password)\" --select", i.NATSURL, i.NATSAuth.User, cfg.DataDir)
+	}
 	line("  MongoDB wire         %s", i.MongoURI)
 	if i.Demo != nil {
 		line("")

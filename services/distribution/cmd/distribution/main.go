@@ -16,6 +16,7 @@ func main() {
 		cfg := distribution.Config{
 			GRPCAddr:   env.String("GRPC_ADDR", d.GRPCAddr),
 			NATSURL:    env.String("NATS_URL", d.NATSURL),
+			NATSAuth:   mainrun.NATSAuth(env),
 			MongoURI:   env.String("MONGO_URI", d.MongoURI),
 			Database:   env.String("MONGO_DATABASE", d.Database),
 			ConfigAddr: env.String("CONFIG_ADDR", d.ConfigAddr),

@@ -15,6 +15,7 @@ func main() {
 		d := workflowrunner.Defaults()
 		cfg := workflowrunner.Config{
 			NATSURL:    env.String("NATS_URL", d.NATSURL),
+			NATSAuth:   mainrun.NATSAuth(env),
 			MongoURI:   env.String("MONGO_URI", d.MongoURI),
 			Database:   env.String("MONGO_DATABASE", d.Database),
 			ConfigAddr: env.String("CONFIG_ADDR", d.ConfigAddr),
