@@ -71,6 +71,9 @@ type ConsumerSpec struct {
 	// AckWait before JetStream redelivers an unacknowledged message; zero
 	// means 30s. Long handlers are kept alive with in-progress acks.
 	AckWait time.Duration
+	// MaxAckPending bounds messages delivered and not yet settled; zero
+	// means 1000.
+	MaxAckPending int
 	// Backoff returns the redelivery delay after the n-th failed delivery;
 	// nil means jittered exponential from 250ms up to 30s.
 	Backoff func(delivered uint64) time.Duration
@@ -79,16 +82,47 @@ type ConsumerSpec struct {
 	DeliverNew bool
 }
 
-func (s *ConsumerSpec) defaults() {
+// WithDefaults returns the spec with every zero field set to its default.
+func (s ConsumerSpec) WithDefaults() ConsumerSpec {
 	if s.MaxDeliver <= 0 {
 		s.MaxDeliver = 8
 	}
 	if s.AckWait <= 0 {
 		s.AckWait = 30 * time.Second
 	}
+	if s.MaxAckPending <= 0 {
+		s.MaxAckPending = 1000
+	}
 	if s.Backoff == nil {
 		s.Backoff = DefaultBackoff
 	}
+	return s
+}
+
+// Config is the JetStream configuration of the durable consumer the spec
+// describes (defaults applied): explicit acks, the spec's ack wait and
+// delivery limits, from the start of the stream unless DeliverNew.
+func (s ConsumerSpec) Config() jetstream.ConsumerConfig {
+	s = s.WithDefaults()
+	cfg := jetstream.ConsumerConfig{
+		Durable:       s.Durable,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.AckWait,
+		MaxDeliver:    s.MaxDeliver,
+		MaxAckPending: s.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if s.DeliverNew {
+		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	}
+	switch len(s.FilterSubjects) {
+	case 0:
+	case 1:
+		cfg.FilterSubject = s.FilterSubjects[0]
+	default:
+		cfg.FilterSubjects = s.FilterSubjects
+	}
+	return cfg
 }
 
 // DefaultBackoff is full-jitter exponential backoff: a random delay up to
@@ -102,26 +136,8 @@ func DefaultBackoff(delivered uint64) time.Duration {
 // Consume runs a durable consumer until ctx is done, then drains it: the
 // message in hand finishes, nothing more is fetched.
 func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler) error {
-	spec.defaults()
-	cfg := jetstream.ConsumerConfig{
-		Durable:       spec.Durable,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       spec.AckWait,
-		MaxDeliver:    spec.MaxDeliver,
-		MaxAckPending: 1000,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-	}
-	if spec.DeliverNew {
-		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
-	}
-	switch len(spec.FilterSubjects) {
-	case 0:
-	case 1:
-		cfg.FilterSubject = spec.FilterSubjects[0]
-	default:
-		cfg.FilterSubjects = spec.FilterSubjects
-	}
-	cons, err := b.JS.CreateOrUpdateConsumer(ctx, spec.Stream, cfg)
+	spec = spec.WithDefaults()
+	cons, err := b.JS.CreateOrUpdateConsumer(ctx, spec.Stream, spec.Config())
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while starting
@@ -147,42 +163,70 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler) error {
 	return nil
 }
 
-func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, h Handler, msg jetstream.Msg) {
+// Received turns a JetStream delivery into the Message handlers see. A
+// delivery without metadata (not from a JetStream consumer) is an error;
+// the caller naks it.
+func Received(msg jetstream.Msg) (*Message, error) {
 	md, err := msg.Metadata()
 	if err != nil {
-		b.log.Error("message metadata", "consumer", spec.Durable, "err", err)
-		_ = msg.Nak()
-		return
+		return nil, fmt.Errorf("message metadata: %w", err)
 	}
 	m := &Message{Subject: msg.Subject(), Data: msg.Data(), Header: msg.Headers(), Delivered: md.NumDelivered, Sequence: md.Sequence.Stream}
 	if m.Header == nil {
 		m.Header = nats.Header{}
 	}
-	// Handlers see a context that outlives shutdown's cancel for the message
-	// in hand, so drain lets it finish.
+	return m, nil
+}
+
+// StartSpan starts the consumer span of one delivery, continuing the trace
+// the publisher put in the headers. The context does not end with ctx:
+// shutdown's cancel lets the message in hand finish.
+func (b *Bus) StartSpan(ctx context.Context, durable string, m *Message) (context.Context, trace.Span) {
 	hctx := b.propagator.Extract(context.WithoutCancel(ctx), HeaderCarrier(m.Header))
-	hctx, span := b.tracer.Start(hctx, "consume "+m.Kind(),
+	return b.tracer.Start(hctx, "consume "+m.Kind(),
 		trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "nats"),
 			attribute.String("messaging.destination.name", m.Subject),
-			attribute.String("messaging.consumer.group.name", spec.Durable),
+			attribute.String("messaging.consumer.group.name", durable),
 			attribute.Int64("messaging.message.delivery_count", int64(m.Delivered)),
 		))
+}
+
+func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, h Handler, msg jetstream.Msg) {
+	m, err := Received(msg)
+	if err != nil {
+		b.log.Error("message metadata", "consumer", spec.Durable, "err", err)
+		_ = msg.Nak()
+		return
+	}
+	hctx, span := b.StartSpan(ctx, spec.Durable, m)
 	defer span.End()
 
-	stopKeepAlive := keepAlive(msg, spec.AckWait)
-	herr := safeCall(hctx, h, m)
+	stopKeepAlive := KeepAlive(msg, spec.AckWait)
+	herr := Guard(func() error { return h(hctx, m) })
 	stopKeepAlive()
+	b.Settle(hctx, spec, msg, m, herr)
+}
 
+// Settle applies the handler contract to one delivery once its handler
+// has returned herr: nil acks; an error marked Permanent, or any error on
+// the last delivery MaxDeliver allows, publishes the message to the
+// consumer's dead-letter subject and terminates it (if that publish fails
+// the message is redelivered instead); any other error redelivers after
+// spec.Backoff. An error is recorded on the span in ctx.
+func (b *Bus) Settle(ctx context.Context, spec ConsumerSpec, msg jetstream.Msg, m *Message, herr error) {
+	spec = spec.WithDefaults()
+	if herr != nil {
+		trace.SpanFromContext(ctx).SetStatus(codes.Error, herr.Error())
+	}
 	switch {
 	case herr == nil:
 		if err := msg.Ack(); err != nil {
 			b.log.Warn("ack", "consumer", spec.Durable, "subject", m.Subject, "err", err)
 		}
 	case IsPermanent(herr) || int(m.Delivered) >= spec.MaxDeliver:
-		span.SetStatus(codes.Error, herr.Error())
-		if err := b.deadLetter(hctx, spec.Durable, m, herr); err != nil {
+		if err := b.DeadLetter(ctx, spec.Durable, m, herr); err != nil {
 			b.log.Error("dead-letter publish; will redeliver", "consumer", spec.Durable, "subject", m.Subject, "err", err)
 			_ = msg.NakWithDelay(spec.Backoff(m.Delivered))
 			return
@@ -190,26 +234,28 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, h Handler, msg jets
 		b.log.Error("message dead-lettered", "consumer", spec.Durable, "subject", m.Subject, "seq", m.Sequence, "deliveries", m.Delivered, "err", herr)
 		_ = msg.Term()
 	default:
-		span.SetStatus(codes.Error, herr.Error())
 		delay := spec.Backoff(m.Delivered)
 		b.log.Warn("handler failed; redelivering", "consumer", spec.Durable, "subject", m.Subject, "deliveries", m.Delivered, "delay", delay, "err", herr)
 		_ = msg.NakWithDelay(delay)
 	}
 }
 
-func safeCall(ctx context.Context, h Handler, m *Message) (err error) {
+// Guard calls f and turns a panic into an error (not Permanent: the
+// message is redelivered, and dead-lettered after MaxDeliver).
+func Guard(f func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("handler panic: %v", r)
 		}
 	}()
-	return h(ctx, m)
+	return f()
 }
 
-// keepAlive sends in-progress acks while a handler runs longer than half the
-// ack wait, so JetStream does not redeliver a message still being worked on.
-// Most handlers finish long before: a timer costs nothing until it fires.
-func keepAlive(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
+// KeepAlive sends in-progress acks for msg every half ack wait until stop
+// is called, so JetStream does not redeliver a message still being worked
+// on (or waiting its turn). Most handlers finish long before: a timer costs
+// nothing until it fires.
+func KeepAlive(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
 	var (
 		mu      sync.Mutex
 		stopped bool
@@ -236,7 +282,10 @@ func keepAlive(msg jetstream.Msg, ackWait time.Duration) (stop func()) {
 	}
 }
 
-func (b *Bus) deadLetter(ctx context.Context, durable string, m *Message, reason error) error {
+// DeadLetter publishes m to the dead-letter subject of consumer durable,
+// with the reason, its original subject and sequence, the consumer and the
+// delivery count in headers (and without its dedupe id).
+func (b *Bus) DeadLetter(ctx context.Context, durable string, m *Message, reason error) error {
 	dl := nats.NewMsg(subjects.DeadLetter(durable))
 	dl.Data = m.Data
 	for k, v := range m.Header {
