@@ -346,15 +346,16 @@ type job struct {
 // Stages returns the lane stages: Prepare writes the ledger and applies
 // the rules, concurrently; Call paces and calls Twilio, in order per
 // sender; Finish records and publishes the outcome, concurrently.
-func (s *Sender) Stages() lanes.Stages {
-	return lanes.Stages{Prepare: s.Prepare, Ordered: s.Call, Finish: s.Finish}
+func (s *Sender) Stages() lanes.Stages[job] {
+	return lanes.Stages[job]{Prepare: s.Prepare, Ordered: s.Call, Finish: s.Finish}
 }
 
 // Prepare decodes a request, writes it to the ledger with the attempt about
 // to be made, and settles it when it needs no call: answered from the
 // ledger, refused by a rule, unusable, or found already sent at Twilio.
-// It returns nil when settled.
-func (s *Sender) Prepare(ctx context.Context, m *bus.Message, last bool) (any, error) {
+// It returns a nil job when it settled the request (the lane then acks it
+// without calling Twilio).
+func (s *Sender) Prepare(ctx context.Context, m *bus.Message, last bool) (*job, error) {
 	var req outboundv1.OutboundMessageRequested
 	if err := m.Decode(&req); err != nil {
 		return nil, err
@@ -373,14 +374,12 @@ func (s *Sender) Prepare(ctx context.Context, m *bus.Message, last bool) (any, e
 }
 
 // Call makes the Twilio call of a prepared request, in the sender's order.
-func (s *Sender) Call(ctx context.Context, v any) error {
-	j := v.(*job)
+func (s *Sender) Call(ctx context.Context, j *job) error {
 	return s.giveUp(ctx, j.req, s.callTwilio(ctx, j), j.last)
 }
 
 // Finish records and reports what Twilio answered.
-func (s *Sender) Finish(ctx context.Context, v any) error {
-	j := v.(*job)
+func (s *Sender) Finish(ctx context.Context, j *job) error {
 	var err error
 	if j.refused != nil {
 		err = s.twilioRefused(ctx, j.req, j.refused, j.attempts)
