@@ -101,8 +101,11 @@ type harness struct {
 	sim     *simclient.Client
 	simURL  string
 	relay   string
-	grpc    outboundv1.OutboundServiceClient
-	natsURL string
+	// grpc calls OutboundService as a supervisor of the tenant.
+	grpc     outboundv1.OutboundServiceClient
+	grpcAddr string
+	keys     *authn.Keys
+	natsURL  string
 	mongo   string
 	db      string
 
@@ -246,13 +249,23 @@ func (h *harness) runService(ctx context.Context, o options, log *slog.Logger, d
 			Bus: h.bus, Mongo: mc, AuthKeys: keys, GRPCListener: glis, Credentials: staticCredentials{}, Transport: o.transport,
 		}, log.With("service", outboundsender.Name))
 	}()
-	tok, _ := keys.Mint(authn.Claims{Tenant: tenant, Roles: []string{authn.RoleAgent}, Name: "test", RegisteredClaims: jwt.RegisteredClaims{Subject: "tester"}}, time.Hour)
-	conn, err := grpc.NewClient(glis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcserver.BearerToken(tok)))
+	h.grpcAddr, h.keys = glis.Addr().String(), keys
+	h.grpc = h.client(authn.Claims{Tenant: tenant, Roles: []string{authn.RoleSupervisor}, Name: "test", RegisteredClaims: jwt.RegisteredClaims{Subject: "tester"}})
+}
+
+// client calls OutboundService with a token carrying claims.
+func (h *harness) client(c authn.Claims) outboundv1.OutboundServiceClient {
+	h.t.Helper()
+	tok, err := h.keys.Mint(c, time.Hour)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = conn.Close() })
-	h.grpc = outboundv1.NewOutboundServiceClient(conn)
+	conn, err := grpc.NewClient(h.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcserver.BearerToken(tok)))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { _ = conn.Close() })
+	return outboundv1.NewOutboundServiceClient(conn)
 }
 
 type testWriter struct{ t *testing.T }

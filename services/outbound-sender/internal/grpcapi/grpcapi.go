@@ -1,6 +1,12 @@
 // Package grpcapi serves OutboundService: contact state (opt-out, WhatsApp
-// window) for the agent console and the delivery ledger. Domain errors are
-// mapped to gRPC codes here, once.
+// window) and the delivery ledger, for the sessions service (which shows
+// them in the agent console, scoped to each agent's chats) and for
+// supervisors, admins and platform operators. Domain errors are mapped to
+// gRPC codes here, once.
+//
+// Agents are refused: outbound-sender cannot know which chats are offered
+// or assigned to an agent, so it cannot scope their reads; they read their
+// own chats' state through the console (sessions).
 package grpcapi
 
 import (
@@ -12,6 +18,7 @@ import (
 
 	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 
+	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/sender"
 )
@@ -24,10 +31,32 @@ type Server struct {
 
 var _ outboundv1.OutboundServiceServer = (*Server)(nil)
 
+// readers are the roles that may read any customer's state in their tenant
+// (services pass RequireRole whatever the list).
+var readers = []string{authn.RoleAdmin, authn.RoleSupervisor, authn.RolePlatform}
+
+// authorize checks the caller may act in tenant and read every customer's
+// delivery and contact state there.
+func authorize(ctx context.Context, tenant string) error {
+	if _, err := grpcserver.RequireTenant(ctx, tenant); err != nil {
+		return err
+	}
+	if _, err := grpcserver.RequireRole(ctx, readers...); err != nil {
+		if status.Code(err) != codes.PermissionDenied {
+			return err
+		}
+		return status.Errorf(codes.PermissionDenied,
+			"OutboundService needs role %s, %s, %s or %s: it reads any customer's delivery and contact state in the tenant; "+
+				"agents read their own chats' delivery and contact state through the agent console",
+			authn.RoleService, authn.RoleAdmin, authn.RoleSupervisor, authn.RolePlatform)
+	}
+	return nil
+}
+
 // GetContactState answers whether a send to the conversation's customer
 // would be refused.
 func (s *Server) GetContactState(ctx context.Context, r *outboundv1.GetContactStateRequest) (*outboundv1.GetContactStateResponse, error) {
-	if _, err := grpcserver.RequireTenant(ctx, r.GetTenantId()); err != nil {
+	if err := authorize(ctx, r.GetTenantId()); err != nil {
 		return nil, err
 	}
 	if r.GetConversation().GetCustomerAddress() == "" {
@@ -42,7 +71,7 @@ func (s *Server) GetContactState(ctx context.Context, r *outboundv1.GetContactSt
 
 // GetDelivery returns one request's ledger record.
 func (s *Server) GetDelivery(ctx context.Context, r *outboundv1.GetDeliveryRequest) (*outboundv1.GetDeliveryResponse, error) {
-	if _, err := grpcserver.RequireTenant(ctx, r.GetTenantId()); err != nil {
+	if err := authorize(ctx, r.GetTenantId()); err != nil {
 		return nil, err
 	}
 	if r.GetRequestId() == "" {
