@@ -32,6 +32,13 @@ type Event struct {
 	Warning string
 }
 
+// dedupeID scopes a natural key to its tenant. JetStream's duplicate
+// window spans the whole CHAT stream, so a bare Twilio SID (or idempotency
+// token) would let one tenant's webhook suppress another tenant's genuine
+// one that happens to carry the same value. Tenant ids are slugs without
+// ':', so the prefix is unambiguous.
+func dedupeID(tenant, key string) string { return tenant + ":" + key }
+
 // Input is a routed, authenticated webhook.
 type Input struct {
 	Params url.Values
@@ -170,7 +177,7 @@ func messageAdded(in Input) (*Event, error) {
 		Source: source, Attributes: p.Get("Attributes"), CreatedAt: timeParam(p, "DateCreated"),
 		ReceivedAt: timestamppb.New(in.Now), IdempotencyToken: in.Token,
 	}
-	out := &Event{Subject: subjects.ChatMessageReceived(rt.Tenant), Msg: ev, ID: sid, Inbound: true}
+	out := &Event{Subject: subjects.ChatMessageReceived(rt.Tenant), Msg: ev, ID: dedupeID(rt.Tenant, sid), Inbound: true}
 	if !mediaOK {
 		out.Warning = "Media parameter is not a JSON array of media; message taken without its media"
 	}
@@ -195,7 +202,7 @@ func conversationAdded(in Input) (*Event, error) {
 		Attributes: p.Get("Attributes"), Source: source, CreatedAt: timeParam(p, "DateCreated"),
 		ReceivedAt: timestamppb.New(in.Now), IdempotencyToken: in.Token,
 	}
-	return &Event{Subject: subjects.ChatConversationAdded(rt.Tenant), Msg: ev, ID: "conversation.added:" + conv, Inbound: true}, nil
+	return &Event{Subject: subjects.ChatConversationAdded(rt.Tenant), Msg: ev, ID: dedupeID(rt.Tenant, "conversation.added:"+conv), Inbound: true}, nil
 }
 
 func participantAdded(in Input) (*Event, error) {
@@ -217,7 +224,7 @@ func participantAdded(in Input) (*Event, error) {
 	}
 	// A chat identity joining (an agent added through the API) is not new
 	// customer activity.
-	return &Event{Subject: subjects.ChatParticipantAdded(rt.Tenant), Msg: ev, ID: "participant.added:" + part, Inbound: addr != ""}, nil
+	return &Event{Subject: subjects.ChatParticipantAdded(rt.Tenant), Msg: ev, ID: dedupeID(rt.Tenant, "participant.added:"+part), Inbound: addr != ""}, nil
 }
 
 func stateUpdated(in Input) (*Event, error) {
@@ -239,7 +246,7 @@ func stateUpdated(in Input) (*Event, error) {
 	if in.Token != "" {
 		id = "token:" + in.Token
 	}
-	return &Event{Subject: subjects.ChatConversationStateUpdated(rt.Tenant), Msg: ev, ID: id}, nil
+	return &Event{Subject: subjects.ChatConversationStateUpdated(rt.Tenant), Msg: ev, ID: dedupeID(rt.Tenant, id)}, nil
 }
 
 func deliveryUpdated(in Input) (*Event, error) {
@@ -258,7 +265,7 @@ func deliveryUpdated(in Input) (*Event, error) {
 		ParticipantSid: p.Get("ParticipantSid"), ChannelMessageSid: p.Get("ChannelMessageSid"),
 		MessagingServiceSid: p.Get("MessagingServiceSid"), IdempotencyToken: in.Token,
 	}
-	return &Event{Subject: subjects.ChatDeliveryUpdated(rt.Tenant), Msg: ev, ID: "delivery:" + sid + ":" + receipt + ":" + st}, nil
+	return &Event{Subject: subjects.ChatDeliveryUpdated(rt.Tenant), Msg: ev, ID: dedupeID(rt.Tenant, "delivery:"+sid+":"+receipt+":"+st)}, nil
 }
 
 // maxMedia bounds the MediaUrlN parameters read (Twilio sends at most 10).
@@ -310,7 +317,7 @@ func InboundEvent(in Input, fallback bool) (*Event, error) {
 	case "HELP":
 		ev.OptOutType = messagingv1.OptOutType_OPT_OUT_TYPE_HELP
 	}
-	return &Event{Subject: subjects.ChatMessageReceived(rt.Tenant), Msg: ev, ID: sid, Inbound: true}, nil
+	return &Event{Subject: subjects.ChatMessageReceived(rt.Tenant), Msg: ev, ID: dedupeID(rt.Tenant, sid), Inbound: true}, nil
 }
 
 // StatusEvent turns a Programmable Messaging status callback into a
@@ -331,7 +338,7 @@ func StatusEvent(in Input) (*Event, error) {
 		Path: messagingv1.TwilioPath_TWILIO_PATH_MESSAGING, MessagingServiceSid: p.Get("MessagingServiceSid"),
 		IdempotencyToken: in.Token,
 	}
-	return &Event{Subject: subjects.ChatDeliveryUpdated(rt.Tenant), Msg: ev, ID: "delivery:" + sid + "::" + st}, nil
+	return &Event{Subject: subjects.ChatDeliveryUpdated(rt.Tenant), Msg: ev, ID: dedupeID(rt.Tenant, "delivery:"+sid+"::"+st)}, nil
 }
 
 func messageSID(p url.Values) string {

@@ -41,6 +41,7 @@ const (
 	otherAcct  = "AC00000000000000000000000000000002"
 	otherTok   = "00000000000000000000000000000002"
 	otherSvc   = "IS00000000000000000000000000000002"
+	otherNum   = "+15550004444"
 	customer   = "+15557654321"
 	waCustomer = "whatsapp:+15557654321"
 )
@@ -58,6 +59,8 @@ func routes() *route.Static {
 		AccountSID: acct, AuthTokens: tokens, Disabled: true, DisabledReason: `messaging entry "off" is disabled`})
 	s.AddService(otherSvc, &route.Route{Tenant: otherTen, EntryID: "g", ServiceID: "sales", Channel: messagingv1.Channel_CHANNEL_SMS,
 		AccountSID: otherAcct, AuthTokens: []string{otherTok}})
+	s.AddAddress(otherNum, &route.Route{Tenant: otherTen, EntryID: "g-sms", ServiceID: "sales", Channel: messagingv1.Channel_CHANNEL_SMS,
+		Path: messagingv1.TwilioPath_TWILIO_PATH_MESSAGING, AccountSID: otherAcct, AuthTokens: []string{otherTok}})
 	return s
 }
 
