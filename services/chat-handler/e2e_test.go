@@ -496,7 +496,7 @@ func TestSignaturesEndToEnd(t *testing.T) {
 		{"replayed with a changed body", a.URL, changed, a.Signature, nil, 403},
 		{"signature missing", a.URL, genuine, "", nil, 403},
 		{"forged with a guessed token", a.URL, changed, twiliosig.Sign("guessed", a.URL, changed), nil, 403},
-		{"sent to another tenant's URL", acmeURL, genuine, a.Signature, nil, 404},
+		{"sent to another tenant's URL", acmeURL, genuine, a.Signature, nil, 403},
 		{"another tenant's Auth Token", a.URL, changed, twiliosig.Sign(acmeToken, a.URL, changed), nil, 403},
 		{"X-Forwarded-* from an untrusted peer", a.URL, changed, twiliosig.Sign("0123456789abcdef0123456789abcdef", public, changed),
 			http.Header{"X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"switchboard.example.com"}}, 403},

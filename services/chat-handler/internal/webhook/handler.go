@@ -117,8 +117,12 @@ func (h *Handler) Routes(mux *http.ServeMux) {
 // rejection is a non-2xx answer and why.
 type rejection struct {
 	status int
-	// reason goes to Twilio (and its debugger) and to the log.
+	// reason goes to Twilio (and its debugger) and, unless cause is set,
+	// to the log.
 	reason string
+	// cause, when set, is logged as the reason instead: what operators
+	// need to know but the caller must not learn.
+	cause string
 	// attrs go to the log only.
 	attrs []any
 	err   error
@@ -129,7 +133,11 @@ func reject(status int, reason string, attrs ...any) *rejection {
 }
 
 func (h *Handler) writeRejection(w http.ResponseWriter, r *http.Request, tenant string, rj *rejection) {
-	attrs := append([]any{"status", rj.status, "reason", rj.reason, "tenant", tenant, "path", r.URL.Path}, rj.attrs...)
+	logReason := rj.reason
+	if rj.cause != "" {
+		logReason = rj.cause
+	}
+	attrs := append([]any{"status", rj.status, "reason", logReason, "tenant", tenant, "path", r.URL.Path}, rj.attrs...)
 	level := slog.LevelWarn
 	if rj.err != nil {
 		attrs = append(attrs, "err", rj.err)
@@ -163,9 +171,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, ep endpoint) {
 var emptyTwiML = []byte(`<?xml version="1.0" encoding="UTF-8"?><Response></Response>`)
 
 func (h *Handler) process(w http.ResponseWriter, r *http.Request, tenant string, ep endpoint) *rejection {
-	if !subjects.ValidTenantID(tenant) {
-		return reject(http.StatusNotFound, "unknown tenant")
-	}
 	body := http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
 	req, err := ParseRequest(r.Method, r.URL.RawQuery, r.Header.Get("Content-Type"), body, h.opts.MaxBodyBytes)
 	switch {
@@ -241,28 +246,62 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, tenant string,
 	return h.publish(r.Context(), ev)
 }
 
+// unauthenticated is the one answer to a webhook whose signature cannot
+// be verified, whatever it names: an unknown tenant, Service SID or number
+// and a missing or wrong signature for a known one are indistinguishable,
+// so unsigned requests cannot enumerate tenants' numbers and services. The
+// log keeps the actual cause.
+const unauthenticated = "missing or invalid X-Twilio-Signature"
+
+func rejectUnauthenticated(cause string, attrs ...any) *rejection {
+	rj := reject(http.StatusForbidden, unauthenticated, attrs...)
+	rj.cause = cause
+	return rj
+}
+
+// decoyTokens stand in for a route's Auth Tokens when there is no route, so
+// a request naming nothing costs the same signature check as one naming a
+// real entry.
+var decoyTokens = []string{"00000000000000000000000000000000"}
+
 // authorize resolves the route and checks the signature and account.
 func (h *Handler) authorize(r *http.Request, tenant string, req *Request, chatServiceSID, business string) (*route.Route, *rejection) {
-	rt, err := h.routes.Resolve(r.Context(), tenant, chatServiceSID, business)
-	if errors.Is(err, route.ErrUnknown) || (err == nil && rt.Tenant != tenant) {
-		if chatServiceSID != "" {
-			return nil, reject(http.StatusNotFound, "unknown tenant or Conversations service "+chatServiceSID+" is not a messaging entry of this tenant",
-				"chat_service_sid", chatServiceSID)
-		}
-		return nil, reject(http.StatusNotFound, "unknown tenant or business number: no messaging entry of this tenant has it",
-			"number", RedactAddress(business))
-	}
-	if err != nil {
-		rj := reject(http.StatusServiceUnavailable, "routing is unavailable; retry")
-		rj.err = err
-		return nil, rj
-	}
 	sig := r.Header.Get("X-Twilio-Signature")
+	var rt *route.Route
+	var cause string
+	var attrs []any
+	if !subjects.ValidTenantID(tenant) {
+		cause = "tenant id that cannot exist"
+	} else {
+		var err error
+		rt, err = h.routes.Resolve(r.Context(), tenant, chatServiceSID, business)
+		switch {
+		case errors.Is(err, route.ErrUnknown) || (err == nil && rt.Tenant != tenant):
+			rt = nil
+			if chatServiceSID != "" {
+				cause = "unknown tenant or Conversations service " + chatServiceSID + " is not a messaging entry of this tenant"
+				attrs = []any{"chat_service_sid", chatServiceSID}
+			} else {
+				cause = "unknown tenant or business number: no messaging entry of this tenant has it"
+				attrs = []any{"number", RedactAddress(business)}
+			}
+		case err != nil:
+			// Not a statement about the route: the config service did not
+			// answer. Twilio retries.
+			rj := reject(http.StatusServiceUnavailable, "routing is unavailable; retry")
+			rj.err = err
+			return nil, rj
+		}
+	}
+	if rt == nil {
+		_ = req.VerifySignature(decoyTokens, h.urls.PublicURL(r), sig)
+		return nil, rejectUnauthenticated(cause, attrs...)
+	}
 	if sig == "" {
-		return nil, reject(http.StatusForbidden, "missing X-Twilio-Signature", "entry", rt.EntryID)
+		return nil, rejectUnauthenticated("missing X-Twilio-Signature", "entry", rt.EntryID)
 	}
 	if !req.VerifySignature(rt.AuthTokens, h.urls.PublicURL(r), sig) {
-		return nil, reject(http.StatusForbidden, "invalid X-Twilio-Signature", "entry", rt.EntryID,
+		return nil, rejectUnauthenticated("invalid X-Twilio-Signature", "entry", rt.EntryID,
 			"remote", r.RemoteAddr, "json", req.IsJSON)
 	}
 	if acct := req.Params.Get("AccountSid"); acct != "" && rt.AccountSID != "" && acct != rt.AccountSID {

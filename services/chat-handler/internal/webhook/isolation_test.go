@@ -1,8 +1,13 @@
 package webhook_test
 
 import (
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
 
 	chatv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/chat/v1"
@@ -64,4 +69,84 @@ func TestSameSIDsInTwoTenants(t *testing.T) {
 			}
 		}
 	}
+}
+
+// An unsigned or badly signed request learns nothing about what it names:
+// an unknown tenant, number or Service SID is answered exactly like a known
+// one with a missing or wrong signature (same status, same body), while the
+// log keeps the actual cause for operators.
+func TestUnsignedRequestsCannotEnumerate(t *testing.T) {
+	var logs strings.Builder
+	b := startBus(t)
+	h := webhook.New(routes(), b, webhook.Options{}, slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil)))
+	mux := http.NewServeMux()
+	h.Routes(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	u := func(tnt, path string) string { return webhook.TenantURL(srv.URL, tnt, path) }
+	sms := func(to string) url.Values {
+		return url.Values{"MessageSid": {"SM80000000000000000000000000000001"}, "AccountSid": {acct}, "From": {customer}, "To": {to}, "Body": {"hi"}}
+	}
+	conv := func(svc string) url.Values {
+		return convParams("onMessageAdded", "ChatServiceSid", svc, "MessageSid", "IM80000000000000000000000000000001", "Source", "SMS", "Author", customer)
+	}
+	tests := []struct {
+		name string
+		w    chattest.Webhook
+	}{
+		{"tenant's number, unsigned", chattest.Webhook{URL: u(tenant, webhook.PathInbound), Params: sms(smsNumber)}},
+		{"tenant's number, wrong token", chattest.Webhook{URL: u(tenant, webhook.PathInbound), Params: sms(smsNumber), Token: otherTok}},
+		{"another tenant's number, unsigned", chattest.Webhook{URL: u(tenant, webhook.PathInbound), Params: sms(otherNum)}},
+		{"unknown number, unsigned", chattest.Webhook{URL: u(tenant, webhook.PathInbound), Params: sms("+15550000000")}},
+		{"unknown number, signed with some token", chattest.Webhook{URL: u(tenant, webhook.PathInbound), Params: sms("+15550000000"), Token: token}},
+		{"unknown tenant, unsigned", chattest.Webhook{URL: u("nobody", webhook.PathInbound), Params: sms(smsNumber)}},
+		{"tenant id that cannot exist", chattest.Webhook{URL: u("No_Such", webhook.PathInbound), Params: sms(smsNumber)}},
+		{"tenant's service, unsigned", chattest.Webhook{URL: u(tenant, webhook.PathConversations), Params: conv(convSvc)}},
+		{"tenant's service, wrong token", chattest.Webhook{URL: u(tenant, webhook.PathConversations), Params: conv(convSvc), Token: "guess"}},
+		{"unknown service, unsigned", chattest.Webhook{URL: u(tenant, webhook.PathConversations), Params: conv("IS99999999999999999999999999999999")}},
+		{"status callback from the tenant's number, unsigned", chattest.Webhook{URL: u(tenant, webhook.PathStatus),
+			Params: url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"sent"}, "From": {smsNumber}}}},
+		{"status callback from an unknown number, unsigned", chattest.Webhook{URL: u(tenant, webhook.PathStatus),
+			Params: url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"sent"}, "From": {"+15550000000"}}}},
+	}
+	type answer struct {
+		status int
+		body   string
+	}
+	var first answer
+	for i, tt := range tests {
+		status, body, _ := tt.w.Do(t, nil)
+		got := answer{status, body}
+		if i == 0 {
+			first = got
+			if status != http.StatusForbidden {
+				t.Fatalf("%s: status %d, want 403", tt.name, status)
+			}
+			continue
+		}
+		if got != first {
+			t.Errorf("%s: answer %d %q, want the same as %q: %d %q", tt.name, got.status, got.body, tests[0].name, first.status, first.body)
+		}
+	}
+	for _, cause := range []string{"missing X-Twilio-Signature", "invalid X-Twilio-Signature", "no messaging entry of this tenant has it",
+		"Conversations service IS99999999999999999999999999999999 is not a messaging entry", "tenant id that cannot exist"} {
+		if !strings.Contains(logs.String(), cause) {
+			t.Errorf("log lacks the cause %q", cause)
+		}
+	}
+	if ms := chattest.Messages(t, b.JS, "chat.>"); len(ms) != 0 {
+		t.Errorf("%d events published by refused requests", len(ms))
+	}
+}
+
+// syncWriter serialises the handler's log writes.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

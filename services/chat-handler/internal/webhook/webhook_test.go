@@ -372,7 +372,7 @@ func TestSignatures(t *testing.T) {
 		// acme's valid webhook sent to globex's URL: the URL differs, and
 		// acme's service is not globex's.
 		{"sent to another tenant's URL", chattest.Webhook{URL: e.url(otherTen, webhook.PathConversations), Params: msg("IM10000000000000000000000000000008"), Token: token,
-			SignedURL: cb}, 404},
+			SignedURL: cb}, 403},
 		{"another tenant's service with this tenant's token", chattest.Webhook{URL: e.url(otherTen, webhook.PathConversations),
 			Params: func() url.Values {
 				p := msg("IM10000000000000000000000000000009")
@@ -472,11 +472,13 @@ func TestRoutingAndMalformedRequests(t *testing.T) {
 		w    chattest.Webhook
 		want int
 	}{
-		{"tenant id that cannot exist", chattest.Webhook{URL: e.url("Not_A_Tenant", webhook.PathInbound), Params: sms(smsNumber), Token: token}, 404},
-		{"unknown tenant", chattest.Webhook{URL: e.url("nobody", webhook.PathInbound), Params: sms(smsNumber), Token: token}, 404},
-		{"unknown number", chattest.Webhook{URL: inbound, Params: sms("+15550000000"), Token: token}, 404},
+		// Nothing that routes: answered like a bad signature (see
+		// TestUnsignedRequestsCannotEnumerate).
+		{"tenant id that cannot exist", chattest.Webhook{URL: e.url("Not_A_Tenant", webhook.PathInbound), Params: sms(smsNumber), Token: token}, 403},
+		{"unknown tenant", chattest.Webhook{URL: e.url("nobody", webhook.PathInbound), Params: sms(smsNumber), Token: token}, 403},
+		{"unknown number", chattest.Webhook{URL: inbound, Params: sms("+15550000000"), Token: token}, 403},
 		{"unknown Conversations service", chattest.Webhook{URL: e.url(tenant, webhook.PathConversations),
-			Params: convParams("onMessageAdded", "ChatServiceSid", "IS99999999999999999999999999999999"), Token: token}, 404},
+			Params: convParams("onMessageAdded", "ChatServiceSid", "IS99999999999999999999999999999999"), Token: token}, 403},
 		{"disabled entry", chattest.Webhook{URL: inbound, Params: sms(offNumber), Token: token}, 403},
 		{"disabled entry still takes status callbacks", chattest.Webhook{URL: e.url(tenant, webhook.PathStatus),
 			Params: url.Values{"MessageSid": {"SM40000000000000000000000000000002"}, "MessageStatus": {"delivered"}, "From": {offNumber}, "To": {customer}}, Token: token}, 200},
