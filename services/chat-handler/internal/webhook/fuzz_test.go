@@ -17,10 +17,15 @@ import (
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/webhook"
 )
 
-// accepting stores nothing and always succeeds.
+// accepting stores nothing and succeeds for every event the bus could
+// publish: like the bus, it marshals the event (protobuf refuses invalid
+// UTF-8 in strings).
 type accepting struct{}
 
-func (accepting) Emit(context.Context, string, proto.Message, string) error { return nil }
+func (accepting) Emit(_ context.Context, _ string, ev proto.Message, _ string) error {
+	_, err := proto.Marshal(ev)
+	return err
+}
 
 // lastReason keeps the reason of the handler's last log record.
 type lastReason struct{ reason *string }
@@ -79,7 +84,7 @@ func FuzzParseRequest(f *testing.F) {
 
 // FuzzHandler posts arbitrary form bodies, signed and unsigned, through
 // the whole handler: it never panics, never answers 5xx while the broker
-// works, accepts no unsigned request, and
+// works (whatever bytes the body holds), accepts no unsigned request, and
 // never refuses a correctly signed one for its signature (the answer does
 // not say, by design; the log does).
 func FuzzHandler(f *testing.F) {
@@ -89,6 +94,8 @@ func FuzzHandler(f *testing.F) {
 	f.Add(3, "MessageSid=SM1&MessageStatus=bogus&From=whatsapp%3A%2B15550002222", false)
 	f.Add(0, "EventType=onConversationStateUpdated&ChatServiceSid="+convSvc+"&ConversationSid=CH1&StateTo=closed&DateUpdated=nope", true)
 	f.Add(0, "EventType=onMessageAdded&ChatServiceSid="+convSvc+"&MessageSid=IM1&ConversationSid=CH1&Media=%5B%7B", true)
+	f.Add(1, "MessageSid=SM1&From=%2B15557654321&To=%2B15550001111&Body=caf%E9&ProfileName=%FF", true)
+	f.Add(0, "EventType=onMessageAdded&ChatServiceSid="+convSvc+"&MessageSid=IM1&ConversationSid=CH1&Source=SMS&Author=%2B1&Attributes=%C3%28", true)
 	var reason string
 	h := webhook.New(routes(), accepting{}, webhook.Options{MaxBodyBytes: 8192}, slog.New(lastReason{&reason}))
 	mux := http.NewServeMux()

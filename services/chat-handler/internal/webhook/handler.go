@@ -212,12 +212,21 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, tenant string,
 		}
 	}
 
+	// Invalid UTF-8 never reaches an event: identifiers are refused (they
+	// cannot be repaired without naming something else), free text is
+	// repaired so the message is not lost. Nothing here depends on the
+	// tenant, so it may come before the signature check.
+	repaired, bad := repairParams(p)
+	if bad != "" {
+		return reject(http.StatusBadRequest, bad+" is not valid UTF-8")
+	}
+
 	rt, rj := h.authorize(r, tenant, req, chatServiceSID, business)
 	if rj != nil {
 		return rj
 	}
 
-	in := Input{Params: p, Route: rt, Token: r.Header.Get("I-Twilio-Idempotency-Token"), Now: h.now()}
+	in := Input{Params: p, Route: rt, Token: strings.ToValidUTF8(r.Header.Get("I-Twilio-Idempotency-Token"), "\uFFFD"), Now: h.now()}
 	var ev *Event
 	switch ep {
 	case epConversations:
@@ -239,6 +248,9 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, tenant string,
 	}
 	if ev.Inbound && rt.Disabled {
 		return reject(http.StatusForbidden, rt.DisabledReason, "entry", rt.EntryID)
+	}
+	if len(repaired) > 0 {
+		ev.Warning = strings.TrimPrefix(ev.Warning+"; invalid UTF-8 replaced with U+FFFD in "+strings.Join(repaired, ", "), "; ")
 	}
 	if ev.Warning != "" {
 		h.log.Warn("webhook taken with a problem", "tenant", tenant, "entry", rt.EntryID, "msg_id", ev.ID, "problem", ev.Warning)
