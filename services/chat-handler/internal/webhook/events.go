@@ -46,6 +46,9 @@ type Input struct {
 	// Token is the I-Twilio-Idempotency-Token header, possibly empty.
 	Token string
 	Now   time.Time
+	// AllowHTTPMedia keeps http media URLs (the emulator); otherwise only
+	// https ones are taken.
+	AllowHTTPMedia bool
 }
 
 // errMissing marks a webhook that lacks a required parameter: a 400.
@@ -301,10 +304,18 @@ func InboundEvent(in Input, fallback bool) (*Event, error) {
 		ev.FallbackErrorCode = int32(code)
 	}
 	n, _ := strconv.Atoi(p.Get("NumMedia"))
+	var dropped []string
 	for i := 0; i < n && i < maxMedia; i++ {
 		idx := strconv.Itoa(i)
 		u := p.Get("MediaUrl" + idx)
 		if u == "" {
+			continue
+		}
+		// A URL that is not https (http for the emulator) is dropped, not
+		// the message: the customer's text matters more than one link,
+		// and an agent's console must never be handed javascript: or data:.
+		if !validMediaURL(u, in.AllowHTTPMedia) {
+			dropped = append(dropped, "MediaUrl"+idx)
 			continue
 		}
 		ev.Media = append(ev.Media, &messagingv1.Media{Url: u, ContentType: p.Get("MediaContentType" + idx)})
@@ -317,7 +328,11 @@ func InboundEvent(in Input, fallback bool) (*Event, error) {
 	case "HELP":
 		ev.OptOutType = messagingv1.OptOutType_OPT_OUT_TYPE_HELP
 	}
-	return &Event{Subject: subjects.ChatMessageReceived(rt.Tenant), Msg: ev, ID: dedupeID(rt.Tenant, sid), Inbound: true}, nil
+	out := &Event{Subject: subjects.ChatMessageReceived(rt.Tenant), Msg: ev, ID: dedupeID(rt.Tenant, sid), Inbound: true}
+	if len(dropped) > 0 {
+		out.Warning = strings.Join(dropped, ", ") + " not an https URL; message taken without it"
+	}
+	return out, nil
 }
 
 // StatusEvent turns a Programmable Messaging status callback into a

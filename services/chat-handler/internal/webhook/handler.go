@@ -43,6 +43,9 @@ type Options struct {
 	MaxBodyBytes   int64
 	// PublishTimeout bounds the wait for JetStream before answering 503.
 	PublishTimeout time.Duration
+	// AllowHTTPMedia takes http:// media URLs as well as https:// ones. Only
+	// for a Twilio emulator served over http; Twilio's media URLs are https.
+	AllowHTTPMedia bool
 }
 
 // Handler serves the webhook routes.
@@ -226,7 +229,8 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, tenant string,
 		return rj
 	}
 
-	in := Input{Params: p, Route: rt, Token: strings.ToValidUTF8(r.Header.Get("I-Twilio-Idempotency-Token"), "\uFFFD"), Now: h.now()}
+	in := Input{Params: p, Route: rt, Token: strings.ToValidUTF8(r.Header.Get("I-Twilio-Idempotency-Token"), "\uFFFD"), Now: h.now(),
+		AllowHTTPMedia: h.opts.AllowHTTPMedia}
 	var ev *Event
 	switch ep {
 	case epConversations:

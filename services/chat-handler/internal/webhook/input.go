@@ -53,3 +53,30 @@ func repairParams(p url.Values) (repaired []string, bad string) {
 	sort.Strings(repaired)
 	return repaired, bad
 }
+
+// validMediaURL reports whether a media URL may be stored and shown to an
+// agent: an absolute https URL (http too when allowHTTP, for the emulator)
+// with a host and no credentials, written in printable ASCII as RFC 3986
+// URLs are. Anything else (javascript:, data:, relative, repaired bytes) is
+// dropped.
+func validMediaURL(raw string, allowHTTP bool) bool {
+	if raw == "" || len(raw) > 2048 {
+		return false
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] <= ' ' || raw[i] >= 0x7f {
+			return false
+		}
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		return allowHTTP
+	}
+	return false
+}

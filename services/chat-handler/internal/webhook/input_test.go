@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -72,4 +73,50 @@ func TestInvalidUTF8(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Media URLs are taken only when they are https (http too with
+// AllowHTTPMedia, for the emulator): anything else is dropped and the
+// message kept.
+func TestMediaURLs(t *testing.T) {
+	bad := []string{
+		"javascript:alert(document.cookie)", "JavaScript:alert(1)", "data:text/html,<script>alert(1)</script>",
+		"vbscript:msgbox", "//evil.example/x.jpg", "/relative.jpg", "https://user:pw@evil.example/x.jpg",
+		"https:///nohost", "https://api.twilio.com/m/\xff", " https://api.twilio.com/m/space", "ftp://example.com/a.jpg",
+	}
+	params := func(sid string, urls ...string) url.Values {
+		p := url.Values{"MessageSid": {sid}, "AccountSid": {acct}, "From": {customer}, "To": {smsNumber}, "Body": {"see attached"}}
+		p.Set("NumMedia", strconv.Itoa(len(urls)))
+		for i, u := range urls {
+			p.Set("MediaUrl"+strconv.Itoa(i), u)
+			p.Set("MediaContentType"+strconv.Itoa(i), "image/jpeg")
+		}
+		return p
+	}
+	for _, tt := range []struct {
+		name      string
+		allowHTTP bool
+		want      []string
+	}{
+		{"https only", false, []string{"https://api.twilio.com/m/ok", "HTTPS://api.twilio.com/m/upper"}},
+		{"http allowed for the emulator", true, []string{"https://api.twilio.com/m/ok", "http://127.0.0.1:8089/m/sim", "HTTPS://api.twilio.com/m/upper"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, webhook.Options{AllowHTTPMedia: tt.allowHTTP}, nil)
+			const sid = "SM91000000000000000000000000000001"
+			urls := append([]string{"https://api.twilio.com/m/ok", "http://127.0.0.1:8089/m/sim", "HTTPS://api.twilio.com/m/upper"}, bad...)
+			expectStatus(t, chattest.Webhook{URL: e.url(tenant, webhook.PathInbound), Params: params(sid, urls...), Token: token}, 200)
+			ms := chattest.Find(t, e.js, subjects.ChatMessageReceived(tenant), newReceived, bySID(sid))
+			if len(ms) != 1 || ms[0].GetBody() != "see attached" {
+				t.Fatalf("MessageReceived = %v, want the message kept", ms)
+			}
+			var got []string
+			for _, m := range ms[0].GetMedia() {
+				got = append(got, m.GetUrl())
+			}
+			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("media URLs = %q, want %q", got, tt.want)
+			}
+		})
+	}
 }
