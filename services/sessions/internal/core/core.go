@@ -216,7 +216,11 @@ func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 		Tenant: ev.GetTenantId(), ID: ev.GetMessageSid(), Direction: "inbound", Sender: "customer",
 		Body: ev.GetBody(), At: at,
 	}
-	for _, md := range ev.GetMedia() {
+	media := safeMedia(ev.GetMedia())
+	if n := len(ev.GetMedia()) - len(media); n > 0 {
+		c.log.Warn("inbound media dropped: not an http(s) URL", "tenant", ev.GetTenantId(), "message_sid", ev.GetMessageSid(), "dropped", n)
+	}
+	for _, md := range media {
 		msg.Media = append(msg.Media, store.Media{URL: md.GetUrl(), ContentType: md.GetContentType()})
 	}
 	added, err := c.store.AddMessage(ctx, sess.ID, msg)
@@ -232,7 +236,7 @@ func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 	}
-	if err := c.emitMessageAdded(ctx, sess, msg, ev.GetMedia()); err != nil {
+	if err := c.emitMessageAdded(ctx, sess, msg, media); err != nil {
 		return err
 	}
 	if added && sess.AgentID != "" {
@@ -312,6 +316,9 @@ func messageView(m *store.Message) *protocol.Message {
 		Status: m.Status, ErrorCode: m.ErrorCode, ErrorMessage: m.ErrorMessage, Reason: m.Reason, ResendOf: m.ResendOf,
 	}
 	for _, md := range m.Media {
+		if md.URL != "" && !SafeMediaURL(md.URL) {
+			continue // stored before the store checked
+		}
 		v.Media = append(v.Media, protocol.Media{URL: md.URL, ContentType: md.ContentType})
 	}
 	return v
@@ -480,7 +487,9 @@ func (c *Core) outboundRequested(ctx context.Context, ev *outboundv1.OutboundMes
 		ResendOf: ev.GetResendOf(),
 	}
 	for _, u := range ev.GetMediaUrls() {
-		msg.Media = append(msg.Media, store.Media{URL: u})
+		if SafeMediaURL(u) {
+			msg.Media = append(msg.Media, store.Media{URL: u})
+		}
 	}
 	added, err := c.store.AddMessage(ctx, sess.ID, msg)
 	if err != nil {

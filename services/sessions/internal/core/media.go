@@ -1,0 +1,41 @@
+package core
+
+import (
+	"net/url"
+
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+)
+
+// SafeMediaURL reports whether a media URL may be stored and handed to an
+// agent's console: an absolute http or https URL with a host and no
+// credentials, in printable ASCII. chat-handler already takes only https
+// (http for the emulator); this is the same rule at the store and at
+// rendering, so a javascript: or data: URL from any producer, or stored
+// before chat-handler checked, never reaches a browser.
+func SafeMediaURL(raw string) bool {
+	if raw == "" || len(raw) > 2048 {
+		return false
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] <= ' ' || raw[i] >= 0x7f {
+			return false
+		}
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
+		return false
+	}
+	return u.Scheme == "https" || u.Scheme == "http"
+}
+
+// safeMedia keeps the media items whose URL is safe; items without a URL
+// (a Conversations media SID) are kept as they are.
+func safeMedia(in []*messagingv1.Media) []*messagingv1.Media {
+	out := make([]*messagingv1.Media, 0, len(in))
+	for _, m := range in {
+		if m.GetUrl() == "" || SafeMediaURL(m.GetUrl()) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
