@@ -201,6 +201,18 @@ function render() {
   renderSession();
 }
 
+// mediaHref returns an attachment's URL when it is an absolute http(s) URL
+// with a host, else "" (the label is then shown without a link). The
+// server stores only such URLs; this keeps javascript:, data: and the like
+// out of the page whatever the server sends.
+function mediaHref(raw) {
+  if (typeof raw !== "string" || raw === "") return "";
+  let u;
+  try { u = new URL(raw); } catch { return ""; }
+  if ((u.protocol !== "https:" && u.protocol !== "http:") || !u.host || u.username || u.password) return "";
+  return u.href;
+}
+
 function renderSession() {
   const s = state.sessions.get(state.selected);
   $("no-session").hidden = !!s;
@@ -222,8 +234,11 @@ function renderSession() {
     li.dataset.messageId = m.id;
     li.append(document.createTextNode(m.body || ""));
     for (const md of m.media || []) {
+      const label = ` [${md.content_type || "attachment"}]`;
+      const href = mediaHref(md.url);
+      if (!href) { li.append(document.createTextNode(label)); continue; }
       const a = document.createElement("a");
-      a.href = md.url; a.textContent = ` [${md.content_type || "attachment"}]`; a.target = "_blank"; a.rel = "noopener";
+      a.href = href; a.textContent = label; a.target = "_blank"; a.rel = "noopener noreferrer";
       li.append(a);
     }
     const meta = document.createElement("span");
