@@ -39,7 +39,21 @@ type Claims struct {
 	Tenant string   `json:"tid,omitempty"`
 	Roles  []string `json:"roles"`
 	Name   string   `json:"name,omitempty"`
+	// IssuedMS is when the token was minted, in Unix milliseconds: finer
+	// than iat, so a sign-in right after a revocation is not caught by it.
+	IssuedMS int64 `json:"iat_ms,omitempty"`
 	jwt.RegisteredClaims
+}
+
+// Issued is when the token was minted.
+func (c *Claims) Issued() time.Time {
+	if c.IssuedMS > 0 {
+		return time.UnixMilli(c.IssuedMS)
+	}
+	if c.IssuedAt != nil {
+		return c.IssuedAt.Time
+	}
+	return time.Time{}
 }
 
 // Has reports whether the claims carry role.
@@ -50,12 +64,38 @@ func (c *Claims) CanAccessTenant(tenant string) bool {
 	return c.Has(RoleService) || c.Has(RolePlatform) || (c.Tenant != "" && c.Tenant == tenant)
 }
 
+// MaxTTL caps every token's lifetime: Mint refuses a longer one and
+// Verify refuses a token whose expiry is further than this from its
+// issue time, whoever signed it.
+const MaxTTL = 24 * time.Hour
+
+// clockSkew is how far in the future an issue time may lie.
+const clockSkew = time.Minute
+
+// Revoker tells whether a token was revoked after it was issued (its
+// subject deleted, disabled, stripped of a role or given a new password).
+type Revoker interface {
+	Revoked(c *Claims) bool
+}
+
 // Keys sign and verify tokens.
 type Keys struct {
 	signing []byte
 	kid     string
 	verify  map[string][]byte
+	revoker Revoker
 }
+
+// WithRevocations returns keys whose Verify and Recheck also refuse revoked
+// tokens.
+func (k *Keys) WithRevocations(r Revoker) *Keys {
+	c := *k
+	c.revoker = r
+	return &c
+}
+
+// HasRevocations reports whether k checks a revocation list.
+func (k *Keys) HasRevocations() bool { return k.revoker != nil }
 
 // MinKeyLen is the shortest accepted key.
 const MinKeyLen = 32
@@ -101,11 +141,15 @@ func keyID(key []byte) string {
 	return hex.EncodeToString(sum[:4])
 }
 
-// Mint signs claims valid for ttl.
+// Mint signs claims valid for ttl, at most MaxTTL.
 func (k *Keys) Mint(c Claims, ttl time.Duration) (string, error) {
+	if ttl <= 0 || ttl > MaxTTL {
+		return "", fmt.Errorf("authn: token lifetime %v is not within (0, %v]", ttl, MaxTTL)
+	}
 	now := time.Now()
 	c.Issuer = issuer
 	c.IssuedAt = jwt.NewNumericDate(now)
+	c.IssuedMS = now.UnixMilli()
 	c.ExpiresAt = jwt.NewNumericDate(now.Add(ttl))
 	t := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
 	t.Header["kid"] = k.kid
@@ -132,7 +176,35 @@ func (k *Keys) Verify(token string) (*Claims, error) {
 	if c.Subject == "" {
 		return nil, fmt.Errorf("%w: token has no subject", ErrUnauthenticated)
 	}
+	if c.IssuedAt == nil {
+		return nil, fmt.Errorf("%w: token has no issue time", ErrUnauthenticated)
+	}
+	if life := c.ExpiresAt.Sub(c.Issued()); life > MaxTTL+time.Second {
+		return nil, fmt.Errorf("%w: token lifetime %v exceeds the %v cap", ErrUnauthenticated, life.Round(time.Second), MaxTTL)
+	}
+	if c.Issued().After(time.Now().Add(clockSkew)) {
+		return nil, fmt.Errorf("%w: token is issued in the future", ErrUnauthenticated)
+	}
+	if err := k.Recheck(&c); err != nil {
+		return nil, err
+	}
 	return &c, nil
+}
+
+// ErrRevoked is returned for a token revoked after it was issued.
+var ErrRevoked = fmt.Errorf("%w: access was revoked; sign in again", ErrUnauthenticated)
+
+// Recheck tells whether verified claims still hold: not expired, not
+// revoked since. Long-lived connections call it to drop a caller whose
+// access ended after they connected.
+func (k *Keys) Recheck(c *Claims) error {
+	if c.ExpiresAt != nil && !time.Now().Before(c.ExpiresAt.Time) {
+		return fmt.Errorf("%w: token has expired; sign in again", ErrUnauthenticated)
+	}
+	if k.revoker != nil && k.revoker.Revoked(c) {
+		return ErrRevoked
+	}
+	return nil
 }
 
 type ctxKey struct{}

@@ -100,7 +100,7 @@ func (c *Cache) Run(ctx context.Context) error {
 	delay := 100 * time.Millisecond
 	for {
 		cons, err := c.bus.JS.OrderedConsumer(ctx, subjects.StreamConfig, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{subjects.DomainConfig + ".>"},
+			FilterSubjects: []string{subjects.ConfigChangedAll},
 			DeliverPolicy:  jetstream.DeliverNewPolicy,
 		})
 		if err == nil {

@@ -6,6 +6,7 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -15,6 +16,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb"
+	"github.com/switchboard-cc/switchboard/pkg/revocation"
 )
 
 func noop() {}
@@ -79,6 +81,12 @@ type Spec struct {
 	Mongo    *mongo.Client
 	// GRPC are other services, dialled with the service's own tokens.
 	GRPC []Target
+	// Revocations makes Keys refuse revoked user tokens, from the
+	// revocation list on NATS (pkg/revocation), created with
+	// RevocationReplicas when missing. Keys that already check a list (the
+	// all-in-one binary injects them) are kept as they are.
+	Revocations        bool
+	RevocationReplicas int
 }
 
 // Target is one gRPC service to reach.
@@ -114,6 +122,18 @@ func Open(ctx context.Context, log *slog.Logger, s Spec) (*Conns, error) {
 			return fail(err)
 		}
 		c.Bus, c.closers = b, append(c.closers, closeBus)
+	}
+	if s.Revocations && !c.Keys.HasRevocations() {
+		if c.Bus == nil {
+			return fail(errors.New("connect: the revocation list needs NATS"))
+		}
+		lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+		list, err := revocation.Open(lctx, c.Bus.JS, s.RevocationReplicas)
+		if err != nil {
+			stop()
+			return fail(err)
+		}
+		c.Keys, c.closers = c.Keys.WithRevocations(list), append(c.closers, stop)
 	}
 	if s.Mongo != nil || s.MongoURI != "" {
 		mc, closeMongo, err := openMongo(ctx, s.Mongo, s.MongoURI)

@@ -95,6 +95,15 @@ func ConfigChanged(entity, tenant string) string {
 	return build(DomainConfig, entity, "changed", tenant)
 }
 
+// ConfigChangedAll matches every ConfigChanged subject (caches follow it).
+const ConfigChangedAll = DomainConfig + ".*.changed.*"
+
+// ConfigSignInFailed is the audit event of a refused sign-in.
+func ConfigSignInFailed(tenant string) string { return build(DomainConfig, "signin", "failed", tenant) }
+
+// ConfigSignInCleared is the audit event of a lockout cleared by an admin.
+func ConfigSignInCleared(tenant string) string { return build(DomainConfig, "signin", "cleared", tenant) }
+
 // Config entity names used in ConfigChanged subjects.
 const (
 	EntityTenant            = "tenant"

@@ -22,12 +22,14 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
+	"github.com/switchboard-cc/switchboard/pkg/revocation"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/config/internal/app"
 	"github.com/switchboard-cc/switchboard/services/config/internal/events"
 	"github.com/switchboard-cc/switchboard/services/config/internal/grpcapi"
 	"github.com/switchboard-cc/switchboard/services/config/internal/secretbox"
+	"github.com/switchboard-cc/switchboard/services/config/internal/signin"
 	"github.com/switchboard-cc/switchboard/services/config/internal/store"
 )
 
@@ -62,7 +64,18 @@ type Config struct {
 	StreamReplicas int
 	// BcryptCost hashes passwords; 0 means 12.
 	BcryptCost int
+	// SignInPolicy throttles failed sign-ins; the zero value is
+	// DefaultSignInPolicy.
+	SignInPolicy SignInPolicy
 }
+
+// SignInPolicy says how failed sign-ins are delayed and locked out.
+type SignInPolicy = signin.Policy
+
+// DefaultSignInPolicy: 3 free failures per account and 20 per source
+// address, then doubling delays from 1 s to 15 minutes; 10 consecutive
+// failures lock an account for 30 minutes (an admin can clear it).
+func DefaultSignInPolicy() SignInPolicy { return signin.DefaultPolicy() }
 
 // Deps are connections the caller already has; nil fields are built from
 // Config (and closed by Run).
@@ -85,6 +98,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.BcryptCost == 0 {
 		c.BcryptCost = 12
+	}
+	if c.SignInPolicy == (SignInPolicy{}) {
+		c.SignInPolicy = signin.DefaultPolicy()
 	}
 	return c
 }
@@ -119,6 +135,9 @@ func (c Config) validate(d Deps) error {
 	}
 	if c.StreamReplicas < 1 || c.StreamReplicas > 5 {
 		errs = append(errs, fmt.Errorf("stream replicas %d: want 1 to 5", c.StreamReplicas))
+	}
+	if err := c.SignInPolicy.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.BcryptCost < 4 || c.BcryptCost > 31 {
 		errs = append(errs, fmt.Errorf("bcrypt cost %d: want 4 to 31", c.BcryptCost))
@@ -178,7 +197,19 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		wg.Wait()
 	}()
 
-	a := app.New(store.New(mc.Database(cfg.MongoDatabase)), keyring, pub, log, app.WithBcryptCost(cfg.BcryptCost))
+	revoked, err := revocation.Open(pubCtx, b.JS, cfg.StreamReplicas)
+	if err != nil {
+		return err
+	}
+	if !authKeys.HasRevocations() {
+		authKeys = authKeys.WithRevocations(revoked)
+	}
+	throttle, err := signin.Open(ctx, b.JS, cfg.StreamReplicas, cfg.SignInPolicy)
+	if err != nil {
+		return err
+	}
+	a := app.New(store.New(mc.Database(cfg.MongoDatabase)), keyring, pub, log, app.WithBcryptCost(cfg.BcryptCost),
+		app.WithSignInThrottle(throttle), app.WithRevoker(revoked), app.WithAuditor(pub))
 	srv := grpcserver.New(log, authKeys)
 	grpcapi.New(a, log).Register(srv)
 	for _, name := range grpcapi.ServiceNames {

@@ -31,6 +31,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/mongodb"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb/ferret"
 	"github.com/switchboard-cc/switchboard/pkg/natsembed"
+	"github.com/switchboard-cc/switchboard/pkg/revocation"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	chathandler "github.com/switchboard-cc/switchboard/services/chat-handler"
 	configsvc "github.com/switchboard-cc/switchboard/services/config"
@@ -224,6 +225,15 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	defer b.Close()
+	// One revocation list for every service in the process: a user's
+	// tokens stop working everywhere as soon as config revokes them.
+	listCtx, stopList := context.WithCancel(ctx)
+	defer stopList()
+	revoked, err := revocation.Open(listCtx, b.JS, 1)
+	if err != nil {
+		return err
+	}
+	keys = keys.WithRevocations(revoked)
 	mc, err := mongodb.Connect(ctx, mongoURI)
 	if err != nil {
 		return err
@@ -333,7 +343,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		info.AdminToken, _ = keys.Mint(authn.Claims{
 			Tenant: demo.Tenant.ID, Roles: []string{authn.RoleAdmin}, Name: "devstack admin",
 			RegisteredClaims: jwt.RegisteredClaims{Subject: "devstack-admin"},
-		}, 7*24*time.Hour)
+		}, 12*time.Hour)
 	}
 	g.Go(func() error {
 		if err := waitHealthy(gctx, chatURL+"/healthz", "http://"+addr("sessions")+"/healthz", simURL+"/sim/health"); err != nil {

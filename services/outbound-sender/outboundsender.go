@@ -194,6 +194,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	conns, err := connect.Open(ctx, log, connect.Spec{
 		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, NATSAuth: cfg.NATSAuth, Bus: deps.Bus,
+		Revocations: true, RevocationReplicas: cfg.Streams.Replicas,
 		MongoURI: cfg.MongoURI, Mongo: deps.Mongo, GRPC: []connect.Target{config},
 	})
 	if err != nil {

@@ -53,8 +53,12 @@ type Config struct {
 	// empty leaves the checks to outbound-sender alone.
 	OutboundAddr string
 	AuthKeys     string
-	// AgentTokenTTL is how long an agent's sign-in lasts.
+	// AgentTokenTTL is how long an agent's sign-in lasts (8 hours, at most
+	// 24: every token's lifetime is capped).
 	AgentTokenTTL time.Duration
+	// AgentAuthTimeout is how long a new websocket may take to send its
+	// auth frame before it is closed with 4401 (10 s).
+	AgentAuthTimeout time.Duration
 	// OriginPatterns lets pages on other hosts open the websocket (the
 	// console served here needs none).
 	OriginPatterns []string
@@ -71,7 +75,8 @@ func Defaults() Config {
 		ConfigAddr:       "127.0.0.1:9090",
 		DistributionAddr: "127.0.0.1:9091",
 		OutboundAddr:     "127.0.0.1:9093",
-		AgentTokenTTL:    12 * time.Hour,
+		AgentTokenTTL:    8 * time.Hour,
+		AgentAuthTimeout: 10 * time.Second,
 	}
 }
 
@@ -89,8 +94,8 @@ func (c Config) Validate() error {
 	if _, err := authn.ParseKeys(c.AuthKeys); err != nil {
 		errs = append(errs, fmt.Errorf("auth keys: %w", err))
 	}
-	if c.AgentTokenTTL < time.Minute {
-		errs = append(errs, fmt.Errorf("agent token ttl %s is shorter than a minute", c.AgentTokenTTL))
+	if c.AgentTokenTTL < time.Minute || c.AgentTokenTTL > authn.MaxTTL {
+		errs = append(errs, fmt.Errorf("agent token ttl %s: want a minute to %s", c.AgentTokenTTL, authn.MaxTTL))
 	}
 	return errors.Join(errs...)
 }
@@ -113,6 +118,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	conns, err := connect.Open(ctx, log, connect.Spec{
 		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, NATSAuth: cfg.NATSAuth, Bus: deps.Bus,
+		Revocations: true, RevocationReplicas: cfg.Streams.Replicas,
 		MongoURI: cfg.MongoURI, Mongo: deps.Mongo,
 		GRPC: []connect.Target{
 			{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn},
@@ -144,7 +150,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	var gw *gateway.Gateway
 	domain := core.New(st, b, pushFunc(func(t, a string, f []byte) { gw.Push(t, a, f) }), distributionv1.NewDistributionServiceClient(dc), outbound, log)
 	gw = gateway.New(domain, keys, configv1.NewLookupServiceClient(cc), b.NC, log, gateway.Options{
-		TokenTTL: cfg.AgentTokenTTL, OriginPatterns: cfg.OriginPatterns, Console: console.FS(),
+		TokenTTL: cfg.AgentTokenTTL, AuthTimeout: cfg.AgentAuthTimeout, OriginPatterns: cfg.OriginPatterns, Console: console.FS(),
 	})
 	sub, err := gw.Subscribe()
 	if err != nil {
@@ -175,6 +181,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	consume(subjects.StreamWorkflow, subjects.ConsumerSessionsWorkflow, []string{
 		subjects.KindWorkflowFailed, subjects.KindWorkflowEndRequested,
 	}, domain.HandleWorkflow)
+	g.Go(func() error {
+		gw.RunRecheck(gctx)
+		return nil
+	})
 	srv := httpserver.New(gw.Handler())
 	g.Go(func() error {
 		err := httpserver.Serve(gctx, srv, lis, 3*time.Second)

@@ -12,11 +12,13 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	chatv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/chat/v1"
@@ -51,6 +53,11 @@ func (fakeConfig) AuthenticateUser(_ context.Context, r *configv1.AuthenticateUs
 		"alice@acme.example": {Id: "alice", DisplayName: "Alice", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_AGENT}},
 		"bob@acme.example":   {Id: "bob", DisplayName: "Bob", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_AGENT}},
 		"carl@acme.example":  {Id: "carl", DisplayName: "Carl", Roles: []configv1.Role{configv1.Role_ROLE_ADMIN}},
+	}
+	if r.GetEmail() == "locked@acme.example" {
+		st, _ := status.New(codes.ResourceExhausted, "too many failed sign-ins; try again later").
+			WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(90 * time.Second)})
+		return nil, st.Err()
 	}
 	u, ok := users[r.GetEmail()]
 	if r.GetTenantId() != "acme" || !ok || r.GetPassword() != "pw" {
@@ -126,7 +133,7 @@ func serveGRPC(t *testing.T, register func(*grpc.Server)) *grpc.ClientConn {
 	return conn
 }
 
-func start(t *testing.T) *harness {
+func start(t *testing.T, opts ...func(*sessions.Config, *sessions.Deps)) *harness {
 	t.Helper()
 	ns := natstest.Start(t)
 	b, err := bus.Connect(ns.ClientURL(), "test", slog.New(slog.DiscardHandler))
@@ -151,10 +158,14 @@ func start(t *testing.T) *harness {
 	}
 	cfg := sessions.Defaults()
 	cfg.HTTPAddr, cfg.NATSURL, cfg.MongoURI, cfg.Database, cfg.AuthKeys = lis.Addr().String(), ns.ClientURL(), mongotest.URI(t), mongotest.DatabaseName(t), authKey
+	deps := sessions.Deps{Listener: lis, Bus: b, Mongo: mc, ConfigConn: cfgConn, DistributionConn: distConn, OutboundConn: outConn, AuthKeys: keys}
+	for _, o := range opts {
+		o(&cfg, &deps)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- sessions.Run(ctx, cfg, sessions.Deps{Listener: lis, Bus: b, Mongo: mc, ConfigConn: cfgConn, DistributionConn: distConn, OutboundConn: outConn, AuthKeys: keys}, slog.New(slog.DiscardHandler))
+		done <- sessions.Run(ctx, cfg, deps, slog.New(slog.DiscardHandler))
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -264,7 +275,9 @@ func TestLoginRejections(t *testing.T) {
 		{"unknown user", "acme", "zed@acme.example", "pw", "401"},
 		{"bad tenant id", "Not A Slug", "alice@acme.example", "pw", "400"},
 		{"missing password", "acme", "alice@acme.example", "", "400"},
-		{"not an agent", "acme", "carl@acme.example", "pw", "403"},
+		// The right password of someone who is not an agent answers as a
+		// wrong one: the agent sign-in confirms nobody's password.
+		{"not an agent", "acme", "carl@acme.example", "pw", "401: wrong tenant, email or password"},
 	}
 	for _, tt := range tests {
 		_, err := agentclient.Login(ctx, h.url, tt.tenant, tt.email, tt.pw)

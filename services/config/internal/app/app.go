@@ -36,6 +36,10 @@ type App struct {
 	claimGrace time.Duration
 	bcryptCost int
 
+	signins SignInThrottle
+	revoker Revoker
+	audit   Auditor
+
 	dummyOnce sync.Once
 	dummy     []byte
 	locks     keyedMutex
@@ -54,6 +58,15 @@ func WithClock(now func() time.Time) Option { return func(a *App) { a.now = now 
 
 // WithBcryptCost sets the password hashing cost (tests lower it).
 func WithBcryptCost(cost int) Option { return func(a *App) { a.bcryptCost = cost } }
+
+// WithSignInThrottle counts failed sign-ins and refuses throttled ones.
+func WithSignInThrottle(t SignInThrottle) Option { return func(a *App) { a.signins = t } }
+
+// WithRevoker voids a user's tokens when they lose access.
+func WithRevoker(r Revoker) Option { return func(a *App) { a.revoker = r } }
+
+// WithAuditor records failed sign-ins and cleared lockouts.
+func WithAuditor(au Auditor) Option { return func(a *App) { a.audit = au } }
 
 // New returns the app over t, sealing secrets with keys and announcing
 // changes on events.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // Storage errors the tables and claims return; the app turns them into
@@ -34,6 +35,9 @@ const (
 	CodeStale
 	// CodeUnauthenticated: wrong sign-in credentials (Unauthenticated).
 	CodeUnauthenticated
+	// CodeThrottled: too many failed sign-ins; RetryAfter says when to
+	// try again (ResourceExhausted with RetryInfo).
+	CodeThrottled
 )
 
 // Violation names the field at fault, relative to the resource
@@ -48,6 +52,8 @@ type Error struct {
 	Code       Code
 	Message    string
 	Violations []Violation
+	// RetryAfter is set with CodeThrottled.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {

@@ -103,14 +103,66 @@ func (a *App) GetSendingCredentials(ctx context.Context, tenant, entryID string)
 	}, nil
 }
 
-// AuthenticateUser checks a sign-in. Every failure is the same
-// CodeUnauthenticated error, whatever was wrong.
-func (a *App) AuthenticateUser(ctx context.Context, tenant, email, password string) (*configv1.User, error) {
+// SignIn is one sign-in attempt.
+type SignIn struct {
+	Tenant, Email, Password string
+	// Source is the client's address, for per-source throttling.
+	Source string
+	// RequireAgent refuses users who are not agents with the IM license,
+	// exactly as a wrong password.
+	RequireAgent bool
+}
+
+// AuthenticateUser checks a sign-in. Every refusal is the same
+// CodeUnauthenticated error, whatever was wrong (unknown email, wrong
+// password, disabled, not an agent), so it confirms nothing; a throttled
+// account or source gets CodeThrottled before the password is looked at.
+// Failures are counted by the throttle and announced as audit events.
+func (a *App) AuthenticateUser(ctx context.Context, in SignIn) (*configv1.User, error) {
 	denied := &Error{Code: CodeUnauthenticated, Message: "wrong email or password"}
-	email = strings.ToLower(strings.TrimSpace(email))
-	if tenant == "" || email == "" || password == "" {
+	email := strings.ToLower(strings.TrimSpace(in.Email))
+	if in.Tenant == "" || email == "" || in.Password == "" {
 		return nil, denied
 	}
+	if a.signins != nil {
+		wait, locked, blocked, err := a.signins.Check(ctx, in.Tenant, email, in.Source)
+		if err != nil {
+			return nil, internal("check sign-in throttle", err)
+		}
+		if blocked {
+			msg := "too many failed sign-ins; try again later"
+			if locked {
+				msg = "this account is locked after too many failed sign-ins; try again later or ask an admin to clear the lockout"
+			}
+			return nil, &Error{Code: CodeThrottled, Message: msg, RetryAfter: wait}
+		}
+	}
+	user, reason, err := a.checkPassword(ctx, in.Tenant, email, in.Password)
+	if err != nil {
+		return nil, err
+	}
+	if reason == "" {
+		switch u := user.Msg; {
+		case u.GetDisabled():
+			reason = "disabled"
+		case in.RequireAgent && (!slices.Contains(u.GetRoles(), configv1.Role_ROLE_AGENT) || !u.GetImLicense()):
+			reason = "not_agent"
+		}
+	}
+	if reason != "" {
+		a.signInFailed(ctx, in, email, user, reason)
+		return nil, denied
+	}
+	if a.signins != nil {
+		if err := a.signins.Succeed(ctx, in.Tenant, email); err != nil {
+			a.log.Warn("forget failed sign-ins", "tenant", in.Tenant, "user", user.ID, "err", err)
+		}
+	}
+	return user.Msg, nil
+}
+
+// checkPassword returns the user, or the reason the credentials fail.
+func (a *App) checkPassword(ctx context.Context, tenant, email, password string) (*Record[*configv1.User], string, error) {
 	var user *Record[*configv1.User]
 	c, err := a.t.Claims.Get(ctx, emailKey(tenant, email))
 	switch {
@@ -123,17 +175,42 @@ func (a *App) AuthenticateUser(ctx context.Context, tenant, email, password stri
 		err = nil
 	}
 	if err != nil {
-		return nil, internal("get user", err)
+		return nil, "", internal("get user", err)
 	}
 	if user == nil || user.Msg.GetEmail() != email || user.Private[privPassword] == "" {
 		// Costs as long as a wrong password, so timing reveals nothing.
 		_ = bcrypt.CompareHashAndPassword(a.dummyHash(), []byte(password))
-		return nil, denied
+		return nil, "wrong_credentials", nil
 	}
 	if bcrypt.CompareHashAndPassword([]byte(user.Private[privPassword]), []byte(password)) != nil {
-		return nil, denied
+		return user, "wrong_credentials", nil
 	}
-	return user.Msg, nil
+	return user, "", nil
+}
+
+// signInFailed counts a failure and records it in the audit trail.
+func (a *App) signInFailed(ctx context.Context, in SignIn, email string, user *Record[*configv1.User], reason string) {
+	ev := &configv1.SignInFailed{
+		TenantId: in.Tenant, Email: email, SourceAddress: in.Source, Reason: reason, OccurredAt: ts(a.now()),
+	}
+	if user != nil {
+		ev.UserId = user.ID
+	}
+	if a.signins != nil {
+		st, err := a.signins.Fail(ctx, in.Tenant, email, in.Source)
+		if err != nil {
+			a.log.Warn("count failed sign-in", "tenant", in.Tenant, "err", err)
+		}
+		ev.ConsecutiveFailures = int32(st.Failures)
+		if !st.BlockedUntil.IsZero() && st.BlockedUntil.After(a.now()) {
+			ev.BlockedUntil, ev.LockedOut = ts(st.BlockedUntil), st.Locked
+		}
+	}
+	a.log.Warn("sign-in refused", "tenant", in.Tenant, "user", ev.UserId, "source", in.Source, "reason", reason,
+		"consecutive_failures", ev.ConsecutiveFailures, "locked_out", ev.LockedOut)
+	if a.audit != nil {
+		a.audit.SignInFailed(ctx, ev)
+	}
 }
 
 // dummyHash is a hash of a random password at the app's cost.

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
+	"github.com/switchboard-cc/switchboard/services/config/internal/signin"
 )
 
 // Record is one stored configuration record: the resource as the API shows
@@ -80,6 +81,30 @@ type Claims interface {
 // accepted: the change is already stored when Publish is called.
 type Publisher interface {
 	Publish(ctx context.Context, ev *configv1.ConfigChanged)
+}
+
+// SignInThrottle counts failed sign-ins per account and source address
+// (implemented by package signin).
+type SignInThrottle interface {
+	// Check: whether sign-ins are refused now, for how long, and whether
+	// that is a lockout.
+	Check(ctx context.Context, tenant, email, source string) (wait time.Duration, locked, blocked bool, err error)
+	Fail(ctx context.Context, tenant, email, source string) (signin.Status, error)
+	Succeed(ctx context.Context, tenant, email string) error
+	Status(ctx context.Context, tenant, email string) (signin.Status, error)
+	Clear(ctx context.Context, tenant, email string) (signin.Status, error)
+	Policy() signin.Policy
+}
+
+// Revoker voids every token of a user issued before at (pkg/revocation).
+type Revoker interface {
+	Revoke(ctx context.Context, tenant, subject string, at time.Time) error
+}
+
+// Auditor records security events.
+type Auditor interface {
+	SignInFailed(ctx context.Context, ev *configv1.SignInFailed)
+	SignInLockoutCleared(ctx context.Context, ev *configv1.SignInLockoutCleared)
 }
 
 // Tables are the stores the app works on.

@@ -12,9 +12,11 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/switchboard-cc/switchboard/pkg/ids"
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
+	"github.com/switchboard-cc/switchboard/services/config/internal/signin"
 )
 
 const (
@@ -280,6 +282,11 @@ func (a *App) UpdateUser(ctx context.Context, in *configv1.User, paths []string)
 			return nil, err
 		}
 	}
+	if loses := accessLost(old.Msg, u, passwordChanged); loses != "" {
+		if err := a.revoke(ctx, u.TenantId, u.Id, loses); err != nil {
+			return nil, err
+		}
+	}
 	u.Version, u.UpdateTime = old.Version+1, ts(a.now())
 	if err := replace(ctx, a.t.Users, kindUser, &Record[*configv1.User]{Tenant: u.TenantId, ID: u.Id, Version: u.Version, Msg: u, Private: priv}, old.Version); err != nil {
 		if fresh {
@@ -299,6 +306,12 @@ func (a *App) DeleteUser(ctx context.Context, tenant, id string, version int64) 
 	defer a.lockRecord(kindUser, tenant, id)()
 	old, err := getRec(ctx, a.t.Users, kindUser, tenant, id)
 	if err != nil {
+		return err
+	}
+	if version != 0 && version != old.Version {
+		return stale(kindUser, id, version, old.Version)
+	}
+	if err := a.revoke(ctx, tenant, id, "deleted"); err != nil {
 		return err
 	}
 	if err := deleteRec(ctx, a.t.Users, kindUser, tenant, id, version, old.Version); err != nil {
@@ -328,4 +341,96 @@ func (a *App) userByEmail(ctx context.Context, tenant, email string) ([]*configv
 		return nil, "", nil // a stale claim
 	}
 	return []*configv1.User{u.Msg}, "", nil
+}
+
+// accessLost names why a change voids the user's tokens: they were
+// disabled, lost a role or the IM license, or got a new password (or none).
+// Empty when their tokens stay good.
+func accessLost(old, u *configv1.User, passwordChanged bool) string {
+	switch {
+	case u.GetDisabled() && !old.GetDisabled():
+		return "disabled"
+	case passwordChanged:
+		return "password changed"
+	case old.GetImLicense() && !u.GetImLicense():
+		return "IM license removed"
+	}
+	for _, r := range old.GetRoles() {
+		if !slices.Contains(u.GetRoles(), r) {
+			return "role " + r.String() + " removed"
+		}
+	}
+	return ""
+}
+
+// revoke voids the user's tokens before the change that ends their access
+// is stored: if it fails nothing changes, and if the change then fails the
+// user only has to sign in again.
+func (a *App) revoke(ctx context.Context, tenant, id, why string) error {
+	if a.revoker == nil {
+		return nil
+	}
+	if err := a.revoker.Revoke(ctx, tenant, id, a.now()); err != nil {
+		return internal("revoke the user's sign-ins", err)
+	}
+	a.log.Info("user's sign-ins revoked", "tenant", tenant, "user", id, "why", why)
+	return nil
+}
+
+// GetSignInStatus shows how the user's sign-ins are throttled.
+func (a *App) GetSignInStatus(ctx context.Context, tenant, id string) (*configv1.SignInStatus, error) {
+	u, err := a.GetUser(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if a.signins == nil {
+		return &configv1.SignInStatus{TenantId: tenant, UserId: id}, nil
+	}
+	st, err := a.signins.Status(ctx, tenant, u.GetEmail())
+	if err != nil {
+		return nil, internal("read sign-in status", err)
+	}
+	return a.signInStatus(tenant, id, st), nil
+}
+
+// ClearSignInLockout forgets the user's failed sign-ins; by names the admin.
+func (a *App) ClearSignInLockout(ctx context.Context, tenant, id, by string) (*configv1.SignInStatus, error) {
+	u, err := a.GetUser(ctx, tenant, id)
+	if err != nil {
+		return nil, err
+	}
+	if a.signins == nil {
+		return &configv1.SignInStatus{TenantId: tenant, UserId: id}, nil
+	}
+	was, err := a.signins.Clear(ctx, tenant, u.GetEmail())
+	if err != nil {
+		return nil, internal("clear sign-in lockout", err)
+	}
+	a.log.Info("sign-in lockout cleared", "tenant", tenant, "user", id, "by", by, "failures", was.Failures)
+	if a.audit != nil {
+		a.audit.SignInLockoutCleared(ctx, &configv1.SignInLockoutCleared{
+			TenantId: tenant, UserId: id, ClearedBy: by, FailuresCleared: int32(was.Failures), OccurredAt: ts(a.now()),
+		})
+	}
+	return a.signInStatus(tenant, id, signin.Status{}), nil
+}
+
+func (a *App) signInStatus(tenant, id string, st signin.Status) *configv1.SignInStatus {
+	p := a.signins.Policy()
+	out := &configv1.SignInStatus{
+		TenantId: tenant, UserId: id, ConsecutiveFailures: int32(st.Failures), LastFailureSource: st.LastSource,
+		Policy: &configv1.SignInPolicy{
+			AccountFreeFailures: int32(p.AccountFree), SourceFreeFailures: int32(p.SourceFree),
+			BaseDelay: durationpb.New(p.BaseDelay), MaxDelay: durationpb.New(p.MaxDelay),
+			LockoutFailures: int32(p.LockoutFailures), LockoutDuration: durationpb.New(p.LockoutDuration),
+			ForgetAfter: durationpb.New(p.ForgetAfter),
+		},
+	}
+	if !st.LastFailure.IsZero() {
+		out.LastFailureTime = ts(st.LastFailure)
+	}
+	if st.BlockedUntil.After(a.now()) {
+		out.BlockedUntil, out.LockedOut = ts(st.BlockedUntil), st.Locked
+	}
+	return out
 }

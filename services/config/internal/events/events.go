@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
@@ -134,4 +136,25 @@ func (p *Publisher) flush(ctx context.Context) bool {
 	p.pending = append(failed, p.pending...)
 	p.mu.Unlock()
 	return false
+}
+
+// SignInFailed records a refused sign-in on config.signin.failed.<tenant>.
+// The audit trail is best effort: a publish that fails is logged (the
+// failure is also counted by the throttle and logged at WARN).
+func (p *Publisher) SignInFailed(ctx context.Context, ev *configv1.SignInFailed) {
+	p.audit(ctx, subjects.ConfigSignInFailed(ev.TenantId), ev)
+}
+
+// SignInLockoutCleared records an admin clearing a lockout on
+// config.signin.cleared.<tenant>.
+func (p *Publisher) SignInLockoutCleared(ctx context.Context, ev *configv1.SignInLockoutCleared) {
+	p.audit(ctx, subjects.ConfigSignInCleared(ev.TenantId), ev)
+}
+
+func (p *Publisher) audit(ctx context.Context, subject string, ev proto.Message) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	if _, err := p.bus.Publish(ctx, subject, ev); err != nil {
+		p.log.Warn("publish audit event", "subject", subject, "err", err)
+	}
 }

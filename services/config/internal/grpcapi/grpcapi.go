@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
@@ -111,6 +112,7 @@ var codeOf = map[app.Code]codes.Code{
 	app.CodeFailedPrecondition: codes.FailedPrecondition,
 	app.CodeStale:              codes.Aborted,
 	app.CodeUnauthenticated:    codes.Unauthenticated,
+	app.CodeThrottled:          codes.ResourceExhausted,
 }
 
 // toStatus maps an error of the app to a status. Field violations name the
@@ -153,6 +155,9 @@ func (api *API) toStatus(ctx context.Context, method string, err error, prefix s
 	}
 	st := status.New(code, msg)
 	var details []protoadapt.MessageV1
+	if de.RetryAfter > 0 {
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(de.RetryAfter)})
+	}
 	if len(fvs) > 0 {
 		details = append(details, &errdetails.BadRequest{FieldViolations: fvs})
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
+	"github.com/switchboard-cc/switchboard/services/config/internal/app"
 )
 
 type lookupServer struct {
@@ -63,7 +64,10 @@ func (s *lookupServer) AuthenticateUser(ctx context.Context, req *configv1.Authe
 	if err := requireService(ctx); err != nil {
 		return nil, err
 	}
-	u, err := s.app.AuthenticateUser(ctx, req.GetTenantId(), req.GetEmail(), req.GetPassword())
+	u, err := s.app.AuthenticateUser(ctx, app.SignIn{
+		Tenant: req.GetTenantId(), Email: req.GetEmail(), Password: req.GetPassword(),
+		Source: req.GetSourceAddress(), RequireAgent: req.GetRequireAgent(),
+	})
 	if err != nil {
 		return nil, s.toStatus(ctx, "AuthenticateUser", err, "")
 	}

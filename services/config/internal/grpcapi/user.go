@@ -3,6 +3,7 @@ package grpcapi
 import (
 	"context"
 
+	"github.com/switchboard-cc/switchboard/pkg/authn"
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	"github.com/switchboard-cc/switchboard/services/config/internal/app"
 )
@@ -78,4 +79,32 @@ func (s *userServer) DeleteUser(ctx context.Context, req *configv1.DeleteUserReq
 		return nil, s.toStatus(ctx, "DeleteUser", err, "")
 	}
 	return &configv1.DeleteUserResponse{}, nil
+}
+
+func (s *userServer) GetSignInStatus(ctx context.Context, req *configv1.GetSignInStatusRequest) (*configv1.GetSignInStatusResponse, error) {
+	if err := canWrite(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if err := requireID(req.GetUserId()); err != nil {
+		return nil, err
+	}
+	st, err := s.app.GetSignInStatus(ctx, req.GetTenantId(), req.GetUserId())
+	if err != nil {
+		return nil, s.toStatus(ctx, "GetSignInStatus", err, "")
+	}
+	return &configv1.GetSignInStatusResponse{Status: st}, nil
+}
+
+func (s *userServer) ClearSignInLockout(ctx context.Context, req *configv1.ClearSignInLockoutRequest) (*configv1.ClearSignInLockoutResponse, error) {
+	if err := canWrite(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if err := requireID(req.GetUserId()); err != nil {
+		return nil, err
+	}
+	st, err := s.app.ClearSignInLockout(ctx, req.GetTenantId(), req.GetUserId(), authn.FromContext(ctx).Subject)
+	if err != nil {
+		return nil, s.toStatus(ctx, "ClearSignInLockout", err, "")
+	}
+	return &configv1.ClearSignInLockoutResponse{Status: st}, nil
 }

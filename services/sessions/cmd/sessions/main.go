@@ -24,6 +24,7 @@ func main() {
 			OutboundAddr:     env.String("OUTBOUND_ADDR", d.OutboundAddr),
 			AuthKeys:         env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			AgentTokenTTL:    env.Duration("AGENT_TOKEN_TTL", d.AgentTokenTTL),
+			AgentAuthTimeout: env.Duration("AGENT_AUTH_TIMEOUT", d.AgentAuthTimeout),
 			OriginPatterns:   env.List("WS_ORIGIN_PATTERNS", nil),
 			Streams:          mainrun.StreamOptions(env),
 		}

@@ -8,10 +8,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +24,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -43,6 +48,9 @@ type Gateway struct {
 	tokenTTL time.Duration
 	origins  []string
 
+	authTimeout  time.Duration
+	recheckEvery time.Duration
+
 	mu    sync.Mutex
 	conns map[string]map[*conn]struct{} // tenant/agent -> sockets
 
@@ -55,7 +63,13 @@ type Gateway struct {
 
 // Options of the gateway.
 type Options struct {
+	// TokenTTL of console tokens (8 hours, a shift; at most authn.MaxTTL).
 	TokenTTL time.Duration
+	// AuthTimeout is how long a new socket may take to authenticate (10 s).
+	AuthTimeout time.Duration
+	// RecheckEvery is how often open sockets' tokens are checked against
+	// expiry and the revocation list (1 s).
+	RecheckEvery time.Duration
 	// OriginPatterns allowed to open the websocket besides the page's own host.
 	OriginPatterns []string
 	Console        fs.FS
@@ -64,12 +78,19 @@ type Options struct {
 // New returns a gateway.
 func New(c *core.Core, keys *authn.Keys, lookup configv1.LookupServiceClient, nc *nats.Conn, log *slog.Logger, o Options) *Gateway {
 	if o.TokenTTL <= 0 {
-		o.TokenTTL = 12 * time.Hour
+		o.TokenTTL = 8 * time.Hour
+	}
+	o.TokenTTL = min(o.TokenTTL, authn.MaxTTL)
+	if o.AuthTimeout <= 0 {
+		o.AuthTimeout = 10 * time.Second
+	}
+	if o.RecheckEvery <= 0 {
+		o.RecheckEvery = time.Second
 	}
 	done, stop := context.WithCancel(context.Background())
 	return &Gateway{
 		core: c, keys: keys, lookup: lookup, nc: nc, log: log, console: o.Console,
-		tokenTTL: o.TokenTTL, origins: o.OriginPatterns, conns: map[string]map[*conn]struct{}{},
+		tokenTTL: o.TokenTTL, authTimeout: o.AuthTimeout, recheckEvery: o.RecheckEvery, origins: o.OriginPatterns, conns: map[string]map[*conn]struct{}{},
 		done: done, stop: stop,
 	}
 }
@@ -167,9 +188,23 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "missing or invalid: "+strings.Join(missing, ", "))
 		return
 	}
-	res, err := g.lookup.AuthenticateUser(r.Context(), &configv1.AuthenticateUserRequest{TenantId: req.TenantID, Email: req.Email, Password: req.Password})
-	switch status.Code(err) {
+	res, err := g.lookup.AuthenticateUser(r.Context(), &configv1.AuthenticateUserRequest{
+		TenantId: req.TenantID, Email: req.Email, Password: req.Password,
+		SourceAddress: clientAddr(r), RequireAgent: true,
+	})
+	switch st := status.Convert(err); st.Code() {
 	case codes.OK:
+	case codes.ResourceExhausted:
+		retry := time.Second
+		for _, d := range st.Details() {
+			if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+				retry = ri.GetRetryDelay().AsDuration()
+			}
+		}
+		secs := int(math.Ceil(retry.Seconds()))
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": st.Message(), "retry_after_seconds": secs})
+		return
 	case codes.NotFound, codes.Unauthenticated, codes.PermissionDenied, codes.InvalidArgument:
 		problem(w, http.StatusUnauthorized, "wrong tenant, email or password")
 		return
@@ -179,8 +214,10 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := res.GetUser()
-	if !slices.Contains(u.GetRoles(), configv1.Role_ROLE_AGENT) || !u.GetImLicense() {
-		problem(w, http.StatusForbidden, "this user is not an agent with an Instant Messaging license")
+	if !slices.Contains(u.GetRoles(), configv1.Role_ROLE_AGENT) || !u.GetImLicense() || u.GetDisabled() {
+		// The config service refuses these already (require_agent); answer
+		// as for a wrong password so the agent sign-in confirms nothing.
+		problem(w, http.StatusUnauthorized, "wrong tenant, email or password")
 		return
 	}
 	roles := []string{authn.RoleAgent}
@@ -203,14 +240,35 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// clientAddr is the client's IP address (the TCP peer; a proxy in front
+// should be the console's only way in and throttles by its own rules).
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
 // conn is one agent socket.
 type conn struct {
 	ws     *websocket.Conn
 	agent  core.Agent
-	out    chan []byte
-	cancel context.CancelFunc
-	slow   atomic.Bool
+	claims *authn.Claims
+	// revoked is set when the token stops holding; the socket then closes
+	// with closeUnauthenticated.
+	revoked atomic.Pointer[string]
+	out     chan []byte
+	cancel  context.CancelFunc
+	slow    atomic.Bool
+	// kicked asks the write loop to close the socket with the code its
+	// reason calls for. Cancelling the socket's context instead would make
+	// the pending read drop the connection before the close frame is sent.
+	kicked   chan struct{}
+	kickOnce sync.Once
 }
+
+func (c *conn) kick() { c.kickOnce.Do(func() { close(c.kicked) }) }
 
 // send queues a frame; a socket that cannot keep up is closed and its
 // client reconnects to a fresh snapshot.
@@ -219,11 +277,9 @@ func (c *conn) send(frame []byte) {
 	case c.out <- frame:
 	default:
 		c.slow.Store(true)
-		c.cancel()
+		c.kick()
 	}
 }
-
-const authTimeout = 10 * time.Second
 
 // Close codes beyond the standard ones.
 const (
@@ -244,13 +300,15 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 	stopOnClose := context.AfterFunc(g.done, cancel)
 	defer stopOnClose()
 
-	agent, ref, err := g.authenticate(ctx, ws)
+	agent, claims, ref, err := g.authenticate(ctx, ws)
 	if err != nil {
-		_ = ws.Write(ctx, websocket.MessageText, protocol.ErrorFrame(ref, protocol.CodeUnauthenticated, err.Error()))
+		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
+		_ = ws.Write(wctx, websocket.MessageText, protocol.ErrorFrame(ref, protocol.CodeUnauthenticated, err.Error()))
+		wcancel()
 		_ = ws.Close(closeUnauthenticated, "authentication failed")
 		return
 	}
-	c := &conn{ws: ws, agent: agent, out: make(chan []byte, 256), cancel: cancel}
+	c := &conn{ws: ws, agent: agent, claims: claims, out: make(chan []byte, 256), cancel: cancel, kicked: make(chan struct{})}
 	first := g.register(c)
 	defer func() {
 		if last := g.unregister(c); last {
@@ -275,34 +333,96 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 	g.readLoop(ctx, c)
 }
 
-func (g *Gateway) authenticate(ctx context.Context, ws *websocket.Conn) (core.Agent, string, error) {
-	actx, cancel := context.WithTimeout(ctx, authTimeout)
-	defer cancel()
-	typ, data, err := ws.Read(actx)
-	if err != nil {
-		return core.Agent{}, "", errors.New("no auth frame within 10s")
+// authenticate reads the auth frame. A socket that sends none within
+// authTimeout is answered and closed with closeUnauthenticated: the read
+// itself is not given the deadline, because an expired read context makes
+// the websocket library drop the connection without a close code.
+func (g *Gateway) authenticate(ctx context.Context, ws *websocket.Conn) (core.Agent, *authn.Claims, string, error) {
+	type read struct {
+		typ  websocket.MessageType
+		data []byte
+		err  error
 	}
-	env, perr := parse(typ, data)
+	got := make(chan read, 1)
+	go func() {
+		typ, data, err := ws.Read(ctx)
+		got <- read{typ, data, err}
+	}()
+	timer := time.NewTimer(g.authTimeout)
+	defer timer.Stop()
+	var r read
+	select {
+	case r = <-got:
+	case <-timer.C:
+		return core.Agent{}, nil, "", fmt.Errorf("no auth frame within %v", g.authTimeout)
+	}
+	if r.err != nil {
+		return core.Agent{}, nil, "", errors.New("no auth frame")
+	}
+	env, perr := parse(r.typ, r.data)
 	if perr != nil {
-		return core.Agent{}, "", errors.New(perr.message)
+		return core.Agent{}, nil, "", errors.New(perr.message)
 	}
 	if env.Type != protocol.TypeAuth {
-		return core.Agent{}, env.ID, errors.New("the first frame must be auth")
+		return core.Agent{}, nil, env.ID, errors.New("the first frame must be auth")
 	}
 	var d struct {
 		Token string `json:"token"`
 	}
 	if err := json.Unmarshal(env.Data, &d); err != nil || d.Token == "" {
-		return core.Agent{}, env.ID, errors.New("auth needs data.token")
+		return core.Agent{}, nil, env.ID, errors.New("auth needs data.token")
 	}
 	claims, err := g.keys.Verify(d.Token)
 	if err != nil {
-		return core.Agent{}, env.ID, errors.New("token is invalid or expired; sign in again")
+		if errors.Is(err, authn.ErrRevoked) {
+			return core.Agent{}, nil, env.ID, errors.New("access was revoked; sign in again")
+		}
+		return core.Agent{}, nil, env.ID, errors.New("token is invalid or expired; sign in again")
 	}
 	if !claims.Has(authn.RoleAgent) || claims.Tenant == "" {
-		return core.Agent{}, env.ID, errors.New("token is not an agent's")
+		return core.Agent{}, nil, env.ID, errors.New("token is not an agent's")
 	}
-	return core.Agent{Tenant: claims.Tenant, ID: claims.Subject, DisplayName: claims.Name}, env.ID, nil
+	return core.Agent{Tenant: claims.Tenant, ID: claims.Subject, DisplayName: claims.Name}, claims, env.ID, nil
+}
+
+// Recheck closes every socket whose token no longer holds: it expired, or
+// the agent's access was revoked (deleted, disabled, role or license
+// removed, password changed). Run calls it every RecheckEvery.
+func (g *Gateway) Recheck() {
+	g.mu.Lock()
+	var drop []*conn
+	for _, cs := range g.conns {
+		for c := range cs {
+			if err := g.keys.Recheck(c.claims); err != nil {
+				why := "token expired; sign in again"
+				if errors.Is(err, authn.ErrRevoked) {
+					why = "access was revoked; sign in again"
+				}
+				if c.revoked.CompareAndSwap(nil, &why) {
+					drop = append(drop, c)
+				}
+			}
+		}
+	}
+	g.mu.Unlock()
+	for _, c := range drop {
+		g.log.Info("closing agent socket", "tenant", c.agent.Tenant, "agent", c.agent.ID, "why", *c.revoked.Load())
+		c.kick()
+	}
+}
+
+// RunRecheck calls Recheck every interval until ctx ends.
+func (g *Gateway) RunRecheck(ctx context.Context) {
+	t := time.NewTicker(g.recheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.Recheck()
+		}
+	}
 }
 
 func (g *Gateway) register(c *conn) (first bool) {
@@ -360,11 +480,18 @@ func (g *Gateway) writeLoop(ctx context.Context, c *conn) {
 	for {
 		select {
 		case <-ctx.Done():
-			if c.slow.Load() {
-				_ = c.ws.Close(closeSlowConsumer, "too many frames queued; reconnect for a fresh snapshot")
+			_ = c.ws.Close(websocket.StatusNormalClosure, "")
+			return
+		case <-c.kicked:
+			if why := c.revoked.Load(); why != nil {
+				wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				_ = c.ws.Write(wctx, websocket.MessageText, protocol.ErrorFrame("", protocol.CodeUnauthenticated, *why))
+				cancel()
+				_ = c.ws.Close(closeUnauthenticated, *why)
 			} else {
-				_ = c.ws.Close(websocket.StatusNormalClosure, "")
+				_ = c.ws.Close(closeSlowConsumer, "too many frames queued; reconnect for a fresh snapshot")
 			}
+			c.cancel()
 			return
 		case f := <-c.out:
 			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)

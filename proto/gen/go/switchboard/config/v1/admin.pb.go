@@ -3031,6 +3031,198 @@ func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
 	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{59}
 }
 
+type GetSignInStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSignInStatusRequest) Reset() {
+	*x = GetSignInStatusRequest{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSignInStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSignInStatusRequest) ProtoMessage() {}
+
+func (x *GetSignInStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSignInStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetSignInStatusRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *GetSignInStatusRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *GetSignInStatusRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type GetSignInStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *SignInStatus          `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSignInStatusResponse) Reset() {
+	*x = GetSignInStatusResponse{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSignInStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSignInStatusResponse) ProtoMessage() {}
+
+func (x *GetSignInStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSignInStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetSignInStatusResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *GetSignInStatusResponse) GetStatus() *SignInStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+type ClearSignInLockoutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearSignInLockoutRequest) Reset() {
+	*x = ClearSignInLockoutRequest{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearSignInLockoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearSignInLockoutRequest) ProtoMessage() {}
+
+func (x *ClearSignInLockoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearSignInLockoutRequest.ProtoReflect.Descriptor instead.
+func (*ClearSignInLockoutRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ClearSignInLockoutRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ClearSignInLockoutRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type ClearSignInLockoutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *SignInStatus          `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearSignInLockoutResponse) Reset() {
+	*x = ClearSignInLockoutResponse{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearSignInLockoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearSignInLockoutResponse) ProtoMessage() {}
+
+func (x *ClearSignInLockoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearSignInLockoutResponse.ProtoReflect.Descriptor instead.
+func (*ClearSignInLockoutResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ClearSignInLockoutResponse) GetStatus() *SignInStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
 type ReencryptConnectorSecretsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tenant whose connectors to re-seal; empty means all (platform callers).
@@ -3041,7 +3233,7 @@ type ReencryptConnectorSecretsRequest struct {
 
 func (x *ReencryptConnectorSecretsRequest) Reset() {
 	*x = ReencryptConnectorSecretsRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[60]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3053,7 +3245,7 @@ func (x *ReencryptConnectorSecretsRequest) String() string {
 func (*ReencryptConnectorSecretsRequest) ProtoMessage() {}
 
 func (x *ReencryptConnectorSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[60]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3066,7 +3258,7 @@ func (x *ReencryptConnectorSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReencryptConnectorSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ReencryptConnectorSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{60}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ReencryptConnectorSecretsRequest) GetTenantId() string {
@@ -3088,7 +3280,7 @@ type ReencryptConnectorSecretsResponse struct {
 
 func (x *ReencryptConnectorSecretsResponse) Reset() {
 	*x = ReencryptConnectorSecretsResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[61]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3100,7 +3292,7 @@ func (x *ReencryptConnectorSecretsResponse) String() string {
 func (*ReencryptConnectorSecretsResponse) ProtoMessage() {}
 
 func (x *ReencryptConnectorSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[61]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3113,7 +3305,7 @@ func (x *ReencryptConnectorSecretsResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use ReencryptConnectorSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ReencryptConnectorSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{61}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ReencryptConnectorSecretsResponse) GetReencrypted() int32 {
@@ -3139,7 +3331,7 @@ type CreateWorkflowRequest struct {
 
 func (x *CreateWorkflowRequest) Reset() {
 	*x = CreateWorkflowRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[62]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3151,7 +3343,7 @@ func (x *CreateWorkflowRequest) String() string {
 func (*CreateWorkflowRequest) ProtoMessage() {}
 
 func (x *CreateWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[62]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3164,7 +3356,7 @@ func (x *CreateWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*CreateWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{62}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *CreateWorkflowRequest) GetWorkflow() *Workflow {
@@ -3183,7 +3375,7 @@ type CreateWorkflowResponse struct {
 
 func (x *CreateWorkflowResponse) Reset() {
 	*x = CreateWorkflowResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[63]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3195,7 +3387,7 @@ func (x *CreateWorkflowResponse) String() string {
 func (*CreateWorkflowResponse) ProtoMessage() {}
 
 func (x *CreateWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[63]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3208,7 +3400,7 @@ func (x *CreateWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*CreateWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{63}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *CreateWorkflowResponse) GetWorkflow() *Workflow {
@@ -3231,7 +3423,7 @@ type GetWorkflowRequest struct {
 
 func (x *GetWorkflowRequest) Reset() {
 	*x = GetWorkflowRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[64]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3243,7 +3435,7 @@ func (x *GetWorkflowRequest) String() string {
 func (*GetWorkflowRequest) ProtoMessage() {}
 
 func (x *GetWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[64]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3256,7 +3448,7 @@ func (x *GetWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{64}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetWorkflowRequest) GetTenantId() string {
@@ -3289,7 +3481,7 @@ type GetWorkflowResponse struct {
 
 func (x *GetWorkflowResponse) Reset() {
 	*x = GetWorkflowResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[65]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3301,7 +3493,7 @@ func (x *GetWorkflowResponse) String() string {
 func (*GetWorkflowResponse) ProtoMessage() {}
 
 func (x *GetWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[65]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3314,7 +3506,7 @@ func (x *GetWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{65}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GetWorkflowResponse) GetWorkflow() *Workflow {
@@ -3337,7 +3529,7 @@ type ListWorkflowsRequest struct {
 
 func (x *ListWorkflowsRequest) Reset() {
 	*x = ListWorkflowsRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[66]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3349,7 +3541,7 @@ func (x *ListWorkflowsRequest) String() string {
 func (*ListWorkflowsRequest) ProtoMessage() {}
 
 func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[66]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3362,7 +3554,7 @@ func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListWorkflowsRequest) GetTenantId() string {
@@ -3396,7 +3588,7 @@ type ListWorkflowsResponse struct {
 
 func (x *ListWorkflowsResponse) Reset() {
 	*x = ListWorkflowsResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[67]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3408,7 +3600,7 @@ func (x *ListWorkflowsResponse) String() string {
 func (*ListWorkflowsResponse) ProtoMessage() {}
 
 func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[67]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3421,7 +3613,7 @@ func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListWorkflowsResponse) GetWorkflows() []*Workflow {
@@ -3452,7 +3644,7 @@ type ListWorkflowVersionsRequest struct {
 
 func (x *ListWorkflowVersionsRequest) Reset() {
 	*x = ListWorkflowVersionsRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[68]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3464,7 +3656,7 @@ func (x *ListWorkflowVersionsRequest) String() string {
 func (*ListWorkflowVersionsRequest) ProtoMessage() {}
 
 func (x *ListWorkflowVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[68]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3477,7 +3669,7 @@ func (x *ListWorkflowVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkflowVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListWorkflowVersionsRequest) GetTenantId() string {
@@ -3518,7 +3710,7 @@ type ListWorkflowVersionsResponse struct {
 
 func (x *ListWorkflowVersionsResponse) Reset() {
 	*x = ListWorkflowVersionsResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[69]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3530,7 +3722,7 @@ func (x *ListWorkflowVersionsResponse) String() string {
 func (*ListWorkflowVersionsResponse) ProtoMessage() {}
 
 func (x *ListWorkflowVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[69]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3543,7 +3735,7 @@ func (x *ListWorkflowVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkflowVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListWorkflowVersionsResponse) GetWorkflows() []*Workflow {
@@ -3570,7 +3762,7 @@ type UpdateWorkflowRequest struct {
 
 func (x *UpdateWorkflowRequest) Reset() {
 	*x = UpdateWorkflowRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[70]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3582,7 +3774,7 @@ func (x *UpdateWorkflowRequest) String() string {
 func (*UpdateWorkflowRequest) ProtoMessage() {}
 
 func (x *UpdateWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[70]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3595,7 +3787,7 @@ func (x *UpdateWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*UpdateWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *UpdateWorkflowRequest) GetWorkflow() *Workflow {
@@ -3621,7 +3813,7 @@ type UpdateWorkflowResponse struct {
 
 func (x *UpdateWorkflowResponse) Reset() {
 	*x = UpdateWorkflowResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[71]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3633,7 +3825,7 @@ func (x *UpdateWorkflowResponse) String() string {
 func (*UpdateWorkflowResponse) ProtoMessage() {}
 
 func (x *UpdateWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[71]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3646,7 +3838,7 @@ func (x *UpdateWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*UpdateWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{71}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *UpdateWorkflowResponse) GetWorkflow() *Workflow {
@@ -3669,7 +3861,7 @@ type DeleteWorkflowRequest struct {
 
 func (x *DeleteWorkflowRequest) Reset() {
 	*x = DeleteWorkflowRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[72]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3681,7 +3873,7 @@ func (x *DeleteWorkflowRequest) String() string {
 func (*DeleteWorkflowRequest) ProtoMessage() {}
 
 func (x *DeleteWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[72]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3694,7 +3886,7 @@ func (x *DeleteWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{72}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *DeleteWorkflowRequest) GetTenantId() string {
@@ -3726,7 +3918,7 @@ type DeleteWorkflowResponse struct {
 
 func (x *DeleteWorkflowResponse) Reset() {
 	*x = DeleteWorkflowResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[73]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3738,7 +3930,7 @@ func (x *DeleteWorkflowResponse) String() string {
 func (*DeleteWorkflowResponse) ProtoMessage() {}
 
 func (x *DeleteWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[73]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3751,7 +3943,7 @@ func (x *DeleteWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{73}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{77}
 }
 
 var File_switchboard_config_v1_admin_proto protoreflect.FileDescriptor
@@ -3931,7 +4123,17 @@ const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x03R\aversion\"\x14\n" +
-	"\x12DeleteUserResponse\"?\n" +
+	"\x12DeleteUserResponse\"N\n" +
+	"\x16GetSignInStatusRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"V\n" +
+	"\x17GetSignInStatusResponse\x12;\n" +
+	"\x06status\x18\x01 \x01(\v2#.switchboard.config.v1.SignInStatusR\x06status\"Q\n" +
+	"\x19ClearSignInLockoutRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\"Y\n" +
+	"\x1aClearSignInLockoutResponse\x12;\n" +
+	"\x06status\x18\x01 \x01(\v2#.switchboard.config.v1.SignInStatusR\x06status\"?\n" +
 	" ReencryptConnectorSecretsRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"_\n" +
 	"!ReencryptConnectorSecretsResponse\x12 \n" +
@@ -4004,7 +4206,7 @@ const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"GetService\x12(.switchboard.config.v1.GetServiceRequest\x1a).switchboard.config.v1.GetServiceResponse\x12g\n" +
 	"\fListServices\x12*.switchboard.config.v1.ListServicesRequest\x1a+.switchboard.config.v1.ListServicesResponse\x12j\n" +
 	"\rUpdateService\x12+.switchboard.config.v1.UpdateServiceRequest\x1a,.switchboard.config.v1.UpdateServiceResponse\x12j\n" +
-	"\rDeleteService\x12+.switchboard.config.v1.DeleteServiceRequest\x1a,.switchboard.config.v1.DeleteServiceResponse2\xf0\x03\n" +
+	"\rDeleteService\x12+.switchboard.config.v1.DeleteServiceRequest\x1a,.switchboard.config.v1.DeleteServiceResponse2\xdd\x05\n" +
 	"\vUserService\x12a\n" +
 	"\n" +
 	"CreateUser\x12(.switchboard.config.v1.CreateUserRequest\x1a).switchboard.config.v1.CreateUserResponse\x12X\n" +
@@ -4013,7 +4215,9 @@ const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"UpdateUser\x12(.switchboard.config.v1.UpdateUserRequest\x1a).switchboard.config.v1.UpdateUserResponse\x12a\n" +
 	"\n" +
-	"DeleteUser\x12(.switchboard.config.v1.DeleteUserRequest\x1a).switchboard.config.v1.DeleteUserResponse2\xb1\x05\n" +
+	"DeleteUser\x12(.switchboard.config.v1.DeleteUserRequest\x1a).switchboard.config.v1.DeleteUserResponse\x12p\n" +
+	"\x0fGetSignInStatus\x12-.switchboard.config.v1.GetSignInStatusRequest\x1a..switchboard.config.v1.GetSignInStatusResponse\x12y\n" +
+	"\x12ClearSignInLockout\x120.switchboard.config.v1.ClearSignInLockoutRequest\x1a1.switchboard.config.v1.ClearSignInLockoutResponse2\xb1\x05\n" +
 	"\x0fWorkflowService\x12m\n" +
 	"\x0eCreateWorkflow\x12,.switchboard.config.v1.CreateWorkflowRequest\x1a-.switchboard.config.v1.CreateWorkflowResponse\x12d\n" +
 	"\vGetWorkflow\x12).switchboard.config.v1.GetWorkflowRequest\x1a*.switchboard.config.v1.GetWorkflowResponse\x12j\n" +
@@ -4036,7 +4240,7 @@ func file_switchboard_config_v1_admin_proto_rawDescGZIP() []byte {
 	return file_switchboard_config_v1_admin_proto_rawDescData
 }
 
-var file_switchboard_config_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 74)
+var file_switchboard_config_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
 var file_switchboard_config_v1_admin_proto_goTypes = []any{
 	(*CreateTenantRequest)(nil),               // 0: switchboard.config.v1.CreateTenantRequest
 	(*CreateTenantResponse)(nil),              // 1: switchboard.config.v1.CreateTenantResponse
@@ -4098,159 +4302,170 @@ var file_switchboard_config_v1_admin_proto_goTypes = []any{
 	(*UpdateUserResponse)(nil),                // 57: switchboard.config.v1.UpdateUserResponse
 	(*DeleteUserRequest)(nil),                 // 58: switchboard.config.v1.DeleteUserRequest
 	(*DeleteUserResponse)(nil),                // 59: switchboard.config.v1.DeleteUserResponse
-	(*ReencryptConnectorSecretsRequest)(nil),  // 60: switchboard.config.v1.ReencryptConnectorSecretsRequest
-	(*ReencryptConnectorSecretsResponse)(nil), // 61: switchboard.config.v1.ReencryptConnectorSecretsResponse
-	(*CreateWorkflowRequest)(nil),             // 62: switchboard.config.v1.CreateWorkflowRequest
-	(*CreateWorkflowResponse)(nil),            // 63: switchboard.config.v1.CreateWorkflowResponse
-	(*GetWorkflowRequest)(nil),                // 64: switchboard.config.v1.GetWorkflowRequest
-	(*GetWorkflowResponse)(nil),               // 65: switchboard.config.v1.GetWorkflowResponse
-	(*ListWorkflowsRequest)(nil),              // 66: switchboard.config.v1.ListWorkflowsRequest
-	(*ListWorkflowsResponse)(nil),             // 67: switchboard.config.v1.ListWorkflowsResponse
-	(*ListWorkflowVersionsRequest)(nil),       // 68: switchboard.config.v1.ListWorkflowVersionsRequest
-	(*ListWorkflowVersionsResponse)(nil),      // 69: switchboard.config.v1.ListWorkflowVersionsResponse
-	(*UpdateWorkflowRequest)(nil),             // 70: switchboard.config.v1.UpdateWorkflowRequest
-	(*UpdateWorkflowResponse)(nil),            // 71: switchboard.config.v1.UpdateWorkflowResponse
-	(*DeleteWorkflowRequest)(nil),             // 72: switchboard.config.v1.DeleteWorkflowRequest
-	(*DeleteWorkflowResponse)(nil),            // 73: switchboard.config.v1.DeleteWorkflowResponse
-	(*Tenant)(nil),                            // 74: switchboard.config.v1.Tenant
-	(*fieldmaskpb.FieldMask)(nil),             // 75: google.protobuf.FieldMask
-	(*OrganizationUnit)(nil),                  // 76: switchboard.config.v1.OrganizationUnit
-	(*ProviderConnector)(nil),                 // 77: switchboard.config.v1.ProviderConnector
-	(*MessagingEntry)(nil),                    // 78: switchboard.config.v1.MessagingEntry
-	(*Service)(nil),                           // 79: switchboard.config.v1.Service
-	(*User)(nil),                              // 80: switchboard.config.v1.User
-	(*Workflow)(nil),                          // 81: switchboard.config.v1.Workflow
+	(*GetSignInStatusRequest)(nil),            // 60: switchboard.config.v1.GetSignInStatusRequest
+	(*GetSignInStatusResponse)(nil),           // 61: switchboard.config.v1.GetSignInStatusResponse
+	(*ClearSignInLockoutRequest)(nil),         // 62: switchboard.config.v1.ClearSignInLockoutRequest
+	(*ClearSignInLockoutResponse)(nil),        // 63: switchboard.config.v1.ClearSignInLockoutResponse
+	(*ReencryptConnectorSecretsRequest)(nil),  // 64: switchboard.config.v1.ReencryptConnectorSecretsRequest
+	(*ReencryptConnectorSecretsResponse)(nil), // 65: switchboard.config.v1.ReencryptConnectorSecretsResponse
+	(*CreateWorkflowRequest)(nil),             // 66: switchboard.config.v1.CreateWorkflowRequest
+	(*CreateWorkflowResponse)(nil),            // 67: switchboard.config.v1.CreateWorkflowResponse
+	(*GetWorkflowRequest)(nil),                // 68: switchboard.config.v1.GetWorkflowRequest
+	(*GetWorkflowResponse)(nil),               // 69: switchboard.config.v1.GetWorkflowResponse
+	(*ListWorkflowsRequest)(nil),              // 70: switchboard.config.v1.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),             // 71: switchboard.config.v1.ListWorkflowsResponse
+	(*ListWorkflowVersionsRequest)(nil),       // 72: switchboard.config.v1.ListWorkflowVersionsRequest
+	(*ListWorkflowVersionsResponse)(nil),      // 73: switchboard.config.v1.ListWorkflowVersionsResponse
+	(*UpdateWorkflowRequest)(nil),             // 74: switchboard.config.v1.UpdateWorkflowRequest
+	(*UpdateWorkflowResponse)(nil),            // 75: switchboard.config.v1.UpdateWorkflowResponse
+	(*DeleteWorkflowRequest)(nil),             // 76: switchboard.config.v1.DeleteWorkflowRequest
+	(*DeleteWorkflowResponse)(nil),            // 77: switchboard.config.v1.DeleteWorkflowResponse
+	(*Tenant)(nil),                            // 78: switchboard.config.v1.Tenant
+	(*fieldmaskpb.FieldMask)(nil),             // 79: google.protobuf.FieldMask
+	(*OrganizationUnit)(nil),                  // 80: switchboard.config.v1.OrganizationUnit
+	(*ProviderConnector)(nil),                 // 81: switchboard.config.v1.ProviderConnector
+	(*MessagingEntry)(nil),                    // 82: switchboard.config.v1.MessagingEntry
+	(*Service)(nil),                           // 83: switchboard.config.v1.Service
+	(*User)(nil),                              // 84: switchboard.config.v1.User
+	(*SignInStatus)(nil),                      // 85: switchboard.config.v1.SignInStatus
+	(*Workflow)(nil),                          // 86: switchboard.config.v1.Workflow
 }
 var file_switchboard_config_v1_admin_proto_depIdxs = []int32{
-	74, // 0: switchboard.config.v1.CreateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
-	74, // 1: switchboard.config.v1.CreateTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
-	74, // 2: switchboard.config.v1.GetTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
-	74, // 3: switchboard.config.v1.ListTenantsResponse.tenants:type_name -> switchboard.config.v1.Tenant
-	74, // 4: switchboard.config.v1.UpdateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
-	75, // 5: switchboard.config.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	74, // 6: switchboard.config.v1.UpdateTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
-	76, // 7: switchboard.config.v1.CreateOrganizationUnitRequest.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	76, // 8: switchboard.config.v1.CreateOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	76, // 9: switchboard.config.v1.GetOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	76, // 10: switchboard.config.v1.ListOrganizationUnitsResponse.organization_units:type_name -> switchboard.config.v1.OrganizationUnit
-	76, // 11: switchboard.config.v1.UpdateOrganizationUnitRequest.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	75, // 12: switchboard.config.v1.UpdateOrganizationUnitRequest.update_mask:type_name -> google.protobuf.FieldMask
-	76, // 13: switchboard.config.v1.UpdateOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	77, // 14: switchboard.config.v1.CreateProviderConnectorRequest.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	77, // 15: switchboard.config.v1.CreateProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	77, // 16: switchboard.config.v1.GetProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	77, // 17: switchboard.config.v1.ListProviderConnectorsResponse.provider_connectors:type_name -> switchboard.config.v1.ProviderConnector
-	77, // 18: switchboard.config.v1.UpdateProviderConnectorRequest.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	75, // 19: switchboard.config.v1.UpdateProviderConnectorRequest.update_mask:type_name -> google.protobuf.FieldMask
-	77, // 20: switchboard.config.v1.UpdateProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	78, // 21: switchboard.config.v1.CreateMessagingEntryRequest.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	78, // 22: switchboard.config.v1.CreateMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	78, // 23: switchboard.config.v1.GetMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	78, // 24: switchboard.config.v1.ListMessagingEntriesResponse.messaging_entries:type_name -> switchboard.config.v1.MessagingEntry
-	78, // 25: switchboard.config.v1.UpdateMessagingEntryRequest.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	75, // 26: switchboard.config.v1.UpdateMessagingEntryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	78, // 27: switchboard.config.v1.UpdateMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	79, // 28: switchboard.config.v1.CreateServiceRequest.service:type_name -> switchboard.config.v1.Service
-	79, // 29: switchboard.config.v1.CreateServiceResponse.service:type_name -> switchboard.config.v1.Service
-	79, // 30: switchboard.config.v1.GetServiceResponse.service:type_name -> switchboard.config.v1.Service
-	79, // 31: switchboard.config.v1.ListServicesResponse.services:type_name -> switchboard.config.v1.Service
-	79, // 32: switchboard.config.v1.UpdateServiceRequest.service:type_name -> switchboard.config.v1.Service
-	75, // 33: switchboard.config.v1.UpdateServiceRequest.update_mask:type_name -> google.protobuf.FieldMask
-	79, // 34: switchboard.config.v1.UpdateServiceResponse.service:type_name -> switchboard.config.v1.Service
-	80, // 35: switchboard.config.v1.CreateUserRequest.user:type_name -> switchboard.config.v1.User
-	80, // 36: switchboard.config.v1.CreateUserResponse.user:type_name -> switchboard.config.v1.User
-	80, // 37: switchboard.config.v1.GetUserResponse.user:type_name -> switchboard.config.v1.User
-	80, // 38: switchboard.config.v1.ListUsersResponse.users:type_name -> switchboard.config.v1.User
-	80, // 39: switchboard.config.v1.UpdateUserRequest.user:type_name -> switchboard.config.v1.User
-	75, // 40: switchboard.config.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	80, // 41: switchboard.config.v1.UpdateUserResponse.user:type_name -> switchboard.config.v1.User
-	81, // 42: switchboard.config.v1.CreateWorkflowRequest.workflow:type_name -> switchboard.config.v1.Workflow
-	81, // 43: switchboard.config.v1.CreateWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
-	81, // 44: switchboard.config.v1.GetWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
-	81, // 45: switchboard.config.v1.ListWorkflowsResponse.workflows:type_name -> switchboard.config.v1.Workflow
-	81, // 46: switchboard.config.v1.ListWorkflowVersionsResponse.workflows:type_name -> switchboard.config.v1.Workflow
-	81, // 47: switchboard.config.v1.UpdateWorkflowRequest.workflow:type_name -> switchboard.config.v1.Workflow
-	75, // 48: switchboard.config.v1.UpdateWorkflowRequest.update_mask:type_name -> google.protobuf.FieldMask
-	81, // 49: switchboard.config.v1.UpdateWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
-	0,  // 50: switchboard.config.v1.TenantService.CreateTenant:input_type -> switchboard.config.v1.CreateTenantRequest
-	2,  // 51: switchboard.config.v1.TenantService.GetTenant:input_type -> switchboard.config.v1.GetTenantRequest
-	4,  // 52: switchboard.config.v1.TenantService.ListTenants:input_type -> switchboard.config.v1.ListTenantsRequest
-	6,  // 53: switchboard.config.v1.TenantService.UpdateTenant:input_type -> switchboard.config.v1.UpdateTenantRequest
-	8,  // 54: switchboard.config.v1.TenantService.DeleteTenant:input_type -> switchboard.config.v1.DeleteTenantRequest
-	10, // 55: switchboard.config.v1.TenantService.CreateOrganizationUnit:input_type -> switchboard.config.v1.CreateOrganizationUnitRequest
-	12, // 56: switchboard.config.v1.TenantService.GetOrganizationUnit:input_type -> switchboard.config.v1.GetOrganizationUnitRequest
-	14, // 57: switchboard.config.v1.TenantService.ListOrganizationUnits:input_type -> switchboard.config.v1.ListOrganizationUnitsRequest
-	16, // 58: switchboard.config.v1.TenantService.UpdateOrganizationUnit:input_type -> switchboard.config.v1.UpdateOrganizationUnitRequest
-	18, // 59: switchboard.config.v1.TenantService.DeleteOrganizationUnit:input_type -> switchboard.config.v1.DeleteOrganizationUnitRequest
-	20, // 60: switchboard.config.v1.ChannelService.CreateProviderConnector:input_type -> switchboard.config.v1.CreateProviderConnectorRequest
-	22, // 61: switchboard.config.v1.ChannelService.GetProviderConnector:input_type -> switchboard.config.v1.GetProviderConnectorRequest
-	24, // 62: switchboard.config.v1.ChannelService.ListProviderConnectors:input_type -> switchboard.config.v1.ListProviderConnectorsRequest
-	26, // 63: switchboard.config.v1.ChannelService.UpdateProviderConnector:input_type -> switchboard.config.v1.UpdateProviderConnectorRequest
-	28, // 64: switchboard.config.v1.ChannelService.DeleteProviderConnector:input_type -> switchboard.config.v1.DeleteProviderConnectorRequest
-	30, // 65: switchboard.config.v1.ChannelService.CreateMessagingEntry:input_type -> switchboard.config.v1.CreateMessagingEntryRequest
-	32, // 66: switchboard.config.v1.ChannelService.GetMessagingEntry:input_type -> switchboard.config.v1.GetMessagingEntryRequest
-	34, // 67: switchboard.config.v1.ChannelService.ListMessagingEntries:input_type -> switchboard.config.v1.ListMessagingEntriesRequest
-	36, // 68: switchboard.config.v1.ChannelService.UpdateMessagingEntry:input_type -> switchboard.config.v1.UpdateMessagingEntryRequest
-	38, // 69: switchboard.config.v1.ChannelService.DeleteMessagingEntry:input_type -> switchboard.config.v1.DeleteMessagingEntryRequest
-	60, // 70: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:input_type -> switchboard.config.v1.ReencryptConnectorSecretsRequest
-	40, // 71: switchboard.config.v1.ServiceService.CreateService:input_type -> switchboard.config.v1.CreateServiceRequest
-	42, // 72: switchboard.config.v1.ServiceService.GetService:input_type -> switchboard.config.v1.GetServiceRequest
-	44, // 73: switchboard.config.v1.ServiceService.ListServices:input_type -> switchboard.config.v1.ListServicesRequest
-	46, // 74: switchboard.config.v1.ServiceService.UpdateService:input_type -> switchboard.config.v1.UpdateServiceRequest
-	48, // 75: switchboard.config.v1.ServiceService.DeleteService:input_type -> switchboard.config.v1.DeleteServiceRequest
-	50, // 76: switchboard.config.v1.UserService.CreateUser:input_type -> switchboard.config.v1.CreateUserRequest
-	52, // 77: switchboard.config.v1.UserService.GetUser:input_type -> switchboard.config.v1.GetUserRequest
-	54, // 78: switchboard.config.v1.UserService.ListUsers:input_type -> switchboard.config.v1.ListUsersRequest
-	56, // 79: switchboard.config.v1.UserService.UpdateUser:input_type -> switchboard.config.v1.UpdateUserRequest
-	58, // 80: switchboard.config.v1.UserService.DeleteUser:input_type -> switchboard.config.v1.DeleteUserRequest
-	62, // 81: switchboard.config.v1.WorkflowService.CreateWorkflow:input_type -> switchboard.config.v1.CreateWorkflowRequest
-	64, // 82: switchboard.config.v1.WorkflowService.GetWorkflow:input_type -> switchboard.config.v1.GetWorkflowRequest
-	66, // 83: switchboard.config.v1.WorkflowService.ListWorkflows:input_type -> switchboard.config.v1.ListWorkflowsRequest
-	68, // 84: switchboard.config.v1.WorkflowService.ListWorkflowVersions:input_type -> switchboard.config.v1.ListWorkflowVersionsRequest
-	70, // 85: switchboard.config.v1.WorkflowService.UpdateWorkflow:input_type -> switchboard.config.v1.UpdateWorkflowRequest
-	72, // 86: switchboard.config.v1.WorkflowService.DeleteWorkflow:input_type -> switchboard.config.v1.DeleteWorkflowRequest
-	1,  // 87: switchboard.config.v1.TenantService.CreateTenant:output_type -> switchboard.config.v1.CreateTenantResponse
-	3,  // 88: switchboard.config.v1.TenantService.GetTenant:output_type -> switchboard.config.v1.GetTenantResponse
-	5,  // 89: switchboard.config.v1.TenantService.ListTenants:output_type -> switchboard.config.v1.ListTenantsResponse
-	7,  // 90: switchboard.config.v1.TenantService.UpdateTenant:output_type -> switchboard.config.v1.UpdateTenantResponse
-	9,  // 91: switchboard.config.v1.TenantService.DeleteTenant:output_type -> switchboard.config.v1.DeleteTenantResponse
-	11, // 92: switchboard.config.v1.TenantService.CreateOrganizationUnit:output_type -> switchboard.config.v1.CreateOrganizationUnitResponse
-	13, // 93: switchboard.config.v1.TenantService.GetOrganizationUnit:output_type -> switchboard.config.v1.GetOrganizationUnitResponse
-	15, // 94: switchboard.config.v1.TenantService.ListOrganizationUnits:output_type -> switchboard.config.v1.ListOrganizationUnitsResponse
-	17, // 95: switchboard.config.v1.TenantService.UpdateOrganizationUnit:output_type -> switchboard.config.v1.UpdateOrganizationUnitResponse
-	19, // 96: switchboard.config.v1.TenantService.DeleteOrganizationUnit:output_type -> switchboard.config.v1.DeleteOrganizationUnitResponse
-	21, // 97: switchboard.config.v1.ChannelService.CreateProviderConnector:output_type -> switchboard.config.v1.CreateProviderConnectorResponse
-	23, // 98: switchboard.config.v1.ChannelService.GetProviderConnector:output_type -> switchboard.config.v1.GetProviderConnectorResponse
-	25, // 99: switchboard.config.v1.ChannelService.ListProviderConnectors:output_type -> switchboard.config.v1.ListProviderConnectorsResponse
-	27, // 100: switchboard.config.v1.ChannelService.UpdateProviderConnector:output_type -> switchboard.config.v1.UpdateProviderConnectorResponse
-	29, // 101: switchboard.config.v1.ChannelService.DeleteProviderConnector:output_type -> switchboard.config.v1.DeleteProviderConnectorResponse
-	31, // 102: switchboard.config.v1.ChannelService.CreateMessagingEntry:output_type -> switchboard.config.v1.CreateMessagingEntryResponse
-	33, // 103: switchboard.config.v1.ChannelService.GetMessagingEntry:output_type -> switchboard.config.v1.GetMessagingEntryResponse
-	35, // 104: switchboard.config.v1.ChannelService.ListMessagingEntries:output_type -> switchboard.config.v1.ListMessagingEntriesResponse
-	37, // 105: switchboard.config.v1.ChannelService.UpdateMessagingEntry:output_type -> switchboard.config.v1.UpdateMessagingEntryResponse
-	39, // 106: switchboard.config.v1.ChannelService.DeleteMessagingEntry:output_type -> switchboard.config.v1.DeleteMessagingEntryResponse
-	61, // 107: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:output_type -> switchboard.config.v1.ReencryptConnectorSecretsResponse
-	41, // 108: switchboard.config.v1.ServiceService.CreateService:output_type -> switchboard.config.v1.CreateServiceResponse
-	43, // 109: switchboard.config.v1.ServiceService.GetService:output_type -> switchboard.config.v1.GetServiceResponse
-	45, // 110: switchboard.config.v1.ServiceService.ListServices:output_type -> switchboard.config.v1.ListServicesResponse
-	47, // 111: switchboard.config.v1.ServiceService.UpdateService:output_type -> switchboard.config.v1.UpdateServiceResponse
-	49, // 112: switchboard.config.v1.ServiceService.DeleteService:output_type -> switchboard.config.v1.DeleteServiceResponse
-	51, // 113: switchboard.config.v1.UserService.CreateUser:output_type -> switchboard.config.v1.CreateUserResponse
-	53, // 114: switchboard.config.v1.UserService.GetUser:output_type -> switchboard.config.v1.GetUserResponse
-	55, // 115: switchboard.config.v1.UserService.ListUsers:output_type -> switchboard.config.v1.ListUsersResponse
-	57, // 116: switchboard.config.v1.UserService.UpdateUser:output_type -> switchboard.config.v1.UpdateUserResponse
-	59, // 117: switchboard.config.v1.UserService.DeleteUser:output_type -> switchboard.config.v1.DeleteUserResponse
-	63, // 118: switchboard.config.v1.WorkflowService.CreateWorkflow:output_type -> switchboard.config.v1.CreateWorkflowResponse
-	65, // 119: switchboard.config.v1.WorkflowService.GetWorkflow:output_type -> switchboard.config.v1.GetWorkflowResponse
-	67, // 120: switchboard.config.v1.WorkflowService.ListWorkflows:output_type -> switchboard.config.v1.ListWorkflowsResponse
-	69, // 121: switchboard.config.v1.WorkflowService.ListWorkflowVersions:output_type -> switchboard.config.v1.ListWorkflowVersionsResponse
-	71, // 122: switchboard.config.v1.WorkflowService.UpdateWorkflow:output_type -> switchboard.config.v1.UpdateWorkflowResponse
-	73, // 123: switchboard.config.v1.WorkflowService.DeleteWorkflow:output_type -> switchboard.config.v1.DeleteWorkflowResponse
-	87, // [87:124] is the sub-list for method output_type
-	50, // [50:87] is the sub-list for method input_type
-	50, // [50:50] is the sub-list for extension type_name
-	50, // [50:50] is the sub-list for extension extendee
-	0,  // [0:50] is the sub-list for field type_name
+	78, // 0: switchboard.config.v1.CreateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
+	78, // 1: switchboard.config.v1.CreateTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
+	78, // 2: switchboard.config.v1.GetTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
+	78, // 3: switchboard.config.v1.ListTenantsResponse.tenants:type_name -> switchboard.config.v1.Tenant
+	78, // 4: switchboard.config.v1.UpdateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
+	79, // 5: switchboard.config.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	78, // 6: switchboard.config.v1.UpdateTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
+	80, // 7: switchboard.config.v1.CreateOrganizationUnitRequest.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	80, // 8: switchboard.config.v1.CreateOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	80, // 9: switchboard.config.v1.GetOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	80, // 10: switchboard.config.v1.ListOrganizationUnitsResponse.organization_units:type_name -> switchboard.config.v1.OrganizationUnit
+	80, // 11: switchboard.config.v1.UpdateOrganizationUnitRequest.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	79, // 12: switchboard.config.v1.UpdateOrganizationUnitRequest.update_mask:type_name -> google.protobuf.FieldMask
+	80, // 13: switchboard.config.v1.UpdateOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	81, // 14: switchboard.config.v1.CreateProviderConnectorRequest.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	81, // 15: switchboard.config.v1.CreateProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	81, // 16: switchboard.config.v1.GetProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	81, // 17: switchboard.config.v1.ListProviderConnectorsResponse.provider_connectors:type_name -> switchboard.config.v1.ProviderConnector
+	81, // 18: switchboard.config.v1.UpdateProviderConnectorRequest.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	79, // 19: switchboard.config.v1.UpdateProviderConnectorRequest.update_mask:type_name -> google.protobuf.FieldMask
+	81, // 20: switchboard.config.v1.UpdateProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	82, // 21: switchboard.config.v1.CreateMessagingEntryRequest.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	82, // 22: switchboard.config.v1.CreateMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	82, // 23: switchboard.config.v1.GetMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	82, // 24: switchboard.config.v1.ListMessagingEntriesResponse.messaging_entries:type_name -> switchboard.config.v1.MessagingEntry
+	82, // 25: switchboard.config.v1.UpdateMessagingEntryRequest.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	79, // 26: switchboard.config.v1.UpdateMessagingEntryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	82, // 27: switchboard.config.v1.UpdateMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	83, // 28: switchboard.config.v1.CreateServiceRequest.service:type_name -> switchboard.config.v1.Service
+	83, // 29: switchboard.config.v1.CreateServiceResponse.service:type_name -> switchboard.config.v1.Service
+	83, // 30: switchboard.config.v1.GetServiceResponse.service:type_name -> switchboard.config.v1.Service
+	83, // 31: switchboard.config.v1.ListServicesResponse.services:type_name -> switchboard.config.v1.Service
+	83, // 32: switchboard.config.v1.UpdateServiceRequest.service:type_name -> switchboard.config.v1.Service
+	79, // 33: switchboard.config.v1.UpdateServiceRequest.update_mask:type_name -> google.protobuf.FieldMask
+	83, // 34: switchboard.config.v1.UpdateServiceResponse.service:type_name -> switchboard.config.v1.Service
+	84, // 35: switchboard.config.v1.CreateUserRequest.user:type_name -> switchboard.config.v1.User
+	84, // 36: switchboard.config.v1.CreateUserResponse.user:type_name -> switchboard.config.v1.User
+	84, // 37: switchboard.config.v1.GetUserResponse.user:type_name -> switchboard.config.v1.User
+	84, // 38: switchboard.config.v1.ListUsersResponse.users:type_name -> switchboard.config.v1.User
+	84, // 39: switchboard.config.v1.UpdateUserRequest.user:type_name -> switchboard.config.v1.User
+	79, // 40: switchboard.config.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	84, // 41: switchboard.config.v1.UpdateUserResponse.user:type_name -> switchboard.config.v1.User
+	85, // 42: switchboard.config.v1.GetSignInStatusResponse.status:type_name -> switchboard.config.v1.SignInStatus
+	85, // 43: switchboard.config.v1.ClearSignInLockoutResponse.status:type_name -> switchboard.config.v1.SignInStatus
+	86, // 44: switchboard.config.v1.CreateWorkflowRequest.workflow:type_name -> switchboard.config.v1.Workflow
+	86, // 45: switchboard.config.v1.CreateWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
+	86, // 46: switchboard.config.v1.GetWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
+	86, // 47: switchboard.config.v1.ListWorkflowsResponse.workflows:type_name -> switchboard.config.v1.Workflow
+	86, // 48: switchboard.config.v1.ListWorkflowVersionsResponse.workflows:type_name -> switchboard.config.v1.Workflow
+	86, // 49: switchboard.config.v1.UpdateWorkflowRequest.workflow:type_name -> switchboard.config.v1.Workflow
+	79, // 50: switchboard.config.v1.UpdateWorkflowRequest.update_mask:type_name -> google.protobuf.FieldMask
+	86, // 51: switchboard.config.v1.UpdateWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
+	0,  // 52: switchboard.config.v1.TenantService.CreateTenant:input_type -> switchboard.config.v1.CreateTenantRequest
+	2,  // 53: switchboard.config.v1.TenantService.GetTenant:input_type -> switchboard.config.v1.GetTenantRequest
+	4,  // 54: switchboard.config.v1.TenantService.ListTenants:input_type -> switchboard.config.v1.ListTenantsRequest
+	6,  // 55: switchboard.config.v1.TenantService.UpdateTenant:input_type -> switchboard.config.v1.UpdateTenantRequest
+	8,  // 56: switchboard.config.v1.TenantService.DeleteTenant:input_type -> switchboard.config.v1.DeleteTenantRequest
+	10, // 57: switchboard.config.v1.TenantService.CreateOrganizationUnit:input_type -> switchboard.config.v1.CreateOrganizationUnitRequest
+	12, // 58: switchboard.config.v1.TenantService.GetOrganizationUnit:input_type -> switchboard.config.v1.GetOrganizationUnitRequest
+	14, // 59: switchboard.config.v1.TenantService.ListOrganizationUnits:input_type -> switchboard.config.v1.ListOrganizationUnitsRequest
+	16, // 60: switchboard.config.v1.TenantService.UpdateOrganizationUnit:input_type -> switchboard.config.v1.UpdateOrganizationUnitRequest
+	18, // 61: switchboard.config.v1.TenantService.DeleteOrganizationUnit:input_type -> switchboard.config.v1.DeleteOrganizationUnitRequest
+	20, // 62: switchboard.config.v1.ChannelService.CreateProviderConnector:input_type -> switchboard.config.v1.CreateProviderConnectorRequest
+	22, // 63: switchboard.config.v1.ChannelService.GetProviderConnector:input_type -> switchboard.config.v1.GetProviderConnectorRequest
+	24, // 64: switchboard.config.v1.ChannelService.ListProviderConnectors:input_type -> switchboard.config.v1.ListProviderConnectorsRequest
+	26, // 65: switchboard.config.v1.ChannelService.UpdateProviderConnector:input_type -> switchboard.config.v1.UpdateProviderConnectorRequest
+	28, // 66: switchboard.config.v1.ChannelService.DeleteProviderConnector:input_type -> switchboard.config.v1.DeleteProviderConnectorRequest
+	30, // 67: switchboard.config.v1.ChannelService.CreateMessagingEntry:input_type -> switchboard.config.v1.CreateMessagingEntryRequest
+	32, // 68: switchboard.config.v1.ChannelService.GetMessagingEntry:input_type -> switchboard.config.v1.GetMessagingEntryRequest
+	34, // 69: switchboard.config.v1.ChannelService.ListMessagingEntries:input_type -> switchboard.config.v1.ListMessagingEntriesRequest
+	36, // 70: switchboard.config.v1.ChannelService.UpdateMessagingEntry:input_type -> switchboard.config.v1.UpdateMessagingEntryRequest
+	38, // 71: switchboard.config.v1.ChannelService.DeleteMessagingEntry:input_type -> switchboard.config.v1.DeleteMessagingEntryRequest
+	64, // 72: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:input_type -> switchboard.config.v1.ReencryptConnectorSecretsRequest
+	40, // 73: switchboard.config.v1.ServiceService.CreateService:input_type -> switchboard.config.v1.CreateServiceRequest
+	42, // 74: switchboard.config.v1.ServiceService.GetService:input_type -> switchboard.config.v1.GetServiceRequest
+	44, // 75: switchboard.config.v1.ServiceService.ListServices:input_type -> switchboard.config.v1.ListServicesRequest
+	46, // 76: switchboard.config.v1.ServiceService.UpdateService:input_type -> switchboard.config.v1.UpdateServiceRequest
+	48, // 77: switchboard.config.v1.ServiceService.DeleteService:input_type -> switchboard.config.v1.DeleteServiceRequest
+	50, // 78: switchboard.config.v1.UserService.CreateUser:input_type -> switchboard.config.v1.CreateUserRequest
+	52, // 79: switchboard.config.v1.UserService.GetUser:input_type -> switchboard.config.v1.GetUserRequest
+	54, // 80: switchboard.config.v1.UserService.ListUsers:input_type -> switchboard.config.v1.ListUsersRequest
+	56, // 81: switchboard.config.v1.UserService.UpdateUser:input_type -> switchboard.config.v1.UpdateUserRequest
+	58, // 82: switchboard.config.v1.UserService.DeleteUser:input_type -> switchboard.config.v1.DeleteUserRequest
+	60, // 83: switchboard.config.v1.UserService.GetSignInStatus:input_type -> switchboard.config.v1.GetSignInStatusRequest
+	62, // 84: switchboard.config.v1.UserService.ClearSignInLockout:input_type -> switchboard.config.v1.ClearSignInLockoutRequest
+	66, // 85: switchboard.config.v1.WorkflowService.CreateWorkflow:input_type -> switchboard.config.v1.CreateWorkflowRequest
+	68, // 86: switchboard.config.v1.WorkflowService.GetWorkflow:input_type -> switchboard.config.v1.GetWorkflowRequest
+	70, // 87: switchboard.config.v1.WorkflowService.ListWorkflows:input_type -> switchboard.config.v1.ListWorkflowsRequest
+	72, // 88: switchboard.config.v1.WorkflowService.ListWorkflowVersions:input_type -> switchboard.config.v1.ListWorkflowVersionsRequest
+	74, // 89: switchboard.config.v1.WorkflowService.UpdateWorkflow:input_type -> switchboard.config.v1.UpdateWorkflowRequest
+	76, // 90: switchboard.config.v1.WorkflowService.DeleteWorkflow:input_type -> switchboard.config.v1.DeleteWorkflowRequest
+	1,  // 91: switchboard.config.v1.TenantService.CreateTenant:output_type -> switchboard.config.v1.CreateTenantResponse
+	3,  // 92: switchboard.config.v1.TenantService.GetTenant:output_type -> switchboard.config.v1.GetTenantResponse
+	5,  // 93: switchboard.config.v1.TenantService.ListTenants:output_type -> switchboard.config.v1.ListTenantsResponse
+	7,  // 94: switchboard.config.v1.TenantService.UpdateTenant:output_type -> switchboard.config.v1.UpdateTenantResponse
+	9,  // 95: switchboard.config.v1.TenantService.DeleteTenant:output_type -> switchboard.config.v1.DeleteTenantResponse
+	11, // 96: switchboard.config.v1.TenantService.CreateOrganizationUnit:output_type -> switchboard.config.v1.CreateOrganizationUnitResponse
+	13, // 97: switchboard.config.v1.TenantService.GetOrganizationUnit:output_type -> switchboard.config.v1.GetOrganizationUnitResponse
+	15, // 98: switchboard.config.v1.TenantService.ListOrganizationUnits:output_type -> switchboard.config.v1.ListOrganizationUnitsResponse
+	17, // 99: switchboard.config.v1.TenantService.UpdateOrganizationUnit:output_type -> switchboard.config.v1.UpdateOrganizationUnitResponse
+	19, // 100: switchboard.config.v1.TenantService.DeleteOrganizationUnit:output_type -> switchboard.config.v1.DeleteOrganizationUnitResponse
+	21, // 101: switchboard.config.v1.ChannelService.CreateProviderConnector:output_type -> switchboard.config.v1.CreateProviderConnectorResponse
+	23, // 102: switchboard.config.v1.ChannelService.GetProviderConnector:output_type -> switchboard.config.v1.GetProviderConnectorResponse
+	25, // 103: switchboard.config.v1.ChannelService.ListProviderConnectors:output_type -> switchboard.config.v1.ListProviderConnectorsResponse
+	27, // 104: switchboard.config.v1.ChannelService.UpdateProviderConnector:output_type -> switchboard.config.v1.UpdateProviderConnectorResponse
+	29, // 105: switchboard.config.v1.ChannelService.DeleteProviderConnector:output_type -> switchboard.config.v1.DeleteProviderConnectorResponse
+	31, // 106: switchboard.config.v1.ChannelService.CreateMessagingEntry:output_type -> switchboard.config.v1.CreateMessagingEntryResponse
+	33, // 107: switchboard.config.v1.ChannelService.GetMessagingEntry:output_type -> switchboard.config.v1.GetMessagingEntryResponse
+	35, // 108: switchboard.config.v1.ChannelService.ListMessagingEntries:output_type -> switchboard.config.v1.ListMessagingEntriesResponse
+	37, // 109: switchboard.config.v1.ChannelService.UpdateMessagingEntry:output_type -> switchboard.config.v1.UpdateMessagingEntryResponse
+	39, // 110: switchboard.config.v1.ChannelService.DeleteMessagingEntry:output_type -> switchboard.config.v1.DeleteMessagingEntryResponse
+	65, // 111: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:output_type -> switchboard.config.v1.ReencryptConnectorSecretsResponse
+	41, // 112: switchboard.config.v1.ServiceService.CreateService:output_type -> switchboard.config.v1.CreateServiceResponse
+	43, // 113: switchboard.config.v1.ServiceService.GetService:output_type -> switchboard.config.v1.GetServiceResponse
+	45, // 114: switchboard.config.v1.ServiceService.ListServices:output_type -> switchboard.config.v1.ListServicesResponse
+	47, // 115: switchboard.config.v1.ServiceService.UpdateService:output_type -> switchboard.config.v1.UpdateServiceResponse
+	49, // 116: switchboard.config.v1.ServiceService.DeleteService:output_type -> switchboard.config.v1.DeleteServiceResponse
+	51, // 117: switchboard.config.v1.UserService.CreateUser:output_type -> switchboard.config.v1.CreateUserResponse
+	53, // 118: switchboard.config.v1.UserService.GetUser:output_type -> switchboard.config.v1.GetUserResponse
+	55, // 119: switchboard.config.v1.UserService.ListUsers:output_type -> switchboard.config.v1.ListUsersResponse
+	57, // 120: switchboard.config.v1.UserService.UpdateUser:output_type -> switchboard.config.v1.UpdateUserResponse
+	59, // 121: switchboard.config.v1.UserService.DeleteUser:output_type -> switchboard.config.v1.DeleteUserResponse
+	61, // 122: switchboard.config.v1.UserService.GetSignInStatus:output_type -> switchboard.config.v1.GetSignInStatusResponse
+	63, // 123: switchboard.config.v1.UserService.ClearSignInLockout:output_type -> switchboard.config.v1.ClearSignInLockoutResponse
+	67, // 124: switchboard.config.v1.WorkflowService.CreateWorkflow:output_type -> switchboard.config.v1.CreateWorkflowResponse
+	69, // 125: switchboard.config.v1.WorkflowService.GetWorkflow:output_type -> switchboard.config.v1.GetWorkflowResponse
+	71, // 126: switchboard.config.v1.WorkflowService.ListWorkflows:output_type -> switchboard.config.v1.ListWorkflowsResponse
+	73, // 127: switchboard.config.v1.WorkflowService.ListWorkflowVersions:output_type -> switchboard.config.v1.ListWorkflowVersionsResponse
+	75, // 128: switchboard.config.v1.WorkflowService.UpdateWorkflow:output_type -> switchboard.config.v1.UpdateWorkflowResponse
+	77, // 129: switchboard.config.v1.WorkflowService.DeleteWorkflow:output_type -> switchboard.config.v1.DeleteWorkflowResponse
+	91, // [91:130] is the sub-list for method output_type
+	52, // [52:91] is the sub-list for method input_type
+	52, // [52:52] is the sub-list for extension type_name
+	52, // [52:52] is the sub-list for extension extendee
+	0,  // [0:52] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_admin_proto_init() }
@@ -4265,7 +4480,7 @@ func file_switchboard_config_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_config_v1_admin_proto_rawDesc), len(file_switchboard_config_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   74,
+			NumMessages:   78,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

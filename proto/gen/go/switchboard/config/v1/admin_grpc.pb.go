@@ -1284,11 +1284,13 @@ var ServiceService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	UserService_CreateUser_FullMethodName = "/switchboard.config.v1.UserService/CreateUser"
-	UserService_GetUser_FullMethodName    = "/switchboard.config.v1.UserService/GetUser"
-	UserService_ListUsers_FullMethodName  = "/switchboard.config.v1.UserService/ListUsers"
-	UserService_UpdateUser_FullMethodName = "/switchboard.config.v1.UserService/UpdateUser"
-	UserService_DeleteUser_FullMethodName = "/switchboard.config.v1.UserService/DeleteUser"
+	UserService_CreateUser_FullMethodName         = "/switchboard.config.v1.UserService/CreateUser"
+	UserService_GetUser_FullMethodName            = "/switchboard.config.v1.UserService/GetUser"
+	UserService_ListUsers_FullMethodName          = "/switchboard.config.v1.UserService/ListUsers"
+	UserService_UpdateUser_FullMethodName         = "/switchboard.config.v1.UserService/UpdateUser"
+	UserService_DeleteUser_FullMethodName         = "/switchboard.config.v1.UserService/DeleteUser"
+	UserService_GetSignInStatus_FullMethodName    = "/switchboard.config.v1.UserService/GetSignInStatus"
+	UserService_ClearSignInLockout_FullMethodName = "/switchboard.config.v1.UserService/ClearSignInLockout"
 )
 
 // UserServiceClient is the client API for UserService service.
@@ -1307,6 +1309,12 @@ type UserServiceClient interface {
 	// record's version must match the stored one.
 	UpdateUser(ctx context.Context, in *UpdateUserRequest, opts ...grpc.CallOption) (*UpdateUserResponse, error)
 	DeleteUser(ctx context.Context, in *DeleteUserRequest, opts ...grpc.CallOption) (*DeleteUserResponse, error)
+	// GetSignInStatus shows how a user's sign-ins are throttled: failures,
+	// the delay or lockout in force, and the policy.
+	GetSignInStatus(ctx context.Context, in *GetSignInStatusRequest, opts ...grpc.CallOption) (*GetSignInStatusResponse, error)
+	// ClearSignInLockout forgets a user's failed sign-ins and lifts any
+	// delay or lockout; recorded as an audit event.
+	ClearSignInLockout(ctx context.Context, in *ClearSignInLockoutRequest, opts ...grpc.CallOption) (*ClearSignInLockoutResponse, error)
 }
 
 type userServiceClient struct {
@@ -1367,6 +1375,26 @@ func (c *userServiceClient) DeleteUser(ctx context.Context, in *DeleteUserReques
 	return out, nil
 }
 
+func (c *userServiceClient) GetSignInStatus(ctx context.Context, in *GetSignInStatusRequest, opts ...grpc.CallOption) (*GetSignInStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSignInStatusResponse)
+	err := c.cc.Invoke(ctx, UserService_GetSignInStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *userServiceClient) ClearSignInLockout(ctx context.Context, in *ClearSignInLockoutRequest, opts ...grpc.CallOption) (*ClearSignInLockoutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClearSignInLockoutResponse)
+	err := c.cc.Invoke(ctx, UserService_ClearSignInLockout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // UserServiceServer is the server API for UserService service.
 // All implementations must embed UnimplementedUserServiceServer
 // for forward compatibility.
@@ -1383,6 +1411,12 @@ type UserServiceServer interface {
 	// record's version must match the stored one.
 	UpdateUser(context.Context, *UpdateUserRequest) (*UpdateUserResponse, error)
 	DeleteUser(context.Context, *DeleteUserRequest) (*DeleteUserResponse, error)
+	// GetSignInStatus shows how a user's sign-ins are throttled: failures,
+	// the delay or lockout in force, and the policy.
+	GetSignInStatus(context.Context, *GetSignInStatusRequest) (*GetSignInStatusResponse, error)
+	// ClearSignInLockout forgets a user's failed sign-ins and lifts any
+	// delay or lockout; recorded as an audit event.
+	ClearSignInLockout(context.Context, *ClearSignInLockoutRequest) (*ClearSignInLockoutResponse, error)
 	mustEmbedUnimplementedUserServiceServer()
 }
 
@@ -1407,6 +1441,12 @@ func (UnimplementedUserServiceServer) UpdateUser(context.Context, *UpdateUserReq
 }
 func (UnimplementedUserServiceServer) DeleteUser(context.Context, *DeleteUserRequest) (*DeleteUserResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteUser not implemented")
+}
+func (UnimplementedUserServiceServer) GetSignInStatus(context.Context, *GetSignInStatusRequest) (*GetSignInStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSignInStatus not implemented")
+}
+func (UnimplementedUserServiceServer) ClearSignInLockout(context.Context, *ClearSignInLockoutRequest) (*ClearSignInLockoutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClearSignInLockout not implemented")
 }
 func (UnimplementedUserServiceServer) mustEmbedUnimplementedUserServiceServer() {}
 func (UnimplementedUserServiceServer) testEmbeddedByValue()                     {}
@@ -1519,6 +1559,42 @@ func _UserService_DeleteUser_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _UserService_GetSignInStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSignInStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).GetSignInStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_GetSignInStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).GetSignInStatus(ctx, req.(*GetSignInStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _UserService_ClearSignInLockout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClearSignInLockoutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(UserServiceServer).ClearSignInLockout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: UserService_ClearSignInLockout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(UserServiceServer).ClearSignInLockout(ctx, req.(*ClearSignInLockoutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // UserService_ServiceDesc is the grpc.ServiceDesc for UserService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1545,6 +1621,14 @@ var UserService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteUser",
 			Handler:    _UserService_DeleteUser_Handler,
+		},
+		{
+			MethodName: "GetSignInStatus",
+			Handler:    _UserService_GetSignInStatus_Handler,
+		},
+		{
+			MethodName: "ClearSignInLockout",
+			Handler:    _UserService_ClearSignInLockout_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

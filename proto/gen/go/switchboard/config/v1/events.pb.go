@@ -229,6 +229,198 @@ func (x *ConfigChanged) GetOccurredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// SignInFailed: a sign-in was refused (audit trail). It names the account
+// tried, never the password.
+type SignInFailed struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Lower-cased email that was tried.
+	Email string `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	// The user with that email, when there is one.
+	UserId        string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	SourceAddress string `protobuf:"bytes,4,opt,name=source_address,json=sourceAddress,proto3" json:"source_address,omitempty"`
+	// wrong_credentials, not_agent, disabled, throttled.
+	Reason              string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	ConsecutiveFailures int32  `protobuf:"varint,6,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	// Set when this failure started a delay or a lockout.
+	BlockedUntil  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=blocked_until,json=blockedUntil,proto3" json:"blocked_until,omitempty"`
+	LockedOut     bool                   `protobuf:"varint,8,opt,name=locked_out,json=lockedOut,proto3" json:"locked_out,omitempty"`
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignInFailed) Reset() {
+	*x = SignInFailed{}
+	mi := &file_switchboard_config_v1_events_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignInFailed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignInFailed) ProtoMessage() {}
+
+func (x *SignInFailed) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_events_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignInFailed.ProtoReflect.Descriptor instead.
+func (*SignInFailed) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_events_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SignInFailed) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *SignInFailed) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *SignInFailed) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SignInFailed) GetSourceAddress() string {
+	if x != nil {
+		return x.SourceAddress
+	}
+	return ""
+}
+
+func (x *SignInFailed) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SignInFailed) GetConsecutiveFailures() int32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *SignInFailed) GetBlockedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BlockedUntil
+	}
+	return nil
+}
+
+func (x *SignInFailed) GetLockedOut() bool {
+	if x != nil {
+		return x.LockedOut
+	}
+	return false
+}
+
+func (x *SignInFailed) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+// SignInLockoutCleared: an admin cleared a user's failed sign-ins (audit).
+type SignInLockoutCleared struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	UserId   string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Subject of the admin who cleared it.
+	ClearedBy       string                 `protobuf:"bytes,3,opt,name=cleared_by,json=clearedBy,proto3" json:"cleared_by,omitempty"`
+	FailuresCleared int32                  `protobuf:"varint,4,opt,name=failures_cleared,json=failuresCleared,proto3" json:"failures_cleared,omitempty"`
+	OccurredAt      *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SignInLockoutCleared) Reset() {
+	*x = SignInLockoutCleared{}
+	mi := &file_switchboard_config_v1_events_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignInLockoutCleared) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignInLockoutCleared) ProtoMessage() {}
+
+func (x *SignInLockoutCleared) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_events_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignInLockoutCleared.ProtoReflect.Descriptor instead.
+func (*SignInLockoutCleared) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_events_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SignInLockoutCleared) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *SignInLockoutCleared) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SignInLockoutCleared) GetClearedBy() string {
+	if x != nil {
+		return x.ClearedBy
+	}
+	return ""
+}
+
+func (x *SignInLockoutCleared) GetFailuresCleared() int32 {
+	if x != nil {
+		return x.FailuresCleared
+	}
+	return 0
+}
+
+func (x *SignInLockoutCleared) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
 var File_switchboard_config_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_config_v1_events_proto_rawDesc = "" +
@@ -241,6 +433,26 @@ const file_switchboard_config_v1_events_proto_rawDesc = "" +
 	"\x06change\x18\x04 \x01(\x0e2!.switchboard.config.v1.ChangeTypeR\x06change\x12\x18\n" +
 	"\aversion\x18\x05 \x01(\x03R\aversion\x12;\n" +
 	"\voccurred_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\"\xe9\x02\n" +
+	"\fSignInFailed\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x14\n" +
+	"\x05email\x18\x02 \x01(\tR\x05email\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\x12%\n" +
+	"\x0esource_address\x18\x04 \x01(\tR\rsourceAddress\x12\x16\n" +
+	"\x06reason\x18\x05 \x01(\tR\x06reason\x121\n" +
+	"\x14consecutive_failures\x18\x06 \x01(\x05R\x13consecutiveFailures\x12?\n" +
+	"\rblocked_until\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fblockedUntil\x12\x1d\n" +
+	"\n" +
+	"locked_out\x18\b \x01(\bR\tlockedOut\x12;\n" +
+	"\voccurred_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\"\xd3\x01\n" +
+	"\x14SignInLockoutCleared\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x1d\n" +
+	"\n" +
+	"cleared_by\x18\x03 \x01(\tR\tclearedBy\x12)\n" +
+	"\x10failures_cleared\x18\x04 \x01(\x05R\x0ffailuresCleared\x12;\n" +
+	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt*\xf2\x01\n" +
 	"\n" +
 	"EntityKind\x12\x1b\n" +
@@ -273,22 +485,27 @@ func file_switchboard_config_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_config_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_switchboard_config_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_switchboard_config_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_switchboard_config_v1_events_proto_goTypes = []any{
 	(EntityKind)(0),               // 0: switchboard.config.v1.EntityKind
 	(ChangeType)(0),               // 1: switchboard.config.v1.ChangeType
 	(*ConfigChanged)(nil),         // 2: switchboard.config.v1.ConfigChanged
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(*SignInFailed)(nil),          // 3: switchboard.config.v1.SignInFailed
+	(*SignInLockoutCleared)(nil),  // 4: switchboard.config.v1.SignInLockoutCleared
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_switchboard_config_v1_events_proto_depIdxs = []int32{
 	0, // 0: switchboard.config.v1.ConfigChanged.kind:type_name -> switchboard.config.v1.EntityKind
 	1, // 1: switchboard.config.v1.ConfigChanged.change:type_name -> switchboard.config.v1.ChangeType
-	3, // 2: switchboard.config.v1.ConfigChanged.occurred_at:type_name -> google.protobuf.Timestamp
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5, // 2: switchboard.config.v1.ConfigChanged.occurred_at:type_name -> google.protobuf.Timestamp
+	5, // 3: switchboard.config.v1.SignInFailed.blocked_until:type_name -> google.protobuf.Timestamp
+	5, // 4: switchboard.config.v1.SignInFailed.occurred_at:type_name -> google.protobuf.Timestamp
+	5, // 5: switchboard.config.v1.SignInLockoutCleared.occurred_at:type_name -> google.protobuf.Timestamp
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_events_proto_init() }
@@ -302,7 +519,7 @@ func file_switchboard_config_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_config_v1_events_proto_rawDesc), len(file_switchboard_config_v1_events_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   1,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

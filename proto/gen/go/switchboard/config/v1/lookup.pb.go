@@ -304,10 +304,17 @@ func (x *GetSendingCredentialsResponse) GetEntry() *MessagingEntry {
 }
 
 type AuthenticateUserRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	Email         string                 `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
-	Password      string                 `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Email    string                 `protobuf:"bytes,2,opt,name=email,proto3" json:"email,omitempty"`
+	Password string                 `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	// Where the sign-in comes from (the client's IP address), for per-source
+	// throttling and the audit trail.
+	SourceAddress string `protobuf:"bytes,4,opt,name=source_address,json=sourceAddress,proto3" json:"source_address,omitempty"`
+	// The sign-in is for the agent console: a user who is not an agent with
+	// the IM license is refused exactly as a wrong password is, so the agent
+	// sign-in cannot confirm anybody else's password.
+	RequireAgent  bool `protobuf:"varint,5,opt,name=require_agent,json=requireAgent,proto3" json:"require_agent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -361,6 +368,20 @@ func (x *AuthenticateUserRequest) GetPassword() string {
 		return x.Password
 	}
 	return ""
+}
+
+func (x *AuthenticateUserRequest) GetSourceAddress() string {
+	if x != nil {
+		return x.SourceAddress
+	}
+	return ""
+}
+
+func (x *AuthenticateUserRequest) GetRequireAgent() bool {
+	if x != nil {
+		return x.RequireAgent
+	}
+	return false
 }
 
 type AuthenticateUserResponse struct {
@@ -434,11 +455,13 @@ const file_switchboard_config_v1_lookup_proto_rawDesc = "" +
 	"\x0eapi_key_secret\x18\x03 \x01(\tR\fapiKeySecret\x12\x16\n" +
 	"\x06region\x18\x04 \x01(\tR\x06region\x12\x12\n" +
 	"\x04edge\x18\x05 \x01(\tR\x04edge\x12;\n" +
-	"\x05entry\x18\x06 \x01(\v2%.switchboard.config.v1.MessagingEntryR\x05entry\"h\n" +
+	"\x05entry\x18\x06 \x01(\v2%.switchboard.config.v1.MessagingEntryR\x05entry\"\xb4\x01\n" +
 	"\x17AuthenticateUserRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12\x1a\n" +
-	"\bpassword\x18\x03 \x01(\tR\bpassword\"K\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\x12%\n" +
+	"\x0esource_address\x18\x04 \x01(\tR\rsourceAddress\x12#\n" +
+	"\rrequire_agent\x18\x05 \x01(\bR\frequireAgent\"K\n" +
 	"\x18AuthenticateUserResponse\x12/\n" +
 	"\x04user\x18\x01 \x01(\v2\x1b.switchboard.config.v1.UserR\x04user2\xf8\x02\n" +
 	"\rLookupService\x12m\n" +

@@ -1068,7 +1068,10 @@ type User struct {
 	CreateTime *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Output only: whether the user has a password (can sign in).
-	PasswordSet   bool `protobuf:"varint,15,opt,name=password_set,json=passwordSet,proto3" json:"password_set,omitempty"`
+	PasswordSet bool `protobuf:"varint,15,opt,name=password_set,json=passwordSet,proto3" json:"password_set,omitempty"`
+	// A disabled user cannot sign in, and disabling voids every token they
+	// hold (their console sockets close within seconds).
+	Disabled      bool `protobuf:"varint,16,opt,name=disabled,proto3" json:"disabled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1208,6 +1211,218 @@ func (x *User) GetPasswordSet() bool {
 	return false
 }
 
+func (x *User) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+// SignInPolicy is how sign-in failures are throttled, per account (tenant
+// and email) and per source address.
+type SignInPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Failures of one account allowed before delays start.
+	AccountFreeFailures int32 `protobuf:"varint,1,opt,name=account_free_failures,json=accountFreeFailures,proto3" json:"account_free_failures,omitempty"`
+	// Failures of one source address allowed before delays start.
+	SourceFreeFailures int32 `protobuf:"varint,2,opt,name=source_free_failures,json=sourceFreeFailures,proto3" json:"source_free_failures,omitempty"`
+	// The first delay; each further failure doubles it, up to max_delay.
+	BaseDelay *durationpb.Duration `protobuf:"bytes,3,opt,name=base_delay,json=baseDelay,proto3" json:"base_delay,omitempty"`
+	MaxDelay  *durationpb.Duration `protobuf:"bytes,4,opt,name=max_delay,json=maxDelay,proto3" json:"max_delay,omitempty"`
+	// Consecutive failures of an account that lock it out, and for how long
+	// (until it passes or an admin clears it).
+	LockoutFailures int32                `protobuf:"varint,5,opt,name=lockout_failures,json=lockoutFailures,proto3" json:"lockout_failures,omitempty"`
+	LockoutDuration *durationpb.Duration `protobuf:"bytes,6,opt,name=lockout_duration,json=lockoutDuration,proto3" json:"lockout_duration,omitempty"`
+	// Failures older than this are forgotten.
+	ForgetAfter   *durationpb.Duration `protobuf:"bytes,7,opt,name=forget_after,json=forgetAfter,proto3" json:"forget_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignInPolicy) Reset() {
+	*x = SignInPolicy{}
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignInPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignInPolicy) ProtoMessage() {}
+
+func (x *SignInPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignInPolicy.ProtoReflect.Descriptor instead.
+func (*SignInPolicy) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SignInPolicy) GetAccountFreeFailures() int32 {
+	if x != nil {
+		return x.AccountFreeFailures
+	}
+	return 0
+}
+
+func (x *SignInPolicy) GetSourceFreeFailures() int32 {
+	if x != nil {
+		return x.SourceFreeFailures
+	}
+	return 0
+}
+
+func (x *SignInPolicy) GetBaseDelay() *durationpb.Duration {
+	if x != nil {
+		return x.BaseDelay
+	}
+	return nil
+}
+
+func (x *SignInPolicy) GetMaxDelay() *durationpb.Duration {
+	if x != nil {
+		return x.MaxDelay
+	}
+	return nil
+}
+
+func (x *SignInPolicy) GetLockoutFailures() int32 {
+	if x != nil {
+		return x.LockoutFailures
+	}
+	return 0
+}
+
+func (x *SignInPolicy) GetLockoutDuration() *durationpb.Duration {
+	if x != nil {
+		return x.LockoutDuration
+	}
+	return nil
+}
+
+func (x *SignInPolicy) GetForgetAfter() *durationpb.Duration {
+	if x != nil {
+		return x.ForgetAfter
+	}
+	return nil
+}
+
+// SignInStatus is what the throttle knows of one account.
+type SignInStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	UserId   string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Consecutive failed sign-ins since the last success.
+	ConsecutiveFailures int32                  `protobuf:"varint,3,opt,name=consecutive_failures,json=consecutiveFailures,proto3" json:"consecutive_failures,omitempty"`
+	LastFailureTime     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=last_failure_time,json=lastFailureTime,proto3" json:"last_failure_time,omitempty"`
+	// Source address of the last failure.
+	LastFailureSource string `protobuf:"bytes,5,opt,name=last_failure_source,json=lastFailureSource,proto3" json:"last_failure_source,omitempty"`
+	// Sign-ins are refused until then (a delay or a lockout).
+	BlockedUntil *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=blocked_until,json=blockedUntil,proto3" json:"blocked_until,omitempty"`
+	// Whether the block is a lockout (lockout_failures reached).
+	LockedOut     bool          `protobuf:"varint,7,opt,name=locked_out,json=lockedOut,proto3" json:"locked_out,omitempty"`
+	Policy        *SignInPolicy `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignInStatus) Reset() {
+	*x = SignInStatus{}
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignInStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignInStatus) ProtoMessage() {}
+
+func (x *SignInStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignInStatus.ProtoReflect.Descriptor instead.
+func (*SignInStatus) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SignInStatus) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *SignInStatus) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SignInStatus) GetConsecutiveFailures() int32 {
+	if x != nil {
+		return x.ConsecutiveFailures
+	}
+	return 0
+}
+
+func (x *SignInStatus) GetLastFailureTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastFailureTime
+	}
+	return nil
+}
+
+func (x *SignInStatus) GetLastFailureSource() string {
+	if x != nil {
+		return x.LastFailureSource
+	}
+	return ""
+}
+
+func (x *SignInStatus) GetBlockedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BlockedUntil
+	}
+	return nil
+}
+
+func (x *SignInStatus) GetLockedOut() bool {
+	if x != nil {
+		return x.LockedOut
+	}
+	return false
+}
+
+func (x *SignInStatus) GetPolicy() *SignInPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
 // Workflow is an IM workflow: a graph of activities that greets, qualifies
 // and routes a chat session. Every save creates a new immutable version;
 // Get returns the latest unless a version is asked for.
@@ -1236,7 +1451,7 @@ type Workflow struct {
 
 func (x *Workflow) Reset() {
 	*x = Workflow{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1463,7 @@ func (x *Workflow) String() string {
 func (*Workflow) ProtoMessage() {}
 
 func (x *Workflow) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1476,7 @@ func (x *Workflow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workflow.ProtoReflect.Descriptor instead.
 func (*Workflow) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{10}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Workflow) GetId() string {
@@ -1341,7 +1556,7 @@ type WorkflowDefinition struct {
 
 func (x *WorkflowDefinition) Reset() {
 	*x = WorkflowDefinition{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1353,7 +1568,7 @@ func (x *WorkflowDefinition) String() string {
 func (*WorkflowDefinition) ProtoMessage() {}
 
 func (x *WorkflowDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1366,7 +1581,7 @@ func (x *WorkflowDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkflowDefinition.ProtoReflect.Descriptor instead.
 func (*WorkflowDefinition) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{11}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WorkflowDefinition) GetStart() string {
@@ -1404,7 +1619,7 @@ type WorkflowActivity struct {
 
 func (x *WorkflowActivity) Reset() {
 	*x = WorkflowActivity{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1416,7 +1631,7 @@ func (x *WorkflowActivity) String() string {
 func (*WorkflowActivity) ProtoMessage() {}
 
 func (x *WorkflowActivity) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1429,7 +1644,7 @@ func (x *WorkflowActivity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkflowActivity.ProtoReflect.Descriptor instead.
 func (*WorkflowActivity) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{12}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WorkflowActivity) GetId() string {
@@ -1575,7 +1790,7 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\rOpeningWindow\x12\x18\n" +
 	"\aweekday\x18\x01 \x01(\x05R\aweekday\x12\x14\n" +
 	"\x05start\x18\x02 \x01(\tR\x05start\x12\x10\n" +
-	"\x03end\x18\x03 \x01(\tR\x03end\"\xf2\x04\n" +
+	"\x03end\x18\x03 \x01(\tR\x03end\"\x8e\x05\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12!\n" +
@@ -1598,10 +1813,30 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12!\n" +
-	"\fpassword_set\x18\x0f \x01(\bR\vpasswordSet\x1a=\n" +
+	"\fpassword_set\x18\x0f \x01(\bR\vpasswordSet\x12\x1a\n" +
+	"\bdisabled\x18\x10 \x01(\bR\bdisabled\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x88\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x03\n" +
+	"\fSignInPolicy\x122\n" +
+	"\x15account_free_failures\x18\x01 \x01(\x05R\x13accountFreeFailures\x120\n" +
+	"\x14source_free_failures\x18\x02 \x01(\x05R\x12sourceFreeFailures\x128\n" +
+	"\n" +
+	"base_delay\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\tbaseDelay\x126\n" +
+	"\tmax_delay\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\bmaxDelay\x12)\n" +
+	"\x10lockout_failures\x18\x05 \x01(\x05R\x0flockoutFailures\x12D\n" +
+	"\x10lockout_duration\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x0flockoutDuration\x12<\n" +
+	"\fforget_after\x18\a \x01(\v2\x19.google.protobuf.DurationR\vforgetAfter\"\x8c\x03\n" +
+	"\fSignInStatus\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x121\n" +
+	"\x14consecutive_failures\x18\x03 \x01(\x05R\x13consecutiveFailures\x12F\n" +
+	"\x11last_failure_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0flastFailureTime\x12.\n" +
+	"\x13last_failure_source\x18\x05 \x01(\tR\x11lastFailureSource\x12?\n" +
+	"\rblocked_until\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\fblockedUntil\x12\x1d\n" +
+	"\n" +
+	"locked_out\x18\a \x01(\bR\tlockedOut\x12;\n" +
+	"\x06policy\x18\b \x01(\v2#.switchboard.config.v1.SignInPolicyR\x06policy\"\x88\x03\n" +
 	"\bWorkflow\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x12\n" +
@@ -1652,7 +1887,7 @@ func file_switchboard_config_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_config_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchboard_config_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_switchboard_config_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_switchboard_config_v1_resources_proto_goTypes = []any{
 	(Role)(0),                     // 0: switchboard.config.v1.Role
 	(*Tenant)(nil),                // 1: switchboard.config.v1.Tenant
@@ -1665,52 +1900,61 @@ var file_switchboard_config_v1_resources_proto_goTypes = []any{
 	(*OpeningHours)(nil),          // 8: switchboard.config.v1.OpeningHours
 	(*OpeningWindow)(nil),         // 9: switchboard.config.v1.OpeningWindow
 	(*User)(nil),                  // 10: switchboard.config.v1.User
-	(*Workflow)(nil),              // 11: switchboard.config.v1.Workflow
-	(*WorkflowDefinition)(nil),    // 12: switchboard.config.v1.WorkflowDefinition
-	(*WorkflowActivity)(nil),      // 13: switchboard.config.v1.WorkflowActivity
-	nil,                           // 14: switchboard.config.v1.User.AttributesEntry
-	nil,                           // 15: switchboard.config.v1.WorkflowActivity.NextEntry
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(v1.Channel)(0),               // 17: switchboard.messaging.v1.Channel
-	(v1.TwilioPath)(0),            // 18: switchboard.messaging.v1.TwilioPath
-	(*durationpb.Duration)(nil),   // 19: google.protobuf.Duration
-	(*structpb.Struct)(nil),       // 20: google.protobuf.Struct
+	(*SignInPolicy)(nil),          // 11: switchboard.config.v1.SignInPolicy
+	(*SignInStatus)(nil),          // 12: switchboard.config.v1.SignInStatus
+	(*Workflow)(nil),              // 13: switchboard.config.v1.Workflow
+	(*WorkflowDefinition)(nil),    // 14: switchboard.config.v1.WorkflowDefinition
+	(*WorkflowActivity)(nil),      // 15: switchboard.config.v1.WorkflowActivity
+	nil,                           // 16: switchboard.config.v1.User.AttributesEntry
+	nil,                           // 17: switchboard.config.v1.WorkflowActivity.NextEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(v1.Channel)(0),               // 19: switchboard.messaging.v1.Channel
+	(v1.TwilioPath)(0),            // 20: switchboard.messaging.v1.TwilioPath
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
+	(*structpb.Struct)(nil),       // 22: google.protobuf.Struct
 }
 var file_switchboard_config_v1_resources_proto_depIdxs = []int32{
 	2,  // 0: switchboard.config.v1.Tenant.modalities:type_name -> switchboard.config.v1.ModalitySettings
-	16, // 1: switchboard.config.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	16, // 2: switchboard.config.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	16, // 3: switchboard.config.v1.OrganizationUnit.create_time:type_name -> google.protobuf.Timestamp
-	16, // 4: switchboard.config.v1.OrganizationUnit.update_time:type_name -> google.protobuf.Timestamp
-	16, // 5: switchboard.config.v1.ProviderConnector.create_time:type_name -> google.protobuf.Timestamp
-	16, // 6: switchboard.config.v1.ProviderConnector.update_time:type_name -> google.protobuf.Timestamp
-	17, // 7: switchboard.config.v1.MessagingEntry.channel:type_name -> switchboard.messaging.v1.Channel
-	16, // 8: switchboard.config.v1.MessagingEntry.create_time:type_name -> google.protobuf.Timestamp
-	16, // 9: switchboard.config.v1.MessagingEntry.update_time:type_name -> google.protobuf.Timestamp
-	18, // 10: switchboard.config.v1.MessagingEntry.path:type_name -> switchboard.messaging.v1.TwilioPath
-	17, // 11: switchboard.config.v1.Service.channels:type_name -> switchboard.messaging.v1.Channel
+	18, // 1: switchboard.config.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	18, // 2: switchboard.config.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	18, // 3: switchboard.config.v1.OrganizationUnit.create_time:type_name -> google.protobuf.Timestamp
+	18, // 4: switchboard.config.v1.OrganizationUnit.update_time:type_name -> google.protobuf.Timestamp
+	18, // 5: switchboard.config.v1.ProviderConnector.create_time:type_name -> google.protobuf.Timestamp
+	18, // 6: switchboard.config.v1.ProviderConnector.update_time:type_name -> google.protobuf.Timestamp
+	19, // 7: switchboard.config.v1.MessagingEntry.channel:type_name -> switchboard.messaging.v1.Channel
+	18, // 8: switchboard.config.v1.MessagingEntry.create_time:type_name -> google.protobuf.Timestamp
+	18, // 9: switchboard.config.v1.MessagingEntry.update_time:type_name -> google.protobuf.Timestamp
+	20, // 10: switchboard.config.v1.MessagingEntry.path:type_name -> switchboard.messaging.v1.TwilioPath
+	19, // 11: switchboard.config.v1.Service.channels:type_name -> switchboard.messaging.v1.Channel
 	7,  // 12: switchboard.config.v1.Service.distribution:type_name -> switchboard.config.v1.DistributionSettings
 	8,  // 13: switchboard.config.v1.Service.opening_hours:type_name -> switchboard.config.v1.OpeningHours
-	16, // 14: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
-	16, // 15: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
-	19, // 16: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
-	19, // 17: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
+	18, // 14: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
+	18, // 15: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
+	21, // 16: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
+	21, // 17: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
 	9,  // 18: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
 	0,  // 19: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
-	14, // 20: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
-	16, // 21: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	16, // 22: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
-	12, // 23: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
-	16, // 24: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
-	16, // 25: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
-	13, // 26: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
-	20, // 27: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
-	15, // 28: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	16, // 20: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
+	18, // 21: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	18, // 22: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	21, // 23: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
+	21, // 24: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
+	21, // 25: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
+	21, // 26: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
+	18, // 27: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
+	18, // 28: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
+	11, // 29: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
+	14, // 30: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
+	18, // 31: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
+	18, // 32: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
+	15, // 33: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
+	22, // 34: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
+	17, // 35: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_resources_proto_init() }
@@ -1724,7 +1968,7 @@ func file_switchboard_config_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_config_v1_resources_proto_rawDesc), len(file_switchboard_config_v1_resources_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
