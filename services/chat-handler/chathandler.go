@@ -76,6 +76,10 @@ type Config struct {
 	// (http://nats:8222); with durability fsync, start-up fails unless the
 	// server fsyncs every write. Empty: not verified.
 	NATSMonitorURL string
+	// AllowHTTPMedia also takes plain http:// media URLs (the Twilio
+	// emulator in development); Twilio's own are https and nothing else is
+	// ever taken.
+	AllowHTTPMedia bool
 }
 
 // Defaults for one machine.
@@ -226,7 +230,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	proxies, _ := parsePrefixes(cfg.TrustedProxies)
 	h := webhook.New(routes, emitter{b}, webhook.Options{
 		PublicBaseURL: cfg.PublicBaseURL, TrustedProxies: proxies,
-		MaxBodyBytes: cfg.MaxBodyBytes, PublishTimeout: cfg.PublishTimeout,
+		MaxBodyBytes: cfg.MaxBodyBytes, PublishTimeout: cfg.PublishTimeout, AllowHTTPMedia: cfg.AllowHTTPMedia,
 	}, log)
 	mux := http.NewServeMux()
 	h.Routes(mux)

@@ -26,6 +26,7 @@ func main() {
 			Streams:        mainrun.StreamOptions(env),
 			Durability:     env.String("DURABILITY", d.Durability),
 			NATSMonitorURL: env.String("NATS_MONITOR_URL", ""),
+			AllowHTTPMedia: env.Bool("ALLOW_HTTP_MEDIA", false),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
 			return err
