@@ -44,7 +44,10 @@ func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
 
 // The emulated Twilio account and the tenant's entries.
 const (
-	tenant       = "acme"
+	tenant = "acme"
+	// otherTenant sends through the same emulated account (cross-tenant
+	// tests); the relay reports its status callbacks too.
+	otherTenant  = "globex"
 	accountSID   = "AC00000000000000000000000000000001"
 	apiKeySID    = "SK00000000000000000000000000000001"
 	apiKeySecret = "keySecret0123456789"
@@ -82,7 +85,7 @@ func contractDir() string {
 type staticCredentials struct{}
 
 func (staticCredentials) SendingCredentials(_ context.Context, t, entry string) (*configv1.GetSendingCredentialsResponse, error) {
-	if t != tenant || entry == "unknown-entry" {
+	if (t != tenant && t != otherTenant) || entry == "unknown-entry" {
 		return nil, status.Error(codes.NotFound, "no such entry")
 	}
 	secret := apiKeySecret
@@ -96,18 +99,18 @@ func (staticCredentials) SendingCredentials(_ context.Context, t, entry string) 
 }
 
 type harness struct {
-	t       *testing.T
-	bus     *bus.Bus
-	sim     *simclient.Client
-	simURL  string
-	relay   string
+	t      *testing.T
+	bus    *bus.Bus
+	sim    *simclient.Client
+	simURL string
+	relay  string
 	// grpc calls OutboundService as a supervisor of the tenant.
 	grpc     outboundv1.OutboundServiceClient
 	grpcAddr string
 	keys     *authn.Keys
 	natsURL  string
-	mongo   string
-	db      string
+	mongo    string
+	db       string
 
 	ev *events
 }
@@ -467,15 +470,16 @@ func relayHandler(b *bus.Bus) http.Handler {
 		w.Header().Set("Content-Type", "text/xml")
 		_, _ = w.Write([]byte(`<?xml version="1.0" encoding="UTF-8"?><Response></Response>`))
 	}
-	mux.HandleFunc("POST "+base+"/messaging/status", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /api/acs/chat-handler/tenants/{tenant}/messaging/status", func(w http.ResponseWriter, r *http.Request) {
 		_ = r.ParseForm()
+		t := r.PathValue("tenant")
 		st := r.PostForm.Get("MessageStatus")
 		code, _ := strconv.Atoi(r.PostForm.Get("ErrorCode"))
 		sid := r.PostForm.Get("MessageSid")
-		publish(w, r, subjects.ChatDeliveryUpdated(tenant), &chatv1.DeliveryUpdated{
-			TenantId: tenant, MessageSid: sid, Status: statusEnum(st), RawStatus: st, ErrorCode: int32(code),
+		publish(w, r, subjects.ChatDeliveryUpdated(t), &chatv1.DeliveryUpdated{
+			TenantId: t, MessageSid: sid, Status: statusEnum(st), RawStatus: st, ErrorCode: int32(code),
 			OccurredAt: timestamppb.Now(), Path: messagingv1.TwilioPath_TWILIO_PATH_MESSAGING,
-		}, "delivery:"+sid+"::"+st)
+		}, "delivery:"+t+"/"+sid+"::"+st)
 	})
 	mux.HandleFunc("POST "+base+"/messaging/inbound", func(w http.ResponseWriter, r *http.Request) {
 		_ = r.ParseForm()

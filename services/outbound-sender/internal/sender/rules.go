@@ -124,22 +124,24 @@ func (s *Sender) refuse(ctx context.Context, req *outboundv1.OutboundMessageRequ
 }
 
 // optOut records an opt-out Twilio told us about.
-func (s *Sender) optOut(ctx context.Context, tenant string, conv *messagingv1.ConversationRef, source, eventID string) error {
+func (s *Sender) optOut(ctx context.Context, tenant string, conv *messagingv1.ConversationRef, source, cause string) error {
 	customer, keys := contacts.Keys(conv)
 	if err := s.d.Contacts.SetConsent(ctx, tenant, customer, keys, true, source, s.opts.Now()); err != nil {
 		return err
 	}
-	return s.emitContact(ctx, tenant, conv, eventID)
+	return s.emitContact(ctx, tenant, conv, cause)
 }
 
-func (s *Sender) emitContact(ctx context.Context, tenant string, conv *messagingv1.ConversationRef, eventID string) error {
+// emitContact publishes a customer's state after a change; cause names the
+// change within the tenant (a message SID, a refused request).
+func (s *Sender) emitContact(ctx context.Context, tenant string, conv *messagingv1.ConversationRef, cause string) error {
 	st, err := s.FreshState(ctx, tenant, conv)
 	if err != nil {
 		return err
 	}
 	return s.d.Pub.Emit(ctx, subjects.OutboundContactUpdated(tenant), &outboundv1.OutboundContactUpdated{
 		TenantId: tenant, Conversation: conv, State: ContactStateProto(st), OccurredAt: timestamppb.New(s.opts.Now()),
-	}, "contact:"+eventID)
+	}, eventID(tenant, "contact", cause))
 }
 
 // ContactStateProto converts a state.
@@ -285,7 +287,7 @@ func (s *Sender) HandleDelivery(ctx context.Context, m *bus.Message) error {
 		TenantId: tenant, RequestId: msg.RequestID, SessionId: msg.SessionID, TwilioSid: sid,
 		Status: DeliveryStatus(msg.Status), ErrorCode: msg.ErrorCode, ErrorMessage: msg.ErrorMessage,
 		OccurredAt: timestamppb.New(at), RawStatus: raw, ResendOf: msg.ResendOf,
-	}, msg.RequestID+":"+msg.Status)
+	}, eventID(tenant, msg.RequestID, msg.Status))
 }
 
 // reportedClosed applies what a delivery failure says about the customer:

@@ -665,13 +665,22 @@ func (s *Sender) emitOutcome(ctx context.Context, req *outboundv1.OutboundMessag
 			TenantId: tenant, RequestId: id, SessionId: req.GetSessionId(), TwilioSid: o.TwilioSID,
 			Status: DeliveryStatus(o.Status), Attempts: int32(o.Attempts), SentAt: timestamppb.New(o.DecidedAt),
 			NumSegments: int32(o.Segments), ResendOf: req.GetResendOf(),
-		}, id+":sent")
+		}, eventID(tenant, id, "sent"))
 	}
 	return s.d.Pub.Emit(ctx, subjects.OutboundFailed(tenant), &outboundv1.OutboundMessageFailed{
 		TenantId: tenant, RequestId: id, SessionId: req.GetSessionId(), ErrorCode: o.ErrorCode,
 		ErrorMessage: o.ErrorMessage, Attempts: int32(o.Attempts), FailedAt: timestamppb.New(o.DecidedAt),
 		Reason: outboundv1.FailureReason(o.Reason), ResendOf: req.GetResendOf(),
-	}, id+":failed")
+	}, eventID(tenant, id, "failed"))
+}
+
+// eventID is the Nats-Msg-Id of an event outbound-sender publishes. It
+// starts with the tenant: request ids and Twilio SIDs are unique only
+// within a tenant, and JetStream's dedupe window spans the whole stream, so
+// an id without the tenant could drop one tenant's event as a repeat of
+// another's.
+func eventID(tenant string, parts ...string) string {
+	return tenant + "/" + strings.Join(parts, ":")
 }
 
 // DeliveryStatus maps Twilio's status names to the enum.
