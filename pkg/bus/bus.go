@@ -97,6 +97,14 @@ func ConnectAuth(url, name string, auth Auth, log *slog.Logger, opts ...Option) 
 			}
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+		// Asynchronous errors, such as a permission the server refused.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			log.Warn("nats error", "subject", subject, "err", err)
+		}),
 	}, authOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect nats %s (auth %s): %w", redact(url), auth.Method(), err)

@@ -28,10 +28,14 @@ type Config struct {
 	Users []User
 }
 
-// User is a client the server accepts, with every permission.
+// User is a client the server accepts. Without allow-lists it may do
+// anything; with them, only what they allow.
 type User struct {
 	Name     string
 	Password string
+	// Publish and Subscribe allow-lists (subjects with wildcards).
+	Publish   []string
+	Subscribe []string
 }
 
 // Server is a running embedded NATS server.
@@ -62,7 +66,14 @@ func Start(cfg Config, log *slog.Logger) (*Server, error) {
 		if u.Name == "" || len(u.Password) < 16 {
 			return nil, fmt.Errorf("natsembed: user %q needs a name and a password of 16 or more characters", u.Name)
 		}
-		opts.Users = append(opts.Users, &server.User{Username: u.Name, Password: u.Password})
+		su := &server.User{Username: u.Name, Password: u.Password}
+		if u.Publish != nil || u.Subscribe != nil {
+			su.Permissions = &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: u.Publish},
+				Subscribe: &server.SubjectPermission{Allow: u.Subscribe},
+			}
+		}
+		opts.Users = append(opts.Users, su)
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -23,11 +23,13 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 )
 
 // Bucket is the KV bucket holding the list.
-const Bucket = "AUTH_REVOCATIONS"
+const Bucket = subjects.BucketRevocations
 
 // List is a live copy of the revocation list.
 type List struct {

@@ -9,6 +9,7 @@ package devstack
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -187,6 +188,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 
 	natsURL, natsAuth := cfg.NATSURL, cfg.NATSAuth
+	// With the embedded server each service connects as its own user,
+	// allowed only what pkg/subjects.Accesses says (as deploy/nats ships
+	// for production), so every run checks those permissions.
+	var servicePasswords map[string]string
 	if natsURL == "" {
 		host, port, _ := net.SplitHostPort(cfg.NATSAddr)
 		p := -1
@@ -198,9 +203,18 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			return err
 		}
 		natsAuth = bus.Auth{User: NATSUser, Password: password}
+		users := []natsembed.User{{Name: NATSUser, Password: password}}
+		servicePasswords = map[string]string{}
+		for _, a := range subjects.Accesses() {
+			sum := sha256.Sum256([]byte(password + "/" + a.Service))
+			pw := hex.EncodeToString(sum[:16])
+			perms := a.Permissions()
+			users = append(users, natsembed.User{Name: a.Service, Password: pw, Publish: perms.Publish, Subscribe: perms.Subscribe})
+			servicePasswords[a.Service] = pw
+		}
 		ns, err := natsembed.Start(natsembed.Config{
 			Host: host, Port: p, StoreDir: filepath.Join(cfg.DataDir, "nats"), SyncAlways: cfg.SyncAlways,
-			Users: []natsembed.User{{Name: NATSUser, Password: password}},
+			Users: users,
 		}, log)
 		if err != nil {
 			return err
@@ -225,6 +239,21 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	defer b.Close()
+	buses := map[string]*bus.Bus{}
+	for service, pw := range servicePasswords {
+		sb, err := bus.ConnectAuth(natsURL, service, bus.Auth{User: service, Password: pw}, log)
+		if err != nil {
+			return fmt.Errorf("%s: %w", service, err)
+		}
+		defer sb.Close()
+		buses[service] = sb
+	}
+	busOf := func(service string) *bus.Bus {
+		if sb := buses[service]; sb != nil {
+			return sb
+		}
+		return b
+	}
 	// One revocation list for every service in the process: a user's
 	// tokens stop working everywhere as soon as config revokes them.
 	listCtx, stopList := context.WithCancel(ctx)
@@ -277,7 +306,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return configsvc.Run(gctx, configsvc.Config{
 			GRPCAddr: addr("config"), MongoURI: mongoURI, MongoDatabase: db("config"), NATSURL: natsURL,
 			SecretKeys: secretHex, AuthKeys: authHex, BcryptCost: cfg.BcryptCost,
-		}, configsvc.Deps{Listener: l["config"], Bus: b, Mongo: mc, AuthKeys: keys}, svcLog(configsvc.ServiceName))
+		}, configsvc.Deps{Listener: l["config"], Bus: busOf("config"), Mongo: mc, AuthKeys: keys}, svcLog(configsvc.ServiceName))
 	})
 
 	var demo *tenantspec.Spec
@@ -302,37 +331,37 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			HTTPAddr: addr("chat-handler"), NATSURL: natsURL, ConfigAddr: addr("config"), AuthKeys: authHex,
 			MaxBodyBytes: 64 << 10, PublishTimeout: 3 * time.Second, Streams: streams,
 			AllowHTTPMedia: true, // the emulator serves media over plain http
-		}, chathandler.Deps{Listener: l["chat-handler"], Bus: b, ConfigConn: configConn, AuthKeys: keys}, svcLog(chathandler.Name))
+		}, chathandler.Deps{Listener: l["chat-handler"], Bus: busOf("chat-handler"), ConfigConn: configConn, AuthKeys: keys}, svcLog(chathandler.Name))
 	})
 	g.Go(func() error {
 		return distribution.Run(gctx, distribution.Config{
 			GRPCAddr: addr("distribution"), NATSURL: natsURL, MongoURI: mongoURI, Database: db("distribution"),
 			ConfigAddr: addr("config"), AuthKeys: authHex, Streams: streams,
-		}, distribution.Deps{GRPCListener: l["distribution"], Bus: b, Mongo: mc, ConfigConn: configConn, AuthKeys: keys}, svcLog(distribution.Name))
+		}, distribution.Deps{GRPCListener: l["distribution"], Bus: busOf("distribution"), Mongo: mc, ConfigConn: configConn, AuthKeys: keys}, svcLog(distribution.Name))
 	})
 	g.Go(func() error {
 		sc := sessions.Defaults()
 		sc.HTTPAddr, sc.NATSURL, sc.MongoURI, sc.Database = addr("sessions"), natsURL, mongoURI, db("sessions")
 		sc.ConfigAddr, sc.DistributionAddr, sc.AuthKeys, sc.Streams = addr("config"), addr("distribution"), authHex, streams
 		sc.OutboundAddr = addr("outbound-sender")
-		return sessions.Run(gctx, sc, sessions.Deps{Listener: l["sessions"], Bus: b, Mongo: mc, ConfigConn: configConn, DistributionConn: distConn, AuthKeys: keys}, svcLog(sessions.Name))
+		return sessions.Run(gctx, sc, sessions.Deps{Listener: l["sessions"], Bus: busOf("sessions"), Mongo: mc, ConfigConn: configConn, DistributionConn: distConn, AuthKeys: keys}, svcLog(sessions.Name))
 	})
 	g.Go(func() error {
 		return workflowrunner.Run(gctx, workflowrunner.Config{
 			NATSURL: natsURL, MongoURI: mongoURI, Database: db("workflow"), ConfigAddr: addr("config"), AuthKeys: authHex, Streams: streams,
-		}, workflowrunner.Deps{Bus: b, Mongo: mc, ConfigConn: configConn, AuthKeys: keys}, svcLog(workflowrunner.Name))
+		}, workflowrunner.Deps{Bus: busOf("workflow-runner"), Mongo: mc, ConfigConn: configConn, AuthKeys: keys}, svcLog(workflowrunner.Name))
 	})
 	g.Go(func() error {
 		oc := outboundsender.Defaults()
 		oc.NATSURL, oc.MongoURI, oc.Database, oc.ConfigAddr, oc.AuthKeys = natsURL, mongoURI, db("outbound"), addr("config"), authHex
 		oc.TwilioBaseURL, oc.StatusCallbackBaseURL, oc.Streams = simURL, chatURL, streams
 		oc.GRPCAddr = addr("outbound-sender")
-		return outboundsender.Run(gctx, oc, outboundsender.Deps{Bus: b, Mongo: mc, ConfigConn: configConn, AuthKeys: keys, GRPCListener: l["outbound-sender"]}, svcLog(outboundsender.Name))
+		return outboundsender.Run(gctx, oc, outboundsender.Deps{Bus: busOf("outbound-sender"), Mongo: mc, ConfigConn: configConn, AuthKeys: keys, GRPCListener: l["outbound-sender"]}, svcLog(outboundsender.Name))
 	})
 	g.Go(func() error {
 		return reporting.Run(gctx, reporting.Config{
 			GRPCAddr: addr("reporting"), NATSURL: natsURL, MongoURI: mongoURI, Database: db("reporting"), AuthKeys: authHex, Streams: streams,
-		}, reporting.Deps{GRPCListener: l["reporting"], Bus: b, Mongo: mc, AuthKeys: keys}, svcLog(reporting.Name))
+		}, reporting.Deps{GRPCListener: l["reporting"], Bus: busOf("reporting"), Mongo: mc, AuthKeys: keys}, svcLog(reporting.Name))
 	})
 
 	info := Info{

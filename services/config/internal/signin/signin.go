@@ -16,10 +16,12 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
 )
 
 // Bucket holds the throttle's records.
-const Bucket = "AUTH_SIGNINS"
+const Bucket = subjects.BucketSignIns
 
 // Policy says how failures are throttled.
 type Policy struct {
@@ -168,7 +170,7 @@ func hashed(parts ...string) string {
 }
 
 func accountKey(tenant, email string) string { return "acct." + tenant + "." + hashed(email) }
-func sourceKey(source string) string        { return "src." + hashed(source) }
+func sourceKey(source string) string         { return "src." + hashed(source) }
 
 func (t *Throttle) get(ctx context.Context, key string) (record, uint64, error) {
 	e, err := t.kv.Get(ctx, key)
