@@ -37,6 +37,16 @@ func main() {
 			AuthKeys:       env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			StreamReplicas: env.Int("STREAM_REPLICAS", 1),
 		}
+		p := configsvc.DefaultSignInPolicy()
+		cfg.SignInPolicy = configsvc.SignInPolicy{
+			AccountFree:     env.Int("SIGNIN_ACCOUNT_FREE_FAILURES", p.AccountFree),
+			SourceFree:      env.Int("SIGNIN_SOURCE_FREE_FAILURES", p.SourceFree),
+			BaseDelay:       env.Duration("SIGNIN_BASE_DELAY", p.BaseDelay),
+			MaxDelay:        env.Duration("SIGNIN_MAX_DELAY", p.MaxDelay),
+			LockoutFailures: env.Int("SIGNIN_LOCKOUT_FAILURES", p.LockoutFailures),
+			LockoutDuration: env.Duration("SIGNIN_LOCKOUT_DURATION", p.LockoutDuration),
+			ForgetAfter:     env.Duration("SIGNIN_FORGET_AFTER", p.ForgetAfter),
+		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
 			return err
 		}
