@@ -102,7 +102,9 @@ const ConfigChangedAll = DomainConfig + ".*.changed.*"
 func ConfigSignInFailed(tenant string) string { return build(DomainConfig, "signin", "failed", tenant) }
 
 // ConfigSignInCleared is the audit event of a lockout cleared by an admin.
-func ConfigSignInCleared(tenant string) string { return build(DomainConfig, "signin", "cleared", tenant) }
+func ConfigSignInCleared(tenant string) string {
+	return build(DomainConfig, "signin", "cleared", tenant)
+}
 
 // Config entity names used in ConfigChanged subjects.
 const (
