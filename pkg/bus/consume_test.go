@@ -101,7 +101,7 @@ func TestExportedPiecesKeepTheContract(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		run  func(*testing.T, *bus.Bus, bus.ConsumerSpec, bus.Handler)
-	}{{"Consume", consume}, {"exported pieces", consumePieces}} {
+	}{{"Consume", consume}, {"exported pieces", consumePieces}, {"ConsumeKeyed", consumeKeyed}} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
 			b := newBus(t)

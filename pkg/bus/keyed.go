@@ -1,0 +1,114 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// KeyFunc names the ordering key of a message: messages with one key are
+// handled one at a time, in stream order; messages with different keys run
+// concurrently. An error settles the message as the handler's would.
+type KeyFunc func(m *Message) (string, error)
+
+// ConsumeKeyed is Consume with concurrency that keeps per-key order: each
+// message goes to one of workers lanes chosen by a hash of its key, and
+// each lane handles its messages in the order they arrived. One slow
+// conversation holds up only the keys that share its lane, and a handler
+// that waits on I/O no longer holds up the whole consumer. MaxAckPending
+// bounds the messages queued in all lanes. The handler contract is
+// Consume's (ack, redeliver with backoff, dead-letter); messages waiting in
+// a lane are kept alive with in-progress acks.
+//
+// A redelivered message may overtake later ones of its key (JetStream
+// redelivers after the backoff); handlers stay idempotent and tolerate it,
+// as they must with Consume.
+func (b *Bus) ConsumeKeyed(ctx context.Context, spec ConsumerSpec, workers int, key KeyFunc, h Handler) error {
+	if workers <= 1 {
+		return b.Consume(ctx, spec, h)
+	}
+	spec = spec.WithDefaults()
+	cons, err := b.JS.CreateOrUpdateConsumer(ctx, spec.Stream, spec.Config())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("consumer %s on %s: %w", spec.Durable, spec.Stream, err)
+	}
+	type item struct {
+		msg  jetstream.Msg
+		m    *Message
+		stop func()
+	}
+	lanes := make([]chan item, workers)
+	per := max(spec.MaxAckPending/workers, 1) + 1
+	var wg sync.WaitGroup
+	for i := range lanes {
+		lanes[i] = make(chan item, per)
+		wg.Go(func() {
+			for it := range lanes[i] {
+				hctx, span := b.StartSpan(ctx, spec.Durable, it.m)
+				herr := Guard(func() error { return h(hctx, it.m) })
+				it.stop()
+				b.Settle(hctx, spec, it.msg, it.m, herr)
+				span.End()
+			}
+		})
+	}
+	seed := maphash.MakeSeed()
+	var closed bool
+	var mu sync.Mutex
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		m, err := Received(msg)
+		if err != nil {
+			b.log.Error("message metadata", "consumer", spec.Durable, "err", err)
+			_ = msg.Nak()
+			return
+		}
+		k, kerr := key(m)
+		if kerr != nil {
+			hctx, span := b.StartSpan(ctx, spec.Durable, m)
+			b.Settle(hctx, spec, msg, m, kerr)
+			span.End()
+			return
+		}
+		it := item{msg: msg, m: m, stop: KeepAlive(msg, spec.AckWait)}
+		mu.Lock()
+		defer mu.Unlock()
+		if closed {
+			it.stop()
+			_ = msg.Nak()
+			return
+		}
+		// Blocks when the lane is full: the consumer's callback waits, so
+		// JetStream stops handing out more than MaxAckPending.
+		lanes[maphash.String(seed, k)%uint64(workers)] <- it
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoHeartbeat) {
+			b.log.Debug("consume", "consumer", spec.Durable, "err", err)
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", spec.Durable, err)
+	}
+	<-ctx.Done()
+	cc.Drain()
+	select {
+	case <-cc.Closed():
+	case <-time.After(10 * time.Second):
+		cc.Stop()
+	}
+	mu.Lock()
+	closed = true
+	for _, l := range lanes {
+		close(l)
+	}
+	mu.Unlock()
+	wg.Wait()
+	return nil
+}
