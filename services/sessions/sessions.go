@@ -56,6 +56,9 @@ type Config struct {
 	// AgentTokenTTL is how long an agent's sign-in lasts (8 hours, at most
 	// 24: every token's lifetime is capped).
 	AgentTokenTTL time.Duration
+	// InboundWorkers handle customer messages of different conversations
+	// at once (each conversation's in order); 1 handles one at a time.
+	InboundWorkers int
 	// AgentAuthTimeout is how long a new websocket may take to send its
 	// auth frame before it is closed with 4401 (10 s).
 	AgentAuthTimeout time.Duration
@@ -77,6 +80,7 @@ func Defaults() Config {
 		OutboundAddr:     "127.0.0.1:9093",
 		AgentTokenTTL:    8 * time.Hour,
 		AgentAuthTimeout: 10 * time.Second,
+		InboundWorkers:   32,
 	}
 }
 
@@ -168,9 +172,15 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			return b.Consume(gctx, bus.ConsumerSpec{Stream: stream, Durable: durable, FilterSubjects: filters}, h)
 		})
 	}
-	consume(subjects.StreamChat, subjects.ConsumerSessionsInbound, []string{
-		subjects.KindChatMessageReceived, subjects.KindChatConversationStateUpdated,
-	}, domain.HandleChat)
+	// Customer messages: per conversation in order, conversations at once.
+	g.Go(func() error {
+		return b.ConsumeKeyed(gctx, bus.ConsumerSpec{
+			Stream: subjects.StreamChat, Durable: subjects.ConsumerSessionsInbound,
+			FilterSubjects: []string{
+				subjects.AllTenants(subjects.KindChatMessageReceived), subjects.AllTenants(subjects.KindChatConversationStateUpdated),
+			},
+		}, cfg.InboundWorkers, core.ChatKey, domain.HandleChat)
+	})
 	consume(subjects.StreamDistribution, subjects.ConsumerSessionsDistribution, []string{
 		subjects.KindTaskOffered, subjects.KindTaskAccepted, subjects.KindTaskDeclined, subjects.KindTaskOfferTimedOut, subjects.KindTaskCanceled,
 	}, domain.HandleDistribution)

@@ -25,6 +25,7 @@ func main() {
 			AuthKeys:         env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			AgentTokenTTL:    env.Duration("AGENT_TOKEN_TTL", d.AgentTokenTTL),
 			AgentAuthTimeout: env.Duration("AGENT_AUTH_TIMEOUT", d.AgentAuthTimeout),
+			InboundWorkers:   env.Int("INBOUND_WORKERS", d.InboundWorkers),
 			OriginPatterns:   env.List("WS_ORIGIN_PATTERNS", nil),
 			Streams:          mainrun.StreamOptions(env),
 		}

@@ -122,6 +122,27 @@ func FromStore(c store.Conversation) *messagingv1.ConversationRef {
 	return ref
 }
 
+// ChatKey orders the CHAT stream per customer conversation: messages of
+// one conversation are handled in order, different conversations at once.
+func ChatKey(m *bus.Message) (string, error) {
+	switch m.Kind() {
+	case subjects.KindChatMessageReceived:
+		var ev chatv1.MessageReceived
+		if err := m.Decode(&ev); err != nil {
+			return "", err
+		}
+		return ev.GetTenantId() + "/" + ConversationKey(ev.GetConversation()), nil
+	case subjects.KindChatConversationStateUpdated:
+		var ev chatv1.ConversationStateUpdated
+		if err := m.Decode(&ev); err != nil {
+			return "", err
+		}
+		ref := &messagingv1.ConversationRef{Path: messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS, ConversationSid: ev.GetConversationSid()}
+		return ev.GetTenantId() + "/" + ConversationKey(ref), nil
+	}
+	return m.Subject, nil
+}
+
 // HandleChat follows the CHAT stream: customer messages, and conversations
 // Twilio closed.
 func (c *Core) HandleChat(ctx context.Context, m *bus.Message) error {

@@ -96,6 +96,10 @@ type Store struct {
 	active   *mongo.Collection
 	messages *mongo.Collection
 	inbound  *mongo.Collection
+	// inboundDone marks inbound messages fully processed: an insert, not
+	// an update of the claim (FerretDB's updates slow down as a collection
+	// grows; inserts and finds by _id do not).
+	inboundDone *mongo.Collection
 }
 
 // New opens the store and makes sure its indexes exist.
@@ -110,6 +114,7 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	return &Store{
 		sessions: db.Collection("sessions"), active: db.Collection("active"),
 		messages: db.Collection("messages"), inbound: db.Collection("inbound"),
+		inboundDone: db.Collection("inbound_done"),
 	}, nil
 }
 
@@ -313,8 +318,15 @@ type Inbound struct {
 
 // InboundSeen returns the record of an inbound message, or nil.
 func (s *Store) InboundSeen(ctx context.Context, tenant, messageSID string) (*Inbound, error) {
+	err := s.inboundDone.FindOne(ctx, bson.M{"_id": tenant + "/" + messageSID}).Err()
+	switch {
+	case err == nil:
+		return &Inbound{Done: true}, nil
+	case !mongodb.IsNotFound(err):
+		return nil, fmt.Errorf("find inbound %s done: %w", messageSID, err)
+	}
 	var in Inbound
-	err := s.inbound.FindOne(ctx, bson.M{"_id": tenant + "/" + messageSID}).Decode(&in)
+	err = s.inbound.FindOne(ctx, bson.M{"_id": tenant + "/" + messageSID}).Decode(&in)
 	if mongodb.IsNotFound(err) {
 		return nil, nil
 	}
@@ -339,8 +351,8 @@ func (s *Store) ClaimInbound(ctx context.Context, tenant, messageSID, sessionID 
 
 // InboundDone marks a message fully processed.
 func (s *Store) InboundDone(ctx context.Context, tenant, messageSID string) error {
-	_, err := s.inbound.UpdateOne(ctx, bson.M{"_id": tenant + "/" + messageSID}, bson.M{"$set": bson.M{"done": true}})
-	if err != nil {
+	_, err := s.inboundDone.InsertOne(ctx, bson.M{"_id": tenant + "/" + messageSID, "at": time.Now()})
+	if err != nil && !mongodb.IsDuplicateKey(err) {
 		return fmt.Errorf("mark inbound %s done: %w", messageSID, err)
 	}
 	return nil
