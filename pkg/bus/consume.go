@@ -137,6 +137,13 @@ func DefaultBackoff(delivered uint64) time.Duration {
 // message in hand finishes, nothing more is fetched.
 func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler) error {
 	spec = spec.WithDefaults()
+	return b.consumeUntilDone(ctx, spec, func(msg jetstream.Msg) { b.handle(ctx, spec, h, msg) })
+}
+
+// consumeUntilDone creates the durable consumer, feeds each delivery to
+// deliver until ctx is done, then drains: nothing more is fetched and the
+// delivery in hand finishes (for up to 10 s).
+func (b *Bus) consumeUntilDone(ctx context.Context, spec ConsumerSpec, deliver jetstream.MessageHandler) error {
 	cons, err := b.JS.CreateOrUpdateConsumer(ctx, spec.Stream, spec.Config())
 	if err != nil {
 		if ctx.Err() != nil {
@@ -144,7 +151,7 @@ func (b *Bus) Consume(ctx context.Context, spec ConsumerSpec, h Handler) error {
 		}
 		return fmt.Errorf("consumer %s on %s: %w", spec.Durable, spec.Stream, err)
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) { b.handle(ctx, spec, h, msg) },
+	cc, err := cons.Consume(deliver,
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoHeartbeat) {
 				b.log.Debug("consume", "consumer", spec.Durable, "err", err)

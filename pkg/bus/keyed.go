@@ -2,11 +2,8 @@ package bus
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"hash/maphash"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -33,13 +30,6 @@ func (b *Bus) ConsumeKeyed(ctx context.Context, spec ConsumerSpec, workers int, 
 		return b.Consume(ctx, spec, h)
 	}
 	spec = spec.WithDefaults()
-	cons, err := b.JS.CreateOrUpdateConsumer(ctx, spec.Stream, spec.Config())
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("consumer %s on %s: %w", spec.Durable, spec.Stream, err)
-	}
 	type item struct {
 		msg  jetstream.Msg
 		m    *Message
@@ -63,7 +53,7 @@ func (b *Bus) ConsumeKeyed(ctx context.Context, spec ConsumerSpec, workers int, 
 	seed := maphash.MakeSeed()
 	var closed bool
 	var mu sync.Mutex
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	err := b.consumeUntilDone(ctx, spec, func(msg jetstream.Msg) {
 		m, err := Received(msg)
 		if err != nil {
 			b.log.Error("message metadata", "consumer", spec.Durable, "err", err)
@@ -88,21 +78,7 @@ func (b *Bus) ConsumeKeyed(ctx context.Context, spec ConsumerSpec, workers int, 
 		// Blocks when the lane is full: the consumer's callback waits, so
 		// JetStream stops handing out more than MaxAckPending.
 		lanes[maphash.String(seed, k)%uint64(workers)] <- it
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if ctx.Err() == nil && !errors.Is(err, jetstream.ErrNoHeartbeat) {
-			b.log.Debug("consume", "consumer", spec.Durable, "err", err)
-		}
-	}))
-	if err != nil {
-		return fmt.Errorf("consume %s: %w", spec.Durable, err)
-	}
-	<-ctx.Done()
-	cc.Drain()
-	select {
-	case <-cc.Closed():
-	case <-time.After(10 * time.Second):
-		cc.Stop()
-	}
+	})
 	mu.Lock()
 	closed = true
 	for _, l := range lanes {
@@ -110,5 +86,5 @@ func (b *Bus) ConsumeKeyed(ctx context.Context, spec ConsumerSpec, workers int, 
 	}
 	mu.Unlock()
 	wg.Wait()
-	return nil
+	return err
 }
