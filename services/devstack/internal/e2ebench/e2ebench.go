@@ -60,7 +60,8 @@ type Config struct {
 	// Fsync is the embedded NATS server's sync_interval: always (make run's
 	// default).
 	Fsync bool
-	// Warmup bounds the time to open every customer's session and drain.
+	// Warmup bounds the time to open every customer's session, measure the
+	// ceiling and drain.
 	Warmup time.Duration
 	// Drain bounds the wait after the load for messages still in flight.
 	Drain time.Duration
@@ -307,6 +308,23 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 		return errors.New("no conversation reached an agent during the warm-up")
 	}
 	r.waitIdle(warmCtx, samp)
+
+	// The ingress-only ceiling, on the idle pipeline: chat-handler and
+	// JetStream alone, with the CHAT stream's consumers paused; its
+	// webhooks are purged before they resume.
+	var ceil float64
+	var ceilLat []time.Duration
+	if cfg.CeilingConcurrency > 0 && cfg.CeilingFor > 0 {
+		say("ingress-only ceiling: %d senders for %s, CHAT consumers paused", cfg.CeilingConcurrency, cfg.CeilingFor)
+		ceil, ceilLat, err = r.ceiling(ctx, cfg.CeilingConcurrency, cfg.CeilingFor)
+		if err != nil {
+			r.count("ceiling: " + err.Error())
+		}
+		if err := r.resumeChatAfterCeiling(ctx); err != nil {
+			return fmt.Errorf("resume after the ceiling: %w", err)
+		}
+		r.waitIdle(warmCtx, samp)
+	}
 	say("warm-up done in %s; measuring %s", time.Since(t0).Round(time.Millisecond), describeLoad(cfg))
 
 	// Measured phase.
@@ -341,15 +359,6 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 	stopSampler()
 	samples, names := samp.snapshot()
 
-	var ceil float64
-	var ceilLat []time.Duration
-	if cfg.CeilingConcurrency > 0 && cfg.CeilingFor > 0 {
-		say("ingress-only ceiling: %d senders for %s, downstream consumers paused", cfg.CeilingConcurrency, cfg.CeilingFor)
-		ceil, ceilLat, err = r.ceiling(ctx, cfg.CeilingConcurrency, cfg.CeilingFor)
-		if err != nil {
-			r.count("ceiling: " + err.Error())
-		}
-	}
 	r.report(out, samples, names, sends, ceil, ceilLat)
 	return nil
 }

@@ -135,3 +135,20 @@ func (r *run) pauseChatConsumers(ctx context.Context, until time.Time) error {
 	}
 	return errors.Join(errs...)
 }
+
+// resumeChatAfterCeiling drops the ceiling's webhooks from the CHAT stream
+// (it holds nothing else unconsumed: the ceiling runs on an idle pipeline)
+// and resumes its consumers.
+func (r *run) resumeChatAfterCeiling(ctx context.Context) error {
+	st, err := r.js.Stream(ctx, subjects.StreamChat)
+	if err != nil {
+		return err
+	}
+	errs := []error{st.Purge(ctx)}
+	for ci := range st.ListConsumers(ctx).Info() {
+		if _, err := st.ResumeConsumer(ctx, ci.Name); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

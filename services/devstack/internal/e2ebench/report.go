@@ -295,7 +295,7 @@ func (r *run) report(w io.Writer, samples []sample, names []string, emulatorMsgs
 	delivered := float64(inWindowFrames) / window
 	if ceil > 0 {
 		slices.Sort(ceilLat)
-		fmt.Fprintf(w, "\ningress-only ceiling (same run: chat-handler → JetStream PubAck, CHAT consumers paused, %d senders, %s): %.0f webhooks/s, p50 %s ms, p99 %s ms\n",
+		fmt.Fprintf(w, "\ningress-only ceiling (same run, before the load on the idle stack: chat-handler → JetStream PubAck, CHAT consumers paused, %d senders, %s): %.0f webhooks/s, p50 %s ms, p99 %s ms\n",
 			cfg.CeilingConcurrency, cfg.CeilingFor, ceil, ms(pct(ceilLat, .5)), ms(pct(ceilLat, .99)))
 		fmt.Fprintf(w, "ratios to the ceiling: offered %.3f, at agents %.3f", float64(sent)/window/ceil, delivered/ceil)
 		for _, st := range stages[1:] {
