@@ -15,3 +15,7 @@ go run ./services/chat-handler/cmd/webhook-bench
 echo
 echo "== outbound-sender: sends through the ledger vs a bare twilio-go loop"
 go run ./services/outbound-sender/cmd/send-bench
+
+echo
+echo "== end to end: customers' webhooks → agents' websockets → Twilio (emulator), next to the ingress-only ceiling"
+go run ./services/devstack/cmd/e2e-bench
