@@ -67,6 +67,10 @@ const (
 	KindTaskDeclined           = "distribution.task.declined"
 	KindTaskOfferTimedOut      = "distribution.task.rona"
 	KindTaskCanceled           = "distribution.task.canceled"
+	KindTaskWrapUpStarted      = "distribution.task.wrapup_started"
+	KindTaskWrapUpEnded        = "distribution.task.wrapup_ended"
+	KindTaskCompleted          = "distribution.task.completed"
+	KindTaskReprioritized      = "distribution.task.reprioritized"
 	KindOutboundRequested      = "outbound.message.requested"
 	KindOutboundSent           = "outbound.message.sent"
 	KindOutboundFailed         = "outbound.message.failed"
@@ -134,6 +138,10 @@ func TaskAccepted(tenant string) string      { return fromKind(KindTaskAccepted,
 func TaskDeclined(tenant string) string      { return fromKind(KindTaskDeclined, tenant) }
 func TaskOfferTimedOut(tenant string) string { return fromKind(KindTaskOfferTimedOut, tenant) }
 func TaskCanceled(tenant string) string      { return fromKind(KindTaskCanceled, tenant) }
+func TaskWrapUpStarted(tenant string) string { return fromKind(KindTaskWrapUpStarted, tenant) }
+func TaskWrapUpEnded(tenant string) string   { return fromKind(KindTaskWrapUpEnded, tenant) }
+func TaskCompleted(tenant string) string     { return fromKind(KindTaskCompleted, tenant) }
+func TaskReprioritized(tenant string) string { return fromKind(KindTaskReprioritized, tenant) }
 
 // Outbound (requests from sessions and workflow-runner; results from outbound-sender).
 func OutboundRequested(tenant string) string { return fromKind(KindOutboundRequested, tenant) }

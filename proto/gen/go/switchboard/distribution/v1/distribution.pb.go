@@ -4,8 +4,16 @@
 // 	protoc        (unknown)
 // source: switchboard/distribution/v1/distribution.proto
 
-// Commands to distribution. The sessions gateway calls these on behalf of an
-// authenticated agent; the outcomes are published as events.
+// Commands to and questions for distribution. The sessions gateway calls the
+// agent commands on behalf of an authenticated agent; workflows, consoles
+// and supervisors ask about queues and tasks. Outcomes are published as
+// events (events.proto).
+//
+// Who may call what (every call is scoped to tenant_id):
+//   - services (role service): everything;
+//   - admins and supervisors: everything in their tenant except accepting
+//     or declining an offer for an agent;
+//   - agents: their own agent state, presence, offers and wrap-up only.
 
 package distributionv1
 
@@ -13,6 +21,7 @@ import (
 	v1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -26,7 +35,7 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Presence of an agent for IM tasks.
+// Presence of an agent for IM tasks: what the agent chose.
 type Presence int32
 
 const (
@@ -77,6 +86,136 @@ func (x Presence) Number() protoreflect.EnumNumber {
 // Deprecated: Use Presence.Descriptor instead.
 func (Presence) EnumDescriptor() ([]byte, []int) {
 	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{0}
+}
+
+// AgentActivity is what distribution makes of an agent: presence, flags,
+// after-call work and load together.
+type AgentActivity int32
+
+const (
+	AgentActivity_AGENT_ACTIVITY_UNSPECIFIED AgentActivity = 0
+	// Available and under capacity: may be offered a task now.
+	AgentActivity_AGENT_ACTIVITY_AVAILABLE AgentActivity = 1
+	// Available, holds tasks or offers, and is at capacity.
+	AgentActivity_AGENT_ACTIVITY_BUSY AgentActivity = 2
+	// In after-call work: no offers until it is submitted or runs out.
+	AgentActivity_AGENT_ACTIVITY_WRAPPING AgentActivity = 3
+	// Flagged by RONA: no offers until the flag is reset.
+	AgentActivity_AGENT_ACTIVITY_RONA    AgentActivity = 4
+	AgentActivity_AGENT_ACTIVITY_AWAY    AgentActivity = 5
+	AgentActivity_AGENT_ACTIVITY_OFFLINE AgentActivity = 6
+)
+
+// Enum value maps for AgentActivity.
+var (
+	AgentActivity_name = map[int32]string{
+		0: "AGENT_ACTIVITY_UNSPECIFIED",
+		1: "AGENT_ACTIVITY_AVAILABLE",
+		2: "AGENT_ACTIVITY_BUSY",
+		3: "AGENT_ACTIVITY_WRAPPING",
+		4: "AGENT_ACTIVITY_RONA",
+		5: "AGENT_ACTIVITY_AWAY",
+		6: "AGENT_ACTIVITY_OFFLINE",
+	}
+	AgentActivity_value = map[string]int32{
+		"AGENT_ACTIVITY_UNSPECIFIED": 0,
+		"AGENT_ACTIVITY_AVAILABLE":   1,
+		"AGENT_ACTIVITY_BUSY":        2,
+		"AGENT_ACTIVITY_WRAPPING":    3,
+		"AGENT_ACTIVITY_RONA":        4,
+		"AGENT_ACTIVITY_AWAY":        5,
+		"AGENT_ACTIVITY_OFFLINE":     6,
+	}
+)
+
+func (x AgentActivity) Enum() *AgentActivity {
+	p := new(AgentActivity)
+	*p = x
+	return p
+}
+
+func (x AgentActivity) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AgentActivity) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_distribution_v1_distribution_proto_enumTypes[1].Descriptor()
+}
+
+func (AgentActivity) Type() protoreflect.EnumType {
+	return &file_switchboard_distribution_v1_distribution_proto_enumTypes[1]
+}
+
+func (x AgentActivity) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AgentActivity.Descriptor instead.
+func (AgentActivity) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{1}
+}
+
+// TaskState is where a task is in its life.
+type TaskState int32
+
+const (
+	TaskState_TASK_STATE_UNSPECIFIED TaskState = 0
+	TaskState_TASK_STATE_QUEUED      TaskState = 1
+	TaskState_TASK_STATE_OFFERED     TaskState = 2
+	TaskState_TASK_STATE_ACCEPTED    TaskState = 3
+	// The session ended; the agent is in after-call work.
+	TaskState_TASK_STATE_WRAPPING  TaskState = 4
+	TaskState_TASK_STATE_COMPLETED TaskState = 5
+	TaskState_TASK_STATE_CANCELED  TaskState = 6
+)
+
+// Enum value maps for TaskState.
+var (
+	TaskState_name = map[int32]string{
+		0: "TASK_STATE_UNSPECIFIED",
+		1: "TASK_STATE_QUEUED",
+		2: "TASK_STATE_OFFERED",
+		3: "TASK_STATE_ACCEPTED",
+		4: "TASK_STATE_WRAPPING",
+		5: "TASK_STATE_COMPLETED",
+		6: "TASK_STATE_CANCELED",
+	}
+	TaskState_value = map[string]int32{
+		"TASK_STATE_UNSPECIFIED": 0,
+		"TASK_STATE_QUEUED":      1,
+		"TASK_STATE_OFFERED":     2,
+		"TASK_STATE_ACCEPTED":    3,
+		"TASK_STATE_WRAPPING":    4,
+		"TASK_STATE_COMPLETED":   5,
+		"TASK_STATE_CANCELED":    6,
+	}
+)
+
+func (x TaskState) Enum() *TaskState {
+	p := new(TaskState)
+	*p = x
+	return p
+}
+
+func (x TaskState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TaskState) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_distribution_v1_distribution_proto_enumTypes[2].Descriptor()
+}
+
+func (TaskState) Type() protoreflect.EnumType {
+	return &file_switchboard_distribution_v1_distribution_proto_enumTypes[2]
+}
+
+func (x TaskState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TaskState.Descriptor instead.
+func (TaskState) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{2}
 }
 
 type AcceptTaskRequest struct {
@@ -496,9 +635,15 @@ type AgentState struct {
 	// Set by RONA; no offers until the agent becomes available again.
 	Rona bool `protobuf:"varint,4,opt,name=rona,proto3" json:"rona,omitempty"`
 	// Tasks accepted and not yet ended.
-	ActiveTasks   int32    `protobuf:"varint,5,opt,name=active_tasks,json=activeTasks,proto3" json:"active_tasks,omitempty"`
-	Capacity      int32    `protobuf:"varint,6,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	Offers        []*Offer `protobuf:"bytes,7,rep,name=offers,proto3" json:"offers,omitempty"`
+	ActiveTasks int32         `protobuf:"varint,5,opt,name=active_tasks,json=activeTasks,proto3" json:"active_tasks,omitempty"`
+	Capacity    int32         `protobuf:"varint,6,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Offers      []*Offer      `protobuf:"bytes,7,rep,name=offers,proto3" json:"offers,omitempty"`
+	Activity    AgentActivity `protobuf:"varint,8,opt,name=activity,proto3,enum=switchboard.distribution.v1.AgentActivity" json:"activity,omitempty"`
+	// Tasks in after-call work, and when the last of them runs out.
+	WrappingTaskIds []string               `protobuf:"bytes,9,rep,name=wrapping_task_ids,json=wrappingTaskIds,proto3" json:"wrapping_task_ids,omitempty"`
+	WrapUpUntil     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=wrap_up_until,json=wrapUpUntil,proto3" json:"wrap_up_until,omitempty"`
+	// Since when the agent holds no task and is available (unset when not idle).
+	IdleSince     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=idle_since,json=idleSince,proto3" json:"idle_since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -578,6 +723,34 @@ func (x *AgentState) GetCapacity() int32 {
 func (x *AgentState) GetOffers() []*Offer {
 	if x != nil {
 		return x.Offers
+	}
+	return nil
+}
+
+func (x *AgentState) GetActivity() AgentActivity {
+	if x != nil {
+		return x.Activity
+	}
+	return AgentActivity_AGENT_ACTIVITY_UNSPECIFIED
+}
+
+func (x *AgentState) GetWrappingTaskIds() []string {
+	if x != nil {
+		return x.WrappingTaskIds
+	}
+	return nil
+}
+
+func (x *AgentState) GetWrapUpUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WrapUpUntil
+	}
+	return nil
+}
+
+func (x *AgentState) GetIdleSince() *timestamppb.Timestamp {
+	if x != nil {
+		return x.IdleSince
 	}
 	return nil
 }
@@ -683,11 +856,1172 @@ func (x *Offer) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+type SubmitWrapUpRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The agent wrapping up; an agent may only submit their own.
+	AgentId string `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// The task, or its session: one of them.
+	TaskId        string   `protobuf:"bytes,3,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId     string   `protobuf:"bytes,4,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ServiceCodes  []string `protobuf:"bytes,5,rep,name=service_codes,json=serviceCodes,proto3" json:"service_codes,omitempty"`
+	SalesCodes    []string `protobuf:"bytes,6,rep,name=sales_codes,json=salesCodes,proto3" json:"sales_codes,omitempty"`
+	Tags          []string `protobuf:"bytes,7,rep,name=tags,proto3" json:"tags,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitWrapUpRequest) Reset() {
+	*x = SubmitWrapUpRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitWrapUpRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitWrapUpRequest) ProtoMessage() {}
+
+func (x *SubmitWrapUpRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitWrapUpRequest.ProtoReflect.Descriptor instead.
+func (*SubmitWrapUpRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SubmitWrapUpRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *SubmitWrapUpRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *SubmitWrapUpRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *SubmitWrapUpRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SubmitWrapUpRequest) GetServiceCodes() []string {
+	if x != nil {
+		return x.ServiceCodes
+	}
+	return nil
+}
+
+func (x *SubmitWrapUpRequest) GetSalesCodes() []string {
+	if x != nil {
+		return x.SalesCodes
+	}
+	return nil
+}
+
+func (x *SubmitWrapUpRequest) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+type SubmitWrapUpResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SubmitWrapUpResponse) Reset() {
+	*x = SubmitWrapUpResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SubmitWrapUpResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SubmitWrapUpResponse) ProtoMessage() {}
+
+func (x *SubmitWrapUpResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SubmitWrapUpResponse.ProtoReflect.Descriptor instead.
+func (*SubmitWrapUpResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SubmitWrapUpResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+// Task is one session waiting for, or handled by, an agent.
+type Task struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TenantId       string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId         string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId      string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ServiceId      string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	State          TaskState              `protobuf:"varint,5,opt,name=state,proto3,enum=switchboard.distribution.v1.TaskState" json:"state,omitempty"`
+	Priority       int32                  `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
+	RequiredSkills []string               `protobuf:"bytes,7,rep,name=required_skills,json=requiredSkills,proto3" json:"required_skills,omitempty"`
+	QueuedAt       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=queued_at,json=queuedAt,proto3" json:"queued_at,omitempty"`
+	// The agent offered, handling or wrapping up the task.
+	AgentId string `protobuf:"bytes,9,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// 1-based place in the service's queue while queued, else 0.
+	Position      int32                  `protobuf:"varint,10,opt,name=position,proto3" json:"position,omitempty"`
+	AcceptedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
+	WrapUpUntil   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=wrap_up_until,json=wrapUpUntil,proto3" json:"wrap_up_until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Task) Reset() {
+	*x = Task{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Task) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Task) ProtoMessage() {}
+
+func (x *Task) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Task.ProtoReflect.Descriptor instead.
+func (*Task) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Task) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *Task) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *Task) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *Task) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *Task) GetState() TaskState {
+	if x != nil {
+		return x.State
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+func (x *Task) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *Task) GetRequiredSkills() []string {
+	if x != nil {
+		return x.RequiredSkills
+	}
+	return nil
+}
+
+func (x *Task) GetQueuedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.QueuedAt
+	}
+	return nil
+}
+
+func (x *Task) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *Task) GetPosition() int32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *Task) GetAcceptedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptedAt
+	}
+	return nil
+}
+
+func (x *Task) GetWrapUpUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.WrapUpUntil
+	}
+	return nil
+}
+
+type GetTaskRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTaskRequest) Reset() {
+	*x = GetTaskRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTaskRequest) ProtoMessage() {}
+
+func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
+func (*GetTaskRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GetTaskRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *GetTaskRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+type GetTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTaskResponse) Reset() {
+	*x = GetTaskResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTaskResponse) ProtoMessage() {}
+
+func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
+func (*GetTaskResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetTaskResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+type CancelTaskRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId   string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// Why, for the TaskCanceled event (e.g. "queue timeout").
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTaskRequest) Reset() {
+	*x = CancelTaskRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTaskRequest) ProtoMessage() {}
+
+func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
+func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CancelTaskRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *CancelTaskRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *CancelTaskRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type CancelTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelTaskResponse) Reset() {
+	*x = CancelTaskResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelTaskResponse) ProtoMessage() {}
+
+func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
+func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CancelTaskResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+type ReprioritizeTaskRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId   string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// 0 (normal) to 1000; higher is offered first.
+	Priority      int32 `protobuf:"varint,3,opt,name=priority,proto3" json:"priority,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReprioritizeTaskRequest) Reset() {
+	*x = ReprioritizeTaskRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReprioritizeTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReprioritizeTaskRequest) ProtoMessage() {}
+
+func (x *ReprioritizeTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReprioritizeTaskRequest.ProtoReflect.Descriptor instead.
+func (*ReprioritizeTaskRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ReprioritizeTaskRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ReprioritizeTaskRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ReprioritizeTaskRequest) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+type ReprioritizeTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReprioritizeTaskResponse) Reset() {
+	*x = ReprioritizeTaskResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReprioritizeTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReprioritizeTaskResponse) ProtoMessage() {}
+
+func (x *ReprioritizeTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReprioritizeTaskResponse.ProtoReflect.Descriptor instead.
+func (*ReprioritizeTaskResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ReprioritizeTaskResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+type GetQueuePositionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueuePositionRequest) Reset() {
+	*x = GetQueuePositionRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueuePositionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueuePositionRequest) ProtoMessage() {}
+
+func (x *GetQueuePositionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueuePositionRequest.ProtoReflect.Descriptor instead.
+func (*GetQueuePositionRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetQueuePositionRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *GetQueuePositionRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+type GetQueuePositionResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	TaskId    string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	ServiceId string                 `protobuf:"bytes,2,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	State     TaskState              `protobuf:"varint,3,opt,name=state,proto3,enum=switchboard.distribution.v1.TaskState" json:"state,omitempty"`
+	// 1-based place among the service's waiting tasks; 0 when not waiting.
+	Position int32 `protobuf:"varint,4,opt,name=position,proto3" json:"position,omitempty"`
+	// Tasks waiting in the service.
+	Waiting int32 `protobuf:"varint,5,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// position × average handle time ÷ agents working the service (available
+	// members, idle or busy). Unset when there is no basis: no task of the
+	// service completed yet, or no agent available.
+	EstimatedWait *durationpb.Duration `protobuf:"bytes,6,opt,name=estimated_wait,json=estimatedWait,proto3" json:"estimated_wait,omitempty"`
+	// Mean of accept → completion (after-call work included) over the
+	// service's last completed tasks (up to 50).
+	AverageHandleTime *durationpb.Duration `protobuf:"bytes,7,opt,name=average_handle_time,json=averageHandleTime,proto3" json:"average_handle_time,omitempty"`
+	AgentsAvailable   int32                `protobuf:"varint,8,opt,name=agents_available,json=agentsAvailable,proto3" json:"agents_available,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *GetQueuePositionResponse) Reset() {
+	*x = GetQueuePositionResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueuePositionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueuePositionResponse) ProtoMessage() {}
+
+func (x *GetQueuePositionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueuePositionResponse.ProtoReflect.Descriptor instead.
+func (*GetQueuePositionResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetQueuePositionResponse) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *GetQueuePositionResponse) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *GetQueuePositionResponse) GetState() TaskState {
+	if x != nil {
+		return x.State
+	}
+	return TaskState_TASK_STATE_UNSPECIFIED
+}
+
+func (x *GetQueuePositionResponse) GetPosition() int32 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *GetQueuePositionResponse) GetWaiting() int32 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *GetQueuePositionResponse) GetEstimatedWait() *durationpb.Duration {
+	if x != nil {
+		return x.EstimatedWait
+	}
+	return nil
+}
+
+func (x *GetQueuePositionResponse) GetAverageHandleTime() *durationpb.Duration {
+	if x != nil {
+		return x.AverageHandleTime
+	}
+	return nil
+}
+
+func (x *GetQueuePositionResponse) GetAgentsAvailable() int32 {
+	if x != nil {
+		return x.AgentsAvailable
+	}
+	return 0
+}
+
+type GetServiceAvailabilityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	ServiceId     string                 `protobuf:"bytes,2,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServiceAvailabilityRequest) Reset() {
+	*x = GetServiceAvailabilityRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceAvailabilityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceAvailabilityRequest) ProtoMessage() {}
+
+func (x *GetServiceAvailabilityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceAvailabilityRequest.ProtoReflect.Descriptor instead.
+func (*GetServiceAvailabilityRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetServiceAvailabilityRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *GetServiceAvailabilityRequest) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+type GetServiceAvailabilityResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ServiceId string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	// Available and under capacity.
+	Available int32 `protobuf:"varint,2,opt,name=available,proto3" json:"available,omitempty"`
+	// Available, but at capacity, wrapping up or flagged by RONA.
+	Busy int32 `protobuf:"varint,3,opt,name=busy,proto3" json:"busy,omitempty"`
+	// Away or offline.
+	Away    int32 `protobuf:"varint,4,opt,name=away,proto3" json:"away,omitempty"`
+	Offline int32 `protobuf:"varint,5,opt,name=offline,proto3" json:"offline,omitempty"`
+	// Every member of the service distribution knows (an agent who has not
+	// connected since distribution started counts as offline only once they
+	// have set a presence).
+	Agents        []*AgentSummary `protobuf:"bytes,6,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetServiceAvailabilityResponse) Reset() {
+	*x = GetServiceAvailabilityResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceAvailabilityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceAvailabilityResponse) ProtoMessage() {}
+
+func (x *GetServiceAvailabilityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceAvailabilityResponse.ProtoReflect.Descriptor instead.
+func (*GetServiceAvailabilityResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetServiceAvailabilityResponse) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *GetServiceAvailabilityResponse) GetAvailable() int32 {
+	if x != nil {
+		return x.Available
+	}
+	return 0
+}
+
+func (x *GetServiceAvailabilityResponse) GetBusy() int32 {
+	if x != nil {
+		return x.Busy
+	}
+	return 0
+}
+
+func (x *GetServiceAvailabilityResponse) GetAway() int32 {
+	if x != nil {
+		return x.Away
+	}
+	return 0
+}
+
+func (x *GetServiceAvailabilityResponse) GetOffline() int32 {
+	if x != nil {
+		return x.Offline
+	}
+	return 0
+}
+
+func (x *GetServiceAvailabilityResponse) GetAgents() []*AgentSummary {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+// AgentSummary is one agent of a service.
+type AgentSummary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AgentId       string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Activity      AgentActivity          `protobuf:"varint,2,opt,name=activity,proto3,enum=switchboard.distribution.v1.AgentActivity" json:"activity,omitempty"`
+	ActiveTasks   int32                  `protobuf:"varint,3,opt,name=active_tasks,json=activeTasks,proto3" json:"active_tasks,omitempty"`
+	Offers        int32                  `protobuf:"varint,4,opt,name=offers,proto3" json:"offers,omitempty"`
+	Capacity      int32                  `protobuf:"varint,5,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentSummary) Reset() {
+	*x = AgentSummary{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentSummary) ProtoMessage() {}
+
+func (x *AgentSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentSummary.ProtoReflect.Descriptor instead.
+func (*AgentSummary) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AgentSummary) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *AgentSummary) GetActivity() AgentActivity {
+	if x != nil {
+		return x.Activity
+	}
+	return AgentActivity_AGENT_ACTIVITY_UNSPECIFIED
+}
+
+func (x *AgentSummary) GetActiveTasks() int32 {
+	if x != nil {
+		return x.ActiveTasks
+	}
+	return 0
+}
+
+func (x *AgentSummary) GetOffers() int32 {
+	if x != nil {
+		return x.Offers
+	}
+	return 0
+}
+
+func (x *AgentSummary) GetCapacity() int32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+type GetQueueStatisticsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	ServiceId     string                 `protobuf:"bytes,2,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetQueueStatisticsRequest) Reset() {
+	*x = GetQueueStatisticsRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueueStatisticsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueueStatisticsRequest) ProtoMessage() {}
+
+func (x *GetQueueStatisticsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueueStatisticsRequest.ProtoReflect.Descriptor instead.
+func (*GetQueueStatisticsRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GetQueueStatisticsRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *GetQueueStatisticsRequest) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+type GetQueueStatisticsResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ServiceId string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	Waiting   int32                  `protobuf:"varint,2,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// Age of the oldest waiting task (zero when none waits).
+	LongestWait *durationpb.Duration `protobuf:"bytes,3,opt,name=longest_wait,json=longestWait,proto3" json:"longest_wait,omitempty"`
+	// Tasks on offer and accepted (not yet ended) in the service.
+	Offered int32 `protobuf:"varint,4,opt,name=offered,proto3" json:"offered,omitempty"`
+	Active  int32 `protobuf:"varint,5,opt,name=active,proto3" json:"active,omitempty"`
+	// Agents of the service by activity.
+	AgentsAvailable int32 `protobuf:"varint,6,opt,name=agents_available,json=agentsAvailable,proto3" json:"agents_available,omitempty"`
+	AgentsBusy      int32 `protobuf:"varint,7,opt,name=agents_busy,json=agentsBusy,proto3" json:"agents_busy,omitempty"`
+	AgentsWrapping  int32 `protobuf:"varint,8,opt,name=agents_wrapping,json=agentsWrapping,proto3" json:"agents_wrapping,omitempty"`
+	AgentsRona      int32 `protobuf:"varint,9,opt,name=agents_rona,json=agentsRona,proto3" json:"agents_rona,omitempty"`
+	AgentsAway      int32 `protobuf:"varint,10,opt,name=agents_away,json=agentsAway,proto3" json:"agents_away,omitempty"`
+	AgentsOffline   int32 `protobuf:"varint,11,opt,name=agents_offline,json=agentsOffline,proto3" json:"agents_offline,omitempty"`
+	// Offers made and RONA timeouts in the last hour.
+	OffersLastHour    int32                `protobuf:"varint,12,opt,name=offers_last_hour,json=offersLastHour,proto3" json:"offers_last_hour,omitempty"`
+	RonasLastHour     int32                `protobuf:"varint,13,opt,name=ronas_last_hour,json=ronasLastHour,proto3" json:"ronas_last_hour,omitempty"`
+	AverageHandleTime *durationpb.Duration `protobuf:"bytes,14,opt,name=average_handle_time,json=averageHandleTime,proto3" json:"average_handle_time,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *GetQueueStatisticsResponse) Reset() {
+	*x = GetQueueStatisticsResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetQueueStatisticsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetQueueStatisticsResponse) ProtoMessage() {}
+
+func (x *GetQueueStatisticsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetQueueStatisticsResponse.ProtoReflect.Descriptor instead.
+func (*GetQueueStatisticsResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetQueueStatisticsResponse) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *GetQueueStatisticsResponse) GetWaiting() int32 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *GetQueueStatisticsResponse) GetLongestWait() *durationpb.Duration {
+	if x != nil {
+		return x.LongestWait
+	}
+	return nil
+}
+
+func (x *GetQueueStatisticsResponse) GetOffered() int32 {
+	if x != nil {
+		return x.Offered
+	}
+	return 0
+}
+
+func (x *GetQueueStatisticsResponse) GetActive() int32 {
+	if x != nil {
+		return x.Active
+	}
+	return 0
+}
+
+func (x *GetQueueStatisticsResponse) GetAgentsAvailable() int32 {
+	if x != nil {
+		return x.AgentsAvailable
+	}
+	return 0
+}
+
+func (x *GetQueueStatisticsResponse) GetAgentsBusy() int32 {
+	if x != nil {
+		return x.AgentsBusy
+	}
+	return 0
+}
+
+func (x *GetQueueStatisticsResponse) GetAgentsWrapping() int32 {
+	if x != nil {
+		return x.AgentsWrapping
+	}
+	return 0
+}
+
+func (x *GetQueueStatisticsResponse) GetAgentsRona() int32 {
+	if x != nil {
+		return x.AgentsRona
+	}
+	return 0
+}
+
+func (x *GetQueueStatisticsResponse) GetAgentsAway() int32 {
+	if x != nil {
+		return x.AgentsAway
+	}
+	return 0
+}
+
+func (x *GetQueueStatisticsResponse) GetAgentsOffline() int32 {
+	if x != nil {
+		return x.AgentsOffline
+	}
+	return 0
+}
+
+func (x *GetQueueStatisticsResponse) GetOffersLastHour() int32 {
+	if x != nil {
+		return x.OffersLastHour
+	}
+	return 0
+}
+
+func (x *GetQueueStatisticsResponse) GetRonasLastHour() int32 {
+	if x != nil {
+		return x.RonasLastHour
+	}
+	return 0
+}
+
+func (x *GetQueueStatisticsResponse) GetAverageHandleTime() *durationpb.Duration {
+	if x != nil {
+		return x.AverageHandleTime
+	}
+	return nil
+}
+
 var File_switchboard_distribution_v1_distribution_proto protoreflect.FileDescriptor
 
 const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\n" +
-	".switchboard/distribution/v1/distribution.proto\x12\x1bswitchboard.distribution.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"f\n" +
+	".switchboard/distribution/v1/distribution.proto\x12\x1bswitchboard.distribution.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"f\n" +
 	"\x11AcceptTaskRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x19\n" +
@@ -711,7 +2045,7 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\"V\n" +
 	"\x15GetAgentStateResponse\x12=\n" +
-	"\x05state\x18\x01 \x01(\v2'.switchboard.distribution.v1.AgentStateR\x05state\"\x96\x02\n" +
+	"\x05state\x18\x01 \x01(\v2'.switchboard.distribution.v1.AgentStateR\x05state\"\x85\x04\n" +
 	"\n" +
 	"AgentState\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
@@ -720,7 +2054,13 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x04rona\x18\x04 \x01(\bR\x04rona\x12!\n" +
 	"\factive_tasks\x18\x05 \x01(\x05R\vactiveTasks\x12\x1a\n" +
 	"\bcapacity\x18\x06 \x01(\x05R\bcapacity\x12:\n" +
-	"\x06offers\x18\a \x03(\v2\".switchboard.distribution.v1.OfferR\x06offers\"\xcb\x02\n" +
+	"\x06offers\x18\a \x03(\v2\".switchboard.distribution.v1.OfferR\x06offers\x12F\n" +
+	"\bactivity\x18\b \x01(\x0e2*.switchboard.distribution.v1.AgentActivityR\bactivity\x12*\n" +
+	"\x11wrapping_task_ids\x18\t \x03(\tR\x0fwrappingTaskIds\x12>\n" +
+	"\rwrap_up_until\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vwrapUpUntil\x129\n" +
+	"\n" +
+	"idle_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tidleSince\"\xcb\x02\n" +
 	"\x05Offer\x12\x19\n" +
 	"\boffer_id\x18\x01 \x01(\tR\aofferId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -732,18 +2072,144 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\fconversation\x18\x06 \x01(\v2).switchboard.messaging.v1.ConversationRefR\fconversation\x12#\n" +
 	"\rcustomer_name\x18\a \x01(\tR\fcustomerName\x129\n" +
 	"\n" +
-	"expires_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*e\n" +
+	"expires_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xdf\x01\n" +
+	"\x13SubmitWrapUpRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x17\n" +
+	"\atask_id\x18\x03 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x04 \x01(\tR\tsessionId\x12#\n" +
+	"\rservice_codes\x18\x05 \x03(\tR\fserviceCodes\x12\x1f\n" +
+	"\vsales_codes\x18\x06 \x03(\tR\n" +
+	"salesCodes\x12\x12\n" +
+	"\x04tags\x18\a \x03(\tR\x04tags\"M\n" +
+	"\x14SubmitWrapUpResponse\x125\n" +
+	"\x04task\x18\x01 \x01(\v2!.switchboard.distribution.v1.TaskR\x04task\"\xea\x03\n" +
+	"\x04Task\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x12<\n" +
+	"\x05state\x18\x05 \x01(\x0e2&.switchboard.distribution.v1.TaskStateR\x05state\x12\x1a\n" +
+	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12'\n" +
+	"\x0frequired_skills\x18\a \x03(\tR\x0erequiredSkills\x127\n" +
+	"\tqueued_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\bqueuedAt\x12\x19\n" +
+	"\bagent_id\x18\t \x01(\tR\aagentId\x12\x1a\n" +
+	"\bposition\x18\n" +
+	" \x01(\x05R\bposition\x12;\n" +
+	"\vaccepted_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"acceptedAt\x12>\n" +
+	"\rwrap_up_until\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vwrapUpUntil\"F\n" +
+	"\x0eGetTaskRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\"H\n" +
+	"\x0fGetTaskResponse\x125\n" +
+	"\x04task\x18\x01 \x01(\v2!.switchboard.distribution.v1.TaskR\x04task\"a\n" +
+	"\x11CancelTaskRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"K\n" +
+	"\x12CancelTaskResponse\x125\n" +
+	"\x04task\x18\x01 \x01(\v2!.switchboard.distribution.v1.TaskR\x04task\"k\n" +
+	"\x17ReprioritizeTaskRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1a\n" +
+	"\bpriority\x18\x03 \x01(\x05R\bpriority\"Q\n" +
+	"\x18ReprioritizeTaskResponse\x125\n" +
+	"\x04task\x18\x01 \x01(\v2!.switchboard.distribution.v1.TaskR\x04task\"O\n" +
+	"\x17GetQueuePositionRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\"\xfe\x02\n" +
+	"\x18GetQueuePositionResponse\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x02 \x01(\tR\tserviceId\x12<\n" +
+	"\x05state\x18\x03 \x01(\x0e2&.switchboard.distribution.v1.TaskStateR\x05state\x12\x1a\n" +
+	"\bposition\x18\x04 \x01(\x05R\bposition\x12\x18\n" +
+	"\awaiting\x18\x05 \x01(\x05R\awaiting\x12@\n" +
+	"\x0eestimated_wait\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\restimatedWait\x12I\n" +
+	"\x13average_handle_time\x18\a \x01(\v2\x19.google.protobuf.DurationR\x11averageHandleTime\x12)\n" +
+	"\x10agents_available\x18\b \x01(\x05R\x0fagentsAvailable\"[\n" +
+	"\x1dGetServiceAvailabilityRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x02 \x01(\tR\tserviceId\"\xe2\x01\n" +
+	"\x1eGetServiceAvailabilityResponse\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x01 \x01(\tR\tserviceId\x12\x1c\n" +
+	"\tavailable\x18\x02 \x01(\x05R\tavailable\x12\x12\n" +
+	"\x04busy\x18\x03 \x01(\x05R\x04busy\x12\x12\n" +
+	"\x04away\x18\x04 \x01(\x05R\x04away\x12\x18\n" +
+	"\aoffline\x18\x05 \x01(\x05R\aoffline\x12A\n" +
+	"\x06agents\x18\x06 \x03(\v2).switchboard.distribution.v1.AgentSummaryR\x06agents\"\xc8\x01\n" +
+	"\fAgentSummary\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12F\n" +
+	"\bactivity\x18\x02 \x01(\x0e2*.switchboard.distribution.v1.AgentActivityR\bactivity\x12!\n" +
+	"\factive_tasks\x18\x03 \x01(\x05R\vactiveTasks\x12\x16\n" +
+	"\x06offers\x18\x04 \x01(\x05R\x06offers\x12\x1a\n" +
+	"\bcapacity\x18\x05 \x01(\x05R\bcapacity\"W\n" +
+	"\x19GetQueueStatisticsRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x02 \x01(\tR\tserviceId\"\xc0\x04\n" +
+	"\x1aGetQueueStatisticsResponse\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x01 \x01(\tR\tserviceId\x12\x18\n" +
+	"\awaiting\x18\x02 \x01(\x05R\awaiting\x12<\n" +
+	"\flongest_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\vlongestWait\x12\x18\n" +
+	"\aoffered\x18\x04 \x01(\x05R\aoffered\x12\x16\n" +
+	"\x06active\x18\x05 \x01(\x05R\x06active\x12)\n" +
+	"\x10agents_available\x18\x06 \x01(\x05R\x0fagentsAvailable\x12\x1f\n" +
+	"\vagents_busy\x18\a \x01(\x05R\n" +
+	"agentsBusy\x12'\n" +
+	"\x0fagents_wrapping\x18\b \x01(\x05R\x0eagentsWrapping\x12\x1f\n" +
+	"\vagents_rona\x18\t \x01(\x05R\n" +
+	"agentsRona\x12\x1f\n" +
+	"\vagents_away\x18\n" +
+	" \x01(\x05R\n" +
+	"agentsAway\x12%\n" +
+	"\x0eagents_offline\x18\v \x01(\x05R\ragentsOffline\x12(\n" +
+	"\x10offers_last_hour\x18\f \x01(\x05R\x0eoffersLastHour\x12&\n" +
+	"\x0fronas_last_hour\x18\r \x01(\x05R\rronasLastHour\x12I\n" +
+	"\x13average_handle_time\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x11averageHandleTime*e\n" +
 	"\bPresence\x12\x18\n" +
 	"\x14PRESENCE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PRESENCE_AVAILABLE\x10\x01\x12\x11\n" +
 	"\rPRESENCE_AWAY\x10\x02\x12\x14\n" +
-	"\x10PRESENCE_OFFLINE\x10\x032\xef\x03\n" +
+	"\x10PRESENCE_OFFLINE\x10\x03*\xd1\x01\n" +
+	"\rAgentActivity\x12\x1e\n" +
+	"\x1aAGENT_ACTIVITY_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18AGENT_ACTIVITY_AVAILABLE\x10\x01\x12\x17\n" +
+	"\x13AGENT_ACTIVITY_BUSY\x10\x02\x12\x1b\n" +
+	"\x17AGENT_ACTIVITY_WRAPPING\x10\x03\x12\x17\n" +
+	"\x13AGENT_ACTIVITY_RONA\x10\x04\x12\x17\n" +
+	"\x13AGENT_ACTIVITY_AWAY\x10\x05\x12\x1a\n" +
+	"\x16AGENT_ACTIVITY_OFFLINE\x10\x06*\xbb\x01\n" +
+	"\tTaskState\x12\x1a\n" +
+	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11TASK_STATE_QUEUED\x10\x01\x12\x16\n" +
+	"\x12TASK_STATE_OFFERED\x10\x02\x12\x17\n" +
+	"\x13TASK_STATE_ACCEPTED\x10\x03\x12\x17\n" +
+	"\x13TASK_STATE_WRAPPING\x10\x04\x12\x18\n" +
+	"\x14TASK_STATE_COMPLETED\x10\x05\x12\x17\n" +
+	"\x13TASK_STATE_CANCELED\x10\x062\xd7\n" +
+	"\n" +
 	"\x13DistributionService\x12m\n" +
 	"\n" +
 	"AcceptTask\x12..switchboard.distribution.v1.AcceptTaskRequest\x1a/.switchboard.distribution.v1.AcceptTaskResponse\x12p\n" +
 	"\vDeclineTask\x12/.switchboard.distribution.v1.DeclineTaskRequest\x1a0.switchboard.distribution.v1.DeclineTaskResponse\x12\x7f\n" +
 	"\x10SetAgentPresence\x124.switchboard.distribution.v1.SetAgentPresenceRequest\x1a5.switchboard.distribution.v1.SetAgentPresenceResponse\x12v\n" +
-	"\rGetAgentState\x121.switchboard.distribution.v1.GetAgentStateRequest\x1a2.switchboard.distribution.v1.GetAgentStateResponseB\xa1\x02\n" +
+	"\rGetAgentState\x121.switchboard.distribution.v1.GetAgentStateRequest\x1a2.switchboard.distribution.v1.GetAgentStateResponse\x12s\n" +
+	"\fSubmitWrapUp\x120.switchboard.distribution.v1.SubmitWrapUpRequest\x1a1.switchboard.distribution.v1.SubmitWrapUpResponse\x12d\n" +
+	"\aGetTask\x12+.switchboard.distribution.v1.GetTaskRequest\x1a,.switchboard.distribution.v1.GetTaskResponse\x12m\n" +
+	"\n" +
+	"CancelTask\x12..switchboard.distribution.v1.CancelTaskRequest\x1a/.switchboard.distribution.v1.CancelTaskResponse\x12\x7f\n" +
+	"\x10ReprioritizeTask\x124.switchboard.distribution.v1.ReprioritizeTaskRequest\x1a5.switchboard.distribution.v1.ReprioritizeTaskResponse\x12\x7f\n" +
+	"\x10GetQueuePosition\x124.switchboard.distribution.v1.GetQueuePositionRequest\x1a5.switchboard.distribution.v1.GetQueuePositionResponse\x12\x91\x01\n" +
+	"\x16GetServiceAvailability\x12:.switchboard.distribution.v1.GetServiceAvailabilityRequest\x1a;.switchboard.distribution.v1.GetServiceAvailabilityResponse\x12\x85\x01\n" +
+	"\x12GetQueueStatistics\x126.switchboard.distribution.v1.GetQueueStatisticsRequest\x1a7.switchboard.distribution.v1.GetQueueStatisticsResponseB\xa1\x02\n" +
 	"\x1fcom.switchboard.distribution.v1B\x11DistributionProtoP\x01Z]github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1;distributionv1\xa2\x02\x03SDX\xaa\x02\x1bSwitchboard.Distribution.V1\xca\x02\x1bSwitchboard\\Distribution\\V1\xe2\x02'Switchboard\\Distribution\\V1\\GPBMetadata\xea\x02\x1dSwitchboard::Distribution::V1b\x06proto3"
 
 var (
@@ -758,44 +2224,95 @@ func file_switchboard_distribution_v1_distribution_proto_rawDescGZIP() []byte {
 	return file_switchboard_distribution_v1_distribution_proto_rawDescData
 }
 
-var file_switchboard_distribution_v1_distribution_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchboard_distribution_v1_distribution_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_switchboard_distribution_v1_distribution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_switchboard_distribution_v1_distribution_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_switchboard_distribution_v1_distribution_proto_goTypes = []any{
-	(Presence)(0),                    // 0: switchboard.distribution.v1.Presence
-	(*AcceptTaskRequest)(nil),        // 1: switchboard.distribution.v1.AcceptTaskRequest
-	(*AcceptTaskResponse)(nil),       // 2: switchboard.distribution.v1.AcceptTaskResponse
-	(*DeclineTaskRequest)(nil),       // 3: switchboard.distribution.v1.DeclineTaskRequest
-	(*DeclineTaskResponse)(nil),      // 4: switchboard.distribution.v1.DeclineTaskResponse
-	(*SetAgentPresenceRequest)(nil),  // 5: switchboard.distribution.v1.SetAgentPresenceRequest
-	(*SetAgentPresenceResponse)(nil), // 6: switchboard.distribution.v1.SetAgentPresenceResponse
-	(*GetAgentStateRequest)(nil),     // 7: switchboard.distribution.v1.GetAgentStateRequest
-	(*GetAgentStateResponse)(nil),    // 8: switchboard.distribution.v1.GetAgentStateResponse
-	(*AgentState)(nil),               // 9: switchboard.distribution.v1.AgentState
-	(*Offer)(nil),                    // 10: switchboard.distribution.v1.Offer
-	(*v1.ConversationRef)(nil),       // 11: switchboard.messaging.v1.ConversationRef
-	(*timestamppb.Timestamp)(nil),    // 12: google.protobuf.Timestamp
+	(Presence)(0),                          // 0: switchboard.distribution.v1.Presence
+	(AgentActivity)(0),                     // 1: switchboard.distribution.v1.AgentActivity
+	(TaskState)(0),                         // 2: switchboard.distribution.v1.TaskState
+	(*AcceptTaskRequest)(nil),              // 3: switchboard.distribution.v1.AcceptTaskRequest
+	(*AcceptTaskResponse)(nil),             // 4: switchboard.distribution.v1.AcceptTaskResponse
+	(*DeclineTaskRequest)(nil),             // 5: switchboard.distribution.v1.DeclineTaskRequest
+	(*DeclineTaskResponse)(nil),            // 6: switchboard.distribution.v1.DeclineTaskResponse
+	(*SetAgentPresenceRequest)(nil),        // 7: switchboard.distribution.v1.SetAgentPresenceRequest
+	(*SetAgentPresenceResponse)(nil),       // 8: switchboard.distribution.v1.SetAgentPresenceResponse
+	(*GetAgentStateRequest)(nil),           // 9: switchboard.distribution.v1.GetAgentStateRequest
+	(*GetAgentStateResponse)(nil),          // 10: switchboard.distribution.v1.GetAgentStateResponse
+	(*AgentState)(nil),                     // 11: switchboard.distribution.v1.AgentState
+	(*Offer)(nil),                          // 12: switchboard.distribution.v1.Offer
+	(*SubmitWrapUpRequest)(nil),            // 13: switchboard.distribution.v1.SubmitWrapUpRequest
+	(*SubmitWrapUpResponse)(nil),           // 14: switchboard.distribution.v1.SubmitWrapUpResponse
+	(*Task)(nil),                           // 15: switchboard.distribution.v1.Task
+	(*GetTaskRequest)(nil),                 // 16: switchboard.distribution.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),                // 17: switchboard.distribution.v1.GetTaskResponse
+	(*CancelTaskRequest)(nil),              // 18: switchboard.distribution.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),             // 19: switchboard.distribution.v1.CancelTaskResponse
+	(*ReprioritizeTaskRequest)(nil),        // 20: switchboard.distribution.v1.ReprioritizeTaskRequest
+	(*ReprioritizeTaskResponse)(nil),       // 21: switchboard.distribution.v1.ReprioritizeTaskResponse
+	(*GetQueuePositionRequest)(nil),        // 22: switchboard.distribution.v1.GetQueuePositionRequest
+	(*GetQueuePositionResponse)(nil),       // 23: switchboard.distribution.v1.GetQueuePositionResponse
+	(*GetServiceAvailabilityRequest)(nil),  // 24: switchboard.distribution.v1.GetServiceAvailabilityRequest
+	(*GetServiceAvailabilityResponse)(nil), // 25: switchboard.distribution.v1.GetServiceAvailabilityResponse
+	(*AgentSummary)(nil),                   // 26: switchboard.distribution.v1.AgentSummary
+	(*GetQueueStatisticsRequest)(nil),      // 27: switchboard.distribution.v1.GetQueueStatisticsRequest
+	(*GetQueueStatisticsResponse)(nil),     // 28: switchboard.distribution.v1.GetQueueStatisticsResponse
+	(*timestamppb.Timestamp)(nil),          // 29: google.protobuf.Timestamp
+	(*v1.ConversationRef)(nil),             // 30: switchboard.messaging.v1.ConversationRef
+	(*durationpb.Duration)(nil),            // 31: google.protobuf.Duration
 }
 var file_switchboard_distribution_v1_distribution_proto_depIdxs = []int32{
 	0,  // 0: switchboard.distribution.v1.SetAgentPresenceRequest.presence:type_name -> switchboard.distribution.v1.Presence
-	9,  // 1: switchboard.distribution.v1.SetAgentPresenceResponse.state:type_name -> switchboard.distribution.v1.AgentState
-	9,  // 2: switchboard.distribution.v1.GetAgentStateResponse.state:type_name -> switchboard.distribution.v1.AgentState
+	11, // 1: switchboard.distribution.v1.SetAgentPresenceResponse.state:type_name -> switchboard.distribution.v1.AgentState
+	11, // 2: switchboard.distribution.v1.GetAgentStateResponse.state:type_name -> switchboard.distribution.v1.AgentState
 	0,  // 3: switchboard.distribution.v1.AgentState.presence:type_name -> switchboard.distribution.v1.Presence
-	10, // 4: switchboard.distribution.v1.AgentState.offers:type_name -> switchboard.distribution.v1.Offer
-	11, // 5: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	12, // 6: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 7: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
-	3,  // 8: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
-	5,  // 9: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
-	7,  // 10: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
-	2,  // 11: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
-	4,  // 12: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
-	6,  // 13: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
-	8,  // 14: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
-	11, // [11:15] is the sub-list for method output_type
-	7,  // [7:11] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	12, // 4: switchboard.distribution.v1.AgentState.offers:type_name -> switchboard.distribution.v1.Offer
+	1,  // 5: switchboard.distribution.v1.AgentState.activity:type_name -> switchboard.distribution.v1.AgentActivity
+	29, // 6: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
+	29, // 7: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
+	30, // 8: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	29, // 9: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 10: switchboard.distribution.v1.SubmitWrapUpResponse.task:type_name -> switchboard.distribution.v1.Task
+	2,  // 11: switchboard.distribution.v1.Task.state:type_name -> switchboard.distribution.v1.TaskState
+	29, // 12: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
+	29, // 13: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
+	29, // 14: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
+	15, // 15: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 16: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 17: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	2,  // 18: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
+	31, // 19: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
+	31, // 20: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
+	26, // 21: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
+	1,  // 22: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
+	31, // 23: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
+	31, // 24: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
+	3,  // 25: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
+	5,  // 26: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
+	7,  // 27: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
+	9,  // 28: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
+	13, // 29: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
+	16, // 30: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
+	18, // 31: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
+	20, // 32: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
+	22, // 33: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
+	24, // 34: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
+	27, // 35: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
+	4,  // 36: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
+	6,  // 37: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
+	8,  // 38: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
+	10, // 39: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
+	14, // 40: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
+	17, // 41: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
+	19, // 42: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
+	21, // 43: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
+	23, // 44: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
+	25, // 45: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
+	28, // 46: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	36, // [36:47] is the sub-list for method output_type
+	25, // [25:36] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_distribution_proto_init() }
@@ -808,8 +2325,8 @@ func file_switchboard_distribution_v1_distribution_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_distribution_v1_distribution_proto_rawDesc), len(file_switchboard_distribution_v1_distribution_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   10,
+			NumEnums:      3,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

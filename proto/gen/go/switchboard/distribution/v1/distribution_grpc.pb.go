@@ -4,8 +4,16 @@
 // - protoc             (unknown)
 // source: switchboard/distribution/v1/distribution.proto
 
-// Commands to distribution. The sessions gateway calls these on behalf of an
-// authenticated agent; the outcomes are published as events.
+// Commands to and questions for distribution. The sessions gateway calls the
+// agent commands on behalf of an authenticated agent; workflows, consoles
+// and supervisors ask about queues and tasks. Outcomes are published as
+// events (events.proto).
+//
+// Who may call what (every call is scoped to tenant_id):
+//   - services (role service): everything;
+//   - admins and supervisors: everything in their tenant except accepting
+//     or declining an offer for an agent;
+//   - agents: their own agent state, presence, offers and wrap-up only.
 
 package distributionv1
 
@@ -22,17 +30,25 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	DistributionService_AcceptTask_FullMethodName       = "/switchboard.distribution.v1.DistributionService/AcceptTask"
-	DistributionService_DeclineTask_FullMethodName      = "/switchboard.distribution.v1.DistributionService/DeclineTask"
-	DistributionService_SetAgentPresence_FullMethodName = "/switchboard.distribution.v1.DistributionService/SetAgentPresence"
-	DistributionService_GetAgentState_FullMethodName    = "/switchboard.distribution.v1.DistributionService/GetAgentState"
+	DistributionService_AcceptTask_FullMethodName             = "/switchboard.distribution.v1.DistributionService/AcceptTask"
+	DistributionService_DeclineTask_FullMethodName            = "/switchboard.distribution.v1.DistributionService/DeclineTask"
+	DistributionService_SetAgentPresence_FullMethodName       = "/switchboard.distribution.v1.DistributionService/SetAgentPresence"
+	DistributionService_GetAgentState_FullMethodName          = "/switchboard.distribution.v1.DistributionService/GetAgentState"
+	DistributionService_SubmitWrapUp_FullMethodName           = "/switchboard.distribution.v1.DistributionService/SubmitWrapUp"
+	DistributionService_GetTask_FullMethodName                = "/switchboard.distribution.v1.DistributionService/GetTask"
+	DistributionService_CancelTask_FullMethodName             = "/switchboard.distribution.v1.DistributionService/CancelTask"
+	DistributionService_ReprioritizeTask_FullMethodName       = "/switchboard.distribution.v1.DistributionService/ReprioritizeTask"
+	DistributionService_GetQueuePosition_FullMethodName       = "/switchboard.distribution.v1.DistributionService/GetQueuePosition"
+	DistributionService_GetServiceAvailability_FullMethodName = "/switchboard.distribution.v1.DistributionService/GetServiceAvailability"
+	DistributionService_GetQueueStatistics_FullMethodName     = "/switchboard.distribution.v1.DistributionService/GetQueueStatistics"
 )
 
 // DistributionServiceClient is the client API for DistributionService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// DistributionService takes agents' answers to offers and their presence.
+// DistributionService takes agents' answers to offers, their presence and
+// wrap-up, and answers questions about tasks and queues.
 type DistributionServiceClient interface {
 	// AcceptTask accepts an open offer. FailedPrecondition when the offer is no
 	// longer open (timed out, declined, canceled).
@@ -42,8 +58,26 @@ type DistributionServiceClient interface {
 	// SetAgentPresence makes an agent available or not; becoming available
 	// also clears a RONA flag.
 	SetAgentPresence(ctx context.Context, in *SetAgentPresenceRequest, opts ...grpc.CallOption) (*SetAgentPresenceResponse, error)
-	// GetAgentState returns an agent's presence, flags and open offers.
+	// GetAgentState returns an agent's presence, flags, open offers and
+	// after-call work.
 	GetAgentState(ctx context.Context, in *GetAgentStateRequest, opts ...grpc.CallOption) (*GetAgentStateResponse, error)
+	// SubmitWrapUp ends the after-call work of a task with its codes and
+	// tags, which must be in the service's lists. FailedPrecondition when the
+	// task is not in after-call work.
+	SubmitWrapUp(ctx context.Context, in *SubmitWrapUpRequest, opts ...grpc.CallOption) (*SubmitWrapUpResponse, error)
+	// GetTask returns a task, open or closed.
+	GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*GetTaskResponse, error)
+	// CancelTask takes a queued or offered task out of distribution.
+	// FailedPrecondition once it was accepted (end the session instead).
+	CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error)
+	// ReprioritizeTask changes the priority of a queued or offered task.
+	ReprioritizeTask(ctx context.Context, in *ReprioritizeTaskRequest, opts ...grpc.CallOption) (*ReprioritizeTaskResponse, error)
+	// GetQueuePosition returns where a task waits and how long it may wait.
+	GetQueuePosition(ctx context.Context, in *GetQueuePositionRequest, opts ...grpc.CallOption) (*GetQueuePositionResponse, error)
+	// GetServiceAvailability returns the service's agents by activity.
+	GetServiceAvailability(ctx context.Context, in *GetServiceAvailabilityRequest, opts ...grpc.CallOption) (*GetServiceAvailabilityResponse, error)
+	// GetQueueStatistics returns a service's queue figures.
+	GetQueueStatistics(ctx context.Context, in *GetQueueStatisticsRequest, opts ...grpc.CallOption) (*GetQueueStatisticsResponse, error)
 }
 
 type distributionServiceClient struct {
@@ -94,11 +128,82 @@ func (c *distributionServiceClient) GetAgentState(ctx context.Context, in *GetAg
 	return out, nil
 }
 
+func (c *distributionServiceClient) SubmitWrapUp(ctx context.Context, in *SubmitWrapUpRequest, opts ...grpc.CallOption) (*SubmitWrapUpResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SubmitWrapUpResponse)
+	err := c.cc.Invoke(ctx, DistributionService_SubmitWrapUp_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *distributionServiceClient) GetTask(ctx context.Context, in *GetTaskRequest, opts ...grpc.CallOption) (*GetTaskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTaskResponse)
+	err := c.cc.Invoke(ctx, DistributionService_GetTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *distributionServiceClient) CancelTask(ctx context.Context, in *CancelTaskRequest, opts ...grpc.CallOption) (*CancelTaskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CancelTaskResponse)
+	err := c.cc.Invoke(ctx, DistributionService_CancelTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *distributionServiceClient) ReprioritizeTask(ctx context.Context, in *ReprioritizeTaskRequest, opts ...grpc.CallOption) (*ReprioritizeTaskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReprioritizeTaskResponse)
+	err := c.cc.Invoke(ctx, DistributionService_ReprioritizeTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *distributionServiceClient) GetQueuePosition(ctx context.Context, in *GetQueuePositionRequest, opts ...grpc.CallOption) (*GetQueuePositionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetQueuePositionResponse)
+	err := c.cc.Invoke(ctx, DistributionService_GetQueuePosition_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *distributionServiceClient) GetServiceAvailability(ctx context.Context, in *GetServiceAvailabilityRequest, opts ...grpc.CallOption) (*GetServiceAvailabilityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetServiceAvailabilityResponse)
+	err := c.cc.Invoke(ctx, DistributionService_GetServiceAvailability_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *distributionServiceClient) GetQueueStatistics(ctx context.Context, in *GetQueueStatisticsRequest, opts ...grpc.CallOption) (*GetQueueStatisticsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetQueueStatisticsResponse)
+	err := c.cc.Invoke(ctx, DistributionService_GetQueueStatistics_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DistributionServiceServer is the server API for DistributionService service.
 // All implementations must embed UnimplementedDistributionServiceServer
 // for forward compatibility.
 //
-// DistributionService takes agents' answers to offers and their presence.
+// DistributionService takes agents' answers to offers, their presence and
+// wrap-up, and answers questions about tasks and queues.
 type DistributionServiceServer interface {
 	// AcceptTask accepts an open offer. FailedPrecondition when the offer is no
 	// longer open (timed out, declined, canceled).
@@ -108,8 +213,26 @@ type DistributionServiceServer interface {
 	// SetAgentPresence makes an agent available or not; becoming available
 	// also clears a RONA flag.
 	SetAgentPresence(context.Context, *SetAgentPresenceRequest) (*SetAgentPresenceResponse, error)
-	// GetAgentState returns an agent's presence, flags and open offers.
+	// GetAgentState returns an agent's presence, flags, open offers and
+	// after-call work.
 	GetAgentState(context.Context, *GetAgentStateRequest) (*GetAgentStateResponse, error)
+	// SubmitWrapUp ends the after-call work of a task with its codes and
+	// tags, which must be in the service's lists. FailedPrecondition when the
+	// task is not in after-call work.
+	SubmitWrapUp(context.Context, *SubmitWrapUpRequest) (*SubmitWrapUpResponse, error)
+	// GetTask returns a task, open or closed.
+	GetTask(context.Context, *GetTaskRequest) (*GetTaskResponse, error)
+	// CancelTask takes a queued or offered task out of distribution.
+	// FailedPrecondition once it was accepted (end the session instead).
+	CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error)
+	// ReprioritizeTask changes the priority of a queued or offered task.
+	ReprioritizeTask(context.Context, *ReprioritizeTaskRequest) (*ReprioritizeTaskResponse, error)
+	// GetQueuePosition returns where a task waits and how long it may wait.
+	GetQueuePosition(context.Context, *GetQueuePositionRequest) (*GetQueuePositionResponse, error)
+	// GetServiceAvailability returns the service's agents by activity.
+	GetServiceAvailability(context.Context, *GetServiceAvailabilityRequest) (*GetServiceAvailabilityResponse, error)
+	// GetQueueStatistics returns a service's queue figures.
+	GetQueueStatistics(context.Context, *GetQueueStatisticsRequest) (*GetQueueStatisticsResponse, error)
 	mustEmbedUnimplementedDistributionServiceServer()
 }
 
@@ -131,6 +254,27 @@ func (UnimplementedDistributionServiceServer) SetAgentPresence(context.Context, 
 }
 func (UnimplementedDistributionServiceServer) GetAgentState(context.Context, *GetAgentStateRequest) (*GetAgentStateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetAgentState not implemented")
+}
+func (UnimplementedDistributionServiceServer) SubmitWrapUp(context.Context, *SubmitWrapUpRequest) (*SubmitWrapUpResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SubmitWrapUp not implemented")
+}
+func (UnimplementedDistributionServiceServer) GetTask(context.Context, *GetTaskRequest) (*GetTaskResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTask not implemented")
+}
+func (UnimplementedDistributionServiceServer) CancelTask(context.Context, *CancelTaskRequest) (*CancelTaskResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CancelTask not implemented")
+}
+func (UnimplementedDistributionServiceServer) ReprioritizeTask(context.Context, *ReprioritizeTaskRequest) (*ReprioritizeTaskResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReprioritizeTask not implemented")
+}
+func (UnimplementedDistributionServiceServer) GetQueuePosition(context.Context, *GetQueuePositionRequest) (*GetQueuePositionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetQueuePosition not implemented")
+}
+func (UnimplementedDistributionServiceServer) GetServiceAvailability(context.Context, *GetServiceAvailabilityRequest) (*GetServiceAvailabilityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetServiceAvailability not implemented")
+}
+func (UnimplementedDistributionServiceServer) GetQueueStatistics(context.Context, *GetQueueStatisticsRequest) (*GetQueueStatisticsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetQueueStatistics not implemented")
 }
 func (UnimplementedDistributionServiceServer) mustEmbedUnimplementedDistributionServiceServer() {}
 func (UnimplementedDistributionServiceServer) testEmbeddedByValue()                             {}
@@ -225,6 +369,132 @@ func _DistributionService_GetAgentState_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DistributionService_SubmitWrapUp_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SubmitWrapUpRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributionServiceServer).SubmitWrapUp(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DistributionService_SubmitWrapUp_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributionServiceServer).SubmitWrapUp(ctx, req.(*SubmitWrapUpRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DistributionService_GetTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributionServiceServer).GetTask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DistributionService_GetTask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributionServiceServer).GetTask(ctx, req.(*GetTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DistributionService_CancelTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CancelTaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributionServiceServer).CancelTask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DistributionService_CancelTask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributionServiceServer).CancelTask(ctx, req.(*CancelTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DistributionService_ReprioritizeTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReprioritizeTaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributionServiceServer).ReprioritizeTask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DistributionService_ReprioritizeTask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributionServiceServer).ReprioritizeTask(ctx, req.(*ReprioritizeTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DistributionService_GetQueuePosition_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetQueuePositionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributionServiceServer).GetQueuePosition(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DistributionService_GetQueuePosition_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributionServiceServer).GetQueuePosition(ctx, req.(*GetQueuePositionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DistributionService_GetServiceAvailability_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetServiceAvailabilityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributionServiceServer).GetServiceAvailability(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DistributionService_GetServiceAvailability_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributionServiceServer).GetServiceAvailability(ctx, req.(*GetServiceAvailabilityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DistributionService_GetQueueStatistics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetQueueStatisticsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributionServiceServer).GetQueueStatistics(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DistributionService_GetQueueStatistics_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributionServiceServer).GetQueueStatistics(ctx, req.(*GetQueueStatisticsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DistributionService_ServiceDesc is the grpc.ServiceDesc for DistributionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -247,6 +517,34 @@ var DistributionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAgentState",
 			Handler:    _DistributionService_GetAgentState_Handler,
+		},
+		{
+			MethodName: "SubmitWrapUp",
+			Handler:    _DistributionService_SubmitWrapUp_Handler,
+		},
+		{
+			MethodName: "GetTask",
+			Handler:    _DistributionService_GetTask_Handler,
+		},
+		{
+			MethodName: "CancelTask",
+			Handler:    _DistributionService_CancelTask_Handler,
+		},
+		{
+			MethodName: "ReprioritizeTask",
+			Handler:    _DistributionService_ReprioritizeTask_Handler,
+		},
+		{
+			MethodName: "GetQueuePosition",
+			Handler:    _DistributionService_GetQueuePosition_Handler,
+		},
+		{
+			MethodName: "GetServiceAvailability",
+			Handler:    _DistributionService_GetServiceAvailability_Handler,
+		},
+		{
+			MethodName: "GetQueueStatistics",
+			Handler:    _DistributionService_GetQueueStatistics_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

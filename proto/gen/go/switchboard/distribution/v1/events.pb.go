@@ -13,6 +13,7 @@ import (
 	v1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -34,10 +35,12 @@ type TaskQueued struct {
 	SessionId string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	ServiceId string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
 	// 1-based position in the queue when queued.
-	Position      int32                  `protobuf:"varint,5,opt,name=position,proto3" json:"position,omitempty"`
-	QueuedAt      *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=queued_at,json=queuedAt,proto3" json:"queued_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Position       int32                  `protobuf:"varint,5,opt,name=position,proto3" json:"position,omitempty"`
+	QueuedAt       *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=queued_at,json=queuedAt,proto3" json:"queued_at,omitempty"`
+	Priority       int32                  `protobuf:"varint,7,opt,name=priority,proto3" json:"priority,omitempty"`
+	RequiredSkills []string               `protobuf:"bytes,8,rep,name=required_skills,json=requiredSkills,proto3" json:"required_skills,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TaskQueued) Reset() {
@@ -108,6 +111,20 @@ func (x *TaskQueued) GetPosition() int32 {
 func (x *TaskQueued) GetQueuedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.QueuedAt
+	}
+	return nil
+}
+
+func (x *TaskQueued) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *TaskQueued) GetRequiredSkills() []string {
+	if x != nil {
+		return x.RequiredSkills
 	}
 	return nil
 }
@@ -519,7 +536,8 @@ func (x *TaskOfferTimedOut) GetTimedOutAt() *timestamppb.Timestamp {
 	return nil
 }
 
-// TaskCanceled: the session ended before the task was accepted.
+// TaskCanceled: the task left distribution before it was accepted: its
+// session ended, or CancelTask (reason says which).
 type TaskCanceled struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	TenantId   string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -621,11 +639,416 @@ func (x *TaskCanceled) GetOfferId() string {
 	return ""
 }
 
+// TaskWrapUpStarted: the session of an accepted task ended and its agent is
+// in after-call work until ends_at (or until they submit), with no offers.
+// Subject distribution.task.wrapup_started.<tenant_id>.
+type TaskWrapUpStarted struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ServiceId     string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	AgentId       string                 `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	EndsAt        *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=ends_at,json=endsAt,proto3" json:"ends_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskWrapUpStarted) Reset() {
+	*x = TaskWrapUpStarted{}
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskWrapUpStarted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskWrapUpStarted) ProtoMessage() {}
+
+func (x *TaskWrapUpStarted) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskWrapUpStarted.ProtoReflect.Descriptor instead.
+func (*TaskWrapUpStarted) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_events_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *TaskWrapUpStarted) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TaskWrapUpStarted) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskWrapUpStarted) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *TaskWrapUpStarted) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *TaskWrapUpStarted) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *TaskWrapUpStarted) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
+func (x *TaskWrapUpStarted) GetEndsAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndsAt
+	}
+	return nil
+}
+
+// TaskWrapUpEnded: after-call work is over, submitted with codes and tags
+// from the service's lists, or run out. Subject
+// distribution.task.wrapup_ended.<tenant_id>.
+type TaskWrapUpEnded struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	TenantId  string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId    string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ServiceId string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	AgentId   string                 `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// False when the after-call work time ran out.
+	Submitted     bool                   `protobuf:"varint,6,opt,name=submitted,proto3" json:"submitted,omitempty"`
+	ServiceCodes  []string               `protobuf:"bytes,7,rep,name=service_codes,json=serviceCodes,proto3" json:"service_codes,omitempty"`
+	SalesCodes    []string               `protobuf:"bytes,8,rep,name=sales_codes,json=salesCodes,proto3" json:"sales_codes,omitempty"`
+	Tags          []string               `protobuf:"bytes,9,rep,name=tags,proto3" json:"tags,omitempty"`
+	EndedAt       *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskWrapUpEnded) Reset() {
+	*x = TaskWrapUpEnded{}
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskWrapUpEnded) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskWrapUpEnded) ProtoMessage() {}
+
+func (x *TaskWrapUpEnded) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskWrapUpEnded.ProtoReflect.Descriptor instead.
+func (*TaskWrapUpEnded) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_events_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *TaskWrapUpEnded) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TaskWrapUpEnded) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskWrapUpEnded) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *TaskWrapUpEnded) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *TaskWrapUpEnded) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *TaskWrapUpEnded) GetSubmitted() bool {
+	if x != nil {
+		return x.Submitted
+	}
+	return false
+}
+
+func (x *TaskWrapUpEnded) GetServiceCodes() []string {
+	if x != nil {
+		return x.ServiceCodes
+	}
+	return nil
+}
+
+func (x *TaskWrapUpEnded) GetSalesCodes() []string {
+	if x != nil {
+		return x.SalesCodes
+	}
+	return nil
+}
+
+func (x *TaskWrapUpEnded) GetTags() []string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *TaskWrapUpEnded) GetEndedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EndedAt
+	}
+	return nil
+}
+
+// TaskCompleted: an accepted task is done (its session ended and after-call
+// work, if any, is over); its agent is free of it. Subject
+// distribution.task.completed.<tenant_id>.
+type TaskCompleted struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	TenantId    string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId      string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId   string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ServiceId   string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	AgentId     string                 `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// Accept to completion, after-call work included.
+	HandleTime    *durationpb.Duration `protobuf:"bytes,7,opt,name=handle_time,json=handleTime,proto3" json:"handle_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskCompleted) Reset() {
+	*x = TaskCompleted{}
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskCompleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskCompleted) ProtoMessage() {}
+
+func (x *TaskCompleted) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskCompleted.ProtoReflect.Descriptor instead.
+func (*TaskCompleted) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_events_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *TaskCompleted) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TaskCompleted) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskCompleted) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *TaskCompleted) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *TaskCompleted) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *TaskCompleted) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *TaskCompleted) GetHandleTime() *durationpb.Duration {
+	if x != nil {
+		return x.HandleTime
+	}
+	return nil
+}
+
+// TaskReprioritized: a waiting task's priority changed. Subject
+// distribution.task.reprioritized.<tenant_id>.
+type TaskReprioritized struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	TenantId         string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId           string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId        string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ServiceId        string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	PreviousPriority int32                  `protobuf:"varint,5,opt,name=previous_priority,json=previousPriority,proto3" json:"previous_priority,omitempty"`
+	Priority         int32                  `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
+	ReprioritizedAt  *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=reprioritized_at,json=reprioritizedAt,proto3" json:"reprioritized_at,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *TaskReprioritized) Reset() {
+	*x = TaskReprioritized{}
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskReprioritized) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskReprioritized) ProtoMessage() {}
+
+func (x *TaskReprioritized) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskReprioritized.ProtoReflect.Descriptor instead.
+func (*TaskReprioritized) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_events_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *TaskReprioritized) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TaskReprioritized) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskReprioritized) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *TaskReprioritized) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *TaskReprioritized) GetPreviousPriority() int32 {
+	if x != nil {
+		return x.PreviousPriority
+	}
+	return 0
+}
+
+func (x *TaskReprioritized) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *TaskReprioritized) GetReprioritizedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReprioritizedAt
+	}
+	return nil
+}
+
 var File_switchboard_distribution_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"(switchboard/distribution/v1/events.proto\x12\x1bswitchboard.distribution.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xd5\x01\n" +
+	"(switchboard/distribution/v1/events.proto\x12\x1bswitchboard.distribution.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\x9a\x02\n" +
 	"\n" +
 	"TaskQueued\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
@@ -635,7 +1058,9 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"service_id\x18\x04 \x01(\tR\tserviceId\x12\x1a\n" +
 	"\bposition\x18\x05 \x01(\x05R\bposition\x127\n" +
-	"\tqueued_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bqueuedAt\"\xc4\x03\n" +
+	"\tqueued_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bqueuedAt\x12\x1a\n" +
+	"\bpriority\x18\a \x01(\x05R\bpriority\x12'\n" +
+	"\x0frequired_skills\x18\b \x03(\tR\x0erequiredSkills\"\xc4\x03\n" +
 	"\vTaskOffered\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -697,7 +1122,54 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\vcanceled_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"canceledAt\x12\x19\n" +
 	"\bagent_id\x18\a \x01(\tR\aagentId\x12\x19\n" +
-	"\boffer_id\x18\b \x01(\tR\aofferIdB\x9b\x02\n" +
+	"\boffer_id\x18\b \x01(\tR\aofferId\"\x92\x02\n" +
+	"\x11TaskWrapUpStarted\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x12\x19\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\x129\n" +
+	"\n" +
+	"started_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x123\n" +
+	"\aends_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x06endsAt\"\xcf\x02\n" +
+	"\x0fTaskWrapUpEnded\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x12\x19\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12\x1c\n" +
+	"\tsubmitted\x18\x06 \x01(\bR\tsubmitted\x12#\n" +
+	"\rservice_codes\x18\a \x03(\tR\fserviceCodes\x12\x1f\n" +
+	"\vsales_codes\x18\b \x03(\tR\n" +
+	"salesCodes\x12\x12\n" +
+	"\x04tags\x18\t \x03(\tR\x04tags\x125\n" +
+	"\bended_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\"\x99\x02\n" +
+	"\rTaskCompleted\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x12\x19\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12=\n" +
+	"\fcompleted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x12:\n" +
+	"\vhandle_time\x18\a \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"handleTime\"\x97\x02\n" +
+	"\x11TaskReprioritized\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x12+\n" +
+	"\x11previous_priority\x18\x05 \x01(\x05R\x10previousPriority\x12\x1a\n" +
+	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12E\n" +
+	"\x10reprioritized_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0freprioritizedAtB\x9b\x02\n" +
 	"\x1fcom.switchboard.distribution.v1B\vEventsProtoP\x01Z]github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1;distributionv1\xa2\x02\x03SDX\xaa\x02\x1bSwitchboard.Distribution.V1\xca\x02\x1bSwitchboard\\Distribution\\V1\xe2\x02'Switchboard\\Distribution\\V1\\GPBMetadata\xea\x02\x1dSwitchboard::Distribution::V1b\x06proto3"
 
 var (
@@ -712,7 +1184,7 @@ func file_switchboard_distribution_v1_events_proto_rawDescGZIP() []byte {
 	return file_switchboard_distribution_v1_events_proto_rawDescData
 }
 
-var file_switchboard_distribution_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_switchboard_distribution_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_switchboard_distribution_v1_events_proto_goTypes = []any{
 	(*TaskQueued)(nil),            // 0: switchboard.distribution.v1.TaskQueued
 	(*TaskOffered)(nil),           // 1: switchboard.distribution.v1.TaskOffered
@@ -720,23 +1192,34 @@ var file_switchboard_distribution_v1_events_proto_goTypes = []any{
 	(*TaskDeclined)(nil),          // 3: switchboard.distribution.v1.TaskDeclined
 	(*TaskOfferTimedOut)(nil),     // 4: switchboard.distribution.v1.TaskOfferTimedOut
 	(*TaskCanceled)(nil),          // 5: switchboard.distribution.v1.TaskCanceled
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*v1.ConversationRef)(nil),    // 7: switchboard.messaging.v1.ConversationRef
+	(*TaskWrapUpStarted)(nil),     // 6: switchboard.distribution.v1.TaskWrapUpStarted
+	(*TaskWrapUpEnded)(nil),       // 7: switchboard.distribution.v1.TaskWrapUpEnded
+	(*TaskCompleted)(nil),         // 8: switchboard.distribution.v1.TaskCompleted
+	(*TaskReprioritized)(nil),     // 9: switchboard.distribution.v1.TaskReprioritized
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*v1.ConversationRef)(nil),    // 11: switchboard.messaging.v1.ConversationRef
+	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
 }
 var file_switchboard_distribution_v1_events_proto_depIdxs = []int32{
-	6, // 0: switchboard.distribution.v1.TaskQueued.queued_at:type_name -> google.protobuf.Timestamp
-	6, // 1: switchboard.distribution.v1.TaskOffered.expires_at:type_name -> google.protobuf.Timestamp
-	7, // 2: switchboard.distribution.v1.TaskOffered.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	6, // 3: switchboard.distribution.v1.TaskOffered.offered_at:type_name -> google.protobuf.Timestamp
-	6, // 4: switchboard.distribution.v1.TaskAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	6, // 5: switchboard.distribution.v1.TaskDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	6, // 6: switchboard.distribution.v1.TaskOfferTimedOut.timed_out_at:type_name -> google.protobuf.Timestamp
-	6, // 7: switchboard.distribution.v1.TaskCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	10, // 0: switchboard.distribution.v1.TaskQueued.queued_at:type_name -> google.protobuf.Timestamp
+	10, // 1: switchboard.distribution.v1.TaskOffered.expires_at:type_name -> google.protobuf.Timestamp
+	11, // 2: switchboard.distribution.v1.TaskOffered.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	10, // 3: switchboard.distribution.v1.TaskOffered.offered_at:type_name -> google.protobuf.Timestamp
+	10, // 4: switchboard.distribution.v1.TaskAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	10, // 5: switchboard.distribution.v1.TaskDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	10, // 6: switchboard.distribution.v1.TaskOfferTimedOut.timed_out_at:type_name -> google.protobuf.Timestamp
+	10, // 7: switchboard.distribution.v1.TaskCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	10, // 8: switchboard.distribution.v1.TaskWrapUpStarted.started_at:type_name -> google.protobuf.Timestamp
+	10, // 9: switchboard.distribution.v1.TaskWrapUpStarted.ends_at:type_name -> google.protobuf.Timestamp
+	10, // 10: switchboard.distribution.v1.TaskWrapUpEnded.ended_at:type_name -> google.protobuf.Timestamp
+	10, // 11: switchboard.distribution.v1.TaskCompleted.completed_at:type_name -> google.protobuf.Timestamp
+	12, // 12: switchboard.distribution.v1.TaskCompleted.handle_time:type_name -> google.protobuf.Duration
+	10, // 13: switchboard.distribution.v1.TaskReprioritized.reprioritized_at:type_name -> google.protobuf.Timestamp
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_events_proto_init() }
@@ -750,7 +1233,7 @@ func file_switchboard_distribution_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_distribution_v1_events_proto_rawDesc), len(file_switchboard_distribution_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -37,11 +37,14 @@ type TaskRequested struct {
 	ServiceId    string              `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
 	Conversation *v1.ConversationRef `protobuf:"bytes,5,opt,name=conversation,proto3" json:"conversation,omitempty"`
 	// Higher is offered first; 0 is normal.
-	Priority      int32                  `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
-	CustomerName  string                 `protobuf:"bytes,7,opt,name=customer_name,json=customerName,proto3" json:"customer_name,omitempty"`
-	RequestedAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Priority     int32                  `protobuf:"varint,6,opt,name=priority,proto3" json:"priority,omitempty"`
+	CustomerName string                 `protobuf:"bytes,7,opt,name=customer_name,json=customerName,proto3" json:"customer_name,omitempty"`
+	RequestedAt  *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=requested_at,json=requestedAt,proto3" json:"requested_at,omitempty"`
+	// Skills an agent needs to be offered the task (e.g. a language); empty:
+	// any agent of the service.
+	RequiredSkills []string `protobuf:"bytes,9,rep,name=required_skills,json=requiredSkills,proto3" json:"required_skills,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TaskRequested) Reset() {
@@ -126,6 +129,13 @@ func (x *TaskRequested) GetCustomerName() string {
 func (x *TaskRequested) GetRequestedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.RequestedAt
+	}
+	return nil
+}
+
+func (x *TaskRequested) GetRequiredSkills() []string {
+	if x != nil {
+		return x.RequiredSkills
 	}
 	return nil
 }
@@ -301,7 +311,7 @@ var File_switchboard_workflow_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"$switchboard/workflow/v1/events.proto\x12\x17switchboard.workflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xd2\x02\n" +
+	"$switchboard/workflow/v1/events.proto\x12\x17switchboard.workflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xfb\x02\n" +
 	"\rTaskRequested\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -312,7 +322,8 @@ const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"\fconversation\x18\x05 \x01(\v2).switchboard.messaging.v1.ConversationRefR\fconversation\x12\x1a\n" +
 	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12#\n" +
 	"\rcustomer_name\x18\a \x01(\tR\fcustomerName\x12=\n" +
-	"\frequested_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\"\xde\x01\n" +
+	"\frequested_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12'\n" +
+	"\x0frequired_skills\x18\t \x03(\tR\x0erequiredSkills\"\xde\x01\n" +
 	"\x0eWorkflowFailed\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
