@@ -1,5 +1,6 @@
 // Package distribution runs the distribution service: task queues per
-// service, agent presence and capacity, offers, decline and RONA.
+// service, agent presence, skills and capacity, offers, decline, RONA and
+// after-call work, and the answers about tasks and queues.
 //
 // It consumes task requests (WORKFLOW stream) and session ends (SESSION
 // stream), publishes the life of every task on the DISTRIBUTION stream, and
@@ -131,7 +132,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	log.Info("distribution restored open tasks", "tasks", n)
 
 	srv := grpcserver.New(log, keys)
-	distributionv1.RegisterDistributionServiceServer(srv.Server, &grpcapi.Server{Engine: eng, Agents: dir})
+	distributionv1.RegisterDistributionServiceServer(srv.Server, &grpcapi.Server{Engine: eng, Agents: dir, Services: dir})
 
 	h := handlers{eng: eng, dir: dir}
 	g, gctx := errgroup.WithContext(ctx)
@@ -184,7 +185,7 @@ func (h handlers) taskRequested(ctx context.Context, m *bus.Message) error {
 	return h.eng.Enqueue(ctx, &engine.Task{
 		ID: ev.GetTaskId(), Tenant: ev.GetTenantId(), SessionID: ev.GetSessionId(), ServiceID: ev.GetServiceId(),
 		Conversation: ev.GetConversation(), CustomerName: ev.GetCustomerName(), Priority: ev.GetPriority(),
-		QueuedAt: ev.GetRequestedAt().AsTime(), Service: svc,
+		RequiredSkills: ev.GetRequiredSkills(), QueuedAt: ev.GetRequestedAt().AsTime(), Service: svc,
 	})
 }
 

@@ -64,6 +64,8 @@ func (s *memStore) Known(_ context.Context, tenant, id string) (bool, error) {
 
 func (s *memStore) LoadOpen(context.Context) ([]*engine.Task, error) { return nil, nil }
 
+func (s *memStore) Get(context.Context, string, string) (*engine.Task, error) { return nil, nil }
+
 func (s *memStore) MarkSessionEnded(_ context.Context, tenant, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -132,7 +134,7 @@ var requestedAt = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 
 func taskRequest(mod func(*workflowv1.TaskRequested)) *workflowv1.TaskRequested {
 	ev := &workflowv1.TaskRequested{
-		TenantId: "acme", TaskId: "tk_1_1", SessionId: "ss_1", ServiceId: "sales", Priority: 1, CustomerName: "Dana",
+		TenantId: "acme", TaskId: "tk_1_1", SessionId: "ss_1", ServiceId: "sales", Priority: 1, CustomerName: "Dana", RequiredSkills: []string{"de"},
 		Conversation: &messagingv1.ConversationRef{Channel: messagingv1.Channel_CHANNEL_SMS, CustomerAddress: "+15550100"},
 		RequestedAt:  timestamppb.New(requestedAt),
 	}
@@ -148,7 +150,7 @@ func TestTaskRequested(t *testing.T) {
 	if err := h.taskRequested(ctx, message(t, subjects.WorkflowTaskRequested("acme"), taskRequest(nil))); err != nil {
 		t.Fatalf("taskRequested: %v", err)
 	}
-	if _, err := h.eng.SetPresence(ctx, "acme", engine.AgentInfo{ID: "alice", Eligible: true, Services: []string{"sales"}}, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
+	if _, err := h.eng.SetPresence(ctx, "acme", engine.AgentInfo{ID: "alice", Eligible: true, Services: []string{"sales"}, Skills: []string{"de"}}, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
 		t.Fatal(err)
 	}
 	evs := pub.all()
@@ -162,7 +164,8 @@ func TestTaskRequested(t *testing.T) {
 	}
 	// The task is queued as of the request, and the offer carries what the
 	// config service says about the service.
-	if !q.GetQueuedAt().AsTime().Equal(requestedAt) || q.GetTaskId() != "tk_1_1" || q.GetSessionId() != "ss_1" {
+	if !q.GetQueuedAt().AsTime().Equal(requestedAt) || q.GetTaskId() != "tk_1_1" || q.GetSessionId() != "ss_1" ||
+		q.GetPriority() != 1 || len(q.GetRequiredSkills()) != 1 || q.GetRequiredSkills()[0] != "de" {
 		t.Errorf("queued = %v, want task tk_1_1 of ss_1 queued at %v", q, requestedAt)
 	}
 	if o.GetServiceName() != "Sales" || o.GetCustomerName() != "Dana" || o.GetConversation().GetCustomerAddress() != "+15550100" {
@@ -259,9 +262,10 @@ func TestDirectory(t *testing.T) {
 	ctx := context.Background()
 	cc := configClients{
 		services: map[string]*configv1.Service{"acme/sales": {Id: "sales", Name: "Sales", Distribution: &configv1.DistributionSettings{
-			RonaTimeout: durationpb.New(45 * time.Second), MaxParallelTasks: 3}}},
+			RonaTimeout: durationpb.New(45 * time.Second), MaxParallelTasks: 3, AfterCallWork: durationpb.New(time.Minute),
+			ServiceCodes: []string{"complaint"}, SalesCodes: []string{"upgrade"}, Tags: []string{"vip"}}}},
 		users: map[string]*configv1.User{
-			"acme/alice": {Id: "alice", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_AGENT}, ServiceIds: []string{"sales"}, Capacity: 2},
+			"acme/alice": {Id: "alice", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_AGENT}, ServiceIds: []string{"sales"}, Capacity: 2, Skills: []string{"de"}},
 			"acme/ann":   {Id: "ann", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_ADMIN}},
 			"acme/bob":   {Id: "bob", Roles: []configv1.Role{configv1.Role_ROLE_AGENT}},
 		},
@@ -280,12 +284,13 @@ func TestDirectory(t *testing.T) {
 		}
 	}
 	info, _ := d.Agent(ctx, "acme", "alice")
-	if info.Capacity != 2 || len(info.Services) != 1 || info.Services[0] != "sales" {
-		t.Errorf("alice = %+v, want capacity 2 in sales", info)
+	if info.Capacity != 2 || len(info.Services) != 1 || info.Services[0] != "sales" || len(info.Skills) != 1 || info.Skills[0] != "de" {
+		t.Errorf("alice = %+v, want capacity 2 in sales, skill de", info)
 	}
 	svc, err := d.Service(ctx, "acme", "sales")
-	if err != nil || svc.Name != "Sales" || svc.RONATimeout != 45*time.Second || svc.MaxParallelTasks != 3 {
-		t.Errorf("Service(sales) = %+v, %v; want Sales, 45s, 3", svc, err)
+	if err != nil || svc.Name != "Sales" || svc.RONATimeout != 45*time.Second || svc.MaxParallelTasks != 3 || svc.AfterCallWork != time.Minute ||
+		len(svc.ServiceCodes) != 1 || len(svc.SalesCodes) != 1 || len(svc.Tags) != 1 {
+		t.Errorf("Service(sales) = %+v, %v; want Sales, 45s, 3, a minute of after-call work and one code of each list", svc, err)
 	}
 	if _, err := d.Agent(ctx, "acme", "zed"); status.Code(err) != codes.NotFound {
 		t.Errorf("Agent(zed): err = %v, want NotFound", err)

@@ -44,11 +44,17 @@ type fakeConfig struct {
 }
 
 func (fakeConfig) GetService(_ context.Context, r *configv1.GetServiceRequest) (*configv1.GetServiceResponse, error) {
-	if r.GetTenantId() != "acme" || r.GetId() != "sales" {
-		return nil, status.Error(codes.NotFound, "no such service")
+	switch {
+	case r.GetTenantId() == "acme" && r.GetId() == "sales":
+		return &configv1.GetServiceResponse{Service: &configv1.Service{Id: "sales", TenantId: "acme", Name: "Sales",
+			Distribution: &configv1.DistributionSettings{RonaTimeout: durationpb.New(time.Hour), MaxParallelTasks: 1}}}, nil
+	case r.GetTenantId() == "acme" && r.GetId() == "care":
+		// After-call work of a minute, as deploy/examples/tenant.yaml has it.
+		return &configv1.GetServiceResponse{Service: &configv1.Service{Id: "care", TenantId: "acme", Name: "Care",
+			Distribution: &configv1.DistributionSettings{RonaTimeout: durationpb.New(time.Hour), MaxParallelTasks: 3,
+				AfterCallWork: durationpb.New(time.Minute), ServiceCodes: []string{"complaint"}, Tags: []string{"vip"}}}}, nil
 	}
-	return &configv1.GetServiceResponse{Service: &configv1.Service{Id: "sales", TenantId: "acme", Name: "Sales",
-		Distribution: &configv1.DistributionSettings{RonaTimeout: durationpb.New(time.Hour), MaxParallelTasks: 1}}}, nil
+	return nil, status.Error(codes.NotFound, "no such service")
 }
 
 func (fakeConfig) GetUser(_ context.Context, r *configv1.GetUserRequest) (*configv1.GetUserResponse, error) {
@@ -56,7 +62,7 @@ func (fakeConfig) GetUser(_ context.Context, r *configv1.GetUserRequest) (*confi
 		return nil, status.Error(codes.NotFound, "no such user")
 	}
 	return &configv1.GetUserResponse{User: &configv1.User{Id: "alice", TenantId: "acme", ImLicense: true,
-		Roles: []configv1.Role{configv1.Role_ROLE_AGENT}, ServiceIds: []string{"sales"}}}, nil
+		Roles: []configv1.Role{configv1.Role_ROLE_AGENT}, ServiceIds: []string{"sales", "care"}}}, nil
 }
 
 type env struct {
@@ -282,7 +288,7 @@ func TestRunEndToEnd(t *testing.T) {
 	e.publish(t, subjects.WorkflowTaskRequested("acme"), request("tk_bad", "ss_bad", ""), "req-bad")
 	e.publish(t, subjects.WorkflowTaskRequested("acme"), request("tk_c", "ss_c", "sales"), "req-c")
 	first := offerOf(t, c, "tk_c")
-	want := []string{"queued tk_a", "offered tk_a to alice", "accepted tk_a by alice", "queued tk_c", "offered tk_c to alice"}
+	want := []string{"queued tk_a", "offered tk_a to alice", "accepted tk_a by alice", subjects.KindTaskCompleted, "queued tk_c", "offered tk_c to alice"}
 	waitFor(t, "the events", func() bool { return len(e.events.events()) >= len(want) })
 	if got := e.events.events(); !slices.Equal(got, want) {
 		t.Errorf("DISTRIBUTION events:\n got  %q\n want %q", got, want)
@@ -317,4 +323,49 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Errorf("AcceptTask after restart: %v", err)
 	}
 	waitFor(t, "tk_c accepted", func() bool { return slices.Contains(e.events.events(), "accepted tk_c by alice") })
+}
+
+// With after-call work configured, the agent who ends a session gets no
+// offer until they submit their wrap-up (or it runs out), however much
+// capacity they have.
+func TestAfterCallWorkBlocksOffers(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t)
+	c, _ := e.run(t)
+	setAvailable(t, c)
+	e.observe(t)
+
+	e.publish(t, subjects.WorkflowTaskRequested("acme"), request("tk_1", "ss_1", "care"), "req-1")
+	offer := offerOf(t, c, "tk_1")
+	if _, err := c.AcceptTask(ctx, &distributionv1.AcceptTaskRequest{TenantId: "acme", AgentId: "alice", OfferId: offer.GetOfferId()}); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, subjects.SessionEnded("acme"), &sessionv1.SessionEnded{TenantId: "acme", SessionId: "ss_1", Reason: "agent terminated"}, "end-1")
+	// Session ends and task requests come through different consumers:
+	// let the end be handled first, as it is when a customer writes again
+	// after the agent terminated.
+	waitFor(t, "the wrap-up to start", func() bool { return slices.Contains(e.events.events(), subjects.KindTaskWrapUpStarted) })
+	e.publish(t, subjects.WorkflowTaskRequested("acme"), request("tk_2", "ss_2", "care"), "req-2")
+	waitFor(t, "tk_2 queued", func() bool { return slices.Contains(e.events.events(), "queued tk_2") })
+	res, err := c.GetAgentState(ctx, &distributionv1.GetAgentStateRequest{TenantId: "acme", AgentId: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.GetState()
+	if len(st.GetOffers()) != 0 || st.GetActivity() != distributionv1.AgentActivity_AGENT_ACTIVITY_WRAPPING {
+		t.Fatalf("alice after Terminate = %v, want wrapping with no offer", st)
+	}
+	if until := st.GetWrapUpUntil().AsTime(); time.Until(until) < 30*time.Second {
+		t.Errorf("wrap-up ends at %v, want about a minute from the end of the session", until)
+	}
+	if _, err := c.SubmitWrapUp(ctx, &distributionv1.SubmitWrapUpRequest{TenantId: "acme", AgentId: "alice", SessionId: "ss_1", ServiceCodes: []string{"complaint"}}); err != nil {
+		t.Fatal(err)
+	}
+	offerOf(t, c, "tk_2")
+	want := []string{"queued tk_1", "offered tk_1 to alice", "accepted tk_1 by alice", subjects.KindTaskWrapUpStarted, "queued tk_2",
+		subjects.KindTaskWrapUpEnded, subjects.KindTaskCompleted, "offered tk_2 to alice"}
+	waitFor(t, "the events", func() bool { return len(e.events.events()) >= len(want) })
+	if got := e.events.events(); !slices.Equal(got, want) {
+		t.Errorf("DISTRIBUTION events:\n got  %q\n want %q", got, want)
+	}
 }

@@ -66,6 +66,7 @@ func (d *Directory) Agent(ctx context.Context, tenant, userID string) (engine.Ag
 		Eligible: u.GetImLicense() && slices.Contains(u.GetRoles(), configv1.Role_ROLE_AGENT),
 		Services: u.GetServiceIds(),
 		Capacity: int(u.GetCapacity()),
+		Skills:   u.GetSkills(),
 	}
 	d.put(k, info)
 	return info, nil
@@ -82,11 +83,16 @@ func (d *Directory) Service(ctx context.Context, tenant, serviceID string) (engi
 		return engine.ServiceInfo{}, fmt.Errorf("get service %q: %w", serviceID, err)
 	}
 	s := res.GetService()
+	dist := s.GetDistribution()
 	info := engine.ServiceInfo{
 		ID:               s.GetId(),
 		Name:             s.GetName(),
-		RONATimeout:      s.GetDistribution().GetRonaTimeout().AsDuration(),
-		MaxParallelTasks: int(s.GetDistribution().GetMaxParallelTasks()),
+		RONATimeout:      dist.GetRonaTimeout().AsDuration(),
+		MaxParallelTasks: int(dist.GetMaxParallelTasks()),
+		AfterCallWork:    dist.GetAfterCallWork().AsDuration(),
+		ServiceCodes:     dist.GetServiceCodes(),
+		SalesCodes:       dist.GetSalesCodes(),
+		Tags:             dist.GetTags(),
 	}
 	d.put(k, info)
 	return info, nil

@@ -1,7 +1,18 @@
 // Package engine is distribution's core: per-tenant queues of tasks per
-// service, agents with presence and capacity, offers with a RONA timer.
-// It decides under one lock and reports every decision as an event through
-// Publisher before the lock is released, so events leave in decision order.
+// service, agents with presence, skills and capacity, offers with a RONA
+// timer, and after-call work. It decides under one lock and reports every
+// decision as an event through Publisher before the lock is released, so
+// events leave in decision order (and so in order per task).
+//
+// Selection: an agent is eligible for a task when they are a member of its
+// service, IM-licensed, available, under capacity (their own, else the
+// service's max_parallel_tasks, else 1), not flagged by RONA, not in
+// after-call work, have every skill the task requires, and did not decline
+// it within DeclineCooldown. Among eligible agents the longest idle goes
+// first (idle: holding no task or offer, since their last task ended or
+// they became available); agents holding tasks come after the idle ones,
+// fewer tasks first. Tasks go by priority, then by time waited. The indexes
+// in index.go keep one decision at O(P·log n).
 package engine
 
 import (
@@ -9,11 +20,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
@@ -23,12 +36,26 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 )
 
-// Errors the gRPC adapter maps to status codes.
+// Errors the gRPC adapter maps to status codes. Errors about a request's
+// content wrap one of them with what was wrong.
 var (
 	ErrOfferNotOpen = errors.New("offer is no longer open")
 	ErrNotYourOffer = errors.New("offer belongs to another agent")
 	ErrUnknownAgent = errors.New("agent is not known to distribution")
 	ErrNotEligible  = errors.New("user may not take IM tasks")
+	ErrUnknownTask  = errors.New("task is not known to distribution")
+	ErrNotYourTask  = errors.New("task belongs to another agent")
+	// ErrTaskState: the task is not in a state that allows the request.
+	ErrTaskState = errors.New("task state does not allow this")
+	// ErrInvalid: the request's content is not acceptable (codes not in
+	// the service's lists, priority out of range).
+	ErrInvalid = errors.New("invalid request")
+)
+
+// Priorities: 0 is normal, higher is offered first.
+const (
+	MinPriority = 0
+	MaxPriority = 1000
 )
 
 // Publisher sends one event durably (idempotent under msgID).
@@ -41,6 +68,8 @@ type TaskStore interface {
 	Save(ctx context.Context, t *Task) error
 	// Known reports whether a task was ever saved.
 	Known(ctx context.Context, tenant, taskID string) (bool, error)
+	// Get returns a saved task, nil if there is none.
+	Get(ctx context.Context, tenant, taskID string) (*Task, error)
 	LoadOpen(ctx context.Context) ([]*Task, error)
 	// MarkSessionEnded and SessionEnded remember ended sessions, so a task
 	// request that arrives after its session ended is not queued.
@@ -54,6 +83,7 @@ type AgentInfo struct {
 	Eligible bool // agent role with an IM license
 	Services []string
 	Capacity int // 0: the services' own limit
+	Skills   []string
 }
 
 // ServiceInfo is what distribution needs to know about a service.
@@ -62,30 +92,48 @@ type ServiceInfo struct {
 	Name             string
 	RONATimeout      time.Duration
 	MaxParallelTasks int
+	// AfterCallWork blocks the agent after a session ends; 0: none.
+	AfterCallWork time.Duration
+	ServiceCodes  []string
+	SalesCodes    []string
+	Tags          []string
 }
 
 // TaskState is where a task is in its life.
 type TaskState string
 
 const (
-	TaskQueued   TaskState = "queued"
-	TaskOffered  TaskState = "offered"
-	TaskAccepted TaskState = "accepted"
-	TaskEnded    TaskState = "ended"
+	TaskQueued    TaskState = "queued"
+	TaskOffered   TaskState = "offered"
+	TaskAccepted  TaskState = "accepted"
+	TaskWrapping  TaskState = "wrapping"
+	TaskCompleted TaskState = "completed"
+	TaskCanceled  TaskState = "canceled"
+	// TaskEnded is what earlier versions stored for both outcomes.
+	TaskEnded TaskState = "ended"
 )
+
+// Closed reports whether the task's life is over.
+func (s TaskState) Closed() bool { return s == TaskCompleted || s == TaskCanceled || s == TaskEnded }
+
+// OpenStates are the states of a task distribution still holds.
+var OpenStates = []TaskState{TaskQueued, TaskOffered, TaskAccepted, TaskWrapping}
 
 // Task is one session waiting for, or handled by, an agent.
 type Task struct {
-	ID           string
-	Tenant       string
-	SessionID    string
-	ServiceID    string
-	Conversation *messagingv1.ConversationRef
-	CustomerName string
-	Priority     int32
-	QueuedAt     time.Time
-	State        TaskState
-	AgentID      string
+	ID             string
+	Tenant         string
+	SessionID      string
+	ServiceID      string
+	Conversation   *messagingv1.ConversationRef
+	CustomerName   string
+	Priority       int32
+	RequiredSkills []string
+	QueuedAt       time.Time
+	State          TaskState
+	AgentID        string
+	AcceptedAt     time.Time
+	WrapUntil      time.Time
 	// Service snapshot taken when the task arrived.
 	Service ServiceInfo
 
@@ -98,6 +146,8 @@ type Task struct {
 	// task has it unset, so a redelivered request (the one whose handling
 	// the restart cut short) publishes it again under the same id.
 	queuedSent bool
+	pool       *pool // while queued
+	wrapTimer  *time.Timer
 }
 
 type offer struct {
@@ -114,18 +164,25 @@ type agent struct {
 	rona     bool
 	active   map[string]*Task // accepted, not ended
 	offers   map[string]*offer
-	lastSeen time.Time // when last offered or accepted; older goes first
+	wrapping map[string]*Task // in after-call work
+	// since: when the agent's load last changed or they became available;
+	// while they hold nothing, the time they have been idle since.
+	since time.Time
+	// The sort key the agent has in the pools it is in (see refresh).
+	kLoad  int
+	kSince time.Time
+	pools  map[*pool]struct{}
 }
 
 func (a *agent) load() int { return len(a.active) + len(a.offers) }
 
 type tenant struct {
-	queues   map[string][]*Task // service id -> queued tasks
-	tasks    map[string]*Task   // task id -> task (not ended)
-	sessions map[string]*Task   // session id -> task
+	queues   map[string]*queue // service id -> queue
+	tasks    map[string]*Task  // task id -> task (not closed)
+	sessions map[string]*Task  // session id -> task
 	agents   map[string]*agent
 	offers   map[string]*offer
-	accepted map[string]*Task // offer id -> task accepted through it (not ended)
+	accepted map[string]*Task // offer id -> task accepted through it (not closed)
 }
 
 // Engine is safe for concurrent use.
@@ -158,7 +215,7 @@ func (e *Engine) tenant(id string) *tenant {
 	t := e.tenants[id]
 	if t == nil {
 		t = &tenant{
-			queues:   map[string][]*Task{},
+			queues:   map[string]*queue{},
 			tasks:    map[string]*Task{},
 			sessions: map[string]*Task{},
 			agents:   map[string]*agent{},
@@ -172,7 +229,8 @@ func (e *Engine) tenant(id string) *tenant {
 
 // Restore loads open tasks after a restart: offered tasks go back to the
 // queue (their timers are gone), accepted ones keep counting against their
-// agent's capacity once the agent is back.
+// agent's capacity once the agent is back, and after-call work resumes for
+// what is left of it.
 func (e *Engine) Restore(ctx context.Context) (int, error) {
 	open, err := e.store.LoadOpen(ctx)
 	if err != nil {
@@ -180,29 +238,35 @@ func (e *Engine) Restore(ctx context.Context) (int, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	sort.Slice(open, func(i, j int) bool { return open[i].QueuedAt.Before(open[j].QueuedAt) })
+	now := e.now()
 	for _, task := range open {
 		t := e.tenant(task.Tenant)
 		t.tasks[task.ID] = task
 		t.sessions[task.SessionID] = task
 		task.declined = map[string]time.Time{}
+		task.RequiredSkills = normSkills(task.RequiredSkills)
 		switch task.State {
 		case TaskAccepted:
-			a := t.agentOrStub(task.AgentID)
-			a.active[task.ID] = task
+			t.agentOrStub(task.AgentID, now).active[task.ID] = task
+		case TaskWrapping:
+			t.agentOrStub(task.AgentID, now).wrapping[task.ID] = task
+			e.startWrapTimer(task, task.WrapUntil.Sub(now))
 		default:
 			task.State = TaskQueued
 			task.AgentID = ""
-			t.queues[task.ServiceID] = append(t.queues[task.ServiceID], task)
+			e.push(t, task)
 		}
 	}
 	return len(open), nil
 }
 
-func (t *tenant) agentOrStub(id string) *agent {
+func (t *tenant) agentOrStub(id string, now time.Time) *agent {
 	a := t.agents[id]
 	if a == nil {
-		a = &agent{info: AgentInfo{ID: id}, presence: distributionv1.Presence_PRESENCE_OFFLINE, active: map[string]*Task{}, offers: map[string]*offer{}}
+		a = &agent{
+			info: AgentInfo{ID: id}, presence: distributionv1.Presence_PRESENCE_OFFLINE, since: now,
+			active: map[string]*Task{}, offers: map[string]*offer{}, wrapping: map[string]*Task{}, pools: map[*pool]struct{}{},
+		}
 		t.agents[id] = a
 	}
 	return a
@@ -210,7 +274,8 @@ func (t *tenant) agentOrStub(id string) *agent {
 
 // Enqueue adds a task and dispatches. A task id seen before, or a task of a
 // session that already ended, is ignored: requests may be redelivered, and
-// the session's end may overtake its task request.
+// the session's end may overtake its task request. A priority out of range
+// is brought into it (the request comes from a workflow, not a person).
 func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	// The checks run under the lock: EndSession records the end before it
 	// takes the lock, so either the check sees the end or EndSession finds
@@ -238,7 +303,12 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	if known || ended {
 		return nil
 	}
+	if p := min(max(task.Priority, MinPriority), MaxPriority); p != task.Priority {
+		e.log.Warn("task priority out of range; clamped", "tenant", task.Tenant, "task", task.ID, "priority", task.Priority, "clamped_to", p)
+		task.Priority = p
+	}
 	task.State = TaskQueued
+	task.RequiredSkills = normSkills(task.RequiredSkills)
 	task.declined = map[string]time.Time{}
 	if task.QueuedAt.IsZero() {
 		task.QueuedAt = e.now()
@@ -248,7 +318,7 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	}
 	t.tasks[task.ID] = task
 	t.sessions[task.SessionID] = task
-	t.queues[task.ServiceID] = insertByPriority(t.queues[task.ServiceID], task)
+	e.push(t, task)
 	return e.queued(ctx, t, task)
 }
 
@@ -256,15 +326,10 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 // stays queued and the error asks for a redelivery of the request, which
 // comes back here.
 func (e *Engine) queued(ctx context.Context, t *tenant, task *Task) error {
-	var pos int32 // 0: no longer waiting (a redelivery after an offer)
-	for i, q := range t.queues[task.ServiceID] {
-		if q == task {
-			pos = int32(i + 1)
-		}
-	}
 	if err := e.pub.Emit(ctx, subjects.TaskQueued(task.Tenant), &distributionv1.TaskQueued{
 		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
-		Position: pos, QueuedAt: timestamppb.New(task.QueuedAt),
+		Position: position(task), QueuedAt: timestamppb.New(task.QueuedAt), // 0: no longer waiting (a redelivery after an offer)
+		Priority: task.Priority, RequiredSkills: task.RequiredSkills,
 	}, "queued:"+task.ID); err != nil {
 		return err
 	}
@@ -273,16 +338,9 @@ func (e *Engine) queued(ctx context.Context, t *tenant, task *Task) error {
 	return nil
 }
 
-// insertByPriority keeps higher priority first, then arrival order.
-func insertByPriority(q []*Task, task *Task) []*Task {
-	i := sort.Search(len(q), func(i int) bool { return q[i].Priority < task.Priority })
-	q = append(q, nil)
-	copy(q[i+1:], q[i:])
-	q[i] = task
-	return q
-}
-
-// SetPresence records an agent's presence; available clears RONA.
+// SetPresence records an agent's presence (and what config says about
+// them); available clears RONA and, coming from another presence, starts
+// the agent's idle time.
 func (e *Engine) SetPresence(ctx context.Context, tenantID string, info AgentInfo, p distributionv1.Presence) (*distributionv1.AgentState, error) {
 	if p == distributionv1.Presence_PRESENCE_AVAILABLE && !info.Eligible {
 		return nil, ErrNotEligible
@@ -290,49 +348,20 @@ func (e *Engine) SetPresence(ctx context.Context, tenantID string, info AgentInf
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t := e.tenant(tenantID)
-	a := t.agentOrStub(info.ID)
+	now := e.now()
+	a := t.agentOrStub(info.ID, now)
+	info.Skills = normSkills(info.Skills)
 	a.info = info
-	a.presence = p
 	if p == distributionv1.Presence_PRESENCE_AVAILABLE {
 		a.rona = false
+		if a.presence != p {
+			a.since = now
+		}
 	}
-	if a.lastSeen.IsZero() {
-		a.lastSeen = e.now()
-	}
+	a.presence = p
+	e.refresh(t, a)
 	e.dispatch(ctx, tenantID)
-	return e.stateLocked(tenantID, a), nil
-}
-
-// State returns an agent's state.
-func (e *Engine) State(tenantID, agentID string) *distributionv1.AgentState {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	t := e.tenant(tenantID)
-	a, ok := t.agents[agentID]
-	if !ok {
-		return &distributionv1.AgentState{TenantId: tenantID, AgentId: agentID, Presence: distributionv1.Presence_PRESENCE_OFFLINE}
-	}
-	return e.stateLocked(tenantID, a)
-}
-
-func (e *Engine) stateLocked(tenantID string, a *agent) *distributionv1.AgentState {
-	st := &distributionv1.AgentState{
-		TenantId: tenantID, AgentId: a.info.ID, Presence: a.presence, Rona: a.rona,
-		ActiveTasks: int32(len(a.active)), Capacity: int32(a.info.Capacity),
-	}
-	for _, o := range a.offers {
-		st.Offers = append(st.Offers, offerProto(o))
-	}
-	sort.Slice(st.Offers, func(i, j int) bool { return st.Offers[i].OfferId < st.Offers[j].OfferId })
-	return st
-}
-
-func offerProto(o *offer) *distributionv1.Offer {
-	return &distributionv1.Offer{
-		OfferId: o.id, TaskId: o.task.ID, SessionId: o.task.SessionID, ServiceId: o.task.ServiceID,
-		ServiceName: o.task.Service.Name, Conversation: o.task.Conversation, CustomerName: o.task.CustomerName,
-		ExpiresAt: timestamppb.New(o.expires),
-	}
+	return e.stateLocked(tenantID, t, a), nil
 }
 
 // Accept turns an open offer into an accepted task. Accept is idempotent:
@@ -362,17 +391,17 @@ func (e *Engine) Accept(ctx context.Context, tenantID, agentID, offerID string) 
 		return nil, ErrNotYourOffer
 	}
 	task := o.task
+	now := e.now()
 	prev := *task
-	task.State, task.AgentID, task.offerID, task.acceptedOffer = TaskAccepted, agentID, "", offerID
+	task.State, task.AgentID, task.offerID, task.acceptedOffer, task.AcceptedAt = TaskAccepted, agentID, "", offerID, now
 	if err := e.store.Save(ctx, task); err != nil {
 		*task = prev
 		return nil, fmt.Errorf("save task %s: %w", task.ID, err)
 	}
-	e.closeOffer(t, o)
+	a := t.agentOrStub(agentID, now)
+	a.active[task.ID] = task // before closeOffer re-indexes the agent: the load stays
+	e.closeOffer(t, o, false)
 	t.accepted[offerID] = task
-	a := t.agentOrStub(agentID)
-	a.active[task.ID] = task
-	a.lastSeen = e.now()
 	if err := e.emitAccepted(ctx, task); err != nil {
 		return nil, err
 	}
@@ -382,7 +411,7 @@ func (e *Engine) Accept(ctx context.Context, tenantID, agentID, offerID string) 
 func (e *Engine) emitAccepted(ctx context.Context, task *Task) error {
 	return e.pub.Emit(ctx, subjects.TaskAccepted(task.Tenant), &distributionv1.TaskAccepted{
 		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
-		AgentId: task.AgentID, OfferId: task.acceptedOffer, AcceptedAt: timestamppb.New(e.now()),
+		AgentId: task.AgentID, OfferId: task.acceptedOffer, AcceptedAt: timestamppb.New(task.AcceptedAt),
 	}, task.acceptedOffer+":accepted")
 }
 
@@ -399,12 +428,13 @@ func (e *Engine) Decline(ctx context.Context, tenantID, agentID, offerID string)
 		return ErrNotYourOffer
 	}
 	task := o.task
-	e.closeOffer(t, o)
-	task.declined[agentID] = e.now()
+	now := e.now()
+	task.declined[agentID] = now
+	e.closeOffer(t, o, true)
 	e.requeue(t, task)
 	if err := e.pub.Emit(ctx, subjects.TaskDeclined(tenantID), &distributionv1.TaskDeclined{
 		TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
-		AgentId: agentID, OfferId: offerID, DeclinedAt: timestamppb.New(e.now()),
+		AgentId: agentID, OfferId: offerID, DeclinedAt: timestamppb.New(now),
 	}, offerID+":declined"); err != nil {
 		return err
 	}
@@ -426,14 +456,18 @@ func (e *Engine) timeout(tenantID, offerID string) {
 		return // answered in the meantime
 	}
 	task := o.task
-	e.closeOffer(t, o)
+	now := e.now()
 	if a := t.agents[o.agentID]; a != nil {
 		a.rona = true
 	}
+	e.closeOffer(t, o, true)
 	e.requeue(t, task)
+	if q := t.queues[task.ServiceID]; q != nil {
+		q.ronas = append(trim(q.ronas, now), now)
+	}
 	if err := e.pub.Emit(ctx, subjects.TaskOfferTimedOut(tenantID), &distributionv1.TaskOfferTimedOut{
 		TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
-		AgentId: o.agentID, OfferId: offerID, TimedOutAt: timestamppb.New(e.now()),
+		AgentId: o.agentID, OfferId: offerID, TimedOutAt: timestamppb.New(now),
 	}, offerID+":rona"); err != nil {
 		e.log.Error("publish rona", "tenant", tenantID, "task", task.ID, "err", err)
 	}
@@ -441,7 +475,9 @@ func (e *Engine) timeout(tenantID, offerID string) {
 }
 
 // EndSession releases whatever the session holds: a queued or offered task
-// is canceled, an accepted one frees its agent.
+// is canceled; an accepted one goes into after-call work when its service
+// has any (its agent gets no offers meanwhile), else it is completed and
+// frees its agent.
 func (e *Engine) EndSession(ctx context.Context, tenantID, sessionID, reason string) error {
 	if err := e.store.MarkSessionEnded(ctx, tenantID, sessionID); err != nil {
 		return fmt.Errorf("mark session %s ended: %w", sessionID, err)
@@ -453,66 +489,306 @@ func (e *Engine) EndSession(ctx context.Context, tenantID, sessionID, reason str
 	if !ok {
 		return nil
 	}
-	prevState := task.State
-	var offeredTo, offerID string
-	if task.offerID != "" {
-		if o := t.offers[task.offerID]; o != nil {
-			offeredTo, offerID = o.agentID, o.id
-			e.closeOffer(t, o)
-		}
-	}
-	t.queues[task.ServiceID] = remove(t.queues[task.ServiceID], task)
-	if a := t.agents[task.AgentID]; a != nil {
-		delete(a.active, task.ID)
-	}
-	task.State = TaskEnded
-	if err := e.store.Save(ctx, task); err != nil {
-		return fmt.Errorf("save task %s: %w", task.ID, err)
-	}
-	delete(t.tasks, task.ID)
-	delete(t.sessions, sessionID)
-	delete(t.accepted, task.acceptedOffer)
-	if prevState != TaskAccepted {
-		if err := e.pub.Emit(ctx, subjects.TaskCanceled(tenantID), &distributionv1.TaskCanceled{
-			TenantId: tenantID, TaskId: task.ID, SessionId: sessionID, ServiceId: task.ServiceID,
-			Reason: reason, CanceledAt: timestamppb.New(e.now()), AgentId: offeredTo, OfferId: offerID,
-		}, task.ID+":canceled"); err != nil {
+	switch task.State {
+	case TaskQueued, TaskOffered:
+		if err := e.cancel(ctx, t, task, reason); err != nil {
 			return err
 		}
+	case TaskAccepted:
+		if task.Service.AfterCallWork > 0 {
+			if err := e.startWrapUp(ctx, t, task); err != nil {
+				return err
+			}
+		} else if err := e.complete(ctx, t, task, nil); err != nil {
+			return err
+		}
+	case TaskWrapping:
+		// A redelivery: publish again what may not have gone out (the same
+		// msg id, so JetStream drops a repeat).
+		return e.emitWrapUpStarted(ctx, task)
 	}
 	e.dispatch(ctx, tenantID)
 	return nil
 }
 
-func remove(q []*Task, task *Task) []*Task {
-	for i, x := range q {
-		if x == task {
-			return append(q[:i:i], q[i+1:]...)
+// cancel takes a queued or offered task out of distribution.
+func (e *Engine) cancel(ctx context.Context, t *tenant, task *Task, reason string) error {
+	prev := task.State
+	task.State = TaskCanceled
+	if err := e.store.Save(ctx, task); err != nil {
+		task.State = prev
+		return fmt.Errorf("save task %s: %w", task.ID, err)
+	}
+	var offeredTo, offerID string
+	if task.offerID != "" {
+		if o := t.offers[task.offerID]; o != nil {
+			offeredTo, offerID = o.agentID, o.id
+			e.closeOffer(t, o, false)
 		}
 	}
-	return q
+	e.pull(task)
+	e.forget(t, task)
+	return e.pub.Emit(ctx, subjects.TaskCanceled(task.Tenant), &distributionv1.TaskCanceled{
+		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
+		Reason: reason, CanceledAt: timestamppb.New(e.now()), AgentId: offeredTo, OfferId: offerID,
+	}, task.ID+":canceled")
 }
 
-func (e *Engine) closeOffer(t *tenant, o *offer) {
+func (e *Engine) forget(t *tenant, task *Task) {
+	delete(t.tasks, task.ID)
+	if t.sessions[task.SessionID] == task {
+		delete(t.sessions, task.SessionID)
+	}
+	delete(t.accepted, task.acceptedOffer)
+}
+
+// startWrapUp moves an accepted task into after-call work.
+func (e *Engine) startWrapUp(ctx context.Context, t *tenant, task *Task) error {
+	now := e.now()
+	task.State, task.WrapUntil = TaskWrapping, now.Add(task.Service.AfterCallWork)
+	if err := e.store.Save(ctx, task); err != nil {
+		task.State, task.WrapUntil = TaskAccepted, time.Time{}
+		return fmt.Errorf("save task %s: %w", task.ID, err)
+	}
+	a := t.agentOrStub(task.AgentID, now)
+	delete(a.active, task.ID)
+	a.wrapping[task.ID] = task
+	e.touch(t, a, now)
+	e.startWrapTimer(task, task.Service.AfterCallWork)
+	return e.emitWrapUpStarted(ctx, task)
+}
+
+func (e *Engine) emitWrapUpStarted(ctx context.Context, task *Task) error {
+	return e.pub.Emit(ctx, subjects.TaskWrapUpStarted(task.Tenant), &distributionv1.TaskWrapUpStarted{
+		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID, AgentId: task.AgentID,
+		StartedAt: timestamppb.New(task.WrapUntil.Add(-task.Service.AfterCallWork)), EndsAt: timestamppb.New(task.WrapUntil),
+	}, task.ID+":wrapup_started")
+}
+
+func (e *Engine) startWrapTimer(task *Task, d time.Duration) {
+	tenantID, taskID, until := task.Tenant, task.ID, task.WrapUntil
+	task.wrapTimer = time.AfterFunc(max(d, 0), func() { e.wrapUpExpired(tenantID, taskID, until) })
+}
+
+// wrapUpExpired is the after-call work timer running out.
+func (e *Engine) wrapUpExpired(tenantID, taskID string, until time.Time) {
+	ctx := context.Background()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	t := e.tenant(tenantID)
+	task := t.tasks[taskID]
+	if task == nil || task.State != TaskWrapping || !task.WrapUntil.Equal(until) {
+		return // submitted in the meantime
+	}
+	if err := e.endWrapUp(ctx, t, task, false, nil, nil, nil); err != nil {
+		// The store or the broker is down: try again shortly.
+		e.log.Error("end after-call work; retrying", "tenant", tenantID, "task", taskID, "err", err)
+		e.startWrapTimer(task, 5*time.Second)
+		return
+	}
+	e.dispatch(ctx, tenantID)
+}
+
+// SubmitWrapUp ends a task's after-call work with codes and tags from its
+// service's lists. The task is named by id or by session; agentID, when
+// set, must be the agent wrapping it up.
+func (e *Engine) SubmitWrapUp(ctx context.Context, tenantID, agentID, taskID, sessionID string, serviceCodes, salesCodes, tags []string) (*distributionv1.Task, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.tenant(tenantID)
+	task, err := e.openTask(ctx, t, tenantID, taskID, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	if task.State != TaskWrapping {
+		return nil, fmt.Errorf("%w: task %s is %s, not in after-call work", ErrTaskState, task.ID, task.State)
+	}
+	if agentID != "" && task.AgentID != agentID {
+		return nil, ErrNotYourTask
+	}
+	svc := task.Service
+	for _, c := range []struct {
+		what       string
+		got, valid []string
+	}{{"service code", serviceCodes, svc.ServiceCodes}, {"sales code", salesCodes, svc.SalesCodes}, {"tag", tags, svc.Tags}} {
+		for _, v := range c.got {
+			if !slices.Contains(c.valid, v) {
+				return nil, fmt.Errorf("%w: %s %q is not one of service %s's %q", ErrInvalid, c.what, v, svc.ID, c.valid)
+			}
+		}
+	}
+	if err := e.endWrapUp(ctx, t, task, true, serviceCodes, salesCodes, tags); err != nil {
+		return nil, err
+	}
+	e.dispatch(ctx, tenantID)
+	return e.view(task), nil
+}
+
+// endWrapUp completes a task in after-call work and frees its agent.
+func (e *Engine) endWrapUp(ctx context.Context, t *tenant, task *Task, submitted bool, serviceCodes, salesCodes, tags []string) error {
+	sorted := func(xs []string) []string { return slices.Compact(slices.Sorted(slices.Values(xs))) }
+	return e.complete(ctx, t, task, &distributionv1.TaskWrapUpEnded{
+		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID, AgentId: task.AgentID,
+		Submitted: submitted, ServiceCodes: sorted(serviceCodes), SalesCodes: sorted(salesCodes), Tags: sorted(tags),
+	})
+}
+
+// complete closes an accepted or wrapping task and frees its agent;
+// wrapUp, when set, is published first.
+func (e *Engine) complete(ctx context.Context, t *tenant, task *Task, wrapUp *distributionv1.TaskWrapUpEnded) error {
+	now := e.now()
+	prev := task.State
+	task.State = TaskCompleted
+	if err := e.store.Save(ctx, task); err != nil {
+		task.State = prev
+		return fmt.Errorf("save task %s: %w", task.ID, err)
+	}
+	if task.wrapTimer != nil {
+		task.wrapTimer.Stop()
+	}
+	if a := t.agents[task.AgentID]; a != nil {
+		delete(a.active, task.ID)
+		delete(a.wrapping, task.ID)
+		e.touch(t, a, now)
+	}
+	e.forget(t, task)
+	handle := now.Sub(task.AcceptedAt)
+	if q := t.queues[task.ServiceID]; q != nil && !task.AcceptedAt.IsZero() {
+		q.recordHandle(handle)
+	}
+	if wrapUp != nil {
+		wrapUp.EndedAt = timestamppb.New(now)
+		if err := e.pub.Emit(ctx, subjects.TaskWrapUpEnded(task.Tenant), wrapUp, task.ID+":wrapup_ended"); err != nil {
+			return err
+		}
+	}
+	ev := &distributionv1.TaskCompleted{
+		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID, AgentId: task.AgentID,
+		CompletedAt: timestamppb.New(now),
+	}
+	if !task.AcceptedAt.IsZero() {
+		ev.HandleTime = durationpb.New(handle)
+	}
+	return e.pub.Emit(ctx, subjects.TaskCompleted(task.Tenant), ev, task.ID+":completed")
+}
+
+// CancelTask takes a queued or offered task out of distribution.
+func (e *Engine) CancelTask(ctx context.Context, tenantID, taskID, reason string) (*distributionv1.Task, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.tenant(tenantID)
+	task, err := e.openTask(ctx, t, tenantID, taskID, "")
+	if err != nil {
+		return nil, err
+	}
+	if task.State != TaskQueued && task.State != TaskOffered {
+		return nil, fmt.Errorf("%w: task %s is %s; only a queued or offered task can be canceled (end the session instead)", ErrTaskState, task.ID, task.State)
+	}
+	if reason == "" {
+		reason = "canceled"
+	}
+	if err := e.cancel(ctx, t, task, reason); err != nil {
+		return nil, err
+	}
+	e.dispatch(ctx, tenantID)
+	return e.view(task), nil
+}
+
+// Reprioritize changes the priority of a queued or offered task.
+func (e *Engine) Reprioritize(ctx context.Context, tenantID, taskID string, priority int32) (*distributionv1.Task, error) {
+	if priority < MinPriority || priority > MaxPriority {
+		return nil, fmt.Errorf("%w: priority %d is outside %d..%d", ErrInvalid, priority, MinPriority, MaxPriority)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.tenant(tenantID)
+	task, err := e.openTask(ctx, t, tenantID, taskID, "")
+	if err != nil {
+		return nil, err
+	}
+	if task.State != TaskQueued && task.State != TaskOffered {
+		return nil, fmt.Errorf("%w: task %s is %s; only a queued or offered task can be reprioritized", ErrTaskState, task.ID, task.State)
+	}
+	prev := task.Priority
+	if prev == priority {
+		return e.view(task), nil
+	}
+	queued := task.pool != nil
+	e.pull(task)
+	task.Priority = priority
+	if err := e.store.Save(ctx, task); err != nil {
+		task.Priority = prev
+		if queued {
+			e.push(t, task)
+		}
+		return nil, fmt.Errorf("save task %s: %w", task.ID, err)
+	}
+	if queued {
+		e.push(t, task)
+	}
+	// A task may go back and forth between two priorities: the time tells
+	// the changes apart.
+	now := e.now()
+	if err := e.pub.Emit(ctx, subjects.TaskReprioritized(tenantID), &distributionv1.TaskReprioritized{
+		TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
+		PreviousPriority: prev, Priority: priority, ReprioritizedAt: timestamppb.New(now),
+	}, fmt.Sprintf("%s:reprioritized:%d", task.ID, now.UnixNano())); err != nil {
+		return nil, err
+	}
+	e.dispatch(ctx, tenantID)
+	return e.view(task), nil
+}
+
+// openTask finds an open task by id or session; a closed or unknown one is
+// an error that says which.
+func (e *Engine) openTask(ctx context.Context, t *tenant, tenantID, taskID, sessionID string) (*Task, error) {
+	var task *Task
+	switch {
+	case taskID != "":
+		task = t.tasks[taskID]
+	case sessionID != "":
+		task = t.sessions[sessionID]
+		if task == nil {
+			return nil, fmt.Errorf("%w: no open task of session %q", ErrUnknownTask, sessionID)
+		}
+	}
+	if task != nil {
+		return task, nil
+	}
+	saved, err := e.store.Get(ctx, tenantID, taskID)
+	if err != nil {
+		return nil, fmt.Errorf("get task %s: %w", taskID, err)
+	}
+	if saved == nil {
+		return nil, fmt.Errorf("%w: task %q", ErrUnknownTask, taskID)
+	}
+	return nil, fmt.Errorf("%w: task %s is %s", ErrTaskState, taskID, saved.State)
+}
+
+// closeOffer withdraws an offer. changed: the agent's load went down (not
+// so for an accept, which turns the offer into an active task).
+func (e *Engine) closeOffer(t *tenant, o *offer, changed bool) {
 	o.timer.Stop()
 	delete(t.offers, o.id)
+	o.task.offerID = ""
 	if a := t.agents[o.agentID]; a != nil {
 		delete(a.offers, o.id)
+		if changed {
+			e.touch(t, a, e.now())
+		} else {
+			e.refresh(t, a)
+		}
 	}
-	o.task.offerID = ""
 }
 
+// requeue puts a task back in its queue; it keeps its arrival time, so it
+// goes back to its place.
 func (e *Engine) requeue(t *tenant, task *Task) {
 	task.State, task.AgentID = TaskQueued, ""
-	// Back to its place by arrival: it keeps its original queue time.
-	q := remove(t.queues[task.ServiceID], task)
-	i := sort.Search(len(q), func(i int) bool {
-		return q[i].Priority < task.Priority || (q[i].Priority == task.Priority && q[i].QueuedAt.After(task.QueuedAt))
-	})
-	q = append(q, nil)
-	copy(q[i+1:], q[i:])
-	q[i] = task
-	t.queues[task.ServiceID] = q
+	e.push(t, task)
 }
 
 // dispatch offers queued tasks to eligible agents until no pair is left.
@@ -531,11 +807,11 @@ func (e *Engine) dispatch(ctx context.Context, tenantID string) {
 		o := &offer{id: ids.New("of_"), task: task, agentID: a.info.ID, expires: now.Add(timeout)}
 		oid := o.id
 		o.timer = time.AfterFunc(timeout, func() { e.timeout(tenantID, oid) })
+		e.pull(task)
 		t.offers[o.id] = o
 		a.offers[o.id] = o
-		a.lastSeen = now
-		task.State, task.offerID = TaskOffered, o.id
-		t.queues[task.ServiceID] = remove(t.queues[task.ServiceID], task)
+		e.touch(t, a, now)
+		task.State, task.offerID, task.AgentID = TaskOffered, o.id, a.info.ID
 		if err := e.pub.Emit(ctx, subjects.TaskOffered(tenantID), &distributionv1.TaskOffered{
 			TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
 			AgentId: a.info.ID, OfferId: o.id, ExpiresAt: timestamppb.New(o.expires),
@@ -545,70 +821,36 @@ func (e *Engine) dispatch(ctx context.Context, tenantID string) {
 			// The agent never learns of an offer that was not published:
 			// withdraw it and try again on the next change.
 			e.log.Error("publish offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
-			e.closeOffer(t, o)
+			e.closeOffer(t, o, true)
 			e.requeue(t, task)
 			return
 		}
+		if q := t.queues[task.ServiceID]; q != nil {
+			q.offers = append(trim(q.offers, now), now)
+		}
 	}
 }
 
-// nextPair picks the oldest head-of-queue task that has an eligible agent,
-// and for it the least loaded agent who waited longest.
+// nextPair is the best task any ready agent may take, with the agent to
+// offer it to: the best candidate of each pool that has both waiting tasks
+// and ready agents.
 func (e *Engine) nextPair(t *tenant, now time.Time) (*Task, *agent) {
-	var heads []*Task
+	var best *Task
+	var who *agent
 	for _, q := range t.queues {
-		if len(q) > 0 {
-			heads = append(heads, q...)
+		if q.waiting.Len() == 0 {
+			continue
 		}
-	}
-	sort.Slice(heads, func(i, j int) bool {
-		if heads[i].Priority != heads[j].Priority {
-			return heads[i].Priority > heads[j].Priority
-		}
-		return heads[i].QueuedAt.Before(heads[j].QueuedAt)
-	})
-	for _, task := range heads {
-		var best *agent
-		for _, a := range t.agents {
-			if !e.eligible(a, task, now) {
+		for _, p := range q.pools {
+			if p.tasks.Len() == 0 || p.agents.Len() == 0 {
 				continue
 			}
-			if best == nil || a.load() < best.load() || (a.load() == best.load() && a.lastSeen.Before(best.lastSeen)) ||
-				(a.load() == best.load() && a.lastSeen.Equal(best.lastSeen) && a.info.ID < best.info.ID) {
-				best = a
+			if task, a := e.candidate(p, now); task != nil && (best == nil || taskLess(task, best)) {
+				best, who = task, a
 			}
 		}
-		if best != nil {
-			return task, best
-		}
 	}
-	return nil, nil
-}
-
-func (e *Engine) eligible(a *agent, task *Task, now time.Time) bool {
-	if a.presence != distributionv1.Presence_PRESENCE_AVAILABLE || a.rona || !a.info.Eligible {
-		return false
-	}
-	member := false
-	for _, s := range a.info.Services {
-		if s == task.ServiceID {
-			member = true
-		}
-	}
-	if !member {
-		return false
-	}
-	if at, ok := task.declined[a.info.ID]; ok && now.Sub(at) < e.DeclineCooldown {
-		return false
-	}
-	limit := a.info.Capacity
-	if limit <= 0 {
-		limit = task.Service.MaxParallelTasks
-	}
-	if limit <= 0 {
-		limit = 1
-	}
-	return a.load() < limit
+	return best, who
 }
 
 // Tick re-runs dispatch for every tenant: tasks declined by everyone become
@@ -621,8 +863,8 @@ func (e *Engine) Tick(ctx context.Context) {
 	}
 }
 
-// Close stops all timers; offers in flight are re-queued by Restore on the
-// next start.
+// Close stops all timers; offers in flight are re-queued and after-call
+// work resumed by Restore on the next start.
 func (e *Engine) Close() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -631,5 +873,28 @@ func (e *Engine) Close() {
 		for _, o := range t.offers {
 			o.timer.Stop()
 		}
+		for _, task := range t.tasks {
+			if task.wrapTimer != nil {
+				task.wrapTimer.Stop()
+			}
+		}
+	}
+}
+
+// sortedOffers lists an agent's open offers by id.
+func sortedOffers(a *agent) []*distributionv1.Offer {
+	var out []*distributionv1.Offer
+	for _, o := range a.offers {
+		out = append(out, offerProto(o))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].OfferId < out[j].OfferId })
+	return out
+}
+
+func offerProto(o *offer) *distributionv1.Offer {
+	return &distributionv1.Offer{
+		OfferId: o.id, TaskId: o.task.ID, SessionId: o.task.SessionID, ServiceId: o.task.ServiceID,
+		ServiceName: o.task.Service.Name, Conversation: o.task.Conversation, CustomerName: o.task.CustomerName,
+		ExpiresAt: timestamppb.New(o.expires),
 	}
 }

@@ -143,7 +143,7 @@ func TestCapacity(t *testing.T) {
 				t.Fatal(err)
 			}
 			next := tasks[tc.want].ID
-			checkEvents(t, w, n, "offered "+next+" to alice")
+			checkEvents(t, w, n, "completed t1 by alice", "offered "+next+" to alice")
 		})
 	}
 }
@@ -389,12 +389,14 @@ func TestEndSession(t *testing.T) {
 	if canceled.GetOfferId() != offered.GetOfferId() || canceled.GetReason() != "customer left" {
 		t.Errorf("cancel = %v, want offer %s and reason %q", canceled, offered.GetOfferId(), "customer left")
 	}
-	// An accepted task ends quietly and frees its agent.
+	// An accepted task is completed and frees its agent (its service has
+	// no after-call work).
 	n = len(w.events())
 	if err := e.EndSession(ctx, tenant, "ss_accepted", "agent terminated"); err != nil {
 		t.Fatal(err)
 	}
-	checkEvents(t, w, n)
+	checkEvents(t, w, n, "completed accepted by alice")
+	n = len(w.events())
 	if st := e.State(tenant, "alice"); st.GetActiveTasks() != 0 || len(st.GetOffers()) != 1 {
 		t.Errorf("alice: active %d offers %d, want 0 and 1 (next)", st.GetActiveTasks(), len(st.GetOffers()))
 	}
@@ -406,7 +408,7 @@ func TestEndSession(t *testing.T) {
 	}
 	checkEvents(t, w, n)
 	for _, id := range []string{"accepted", "offered", "queued"} {
-		if got := w.saved[tenant+"/"+id].State; got != engine.TaskEnded {
+		if got := w.saved[tenant+"/"+id].State; !got.Closed() {
 			t.Errorf("stored %s: state %q, want ended", id, got)
 		}
 	}
@@ -435,7 +437,7 @@ func TestEnqueueIsIdempotent(t *testing.T) {
 	}
 	mustEnqueue(t, e, newTask("t2", sales))
 
-	checkEvents(t, w, 0, "queued t1 pos=1", "offered t1 to alice", "accepted t1 by alice")
+	checkEvents(t, w, 0, "queued t1 pos=1", "offered t1 to alice", "accepted t1 by alice", "completed t1 by alice")
 	if st := e.State(tenant, "alice"); st.GetActiveTasks() != 0 || len(st.GetOffers()) != 0 {
 		t.Errorf("alice: %v, want idle", st)
 	}
@@ -482,7 +484,7 @@ func TestSessionEndRacingItsTaskRequest(t *testing.T) {
 	if st := e.State(tenant, "alice"); len(st.GetOffers()) != 0 {
 		t.Errorf("alice holds offers %v of an ended session", st.GetOffers())
 	}
-	if got := w.saved[tenant+"/t1"]; got.ID != "" && got.State != engine.TaskEnded {
+	if got := w.saved[tenant+"/t1"]; got.ID != "" && !got.State.Closed() {
 		t.Errorf("stored task state %q, want ended or never stored", got.State)
 	}
 }
@@ -532,8 +534,9 @@ func TestRestore(t *testing.T) {
 	if st := e2.State(tenant, "alice"); st.GetActiveTasks() != 0 {
 		t.Errorf("alice after the end: active %d, want 0", st.GetActiveTasks())
 	}
+	checkEvents(t, w2, 3, "completed accepted by alice")
 	mustEnqueue(t, e2, newTask("ended", sales), newTask("accepted", sales))
-	checkEvents(t, w2, 3)
+	checkEvents(t, w2, 4)
 }
 
 func TestFailedOfferPublicationWithdrawsTheOffer(t *testing.T) {

@@ -3,6 +3,21 @@ package engine
 import "time"
 
 // SetClock replaces the engine's clock, so tests control arrival order,
-// "waited longest" and the decline cooldown without sleeping. RONA timers
-// still run on real time.
+// "waited longest" and the decline cooldown without sleeping. RONA and
+// after-call work timers still run on real time; FireRONA and
+// ExpireWrapUp run them at once.
 func SetClock(e *Engine, now func() time.Time) { e.now = now }
+
+// FireRONA runs the RONA timer of an offer now.
+func FireRONA(e *Engine, tenant, offerID string) { e.timeout(tenant, offerID) }
+
+// ExpireWrapUp runs the after-call work timer of a task now.
+func ExpireWrapUp(e *Engine, tenant, taskID string) {
+	e.mu.Lock()
+	var until time.Time
+	if task := e.tenant(tenant).tasks[taskID]; task != nil {
+		until = task.WrapUntil
+	}
+	e.mu.Unlock()
+	e.wrapUpExpired(tenant, taskID, until)
+}

@@ -102,6 +102,8 @@ func agentOf(ev proto.Message) string {
 		return ev.GetAgentId()
 	case *distributionv1.TaskOfferTimedOut:
 		return ev.GetAgentId()
+	case *distributionv1.TaskWrapUpStarted:
+		return ev.GetAgentId()
 	}
 	return ""
 }
@@ -127,18 +129,32 @@ func (s fakeStore) Known(_ context.Context, tenant, taskID string) (bool, error)
 	return ok, nil
 }
 
+func (s fakeStore) Get(_ context.Context, tenant, taskID string) (*engine.Task, error) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	t, ok := s.w.saved[tenant+"/"+taskID]
+	if !ok {
+		return nil, nil
+	}
+	return restored(t), nil
+}
+
+// restored is what a store gives back: the saved fields only.
+func restored(t engine.Task) *engine.Task {
+	return &engine.Task{
+		ID: t.ID, Tenant: t.Tenant, SessionID: t.SessionID, ServiceID: t.ServiceID,
+		Conversation: t.Conversation, CustomerName: t.CustomerName, Priority: t.Priority, RequiredSkills: t.RequiredSkills,
+		QueuedAt: t.QueuedAt, State: t.State, AgentID: t.AgentID, AcceptedAt: t.AcceptedAt, WrapUntil: t.WrapUntil, Service: t.Service,
+	}
+}
+
 func (s fakeStore) LoadOpen(context.Context) ([]*engine.Task, error) {
 	s.w.mu.Lock()
 	defer s.w.mu.Unlock()
 	var out []*engine.Task
 	for _, t := range s.w.saved {
-		if t.State != engine.TaskEnded {
-			cp := engine.Task{
-				ID: t.ID, Tenant: t.Tenant, SessionID: t.SessionID, ServiceID: t.ServiceID,
-				Conversation: t.Conversation, CustomerName: t.CustomerName, Priority: t.Priority,
-				QueuedAt: t.QueuedAt, State: t.State, AgentID: t.AgentID, Service: t.Service,
-			}
-			out = append(out, &cp)
+		if !t.State.Closed() {
+			out = append(out, restored(t))
 		}
 	}
 	return out, nil
@@ -249,6 +265,17 @@ func describe(ev proto.Message) string {
 			return fmt.Sprintf("canceled %s offered to %s", ev.GetTaskId(), ev.GetAgentId())
 		}
 		return fmt.Sprintf("canceled %s", ev.GetTaskId())
+	case *distributionv1.TaskCompleted:
+		return fmt.Sprintf("completed %s by %s", ev.GetTaskId(), ev.GetAgentId())
+	case *distributionv1.TaskWrapUpStarted:
+		return fmt.Sprintf("wrapping %s by %s", ev.GetTaskId(), ev.GetAgentId())
+	case *distributionv1.TaskWrapUpEnded:
+		if !ev.GetSubmitted() {
+			return fmt.Sprintf("wrap-up of %s by %s ran out", ev.GetTaskId(), ev.GetAgentId())
+		}
+		return fmt.Sprintf("wrapped %s by %s %v %v %v", ev.GetTaskId(), ev.GetAgentId(), ev.GetServiceCodes(), ev.GetSalesCodes(), ev.GetTags())
+	case *distributionv1.TaskReprioritized:
+		return fmt.Sprintf("reprioritized %s %d->%d", ev.GetTaskId(), ev.GetPreviousPriority(), ev.GetPriority())
 	}
 	return fmt.Sprintf("%T", ev)
 }

@@ -243,7 +243,7 @@ func TestInvariantsUnderConcurrency(t *testing.T) {
 		case "end-returned":
 			endReturned[en.sessionID] = true
 		case "save":
-			if en.state == engine.TaskEnded {
+			if en.state.Closed() {
 				if ts := tasks[en.taskID]; ts != nil && ts.status == "accepted" {
 					delete(as[ts.agent].active, en.taskID)
 					ts.status = "ended"

@@ -1,5 +1,12 @@
 // Package grpcapi is distribution's gRPC adapter: it checks the caller and
 // the request, calls the engine, and maps its errors to status codes.
+//
+// Who may call what, within the tenant of the request:
+//   - services (the sessions gateway, workflow-runner): everything;
+//   - admins and supervisors: agents' presence, state and wrap-up, and
+//     every task and queue question and command, but not answering an
+//     offer for an agent;
+//   - agents: their own presence, state, offers and wrap-up only.
 package grpcapi
 
 import (
@@ -11,6 +18,7 @@ import (
 
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 
+	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
 )
@@ -20,20 +28,45 @@ type Agents interface {
 	Agent(ctx context.Context, tenant, userID string) (engine.AgentInfo, error)
 }
 
+// Services looks up services.
+type Services interface {
+	Service(ctx context.Context, tenant, serviceID string) (engine.ServiceInfo, error)
+}
+
 // Server implements DistributionService.
 type Server struct {
 	distributionv1.UnimplementedDistributionServiceServer
-	Engine *engine.Engine
-	Agents Agents
+	Engine   *engine.Engine
+	Agents   Agents
+	Services Services
 }
 
-// Only Switchboard services (the agent gateway) call distribution: it acts
-// for an agent it has authenticated itself.
-func authorize(ctx context.Context, tenant, agent string) error {
-	if _, err := grpcserver.RequireRole(ctx); err != nil {
-		return err
+// forAgent checks the caller may act for agent in tenant: a service, the
+// agent themselves, or (when supervisors is set) an admin or supervisor of
+// the tenant.
+func forAgent(ctx context.Context, tenant, agent string, supervisors bool) (*authn.Claims, error) {
+	c, err := grpcserver.RequireTenant(ctx, tenant)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := grpcserver.RequireTenant(ctx, tenant); err != nil {
+	switch {
+	case c.Has(authn.RoleService):
+	case supervisors && (c.Has(authn.RoleAdmin) || c.Has(authn.RoleSupervisor)):
+	case agent == "" && c.Has(authn.RoleAgent):
+		agent = c.Subject // an agent's own, when they do not name one
+	case c.Has(authn.RoleAgent) && c.Subject == agent:
+	case supervisors:
+		return nil, status.Errorf(codes.PermissionDenied, "caller %q may act only for themselves (role agent); acting for agent %q needs role supervisor or admin", c.Subject, agent)
+	default:
+		return nil, status.Errorf(codes.PermissionDenied, "caller %q may not answer offers for agent %q: only the agent (role agent) or the sessions gateway (role service) may", c.Subject, agent)
+	}
+	return c, nil
+}
+
+// agentID checks the caller may act for the agent named in the request,
+// which must name one.
+func agentID(ctx context.Context, tenant, agent string, supervisors bool) error {
+	if _, err := forAgent(ctx, tenant, agent, supervisors); err != nil {
 		return err
 	}
 	if agent == "" {
@@ -42,12 +75,25 @@ func authorize(ctx context.Context, tenant, agent string) error {
 	return nil
 }
 
+// supervisor checks the caller may read and manage the tenant's queues.
+func supervisor(ctx context.Context, tenant string) error {
+	if _, err := grpcserver.RequireTenant(ctx, tenant); err != nil {
+		return err
+	}
+	_, err := grpcserver.RequireRole(ctx, authn.RoleSupervisor, authn.RoleAdmin)
+	return err
+}
+
 func mapErr(err error) error {
 	switch {
-	case errors.Is(err, engine.ErrOfferNotOpen):
+	case errors.Is(err, engine.ErrOfferNotOpen), errors.Is(err, engine.ErrTaskState):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, engine.ErrNotYourOffer), errors.Is(err, engine.ErrNotEligible):
+	case errors.Is(err, engine.ErrNotYourOffer), errors.Is(err, engine.ErrNotYourTask), errors.Is(err, engine.ErrNotEligible):
 		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, engine.ErrUnknownTask), errors.Is(err, engine.ErrUnknownAgent):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, engine.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
 	case status.Code(err) != codes.Unknown:
 		return err
 	default:
@@ -56,7 +102,7 @@ func mapErr(err error) error {
 }
 
 func (s *Server) AcceptTask(ctx context.Context, req *distributionv1.AcceptTaskRequest) (*distributionv1.AcceptTaskResponse, error) {
-	if err := authorize(ctx, req.GetTenantId(), req.GetAgentId()); err != nil {
+	if err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), false); err != nil {
 		return nil, err
 	}
 	if req.GetOfferId() == "" {
@@ -70,7 +116,7 @@ func (s *Server) AcceptTask(ctx context.Context, req *distributionv1.AcceptTaskR
 }
 
 func (s *Server) DeclineTask(ctx context.Context, req *distributionv1.DeclineTaskRequest) (*distributionv1.DeclineTaskResponse, error) {
-	if err := authorize(ctx, req.GetTenantId(), req.GetAgentId()); err != nil {
+	if err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), false); err != nil {
 		return nil, err
 	}
 	if req.GetOfferId() == "" {
@@ -83,7 +129,7 @@ func (s *Server) DeclineTask(ctx context.Context, req *distributionv1.DeclineTas
 }
 
 func (s *Server) SetAgentPresence(ctx context.Context, req *distributionv1.SetAgentPresenceRequest) (*distributionv1.SetAgentPresenceResponse, error) {
-	if err := authorize(ctx, req.GetTenantId(), req.GetAgentId()); err != nil {
+	if err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), true); err != nil {
 		return nil, err
 	}
 	switch req.GetPresence() {
@@ -106,8 +152,125 @@ func (s *Server) SetAgentPresence(ctx context.Context, req *distributionv1.SetAg
 }
 
 func (s *Server) GetAgentState(ctx context.Context, req *distributionv1.GetAgentStateRequest) (*distributionv1.GetAgentStateResponse, error) {
-	if err := authorize(ctx, req.GetTenantId(), req.GetAgentId()); err != nil {
+	if err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), true); err != nil {
 		return nil, err
 	}
 	return &distributionv1.GetAgentStateResponse{State: s.Engine.State(req.GetTenantId(), req.GetAgentId())}, nil
+}
+
+func (s *Server) SubmitWrapUp(ctx context.Context, req *distributionv1.SubmitWrapUpRequest) (*distributionv1.SubmitWrapUpResponse, error) {
+	c, err := forAgent(ctx, req.GetTenantId(), req.GetAgentId(), true)
+	if err != nil {
+		return nil, err
+	}
+	agent := req.GetAgentId()
+	if agent == "" && c.Has(authn.RoleAgent) && !c.Has(authn.RoleService) && !c.Has(authn.RoleSupervisor) && !c.Has(authn.RoleAdmin) {
+		agent = c.Subject
+	}
+	if (req.GetTaskId() == "") == (req.GetSessionId() == "") {
+		return nil, status.Error(codes.InvalidArgument, "name the task: exactly one of task_id and session_id")
+	}
+	task, err := s.Engine.SubmitWrapUp(ctx, req.GetTenantId(), agent, req.GetTaskId(), req.GetSessionId(), req.GetServiceCodes(), req.GetSalesCodes(), req.GetTags())
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return &distributionv1.SubmitWrapUpResponse{Task: task}, nil
+}
+
+func taskID(id string) error {
+	if id == "" {
+		return status.Error(codes.InvalidArgument, "task_id is required")
+	}
+	return nil
+}
+
+func (s *Server) GetTask(ctx context.Context, req *distributionv1.GetTaskRequest) (*distributionv1.GetTaskResponse, error) {
+	if err := supervisor(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if err := taskID(req.GetTaskId()); err != nil {
+		return nil, err
+	}
+	task, err := s.Engine.GetTask(ctx, req.GetTenantId(), req.GetTaskId())
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return &distributionv1.GetTaskResponse{Task: task}, nil
+}
+
+func (s *Server) CancelTask(ctx context.Context, req *distributionv1.CancelTaskRequest) (*distributionv1.CancelTaskResponse, error) {
+	if err := supervisor(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if err := taskID(req.GetTaskId()); err != nil {
+		return nil, err
+	}
+	task, err := s.Engine.CancelTask(ctx, req.GetTenantId(), req.GetTaskId(), req.GetReason())
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return &distributionv1.CancelTaskResponse{Task: task}, nil
+}
+
+func (s *Server) ReprioritizeTask(ctx context.Context, req *distributionv1.ReprioritizeTaskRequest) (*distributionv1.ReprioritizeTaskResponse, error) {
+	if err := supervisor(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if err := taskID(req.GetTaskId()); err != nil {
+		return nil, err
+	}
+	task, err := s.Engine.Reprioritize(ctx, req.GetTenantId(), req.GetTaskId(), req.GetPriority())
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return &distributionv1.ReprioritizeTaskResponse{Task: task}, nil
+}
+
+func (s *Server) GetQueuePosition(ctx context.Context, req *distributionv1.GetQueuePositionRequest) (*distributionv1.GetQueuePositionResponse, error) {
+	if err := supervisor(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if err := taskID(req.GetTaskId()); err != nil {
+		return nil, err
+	}
+	res, err := s.Engine.QueuePosition(ctx, req.GetTenantId(), req.GetTaskId())
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return res, nil
+}
+
+// service looks the service up in config: unknown ids (and other tenants'
+// ids) are NotFound.
+func (s *Server) service(ctx context.Context, tenant, id string) (engine.ServiceInfo, error) {
+	if err := supervisor(ctx, tenant); err != nil {
+		return engine.ServiceInfo{}, err
+	}
+	if id == "" {
+		return engine.ServiceInfo{}, status.Error(codes.InvalidArgument, "service_id is required")
+	}
+	svc, err := s.Services.Service(ctx, tenant, id)
+	if err != nil {
+		if status.Code(err) == codes.NotFound {
+			return engine.ServiceInfo{}, status.Errorf(codes.NotFound, "service %q not found", id)
+		}
+		return engine.ServiceInfo{}, status.Errorf(codes.Unavailable, "look up service: %v", err)
+	}
+	return svc, nil
+}
+
+func (s *Server) GetServiceAvailability(ctx context.Context, req *distributionv1.GetServiceAvailabilityRequest) (*distributionv1.GetServiceAvailabilityResponse, error) {
+	svc, err := s.service(ctx, req.GetTenantId(), req.GetServiceId())
+	if err != nil {
+		return nil, err
+	}
+	return s.Engine.ServiceAvailability(req.GetTenantId(), svc), nil
+}
+
+func (s *Server) GetQueueStatistics(ctx context.Context, req *distributionv1.GetQueueStatisticsRequest) (*distributionv1.GetQueueStatisticsResponse, error) {
+	svc, err := s.service(ctx, req.GetTenantId(), req.GetServiceId())
+	if err != nil {
+		return nil, err
+	}
+	return s.Engine.QueueStatistics(req.GetTenantId(), svc), nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -52,6 +53,8 @@ func (s *memStore) Known(_ context.Context, tenant, id string) (bool, error) {
 
 func (s *memStore) LoadOpen(context.Context) ([]*engine.Task, error) { return nil, nil }
 
+func (s *memStore) Get(context.Context, string, string) (*engine.Task, error) { return nil, nil }
+
 func (s *memStore) MarkSessionEnded(_ context.Context, tenant, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -83,6 +86,20 @@ func (a agents) Agent(_ context.Context, tenant, id string) (engine.AgentInfo, e
 	return info, nil
 }
 
+// services answers like the directory.
+type services map[string]engine.ServiceInfo
+
+func (s services) Service(_ context.Context, tenant, id string) (engine.ServiceInfo, error) {
+	info, ok := s[tenant+"/"+id]
+	if !ok {
+		return engine.ServiceInfo{}, fmt.Errorf("get service %q: %w", id, status.Error(codes.NotFound, "no such service"))
+	}
+	return info, nil
+}
+
+var wrapUpService = engine.ServiceInfo{ID: "sales", Name: "Sales", RONATimeout: time.Hour, MaxParallelTasks: 1,
+	AfterCallWork: time.Hour, ServiceCodes: []string{"complaint"}, SalesCodes: []string{"upgrade"}, Tags: []string{"vip"}}
+
 type harness struct {
 	eng   *engine.Engine
 	store *memStore
@@ -100,7 +117,9 @@ func start(t *testing.T) *harness {
 	eng := engine.New(nopPub{}, st, slog.New(slog.DiscardHandler))
 	t.Cleanup(eng.Close)
 	srv := grpcserver.New(slog.New(slog.DiscardHandler), keys)
-	distributionv1.RegisterDistributionServiceServer(srv.Server, &grpcapi.Server{Engine: eng, Agents: agents{
+	distributionv1.RegisterDistributionServiceServer(srv.Server, &grpcapi.Server{Engine: eng, Services: services{
+		"acme/sales": wrapUpService,
+	}, Agents: agents{
 		"acme/alice": {ID: "alice", Eligible: true, Services: []string{"sales"}},
 		"acme/bob":   {ID: "bob", Eligible: true, Services: []string{"sales"}},
 		"acme/carl":  {ID: "carl", Eligible: false, Services: []string{"sales"}}, // no IM license
@@ -158,42 +177,75 @@ func (h *harness) token(t *testing.T, keys *authn.Keys, tenant, subject string, 
 
 func code(err error) codes.Code { return status.Code(err) }
 
-func TestOnlyServicesMayCall(t *testing.T) {
+func TestWhoMayCallWhat(t *testing.T) {
 	h := start(t)
 	forged, err := authn.NewKeys([]byte("ffffffffffffffffffffffffffffffff"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	const (
+		ok  = codes.OK
+		pd  = codes.PermissionDenied
+		un  = codes.Unauthenticated
+		fp  = codes.FailedPrecondition // an unknown offer, or a task not wrapping up
+		nf  = codes.NotFound
+		any = codes.Code(99)
+	)
+	ctx := context.Background()
+	calls := []struct {
+		name string
+		call func(c distributionv1.DistributionServiceClient) error
+	}{
+		{"GetAgentState(alice)", func(c distributionv1.DistributionServiceClient) error {
+			_, err := c.GetAgentState(ctx, &distributionv1.GetAgentStateRequest{TenantId: "acme", AgentId: "alice"})
+			return err
+		}},
+		{"SetAgentPresence(alice)", func(c distributionv1.DistributionServiceClient) error {
+			_, err := c.SetAgentPresence(ctx, &distributionv1.SetAgentPresenceRequest{TenantId: "acme", AgentId: "alice", Presence: distributionv1.Presence_PRESENCE_AWAY})
+			return err
+		}},
+		{"AcceptTask(alice)", func(c distributionv1.DistributionServiceClient) error {
+			_, err := c.AcceptTask(ctx, &distributionv1.AcceptTaskRequest{TenantId: "acme", AgentId: "alice", OfferId: "of_x"})
+			return err
+		}},
+		{"SubmitWrapUp(alice)", func(c distributionv1.DistributionServiceClient) error {
+			_, err := c.SubmitWrapUp(ctx, &distributionv1.SubmitWrapUpRequest{TenantId: "acme", AgentId: "alice", TaskId: "tk_x"})
+			return err
+		}},
+		{"GetQueueStatistics", func(c distributionv1.DistributionServiceClient) error {
+			_, err := c.GetQueueStatistics(ctx, &distributionv1.GetQueueStatisticsRequest{TenantId: "acme", ServiceId: "sales"})
+			return err
+		}},
+		{"CancelTask", func(c distributionv1.DistributionServiceClient) error {
+			_, err := c.CancelTask(ctx, &distributionv1.CancelTaskRequest{TenantId: "acme", TaskId: "tk_x"})
+			return err
+		}},
+	}
 	for _, tc := range []struct {
 		name   string
 		client distributionv1.DistributionServiceClient
-		want   codes.Code
+		want   []codes.Code // per call above
 	}{
-		{"service", h.asService(t), codes.OK},
-		{"the agent herself", h.withToken(t, h.token(t, h.keys, "acme", "alice", authn.RoleAgent)), codes.PermissionDenied},
-		{"tenant admin", h.withToken(t, h.token(t, h.keys, "acme", "ann", authn.RoleAdmin, authn.RoleSupervisor)), codes.PermissionDenied},
-		{"admin of another tenant", h.withToken(t, h.token(t, h.keys, "globex", "gus", authn.RoleAdmin)), codes.PermissionDenied},
-		{"platform operator", h.withToken(t, h.token(t, h.keys, "", "op", authn.RolePlatform)), codes.PermissionDenied},
-		{"forged service token", h.withToken(t, h.token(t, forged, "", "service:sessions", authn.RoleService)), codes.Unauthenticated},
-		{"no token", h.withToken(t, ""), codes.Unauthenticated},
+		{"service", h.asService(t), []codes.Code{ok, ok, fp, nf, ok, nf}},
+		{"the agent herself", h.withToken(t, h.token(t, h.keys, "acme", "alice", authn.RoleAgent)), []codes.Code{ok, ok, fp, nf, pd, pd}},
+		{"another agent", h.withToken(t, h.token(t, h.keys, "acme", "bob", authn.RoleAgent)), []codes.Code{pd, pd, pd, pd, pd, pd}},
+		{"supervisor", h.withToken(t, h.token(t, h.keys, "acme", "sue", authn.RoleSupervisor)), []codes.Code{ok, ok, pd, nf, ok, nf}},
+		{"tenant admin", h.withToken(t, h.token(t, h.keys, "acme", "ann", authn.RoleAdmin)), []codes.Code{ok, ok, pd, nf, ok, nf}},
+		{"admin of another tenant", h.withToken(t, h.token(t, h.keys, "globex", "gus", authn.RoleAdmin)), []codes.Code{pd, pd, pd, pd, pd, pd}},
+		{"platform operator", h.withToken(t, h.token(t, h.keys, "", "op", authn.RolePlatform)), []codes.Code{pd, pd, pd, pd, pd, pd}},
+		{"forged service token", h.withToken(t, h.token(t, forged, "", "service:sessions", authn.RoleService)), []codes.Code{un, un, un, un, un, un}},
+		{"no token", h.withToken(t, ""), []codes.Code{un, un, un, un, un, un}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := context.Background()
-			_, err := tc.client.GetAgentState(ctx, &distributionv1.GetAgentStateRequest{TenantId: "acme", AgentId: "alice"})
-			if got := code(err); got != tc.want {
-				t.Errorf("GetAgentState: code %v (%v), want %v", got, err, tc.want)
-			}
-			_, err = tc.client.SetAgentPresence(ctx, &distributionv1.SetAgentPresenceRequest{TenantId: "acme", AgentId: "alice", Presence: distributionv1.Presence_PRESENCE_AWAY})
-			if got := code(err); got != tc.want {
-				t.Errorf("SetAgentPresence: code %v (%v), want %v", got, err, tc.want)
-			}
-			_, err = tc.client.AcceptTask(ctx, &distributionv1.AcceptTaskRequest{TenantId: "acme", AgentId: "alice", OfferId: "of_x"})
-			if want := tc.want; want == codes.OK {
-				if got := code(err); got != codes.FailedPrecondition {
-					t.Errorf("AcceptTask of an unknown offer: code %v, want FailedPrecondition", got)
+			for i, c := range calls {
+				err := c.call(tc.client)
+				if got := code(err); got != tc.want[i] {
+					t.Errorf("%s: code %v (%v), want %v", c.name, got, err, tc.want[i])
 				}
-			} else if got := code(err); got != want {
-				t.Errorf("AcceptTask: code %v (%v), want %v", got, err, want)
+				// A refusal names the role that would do (or the tenant).
+				if code(err) == pd && !strings.Contains(err.Error(), "role") && !strings.Contains(err.Error(), "may not access tenant") {
+					t.Errorf("%s: refusal %q does not say which role is needed", c.name, err)
+				}
 			}
 		})
 	}
@@ -248,6 +300,46 @@ func TestInvalidRequests(t *testing.T) {
 			_, err := c.SetAgentPresence(ctx, &distributionv1.SetAgentPresenceRequest{TenantId: "acme", AgentId: "carl", Presence: distributionv1.Presence_PRESENCE_AWAY})
 			return err
 		}, codes.OK},
+		{"statistics of an unknown service", func() error {
+			_, err := c.GetQueueStatistics(ctx, &distributionv1.GetQueueStatisticsRequest{TenantId: "acme", ServiceId: "nope"})
+			return err
+		}, codes.NotFound},
+		{"availability of another tenant's service", func() error {
+			_, err := c.GetServiceAvailability(ctx, &distributionv1.GetServiceAvailabilityRequest{TenantId: "globex", ServiceId: "sales"})
+			return err
+		}, codes.NotFound},
+		{"availability without a service", func() error {
+			_, err := c.GetServiceAvailability(ctx, &distributionv1.GetServiceAvailabilityRequest{TenantId: "acme"})
+			return err
+		}, codes.InvalidArgument},
+		{"task without an id", func() error {
+			_, err := c.GetTask(ctx, &distributionv1.GetTaskRequest{TenantId: "acme"})
+			return err
+		}, codes.InvalidArgument},
+		{"unknown task", func() error {
+			_, err := c.GetQueuePosition(ctx, &distributionv1.GetQueuePositionRequest{TenantId: "acme", TaskId: "tk_nope"})
+			return err
+		}, codes.NotFound},
+		{"negative priority", func() error {
+			_, err := c.ReprioritizeTask(ctx, &distributionv1.ReprioritizeTaskRequest{TenantId: "acme", TaskId: "tk_1", Priority: -5})
+			return err
+		}, codes.InvalidArgument},
+		{"absurd priority", func() error {
+			_, err := c.ReprioritizeTask(ctx, &distributionv1.ReprioritizeTaskRequest{TenantId: "acme", TaskId: "tk_1", Priority: 1 << 30})
+			return err
+		}, codes.InvalidArgument},
+		{"cancel an unknown task", func() error {
+			_, err := c.CancelTask(ctx, &distributionv1.CancelTaskRequest{TenantId: "acme", TaskId: "tk_nope"})
+			return err
+		}, codes.NotFound},
+		{"wrap-up naming task and session", func() error {
+			_, err := c.SubmitWrapUp(ctx, &distributionv1.SubmitWrapUpRequest{TenantId: "acme", AgentId: "alice", TaskId: "tk_1", SessionId: "ss_1"})
+			return err
+		}, codes.InvalidArgument},
+		{"wrap-up naming neither", func() error {
+			_, err := c.SubmitWrapUp(ctx, &distributionv1.SubmitWrapUpRequest{TenantId: "acme", AgentId: "alice"})
+			return err
+		}, codes.InvalidArgument},
 		{"config service down", func() error {
 			_, err := c.SetAgentPresence(ctx, &distributionv1.SetAgentPresenceRequest{TenantId: "acme", AgentId: "config-down", Presence: distributionv1.Presence_PRESENCE_AVAILABLE})
 			return err
@@ -339,5 +431,59 @@ func TestOfferAnswers(t *testing.T) {
 	st, err = c.GetAgentState(ctx, &distributionv1.GetAgentStateRequest{TenantId: "acme", AgentId: "nobody"})
 	if err != nil || st.GetState().GetPresence() != distributionv1.Presence_PRESENCE_OFFLINE {
 		t.Errorf("GetAgentState(nobody) = %v, %v; want offline", st, err)
+	}
+}
+
+// The after-call work path through the API: codes are checked against the
+// service's lists, a rejection changes nothing, and a supervisor reads the
+// queue meanwhile.
+func TestWrapUpOverTheAPI(t *testing.T) {
+	h := start(t)
+	c := h.asService(t)
+	sup := h.withToken(t, h.token(t, h.keys, "acme", "sue", authn.RoleSupervisor))
+	ctx := context.Background()
+	if _, err := c.SetAgentPresence(ctx, &distributionv1.SetAgentPresenceRequest{TenantId: "acme", AgentId: "alice", Presence: distributionv1.Presence_PRESENCE_AVAILABLE}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"t1", "t2"} {
+		if err := h.eng.Enqueue(ctx, &engine.Task{ID: id, Tenant: "acme", SessionID: "ss_" + id, ServiceID: "sales", Service: wrapUpService}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := c.GetAgentState(ctx, &distributionv1.GetAgentStateRequest{TenantId: "acme", AgentId: "alice"})
+	if err != nil || len(st.GetState().GetOffers()) != 1 {
+		t.Fatalf("alice = %v, %v; want one offer", st, err)
+	}
+	if _, err := c.AcceptTask(ctx, &distributionv1.AcceptTaskRequest{TenantId: "acme", AgentId: "alice", OfferId: st.GetState().GetOffers()[0].GetOfferId()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.eng.EndSession(ctx, "acme", "ss_t1", "agent terminated"); err != nil {
+		t.Fatal(err)
+	}
+	alice := h.withToken(t, h.token(t, h.keys, "acme", "alice", authn.RoleAgent))
+	_, err = alice.SubmitWrapUp(ctx, &distributionv1.SubmitWrapUpRequest{TenantId: "acme", SessionId: "ss_t1", ServiceCodes: []string{"refund"}})
+	if code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "refund") {
+		t.Errorf("a code not in the list: %v, want InvalidArgument naming it", err)
+	}
+	q, err := sup.GetQueuePosition(ctx, &distributionv1.GetQueuePositionRequest{TenantId: "acme", TaskId: "t2"})
+	if err != nil || q.GetPosition() != 1 {
+		t.Errorf("t2 = %v, %v; want still waiting first (alice wraps up)", q, err)
+	}
+	stats, err := sup.GetQueueStatistics(ctx, &distributionv1.GetQueueStatisticsRequest{TenantId: "acme", ServiceId: "sales"})
+	if err != nil || stats.GetWaiting() != 1 || stats.GetAgentsWrapping() != 1 {
+		t.Errorf("statistics = %v, %v; want 1 waiting and alice wrapping", stats, err)
+	}
+	res, err := alice.SubmitWrapUp(ctx, &distributionv1.SubmitWrapUpRequest{TenantId: "acme", SessionId: "ss_t1", ServiceCodes: []string{"complaint"}, Tags: []string{"vip"}})
+	if err != nil || res.GetTask().GetState() != distributionv1.TaskState_TASK_STATE_COMPLETED {
+		t.Fatalf("SubmitWrapUp = %v, %v; want completed", res, err)
+	}
+	task, err := sup.GetTask(ctx, &distributionv1.GetTaskRequest{TenantId: "acme", TaskId: "t2"})
+	if err != nil || task.GetTask().GetState() != distributionv1.TaskState_TASK_STATE_OFFERED || task.GetTask().GetAgentId() != "alice" {
+		t.Errorf("t2 = %v, %v; want offered to alice once she submitted", task, err)
+	}
+	// Another tenant's supervisor does not see it.
+	gus := h.withToken(t, h.token(t, h.keys, "globex", "gus", authn.RoleSupervisor))
+	if _, err := gus.GetTask(ctx, &distributionv1.GetTaskRequest{TenantId: "globex", TaskId: "t2"}); code(err) != codes.NotFound {
+		t.Errorf("globex reads acme's task: %v, want NotFound", err)
 	}
 }

@@ -44,12 +44,19 @@ type taskDoc struct {
 	Conversation []byte           `bson:"conversation"`
 	CustomerName string           `bson:"customer_name,omitempty"`
 	Priority     int32            `bson:"priority"`
+	Skills       []string         `bson:"required_skills,omitempty"`
 	QueuedAt     time.Time        `bson:"queued_at"`
 	State        engine.TaskState `bson:"state"`
 	AgentID      string           `bson:"agent_id,omitempty"`
+	AcceptedAt   time.Time        `bson:"accepted_at,omitempty"`
+	WrapUntil    time.Time        `bson:"wrap_until,omitempty"`
 	ServiceName  string           `bson:"service_name,omitempty"`
 	RONATimeout  time.Duration    `bson:"rona_timeout"`
 	MaxParallel  int              `bson:"max_parallel"`
+	AfterCall    time.Duration    `bson:"after_call_work,omitempty"`
+	ServiceCodes []string         `bson:"service_codes,omitempty"`
+	SalesCodes   []string         `bson:"sales_codes,omitempty"`
+	Tags         []string         `bson:"tags,omitempty"`
 	UpdatedAt    time.Time        `bson:"updated_at"`
 }
 
@@ -63,9 +70,11 @@ func (s *Store) Save(ctx context.Context, t *engine.Task) error {
 	}
 	d := taskDoc{
 		ID: key(t.Tenant, t.ID), Tenant: t.Tenant, TaskID: t.ID, SessionID: t.SessionID, ServiceID: t.ServiceID,
-		Conversation: conv, CustomerName: t.CustomerName, Priority: t.Priority, QueuedAt: t.QueuedAt,
-		State: t.State, AgentID: t.AgentID, ServiceName: t.Service.Name, RONATimeout: t.Service.RONATimeout,
-		MaxParallel: t.Service.MaxParallelTasks, UpdatedAt: time.Now(),
+		Conversation: conv, CustomerName: t.CustomerName, Priority: t.Priority, Skills: t.RequiredSkills, QueuedAt: t.QueuedAt,
+		State: t.State, AgentID: t.AgentID, AcceptedAt: t.AcceptedAt, WrapUntil: t.WrapUntil,
+		ServiceName: t.Service.Name, RONATimeout: t.Service.RONATimeout, MaxParallel: t.Service.MaxParallelTasks,
+		AfterCall: t.Service.AfterCallWork, ServiceCodes: t.Service.ServiceCodes, SalesCodes: t.Service.SalesCodes, Tags: t.Service.Tags,
+		UpdatedAt: time.Now(),
 	}
 	_, err = s.tasks.ReplaceOne(ctx, bson.M{"_id": d.ID}, d, options.Replace().SetUpsert(true))
 	return err
@@ -80,9 +89,22 @@ func (s *Store) Known(ctx context.Context, tenant, taskID string) (bool, error) 
 	return err == nil, err
 }
 
+// Get returns a task, nil if it was never saved.
+func (s *Store) Get(ctx context.Context, tenant, taskID string) (*engine.Task, error) {
+	var d taskDoc
+	err := s.tasks.FindOne(ctx, bson.M{"_id": key(tenant, taskID)}).Decode(&d)
+	if mongodb.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return d.task()
+}
+
 // LoadOpen returns tasks that have not ended. It runs once at start-up.
 func (s *Store) LoadOpen(ctx context.Context) ([]*engine.Task, error) {
-	cur, err := s.tasks.Find(ctx, bson.M{"state": bson.M{"$ne": string(engine.TaskEnded)}})
+	cur, err := s.tasks.Find(ctx, bson.M{"state": bson.M{"$in": engine.OpenStates}})
 	if err != nil {
 		return nil, fmt.Errorf("find open tasks: %w", err)
 	}
@@ -92,18 +114,29 @@ func (s *Store) LoadOpen(ctx context.Context) ([]*engine.Task, error) {
 	}
 	out := make([]*engine.Task, 0, len(docs))
 	for _, d := range docs {
-		conv := &messagingv1.ConversationRef{}
-		if err := proto.Unmarshal(d.Conversation, conv); err != nil {
-			return nil, fmt.Errorf("task %s conversation: %w", d.ID, err)
+		t, err := d.task()
+		if err != nil {
+			return nil, err
 		}
-		out = append(out, &engine.Task{
-			ID: d.TaskID, Tenant: d.Tenant, SessionID: d.SessionID, ServiceID: d.ServiceID,
-			Conversation: conv, CustomerName: d.CustomerName, Priority: d.Priority, QueuedAt: d.QueuedAt,
-			State: d.State, AgentID: d.AgentID,
-			Service: engine.ServiceInfo{ID: d.ServiceID, Name: d.ServiceName, RONATimeout: d.RONATimeout, MaxParallelTasks: d.MaxParallel},
-		})
+		out = append(out, t)
 	}
 	return out, nil
+}
+
+func (d taskDoc) task() (*engine.Task, error) {
+	conv := &messagingv1.ConversationRef{}
+	if err := proto.Unmarshal(d.Conversation, conv); err != nil {
+		return nil, fmt.Errorf("task %s conversation: %w", d.ID, err)
+	}
+	return &engine.Task{
+		ID: d.TaskID, Tenant: d.Tenant, SessionID: d.SessionID, ServiceID: d.ServiceID,
+		Conversation: conv, CustomerName: d.CustomerName, Priority: d.Priority, RequiredSkills: d.Skills, QueuedAt: d.QueuedAt,
+		State: d.State, AgentID: d.AgentID, AcceptedAt: d.AcceptedAt, WrapUntil: d.WrapUntil,
+		Service: engine.ServiceInfo{
+			ID: d.ServiceID, Name: d.ServiceName, RONATimeout: d.RONATimeout, MaxParallelTasks: d.MaxParallel,
+			AfterCallWork: d.AfterCall, ServiceCodes: d.ServiceCodes, SalesCodes: d.SalesCodes, Tags: d.Tags,
+		},
+	}, nil
 }
 
 // MarkSessionEnded records that the session is over.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"reflect"
 	"sort"
 	"testing"
 	"time"
@@ -51,7 +52,8 @@ func TestSaveAndLoadOpen(t *testing.T) {
 	for _, tk := range []*engine.Task{
 		accepted,
 		task("acme", "t2", engine.TaskQueued),
-		task("acme", "t3", engine.TaskEnded),
+		task("acme", "t3", engine.TaskCompleted),
+		task("acme", "t4", engine.TaskEnded),    // as earlier versions stored it
 		task("globex", "t1", engine.TaskQueued), // same task id, other tenant
 	} {
 		if err := s.Save(ctx, tk); err != nil {
@@ -59,7 +61,7 @@ func TestSaveAndLoadOpen(t *testing.T) {
 		}
 	}
 	// Saving again replaces the task's state.
-	ended := task("acme", "t2", engine.TaskEnded)
+	ended := task("acme", "t2", engine.TaskCanceled)
 	if err := s.Save(ctx, ended); err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +95,40 @@ func TestSaveAndLoadOpen(t *testing.T) {
 	of := func(t *engine.Task) fields {
 		return fields{t.ID, t.Tenant, t.SessionID, t.ServiceID, t.CustomerName, t.AgentID, t.Priority, t.State, t.Service}
 	}
-	if of(got) != of(want) {
+	if !reflect.DeepEqual(of(got), of(want)) {
 		t.Errorf("loaded task\n got  %+v\n want %+v", of(got), of(want))
+	}
+}
+
+// A task in after-call work comes back with everything the engine needs
+// to resume it and validate its wrap-up.
+func TestGetWrappingTask(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	w := task("acme", "t1", engine.TaskWrapping)
+	w.AgentID, w.RequiredSkills = "alice", []string{"de", "fr"}
+	w.AcceptedAt, w.WrapUntil = queuedAt.Add(time.Minute), queuedAt.Add(10*time.Minute)
+	w.Service.AfterCallWork = 5 * time.Minute
+	w.Service.ServiceCodes, w.Service.SalesCodes, w.Service.Tags = []string{"complaint"}, []string{"upgrade"}, []string{"vip"}
+	if err := s.Save(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, "acme", "t1")
+	if err != nil || got == nil {
+		t.Fatalf("Get = %v, %v", got, err)
+	}
+	if !reflect.DeepEqual(got.Service, w.Service) || !reflect.DeepEqual(got.RequiredSkills, w.RequiredSkills) ||
+		!got.AcceptedAt.Equal(w.AcceptedAt) || !got.WrapUntil.Equal(w.WrapUntil) || got.State != engine.TaskWrapping {
+		t.Errorf("Get = %+v\n want %+v", got, w)
+	}
+	open, err := s.LoadOpen(ctx)
+	if err != nil || len(open) != 1 || open[0].State != engine.TaskWrapping {
+		t.Errorf("LoadOpen = %v, %v; want the wrapping task", open, err)
+	}
+	for _, id := range [][2]string{{"acme", "t2"}, {"globex", "t1"}} {
+		if got, err := s.Get(ctx, id[0], id[1]); got != nil || err != nil {
+			t.Errorf("Get(%s/%s) = %v, %v; want nil, nil", id[0], id[1], got, err)
+		}
 	}
 }
 
