@@ -9,6 +9,10 @@ echo "== Go benchmarks"
 go test -run '^$' -bench . -benchmem -count 1 ./pkg/... 2>&1 | grep -E '^(Benchmark|ok|PASS|FAIL|pkg:)' || true
 
 echo
+echo "== distribution: one offer decision with 2,000 busy agents and 1,000 to 10,000 waiting tasks (p50/p99 per size)"
+go test -run '^$' -bench OfferDecision -count 1 ./services/distribution/internal/engine 2>&1 | grep -E '^(Benchmark|ok|FAIL)' || true
+
+echo
 echo "== chat-handler: signed webhooks over loopback vs a bare HMAC handler"
 go run ./services/chat-handler/cmd/webhook-bench
 
