@@ -318,6 +318,7 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	}
 	t.tasks[task.ID] = task
 	t.sessions[task.SessionID] = task
+	e.queue(t, task.Service) // the newest settings of the service
 	e.push(t, task)
 	return e.queued(ctx, t, task)
 }

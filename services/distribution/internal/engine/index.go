@@ -126,9 +126,13 @@ func (e *Engine) pool(t *tenant, q *queue, skills []string) *pool {
 	return p
 }
 
-// push puts a queued task into its indexes.
+// push puts a queued task into its indexes. The queue keeps the service
+// settings it has: a requeued task's snapshot may be older.
 func (e *Engine) push(t *tenant, task *Task) {
-	q := e.queue(t, task.Service)
+	q := t.queues[task.ServiceID]
+	if q == nil {
+		q = e.queue(t, task.Service)
+	}
 	p := e.pool(t, q, task.RequiredSkills)
 	p.tasks.Insert(task)
 	q.waiting.Insert(task)

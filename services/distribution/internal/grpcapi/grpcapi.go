@@ -43,36 +43,37 @@ type Server struct {
 
 // forAgent checks the caller may act for agent in tenant: a service, the
 // agent themselves, or (when supervisors is set) an admin or supervisor of
-// the tenant.
-func forAgent(ctx context.Context, tenant, agent string, supervisors bool) (*authn.Claims, error) {
+// the tenant. It returns the agent acted for: an agent who names nobody
+// acts for themselves.
+func forAgent(ctx context.Context, tenant, agent string, supervisors bool) (string, error) {
 	c, err := grpcserver.RequireTenant(ctx, tenant)
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	switch {
 	case c.Has(authn.RoleService):
 	case supervisors && (c.Has(authn.RoleAdmin) || c.Has(authn.RoleSupervisor)):
-	case agent == "" && c.Has(authn.RoleAgent):
-		agent = c.Subject // an agent's own, when they do not name one
-	case c.Has(authn.RoleAgent) && c.Subject == agent:
+	case c.Has(authn.RoleAgent) && (agent == "" || agent == c.Subject):
+		agent = c.Subject
 	case supervisors:
-		return nil, status.Errorf(codes.PermissionDenied, "caller %q may act only for themselves (role agent); acting for agent %q needs role supervisor or admin", c.Subject, agent)
+		return "", status.Errorf(codes.PermissionDenied, "caller %q may act only for themselves (role agent); acting for agent %q needs role supervisor or admin", c.Subject, agent)
 	default:
-		return nil, status.Errorf(codes.PermissionDenied, "caller %q may not answer offers for agent %q: only the agent (role agent) or the sessions gateway (role service) may", c.Subject, agent)
+		return "", status.Errorf(codes.PermissionDenied, "caller %q may not answer offers for agent %q: only the agent (role agent) or the sessions gateway (role service) may", c.Subject, agent)
 	}
-	return c, nil
+	return agent, nil
 }
 
-// agentID checks the caller may act for the agent named in the request,
-// which must name one.
-func agentID(ctx context.Context, tenant, agent string, supervisors bool) error {
-	if _, err := forAgent(ctx, tenant, agent, supervisors); err != nil {
-		return err
+// agentID checks the caller may act for the agent named in the request and
+// returns it; there must be one.
+func agentID(ctx context.Context, tenant, agent string, supervisors bool) (string, error) {
+	agent, err := forAgent(ctx, tenant, agent, supervisors)
+	if err != nil {
+		return "", err
 	}
 	if agent == "" {
-		return status.Error(codes.InvalidArgument, "agent_id is required")
+		return "", status.Error(codes.InvalidArgument, "agent_id is required")
 	}
-	return nil
+	return agent, nil
 }
 
 // supervisor checks the caller may read and manage the tenant's queues.
@@ -102,13 +103,14 @@ func mapErr(err error) error {
 }
 
 func (s *Server) AcceptTask(ctx context.Context, req *distributionv1.AcceptTaskRequest) (*distributionv1.AcceptTaskResponse, error) {
-	if err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), false); err != nil {
+	agent, err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), false)
+	if err != nil {
 		return nil, err
 	}
 	if req.GetOfferId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "offer_id is required")
 	}
-	task, err := s.Engine.Accept(ctx, req.GetTenantId(), req.GetAgentId(), req.GetOfferId())
+	task, err := s.Engine.Accept(ctx, req.GetTenantId(), agent, req.GetOfferId())
 	if err != nil {
 		return nil, mapErr(err)
 	}
@@ -116,20 +118,22 @@ func (s *Server) AcceptTask(ctx context.Context, req *distributionv1.AcceptTaskR
 }
 
 func (s *Server) DeclineTask(ctx context.Context, req *distributionv1.DeclineTaskRequest) (*distributionv1.DeclineTaskResponse, error) {
-	if err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), false); err != nil {
+	agent, err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), false)
+	if err != nil {
 		return nil, err
 	}
 	if req.GetOfferId() == "" {
 		return nil, status.Error(codes.InvalidArgument, "offer_id is required")
 	}
-	if err := s.Engine.Decline(ctx, req.GetTenantId(), req.GetAgentId(), req.GetOfferId()); err != nil {
+	if err := s.Engine.Decline(ctx, req.GetTenantId(), agent, req.GetOfferId()); err != nil {
 		return nil, mapErr(err)
 	}
 	return &distributionv1.DeclineTaskResponse{}, nil
 }
 
 func (s *Server) SetAgentPresence(ctx context.Context, req *distributionv1.SetAgentPresenceRequest) (*distributionv1.SetAgentPresenceResponse, error) {
-	if err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), true); err != nil {
+	agent, err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), true)
+	if err != nil {
 		return nil, err
 	}
 	switch req.GetPresence() {
@@ -137,10 +141,10 @@ func (s *Server) SetAgentPresence(ctx context.Context, req *distributionv1.SetAg
 	default:
 		return nil, status.Error(codes.InvalidArgument, "presence must be AVAILABLE, AWAY or OFFLINE")
 	}
-	info, err := s.Agents.Agent(ctx, req.GetTenantId(), req.GetAgentId())
+	info, err := s.Agents.Agent(ctx, req.GetTenantId(), agent)
 	if err != nil {
 		if status.Code(err) == codes.NotFound {
-			return nil, status.Errorf(codes.NotFound, "agent %q not found", req.GetAgentId())
+			return nil, status.Errorf(codes.NotFound, "agent %q not found", agent)
 		}
 		return nil, status.Errorf(codes.Unavailable, "look up agent: %v", err)
 	}
@@ -152,20 +156,18 @@ func (s *Server) SetAgentPresence(ctx context.Context, req *distributionv1.SetAg
 }
 
 func (s *Server) GetAgentState(ctx context.Context, req *distributionv1.GetAgentStateRequest) (*distributionv1.GetAgentStateResponse, error) {
-	if err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), true); err != nil {
-		return nil, err
-	}
-	return &distributionv1.GetAgentStateResponse{State: s.Engine.State(req.GetTenantId(), req.GetAgentId())}, nil
-}
-
-func (s *Server) SubmitWrapUp(ctx context.Context, req *distributionv1.SubmitWrapUpRequest) (*distributionv1.SubmitWrapUpResponse, error) {
-	c, err := forAgent(ctx, req.GetTenantId(), req.GetAgentId(), true)
+	agent, err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), true)
 	if err != nil {
 		return nil, err
 	}
-	agent := req.GetAgentId()
-	if agent == "" && c.Has(authn.RoleAgent) && !c.Has(authn.RoleService) && !c.Has(authn.RoleSupervisor) && !c.Has(authn.RoleAdmin) {
-		agent = c.Subject
+	return &distributionv1.GetAgentStateResponse{State: s.Engine.State(req.GetTenantId(), agent)}, nil
+}
+
+func (s *Server) SubmitWrapUp(ctx context.Context, req *distributionv1.SubmitWrapUpRequest) (*distributionv1.SubmitWrapUpResponse, error) {
+	// Services, admins and supervisors may leave the agent out.
+	agent, err := forAgent(ctx, req.GetTenantId(), req.GetAgentId(), true)
+	if err != nil {
+		return nil, err
 	}
 	if (req.GetTaskId() == "") == (req.GetSessionId() == "") {
 		return nil, status.Error(codes.InvalidArgument, "name the task: exactly one of task_id and session_id")
