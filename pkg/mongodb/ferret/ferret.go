@@ -3,7 +3,8 @@
 // machine without MongoDB.
 //
 // FerretDB differs from MongoDB in ways the services design around: lookups
-// by fields other than _id are full scans, $group with several accumulators
+// by fields other than _id are full scans (and so were lookups by _id,
+// until idindex.go), $group with several accumulators
 // returns wrong results, and there are no transactions, change streams or TTL
 // indexes.
 package ferret
@@ -21,9 +22,10 @@ import (
 
 // Server is a running embedded FerretDB.
 type Server struct {
-	uri    string
-	cancel context.CancelFunc
-	done   chan struct{}
+	uri       string
+	cancel    context.CancelFunc
+	done      chan struct{}
+	indexDone chan struct{}
 }
 
 // Start listens on addr ("127.0.0.1:0" for a free port) and stores data in dir.
@@ -62,6 +64,13 @@ func Start(addr, dir string, log *slog.Logger) (*Server, error) {
 		s.Stop()
 		return nil, err
 	}
+	// See idindex.go: without this, every lookup by _id is a table scan.
+	ix := &idIndexer{dir: dir, log: log}
+	s.indexDone = make(chan struct{})
+	go func() {
+		defer close(s.indexDone)
+		ix.run(ctx, time.Second)
+	}()
 	return s, nil
 }
 
@@ -90,8 +99,13 @@ func (s *Server) URI() string { return s.uri }
 // Stop shuts the server down and waits for it.
 func (s *Server) Stop() {
 	s.cancel()
-	select {
-	case <-s.done:
-	case <-time.After(10 * time.Second):
+	for _, ch := range []chan struct{}{s.done, s.indexDone} {
+		if ch == nil {
+			continue
+		}
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+		}
 	}
 }
