@@ -16,6 +16,10 @@ const (
 	StreamDistribution = "DISTRIBUTION"
 	StreamOutbound     = "OUTBOUND"
 	StreamDeadLetter   = "DEADLETTER"
+	// StreamTranscript holds every session's transcript, one subject per
+	// session (Transcript), so a session's entries are read from the
+	// stream's subject index whatever its size (sessions owns it).
+	StreamTranscript = "TRANSCRIPT"
 )
 
 // StreamOptions are the deployment choices that apply to every stream.
@@ -26,6 +30,8 @@ type StreamOptions struct {
 	MaxAge time.Duration
 	// Duplicates is the Nats-Msg-Id dedupe window; zero means 2 minutes.
 	Duplicates time.Duration
+	// TranscriptMaxAge is how long transcripts are kept; zero means 90 days.
+	TranscriptMaxAge time.Duration
 }
 
 // Streams returns the definitions of every stream.
@@ -60,6 +66,7 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 		mk(StreamDistribution, DomainDistribution, "Task queue, offers and answers (distribution)"),
 		mk(StreamOutbound, DomainOutbound, "Outbound message requests and their fate (outbound-sender)"),
 		mk(StreamDeadLetter, DomainDeadLetter, "Messages consumers gave up on, with the reason"),
+		transcripts(o),
 	}
 }
 
@@ -83,3 +90,25 @@ const (
 // ConsumerOutboundInbound follows customer messages (CHAT) for opt-out
 // keywords and WhatsApp windows (outbound-sender).
 const ConsumerOutboundInbound = "outbound-sender-inbound"
+
+// transcripts is the TRANSCRIPT stream: kept for TranscriptMaxAge (90
+// days unless set), with a 10-minute dedupe window so a redelivered
+// append is not stored twice.
+func transcripts(o StreamOptions) jetstream.StreamConfig {
+	age := o.TranscriptMaxAge
+	if age <= 0 {
+		age = 90 * 24 * time.Hour
+	}
+	return jetstream.StreamConfig{
+		Name:        StreamTranscript,
+		Description: "Session transcripts: messages and their delivery statuses, a subject per session (sessions)",
+		Subjects:    []string{DomainTranscript + ".>"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Replicas:    o.Replicas,
+		MaxAge:      age,
+		Duplicates:  10 * time.Minute,
+		Discard:     jetstream.DiscardOld,
+		AllowDirect: true,
+	}
+}

@@ -18,6 +18,9 @@ const (
 	DomainDistribution = "distribution"
 	DomainOutbound     = "outbound"
 	DomainDeadLetter   = "deadletter"
+	// DomainTranscript is sessions' per-session log: its subjects are
+	// transcript.<tenant>.<session>, not <entity>.<event>.<tenant>.
+	DomainTranscript = "transcript"
 )
 
 var tenantRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -156,6 +159,14 @@ func AllTenants(kind string) string { return kind + ".*" }
 
 // DeadLetter is where a consumer puts a message it gave up on.
 func DeadLetter(durable string) string { return DomainDeadLetter + "." + durable }
+
+// Transcript is the subject of one session's transcript entries.
+func Transcript(tenant, sessionID string) string {
+	return DomainTranscript + "." + tenant + "." + sessionID
+}
+
+// BucketAgentSessions holds each agent's active sessions (sessions).
+const BucketAgentSessions = "SESSIONS_AGENT_CHATS"
 
 // AgentPush is the core-NATS subject (not JetStream) on which a sessions
 // replica forwards a frame to an agent connected to any replica.

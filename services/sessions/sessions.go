@@ -143,11 +143,11 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamChat, subjects.StreamSession, subjects.StreamDistribution,
+	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamTranscript, subjects.StreamChat, subjects.StreamSession, subjects.StreamDistribution,
 		subjects.StreamOutbound, subjects.StreamWorkflow, subjects.StreamDeadLetter); err != nil {
 		return err
 	}
-	st, err := store.New(ctx, mc.Database(cfg.Database))
+	st, err := store.New(ctx, mc.Database(cfg.Database), b.JS, cfg.Streams.Replicas)
 	if err != nil {
 		return err
 	}
@@ -163,13 +163,14 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	defer func() { _ = sub.Unsubscribe() }()
 
 	g, gctx := errgroup.WithContext(ctx)
+	// Events of one session are handled in order, different sessions at once.
 	consume := func(stream, durable string, kinds []string, h bus.Handler) {
 		filters := make([]string, len(kinds))
 		for i, k := range kinds {
 			filters[i] = subjects.AllTenants(k)
 		}
 		g.Go(func() error {
-			return b.Consume(gctx, bus.ConsumerSpec{Stream: stream, Durable: durable, FilterSubjects: filters}, h)
+			return b.ConsumeKeyed(gctx, bus.ConsumerSpec{Stream: stream, Durable: durable, FilterSubjects: filters}, cfg.InboundWorkers, core.SessionKeyOf, h)
 		})
 	}
 	// Customer messages: per conversation in order, conversations at once.

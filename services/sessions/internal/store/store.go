@@ -1,21 +1,30 @@
 // Package store keeps sessions, their transcripts and the pointer from a
-// customer conversation to its active session in MongoDB. Every hot-path
-// read and write is by _id: "<tenant>/<session>" for sessions,
-// "<tenant>/<conversation key>" for active pointers and
-// "<tenant>/<session>/<message id>" for transcript entries.
+// customer conversation to its active session. In MongoDB every read and
+// write names one document by _id, and nothing else (FerretDB, the
+// one-machine default, serves only a filter that is exactly {_id: …} from
+// an index; any other filter, even _id plus a condition, reads the whole
+// collection): "<tenant>/<session>" for sessions, "<tenant>/<conversation
+// key>" for active pointers, "<tenant>/<session>/<message id>" for the
+// outbound messages whose delivery status changes. Conditions are checked
+// in Go between the read and the write; the sessions service handles one
+// session's events in order, which keeps that safe. Transcripts are read
+// from the TRANSCRIPT stream (transcript.go) and each agent's active
+// sessions from a KV bucket (agents.go).
 package store
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard-cc/switchboard/pkg/mongodb"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
 )
 
 // ErrNotFound is returned when a record does not exist.
@@ -100,21 +109,32 @@ type Store struct {
 	// an update of the claim (FerretDB's updates slow down as a collection
 	// grows; inserts and finds by _id do not).
 	inboundDone *mongo.Collection
+
+	log    *transcriptLog
+	agents *agentIndex
 }
 
-// New opens the store and makes sure its indexes exist.
-func New(ctx context.Context, db *mongo.Database) (*Store, error) {
-	err := mongodb.EnsureIndexes(ctx, db,
-		mongodb.Index{Collection: "messages", Keys: bson.D{{Key: "session_key", Value: 1}, {Key: "at", Value: 1}}, Name: "transcript"},
-		mongodb.Index{Collection: "sessions", Keys: bson.D{{Key: "tenant", Value: 1}, {Key: "agent_id", Value: 1}, {Key: "state", Value: 1}}, Name: "agent_sessions"},
-	)
+// New opens the store: the sessions database, the TRANSCRIPT stream (which
+// the caller has created) and the agents' KV bucket (created here with
+// replicas when missing).
+func New(ctx context.Context, db *mongo.Database, js jetstream.JetStream, replicas int) (*Store, error) {
+	kv, err := js.KeyValue(ctx, subjects.BucketAgentSessions)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      subjects.BucketAgentSessions,
+			Description: "each agent's active sessions: tenant.agent -> session ids (sessions)",
+			Replicas:    max(replicas, 1),
+			Storage:     jetstream.FileStorage,
+		})
+	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("agent sessions bucket: %w", err)
 	}
 	return &Store{
 		sessions: db.Collection("sessions"), active: db.Collection("active"),
 		messages: db.Collection("messages"), inbound: db.Collection("inbound"),
 		inboundDone: db.Collection("inbound_done"),
+		log:         &transcriptLog{js: js}, agents: &agentIndex{kv: kv},
 	}, nil
 }
 
@@ -155,8 +175,11 @@ func (s *Store) ClaimActive(ctx context.Context, tenant, convKey, sessionID stri
 
 // ReleaseActive removes the conversation's pointer if it still names sessionID.
 func (s *Store) ReleaseActive(ctx context.Context, tenant, convKey, sessionID string) error {
-	_, err := s.active.DeleteOne(ctx, bson.M{"_id": tenant + "/" + convKey, "session_id": sessionID})
-	if err != nil {
+	current, err := s.ActiveSession(ctx, tenant, convKey)
+	if err != nil || current != sessionID {
+		return err
+	}
+	if _, err := s.active.DeleteOne(ctx, bson.M{"_id": tenant + "/" + convKey}); err != nil {
 		return fmt.Errorf("release active session: %w", err)
 	}
 	return nil
@@ -185,69 +208,104 @@ func (s *Store) Session(ctx context.Context, tenant, sessionID string) (*Session
 	return &sess, nil
 }
 
-// Assign records the agent who accepted the session's task.
+// Assign records the agent who accepted the session's task (an ended
+// session is left as it is) and adds it to the agent's active sessions.
 func (s *Store) Assign(ctx context.Context, tenant, sessionID, agentID, taskID string, at time.Time) error {
-	_, err := s.sessions.UpdateOne(ctx,
-		bson.M{"_id": SessionKey(tenant, sessionID), "state": StateActive},
-		bson.M{"$set": bson.M{"agent_id": agentID, "task_id": taskID, "accepted_at": at}})
-	if err != nil {
-		return fmt.Errorf("assign session %s: %w", sessionID, err)
+	sess, err := s.Session(ctx, tenant, sessionID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
 	}
-	return nil
+	if err != nil {
+		return err
+	}
+	if sess.State != StateActive {
+		return nil
+	}
+	if sess.AgentID != agentID || sess.TaskID != taskID {
+		_, err = s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)},
+			bson.M{"$set": bson.M{"agent_id": agentID, "task_id": taskID, "accepted_at": at}})
+		if err != nil {
+			return fmt.Errorf("assign session %s: %w", sessionID, err)
+		}
+	}
+	return s.agents.add(ctx, tenant, agentID, sessionID)
 }
 
-// End marks an active session ended; it reports whether this call ended it.
+// End marks an active session ended and takes it off its agent's list; it
+// reports whether this call ended it.
 func (s *Store) End(ctx context.Context, tenant, sessionID, outcome, reason string, at time.Time) (bool, error) {
-	res, err := s.sessions.UpdateOne(ctx,
-		bson.M{"_id": SessionKey(tenant, sessionID), "state": StateActive},
-		bson.M{"$set": bson.M{"state": StateEnded, "outcome": outcome, "end_reason": reason, "ended_at": at}})
+	sess, err := s.Session(ctx, tenant, sessionID)
 	if err != nil {
-		return false, fmt.Errorf("end session %s: %w", sessionID, err)
+		return false, err
 	}
-	return res.ModifiedCount == 1, nil
+	ended := false
+	if sess.State == StateActive {
+		_, err = s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)},
+			bson.M{"$set": bson.M{"state": StateEnded, "outcome": outcome, "end_reason": reason, "ended_at": at}})
+		if err != nil {
+			return false, fmt.Errorf("end session %s: %w", sessionID, err)
+		}
+		ended = true
+	}
+	if sess.AgentID != "" {
+		if err := s.agents.remove(ctx, tenant, sess.AgentID, sessionID); err != nil {
+			return ended, err
+		}
+	}
+	return ended, nil
 }
 
-// AgentSessions lists an agent's active sessions (on reconnect, not per message).
+// AgentSessions lists an agent's active sessions (on reconnect, not per
+// message), oldest first: one KV get and a read by _id per session.
 func (s *Store) AgentSessions(ctx context.Context, tenant, agentID string) ([]*Session, error) {
-	cur, err := s.sessions.Find(ctx, bson.M{"tenant": tenant, "agent_id": agentID, "state": StateActive},
-		options.Find().SetSort(bson.D{{Key: "started_at", Value: 1}}).SetLimit(200))
+	ids, _, err := s.agents.get(ctx, tenant, agentID)
 	if err != nil {
-		return nil, fmt.Errorf("find agent sessions: %w", err)
+		return nil, err
 	}
-	var out []*Session
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("read agent sessions: %w", err)
+	out := make([]*Session, 0, len(ids))
+	for _, id := range ids {
+		sess, err := s.Session(ctx, tenant, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if sess.State == StateActive && sess.AgentID == agentID {
+			out = append(out, sess)
+		}
 	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
 	return out, nil
 }
 
-// AddMessage inserts a transcript entry; it reports false if it was there already.
+// AddMessage appends a message to the session's transcript; it reports
+// false if it was there already. An outbound message is also stored by _id,
+// for its delivery status and a resend.
 func (s *Store) AddMessage(ctx context.Context, sessionID string, m *Message) (bool, error) {
 	m.Key = messageKey(m.Tenant, sessionID, m.ID)
 	m.SessionKey = SessionKey(m.Tenant, sessionID)
 	m.StatusRank = StatusRank(m.Status)
-	_, err := s.messages.InsertOne(ctx, m)
-	if mongodb.IsDuplicateKey(err) {
-		return false, nil
+	added := true
+	if m.Direction == "outbound" {
+		_, err := s.messages.InsertOne(ctx, m)
+		switch {
+		case mongodb.IsDuplicateKey(err):
+			added = false
+		case err != nil:
+			return false, fmt.Errorf("add message: %w", err)
+		}
 	}
+	appended, err := s.log.append(ctx, m.Tenant, sessionID, m.Key, &entry{Kind: "m", Message: m})
 	if err != nil {
-		return false, fmt.Errorf("add message: %w", err)
+		return false, err
 	}
-	return true, nil
+	return added && appended, nil
 }
 
 // Transcript returns a session's messages in order (on accept and reconnect).
 func (s *Store) Transcript(ctx context.Context, tenant, sessionID string) ([]*Message, error) {
-	cur, err := s.messages.Find(ctx, bson.M{"session_key": SessionKey(tenant, sessionID)},
-		options.Find().SetSort(bson.D{{Key: "at", Value: 1}}).SetLimit(1000))
-	if err != nil {
-		return nil, fmt.Errorf("find transcript: %w", err)
-	}
-	var out []*Message
-	if err := cur.All(ctx, &out); err != nil {
-		return nil, fmt.Errorf("read transcript: %w", err)
-	}
-	return out, nil
+	return s.log.read(ctx, tenant, sessionID)
 }
 
 // statusOrder ranks delivery statuses; a status never replaces a later one.
@@ -259,11 +317,21 @@ var statusOrder = map[string]int{
 // StatusRank is the position of a delivery status in its life.
 func StatusRank(status string) int { return statusOrder[status] }
 
-// Message reads one transcript entry.
+// Message reads one transcript entry: an outbound one by _id, any other
+// from the transcript (customers' messages are kept only there).
 func (s *Store) Message(ctx context.Context, tenant, sessionID, messageID string) (*Message, error) {
 	var m Message
 	err := s.messages.FindOne(ctx, bson.M{"_id": messageKey(tenant, sessionID, messageID)}).Decode(&m)
 	if mongodb.IsNotFound(err) {
+		msgs, err := s.Transcript(ctx, tenant, sessionID)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			if m.ID == messageID {
+				return m, nil
+			}
+		}
 		return nil, ErrNotFound
 	}
 	if err != nil {
@@ -272,9 +340,20 @@ func (s *Store) Message(ctx context.Context, tenant, sessionID, messageID string
 	return &m, nil
 }
 
-// UpdateStatus moves an outbound message's status forward (never back) and
-// reports whether it changed.
+// UpdateStatus moves an outbound message's status forward (never back),
+// in its document and its transcript, and reports whether it changed.
 func (s *Store) UpdateStatus(ctx context.Context, tenant, sessionID, messageID, status string, errCode int32, errMsg, twilioSID, reason string) (bool, error) {
+	m, err := s.Message(ctx, tenant, sessionID, messageID)
+	if errors.Is(err, ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	st := &statusChange{MessageID: messageID, Status: status, ErrorCode: errCode, ErrorMessage: errMsg, TwilioSID: twilioSID, Reason: reason}
+	if !applyStatus(m, st) {
+		return false, nil
+	}
 	set := bson.M{"status": status, "status_rank": StatusRank(status)}
 	if reason != "" {
 		set["reason"] = reason
@@ -288,13 +367,13 @@ func (s *Store) UpdateStatus(ctx context.Context, tenant, sessionID, messageID, 
 	if twilioSID != "" {
 		set["twilio_sid"] = twilioSID
 	}
-	res, err := s.messages.UpdateOne(ctx,
-		bson.M{"_id": messageKey(tenant, sessionID, messageID), "status_rank": bson.M{"$lt": StatusRank(status)}},
-		bson.M{"$set": set})
-	if err != nil {
+	if _, err := s.messages.UpdateOne(ctx, bson.M{"_id": messageKey(tenant, sessionID, messageID)}, bson.M{"$set": set}); err != nil {
 		return false, fmt.Errorf("update message status: %w", err)
 	}
-	return res.ModifiedCount == 1, nil
+	if _, err := s.log.append(ctx, tenant, sessionID, messageKey(tenant, sessionID, messageID)+"/"+status, &entry{Kind: "s", Status: st}); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // SetServiceName records the display name of the session's service.

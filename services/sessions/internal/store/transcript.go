@@ -1,0 +1,135 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+)
+
+// Transcripts live in the TRANSCRIPT stream, one subject per session
+// (transcript.<tenant>.<session>): a message is appended once (its dedupe
+// id is tenant/session/message) and each delivery status after it. A
+// session's transcript is read from the stream's subject index, so it
+// costs the same however many sessions are stored; FerretDB, the
+// one-machine default, can read a collection only by _id (a query on
+// session_key scans every message ever stored: 247 ms at 7,000 messages).
+
+// entry is one transcript record: a message, or a status change of one.
+type entry struct {
+	Kind    string        `json:"k"` // "m" message, "s" status
+	Message *Message      `json:"m,omitempty"`
+	Status  *statusChange `json:"s,omitempty"`
+}
+
+type statusChange struct {
+	MessageID    string `json:"id"`
+	Status       string `json:"status"`
+	ErrorCode    int32  `json:"error_code,omitempty"`
+	ErrorMessage string `json:"error_message,omitempty"`
+	TwilioSID    string `json:"twilio_sid,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+}
+
+// transcriptLog appends to and reads the TRANSCRIPT stream.
+type transcriptLog struct {
+	js jetstream.JetStream
+}
+
+// append stores e; it reports false when the stream already had it.
+func (l *transcriptLog) append(ctx context.Context, tenant, sessionID, dedupeID string, e *entry) (bool, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return false, err
+	}
+	msg := nats.NewMsg(subjects.Transcript(tenant, sessionID))
+	msg.Data = b
+	ack, err := l.js.PublishMsg(ctx, msg, jetstream.WithMsgID(dedupeID))
+	if err != nil {
+		return false, fmt.Errorf("append to transcript: %w", err)
+	}
+	return !ack.Duplicate, nil
+}
+
+// maxTranscript bounds what one read returns.
+const maxTranscript = 5000
+
+// read folds a session's entries into its messages, oldest first: each
+// message once, with its furthest status.
+func (l *transcriptLog) read(ctx context.Context, tenant, sessionID string) ([]*Message, error) {
+	cons, err := l.js.OrderedConsumer(ctx, subjects.StreamTranscript, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subjects.Transcript(tenant, sessionID)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read transcript: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read transcript: %w", err)
+	}
+	pending := int(info.NumPending)
+	byID := map[string]*Message{}
+	var order []*Message
+	for read := 0; read < pending && read < 4*maxTranscript; {
+		batch, err := cons.Fetch(min(pending-read, 500), jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return nil, fmt.Errorf("read transcript: %w", err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var e entry
+			if json.Unmarshal(m.Data(), &e) != nil {
+				continue
+			}
+			switch {
+			case e.Kind == "m" && e.Message != nil:
+				if byID[e.Message.ID] == nil && len(order) < maxTranscript {
+					byID[e.Message.ID] = e.Message
+					order = append(order, e.Message)
+				}
+			case e.Kind == "s" && e.Status != nil:
+				if m := byID[e.Status.MessageID]; m != nil {
+					applyStatus(m, e.Status)
+				}
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return nil, fmt.Errorf("read transcript: %w", err)
+		}
+		if n == 0 {
+			break
+		}
+		read += n
+	}
+	sort.SliceStable(order, func(i, j int) bool { return order[i].At.Before(order[j].At) })
+	return order, nil
+}
+
+// applyStatus moves m's status forward, never back.
+func applyStatus(m *Message, s *statusChange) bool {
+	if StatusRank(s.Status) <= m.StatusRank {
+		return false
+	}
+	m.Status, m.StatusRank = s.Status, StatusRank(s.Status)
+	if s.Reason != "" {
+		m.Reason = s.Reason
+	}
+	if s.ErrorCode != 0 {
+		m.ErrorCode = s.ErrorCode
+	}
+	if s.ErrorMessage != "" {
+		m.ErrorMessage = s.ErrorMessage
+	}
+	if s.TwilioSID != "" {
+		m.TwilioSID = s.TwilioSID
+	}
+	return true
+}
