@@ -23,3 +23,7 @@ go run ./services/outbound-sender/cmd/send-bench
 echo
 echo "== end to end: customers' webhooks → agents' websockets → Twilio (emulator), next to the ingress-only ceiling"
 go run ./services/devstack/cmd/e2e-bench
+
+echo
+echo "== sessions store: transcript and reconnect reads with 1,000,000 messages stored"
+go run ./services/sessions/cmd/store-bench

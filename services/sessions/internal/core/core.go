@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -735,15 +736,24 @@ func (c *Core) Snapshot(ctx context.Context, a Agent) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	views := []*protocol.Session{}
-	for _, s := range sessions {
-		msgs, err := c.store.Transcript(ctx, a.Tenant, s.ID)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		view := sessionView(s, msgs)
-		view.Compliance = c.compliance(ctx, s)
-		views = append(views, view)
+	// Each chat's transcript and compliance state load at once.
+	views := make([]*protocol.Session, len(sessions))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	for i, s := range sessions {
+		g.Go(func() error {
+			msgs, err := c.store.Transcript(gctx, a.Tenant, s.ID)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+			view := sessionView(s, msgs)
+			view.Compliance = c.compliance(gctx, s)
+			views[i] = view
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	offers := []*protocol.Offer{}
 	for _, o := range st.GetState().GetOffers() {

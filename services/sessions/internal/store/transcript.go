@@ -133,3 +133,34 @@ func applyStatus(m *Message, s *statusChange) bool {
 	}
 	return true
 }
+
+// ImportTranscript appends messages to a session's transcript in bulk
+// (asynchronous publishes, awaited together): for imports and benchmarks,
+// not the hot path, which appends one message at a time.
+func (s *Store) ImportTranscript(ctx context.Context, tenant, sessionID string, msgs []*Message) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(msgs))
+	for _, m := range msgs {
+		m.Key, m.SessionKey = messageKey(tenant, sessionID, m.ID), SessionKey(tenant, sessionID)
+		b, err := json.Marshal(&entry{Kind: "m", Message: m})
+		if err != nil {
+			return err
+		}
+		msg := nats.NewMsg(subjects.Transcript(tenant, sessionID))
+		msg.Data = b
+		f, err := s.log.js.PublishMsgAsync(msg, jetstream.WithMsgID(m.Key))
+		if err != nil {
+			return fmt.Errorf("import transcript: %w", err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("import transcript: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,157 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
+	"github.com/switchboard-cc/switchboard/pkg/natsembed/natstest"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/sessions/internal/store"
+)
+
+func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
+
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	srv := natstest.Start(t)
+	b, err := bus.Connect(srv.ClientURL(), t.Name(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx := context.Background()
+	if err := b.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamTranscript); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.New(ctx, mongotest.Database(t), b.JS, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func TestTranscriptFoldsMessagesAndStatuses(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	msg := func(id, dir string, at time.Duration) *store.Message {
+		m := &store.Message{Tenant: "acme", ID: id, Direction: dir, Sender: "customer", Body: "body " + id, At: t0.Add(at)}
+		if dir == "outbound" {
+			m.Sender, m.Status = "agent", "pending"
+		}
+		return m
+	}
+	for _, m := range []*store.Message{msg("in1", "inbound", 0), msg("out1", "outbound", 2*time.Second), msg("in2", "inbound", time.Second)} {
+		added, err := st.AddMessage(ctx, "ss1", m)
+		if err != nil || !added {
+			t.Fatalf("AddMessage(%s) = %v, %v", m.ID, added, err)
+		}
+	}
+	// A redelivered message is not added twice.
+	if added, err := st.AddMessage(ctx, "ss1", msg("in1", "inbound", 0)); err != nil || added {
+		t.Errorf("AddMessage(in1 again) = %v, %v; want not added", added, err)
+	}
+	if added, err := st.AddMessage(ctx, "ss1", msg("out1", "outbound", 2*time.Second)); err != nil || added {
+		t.Errorf("AddMessage(out1 again) = %v, %v; want not added", added, err)
+	}
+	// Statuses move forward only.
+	for _, s := range []struct {
+		status  string
+		changed bool
+	}{{"sent", true}, {"delivered", true}, {"sent", false}, {"read", true}, {"delivered", false}} {
+		changed, err := st.UpdateStatus(ctx, "acme", "ss1", "out1", s.status, 0, "", "SMxyz", "")
+		if err != nil || changed != s.changed {
+			t.Errorf("UpdateStatus(%s) = %v, %v; want changed %v", s.status, changed, err, s.changed)
+		}
+	}
+	got, err := st.Transcript(ctx, "acme", "ss1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, m := range got {
+		ids = append(ids, m.ID)
+	}
+	if fmt.Sprint(ids) != "[in1 in2 out1]" {
+		t.Fatalf("transcript = %v, want [in1 in2 out1] (by time, each once)", ids)
+	}
+	if out := got[2]; out.Status != "read" || out.TwilioSID != "SMxyz" {
+		t.Errorf("out1 status %q sid %q, want read SMxyz", out.Status, out.TwilioSID)
+	}
+	if other, _ := st.Transcript(ctx, "acme", "ss2"); len(other) != 0 {
+		t.Errorf("another session's transcript has %d messages", len(other))
+	}
+	if other, _ := st.Transcript(ctx, "beta", "ss1"); len(other) != 0 {
+		t.Errorf("another tenant's session ss1 has %d messages", len(other))
+	}
+	// The customer's message can still be looked up (a resend refuses it).
+	if m, err := st.Message(ctx, "acme", "ss1", "in2"); err != nil || m.Direction != "inbound" {
+		t.Errorf("Message(in2) = %v, %v", m, err)
+	}
+}
+
+// Assignments and ends race on different consumers; the agent's list keeps
+// every one of them (compare-and-set, no lost update).
+func TestAgentSessionsUnderConcurrentChanges(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	const n = 24
+	for i := range n {
+		s := &store.Session{Tenant: "acme", ID: fmt.Sprintf("ss%02d", i), State: store.StateActive, StartedAt: time.Now().Add(time.Duration(i) * time.Second)}
+		if err := st.CreateSession(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := st.Assign(ctx, "acme", fmt.Sprintf("ss%02d", i), "alice", fmt.Sprintf("t%d", i), time.Now()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for i := 0; i < n; i += 2 {
+		wg.Go(func() {
+			if _, err := st.End(ctx, "acme", fmt.Sprintf("ss%02d", i), "OUTCOME_HANDLED", "done", time.Now()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := st.AgentSessions(ctx, "acme", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range got {
+		ids = append(ids, s.ID)
+	}
+	var want []string
+	for i := 1; i < n; i += 2 {
+		want = append(want, fmt.Sprintf("ss%02d", i))
+	}
+	if fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Errorf("alice's sessions = %v, want %v", ids, want)
+	}
+	if other, _ := st.AgentSessions(ctx, "beta", "alice"); len(other) != 0 {
+		t.Errorf("beta's alice has %d sessions", len(other))
+	}
+	// Ending twice, or assigning an ended session, changes nothing.
+	if ended, err := st.End(ctx, "acme", "ss00", "OUTCOME_HANDLED", "again", time.Now()); err != nil || ended {
+		t.Errorf("End(ended) = %v, %v", ended, err)
+	}
+	if err := st.Assign(ctx, "acme", "ss00", "bob", "t99", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if bob, _ := st.AgentSessions(ctx, "acme", "bob"); len(bob) != 0 {
+		t.Errorf("an ended session was assigned to bob: %v", bob)
+	}
+}
