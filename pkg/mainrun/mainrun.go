@@ -162,12 +162,14 @@ func ConfigError(err error) error {
 }
 
 // StreamOptions reads the JetStream settings every service shares:
-// STREAM_REPLICAS, STREAM_MAX_AGE, STREAM_DUPLICATE_WINDOW.
+// STREAM_REPLICAS, STREAM_MAX_AGE, STREAM_DUPLICATE_WINDOW and
+// TRANSCRIPT_MAX_AGE.
 func StreamOptions(env *Env) subjects.StreamOptions {
 	return subjects.StreamOptions{
-		Replicas:   env.Int("STREAM_REPLICAS", 1),
-		MaxAge:     env.Duration("STREAM_MAX_AGE", 0),
-		Duplicates: env.Duration("STREAM_DUPLICATE_WINDOW", 0),
+		Replicas:         env.Int("STREAM_REPLICAS", 1),
+		MaxAge:           env.Duration("STREAM_MAX_AGE", 0),
+		Duplicates:       env.Duration("STREAM_DUPLICATE_WINDOW", 0),
+		TranscriptMaxAge: env.Duration("TRANSCRIPT_MAX_AGE", 0),
 	}
 }
 
