@@ -395,22 +395,24 @@ type Inbound struct {
 	Done      bool   `bson:"done"`
 }
 
-// InboundSeen returns the record of an inbound message, or nil.
+// InboundSeen returns the record of an inbound message, or nil. A message
+// never seen (nearly all) costs one read: the "done" marker is looked up
+// only for one that was claimed.
 func (s *Store) InboundSeen(ctx context.Context, tenant, messageSID string) (*Inbound, error) {
-	err := s.inboundDone.FindOne(ctx, bson.M{"_id": tenant + "/" + messageSID}).Err()
-	switch {
-	case err == nil:
-		return &Inbound{Done: true}, nil
-	case !mongodb.IsNotFound(err):
-		return nil, fmt.Errorf("find inbound %s done: %w", messageSID, err)
-	}
 	var in Inbound
-	err = s.inbound.FindOne(ctx, bson.M{"_id": tenant + "/" + messageSID}).Decode(&in)
+	err := s.inbound.FindOne(ctx, bson.M{"_id": tenant + "/" + messageSID}).Decode(&in)
 	if mongodb.IsNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("find inbound %s: %w", messageSID, err)
+	}
+	err = s.inboundDone.FindOne(ctx, bson.M{"_id": tenant + "/" + messageSID}).Err()
+	switch {
+	case err == nil:
+		in.Done = true
+	case !mongodb.IsNotFound(err):
+		return nil, fmt.Errorf("find inbound %s done: %w", messageSID, err)
 	}
 	return &in, nil
 }
