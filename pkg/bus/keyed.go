@@ -6,6 +6,9 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 )
 
 // KeyFunc names the ordering key of a message: messages with one key are
@@ -87,4 +90,27 @@ func (b *Bus) ConsumeKeyed(ctx context.Context, spec ConsumerSpec, workers int, 
 	mu.Unlock()
 	wg.Wait()
 	return err
+}
+
+// KeyByField orders events by one of their string fields (for example
+// "session_id"), read through the registered type the event's Sb-Type
+// header names; an event without the field, or with it empty, is keyed by
+// its subject.
+func KeyByField(field protoreflect.Name) KeyFunc {
+	return func(m *Message) (string, error) {
+		mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(m.Header.Get(HeaderType)))
+		if err != nil {
+			return m.Subject, nil
+		}
+		msg := mt.New()
+		if err := proto.Unmarshal(m.Data, msg.Interface()); err != nil {
+			return "", Permanentf("decode %s: %v", m.Subject, err)
+		}
+		if f := msg.Descriptor().Fields().ByName(field); f != nil && f.Kind() == protoreflect.StringKind {
+			if v := msg.Get(f).String(); v != "" {
+				return m.Tenant() + "/" + v, nil
+			}
+		}
+		return m.Subject, nil
+	}
 }

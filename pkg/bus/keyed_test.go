@@ -136,3 +136,41 @@ func TestConsumeKeyedOrderAndConcurrency(t *testing.T) {
 		t.Errorf("at most %d handlers ran at once, want concurrency across keys", maxPar)
 	}
 }
+
+func TestKeyByField(t *testing.T) {
+	b := newBus(t)
+	ctx := context.Background()
+	got := make(chan string, 4)
+	consumeKeyedWith(t, b, bus.KeyByField("message_sid"), func(_ context.Context, m *bus.Message) error { return nil }, got)
+	for _, sid := range []string{"SM1", ""} {
+		if _, err := b.Publish(ctx, subjects.ChatMessageReceived("acme"), &chatv1.MessageReceived{MessageSid: sid, Body: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, want := range []string{"acme/SM1", subjects.ChatMessageReceived("acme")} {
+		if k := <-got; k != want {
+			t.Errorf("key = %q, want %q", k, want)
+		}
+	}
+}
+
+// consumeKeyedWith consumes with key, reporting each key it computed.
+func consumeKeyedWith(t *testing.T, b *bus.Bus, key bus.KeyFunc, h bus.Handler, keys chan<- string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- b.ConsumeKeyed(ctx, bus.ConsumerSpec{Stream: subjects.StreamChat, Durable: "test-key-by-field"}, 1+1,
+			func(m *bus.Message) (string, error) {
+				k, err := key(m)
+				keys <- k
+				return k, err
+			}, h)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ConsumeKeyed: %v", err)
+		}
+	})
+}

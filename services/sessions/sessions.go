@@ -170,7 +170,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			filters[i] = subjects.AllTenants(k)
 		}
 		g.Go(func() error {
-			return b.ConsumeKeyed(gctx, bus.ConsumerSpec{Stream: stream, Durable: durable, FilterSubjects: filters}, cfg.InboundWorkers, core.SessionKeyOf, h)
+			return b.ConsumeKeyed(gctx, bus.ConsumerSpec{Stream: stream, Durable: durable, FilterSubjects: filters}, cfg.InboundWorkers, bus.KeyByField("session_id"), h)
 		})
 	}
 	// Customer messages: per conversation in order, conversations at once.

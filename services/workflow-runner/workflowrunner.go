@@ -87,8 +87,9 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	r := runner.New(b, configv1.NewServiceServiceClient(cc), configv1.NewWorkflowServiceClient(cc), mc.Database(cfg.Database))
 	log.Info("workflow-runner consuming session starts")
-	return b.Consume(ctx, bus.ConsumerSpec{
+	// Sessions start workflows at once; one session's events in order.
+	return b.ConsumeKeyed(ctx, bus.ConsumerSpec{
 		Stream: subjects.StreamSession, Durable: subjects.ConsumerWorkflowSessions,
 		FilterSubjects: []string{subjects.AllTenants(subjects.KindSessionStarted)},
-	}, r.HandleSessionStarted)
+	}, 16, bus.KeyByField("session_id"), r.HandleSessionStarted)
 }

@@ -17,8 +17,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	chatv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/chat/v1"
@@ -777,24 +775,4 @@ func (c *Core) AgentState(ctx context.Context, a Agent) (*distributionv1.AgentSt
 		return nil, fromStatus(err)
 	}
 	return res.GetState(), nil
-}
-
-// SessionKeyOf orders an event by the session it names (its session_id
-// field), so one session's events are handled in order and different
-// sessions' at once; an event naming none goes by its subject.
-func SessionKeyOf(m *bus.Message) (string, error) {
-	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(m.Header.Get(bus.HeaderType)))
-	if err != nil {
-		return m.Subject, nil
-	}
-	msg := mt.New()
-	if err := proto.Unmarshal(m.Data, msg.Interface()); err != nil {
-		return "", bus.Permanentf("decode %s: %v", m.Subject, err)
-	}
-	if f := msg.Descriptor().Fields().ByName("session_id"); f != nil {
-		if id := msg.Get(f).String(); id != "" {
-			return m.Tenant() + "/" + id, nil
-		}
-	}
-	return m.Subject, nil
 }
