@@ -86,7 +86,11 @@ type Config struct {
 	// MaxPending bounds requests held at once (queued behind rate limits
 	// and in flight).
 	MaxPending int
-	Streams    subjects.StreamOptions
+	// Workers handle status reports of different messages, and customer
+	// messages of different customers, at once (each key in order); 16
+	// when zero.
+	Workers int
+	Streams subjects.StreamOptions
 }
 
 // Defaults for one machine.
@@ -255,20 +259,26 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			AckWait:        2 * cfg.TwilioTimeout, MaxAckPending: cfg.MaxPending,
 		}, s.LaneKey, s.Stages(), log)
 	})
+	workers := cfg.Workers
+	if workers <= 0 {
+		workers = 16
+	}
 	g.Go(func() error {
-		return b.Consume(gctx, bus.ConsumerSpec{
+		// Keyed by tenant and Twilio SID: one message's reports in order.
+		return b.ConsumeKeyed(gctx, bus.ConsumerSpec{
 			Stream: subjects.StreamChat, Durable: subjects.ConsumerOutboundDeliveries,
 			FilterSubjects: []string{subjects.AllTenants(subjects.KindChatDeliveryUpdated)},
 			// A report that overtook its send's ledger write is retried for
 			// two minutes (sender.lateReport), then dropped, not dead-lettered.
 			MaxDeliver: 30,
-		}, s.HandleDelivery)
+		}, workers, sender.DeliveryKey, s.HandleDelivery)
 	})
 	g.Go(func() error {
-		return b.Consume(gctx, bus.ConsumerSpec{
+		// Keyed by tenant and customer: one customer's messages in order.
+		return b.ConsumeKeyed(gctx, bus.ConsumerSpec{
 			Stream: subjects.StreamChat, Durable: subjects.ConsumerOutboundInbound,
 			FilterSubjects: []string{subjects.AllTenants(subjects.KindChatMessageReceived)},
-		}, s.HandleInbound)
+		}, workers, sender.InboundKey, s.HandleInbound)
 	})
 	if lis != nil {
 		srv := grpcserver.New(log, keys)

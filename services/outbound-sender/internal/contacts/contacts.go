@@ -22,6 +22,7 @@ package contacts
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"sync"
 	"time"
@@ -122,10 +123,11 @@ func StateOf(c *Contact, keys []string, channel messagingv1.Channel, now time.Ti
 // an opted-out customer (21610), which the ledger records.
 type Store struct {
 	c *mongo.Collection
-	// mu serialises this process's updates: MongoDB applies each update
-	// atomically, FerretDB reads and rewrites the document, so two
-	// concurrent updates of one customer could lose one there.
-	mu sync.Mutex
+	// locks serialise this process's updates of one customer: MongoDB
+	// applies each update atomically, FerretDB reads and rewrites the
+	// document, so two concurrent updates of one customer could lose one
+	// there. Customers on different stripes update concurrently.
+	locks [64]sync.Mutex
 
 	cmu   sync.Mutex
 	cache map[string]cached
@@ -205,19 +207,41 @@ func field(key, name string) string {
 	return "scopes." + strings.ReplaceAll(key, ".", "_") + "." + name
 }
 
-func (s *Store) update(ctx context.Context, tenant, customer string, upd bson.M) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	defer s.Invalidate(tenant, customer)
-	_, err := s.c.UpdateOne(ctx, bson.M{"_id": id(tenant, customer)}, upd, options.UpdateOne().SetUpsert(true))
-	if err != nil {
-		return fmt.Errorf("update contact: %w", err)
-	}
-	return nil
+func (s *Store) lock(k string) *sync.Mutex {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(k))
+	return &s.locks[h.Sum32()%uint32(len(s.locks))]
 }
 
-// SetConsent records an opt-out (optedOut) or opt-in under every key.
-func (s *Store) SetConsent(ctx context.Context, tenant, customer string, keys []string, optedOut bool, source string, at time.Time) error {
+// update applies upd to the customer's document by _id (operators that
+// commute: $set of a consent change, $max of times) and returns the
+// document as written, which also becomes this process's cached copy, so
+// announcing the change needs no read-back.
+func (s *Store) update(ctx context.Context, tenant, customer string, upd bson.M) (*Contact, error) {
+	k := id(tenant, customer)
+	mu := s.lock(k)
+	mu.Lock()
+	defer mu.Unlock()
+	var c Contact
+	err := s.c.FindOneAndUpdate(ctx, bson.M{"_id": k}, upd,
+		options.FindOneAndUpdate().SetUpsert(true).SetReturnDocument(options.After)).Decode(&c)
+	if err != nil {
+		s.Invalidate(tenant, customer)
+		return nil, fmt.Errorf("update contact: %w", err)
+	}
+	s.cmu.Lock()
+	s.gen[k]++ // reads that started before this write must not cache what they got
+	if len(s.cache) > 100000 {
+		s.cache = map[string]cached{}
+	}
+	s.cache[k] = cached{c: &c, expires: s.now().Add(CacheTTL)}
+	s.cmu.Unlock()
+	return &c, nil
+}
+
+// SetConsent records an opt-out (optedOut) or opt-in under every key and
+// returns the customer as stored.
+func (s *Store) SetConsent(ctx context.Context, tenant, customer string, keys []string, optedOut bool, source string, at time.Time) (*Contact, error) {
 	set := bson.M{}
 	for _, k := range keys {
 		set[field(k, "opted_out")] = optedOut
@@ -225,31 +249,33 @@ func (s *Store) SetConsent(ctx context.Context, tenant, customer string, keys []
 		set[field(k, "consent_changed_at")] = at
 	}
 	if len(set) == 0 {
-		return nil
+		return s.Get(ctx, tenant, customer)
 	}
 	return s.update(ctx, tenant, customer, bson.M{"$set": set})
 }
 
-// TouchInbound records an inbound message at at under every key.
-func (s *Store) TouchInbound(ctx context.Context, tenant, customer string, keys []string, at time.Time) error {
+// TouchInbound records an inbound message at at under every key and
+// returns the customer as stored.
+func (s *Store) TouchInbound(ctx context.Context, tenant, customer string, keys []string, at time.Time) (*Contact, error) {
 	max := bson.M{}
 	for _, k := range keys {
 		max[field(k, "last_inbound_at")] = at
 	}
 	if len(max) == 0 {
-		return nil
+		return s.Get(ctx, tenant, customer)
 	}
 	return s.update(ctx, tenant, customer, bson.M{"$max": max})
 }
 
-// CloseWindow records that Twilio found the window closed at at.
-func (s *Store) CloseWindow(ctx context.Context, tenant, customer string, keys []string, at time.Time) error {
+// CloseWindow records that Twilio found the window closed at at and
+// returns the customer as stored.
+func (s *Store) CloseWindow(ctx context.Context, tenant, customer string, keys []string, at time.Time) (*Contact, error) {
 	max := bson.M{}
 	for _, k := range keys {
 		max[field(k, "window_closed_at")] = at
 	}
 	if len(max) == 0 {
-		return nil
+		return s.Get(ctx, tenant, customer)
 	}
 	return s.update(ctx, tenant, customer, bson.M{"$max": max})
 }

@@ -82,25 +82,31 @@ func TestStoreRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 	keys := []string{"num:whatsapp:+15550001", "mg:MG1"}
-	if err := s.TouchInbound(ctx, "t1", "whatsapp:+1555", keys, at); err != nil {
+	if _, err := s.TouchInbound(ctx, "t1", "whatsapp:+1555", keys, at); err != nil {
 		t.Fatal(err)
 	}
 	// An older message arriving late does not move the window back.
-	if err := s.TouchInbound(ctx, "t1", "whatsapp:+1555", keys, at.Add(-time.Hour)); err != nil {
+	if _, err := s.TouchInbound(ctx, "t1", "whatsapp:+1555", keys, at.Add(-time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetConsent(ctx, "t1", "whatsapp:+1555", keys[1:], true, "opt_out_type:STOP", at); err != nil {
-		t.Fatal(err)
-	}
-	c, err := s.Get(ctx, "t1", "whatsapp:+1555")
+	written, err := s.SetConsent(ctx, "t1", "whatsapp:+1555", keys[1:], true, "opt_out_type:STOP", at)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// What a write returns is what is stored (it is announced without a
+	// read-back).
+	c, err := s.GetFresh(ctx, "t1", "whatsapp:+1555")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := StateOf(written, keys, messagingv1.Channel_CHANNEL_WHATSAPP, at), StateOf(c, keys, messagingv1.Channel_CHANNEL_WHATSAPP, at); got != want {
+		t.Errorf("state of the written contact = %+v, stored %+v", got, want)
 	}
 	st := StateOf(c, keys, messagingv1.Channel_CHANNEL_WHATSAPP, at.Add(time.Hour))
 	if !st.WindowOpen || !st.LastInboundAt.Equal(at) || !st.OptedOut || st.ConsentSource != "opt_out_type:STOP" {
 		t.Errorf("state = %+v", st)
 	}
-	if err := s.CloseWindow(ctx, "t1", "whatsapp:+1555", keys, at.Add(2*time.Hour)); err != nil {
+	if _, err := s.CloseWindow(ctx, "t1", "whatsapp:+1555", keys, at.Add(2*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	c, _ = s.Get(ctx, "t1", "whatsapp:+1555")

@@ -13,9 +13,9 @@
 //     failed (with the reason). Inserted once, when the request's fate is
 //     decided; its unique _id is what makes the decision happen once.
 //   - "sid:<tenant>/<twilio_sid>", the Message at Twilio: the request it
-//     belongs to and its delivery status, which only ever moves forward.
-//     Inserted with the sent outcome (one round trip), updated by status
-//     callbacks.
+//     belongs to and its delivery reports; the status derived from them
+//     only ever moves forward. Inserted with the sent outcome (one round
+//     trip); each status callback adds its report in one write by _id.
 package ledger
 
 import (
@@ -28,15 +28,13 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/switchboard-cc/switchboard/pkg/mongodb"
 )
 
 // ErrNotFound is returned when a record does not exist.
 var ErrNotFound = errors.New("not found")
-
-// ErrConflict is returned when a concurrent writer changed a record first.
-var ErrConflict = errors.New("conflict")
 
 // Conversation is how the request reaches the customer (mirrors
 // messaging.v1.ConversationRef).
@@ -114,21 +112,54 @@ type Change struct {
 	At        time.Time `bson:"at"`
 }
 
-// Message is a message Twilio accepted, with its delivery status. The
+// Message is a message Twilio accepted, with its delivery reports. The
 // tenant and SID are in its _id; the conversation is in the Request.
+//
+// What is stored only grows: the status Twilio gave on creation and the set
+// of reports ($addToSet). The current status, its error code and the
+// timeline shown are derived when the message is read (Settle), so a report
+// is one commutative write by _id that needs no version check and cannot
+// move the status backwards, whatever order reports (or replicas) apply in.
 type Message struct {
-	ID           string    `bson:"_id"`
-	Tenant       string    `bson:"-"`
-	SID          string    `bson:"-"`
-	RequestID    string    `bson:"request_id"`
-	SessionID    string    `bson:"session_id,omitempty"`
-	ResendOf     string    `bson:"resend_of,omitempty"`
-	Status       string    `bson:"status"`
-	ErrorCode    int32     `bson:"error_code,omitempty"`
-	ErrorMessage string    `bson:"error_message,omitempty"`
-	Timeline     []Change  `bson:"timeline,omitempty"`
-	Version      int64     `bson:"version"`
-	UpdatedAt    time.Time `bson:"updated_at,omitempty"`
+	ID        string `bson:"_id"`
+	Tenant    string `bson:"-"`
+	SID       string `bson:"-"`
+	RequestID string `bson:"request_id"`
+	SessionID string `bson:"session_id,omitempty"`
+	ResendOf  string `bson:"resend_of,omitempty"`
+	// Status is stored as Twilio's answer on creation; read back it is the
+	// current status (Settle).
+	Status string `bson:"status"`
+	// ErrorCode is the code of the report that set a failing status
+	// (derived, not stored).
+	ErrorCode int32     `bson:"-"`
+	Timeline  []Change  `bson:"timeline,omitempty"`
+	UpdatedAt time.Time `bson:"updated_at,omitempty"`
+}
+
+// Settle derives the current status and error code from the stored
+// reports: a report moves the status only forward (by Rank), and the
+// timeline keeps the first report of each status and error code (a
+// repeated report is stored again only if its time differs, and shown
+// once).
+func (m *Message) Settle() {
+	seen := make(map[Change]bool, len(m.Timeline))
+	tl := m.Timeline[:0:0]
+	for _, c := range m.Timeline {
+		k := Change{Status: c.Status, ErrorCode: c.ErrorCode}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		tl = append(tl, c)
+		if Rank(c.Status) > Rank(m.Status) {
+			m.Status = c.Status
+			if c.ErrorCode != 0 {
+				m.ErrorCode = c.ErrorCode
+			}
+		}
+	}
+	m.Timeline = tl
 }
 
 // statusRank orders delivery statuses; a status never replaces a later
@@ -147,10 +178,10 @@ func Rank(status string) int { return statusRank[status] }
 type Store struct {
 	c     *mongo.Collection
 	batch *batcher
-	// locks serialise status updates of one message within the process.
-	// Across processes the version check makes them safe on MongoDB;
-	// FerretDB does not apply a filtered replace atomically, so there the
-	// in-process lock is what holds (one outbound-sender per database).
+	// locks serialise reports of one message within the process. MongoDB
+	// applies each update atomically; FerretDB reads and rewrites the
+	// document, so there the lock (with the consumer's per-SID order) is
+	// what holds (one outbound-sender per FerretDB database).
 	locks [64]sync.Mutex
 }
 
@@ -230,6 +261,7 @@ func (s *Store) Message(ctx context.Context, tenant, sid string) (*Message, erro
 		return nil, err
 	}
 	m.Tenant, m.SID = tenant, sid
+	m.Settle()
 	return &m, nil
 }
 
@@ -276,8 +308,14 @@ func (s *Store) Decide(ctx context.Context, o *Outcome, m *Message) (*Outcome, b
 		if owner.RequestID == o.RequestID {
 			return o, true, nil
 		}
-		if _, derr := s.c.DeleteOne(ctx, bson.M{"_id": o.ID, "twilio_sid": m.SID}); derr != nil {
-			return nil, false, fmt.Errorf("undo outcome of %q: %w", o.RequestID, derr)
+		// Undo the outcome just inserted, unless another delivery of the
+		// request replaced it (checked here, deleted by _id alone).
+		if cur, cerr := s.Outcome(ctx, o.Tenant, o.RequestID); cerr == nil && cur.TwilioSID == m.SID {
+			if _, derr := s.c.DeleteOne(ctx, bson.M{"_id": o.ID}); derr != nil {
+				return nil, false, fmt.Errorf("undo outcome of %q: %w", o.RequestID, derr)
+			}
+		} else if cerr != nil && !errors.Is(cerr, ErrNotFound) {
+			return nil, false, cerr
 		}
 		return nil, false, fmt.Errorf("record outcome of %q: twilio sid %s already belongs to request %q", o.RequestID, m.SID, owner.RequestID)
 	}
@@ -294,32 +332,29 @@ func (s *Store) Decide(ctx context.Context, o *Outcome, m *Message) (*Outcome, b
 	return got, false, nil
 }
 
-// UpdateMessage reads the message by SID, lets fn change it, and writes it
-// back unless another writer changed it first (then it retries). fn returns
-// false to leave the message unchanged.
-func (s *Store) UpdateMessage(ctx context.Context, tenant, sid string, fn func(*Message) bool) (*Message, bool, error) {
-	mu := s.lock(MessageKey(tenant, sid))
+// Report adds a status report to a message in one write by _id
+// ($addToSet: a repeat of the same report changes nothing) and returns the
+// message as it was before (settled), so the caller can tell whether the
+// report moved the status. ErrNotFound when the message is not in the
+// ledger (yet).
+func (s *Store) Report(ctx context.Context, tenant, sid string, c Change, now time.Time) (*Message, error) {
+	id := MessageKey(tenant, sid)
+	mu := s.lock(id)
 	mu.Lock()
 	defer mu.Unlock()
-	for try := 0; try < 5; try++ {
-		m, err := s.Message(ctx, tenant, sid)
-		if err != nil {
-			return nil, false, err
-		}
-		if !fn(m) {
-			return m, false, nil
-		}
-		prev := m.Version
-		m.Version++
-		res, err := s.c.ReplaceOne(ctx, bson.M{"_id": m.ID, "version": prev}, m)
-		if err != nil {
-			return nil, false, fmt.Errorf("update message %s: %w", sid, err)
-		}
-		if res.MatchedCount == 1 {
-			return m, true, nil
-		}
+	var m Message
+	err := s.c.FindOneAndUpdate(ctx, bson.M{"_id": id},
+		bson.M{"$addToSet": bson.M{"timeline": c}, "$max": bson.M{"updated_at": now}},
+		options.FindOneAndUpdate().SetReturnDocument(options.Before)).Decode(&m)
+	if mongodb.IsNotFound(err) {
+		return nil, ErrNotFound
 	}
-	return nil, false, fmt.Errorf("update message %s: %w", sid, ErrConflict)
+	if err != nil {
+		return nil, fmt.Errorf("record status %s of %s: %w", c.Status, sid, err)
+	}
+	m.Tenant, m.SID = tenant, sid
+	m.Settle()
+	return &m, nil
 }
 
 // AddResend links a request to a later request that resends it.

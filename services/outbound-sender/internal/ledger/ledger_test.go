@@ -58,41 +58,69 @@ func TestOneOutcomePerRequest(t *testing.T) {
 	}
 }
 
-// Concurrent status writers never lose a report (optimistic versions).
-func TestUpdateMessageConcurrently(t *testing.T) {
+// Reports applied concurrently, repeated and out of order never lose one
+// and never move the status back.
+func TestReportsCommute(t *testing.T) {
 	s := New(mongotest.Database(t))
 	t.Cleanup(s.Close)
 	ctx := context.Background()
-	now := time.Now().UTC()
+	now := time.Now().UTC().Truncate(time.Millisecond)
 	if _, _, err := s.Decide(ctx, &Outcome{Tenant: "t", RequestID: "r1", State: StateSent, TwilioSID: "SM1", DecidedAt: now},
 		&Message{Tenant: "t", SID: "SM1", RequestID: "r1", Status: "queued"}); err != nil {
 		t.Fatal(err)
 	}
-	statuses := []string{"sent", "delivered", "read"}
+	reports := []Change{
+		{Status: "read", At: now.Add(3 * time.Second)},
+		{Status: "sent", At: now.Add(time.Second)},
+		{Status: "delivered", At: now.Add(2 * time.Second)},
+		{Status: "sent", At: now.Add(time.Second)},     // a redelivery
+		{Status: "sent", At: now.Add(5 * time.Second)}, // Twilio repeating itself
+	}
 	var wg sync.WaitGroup
-	for _, st := range statuses {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _, err := s.UpdateMessage(ctx, "t", "SM1", func(m *Message) bool {
-				m.Timeline = append(m.Timeline, Change{Status: st, At: now})
-				if Rank(st) > Rank(m.Status) {
-					m.Status = st
-				}
-				return true
-			})
-			if err != nil {
+	for _, c := range reports {
+		wg.Go(func() {
+			if _, err := s.Report(ctx, "t", "SM1", c, now); err != nil {
 				t.Error(err)
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	m, err := s.Message(ctx, "t", "SM1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Status != "read" || len(m.Timeline) != 3 || m.Version != 3 {
+	if m.Status != "read" || len(m.Timeline) != 3 {
 		t.Errorf("message = %+v, want read with three reports", m)
+	}
+	before, err := s.Report(ctx, "t", "SM1", Change{Status: "delivered", At: now.Add(2 * time.Second)}, now)
+	if err != nil || before.Status != "read" || len(before.Timeline) != 3 {
+		t.Errorf("Report of a known report = %+v, %v; want the message as it was", before, err)
+	}
+	if _, err := s.Report(ctx, "t", "SM404", Change{Status: "sent", At: now}, now); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Report of an unknown SID = %v, want ErrNotFound", err)
+	}
+}
+
+func TestSettle(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		created  string
+		reports  []Change
+		wantStat string
+		wantCode int32
+		wantLen  int
+	}{
+		{"nothing reported", "queued", nil, "queued", 0, 0},
+		{"forward only", "queued", []Change{{Status: "delivered"}, {Status: "sent"}}, "delivered", 0, 2},
+		{"failure keeps its code", "accepted", []Change{{Status: "failed", ErrorCode: 30003}, {Status: "undelivered", ErrorCode: 30005}}, "failed", 30003, 2},
+		{"read after a failure", "queued", []Change{{Status: "undelivered", ErrorCode: 30005}, {Status: "read"}}, "read", 30005, 2},
+		{"repeats shown once", "queued", []Change{{Status: "sent"}, {Status: "sent", At: time.Unix(5, 0)}}, "sent", 0, 1},
+	} {
+		m := &Message{Status: tc.created, Timeline: tc.reports}
+		m.Settle()
+		if m.Status != tc.wantStat || m.ErrorCode != tc.wantCode || len(m.Timeline) != tc.wantLen {
+			t.Errorf("%s: got %s/%d with %d reports, want %s/%d with %d", tc.name, m.Status, m.ErrorCode, len(m.Timeline), tc.wantStat, tc.wantCode, tc.wantLen)
+		}
 	}
 }
 

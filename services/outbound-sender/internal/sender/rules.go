@@ -126,19 +126,19 @@ func (s *Sender) refuse(ctx context.Context, req *outboundv1.OutboundMessageRequ
 // optOut records an opt-out Twilio told us about.
 func (s *Sender) optOut(ctx context.Context, tenant string, conv *messagingv1.ConversationRef, source, cause string) error {
 	customer, keys := contacts.Keys(conv)
-	if err := s.d.Contacts.SetConsent(ctx, tenant, customer, keys, true, source, s.opts.Now()); err != nil {
-		return err
-	}
-	return s.emitContact(ctx, tenant, conv, cause)
-}
-
-// emitContact publishes a customer's state after a change; cause names the
-// change within the tenant (a message SID, a refused request).
-func (s *Sender) emitContact(ctx context.Context, tenant string, conv *messagingv1.ConversationRef, cause string) error {
-	st, err := s.FreshState(ctx, tenant, conv)
+	c, err := s.d.Contacts.SetConsent(ctx, tenant, customer, keys, true, source, s.opts.Now())
 	if err != nil {
 		return err
 	}
+	return s.emitContact(ctx, tenant, conv, c, cause)
+}
+
+// emitContact publishes a customer's state after a change, from the
+// document the change wrote (no read-back); cause names the change within
+// the tenant (a message SID, a refused request).
+func (s *Sender) emitContact(ctx context.Context, tenant string, conv *messagingv1.ConversationRef, c *contacts.Contact, cause string) error {
+	_, keys := contacts.Keys(conv)
+	st := contacts.StateOf(c, keys, conv.GetChannel(), s.opts.Now())
 	return s.d.Pub.Emit(ctx, subjects.OutboundContactUpdated(tenant), &outboundv1.OutboundContactUpdated{
 		TenantId: tenant, Conversation: conv, State: ContactStateProto(st), OccurredAt: timestamppb.New(s.opts.Now()),
 	}, eventID(tenant, "contact", cause))
@@ -180,12 +180,13 @@ func (s *Sender) HandleInbound(ctx context.Context, m *bus.Message) error {
 	if ev.GetReceivedAt() != nil {
 		at = ev.GetReceivedAt().AsTime()
 	}
-	changed := false
+	var stored *contacts.Contact
 	if conv.GetChannel() == messagingv1.Channel_CHANNEL_WHATSAPP {
-		if err := s.d.Contacts.TouchInbound(ctx, tenant, customer, keys, at); err != nil {
+		c, err := s.d.Contacts.TouchInbound(ctx, tenant, customer, keys, at)
+		if err != nil {
 			return err
 		}
-		changed = true
+		stored = c
 	}
 	kw, source := "", ""
 	switch ev.GetOptOutType() {
@@ -205,16 +206,44 @@ func (s *Sender) HandleInbound(ctx context.Context, m *bus.Message) error {
 	}
 	switch kw {
 	case contacts.KeywordStop, contacts.KeywordStart:
-		if err := s.d.Contacts.SetConsent(ctx, tenant, customer, keys, kw == contacts.KeywordStop, source, at); err != nil {
+		c, err := s.d.Contacts.SetConsent(ctx, tenant, customer, keys, kw == contacts.KeywordStop, source, at)
+		if err != nil {
 			return err
 		}
 		s.log.Info("customer consent changed", "tenant", tenant, "keyword", kw, "message_sid", ev.GetMessageSid())
-		changed = true
+		stored = c
 	}
-	if !changed {
+	if stored == nil {
 		return nil
 	}
-	return s.emitContact(ctx, tenant, conv, ev.GetMessageSid())
+	return s.emitContact(ctx, tenant, conv, stored, ev.GetMessageSid())
+}
+
+// InboundKey orders customer messages per tenant and customer, the key of
+// their contact document: one customer's messages apply in order, different
+// customers' at once.
+func InboundKey(m *bus.Message) (string, error) {
+	var ev chatv1.MessageReceived
+	if err := m.Decode(&ev); err != nil {
+		return "", err
+	}
+	if c := ev.GetConversation().GetCustomerAddress(); c != "" {
+		return m.Tenant() + "/" + c, nil
+	}
+	return m.Subject, nil
+}
+
+// DeliveryKey orders status reports per tenant and Twilio SID, the key of
+// the ledger's message document.
+func DeliveryKey(m *bus.Message) (string, error) {
+	var ev chatv1.DeliveryUpdated
+	if err := m.Decode(&ev); err != nil {
+		return "", err
+	}
+	if sid := ev.GetMessageSid(); sid != "" {
+		return m.Tenant() + "/" + sid, nil
+	}
+	return m.Subject, nil
 }
 
 // lateReport bounds how long a status report for an unknown SID is
@@ -241,25 +270,7 @@ func (s *Sender) HandleDelivery(ctx context.Context, m *bus.Message) error {
 	if ev.GetOccurredAt() != nil {
 		at = ev.GetOccurredAt().AsTime()
 	}
-	var advanced bool
-	msg, changed, err := s.d.Ledger.UpdateMessage(ctx, tenant, sid, func(msg *ledger.Message) bool {
-		advanced = false
-		for _, c := range msg.Timeline {
-			if c.Status == raw && c.ErrorCode == ev.GetErrorCode() {
-				return false // a duplicate report
-			}
-		}
-		msg.Timeline = append(msg.Timeline, ledger.Change{Status: raw, ErrorCode: ev.GetErrorCode(), At: at})
-		if ledger.Rank(raw) > ledger.Rank(msg.Status) {
-			msg.Status, advanced = raw, true
-			if ev.GetErrorCode() != 0 {
-				msg.ErrorCode = ev.GetErrorCode()
-				msg.ErrorMessage = twilioapi.Meaning(int(ev.GetErrorCode()))
-			}
-		}
-		msg.UpdatedAt = s.opts.Now()
-		return true
-	})
+	before, err := s.d.Ledger.Report(ctx, tenant, sid, ledger.Change{Status: raw, ErrorCode: ev.GetErrorCode(), At: at}, s.opts.Now())
 	if errors.Is(err, ledger.ErrNotFound) {
 		if s.opts.Now().Sub(at) < lateReport {
 			return fmt.Errorf("status %s for %s: no ledger record yet", raw, sid)
@@ -270,8 +281,17 @@ func (s *Sender) HandleDelivery(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return err
 	}
-	if !changed || !advanced {
+	msg := *before
+	msg.Timeline = append(append([]ledger.Change(nil), before.Timeline...), ledger.Change{Status: raw, ErrorCode: ev.GetErrorCode(), At: at})
+	msg.Settle()
+	// Only a report that moved the status forward is published; a repeat
+	// or a late report changes nothing anyone sees.
+	if msg.Status == before.Status {
 		return nil
+	}
+	errMsg := ""
+	if msg.ErrorCode != 0 {
+		errMsg = twilioapi.Meaning(int(msg.ErrorCode))
 	}
 	switch msg.ErrorCode {
 	case 21610, 63016:
@@ -285,7 +305,7 @@ func (s *Sender) HandleDelivery(ctx context.Context, m *bus.Message) error {
 	}
 	return s.d.Pub.Emit(ctx, subjects.OutboundDeliveryUpdated(tenant), &outboundv1.OutboundDeliveryUpdated{
 		TenantId: tenant, RequestId: msg.RequestID, SessionId: msg.SessionID, TwilioSid: sid,
-		Status: DeliveryStatus(msg.Status), ErrorCode: msg.ErrorCode, ErrorMessage: msg.ErrorMessage,
+		Status: DeliveryStatus(msg.Status), ErrorCode: msg.ErrorCode, ErrorMessage: errMsg,
 		OccurredAt: timestamppb.New(at), RawStatus: raw, ResendOf: msg.ResendOf,
 	}, eventID(tenant, msg.RequestID, msg.Status))
 }
@@ -300,10 +320,11 @@ func (s *Sender) reportedClosed(ctx context.Context, tenant string, conv *messag
 		}
 	case 63016:
 		customer, keys := contacts.Keys(conv)
-		if err := s.d.Contacts.CloseWindow(ctx, tenant, customer, keys, at); err != nil {
+		c, err := s.d.Contacts.CloseWindow(ctx, tenant, customer, keys, at)
+		if err != nil {
 			return err
 		}
-		if err := s.emitContact(ctx, tenant, conv, sid+":63016"); err != nil {
+		if err := s.emitContact(ctx, tenant, conv, c, sid+":63016"); err != nil {
 			return err
 		}
 	}
@@ -353,7 +374,7 @@ func (s *Sender) Delivery(ctx context.Context, tenant, requestID string) (*outbo
 	}
 	d.Status = DeliveryStatus(msg.Status)
 	if msg.ErrorCode != 0 {
-		d.ErrorCode, d.ErrorMessage = msg.ErrorCode, msg.ErrorMessage
+		d.ErrorCode, d.ErrorMessage = msg.ErrorCode, twilioapi.Meaning(int(msg.ErrorCode))
 		d.FailureReason = outboundv1.FailureReason_FAILURE_REASON_TWILIO
 	}
 	for _, c := range msg.Timeline {
