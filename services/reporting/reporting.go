@@ -37,7 +37,10 @@ type Config struct {
 	MongoURI string
 	Database string
 	AuthKeys string
-	Streams  subjects.StreamOptions
+	// Workers apply events of different sessions at once (each session's
+	// in order); 16 when zero.
+	Workers int
+	Streams subjects.StreamOptions
 }
 
 // Defaults for one machine.
@@ -100,9 +103,14 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer st.Close() // after g.Wait: the consumers have drained
 	srv := grpcserver.New(log, keys)
 	reportingv1.RegisterReportingServiceServer(srv.Server, &grpcapi.Server{Records: st})
 
+	workers := cfg.Workers
+	if workers <= 0 {
+		workers = 16
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range []struct {
 		stream, durable string
@@ -112,7 +120,16 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		{subjects.StreamDistribution, subjects.ConsumerReportingTasks, st.HandleDistribution},
 		{subjects.StreamOutbound, subjects.ConsumerReportingOutbound, st.HandleOutbound},
 	} {
-		g.Go(func() error { return b.Consume(gctx, bus.ConsumerSpec{Stream: c.stream, Durable: c.durable}, c.h) })
+		var filters []string
+		for _, k := range records.Consumed[c.stream] {
+			filters = append(filters, subjects.AllTenants(k))
+		}
+		// Keyed by tenant and session: a session's events in order,
+		// different sessions' at once.
+		g.Go(func() error {
+			return b.ConsumeKeyed(gctx, bus.ConsumerSpec{Stream: c.stream, Durable: c.durable, FilterSubjects: filters},
+				workers, records.SessionKey, c.h)
+		})
 	}
 	g.Go(func() error { return srv.Serve(gctx, lis) })
 	log.Info("reporting serving", "grpc", lis.Addr().String())

@@ -20,6 +20,7 @@ func main() {
 			MongoURI: env.String("MONGO_URI", d.MongoURI),
 			Database: env.String("MONGO_DATABASE", d.Database),
 			AuthKeys: env.Secret("SWITCHBOARD_AUTH_KEYS"),
+			Workers:  env.Int("CONSUMER_WORKERS", 16),
 			Streams:  mainrun.StreamOptions(env),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {

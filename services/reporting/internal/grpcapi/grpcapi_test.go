@@ -48,6 +48,7 @@ func start(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(st.Close)
 	// Three acme sessions and one of globex.
 	for i, s := range []struct{ tenant, session string }{{"acme", "ss_1"}, {"acme", "ss_2"}, {"acme", "ss_3"}, {"globex", "ss_g"}} {
 		data, err := proto.Marshal(&sessionv1.SessionStarted{TenantId: s.tenant, SessionId: s.session, ServiceId: "sales",

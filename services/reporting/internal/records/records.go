@@ -1,7 +1,10 @@
 // Package records builds session records from events. Every event becomes
-// one keyed upsert with operators that commute ($setOnInsert, $min,
-// $addToSet, guarded $set), so records come out right whatever order the
-// three consumers and their redeliveries apply them in.
+// one upsert by _id ("<tenant>/<session>", the filter FerretDB serves from
+// its index and MongoDB from its primary key) with operators that commute
+// ($setOnInsert, $min, $addToSet, guarded $set), so records come out right
+// whatever order the three consumers and their redeliveries apply them in,
+// and no event needs the record read first. Upserts are group-committed
+// (writer.go).
 package records
 
 import (
@@ -10,13 +13,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
@@ -39,19 +41,14 @@ var ErrBadPageToken = errors.New("page_token is invalid")
 // Store holds session records.
 type Store struct {
 	c *mongo.Collection
-	// stripes serialize this process's writes to one record. MongoDB
-	// applies an update to a document atomically, but the embedded
-	// FerretDB 1.24 (SQLite backend) reads, modifies and writes the
-	// document without a transaction (FerretDB#3040), so two consumers
-	// updating the same session at once silently lose one update. One
-	// reporting process is all that ever runs against FerretDB.
-	stripes [64]sync.Mutex
-}
-
-func (s *Store) stripe(id string) *sync.Mutex {
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(id))
-	return &s.stripes[h.Sum32()%uint32(len(s.stripes))]
+	// w writes every upsert of this process. MongoDB applies an update to
+	// a document atomically, but the embedded FerretDB 1.24 (SQLite
+	// backend) reads, modifies and writes the document without a
+	// transaction (FerretDB#3040), so two consumers updating the same
+	// session at once could lose one update; the single writer applies
+	// them one after another. One reporting process is all that ever runs
+	// against FerretDB.
+	w *writer
 }
 
 // New opens the store.
@@ -63,8 +60,12 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{c: db.Collection("sessions")}, nil
+	c := db.Collection("sessions")
+	return &Store{c: c, w: newWriter(c)}, nil
 }
+
+// Close stops the writer; call it after the consumers have stopped.
+func (s *Store) Close() { s.w.close() }
 
 type doc struct {
 	ID          string    `bson:"_id"`
@@ -106,15 +107,52 @@ func (s *Store) upsert(ctx context.Context, tenant, session string, update bson.
 		set["state"] = int32(reportingv1.SessionState_SESSION_STATE_ACTIVE)
 	}
 	update["$setOnInsert"] = set
-	id := key(tenant, session)
-	mu := s.stripe(id)
-	mu.Lock()
-	defer mu.Unlock()
-	_, err := s.c.UpdateOne(ctx, bson.M{"_id": id}, update, options.UpdateOne().SetUpsert(true))
-	if err != nil {
-		return fmt.Errorf("upsert record %s/%s: %w", tenant, session, err)
+	return s.w.upsert(ctx, key(tenant, session), update)
+}
+
+// Consumed names the events each consumer applies, so the others are not
+// delivered at all.
+var Consumed = map[string][]string{
+	subjects.StreamSession: {subjects.KindSessionStarted, subjects.KindSessionMessageAdded, subjects.KindSessionEnded},
+	subjects.StreamDistribution: {subjects.KindTaskQueued, subjects.KindTaskOffered, subjects.KindTaskAccepted,
+		subjects.KindTaskDeclined, subjects.KindTaskOfferTimedOut},
+	subjects.StreamOutbound: {subjects.KindOutboundFailed},
+}
+
+// SessionKey orders events by the session they name: one session's events
+// of one consumer apply in order, different sessions' at once. Every event
+// the store applies has a session_id; one without goes by its subject.
+func SessionKey(m *bus.Message) (string, error) {
+	var ev interface{ GetSessionId() string }
+	switch m.Kind() {
+	case subjects.KindSessionStarted:
+		ev = &sessionv1.SessionStarted{}
+	case subjects.KindSessionMessageAdded:
+		ev = &sessionv1.MessageAdded{}
+	case subjects.KindSessionEnded:
+		ev = &sessionv1.SessionEnded{}
+	case subjects.KindTaskQueued:
+		ev = &distributionv1.TaskQueued{}
+	case subjects.KindTaskOffered:
+		ev = &distributionv1.TaskOffered{}
+	case subjects.KindTaskAccepted:
+		ev = &distributionv1.TaskAccepted{}
+	case subjects.KindTaskDeclined:
+		ev = &distributionv1.TaskDeclined{}
+	case subjects.KindTaskOfferTimedOut:
+		ev = &distributionv1.TaskOfferTimedOut{}
+	case subjects.KindOutboundFailed:
+		ev = &outboundv1.OutboundMessageFailed{}
+	default:
+		return m.Subject, nil
 	}
-	return nil
+	if err := m.Decode(ev.(proto.Message)); err != nil {
+		return "", err
+	}
+	if id := ev.GetSessionId(); id != "" {
+		return m.Tenant() + "/" + id, nil
+	}
+	return m.Subject, nil
 }
 
 func valid(m *bus.Message, tenant, session string) error {

@@ -34,6 +34,7 @@ func newStore(t *testing.T) *records.Store {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(s.Close)
 	return s
 }
 
@@ -234,6 +235,40 @@ func TestConcurrentConsumersLoseNothing(t *testing.T) {
 		}
 		if want := handledRecord("acme", session); !proto.Equal(got, want) {
 			t.Errorf("record\n got  %v\n want %v", got, want)
+		}
+	}
+}
+
+// Every event the store applies is consumed and keyed by its session, so
+// one session's events apply in order.
+func TestSessionKey(t *testing.T) {
+	for _, e := range []event{
+		{subjects.SessionStarted("acme"), &sessionv1.SessionStarted{TenantId: "acme", SessionId: "s1"}},
+		{subjects.SessionMessageAdded("acme"), &sessionv1.MessageAdded{TenantId: "acme", SessionId: "s1"}},
+		{subjects.SessionEnded("acme"), &sessionv1.SessionEnded{TenantId: "acme", SessionId: "s1"}},
+		{subjects.TaskQueued("acme"), &distributionv1.TaskQueued{TenantId: "acme", SessionId: "s1"}},
+		{subjects.TaskOffered("acme"), &distributionv1.TaskOffered{TenantId: "acme", SessionId: "s1"}},
+		{subjects.TaskAccepted("acme"), &distributionv1.TaskAccepted{TenantId: "acme", SessionId: "s1"}},
+		{subjects.TaskDeclined("acme"), &distributionv1.TaskDeclined{TenantId: "acme", SessionId: "s1"}},
+		{subjects.TaskOfferTimedOut("acme"), &distributionv1.TaskOfferTimedOut{TenantId: "acme", SessionId: "s1"}},
+		{subjects.OutboundFailed("acme"), &outboundv1.OutboundMessageFailed{TenantId: "acme", SessionId: "s1"}},
+	} {
+		data, err := proto.Marshal(e.msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &bus.Message{Subject: e.subject, Data: data}
+		if got, err := records.SessionKey(m); err != nil || got != "acme/s1" {
+			t.Errorf("%s: key = %q, %v; want acme/s1", e, got, err)
+		}
+		consumed := false
+		for _, kinds := range records.Consumed {
+			for _, k := range kinds {
+				consumed = consumed || k == m.Kind()
+			}
+		}
+		if !consumed {
+			t.Errorf("%s is applied but not consumed", e)
 		}
 	}
 }
