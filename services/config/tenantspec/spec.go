@@ -22,7 +22,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/switchboard-cc/switchboard/services/config/workflowdef"
+	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 )
 
 // Spec is one tenant's configuration.

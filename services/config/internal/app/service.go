@@ -17,9 +17,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/switchboard-cc/switchboard/pkg/ids"
+	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
-	"github.com/switchboard-cc/switchboard/services/config/workflowdef"
 )
 
 const kindService = "service"

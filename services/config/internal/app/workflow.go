@@ -10,8 +10,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/switchboard-cc/switchboard/pkg/ids"
+	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
-	"github.com/switchboard-cc/switchboard/services/config/workflowdef"
 )
 
 const kindWorkflow = "workflow"

@@ -16,9 +16,9 @@ import (
 	"google.golang.org/protobuf/proto"
 	"gopkg.in/yaml.v3"
 
+	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	"github.com/switchboard-cc/switchboard/services/config/tenantspec"
-	"github.com/switchboard-cc/switchboard/services/config/workflowdef"
 )
 
 // kind describes one kind of record for list, get and delete.

@@ -38,7 +38,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
-	"github.com/switchboard-cc/switchboard/services/config/workflowdef"
+	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 )
 
 // Publisher publishes one event under a dedupe id.

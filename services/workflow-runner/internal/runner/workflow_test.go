@@ -16,7 +16,7 @@ import (
 
 	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
-	"github.com/switchboard-cc/switchboard/services/config/workflowdef"
+	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 	"github.com/switchboard-cc/switchboard/services/workflow-runner/internal/runner"
 )
 

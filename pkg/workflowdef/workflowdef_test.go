@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchboard-cc/switchboard/services/config/workflowdef"
+	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 )
 
 // The catalogue holds exactly the Nimbus IM activity lists (BRIEF.md).
