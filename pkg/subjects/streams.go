@@ -20,6 +20,9 @@ const (
 	// session (Transcript), so a session's entries are read from the
 	// stream's subject index whatever its size (sessions owns it).
 	StreamTranscript = "TRANSCRIPT"
+	// StreamWorkflowTimers holds workflow-runner's pending timers as
+	// message schedules and the timers that fired.
+	StreamWorkflowTimers = "WORKFLOW_TIMERS"
 )
 
 // StreamOptions are the deployment choices that apply to every stream.
@@ -67,6 +70,7 @@ func Streams(o StreamOptions) []jetstream.StreamConfig {
 		mk(StreamOutbound, DomainOutbound, "Outbound message requests and their fate (outbound-sender)"),
 		mk(StreamDeadLetter, DomainDeadLetter, "Messages consumers gave up on, with the reason"),
 		transcripts(o),
+		workflowTimers(o),
 	}
 }
 
@@ -78,6 +82,8 @@ const (
 	ConsumerSessionsOutbound     = "sessions-outbound"
 	ConsumerSessionsWorkflow     = "sessions-workflow"
 	ConsumerWorkflowSessions     = "workflow-runner-sessions"
+	ConsumerWorkflowDistribution = "workflow-runner-distribution"
+	ConsumerWorkflowTimers       = "workflow-runner-timers"
 	ConsumerDistributionTasks    = "distribution-tasks"
 	ConsumerDistributionSessions = "distribution-sessions"
 	ConsumerOutboundRequests     = "outbound-sender-requests"
@@ -110,5 +116,25 @@ func transcripts(o StreamOptions) jetstream.StreamConfig {
 		Duplicates:  10 * time.Minute,
 		Discard:     jetstream.DiscardOld,
 		AllowDirect: true,
+	}
+}
+
+// workflowTimers is the WORKFLOW_TIMERS stream: message schedules (one
+// subject per session, replaced by the next publish) and the timers they
+// fire. A schedule must outlive its wait (at most a day), so the stream
+// keeps messages for the longer of MaxAge and two days.
+func workflowTimers(o StreamOptions) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              StreamWorkflowTimers,
+		Description:       "Workflow timers: pending message schedules and fired timers (workflow-runner)",
+		Subjects:          []string{DomainWorkflowTimer + ".>"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		Replicas:          o.Replicas,
+		MaxAge:            max(o.MaxAge, 48*time.Hour),
+		Duplicates:        o.Duplicates,
+		Discard:           jetstream.DiscardOld,
+		AllowMsgSchedules: true,
+		AllowRollup:       true,
 	}
 }

@@ -21,6 +21,10 @@ const (
 	// DomainTranscript is sessions' per-session log: its subjects are
 	// transcript.<tenant>.<session>, not <entity>.<event>.<tenant>.
 	DomainTranscript = "transcript"
+	// DomainWorkflowTimer is workflow-runner's durable timers: message
+	// schedules on wftimer.schedule.<tenant>.<session>, delivered to
+	// wftimer.timer.fired.<tenant> when due.
+	DomainWorkflowTimer = "wftimer"
 )
 
 var tenantRe = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
@@ -64,6 +68,8 @@ const (
 	KindWorkflowTaskRequested  = "workflow.task.requested"
 	KindWorkflowFailed         = "workflow.instance.failed"
 	KindWorkflowEndRequested   = "workflow.session.end_requested"
+	KindWorkflowStepCompleted  = "workflow.step.completed"
+	KindWorkflowTimerFired     = "wftimer.timer.fired"
 	KindTaskQueued             = "distribution.task.queued"
 	KindTaskOffered            = "distribution.task.offered"
 	KindTaskAccepted           = "distribution.task.accepted"
@@ -133,6 +139,18 @@ func SessionMessageAdded(tenant string) string { return fromKind(KindSessionMess
 func WorkflowTaskRequested(tenant string) string { return fromKind(KindWorkflowTaskRequested, tenant) }
 func WorkflowFailed(tenant string) string        { return fromKind(KindWorkflowFailed, tenant) }
 func WorkflowEndRequested(tenant string) string  { return fromKind(KindWorkflowEndRequested, tenant) }
+func WorkflowStepCompleted(tenant string) string { return fromKind(KindWorkflowStepCompleted, tenant) }
+
+// WorkflowTimerFired is where a workflow instance's due timers are
+// delivered (stream WORKFLOW_TIMERS).
+func WorkflowTimerFired(tenant string) string { return fromKind(KindWorkflowTimerFired, tenant) }
+
+// WorkflowTimerSchedule is the subject of a session's pending workflow
+// timer, a JetStream message schedule: it is the timer's identity, so
+// publishing again replaces it and purging the subject cancels it.
+func WorkflowTimerSchedule(tenant, sessionID string) string {
+	return DomainWorkflowTimer + ".schedule." + tenant + "." + sessionID
+}
 
 // Distribution.
 func TaskQueued(tenant string) string        { return fromKind(KindTaskQueued, tenant) }
@@ -164,6 +182,10 @@ func DeadLetter(durable string) string { return DomainDeadLetter + "." + durable
 func Transcript(tenant, sessionID string) string {
 	return DomainTranscript + "." + tenant + "." + sessionID
 }
+
+// BucketWorkflowInstances holds each session's workflow instance
+// (workflow-runner), updated with revision checks.
+const BucketWorkflowInstances = "WORKFLOW_INSTANCES"
 
 // BucketAgentSessions holds each agent's active sessions (sessions).
 const BucketAgentSessions = "SESSIONS_AGENT_CHATS"

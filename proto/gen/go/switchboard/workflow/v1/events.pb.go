@@ -13,6 +13,7 @@ import (
 	v1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -307,11 +308,220 @@ func (x *SessionEndRequested) GetOccurredAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// StepCompleted: one activity of a workflow instance finished (or began to
+// wait: a waiting activity completes when it leaves by a branch). Reporting
+// shows the path a session took from these. Subject
+// workflow.step.completed.<tenant_id>.
+type StepCompleted struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	TenantId        string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	SessionId       string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	WorkflowId      string                 `protobuf:"bytes,3,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	WorkflowVersion int64                  `protobuf:"varint,4,opt,name=workflow_version,json=workflowVersion,proto3" json:"workflow_version,omitempty"`
+	// The activity's id and type ("queue_task").
+	Activity     string `protobuf:"bytes,5,opt,name=activity,proto3" json:"activity,omitempty"`
+	ActivityType string `protobuf:"bytes,6,opt,name=activity_type,json=activityType,proto3" json:"activity_type,omitempty"`
+	// The branch taken ("next", "no_match", a menu choice); empty when the
+	// activity ended the workflow.
+	Branch string `protobuf:"bytes,7,opt,name=branch,proto3" json:"branch,omitempty"`
+	// From entering the activity to leaving it (waits included).
+	Duration *durationpb.Duration `protobuf:"bytes,8,opt,name=duration,proto3" json:"duration,omitempty"`
+	// 1 for the instance's first step, then one more for each.
+	Step          int64                  `protobuf:"varint,9,opt,name=step,proto3" json:"step,omitempty"`
+	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StepCompleted) Reset() {
+	*x = StepCompleted{}
+	mi := &file_switchboard_workflow_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StepCompleted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StepCompleted) ProtoMessage() {}
+
+func (x *StepCompleted) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_workflow_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StepCompleted.ProtoReflect.Descriptor instead.
+func (*StepCompleted) Descriptor() ([]byte, []int) {
+	return file_switchboard_workflow_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *StepCompleted) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *StepCompleted) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *StepCompleted) GetWorkflowId() string {
+	if x != nil {
+		return x.WorkflowId
+	}
+	return ""
+}
+
+func (x *StepCompleted) GetWorkflowVersion() int64 {
+	if x != nil {
+		return x.WorkflowVersion
+	}
+	return 0
+}
+
+func (x *StepCompleted) GetActivity() string {
+	if x != nil {
+		return x.Activity
+	}
+	return ""
+}
+
+func (x *StepCompleted) GetActivityType() string {
+	if x != nil {
+		return x.ActivityType
+	}
+	return ""
+}
+
+func (x *StepCompleted) GetBranch() string {
+	if x != nil {
+		return x.Branch
+	}
+	return ""
+}
+
+func (x *StepCompleted) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
+func (x *StepCompleted) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *StepCompleted) GetOccurredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OccurredAt
+	}
+	return nil
+}
+
+// TimerFired: a durable timer of a workflow instance (a Delay, the timeout
+// of a question or a menu) is due. Published by workflow-runner as a
+// JetStream message schedule on WORKFLOW_TIMERS
+// (wftimer.schedule.<tenant_id>.<session_id>), which the server delivers at
+// due_at to wftimer.timer.fired.<tenant_id>.
+type TimerFired struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	TenantId  string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	SessionId string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// The instance's step number when the wait began: a timer whose step is
+	// behind the instance's wait is stale and ignored.
+	Step int64 `protobuf:"varint,3,opt,name=step,proto3" json:"step,omitempty"`
+	// The activity that waits.
+	Activity      string                 `protobuf:"bytes,4,opt,name=activity,proto3" json:"activity,omitempty"`
+	DueAt         *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TimerFired) Reset() {
+	*x = TimerFired{}
+	mi := &file_switchboard_workflow_v1_events_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TimerFired) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TimerFired) ProtoMessage() {}
+
+func (x *TimerFired) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_workflow_v1_events_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TimerFired.ProtoReflect.Descriptor instead.
+func (*TimerFired) Descriptor() ([]byte, []int) {
+	return file_switchboard_workflow_v1_events_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TimerFired) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TimerFired) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *TimerFired) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *TimerFired) GetActivity() string {
+	if x != nil {
+		return x.Activity
+	}
+	return ""
+}
+
+func (x *TimerFired) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
 var File_switchboard_workflow_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"$switchboard/workflow/v1/events.proto\x12\x17switchboard.workflow.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xfb\x02\n" +
+	"$switchboard/workflow/v1/events.proto\x12\x17switchboard.workflow.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xfb\x02\n" +
 	"\rTaskRequested\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -342,7 +552,30 @@ const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"workflowId\x12\x1a\n" +
 	"\bactivity\x18\x04 \x01(\tR\bactivity\x12;\n" +
 	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAtB\xff\x01\n" +
+	"occurredAt\"\xf8\x02\n" +
+	"\rStepCompleted\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x1f\n" +
+	"\vworkflow_id\x18\x03 \x01(\tR\n" +
+	"workflowId\x12)\n" +
+	"\x10workflow_version\x18\x04 \x01(\x03R\x0fworkflowVersion\x12\x1a\n" +
+	"\bactivity\x18\x05 \x01(\tR\bactivity\x12#\n" +
+	"\ractivity_type\x18\x06 \x01(\tR\factivityType\x12\x16\n" +
+	"\x06branch\x18\a \x01(\tR\x06branch\x125\n" +
+	"\bduration\x18\b \x01(\v2\x19.google.protobuf.DurationR\bduration\x12\x12\n" +
+	"\x04step\x18\t \x01(\x03R\x04step\x12;\n" +
+	"\voccurred_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"occurredAt\"\xab\x01\n" +
+	"\n" +
+	"TimerFired\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\x03R\x04step\x12\x1a\n" +
+	"\bactivity\x18\x04 \x01(\tR\bactivity\x121\n" +
+	"\x06due_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAtB\xff\x01\n" +
 	"\x1bcom.switchboard.workflow.v1B\vEventsProtoP\x01ZUgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1;workflowv1\xa2\x02\x03SWX\xaa\x02\x17Switchboard.Workflow.V1\xca\x02\x17Switchboard\\Workflow\\V1\xe2\x02#Switchboard\\Workflow\\V1\\GPBMetadata\xea\x02\x19Switchboard::Workflow::V1b\x06proto3"
 
 var (
@@ -357,24 +590,30 @@ func file_switchboard_workflow_v1_events_proto_rawDescGZIP() []byte {
 	return file_switchboard_workflow_v1_events_proto_rawDescData
 }
 
-var file_switchboard_workflow_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_switchboard_workflow_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_switchboard_workflow_v1_events_proto_goTypes = []any{
 	(*TaskRequested)(nil),         // 0: switchboard.workflow.v1.TaskRequested
 	(*WorkflowFailed)(nil),        // 1: switchboard.workflow.v1.WorkflowFailed
 	(*SessionEndRequested)(nil),   // 2: switchboard.workflow.v1.SessionEndRequested
-	(*v1.ConversationRef)(nil),    // 3: switchboard.messaging.v1.ConversationRef
-	(*timestamppb.Timestamp)(nil), // 4: google.protobuf.Timestamp
+	(*StepCompleted)(nil),         // 3: switchboard.workflow.v1.StepCompleted
+	(*TimerFired)(nil),            // 4: switchboard.workflow.v1.TimerFired
+	(*v1.ConversationRef)(nil),    // 5: switchboard.messaging.v1.ConversationRef
+	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
 }
 var file_switchboard_workflow_v1_events_proto_depIdxs = []int32{
-	3, // 0: switchboard.workflow.v1.TaskRequested.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	4, // 1: switchboard.workflow.v1.TaskRequested.requested_at:type_name -> google.protobuf.Timestamp
-	4, // 2: switchboard.workflow.v1.WorkflowFailed.occurred_at:type_name -> google.protobuf.Timestamp
-	4, // 3: switchboard.workflow.v1.SessionEndRequested.occurred_at:type_name -> google.protobuf.Timestamp
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	5, // 0: switchboard.workflow.v1.TaskRequested.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	6, // 1: switchboard.workflow.v1.TaskRequested.requested_at:type_name -> google.protobuf.Timestamp
+	6, // 2: switchboard.workflow.v1.WorkflowFailed.occurred_at:type_name -> google.protobuf.Timestamp
+	6, // 3: switchboard.workflow.v1.SessionEndRequested.occurred_at:type_name -> google.protobuf.Timestamp
+	7, // 4: switchboard.workflow.v1.StepCompleted.duration:type_name -> google.protobuf.Duration
+	6, // 5: switchboard.workflow.v1.StepCompleted.occurred_at:type_name -> google.protobuf.Timestamp
+	6, // 6: switchboard.workflow.v1.TimerFired.due_at:type_name -> google.protobuf.Timestamp
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_workflow_v1_events_proto_init() }
@@ -388,7 +627,7 @@ func file_switchboard_workflow_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_workflow_v1_events_proto_rawDesc), len(file_switchboard_workflow_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
