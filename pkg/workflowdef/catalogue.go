@@ -135,7 +135,9 @@ var catalogue = []ActivityType{
 		Params: []Param{
 			{Name: "prompt", Kind: KindText, Required: true, Doc: "Question sent to the customer."},
 			{Name: "parameter", Kind: KindParameterName, Required: true, Doc: "Session parameter the answer is saved to."},
-			{Name: "pattern", Kind: KindString, Doc: "Regular expression the answer must match."},
+			{Name: "type", Kind: KindEnum, Values: []string{"text", "number", "email", "phone", "date", "yes_no"},
+				Doc: "What the answer must be (default text): a number, an email address, an E.164 phone number (spaces and dashes allowed), a date (2026-03-01 or 1.3.2026, saved as 2026-03-01) or yes/no (saved as yes or no)."},
+			{Name: "pattern", Kind: KindString, Doc: "Regular expression the answer must match (besides its type)."},
 			{Name: "retry_prompt", Kind: KindText, Doc: "Sent when the answer does not match."},
 			{Name: "max_attempts", Kind: KindInt, Min: 1, Max: 10, Doc: "Answers accepted before giving up (default 3)."},
 			{Name: "timeout", Kind: KindDuration, MinDuration: time.Second, MaxDuration: 24 * time.Hour, Doc: "How long to wait for an answer (default 5m)."},
@@ -151,8 +153,11 @@ var catalogue = []ActivityType{
 	{Type: "input_customer", Name: "Input Customer", IM: true, Waits: true,
 		Params: []Param{
 			{Name: "prompt", Kind: KindText, Required: true},
-			{Name: "choices", Kind: KindStringList, Required: true, MaxLen: 9, Doc: "Answers the customer can give; each is a branch."},
-			{Name: "timeout", Kind: KindDuration, MinDuration: time.Second, MaxDuration: 24 * time.Hour},
+			{Name: "choices", Kind: KindStringList, Required: true, MaxLen: 9, Doc: "Answers the customer can give; each is a branch. They are listed under the prompt, numbered; the customer answers with the number or the word (case and accents do not matter)."},
+			{Name: "retry_prompt", Kind: KindText, Doc: "Sent (with the choices) when the answer matches none."},
+			{Name: "max_attempts", Kind: KindInt, Min: 1, Max: 10, Doc: "Answers accepted before no_match (default 3)."},
+			{Name: "parameter", Kind: KindParameterName, Doc: "Session parameter the chosen choice is saved to."},
+			{Name: "timeout", Kind: KindDuration, MinDuration: time.Second, MaxDuration: 24 * time.Hour, Doc: "How long to wait for an answer (default 5m)."},
 		},
 		ChoiceParam: "choices",
 		Outcomes:    []Outcome{{Name: "no_match", Doc: "The answer matched no choice (after retries) or none came in time."}},
@@ -195,7 +200,8 @@ var catalogue = []ActivityType{
 	{Type: "check_parameter", Name: "Check Parameter", IM: true,
 		Params: []Param{
 			{Name: "parameter", Kind: KindParameterName, Required: true},
-			{Name: "operator", Kind: KindEnum, Required: true, Values: []string{"equals", "not_equals", "contains", "matches", "exists", "empty"}},
+			{Name: "operator", Kind: KindEnum, Required: true, Values: []string{"equals", "not_equals", "contains", "matches", "exists", "empty", "greater_than", "greater_or_equal", "less_than", "less_or_equal"},
+				Doc: "equals and not_equals compare numbers as numbers (10 equals 10.0) and other text ignoring case; the ordering operators compare numbers only (a value that is not a number does not match)."},
 			{Name: "value", Kind: KindString, MaxLen: 1024},
 		},
 		Outcomes: []Outcome{{Name: "match"}, {Name: "no_match"}},
@@ -221,6 +227,7 @@ var catalogue = []ActivityType{
 		Params: []Param{
 			{Name: "service_id", Kind: KindServiceID, Doc: "Default: the session's service."},
 			{Name: "priority", Kind: KindInt, Min: 0, Max: 100},
+			{Name: "required_skills", Kind: KindStringList, MaxLen: 10, Doc: "Skills an agent needs to be offered the task."},
 			{Name: "timeout", Kind: KindDuration, MinDuration: 10 * time.Second, MaxDuration: 24 * time.Hour},
 		},
 		Outcomes: []Outcome{{Name: "timeout", WhenParam: "timeout", Doc: "No agent accepted in time; the task was withdrawn."}},

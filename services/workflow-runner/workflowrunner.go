@@ -1,6 +1,7 @@
 // Package workflowrunner runs the workflow-runner service: one workflow
-// instance per chat session, started by SessionStarted (SESSION stream),
-// publishing outbound messages and task requests.
+// instance per chat session, started by SessionStarted and advanced by the
+// customer's messages, its durable timers and distribution's accepts,
+// publishing outbound messages, task requests and step events. See README.md.
 package workflowrunner
 
 import (
@@ -8,8 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
@@ -28,31 +32,38 @@ const Name = "workflow-runner"
 type Config struct {
 	NATSURL string
 	// NATSAuth: credentials and TLS for NATS (NATS_USER, NATS_CREDS, …).
-	NATSAuth   bus.Auth
+	NATSAuth bus.Auth
+	// MongoURI and Database are not used: instances live in the
+	// WORKFLOW_INSTANCES bucket. Kept until callers stop setting them.
 	MongoURI   string
 	Database   string
 	ConfigAddr string
 	AuthKeys   string
 	Streams    subjects.StreamOptions
+	// Workers: sessions handled at once per consumer (one session's events
+	// always in order); zero means 16.
+	Workers int
 }
 
 // Defaults for one machine.
 func Defaults() Config {
 	return Config{
 		NATSURL:    "nats://127.0.0.1:4222",
-		MongoURI:   "mongodb://127.0.0.1:27017/",
-		Database:   "switchboard_workflow",
 		ConfigAddr: "127.0.0.1:9090",
+		Workers:    16,
 	}
 }
 
 // Validate reports every problem at once.
 func (c Config) Validate() error {
 	var errs []error
-	for name, v := range map[string]string{"nats url": c.NATSURL, "mongo uri": c.MongoURI, "database": c.Database, "config service address": c.ConfigAddr} {
+	for name, v := range map[string]string{"nats url": c.NATSURL, "config service address": c.ConfigAddr} {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", name))
 		}
+	}
+	if c.Workers < 0 {
+		errs = append(errs, fmt.Errorf("workers must not be negative, got %d", c.Workers))
 	}
 	if _, err := authn.ParseKeys(c.AuthKeys); err != nil {
 		errs = append(errs, fmt.Errorf("auth keys: %w", err))
@@ -62,34 +73,79 @@ func (c Config) Validate() error {
 
 // Deps may be injected; nil ones are built from Config.
 type Deps struct {
-	Bus        *bus.Bus
+	Bus *bus.Bus
+	// Mongo is not used (see Config.MongoURI).
 	Mongo      *mongo.Client
 	ConfigConn *grpc.ClientConn
 	AuthKeys   *authn.Keys
+	// Now is the clock (tests); nil means time.Now.
+	Now func() time.Time
 }
 
-// Run consumes session starts until ctx is done.
+// InstanceTTL is how long an instance is kept after its last change: long
+// past any event that could still be redelivered for it.
+const InstanceTTL = 30 * 24 * time.Hour
+
+// Run consumes sessions' events, distribution's accepts and the runner's
+// own timers until ctx is done.
 func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("workflow-runner config: %w", err)
 	}
 	conns, err := connect.Open(ctx, log, connect.Spec{
 		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, NATSAuth: cfg.NATSAuth, Bus: deps.Bus,
-		MongoURI: cfg.MongoURI, Mongo: deps.Mongo, GRPC: []connect.Target{{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn}},
+		GRPC: []connect.Target{{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn}},
 	})
 	if err != nil {
 		return err
 	}
 	defer conns.Close()
-	b, mc, cc := conns.Bus, conns.Mongo, conns.GRPC[0]
-	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamSession, subjects.StreamWorkflow, subjects.StreamOutbound, subjects.StreamDeadLetter); err != nil {
+	b, cc := conns.Bus, conns.GRPC[0]
+	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamSession, subjects.StreamWorkflow, subjects.StreamOutbound,
+		subjects.StreamDistribution, subjects.StreamWorkflowTimers, subjects.StreamDeadLetter); err != nil {
 		return err
 	}
-	r := runner.New(b, configv1.NewServiceServiceClient(cc), configv1.NewWorkflowServiceClient(cc), mc.Database(cfg.Database))
-	log.Info("workflow-runner consuming session starts")
-	// Sessions start workflows at once; one session's events in order.
-	return b.ConsumeKeyed(ctx, bus.ConsumerSpec{
-		Stream: subjects.StreamSession, Durable: subjects.ConsumerWorkflowSessions,
-		FilterSubjects: []string{subjects.AllTenants(subjects.KindSessionStarted)},
-	}, 16, bus.KeyByField("session_id"), r.HandleSessionStarted)
+	kv, err := b.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: subjects.BucketWorkflowInstances, Description: "Workflow instances, one per session (workflow-runner)",
+		History: 1, TTL: InstanceTTL, Storage: jetstream.FileStorage, Replicas: max(cfg.Streams.Replicas, 1),
+	})
+	if err != nil {
+		return fmt.Errorf("ensure bucket %s: %w", subjects.BucketWorkflowInstances, err)
+	}
+	timers, err := runner.NewJetStreamTimers(ctx, b)
+	if err != nil {
+		return err
+	}
+	r := runner.New(runner.Deps{
+		Pub: b, Services: configv1.NewServiceServiceClient(cc), Workflows: configv1.NewWorkflowServiceClient(cc),
+		Store: runner.NewStore(kv), Timers: timers, Log: log, Now: deps.Now,
+	})
+	workers := cfg.Workers
+	if workers == 0 {
+		workers = 16
+	}
+	bySession := bus.KeyByField("session_id")
+	log.Info("workflow-runner consuming sessions, accepted tasks and timers", "workers", workers)
+	g, gctx := errgroup.WithContext(ctx)
+	// Sessions run concurrently; one session's events in order.
+	g.Go(func() error {
+		return b.ConsumeKeyed(gctx, bus.ConsumerSpec{
+			Stream: subjects.StreamSession, Durable: subjects.ConsumerWorkflowSessions,
+			FilterSubjects: []string{subjects.AllTenants(subjects.KindSessionStarted), subjects.AllTenants(subjects.KindSessionMessageAdded),
+				subjects.AllTenants(subjects.KindSessionEnded)},
+		}, workers, bySession, r.HandleSession)
+	})
+	g.Go(func() error {
+		return b.ConsumeKeyed(gctx, bus.ConsumerSpec{
+			Stream: subjects.StreamDistribution, Durable: subjects.ConsumerWorkflowDistribution,
+			FilterSubjects: []string{subjects.AllTenants(subjects.KindTaskAccepted)},
+		}, workers, bySession, r.HandleTaskAccepted)
+	})
+	g.Go(func() error {
+		return b.ConsumeKeyed(gctx, bus.ConsumerSpec{
+			Stream: subjects.StreamWorkflowTimers, Durable: subjects.ConsumerWorkflowTimers,
+			FilterSubjects: []string{subjects.AllTenants(subjects.KindWorkflowTimerFired)},
+		}, workers, bySession, r.HandleTimerFired)
+	})
+	return g.Wait()
 }

@@ -16,11 +16,10 @@ func main() {
 		cfg := workflowrunner.Config{
 			NATSURL:    env.String("NATS_URL", d.NATSURL),
 			NATSAuth:   mainrun.NATSAuth(env),
-			MongoURI:   env.String("MONGO_URI", d.MongoURI),
-			Database:   env.String("MONGO_DATABASE", d.Database),
 			ConfigAddr: env.String("CONFIG_ADDR", d.ConfigAddr),
 			AuthKeys:   env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			Streams:    mainrun.StreamOptions(env),
+			Workers:    env.Int("WORKERS", d.Workers),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
 			return err

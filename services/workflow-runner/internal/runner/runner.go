@@ -1,42 +1,42 @@
 // Package runner executes IM workflows: one instance per chat session,
-// started by SessionStarted. A service without a workflow runs the default
-// one (accept, greet, queue). Every step publishes under an id derived from
-// the session, the activity and how often the instance has been there, and
-// the instance's position is saved after each step, so a redelivered start
-// resumes where it stopped and repeats nothing.
+// started by SessionStarted and advanced by the customer's replies
+// (MessageAdded), its durable timers (TimerFired) and distribution
+// (TaskAccepted). An instance's state lives in a JetStream KV bucket and is
+// written with the revision it was read at, so two deliveries of one event
+// can never both advance it; a delivery that loses the race is redelivered
+// and finds its event already applied.
 //
-// Activities that wait for the customer or a timer (Collect Information,
-// Input Customer, Delay, Web Request, …) need durable timers and the
-// customer's replies routed to the workflow; until the runner has them, a
-// workflow that reaches one fails the session with a reason naming it, as
-// does an activity that is not supported for IM at all.
+// Everything an instance publishes has an id derived from the session, the
+// activity and how often the instance has been there, and a run is
+// computed from the stored state, so a retried event publishes under the
+// same ids (JetStream drops the repeats) and repeats nothing.
 package runner
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	_ "time/tzdata" // opening hours in any IANA zone, whatever the image has
 
-	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
 	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/bus"
-	"github.com/switchboard-cc/switchboard/pkg/mongodb"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 )
@@ -46,24 +46,29 @@ type Publisher interface {
 	Emit(ctx context.Context, subject string, event proto.Message, msgID string) error
 }
 
-// MaxSteps bounds one run, so a loop in a workflow cannot spin forever.
+// MaxSteps bounds the activities one event may run, so a loop in a
+// workflow cannot spin forever.
 const MaxSteps = 200
 
-// Instance is the state of one workflow run.
-type Instance struct {
-	Tenant      string
-	SessionID   string
-	WorkflowID  string
-	ServiceName string
-	Start       *sessionv1.SessionStarted
-	// Activity is the id of the activity to run next; Entered says its
-	// visit is already counted in Visits (a delivery stopped inside it).
-	Activity string
-	Entered  bool
-	Visits   map[string]int
-	Params   map[string]string
-	Priority int32
-	Steps    int
+// Defaults of waiting activities.
+const (
+	DefaultAnswerTimeout = 5 * time.Minute
+	DefaultMaxAttempts   = 3
+)
+
+// DefaultFailureMessage is what the customer receives when their
+// workflow cannot go on.
+const DefaultFailureMessage = "Sorry, something went wrong on our side and we cannot continue this conversation. Please write to us again later."
+
+// Deps of a Runner; Timers and Log may be nil (no timers; discard logs).
+type Deps struct {
+	Pub       Publisher
+	Services  configv1.ServiceServiceClient
+	Workflows configv1.WorkflowServiceClient
+	Store     *Store
+	Timers    Timers
+	Log       *slog.Logger
+	Now       func() time.Time
 }
 
 // Runner runs workflows.
@@ -71,14 +76,25 @@ type Runner struct {
 	pub       Publisher
 	services  configv1.ServiceServiceClient
 	workflows configv1.WorkflowServiceClient
-	instances *mongo.Collection
+	store     *Store
+	timers    Timers
+	log       *slog.Logger
 	now       func() time.Time
+
+	mu   sync.Mutex
+	defs map[string]*workflowdef.Definition // tenant/id/version: versions never change
 }
 
-// New returns a runner storing instances in db. workflows may be nil when
-// no service has a workflow of its own.
-func New(pub Publisher, services configv1.ServiceServiceClient, workflows configv1.WorkflowServiceClient, db *mongo.Database) *Runner {
-	return &Runner{pub: pub, services: services, workflows: workflows, instances: db.Collection("instances"), now: time.Now}
+// New returns a runner.
+func New(d Deps) *Runner {
+	if d.Log == nil {
+		d.Log = slog.New(slog.DiscardHandler)
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return &Runner{pub: d.Pub, services: d.Services, workflows: d.Workflows, store: d.Store, timers: d.Timers,
+		log: d.Log, now: d.Now, defs: map[string]*workflowdef.Definition{}}
 }
 
 // TaskID is the deterministic id of a Queue Task or Transfer step.
@@ -93,31 +109,16 @@ func visitSuffix(visit int) string {
 	return "_" + strconv.Itoa(visit)
 }
 
-type instanceDoc struct {
-	ID         string            `bson:"_id"`
-	Tenant     string            `bson:"tenant"`
-	SessionID  string            `bson:"session_id"`
-	WorkflowID string            `bson:"workflow_id,omitempty"`
-	Activity   string            `bson:"activity"`
-	Entered    bool              `bson:"entered,omitempty"`
-	Visits     map[string]int    `bson:"visits,omitempty"`
-	Params     map[string]string `bson:"params,omitempty"`
-	Priority   int32             `bson:"priority,omitempty"`
-	Steps      int               `bson:"steps"`
-	State      string            `bson:"state"`
-	Reason     string            `bson:"reason,omitempty"`
-	UpdatedAt  time.Time         `bson:"updated_at"`
+// event is what advances a waiting instance.
+type event struct {
+	// input is a customer message (for input waits).
+	input *sessionv1.MessageAdded
+	// timer fired (for any wait with a timer).
+	timer bool
 }
 
-// Instance states.
-const (
-	stateRunning = "running"
-	stateDone    = "done"
-	stateFailed  = "failed"
-)
-
-// HandleSessionStarted runs the session's workflow from where a previous
-// delivery left it.
+// HandleSessionStarted creates the session's instance and runs its
+// workflow to its first wait or its end.
 func (r *Runner) HandleSessionStarted(ctx context.Context, m *bus.Message) error {
 	var ev sessionv1.SessionStarted
 	if err := m.Decode(&ev); err != nil {
@@ -126,85 +127,151 @@ func (r *Runner) HandleSessionStarted(ctx context.Context, m *bus.Message) error
 	if ev.GetSessionId() == "" || ev.GetTenantId() != m.Tenant() {
 		return bus.Permanentf("session start on %s lacks a session id or names another tenant", m.Subject)
 	}
-	key := ev.GetTenantId() + "/" + ev.GetSessionId()
-	var doc instanceDoc
-	err := r.instances.FindOne(ctx, bson.M{"_id": key}).Decode(&doc)
-	switch {
-	case err == nil && doc.State != stateRunning:
-		return nil // finished or failed on an earlier delivery
-	case err != nil && !mongodb.IsNotFound(err):
-		return fmt.Errorf("load instance %s: %w", key, err)
+	st, _, err := r.store.Load(ctx, ev.GetTenantId(), ev.GetSessionId())
+	if err != nil || st != nil {
+		return err // an earlier delivery created it
 	}
-	in := &Instance{
-		Tenant: ev.GetTenantId(), SessionID: ev.GetSessionId(), Start: &ev,
-		Activity: doc.Activity, Entered: doc.Entered, Visits: doc.Visits, Params: doc.Params, Priority: doc.Priority, Steps: doc.Steps,
+	raw, err := proto.Marshal(&ev)
+	if err != nil {
+		return bus.Permanent(err)
 	}
-	if in.Visits == nil {
-		in.Visits = map[string]int{}
+	st = &State{Tenant: ev.GetTenantId(), SessionID: ev.GetSessionId(), Start: raw, ServiceID: ev.GetServiceId(),
+		Status: StatusRunning, Visits: map[string]int{}, Params: map[string]string{}, start: &ev}
+	def, err := r.enterService(ctx, st, ev.GetServiceId())
+	if err == nil {
+		err = r.advance(ctx, st, def, nil)
 	}
-	if in.Params == nil {
-		in.Params = map[string]string{}
-	}
+	return r.finish(ctx, st, 0, err)
+}
 
-	svc, err := r.service(ctx, in.Tenant, ev.GetServiceId())
-	if errors.Is(err, errNoService) {
-		return r.fail(ctx, key, in, "Queue Task", fmt.Sprintf("service %q is not configured", ev.GetServiceId()))
-	}
-	if err != nil {
+// HandleMessageAdded gives a customer's message to the activity waiting
+// for it, if any; otherwise the message is only in the transcript.
+func (r *Runner) HandleMessageAdded(ctx context.Context, m *bus.Message) error {
+	var ev sessionv1.MessageAdded
+	if err := m.Decode(&ev); err != nil {
 		return err
 	}
-	in.ServiceName = svc.GetName()
-	def, err := r.definition(ctx, in, svc)
-	if err != nil {
-		var pf *permanentFailure
-		if errors.As(err, &pf) {
-			return r.fail(ctx, key, in, pf.activity, pf.reason)
-		}
+	if ev.GetSender() != sessionv1.SenderKind_SENDER_KIND_CUSTOMER || ev.GetSessionId() == "" {
+		return nil
+	}
+	st, rev, err := r.store.Load(ctx, m.Tenant(), ev.GetSessionId())
+	if err != nil || st == nil || st.Status != StatusWaiting || st.Wait == nil || st.Wait.Kind != waitInput {
 		return err
 	}
-	if in.Activity == "" {
-		in.Activity = def.Start
+	if at := ev.GetOccurredAt(); at != nil && at.AsTime().Before(st.Wait.Since) {
+		return nil // written before the question was asked
 	}
-	for {
-		if in.Steps >= MaxSteps {
-			return r.fail(ctx, key, in, in.Activity, fmt.Sprintf("the workflow ran %d steps without queueing or ending the session", MaxSteps))
+	for _, id := range st.Wait.Seen {
+		if id == ev.GetMessageId() {
+			return nil
 		}
-		a, ok := def.Activity(in.Activity)
-		if !ok {
-			return r.fail(ctx, key, in, in.Activity, "the workflow has no activity with this id")
-		}
-		t, known := workflowdef.Lookup(a.Type)
-		switch {
-		case !known:
-			return r.fail(ctx, key, in, a.Type, "unknown activity type")
-		case !t.IM:
-			return r.fail(ctx, key, in, t.Name, "this activity is not supported for Instant Messaging")
-		}
-		// Saving before running a step fixes its visit number, so a retry of
-		// the step publishes under the same ids.
-		if !in.Entered {
-			in.Visits[a.ID]++
-			in.Entered = true
-		}
-		if err := r.save(ctx, key, in, stateRunning, ""); err != nil {
-			return err
-		}
-		outcome, end, err := r.run(ctx, in, a, t)
-		if err != nil {
-			var pf *permanentFailure
-			if errors.As(err, &pf) {
-				return r.fail(ctx, key, in, pf.activity, pf.reason)
-			}
-			return fmt.Errorf("session %s activity %s (%s): %w", in.SessionID, a.ID, t.Name, err)
-		}
-		next := a.Next[outcome]
-		in.Steps++
-		if end || next == "" {
-			in.Activity = a.ID
-			return r.save(ctx, key, in, stateDone, "")
-		}
-		in.Activity, in.Entered = next, false
 	}
+	return r.resume(ctx, st, rev, event{input: &ev})
+}
+
+// HandleTimerFired advances the instance whose wait the timer belongs to;
+// a timer of an earlier wait is ignored.
+func (r *Runner) HandleTimerFired(ctx context.Context, m *bus.Message) error {
+	var ev workflowv1.TimerFired
+	if err := m.Decode(&ev); err != nil {
+		return err
+	}
+	st, rev, err := r.store.Load(ctx, m.Tenant(), ev.GetSessionId())
+	if err != nil || st == nil {
+		return err
+	}
+	if st.Status == StatusRunning || (st.Status != StatusDone && st.Status != StatusFailed && ev.GetStep() > st.Steps) {
+		// The wait this timer belongs to is not saved yet (its run is in
+		// flight): come back later.
+		return fmt.Errorf("timer of session %s step %d is ahead of the instance (step %d)", ev.GetSessionId(), ev.GetStep(), st.Steps)
+	}
+	if (st.Status != StatusWaiting && st.Status != StatusQueued) || st.Wait == nil || st.Wait.DueAt.IsZero() ||
+		st.Wait.Step != ev.GetStep() || st.Wait.Activity != ev.GetActivity() {
+		return nil
+	}
+	return r.resume(ctx, st, rev, event{timer: true})
+}
+
+// HandleTaskAccepted ends the instance: the agent has the conversation.
+func (r *Runner) HandleTaskAccepted(ctx context.Context, m *bus.Message) error {
+	var ev distributionv1.TaskAccepted
+	if err := m.Decode(&ev); err != nil {
+		return err
+	}
+	return r.stop(ctx, m.Tenant(), ev.GetSessionId(), "accepted by an agent")
+}
+
+// HandleSessionEnded ends the instance of an ended session.
+func (r *Runner) HandleSessionEnded(ctx context.Context, m *bus.Message) error {
+	var ev sessionv1.SessionEnded
+	if err := m.Decode(&ev); err != nil {
+		return err
+	}
+	return r.stop(ctx, m.Tenant(), ev.GetSessionId(), "session ended")
+}
+
+// HandleSession dispatches the SESSION stream's events.
+func (r *Runner) HandleSession(ctx context.Context, m *bus.Message) error {
+	switch m.Kind() {
+	case subjects.KindSessionStarted:
+		return r.HandleSessionStarted(ctx, m)
+	case subjects.KindSessionMessageAdded:
+		return r.HandleMessageAdded(ctx, m)
+	case subjects.KindSessionEnded:
+		return r.HandleSessionEnded(ctx, m)
+	}
+	return nil
+}
+
+func (r *Runner) stop(ctx context.Context, tenant, session, reason string) error {
+	if session == "" {
+		return nil
+	}
+	st, rev, err := r.store.Load(ctx, tenant, session)
+	if err != nil || st == nil || st.Status == StatusDone || st.Status == StatusFailed {
+		return err
+	}
+	hadTimer := st.Wait != nil && !st.Wait.DueAt.IsZero()
+	st.Status, st.Reason, st.Wait, st.UpdatedAt = StatusDone, reason, nil, r.now()
+	if err := r.store.Save(ctx, st, rev); err != nil {
+		return err
+	}
+	if hadTimer {
+		r.cancelTimer(ctx, st)
+	}
+	return nil
+}
+
+// resume applies ev to the waiting activity and runs on from it.
+func (r *Runner) resume(ctx context.Context, st *State, rev uint64, ev event) error {
+	def, err := r.definition(ctx, st)
+	if err == nil {
+		err = r.advance(ctx, st, def, &ev)
+	}
+	return r.finish(ctx, st, rev, err)
+}
+
+// finish saves the instance after a run, failing it first when the run
+// hit a permanent failure.
+func (r *Runner) finish(ctx context.Context, st *State, rev uint64, err error) error {
+	var pf *permanentFailure
+	if errors.As(err, &pf) {
+		if ferr := r.fail(ctx, st, pf.activity, pf.reason); ferr != nil {
+			return ferr
+		}
+	} else if err != nil {
+		return fmt.Errorf("session %s activity %s: %w", st.SessionID, st.Activity, err)
+	}
+	st.UpdatedAt = r.now()
+	return r.store.Save(ctx, st, rev)
+}
+
+type permanentFailure struct{ activity, reason string }
+
+func (p *permanentFailure) Error() string { return p.activity + ": " + p.reason }
+
+func failf(activity, format string, args ...any) error {
+	return &permanentFailure{activity, fmt.Sprintf(format, args...)}
 }
 
 var errNoService = errors.New("service not configured")
@@ -221,185 +288,420 @@ func (r *Runner) service(ctx context.Context, tenant, id string) (*configv1.Serv
 	}
 }
 
-type permanentFailure struct{ activity, reason string }
-
-func (p *permanentFailure) Error() string { return p.activity + ": " + p.reason }
-
-// definition is the service's workflow, or the default one.
-func (r *Runner) definition(ctx context.Context, in *Instance, svc *configv1.Service) (*workflowdef.Definition, error) {
-	if svc.GetWorkflowId() == "" {
-		return workflowdef.Default(strings.TrimSpace(svc.GetGreeting())), nil
+// enterService makes service id the one whose workflow runs (at the start
+// and on a Transfer), pins its workflow's current version and returns it.
+func (r *Runner) enterService(ctx context.Context, st *State, id string) (*workflowdef.Definition, error) {
+	svc, err := r.service(ctx, st.Tenant, id)
+	if errors.Is(err, errNoService) {
+		return nil, failf("Queue Task", "service %q is not configured", id)
 	}
-	in.WorkflowID = svc.GetWorkflowId()
-	if r.workflows == nil {
-		return nil, errors.New("no workflow client configured")
+	if err != nil {
+		return nil, err
 	}
-	res, err := r.workflows.GetWorkflow(ctx, &configv1.GetWorkflowRequest{TenantId: in.Tenant, Id: svc.GetWorkflowId(), Version: svc.GetWorkflowVersion()})
-	switch status.Code(err) {
-	case codes.OK:
-	case codes.NotFound:
-		return nil, &permanentFailure{"workflow", fmt.Sprintf("workflow %q (version %d) does not exist", svc.GetWorkflowId(), svc.GetWorkflowVersion())}
-	default:
-		return nil, fmt.Errorf("get workflow %q: %w", svc.GetWorkflowId(), err)
+	st.ServiceID, st.ServiceName, st.TimeZone = id, svc.GetName(), svc.GetOpeningHours().GetTimeZone()
+	st.WorkflowID, st.WorkflowVersion, st.Greeting = svc.GetWorkflowId(), svc.GetWorkflowVersion(), strings.TrimSpace(svc.GetGreeting())
+	st.Activity, st.Entered = "", false
+	def, err := r.definition(ctx, st)
+	if err != nil {
+		return nil, err
 	}
-	def := workflowdef.FromProto(res.GetWorkflow().GetDefinition())
-	if err := workflowdef.Validate(def); err != nil {
-		return nil, &permanentFailure{"workflow", err.Error()}
-	}
+	st.Activity = def.Start
 	return def, nil
 }
 
-// run executes one activity and returns the outcome to follow, or end.
-func (r *Runner) run(ctx context.Context, in *Instance, a *workflowdef.Activity, t workflowdef.ActivityType) (outcome string, end bool, err error) {
-	switch a.Type {
-	case "accept":
-		return workflowdef.OutcomeNext, false, nil
-	case "message":
-		return workflowdef.OutcomeNext, false, r.message(ctx, in, a, expand(a.StringParam("text"), in.Params))
-	case "save_to_parameter":
-		in.Params[a.StringParam("parameter")] = expand(a.StringParam("value"), in.Params)
-		return workflowdef.OutcomeNext, false, nil
-	case "check_parameter":
-		if checkParameter(in.Params, a) {
-			return "match", false, nil
-		}
-		return "no_match", false, nil
-	case "distribution_priority":
-		in.Priority = int32(a.IntParam("priority", 0))
-		return workflowdef.OutcomeNext, false, nil
-	case "check_opening_hours":
-		svc, err := r.service(ctx, in.Tenant, serviceOf(a, in))
-		if errors.Is(err, errNoService) {
-			return "", false, &permanentFailure{t.Name, fmt.Sprintf("service %q is not configured", serviceOf(a, in))}
-		}
-		if err != nil {
-			return "", false, err
-		}
-		if Open(svc.GetOpeningHours(), r.now()) {
-			return "open", false, nil
-		}
-		return "closed", false, nil
-	case "queue_task", "transfer":
-		priority := in.Priority
-		if a.Type == "queue_task" {
-			priority = int32(a.IntParam("priority", int64(priority)))
-		}
-		return "", true, r.queue(ctx, in, a, serviceOf(a, in), priority)
-	case "disconnect":
-		if err := r.message(ctx, in, a, expand(a.StringParam("text"), in.Params)); err != nil {
-			return "", false, err
-		}
-		return "", true, r.pub.Emit(ctx, subjects.WorkflowEndRequested(in.Tenant), &workflowv1.SessionEndRequested{
-			TenantId: in.Tenant, SessionId: in.SessionID, WorkflowId: in.WorkflowID, Activity: a.ID,
-			OccurredAt: timestamppb.New(r.now()),
-		}, in.SessionID+"-"+a.ID+visitSuffix(in.Visits[a.ID])+"-end")
+// definition is the instance's workflow at its pinned version (pinning the
+// latest when none is), or the default workflow of a service without one.
+func (r *Runner) definition(ctx context.Context, st *State) (*workflowdef.Definition, error) {
+	if st.WorkflowID == "" {
+		return workflowdef.Default(st.Greeting), nil
 	}
-	return "", false, &permanentFailure{t.Name, "workflow-runner cannot run this activity yet (it waits for the customer or a timer)"}
+	key := st.Tenant + "/" + st.WorkflowID + "/" + strconv.FormatInt(st.WorkflowVersion, 10)
+	r.mu.Lock()
+	def, ok := r.defs[key]
+	r.mu.Unlock()
+	if ok && st.WorkflowVersion != 0 {
+		return def, nil
+	}
+	if r.workflows == nil {
+		return nil, errors.New("no workflow client configured")
+	}
+	res, err := r.workflows.GetWorkflow(ctx, &configv1.GetWorkflowRequest{TenantId: st.Tenant, Id: st.WorkflowID, Version: st.WorkflowVersion})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.NotFound:
+		return nil, failf("workflow", "workflow %q (version %d) does not exist", st.WorkflowID, st.WorkflowVersion)
+	default:
+		return nil, fmt.Errorf("get workflow %q: %w", st.WorkflowID, err)
+	}
+	def = workflowdef.FromProto(res.GetWorkflow().GetDefinition())
+	if err := workflowdef.Validate(def); err != nil {
+		return nil, failf("workflow", "%v", err)
+	}
+	if v := res.GetWorkflow().GetVersion(); v != 0 {
+		st.WorkflowVersion = v
+		key = st.Tenant + "/" + st.WorkflowID + "/" + strconv.FormatInt(v, 10)
+	}
+	r.mu.Lock()
+	if len(r.defs) > 10000 {
+		clear(r.defs)
+	}
+	r.defs[key] = def
+	r.mu.Unlock()
+	return def, nil
 }
 
-func serviceOf(a *workflowdef.Activity, in *Instance) string {
+// result of entering or resuming an activity.
+type result struct {
+	outcome string
+	// end: the workflow ends here.
+	end bool
+	// wait: the activity waits (stays current).
+	wait *Wait
+	// transfer: continue with this service's workflow.
+	transfer string
+}
+
+// advance runs the workflow from the instance's current activity (first
+// applying ev to it, when it waits) until an activity waits or the
+// workflow ends.
+func (r *Runner) advance(ctx context.Context, st *State, def *workflowdef.Definition, ev *event) error {
+	for ran := 0; ; ran++ {
+		if ran >= MaxSteps {
+			return failf(st.Activity, "the workflow ran %d steps without waiting or ending", MaxSteps)
+		}
+		a, ok := def.Activity(st.Activity)
+		if !ok {
+			return failf(st.Activity, "the workflow has no activity with this id")
+		}
+		t, known := workflowdef.Lookup(a.Type)
+		switch {
+		case !known:
+			return failf(a.Type, "unknown activity type")
+		case !t.IM:
+			return failf(t.Name, "this activity is not supported for Instant Messaging")
+		}
+		var res result
+		var err error
+		fired := false
+		if ev != nil && st.Wait != nil && st.Wait.Activity == a.ID {
+			fired = ev.timer
+			res, err = r.resumeActivity(ctx, st, a, t, *ev)
+			ev = nil
+		} else {
+			if !st.Entered {
+				st.Visits[a.ID]++
+				st.Entered, st.EnteredAt = true, r.now()
+			}
+			res, err = r.enter(ctx, st, a, t)
+		}
+		if err != nil {
+			return err
+		}
+		if res.wait != nil {
+			st.Wait = res.wait
+			if st.Status != StatusQueued {
+				st.Status = StatusWaiting
+			}
+			return nil
+		}
+		if st.Wait != nil && !st.Wait.DueAt.IsZero() && !fired {
+			r.cancelTimer(ctx, st) // answered before the timeout
+		}
+		st.Wait = nil
+		if err := r.stepCompleted(ctx, st, a, res.outcome); err != nil {
+			return err
+		}
+		next := a.Next[res.outcome]
+		switch {
+		case res.transfer != "":
+			if def, err = r.enterService(ctx, st, res.transfer); err != nil {
+				return err
+			}
+			st.Status = StatusRunning
+			continue
+		case res.end || next == "":
+			if st.Status != StatusQueued {
+				st.Status = StatusDone
+			}
+			return nil
+		}
+		st.Status = StatusRunning
+		st.Activity, st.Entered = next, false
+	}
+}
+
+func (r *Runner) stepCompleted(ctx context.Context, st *State, a *workflowdef.Activity, branch string) error {
+	st.Steps++
+	now := r.now()
+	dur := time.Duration(0)
+	if !st.EnteredAt.IsZero() && now.After(st.EnteredAt) {
+		dur = now.Sub(st.EnteredAt)
+	}
+	return r.pub.Emit(ctx, subjects.WorkflowStepCompleted(st.Tenant), &workflowv1.StepCompleted{
+		TenantId: st.Tenant, SessionId: st.SessionID, WorkflowId: st.WorkflowID, WorkflowVersion: st.WorkflowVersion,
+		Activity: a.ID, ActivityType: a.Type, Branch: branch, Duration: durationpb.New(dur), Step: st.Steps,
+		OccurredAt: timestamppb.New(now),
+	}, st.SessionID+"-step-"+strconv.FormatInt(st.Steps, 10))
+}
+
+func (r *Runner) cancelTimer(ctx context.Context, st *State) {
+	if r.timers == nil {
+		return
+	}
+	// A timer that still fires finds no wait of its step and is ignored;
+	// cancelling only spares it the trip.
+	if err := r.timers.Cancel(ctx, st.Tenant, st.SessionID); err != nil {
+		r.log.Debug("cancel workflow timer", "tenant", st.Tenant, "session", st.SessionID, "err", err)
+	}
+}
+
+// wait starts waiting in activity a; a timeout > 0 schedules its timer.
+func (r *Runner) wait(ctx context.Context, st *State, a *workflowdef.Activity, kind string, timeout time.Duration) (*Wait, error) {
+	w := &Wait{Kind: kind, Activity: a.ID, Step: st.Steps, Since: r.now()}
+	if timeout > 0 {
+		if r.timers == nil {
+			return nil, errors.New("no timers configured")
+		}
+		w.DueAt = r.now().Add(timeout)
+		if err := r.timers.Schedule(ctx, &workflowv1.TimerFired{TenantId: st.Tenant, SessionId: st.SessionID, Step: st.Steps,
+			Activity: a.ID, DueAt: timestamppb.New(w.DueAt)}, w.DueAt); err != nil {
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// enter runs activity a from its beginning.
+func (r *Runner) enter(ctx context.Context, st *State, a *workflowdef.Activity, t workflowdef.ActivityType) (result, error) {
+	next := result{outcome: workflowdef.OutcomeNext}
+	switch a.Type {
+	case "accept":
+		return next, nil
+	case "message":
+		return next, r.message(ctx, st, a, "", r.expand(st, a.StringParam("text")))
+	case "save_to_parameter":
+		st.Params[a.StringParam("parameter")] = r.expand(st, a.StringParam("value"))
+		return next, nil
+	case "check_parameter":
+		if CheckParameter(st.Params, a) {
+			return result{outcome: "match"}, nil
+		}
+		return result{outcome: "no_match"}, nil
+	case "distribution_priority":
+		st.Priority = int32(a.IntParam("priority", 0))
+		return next, nil
+	case "check_opening_hours":
+		id := serviceOf(a, st)
+		svc, err := r.service(ctx, st.Tenant, id)
+		if errors.Is(err, errNoService) {
+			return result{}, failf(t.Name, "service %q is not configured", id)
+		}
+		if err != nil {
+			return result{}, err
+		}
+		if Open(svc.GetOpeningHours(), r.now()) {
+			return result{outcome: "open"}, nil
+		}
+		return result{outcome: "closed"}, nil
+	case "delay":
+		w, err := r.wait(ctx, st, a, waitTimer, a.DurationParam("duration", time.Second))
+		return result{wait: w}, err
+	case "collect_information":
+		if err := r.message(ctx, st, a, "", r.expand(st, a.StringParam("prompt"))); err != nil {
+			return result{}, err
+		}
+		w, err := r.wait(ctx, st, a, waitInput, a.DurationParam("timeout", DefaultAnswerTimeout))
+		return result{wait: w}, err
+	case "input_customer":
+		if err := r.message(ctx, st, a, "", menu(r.expand(st, a.StringParam("prompt")), a.StringsParam("choices"))); err != nil {
+			return result{}, err
+		}
+		w, err := r.wait(ctx, st, a, waitInput, a.DurationParam("timeout", DefaultAnswerTimeout))
+		return result{wait: w}, err
+	case "queue_task":
+		priority := int32(a.IntParam("priority", int64(st.Priority)))
+		if err := r.queue(ctx, st, a, serviceOf(a, st), priority, a.StringsParam("required_skills")); err != nil {
+			return result{}, err
+		}
+		st.Status = StatusQueued
+		if timeout := a.DurationParam("timeout", 0); timeout > 0 {
+			w, err := r.wait(ctx, st, a, waitQueue, timeout)
+			return result{wait: w}, err
+		}
+		return result{end: true}, nil
+	case "transfer":
+		return result{transfer: a.StringParam("service_id")}, nil
+	case "disconnect":
+		if err := r.message(ctx, st, a, "", r.expand(st, a.StringParam("text"))); err != nil {
+			return result{}, err
+		}
+		return result{end: true}, r.pub.Emit(ctx, subjects.WorkflowEndRequested(st.Tenant), &workflowv1.SessionEndRequested{
+			TenantId: st.Tenant, SessionId: st.SessionID, WorkflowId: st.WorkflowID, Activity: a.ID,
+			OccurredAt: timestamppb.New(r.now()),
+		}, st.SessionID+"-"+a.ID+visitSuffix(st.Visits[a.ID])+"-end")
+	}
+	return result{}, failf(t.Name, "workflow-runner cannot run this activity yet")
+}
+
+// resumeActivity applies a customer message or a timer to waiting activity a.
+func (r *Runner) resumeActivity(ctx context.Context, st *State, a *workflowdef.Activity, t workflowdef.ActivityType, ev event) (result, error) {
+	w := st.Wait
+	stay := result{wait: w}
+	switch a.Type {
+	case "delay":
+		if ev.timer {
+			return result{outcome: workflowdef.OutcomeNext}, nil
+		}
+	case "queue_task":
+		if ev.timer {
+			st.Status = StatusRunning
+			return result{outcome: "timeout"}, nil
+		}
+	case "collect_information", "input_customer":
+		if ev.timer {
+			return result{outcome: noAnswer(a.Type)}, nil
+		}
+		w.Seen = append(w.Seen, ev.input.GetMessageId())
+		if a.Type == "collect_information" {
+			if v, ok := Answer(a, ev.input.GetBody()); ok {
+				st.Params[a.StringParam("parameter")] = v
+				return result{outcome: workflowdef.OutcomeNext}, nil
+			}
+		} else if c := Choose(a.StringsParam("choices"), ev.input.GetBody()); c != "" {
+			if p := a.StringParam("parameter"); p != "" {
+				st.Params[p] = c
+			}
+			return result{outcome: c}, nil
+		}
+		w.Attempts++
+		if w.Attempts >= int(a.IntParam("max_attempts", DefaultMaxAttempts)) {
+			return result{outcome: noAnswer(a.Type)}, nil
+		}
+		retry := r.expand(st, a.StringParam("retry_prompt"))
+		if a.Type == "input_customer" {
+			if retry == "" {
+				retry = "Sorry, I did not understand. Please answer with one of these numbers:"
+			}
+			retry = menu(retry, a.StringsParam("choices"))
+		} else if retry == "" {
+			retry = r.expand(st, a.StringParam("prompt"))
+		}
+		return stay, r.message(ctx, st, a, "-retry-"+strconv.Itoa(w.Attempts), retry)
+	}
+	return stay, nil
+}
+
+// noAnswer is the branch of a question or menu left without a fitting answer.
+func noAnswer(activityType string) string {
+	if activityType == "input_customer" {
+		return "no_match"
+	}
+	return "no_answer"
+}
+
+func serviceOf(a *workflowdef.Activity, st *State) string {
 	if s := a.StringParam("service_id"); s != "" {
 		return s
 	}
-	return in.Start.GetServiceId()
+	return st.ServiceID
 }
 
-func (r *Runner) message(ctx context.Context, in *Instance, a *workflowdef.Activity, text string) error {
+func (r *Runner) expand(st *State, s string) string {
+	return expand(s, st.Params, func(name string) (string, bool) { return r.system(st, name) })
+}
+
+// system parameters: the customer, the channel, the service and the time.
+func (r *Runner) system(st *State, name string) (string, bool) {
+	start := st.started()
+	conv := start.GetConversation()
+	switch name {
+	case "customer_address":
+		return strings.TrimPrefix(conv.GetCustomerAddress(), "whatsapp:"), true
+	case "customer_name":
+		return start.GetCustomerName(), true
+	case "channel":
+		switch conv.GetChannel() {
+		case messagingv1.Channel_CHANNEL_SMS:
+			return "sms", true
+		case messagingv1.Channel_CHANNEL_WHATSAPP:
+			return "whatsapp", true
+		}
+		return "", true
+	case "service_name":
+		return st.ServiceName, true
+	case "time", "time_of_day", "date", "weekday":
+		loc, err := time.LoadLocation(st.TimeZone)
+		if err != nil {
+			loc = time.UTC
+		}
+		now := r.now().In(loc)
+		switch name {
+		case "time":
+			return now.Format("15:04"), true
+		case "date":
+			return now.Format("2006-01-02"), true
+		case "weekday":
+			return now.Weekday().String(), true
+		}
+		switch h := now.Hour(); {
+		case h >= 5 && h < 12:
+			return "morning", true
+		case h >= 12 && h < 18:
+			return "afternoon", true
+		default:
+			return "evening", true
+		}
+	}
+	return "", false
+}
+
+// message sends text to the customer under the activity's id (plus suffix).
+func (r *Runner) message(ctx context.Context, st *State, a *workflowdef.Activity, suffix, text string) error {
 	if strings.TrimSpace(text) == "" {
 		return nil
 	}
-	id := in.SessionID + "-" + a.ID + visitSuffix(in.Visits[a.ID])
-	return r.pub.Emit(ctx, subjects.OutboundRequested(in.Tenant), &outboundv1.OutboundMessageRequested{
-		TenantId: in.Tenant, RequestId: id, SessionId: in.SessionID, EntryId: in.Start.GetEntryId(),
-		Conversation: in.Start.GetConversation(), Body: text, Origin: outboundv1.Origin_ORIGIN_WORKFLOW,
-		Author: in.ServiceName, RequestedAt: timestamppb.New(r.now()),
+	return r.send(ctx, st, st.SessionID+"-"+a.ID+visitSuffix(st.Visits[a.ID])+suffix, text)
+}
+
+func (r *Runner) send(ctx context.Context, st *State, id, text string) error {
+	start := st.started()
+	return r.pub.Emit(ctx, subjects.OutboundRequested(st.Tenant), &outboundv1.OutboundMessageRequested{
+		TenantId: st.Tenant, RequestId: id, SessionId: st.SessionID, EntryId: start.GetEntryId(),
+		Conversation: start.GetConversation(), Body: text, Origin: outboundv1.Origin_ORIGIN_WORKFLOW,
+		Author: st.ServiceName, RequestedAt: timestamppb.New(r.now()),
 	}, id)
 }
 
-func (r *Runner) queue(ctx context.Context, in *Instance, a *workflowdef.Activity, service string, priority int32) error {
-	taskID := TaskID(in.SessionID, a.ID, in.Visits[a.ID])
-	return r.pub.Emit(ctx, subjects.WorkflowTaskRequested(in.Tenant), &workflowv1.TaskRequested{
-		TenantId: in.Tenant, TaskId: taskID, SessionId: in.SessionID, ServiceId: service,
-		Conversation: in.Start.GetConversation(), Priority: priority, CustomerName: in.Start.GetCustomerName(),
-		RequestedAt: timestamppb.New(r.now()),
+func (r *Runner) queue(ctx context.Context, st *State, a *workflowdef.Activity, service string, priority int32, skills []string) error {
+	taskID := TaskID(st.SessionID, a.ID, st.Visits[a.ID])
+	st.TaskID = taskID
+	start := st.started()
+	return r.pub.Emit(ctx, subjects.WorkflowTaskRequested(st.Tenant), &workflowv1.TaskRequested{
+		TenantId: st.Tenant, TaskId: taskID, SessionId: st.SessionID, ServiceId: service,
+		Conversation: start.GetConversation(), Priority: priority, CustomerName: start.GetCustomerName(),
+		RequestedAt: timestamppb.New(r.now()), RequiredSkills: skills,
 	}, taskID)
 }
 
-var paramRef = regexp.MustCompile(`\$\{([A-Za-z0-9_.-]+)\}`)
-
-// expand replaces ${name} with the session parameter's value.
-func expand(s string, params map[string]string) string {
-	return paramRef.ReplaceAllStringFunc(s, func(m string) string {
-		return params[m[2:len(m)-1]]
-	})
-}
-
-func checkParameter(params map[string]string, a *workflowdef.Activity) bool {
-	v, ok := params[a.StringParam("parameter")]
-	want := expand(a.StringParam("value"), params)
-	switch a.StringParam("operator") {
-	case "equals":
-		return ok && v == want
-	case "not_equals":
-		return v != want
-	case "contains":
-		return ok && strings.Contains(v, want)
-	case "matches":
-		re, err := regexp.Compile(want)
-		return ok && err == nil && re.MatchString(v)
-	case "exists":
-		return ok
-	case "empty":
-		return v == ""
-	}
-	return false
-}
-
-// Open reports whether the opening hours are open at t; no opening hours
-// means always open.
-func Open(h *configv1.OpeningHours, t time.Time) bool {
-	if h == nil || (len(h.GetWindows()) == 0 && len(h.GetHolidays()) == 0) {
-		return true
-	}
-	loc, err := time.LoadLocation(h.GetTimeZone())
-	if err != nil {
-		loc = time.UTC
-	}
-	local := t.In(loc)
-	day := local.Format("2006-01-02")
-	for _, hd := range h.GetHolidays() {
-		if hd == day {
-			return false
+// fail tells the customer, reports the failure (sessions ends the session
+// as failed) and logs it.
+func (r *Runner) fail(ctx context.Context, st *State, activity, reason string) error {
+	if st.started().GetConversation() != nil {
+		if err := r.send(ctx, st, st.SessionID+"-failed", DefaultFailureMessage); err != nil {
+			return err
 		}
 	}
-	now := local.Format("15:04")
-	for _, w := range h.GetWindows() {
-		if int(w.GetWeekday()) == int(local.Weekday()) && now >= w.GetStart() && now < w.GetEnd() {
-			return true
-		}
-	}
-	return false
-}
-
-func (r *Runner) save(ctx context.Context, key string, in *Instance, state, reason string) error {
-	_, err := r.instances.ReplaceOne(ctx, bson.M{"_id": key}, instanceDoc{
-		ID: key, Tenant: in.Tenant, SessionID: in.SessionID, WorkflowID: in.WorkflowID, Activity: in.Activity,
-		Entered: in.Entered, Visits: in.Visits, Params: in.Params, Priority: in.Priority, Steps: in.Steps, State: state, Reason: reason,
-		UpdatedAt: r.now(),
-	}, options.Replace().SetUpsert(true))
-	if err != nil {
-		return fmt.Errorf("save instance %s: %w", key, err)
-	}
-	return nil
-}
-
-// fail reports a workflow that cannot go on; sessions ends the session as failed.
-func (r *Runner) fail(ctx context.Context, key string, in *Instance, activity, reason string) error {
-	if err := r.pub.Emit(ctx, subjects.WorkflowFailed(in.Tenant), &workflowv1.WorkflowFailed{
-		TenantId: in.Tenant, SessionId: in.SessionID, WorkflowId: in.WorkflowID, Activity: activity, Reason: reason,
+	if err := r.pub.Emit(ctx, subjects.WorkflowFailed(st.Tenant), &workflowv1.WorkflowFailed{
+		TenantId: st.Tenant, SessionId: st.SessionID, WorkflowId: st.WorkflowID, Activity: activity, Reason: reason,
 		OccurredAt: timestamppb.New(r.now()),
-	}, in.SessionID+"-failed"); err != nil {
+	}, st.SessionID+"-failed"); err != nil {
 		return err
 	}
-	return r.save(ctx, key, in, stateFailed, activity+": "+reason)
+	if st.Wait != nil && !st.Wait.DueAt.IsZero() {
+		r.cancelTimer(ctx, st)
+	}
+	st.Status, st.Reason, st.Wait = StatusFailed, activity+": "+reason, nil
+	r.log.Warn("workflow failed", "tenant", st.Tenant, "session", st.SessionID, "workflow", st.WorkflowID,
+		"workflow_version", st.WorkflowVersion, "activity", activity, "reason", reason)
+	return nil
 }

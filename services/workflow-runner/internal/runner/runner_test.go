@@ -3,12 +3,13 @@ package runner_test
 import (
 	"context"
 	"fmt"
-	"os"
+	"log/slog"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -22,12 +23,10 @@ import (
 	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/bus"
-	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
+	"github.com/switchboard-cc/switchboard/pkg/natsembed/natstest"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/workflow-runner/internal/runner"
 )
-
-func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
 
 // services is a fake config ServiceService: GetService from a map; an
 // unknown "config-down" answers Unavailable, an empty id InvalidArgument.
@@ -66,10 +65,14 @@ type published struct {
 	event          proto.Message
 }
 
-// pub records what is published; the attempt numbered fail (from 1) fails.
+// pub records what is published, dropping a repeated id as JetStream's
+// dedupe window does; step events are kept apart (steps). The attempt
+// numbered fail (from 1) fails.
 type pub struct {
 	mu       sync.Mutex
 	out      []published
+	stepsOut []published
+	seen     map[string]bool
 	attempts int
 	fail     int
 }
@@ -77,12 +80,37 @@ type pub struct {
 func (p *pub) Emit(_ context.Context, subject string, ev proto.Message, msgID string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.attempts++
-	if p.attempts == p.fail {
-		return fmt.Errorf("publish %s: nats: timeout", subject)
+	if _, step := ev.(*workflowv1.StepCompleted); !step {
+		p.attempts++
+		if p.attempts == p.fail {
+			return fmt.Errorf("publish %s: nats: timeout", subject)
+		}
+	}
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	if p.seen[subject+" "+msgID] {
+		return nil
+	}
+	p.seen[subject+" "+msgID] = true
+	if _, ok := ev.(*workflowv1.StepCompleted); ok {
+		p.stepsOut = append(p.stepsOut, published{subject, msgID, proto.Clone(ev)})
+		return nil
 	}
 	p.out = append(p.out, published{subject, msgID, proto.Clone(ev)})
 	return nil
+}
+
+// steps are the step events published, as "activity branch".
+func (p *pub) steps() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []string
+	for _, x := range p.stepsOut {
+		s := x.event.(*workflowv1.StepCompleted)
+		out = append(out, s.GetActivity()+" "+s.GetBranch())
+	}
+	return out
 }
 
 func (p *pub) all() []published {
@@ -125,9 +153,12 @@ func msg(t *testing.T, subject string, ev proto.Message) *bus.Message {
 }
 
 type fixture struct {
-	r    *runner.Runner
-	pub  *pub
-	svcs *services
+	r      *runner.Runner
+	pub    *pub
+	svcs   *services
+	timers *timers
+	clock  *clock
+	store  *runner.Store
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -135,8 +166,77 @@ func newFixture(t *testing.T) *fixture {
 	svcs := &services{byKey: map[string]*configv1.Service{}}
 	svcs.set("acme", &configv1.Service{Id: "sales", TenantId: "acme", Name: "Sales", Greeting: "Hi! An agent will be with you shortly."})
 	svcs.set("acme", &configv1.Service{Id: "quiet", TenantId: "acme", Name: "Quiet", Greeting: "  \n\t"})
+	return newRunnerFixture(t, svcs, nil)
+}
+
+// newRunnerFixture runs a runner on a real KV bucket (embedded NATS) with
+// recorded timers and an adjustable clock.
+func newRunnerFixture(t *testing.T, svcs *services, wfs configv1.WorkflowServiceClient) *fixture {
+	t.Helper()
+	ns := natstest.Start(t)
+	b, err := bus.Connect(ns.ClientURL(), t.Name(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	kv, err := b.JS.CreateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: subjects.BucketWorkflowInstances})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := &pub{}
-	return &fixture{r: runner.New(p, svcs, nil, mongotest.Database(t)), pub: p, svcs: svcs}
+	clk := &clock{t: time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)} // a Monday
+	tm := &timers{}
+	f := &fixture{pub: p, svcs: svcs, timers: tm, clock: clk, store: runner.NewStore(kv)}
+	f.r = runner.New(runner.Deps{Pub: p, Services: svcs, Workflows: wfs, Store: f.store, Timers: tm, Now: clk.now})
+	return f
+}
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// timers records each session's pending timer as Timers would keep it.
+type timers struct {
+	mu      sync.Mutex
+	pending map[string]*workflowv1.TimerFired
+	due     map[string]time.Time
+}
+
+func (tm *timers) Schedule(_ context.Context, ev *workflowv1.TimerFired, at time.Time) error {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	if tm.pending == nil {
+		tm.pending, tm.due = map[string]*workflowv1.TimerFired{}, map[string]time.Time{}
+	}
+	tm.pending[ev.GetTenantId()+"/"+ev.GetSessionId()] = proto.Clone(ev).(*workflowv1.TimerFired)
+	tm.due[ev.GetTenantId()+"/"+ev.GetSessionId()] = at
+	return nil
+}
+
+func (tm *timers) Cancel(_ context.Context, tenant, session string) error {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	delete(tm.pending, tenant+"/"+session)
+	return nil
+}
+
+func (tm *timers) get(tenant, session string) (*workflowv1.TimerFired, time.Time) {
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	return tm.pending[tenant+"/"+session], tm.due[tenant+"/"+session]
 }
 
 func (f *fixture) handle(t *testing.T, ev *sessionv1.SessionStarted) error {
@@ -246,9 +346,13 @@ func TestMissingServiceFailsTheWorkflow(t *testing.T) {
 				}
 			}
 			out := f.pub.all()
-			if len(out) != 1 {
-				t.Fatalf("published %q, want one WorkflowFailed", f.pub.ids())
+			if len(out) != 2 {
+				t.Fatalf("published %q, want the failure message and one WorkflowFailed", f.pub.ids())
 			}
+			if sorry := out[0].event.(*outboundv1.OutboundMessageRequested); sorry.GetBody() != runner.DefaultFailureMessage || sorry.GetRequestId() != sessionID+"-failed" {
+				t.Errorf("customer got %q as %q, want the default failure message", sorry.GetBody(), sorry.GetRequestId())
+			}
+			out = out[1:]
 			if out[0].subject != subjects.WorkflowFailed("acme") || out[0].msgID != sessionID+"-failed" {
 				t.Errorf("published %s under %q, want %s under %q", out[0].subject, out[0].msgID, subjects.WorkflowFailed("acme"), sessionID+"-failed")
 			}

@@ -14,7 +14,6 @@ import (
 	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
 
-	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 	"github.com/switchboard-cc/switchboard/services/workflow-runner/internal/runner"
@@ -63,8 +62,7 @@ func workflowFixture(t *testing.T, hours *configv1.OpeningHours, defs map[string
 	for id := range defs {
 		svcs.set("acme", &configv1.Service{Id: id, TenantId: "acme", Name: "Desk", WorkflowId: id, OpeningHours: hours})
 	}
-	p := &pub{}
-	return &fixture{r: runner.New(p, svcs, &workflows{byID: defs}, mongotest.Database(t)), pub: p, svcs: svcs}
+	return newRunnerFixture(t, svcs, &workflows{byID: defs})
 }
 
 func alwaysClosed() *configv1.OpeningHours {
@@ -122,12 +120,12 @@ func TestWorkflowFailuresNameTheActivity(t *testing.T) {
 			act("m", "play_music", nil, then("q")),
 			act("q", "queue_task", nil, nil),
 		}},
-		"wait": {Start: "d", Activities: []workflowdef.Activity{
-			act("d", "delay", map[string]any{"duration": "10s"}, then("q")),
+		"web": {Start: "w", Activities: []workflowdef.Activity{
+			act("w", "web_request", map[string]any{"url": "https://example.com/x"}, map[string]string{"success": "q", "failure": "q"}),
 			act("q", "queue_task", nil, nil),
 		}},
 	}
-	tests := map[string]string{"music": "Play Music", "wait": "Delay", "gone": "workflow"}
+	tests := map[string]string{"music": "Play Music", "web": "Web Request", "gone": "workflow"}
 	for svc, activity := range tests {
 		f := workflowFixture(t, nil, defs)
 		f.svcs.set("acme", &configv1.Service{Id: "gone", TenantId: "acme", WorkflowId: "missing"})
@@ -135,10 +133,10 @@ func TestWorkflowFailuresNameTheActivity(t *testing.T) {
 			t.Fatalf("%s: %v", svc, err)
 		}
 		out := f.pub.all()
-		if len(out) != 1 || out[0].subject != subjects.WorkflowFailed("acme") {
-			t.Fatalf("%s: published %q, want one WorkflowFailed", svc, f.pub.ids())
+		if len(out) != 2 || out[0].subject != subjects.OutboundRequested("acme") || out[1].subject != subjects.WorkflowFailed("acme") {
+			t.Fatalf("%s: published %q, want the failure message and one WorkflowFailed", svc, f.pub.ids())
 		}
-		ev := out[0].event.(*workflowv1.WorkflowFailed)
+		ev := out[1].event.(*workflowv1.WorkflowFailed)
 		if ev.GetActivity() != activity || ev.GetReason() == "" {
 			t.Errorf("%s: WorkflowFailed activity %q reason %q, want activity %q with a reason", svc, ev.GetActivity(), ev.GetReason(), activity)
 		}

@@ -1,0 +1,146 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+)
+
+// Instance statuses.
+const (
+	// StatusRunning: the instance is between two waits (never stored: a
+	// run saves when it waits or ends).
+	StatusRunning = "running"
+	// StatusWaiting: an activity waits for the customer or a timer.
+	StatusWaiting = "waiting"
+	// StatusQueued: Queue Task is waiting for an agent to accept.
+	StatusQueued = "queued"
+	// StatusDone: an agent accepted, the workflow ended, or the session ended.
+	StatusDone = "done"
+	// StatusFailed: the workflow could not go on; the session ended failed.
+	StatusFailed = "failed"
+)
+
+// Wait kinds.
+const (
+	waitInput = "input" // Collect Information, Input Customer
+	waitTimer = "timer" // Delay
+	waitQueue = "queue" // Queue Task
+)
+
+// Wait is what a waiting instance waits for.
+type Wait struct {
+	Kind     string `json:"kind"`
+	Activity string `json:"activity"`
+	// Step is the instance's step count when the wait began; a timer
+	// carries it, so a timer of an earlier wait is recognised as stale.
+	Step int64 `json:"step"`
+	// Since: customer messages written before it answer an earlier
+	// question (or none), not this one.
+	Since time.Time `json:"since"`
+	// Attempts: answers that did not fit so far.
+	Attempts int `json:"attempts,omitempty"`
+	// Seen: ids of the customer messages this wait consumed.
+	Seen []string `json:"seen,omitempty"`
+	// DueAt is when the timer fires (zero: no timer).
+	DueAt time.Time `json:"due_at,omitzero"`
+}
+
+// State is one workflow instance, stored as JSON in the WORKFLOW_INSTANCES
+// bucket under <tenant>.<session>.
+type State struct {
+	Tenant    string `json:"tenant"`
+	SessionID string `json:"session_id"`
+	// Start is the SessionStarted event (conversation, entry, customer).
+	Start []byte `json:"start"`
+	// The service whose workflow runs (a Transfer changes it), and the
+	// workflow version pinned when that service's workflow began.
+	ServiceID       string `json:"service_id"`
+	ServiceName     string `json:"service_name,omitempty"`
+	TimeZone        string `json:"time_zone,omitempty"`
+	WorkflowID      string `json:"workflow_id,omitempty"`
+	WorkflowVersion int64  `json:"workflow_version,omitempty"`
+	Greeting        string `json:"greeting,omitempty"`
+
+	Status   string `json:"status"`
+	Reason   string `json:"reason,omitempty"`
+	Activity string `json:"activity"`
+	// Entered says the current activity's visit is counted in Visits.
+	Entered   bool              `json:"entered,omitempty"`
+	EnteredAt time.Time         `json:"entered_at,omitzero"`
+	Visits    map[string]int    `json:"visits,omitempty"`
+	Params    map[string]string `json:"params,omitempty"`
+	Priority  int32             `json:"priority,omitempty"`
+	// Steps counts completed activities.
+	Steps     int64     `json:"steps"`
+	Wait      *Wait     `json:"wait,omitempty"`
+	TaskID    string    `json:"task_id,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+
+	start *sessionv1.SessionStarted
+}
+
+func (s *State) started() *sessionv1.SessionStarted {
+	if s.start == nil {
+		s.start = &sessionv1.SessionStarted{}
+		_ = proto.Unmarshal(s.Start, s.start)
+	}
+	return s.start
+}
+
+// Store keeps instances in a KV bucket; every write names the revision it
+// read, so of two deliveries that advance one instance only one is saved.
+type Store struct{ kv jetstream.KeyValue }
+
+// NewStore wraps the WORKFLOW_INSTANCES bucket.
+func NewStore(kv jetstream.KeyValue) *Store { return &Store{kv: kv} }
+
+// ErrConflict: the instance changed since it was read.
+var ErrConflict = errors.New("workflow instance changed concurrently")
+
+func instanceKey(tenant, session string) string { return tenant + "." + session }
+
+// Load returns the instance and its revision, or nil and 0.
+func (s *Store) Load(ctx context.Context, tenant, session string) (*State, uint64, error) {
+	e, err := s.kv.Get(ctx, instanceKey(tenant, session))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("load instance %s/%s: %w", tenant, session, err)
+	}
+	var st State
+	if err := json.Unmarshal(e.Value(), &st); err != nil {
+		return nil, 0, fmt.Errorf("decode instance %s/%s: %w", tenant, session, err)
+	}
+	return &st, e.Revision(), nil
+}
+
+// Save writes the instance if it is still at rev (0: if it does not exist).
+func (s *Store) Save(ctx context.Context, st *State, rev uint64) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode instance %s/%s: %w", st.Tenant, st.SessionID, err)
+	}
+	key := instanceKey(st.Tenant, st.SessionID)
+	if rev == 0 {
+		_, err = s.kv.Create(ctx, key, data)
+	} else {
+		_, err = s.kv.Update(ctx, key, data, rev)
+	}
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+		return fmt.Errorf("save instance %s: %w", key, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("save instance %s: %w", key, err)
+	}
+	return nil
+}
