@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,10 +162,8 @@ func (r *Runner) HandleMessageAdded(ctx context.Context, m *bus.Message) error {
 	if at := ev.GetOccurredAt(); at != nil && at.AsTime().Before(st.Wait.Since) {
 		return nil // written before the question was asked
 	}
-	for _, id := range st.Wait.Seen {
-		if id == ev.GetMessageId() {
-			return nil
-		}
+	if slices.Contains(st.Consumed, ev.GetMessageId()) {
+		return nil
 	}
 	return r.resume(ctx, st, rev, event{input: &ev})
 }
@@ -561,7 +560,10 @@ func (r *Runner) resumeActivity(ctx context.Context, st *State, a *workflowdef.A
 		if ev.timer {
 			return result{outcome: noAnswer(a.Type)}, nil
 		}
-		w.Seen = append(w.Seen, ev.input.GetMessageId())
+		st.Consumed = append(st.Consumed, ev.input.GetMessageId())
+		if len(st.Consumed) > maxConsumed {
+			st.Consumed = st.Consumed[len(st.Consumed)-maxConsumed:]
+		}
 		if a.Type == "collect_information" {
 			if v, ok := Answer(a, ev.input.GetBody()); ok {
 				st.Params[a.StringParam("parameter")] = v
@@ -590,6 +592,10 @@ func (r *Runner) resumeActivity(ctx context.Context, st *State, a *workflowdef.A
 	}
 	return stay, nil
 }
+
+// maxConsumed bounds the message ids an instance remembers: far more than
+// a redelivery can be behind.
+const maxConsumed = 32
 
 // noAnswer is the branch of a question or menu left without a fitting answer.
 func noAnswer(activityType string) string {

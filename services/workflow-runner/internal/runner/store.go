@@ -47,8 +47,6 @@ type Wait struct {
 	Since time.Time `json:"since"`
 	// Attempts: answers that did not fit so far.
 	Attempts int `json:"attempts,omitempty"`
-	// Seen: ids of the customer messages this wait consumed.
-	Seen []string `json:"seen,omitempty"`
 	// DueAt is when the timer fires (zero: no timer).
 	DueAt time.Time `json:"due_at,omitzero"`
 }
@@ -79,9 +77,12 @@ type State struct {
 	Params    map[string]string `json:"params,omitempty"`
 	Priority  int32             `json:"priority,omitempty"`
 	// Steps counts completed activities.
-	Steps     int64     `json:"steps"`
-	Wait      *Wait     `json:"wait,omitempty"`
-	TaskID    string    `json:"task_id,omitempty"`
+	Steps  int64  `json:"steps"`
+	Wait   *Wait  `json:"wait,omitempty"`
+	TaskID string `json:"task_id,omitempty"`
+	// Consumed: ids of the last customer messages a wait consumed, so a
+	// redelivered one is not taken as the answer to the next question.
+	Consumed  []string  `json:"consumed,omitempty"`
 	UpdatedAt time.Time `json:"updated_at"`
 
 	start *sessionv1.SessionStarted
@@ -119,6 +120,12 @@ func (s *Store) Load(ctx context.Context, tenant, session string) (*State, uint6
 	var st State
 	if err := json.Unmarshal(e.Value(), &st); err != nil {
 		return nil, 0, fmt.Errorf("decode instance %s/%s: %w", tenant, session, err)
+	}
+	if st.Visits == nil {
+		st.Visits = map[string]int{}
+	}
+	if st.Params == nil {
+		st.Params = map[string]string{}
 	}
 	return &st, e.Revision(), nil
 }
