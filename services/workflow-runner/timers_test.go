@@ -89,7 +89,9 @@ func TestRestartMidQuestionAndDelay(t *testing.T) {
 	start := func() (stop func()) {
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- workflowrunner.Run(rctx, cfg, workflowrunner.Deps{Bus: b, ConfigConn: cc, AuthKeys: keys}, log) }()
+		go func() {
+			done <- workflowrunner.Run(rctx, cfg, workflowrunner.Deps{Bus: b, ConfigConn: cc, AuthKeys: keys}, log)
+		}()
 		return func() {
 			cancel()
 			if err := <-done; err != nil {
