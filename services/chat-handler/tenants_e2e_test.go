@@ -1,18 +1,16 @@
 package chathandler_test
 
 import (
-	"context"
+	"encoding/json"
 	"net/url"
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/v2/bson"
+	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-cc/switchboard/pkg/mongodb"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/chattest"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/webhook"
-	"github.com/switchboard-cc/switchboard/services/devstack"
 	"github.com/switchboard-cc/switchboard/services/devstack/devstacktest"
 )
 
@@ -22,8 +20,7 @@ import (
 // Both messages cross the shared CHAT stream and land in each tenant's
 // session transcript: dedupe ids and store keys are tenant-scoped.
 func TestSameMessageSIDInTwoTenantsEndToEnd(t *testing.T) {
-	var dbPrefix string
-	info := devstacktest.Start(t, func(c *devstack.Config) { dbPrefix = c.DatabasePrefix })
+	info := devstacktest.Start(t)
 	ctx := timeout(t)
 	js := jetStream(t, info)
 	applyAcme(t, ctx, info, false)
@@ -52,33 +49,38 @@ func TestSameMessageSIDInTwoTenantsEndToEnd(t *testing.T) {
 		}
 	}
 
-	mc, err := mongodb.Connect(ctx, info.MongoURI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = mc.Disconnect(context.Background()) })
-	messages := mc.Database(dbPrefix + "sessions").Collection("messages")
+	// Each tenant's transcript (sessions' TRANSCRIPT stream, a subject per
+	// session) holds its own message.
 	stored := map[string]string{}
 	for deadline := time.Now().Add(30 * time.Second); len(stored) < 2; {
-		cur, err := messages.Find(ctx, bson.M{"message_id": sid})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var docs []struct {
-			Tenant string `bson:"tenant"`
-			Body   string `bson:"body"`
-		}
-		if err := cur.All(ctx, &docs); err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range docs {
-			stored[d.Tenant] = d.Body
+		for _, tn := range []string{"acme", "demo"} {
+			cons, err := js.OrderedConsumer(ctx, subjects.StreamTranscript, jetstream.OrderedConsumerConfig{
+				FilterSubjects: []string{subjects.Transcript(tn, "*")},
+			})
+			if err != nil {
+				continue // the stream is created when sessions starts
+			}
+			batch, err := cons.FetchNoWait(100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for m := range batch.Messages() {
+				var e struct {
+					Message struct {
+						ID   string `json:"ID"`
+						Body string `json:"Body"`
+					} `json:"m"`
+				}
+				if json.Unmarshal(m.Data(), &e) == nil && e.Message.ID == sid {
+					stored[tn] = e.Message.Body
+				}
+			}
 		}
 		if len(stored) >= 2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("sessions stored %v after 30s, want the message of both tenants", stored)
+			t.Fatalf("transcripts hold %v after 30s, want the message of both tenants", stored)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

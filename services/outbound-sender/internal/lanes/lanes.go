@@ -135,6 +135,9 @@ func Run[J any](ctx context.Context, b *bus.Bus, spec Spec, key Key, h Stages[J]
 	r.mu.Lock()
 	r.stopping = true
 	for _, l := range r.lanes {
+		if len(l.queue) == 0 {
+			continue // its goroutine finished the last item and is leaving
+		}
 		// The lane's goroutine holds its first item; hand back the rest.
 		for _, it := range l.queue[1:] {
 			r.wg.Add(1)
