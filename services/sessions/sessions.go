@@ -151,6 +151,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer st.Close()
 	var gw *gateway.Gateway
 	domain := core.New(st, b, pushFunc(func(t, a string, f []byte) { gw.Push(t, a, f) }), distributionv1.NewDistributionServiceClient(dc), outbound, log)
 	gw = gateway.New(domain, keys, configv1.NewLookupServiceClient(cc), b.NC, log, gateway.Options{

@@ -479,11 +479,23 @@ func TestSessionLifecycle(t *testing.T) {
 		t.Errorf("send after terminate: %v, want conflict", err)
 	}
 
-	// The customer writes again: a new session.
+	// Twilio retries SM2 a day later, after the session ended: it is
+	// recognised and opens nothing. Then the customer writes again: a new
+	// session, which SM4 starts.
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM2", "+15550001", "my order"), "SM2-next-day")
 	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM4", "+15550001", "one more thing"), "SM4")
 	waitFor(t, "second session", func() bool { return len(sessionIDs(t, h)) == 2 })
 	if ids := sessionIDs(t, h); ids[1] == sid {
 		t.Errorf("new message reused the ended session %s", sid)
+	}
+	var firsts []string
+	for _, m := range h.streamEvents(t, subjects.StreamSession, subjects.SessionStarted("acme")) {
+		var ev sessionv1.SessionStarted
+		_ = proto.Unmarshal(m.Data, &ev)
+		firsts = append(firsts, ev.GetFirstMessageSid())
+	}
+	if got, want := strings.Join(firsts, ","), "SM1,SM4"; got != want {
+		t.Errorf("sessions started by %s, want %s (a late retry opens no session)", got, want)
 	}
 
 	// Closing the last socket makes the agent offline.

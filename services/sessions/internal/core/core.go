@@ -73,12 +73,18 @@ type Core struct {
 	outbound outboundv1.OutboundServiceClient
 	log      *slog.Logger
 	now      func() time.Time
+	// convs: conversation → active session, a hint checked by the session
+	// read (convcache.go).
+	convs *convCache
 }
+
+// convCacheSize bounds the conversations remembered (about 100 bytes each).
+const convCacheSize = 200_000
 
 // New returns the domain. out may be nil: replies are then not checked
 // before they are requested (outbound-sender still refuses what it must).
 func New(st *store.Store, pub Emitter, push Pusher, dist distributionv1.DistributionServiceClient, out outboundv1.OutboundServiceClient, log *slog.Logger) *Core {
-	return &Core{store: st, pub: pub, push: push, dist: dist, outbound: out, log: log, now: time.Now}
+	return &Core{store: st, pub: pub, push: push, dist: dist, outbound: out, log: log, now: time.Now, convs: newConvCache(convCacheSize)}
 }
 
 // ConversationKey identifies a customer conversation: the Conversations
@@ -200,33 +206,56 @@ func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 	if ev.GetMessageSid() == "" || ev.GetTenantId() != m.Tenant() || ev.GetConversation() == nil {
 		return bus.Permanentf("inbound message on %s lacks a SID or conversation, or names another tenant", m.Subject)
 	}
-	// A message seen and fully processed before (a Twilio retry hours later,
-	// past JetStream's dedupe window) is dropped here.
-	seen, err := c.store.InboundSeen(ctx, ev.GetTenantId(), ev.GetMessageSid())
+	tenant, sid := ev.GetTenantId(), ev.GetMessageSid()
+	sess, err := c.cachedSession(ctx, tenant, ConversationKey(ev.GetConversation()))
 	if err != nil {
 		return err
 	}
-	if seen != nil && seen.Done {
-		return nil
-	}
-	var sess *store.Session
-	if seen != nil {
-		// An earlier delivery chose the session and stopped part way.
-		if sess, err = c.store.Session(ctx, ev.GetTenantId(), seen.SessionID); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-	}
-	if sess == nil {
-		if sess, err = c.sessionFor(ctx, &ev); err != nil {
-			return err
-		}
-		claim, err := c.store.ClaimInbound(ctx, ev.GetTenantId(), ev.GetMessageSid(), sess.ID)
+	if sess != nil {
+		// The conversation's session is known and active: claim at once. A
+		// message never seen (nearly all) costs the insert alone; one seen
+		// before finds its claim, and the session that claim names wins.
+		claim, err := c.store.ClaimInbound(ctx, tenant, sid, sess.ID)
 		if err != nil {
 			return err
 		}
+		if claim.Done {
+			return nil
+		}
 		if claim.SessionID != sess.ID {
-			if sess, err = c.store.Session(ctx, ev.GetTenantId(), claim.SessionID); err != nil {
+			if sess, err = c.store.Session(ctx, tenant, claim.SessionID); err != nil {
 				return err
+			}
+		}
+	} else {
+		// A message seen and fully processed before (a Twilio retry hours
+		// later, past JetStream's dedupe window) is dropped here, before a
+		// session could be opened for it.
+		seen, err := c.store.InboundSeen(ctx, tenant, sid)
+		if err != nil {
+			return err
+		}
+		if seen != nil && seen.Done {
+			return nil
+		}
+		if seen != nil {
+			// An earlier delivery chose the session and stopped part way.
+			if sess, err = c.store.Session(ctx, tenant, seen.SessionID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		if sess == nil {
+			if sess, err = c.sessionFor(ctx, &ev); err != nil {
+				return err
+			}
+			claim, err := c.store.ClaimInbound(ctx, tenant, sid, sess.ID)
+			if err != nil {
+				return err
+			}
+			if claim.SessionID != sess.ID {
+				if sess, err = c.store.Session(ctx, tenant, claim.SessionID); err != nil {
+					return err
+				}
 			}
 		}
 	}
@@ -245,11 +274,8 @@ func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 	for _, md := range media {
 		msg.Media = append(msg.Media, store.Media{URL: md.GetUrl(), ContentType: md.GetContentType()})
 	}
-	added, err := c.store.AddMessage(ctx, sess.ID, msg)
-	if err != nil {
-		return err
-	}
 	if sess.FirstMessageSID == ev.GetMessageSid() {
+		// Before the message's event: consumers see a session start first.
 		if err := c.pub.Emit(ctx, subjects.SessionStarted(sess.Tenant), &sessionv1.SessionStarted{
 			TenantId: sess.Tenant, SessionId: sess.ID, ServiceId: sess.ServiceID, EntryId: sess.EntryID,
 			Conversation: ev.GetConversation(), FirstMessageSid: ev.GetMessageSid(),
@@ -258,15 +284,66 @@ func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 	}
-	if err := c.emitMessageAdded(ctx, sess, msg, media); err != nil {
+	added, err := c.addAndAnnounce(ctx, sess, msg, media)
+	if err != nil {
 		return err
 	}
-	if added && sess.AgentID != "" {
-		c.push.Push(sess.Tenant, sess.AgentID, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
-			"session_id": sess.ID, "message": messageView(msg),
-		}))
+	if added {
+		agent := sess.AgentID
+		if agent == "" {
+			// The session had no agent when read. An agent who accepted it
+			// since may have loaded the transcript before this message was
+			// in it: read again, now that it is, and show it to them (the
+			// console ignores a message it already has).
+			now, err := c.store.Session(ctx, sess.Tenant, sess.ID)
+			if err != nil {
+				return err
+			}
+			agent = now.AgentID
+		}
+		if agent != "" {
+			c.push.Push(sess.Tenant, agent, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
+				"session_id": sess.ID, "message": messageView(msg),
+			}))
+		}
 	}
 	return c.store.InboundDone(ctx, ev.GetTenantId(), ev.GetMessageSid())
+}
+
+// addAndAnnounce appends a message to the transcript and publishes its
+// session.message.added at once, and waits for both (two streams, so the
+// two fsyncs overlap); it reports whether the transcript did not have it.
+// Each publish is deduplicated, so a redelivery after a partial failure
+// completes the pair.
+func (c *Core) addAndAnnounce(ctx context.Context, sess *store.Session, msg *store.Message, media []*messagingv1.Media) (bool, error) {
+	announced := make(chan error, 1)
+	view := *msg
+	go func() { announced <- c.emitMessageAdded(ctx, sess, &view, media) }()
+	added, aerr := c.store.AddMessage(ctx, sess.ID, msg)
+	if err := <-announced; err != nil {
+		return false, err
+	}
+	return added, aerr
+}
+
+// cachedSession returns the active session of a conversation this replica
+// remembers, read by _id; nil when none is remembered or it has ended
+// since (the entry is then dropped).
+func (c *Core) cachedSession(ctx context.Context, tenant, key string) (*store.Session, error) {
+	id := c.convs.get(tenant, key)
+	if id == "" {
+		return nil, nil
+	}
+	sess, err := c.store.Session(ctx, tenant, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, err
+	case sess.State == store.StateActive:
+		return sess, nil
+	}
+	c.convs.drop(tenant, key, id)
+	return nil, nil
 }
 
 // sessionFor finds the active session of the message's conversation or
@@ -299,12 +376,14 @@ func (c *Core) sessionFor(ctx context.Context, ev *chatv1.MessageReceived) (*sto
 			if sess, err = c.store.Session(ctx, tenant, id); err != nil {
 				return nil, err
 			}
+			c.convs.put(tenant, key, id)
 			return sess, nil
 		}
 		if err != nil {
 			return nil, err
 		}
 		if sess.State == store.StateActive {
+			c.convs.put(tenant, key, id)
 			return sess, nil
 		}
 		// The pointer outlived its session (a crash while ending): drop it
@@ -513,11 +592,8 @@ func (c *Core) outboundRequested(ctx context.Context, ev *outboundv1.OutboundMes
 			msg.Media = append(msg.Media, store.Media{URL: u})
 		}
 	}
-	added, err := c.store.AddMessage(ctx, sess.ID, msg)
+	added, err := c.addAndAnnounce(ctx, sess, msg, nil)
 	if err != nil {
-		return err
-	}
-	if err := c.emitMessageAdded(ctx, sess, msg, nil); err != nil {
 		return err
 	}
 	if added && sess.AgentID != "" {
@@ -599,6 +675,7 @@ func (c *Core) end(ctx context.Context, tenant, sessionID string, outcome sessio
 			return err
 		}
 	}
+	c.convs.drop(tenant, sess.ConversationKey, sessionID)
 	if err := c.store.ReleaseActive(ctx, tenant, sess.ConversationKey, sessionID); err != nil {
 		return err
 	}

@@ -109,6 +109,9 @@ type Store struct {
 	// an update of the claim (FerretDB's updates slow down as a collection
 	// grows; inserts and finds by _id do not).
 	inboundDone *mongo.Collection
+	// Group-committed inserts (batch.go): claims, done markers and
+	// outbound messages.
+	claims, dones, outbound *batcher
 
 	log    *transcriptLog
 	agents *agentIndex
@@ -130,12 +133,24 @@ func New(ctx context.Context, db *mongo.Database, js jetstream.JetStream, replic
 	if err != nil {
 		return nil, fmt.Errorf("agent sessions bucket: %w", err)
 	}
-	return &Store{
+	st := &Store{
 		sessions: db.Collection("sessions"), active: db.Collection("active"),
 		messages: db.Collection("messages"), inbound: db.Collection("inbound"),
 		inboundDone: db.Collection("inbound_done"),
 		log:         &transcriptLog{js: js}, agents: &agentIndex{kv: kv},
-	}, nil
+	}
+	st.claims = newBatcher(st.inbound, "inbound claim")
+	st.dones = newBatcher(st.inboundDone, "inbound done marker")
+	st.outbound = newBatcher(st.messages, "outbound message")
+	return st, nil
+}
+
+// Close stops the group-commit writers; inserts still waiting fail (their
+// messages are redelivered).
+func (s *Store) Close() {
+	s.claims.close()
+	s.dones.close()
+	s.outbound.close()
 }
 
 // SessionKey is the _id of a session.
@@ -286,21 +301,23 @@ func (s *Store) AddMessage(ctx context.Context, sessionID string, m *Message) (b
 	m.Key = messageKey(m.Tenant, sessionID, m.ID)
 	m.SessionKey = SessionKey(m.Tenant, sessionID)
 	m.StatusRank = StatusRank(m.Status)
-	added := true
-	if m.Direction == "outbound" {
-		_, err := s.messages.InsertOne(ctx, m)
-		switch {
-		case mongodb.IsDuplicateKey(err):
-			added = false
-		case err != nil:
-			return false, fmt.Errorf("add message: %w", err)
-		}
+	if m.Direction != "outbound" {
+		return s.log.append(ctx, m.Tenant, sessionID, m.Key, &entry{Kind: "m", Message: m})
 	}
-	appended, err := s.log.append(ctx, m.Tenant, sessionID, m.Key, &entry{Kind: "m", Message: m})
-	if err != nil {
-		return false, err
+	// The document (in the next group commit) and the transcript entry are
+	// independent: written at once, each idempotent.
+	doc := *m
+	inserted := make(chan error, 1)
+	go func() { inserted <- s.outbound.insert(ctx, &doc) }()
+	appended, aerr := s.log.append(ctx, m.Tenant, sessionID, m.Key, &entry{Kind: "m", Message: m})
+	ierr := <-inserted
+	if ierr != nil && !errors.Is(ierr, errDuplicate) {
+		return false, fmt.Errorf("add message: %w", ierr)
 	}
-	return added && appended, nil
+	if aerr != nil {
+		return false, aerr
+	}
+	return ierr == nil && appended, nil
 }
 
 // Transcript returns a session's messages in order (on accept and reconnect).
@@ -367,11 +384,15 @@ func (s *Store) UpdateStatus(ctx context.Context, tenant, sessionID, messageID, 
 	if twilioSID != "" {
 		set["twilio_sid"] = twilioSID
 	}
-	if _, err := s.messages.UpdateOne(ctx, bson.M{"_id": messageKey(tenant, sessionID, messageID)}, bson.M{"$set": set}); err != nil {
-		return false, fmt.Errorf("update message status: %w", err)
-	}
-	if _, err := s.log.append(ctx, tenant, sessionID, messageKey(tenant, sessionID, messageID)+"/"+status, &entry{Kind: "s", Status: st}); err != nil {
+	// The transcript entry first, then the document (in the next group
+	// commit): a redelivery after a failure between the two finds the
+	// document unchanged and writes both again (the entry is deduplicated).
+	key := messageKey(tenant, sessionID, messageID)
+	if _, err := s.log.append(ctx, tenant, sessionID, key+"/"+status, &entry{Kind: "s", Status: st}); err != nil {
 		return false, err
+	}
+	if err := s.outbound.update(ctx, key, bson.M{"$set": set}); err != nil {
+		return false, fmt.Errorf("update message status: %w", err)
 	}
 	return true, nil
 }
@@ -420,8 +441,8 @@ func (s *Store) InboundSeen(ctx context.Context, tenant, messageSID string) (*In
 // ClaimInbound records that a message belongs to sessionID; if another
 // delivery recorded it first, that record wins and is returned.
 func (s *Store) ClaimInbound(ctx context.Context, tenant, messageSID, sessionID string) (*Inbound, error) {
-	_, err := s.inbound.InsertOne(ctx, bson.M{"_id": tenant + "/" + messageSID, "session_id": sessionID, "done": false, "at": time.Now()})
-	if mongodb.IsDuplicateKey(err) {
+	err := s.claims.insert(ctx, bson.M{"_id": tenant + "/" + messageSID, "session_id": sessionID, "done": false, "at": time.Now()})
+	if errors.Is(err, errDuplicate) {
 		return s.InboundSeen(ctx, tenant, messageSID)
 	}
 	if err != nil {
@@ -432,8 +453,8 @@ func (s *Store) ClaimInbound(ctx context.Context, tenant, messageSID, sessionID 
 
 // InboundDone marks a message fully processed.
 func (s *Store) InboundDone(ctx context.Context, tenant, messageSID string) error {
-	_, err := s.inboundDone.InsertOne(ctx, bson.M{"_id": tenant + "/" + messageSID, "at": time.Now()})
-	if err != nil && !mongodb.IsDuplicateKey(err) {
+	err := s.dones.insert(ctx, bson.M{"_id": tenant + "/" + messageSID, "at": time.Now()})
+	if err != nil && !errors.Is(err, errDuplicate) {
 		return fmt.Errorf("mark inbound %s done: %w", messageSID, err)
 	}
 	return nil
