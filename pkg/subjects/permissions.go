@@ -50,7 +50,7 @@ func Accesses() []Access {
 			ReadsKV:   []string{BucketRevocations}, WritesKV: []string{BucketWorkflowInstances}},
 		{Service: "distribution", Ensures: []string{StreamDistribution, StreamWorkflow, StreamSession, StreamDeadLetter},
 			Consumes:  []string{StreamWorkflow, StreamSession, StreamConfig},
-			Publishes: []string{DomainDistribution + ".>"}, ReadsKV: []string{BucketRevocations}},
+			Publishes: []string{DomainDistribution + ".>"}, ReadsKV: []string{BucketRevocations}, WritesKV: []string{BucketDistributionPresence}},
 		{Service: "outbound-sender", Ensures: []string{StreamOutbound, StreamChat, StreamDeadLetter},
 			Consumes:   []string{StreamOutbound, StreamChat, StreamConfig},
 			Publishes:  []string{DomainOutbound + ".>"},

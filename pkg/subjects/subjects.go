@@ -187,6 +187,10 @@ func Transcript(tenant, sessionID string) string {
 // (workflow-runner), updated with revision checks.
 const BucketWorkflowInstances = "WORKFLOW_INSTANCES"
 
+// BucketDistributionPresence holds each agent's presence and RONA flag
+// (distribution), key <tenant>.<agent>, written with revision checks.
+const BucketDistributionPresence = "DISTRIBUTION_PRESENCE"
+
 // BucketAgentSessions holds each agent's active sessions (sessions).
 const BucketAgentSessions = "SESSIONS_AGENT_CHATS"
 

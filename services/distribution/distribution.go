@@ -34,6 +34,7 @@ import (
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/directory"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/grpcapi"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/presence"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/store"
 )
 
@@ -54,6 +55,11 @@ type Config struct {
 	// AuthKeys are the hex token keys shared by the services.
 	AuthKeys string
 	Streams  subjects.StreamOptions
+	// PresenceGrace: how long an agent whose last console closed keeps
+	// their place (offline pending) before they are offline for good.
+	PresenceGrace time.Duration
+	// WatchInterval: at most one WatchQueues message per interval.
+	WatchInterval time.Duration
 }
 
 // Defaults for one machine.
@@ -64,6 +70,9 @@ func Defaults() Config {
 		MongoURI:   "mongodb://127.0.0.1:27017/",
 		Database:   "switchboard_distribution",
 		ConfigAddr: "127.0.0.1:9090",
+
+		PresenceGrace: 30 * time.Second,
+		WatchInterval: 500 * time.Millisecond,
 	}
 }
 
@@ -80,6 +89,12 @@ func (c Config) Validate() error {
 	req(c.MongoURI, "mongo uri")
 	req(c.Database, "database")
 	req(c.ConfigAddr, "config service address")
+	if c.PresenceGrace < 0 {
+		errs = append(errs, fmt.Errorf("presence grace %v is negative", c.PresenceGrace))
+	}
+	if c.WatchInterval < 0 {
+		errs = append(errs, fmt.Errorf("watch interval %v is negative", c.WatchInterval))
+	}
 	if _, err := authn.ParseKeys(c.AuthKeys); err != nil {
 		errs = append(errs, fmt.Errorf("auth keys: %w", err))
 	}
@@ -123,16 +138,25 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	dir := directory.New(configv1.NewUserServiceClient(cc), configv1.NewServiceServiceClient(cc), 10*time.Second)
+	ps, err := presence.Open(ctx, b.JS, cfg.Streams.Replicas)
+	if err != nil {
+		return err
+	}
 	eng := engine.New(b, st, log)
 	defer eng.Close()
+	eng.SetPresenceOptions(engine.PresenceOptions{Store: ps, Grace: cfg.PresenceGrace})
 	n, err := eng.Restore(ctx)
 	if err != nil {
 		return err
 	}
-	log.Info("distribution restored open tasks", "tasks", n)
+	agents, err := eng.RestorePresence(ctx)
+	if err != nil {
+		return err
+	}
+	log.Info("distribution restored open tasks and agents", "tasks", n, "agents", agents)
 
 	srv := grpcserver.New(log, keys)
-	distributionv1.RegisterDistributionServiceServer(srv.Server, &grpcapi.Server{Engine: eng, Agents: dir, Services: dir})
+	distributionv1.RegisterDistributionServiceServer(srv.Server, &grpcapi.Server{Engine: eng, Agents: dir, Services: dir, WatchInterval: cfg.WatchInterval})
 
 	h := handlers{eng: eng, dir: dir}
 	g, gctx := errgroup.WithContext(ctx)

@@ -22,6 +22,9 @@ func main() {
 			ConfigAddr: env.String("CONFIG_ADDR", d.ConfigAddr),
 			AuthKeys:   env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			Streams:    mainrun.StreamOptions(env),
+
+			PresenceGrace: env.Duration("PRESENCE_GRACE", d.PresenceGrace),
+			WatchInterval: env.Duration("WATCH_INTERVAL", d.WatchInterval),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
 			return err

@@ -172,6 +172,11 @@ type agent struct {
 	kLoad  int
 	kSince time.Time
 	pools  map[*pool]struct{}
+	// A running grace period (see PresenceOptions.Grace): the presence the
+	// agent had before their console closed, and until when it holds.
+	graceUntil    time.Time
+	gracePresence distributionv1.Presence
+	graceTimer    *time.Timer
 }
 
 func (a *agent) load() int { return len(a.active) + len(a.offers) }
@@ -197,18 +202,49 @@ type Engine struct {
 	// task again right away.
 	DeclineCooldown time.Duration
 	closed          bool
+	presence        PresenceOptions
+	// wake is closed (and replaced) on every change watchers may see.
+	wake chan struct{}
 }
 
 // New returns an engine.
 func New(pub Publisher, store TaskStore, log *slog.Logger) *Engine {
-	return &Engine{
+	e := &Engine{
 		tenants:         map[string]*tenant{},
-		pub:             pub,
 		store:           store,
 		log:             log,
 		now:             time.Now,
 		DeclineCooldown: 30 * time.Second,
+		wake:            make(chan struct{}),
 	}
+	e.pub = signaling{pub, e}
+	return e
+}
+
+// signaling wakes watchers on every event (published under e.mu).
+type signaling struct {
+	Publisher
+	e *Engine
+}
+
+func (s signaling) Emit(ctx context.Context, subject string, event proto.Message, msgID string) error {
+	err := s.Publisher.Emit(ctx, subject, event, msgID)
+	s.e.signal()
+	return err
+}
+
+// signal wakes the watchers (under e.mu).
+func (e *Engine) signal() {
+	close(e.wake)
+	e.wake = make(chan struct{})
+}
+
+// Changes returns a channel closed at the next change of any tenant's
+// tasks or agents.
+func (e *Engine) Changes() <-chan struct{} {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.wake
 }
 
 func (e *Engine) tenant(id string) *tenant {
@@ -341,8 +377,20 @@ func (e *Engine) queued(ctx context.Context, t *tenant, task *Task) error {
 
 // SetPresence records an agent's presence (and what config says about
 // them); available clears RONA and, coming from another presence, starts
-// the agent's idle time.
+// the agent's idle time. Available within a grace period (ConsoleClosed)
+// resumes the agent as they were.
 func (e *Engine) SetPresence(ctx context.Context, tenantID string, info AgentInfo, p distributionv1.Presence) (*distributionv1.AgentState, error) {
+	return e.setPresence(ctx, tenantID, info, p, false)
+}
+
+// ConsoleClosed is the sessions gateway saying the agent's last console
+// closed: with a grace period the agent is offline pending (no offers, but
+// their place kept) until it runs out; without one, offline at once.
+func (e *Engine) ConsoleClosed(ctx context.Context, tenantID string, info AgentInfo) (*distributionv1.AgentState, error) {
+	return e.setPresence(ctx, tenantID, info, distributionv1.Presence_PRESENCE_OFFLINE, true)
+}
+
+func (e *Engine) setPresence(ctx context.Context, tenantID string, info AgentInfo, p distributionv1.Presence, closed bool) (*distributionv1.AgentState, error) {
 	if p == distributionv1.Presence_PRESENCE_AVAILABLE && !info.Eligible {
 		return nil, ErrNotEligible
 	}
@@ -351,8 +399,23 @@ func (e *Engine) SetPresence(ctx context.Context, tenantID string, info AgentInf
 	t := e.tenant(tenantID)
 	now := e.now()
 	a := t.agentOrStub(info.ID, now)
+	prev := *a
 	info.Skills = normSkills(info.Skills)
 	a.info = info
+	graced := false
+	switch {
+	case closed && e.presence.Grace > 0 && a.presence != distributionv1.Presence_PRESENCE_OFFLINE:
+		a.graceUntil, a.gracePresence = now.Add(e.presence.Grace), a.presence
+		graced = true
+	case closed && !a.graceUntil.IsZero():
+		graced = true // a repeat: the grace keeps running
+	default:
+		// Back within the grace as they were: their idle time goes on.
+		if !a.graceUntil.IsZero() && now.Before(a.graceUntil) && a.gracePresence == p {
+			a.presence = p
+		}
+		a.graceUntil, a.gracePresence = time.Time{}, 0
+	}
 	if p == distributionv1.Presence_PRESENCE_AVAILABLE {
 		a.rona = false
 		if a.presence != p {
@@ -360,8 +423,23 @@ func (e *Engine) SetPresence(ctx context.Context, tenantID string, info AgentInf
 		}
 	}
 	a.presence = p
+	if err := e.persist(ctx, tenantID, a); err != nil {
+		timer := a.graceTimer
+		*a = prev
+		a.graceTimer = timer
+		return nil, err
+	}
+	if graced {
+		if a.graceTimer == nil || !a.graceUntil.Equal(prev.graceUntil) {
+			e.startGraceTimer(tenantID, a, a.graceUntil.Sub(now))
+		}
+	} else if a.graceTimer != nil {
+		a.graceTimer.Stop()
+		a.graceTimer = nil
+	}
 	e.refresh(t, a)
 	e.dispatch(ctx, tenantID)
+	e.signal()
 	return e.stateLocked(tenantID, t, a), nil
 }
 
@@ -460,6 +538,10 @@ func (e *Engine) timeout(tenantID, offerID string) {
 	now := e.now()
 	if a := t.agents[o.agentID]; a != nil {
 		a.rona = true
+		if err := e.persist(ctx, tenantID, a); err != nil {
+			// The flag holds in memory; a restart forgets it.
+			e.log.Error("save rona flag", "tenant", tenantID, "agent", o.agentID, "err", err)
+		}
 	}
 	e.closeOffer(t, o, true)
 	e.requeue(t, task)
@@ -877,6 +959,11 @@ func (e *Engine) Close() {
 		for _, task := range t.tasks {
 			if task.wrapTimer != nil {
 				task.wrapTimer.Stop()
+			}
+		}
+		for _, a := range t.agents {
+			if a.graceTimer != nil {
+				a.graceTimer.Stop()
 			}
 		}
 	}

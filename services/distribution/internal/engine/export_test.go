@@ -21,3 +21,14 @@ func ExpireWrapUp(e *Engine, tenant, taskID string) {
 	e.mu.Unlock()
 	e.wrapUpExpired(tenant, taskID, until)
 }
+
+// EndGrace runs the grace timer of an agent now.
+func EndGrace(e *Engine, tenant, agentID string) {
+	e.mu.Lock()
+	var until time.Time
+	if a := e.tenant(tenant).agents[agentID]; a != nil {
+		until = a.graceUntil
+	}
+	e.mu.Unlock()
+	e.graceExpired(tenant, agentID, until)
+}

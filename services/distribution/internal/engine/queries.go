@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -47,6 +48,9 @@ func (e *Engine) stateLocked(tenantID string, t *tenant, a *agent) *distribution
 	}
 	if st.Activity == distributionv1.AgentActivity_AGENT_ACTIVITY_AVAILABLE && a.load() == 0 {
 		st.IdleSince = timestamppb.New(a.since)
+	}
+	if !a.graceUntil.IsZero() {
+		st.GraceUntil = timestamppb.New(a.graceUntil)
 	}
 	return st
 }
@@ -221,8 +225,47 @@ func (e *Engine) QueueStatistics(tenantID string, svc ServiceInfo) *distribution
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	t := e.tenant(tenantID)
-	q := e.queue(t, svc)
+	return e.statistics(t, e.queue(t, svc), e.now())
+}
+
+// Snapshot is what WatchQueues sends: the statistics of the given services
+// (none: every service with a queue) and the states of their agents.
+func (e *Engine) Snapshot(tenantID string, svcs []ServiceInfo) *distributionv1.WatchQueuesResponse {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.tenant(tenantID)
 	now := e.now()
+	var qs []*queue
+	if len(svcs) == 0 {
+		for _, q := range t.queues {
+			qs = append(qs, q)
+		}
+	} else {
+		for _, svc := range svcs {
+			if q := t.queues[svc.ID]; q != nil {
+				qs = append(qs, q) // keep the queue's own settings
+			} else {
+				qs = append(qs, e.queue(t, svc))
+			}
+		}
+	}
+	slices.SortFunc(qs, func(x, y *queue) int { return strings.Compare(x.svc.ID, y.svc.ID) })
+	qs = slices.CompactFunc(qs, func(x, y *queue) bool { return x == y })
+	res := &distributionv1.WatchQueuesResponse{At: timestamppb.New(now)}
+	for _, q := range qs {
+		res.Services = append(res.Services, e.statistics(t, q, now))
+	}
+	for _, a := range t.agents {
+		if slices.ContainsFunc(qs, func(q *queue) bool { return slices.Contains(a.info.Services, q.svc.ID) }) {
+			res.Agents = append(res.Agents, e.stateLocked(tenantID, t, a))
+		}
+	}
+	slices.SortFunc(res.Agents, func(x, y *distributionv1.AgentState) int { return strings.Compare(x.AgentId, y.AgentId) })
+	return res
+}
+
+func (e *Engine) statistics(t *tenant, q *queue, now time.Time) *distributionv1.GetQueueStatisticsResponse {
+	svc := q.svc
 	q.offers, q.ronas = trim(q.offers, now), trim(q.ronas, now)
 	res := &distributionv1.GetQueueStatisticsResponse{
 		ServiceId: svc.ID, Waiting: int32(q.waiting.Len()), LongestWait: durationpb.New(0),

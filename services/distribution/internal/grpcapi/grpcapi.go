@@ -12,9 +12,11 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 
@@ -39,6 +41,9 @@ type Server struct {
 	Engine   *engine.Engine
 	Agents   Agents
 	Services Services
+	// WatchInterval: at most one WatchQueues message per interval
+	// (0: 500 ms).
+	WatchInterval time.Duration
 }
 
 // forAgent checks the caller may act for agent in tenant: a service, the
@@ -148,11 +153,87 @@ func (s *Server) SetAgentPresence(ctx context.Context, req *distributionv1.SetAg
 		}
 		return nil, status.Errorf(codes.Unavailable, "look up agent: %v", err)
 	}
-	st, err := s.Engine.SetPresence(ctx, req.GetTenantId(), info, req.GetPresence())
+	var st *distributionv1.AgentState
+	if req.GetPresence() == distributionv1.Presence_PRESENCE_OFFLINE && isService(ctx) {
+		// The sessions gateway: the agent's last console closed.
+		st, err = s.Engine.ConsoleClosed(ctx, req.GetTenantId(), info)
+	} else {
+		st, err = s.Engine.SetPresence(ctx, req.GetTenantId(), info, req.GetPresence())
+	}
 	if err != nil {
 		return nil, mapErr(err)
 	}
 	return &distributionv1.SetAgentPresenceResponse{State: st}, nil
+}
+
+func isService(ctx context.Context) bool {
+	c := authn.FromContext(ctx)
+	return c != nil && c.Has(authn.RoleService)
+}
+
+func (s *Server) ResetAgentRona(ctx context.Context, req *distributionv1.ResetAgentRonaRequest) (*distributionv1.ResetAgentRonaResponse, error) {
+	agent, err := agentID(ctx, req.GetTenantId(), req.GetAgentId(), true)
+	if err != nil {
+		return nil, err
+	}
+	st, err := s.Engine.ResetRona(ctx, req.GetTenantId(), agent)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return &distributionv1.ResetAgentRonaResponse{State: st}, nil
+}
+
+// WatchQueues sends a snapshot at once and then after changes, at most one
+// per WatchInterval and none when nothing a watcher sees changed.
+func (s *Server) WatchQueues(req *distributionv1.WatchQueuesRequest, stream distributionv1.DistributionService_WatchQueuesServer) error {
+	ctx := stream.Context()
+	if err := supervisor(ctx, req.GetTenantId()); err != nil {
+		return err
+	}
+	var svcs []engine.ServiceInfo
+	for _, id := range req.GetServiceIds() {
+		svc, err := s.service(ctx, req.GetTenantId(), id)
+		if err != nil {
+			return err
+		}
+		svcs = append(svcs, svc)
+	}
+	interval := s.WatchInterval
+	if interval <= 0 {
+		interval = 500 * time.Millisecond
+	}
+	var last *distributionv1.WatchQueuesResponse
+	for {
+		changed := s.Engine.Changes()
+		snap := s.Engine.Snapshot(req.GetTenantId(), svcs)
+		if last == nil || !sameView(last, snap) {
+			if err := stream.Send(snap); err != nil {
+				return err
+			}
+			last = snap
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+		// Coalesce: whatever else changes meanwhile goes in one message.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(interval):
+		}
+	}
+}
+
+// sameView: nothing but the time differs.
+func sameView(a, b *distributionv1.WatchQueuesResponse) bool {
+	x, y := proto.CloneOf(a), proto.CloneOf(b)
+	x.At, y.At = nil, nil
+	for _, s := range append(x.Services, y.Services...) {
+		s.LongestWait = nil // grows by itself; clients compute it from At
+	}
+	return proto.Equal(x, y)
 }
 
 func (s *Server) GetAgentState(ctx context.Context, req *distributionv1.GetAgentStateRequest) (*distributionv1.GetAgentStateResponse, error) {

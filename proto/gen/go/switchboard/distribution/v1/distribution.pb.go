@@ -643,7 +643,12 @@ type AgentState struct {
 	WrappingTaskIds []string               `protobuf:"bytes,9,rep,name=wrapping_task_ids,json=wrappingTaskIds,proto3" json:"wrapping_task_ids,omitempty"`
 	WrapUpUntil     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=wrap_up_until,json=wrapUpUntil,proto3" json:"wrap_up_until,omitempty"`
 	// Since when the agent holds no task and is available (unset when not idle).
-	IdleSince     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=idle_since,json=idleSince,proto3" json:"idle_since,omitempty"`
+	IdleSince *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=idle_since,json=idleSince,proto3" json:"idle_since,omitempty"`
+	// Set while the agent's console is gone (the sessions gateway set them
+	// offline) and the grace period runs: the agent is offline and gets no
+	// offers, but becoming available before this time keeps their place in
+	// the idle order as if they had never left.
+	GraceUntil    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=grace_until,json=graceUntil,proto3" json:"grace_until,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -751,6 +756,13 @@ func (x *AgentState) GetWrapUpUntil() *timestamppb.Timestamp {
 func (x *AgentState) GetIdleSince() *timestamppb.Timestamp {
 	if x != nil {
 		return x.IdleSince
+	}
+	return nil
+}
+
+func (x *AgentState) GetGraceUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.GraceUntil
 	}
 	return nil
 }
@@ -2017,6 +2029,219 @@ func (x *GetQueueStatisticsResponse) GetAverageHandleTime() *durationpb.Duration
 	return nil
 }
 
+type ResetAgentRonaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetAgentRonaRequest) Reset() {
+	*x = ResetAgentRonaRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetAgentRonaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetAgentRonaRequest) ProtoMessage() {}
+
+func (x *ResetAgentRonaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetAgentRonaRequest.ProtoReflect.Descriptor instead.
+func (*ResetAgentRonaRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ResetAgentRonaRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ResetAgentRonaRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+type ResetAgentRonaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         *AgentState            `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetAgentRonaResponse) Reset() {
+	*x = ResetAgentRonaResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetAgentRonaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetAgentRonaResponse) ProtoMessage() {}
+
+func (x *ResetAgentRonaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetAgentRonaResponse.ProtoReflect.Descriptor instead.
+func (*ResetAgentRonaResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ResetAgentRonaResponse) GetState() *AgentState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+type WatchQueuesRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// Services to watch; empty: every service distribution has seen a task
+	// of since it started.
+	ServiceIds    []string `protobuf:"bytes,2,rep,name=service_ids,json=serviceIds,proto3" json:"service_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchQueuesRequest) Reset() {
+	*x = WatchQueuesRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchQueuesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchQueuesRequest) ProtoMessage() {}
+
+func (x *WatchQueuesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchQueuesRequest.ProtoReflect.Descriptor instead.
+func (*WatchQueuesRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *WatchQueuesRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *WatchQueuesRequest) GetServiceIds() []string {
+	if x != nil {
+		return x.ServiceIds
+	}
+	return nil
+}
+
+// WatchQueuesResponse is the whole picture at one moment.
+type WatchQueuesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	At    *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	// One per service, in the order of service_id.
+	Services []*GetQueueStatisticsResponse `protobuf:"bytes,2,rep,name=services,proto3" json:"services,omitempty"`
+	// The agents of those services distribution knows, by agent_id.
+	Agents        []*AgentState `protobuf:"bytes,3,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchQueuesResponse) Reset() {
+	*x = WatchQueuesResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchQueuesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchQueuesResponse) ProtoMessage() {}
+
+func (x *WatchQueuesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchQueuesResponse.ProtoReflect.Descriptor instead.
+func (*WatchQueuesResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *WatchQueuesResponse) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *WatchQueuesResponse) GetServices() []*GetQueueStatisticsResponse {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *WatchQueuesResponse) GetAgents() []*AgentState {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
 var File_switchboard_distribution_v1_distribution_proto protoreflect.FileDescriptor
 
 const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
@@ -2045,7 +2270,7 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\"V\n" +
 	"\x15GetAgentStateResponse\x12=\n" +
-	"\x05state\x18\x01 \x01(\v2'.switchboard.distribution.v1.AgentStateR\x05state\"\x85\x04\n" +
+	"\x05state\x18\x01 \x01(\v2'.switchboard.distribution.v1.AgentStateR\x05state\"\xc2\x04\n" +
 	"\n" +
 	"AgentState\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
@@ -2060,7 +2285,9 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\rwrap_up_until\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\vwrapUpUntil\x129\n" +
 	"\n" +
-	"idle_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tidleSince\"\xcb\x02\n" +
+	"idle_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tidleSince\x12;\n" +
+	"\vgrace_until\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"graceUntil\"\xcb\x02\n" +
 	"\x05Offer\x12\x19\n" +
 	"\boffer_id\x18\x01 \x01(\tR\aofferId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -2173,7 +2400,20 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x0eagents_offline\x18\v \x01(\x05R\ragentsOffline\x12(\n" +
 	"\x10offers_last_hour\x18\f \x01(\x05R\x0eoffersLastHour\x12&\n" +
 	"\x0fronas_last_hour\x18\r \x01(\x05R\rronasLastHour\x12I\n" +
-	"\x13average_handle_time\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x11averageHandleTime*e\n" +
+	"\x13average_handle_time\x18\x0e \x01(\v2\x19.google.protobuf.DurationR\x11averageHandleTime\"O\n" +
+	"\x15ResetAgentRonaRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bagent_id\x18\x02 \x01(\tR\aagentId\"W\n" +
+	"\x16ResetAgentRonaResponse\x12=\n" +
+	"\x05state\x18\x01 \x01(\v2'.switchboard.distribution.v1.AgentStateR\x05state\"R\n" +
+	"\x12WatchQueuesRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1f\n" +
+	"\vservice_ids\x18\x02 \x03(\tR\n" +
+	"serviceIds\"\xd7\x01\n" +
+	"\x13WatchQueuesResponse\x12*\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12S\n" +
+	"\bservices\x18\x02 \x03(\v27.switchboard.distribution.v1.GetQueueStatisticsResponseR\bservices\x12?\n" +
+	"\x06agents\x18\x03 \x03(\v2'.switchboard.distribution.v1.AgentStateR\x06agents*e\n" +
 	"\bPresence\x12\x18\n" +
 	"\x14PRESENCE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PRESENCE_AVAILABLE\x10\x01\x12\x11\n" +
@@ -2194,8 +2434,7 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x13TASK_STATE_ACCEPTED\x10\x03\x12\x17\n" +
 	"\x13TASK_STATE_WRAPPING\x10\x04\x12\x18\n" +
 	"\x14TASK_STATE_COMPLETED\x10\x05\x12\x17\n" +
-	"\x13TASK_STATE_CANCELED\x10\x062\xd7\n" +
-	"\n" +
+	"\x13TASK_STATE_CANCELED\x10\x062\xc6\f\n" +
 	"\x13DistributionService\x12m\n" +
 	"\n" +
 	"AcceptTask\x12..switchboard.distribution.v1.AcceptTaskRequest\x1a/.switchboard.distribution.v1.AcceptTaskResponse\x12p\n" +
@@ -2209,7 +2448,9 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x10ReprioritizeTask\x124.switchboard.distribution.v1.ReprioritizeTaskRequest\x1a5.switchboard.distribution.v1.ReprioritizeTaskResponse\x12\x7f\n" +
 	"\x10GetQueuePosition\x124.switchboard.distribution.v1.GetQueuePositionRequest\x1a5.switchboard.distribution.v1.GetQueuePositionResponse\x12\x91\x01\n" +
 	"\x16GetServiceAvailability\x12:.switchboard.distribution.v1.GetServiceAvailabilityRequest\x1a;.switchboard.distribution.v1.GetServiceAvailabilityResponse\x12\x85\x01\n" +
-	"\x12GetQueueStatistics\x126.switchboard.distribution.v1.GetQueueStatisticsRequest\x1a7.switchboard.distribution.v1.GetQueueStatisticsResponseB\xa1\x02\n" +
+	"\x12GetQueueStatistics\x126.switchboard.distribution.v1.GetQueueStatisticsRequest\x1a7.switchboard.distribution.v1.GetQueueStatisticsResponse\x12y\n" +
+	"\x0eResetAgentRona\x122.switchboard.distribution.v1.ResetAgentRonaRequest\x1a3.switchboard.distribution.v1.ResetAgentRonaResponse\x12r\n" +
+	"\vWatchQueues\x12/.switchboard.distribution.v1.WatchQueuesRequest\x1a0.switchboard.distribution.v1.WatchQueuesResponse0\x01B\xa1\x02\n" +
 	"\x1fcom.switchboard.distribution.v1B\x11DistributionProtoP\x01Z]github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1;distributionv1\xa2\x02\x03SDX\xaa\x02\x1bSwitchboard.Distribution.V1\xca\x02\x1bSwitchboard\\Distribution\\V1\xe2\x02'Switchboard\\Distribution\\V1\\GPBMetadata\xea\x02\x1dSwitchboard::Distribution::V1b\x06proto3"
 
 var (
@@ -2225,7 +2466,7 @@ func file_switchboard_distribution_v1_distribution_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_distribution_v1_distribution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_switchboard_distribution_v1_distribution_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_switchboard_distribution_v1_distribution_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_switchboard_distribution_v1_distribution_proto_goTypes = []any{
 	(Presence)(0),                          // 0: switchboard.distribution.v1.Presence
 	(AgentActivity)(0),                     // 1: switchboard.distribution.v1.AgentActivity
@@ -2256,9 +2497,13 @@ var file_switchboard_distribution_v1_distribution_proto_goTypes = []any{
 	(*AgentSummary)(nil),                   // 26: switchboard.distribution.v1.AgentSummary
 	(*GetQueueStatisticsRequest)(nil),      // 27: switchboard.distribution.v1.GetQueueStatisticsRequest
 	(*GetQueueStatisticsResponse)(nil),     // 28: switchboard.distribution.v1.GetQueueStatisticsResponse
-	(*timestamppb.Timestamp)(nil),          // 29: google.protobuf.Timestamp
-	(*v1.ConversationRef)(nil),             // 30: switchboard.messaging.v1.ConversationRef
-	(*durationpb.Duration)(nil),            // 31: google.protobuf.Duration
+	(*ResetAgentRonaRequest)(nil),          // 29: switchboard.distribution.v1.ResetAgentRonaRequest
+	(*ResetAgentRonaResponse)(nil),         // 30: switchboard.distribution.v1.ResetAgentRonaResponse
+	(*WatchQueuesRequest)(nil),             // 31: switchboard.distribution.v1.WatchQueuesRequest
+	(*WatchQueuesResponse)(nil),            // 32: switchboard.distribution.v1.WatchQueuesResponse
+	(*timestamppb.Timestamp)(nil),          // 33: google.protobuf.Timestamp
+	(*v1.ConversationRef)(nil),             // 34: switchboard.messaging.v1.ConversationRef
+	(*durationpb.Duration)(nil),            // 35: google.protobuf.Duration
 }
 var file_switchboard_distribution_v1_distribution_proto_depIdxs = []int32{
 	0,  // 0: switchboard.distribution.v1.SetAgentPresenceRequest.presence:type_name -> switchboard.distribution.v1.Presence
@@ -2267,52 +2512,61 @@ var file_switchboard_distribution_v1_distribution_proto_depIdxs = []int32{
 	0,  // 3: switchboard.distribution.v1.AgentState.presence:type_name -> switchboard.distribution.v1.Presence
 	12, // 4: switchboard.distribution.v1.AgentState.offers:type_name -> switchboard.distribution.v1.Offer
 	1,  // 5: switchboard.distribution.v1.AgentState.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	29, // 6: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
-	29, // 7: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
-	30, // 8: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	29, // 9: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 10: switchboard.distribution.v1.SubmitWrapUpResponse.task:type_name -> switchboard.distribution.v1.Task
-	2,  // 11: switchboard.distribution.v1.Task.state:type_name -> switchboard.distribution.v1.TaskState
-	29, // 12: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
-	29, // 13: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
-	29, // 14: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
-	15, // 15: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 16: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 17: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	2,  // 18: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
-	31, // 19: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
-	31, // 20: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
-	26, // 21: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
-	1,  // 22: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	31, // 23: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
-	31, // 24: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
-	3,  // 25: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
-	5,  // 26: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
-	7,  // 27: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
-	9,  // 28: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
-	13, // 29: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
-	16, // 30: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
-	18, // 31: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
-	20, // 32: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
-	22, // 33: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
-	24, // 34: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
-	27, // 35: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
-	4,  // 36: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
-	6,  // 37: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
-	8,  // 38: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
-	10, // 39: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
-	14, // 40: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
-	17, // 41: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
-	19, // 42: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
-	21, // 43: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
-	23, // 44: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
-	25, // 45: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
-	28, // 46: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
-	36, // [36:47] is the sub-list for method output_type
-	25, // [25:36] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	33, // 6: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
+	33, // 7: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
+	33, // 8: switchboard.distribution.v1.AgentState.grace_until:type_name -> google.protobuf.Timestamp
+	34, // 9: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	33, // 10: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 11: switchboard.distribution.v1.SubmitWrapUpResponse.task:type_name -> switchboard.distribution.v1.Task
+	2,  // 12: switchboard.distribution.v1.Task.state:type_name -> switchboard.distribution.v1.TaskState
+	33, // 13: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
+	33, // 14: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
+	33, // 15: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
+	15, // 16: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 17: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 18: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	2,  // 19: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
+	35, // 20: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
+	35, // 21: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
+	26, // 22: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
+	1,  // 23: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
+	35, // 24: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
+	35, // 25: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
+	11, // 26: switchboard.distribution.v1.ResetAgentRonaResponse.state:type_name -> switchboard.distribution.v1.AgentState
+	33, // 27: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
+	28, // 28: switchboard.distribution.v1.WatchQueuesResponse.services:type_name -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	11, // 29: switchboard.distribution.v1.WatchQueuesResponse.agents:type_name -> switchboard.distribution.v1.AgentState
+	3,  // 30: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
+	5,  // 31: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
+	7,  // 32: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
+	9,  // 33: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
+	13, // 34: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
+	16, // 35: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
+	18, // 36: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
+	20, // 37: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
+	22, // 38: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
+	24, // 39: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
+	27, // 40: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
+	29, // 41: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
+	31, // 42: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
+	4,  // 43: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
+	6,  // 44: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
+	8,  // 45: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
+	10, // 46: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
+	14, // 47: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
+	17, // 48: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
+	19, // 49: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
+	21, // 50: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
+	23, // 51: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
+	25, // 52: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
+	28, // 53: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	30, // 54: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
+	32, // 55: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
+	43, // [43:56] is the sub-list for method output_type
+	30, // [30:43] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_distribution_proto_init() }
@@ -2326,7 +2580,7 @@ func file_switchboard_distribution_v1_distribution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_distribution_v1_distribution_proto_rawDesc), len(file_switchboard_distribution_v1_distribution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   26,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -41,6 +41,8 @@ const (
 	DistributionService_GetQueuePosition_FullMethodName       = "/switchboard.distribution.v1.DistributionService/GetQueuePosition"
 	DistributionService_GetServiceAvailability_FullMethodName = "/switchboard.distribution.v1.DistributionService/GetServiceAvailability"
 	DistributionService_GetQueueStatistics_FullMethodName     = "/switchboard.distribution.v1.DistributionService/GetQueueStatistics"
+	DistributionService_ResetAgentRona_FullMethodName         = "/switchboard.distribution.v1.DistributionService/ResetAgentRona"
+	DistributionService_WatchQueues_FullMethodName            = "/switchboard.distribution.v1.DistributionService/WatchQueues"
 )
 
 // DistributionServiceClient is the client API for DistributionService service.
@@ -78,6 +80,14 @@ type DistributionServiceClient interface {
 	GetServiceAvailability(ctx context.Context, in *GetServiceAvailabilityRequest, opts ...grpc.CallOption) (*GetServiceAvailabilityResponse, error)
 	// GetQueueStatistics returns a service's queue figures.
 	GetQueueStatistics(ctx context.Context, in *GetQueueStatisticsRequest, opts ...grpc.CallOption) (*GetQueueStatisticsResponse, error)
+	// ResetAgentRona clears an agent's RONA flag without changing their
+	// presence (an agent for themselves, supervisors and admins for their
+	// tenant's agents).
+	ResetAgentRona(ctx context.Context, in *ResetAgentRonaRequest, opts ...grpc.CallOption) (*ResetAgentRonaResponse, error)
+	// WatchQueues streams the statistics of the tenant's queues and its
+	// agents' states: one message at once, then one after changes (coalesced:
+	// at most one message per interval, and none when nothing changed).
+	WatchQueues(ctx context.Context, in *WatchQueuesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchQueuesResponse], error)
 }
 
 type distributionServiceClient struct {
@@ -198,6 +208,35 @@ func (c *distributionServiceClient) GetQueueStatistics(ctx context.Context, in *
 	return out, nil
 }
 
+func (c *distributionServiceClient) ResetAgentRona(ctx context.Context, in *ResetAgentRonaRequest, opts ...grpc.CallOption) (*ResetAgentRonaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResetAgentRonaResponse)
+	err := c.cc.Invoke(ctx, DistributionService_ResetAgentRona_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *distributionServiceClient) WatchQueues(ctx context.Context, in *WatchQueuesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchQueuesResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &DistributionService_ServiceDesc.Streams[0], DistributionService_WatchQueues_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchQueuesRequest, WatchQueuesResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DistributionService_WatchQueuesClient = grpc.ServerStreamingClient[WatchQueuesResponse]
+
 // DistributionServiceServer is the server API for DistributionService service.
 // All implementations must embed UnimplementedDistributionServiceServer
 // for forward compatibility.
@@ -233,6 +272,14 @@ type DistributionServiceServer interface {
 	GetServiceAvailability(context.Context, *GetServiceAvailabilityRequest) (*GetServiceAvailabilityResponse, error)
 	// GetQueueStatistics returns a service's queue figures.
 	GetQueueStatistics(context.Context, *GetQueueStatisticsRequest) (*GetQueueStatisticsResponse, error)
+	// ResetAgentRona clears an agent's RONA flag without changing their
+	// presence (an agent for themselves, supervisors and admins for their
+	// tenant's agents).
+	ResetAgentRona(context.Context, *ResetAgentRonaRequest) (*ResetAgentRonaResponse, error)
+	// WatchQueues streams the statistics of the tenant's queues and its
+	// agents' states: one message at once, then one after changes (coalesced:
+	// at most one message per interval, and none when nothing changed).
+	WatchQueues(*WatchQueuesRequest, grpc.ServerStreamingServer[WatchQueuesResponse]) error
 	mustEmbedUnimplementedDistributionServiceServer()
 }
 
@@ -275,6 +322,12 @@ func (UnimplementedDistributionServiceServer) GetServiceAvailability(context.Con
 }
 func (UnimplementedDistributionServiceServer) GetQueueStatistics(context.Context, *GetQueueStatisticsRequest) (*GetQueueStatisticsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetQueueStatistics not implemented")
+}
+func (UnimplementedDistributionServiceServer) ResetAgentRona(context.Context, *ResetAgentRonaRequest) (*ResetAgentRonaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResetAgentRona not implemented")
+}
+func (UnimplementedDistributionServiceServer) WatchQueues(*WatchQueuesRequest, grpc.ServerStreamingServer[WatchQueuesResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchQueues not implemented")
 }
 func (UnimplementedDistributionServiceServer) mustEmbedUnimplementedDistributionServiceServer() {}
 func (UnimplementedDistributionServiceServer) testEmbeddedByValue()                             {}
@@ -495,6 +548,35 @@ func _DistributionService_GetQueueStatistics_Handler(srv interface{}, ctx contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DistributionService_ResetAgentRona_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResetAgentRonaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributionServiceServer).ResetAgentRona(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DistributionService_ResetAgentRona_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributionServiceServer).ResetAgentRona(ctx, req.(*ResetAgentRonaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DistributionService_WatchQueues_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchQueuesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DistributionServiceServer).WatchQueues(m, &grpc.GenericServerStream[WatchQueuesRequest, WatchQueuesResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type DistributionService_WatchQueuesServer = grpc.ServerStreamingServer[WatchQueuesResponse]
+
 // DistributionService_ServiceDesc is the grpc.ServiceDesc for DistributionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -546,7 +628,17 @@ var DistributionService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetQueueStatistics",
 			Handler:    _DistributionService_GetQueueStatistics_Handler,
 		},
+		{
+			MethodName: "ResetAgentRona",
+			Handler:    _DistributionService_ResetAgentRona_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchQueues",
+			Handler:       _DistributionService_WatchQueues_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "switchboard/distribution/v1/distribution.proto",
 }

@@ -1044,6 +1044,102 @@ func (x *TaskReprioritized) GetReprioritizedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// TaskReplyOverdue: an accepted task's agent has not replied to the customer
+// within the service's first-reply time. For supervisors; the task stays
+// with the agent. Subject distribution.task.reply_overdue.<tenant_id>.
+type TaskReplyOverdue struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	TenantId   string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId     string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId  string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ServiceId  string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	AgentId    string                 `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	AcceptedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
+	// When the first reply was due.
+	DueAt         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskReplyOverdue) Reset() {
+	*x = TaskReplyOverdue{}
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskReplyOverdue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskReplyOverdue) ProtoMessage() {}
+
+func (x *TaskReplyOverdue) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskReplyOverdue.ProtoReflect.Descriptor instead.
+func (*TaskReplyOverdue) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_events_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TaskReplyOverdue) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TaskReplyOverdue) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskReplyOverdue) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *TaskReplyOverdue) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *TaskReplyOverdue) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *TaskReplyOverdue) GetAcceptedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptedAt
+	}
+	return nil
+}
+
+func (x *TaskReplyOverdue) GetDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DueAt
+	}
+	return nil
+}
+
 var File_switchboard_distribution_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
@@ -1169,7 +1265,18 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"service_id\x18\x04 \x01(\tR\tserviceId\x12+\n" +
 	"\x11previous_priority\x18\x05 \x01(\x05R\x10previousPriority\x12\x1a\n" +
 	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12E\n" +
-	"\x10reprioritized_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0freprioritizedAtB\x9b\x02\n" +
+	"\x10reprioritized_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0freprioritizedAt\"\x91\x02\n" +
+	"\x10TaskReplyOverdue\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x12\x19\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12;\n" +
+	"\vaccepted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"acceptedAt\x121\n" +
+	"\x06due_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAtB\x9b\x02\n" +
 	"\x1fcom.switchboard.distribution.v1B\vEventsProtoP\x01Z]github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1;distributionv1\xa2\x02\x03SDX\xaa\x02\x1bSwitchboard.Distribution.V1\xca\x02\x1bSwitchboard\\Distribution\\V1\xe2\x02'Switchboard\\Distribution\\V1\\GPBMetadata\xea\x02\x1dSwitchboard::Distribution::V1b\x06proto3"
 
 var (
@@ -1184,7 +1291,7 @@ func file_switchboard_distribution_v1_events_proto_rawDescGZIP() []byte {
 	return file_switchboard_distribution_v1_events_proto_rawDescData
 }
 
-var file_switchboard_distribution_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_switchboard_distribution_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_switchboard_distribution_v1_events_proto_goTypes = []any{
 	(*TaskQueued)(nil),            // 0: switchboard.distribution.v1.TaskQueued
 	(*TaskOffered)(nil),           // 1: switchboard.distribution.v1.TaskOffered
@@ -1196,30 +1303,33 @@ var file_switchboard_distribution_v1_events_proto_goTypes = []any{
 	(*TaskWrapUpEnded)(nil),       // 7: switchboard.distribution.v1.TaskWrapUpEnded
 	(*TaskCompleted)(nil),         // 8: switchboard.distribution.v1.TaskCompleted
 	(*TaskReprioritized)(nil),     // 9: switchboard.distribution.v1.TaskReprioritized
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
-	(*v1.ConversationRef)(nil),    // 11: switchboard.messaging.v1.ConversationRef
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
+	(*TaskReplyOverdue)(nil),      // 10: switchboard.distribution.v1.TaskReplyOverdue
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*v1.ConversationRef)(nil),    // 12: switchboard.messaging.v1.ConversationRef
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
 }
 var file_switchboard_distribution_v1_events_proto_depIdxs = []int32{
-	10, // 0: switchboard.distribution.v1.TaskQueued.queued_at:type_name -> google.protobuf.Timestamp
-	10, // 1: switchboard.distribution.v1.TaskOffered.expires_at:type_name -> google.protobuf.Timestamp
-	11, // 2: switchboard.distribution.v1.TaskOffered.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	10, // 3: switchboard.distribution.v1.TaskOffered.offered_at:type_name -> google.protobuf.Timestamp
-	10, // 4: switchboard.distribution.v1.TaskAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	10, // 5: switchboard.distribution.v1.TaskDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	10, // 6: switchboard.distribution.v1.TaskOfferTimedOut.timed_out_at:type_name -> google.protobuf.Timestamp
-	10, // 7: switchboard.distribution.v1.TaskCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	10, // 8: switchboard.distribution.v1.TaskWrapUpStarted.started_at:type_name -> google.protobuf.Timestamp
-	10, // 9: switchboard.distribution.v1.TaskWrapUpStarted.ends_at:type_name -> google.protobuf.Timestamp
-	10, // 10: switchboard.distribution.v1.TaskWrapUpEnded.ended_at:type_name -> google.protobuf.Timestamp
-	10, // 11: switchboard.distribution.v1.TaskCompleted.completed_at:type_name -> google.protobuf.Timestamp
-	12, // 12: switchboard.distribution.v1.TaskCompleted.handle_time:type_name -> google.protobuf.Duration
-	10, // 13: switchboard.distribution.v1.TaskReprioritized.reprioritized_at:type_name -> google.protobuf.Timestamp
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	11, // 0: switchboard.distribution.v1.TaskQueued.queued_at:type_name -> google.protobuf.Timestamp
+	11, // 1: switchboard.distribution.v1.TaskOffered.expires_at:type_name -> google.protobuf.Timestamp
+	12, // 2: switchboard.distribution.v1.TaskOffered.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	11, // 3: switchboard.distribution.v1.TaskOffered.offered_at:type_name -> google.protobuf.Timestamp
+	11, // 4: switchboard.distribution.v1.TaskAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	11, // 5: switchboard.distribution.v1.TaskDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	11, // 6: switchboard.distribution.v1.TaskOfferTimedOut.timed_out_at:type_name -> google.protobuf.Timestamp
+	11, // 7: switchboard.distribution.v1.TaskCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	11, // 8: switchboard.distribution.v1.TaskWrapUpStarted.started_at:type_name -> google.protobuf.Timestamp
+	11, // 9: switchboard.distribution.v1.TaskWrapUpStarted.ends_at:type_name -> google.protobuf.Timestamp
+	11, // 10: switchboard.distribution.v1.TaskWrapUpEnded.ended_at:type_name -> google.protobuf.Timestamp
+	11, // 11: switchboard.distribution.v1.TaskCompleted.completed_at:type_name -> google.protobuf.Timestamp
+	13, // 12: switchboard.distribution.v1.TaskCompleted.handle_time:type_name -> google.protobuf.Duration
+	11, // 13: switchboard.distribution.v1.TaskReprioritized.reprioritized_at:type_name -> google.protobuf.Timestamp
+	11, // 14: switchboard.distribution.v1.TaskReplyOverdue.accepted_at:type_name -> google.protobuf.Timestamp
+	11, // 15: switchboard.distribution.v1.TaskReplyOverdue.due_at:type_name -> google.protobuf.Timestamp
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_events_proto_init() }
@@ -1233,7 +1343,7 @@ func file_switchboard_distribution_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_distribution_v1_events_proto_rawDesc), len(file_switchboard_distribution_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
