@@ -80,7 +80,10 @@ type Outcome struct {
 	// WhenParam: the branch exists only when this parameter is set (a Queue
 	// Task's "timeout" branch needs a timeout).
 	WhenParam string
-	Doc       string
+	// Optional: the branch may be left unwired (Queue Task's "queued":
+	// wired, the workflow goes on while the task waits).
+	Optional bool
+	Doc      string
 }
 
 // ActivityType is one entry of the catalogue.
@@ -213,12 +216,15 @@ var catalogue = []ActivityType{
 		},
 		Outcomes: next, Doc: "Saves how many agents are available."},
 	{Type: "get_queue_position", Name: "Get Queue Position", IM: true,
-		Params:   []Param{{Name: "parameter", Kind: KindParameterName, Required: true}},
-		Outcomes: next, Doc: "Saves the task's position in the queue."},
+		Params: []Param{
+			{Name: "parameter", Kind: KindParameterName, Required: true, Doc: "Receives the task's 1-based place among the service's waiting tasks (0 when it is not waiting: offered, accepted, or never queued)."},
+			{Name: "estimated_wait_parameter", Kind: KindParameterName, Doc: "Receives the estimated wait in whole minutes (at least 1), or an empty value when there is no basis yet (no task of the service completed, or no agent available)."},
+		},
+		Outcomes: next, Doc: "Saves the task's position in the queue and its estimated wait."},
 	{Type: "cancel_task", Name: "Cancel Task", IM: true, Outcomes: next,
-		Doc: "Takes the session's task out of the queue."},
+		Doc: "Takes the session's task out of the queue (nothing happens when it was never queued or is already accepted)."},
 	{Type: "check_task", Name: "Check Task", IM: true,
-		Outcomes: []Outcome{{Name: "queued"}, {Name: "not_queued"}},
+		Outcomes: []Outcome{{Name: "queued", Doc: "The task waits for an agent or is being offered to one."}, {Name: "not_queued", Doc: "No task, or it was canceled, accepted or completed."}},
 		Doc:      "Branches on whether the session's task is queued."},
 	{Type: "distribution_priority", Name: "Distribution Priority", IM: true,
 		Params:   []Param{{Name: "priority", Kind: KindInt, Required: true, Min: 0, Max: 100}},
@@ -230,8 +236,11 @@ var catalogue = []ActivityType{
 			{Name: "required_skills", Kind: KindStringList, MaxLen: 10, Doc: "Skills an agent needs to be offered the task."},
 			{Name: "timeout", Kind: KindDuration, MinDuration: 10 * time.Second, MaxDuration: 24 * time.Hour},
 		},
-		Outcomes: []Outcome{{Name: "timeout", WhenParam: "timeout", Doc: "No agent accepted in time; the task was withdrawn."}},
-		Doc:      "Queues the session for an agent; the workflow ends when an agent accepts."},
+		Outcomes: []Outcome{
+			{Name: "queued", Optional: true, Doc: "Optional: the task is queued and the workflow goes on while it waits (Delay, Get Queue Position, Message, Check Task in a loop); an agent's accept ends it wherever it is."},
+			{Name: "timeout", WhenParam: "timeout", Doc: "No agent accepted in time; the task was canceled at distribution."},
+		},
+		Doc: "Queues the session for an agent; the workflow ends when an agent accepts."},
 
 	// Not supported for Instant Messaging (voice and other modalities).
 	{Type: "announcement", Name: "Announcement", AnyParams: true, Outcomes: next},

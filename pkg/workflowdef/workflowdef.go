@@ -210,13 +210,14 @@ func (c *checker) activity(path string, a *Activity, index map[string]int) {
 		}
 	}
 	for _, o := range outcomes {
-		if _, ok := a.Next[o]; !ok {
+		if _, ok := a.Next[o]; !ok && !t.optional(o) {
 			c.add(path+".next."+o, "branch %q of %s must lead to an activity", o, t.Name)
 		}
 	}
 }
 
-// outcomesFor lists the branches activity a must wire.
+// outcomesFor lists the branches activity a may wire (all but the
+// optional ones must be).
 func (t *ActivityType) outcomesFor(a *Activity) []string {
 	var out []string
 	if t.ChoiceParam != "" {
@@ -235,6 +236,15 @@ func (t *ActivityType) outcomesFor(a *Activity) []string {
 		out = append(out, o.Name)
 	}
 	return out
+}
+
+func (t *ActivityType) optional(outcome string) bool {
+	for _, o := range t.Outcomes {
+		if o.Name == outcome {
+			return o.Optional
+		}
+	}
+	return false
 }
 
 // Outcomes lists the branches of a, in catalogue order.

@@ -156,3 +156,36 @@ func TestDefaultAndProtoRoundTrip(t *testing.T) {
 		t.Errorf("web request outcomes = %s", got)
 	}
 }
+
+// Queue Task's "queued" branch is optional: left out, the workflow ends at
+// the Queue Task; wired, it may lead into a loop that waits.
+func TestQueueTaskQueuedBranchIsOptional(t *testing.T) {
+	act := func(id, typ string, params map[string]any, next map[string]string) workflowdef.Activity {
+		return workflowdef.Activity{ID: id, Type: typ, Params: params, Next: next}
+	}
+	ends := &workflowdef.Definition{Start: "q", Activities: []workflowdef.Activity{act("q", "queue_task", nil, nil)}}
+	if err := workflowdef.Validate(ends); err != nil {
+		t.Errorf("Queue Task without branches: %v", err)
+	}
+	loop := &workflowdef.Definition{Start: "q", Activities: []workflowdef.Activity{
+		act("q", "queue_task", map[string]any{"timeout": "10m"}, map[string]string{"queued": "pos", "timeout": "bye"}),
+		act("pos", "get_queue_position", map[string]any{"parameter": "position", "estimated_wait_parameter": "minutes"}, map[string]string{"next": "check"}),
+		act("check", "check_task", nil, map[string]string{"queued": "wait", "not_queued": "bye"}),
+		act("wait", "delay", map[string]any{"duration": "1m"}, map[string]string{"next": "pos"}),
+		act("bye", "disconnect", nil, nil),
+	}}
+	if err := workflowdef.Validate(loop); err != nil {
+		t.Errorf("queue loop: %v", err)
+	}
+	if got := loop.Activities[0].Outcomes(); !slices.Equal(got, []string{"queued", "timeout"}) {
+		t.Errorf("Queue Task outcomes = %v, want [queued timeout]", got)
+	}
+	spin := &workflowdef.Definition{Start: "q", Activities: []workflowdef.Activity{
+		act("q", "queue_task", nil, map[string]string{"queued": "check"}),
+		act("check", "check_task", nil, map[string]string{"queued": "check", "not_queued": "bye"}),
+		act("bye", "disconnect", nil, nil),
+	}}
+	if err := workflowdef.Validate(spin); err == nil || !strings.Contains(err.Error(), "spin forever") {
+		t.Errorf("a queue loop without a Delay: err = %v, want it refused", err)
+	}
+}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/bus"
@@ -38,8 +39,12 @@ type Config struct {
 	MongoURI   string
 	Database   string
 	ConfigAddr string
-	AuthKeys   string
-	Streams    subjects.StreamOptions
+	// DistributionAddr: distribution's gRPC address, for the activities
+	// that ask about or change a task (queue position, check and cancel
+	// task, availability, priority of a waiting task).
+	DistributionAddr string
+	AuthKeys         string
+	Streams          subjects.StreamOptions
 	// Workers: sessions handled at once per consumer (one session's events
 	// always in order); zero means 16.
 	Workers int
@@ -48,16 +53,17 @@ type Config struct {
 // Defaults for one machine.
 func Defaults() Config {
 	return Config{
-		NATSURL:    "nats://127.0.0.1:4222",
-		ConfigAddr: "127.0.0.1:9090",
-		Workers:    16,
+		NATSURL:          "nats://127.0.0.1:4222",
+		ConfigAddr:       "127.0.0.1:9090",
+		DistributionAddr: "127.0.0.1:9091",
+		Workers:          16,
 	}
 }
 
 // Validate reports every problem at once.
 func (c Config) Validate() error {
 	var errs []error
-	for name, v := range map[string]string{"nats url": c.NATSURL, "config service address": c.ConfigAddr} {
+	for name, v := range map[string]string{"nats url": c.NATSURL, "config service address": c.ConfigAddr, "distribution service address": c.DistributionAddr} {
 		if v == "" {
 			errs = append(errs, fmt.Errorf("%s is required", name))
 		}
@@ -75,9 +81,10 @@ func (c Config) Validate() error {
 type Deps struct {
 	Bus *bus.Bus
 	// Mongo is not used (see Config.MongoURI).
-	Mongo      *mongo.Client
-	ConfigConn *grpc.ClientConn
-	AuthKeys   *authn.Keys
+	Mongo            *mongo.Client
+	ConfigConn       *grpc.ClientConn
+	DistributionConn *grpc.ClientConn
+	AuthKeys         *authn.Keys
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
 }
@@ -94,13 +101,13 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	conns, err := connect.Open(ctx, log, connect.Spec{
 		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, NATSAuth: cfg.NATSAuth, Bus: deps.Bus,
-		GRPC: []connect.Target{{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn}},
+		GRPC: []connect.Target{{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn}, {Addr: cfg.DistributionAddr, Conn: deps.DistributionConn}},
 	})
 	if err != nil {
 		return err
 	}
 	defer conns.Close()
-	b, cc := conns.Bus, conns.GRPC[0]
+	b, cc, dc := conns.Bus, conns.GRPC[0], conns.GRPC[1]
 	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamSession, subjects.StreamWorkflow, subjects.StreamOutbound,
 		subjects.StreamDistribution, subjects.StreamWorkflowTimers, subjects.StreamDeadLetter); err != nil {
 		return err
@@ -118,7 +125,8 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	r := runner.New(runner.Deps{
 		Pub: b, Services: configv1.NewServiceServiceClient(cc), Workflows: configv1.NewWorkflowServiceClient(cc),
-		Store: runner.NewStore(kv), Timers: timers, Log: log, Now: deps.Now,
+		Distribution: distributionv1.NewDistributionServiceClient(dc),
+		Store:        runner.NewStore(kv), Timers: timers, Log: log, Now: deps.Now,
 	})
 	workers := cfg.Workers
 	if workers == 0 {

@@ -14,12 +14,13 @@ func main() {
 	mainrun.Main(workflowrunner.Name, func(ctx context.Context, env *mainrun.Env, log *slog.Logger) error {
 		d := workflowrunner.Defaults()
 		cfg := workflowrunner.Config{
-			NATSURL:    env.String("NATS_URL", d.NATSURL),
-			NATSAuth:   mainrun.NATSAuth(env),
-			ConfigAddr: env.String("CONFIG_ADDR", d.ConfigAddr),
-			AuthKeys:   env.Secret("SWITCHBOARD_AUTH_KEYS"),
-			Streams:    mainrun.StreamOptions(env),
-			Workers:    env.Int("WORKERS", d.Workers),
+			NATSURL:          env.String("NATS_URL", d.NATSURL),
+			NATSAuth:         mainrun.NATSAuth(env),
+			ConfigAddr:       env.String("CONFIG_ADDR", d.ConfigAddr),
+			DistributionAddr: env.String("DISTRIBUTION_ADDR", d.DistributionAddr),
+			AuthKeys:         env.Secret("SWITCHBOARD_AUTH_KEYS"),
+			Streams:          mainrun.StreamOptions(env),
+			Workers:          env.Int("WORKERS", d.Workers),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
 			return err

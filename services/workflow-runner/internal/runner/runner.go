@@ -61,15 +61,17 @@ const (
 // workflow cannot go on.
 const DefaultFailureMessage = "Sorry, something went wrong on our side and we cannot continue this conversation. Please write to us again later."
 
-// Deps of a Runner; Timers and Log may be nil (no timers; discard logs).
+// Deps of a Runner; Timers and Log may be nil (no timers; discard logs),
+// and Distribution too (its activities then fail the session).
 type Deps struct {
-	Pub       Publisher
-	Services  configv1.ServiceServiceClient
-	Workflows configv1.WorkflowServiceClient
-	Store     *Store
-	Timers    Timers
-	Log       *slog.Logger
-	Now       func() time.Time
+	Pub          Publisher
+	Services     configv1.ServiceServiceClient
+	Workflows    configv1.WorkflowServiceClient
+	Distribution distributionv1.DistributionServiceClient
+	Store        *Store
+	Timers       Timers
+	Log          *slog.Logger
+	Now          func() time.Time
 }
 
 // Runner runs workflows.
@@ -77,6 +79,7 @@ type Runner struct {
 	pub       Publisher
 	services  configv1.ServiceServiceClient
 	workflows configv1.WorkflowServiceClient
+	dist      distributionv1.DistributionServiceClient
 	store     *Store
 	timers    Timers
 	log       *slog.Logger
@@ -94,7 +97,7 @@ func New(d Deps) *Runner {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Runner{pub: d.Pub, services: d.Services, workflows: d.Workflows, store: d.Store, timers: d.Timers,
+	return &Runner{pub: d.Pub, services: d.Services, workflows: d.Workflows, dist: d.Distribution, store: d.Store, timers: d.Timers,
 		log: d.Log, now: d.Now, defs: map[string]*workflowdef.Definition{}}
 }
 
@@ -114,8 +117,9 @@ func visitSuffix(visit int) string {
 type event struct {
 	// input is a customer message (for input waits).
 	input *sessionv1.MessageAdded
-	// timer fired (for any wait with a timer).
+	// timer fired (for any wait with a timer), due at due.
 	timer bool
+	due   time.Time
 }
 
 // HandleSessionStarted creates the session's instance and runs its
@@ -188,7 +192,7 @@ func (r *Runner) HandleTimerFired(ctx context.Context, m *bus.Message) error {
 		st.Wait.Step != ev.GetStep() || st.Wait.Activity != ev.GetActivity() {
 		return nil
 	}
-	return r.resume(ctx, st, rev, event{timer: true})
+	return r.resume(ctx, st, rev, event{timer: true, due: ev.GetDueAt().AsTime()})
 }
 
 // HandleTaskAccepted ends the instance: the agent has the conversation.
@@ -243,6 +247,12 @@ func (r *Runner) stop(ctx context.Context, tenant, session, reason string) error
 
 // resume applies ev to the waiting activity and runs on from it.
 func (r *Runner) resume(ctx context.Context, st *State, rev uint64, ev event) error {
+	if q := st.Queue; ev.timer && q != nil && !q.DueAt.IsZero() && !ev.due.Before(q.DueAt) {
+		// The queued task's time is up, whatever the workflow is doing
+		// meanwhile: the Queue Task takes its timeout branch.
+		st.Activity, st.Entered = q.Activity, true
+		st.Wait = &Wait{Kind: waitQueue, Activity: q.Activity, Step: st.Steps, Since: st.Wait.Since, DueAt: q.DueAt}
+	}
 	def, err := r.definition(ctx, st)
 	if err == nil {
 		err = r.advance(ctx, st, def, &ev)
@@ -419,6 +429,9 @@ func (r *Runner) advance(ctx context.Context, st *State, def *workflowdef.Defini
 			st.Status = StatusRunning
 			continue
 		case res.end || next == "":
+			if st.Queue != nil {
+				return r.endQueued(ctx, st, def)
+			}
 			if st.Status != StatusQueued {
 				st.Status = StatusDone
 			}
@@ -457,11 +470,18 @@ func (r *Runner) cancelTimer(ctx context.Context, st *State) {
 // wait starts waiting in activity a; a timeout > 0 schedules its timer.
 func (r *Runner) wait(ctx context.Context, st *State, a *workflowdef.Activity, kind string, timeout time.Duration) (*Wait, error) {
 	w := &Wait{Kind: kind, Activity: a.ID, Step: st.Steps, Since: r.now()}
+	due := time.Time{}
 	if timeout > 0 {
+		due = r.now().Add(timeout)
+	}
+	if q := st.Queue; q != nil && !q.DueAt.IsZero() && (due.IsZero() || q.DueAt.Before(due)) {
+		due = q.DueAt // the queued task times out first
+	}
+	if !due.IsZero() {
 		if r.timers == nil {
 			return nil, errors.New("no timers configured")
 		}
-		w.DueAt = r.now().Add(timeout)
+		w.DueAt = due
 		if err := r.timers.Schedule(ctx, &workflowv1.TimerFired{TenantId: st.Tenant, SessionId: st.SessionID, Step: st.Steps,
 			Activity: a.ID, DueAt: timestamppb.New(w.DueAt)}, w.DueAt); err != nil {
 			return nil, err
@@ -488,7 +508,9 @@ func (r *Runner) enter(ctx context.Context, st *State, a *workflowdef.Activity, 
 		return result{outcome: "no_match"}, nil
 	case "distribution_priority":
 		st.Priority = int32(a.IntParam("priority", 0))
-		return next, nil
+		return next, r.reprioritize(ctx, st, t)
+	case "get_queue_position", "check_task", "cancel_task", "get_available_users", "availability_routing":
+		return r.distributionActivity(ctx, st, a, t)
 	case "check_opening_hours":
 		id := serviceOf(a, st)
 		svc, err := r.service(ctx, st.Tenant, id)
@@ -522,6 +544,13 @@ func (r *Runner) enter(ctx context.Context, st *State, a *workflowdef.Activity, 
 		if err := r.queue(ctx, st, a, serviceOf(a, st), priority, a.StringsParam("required_skills")); err != nil {
 			return result{}, err
 		}
+		if _, goOn := a.Next[outcomeQueued]; goOn {
+			st.Queue = &Queued{Activity: a.ID, TaskID: st.TaskID, QueuedAt: r.now()}
+			if timeout := a.DurationParam("timeout", 0); timeout > 0 {
+				st.Queue.DueAt = r.now().Add(timeout)
+			}
+			return result{outcome: outcomeQueued}, nil
+		}
 		st.Status = StatusQueued
 		if timeout := a.DurationParam("timeout", 0); timeout > 0 {
 			w, err := r.wait(ctx, st, a, waitQueue, timeout)
@@ -534,6 +563,7 @@ func (r *Runner) enter(ctx context.Context, st *State, a *workflowdef.Activity, 
 		if err := r.message(ctx, st, a, "", r.expand(st, a.StringParam("text"))); err != nil {
 			return result{}, err
 		}
+		st.Queue = nil // distribution cancels the task of an ended session
 		return result{end: true}, r.pub.Emit(ctx, subjects.WorkflowEndRequested(st.Tenant), &workflowv1.SessionEndRequested{
 			TenantId: st.Tenant, SessionId: st.SessionID, WorkflowId: st.WorkflowID, Activity: a.ID,
 			OccurredAt: timestamppb.New(r.now()),
@@ -553,6 +583,15 @@ func (r *Runner) resumeActivity(ctx context.Context, st *State, a *workflowdef.A
 		}
 	case "queue_task":
 		if ev.timer {
+			accepted, err := r.cancelTask(ctx, st, t, "queue timeout")
+			if err != nil {
+				return result{}, err
+			}
+			if accepted {
+				// The agent's accept is on its way and ends the instance.
+				st.Status, st.Reason, st.Wait = StatusDone, "accepted by an agent", nil
+				return result{outcome: "accepted", end: true}, nil
+			}
 			st.Status = StatusRunning
 			return result{outcome: "timeout"}, nil
 		}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
@@ -159,6 +160,7 @@ type fixture struct {
 	timers *timers
 	clock  *clock
 	store  *runner.Store
+	dist   *dist
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -186,8 +188,8 @@ func newRunnerFixture(t *testing.T, svcs *services, wfs configv1.WorkflowService
 	p := &pub{}
 	clk := &clock{t: time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)} // a Monday
 	tm := &timers{}
-	f := &fixture{pub: p, svcs: svcs, timers: tm, clock: clk, store: runner.NewStore(kv)}
-	f.r = runner.New(runner.Deps{Pub: p, Services: svcs, Workflows: wfs, Store: f.store, Timers: tm, Now: clk.now})
+	f := &fixture{pub: p, svcs: svcs, timers: tm, clock: clk, store: runner.NewStore(kv), dist: &dist{tasks: map[string]*distributionv1.Task{}}}
+	f.r = runner.New(runner.Deps{Pub: p, Services: svcs, Workflows: wfs, Distribution: f.dist, Store: f.store, Timers: tm, Now: clk.now})
 	return f
 }
 

@@ -51,6 +51,16 @@ type Wait struct {
 	DueAt time.Time `json:"due_at,omitzero"`
 }
 
+// Queued is a task that waits for an agent while the workflow goes on.
+type Queued struct {
+	// Activity is the Queue Task; its "timeout" branch is taken when DueAt
+	// passes (zero: no timeout).
+	Activity string    `json:"activity"`
+	TaskID   string    `json:"task_id"`
+	QueuedAt time.Time `json:"queued_at"`
+	DueAt    time.Time `json:"due_at,omitzero"`
+}
+
 // State is one workflow instance, stored as JSON in the WORKFLOW_INSTANCES
 // bucket under <tenant>.<session>.
 type State struct {
@@ -80,6 +90,9 @@ type State struct {
 	Steps  int64  `json:"steps"`
 	Wait   *Wait  `json:"wait,omitempty"`
 	TaskID string `json:"task_id,omitempty"`
+	// Queue: a Queue Task whose "queued" branch the workflow took; its
+	// task waits for an agent while the workflow goes on.
+	Queue *Queued `json:"queue,omitempty"`
 	// Consumed: ids of the last customer messages a wait consumed, so a
 	// redelivered one is not taken as the answer to the next question.
 	Consumed  []string  `json:"consumed,omitempty"`
