@@ -1,0 +1,104 @@
+// Package presence keeps agents' presence in a JetStream KV bucket, one key
+// per agent (<tenant>.<agent>), written with revision checks: each write
+// names the revision this process last saw, so a write from a process that
+// missed a newer one fails instead of overwriting it silently.
+package presence
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
+)
+
+// ErrConflict: the record changed since this process read or wrote it.
+var ErrConflict = errors.New("presence record changed concurrently")
+
+// Store implements engine.PresenceStore.
+type Store struct {
+	kv   jetstream.KeyValue
+	mu   sync.Mutex
+	revs map[string]uint64 // key -> last revision seen
+}
+
+// Open ensures the bucket and returns a store over it.
+func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: subjects.BucketDistributionPresence, Description: "Agents' presence and RONA flags (distribution)",
+		History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure bucket %s: %w", subjects.BucketDistributionPresence, err)
+	}
+	return &Store{kv: kv, revs: map[string]uint64{}}, nil
+}
+
+// Key is the record's key: <tenant>.<agent>.
+func Key(tenant, agent string) string { return tenant + "." + agent }
+
+// SavePresence writes the record if it is still at the revision last seen
+// (absent if none was seen).
+func (s *Store) SavePresence(ctx context.Context, r engine.PresenceRecord) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode presence %s/%s: %w", r.Tenant, r.Agent, err)
+	}
+	key := Key(r.Tenant, r.Agent)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var rev uint64
+	if prev, ok := s.revs[key]; ok {
+		rev, err = s.kv.Update(ctx, key, data, prev)
+	} else {
+		rev, err = s.kv.Create(ctx, key, data)
+	}
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+		// Forget the revision: the next load sees the newer record.
+		delete(s.revs, key)
+		return fmt.Errorf("save presence %s: %w", key, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("save presence %s: %w", key, err)
+	}
+	s.revs[key] = rev
+	return nil
+}
+
+// LoadPresence reads every record (at start-up) and remembers their
+// revisions for the writes that follow.
+func (s *Store) LoadPresence(ctx context.Context) ([]engine.PresenceRecord, error) {
+	lister, err := s.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list presence: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		keys = append(keys, k)
+	}
+	var out []engine.PresenceRecord
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		e, err := s.kv.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load presence %s: %w", k, err)
+		}
+		var r engine.PresenceRecord
+		if err := json.Unmarshal(e.Value(), &r); err != nil {
+			return nil, fmt.Errorf("decode presence %s: %w", k, err)
+		}
+		s.revs[k] = e.Revision()
+		out = append(out, r)
+	}
+	return out, nil
+}
