@@ -80,7 +80,7 @@ func Defaults() Config {
 		OutboundAddr:     "127.0.0.1:9093",
 		AgentTokenTTL:    8 * time.Hour,
 		AgentAuthTimeout: 10 * time.Second,
-		InboundWorkers:   32,
+		InboundWorkers:   128,
 	}
 }
 
