@@ -4,7 +4,7 @@
 // ($setOnInsert, $min, $addToSet, guarded $set), so records come out right
 // whatever order the three consumers and their redeliveries apply them in,
 // and no event needs the record read first. Upserts are group-committed
-// (writer.go).
+// (mongodb.GroupWriter).
 package records
 
 import (
@@ -48,7 +48,7 @@ type Store struct {
 	// session at once could lose one update; the single writer applies
 	// them one after another. One reporting process is all that ever runs
 	// against FerretDB.
-	w *writer
+	w *mongodb.GroupWriter
 }
 
 // New opens the store.
@@ -61,11 +61,11 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 		return nil, err
 	}
 	c := db.Collection("sessions")
-	return &Store{c: c, w: newWriter(c)}, nil
+	return &Store{c: c, w: mongodb.NewGroupWriter(c, "session record")}, nil
 }
 
 // Close stops the writer; call it after the consumers have stopped.
-func (s *Store) Close() { s.w.close() }
+func (s *Store) Close() { s.w.Close() }
 
 type doc struct {
 	ID          string    `bson:"_id"`
@@ -107,7 +107,7 @@ func (s *Store) upsert(ctx context.Context, tenant, session string, update bson.
 		set["state"] = int32(reportingv1.SessionState_SESSION_STATE_ACTIVE)
 	}
 	update["$setOnInsert"] = set
-	return s.w.upsert(ctx, key(tenant, session), update)
+	return s.w.Upsert(ctx, key(tenant, session), update)
 }
 
 // Consumed names the events each consumer applies, so the others are not

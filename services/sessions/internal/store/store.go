@@ -111,7 +111,7 @@ type Store struct {
 	inboundDone *mongo.Collection
 	// Group-committed inserts (batch.go): claims, done markers and
 	// outbound messages.
-	claims, dones, outbound *batcher
+	claims, dones, outbound *mongodb.GroupWriter
 
 	log    *transcriptLog
 	agents *agentIndex
@@ -139,18 +139,18 @@ func New(ctx context.Context, db *mongo.Database, js jetstream.JetStream, replic
 		inboundDone: db.Collection("inbound_done"),
 		log:         &transcriptLog{js: js}, agents: &agentIndex{kv: kv},
 	}
-	st.claims = newBatcher(st.inbound, "inbound claim")
-	st.dones = newBatcher(st.inboundDone, "inbound done marker")
-	st.outbound = newBatcher(st.messages, "outbound message")
+	st.claims = mongodb.NewGroupWriter(st.inbound, "inbound claim")
+	st.dones = mongodb.NewGroupWriter(st.inboundDone, "inbound done marker")
+	st.outbound = mongodb.NewGroupWriter(st.messages, "outbound message")
 	return st, nil
 }
 
 // Close stops the group-commit writers; inserts still waiting fail (their
 // messages are redelivered).
 func (s *Store) Close() {
-	s.claims.close()
-	s.dones.close()
-	s.outbound.close()
+	s.claims.Close()
+	s.dones.Close()
+	s.outbound.Close()
 }
 
 // SessionKey is the _id of a session.
@@ -308,10 +308,10 @@ func (s *Store) AddMessage(ctx context.Context, sessionID string, m *Message) (b
 	// independent: written at once, each idempotent.
 	doc := *m
 	inserted := make(chan error, 1)
-	go func() { inserted <- s.outbound.insert(ctx, &doc) }()
+	go func() { inserted <- s.outbound.Insert(ctx, &doc) }()
 	appended, aerr := s.log.append(ctx, m.Tenant, sessionID, m.Key, &entry{Kind: "m", Message: m})
 	ierr := <-inserted
-	if ierr != nil && !errors.Is(ierr, errDuplicate) {
+	if ierr != nil && !errors.Is(ierr, mongodb.ErrDuplicate) {
 		return false, fmt.Errorf("add message: %w", ierr)
 	}
 	if aerr != nil {
@@ -391,7 +391,7 @@ func (s *Store) UpdateStatus(ctx context.Context, tenant, sessionID, messageID, 
 	if _, err := s.log.append(ctx, tenant, sessionID, key+"/"+status, &entry{Kind: "s", Status: st}); err != nil {
 		return false, err
 	}
-	if err := s.outbound.update(ctx, key, bson.M{"$set": set}); err != nil {
+	if err := s.outbound.Update(ctx, key, bson.M{"$set": set}); err != nil {
 		return false, fmt.Errorf("update message status: %w", err)
 	}
 	return true, nil
@@ -441,8 +441,8 @@ func (s *Store) InboundSeen(ctx context.Context, tenant, messageSID string) (*In
 // ClaimInbound records that a message belongs to sessionID; if another
 // delivery recorded it first, that record wins and is returned.
 func (s *Store) ClaimInbound(ctx context.Context, tenant, messageSID, sessionID string) (*Inbound, error) {
-	err := s.claims.insert(ctx, bson.M{"_id": tenant + "/" + messageSID, "session_id": sessionID, "done": false, "at": time.Now()})
-	if errors.Is(err, errDuplicate) {
+	err := s.claims.Insert(ctx, bson.M{"_id": tenant + "/" + messageSID, "session_id": sessionID, "done": false, "at": time.Now()})
+	if errors.Is(err, mongodb.ErrDuplicate) {
 		return s.InboundSeen(ctx, tenant, messageSID)
 	}
 	if err != nil {
@@ -453,8 +453,8 @@ func (s *Store) ClaimInbound(ctx context.Context, tenant, messageSID, sessionID 
 
 // InboundDone marks a message fully processed.
 func (s *Store) InboundDone(ctx context.Context, tenant, messageSID string) error {
-	err := s.dones.insert(ctx, bson.M{"_id": tenant + "/" + messageSID, "at": time.Now()})
-	if err != nil && !errors.Is(err, errDuplicate) {
+	err := s.dones.Insert(ctx, bson.M{"_id": tenant + "/" + messageSID, "at": time.Now()})
+	if err != nil && !errors.Is(err, mongodb.ErrDuplicate) {
 		return fmt.Errorf("mark inbound %s done: %w", messageSID, err)
 	}
 	return nil

@@ -1,0 +1,151 @@
+package mongodb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+// ErrDuplicate is an insert whose _id exists already.
+var ErrDuplicate = errors.New("duplicate _id")
+
+// GroupWriter group-commits one collection's writes: the writes that
+// arrive while the previous batch is being written go out together in one
+// unordered bulk write, so under load one round trip (on FerretDB one
+// SQLite transaction and fsync, on MongoDB one journal commit) carries
+// many of them, and at low load a batch is one write and nothing waits.
+// Each write still learns its own fate: nil, ErrDuplicate for an insert
+// whose _id exists, or another error. Every write names one document by
+// _id alone (the only filter FerretDB serves from an index); callers keep
+// two writes of one document out of one batch by handling a key's events
+// in order.
+type GroupWriter struct {
+	c    *mongo.Collection
+	what string
+	ops  chan *groupOp
+	stop chan struct{}
+	done chan struct{}
+}
+
+type groupOp struct {
+	model mongo.WriteModel
+	err   error
+	done  chan struct{}
+}
+
+// MaxGroup bounds the writes of one bulk write.
+const MaxGroup = 256
+
+// NewGroupWriter starts a writer for c; what names its writes in errors.
+// Close stops it.
+func NewGroupWriter(c *mongo.Collection, what string) *GroupWriter {
+	w := &GroupWriter{c: c, what: what, ops: make(chan *groupOp, 4096), stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Close stops the writer once the batch in hand is written; later writes
+// fail.
+func (w *GroupWriter) Close() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+}
+
+// Insert writes doc in the next batch: nil, ErrDuplicate, or an error.
+func (w *GroupWriter) Insert(ctx context.Context, doc any) error {
+	return w.Do(ctx, mongo.NewInsertOneModel().SetDocument(doc))
+}
+
+// Update applies update to the document id in the next batch.
+func (w *GroupWriter) Update(ctx context.Context, id string, update any) error {
+	return w.Do(ctx, mongo.NewUpdateOneModel().SetFilter(bson.M{"_id": id}).SetUpdate(update))
+}
+
+// Upsert applies update to the document id, creating it if missing.
+func (w *GroupWriter) Upsert(ctx context.Context, id string, update any) error {
+	return w.Do(ctx, mongo.NewUpdateOneModel().SetFilter(bson.M{"_id": id}).SetUpdate(update).SetUpsert(true))
+}
+
+// Do writes model in the next batch. A caller whose ctx ends first gets
+// ctx's error though the batch may still be written: it must treat the
+// write as failed and find the document on its retry.
+func (w *GroupWriter) Do(ctx context.Context, model mongo.WriteModel) error {
+	op := &groupOp{model: model, done: make(chan struct{})}
+	select {
+	case w.ops <- op:
+	case <-w.stop:
+		return fmt.Errorf("write %s: writer is closed", w.what)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-op.done:
+		return op.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (w *GroupWriter) run() {
+	defer close(w.done)
+	for {
+		var first *groupOp
+		select {
+		case first = <-w.ops:
+		case <-w.stop:
+			return
+		}
+		batch := []*groupOp{first}
+	fill:
+		for len(batch) < MaxGroup {
+			select {
+			case op := <-w.ops:
+				batch = append(batch, op)
+			default:
+				break fill
+			}
+		}
+		w.write(batch)
+	}
+}
+
+func (w *GroupWriter) write(batch []*groupOp) {
+	models := make([]mongo.WriteModel, len(batch))
+	for i, op := range batch {
+		models[i] = op.model
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := w.c.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	if err != nil {
+		var bwe mongo.BulkWriteException
+		if errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0 {
+			for _, we := range bwe.WriteErrors {
+				if we.Index < 0 || we.Index >= len(batch) {
+					continue
+				}
+				if we.HasErrorCode(11000) || mongo.IsDuplicateKeyError(we) {
+					batch[we.Index].err = ErrDuplicate
+				} else {
+					batch[we.Index].err = fmt.Errorf("write %s: %w", w.what, we)
+				}
+			}
+		} else {
+			for _, op := range batch {
+				op.err = fmt.Errorf("write %s: %w", w.what, err)
+			}
+		}
+	}
+	for _, op := range batch {
+		close(op.done)
+	}
+}

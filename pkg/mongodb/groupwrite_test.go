@@ -1,0 +1,58 @@
+package mongodb_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+
+	"github.com/switchboard-cc/switchboard/pkg/mongodb"
+	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
+)
+
+// Concurrent writers share batches, and each learns its own write's fate.
+func TestGroupWriter(t *testing.T) {
+	ctx := context.Background()
+	c := mongotest.Database(t).Collection("group")
+	w := mongodb.NewGroupWriter(c, "test doc")
+	defer w.Close()
+	const n = 60
+	errs := make([]error, 2*n)
+	var wg sync.WaitGroup
+	for i := range 2 * n {
+		wg.Go(func() { errs[i] = w.Insert(ctx, bson.M{"_id": fmt.Sprintf("d%03d", i%n), "i": i}) })
+	}
+	wg.Wait()
+	dup := 0
+	for _, err := range errs {
+		switch {
+		case errors.Is(err, mongodb.ErrDuplicate):
+			dup++
+		case err != nil:
+			t.Fatalf("insert: %v", err)
+		}
+	}
+	if dup != n {
+		t.Errorf("%d inserts reported duplicate, want %d (each _id written twice)", dup, n)
+	}
+	if err := w.Upsert(ctx, "u1", bson.M{"$inc": bson.M{"n": 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Update(ctx, "u1", bson.M{"$inc": bson.M{"n": 2}}); err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ N int }
+	if err := c.FindOne(ctx, bson.M{"_id": "u1"}).Decode(&got); err != nil || got.N != 3 {
+		t.Errorf("u1 = %+v, %v; want n 3", got, err)
+	}
+	if count, err := c.CountDocuments(ctx, bson.M{}); err != nil || count != n+1 {
+		t.Errorf("%d documents, %v; want %d", count, err, n+1)
+	}
+	w.Close()
+	if err := w.Insert(ctx, bson.M{"_id": "late"}); err == nil {
+		t.Error("a write after Close succeeded")
+	}
+}
