@@ -38,11 +38,13 @@ func (b *Bus) ConsumeKeyed(ctx context.Context, spec ConsumerSpec, workers int, 
 		m    *Message
 		stop func()
 	}
+	// JetStream never has more than MaxAckPending messages of the consumer
+	// out at once, so a lane as deep as that never fills: the callback
+	// never blocks, and one slow key never holds up the other lanes.
 	lanes := make([]chan item, workers)
-	per := max(spec.MaxAckPending/workers, 1) + 1
 	var wg sync.WaitGroup
 	for i := range lanes {
-		lanes[i] = make(chan item, per)
+		lanes[i] = make(chan item, spec.MaxAckPending+1)
 		wg.Go(func() {
 			for it := range lanes[i] {
 				hctx, span := b.StartSpan(ctx, spec.Durable, it.m)
@@ -78,9 +80,14 @@ func (b *Bus) ConsumeKeyed(ctx context.Context, spec ConsumerSpec, workers int, 
 			_ = msg.Nak()
 			return
 		}
-		// Blocks when the lane is full: the consumer's callback waits, so
-		// JetStream stops handing out more than MaxAckPending.
-		lanes[maphash.String(seed, k)%uint64(workers)] <- it
+		select {
+		case lanes[maphash.String(seed, k)%uint64(workers)] <- it:
+		default:
+			// More out than MaxAckPending (a redelivery racing its own
+			// settle): hand it back rather than block every lane.
+			it.stop()
+			_ = msg.NakWithDelay(spec.Backoff(m.Delivered))
+		}
 	})
 	mu.Lock()
 	closed = true

@@ -75,7 +75,10 @@ func TestConsumeKeyedOrderAndConcurrency(t *testing.T) {
 				maxPar = max(maxPar, par)
 				mu.Unlock()
 				if ev.ProfileName == "k0" && n == 0 {
-					<-release // the first message of k0 is slow
+					select { // the first message of k0 is slow
+					case <-release:
+					case <-ctxC.Done():
+					}
 				}
 				mu.Lock()
 				running[ev.ProfileName]--
