@@ -28,8 +28,13 @@ const (
 	KindURL
 	// KindStringList is a list of non-empty strings.
 	KindStringList
-	// KindStringMap is an object of string values (HTTP headers).
+	// KindStringMap is an object of string values.
 	KindStringMap
+	// KindHeaders is an object of HTTP header names to values.
+	KindHeaders
+	// KindParameterMap is an object of session parameter names to JSON
+	// paths (dot-separated keys; a number indexes a list).
+	KindParameterMap
 )
 
 func (k ParamKind) String() string {
@@ -56,6 +61,10 @@ func (k ParamKind) String() string {
 		return "list of strings"
 	case KindStringMap:
 		return "map of strings"
+	case KindHeaders:
+		return "map of HTTP headers"
+	case KindParameterMap:
+		return "map of parameter names to JSON paths"
 	}
 	return "unknown"
 }
@@ -177,17 +186,20 @@ var catalogue = []ActivityType{
 	{Type: "transfer", Name: "Transfer", IM: true,
 		Params: []Param{{Name: "service_id", Kind: KindServiceID, Required: true, Doc: "IM transfers go to a service only."}},
 		Doc:    "Hands the session to another service's workflow."},
-	{Type: "web_request", Name: "Web Request", IM: true, Waits: true,
+	{Type: "web_request", Name: "Web Request", IM: true,
 		Params: []Param{
-			{Name: "url", Kind: KindURL, Required: true},
-			{Name: "method", Kind: KindEnum, Values: []string{"GET", "POST", "PUT", "PATCH", "DELETE"}},
-			{Name: "headers", Kind: KindStringMap},
-			{Name: "body", Kind: KindString, MaxLen: 16384},
-			{Name: "timeout", Kind: KindDuration, MinDuration: 100 * time.Millisecond, MaxDuration: 30 * time.Second},
-			{Name: "save_to", Kind: KindParameterName, Doc: "Session parameter the response body is saved to."},
+			{Name: "url", Kind: KindURL, Required: true, MaxLen: 2048, Doc: "May reference ${parameter}; the values are URL-escaped."},
+			{Name: "method", Kind: KindEnum, Values: []string{"GET", "POST", "PUT", "PATCH", "DELETE"}, Doc: "Default GET."},
+			{Name: "headers", Kind: KindHeaders, Doc: "Request headers; values may reference ${parameter}. Host, Content-Length, Transfer-Encoding and Connection cannot be set."},
+			{Name: "body", Kind: KindString, MaxLen: 16384, Doc: "May reference ${parameter}; in a body that starts with { or [ the values are escaped as JSON string content. Sent as application/json unless a Content-Type header says otherwise."},
+			{Name: "timeout", Kind: KindDuration, MinDuration: 100 * time.Millisecond, MaxDuration: 30 * time.Second, Doc: "For the whole exchange, redirects and body included (default 10s)."},
+			{Name: "response_mapping", Kind: KindParameterMap, MaxLen: 20, Doc: "Session parameter → JSON path in the response (data.booking.status, items.0.id): strings as they are, numbers and booleans as JSON text, objects and lists as compact JSON, null as empty; a path that is not there removes the parameter. A response that is not JSON takes the failure branch."},
+			{Name: "save_to", Kind: KindParameterName, Doc: "Session parameter the raw response body is saved to."},
+			{Name: "status_parameter", Kind: KindParameterName, Doc: "Session parameter the HTTP status code is saved to (0 when there was no response)."},
+			{Name: "error_parameter", Kind: KindParameterName, Doc: "Session parameter the reason of a failure is saved to (emptied on success)."},
 		},
-		Outcomes: []Outcome{{Name: "success", Doc: "2xx response."}, {Name: "failure", Doc: "Any other response, or none."}},
-		Doc:      "Calls an HTTP endpoint."},
+		Outcomes: []Outcome{{Name: "success", Doc: "2xx response (and, with response_mapping, a JSON body)."}, {Name: "failure", Doc: "Any other response, none in time, a refused address, or a body over 64 KiB."}},
+		Doc:      "Calls an HTTP endpoint and maps fields of its JSON response into session parameters."},
 	{Type: "availability_routing", Name: "Availability-based Routing", IM: true,
 		Params: []Param{{Name: "service_id", Kind: KindServiceID, Doc: "Default: the session's service."}},
 		Outcomes: []Outcome{

@@ -310,18 +310,84 @@ func checkParam(p Param, v any) string {
 			}
 			seen[s] = true
 		}
-	case KindStringMap:
+	case KindStringMap, KindHeaders, KindParameterMap:
 		m, ok := v.(map[string]any)
 		if !ok {
 			return fmt.Sprintf("must be an object of strings, got %s", typeName(v))
 		}
+		if p.MaxLen > 0 && len(m) > p.MaxLen {
+			return fmt.Sprintf("has %d entries, at most %d allowed", len(m), p.MaxLen)
+		}
 		for _, k := range sortedKeys(m) {
-			if _, ok := m[k].(string); !ok {
+			s, ok := m[k].(string)
+			if !ok {
 				return fmt.Sprintf("value of %q must be a string", k)
+			}
+			if msg := checkMapEntry(p.Kind, k, s); msg != "" {
+				return msg
 			}
 		}
 	}
 	return ""
+}
+
+// Headers a Web Request cannot set: the HTTP client owns them.
+var reservedHeaders = []string{"connection", "content-length", "host", "transfer-encoding"}
+
+func checkMapEntry(kind ParamKind, k, v string) string {
+	switch kind {
+	case KindHeaders:
+		if !validToken(k) {
+			return fmt.Sprintf("%q is not an HTTP header name", k)
+		}
+		if slices.Contains(reservedHeaders, strings.ToLower(k)) {
+			return fmt.Sprintf("header %q cannot be set", k)
+		}
+		if strings.ContainsAny(v, "\r\n\x00") {
+			return fmt.Sprintf("value of header %q must be one line", k)
+		}
+		if len(v) > 1024 {
+			return fmt.Sprintf("value of header %q is longer than 1024 characters", k)
+		}
+	case KindParameterMap:
+		if !validParamName(k) {
+			return fmt.Sprintf("%q is not a parameter name (letters, digits, '_' and '.', not starting with a digit)", k)
+		}
+		if !ValidJSONPath(v) {
+			return fmt.Sprintf("%q (for %q) is not a JSON path such as data.booking.status or items.0.id", v, k)
+		}
+	}
+	return ""
+}
+
+func validToken(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidJSONPath reports whether path is dot-separated non-empty keys
+// (at most 16, 256 characters in all).
+func ValidJSONPath(path string) bool {
+	if path == "" || len(path) > 256 || strings.ContainsAny(path, " \t\r\n") {
+		return false
+	}
+	parts := strings.Split(path, ".")
+	if len(parts) > 16 {
+		return false
+	}
+	for _, p := range parts {
+		if p == "" {
+			return false
+		}
+	}
+	return true
 }
 
 func checkString(p Param, s string) string {
@@ -614,7 +680,8 @@ func (a *Activity) StringsParam(name string) []string {
 	return out
 }
 
-// StringMapParam returns the object parameter name.
+// StringMapParam returns the object parameter name (strings, headers,
+// parameter maps).
 func (a *Activity) StringMapParam(name string) map[string]string {
 	m, _ := a.Params[name].(map[string]any)
 	out := make(map[string]string, len(m))

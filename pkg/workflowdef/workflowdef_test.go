@@ -189,3 +189,46 @@ func TestQueueTaskQueuedBranchIsOptional(t *testing.T) {
 		t.Errorf("a queue loop without a Delay: err = %v, want it refused", err)
 	}
 }
+
+// Web Request's headers and response mapping are checked entry by entry,
+// and a loop through a Web Request must wait somewhere.
+func TestWebRequestParams(t *testing.T) {
+	web := func(params map[string]any) *workflowdef.Definition {
+		params["url"] = "https://crm.example/bookings/${ref}"
+		return &workflowdef.Definition{Start: "w", Activities: []workflowdef.Activity{
+			{ID: "w", Type: "web_request", Params: params, Next: map[string]string{"success": "bye", "failure": "bye"}},
+			{ID: "bye", Type: "disconnect"},
+		}}
+	}
+	ok := web(map[string]any{
+		"headers":          map[string]any{"Authorization": "Bearer ${token}", "X-Trace": "1"},
+		"response_mapping": map[string]any{"booking_status": "data.booking.status", "first": "items.0.id"},
+		"status_parameter": "code", "error_parameter": "why", "save_to": "raw", "timeout": "2s",
+	})
+	if err := workflowdef.Validate(ok); err != nil {
+		t.Errorf("valid web request: %v", err)
+	}
+	bad := map[string]map[string]any{
+		"header name":       {"headers": map[string]any{"X Key": "v"}},
+		"reserved header":   {"headers": map[string]any{"Host": "internal"}},
+		"two-line value":    {"headers": map[string]any{"X-Key": "a\r\nX-Other: b"}},
+		"parameter name":    {"response_mapping": map[string]any{"1st": "a"}},
+		"JSON path":         {"response_mapping": map[string]any{"status": "data..status"}},
+		"mapping not a map": {"response_mapping": "data.status"},
+		"timeout too long":  {"timeout": "1m"},
+		"unknown parameter": {"secret": "x"},
+		"status param name": {"status_parameter": "http code"},
+	}
+	for name, params := range bad {
+		if err := workflowdef.Validate(web(params)); err == nil || !strings.Contains(err.Error(), "activities[0].params.") {
+			t.Errorf("%s: err = %v, want it refused at activities[0].params", name, err)
+		}
+	}
+	spin := &workflowdef.Definition{Start: "w", Activities: []workflowdef.Activity{
+		{ID: "w", Type: "web_request", Params: map[string]any{"url": "https://crm.example/poll"}, Next: map[string]string{"success": "bye", "failure": "w"}},
+		{ID: "bye", Type: "disconnect"},
+	}}
+	if err := workflowdef.Validate(spin); err == nil || !strings.Contains(err.Error(), "spin forever") {
+		t.Errorf("a web request retried without a Delay: err = %v, want it refused", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -48,6 +49,10 @@ type Config struct {
 	// Workers: sessions handled at once per consumer (one session's events
 	// always in order); zero means 16.
 	Workers int
+	// WebAllowHosts (WEB_REQUEST_ALLOW_HOSTS): hosts Web Request may reach
+	// although they resolve to loopback, private, link-local or metadata
+	// addresses: "host" for every tenant, "tenant/host" for one.
+	WebAllowHosts []string
 }
 
 // Defaults for one machine.
@@ -70,6 +75,16 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 0 {
 		errs = append(errs, fmt.Errorf("workers must not be negative, got %d", c.Workers))
+	}
+	for _, h := range c.WebAllowHosts {
+		host := h
+		if i := strings.Index(h, "/"); i >= 0 {
+			host = h[i+1:]
+		}
+		ipv6 := strings.Count(host, ":") >= 2
+		if host == "" || strings.ContainsAny(host, "/@ []") || (strings.Contains(host, ":") && !ipv6) {
+			errs = append(errs, fmt.Errorf("web request allow-list entry %q must be a host name or address without a port, or tenant/host", h))
+		}
 	}
 	if _, err := authn.ParseKeys(c.AuthKeys); err != nil {
 		errs = append(errs, fmt.Errorf("auth keys: %w", err))
@@ -127,6 +142,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		Pub: b, Services: configv1.NewServiceServiceClient(cc), Workflows: configv1.NewWorkflowServiceClient(cc),
 		Distribution: distributionv1.NewDistributionServiceClient(dc),
 		Store:        runner.NewStore(kv), Timers: timers, Log: log, Now: deps.Now,
+		Web: runner.WebOptions{AllowHosts: cfg.WebAllowHosts},
 	})
 	workers := cfg.Workers
 	if workers == 0 {

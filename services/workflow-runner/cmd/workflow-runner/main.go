@@ -21,6 +21,7 @@ func main() {
 			AuthKeys:         env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			Streams:          mainrun.StreamOptions(env),
 			Workers:          env.Int("WORKERS", d.Workers),
+			WebAllowHosts:    env.List("WEB_REQUEST_ALLOW_HOSTS", nil),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
 			return err

@@ -72,6 +72,8 @@ type Deps struct {
 	Timers       Timers
 	Log          *slog.Logger
 	Now          func() time.Time
+	// Web configures Web Request (its SSRF guard's allow-list).
+	Web WebOptions
 }
 
 // Runner runs workflows.
@@ -84,6 +86,7 @@ type Runner struct {
 	timers    Timers
 	log       *slog.Logger
 	now       func() time.Time
+	web       *webClient
 
 	mu   sync.Mutex
 	defs map[string]*workflowdef.Definition // tenant/id/version: versions never change
@@ -98,7 +101,7 @@ func New(d Deps) *Runner {
 		d.Now = time.Now
 	}
 	return &Runner{pub: d.Pub, services: d.Services, workflows: d.Workflows, dist: d.Distribution, store: d.Store, timers: d.Timers,
-		log: d.Log, now: d.Now, defs: map[string]*workflowdef.Definition{}}
+		log: d.Log, now: d.Now, web: newWebClient(d.Web), defs: map[string]*workflowdef.Definition{}}
 }
 
 // TaskID is the deterministic id of a Queue Task or Transfer step.
@@ -557,6 +560,8 @@ func (r *Runner) enter(ctx context.Context, st *State, a *workflowdef.Activity, 
 			return result{wait: w}, err
 		}
 		return result{end: true}, nil
+	case "web_request":
+		return result{outcome: r.applyWeb(st, a, r.webRequest(ctx, st, a))}, nil
 	case "transfer":
 		return result{transfer: a.StringParam("service_id")}, nil
 	case "disconnect":

@@ -120,12 +120,8 @@ func TestWorkflowFailuresNameTheActivity(t *testing.T) {
 			act("m", "play_music", nil, then("q")),
 			act("q", "queue_task", nil, nil),
 		}},
-		"web": {Start: "w", Activities: []workflowdef.Activity{
-			act("w", "web_request", map[string]any{"url": "https://example.com/x"}, map[string]string{"success": "q", "failure": "q"}),
-			act("q", "queue_task", nil, nil),
-		}},
 	}
-	tests := map[string]string{"music": "Play Music", "web": "Web Request", "gone": "workflow"}
+	tests := map[string]string{"music": "Play Music", "gone": "workflow"}
 	for svc, activity := range tests {
 		f := workflowFixture(t, nil, defs)
 		f.svcs.set("acme", &configv1.Service{Id: "gone", TenantId: "acme", WorkflowId: "missing"})
