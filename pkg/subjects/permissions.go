@@ -48,8 +48,8 @@ func Accesses() []Access {
 			// Timers are scheduled on wftimer.> and cancelled by purging their subject.
 			Publishes: []string{DomainWorkflow + ".>", AllTenants(KindOutboundRequested), DomainWorkflowTimer + ".>", "$JS.API.STREAM.PURGE." + StreamWorkflowTimers},
 			ReadsKV:   []string{BucketRevocations}, WritesKV: []string{BucketWorkflowInstances}},
-		{Service: "distribution", Ensures: []string{StreamDistribution, StreamWorkflow, StreamSession, StreamDeadLetter},
-			Consumes:  []string{StreamWorkflow, StreamSession, StreamConfig},
+		{Service: "distribution", Ensures: []string{StreamDistribution, StreamWorkflow, StreamSession, StreamOutbound, StreamDeadLetter},
+			Consumes:  []string{StreamWorkflow, StreamSession, StreamOutbound, StreamConfig},
 			Publishes: []string{DomainDistribution + ".>"}, ReadsKV: []string{BucketRevocations}, WritesKV: []string{BucketDistributionPresence}},
 		{Service: "outbound-sender", Ensures: []string{StreamOutbound, StreamChat, StreamDeadLetter},
 			Consumes:   []string{StreamOutbound, StreamChat, StreamConfig},

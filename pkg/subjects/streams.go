@@ -86,6 +86,7 @@ const (
 	ConsumerWorkflowTimers       = "workflow-runner-timers"
 	ConsumerDistributionTasks    = "distribution-tasks"
 	ConsumerDistributionSessions = "distribution-sessions"
+	ConsumerDistributionReplies  = "distribution-replies"
 	ConsumerOutboundRequests     = "outbound-sender-requests"
 	ConsumerOutboundDeliveries   = "outbound-sender-deliveries"
 	ConsumerReportingSessions    = "reporting-sessions"

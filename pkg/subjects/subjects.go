@@ -80,6 +80,8 @@ const (
 	KindTaskWrapUpEnded        = "distribution.task.wrapup_ended"
 	KindTaskCompleted          = "distribution.task.completed"
 	KindTaskReprioritized      = "distribution.task.reprioritized"
+	KindTaskTransferred        = "distribution.task.transferred"
+	KindTaskReplyOverdue       = "distribution.task.reply_overdue"
 	KindOutboundRequested      = "outbound.message.requested"
 	KindOutboundSent           = "outbound.message.sent"
 	KindOutboundFailed         = "outbound.message.failed"
@@ -163,6 +165,8 @@ func TaskWrapUpStarted(tenant string) string { return fromKind(KindTaskWrapUpSta
 func TaskWrapUpEnded(tenant string) string   { return fromKind(KindTaskWrapUpEnded, tenant) }
 func TaskCompleted(tenant string) string     { return fromKind(KindTaskCompleted, tenant) }
 func TaskReprioritized(tenant string) string { return fromKind(KindTaskReprioritized, tenant) }
+func TaskTransferred(tenant string) string   { return fromKind(KindTaskTransferred, tenant) }
+func TaskReplyOverdue(tenant string) string  { return fromKind(KindTaskReplyOverdue, tenant) }
 
 // Outbound (requests from sessions and workflow-runner; results from outbound-sender).
 func OutboundRequested(tenant string) string { return fromKind(KindOutboundRequested, tenant) }

@@ -2,8 +2,8 @@
 // service, agent presence, skills and capacity, offers, decline, RONA and
 // after-call work, and the answers about tasks and queues.
 //
-// It consumes task requests (WORKFLOW stream) and session ends (SESSION
-// stream), publishes the life of every task on the DISTRIBUTION stream, and
+// It consumes task requests (WORKFLOW stream), session ends (SESSION
+// stream) and agents' replies (OUTBOUND stream, for the first-reply timer), publishes the life of every task on the DISTRIBUTION stream, and
 // takes agents' answers over gRPC (DistributionService) from the sessions
 // gateway.
 package distribution
@@ -22,6 +22,7 @@ import (
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
 	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
 
@@ -60,6 +61,9 @@ type Config struct {
 	PresenceGrace time.Duration
 	// WatchInterval: at most one WatchQueues message per interval.
 	WatchInterval time.Duration
+	// FirstReply: after an accept, TaskReplyOverdue when the agent has not
+	// replied within it (every service; 0: off).
+	FirstReply time.Duration
 }
 
 // Defaults for one machine.
@@ -91,6 +95,9 @@ func (c Config) Validate() error {
 	req(c.ConfigAddr, "config service address")
 	if c.PresenceGrace < 0 {
 		errs = append(errs, fmt.Errorf("presence grace %v is negative", c.PresenceGrace))
+	}
+	if c.FirstReply < 0 {
+		errs = append(errs, fmt.Errorf("first reply timeout %v is negative", c.FirstReply))
 	}
 	if c.WatchInterval < 0 {
 		errs = append(errs, fmt.Errorf("watch interval %v is negative", c.WatchInterval))
@@ -130,7 +137,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 
-	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamDistribution, subjects.StreamWorkflow, subjects.StreamSession, subjects.StreamDeadLetter); err != nil {
+	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamDistribution, subjects.StreamWorkflow, subjects.StreamSession, subjects.StreamOutbound, subjects.StreamDeadLetter); err != nil {
 		return err
 	}
 	st, err := store.New(ctx, mc.Database(cfg.Database))
@@ -138,6 +145,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	dir := directory.New(configv1.NewUserServiceClient(cc), configv1.NewServiceServiceClient(cc), 10*time.Second)
+	dir.FirstReply = cfg.FirstReply
 	ps, err := presence.Open(ctx, b.JS, cfg.Streams.Replicas)
 	if err != nil {
 		return err
@@ -171,6 +179,12 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			Stream: subjects.StreamSession, Durable: subjects.ConsumerDistributionSessions,
 			FilterSubjects: []string{subjects.AllTenants(subjects.KindSessionEnded)},
 		}, h.sessionEnded)
+	})
+	g.Go(func() error {
+		return b.Consume(gctx, bus.ConsumerSpec{
+			Stream: subjects.StreamOutbound, Durable: subjects.ConsumerDistributionReplies,
+			FilterSubjects: []string{subjects.AllTenants(subjects.KindOutboundRequested)},
+		}, h.outboundRequested)
 	})
 	g.Go(func() error { return srv.Serve(gctx, lis) })
 	g.Go(func() error {
@@ -222,4 +236,17 @@ func (h handlers) sessionEnded(ctx context.Context, m *bus.Message) error {
 		return bus.Permanentf("session end on %s lacks a session id or names another tenant", m.Subject)
 	}
 	return h.eng.EndSession(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetReason())
+}
+
+// outboundRequested learns of agents' replies: the first one to an
+// accepted task stops its first-reply timer.
+func (h handlers) outboundRequested(ctx context.Context, m *bus.Message) error {
+	var ev outboundv1.OutboundMessageRequested
+	if err := m.Decode(&ev); err != nil {
+		return err
+	}
+	if ev.GetOrigin() != outboundv1.Origin_ORIGIN_AGENT || ev.GetSessionId() == "" || ev.GetTenantId() != m.Tenant() {
+		return nil // not an agent's reply in a session of this tenant
+	}
+	return h.eng.AgentReplied(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetAgentId())
 }

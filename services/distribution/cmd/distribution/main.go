@@ -25,6 +25,7 @@ func main() {
 
 			PresenceGrace: env.Duration("PRESENCE_GRACE", d.PresenceGrace),
 			WatchInterval: env.Duration("WATCH_INTERVAL", d.WatchInterval),
+			FirstReply:    env.Duration("FIRST_REPLY_TIMEOUT", d.FirstReply),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
 			return err

@@ -19,6 +19,9 @@ type Directory struct {
 	users    configv1.UserServiceClient
 	services configv1.ServiceServiceClient
 	ttl      time.Duration
+	// FirstReply is every service's first-reply time (config's
+	// DistributionSettings has no field for it yet); 0: none.
+	FirstReply time.Duration
 
 	mu    sync.Mutex
 	cache map[string]cached
@@ -93,6 +96,8 @@ func (d *Directory) Service(ctx context.Context, tenant, serviceID string) (engi
 		ServiceCodes:     dist.GetServiceCodes(),
 		SalesCodes:       dist.GetSalesCodes(),
 		Tags:             dist.GetTags(),
+
+		FirstReplyTimeout: d.FirstReply,
 	}
 	d.put(k, info)
 	return info, nil

@@ -50,6 +50,8 @@ var (
 	// ErrInvalid: the request's content is not acceptable (codes not in
 	// the service's lists, priority out of range).
 	ErrInvalid = errors.New("invalid request")
+	// ErrAgentBusy: the agent named for a transfer cannot take a task now.
+	ErrAgentBusy = errors.New("agent cannot take a task now")
 )
 
 // Priorities: 0 is normal, higher is offered first.
@@ -97,6 +99,9 @@ type ServiceInfo struct {
 	ServiceCodes  []string
 	SalesCodes    []string
 	Tags          []string
+	// FirstReplyTimeout: after an accept, TaskReplyOverdue is published
+	// when the agent has not replied within it; 0: no first-reply timer.
+	FirstReplyTimeout time.Duration
 }
 
 // TaskState is where a task is in its life.
@@ -134,8 +139,17 @@ type Task struct {
 	AgentID        string
 	AcceptedAt     time.Time
 	WrapUntil      time.Time
-	// Service snapshot taken when the task arrived.
+	// Service snapshot taken when the task arrived (or was transferred).
 	Service ServiceInfo
+	// Note of the last transfer, for the next agent; Transfers counts them.
+	Note      string
+	Transfers int
+	// ReplyDue: when the accepting agent's first reply is due (zero: no
+	// first-reply timer). Replied: they replied; Overdue: TaskReplyOverdue
+	// was published.
+	ReplyDue time.Time
+	Replied  bool
+	Overdue  bool
 
 	offerID  string
 	declined map[string]time.Time
@@ -148,6 +162,7 @@ type Task struct {
 	queuedSent bool
 	pool       *pool // while queued
 	wrapTimer  *time.Timer
+	replyTimer *time.Timer
 }
 
 type offer struct {
@@ -284,6 +299,7 @@ func (e *Engine) Restore(ctx context.Context) (int, error) {
 		switch task.State {
 		case TaskAccepted:
 			t.agentOrStub(task.AgentID, now).active[task.ID] = task
+			e.startReplyTimer(task, task.ReplyDue.Sub(now))
 		case TaskWrapping:
 			t.agentOrStub(task.AgentID, now).wrapping[task.ID] = task
 			e.startWrapTimer(task, task.WrapUntil.Sub(now))
@@ -473,6 +489,10 @@ func (e *Engine) Accept(ctx context.Context, tenantID, agentID, offerID string) 
 	now := e.now()
 	prev := *task
 	task.State, task.AgentID, task.offerID, task.acceptedOffer, task.AcceptedAt = TaskAccepted, agentID, "", offerID, now
+	task.ReplyDue, task.Replied, task.Overdue = time.Time{}, false, false
+	if d := task.Service.FirstReplyTimeout; d > 0 {
+		task.ReplyDue = now.Add(d)
+	}
 	if err := e.store.Save(ctx, task); err != nil {
 		*task = prev
 		return nil, fmt.Errorf("save task %s: %w", task.ID, err)
@@ -481,6 +501,7 @@ func (e *Engine) Accept(ctx context.Context, tenantID, agentID, offerID string) 
 	a.active[task.ID] = task // before closeOffer re-indexes the agent: the load stays
 	e.closeOffer(t, o, false)
 	t.accepted[offerID] = task
+	e.startReplyTimer(task, task.ReplyDue.Sub(now))
 	if err := e.emitAccepted(ctx, task); err != nil {
 		return nil, err
 	}
@@ -636,6 +657,7 @@ func (e *Engine) startWrapUp(ctx context.Context, t *tenant, task *Task) error {
 	a := t.agentOrStub(task.AgentID, now)
 	delete(a.active, task.ID)
 	a.wrapping[task.ID] = task
+	stopReplyTimer(task)
 	e.touch(t, a, now)
 	e.startWrapTimer(task, task.Service.AfterCallWork)
 	return e.emitWrapUpStarted(ctx, task)
@@ -732,6 +754,7 @@ func (e *Engine) complete(ctx context.Context, t *tenant, task *Task, wrapUp *di
 	if task.wrapTimer != nil {
 		task.wrapTimer.Stop()
 	}
+	stopReplyTimer(task)
 	if a := t.agents[task.AgentID]; a != nil {
 		delete(a.active, task.ID)
 		delete(a.wrapping, task.ID)
@@ -883,35 +906,46 @@ func (e *Engine) dispatch(ctx context.Context, tenantID string) {
 		if task == nil {
 			return
 		}
-		timeout := task.Service.RONATimeout
-		if timeout <= 0 {
-			timeout = 30 * time.Second
-		}
-		o := &offer{id: ids.New("of_"), task: task, agentID: a.info.ID, expires: now.Add(timeout)}
-		oid := o.id
-		o.timer = time.AfterFunc(timeout, func() { e.timeout(tenantID, oid) })
-		e.pull(task)
-		t.offers[o.id] = o
-		a.offers[o.id] = o
-		e.touch(t, a, now)
-		task.State, task.offerID, task.AgentID = TaskOffered, o.id, a.info.ID
-		if err := e.pub.Emit(ctx, subjects.TaskOffered(tenantID), &distributionv1.TaskOffered{
-			TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
-			AgentId: a.info.ID, OfferId: o.id, ExpiresAt: timestamppb.New(o.expires),
-			Conversation: task.Conversation, ServiceName: task.Service.Name, CustomerName: task.CustomerName,
-			OfferedAt: timestamppb.New(now),
-		}, o.id+":offered"); err != nil {
-			// The agent never learns of an offer that was not published:
-			// withdraw it and try again on the next change.
-			e.log.Error("publish offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
-			e.closeOffer(t, o, true)
-			e.requeue(t, task)
+		if !e.offer(ctx, t, task, a, now, "") {
 			return
 		}
-		if q := t.queues[task.ServiceID]; q != nil {
-			q.offers = append(trim(q.offers, now), now)
-		}
 	}
+}
+
+// offer offers a task (out of its queue's indexes) to an agent; on a
+// publish error the offer is withdrawn, the task re-queued and false
+// returned. transferredBy: the task was transferred to the agent by name.
+func (e *Engine) offer(ctx context.Context, t *tenant, task *Task, a *agent, now time.Time, transferredBy string) bool {
+	tenantID := task.Tenant
+	timeout := task.Service.RONATimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	o := &offer{id: ids.New("of_"), task: task, agentID: a.info.ID, expires: now.Add(timeout)}
+	oid := o.id
+	o.timer = time.AfterFunc(timeout, func() { e.timeout(tenantID, oid) })
+	e.pull(task)
+	t.offers[o.id] = o
+	a.offers[o.id] = o
+	e.touch(t, a, now)
+	task.State, task.offerID, task.AgentID = TaskOffered, o.id, a.info.ID
+	if err := e.pub.Emit(ctx, subjects.TaskOffered(tenantID), &distributionv1.TaskOffered{
+		TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
+		AgentId: a.info.ID, OfferId: o.id, ExpiresAt: timestamppb.New(o.expires),
+		Conversation: task.Conversation, ServiceName: task.Service.Name, CustomerName: task.CustomerName,
+		OfferedAt: timestamppb.New(now), Note: task.Note, TransferredBy: transferredBy,
+	}, o.id+":offered"); err != nil {
+		// The agent never learns of an offer that was not published:
+		// withdraw it and try again on the next change.
+		e.log.Error("publish offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
+		e.closeOffer(t, o, true)
+		e.requeue(t, task)
+		return false
+	}
+	if q := t.queues[task.ServiceID]; q != nil {
+		q.offers = append(trim(q.offers, now), now)
+	}
+	return true
 }
 
 // nextPair is the best task any ready agent may take, with the agent to
@@ -960,6 +994,7 @@ func (e *Engine) Close() {
 			if task.wrapTimer != nil {
 				task.wrapTimer.Stop()
 			}
+			stopReplyTimer(task)
 		}
 		for _, a := range t.agents {
 			if a.graceTimer != nil {

@@ -32,3 +32,14 @@ func EndGrace(e *Engine, tenant, agentID string) {
 	e.mu.Unlock()
 	e.graceExpired(tenant, agentID, until)
 }
+
+// FireReplyTimer runs the first-reply timer of a task now.
+func FireReplyTimer(e *Engine, tenant, taskID string) {
+	e.mu.Lock()
+	var due time.Time
+	if task := e.tenant(tenant).tasks[taskID]; task != nil {
+		due = task.ReplyDue
+	}
+	e.mu.Unlock()
+	e.replyOverdue(tenant, taskID, due)
+}

@@ -276,6 +276,13 @@ func describe(ev proto.Message) string {
 		return fmt.Sprintf("wrapped %s by %s %v %v %v", ev.GetTaskId(), ev.GetAgentId(), ev.GetServiceCodes(), ev.GetSalesCodes(), ev.GetTags())
 	case *distributionv1.TaskReprioritized:
 		return fmt.Sprintf("reprioritized %s %d->%d", ev.GetTaskId(), ev.GetPreviousPriority(), ev.GetPriority())
+	case *distributionv1.TaskTransferred:
+		if ev.GetToAgentId() != "" {
+			return fmt.Sprintf("transferred %s from %s to agent %s", ev.GetTaskId(), ev.GetFromAgentId(), ev.GetToAgentId())
+		}
+		return fmt.Sprintf("transferred %s from %s to service %s", ev.GetTaskId(), ev.GetFromAgentId(), ev.GetToServiceId())
+	case *distributionv1.TaskReplyOverdue:
+		return fmt.Sprintf("reply overdue %s by %s", ev.GetTaskId(), ev.GetAgentId())
 	}
 	return fmt.Sprintf("%T", ev)
 }

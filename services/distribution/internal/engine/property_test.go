@@ -42,6 +42,15 @@ type mTask struct {
 	skills               []string
 	queuedAt             time.Time
 	declinedBy           map[string]bool
+	// directTo: transferred to this agent by name, the offer to follow.
+	directTo         string
+	replied, overdue bool
+}
+
+// directReady: an agent may be offered a task by name (a transfer).
+func (m *model) directReady(a *mAgent, task *mTask) bool {
+	return a.presence == distributionv1.Presence_PRESENCE_AVAILABLE && a.info.Eligible && !a.rona && len(a.wrapping) == 0 &&
+		len(a.offers)+len(a.active) < m.limit(a, task.service)
 }
 
 func (m *model) limit(a *mAgent, svc string) int {
@@ -89,7 +98,13 @@ func (m *model) apply(step int, ev any) {
 		if task == nil || task.state != "queued" {
 			fail("double offer: task %s offered to %s while %+v", ev.GetTaskId(), ev.GetAgentId(), task)
 		}
-		if !m.eligible(a, task) {
+		switch {
+		case task.directTo != "":
+			if a.info.ID != task.directTo || !m.directReady(a, task) {
+				fail("task %s transferred to %s offered to %s: %+v", task.id, task.directTo, a.info.ID, a)
+			}
+			task.directTo = ""
+		case !m.eligible(a, task):
 			fail("task %s (skills %v) offered to %s, who is not eligible: %+v", task.id, task.skills, a.info.ID, a)
 		}
 		task.state, task.agent, task.offer = "offered", a.info.ID, ev.GetOfferId()
@@ -101,7 +116,7 @@ func (m *model) apply(step int, ev any) {
 		}
 		delete(a.offers, task.offer)
 		a.active[task.id] = true
-		task.state = "accepted"
+		task.state, task.replied, task.overdue = "accepted", false, false
 	case *distributionv1.TaskDeclined:
 		task, a := m.tasks[ev.GetTaskId()], m.agents[ev.GetAgentId()]
 		if task.state != "offered" || task.offer != ev.GetOfferId() {
@@ -149,6 +164,25 @@ func (m *model) apply(step int, ev any) {
 		delete(a.active, task.id)
 		delete(a.wrapping, task.id)
 		task.state = "completed"
+	case *distributionv1.TaskTransferred:
+		task, a := m.tasks[ev.GetTaskId()], m.agents[ev.GetFromAgentId()]
+		if task.state != "accepted" || task.agent != a.info.ID {
+			fail("transfer of %s from %s while %+v", task.id, ev.GetFromAgentId(), task)
+		}
+		delete(a.active, task.id)
+		task.declinedBy[a.info.ID] = true
+		task.state, task.agent, task.offer = "queued", "", ""
+		if ev.GetToServiceId() != "" {
+			task.service = ev.GetToServiceId()
+		} else {
+			task.directTo = ev.GetToAgentId()
+		}
+	case *distributionv1.TaskReplyOverdue:
+		task := m.tasks[ev.GetTaskId()]
+		if task.state != "accepted" || task.agent != ev.GetAgentId() || task.replied || task.overdue || m.services[task.service].FirstReplyTimeout == 0 {
+			fail("reply overdue of %s while %+v", task.id, task)
+		}
+		task.overdue = true
 	case *distributionv1.TaskReprioritized:
 		task := m.tasks[ev.GetTaskId()]
 		if task.state != "queued" && task.state != "offered" {
@@ -224,7 +258,7 @@ func runSequence(t *testing.T, seed uint64, steps int) {
 	e, c := newEngine(t, w)
 	e.DeclineCooldown = 24 * time.Hour
 	acw := wrapped
-	plain := engine.ServiceInfo{ID: "plain", Name: "Plain", RONATimeout: time.Hour, MaxParallelTasks: 1}
+	plain := engine.ServiceInfo{ID: "plain", Name: "Plain", RONATimeout: time.Hour, MaxParallelTasks: 1, FirstReplyTimeout: time.Minute}
 	m := &model{t: t, agents: map[string]*mAgent{}, tasks: map[string]*mTask{},
 		services: map[string]engine.ServiceInfo{"wrapped": acw, "plain": plain}}
 	infos := []engine.AgentInfo{
@@ -346,7 +380,7 @@ func runSequence(t *testing.T, seed uint64, steps int) {
 				t.Fatalf("step %d: CancelTask of a %s task: %v", step, task.state, err)
 			}
 			counts["bad input"]++
-		case op < 92: // a workflow cancels
+		case op < 88: // a workflow cancels
 			task := pick("queued", "offered")
 			if task == nil {
 				continue
@@ -355,7 +389,7 @@ func runSequence(t *testing.T, seed uint64, steps int) {
 				t.Fatal(err)
 			}
 			counts["cancel"]++
-		default: // a supervisor reprioritizes
+		case op < 93: // a supervisor reprioritizes
 			task := pick("queued", "offered")
 			if task == nil {
 				continue
@@ -364,6 +398,62 @@ func runSequence(t *testing.T, seed uint64, steps int) {
 				t.Fatal(err)
 			}
 			counts["reprioritize"]++
+		default: // transfers and first replies
+			task := pick("accepted")
+			if task == nil {
+				continue
+			}
+			switch r := rng.IntN(10); {
+			case r < 4:
+				svc := []engine.ServiceInfo{acw, plain}[rng.IntN(2)]
+				by := []string{task.agent, ""}[rng.IntN(2)]
+				if _, err := e.Transfer(ctx, tenant, engine.Transfer{TaskID: task.id, By: "x", ByAgent: by, ToService: &svc, Note: "n"}); err != nil {
+					t.Fatalf("step %d: Transfer to %s: %v", step, svc.ID, err)
+				}
+				counts["transfer to service"]++
+			case r < 7:
+				to := m.agents[infos[rng.IntN(len(infos))].ID]
+				var ready []*mAgent
+				for _, info := range infos {
+					if a := m.agents[info.ID]; a.info.ID != task.agent && m.directReady(a, task) {
+						ready = append(ready, a)
+					}
+				}
+				if len(ready) > 0 && rng.IntN(3) > 0 {
+					to = ready[rng.IntN(len(ready))]
+				}
+				_, err := e.Transfer(ctx, tenant, engine.Transfer{TaskID: task.id, By: task.agent, ByAgent: task.agent, ToAgent: to.info.ID})
+				switch {
+				case to.info.ID == task.agent:
+					if !errors.Is(err, engine.ErrInvalid) {
+						t.Fatalf("step %d: Transfer to its own agent: %v", step, err)
+					}
+				case m.directReady(to, task):
+					if err != nil {
+						t.Fatalf("step %d: Transfer to %s: %v", step, to.info.ID, err)
+					}
+					counts["transfer to agent"]++
+				default:
+					if !errors.Is(err, engine.ErrAgentBusy) {
+						t.Fatalf("step %d: Transfer to %s, who cannot take it: %v", step, to.info.ID, err)
+					}
+					counts["transfer refused"]++
+				}
+			case r < 9:
+				if err := e.AgentReplied(ctx, tenant, task.session, task.agent); err != nil {
+					t.Fatal(err)
+				}
+				task.replied = true
+				counts["reply"]++
+			default:
+				want := task.overdue || (!task.replied && m.services[task.service].FirstReplyTimeout > 0)
+				engine.FireReplyTimer(e, tenant, task.id)
+				sync(step)
+				if want != task.overdue {
+					t.Fatalf("step %d: after the first-reply timer of %+v, overdue = %v, want %v", step, task, task.overdue, want)
+				}
+				counts["reply timer"]++
+			}
 		}
 		sync(step)
 	}
@@ -390,7 +480,8 @@ func runSequence(t *testing.T, seed uint64, steps int) {
 		}
 	}
 	t.Logf("operations: %v", counts)
-	for _, op := range []string{"arrive", "accept", "decline", "rona", "end accepted", "end queued", "wrap-up submitted", "wrap-up runs out", "cancel", "reprioritize"} {
+	for _, op := range []string{"arrive", "accept", "decline", "rona", "end accepted", "end queued", "wrap-up submitted", "wrap-up runs out", "cancel", "reprioritize",
+		"transfer to service", "transfer to agent", "transfer refused", "reply", "reply timer"} {
 		if counts[op] == 0 {
 			t.Errorf("the sequence never did %q: %v", op, counts)
 		}

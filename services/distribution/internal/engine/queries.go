@@ -105,6 +105,10 @@ func (e *Engine) view(task *Task) *distributionv1.Task {
 		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
 		State: protoStates[task.State], Priority: task.Priority, RequiredSkills: task.RequiredSkills,
 		QueuedAt: timestamppb.New(task.QueuedAt), AgentId: task.AgentID, Position: position(task),
+		Note: task.Note, Transfers: int32(task.Transfers),
+	}
+	if task.State == TaskAccepted && !task.ReplyDue.IsZero() && !task.Replied {
+		v.ReplyDueAt = timestamppb.New(task.ReplyDue)
 	}
 	if !task.AcceptedAt.IsZero() {
 		v.AcceptedAt = timestamppb.New(task.AcceptedAt)

@@ -92,7 +92,7 @@ func supervisor(ctx context.Context, tenant string) error {
 
 func mapErr(err error) error {
 	switch {
-	case errors.Is(err, engine.ErrOfferNotOpen), errors.Is(err, engine.ErrTaskState):
+	case errors.Is(err, engine.ErrOfferNotOpen), errors.Is(err, engine.ErrTaskState), errors.Is(err, engine.ErrAgentBusy):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, engine.ErrNotYourOffer), errors.Is(err, engine.ErrNotYourTask), errors.Is(err, engine.ErrNotEligible):
 		return status.Error(codes.PermissionDenied, err.Error())
@@ -356,4 +356,52 @@ func (s *Server) GetQueueStatistics(ctx context.Context, req *distributionv1.Get
 		return nil, err
 	}
 	return s.Engine.QueueStatistics(req.GetTenantId(), svc), nil
+}
+
+// TransferTask: the task's agent (for themselves), supervisors and admins
+// (any task of the tenant), services (naming the agent or not).
+func (s *Server) TransferTask(ctx context.Context, req *distributionv1.TransferTaskRequest) (*distributionv1.TransferTaskResponse, error) {
+	by, err := forAgent(ctx, req.GetTenantId(), req.GetAgentId(), true)
+	if err != nil {
+		return nil, err
+	}
+	if err := taskID(req.GetTaskId()); err != nil {
+		return nil, err
+	}
+	if (req.GetToServiceId() == "") == (req.GetToAgentId() == "") {
+		return nil, status.Error(codes.InvalidArgument, "name exactly one of to_service_id and to_agent_id")
+	}
+	if len(req.GetNote()) > engine.MaxNoteLen {
+		return nil, status.Errorf(codes.InvalidArgument, "note is %d characters, more than %d", len(req.GetNote()), engine.MaxNoteLen)
+	}
+	caller := authn.FromContext(ctx).Subject
+	tr := engine.Transfer{TaskID: req.GetTaskId(), By: caller, ByAgent: by, Note: req.GetNote()}
+	if id := req.GetToServiceId(); id != "" {
+		svc, err := s.Services.Service(ctx, req.GetTenantId(), id)
+		if err != nil {
+			if status.Code(err) == codes.NotFound {
+				return nil, status.Errorf(codes.NotFound, "service %q not found", id)
+			}
+			return nil, status.Errorf(codes.Unavailable, "look up service: %v", err)
+		}
+		tr.ToService = &svc
+	} else {
+		id := req.GetToAgentId()
+		info, err := s.Agents.Agent(ctx, req.GetTenantId(), id)
+		if err != nil {
+			if status.Code(err) == codes.NotFound {
+				return nil, status.Errorf(codes.NotFound, "agent %q not found", id)
+			}
+			return nil, status.Errorf(codes.Unavailable, "look up agent: %v", err)
+		}
+		if !info.Eligible {
+			return nil, status.Errorf(codes.FailedPrecondition, "user %q may not take IM tasks (needs role agent and an IM license)", id)
+		}
+		tr.ToAgent = info.ID
+	}
+	task, err := s.Engine.Transfer(ctx, req.GetTenantId(), tr)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return &distributionv1.TransferTaskResponse{Task: task}, nil
 }

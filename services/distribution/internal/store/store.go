@@ -57,6 +57,12 @@ type taskDoc struct {
 	ServiceCodes []string         `bson:"service_codes,omitempty"`
 	SalesCodes   []string         `bson:"sales_codes,omitempty"`
 	Tags         []string         `bson:"tags,omitempty"`
+	FirstReply   time.Duration    `bson:"first_reply_timeout,omitempty"`
+	Note         string           `bson:"note,omitempty"`
+	Transfers    int              `bson:"transfers,omitempty"`
+	ReplyDue     time.Time        `bson:"reply_due,omitempty"`
+	Replied      bool             `bson:"replied,omitempty"`
+	Overdue      bool             `bson:"reply_overdue,omitempty"`
 	UpdatedAt    time.Time        `bson:"updated_at"`
 }
 
@@ -74,6 +80,7 @@ func (s *Store) Save(ctx context.Context, t *engine.Task) error {
 		State: t.State, AgentID: t.AgentID, AcceptedAt: t.AcceptedAt, WrapUntil: t.WrapUntil,
 		ServiceName: t.Service.Name, RONATimeout: t.Service.RONATimeout, MaxParallel: t.Service.MaxParallelTasks,
 		AfterCall: t.Service.AfterCallWork, ServiceCodes: t.Service.ServiceCodes, SalesCodes: t.Service.SalesCodes, Tags: t.Service.Tags,
+		FirstReply: t.Service.FirstReplyTimeout, Note: t.Note, Transfers: t.Transfers, ReplyDue: t.ReplyDue, Replied: t.Replied, Overdue: t.Overdue,
 		UpdatedAt: time.Now(),
 	}
 	_, err = s.tasks.ReplaceOne(ctx, bson.M{"_id": d.ID}, d, options.Replace().SetUpsert(true))
@@ -132,9 +139,11 @@ func (d taskDoc) task() (*engine.Task, error) {
 		ID: d.TaskID, Tenant: d.Tenant, SessionID: d.SessionID, ServiceID: d.ServiceID,
 		Conversation: conv, CustomerName: d.CustomerName, Priority: d.Priority, RequiredSkills: d.Skills, QueuedAt: d.QueuedAt,
 		State: d.State, AgentID: d.AgentID, AcceptedAt: d.AcceptedAt, WrapUntil: d.WrapUntil,
+		Note: d.Note, Transfers: d.Transfers, ReplyDue: d.ReplyDue, Replied: d.Replied, Overdue: d.Overdue,
 		Service: engine.ServiceInfo{
 			ID: d.ServiceID, Name: d.ServiceName, RONATimeout: d.RONATimeout, MaxParallelTasks: d.MaxParallel,
 			AfterCallWork: d.AfterCall, ServiceCodes: d.ServiceCodes, SalesCodes: d.SalesCodes, Tags: d.Tags,
+			FirstReplyTimeout: d.FirstReply,
 		},
 	}, nil
 }

@@ -1020,9 +1020,16 @@ type Task struct {
 	// The agent offered, handling or wrapping up the task.
 	AgentId string `protobuf:"bytes,9,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	// 1-based place in the service's queue while queued, else 0.
-	Position      int32                  `protobuf:"varint,10,opt,name=position,proto3" json:"position,omitempty"`
-	AcceptedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
-	WrapUpUntil   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=wrap_up_until,json=wrapUpUntil,proto3" json:"wrap_up_until,omitempty"`
+	Position    int32                  `protobuf:"varint,10,opt,name=position,proto3" json:"position,omitempty"`
+	AcceptedAt  *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
+	WrapUpUntil *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=wrap_up_until,json=wrapUpUntil,proto3" json:"wrap_up_until,omitempty"`
+	// The note of the last transfer, for the next agent.
+	Note string `protobuf:"bytes,13,opt,name=note,proto3" json:"note,omitempty"`
+	// How many times the task was transferred.
+	Transfers int32 `protobuf:"varint,14,opt,name=transfers,proto3" json:"transfers,omitempty"`
+	// When the agent's first reply is due (accepted tasks with a first-reply
+	// time, until the agent replies).
+	ReplyDueAt    *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=reply_due_at,json=replyDueAt,proto3" json:"reply_due_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1137,6 +1144,27 @@ func (x *Task) GetAcceptedAt() *timestamppb.Timestamp {
 func (x *Task) GetWrapUpUntil() *timestamppb.Timestamp {
 	if x != nil {
 		return x.WrapUpUntil
+	}
+	return nil
+}
+
+func (x *Task) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *Task) GetTransfers() int32 {
+	if x != nil {
+		return x.Transfers
+	}
+	return 0
+}
+
+func (x *Task) GetReplyDueAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ReplyDueAt
 	}
 	return nil
 }
@@ -2242,6 +2270,138 @@ func (x *WatchQueuesResponse) GetAgents() []*AgentState {
 	return nil
 }
 
+type TransferTaskRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId   string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// Exactly one of to_service_id and to_agent_id.
+	ToServiceId string `protobuf:"bytes,3,opt,name=to_service_id,json=toServiceId,proto3" json:"to_service_id,omitempty"`
+	ToAgentId   string `protobuf:"bytes,4,opt,name=to_agent_id,json=toAgentId,proto3" json:"to_agent_id,omitempty"`
+	// For the next agent (at most 1000 characters).
+	Note string `protobuf:"bytes,5,opt,name=note,proto3" json:"note,omitempty"`
+	// The transferring agent: agents may leave it empty (themselves);
+	// supervisors and admins leave it empty.
+	AgentId       string `protobuf:"bytes,6,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferTaskRequest) Reset() {
+	*x = TransferTaskRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferTaskRequest) ProtoMessage() {}
+
+func (x *TransferTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferTaskRequest.ProtoReflect.Descriptor instead.
+func (*TransferTaskRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *TransferTaskRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TransferTaskRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TransferTaskRequest) GetToServiceId() string {
+	if x != nil {
+		return x.ToServiceId
+	}
+	return ""
+}
+
+func (x *TransferTaskRequest) GetToAgentId() string {
+	if x != nil {
+		return x.ToAgentId
+	}
+	return ""
+}
+
+func (x *TransferTaskRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *TransferTaskRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+type TransferTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferTaskResponse) Reset() {
+	*x = TransferTaskResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferTaskResponse) ProtoMessage() {}
+
+func (x *TransferTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferTaskResponse.ProtoReflect.Descriptor instead.
+func (*TransferTaskResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *TransferTaskResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
 var File_switchboard_distribution_v1_distribution_proto protoreflect.FileDescriptor
 
 const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
@@ -2311,7 +2471,7 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"salesCodes\x12\x12\n" +
 	"\x04tags\x18\a \x03(\tR\x04tags\"M\n" +
 	"\x14SubmitWrapUpResponse\x125\n" +
-	"\x04task\x18\x01 \x01(\v2!.switchboard.distribution.v1.TaskR\x04task\"\xea\x03\n" +
+	"\x04task\x18\x01 \x01(\v2!.switchboard.distribution.v1.TaskR\x04task\"\xda\x04\n" +
 	"\x04Task\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -2328,7 +2488,11 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	" \x01(\x05R\bposition\x12;\n" +
 	"\vaccepted_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"acceptedAt\x12>\n" +
-	"\rwrap_up_until\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vwrapUpUntil\"F\n" +
+	"\rwrap_up_until\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vwrapUpUntil\x12\x12\n" +
+	"\x04note\x18\r \x01(\tR\x04note\x12\x1c\n" +
+	"\ttransfers\x18\x0e \x01(\x05R\ttransfers\x12<\n" +
+	"\freply_due_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"replyDueAt\"F\n" +
 	"\x0eGetTaskRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\"H\n" +
@@ -2413,7 +2577,16 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x13WatchQueuesResponse\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12S\n" +
 	"\bservices\x18\x02 \x03(\v27.switchboard.distribution.v1.GetQueueStatisticsResponseR\bservices\x12?\n" +
-	"\x06agents\x18\x03 \x03(\v2'.switchboard.distribution.v1.AgentStateR\x06agents*e\n" +
+	"\x06agents\x18\x03 \x03(\v2'.switchboard.distribution.v1.AgentStateR\x06agents\"\xbe\x01\n" +
+	"\x13TransferTaskRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\"\n" +
+	"\rto_service_id\x18\x03 \x01(\tR\vtoServiceId\x12\x1e\n" +
+	"\vto_agent_id\x18\x04 \x01(\tR\ttoAgentId\x12\x12\n" +
+	"\x04note\x18\x05 \x01(\tR\x04note\x12\x19\n" +
+	"\bagent_id\x18\x06 \x01(\tR\aagentId\"M\n" +
+	"\x14TransferTaskResponse\x125\n" +
+	"\x04task\x18\x01 \x01(\v2!.switchboard.distribution.v1.TaskR\x04task*e\n" +
 	"\bPresence\x12\x18\n" +
 	"\x14PRESENCE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12PRESENCE_AVAILABLE\x10\x01\x12\x11\n" +
@@ -2434,7 +2607,7 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x13TASK_STATE_ACCEPTED\x10\x03\x12\x17\n" +
 	"\x13TASK_STATE_WRAPPING\x10\x04\x12\x18\n" +
 	"\x14TASK_STATE_COMPLETED\x10\x05\x12\x17\n" +
-	"\x13TASK_STATE_CANCELED\x10\x062\xc6\f\n" +
+	"\x13TASK_STATE_CANCELED\x10\x062\xbb\r\n" +
 	"\x13DistributionService\x12m\n" +
 	"\n" +
 	"AcceptTask\x12..switchboard.distribution.v1.AcceptTaskRequest\x1a/.switchboard.distribution.v1.AcceptTaskResponse\x12p\n" +
@@ -2450,7 +2623,8 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x16GetServiceAvailability\x12:.switchboard.distribution.v1.GetServiceAvailabilityRequest\x1a;.switchboard.distribution.v1.GetServiceAvailabilityResponse\x12\x85\x01\n" +
 	"\x12GetQueueStatistics\x126.switchboard.distribution.v1.GetQueueStatisticsRequest\x1a7.switchboard.distribution.v1.GetQueueStatisticsResponse\x12y\n" +
 	"\x0eResetAgentRona\x122.switchboard.distribution.v1.ResetAgentRonaRequest\x1a3.switchboard.distribution.v1.ResetAgentRonaResponse\x12r\n" +
-	"\vWatchQueues\x12/.switchboard.distribution.v1.WatchQueuesRequest\x1a0.switchboard.distribution.v1.WatchQueuesResponse0\x01B\xa1\x02\n" +
+	"\vWatchQueues\x12/.switchboard.distribution.v1.WatchQueuesRequest\x1a0.switchboard.distribution.v1.WatchQueuesResponse0\x01\x12s\n" +
+	"\fTransferTask\x120.switchboard.distribution.v1.TransferTaskRequest\x1a1.switchboard.distribution.v1.TransferTaskResponseB\xa1\x02\n" +
 	"\x1fcom.switchboard.distribution.v1B\x11DistributionProtoP\x01Z]github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1;distributionv1\xa2\x02\x03SDX\xaa\x02\x1bSwitchboard.Distribution.V1\xca\x02\x1bSwitchboard\\Distribution\\V1\xe2\x02'Switchboard\\Distribution\\V1\\GPBMetadata\xea\x02\x1dSwitchboard::Distribution::V1b\x06proto3"
 
 var (
@@ -2466,7 +2640,7 @@ func file_switchboard_distribution_v1_distribution_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_distribution_v1_distribution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_switchboard_distribution_v1_distribution_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_switchboard_distribution_v1_distribution_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_switchboard_distribution_v1_distribution_proto_goTypes = []any{
 	(Presence)(0),                          // 0: switchboard.distribution.v1.Presence
 	(AgentActivity)(0),                     // 1: switchboard.distribution.v1.AgentActivity
@@ -2501,9 +2675,11 @@ var file_switchboard_distribution_v1_distribution_proto_goTypes = []any{
 	(*ResetAgentRonaResponse)(nil),         // 30: switchboard.distribution.v1.ResetAgentRonaResponse
 	(*WatchQueuesRequest)(nil),             // 31: switchboard.distribution.v1.WatchQueuesRequest
 	(*WatchQueuesResponse)(nil),            // 32: switchboard.distribution.v1.WatchQueuesResponse
-	(*timestamppb.Timestamp)(nil),          // 33: google.protobuf.Timestamp
-	(*v1.ConversationRef)(nil),             // 34: switchboard.messaging.v1.ConversationRef
-	(*durationpb.Duration)(nil),            // 35: google.protobuf.Duration
+	(*TransferTaskRequest)(nil),            // 33: switchboard.distribution.v1.TransferTaskRequest
+	(*TransferTaskResponse)(nil),           // 34: switchboard.distribution.v1.TransferTaskResponse
+	(*timestamppb.Timestamp)(nil),          // 35: google.protobuf.Timestamp
+	(*v1.ConversationRef)(nil),             // 36: switchboard.messaging.v1.ConversationRef
+	(*durationpb.Duration)(nil),            // 37: google.protobuf.Duration
 }
 var file_switchboard_distribution_v1_distribution_proto_depIdxs = []int32{
 	0,  // 0: switchboard.distribution.v1.SetAgentPresenceRequest.presence:type_name -> switchboard.distribution.v1.Presence
@@ -2512,61 +2688,65 @@ var file_switchboard_distribution_v1_distribution_proto_depIdxs = []int32{
 	0,  // 3: switchboard.distribution.v1.AgentState.presence:type_name -> switchboard.distribution.v1.Presence
 	12, // 4: switchboard.distribution.v1.AgentState.offers:type_name -> switchboard.distribution.v1.Offer
 	1,  // 5: switchboard.distribution.v1.AgentState.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	33, // 6: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
-	33, // 7: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
-	33, // 8: switchboard.distribution.v1.AgentState.grace_until:type_name -> google.protobuf.Timestamp
-	34, // 9: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	33, // 10: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
+	35, // 6: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
+	35, // 7: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
+	35, // 8: switchboard.distribution.v1.AgentState.grace_until:type_name -> google.protobuf.Timestamp
+	36, // 9: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	35, // 10: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
 	15, // 11: switchboard.distribution.v1.SubmitWrapUpResponse.task:type_name -> switchboard.distribution.v1.Task
 	2,  // 12: switchboard.distribution.v1.Task.state:type_name -> switchboard.distribution.v1.TaskState
-	33, // 13: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
-	33, // 14: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
-	33, // 15: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
-	15, // 16: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 17: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 18: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	2,  // 19: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
-	35, // 20: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
-	35, // 21: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
-	26, // 22: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
-	1,  // 23: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	35, // 24: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
-	35, // 25: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
-	11, // 26: switchboard.distribution.v1.ResetAgentRonaResponse.state:type_name -> switchboard.distribution.v1.AgentState
-	33, // 27: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
-	28, // 28: switchboard.distribution.v1.WatchQueuesResponse.services:type_name -> switchboard.distribution.v1.GetQueueStatisticsResponse
-	11, // 29: switchboard.distribution.v1.WatchQueuesResponse.agents:type_name -> switchboard.distribution.v1.AgentState
-	3,  // 30: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
-	5,  // 31: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
-	7,  // 32: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
-	9,  // 33: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
-	13, // 34: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
-	16, // 35: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
-	18, // 36: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
-	20, // 37: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
-	22, // 38: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
-	24, // 39: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
-	27, // 40: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
-	29, // 41: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
-	31, // 42: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
-	4,  // 43: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
-	6,  // 44: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
-	8,  // 45: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
-	10, // 46: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
-	14, // 47: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
-	17, // 48: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
-	19, // 49: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
-	21, // 50: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
-	23, // 51: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
-	25, // 52: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
-	28, // 53: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
-	30, // 54: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
-	32, // 55: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
-	43, // [43:56] is the sub-list for method output_type
-	30, // [30:43] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	35, // 13: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
+	35, // 14: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
+	35, // 15: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
+	35, // 16: switchboard.distribution.v1.Task.reply_due_at:type_name -> google.protobuf.Timestamp
+	15, // 17: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 18: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 19: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	2,  // 20: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
+	37, // 21: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
+	37, // 22: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
+	26, // 23: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
+	1,  // 24: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
+	37, // 25: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
+	37, // 26: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
+	11, // 27: switchboard.distribution.v1.ResetAgentRonaResponse.state:type_name -> switchboard.distribution.v1.AgentState
+	35, // 28: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
+	28, // 29: switchboard.distribution.v1.WatchQueuesResponse.services:type_name -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	11, // 30: switchboard.distribution.v1.WatchQueuesResponse.agents:type_name -> switchboard.distribution.v1.AgentState
+	15, // 31: switchboard.distribution.v1.TransferTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	3,  // 32: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
+	5,  // 33: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
+	7,  // 34: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
+	9,  // 35: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
+	13, // 36: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
+	16, // 37: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
+	18, // 38: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
+	20, // 39: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
+	22, // 40: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
+	24, // 41: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
+	27, // 42: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
+	29, // 43: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
+	31, // 44: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
+	33, // 45: switchboard.distribution.v1.DistributionService.TransferTask:input_type -> switchboard.distribution.v1.TransferTaskRequest
+	4,  // 46: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
+	6,  // 47: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
+	8,  // 48: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
+	10, // 49: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
+	14, // 50: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
+	17, // 51: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
+	19, // 52: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
+	21, // 53: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
+	23, // 54: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
+	25, // 55: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
+	28, // 56: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	30, // 57: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
+	32, // 58: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
+	34, // 59: switchboard.distribution.v1.DistributionService.TransferTask:output_type -> switchboard.distribution.v1.TransferTaskResponse
+	46, // [46:60] is the sub-list for method output_type
+	32, // [32:46] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_distribution_proto_init() }
@@ -2580,7 +2760,7 @@ func file_switchboard_distribution_v1_distribution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_distribution_v1_distribution_proto_rawDesc), len(file_switchboard_distribution_v1_distribution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

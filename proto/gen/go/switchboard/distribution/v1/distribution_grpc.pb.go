@@ -43,6 +43,7 @@ const (
 	DistributionService_GetQueueStatistics_FullMethodName     = "/switchboard.distribution.v1.DistributionService/GetQueueStatistics"
 	DistributionService_ResetAgentRona_FullMethodName         = "/switchboard.distribution.v1.DistributionService/ResetAgentRona"
 	DistributionService_WatchQueues_FullMethodName            = "/switchboard.distribution.v1.DistributionService/WatchQueues"
+	DistributionService_TransferTask_FullMethodName           = "/switchboard.distribution.v1.DistributionService/TransferTask"
 )
 
 // DistributionServiceClient is the client API for DistributionService service.
@@ -88,6 +89,14 @@ type DistributionServiceClient interface {
 	// agents' states: one message at once, then one after changes (coalesced:
 	// at most one message per interval, and none when nothing changed).
 	WatchQueues(ctx context.Context, in *WatchQueuesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchQueuesResponse], error)
+	// TransferTask moves an accepted task, with a note for the next agent,
+	// to another service (it queues there keeping its original arrival time)
+	// or to one named agent of the tenant (offered to that agent only; on
+	// decline or RONA it goes back to its service's queue). The task's agent,
+	// supervisors and admins may transfer. NotFound for an unknown service or
+	// agent, FailedPrecondition when the task is not accepted or the named
+	// agent cannot take it now.
+	TransferTask(ctx context.Context, in *TransferTaskRequest, opts ...grpc.CallOption) (*TransferTaskResponse, error)
 }
 
 type distributionServiceClient struct {
@@ -237,6 +246,16 @@ func (c *distributionServiceClient) WatchQueues(ctx context.Context, in *WatchQu
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DistributionService_WatchQueuesClient = grpc.ServerStreamingClient[WatchQueuesResponse]
 
+func (c *distributionServiceClient) TransferTask(ctx context.Context, in *TransferTaskRequest, opts ...grpc.CallOption) (*TransferTaskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferTaskResponse)
+	err := c.cc.Invoke(ctx, DistributionService_TransferTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DistributionServiceServer is the server API for DistributionService service.
 // All implementations must embed UnimplementedDistributionServiceServer
 // for forward compatibility.
@@ -280,6 +299,14 @@ type DistributionServiceServer interface {
 	// agents' states: one message at once, then one after changes (coalesced:
 	// at most one message per interval, and none when nothing changed).
 	WatchQueues(*WatchQueuesRequest, grpc.ServerStreamingServer[WatchQueuesResponse]) error
+	// TransferTask moves an accepted task, with a note for the next agent,
+	// to another service (it queues there keeping its original arrival time)
+	// or to one named agent of the tenant (offered to that agent only; on
+	// decline or RONA it goes back to its service's queue). The task's agent,
+	// supervisors and admins may transfer. NotFound for an unknown service or
+	// agent, FailedPrecondition when the task is not accepted or the named
+	// agent cannot take it now.
+	TransferTask(context.Context, *TransferTaskRequest) (*TransferTaskResponse, error)
 	mustEmbedUnimplementedDistributionServiceServer()
 }
 
@@ -328,6 +355,9 @@ func (UnimplementedDistributionServiceServer) ResetAgentRona(context.Context, *R
 }
 func (UnimplementedDistributionServiceServer) WatchQueues(*WatchQueuesRequest, grpc.ServerStreamingServer[WatchQueuesResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchQueues not implemented")
+}
+func (UnimplementedDistributionServiceServer) TransferTask(context.Context, *TransferTaskRequest) (*TransferTaskResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferTask not implemented")
 }
 func (UnimplementedDistributionServiceServer) mustEmbedUnimplementedDistributionServiceServer() {}
 func (UnimplementedDistributionServiceServer) testEmbeddedByValue()                             {}
@@ -577,6 +607,24 @@ func _DistributionService_WatchQueues_Handler(srv interface{}, stream grpc.Serve
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DistributionService_WatchQueuesServer = grpc.ServerStreamingServer[WatchQueuesResponse]
 
+func _DistributionService_TransferTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferTaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributionServiceServer).TransferTask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DistributionService_TransferTask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributionServiceServer).TransferTask(ctx, req.(*TransferTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DistributionService_ServiceDesc is the grpc.ServiceDesc for DistributionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -631,6 +679,10 @@ var DistributionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResetAgentRona",
 			Handler:    _DistributionService_ResetAgentRona_Handler,
+		},
+		{
+			MethodName: "TransferTask",
+			Handler:    _DistributionService_TransferTask_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -141,10 +141,14 @@ type TaskOffered struct {
 	OfferId   string                 `protobuf:"bytes,6,opt,name=offer_id,json=offerId,proto3" json:"offer_id,omitempty"`
 	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
 	// What the task card shows: customer number, channel, service.
-	Conversation  *v1.ConversationRef    `protobuf:"bytes,8,opt,name=conversation,proto3" json:"conversation,omitempty"`
-	ServiceName   string                 `protobuf:"bytes,9,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
-	CustomerName  string                 `protobuf:"bytes,10,opt,name=customer_name,json=customerName,proto3" json:"customer_name,omitempty"`
-	OfferedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=offered_at,json=offeredAt,proto3" json:"offered_at,omitempty"`
+	Conversation *v1.ConversationRef    `protobuf:"bytes,8,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	ServiceName  string                 `protobuf:"bytes,9,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	CustomerName string                 `protobuf:"bytes,10,opt,name=customer_name,json=customerName,proto3" json:"customer_name,omitempty"`
+	OfferedAt    *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=offered_at,json=offeredAt,proto3" json:"offered_at,omitempty"`
+	// The note of the task's last transfer, for the agent.
+	Note string `protobuf:"bytes,12,opt,name=note,proto3" json:"note,omitempty"`
+	// Set when the task was transferred to this agent by name.
+	TransferredBy string `protobuf:"bytes,13,opt,name=transferred_by,json=transferredBy,proto3" json:"transferred_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +258,20 @@ func (x *TaskOffered) GetOfferedAt() *timestamppb.Timestamp {
 		return x.OfferedAt
 	}
 	return nil
+}
+
+func (x *TaskOffered) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *TaskOffered) GetTransferredBy() string {
+	if x != nil {
+		return x.TransferredBy
+	}
+	return ""
 }
 
 // TaskAccepted: the agent accepted the offer and now handles the session.
@@ -1140,6 +1158,136 @@ func (x *TaskReplyOverdue) GetDueAt() *timestamppb.Timestamp {
 	return nil
 }
 
+// TaskTransferred: an accepted task left its agent for another service's
+// queue (to_service_id; it keeps its arrival time) or for one named agent
+// (to_agent_id; a TaskOffered to that agent follows). Subject
+// distribution.task.transferred.<tenant_id>.
+type TaskTransferred struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	FromServiceId string                 `protobuf:"bytes,4,opt,name=from_service_id,json=fromServiceId,proto3" json:"from_service_id,omitempty"`
+	FromAgentId   string                 `protobuf:"bytes,5,opt,name=from_agent_id,json=fromAgentId,proto3" json:"from_agent_id,omitempty"`
+	ToServiceId   string                 `protobuf:"bytes,6,opt,name=to_service_id,json=toServiceId,proto3" json:"to_service_id,omitempty"`
+	ToAgentId     string                 `protobuf:"bytes,7,opt,name=to_agent_id,json=toAgentId,proto3" json:"to_agent_id,omitempty"`
+	Note          string                 `protobuf:"bytes,8,opt,name=note,proto3" json:"note,omitempty"`
+	// Who transferred: the task's agent, or a supervisor or admin.
+	TransferredBy string                 `protobuf:"bytes,9,opt,name=transferred_by,json=transferredBy,proto3" json:"transferred_by,omitempty"`
+	TransferredAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=transferred_at,json=transferredAt,proto3" json:"transferred_at,omitempty"`
+	// 1-based: the task's how-manieth transfer.
+	Transfer      int32 `protobuf:"varint,11,opt,name=transfer,proto3" json:"transfer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskTransferred) Reset() {
+	*x = TaskTransferred{}
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskTransferred) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskTransferred) ProtoMessage() {}
+
+func (x *TaskTransferred) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskTransferred.ProtoReflect.Descriptor instead.
+func (*TaskTransferred) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_events_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TaskTransferred) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TaskTransferred) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskTransferred) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *TaskTransferred) GetFromServiceId() string {
+	if x != nil {
+		return x.FromServiceId
+	}
+	return ""
+}
+
+func (x *TaskTransferred) GetFromAgentId() string {
+	if x != nil {
+		return x.FromAgentId
+	}
+	return ""
+}
+
+func (x *TaskTransferred) GetToServiceId() string {
+	if x != nil {
+		return x.ToServiceId
+	}
+	return ""
+}
+
+func (x *TaskTransferred) GetToAgentId() string {
+	if x != nil {
+		return x.ToAgentId
+	}
+	return ""
+}
+
+func (x *TaskTransferred) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+func (x *TaskTransferred) GetTransferredBy() string {
+	if x != nil {
+		return x.TransferredBy
+	}
+	return ""
+}
+
+func (x *TaskTransferred) GetTransferredAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.TransferredAt
+	}
+	return nil
+}
+
+func (x *TaskTransferred) GetTransfer() int32 {
+	if x != nil {
+		return x.Transfer
+	}
+	return 0
+}
+
 var File_switchboard_distribution_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
@@ -1156,7 +1304,7 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\bposition\x18\x05 \x01(\x05R\bposition\x127\n" +
 	"\tqueued_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bqueuedAt\x12\x1a\n" +
 	"\bpriority\x18\a \x01(\x05R\bpriority\x12'\n" +
-	"\x0frequired_skills\x18\b \x03(\tR\x0erequiredSkills\"\xc4\x03\n" +
+	"\x0frequired_skills\x18\b \x03(\tR\x0erequiredSkills\"\xff\x03\n" +
 	"\vTaskOffered\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -1173,7 +1321,9 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\rcustomer_name\x18\n" +
 	" \x01(\tR\fcustomerName\x129\n" +
 	"\n" +
-	"offered_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tofferedAt\"\xf5\x01\n" +
+	"offered_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tofferedAt\x12\x12\n" +
+	"\x04note\x18\f \x01(\tR\x04note\x12%\n" +
+	"\x0etransferred_by\x18\r \x01(\tR\rtransferredBy\"\xf5\x01\n" +
 	"\fTaskAccepted\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -1276,7 +1426,21 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12;\n" +
 	"\vaccepted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"acceptedAt\x121\n" +
-	"\x06due_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAtB\x9b\x02\n" +
+	"\x06due_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\"\x90\x03\n" +
+	"\x0fTaskTransferred\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12&\n" +
+	"\x0ffrom_service_id\x18\x04 \x01(\tR\rfromServiceId\x12\"\n" +
+	"\rfrom_agent_id\x18\x05 \x01(\tR\vfromAgentId\x12\"\n" +
+	"\rto_service_id\x18\x06 \x01(\tR\vtoServiceId\x12\x1e\n" +
+	"\vto_agent_id\x18\a \x01(\tR\ttoAgentId\x12\x12\n" +
+	"\x04note\x18\b \x01(\tR\x04note\x12%\n" +
+	"\x0etransferred_by\x18\t \x01(\tR\rtransferredBy\x12A\n" +
+	"\x0etransferred_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\rtransferredAt\x12\x1a\n" +
+	"\btransfer\x18\v \x01(\x05R\btransferB\x9b\x02\n" +
 	"\x1fcom.switchboard.distribution.v1B\vEventsProtoP\x01Z]github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1;distributionv1\xa2\x02\x03SDX\xaa\x02\x1bSwitchboard.Distribution.V1\xca\x02\x1bSwitchboard\\Distribution\\V1\xe2\x02'Switchboard\\Distribution\\V1\\GPBMetadata\xea\x02\x1dSwitchboard::Distribution::V1b\x06proto3"
 
 var (
@@ -1291,7 +1455,7 @@ func file_switchboard_distribution_v1_events_proto_rawDescGZIP() []byte {
 	return file_switchboard_distribution_v1_events_proto_rawDescData
 }
 
-var file_switchboard_distribution_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_switchboard_distribution_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_switchboard_distribution_v1_events_proto_goTypes = []any{
 	(*TaskQueued)(nil),            // 0: switchboard.distribution.v1.TaskQueued
 	(*TaskOffered)(nil),           // 1: switchboard.distribution.v1.TaskOffered
@@ -1304,32 +1468,34 @@ var file_switchboard_distribution_v1_events_proto_goTypes = []any{
 	(*TaskCompleted)(nil),         // 8: switchboard.distribution.v1.TaskCompleted
 	(*TaskReprioritized)(nil),     // 9: switchboard.distribution.v1.TaskReprioritized
 	(*TaskReplyOverdue)(nil),      // 10: switchboard.distribution.v1.TaskReplyOverdue
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*v1.ConversationRef)(nil),    // 12: switchboard.messaging.v1.ConversationRef
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*TaskTransferred)(nil),       // 11: switchboard.distribution.v1.TaskTransferred
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*v1.ConversationRef)(nil),    // 13: switchboard.messaging.v1.ConversationRef
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
 }
 var file_switchboard_distribution_v1_events_proto_depIdxs = []int32{
-	11, // 0: switchboard.distribution.v1.TaskQueued.queued_at:type_name -> google.protobuf.Timestamp
-	11, // 1: switchboard.distribution.v1.TaskOffered.expires_at:type_name -> google.protobuf.Timestamp
-	12, // 2: switchboard.distribution.v1.TaskOffered.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	11, // 3: switchboard.distribution.v1.TaskOffered.offered_at:type_name -> google.protobuf.Timestamp
-	11, // 4: switchboard.distribution.v1.TaskAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	11, // 5: switchboard.distribution.v1.TaskDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	11, // 6: switchboard.distribution.v1.TaskOfferTimedOut.timed_out_at:type_name -> google.protobuf.Timestamp
-	11, // 7: switchboard.distribution.v1.TaskCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	11, // 8: switchboard.distribution.v1.TaskWrapUpStarted.started_at:type_name -> google.protobuf.Timestamp
-	11, // 9: switchboard.distribution.v1.TaskWrapUpStarted.ends_at:type_name -> google.protobuf.Timestamp
-	11, // 10: switchboard.distribution.v1.TaskWrapUpEnded.ended_at:type_name -> google.protobuf.Timestamp
-	11, // 11: switchboard.distribution.v1.TaskCompleted.completed_at:type_name -> google.protobuf.Timestamp
-	13, // 12: switchboard.distribution.v1.TaskCompleted.handle_time:type_name -> google.protobuf.Duration
-	11, // 13: switchboard.distribution.v1.TaskReprioritized.reprioritized_at:type_name -> google.protobuf.Timestamp
-	11, // 14: switchboard.distribution.v1.TaskReplyOverdue.accepted_at:type_name -> google.protobuf.Timestamp
-	11, // 15: switchboard.distribution.v1.TaskReplyOverdue.due_at:type_name -> google.protobuf.Timestamp
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	12, // 0: switchboard.distribution.v1.TaskQueued.queued_at:type_name -> google.protobuf.Timestamp
+	12, // 1: switchboard.distribution.v1.TaskOffered.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 2: switchboard.distribution.v1.TaskOffered.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	12, // 3: switchboard.distribution.v1.TaskOffered.offered_at:type_name -> google.protobuf.Timestamp
+	12, // 4: switchboard.distribution.v1.TaskAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	12, // 5: switchboard.distribution.v1.TaskDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	12, // 6: switchboard.distribution.v1.TaskOfferTimedOut.timed_out_at:type_name -> google.protobuf.Timestamp
+	12, // 7: switchboard.distribution.v1.TaskCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	12, // 8: switchboard.distribution.v1.TaskWrapUpStarted.started_at:type_name -> google.protobuf.Timestamp
+	12, // 9: switchboard.distribution.v1.TaskWrapUpStarted.ends_at:type_name -> google.protobuf.Timestamp
+	12, // 10: switchboard.distribution.v1.TaskWrapUpEnded.ended_at:type_name -> google.protobuf.Timestamp
+	12, // 11: switchboard.distribution.v1.TaskCompleted.completed_at:type_name -> google.protobuf.Timestamp
+	14, // 12: switchboard.distribution.v1.TaskCompleted.handle_time:type_name -> google.protobuf.Duration
+	12, // 13: switchboard.distribution.v1.TaskReprioritized.reprioritized_at:type_name -> google.protobuf.Timestamp
+	12, // 14: switchboard.distribution.v1.TaskReplyOverdue.accepted_at:type_name -> google.protobuf.Timestamp
+	12, // 15: switchboard.distribution.v1.TaskReplyOverdue.due_at:type_name -> google.protobuf.Timestamp
+	12, // 16: switchboard.distribution.v1.TaskTransferred.transferred_at:type_name -> google.protobuf.Timestamp
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_events_proto_init() }
@@ -1343,7 +1509,7 @@ func file_switchboard_distribution_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_distribution_v1_events_proto_rawDesc), len(file_switchboard_distribution_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
