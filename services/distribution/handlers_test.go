@@ -17,6 +17,7 @@ import (
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
 	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
 
@@ -294,5 +295,58 @@ func TestDirectory(t *testing.T) {
 	}
 	if _, err := d.Agent(ctx, "acme", "zed"); status.Code(err) != codes.NotFound {
 		t.Errorf("Agent(zed): err = %v, want NotFound", err)
+	}
+}
+
+func TestAgentRepliesStopTheFirstReplyTimer(t *testing.T) {
+	ctx := context.Background()
+	h, pub := newHandlers(t)
+	h.dir.FirstReply = time.Minute // FIRST_REPLY_TIMEOUT
+	if err := h.taskRequested(ctx, message(t, subjects.WorkflowTaskRequested("acme"), taskRequest(nil))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.eng.SetPresence(ctx, "acme", engine.AgentInfo{ID: "alice", Eligible: true, Services: []string{"sales"}, Skills: []string{"de"}}, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
+		t.Fatal(err)
+	}
+	var offer string
+	for _, ev := range pub.all() {
+		if o, ok := ev.(*distributionv1.TaskOffered); ok {
+			offer = o.GetOfferId()
+		}
+	}
+	if _, err := h.eng.Accept(ctx, "acme", "alice", offer); err != nil {
+		t.Fatal(err)
+	}
+	due := func() bool {
+		t.Helper()
+		task, err := h.eng.GetTask(ctx, "acme", "tk_1_1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return task.GetReplyDueAt() != nil
+	}
+	if !due() {
+		t.Fatal("no first reply due after the accept with FIRST_REPLY_TIMEOUT set")
+	}
+	// Not replies of the agent: a workflow's message, another tenant's
+	// session, a request without a session.
+	for _, ev := range []*outboundv1.OutboundMessageRequested{
+		{TenantId: "acme", SessionId: "ss_1", Origin: outboundv1.Origin_ORIGIN_WORKFLOW},
+		{TenantId: "globex", SessionId: "ss_1", Origin: outboundv1.Origin_ORIGIN_AGENT, AgentId: "alice"},
+		{TenantId: "acme", Origin: outboundv1.Origin_ORIGIN_AGENT, AgentId: "alice"},
+	} {
+		if err := h.outboundRequested(ctx, message(t, subjects.OutboundRequested("acme"), ev)); err != nil {
+			t.Fatal(err)
+		}
+		if !due() {
+			t.Fatalf("%v stopped the first-reply timer", ev)
+		}
+	}
+	reply := &outboundv1.OutboundMessageRequested{TenantId: "acme", SessionId: "ss_1", Origin: outboundv1.Origin_ORIGIN_AGENT, AgentId: "alice"}
+	if err := h.outboundRequested(ctx, message(t, subjects.OutboundRequested("acme"), reply)); err != nil {
+		t.Fatal(err)
+	}
+	if due() {
+		t.Error("alice's reply did not stop the first-reply timer")
 	}
 }

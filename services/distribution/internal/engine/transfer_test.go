@@ -188,7 +188,7 @@ func TestFirstReplyTimer(t *testing.T) {
 	checkEvents(t, w, n, "reply overdue t1 by alice")
 	for _, en := range w.entries() {
 		ev, ok := en.event.(*distributionv1.TaskReplyOverdue)
-		if ok && ( !ev.GetDueAt().AsTime().Equal(got.GetReplyDueAt().AsTime()) || !ev.GetAcceptedAt().AsTime().Equal(got.GetAcceptedAt().AsTime())) {
+		if ok && (!ev.GetDueAt().AsTime().Equal(got.GetReplyDueAt().AsTime()) || !ev.GetAcceptedAt().AsTime().Equal(got.GetAcceptedAt().AsTime())) {
 			t.Errorf("overdue = %v, want due %v accepted %v", ev, got.GetReplyDueAt(), got.GetAcceptedAt())
 		}
 	}

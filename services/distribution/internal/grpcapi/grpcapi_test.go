@@ -118,11 +118,14 @@ func start(t *testing.T) *harness {
 	t.Cleanup(eng.Close)
 	srv := grpcserver.New(slog.New(slog.DiscardHandler), keys)
 	distributionv1.RegisterDistributionServiceServer(srv.Server, &grpcapi.Server{Engine: eng, Services: services{
-		"acme/sales": wrapUpService,
+		"acme/sales":   wrapUpService,
+		"acme/support": {ID: "support", Name: "Support", RONATimeout: time.Hour, MaxParallelTasks: 2},
+		"globex/other": {ID: "other", Name: "Other", RONATimeout: time.Hour},
 	}, Agents: agents{
-		"acme/alice": {ID: "alice", Eligible: true, Services: []string{"sales"}},
-		"acme/bob":   {ID: "bob", Eligible: true, Services: []string{"sales"}},
-		"acme/carl":  {ID: "carl", Eligible: false, Services: []string{"sales"}}, // no IM license
+		"globex/gina": {ID: "gina", Eligible: true, Services: []string{"other"}},
+		"acme/alice":  {ID: "alice", Eligible: true, Services: []string{"sales"}},
+		"acme/bob":    {ID: "bob", Eligible: true, Services: []string{"sales"}},
+		"acme/carl":   {ID: "carl", Eligible: false, Services: []string{"sales"}}, // no IM license
 	}})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
