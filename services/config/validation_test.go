@@ -189,6 +189,7 @@ func TestValidationRules(t *testing.T) {
 				m.OpeningHours = &configv1.OpeningHours{TimeZone: "Europe/Zurich", Holidays: []string{"25.12.2026"}}
 			}, codes.InvalidArgument, "service.opening_hours.holidays[0]"},
 			{"greeting too long", func(m *configv1.Service) { m.Greeting = strings.Repeat("x", 1601) }, codes.InvalidArgument, "service.greeting"},
+			{"failure message too long", func(m *configv1.Service) { m.WorkflowFailureMessage = strings.Repeat("x", 1601) }, codes.InvalidArgument, "service.workflow_failure_message"},
 			{"pinned version without workflow", func(m *configv1.Service) { m.WorkflowVersion = 2 }, codes.InvalidArgument, "service.workflow_version"},
 			{"org unit unknown", func(m *configv1.Service) { m.OrgUnitId = "nowhere" }, codes.FailedPrecondition, "service.org_unit_id"},
 			{"entry unknown", func(m *configv1.Service) { m.MessagingEntryIds = []string{"none"} }, codes.FailedPrecondition, "service.messaging_entry_ids[0]"},

@@ -163,6 +163,7 @@ func (s Service) Proto(tenant string) (*configv1.Service, error) {
 		Id: s.ID, TenantId: tenant, Name: s.Name, OrgUnitId: s.OrgUnit, ImEnabled: s.IM,
 		WorkflowId: s.Workflow, WorkflowVersion: s.WorkflowVersion,
 		MessagingEntryIds: slices.Clone(s.MessagingEntries), Greeting: s.Greeting,
+		WorkflowFailureMessage: s.WorkflowFailureMessage,
 		Distribution: &configv1.DistributionSettings{
 			RonaTimeout:      dur(s.Distribution.RONATimeout),
 			MaxParallelTasks: s.Distribution.MaxParallelTasks,

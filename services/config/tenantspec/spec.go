@@ -98,17 +98,19 @@ type Workflow struct {
 
 // Service is a team customers are routed to.
 type Service struct {
-	ID               string        `yaml:"id"`
-	Name             string        `yaml:"name"`
-	OrgUnit          string        `yaml:"org_unit"`
-	IM               bool          `yaml:"im"`
-	Channels         []string      `yaml:"channels,omitempty"`
-	Workflow         string        `yaml:"workflow,omitempty"`
-	WorkflowVersion  int64         `yaml:"workflow_version,omitempty"`
-	MessagingEntries []string      `yaml:"messaging_entries,omitempty"`
-	Greeting         string        `yaml:"greeting,omitempty"`
-	Distribution     Distribution  `yaml:"distribution,omitempty"`
-	OpeningHours     *OpeningHours `yaml:"opening_hours,omitempty"`
+	ID               string   `yaml:"id"`
+	Name             string   `yaml:"name"`
+	OrgUnit          string   `yaml:"org_unit"`
+	IM               bool     `yaml:"im"`
+	Channels         []string `yaml:"channels,omitempty"`
+	Workflow         string   `yaml:"workflow,omitempty"`
+	WorkflowVersion  int64    `yaml:"workflow_version,omitempty"`
+	MessagingEntries []string `yaml:"messaging_entries,omitempty"`
+	Greeting         string   `yaml:"greeting,omitempty"`
+	// WorkflowFailureMessage is sent when the workflow cannot go on.
+	WorkflowFailureMessage string        `yaml:"workflow_failure_message,omitempty"`
+	Distribution           Distribution  `yaml:"distribution,omitempty"`
+	OpeningHours           *OpeningHours `yaml:"opening_hours,omitempty"`
 }
 
 // Distribution settings of a service.

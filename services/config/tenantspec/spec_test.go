@@ -68,6 +68,20 @@ func TestParseErrorsNameLineAndField(t *testing.T) {
 	}
 }
 
+func TestServiceFailureMessage(t *testing.T) {
+	spec, err := tenantspec.Parse([]byte("tenant: {id: x}\nservices:\n  - id: s\n    name: S\n    workflow_failure_message: Sorry, please call us.\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := spec.Services[0].Proto("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.GetWorkflowFailureMessage(), "Sorry, please call us."; got != want {
+		t.Errorf("workflow_failure_message = %q, want %q", got, want)
+	}
+}
+
 func TestExpandEnv(t *testing.T) {
 	s, err := tenantspec.Parse([]byte("tenant: {id: x}\nconnectors:\n  - id: c\n    auth_token: ${TOKEN}\n    api_key_secret: pre-${SECRET}\nusers:\n  - id: u\n    password: ${PW}\n"))
 	if err != nil {
@@ -127,12 +141,20 @@ func TestApplyExampleTenant(t *testing.T) {
 	spec.Services[0].MessagingEntries = []string{"sms-bookings"}
 	spec.Services[2].MessagingEntries = []string{"whatsapp-bookings"}
 	spec.Services[2].Greeting = "Refunds here."
+	spec.Services[2].WorkflowFailureMessage = "Sorry, please call 044 000 00 00."
 	res, err = tenantspec.Apply(ctx, conn, spec)
 	if err != nil {
 		t.Fatalf("apply with a moved entry: %v", err)
 	}
 	if res.Changed() != 2 {
 		t.Errorf("apply after moving an entry changed %d records, want 2 services:\n%s", res.Changed(), res)
+	}
+	svc, err = configv1.NewServiceServiceClient(conn).GetService(ctx, &configv1.GetServiceRequest{TenantId: "helvetia-travel", Id: spec.Services[2].ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := svc.GetService().GetWorkflowFailureMessage(); got != spec.Services[2].WorkflowFailureMessage {
+		t.Errorf("workflow_failure_message = %q, want %q", got, spec.Services[2].WorkflowFailureMessage)
 	}
 }
 

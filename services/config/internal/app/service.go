@@ -108,6 +108,9 @@ func validateService(s *configv1.Service) error {
 	if n := utf8.RuneCountInString(s.GetGreeting()); n > maxGreeting {
 		vs.add("greeting", "is %d characters, at most %d allowed", n, maxGreeting)
 	}
+	if n := utf8.RuneCountInString(s.GetWorkflowFailureMessage()); n > maxGreeting {
+		vs.add("workflow_failure_message", "is %d characters, at most %d allowed", n, maxGreeting)
+	}
 	validateDistribution(&vs, s.GetDistribution())
 	validateOpeningHours(&vs, s.GetOpeningHours())
 	return vs.err(CodeInvalid, "invalid service")

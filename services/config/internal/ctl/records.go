@@ -476,6 +476,7 @@ func (c *cli) create(ctx context.Context, args []string) error {
 		fs.StringVar(&s.Workflow, "workflow", "", "IM workflow (empty: greet, then queue)")
 		fs.Int64Var(&s.WorkflowVersion, "workflow-version", 0, "pinned workflow version (0: latest)")
 		fs.StringVar(&s.Greeting, "greeting", "", "greeting of the default workflow")
+		fs.StringVar(&s.WorkflowFailureMessage, "failure-message", "", "sent when the workflow cannot go on (empty: the default)")
 		fs.DurationVar(&rona, "rona", 0, "RONA timeout (default 30s)")
 		fs.DurationVar(&acw, "acw", 0, "after-call work (0: off)")
 		max := fs.Int("max-parallel", 0, "parallel IM tasks per agent (default 1)")

@@ -312,6 +312,7 @@ func (r *Runner) enterService(ctx context.Context, st *State, id string) (*workf
 	}
 	st.ServiceID, st.ServiceName, st.TimeZone = id, svc.GetName(), svc.GetOpeningHours().GetTimeZone()
 	st.WorkflowID, st.WorkflowVersion, st.Greeting = svc.GetWorkflowId(), svc.GetWorkflowVersion(), strings.TrimSpace(svc.GetGreeting())
+	st.FailureMessage = strings.TrimSpace(svc.GetWorkflowFailureMessage())
 	st.Activity, st.Entered = "", false
 	def, err := r.definition(ctx, st)
 	if err != nil {
@@ -733,11 +734,16 @@ func (r *Runner) queue(ctx context.Context, st *State, a *workflowdef.Activity, 
 	}, taskID)
 }
 
-// fail tells the customer, reports the failure (sessions ends the session
+// fail tells the customer (the service's failure message, or the
+// default), reports the failure (sessions ends the session
 // as failed) and logs it.
 func (r *Runner) fail(ctx context.Context, st *State, activity, reason string) error {
 	if st.started().GetConversation() != nil {
-		if err := r.send(ctx, st, st.SessionID+"-failed", DefaultFailureMessage); err != nil {
+		text := st.FailureMessage
+		if text == "" {
+			text = DefaultFailureMessage
+		}
+		if err := r.send(ctx, st, st.SessionID+"-failed", text); err != nil {
 			return err
 		}
 	}

@@ -76,6 +76,9 @@ type State struct {
 	WorkflowID      string `json:"workflow_id,omitempty"`
 	WorkflowVersion int64  `json:"workflow_version,omitempty"`
 	Greeting        string `json:"greeting,omitempty"`
+	// FailureMessage: the service's message for a failed run ("" means
+	// DefaultFailureMessage).
+	FailureMessage string `json:"failure_message,omitempty"`
 
 	Status   string `json:"status"`
 	Reason   string `json:"reason,omitempty"`

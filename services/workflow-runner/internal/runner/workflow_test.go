@@ -165,3 +165,30 @@ func TestOpen(t *testing.T) {
 		t.Error("no opening hours should mean always open")
 	}
 }
+
+// A failed run sends the service's own failure message when it has one,
+// the default otherwise.
+func TestFailureMessagePerService(t *testing.T) {
+	defs := map[string]*workflowdef.Definition{"music": {Start: "m", Activities: []workflowdef.Activity{
+		act("m", "play_music", nil, then("q")),
+		act("q", "queue_task", nil, nil),
+	}}}
+	for _, custom := range []string{"Sorry! Please call us on 044 000 00 00.", ""} {
+		f := workflowFixture(t, nil, defs)
+		f.svcs.set("acme", &configv1.Service{Id: "music", TenantId: "acme", Name: "Desk", WorkflowId: "music", WorkflowFailureMessage: custom})
+		if err := f.handle(t, start("acme", sessionID, "music")); err != nil {
+			t.Fatal(err)
+		}
+		want := custom
+		if want == "" {
+			want = runner.DefaultFailureMessage
+		}
+		out := f.pub.all()
+		if len(out) == 0 || out[0].subject != subjects.OutboundRequested("acme") {
+			t.Fatalf("published %q, want the failure message first", f.pub.ids())
+		}
+		if got := out[0].event.(*outboundv1.OutboundMessageRequested).GetBody(); got != want {
+			t.Errorf("failure message = %q, want %q", got, want)
+		}
+	}
+}

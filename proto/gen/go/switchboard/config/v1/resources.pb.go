@@ -693,8 +693,11 @@ type Service struct {
 	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Pins a saved version of workflow_id; 0 follows the latest version.
 	WorkflowVersion int64 `protobuf:"varint,15,opt,name=workflow_version,json=workflowVersion,proto3" json:"workflow_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Sent to the customer when the service's workflow cannot go on (at
+	// most 1600 characters); empty means the runner's default message.
+	WorkflowFailureMessage string `protobuf:"bytes,16,opt,name=workflow_failure_message,json=workflowFailureMessage,proto3" json:"workflow_failure_message,omitempty"`
+	unknownFields          protoimpl.UnknownFields
+	sizeCache              protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
@@ -830,6 +833,13 @@ func (x *Service) GetWorkflowVersion() int64 {
 		return x.WorkflowVersion
 	}
 	return 0
+}
+
+func (x *Service) GetWorkflowFailureMessage() string {
+	if x != nil {
+		return x.WorkflowFailureMessage
+	}
+	return ""
 }
 
 // DistributionSettings control how tasks of a service reach agents.
@@ -1753,7 +1763,7 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x128\n" +
-	"\x04path\x18\x0e \x01(\x0e2$.switchboard.messaging.v1.TwilioPathR\x04path\"\x8f\x05\n" +
+	"\x04path\x18\x0e \x01(\x0e2$.switchboard.messaging.v1.TwilioPathR\x04path\"\xc9\x05\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x12\n" +
@@ -1774,7 +1784,8 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12)\n" +
-	"\x10workflow_version\x18\x0f \x01(\x03R\x0fworkflowVersion\"\x9f\x02\n" +
+	"\x10workflow_version\x18\x0f \x01(\x03R\x0fworkflowVersion\x128\n" +
+	"\x18workflow_failure_message\x18\x10 \x01(\tR\x16workflowFailureMessage\"\x9f\x02\n" +
 	"\x14DistributionSettings\x12<\n" +
 	"\frona_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\vronaTimeout\x12,\n" +
 	"\x12max_parallel_tasks\x18\x02 \x01(\x05R\x10maxParallelTasks\x12A\n" +
