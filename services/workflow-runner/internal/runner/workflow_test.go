@@ -192,3 +192,70 @@ func TestFailureMessagePerService(t *testing.T) {
 		}
 	}
 }
+
+// Config accepts exactly what the runner runs: every activity the
+// catalogue marks as supported for IM runs with only its required
+// parameters, without failing the session.
+func TestEveryIMActivityRuns(t *testing.T) {
+	sample := func(p workflowdef.Param) any {
+		switch p.Kind {
+		case workflowdef.KindInt:
+			return p.Min
+		case workflowdef.KindDuration:
+			return p.MinDuration.String()
+		case workflowdef.KindBool:
+			return true
+		case workflowdef.KindEnum:
+			return p.Values[0]
+		case workflowdef.KindServiceID:
+			return "plain"
+		case workflowdef.KindParameterName:
+			return "p"
+		case workflowdef.KindURL:
+			return "http://169.254.169.254/latest" // refused: the failure branch, no network
+		case workflowdef.KindStringList:
+			return []any{"a"}
+		case workflowdef.KindStringMap, workflowdef.KindHeaders, workflowdef.KindParameterMap:
+			return map[string]any{}
+		}
+		return "x"
+	}
+	n := 0
+	for _, typ := range workflowdef.Catalogue() {
+		if !typ.IM {
+			continue
+		}
+		n++
+		a := workflowdef.Activity{ID: "a", Type: typ.Type, Params: map[string]any{}, Next: map[string]string{}}
+		for _, p := range typ.Params {
+			if p.Required {
+				a.Params[p.Name] = sample(p)
+			}
+		}
+		for _, o := range a.Outcomes() {
+			a.Next[o] = "end"
+		}
+		def := &workflowdef.Definition{Start: "a", Activities: []workflowdef.Activity{a}}
+		if len(a.Next) > 0 {
+			def.Activities = append(def.Activities, act("end", "disconnect", nil, nil))
+		}
+		if err := workflowdef.Validate(def); err != nil {
+			t.Errorf("%s: %v", typ.Name, err)
+			continue
+		}
+		f := workflowFixture(t, nil, map[string]*workflowdef.Definition{"svc": def})
+		f.svcs.set("acme", &configv1.Service{Id: "plain", TenantId: "acme", Name: "Plain"})
+		if err := f.handle(t, start("acme", sessionID, "svc")); err != nil {
+			t.Errorf("%s: %v", typ.Name, err)
+			continue
+		}
+		for _, p := range f.pub.all() {
+			if ev, ok := p.event.(*workflowv1.WorkflowFailed); ok {
+				t.Errorf("%s: the session failed: %s: %s", typ.Name, ev.GetActivity(), ev.GetReason())
+			}
+		}
+	}
+	if n != 18 {
+		t.Errorf("%d IM activities in the catalogue, want 18", n)
+	}
+}
