@@ -102,7 +102,9 @@ func Refused(addr netip.Addr) bool {
 // it when any of its addresses is refused (unless the tenant allows the
 // host), and connects to the checked addresses only, so neither a
 // redirect nor a second DNS answer reaches a refused address.
-func (w *webClient) client(tenant string, timeout time.Duration) *http.Client {
+// The workflow's headers (they may carry credentials) go to the first
+// request's host only, not to a redirect elsewhere.
+func (w *webClient) client(tenant string, timeout time.Duration, headers []string) *http.Client {
 	dialer := &net.Dialer{Timeout: timeout}
 	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
 		host, port, err := net.SplitHostPort(address)
@@ -157,6 +159,11 @@ func (w *webClient) client(tenant string, timeout time.Duration) *http.Client {
 			if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
 				return fmt.Errorf("redirect to a %q URL", req.URL.Scheme)
 			}
+			if !strings.EqualFold(req.URL.Host, via[0].URL.Host) {
+				for _, h := range headers {
+					req.Header.Del(h)
+				}
+			}
 			return nil
 		},
 	}
@@ -206,10 +213,12 @@ func (r *Runner) webRequest(ctx context.Context, st *State, a *workflowdef.Activ
 	req.Header.Set("User-Agent", "switchboard-workflow-runner")
 	// The same for a repeated run of this step (a redelivered event).
 	req.Header.Set("Idempotency-Key", st.SessionID+"-"+a.ID+visitSuffix(st.Visits[a.ID]))
+	var names []string
 	for k, v := range a.StringMapParam("headers") {
 		req.Header.Set(k, expandWith(st, r, v, oneLine))
+		names = append(names, k)
 	}
-	res, err := r.web.client(st.Tenant, timeout).Do(req)
+	res, err := r.web.client(st.Tenant, timeout, names).Do(req)
 	if err != nil {
 		switch {
 		case errors.Is(err, errRefused):

@@ -198,6 +198,30 @@ func TestWebRequestSSRFGuard(t *testing.T) {
 	}
 }
 
+// A redirect to another host does not carry the workflow's headers.
+func TestWebRequestRedirectDropsHeaders(t *testing.T) {
+	var key atomic.Value
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key.Store(r.Header.Get("X-Api-Key"))
+		io.WriteString(w, `{}`)
+	}))
+	defer target.Close()
+	port := target.URL[strings.LastIndex(target.URL, ":")+1:]
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://localhost:"+port+"/x", http.StatusFound)
+	}))
+	defer redirector.Close()
+	f := webFixture(t, []string{"127.0.0.1", "localhost"}, map[string]any{
+		"url": redirector.URL + "/", "timeout": "2s", "headers": map[string]any{"X-Api-Key": "${key}"},
+	})
+	if said := f.said(t); !strings.HasPrefix(said, "ok") {
+		t.Fatalf("customer told %q, want the success branch", said)
+	}
+	if got, _ := key.Load().(string); got != "" {
+		t.Errorf("the redirect target got X-Api-Key %q, want none", got)
+	}
+}
+
 func TestRefused(t *testing.T) {
 	tests := map[string]bool{
 		"127.0.0.1": true, "::1": true, "10.0.0.1": true, "172.16.0.1": true, "192.168.0.1": true,
