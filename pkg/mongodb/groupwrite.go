@@ -79,17 +79,32 @@ func (w *GroupWriter) Upsert(ctx context.Context, id string, update any) error {
 // ctx's error though the batch may still be written: it must treat the
 // write as failed and find the document on its retry.
 func (w *GroupWriter) Do(ctx context.Context, model mongo.WriteModel) error {
+	closed := fmt.Errorf("write %s: writer is closed", w.what)
+	select {
+	case <-w.stop:
+		return closed
+	default:
+	}
 	op := &groupOp{model: model, done: make(chan struct{})}
 	select {
 	case w.ops <- op:
 	case <-w.stop:
-		return fmt.Errorf("write %s: writer is closed", w.what)
+		return closed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	select {
 	case <-op.done:
 		return op.err
+	case <-w.done:
+		// Stopped with op still queued: it was not written. (The
+		// runner closes op.done before w.done for a batch it wrote.)
+		select {
+		case <-op.done:
+			return op.err
+		default:
+			return closed
+		}
 	case <-ctx.Done():
 		return ctx.Err()
 	}
