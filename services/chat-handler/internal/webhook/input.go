@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/switchboard-cc/switchboard/pkg/mediaurl"
 )
 
 // Twilio sends UTF-8 (form-encoded or JSON), but what arrives is bytes: a
@@ -55,28 +57,6 @@ func repairParams(p url.Values) (repaired []string, bad string) {
 }
 
 // validMediaURL reports whether a media URL may be stored and shown to an
-// agent: an absolute https URL (http too when allowHTTP, for the emulator)
-// with a host and no credentials, written in printable ASCII as RFC 3986
-// URLs are. Anything else (javascript:, data:, relative, repaired bytes) is
-// dropped.
-func validMediaURL(raw string, allowHTTP bool) bool {
-	if raw == "" || len(raw) > 2048 {
-		return false
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] <= ' ' || raw[i] >= 0x7f {
-			return false
-		}
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
-		return false
-	}
-	switch u.Scheme {
-	case "https":
-		return true
-	case "http":
-		return allowHTTP
-	}
-	return false
-}
+// agent (pkg/mediaurl): anything else (javascript:, data:, relative,
+// repaired bytes) is dropped.
+func validMediaURL(raw string, allowHTTP bool) bool { return mediaurl.Valid(raw, allowHTTP) }

@@ -1,9 +1,9 @@
 package core
 
 import (
-	"net/url"
-
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/mediaurl"
 )
 
 // SafeMediaURL reports whether a media URL may be stored and handed to an
@@ -12,21 +12,7 @@ import (
 // (http for the emulator); this is the same rule at the store and at
 // rendering, so a javascript: or data: URL from any producer, or stored
 // before chat-handler checked, never reaches a browser.
-func SafeMediaURL(raw string) bool {
-	if raw == "" || len(raw) > 2048 {
-		return false
-	}
-	for i := 0; i < len(raw); i++ {
-		if raw[i] <= ' ' || raw[i] >= 0x7f {
-			return false
-		}
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
-		return false
-	}
-	return u.Scheme == "https" || u.Scheme == "http"
-}
+func SafeMediaURL(raw string) bool { return mediaurl.Valid(raw, true) }
 
 // safeMedia keeps the media items whose URL is safe; items without a URL
 // (a Conversations media SID) are kept as they are.
