@@ -12,9 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -113,7 +111,7 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("public base url %q must be scheme://host[:port][/prefix]", c.PublicBaseURL))
 		}
 	}
-	if _, err := parsePrefixes(c.TrustedProxies); err != nil {
+	if _, err := httpserver.ParsePrefixes(c.TrustedProxies); err != nil {
 		errs = append(errs, err)
 	}
 	if c.MaxBodyBytes < 1024 {
@@ -135,28 +133,6 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func parsePrefixes(cidrs []string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	var errs []error
-	for _, c := range cidrs {
-		c = strings.TrimSpace(c)
-		if c == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(c)
-		if err != nil {
-			a, aerr := netip.ParseAddr(c)
-			if aerr != nil {
-				errs = append(errs, fmt.Errorf("trusted proxy %q is not an IP or CIDR", c))
-				continue
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		out = append(out, p.Masked())
-	}
-	return out, errors.Join(errs...)
 }
 
 // Deps may be injected; nil ones are built from Config.
@@ -227,7 +203,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		_ = lis.Close()
 		return err
 	}
-	proxies, _ := parsePrefixes(cfg.TrustedProxies)
+	proxies, _ := httpserver.ParsePrefixes(cfg.TrustedProxies)
 	h := webhook.New(routes, emitter{b}, webhook.Options{
 		PublicBaseURL: cfg.PublicBaseURL, TrustedProxies: proxies,
 		MaxBodyBytes: cfg.MaxBodyBytes, PublishTimeout: cfg.PublishTimeout, AllowHTTPMedia: cfg.AllowHTTPMedia,

@@ -99,3 +99,29 @@ func TestThrottledSignInAnswers429(t *testing.T) {
 		t.Errorf("throttled sign-in: status %d, Retry-After %q; want 429 and 90", res.StatusCode, res.Header.Get("Retry-After"))
 	}
 }
+
+// Behind a trusted proxy the client's own address (X-Forwarded-For) is
+// what sign-ins are throttled by; from anyone else the header is ignored,
+// so a client cannot pose as another address.
+func TestSignInThrottledByClientAddress(t *testing.T) {
+	login := func(h *harness) int {
+		req, _ := http.NewRequest(http.MethodPost, h.url+"/api/agent/v1/login",
+			bytes.NewReader([]byte(`{"tenant_id":"acme","email":"alice@acme.example","password":"wrong"}`)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-For", "198.51.100.66") // an address the fake config throttles
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = res.Body.Close()
+		return res.StatusCode
+	}
+	behind := start(t, func(c *sessions.Config, _ *sessions.Deps) { c.TrustedProxies = []string{"127.0.0.1"} })
+	if got := login(behind); got != http.StatusTooManyRequests {
+		t.Errorf("through a trusted proxy: status %d, want 429 (throttled by the forwarded address)", got)
+	}
+	direct := start(t)
+	if got := login(direct); got != http.StatusUnauthorized {
+		t.Errorf("a client sending X-Forwarded-For itself: status %d, want 401 (header ignored)", got)
+	}
+}

@@ -65,6 +65,10 @@ type Config struct {
 	// OriginPatterns lets pages on other hosts open the websocket (the
 	// console served here needs none).
 	OriginPatterns []string
+	// TrustedProxies (IPs or CIDRs) in front of the console: sign-ins are
+	// throttled per client address, read from their X-Forwarded-For; from
+	// any other peer the header is ignored.
+	TrustedProxies []string
 	Streams        subjects.StreamOptions
 }
 
@@ -100,6 +104,9 @@ func (c Config) Validate() error {
 	}
 	if c.AgentTokenTTL < time.Minute || c.AgentTokenTTL > authn.MaxTTL {
 		errs = append(errs, fmt.Errorf("agent token ttl %s: want a minute to %s", c.AgentTokenTTL, authn.MaxTTL))
+	}
+	if _, err := httpserver.ParsePrefixes(c.TrustedProxies); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
@@ -152,10 +159,15 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
+	proxies, err := httpserver.ParsePrefixes(cfg.TrustedProxies)
+	if err != nil {
+		return err
+	}
 	var gw *gateway.Gateway
 	domain := core.New(st, b, pushFunc(func(t, a string, f []byte) { gw.Push(t, a, f) }), distributionv1.NewDistributionServiceClient(dc), outbound, log)
 	gw = gateway.New(domain, keys, configv1.NewLookupServiceClient(cc), b.NC, log, gateway.Options{
 		TokenTTL: cfg.AgentTokenTTL, AuthTimeout: cfg.AgentAuthTimeout, OriginPatterns: cfg.OriginPatterns, Console: console.FS(),
+		TrustedProxies: proxies,
 	})
 	sub, err := gw.Subscribe()
 	if err != nil {

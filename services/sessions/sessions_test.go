@@ -54,7 +54,7 @@ func (fakeConfig) AuthenticateUser(_ context.Context, r *configv1.AuthenticateUs
 		"bob@acme.example":   {Id: "bob", DisplayName: "Bob", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_AGENT}},
 		"carl@acme.example":  {Id: "carl", DisplayName: "Carl", Roles: []configv1.Role{configv1.Role_ROLE_ADMIN}},
 	}
-	if r.GetEmail() == "locked@acme.example" {
+	if r.GetEmail() == "locked@acme.example" || r.GetSourceAddress() == "198.51.100.66" {
 		st, _ := status.New(codes.ResourceExhausted, "too many failed sign-ins; try again later").
 			WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(90 * time.Second)})
 		return nil, st.Err()

@@ -27,6 +27,7 @@ func main() {
 			AgentAuthTimeout: env.Duration("AGENT_AUTH_TIMEOUT", d.AgentAuthTimeout),
 			InboundWorkers:   env.Int("INBOUND_WORKERS", d.InboundWorkers),
 			OriginPatterns:   env.List("WS_ORIGIN_PATTERNS", nil),
+			TrustedProxies:   env.List("TRUSTED_PROXIES", nil),
 			Streams:          mainrun.StreamOptions(env),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {

@@ -12,8 +12,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +32,7 @@ import (
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/httpserver"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/core"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/protocol"
@@ -50,6 +51,7 @@ type Gateway struct {
 
 	authTimeout  time.Duration
 	recheckEvery time.Duration
+	proxies      []netip.Prefix
 
 	mu    sync.Mutex
 	conns map[string]map[*conn]struct{} // tenant/agent -> sockets
@@ -67,6 +69,9 @@ type Options struct {
 	TokenTTL time.Duration
 	// AuthTimeout is how long a new socket may take to authenticate (10 s).
 	AuthTimeout time.Duration
+	// TrustedProxies may name the client in X-Forwarded-For (sign-in
+	// throttling per address).
+	TrustedProxies []netip.Prefix
 	// RecheckEvery is how often open sockets' tokens are checked against
 	// expiry and the revocation list (1 s).
 	RecheckEvery time.Duration
@@ -90,7 +95,7 @@ func New(c *core.Core, keys *authn.Keys, lookup configv1.LookupServiceClient, nc
 	done, stop := context.WithCancel(context.Background())
 	return &Gateway{
 		core: c, keys: keys, lookup: lookup, nc: nc, log: log, console: o.Console,
-		tokenTTL: o.TokenTTL, authTimeout: o.AuthTimeout, recheckEvery: o.RecheckEvery, origins: o.OriginPatterns, conns: map[string]map[*conn]struct{}{},
+		tokenTTL: o.TokenTTL, authTimeout: o.AuthTimeout, recheckEvery: o.RecheckEvery, proxies: o.TrustedProxies, origins: o.OriginPatterns, conns: map[string]map[*conn]struct{}{},
 		done: done, stop: stop,
 	}
 }
@@ -190,7 +195,7 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := g.lookup.AuthenticateUser(r.Context(), &configv1.AuthenticateUserRequest{
 		TenantId: req.TenantID, Email: req.Email, Password: req.Password,
-		SourceAddress: clientAddr(r), RequireAgent: true,
+		SourceAddress: httpserver.ClientIP(r, g.proxies), RequireAgent: true,
 	})
 	switch st := status.Convert(err); st.Code() {
 	case codes.OK:
@@ -238,16 +243,6 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		"expires_at": exp.UTC().Format(time.RFC3339),
 		"agent":      map[string]string{"id": u.GetId(), "display_name": u.GetDisplayName(), "tenant_id": req.TenantID},
 	})
-}
-
-// clientAddr is the client's IP address (the TCP peer; a proxy in front
-// should be the console's only way in and throttles by its own rules).
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // conn is one agent socket.
