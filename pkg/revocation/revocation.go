@@ -26,6 +26,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 )
 
 // Bucket is the KV bucket holding the list.
@@ -47,18 +48,15 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*List, err
 	if replicas < 1 {
 		replicas = 1
 	}
-	kv, err := js.KeyValue(ctx, Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      Bucket,
-			Description: "revoked sign-ins: tenant.user -> unix ms before which their tokens are void",
-			TTL:         authn.MaxTTL + time.Hour,
-			Replicas:    replicas,
-			Storage:     jetstream.FileStorage,
-		})
-	}
+	kv, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "revoked sign-ins: tenant.user -> unix ms before which their tokens are void",
+		TTL:         authn.MaxTTL + time.Hour,
+		Replicas:    replicas,
+		Storage:     jetstream.FileStorage,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("revocation bucket: %w", err)
+		return nil, fmt.Errorf("revocation list: %w", err)
 	}
 	w, err := kv.WatchAll(ctx)
 	if err != nil {

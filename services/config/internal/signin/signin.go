@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 )
 
@@ -141,18 +142,15 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, p Policy) (
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	kv, err := js.KeyValue(ctx, Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      Bucket,
-			Description: "failed sign-ins per account and source address",
-			TTL:         max(p.ForgetAfter, p.LockoutDuration, p.MaxDelay) + time.Hour,
-			Replicas:    max(replicas, 1),
-			Storage:     jetstream.FileStorage,
-		})
-	}
+	kv, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      Bucket,
+		Description: "failed sign-ins per account and source address",
+		TTL:         max(p.ForgetAfter, p.LockoutDuration, p.MaxDelay) + time.Hour,
+		Replicas:    max(replicas, 1),
+		Storage:     jetstream.FileStorage,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("sign-in bucket: %w", err)
+		return nil, err
 	}
 	return &Throttle{kv: kv, policy: p, now: time.Now}, nil
 }
@@ -172,55 +170,38 @@ func hashed(parts ...string) string {
 func accountKey(tenant, email string) string { return "acct." + tenant + "." + hashed(email) }
 func sourceKey(source string) string         { return "src." + hashed(source) }
 
-func (t *Throttle) get(ctx context.Context, key string) (record, uint64, error) {
-	e, err := t.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return record{}, 0, nil
-	}
+func (t *Throttle) get(ctx context.Context, key string) (record, error) {
+	b, _, err := kvcas.Get(ctx, t.kv, key)
 	if err != nil {
-		return record{}, 0, fmt.Errorf("get %s: %w", key, err)
+		return record{}, fmt.Errorf("get %s: %w", key, err)
 	}
 	var r record
-	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return record{}, e.Revision(), nil // unreadable: start over
+	if b != nil && json.Unmarshal(b, &r) != nil {
+		return record{}, nil // unreadable: start over
 	}
-	return r, e.Revision(), nil
+	return r, nil
 }
 
 // update applies f to the record at key with a compare-and-set, retrying
 // when another replica wrote in between.
 func (t *Throttle) update(ctx context.Context, key string, f func(record) record) (record, error) {
-	for attempt := 0; ; attempt++ {
-		r, rev, err := t.get(ctx, key)
-		if err != nil {
-			return record{}, err
+	var next record
+	_, err := kvcas.Change(ctx, t.kv, key, func(cur []byte) ([]byte, error) {
+		var r record
+		if cur != nil && json.Unmarshal(cur, &r) != nil {
+			r = record{} // unreadable: start over
 		}
-		next := f(r)
-		b, _ := json.Marshal(next)
-		if rev == 0 {
-			_, err = t.kv.Create(ctx, key, b)
-		} else {
-			_, err = t.kv.Update(ctx, key, b, rev)
-		}
-		if err == nil {
-			return next, nil
-		}
-		if attempt >= 10 || !(errors.Is(err, jetstream.ErrKeyExists) || isWrongSequence(err)) {
-			return record{}, fmt.Errorf("update %s: %w", key, err)
-		}
-	}
-}
-
-func isWrongSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+		next = f(r)
+		return json.Marshal(next)
+	})
+	return next, err
 }
 
 // Check returns how long sign-ins of the account or from the source are
 // refused; ok is false when they are not.
 func (t *Throttle) Check(ctx context.Context, tenant, email, source string) (wait time.Duration, locked, blocked bool, err error) {
 	now := t.now()
-	a, _, err := t.get(ctx, accountKey(tenant, email))
+	a, err := t.get(ctx, accountKey(tenant, email))
 	if err != nil {
 		return 0, false, false, err
 	}
@@ -230,7 +211,7 @@ func (t *Throttle) Check(ctx context.Context, tenant, email, source string) (wai
 	if source == "" {
 		return 0, false, false, nil
 	}
-	s, _, err := t.get(ctx, sourceKey(source))
+	s, err := t.get(ctx, sourceKey(source))
 	if err != nil {
 		return 0, false, false, err
 	}
@@ -268,14 +249,14 @@ func (t *Throttle) Succeed(ctx context.Context, tenant, email string) error {
 
 // Status of an account.
 func (t *Throttle) Status(ctx context.Context, tenant, email string) (Status, error) {
-	r, _, err := t.get(ctx, accountKey(tenant, email))
+	r, err := t.get(ctx, accountKey(tenant, email))
 	return r.status(), err
 }
 
 // Clear forgets an account's failures and lifts its delay or lockout; it
 // returns the status it cleared.
 func (t *Throttle) Clear(ctx context.Context, tenant, email string) (Status, error) {
-	r, _, err := t.get(ctx, accountKey(tenant, email))
+	r, err := t.get(ctx, accountKey(tenant, email))
 	if err != nil {
 		return Status{}, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
 )
@@ -52,14 +53,8 @@ func (s *Store) SavePresence(ctx context.Context, r engine.PresenceRecord) error
 	key := Key(r.Tenant, r.Agent)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var rev uint64
-	if prev, ok := s.revs[key]; ok {
-		rev, err = s.kv.Update(ctx, key, data, prev)
-	} else {
-		rev, err = s.kv.Create(ctx, key, data)
-	}
-	var apiErr *jetstream.APIError
-	if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+	rev, err := kvcas.Put(ctx, s.kv, key, data, s.revs[key])
+	if errors.Is(err, kvcas.ErrConflict) {
 		// Forget the revision: the next load sees the newer record.
 		delete(s.revs, key)
 		return fmt.Errorf("save presence %s: %w", key, ErrConflict)

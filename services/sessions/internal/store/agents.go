@@ -3,11 +3,12 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 )
 
 // Each agent's active sessions live in a JetStream KV bucket
@@ -34,49 +35,36 @@ func safeToken(s string) string {
 	return string(out)
 }
 
-func (x *agentIndex) get(ctx context.Context, tenant, agentID string) ([]string, uint64, error) {
-	e, err := x.kv.Get(ctx, agentKey(tenant, agentID))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, 0, nil
-	}
+func (x *agentIndex) get(ctx context.Context, tenant, agentID string) ([]string, error) {
+	b, _, err := kvcas.Get(ctx, x.kv, agentKey(tenant, agentID))
 	if err != nil {
-		return nil, 0, fmt.Errorf("agent sessions: %w", err)
+		return nil, fmt.Errorf("agent sessions: %w", err)
 	}
 	var ids []string
-	if err := json.Unmarshal(e.Value(), &ids); err != nil {
-		return nil, e.Revision(), nil
+	if b != nil && json.Unmarshal(b, &ids) != nil {
+		return nil, nil
 	}
-	return ids, e.Revision(), nil
+	return ids, nil
 }
 
 // change applies f to the agent's list with a compare-and-set, retrying
 // when another writer got in first.
 func (x *agentIndex) change(ctx context.Context, tenant, agentID string, f func([]string) []string) error {
-	key := agentKey(tenant, agentID)
-	for attempt := 0; ; attempt++ {
-		ids, rev, err := x.get(ctx, tenant, agentID)
-		if err != nil {
-			return err
+	_, err := kvcas.Change(ctx, x.kv, agentKey(tenant, agentID), func(cur []byte) ([]byte, error) {
+		var ids []string
+		if cur != nil && json.Unmarshal(cur, &ids) != nil {
+			ids = nil
 		}
 		next := f(slices.Clone(ids))
 		if slices.Equal(next, ids) {
-			return nil
+			return cur, nil
 		}
-		b, _ := json.Marshal(next)
-		if rev == 0 {
-			_, err = x.kv.Create(ctx, key, b)
-		} else {
-			_, err = x.kv.Update(ctx, key, b, rev)
-		}
-		if err == nil {
-			return nil
-		}
-		var apiErr *jetstream.APIError
-		conflict := errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
-		if !conflict || attempt >= 20 {
-			return fmt.Errorf("update agent sessions: %w", err)
-		}
+		return json.Marshal(next)
+	})
+	if err != nil {
+		return fmt.Errorf("update agent sessions: %w", err)
 	}
+	return nil
 }
 
 func (x *agentIndex) add(ctx context.Context, tenant, agentID, sessionID string) error {

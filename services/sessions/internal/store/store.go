@@ -23,6 +23,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
+	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 )
@@ -121,17 +122,14 @@ type Store struct {
 // the caller has created) and the agents' KV bucket (created here with
 // replicas when missing).
 func New(ctx context.Context, db *mongo.Database, js jetstream.JetStream, replicas int) (*Store, error) {
-	kv, err := js.KeyValue(ctx, subjects.BucketAgentSessions)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      subjects.BucketAgentSessions,
-			Description: "each agent's active sessions: tenant.agent -> session ids (sessions)",
-			Replicas:    max(replicas, 1),
-			Storage:     jetstream.FileStorage,
-		})
-	}
+	kv, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      subjects.BucketAgentSessions,
+		Description: "each agent's active sessions: tenant.agent -> session ids (sessions)",
+		Replicas:    max(replicas, 1),
+		Storage:     jetstream.FileStorage,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("agent sessions bucket: %w", err)
+		return nil, err
 	}
 	st := &Store{
 		sessions: db.Collection("sessions"), active: db.Collection("active"),
@@ -273,7 +271,7 @@ func (s *Store) End(ctx context.Context, tenant, sessionID, outcome, reason stri
 // AgentSessions lists an agent's active sessions (on reconnect, not per
 // message), oldest first: one KV get and a read by _id per session.
 func (s *Store) AgentSessions(ctx context.Context, tenant, agentID string) ([]*Session, error) {
-	ids, _, err := s.agents.get(ctx, tenant, agentID)
+	ids, err := s.agents.get(ctx, tenant, agentID)
 	if err != nil {
 		return nil, err
 	}

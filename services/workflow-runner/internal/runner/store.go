@@ -11,6 +11,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 )
 
 // Instance statuses.
@@ -153,13 +155,8 @@ func (s *Store) Save(ctx context.Context, st *State, rev uint64) error {
 		return fmt.Errorf("encode instance %s/%s: %w", st.Tenant, st.SessionID, err)
 	}
 	key := instanceKey(st.Tenant, st.SessionID)
-	if rev == 0 {
-		_, err = s.kv.Create(ctx, key, data)
-	} else {
-		_, err = s.kv.Update(ctx, key, data, rev)
-	}
-	var apiErr *jetstream.APIError
-	if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+	_, err = kvcas.Put(ctx, s.kv, key, data, rev)
+	if errors.Is(err, kvcas.ErrConflict) {
 		return fmt.Errorf("save instance %s: %w", key, ErrConflict)
 	}
 	if err != nil {

@@ -1,0 +1,87 @@
+// Package kvcas is compare-and-set on JetStream key-value buckets, the way
+// Switchboard keeps hot state that several writers share: bind or create a
+// bucket, write a key only at the revision it was read at, and retry a
+// read-modify-write when another writer got in first.
+package kvcas
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ErrConflict is a write at a revision that is no longer the key's.
+var ErrConflict = errors.New("written by another writer since it was read")
+
+// Bind returns the bucket cfg names, creating it with cfg when missing.
+func Bind(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// Put writes value at rev (0: the key must not exist) and returns the new
+// revision, or ErrConflict.
+func Put(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, rev uint64) (uint64, error) {
+	var err error
+	var next uint64
+	if rev == 0 {
+		next, err = kv.Create(ctx, key, value)
+	} else {
+		next, err = kv.Update(ctx, key, value, rev)
+	}
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+		return 0, ErrConflict
+	}
+	return next, err
+}
+
+// Get returns the key's value and revision; a missing key is nil and 0.
+func Get(ctx context.Context, kv jetstream.KeyValue, key string) ([]byte, uint64, error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, err
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+const maxAttempts = 20
+
+// Change applies f to the key's value (nil when missing) and writes the
+// result at the revision it read, retrying when another writer got in
+// first. A result equal to the value read is not written. It returns the
+// value now stored.
+func Change(ctx context.Context, kv jetstream.KeyValue, key string, f func(current []byte) ([]byte, error)) ([]byte, error) {
+	for attempt := 1; ; attempt++ {
+		cur, rev, err := Get(ctx, kv, key)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", key, err)
+		}
+		next, err := f(cur)
+		if err != nil {
+			return nil, err
+		}
+		if bytes.Equal(next, cur) {
+			return cur, nil
+		}
+		_, err = Put(ctx, kv, key, next, rev)
+		if err == nil {
+			return next, nil
+		}
+		if !errors.Is(err, ErrConflict) || attempt >= maxAttempts {
+			return nil, fmt.Errorf("write %s: %w", key, err)
+		}
+	}
+}
