@@ -345,12 +345,15 @@ type sentLog struct {
 	byTag map[string]int
 }
 
-// add notes a sent event by its dedupe id ("<request_id>:sent"), without
-// decoding it.
+// add notes a sent event by its dedupe id ("<tenant>/<request_id>:sent"),
+// without decoding it.
 func (s *sentLog) add(m *nats.Msg) {
 	id, ok := strings.CutSuffix(m.Header.Get(jetstream.MsgIDHeader), ":sent")
 	if !ok {
 		return
+	}
+	if _, rest, scoped := strings.Cut(id, "/"); scoped {
+		id = rest
 	}
 	s.mu.Lock()
 	if _, dup := s.at[id]; !dup {
