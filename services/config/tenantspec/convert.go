@@ -2,6 +2,7 @@ package tenantspec
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -112,6 +113,7 @@ func (t Tenant) Proto() *configv1.Tenant {
 			Sms:              t.Modalities.SMS,
 			Whatsapp:         t.Modalities.WhatsApp,
 		},
+		Secrets: maps.Clone(t.Secrets),
 	}
 }
 

@@ -37,11 +37,16 @@ type Spec struct {
 	root              *yaml.Node  `yaml:"-"`
 }
 
-// Tenant is the tenant and its modality settings.
+// Tenant is the tenant, its modality settings and its named secrets.
 type Tenant struct {
 	ID          string     `yaml:"id"`
 	DisplayName string     `yaml:"display_name"`
 	Modalities  Modalities `yaml:"modalities"`
+	// Secrets are the tenant's named secrets for workflows (Web Request
+	// headers "${secret.NAME}", the bot activity's signing key); values
+	// are usually written ${ENV_VAR} and filled by ExpandEnv. Apply sets
+	// the secrets named here and keeps the others.
+	Secrets map[string]string `yaml:"secrets,omitempty"`
 }
 
 // Modalities switch channels on for the tenant.
@@ -361,9 +366,9 @@ func (s *Spec) ouOrder() ([]OrgUnit, error) {
 
 var envRe = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
-// ExpandEnv replaces ${NAME} in connector fields and user passwords with
-// lookup(NAME), so secrets need not be written into the file. An unset
-// variable is an error.
+// ExpandEnv replaces ${NAME} in connector fields, user passwords and tenant
+// secrets with lookup(NAME), so secrets need not be written into the file.
+// An unset variable is an error.
 func (s *Spec) ExpandEnv(lookup func(string) (string, bool)) error {
 	var errs []error
 	expand := func(path string, v *string) {
@@ -387,6 +392,10 @@ func (s *Spec) ExpandEnv(lookup func(string) (string, bool)) error {
 	}
 	for i := range s.Users {
 		expand(fmt.Sprintf("users[%d].password", i), &s.Users[i].Password)
+	}
+	for name, v := range s.Tenant.Secrets {
+		expand("tenant.secrets."+name, &v)
+		s.Tenant.Secrets[name] = v
 	}
 	slices.SortFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return errors.Join(errs...)

@@ -83,17 +83,20 @@ func TestServiceFailureMessage(t *testing.T) {
 }
 
 func TestExpandEnv(t *testing.T) {
-	s, err := tenantspec.Parse([]byte("tenant: {id: x}\nconnectors:\n  - id: c\n    auth_token: ${TOKEN}\n    api_key_secret: pre-${SECRET}\nusers:\n  - id: u\n    password: ${PW}\n"))
+	s, err := tenantspec.Parse([]byte("tenant: {id: x, secrets: {bot_signing_key: \"${BOT}\"}}\nconnectors:\n  - id: c\n    auth_token: ${TOKEN}\n    api_key_secret: pre-${SECRET}\nusers:\n  - id: u\n    password: ${PW}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"TOKEN": "tok", "SECRET": "sec"}
+	env := map[string]string{"TOKEN": "tok", "SECRET": "sec", "BOT": "bot-key"}
 	err = s.ExpandEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err == nil || !strings.Contains(err.Error(), "users[0].password: environment variable PW is not set") {
 		t.Errorf("ExpandEnv error = %v, want one naming PW", err)
 	}
 	if s.Connectors[0].AuthToken != "tok" || s.Connectors[0].APIKeySecret != "pre-sec" {
 		t.Errorf("expanded connector = %+v", s.Connectors[0])
+	}
+	if got := s.Tenant.Secrets["bot_signing_key"]; got != "bot-key" {
+		t.Errorf("expanded tenant secret = %q, want bot-key", got)
 	}
 }
 

@@ -139,17 +139,25 @@ func TestSecretKeyRotation(t *testing.T) {
 	if _, err := old.CreateMessagingEntry(ctx, entry("e1", "1")); err != nil {
 		t.Fatal(err)
 	}
+	tn, err := old.GetTenant(ctx, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Secrets = map[string]string{"bot_signing_key": "the-bot-signing-key"}
+	if _, err := old.UpdateTenant(ctx, tn, nil); err != nil {
+		t.Fatal(err)
+	}
 
 	rotated := app.New(tables, keyring(t, key2+","+key1), &events{}, quiet(), app.WithBcryptCost(4))
 	if c, err := rotated.GetSendingCredentials(ctx, "t1", "e1"); err != nil || c.GetApiKeySecret() != "the-api-key-secret-value" {
 		t.Fatalf("rotated keyring opens old secrets: %v", err)
 	}
-	n, checked, err := rotated.ReencryptConnectorSecrets(ctx, "")
-	if err != nil || n != 1 || checked != 1 {
-		t.Fatalf("ReencryptConnectorSecrets = %d of %d, %v; want 1 of 1", n, checked, err)
+	n, err := rotated.ReencryptConnectorSecrets(ctx, "")
+	if err != nil || n.Connectors != 1 || n.ConnectorsChecked != 1 || n.Tenants != 1 || n.TenantsChecked != 1 {
+		t.Fatalf("ReencryptConnectorSecrets = %+v, %v; want 1 of 1 connectors and tenants", n, err)
 	}
-	if n, _, _ := rotated.ReencryptConnectorSecrets(ctx, "t1"); n != 0 {
-		t.Errorf("second re-encryption re-sealed %d connectors, want 0", n)
+	if n, _ := rotated.ReencryptConnectorSecrets(ctx, "t1"); n.Connectors != 0 || n.Tenants != 0 {
+		t.Errorf("second re-encryption re-sealed %+v, want nothing", n)
 	}
 	c, err := rotated.GetProviderConnector(ctx, "t1", "c1")
 	if err != nil || c.GetVersion() != 1 {
@@ -162,6 +170,12 @@ func TestSecretKeyRotation(t *testing.T) {
 	}
 	if _, err := old.GetSendingCredentials(ctx, "t1", "e1"); err == nil {
 		t.Errorf("the retired key alone still opens re-sealed secrets")
+	}
+	if v, err := retired.GetTenantSecret(ctx, "t1", "bot_signing_key"); err != nil || v != "the-bot-signing-key" {
+		t.Errorf("tenant secret after retiring the old key: %v", err)
+	}
+	if _, err := old.GetTenantSecret(ctx, "t1", "bot_signing_key"); err == nil {
+		t.Errorf("the retired key alone still opens the re-sealed tenant secret")
 	}
 }
 

@@ -328,10 +328,31 @@ func (a *App) DeleteProviderConnector(ctx context.Context, tenant, id string, ve
 	return nil
 }
 
+// Reencrypted counts what ReencryptConnectorSecrets looked at and re-sealed.
+type Reencrypted struct {
+	Connectors, ConnectorsChecked int
+	Tenants, TenantsChecked       int
+}
+
 // ReencryptConnectorSecrets re-seals, with the current key, the secrets of
-// the connectors of tenant ("" for all tenants) that an older key sealed.
-// The resource does not change, so neither does its version.
-func (a *App) ReencryptConnectorSecrets(ctx context.Context, tenant string) (reencrypted, checked int, err error) {
+// the connectors of tenant ("" for all tenants) and the tenants' own named
+// secrets that an older key sealed. The resources do not change, so neither
+// do their versions.
+func (a *App) ReencryptConnectorSecrets(ctx context.Context, tenant string) (Reencrypted, error) {
+	var out Reencrypted
+	var err error
+	out.Connectors, out.ConnectorsChecked, err = a.reencryptConnectors(ctx, tenant)
+	if err != nil {
+		return out, err
+	}
+	out.Tenants, out.TenantsChecked, err = a.reencryptTenants(ctx, tenant)
+	if out.Tenants > 0 {
+		a.log.Info("re-encrypted tenant secrets", "tenant", tenant, "tenants", out.Tenants, "key_id", a.keys.CurrentKeyID())
+	}
+	return out, err
+}
+
+func (a *App) reencryptConnectors(ctx context.Context, tenant string) (reencrypted, checked int, err error) {
 	recs, err := a.t.Connectors.List(ctx, tenant, Query{})
 	if err != nil {
 		return 0, 0, internal("list provider connectors", err)

@@ -3,7 +3,7 @@ package app
 import (
 	"context"
 	"errors"
-
+	"maps"
 	"strings"
 	"unicode/utf8"
 
@@ -16,7 +16,7 @@ import (
 
 const kindTenant = "tenant"
 
-var tenantRules = fieldRules{fixed: []string{"id"}, output: metaFields}
+var tenantRules = fieldRules{fixed: []string{"id"}, output: append([]string{"secret_hints"}, metaFields...), writeOnly: []string{"secrets"}}
 
 func checkName(vs *violations, field, name string, required bool) {
 	switch {
@@ -56,12 +56,21 @@ func (a *App) CreateTenant(ctx context.Context, in *configv1.Tenant) (*configv1.
 	if t.Modalities == nil {
 		t.Modalities = &configv1.ModalitySettings{}
 	}
+	secrets := takeTenantSecrets(t)
+	t.SecretHints = nil
 	if err := validateTenant(t); err != nil {
+		return nil, err
+	}
+	if err := validateTenantSecrets(secrets); err != nil {
+		return nil, err
+	}
+	priv, err := a.sealTenantSecrets(t, secrets)
+	if err != nil {
 		return nil, err
 	}
 	now := a.now()
 	t.Version, t.CreateTime, t.UpdateTime = 1, ts(now), ts(now)
-	switch err := a.t.Tenants.Insert(ctx, &Record[*configv1.Tenant]{ID: t.Id, Version: 1, Msg: t}); {
+	switch err := a.t.Tenants.Insert(ctx, &Record[*configv1.Tenant]{ID: t.Id, Version: 1, Msg: t, Private: priv}); {
 	case errors.Is(err, ErrDuplicate):
 		return nil, alreadyExists("id", "tenant %q already exists", t.Id)
 	case err != nil:
@@ -105,19 +114,35 @@ func (a *App) UpdateTenant(ctx context.Context, in *configv1.Tenant, paths []str
 	if t.Modalities == nil {
 		t.Modalities = &configv1.ModalitySettings{}
 	}
+	oldSecrets, err := a.openTenantSecrets(old)
+	if err != nil {
+		return nil, err
+	}
+	req := proto.Clone(in).(*configv1.Tenant)
+	reqSecrets := takeTenantSecrets(req)
+	secrets := applySecretUpdate(oldSecrets, reqSecrets, paths)
+	t.Secrets = nil
 	if err := validateTenant(t); err != nil {
 		return nil, err
 	}
-	if proto.Equal(t, old.Msg) {
+	if err := validateTenantSecrets(secrets); err != nil {
+		return nil, err
+	}
+	if maps.Equal(secrets, oldSecrets) && proto.Equal(t, old.Msg) {
 		return old.Msg, nil
 	}
 	if err := a.checkModalitiesInUse(ctx, t); err != nil {
 		return nil, err
 	}
-	t.Version, t.UpdateTime = old.Version+1, ts(a.now())
-	if err := replace(ctx, a.t.Tenants, kindTenant, &Record[*configv1.Tenant]{ID: t.Id, Version: t.Version, Msg: t}, old.Version); err != nil {
+	priv, err := a.sealTenantSecrets(t, secrets)
+	if err != nil {
 		return nil, err
 	}
+	t.Version, t.UpdateTime = old.Version+1, ts(a.now())
+	if err := replace(ctx, a.t.Tenants, kindTenant, &Record[*configv1.Tenant]{ID: t.Id, Version: t.Version, Msg: t, Private: priv}, old.Version); err != nil {
+		return nil, err
+	}
+	a.logSecretChanges(t.Id, oldSecrets, secrets)
 	a.changed(ctx, configv1.EntityKind_ENTITY_KIND_TENANT, t.Id, t.Id, configv1.ChangeType_CHANGE_TYPE_UPDATED, t.Version)
 	return t, nil
 }

@@ -257,7 +257,8 @@ func (c *cli) rotate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.io.Stdout, "re-encrypted %d of %d connectors\n", r.GetReencrypted(), r.GetChecked())
+	fmt.Fprintf(c.io.Stdout, "re-encrypted %d of %d connectors, %d of %d tenants' secrets\n", r.GetReencrypted(), r.GetChecked(),
+		r.GetTenantsReencrypted(), r.GetTenantsChecked())
 	return nil
 }
 

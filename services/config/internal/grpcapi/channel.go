@@ -92,11 +92,12 @@ func (s *channelServer) ReencryptConnectorSecrets(ctx context.Context, req *conf
 	} else if err := canWrite(ctx, req.GetTenantId()); err != nil {
 		return nil, err
 	}
-	n, checked, err := s.app.ReencryptConnectorSecrets(ctx, req.GetTenantId())
+	n, err := s.app.ReencryptConnectorSecrets(ctx, req.GetTenantId())
 	if err != nil {
 		return nil, s.toStatus(ctx, "ReencryptConnectorSecrets", err, "")
 	}
-	return &configv1.ReencryptConnectorSecretsResponse{Reencrypted: int32(n), Checked: int32(checked)}, nil
+	return &configv1.ReencryptConnectorSecretsResponse{Reencrypted: int32(n.Connectors), Checked: int32(n.ConnectorsChecked),
+		TenantsReencrypted: int32(n.Tenants), TenantsChecked: int32(n.TenantsChecked)}, nil
 }
 
 func (s *channelServer) CreateMessagingEntry(ctx context.Context, req *configv1.CreateMessagingEntryRequest) (*configv1.CreateMessagingEntryResponse, error) {

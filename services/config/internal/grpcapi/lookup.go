@@ -73,3 +73,15 @@ func (s *lookupServer) AuthenticateUser(ctx context.Context, req *configv1.Authe
 	}
 	return &configv1.AuthenticateUserResponse{User: u}, nil
 }
+
+// GetTenantSecret returns a decrypted tenant secret, to services only.
+func (s *lookupServer) GetTenantSecret(ctx context.Context, req *configv1.GetTenantSecretRequest) (*configv1.GetTenantSecretResponse, error) {
+	if err := requireService(ctx); err != nil {
+		return nil, err
+	}
+	v, err := s.app.GetTenantSecret(ctx, req.GetTenantId(), req.GetName())
+	if err != nil {
+		return nil, s.toStatus(ctx, "GetTenantSecret", err, "")
+	}
+	return &configv1.GetTenantSecretResponse{Value: v}, nil
+}

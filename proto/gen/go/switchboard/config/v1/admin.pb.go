@@ -3273,9 +3273,12 @@ type ReencryptConnectorSecretsResponse struct {
 	// Connectors whose secrets were sealed with an older key and now are not.
 	Reencrypted int32 `protobuf:"varint,1,opt,name=reencrypted,proto3" json:"reencrypted,omitempty"`
 	// Connectors looked at.
-	Checked       int32 `protobuf:"varint,2,opt,name=checked,proto3" json:"checked,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Checked int32 `protobuf:"varint,2,opt,name=checked,proto3" json:"checked,omitempty"`
+	// Tenants whose named secrets were re-sealed, and tenants looked at.
+	TenantsReencrypted int32 `protobuf:"varint,3,opt,name=tenants_reencrypted,json=tenantsReencrypted,proto3" json:"tenants_reencrypted,omitempty"`
+	TenantsChecked     int32 `protobuf:"varint,4,opt,name=tenants_checked,json=tenantsChecked,proto3" json:"tenants_checked,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *ReencryptConnectorSecretsResponse) Reset() {
@@ -3318,6 +3321,20 @@ func (x *ReencryptConnectorSecretsResponse) GetReencrypted() int32 {
 func (x *ReencryptConnectorSecretsResponse) GetChecked() int32 {
 	if x != nil {
 		return x.Checked
+	}
+	return 0
+}
+
+func (x *ReencryptConnectorSecretsResponse) GetTenantsReencrypted() int32 {
+	if x != nil {
+		return x.TenantsReencrypted
+	}
+	return 0
+}
+
+func (x *ReencryptConnectorSecretsResponse) GetTenantsChecked() int32 {
+	if x != nil {
+		return x.TenantsChecked
 	}
 	return 0
 }
@@ -4135,10 +4152,12 @@ const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"\x1aClearSignInLockoutResponse\x12;\n" +
 	"\x06status\x18\x01 \x01(\v2#.switchboard.config.v1.SignInStatusR\x06status\"?\n" +
 	" ReencryptConnectorSecretsRequest\x12\x1b\n" +
-	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"_\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"\xb9\x01\n" +
 	"!ReencryptConnectorSecretsResponse\x12 \n" +
 	"\vreencrypted\x18\x01 \x01(\x05R\vreencrypted\x12\x18\n" +
-	"\achecked\x18\x02 \x01(\x05R\achecked\"T\n" +
+	"\achecked\x18\x02 \x01(\x05R\achecked\x12/\n" +
+	"\x13tenants_reencrypted\x18\x03 \x01(\x05R\x12tenantsReencrypted\x12'\n" +
+	"\x0ftenants_checked\x18\x04 \x01(\x05R\x0etenantsChecked\"T\n" +
 	"\x15CreateWorkflowRequest\x12;\n" +
 	"\bworkflow\x18\x01 \x01(\v2\x1f.switchboard.config.v1.WorkflowR\bworkflow\"U\n" +
 	"\x16CreateWorkflowResponse\x12;\n" +

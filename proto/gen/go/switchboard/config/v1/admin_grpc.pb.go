@@ -544,8 +544,9 @@ type ChannelServiceClient interface {
 	UpdateMessagingEntry(ctx context.Context, in *UpdateMessagingEntryRequest, opts ...grpc.CallOption) (*UpdateMessagingEntryResponse, error)
 	DeleteMessagingEntry(ctx context.Context, in *DeleteMessagingEntryRequest, opts ...grpc.CallOption) (*DeleteMessagingEntryResponse, error)
 	// ReencryptConnectorSecrets re-seals the stored secrets of a tenant's
-	// connectors (all tenants for a platform caller when tenant_id is empty)
-	// with the current encryption key, so an old key can be retired.
+	// connectors and the tenant's own named secrets (all tenants for a
+	// platform caller when tenant_id is empty) with the current encryption
+	// key, so an old key can be retired.
 	ReencryptConnectorSecrets(ctx context.Context, in *ReencryptConnectorSecretsRequest, opts ...grpc.CallOption) (*ReencryptConnectorSecretsResponse, error)
 }
 
@@ -694,8 +695,9 @@ type ChannelServiceServer interface {
 	UpdateMessagingEntry(context.Context, *UpdateMessagingEntryRequest) (*UpdateMessagingEntryResponse, error)
 	DeleteMessagingEntry(context.Context, *DeleteMessagingEntryRequest) (*DeleteMessagingEntryResponse, error)
 	// ReencryptConnectorSecrets re-seals the stored secrets of a tenant's
-	// connectors (all tenants for a platform caller when tenant_id is empty)
-	// with the current encryption key, so an old key can be retired.
+	// connectors and the tenant's own named secrets (all tenants for a
+	// platform caller when tenant_id is empty) with the current encryption
+	// key, so an old key can be retired.
 	ReencryptConnectorSecrets(context.Context, *ReencryptConnectorSecretsRequest) (*ReencryptConnectorSecretsResponse, error)
 	mustEmbedUnimplementedChannelServiceServer()
 }

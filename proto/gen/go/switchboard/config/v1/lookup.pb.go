@@ -27,6 +27,102 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type GetTenantSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTenantSecretRequest) Reset() {
+	*x = GetTenantSecretRequest{}
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTenantSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTenantSecretRequest) ProtoMessage() {}
+
+func (x *GetTenantSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTenantSecretRequest.ProtoReflect.Descriptor instead.
+func (*GetTenantSecretRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *GetTenantSecretRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *GetTenantSecretRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type GetTenantSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Value         string                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTenantSecretResponse) Reset() {
+	*x = GetTenantSecretResponse{}
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTenantSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTenantSecretResponse) ProtoMessage() {}
+
+func (x *GetTenantSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTenantSecretResponse.ProtoReflect.Descriptor instead.
+func (*GetTenantSecretResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *GetTenantSecretResponse) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 type ResolveWebhookRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -39,7 +135,7 @@ type ResolveWebhookRequest struct {
 
 func (x *ResolveWebhookRequest) Reset() {
 	*x = ResolveWebhookRequest{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[0]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -51,7 +147,7 @@ func (x *ResolveWebhookRequest) String() string {
 func (*ResolveWebhookRequest) ProtoMessage() {}
 
 func (x *ResolveWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[0]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -64,7 +160,7 @@ func (x *ResolveWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveWebhookRequest.ProtoReflect.Descriptor instead.
 func (*ResolveWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{0}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ResolveWebhookRequest) GetTenantId() string {
@@ -104,7 +200,7 @@ type ResolveWebhookResponse struct {
 
 func (x *ResolveWebhookResponse) Reset() {
 	*x = ResolveWebhookResponse{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[1]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -116,7 +212,7 @@ func (x *ResolveWebhookResponse) String() string {
 func (*ResolveWebhookResponse) ProtoMessage() {}
 
 func (x *ResolveWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[1]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -129,7 +225,7 @@ func (x *ResolveWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveWebhookResponse.ProtoReflect.Descriptor instead.
 func (*ResolveWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{1}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ResolveWebhookResponse) GetTenant() *Tenant {
@@ -177,7 +273,7 @@ type GetSendingCredentialsRequest struct {
 
 func (x *GetSendingCredentialsRequest) Reset() {
 	*x = GetSendingCredentialsRequest{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[2]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -189,7 +285,7 @@ func (x *GetSendingCredentialsRequest) String() string {
 func (*GetSendingCredentialsRequest) ProtoMessage() {}
 
 func (x *GetSendingCredentialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[2]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -202,7 +298,7 @@ func (x *GetSendingCredentialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSendingCredentialsRequest.ProtoReflect.Descriptor instead.
 func (*GetSendingCredentialsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{2}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetSendingCredentialsRequest) GetTenantId() string {
@@ -233,7 +329,7 @@ type GetSendingCredentialsResponse struct {
 
 func (x *GetSendingCredentialsResponse) Reset() {
 	*x = GetSendingCredentialsResponse{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[3]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +341,7 @@ func (x *GetSendingCredentialsResponse) String() string {
 func (*GetSendingCredentialsResponse) ProtoMessage() {}
 
 func (x *GetSendingCredentialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[3]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +354,7 @@ func (x *GetSendingCredentialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSendingCredentialsResponse.ProtoReflect.Descriptor instead.
 func (*GetSendingCredentialsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetSendingCredentialsResponse) GetAccountSid() string {
@@ -321,7 +417,7 @@ type AuthenticateUserRequest struct {
 
 func (x *AuthenticateUserRequest) Reset() {
 	*x = AuthenticateUserRequest{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[4]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -333,7 +429,7 @@ func (x *AuthenticateUserRequest) String() string {
 func (*AuthenticateUserRequest) ProtoMessage() {}
 
 func (x *AuthenticateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[4]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -346,7 +442,7 @@ func (x *AuthenticateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthenticateUserRequest.ProtoReflect.Descriptor instead.
 func (*AuthenticateUserRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AuthenticateUserRequest) GetTenantId() string {
@@ -393,7 +489,7 @@ type AuthenticateUserResponse struct {
 
 func (x *AuthenticateUserResponse) Reset() {
 	*x = AuthenticateUserResponse{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[5]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +501,7 @@ func (x *AuthenticateUserResponse) String() string {
 func (*AuthenticateUserResponse) ProtoMessage() {}
 
 func (x *AuthenticateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[5]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +514,7 @@ func (x *AuthenticateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthenticateUserResponse.ProtoReflect.Descriptor instead.
 func (*AuthenticateUserResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AuthenticateUserResponse) GetUser() *User {
@@ -432,7 +528,12 @@ var File_switchboard_config_v1_lookup_proto protoreflect.FileDescriptor
 
 const file_switchboard_config_v1_lookup_proto_rawDesc = "" +
 	"\n" +
-	"\"switchboard/config/v1/lookup.proto\x12\x15switchboard.config.v1\x1a%switchboard/config/v1/resources.proto\"\x89\x01\n" +
+	"\"switchboard/config/v1/lookup.proto\x12\x15switchboard.config.v1\x1a%switchboard/config/v1/resources.proto\"I\n" +
+	"\x16GetTenantSecretRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"/\n" +
+	"\x17GetTenantSecretResponse\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\tR\x05value\"\x89\x01\n" +
 	"\x15ResolveWebhookRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12(\n" +
 	"\x10chat_service_sid\x18\x02 \x01(\tR\x0echatServiceSid\x12)\n" +
@@ -463,11 +564,12 @@ const file_switchboard_config_v1_lookup_proto_rawDesc = "" +
 	"\x0esource_address\x18\x04 \x01(\tR\rsourceAddress\x12#\n" +
 	"\rrequire_agent\x18\x05 \x01(\bR\frequireAgent\"K\n" +
 	"\x18AuthenticateUserResponse\x12/\n" +
-	"\x04user\x18\x01 \x01(\v2\x1b.switchboard.config.v1.UserR\x04user2\xf8\x02\n" +
+	"\x04user\x18\x01 \x01(\v2\x1b.switchboard.config.v1.UserR\x04user2\xea\x03\n" +
 	"\rLookupService\x12m\n" +
 	"\x0eResolveWebhook\x12,.switchboard.config.v1.ResolveWebhookRequest\x1a-.switchboard.config.v1.ResolveWebhookResponse\x12\x82\x01\n" +
 	"\x15GetSendingCredentials\x123.switchboard.config.v1.GetSendingCredentialsRequest\x1a4.switchboard.config.v1.GetSendingCredentialsResponse\x12s\n" +
-	"\x10AuthenticateUser\x12..switchboard.config.v1.AuthenticateUserRequest\x1a/.switchboard.config.v1.AuthenticateUserResponseB\xf1\x01\n" +
+	"\x10AuthenticateUser\x12..switchboard.config.v1.AuthenticateUserRequest\x1a/.switchboard.config.v1.AuthenticateUserResponse\x12p\n" +
+	"\x0fGetTenantSecret\x12-.switchboard.config.v1.GetTenantSecretRequest\x1a..switchboard.config.v1.GetTenantSecretResponseB\xf1\x01\n" +
 	"\x19com.switchboard.config.v1B\vLookupProtoP\x01ZQgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1;configv1\xa2\x02\x03SCX\xaa\x02\x15Switchboard.Config.V1\xca\x02\x15Switchboard\\Config\\V1\xe2\x02!Switchboard\\Config\\V1\\GPBMetadata\xea\x02\x17Switchboard::Config::V1b\x06proto3"
 
 var (
@@ -482,36 +584,40 @@ func file_switchboard_config_v1_lookup_proto_rawDescGZIP() []byte {
 	return file_switchboard_config_v1_lookup_proto_rawDescData
 }
 
-var file_switchboard_config_v1_lookup_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_switchboard_config_v1_lookup_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_switchboard_config_v1_lookup_proto_goTypes = []any{
-	(*ResolveWebhookRequest)(nil),         // 0: switchboard.config.v1.ResolveWebhookRequest
-	(*ResolveWebhookResponse)(nil),        // 1: switchboard.config.v1.ResolveWebhookResponse
-	(*GetSendingCredentialsRequest)(nil),  // 2: switchboard.config.v1.GetSendingCredentialsRequest
-	(*GetSendingCredentialsResponse)(nil), // 3: switchboard.config.v1.GetSendingCredentialsResponse
-	(*AuthenticateUserRequest)(nil),       // 4: switchboard.config.v1.AuthenticateUserRequest
-	(*AuthenticateUserResponse)(nil),      // 5: switchboard.config.v1.AuthenticateUserResponse
-	(*Tenant)(nil),                        // 6: switchboard.config.v1.Tenant
-	(*MessagingEntry)(nil),                // 7: switchboard.config.v1.MessagingEntry
-	(*Service)(nil),                       // 8: switchboard.config.v1.Service
-	(*User)(nil),                          // 9: switchboard.config.v1.User
+	(*GetTenantSecretRequest)(nil),        // 0: switchboard.config.v1.GetTenantSecretRequest
+	(*GetTenantSecretResponse)(nil),       // 1: switchboard.config.v1.GetTenantSecretResponse
+	(*ResolveWebhookRequest)(nil),         // 2: switchboard.config.v1.ResolveWebhookRequest
+	(*ResolveWebhookResponse)(nil),        // 3: switchboard.config.v1.ResolveWebhookResponse
+	(*GetSendingCredentialsRequest)(nil),  // 4: switchboard.config.v1.GetSendingCredentialsRequest
+	(*GetSendingCredentialsResponse)(nil), // 5: switchboard.config.v1.GetSendingCredentialsResponse
+	(*AuthenticateUserRequest)(nil),       // 6: switchboard.config.v1.AuthenticateUserRequest
+	(*AuthenticateUserResponse)(nil),      // 7: switchboard.config.v1.AuthenticateUserResponse
+	(*Tenant)(nil),                        // 8: switchboard.config.v1.Tenant
+	(*MessagingEntry)(nil),                // 9: switchboard.config.v1.MessagingEntry
+	(*Service)(nil),                       // 10: switchboard.config.v1.Service
+	(*User)(nil),                          // 11: switchboard.config.v1.User
 }
 var file_switchboard_config_v1_lookup_proto_depIdxs = []int32{
-	6, // 0: switchboard.config.v1.ResolveWebhookResponse.tenant:type_name -> switchboard.config.v1.Tenant
-	7, // 1: switchboard.config.v1.ResolveWebhookResponse.entry:type_name -> switchboard.config.v1.MessagingEntry
-	8, // 2: switchboard.config.v1.ResolveWebhookResponse.service:type_name -> switchboard.config.v1.Service
-	7, // 3: switchboard.config.v1.GetSendingCredentialsResponse.entry:type_name -> switchboard.config.v1.MessagingEntry
-	9, // 4: switchboard.config.v1.AuthenticateUserResponse.user:type_name -> switchboard.config.v1.User
-	0, // 5: switchboard.config.v1.LookupService.ResolveWebhook:input_type -> switchboard.config.v1.ResolveWebhookRequest
-	2, // 6: switchboard.config.v1.LookupService.GetSendingCredentials:input_type -> switchboard.config.v1.GetSendingCredentialsRequest
-	4, // 7: switchboard.config.v1.LookupService.AuthenticateUser:input_type -> switchboard.config.v1.AuthenticateUserRequest
-	1, // 8: switchboard.config.v1.LookupService.ResolveWebhook:output_type -> switchboard.config.v1.ResolveWebhookResponse
-	3, // 9: switchboard.config.v1.LookupService.GetSendingCredentials:output_type -> switchboard.config.v1.GetSendingCredentialsResponse
-	5, // 10: switchboard.config.v1.LookupService.AuthenticateUser:output_type -> switchboard.config.v1.AuthenticateUserResponse
-	8, // [8:11] is the sub-list for method output_type
-	5, // [5:8] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	8,  // 0: switchboard.config.v1.ResolveWebhookResponse.tenant:type_name -> switchboard.config.v1.Tenant
+	9,  // 1: switchboard.config.v1.ResolveWebhookResponse.entry:type_name -> switchboard.config.v1.MessagingEntry
+	10, // 2: switchboard.config.v1.ResolveWebhookResponse.service:type_name -> switchboard.config.v1.Service
+	9,  // 3: switchboard.config.v1.GetSendingCredentialsResponse.entry:type_name -> switchboard.config.v1.MessagingEntry
+	11, // 4: switchboard.config.v1.AuthenticateUserResponse.user:type_name -> switchboard.config.v1.User
+	2,  // 5: switchboard.config.v1.LookupService.ResolveWebhook:input_type -> switchboard.config.v1.ResolveWebhookRequest
+	4,  // 6: switchboard.config.v1.LookupService.GetSendingCredentials:input_type -> switchboard.config.v1.GetSendingCredentialsRequest
+	6,  // 7: switchboard.config.v1.LookupService.AuthenticateUser:input_type -> switchboard.config.v1.AuthenticateUserRequest
+	0,  // 8: switchboard.config.v1.LookupService.GetTenantSecret:input_type -> switchboard.config.v1.GetTenantSecretRequest
+	3,  // 9: switchboard.config.v1.LookupService.ResolveWebhook:output_type -> switchboard.config.v1.ResolveWebhookResponse
+	5,  // 10: switchboard.config.v1.LookupService.GetSendingCredentials:output_type -> switchboard.config.v1.GetSendingCredentialsResponse
+	7,  // 11: switchboard.config.v1.LookupService.AuthenticateUser:output_type -> switchboard.config.v1.AuthenticateUserResponse
+	1,  // 12: switchboard.config.v1.LookupService.GetTenantSecret:output_type -> switchboard.config.v1.GetTenantSecretResponse
+	9,  // [9:13] is the sub-list for method output_type
+	5,  // [5:9] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_lookup_proto_init() }
@@ -526,7 +632,7 @@ func file_switchboard_config_v1_lookup_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_config_v1_lookup_proto_rawDesc), len(file_switchboard_config_v1_lookup_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,6 +28,7 @@ const (
 	LookupService_ResolveWebhook_FullMethodName        = "/switchboard.config.v1.LookupService/ResolveWebhook"
 	LookupService_GetSendingCredentials_FullMethodName = "/switchboard.config.v1.LookupService/GetSendingCredentials"
 	LookupService_AuthenticateUser_FullMethodName      = "/switchboard.config.v1.LookupService/AuthenticateUser"
+	LookupService_GetTenantSecret_FullMethodName       = "/switchboard.config.v1.LookupService/GetTenantSecret"
 )
 
 // LookupServiceClient is the client API for LookupService service.
@@ -47,6 +48,10 @@ type LookupServiceClient interface {
 	// AuthenticateUser checks a user's sign-in name and password. Every
 	// failure is UNAUTHENTICATED "wrong email or password", whatever was wrong.
 	AuthenticateUser(ctx context.Context, in *AuthenticateUserRequest, opts ...grpc.CallOption) (*AuthenticateUserResponse, error)
+	// GetTenantSecret returns the decrypted value of one of a tenant's named
+	// secrets (Tenant.secrets), for workflow-runner. NOT_FOUND when the
+	// tenant has no secret of that name.
+	GetTenantSecret(ctx context.Context, in *GetTenantSecretRequest, opts ...grpc.CallOption) (*GetTenantSecretResponse, error)
 }
 
 type lookupServiceClient struct {
@@ -87,6 +92,16 @@ func (c *lookupServiceClient) AuthenticateUser(ctx context.Context, in *Authenti
 	return out, nil
 }
 
+func (c *lookupServiceClient) GetTenantSecret(ctx context.Context, in *GetTenantSecretRequest, opts ...grpc.CallOption) (*GetTenantSecretResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTenantSecretResponse)
+	err := c.cc.Invoke(ctx, LookupService_GetTenantSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LookupServiceServer is the server API for LookupService service.
 // All implementations must embed UnimplementedLookupServiceServer
 // for forward compatibility.
@@ -104,6 +119,10 @@ type LookupServiceServer interface {
 	// AuthenticateUser checks a user's sign-in name and password. Every
 	// failure is UNAUTHENTICATED "wrong email or password", whatever was wrong.
 	AuthenticateUser(context.Context, *AuthenticateUserRequest) (*AuthenticateUserResponse, error)
+	// GetTenantSecret returns the decrypted value of one of a tenant's named
+	// secrets (Tenant.secrets), for workflow-runner. NOT_FOUND when the
+	// tenant has no secret of that name.
+	GetTenantSecret(context.Context, *GetTenantSecretRequest) (*GetTenantSecretResponse, error)
 	mustEmbedUnimplementedLookupServiceServer()
 }
 
@@ -122,6 +141,9 @@ func (UnimplementedLookupServiceServer) GetSendingCredentials(context.Context, *
 }
 func (UnimplementedLookupServiceServer) AuthenticateUser(context.Context, *AuthenticateUserRequest) (*AuthenticateUserResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuthenticateUser not implemented")
+}
+func (UnimplementedLookupServiceServer) GetTenantSecret(context.Context, *GetTenantSecretRequest) (*GetTenantSecretResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTenantSecret not implemented")
 }
 func (UnimplementedLookupServiceServer) mustEmbedUnimplementedLookupServiceServer() {}
 func (UnimplementedLookupServiceServer) testEmbeddedByValue()                       {}
@@ -198,6 +220,24 @@ func _LookupService_AuthenticateUser_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LookupService_GetTenantSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTenantSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LookupServiceServer).GetTenantSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LookupService_GetTenantSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LookupServiceServer).GetTenantSecret(ctx, req.(*GetTenantSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LookupService_ServiceDesc is the grpc.ServiceDesc for LookupService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -216,6 +256,10 @@ var LookupService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuthenticateUser",
 			Handler:    _LookupService_AuthenticateUser_Handler,
+		},
+		{
+			MethodName: "GetTenantSecret",
+			Handler:    _LookupService_GetTenantSecret_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

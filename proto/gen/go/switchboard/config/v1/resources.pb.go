@@ -90,9 +90,20 @@ type Tenant struct {
 	DisplayName string            `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	Modalities  *ModalitySettings `protobuf:"bytes,3,opt,name=modalities,proto3" json:"modalities,omitempty"`
 	// Incremented on every change; Update rejects a stale version.
-	Version       int64                  `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
-	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
-	UpdateTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	Version    int64                  `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Named secrets for workflows (a Web Request header value
+	// "${secret.crm_api_token}", the bot activity's signing key), by name:
+	// [a-z][a-z0-9_]{0,62}, values 1-4096 bytes, at most 50. Write-only:
+	// accepted on create and update, never returned (see secret_hints).
+	// Without an update mask the secrets named here are set and the others
+	// kept; a mask "secrets.<name>" with no value deletes that secret, a
+	// mask "secrets" replaces the whole set. Sealed at rest; services read a
+	// value with LookupService.GetTenantSecret.
+	Secrets map[string]string `protobuf:"bytes,7,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Output only: a masked hint ("…1a2b") of every stored secret, by name.
+	SecretHints   map[string]string `protobuf:"bytes,8,rep,name=secret_hints,json=secretHints,proto3" json:"secret_hints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -165,6 +176,20 @@ func (x *Tenant) GetCreateTime() *timestamppb.Timestamp {
 func (x *Tenant) GetUpdateTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Tenant) GetSecrets() map[string]string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *Tenant) GetSecretHints() map[string]string {
+	if x != nil {
+		return x.SecretHints
 	}
 	return nil
 }
@@ -1696,7 +1721,7 @@ var File_switchboard_config_v1_resources_proto protoreflect.FileDescriptor
 
 const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\n" +
-	"%switchboard/config/v1/resources.proto\x12\x15switchboard.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\x98\x02\n" +
+	"%switchboard/config/v1/resources.proto\x12\x15switchboard.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xad\x04\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12G\n" +
@@ -1707,7 +1732,15 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x85\x01\n" +
+	"updateTime\x12D\n" +
+	"\asecrets\x18\a \x03(\v2*.switchboard.config.v1.Tenant.SecretsEntryR\asecrets\x12Q\n" +
+	"\fsecret_hints\x18\b \x03(\v2..switchboard.config.v1.Tenant.SecretHintsEntryR\vsecretHints\x1a:\n" +
+	"\fSecretsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
+	"\x10SecretHintsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x85\x01\n" +
 	"\x10ModalitySettings\x12+\n" +
 	"\x11instant_messaging\x18\x01 \x01(\bR\x10instantMessaging\x12\x16\n" +
 	"\x06twilio\x18\x02 \x01(\bR\x06twilio\x12\x10\n" +
@@ -1898,7 +1931,7 @@ func file_switchboard_config_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_config_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchboard_config_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_switchboard_config_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_switchboard_config_v1_resources_proto_goTypes = []any{
 	(Role)(0),                     // 0: switchboard.config.v1.Role
 	(*Tenant)(nil),                // 1: switchboard.config.v1.Tenant
@@ -1916,56 +1949,60 @@ var file_switchboard_config_v1_resources_proto_goTypes = []any{
 	(*Workflow)(nil),              // 13: switchboard.config.v1.Workflow
 	(*WorkflowDefinition)(nil),    // 14: switchboard.config.v1.WorkflowDefinition
 	(*WorkflowActivity)(nil),      // 15: switchboard.config.v1.WorkflowActivity
-	nil,                           // 16: switchboard.config.v1.User.AttributesEntry
-	nil,                           // 17: switchboard.config.v1.WorkflowActivity.NextEntry
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(v1.Channel)(0),               // 19: switchboard.messaging.v1.Channel
-	(v1.TwilioPath)(0),            // 20: switchboard.messaging.v1.TwilioPath
-	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
-	(*structpb.Struct)(nil),       // 22: google.protobuf.Struct
+	nil,                           // 16: switchboard.config.v1.Tenant.SecretsEntry
+	nil,                           // 17: switchboard.config.v1.Tenant.SecretHintsEntry
+	nil,                           // 18: switchboard.config.v1.User.AttributesEntry
+	nil,                           // 19: switchboard.config.v1.WorkflowActivity.NextEntry
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(v1.Channel)(0),               // 21: switchboard.messaging.v1.Channel
+	(v1.TwilioPath)(0),            // 22: switchboard.messaging.v1.TwilioPath
+	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
+	(*structpb.Struct)(nil),       // 24: google.protobuf.Struct
 }
 var file_switchboard_config_v1_resources_proto_depIdxs = []int32{
 	2,  // 0: switchboard.config.v1.Tenant.modalities:type_name -> switchboard.config.v1.ModalitySettings
-	18, // 1: switchboard.config.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	18, // 2: switchboard.config.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	18, // 3: switchboard.config.v1.OrganizationUnit.create_time:type_name -> google.protobuf.Timestamp
-	18, // 4: switchboard.config.v1.OrganizationUnit.update_time:type_name -> google.protobuf.Timestamp
-	18, // 5: switchboard.config.v1.ProviderConnector.create_time:type_name -> google.protobuf.Timestamp
-	18, // 6: switchboard.config.v1.ProviderConnector.update_time:type_name -> google.protobuf.Timestamp
-	19, // 7: switchboard.config.v1.MessagingEntry.channel:type_name -> switchboard.messaging.v1.Channel
-	18, // 8: switchboard.config.v1.MessagingEntry.create_time:type_name -> google.protobuf.Timestamp
-	18, // 9: switchboard.config.v1.MessagingEntry.update_time:type_name -> google.protobuf.Timestamp
-	20, // 10: switchboard.config.v1.MessagingEntry.path:type_name -> switchboard.messaging.v1.TwilioPath
-	19, // 11: switchboard.config.v1.Service.channels:type_name -> switchboard.messaging.v1.Channel
-	7,  // 12: switchboard.config.v1.Service.distribution:type_name -> switchboard.config.v1.DistributionSettings
-	8,  // 13: switchboard.config.v1.Service.opening_hours:type_name -> switchboard.config.v1.OpeningHours
-	18, // 14: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
-	18, // 15: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
-	21, // 16: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
-	21, // 17: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
-	9,  // 18: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
-	0,  // 19: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
-	16, // 20: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
-	18, // 21: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	18, // 22: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
-	21, // 23: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
-	21, // 24: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
-	21, // 25: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
-	21, // 26: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
-	18, // 27: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
-	18, // 28: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
-	11, // 29: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
-	14, // 30: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
-	18, // 31: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
-	18, // 32: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
-	15, // 33: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
-	22, // 34: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
-	17, // 35: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	20, // 1: switchboard.config.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	20, // 2: switchboard.config.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	16, // 3: switchboard.config.v1.Tenant.secrets:type_name -> switchboard.config.v1.Tenant.SecretsEntry
+	17, // 4: switchboard.config.v1.Tenant.secret_hints:type_name -> switchboard.config.v1.Tenant.SecretHintsEntry
+	20, // 5: switchboard.config.v1.OrganizationUnit.create_time:type_name -> google.protobuf.Timestamp
+	20, // 6: switchboard.config.v1.OrganizationUnit.update_time:type_name -> google.protobuf.Timestamp
+	20, // 7: switchboard.config.v1.ProviderConnector.create_time:type_name -> google.protobuf.Timestamp
+	20, // 8: switchboard.config.v1.ProviderConnector.update_time:type_name -> google.protobuf.Timestamp
+	21, // 9: switchboard.config.v1.MessagingEntry.channel:type_name -> switchboard.messaging.v1.Channel
+	20, // 10: switchboard.config.v1.MessagingEntry.create_time:type_name -> google.protobuf.Timestamp
+	20, // 11: switchboard.config.v1.MessagingEntry.update_time:type_name -> google.protobuf.Timestamp
+	22, // 12: switchboard.config.v1.MessagingEntry.path:type_name -> switchboard.messaging.v1.TwilioPath
+	21, // 13: switchboard.config.v1.Service.channels:type_name -> switchboard.messaging.v1.Channel
+	7,  // 14: switchboard.config.v1.Service.distribution:type_name -> switchboard.config.v1.DistributionSettings
+	8,  // 15: switchboard.config.v1.Service.opening_hours:type_name -> switchboard.config.v1.OpeningHours
+	20, // 16: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
+	20, // 17: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
+	23, // 18: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
+	23, // 19: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
+	9,  // 20: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
+	0,  // 21: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
+	18, // 22: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
+	20, // 23: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	20, // 24: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	23, // 25: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
+	23, // 26: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
+	23, // 27: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
+	23, // 28: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
+	20, // 29: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
+	20, // 30: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
+	11, // 31: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
+	14, // 32: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
+	20, // 33: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
+	20, // 34: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
+	15, // 35: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
+	24, // 36: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
+	19, // 37: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_resources_proto_init() }
@@ -1979,7 +2016,7 @@ func file_switchboard_config_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_config_v1_resources_proto_rawDesc), len(file_switchboard_config_v1_resources_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
