@@ -198,10 +198,16 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	consume(subjects.StreamDistribution, subjects.ConsumerSessionsDistribution, []string{
 		subjects.KindTaskOffered, subjects.KindTaskAccepted, subjects.KindTaskDeclined, subjects.KindTaskOfferTimedOut, subjects.KindTaskCanceled,
 	}, domain.HandleDistribution)
-	consume(subjects.StreamOutbound, subjects.ConsumerSessionsOutbound, []string{
-		subjects.KindOutboundRequested, subjects.KindOutboundSent, subjects.KindOutboundFailed, subjects.KindOutboundDeliveryUpdate,
-		subjects.KindOutboundContactUpdated,
-	}, domain.HandleOutbound)
+	g.Go(func() error {
+		return b.ConsumeKeyed(gctx, bus.ConsumerSpec{
+			Stream: subjects.StreamOutbound, Durable: subjects.ConsumerSessionsOutbound,
+			FilterSubjects: []string{
+				subjects.AllTenants(subjects.KindOutboundRequested), subjects.AllTenants(subjects.KindOutboundSent),
+				subjects.AllTenants(subjects.KindOutboundFailed), subjects.AllTenants(subjects.KindOutboundDeliveryUpdate),
+				subjects.AllTenants(subjects.KindOutboundContactUpdated),
+			},
+		}, cfg.InboundWorkers, core.OutboundKey, domain.HandleOutbound)
+	})
 	consume(subjects.StreamWorkflow, subjects.ConsumerSessionsWorkflow, []string{
 		subjects.KindWorkflowFailed, subjects.KindWorkflowEndRequested,
 	}, domain.HandleWorkflow)

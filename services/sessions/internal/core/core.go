@@ -150,6 +150,24 @@ func ChatKey(m *bus.Message) (string, error) {
 	return m.Subject, nil
 }
 
+// OutboundKey orders the outbound events sessions follows: a message's
+// request and statuses by their session; a contact's consent and window
+// changes by their conversation (they name no session, and keying them by
+// subject would put every contact of a tenant in one lane behind each
+// other).
+func OutboundKey(m *bus.Message) (string, error) {
+	if m.Kind() == subjects.KindOutboundContactUpdated {
+		var ev outboundv1.OutboundContactUpdated
+		if err := m.Decode(&ev); err != nil {
+			return "", err
+		}
+		return ev.GetTenantId() + "/" + ConversationKey(ev.GetConversation()), nil
+	}
+	return byOutboundSession(m)
+}
+
+var byOutboundSession = bus.KeyByField("session_id")
+
 // HandleChat follows the CHAT stream: customer messages, and conversations
 // Twilio closed.
 func (c *Core) HandleChat(ctx context.Context, m *bus.Message) error {

@@ -154,16 +154,24 @@ func orDefault(s, def string) string {
 // contactUpdated shows a change of consent or WhatsApp window to the agent
 // of the conversation's active session.
 func (c *Core) contactUpdated(ctx context.Context, ev *outboundv1.OutboundContactUpdated) error {
-	id, err := c.store.ActiveSession(ctx, ev.GetTenantId(), ConversationKey(ev.GetConversation()))
-	if err != nil || id == "" {
-		return err
-	}
-	sess, err := c.store.Session(ctx, ev.GetTenantId(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
+	tenant, key := ev.GetTenantId(), ConversationKey(ev.GetConversation())
+	// Nearly every update follows a customer message this replica has just
+	// handled, so the conversation's session is remembered; only one it
+	// has not seen costs the read of the conversation's pointer.
+	sess, err := c.cachedSession(ctx, tenant, key)
 	if err != nil {
 		return err
+	}
+	if sess == nil {
+		id, err := c.store.ActiveSession(ctx, tenant, key)
+		if err != nil || id == "" {
+			return err
+		}
+		if sess, err = c.store.Session(ctx, tenant, id); errors.Is(err, store.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
 	}
 	if sess.AgentID == "" {
 		return nil // shown when the session is assigned
