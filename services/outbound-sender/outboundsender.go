@@ -261,7 +261,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	})
 	workers := cfg.Workers
 	if workers <= 0 {
-		workers = 16
+		workers = 64
 	}
 	g.Go(func() error {
 		// Keyed by tenant and Twilio SID: one message's reports in order.

@@ -23,7 +23,7 @@ func main() {
 			TwilioBaseURL:         env.String("TWILIO_BASE_URL", ""),
 			StatusCallbackBaseURL: env.String("STATUS_CALLBACK_BASE_URL", ""),
 			TwilioTimeout:         env.Duration("TWILIO_TIMEOUT", d.TwilioTimeout),
-			Workers:               env.Int("CONSUMER_WORKERS", 16),
+			Workers:               env.Int("CONSUMER_WORKERS", 64),
 			Streams:               mainrun.StreamOptions(env),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {

@@ -254,8 +254,18 @@ func (s *Store) SetConsent(ctx context.Context, tenant, customer string, keys []
 	return s.update(ctx, tenant, customer, bson.M{"$set": set})
 }
 
+// TouchGranularity is how stale a recorded inbound time may be before a
+// customer's next WhatsApp message is written: a customer who writes every
+// few seconds costs one write per CacheTTL, not one per message. The window
+// then looks at most this much shorter than it is, never longer, so a send
+// is never allowed outside it.
+const TouchGranularity = time.Minute
+
 // TouchInbound records an inbound message at at under every key and
-// returns the customer as stored.
+// returns the customer as stored; nil, and nothing written, when this
+// process wrote or read the customer within CacheTTL with an open window
+// and an inbound time under every key no more than TouchGranularity before
+// at (nothing anyone needs to hear about changed).
 func (s *Store) TouchInbound(ctx context.Context, tenant, customer string, keys []string, at time.Time) (*Contact, error) {
 	max := bson.M{}
 	for _, k := range keys {
@@ -264,7 +274,26 @@ func (s *Store) TouchInbound(ctx context.Context, tenant, customer string, keys 
 	if len(max) == 0 {
 		return s.Get(ctx, tenant, customer)
 	}
+	if s.recentlyTouched(tenant, customer, keys, at) {
+		return nil, nil
+	}
 	return s.update(ctx, tenant, customer, bson.M{"$max": max})
+}
+
+func (s *Store) recentlyTouched(tenant, customer string, keys []string, at time.Time) bool {
+	s.cmu.Lock()
+	e, ok := s.cache[id(tenant, customer)]
+	s.cmu.Unlock()
+	if !ok || e.c == nil || !s.now().Before(e.expires) {
+		return false
+	}
+	for _, k := range keys {
+		sc, ok := e.c.Scopes[k]
+		if !ok || sc.LastInboundAt.Before(at.Add(-TouchGranularity)) || !sc.LastInboundAt.After(sc.WindowClosedAt) {
+			return false
+		}
+	}
+	return true
 }
 
 // CloseWindow records that Twilio found the window closed at at and

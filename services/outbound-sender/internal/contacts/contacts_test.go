@@ -117,3 +117,52 @@ func TestStoreRoundTrip(t *testing.T) {
 		t.Errorf("unknown contact = %v, %v", c, err)
 	}
 }
+
+func TestTouchInboundSkipsWhatIsAlreadyKnown(t *testing.T) {
+	s := New(mongotest.Database(t))
+	ctx := context.Background()
+	at := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	keys := []string{"num:whatsapp:+15550001"}
+	stored := func() time.Time {
+		t.Helper()
+		c, err := s.GetFresh(ctx, "t1", "whatsapp:+1555")
+		if err != nil || c == nil {
+			t.Fatalf("read: %v %v", c, err)
+		}
+		return c.Scopes[keys[0]].LastInboundAt
+	}
+	if c, err := s.TouchInbound(ctx, "t1", "whatsapp:+1555", keys, at); err != nil || c == nil {
+		t.Fatalf("first touch: %v %v", c, err)
+	}
+	// A second message within the granularity changes nothing worth a write.
+	if c, err := s.TouchInbound(ctx, "t1", "whatsapp:+1555", keys, at.Add(TouchGranularity/2)); err != nil || c != nil {
+		t.Fatalf("touch within the granularity: %v %v", c, err)
+	}
+	if got := stored(); !got.Equal(at) {
+		t.Errorf("stored %v, want %v", got, at)
+	}
+	// One further on is written.
+	later := at.Add(TouchGranularity + time.Second)
+	if c, err := s.TouchInbound(ctx, "t1", "whatsapp:+1555", keys, later); err != nil || c == nil {
+		t.Fatalf("later touch: %v %v", c, err)
+	}
+	if got := stored(); !got.Equal(later) {
+		t.Errorf("stored %v, want %v", got, later)
+	}
+	// After Twilio closed the window, the next message reopens it at once.
+	if _, err := s.CloseWindow(ctx, "t1", "whatsapp:+1555", keys, later.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	again := later.Add(2 * time.Second)
+	if c, err := s.TouchInbound(ctx, "t1", "whatsapp:+1555", keys, again); err != nil || c == nil {
+		t.Fatalf("touch after the window closed: %v %v", c, err)
+	}
+	if got := stored(); !got.Equal(again) {
+		t.Errorf("stored %v, want %v", got, again)
+	}
+	// Another process's copy is not trusted: a fresh store writes.
+	other := New(s.c.Database())
+	if c, err := other.TouchInbound(ctx, "t1", "whatsapp:+1555", keys, again.Add(time.Second)); err != nil || c == nil {
+		t.Fatalf("touch on a store without a copy: %v %v", c, err)
+	}
+}
