@@ -87,7 +87,7 @@ type Config struct {
 	// and in flight).
 	MaxPending int
 	// Workers handle status reports of different messages, and customer
-	// messages of different customers, at once (each key in order); 16
+	// messages of different customers, at once (each key in order); 64
 	// when zero.
 	Workers int
 	Streams subjects.StreamOptions
