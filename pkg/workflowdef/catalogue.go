@@ -35,6 +35,9 @@ const (
 	// KindParameterMap is an object of session parameter names to JSON
 	// paths (dot-separated keys; a number indexes a list).
 	KindParameterMap
+	// KindSecretName names one of the tenant's secrets (config's
+	// Tenant.secrets): [a-z][a-z0-9_]{0,62}.
+	KindSecretName
 )
 
 func (k ParamKind) String() string {
@@ -65,6 +68,8 @@ func (k ParamKind) String() string {
 		return "map of HTTP headers"
 	case KindParameterMap:
 		return "map of parameter names to JSON paths"
+	case KindSecretName:
+		return "secret name"
 	}
 	return "unknown"
 }
@@ -80,7 +85,9 @@ type Param struct {
 	Values      []string
 	// MaxLen bounds strings and lists (0: the kind's default).
 	MaxLen int
-	Doc    string
+	// HTTPSOnly: a KindURL must be https and take no ${…} placeholders.
+	HTTPSOnly bool
+	Doc       string
 }
 
 // Outcome is a named branch of an activity.
@@ -190,7 +197,7 @@ var catalogue = []ActivityType{
 		Params: []Param{
 			{Name: "url", Kind: KindURL, Required: true, MaxLen: 2048, Doc: "May reference ${parameter}; the values are URL-escaped."},
 			{Name: "method", Kind: KindEnum, Values: []string{"GET", "POST", "PUT", "PATCH", "DELETE"}, Doc: "Default GET."},
-			{Name: "headers", Kind: KindHeaders, Doc: "Request headers; values may reference ${parameter}. Host, Content-Length, Transfer-Encoding and Connection cannot be set."},
+			{Name: "headers", Kind: KindHeaders, Doc: "Request headers; values may reference ${parameter}, and ${secret.NAME}: the tenant's secret NAME (config's tenant secrets), resolved when the request is made and never logged or stored. Secrets may be referenced in header values only. Host, Content-Length, Transfer-Encoding and Connection cannot be set."},
 			{Name: "body", Kind: KindString, MaxLen: 16384, Doc: "May reference ${parameter}; in a body that starts with { or [ the values are escaped as JSON string content. Sent as application/json unless a Content-Type header says otherwise."},
 			{Name: "timeout", Kind: KindDuration, MinDuration: 100 * time.Millisecond, MaxDuration: 30 * time.Second, Doc: "For the whole exchange, redirects and body included (default 10s)."},
 			{Name: "response_mapping", Kind: KindParameterMap, MaxLen: 20, Doc: "Session parameter → JSON path in the response (data.booking.status, items.0.id): strings as they are, numbers and booleans as JSON text, objects and lists as compact JSON, null as empty; a path that is not there removes the parameter. A response that is not JSON takes the failure branch."},
@@ -200,6 +207,21 @@ var catalogue = []ActivityType{
 		},
 		Outcomes: []Outcome{{Name: "success", Doc: "2xx response (and, with response_mapping, a JSON body)."}, {Name: "failure", Doc: "Any other response, none in time, a refused address, or a body over 64 KiB."}},
 		Doc:      "Calls an HTTP endpoint and maps fields of its JSON response into session parameters."},
+	{Type: "bot", Name: "Bot", IM: true, Waits: true,
+		Params: []Param{
+			{Name: "url", Kind: KindURL, Required: true, MaxLen: 2048, HTTPSOnly: true, Doc: "The bot's endpoint: an https URL without placeholders. Each turn is a signed JSON POST (see services/workflow-runner/BOT_PROTOCOL.md); the Web Request SSRF guard and WEB_REQUEST_ALLOW_HOSTS apply."},
+			{Name: "secret", Kind: KindSecretName, Required: true, Doc: "Name of the tenant secret the requests are signed with (HMAC-SHA256); the bot verifies with the same value."},
+			{Name: "timeout", Kind: KindDuration, MinDuration: 500 * time.Millisecond, MaxDuration: 30 * time.Second, Doc: "How long one turn's request may take, body included (default 10s); longer takes the failure branch."},
+			{Name: "max_turns", Kind: KindInt, Min: 1, Max: 100, Doc: "Customer messages relayed before the bot is left by handoff, reason \"max_turns\" (default 20)."},
+			{Name: "inactivity_timeout", Kind: KindDuration, MinDuration: 10 * time.Second, MaxDuration: 24 * time.Hour, Doc: "How long to wait for the customer's next message before leaving by end, reason \"inactivity\" (default 10m)."},
+			{Name: "reason_parameter", Kind: KindParameterName, Doc: "Session parameter that receives why the bot was left: the bot's reason for a handoff or end, max_turns, inactivity, or the failure's reason."},
+		},
+		Outcomes: []Outcome{
+			{Name: "handoff", Doc: "The bot handed the conversation over (typically to Queue Task), or max_turns was reached."},
+			{Name: "end", Doc: "The bot ended the conversation, or the customer was silent for inactivity_timeout."},
+			{Name: "failure", Doc: "The bot did not answer in time, answered with a non-2xx status, invalid JSON or a body over 64 KiB, the address was refused, or the secret is not set."},
+		},
+		Doc: "Relays the conversation to a bot over HTTPS until it hands off or ends; its replies go to the customer and its parameters into the session."},
 	{Type: "availability_routing", Name: "Availability-based Routing", IM: true,
 		Params: []Param{{Name: "service_id", Kind: KindServiceID, Doc: "Default: the session's service."}},
 		Outcomes: []Outcome{

@@ -25,6 +25,8 @@ package workflowdef
 import (
 	"fmt"
 	"math"
+	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -188,7 +190,11 @@ func (c *checker) activity(path string, a *Activity, index map[string]int) {
 				continue
 			}
 			if msg := checkParam(p, v); msg != "" {
-				c.add(path+".params."+p.Name, "%s", msg)
+				c.add(path+".params."+p.Name, "%s: %s", t.Name, msg)
+				continue
+			}
+			if p.Kind != KindHeaders && mentionsSecret(v) {
+				c.add(path+".params."+p.Name, "%s: ${secret.…} may be used only in Web Request header values", t.Name)
 			}
 		}
 	}
@@ -258,7 +264,7 @@ func (a *Activity) Outcomes() []string {
 
 func checkParam(p Param, v any) string {
 	switch p.Kind {
-	case KindString, KindText, KindServiceID, KindParameterName, KindURL, KindEnum:
+	case KindString, KindText, KindServiceID, KindParameterName, KindURL, KindEnum, KindSecretName:
 		s, ok := v.(string)
 		if !ok {
 			return fmt.Sprintf("must be a %s, got %s", p.Kind, typeName(v))
@@ -349,9 +355,14 @@ func checkMapEntry(kind ParamKind, k, v string) string {
 		if len(v) > 1024 {
 			return fmt.Sprintf("value of header %q is longer than 1024 characters", k)
 		}
+		for _, m := range secretRefRe.FindAllStringSubmatch(v, -1) {
+			if !ValidSecretName(m[1]) {
+				return fmt.Sprintf("value of header %q references %q, which is not a secret name (a-z, 0-9 and '_', starting with a letter, at most 63)", k, "${secret."+m[1]+"}")
+			}
+		}
 	case KindParameterMap:
 		if !validParamName(k) {
-			return fmt.Sprintf("%q is not a parameter name (letters, digits, '_' and '.', not starting with a digit)", k)
+			return fmt.Sprintf("%q is not a parameter name (letters, digits, '_' and '.', not starting with a digit or \"secret.\")", k)
 		}
 		if !ValidJSONPath(v) {
 			return fmt.Sprintf("%q (for %q) is not a JSON path such as data.booking.status or items.0.id", v, k)
@@ -411,7 +422,7 @@ func checkString(p Param, s string) string {
 		}
 	case KindParameterName:
 		if !validParamName(s) {
-			return fmt.Sprintf("%q is not a parameter name (letters, digits, '_' and '.', not starting with a digit)", s)
+			return fmt.Sprintf("%q is not a parameter name (letters, digits, '_' and '.', not starting with a digit or \"secret.\")", s)
 		}
 	case KindURL:
 		if !(strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://")) || strings.ContainsAny(s, " \t\n") {
@@ -421,11 +432,67 @@ func checkString(p Param, s string) string {
 		if !validID(s) {
 			return fmt.Sprintf("%q is not a service id", s)
 		}
+	case KindSecretName:
+		if !ValidSecretName(s) {
+			return fmt.Sprintf("%q is not a secret name (a-z, 0-9 and '_', starting with a letter, at most 63)", s)
+		}
+	}
+	if p.HTTPSOnly {
+		u, err := url.Parse(s)
+		switch {
+		case !strings.HasPrefix(s, "https://") || err != nil || u.Host == "":
+			return fmt.Sprintf("%q is not an absolute https URL", s)
+		case strings.Contains(s, "${"):
+			return "must not contain ${…} placeholders"
+		case u.User != nil:
+			return "must not contain user credentials; the requests are signed with the secret"
+		}
 	}
 	return ""
 }
 
+// SecretPrefix starts a reference to a tenant secret: ${secret.NAME}.
+const SecretPrefix = "secret."
+
+var secretRefRe = regexp.MustCompile(`\$\{secret\.([^}]*)\}`)
+
+// ValidSecretName reports whether s can name a tenant secret.
+func ValidSecretName(s string) bool {
+	if s == "" || len(s) > 63 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// mentionsSecret reports whether a parameter value (a string, or lists and
+// objects of them) references a tenant secret.
+func mentionsSecret(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.Contains(x, "${"+SecretPrefix)
+	case []any:
+		return slices.ContainsFunc(x, mentionsSecret)
+	case map[string]any:
+		for k, e := range x {
+			if mentionsSecret(k) || mentionsSecret(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// validParamName: letters, digits, '_' and '.', not starting with a digit
+// or '.'; "secret." starts references to tenant secrets, not parameters.
 func validParamName(s string) bool {
+	if strings.HasPrefix(s, SecretPrefix) {
+		return false
+	}
 	for i, r := range s {
 		switch {
 		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '_':

@@ -10,12 +10,13 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 )
 
-// The catalogue holds exactly the Nimbus IM activity lists (BRIEF.md).
+// The catalogue holds exactly the Nimbus IM activity lists (BRIEF.md),
+// plus Switchboard's own Bot.
 func TestCatalogueMatchesNimbus(t *testing.T) {
 	supported := []string{"Accept", "Collect Information", "Delay", "Disconnect", "Input Customer", "Message",
 		"Save to Parameter", "Transfer", "Web Request", "Availability-based Routing", "Check Opening Hours",
 		"Check Parameter", "Get Available Users", "Get Queue Position", "Cancel Task", "Check Task",
-		"Distribution Priority", "Queue Task"}
+		"Distribution Priority", "Queue Task", "Bot"}
 	unsupported := []string{"Announcement", "Disconnect as Handled", "Forward", "Input Customer (Advanced)",
 		"Mark as Handled", "Play Music", "Reply", "Standby Duty", "Virtual User", "Voice Message",
 		"Wait for Parameter", "Queue"}
@@ -230,5 +231,107 @@ func TestWebRequestParams(t *testing.T) {
 	}}
 	if err := workflowdef.Validate(spin); err == nil || !strings.Contains(err.Error(), "spin forever") {
 		t.Errorf("a web request retried without a Delay: err = %v, want it refused", err)
+	}
+}
+
+// Web Request header values may reference tenant secrets; nothing else may.
+func TestSecretReferences(t *testing.T) {
+	web := func(params map[string]any) *workflowdef.Definition {
+		if _, ok := params["url"]; !ok {
+			params["url"] = "https://crm.example/bookings"
+		}
+		return &workflowdef.Definition{Start: "w", Activities: []workflowdef.Activity{
+			{ID: "w", Type: "web_request", Params: params, Next: map[string]string{"success": "bye", "failure": "bye"}},
+			{ID: "bye", Type: "disconnect", Params: map[string]any{"text": "Bye"}},
+		}}
+	}
+	ok := web(map[string]any{"headers": map[string]any{"Authorization": "Bearer ${secret.crm_api_token}", "X-Ref": "${ref}"}})
+	if err := workflowdef.Validate(ok); err != nil {
+		t.Errorf("a secret in a header value: %v", err)
+	}
+	for name, tc := range map[string]struct {
+		def  *workflowdef.Definition
+		path string
+	}{
+		"secret in the URL":  {web(map[string]any{"url": "https://crm.example/?key=${secret.crm_api_token}"}), "activities[0].params.url"},
+		"secret in the body": {web(map[string]any{"body": `{"key": "${secret.crm_api_token}"}`}), "activities[0].params.body"},
+		"bad secret name":    {web(map[string]any{"headers": map[string]any{"X-Key": "${secret.Bad-Name}"}}), "activities[0].params.headers"},
+		"secret in a message": {&workflowdef.Definition{Start: "m", Activities: []workflowdef.Activity{
+			{ID: "m", Type: "disconnect", Params: map[string]any{"text": "your key is ${secret.crm_api_token}"}}}}, "activities[0].params.text"},
+		"parameter named secret.": {&workflowdef.Definition{Start: "m", Activities: []workflowdef.Activity{
+			{ID: "m", Type: "save_to_parameter", Params: map[string]any{"parameter": "secret.crm_api_token", "value": "x"}, Next: map[string]string{"next": "bye"}},
+			{ID: "bye", Type: "disconnect"}}}, "activities[0].params.parameter"},
+	} {
+		got := problems(workflowdef.Validate(tc.def))
+		if !slices.Contains(got, tc.path) {
+			t.Errorf("%s: problems at %v, want one at %s", name, got, tc.path)
+		}
+	}
+}
+
+// The Bot activity's parameters: an https URL without placeholders, a
+// secret name, bounded timeouts and turns; its three branches are required.
+// Errors name the activity type and the field.
+func TestBotParams(t *testing.T) {
+	bot := func(params map[string]any, next map[string]string) *workflowdef.Definition {
+		if next == nil {
+			next = map[string]string{"handoff": "queue", "end": "bye", "failure": "queue"}
+		}
+		return &workflowdef.Definition{Start: "bot", Activities: []workflowdef.Activity{
+			{ID: "bot", Type: "bot", Params: params, Next: next},
+			{ID: "queue", Type: "queue_task"},
+			{ID: "bye", Type: "disconnect"},
+		}}
+	}
+	good := func() map[string]any {
+		return map[string]any{"url": "https://bot.example/switchboard", "secret": "bot_signing_key", "timeout": "5s",
+			"max_turns": 10, "inactivity_timeout": "15m", "reason_parameter": "bot_reason"}
+	}
+	if err := workflowdef.Validate(bot(good(), nil)); err != nil {
+		t.Fatalf("valid bot: %v", err)
+	}
+	if got := strings.Join(bot(good(), nil).Activities[0].Outcomes(), ","); got != "handoff,end,failure" {
+		t.Errorf("bot outcomes = %s", got)
+	}
+	for _, tc := range []struct {
+		name   string
+		change func(p map[string]any)
+		next   map[string]string
+		path   string
+		msg    string
+	}{
+		{"no url", func(p map[string]any) { delete(p, "url") }, nil, "activities[0].params.url", `Bot needs parameter "url"`},
+		{"http url", func(p map[string]any) { p["url"] = "http://bot.example/" }, nil, "activities[0].params.url", "not an absolute https URL"},
+		{"url placeholder", func(p map[string]any) { p["url"] = "https://bot.example/${ref}" }, nil, "activities[0].params.url", "placeholders"},
+		{"url credentials", func(p map[string]any) { p["url"] = "https://u:p@bot.example/" }, nil, "activities[0].params.url", "credentials"},
+		{"no secret", func(p map[string]any) { delete(p, "secret") }, nil, "activities[0].params.secret", `Bot needs parameter "secret"`},
+		{"secret name", func(p map[string]any) { p["secret"] = "Bot Key" }, nil, "activities[0].params.secret", "not a secret name"},
+		{"secret reference as name", func(p map[string]any) { p["secret"] = "${secret.bot_signing_key}" }, nil, "activities[0].params.secret", "Bot:"},
+		{"timeout too long", func(p map[string]any) { p["timeout"] = "1m" }, nil, "activities[0].params.timeout", "out of range"},
+		{"max_turns zero", func(p map[string]any) { p["max_turns"] = 0 }, nil, "activities[0].params.max_turns", "out of range"},
+		{"max_turns text", func(p map[string]any) { p["max_turns"] = "ten" }, nil, "activities[0].params.max_turns", "must be an integer"},
+		{"inactivity too short", func(p map[string]any) { p["inactivity_timeout"] = "1s" }, nil, "activities[0].params.inactivity_timeout", "out of range"},
+		{"reason parameter name", func(p map[string]any) { p["reason_parameter"] = "bot reason" }, nil, "activities[0].params.reason_parameter", "not a parameter name"},
+		{"unknown parameter", func(p map[string]any) { p["headers"] = map[string]any{} }, nil, "activities[0].params.headers", `Bot has no parameter "headers"`},
+		{"failure not wired", func(map[string]any) {}, map[string]string{"handoff": "queue", "end": "bye"}, "activities[0].next.failure", `branch "failure" of Bot`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := good()
+			tc.change(p)
+			err := workflowdef.Validate(bot(p, tc.next))
+			var verr *workflowdef.ValidationError
+			if !errors.As(err, &verr) {
+				t.Fatalf("err = %v, want a ValidationError", err)
+			}
+			found := false
+			for _, pr := range verr.Problems {
+				if pr.Path == tc.path && strings.Contains(pr.Message, tc.msg) {
+					found = true
+				}
+			}
+			if !found {
+				t.Errorf("problems %v, want one at %s containing %q", verr.Problems, tc.path, tc.msg)
+			}
+		})
 	}
 }

@@ -6,6 +6,7 @@ package workflowrunner
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -102,6 +103,9 @@ type Deps struct {
 	AuthKeys         *authn.Keys
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
+	// WebRootCAs are the certificate authorities Web Request and Bot trust
+	// (tests); nil means the system's.
+	WebRootCAs *x509.CertPool
 }
 
 // InstanceTTL is how long an instance is kept after its last change: long
@@ -142,7 +146,8 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		Pub: b, Services: configv1.NewServiceServiceClient(cc), Workflows: configv1.NewWorkflowServiceClient(cc),
 		Distribution: distributionv1.NewDistributionServiceClient(dc),
 		Store:        runner.NewStore(kv), Timers: timers, Log: log, Now: deps.Now,
-		Web: runner.WebOptions{AllowHosts: cfg.WebAllowHosts},
+		Web:     runner.WebOptions{AllowHosts: cfg.WebAllowHosts, RootCAs: deps.WebRootCAs},
+		Secrets: configv1.NewLookupServiceClient(cc),
 	})
 	workers := cfg.Workers
 	if workers == 0 {

@@ -24,6 +24,7 @@ import (
 	"time"
 	_ "time/tzdata" // opening hours in any IANA zone, whatever the image has
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -72,8 +73,16 @@ type Deps struct {
 	Timers       Timers
 	Log          *slog.Logger
 	Now          func() time.Time
-	// Web configures Web Request (its SSRF guard's allow-list).
+	// Web configures Web Request and Bot (the SSRF guard's allow-list).
 	Web WebOptions
+	// Secrets reads the tenants' secrets (config's LookupService); nil:
+	// none can be read, so what needs one takes its failure branch.
+	Secrets Secrets
+}
+
+// Secrets reads a tenant's named secret (configv1.LookupServiceClient).
+type Secrets interface {
+	GetTenantSecret(ctx context.Context, in *configv1.GetTenantSecretRequest, opts ...grpc.CallOption) (*configv1.GetTenantSecretResponse, error)
 }
 
 // Runner runs workflows.
@@ -87,6 +96,7 @@ type Runner struct {
 	log       *slog.Logger
 	now       func() time.Time
 	web       *webClient
+	secrets   Secrets
 
 	mu   sync.Mutex
 	defs map[string]*workflowdef.Definition // tenant/id/version: versions never change
@@ -101,7 +111,7 @@ func New(d Deps) *Runner {
 		d.Now = time.Now
 	}
 	return &Runner{pub: d.Pub, services: d.Services, workflows: d.Workflows, dist: d.Distribution, store: d.Store, timers: d.Timers,
-		log: d.Log, now: d.Now, web: newWebClient(d.Web), defs: map[string]*workflowdef.Definition{}}
+		log: d.Log, now: d.Now, web: newWebClient(d.Web), secrets: d.Secrets, defs: map[string]*workflowdef.Definition{}}
 }
 
 // TaskID is the deterministic id of a Queue Task or Transfer step.
@@ -562,7 +572,17 @@ func (r *Runner) enter(ctx context.Context, st *State, a *workflowdef.Activity, 
 		}
 		return result{end: true}, nil
 	case "web_request":
-		return result{outcome: r.applyWeb(st, a, r.webRequest(ctx, st, a))}, nil
+		secrets, err := r.headerSecrets(ctx, st, a)
+		var unset *secretNotSet
+		switch {
+		case errors.As(err, &unset):
+			return result{outcome: r.applyWeb(st, a, webResult{failure: unset.Error()})}, nil
+		case err != nil:
+			return result{}, err
+		}
+		return result{outcome: r.applyWeb(st, a, r.webRequest(ctx, st, a, secrets))}, nil
+	case "bot":
+		return r.enterBot(ctx, st, a)
 	case "transfer":
 		return result{transfer: a.StringParam("service_id")}, nil
 	case "disconnect":
@@ -601,6 +621,8 @@ func (r *Runner) resumeActivity(ctx context.Context, st *State, a *workflowdef.A
 			st.Status = StatusRunning
 			return result{outcome: "timeout"}, nil
 		}
+	case "bot":
+		return r.resumeBot(ctx, st, a, ev)
 	case "collect_information", "input_customer":
 		if ev.timer {
 			return result{outcome: noAnswer(a.Type)}, nil

@@ -32,7 +32,7 @@ const (
 
 // Wait kinds.
 const (
-	waitInput = "input" // Collect Information, Input Customer
+	waitInput = "input" // Collect Information, Input Customer, Bot
 	waitTimer = "timer" // Delay
 	waitQueue = "queue" // Queue Task
 )
@@ -98,6 +98,8 @@ type State struct {
 	// Queue: a Queue Task whose "queued" branch the workflow took; its
 	// task waits for an agent while the workflow goes on.
 	Queue *Queued `json:"queue,omitempty"`
+	// Bot: the conversation with the bot of the current Bot activity.
+	Bot *BotState `json:"bot,omitempty"`
 	// Consumed: ids of the last customer messages a wait consumed, so a
 	// redelivered one is not taken as the answer to the next question.
 	Consumed  []string  `json:"consumed,omitempty"`

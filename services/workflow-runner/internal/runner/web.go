@@ -3,6 +3,8 @@ package runner
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +16,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 )
@@ -38,6 +45,8 @@ type WebOptions struct {
 	AllowHosts []string
 	// MaxResponse overrides MaxWebResponse (tests); zero means MaxWebResponse.
 	MaxResponse int64
+	// RootCAs the HTTPS calls trust (tests); nil means the system's.
+	RootCAs *x509.CertPool
 	// Resolver resolves host names; nil means net.DefaultResolver.
 	Resolver *net.Resolver
 }
@@ -47,10 +56,11 @@ type webClient struct {
 	allow    map[string]bool // "host" or "tenant/host", lower case
 	max      int64
 	resolver *net.Resolver
+	roots    *x509.CertPool
 }
 
 func newWebClient(o WebOptions) *webClient {
-	w := &webClient{allow: map[string]bool{}, max: o.MaxResponse, resolver: o.Resolver}
+	w := &webClient{allow: map[string]bool{}, max: o.MaxResponse, resolver: o.Resolver, roots: o.RootCAs}
 	for _, h := range o.AllowHosts {
 		w.allow[strings.ToLower(strings.TrimSpace(h))] = true
 	}
@@ -147,6 +157,7 @@ func (w *webClient) client(tenant string, timeout time.Duration, headers []strin
 		Transport: &http.Transport{
 			Proxy:                  nil, // a proxy would dial for us, past the guard
 			DialContext:            dial,
+			TLSClientConfig:        &tls.Config{RootCAs: w.roots, MinVersion: tls.VersionTLS12},
 			TLSHandshakeTimeout:    timeout,
 			ResponseHeaderTimeout:  timeout,
 			MaxResponseHeaderBytes: 64 << 10,
@@ -180,7 +191,7 @@ type webResult struct {
 
 // webRequest runs Web Request activity a of st. It never fails the
 // session: whatever goes wrong takes the failure branch with a reason.
-func (r *Runner) webRequest(ctx context.Context, st *State, a *workflowdef.Activity) webResult {
+func (r *Runner) webRequest(ctx context.Context, st *State, a *workflowdef.Activity, secrets map[string]string) webResult {
 	timeout := a.DurationParam("timeout", DefaultWebTimeout)
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -215,7 +226,7 @@ func (r *Runner) webRequest(ctx context.Context, st *State, a *workflowdef.Activ
 	req.Header.Set("Idempotency-Key", st.SessionID+"-"+a.ID+visitSuffix(st.Visits[a.ID]))
 	var names []string
 	for k, v := range a.StringMapParam("headers") {
-		req.Header.Set(k, expandWith(st, r, v, oneLine))
+		req.Header.Set(k, r.expandHeader(st, v, secrets))
 		names = append(names, k)
 	}
 	res, err := r.web.client(st.Tenant, timeout, names).Do(req)
@@ -353,6 +364,71 @@ func urlEscape(s string) string { return strings.ReplaceAll(url.QueryEscape(s), 
 func jsonEscape(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b[1 : len(b)-1])
+}
+
+// secretNotSet: a tenant secret a step needs is not there; the step
+// takes its failure branch with this as the reason.
+type secretNotSet struct{ name, why string }
+
+func (e *secretNotSet) Error() string {
+	if e.why != "" {
+		return e.why
+	}
+	return fmt.Sprintf("tenant secret %q is not set", e.name)
+}
+
+// secret reads one of the tenant's secrets from config. A secret that is
+// not set is a *secretNotSet; an outage is any other error (retried).
+func (r *Runner) secret(ctx context.Context, tenant, name string) (string, error) {
+	if r.secrets == nil {
+		return "", &secretNotSet{name: name, why: "tenant secrets are not available to workflow-runner"}
+	}
+	res, err := r.secrets.GetTenantSecret(ctx, &configv1.GetTenantSecretRequest{TenantId: tenant, Name: name})
+	switch status.Code(err) {
+	case codes.OK:
+		return res.GetValue(), nil
+	case codes.NotFound, codes.InvalidArgument:
+		return "", &secretNotSet{name: name}
+	}
+	return "", fmt.Errorf("get tenant secret %q: %w", name, err)
+}
+
+// headerSecrets reads the secrets a Web Request's header values reference
+// (${secret.NAME}).
+func (r *Runner) headerSecrets(ctx context.Context, st *State, a *workflowdef.Activity) (map[string]string, error) {
+	var out map[string]string
+	for _, v := range a.StringMapParam("headers") {
+		for _, m := range paramRef.FindAllStringSubmatch(v, -1) {
+			name, ok := strings.CutPrefix(m[1], workflowdef.SecretPrefix)
+			if !ok {
+				continue
+			}
+			if _, done := out[name]; done {
+				continue
+			}
+			val, err := r.secret(ctx, st.Tenant, name)
+			if err != nil {
+				return nil, err
+			}
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[name] = val
+		}
+	}
+	return out, nil
+}
+
+// expandHeader fills a header value in one pass: ${secret.NAME} with the
+// tenant's secret, other references as parameters. A substituted value is
+// never scanned again, so a customer's "${secret.x}" stays text.
+func (r *Runner) expandHeader(st *State, v string, secrets map[string]string) string {
+	return paramRef.ReplaceAllStringFunc(v, func(m string) string {
+		if name, ok := strings.CutPrefix(m[2:len(m)-1], workflowdef.SecretPrefix); ok {
+			return oneLine(secrets[name])
+		}
+		return expandWith(st, r, m, oneLine)
+	})
 }
 
 // oneLine keeps a header value on one line.

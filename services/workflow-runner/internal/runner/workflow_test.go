@@ -212,7 +212,9 @@ func TestEveryIMActivityRuns(t *testing.T) {
 		case workflowdef.KindParameterName:
 			return "p"
 		case workflowdef.KindURL:
-			return "http://169.254.169.254/latest" // refused: the failure branch, no network
+			return "https://169.254.169.254/latest" // refused: the failure branch, no network
+		case workflowdef.KindSecretName:
+			return "bot_signing_key"
 		case workflowdef.KindStringList:
 			return []any{"a"}
 		case workflowdef.KindStringMap, workflowdef.KindHeaders, workflowdef.KindParameterMap:
@@ -255,7 +257,7 @@ func TestEveryIMActivityRuns(t *testing.T) {
 			}
 		}
 	}
-	if n != 18 {
-		t.Errorf("%d IM activities in the catalogue, want 18", n)
+	if n != 19 {
+		t.Errorf("%d IM activities in the catalogue, want 19", n)
 	}
 }
