@@ -6,6 +6,7 @@ package subjects
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -194,6 +195,45 @@ const BucketWorkflowInstances = "WORKFLOW_INSTANCES"
 // BucketDistributionPresence holds each agent's presence and RONA flag
 // (distribution), key <tenant>.<agent>, written with revision checks.
 const BucketDistributionPresence = "DISTRIBUTION_PRESENCE"
+
+// BucketDistributionTasks holds distribution's open tasks with their
+// offers, key <tenant>.<task>, written with revision checks, so a replica
+// taking a tenant over loads them and two replicas never both offer one.
+const BucketDistributionTasks = "DISTRIBUTION_TASKS"
+
+// BucketDistributionReplicas holds one key per live distribution replica,
+// renewed well within the bucket's max age: a replica whose key aged out
+// is dropped from the consumer group's membership by the others.
+const BucketDistributionReplicas = "DISTRIBUTION_REPLICAS"
+
+// BucketElasticGroups is where orbit.go's partitioned consumer groups keep
+// their configuration (membership included); named by that library.
+const BucketElasticGroups = "elastic-consumer-groups"
+
+// StreamDistributionInput gathers distribution's inputs (task requests,
+// session ends, outbound requests) from their streams, and
+// StreamDistributionGroup is the work queue the partitioned consumer
+// group of distribution's replicas reads it through (named by orbit.go's
+// pcgroups: <stream>-<group>).
+const (
+	StreamDistributionInput = "DISTRIBUTION_INPUT"
+	GroupDistribution       = "replicas"
+	StreamDistributionGroup = StreamDistributionInput + "-" + GroupDistribution
+)
+
+// DistributionForward is the subject the distribution replica holding a
+// partition answers gRPC calls forwarded by the others on; a core NATS
+// request, outside every stream.
+func DistributionForward(partition int) string {
+	return "rpc.distribution." + strconv.Itoa(partition)
+}
+
+// DistributionReplies prefixes the subjects a distribution replica takes
+// the answers to its forwarded calls on (<prefix>.<n>).
+func DistributionReplies(replica string) string { return "rpc.distribution.reply." + replica }
+
+// DistributionRPC matches the forwarding subjects and the replies.
+const DistributionRPC = "rpc.distribution.>"
 
 // BucketAgentSessions holds each agent's active sessions (sessions).
 const BucketAgentSessions = "SESSIONS_AGENT_CHATS"

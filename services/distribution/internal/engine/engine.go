@@ -151,11 +151,16 @@ type Task struct {
 	Replied  bool
 	Overdue  bool
 
-	offerID  string
-	declined map[string]time.Time
-	// acceptedOffer is the offer the task was accepted through, so a
+	// OfferID and OfferExpires: the open offer of an offered task, stored
+	// with it, so a replica that takes the task over keeps the offer (the
+	// agent may still accept it) rather than offering the task again.
+	OfferID      string
+	OfferExpires time.Time
+	// AcceptedOffer is the offer the task was accepted through, so a
 	// retried Accept gets the same answer.
-	acceptedOffer string
+	AcceptedOffer string
+
+	declined map[string]time.Time
 	// queuedSent: TaskQueued was published by this process. A restored
 	// task has it unset, so a redelivered request (the one whose handling
 	// the restart cut short) publishes it again under the same id.
@@ -220,19 +225,27 @@ type Engine struct {
 	presence        PresenceOptions
 	// wake is closed (and replaced) on every change watchers may see.
 	wake chan struct{}
+	// open: the store's offer-keeping side, when it has one.
+	open OpenTaskStore
+	// partitions (0: ownership off, every tenant is held), the partitions
+	// held, and the tenants being reloaded after a conflict.
+	partitions int
+	owned      map[int]bool
+	reloading  map[string]bool
 }
 
 // New returns an engine.
 func New(pub Publisher, store TaskStore, log *slog.Logger) *Engine {
 	e := &Engine{
 		tenants:         map[string]*tenant{},
-		store:           store,
 		log:             log,
 		now:             time.Now,
 		DeclineCooldown: 30 * time.Second,
 		wake:            make(chan struct{}),
 	}
 	e.pub = signaling{pub, e}
+	e.store = conflictWatch{store, e}
+	e.open, _ = store.(OpenTaskStore)
 	return e
 }
 
@@ -289,13 +302,23 @@ func (e *Engine) Restore(ctx context.Context) (int, error) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	now := e.now()
+	e.installTasks(open, e.now())
+	return len(open), nil
+}
+
+// installTasks puts loaded open tasks in place. An offer still open goes
+// on (its agent may accept it) when the store kept it; else the task
+// is queued again.
+func (e *Engine) installTasks(open []*Task, now time.Time) {
 	for _, task := range open {
 		t := e.tenant(task.Tenant)
 		t.tasks[task.ID] = task
 		t.sessions[task.SessionID] = task
 		task.declined = map[string]time.Time{}
 		task.RequiredSkills = normSkills(task.RequiredSkills)
+		if task.AcceptedOffer != "" && (task.State == TaskAccepted || task.State == TaskWrapping) {
+			t.accepted[task.AcceptedOffer] = task
+		}
 		switch task.State {
 		case TaskAccepted:
 			t.agentOrStub(task.AgentID, now).active[task.ID] = task
@@ -303,13 +326,27 @@ func (e *Engine) Restore(ctx context.Context) (int, error) {
 		case TaskWrapping:
 			t.agentOrStub(task.AgentID, now).wrapping[task.ID] = task
 			e.startWrapTimer(task, task.WrapUntil.Sub(now))
+		case TaskOffered:
+			if task.OfferID != "" && task.AgentID != "" && task.OfferExpires.After(now) {
+				a := t.agentOrStub(task.AgentID, now)
+				o := &offer{id: task.OfferID, task: task, agentID: task.AgentID, expires: task.OfferExpires}
+				tenantID, oid := task.Tenant, o.id
+				o.timer = time.AfterFunc(task.OfferExpires.Sub(now), func() { e.timeout(tenantID, oid) })
+				t.offers[o.id] = o
+				a.offers[o.id] = o
+				e.queue(t, task.Service)
+				break
+			}
+			e.restoreQueued(t, task)
 		default:
-			task.State = TaskQueued
-			task.AgentID = ""
-			e.push(t, task)
+			e.restoreQueued(t, task)
 		}
 	}
-	return len(open), nil
+}
+
+func (e *Engine) restoreQueued(t *tenant, task *Task) {
+	task.State, task.AgentID, task.OfferID, task.OfferExpires = TaskQueued, "", "", time.Time{}
+	e.push(t, task)
 }
 
 func (t *tenant) agentOrStub(id string, now time.Time) *agent {
@@ -335,6 +372,9 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	// processed in between would leave the task on offer for good.
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.mine(task.Tenant); err != nil {
+		return err
+	}
 	t := e.tenant(task.Tenant)
 	if open, ok := t.tasks[task.ID]; ok {
 		if open.queuedSent {
@@ -412,6 +452,9 @@ func (e *Engine) setPresence(ctx context.Context, tenantID string, info AgentInf
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.mine(tenantID); err != nil {
+		return nil, err
+	}
 	t := e.tenant(tenantID)
 	now := e.now()
 	a := t.agentOrStub(info.ID, now)
@@ -467,6 +510,9 @@ func (e *Engine) setPresence(ctx context.Context, tenantID string, info AgentInf
 func (e *Engine) Accept(ctx context.Context, tenantID, agentID, offerID string) (*Task, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.mine(tenantID); err != nil {
+		return nil, err
+	}
 	t := e.tenant(tenantID)
 	o, ok := t.offers[offerID]
 	if !ok {
@@ -488,7 +534,7 @@ func (e *Engine) Accept(ctx context.Context, tenantID, agentID, offerID string) 
 	task := o.task
 	now := e.now()
 	prev := *task
-	task.State, task.AgentID, task.offerID, task.acceptedOffer, task.AcceptedAt = TaskAccepted, agentID, "", offerID, now
+	task.State, task.AgentID, task.OfferID, task.AcceptedOffer, task.AcceptedAt = TaskAccepted, agentID, "", offerID, now
 	task.ReplyDue, task.Replied, task.Overdue = time.Time{}, false, false
 	if d := task.Service.FirstReplyTimeout; d > 0 {
 		task.ReplyDue = now.Add(d)
@@ -511,14 +557,17 @@ func (e *Engine) Accept(ctx context.Context, tenantID, agentID, offerID string) 
 func (e *Engine) emitAccepted(ctx context.Context, task *Task) error {
 	return e.pub.Emit(ctx, subjects.TaskAccepted(task.Tenant), &distributionv1.TaskAccepted{
 		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
-		AgentId: task.AgentID, OfferId: task.acceptedOffer, AcceptedAt: timestamppb.New(task.AcceptedAt),
-	}, task.acceptedOffer+":accepted")
+		AgentId: task.AgentID, OfferId: task.AcceptedOffer, AcceptedAt: timestamppb.New(task.AcceptedAt),
+	}, task.AcceptedOffer+":accepted")
 }
 
 // Decline puts the task back in the queue, ahead of later arrivals.
 func (e *Engine) Decline(ctx context.Context, tenantID, agentID, offerID string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.mine(tenantID); err != nil {
+		return err
+	}
 	t := e.tenant(tenantID)
 	o, ok := t.offers[offerID]
 	if !ok {
@@ -531,7 +580,7 @@ func (e *Engine) Decline(ctx context.Context, tenantID, agentID, offerID string)
 	now := e.now()
 	task.declined[agentID] = now
 	e.closeOffer(t, o, true)
-	e.requeue(t, task)
+	e.requeueStored(ctx, t, task)
 	if err := e.pub.Emit(ctx, subjects.TaskDeclined(tenantID), &distributionv1.TaskDeclined{
 		TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
 		AgentId: agentID, OfferId: offerID, DeclinedAt: timestamppb.New(now),
@@ -547,7 +596,7 @@ func (e *Engine) timeout(tenantID, offerID string) {
 	ctx := context.Background()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed {
+	if e.closed || e.mine(tenantID) != nil {
 		return
 	}
 	t := e.tenant(tenantID)
@@ -565,7 +614,7 @@ func (e *Engine) timeout(tenantID, offerID string) {
 		}
 	}
 	e.closeOffer(t, o, true)
-	e.requeue(t, task)
+	e.requeueStored(ctx, t, task)
 	if q := t.queues[task.ServiceID]; q != nil {
 		q.ronas = append(trim(q.ronas, now), now)
 	}
@@ -588,6 +637,9 @@ func (e *Engine) EndSession(ctx context.Context, tenantID, sessionID, reason str
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.mine(tenantID); err != nil {
+		return err
+	}
 	t := e.tenant(tenantID)
 	task, ok := t.sessions[sessionID]
 	if !ok {
@@ -624,8 +676,8 @@ func (e *Engine) cancel(ctx context.Context, t *tenant, task *Task, reason strin
 		return fmt.Errorf("save task %s: %w", task.ID, err)
 	}
 	var offeredTo, offerID string
-	if task.offerID != "" {
-		if o := t.offers[task.offerID]; o != nil {
+	if task.OfferID != "" {
+		if o := t.offers[task.OfferID]; o != nil {
 			offeredTo, offerID = o.agentID, o.id
 			e.closeOffer(t, o, false)
 		}
@@ -643,7 +695,7 @@ func (e *Engine) forget(t *tenant, task *Task) {
 	if t.sessions[task.SessionID] == task {
 		delete(t.sessions, task.SessionID)
 	}
-	delete(t.accepted, task.acceptedOffer)
+	delete(t.accepted, task.AcceptedOffer)
 }
 
 // startWrapUp moves an accepted task into after-call work.
@@ -680,7 +732,7 @@ func (e *Engine) wrapUpExpired(tenantID, taskID string, until time.Time) {
 	ctx := context.Background()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed {
+	if e.closed || e.mine(tenantID) != nil {
 		return
 	}
 	t := e.tenant(tenantID)
@@ -703,6 +755,9 @@ func (e *Engine) wrapUpExpired(tenantID, taskID string, until time.Time) {
 func (e *Engine) SubmitWrapUp(ctx context.Context, tenantID, agentID, taskID, sessionID string, serviceCodes, salesCodes, tags []string) (*distributionv1.Task, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.mine(tenantID); err != nil {
+		return nil, err
+	}
 	t := e.tenant(tenantID)
 	task, err := e.openTask(ctx, t, tenantID, taskID, sessionID)
 	if err != nil {
@@ -785,6 +840,9 @@ func (e *Engine) complete(ctx context.Context, t *tenant, task *Task, wrapUp *di
 func (e *Engine) CancelTask(ctx context.Context, tenantID, taskID, reason string) (*distributionv1.Task, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.mine(tenantID); err != nil {
+		return nil, err
+	}
 	t := e.tenant(tenantID)
 	task, err := e.openTask(ctx, t, tenantID, taskID, "")
 	if err != nil {
@@ -810,6 +868,9 @@ func (e *Engine) Reprioritize(ctx context.Context, tenantID, taskID string, prio
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.mine(tenantID); err != nil {
+		return nil, err
+	}
 	t := e.tenant(tenantID)
 	task, err := e.openTask(ctx, t, tenantID, taskID, "")
 	if err != nil {
@@ -879,7 +940,7 @@ func (e *Engine) openTask(ctx context.Context, t *tenant, tenantID, taskID, sess
 func (e *Engine) closeOffer(t *tenant, o *offer, changed bool) {
 	o.timer.Stop()
 	delete(t.offers, o.id)
-	o.task.offerID = ""
+	o.task.OfferID = ""
 	if a := t.agents[o.agentID]; a != nil {
 		delete(a.offers, o.id)
 		if changed {
@@ -893,8 +954,23 @@ func (e *Engine) closeOffer(t *tenant, o *offer, changed bool) {
 // requeue puts a task back in its queue; it keeps its arrival time, so it
 // goes back to its place.
 func (e *Engine) requeue(t *tenant, task *Task) {
-	task.State, task.AgentID = TaskQueued, ""
+	task.State, task.AgentID, task.OfferExpires = TaskQueued, "", time.Time{}
 	e.push(t, task)
+}
+
+// requeueStored is requeue with the task's store told (a failure leaves
+// the stored offer to run out: a replica that loads it requeues it then).
+func (e *Engine) requeueStored(ctx context.Context, t *tenant, task *Task) {
+	e.requeue(t, task)
+	if err := e.saveOpen(ctx, task); err != nil {
+		e.log.Error("store requeued task", "tenant", task.Tenant, "task", task.ID, "err", err)
+	}
+}
+
+// withdraw takes back a stored offer nobody was told of.
+func (e *Engine) withdraw(ctx context.Context, t *tenant, o *offer, task *Task) {
+	e.closeOffer(t, o, true)
+	e.requeueStored(ctx, t, task)
 }
 
 // dispatch offers queued tasks to eligible agents until no pair is left.
@@ -928,7 +1004,24 @@ func (e *Engine) offer(ctx context.Context, t *tenant, task *Task, a *agent, now
 	t.offers[o.id] = o
 	a.offers[o.id] = o
 	e.touch(t, a, now)
-	task.State, task.offerID, task.AgentID = TaskOffered, o.id, a.info.ID
+	task.State, task.OfferID, task.AgentID, task.OfferExpires = TaskOffered, o.id, a.info.ID, o.expires
+	// The offer is stored before anyone learns of it: the task first,
+	// then the agent (whose record a replica that takes the tenant over
+	// reads before the tasks), each at the revision this engine last
+	// saw, so a replica with an older view fails to offer either again.
+	if err := e.saveOpen(ctx, task); err == nil {
+		err = e.persist(ctx, tenantID, a)
+		if err != nil {
+			e.withdraw(ctx, t, o, task)
+			e.log.Error("store offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
+			return false
+		}
+	} else {
+		e.closeOffer(t, o, true)
+		e.requeue(t, task)
+		e.log.Error("store offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
+		return false
+	}
 	if err := e.pub.Emit(ctx, subjects.TaskOffered(tenantID), &distributionv1.TaskOffered{
 		TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
 		AgentId: a.info.ID, OfferId: o.id, ExpiresAt: timestamppb.New(o.expires),
@@ -938,8 +1031,7 @@ func (e *Engine) offer(ctx context.Context, t *tenant, task *Task, a *agent, now
 		// The agent never learns of an offer that was not published:
 		// withdraw it and try again on the next change.
 		e.log.Error("publish offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
-		e.closeOffer(t, o, true)
-		e.requeue(t, task)
+		e.withdraw(ctx, t, o, task)
 		return false
 	}
 	if q := t.queues[task.ServiceID]; q != nil {

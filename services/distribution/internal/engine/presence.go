@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -66,6 +67,9 @@ func (e *Engine) persist(ctx context.Context, tenantID string, a *agent) error {
 		return nil
 	}
 	if err := e.presence.Store.SavePresence(ctx, a.record(tenantID)); err != nil {
+		if errors.Is(err, ErrConflict) {
+			e.staleLocked(tenantID)
+		}
 		return fmt.Errorf("save presence of %s/%s: %w", tenantID, a.info.ID, err)
 	}
 	return nil
@@ -86,19 +90,7 @@ func (e *Engine) RestorePresence(ctx context.Context) (int, error) {
 	now := e.now()
 	tenants := map[string]bool{}
 	for _, r := range recs {
-		t := e.tenant(r.Tenant)
-		a := t.agentOrStub(r.Agent, now)
-		r.Info.ID = r.Agent
-		r.Info.Skills = normSkills(r.Info.Skills)
-		a.info, a.presence, a.rona, a.since = r.Info, r.Presence, r.RONA, r.Since
-		if a.since.IsZero() {
-			a.since = now
-		}
-		if r.GraceUntil.After(now) {
-			a.graceUntil, a.gracePresence = r.GraceUntil, r.GracePresence
-			e.startGraceTimer(r.Tenant, a, r.GraceUntil.Sub(now))
-		}
-		e.refresh(t, a)
+		e.installAgent(r, now)
 		tenants[r.Tenant] = true
 	}
 	for id := range tenants {
@@ -106,6 +98,23 @@ func (e *Engine) RestorePresence(ctx context.Context) (int, error) {
 	}
 	e.signal()
 	return len(recs), nil
+}
+
+// installAgent puts a loaded agent back as they were.
+func (e *Engine) installAgent(r PresenceRecord, now time.Time) {
+	t := e.tenant(r.Tenant)
+	a := t.agentOrStub(r.Agent, now)
+	r.Info.ID = r.Agent
+	r.Info.Skills = normSkills(r.Info.Skills)
+	a.info, a.presence, a.rona, a.since = r.Info, r.Presence, r.RONA, r.Since
+	if a.since.IsZero() {
+		a.since = now
+	}
+	if r.GraceUntil.After(now) {
+		a.graceUntil, a.gracePresence = r.GraceUntil, r.GracePresence
+		e.startGraceTimer(r.Tenant, a, r.GraceUntil.Sub(now))
+	}
+	e.refresh(t, a)
 }
 
 func (e *Engine) startGraceTimer(tenantID string, a *agent, d time.Duration) {
@@ -122,7 +131,7 @@ func (e *Engine) graceExpired(tenantID, agentID string, until time.Time) {
 	ctx := context.Background()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed {
+	if e.closed || e.mine(tenantID) != nil {
 		return
 	}
 	t := e.tenant(tenantID)
@@ -150,6 +159,9 @@ func (a *agent) stopGrace() {
 func (e *Engine) ResetRona(ctx context.Context, tenantID, agentID string) (*distributionv1.AgentState, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.mine(tenantID); err != nil {
+		return nil, err
+	}
 	t := e.tenant(tenantID)
 	a, ok := t.agents[agentID]
 	if !ok {

@@ -45,6 +45,9 @@ func (e *Engine) Transfer(ctx context.Context, tenantID string, tr Transfer) (*d
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.mine(tenantID); err != nil {
+		return nil, err
+	}
 	t := e.tenant(tenantID)
 	task, err := e.openTask(ctx, t, tenantID, tr.TaskID, "")
 	if err != nil {
@@ -80,8 +83,8 @@ func (e *Engine) Transfer(ctx context.Context, tenantID string, tr Transfer) (*d
 		return nil, fmt.Errorf("save task %s: %w", task.ID, err)
 	}
 	stopReplyTimer(task)
-	delete(t.accepted, task.acceptedOffer)
-	task.acceptedOffer = ""
+	delete(t.accepted, task.AcceptedOffer)
+	task.AcceptedOffer = ""
 	task.declined[from] = now
 	if a := t.agents[from]; a != nil {
 		delete(a.active, task.ID)
@@ -124,6 +127,9 @@ func directReady(a *agent, svc ServiceInfo) bool {
 func (e *Engine) AgentReplied(ctx context.Context, tenantID, sessionID, agentID string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if err := e.mine(tenantID); err != nil {
+		return err
+	}
 	t := e.tenant(tenantID)
 	task := t.sessions[sessionID]
 	if task == nil || task.State != TaskAccepted || task.Replied || (agentID != "" && agentID != task.AgentID) {
@@ -160,7 +166,7 @@ func (e *Engine) replyOverdue(tenantID, taskID string, due time.Time) {
 	ctx := context.Background()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.closed {
+	if e.closed || e.mine(tenantID) != nil {
 		return
 	}
 	task := e.tenant(tenantID).tasks[taskID]

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,7 +20,7 @@ import (
 )
 
 // ErrConflict: the record changed since this process read or wrote it.
-var ErrConflict = errors.New("presence record changed concurrently")
+var ErrConflict = fmt.Errorf("presence record: %w", engine.ErrConflict)
 
 // Store implements engine.PresenceStore.
 type Store struct {
@@ -69,13 +70,24 @@ func (s *Store) SavePresence(ctx context.Context, r engine.PresenceRecord) error
 // LoadPresence reads every record (at start-up) and remembers their
 // revisions for the writes that follow.
 func (s *Store) LoadPresence(ctx context.Context) ([]engine.PresenceRecord, error) {
+	return s.LoadPresenceOf(ctx, func(string) bool { return true })
+}
+
+// LoadPresenceOf reads the records of the tenants match accepts (a
+// replica taking them over) and remembers their revisions.
+func (s *Store) LoadPresenceOf(ctx context.Context, match func(tenant string) bool) ([]engine.PresenceRecord, error) {
 	lister, err := s.kv.ListKeys(ctx)
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list presence: %w", err)
 	}
 	var keys []string
 	for k := range lister.Keys() {
-		keys = append(keys, k)
+		if tenant, _, ok := strings.Cut(k, "."); ok && match(tenant) {
+			keys = append(keys, k)
+		}
 	}
 	var out []engine.PresenceRecord
 	s.mu.Lock()

@@ -4,8 +4,14 @@ package store
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -14,14 +20,22 @@ import (
 
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 
+	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
 )
 
-// Store implements engine.TaskStore.
+// Store implements engine.TaskStore and, with open tasks (OpenTasks),
+// engine.OpenTaskStore.
 type Store struct {
 	tasks *mongo.Collection
 	ended *mongo.Collection
+	// open, when set: every open task, its offer included, keyed
+	// <tenant>.<task>, written at the revision last seen (revs).
+	open jetstream.KeyValue
+	mu   sync.Mutex
+	revs map[string]uint64
 }
 
 var _ engine.TaskStore = (*Store)(nil)
@@ -36,55 +50,172 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 }
 
 type taskDoc struct {
-	ID           string           `bson:"_id"`
-	Tenant       string           `bson:"tenant"`
-	TaskID       string           `bson:"task_id"`
-	SessionID    string           `bson:"session_id"`
-	ServiceID    string           `bson:"service_id"`
-	Conversation []byte           `bson:"conversation"`
-	CustomerName string           `bson:"customer_name,omitempty"`
-	Priority     int32            `bson:"priority"`
-	Skills       []string         `bson:"required_skills,omitempty"`
-	QueuedAt     time.Time        `bson:"queued_at"`
-	State        engine.TaskState `bson:"state"`
-	AgentID      string           `bson:"agent_id,omitempty"`
-	AcceptedAt   time.Time        `bson:"accepted_at,omitempty"`
-	WrapUntil    time.Time        `bson:"wrap_until,omitempty"`
-	ServiceName  string           `bson:"service_name,omitempty"`
-	RONATimeout  time.Duration    `bson:"rona_timeout"`
-	MaxParallel  int              `bson:"max_parallel"`
-	AfterCall    time.Duration    `bson:"after_call_work,omitempty"`
-	ServiceCodes []string         `bson:"service_codes,omitempty"`
-	SalesCodes   []string         `bson:"sales_codes,omitempty"`
-	Tags         []string         `bson:"tags,omitempty"`
-	FirstReply   time.Duration    `bson:"first_reply_timeout,omitempty"`
-	Note         string           `bson:"note,omitempty"`
-	Transfers    int              `bson:"transfers,omitempty"`
-	ReplyDue     time.Time        `bson:"reply_due,omitempty"`
-	Replied      bool             `bson:"replied,omitempty"`
-	Overdue      bool             `bson:"reply_overdue,omitempty"`
-	UpdatedAt    time.Time        `bson:"updated_at"`
+	ID            string           `bson:"_id"`
+	Tenant        string           `bson:"tenant"`
+	TaskID        string           `bson:"task_id"`
+	SessionID     string           `bson:"session_id"`
+	ServiceID     string           `bson:"service_id"`
+	Conversation  []byte           `bson:"conversation"`
+	CustomerName  string           `bson:"customer_name,omitempty"`
+	Priority      int32            `bson:"priority"`
+	Skills        []string         `bson:"required_skills,omitempty"`
+	QueuedAt      time.Time        `bson:"queued_at"`
+	State         engine.TaskState `bson:"state"`
+	AgentID       string           `bson:"agent_id,omitempty"`
+	AcceptedAt    time.Time        `bson:"accepted_at,omitempty"`
+	WrapUntil     time.Time        `bson:"wrap_until,omitempty"`
+	ServiceName   string           `bson:"service_name,omitempty"`
+	RONATimeout   time.Duration    `bson:"rona_timeout"`
+	MaxParallel   int              `bson:"max_parallel"`
+	AfterCall     time.Duration    `bson:"after_call_work,omitempty"`
+	ServiceCodes  []string         `bson:"service_codes,omitempty"`
+	SalesCodes    []string         `bson:"sales_codes,omitempty"`
+	Tags          []string         `bson:"tags,omitempty"`
+	FirstReply    time.Duration    `bson:"first_reply_timeout,omitempty"`
+	Note          string           `bson:"note,omitempty"`
+	Transfers     int              `bson:"transfers,omitempty"`
+	ReplyDue      time.Time        `bson:"reply_due,omitempty"`
+	Replied       bool             `bson:"replied,omitempty"`
+	Overdue       bool             `bson:"reply_overdue,omitempty"`
+	OfferID       string           `bson:"offer_id,omitempty"`
+	OfferExpires  time.Time        `bson:"offer_expires,omitempty"`
+	AcceptedOffer string           `bson:"accepted_offer,omitempty"`
+	UpdatedAt     time.Time        `bson:"updated_at"`
 }
 
 func key(tenant, id string) string { return tenant + "/" + id }
 
-// Save writes the task's current state.
-func (s *Store) Save(ctx context.Context, t *engine.Task) error {
-	conv, err := proto.Marshal(t.Conversation)
+// OpenTasks ensures the bucket of open tasks and keeps them there from now
+// on: a replica taking a tenant over reads the tenant's keys from it (a
+// read by key prefix, which MongoDB on FerretDB cannot serve from an
+// index).
+func (s *Store) OpenTasks(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	kv, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{
+		Bucket: subjects.BucketDistributionTasks, Description: "Open tasks and their offers (distribution)",
+		History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+	})
 	if err != nil {
 		return err
 	}
-	d := taskDoc{
+	s.open, s.revs = kv, map[string]uint64{}
+	return nil
+}
+
+// OpenKey is an open task's key: <tenant>.<task>.
+func OpenKey(tenant, id string) string { return tenant + "." + id }
+
+var _ engine.OpenTaskStore = (*Store)(nil)
+
+// SaveOpen writes the task to the open tasks (removes it once closed) at
+// the revision last seen: engine.ErrConflict when another replica wrote it
+// since.
+func (s *Store) SaveOpen(ctx context.Context, t *engine.Task) error {
+	if s.open == nil {
+		return nil
+	}
+	k := OpenKey(t.Tenant, t.ID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rev, seen := s.revs[k]
+	if t.State.Closed() {
+		var opts []jetstream.KVDeleteOpt
+		if seen {
+			opts = append(opts, jetstream.LastRevision(rev))
+		}
+		err := s.open.Delete(ctx, k, opts...)
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+			delete(s.revs, k)
+			return fmt.Errorf("remove open task %s: %w", k, engine.ErrConflict)
+		}
+		if err != nil {
+			return fmt.Errorf("remove open task %s: %w", k, err)
+		}
+		delete(s.revs, k)
+		return nil
+	}
+	data, err := json.Marshal(doc(t))
+	if err != nil {
+		return fmt.Errorf("encode task %s: %w", k, err)
+	}
+	next, err := kvcas.Put(ctx, s.open, k, data, rev)
+	if errors.Is(err, kvcas.ErrConflict) {
+		delete(s.revs, k)
+		return fmt.Errorf("store open task %s: %w", k, engine.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("store open task %s: %w", k, err)
+	}
+	s.revs[k] = next
+	return nil
+}
+
+// LoadOpenOf reads the open tasks of the tenants match accepts, and
+// remembers their revisions for the writes that follow.
+func (s *Store) LoadOpenOf(ctx context.Context, match func(tenant string) bool) ([]*engine.Task, error) {
+	if s.open == nil {
+		return nil, errors.New("no bucket of open tasks")
+	}
+	lister, err := s.open.ListKeys(ctx)
+	if err != nil {
+		if errors.Is(err, jetstream.ErrNoKeysFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("list open tasks: %w", err)
+	}
+	var keys []string
+	for k := range lister.Keys() {
+		if tenant, _, ok := strings.Cut(k, "."); ok && match(tenant) {
+			keys = append(keys, k)
+		}
+	}
+	var out []*engine.Task
+	for _, k := range keys {
+		e, err := s.open.Get(ctx, k)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // closed meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load open task %s: %w", k, err)
+		}
+		var d taskDoc
+		if err := json.Unmarshal(e.Value(), &d); err != nil {
+			return nil, fmt.Errorf("decode open task %s: %w", k, err)
+		}
+		t, err := d.task()
+		if err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+		s.revs[k] = e.Revision()
+		s.mu.Unlock()
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// Save writes the task's current state: to the open tasks first (where
+// a concurrent writer is caught), then to its record.
+func (s *Store) Save(ctx context.Context, t *engine.Task) error {
+	if err := s.SaveOpen(ctx, t); err != nil {
+		return err
+	}
+	_, err := s.tasks.ReplaceOne(ctx, bson.M{"_id": key(t.Tenant, t.ID)}, doc(t), options.Replace().SetUpsert(true))
+	return err
+}
+
+func doc(t *engine.Task) taskDoc {
+	conv, _ := proto.Marshal(t.Conversation) // a message that came decoded marshals
+	return taskDoc{
 		ID: key(t.Tenant, t.ID), Tenant: t.Tenant, TaskID: t.ID, SessionID: t.SessionID, ServiceID: t.ServiceID,
 		Conversation: conv, CustomerName: t.CustomerName, Priority: t.Priority, Skills: t.RequiredSkills, QueuedAt: t.QueuedAt,
 		State: t.State, AgentID: t.AgentID, AcceptedAt: t.AcceptedAt, WrapUntil: t.WrapUntil,
 		ServiceName: t.Service.Name, RONATimeout: t.Service.RONATimeout, MaxParallel: t.Service.MaxParallelTasks,
 		AfterCall: t.Service.AfterCallWork, ServiceCodes: t.Service.ServiceCodes, SalesCodes: t.Service.SalesCodes, Tags: t.Service.Tags,
 		FirstReply: t.Service.FirstReplyTimeout, Note: t.Note, Transfers: t.Transfers, ReplyDue: t.ReplyDue, Replied: t.Replied, Overdue: t.Overdue,
+		OfferID: t.OfferID, OfferExpires: t.OfferExpires, AcceptedOffer: t.AcceptedOffer,
 		UpdatedAt: time.Now(),
 	}
-	_, err = s.tasks.ReplaceOne(ctx, bson.M{"_id": d.ID}, d, options.Replace().SetUpsert(true))
-	return err
 }
 
 // Known reports whether the task was ever saved.
@@ -140,6 +271,7 @@ func (d taskDoc) task() (*engine.Task, error) {
 		Conversation: conv, CustomerName: d.CustomerName, Priority: d.Priority, RequiredSkills: d.Skills, QueuedAt: d.QueuedAt,
 		State: d.State, AgentID: d.AgentID, AcceptedAt: d.AcceptedAt, WrapUntil: d.WrapUntil,
 		Note: d.Note, Transfers: d.Transfers, ReplyDue: d.ReplyDue, Replied: d.Replied, Overdue: d.Overdue,
+		OfferID: d.OfferID, OfferExpires: d.OfferExpires, AcceptedOffer: d.AcceptedOffer,
 		Service: engine.ServiceInfo{
 			ID: d.ServiceID, Name: d.ServiceName, RONATimeout: d.RONATimeout, MaxParallelTasks: d.MaxParallel,
 			AfterCallWork: d.AfterCall, ServiceCodes: d.ServiceCodes, SalesCodes: d.SalesCodes, Tags: d.Tags,
