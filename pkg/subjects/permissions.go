@@ -48,9 +48,15 @@ func Accesses() []Access {
 			// Timers are scheduled on wftimer.> and cancelled by purging their subject.
 			Publishes: []string{DomainWorkflow + ".>", AllTenants(KindOutboundRequested), DomainWorkflowTimer + ".>", "$JS.API.STREAM.PURGE." + StreamWorkflowTimers},
 			ReadsKV:   []string{BucketRevocations}, WritesKV: []string{BucketWorkflowInstances}},
-		{Service: "distribution", Ensures: []string{StreamDistribution, StreamWorkflow, StreamSession, StreamOutbound, StreamDeadLetter},
-			Consumes:  []string{StreamWorkflow, StreamSession, StreamOutbound, StreamConfig},
-			Publishes: []string{DomainDistribution + ".>"}, ReadsKV: []string{BucketRevocations}, WritesKV: []string{BucketDistributionPresence}},
+		// Replicas share the tenants through a partitioned consumer group
+		// (pcgroups: its configuration bucket and work-queue stream) and
+		// forward gRPC calls to each other on DistributionRPC.
+		{Service: "distribution",
+			Ensures:    []string{StreamDistribution, StreamWorkflow, StreamSession, StreamOutbound, StreamDeadLetter, StreamDistributionInput, StreamDistributionGroup},
+			Consumes:   []string{StreamWorkflow, StreamSession, StreamOutbound, StreamConfig, StreamDistributionGroup},
+			Publishes:  []string{DomainDistribution + ".>", DistributionRPC},
+			Subscribes: []string{DistributionRPC}, ReadsKV: []string{BucketRevocations},
+			WritesKV: []string{BucketDistributionPresence, BucketDistributionTasks, BucketDistributionReplicas, BucketElasticGroups}},
 		{Service: "outbound-sender", Ensures: []string{StreamOutbound, StreamChat, StreamDeadLetter},
 			Consumes:   []string{StreamOutbound, StreamChat, StreamConfig},
 			Publishes:  []string{DomainOutbound + ".>"},

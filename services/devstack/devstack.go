@@ -334,10 +334,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		}, chathandler.Deps{Listener: l["chat-handler"], Bus: busOf("chat-handler"), ConfigConn: configConn, AuthKeys: keys}, svcLog(chathandler.Name))
 	})
 	g.Go(func() error {
-		return distribution.Run(gctx, distribution.Config{
-			GRPCAddr: addr("distribution"), NATSURL: natsURL, MongoURI: mongoURI, Database: db("distribution"),
-			ConfigAddr: addr("config"), AuthKeys: authHex, Streams: streams,
-		}, distribution.Deps{GRPCListener: l["distribution"], Bus: busOf("distribution"), Mongo: mc, ConfigConn: configConn, AuthKeys: keys}, svcLog(distribution.Name))
+		dc := distribution.Defaults() // one replica, holding every partition
+		dc.GRPCAddr, dc.NATSURL, dc.MongoURI, dc.Database = addr("distribution"), natsURL, mongoURI, db("distribution")
+		dc.ConfigAddr, dc.AuthKeys, dc.Streams = addr("config"), authHex, streams
+		return distribution.Run(gctx, dc, distribution.Deps{GRPCListener: l["distribution"], Bus: busOf("distribution"), Mongo: mc, ConfigConn: configConn, AuthKeys: keys}, svcLog(distribution.Name))
 	})
 	g.Go(func() error {
 		sc := sessions.Defaults()

@@ -10,10 +10,13 @@ package distribution
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -35,6 +38,7 @@ import (
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/directory"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/grpcapi"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/partition"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/presence"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/store"
 )
@@ -64,6 +68,15 @@ type Config struct {
 	// FirstReply: after an accept, TaskReplyOverdue when the agent has not
 	// replied within it (every service; 0: off).
 	FirstReply time.Duration
+	// ReplicaID names this replica in the consumer group (letters,
+	// digits, - and _); unique among the replicas.
+	ReplicaID string
+	// Partitions: the tenants are spread over this many partitions, each
+	// held by one replica; the same on every replica.
+	Partitions int
+	// ReplicaTTL: a replica that stops renewing its liveness key for this
+	// long is dropped and its partitions move to the others.
+	ReplicaTTL time.Duration
 }
 
 // Defaults for one machine.
@@ -77,6 +90,35 @@ func Defaults() Config {
 
 		PresenceGrace: 30 * time.Second,
 		WatchInterval: 500 * time.Millisecond,
+		ReplicaID:     DefaultReplicaID(),
+		Partitions:    16,
+		ReplicaTTL:    6 * time.Second,
+	}
+}
+
+// DefaultReplicaID is the host name (cut to what a member name may hold)
+// with a random suffix, so two processes on one host do not collide.
+func DefaultReplicaID() string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, host)
+	if len(host) > 40 {
+		host = host[:40]
+	}
+	if host == "" {
+		host = "distribution"
+	}
+	return host + "-" + strings.ToLower(rand.Text()[:8])
+}
+
+func (c Config) group() partition.Config {
+	return partition.Config{
+		Replica: c.ReplicaID, Partitions: c.Partitions, TTL: c.ReplicaTTL, AckWait: max(c.ReplicaTTL, time.Second),
+		MaxAckPending: 1000, StreamReplicas: c.Streams.Replicas,
 	}
 }
 
@@ -101,6 +143,9 @@ func (c Config) Validate() error {
 	}
 	if c.WatchInterval < 0 {
 		errs = append(errs, fmt.Errorf("watch interval %v is negative", c.WatchInterval))
+	}
+	if err := c.group().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := authn.ParseKeys(c.AuthKeys); err != nil {
 		errs = append(errs, fmt.Errorf("auth keys: %w", err))
@@ -144,48 +189,41 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	if err := st.OpenTasks(ctx, b.JS, cfg.Streams.Replicas); err != nil {
+		return err
+	}
 	dir := directory.New(configv1.NewUserServiceClient(cc), configv1.NewServiceServiceClient(cc), 10*time.Second)
 	dir.FirstReply = cfg.FirstReply
 	ps, err := presence.Open(ctx, b.JS, cfg.Streams.Replicas)
 	if err != nil {
 		return err
 	}
+	group, err := partition.Setup(ctx, b.JS, cfg.group(), log)
+	if err != nil {
+		return err
+	}
 	eng := engine.New(b, st, log)
 	defer eng.Close()
 	eng.SetPresenceOptions(engine.PresenceOptions{Store: ps, Grace: cfg.PresenceGrace})
-	n, err := eng.Restore(ctx)
-	if err != nil {
-		return err
-	}
-	agents, err := eng.RestorePresence(ctx)
-	if err != nil {
-		return err
-	}
-	log.Info("distribution restored open tasks and agents", "tasks", n, "agents", agents)
+	eng.SetPartitions(cfg.Partitions)
 
 	srv := grpcserver.New(log, keys)
-	distributionv1.RegisterDistributionServiceServer(srv.Server, &grpcapi.Server{Engine: eng, Agents: dir, Services: dir, WatchInterval: cfg.WatchInterval})
+	router := &grpcapi.Router{
+		Local: &grpcapi.Server{Engine: eng, Agents: dir, Services: dir, WatchInterval: cfg.WatchInterval},
+		NC:    b.NC, Keys: keys, Partitions: cfg.Partitions, Replica: cfg.ReplicaID,
+	}
+	defer router.Close()
+	distributionv1.RegisterDistributionServiceServer(srv.Server, router)
 
 	h := handlers{eng: eng, dir: dir}
+	in := newInput(b, h, log, cfg.ReplicaTTL)
+	own := newOwnership(eng, router, log, cfg.ReplicaID)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return b.Consume(gctx, bus.ConsumerSpec{
-			Stream: subjects.StreamWorkflow, Durable: subjects.ConsumerDistributionTasks,
-			FilterSubjects: []string{subjects.AllTenants(subjects.KindWorkflowTaskRequested)},
-		}, h.taskRequested)
+		defer in.close()
+		return group.Run(gctx, in.deliver, own.want)
 	})
-	g.Go(func() error {
-		return b.Consume(gctx, bus.ConsumerSpec{
-			Stream: subjects.StreamSession, Durable: subjects.ConsumerDistributionSessions,
-			FilterSubjects: []string{subjects.AllTenants(subjects.KindSessionEnded)},
-		}, h.sessionEnded)
-	})
-	g.Go(func() error {
-		return b.Consume(gctx, bus.ConsumerSpec{
-			Stream: subjects.StreamOutbound, Durable: subjects.ConsumerDistributionReplies,
-			FilterSubjects: []string{subjects.AllTenants(subjects.KindOutboundRequested)},
-		}, h.outboundRequested)
-	})
+	g.Go(func() error { own.run(gctx); return nil })
 	g.Go(func() error { return srv.Serve(gctx, lis) })
 	g.Go(func() error {
 		t := time.NewTicker(5 * time.Second)
@@ -199,7 +237,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			}
 		}
 	})
-	log.Info("distribution serving", "grpc", lis.Addr().String())
+	log.Info("distribution serving", "grpc", lis.Addr().String(), "replica", cfg.ReplicaID, "partitions", cfg.Partitions)
 	return g.Wait()
 }
 

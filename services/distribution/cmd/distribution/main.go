@@ -26,6 +26,9 @@ func main() {
 			PresenceGrace: env.Duration("PRESENCE_GRACE", d.PresenceGrace),
 			WatchInterval: env.Duration("WATCH_INTERVAL", d.WatchInterval),
 			FirstReply:    env.Duration("FIRST_REPLY_TIMEOUT", d.FirstReply),
+			ReplicaID:     env.String("REPLICA_ID", d.ReplicaID),
+			Partitions:    env.Int("PARTITIONS", d.Partitions),
+			ReplicaTTL:    env.Duration("REPLICA_TTL", d.ReplicaTTL),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
 			return err

@@ -190,13 +190,9 @@ func (s *Server) WatchQueues(req *distributionv1.WatchQueuesRequest, stream dist
 	if err := supervisor(ctx, req.GetTenantId()); err != nil {
 		return err
 	}
-	var svcs []engine.ServiceInfo
-	for _, id := range req.GetServiceIds() {
-		svc, err := s.service(ctx, req.GetTenantId(), id)
-		if err != nil {
-			return err
-		}
-		svcs = append(svcs, svc)
+	svcs, err := s.watched(ctx, req)
+	if err != nil {
+		return err
 	}
 	interval := s.WatchInterval
 	if interval <= 0 {
@@ -224,6 +220,31 @@ func (s *Server) WatchQueues(req *distributionv1.WatchQueuesRequest, stream dist
 		case <-time.After(interval):
 		}
 	}
+}
+
+// watched looks up the services a WatchQueues request names.
+func (s *Server) watched(ctx context.Context, req *distributionv1.WatchQueuesRequest) ([]engine.ServiceInfo, error) {
+	var svcs []engine.ServiceInfo
+	for _, id := range req.GetServiceIds() {
+		svc, err := s.service(ctx, req.GetTenantId(), id)
+		if err != nil {
+			return nil, err
+		}
+		svcs = append(svcs, svc)
+	}
+	return svcs, nil
+}
+
+// queuesSnapshot is one WatchQueues message, with the same checks.
+func (s *Server) queuesSnapshot(ctx context.Context, req *distributionv1.WatchQueuesRequest) (*distributionv1.WatchQueuesResponse, error) {
+	if err := supervisor(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	svcs, err := s.watched(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return s.Engine.Snapshot(req.GetTenantId(), svcs), nil
 }
 
 // sameView: nothing but the time differs.
