@@ -207,7 +207,9 @@ var catalogue = []ActivityType{
 		},
 		Outcomes: []Outcome{{Name: "success", Doc: "2xx response (and, with response_mapping, a JSON body)."}, {Name: "failure", Doc: "Any other response, none in time, a refused address, or a body over 64 KiB."}},
 		Doc:      "Calls an HTTP endpoint and maps fields of its JSON response into session parameters."},
-	{Type: "bot", Name: "Bot", IM: true, Waits: true,
+	// Bot does not count as a wait: its failure branch is taken at once, so
+	// a loop back into it needs a Delay or a question.
+	{Type: "bot", Name: "Bot", IM: true,
 		Params: []Param{
 			{Name: "url", Kind: KindURL, Required: true, MaxLen: 2048, HTTPSOnly: true, Doc: "The bot's endpoint: an https URL without placeholders. Each turn is a signed JSON POST (see services/workflow-runner/BOT_PROTOCOL.md); the Web Request SSRF guard and WEB_REQUEST_ALLOW_HOSTS apply."},
 			{Name: "secret", Kind: KindSecretName, Required: true, Doc: "Name of the tenant secret the requests are signed with (HMAC-SHA256); the bot verifies with the same value."},

@@ -314,6 +314,7 @@ func TestBotParams(t *testing.T) {
 		{"reason parameter name", func(p map[string]any) { p["reason_parameter"] = "bot reason" }, nil, "activities[0].params.reason_parameter", "not a parameter name"},
 		{"unknown parameter", func(p map[string]any) { p["headers"] = map[string]any{} }, nil, "activities[0].params.headers", `Bot has no parameter "headers"`},
 		{"failure not wired", func(map[string]any) {}, map[string]string{"handoff": "queue", "end": "bye"}, "activities[0].next.failure", `branch "failure" of Bot`},
+		{"failure loops back without a wait", func(map[string]any) {}, map[string]string{"handoff": "queue", "end": "bye", "failure": "bot"}, "activities[0]", "spin forever"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := good()

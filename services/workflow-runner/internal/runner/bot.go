@@ -235,7 +235,7 @@ func (r *Runner) botTurn(ctx context.Context, st *State, a *workflowdef.Activity
 			for j, c := range rep.Choices {
 				labels[j] = c.Label
 			}
-			text = menu(text, labels)
+			text = strings.TrimLeft(menu(text, labels), "\n")
 			b.Choices = rep.Choices
 		}
 		if err := r.message(ctx, st, a, prefix+strconv.Itoa(i+1), text); err != nil {
@@ -348,10 +348,13 @@ var botParamName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]{0,63}$`)
 // what is wrong (never quoting a value).
 func ParseBotResponse(body []byte) (*BotResponse, string) {
 	var res BotResponse
+	if t := bytes.TrimLeft(body, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return nil, "not a JSON object"
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if err := dec.Decode(&res); err != nil {
 		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
+		if errors.As(err, &te) && te.Field != "" {
 			return nil, fmt.Sprintf("%s must be a JSON %s", te.Field, jsonKind(te.Type.Kind().String()))
 		}
 		return nil, "not a JSON object"

@@ -293,6 +293,7 @@ func TestBotFailures(t *testing.T) {
 		{name: "oversized", answer: func(runner.BotRequest) (int, string) {
 			return 200, `{"replies":[{"text":"` + strings.Repeat("x", runner.MaxWebResponse) + `"}]}`
 		}, want: "Sorry: response body larger than 65536 bytes, cut off"},
+		{name: "a list", answer: func(runner.BotRequest) (int, string) { return 200, `[{"action":"end"}]` }, want: "Sorry: invalid bot response: not a JSON object"},
 		{name: "unknown action", answer: func(runner.BotRequest) (int, string) { return 200, `{"action":"transfer"}` },
 			want: `Sorry: invalid bot response: action must be "continue", "handoff" or "end"`},
 		{name: "text not a string", answer: func(runner.BotRequest) (int, string) { return 200, `{"replies":[{"text":42}]}` },
