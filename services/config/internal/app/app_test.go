@@ -214,3 +214,30 @@ func TestEventsPerChange(t *testing.T) {
 		t.Errorf("update event version = %d, want 2", last.GetVersion())
 	}
 }
+
+// A tenant secret's change is a tenant update with its event; sending the
+// same value again changes nothing and announces nothing.
+func TestTenantSecretEvents(t *testing.T) {
+	ctx := context.Background()
+	ev := &events{}
+	a := app.New(store.New(mongotest.Database(t)), keyring(t, key1), ev, quiet(), app.WithBcryptCost(4))
+	setup(t, a)
+	before := len(ev.got)
+	tn, err := a.GetTenant(ctx, "t1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn.Secrets = map[string]string{"crm_api_token": "crm-token-value-0123"}
+	up, err := a.UpdateTenant(ctx, tn, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Secrets = map[string]string{"crm_api_token": "crm-token-value-0123"}
+	if same, err := a.UpdateTenant(ctx, up, nil); err != nil || same.GetVersion() != up.GetVersion() {
+		t.Errorf("the same secret again: version %d, %v; want %d unchanged", same.GetVersion(), err, up.GetVersion())
+	}
+	got := ev.got[before:]
+	if len(got) != 1 || got[0].GetKind() != configv1.EntityKind_ENTITY_KIND_TENANT || got[0].GetChange() != configv1.ChangeType_CHANGE_TYPE_UPDATED || got[0].GetVersion() != up.GetVersion() {
+		t.Errorf("events after setting a secret: %v, want one tenant update at version %d", got, up.GetVersion())
+	}
+}
