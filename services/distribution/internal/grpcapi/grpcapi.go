@@ -396,6 +396,9 @@ func (s *Server) TransferTask(ctx context.Context, req *distributionv1.TransferT
 		return nil, status.Errorf(codes.InvalidArgument, "note is %d characters, more than %d", len(req.GetNote()), engine.MaxNoteLen)
 	}
 	caller := authn.FromContext(ctx).Subject
+	if by != "" && authn.FromContext(ctx).Has(authn.RoleService) {
+		caller = by // the agent desk (a service) transferring for its agent
+	}
 	tr := engine.Transfer{TaskID: req.GetTaskId(), By: caller, ByAgent: by, Note: req.GetNote()}
 	if id := req.GetToServiceId(); id != "" {
 		svc, err := s.Services.Service(ctx, req.GetTenantId(), id)
