@@ -112,6 +112,8 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if err := chromedp.Run(ctx,
 		chromedp.Click("#terminate"),
+		chromedp.WaitVisible("#confirm-end"),
+		chromedp.Click("#terminate-yes"),
 		waitText("#session-meta", "ended"),
 	); err != nil {
 		t.Fatalf("terminate: %v", err)

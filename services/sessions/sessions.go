@@ -165,6 +165,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	var gw *gateway.Gateway
 	domain := core.New(st, b, pushFunc(func(t, a string, f []byte) { gw.Push(t, a, f) }), distributionv1.NewDistributionServiceClient(dc), outbound, log)
+	domain.SetServices(configv1.NewServiceServiceClient(cc))
 	gw = gateway.New(domain, keys, configv1.NewLookupServiceClient(cc), b.NC, log, gateway.Options{
 		TokenTTL: cfg.AgentTokenTTL, AuthTimeout: cfg.AgentAuthTimeout, OriginPatterns: cfg.OriginPatterns, Console: console.FS(),
 		TrustedProxies: proxies,
@@ -197,6 +198,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	})
 	consume(subjects.StreamDistribution, subjects.ConsumerSessionsDistribution, []string{
 		subjects.KindTaskOffered, subjects.KindTaskAccepted, subjects.KindTaskDeclined, subjects.KindTaskOfferTimedOut, subjects.KindTaskCanceled,
+		subjects.KindTaskTransferred, subjects.KindTaskWrapUpStarted, subjects.KindTaskWrapUpEnded,
 	}, domain.HandleDistribution)
 	g.Go(func() error {
 		return b.ConsumeKeyed(gctx, bus.ConsumerSpec{

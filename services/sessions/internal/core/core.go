@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	chatv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/chat/v1"
+	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
@@ -71,6 +72,9 @@ type Core struct {
 	// outbound answers what may be sent to a customer (opt-out, WhatsApp
 	// window); nil when not configured.
 	outbound outboundv1.OutboundServiceClient
+	// services lists the tenant's services and their wrap-up codes; nil
+	// when not configured (SetServices).
+	services configv1.ServiceServiceClient
 	log      *slog.Logger
 	now      func() time.Time
 	// convs: conversation → active session, a hint checked by the session
@@ -477,11 +481,13 @@ func (c *Core) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		if err := c.store.SetServiceName(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetServiceName()); err != nil {
 			return err
 		}
-		c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeOfferCreated, OfferView(&distributionv1.Offer{
+		offer := OfferView(&distributionv1.Offer{
 			OfferId: ev.GetOfferId(), TaskId: ev.GetTaskId(), SessionId: ev.GetSessionId(), ServiceId: ev.GetServiceId(),
 			ServiceName: ev.GetServiceName(), Conversation: ev.GetConversation(), CustomerName: ev.GetCustomerName(),
 			ExpiresAt: ev.GetExpiresAt(),
-		})))
+		})
+		offer.Note, offer.TransferredBy = ev.GetNote(), ev.GetTransferredBy()
+		c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeOfferCreated, offer))
 	case subjects.KindTaskAccepted:
 		var ev distributionv1.TaskAccepted
 		if err := m.Decode(&ev); err != nil {
@@ -509,6 +515,27 @@ func (c *Core) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		if ev.GetAgentId() != "" {
 			c.revoke(ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "canceled")
 		}
+	case subjects.KindTaskTransferred:
+		var ev distributionv1.TaskTransferred
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return c.transferred(ctx, &ev)
+	case subjects.KindTaskWrapUpStarted:
+		var ev distributionv1.TaskWrapUpStarted
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeWrapUpStarted,
+			c.wrapUpView(ctx, ev.GetTenantId(), ev.GetTaskId(), ev.GetSessionId(), ev.GetServiceId(), ev.GetEndsAt().AsTime())))
+	case subjects.KindTaskWrapUpEnded:
+		var ev distributionv1.TaskWrapUpEnded
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeWrapUpEnded, map[string]any{
+			"task_id": ev.GetTaskId(), "session_id": ev.GetSessionId(), "submitted": ev.GetSubmitted(),
+		}))
 	}
 	return nil
 }
@@ -854,7 +881,7 @@ func (c *Core) Snapshot(ctx context.Context, a Agent) ([]byte, error) {
 	}
 	return protocol.Frame(protocol.TypeSnapshot, map[string]any{
 		"presence": PresenceName(st.GetState().GetPresence()), "rona": st.GetState().GetRona(),
-		"offers": offers, "sessions": views,
+		"offers": offers, "sessions": views, "wrapups": c.wrapUps(ctx, a.Tenant, st.GetState()),
 	}), nil
 }
 

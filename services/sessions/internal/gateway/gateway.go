@@ -657,6 +657,33 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 			return
 		}
 		reply(nil, g.core.Terminate(cctx, a, d.SessionID))
+	case protocol.TypeSessionTransfer:
+		d, err := decode[struct {
+			SessionID   string `json:"session_id"`
+			ToServiceID string `json:"to_service_id"`
+			ToAgentID   string `json:"to_agent_id"`
+			Note        string `json:"note"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		reply(nil, g.core.Transfer(cctx, a, d.SessionID, d.ToServiceID, d.ToAgentID, d.Note))
+	case protocol.TypeServicesList:
+		svcs, err := g.core.Services(cctx, a)
+		reply(map[string]any{"services": svcs}, err)
+	case protocol.TypeWrapUpSubmit:
+		d, err := decode[struct {
+			TaskID       string   `json:"task_id"`
+			ServiceCodes []string `json:"service_codes"`
+			SalesCodes   []string `json:"sales_codes"`
+			Tags         []string `json:"tags"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		reply(nil, g.core.SubmitWrapUp(cctx, a, d.TaskID, d.ServiceCodes, d.SalesCodes, d.Tags))
 	default:
 		c.send(protocol.ErrorFrame(env.ID, protocol.CodeUnknownType, "unknown type "+env.Type))
 	}

@@ -31,6 +31,11 @@ const (
 	TypeMessageResend = "message.resend"
 	// TypeMessageCount asks what a draft costs in SMS segments.
 	TypeMessageCount = "message.count"
+	// Desk: transfer a chat, the tenant's services to transfer to, and
+	// the after-call work form's submission.
+	TypeSessionTransfer = "session.transfer"
+	TypeServicesList    = "services.list"
+	TypeWrapUpSubmit    = "wrapup.submit"
 )
 
 // Server frame types.
@@ -47,8 +52,12 @@ const (
 	// TypeSessionCompliance: what may be sent to the session's customer
 	// changed (opt-out, WhatsApp window).
 	TypeSessionCompliance = "session.compliance"
-	TypeAck               = "ack"
-	TypeError             = "error"
+	// A chat left the agent by transfer; after-call work began or ended.
+	TypeSessionTransferred = "session.transferred"
+	TypeWrapUpStarted      = "wrapup.started"
+	TypeWrapUpEnded        = "wrapup.ended"
+	TypeAck                = "ack"
+	TypeError              = "error"
 )
 
 // Error codes.
@@ -110,6 +119,23 @@ type Offer struct {
 	Customer     string    `json:"customer"`
 	CustomerName string    `json:"customer_name,omitempty"`
 	ExpiresAt    time.Time `json:"expires_at"`
+	// Note is the transferring agent's note; TransferredBy is set when the
+	// chat was transferred to this agent by name.
+	Note          string `json:"note,omitempty"`
+	TransferredBy string `json:"transferred_by,omitempty"`
+}
+
+// WrapUp is the after-call work form of one task: what the agent may
+// choose from, and when distribution ends it without them.
+type WrapUp struct {
+	TaskID       string    `json:"task_id"`
+	SessionID    string    `json:"session_id"`
+	ServiceID    string    `json:"service_id"`
+	ServiceName  string    `json:"service_name,omitempty"`
+	EndsAt       time.Time `json:"ends_at"`
+	ServiceCodes []string  `json:"service_codes"`
+	SalesCodes   []string  `json:"sales_codes"`
+	Tags         []string  `json:"tags"`
 }
 
 // Session is a session with its transcript.

@@ -244,6 +244,25 @@ func (s *Store) Assign(ctx context.Context, tenant, sessionID, agentID, taskID s
 	return s.agents.add(ctx, tenant, agentID, sessionID)
 }
 
+// Unassign takes a transferred session from agentID: off their list, and
+// no longer theirs (the agent who accepts it next is assigned as usual).
+func (s *Store) Unassign(ctx context.Context, tenant, sessionID, agentID string) error {
+	sess, err := s.Session(ctx, tenant, sessionID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if sess.AgentID == agentID {
+		_, err = s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": bson.M{"agent_id": ""}})
+		if err != nil {
+			return fmt.Errorf("unassign session %s: %w", sessionID, err)
+		}
+	}
+	return s.agents.remove(ctx, tenant, agentID, sessionID)
+}
+
 // End marks an active session ended and takes it off its agent's list; it
 // reports whether this call ended it.
 func (s *Store) End(ctx context.Context, tenant, sessionID, outcome, reason string, at time.Time) (bool, error) {

@@ -12,6 +12,7 @@ const state = {
   pending: new Map(), // frame id -> {resolve, reject}
   offers: new Map(),
   sessions: new Map(),
+  wrapups: new Map(), // task id -> wrap-up form (after-call work)
   selected: "",
   presence: "offline",
   rona: false,
@@ -119,6 +120,7 @@ function onFrame(f) {
     case "snapshot":
       state.offers = new Map((d.offers || []).map((o) => [o.offer_id, o]));
       state.sessions = new Map((d.sessions || []).map((s) => [s.session_id, s]));
+      state.wrapups = new Map((d.wrapups || []).map((w) => [w.task_id, w]));
       setPresence(d.presence, d.rona);
       if (!state.sessions.has(state.selected)) state.selected = "";
       render();
@@ -151,6 +153,13 @@ function onFrame(f) {
       if (s) { s.state = "ended"; s.outcome = d.outcome; render(); }
       break;
     }
+    case "session.transferred": {
+      const s = state.sessions.get(d.session_id);
+      if (s) { s.state = "transferred"; s.transferred_to = d.to; render(); }
+      break;
+    }
+    case "wrapup.started": state.wrapups.set(d.task_id, d); render(); break;
+    case "wrapup.ended": state.wrapups.delete(d.task_id); render(); break;
     case "presence": setPresence(d.presence, d.rona); break;
   }
 }
@@ -180,6 +189,11 @@ function render() {
     li.querySelector(".offer-customer").textContent = o.customer_name ? `${o.customer_name} · ${o.customer}` : o.customer;
     li.querySelector(".offer-meta").textContent = `${channelLabel(o.channel)} · ${o.service_name || o.service_id}`;
     li.querySelector(".offer-timer").dataset.expires = o.expires_at;
+    if (o.note || o.transferred_by) {
+      const n = li.querySelector(".offer-note");
+      n.hidden = false;
+      n.textContent = `Transferred${o.transferred_by ? " by " + o.transferred_by : ""}${o.note ? ": " + o.note : ""}`;
+    }
     li.querySelector(".accept").onclick = () => answer("offer.accept", o.offer_id);
     li.querySelector(".decline").onclick = () => answer("offer.decline", o.offer_id);
     offers.append(li);
@@ -195,10 +209,52 @@ function render() {
     li.textContent = `${s.customer_name || s.customer} · ${channelLabel(s.channel)}`;
     li.classList.toggle("selected", s.session_id === state.selected);
     li.classList.toggle("ended", s.state === "ended");
+    li.classList.toggle("transferred", s.state === "transferred");
     li.onclick = () => { state.selected = s.session_id; render(); };
     list.append(li);
   }
+  renderWrapUps();
   renderSession();
+}
+
+// renderWrapUps shows a form per task in after-call work: the service's
+// codes and tags, and the time left before distribution ends it.
+function renderWrapUps() {
+  const ul = $("wrapups");
+  ul.replaceChildren();
+  $("wrapups-head").hidden = !state.wrapups.size;
+  for (const w of state.wrapups.values()) {
+    const li = $("wrapup-tpl").content.firstElementChild.cloneNode(true);
+    li.dataset.taskId = w.task_id;
+    const s = state.sessions.get(w.session_id);
+    const who = s ? (s.customer_name || s.customer) : w.session_id;
+    li.querySelector(".wrapup-title").textContent = `${w.service_name || w.service_id} · ${who}`;
+    li.querySelector(".wrapup-timer").dataset.expires = w.ends_at;
+    for (const [cls, name, values] of [["service-codes", "service_codes", w.service_codes], ["sales-codes", "sales_codes", w.sales_codes], ["tags", "tags", w.tags]]) {
+      const fs = li.querySelector("fieldset." + cls);
+      if (!values || !values.length) { fs.hidden = true; continue; }
+      for (const v of values) {
+        const label = document.createElement("label");
+        const box = document.createElement("input");
+        box.type = "checkbox"; box.name = name; box.value = v;
+        label.append(box, document.createTextNode(v));
+        fs.append(label);
+      }
+    }
+    li.querySelector("form").onsubmit = (ev) => submitWrapUp(ev, w.task_id, li);
+    ul.append(li);
+  }
+}
+
+async function submitWrapUp(ev, taskId, li) {
+  ev.preventDefault();
+  deskError("");
+  const picked = (name) => [...li.querySelectorAll(`input[name=${name}]:checked`)].map((b) => b.value);
+  const button = li.querySelector(".wrapup-submit");
+  button.disabled = true;
+  try {
+    await send("wrapup.submit", { task_id: taskId, service_codes: picked("service_codes"), sales_codes: picked("sales_codes"), tags: picked("tags") });
+  } catch (e) { deskError(e.message); button.disabled = false; }
 }
 
 // mediaHref returns an attachment's URL when it is an absolute http(s) URL
@@ -219,8 +275,15 @@ function renderSession() {
   $("session-pane").hidden = !s;
   if (!s) return;
   $("session-customer").textContent = s.customer_name ? `${s.customer_name} (${s.customer})` : s.customer;
-  $("session-meta").textContent = ` · ${channelLabel(s.channel)} · ${s.service_name || s.service_id}${s.state === "ended" ? " · ended" : ""}`;
-  const ended = s.state === "ended";
+  let status = "";
+  if (s.state === "ended") status = " · ended";
+  if (s.state === "transferred") status = ` · transferred to ${s.transferred_to}`;
+  $("session-meta").textContent = ` · ${channelLabel(s.channel)} · ${s.service_name || s.service_id}${status}`;
+  const ended = s.state === "ended" || s.state === "transferred";
+  $("transfer").hidden = ended;
+  $("terminate").hidden = ended;
+  $("dismiss").hidden = !ended;
+  if (ended) { $("confirm-end").hidden = true; $("transfer-form").hidden = true; }
   const blocked = blockedBy(s);
   $("terminate").disabled = ended;
   $("reply").disabled = ended || !!blocked;
@@ -281,6 +344,10 @@ function tick() {
   for (const el of document.querySelectorAll(".offer-timer")) {
     const left = Math.max(0, Math.round((new Date(el.dataset.expires) - Date.now()) / 1000));
     el.textContent = `${left}s to answer`;
+  }
+  for (const el of document.querySelectorAll(".wrapup-timer")) {
+    const left = Math.max(0, Math.round((new Date(el.dataset.expires) - Date.now()) / 1000));
+    el.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left`;
   }
   const s = state.sessions.get(state.selected);
   const c = s && s.compliance;
@@ -354,7 +421,48 @@ async function reply(ev) {
 async function terminate() {
   if (!state.selected) return;
   deskError("");
+  $("confirm-end").hidden = true;
   try { await send("session.terminate", { session_id: state.selected }); } catch (e) { deskError(e.message); }
+}
+
+function dismiss() {
+  const s = state.sessions.get(state.selected);
+  if (!s || (s.state !== "ended" && s.state !== "transferred")) return;
+  state.sessions.delete(s.session_id);
+  state.selected = "";
+  render();
+}
+
+// openTransfer fills the target list with the tenant's services, and an
+// entry for a named agent.
+async function openTransfer() {
+  deskError("");
+  $("confirm-end").hidden = true;
+  const sel = $("transfer-target");
+  sel.replaceChildren();
+  try {
+    const r = await send("services.list", {});
+    for (const svc of r.services || []) sel.append(new Option(`Service: ${svc.name}`, "service:" + svc.id));
+  } catch (e) { deskError(e.message); }
+  sel.append(new Option("An agent, by id…", "agent:"));
+  $("transfer-agent-label").hidden = sel.value !== "agent:";
+  $("transfer-form").hidden = false;
+}
+
+async function transfer(ev) {
+  ev.preventDefault();
+  if (!state.selected) return;
+  deskError("");
+  const target = $("transfer-target").value;
+  const data = { session_id: state.selected, note: $("transfer-note").value };
+  if (target.startsWith("service:")) data.to_service_id = target.slice(8);
+  else data.to_agent_id = $("transfer-agent").value.trim();
+  $("transfer-submit").disabled = true;
+  try {
+    await send("session.transfer", data);
+    $("transfer-form").hidden = true;
+    $("transfer-note").value = "";
+  } catch (e) { deskError(e.message); } finally { $("transfer-submit").disabled = false; }
 }
 
 // countReply shows what the draft costs. The numbers come from the server
@@ -400,7 +508,14 @@ $("login-form").addEventListener("submit", login);
 $("sign-out").addEventListener("click", signOut);
 $("reply-form").addEventListener("submit", reply);
 $("reply").addEventListener("input", countReply);
-$("terminate").addEventListener("click", terminate);
+$("terminate").addEventListener("click", () => { $("transfer-form").hidden = true; $("confirm-end").hidden = false; });
+$("terminate-yes").addEventListener("click", terminate);
+$("terminate-no").addEventListener("click", () => { $("confirm-end").hidden = true; });
+$("dismiss").addEventListener("click", dismiss);
+$("transfer").addEventListener("click", openTransfer);
+$("transfer-cancel").addEventListener("click", () => { $("transfer-form").hidden = true; });
+$("transfer-target").addEventListener("change", (e) => { $("transfer-agent-label").hidden = e.target.value !== "agent:"; });
+$("transfer-form").addEventListener("submit", transfer);
 $("presence").addEventListener("change", (e) => changePresence(e.target.value));
 $("rona-reset").addEventListener("click", () => changePresence("available"));
 
