@@ -543,4 +543,14 @@ func TestSessionsEndedFromOutside(t *testing.T) {
 	if ev := ended()[second]; ev.GetOutcome() != sessionv1.Outcome_OUTCOME_NOT_HANDLED || !strings.Contains(ev.GetReason(), "closed-bye") {
 		t.Errorf("SessionEnded = %v, want NOT_HANDLED naming the Disconnect activity", ev)
 	}
+
+	h.publish(t, subjects.ChatMessageReceived("acme"), conv("IM3", "+15550007", "one more", "CH3"), "IM3")
+	waitFor(t, "third session", func() bool { return len(sessionIDs(t, h)) == 3 })
+	third := sessionIDs(t, h)[2]
+	h.publish(t, subjects.WorkflowEndRequested("acme"), &workflowv1.SessionEndRequested{TenantId: "acme", SessionId: third, Activity: "ask",
+		Cause: workflowv1.EndCause_END_CAUSE_INACTIVITY}, "end-3")
+	waitFor(t, "session ended for inactivity", func() bool { return ended()[third] != nil })
+	if ev := ended()[third]; ev.GetOutcome() != sessionv1.Outcome_OUTCOME_ABANDONED || !strings.Contains(ev.GetReason(), "did not answer") {
+		t.Errorf("SessionEnded = %v, want ABANDONED because the customer did not answer", ev)
+	}
 }

@@ -166,6 +166,7 @@ func (s Service) Proto(tenant string) (*configv1.Service, error) {
 		WorkflowId: s.Workflow, WorkflowVersion: s.WorkflowVersion,
 		MessagingEntryIds: slices.Clone(s.MessagingEntries), Greeting: s.Greeting,
 		WorkflowFailureMessage: s.WorkflowFailureMessage,
+		InactivityTimeout:      dur(s.InactivityTimeout), InactivityMessage: s.InactivityMessage,
 		Distribution: &configv1.DistributionSettings{
 			RonaTimeout:      dur(s.Distribution.RONATimeout),
 			MaxParallelTasks: s.Distribution.MaxParallelTasks,

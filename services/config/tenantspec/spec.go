@@ -113,9 +113,14 @@ type Service struct {
 	MessagingEntries []string `yaml:"messaging_entries,omitempty"`
 	Greeting         string   `yaml:"greeting,omitempty"`
 	// WorkflowFailureMessage is sent when the workflow cannot go on.
-	WorkflowFailureMessage string        `yaml:"workflow_failure_message,omitempty"`
-	Distribution           Distribution  `yaml:"distribution,omitempty"`
-	OpeningHours           *OpeningHours `yaml:"opening_hours,omitempty"`
+	WorkflowFailureMessage string `yaml:"workflow_failure_message,omitempty"`
+	// InactivityTimeout ends a session as abandoned when the customer is
+	// silent this long while the workflow waits for them (0: off).
+	InactivityTimeout Duration `yaml:"inactivity_timeout,omitempty"`
+	// InactivityMessage is the goodbye sent then (empty: the default).
+	InactivityMessage string        `yaml:"inactivity_message,omitempty"`
+	Distribution      Distribution  `yaml:"distribution,omitempty"`
+	OpeningHours      *OpeningHours `yaml:"opening_hours,omitempty"`
 }
 
 // Distribution settings of a service.

@@ -69,7 +69,7 @@ func TestParseErrorsNameLineAndField(t *testing.T) {
 }
 
 func TestServiceFailureMessage(t *testing.T) {
-	spec, err := tenantspec.Parse([]byte("tenant: {id: x}\nservices:\n  - id: s\n    name: S\n    workflow_failure_message: Sorry, please call us.\n"))
+	spec, err := tenantspec.Parse([]byte("tenant: {id: x}\nservices:\n  - id: s\n    name: S\n    workflow_failure_message: Sorry, please call us.\n    inactivity_timeout: 15m\n    inactivity_message: Bye for now.\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +79,12 @@ func TestServiceFailureMessage(t *testing.T) {
 	}
 	if got, want := p.GetWorkflowFailureMessage(), "Sorry, please call us."; got != want {
 		t.Errorf("workflow_failure_message = %q, want %q", got, want)
+	}
+	if got, want := p.GetInactivityTimeout().AsDuration(), 15*time.Minute; got != want {
+		t.Errorf("inactivity_timeout = %v, want %v", got, want)
+	}
+	if got, want := p.GetInactivityMessage(), "Bye for now."; got != want {
+		t.Errorf("inactivity_message = %q, want %q", got, want)
 	}
 }
 

@@ -28,10 +28,13 @@ var serviceRules = fieldRules{fixed: []string{"id", "tenant_id"}, output: metaFi
 
 // Distribution defaults and bounds.
 const (
-	DefaultRONATimeout   = 30 * time.Second
-	DefaultMaxParallel   = 1
-	minRONATimeout       = 5 * time.Second
-	maxRONATimeout       = time.Hour
+	DefaultRONATimeout = 30 * time.Second
+	DefaultMaxParallel = 1
+	minRONATimeout     = 5 * time.Second
+	maxRONATimeout     = time.Hour
+	// A service's inactivity timeout, when set.
+	minInactivityTimeout = time.Minute
+	maxInactivityTimeout = 7 * 24 * time.Hour
 	maxParallelTasks     = 20
 	maxAfterCallWork     = time.Hour
 	maxCodes             = 100
@@ -110,6 +113,14 @@ func validateService(s *configv1.Service) error {
 	}
 	if n := utf8.RuneCountInString(s.GetWorkflowFailureMessage()); n > maxGreeting {
 		vs.add("workflow_failure_message", "is %d characters, at most %d allowed", n, maxGreeting)
+	}
+	if d := s.GetInactivityTimeout(); d != nil {
+		if err := d.CheckValid(); err != nil || (d.AsDuration() != 0 && (d.AsDuration() < minInactivityTimeout || d.AsDuration() > maxInactivityTimeout)) {
+			vs.add("inactivity_timeout", "must be 0 (off) or between %s and %s", minInactivityTimeout, maxInactivityTimeout)
+		}
+	}
+	if n := utf8.RuneCountInString(s.GetInactivityMessage()); n > maxGreeting {
+		vs.add("inactivity_message", "is %d characters, at most %d allowed", n, maxGreeting)
 	}
 	validateDistribution(&vs, s.GetDistribution())
 	validateOpeningHours(&vs, s.GetOpeningHours())

@@ -687,6 +687,10 @@ func (c *Core) HandleWorkflow(ctx context.Context, m *bus.Message) error {
 		if err := m.Decode(&ev); err != nil {
 			return err
 		}
+		if ev.GetCause() == workflowv1.EndCause_END_CAUSE_INACTIVITY {
+			reason := fmt.Sprintf("the customer did not answer in time (waiting at %s)", ev.GetActivity())
+			return c.endKnown(ctx, ev.GetTenantId(), ev.GetSessionId(), sessionv1.Outcome_OUTCOME_ABANDONED, reason)
+		}
 		reason := fmt.Sprintf("disconnected by the workflow (%s)", ev.GetActivity())
 		return c.endKnown(ctx, ev.GetTenantId(), ev.GetSessionId(), sessionv1.Outcome_OUTCOME_NOT_HANDLED, reason)
 	}

@@ -721,8 +721,15 @@ type Service struct {
 	// Sent to the customer when the service's workflow cannot go on (at
 	// most 1600 characters); empty means the runner's default message.
 	WorkflowFailureMessage string `protobuf:"bytes,16,opt,name=workflow_failure_message,json=workflowFailureMessage,proto3" json:"workflow_failure_message,omitempty"`
-	unknownFields          protoimpl.UnknownFields
-	sizeCache              protoimpl.SizeCache
+	// A customer silent this long while the workflow waits for them
+	// (a question, a menu, a bot, or queued before an agent accepts) ends
+	// the session as abandoned. Unset or zero: off. 1m to 7 days.
+	InactivityTimeout *durationpb.Duration `protobuf:"bytes,17,opt,name=inactivity_timeout,json=inactivityTimeout,proto3" json:"inactivity_timeout,omitempty"`
+	// Sent to the customer when inactivity ends the session (at most 1600
+	// characters); empty means the runner's default goodbye.
+	InactivityMessage string `protobuf:"bytes,18,opt,name=inactivity_message,json=inactivityMessage,proto3" json:"inactivity_message,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
@@ -863,6 +870,20 @@ func (x *Service) GetWorkflowVersion() int64 {
 func (x *Service) GetWorkflowFailureMessage() string {
 	if x != nil {
 		return x.WorkflowFailureMessage
+	}
+	return ""
+}
+
+func (x *Service) GetInactivityTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.InactivityTimeout
+	}
+	return nil
+}
+
+func (x *Service) GetInactivityMessage() string {
+	if x != nil {
+		return x.InactivityMessage
 	}
 	return ""
 }
@@ -1796,7 +1817,7 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x128\n" +
-	"\x04path\x18\x0e \x01(\x0e2$.switchboard.messaging.v1.TwilioPathR\x04path\"\xc9\x05\n" +
+	"\x04path\x18\x0e \x01(\x0e2$.switchboard.messaging.v1.TwilioPathR\x04path\"\xc2\x06\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x12\n" +
@@ -1818,7 +1839,9 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12)\n" +
 	"\x10workflow_version\x18\x0f \x01(\x03R\x0fworkflowVersion\x128\n" +
-	"\x18workflow_failure_message\x18\x10 \x01(\tR\x16workflowFailureMessage\"\x9f\x02\n" +
+	"\x18workflow_failure_message\x18\x10 \x01(\tR\x16workflowFailureMessage\x12H\n" +
+	"\x12inactivity_timeout\x18\x11 \x01(\v2\x19.google.protobuf.DurationR\x11inactivityTimeout\x12-\n" +
+	"\x12inactivity_message\x18\x12 \x01(\tR\x11inactivityMessage\"\x9f\x02\n" +
 	"\x14DistributionSettings\x12<\n" +
 	"\frona_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\vronaTimeout\x12,\n" +
 	"\x12max_parallel_tasks\x18\x02 \x01(\x05R\x10maxParallelTasks\x12A\n" +
@@ -1978,31 +2001,32 @@ var file_switchboard_config_v1_resources_proto_depIdxs = []int32{
 	8,  // 15: switchboard.config.v1.Service.opening_hours:type_name -> switchboard.config.v1.OpeningHours
 	20, // 16: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
 	20, // 17: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
-	23, // 18: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
-	23, // 19: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
-	9,  // 20: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
-	0,  // 21: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
-	18, // 22: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
-	20, // 23: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	20, // 24: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
-	23, // 25: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
-	23, // 26: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
-	23, // 27: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
-	23, // 28: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
-	20, // 29: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
-	20, // 30: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
-	11, // 31: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
-	14, // 32: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
-	20, // 33: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
-	20, // 34: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
-	15, // 35: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
-	24, // 36: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
-	19, // 37: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	23, // 18: switchboard.config.v1.Service.inactivity_timeout:type_name -> google.protobuf.Duration
+	23, // 19: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
+	23, // 20: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
+	9,  // 21: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
+	0,  // 22: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
+	18, // 23: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
+	20, // 24: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	20, // 25: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	23, // 26: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
+	23, // 27: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
+	23, // 28: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
+	23, // 29: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
+	20, // 30: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
+	20, // 31: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
+	11, // 32: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
+	14, // 33: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
+	20, // 34: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
+	20, // 35: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
+	15, // 36: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
+	24, // 37: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
+	19, // 38: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_resources_proto_init() }

@@ -40,6 +40,9 @@ const (
 	Outcome_OUTCOME_FAILED Outcome = 3
 	// Terminated automatically as stale.
 	Outcome_OUTCOME_EXPIRED Outcome = 4
+	// The customer stopped answering while the workflow waited for them
+	// (the service's inactivity timeout), before any agent accepted.
+	Outcome_OUTCOME_ABANDONED Outcome = 5
 )
 
 // Enum value maps for Outcome.
@@ -50,6 +53,7 @@ var (
 		2: "OUTCOME_NOT_HANDLED",
 		3: "OUTCOME_FAILED",
 		4: "OUTCOME_EXPIRED",
+		5: "OUTCOME_ABANDONED",
 	}
 	Outcome_value = map[string]int32{
 		"OUTCOME_UNSPECIFIED": 0,
@@ -57,6 +61,7 @@ var (
 		"OUTCOME_NOT_HANDLED": 2,
 		"OUTCOME_FAILED":      3,
 		"OUTCOME_EXPIRED":     4,
+		"OUTCOME_ABANDONED":   5,
 	}
 )
 
@@ -540,13 +545,14 @@ const file_switchboard_session_v1_events_proto_rawDesc = "" +
 	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x06 \x01(\tR\tserviceId\x125\n" +
-	"\bended_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt*y\n" +
+	"\bended_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt*\x90\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_HANDLED\x10\x01\x12\x17\n" +
 	"\x13OUTCOME_NOT_HANDLED\x10\x02\x12\x12\n" +
 	"\x0eOUTCOME_FAILED\x10\x03\x12\x13\n" +
-	"\x0fOUTCOME_EXPIRED\x10\x04*U\n" +
+	"\x0fOUTCOME_EXPIRED\x10\x04\x12\x15\n" +
+	"\x11OUTCOME_ABANDONED\x10\x05*U\n" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11DIRECTION_INBOUND\x10\x01\x12\x16\n" +

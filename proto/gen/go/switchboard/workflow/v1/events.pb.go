@@ -27,6 +27,56 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// EndCause is why a workflow asks for its session's end.
+type EndCause int32
+
+const (
+	// A Disconnect activity.
+	EndCause_END_CAUSE_UNSPECIFIED EndCause = 0
+	// No customer message for the service's inactivity timeout while the
+	// workflow waited for one: the session ends abandoned.
+	EndCause_END_CAUSE_INACTIVITY EndCause = 1
+)
+
+// Enum value maps for EndCause.
+var (
+	EndCause_name = map[int32]string{
+		0: "END_CAUSE_UNSPECIFIED",
+		1: "END_CAUSE_INACTIVITY",
+	}
+	EndCause_value = map[string]int32{
+		"END_CAUSE_UNSPECIFIED": 0,
+		"END_CAUSE_INACTIVITY":  1,
+	}
+)
+
+func (x EndCause) Enum() *EndCause {
+	p := new(EndCause)
+	*p = x
+	return p
+}
+
+func (x EndCause) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EndCause) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_workflow_v1_events_proto_enumTypes[0].Descriptor()
+}
+
+func (EndCause) Type() protoreflect.EnumType {
+	return &file_switchboard_workflow_v1_events_proto_enumTypes[0]
+}
+
+func (x EndCause) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EndCause.Descriptor instead.
+func (EndCause) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_workflow_v1_events_proto_rawDescGZIP(), []int{0}
+}
+
 // TaskRequested: a workflow's Queue Task activity asks distribution to queue
 // the session for a service. Subject workflow.task.requested.<tenant_id>.
 type TaskRequested struct {
@@ -229,16 +279,20 @@ func (x *WorkflowFailed) GetOccurredAt() *timestamppb.Timestamp {
 }
 
 // SessionEndRequested: a workflow's Disconnect activity ends the session
-// (after its goodbye message, if any). Subject
+// (after its goodbye message, if any), or the customer was inactive for the
+// service's inactivity timeout. Subject
 // workflow.session.end_requested.<tenant_id>.
 type SessionEndRequested struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	TenantId   string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	SessionId  string                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	WorkflowId string                 `protobuf:"bytes,3,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
-	// The Disconnect activity's id.
-	Activity      string                 `protobuf:"bytes,4,opt,name=activity,proto3" json:"activity,omitempty"`
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// The Disconnect activity's id, or the activity that waited for the
+	// inactive customer.
+	Activity   string                 `protobuf:"bytes,4,opt,name=activity,proto3" json:"activity,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// Why: a Disconnect (unspecified), or the customer's inactivity.
+	Cause         EndCause `protobuf:"varint,6,opt,name=cause,proto3,enum=switchboard.workflow.v1.EndCause" json:"cause,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -306,6 +360,13 @@ func (x *SessionEndRequested) GetOccurredAt() *timestamppb.Timestamp {
 		return x.OccurredAt
 	}
 	return nil
+}
+
+func (x *SessionEndRequested) GetCause() EndCause {
+	if x != nil {
+		return x.Cause
+	}
+	return EndCause_END_CAUSE_UNSPECIFIED
 }
 
 // StepCompleted: one activity of a workflow instance finished (or began to
@@ -543,7 +604,7 @@ const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"\bactivity\x18\x04 \x01(\tR\bactivity\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12;\n" +
 	"\voccurred_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt\"\xcb\x01\n" +
+	"occurredAt\"\x84\x02\n" +
 	"\x13SessionEndRequested\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -552,7 +613,8 @@ const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"workflowId\x12\x1a\n" +
 	"\bactivity\x18\x04 \x01(\tR\bactivity\x12;\n" +
 	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt\"\xf8\x02\n" +
+	"occurredAt\x127\n" +
+	"\x05cause\x18\x06 \x01(\x0e2!.switchboard.workflow.v1.EndCauseR\x05cause\"\xf8\x02\n" +
 	"\rStepCompleted\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -575,7 +637,10 @@ const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\x03R\x04step\x12\x1a\n" +
 	"\bactivity\x18\x04 \x01(\tR\bactivity\x121\n" +
-	"\x06due_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAtB\xff\x01\n" +
+	"\x06due_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt*?\n" +
+	"\bEndCause\x12\x19\n" +
+	"\x15END_CAUSE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14END_CAUSE_INACTIVITY\x10\x01B\xff\x01\n" +
 	"\x1bcom.switchboard.workflow.v1B\vEventsProtoP\x01ZUgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1;workflowv1\xa2\x02\x03SWX\xaa\x02\x17Switchboard.Workflow.V1\xca\x02\x17Switchboard\\Workflow\\V1\xe2\x02#Switchboard\\Workflow\\V1\\GPBMetadata\xea\x02\x19Switchboard::Workflow::V1b\x06proto3"
 
 var (
@@ -590,30 +655,33 @@ func file_switchboard_workflow_v1_events_proto_rawDescGZIP() []byte {
 	return file_switchboard_workflow_v1_events_proto_rawDescData
 }
 
+var file_switchboard_workflow_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_switchboard_workflow_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
 var file_switchboard_workflow_v1_events_proto_goTypes = []any{
-	(*TaskRequested)(nil),         // 0: switchboard.workflow.v1.TaskRequested
-	(*WorkflowFailed)(nil),        // 1: switchboard.workflow.v1.WorkflowFailed
-	(*SessionEndRequested)(nil),   // 2: switchboard.workflow.v1.SessionEndRequested
-	(*StepCompleted)(nil),         // 3: switchboard.workflow.v1.StepCompleted
-	(*TimerFired)(nil),            // 4: switchboard.workflow.v1.TimerFired
-	(*v1.ConversationRef)(nil),    // 5: switchboard.messaging.v1.ConversationRef
-	(*timestamppb.Timestamp)(nil), // 6: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 7: google.protobuf.Duration
+	(EndCause)(0),                 // 0: switchboard.workflow.v1.EndCause
+	(*TaskRequested)(nil),         // 1: switchboard.workflow.v1.TaskRequested
+	(*WorkflowFailed)(nil),        // 2: switchboard.workflow.v1.WorkflowFailed
+	(*SessionEndRequested)(nil),   // 3: switchboard.workflow.v1.SessionEndRequested
+	(*StepCompleted)(nil),         // 4: switchboard.workflow.v1.StepCompleted
+	(*TimerFired)(nil),            // 5: switchboard.workflow.v1.TimerFired
+	(*v1.ConversationRef)(nil),    // 6: switchboard.messaging.v1.ConversationRef
+	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
 }
 var file_switchboard_workflow_v1_events_proto_depIdxs = []int32{
-	5, // 0: switchboard.workflow.v1.TaskRequested.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	6, // 1: switchboard.workflow.v1.TaskRequested.requested_at:type_name -> google.protobuf.Timestamp
-	6, // 2: switchboard.workflow.v1.WorkflowFailed.occurred_at:type_name -> google.protobuf.Timestamp
-	6, // 3: switchboard.workflow.v1.SessionEndRequested.occurred_at:type_name -> google.protobuf.Timestamp
-	7, // 4: switchboard.workflow.v1.StepCompleted.duration:type_name -> google.protobuf.Duration
-	6, // 5: switchboard.workflow.v1.StepCompleted.occurred_at:type_name -> google.protobuf.Timestamp
-	6, // 6: switchboard.workflow.v1.TimerFired.due_at:type_name -> google.protobuf.Timestamp
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	6, // 0: switchboard.workflow.v1.TaskRequested.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	7, // 1: switchboard.workflow.v1.TaskRequested.requested_at:type_name -> google.protobuf.Timestamp
+	7, // 2: switchboard.workflow.v1.WorkflowFailed.occurred_at:type_name -> google.protobuf.Timestamp
+	7, // 3: switchboard.workflow.v1.SessionEndRequested.occurred_at:type_name -> google.protobuf.Timestamp
+	0, // 4: switchboard.workflow.v1.SessionEndRequested.cause:type_name -> switchboard.workflow.v1.EndCause
+	8, // 5: switchboard.workflow.v1.StepCompleted.duration:type_name -> google.protobuf.Duration
+	7, // 6: switchboard.workflow.v1.StepCompleted.occurred_at:type_name -> google.protobuf.Timestamp
+	7, // 7: switchboard.workflow.v1.TimerFired.due_at:type_name -> google.protobuf.Timestamp
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_workflow_v1_events_proto_init() }
@@ -626,13 +694,14 @@ func file_switchboard_workflow_v1_events_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_workflow_v1_events_proto_rawDesc), len(file_switchboard_workflow_v1_events_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_switchboard_workflow_v1_events_proto_goTypes,
 		DependencyIndexes: file_switchboard_workflow_v1_events_proto_depIdxs,
+		EnumInfos:         file_switchboard_workflow_v1_events_proto_enumTypes,
 		MessageInfos:      file_switchboard_workflow_v1_events_proto_msgTypes,
 	}.Build()
 	File_switchboard_workflow_v1_events_proto = out.File
