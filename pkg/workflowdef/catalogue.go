@@ -38,6 +38,11 @@ const (
 	// KindSecretName names one of the tenant's secrets (config's
 	// Tenant.secrets): [a-z][a-z0-9_]{0,62}.
 	KindSecretName
+	// KindContentSID is a Twilio Content template SID: HX and 32 hex digits.
+	KindContentSID
+	// KindTemplateVariables is an object of Content template placeholders
+	// ([A-Za-z0-9_]{1,64}) to non-empty values.
+	KindTemplateVariables
 )
 
 func (k ParamKind) String() string {
@@ -70,6 +75,10 @@ func (k ParamKind) String() string {
 		return "map of parameter names to JSON paths"
 	case KindSecretName:
 		return "secret name"
+	case KindContentSID:
+		return "content template SID"
+	case KindTemplateVariables:
+		return "map of template variables"
 	}
 	return "unknown"
 }
@@ -87,7 +96,9 @@ type Param struct {
 	MaxLen int
 	// HTTPSOnly: a KindURL must be https and take no ${…} placeholders.
 	HTTPSOnly bool
-	Doc       string
+	// Needs names a parameter that must be set when this one is.
+	Needs string
+	Doc   string
 }
 
 // Outcome is a named branch of an activity.
@@ -182,8 +193,14 @@ var catalogue = []ActivityType{
 		Outcomes:    []Outcome{{Name: "no_match", Doc: "The answer matched no choice (after retries) or none came in time."}},
 		Doc:         "Offers the customer a menu; each choice is a branch."},
 	{Type: "message", Name: "Message", IM: true,
-		Params:   []Param{{Name: "text", Kind: KindText, Required: true}},
-		Outcomes: next, Doc: "Sends a message to the customer."},
+		Params: []Param{
+			{Name: "text", Kind: KindText, Required: true, Doc: "Sent to the customer; may reference ${parameter}. The text for a channel without its own."},
+			{Name: "text_sms", Kind: KindText, Doc: "Sent instead of text on SMS."},
+			{Name: "text_whatsapp", Kind: KindText, Doc: "Sent instead of text on WhatsApp."},
+			{Name: "content_sid", Kind: KindContentSID, Doc: "WhatsApp only: an approved Twilio Content template (HX followed by 32 hex digits), sent instead of the text when the customer's 24-hour window is closed (free text is refused then)."},
+			{Name: "content_variables", Kind: KindTemplateVariables, MaxLen: 50, Needs: "content_sid", Doc: "The template's variables: placeholder (\"1\", \"first_name\") → value, which may reference ${parameter}."},
+		},
+		Outcomes: next, Doc: "Sends a message to the customer: the channel's text, or on WhatsApp outside the 24-hour window the template."},
 	{Type: "save_to_parameter", Name: "Save to Parameter", IM: true,
 		Params: []Param{
 			{Name: "parameter", Kind: KindParameterName, Required: true},

@@ -189,6 +189,9 @@ func (c *checker) activity(path string, a *Activity, index map[string]int) {
 				}
 				continue
 			}
+			if p.Needs != "" && a.Params[p.Needs] == nil {
+				c.add(path+".params."+p.Name, "%s: %q needs parameter %q", t.Name, p.Name, p.Needs)
+			}
 			if msg := checkParam(p, v); msg != "" {
 				c.add(path+".params."+p.Name, "%s: %s", t.Name, msg)
 				continue
@@ -264,7 +267,7 @@ func (a *Activity) Outcomes() []string {
 
 func checkParam(p Param, v any) string {
 	switch p.Kind {
-	case KindString, KindText, KindServiceID, KindParameterName, KindURL, KindEnum, KindSecretName:
+	case KindString, KindText, KindServiceID, KindParameterName, KindURL, KindEnum, KindSecretName, KindContentSID:
 		s, ok := v.(string)
 		if !ok {
 			return fmt.Sprintf("must be a %s, got %s", p.Kind, typeName(v))
@@ -316,7 +319,7 @@ func checkParam(p Param, v any) string {
 			}
 			seen[s] = true
 		}
-	case KindStringMap, KindHeaders, KindParameterMap:
+	case KindStringMap, KindHeaders, KindParameterMap, KindTemplateVariables:
 		m, ok := v.(map[string]any)
 		if !ok {
 			return fmt.Sprintf("must be an object of strings, got %s", typeName(v))
@@ -359,6 +362,16 @@ func checkMapEntry(kind ParamKind, k, v string) string {
 			if !ValidSecretName(m[1]) {
 				return fmt.Sprintf("value of header %q references %q, which is not a secret name (a-z, 0-9 and '_', starting with a letter, at most 63)", k, "${secret."+m[1]+"}")
 			}
+		}
+	case KindTemplateVariables:
+		if !templateVarRe.MatchString(k) {
+			return fmt.Sprintf("%q is not a template variable name (1-64 letters, digits and '_')", k)
+		}
+		if strings.TrimSpace(v) == "" {
+			return fmt.Sprintf("value of %q must not be empty", k)
+		}
+		if n := len([]rune(v)); n > maxTemplateValue {
+			return fmt.Sprintf("value of %q is longer than %d characters", k, maxTemplateValue)
 		}
 	case KindParameterMap:
 		if !validParamName(k) {
@@ -432,6 +445,10 @@ func checkString(p Param, s string) string {
 		if !validID(s) {
 			return fmt.Sprintf("%q is not a service id", s)
 		}
+	case KindContentSID:
+		if !contentSIDRe.MatchString(s) {
+			return fmt.Sprintf("%q is not a Twilio Content template SID (HX followed by 32 hex digits)", s)
+		}
 	case KindSecretName:
 		if !ValidSecretName(s) {
 			return fmt.Sprintf("%q is not a secret name (a-z, 0-9 and '_', starting with a letter, at most 63)", s)
@@ -450,6 +467,15 @@ func checkString(p Param, s string) string {
 	}
 	return ""
 }
+
+var (
+	contentSIDRe  = regexp.MustCompile(`^HX[0-9a-fA-F]{32}$`)
+	templateVarRe = regexp.MustCompile(`^[A-Za-z0-9_]{1,64}$`)
+)
+
+// maxTemplateValue bounds one content variable's value as written (it may
+// grow by its ${parameter} values when sent).
+const maxTemplateValue = 1024
 
 // SecretPrefix starts a reference to a tenant secret: ${secret.NAME}.
 const SecretPrefix = "secret."

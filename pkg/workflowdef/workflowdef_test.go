@@ -336,3 +336,49 @@ func TestBotParams(t *testing.T) {
 		})
 	}
 }
+
+// Message takes a text per channel and a WhatsApp template with its
+// variables; a wrong one is refused naming the activity and the field.
+func TestMessageChannelsAndTemplate(t *testing.T) {
+	message := func(params map[string]any) *workflowdef.Definition {
+		if _, ok := params["text"]; !ok {
+			params["text"] = "Hello ${customer_name}"
+		}
+		return &workflowdef.Definition{Start: "m", Activities: []workflowdef.Activity{
+			{ID: "m", Type: "message", Params: params, Next: map[string]string{"next": "bye"}},
+			{ID: "bye", Type: "disconnect"},
+		}}
+	}
+	ok := message(map[string]any{
+		"text_sms": "Hi ${customer_name}, reply STOP to opt out", "text_whatsapp": "Hi ${customer_name} 👋",
+		"content_sid":       "HX0123456789abcdef0123456789ABCDEF",
+		"content_variables": map[string]any{"1": "${customer_name}", "ticket_ref": "${ref}"},
+	})
+	if err := workflowdef.Validate(ok); err != nil {
+		t.Errorf("valid message: %v", err)
+	}
+	for _, tc := range []struct {
+		name   string
+		params map[string]any
+		field  string
+		want   string
+	}{
+		{"template SID", map[string]any{"content_sid": "HX123"}, "content_sid", "not a Twilio Content template SID"},
+		{"not a template SID", map[string]any{"content_sid": "MG0123456789abcdef0123456789abcdef"}, "content_sid", "HX followed by 32 hex digits"},
+		{"variables without template", map[string]any{"content_variables": map[string]any{"1": "x"}}, "content_variables", `needs parameter "content_sid"`},
+		{"variable name", map[string]any{"content_sid": "HX0123456789abcdef0123456789abcdef", "content_variables": map[string]any{"first name": "x"}}, "content_variables", "not a template variable name"},
+		{"empty variable", map[string]any{"content_sid": "HX0123456789abcdef0123456789abcdef", "content_variables": map[string]any{"1": " "}}, "content_variables", "must not be empty"},
+		{"variable not text", map[string]any{"content_sid": "HX0123456789abcdef0123456789abcdef", "content_variables": map[string]any{"1": 2.0}}, "content_variables", "must be a string"},
+		{"variables not a map", map[string]any{"content_sid": "HX0123456789abcdef0123456789abcdef", "content_variables": "1=x"}, "content_variables", "must be an object"},
+		{"long variable", map[string]any{"content_sid": "HX0123456789abcdef0123456789abcdef", "content_variables": map[string]any{"1": strings.Repeat("x", 1025)}}, "content_variables", "longer than 1024"},
+		{"secret in a variable", map[string]any{"content_sid": "HX0123456789abcdef0123456789abcdef", "content_variables": map[string]any{"1": "${secret.api_key}"}}, "content_variables", "only in Web Request header values"},
+		{"empty SMS text", map[string]any{"text_sms": "  "}, "text_sms", "must not be empty"},
+		{"long WhatsApp text", map[string]any{"text_whatsapp": strings.Repeat("x", 1601)}, "text_whatsapp", "longer than 1600"},
+		{"no text", map[string]any{"text": nil, "text_sms": "hi"}, "text", `needs parameter "text"`},
+	} {
+		err := workflowdef.Validate(message(tc.params))
+		if err == nil || !strings.Contains(err.Error(), "activities[0].params."+tc.field+": Message") || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want activities[0].params.%s: Message … %s", tc.name, err, tc.field, tc.want)
+		}
+	}
+}
