@@ -21,8 +21,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReportingService_GetSession_FullMethodName   = "/switchboard.reporting.v1.ReportingService/GetSession"
-	ReportingService_ListSessions_FullMethodName = "/switchboard.reporting.v1.ReportingService/ListSessions"
+	ReportingService_GetSession_FullMethodName     = "/switchboard.reporting.v1.ReportingService/GetSession"
+	ReportingService_ListSessions_FullMethodName   = "/switchboard.reporting.v1.ReportingService/ListSessions"
+	ReportingService_Summarize_FullMethodName      = "/switchboard.reporting.v1.ReportingService/Summarize"
+	ReportingService_GetTranscript_FullMethodName  = "/switchboard.reporting.v1.ReportingService/GetTranscript"
+	ReportingService_ExportSessions_FullMethodName = "/switchboard.reporting.v1.ReportingService/ExportSessions"
 )
 
 // ReportingServiceClient is the client API for ReportingService service.
@@ -34,6 +37,18 @@ type ReportingServiceClient interface {
 	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*GetSessionResponse, error)
 	// ListSessions pages through a tenant's sessions, newest first.
 	ListSessions(ctx context.Context, in *ListSessionsRequest, opts ...grpc.CallOption) (*ListSessionsResponse, error)
+	// Summarize aggregates a tenant's ended sessions over a time range from
+	// the rollups (never from the session records): counts by outcome,
+	// messages, averages and percentiles of wait, first reply, handle time
+	// and time in workflow, service level and abandonment, grouped by any of
+	// service, channel, entry, agent, outcome and time bucket.
+	Summarize(ctx context.Context, in *SummarizeRequest, opts ...grpc.CallOption) (*SummarizeResponse, error)
+	// GetTranscript returns a session's messages with their delivery
+	// statuses, oldest first.
+	GetTranscript(ctx context.Context, in *GetTranscriptRequest, opts ...grpc.CallOption) (*GetTranscriptResponse, error)
+	// ExportSessions streams the records of the sessions started in a time
+	// range, oldest first, as CSV or NDJSON rows.
+	ExportSessions(ctx context.Context, in *ExportSessionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportSessionsResponse], error)
 }
 
 type reportingServiceClient struct {
@@ -64,6 +79,45 @@ func (c *reportingServiceClient) ListSessions(ctx context.Context, in *ListSessi
 	return out, nil
 }
 
+func (c *reportingServiceClient) Summarize(ctx context.Context, in *SummarizeRequest, opts ...grpc.CallOption) (*SummarizeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SummarizeResponse)
+	err := c.cc.Invoke(ctx, ReportingService_Summarize_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) GetTranscript(ctx context.Context, in *GetTranscriptRequest, opts ...grpc.CallOption) (*GetTranscriptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTranscriptResponse)
+	err := c.cc.Invoke(ctx, ReportingService_GetTranscript_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *reportingServiceClient) ExportSessions(ctx context.Context, in *ExportSessionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportSessionsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ReportingService_ServiceDesc.Streams[0], ReportingService_ExportSessions_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportSessionsRequest, ExportSessionsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportingService_ExportSessionsClient = grpc.ServerStreamingClient[ExportSessionsResponse]
+
 // ReportingServiceServer is the server API for ReportingService service.
 // All implementations must embed UnimplementedReportingServiceServer
 // for forward compatibility.
@@ -73,6 +127,18 @@ type ReportingServiceServer interface {
 	GetSession(context.Context, *GetSessionRequest) (*GetSessionResponse, error)
 	// ListSessions pages through a tenant's sessions, newest first.
 	ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error)
+	// Summarize aggregates a tenant's ended sessions over a time range from
+	// the rollups (never from the session records): counts by outcome,
+	// messages, averages and percentiles of wait, first reply, handle time
+	// and time in workflow, service level and abandonment, grouped by any of
+	// service, channel, entry, agent, outcome and time bucket.
+	Summarize(context.Context, *SummarizeRequest) (*SummarizeResponse, error)
+	// GetTranscript returns a session's messages with their delivery
+	// statuses, oldest first.
+	GetTranscript(context.Context, *GetTranscriptRequest) (*GetTranscriptResponse, error)
+	// ExportSessions streams the records of the sessions started in a time
+	// range, oldest first, as CSV or NDJSON rows.
+	ExportSessions(*ExportSessionsRequest, grpc.ServerStreamingServer[ExportSessionsResponse]) error
 	mustEmbedUnimplementedReportingServiceServer()
 }
 
@@ -88,6 +154,15 @@ func (UnimplementedReportingServiceServer) GetSession(context.Context, *GetSessi
 }
 func (UnimplementedReportingServiceServer) ListSessions(context.Context, *ListSessionsRequest) (*ListSessionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSessions not implemented")
+}
+func (UnimplementedReportingServiceServer) Summarize(context.Context, *SummarizeRequest) (*SummarizeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Summarize not implemented")
+}
+func (UnimplementedReportingServiceServer) GetTranscript(context.Context, *GetTranscriptRequest) (*GetTranscriptResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTranscript not implemented")
+}
+func (UnimplementedReportingServiceServer) ExportSessions(*ExportSessionsRequest, grpc.ServerStreamingServer[ExportSessionsResponse]) error {
+	return status.Error(codes.Unimplemented, "method ExportSessions not implemented")
 }
 func (UnimplementedReportingServiceServer) mustEmbedUnimplementedReportingServiceServer() {}
 func (UnimplementedReportingServiceServer) testEmbeddedByValue()                          {}
@@ -146,6 +221,53 @@ func _ReportingService_ListSessions_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReportingService_Summarize_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SummarizeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).Summarize(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_Summarize_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).Summarize(ctx, req.(*SummarizeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_GetTranscript_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTranscriptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReportingServiceServer).GetTranscript(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReportingService_GetTranscript_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReportingServiceServer).GetTranscript(ctx, req.(*GetTranscriptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ReportingService_ExportSessions_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportSessionsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ReportingServiceServer).ExportSessions(m, &grpc.GenericServerStream[ExportSessionsRequest, ExportSessionsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportingService_ExportSessionsServer = grpc.ServerStreamingServer[ExportSessionsResponse]
+
 // ReportingService_ServiceDesc is the grpc.ServiceDesc for ReportingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -161,7 +283,21 @@ var ReportingService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListSessions",
 			Handler:    _ReportingService_ListSessions_Handler,
 		},
+		{
+			MethodName: "Summarize",
+			Handler:    _ReportingService_Summarize_Handler,
+		},
+		{
+			MethodName: "GetTranscript",
+			Handler:    _ReportingService_GetTranscript_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ExportSessions",
+			Handler:       _ReportingService_ExportSessions_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "switchboard/reporting/v1/reporting.proto",
 }
