@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/httpserver"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 )
@@ -111,7 +114,9 @@ func Logger(env *Env, service string) *slog.Logger {
 }
 
 // Main runs fn with a context cancelled by SIGINT/SIGTERM and exits: 0 on a
-// clean stop, 1 on an error, 2 on bad configuration.
+// clean stop, 1 on an error, 2 on bad configuration. With HEALTH_ADDR set it
+// also answers GET /healthz there while fn runs: a liveness endpoint for a
+// binary that serves nothing else (workflow-runner under Kubernetes).
 func Main(service string, fn func(ctx context.Context, env *Env, log *slog.Logger) error) {
 	env := &Env{lookup: os.LookupEnv}
 	log := Logger(env, service)
@@ -120,8 +125,16 @@ func Main(service string, fn func(ctx context.Context, env *Env, log *slog.Logge
 		ServiceName:  service,
 		OTLPEndpoint: env.String("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
 	})
+	var stopHealth func()
+	if err == nil {
+		stopHealth, err = startHealth(env.String("HEALTH_ADDR", ""))
+		if err != nil {
+			err = ConfigError(err)
+		}
+	}
 	if err == nil {
 		err = fn(ctx, env, log)
+		stopHealth()
 		// Telemetry is flushed last, after the service has stopped.
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if ferr := flush(fctx); ferr != nil {
@@ -208,4 +221,25 @@ func NATSAuth(env *Env) bus.Auth {
 		env.errs = append(env.errs, err)
 	}
 	return a
+}
+
+// startHealth serves GET /healthz on addr until the returned function is
+// called; an empty addr serves nothing.
+func startHealth(addr string) (func(), error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("HEALTH_ADDR: listen %s: %w", addr, err)
+	}
+	return serveHealth(lis), nil
+}
+
+func serveHealth(lis net.Listener) func() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	srv := httpserver.New(mux)
+	go func() { _ = srv.Serve(lis) }()
+	return func() { _ = srv.Close() }
 }

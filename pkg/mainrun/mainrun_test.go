@@ -1,6 +1,8 @@
 package mainrun
 
 import (
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -32,5 +34,41 @@ func TestEnvCollectsEveryProblem(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Err() = %q, missing %s", err, want)
 		}
+	}
+}
+
+func TestHealthEndpoint(t *testing.T) {
+	stop, err := startHealth("")
+	if err != nil {
+		t.Fatalf("startHealth(\"\") = %v, want nothing served", err)
+	}
+	stop()
+	if _, err := startHealth("not an address"); err == nil {
+		t.Error("startHealth(bad address) = nil error")
+	}
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = serveHealth(lis)
+	url := "http://" + lis.Addr().String()
+	for _, tt := range []struct {
+		path string
+		want int
+	}{{"/healthz", http.StatusOK}, {"/other", http.StatusNotFound}} {
+		resp, err := http.Get(url + tt.path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", tt.path, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("GET %s = %d, want %d", tt.path, resp.StatusCode, tt.want)
+		}
+	}
+	stop()
+	if resp, err := http.Get(url + "/healthz"); err == nil {
+		_ = resp.Body.Close()
+		t.Error("GET /healthz after stop answered, want the listener closed")
 	}
 }
