@@ -30,6 +30,10 @@ type Env struct {
 	errs   []error
 }
 
+// EnvFrom reads variables through lookup instead of the process
+// environment (tests of a binary's configuration).
+func EnvFrom(lookup func(string) (string, bool)) *Env { return &Env{lookup: lookup} }
+
 // String returns the variable or def.
 func (e *Env) String(key, def string) string {
 	if v, ok := e.lookup(key); ok && v != "" {
