@@ -349,7 +349,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	g.Go(func() error {
 		return workflowrunner.Run(gctx, workflowrunner.Config{
 			NATSURL: natsURL, MongoURI: mongoURI, Database: db("workflow"), ConfigAddr: addr("config"), DistributionAddr: addr("distribution"),
-			AuthKeys: authHex, Streams: streams,
+			OutboundAddr: addr("outbound-sender"), AuthKeys: authHex, Streams: streams,
 		}, workflowrunner.Deps{Bus: busOf("workflow-runner"), Mongo: mc, ConfigConn: configConn, DistributionConn: distConn, AuthKeys: keys}, svcLog(workflowrunner.Name))
 	})
 	g.Go(func() error {

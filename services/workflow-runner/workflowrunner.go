@@ -20,6 +20,7 @@ import (
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/bus"
@@ -45,8 +46,13 @@ type Config struct {
 	// that ask about or change a task (queue position, check and cancel
 	// task, availability, priority of a waiting task).
 	DistributionAddr string
-	AuthKeys         string
-	Streams          subjects.StreamOptions
+	// OutboundAddr: outbound-sender's gRPC address, asked whether a
+	// WhatsApp customer's 24-hour window is open before a Message with a
+	// template; empty: not asked (the text is sent, and outbound-sender
+	// refuses it when the window is closed).
+	OutboundAddr string
+	AuthKeys     string
+	Streams      subjects.StreamOptions
 	// Workers: sessions handled at once per consumer (one session's events
 	// always in order); zero means 16.
 	Workers int
@@ -62,6 +68,7 @@ func Defaults() Config {
 		NATSURL:          "nats://127.0.0.1:4222",
 		ConfigAddr:       "127.0.0.1:9090",
 		DistributionAddr: "127.0.0.1:9091",
+		OutboundAddr:     "127.0.0.1:9093",
 		Workers:          16,
 	}
 }
@@ -100,6 +107,7 @@ type Deps struct {
 	Mongo            *mongo.Client
 	ConfigConn       *grpc.ClientConn
 	DistributionConn *grpc.ClientConn
+	OutboundConn     *grpc.ClientConn
 	AuthKeys         *authn.Keys
 	// Now is the clock (tests); nil means time.Now.
 	Now func() time.Time
@@ -120,13 +128,18 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	conns, err := connect.Open(ctx, log, connect.Spec{
 		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, NATSAuth: cfg.NATSAuth, Bus: deps.Bus,
-		GRPC: []connect.Target{{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn}, {Addr: cfg.DistributionAddr, Conn: deps.DistributionConn}},
+		GRPC: []connect.Target{{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn}, {Addr: cfg.DistributionAddr, Conn: deps.DistributionConn},
+			{Addr: cfg.OutboundAddr, Conn: deps.OutboundConn}}, // outbound-sender: optional
 	})
 	if err != nil {
 		return err
 	}
 	defer conns.Close()
 	b, cc, dc := conns.Bus, conns.GRPC[0], conns.GRPC[1]
+	var contacts runner.Contacts
+	if oc := conns.GRPC[2]; oc != nil {
+		contacts = outboundv1.NewOutboundServiceClient(oc)
+	}
 	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamSession, subjects.StreamWorkflow, subjects.StreamOutbound,
 		subjects.StreamDistribution, subjects.StreamWorkflowTimers, subjects.StreamDeadLetter); err != nil {
 		return err
@@ -146,8 +159,9 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		Pub: b, Services: configv1.NewServiceServiceClient(cc), Workflows: configv1.NewWorkflowServiceClient(cc),
 		Distribution: distributionv1.NewDistributionServiceClient(dc),
 		Store:        runner.NewStore(kv), Timers: timers, Log: log, Now: deps.Now,
-		Web:     runner.WebOptions{AllowHosts: cfg.WebAllowHosts, RootCAs: deps.WebRootCAs},
-		Secrets: configv1.NewLookupServiceClient(cc),
+		Web:      runner.WebOptions{AllowHosts: cfg.WebAllowHosts, RootCAs: deps.WebRootCAs},
+		Secrets:  configv1.NewLookupServiceClient(cc),
+		Contacts: contacts,
 	})
 	workers := cfg.Workers
 	if workers == 0 {

@@ -18,6 +18,7 @@ func main() {
 			NATSAuth:         mainrun.NATSAuth(env),
 			ConfigAddr:       env.String("CONFIG_ADDR", d.ConfigAddr),
 			DistributionAddr: env.String("DISTRIBUTION_ADDR", d.DistributionAddr),
+			OutboundAddr:     env.String("OUTBOUND_ADDR", d.OutboundAddr),
 			AuthKeys:         env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			Streams:          mainrun.StreamOptions(env),
 			Workers:          env.Int("WORKERS", d.Workers),

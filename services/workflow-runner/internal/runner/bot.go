@@ -155,7 +155,7 @@ func (r *Runner) resumeBot(ctx context.Context, st *State, a *workflowdef.Activi
 		st.Bot = &BotState{Activity: a.ID, Turn: 1}
 	}
 	if ev.timer {
-		if ev.due.Before(w.DueAt) {
+		if ev.due.Before(w.timeout(st)) {
 			return result{wait: w}, nil // a timer of an earlier turn
 		}
 		return r.leaveBot(st, a, "end", BotReasonInactivity), nil

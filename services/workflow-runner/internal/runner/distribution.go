@@ -30,7 +30,7 @@ const NotFoundGrace = 30 * time.Second
 func (r *Runner) endQueued(ctx context.Context, st *State, def *workflowdef.Definition) error {
 	q := st.Queue
 	st.Status, st.Activity, st.Entered = StatusQueued, q.Activity, true
-	if q.DueAt.IsZero() {
+	if q.DueAt.IsZero() && st.Inactivity <= 0 {
 		return nil
 	}
 	a, ok := def.Activity(q.Activity)

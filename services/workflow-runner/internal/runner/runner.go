@@ -78,6 +78,10 @@ type Deps struct {
 	// Secrets reads the tenants' secrets (config's LookupService); nil:
 	// none can be read, so what needs one takes its failure branch.
 	Secrets Secrets
+	// Contacts is outbound-sender's OutboundService, asked whether a
+	// WhatsApp customer's window is open before a Message with a
+	// template; nil: the window counts as open (the text is sent).
+	Contacts Contacts
 }
 
 // Secrets reads a tenant's named secret (configv1.LookupServiceClient).
@@ -97,6 +101,7 @@ type Runner struct {
 	now       func() time.Time
 	web       *webClient
 	secrets   Secrets
+	contacts  Contacts
 
 	mu   sync.Mutex
 	defs map[string]*workflowdef.Definition // tenant/id/version: versions never change
@@ -111,7 +116,7 @@ func New(d Deps) *Runner {
 		d.Now = time.Now
 	}
 	return &Runner{pub: d.Pub, services: d.Services, workflows: d.Workflows, dist: d.Distribution, store: d.Store, timers: d.Timers,
-		log: d.Log, now: d.Now, web: newWebClient(d.Web), secrets: d.Secrets, defs: map[string]*workflowdef.Definition{}}
+		log: d.Log, now: d.Now, web: newWebClient(d.Web), secrets: d.Secrets, contacts: d.Contacts, defs: map[string]*workflowdef.Definition{}}
 }
 
 // TaskID is the deterministic id of a Queue Task or Transfer step.
@@ -173,14 +178,26 @@ func (r *Runner) HandleMessageAdded(ctx context.Context, m *bus.Message) error {
 		return nil
 	}
 	st, rev, err := r.store.Load(ctx, m.Tenant(), ev.GetSessionId())
-	if err != nil || st == nil || st.Status != StatusWaiting || st.Wait == nil || st.Wait.Kind != waitInput {
+	if err != nil || st == nil || (st.Status != StatusWaiting && st.Status != StatusQueued) || st.Wait == nil {
 		return err
 	}
-	if at := ev.GetOccurredAt(); at != nil && at.AsTime().Before(st.Wait.Since) {
-		return nil // written before the question was asked
+	written := r.now()
+	if at := ev.GetOccurredAt(); at != nil && at.AsTime().Before(written) {
+		written = at.AsTime()
 	}
-	if slices.Contains(st.Consumed, ev.GetMessageId()) {
-		return nil
+	// The customer is there: their inactivity counts from their message
+	// (a redelivered or late message moves the deadline no earlier).
+	moved := false
+	if d := written.Add(st.Inactivity); !st.InactiveAt.IsZero() && d.After(st.InactiveAt) {
+		st.InactiveAt, moved = d, true
+	}
+	if st.Wait.Kind != waitInput || written.Before(st.Wait.Since) || slices.Contains(st.Consumed, ev.GetMessageId()) {
+		// Not an answer: in the transcript, for the agent (or written
+		// before the question was asked, or consumed already).
+		if !moved {
+			return nil
+		}
+		return r.finish(ctx, st, rev, r.schedule(ctx, st, st.Wait))
 	}
 	return r.resume(ctx, st, rev, event{input: &ev})
 }
@@ -260,17 +277,60 @@ func (r *Runner) stop(ctx context.Context, tenant, session, reason string) error
 
 // resume applies ev to the waiting activity and runs on from it.
 func (r *Runner) resume(ctx context.Context, st *State, rev uint64, ev event) error {
-	if q := st.Queue; ev.timer && q != nil && !q.DueAt.IsZero() && !ev.due.Before(q.DueAt) {
-		// The queued task's time is up, whatever the workflow is doing
-		// meanwhile: the Queue Task takes its timeout branch.
-		st.Activity, st.Entered = q.Activity, true
-		st.Wait = &Wait{Kind: waitQueue, Activity: q.Activity, Step: st.Steps, Since: st.Wait.Since, DueAt: q.DueAt}
+	if ev.timer {
+		if at := st.InactiveAt; !at.IsZero() && !ev.due.Before(at) {
+			return r.abandon(ctx, st, rev)
+		}
+		if q := st.Queue; q != nil && !q.DueAt.IsZero() && !ev.due.Before(q.DueAt) {
+			// The queued task's time is up, whatever the workflow is doing
+			// meanwhile: the Queue Task takes its timeout branch.
+			st.Activity, st.Entered = q.Activity, true
+			st.Wait = &Wait{Kind: waitQueue, Activity: q.Activity, Step: st.Steps, Since: st.Wait.Since, DueAt: q.DueAt, TimeoutAt: q.DueAt}
+		} else if own := st.Wait.timeout(st); own.IsZero() || ev.due.Before(own) {
+			return nil // due for an inactivity deadline the customer has since moved
+		}
 	}
 	def, err := r.definition(ctx, st)
 	if err == nil {
 		err = r.advance(ctx, st, def, &ev)
 	}
+	if err == nil && ev.input != nil && st.Wait != nil && (st.Status == StatusWaiting || st.Status == StatusQueued) {
+		// The same wait goes on (an answer that did not fit): its timer
+		// moves with the customer's new inactivity deadline.
+		err = r.schedule(ctx, st, st.Wait)
+	}
 	return r.finish(ctx, st, rev, err)
+}
+
+// DefaultInactivityMessage is the goodbye of a session that ends because
+// the customer stopped answering, when the service has none.
+const DefaultInactivityMessage = "We have not heard from you for a while, so we are closing this conversation. Write to us again any time."
+
+// abandon ends a session whose customer was silent for the service's
+// inactivity timeout while the workflow waited for them: the goodbye,
+// then SessionEndRequested with cause inactivity (sessions ends the
+// session abandoned; distribution cancels its task).
+func (r *Runner) abandon(ctx context.Context, st *State, rev uint64) error {
+	text := st.InactivityMessage
+	if text == "" {
+		text = DefaultInactivityMessage
+	}
+	if st.started().GetConversation() != nil {
+		if err := r.send(ctx, st, st.SessionID+"-inactive", text); err != nil {
+			return err
+		}
+	}
+	if err := r.pub.Emit(ctx, subjects.WorkflowEndRequested(st.Tenant), &workflowv1.SessionEndRequested{
+		TenantId: st.Tenant, SessionId: st.SessionID, WorkflowId: st.WorkflowID, Activity: st.Activity,
+		Cause: workflowv1.EndCause_END_CAUSE_INACTIVITY, OccurredAt: timestamppb.New(r.now()),
+	}, st.SessionID+"-inactive-end"); err != nil {
+		return err
+	}
+	r.log.Info("customer inactive: session ends abandoned", "tenant", st.Tenant, "session", st.SessionID,
+		"activity", st.Activity, "inactivity_timeout", st.Inactivity)
+	st.Status, st.Reason = StatusDone, "the customer was inactive for "+st.Inactivity.String()
+	st.Wait, st.Queue, st.InactiveAt, st.UpdatedAt = nil, nil, time.Time{}, r.now()
+	return r.store.Save(ctx, st, rev)
 }
 
 // finish saves the instance after a run, failing it first when the run
@@ -323,6 +383,10 @@ func (r *Runner) enterService(ctx context.Context, st *State, id string) (*workf
 	st.ServiceID, st.ServiceName, st.TimeZone = id, svc.GetName(), svc.GetOpeningHours().GetTimeZone()
 	st.WorkflowID, st.WorkflowVersion, st.Greeting = svc.GetWorkflowId(), svc.GetWorkflowVersion(), strings.TrimSpace(svc.GetGreeting())
 	st.FailureMessage = strings.TrimSpace(svc.GetWorkflowFailureMessage())
+	st.Inactivity, st.InactivityMessage = svc.GetInactivityTimeout().AsDuration(), strings.TrimSpace(svc.GetInactivityMessage())
+	if st.Inactivity < 0 {
+		st.Inactivity = 0
+	}
 	st.Activity, st.Entered = "", false
 	def, err := r.definition(ctx, st)
 	if err != nil {
@@ -484,24 +548,48 @@ func (r *Runner) cancelTimer(ctx context.Context, st *State) {
 // wait starts waiting in activity a; a timeout > 0 schedules its timer.
 func (r *Runner) wait(ctx context.Context, st *State, a *workflowdef.Activity, kind string, timeout time.Duration) (*Wait, error) {
 	w := &Wait{Kind: kind, Activity: a.ID, Step: st.Steps, Since: r.now()}
-	due := time.Time{}
 	if timeout > 0 {
-		due = r.now().Add(timeout)
+		w.TimeoutAt = r.now().Add(timeout)
 	}
+	switch {
+	case st.Inactivity <= 0 || !waitsForCustomer(st, kind):
+		st.InactiveAt = time.Time{}
+	case st.InactiveAt.IsZero():
+		st.InactiveAt = r.now().Add(st.Inactivity) // the customer's turn begins
+	}
+	return w, r.schedule(ctx, st, w)
+}
+
+// waitsForCustomer: a wait of this kind counts toward the customer's
+// inactivity (a question, a menu, a bot, or the task queued, a Delay of
+// the queue loop included).
+func waitsForCustomer(st *State, kind string) bool {
+	return kind == waitInput || kind == waitQueue || st.Queue != nil || st.Status == StatusQueued
+}
+
+// schedule sets wait w's timer to the earliest of its own timeout, the
+// queued task's and the customer's inactivity deadline, replacing the
+// session's pending timer when that changed.
+func (r *Runner) schedule(ctx context.Context, st *State, w *Wait) error {
+	due := w.timeout(st)
 	if q := st.Queue; q != nil && !q.DueAt.IsZero() && (due.IsZero() || q.DueAt.Before(due)) {
 		due = q.DueAt // the queued task times out first
 	}
-	if !due.IsZero() {
-		if r.timers == nil {
-			return nil, errors.New("no timers configured")
-		}
-		w.DueAt = due
-		if err := r.timers.Schedule(ctx, &workflowv1.TimerFired{TenantId: st.Tenant, SessionId: st.SessionID, Step: st.Steps,
-			Activity: a.ID, DueAt: timestamppb.New(w.DueAt)}, w.DueAt); err != nil {
-			return nil, err
-		}
+	if at := st.InactiveAt; !at.IsZero() && (due.IsZero() || at.Before(due)) {
+		due = at
 	}
-	return w, nil
+	if due.IsZero() || due.Equal(w.DueAt) {
+		return nil
+	}
+	if r.timers == nil {
+		return errors.New("no timers configured")
+	}
+	if err := r.timers.Schedule(ctx, &workflowv1.TimerFired{TenantId: st.Tenant, SessionId: st.SessionID, Step: w.Step,
+		Activity: w.Activity, DueAt: timestamppb.New(due)}, due); err != nil {
+		return err
+	}
+	w.DueAt = due
+	return nil
 }
 
 // enter runs activity a from its beginning.
@@ -511,7 +599,7 @@ func (r *Runner) enter(ctx context.Context, st *State, a *workflowdef.Activity, 
 	case "accept":
 		return next, nil
 	case "message":
-		return next, r.message(ctx, st, a, "", r.expand(st, a.StringParam("text")))
+		return next, r.sendMessage(ctx, st, a)
 	case "save_to_parameter":
 		st.Params[a.StringParam("parameter")] = r.expand(st, a.StringParam("value"))
 		return next, nil
@@ -566,7 +654,7 @@ func (r *Runner) enter(ctx context.Context, st *State, a *workflowdef.Activity, 
 			return result{outcome: outcomeQueued}, nil
 		}
 		st.Status = StatusQueued
-		if timeout := a.DurationParam("timeout", 0); timeout > 0 {
+		if timeout := a.DurationParam("timeout", 0); timeout > 0 || st.Inactivity > 0 {
 			w, err := r.wait(ctx, st, a, waitQueue, timeout)
 			return result{wait: w}, err
 		}

@@ -161,6 +161,7 @@ type fixture struct {
 	clock  *clock
 	store  *runner.Store
 	dist   *dist
+	wfs    configv1.WorkflowServiceClient
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -188,7 +189,7 @@ func newRunnerFixture(t *testing.T, svcs *services, wfs configv1.WorkflowService
 	p := &pub{}
 	clk := &clock{t: time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)} // a Monday
 	tm := &timers{}
-	f := &fixture{pub: p, svcs: svcs, timers: tm, clock: clk, store: runner.NewStore(kv), dist: &dist{tasks: map[string]*distributionv1.Task{}}}
+	f := &fixture{pub: p, svcs: svcs, timers: tm, clock: clk, store: runner.NewStore(kv), dist: &dist{tasks: map[string]*distributionv1.Task{}}, wfs: wfs}
 	f.r = runner.New(runner.Deps{Pub: p, Services: svcs, Workflows: wfs, Distribution: f.dist, Store: f.store, Timers: tm, Now: clk.now})
 	return f
 }

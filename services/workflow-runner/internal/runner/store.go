@@ -49,8 +49,22 @@ type Wait struct {
 	Since time.Time `json:"since"`
 	// Attempts: answers that did not fit so far.
 	Attempts int `json:"attempts,omitempty"`
-	// DueAt is when the timer fires (zero: no timer).
+	// DueAt is when the timer fires (zero: no timer): the earliest of
+	// TimeoutAt, the queued task's timeout and the instance's InactiveAt.
 	DueAt time.Time `json:"due_at,omitzero"`
+	// TimeoutAt is when the waiting activity's own time is up (zero: it
+	// has none, or the wait was stored before this field, see timeout).
+	TimeoutAt time.Time `json:"timeout_at,omitzero"`
+}
+
+// timeout is when the waiting activity's own time is up (zero: never).
+// A wait stored before TimeoutAt existed had only DueAt, and then no
+// instance had an inactivity deadline.
+func (w *Wait) timeout(st *State) time.Time {
+	if w.TimeoutAt.IsZero() && st.InactiveAt.IsZero() {
+		return w.DueAt
+	}
+	return w.TimeoutAt
 }
 
 // Queued is a task that waits for an agent while the workflow goes on.
@@ -81,6 +95,14 @@ type State struct {
 	// FailureMessage: the service's message for a failed run ("" means
 	// DefaultFailureMessage).
 	FailureMessage string `json:"failure_message,omitempty"`
+	// Inactivity: the service's inactivity timeout (0: off), and its
+	// goodbye ("" means DefaultInactivityMessage).
+	Inactivity        time.Duration `json:"inactivity,omitempty"`
+	InactivityMessage string        `json:"inactivity_message,omitempty"`
+	// InactiveAt: while the workflow waits for the customer, when the
+	// session ends as abandoned unless they write (zero: not waiting for
+	// them, or Inactivity is off).
+	InactiveAt time.Time `json:"inactive_at,omitzero"`
 
 	Status   string `json:"status"`
 	Reason   string `json:"reason,omitempty"`
