@@ -67,7 +67,8 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 // Close stops the writer; call it after the consumers have stopped.
 func (s *Store) Close() { s.w.Close() }
 
-type doc struct {
+// Doc is a stored session record.
+type Doc struct {
 	ID          string    `bson:"_id"`
 	Tenant      string    `bson:"tenant"`
 	SessionID   string    `bson:"session_id"`
@@ -90,6 +91,24 @@ type doc struct {
 	Declines    []string  `bson:"declines,omitempty"`
 	Ronas       []string  `bson:"ronas,omitempty"`
 	FailedSends []string  `bson:"failed_sends,omitempty"`
+	// FirstReplyAt is the first agent message's time.
+	FirstReplyAt time.Time `bson:"first_reply_at,omitempty"`
+	// DeclinedBy and RonaBy name who declined or let each offer time out.
+	DeclinedBy []AgentOffer `bson:"declined_by,omitempty"`
+	RonaBy     []AgentOffer `bson:"rona_by,omitempty"`
+	// RolledUp is the SESSION stream sequence of the SessionEnded the
+	// session was rolled up at (the first, should it end twice).
+	RolledUp int64 `bson:"rolled_up,omitempty"`
+}
+
+// AgentOffer is an offer and the agent it went to.
+type AgentOffer struct {
+	Agent string `bson:"a"`
+	Offer string `bson:"o"`
+}
+
+func agentOffer(agent, offer string) bson.D {
+	return bson.D{{Key: "a", Value: agent}, {Key: "o", Value: offer}}
 }
 
 func key(tenant, session string) string { return tenant + "/" + session }
@@ -193,7 +212,11 @@ func (s *Store) HandleSession(ctx context.Context, m *bus.Message) error {
 		if ev.GetDirection() == sessionv1.Direction_DIRECTION_INBOUND {
 			field = "inbound"
 		}
-		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{field: ev.GetMessageId()}})
+		update := bson.M{"$addToSet": bson.M{field: ev.GetMessageId()}}
+		if ev.GetDirection() == sessionv1.Direction_DIRECTION_OUTBOUND && ev.GetSender() == sessionv1.SenderKind_SENDER_KIND_AGENT && ev.GetOccurredAt() != nil {
+			update["$min"] = bson.M{"first_reply_at": ev.GetOccurredAt().AsTime()}
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), update)
 	case subjects.KindSessionEnded:
 		var ev sessionv1.SessionEnded
 		if err := m.Decode(&ev); err != nil {
@@ -255,7 +278,9 @@ func (s *Store) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
 			return err
 		}
-		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{"declines": ev.GetOfferId()}})
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{
+			"declines": ev.GetOfferId(), "declined_by": agentOffer(ev.GetAgentId(), ev.GetOfferId()),
+		}})
 	case subjects.KindTaskOfferTimedOut:
 		var ev distributionv1.TaskOfferTimedOut
 		if err := m.Decode(&ev); err != nil {
@@ -264,7 +289,9 @@ func (s *Store) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
 			return err
 		}
-		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{"ronas": ev.GetOfferId()}})
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{
+			"ronas": ev.GetOfferId(), "rona_by": agentOffer(ev.GetAgentId(), ev.GetOfferId()),
+		}})
 	}
 	return nil
 }
@@ -303,7 +330,7 @@ func ts(t time.Time) *timestamppb.Timestamp {
 	return timestamppb.New(t)
 }
 
-func (d *doc) proto() *reportingv1.SessionRecord {
+func (d *Doc) proto() *reportingv1.SessionRecord {
 	return &reportingv1.SessionRecord{
 		TenantId: d.Tenant, SessionId: d.SessionID, ServiceId: d.ServiceID, EntryId: d.EntryID,
 		Channel: messagingv1.Channel(d.Channel), CustomerAddress: d.Customer, BusinessAddress: d.Business,
@@ -315,9 +342,58 @@ func (d *doc) proto() *reportingv1.SessionRecord {
 	}
 }
 
+// MarkRolledUp records that the session was rolled up at seq (the lowest
+// such seq stays). It goes through the writer like every event, so it
+// never races one on FerretDB; a session without a record is left alone.
+func (s *Store) MarkRolledUp(ctx context.Context, tenant, session string, seq uint64) error {
+	return s.w.Update(ctx, key(tenant, session), bson.M{"$min": bson.M{"rolled_up": int64(seq)}})
+}
+
+// Proto is the record as the API shows it.
+func (d *Doc) Proto() *reportingv1.SessionRecord { return d.proto() }
+
+// Raw returns one stored record.
+func (s *Store) Raw(ctx context.Context, tenant, session string) (*Doc, error) {
+	var d Doc
+	err := s.c.FindOne(ctx, bson.M{"_id": key(tenant, session)}).Decode(&d)
+	if mongodb.IsNotFound(err) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get record: %w", err)
+	}
+	return &d, nil
+}
+
+// Export hands each record of a session started in [from, to) to fn,
+// oldest first, until fn returns an error. MongoDB serves it from the
+// tenant_started index; FerretDB reads the collection (an export, not a
+// hot path).
+func (s *Store) Export(ctx context.Context, tenant string, from, to time.Time, fn func(*Doc) error) error {
+	cur, err := s.c.Find(ctx, bson.M{"tenant": tenant, "started_at": bson.M{"$gte": from, "$lt": to}},
+		options.Find().SetSort(bson.D{{Key: "started_at", Value: 1}, {Key: "_id", Value: 1}}).SetBatchSize(1000))
+	if err != nil {
+		return fmt.Errorf("export records: %w", err)
+	}
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		var d Doc
+		if err := cur.Decode(&d); err != nil {
+			return fmt.Errorf("export records: %w", err)
+		}
+		if err := fn(&d); err != nil {
+			return err
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return fmt.Errorf("export records: %w", err)
+	}
+	return nil
+}
+
 // Get returns one record.
 func (s *Store) Get(ctx context.Context, tenant, session string) (*reportingv1.SessionRecord, error) {
-	var d doc
+	var d Doc
 	err := s.c.FindOne(ctx, bson.M{"_id": key(tenant, session)}).Decode(&d)
 	if mongodb.IsNotFound(err) {
 		return nil, ErrNotFound
@@ -379,7 +455,7 @@ func (s *Store) List(ctx context.Context, tenant string, f Filter, size int, tok
 	if err != nil {
 		return nil, "", fmt.Errorf("list records: %w", err)
 	}
-	var docs []doc
+	var docs []Doc
 	if err := cur.All(ctx, &docs); err != nil {
 		return nil, "", fmt.Errorf("read records: %w", err)
 	}
