@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"golang.org/x/sync/errgroup"
@@ -23,6 +25,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/grpcapi"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/records"
+	"github.com/switchboard-cc/switchboard/services/reporting/internal/rollup"
 )
 
 // Name is the service name.
@@ -41,6 +44,17 @@ type Config struct {
 	// in order); 16 when zero.
 	Workers int
 	Streams subjects.StreamOptions
+
+	// RollupDelay: how long after a SessionEnded its session is rolled
+	// up (events of the other streams catch up meanwhile); zero means
+	// none.
+	RollupDelay time.Duration
+	// RollupZones (IANA names) get day and month rollups besides UTC, so
+	// long summaries in them read few documents.
+	RollupZones []string
+	// NoRollupWriter leaves rolling up to another process: exactly one
+	// process per database runs the writer (further replicas only serve).
+	NoRollupWriter bool
 }
 
 // Defaults for one machine.
@@ -50,6 +64,8 @@ func Defaults() Config {
 		NATSURL:  "nats://127.0.0.1:4222",
 		MongoURI: "mongodb://127.0.0.1:27017/",
 		Database: "switchboard_reporting",
+
+		RollupDelay: time.Minute,
 	}
 }
 
@@ -63,10 +79,28 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s is required", f.name))
 		}
 	}
+	if c.RollupDelay < 0 {
+		errs = append(errs, fmt.Errorf("rollup delay %s is negative", c.RollupDelay))
+	}
+	if _, err := c.zones(); err != nil {
+		errs = append(errs, err)
+	}
 	if _, err := authn.ParseKeys(c.AuthKeys); err != nil {
 		errs = append(errs, fmt.Errorf("auth keys: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+func (c Config) zones() ([]*time.Location, error) {
+	var out []*time.Location
+	for _, z := range c.RollupZones {
+		l, err := time.LoadLocation(strings.TrimSpace(z))
+		if err != nil || z == "Local" || z == "" {
+			return nil, fmt.Errorf("rollup time zone %q is not an IANA time zone", z)
+		}
+		out = append(out, l)
+	}
+	return out, nil
 }
 
 // Deps may be injected; nil ones are built from Config.
@@ -104,8 +138,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close() // after g.Wait: the consumers have drained
+	zones, _ := cfg.zones()
+	rollups := rollup.New(mc.Database(cfg.Database), zones)
 	srv := grpcserver.New(log, keys)
-	reportingv1.RegisterReportingServiceServer(srv.Server, &grpcapi.Server{Records: st})
+	reportingv1.RegisterReportingServiceServer(srv.Server, &grpcapi.Server{Records: st, Rollups: rollups, JS: b.JS})
 
 	workers := cfg.Workers
 	if workers <= 0 {
@@ -129,6 +165,15 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		g.Go(func() error {
 			return b.ConsumeKeyed(gctx, bus.ConsumerSpec{Stream: c.stream, Durable: c.durable, FilterSubjects: filters},
 				workers, records.SessionKey, c.h)
+		})
+	}
+	if !cfg.NoRollupWriter {
+		delay := cfg.RollupDelay
+		if delay == 0 {
+			delay = -1 // none
+		}
+		g.Go(func() error {
+			return rollups.Run(gctx, b.JS, st, rollup.RunOptions{Delay: delay}, log)
 		})
 	}
 	g.Go(func() error { return srv.Serve(gctx, lis) })

@@ -22,6 +22,10 @@ func main() {
 			AuthKeys: env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			Workers:  env.Int("CONSUMER_WORKERS", 16),
 			Streams:  mainrun.StreamOptions(env),
+
+			RollupDelay:    env.Duration("ROLLUP_DELAY", d.RollupDelay),
+			RollupZones:    env.List("ROLLUP_TIME_ZONES", nil),
+			NoRollupWriter: !env.Bool("ROLLUP_WRITER", true),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
 			return err

@@ -1,0 +1,212 @@
+package rollup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	reportingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1"
+	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/reporting/internal/records"
+)
+
+// Records reads session records (records.Store).
+type Records interface {
+	Raw(ctx context.Context, tenant, session string) (*records.Doc, error)
+	MarkRolledUp(ctx context.Context, tenant, session string, seq uint64) error
+}
+
+// RunOptions tune the reader.
+type RunOptions struct {
+	// Delay after a SessionEnded is stored before its session is rolled
+	// up, so the events of the other streams (DISTRIBUTION, OUTBOUND) that
+	// happened before the end are in the record; 1 minute when zero,
+	// none when negative.
+	Delay time.Duration
+	// RecordWait bounds how long to wait for the record to show the end
+	// (the record consumer lagging); 30 s when zero. After it, the
+	// session is rolled up from what the record has and the event.
+	RecordWait time.Duration
+	// Batch is the most sessions applied together; 256 when zero.
+	Batch int
+	// OnApplied, if set, is told the cursor after each batch (tests).
+	OnApplied func(cursor uint64)
+}
+
+func (o *RunOptions) defaults() {
+	if o.Delay == 0 {
+		o.Delay = time.Minute
+	}
+	if o.Delay < 0 {
+		o.Delay = 0
+	}
+	if o.RecordWait <= 0 {
+		o.RecordWait = 30 * time.Second
+	}
+	if o.Batch <= 0 {
+		o.Batch = 256
+	}
+}
+
+// Run rolls up ended sessions until ctx is done. It reads the SESSION
+// stream's SessionEnded events with an ordered consumer (in stream order,
+// no gaps, no acknowledgements) from the stored cursor on; after any
+// error it starts over from the cursor. Only one process may run it
+// against a database (the reporting service runs it unless told not to).
+func (s *Store) Run(ctx context.Context, js jetstream.JetStream, recs Records, o RunOptions, log *slog.Logger) error {
+	o.defaults()
+	for {
+		err := s.runOnce(ctx, js, recs, o)
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Warn("rollups: starting over from the cursor", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *Store) runOnce(ctx context.Context, js jetstream.JetStream, recs Records, o RunOptions) error {
+	cursor, err := s.Cursor(ctx)
+	if err != nil {
+		return err
+	}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjects.AllTenants(subjects.KindSessionEnded)}}
+	if cursor > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, cursor+1
+	}
+	cons, err := js.OrderedConsumer(ctx, subjects.StreamSession, cfg)
+	if err != nil {
+		return fmt.Errorf("read ended sessions: %w", err)
+	}
+	for {
+		batch, err := cons.Fetch(o.Batch, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return fmt.Errorf("read ended sessions: %w", err)
+		}
+		var msgs []jetstream.Msg
+		for m := range batch.Messages() {
+			msgs = append(msgs, m)
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("read ended sessions: %w", err)
+		}
+		if len(msgs) == 0 {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			continue
+		}
+		last, err := s.applyMsgs(ctx, recs, o, msgs)
+		if err != nil {
+			return err
+		}
+		if err := s.SetCursor(ctx, last); err != nil {
+			return err
+		}
+		if o.OnApplied != nil {
+			o.OnApplied(last)
+		}
+	}
+}
+
+func (s *Store) applyMsgs(ctx context.Context, recs Records, o RunOptions, msgs []jetstream.Msg) (uint64, error) {
+	var last uint64
+	var newest time.Time
+	type item struct {
+		seq uint64
+		ev  *sessionv1.SessionEnded
+	}
+	items := make([]item, 0, len(msgs))
+	for _, m := range msgs {
+		meta, err := m.Metadata()
+		if err != nil {
+			return 0, fmt.Errorf("read ended sessions: %w", err)
+		}
+		last = meta.Sequence.Stream
+		newest = meta.Timestamp
+		bm, err := bus.Received(m)
+		if err != nil {
+			return 0, err
+		}
+		var ev sessionv1.SessionEnded
+		if bm.Decode(&ev) != nil || ev.GetSessionId() == "" || ev.GetTenantId() != bm.Tenant() {
+			continue // not a session's end: nothing to roll up
+		}
+		items = append(items, item{meta.Sequence.Stream, &ev})
+	}
+	// Wait until the newest end is Delay old (the older ones are too).
+	if wait := time.Until(newest.Add(o.Delay)); wait > 0 {
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	// A session ends once, but its SessionEnded may be in the stream
+	// twice (published again after the stream's duplicate window): only
+	// the first is rolled up. The record remembers which one was (marked
+	// after the rollups are written, before the cursor moves past it).
+	batch := make([]Session, 0, len(items))
+	inBatch := map[string]bool{}
+	for _, it := range items {
+		d, err := s.final(ctx, recs, o, it.ev)
+		if err != nil {
+			return 0, err
+		}
+		k := it.ev.GetTenantId() + "/" + it.ev.GetSessionId()
+		if inBatch[k] || (d != nil && d.RolledUp != 0 && uint64(d.RolledUp) != it.seq) {
+			continue
+		}
+		inBatch[k] = true
+		batch = append(batch, FromRecord(it.seq, d, it.ev))
+	}
+	if err := s.Apply(ctx, batch); err != nil {
+		return 0, err
+	}
+	for _, ss := range batch {
+		_, id, _ := strings.Cut(ss.key, "/")
+		if err := recs.MarkRolledUp(ctx, ss.Tenant, id, ss.Seq); err != nil {
+			return 0, err
+		}
+	}
+	return last, nil
+}
+
+// final reads the session's record once it shows the end, or after
+// RecordWait whatever it shows; nil if there is none.
+func (s *Store) final(ctx context.Context, recs Records, o RunOptions, ev *sessionv1.SessionEnded) (*records.Doc, error) {
+	deadline := time.Now().Add(o.RecordWait)
+	for {
+		d, err := recs.Raw(ctx, ev.GetTenantId(), ev.GetSessionId())
+		switch {
+		case errors.Is(err, records.ErrNotFound):
+			d = nil
+		case err != nil:
+			return nil, err
+		}
+		if (d != nil && d.State == int32(reportingv1.SessionState_SESSION_STATE_ENDED)) || time.Now().After(deadline) {
+			return d, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
