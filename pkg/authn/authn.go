@@ -24,6 +24,8 @@ const (
 	RoleAdmin      = "admin"
 	RoleSupervisor = "supervisor"
 	RoleAgent      = "agent"
+	// RoleAnalyst reads a tenant's reports and transcripts, nothing else.
+	RoleAnalyst = "analyst"
 	// RoleService is a Switchboard service calling another; it may act for
 	// any tenant.
 	RoleService = "service"

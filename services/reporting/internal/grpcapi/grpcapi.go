@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -14,24 +15,36 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/records"
+	"github.com/switchboard-cc/switchboard/services/reporting/internal/rollup"
 )
 
 // Server implements ReportingService.
 type Server struct {
 	reportingv1.UnimplementedReportingServiceServer
 	Records *records.Store
+	Rollups *rollup.Store
+	// JS reads the TRANSCRIPT stream.
+	JS jetstream.JetStream
 }
 
-// Admins and supervisors of a tenant read its reports; agents do not.
+// readers may read a tenant's reports and any of its transcripts.
+var readers = []string{authn.RoleAdmin, authn.RoleSupervisor, authn.RoleAnalyst, authn.RolePlatform}
+
+// Admins, supervisors and analysts of a tenant read its reports; agents
+// do not.
 func authorize(ctx context.Context, tenant string) error {
+	_, err := authorizeAny(ctx, tenant, readers...)
+	return err
+}
+
+func authorizeAny(ctx context.Context, tenant string, roles ...string) (*authn.Claims, error) {
 	if !subjects.ValidTenantID(tenant) {
-		return status.Errorf(codes.InvalidArgument, "tenant_id %q is not a valid tenant id", tenant)
+		return nil, status.Errorf(codes.InvalidArgument, "tenant_id %q is not a valid tenant id", tenant)
 	}
 	if _, err := grpcserver.RequireTenant(ctx, tenant); err != nil {
-		return err
+		return nil, err
 	}
-	_, err := grpcserver.RequireRole(ctx, authn.RoleAdmin, authn.RoleSupervisor, authn.RolePlatform)
-	return err
+	return grpcserver.RequireRole(ctx, roles...)
 }
 
 func (s *Server) GetSession(ctx context.Context, req *reportingv1.GetSessionRequest) (*reportingv1.GetSessionResponse, error) {
