@@ -548,6 +548,11 @@ func (r *Runner) cancelTimer(ctx context.Context, st *State) {
 // wait starts waiting in activity a; a timeout > 0 schedules its timer.
 func (r *Runner) wait(ctx context.Context, st *State, a *workflowdef.Activity, kind string, timeout time.Duration) (*Wait, error) {
 	w := &Wait{Kind: kind, Activity: a.ID, Step: st.Steps, Since: r.now()}
+	if kind == waitInput && !st.EnteredAt.IsZero() && st.EnteredAt.Before(w.Since) {
+		// The prompt went out before the wait is saved: an answer written
+		// since the activity began answers it.
+		w.Since = st.EnteredAt
+	}
 	if timeout > 0 {
 		w.TimeoutAt = r.now().Add(timeout)
 	}
