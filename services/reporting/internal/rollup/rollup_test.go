@@ -376,12 +376,12 @@ func TestSummaryAcrossZonesAndDST(t *testing.T) {
 	// New York moves to summer time on 8 March 2026 at 02:00 (a 23-hour
 	// day), Zurich on 29 March at 02:00.
 	times := []time.Time{
-		time.Date(2026, 3, 7, 23, 59, 0, 0, ny),  // 7 March, NY
-		time.Date(2026, 3, 8, 0, 1, 0, 0, ny),    // 8 March, NY
-		time.Date(2026, 3, 8, 1, 59, 0, 0, ny),   // 8 March before the change
-		time.Date(2026, 3, 8, 3, 0, 0, 0, ny),    // 8 March after it
-		time.Date(2026, 3, 8, 23, 30, 0, 0, ny),  // 8 March, last hour
-		time.Date(2026, 3, 9, 0, 0, 0, 0, ny),    // 9 March
+		time.Date(2026, 3, 7, 23, 59, 0, 0, ny), // 7 March, NY
+		time.Date(2026, 3, 8, 0, 1, 0, 0, ny),   // 8 March, NY
+		time.Date(2026, 3, 8, 1, 59, 0, 0, ny),  // 8 March before the change
+		time.Date(2026, 3, 8, 3, 0, 0, 0, ny),   // 8 March after it
+		time.Date(2026, 3, 8, 23, 30, 0, 0, ny), // 8 March, last hour
+		time.Date(2026, 3, 9, 0, 0, 0, 0, ny),   // 9 March
 		time.Date(2026, 3, 29, 1, 59, 0, 0, zurich),
 		time.Date(2026, 3, 29, 3, 0, 0, 0, zurich),
 		time.Date(2026, 3, 31, 23, 59, 0, 0, zurich), // March in Zurich, April in UTC
