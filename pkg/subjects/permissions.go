@@ -94,7 +94,10 @@ func (a Access) Permissions() Permissions {
 			"$JS.API.CONSUMER.CREATE."+s, "$JS.API.CONSUMER.CREATE."+s+".>",
 			"$JS.API.CONSUMER.DURABLE.CREATE."+s+".>",
 			"$JS.API.CONSUMER.INFO."+s+".>", "$JS.API.CONSUMER.DELETE."+s+".>",
-			"$JS.API.CONSUMER.MSG.NEXT."+s+".>", "$JS.ACK."+s+".>")
+			"$JS.API.CONSUMER.MSG.NEXT."+s+".>", "$JS.ACK."+s+".>",
+			// Reading one message by subject or sequence: nothing a
+			// consumer of the stream could not read anyway.
+			"$JS.API.DIRECT.GET."+s, "$JS.API.DIRECT.GET."+s+".>", "$JS.API.STREAM.MSG.GET."+s)
 	}
 	if len(a.Consumes) > 0 {
 		add(DomainDeadLetter + ".>")
