@@ -320,7 +320,7 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 	if first {
 		g.agentArrived(ctx, c)
 	}
-	if snap, err := g.core.Snapshot(ctx, agent); err != nil {
+	if snap, err := retryUnavailable(ctx, func() ([]byte, error) { return g.core.Snapshot(ctx, agent) }); err != nil {
 		c.send(protocol.ErrorFrame("", protocol.CodeUnavailable, "could not load your offers and sessions: "+err.Error()))
 	} else {
 		c.send(snap)
@@ -443,10 +443,34 @@ func (g *Gateway) unregister(c *conn) (last bool) {
 	return false
 }
 
+// handOverWait bounds the retries of a call distribution answered with
+// "unavailable": while a tenant's partition moves between distribution
+// replicas (at start-up, or when one stops) nobody holds it for a moment.
+const handOverWait = 20 * time.Second
+
+// retryUnavailable calls f until it succeeds, fails otherwise than with
+// core.ErrUnavailable, handOverWait passes or ctx ends.
+func retryUnavailable[T any](ctx context.Context, f func() (T, error)) (T, error) {
+	deadline := time.Now().Add(handOverWait)
+	delay := 100 * time.Millisecond
+	for {
+		v, err := f()
+		if err == nil || !errors.Is(err, core.ErrUnavailable) || time.Now().Add(delay).After(deadline) {
+			return v, err
+		}
+		select {
+		case <-ctx.Done():
+			return v, err
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
 // agentArrived makes a freshly connected agent available, unless they are
 // away on purpose or flagged by RONA (which only they may reset).
 func (g *Gateway) agentArrived(ctx context.Context, c *conn) {
-	st, err := g.core.AgentState(ctx, c.agent)
+	st, err := retryUnavailable(ctx, func() (*distributionv1.AgentState, error) { return g.core.AgentState(ctx, c.agent) })
 	if err != nil {
 		g.log.Warn("agent state on connect", "tenant", c.agent.Tenant, "agent", c.agent.ID, "err", err)
 		return
@@ -457,16 +481,20 @@ func (g *Gateway) agentArrived(ctx context.Context, c *conn) {
 	if st.GetRona() {
 		return
 	}
-	if _, err := g.core.SetPresence(ctx, c.agent, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
+	if _, err := retryUnavailable(ctx, func() (*distributionv1.AgentState, error) {
+		return g.core.SetPresence(ctx, c.agent, distributionv1.Presence_PRESENCE_AVAILABLE)
+	}); err != nil {
 		g.log.Warn("set presence on connect", "tenant", c.agent.Tenant, "agent", c.agent.ID, "err", err)
 	}
 }
 
 // agentGone marks an agent with no socket left offline.
 func (g *Gateway) agentGone(a core.Agent) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), handOverWait+5*time.Second)
 	defer cancel()
-	if _, err := g.core.SetPresence(ctx, a, distributionv1.Presence_PRESENCE_OFFLINE); err != nil {
+	if _, err := retryUnavailable(ctx, func() (*distributionv1.AgentState, error) {
+		return g.core.SetPresence(ctx, a, distributionv1.Presence_PRESENCE_OFFLINE)
+	}); err != nil {
 		g.log.Warn("set presence offline", "tenant", a.Tenant, "agent", a.ID, "err", err)
 	}
 }
