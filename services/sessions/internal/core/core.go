@@ -487,6 +487,7 @@ func (c *Core) HandleDistribution(ctx context.Context, m *bus.Message) error {
 			ExpiresAt: ev.GetExpiresAt(),
 		})
 		offer.Note, offer.TransferredBy = ev.GetNote(), ev.GetTransferredBy()
+		c.preview(ctx, ev.GetTenantId(), ev.GetSessionId(), offer)
 		c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeOfferCreated, offer))
 	case subjects.KindTaskAccepted:
 		var ev distributionv1.TaskAccepted
@@ -538,6 +539,33 @@ func (c *Core) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		}))
 	}
 	return nil
+}
+
+// previewRunes bounds an offer's preview of the customer's first message;
+// previewTimeout bounds reading it (the offer must not wait on it).
+const (
+	previewRunes   = 160
+	previewTimeout = 2 * time.Second
+)
+
+// preview adds the customer's first message and the session's start to an
+// offer card; an offer goes out without them if they cannot be read.
+func (c *Core) preview(ctx context.Context, tenant, sessionID string, o *protocol.Offer) {
+	ctx, cancel := context.WithTimeout(ctx, previewTimeout)
+	defer cancel()
+	if sess, err := c.store.Session(ctx, tenant, sessionID); err == nil && !sess.StartedAt.IsZero() {
+		t := sess.StartedAt
+		o.WaitingSince = &t
+	}
+	body, err := c.store.FirstCustomerMessage(ctx, tenant, sessionID)
+	if err != nil {
+		c.log.Debug("offer preview unavailable", "tenant", tenant, "session_id", sessionID, "err", err)
+		return
+	}
+	if r := []rune(body); len(r) > previewRunes {
+		body = string(r[:previewRunes-1]) + "…"
+	}
+	o.Preview = body
 }
 
 func (c *Core) revoke(tenant, agent, offerID, taskID, reason string) {
@@ -881,7 +909,9 @@ func (c *Core) Snapshot(ctx context.Context, a Agent) ([]byte, error) {
 	}
 	offers := []*protocol.Offer{}
 	for _, o := range st.GetState().GetOffers() {
-		offers = append(offers, OfferView(o))
+		v := OfferView(o)
+		c.preview(ctx, a.Tenant, o.GetSessionId(), v)
+		offers = append(offers, v)
 	}
 	return protocol.Frame(protocol.TypeSnapshot, map[string]any{
 		"presence": PresenceName(st.GetState().GetPresence()), "rona": st.GetState().GetRona(),

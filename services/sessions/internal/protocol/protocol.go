@@ -123,6 +123,10 @@ type Offer struct {
 	// chat was transferred to this agent by name.
 	Note          string `json:"note,omitempty"`
 	TransferredBy string `json:"transferred_by,omitempty"`
+	// Preview is the start of the customer's first message; WaitingSince
+	// is when the session started (the card shows the wait).
+	Preview      string     `json:"preview,omitempty"`
+	WaitingSince *time.Time `json:"waiting_since,omitempty"`
 }
 
 // WrapUp is the after-call work form of one task: what the agent may

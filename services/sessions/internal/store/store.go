@@ -342,6 +342,12 @@ func (s *Store) Transcript(ctx context.Context, tenant, sessionID string) ([]*Me
 	return s.log.read(ctx, tenant, sessionID)
 }
 
+// FirstCustomerMessage is the body of the session's first customer
+// message (for an offer's preview); "" when it has none yet.
+func (s *Store) FirstCustomerMessage(ctx context.Context, tenant, sessionID string) (string, error) {
+	return s.log.firstCustomerMessage(ctx, tenant, sessionID)
+}
+
 // statusOrder ranks delivery statuses; a status never replaces a later one.
 var statusOrder = map[string]int{
 	"pending": 1, "queued": 2, "accepted": 2, "sending": 3, "sent": 4,

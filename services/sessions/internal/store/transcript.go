@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -41,6 +42,47 @@ type statusChange struct {
 // transcriptLog appends to and reads the TRANSCRIPT stream.
 type transcriptLog struct {
 	js jetstream.JetStream
+
+	mu     sync.Mutex
+	stream jetstream.Stream // for direct reads by subject; looked up once
+}
+
+// previewEntries bounds the entries read for a preview.
+const previewEntries = 8
+
+// firstCustomerMessage returns the body of the session's first customer
+// message, read from the stream's subject index (the first few entries of
+// the session's subject, no scan); "" when there is none among them.
+func (l *transcriptLog) firstCustomerMessage(ctx context.Context, tenant, sessionID string) (string, error) {
+	l.mu.Lock()
+	st := l.stream
+	l.mu.Unlock()
+	if st == nil {
+		var err error
+		if st, err = l.js.Stream(ctx, subjects.StreamTranscript); err != nil {
+			return "", fmt.Errorf("transcript stream: %w", err)
+		}
+		l.mu.Lock()
+		l.stream = st
+		l.mu.Unlock()
+	}
+	subj := subjects.Transcript(tenant, sessionID)
+	seq := uint64(1)
+	for range previewEntries {
+		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return "", nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("read transcript entry: %w", err)
+		}
+		var e entry
+		if json.Unmarshal(m.Data, &e) == nil && e.Kind == "m" && e.Message != nil && e.Message.Direction == "inbound" {
+			return e.Message.Body, nil
+		}
+		seq = m.Sequence + 1
+	}
+	return "", nil
 }
 
 // append stores e; it reports false when the stream already had it.

@@ -122,7 +122,8 @@ function onFrame(f) {
       state.sessions = new Map((d.sessions || []).map((s) => [s.session_id, s]));
       state.wrapups = new Map((d.wrapups || []).map((w) => [w.task_id, w]));
       setPresence(d.presence, d.rona);
-      if (!state.sessions.has(state.selected)) state.selected = "";
+      // After a reload the most recent active chat is open, not an empty pane.
+      if (!state.sessions.has(state.selected)) state.selected = ordered()[0] ? ordered()[0].session_id : "";
       render();
       break;
     case "offer.created": state.offers.set(d.offer_id, d); render(); break;
@@ -134,7 +135,11 @@ function onFrame(f) {
       break;
     case "message.added": {
       const s = state.sessions.get(d.session_id);
-      if (s && !s.messages.some((m) => m.id === d.message.id)) { s.messages.push(d.message); render(); }
+      if (s && !s.messages.some((m) => m.id === d.message.id)) {
+        s.messages.push(d.message);
+        if (d.message.direction === "inbound" && d.session_id !== state.selected) s.unread = (s.unread || 0) + 1;
+        render();
+      }
       break;
     }
     case "message.status": {
@@ -174,8 +179,30 @@ function settle(ref, err, data) {
 function setPresence(p, rona) {
   state.presence = p;
   state.rona = !!rona;
-  if (p === "available" || p === "away") $("presence").value = p;
+  // During RONA the control says so: the agent gets no offers, whatever
+  // the presence.
+  if (state.rona) $("presence").value = "rona";
+  else if (p === "available" || p === "away") $("presence").value = p;
   $("rona-banner").hidden = !state.rona;
+}
+
+// lastActivity is when a chat last had a message (or was assigned).
+function lastActivity(s) {
+  const m = s.messages && s.messages[s.messages.length - 1];
+  return new Date((m && m.at) || s.started_at || 0).getTime();
+}
+
+// ordered lists the chats: active before ended, the most recent first.
+function ordered() {
+  return [...state.sessions.values()].sort((a, b) => {
+    const ea = a.state === "active" ? 0 : 1, eb = b.state === "active" ? 0 : 1;
+    return ea - eb || lastActivity(b) - lastActivity(a);
+  });
+}
+
+function waitLabel(since) {
+  const secs = Math.max(0, Math.round((Date.now() - new Date(since)) / 1000));
+  return `waiting ${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, "0")}`;
 }
 
 function channelLabel(c) { return c === "whatsapp" ? "WhatsApp" : c === "sms" ? "SMS" : c; }
@@ -189,6 +216,9 @@ function render() {
     li.querySelector(".offer-customer").textContent = o.customer_name ? `${o.customer_name} · ${o.customer}` : o.customer;
     li.querySelector(".offer-meta").textContent = `${channelLabel(o.channel)} · ${o.service_name || o.service_id}`;
     li.querySelector(".offer-timer").dataset.expires = o.expires_at;
+    li.querySelector(".offer-preview").textContent = o.preview || "";
+    li.querySelector(".offer-preview").hidden = !o.preview;
+    if (o.waiting_since) li.querySelector(".offer-wait").dataset.since = o.waiting_since;
     if (o.note || o.transferred_by) {
       const n = li.querySelector(".offer-note");
       n.hidden = false;
@@ -203,14 +233,21 @@ function render() {
 
   const list = $("sessions");
   list.replaceChildren();
-  for (const s of state.sessions.values()) {
+  for (const s of ordered()) {
     const li = document.createElement("li");
     li.dataset.sessionId = s.session_id;
     li.textContent = `${s.customer_name || s.customer} · ${channelLabel(s.channel)}`;
+    if (s.unread && s.session_id !== state.selected) {
+      const b = document.createElement("span");
+      b.className = "badge unread";
+      b.textContent = String(s.unread);
+      b.title = `${s.unread} new message${s.unread === 1 ? "" : "s"}`;
+      li.append(b);
+    }
     li.classList.toggle("selected", s.session_id === state.selected);
     li.classList.toggle("ended", s.state === "ended");
     li.classList.toggle("transferred", s.state === "transferred");
-    li.onclick = () => { state.selected = s.session_id; render(); };
+    li.onclick = () => { state.selected = s.session_id; s.unread = 0; render(); };
     list.append(li);
   }
   renderWrapUps();
@@ -269,11 +306,21 @@ function mediaHref(raw) {
   return u.href;
 }
 
+let renderedSession = "";
 function renderSession() {
   const s = state.sessions.get(state.selected);
   $("no-session").hidden = !!s;
+  $("no-session").textContent = state.sessions.size ? "Select a chat." : "Accept an offer to start chatting.";
   $("session-pane").hidden = !s;
-  if (!s) return;
+  if (!s) { renderedSession = ""; return; }
+  if (s.session_id !== renderedSession) {
+    // Another chat: its own draft meter, no panel left open from the last.
+    renderedSession = s.session_id;
+    s.unread = 0;
+    $("confirm-end").hidden = true;
+    $("transfer-form").hidden = true;
+    countReply();
+  }
   $("session-customer").textContent = s.customer_name ? `${s.customer_name} (${s.customer})` : s.customer;
   let status = "";
   if (s.state === "ended") status = " · ended";
@@ -344,6 +391,9 @@ function tick() {
   for (const el of document.querySelectorAll(".offer-timer")) {
     const left = Math.max(0, Math.round((new Date(el.dataset.expires) - Date.now()) / 1000));
     el.textContent = `${left}s to answer`;
+  }
+  for (const el of document.querySelectorAll(".offer-wait")) {
+    if (el.dataset.since) el.textContent = waitLabel(el.dataset.since);
   }
   for (const el of document.querySelectorAll(".wrapup-timer")) {
     const left = Math.max(0, Math.round((new Date(el.dataset.expires) - Date.now()) / 1000));

@@ -1,0 +1,148 @@
+package devstack_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/switchboard-cc/switchboard/services/devstack"
+	"github.com/switchboard-cc/switchboard/services/devstack/devstacktest"
+	"github.com/switchboard-cc/switchboard/services/twilio-sim/simclient"
+)
+
+// signIn opens the console and signs the agent in.
+func signIn(email string, info devstack.Info) chromedp.Tasks {
+	return chromedp.Tasks{
+		chromedp.Navigate(info.ConsoleURL),
+		chromedp.WaitVisible("#login-form"),
+		chromedp.SetValue("#login-tenant", "demo"),
+		chromedp.SendKeys("#login-email", email),
+		chromedp.SendKeys("#login-password", "demo"),
+		chromedp.Click("#login-submit"),
+		chromedp.WaitVisible("#desk-view"),
+		waitText("#conn-state", "connected"),
+	}
+}
+
+// In a real browser: the sign-in page shows no presence controls; offer
+// cards preview the customer's first message and the wait; a chat in the
+// background counts its unread messages; each chat has its own draft
+// meter; a reload opens the most recent chat instead of an empty pane.
+func TestConsoleDeskDetails(t *testing.T) {
+	ctx := browser(t)
+	info := stack(t)
+	sim := simclient.New(info.TwilioSimURL, nil)
+	const smsCustomer, waCustomer = "+15557650201", "whatsapp:+15557650202"
+
+	var whoDisplay string
+	if err := chromedp.Run(ctx,
+		chromedp.Navigate(info.ConsoleURL),
+		chromedp.WaitVisible("#login-form"),
+		chromedp.Evaluate(`getComputedStyle(document.getElementById("who")).display`, &whoDisplay),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if whoDisplay != "none" {
+		t.Errorf("presence controls on the sign-in page: display %q", whoDisplay)
+	}
+	if err := chromedp.Run(ctx, signIn("alice@demo.example", info)); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: smsCustomer, To: devstack.DemoSMSNumber, Body: "My parcel 1042 never came"}); err != nil {
+		t.Fatal(err)
+	}
+	var card string
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible("li.offer"),
+		waitText("li.offer .offer-preview", "My parcel 1042 never came"),
+		waitText("li.offer .offer-wait", "waiting"),
+		chromedp.Text("li.offer", &card),
+		chromedp.Click("li.offer button.accept"),
+		waitText("#transcript", "My parcel 1042 never came"),
+		chromedp.SendKeys("#reply", "Checking now"),
+		waitText("#reply-count", "SMS segment"),
+	); err != nil {
+		t.Fatalf("first chat: %v (card %q)", err, card)
+	}
+
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: waCustomer, To: "whatsapp:+12025550101", Body: "Hi from WhatsApp"}); err != nil {
+		t.Fatal(err)
+	}
+	var meter string
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible("li.offer"),
+		chromedp.Click("li.offer button.accept"),
+		waitText("#transcript", "Hi from WhatsApp"),
+		chromedp.Text("#reply-count", &meter),
+	); err != nil {
+		t.Fatalf("second chat: %v", err)
+	}
+	if strings.Contains(meter, "SMS") {
+		t.Errorf("the WhatsApp chat shows the SMS chat's meter %q", meter)
+	}
+
+	// The SMS chat is in the background now: its new message is counted.
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: smsCustomer, To: devstack.DemoSMSNumber, Body: "Any news?"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Run(ctx,
+		waitText("#sessions", "1"),
+		chromedp.WaitVisible("#sessions .badge.unread"),
+		chromedp.Click(`#sessions li:not(.selected)`),
+		waitText("#transcript", "Any news?"),
+		chromedp.WaitNotPresent("#sessions .badge.unread"),
+	); err != nil {
+		t.Fatalf("unread marker: %v", err)
+	}
+
+	var paneHidden bool
+	if err := chromedp.Run(ctx,
+		chromedp.Reload(),
+		waitText("#conn-state", "connected"),
+		chromedp.WaitVisible("#session-pane"),
+		chromedp.Evaluate(`document.getElementById("session-pane").hidden`, &paneHidden),
+	); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if paneHidden {
+		t.Error("after a reload the chat pane is empty though chats are active")
+	}
+}
+
+// In a real browser: an offer left unanswered flags the agent (RONA) and
+// the presence control says so until they are back.
+func TestConsoleShowsRona(t *testing.T) {
+	ctx := browser(t)
+	info := devstacktest.Start(t, func(c *devstack.Config) { c.DemoRONATimeout = 5 * time.Second })
+	sim := simclient.New(info.TwilioSimURL, nil)
+	if err := chromedp.Run(ctx, signIn("bob@demo.example", info)); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: "+15557650301", To: devstack.DemoSMSNumber, Body: "Hello?"}); err != nil {
+		t.Fatal(err)
+	}
+	var presence string
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible("li.offer"),
+		chromedp.WaitVisible("#rona-banner"),
+		chromedp.Value("#presence", &presence),
+	); err != nil {
+		t.Fatalf("rona: %v", err)
+	}
+	if presence != "rona" {
+		t.Errorf("presence control reads %q during RONA, want the RONA entry", presence)
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.Click("#rona-reset"),
+		chromedp.WaitNotVisible("#rona-banner"),
+		chromedp.Value("#presence", &presence),
+	); err != nil {
+		t.Fatalf("back from rona: %v", err)
+	}
+	if presence != "available" {
+		t.Errorf("presence after I'm back = %q", presence)
+	}
+}
