@@ -58,9 +58,12 @@ Usage:
   switchboardctl rotate-secrets [--tenant T]
                                           re-seal connector secrets with the newest key
   switchboardctl token --tenant T --role R
-                                          mint a dev token (roles: admin, supervisor, agent, platform,
-                                          service) from SWITCHBOARD_AUTH_KEYS
+                                          mint a dev token (roles: admin, supervisor, agent, analyst,
+                                          platform, service) from SWITCHBOARD_AUTH_KEYS
   switchboardctl demo                     print the demo tenant's YAML
+  switchboardctl report summarize|export|transcript
+                                          summaries, session exports and transcripts from the
+                                          reporting service (switchboardctl report -h)
 
 Connection (every command but token and demo):
   --addr      config service address (env SWITCHBOARD_CONFIG_ADDR, default 127.0.0.1:9090)
@@ -121,6 +124,8 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		return c.rotate(ctx, rest)
 	case "token":
 		return c.mintToken(rest)
+	case "report":
+		return c.report(ctx, rest)
 	case "demo":
 		_, err := c.io.Stdout.Write(tenantspec.DemoYAML())
 		return err
@@ -266,7 +271,7 @@ func (c *cli) mintToken(args []string) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
 	fs.SetOutput(c.io.Stderr)
 	tenant := fs.String("tenant", "", "tenant the token is for (empty for platform and service)")
-	role := fs.String("role", authn.RoleAdmin, "comma-separated roles: admin, supervisor, agent, platform, service")
+	role := fs.String("role", authn.RoleAdmin, "comma-separated roles: admin, supervisor, agent, analyst, platform, service")
 	subject := fs.String("subject", "", "subject (default: switchboardctl:<role>)")
 	ttl := fs.Duration("ttl", 12*time.Hour, "lifetime")
 	if _, err := parse(fs, args); err != nil {
@@ -283,7 +288,7 @@ func (c *cli) mintToken(args []string) error {
 	roles := strings.Split(*role, ",")
 	for _, r := range roles {
 		switch r {
-		case authn.RoleAdmin, authn.RoleSupervisor, authn.RoleAgent:
+		case authn.RoleAdmin, authn.RoleSupervisor, authn.RoleAgent, authn.RoleAnalyst:
 			if *tenant == "" {
 				return fmt.Errorf("role %s needs --tenant", r)
 			}

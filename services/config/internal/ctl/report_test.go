@@ -1,0 +1,140 @@
+package ctl_test
+
+import (
+	"context"
+	"encoding/hex"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/mongodb"
+	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
+	"github.com/switchboard-cc/switchboard/pkg/natsembed/natstest"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/config/internal/ctl"
+	"github.com/switchboard-cc/switchboard/services/reporting"
+)
+
+// The report commands against a running reporting service that consumed
+// two sessions' events and rolled them up.
+func TestReportCommands(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	key := []byte("0123456789abcdef0123456789abcdef")
+	keys, err := authn.NewKeys(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := natstest.Start(t)
+	b, err := bus.Connect(ns.ClientURL(), t.Name(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	mc, err := mongodb.Connect(ctx, mongotest.URI(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := reporting.Defaults()
+	cfg.Database, cfg.AuthKeys, cfg.RollupDelay = mongotest.DatabaseName(t), hex.EncodeToString(key), 0
+	t.Cleanup(func() {
+		_ = mc.Database(cfg.Database).Drop(context.Background())
+		_ = mc.Disconnect(context.Background())
+	})
+	// Streams first, so the events can be published before Run starts.
+	if err := b.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamSession, subjects.StreamDistribution, subjects.StreamOutbound,
+		subjects.StreamDeadLetter, subjects.StreamTranscript); err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
+	ts := func(d time.Duration) *timestamppb.Timestamp { return timestamppb.New(day.Add(d)) }
+	for _, e := range []struct {
+		subject string
+		msg     proto.Message
+	}{
+		{subjects.SessionStarted("acme"), &sessionv1.SessionStarted{TenantId: "acme", SessionId: "ss_1", ServiceId: "sales",
+			Conversation: &messagingv1.ConversationRef{Channel: messagingv1.Channel_CHANNEL_SMS}, StartedAt: ts(9 * time.Hour)}},
+		{subjects.TaskQueued("acme"), &distributionv1.TaskQueued{TenantId: "acme", SessionId: "ss_1", QueuedAt: ts(9*time.Hour + 10*time.Second)}},
+		{subjects.TaskAccepted("acme"), &distributionv1.TaskAccepted{TenantId: "acme", SessionId: "ss_1", AgentId: "ann", AcceptedAt: ts(9*time.Hour + 22*time.Second)}},
+		{subjects.SessionStarted("acme"), &sessionv1.SessionStarted{TenantId: "acme", SessionId: "ss_2", ServiceId: "sales",
+			Conversation: &messagingv1.ConversationRef{Channel: messagingv1.Channel_CHANNEL_SMS}, StartedAt: ts(10 * time.Hour)}},
+		{subjects.TaskQueued("acme"), &distributionv1.TaskQueued{TenantId: "acme", SessionId: "ss_2", QueuedAt: ts(10 * time.Hour)}},
+		{subjects.SessionEnded("acme"), &sessionv1.SessionEnded{TenantId: "acme", SessionId: "ss_1", AgentId: "ann", Outcome: sessionv1.Outcome_OUTCOME_HANDLED, EndedAt: ts(9*time.Hour + 5*time.Minute)}},
+		{subjects.SessionEnded("acme"), &sessionv1.SessionEnded{TenantId: "acme", SessionId: "ss_2", Outcome: sessionv1.Outcome_OUTCOME_ABANDONED, EndedAt: ts(10*time.Hour + time.Minute)}},
+	} {
+		if _, err := b.Publish(ctx, e.subject, e.msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msg := nats.NewMsg(subjects.Transcript("acme", "ss_1"))
+	msg.Data = []byte(`{"k":"m","m":{"ID":"m1","Direction":"inbound","Sender":"customer","Body":"is my order late?","At":"2026-03-02T09:00:00Z"}}`)
+	if _, err := b.JS.PublishMsg(ctx, msg); err != nil {
+		t.Fatal(err)
+	}
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- reporting.Run(rctx, cfg, reporting.Deps{GRPCListener: lis, Bus: b, Mongo: mc, AuthKeys: keys}, log)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	env := map[string]string{ctl.EnvReportingAddr: lis.Addr().String(), ctl.EnvAuthKeys: hex.EncodeToString(key)}
+
+	// Rolled up once both ends are applied.
+	var out, errOut string
+	var code int
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out, errOut, code = run(t, env, "", "report", "summarize", "--tenant", "acme", "--from", "2026-03-02", "--to", "2026-03-03", "--csv")
+		if code == 0 && strings.Contains(out, "\n2,1,1,2,1,") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("summary: exit %d\n%s%s", code, out, errOut)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// By agent, as a table: ann answered after 12 s.
+	out, errOut, code = run(t, env, "", "report", "summarize", "--tenant", "acme", "--from", "2026-03-02", "--to", "2026-03-03", "--by", "agent", "--tz", "Europe/Zurich")
+	if code != 0 || !strings.Contains(out, "ann") || !strings.Contains(out, "12s") || !strings.Contains(errOut, "2 rows") {
+		t.Errorf("summary by agent: exit %d\n%s%s", code, out, errOut)
+	}
+	_, errOut, code = run(t, env, "", "report", "summarize", "--tenant", "acme", "--from", "2026-03-02", "--by", "colour")
+	if code == 0 || !strings.Contains(errOut, `unknown dimension "colour"`) {
+		t.Errorf("bad dimension: exit %d\n%s", code, errOut)
+	}
+
+	file := filepath.Join(t.TempDir(), "sessions.csv")
+	_, errOut, code = run(t, env, "", "report", "export", "--tenant", "acme", "--from", "2026-03-02", "--to", "2026-03-03", "-o", file)
+	data, _ := os.ReadFile(file)
+	if code != 0 || !strings.Contains(errOut, "2 sessions written") || strings.Count(string(data), "\n") != 3 || !strings.Contains(string(data), "ss_2,sales") {
+		t.Errorf("export: exit %d\n%s\n%s", code, errOut, data)
+	}
+
+	out, errOut, code = run(t, env, "", "report", "transcript", "ss_1", "--tenant", "acme")
+	if code != 0 || !strings.Contains(out, "is my order late?") || !strings.Contains(out, "customer") {
+		t.Errorf("transcript: exit %d\n%s%s", code, out, errOut)
+	}
+}
