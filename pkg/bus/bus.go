@@ -222,6 +222,43 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+// asyncAckTimeout bounds the wait for an asynchronous publish's PubAck.
+const asyncAckTimeout = 10 * time.Second
+
+// EmitAsync publishes like Emit without waiting for the PubAck, so several
+// publishes are stored together; the returned wait blocks until this one
+// is acknowledged (or fails, or ctx ends). Publishes from one goroutine
+// reach the server in call order. A caller must wait before it treats
+// the event as durable.
+func (b *Bus) EmitAsync(ctx context.Context, subject string, event proto.Message, msgID string) (wait func(context.Context) error, _ error) {
+	data, err := proto.Marshal(event)
+	if err != nil {
+		return nil, fmt.Errorf("marshal %s: %w", event.ProtoReflect().Descriptor().FullName(), err)
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(HeaderType, string(event.ProtoReflect().Descriptor().FullName()))
+	b.propagator.Inject(ctx, HeaderCarrier(m.Header))
+	f, err := b.JS.PublishMsgAsync(m, jetstream.WithMsgID(msgID))
+	if err != nil {
+		return nil, fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return func(ctx context.Context) error {
+		t := time.NewTimer(asyncAckTimeout)
+		defer t.Stop()
+		select {
+		case <-f.Ok():
+			return nil
+		case err := <-f.Err():
+			return fmt.Errorf("publish %s: %w", subject, err)
+		case <-t.C:
+			return fmt.Errorf("publish %s: no acknowledgement within %s", subject, asyncAckTimeout)
+		case <-ctx.Done():
+			return fmt.Errorf("publish %s: %w", subject, ctx.Err())
+		}
+	}, nil
+}
+
 // Emit publishes event with msgID as its dedupe id and reports only the
 // error: the shape domain packages declare as their publisher interface.
 func (b *Bus) Emit(ctx context.Context, subject string, event proto.Message, msgID string) error {

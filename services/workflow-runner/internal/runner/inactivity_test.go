@@ -228,3 +228,23 @@ func TestInactivityOff(t *testing.T) {
 		t.Errorf("wait %+v inactive at %v, want neither", st.Wait, st.InactiveAt)
 	}
 }
+
+// An answered question's timer is canceled when the run ends without a
+// timer, and replaced (not canceled after) when the next wait has one.
+func TestAnsweredQuestionTimer(t *testing.T) {
+	two := &workflowdef.Definition{Start: "a", Activities: []workflowdef.Activity{
+		act("a", "collect_information", map[string]any{"prompt": "Name?", "parameter": "name", "timeout": "5m"}, map[string]string{"next": "b", "no_answer": "b"}),
+		act("b", "collect_information", map[string]any{"prompt": "Age?", "parameter": "age", "timeout": "7m"}, map[string]string{"next": "q", "no_answer": "q"}),
+		act("q", "queue_task", nil, nil),
+	}}
+	f := workflowFixture(t, nil, map[string]*workflowdef.Definition{"desk": validDef(t, two)})
+	c := f.converse(t, "desk", sessionID)
+	c.say("Dana")
+	if ev, _ := f.timers.get("acme", sessionID); ev == nil || ev.GetActivity() != "b" || c.due() != 7*time.Minute {
+		t.Fatalf("pending timer %v, want the second question's", ev)
+	}
+	c.say("42")
+	if ev, _ := f.timers.get("acme", sessionID); ev != nil {
+		t.Errorf("timer %v pending once queued without a timeout", ev)
+	}
+}

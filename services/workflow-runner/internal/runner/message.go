@@ -72,7 +72,7 @@ func (r *Runner) sendMessage(ctx context.Context, st *State, a *workflowdef.Acti
 	start := st.started()
 	// Body is what the transcript shows; outbound-sender sends only the
 	// template to Twilio.
-	return r.pub.Emit(ctx, subjects.OutboundRequested(st.Tenant), &outboundv1.OutboundMessageRequested{
+	return r.emit(ctx, st, subjects.OutboundRequested(st.Tenant), &outboundv1.OutboundMessageRequested{
 		TenantId: st.Tenant, RequestId: id, SessionId: st.SessionID, EntryId: start.GetEntryId(),
 		Conversation: start.GetConversation(), Body: text, ContentSid: sid, ContentVariables: vars,
 		Origin: outboundv1.Origin_ORIGIN_WORKFLOW, Author: st.ServiceName, RequestedAt: timestamppb.New(r.now()),

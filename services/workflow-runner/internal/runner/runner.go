@@ -48,6 +48,42 @@ type Publisher interface {
 	Emit(ctx context.Context, subject string, event proto.Message, msgID string) error
 }
 
+// AsyncPublisher is a Publisher that can also publish without waiting
+// for the acknowledgement (bus.Bus): a run's events are then stored
+// together, and the run waits for all of them before it saves the
+// instance.
+type AsyncPublisher interface {
+	EmitAsync(ctx context.Context, subject string, event proto.Message, msgID string) (wait func(context.Context) error, _ error)
+}
+
+// emit publishes one of a run's events; with an AsyncPublisher it is
+// in flight until flush.
+func (r *Runner) emit(ctx context.Context, st *State, subject string, event proto.Message, msgID string) error {
+	if ap, ok := r.pub.(AsyncPublisher); ok {
+		wait, err := ap.EmitAsync(ctx, subject, event, msgID)
+		if err != nil {
+			return err
+		}
+		st.pending = append(st.pending, wait)
+		return nil
+	}
+	return r.pub.Emit(ctx, subject, event, msgID)
+}
+
+// flush waits until every event of the run is stored: only then may the
+// instance be saved past them (a retry of an unsaved run publishes the
+// same ids again).
+func (r *Runner) flush(ctx context.Context, st *State) error {
+	var first error
+	for _, wait := range st.pending {
+		if err := wait(ctx); err != nil && first == nil {
+			first = err
+		}
+	}
+	st.pending = nil
+	return first
+}
+
 // MaxSteps bounds the activities one event may run, so a loop in a
 // workflow cannot spin forever.
 const MaxSteps = 200
@@ -320,7 +356,7 @@ func (r *Runner) abandon(ctx context.Context, st *State, rev uint64) error {
 			return err
 		}
 	}
-	if err := r.pub.Emit(ctx, subjects.WorkflowEndRequested(st.Tenant), &workflowv1.SessionEndRequested{
+	if err := r.emit(ctx, st, subjects.WorkflowEndRequested(st.Tenant), &workflowv1.SessionEndRequested{
 		TenantId: st.Tenant, SessionId: st.SessionID, WorkflowId: st.WorkflowID, Activity: st.Activity,
 		Cause: workflowv1.EndCause_END_CAUSE_INACTIVITY, OccurredAt: timestamppb.New(r.now()),
 	}, st.SessionID+"-inactive-end"); err != nil {
@@ -330,6 +366,9 @@ func (r *Runner) abandon(ctx context.Context, st *State, rev uint64) error {
 		"activity", st.Activity, "inactivity_timeout", st.Inactivity)
 	st.Status, st.Reason = StatusDone, "the customer was inactive for "+st.Inactivity.String()
 	st.Wait, st.Queue, st.InactiveAt, st.UpdatedAt = nil, nil, time.Time{}, r.now()
+	if err := r.flush(ctx, st); err != nil {
+		return err
+	}
 	return r.store.Save(ctx, st, rev)
 }
 
@@ -342,6 +381,9 @@ func (r *Runner) finish(ctx context.Context, st *State, rev uint64, err error) e
 			return ferr
 		}
 	} else if err != nil {
+		return fmt.Errorf("session %s activity %s: %w", st.SessionID, st.Activity, err)
+	}
+	if err := r.flush(ctx, st); err != nil {
 		return fmt.Errorf("session %s activity %s: %w", st.SessionID, st.Activity, err)
 	}
 	st.UpdatedAt = r.now()
@@ -451,7 +493,14 @@ type result struct {
 // advance runs the workflow from the instance's current activity (first
 // applying ev to it, when it waits) until an activity waits or the
 // workflow ends.
-func (r *Runner) advance(ctx context.Context, st *State, def *workflowdef.Definition, ev *event) error {
+func (r *Runner) advance(ctx context.Context, st *State, def *workflowdef.Definition, ev *event) (err error) {
+	pendingTimer := false
+	defer func() {
+		var pf *permanentFailure
+		if pendingTimer && (err == nil || errors.As(err, &pf)) && (st.Wait == nil || st.Wait.DueAt.IsZero()) {
+			r.cancelTimer(ctx, st)
+		}
+	}()
 	for ran := 0; ; ran++ {
 		if ran >= MaxSteps {
 			return failf(st.Activity, "the workflow ran %d steps without waiting or ending", MaxSteps)
@@ -492,7 +541,9 @@ func (r *Runner) advance(ctx context.Context, st *State, def *workflowdef.Defini
 			return nil
 		}
 		if st.Wait != nil && !st.Wait.DueAt.IsZero() && !fired {
-			r.cancelTimer(ctx, st) // answered before the timeout
+			// Answered before the timeout: the timer is canceled when the
+			// run ends, unless a new wait's timer replaced it by then.
+			pendingTimer = true
 		}
 		st.Wait = nil
 		if err := r.stepCompleted(ctx, st, a, res.outcome); err != nil {
@@ -527,7 +578,7 @@ func (r *Runner) stepCompleted(ctx context.Context, st *State, a *workflowdef.Ac
 	if !st.EnteredAt.IsZero() && now.After(st.EnteredAt) {
 		dur = now.Sub(st.EnteredAt)
 	}
-	return r.pub.Emit(ctx, subjects.WorkflowStepCompleted(st.Tenant), &workflowv1.StepCompleted{
+	return r.emit(ctx, st, subjects.WorkflowStepCompleted(st.Tenant), &workflowv1.StepCompleted{
 		TenantId: st.Tenant, SessionId: st.SessionID, WorkflowId: st.WorkflowID, WorkflowVersion: st.WorkflowVersion,
 		Activity: a.ID, ActivityType: a.Type, Branch: branch, Duration: durationpb.New(dur), Step: st.Steps,
 		OccurredAt: timestamppb.New(now),
@@ -683,7 +734,7 @@ func (r *Runner) enter(ctx context.Context, st *State, a *workflowdef.Activity, 
 			return result{}, err
 		}
 		st.Queue = nil // distribution cancels the task of an ended session
-		return result{end: true}, r.pub.Emit(ctx, subjects.WorkflowEndRequested(st.Tenant), &workflowv1.SessionEndRequested{
+		return result{end: true}, r.emit(ctx, st, subjects.WorkflowEndRequested(st.Tenant), &workflowv1.SessionEndRequested{
 			TenantId: st.Tenant, SessionId: st.SessionID, WorkflowId: st.WorkflowID, Activity: a.ID,
 			OccurredAt: timestamppb.New(r.now()),
 		}, st.SessionID+"-"+a.ID+visitSuffix(st.Visits[a.ID])+"-end")
@@ -831,7 +882,7 @@ func (r *Runner) message(ctx context.Context, st *State, a *workflowdef.Activity
 
 func (r *Runner) send(ctx context.Context, st *State, id, text string) error {
 	start := st.started()
-	return r.pub.Emit(ctx, subjects.OutboundRequested(st.Tenant), &outboundv1.OutboundMessageRequested{
+	return r.emit(ctx, st, subjects.OutboundRequested(st.Tenant), &outboundv1.OutboundMessageRequested{
 		TenantId: st.Tenant, RequestId: id, SessionId: st.SessionID, EntryId: start.GetEntryId(),
 		Conversation: start.GetConversation(), Body: text, Origin: outboundv1.Origin_ORIGIN_WORKFLOW,
 		Author: st.ServiceName, RequestedAt: timestamppb.New(r.now()),
@@ -842,7 +893,7 @@ func (r *Runner) queue(ctx context.Context, st *State, a *workflowdef.Activity, 
 	taskID := TaskID(st.SessionID, a.ID, st.Visits[a.ID])
 	st.TaskID = taskID
 	start := st.started()
-	return r.pub.Emit(ctx, subjects.WorkflowTaskRequested(st.Tenant), &workflowv1.TaskRequested{
+	return r.emit(ctx, st, subjects.WorkflowTaskRequested(st.Tenant), &workflowv1.TaskRequested{
 		TenantId: st.Tenant, TaskId: taskID, SessionId: st.SessionID, ServiceId: service,
 		Conversation: start.GetConversation(), Priority: priority, CustomerName: start.GetCustomerName(),
 		RequestedAt: timestamppb.New(r.now()), RequiredSkills: skills,
@@ -862,7 +913,7 @@ func (r *Runner) fail(ctx context.Context, st *State, activity, reason string) e
 			return err
 		}
 	}
-	if err := r.pub.Emit(ctx, subjects.WorkflowFailed(st.Tenant), &workflowv1.WorkflowFailed{
+	if err := r.emit(ctx, st, subjects.WorkflowFailed(st.Tenant), &workflowv1.WorkflowFailed{
 		TenantId: st.Tenant, SessionId: st.SessionID, WorkflowId: st.WorkflowID, Activity: activity, Reason: reason,
 		OccurredAt: timestamppb.New(r.now()),
 	}, st.SessionID+"-failed"); err != nil {

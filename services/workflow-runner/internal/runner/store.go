@@ -128,6 +128,8 @@ type State struct {
 	UpdatedAt time.Time `json:"updated_at"`
 
 	start *sessionv1.SessionStarted
+	// pending: the run's events in flight (Runner.flush).
+	pending []func(context.Context) error
 }
 
 func (s *State) started() *sessionv1.SessionStarted {
