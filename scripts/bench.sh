@@ -27,3 +27,7 @@ go run ./services/devstack/cmd/e2e-bench
 echo
 echo "== sessions store: transcript and reconnect reads with 1,000,000 messages stored"
 go run ./services/sessions/cmd/store-bench
+
+echo
+echo "== workflow-runner: customer message → the workflow's reply (next to a bare JetStream round trip), 10,000 timers across a restart, steps/s; fsync on"
+go run ./services/workflow-runner/cmd/workflow-bench
