@@ -145,6 +145,29 @@ func checkServices(t *testing.T, b *Build) {
 			}
 		}
 	}
+	for _, sm := range All[ServiceMonitor](b) {
+		sel, err := metav1LabelSelector(&sm.Spec.Selector)
+		if err != nil {
+			t.Errorf("ServiceMonitor %s: %v", sm.Name, err)
+			continue
+		}
+		matched := 0
+		for _, s := range All[corev1.Service](b) {
+			if !sel.Matches(labels.Set(s.Labels)) {
+				continue
+			}
+			matched++
+			for _, ep := range sm.Spec.Endpoints {
+				if !slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Name == ep.Port }) {
+					t.Errorf("ServiceMonitor %s scrapes port %q, which Service %s does not have", sm.Name, ep.Port, s.Name)
+				}
+			}
+		}
+		// The collector's is there for when components/otel-collector is.
+		if _, deployed := podTemplates(b)["Deployment/"+sm.Name]; matched == 0 && (deployed || sm.Name == "nats") {
+			t.Errorf("ServiceMonitor %s selects no Service", sm.Name)
+		}
+	}
 	for _, ing := range All[networkingv1.Ingress](b) {
 		for _, r := range ing.Spec.Rules {
 			for _, p := range r.HTTP.Paths {
