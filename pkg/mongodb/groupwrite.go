@@ -23,13 +23,31 @@ var ErrDuplicate = errors.New("duplicate _id")
 // whose _id exists, or another error. Every write names one document by
 // _id alone (the only filter FerretDB serves from an index); callers keep
 // two writes of one document out of one batch by handling a key's events
-// in order.
+// in order, or have its upserts merged (WithMergedUpserts).
 type GroupWriter struct {
-	c    *mongo.Collection
-	what string
-	ops  chan *groupOp
-	stop chan struct{}
-	done chan struct{}
+	c     *mongo.Collection
+	what  string
+	merge MergeFunc
+	ops   chan *groupOp
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// MergeFunc combines two updates of one document, older first, into one
+// with the same effect, or returns nil if it cannot.
+type MergeFunc func(older, newer bson.M) bson.M
+
+// GroupOption configures a GroupWriter.
+type GroupOption func(*GroupWriter)
+
+// WithMergedUpserts merges the upserts of one document that land in one
+// batch (update documents of type bson.M) into one statement with merge:
+// FerretDB reads and rewrites the whole document for each statement, so
+// a session's burst of events costs one rewrite instead of one each, and
+// one document is never named twice in a bulk write. Each merged write
+// learns the merged statement's fate.
+func WithMergedUpserts(merge MergeFunc) GroupOption {
+	return func(w *GroupWriter) { w.merge = merge }
 }
 
 type groupOp struct {
@@ -43,8 +61,11 @@ const MaxGroup = 256
 
 // NewGroupWriter starts a writer for c; what names its writes in errors.
 // Close stops it.
-func NewGroupWriter(c *mongo.Collection, what string) *GroupWriter {
+func NewGroupWriter(c *mongo.Collection, what string, opts ...GroupOption) *GroupWriter {
 	w := &GroupWriter{c: c, what: what, ops: make(chan *groupOp, 4096), stop: make(chan struct{}), done: make(chan struct{})}
+	for _, o := range opts {
+		o(w)
+	}
 	go w.run()
 	return w
 }
@@ -133,10 +154,43 @@ func (w *GroupWriter) run() {
 	}
 }
 
+// upsertOf is the _id and update of an upsert by _id alone.
+func upsertOf(m mongo.WriteModel) (string, bson.M, bool) {
+	u, ok := m.(*mongo.UpdateOneModel)
+	if !ok || u.Upsert == nil || !*u.Upsert {
+		return "", nil, false
+	}
+	f, ok := u.Filter.(bson.M)
+	if !ok || len(f) != 1 {
+		return "", nil, false
+	}
+	id, ok := f["_id"].(string)
+	upd, ok2 := u.Update.(bson.M)
+	return id, upd, ok && ok2
+}
+
 func (w *GroupWriter) write(batch []*groupOp) {
-	models := make([]mongo.WriteModel, len(batch))
-	for i, op := range batch {
-		models[i] = op.model
+	models := make([]mongo.WriteModel, 0, len(batch))
+	// owners[i] are the ops models[i] writes (several when merged).
+	owners := make([][]*groupOp, 0, len(batch))
+	merged := map[string]int{}
+	for _, op := range batch {
+		if w.merge != nil {
+			if id, upd, ok := upsertOf(op.model); ok {
+				if i, seen := merged[id]; seen {
+					_, prev, _ := upsertOf(models[i])
+					if m := w.merge(prev, upd); m != nil {
+						models[i] = mongo.NewUpdateOneModel().SetFilter(bson.M{"_id": id}).SetUpdate(m).SetUpsert(true)
+						owners[i] = append(owners[i], op)
+						continue
+					}
+				} else {
+					merged[id] = len(models)
+				}
+			}
+		}
+		models = append(models, op.model)
+		owners = append(owners, []*groupOp{op})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -145,13 +199,15 @@ func (w *GroupWriter) write(batch []*groupOp) {
 		var bwe mongo.BulkWriteException
 		if errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0 {
 			for _, we := range bwe.WriteErrors {
-				if we.Index < 0 || we.Index >= len(batch) {
+				if we.Index < 0 || we.Index >= len(owners) {
 					continue
 				}
-				if we.HasErrorCode(11000) || mongo.IsDuplicateKeyError(we) {
-					batch[we.Index].err = ErrDuplicate
-				} else {
-					batch[we.Index].err = fmt.Errorf("write %s: %w", w.what, we)
+				for _, op := range owners[we.Index] {
+					if we.HasErrorCode(11000) || mongo.IsDuplicateKeyError(we) {
+						op.err = ErrDuplicate
+					} else {
+						op.err = fmt.Errorf("write %s: %w", w.what, we)
+					}
 				}
 			}
 		} else {

@@ -56,3 +56,40 @@ func TestGroupWriter(t *testing.T) {
 		t.Error("a write after Close succeeded")
 	}
 }
+
+// Upserts of one document in one batch merge into one statement; every
+// write learns its fate and none is lost.
+func TestGroupWriterMergesUpserts(t *testing.T) {
+	ctx := context.Background()
+	c := mongotest.Database(t).Collection("merged")
+	merges := 0
+	var mu sync.Mutex
+	w := mongodb.NewGroupWriter(c, "test doc", mongodb.WithMergedUpserts(func(a, b bson.M) bson.M {
+		mu.Lock()
+		merges++
+		mu.Unlock()
+		ai, _ := a["$inc"].(bson.M)
+		bi, _ := b["$inc"].(bson.M)
+		return bson.M{"$inc": bson.M{"n": ai["n"].(int) + bi["n"].(int)}}
+	}))
+	defer w.Close()
+	const n = 400
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { errs[i] = w.Upsert(ctx, fmt.Sprintf("d%d", i%4), bson.M{"$inc": bson.M{"n": 1}}) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 4 {
+		var got struct{ N int }
+		if err := c.FindOne(ctx, bson.M{"_id": fmt.Sprintf("d%d", i)}).Decode(&got); err != nil || got.N != n/4 {
+			t.Errorf("d%d = %+v, %v; want n %d", i, got, err, n/4)
+		}
+	}
+	t.Logf("%d merges", merges)
+}

@@ -160,11 +160,11 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		for _, k := range records.Consumed[c.stream] {
 			filters = append(filters, subjects.AllTenants(k))
 		}
-		// Keyed by tenant and session: a session's events in order,
-		// different sessions' at once.
+		// Any events at once (the operators commute); a session's events
+		// that meet in one group commit become one update.
 		g.Go(func() error {
 			return b.ConsumeKeyed(gctx, bus.ConsumerSpec{Stream: c.stream, Durable: c.durable, FilterSubjects: filters},
-				workers, records.SessionKey, c.h)
+				workers, records.EventKey, c.h)
 		})
 	}
 	if !cfg.NoRollupWriter {

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -61,7 +62,80 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 		return nil, err
 	}
 	c := db.Collection("sessions")
-	return &Store{c: c, w: mongodb.NewGroupWriter(c, "session record")}, nil
+	return &Store{c: c, w: mongodb.NewGroupWriter(c, "session record", mongodb.WithMergedUpserts(Merge))}, nil
+}
+
+// Merge combines two of the store's updates of one record into one with
+// the effect of both, whatever their order (the operators commute):
+// $addToSet values are unioned ($each), $min keeps the least, $set and
+// $setOnInsert fields are united (a field in $set leaves $setOnInsert, as
+// MongoDB refuses both). It returns nil for an operator it does not know.
+func Merge(a, b bson.M) bson.M {
+	out := bson.M{}
+	for _, u := range []bson.M{a, b} {
+		for op, v := range u {
+			fields, ok := v.(bson.M)
+			if !ok {
+				return nil
+			}
+			have, _ := out[op].(bson.M)
+			if have == nil {
+				have = bson.M{}
+				out[op] = have
+			}
+			for f, x := range fields {
+				switch op {
+				case "$set":
+					have[f] = x
+				case "$setOnInsert":
+					if _, ok := have[f]; !ok {
+						have[f] = x
+					}
+				case "$min":
+					if y, ok := have[f]; !ok || less(x, y) {
+						have[f] = x
+					}
+				case "$addToSet":
+					have[f] = bson.M{"$each": append(each(have[f]), each(x)...)}
+				default:
+					return nil
+				}
+			}
+		}
+	}
+	if set, _ := out["$set"].(bson.M); set != nil {
+		if ins, _ := out["$setOnInsert"].(bson.M); ins != nil {
+			for f := range set {
+				delete(ins, f)
+			}
+		}
+	}
+	return out
+}
+
+// each is the values an $addToSet field adds.
+func each(v any) []any {
+	switch x := v.(type) {
+	case nil:
+		return nil
+	case bson.M:
+		if e, ok := x["$each"].([]any); ok {
+			return e
+		}
+	}
+	return []any{v}
+}
+
+func less(x, y any) bool {
+	switch a := x.(type) {
+	case time.Time:
+		b, ok := y.(time.Time)
+		return ok && a.Before(b)
+	case int64:
+		b, ok := y.(int64)
+		return ok && a < b
+	}
+	return false
 }
 
 // Close stops the writer; call it after the consumers have stopped.
@@ -137,6 +211,12 @@ var Consumed = map[string][]string{
 		subjects.KindTaskDeclined, subjects.KindTaskOfferTimedOut},
 	subjects.StreamOutbound: {subjects.KindOutboundFailed},
 }
+
+// EventKey spreads events over the lanes by their stream sequence: the
+// store's operators commute, so a session's events need no order, and
+// several of them in flight at once land in one batch of the writer,
+// which merges them into one update of the record (Merge).
+func EventKey(m *bus.Message) (string, error) { return strconv.FormatUint(m.Sequence, 10), nil }
 
 // SessionKey orders events by the session they name: one session's events
 // of one consumer apply in order, different sessions' at once. Every event

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/bson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -270,5 +272,65 @@ func TestSessionKey(t *testing.T) {
 		if !consumed {
 			t.Errorf("%s is applied but not consumed", e)
 		}
+	}
+}
+
+// Every event of a session at once, some twice, as EventKey's lanes apply
+// them: they meet in the writer's batches and are merged into single
+// updates, and the records come out the same as one at a time.
+func TestEventsAtOnceMergeIntoTheSameRecord(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	const sessions = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions*40)
+	for i := range sessions {
+		evs := lifeOf("acme", fmt.Sprintf("ss_m%02d", i))
+		evs = append(evs, evs[i%len(evs)], evs[(i*7)%len(evs)])
+		for _, e := range evs {
+			wg.Go(func() {
+				if err := apply(ctx, s, e); err != nil {
+					errs <- err
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("apply: %v", err)
+	}
+	for i := range sessions {
+		session := fmt.Sprintf("ss_m%02d", i)
+		got, err := s.Get(ctx, "acme", session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := handledRecord("acme", session); !proto.Equal(got, want) {
+			t.Errorf("record\n got  %v\n want %v", got, want)
+		}
+		d, err := s.Raw(ctx, "acme", session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.DeclinedBy) != 1 || d.DeclinedBy[0] != (records.AgentOffer{Agent: "bob", Offer: "of1"}) || len(d.RonaBy) != 1 || d.RonaBy[0].Agent != "carl" {
+			t.Errorf("%s: declined by %v, RONA by %v", session, d.DeclinedBy, d.RonaBy)
+		}
+	}
+}
+
+func TestMerge(t *testing.T) {
+	t1, t2 := t0, t0.Add(time.Second)
+	got := records.Merge(
+		bson.M{"$setOnInsert": bson.M{"tenant": "acme", "state": int32(1)}, "$addToSet": bson.M{"inbound": "m1"}, "$min": bson.M{"queued_at": t2}},
+		bson.M{"$set": bson.M{"state": int32(2)}, "$addToSet": bson.M{"inbound": bson.M{"$each": []any{"m2", "m3"}}}, "$min": bson.M{"queued_at": t1}},
+	)
+	want := bson.M{"$setOnInsert": bson.M{"tenant": "acme"}, "$set": bson.M{"state": int32(2)},
+		"$addToSet": bson.M{"inbound": bson.M{"$each": []any{"m1", "m2", "m3"}}}, "$min": bson.M{"queued_at": t1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %v\nwant %v", got, want)
+	}
+	if records.Merge(bson.M{"$inc": bson.M{"n": 1}}, bson.M{"$set": bson.M{"x": 1}}) != nil {
+		t.Error("an unknown operator was merged")
 	}
 }
