@@ -15,6 +15,8 @@ import (
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/bus"
@@ -77,8 +79,19 @@ func (d *queueDist) GetTask(_ context.Context, r *distributionv1.GetTaskRequest)
 	return &distributionv1.GetTaskResponse{Task: &distributionv1.Task{TaskId: r.GetTaskId(), State: state}}, nil
 }
 
+// contactState is a fake OutboundService: every WhatsApp customer's
+// window is closed.
+type contactState struct {
+	outboundv1.UnimplementedOutboundServiceServer
+}
+
+func (contactState) GetContactState(_ context.Context, r *outboundv1.GetContactStateRequest) (*outboundv1.GetContactStateResponse, error) {
+	wa := r.GetConversation().GetChannel() == messagingv1.Channel_CHANNEL_WHATSAPP
+	return &outboundv1.GetContactStateResponse{State: &outboundv1.ContactState{WindowApplies: wa, WindowOpen: false}}, nil
+}
+
 // harness runs workflow-runner on embedded NATS against gRPC fakes of
-// config and distribution, and can restart it.
+// config, distribution and outbound-sender, and can restart it.
 type harness struct {
 	t    *testing.T
 	b    *bus.Bus
@@ -103,6 +116,7 @@ func newHarness(t *testing.T, cfg *flowConfig, workers int) *harness {
 	configv1.RegisterServiceServiceServer(srv.Server, cfg)
 	configv1.RegisterWorkflowServiceServer(srv.Server, cfg)
 	distributionv1.RegisterDistributionServiceServer(srv.Server, h.dist)
+	outboundv1.RegisterOutboundServiceServer(srv.Server, contactState{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +136,7 @@ func newHarness(t *testing.T, cfg *flowConfig, workers int) *harness {
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		go func() {
-			done <- workflowrunner.Run(rctx, rc, workflowrunner.Deps{Bus: b, ConfigConn: cc, DistributionConn: cc, AuthKeys: keys}, log)
+			done <- workflowrunner.Run(rctx, rc, workflowrunner.Deps{Bus: b, ConfigConn: cc, DistributionConn: cc, OutboundConn: cc, AuthKeys: keys}, log)
 		}()
 		return func() {
 			cancel()

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
@@ -486,5 +487,39 @@ func TestWebRequestHeaderSecret(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), token) {
 		t.Errorf("the log holds the secret")
+	}
+}
+
+// The service's inactivity timeout applies while a bot waits for the
+// customer: the earlier of it and the bot's own inactivity_timeout wins.
+func TestBotAndServiceInactivity(t *testing.T) {
+	b := newTestBot(t, func(runner.BotRequest) (int, string) { return 200, reply("continue", "Go on.") })
+	for _, tc := range []struct {
+		name       string
+		service    time.Duration
+		wantDue    time.Duration
+		wantEnd    workflowv1.EndCause
+		wantLatest string
+	}{
+		{"the service's is earlier: abandoned", time.Minute, time.Minute, workflowv1.EndCause_END_CAUSE_INACTIVITY, runner.DefaultInactivityMessage},
+		{"the bot's is earlier: its end branch", 10 * time.Minute, 2 * time.Minute, workflowv1.EndCause_END_CAUSE_UNSPECIFIED, "Bye (inactivity)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := botFixture(t, b, botFixtureOpts{extra: map[string]any{"inactivity_timeout": "2m"}})
+			f.svcs.set("acme", &configv1.Service{Id: "desk", TenantId: "acme", Name: "Desk", WorkflowId: "desk", InactivityTimeout: durationpb.New(tc.service)})
+			c := f.converse(t, "desk", sessionID)
+			c.say("hello")
+			if d := c.due(); d != tc.wantDue {
+				t.Fatalf("timer due in %v, want %v", d, tc.wantDue)
+			}
+			c.fire()
+			end := c.ended()
+			if end == nil || end.GetCause() != tc.wantEnd {
+				t.Fatalf("end request %v, want cause %v", end, tc.wantEnd)
+			}
+			if got := c.sent(); got[len(got)-1] != tc.wantLatest {
+				t.Errorf("customer got %q last, want %q", got[len(got)-1], tc.wantLatest)
+			}
+		})
 	}
 }
