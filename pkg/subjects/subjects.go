@@ -245,6 +245,14 @@ func AgentPush(tenant, agentID string) string { return "push.agent." + tenant + 
 // AgentPushAll subscribes to every agent push.
 const AgentPushAll = "push.agent.>"
 
+// SessionPush is the core-NATS subject on which a session's live frames
+// (messages, statuses, its end) reach the supervisors monitoring it on any
+// replica.
+func SessionPush(tenant, sessionID string) string { return "push.session." + tenant + "." + sessionID }
+
+// SessionPushAll subscribes to every session's frames.
+const SessionPushAll = "push.session.>"
+
 // Outbound contact state (outbound-sender: consent and WhatsApp window).
 const KindOutboundContactUpdated = "outbound.contact.updated"
 

@@ -84,6 +84,8 @@ func TestConsoleDeskDetails(t *testing.T) {
 		t.Errorf("the WhatsApp chat shows the SMS chat's meter %q", meter)
 	}
 
+	screenshot(t, ctx, "agent-desk.png")
+
 	// The SMS chat is in the background now: its new message is counted.
 	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: smsCustomer, To: devstack.DemoSMSNumber, Body: "Any news?"}); err != nil {
 		t.Fatal(err)

@@ -164,7 +164,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	var gw *gateway.Gateway
-	domain := core.New(st, b, pushFunc(func(t, a string, f []byte) { gw.Push(t, a, f) }), distributionv1.NewDistributionServiceClient(dc), outbound, log)
+	domain := core.New(st, b, pusher{gw: &gw}, distributionv1.NewDistributionServiceClient(dc), outbound, log)
 	domain.SetServices(configv1.NewServiceServiceClient(cc))
 	gw = gateway.New(domain, keys, configv1.NewLookupServiceClient(cc), b.NC, log, gateway.Options{
 		TokenTTL: cfg.AgentTokenTTL, AuthTimeout: cfg.AgentAuthTimeout, OriginPatterns: cfg.OriginPatterns, Console: console.FS(),
@@ -227,6 +227,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	return g.Wait()
 }
 
-type pushFunc func(tenant, agentID string, frame []byte)
+// pusher hands the domain's frames to the gateway (created after it).
+type pusher struct{ gw **gateway.Gateway }
 
-func (f pushFunc) Push(tenant, agentID string, frame []byte) { f(tenant, agentID, frame) }
+func (p pusher) Push(tenant, agentID string, frame []byte) { (*p.gw).Push(tenant, agentID, frame) }
+func (p pusher) PushSession(tenant, sessionID string, frame []byte) {
+	(*p.gw).PushSession(tenant, sessionID, frame)
+}

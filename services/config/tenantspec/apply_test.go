@@ -22,7 +22,7 @@ func TestApplyDemoTwice(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first Apply: %v", err)
 	}
-	if got, want := res.Changed(), 12; got != want {
+	if got, want := res.Changed(), 13; got != want {
 		t.Errorf("first Apply changed %d records, want %d:\n%s", got, want, res)
 	}
 	for _, a := range res.Actions {

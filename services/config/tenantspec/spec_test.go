@@ -17,7 +17,7 @@ func TestDemo(t *testing.T) {
 	if d.Tenant.ID != "demo" || d.Tenant.DisplayName != "Demo Company" || !d.Tenant.Modalities.WhatsApp {
 		t.Errorf("demo tenant = %+v", d.Tenant)
 	}
-	if len(d.Users) != 2 || d.Users[0].Email != "alice@demo.example" || d.Users[1].Password != "demo" {
+	if len(d.Users) != 3 || d.Users[0].Email != "alice@demo.example" || d.Users[1].Password != "demo" || d.Users[2].Roles[0] != "supervisor" {
 		t.Errorf("demo users = %+v", d.Users)
 	}
 	if s := d.Services[0]; s.ID != "support" || time.Duration(s.Distribution.RONATimeout) != 30*time.Second || s.Distribution.MaxParallelTasks != 3 {

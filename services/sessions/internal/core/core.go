@@ -54,6 +54,8 @@ type Emitter interface {
 // Pusher delivers a frame to every socket of an agent, on any replica.
 type Pusher interface {
 	Push(tenant, agentID string, frame []byte)
+	// PushSession sends a session's frame to the supervisors monitoring it.
+	PushSession(tenant, sessionID string, frame []byte)
 }
 
 // Agent is the authenticated user behind a socket.
@@ -61,6 +63,9 @@ type Agent struct {
 	Tenant      string
 	ID          string
 	DisplayName string
+	// IsAgent: the user takes chats (role agent with an IM license);
+	// Supervisor: they may watch the tenant's queues and chats.
+	IsAgent, Supervisor bool
 }
 
 // Core holds the sessions domain.
@@ -323,11 +328,9 @@ func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 			}
 			agent = now.AgentID
 		}
-		if agent != "" {
-			c.push.Push(sess.Tenant, agent, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
-				"session_id": sess.ID, "message": messageView(msg),
-			}))
-		}
+		c.toSession(sess.Tenant, sess.ID, agent, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
+			"session_id": sess.ID, "message": messageView(msg),
+		}))
 	}
 	return c.store.InboundDone(ctx, ev.GetTenantId(), ev.GetMessageSid())
 }
@@ -437,6 +440,7 @@ func messageView(m *store.Message) *protocol.Message {
 	v := &protocol.Message{
 		ID: m.ID, Direction: m.Direction, Sender: m.Sender, AgentID: m.AgentID, Body: m.Body, At: m.At,
 		Status: m.Status, ErrorCode: m.ErrorCode, ErrorMessage: m.ErrorMessage, Reason: m.Reason, ResendOf: m.ResendOf,
+		Visibility: m.Visibility,
 	}
 	for _, md := range m.Media {
 		if md.URL != "" && !SafeMediaURL(md.URL) {
@@ -454,6 +458,9 @@ func sessionView(s *store.Session, msgs []*store.Message) *protocol.Session {
 		Messages: []*protocol.Message{},
 	}
 	for _, m := range msgs {
+		if m.Visibility == store.VisibleToSupervisors {
+			continue // the audit trail is not the agent's
+		}
 		v.Messages = append(v.Messages, messageView(m))
 	}
 	return v
@@ -568,6 +575,15 @@ func (c *Core) preview(ctx context.Context, tenant, sessionID string, o *protoco
 	o.Preview = body
 }
 
+// toSession sends a session's frame to its agent, if it has one, and to
+// the supervisors monitoring it.
+func (c *Core) toSession(tenant, sessionID, agentID string, frame []byte) {
+	if agentID != "" {
+		c.push.Push(tenant, agentID, frame)
+	}
+	c.push.PushSession(tenant, sessionID, frame)
+}
+
 func (c *Core) revoke(tenant, agent, offerID, taskID, reason string) {
 	c.push.Push(tenant, agent, protocol.Frame(protocol.TypeOfferRevoked, map[string]string{
 		"offer_id": offerID, "task_id": taskID, "reason": reason,
@@ -654,6 +670,9 @@ func (c *Core) outboundRequested(ctx context.Context, ev *outboundv1.OutboundMes
 	sender := "workflow"
 	if ev.GetOrigin() == outboundv1.Origin_ORIGIN_AGENT {
 		sender = "agent"
+		if strings.HasPrefix(ev.GetRequestId(), ev.GetSessionId()+"-sv-") {
+			sender = "supervisor" // a supervisor barged in (Barge)
+		}
 	}
 	msg := &store.Message{
 		Tenant: ev.GetTenantId(), ID: ev.GetRequestId(), Direction: "outbound", Sender: sender,
@@ -669,8 +688,8 @@ func (c *Core) outboundRequested(ctx context.Context, ev *outboundv1.OutboundMes
 	if err != nil {
 		return err
 	}
-	if added && sess.AgentID != "" {
-		c.push.Push(sess.Tenant, sess.AgentID, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
+	if added {
+		c.toSession(sess.Tenant, sess.ID, sess.AgentID, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
 			"session_id": sess.ID, "message": messageView(msg),
 		}))
 	}
@@ -692,11 +711,9 @@ func (c *Core) status(ctx context.Context, tenant, sessionID, messageID, st stri
 		}
 		return err
 	}
-	if sess.AgentID != "" {
-		c.push.Push(tenant, sess.AgentID, protocol.Frame(protocol.TypeMessageStatus, protocol.MessageStatus{
-			SessionID: sessionID, MessageID: messageID, Status: st, ErrorCode: code, ErrorMessage: errMsg, Reason: reason,
-		}))
-	}
+	c.toSession(tenant, sessionID, sess.AgentID, protocol.Frame(protocol.TypeMessageStatus, protocol.MessageStatus{
+		SessionID: sessionID, MessageID: messageID, Status: st, ErrorCode: code, ErrorMessage: errMsg, Reason: reason,
+	}))
 	return nil
 }
 
@@ -763,11 +780,9 @@ func (c *Core) end(ctx context.Context, tenant, sessionID string, outcome sessio
 	}, sessionID+":ended"); err != nil {
 		return err
 	}
-	if sess.AgentID != "" {
-		c.push.Push(tenant, sess.AgentID, protocol.Frame(protocol.TypeSessionEnded, map[string]string{
-			"session_id": sessionID, "outcome": outcomeName(out), "reason": sess.EndReason,
-		}))
-	}
+	c.toSession(tenant, sessionID, sess.AgentID, protocol.Frame(protocol.TypeSessionEnded, map[string]string{
+		"session_id": sessionID, "outcome": outcomeName(out), "reason": sess.EndReason,
+	}))
 	return nil
 }
 
@@ -848,19 +863,27 @@ func (c *Core) Send(ctx context.Context, a Agent, sessionID, body, clientMsgID s
 	if err := validClientMsgID(clientMsgID); err != nil {
 		return "", err
 	}
-	switch {
-	case strings.TrimSpace(body) == "":
-		return "", fmt.Errorf("%w: body is empty", ErrInvalid)
-	case !utf8.ValidString(body):
-		return "", fmt.Errorf("%w: body is not valid UTF-8", ErrInvalid)
-	case utf8.RuneCountInString(body) > MaxBodyRunes:
-		return "", fmt.Errorf("%w: body has %d characters, at most %d are allowed", ErrInvalid, utf8.RuneCountInString(body), MaxBodyRunes)
+	if err := checkBody(body); err != nil {
+		return "", err
 	}
 	sess, err := c.ownSession(ctx, a, sessionID)
 	if err != nil {
 		return "", err
 	}
 	return c.request(ctx, a, sess, clientMsgID, body, nil, "")
+}
+
+// checkBody refuses a reply Twilio could not take.
+func checkBody(body string) error {
+	switch {
+	case strings.TrimSpace(body) == "":
+		return fmt.Errorf("%w: body is empty", ErrInvalid)
+	case !utf8.ValidString(body):
+		return fmt.Errorf("%w: body is not valid UTF-8", ErrInvalid)
+	case utf8.RuneCountInString(body) > MaxBodyRunes:
+		return fmt.Errorf("%w: body has %d characters, at most %d are allowed", ErrInvalid, utf8.RuneCountInString(body), MaxBodyRunes)
+	}
+	return nil
 }
 
 // Terminate ends a session the agent handles, as handled.

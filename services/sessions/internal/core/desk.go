@@ -147,7 +147,7 @@ func (c *Core) transferred(ctx context.Context, ev *distributionv1.TaskTransferr
 	if ev.GetToAgentId() != "" {
 		to = ev.GetToAgentId()
 	}
-	c.push.Push(ev.GetTenantId(), from, protocol.Frame(protocol.TypeSessionTransferred, map[string]string{
+	c.toSession(ev.GetTenantId(), ev.GetSessionId(), from, protocol.Frame(protocol.TypeSessionTransferred, map[string]string{
 		"session_id": ev.GetSessionId(), "task_id": ev.GetTaskId(), "to_service_id": ev.GetToServiceId(),
 		"to_agent_id": ev.GetToAgentId(), "note": ev.GetNote(), "to": to,
 	}))

@@ -53,8 +53,11 @@ type Gateway struct {
 	recheckEvery time.Duration
 	proxies      []netip.Prefix
 
-	mu    sync.Mutex
-	conns map[string]map[*conn]struct{} // tenant/agent -> sockets
+	mu         sync.Mutex
+	sessionSub *nats.Subscription
+	conns      map[string]map[*conn]struct{} // tenant/agent -> sockets
+	// monitors: tenant/session -> supervisors' sockets watching it.
+	monitors map[string]map[*conn]struct{}
 
 	// Sockets are hijacked, so HTTP shutdown does not wait for them: Close
 	// cancels them and waits.
@@ -96,7 +99,8 @@ func New(c *core.Core, keys *authn.Keys, lookup configv1.LookupServiceClient, nc
 	return &Gateway{
 		core: c, keys: keys, lookup: lookup, nc: nc, log: log, console: o.Console,
 		tokenTTL: o.TokenTTL, authTimeout: o.AuthTimeout, recheckEvery: o.RecheckEvery, proxies: o.TrustedProxies, origins: o.OriginPatterns, conns: map[string]map[*conn]struct{}{},
-		done: done, stop: stop,
+		monitors: map[string]map[*conn]struct{}{},
+		done:     done, stop: stop,
 	}
 }
 
@@ -105,6 +109,11 @@ func New(c *core.Core, keys *authn.Keys, lookup configv1.LookupServiceClient, nc
 func (g *Gateway) Close() {
 	g.stop()
 	g.sockets.Wait()
+	g.mu.Lock()
+	if g.sessionSub != nil {
+		_ = g.sessionSub.Unsubscribe()
+	}
+	g.mu.Unlock()
 }
 
 // Handler routes the gateway's HTTP endpoints.
@@ -136,16 +145,73 @@ func (g *Gateway) Push(tenant, agentID string, frame []byte) {
 	}
 }
 
-// Subscribe delivers pushed frames to this replica's sockets until unsubscribed.
+// PushSession sends a session's frame to the supervisors monitoring it on
+// every replica.
+func (g *Gateway) PushSession(tenant, sessionID string, frame []byte) {
+	if err := g.nc.Publish(subjects.SessionPush(tenant, sessionID), frame); err != nil {
+		g.log.Warn("push to monitors", "tenant", tenant, "session_id", sessionID, "err", err)
+	}
+}
+
+// Subscribe delivers pushed frames to this replica's sockets until
+// unsubscribed: agents' frames, and the frames of monitored sessions.
 func (g *Gateway) Subscribe() (*nats.Subscription, error) {
-	return g.nc.Subscribe(subjects.AgentPushAll, func(m *nats.Msg) {
+	sessions, err := g.nc.Subscribe(subjects.SessionPushAll, func(m *nats.Msg) {
+		parts := strings.SplitN(m.Subject, ".", 4) // push.session.<tenant>.<session>
+		if len(parts) != 4 {
+			return
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		for c := range g.monitors[parts[2]+"/"+parts[3]] {
+			c.send(m.Data)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	agents, err := g.nc.Subscribe(subjects.AgentPushAll, func(m *nats.Msg) {
 		parts := strings.SplitN(m.Subject, ".", 4) // push.agent.<tenant>.<agent>
 		if len(parts) != 4 {
 			return
 		}
 		g.deliver(parts[2]+"/"+parts[3], m.Data)
 	})
+	if err != nil {
+		_ = sessions.Unsubscribe()
+		return nil, err
+	}
+	g.mu.Lock()
+	g.sessionSub = sessions
+	g.mu.Unlock()
+	return agents, nil
 }
+
+// monitor adds or removes a supervisor's socket from a session's watchers.
+func (g *Gateway) monitor(c *conn, sessionID string, on bool) {
+	key := c.agent.Tenant + "/" + sessionID
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !on {
+		delete(g.monitors[key], c)
+		if len(g.monitors[key]) == 0 {
+			delete(g.monitors, key)
+		}
+		delete(c.monitoring, sessionID)
+		return
+	}
+	if len(c.monitoring) >= maxMonitored {
+		return
+	}
+	if g.monitors[key] == nil {
+		g.monitors[key] = map[*conn]struct{}{}
+	}
+	g.monitors[key][c] = struct{}{}
+	c.monitoring[sessionID] = true
+}
+
+// maxMonitored bounds the chats one supervisor socket watches at once.
+const maxMonitored = 50
 
 func (g *Gateway) deliver(key string, frame []byte) {
 	g.mu.Lock()
@@ -195,7 +261,7 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 	}
 	res, err := g.lookup.AuthenticateUser(r.Context(), &configv1.AuthenticateUserRequest{
 		TenantId: req.TenantID, Email: req.Email, Password: req.Password,
-		SourceAddress: httpserver.ClientIP(r, g.proxies), RequireAgent: true,
+		SourceAddress: httpserver.ClientIP(r, g.proxies),
 	})
 	switch st := status.Convert(err); st.Code() {
 	case codes.OK:
@@ -219,14 +285,18 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := res.GetUser()
-	if !slices.Contains(u.GetRoles(), configv1.Role_ROLE_AGENT) || !u.GetImLicense() || u.GetDisabled() {
-		// The config service refuses these already (require_agent); answer
-		// as for a wrong password so the agent sign-in confirms nothing.
+	isAgent := slices.Contains(u.GetRoles(), configv1.Role_ROLE_AGENT) && u.GetImLicense()
+	isSupervisor := slices.Contains(u.GetRoles(), configv1.Role_ROLE_SUPERVISOR)
+	if (!isAgent && !isSupervisor) || u.GetDisabled() {
+		// Answered as a wrong password, so the sign-in confirms nothing.
 		problem(w, http.StatusUnauthorized, "wrong tenant, email or password")
 		return
 	}
-	roles := []string{authn.RoleAgent}
-	if slices.Contains(u.GetRoles(), configv1.Role_ROLE_SUPERVISOR) {
+	roles := []string{}
+	if isAgent {
+		roles = append(roles, authn.RoleAgent)
+	}
+	if isSupervisor {
 		roles = append(roles, authn.RoleSupervisor)
 	}
 	exp := time.Now().Add(g.tokenTTL)
@@ -242,6 +312,7 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		"token":      tok,
 		"expires_at": exp.UTC().Format(time.RFC3339),
 		"agent":      map[string]string{"id": u.GetId(), "display_name": u.GetDisplayName(), "tenant_id": req.TenantID},
+		"roles":      roles,
 	})
 }
 
@@ -261,6 +332,10 @@ type conn struct {
 	// the pending read drop the connection before the close frame is sent.
 	kicked   chan struct{}
 	kickOnce sync.Once
+	// monitoring: sessions this supervisor's socket watches (under the
+	// gateway's mu); stopWatch ends its queue watch.
+	monitoring map[string]bool
+	stopWatch  context.CancelFunc
 }
 
 func (c *conn) kick() { c.kickOnce.Do(func() { close(c.kicked) }) }
@@ -303,20 +378,36 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close(closeUnauthenticated, "authentication failed")
 		return
 	}
-	c := &conn{ws: ws, agent: agent, claims: claims, out: make(chan []byte, 256), cancel: cancel, kicked: make(chan struct{})}
+	c := &conn{ws: ws, agent: agent, claims: claims, out: make(chan []byte, 256), cancel: cancel, kicked: make(chan struct{}), monitoring: map[string]bool{}}
 	first := g.register(c)
 	defer func() {
-		if last := g.unregister(c); last {
+		if last := g.unregister(c); last && agent.IsAgent {
 			g.agentGone(agent)
 		}
 	}()
 	go g.writeLoop(ctx, c)
 
 	c.send(protocol.Ack(ref, nil))
+	roles := []string{}
+	if agent.IsAgent {
+		roles = append(roles, authn.RoleAgent)
+	}
+	if agent.Supervisor {
+		roles = append(roles, authn.RoleSupervisor)
+	}
 	c.send(protocol.Frame(protocol.TypeWelcome, map[string]any{
 		"agent":    map[string]string{"id": agent.ID, "display_name": agent.DisplayName, "tenant_id": agent.Tenant},
+		"roles":    roles,
 		"protocol": protocol.Version,
 	}))
+	if !agent.IsAgent {
+		// A supervisor who takes no chats: nothing to restore.
+		c.send(protocol.Frame(protocol.TypeSnapshot, map[string]any{
+			"presence": "offline", "rona": false, "offers": []any{}, "sessions": []any{}, "wrapups": []any{},
+		}))
+		g.readLoop(ctx, c)
+		return
+	}
 	if first {
 		g.agentArrived(ctx, c)
 	}
@@ -374,10 +465,13 @@ func (g *Gateway) authenticate(ctx context.Context, ws *websocket.Conn) (core.Ag
 		}
 		return core.Agent{}, nil, env.ID, errors.New("token is invalid or expired; sign in again")
 	}
-	if !claims.Has(authn.RoleAgent) || claims.Tenant == "" {
-		return core.Agent{}, nil, env.ID, errors.New("token is not an agent's")
+	if !(claims.Has(authn.RoleAgent) || claims.Has(authn.RoleSupervisor)) || claims.Tenant == "" {
+		return core.Agent{}, nil, env.ID, errors.New("token is not an agent's or a supervisor's")
 	}
-	return core.Agent{Tenant: claims.Tenant, ID: claims.Subject, DisplayName: claims.Name}, claims, env.ID, nil
+	return core.Agent{
+		Tenant: claims.Tenant, ID: claims.Subject, DisplayName: claims.Name,
+		IsAgent: claims.Has(authn.RoleAgent), Supervisor: claims.Has(authn.RoleSupervisor),
+	}, claims, env.ID, nil
 }
 
 // Recheck closes every socket whose token no longer holds: it expired, or
@@ -436,11 +530,40 @@ func (g *Gateway) unregister(c *conn) (last bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	delete(g.conns[key], c)
+	for sid := range c.monitoring {
+		mk := c.agent.Tenant + "/" + sid
+		delete(g.monitors[mk], c)
+		if len(g.monitors[mk]) == 0 {
+			delete(g.monitors, mk)
+		}
+	}
+	if c.stopWatch != nil {
+		c.stopWatch()
+	}
 	if len(g.conns[key]) == 0 {
 		delete(g.conns, key)
 		return true
 	}
 	return false
+}
+
+// watch streams the tenant's queues and agents to a supervisor's socket
+// (replacing an earlier watch of the socket) until it closes or unwatches.
+func (g *Gateway) watch(c *conn, serviceIDs []string) {
+	ctx, cancel := context.WithCancel(g.done)
+	g.mu.Lock()
+	if c.stopWatch != nil {
+		c.stopWatch()
+	}
+	c.stopWatch = cancel
+	g.mu.Unlock()
+	go func() {
+		defer cancel()
+		err := g.core.WatchQueues(ctx, c.agent, serviceIDs, c.send)
+		if err != nil && ctx.Err() == nil {
+			c.send(protocol.ErrorFrame("", codeOf(err), "queue watch ended: "+err.Error()))
+		}
+	}()
 }
 
 // handOverWait bounds the retries of a call distribution answered with
@@ -712,6 +835,125 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 			return
 		}
 		reply(nil, g.core.SubmitWrapUp(cctx, a, d.TaskID, d.ServiceCodes, d.SalesCodes, d.Tags))
+	case protocol.TypeNoteAdd:
+		d, err := decode[struct {
+			SessionID string `json:"session_id"`
+			Body      string `json:"body"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		id, err := g.core.AddNote(cctx, a, d.SessionID, d.Body)
+		reply(map[string]any{"message_id": id}, err)
+	case protocol.TypeSupervisorWatch:
+		d, err := decode[struct {
+			ServiceIDs []string `json:"service_ids"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		if !a.Supervisor {
+			reply(nil, errors.Join(core.ErrForbidden, errors.New("watching queues needs the supervisor role")))
+			return
+		}
+		g.watch(c, d.ServiceIDs)
+		reply(nil, nil)
+	case protocol.TypeSupervisorUnwatch:
+		g.mu.Lock()
+		if c.stopWatch != nil {
+			c.stopWatch()
+			c.stopWatch = nil
+		}
+		g.mu.Unlock()
+		reply(nil, nil)
+	case protocol.TypeSupervisorChats:
+		d, err := decode[struct {
+			AgentID string `json:"agent_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		chats, err := g.core.AgentChats(cctx, a, d.AgentID)
+		reply(map[string]any{"agent_id": d.AgentID, "sessions": chats}, err)
+	case protocol.TypeSupervisorMonitor, protocol.TypeSupervisorUnmonitor:
+		d, err := decode[struct {
+			SessionID string `json:"session_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		if env.Type == protocol.TypeSupervisorUnmonitor {
+			g.monitor(c, d.SessionID, false)
+			reply(nil, nil)
+			return
+		}
+		g.mu.Lock()
+		full := len(c.monitoring) >= maxMonitored && !c.monitoring[d.SessionID]
+		g.mu.Unlock()
+		if full {
+			reply(nil, errors.Join(core.ErrConflict, fmt.Errorf("at most %d chats can be monitored at once", maxMonitored)))
+			return
+		}
+		// Watch first, then read: a message added in between is shown
+		// twice at worst (the console keeps one), never missed.
+		if a.Supervisor {
+			g.monitor(c, d.SessionID, true)
+		}
+		view, err := g.core.Monitor(cctx, a, d.SessionID)
+		if err != nil {
+			g.monitor(c, d.SessionID, false)
+		}
+		reply(map[string]any{"session": view}, err)
+	case protocol.TypeSupervisorWhisper:
+		d, err := decode[struct {
+			SessionID string `json:"session_id"`
+			Body      string `json:"body"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		id, err := g.core.Whisper(cctx, a, d.SessionID, d.Body)
+		reply(map[string]any{"message_id": id}, err)
+	case protocol.TypeSupervisorBarge:
+		d, err := decode[struct {
+			SessionID   string `json:"session_id"`
+			Body        string `json:"body"`
+			ClientMsgID string `json:"client_msg_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		id, err := g.core.Barge(cctx, a, d.SessionID, d.Body, d.ClientMsgID)
+		reply(map[string]any{"message_id": id}, err)
+	case protocol.TypeSupervisorEnd:
+		d, err := decode[struct {
+			SessionID string `json:"session_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		reply(nil, g.core.SupervisorEnd(cctx, a, d.SessionID))
+	case protocol.TypeSupervisorResetRona:
+		d, err := decode[struct {
+			AgentID string `json:"agent_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		st, err := g.core.ResetRona(cctx, a, d.AgentID)
+		if err != nil {
+			reply(nil, err)
+			return
+		}
+		reply(map[string]any{"agent_id": d.AgentID, "presence": core.PresenceName(st.GetPresence()), "rona": st.GetRona()}, nil)
 	default:
 		c.send(protocol.ErrorFrame(env.ID, protocol.CodeUnknownType, "unknown type "+env.Type))
 	}

@@ -36,6 +36,20 @@ const (
 	TypeSessionTransfer = "session.transfer"
 	TypeServicesList    = "services.list"
 	TypeWrapUpSubmit    = "wrapup.submit"
+	// An agent's internal note in their chat.
+	TypeNoteAdd = "note.add"
+	// Supervisors (role supervisor): watch the tenant's queues and agents,
+	// an agent's chats, monitor a chat, whisper to its agent, write to its
+	// customer, end it, reset an agent's RONA flag.
+	TypeSupervisorWatch     = "supervisor.watch"
+	TypeSupervisorUnwatch   = "supervisor.unwatch"
+	TypeSupervisorChats     = "supervisor.agent_chats"
+	TypeSupervisorMonitor   = "supervisor.monitor"
+	TypeSupervisorUnmonitor = "supervisor.unmonitor"
+	TypeSupervisorWhisper   = "supervisor.whisper"
+	TypeSupervisorBarge     = "supervisor.barge"
+	TypeSupervisorEnd       = "supervisor.end"
+	TypeSupervisorResetRona = "supervisor.reset_rona"
 )
 
 // Server frame types.
@@ -56,8 +70,10 @@ const (
 	TypeSessionTransferred = "session.transferred"
 	TypeWrapUpStarted      = "wrapup.started"
 	TypeWrapUpEnded        = "wrapup.ended"
-	TypeAck                = "ack"
-	TypeError              = "error"
+	// Queues is a supervisor's live view of the tenant's queues and agents.
+	TypeQueues = "queues"
+	TypeAck    = "ack"
+	TypeError  = "error"
 )
 
 // Error codes.
@@ -144,15 +160,17 @@ type WrapUp struct {
 
 // Session is a session with its transcript.
 type Session struct {
-	SessionID    string     `json:"session_id"`
-	ServiceID    string     `json:"service_id"`
-	ServiceName  string     `json:"service_name,omitempty"`
-	Channel      string     `json:"channel"`
-	Customer     string     `json:"customer"`
-	CustomerName string     `json:"customer_name,omitempty"`
-	State        string     `json:"state"`
-	StartedAt    time.Time  `json:"started_at"`
-	Messages     []*Message `json:"messages"`
+	SessionID    string    `json:"session_id"`
+	ServiceID    string    `json:"service_id"`
+	ServiceName  string    `json:"service_name,omitempty"`
+	Channel      string    `json:"channel"`
+	Customer     string    `json:"customer"`
+	CustomerName string    `json:"customer_name,omitempty"`
+	State        string    `json:"state"`
+	StartedAt    time.Time `json:"started_at"`
+	// AgentID is set in supervisors' views: who handles the chat.
+	AgentID  string     `json:"agent_id,omitempty"`
+	Messages []*Message `json:"messages"`
 	// Compliance is what may be sent to the customer now; absent when
 	// outbound-sender could not be asked.
 	Compliance *Compliance `json:"compliance,omitempty"`
@@ -193,6 +211,9 @@ type Message struct {
 	ErrorMessage string    `json:"error_message,omitempty"`
 	Reason       string    `json:"reason,omitempty"`
 	ResendOf     string    `json:"resend_of,omitempty"`
+	// Visibility is "supervisors" for the audit trail (direction
+	// "internal"); empty otherwise.
+	Visibility string `json:"visibility,omitempty"`
 }
 
 // MessageStatus reports an outbound message's delivery status.

@@ -98,7 +98,14 @@ type Message struct {
 	Reason string `bson:"reason,omitempty"`
 	// ResendOf is the failed message this one resends.
 	ResendOf string `bson:"resend_of,omitempty"`
+	// Visibility limits who reads an internal entry (direction
+	// "internal": notes, whispers, supervisor actions): empty for the
+	// agent and supervisors, VisibleToSupervisors for the audit trail.
+	Visibility string `bson:"visibility,omitempty"`
 }
+
+// VisibleToSupervisors marks the transcript's audit trail.
+const VisibleToSupervisors = "supervisors"
 
 // Store is the sessions database.
 type Store struct {

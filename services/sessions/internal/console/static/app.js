@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   token: sessionStorage.getItem("sb.token") || "",
   agent: JSON.parse(sessionStorage.getItem("sb.agent") || "null"),
+  roles: JSON.parse(sessionStorage.getItem("sb.roles") || '["agent"]'),
   ws: null,
   nextId: 1,
   pending: new Map(), // frame id -> {resolve, reject}
@@ -23,7 +24,14 @@ const state = {
 function show(view) {
   $("login-view").hidden = view !== "login";
   $("desk-view").hidden = view !== "desk";
-  $("who").hidden = view !== "desk";
+  $("supervisor-view").hidden = view !== "supervisor";
+  $("who").hidden = view === "login";
+  const isAgent = state.roles.includes("agent"), isSupervisor = state.roles.includes("supervisor");
+  $("view-switch").hidden = !(isAgent && isSupervisor) || view === "login";
+  $("presence").hidden = !isAgent;
+  $("view-desk").classList.toggle("active", view === "desk");
+  $("view-supervisor").classList.toggle("active", view === "supervisor");
+  if (view === "supervisor" && window.supervisorShown) window.supervisorShown();
 }
 
 function deskError(msg) { $("desk-error").textContent = msg || ""; }
@@ -44,6 +52,8 @@ async function login(ev) {
     state.agent = body.agent;
     sessionStorage.setItem("sb.token", body.token);
     sessionStorage.setItem("sb.agent", JSON.stringify(body.agent));
+    state.roles = body.roles || ["agent"];
+    sessionStorage.setItem("sb.roles", JSON.stringify(state.roles));
     $("login-password").value = "";
     start();
   } catch (e) {
@@ -62,7 +72,7 @@ function signOut() {
 }
 
 function start() {
-  show("desk");
+  show(state.roles.includes("agent") ? "desk" : "supervisor");
   $("agent-name").textContent = state.agent ? state.agent.display_name : "";
   connect();
 }
@@ -110,13 +120,20 @@ function send(type, data) {
 
 function onFrame(f) {
   const d = f.data || {};
+  if (window.supervisorFrame && f.type !== "queues") window.supervisorFrame(f);
   switch (f.type) {
     case "ack": settle(d.ref, null, d); break;
     case "error":
       if (d.ref && state.pending.has(d.ref)) settle(d.ref, new Error(d.message || d.code));
       else deskError(d.message || d.code);
       break;
-    case "welcome": state.retry = 0; setConn(true); break;
+    case "welcome":
+      state.retry = 0;
+      if (d.roles) { state.roles = d.roles; sessionStorage.setItem("sb.roles", JSON.stringify(d.roles)); }
+      setConn(true);
+      if (window.supervisorConnected) window.supervisorConnected();
+      break;
+    case "queues": if (window.supervisorFrame) window.supervisorFrame(f); break;
     case "snapshot":
       state.offers = new Map((d.offers || []).map((o) => [o.offer_id, o]));
       state.sessions = new Map((d.sessions || []).map((s) => [s.session_id, s]));
@@ -314,7 +331,10 @@ function renderSession() {
   $("session-pane").hidden = !s;
   if (!s) { renderedSession = ""; return; }
   if (s.session_id !== renderedSession) {
-    // Another chat: its own draft meter, no panel left open from the last.
+    // Another chat: its own draft and meter, no panel left open from the last.
+    const prev = state.sessions.get(renderedSession);
+    if (prev) prev.draft = $("reply").value;
+    $("reply").value = s.draft || "";
     renderedSession = s.session_id;
     s.unread = 0;
     $("confirm-end").hidden = true;
@@ -334,6 +354,7 @@ function renderSession() {
   const blocked = blockedBy(s);
   $("terminate").disabled = ended;
   $("reply").disabled = ended || !!blocked;
+  $("note").disabled = ended;
   $("send").disabled = ended || !!blocked;
   renderCompliance(s, blocked);
   const ol = $("transcript");
@@ -353,7 +374,7 @@ function renderSession() {
     }
     const meta = document.createElement("span");
     meta.className = "meta";
-    const who = m.sender === "customer" ? "Customer" : m.sender === "workflow" ? "Bot" : "You";
+    const who = senderLabel(m);
     let text = `${who} · ${new Date(m.at).toLocaleTimeString()}`;
     if (m.resend_of) text += " · resend";
     if (m.direction === "outbound" && m.status) {
@@ -385,6 +406,24 @@ function renderSession() {
     ol.append(li);
   }
   ol.scrollTop = ol.scrollHeight;
+}
+
+// senderLabel names who wrote a transcript entry, for the agent's view.
+function senderLabel(m) {
+  if (m.direction === "internal") return m.sender === "supervisor" ? "Supervisor (whisper, not sent)" : m.sender === "agent" ? "Note (not sent)" : "System";
+  if (m.sender === "supervisor") return "Supervisor";
+  return m.sender === "customer" ? "Customer" : m.sender === "workflow" ? "Bot" : "You";
+}
+
+async function addNote() {
+  const body = $("reply").value;
+  if (!body.trim() || !state.selected) return;
+  deskError("");
+  try {
+    await send("note.add", { session_id: state.selected, body });
+    $("reply").value = "";
+    countReply();
+  } catch (e) { deskError(e.message); }
 }
 
 function tick() {
@@ -560,6 +599,9 @@ $("reply-form").addEventListener("submit", reply);
 $("reply").addEventListener("input", countReply);
 $("terminate").addEventListener("click", () => { $("transfer-form").hidden = true; $("confirm-end").hidden = false; });
 $("terminate-yes").addEventListener("click", terminate);
+$("note").addEventListener("click", addNote);
+$("view-desk").addEventListener("click", () => show("desk"));
+$("view-supervisor").addEventListener("click", () => show("supervisor"));
 $("terminate-no").addEventListener("click", () => { $("confirm-end").hidden = true; });
 $("dismiss").addEventListener("click", dismiss);
 $("transfer").addEventListener("click", openTransfer);
