@@ -315,3 +315,39 @@ func isPictographic(r rune) bool {
 	}
 	return false
 }
+
+// gsmLookalikes maps characters that force UCS-2 though GSM-7 has one that
+// reads the same (typographic quotes, dashes, spaces, the ellipsis).
+var gsmLookalikes = map[rune]string{
+	'\u2018': "'", '\u2019': "'", '\u201A': "'", '\u201B': "'", '\u2032': "'",
+	'\u201C': `"`, '\u201D': `"`, '\u201E': `"`, '\u201F': `"`, '\u2033': `"`, '\u00AB': `"`, '\u00BB': `"`,
+	'\u2010': "-", '\u2011': "-", '\u2012': "-", '\u2013': "-", '\u2014': "-", '\u2015': "-", '\u2212': "-",
+	'\u2026': "...",
+	'\u00A0': " ", '\u2002': " ", '\u2003': " ", '\u2007': " ", '\u2009': " ", '\u200A': " ", '\u202F': " ",
+	'\u200B': "", '\uFEFF': "",
+	'\u2022': "-", '\u00B7': "-",
+	'\u2039': "<", '\u203A': ">",
+}
+
+// GSM7Rewrite replaces the characters of body that force UCS-2 only
+// because of their typography (curly quotes, long dashes, the ellipsis,
+// special spaces) with their GSM-7 look-alikes. It reports whether the
+// result is all GSM-7: false when other characters (emoji, most scripts)
+// would still force UCS-2, or when there was nothing to replace.
+func GSM7Rewrite(body string) (string, bool) {
+	if IsGSM7(body) {
+		return body, false
+	}
+	var b strings.Builder
+	changed := false
+	for _, r := range body {
+		if s, ok := gsmLookalikes[r]; ok {
+			b.WriteString(s)
+			changed = true
+			continue
+		}
+		b.WriteRune(r)
+	}
+	out := b.String()
+	return out, changed && IsGSM7(out)
+}

@@ -183,3 +183,23 @@ func FuzzCount(f *testing.F) {
 		}
 	})
 }
+
+func TestGSM7Rewrite(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"It\u2019s \u201Cready\u201D \u2014 see you\u2026", `It's "ready" - see you...`, true},
+		{"plain GSM text", "plain GSM text", false},
+		{"Thanks \u2019 \U0001F600", "Thanks \u2019 \U0001F600", false}, // the emoji stays UCS-2
+		{"\u041F\u0440\u0438\u0432\u0435\u0442", "\u041F\u0440\u0438\u0432\u0435\u0442", false},
+	} {
+		got, ok := GSM7Rewrite(tt.in)
+		if ok != tt.ok || (ok && got != tt.want) {
+			t.Errorf("GSM7Rewrite(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+		if ok && Count(got).Encoding != GSM7 {
+			t.Errorf("rewrite of %q is still %s", tt.in, Count(got).Encoding)
+		}
+	}
+}

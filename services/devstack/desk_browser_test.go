@@ -54,7 +54,7 @@ func TestConsoleDeskDetails(t *testing.T) {
 	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: smsCustomer, To: devstack.DemoSMSNumber, Body: "My parcel 1042 never came"}); err != nil {
 		t.Fatal(err)
 	}
-	var card string
+	var card, plain string
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
 		waitText("li.offer .offer-preview", "My parcel 1042 never came"),
@@ -62,10 +62,20 @@ func TestConsoleDeskDetails(t *testing.T) {
 		chromedp.Text("li.offer", &card),
 		chromedp.Click("li.offer button.accept"),
 		waitText("#transcript", "My parcel 1042 never came"),
+		chromedp.SendKeys("#reply", "It’s on its way — soon…"),
+		waitText("#reply-count", "UCS-2"),
+		chromedp.WaitVisible("#gsm7"),
+		chromedp.Click("#gsm7"),
+		waitText("#reply-count", "GSM-7"),
+		chromedp.Value("#reply", &plain),
+		chromedp.Evaluate(`document.getElementById("reply").value = ""`, nil),
 		chromedp.SendKeys("#reply", "Checking now"),
 		waitText("#reply-count", "SMS segment"),
 	); err != nil {
 		t.Fatalf("first chat: %v (card %q)", err, card)
+	}
+	if plain != "It's on its way - soon..." {
+		t.Errorf("GSM-7 rewrite = %q", plain)
 	}
 
 	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: waCustomer, To: "whatsapp:+12025550101", Body: "Hi from WhatsApp"}); err != nil {

@@ -33,6 +33,7 @@ import (
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
+	"github.com/switchboard-cc/switchboard/pkg/segments"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/core"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/protocol"
@@ -795,10 +796,18 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 			return
 		}
 		res, err := core.Count(d.Body)
-		reply(map[string]any{
+		out := map[string]any{
 			"encoding": res.Encoding, "segments": res.Segments, "units": res.Units, "characters": res.Characters,
 			"per_segment": res.PerSegment, "remaining": res.Remaining, "non_gsm": res.NonGSM,
-		}, err)
+		}
+		if err == nil {
+			// Typography alone forced UCS-2: offer the GSM-7 look-alike.
+			if gsm, ok := segments.GSM7Rewrite(d.Body); ok {
+				out["gsm7_rewrite"] = gsm
+				out["gsm7_segments"] = segments.Count(gsm).Segments
+			}
+		}
+		reply(out, err)
 	case protocol.TypeSessionTerminate:
 		d, err := decode[struct {
 			SessionID string `json:"session_id"`

@@ -558,12 +558,13 @@ async function transfer(ev) {
 // (pkg/segments, the counter outbound-sender uses), never from a second
 // implementation here.
 let countTimer = 0;
+let gsm7Rewrite = "";
 let countSeq = 0;
 function countReply() {
   const body = $("reply").value;
   const s = state.sessions.get(state.selected);
   const chars = [...body].length;
-  if (!s || s.channel !== "sms") { $("reply-count").textContent = `${chars} / 1600`; return; }
+  if (!s || s.channel !== "sms") { $("reply-count").textContent = `${chars} / 1600`; $("gsm7").hidden = true; return; }
   clearTimeout(countTimer);
   countTimer = setTimeout(async () => {
     const seq = ++countSeq;
@@ -575,6 +576,10 @@ function countReply() {
       if (r.non_gsm && r.non_gsm.length) text += ` · UCS-2 because of ${r.non_gsm.join(" ")}`;
       $("reply-count").textContent = text;
       $("reply-count").dataset.segments = String(r.segments);
+      // One typographic character can double the cost: offer the rewrite.
+      gsm7Rewrite = r.gsm7_rewrite || "";
+      $("gsm7").hidden = !gsm7Rewrite;
+      if (gsm7Rewrite) $("gsm7").textContent = `Use plain characters (${r.gsm7_segments} segment${r.gsm7_segments === 1 ? "" : "s"})`;
     } catch (e) { $("reply-count").textContent = `${chars} / 1600`; }
   }, 150);
 }
@@ -600,6 +605,7 @@ $("reply").addEventListener("input", countReply);
 $("terminate").addEventListener("click", () => { $("transfer-form").hidden = true; $("confirm-end").hidden = false; });
 $("terminate-yes").addEventListener("click", terminate);
 $("note").addEventListener("click", addNote);
+$("gsm7").addEventListener("click", () => { if (gsm7Rewrite) { $("reply").value = gsm7Rewrite; countReply(); } });
 $("view-desk").addEventListener("click", () => show("desk"));
 $("view-supervisor").addEventListener("click", () => show("supervisor"));
 $("terminate-no").addEventListener("click", () => { $("confirm-end").hidden = true; });
