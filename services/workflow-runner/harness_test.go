@@ -161,6 +161,9 @@ func messages[T proto.Message](t *testing.T, b *bus.Bus, stream, subject string,
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Polled often: delete the consumer rather than leave it to expire
+	// (the streams cap their consumers).
+	defer func() { _ = s.DeleteConsumer(ctx, c.CachedInfo().Name) }()
 	var out []T
 	var ids []string
 	for {

@@ -66,12 +66,12 @@ func TestRestartMidQueueLoop(t *testing.T) {
 		}
 		return info.State.Subjects[subjects.WorkflowTimerFired("acme")]
 	}
-	before, _ := sent()
 	down := fired()
 	waitFor(t, "the Delay to fire while the runner is down", func() bool { return fired() > down })
-	if m, _ := sent(); len(m) != len(before) {
-		t.Fatalf("sent %d messages while the runner was down", len(m)-len(before))
-	}
+	// (A run cut short by the stop may have stored its message without
+	// saving the instance: the retry after the restart publishes it under
+	// the same id, which the stream drops.)
+	before, _ := sent()
 
 	stop = h.run()
 	defer stop()
