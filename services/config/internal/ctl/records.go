@@ -477,12 +477,16 @@ func (c *cli) create(ctx context.Context, args []string) error {
 		fs.Int64Var(&s.WorkflowVersion, "workflow-version", 0, "pinned workflow version (0: latest)")
 		fs.StringVar(&s.Greeting, "greeting", "", "greeting of the default workflow")
 		fs.StringVar(&s.WorkflowFailureMessage, "failure-message", "", "sent when the workflow cannot go on (empty: the default)")
+		var inactivity time.Duration
+		fs.DurationVar(&inactivity, "inactivity-timeout", 0, "a customer silent this long while the workflow waits for them ends the session abandoned (0: off; 1m-168h)")
+		fs.StringVar(&s.InactivityMessage, "inactivity-message", "", "sent then (empty: the default goodbye)")
 		fs.DurationVar(&rona, "rona", 0, "RONA timeout (default 30s)")
 		fs.DurationVar(&acw, "acw", 0, "after-call work (0: off)")
 		max := fs.Int("max-parallel", 0, "parallel IM tasks per agent (default 1)")
 		build = func() (func(context.Context, grpc.ClientConnInterface) (proto.Message, error), error) {
 			s.ID, s.Name, s.OrgUnit, s.Channels, s.MessagingEntries = *id, *name, *ou, chans, entries
 			s.Distribution = tenantspec.Distribution{RONATimeout: tenantspec.Duration(rona), AfterCallWork: tenantspec.Duration(acw), MaxParallelTasks: int32(*max)}
+			s.InactivityTimeout = tenantspec.Duration(inactivity)
 			p, err := s.Proto(*tenant)
 			if err != nil {
 				return nil, err
