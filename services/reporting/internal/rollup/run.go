@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	reportingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
@@ -162,13 +163,22 @@ func (s *Store) applyMsgs(ctx context.Context, recs Records, o RunOptions, msgs 
 	// twice (published again after the stream's duplicate window): only
 	// the first is rolled up. The record remembers which one was (marked
 	// after the rollups are written, before the cursor moves past it).
+	docs := make([]*records.Doc, len(items))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i, it := range items {
+		g.Go(func() (err error) {
+			docs[i], err = s.final(gctx, recs, o, it.ev)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
 	batch := make([]Session, 0, len(items))
 	inBatch := map[string]bool{}
-	for _, it := range items {
-		d, err := s.final(ctx, recs, o, it.ev)
-		if err != nil {
-			return 0, err
-		}
+	for i, it := range items {
+		d := docs[i]
 		k := it.ev.GetTenantId() + "/" + it.ev.GetSessionId()
 		if inBatch[k] || (d != nil && d.RolledUp != 0 && uint64(d.RolledUp) != it.seq) {
 			continue
@@ -179,11 +189,15 @@ func (s *Store) applyMsgs(ctx context.Context, recs Records, o RunOptions, msgs 
 	if err := s.Apply(ctx, batch); err != nil {
 		return 0, err
 	}
+	// Marked together: the records' writer commits them in few batches.
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(64)
 	for _, ss := range batch {
 		_, id, _ := strings.Cut(ss.key, "/")
-		if err := recs.MarkRolledUp(ctx, ss.Tenant, id, ss.Seq); err != nil {
-			return 0, err
-		}
+		g.Go(func() error { return recs.MarkRolledUp(gctx, ss.Tenant, id, ss.Seq) })
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
 	}
 	return last, nil
 }
