@@ -29,5 +29,9 @@ echo "== sessions store: transcript and reconnect reads with 1,000,000 messages 
 go run ./services/sessions/cmd/store-bench
 
 echo
+echo "== reporting: projection and rollup writes, Summarize over a day, a month and a year with 1,000,000 sessions rolled up, exports"
+go run ./services/reporting/cmd/report-bench
+
+echo
 echo "== workflow-runner: customer message → the workflow's reply (next to a bare JetStream round trip), 10,000 timers across a restart, steps/s; fsync on"
 go run ./services/workflow-runner/cmd/workflow-bench
