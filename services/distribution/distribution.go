@@ -217,7 +217,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 
 	h := handlers{eng: eng, dir: dir}
 	in := newInput(b, h, log, cfg.ReplicaTTL)
-	own := newOwnership(eng, router, log, cfg.ReplicaID)
+	own := newOwnership(eng, router, log, cfg.ReplicaID, cfg.ReplicaTTL/4)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		defer in.close()

@@ -125,6 +125,10 @@ func (in *input) handle(msg jetstream.Msg) {
 // drops the tenants of those it lost. The latest wish wins; a load that
 // fails is tried again.
 type ownership struct {
+	// settle: how long to wait before loading a gained partition, so the
+	// replica that held it has seen the change and stopped writing (a
+	// slower one is caught by the revision checks of the stores).
+	settle  time.Duration
 	eng     *engine.Engine
 	router  interface{ Hold([]int) error }
 	log     *slog.Logger
@@ -132,8 +136,8 @@ type ownership struct {
 	wish    chan []int
 }
 
-func newOwnership(eng *engine.Engine, router interface{ Hold([]int) error }, log *slog.Logger, replica string) *ownership {
-	return &ownership{eng: eng, router: router, log: log, replica: replica, wish: make(chan []int, 1)}
+func newOwnership(eng *engine.Engine, router interface{ Hold([]int) error }, log *slog.Logger, replica string, settle time.Duration) *ownership {
+	return &ownership{eng: eng, router: router, log: log, replica: replica, settle: settle, wish: make(chan []int, 1)}
 }
 
 // want records the partitions this replica should hold.
@@ -191,6 +195,17 @@ func (o *ownership) run(ctx context.Context) {
 		}
 		if len(gained) == 0 {
 			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(o.settle):
+		}
+		select {
+		case newer := <-o.wish: // changed again meanwhile: apply that
+			o.want(newer)
+			continue
+		default:
 		}
 		tasks, agents, err := o.eng.Acquire(ctx, gained)
 		if err != nil {

@@ -201,13 +201,15 @@ func (e *Engine) reload(tenant string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	match := func(id string) bool { return id == tenant }
-	recs, open, err := e.load(ctx, match)
+	// Loaded under the lock: nothing this engine does to the tenant
+	// meanwhile may be overwritten by what was read before it.
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.reloading, tenant)
 	if e.closed || e.mine(tenant) != nil {
 		return
 	}
+	recs, open, err := e.load(ctx, match)
 	if err != nil {
 		e.log.Error("reload tenant; dropping it until the next change", "tenant", tenant, "err", err)
 		e.dropLocked(match)

@@ -245,7 +245,11 @@ func (g *Group) reconcile(ctx context.Context) {
 	live[g.cfg.Replica] = true
 	var dead []string
 	for _, m := range c.Members {
-		if !live[m] {
+		if live[m] {
+			continue
+		}
+		// A listing may miss a key renewed while it lists: ask for it.
+		if _, err := g.replicas.Get(ctx, m); errors.Is(err, jetstream.ErrKeyNotFound) {
 			dead = append(dead, m)
 		}
 	}

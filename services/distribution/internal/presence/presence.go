@@ -25,6 +25,7 @@ var ErrConflict = fmt.Errorf("presence record: %w", engine.ErrConflict)
 // Store implements engine.PresenceStore.
 type Store struct {
 	kv   jetstream.KeyValue
+	js   jetstream.JetStream
 	mu   sync.Mutex
 	revs map[string]uint64 // key -> last revision seen
 }
@@ -38,7 +39,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("ensure bucket %s: %w", subjects.BucketDistributionPresence, err)
 	}
-	return &Store{kv: kv, revs: map[string]uint64{}}, nil
+	return &Store{kv: kv, js: js, revs: map[string]uint64{}}, nil
 }
 
 // Key is the record's key: <tenant>.<agent>.
@@ -76,15 +77,12 @@ func (s *Store) LoadPresence(ctx context.Context) ([]engine.PresenceRecord, erro
 // LoadPresenceOf reads the records of the tenants match accepts (a
 // replica taking them over) and remembers their revisions.
 func (s *Store) LoadPresenceOf(ctx context.Context, match func(tenant string) bool) ([]engine.PresenceRecord, error) {
-	lister, err := s.kv.ListKeys(ctx)
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil, nil
-	}
+	all, err := kvcas.Keys(ctx, s.js, subjects.BucketDistributionPresence)
 	if err != nil {
-		return nil, fmt.Errorf("list presence: %w", err)
+		return nil, err
 	}
 	var keys []string
-	for k := range lister.Keys() {
+	for _, k := range all {
 		if tenant, _, ok := strings.Cut(k, "."); ok && match(tenant) {
 			keys = append(keys, k)
 		}

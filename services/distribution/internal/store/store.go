@@ -34,6 +34,7 @@ type Store struct {
 	// open, when set: every open task, its offer included, keyed
 	// <tenant>.<task>, written at the revision last seen (revs).
 	open jetstream.KeyValue
+	js   jetstream.JetStream
 	mu   sync.Mutex
 	revs map[string]uint64
 }
@@ -97,7 +98,7 @@ func (s *Store) OpenTasks(ctx context.Context, js jetstream.JetStream, replicas 
 	if err != nil {
 		return err
 	}
-	s.open, s.revs = kv, map[string]uint64{}
+	s.open, s.js, s.revs = kv, js, map[string]uint64{}
 	return nil
 }
 
@@ -156,15 +157,12 @@ func (s *Store) LoadOpenOf(ctx context.Context, match func(tenant string) bool) 
 	if s.open == nil {
 		return nil, errors.New("no bucket of open tasks")
 	}
-	lister, err := s.open.ListKeys(ctx)
+	all, err := kvcas.Keys(ctx, s.js, subjects.BucketDistributionTasks)
 	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("list open tasks: %w", err)
+		return nil, err
 	}
 	var keys []string
-	for k := range lister.Keys() {
+	for _, k := range all {
 		if tenant, _, ok := strings.Cut(k, "."); ok && match(tenant) {
 			keys = append(keys, k)
 		}
@@ -173,7 +171,7 @@ func (s *Store) LoadOpenOf(ctx context.Context, match func(tenant string) bool) 
 	for _, k := range keys {
 		e, err := s.open.Get(ctx, k)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // closed meanwhile
+			continue // closed
 		}
 		if err != nil {
 			return nil, fmt.Errorf("load open task %s: %w", k, err)
