@@ -192,6 +192,11 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err := st.OpenTasks(ctx, b.JS, cfg.Streams.Replicas); err != nil {
 		return err
 	}
+	if n, err := st.MigrateOpen(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		log.Info("copied the tasks open in MongoDB to the bucket of open tasks", "tasks", n)
+	}
 	dir := directory.New(configv1.NewUserServiceClient(cc), configv1.NewServiceServiceClient(cc), 10*time.Second)
 	dir.FirstReply = cfg.FirstReply
 	ps, err := presence.Open(ctx, b.JS, cfg.Streams.Replicas)

@@ -102,6 +102,46 @@ func (s *Store) OpenTasks(ctx context.Context, js jetstream.JetStream, replicas 
 	return nil
 }
 
+// migratedKey marks the bucket as holding the tasks that were open in
+// MongoDB when the bucket came in (it has no tenant part, so no load
+// reads it as a task).
+const migratedKey = "_migrated_from_mongodb"
+
+// MigrateOpen copies the tasks open in MongoDB into the bucket, once: the
+// first start of a version that keeps open tasks in the bucket finds its
+// earlier open tasks there. It returns how many it copied.
+func (s *Store) MigrateOpen(ctx context.Context) (int, error) {
+	if s.open == nil {
+		return 0, nil
+	}
+	if _, err := s.open.Get(ctx, migratedKey); err == nil {
+		return 0, nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, fmt.Errorf("read %s: %w", migratedKey, err)
+	}
+	open, err := s.LoadOpen(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, t := range open {
+		data, err := json.Marshal(doc(t))
+		if err != nil {
+			return n, fmt.Errorf("encode task %s: %w", t.ID, err)
+		}
+		// Create only: a key present was written since, and is newer.
+		if _, err := kvcas.Put(ctx, s.open, OpenKey(t.Tenant, t.ID), data, 0); err != nil && !errors.Is(err, kvcas.ErrConflict) {
+			return n, fmt.Errorf("copy open task %s/%s: %w", t.Tenant, t.ID, err)
+		} else if err == nil {
+			n++
+		}
+	}
+	if _, err := s.open.Put(ctx, migratedKey, []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return n, fmt.Errorf("write %s: %w", migratedKey, err)
+	}
+	return n, nil
+}
+
 // OpenKey is an open task's key: <tenant>.<task>.
 func OpenKey(tenant, id string) string { return tenant + "." + id }
 

@@ -1,0 +1,118 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
+	"github.com/switchboard-cc/switchboard/pkg/natsembed/natstest"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/store"
+)
+
+// Two replicas over one bucket of open tasks: each writes at the revision
+// it last saw, so the one with an older view fails rather than overwrite
+// an offer; a load of some tenants reads theirs only; closed tasks leave
+// the bucket.
+func TestOpenTasksAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	b, err := bus.Connect(natstest.Start(t).ClientURL(), t.Name(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	db := mongotest.Database(t)
+	replica := func() *store.Store {
+		s, err := store.New(ctx, db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.OpenTasks(ctx, b.JS, 1); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	a, c := replica(), replica()
+	t1, t2 := task("acme", "t1", engine.TaskQueued), task("globex", "t2", engine.TaskQueued)
+	for _, tk := range []*engine.Task{t1, t2} {
+		if err := a.Save(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// c takes acme over: it loads acme's tasks only.
+	got, err := c.LoadOpenOf(ctx, func(tenant string) bool { return tenant == "acme" })
+	if err != nil || len(got) != 1 || got[0].ID != "t1" {
+		t.Fatalf("LoadOpenOf(acme) = %v, %v; want t1 only", got, err)
+	}
+	// c offers t1; a, which has not seen it, cannot offer it again.
+	offered := *got[0]
+	offered.State, offered.AgentID, offered.OfferID, offered.OfferExpires = engine.TaskOffered, "bob", "of_1", time.Now().Add(time.Minute).UTC().Truncate(time.Millisecond)
+	if err := c.SaveOpen(ctx, &offered); err != nil {
+		t.Fatalf("SaveOpen by the holder: %v", err)
+	}
+	stale := *t1
+	stale.State, stale.AgentID, stale.OfferID = engine.TaskOffered, "alice", "of_2"
+	if err := a.SaveOpen(ctx, &stale); !errors.Is(err, engine.ErrConflict) {
+		t.Fatalf("SaveOpen with an older view: %v, want ErrConflict", err)
+	}
+	// The offer is what a later load finds.
+	got, err = a.LoadOpenOf(ctx, func(string) bool { return true })
+	if err != nil || len(got) != 2 {
+		t.Fatalf("LoadOpenOf(all) = %v, %v", got, err)
+	}
+	for _, tk := range got {
+		if tk.ID == "t1" && (tk.OfferID != "of_1" || tk.AgentID != "bob" || !tk.OfferExpires.Equal(offered.OfferExpires)) {
+			t.Errorf("t1 loaded as offer %q to %q until %v, want of_1 to bob until %v", tk.OfferID, tk.AgentID, tk.OfferExpires, offered.OfferExpires)
+		}
+	}
+	// Closed: gone from the bucket (its record stays in MongoDB).
+	done := *got[0]
+	done.State = engine.TaskCompleted
+	if err := a.Save(ctx, &done); err != nil {
+		t.Fatal(err)
+	}
+	got, err = c.LoadOpenOf(ctx, func(string) bool { return true })
+	if err != nil || len(got) != 1 || got[0].ID == done.ID {
+		t.Errorf("after %s closed, LoadOpenOf = %v, %v", done.ID, got, err)
+	}
+}
+
+// Tasks open in MongoDB before the bucket existed are copied to it once.
+func TestMigrateOpen(t *testing.T) {
+	ctx := context.Background()
+	b, err := bus.Connect(natstest.Start(t).ClientURL(), t.Name(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	db := mongotest.Database(t)
+	old, err := store.New(ctx, db) // an earlier version: MongoDB only
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range []*engine.Task{task("acme", "t1", engine.TaskQueued), task("acme", "t2", engine.TaskCompleted)} {
+		if err := old.Save(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := store.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.OpenTasks(ctx, b.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []int{1, 0} {
+		if n, err := s.MigrateOpen(ctx); err != nil || n != want {
+			t.Errorf("MigrateOpen #%d = %d, %v; want %d", i+1, n, err, want)
+		}
+	}
+	got, err := s.LoadOpenOf(ctx, func(string) bool { return true })
+	if err != nil || len(got) != 1 || got[0].ID != "t1" {
+		t.Errorf("LoadOpenOf = %v, %v; want t1", got, err)
+	}
+}
