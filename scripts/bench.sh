@@ -13,6 +13,10 @@ echo "== distribution: one offer decision with 2,000 busy agents and 1,000 to 10
 go test -run '^$' -bench OfferDecision -count 1 ./services/distribution/internal/engine 2>&1 | grep -E '^(Benchmark|ok|FAIL)' || true
 
 echo
+echo "== distribution: offers/s with three replicas sharing the tenants vs one replica holding them all"
+go run ./services/distribution/cmd/replica-bench
+
+echo
 echo "== chat-handler: signed webhooks over loopback vs a bare HMAC handler"
 go run ./services/chat-handler/cmd/webhook-bench
 
