@@ -190,6 +190,18 @@ func TestValidationRules(t *testing.T) {
 			}, codes.InvalidArgument, "service.opening_hours.holidays[0]"},
 			{"greeting too long", func(m *configv1.Service) { m.Greeting = strings.Repeat("x", 1601) }, codes.InvalidArgument, "service.greeting"},
 			{"failure message too long", func(m *configv1.Service) { m.WorkflowFailureMessage = strings.Repeat("x", 1601) }, codes.InvalidArgument, "service.workflow_failure_message"},
+			{"canned shortcut malformed", func(m *configv1.Service) {
+				m.CannedResponses = []*configv1.CannedResponse{{Shortcut: "Hello There", Body: "Hi"}}
+			}, codes.InvalidArgument, "service.canned_responses[0].shortcut"},
+			{"canned shortcut twice", func(m *configv1.Service) {
+				m.CannedResponses = []*configv1.CannedResponse{{Shortcut: "hi", Body: "Hi"}, {Shortcut: "hi", Body: "Hello"}}
+			}, codes.InvalidArgument, "service.canned_responses[1].shortcut"},
+			{"canned body empty", func(m *configv1.Service) {
+				m.CannedResponses = []*configv1.CannedResponse{{Shortcut: "hi", Body: " "}}
+			}, codes.InvalidArgument, "service.canned_responses[0].body"},
+			{"canned body too long", func(m *configv1.Service) {
+				m.CannedResponses = []*configv1.CannedResponse{{Shortcut: "hi", Body: strings.Repeat("x", 1601)}}
+			}, codes.InvalidArgument, "service.canned_responses[0].body"},
 			{"inactivity timeout too short", func(m *configv1.Service) { m.InactivityTimeout = durationpb.New(30 * time.Second) }, codes.InvalidArgument, "service.inactivity_timeout"},
 			{"inactivity timeout too long", func(m *configv1.Service) { m.InactivityTimeout = durationpb.New(8 * 24 * time.Hour) }, codes.InvalidArgument, "service.inactivity_timeout"},
 			{"inactivity timeout negative", func(m *configv1.Service) { m.InactivityTimeout = durationpb.New(-time.Minute) }, codes.InvalidArgument, "service.inactivity_timeout"},

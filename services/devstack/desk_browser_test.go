@@ -158,3 +158,41 @@ func TestConsoleShowsRona(t *testing.T) {
 		t.Errorf("presence after I'm back = %q", presence)
 	}
 }
+
+// In a real browser: typing "/" and a shortcut lists the chat's canned
+// responses (the service's and the tenant's); picking one inserts it
+// filled in for the customer.
+func TestConsoleCannedResponses(t *testing.T) {
+	ctx := browser(t)
+	info := stack(t)
+	sim := simclient.New(info.TwilioSimURL, nil)
+	if err := chromedp.Run(ctx, signIn("alice@demo.example", info)); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: "whatsapp:+15557650401", To: "whatsapp:+12025550101", Body: "Where is it?", ProfileName: "Ann"}); err != nil {
+		t.Fatal(err)
+	}
+	var picker, reply string
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible("li.offer"),
+		chromedp.Click("li.offer button.accept"),
+		waitText("#transcript", "Where is it?"),
+		chromedp.SendKeys("#reply", "/"),
+		chromedp.WaitVisible("#canned-picker"),
+		waitText("#canned-picker", "/thanks"),
+		chromedp.Text("#canned-picker", &picker),
+		chromedp.SendKeys("#reply", "or"),
+		waitText("#canned-picker", "/order"),
+		chromedp.Click(`#canned-picker li[data-shortcut="order"]`),
+		chromedp.WaitNotVisible("#canned-picker"),
+		chromedp.Value("#reply", &reply),
+	); err != nil {
+		t.Fatalf("canned responses: %v", err)
+	}
+	if !strings.Contains(picker, "/order") || !strings.Contains(picker, "/late") {
+		t.Errorf("picker %q lacks the service's responses", picker)
+	}
+	if want := `Could you send me your order number, Ann? It starts with "DC-".`; reply != want {
+		t.Errorf("inserted %q, want %q", reply, want)
+	}
+}

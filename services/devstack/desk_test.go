@@ -100,9 +100,16 @@ func TestTransferAndWrapUp(t *testing.T) {
 	if _, err := bob.WaitFor(ctx, "session.assigned", func(f agentclient.Frame) bool { return f.Field("session_id") == o.SessionID }); err != nil {
 		t.Fatal(err)
 	}
-	// The chat is no longer alice's.
+	// The chat is no longer alice's, and its canned responses are bob's.
 	if _, err := alice.Request(ctx, "message.send", map[string]string{"session_id": o.SessionID, "body": "still here?", "client_msg_id": "late"}); !agentclient.IsCode(err, "forbidden") {
 		t.Errorf("alice's send after the transfer: %v, want forbidden", err)
+	}
+	if _, err := alice.Request(ctx, "canned.list", map[string]string{"session_id": o.SessionID}); !agentclient.IsCode(err, "forbidden") {
+		t.Errorf("alice's canned responses after the transfer: %v, want forbidden", err)
+	}
+	canned, err := bob.Request(ctx, "canned.list", map[string]string{"session_id": o.SessionID})
+	if err != nil || !strings.Contains(string(canned.Data), `"shortcut":"order"`) || !strings.Contains(string(canned.Data), "Customer Support, "+customer) {
+		t.Errorf("bob's canned responses: %s %v", canned.Data, err)
 	}
 
 	if _, err := bob.Request(ctx, "session.terminate", map[string]string{"session_id": o.SessionID}); err != nil {

@@ -165,7 +165,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	var gw *gateway.Gateway
 	domain := core.New(st, b, pusher{gw: &gw}, distributionv1.NewDistributionServiceClient(dc), outbound, log)
-	domain.SetServices(configv1.NewServiceServiceClient(cc))
+	domain.SetConfig(configv1.NewServiceServiceClient(cc), configv1.NewTenantServiceClient(cc))
 	gw = gateway.New(domain, keys, configv1.NewLookupServiceClient(cc), b.NC, log, gateway.Options{
 		TokenTTL: cfg.AgentTokenTTL, AuthTimeout: cfg.AgentAuthTimeout, OriginPatterns: cfg.OriginPatterns, Console: console.FS(),
 		TrustedProxies: proxies,

@@ -113,7 +113,8 @@ func (t Tenant) Proto() *configv1.Tenant {
 			Sms:              t.Modalities.SMS,
 			Whatsapp:         t.Modalities.WhatsApp,
 		},
-		Secrets: maps.Clone(t.Secrets),
+		Secrets:         maps.Clone(t.Secrets),
+		CannedResponses: cannedProto(t.CannedResponses),
 	}
 }
 
@@ -167,6 +168,7 @@ func (s Service) Proto(tenant string) (*configv1.Service, error) {
 		MessagingEntryIds: slices.Clone(s.MessagingEntries), Greeting: s.Greeting,
 		WorkflowFailureMessage: s.WorkflowFailureMessage,
 		InactivityTimeout:      dur(s.InactivityTimeout), InactivityMessage: s.InactivityMessage,
+		CannedResponses: cannedProto(s.CannedResponses),
 		Distribution: &configv1.DistributionSettings{
 			RonaTimeout:      dur(s.Distribution.RONATimeout),
 			MaxParallelTasks: s.Distribution.MaxParallelTasks,
@@ -219,4 +221,12 @@ func (u User) Proto(tenant string) (*configv1.User, error) {
 		out.Roles = append(out.Roles, pr)
 	}
 	return out, nil
+}
+
+func cannedProto(list []CannedResponse) []*configv1.CannedResponse {
+	var out []*configv1.CannedResponse
+	for _, c := range list {
+		out = append(out, &configv1.CannedResponse{Shortcut: c.Shortcut, Title: c.Title, Body: c.Body})
+	}
+	return out
 }

@@ -47,6 +47,16 @@ type Tenant struct {
 	// are usually written ${ENV_VAR} and filled by ExpandEnv. Apply sets
 	// the secrets named here and keeps the others.
 	Secrets map[string]string `yaml:"secrets,omitempty"`
+	// CannedResponses every agent of the tenant can insert with "/shortcut".
+	CannedResponses []CannedResponse `yaml:"canned_responses,omitempty"`
+}
+
+// CannedResponse is a reply agents insert with "/shortcut"; ${customer_name},
+// ${customer}, ${agent_name}, ${service_name} and ${channel} are filled in.
+type CannedResponse struct {
+	Shortcut string `yaml:"shortcut"`
+	Title    string `yaml:"title,omitempty"`
+	Body     string `yaml:"body"`
 }
 
 // Modalities switch channels on for the tenant.
@@ -118,9 +128,11 @@ type Service struct {
 	// silent this long while the workflow waits for them (0: off).
 	InactivityTimeout Duration `yaml:"inactivity_timeout,omitempty"`
 	// InactivityMessage is the goodbye sent then (empty: the default).
-	InactivityMessage string        `yaml:"inactivity_message,omitempty"`
-	Distribution      Distribution  `yaml:"distribution,omitempty"`
-	OpeningHours      *OpeningHours `yaml:"opening_hours,omitempty"`
+	InactivityMessage string `yaml:"inactivity_message,omitempty"`
+	// CannedResponses the service's agents can insert, besides the tenant's.
+	CannedResponses []CannedResponse `yaml:"canned_responses,omitempty"`
+	Distribution    Distribution     `yaml:"distribution,omitempty"`
+	OpeningHours    *OpeningHours    `yaml:"opening_hours,omitempty"`
 }
 
 // Distribution settings of a service.

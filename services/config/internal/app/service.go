@@ -124,6 +124,7 @@ func validateService(s *configv1.Service) error {
 	}
 	validateDistribution(&vs, s.GetDistribution())
 	validateOpeningHours(&vs, s.GetOpeningHours())
+	checkCanned(&vs, "canned_responses", s.GetCannedResponses())
 	return vs.err(CodeInvalid, "invalid service")
 }
 

@@ -47,6 +47,7 @@ func validateTenant(t *configv1.Tenant) error {
 	if m.GetWhatsapp() && !m.GetTwilio() {
 		vs.add("modalities.whatsapp", "WhatsApp comes through Twilio: switch on modalities.twilio too")
 	}
+	checkCanned(&vs, "canned_responses", t.GetCannedResponses())
 	return vs.err(CodeInvalid, "invalid tenant")
 }
 

@@ -80,6 +80,7 @@ type Core struct {
 	// services lists the tenant's services and their wrap-up codes; nil
 	// when not configured (SetServices).
 	services configv1.ServiceServiceClient
+	tenants  configv1.TenantServiceClient
 	log      *slog.Logger
 	now      func() time.Time
 	// convs: conversation → active session, a hint checked by the session

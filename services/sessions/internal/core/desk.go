@@ -11,15 +11,84 @@ import (
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/protocol"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // MaxTransferNote bounds a transfer's note (distribution's limit).
 const MaxTransferNote = 1000
 
-// SetServices gives the desk the tenant's services (transfer targets, and
-// the codes and tags of a wrap-up form); without it transfers still work by
-// id and wrap-up forms offer no lists.
-func (c *Core) SetServices(s configv1.ServiceServiceClient) { c.services = s }
+// SetConfig gives the desk the tenant's services (transfer targets, the
+// codes and tags of a wrap-up form, canned responses) and the tenant's own
+// canned responses; without it transfers still work by id, wrap-up forms
+// offer no lists and there are no canned responses.
+func (c *Core) SetConfig(s configv1.ServiceServiceClient, t configv1.TenantServiceClient) {
+	c.services, c.tenants = s, t
+}
+
+// Canned is a reply the agent can insert, filled in for the chat.
+type Canned struct {
+	Shortcut string `json:"shortcut"`
+	Title    string `json:"title"`
+	Body     string `json:"body"`
+}
+
+// CannedResponses lists the replies the agent can insert in their chat:
+// the service's, then the tenant's (a service's shortcut wins on a clash),
+// with ${customer_name}, ${customer}, ${agent_name}, ${service_name} and
+// ${channel} filled in; other placeholders are left for the agent to edit.
+func (c *Core) CannedResponses(ctx context.Context, a Agent, sessionID string) ([]Canned, error) {
+	sess, err := c.ownSession(ctx, a, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	out := []Canned{}
+	if c.services == nil || c.tenants == nil {
+		return out, nil
+	}
+	svc, err := c.services.GetService(ctx, &configv1.GetServiceRequest{TenantId: a.Tenant, Id: sess.ServiceID})
+	if err != nil && status.Code(err) != codes.NotFound {
+		return nil, fromStatus(err)
+	}
+	ten, err := c.tenants.GetTenant(ctx, &configv1.GetTenantRequest{Id: a.Tenant})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	customer := sess.CustomerName
+	if customer == "" {
+		customer = sess.Conversation.Customer
+	}
+	serviceName := svc.GetService().GetName()
+	if serviceName == "" {
+		serviceName = sess.ServiceName
+	}
+	fill := strings.NewReplacer(
+		"${customer_name}", customer, "${customer}", sess.Conversation.Customer,
+		"${agent_name}", orDefault(a.DisplayName, a.ID), "${service_name}", serviceName,
+		"${channel}", channelLabel(sess.Conversation.Channel),
+	)
+	seen := map[string]bool{}
+	for _, list := range [][]*configv1.CannedResponse{svc.GetService().GetCannedResponses(), ten.GetTenant().GetCannedResponses()} {
+		for _, r := range list {
+			if seen[r.GetShortcut()] {
+				continue
+			}
+			seen[r.GetShortcut()] = true
+			out = append(out, Canned{Shortcut: r.GetShortcut(), Title: orDefault(r.GetTitle(), r.GetShortcut()), Body: fill.Replace(r.GetBody())})
+		}
+	}
+	return out, nil
+}
+
+func channelLabel(c string) string {
+	switch c {
+	case "sms":
+		return "SMS"
+	case "whatsapp":
+		return "WhatsApp"
+	}
+	return c
+}
 
 // ServiceOption is a service an agent may transfer a chat to.
 type ServiceOption struct {

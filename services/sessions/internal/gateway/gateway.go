@@ -855,6 +855,16 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 		}
 		id, err := g.core.AddNote(cctx, a, d.SessionID, d.Body)
 		reply(map[string]any{"message_id": id}, err)
+	case protocol.TypeCannedList:
+		d, err := decode[struct {
+			SessionID string `json:"session_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		list, err := g.core.CannedResponses(cctx, a, d.SessionID)
+		reply(map[string]any{"session_id": d.SessionID, "responses": list}, err)
 	case protocol.TypeSupervisorWatch:
 		d, err := decode[struct {
 			ServiceIDs []string `json:"service_ids"`

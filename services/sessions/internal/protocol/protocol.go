@@ -36,8 +36,10 @@ const (
 	TypeSessionTransfer = "session.transfer"
 	TypeServicesList    = "services.list"
 	TypeWrapUpSubmit    = "wrapup.submit"
-	// An agent's internal note in their chat.
-	TypeNoteAdd = "note.add"
+	// An agent's internal note in their chat; the canned responses they
+	// can insert in it.
+	TypeNoteAdd    = "note.add"
+	TypeCannedList = "canned.list"
 	// Supervisors (role supervisor): watch the tenant's queues and agents,
 	// an agent's chats, monitor a chat, whisper to its agent, write to its
 	// customer, end it, reset an agent's RONA flag.

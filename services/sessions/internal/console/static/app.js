@@ -339,6 +339,7 @@ function renderSession() {
     s.unread = 0;
     $("confirm-end").hidden = true;
     $("transfer-form").hidden = true;
+    $("canned-picker").hidden = true;
     countReply();
   }
   $("session-customer").textContent = s.customer_name ? `${s.customer_name} (${s.customer})` : s.customer;
@@ -413,6 +414,40 @@ function senderLabel(m) {
   if (m.direction === "internal") return m.sender === "supervisor" ? "Supervisor (whisper, not sent)" : m.sender === "agent" ? "Note (not sent)" : "System";
   if (m.sender === "supervisor") return "Supervisor";
   return m.sender === "customer" ? "Customer" : m.sender === "workflow" ? "Bot" : "You";
+}
+
+// The canned-response picker: typing "/" and a shortcut's start lists the
+// chat's canned responses (the service's and the tenant's, filled in by the
+// server); a click or Enter inserts one.
+async function cannedPicker() {
+  const s = state.sessions.get(state.selected);
+  const m = /^\/([a-z0-9_-]*)$/.exec($("reply").value);
+  const picker = $("canned-picker");
+  if (!s || !m) { picker.hidden = true; return; }
+  if (!s.canned) {
+    try { s.canned = (await send("canned.list", { session_id: s.session_id })).responses || []; } catch (e) { deskError(e.message); return; }
+  }
+  const items = s.canned.filter((c) => c.shortcut.startsWith(m[1]));
+  picker.replaceChildren();
+  for (const c of items) {
+    const li = document.createElement("li");
+    li.dataset.shortcut = c.shortcut;
+    const sc = document.createElement("span"); sc.className = "shortcut"; sc.textContent = "/" + c.shortcut;
+    const title = document.createTextNode(c.title);
+    const pv = document.createElement("span"); pv.className = "preview"; pv.textContent = c.body;
+    li.append(sc, title, pv);
+    li.onmousedown = (ev) => { ev.preventDefault(); insertCanned(c); };
+    picker.append(li);
+  }
+  if (items.length) picker.firstElementChild.classList.add("active");
+  picker.hidden = !items.length;
+}
+
+function insertCanned(c) {
+  $("reply").value = c.body;
+  $("canned-picker").hidden = true;
+  $("reply").focus();
+  countReply();
 }
 
 async function addNote() {
@@ -601,7 +636,17 @@ async function changePresence(p) {
 $("login-form").addEventListener("submit", login);
 $("sign-out").addEventListener("click", signOut);
 $("reply-form").addEventListener("submit", reply);
-$("reply").addEventListener("input", countReply);
+$("reply").addEventListener("input", () => { countReply(); cannedPicker(); });
+$("reply").addEventListener("keydown", (ev) => {
+  const first = $("canned-picker").hidden ? null : $("canned-picker").querySelector("li");
+  if (first && (ev.key === "Enter" || ev.key === "Tab")) {
+    ev.preventDefault();
+    const s = state.sessions.get(state.selected);
+    const c = s && s.canned && s.canned.find((x) => x.shortcut === first.dataset.shortcut);
+    if (c) insertCanned(c);
+  }
+  if (ev.key === "Escape") $("canned-picker").hidden = true;
+});
 $("terminate").addEventListener("click", () => { $("transfer-form").hidden = true; $("confirm-end").hidden = false; });
 $("terminate-yes").addEventListener("click", terminate);
 $("note").addEventListener("click", addNote);

@@ -103,9 +103,12 @@ type Tenant struct {
 	// value with LookupService.GetTenantSecret.
 	Secrets map[string]string `protobuf:"bytes,7,rep,name=secrets,proto3" json:"secrets,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Output only: a masked hint ("…1a2b") of every stored secret, by name.
-	SecretHints   map[string]string `protobuf:"bytes,8,rep,name=secret_hints,json=secretHints,proto3" json:"secret_hints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SecretHints map[string]string `protobuf:"bytes,8,rep,name=secret_hints,json=secretHints,proto3" json:"secret_hints,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Replies every agent of the tenant can insert (a service's own list
+	// adds to these; its shortcut wins on a clash). At most 200.
+	CannedResponses []*CannedResponse `protobuf:"bytes,9,rep,name=canned_responses,json=cannedResponses,proto3" json:"canned_responses,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -194,6 +197,79 @@ func (x *Tenant) GetSecretHints() map[string]string {
 	return nil
 }
 
+func (x *Tenant) GetCannedResponses() []*CannedResponse {
+	if x != nil {
+		return x.CannedResponses
+	}
+	return nil
+}
+
+// CannedResponse is a reply agents insert in the console by typing
+// "/<shortcut>".
+type CannedResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// [a-z0-9][a-z0-9_-]{0,31}, unique in its list.
+	Shortcut string `protobuf:"bytes,1,opt,name=shortcut,proto3" json:"shortcut,omitempty"`
+	// Shown in the picker; at most 200 characters (the shortcut when empty).
+	Title string `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	// 1-1600 characters. ${customer_name}, ${customer}, ${agent_name},
+	// ${service_name} and ${channel} are filled in from the chat.
+	Body          string `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CannedResponse) Reset() {
+	*x = CannedResponse{}
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CannedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CannedResponse) ProtoMessage() {}
+
+func (x *CannedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CannedResponse.ProtoReflect.Descriptor instead.
+func (*CannedResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CannedResponse) GetShortcut() string {
+	if x != nil {
+		return x.Shortcut
+	}
+	return ""
+}
+
+func (x *CannedResponse) GetTitle() string {
+	if x != nil {
+		return x.Title
+	}
+	return ""
+}
+
+func (x *CannedResponse) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
 // ModalitySettings are switched on per tenant; a service can only enable what
 // its tenant has on.
 type ModalitySettings struct {
@@ -208,7 +284,7 @@ type ModalitySettings struct {
 
 func (x *ModalitySettings) Reset() {
 	*x = ModalitySettings{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[1]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -220,7 +296,7 @@ func (x *ModalitySettings) String() string {
 func (*ModalitySettings) ProtoMessage() {}
 
 func (x *ModalitySettings) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[1]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -233,7 +309,7 @@ func (x *ModalitySettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModalitySettings.ProtoReflect.Descriptor instead.
 func (*ModalitySettings) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{1}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ModalitySettings) GetInstantMessaging() bool {
@@ -281,7 +357,7 @@ type OrganizationUnit struct {
 
 func (x *OrganizationUnit) Reset() {
 	*x = OrganizationUnit{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[2]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +369,7 @@ func (x *OrganizationUnit) String() string {
 func (*OrganizationUnit) ProtoMessage() {}
 
 func (x *OrganizationUnit) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[2]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +382,7 @@ func (x *OrganizationUnit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrganizationUnit.ProtoReflect.Descriptor instead.
 func (*OrganizationUnit) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{2}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *OrganizationUnit) GetId() string {
@@ -391,7 +467,7 @@ type ProviderConnector struct {
 
 func (x *ProviderConnector) Reset() {
 	*x = ProviderConnector{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[3]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -403,7 +479,7 @@ func (x *ProviderConnector) String() string {
 func (*ProviderConnector) ProtoMessage() {}
 
 func (x *ProviderConnector) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[3]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -416,7 +492,7 @@ func (x *ProviderConnector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProviderConnector.ProtoReflect.Descriptor instead.
 func (*ProviderConnector) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ProviderConnector) GetId() string {
@@ -569,7 +645,7 @@ type MessagingEntry struct {
 
 func (x *MessagingEntry) Reset() {
 	*x = MessagingEntry{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[4]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +657,7 @@ func (x *MessagingEntry) String() string {
 func (*MessagingEntry) ProtoMessage() {}
 
 func (x *MessagingEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[4]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +670,7 @@ func (x *MessagingEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessagingEntry.ProtoReflect.Descriptor instead.
 func (*MessagingEntry) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *MessagingEntry) GetId() string {
@@ -728,13 +804,16 @@ type Service struct {
 	// Sent to the customer when inactivity ends the session (at most 1600
 	// characters); empty means the runner's default goodbye.
 	InactivityMessage string `protobuf:"bytes,18,opt,name=inactivity_message,json=inactivityMessage,proto3" json:"inactivity_message,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Replies the service's agents can insert, besides the tenant's. At
+	// most 200.
+	CannedResponses []*CannedResponse `protobuf:"bytes,19,rep,name=canned_responses,json=cannedResponses,proto3" json:"canned_responses,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[5]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +825,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[5]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +838,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Service) GetId() string {
@@ -888,6 +967,13 @@ func (x *Service) GetInactivityMessage() string {
 	return ""
 }
 
+func (x *Service) GetCannedResponses() []*CannedResponse {
+	if x != nil {
+		return x.CannedResponses
+	}
+	return nil
+}
+
 // DistributionSettings control how tasks of a service reach agents.
 type DistributionSettings struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -906,7 +992,7 @@ type DistributionSettings struct {
 
 func (x *DistributionSettings) Reset() {
 	*x = DistributionSettings{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[6]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1004,7 @@ func (x *DistributionSettings) String() string {
 func (*DistributionSettings) ProtoMessage() {}
 
 func (x *DistributionSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[6]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1017,7 @@ func (x *DistributionSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributionSettings.ProtoReflect.Descriptor instead.
 func (*DistributionSettings) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{6}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DistributionSettings) GetRonaTimeout() *durationpb.Duration {
@@ -990,7 +1076,7 @@ type OpeningHours struct {
 
 func (x *OpeningHours) Reset() {
 	*x = OpeningHours{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[7]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1088,7 @@ func (x *OpeningHours) String() string {
 func (*OpeningHours) ProtoMessage() {}
 
 func (x *OpeningHours) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[7]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1101,7 @@ func (x *OpeningHours) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpeningHours.ProtoReflect.Descriptor instead.
 func (*OpeningHours) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OpeningHours) GetTimeZone() string {
@@ -1053,7 +1139,7 @@ type OpeningWindow struct {
 
 func (x *OpeningWindow) Reset() {
 	*x = OpeningWindow{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[8]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1151,7 @@ func (x *OpeningWindow) String() string {
 func (*OpeningWindow) ProtoMessage() {}
 
 func (x *OpeningWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[8]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1164,7 @@ func (x *OpeningWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpeningWindow.ProtoReflect.Descriptor instead.
 func (*OpeningWindow) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{8}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OpeningWindow) GetWeekday() int32 {
@@ -1134,7 +1220,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[9]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1232,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[9]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1245,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{9}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *User) GetId() string {
@@ -1297,7 +1383,7 @@ type SignInPolicy struct {
 
 func (x *SignInPolicy) Reset() {
 	*x = SignInPolicy{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1309,7 +1395,7 @@ func (x *SignInPolicy) String() string {
 func (*SignInPolicy) ProtoMessage() {}
 
 func (x *SignInPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1322,7 +1408,7 @@ func (x *SignInPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignInPolicy.ProtoReflect.Descriptor instead.
 func (*SignInPolicy) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{10}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SignInPolicy) GetAccountFreeFailures() int32 {
@@ -1395,7 +1481,7 @@ type SignInStatus struct {
 
 func (x *SignInStatus) Reset() {
 	*x = SignInStatus{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1493,7 @@ func (x *SignInStatus) String() string {
 func (*SignInStatus) ProtoMessage() {}
 
 func (x *SignInStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1506,7 @@ func (x *SignInStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignInStatus.ProtoReflect.Descriptor instead.
 func (*SignInStatus) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{11}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignInStatus) GetTenantId() string {
@@ -1507,7 +1593,7 @@ type Workflow struct {
 
 func (x *Workflow) Reset() {
 	*x = Workflow{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +1605,7 @@ func (x *Workflow) String() string {
 func (*Workflow) ProtoMessage() {}
 
 func (x *Workflow) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +1618,7 @@ func (x *Workflow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workflow.ProtoReflect.Descriptor instead.
 func (*Workflow) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{12}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Workflow) GetId() string {
@@ -1612,7 +1698,7 @@ type WorkflowDefinition struct {
 
 func (x *WorkflowDefinition) Reset() {
 	*x = WorkflowDefinition{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[13]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1710,7 @@ func (x *WorkflowDefinition) String() string {
 func (*WorkflowDefinition) ProtoMessage() {}
 
 func (x *WorkflowDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[13]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1723,7 @@ func (x *WorkflowDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkflowDefinition.ProtoReflect.Descriptor instead.
 func (*WorkflowDefinition) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{13}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *WorkflowDefinition) GetStart() string {
@@ -1675,7 +1761,7 @@ type WorkflowActivity struct {
 
 func (x *WorkflowActivity) Reset() {
 	*x = WorkflowActivity{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[14]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1773,7 @@ func (x *WorkflowActivity) String() string {
 func (*WorkflowActivity) ProtoMessage() {}
 
 func (x *WorkflowActivity) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[14]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1786,7 @@ func (x *WorkflowActivity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkflowActivity.ProtoReflect.Descriptor instead.
 func (*WorkflowActivity) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{14}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WorkflowActivity) GetId() string {
@@ -1742,7 +1828,7 @@ var File_switchboard_config_v1_resources_proto protoreflect.FileDescriptor
 
 const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\n" +
-	"%switchboard/config/v1/resources.proto\x12\x15switchboard.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xad\x04\n" +
+	"%switchboard/config/v1/resources.proto\x12\x15switchboard.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xff\x04\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12G\n" +
@@ -1755,13 +1841,18 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x12D\n" +
 	"\asecrets\x18\a \x03(\v2*.switchboard.config.v1.Tenant.SecretsEntryR\asecrets\x12Q\n" +
-	"\fsecret_hints\x18\b \x03(\v2..switchboard.config.v1.Tenant.SecretHintsEntryR\vsecretHints\x1a:\n" +
+	"\fsecret_hints\x18\b \x03(\v2..switchboard.config.v1.Tenant.SecretHintsEntryR\vsecretHints\x12P\n" +
+	"\x10canned_responses\x18\t \x03(\v2%.switchboard.config.v1.CannedResponseR\x0fcannedResponses\x1a:\n" +
 	"\fSecretsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10SecretHintsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x85\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
+	"\x0eCannedResponse\x12\x1a\n" +
+	"\bshortcut\x18\x01 \x01(\tR\bshortcut\x12\x14\n" +
+	"\x05title\x18\x02 \x01(\tR\x05title\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\tR\x04body\"\x85\x01\n" +
 	"\x10ModalitySettings\x12+\n" +
 	"\x11instant_messaging\x18\x01 \x01(\bR\x10instantMessaging\x12\x16\n" +
 	"\x06twilio\x18\x02 \x01(\bR\x06twilio\x12\x10\n" +
@@ -1817,7 +1908,7 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"updateTime\x128\n" +
-	"\x04path\x18\x0e \x01(\x0e2$.switchboard.messaging.v1.TwilioPathR\x04path\"\xc2\x06\n" +
+	"\x04path\x18\x0e \x01(\x0e2$.switchboard.messaging.v1.TwilioPathR\x04path\"\x94\a\n" +
 	"\aService\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x12\n" +
@@ -1841,7 +1932,8 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\x10workflow_version\x18\x0f \x01(\x03R\x0fworkflowVersion\x128\n" +
 	"\x18workflow_failure_message\x18\x10 \x01(\tR\x16workflowFailureMessage\x12H\n" +
 	"\x12inactivity_timeout\x18\x11 \x01(\v2\x19.google.protobuf.DurationR\x11inactivityTimeout\x12-\n" +
-	"\x12inactivity_message\x18\x12 \x01(\tR\x11inactivityMessage\"\x9f\x02\n" +
+	"\x12inactivity_message\x18\x12 \x01(\tR\x11inactivityMessage\x12P\n" +
+	"\x10canned_responses\x18\x13 \x03(\v2%.switchboard.config.v1.CannedResponseR\x0fcannedResponses\"\x9f\x02\n" +
 	"\x14DistributionSettings\x12<\n" +
 	"\frona_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\vronaTimeout\x12,\n" +
 	"\x12max_parallel_tasks\x18\x02 \x01(\x05R\x10maxParallelTasks\x12A\n" +
@@ -1954,79 +2046,82 @@ func file_switchboard_config_v1_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_config_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchboard_config_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_switchboard_config_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_switchboard_config_v1_resources_proto_goTypes = []any{
 	(Role)(0),                     // 0: switchboard.config.v1.Role
 	(*Tenant)(nil),                // 1: switchboard.config.v1.Tenant
-	(*ModalitySettings)(nil),      // 2: switchboard.config.v1.ModalitySettings
-	(*OrganizationUnit)(nil),      // 3: switchboard.config.v1.OrganizationUnit
-	(*ProviderConnector)(nil),     // 4: switchboard.config.v1.ProviderConnector
-	(*MessagingEntry)(nil),        // 5: switchboard.config.v1.MessagingEntry
-	(*Service)(nil),               // 6: switchboard.config.v1.Service
-	(*DistributionSettings)(nil),  // 7: switchboard.config.v1.DistributionSettings
-	(*OpeningHours)(nil),          // 8: switchboard.config.v1.OpeningHours
-	(*OpeningWindow)(nil),         // 9: switchboard.config.v1.OpeningWindow
-	(*User)(nil),                  // 10: switchboard.config.v1.User
-	(*SignInPolicy)(nil),          // 11: switchboard.config.v1.SignInPolicy
-	(*SignInStatus)(nil),          // 12: switchboard.config.v1.SignInStatus
-	(*Workflow)(nil),              // 13: switchboard.config.v1.Workflow
-	(*WorkflowDefinition)(nil),    // 14: switchboard.config.v1.WorkflowDefinition
-	(*WorkflowActivity)(nil),      // 15: switchboard.config.v1.WorkflowActivity
-	nil,                           // 16: switchboard.config.v1.Tenant.SecretsEntry
-	nil,                           // 17: switchboard.config.v1.Tenant.SecretHintsEntry
-	nil,                           // 18: switchboard.config.v1.User.AttributesEntry
-	nil,                           // 19: switchboard.config.v1.WorkflowActivity.NextEntry
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(v1.Channel)(0),               // 21: switchboard.messaging.v1.Channel
-	(v1.TwilioPath)(0),            // 22: switchboard.messaging.v1.TwilioPath
-	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
-	(*structpb.Struct)(nil),       // 24: google.protobuf.Struct
+	(*CannedResponse)(nil),        // 2: switchboard.config.v1.CannedResponse
+	(*ModalitySettings)(nil),      // 3: switchboard.config.v1.ModalitySettings
+	(*OrganizationUnit)(nil),      // 4: switchboard.config.v1.OrganizationUnit
+	(*ProviderConnector)(nil),     // 5: switchboard.config.v1.ProviderConnector
+	(*MessagingEntry)(nil),        // 6: switchboard.config.v1.MessagingEntry
+	(*Service)(nil),               // 7: switchboard.config.v1.Service
+	(*DistributionSettings)(nil),  // 8: switchboard.config.v1.DistributionSettings
+	(*OpeningHours)(nil),          // 9: switchboard.config.v1.OpeningHours
+	(*OpeningWindow)(nil),         // 10: switchboard.config.v1.OpeningWindow
+	(*User)(nil),                  // 11: switchboard.config.v1.User
+	(*SignInPolicy)(nil),          // 12: switchboard.config.v1.SignInPolicy
+	(*SignInStatus)(nil),          // 13: switchboard.config.v1.SignInStatus
+	(*Workflow)(nil),              // 14: switchboard.config.v1.Workflow
+	(*WorkflowDefinition)(nil),    // 15: switchboard.config.v1.WorkflowDefinition
+	(*WorkflowActivity)(nil),      // 16: switchboard.config.v1.WorkflowActivity
+	nil,                           // 17: switchboard.config.v1.Tenant.SecretsEntry
+	nil,                           // 18: switchboard.config.v1.Tenant.SecretHintsEntry
+	nil,                           // 19: switchboard.config.v1.User.AttributesEntry
+	nil,                           // 20: switchboard.config.v1.WorkflowActivity.NextEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(v1.Channel)(0),               // 22: switchboard.messaging.v1.Channel
+	(v1.TwilioPath)(0),            // 23: switchboard.messaging.v1.TwilioPath
+	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(*structpb.Struct)(nil),       // 25: google.protobuf.Struct
 }
 var file_switchboard_config_v1_resources_proto_depIdxs = []int32{
-	2,  // 0: switchboard.config.v1.Tenant.modalities:type_name -> switchboard.config.v1.ModalitySettings
-	20, // 1: switchboard.config.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	20, // 2: switchboard.config.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	16, // 3: switchboard.config.v1.Tenant.secrets:type_name -> switchboard.config.v1.Tenant.SecretsEntry
-	17, // 4: switchboard.config.v1.Tenant.secret_hints:type_name -> switchboard.config.v1.Tenant.SecretHintsEntry
-	20, // 5: switchboard.config.v1.OrganizationUnit.create_time:type_name -> google.protobuf.Timestamp
-	20, // 6: switchboard.config.v1.OrganizationUnit.update_time:type_name -> google.protobuf.Timestamp
-	20, // 7: switchboard.config.v1.ProviderConnector.create_time:type_name -> google.protobuf.Timestamp
-	20, // 8: switchboard.config.v1.ProviderConnector.update_time:type_name -> google.protobuf.Timestamp
-	21, // 9: switchboard.config.v1.MessagingEntry.channel:type_name -> switchboard.messaging.v1.Channel
-	20, // 10: switchboard.config.v1.MessagingEntry.create_time:type_name -> google.protobuf.Timestamp
-	20, // 11: switchboard.config.v1.MessagingEntry.update_time:type_name -> google.protobuf.Timestamp
-	22, // 12: switchboard.config.v1.MessagingEntry.path:type_name -> switchboard.messaging.v1.TwilioPath
-	21, // 13: switchboard.config.v1.Service.channels:type_name -> switchboard.messaging.v1.Channel
-	7,  // 14: switchboard.config.v1.Service.distribution:type_name -> switchboard.config.v1.DistributionSettings
-	8,  // 15: switchboard.config.v1.Service.opening_hours:type_name -> switchboard.config.v1.OpeningHours
-	20, // 16: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
-	20, // 17: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
-	23, // 18: switchboard.config.v1.Service.inactivity_timeout:type_name -> google.protobuf.Duration
-	23, // 19: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
-	23, // 20: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
-	9,  // 21: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
-	0,  // 22: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
-	18, // 23: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
-	20, // 24: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	20, // 25: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
-	23, // 26: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
-	23, // 27: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
-	23, // 28: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
-	23, // 29: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
-	20, // 30: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
-	20, // 31: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
-	11, // 32: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
-	14, // 33: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
-	20, // 34: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
-	20, // 35: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
-	15, // 36: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
-	24, // 37: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
-	19, // 38: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	3,  // 0: switchboard.config.v1.Tenant.modalities:type_name -> switchboard.config.v1.ModalitySettings
+	21, // 1: switchboard.config.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	21, // 2: switchboard.config.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	17, // 3: switchboard.config.v1.Tenant.secrets:type_name -> switchboard.config.v1.Tenant.SecretsEntry
+	18, // 4: switchboard.config.v1.Tenant.secret_hints:type_name -> switchboard.config.v1.Tenant.SecretHintsEntry
+	2,  // 5: switchboard.config.v1.Tenant.canned_responses:type_name -> switchboard.config.v1.CannedResponse
+	21, // 6: switchboard.config.v1.OrganizationUnit.create_time:type_name -> google.protobuf.Timestamp
+	21, // 7: switchboard.config.v1.OrganizationUnit.update_time:type_name -> google.protobuf.Timestamp
+	21, // 8: switchboard.config.v1.ProviderConnector.create_time:type_name -> google.protobuf.Timestamp
+	21, // 9: switchboard.config.v1.ProviderConnector.update_time:type_name -> google.protobuf.Timestamp
+	22, // 10: switchboard.config.v1.MessagingEntry.channel:type_name -> switchboard.messaging.v1.Channel
+	21, // 11: switchboard.config.v1.MessagingEntry.create_time:type_name -> google.protobuf.Timestamp
+	21, // 12: switchboard.config.v1.MessagingEntry.update_time:type_name -> google.protobuf.Timestamp
+	23, // 13: switchboard.config.v1.MessagingEntry.path:type_name -> switchboard.messaging.v1.TwilioPath
+	22, // 14: switchboard.config.v1.Service.channels:type_name -> switchboard.messaging.v1.Channel
+	8,  // 15: switchboard.config.v1.Service.distribution:type_name -> switchboard.config.v1.DistributionSettings
+	9,  // 16: switchboard.config.v1.Service.opening_hours:type_name -> switchboard.config.v1.OpeningHours
+	21, // 17: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
+	21, // 18: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
+	24, // 19: switchboard.config.v1.Service.inactivity_timeout:type_name -> google.protobuf.Duration
+	2,  // 20: switchboard.config.v1.Service.canned_responses:type_name -> switchboard.config.v1.CannedResponse
+	24, // 21: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
+	24, // 22: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
+	10, // 23: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
+	0,  // 24: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
+	19, // 25: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
+	21, // 26: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	21, // 27: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	24, // 28: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
+	24, // 29: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
+	24, // 30: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
+	24, // 31: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
+	21, // 32: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
+	21, // 33: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
+	12, // 34: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
+	15, // 35: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
+	21, // 36: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
+	21, // 37: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
+	16, // 38: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
+	25, // 39: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
+	20, // 40: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_resources_proto_init() }
@@ -2040,7 +2135,7 @@ func file_switchboard_config_v1_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_config_v1_resources_proto_rawDesc), len(file_switchboard_config_v1_resources_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
