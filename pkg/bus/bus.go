@@ -169,7 +169,9 @@ func (b *Bus) Publish(ctx context.Context, subject string, event proto.Message, 
 		o(m, &popts)
 	}
 	b.propagator.Inject(ctx, HeaderCarrier(m.Header))
+	start := time.Now()
 	ack, err := b.JS.PublishMsg(ctx, m, popts...)
+	recordPublish(subject, start, err)
 	if err != nil {
 		return nil, fmt.Errorf("publish %s: %w", subject, err)
 	}
@@ -222,6 +224,8 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
+var errAckTimeout = errors.New("no acknowledgement")
+
 // asyncAckTimeout bounds the wait for an asynchronous publish's PubAck.
 const asyncAckTimeout = 10 * time.Second
 
@@ -239,8 +243,10 @@ func (b *Bus) EmitAsync(ctx context.Context, subject string, event proto.Message
 	m.Data = data
 	m.Header.Set(HeaderType, string(event.ProtoReflect().Descriptor().FullName()))
 	b.propagator.Inject(ctx, HeaderCarrier(m.Header))
+	start := time.Now()
 	f, err := b.JS.PublishMsgAsync(m, jetstream.WithMsgID(msgID))
 	if err != nil {
+		recordPublish(subject, start, err)
 		return nil, fmt.Errorf("publish %s: %w", subject, err)
 	}
 	return func(ctx context.Context) error {
@@ -248,10 +254,13 @@ func (b *Bus) EmitAsync(ctx context.Context, subject string, event proto.Message
 		defer t.Stop()
 		select {
 		case <-f.Ok():
+			recordPublish(subject, start, nil)
 			return nil
 		case err := <-f.Err():
+			recordPublish(subject, start, err)
 			return fmt.Errorf("publish %s: %w", subject, err)
 		case <-t.C:
+			recordPublish(subject, start, errAckTimeout)
 			return fmt.Errorf("publish %s: no acknowledgement within %s", subject, asyncAckTimeout)
 		case <-ctx.Done():
 			return fmt.Errorf("publish %s: %w", subject, ctx.Err())

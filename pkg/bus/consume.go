@@ -160,6 +160,7 @@ func (b *Bus) consumeUntilDone(ctx context.Context, spec ConsumerSpec, deliver j
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", spec.Durable, err)
 	}
+	go sampleLag(ctx, cons, spec.Durable)
 	<-ctx.Done()
 	cc.Drain()
 	select {
@@ -232,18 +233,22 @@ func (b *Bus) Settle(ctx context.Context, spec ConsumerSpec, msg jetstream.Msg, 
 		if err := msg.Ack(); err != nil {
 			b.log.Warn("ack", "consumer", spec.Durable, "subject", m.Subject, "err", err)
 		}
+		recordSettled(spec.Durable, m, "ack")
 	case IsPermanent(herr) || int(m.Delivered) >= spec.MaxDeliver:
 		if err := b.DeadLetter(ctx, spec.Durable, m, herr); err != nil {
 			b.log.Error("dead-letter publish; will redeliver", "consumer", spec.Durable, "subject", m.Subject, "err", err)
 			_ = msg.NakWithDelay(spec.Backoff(m.Delivered))
+			recordSettled(spec.Durable, m, "retry")
 			return
 		}
+		recordSettled(spec.Durable, m, "dead_letter")
 		b.log.Error("message dead-lettered", "consumer", spec.Durable, "subject", m.Subject, "seq", m.Sequence, "deliveries", m.Delivered, "err", herr)
 		_ = msg.Term()
 	default:
 		delay := spec.Backoff(m.Delivered)
 		b.log.Warn("handler failed; redelivering", "consumer", spec.Durable, "subject", m.Subject, "deliveries", m.Delivered, "delay", delay, "err", herr)
 		_ = msg.NakWithDelay(delay)
+		recordSettled(spec.Durable, m, "retry")
 	}
 }
 

@@ -74,8 +74,8 @@ func New(log *slog.Logger, keys *authn.Keys, opts ...grpc.ServerOption) *Server 
 	}
 	all := append([]grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler()),
-		grpc.ChainUnaryInterceptor(authUnary),
-		grpc.ChainStreamInterceptor(authStream),
+		grpc.ChainUnaryInterceptor(countUnary, authUnary),
+		grpc.ChainStreamInterceptor(countStream, authStream),
 	}, opts...)
 	s := &Server{Server: grpc.NewServer(all...), Health: health.NewServer(), log: log}
 	healthpb.RegisterHealthServer(s.Server, s.Health)

@@ -120,8 +120,22 @@ func Logger(env *Env, service string) *slog.Logger {
 // Main runs fn with a context cancelled by SIGINT/SIGTERM and exits: 0 on a
 // clean stop, 1 on an error, 2 on bad configuration. With HEALTH_ADDR set it
 // also answers GET /healthz there while fn runs: a liveness endpoint for a
-// binary that serves nothing else (workflow-runner under Kubernetes).
+// binary that serves nothing else (workflow-runner under Kubernetes). With
+// METRICS_ADDR set it serves the process's metrics at GET /metrics there
+// (Prometheus text format; off by default).
 func Main(service string, fn func(ctx context.Context, env *Env, log *slog.Logger) error) {
+	MainWith(service, Options{}, fn)
+}
+
+// Options of MainWith.
+type Options struct {
+	// MetricsAddr is METRICS_ADDR's default (devstack serves metrics
+	// unless told otherwise); "off" in the variable turns them off.
+	MetricsAddr string
+}
+
+// MainWith is Main with other defaults.
+func MainWith(service string, o Options, fn func(ctx context.Context, env *Env, log *slog.Logger) error) {
 	env := &Env{lookup: os.LookupEnv}
 	log := Logger(env, service)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -129,7 +143,7 @@ func Main(service string, fn func(ctx context.Context, env *Env, log *slog.Logge
 		ServiceName:  service,
 		OTLPEndpoint: env.String("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
 	})
-	var stopHealth func()
+	var stopHealth, stopMetrics func()
 	if err == nil {
 		stopHealth, err = startHealth(env.String("HEALTH_ADDR", ""))
 		if err != nil {
@@ -137,8 +151,16 @@ func Main(service string, fn func(ctx context.Context, env *Env, log *slog.Logge
 		}
 	}
 	if err == nil {
+		stopMetrics, err = telemetry.ServeMetrics(MetricsAddr(env, o.MetricsAddr))
+		if err != nil {
+			stopHealth()
+			err = ConfigError(err)
+		}
+	}
+	if err == nil {
 		err = fn(ctx, env, log)
 		stopHealth()
+		stopMetrics()
 		// Telemetry is flushed last, after the service has stopped.
 		fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if ferr := flush(fctx); ferr != nil {
@@ -246,4 +268,14 @@ func serveHealth(lis net.Listener) func() {
 	srv := httpserver.New(mux)
 	go func() { _ = srv.Serve(lis) }()
 	return func() { _ = srv.Close() }
+}
+
+// MetricsAddr reads METRICS_ADDR: where to serve /metrics, empty (or
+// "off") for nowhere; def when unset.
+func MetricsAddr(env *Env, def string) string {
+	a := env.String("METRICS_ADDR", def)
+	if a == "off" {
+		return ""
+	}
+	return a
 }

@@ -129,6 +129,9 @@ type rejection struct {
 	// attrs go to the log only.
 	attrs []any
 	err   error
+	// metric is the reason label of the rejection's count, a word from a
+	// short fixed list (metrics.go); empty derives it from status.
+	metric string
 }
 
 func reject(status int, reason string, attrs ...any) *rejection {
@@ -157,11 +160,14 @@ func (h *Handler) writeRejection(w http.ResponseWriter, r *http.Request, tenant 
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, ep endpoint) {
+	start := time.Now()
 	tenant := r.PathValue("tenantId")
 	if rj := h.process(w, r, tenant, ep); rj != nil {
 		h.writeRejection(w, r, tenant, rj)
+		recordWebhook(ep, start, rj)
 		return
 	}
+	recordWebhook(ep, start, nil)
 	switch ep {
 	case epInbound, epFallback:
 		w.Header().Set("Content-Type", "text/xml")
@@ -251,7 +257,9 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, tenant string,
 		return nil
 	}
 	if ev.Inbound && rt.Disabled {
-		return reject(http.StatusForbidden, rt.DisabledReason, "entry", rt.EntryID)
+		rj := reject(http.StatusForbidden, rt.DisabledReason, "entry", rt.EntryID)
+		rj.metric = "channel_disabled"
+		return rj
 	}
 	if len(repaired) > 0 {
 		ev.Warning = strings.TrimPrefix(ev.Warning+"; invalid UTF-8 replaced with U+FFFD in "+strings.Join(repaired, ", "), "; ")
@@ -272,6 +280,7 @@ const unauthenticated = "missing or invalid X-Twilio-Signature"
 func rejectUnauthenticated(cause string, attrs ...any) *rejection {
 	rj := reject(http.StatusForbidden, unauthenticated, attrs...)
 	rj.cause = cause
+	rj.metric = "unauthenticated"
 	return rj
 }
 
@@ -306,6 +315,7 @@ func (h *Handler) authorize(r *http.Request, tenant string, req *Request, chatSe
 			// answer. Twilio retries.
 			rj := reject(http.StatusServiceUnavailable, "routing is unavailable; retry")
 			rj.err = err
+			rj.metric = "routing_unavailable"
 			return nil, rj
 		}
 	}
@@ -321,7 +331,9 @@ func (h *Handler) authorize(r *http.Request, tenant string, req *Request, chatSe
 			"remote", r.RemoteAddr, "json", req.IsJSON)
 	}
 	if acct := req.Params.Get("AccountSid"); acct != "" && rt.AccountSID != "" && acct != rt.AccountSID {
-		return nil, reject(http.StatusForbidden, "AccountSid does not match the messaging entry's connector", "entry", rt.EntryID)
+		rj := reject(http.StatusForbidden, "AccountSid does not match the messaging entry's connector", "entry", rt.EntryID)
+		rj.metric = "account_mismatch"
+		return nil, rj
 	}
 	return rt, nil
 }

@@ -545,7 +545,10 @@ func (s *Sender) backoff(n int) time.Duration {
 func (s *Sender) call(tc twilioapi.Credentials, m twilioapi.Message) (twilioapi.Accepted, error) {
 	s.calls <- struct{}{}
 	defer func() { <-s.calls }()
-	return s.d.Twilio.Send(tc, m)
+	start := time.Now()
+	acc, err := s.d.Twilio.Send(tc, m)
+	recordCall(start, err)
+	return acc, err
 }
 
 func (s *Sender) find(ctx context.Context, tc twilioapi.Credentials, m twilioapi.Message, rec *ledger.Request) (twilioapi.Accepted, bool, error) {
@@ -617,6 +620,7 @@ func (s *Sender) sent(ctx context.Context, req *outboundv1.OutboundMessageReques
 		// redelivery will find it at Twilio instead of sending again.
 		return fmt.Errorf("record that twilio accepted %q as %s: %w", req.GetRequestId(), acc.SID, err)
 	}
+	recordOutcome(true, 0, 0)
 	if req.GetResendOf() != "" {
 		if err := s.d.Ledger.AddResend(ctx, req.GetTenantId(), req.GetResendOf(), req.GetRequestId()); err != nil {
 			return err
@@ -628,6 +632,7 @@ func (s *Sender) sent(ctx context.Context, req *outboundv1.OutboundMessageReques
 // fail records a failed outcome (unless one is recorded) and reports it.
 // begun says the request is in the ledger already.
 func (s *Sender) fail(ctx context.Context, req *outboundv1.OutboundMessageRequested, begun bool, code int32, msg string, reason outboundv1.FailureReason, attempts int) error {
+	recordOutcome(false, code, reason)
 	if !begun {
 		r := s.record(req, s.opts.Now())
 		if _, _, err := s.d.Ledger.Begin(ctx, r); err != nil {

@@ -377,6 +377,7 @@ func (r *Runner) abandon(ctx context.Context, st *State, rev uint64) error {
 func (r *Runner) finish(ctx context.Context, st *State, rev uint64, err error) error {
 	var pf *permanentFailure
 	if errors.As(err, &pf) {
+		recordFailure(pf.kind)
 		if ferr := r.fail(ctx, st, pf.activity, pf.reason); ferr != nil {
 			return ferr
 		}
@@ -390,12 +391,16 @@ func (r *Runner) finish(ctx context.Context, st *State, rev uint64, err error) e
 	return r.store.Save(ctx, st, rev)
 }
 
-type permanentFailure struct{ activity, reason string }
+type permanentFailure struct {
+	activity, reason string
+	// kind is the type of the activity that failed, when known (metrics).
+	kind string
+}
 
 func (p *permanentFailure) Error() string { return p.activity + ": " + p.reason }
 
 func failf(activity, format string, args ...any) error {
-	return &permanentFailure{activity, fmt.Sprintf(format, args...)}
+	return &permanentFailure{activity: activity, reason: fmt.Sprintf(format, args...)}
 }
 
 var errNoService = errors.New("service not configured")
@@ -500,6 +505,11 @@ func (r *Runner) advance(ctx context.Context, st *State, def *workflowdef.Defini
 		if pendingTimer && (err == nil || errors.As(err, &pf)) && (st.Wait == nil || st.Wait.DueAt.IsZero()) {
 			r.cancelTimer(ctx, st)
 		}
+		if errors.As(err, &pf) && pf.kind == "" {
+			if a, ok := def.Activity(st.Activity); ok {
+				pf.kind = a.Type
+			}
+		}
 	}()
 	for ran := 0; ; ran++ {
 		if ran >= MaxSteps {
@@ -573,6 +583,7 @@ func (r *Runner) advance(ctx context.Context, st *State, def *workflowdef.Defini
 
 func (r *Runner) stepCompleted(ctx context.Context, st *State, a *workflowdef.Activity, branch string) error {
 	st.Steps++
+	recordStep(a.Type)
 	now := r.now()
 	dur := time.Duration(0)
 	if !st.EnteredAt.IsZero() && now.After(st.EnteredAt) {
