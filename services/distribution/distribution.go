@@ -3,9 +3,12 @@
 // after-call work, and the answers about tasks and queues.
 //
 // It consumes task requests (WORKFLOW stream), session ends (SESSION
-// stream) and agents' replies (OUTBOUND stream, for the first-reply timer), publishes the life of every task on the DISTRIBUTION stream, and
+// stream) and agents' replies (OUTBOUND stream, for the first-reply
+// timer), publishes the life of every task on the DISTRIBUTION stream, and
 // takes agents' answers over gRPC (DistributionService) from the sessions
-// gateway.
+// gateway. Several replicas share the tenants: each holds the tenants of
+// the partitions the consumer group gives it (internal/partition) and
+// forwards calls for the others' tenants to their holder.
 package distribution
 
 import (

@@ -1,0 +1,87 @@
+package partition_test
+
+import (
+	"context"
+	"log/slog"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/natsembed/natstest"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
+	"github.com/switchboard-cc/switchboard/services/distribution/internal/partition"
+)
+
+// The partition NATS puts in front of an input's subject is the one the
+// engine computes for the tenant: a replica holds exactly the tenants of
+// the partitions it consumes, and forwards a call to the right holder.
+func TestPartitionOfMatchesTheSubjectTransform(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.DiscardHandler)
+	b, err := bus.Connect(natstest.Start(t).ClientURL(), t.Name(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if err := b.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamWorkflow, subjects.StreamSession, subjects.StreamOutbound); err != nil {
+		t.Fatal(err)
+	}
+	const n = 7
+	if _, err := partition.Setup(ctx, b.JS, partition.Config{Replica: "r1", Partitions: n, TTL: time.Second, AckWait: time.Second}, log); err != nil {
+		t.Fatal(err)
+	}
+	tenants := []string{"acme", "globex", "initech", "umbrella", "north", "south", "east", "west", "t-1", "t_2"}
+	for _, tn := range tenants {
+		if _, err := b.JS.Publish(ctx, subjects.WorkflowTaskRequested(tn), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.JS.Publish(ctx, subjects.SessionEnded(tn), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := b.JS.Stream(ctx, subjects.StreamDistributionGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info *jetstream.StreamInfo
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, err = s.Info(ctx, jetstream.WithSubjectFilter(">"))
+		if err == nil && len(info.State.Subjects) == 2*len(tenants) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group stream holds %v (%v), want %d subjects", info, err, 2*len(tenants))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for subj := range info.State.Subjects {
+		p, rest, _ := strings.Cut(subj, ".")
+		tenant := rest[strings.LastIndex(rest, ".")+1:]
+		if want := strconv.Itoa(engine.PartitionOf(tenant, n)); p != want {
+			t.Errorf("%s: partition %s, engine.PartitionOf(%q) = %s", subj, p, tenant, want)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := partition.Config{Replica: "dist-1", Partitions: 16, TTL: 6 * time.Second, AckWait: 6 * time.Second}
+	if err := ok.Validate(); err != nil {
+		t.Errorf("%+v: %v", ok, err)
+	}
+	for _, c := range []partition.Config{
+		{Replica: "dist.1", Partitions: 16, TTL: time.Second, AckWait: time.Second},
+		{Replica: "", Partitions: 16, TTL: time.Second, AckWait: time.Second},
+		{Replica: "d", Partitions: 0, TTL: time.Second, AckWait: time.Second},
+		{Replica: "d", Partitions: 16, TTL: time.Millisecond, AckWait: time.Second},
+	} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%+v: valid, want an error", c)
+		}
+	}
+}
