@@ -196,3 +196,45 @@ func TestConsoleCannedResponses(t *testing.T) {
 		t.Errorf("inserted %q, want %q", reply, want)
 	}
 }
+
+// In a real browser: a WhatsApp reply Twilio refused because the 24-hour
+// window had closed (63016) offers no Resend, which would fail the same way.
+func TestConsoleNoResendOutsideTheWindow(t *testing.T) {
+	ctx := browser(t)
+	info := stack(t)
+	sim := simclient.New(info.TwilioSimURL, nil)
+	const customer = "whatsapp:+15557650501"
+	if err := chromedp.Run(ctx, signIn("bob@demo.example", info)); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: "whatsapp:+12025550101", Body: "Hi"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible("li.offer"),
+		chromedp.Click("li.offer button.accept"),
+		waitText("#transcript", "Hi"),
+	); err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	if _, err := sim.WaitInbox(ctx, customer, 1); err != nil { // the greeting
+		t.Fatal(err)
+	}
+	closed := 63016
+	if _, err := sim.AddDeliveryRule(ctx, simclient.DeliveryRule{To: customer, Count: 1, DeliveryOptions: simclient.DeliveryOptions{ErrorCode: &closed}}); err != nil {
+		t.Fatal(err)
+	}
+	var resendButtons int
+	if err := chromedp.Run(ctx,
+		chromedp.SendKeys("#reply", "Your table is booked."),
+		chromedp.Click("#send"),
+		waitText("#transcript", "63016"),
+		waitText("#transcript", "Not resent: the WhatsApp window is closed"),
+		chromedp.Evaluate(`document.querySelectorAll("#transcript button.resend").length`, &resendButtons),
+	); err != nil {
+		t.Fatalf("refused reply: %v", err)
+	}
+	if resendButtons != 0 {
+		t.Errorf("%d Resend buttons on a 63016 failure", resendButtons)
+	}
+}

@@ -55,3 +55,18 @@ func TestOutboundKey(t *testing.T) {
 		t.Errorf("status keys %q, %q; want both t1/ss_1 (in order per session)", sent, delivered)
 	}
 }
+
+func TestUnresendable(t *testing.T) {
+	for _, tt := range []struct {
+		code   int32
+		reason string
+		want   bool
+	}{
+		{63016, "twilio", true}, {0, "whatsapp_window_closed", true}, {21610, "twilio", true}, {0, "opted_out", true},
+		{30003, "twilio", false}, {0, "retries_exhausted", false},
+	} {
+		if got := Unresendable(tt.code, tt.reason) != ""; got != tt.want {
+			t.Errorf("Unresendable(%d, %q) = %v, want %v", tt.code, tt.reason, got, tt.want)
+		}
+	}
+}

@@ -137,6 +137,9 @@ func (c *Core) Resend(ctx context.Context, a Agent, sessionID, messageID, client
 	if orig.Direction != "outbound" || (orig.Status != "failed" && orig.Status != "undelivered") {
 		return "", fmt.Errorf("%w: only a failed outbound message can be resent (this one is %s)", ErrConflict, orDefault(orig.Status, orig.Direction))
 	}
+	if why := Unresendable(orig.ErrorCode, orig.Reason); why != "" {
+		return "", fmt.Errorf("%w: %s", ErrConflict, why)
+	}
 	var media []string
 	for _, m := range orig.Media {
 		media = append(media, m.URL)
@@ -189,4 +192,16 @@ func Count(body string) (segments.Result, error) {
 		return segments.Result{}, fmt.Errorf("%w: draft has %d characters", ErrInvalid, n)
 	}
 	return segments.Count(body), nil
+}
+
+// Unresendable says why sending a failed message again cannot help (the
+// same refusal would follow), or "" when a resend may go through.
+func Unresendable(code int32, reason string) string {
+	switch {
+	case code == 63016 || reason == "whatsapp_window_closed":
+		return "the WhatsApp 24-hour window is closed: sending the same text again would fail the same way; a template must be sent"
+	case code == 21610 || reason == "opted_out":
+		return "the customer opted out (STOP): nothing can be sent until they reply START"
+	}
+	return ""
 }

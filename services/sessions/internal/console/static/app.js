@@ -395,6 +395,11 @@ function renderSession() {
         note.className = "meta resent";
         note.textContent = "Resent below.";
         li.append(note);
+      } else if (unresendable(m)) {
+        const note = document.createElement("span");
+        note.className = "meta unresendable";
+        note.textContent = unresendable(m);
+        li.append(note);
       } else if (!ended) {
         const b = document.createElement("button");
         b.type = "button";
@@ -617,6 +622,14 @@ function countReply() {
       if (gsm7Rewrite) $("gsm7").textContent = `Use plain characters (${r.gsm7_segments} segment${r.gsm7_segments === 1 ? "" : "s"})`;
     } catch (e) { $("reply-count").textContent = `${chars} / 1600`; }
   }, 150);
+}
+
+// unresendable says why sending a failed message again cannot help (the
+// server refuses it too).
+function unresendable(m) {
+  if (m.error_code === 63016 || m.reason === "whatsapp_window_closed") return "Not resent: the WhatsApp window is closed; a template must be sent.";
+  if (m.error_code === 21610 || m.reason === "opted_out") return "Not resent: the customer opted out (STOP).";
+  return "";
 }
 
 async function resend(sessionId, messageId, button) {
