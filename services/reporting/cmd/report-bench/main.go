@@ -190,9 +190,9 @@ func run(nSessions, live, open, messages, exportRows, reps int) error {
 	rollupTime := time.Since(t0)
 	cancel()
 
-	fmt.Printf("%-66s %12s\n", "writes", "per second")
+	fmt.Printf("%-66s %12s\n", fmt.Sprintf("writes (projection: %d events of %d sessions)", total, live), "per second")
 	for i, o := range opens {
-		fmt.Printf("%-66s %12.0f\n", fmt.Sprintf("projection: %d events, %d sessions, %d interleaved, 16 lanes by event, merged", total, live, o), float64(total)/projection[i].Seconds())
+		fmt.Printf("%-66s %12.0f\n", fmt.Sprintf("projection: 16 lanes by event, merged, %d sessions interleaved", o), float64(total)/projection[i].Seconds())
 	}
 	fmt.Printf("%-66s %12.0f\n", "  before: 16 lanes by session, one update per event, group commit", float64(total)/bySession.Seconds())
 	fmt.Printf("%-66s %12.0f\n", "  baseline: bare upserts, 16 lanes by session, no group commit", float64(total)/bareTime.Seconds())
