@@ -344,7 +344,7 @@ func TestReplicasShareTenantsAndSurviveOneDying(t *testing.T) {
 	dead := reps[1]
 	rest := []*replica{reps[0], reps[2]}
 	live.Store(&rest)
-	dead.bus.Close()
+	dead.bus.NC.Close() // at once, not drained: it cannot leave
 	dead.cancel()
 
 	deadline := time.Now().Add(120 * time.Second)
