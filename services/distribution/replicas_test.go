@@ -132,12 +132,13 @@ type ledger struct {
 	agentOf   map[string]string   // tenant/task -> tenant/agent
 	accepted  map[string]bool
 	completed map[string]bool
+	active    map[string]bool // accepted, not completed
 	problems  []string
 }
 
 func newLedger() *ledger {
 	return &ledger{offerOf: map[string]string{}, holds: map[string][]string{}, agentOf: map[string]string{},
-		accepted: map[string]bool{}, completed: map[string]bool{}}
+		accepted: map[string]bool{}, completed: map[string]bool{}, active: map[string]bool{}}
 }
 
 func (l *ledger) release(task string) {
@@ -165,6 +166,12 @@ func (l *ledger) handle(_ context.Context, m *bus.Message) error {
 		if prev, ok := l.offerOf[task]; ok && prev != ev.GetOfferId() {
 			l.problems = append(l.problems, fmt.Sprintf("task %s offered to %s (%s) while offer %s is outstanding", task, who, ev.GetOfferId(), prev))
 		}
+		if l.active[task] {
+			l.problems = append(l.problems, fmt.Sprintf("task %s offered to %s while accepted", task, who))
+		}
+		if l.completed[task] {
+			l.problems = append(l.problems, fmt.Sprintf("task %s offered to %s after it completed", task, who))
+		}
 		if held := l.holds[who]; len(held) > 0 && l.agentOf[task] != who {
 			l.problems = append(l.problems, fmt.Sprintf("agent %s offered %s while holding %v (capacity 1)", who, task, held))
 		}
@@ -179,7 +186,7 @@ func (l *ledger) handle(_ context.Context, m *bus.Message) error {
 		}
 		task := ev.GetTenantId() + "/" + ev.GetTaskId()
 		delete(l.offerOf, task)
-		l.accepted[task] = true
+		l.accepted[task], l.active[task] = true, true
 	case subjects.KindTaskDeclined, subjects.KindTaskOfferTimedOut:
 		var ev distributionv1.TaskDeclined // the same fields as TaskOfferTimedOut
 		if err := m.Decode(&ev); err != nil {
@@ -195,6 +202,7 @@ func (l *ledger) handle(_ context.Context, m *bus.Message) error {
 		}
 		task := ev.GetTenantId() + "/" + ev.GetTaskId()
 		delete(l.offerOf, task)
+		delete(l.active, task)
 		l.release(task)
 		if m.Kind() == subjects.KindTaskCompleted {
 			l.completed[task] = true
@@ -433,6 +441,23 @@ func TestForwardedCallsKeepTenantIsolation(t *testing.T) {
 			t.Errorf("agent ag1 setting ag2's presence through %s: %v, want PermissionDenied", r.name, err)
 		}
 		_ = conn.Close()
+	}
+
+	// WatchQueues through every replica: the holder streams its own
+	// snapshots, the others the holder's.
+	for _, r := range reps {
+		wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		stream, err := r.client.WatchQueues(wctx, &distributionv1.WatchQueuesRequest{TenantId: "north", ServiceIds: []string{"sales"}})
+		if err == nil {
+			var res *distributionv1.WatchQueuesResponse
+			if res, err = stream.Recv(); err == nil && len(res.GetServices()) != 1 {
+				err = fmt.Errorf("got %v, want sales's statistics", res)
+			}
+		}
+		cancel()
+		if err != nil {
+			t.Errorf("WatchQueues of north through %s: %v", r.name, err)
+		}
 	}
 
 	// By hand on the forwarding subject of south's partition.
