@@ -41,7 +41,7 @@ func Accesses() []Access {
 			Ensures:    []string{StreamChat, StreamSession, StreamDistribution, StreamOutbound, StreamWorkflow, StreamDeadLetter, StreamTranscript},
 			Consumes:   []string{StreamChat, StreamDistribution, StreamOutbound, StreamWorkflow, StreamConfig, StreamTranscript},
 			Publishes:  []string{DomainSession + ".>", AllTenants(KindOutboundRequested), AgentPushAll, SessionPushAll, DomainTranscript + ".>"},
-			Subscribes: []string{AgentPushAll, SessionPushAll}, ReadsKV: []string{BucketRevocations}, WritesKV: []string{BucketAgentSessions}},
+			Subscribes: []string{AgentPushAll, SessionPushAll}, ReadsKV: []string{BucketRevocations}, WritesKV: []string{BucketAgentSessions, BucketCustomerHistory}},
 		{Service: "workflow-runner",
 			Ensures:  []string{StreamSession, StreamWorkflow, StreamOutbound, StreamDistribution, StreamWorkflowTimers, StreamDeadLetter},
 			Consumes: []string{StreamSession, StreamDistribution, StreamWorkflowTimers, StreamConfig},

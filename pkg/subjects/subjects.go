@@ -238,6 +238,9 @@ const DistributionRPC = "rpc.distribution.>"
 // BucketAgentSessions holds each agent's active sessions (sessions).
 const BucketAgentSessions = "SESSIONS_AGENT_CHATS"
 
+// BucketCustomerHistory holds each customer's latest sessions (sessions).
+const BucketCustomerHistory = "SESSIONS_CUSTOMER_HISTORY"
+
 // AgentPush is the core-NATS subject (not JetStream) on which a sessions
 // replica forwards a frame to an agent connected to any replica.
 func AgentPush(tenant, agentID string) string { return "push.agent." + tenant + "." + agentID }

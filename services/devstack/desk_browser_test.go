@@ -1,6 +1,7 @@
 package devstack_test
 
 import (
+	"github.com/switchboard-cc/switchboard/services/sessions/agentclient"
 	"strings"
 	"testing"
 	"time"
@@ -236,5 +237,69 @@ func TestConsoleNoResendOutsideTheWindow(t *testing.T) {
 	}
 	if resendButtons != 0 {
 		t.Errorf("%d Resend buttons on a 63016 failure", resendButtons)
+	}
+}
+
+// In a real browser: the customer's earlier chat is one click away from
+// their new one; another agent cannot read it.
+func TestConsoleCustomerHistory(t *testing.T) {
+	ctx := browser(t)
+	info := stack(t)
+	sim := simclient.New(info.TwilioSimURL, nil)
+	const customer = "+15557650601"
+	if err := chromedp.Run(ctx, signIn("alice@demo.example", info)); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: devstack.DemoSMSNumber, Body: "First visit: my bike is broken"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible("li.offer"),
+		chromedp.Click("li.offer button.accept"),
+		waitText("#transcript", "First visit"),
+		chromedp.Click("#terminate"),
+		chromedp.Click("#terminate-yes"),
+		waitText("#session-meta", "ended"),
+		chromedp.Click("#dismiss"),
+	); err != nil {
+		t.Fatalf("first chat: %v", err)
+	}
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: devstack.DemoSMSNumber, Body: "Back again about the bike"}); err != nil {
+		t.Fatal(err)
+	}
+	var list string
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible("li.offer"),
+		chromedp.Click("li.offer button.accept"),
+		waitText("#transcript", "Back again"),
+		chromedp.Click("#history"),
+		chromedp.WaitVisible("#history-panel"),
+		chromedp.WaitVisible("#history-list li[data-session-id]"),
+		chromedp.Text("#history-list", &list),
+		chromedp.Click("#history-list li[data-session-id]"),
+		waitText("#history-transcript", "First visit: my bike is broken"),
+	); err != nil {
+		t.Fatalf("history: %v", err)
+	}
+	if !strings.Contains(list, "handled") || !strings.Contains(list, "alice") {
+		t.Errorf("history list %q lacks the outcome or the agent", list)
+	}
+
+	// Bob has no business with alice's customer.
+	bob := agent(t, timeout(t), info, "bob@demo.example")
+	var earlier, current string
+	if err := chromedp.Run(ctx,
+		chromedp.AttributeValue("#history-list li[data-session-id]", "data-session-id", &earlier, nil),
+		chromedp.AttributeValue("#sessions li.selected", "data-session-id", &current, nil),
+	); err != nil {
+		t.Fatal(err)
+	}
+	for typ, data := range map[string]map[string]string{
+		"session.history": {"session_id": current},
+		"session.earlier": {"session_id": current, "earlier_session_id": earlier},
+	} {
+		if _, err := bob.Request(timeout(t), typ, data); !agentclient.IsCode(err, "forbidden") {
+			t.Errorf("bob's %s on alice's chat: %v, want forbidden", typ, err)
+		}
 	}
 }

@@ -303,6 +303,13 @@ func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 		msg.Media = append(msg.Media, store.Media{URL: md.GetUrl(), ContentType: md.GetContentType()})
 	}
 	if sess.FirstMessageSID == ev.GetMessageSid() {
+		// The customer's history names the session (once, whatever the
+		// redeliveries), so their next chats can show this one.
+		if err := c.store.RecordHistory(ctx, sess.Tenant, sess.Conversation.Customer, store.HistoryEntry{
+			SessionID: sess.ID, StartedAt: sess.StartedAt, Channel: sess.Conversation.Channel,
+		}); err != nil {
+			return err
+		}
 		// Before the message's event: consumers see a session start first.
 		if err := c.pub.Emit(ctx, subjects.SessionStarted(sess.Tenant), &sessionv1.SessionStarted{
 			TenantId: sess.Tenant, SessionId: sess.ID, ServiceId: sess.ServiceID, EntryId: sess.EntryID,

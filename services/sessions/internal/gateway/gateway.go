@@ -366,6 +366,8 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(protocol.MaxFrameBytes)
 	g.sockets.Add(1)
 	defer g.sockets.Done()
+	wsConnections.Add(r.Context(), 1)
+	defer wsConnections.Add(context.WithoutCancel(r.Context()), -1)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
 	defer cancel()
 	stopOnClose := context.AfterFunc(g.done, cancel)
@@ -865,6 +867,27 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 		}
 		list, err := g.core.CannedResponses(cctx, a, d.SessionID)
 		reply(map[string]any{"session_id": d.SessionID, "responses": list}, err)
+	case protocol.TypeSessionHistory:
+		d, err := decode[struct {
+			SessionID string `json:"session_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		list, err := g.core.History(cctx, a, d.SessionID)
+		reply(map[string]any{"session_id": d.SessionID, "sessions": list}, err)
+	case protocol.TypeSessionEarlier:
+		d, err := decode[struct {
+			SessionID        string `json:"session_id"`
+			EarlierSessionID string `json:"earlier_session_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		view, err := g.core.EarlierTranscript(cctx, a, d.SessionID, d.EarlierSessionID)
+		reply(map[string]any{"session": view}, err)
 	case protocol.TypeSupervisorWatch:
 		d, err := decode[struct {
 			ServiceIDs []string `json:"service_ids"`

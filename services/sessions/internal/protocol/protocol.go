@@ -40,6 +40,9 @@ const (
 	// can insert in it.
 	TypeNoteAdd    = "note.add"
 	TypeCannedList = "canned.list"
+	// The customer's earlier chats, and one of them with its transcript.
+	TypeSessionHistory = "session.history"
+	TypeSessionEarlier = "session.earlier"
 	// Supervisors (role supervisor): watch the tenant's queues and agents,
 	// an agent's chats, monitor a chat, whisper to its agent, write to its
 	// customer, end it, reset an agent's RONA flag.

@@ -121,8 +121,9 @@ type Store struct {
 	// outbound messages.
 	claims, dones, outbound *mongodb.GroupWriter
 
-	log    *transcriptLog
-	agents *agentIndex
+	log     *transcriptLog
+	agents  *agentIndex
+	history *historyIndex
 }
 
 // New opens the store: the sessions database, the TRANSCRIPT stream (which
@@ -138,11 +139,20 @@ func New(ctx context.Context, db *mongo.Database, js jetstream.JetStream, replic
 	if err != nil {
 		return nil, err
 	}
+	hist, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      subjects.BucketCustomerHistory,
+		Description: "each customer's latest sessions: tenant.customer(hex) -> sessions (sessions)",
+		Replicas:    max(replicas, 1),
+		Storage:     jetstream.FileStorage,
+	})
+	if err != nil {
+		return nil, err
+	}
 	st := &Store{
 		sessions: db.Collection("sessions"), active: db.Collection("active"),
 		messages: db.Collection("messages"), inbound: db.Collection("inbound"),
 		inboundDone: db.Collection("inbound_done"),
-		log:         &transcriptLog{js: js}, agents: &agentIndex{kv: kv},
+		log:         &transcriptLog{js: js}, agents: &agentIndex{kv: kv}, history: &historyIndex{kv: hist},
 	}
 	st.claims = mongodb.NewGroupWriter(st.inbound, "inbound claim")
 	st.dones = mongodb.NewGroupWriter(st.inboundDone, "inbound done marker")

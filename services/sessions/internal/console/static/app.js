@@ -340,6 +340,7 @@ function renderSession() {
     $("confirm-end").hidden = true;
     $("transfer-form").hidden = true;
     $("canned-picker").hidden = true;
+    $("history-panel").hidden = true;
     countReply();
   }
   $("session-customer").textContent = s.customer_name ? `${s.customer_name} (${s.customer})` : s.customer;
@@ -554,6 +555,53 @@ async function terminate() {
   try { await send("session.terminate", { session_id: state.selected }); } catch (e) { deskError(e.message); }
 }
 
+// History: the customer's earlier chats, and one of them read-only.
+async function toggleHistory() {
+  const panel = $("history-panel");
+  if (!panel.hidden) { panel.hidden = true; return; }
+  const s = state.sessions.get(state.selected);
+  if (!s) return;
+  deskError("");
+  const ul = $("history-list");
+  ul.replaceChildren();
+  $("history-view").hidden = true;
+  try {
+    const r = await send("session.history", { session_id: s.session_id });
+    for (const e of r.sessions || []) {
+      const li = document.createElement("li");
+      li.dataset.sessionId = e.session_id;
+      const when = new Date(e.started_at).toLocaleString();
+      li.textContent = `${when} · ${channelLabel(e.channel)} · ${e.service_name || ""} · ${e.outcome || e.state}${e.agent_id ? " · " + e.agent_id : ""}`;
+      li.onclick = () => showEarlier(s.session_id, e.session_id);
+      ul.append(li);
+    }
+    if (!ul.children.length) ul.innerHTML = '<li class="muted">No earlier chats.</li>';
+  } catch (e) { deskError(e.message); return; }
+  panel.hidden = false;
+}
+
+async function showEarlier(current, earlier) {
+  deskError("");
+  try {
+    const r = await send("session.earlier", { session_id: current, earlier_session_id: earlier });
+    const e = r.session;
+    $("history-meta").textContent = `${channelLabel(e.channel)} · ${e.service_name || e.service_id} · ${new Date(e.started_at).toLocaleString()}`;
+    const ol = $("history-transcript");
+    ol.replaceChildren();
+    for (const m of e.messages || []) {
+      const li = document.createElement("li");
+      li.className = `${m.direction} ${m.sender}`;
+      li.append(document.createTextNode(m.body || ""));
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      meta.textContent = `${senderLabel(m).replace("You", m.agent_id ? "Agent " + m.agent_id : "Agent")} · ${new Date(m.at).toLocaleString()}`;
+      li.append(meta);
+      ol.append(li);
+    }
+    $("history-view").hidden = false;
+  } catch (err) { deskError(err.message); }
+}
+
 function dismiss() {
   const s = state.sessions.get(state.selected);
   if (!s || (s.state !== "ended" && s.state !== "transferred")) return;
@@ -668,6 +716,7 @@ $("view-desk").addEventListener("click", () => show("desk"));
 $("view-supervisor").addEventListener("click", () => show("supervisor"));
 $("terminate-no").addEventListener("click", () => { $("confirm-end").hidden = true; });
 $("dismiss").addEventListener("click", dismiss);
+$("history").addEventListener("click", toggleHistory);
 $("transfer").addEventListener("click", openTransfer);
 $("transfer-cancel").addEventListener("click", () => { $("transfer-form").hidden = true; });
 $("transfer-target").addEventListener("change", (e) => { $("transfer-agent-label").hidden = e.target.value !== "agent:"; });
