@@ -100,6 +100,9 @@ func (e *Engine) Acquire(ctx context.Context, parts []int) (tasks, agents int, e
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.owned == nil {
+		return 0, 0, errors.New("acquire before SetPartitions")
+	}
 	e.dropLocked(match)
 	for _, p := range parts {
 		e.owned[p] = true

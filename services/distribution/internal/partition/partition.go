@@ -119,6 +119,14 @@ func Setup(ctx context.Context, js jetstream.JetStream, cfg Config, log *slog.Lo
 	if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", sc.Name, err)
 	}
+	// The durable consumers a single replica read the inputs with before:
+	// the group reads them now (DISTRIBUTION_INPUT sources the streams
+	// from their start, and handling is idempotent).
+	for _, in := range Inputs {
+		if err := js.DeleteConsumer(ctx, in.Stream, in.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, fmt.Errorf("delete the former consumer %s: %w", in.Consumer, err)
+		}
+	}
 	var filters []pcgroups.PartitioningFilter
 	for _, in := range Inputs {
 		filters = append(filters, pcgroups.PartitioningFilter{Filter: in.Filter, PartitioningWildcards: []int{1}})
