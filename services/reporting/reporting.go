@@ -52,8 +52,8 @@ type Config struct {
 	// RollupZones (IANA names) get day and month rollups besides UTC, so
 	// long summaries in them read few documents.
 	RollupZones []string
-	// NoRollupWriter leaves rolling up to another process: exactly one
-	// process per database runs the writer (further replicas only serve).
+	// NoRollupWriter leaves rolling up to other processes. Those that
+	// run the writer share a lease: one of them writes at a time.
 	NoRollupWriter bool
 }
 

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -235,18 +236,22 @@ func rollupProperty(t *testing.T, seed uint64) {
 		}
 		rctx, cancel := context.WithCancel(ctx)
 		reached := make(chan struct{})
-		done := make(chan error, 1)
-		go func() {
-			done <- rs.Run(rctx, b.JS, recs, rollup.RunOptions{Delay: -1, Batch: 1 + r.IntN(7), OnApplied: func(c uint64) {
-				if c >= stopAt {
-					select {
-					case <-reached:
-					default:
-						close(reached)
-					}
-				}
-			}}, log)
-		}()
+		var once sync.Once
+		opts := rollup.RunOptions{Delay: -1, Batch: 1 + r.IntN(7), OnApplied: func(c uint64) {
+			if c >= stopAt {
+				once.Do(func() { close(reached) })
+			}
+		}}
+		// The last run has a second writer (another replica) beside it:
+		// the lease lets one of them write.
+		writers := []*rollup.Store{rs}
+		if stopAt == last {
+			writers = append(writers, rollup.New(db, nil))
+		}
+		done := make(chan error, len(writers))
+		for _, w := range writers {
+			go func() { done <- w.Run(rctx, b.JS, recs, opts, log) }()
+		}
 		cur, err := rs.Cursor(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -259,8 +264,10 @@ func rollupProperty(t *testing.T, seed uint64) {
 			}
 		}
 		cancel()
-		if err := <-done; err != nil {
-			t.Fatal(err)
+		for range writers {
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
 		}
 		if stopAt == last {
 			break

@@ -41,6 +41,8 @@ type RunOptions struct {
 	Batch int
 	// OnApplied, if set, is told the cursor after each batch (tests).
 	OnApplied func(cursor uint64)
+	// Lease is how long the writer lease lasts unrenewed; 30 s when zero.
+	Lease time.Duration
 }
 
 func (o *RunOptions) defaults() {
@@ -56,27 +58,67 @@ func (o *RunOptions) defaults() {
 	if o.Batch <= 0 {
 		o.Batch = 256
 	}
+	if o.Lease <= 0 {
+		o.Lease = 30 * time.Second
+	}
 }
 
 // Run rolls up ended sessions until ctx is done. It reads the SESSION
 // stream's SessionEnded events with an ordered consumer (in stream order,
 // no gaps, no acknowledgements) from the stored cursor on; after any
-// error it starts over from the cursor. Only one process may run it
-// against a database (the reporting service runs it unless told not to).
+// error it starts over from the cursor. One writer runs per database: it
+// holds a lease in rollup_state (renewed every third of RunOptions.Lease);
+// the others wait for it to lapse, so replicas may all run Run.
 func (s *Store) Run(ctx context.Context, js jetstream.JetStream, recs Records, o RunOptions, log *slog.Logger) error {
 	o.defaults()
+	defer s.release(context.WithoutCancel(ctx))
 	for {
-		err := s.runOnce(ctx, js, recs, o)
+		held, err := s.acquire(ctx, o.Lease)
+		if held {
+			err = s.runHeld(ctx, js, recs, o)
+		}
 		if ctx.Err() != nil {
 			return nil
 		}
-		log.Warn("rollups: starting over from the cursor", "err", err)
+		wait := o.Lease / 3
+		if err != nil {
+			log.Warn("rollups: starting over from the cursor", "err", err)
+			wait = time.Second
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(time.Second):
+		case <-time.After(wait):
 		}
 	}
+}
+
+// runHeld writes while the lease is renewed; losing it stops the writing.
+func (s *Store) runHeld(ctx context.Context, js jetstream.JetStream, recs Records, o RunOptions) error {
+	lctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		for {
+			select {
+			case <-lctx.Done():
+				return
+			case <-time.After(o.Lease / 3):
+			}
+			held, err := s.acquire(lctx, o.Lease)
+			if err == nil && !held {
+				err = errors.New("another writer holds it")
+			}
+			if err != nil {
+				cancel(fmt.Errorf("writer lease lost: %w", err))
+				return
+			}
+		}
+	}()
+	err := s.runOnce(lctx, js, recs, o)
+	if c := context.Cause(lctx); c != nil && ctx.Err() == nil && !errors.Is(c, context.Canceled) {
+		return c
+	}
+	return err
 }
 
 func (s *Store) runOnce(ctx context.Context, js jetstream.JetStream, recs Records, o RunOptions) error {

@@ -23,6 +23,8 @@ package rollup
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -47,6 +49,8 @@ const (
 // Store holds the rollups.
 type Store struct {
 	c, state *mongo.Collection
+	// owner names this store's writer in the writer lease.
+	owner string
 	// zones have day and month documents; UTC first.
 	zones []*time.Location
 }
@@ -54,7 +58,8 @@ type Store struct {
 // New opens the rollups of db; zones (besides UTC) also get day and month
 // documents.
 func New(db *mongo.Database, zones []*time.Location) *Store {
-	s := &Store{c: db.Collection("rollups"), state: db.Collection("rollup_state"), zones: []*time.Location{time.UTC}}
+	s := &Store{c: db.Collection("rollups"), state: db.Collection("rollup_state"), zones: []*time.Location{time.UTC},
+		owner: fmt.Sprintf("%s/%d/%x", host(), os.Getpid(), rand.Uint64())}
 	for _, z := range zones {
 		if z != nil && z.String() != "UTC" && !slices.ContainsFunc(s.zones, func(o *time.Location) bool { return o.String() == z.String() }) {
 			s.zones = append(s.zones, z)
@@ -271,4 +276,34 @@ func (s *Store) read(ctx context.Context, ids []string) (map[string]*doc, error)
 		})
 	}
 	return out, g.Wait()
+}
+
+func host() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+// acquire takes or renews the writer lease until now+d; it reports false
+// while another writer holds it. The lease document is the only one of
+// rollup_state the filter can scan (FerretDB), and on MongoDB the update
+// is atomic: an unexpired lease of another owner matches nothing, so the
+// upsert's insert collides with its _id.
+func (s *Store) acquire(ctx context.Context, d time.Duration) (bool, error) {
+	now := time.Now()
+	_, err := s.state.UpdateOne(ctx,
+		bson.M{"_id": "writer", "$or": bson.A{bson.M{"owner": s.owner}, bson.M{"until": bson.M{"$lt": now}}}},
+		bson.M{"$set": bson.M{"owner": s.owner, "until": now.Add(d)}}, options.UpdateOne().SetUpsert(true))
+	if mongo.IsDuplicateKeyError(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("writer lease: %w", err)
+	}
+	return true, nil
+}
+
+// release gives the lease up (on a clean stop), so another writer need
+// not wait for it to expire.
+func (s *Store) release(ctx context.Context) {
+	_, _ = s.state.UpdateOne(ctx, bson.M{"_id": "writer", "owner": s.owner}, bson.M{"$set": bson.M{"until": time.Unix(0, 0)}})
 }
