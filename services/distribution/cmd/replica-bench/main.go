@@ -271,10 +271,16 @@ func (s setup) round(ctx context.Context, id string, k, n, tenants, agents int) 
 	if e, ok := perr.Load().(error); ok {
 		return 0, e
 	}
+	published := time.Since(start)
+	firstOffers := offered.Load()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Minute):
 		return 0, fmt.Errorf("%d of %d tasks offered after 5 minutes", offered.Load(), n)
 	}
-	return float64(n) / time.Since(start).Seconds(), nil
+	took := time.Since(start)
+	if os.Getenv("REPLICA_BENCH_DETAIL") != "" {
+		fmt.Printf("    requests published in %v (%d offered by then), all offered in %v\n", published.Round(time.Millisecond), firstOffers, took.Round(time.Millisecond))
+	}
+	return float64(n) / took.Seconds(), nil
 }
