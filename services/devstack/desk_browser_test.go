@@ -303,3 +303,77 @@ func TestConsoleCustomerHistory(t *testing.T) {
 		}
 	}
 }
+
+// In a real browser: a reply whose frame is lost with the connection is
+// sent again after the reconnect with the same client_msg_id, and the
+// customer gets it once; a retried send over the websocket is one message.
+func TestConsoleReplySurvivesDrop(t *testing.T) {
+	ctx := browser(t)
+	info := stack(t)
+	sim := simclient.New(info.TwilioSimURL, nil)
+	const customer = "+15557650701"
+	if err := chromedp.Run(ctx, signIn("alice@demo.example", info)); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: devstack.DemoSMSNumber, Body: "Are you there?"}); err != nil {
+		t.Fatal(err)
+	}
+	// The next message.send frame is swallowed and the socket closed, as a
+	// network drop would.
+	const drop = `(() => { const orig = WebSocket.prototype.send;
+	  WebSocket.prototype.send = function (d) {
+	    if (String(d).includes('"message.send"')) { WebSocket.prototype.send = orig; this.close(); return; }
+	    return orig.call(this, d);
+	  }; })()`
+	const reply = "Yes, I'm here. Sorry for the wait."
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible("li.offer"),
+		chromedp.Click("li.offer button.accept"),
+		waitText("#transcript", "Are you there?"),
+		chromedp.Evaluate(drop, nil),
+		chromedp.SendKeys("#reply", reply),
+		chromedp.Click("#send"),
+		waitText("#conn-state", "reconnecting"),
+		waitText("#conn-state", "connected"),
+		waitText("#transcript", reply),
+	); err != nil {
+		t.Fatalf("reply across a drop: %v", err)
+	}
+	if _, err := sim.WaitInboxMessage(ctx, customer, func(m simclient.OutboundMessage) bool { return m.Body == reply }); err != nil {
+		t.Fatal(err)
+	}
+	var outbox int
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`state.outbox.size`, &outbox)); err != nil {
+		t.Fatal(err)
+	}
+	if outbox != 0 {
+		t.Errorf("%d replies left in the outbox", outbox)
+	}
+
+	// The same client_msg_id sent again (a client that never saw the ack)
+	// is the same message.
+	alice := agent(t, timeout(t), info, "alice@demo.example")
+	var sid string
+	if err := chromedp.Run(ctx, chromedp.AttributeValue("#sessions li.selected", "data-session-id", &sid, nil)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := alice.Request(timeout(t), "message.send", map[string]string{"session_id": sid, "body": "Once only", "client_msg_id": "retry-1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := sim.WaitInboxMessage(ctx, customer, func(m simclient.OutboundMessage) bool { return m.Body == "Once only" }); err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := sim.Inbox(ctx, customer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, m := range inbox {
+		counts[m.Body]++
+	}
+	if counts[reply] != 1 || counts["Once only"] != 1 {
+		t.Errorf("customer got the reply %d times and the retried send %d times, want once each", counts[reply], counts["Once only"])
+	}
+}

@@ -11,6 +11,9 @@ const state = {
   ws: null,
   nextId: 1,
   pending: new Map(), // frame id -> {resolve, reject}
+  // Replies not yet acknowledged, kept across reconnects and reloads and
+  // sent again with the same client_msg_id (the server sends each once).
+  outbox: new Map(JSON.parse(sessionStorage.getItem("sb.outbox") || "[]")),
   offers: new Map(),
   sessions: new Map(),
   wrapups: new Map(), // task id -> wrap-up form (after-call work)
@@ -65,6 +68,7 @@ async function login(ev) {
 
 function signOut() {
   state.closing = true;
+  state.outbox.clear();
   sessionStorage.clear();
   state.token = "";
   if (state.ws) state.ws.close();
@@ -135,6 +139,7 @@ function onFrame(f) {
       break;
     case "queues": if (window.supervisorFrame) window.supervisorFrame(f); break;
     case "snapshot":
+      if (state.outbox.size) setTimeout(flushOutbox, 0);
       state.offers = new Map((d.offers || []).map((o) => [o.offer_id, o]));
       state.sessions = new Map((d.sessions || []).map((s) => [s.session_id, s]));
       state.wrapups = new Map((d.wrapups || []).map((w) => [w.task_id, w]));
@@ -534,6 +539,34 @@ async function answer(type, offerId) {
   } catch (e) { deskError(e.message); }
 }
 
+function saveOutbox() { sessionStorage.setItem("sb.outbox", JSON.stringify([...state.outbox])); }
+
+const lostConnection = (e) => e.message === "connection lost" || e.message === "not connected";
+
+// deliver sends one outbox entry; it stays in the outbox only while the
+// connection is what failed.
+async function deliver(item) {
+  try {
+    await send("message.send", item);
+    state.outbox.delete(item.client_msg_id);
+    saveOutbox();
+    return true;
+  } catch (e) {
+    if (lostConnection(e)) { deskError("Not sent yet: it goes out when the connection is back."); return false; }
+    state.outbox.delete(item.client_msg_id);
+    saveOutbox();
+    throw e;
+  }
+}
+
+// flushOutbox sends again what a lost connection left unacknowledged.
+async function flushOutbox() {
+  for (const item of [...state.outbox.values()]) {
+    try { if (!(await deliver(item))) return; } catch (e) { deskError(`A reply to ${item.session_id} was not sent: ${e.message}`); }
+  }
+  deskError("");
+}
+
 async function reply(ev) {
   ev.preventDefault();
   const body = $("reply").value;
@@ -541,11 +574,17 @@ async function reply(ev) {
   deskError("");
   $("send").disabled = true;
   const clientMsgId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/[^a-zA-Z0-9-]/g, "");
+  const item = { session_id: state.selected, body, client_msg_id: clientMsgId };
+  state.outbox.set(clientMsgId, item);
+  saveOutbox();
+  $("reply").value = "";
+  countReply();
   try {
-    await send("message.send", { session_id: state.selected, body, client_msg_id: clientMsgId });
-    $("reply").value = "";
-    countReply();
-  } catch (e) { deskError(e.message); } finally { $("send").disabled = false; }
+    await deliver(item);
+  } catch (e) {
+    deskError(e.message);
+    if (!$("reply").value) { $("reply").value = body; countReply(); }
+  } finally { $("send").disabled = false; }
 }
 
 async function terminate() {
