@@ -283,7 +283,8 @@ func rollupProperty(t *testing.T, seed uint64) {
 		docs = append(docs, d)
 	}
 	want := recompute(docs, ends)
-	groups, _, err := rs.Summarize(ctx, rollup.Query{Tenant: "acme", From: base.Add(-24 * time.Hour), To: base.Add(72 * time.Hour),
+	// Read by a replica that wrote nothing (no cached documents).
+	groups, _, err := rollup.New(db, nil).Summarize(ctx, rollup.Query{Tenant: "acme", From: base.Add(-24 * time.Hour), To: base.Add(72 * time.Hour),
 		GroupBy: []string{rollup.DimBucket, rollup.DimService, rollup.DimAgent, rollup.DimOutcome}, Bucket: rollup.GDay})
 	if err != nil {
 		t.Fatal(err)
@@ -454,6 +455,16 @@ func TestSummaryAcrossZonesAndDST(t *testing.T) {
 		To: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)})
 	if got["0001-01-01T00:00"] != 10 {
 		t.Errorf("after a replay: got %v, want 10 sessions", got)
+	}
+	// A new session shows at once in the writer's process, though the
+	// documents were just read (and cached).
+	if err := rs.Apply(ctx, []rollup.Session{session(100, times[0], "bob", time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = counts(t, rs, rollup.Query{Tenant: "acme", Loc: time.UTC, From: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
+		To: time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)})
+	if got["0001-01-01T00:00"] != 11 {
+		t.Errorf("after a new session: got %v, want 11 sessions", got)
 	}
 }
 

@@ -53,6 +53,57 @@ type Store struct {
 	owner string
 	// zones have day and month documents; UTC first.
 	zones []*time.Location
+
+	cache docCache
+}
+
+// CacheTTL is how long a document read for a summary is used again
+// without reading it: a dashboard asking for the same ranges again reads
+// nothing. The writer's own process replaces what it writes at once; in
+// another replica a summary is at most this much older than the rollups
+// (which are ROLLUP_DELAY behind the sessions anyway).
+const CacheTTL = 15 * time.Second
+
+// cacheMax bounds the documents kept (a few kilobytes each).
+const cacheMax = 8192
+
+type cachedDoc struct {
+	d  *doc // nil: no such document
+	at time.Time
+}
+
+type docCache struct {
+	mu sync.Mutex
+	m  map[string]cachedDoc
+}
+
+func (c *docCache) get(id string) (*doc, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[id]
+	if !ok || time.Since(e.at) > CacheTTL {
+		return nil, false
+	}
+	return e.d, true
+}
+
+func (c *docCache) put(id string, d *doc, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= cacheMax {
+		c.m = make(map[string]cachedDoc, 1024) // start afresh rather than track age
+	}
+	if e, ok := c.m[id]; ok && e.at.After(at) {
+		return // a read that began before the write it would hide
+	}
+	c.m[id] = cachedDoc{d, at}
+}
+
+// ClearCache forgets the documents read (benchmarks measure cold reads).
+func (s *Store) ClearCache() {
+	s.cache.mu.Lock()
+	s.cache.m = nil
+	s.cache.mu.Unlock()
 }
 
 // New opens the rollups of db; zones (besides UTC) also get day and month
@@ -209,6 +260,7 @@ func (s *Store) applyDoc(ctx context.Context, t *target) error {
 	if _, err := s.c.ReplaceOne(ctx, bson.M{"_id": t.id}, &d, options.Replace().SetUpsert(true)); err != nil {
 		return fmt.Errorf("write rollup %s: %w", t.id, err)
 	}
+	s.cache.put(t.id, &d, time.Now())
 	return nil
 }
 
@@ -260,15 +312,26 @@ func (s *Store) read(ctx context.Context, ids []string) (map[string]*doc, error)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
 	for _, id := range ids {
+		if d, ok := s.cache.get(id); ok {
+			if d != nil {
+				mu.Lock()
+				out[id] = d
+				mu.Unlock()
+			}
+			continue
+		}
 		g.Go(func() error {
+			at := time.Now()
 			var d doc
 			err := s.c.FindOne(gctx, bson.M{"_id": id}).Decode(&d)
 			if mongodb.IsNotFound(err) {
+				s.cache.put(id, nil, at)
 				return nil
 			}
 			if err != nil {
 				return fmt.Errorf("read rollup %s: %w", id, err)
 			}
+			s.cache.put(id, &d, at)
 			mu.Lock()
 			out[id] = &d
 			mu.Unlock()
