@@ -32,6 +32,11 @@ func TestValidationRules(t *testing.T) {
 			{"display name missing", func(m *configv1.Tenant) { m.DisplayName = " " }, codes.InvalidArgument, "tenant.display_name"},
 			{"sms without twilio", func(m *configv1.Tenant) { m.Modalities.Twilio = false }, codes.InvalidArgument, "tenant.modalities.sms"},
 			{"twilio without IM", func(m *configv1.Tenant) { m.Modalities.InstantMessaging = false }, codes.InvalidArgument, "tenant.modalities.twilio"},
+			{"stale after too short", func(m *configv1.Tenant) { m.StaleAfter = durationpb.New(time.Minute) }, codes.InvalidArgument, "tenant.stale_after"},
+			{"stale after too long", func(m *configv1.Tenant) { m.StaleAfter = durationpb.New(100 * 24 * time.Hour) }, codes.InvalidArgument, "tenant.stale_after"},
+			{"canned shortcut malformed", func(m *configv1.Tenant) {
+				m.CannedResponses = []*configv1.CannedResponse{{Shortcut: "-x", Body: "Hi"}}
+			}, codes.InvalidArgument, "tenant.canned_responses[0].shortcut"},
 			{"id taken", func(m *configv1.Tenant) { m.Id = "acme" }, codes.AlreadyExists, "tenant.id"},
 		} {
 			t.Run(r.name, func(t *testing.T) {

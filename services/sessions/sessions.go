@@ -69,7 +69,10 @@ type Config struct {
 	// throttled per client address, read from their X-Forwarded-For; from
 	// any other peer the header is ignored.
 	TrustedProxies []string
-	Streams        subjects.StreamOptions
+	// StaleSweepEvery is how often active sessions are checked against
+	// their tenant's stale_after (10 minutes; 0 never checks).
+	StaleSweepEvery time.Duration
+	Streams         subjects.StreamOptions
 }
 
 // Defaults for one machine.
@@ -85,6 +88,7 @@ func Defaults() Config {
 		AgentTokenTTL:    8 * time.Hour,
 		AgentAuthTimeout: 10 * time.Second,
 		InboundWorkers:   128,
+		StaleSweepEvery:  10 * time.Minute,
 	}
 }
 
@@ -120,6 +124,8 @@ type Deps struct {
 	DistributionConn *grpc.ClientConn
 	OutboundConn     *grpc.ClientConn
 	AuthKeys         *authn.Keys
+	// Now is the stale sweep's clock (tests); time.Now when nil.
+	Now func() time.Time
 }
 
 // Run serves until ctx is done.
@@ -217,6 +223,16 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		gw.RunRecheck(gctx)
 		return nil
 	})
+	if cfg.StaleSweepEvery > 0 {
+		now := deps.Now
+		if now == nil {
+			now = time.Now
+		}
+		g.Go(func() error {
+			domain.RunStaleSweep(gctx, cfg.StaleSweepEvery, now)
+			return nil
+		})
+	}
 	srv := httpserver.New(gw.Handler())
 	g.Go(func() error {
 		err := httpserver.Serve(gctx, srv, lis, 3*time.Second)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -552,5 +553,43 @@ func TestSessionsEndedFromOutside(t *testing.T) {
 	waitFor(t, "session ended for inactivity", func() bool { return ended()[third] != nil })
 	if ev := ended()[third]; ev.GetOutcome() != sessionv1.Outcome_OUTCOME_ABANDONED || !strings.Contains(ev.GetReason(), "did not answer") {
 		t.Errorf("SessionEnded = %v, want ABANDONED because the customer did not answer", ev)
+	}
+}
+
+// A session with no message for its tenant's stale_after (24 hours by
+// default) is ended as expired by the sweep, for the agent and on the
+// SESSION stream; a fresh one is left alone.
+func TestStaleSessionsEnd(t *testing.T) {
+	var clock atomic.Int64
+	clock.Store(time.Now().UnixNano())
+	h := start(t, func(c *sessions.Config, d *sessions.Deps) {
+		c.StaleSweepEvery = 100 * time.Millisecond
+		d.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
+	ctx := ctxT(t)
+	alice := h.agent(t, "alice@acme.example")
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM-stale", "+15550077", "anyone?"), "SM-stale")
+	waitFor(t, "session started", func() bool { return len(sessionIDs(t, h)) == 1 })
+	sid := sessionIDs(t, h)[0]
+	h.publish(t, subjects.TaskAccepted("acme"), &distributionv1.TaskAccepted{TenantId: "acme", TaskId: "tk-stale", SessionId: sid, AgentId: "alice", OfferId: "of-stale", AcceptedAt: timestamppb.Now()}, "a-stale")
+	if _, err := alice.WaitFor(ctx, "session.assigned", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Several sweeps run on the real clock: nothing is stale yet.
+	time.Sleep(500 * time.Millisecond)
+	if n := alice.Count("session.ended", nil); n != 0 {
+		t.Fatalf("a fresh session was ended (%d frames)", n)
+	}
+	clock.Add(int64(25 * time.Hour))
+	ended, err := alice.WaitFor(ctx, "session.ended", func(f agentclient.Frame) bool { return f.Field("session_id") == sid })
+	if err != nil {
+		t.Fatalf("the stale session never ended: %v", err)
+	}
+	if ended.Field("outcome") != "expired" || !strings.Contains(ended.Field("reason"), "stale") {
+		t.Errorf("ended %s, want outcome expired for staleness", ended.Data)
+	}
+	evs := h.streamEvents(t, subjects.StreamSession, subjects.SessionEnded("acme"))
+	if len(evs) != 1 {
+		t.Errorf("%d SessionEnded events, want 1", len(evs))
 	}
 }

@@ -115,6 +115,7 @@ func (t Tenant) Proto() *configv1.Tenant {
 		},
 		Secrets:         maps.Clone(t.Secrets),
 		CannedResponses: cannedProto(t.CannedResponses),
+		StaleAfter:      durPtr(t.StaleAfter),
 	}
 }
 
@@ -229,4 +230,12 @@ func cannedProto(list []CannedResponse) []*configv1.CannedResponse {
 		out = append(out, &configv1.CannedResponse{Shortcut: c.Shortcut, Title: c.Title, Body: c.Body})
 	}
 	return out
+}
+
+// durPtr keeps "unset" apart from zero.
+func durPtr(d *Duration) *durationpb.Duration {
+	if d == nil {
+		return nil
+	}
+	return durationpb.New(time.Duration(*d))
 }

@@ -49,6 +49,9 @@ type Tenant struct {
 	Secrets map[string]string `yaml:"secrets,omitempty"`
 	// CannedResponses every agent of the tenant can insert with "/shortcut".
 	CannedResponses []CannedResponse `yaml:"canned_responses,omitempty"`
+	// StaleAfter ends sessions with no message for this long as stale
+	// (unset: 24h; "0s": never).
+	StaleAfter *Duration `yaml:"stale_after,omitempty"`
 }
 
 // CannedResponse is a reply agents insert with "/shortcut"; ${customer_name},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
@@ -15,6 +16,12 @@ import (
 )
 
 const kindTenant = "tenant"
+
+// Bounds of a tenant's stale_after.
+const (
+	minStaleAfter = time.Hour
+	maxStaleAfter = 90 * 24 * time.Hour
+)
 
 var tenantRules = fieldRules{fixed: []string{"id"}, output: append([]string{"secret_hints"}, metaFields...), writeOnly: []string{"secrets"}}
 
@@ -48,6 +55,11 @@ func validateTenant(t *configv1.Tenant) error {
 		vs.add("modalities.whatsapp", "WhatsApp comes through Twilio: switch on modalities.twilio too")
 	}
 	checkCanned(&vs, "canned_responses", t.GetCannedResponses())
+	if sa := t.GetStaleAfter(); sa != nil {
+		if d := sa.AsDuration(); !sa.IsValid() || (d != 0 && (d < minStaleAfter || d > maxStaleAfter)) {
+			vs.add("stale_after", "%s is not 0 (never) or between %s and %s", d, minStaleAfter, maxStaleAfter)
+		}
+	}
 	return vs.err(CodeInvalid, "invalid tenant")
 }
 

@@ -25,6 +25,7 @@ func main() {
 			AuthKeys:         env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			AgentTokenTTL:    env.Duration("AGENT_TOKEN_TTL", d.AgentTokenTTL),
 			AgentAuthTimeout: env.Duration("AGENT_AUTH_TIMEOUT", d.AgentAuthTimeout),
+			StaleSweepEvery:  env.Duration("STALE_SWEEP_EVERY", d.StaleSweepEvery),
 			InboundWorkers:   env.Int("INBOUND_WORKERS", d.InboundWorkers),
 			OriginPatterns:   env.List("WS_ORIGIN_PATTERNS", nil),
 			TrustedProxies:   env.List("TRUSTED_PROXIES", nil),

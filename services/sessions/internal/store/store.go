@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -498,4 +499,48 @@ func (s *Store) InboundDone(ctx context.Context, tenant, messageSID string) erro
 		return fmt.Errorf("mark inbound %s done: %w", messageSID, err)
 	}
 	return nil
+}
+
+// ActivePointer names an active session by its conversation.
+type ActivePointer struct {
+	Tenant, SessionID string
+}
+
+// ActiveSessions lists every conversation's active session. It reads the
+// whole `active` collection (one small document per open conversation),
+// which is only done by the periodic stale sweep, never per message.
+func (s *Store) ActiveSessions(ctx context.Context) ([]ActivePointer, error) {
+	cur, err := s.active.Find(ctx, bson.M{})
+	if err != nil {
+		return nil, fmt.Errorf("list active sessions: %w", err)
+	}
+	defer func() { _ = cur.Close(ctx) }()
+	var out []ActivePointer
+	for cur.Next(ctx) {
+		var doc struct {
+			ID        string `bson:"_id"`
+			SessionID string `bson:"session_id"`
+		}
+		if cur.Decode(&doc) != nil {
+			continue
+		}
+		tenant, _, ok := strings.Cut(doc.ID, "/")
+		if ok && doc.SessionID != "" {
+			out = append(out, ActivePointer{Tenant: tenant, SessionID: doc.SessionID})
+		}
+	}
+	return out, cur.Err()
+}
+
+// LastActivity is when the session's transcript last changed; its start
+// when it has no entry.
+func (s *Store) LastActivity(ctx context.Context, sess *Session) (time.Time, error) {
+	t, err := s.log.lastActivity(ctx, sess.Tenant, sess.ID)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if t.IsZero() {
+		return sess.StartedAt, nil
+	}
+	return t, nil
 }

@@ -206,3 +206,28 @@ func (s *Store) ImportTranscript(ctx context.Context, tenant, sessionID string, 
 	}
 	return nil
 }
+
+// lastActivity is when the session's transcript last changed (its newest
+// entry, read by subject); zero when it has none.
+func (l *transcriptLog) lastActivity(ctx context.Context, tenant, sessionID string) (time.Time, error) {
+	l.mu.Lock()
+	st := l.stream
+	l.mu.Unlock()
+	if st == nil {
+		var err error
+		if st, err = l.js.Stream(ctx, subjects.StreamTranscript); err != nil {
+			return time.Time{}, fmt.Errorf("transcript stream: %w", err)
+		}
+		l.mu.Lock()
+		l.stream = st
+		l.mu.Unlock()
+	}
+	m, err := st.GetLastMsgForSubject(ctx, subjects.Transcript(tenant, sessionID))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("last transcript entry: %w", err)
+	}
+	return m.Time, nil
+}

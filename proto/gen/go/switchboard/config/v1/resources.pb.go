@@ -107,8 +107,12 @@ type Tenant struct {
 	// Replies every agent of the tenant can insert (a service's own list
 	// adds to these; its shortcut wins on a clash). At most 200.
 	CannedResponses []*CannedResponse `protobuf:"bytes,9,rep,name=canned_responses,json=cannedResponses,proto3" json:"canned_responses,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// A session with no message for this long is ended as stale (outcome
+	// expired), so chats nobody closed do not pile up. Unset: 24 hours; zero:
+	// never; otherwise 1 hour to 90 days.
+	StaleAfter    *durationpb.Duration `protobuf:"bytes,10,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Tenant) Reset() {
@@ -200,6 +204,13 @@ func (x *Tenant) GetSecretHints() map[string]string {
 func (x *Tenant) GetCannedResponses() []*CannedResponse {
 	if x != nil {
 		return x.CannedResponses
+	}
+	return nil
+}
+
+func (x *Tenant) GetStaleAfter() *durationpb.Duration {
+	if x != nil {
+		return x.StaleAfter
 	}
 	return nil
 }
@@ -1828,7 +1839,7 @@ var File_switchboard_config_v1_resources_proto protoreflect.FileDescriptor
 
 const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\n" +
-	"%switchboard/config/v1/resources.proto\x12\x15switchboard.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xff\x04\n" +
+	"%switchboard/config/v1/resources.proto\x12\x15switchboard.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xbb\x05\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12G\n" +
@@ -1842,7 +1853,10 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"updateTime\x12D\n" +
 	"\asecrets\x18\a \x03(\v2*.switchboard.config.v1.Tenant.SecretsEntryR\asecrets\x12Q\n" +
 	"\fsecret_hints\x18\b \x03(\v2..switchboard.config.v1.Tenant.SecretHintsEntryR\vsecretHints\x12P\n" +
-	"\x10canned_responses\x18\t \x03(\v2%.switchboard.config.v1.CannedResponseR\x0fcannedResponses\x1a:\n" +
+	"\x10canned_responses\x18\t \x03(\v2%.switchboard.config.v1.CannedResponseR\x0fcannedResponses\x12:\n" +
+	"\vstale_after\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"staleAfter\x1a:\n" +
 	"\fSecretsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
@@ -2070,9 +2084,9 @@ var file_switchboard_config_v1_resources_proto_goTypes = []any{
 	nil,                           // 19: switchboard.config.v1.User.AttributesEntry
 	nil,                           // 20: switchboard.config.v1.WorkflowActivity.NextEntry
 	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(v1.Channel)(0),               // 22: switchboard.messaging.v1.Channel
-	(v1.TwilioPath)(0),            // 23: switchboard.messaging.v1.TwilioPath
-	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(v1.Channel)(0),               // 23: switchboard.messaging.v1.Channel
+	(v1.TwilioPath)(0),            // 24: switchboard.messaging.v1.TwilioPath
 	(*structpb.Struct)(nil),       // 25: google.protobuf.Struct
 }
 var file_switchboard_config_v1_resources_proto_depIdxs = []int32{
@@ -2082,46 +2096,47 @@ var file_switchboard_config_v1_resources_proto_depIdxs = []int32{
 	17, // 3: switchboard.config.v1.Tenant.secrets:type_name -> switchboard.config.v1.Tenant.SecretsEntry
 	18, // 4: switchboard.config.v1.Tenant.secret_hints:type_name -> switchboard.config.v1.Tenant.SecretHintsEntry
 	2,  // 5: switchboard.config.v1.Tenant.canned_responses:type_name -> switchboard.config.v1.CannedResponse
-	21, // 6: switchboard.config.v1.OrganizationUnit.create_time:type_name -> google.protobuf.Timestamp
-	21, // 7: switchboard.config.v1.OrganizationUnit.update_time:type_name -> google.protobuf.Timestamp
-	21, // 8: switchboard.config.v1.ProviderConnector.create_time:type_name -> google.protobuf.Timestamp
-	21, // 9: switchboard.config.v1.ProviderConnector.update_time:type_name -> google.protobuf.Timestamp
-	22, // 10: switchboard.config.v1.MessagingEntry.channel:type_name -> switchboard.messaging.v1.Channel
-	21, // 11: switchboard.config.v1.MessagingEntry.create_time:type_name -> google.protobuf.Timestamp
-	21, // 12: switchboard.config.v1.MessagingEntry.update_time:type_name -> google.protobuf.Timestamp
-	23, // 13: switchboard.config.v1.MessagingEntry.path:type_name -> switchboard.messaging.v1.TwilioPath
-	22, // 14: switchboard.config.v1.Service.channels:type_name -> switchboard.messaging.v1.Channel
-	8,  // 15: switchboard.config.v1.Service.distribution:type_name -> switchboard.config.v1.DistributionSettings
-	9,  // 16: switchboard.config.v1.Service.opening_hours:type_name -> switchboard.config.v1.OpeningHours
-	21, // 17: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
-	21, // 18: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
-	24, // 19: switchboard.config.v1.Service.inactivity_timeout:type_name -> google.protobuf.Duration
-	2,  // 20: switchboard.config.v1.Service.canned_responses:type_name -> switchboard.config.v1.CannedResponse
-	24, // 21: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
-	24, // 22: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
-	10, // 23: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
-	0,  // 24: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
-	19, // 25: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
-	21, // 26: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	21, // 27: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
-	24, // 28: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
-	24, // 29: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
-	24, // 30: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
-	24, // 31: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
-	21, // 32: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
-	21, // 33: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
-	12, // 34: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
-	15, // 35: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
-	21, // 36: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
-	21, // 37: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
-	16, // 38: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
-	25, // 39: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
-	20, // 40: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	22, // 6: switchboard.config.v1.Tenant.stale_after:type_name -> google.protobuf.Duration
+	21, // 7: switchboard.config.v1.OrganizationUnit.create_time:type_name -> google.protobuf.Timestamp
+	21, // 8: switchboard.config.v1.OrganizationUnit.update_time:type_name -> google.protobuf.Timestamp
+	21, // 9: switchboard.config.v1.ProviderConnector.create_time:type_name -> google.protobuf.Timestamp
+	21, // 10: switchboard.config.v1.ProviderConnector.update_time:type_name -> google.protobuf.Timestamp
+	23, // 11: switchboard.config.v1.MessagingEntry.channel:type_name -> switchboard.messaging.v1.Channel
+	21, // 12: switchboard.config.v1.MessagingEntry.create_time:type_name -> google.protobuf.Timestamp
+	21, // 13: switchboard.config.v1.MessagingEntry.update_time:type_name -> google.protobuf.Timestamp
+	24, // 14: switchboard.config.v1.MessagingEntry.path:type_name -> switchboard.messaging.v1.TwilioPath
+	23, // 15: switchboard.config.v1.Service.channels:type_name -> switchboard.messaging.v1.Channel
+	8,  // 16: switchboard.config.v1.Service.distribution:type_name -> switchboard.config.v1.DistributionSettings
+	9,  // 17: switchboard.config.v1.Service.opening_hours:type_name -> switchboard.config.v1.OpeningHours
+	21, // 18: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
+	21, // 19: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
+	22, // 20: switchboard.config.v1.Service.inactivity_timeout:type_name -> google.protobuf.Duration
+	2,  // 21: switchboard.config.v1.Service.canned_responses:type_name -> switchboard.config.v1.CannedResponse
+	22, // 22: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
+	22, // 23: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
+	10, // 24: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
+	0,  // 25: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
+	19, // 26: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
+	21, // 27: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	21, // 28: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	22, // 29: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
+	22, // 30: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
+	22, // 31: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
+	22, // 32: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
+	21, // 33: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
+	21, // 34: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
+	12, // 35: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
+	15, // 36: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
+	21, // 37: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
+	21, // 38: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
+	16, // 39: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
+	25, // 40: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
+	20, // 41: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_resources_proto_init() }
