@@ -210,7 +210,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	eng := engine.New(b, st, log)
+	eng := engine.New(countingPublisher{b}, st, log)
 	defer eng.Close()
 	eng.SetPresenceOptions(engine.PresenceOptions{Store: ps, Grace: cfg.PresenceGrace})
 	eng.SetPartitions(cfg.Partitions)
@@ -242,6 +242,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 				return nil
 			case <-t.C:
 				eng.Tick(gctx)
+				sampleQueues(eng)
 			}
 		}
 	})
