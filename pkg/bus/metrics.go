@@ -89,3 +89,11 @@ func sampleLag(ctx context.Context, cons jetstream.Consumer, durable string) {
 		}
 	}
 }
+
+// startCounts shows a consumer's redeliveries and dead letters from zero,
+// so rate() and increase() see the first one.
+func startCounts(durable string) {
+	c := metric.WithAttributes(attribute.String("consumer", durable))
+	redelivered.Add(context.Background(), 0, c)
+	deadLettered.Add(context.Background(), 0, c)
+}

@@ -30,7 +30,11 @@ func activityLabel(t string) string {
 }
 
 func recordStep(activityType string) {
-	steps.Add(context.Background(), 1, metric.WithAttributes(attribute.String("activity", activityLabel(activityType))))
+	a := metric.WithAttributes(attribute.String("activity", activityLabel(activityType)))
+	steps.Add(context.Background(), 1, a)
+	// The activity's failures show from zero, so a ratio of failures to
+	// steps exists before the first failure.
+	failures.Add(context.Background(), 0, a)
 }
 
 func recordFailure(activityType string) {
