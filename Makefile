@@ -22,6 +22,10 @@ help: ## Show this help
 run: ## Start everything on this machine (embedded NATS + FerretDB, all services, Twilio emulator, demo tenant)
 	$(GO) run ./services/devstack/cmd/devstack
 
+.PHONY: run-split
+run-split: ## Start every service as its own process (the real binaries) against one embedded NATS and FerretDB, as production runs them
+	$(GO) run ./services/devstack/cmd/run-split -bin $(BIN)
+
 .PHONY: test
 test: check-generated ## Run every test (unit, integration, end-to-end, browser) and check generated code is current
 	$(GO) vet ./...

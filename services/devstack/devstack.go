@@ -18,6 +18,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +36,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/natsembed"
 	"github.com/switchboard-cc/switchboard/pkg/revocation"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 	chathandler "github.com/switchboard-cc/switchboard/services/chat-handler"
 	configsvc "github.com/switchboard-cc/switchboard/services/config"
 	"github.com/switchboard-cc/switchboard/services/config/tenantspec"
@@ -88,6 +91,58 @@ type Config struct {
 	DemoRONATimeout time.Duration
 	// BcryptCost for user passwords; 0 is the config service's default.
 	BcryptCost int
+
+	// Services to run (names from ServiceNames); empty runs them all. The
+	// others are expected at their addresses above (other processes, or
+	// not needed by the test). The demo tenant is applied once config
+	// answers, in the background when config is not one of them.
+	Services []string
+	// MetricsAddr serves every service's metrics at /metrics when set.
+	MetricsAddr string
+}
+
+// ServiceNames are the services devstack can run, in start order.
+var ServiceNames = []string{
+	"config", "twilio-sim", "chat-handler", "distribution", "sessions", "workflow-runner", "outbound-sender", "reporting",
+}
+
+// ParseServices reads a comma-separated list of service names ("all" or
+// empty for every one), refusing unknown names with the list of known ones.
+func ParseServices(list string) ([]string, error) {
+	var out, unknown []string
+	seen := map[string]bool{}
+	for _, n := range strings.Split(list, ",") {
+		n = strings.TrimSpace(n)
+		switch {
+		case n == "" || seen[n]:
+			continue
+		case n == "all":
+			return nil, nil
+		case !slices.Contains(ServiceNames, n):
+			unknown = append(unknown, strconv.Quote(n))
+			continue
+		}
+		seen[n] = true
+		out = append(out, n)
+	}
+	if len(unknown) > 0 {
+		return nil, fmt.Errorf("unknown service %s; known services: %s (or all)", strings.Join(unknown, ", "), strings.Join(ServiceNames, ", "))
+	}
+	return out, nil
+}
+
+// runs reports whether the configuration runs service.
+func (c Config) runs(service string) bool {
+	return len(c.Services) == 0 || slices.Contains(c.Services, service)
+}
+
+// addresses are the configured listen addresses by service.
+func (c Config) addresses() map[string]string {
+	return map[string]string{
+		"chat-handler": c.ChatHandlerAddr, "sessions": c.SessionsAddr, "twilio-sim": c.TwilioSimAddr,
+		"config": c.ConfigAddr, "distribution": c.DistributionAddr, "reporting": c.ReportingAddr,
+		"outbound-sender": c.OutboundAddr,
+	}
 }
 
 // NATSUser is the user the embedded NATS server requires.
@@ -118,10 +173,11 @@ func (c Config) Validate() error {
 	if c.DataDir == "" {
 		errs = append(errs, errors.New("data dir is required"))
 	}
-	addrs := map[string]string{
-		"chat-handler": c.ChatHandlerAddr, "sessions": c.SessionsAddr, "twilio-sim": c.TwilioSimAddr,
-		"config": c.ConfigAddr, "distribution": c.DistributionAddr, "reporting": c.ReportingAddr,
-		"outbound-sender": c.OutboundAddr,
+	addrs := c.addresses()
+	for _, s := range c.Services {
+		if !slices.Contains(ServiceNames, s) {
+			errs = append(errs, fmt.Errorf("unknown service %q; known services: %s", s, strings.Join(ServiceNames, ", ")))
+		}
 	}
 	if c.NATSURL == "" {
 		addrs["nats"] = c.NATSAddr
@@ -157,12 +213,28 @@ type Info struct {
 	AdminToken string
 	// Demo is the seeded tenant (nil when SeedDemo is off).
 	Demo *tenantspec.Spec
+
+	// Services running in this process; Addrs has every service's
+	// address, running here or expected elsewhere.
+	Services []string
+	Addrs    map[string]string
+	// ServiceAuth is what each service presents to the embedded NATS
+	// server (its own user; empty with an external server).
+	ServiceAuth map[string]bus.Auth
+	// AuthKeysHex and SecretKeysHex are the keys in the form the services'
+	// environment takes them; DatabasePrefix names their databases.
+	AuthKeysHex, SecretKeysHex string
+	DatabasePrefix             string
+	// MetricsURL is where /metrics is served (empty when it is not).
+	MetricsURL string
 }
 
 // Deps of the stack.
 type Deps struct {
 	// Ready is called once every service is up.
 	Ready func(Info)
+	// Seeded is called once the demo tenant is applied (with SeedDemo).
+	Seeded func()
 }
 
 // Run starts everything and blocks until ctx is done, then stops the
@@ -185,6 +257,20 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	keys, err := authn.ParseKeys(authHex)
 	if err != nil {
 		return err
+	}
+
+	var metricsURL string
+	if cfg.MetricsAddr != "" {
+		lis, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			return fmt.Errorf("metrics cannot listen on %s: %w", cfg.MetricsAddr, err)
+		}
+		stopMetrics, err := telemetry.ServeMetricsOn(lis)
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+		metricsURL = "http://" + lis.Addr().String() + "/metrics"
 	}
 
 	natsURL, natsAuth := cfg.NATSURL, cfg.NATSAuth
@@ -240,7 +326,12 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	defer b.Close()
 	buses := map[string]*bus.Bus{}
+	serviceAuth := map[string]bus.Auth{}
 	for service, pw := range servicePasswords {
+		serviceAuth[service] = bus.Auth{User: service, Password: pw}
+		if !cfg.runs(service) {
+			continue
+		}
 		sb, err := bus.ConnectAuth(natsURL, service, bus.Auth{User: service, Password: pw}, log)
 		if err != nil {
 			return fmt.Errorf("%s: %w", service, err)
@@ -270,11 +361,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	defer func() { _ = mc.Disconnect(context.Background()) }()
 
 	l := map[string]net.Listener{}
-	for name, addr := range map[string]string{
-		"chat-handler": cfg.ChatHandlerAddr, "sessions": cfg.SessionsAddr, "twilio-sim": cfg.TwilioSimAddr,
-		"config": cfg.ConfigAddr, "distribution": cfg.DistributionAddr, "reporting": cfg.ReportingAddr,
-		"outbound-sender": cfg.OutboundAddr,
-	} {
+	for name, addr := range cfg.addresses() {
+		if !cfg.runs(name) {
+			continue
+		}
 		lis, err := net.Listen("tcp", addr)
 		if err != nil {
 			for _, o := range l {
@@ -284,7 +374,12 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		}
 		l[name] = lis
 	}
-	addr := func(name string) string { return l[name].Addr().String() }
+	addr := func(name string) string {
+		if lis := l[name]; lis != nil {
+			return lis.Addr().String()
+		}
+		return cfg.addresses()[name]
+	}
 	chatURL := "http://" + addr("chat-handler")
 	simURL := "http://" + addr("twilio-sim")
 
@@ -302,7 +397,13 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	db := func(name string) string { return cfg.DatabasePrefix + name }
 	svcLog := func(name string) *slog.Logger { return log.With("service", name) }
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
+	// run starts service if the configuration runs it.
+	run := func(service string, fn func() error) {
+		if cfg.runs(service) {
+			g.Go(fn)
+		}
+	}
+	run("config", func() error {
 		return configsvc.Run(gctx, configsvc.Config{
 			GRPCAddr: addr("config"), MongoURI: mongoURI, MongoDatabase: db("config"), NATSURL: natsURL,
 			SecretKeys: secretHex, AuthKeys: authHex, BcryptCost: cfg.BcryptCost,
@@ -317,49 +418,68 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 				demo.Services[i].Distribution.RONATimeout = tenantspec.Duration(cfg.DemoRONATimeout)
 			}
 		}
-		if err := seed(gctx, addr("config"), keys, demo, log); err != nil {
-			return errors.Join(err, stop(g))
+		if cfg.runs("config") {
+			if err := seed(gctx, addr("config"), keys, demo, 30*time.Second, log); err != nil {
+				return errors.Join(err, stop(g))
+			}
+			if deps.Seeded != nil {
+				deps.Seeded()
+			}
+		} else {
+			// config is another process, perhaps not started yet.
+			g.Go(func() error {
+				if err := seed(gctx, addr("config"), keys, demo, 5*time.Minute, log); err != nil {
+					if gctx.Err() == nil {
+						log.Error("demo tenant not applied", "config", addr("config"), "err", err)
+					}
+					return nil
+				}
+				if deps.Seeded != nil {
+					deps.Seeded()
+				}
+				return nil
+			})
 		}
 	}
 	simCfg := twiliosim.Config{Accounts: simAccounts(demo, chatURL), ContractDir: cfg.ContractDir}
-	g.Go(func() error {
+	run("twilio-sim", func() error {
 		return twiliosim.Run(gctx, simCfg, twiliosim.Deps{Listener: l["twilio-sim"]}, svcLog("twilio-sim"))
 	})
 	streams := subjects.StreamOptions{}
-	g.Go(func() error {
+	run("chat-handler", func() error {
 		return chathandler.Run(gctx, chathandler.Config{
 			HTTPAddr: addr("chat-handler"), NATSURL: natsURL, ConfigAddr: addr("config"), AuthKeys: authHex,
 			MaxBodyBytes: 64 << 10, PublishTimeout: 3 * time.Second, Streams: streams,
 			AllowHTTPMedia: true, // the emulator serves media over plain http
 		}, chathandler.Deps{Listener: l["chat-handler"], Bus: busOf("chat-handler"), ConfigConn: configConn, AuthKeys: keys}, svcLog(chathandler.Name))
 	})
-	g.Go(func() error {
+	run("distribution", func() error {
 		dc := distribution.Defaults() // one replica, holding every partition
 		dc.GRPCAddr, dc.NATSURL, dc.MongoURI, dc.Database = addr("distribution"), natsURL, mongoURI, db("distribution")
 		dc.ConfigAddr, dc.AuthKeys, dc.Streams = addr("config"), authHex, streams
 		return distribution.Run(gctx, dc, distribution.Deps{GRPCListener: l["distribution"], Bus: busOf("distribution"), Mongo: mc, ConfigConn: configConn, AuthKeys: keys}, svcLog(distribution.Name))
 	})
-	g.Go(func() error {
+	run("sessions", func() error {
 		sc := sessions.Defaults()
 		sc.HTTPAddr, sc.NATSURL, sc.MongoURI, sc.Database = addr("sessions"), natsURL, mongoURI, db("sessions")
 		sc.ConfigAddr, sc.DistributionAddr, sc.AuthKeys, sc.Streams = addr("config"), addr("distribution"), authHex, streams
 		sc.OutboundAddr = addr("outbound-sender")
 		return sessions.Run(gctx, sc, sessions.Deps{Listener: l["sessions"], Bus: busOf("sessions"), Mongo: mc, ConfigConn: configConn, DistributionConn: distConn, AuthKeys: keys}, svcLog(sessions.Name))
 	})
-	g.Go(func() error {
+	run("workflow-runner", func() error {
 		return workflowrunner.Run(gctx, workflowrunner.Config{
 			NATSURL: natsURL, MongoURI: mongoURI, Database: db("workflow"), ConfigAddr: addr("config"), DistributionAddr: addr("distribution"),
 			OutboundAddr: addr("outbound-sender"), AuthKeys: authHex, Streams: streams,
 		}, workflowrunner.Deps{Bus: busOf("workflow-runner"), Mongo: mc, ConfigConn: configConn, DistributionConn: distConn, AuthKeys: keys}, svcLog(workflowrunner.Name))
 	})
-	g.Go(func() error {
+	run("outbound-sender", func() error {
 		oc := outboundsender.Defaults()
 		oc.NATSURL, oc.MongoURI, oc.Database, oc.ConfigAddr, oc.AuthKeys = natsURL, mongoURI, db("outbound"), addr("config"), authHex
 		oc.TwilioBaseURL, oc.StatusCallbackBaseURL, oc.Streams = simURL, chatURL, streams
 		oc.GRPCAddr = addr("outbound-sender")
 		return outboundsender.Run(gctx, oc, outboundsender.Deps{Bus: busOf("outbound-sender"), Mongo: mc, ConfigConn: configConn, AuthKeys: keys, GRPCListener: l["outbound-sender"]}, svcLog(outboundsender.Name))
 	})
-	g.Go(func() error {
+	run("reporting", func() error {
 		return reporting.Run(gctx, reporting.Config{
 			GRPCAddr: addr("reporting"), NATSURL: natsURL, MongoURI: mongoURI, Database: db("reporting"), AuthKeys: authHex, Streams: streams,
 		}, reporting.Deps{GRPCListener: l["reporting"], Bus: busOf("reporting"), Mongo: mc, AuthKeys: keys}, svcLog(reporting.Name))
@@ -369,6 +489,14 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		ChatHandlerURL: chatURL, ConsoleURL: "http://" + addr("sessions") + "/", TwilioSimURL: simURL,
 		ConfigAddr: addr("config"), DistributionAddr: addr("distribution"), ReportingAddr: addr("reporting"),
 		OutboundAddr: addr("outbound-sender"), NATSURL: natsURL, NATSAuth: natsAuth, MongoURI: mongoURI, AuthKeys: keys, Demo: demo,
+		Services: slices.Clone(cfg.Services), Addrs: map[string]string{}, ServiceAuth: serviceAuth,
+		AuthKeysHex: authHex, SecretKeysHex: secretHex, DatabasePrefix: cfg.DatabasePrefix, MetricsURL: metricsURL,
+	}
+	if len(info.Services) == 0 {
+		info.Services = slices.Clone(ServiceNames)
+	}
+	for _, name := range ServiceNames {
+		info.Addrs[name] = addr(name)
 	}
 	if demo != nil {
 		info.AdminToken, _ = keys.Mint(authn.Claims{
@@ -377,7 +505,13 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		}, 12*time.Hour)
 	}
 	g.Go(func() error {
-		if err := waitHealthy(gctx, chatURL+"/healthz", "http://"+addr("sessions")+"/healthz", simURL+"/sim/health"); err != nil {
+		var urls []string
+		for name, u := range map[string]string{"chat-handler": chatURL + "/healthz", "sessions": "http://" + addr("sessions") + "/healthz", "twilio-sim": simURL + "/sim/health"} {
+			if cfg.runs(name) {
+				urls = append(urls, u)
+			}
+		}
+		if err := waitHealthy(gctx, urls...); err != nil {
 			return nil // shutting down before ready
 		}
 		if deps.Ready != nil {
@@ -417,7 +551,7 @@ func keyFile(given, path string) (string, error) {
 
 // seed applies the demo tenant as a platform operator would with
 // switchboardctl, retrying while the config service starts.
-func seed(ctx context.Context, addr string, keys *authn.Keys, spec *tenantspec.Spec, log *slog.Logger) error {
+func seed(ctx context.Context, addr string, keys *authn.Keys, spec *tenantspec.Spec, patience time.Duration, log *slog.Logger) error {
 	tok, err := keys.Mint(authn.Claims{Roles: []string{authn.RolePlatform}, Name: "devstack", RegisteredClaims: jwt.RegisteredClaims{Subject: "devstack"}}, time.Hour)
 	if err != nil {
 		return err
@@ -427,7 +561,7 @@ func seed(ctx context.Context, addr string, keys *authn.Keys, spec *tenantspec.S
 		return err
 	}
 	defer conn.Close()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(patience)
 	for {
 		res, err := tenantspec.Apply(ctx, conn, spec)
 		if err == nil {

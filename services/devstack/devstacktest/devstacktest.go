@@ -60,3 +60,15 @@ func Start(t *testing.T, opts ...func(*devstack.Config)) devstack.Info {
 	}
 	return devstack.Info{}
 }
+
+// Only runs just the named services (devstack.ServiceNames); the others
+// are not started.
+func Only(services ...string) func(*devstack.Config) {
+	return func(c *devstack.Config) { c.Services = services }
+}
+
+// Metrics serves every service's metrics on a free loopback port
+// (Info.MetricsURL).
+func Metrics() func(*devstack.Config) {
+	return func(c *devstack.Config) { c.MetricsAddr = "127.0.0.1:0" }
+}

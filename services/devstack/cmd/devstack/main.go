@@ -4,18 +4,36 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/switchboard-cc/switchboard/pkg/mainrun"
 	"github.com/switchboard-cc/switchboard/services/devstack"
 )
 
+// MetricsAddr is where make run serves every service's metrics.
+const MetricsAddr = "127.0.0.1:9464"
+
 func main() {
-	mainrun.Main("devstack", func(ctx context.Context, env *mainrun.Env, log *slog.Logger) error {
+	servicesFlag := flag.String("services", "", "comma-separated services to run (default all, or DEVSTACK_SERVICES): "+strings.Join(devstack.ServiceNames, ", "))
+	infraOnly := flag.Bool("infra-only", false, "run NATS, FerretDB and twilio-sim only, apply the demo tenant once config answers, and write each service's environment to <data dir>/env/<service>.env (make run-split)")
+	flag.Parse()
+	mainrun.MainWith("devstack", mainrun.Options{MetricsAddr: MetricsAddr}, func(ctx context.Context, env *mainrun.Env, log *slog.Logger) error {
 		cfg := devstack.Defaults()
+		list := *servicesFlag
+		if list == "" {
+			list = env.String("DEVSTACK_SERVICES", "")
+		}
+		services, serr := devstack.ParseServices(list)
+		cfg.Services = services
+		if *infraOnly {
+			cfg.Services = []string{"twilio-sim"}
+		}
 		cfg.DataDir = env.String("SWITCHBOARD_DATA_DIR", cfg.DataDir)
 		cfg.NATSURL = env.String("NATS_URL", "")
 		cfg.NATSAuth = mainrun.NATSAuth(env)
@@ -24,10 +42,26 @@ func main() {
 		cfg.SecretKeys = env.String("SWITCHBOARD_SECRET_KEYS", "")
 		cfg.ContractDir = env.String("TWILIO_OAI_DIR", "")
 		cfg.SyncAlways = env.Bool("NATS_SYNC_ALWAYS", cfg.SyncAlways)
-		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
+		if err := mainrun.ConfigError(errors.Join(env.Err(), serr, cfg.Validate())); err != nil {
 			return err
 		}
-		return devstack.Run(ctx, cfg, devstack.Deps{Ready: func(i devstack.Info) { banner(i, cfg) }}, log)
+		metricsAddr := mainrun.MetricsAddr(env, MetricsAddr)
+		return devstack.Run(ctx, cfg, devstack.Deps{Ready: func(i devstack.Info) {
+			if metricsAddr != "" {
+				i.MetricsURL = "http://" + metricsAddr + "/metrics"
+			}
+			if *infraOnly {
+				files, err := devstack.WriteServiceEnv(i, filepath.Join(cfg.DataDir, "env"), SplitMetricsAddrs(), cfg.SyncAlways)
+				if err != nil {
+					log.Error("write the services' environment", "err", err)
+					return
+				}
+				fmt.Fprintf(os.Stdout, "\nInfrastructure is up (NATS %s, MongoDB %s, twilio-sim %s).\nEach service's environment:\n  %s\n"+
+					"Start one with: env $(cat %s) ./bin/config\n\n", i.NATSURL, i.MongoURI, i.TwilioSimURL, strings.Join(files, "\n  "), files[0])
+				return
+			}
+			banner(i, cfg)
+		}}, log)
 	})
 }
 
@@ -50,6 +84,12 @@ func banner(i devstack.Info, cfg devstack.Config) {
 		line("                       nats context save switchboard-dev --server %s --user %s --password \"$(cat %s/nats.password)\" --select", i.NATSURL, i.NATSAuth.User, cfg.DataDir)
 	}
 	line("  MongoDB wire         %s", i.MongoURI)
+	if i.MetricsURL != "" {
+		line("  Metrics              %s", i.MetricsURL)
+	}
+	if len(i.Services) < len(devstack.ServiceNames) {
+		line("  Running only         %s", strings.Join(i.Services, ", "))
+	}
 	if i.Demo != nil {
 		line("")
 		line("Demo tenant %q:", i.Demo.Tenant.ID)
@@ -73,4 +113,14 @@ func banner(i devstack.Info, cfg devstack.Config) {
 	}
 	line("")
 	fmt.Fprint(os.Stdout, b.String())
+}
+
+// SplitMetricsAddrs are the services' metrics addresses under make
+// run-split: 127.0.0.1:9465 upwards, in devstack.ServiceNames order.
+func SplitMetricsAddrs() map[string]string {
+	m := map[string]string{}
+	for n, s := range devstack.ServiceNames {
+		m[s] = "127.0.0.1:" + strconv.Itoa(9465+n)
+	}
+	return m
 }
