@@ -207,9 +207,10 @@ func checkEnv(t *testing.T, b *Build, lib map[string]map[string]bool) {
 		reads := serviceReads(t, svc, lib)
 		// What main.go would otherwise default to 127.0.0.1 or localhost:
 		// the addresses of the other services, its own listen address, the
-		// broker and the database.
+		// broker and the database. HEALTH_ADDR and METRICS_ADDR (set by
+		// components/service-monitor) are off unless set.
 		for v := range reads {
-			required := v == "NATS_URL" || v == "MONGO_URI" || (strings.HasSuffix(v, "_ADDR") && v != "HEALTH_ADDR")
+			required := v == "NATS_URL" || v == "MONGO_URI" || (strings.HasSuffix(v, "_ADDR") && v != "HEALTH_ADDR" && v != "METRICS_ADDR")
 			if required && !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == v }) {
 				t.Errorf("Deployment %s does not set %s, which services/%s/cmd/%s/main.go reads (its default is for one machine)", d.Name, v, svc, svc)
 			}
@@ -250,7 +251,7 @@ func checkEnv(t *testing.T, b *Build, lib map[string]map[string]bool) {
 			t.Errorf("Deployment %s does not mount its own NATS password (switchboard-nats key %s)", d.Name, svc)
 		}
 		for _, e := range c.Env {
-			if !strings.HasSuffix(e.Name, "_ADDR") || e.Name == "GRPC_ADDR" || e.Name == "HTTP_ADDR" || e.Name == "HEALTH_ADDR" {
+			if !strings.HasSuffix(e.Name, "_ADDR") || e.Name == "GRPC_ADDR" || e.Name == "HTTP_ADDR" || e.Name == "HEALTH_ADDR" || e.Name == "METRICS_ADDR" {
 				continue
 			}
 			host, port, ok := strings.Cut(e.Value, ":")

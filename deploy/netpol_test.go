@@ -182,7 +182,7 @@ func checkFlows(t *testing.T, b *Build) {
 			switch {
 			case e.Name == "NATS_MONITOR_URL":
 				want[flow{d.Name, "nats", 8222}] = true
-			case strings.HasSuffix(e.Name, "_ADDR") && !slices.Contains([]string{"GRPC_ADDR", "HTTP_ADDR", "HEALTH_ADDR"}, e.Name):
+			case strings.HasSuffix(e.Name, "_ADDR") && !slices.Contains([]string{"GRPC_ADDR", "HTTP_ADDR", "HEALTH_ADDR", "METRICS_ADDR"}, e.Name):
 				host, port, _ := strings.Cut(e.Value, ":")
 				var n int
 				_, _ = fmt.Sscan(port, &n)
