@@ -160,8 +160,7 @@ func (b *Bus) consumeUntilDone(ctx context.Context, spec ConsumerSpec, deliver j
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", spec.Durable, err)
 	}
-	startCounts(spec.Durable)
-	go sampleLag(ctx, cons, spec.Durable)
+	WatchConsumer(ctx, cons, spec.Durable)
 	<-ctx.Done()
 	cc.Drain()
 	select {

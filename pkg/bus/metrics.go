@@ -97,3 +97,11 @@ func startCounts(durable string) {
 	redelivered.Add(context.Background(), 0, c)
 	deadLettered.Add(context.Background(), 0, c)
 }
+
+// WatchConsumer gives a consumer that a service runs itself (not through
+// Consume) the same metrics: its redeliveries and dead letters from zero,
+// and its pending counts sampled until ctx is done.
+func WatchConsumer(ctx context.Context, cons jetstream.Consumer, durable string) {
+	startCounts(durable)
+	go sampleLag(ctx, cons, durable)
+}

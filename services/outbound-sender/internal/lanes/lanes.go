@@ -130,6 +130,7 @@ func Run[J any](ctx context.Context, b *bus.Bus, spec Spec, key Key, h Stages[J]
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", spec.Durable, err)
 	}
+	bus.WatchConsumer(ctx, cons, spec.Durable)
 	<-ctx.Done()
 
 	r.mu.Lock()
