@@ -72,3 +72,17 @@ func TestHealthEndpoint(t *testing.T) {
 		t.Error("GET /healthz after stop answered, want the listener closed")
 	}
 }
+
+func TestMetricsAddr(t *testing.T) {
+	for _, tc := range []struct{ set, def, want string }{
+		{"", "", ""},
+		{"", "127.0.0.1:9464", "127.0.0.1:9464"},
+		{"0.0.0.0:9464", "", "0.0.0.0:9464"},
+		{"off", "127.0.0.1:9464", ""},
+	} {
+		e := EnvFrom(func(k string) (string, bool) { return tc.set, k == "METRICS_ADDR" && tc.set != "" })
+		if got := MetricsAddr(e, tc.def); got != tc.want {
+			t.Errorf("METRICS_ADDR=%q default %q: %q, want %q", tc.set, tc.def, got, tc.want)
+		}
+	}
+}
