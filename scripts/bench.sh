@@ -39,3 +39,7 @@ go run ./services/reporting/cmd/report-bench
 echo
 echo "== workflow-runner: customer message → the workflow's reply (next to a bare JetStream round trip), 10,000 timers across a restart, steps/s; fsync on"
 go run ./services/workflow-runner/cmd/workflow-bench
+
+echo
+echo "== sessions: idle agent websockets held and what each costs, next to a bare websocket server in the same run"
+go run ./services/devstack/cmd/ws-bench

@@ -352,6 +352,13 @@ func (c *conn) send(frame []byte) {
 	}
 }
 
+// outQueue bounds the frames waiting for one socket's writer: a client
+// that stops reading has its socket closed (4408) once they are queued,
+// rather than an unbounded buffer. 64 holds any burst a healthy client
+// sees (an accept's frames, a supervisor's monitored chats) at 1.5 KB a
+// socket.
+const outQueue = 64
+
 // Close codes beyond the standard ones.
 const (
 	closeUnauthenticated websocket.StatusCode = 4401
@@ -381,7 +388,7 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close(closeUnauthenticated, "authentication failed")
 		return
 	}
-	c := &conn{ws: ws, agent: agent, claims: claims, out: make(chan []byte, 256), cancel: cancel, kicked: make(chan struct{}), monitoring: map[string]bool{}}
+	c := &conn{ws: ws, agent: agent, claims: claims, out: make(chan []byte, outQueue), cancel: cancel, kicked: make(chan struct{}), monitoring: map[string]bool{}}
 	first := g.register(c)
 	defer func() {
 		if last := g.unregister(c); last && agent.IsAgent {
