@@ -83,6 +83,8 @@ const (
 	KindTaskReprioritized      = "distribution.task.reprioritized"
 	KindTaskTransferred        = "distribution.task.transferred"
 	KindTaskReplyOverdue       = "distribution.task.reply_overdue"
+	KindTaskParked             = "distribution.task.parked"
+	KindTaskResumed            = "distribution.task.resumed"
 	KindOutboundRequested      = "outbound.message.requested"
 	KindOutboundSent           = "outbound.message.sent"
 	KindOutboundFailed         = "outbound.message.failed"
@@ -168,6 +170,8 @@ func TaskCompleted(tenant string) string     { return fromKind(KindTaskCompleted
 func TaskReprioritized(tenant string) string { return fromKind(KindTaskReprioritized, tenant) }
 func TaskTransferred(tenant string) string   { return fromKind(KindTaskTransferred, tenant) }
 func TaskReplyOverdue(tenant string) string  { return fromKind(KindTaskReplyOverdue, tenant) }
+func TaskParked(tenant string) string        { return fromKind(KindTaskParked, tenant) }
+func TaskResumed(tenant string) string       { return fromKind(KindTaskResumed, tenant) }
 
 // Outbound (requests from sessions and workflow-runner; results from outbound-sender).
 func OutboundRequested(tenant string) string { return fromKind(KindOutboundRequested, tenant) }

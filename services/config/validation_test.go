@@ -182,6 +182,11 @@ func TestValidationRules(t *testing.T) {
 			{"too many parallel tasks", func(m *configv1.Service) { m.Distribution.MaxParallelTasks = 99 }, codes.InvalidArgument, "service.distribution.max_parallel_tasks"},
 			{"after-call work too long", func(m *configv1.Service) { m.Distribution.AfterCallWork = durationpb.New(2 * time.Hour) }, codes.InvalidArgument, "service.distribution.after_call_work"},
 			{"tag twice", func(m *configv1.Service) { m.Distribution.Tags = []string{"vip", "vip"} }, codes.InvalidArgument, "service.distribution.tags[1]"},
+			{"first reply time too long", func(m *configv1.Service) { m.Distribution.FirstReplyTimeout = durationpb.New(25 * time.Hour) }, codes.InvalidArgument, "service.distribution.first_reply_timeout"},
+			{"first reply time negative", func(m *configv1.Service) { m.Distribution.FirstReplyTimeout = durationpb.New(-time.Minute) }, codes.InvalidArgument, "service.distribution.first_reply_timeout"},
+			{"requeue with the first reply time off", func(m *configv1.Service) {
+				m.Distribution.FirstReplyTimeout, m.Distribution.FirstReplyRequeue = durationpb.New(0), true
+			}, codes.InvalidArgument, "service.distribution.first_reply_requeue"},
 			{"empty service code", func(m *configv1.Service) { m.Distribution.ServiceCodes = []string{""} }, codes.InvalidArgument, "service.distribution.service_codes[0]"},
 			{"time zone unknown", func(m *configv1.Service) { m.OpeningHours = &configv1.OpeningHours{TimeZone: "Mars/Olympus"} }, codes.InvalidArgument, "service.opening_hours.time_zone"},
 			{"window ends before it starts", func(m *configv1.Service) {

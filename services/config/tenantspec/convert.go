@@ -171,12 +171,15 @@ func (s Service) Proto(tenant string) (*configv1.Service, error) {
 		InactivityTimeout:      dur(s.InactivityTimeout), InactivityMessage: s.InactivityMessage,
 		CannedResponses: cannedProto(s.CannedResponses),
 		Distribution: &configv1.DistributionSettings{
-			RonaTimeout:      dur(s.Distribution.RONATimeout),
-			MaxParallelTasks: s.Distribution.MaxParallelTasks,
-			AfterCallWork:    dur(s.Distribution.AfterCallWork),
-			ServiceCodes:     slices.Clone(s.Distribution.ServiceCodes),
-			SalesCodes:       slices.Clone(s.Distribution.SalesCodes),
-			Tags:             slices.Clone(s.Distribution.Tags),
+			RonaTimeout:       dur(s.Distribution.RONATimeout),
+			MaxParallelTasks:  s.Distribution.MaxParallelTasks,
+			AfterCallWork:     dur(s.Distribution.AfterCallWork),
+			ServiceCodes:      slices.Clone(s.Distribution.ServiceCodes),
+			SalesCodes:        slices.Clone(s.Distribution.SalesCodes),
+			Tags:              slices.Clone(s.Distribution.Tags),
+			ParkedCounts:      s.Distribution.ParkedCounts,
+			FirstReplyTimeout: durPtr(s.Distribution.FirstReplyTimeout),
+			FirstReplyRequeue: s.Distribution.FirstReplyRequeue,
 		},
 	}
 	for _, c := range s.Channels {

@@ -146,6 +146,13 @@ type Distribution struct {
 	ServiceCodes     []string `yaml:"service_codes,omitempty"`
 	SalesCodes       []string `yaml:"sales_codes,omitempty"`
 	Tags             []string `yaml:"tags,omitempty"`
+	// ParkedCounts: a parked chat still counts toward its agent's capacity.
+	ParkedCounts bool `yaml:"parked_counts,omitempty"`
+	// FirstReplyTimeout: the agent's first reply is due within it after an
+	// accept; unset: distribution's FIRST_REPLY_TIMEOUT, 0: off.
+	FirstReplyTimeout *Duration `yaml:"first_reply_timeout,omitempty"`
+	// FirstReplyRequeue: an overdue chat goes back to the queue.
+	FirstReplyRequeue bool `yaml:"first_reply_requeue,omitempty"`
 }
 
 // OpeningHours of a service.

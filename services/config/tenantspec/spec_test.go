@@ -181,3 +181,37 @@ func TestApplyNeedsPlatformForNewTenant(t *testing.T) {
 		t.Errorf("re-apply as the tenant's admin: %v\n%s", err, res)
 	}
 }
+
+func TestServiceParkAndFirstReply(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		counts     bool
+		firstReply *time.Duration
+		requeue    bool
+	}{
+		{"unset", "{}", false, nil, false},
+		{"set", "{parked_counts: true, first_reply_timeout: 2m, first_reply_requeue: true}", true, ptr(2 * time.Minute), true},
+		{"first reply off", "{first_reply_timeout: 0s}", false, ptr(time.Duration(0)), false},
+	} {
+		spec, err := tenantspec.Parse([]byte("tenant: {id: x}\nservices:\n  - id: s\n    name: S\n    distribution: " + tc.yaml + "\n"))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		p, err := spec.Services[0].Proto("x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := p.GetDistribution()
+		if d.GetParkedCounts() != tc.counts || d.GetFirstReplyRequeue() != tc.requeue {
+			t.Errorf("%s: distribution = %v, want parked_counts %v, first_reply_requeue %v", tc.name, d, tc.counts, tc.requeue)
+		}
+		switch fr := d.GetFirstReplyTimeout(); {
+		case tc.firstReply == nil && fr != nil:
+			t.Errorf("%s: first_reply_timeout = %v, want unset", tc.name, fr)
+		case tc.firstReply != nil && (fr == nil || fr.AsDuration() != *tc.firstReply):
+			t.Errorf("%s: first_reply_timeout = %v, want %v", tc.name, fr, *tc.firstReply)
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

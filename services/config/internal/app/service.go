@@ -37,6 +37,7 @@ const (
 	maxInactivityTimeout = 7 * 24 * time.Hour
 	maxParallelTasks     = 20
 	maxAfterCallWork     = time.Hour
+	maxFirstReply        = 24 * time.Hour
 	maxCodes             = 100
 	maxEntriesPerService = 20
 	maxGreeting          = 1600
@@ -144,6 +145,14 @@ func validateDistribution(vs *violations, d *configv1.DistributionSettings) {
 		if err := acw.CheckValid(); err != nil || acw.AsDuration() < 0 || acw.AsDuration() > maxAfterCallWork {
 			vs.add("distribution.after_call_work", "must be between 0 (off) and %s", maxAfterCallWork)
 		}
+	}
+	if fr := d.GetFirstReplyTimeout(); fr != nil {
+		if err := fr.CheckValid(); err != nil || fr.AsDuration() < 0 || fr.AsDuration() > maxFirstReply {
+			vs.add("distribution.first_reply_timeout", "must be between 0 (off) and %s", maxFirstReply)
+		}
+	}
+	if d.GetFirstReplyRequeue() && d.GetFirstReplyTimeout() != nil && d.GetFirstReplyTimeout().AsDuration() == 0 {
+		vs.add("distribution.first_reply_requeue", "needs a first_reply_timeout (it is 0: off)")
 	}
 	for name, list := range map[string][]string{
 		"distribution.service_codes": d.GetServiceCodes(),

@@ -19,8 +19,8 @@ type Directory struct {
 	users    configv1.UserServiceClient
 	services configv1.ServiceServiceClient
 	ttl      time.Duration
-	// FirstReply is every service's first-reply time (config's
-	// DistributionSettings has no field for it yet); 0: none.
+	// FirstReply is the first-reply time of services whose
+	// DistributionSettings.first_reply_timeout is unset; 0: none.
 	FirstReply time.Duration
 
 	mu    sync.Mutex
@@ -98,6 +98,11 @@ func (d *Directory) Service(ctx context.Context, tenant, serviceID string) (engi
 		Tags:             dist.GetTags(),
 
 		FirstReplyTimeout: d.FirstReply,
+		FirstReplyRequeue: dist.GetFirstReplyRequeue(),
+		ParkedCounts:      dist.GetParkedCounts(),
+	}
+	if fr := dist.GetFirstReplyTimeout(); fr != nil {
+		info.FirstReplyTimeout = fr.AsDuration()
 	}
 	d.put(k, info)
 	return info, nil

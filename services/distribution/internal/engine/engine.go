@@ -102,16 +102,24 @@ type ServiceInfo struct {
 	// FirstReplyTimeout: after an accept, TaskReplyOverdue is published
 	// when the agent has not replied within it; 0: no first-reply timer.
 	FirstReplyTimeout time.Duration
+	// FirstReplyRequeue: an overdue task is taken from its agent and
+	// queued again at its place.
+	FirstReplyRequeue bool
+	// ParkedCounts: a parked task still counts toward its agent's
+	// capacity (else parking frees a slot at once).
+	ParkedCounts bool
 }
 
 // TaskState is where a task is in its life.
 type TaskState string
 
 const (
-	TaskQueued    TaskState = "queued"
-	TaskOffered   TaskState = "offered"
-	TaskAccepted  TaskState = "accepted"
-	TaskWrapping  TaskState = "wrapping"
+	TaskQueued   TaskState = "queued"
+	TaskOffered  TaskState = "offered"
+	TaskAccepted TaskState = "accepted"
+	TaskWrapping TaskState = "wrapping"
+	// TaskParked: accepted and set aside by its agent until resumed.
+	TaskParked    TaskState = "parked"
 	TaskCompleted TaskState = "completed"
 	TaskCanceled  TaskState = "canceled"
 	// TaskEnded is what earlier versions stored for both outcomes.
@@ -122,7 +130,10 @@ const (
 func (s TaskState) Closed() bool { return s == TaskCompleted || s == TaskCanceled || s == TaskEnded }
 
 // OpenStates are the states of a task distribution still holds.
-var OpenStates = []TaskState{TaskQueued, TaskOffered, TaskAccepted, TaskWrapping}
+var OpenStates = []TaskState{TaskQueued, TaskOffered, TaskAccepted, TaskWrapping, TaskParked}
+
+// held: accepted by an agent and not ended (active or parked).
+func (s TaskState) held() bool { return s == TaskAccepted || s == TaskParked }
 
 // Task is one session waiting for, or handled by, an agent.
 type Task struct {
@@ -159,6 +170,10 @@ type Task struct {
 	// AcceptedOffer is the offer the task was accepted through, so a
 	// retried Accept gets the same answer.
 	AcceptedOffer string
+	// Parks counts the task's parks; ParkCounts: while parked, it counts
+	// toward its agent's capacity (the service's setting when parked).
+	Parks      int
+	ParkCounts bool
 
 	declined map[string]time.Time
 	// queuedSent: TaskQueued was published by this process. A restored
@@ -199,7 +214,16 @@ type agent struct {
 	graceTimer    *time.Timer
 }
 
-func (a *agent) load() int { return len(a.active) + len(a.offers) }
+// load: offers and accepted tasks, less parked ones that do not count.
+func (a *agent) load() int {
+	n := len(a.active) + len(a.offers)
+	for _, task := range a.active {
+		if task.State == TaskParked && !task.ParkCounts {
+			n--
+		}
+	}
+	return n
+}
 
 type tenant struct {
 	queues   map[string]*queue // service id -> queue
@@ -316,11 +340,11 @@ func (e *Engine) installTasks(open []*Task, now time.Time) {
 		t.sessions[task.SessionID] = task
 		task.declined = map[string]time.Time{}
 		task.RequiredSkills = normSkills(task.RequiredSkills)
-		if task.AcceptedOffer != "" && (task.State == TaskAccepted || task.State == TaskWrapping) {
+		if task.AcceptedOffer != "" && (task.State.held() || task.State == TaskWrapping) {
 			t.accepted[task.AcceptedOffer] = task
 		}
 		switch task.State {
-		case TaskAccepted:
+		case TaskAccepted, TaskParked:
 			t.agentOrStub(task.AgentID, now).active[task.ID] = task
 			e.startReplyTimer(task, task.ReplyDue.Sub(now))
 		case TaskWrapping:
@@ -650,7 +674,7 @@ func (e *Engine) EndSession(ctx context.Context, tenantID, sessionID, reason str
 		if err := e.cancel(ctx, t, task, reason); err != nil {
 			return err
 		}
-	case TaskAccepted:
+	case TaskAccepted, TaskParked:
 		if task.Service.AfterCallWork > 0 {
 			if err := e.startWrapUp(ctx, t, task); err != nil {
 				return err
@@ -701,9 +725,10 @@ func (e *Engine) forget(t *tenant, task *Task) {
 // startWrapUp moves an accepted task into after-call work.
 func (e *Engine) startWrapUp(ctx context.Context, t *tenant, task *Task) error {
 	now := e.now()
+	prev := task.State
 	task.State, task.WrapUntil = TaskWrapping, now.Add(task.Service.AfterCallWork)
 	if err := e.store.Save(ctx, task); err != nil {
-		task.State, task.WrapUntil = TaskAccepted, time.Time{}
+		task.State, task.WrapUntil = prev, time.Time{}
 		return fmt.Errorf("save task %s: %w", task.ID, err)
 	}
 	a := t.agentOrStub(task.AgentID, now)

@@ -145,6 +145,7 @@ func restored(t engine.Task) *engine.Task {
 		ID: t.ID, Tenant: t.Tenant, SessionID: t.SessionID, ServiceID: t.ServiceID,
 		Conversation: t.Conversation, CustomerName: t.CustomerName, Priority: t.Priority, RequiredSkills: t.RequiredSkills,
 		QueuedAt: t.QueuedAt, State: t.State, AgentID: t.AgentID, AcceptedAt: t.AcceptedAt, WrapUntil: t.WrapUntil, Service: t.Service,
+		Parks: t.Parks, ParkCounts: t.ParkCounts,
 	}
 }
 
@@ -282,7 +283,14 @@ func describe(ev proto.Message) string {
 		}
 		return fmt.Sprintf("transferred %s from %s to service %s", ev.GetTaskId(), ev.GetFromAgentId(), ev.GetToServiceId())
 	case *distributionv1.TaskReplyOverdue:
+		if ev.GetRequeued() {
+			return fmt.Sprintf("reply overdue %s by %s requeued", ev.GetTaskId(), ev.GetAgentId())
+		}
 		return fmt.Sprintf("reply overdue %s by %s", ev.GetTaskId(), ev.GetAgentId())
+	case *distributionv1.TaskParked:
+		return fmt.Sprintf("parked %s of %s by %s counts=%v", ev.GetTaskId(), ev.GetAgentId(), ev.GetParkedBy(), ev.GetCountsTowardCapacity())
+	case *distributionv1.TaskResumed:
+		return fmt.Sprintf("resumed %s of %s by %s", ev.GetTaskId(), ev.GetAgentId(), ev.GetResumedBy())
 	}
 	return fmt.Sprintf("%T", ev)
 }

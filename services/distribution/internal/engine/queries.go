@@ -94,6 +94,7 @@ var protoStates = map[TaskState]distributionv1.TaskState{
 	TaskOffered:   distributionv1.TaskState_TASK_STATE_OFFERED,
 	TaskAccepted:  distributionv1.TaskState_TASK_STATE_ACCEPTED,
 	TaskWrapping:  distributionv1.TaskState_TASK_STATE_WRAPPING,
+	TaskParked:    distributionv1.TaskState_TASK_STATE_PARKED,
 	TaskCompleted: distributionv1.TaskState_TASK_STATE_COMPLETED,
 	TaskCanceled:  distributionv1.TaskState_TASK_STATE_CANCELED,
 	TaskEnded:     distributionv1.TaskState_TASK_STATE_COMPLETED,
@@ -107,7 +108,7 @@ func (e *Engine) view(task *Task) *distributionv1.Task {
 		QueuedAt: timestamppb.New(task.QueuedAt), AgentId: task.AgentID, Position: position(task),
 		Note: task.Note, Transfers: int32(task.Transfers),
 	}
-	if task.State == TaskAccepted && !task.ReplyDue.IsZero() && !task.Replied {
+	if task.State.held() && !task.ReplyDue.IsZero() && !task.Replied {
 		v.ReplyDueAt = timestamppb.New(task.ReplyDue)
 	}
 	if !task.AcceptedAt.IsZero() {
@@ -286,7 +287,7 @@ func (e *Engine) statistics(t *tenant, q *queue, now time.Time) *distributionv1.
 		switch task.State {
 		case TaskOffered:
 			res.Offered++
-		case TaskAccepted:
+		case TaskAccepted, TaskParked:
 			res.Active++
 		}
 	}

@@ -132,7 +132,7 @@ func (e *Engine) AgentReplied(ctx context.Context, tenantID, sessionID, agentID 
 	}
 	t := e.tenant(tenantID)
 	task := t.sessions[sessionID]
-	if task == nil || task.State != TaskAccepted || task.Replied || (agentID != "" && agentID != task.AgentID) {
+	if task == nil || !task.State.held() || task.Replied || (agentID != "" && agentID != task.AgentID) {
 		return nil
 	}
 	task.Replied = true
@@ -170,7 +170,7 @@ func (e *Engine) replyOverdue(tenantID, taskID string, due time.Time) {
 		return
 	}
 	task := e.tenant(tenantID).tasks[taskID]
-	if task == nil || task.State != TaskAccepted || task.Replied || task.Overdue || task.ReplyDue.IsZero() || !task.ReplyDue.Equal(due) {
+	if task == nil || !task.State.held() || task.Replied || task.Overdue || task.ReplyDue.IsZero() || !task.ReplyDue.Equal(due) {
 		return // replied, transferred or ended in the meantime
 	}
 	task.Overdue = true
@@ -181,11 +181,52 @@ func (e *Engine) replyOverdue(tenantID, taskID string, due time.Time) {
 		return
 	}
 	task.replyTimer = nil
+	t := e.tenant(tenantID)
+	requeue := task.Service.FirstReplyRequeue
 	if err := e.pub.Emit(ctx, subjects.TaskReplyOverdue(tenantID), &distributionv1.TaskReplyOverdue{
 		TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID, AgentId: task.AgentID,
-		AcceptedAt: timestamppb.New(task.AcceptedAt), DueAt: timestamppb.New(due),
+		AcceptedAt: timestamppb.New(task.AcceptedAt), DueAt: timestamppb.New(due), Requeued: requeue,
 	}, fmt.Sprintf("%s:reply_overdue:%d", task.ID, task.Transfers)); err != nil {
 		e.log.Error("publish reply overdue", "tenant", tenantID, "task", taskID, "err", err)
 	}
+	if requeue {
+		e.requeueOverdue(ctx, t, task)
+	}
 	e.signal()
+}
+
+// requeueOverdue takes a task whose first reply is overdue from its agent
+// and queues it again in its service at its place: a transfer to its own
+// service by distribution (TaskTransferred, so the agent's desk lets the
+// chat go), with the agent counting as having declined it.
+func (e *Engine) requeueOverdue(ctx context.Context, t *tenant, task *Task) {
+	now := e.now()
+	prev := *task
+	from := task.AgentID
+	task.State, task.AgentID, task.AcceptedAt = TaskQueued, "", time.Time{}
+	task.ReplyDue, task.Replied, task.Overdue = time.Time{}, false, false
+	task.Note, task.Transfers = "first reply overdue", task.Transfers+1
+	if err := e.store.Save(ctx, task); err != nil {
+		// The task stays with the agent, overdue; said once.
+		*task = prev
+		e.log.Error("save overdue task requeued; it stays with its agent", "tenant", task.Tenant, "task", task.ID, "err", err)
+		return
+	}
+	delete(t.accepted, task.AcceptedOffer)
+	task.AcceptedOffer = ""
+	task.declined[from] = now
+	if a := t.agents[from]; a != nil {
+		delete(a.active, task.ID)
+		e.touch(t, a, now)
+	}
+	e.queue(t, task.Service)
+	e.push(t, task)
+	if err := e.pub.Emit(ctx, subjects.TaskTransferred(task.Tenant), &distributionv1.TaskTransferred{
+		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, FromServiceId: task.ServiceID, FromAgentId: from,
+		ToServiceId: task.ServiceID, Note: task.Note, TransferredBy: "distribution",
+		TransferredAt: timestamppb.New(now), Transfer: int32(task.Transfers),
+	}, fmt.Sprintf("%s:transferred:%d", task.ID, task.Transfers)); err != nil {
+		e.log.Error("publish requeue of overdue task", "tenant", task.Tenant, "task", task.ID, "err", err)
+	}
+	e.dispatch(ctx, task.Tenant)
 }

@@ -229,3 +229,40 @@ func TestFirstReplyTimerOffAndAfterTransfer(t *testing.T) {
 	engine.FireReplyTimer(e, tenant, "t1")
 	checkEvents(t, w, n, "reply overdue t1 by sam")
 }
+
+func TestFirstReplyOverdueRequeues(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	e, c := newEngine(t, w)
+	svc := sales
+	svc.FirstReplyTimeout = time.Minute
+	svc.FirstReplyRequeue = true
+	available(t, e, agentInfo("alice", 0, "sales"))
+	first := newTask("t1", svc)
+	accepted(t, w, e, first, "alice")
+	queuedAt := first.QueuedAt
+	mustEnqueue(t, e, newTask("t2", svc)) // waits behind t1's arrival
+
+	c.Advance(2 * time.Minute)
+	n := len(w.events())
+	engine.FireReplyTimer(e, tenant, "t1")
+	// t1 goes back to its place (before t2); alice, who let it lapse,
+	// counts as having declined it and is offered t2.
+	checkEvents(t, w, n, "reply overdue t1 by alice requeued", "transferred t1 from alice to service sales", "offered t2 to alice")
+	got, _ := e.GetTask(ctx, tenant, "t1")
+	if got.GetState() != distributionv1.TaskState_TASK_STATE_QUEUED || got.GetPosition() != 1 || !got.GetQueuedAt().AsTime().Equal(queuedAt) || got.GetAgentId() != "" {
+		t.Errorf("t1 = %v, want queued first with its arrival time", got)
+	}
+	// The next agent gets it, and their own timer starts.
+	available(t, e, agentInfo("bob", 0, "sales"))
+	o := w.lastOffer(t, "t1")
+	if o.GetAgentId() != "bob" {
+		t.Fatalf("t1 offered to %s, want bob", o.GetAgentId())
+	}
+	if _, err := e.Accept(ctx, tenant, "bob", o.GetOfferId()); err != nil {
+		t.Fatal(err)
+	}
+	n = len(w.events())
+	engine.FireReplyTimer(e, tenant, "t1")
+	checkEvents(t, w, n, "reply overdue t1 by bob requeued", "transferred t1 from bob to service sales")
+}

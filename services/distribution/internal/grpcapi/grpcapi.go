@@ -429,3 +429,46 @@ func (s *Server) TransferTask(ctx context.Context, req *distributionv1.TransferT
 	}
 	return &distributionv1.TransferTaskResponse{Task: task}, nil
 }
+
+// ParkTask and ResumeTask: the task's agent (for themselves), supervisors
+// and admins (any task of the tenant), services (naming the agent or not),
+// as TransferTask.
+func (s *Server) ParkTask(ctx context.Context, req *distributionv1.ParkTaskRequest) (*distributionv1.ParkTaskResponse, error) {
+	task, err := s.park(ctx, req.GetTenantId(), req.GetTaskId(), req.GetAgentId(), true)
+	if err != nil {
+		return nil, err
+	}
+	return &distributionv1.ParkTaskResponse{Task: task}, nil
+}
+
+func (s *Server) ResumeTask(ctx context.Context, req *distributionv1.ResumeTaskRequest) (*distributionv1.ResumeTaskResponse, error) {
+	task, err := s.park(ctx, req.GetTenantId(), req.GetTaskId(), req.GetAgentId(), false)
+	if err != nil {
+		return nil, err
+	}
+	return &distributionv1.ResumeTaskResponse{Task: task}, nil
+}
+
+func (s *Server) park(ctx context.Context, tenantID, id, agent string, park bool) (*distributionv1.Task, error) {
+	by, err := forAgent(ctx, tenantID, agent, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := taskID(id); err != nil {
+		return nil, err
+	}
+	caller := authn.FromContext(ctx).Subject
+	if by != "" && authn.FromContext(ctx).Has(authn.RoleService) {
+		caller = by // the agent desk (a service) acting for its agent
+	}
+	var task *distributionv1.Task
+	if park {
+		task, err = s.Engine.Park(ctx, tenantID, id, caller, by)
+	} else {
+		task, err = s.Engine.Resume(ctx, tenantID, id, caller, by)
+	}
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return task, nil
+}

@@ -298,6 +298,8 @@ func (r *Router) handlers() map[string]handler {
 		}, s.GetServiceAvailability),
 		"GetQueueStatistics": held(r, func() *distributionv1.GetQueueStatisticsRequest { return &distributionv1.GetQueueStatisticsRequest{} }, s.GetQueueStatistics),
 		"TransferTask":       held(r, func() *distributionv1.TransferTaskRequest { return &distributionv1.TransferTaskRequest{} }, s.TransferTask),
+		"ParkTask":           held(r, func() *distributionv1.ParkTaskRequest { return &distributionv1.ParkTaskRequest{} }, s.ParkTask),
+		"ResumeTask":         held(r, func() *distributionv1.ResumeTaskRequest { return &distributionv1.ResumeTaskRequest{} }, s.ResumeTask),
 		methodSnapshot:       held(r, func() *distributionv1.WatchQueuesRequest { return &distributionv1.WatchQueuesRequest{} }, s.queuesSnapshot),
 	}
 }
@@ -352,6 +354,14 @@ func (r *Router) GetQueueStatistics(ctx context.Context, req *distributionv1.Get
 
 func (r *Router) TransferTask(ctx context.Context, req *distributionv1.TransferTaskRequest) (*distributionv1.TransferTaskResponse, error) {
 	return route(ctx, r, "TransferTask", req, r.Local.TransferTask, &distributionv1.TransferTaskResponse{})
+}
+
+func (r *Router) ParkTask(ctx context.Context, req *distributionv1.ParkTaskRequest) (*distributionv1.ParkTaskResponse, error) {
+	return route(ctx, r, "ParkTask", req, r.Local.ParkTask, &distributionv1.ParkTaskResponse{})
+}
+
+func (r *Router) ResumeTask(ctx context.Context, req *distributionv1.ResumeTaskRequest) (*distributionv1.ResumeTaskResponse, error) {
+	return route(ctx, r, "ResumeTask", req, r.Local.ResumeTask, &distributionv1.ResumeTaskResponse{})
 }
 
 // WatchQueues streams the tenant's queues from whichever replica holds

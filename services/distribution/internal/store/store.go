@@ -81,6 +81,10 @@ type taskDoc struct {
 	OfferID       string           `bson:"offer_id,omitempty"`
 	OfferExpires  time.Time        `bson:"offer_expires,omitempty"`
 	AcceptedOffer string           `bson:"accepted_offer,omitempty"`
+	Parks         int              `bson:"parks,omitempty"`
+	ParkCounts    bool             `bson:"park_counts,omitempty"`
+	ParkedCounts  bool             `bson:"parked_counts,omitempty"`
+	ReplyRequeue  bool             `bson:"first_reply_requeue,omitempty"`
 	UpdatedAt     time.Time        `bson:"updated_at"`
 }
 
@@ -252,6 +256,7 @@ func doc(t *engine.Task) taskDoc {
 		AfterCall: t.Service.AfterCallWork, ServiceCodes: t.Service.ServiceCodes, SalesCodes: t.Service.SalesCodes, Tags: t.Service.Tags,
 		FirstReply: t.Service.FirstReplyTimeout, Note: t.Note, Transfers: t.Transfers, ReplyDue: t.ReplyDue, Replied: t.Replied, Overdue: t.Overdue,
 		OfferID: t.OfferID, OfferExpires: t.OfferExpires, AcceptedOffer: t.AcceptedOffer,
+		Parks: t.Parks, ParkCounts: t.ParkCounts, ParkedCounts: t.Service.ParkedCounts, ReplyRequeue: t.Service.FirstReplyRequeue,
 		UpdatedAt: time.Now(),
 	}
 }
@@ -310,10 +315,11 @@ func (d taskDoc) task() (*engine.Task, error) {
 		State: d.State, AgentID: d.AgentID, AcceptedAt: d.AcceptedAt, WrapUntil: d.WrapUntil,
 		Note: d.Note, Transfers: d.Transfers, ReplyDue: d.ReplyDue, Replied: d.Replied, Overdue: d.Overdue,
 		OfferID: d.OfferID, OfferExpires: d.OfferExpires, AcceptedOffer: d.AcceptedOffer,
+		Parks: d.Parks, ParkCounts: d.ParkCounts,
 		Service: engine.ServiceInfo{
 			ID: d.ServiceID, Name: d.ServiceName, RONATimeout: d.RONATimeout, MaxParallelTasks: d.MaxParallel,
 			AfterCallWork: d.AfterCall, ServiceCodes: d.ServiceCodes, SalesCodes: d.SalesCodes, Tags: d.Tags,
-			FirstReplyTimeout: d.FirstReply,
+			FirstReplyTimeout: d.FirstReply, FirstReplyRequeue: d.ReplyRequeue, ParkedCounts: d.ParkedCounts,
 		},
 	}, nil
 }

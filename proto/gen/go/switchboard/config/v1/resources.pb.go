@@ -997,8 +997,18 @@ type DistributionSettings struct {
 	ServiceCodes  []string             `protobuf:"bytes,4,rep,name=service_codes,json=serviceCodes,proto3" json:"service_codes,omitempty"`
 	SalesCodes    []string             `protobuf:"bytes,5,rep,name=sales_codes,json=salesCodes,proto3" json:"sales_codes,omitempty"`
 	Tags          []string             `protobuf:"bytes,6,rep,name=tags,proto3" json:"tags,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Whether a parked task still counts toward its agent's capacity
+	// (false: parking a task frees a slot for a new offer at once).
+	ParkedCounts bool `protobuf:"varint,7,opt,name=parked_counts,json=parkedCounts,proto3" json:"parked_counts,omitempty"`
+	// After an accept, the agent's first reply is due within this time
+	// (distribution publishes TaskReplyOverdue when it passes). Unset:
+	// distribution's FIRST_REPLY_TIMEOUT; zero: off. At most 24 hours.
+	FirstReplyTimeout *durationpb.Duration `protobuf:"bytes,8,opt,name=first_reply_timeout,json=firstReplyTimeout,proto3" json:"first_reply_timeout,omitempty"`
+	// When the first reply is overdue, take the task from its agent and
+	// put it back in the service's queue (at its place).
+	FirstReplyRequeue bool `protobuf:"varint,9,opt,name=first_reply_requeue,json=firstReplyRequeue,proto3" json:"first_reply_requeue,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *DistributionSettings) Reset() {
@@ -1071,6 +1081,27 @@ func (x *DistributionSettings) GetTags() []string {
 		return x.Tags
 	}
 	return nil
+}
+
+func (x *DistributionSettings) GetParkedCounts() bool {
+	if x != nil {
+		return x.ParkedCounts
+	}
+	return false
+}
+
+func (x *DistributionSettings) GetFirstReplyTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.FirstReplyTimeout
+	}
+	return nil
+}
+
+func (x *DistributionSettings) GetFirstReplyRequeue() bool {
+	if x != nil {
+		return x.FirstReplyRequeue
+	}
+	return false
 }
 
 // OpeningHours of a service in its own time zone.
@@ -1947,7 +1978,7 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\x18workflow_failure_message\x18\x10 \x01(\tR\x16workflowFailureMessage\x12H\n" +
 	"\x12inactivity_timeout\x18\x11 \x01(\v2\x19.google.protobuf.DurationR\x11inactivityTimeout\x12-\n" +
 	"\x12inactivity_message\x18\x12 \x01(\tR\x11inactivityMessage\x12P\n" +
-	"\x10canned_responses\x18\x13 \x03(\v2%.switchboard.config.v1.CannedResponseR\x0fcannedResponses\"\x9f\x02\n" +
+	"\x10canned_responses\x18\x13 \x03(\v2%.switchboard.config.v1.CannedResponseR\x0fcannedResponses\"\xbf\x03\n" +
 	"\x14DistributionSettings\x12<\n" +
 	"\frona_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\vronaTimeout\x12,\n" +
 	"\x12max_parallel_tasks\x18\x02 \x01(\x05R\x10maxParallelTasks\x12A\n" +
@@ -1955,7 +1986,10 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\rservice_codes\x18\x04 \x03(\tR\fserviceCodes\x12\x1f\n" +
 	"\vsales_codes\x18\x05 \x03(\tR\n" +
 	"salesCodes\x12\x12\n" +
-	"\x04tags\x18\x06 \x03(\tR\x04tags\"\x87\x01\n" +
+	"\x04tags\x18\x06 \x03(\tR\x04tags\x12#\n" +
+	"\rparked_counts\x18\a \x01(\bR\fparkedCounts\x12I\n" +
+	"\x13first_reply_timeout\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11firstReplyTimeout\x12.\n" +
+	"\x13first_reply_requeue\x18\t \x01(\bR\x11firstReplyRequeue\"\x87\x01\n" +
 	"\fOpeningHours\x12\x1b\n" +
 	"\ttime_zone\x18\x01 \x01(\tR\btimeZone\x12>\n" +
 	"\awindows\x18\x02 \x03(\v2$.switchboard.config.v1.OpeningWindowR\awindows\x12\x1a\n" +
@@ -2114,29 +2148,30 @@ var file_switchboard_config_v1_resources_proto_depIdxs = []int32{
 	2,  // 21: switchboard.config.v1.Service.canned_responses:type_name -> switchboard.config.v1.CannedResponse
 	22, // 22: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
 	22, // 23: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
-	10, // 24: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
-	0,  // 25: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
-	19, // 26: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
-	21, // 27: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	21, // 28: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
-	22, // 29: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
-	22, // 30: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
-	22, // 31: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
-	22, // 32: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
-	21, // 33: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
-	21, // 34: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
-	12, // 35: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
-	15, // 36: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
-	21, // 37: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
-	21, // 38: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
-	16, // 39: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
-	25, // 40: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
-	20, // 41: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	22, // 24: switchboard.config.v1.DistributionSettings.first_reply_timeout:type_name -> google.protobuf.Duration
+	10, // 25: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
+	0,  // 26: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
+	19, // 27: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
+	21, // 28: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	21, // 29: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	22, // 30: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
+	22, // 31: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
+	22, // 32: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
+	22, // 33: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
+	21, // 34: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
+	21, // 35: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
+	12, // 36: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
+	15, // 37: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
+	21, // 38: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
+	21, // 39: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
+	16, // 40: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
+	25, // 41: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
+	20, // 42: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_resources_proto_init() }

@@ -167,6 +167,8 @@ const (
 	TaskState_TASK_STATE_WRAPPING  TaskState = 4
 	TaskState_TASK_STATE_COMPLETED TaskState = 5
 	TaskState_TASK_STATE_CANCELED  TaskState = 6
+	// Accepted and set aside by its agent (ParkTask) until ResumeTask.
+	TaskState_TASK_STATE_PARKED TaskState = 7
 )
 
 // Enum value maps for TaskState.
@@ -179,6 +181,7 @@ var (
 		4: "TASK_STATE_WRAPPING",
 		5: "TASK_STATE_COMPLETED",
 		6: "TASK_STATE_CANCELED",
+		7: "TASK_STATE_PARKED",
 	}
 	TaskState_value = map[string]int32{
 		"TASK_STATE_UNSPECIFIED": 0,
@@ -188,6 +191,7 @@ var (
 		"TASK_STATE_WRAPPING":    4,
 		"TASK_STATE_COMPLETED":   5,
 		"TASK_STATE_CANCELED":    6,
+		"TASK_STATE_PARKED":      7,
 	}
 )
 
@@ -2402,6 +2406,217 @@ func (x *TransferTaskResponse) GetTask() *Task {
 	return nil
 }
 
+type ParkTaskRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId   string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// The task's agent: agents may leave it empty (themselves); supervisors
+	// and admins leave it empty.
+	AgentId       string `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParkTaskRequest) Reset() {
+	*x = ParkTaskRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParkTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParkTaskRequest) ProtoMessage() {}
+
+func (x *ParkTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParkTaskRequest.ProtoReflect.Descriptor instead.
+func (*ParkTaskRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ParkTaskRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ParkTaskRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ParkTaskRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+type ParkTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ParkTaskResponse) Reset() {
+	*x = ParkTaskResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ParkTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ParkTaskResponse) ProtoMessage() {}
+
+func (x *ParkTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ParkTaskResponse.ProtoReflect.Descriptor instead.
+func (*ParkTaskResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ParkTaskResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
+type ResumeTaskRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId   string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// As in ParkTaskRequest.
+	AgentId       string `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeTaskRequest) Reset() {
+	*x = ResumeTaskRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeTaskRequest) ProtoMessage() {}
+
+func (x *ResumeTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeTaskRequest.ProtoReflect.Descriptor instead.
+func (*ResumeTaskRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ResumeTaskRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ResumeTaskRequest) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *ResumeTaskRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+type ResumeTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Task          *Task                  `protobuf:"bytes,1,opt,name=task,proto3" json:"task,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeTaskResponse) Reset() {
+	*x = ResumeTaskResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeTaskResponse) ProtoMessage() {}
+
+func (x *ResumeTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeTaskResponse.ProtoReflect.Descriptor instead.
+func (*ResumeTaskResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ResumeTaskResponse) GetTask() *Task {
+	if x != nil {
+		return x.Task
+	}
+	return nil
+}
+
 var File_switchboard_distribution_v1_distribution_proto protoreflect.FileDescriptor
 
 const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
@@ -2586,6 +2801,18 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x04note\x18\x05 \x01(\tR\x04note\x12\x19\n" +
 	"\bagent_id\x18\x06 \x01(\tR\aagentId\"M\n" +
 	"\x14TransferTaskResponse\x125\n" +
+	"\x04task\x18\x01 \x01(\v2!.switchboard.distribution.v1.TaskR\x04task\"b\n" +
+	"\x0fParkTaskRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\"I\n" +
+	"\x10ParkTaskResponse\x125\n" +
+	"\x04task\x18\x01 \x01(\v2!.switchboard.distribution.v1.TaskR\x04task\"d\n" +
+	"\x11ResumeTaskRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\"K\n" +
+	"\x12ResumeTaskResponse\x125\n" +
 	"\x04task\x18\x01 \x01(\v2!.switchboard.distribution.v1.TaskR\x04task*e\n" +
 	"\bPresence\x12\x18\n" +
 	"\x14PRESENCE_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -2599,7 +2826,7 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x17AGENT_ACTIVITY_WRAPPING\x10\x03\x12\x17\n" +
 	"\x13AGENT_ACTIVITY_RONA\x10\x04\x12\x17\n" +
 	"\x13AGENT_ACTIVITY_AWAY\x10\x05\x12\x1a\n" +
-	"\x16AGENT_ACTIVITY_OFFLINE\x10\x06*\xbb\x01\n" +
+	"\x16AGENT_ACTIVITY_OFFLINE\x10\x06*\xd2\x01\n" +
 	"\tTaskState\x12\x1a\n" +
 	"\x16TASK_STATE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11TASK_STATE_QUEUED\x10\x01\x12\x16\n" +
@@ -2607,7 +2834,8 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x13TASK_STATE_ACCEPTED\x10\x03\x12\x17\n" +
 	"\x13TASK_STATE_WRAPPING\x10\x04\x12\x18\n" +
 	"\x14TASK_STATE_COMPLETED\x10\x05\x12\x17\n" +
-	"\x13TASK_STATE_CANCELED\x10\x062\xbb\r\n" +
+	"\x13TASK_STATE_CANCELED\x10\x06\x12\x15\n" +
+	"\x11TASK_STATE_PARKED\x10\a2\x93\x0f\n" +
 	"\x13DistributionService\x12m\n" +
 	"\n" +
 	"AcceptTask\x12..switchboard.distribution.v1.AcceptTaskRequest\x1a/.switchboard.distribution.v1.AcceptTaskResponse\x12p\n" +
@@ -2624,7 +2852,10 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x12GetQueueStatistics\x126.switchboard.distribution.v1.GetQueueStatisticsRequest\x1a7.switchboard.distribution.v1.GetQueueStatisticsResponse\x12y\n" +
 	"\x0eResetAgentRona\x122.switchboard.distribution.v1.ResetAgentRonaRequest\x1a3.switchboard.distribution.v1.ResetAgentRonaResponse\x12r\n" +
 	"\vWatchQueues\x12/.switchboard.distribution.v1.WatchQueuesRequest\x1a0.switchboard.distribution.v1.WatchQueuesResponse0\x01\x12s\n" +
-	"\fTransferTask\x120.switchboard.distribution.v1.TransferTaskRequest\x1a1.switchboard.distribution.v1.TransferTaskResponseB\xa1\x02\n" +
+	"\fTransferTask\x120.switchboard.distribution.v1.TransferTaskRequest\x1a1.switchboard.distribution.v1.TransferTaskResponse\x12g\n" +
+	"\bParkTask\x12,.switchboard.distribution.v1.ParkTaskRequest\x1a-.switchboard.distribution.v1.ParkTaskResponse\x12m\n" +
+	"\n" +
+	"ResumeTask\x12..switchboard.distribution.v1.ResumeTaskRequest\x1a/.switchboard.distribution.v1.ResumeTaskResponseB\xa1\x02\n" +
 	"\x1fcom.switchboard.distribution.v1B\x11DistributionProtoP\x01Z]github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1;distributionv1\xa2\x02\x03SDX\xaa\x02\x1bSwitchboard.Distribution.V1\xca\x02\x1bSwitchboard\\Distribution\\V1\xe2\x02'Switchboard\\Distribution\\V1\\GPBMetadata\xea\x02\x1dSwitchboard::Distribution::V1b\x06proto3"
 
 var (
@@ -2640,7 +2871,7 @@ func file_switchboard_distribution_v1_distribution_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_distribution_v1_distribution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_switchboard_distribution_v1_distribution_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_switchboard_distribution_v1_distribution_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_switchboard_distribution_v1_distribution_proto_goTypes = []any{
 	(Presence)(0),                          // 0: switchboard.distribution.v1.Presence
 	(AgentActivity)(0),                     // 1: switchboard.distribution.v1.AgentActivity
@@ -2677,9 +2908,13 @@ var file_switchboard_distribution_v1_distribution_proto_goTypes = []any{
 	(*WatchQueuesResponse)(nil),            // 32: switchboard.distribution.v1.WatchQueuesResponse
 	(*TransferTaskRequest)(nil),            // 33: switchboard.distribution.v1.TransferTaskRequest
 	(*TransferTaskResponse)(nil),           // 34: switchboard.distribution.v1.TransferTaskResponse
-	(*timestamppb.Timestamp)(nil),          // 35: google.protobuf.Timestamp
-	(*v1.ConversationRef)(nil),             // 36: switchboard.messaging.v1.ConversationRef
-	(*durationpb.Duration)(nil),            // 37: google.protobuf.Duration
+	(*ParkTaskRequest)(nil),                // 35: switchboard.distribution.v1.ParkTaskRequest
+	(*ParkTaskResponse)(nil),               // 36: switchboard.distribution.v1.ParkTaskResponse
+	(*ResumeTaskRequest)(nil),              // 37: switchboard.distribution.v1.ResumeTaskRequest
+	(*ResumeTaskResponse)(nil),             // 38: switchboard.distribution.v1.ResumeTaskResponse
+	(*timestamppb.Timestamp)(nil),          // 39: google.protobuf.Timestamp
+	(*v1.ConversationRef)(nil),             // 40: switchboard.messaging.v1.ConversationRef
+	(*durationpb.Duration)(nil),            // 41: google.protobuf.Duration
 }
 var file_switchboard_distribution_v1_distribution_proto_depIdxs = []int32{
 	0,  // 0: switchboard.distribution.v1.SetAgentPresenceRequest.presence:type_name -> switchboard.distribution.v1.Presence
@@ -2688,65 +2923,71 @@ var file_switchboard_distribution_v1_distribution_proto_depIdxs = []int32{
 	0,  // 3: switchboard.distribution.v1.AgentState.presence:type_name -> switchboard.distribution.v1.Presence
 	12, // 4: switchboard.distribution.v1.AgentState.offers:type_name -> switchboard.distribution.v1.Offer
 	1,  // 5: switchboard.distribution.v1.AgentState.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	35, // 6: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
-	35, // 7: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
-	35, // 8: switchboard.distribution.v1.AgentState.grace_until:type_name -> google.protobuf.Timestamp
-	36, // 9: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	35, // 10: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
+	39, // 6: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
+	39, // 7: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
+	39, // 8: switchboard.distribution.v1.AgentState.grace_until:type_name -> google.protobuf.Timestamp
+	40, // 9: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	39, // 10: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
 	15, // 11: switchboard.distribution.v1.SubmitWrapUpResponse.task:type_name -> switchboard.distribution.v1.Task
 	2,  // 12: switchboard.distribution.v1.Task.state:type_name -> switchboard.distribution.v1.TaskState
-	35, // 13: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
-	35, // 14: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
-	35, // 15: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
-	35, // 16: switchboard.distribution.v1.Task.reply_due_at:type_name -> google.protobuf.Timestamp
+	39, // 13: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
+	39, // 14: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
+	39, // 15: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
+	39, // 16: switchboard.distribution.v1.Task.reply_due_at:type_name -> google.protobuf.Timestamp
 	15, // 17: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
 	15, // 18: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
 	15, // 19: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
 	2,  // 20: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
-	37, // 21: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
-	37, // 22: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
+	41, // 21: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
+	41, // 22: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
 	26, // 23: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
 	1,  // 24: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	37, // 25: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
-	37, // 26: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
+	41, // 25: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
+	41, // 26: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
 	11, // 27: switchboard.distribution.v1.ResetAgentRonaResponse.state:type_name -> switchboard.distribution.v1.AgentState
-	35, // 28: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
+	39, // 28: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
 	28, // 29: switchboard.distribution.v1.WatchQueuesResponse.services:type_name -> switchboard.distribution.v1.GetQueueStatisticsResponse
 	11, // 30: switchboard.distribution.v1.WatchQueuesResponse.agents:type_name -> switchboard.distribution.v1.AgentState
 	15, // 31: switchboard.distribution.v1.TransferTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	3,  // 32: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
-	5,  // 33: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
-	7,  // 34: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
-	9,  // 35: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
-	13, // 36: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
-	16, // 37: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
-	18, // 38: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
-	20, // 39: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
-	22, // 40: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
-	24, // 41: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
-	27, // 42: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
-	29, // 43: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
-	31, // 44: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
-	33, // 45: switchboard.distribution.v1.DistributionService.TransferTask:input_type -> switchboard.distribution.v1.TransferTaskRequest
-	4,  // 46: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
-	6,  // 47: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
-	8,  // 48: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
-	10, // 49: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
-	14, // 50: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
-	17, // 51: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
-	19, // 52: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
-	21, // 53: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
-	23, // 54: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
-	25, // 55: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
-	28, // 56: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
-	30, // 57: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
-	32, // 58: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
-	34, // 59: switchboard.distribution.v1.DistributionService.TransferTask:output_type -> switchboard.distribution.v1.TransferTaskResponse
-	46, // [46:60] is the sub-list for method output_type
-	32, // [32:46] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	15, // 32: switchboard.distribution.v1.ParkTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 33: switchboard.distribution.v1.ResumeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	3,  // 34: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
+	5,  // 35: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
+	7,  // 36: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
+	9,  // 37: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
+	13, // 38: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
+	16, // 39: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
+	18, // 40: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
+	20, // 41: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
+	22, // 42: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
+	24, // 43: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
+	27, // 44: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
+	29, // 45: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
+	31, // 46: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
+	33, // 47: switchboard.distribution.v1.DistributionService.TransferTask:input_type -> switchboard.distribution.v1.TransferTaskRequest
+	35, // 48: switchboard.distribution.v1.DistributionService.ParkTask:input_type -> switchboard.distribution.v1.ParkTaskRequest
+	37, // 49: switchboard.distribution.v1.DistributionService.ResumeTask:input_type -> switchboard.distribution.v1.ResumeTaskRequest
+	4,  // 50: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
+	6,  // 51: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
+	8,  // 52: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
+	10, // 53: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
+	14, // 54: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
+	17, // 55: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
+	19, // 56: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
+	21, // 57: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
+	23, // 58: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
+	25, // 59: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
+	28, // 60: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	30, // 61: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
+	32, // 62: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
+	34, // 63: switchboard.distribution.v1.DistributionService.TransferTask:output_type -> switchboard.distribution.v1.TransferTaskResponse
+	36, // 64: switchboard.distribution.v1.DistributionService.ParkTask:output_type -> switchboard.distribution.v1.ParkTaskResponse
+	38, // 65: switchboard.distribution.v1.DistributionService.ResumeTask:output_type -> switchboard.distribution.v1.ResumeTaskResponse
+	50, // [50:66] is the sub-list for method output_type
+	34, // [34:50] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_distribution_proto_init() }
@@ -2760,7 +3001,7 @@ func file_switchboard_distribution_v1_distribution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_distribution_v1_distribution_proto_rawDesc), len(file_switchboard_distribution_v1_distribution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   32,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -44,6 +44,8 @@ const (
 	DistributionService_ResetAgentRona_FullMethodName         = "/switchboard.distribution.v1.DistributionService/ResetAgentRona"
 	DistributionService_WatchQueues_FullMethodName            = "/switchboard.distribution.v1.DistributionService/WatchQueues"
 	DistributionService_TransferTask_FullMethodName           = "/switchboard.distribution.v1.DistributionService/TransferTask"
+	DistributionService_ParkTask_FullMethodName               = "/switchboard.distribution.v1.DistributionService/ParkTask"
+	DistributionService_ResumeTask_FullMethodName             = "/switchboard.distribution.v1.DistributionService/ResumeTask"
 )
 
 // DistributionServiceClient is the client API for DistributionService service.
@@ -97,6 +99,14 @@ type DistributionServiceClient interface {
 	// agent, FailedPrecondition when the task is not accepted or the named
 	// agent cannot take it now.
 	TransferTask(ctx context.Context, in *TransferTaskRequest, opts ...grpc.CallOption) (*TransferTaskResponse, error)
+	// ParkTask sets an accepted task aside (parked); ResumeTask makes a
+	// parked task active again. Whether a parked task counts toward its
+	// agent's capacity is the service's DistributionSettings.parked_counts.
+	// The task's agent, supervisors and admins may park and resume;
+	// FailedPrecondition when the task is not accepted (park) or not
+	// parked (resume).
+	ParkTask(ctx context.Context, in *ParkTaskRequest, opts ...grpc.CallOption) (*ParkTaskResponse, error)
+	ResumeTask(ctx context.Context, in *ResumeTaskRequest, opts ...grpc.CallOption) (*ResumeTaskResponse, error)
 }
 
 type distributionServiceClient struct {
@@ -256,6 +266,26 @@ func (c *distributionServiceClient) TransferTask(ctx context.Context, in *Transf
 	return out, nil
 }
 
+func (c *distributionServiceClient) ParkTask(ctx context.Context, in *ParkTaskRequest, opts ...grpc.CallOption) (*ParkTaskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ParkTaskResponse)
+	err := c.cc.Invoke(ctx, DistributionService_ParkTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *distributionServiceClient) ResumeTask(ctx context.Context, in *ResumeTaskRequest, opts ...grpc.CallOption) (*ResumeTaskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResumeTaskResponse)
+	err := c.cc.Invoke(ctx, DistributionService_ResumeTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DistributionServiceServer is the server API for DistributionService service.
 // All implementations must embed UnimplementedDistributionServiceServer
 // for forward compatibility.
@@ -307,6 +337,14 @@ type DistributionServiceServer interface {
 	// agent, FailedPrecondition when the task is not accepted or the named
 	// agent cannot take it now.
 	TransferTask(context.Context, *TransferTaskRequest) (*TransferTaskResponse, error)
+	// ParkTask sets an accepted task aside (parked); ResumeTask makes a
+	// parked task active again. Whether a parked task counts toward its
+	// agent's capacity is the service's DistributionSettings.parked_counts.
+	// The task's agent, supervisors and admins may park and resume;
+	// FailedPrecondition when the task is not accepted (park) or not
+	// parked (resume).
+	ParkTask(context.Context, *ParkTaskRequest) (*ParkTaskResponse, error)
+	ResumeTask(context.Context, *ResumeTaskRequest) (*ResumeTaskResponse, error)
 	mustEmbedUnimplementedDistributionServiceServer()
 }
 
@@ -358,6 +396,12 @@ func (UnimplementedDistributionServiceServer) WatchQueues(*WatchQueuesRequest, g
 }
 func (UnimplementedDistributionServiceServer) TransferTask(context.Context, *TransferTaskRequest) (*TransferTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TransferTask not implemented")
+}
+func (UnimplementedDistributionServiceServer) ParkTask(context.Context, *ParkTaskRequest) (*ParkTaskResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ParkTask not implemented")
+}
+func (UnimplementedDistributionServiceServer) ResumeTask(context.Context, *ResumeTaskRequest) (*ResumeTaskResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeTask not implemented")
 }
 func (UnimplementedDistributionServiceServer) mustEmbedUnimplementedDistributionServiceServer() {}
 func (UnimplementedDistributionServiceServer) testEmbeddedByValue()                             {}
@@ -625,6 +669,42 @@ func _DistributionService_TransferTask_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DistributionService_ParkTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ParkTaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributionServiceServer).ParkTask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DistributionService_ParkTask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributionServiceServer).ParkTask(ctx, req.(*ParkTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DistributionService_ResumeTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeTaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributionServiceServer).ResumeTask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DistributionService_ResumeTask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributionServiceServer).ResumeTask(ctx, req.(*ResumeTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DistributionService_ServiceDesc is the grpc.ServiceDesc for DistributionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -683,6 +763,14 @@ var DistributionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferTask",
 			Handler:    _DistributionService_TransferTask_Handler,
+		},
+		{
+			MethodName: "ParkTask",
+			Handler:    _DistributionService_ParkTask_Handler,
+		},
+		{
+			MethodName: "ResumeTask",
+			Handler:    _DistributionService_ResumeTask_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1064,7 +1064,8 @@ func (x *TaskReprioritized) GetReprioritizedAt() *timestamppb.Timestamp {
 
 // TaskReplyOverdue: an accepted task's agent has not replied to the customer
 // within the service's first-reply time. For supervisors; the task stays
-// with the agent. Subject distribution.task.reply_overdue.<tenant_id>.
+// with the agent unless the service's first_reply_requeue put it back in
+// the queue (requeued). Subject distribution.task.reply_overdue.<tenant_id>.
 type TaskReplyOverdue struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	TenantId   string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -1074,7 +1075,10 @@ type TaskReplyOverdue struct {
 	AgentId    string                 `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
 	AcceptedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=accepted_at,json=acceptedAt,proto3" json:"accepted_at,omitempty"`
 	// When the first reply was due.
-	DueAt         *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	DueAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=due_at,json=dueAt,proto3" json:"due_at,omitempty"`
+	// The task was taken from the agent and queued again (a TaskQueued
+	// follows).
+	Requeued      bool `protobuf:"varint,8,opt,name=requeued,proto3" json:"requeued,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1156,6 +1160,13 @@ func (x *TaskReplyOverdue) GetDueAt() *timestamppb.Timestamp {
 		return x.DueAt
 	}
 	return nil
+}
+
+func (x *TaskReplyOverdue) GetRequeued() bool {
+	if x != nil {
+		return x.Requeued
+	}
+	return false
 }
 
 // TaskTransferred: an accepted task left its agent for another service's
@@ -1288,6 +1299,223 @@ func (x *TaskTransferred) GetTransfer() int32 {
 	return 0
 }
 
+// TaskParked: the agent (or a supervisor) set an accepted task aside. It
+// stays the agent's; it counts toward their capacity only when the
+// service's parked_counts says so. Subject distribution.task.parked.<tenant_id>.
+type TaskParked struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	TenantId  string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId    string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ServiceId string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	AgentId   string                 `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Who parked: the task's agent, or a supervisor or admin.
+	ParkedBy string                 `protobuf:"bytes,6,opt,name=parked_by,json=parkedBy,proto3" json:"parked_by,omitempty"`
+	ParkedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=parked_at,json=parkedAt,proto3" json:"parked_at,omitempty"`
+	// 1-based: the task's how-manieth park.
+	Park int32 `protobuf:"varint,8,opt,name=park,proto3" json:"park,omitempty"`
+	// Whether the parked task still counts toward the agent's capacity.
+	CountsTowardCapacity bool `protobuf:"varint,9,opt,name=counts_toward_capacity,json=countsTowardCapacity,proto3" json:"counts_toward_capacity,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *TaskParked) Reset() {
+	*x = TaskParked{}
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskParked) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskParked) ProtoMessage() {}
+
+func (x *TaskParked) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskParked.ProtoReflect.Descriptor instead.
+func (*TaskParked) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_events_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *TaskParked) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TaskParked) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskParked) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *TaskParked) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *TaskParked) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *TaskParked) GetParkedBy() string {
+	if x != nil {
+		return x.ParkedBy
+	}
+	return ""
+}
+
+func (x *TaskParked) GetParkedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ParkedAt
+	}
+	return nil
+}
+
+func (x *TaskParked) GetPark() int32 {
+	if x != nil {
+		return x.Park
+	}
+	return 0
+}
+
+func (x *TaskParked) GetCountsTowardCapacity() bool {
+	if x != nil {
+		return x.CountsTowardCapacity
+	}
+	return false
+}
+
+// TaskResumed: a parked task is active again with its agent. Subject
+// distribution.task.resumed.<tenant_id>.
+type TaskResumed struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	TenantId  string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId    string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ServiceId string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	AgentId   string                 `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	ResumedBy string                 `protobuf:"bytes,6,opt,name=resumed_by,json=resumedBy,proto3" json:"resumed_by,omitempty"`
+	ResumedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=resumed_at,json=resumedAt,proto3" json:"resumed_at,omitempty"`
+	// The park this ends (TaskParked.park).
+	Park          int32 `protobuf:"varint,8,opt,name=park,proto3" json:"park,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskResumed) Reset() {
+	*x = TaskResumed{}
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskResumed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskResumed) ProtoMessage() {}
+
+func (x *TaskResumed) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskResumed.ProtoReflect.Descriptor instead.
+func (*TaskResumed) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_events_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *TaskResumed) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TaskResumed) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskResumed) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *TaskResumed) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *TaskResumed) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *TaskResumed) GetResumedBy() string {
+	if x != nil {
+		return x.ResumedBy
+	}
+	return ""
+}
+
+func (x *TaskResumed) GetResumedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ResumedAt
+	}
+	return nil
+}
+
+func (x *TaskResumed) GetPark() int32 {
+	if x != nil {
+		return x.Park
+	}
+	return 0
+}
+
 var File_switchboard_distribution_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
@@ -1415,7 +1643,7 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"service_id\x18\x04 \x01(\tR\tserviceId\x12+\n" +
 	"\x11previous_priority\x18\x05 \x01(\x05R\x10previousPriority\x12\x1a\n" +
 	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12E\n" +
-	"\x10reprioritized_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0freprioritizedAt\"\x91\x02\n" +
+	"\x10reprioritized_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0freprioritizedAt\"\xad\x02\n" +
 	"\x10TaskReplyOverdue\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -1426,7 +1654,8 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12;\n" +
 	"\vaccepted_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"acceptedAt\x121\n" +
-	"\x06due_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\"\x90\x03\n" +
+	"\x06due_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x1a\n" +
+	"\brequeued\x18\b \x01(\bR\brequeued\"\x90\x03\n" +
 	"\x0fTaskTransferred\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -1440,7 +1669,33 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\x0etransferred_by\x18\t \x01(\tR\rtransferredBy\x12A\n" +
 	"\x0etransferred_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\rtransferredAt\x12\x1a\n" +
-	"\btransfer\x18\v \x01(\x05R\btransferB\x9b\x02\n" +
+	"\btransfer\x18\v \x01(\x05R\btransfer\"\xbb\x02\n" +
+	"\n" +
+	"TaskParked\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x12\x19\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12\x1b\n" +
+	"\tparked_by\x18\x06 \x01(\tR\bparkedBy\x127\n" +
+	"\tparked_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\bparkedAt\x12\x12\n" +
+	"\x04park\x18\b \x01(\x05R\x04park\x124\n" +
+	"\x16counts_toward_capacity\x18\t \x01(\bR\x14countsTowardCapacity\"\x8a\x02\n" +
+	"\vTaskResumed\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x12\x19\n" +
+	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12\x1d\n" +
+	"\n" +
+	"resumed_by\x18\x06 \x01(\tR\tresumedBy\x129\n" +
+	"\n" +
+	"resumed_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tresumedAt\x12\x12\n" +
+	"\x04park\x18\b \x01(\x05R\x04parkB\x9b\x02\n" +
 	"\x1fcom.switchboard.distribution.v1B\vEventsProtoP\x01Z]github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1;distributionv1\xa2\x02\x03SDX\xaa\x02\x1bSwitchboard.Distribution.V1\xca\x02\x1bSwitchboard\\Distribution\\V1\xe2\x02'Switchboard\\Distribution\\V1\\GPBMetadata\xea\x02\x1dSwitchboard::Distribution::V1b\x06proto3"
 
 var (
@@ -1455,7 +1710,7 @@ func file_switchboard_distribution_v1_events_proto_rawDescGZIP() []byte {
 	return file_switchboard_distribution_v1_events_proto_rawDescData
 }
 
-var file_switchboard_distribution_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_switchboard_distribution_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_switchboard_distribution_v1_events_proto_goTypes = []any{
 	(*TaskQueued)(nil),            // 0: switchboard.distribution.v1.TaskQueued
 	(*TaskOffered)(nil),           // 1: switchboard.distribution.v1.TaskOffered
@@ -1469,33 +1724,37 @@ var file_switchboard_distribution_v1_events_proto_goTypes = []any{
 	(*TaskReprioritized)(nil),     // 9: switchboard.distribution.v1.TaskReprioritized
 	(*TaskReplyOverdue)(nil),      // 10: switchboard.distribution.v1.TaskReplyOverdue
 	(*TaskTransferred)(nil),       // 11: switchboard.distribution.v1.TaskTransferred
-	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
-	(*v1.ConversationRef)(nil),    // 13: switchboard.messaging.v1.ConversationRef
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*TaskParked)(nil),            // 12: switchboard.distribution.v1.TaskParked
+	(*TaskResumed)(nil),           // 13: switchboard.distribution.v1.TaskResumed
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*v1.ConversationRef)(nil),    // 15: switchboard.messaging.v1.ConversationRef
+	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
 }
 var file_switchboard_distribution_v1_events_proto_depIdxs = []int32{
-	12, // 0: switchboard.distribution.v1.TaskQueued.queued_at:type_name -> google.protobuf.Timestamp
-	12, // 1: switchboard.distribution.v1.TaskOffered.expires_at:type_name -> google.protobuf.Timestamp
-	13, // 2: switchboard.distribution.v1.TaskOffered.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	12, // 3: switchboard.distribution.v1.TaskOffered.offered_at:type_name -> google.protobuf.Timestamp
-	12, // 4: switchboard.distribution.v1.TaskAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	12, // 5: switchboard.distribution.v1.TaskDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	12, // 6: switchboard.distribution.v1.TaskOfferTimedOut.timed_out_at:type_name -> google.protobuf.Timestamp
-	12, // 7: switchboard.distribution.v1.TaskCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	12, // 8: switchboard.distribution.v1.TaskWrapUpStarted.started_at:type_name -> google.protobuf.Timestamp
-	12, // 9: switchboard.distribution.v1.TaskWrapUpStarted.ends_at:type_name -> google.protobuf.Timestamp
-	12, // 10: switchboard.distribution.v1.TaskWrapUpEnded.ended_at:type_name -> google.protobuf.Timestamp
-	12, // 11: switchboard.distribution.v1.TaskCompleted.completed_at:type_name -> google.protobuf.Timestamp
-	14, // 12: switchboard.distribution.v1.TaskCompleted.handle_time:type_name -> google.protobuf.Duration
-	12, // 13: switchboard.distribution.v1.TaskReprioritized.reprioritized_at:type_name -> google.protobuf.Timestamp
-	12, // 14: switchboard.distribution.v1.TaskReplyOverdue.accepted_at:type_name -> google.protobuf.Timestamp
-	12, // 15: switchboard.distribution.v1.TaskReplyOverdue.due_at:type_name -> google.protobuf.Timestamp
-	12, // 16: switchboard.distribution.v1.TaskTransferred.transferred_at:type_name -> google.protobuf.Timestamp
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	14, // 0: switchboard.distribution.v1.TaskQueued.queued_at:type_name -> google.protobuf.Timestamp
+	14, // 1: switchboard.distribution.v1.TaskOffered.expires_at:type_name -> google.protobuf.Timestamp
+	15, // 2: switchboard.distribution.v1.TaskOffered.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	14, // 3: switchboard.distribution.v1.TaskOffered.offered_at:type_name -> google.protobuf.Timestamp
+	14, // 4: switchboard.distribution.v1.TaskAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	14, // 5: switchboard.distribution.v1.TaskDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	14, // 6: switchboard.distribution.v1.TaskOfferTimedOut.timed_out_at:type_name -> google.protobuf.Timestamp
+	14, // 7: switchboard.distribution.v1.TaskCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	14, // 8: switchboard.distribution.v1.TaskWrapUpStarted.started_at:type_name -> google.protobuf.Timestamp
+	14, // 9: switchboard.distribution.v1.TaskWrapUpStarted.ends_at:type_name -> google.protobuf.Timestamp
+	14, // 10: switchboard.distribution.v1.TaskWrapUpEnded.ended_at:type_name -> google.protobuf.Timestamp
+	14, // 11: switchboard.distribution.v1.TaskCompleted.completed_at:type_name -> google.protobuf.Timestamp
+	16, // 12: switchboard.distribution.v1.TaskCompleted.handle_time:type_name -> google.protobuf.Duration
+	14, // 13: switchboard.distribution.v1.TaskReprioritized.reprioritized_at:type_name -> google.protobuf.Timestamp
+	14, // 14: switchboard.distribution.v1.TaskReplyOverdue.accepted_at:type_name -> google.protobuf.Timestamp
+	14, // 15: switchboard.distribution.v1.TaskReplyOverdue.due_at:type_name -> google.protobuf.Timestamp
+	14, // 16: switchboard.distribution.v1.TaskTransferred.transferred_at:type_name -> google.protobuf.Timestamp
+	14, // 17: switchboard.distribution.v1.TaskParked.parked_at:type_name -> google.protobuf.Timestamp
+	14, // 18: switchboard.distribution.v1.TaskResumed.resumed_at:type_name -> google.protobuf.Timestamp
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_events_proto_init() }
@@ -1509,7 +1768,7 @@ func file_switchboard_distribution_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_distribution_v1_events_proto_rawDesc), len(file_switchboard_distribution_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
