@@ -205,6 +205,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	consume(subjects.StreamDistribution, subjects.ConsumerSessionsDistribution, []string{
 		subjects.KindTaskOffered, subjects.KindTaskAccepted, subjects.KindTaskDeclined, subjects.KindTaskOfferTimedOut, subjects.KindTaskCanceled,
 		subjects.KindTaskTransferred, subjects.KindTaskWrapUpStarted, subjects.KindTaskWrapUpEnded,
+		subjects.KindTaskParked, subjects.KindTaskResumed,
 	}, domain.HandleDistribution)
 	g.Go(func() error {
 		return b.ConsumeKeyed(gctx, bus.ConsumerSpec{

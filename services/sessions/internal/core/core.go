@@ -41,6 +41,8 @@ var (
 	ErrForbidden   = errors.New("forbidden")
 	ErrConflict    = errors.New("conflict")
 	ErrUnavailable = errors.New("unavailable")
+	// ErrParked: a reply to a parked chat (resume it first).
+	ErrParked = fmt.Errorf("%w: the chat is parked", ErrConflict)
 )
 
 // MaxBodyRunes is Twilio's limit for one message body.
@@ -463,7 +465,7 @@ func sessionView(s *store.Session, msgs []*store.Message) *protocol.Session {
 	v := &protocol.Session{
 		SessionID: s.ID, ServiceID: s.ServiceID, ServiceName: s.ServiceName, Channel: s.Conversation.Channel,
 		Customer: s.Conversation.Customer, CustomerName: s.CustomerName, State: s.State, StartedAt: s.StartedAt,
-		Messages: []*protocol.Message{},
+		Parked: s.Parked, Messages: []*protocol.Message{},
 	}
 	for _, m := range msgs {
 		if m.Visibility == store.VisibleToSupervisors {
@@ -537,6 +539,18 @@ func (c *Core) HandleDistribution(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		return c.transferred(ctx, &ev)
+	case subjects.KindTaskParked:
+		var ev distributionv1.TaskParked
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return c.parked(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetTaskId(), ev.GetAgentId(), ev.GetParkedBy(), true)
+	case subjects.KindTaskResumed:
+		var ev distributionv1.TaskResumed
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		return c.parked(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetTaskId(), ev.GetAgentId(), ev.GetResumedBy(), false)
 	case subjects.KindTaskWrapUpStarted:
 		var ev distributionv1.TaskWrapUpStarted
 		if err := m.Decode(&ev); err != nil {
@@ -877,6 +891,9 @@ func (c *Core) Send(ctx context.Context, a Agent, sessionID, body, clientMsgID s
 	sess, err := c.ownSession(ctx, a, sessionID)
 	if err != nil {
 		return "", err
+	}
+	if sess.Parked {
+		return "", ErrParked
 	}
 	return c.request(ctx, a, sess, clientMsgID, body, nil, "")
 }

@@ -147,6 +147,41 @@ func (c *Core) Transfer(ctx context.Context, a Agent, sessionID, toService, toAg
 	return fromStatus(err)
 }
 
+// Park sets the agent's chat aside (replies are refused until it is
+// resumed; the customer's messages still arrive); Resume takes it up
+// again. The chat's state changes when distribution announces it.
+func (c *Core) Park(ctx context.Context, a Agent, sessionID string, park bool) error {
+	sess, err := c.ownSession(ctx, a, sessionID)
+	if err != nil {
+		return err
+	}
+	if sess.TaskID == "" {
+		return fmt.Errorf("%w: session %s has no task to park", ErrConflict, sessionID)
+	}
+	if park {
+		_, err = c.dist.ParkTask(ctx, &distributionv1.ParkTaskRequest{TenantId: a.Tenant, TaskId: sess.TaskID, AgentId: a.ID})
+	} else {
+		_, err = c.dist.ResumeTask(ctx, &distributionv1.ResumeTaskRequest{TenantId: a.Tenant, TaskId: sess.TaskID, AgentId: a.ID})
+	}
+	return fromStatus(err)
+}
+
+// parked records a park or resume of a chat and tells its agent's
+// consoles and the supervisors monitoring it.
+func (c *Core) parked(ctx context.Context, tenant, sessionID, taskID, agentID, by string, park bool) error {
+	if err := c.store.SetParked(ctx, tenant, sessionID, taskID, park); err != nil {
+		return err
+	}
+	typ := protocol.TypeSessionResumed
+	if park {
+		typ = protocol.TypeSessionParked
+	}
+	c.toSession(tenant, sessionID, agentID, protocol.Frame(typ, map[string]string{
+		"session_id": sessionID, "task_id": taskID, "by": by,
+	}))
+	return nil
+}
+
 // SubmitWrapUp ends the agent's after-call work on a task with the codes
 // and tags chosen; distribution checks them against the service's lists.
 func (c *Core) SubmitWrapUp(ctx context.Context, a Agent, taskID string, serviceCodes, salesCodes, tags []string) error {

@@ -127,6 +127,9 @@ func (c *Core) Resend(ctx context.Context, a Agent, sessionID, messageID, client
 	if err != nil {
 		return "", err
 	}
+	if sess.Parked {
+		return "", ErrParked
+	}
 	orig, err := c.store.Message(ctx, a.Tenant, sessionID, messageID)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", fmt.Errorf("%w: message %s", ErrNotFound, messageID)

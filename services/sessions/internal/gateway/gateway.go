@@ -838,6 +838,15 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 			return
 		}
 		reply(nil, g.core.Transfer(cctx, a, d.SessionID, d.ToServiceID, d.ToAgentID, d.Note))
+	case protocol.TypeSessionPark, protocol.TypeSessionResume:
+		d, err := decode[struct {
+			SessionID string `json:"session_id"`
+		}](env)
+		if err != nil {
+			bad(err)
+			return
+		}
+		reply(nil, g.core.Park(cctx, a, d.SessionID, env.Type == protocol.TypeSessionPark))
 	case protocol.TypeServicesList:
 		svcs, err := g.core.Services(cctx, a)
 		reply(map[string]any{"services": svcs}, err)

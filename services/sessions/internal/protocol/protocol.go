@@ -34,8 +34,12 @@ const (
 	// Desk: transfer a chat, the tenant's services to transfer to, and
 	// the after-call work form's submission.
 	TypeSessionTransfer = "session.transfer"
-	TypeServicesList    = "services.list"
-	TypeWrapUpSubmit    = "wrapup.submit"
+	// Park the agent's chat (set it aside; no replies until resumed) and
+	// resume it.
+	TypeSessionPark   = "session.park"
+	TypeSessionResume = "session.resume"
+	TypeServicesList  = "services.list"
+	TypeWrapUpSubmit  = "wrapup.submit"
 	// An agent's internal note in their chat; the canned responses they
 	// can insert in it.
 	TypeNoteAdd    = "note.add"
@@ -75,6 +79,10 @@ const (
 	TypeSessionTransferred = "session.transferred"
 	TypeWrapUpStarted      = "wrapup.started"
 	TypeWrapUpEnded        = "wrapup.ended"
+	// A chat was parked or resumed (by its agent, from any of their
+	// consoles, or by a supervisor).
+	TypeSessionParked  = "session.parked"
+	TypeSessionResumed = "session.resumed"
 	// Queues is a supervisor's live view of the tenant's queues and agents.
 	TypeQueues = "queues"
 	TypeAck    = "ack"
@@ -174,7 +182,10 @@ type Session struct {
 	State        string    `json:"state"`
 	StartedAt    time.Time `json:"started_at"`
 	// AgentID is set in supervisors' views: who handles the chat.
-	AgentID  string     `json:"agent_id,omitempty"`
+	AgentID string `json:"agent_id,omitempty"`
+	// Parked: the agent set the chat aside; replies wait until it is
+	// resumed.
+	Parked   bool       `json:"parked,omitempty"`
 	Messages []*Message `json:"messages"`
 	// Compliance is what may be sent to the customer now; absent when
 	// outbound-sender could not be asked.

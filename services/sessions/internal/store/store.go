@@ -69,6 +69,9 @@ type Session struct {
 	StartedAt       time.Time    `bson:"started_at"`
 	AcceptedAt      time.Time    `bson:"accepted_at,omitempty"`
 	EndedAt         time.Time    `bson:"ended_at,omitempty"`
+	// Parked: the agent set the chat aside (distribution's TaskParked)
+	// until they resume it; no replies meanwhile.
+	Parked bool `bson:"parked,omitempty"`
 }
 
 // Media is an attachment.
@@ -252,14 +255,33 @@ func (s *Store) Assign(ctx context.Context, tenant, sessionID, agentID, taskID s
 	if sess.State != StateActive {
 		return nil
 	}
-	if sess.AgentID != agentID || sess.TaskID != taskID {
+	if sess.AgentID != agentID || sess.TaskID != taskID || sess.Parked {
 		_, err = s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)},
-			bson.M{"$set": bson.M{"agent_id": agentID, "task_id": taskID, "accepted_at": at}})
+			bson.M{"$set": bson.M{"agent_id": agentID, "task_id": taskID, "accepted_at": at, "parked": false}})
 		if err != nil {
 			return fmt.Errorf("assign session %s: %w", sessionID, err)
 		}
 	}
 	return s.agents.add(ctx, tenant, agentID, sessionID)
+}
+
+// SetParked records that the task's chat was parked or resumed; a session
+// that moved on to another task (or none) is left alone.
+func (s *Store) SetParked(ctx context.Context, tenant, sessionID, taskID string, parked bool) error {
+	sess, err := s.Session(ctx, tenant, sessionID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if sess.TaskID != taskID || sess.Parked == parked {
+		return nil
+	}
+	if _, err := s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": bson.M{"parked": parked}}); err != nil {
+		return fmt.Errorf("park session %s: %w", sessionID, err)
+	}
+	return nil
 }
 
 // Unassign takes a transferred session from agentID: off their list, and
