@@ -40,8 +40,9 @@ type Config struct {
 	MongoURI string
 	Database string
 	AuthKeys string
-	// Workers apply events of different sessions at once (each session's
-	// in order); 16 when zero.
+	// Workers apply events at once (in any order: the record's updates
+	// commute); 128 when zero. More at once means larger group commits in
+	// which a record's updates merge into one.
 	Workers int
 	Streams subjects.StreamOptions
 
@@ -145,7 +146,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 
 	workers := cfg.Workers
 	if workers <= 0 {
-		workers = 16
+		workers = 128
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range []struct {

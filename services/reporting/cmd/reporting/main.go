@@ -20,7 +20,7 @@ func main() {
 			MongoURI: env.String("MONGO_URI", d.MongoURI),
 			Database: env.String("MONGO_DATABASE", d.Database),
 			AuthKeys: env.Secret("SWITCHBOARD_AUTH_KEYS"),
-			Workers:  env.Int("CONSUMER_WORKERS", 16),
+			Workers:  env.Int("CONSUMER_WORKERS", 128),
 			Streams:  mainrun.StreamOptions(env),
 
 			RollupDelay:    env.Duration("ROLLUP_DELAY", d.RollupDelay),
