@@ -180,6 +180,12 @@ function onFrame(f) {
       if (s) { s.state = "ended"; s.outcome = d.outcome; render(); }
       break;
     }
+    case "session.parked":
+    case "session.resumed": {
+      const s = state.sessions.get(d.session_id);
+      if (s) { s.parked = f.type === "session.parked"; render(); }
+      break;
+    }
     case "session.transferred": {
       const s = state.sessions.get(d.session_id);
       if (s) { s.state = "transferred"; s.transferred_to = d.to; render(); }
@@ -269,6 +275,14 @@ function render() {
     li.classList.toggle("selected", s.session_id === state.selected);
     li.classList.toggle("ended", s.state === "ended");
     li.classList.toggle("transferred", s.state === "transferred");
+    const parked = !!s.parked && s.state === "active";
+    li.classList.toggle("parked", parked);
+    if (parked) {
+      const b = document.createElement("span");
+      b.className = "badge parked";
+      b.textContent = "Parked";
+      li.append(b);
+    }
     li.onclick = () => { state.selected = s.session_id; s.unread = 0; render(); };
     list.append(li);
   }
@@ -352,17 +366,23 @@ function renderSession() {
   let status = "";
   if (s.state === "ended") status = " · ended";
   if (s.state === "transferred") status = ` · transferred to ${s.transferred_to}`;
+  const parked = !!s.parked && s.state === "active";
+  if (parked) status += " · parked";
   $("session-meta").textContent = ` · ${channelLabel(s.channel)} · ${s.service_name || s.service_id}${status}`;
   const ended = s.state === "ended" || s.state === "transferred";
   $("transfer").hidden = ended;
+  $("park").hidden = ended;
+  $("park").textContent = parked ? "Resume" : "Park";
+  $("transfer").disabled = parked;
+  $("parked-note").hidden = !parked;
   $("terminate").hidden = ended;
   $("dismiss").hidden = !ended;
   if (ended) { $("confirm-end").hidden = true; $("transfer-form").hidden = true; }
   const blocked = blockedBy(s);
   $("terminate").disabled = ended;
-  $("reply").disabled = ended || !!blocked;
+  $("reply").disabled = ended || parked || !!blocked;
   $("note").disabled = ended;
-  $("send").disabled = ended || !!blocked;
+  $("send").disabled = ended || parked || !!blocked;
   renderCompliance(s, blocked);
   const ol = $("transcript");
   ol.replaceChildren();
@@ -665,6 +685,18 @@ async function openTransfer() {
   $("transfer-form").hidden = false;
 }
 
+// parkOrResume parks the selected chat or resumes it; the chat changes
+// when the server's session.parked or session.resumed arrives.
+async function parkOrResume() {
+  const s = state.sessions.get(state.selected);
+  if (!s) return;
+  const button = $("park");
+  button.disabled = true;
+  try {
+    await send(s.parked ? "session.resume" : "session.park", { session_id: s.session_id });
+  } catch (e) { deskError(e.message); } finally { button.disabled = false; }
+}
+
 async function transfer(ev) {
   ev.preventDefault();
   if (!state.selected) return;
@@ -757,6 +789,7 @@ $("terminate-no").addEventListener("click", () => { $("confirm-end").hidden = tr
 $("dismiss").addEventListener("click", dismiss);
 $("history").addEventListener("click", toggleHistory);
 $("transfer").addEventListener("click", openTransfer);
+$("park").addEventListener("click", parkOrResume);
 $("transfer-cancel").addEventListener("click", () => { $("transfer-form").hidden = true; });
 $("transfer-target").addEventListener("change", (e) => { $("transfer-agent-label").hidden = e.target.value !== "agent:"; });
 $("transfer-form").addEventListener("submit", transfer);
