@@ -706,6 +706,17 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn) {
 	}
 }
 
+// decodeOr decodes the frame's data, or answers the frame with the
+// decoding error (bad) and reports false.
+func decodeOr[T any](env *protocol.Envelope, bad func(error)) (*T, bool) {
+	v, err := decode[T](env)
+	if err != nil {
+		bad(err)
+		return nil, false
+	}
+	return v, true
+}
+
 func decode[T any](env *protocol.Envelope) (*T, error) {
 	var v T
 	if len(env.Data) == 0 {
@@ -739,11 +750,10 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 	case protocol.TypeAuth:
 		c.send(protocol.ErrorFrame(env.ID, protocol.CodeInvalid, "already authenticated"))
 	case protocol.TypePresenceSet:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			Presence string `json:"presence"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		p := map[string]distributionv1.Presence{"available": distributionv1.Presence_PRESENCE_AVAILABLE, "away": distributionv1.Presence_PRESENCE_AWAY}[d.Presence]
@@ -759,11 +769,10 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 		g.Push(a.Tenant, a.ID, protocol.Frame(protocol.TypePresence, map[string]any{"presence": core.PresenceName(st.GetPresence()), "rona": st.GetRona()}))
 		reply(map[string]any{"presence": core.PresenceName(st.GetPresence()), "rona": st.GetRona()}, nil)
 	case protocol.TypeOfferAccept, protocol.TypeOfferDecline:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			OfferID string `json:"offer_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		if env.Type == protocol.TypeOfferDecline {
@@ -773,35 +782,32 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 		sid, err := g.core.Accept(cctx, a, d.OfferID)
 		reply(map[string]any{"session_id": sid}, err)
 	case protocol.TypeMessageSend:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID   string `json:"session_id"`
 			Body        string `json:"body"`
 			ClientMsgID string `json:"client_msg_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		id, err := g.core.Send(cctx, a, d.SessionID, d.Body, d.ClientMsgID)
 		reply(map[string]any{"message_id": id}, err)
 	case protocol.TypeMessageResend:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID   string `json:"session_id"`
 			MessageID   string `json:"message_id"`
 			ClientMsgID string `json:"client_msg_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		id, err := g.core.Resend(cctx, a, d.SessionID, d.MessageID, d.ClientMsgID)
 		reply(map[string]any{"message_id": id, "resend_of": d.MessageID}, err)
 	case protocol.TypeMessageCount:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			Body string `json:"body"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		res, err := core.Count(d.Body)
@@ -818,32 +824,29 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 		}
 		reply(out, err)
 	case protocol.TypeSessionTerminate:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID string `json:"session_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		reply(nil, g.core.Terminate(cctx, a, d.SessionID))
 	case protocol.TypeSessionTransfer:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID   string `json:"session_id"`
 			ToServiceID string `json:"to_service_id"`
 			ToAgentID   string `json:"to_agent_id"`
 			Note        string `json:"note"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		reply(nil, g.core.Transfer(cctx, a, d.SessionID, d.ToServiceID, d.ToAgentID, d.Note))
 	case protocol.TypeSessionPark, protocol.TypeSessionResume:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID string `json:"session_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		reply(nil, g.core.Park(cctx, a, d.SessionID, env.Type == protocol.TypeSessionPark))
@@ -851,65 +854,59 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 		svcs, err := g.core.Services(cctx, a)
 		reply(map[string]any{"services": svcs}, err)
 	case protocol.TypeWrapUpSubmit:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			TaskID       string   `json:"task_id"`
 			ServiceCodes []string `json:"service_codes"`
 			SalesCodes   []string `json:"sales_codes"`
 			Tags         []string `json:"tags"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		reply(nil, g.core.SubmitWrapUp(cctx, a, d.TaskID, d.ServiceCodes, d.SalesCodes, d.Tags))
 	case protocol.TypeNoteAdd:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID string `json:"session_id"`
 			Body      string `json:"body"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		id, err := g.core.AddNote(cctx, a, d.SessionID, d.Body)
 		reply(map[string]any{"message_id": id}, err)
 	case protocol.TypeCannedList:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID string `json:"session_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		list, err := g.core.CannedResponses(cctx, a, d.SessionID)
 		reply(map[string]any{"session_id": d.SessionID, "responses": list}, err)
 	case protocol.TypeSessionHistory:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID string `json:"session_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		list, err := g.core.History(cctx, a, d.SessionID)
 		reply(map[string]any{"session_id": d.SessionID, "sessions": list}, err)
 	case protocol.TypeSessionEarlier:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID        string `json:"session_id"`
 			EarlierSessionID string `json:"earlier_session_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		view, err := g.core.EarlierTranscript(cctx, a, d.SessionID, d.EarlierSessionID)
 		reply(map[string]any{"session": view}, err)
 	case protocol.TypeSupervisorWatch:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			ServiceIDs []string `json:"service_ids"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		if !a.Supervisor {
@@ -927,21 +924,19 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 		g.mu.Unlock()
 		reply(nil, nil)
 	case protocol.TypeSupervisorChats:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			AgentID string `json:"agent_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		chats, err := g.core.AgentChats(cctx, a, d.AgentID)
 		reply(map[string]any{"agent_id": d.AgentID, "sessions": chats}, err)
 	case protocol.TypeSupervisorMonitor, protocol.TypeSupervisorUnmonitor:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID string `json:"session_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		if env.Type == protocol.TypeSupervisorUnmonitor {
@@ -967,43 +962,39 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 		}
 		reply(map[string]any{"session": view}, err)
 	case protocol.TypeSupervisorWhisper:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID string `json:"session_id"`
 			Body      string `json:"body"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		id, err := g.core.Whisper(cctx, a, d.SessionID, d.Body)
 		reply(map[string]any{"message_id": id}, err)
 	case protocol.TypeSupervisorBarge:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID   string `json:"session_id"`
 			Body        string `json:"body"`
 			ClientMsgID string `json:"client_msg_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		id, err := g.core.Barge(cctx, a, d.SessionID, d.Body, d.ClientMsgID)
 		reply(map[string]any{"message_id": id}, err)
 	case protocol.TypeSupervisorEnd:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			SessionID string `json:"session_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		reply(nil, g.core.SupervisorEnd(cctx, a, d.SessionID))
 	case protocol.TypeSupervisorResetRona:
-		d, err := decode[struct {
+		d, ok := decodeOr[struct {
 			AgentID string `json:"agent_id"`
-		}](env)
-		if err != nil {
-			bad(err)
+		}](env, bad)
+		if !ok {
 			return
 		}
 		st, err := g.core.ResetRona(cctx, a, d.AgentID)
