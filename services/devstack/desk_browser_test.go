@@ -79,17 +79,26 @@ func TestConsoleDeskDetails(t *testing.T) {
 		t.Errorf("GSM-7 rewrite = %q", plain)
 	}
 
+	if err := chromedp.Run(ctx, chromedp.Click("#offer-alerts")); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: waCustomer, To: "whatsapp:+12025550101", Body: "Hi from WhatsApp"}); err != nil {
 		t.Fatal(err)
 	}
-	var meter string
+	var meter, title string
+	var alerted int
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
+		chromedp.Title(&title),
+		chromedp.Evaluate(`state.alerted || 0`, &alerted),
 		chromedp.Click("li.offer button.accept"),
 		waitText("#transcript", "Hi from WhatsApp"),
 		chromedp.Text("#reply-count", &meter),
 	); err != nil {
 		t.Fatalf("second chat: %v", err)
+	}
+	if !strings.Contains(title, "(1) New offer") || alerted != 1 {
+		t.Errorf("an offer with alerts on: title %q, %d alerts; want the count in the title and one alert", title, alerted)
 	}
 	if strings.Contains(meter, "SMS") {
 		t.Errorf("the WhatsApp chat shows the SMS chat's meter %q", meter)

@@ -32,6 +32,7 @@ function show(view) {
   const isAgent = state.roles.includes("agent"), isSupervisor = state.roles.includes("supervisor");
   $("view-switch").hidden = !(isAgent && isSupervisor) || view === "login";
   $("presence").hidden = !isAgent;
+  $("offer-alerts").parentElement.hidden = !isAgent;
   $("view-desk").classList.toggle("active", view === "desk");
   $("view-supervisor").classList.toggle("active", view === "supervisor");
   if (view === "supervisor" && window.supervisorShown) window.supervisorShown();
@@ -148,7 +149,7 @@ function onFrame(f) {
       if (!state.sessions.has(state.selected)) state.selected = ordered()[0] ? ordered()[0].session_id : "";
       render();
       break;
-    case "offer.created": state.offers.set(d.offer_id, d); render(); break;
+    case "offer.created": state.offers.set(d.offer_id, d); render(); offerAlert(d); break;
     case "offer.revoked": state.offers.delete(d.offer_id); render(); break;
     case "session.assigned":
       state.sessions.set(d.session_id, d);
@@ -228,6 +229,37 @@ function ordered() {
   });
 }
 
+// Offer alerts (opt-in, remembered in this browser): a short tone and a
+// browser notification; the page title always counts open offers, so a
+// background tab shows them.
+function alertsOn() { return localStorage.getItem("sb.alerts") === "1"; }
+
+function offerAlert(o) {
+  if (!alertsOn()) return;
+  try {
+    const ac = new (window.AudioContext || window.webkitAudioContext)();
+    const osc = ac.createOscillator();
+    const gain = ac.createGain();
+    osc.frequency.value = 880;
+    gain.gain.value = 0.1;
+    osc.connect(gain).connect(ac.destination);
+    osc.start();
+    osc.stop(ac.currentTime + 0.25);
+  } catch (e) { /* no audio here */ }
+  if ("Notification" in window && Notification.permission === "granted" && document.hidden) {
+    new Notification("New chat offer", { body: `${o.customer_name || o.customer} · ${o.service_name || o.service_id}${o.preview ? "\n" + o.preview : ""}`, tag: o.offer_id });
+  }
+  state.alerted = (state.alerted || 0) + 1;
+}
+
+async function toggleAlerts(ev) {
+  const on = ev.target.checked;
+  localStorage.setItem("sb.alerts", on ? "1" : "0");
+  if (on && "Notification" in window && Notification.permission === "default") {
+    try { await Notification.requestPermission(); } catch (e) { /* the tone still plays */ }
+  }
+}
+
 function waitLabel(since) {
   const secs = Math.max(0, Math.round((Date.now() - new Date(since)) / 1000));
   return `waiting ${Math.floor(secs / 60)}:${String(secs % 60).padStart(2, "0")}`;
@@ -257,6 +289,7 @@ function render() {
     offers.append(li);
   }
   if (!state.offers.size) offers.innerHTML = '<li class="muted">No offers.</li>';
+  document.title = state.offers.size ? `(${state.offers.size}) New offer · Switchboard` : "Switchboard · Agent console";
   tick();
 
   const list = $("sessions");
@@ -782,6 +815,8 @@ $("reply").addEventListener("keydown", (ev) => {
 $("terminate").addEventListener("click", () => { $("transfer-form").hidden = true; $("confirm-end").hidden = false; });
 $("terminate-yes").addEventListener("click", terminate);
 $("note").addEventListener("click", addNote);
+$("offer-alerts").checked = alertsOn();
+$("offer-alerts").addEventListener("change", toggleAlerts);
 $("gsm7").addEventListener("click", () => { if (gsm7Rewrite) { $("reply").value = gsm7Rewrite; countReply(); } });
 $("view-desk").addEventListener("click", () => show("desk"));
 $("view-supervisor").addEventListener("click", () => show("supervisor"));
