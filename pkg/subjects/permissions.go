@@ -56,7 +56,7 @@ func Accesses() []Access {
 			Consumes:   []string{StreamWorkflow, StreamSession, StreamOutbound, StreamConfig, StreamDistributionGroup},
 			Publishes:  []string{DomainDistribution + ".>", DistributionRPC},
 			Subscribes: []string{DistributionRPC}, ReadsKV: []string{BucketRevocations},
-			WritesKV: []string{BucketDistributionPresence, BucketDistributionTasks, BucketDistributionReplicas, BucketElasticGroups}},
+			WritesKV: []string{BucketDistributionPresence, BucketDistributionTasks, BucketDistributionReplicas, BucketElasticGroups, BucketDistributionLastAgent}},
 		{Service: "outbound-sender", Ensures: []string{StreamOutbound, StreamChat, StreamDeadLetter},
 			Consumes:   []string{StreamOutbound, StreamChat, StreamConfig},
 			Publishes:  []string{DomainOutbound + ".>"},

@@ -85,6 +85,7 @@ const (
 	KindTaskReplyOverdue       = "distribution.task.reply_overdue"
 	KindTaskParked             = "distribution.task.parked"
 	KindTaskResumed            = "distribution.task.resumed"
+	KindTaskOverflowed         = "distribution.task.overflowed"
 	KindOutboundRequested      = "outbound.message.requested"
 	KindOutboundSent           = "outbound.message.sent"
 	KindOutboundFailed         = "outbound.message.failed"
@@ -172,6 +173,7 @@ func TaskTransferred(tenant string) string   { return fromKind(KindTaskTransferr
 func TaskReplyOverdue(tenant string) string  { return fromKind(KindTaskReplyOverdue, tenant) }
 func TaskParked(tenant string) string        { return fromKind(KindTaskParked, tenant) }
 func TaskResumed(tenant string) string       { return fromKind(KindTaskResumed, tenant) }
+func TaskOverflowed(tenant string) string    { return fromKind(KindTaskOverflowed, tenant) }
 
 // Outbound (requests from sessions and workflow-runner; results from outbound-sender).
 func OutboundRequested(tenant string) string { return fromKind(KindOutboundRequested, tenant) }
@@ -204,6 +206,11 @@ const BucketDistributionPresence = "DISTRIBUTION_PRESENCE"
 // offers, key <tenant>.<task>, written with revision checks, so a replica
 // taking a tenant over loads them and two replicas never both offer one.
 const BucketDistributionTasks = "DISTRIBUTION_TASKS"
+
+// BucketDistributionLastAgent holds each customer's last agent
+// (distribution's preferred agent), key <tenant>.<hash of the customer's
+// address>, aged out after 90 days.
+const BucketDistributionLastAgent = "DISTRIBUTION_LAST_AGENT"
 
 // BucketDistributionReplicas holds one key per live distribution replica,
 // renewed well within the bucket's max age: a replica whose key aged out

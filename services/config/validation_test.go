@@ -184,6 +184,10 @@ func TestValidationRules(t *testing.T) {
 			{"tag twice", func(m *configv1.Service) { m.Distribution.Tags = []string{"vip", "vip"} }, codes.InvalidArgument, "service.distribution.tags[1]"},
 			{"first reply time too long", func(m *configv1.Service) { m.Distribution.FirstReplyTimeout = durationpb.New(25 * time.Hour) }, codes.InvalidArgument, "service.distribution.first_reply_timeout"},
 			{"first reply time negative", func(m *configv1.Service) { m.Distribution.FirstReplyTimeout = durationpb.New(-time.Minute) }, codes.InvalidArgument, "service.distribution.first_reply_timeout"},
+			{"preferred agent too far back", func(m *configv1.Service) { m.Distribution.PreferredAgentWithin = durationpb.New(100 * 24 * time.Hour) }, codes.InvalidArgument, "service.distribution.preferred_agent_within"},
+			{"preferred agent wait too long", func(m *configv1.Service) { m.Distribution.PreferredAgentWait = durationpb.New(time.Hour) }, codes.InvalidArgument, "service.distribution.preferred_agent_wait"},
+			{"overflow after negative", func(m *configv1.Service) { m.Distribution.OverflowAfter = durationpb.New(-time.Second) }, codes.InvalidArgument, "service.distribution.overflow_after"},
+			{"empty overflow skill", func(m *configv1.Service) { m.Distribution.OverflowSkills = []string{" "} }, codes.InvalidArgument, "service.distribution.overflow_skills[0]"},
 			{"requeue with the first reply time off", func(m *configv1.Service) {
 				m.Distribution.FirstReplyTimeout, m.Distribution.FirstReplyRequeue = durationpb.New(0), true
 			}, codes.InvalidArgument, "service.distribution.first_reply_requeue"},

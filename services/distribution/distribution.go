@@ -214,6 +214,11 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	defer eng.Close()
 	eng.SetPresenceOptions(engine.PresenceOptions{Store: ps, Grace: cfg.PresenceGrace})
 	eng.SetPartitions(cfg.Partitions)
+	last, err := openLastAgents(ctx, b.JS, cfg.Streams.Replicas, log)
+	if err != nil {
+		return err
+	}
+	eng.SetLastAgents(last)
 
 	srv := grpcserver.New(log, keys)
 	router := &grpcapi.Router{
@@ -223,7 +228,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	defer router.Close()
 	distributionv1.RegisterDistributionServiceServer(srv.Server, router)
 
-	h := handlers{eng: eng, dir: dir}
+	h := handlers{eng: eng, dir: dir, last: last, log: log}
 	in := newInput(b, h, log, cfg.ReplicaTTL)
 	own := newOwnership(eng, router, log, cfg.ReplicaID, cfg.ReplicaTTL/4)
 	g, gctx := errgroup.WithContext(ctx)
@@ -232,6 +237,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return group.Run(gctx, in.deliver, own.want)
 	})
 	g.Go(func() error { own.run(gctx); return nil })
+	g.Go(func() error { last.run(gctx); return nil })
 	g.Go(func() error { return srv.Serve(gctx, lis) })
 	g.Go(func() error {
 		t := time.NewTicker(5 * time.Second)
@@ -251,8 +257,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 }
 
 type handlers struct {
-	eng *engine.Engine
-	dir *directory.Directory
+	eng  *engine.Engine
+	dir  *directory.Directory
+	last *lastAgents
+	log  *slog.Logger
 }
 
 func (h handlers) taskRequested(ctx context.Context, m *bus.Message) error {
@@ -267,11 +275,22 @@ func (h handlers) taskRequested(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return err
 	}
-	return h.eng.Enqueue(ctx, &engine.Task{
+	task := &engine.Task{
 		ID: ev.GetTaskId(), Tenant: ev.GetTenantId(), SessionID: ev.GetSessionId(), ServiceID: ev.GetServiceId(),
 		Conversation: ev.GetConversation(), CustomerName: ev.GetCustomerName(), Priority: ev.GetPriority(),
 		RequiredSkills: ev.GetRequiredSkills(), QueuedAt: ev.GetRequestedAt().AsTime(), Service: svc,
-	})
+	}
+	if within := svc.PreferredAgentWithin; within > 0 && h.last != nil && ev.GetConversation().GetCustomerAddress() != "" {
+		// One read by key; a failure only costs the preference.
+		agent, at, err := h.last.Get(ctx, task.Tenant, task.Conversation)
+		switch {
+		case err != nil:
+			h.log.Warn("no preferred agent: last agent unreadable", "tenant", task.Tenant, "task", task.ID, "err", err)
+		case agent != "" && time.Since(at) <= within:
+			task.PreferredAgent = agent
+		}
+	}
+	return h.eng.Enqueue(ctx, task)
 }
 
 func (h handlers) sessionEnded(ctx context.Context, m *bus.Message) error {

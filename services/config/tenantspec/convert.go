@@ -180,6 +180,11 @@ func (s Service) Proto(tenant string) (*configv1.Service, error) {
 			ParkedCounts:      s.Distribution.ParkedCounts,
 			FirstReplyTimeout: durPtr(s.Distribution.FirstReplyTimeout),
 			FirstReplyRequeue: s.Distribution.FirstReplyRequeue,
+
+			PreferredAgentWithin: dur(s.Distribution.PreferredAgentWithin),
+			PreferredAgentWait:   dur(s.Distribution.PreferredAgentWait),
+			OverflowAfter:        dur(s.Distribution.OverflowAfter),
+			OverflowSkills:       slices.Clone(s.Distribution.OverflowSkills),
 		},
 	}
 	for _, c := range s.Channels {

@@ -153,6 +153,14 @@ type Distribution struct {
 	FirstReplyTimeout *Duration `yaml:"first_reply_timeout,omitempty"`
 	// FirstReplyRequeue: an overdue chat goes back to the queue.
 	FirstReplyRequeue bool `yaml:"first_reply_requeue,omitempty"`
+	// PreferredAgentWithin: a customer's chat waits PreferredAgentWait
+	// (default 30s) for the agent who took their chat within it; 0: off.
+	PreferredAgentWithin Duration `yaml:"preferred_agent_within,omitempty"`
+	PreferredAgentWait   Duration `yaml:"preferred_agent_wait,omitempty"`
+	// OverflowAfter: a chat waiting this long keeps only the required
+	// skills in OverflowSkills (none: all dropped); 0: off.
+	OverflowAfter  Duration `yaml:"overflow_after,omitempty"`
+	OverflowSkills []string `yaml:"overflow_skills,omitempty"`
 }
 
 // OpeningHours of a service.

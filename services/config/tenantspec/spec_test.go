@@ -193,6 +193,7 @@ func TestServiceParkAndFirstReply(t *testing.T) {
 		{"set", "{parked_counts: true, first_reply_timeout: 2m, first_reply_requeue: true}", true, ptr(2 * time.Minute), true},
 		{"first reply off", "{first_reply_timeout: 0s}", false, ptr(time.Duration(0)), false},
 	} {
+
 		spec, err := tenantspec.Parse([]byte("tenant: {id: x}\nservices:\n  - id: s\n    name: S\n    distribution: " + tc.yaml + "\n"))
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)
@@ -211,6 +212,18 @@ func TestServiceParkAndFirstReply(t *testing.T) {
 		case tc.firstReply != nil && (fr == nil || fr.AsDuration() != *tc.firstReply):
 			t.Errorf("%s: first_reply_timeout = %v, want %v", tc.name, fr, *tc.firstReply)
 		}
+	}
+	spec, err := tenantspec.Parse([]byte("tenant: {id: x}\nservices:\n  - id: s\n    name: S\n    distribution: {preferred_agent_within: 168h, preferred_agent_wait: 30s, overflow_after: 2m, overflow_skills: [english]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := spec.Services[0].Proto("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.GetDistribution(); d.GetPreferredAgentWithin().AsDuration() != 168*time.Hour || d.GetPreferredAgentWait().AsDuration() != 30*time.Second ||
+		d.GetOverflowAfter().AsDuration() != 2*time.Minute || len(d.GetOverflowSkills()) != 1 {
+		t.Errorf("distribution = %v, want preferred agent 168h/30s, overflow after 2m keeping english", d)
 	}
 }
 

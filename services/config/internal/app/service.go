@@ -38,6 +38,9 @@ const (
 	maxParallelTasks     = 20
 	maxAfterCallWork     = time.Hour
 	maxFirstReply        = 24 * time.Hour
+	maxPreferredWithin   = 90 * 24 * time.Hour
+	maxPreferredWait     = 10 * time.Minute
+	maxOverflowAfter     = 24 * time.Hour
 	maxCodes             = 100
 	maxEntriesPerService = 20
 	maxGreeting          = 1600
@@ -149,6 +152,31 @@ func validateDistribution(vs *violations, d *configv1.DistributionSettings) {
 	if fr := d.GetFirstReplyTimeout(); fr != nil {
 		if err := fr.CheckValid(); err != nil || fr.AsDuration() < 0 || fr.AsDuration() > maxFirstReply {
 			vs.add("distribution.first_reply_timeout", "must be between 0 (off) and %s", maxFirstReply)
+		}
+	}
+	for _, b := range []struct {
+		field string
+		d     interface {
+			CheckValid() error
+			AsDuration() time.Duration
+		}
+		set bool
+		max time.Duration
+	}{
+		{"distribution.preferred_agent_within", d.GetPreferredAgentWithin(), d.GetPreferredAgentWithin() != nil, maxPreferredWithin},
+		{"distribution.preferred_agent_wait", d.GetPreferredAgentWait(), d.GetPreferredAgentWait() != nil, maxPreferredWait},
+		{"distribution.overflow_after", d.GetOverflowAfter(), d.GetOverflowAfter() != nil, maxOverflowAfter},
+	} {
+		if b.set && (b.d.CheckValid() != nil || b.d.AsDuration() < 0 || b.d.AsDuration() > b.max) {
+			vs.add(b.field, "must be between 0 (off) and %s", b.max)
+		}
+	}
+	if n := len(d.GetOverflowSkills()); n > maxCodes {
+		vs.add("distribution.overflow_skills", "%d values, at most %d allowed", n, maxCodes)
+	}
+	for i, v := range d.GetOverflowSkills() {
+		if strings.TrimSpace(v) == "" || utf8.RuneCountInString(v) > 64 {
+			vs.add(fmt.Sprintf("distribution.overflow_skills[%d]", i), "must be 1-64 characters")
 		}
 	}
 	if d.GetFirstReplyRequeue() && d.GetFirstReplyTimeout() != nil && d.GetFirstReplyTimeout().AsDuration() == 0 {

@@ -100,6 +100,11 @@ func (d *Directory) Service(ctx context.Context, tenant, serviceID string) (engi
 		FirstReplyTimeout: d.FirstReply,
 		FirstReplyRequeue: dist.GetFirstReplyRequeue(),
 		ParkedCounts:      dist.GetParkedCounts(),
+
+		PreferredAgentWithin: dist.GetPreferredAgentWithin().AsDuration(),
+		PreferredAgentWait:   dist.GetPreferredAgentWait().AsDuration(),
+		OverflowAfter:        dist.GetOverflowAfter().AsDuration(),
+		OverflowSkills:       dist.GetOverflowSkills(),
 	}
 	if fr := dist.GetFirstReplyTimeout(); fr != nil {
 		info.FirstReplyTimeout = fr.AsDuration()

@@ -108,7 +108,20 @@ type ServiceInfo struct {
 	// ParkedCounts: a parked task still counts toward its agent's
 	// capacity (else parking frees a slot at once).
 	ParkedCounts bool
+	// PreferredAgentWithin: a task whose customer's chat an agent took
+	// within it waits PreferredAgentWait (0: DefaultPreferredWait) for
+	// that agent (see Task.PreferredAgent); 0: off.
+	PreferredAgentWithin time.Duration
+	PreferredAgentWait   time.Duration
+	// OverflowAfter: a task that waited this long has its required skills
+	// relaxed to those in OverflowSkills (none: all dropped); 0: off.
+	OverflowAfter  time.Duration
+	OverflowSkills []string
 }
+
+// DefaultPreferredWait is how long a task waits for its preferred agent
+// when the service names no time.
+const DefaultPreferredWait = 30 * time.Second
 
 // TaskState is where a task is in its life.
 type TaskState string
@@ -174,6 +187,14 @@ type Task struct {
 	// toward its agent's capacity (the service's setting when parked).
 	Parks      int
 	ParkCounts bool
+	// PreferredAgent: the customer's last agent, set by the caller of
+	// Enqueue; the task is offered to them alone until PreferredUntil
+	// while they can take it. Cleared when it falls through.
+	PreferredAgent string
+	PreferredUntil time.Time
+	// Overflowed: the required skills were relaxed after the service's
+	// OverflowAfter.
+	Overflowed bool
 
 	declined map[string]time.Time
 	// queuedSent: TaskQueued was published by this process. A restored
@@ -183,6 +204,8 @@ type Task struct {
 	pool       *pool // while queued
 	wrapTimer  *time.Timer
 	replyTimer *time.Timer
+	// Timers of the preferred agent's wait and of the overflow.
+	preferTimer, overflowTimer *time.Timer
 }
 
 type offer struct {
@@ -256,6 +279,8 @@ type Engine struct {
 	partitions int
 	owned      map[int]bool
 	reloading  map[string]bool
+	// lastAgents records who took a customer's chat (nil: nowhere).
+	lastAgents LastAgents
 }
 
 // New returns an engine.
@@ -371,6 +396,7 @@ func (e *Engine) installTasks(open []*Task, now time.Time) {
 func (e *Engine) restoreQueued(t *tenant, task *Task) {
 	task.State, task.AgentID, task.OfferID, task.OfferExpires = TaskQueued, "", "", time.Time{}
 	e.push(t, task)
+	e.startWaitTimers(task)
 }
 
 func (t *tenant) agentOrStub(id string, now time.Time) *agent {
@@ -429,6 +455,13 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	if task.QueuedAt.IsZero() {
 		task.QueuedAt = e.now()
 	}
+	if task.PreferredAgent != "" {
+		wait := task.Service.PreferredAgentWait
+		if wait <= 0 {
+			wait = DefaultPreferredWait
+		}
+		task.PreferredUntil = e.now().Add(wait)
+	}
 	if err := e.store.Save(ctx, task); err != nil {
 		return fmt.Errorf("save task %s: %w", task.ID, err)
 	}
@@ -436,6 +469,7 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	t.sessions[task.SessionID] = task
 	e.queue(t, task.Service) // the newest settings of the service
 	e.push(t, task)
+	e.startWaitTimers(task)
 	return e.queued(ctx, t, task)
 }
 
@@ -572,6 +606,8 @@ func (e *Engine) Accept(ctx context.Context, tenantID, agentID, offerID string) 
 	e.closeOffer(t, o, false)
 	t.accepted[offerID] = task
 	e.startReplyTimer(task, task.ReplyDue.Sub(now))
+	stopWaitTimers(task)
+	e.recordLastAgent(task, now)
 	if err := e.emitAccepted(ctx, task); err != nil {
 		return nil, err
 	}
@@ -715,6 +751,7 @@ func (e *Engine) cancel(ctx context.Context, t *tenant, task *Task, reason strin
 }
 
 func (e *Engine) forget(t *tenant, task *Task) {
+	stopWaitTimers(task)
 	delete(t.tasks, task.ID)
 	if t.sessions[task.SessionID] == task {
 		delete(t.sessions, task.SessionID)
@@ -841,6 +878,7 @@ func (e *Engine) complete(ctx context.Context, t *tenant, task *Task, wrapUp *di
 		e.touch(t, a, now)
 	}
 	e.forget(t, task)
+	e.recordLastAgent(task, now)
 	handle := now.Sub(task.AcceptedAt)
 	if q := t.queues[task.ServiceID]; q != nil && !task.AcceptedAt.IsZero() {
 		q.recordHandle(handle)
@@ -1052,6 +1090,7 @@ func (e *Engine) offer(ctx context.Context, t *tenant, task *Task, a *agent, now
 		AgentId: a.info.ID, OfferId: o.id, ExpiresAt: timestamppb.New(o.expires),
 		Conversation: task.Conversation, ServiceName: task.Service.Name, CustomerName: task.CustomerName,
 		OfferedAt: timestamppb.New(now), Note: task.Note, TransferredBy: transferredBy,
+		Preferred: task.PreferredAgent == a.info.ID && now.Before(task.PreferredUntil), Overflowed: task.Overflowed,
 	}, o.id+":offered"); err != nil {
 		// The agent never learns of an offer that was not published:
 		// withdraw it and try again on the next change.
@@ -1079,7 +1118,7 @@ func (e *Engine) nextPair(t *tenant, now time.Time) (*Task, *agent) {
 			if p.tasks.Len() == 0 || p.agents.Len() == 0 {
 				continue
 			}
-			if task, a := e.candidate(p, now); task != nil && (best == nil || taskLess(task, best)) {
+			if task, a := e.candidate(t, p, now); task != nil && (best == nil || taskLess(task, best)) {
 				best, who = task, a
 			}
 		}
@@ -1112,6 +1151,7 @@ func (e *Engine) Close() {
 				task.wrapTimer.Stop()
 			}
 			stopReplyTimer(task)
+			stopWaitTimers(task)
 		}
 		for _, a := range t.agents {
 			if a.graceTimer != nil {

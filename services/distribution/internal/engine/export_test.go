@@ -43,3 +43,9 @@ func FireReplyTimer(e *Engine, tenant, taskID string) {
 	e.mu.Unlock()
 	e.replyOverdue(tenant, taskID, due)
 }
+
+// FireOverflow runs the overflow timer of a task now.
+func FireOverflow(e *Engine, tenant, taskID string) { e.overflow(tenant, taskID) }
+
+// Redispatch runs what the end of a preferred agent's wait runs.
+func Redispatch(e *Engine, tenant string) { e.redispatch(tenant) }

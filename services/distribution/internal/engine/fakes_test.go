@@ -145,7 +145,7 @@ func restored(t engine.Task) *engine.Task {
 		ID: t.ID, Tenant: t.Tenant, SessionID: t.SessionID, ServiceID: t.ServiceID,
 		Conversation: t.Conversation, CustomerName: t.CustomerName, Priority: t.Priority, RequiredSkills: t.RequiredSkills,
 		QueuedAt: t.QueuedAt, State: t.State, AgentID: t.AgentID, AcceptedAt: t.AcceptedAt, WrapUntil: t.WrapUntil, Service: t.Service,
-		Parks: t.Parks, ParkCounts: t.ParkCounts,
+		Parks: t.Parks, ParkCounts: t.ParkCounts, PreferredAgent: t.PreferredAgent, PreferredUntil: t.PreferredUntil, Overflowed: t.Overflowed,
 	}
 }
 
@@ -254,7 +254,15 @@ func describe(ev proto.Message) string {
 	case *distributionv1.TaskQueued:
 		return fmt.Sprintf("queued %s pos=%d", ev.GetTaskId(), ev.GetPosition())
 	case *distributionv1.TaskOffered:
+		switch {
+		case ev.GetPreferred():
+			return fmt.Sprintf("offered %s to %s (preferred)", ev.GetTaskId(), ev.GetAgentId())
+		case ev.GetOverflowed():
+			return fmt.Sprintf("offered %s to %s (overflowed)", ev.GetTaskId(), ev.GetAgentId())
+		}
 		return fmt.Sprintf("offered %s to %s", ev.GetTaskId(), ev.GetAgentId())
+	case *distributionv1.TaskOverflowed:
+		return fmt.Sprintf("overflowed %s %v->%v", ev.GetTaskId(), ev.GetPreviousSkills(), ev.GetRequiredSkills())
 	case *distributionv1.TaskAccepted:
 		return fmt.Sprintf("accepted %s by %s", ev.GetTaskId(), ev.GetAgentId())
 	case *distributionv1.TaskDeclined:

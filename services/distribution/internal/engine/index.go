@@ -223,10 +223,20 @@ func (e *Engine) touch(t *tenant, a *agent, now time.Time) {
 // candidate is the pool's best task that one of its ready agents may take,
 // with that agent. Only tasks that every ready agent declined within the
 // cooldown are skipped, and for each only the agents that declined it.
-func (e *Engine) candidate(p *pool, now time.Time) (*Task, *agent) {
+func (e *Engine) candidate(t *tenant, p *pool, now time.Time) (*Task, *agent) {
 	var task *Task
 	var who *agent
 	p.tasks.Ascend(func(tk *Task) bool {
+		if tk.PreferredAgent != "" {
+			a, wait := e.preferred(t, p, tk, now)
+			if a != nil {
+				task, who = tk, a
+				return false
+			}
+			if wait {
+				return true // reserved for an agent who will be back shortly
+			}
+		}
 		p.agents.Ascend(func(a *agent) bool {
 			if at, ok := tk.declined[a.info.ID]; ok && now.Sub(at) < e.DeclineCooldown {
 				return true
@@ -241,6 +251,32 @@ func (e *Engine) candidate(p *pool, now time.Time) (*Task, *agent) {
 		return true
 	})
 	return task, who
+}
+
+// preferred is the task's preferred agent when they may be offered it
+// now from this pool; wait: the task stays reserved for them (they are in
+// after-call work). Otherwise the preference falls through for good: its
+// time passed, or the agent cannot take the task (not available, flagged,
+// at capacity, declined it, not in the pool).
+func (e *Engine) preferred(t *tenant, p *pool, tk *Task, now time.Time) (*agent, bool) {
+	a := t.agents[tk.PreferredAgent]
+	if !now.Before(tk.PreferredUntil) || a == nil || !a.available() || a.rona || a.load() >= limit(a, p.q.svc) ||
+		!slices.Contains(a.info.Services, p.q.svc.ID) || !a.hasSkills(p.skills) {
+		tk.PreferredAgent = ""
+		return nil, false
+	}
+	if at, ok := tk.declined[a.info.ID]; ok && now.Sub(at) < e.DeclineCooldown {
+		tk.PreferredAgent = ""
+		return nil, false
+	}
+	if len(a.wrapping) > 0 {
+		return nil, true
+	}
+	if _, in := a.pools[p]; in {
+		return a, false
+	}
+	tk.PreferredAgent = ""
+	return nil, false
 }
 
 // trim drops times older than an hour.

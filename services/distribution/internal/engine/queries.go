@@ -106,7 +106,10 @@ func (e *Engine) view(task *Task) *distributionv1.Task {
 		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
 		State: protoStates[task.State], Priority: task.Priority, RequiredSkills: task.RequiredSkills,
 		QueuedAt: timestamppb.New(task.QueuedAt), AgentId: task.AgentID, Position: position(task),
-		Note: task.Note, Transfers: int32(task.Transfers),
+		Note: task.Note, Transfers: int32(task.Transfers), Overflowed: task.Overflowed,
+	}
+	if task.PreferredAgent != "" && task.State == TaskQueued && e.now().Before(task.PreferredUntil) {
+		v.PreferredAgentId, v.PreferredUntil = task.PreferredAgent, timestamppb.New(task.PreferredUntil)
 	}
 	if task.State.held() && !task.ReplyDue.IsZero() && !task.Replied {
 		v.ReplyDueAt = timestamppb.New(task.ReplyDue)

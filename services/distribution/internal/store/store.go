@@ -85,6 +85,11 @@ type taskDoc struct {
 	ParkCounts    bool             `bson:"park_counts,omitempty"`
 	ParkedCounts  bool             `bson:"parked_counts,omitempty"`
 	ReplyRequeue  bool             `bson:"first_reply_requeue,omitempty"`
+	Preferred     string           `bson:"preferred_agent,omitempty"`
+	PreferUntil   time.Time        `bson:"preferred_until,omitempty"`
+	Overflowed    bool             `bson:"overflowed,omitempty"`
+	OverflowAfter time.Duration    `bson:"overflow_after,omitempty"`
+	OverflowKeep  []string         `bson:"overflow_skills,omitempty"`
 	UpdatedAt     time.Time        `bson:"updated_at"`
 }
 
@@ -257,6 +262,8 @@ func doc(t *engine.Task) taskDoc {
 		FirstReply: t.Service.FirstReplyTimeout, Note: t.Note, Transfers: t.Transfers, ReplyDue: t.ReplyDue, Replied: t.Replied, Overdue: t.Overdue,
 		OfferID: t.OfferID, OfferExpires: t.OfferExpires, AcceptedOffer: t.AcceptedOffer,
 		Parks: t.Parks, ParkCounts: t.ParkCounts, ParkedCounts: t.Service.ParkedCounts, ReplyRequeue: t.Service.FirstReplyRequeue,
+		Preferred: t.PreferredAgent, PreferUntil: t.PreferredUntil, Overflowed: t.Overflowed,
+		OverflowAfter: t.Service.OverflowAfter, OverflowKeep: t.Service.OverflowSkills,
 		UpdatedAt: time.Now(),
 	}
 }
@@ -316,10 +323,12 @@ func (d taskDoc) task() (*engine.Task, error) {
 		Note: d.Note, Transfers: d.Transfers, ReplyDue: d.ReplyDue, Replied: d.Replied, Overdue: d.Overdue,
 		OfferID: d.OfferID, OfferExpires: d.OfferExpires, AcceptedOffer: d.AcceptedOffer,
 		Parks: d.Parks, ParkCounts: d.ParkCounts,
+		PreferredAgent: d.Preferred, PreferredUntil: d.PreferUntil, Overflowed: d.Overflowed,
 		Service: engine.ServiceInfo{
 			ID: d.ServiceID, Name: d.ServiceName, RONATimeout: d.RONATimeout, MaxParallelTasks: d.MaxParallel,
 			AfterCallWork: d.AfterCall, ServiceCodes: d.ServiceCodes, SalesCodes: d.SalesCodes, Tags: d.Tags,
 			FirstReplyTimeout: d.FirstReply, FirstReplyRequeue: d.ReplyRequeue, ParkedCounts: d.ParkedCounts,
+			OverflowAfter: d.OverflowAfter, OverflowSkills: d.OverflowKeep,
 		},
 	}, nil
 }

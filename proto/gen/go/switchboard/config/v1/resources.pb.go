@@ -1007,8 +1007,22 @@ type DistributionSettings struct {
 	// When the first reply is overdue, take the task from its agent and
 	// put it back in the service's queue (at its place).
 	FirstReplyRequeue bool `protobuf:"varint,9,opt,name=first_reply_requeue,json=firstReplyRequeue,proto3" json:"first_reply_requeue,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Preferred agent: a customer whose chat an agent of the tenant took
+	// within this time is offered, for preferred_agent_wait, to that agent
+	// only (when they can take it: available, not RONA-flagged, under
+	// capacity; else at once to anyone). Unset or zero: off. At most 90 days.
+	PreferredAgentWithin *durationpb.Duration `protobuf:"bytes,10,opt,name=preferred_agent_within,json=preferredAgentWithin,proto3" json:"preferred_agent_within,omitempty"`
+	// How long a task waits for its preferred agent; unset or zero with
+	// preferred_agent_within set: 30 seconds. At most 10 minutes.
+	PreferredAgentWait *durationpb.Duration `protobuf:"bytes,11,opt,name=preferred_agent_wait,json=preferredAgentWait,proto3" json:"preferred_agent_wait,omitempty"`
+	// Overflow: a task that waited this long has its required skills
+	// relaxed to those in overflow_skills (none listed: all dropped), so
+	// more of the service's agents may take it. Unset or zero: off. At
+	// most 24 hours.
+	OverflowAfter  *durationpb.Duration `protobuf:"bytes,12,opt,name=overflow_after,json=overflowAfter,proto3" json:"overflow_after,omitempty"`
+	OverflowSkills []string             `protobuf:"bytes,13,rep,name=overflow_skills,json=overflowSkills,proto3" json:"overflow_skills,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DistributionSettings) Reset() {
@@ -1102,6 +1116,34 @@ func (x *DistributionSettings) GetFirstReplyRequeue() bool {
 		return x.FirstReplyRequeue
 	}
 	return false
+}
+
+func (x *DistributionSettings) GetPreferredAgentWithin() *durationpb.Duration {
+	if x != nil {
+		return x.PreferredAgentWithin
+	}
+	return nil
+}
+
+func (x *DistributionSettings) GetPreferredAgentWait() *durationpb.Duration {
+	if x != nil {
+		return x.PreferredAgentWait
+	}
+	return nil
+}
+
+func (x *DistributionSettings) GetOverflowAfter() *durationpb.Duration {
+	if x != nil {
+		return x.OverflowAfter
+	}
+	return nil
+}
+
+func (x *DistributionSettings) GetOverflowSkills() []string {
+	if x != nil {
+		return x.OverflowSkills
+	}
+	return nil
 }
 
 // OpeningHours of a service in its own time zone.
@@ -1978,7 +2020,7 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\x18workflow_failure_message\x18\x10 \x01(\tR\x16workflowFailureMessage\x12H\n" +
 	"\x12inactivity_timeout\x18\x11 \x01(\v2\x19.google.protobuf.DurationR\x11inactivityTimeout\x12-\n" +
 	"\x12inactivity_message\x18\x12 \x01(\tR\x11inactivityMessage\x12P\n" +
-	"\x10canned_responses\x18\x13 \x03(\v2%.switchboard.config.v1.CannedResponseR\x0fcannedResponses\"\xbf\x03\n" +
+	"\x10canned_responses\x18\x13 \x03(\v2%.switchboard.config.v1.CannedResponseR\x0fcannedResponses\"\xc8\x05\n" +
 	"\x14DistributionSettings\x12<\n" +
 	"\frona_timeout\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\vronaTimeout\x12,\n" +
 	"\x12max_parallel_tasks\x18\x02 \x01(\x05R\x10maxParallelTasks\x12A\n" +
@@ -1989,7 +2031,12 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\x04tags\x18\x06 \x03(\tR\x04tags\x12#\n" +
 	"\rparked_counts\x18\a \x01(\bR\fparkedCounts\x12I\n" +
 	"\x13first_reply_timeout\x18\b \x01(\v2\x19.google.protobuf.DurationR\x11firstReplyTimeout\x12.\n" +
-	"\x13first_reply_requeue\x18\t \x01(\bR\x11firstReplyRequeue\"\x87\x01\n" +
+	"\x13first_reply_requeue\x18\t \x01(\bR\x11firstReplyRequeue\x12O\n" +
+	"\x16preferred_agent_within\x18\n" +
+	" \x01(\v2\x19.google.protobuf.DurationR\x14preferredAgentWithin\x12K\n" +
+	"\x14preferred_agent_wait\x18\v \x01(\v2\x19.google.protobuf.DurationR\x12preferredAgentWait\x12@\n" +
+	"\x0eoverflow_after\x18\f \x01(\v2\x19.google.protobuf.DurationR\roverflowAfter\x12'\n" +
+	"\x0foverflow_skills\x18\r \x03(\tR\x0eoverflowSkills\"\x87\x01\n" +
 	"\fOpeningHours\x12\x1b\n" +
 	"\ttime_zone\x18\x01 \x01(\tR\btimeZone\x12>\n" +
 	"\awindows\x18\x02 \x03(\v2$.switchboard.config.v1.OpeningWindowR\awindows\x12\x1a\n" +
@@ -2149,29 +2196,32 @@ var file_switchboard_config_v1_resources_proto_depIdxs = []int32{
 	22, // 22: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
 	22, // 23: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
 	22, // 24: switchboard.config.v1.DistributionSettings.first_reply_timeout:type_name -> google.protobuf.Duration
-	10, // 25: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
-	0,  // 26: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
-	19, // 27: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
-	21, // 28: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	21, // 29: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
-	22, // 30: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
-	22, // 31: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
-	22, // 32: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
-	22, // 33: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
-	21, // 34: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
-	21, // 35: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
-	12, // 36: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
-	15, // 37: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
-	21, // 38: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
-	21, // 39: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
-	16, // 40: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
-	25, // 41: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
-	20, // 42: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	22, // 25: switchboard.config.v1.DistributionSettings.preferred_agent_within:type_name -> google.protobuf.Duration
+	22, // 26: switchboard.config.v1.DistributionSettings.preferred_agent_wait:type_name -> google.protobuf.Duration
+	22, // 27: switchboard.config.v1.DistributionSettings.overflow_after:type_name -> google.protobuf.Duration
+	10, // 28: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
+	0,  // 29: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
+	19, // 30: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
+	21, // 31: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	21, // 32: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	22, // 33: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
+	22, // 34: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
+	22, // 35: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
+	22, // 36: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
+	21, // 37: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
+	21, // 38: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
+	12, // 39: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
+	15, // 40: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
+	21, // 41: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
+	21, // 42: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
+	16, // 43: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
+	25, // 44: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
+	20, // 45: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_resources_proto_init() }

@@ -1033,9 +1033,15 @@ type Task struct {
 	Transfers int32 `protobuf:"varint,14,opt,name=transfers,proto3" json:"transfers,omitempty"`
 	// When the agent's first reply is due (accepted tasks with a first-reply
 	// time, until the agent replies).
-	ReplyDueAt    *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=reply_due_at,json=replyDueAt,proto3" json:"reply_due_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ReplyDueAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=reply_due_at,json=replyDueAt,proto3" json:"reply_due_at,omitempty"`
+	// The required skills were relaxed after the service's overflow_after.
+	Overflowed bool `protobuf:"varint,16,opt,name=overflowed,proto3" json:"overflowed,omitempty"`
+	// The agent the task waits for (the customer's last agent) until
+	// preferred_until; empty when there is none or it fell through.
+	PreferredAgentId string                 `protobuf:"bytes,17,opt,name=preferred_agent_id,json=preferredAgentId,proto3" json:"preferred_agent_id,omitempty"`
+	PreferredUntil   *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=preferred_until,json=preferredUntil,proto3" json:"preferred_until,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Task) Reset() {
@@ -1169,6 +1175,27 @@ func (x *Task) GetTransfers() int32 {
 func (x *Task) GetReplyDueAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ReplyDueAt
+	}
+	return nil
+}
+
+func (x *Task) GetOverflowed() bool {
+	if x != nil {
+		return x.Overflowed
+	}
+	return false
+}
+
+func (x *Task) GetPreferredAgentId() string {
+	if x != nil {
+		return x.PreferredAgentId
+	}
+	return ""
+}
+
+func (x *Task) GetPreferredUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PreferredUntil
 	}
 	return nil
 }
@@ -2686,7 +2713,7 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"salesCodes\x12\x12\n" +
 	"\x04tags\x18\a \x03(\tR\x04tags\"M\n" +
 	"\x14SubmitWrapUpResponse\x125\n" +
-	"\x04task\x18\x01 \x01(\v2!.switchboard.distribution.v1.TaskR\x04task\"\xda\x04\n" +
+	"\x04task\x18\x01 \x01(\v2!.switchboard.distribution.v1.TaskR\x04task\"\xed\x05\n" +
 	"\x04Task\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -2707,7 +2734,12 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x04note\x18\r \x01(\tR\x04note\x12\x1c\n" +
 	"\ttransfers\x18\x0e \x01(\x05R\ttransfers\x12<\n" +
 	"\freply_due_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"replyDueAt\"F\n" +
+	"replyDueAt\x12\x1e\n" +
+	"\n" +
+	"overflowed\x18\x10 \x01(\bR\n" +
+	"overflowed\x12,\n" +
+	"\x12preferred_agent_id\x18\x11 \x01(\tR\x10preferredAgentId\x12C\n" +
+	"\x0fpreferred_until\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\x0epreferredUntil\"F\n" +
 	"\x0eGetTaskRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\"H\n" +
@@ -2934,60 +2966,61 @@ var file_switchboard_distribution_v1_distribution_proto_depIdxs = []int32{
 	39, // 14: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
 	39, // 15: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
 	39, // 16: switchboard.distribution.v1.Task.reply_due_at:type_name -> google.protobuf.Timestamp
-	15, // 17: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 18: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 19: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	2,  // 20: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
-	41, // 21: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
-	41, // 22: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
-	26, // 23: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
-	1,  // 24: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	41, // 25: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
-	41, // 26: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
-	11, // 27: switchboard.distribution.v1.ResetAgentRonaResponse.state:type_name -> switchboard.distribution.v1.AgentState
-	39, // 28: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
-	28, // 29: switchboard.distribution.v1.WatchQueuesResponse.services:type_name -> switchboard.distribution.v1.GetQueueStatisticsResponse
-	11, // 30: switchboard.distribution.v1.WatchQueuesResponse.agents:type_name -> switchboard.distribution.v1.AgentState
-	15, // 31: switchboard.distribution.v1.TransferTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 32: switchboard.distribution.v1.ParkTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 33: switchboard.distribution.v1.ResumeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	3,  // 34: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
-	5,  // 35: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
-	7,  // 36: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
-	9,  // 37: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
-	13, // 38: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
-	16, // 39: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
-	18, // 40: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
-	20, // 41: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
-	22, // 42: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
-	24, // 43: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
-	27, // 44: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
-	29, // 45: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
-	31, // 46: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
-	33, // 47: switchboard.distribution.v1.DistributionService.TransferTask:input_type -> switchboard.distribution.v1.TransferTaskRequest
-	35, // 48: switchboard.distribution.v1.DistributionService.ParkTask:input_type -> switchboard.distribution.v1.ParkTaskRequest
-	37, // 49: switchboard.distribution.v1.DistributionService.ResumeTask:input_type -> switchboard.distribution.v1.ResumeTaskRequest
-	4,  // 50: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
-	6,  // 51: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
-	8,  // 52: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
-	10, // 53: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
-	14, // 54: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
-	17, // 55: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
-	19, // 56: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
-	21, // 57: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
-	23, // 58: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
-	25, // 59: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
-	28, // 60: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
-	30, // 61: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
-	32, // 62: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
-	34, // 63: switchboard.distribution.v1.DistributionService.TransferTask:output_type -> switchboard.distribution.v1.TransferTaskResponse
-	36, // 64: switchboard.distribution.v1.DistributionService.ParkTask:output_type -> switchboard.distribution.v1.ParkTaskResponse
-	38, // 65: switchboard.distribution.v1.DistributionService.ResumeTask:output_type -> switchboard.distribution.v1.ResumeTaskResponse
-	50, // [50:66] is the sub-list for method output_type
-	34, // [34:50] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	39, // 17: switchboard.distribution.v1.Task.preferred_until:type_name -> google.protobuf.Timestamp
+	15, // 18: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 19: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 20: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	2,  // 21: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
+	41, // 22: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
+	41, // 23: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
+	26, // 24: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
+	1,  // 25: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
+	41, // 26: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
+	41, // 27: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
+	11, // 28: switchboard.distribution.v1.ResetAgentRonaResponse.state:type_name -> switchboard.distribution.v1.AgentState
+	39, // 29: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
+	28, // 30: switchboard.distribution.v1.WatchQueuesResponse.services:type_name -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	11, // 31: switchboard.distribution.v1.WatchQueuesResponse.agents:type_name -> switchboard.distribution.v1.AgentState
+	15, // 32: switchboard.distribution.v1.TransferTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 33: switchboard.distribution.v1.ParkTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 34: switchboard.distribution.v1.ResumeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	3,  // 35: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
+	5,  // 36: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
+	7,  // 37: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
+	9,  // 38: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
+	13, // 39: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
+	16, // 40: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
+	18, // 41: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
+	20, // 42: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
+	22, // 43: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
+	24, // 44: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
+	27, // 45: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
+	29, // 46: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
+	31, // 47: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
+	33, // 48: switchboard.distribution.v1.DistributionService.TransferTask:input_type -> switchboard.distribution.v1.TransferTaskRequest
+	35, // 49: switchboard.distribution.v1.DistributionService.ParkTask:input_type -> switchboard.distribution.v1.ParkTaskRequest
+	37, // 50: switchboard.distribution.v1.DistributionService.ResumeTask:input_type -> switchboard.distribution.v1.ResumeTaskRequest
+	4,  // 51: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
+	6,  // 52: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
+	8,  // 53: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
+	10, // 54: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
+	14, // 55: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
+	17, // 56: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
+	19, // 57: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
+	21, // 58: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
+	23, // 59: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
+	25, // 60: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
+	28, // 61: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	30, // 62: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
+	32, // 63: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
+	34, // 64: switchboard.distribution.v1.DistributionService.TransferTask:output_type -> switchboard.distribution.v1.TransferTaskResponse
+	36, // 65: switchboard.distribution.v1.DistributionService.ParkTask:output_type -> switchboard.distribution.v1.ParkTaskResponse
+	38, // 66: switchboard.distribution.v1.DistributionService.ResumeTask:output_type -> switchboard.distribution.v1.ResumeTaskResponse
+	51, // [51:67] is the sub-list for method output_type
+	35, // [35:51] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_distribution_proto_init() }

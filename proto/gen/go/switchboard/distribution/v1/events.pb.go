@@ -149,6 +149,13 @@ type TaskOffered struct {
 	Note string `protobuf:"bytes,12,opt,name=note,proto3" json:"note,omitempty"`
 	// Set when the task was transferred to this agent by name.
 	TransferredBy string `protobuf:"bytes,13,opt,name=transferred_by,json=transferredBy,proto3" json:"transferred_by,omitempty"`
+	// Offered to the customer's preferred agent (the agent who last took
+	// their chat), who alone may take it until the service's
+	// preferred_agent_wait passes.
+	Preferred bool `protobuf:"varint,14,opt,name=preferred,proto3" json:"preferred,omitempty"`
+	// The task waited past its service's overflow_after and its required
+	// skills were relaxed (TaskOverflowed).
+	Overflowed    bool `protobuf:"varint,15,opt,name=overflowed,proto3" json:"overflowed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -272,6 +279,20 @@ func (x *TaskOffered) GetTransferredBy() string {
 		return x.TransferredBy
 	}
 	return ""
+}
+
+func (x *TaskOffered) GetPreferred() bool {
+	if x != nil {
+		return x.Preferred
+	}
+	return false
+}
+
+func (x *TaskOffered) GetOverflowed() bool {
+	if x != nil {
+		return x.Overflowed
+	}
+	return false
 }
 
 // TaskAccepted: the agent accepted the offer and now handles the session.
@@ -1516,6 +1537,102 @@ func (x *TaskResumed) GetPark() int32 {
 	return 0
 }
 
+// TaskOverflowed: a task waited past its service's overflow_after and its
+// required skills were relaxed to the service's overflow_skills, so any
+// agent of the service with those (none: any agent) may take it. Subject
+// distribution.task.overflowed.<tenant_id>.
+type TaskOverflowed struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TenantId       string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	TaskId         string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId      string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ServiceId      string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	PreviousSkills []string               `protobuf:"bytes,5,rep,name=previous_skills,json=previousSkills,proto3" json:"previous_skills,omitempty"`
+	RequiredSkills []string               `protobuf:"bytes,6,rep,name=required_skills,json=requiredSkills,proto3" json:"required_skills,omitempty"`
+	OverflowedAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=overflowed_at,json=overflowedAt,proto3" json:"overflowed_at,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *TaskOverflowed) Reset() {
+	*x = TaskOverflowed{}
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskOverflowed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskOverflowed) ProtoMessage() {}
+
+func (x *TaskOverflowed) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_events_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskOverflowed.ProtoReflect.Descriptor instead.
+func (*TaskOverflowed) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_events_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TaskOverflowed) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *TaskOverflowed) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskOverflowed) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *TaskOverflowed) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *TaskOverflowed) GetPreviousSkills() []string {
+	if x != nil {
+		return x.PreviousSkills
+	}
+	return nil
+}
+
+func (x *TaskOverflowed) GetRequiredSkills() []string {
+	if x != nil {
+		return x.RequiredSkills
+	}
+	return nil
+}
+
+func (x *TaskOverflowed) GetOverflowedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OverflowedAt
+	}
+	return nil
+}
+
 var File_switchboard_distribution_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
@@ -1532,7 +1649,7 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\bposition\x18\x05 \x01(\x05R\bposition\x127\n" +
 	"\tqueued_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bqueuedAt\x12\x1a\n" +
 	"\bpriority\x18\a \x01(\x05R\bpriority\x12'\n" +
-	"\x0frequired_skills\x18\b \x03(\tR\x0erequiredSkills\"\xff\x03\n" +
+	"\x0frequired_skills\x18\b \x03(\tR\x0erequiredSkills\"\xbd\x04\n" +
 	"\vTaskOffered\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -1551,7 +1668,11 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\n" +
 	"offered_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tofferedAt\x12\x12\n" +
 	"\x04note\x18\f \x01(\tR\x04note\x12%\n" +
-	"\x0etransferred_by\x18\r \x01(\tR\rtransferredBy\"\xf5\x01\n" +
+	"\x0etransferred_by\x18\r \x01(\tR\rtransferredBy\x12\x1c\n" +
+	"\tpreferred\x18\x0e \x01(\bR\tpreferred\x12\x1e\n" +
+	"\n" +
+	"overflowed\x18\x0f \x01(\bR\n" +
+	"overflowed\"\xf5\x01\n" +
 	"\fTaskAccepted\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -1695,7 +1816,17 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"resumed_by\x18\x06 \x01(\tR\tresumedBy\x129\n" +
 	"\n" +
 	"resumed_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tresumedAt\x12\x12\n" +
-	"\x04park\x18\b \x01(\x05R\x04parkB\x9b\x02\n" +
+	"\x04park\x18\b \x01(\x05R\x04park\"\x97\x02\n" +
+	"\x0eTaskOverflowed\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
+	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x04 \x01(\tR\tserviceId\x12'\n" +
+	"\x0fprevious_skills\x18\x05 \x03(\tR\x0epreviousSkills\x12'\n" +
+	"\x0frequired_skills\x18\x06 \x03(\tR\x0erequiredSkills\x12?\n" +
+	"\roverflowed_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\foverflowedAtB\x9b\x02\n" +
 	"\x1fcom.switchboard.distribution.v1B\vEventsProtoP\x01Z]github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1;distributionv1\xa2\x02\x03SDX\xaa\x02\x1bSwitchboard.Distribution.V1\xca\x02\x1bSwitchboard\\Distribution\\V1\xe2\x02'Switchboard\\Distribution\\V1\\GPBMetadata\xea\x02\x1dSwitchboard::Distribution::V1b\x06proto3"
 
 var (
@@ -1710,7 +1841,7 @@ func file_switchboard_distribution_v1_events_proto_rawDescGZIP() []byte {
 	return file_switchboard_distribution_v1_events_proto_rawDescData
 }
 
-var file_switchboard_distribution_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_switchboard_distribution_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_switchboard_distribution_v1_events_proto_goTypes = []any{
 	(*TaskQueued)(nil),            // 0: switchboard.distribution.v1.TaskQueued
 	(*TaskOffered)(nil),           // 1: switchboard.distribution.v1.TaskOffered
@@ -1726,35 +1857,37 @@ var file_switchboard_distribution_v1_events_proto_goTypes = []any{
 	(*TaskTransferred)(nil),       // 11: switchboard.distribution.v1.TaskTransferred
 	(*TaskParked)(nil),            // 12: switchboard.distribution.v1.TaskParked
 	(*TaskResumed)(nil),           // 13: switchboard.distribution.v1.TaskResumed
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*v1.ConversationRef)(nil),    // 15: switchboard.messaging.v1.ConversationRef
-	(*durationpb.Duration)(nil),   // 16: google.protobuf.Duration
+	(*TaskOverflowed)(nil),        // 14: switchboard.distribution.v1.TaskOverflowed
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*v1.ConversationRef)(nil),    // 16: switchboard.messaging.v1.ConversationRef
+	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
 }
 var file_switchboard_distribution_v1_events_proto_depIdxs = []int32{
-	14, // 0: switchboard.distribution.v1.TaskQueued.queued_at:type_name -> google.protobuf.Timestamp
-	14, // 1: switchboard.distribution.v1.TaskOffered.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 2: switchboard.distribution.v1.TaskOffered.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	14, // 3: switchboard.distribution.v1.TaskOffered.offered_at:type_name -> google.protobuf.Timestamp
-	14, // 4: switchboard.distribution.v1.TaskAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	14, // 5: switchboard.distribution.v1.TaskDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	14, // 6: switchboard.distribution.v1.TaskOfferTimedOut.timed_out_at:type_name -> google.protobuf.Timestamp
-	14, // 7: switchboard.distribution.v1.TaskCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	14, // 8: switchboard.distribution.v1.TaskWrapUpStarted.started_at:type_name -> google.protobuf.Timestamp
-	14, // 9: switchboard.distribution.v1.TaskWrapUpStarted.ends_at:type_name -> google.protobuf.Timestamp
-	14, // 10: switchboard.distribution.v1.TaskWrapUpEnded.ended_at:type_name -> google.protobuf.Timestamp
-	14, // 11: switchboard.distribution.v1.TaskCompleted.completed_at:type_name -> google.protobuf.Timestamp
-	16, // 12: switchboard.distribution.v1.TaskCompleted.handle_time:type_name -> google.protobuf.Duration
-	14, // 13: switchboard.distribution.v1.TaskReprioritized.reprioritized_at:type_name -> google.protobuf.Timestamp
-	14, // 14: switchboard.distribution.v1.TaskReplyOverdue.accepted_at:type_name -> google.protobuf.Timestamp
-	14, // 15: switchboard.distribution.v1.TaskReplyOverdue.due_at:type_name -> google.protobuf.Timestamp
-	14, // 16: switchboard.distribution.v1.TaskTransferred.transferred_at:type_name -> google.protobuf.Timestamp
-	14, // 17: switchboard.distribution.v1.TaskParked.parked_at:type_name -> google.protobuf.Timestamp
-	14, // 18: switchboard.distribution.v1.TaskResumed.resumed_at:type_name -> google.protobuf.Timestamp
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	15, // 0: switchboard.distribution.v1.TaskQueued.queued_at:type_name -> google.protobuf.Timestamp
+	15, // 1: switchboard.distribution.v1.TaskOffered.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 2: switchboard.distribution.v1.TaskOffered.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	15, // 3: switchboard.distribution.v1.TaskOffered.offered_at:type_name -> google.protobuf.Timestamp
+	15, // 4: switchboard.distribution.v1.TaskAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	15, // 5: switchboard.distribution.v1.TaskDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	15, // 6: switchboard.distribution.v1.TaskOfferTimedOut.timed_out_at:type_name -> google.protobuf.Timestamp
+	15, // 7: switchboard.distribution.v1.TaskCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	15, // 8: switchboard.distribution.v1.TaskWrapUpStarted.started_at:type_name -> google.protobuf.Timestamp
+	15, // 9: switchboard.distribution.v1.TaskWrapUpStarted.ends_at:type_name -> google.protobuf.Timestamp
+	15, // 10: switchboard.distribution.v1.TaskWrapUpEnded.ended_at:type_name -> google.protobuf.Timestamp
+	15, // 11: switchboard.distribution.v1.TaskCompleted.completed_at:type_name -> google.protobuf.Timestamp
+	17, // 12: switchboard.distribution.v1.TaskCompleted.handle_time:type_name -> google.protobuf.Duration
+	15, // 13: switchboard.distribution.v1.TaskReprioritized.reprioritized_at:type_name -> google.protobuf.Timestamp
+	15, // 14: switchboard.distribution.v1.TaskReplyOverdue.accepted_at:type_name -> google.protobuf.Timestamp
+	15, // 15: switchboard.distribution.v1.TaskReplyOverdue.due_at:type_name -> google.protobuf.Timestamp
+	15, // 16: switchboard.distribution.v1.TaskTransferred.transferred_at:type_name -> google.protobuf.Timestamp
+	15, // 17: switchboard.distribution.v1.TaskParked.parked_at:type_name -> google.protobuf.Timestamp
+	15, // 18: switchboard.distribution.v1.TaskResumed.resumed_at:type_name -> google.protobuf.Timestamp
+	15, // 19: switchboard.distribution.v1.TaskOverflowed.overflowed_at:type_name -> google.protobuf.Timestamp
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_events_proto_init() }
@@ -1768,7 +1901,7 @@ func file_switchboard_distribution_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_distribution_v1_events_proto_rawDesc), len(file_switchboard_distribution_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
