@@ -17,6 +17,10 @@ echo "== distribution: offers/s with three replicas sharing the tenants vs one r
 go run ./services/distribution/cmd/replica-bench
 
 echo
+echo "== distribution end to end: a new customer's first message → the offer frame at an agent, 200 new sessions/s, fsync on, next to the same webhooks' chat-handler answer"
+go run ./services/devstack/cmd/offer-bench
+
+echo
 echo "== chat-handler: signed webhooks over loopback vs a bare HMAC handler"
 go run ./services/chat-handler/cmd/webhook-bench
 
