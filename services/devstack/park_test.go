@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
@@ -205,4 +206,48 @@ func whoIsOffered(t *testing.T, ctx context.Context, customer string, a, b *agen
 	}
 	t.Fatalf("no offer for %s", customer)
 	return nil, nil
+}
+
+// A customer's next chat goes first to the agent who took their last one
+// (the service's preferred_agent_within), though another agent has been
+// idle longer.
+func TestPreferredAgentEndToEnd(t *testing.T) {
+	info := stack(t)
+	ctx := timeout(t)
+	supportDistribution(t, ctx, info, func(d *configv1.DistributionSettings) {
+		d.PreferredAgentWithin, d.PreferredAgentWait = durationpb.New(7*24*time.Hour), durationpb.New(30*time.Second)
+	})
+	sim := simclient.New(info.TwilioSimURL, nil)
+	bob := agent(t, ctx, info, "bob@demo.example")
+	available(t, ctx, bob)
+	const customer = "+15551230901"
+	o := acceptChat(t, ctx, sim, bob, customer, "First question")
+	if _, err := bob.Request(ctx, "session.terminate", map[string]string{"session_id": o.SessionID}); err != nil {
+		t.Fatalf("terminate: %v", err)
+	}
+	if _, err := bob.WaitFor(ctx, "session.ended", func(f agentclient.Frame) bool { return f.Field("session_id") == o.SessionID }); err != nil {
+		t.Fatal(err)
+	}
+	// alice becomes available; bob comes back after her, so she has been
+	// idle longest.
+	alice := agent(t, ctx, info, "alice@demo.example")
+	available(t, ctx, alice)
+	if _, err := bob.Request(ctx, "presence.set", map[string]string{"presence": "away"}); err != nil {
+		t.Fatal(err)
+	}
+	available(t, ctx, bob)
+	mark := bob.Len()
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: devstack.DemoSMSNumber, Body: "Me again"}); err != nil {
+		t.Fatal(err)
+	}
+	again, err := bob.WaitFrom(ctx, mark, "offer.created", func(f agentclient.Frame) bool { return f.Field("customer") == customer })
+	if err != nil {
+		t.Fatalf("bob was not offered the returning customer's chat: %v", err)
+	}
+	if again.Field("session_id") == o.SessionID {
+		t.Fatalf("offered the ended session %s again", o.SessionID)
+	}
+	if n := alice.Count("offer.created", func(f agentclient.Frame) bool { return f.Field("customer") == customer }); n != 0 {
+		t.Errorf("alice was offered the returning customer's chat %d times, want none (bob is preferred)", n)
+	}
 }
