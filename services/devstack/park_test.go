@@ -251,3 +251,45 @@ func TestPreferredAgentEndToEnd(t *testing.T) {
 		t.Errorf("alice was offered the returning customer's chat %d times, want none (bob is preferred)", n)
 	}
 }
+
+// The service's first-reply time with requeue: an agent who accepts and
+// does not reply loses the chat to the queue (their desk is told), and the
+// other agent is offered it; one who replies in time keeps theirs.
+func TestFirstReplyRequeueEndToEnd(t *testing.T) {
+	info := stack(t)
+	ctx := timeout(t)
+	supportDistribution(t, ctx, info, func(d *configv1.DistributionSettings) {
+		d.FirstReplyTimeout, d.FirstReplyRequeue = durationpb.New(2*time.Second), true
+	})
+	sim := simclient.New(info.TwilioSimURL, nil)
+	alice := agent(t, ctx, info, "alice@demo.example")
+	available(t, ctx, alice)
+	const quiet = "+15551231001"
+	o := acceptChat(t, ctx, sim, alice, quiet, "Hello, anyone?")
+	bob := agent(t, ctx, info, "bob@demo.example")
+	available(t, ctx, bob)
+	if _, err := alice.WaitFor(ctx, "session.transferred", func(f agentclient.Frame) bool {
+		return f.Field("session_id") == o.SessionID && f.Field("to_service_id") == "support"
+	}); err != nil {
+		t.Fatalf("alice kept the chat she did not answer: %v", err)
+	}
+	again := waitOffer(t, ctx, bob, quiet)
+	if again.SessionID != o.SessionID {
+		t.Errorf("bob offered session %s, want the requeued %s", again.SessionID, o.SessionID)
+	}
+
+	// bob takes it, answers at once and keeps it past the time.
+	if _, err := bob.Request(ctx, "offer.accept", map[string]string{"offer_id": again.OfferID}); err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	if _, err := bob.WaitFor(ctx, "session.assigned", func(f agentclient.Frame) bool { return f.Field("session_id") == o.SessionID }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.Request(ctx, "message.send", map[string]string{"session_id": o.SessionID, "body": "Hi, I am here", "client_msg_id": "fast-1"}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(4 * time.Second) // past the first-reply time: nothing may happen
+	if n := bob.Count("session.transferred", func(f agentclient.Frame) bool { return f.Field("session_id") == o.SessionID }); n != 0 {
+		t.Errorf("bob lost the chat he answered in time")
+	}
+}
