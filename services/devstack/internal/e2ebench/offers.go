@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-cc/switchboard/services/devstack"
 	"github.com/switchboard-cc/switchboard/services/sessions/agentclient"
@@ -190,6 +192,22 @@ func RunOffers(ctx context.Context, cfg OffersConfig, out, progress io.Writer) e
 	}
 	wg.Wait()
 	loadEnd := time.Now()
+	// Where the work waits at the load's end: every durable consumer's
+	// backlog (pending + unacknowledged).
+	var backlog []string
+	if nc, err := nats.Connect(info.NATSURL, nats.UserInfo(info.NATSAuth.User, info.NATSAuth.Password), nats.Name("offer-bench")); err == nil {
+		if js, err := jetstream.New(nc); err == nil {
+			samp := &sampler{js: js}
+			samp.once(ctx)
+			samples, names := samp.snapshot()
+			for _, name := range names {
+				if c := samples[0].c[name]; c.Pending > 0 {
+					backlog = append(backlog, fmt.Sprintf("%s %d", name, c.Pending))
+				}
+			}
+		}
+		nc.Close()
+	}
 	drainUntil := loadEnd.Add(cfg.Drain)
 	offered := func() int {
 		k := 0
@@ -231,6 +249,10 @@ func RunOffers(ctx context.Context, cfg OffersConfig, out, progress io.Writer) e
 	if b50, b99 := pct(ingress, 0.50), pct(ingress, 0.99); b50 > 0 && b99 > 0 {
 		fmt.Fprintf(out, "%-46s %9.1fx %9.1fx\n", "ratio offer / baseline", float64(pct(offer, 0.50))/float64(b50), float64(pct(offer, 0.99))/float64(b99))
 	}
+	if len(backlog) == 0 {
+		backlog = []string{"none"}
+	}
+	fmt.Fprintf(out, "consumers' backlog at the load's end: %s\n", strings.Join(backlog, ", "))
 	if len(offer) < n-failed {
 		fmt.Fprintf(out, "not offered within %s of the load's end: %d\n", cfg.Drain, n-failed-len(offer))
 	}
