@@ -52,7 +52,7 @@ func (l *lockedBuffer) String() string {
 // the customer, and Ctrl-C (cancel) stops every process.
 func TestSplitProcessesConverse(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds every service")
+		t.Skip("-short: this test builds every service binary and runs them as processes; make test runs it")
 	}
 	bin := t.TempDir()
 	bctx, bcancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -40,7 +40,7 @@ var answers = map[string]string{"name": "Dana", "age": "42", "email": "dana@exam
 // test, not timed; skipped with -short.
 func TestThousandConversationsLoad(t *testing.T) {
 	if testing.Short() {
-		t.Skip("load test: runs without -short")
+		t.Skip("-short: a 1,000-conversation load test; make test runs it")
 	}
 	if err := workflowdef.Validate(threeQuestions); err != nil {
 		t.Fatal(err)

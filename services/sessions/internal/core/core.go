@@ -476,6 +476,17 @@ func sessionView(s *store.Session, msgs []*store.Message) *protocol.Session {
 	return v
 }
 
+// supervisorView is a session as a supervisor sees it: every transcript
+// entry, the audit trail too, and who handles it.
+func supervisorView(s *store.Session, msgs []*store.Message) *protocol.Session {
+	v := sessionView(s, nil)
+	for _, m := range msgs {
+		v.Messages = append(v.Messages, messageView(m))
+	}
+	v.AgentID = s.AgentID
+	return v
+}
+
 // OfferView is the card for an offer.
 func OfferView(o *distributionv1.Offer) *protocol.Offer {
 	return &protocol.Offer{

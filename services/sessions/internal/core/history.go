@@ -107,13 +107,10 @@ func (c *Core) EarlierTranscript(ctx context.Context, a Agent, sessionID, earlie
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	v := sessionView(earlier, msgs)
 	if a.Supervisor {
-		v = sessionView(earlier, nil)
-		for _, m := range msgs {
-			v.Messages = append(v.Messages, messageView(m))
-		}
+		return supervisorView(earlier, msgs), nil
 	}
+	v := sessionView(earlier, msgs)
 	v.AgentID = earlier.AgentID
 	return v, nil
 }

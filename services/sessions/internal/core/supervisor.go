@@ -117,11 +117,7 @@ func (c *Core) Monitor(ctx context.Context, sup Agent, sessionID string) (*proto
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	v := sessionView(sess, nil)
-	for _, m := range msgs {
-		v.Messages = append(v.Messages, messageView(m))
-	}
-	v.AgentID = sess.AgentID
+	v := supervisorView(sess, msgs)
 	v.Compliance = c.compliance(ctx, sess)
 	return v, nil
 }

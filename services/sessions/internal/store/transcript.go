@@ -47,6 +47,21 @@ type transcriptLog struct {
 	stream jetstream.Stream // for direct reads by subject; looked up once
 }
 
+// streamHandle is the TRANSCRIPT stream for reads of single entries,
+// looked up once.
+func (l *transcriptLog) streamHandle(ctx context.Context) (jetstream.Stream, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stream == nil {
+		st, err := l.js.Stream(ctx, subjects.StreamTranscript)
+		if err != nil {
+			return nil, fmt.Errorf("transcript stream: %w", err)
+		}
+		l.stream = st
+	}
+	return l.stream, nil
+}
+
 // previewEntries bounds the entries read for a preview.
 const previewEntries = 8
 
@@ -54,17 +69,9 @@ const previewEntries = 8
 // message, read from the stream's subject index (the first few entries of
 // the session's subject, no scan); "" when there is none among them.
 func (l *transcriptLog) firstCustomerMessage(ctx context.Context, tenant, sessionID string) (string, error) {
-	l.mu.Lock()
-	st := l.stream
-	l.mu.Unlock()
-	if st == nil {
-		var err error
-		if st, err = l.js.Stream(ctx, subjects.StreamTranscript); err != nil {
-			return "", fmt.Errorf("transcript stream: %w", err)
-		}
-		l.mu.Lock()
-		l.stream = st
-		l.mu.Unlock()
+	st, err := l.streamHandle(ctx)
+	if err != nil {
+		return "", err
 	}
 	subj := subjects.Transcript(tenant, sessionID)
 	seq := uint64(1)
@@ -210,17 +217,9 @@ func (s *Store) ImportTranscript(ctx context.Context, tenant, sessionID string, 
 // lastActivity is when the session's transcript last changed (its newest
 // entry, read by subject); zero when it has none.
 func (l *transcriptLog) lastActivity(ctx context.Context, tenant, sessionID string) (time.Time, error) {
-	l.mu.Lock()
-	st := l.stream
-	l.mu.Unlock()
-	if st == nil {
-		var err error
-		if st, err = l.js.Stream(ctx, subjects.StreamTranscript); err != nil {
-			return time.Time{}, fmt.Errorf("transcript stream: %w", err)
-		}
-		l.mu.Lock()
-		l.stream = st
-		l.mu.Unlock()
+	st, err := l.streamHandle(ctx)
+	if err != nil {
+		return time.Time{}, err
 	}
 	m, err := st.GetLastMsgForSubject(ctx, subjects.Transcript(tenant, sessionID))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
