@@ -30,7 +30,7 @@ type input struct {
 	log     *slog.Logger
 	ackWait time.Duration
 	seed    maphash.Seed
-	lanes   []chan jetstream.Msg
+	lanes   []chan queued
 	wg      sync.WaitGroup
 	mu      sync.Mutex
 	closed  bool
@@ -40,15 +40,25 @@ func newInput(b *bus.Bus, h handlers, log *slog.Logger, ackWait time.Duration) *
 	in := &input{b: b, h: h, log: log, ackWait: ackWait, seed: maphash.MakeSeed()}
 	for range lanes {
 		// Deeper than the group's MaxAckPending: a send never blocks.
-		ch := make(chan jetstream.Msg, 1024)
+		ch := make(chan queued, 1024)
 		in.lanes = append(in.lanes, ch)
 		in.wg.Go(func() {
-			for msg := range ch {
-				in.handle(msg)
+			for q := range ch {
+				in.handle(q.msg)
+				q.stop()
 			}
 		})
 	}
 	return in
+}
+
+// queued is a message waiting on its lane, kept alive from its delivery:
+// a lane that falls behind must not let JetStream redeliver what it
+// holds, which would queue every such message a second time behind the
+// first and make the lane fall further behind.
+type queued struct {
+	msg  jetstream.Msg
+	stop func()
 }
 
 // deliver is the group's callback: it queues the message on its lane.
@@ -63,9 +73,11 @@ func (in *input) deliver(msg jetstream.Msg) {
 	if s, err := subjects.Parse(msg.Subject()); err == nil {
 		tenant = s.Tenant
 	}
+	q := queued{msg: msg, stop: bus.KeepAlive(msg, in.ackWait)}
 	select {
-	case in.lanes[maphash.String(in.seed, tenant)%lanes] <- msg:
+	case in.lanes[maphash.String(in.seed, tenant)%lanes] <- q:
 	default:
+		q.stop()
 		_ = msg.NakWithDelay(time.Second)
 	}
 }
@@ -108,9 +120,7 @@ func (in *input) handle(msg jetstream.Msg) {
 	}
 	ctx, span := in.b.StartSpan(context.Background(), spec.Durable, m)
 	defer span.End()
-	stop := bus.KeepAlive(msg, spec.WithDefaults().AckWait)
-	herr := bus.Guard(func() error { return h(ctx, m) })
-	stop()
+	herr := bus.Guard(func() error { return h(ctx, m) }) // kept alive since its delivery
 	if errors.Is(herr, engine.ErrNotOwner) {
 		// A hand-over: the partition's new holder gets it once the group
 		// has moved (the consumer of a partition is its holder's).
