@@ -256,6 +256,28 @@ func RunOffers(ctx context.Context, cfg OffersConfig, out, progress io.Writer) e
 	if len(offer) < n-failed {
 		fmt.Fprintf(out, "not offered within %s of the load's end: %d\n", cfg.Drain, n-failed-len(offer))
 	}
+	sent, frame := map[string]time.Time{}, map[string]time.Time{}
+	mu.Lock()
+	for addr, rec := range recs {
+		if at := rec.offered.Load(); at != 0 && rec.code == http.StatusOK {
+			sent[addr], frame[addr] = rec.sent, time.Unix(0, at)
+		}
+	}
+	mu.Unlock()
+	nc, err := nats.Connect(info.NATSURL, nats.UserInfo(info.NATSAuth.User, info.NATSAuth.Password), nats.Name("offer-bench"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	marks, err := readStages(ctx, js, tenantID)
+	if err != nil {
+		return fmt.Errorf("read the stages back: %w", err)
+	}
+	printStages(out, marks, sent, frame)
 	return nil
 }
 
