@@ -434,12 +434,22 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 		// this redelivery: finish its work.
 		return e.queued(ctx, t, open)
 	}
+	// Two reads by key, at once: a new task waits for the slower only.
+	var (
+		ended    bool
+		endedErr error
+		read     = make(chan struct{})
+	)
+	go func() {
+		defer close(read)
+		ended, endedErr = e.store.SessionEnded(ctx, task.Tenant, task.SessionID)
+	}()
 	known, err := e.store.Known(ctx, task.Tenant, task.ID)
+	<-read
 	if err != nil {
 		return fmt.Errorf("look up task %s: %w", task.ID, err)
 	}
-	ended, err := e.store.SessionEnded(ctx, task.Tenant, task.SessionID)
-	if err != nil {
+	if err := endedErr; err != nil {
 		return fmt.Errorf("look up session %s: %w", task.SessionID, err)
 	}
 	if known || ended {

@@ -116,3 +116,48 @@ func TestMigrateOpen(t *testing.T) {
 		t.Errorf("LoadOpenOf = %v, %v; want t1", got, err)
 	}
 }
+
+// With the bucket of open tasks, a task's MongoDB record is written when
+// it closes, not at each step before: Known and Get find a closed task,
+// and an open one is the bucket's alone.
+func TestRecordWrittenOnClose(t *testing.T) {
+	ctx := context.Background()
+	b, err := bus.Connect(natstest.Start(t).ClientURL(), t.Name(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	s, err := store.New(ctx, mongotest.Database(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.OpenTasks(ctx, b.JS, 1); err != nil {
+		t.Fatal(err)
+	}
+	tk := task("acme", "t1", engine.TaskQueued)
+	for _, st := range []engine.TaskState{engine.TaskQueued, engine.TaskAccepted} {
+		tk.State = st
+		if err := s.Save(ctx, tk); err != nil {
+			t.Fatal(err)
+		}
+		if known, err := s.Known(ctx, "acme", "t1"); known || err != nil {
+			t.Fatalf("Known while %s = %v, %v; want no record yet", st, known, err)
+		}
+	}
+	if open, err := s.LoadOpenOf(ctx, func(string) bool { return true }); err != nil || len(open) != 1 || open[0].State != engine.TaskAccepted {
+		t.Fatalf("LoadOpenOf = %v, %v; want t1 accepted", open, err)
+	}
+	tk.State = engine.TaskCompleted
+	if err := s.Save(ctx, tk); err != nil {
+		t.Fatal(err)
+	}
+	if known, err := s.Known(ctx, "acme", "t1"); !known || err != nil {
+		t.Fatalf("Known once completed = %v, %v; want true", known, err)
+	}
+	if got, err := s.Get(ctx, "acme", "t1"); err != nil || got == nil || got.State != engine.TaskCompleted {
+		t.Fatalf("Get once completed = %v, %v; want the completed record", got, err)
+	}
+	if open, err := s.LoadOpenOf(ctx, func(string) bool { return true }); err != nil || len(open) != 0 {
+		t.Fatalf("LoadOpenOf once completed = %v, %v; want none", open, err)
+	}
+}

@@ -1,5 +1,6 @@
-// Package store keeps distribution's tasks in MongoDB, keyed by
-// tenant/task id, so open tasks survive a restart.
+// Package store keeps distribution's tasks: open ones in the KV bucket
+// DISTRIBUTION_TASKS (OpenTasks), closed ones as records in MongoDB,
+// keyed by tenant/task id.
 package store
 
 import (
@@ -242,10 +243,18 @@ func (s *Store) LoadOpenOf(ctx context.Context, match func(tenant string) bool) 
 }
 
 // Save writes the task's current state: to the open tasks first (where
-// a concurrent writer is caught), then to its record.
+// a concurrent writer is caught), then, once the task has closed, to its
+// record. While the bucket of open tasks keeps it, an open task is read
+// from there (a replica holds its tenants' open tasks in memory), so its
+// record is written once rather than at every step (queued, offered,
+// accepted, parked, wrapping): one MongoDB write per task on the hot
+// path instead of four or more.
 func (s *Store) Save(ctx context.Context, t *engine.Task) error {
 	if err := s.SaveOpen(ctx, t); err != nil {
 		return err
+	}
+	if s.open != nil && !t.State.Closed() {
+		return nil
 	}
 	_, err := s.tasks.ReplaceOne(ctx, bson.M{"_id": key(t.Tenant, t.ID)}, doc(t), options.Replace().SetUpsert(true))
 	return err
@@ -268,7 +277,8 @@ func doc(t *engine.Task) taskDoc {
 	}
 }
 
-// Known reports whether the task was ever saved.
+// Known reports whether the task has a record: it closed (or, without
+// the bucket of open tasks, was ever saved).
 func (s *Store) Known(ctx context.Context, tenant, taskID string) (bool, error) {
 	err := s.tasks.FindOne(ctx, bson.M{"_id": key(tenant, taskID)}, options.FindOne().SetProjection(bson.M{"_id": 1})).Err()
 	if mongodb.IsNotFound(err) {
@@ -277,7 +287,7 @@ func (s *Store) Known(ctx context.Context, tenant, taskID string) (bool, error) 
 	return err == nil, err
 }
 
-// Get returns a task, nil if it was never saved.
+// Get returns a task's record, nil if it has none (see Known).
 func (s *Store) Get(ctx context.Context, tenant, taskID string) (*engine.Task, error) {
 	var d taskDoc
 	err := s.tasks.FindOne(ctx, bson.M{"_id": key(tenant, taskID)}).Decode(&d)
