@@ -195,12 +195,20 @@ type Task struct {
 	// Overflowed: the required skills were relaxed after the service's
 	// OverflowAfter.
 	Overflowed bool
+	// Outbox: the events of the task's closing (completed or canceled),
+	// stored with the closed task before the first of them is published,
+	// so that they go out even when the replica that closed it fails in
+	// between (see closing.go).
+	Outbox []Event
 
 	declined map[string]time.Time
 	// queuedSent: TaskQueued was published by this process. A restored
 	// task has it unset, so a redelivered request (the one whose handling
 	// the restart cut short) publishes it again under the same id.
 	queuedSent bool
+	// unrecorded: a closed task loaded from the bucket of open tasks,
+	// whose record (MongoDB) may not have been written.
+	unrecorded bool
 	pool       *pool // while queued
 	wrapTimer  *time.Timer
 	replyTimer *time.Timer
@@ -255,6 +263,9 @@ type tenant struct {
 	agents   map[string]*agent
 	offers   map[string]*offer
 	accepted map[string]*Task // offer id -> task accepted through it (not closed)
+	// closing: closed tasks whose stored closing events are not all out
+	// yet (task id -> task).
+	closing map[string]*Task
 }
 
 // Engine is safe for concurrent use.
@@ -334,6 +345,7 @@ func (e *Engine) tenant(id string) *tenant {
 			agents:   map[string]*agent{},
 			offers:   map[string]*offer{},
 			accepted: map[string]*Task{},
+			closing:  map[string]*Task{},
 		}
 		e.tenants[id] = t
 	}
@@ -361,6 +373,13 @@ func (e *Engine) Restore(ctx context.Context) (int, error) {
 func (e *Engine) installTasks(open []*Task, now time.Time) {
 	for _, task := range open {
 		t := e.tenant(task.Tenant)
+		if task.State.Closed() {
+			// Closed, its events maybe not all out: installLocked
+			// finishes it.
+			task.unrecorded = true
+			t.closing[task.ID] = task
+			continue
+		}
 		t.tasks[task.ID] = task
 		t.sessions[task.SessionID] = task
 		task.declined = map[string]time.Time{}
@@ -713,6 +732,15 @@ func (e *Engine) EndSession(ctx context.Context, tenantID, sessionID, reason str
 	t := e.tenant(tenantID)
 	task, ok := t.sessions[sessionID]
 	if !ok {
+		// Closed already, by an earlier delivery of this end (here, or on
+		// the replica that held the tenant before) that may have failed
+		// before its events were out: send them now.
+		if c := t.closingOf(sessionID); c != nil {
+			if err := e.finish(ctx, t, c); err != nil {
+				return err
+			}
+			e.dispatch(ctx, tenantID) // what the failed delivery could not
+		}
 		return nil
 	}
 	switch task.State {
@@ -739,25 +767,31 @@ func (e *Engine) EndSession(ctx context.Context, tenantID, sessionID, reason str
 
 // cancel takes a queued or offered task out of distribution.
 func (e *Engine) cancel(ctx context.Context, t *tenant, task *Task, reason string) error {
+	var o *offer
+	if task.OfferID != "" {
+		o = t.offers[task.OfferID]
+	}
+	ev := &distributionv1.TaskCanceled{
+		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
+		Reason: reason, CanceledAt: timestamppb.New(e.now()),
+	}
+	if o != nil {
+		ev.AgentId, ev.OfferId = o.agentID, o.id
+	}
 	prev := task.State
 	task.State = TaskCanceled
+	task.Outbox = []Event{{Subject: subjects.TaskCanceled(task.Tenant), Message: ev, MsgID: task.ID + ":canceled"}}
 	if err := e.store.Save(ctx, task); err != nil {
-		task.State = prev
+		task.State, task.Outbox = prev, nil
 		return fmt.Errorf("save task %s: %w", task.ID, err)
 	}
-	var offeredTo, offerID string
-	if task.OfferID != "" {
-		if o := t.offers[task.OfferID]; o != nil {
-			offeredTo, offerID = o.agentID, o.id
-			e.closeOffer(t, o, false)
-		}
+	if o != nil {
+		e.closeOffer(t, o, false)
 	}
 	e.pull(task)
 	e.forget(t, task)
-	return e.pub.Emit(ctx, subjects.TaskCanceled(task.Tenant), &distributionv1.TaskCanceled{
-		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
-		Reason: reason, CanceledAt: timestamppb.New(e.now()), AgentId: offeredTo, OfferId: offerID,
-	}, task.ID+":canceled")
+	t.closing[task.ID] = task
+	return e.finish(ctx, t, task)
 }
 
 func (e *Engine) forget(t *tenant, task *Task) {
@@ -872,10 +906,24 @@ func (e *Engine) endWrapUp(ctx context.Context, t *tenant, task *Task, submitted
 // wrapUp, when set, is published first.
 func (e *Engine) complete(ctx context.Context, t *tenant, task *Task, wrapUp *distributionv1.TaskWrapUpEnded) error {
 	now := e.now()
+	handle := now.Sub(task.AcceptedAt)
+	var outbox []Event
+	if wrapUp != nil {
+		wrapUp.EndedAt = timestamppb.New(now)
+		outbox = append(outbox, Event{Subject: subjects.TaskWrapUpEnded(task.Tenant), Message: wrapUp, MsgID: task.ID + ":wrapup_ended"})
+	}
+	ev := &distributionv1.TaskCompleted{
+		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID, AgentId: task.AgentID,
+		CompletedAt: timestamppb.New(now),
+	}
+	if !task.AcceptedAt.IsZero() {
+		ev.HandleTime = durationpb.New(handle)
+	}
+	outbox = append(outbox, Event{Subject: subjects.TaskCompleted(task.Tenant), Message: ev, MsgID: task.ID + ":completed"})
 	prev := task.State
-	task.State = TaskCompleted
+	task.State, task.Outbox = TaskCompleted, outbox
 	if err := e.store.Save(ctx, task); err != nil {
-		task.State = prev
+		task.State, task.Outbox = prev, nil
 		return fmt.Errorf("save task %s: %w", task.ID, err)
 	}
 	if task.wrapTimer != nil {
@@ -889,24 +937,11 @@ func (e *Engine) complete(ctx context.Context, t *tenant, task *Task, wrapUp *di
 	}
 	e.forget(t, task)
 	e.recordLastAgent(task, now)
-	handle := now.Sub(task.AcceptedAt)
 	if q := t.queues[task.ServiceID]; q != nil && !task.AcceptedAt.IsZero() {
 		q.recordHandle(handle)
 	}
-	if wrapUp != nil {
-		wrapUp.EndedAt = timestamppb.New(now)
-		if err := e.pub.Emit(ctx, subjects.TaskWrapUpEnded(task.Tenant), wrapUp, task.ID+":wrapup_ended"); err != nil {
-			return err
-		}
-	}
-	ev := &distributionv1.TaskCompleted{
-		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID, AgentId: task.AgentID,
-		CompletedAt: timestamppb.New(now),
-	}
-	if !task.AcceptedAt.IsZero() {
-		ev.HandleTime = durationpb.New(handle)
-	}
-	return e.pub.Emit(ctx, subjects.TaskCompleted(task.Tenant), ev, task.ID+":completed")
+	t.closing[task.ID] = task
+	return e.finish(ctx, t, task)
 }
 
 // CancelTask takes a queued or offered task out of distribution.
@@ -1137,11 +1172,13 @@ func (e *Engine) nextPair(t *tenant, now time.Time) (*Task, *agent) {
 }
 
 // Tick re-runs dispatch for every tenant: tasks declined by everyone become
-// offerable again once the cooldown passes.
+// offerable again once the cooldown passes. It also sends the events of
+// closed tasks that could not go out before.
 func (e *Engine) Tick(ctx context.Context) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for id := range e.tenants {
+	for id, t := range e.tenants {
+		e.finishClosing(ctx, t)
 		e.dispatch(ctx, id)
 	}
 }

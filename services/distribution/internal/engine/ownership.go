@@ -40,9 +40,13 @@ func PartitionOf(tenant string, n int) int {
 // loads the open tasks of some tenants only.
 type OpenTaskStore interface {
 	// SaveOpen writes an open task's state (its offer included) where a
-	// taking-over replica reads it, without the full record.
+	// taking-over replica reads it, without the full record. A closed
+	// task is written too, with its Outbox, until RemoveOpen.
 	SaveOpen(ctx context.Context, t *Task) error
-	// LoadOpenOf returns the open tasks of the tenants match accepts.
+	// RemoveOpen removes a closed task whose events are out.
+	RemoveOpen(ctx context.Context, t *Task) error
+	// LoadOpenOf returns the open tasks of the tenants match accepts, and
+	// the closed ones not yet removed.
 	LoadOpenOf(ctx context.Context, match func(tenant string) bool) ([]*Task, error)
 }
 
@@ -143,6 +147,7 @@ func (e *Engine) installLocked(ctx context.Context, open []*Task, recs []Presenc
 		tenants[r.Tenant] = true
 	}
 	for id := range tenants {
+		e.finishClosing(ctx, e.tenant(id))
 		e.dispatch(ctx, id)
 	}
 	e.signal()

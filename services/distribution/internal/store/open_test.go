@@ -7,6 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
 	"github.com/switchboard-cc/switchboard/pkg/natsembed/natstest"
@@ -16,8 +20,8 @@ import (
 
 // Two replicas over one bucket of open tasks: each writes at the revision
 // it last saw, so the one with an older view fails rather than overwrite
-// an offer; a load of some tenants reads theirs only; closed tasks leave
-// the bucket.
+// an offer; a load of some tenants reads theirs only; a closed task stays
+// with its closing events until it is removed.
 func TestOpenTasksAcrossReplicas(t *testing.T) {
 	ctx := context.Background()
 	b, err := bus.Connect(natstest.Start(t).ClientURL(), t.Name(), slog.New(slog.DiscardHandler))
@@ -69,15 +73,33 @@ func TestOpenTasksAcrossReplicas(t *testing.T) {
 			t.Errorf("t1 loaded as offer %q to %q until %v, want of_1 to bob until %v", tk.OfferID, tk.AgentID, tk.OfferExpires, offered.OfferExpires)
 		}
 	}
-	// Closed: gone from the bucket (its record stays in MongoDB).
+	// Closed: in the bucket with its events until removed (its record
+	// stays in MongoDB).
 	done := *got[0]
 	done.State = engine.TaskCompleted
+	done.Outbox = []engine.Event{{Subject: "distribution.task.completed." + done.Tenant, MsgID: done.ID + ":completed",
+		Message: &distributionv1.TaskCompleted{TenantId: done.Tenant, TaskId: done.ID, AgentId: "bob"}}}
 	if err := a.Save(ctx, &done); err != nil {
 		t.Fatal(err)
 	}
+	got, err = c.LoadOpenOf(ctx, func(tenant string) bool { return tenant == done.Tenant })
+	if err != nil || len(got) != 1 || got[0].State != engine.TaskCompleted || len(got[0].Outbox) != 1 {
+		t.Fatalf("after %s closed, LoadOpenOf = %v, %v; want it completed with its event", done.ID, got, err)
+	}
+	if ev := got[0].Outbox[0]; ev.MsgID != done.ID+":completed" || !proto.Equal(ev.Message, done.Outbox[0].Message) {
+		t.Errorf("stored event %s %v, want %s %v", ev.MsgID, ev.Message, done.ID+":completed", done.Outbox[0].Message)
+	}
+	// c (which loaded it) removes it; a's removal after that, at the
+	// revision a wrote, fails.
+	if err := c.RemoveOpen(ctx, &done); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.RemoveOpen(ctx, &done); !errors.Is(err, engine.ErrConflict) {
+		t.Fatalf("RemoveOpen with an older view: %v, want ErrConflict", err)
+	}
 	got, err = c.LoadOpenOf(ctx, func(string) bool { return true })
 	if err != nil || len(got) != 1 || got[0].ID == done.ID {
-		t.Errorf("after %s closed, LoadOpenOf = %v, %v", done.ID, got, err)
+		t.Errorf("after %s was removed, LoadOpenOf = %v, %v", done.ID, got, err)
 	}
 }
 
@@ -157,7 +179,10 @@ func TestRecordWrittenOnClose(t *testing.T) {
 	if got, err := s.Get(ctx, "acme", "t1"); err != nil || got == nil || got.State != engine.TaskCompleted {
 		t.Fatalf("Get once completed = %v, %v; want the completed record", got, err)
 	}
+	if err := s.RemoveOpen(ctx, tk); err != nil {
+		t.Fatal(err)
+	}
 	if open, err := s.LoadOpenOf(ctx, func(string) bool { return true }); err != nil || len(open) != 0 {
-		t.Fatalf("LoadOpenOf once completed = %v, %v; want none", open, err)
+		t.Fatalf("LoadOpenOf once completed and removed = %v, %v; want none", open, err)
 	}
 }

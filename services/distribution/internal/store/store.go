@@ -18,6 +18,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 
@@ -92,6 +93,15 @@ type taskDoc struct {
 	OverflowAfter time.Duration    `bson:"overflow_after,omitempty"`
 	OverflowKeep  []string         `bson:"overflow_skills,omitempty"`
 	UpdatedAt     time.Time        `bson:"updated_at"`
+	// Outbox: a closed task's closing events, in the bucket of open
+	// tasks only (see engine.Task.Outbox).
+	Outbox []outboxDoc `bson:"-" json:",omitempty"`
+}
+
+// outboxDoc is one stored event: Event is a marshalled anypb.Any.
+type outboxDoc struct {
+	Subject, MsgID string
+	Event          []byte
 }
 
 func key(tenant, id string) string { return tenant + "/" + id }
@@ -157,9 +167,10 @@ func OpenKey(tenant, id string) string { return tenant + "." + id }
 
 var _ engine.OpenTaskStore = (*Store)(nil)
 
-// SaveOpen writes the task to the open tasks (removes it once closed) at
-// the revision last seen: engine.ErrConflict when another replica wrote it
-// since.
+// SaveOpen writes the task to the open tasks at the revision last seen:
+// engine.ErrConflict when another replica wrote it since. A closed task
+// is written too, with the events of its closing (engine.Task.Outbox),
+// until RemoveOpen.
 func (s *Store) SaveOpen(ctx context.Context, t *engine.Task) error {
 	if s.open == nil {
 		return nil
@@ -167,25 +178,20 @@ func (s *Store) SaveOpen(ctx context.Context, t *engine.Task) error {
 	k := OpenKey(t.Tenant, t.ID)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rev, seen := s.revs[k]
-	if t.State.Closed() {
-		var opts []jetstream.KVDeleteOpt
-		if seen {
-			opts = append(opts, jetstream.LastRevision(rev))
-		}
-		err := s.open.Delete(ctx, k, opts...)
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
-			delete(s.revs, k)
-			return fmt.Errorf("remove open task %s: %w", k, engine.ErrConflict)
-		}
+	rev := s.revs[k]
+	d := doc(t)
+	for _, ev := range t.Outbox {
+		a, err := anypb.New(ev.Message)
 		if err != nil {
-			return fmt.Errorf("remove open task %s: %w", k, err)
+			return fmt.Errorf("encode event %s of task %s: %w", ev.MsgID, k, err)
 		}
-		delete(s.revs, k)
-		return nil
+		data, err := proto.Marshal(a)
+		if err != nil {
+			return fmt.Errorf("encode event %s of task %s: %w", ev.MsgID, k, err)
+		}
+		d.Outbox = append(d.Outbox, outboxDoc{Subject: ev.Subject, MsgID: ev.MsgID, Event: data})
 	}
-	data, err := json.Marshal(doc(t))
+	data, err := json.Marshal(d)
 	if err != nil {
 		return fmt.Errorf("encode task %s: %w", k, err)
 	}
@@ -198,6 +204,32 @@ func (s *Store) SaveOpen(ctx context.Context, t *engine.Task) error {
 		return fmt.Errorf("store open task %s: %w", k, err)
 	}
 	s.revs[k] = next
+	return nil
+}
+
+// RemoveOpen removes a closed task from the open tasks, at the revision
+// last seen (engine.ErrConflict when another replica wrote it since).
+func (s *Store) RemoveOpen(ctx context.Context, t *engine.Task) error {
+	if s.open == nil {
+		return nil
+	}
+	k := OpenKey(t.Tenant, t.ID)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var opts []jetstream.KVDeleteOpt
+	if rev, seen := s.revs[k]; seen {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	err := s.open.Delete(ctx, k, opts...)
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+		delete(s.revs, k)
+		return fmt.Errorf("remove closed task %s: %w", k, engine.ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("remove closed task %s: %w", k, err)
+	}
+	delete(s.revs, k)
 	return nil
 }
 
@@ -326,7 +358,19 @@ func (d taskDoc) task() (*engine.Task, error) {
 	if err := proto.Unmarshal(d.Conversation, conv); err != nil {
 		return nil, fmt.Errorf("task %s conversation: %w", d.ID, err)
 	}
-	return &engine.Task{
+	var outbox []engine.Event
+	for _, o := range d.Outbox {
+		var a anypb.Any
+		if err := proto.Unmarshal(o.Event, &a); err != nil {
+			return nil, fmt.Errorf("task %s event %s: %w", d.ID, o.MsgID, err)
+		}
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			return nil, fmt.Errorf("task %s event %s: %w", d.ID, o.MsgID, err)
+		}
+		outbox = append(outbox, engine.Event{Subject: o.Subject, MsgID: o.MsgID, Message: m})
+	}
+	return &engine.Task{Outbox: outbox,
 		ID: d.TaskID, Tenant: d.Tenant, SessionID: d.SessionID, ServiceID: d.ServiceID,
 		Conversation: conv, CustomerName: d.CustomerName, Priority: d.Priority, RequiredSkills: d.Skills, QueuedAt: d.QueuedAt,
 		State: d.State, AgentID: d.AgentID, AcceptedAt: d.AcceptedAt, WrapUntil: d.WrapUntil,
