@@ -30,13 +30,37 @@ var (
 type countingPublisher struct{ engine.Publisher }
 
 func (p countingPublisher) Emit(ctx context.Context, subject string, event proto.Message, msgID string) error {
-	err := p.Publisher.Emit(ctx, subject, event, msgID)
-	if err != nil {
+	if err := p.Publisher.Emit(ctx, subject, event, msgID); err != nil {
 		return err
 	}
+	count(ctx, subject)
+	return nil
+}
+
+// EmitAsync counts once the event is acknowledged.
+func (p countingPublisher) EmitAsync(ctx context.Context, subject string, event proto.Message, msgID string) (func(context.Context) error, error) {
+	ap, ok := p.Publisher.(engine.AsyncPublisher)
+	if !ok {
+		err := p.Emit(ctx, subject, event, msgID)
+		return func(context.Context) error { return err }, nil
+	}
+	wait, err := ap.EmitAsync(ctx, subject, event, msgID)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		if err := wait(ctx); err != nil {
+			return err
+		}
+		count(ctx, subject)
+		return nil
+	}, nil
+}
+
+func count(ctx context.Context, subject string) {
 	s, perr := subjects.Parse(subject)
 	if perr != nil {
-		return nil
+		return
 	}
 	switch s.Kind() {
 	case subjects.KindTaskOffered:
@@ -47,7 +71,6 @@ func (p countingPublisher) Emit(ctx context.Context, subject string, event proto
 		ronas.Add(ctx, 1)
 	}
 	events.Add(ctx, 1, metric.WithAttributes(attribute.String("kind", s.Kind())))
-	return nil
 }
 
 // sampleQueues records every owned queue's depth and longest wait.

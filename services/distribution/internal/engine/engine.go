@@ -65,6 +65,14 @@ type Publisher interface {
 	Emit(ctx context.Context, subject string, event proto.Message, msgID string) error
 }
 
+// AsyncPublisher is a Publisher that can also publish without waiting for
+// the acknowledgement (wait reports it), so the engine overlaps an event
+// with a store write. Publishes reach the server in call order.
+type AsyncPublisher interface {
+	Publisher
+	EmitAsync(ctx context.Context, subject string, event proto.Message, msgID string) (wait func(context.Context) error, err error)
+}
+
 // TaskStore keeps tasks across restarts.
 type TaskStore interface {
 	Save(ctx context.Context, t *Task) error
@@ -292,6 +300,8 @@ type Engine struct {
 	reloading  map[string]bool
 	// lastAgents records who took a customer's chat (nil: nowhere).
 	lastAgents LastAgents
+	// async: the publisher's non-waiting side, when it has one.
+	async AsyncPublisher
 }
 
 // New returns an engine.
@@ -304,6 +314,7 @@ func New(pub Publisher, store TaskStore, log *slog.Logger) *Engine {
 		wake:            make(chan struct{}),
 	}
 	e.pub = signaling{pub, e}
+	e.async, _ = pub.(AsyncPublisher)
 	e.store = conflictWatch{store, e}
 	e.open, _ = store.(OpenTaskStore)
 	return e
@@ -319,6 +330,25 @@ func (s signaling) Emit(ctx context.Context, subject string, event proto.Message
 	err := s.Publisher.Emit(ctx, subject, event, msgID)
 	s.e.signal()
 	return err
+}
+
+// emitStart publishes an event and returns the wait for its
+// acknowledgement (under e.mu): without waiting when the publisher can,
+// else having waited.
+func (e *Engine) emitStart(ctx context.Context, subject string, event proto.Message, msgID string) (wait func(context.Context) error) {
+	if e.async == nil {
+		err := e.pub.Emit(ctx, subject, event, msgID)
+		return func(context.Context) error { return err }
+	}
+	w, err := e.async.EmitAsync(ctx, subject, event, msgID)
+	if err != nil {
+		return func(context.Context) error { return err }
+	}
+	return func(ctx context.Context) error {
+		err := w(ctx)
+		e.signal()
+		return err
+	}
 }
 
 // signal wakes the watchers (under e.mu).
@@ -491,26 +521,43 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 		}
 		task.PreferredUntil = e.now().Add(wait)
 	}
-	if err := e.store.Save(ctx, task); err != nil {
-		return fmt.Errorf("save task %s: %w", task.ID, err)
-	}
 	t.tasks[task.ID] = task
 	t.sessions[task.SessionID] = task
 	e.queue(t, task.Service) // the newest settings of the service
 	e.push(t, task)
+	// TaskQueued goes out while the task is stored: the request is
+	// acknowledged only once both are durable, and a failure of either
+	// asks for its redelivery, which comes back here (the event under the
+	// same id, so JetStream keeps one).
+	wait := e.emitStart(ctx, subjects.TaskQueued(task.Tenant), queuedEvent(task), "queued:"+task.ID)
+	if err := e.store.Save(ctx, task); err != nil {
+		_ = wait(ctx)
+		e.pull(task)
+		e.forget(t, task)
+		return fmt.Errorf("save task %s: %w", task.ID, err)
+	}
 	e.startWaitTimers(task)
-	return e.queued(ctx, t, task)
+	if err := wait(ctx); err != nil {
+		return err
+	}
+	task.queuedSent = true
+	e.dispatch(ctx, task.Tenant)
+	return nil
+}
+
+func queuedEvent(task *Task) *distributionv1.TaskQueued {
+	return &distributionv1.TaskQueued{
+		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
+		Position: position(task), QueuedAt: timestamppb.New(task.QueuedAt), // 0: no longer waiting (a redelivery after an offer)
+		Priority: task.Priority, RequiredSkills: task.RequiredSkills,
+	}
 }
 
 // queued publishes TaskQueued and dispatches. On a publish error the task
 // stays queued and the error asks for a redelivery of the request, which
 // comes back here.
 func (e *Engine) queued(ctx context.Context, t *tenant, task *Task) error {
-	if err := e.pub.Emit(ctx, subjects.TaskQueued(task.Tenant), &distributionv1.TaskQueued{
-		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
-		Position: position(task), QueuedAt: timestamppb.New(task.QueuedAt), // 0: no longer waiting (a redelivery after an offer)
-		Priority: task.Priority, RequiredSkills: task.RequiredSkills,
-	}, "queued:"+task.ID); err != nil {
+	if err := e.pub.Emit(ctx, subjects.TaskQueued(task.Tenant), queuedEvent(task), "queued:"+task.ID); err != nil {
 		return err
 	}
 	task.queuedSent = true
@@ -720,12 +767,19 @@ func (e *Engine) timeout(tenantID, offerID string) {
 // is canceled; an accepted one goes into after-call work when its service
 // has any (its agent gets no offers meanwhile), else it is completed and
 // frees its agent.
-func (e *Engine) EndSession(ctx context.Context, tenantID, sessionID, reason string) error {
-	if err := e.store.MarkSessionEnded(ctx, tenantID, sessionID); err != nil {
-		return fmt.Errorf("mark session %s ended: %w", sessionID, err)
-	}
+func (e *Engine) EndSession(ctx context.Context, tenantID, sessionID, reason string) (err error) {
+	// The end is recorded while the task is ended, and waited for before
+	// the lock is released: an Enqueue that takes the lock after this
+	// sees the end, and one before it queued the task this finds.
+	marked := make(chan error, 1)
+	go func() { marked <- e.store.MarkSessionEnded(ctx, tenantID, sessionID) }()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	defer func() {
+		if merr := <-marked; merr != nil && err == nil {
+			err = fmt.Errorf("mark session %s ended: %w", sessionID, merr)
+		}
+	}()
 	if err := e.mine(tenantID); err != nil {
 		return err
 	}

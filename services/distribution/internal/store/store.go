@@ -285,8 +285,17 @@ func (s *Store) Save(ctx context.Context, t *engine.Task) error {
 	if err := s.SaveOpen(ctx, t); err != nil {
 		return err
 	}
-	if s.open != nil && !t.State.Closed() {
-		return nil
+	if s.open != nil {
+		if !t.State.Closed() {
+			return nil
+		}
+		// Written once: an insert, which costs MongoDB (FerretDB) less
+		// than an upsert; a record already there (a retry, or one an
+		// earlier version kept up to date) is replaced.
+		_, err := s.tasks.InsertOne(ctx, doc(t))
+		if !mongodb.IsDuplicateKey(err) {
+			return err
+		}
 	}
 	_, err := s.tasks.ReplaceOne(ctx, bson.M{"_id": key(t.Tenant, t.ID)}, doc(t), options.Replace().SetUpsert(true))
 	return err
