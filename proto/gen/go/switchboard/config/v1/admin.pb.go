@@ -3339,6 +3339,207 @@ func (x *ReencryptConnectorSecretsResponse) GetTenantsChecked() int32 {
 	return 0
 }
 
+type CheckProviderConnectorRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The connector's id.
+	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckProviderConnectorRequest) Reset() {
+	*x = CheckProviderConnectorRequest{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckProviderConnectorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckProviderConnectorRequest) ProtoMessage() {}
+
+func (x *CheckProviderConnectorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckProviderConnectorRequest.ProtoReflect.Descriptor instead.
+func (*CheckProviderConnectorRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *CheckProviderConnectorRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *CheckProviderConnectorRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type CheckProviderConnectorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every check made, in order: the connector's credentials first, then
+	// each entry's numbers or service, then the self-tests.
+	Findings []*ConnectorFinding `protobuf:"bytes,1,rep,name=findings,proto3" json:"findings,omitempty"`
+	// Every finding is ok.
+	Ok            bool `protobuf:"varint,2,opt,name=ok,proto3" json:"ok,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckProviderConnectorResponse) Reset() {
+	*x = CheckProviderConnectorResponse{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckProviderConnectorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckProviderConnectorResponse) ProtoMessage() {}
+
+func (x *CheckProviderConnectorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckProviderConnectorResponse.ProtoReflect.Descriptor instead.
+func (*CheckProviderConnectorResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *CheckProviderConnectorResponse) GetFindings() []*ConnectorFinding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
+func (x *CheckProviderConnectorResponse) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+// ConnectorFinding is the result of one check.
+type ConnectorFinding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// What was checked: "api_key", "auth_token", "number_webhook",
+	// "conversations_webhook", "self_test".
+	Check string `protobuf:"bytes,1,opt,name=check,proto3" json:"check,omitempty"`
+	// What it was checked on: the connector ("connector twilio"), or an entry
+	// and its number or Conversations service ("entry wa: whatsapp:+1…").
+	Subject string `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	Ok      bool   `protobuf:"varint,3,opt,name=ok,proto3" json:"ok,omitempty"`
+	// What is wrong (empty when ok).
+	Problem string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
+	// How to put it right (empty when ok).
+	Fix string `protobuf:"bytes,5,opt,name=fix,proto3" json:"fix,omitempty"`
+	// What was found, ok or not (the account's name and host, the URL a
+	// number points to).
+	Detail        string `protobuf:"bytes,6,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectorFinding) Reset() {
+	*x = ConnectorFinding{}
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectorFinding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectorFinding) ProtoMessage() {}
+
+func (x *ConnectorFinding) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectorFinding.ProtoReflect.Descriptor instead.
+func (*ConnectorFinding) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ConnectorFinding) GetCheck() string {
+	if x != nil {
+		return x.Check
+	}
+	return ""
+}
+
+func (x *ConnectorFinding) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *ConnectorFinding) GetOk() bool {
+	if x != nil {
+		return x.Ok
+	}
+	return false
+}
+
+func (x *ConnectorFinding) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
+func (x *ConnectorFinding) GetFix() string {
+	if x != nil {
+		return x.Fix
+	}
+	return ""
+}
+
+func (x *ConnectorFinding) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 type CreateWorkflowRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Workflow      *Workflow              `protobuf:"bytes,1,opt,name=workflow,proto3" json:"workflow,omitempty"`
@@ -3348,7 +3549,7 @@ type CreateWorkflowRequest struct {
 
 func (x *CreateWorkflowRequest) Reset() {
 	*x = CreateWorkflowRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[66]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3360,7 +3561,7 @@ func (x *CreateWorkflowRequest) String() string {
 func (*CreateWorkflowRequest) ProtoMessage() {}
 
 func (x *CreateWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[66]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3373,7 +3574,7 @@ func (x *CreateWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*CreateWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{66}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *CreateWorkflowRequest) GetWorkflow() *Workflow {
@@ -3392,7 +3593,7 @@ type CreateWorkflowResponse struct {
 
 func (x *CreateWorkflowResponse) Reset() {
 	*x = CreateWorkflowResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[67]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +3605,7 @@ func (x *CreateWorkflowResponse) String() string {
 func (*CreateWorkflowResponse) ProtoMessage() {}
 
 func (x *CreateWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[67]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +3618,7 @@ func (x *CreateWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*CreateWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{67}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *CreateWorkflowResponse) GetWorkflow() *Workflow {
@@ -3440,7 +3641,7 @@ type GetWorkflowRequest struct {
 
 func (x *GetWorkflowRequest) Reset() {
 	*x = GetWorkflowRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[68]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3452,7 +3653,7 @@ func (x *GetWorkflowRequest) String() string {
 func (*GetWorkflowRequest) ProtoMessage() {}
 
 func (x *GetWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[68]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3465,7 +3666,7 @@ func (x *GetWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*GetWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{68}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *GetWorkflowRequest) GetTenantId() string {
@@ -3498,7 +3699,7 @@ type GetWorkflowResponse struct {
 
 func (x *GetWorkflowResponse) Reset() {
 	*x = GetWorkflowResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[69]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3510,7 +3711,7 @@ func (x *GetWorkflowResponse) String() string {
 func (*GetWorkflowResponse) ProtoMessage() {}
 
 func (x *GetWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[69]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3523,7 +3724,7 @@ func (x *GetWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*GetWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{69}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *GetWorkflowResponse) GetWorkflow() *Workflow {
@@ -3546,7 +3747,7 @@ type ListWorkflowsRequest struct {
 
 func (x *ListWorkflowsRequest) Reset() {
 	*x = ListWorkflowsRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[70]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3558,7 +3759,7 @@ func (x *ListWorkflowsRequest) String() string {
 func (*ListWorkflowsRequest) ProtoMessage() {}
 
 func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[70]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3571,7 +3772,7 @@ func (x *ListWorkflowsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{70}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListWorkflowsRequest) GetTenantId() string {
@@ -3605,7 +3806,7 @@ type ListWorkflowsResponse struct {
 
 func (x *ListWorkflowsResponse) Reset() {
 	*x = ListWorkflowsResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[71]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3617,7 +3818,7 @@ func (x *ListWorkflowsResponse) String() string {
 func (*ListWorkflowsResponse) ProtoMessage() {}
 
 func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[71]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3630,7 +3831,7 @@ func (x *ListWorkflowsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkflowsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{71}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ListWorkflowsResponse) GetWorkflows() []*Workflow {
@@ -3661,7 +3862,7 @@ type ListWorkflowVersionsRequest struct {
 
 func (x *ListWorkflowVersionsRequest) Reset() {
 	*x = ListWorkflowVersionsRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[72]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3673,7 +3874,7 @@ func (x *ListWorkflowVersionsRequest) String() string {
 func (*ListWorkflowVersionsRequest) ProtoMessage() {}
 
 func (x *ListWorkflowVersionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[72]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3686,7 +3887,7 @@ func (x *ListWorkflowVersionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowVersionsRequest.ProtoReflect.Descriptor instead.
 func (*ListWorkflowVersionsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{72}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ListWorkflowVersionsRequest) GetTenantId() string {
@@ -3727,7 +3928,7 @@ type ListWorkflowVersionsResponse struct {
 
 func (x *ListWorkflowVersionsResponse) Reset() {
 	*x = ListWorkflowVersionsResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[73]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3739,7 +3940,7 @@ func (x *ListWorkflowVersionsResponse) String() string {
 func (*ListWorkflowVersionsResponse) ProtoMessage() {}
 
 func (x *ListWorkflowVersionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[73]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3752,7 +3953,7 @@ func (x *ListWorkflowVersionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListWorkflowVersionsResponse.ProtoReflect.Descriptor instead.
 func (*ListWorkflowVersionsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{73}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ListWorkflowVersionsResponse) GetWorkflows() []*Workflow {
@@ -3779,7 +3980,7 @@ type UpdateWorkflowRequest struct {
 
 func (x *UpdateWorkflowRequest) Reset() {
 	*x = UpdateWorkflowRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[74]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3791,7 +3992,7 @@ func (x *UpdateWorkflowRequest) String() string {
 func (*UpdateWorkflowRequest) ProtoMessage() {}
 
 func (x *UpdateWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[74]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3804,7 +4005,7 @@ func (x *UpdateWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*UpdateWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{74}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *UpdateWorkflowRequest) GetWorkflow() *Workflow {
@@ -3830,7 +4031,7 @@ type UpdateWorkflowResponse struct {
 
 func (x *UpdateWorkflowResponse) Reset() {
 	*x = UpdateWorkflowResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[75]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3842,7 +4043,7 @@ func (x *UpdateWorkflowResponse) String() string {
 func (*UpdateWorkflowResponse) ProtoMessage() {}
 
 func (x *UpdateWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[75]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3855,7 +4056,7 @@ func (x *UpdateWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*UpdateWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{75}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *UpdateWorkflowResponse) GetWorkflow() *Workflow {
@@ -3878,7 +4079,7 @@ type DeleteWorkflowRequest struct {
 
 func (x *DeleteWorkflowRequest) Reset() {
 	*x = DeleteWorkflowRequest{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[76]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3890,7 +4091,7 @@ func (x *DeleteWorkflowRequest) String() string {
 func (*DeleteWorkflowRequest) ProtoMessage() {}
 
 func (x *DeleteWorkflowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[76]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3903,7 +4104,7 @@ func (x *DeleteWorkflowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkflowRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWorkflowRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{76}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *DeleteWorkflowRequest) GetTenantId() string {
@@ -3935,7 +4136,7 @@ type DeleteWorkflowResponse struct {
 
 func (x *DeleteWorkflowResponse) Reset() {
 	*x = DeleteWorkflowResponse{}
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[77]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3947,7 +4148,7 @@ func (x *DeleteWorkflowResponse) String() string {
 func (*DeleteWorkflowResponse) ProtoMessage() {}
 
 func (x *DeleteWorkflowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_admin_proto_msgTypes[77]
+	mi := &file_switchboard_config_v1_admin_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3960,7 +4161,7 @@ func (x *DeleteWorkflowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWorkflowResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWorkflowResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{77}
+	return file_switchboard_config_v1_admin_proto_rawDescGZIP(), []int{80}
 }
 
 var File_switchboard_config_v1_admin_proto protoreflect.FileDescriptor
@@ -4157,7 +4358,20 @@ const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"\vreencrypted\x18\x01 \x01(\x05R\vreencrypted\x12\x18\n" +
 	"\achecked\x18\x02 \x01(\x05R\achecked\x12/\n" +
 	"\x13tenants_reencrypted\x18\x03 \x01(\x05R\x12tenantsReencrypted\x12'\n" +
-	"\x0ftenants_checked\x18\x04 \x01(\x05R\x0etenantsChecked\"T\n" +
+	"\x0ftenants_checked\x18\x04 \x01(\x05R\x0etenantsChecked\"L\n" +
+	"\x1dCheckProviderConnectorRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"u\n" +
+	"\x1eCheckProviderConnectorResponse\x12C\n" +
+	"\bfindings\x18\x01 \x03(\v2'.switchboard.config.v1.ConnectorFindingR\bfindings\x12\x0e\n" +
+	"\x02ok\x18\x02 \x01(\bR\x02ok\"\x96\x01\n" +
+	"\x10ConnectorFinding\x12\x14\n" +
+	"\x05check\x18\x01 \x01(\tR\x05check\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\x12\x0e\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x18\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\x12\x10\n" +
+	"\x03fix\x18\x05 \x01(\tR\x03fix\x12\x16\n" +
+	"\x06detail\x18\x06 \x01(\tR\x06detail\"T\n" +
 	"\x15CreateWorkflowRequest\x12;\n" +
 	"\bworkflow\x18\x01 \x01(\v2\x1f.switchboard.config.v1.WorkflowR\bworkflow\"U\n" +
 	"\x16CreateWorkflowResponse\x12;\n" +
@@ -4206,7 +4420,7 @@ const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"\x13GetOrganizationUnit\x121.switchboard.config.v1.GetOrganizationUnitRequest\x1a2.switchboard.config.v1.GetOrganizationUnitResponse\x12\x82\x01\n" +
 	"\x15ListOrganizationUnits\x123.switchboard.config.v1.ListOrganizationUnitsRequest\x1a4.switchboard.config.v1.ListOrganizationUnitsResponse\x12\x85\x01\n" +
 	"\x16UpdateOrganizationUnit\x124.switchboard.config.v1.UpdateOrganizationUnitRequest\x1a5.switchboard.config.v1.UpdateOrganizationUnitResponse\x12\x85\x01\n" +
-	"\x16DeleteOrganizationUnit\x124.switchboard.config.v1.DeleteOrganizationUnitRequest\x1a5.switchboard.config.v1.DeleteOrganizationUnitResponse2\xc7\v\n" +
+	"\x16DeleteOrganizationUnit\x124.switchboard.config.v1.DeleteOrganizationUnitRequest\x1a5.switchboard.config.v1.DeleteOrganizationUnitResponse2\xcf\f\n" +
 	"\x0eChannelService\x12\x88\x01\n" +
 	"\x17CreateProviderConnector\x125.switchboard.config.v1.CreateProviderConnectorRequest\x1a6.switchboard.config.v1.CreateProviderConnectorResponse\x12\x7f\n" +
 	"\x14GetProviderConnector\x122.switchboard.config.v1.GetProviderConnectorRequest\x1a3.switchboard.config.v1.GetProviderConnectorResponse\x12\x85\x01\n" +
@@ -4218,7 +4432,8 @@ const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"\x14ListMessagingEntries\x122.switchboard.config.v1.ListMessagingEntriesRequest\x1a3.switchboard.config.v1.ListMessagingEntriesResponse\x12\x7f\n" +
 	"\x14UpdateMessagingEntry\x122.switchboard.config.v1.UpdateMessagingEntryRequest\x1a3.switchboard.config.v1.UpdateMessagingEntryResponse\x12\x7f\n" +
 	"\x14DeleteMessagingEntry\x122.switchboard.config.v1.DeleteMessagingEntryRequest\x1a3.switchboard.config.v1.DeleteMessagingEntryResponse\x12\x8e\x01\n" +
-	"\x19ReencryptConnectorSecrets\x127.switchboard.config.v1.ReencryptConnectorSecretsRequest\x1a8.switchboard.config.v1.ReencryptConnectorSecretsResponse2\xa0\x04\n" +
+	"\x19ReencryptConnectorSecrets\x127.switchboard.config.v1.ReencryptConnectorSecretsRequest\x1a8.switchboard.config.v1.ReencryptConnectorSecretsResponse\x12\x85\x01\n" +
+	"\x16CheckProviderConnector\x124.switchboard.config.v1.CheckProviderConnectorRequest\x1a5.switchboard.config.v1.CheckProviderConnectorResponse2\xa0\x04\n" +
 	"\x0eServiceService\x12j\n" +
 	"\rCreateService\x12+.switchboard.config.v1.CreateServiceRequest\x1a,.switchboard.config.v1.CreateServiceResponse\x12a\n" +
 	"\n" +
@@ -4259,7 +4474,7 @@ func file_switchboard_config_v1_admin_proto_rawDescGZIP() []byte {
 	return file_switchboard_config_v1_admin_proto_rawDescData
 }
 
-var file_switchboard_config_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 78)
+var file_switchboard_config_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 81)
 var file_switchboard_config_v1_admin_proto_goTypes = []any{
 	(*CreateTenantRequest)(nil),               // 0: switchboard.config.v1.CreateTenantRequest
 	(*CreateTenantResponse)(nil),              // 1: switchboard.config.v1.CreateTenantResponse
@@ -4327,164 +4542,170 @@ var file_switchboard_config_v1_admin_proto_goTypes = []any{
 	(*ClearSignInLockoutResponse)(nil),        // 63: switchboard.config.v1.ClearSignInLockoutResponse
 	(*ReencryptConnectorSecretsRequest)(nil),  // 64: switchboard.config.v1.ReencryptConnectorSecretsRequest
 	(*ReencryptConnectorSecretsResponse)(nil), // 65: switchboard.config.v1.ReencryptConnectorSecretsResponse
-	(*CreateWorkflowRequest)(nil),             // 66: switchboard.config.v1.CreateWorkflowRequest
-	(*CreateWorkflowResponse)(nil),            // 67: switchboard.config.v1.CreateWorkflowResponse
-	(*GetWorkflowRequest)(nil),                // 68: switchboard.config.v1.GetWorkflowRequest
-	(*GetWorkflowResponse)(nil),               // 69: switchboard.config.v1.GetWorkflowResponse
-	(*ListWorkflowsRequest)(nil),              // 70: switchboard.config.v1.ListWorkflowsRequest
-	(*ListWorkflowsResponse)(nil),             // 71: switchboard.config.v1.ListWorkflowsResponse
-	(*ListWorkflowVersionsRequest)(nil),       // 72: switchboard.config.v1.ListWorkflowVersionsRequest
-	(*ListWorkflowVersionsResponse)(nil),      // 73: switchboard.config.v1.ListWorkflowVersionsResponse
-	(*UpdateWorkflowRequest)(nil),             // 74: switchboard.config.v1.UpdateWorkflowRequest
-	(*UpdateWorkflowResponse)(nil),            // 75: switchboard.config.v1.UpdateWorkflowResponse
-	(*DeleteWorkflowRequest)(nil),             // 76: switchboard.config.v1.DeleteWorkflowRequest
-	(*DeleteWorkflowResponse)(nil),            // 77: switchboard.config.v1.DeleteWorkflowResponse
-	(*Tenant)(nil),                            // 78: switchboard.config.v1.Tenant
-	(*fieldmaskpb.FieldMask)(nil),             // 79: google.protobuf.FieldMask
-	(*OrganizationUnit)(nil),                  // 80: switchboard.config.v1.OrganizationUnit
-	(*ProviderConnector)(nil),                 // 81: switchboard.config.v1.ProviderConnector
-	(*MessagingEntry)(nil),                    // 82: switchboard.config.v1.MessagingEntry
-	(*Service)(nil),                           // 83: switchboard.config.v1.Service
-	(*User)(nil),                              // 84: switchboard.config.v1.User
-	(*SignInStatus)(nil),                      // 85: switchboard.config.v1.SignInStatus
-	(*Workflow)(nil),                          // 86: switchboard.config.v1.Workflow
+	(*CheckProviderConnectorRequest)(nil),     // 66: switchboard.config.v1.CheckProviderConnectorRequest
+	(*CheckProviderConnectorResponse)(nil),    // 67: switchboard.config.v1.CheckProviderConnectorResponse
+	(*ConnectorFinding)(nil),                  // 68: switchboard.config.v1.ConnectorFinding
+	(*CreateWorkflowRequest)(nil),             // 69: switchboard.config.v1.CreateWorkflowRequest
+	(*CreateWorkflowResponse)(nil),            // 70: switchboard.config.v1.CreateWorkflowResponse
+	(*GetWorkflowRequest)(nil),                // 71: switchboard.config.v1.GetWorkflowRequest
+	(*GetWorkflowResponse)(nil),               // 72: switchboard.config.v1.GetWorkflowResponse
+	(*ListWorkflowsRequest)(nil),              // 73: switchboard.config.v1.ListWorkflowsRequest
+	(*ListWorkflowsResponse)(nil),             // 74: switchboard.config.v1.ListWorkflowsResponse
+	(*ListWorkflowVersionsRequest)(nil),       // 75: switchboard.config.v1.ListWorkflowVersionsRequest
+	(*ListWorkflowVersionsResponse)(nil),      // 76: switchboard.config.v1.ListWorkflowVersionsResponse
+	(*UpdateWorkflowRequest)(nil),             // 77: switchboard.config.v1.UpdateWorkflowRequest
+	(*UpdateWorkflowResponse)(nil),            // 78: switchboard.config.v1.UpdateWorkflowResponse
+	(*DeleteWorkflowRequest)(nil),             // 79: switchboard.config.v1.DeleteWorkflowRequest
+	(*DeleteWorkflowResponse)(nil),            // 80: switchboard.config.v1.DeleteWorkflowResponse
+	(*Tenant)(nil),                            // 81: switchboard.config.v1.Tenant
+	(*fieldmaskpb.FieldMask)(nil),             // 82: google.protobuf.FieldMask
+	(*OrganizationUnit)(nil),                  // 83: switchboard.config.v1.OrganizationUnit
+	(*ProviderConnector)(nil),                 // 84: switchboard.config.v1.ProviderConnector
+	(*MessagingEntry)(nil),                    // 85: switchboard.config.v1.MessagingEntry
+	(*Service)(nil),                           // 86: switchboard.config.v1.Service
+	(*User)(nil),                              // 87: switchboard.config.v1.User
+	(*SignInStatus)(nil),                      // 88: switchboard.config.v1.SignInStatus
+	(*Workflow)(nil),                          // 89: switchboard.config.v1.Workflow
 }
 var file_switchboard_config_v1_admin_proto_depIdxs = []int32{
-	78, // 0: switchboard.config.v1.CreateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
-	78, // 1: switchboard.config.v1.CreateTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
-	78, // 2: switchboard.config.v1.GetTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
-	78, // 3: switchboard.config.v1.ListTenantsResponse.tenants:type_name -> switchboard.config.v1.Tenant
-	78, // 4: switchboard.config.v1.UpdateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
-	79, // 5: switchboard.config.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
-	78, // 6: switchboard.config.v1.UpdateTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
-	80, // 7: switchboard.config.v1.CreateOrganizationUnitRequest.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	80, // 8: switchboard.config.v1.CreateOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	80, // 9: switchboard.config.v1.GetOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	80, // 10: switchboard.config.v1.ListOrganizationUnitsResponse.organization_units:type_name -> switchboard.config.v1.OrganizationUnit
-	80, // 11: switchboard.config.v1.UpdateOrganizationUnitRequest.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	79, // 12: switchboard.config.v1.UpdateOrganizationUnitRequest.update_mask:type_name -> google.protobuf.FieldMask
-	80, // 13: switchboard.config.v1.UpdateOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
-	81, // 14: switchboard.config.v1.CreateProviderConnectorRequest.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	81, // 15: switchboard.config.v1.CreateProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	81, // 16: switchboard.config.v1.GetProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	81, // 17: switchboard.config.v1.ListProviderConnectorsResponse.provider_connectors:type_name -> switchboard.config.v1.ProviderConnector
-	81, // 18: switchboard.config.v1.UpdateProviderConnectorRequest.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	79, // 19: switchboard.config.v1.UpdateProviderConnectorRequest.update_mask:type_name -> google.protobuf.FieldMask
-	81, // 20: switchboard.config.v1.UpdateProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
-	82, // 21: switchboard.config.v1.CreateMessagingEntryRequest.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	82, // 22: switchboard.config.v1.CreateMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	82, // 23: switchboard.config.v1.GetMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	82, // 24: switchboard.config.v1.ListMessagingEntriesResponse.messaging_entries:type_name -> switchboard.config.v1.MessagingEntry
-	82, // 25: switchboard.config.v1.UpdateMessagingEntryRequest.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	79, // 26: switchboard.config.v1.UpdateMessagingEntryRequest.update_mask:type_name -> google.protobuf.FieldMask
-	82, // 27: switchboard.config.v1.UpdateMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
-	83, // 28: switchboard.config.v1.CreateServiceRequest.service:type_name -> switchboard.config.v1.Service
-	83, // 29: switchboard.config.v1.CreateServiceResponse.service:type_name -> switchboard.config.v1.Service
-	83, // 30: switchboard.config.v1.GetServiceResponse.service:type_name -> switchboard.config.v1.Service
-	83, // 31: switchboard.config.v1.ListServicesResponse.services:type_name -> switchboard.config.v1.Service
-	83, // 32: switchboard.config.v1.UpdateServiceRequest.service:type_name -> switchboard.config.v1.Service
-	79, // 33: switchboard.config.v1.UpdateServiceRequest.update_mask:type_name -> google.protobuf.FieldMask
-	83, // 34: switchboard.config.v1.UpdateServiceResponse.service:type_name -> switchboard.config.v1.Service
-	84, // 35: switchboard.config.v1.CreateUserRequest.user:type_name -> switchboard.config.v1.User
-	84, // 36: switchboard.config.v1.CreateUserResponse.user:type_name -> switchboard.config.v1.User
-	84, // 37: switchboard.config.v1.GetUserResponse.user:type_name -> switchboard.config.v1.User
-	84, // 38: switchboard.config.v1.ListUsersResponse.users:type_name -> switchboard.config.v1.User
-	84, // 39: switchboard.config.v1.UpdateUserRequest.user:type_name -> switchboard.config.v1.User
-	79, // 40: switchboard.config.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	84, // 41: switchboard.config.v1.UpdateUserResponse.user:type_name -> switchboard.config.v1.User
-	85, // 42: switchboard.config.v1.GetSignInStatusResponse.status:type_name -> switchboard.config.v1.SignInStatus
-	85, // 43: switchboard.config.v1.ClearSignInLockoutResponse.status:type_name -> switchboard.config.v1.SignInStatus
-	86, // 44: switchboard.config.v1.CreateWorkflowRequest.workflow:type_name -> switchboard.config.v1.Workflow
-	86, // 45: switchboard.config.v1.CreateWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
-	86, // 46: switchboard.config.v1.GetWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
-	86, // 47: switchboard.config.v1.ListWorkflowsResponse.workflows:type_name -> switchboard.config.v1.Workflow
-	86, // 48: switchboard.config.v1.ListWorkflowVersionsResponse.workflows:type_name -> switchboard.config.v1.Workflow
-	86, // 49: switchboard.config.v1.UpdateWorkflowRequest.workflow:type_name -> switchboard.config.v1.Workflow
-	79, // 50: switchboard.config.v1.UpdateWorkflowRequest.update_mask:type_name -> google.protobuf.FieldMask
-	86, // 51: switchboard.config.v1.UpdateWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
-	0,  // 52: switchboard.config.v1.TenantService.CreateTenant:input_type -> switchboard.config.v1.CreateTenantRequest
-	2,  // 53: switchboard.config.v1.TenantService.GetTenant:input_type -> switchboard.config.v1.GetTenantRequest
-	4,  // 54: switchboard.config.v1.TenantService.ListTenants:input_type -> switchboard.config.v1.ListTenantsRequest
-	6,  // 55: switchboard.config.v1.TenantService.UpdateTenant:input_type -> switchboard.config.v1.UpdateTenantRequest
-	8,  // 56: switchboard.config.v1.TenantService.DeleteTenant:input_type -> switchboard.config.v1.DeleteTenantRequest
-	10, // 57: switchboard.config.v1.TenantService.CreateOrganizationUnit:input_type -> switchboard.config.v1.CreateOrganizationUnitRequest
-	12, // 58: switchboard.config.v1.TenantService.GetOrganizationUnit:input_type -> switchboard.config.v1.GetOrganizationUnitRequest
-	14, // 59: switchboard.config.v1.TenantService.ListOrganizationUnits:input_type -> switchboard.config.v1.ListOrganizationUnitsRequest
-	16, // 60: switchboard.config.v1.TenantService.UpdateOrganizationUnit:input_type -> switchboard.config.v1.UpdateOrganizationUnitRequest
-	18, // 61: switchboard.config.v1.TenantService.DeleteOrganizationUnit:input_type -> switchboard.config.v1.DeleteOrganizationUnitRequest
-	20, // 62: switchboard.config.v1.ChannelService.CreateProviderConnector:input_type -> switchboard.config.v1.CreateProviderConnectorRequest
-	22, // 63: switchboard.config.v1.ChannelService.GetProviderConnector:input_type -> switchboard.config.v1.GetProviderConnectorRequest
-	24, // 64: switchboard.config.v1.ChannelService.ListProviderConnectors:input_type -> switchboard.config.v1.ListProviderConnectorsRequest
-	26, // 65: switchboard.config.v1.ChannelService.UpdateProviderConnector:input_type -> switchboard.config.v1.UpdateProviderConnectorRequest
-	28, // 66: switchboard.config.v1.ChannelService.DeleteProviderConnector:input_type -> switchboard.config.v1.DeleteProviderConnectorRequest
-	30, // 67: switchboard.config.v1.ChannelService.CreateMessagingEntry:input_type -> switchboard.config.v1.CreateMessagingEntryRequest
-	32, // 68: switchboard.config.v1.ChannelService.GetMessagingEntry:input_type -> switchboard.config.v1.GetMessagingEntryRequest
-	34, // 69: switchboard.config.v1.ChannelService.ListMessagingEntries:input_type -> switchboard.config.v1.ListMessagingEntriesRequest
-	36, // 70: switchboard.config.v1.ChannelService.UpdateMessagingEntry:input_type -> switchboard.config.v1.UpdateMessagingEntryRequest
-	38, // 71: switchboard.config.v1.ChannelService.DeleteMessagingEntry:input_type -> switchboard.config.v1.DeleteMessagingEntryRequest
-	64, // 72: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:input_type -> switchboard.config.v1.ReencryptConnectorSecretsRequest
-	40, // 73: switchboard.config.v1.ServiceService.CreateService:input_type -> switchboard.config.v1.CreateServiceRequest
-	42, // 74: switchboard.config.v1.ServiceService.GetService:input_type -> switchboard.config.v1.GetServiceRequest
-	44, // 75: switchboard.config.v1.ServiceService.ListServices:input_type -> switchboard.config.v1.ListServicesRequest
-	46, // 76: switchboard.config.v1.ServiceService.UpdateService:input_type -> switchboard.config.v1.UpdateServiceRequest
-	48, // 77: switchboard.config.v1.ServiceService.DeleteService:input_type -> switchboard.config.v1.DeleteServiceRequest
-	50, // 78: switchboard.config.v1.UserService.CreateUser:input_type -> switchboard.config.v1.CreateUserRequest
-	52, // 79: switchboard.config.v1.UserService.GetUser:input_type -> switchboard.config.v1.GetUserRequest
-	54, // 80: switchboard.config.v1.UserService.ListUsers:input_type -> switchboard.config.v1.ListUsersRequest
-	56, // 81: switchboard.config.v1.UserService.UpdateUser:input_type -> switchboard.config.v1.UpdateUserRequest
-	58, // 82: switchboard.config.v1.UserService.DeleteUser:input_type -> switchboard.config.v1.DeleteUserRequest
-	60, // 83: switchboard.config.v1.UserService.GetSignInStatus:input_type -> switchboard.config.v1.GetSignInStatusRequest
-	62, // 84: switchboard.config.v1.UserService.ClearSignInLockout:input_type -> switchboard.config.v1.ClearSignInLockoutRequest
-	66, // 85: switchboard.config.v1.WorkflowService.CreateWorkflow:input_type -> switchboard.config.v1.CreateWorkflowRequest
-	68, // 86: switchboard.config.v1.WorkflowService.GetWorkflow:input_type -> switchboard.config.v1.GetWorkflowRequest
-	70, // 87: switchboard.config.v1.WorkflowService.ListWorkflows:input_type -> switchboard.config.v1.ListWorkflowsRequest
-	72, // 88: switchboard.config.v1.WorkflowService.ListWorkflowVersions:input_type -> switchboard.config.v1.ListWorkflowVersionsRequest
-	74, // 89: switchboard.config.v1.WorkflowService.UpdateWorkflow:input_type -> switchboard.config.v1.UpdateWorkflowRequest
-	76, // 90: switchboard.config.v1.WorkflowService.DeleteWorkflow:input_type -> switchboard.config.v1.DeleteWorkflowRequest
-	1,  // 91: switchboard.config.v1.TenantService.CreateTenant:output_type -> switchboard.config.v1.CreateTenantResponse
-	3,  // 92: switchboard.config.v1.TenantService.GetTenant:output_type -> switchboard.config.v1.GetTenantResponse
-	5,  // 93: switchboard.config.v1.TenantService.ListTenants:output_type -> switchboard.config.v1.ListTenantsResponse
-	7,  // 94: switchboard.config.v1.TenantService.UpdateTenant:output_type -> switchboard.config.v1.UpdateTenantResponse
-	9,  // 95: switchboard.config.v1.TenantService.DeleteTenant:output_type -> switchboard.config.v1.DeleteTenantResponse
-	11, // 96: switchboard.config.v1.TenantService.CreateOrganizationUnit:output_type -> switchboard.config.v1.CreateOrganizationUnitResponse
-	13, // 97: switchboard.config.v1.TenantService.GetOrganizationUnit:output_type -> switchboard.config.v1.GetOrganizationUnitResponse
-	15, // 98: switchboard.config.v1.TenantService.ListOrganizationUnits:output_type -> switchboard.config.v1.ListOrganizationUnitsResponse
-	17, // 99: switchboard.config.v1.TenantService.UpdateOrganizationUnit:output_type -> switchboard.config.v1.UpdateOrganizationUnitResponse
-	19, // 100: switchboard.config.v1.TenantService.DeleteOrganizationUnit:output_type -> switchboard.config.v1.DeleteOrganizationUnitResponse
-	21, // 101: switchboard.config.v1.ChannelService.CreateProviderConnector:output_type -> switchboard.config.v1.CreateProviderConnectorResponse
-	23, // 102: switchboard.config.v1.ChannelService.GetProviderConnector:output_type -> switchboard.config.v1.GetProviderConnectorResponse
-	25, // 103: switchboard.config.v1.ChannelService.ListProviderConnectors:output_type -> switchboard.config.v1.ListProviderConnectorsResponse
-	27, // 104: switchboard.config.v1.ChannelService.UpdateProviderConnector:output_type -> switchboard.config.v1.UpdateProviderConnectorResponse
-	29, // 105: switchboard.config.v1.ChannelService.DeleteProviderConnector:output_type -> switchboard.config.v1.DeleteProviderConnectorResponse
-	31, // 106: switchboard.config.v1.ChannelService.CreateMessagingEntry:output_type -> switchboard.config.v1.CreateMessagingEntryResponse
-	33, // 107: switchboard.config.v1.ChannelService.GetMessagingEntry:output_type -> switchboard.config.v1.GetMessagingEntryResponse
-	35, // 108: switchboard.config.v1.ChannelService.ListMessagingEntries:output_type -> switchboard.config.v1.ListMessagingEntriesResponse
-	37, // 109: switchboard.config.v1.ChannelService.UpdateMessagingEntry:output_type -> switchboard.config.v1.UpdateMessagingEntryResponse
-	39, // 110: switchboard.config.v1.ChannelService.DeleteMessagingEntry:output_type -> switchboard.config.v1.DeleteMessagingEntryResponse
-	65, // 111: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:output_type -> switchboard.config.v1.ReencryptConnectorSecretsResponse
-	41, // 112: switchboard.config.v1.ServiceService.CreateService:output_type -> switchboard.config.v1.CreateServiceResponse
-	43, // 113: switchboard.config.v1.ServiceService.GetService:output_type -> switchboard.config.v1.GetServiceResponse
-	45, // 114: switchboard.config.v1.ServiceService.ListServices:output_type -> switchboard.config.v1.ListServicesResponse
-	47, // 115: switchboard.config.v1.ServiceService.UpdateService:output_type -> switchboard.config.v1.UpdateServiceResponse
-	49, // 116: switchboard.config.v1.ServiceService.DeleteService:output_type -> switchboard.config.v1.DeleteServiceResponse
-	51, // 117: switchboard.config.v1.UserService.CreateUser:output_type -> switchboard.config.v1.CreateUserResponse
-	53, // 118: switchboard.config.v1.UserService.GetUser:output_type -> switchboard.config.v1.GetUserResponse
-	55, // 119: switchboard.config.v1.UserService.ListUsers:output_type -> switchboard.config.v1.ListUsersResponse
-	57, // 120: switchboard.config.v1.UserService.UpdateUser:output_type -> switchboard.config.v1.UpdateUserResponse
-	59, // 121: switchboard.config.v1.UserService.DeleteUser:output_type -> switchboard.config.v1.DeleteUserResponse
-	61, // 122: switchboard.config.v1.UserService.GetSignInStatus:output_type -> switchboard.config.v1.GetSignInStatusResponse
-	63, // 123: switchboard.config.v1.UserService.ClearSignInLockout:output_type -> switchboard.config.v1.ClearSignInLockoutResponse
-	67, // 124: switchboard.config.v1.WorkflowService.CreateWorkflow:output_type -> switchboard.config.v1.CreateWorkflowResponse
-	69, // 125: switchboard.config.v1.WorkflowService.GetWorkflow:output_type -> switchboard.config.v1.GetWorkflowResponse
-	71, // 126: switchboard.config.v1.WorkflowService.ListWorkflows:output_type -> switchboard.config.v1.ListWorkflowsResponse
-	73, // 127: switchboard.config.v1.WorkflowService.ListWorkflowVersions:output_type -> switchboard.config.v1.ListWorkflowVersionsResponse
-	75, // 128: switchboard.config.v1.WorkflowService.UpdateWorkflow:output_type -> switchboard.config.v1.UpdateWorkflowResponse
-	77, // 129: switchboard.config.v1.WorkflowService.DeleteWorkflow:output_type -> switchboard.config.v1.DeleteWorkflowResponse
-	91, // [91:130] is the sub-list for method output_type
-	52, // [52:91] is the sub-list for method input_type
-	52, // [52:52] is the sub-list for extension type_name
-	52, // [52:52] is the sub-list for extension extendee
-	0,  // [0:52] is the sub-list for field type_name
+	81, // 0: switchboard.config.v1.CreateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
+	81, // 1: switchboard.config.v1.CreateTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
+	81, // 2: switchboard.config.v1.GetTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
+	81, // 3: switchboard.config.v1.ListTenantsResponse.tenants:type_name -> switchboard.config.v1.Tenant
+	81, // 4: switchboard.config.v1.UpdateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
+	82, // 5: switchboard.config.v1.UpdateTenantRequest.update_mask:type_name -> google.protobuf.FieldMask
+	81, // 6: switchboard.config.v1.UpdateTenantResponse.tenant:type_name -> switchboard.config.v1.Tenant
+	83, // 7: switchboard.config.v1.CreateOrganizationUnitRequest.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	83, // 8: switchboard.config.v1.CreateOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	83, // 9: switchboard.config.v1.GetOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	83, // 10: switchboard.config.v1.ListOrganizationUnitsResponse.organization_units:type_name -> switchboard.config.v1.OrganizationUnit
+	83, // 11: switchboard.config.v1.UpdateOrganizationUnitRequest.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	82, // 12: switchboard.config.v1.UpdateOrganizationUnitRequest.update_mask:type_name -> google.protobuf.FieldMask
+	83, // 13: switchboard.config.v1.UpdateOrganizationUnitResponse.organization_unit:type_name -> switchboard.config.v1.OrganizationUnit
+	84, // 14: switchboard.config.v1.CreateProviderConnectorRequest.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	84, // 15: switchboard.config.v1.CreateProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	84, // 16: switchboard.config.v1.GetProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	84, // 17: switchboard.config.v1.ListProviderConnectorsResponse.provider_connectors:type_name -> switchboard.config.v1.ProviderConnector
+	84, // 18: switchboard.config.v1.UpdateProviderConnectorRequest.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	82, // 19: switchboard.config.v1.UpdateProviderConnectorRequest.update_mask:type_name -> google.protobuf.FieldMask
+	84, // 20: switchboard.config.v1.UpdateProviderConnectorResponse.provider_connector:type_name -> switchboard.config.v1.ProviderConnector
+	85, // 21: switchboard.config.v1.CreateMessagingEntryRequest.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	85, // 22: switchboard.config.v1.CreateMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	85, // 23: switchboard.config.v1.GetMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	85, // 24: switchboard.config.v1.ListMessagingEntriesResponse.messaging_entries:type_name -> switchboard.config.v1.MessagingEntry
+	85, // 25: switchboard.config.v1.UpdateMessagingEntryRequest.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	82, // 26: switchboard.config.v1.UpdateMessagingEntryRequest.update_mask:type_name -> google.protobuf.FieldMask
+	85, // 27: switchboard.config.v1.UpdateMessagingEntryResponse.messaging_entry:type_name -> switchboard.config.v1.MessagingEntry
+	86, // 28: switchboard.config.v1.CreateServiceRequest.service:type_name -> switchboard.config.v1.Service
+	86, // 29: switchboard.config.v1.CreateServiceResponse.service:type_name -> switchboard.config.v1.Service
+	86, // 30: switchboard.config.v1.GetServiceResponse.service:type_name -> switchboard.config.v1.Service
+	86, // 31: switchboard.config.v1.ListServicesResponse.services:type_name -> switchboard.config.v1.Service
+	86, // 32: switchboard.config.v1.UpdateServiceRequest.service:type_name -> switchboard.config.v1.Service
+	82, // 33: switchboard.config.v1.UpdateServiceRequest.update_mask:type_name -> google.protobuf.FieldMask
+	86, // 34: switchboard.config.v1.UpdateServiceResponse.service:type_name -> switchboard.config.v1.Service
+	87, // 35: switchboard.config.v1.CreateUserRequest.user:type_name -> switchboard.config.v1.User
+	87, // 36: switchboard.config.v1.CreateUserResponse.user:type_name -> switchboard.config.v1.User
+	87, // 37: switchboard.config.v1.GetUserResponse.user:type_name -> switchboard.config.v1.User
+	87, // 38: switchboard.config.v1.ListUsersResponse.users:type_name -> switchboard.config.v1.User
+	87, // 39: switchboard.config.v1.UpdateUserRequest.user:type_name -> switchboard.config.v1.User
+	82, // 40: switchboard.config.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	87, // 41: switchboard.config.v1.UpdateUserResponse.user:type_name -> switchboard.config.v1.User
+	88, // 42: switchboard.config.v1.GetSignInStatusResponse.status:type_name -> switchboard.config.v1.SignInStatus
+	88, // 43: switchboard.config.v1.ClearSignInLockoutResponse.status:type_name -> switchboard.config.v1.SignInStatus
+	68, // 44: switchboard.config.v1.CheckProviderConnectorResponse.findings:type_name -> switchboard.config.v1.ConnectorFinding
+	89, // 45: switchboard.config.v1.CreateWorkflowRequest.workflow:type_name -> switchboard.config.v1.Workflow
+	89, // 46: switchboard.config.v1.CreateWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
+	89, // 47: switchboard.config.v1.GetWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
+	89, // 48: switchboard.config.v1.ListWorkflowsResponse.workflows:type_name -> switchboard.config.v1.Workflow
+	89, // 49: switchboard.config.v1.ListWorkflowVersionsResponse.workflows:type_name -> switchboard.config.v1.Workflow
+	89, // 50: switchboard.config.v1.UpdateWorkflowRequest.workflow:type_name -> switchboard.config.v1.Workflow
+	82, // 51: switchboard.config.v1.UpdateWorkflowRequest.update_mask:type_name -> google.protobuf.FieldMask
+	89, // 52: switchboard.config.v1.UpdateWorkflowResponse.workflow:type_name -> switchboard.config.v1.Workflow
+	0,  // 53: switchboard.config.v1.TenantService.CreateTenant:input_type -> switchboard.config.v1.CreateTenantRequest
+	2,  // 54: switchboard.config.v1.TenantService.GetTenant:input_type -> switchboard.config.v1.GetTenantRequest
+	4,  // 55: switchboard.config.v1.TenantService.ListTenants:input_type -> switchboard.config.v1.ListTenantsRequest
+	6,  // 56: switchboard.config.v1.TenantService.UpdateTenant:input_type -> switchboard.config.v1.UpdateTenantRequest
+	8,  // 57: switchboard.config.v1.TenantService.DeleteTenant:input_type -> switchboard.config.v1.DeleteTenantRequest
+	10, // 58: switchboard.config.v1.TenantService.CreateOrganizationUnit:input_type -> switchboard.config.v1.CreateOrganizationUnitRequest
+	12, // 59: switchboard.config.v1.TenantService.GetOrganizationUnit:input_type -> switchboard.config.v1.GetOrganizationUnitRequest
+	14, // 60: switchboard.config.v1.TenantService.ListOrganizationUnits:input_type -> switchboard.config.v1.ListOrganizationUnitsRequest
+	16, // 61: switchboard.config.v1.TenantService.UpdateOrganizationUnit:input_type -> switchboard.config.v1.UpdateOrganizationUnitRequest
+	18, // 62: switchboard.config.v1.TenantService.DeleteOrganizationUnit:input_type -> switchboard.config.v1.DeleteOrganizationUnitRequest
+	20, // 63: switchboard.config.v1.ChannelService.CreateProviderConnector:input_type -> switchboard.config.v1.CreateProviderConnectorRequest
+	22, // 64: switchboard.config.v1.ChannelService.GetProviderConnector:input_type -> switchboard.config.v1.GetProviderConnectorRequest
+	24, // 65: switchboard.config.v1.ChannelService.ListProviderConnectors:input_type -> switchboard.config.v1.ListProviderConnectorsRequest
+	26, // 66: switchboard.config.v1.ChannelService.UpdateProviderConnector:input_type -> switchboard.config.v1.UpdateProviderConnectorRequest
+	28, // 67: switchboard.config.v1.ChannelService.DeleteProviderConnector:input_type -> switchboard.config.v1.DeleteProviderConnectorRequest
+	30, // 68: switchboard.config.v1.ChannelService.CreateMessagingEntry:input_type -> switchboard.config.v1.CreateMessagingEntryRequest
+	32, // 69: switchboard.config.v1.ChannelService.GetMessagingEntry:input_type -> switchboard.config.v1.GetMessagingEntryRequest
+	34, // 70: switchboard.config.v1.ChannelService.ListMessagingEntries:input_type -> switchboard.config.v1.ListMessagingEntriesRequest
+	36, // 71: switchboard.config.v1.ChannelService.UpdateMessagingEntry:input_type -> switchboard.config.v1.UpdateMessagingEntryRequest
+	38, // 72: switchboard.config.v1.ChannelService.DeleteMessagingEntry:input_type -> switchboard.config.v1.DeleteMessagingEntryRequest
+	64, // 73: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:input_type -> switchboard.config.v1.ReencryptConnectorSecretsRequest
+	66, // 74: switchboard.config.v1.ChannelService.CheckProviderConnector:input_type -> switchboard.config.v1.CheckProviderConnectorRequest
+	40, // 75: switchboard.config.v1.ServiceService.CreateService:input_type -> switchboard.config.v1.CreateServiceRequest
+	42, // 76: switchboard.config.v1.ServiceService.GetService:input_type -> switchboard.config.v1.GetServiceRequest
+	44, // 77: switchboard.config.v1.ServiceService.ListServices:input_type -> switchboard.config.v1.ListServicesRequest
+	46, // 78: switchboard.config.v1.ServiceService.UpdateService:input_type -> switchboard.config.v1.UpdateServiceRequest
+	48, // 79: switchboard.config.v1.ServiceService.DeleteService:input_type -> switchboard.config.v1.DeleteServiceRequest
+	50, // 80: switchboard.config.v1.UserService.CreateUser:input_type -> switchboard.config.v1.CreateUserRequest
+	52, // 81: switchboard.config.v1.UserService.GetUser:input_type -> switchboard.config.v1.GetUserRequest
+	54, // 82: switchboard.config.v1.UserService.ListUsers:input_type -> switchboard.config.v1.ListUsersRequest
+	56, // 83: switchboard.config.v1.UserService.UpdateUser:input_type -> switchboard.config.v1.UpdateUserRequest
+	58, // 84: switchboard.config.v1.UserService.DeleteUser:input_type -> switchboard.config.v1.DeleteUserRequest
+	60, // 85: switchboard.config.v1.UserService.GetSignInStatus:input_type -> switchboard.config.v1.GetSignInStatusRequest
+	62, // 86: switchboard.config.v1.UserService.ClearSignInLockout:input_type -> switchboard.config.v1.ClearSignInLockoutRequest
+	69, // 87: switchboard.config.v1.WorkflowService.CreateWorkflow:input_type -> switchboard.config.v1.CreateWorkflowRequest
+	71, // 88: switchboard.config.v1.WorkflowService.GetWorkflow:input_type -> switchboard.config.v1.GetWorkflowRequest
+	73, // 89: switchboard.config.v1.WorkflowService.ListWorkflows:input_type -> switchboard.config.v1.ListWorkflowsRequest
+	75, // 90: switchboard.config.v1.WorkflowService.ListWorkflowVersions:input_type -> switchboard.config.v1.ListWorkflowVersionsRequest
+	77, // 91: switchboard.config.v1.WorkflowService.UpdateWorkflow:input_type -> switchboard.config.v1.UpdateWorkflowRequest
+	79, // 92: switchboard.config.v1.WorkflowService.DeleteWorkflow:input_type -> switchboard.config.v1.DeleteWorkflowRequest
+	1,  // 93: switchboard.config.v1.TenantService.CreateTenant:output_type -> switchboard.config.v1.CreateTenantResponse
+	3,  // 94: switchboard.config.v1.TenantService.GetTenant:output_type -> switchboard.config.v1.GetTenantResponse
+	5,  // 95: switchboard.config.v1.TenantService.ListTenants:output_type -> switchboard.config.v1.ListTenantsResponse
+	7,  // 96: switchboard.config.v1.TenantService.UpdateTenant:output_type -> switchboard.config.v1.UpdateTenantResponse
+	9,  // 97: switchboard.config.v1.TenantService.DeleteTenant:output_type -> switchboard.config.v1.DeleteTenantResponse
+	11, // 98: switchboard.config.v1.TenantService.CreateOrganizationUnit:output_type -> switchboard.config.v1.CreateOrganizationUnitResponse
+	13, // 99: switchboard.config.v1.TenantService.GetOrganizationUnit:output_type -> switchboard.config.v1.GetOrganizationUnitResponse
+	15, // 100: switchboard.config.v1.TenantService.ListOrganizationUnits:output_type -> switchboard.config.v1.ListOrganizationUnitsResponse
+	17, // 101: switchboard.config.v1.TenantService.UpdateOrganizationUnit:output_type -> switchboard.config.v1.UpdateOrganizationUnitResponse
+	19, // 102: switchboard.config.v1.TenantService.DeleteOrganizationUnit:output_type -> switchboard.config.v1.DeleteOrganizationUnitResponse
+	21, // 103: switchboard.config.v1.ChannelService.CreateProviderConnector:output_type -> switchboard.config.v1.CreateProviderConnectorResponse
+	23, // 104: switchboard.config.v1.ChannelService.GetProviderConnector:output_type -> switchboard.config.v1.GetProviderConnectorResponse
+	25, // 105: switchboard.config.v1.ChannelService.ListProviderConnectors:output_type -> switchboard.config.v1.ListProviderConnectorsResponse
+	27, // 106: switchboard.config.v1.ChannelService.UpdateProviderConnector:output_type -> switchboard.config.v1.UpdateProviderConnectorResponse
+	29, // 107: switchboard.config.v1.ChannelService.DeleteProviderConnector:output_type -> switchboard.config.v1.DeleteProviderConnectorResponse
+	31, // 108: switchboard.config.v1.ChannelService.CreateMessagingEntry:output_type -> switchboard.config.v1.CreateMessagingEntryResponse
+	33, // 109: switchboard.config.v1.ChannelService.GetMessagingEntry:output_type -> switchboard.config.v1.GetMessagingEntryResponse
+	35, // 110: switchboard.config.v1.ChannelService.ListMessagingEntries:output_type -> switchboard.config.v1.ListMessagingEntriesResponse
+	37, // 111: switchboard.config.v1.ChannelService.UpdateMessagingEntry:output_type -> switchboard.config.v1.UpdateMessagingEntryResponse
+	39, // 112: switchboard.config.v1.ChannelService.DeleteMessagingEntry:output_type -> switchboard.config.v1.DeleteMessagingEntryResponse
+	65, // 113: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:output_type -> switchboard.config.v1.ReencryptConnectorSecretsResponse
+	67, // 114: switchboard.config.v1.ChannelService.CheckProviderConnector:output_type -> switchboard.config.v1.CheckProviderConnectorResponse
+	41, // 115: switchboard.config.v1.ServiceService.CreateService:output_type -> switchboard.config.v1.CreateServiceResponse
+	43, // 116: switchboard.config.v1.ServiceService.GetService:output_type -> switchboard.config.v1.GetServiceResponse
+	45, // 117: switchboard.config.v1.ServiceService.ListServices:output_type -> switchboard.config.v1.ListServicesResponse
+	47, // 118: switchboard.config.v1.ServiceService.UpdateService:output_type -> switchboard.config.v1.UpdateServiceResponse
+	49, // 119: switchboard.config.v1.ServiceService.DeleteService:output_type -> switchboard.config.v1.DeleteServiceResponse
+	51, // 120: switchboard.config.v1.UserService.CreateUser:output_type -> switchboard.config.v1.CreateUserResponse
+	53, // 121: switchboard.config.v1.UserService.GetUser:output_type -> switchboard.config.v1.GetUserResponse
+	55, // 122: switchboard.config.v1.UserService.ListUsers:output_type -> switchboard.config.v1.ListUsersResponse
+	57, // 123: switchboard.config.v1.UserService.UpdateUser:output_type -> switchboard.config.v1.UpdateUserResponse
+	59, // 124: switchboard.config.v1.UserService.DeleteUser:output_type -> switchboard.config.v1.DeleteUserResponse
+	61, // 125: switchboard.config.v1.UserService.GetSignInStatus:output_type -> switchboard.config.v1.GetSignInStatusResponse
+	63, // 126: switchboard.config.v1.UserService.ClearSignInLockout:output_type -> switchboard.config.v1.ClearSignInLockoutResponse
+	70, // 127: switchboard.config.v1.WorkflowService.CreateWorkflow:output_type -> switchboard.config.v1.CreateWorkflowResponse
+	72, // 128: switchboard.config.v1.WorkflowService.GetWorkflow:output_type -> switchboard.config.v1.GetWorkflowResponse
+	74, // 129: switchboard.config.v1.WorkflowService.ListWorkflows:output_type -> switchboard.config.v1.ListWorkflowsResponse
+	76, // 130: switchboard.config.v1.WorkflowService.ListWorkflowVersions:output_type -> switchboard.config.v1.ListWorkflowVersionsResponse
+	78, // 131: switchboard.config.v1.WorkflowService.UpdateWorkflow:output_type -> switchboard.config.v1.UpdateWorkflowResponse
+	80, // 132: switchboard.config.v1.WorkflowService.DeleteWorkflow:output_type -> switchboard.config.v1.DeleteWorkflowResponse
+	93, // [93:133] is the sub-list for method output_type
+	53, // [53:93] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_admin_proto_init() }
@@ -4499,7 +4720,7 @@ func file_switchboard_config_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_config_v1_admin_proto_rawDesc), len(file_switchboard_config_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   78,
+			NumMessages:   81,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -515,6 +515,7 @@ const (
 	ChannelService_UpdateMessagingEntry_FullMethodName      = "/switchboard.config.v1.ChannelService/UpdateMessagingEntry"
 	ChannelService_DeleteMessagingEntry_FullMethodName      = "/switchboard.config.v1.ChannelService/DeleteMessagingEntry"
 	ChannelService_ReencryptConnectorSecrets_FullMethodName = "/switchboard.config.v1.ChannelService/ReencryptConnectorSecrets"
+	ChannelService_CheckProviderConnector_FullMethodName    = "/switchboard.config.v1.ChannelService/CheckProviderConnector"
 )
 
 // ChannelServiceClient is the client API for ChannelService service.
@@ -548,6 +549,17 @@ type ChannelServiceClient interface {
 	// platform caller when tenant_id is empty) with the current encryption
 	// key, so an old key can be retired.
 	ReencryptConnectorSecrets(ctx context.Context, in *ReencryptConnectorSecretsRequest, opts ...grpc.CallOption) (*ReencryptConnectorSecretsResponse, error)
+	// CheckProviderConnector checks a connector against Twilio, on its
+	// region's hosts: the API key and the Auth Token open the account; every
+	// business number and Conversations service of the tenant's messaging
+	// entries bound to it sends its webhooks to Switchboard's URLs with a
+	// method and events chat-handler takes; and a signed self-test webhook per
+	// number or service passes chat-handler without creating a session. Each
+	// problem is a finding naming the fix. Tenant admins and platform
+	// operators only (it uses the connector's secrets); secrets are never
+	// returned or logged. A connector that does not exist is NOT_FOUND;
+	// problems with Twilio are findings, not errors.
+	CheckProviderConnector(ctx context.Context, in *CheckProviderConnectorRequest, opts ...grpc.CallOption) (*CheckProviderConnectorResponse, error)
 }
 
 type channelServiceClient struct {
@@ -668,6 +680,16 @@ func (c *channelServiceClient) ReencryptConnectorSecrets(ctx context.Context, in
 	return out, nil
 }
 
+func (c *channelServiceClient) CheckProviderConnector(ctx context.Context, in *CheckProviderConnectorRequest, opts ...grpc.CallOption) (*CheckProviderConnectorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckProviderConnectorResponse)
+	err := c.cc.Invoke(ctx, ChannelService_CheckProviderConnector_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ChannelServiceServer is the server API for ChannelService service.
 // All implementations must embed UnimplementedChannelServiceServer
 // for forward compatibility.
@@ -699,6 +721,17 @@ type ChannelServiceServer interface {
 	// platform caller when tenant_id is empty) with the current encryption
 	// key, so an old key can be retired.
 	ReencryptConnectorSecrets(context.Context, *ReencryptConnectorSecretsRequest) (*ReencryptConnectorSecretsResponse, error)
+	// CheckProviderConnector checks a connector against Twilio, on its
+	// region's hosts: the API key and the Auth Token open the account; every
+	// business number and Conversations service of the tenant's messaging
+	// entries bound to it sends its webhooks to Switchboard's URLs with a
+	// method and events chat-handler takes; and a signed self-test webhook per
+	// number or service passes chat-handler without creating a session. Each
+	// problem is a finding naming the fix. Tenant admins and platform
+	// operators only (it uses the connector's secrets); secrets are never
+	// returned or logged. A connector that does not exist is NOT_FOUND;
+	// problems with Twilio are findings, not errors.
+	CheckProviderConnector(context.Context, *CheckProviderConnectorRequest) (*CheckProviderConnectorResponse, error)
 	mustEmbedUnimplementedChannelServiceServer()
 }
 
@@ -741,6 +774,9 @@ func (UnimplementedChannelServiceServer) DeleteMessagingEntry(context.Context, *
 }
 func (UnimplementedChannelServiceServer) ReencryptConnectorSecrets(context.Context, *ReencryptConnectorSecretsRequest) (*ReencryptConnectorSecretsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReencryptConnectorSecrets not implemented")
+}
+func (UnimplementedChannelServiceServer) CheckProviderConnector(context.Context, *CheckProviderConnectorRequest) (*CheckProviderConnectorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckProviderConnector not implemented")
 }
 func (UnimplementedChannelServiceServer) mustEmbedUnimplementedChannelServiceServer() {}
 func (UnimplementedChannelServiceServer) testEmbeddedByValue()                        {}
@@ -961,6 +997,24 @@ func _ChannelService_ReencryptConnectorSecrets_Handler(srv interface{}, ctx cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ChannelService_CheckProviderConnector_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckProviderConnectorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChannelServiceServer).CheckProviderConnector(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ChannelService_CheckProviderConnector_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChannelServiceServer).CheckProviderConnector(ctx, req.(*CheckProviderConnectorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ChannelService_ServiceDesc is the grpc.ServiceDesc for ChannelService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1011,6 +1065,10 @@ var ChannelService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReencryptConnectorSecrets",
 			Handler:    _ChannelService_ReencryptConnectorSecrets_Handler,
+		},
+		{
+			MethodName: "CheckProviderConnector",
+			Handler:    _ChannelService_CheckProviderConnector_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
