@@ -37,6 +37,7 @@ type (
 	DeliveryState         = simapi.DeliveryState
 	Clock                 = simapi.Clock
 	Violation             = simapi.Violation
+	Exchange              = simapi.Exchange
 )
 
 // DefaultPollInterval is how often the Wait methods ask again.
@@ -301,6 +302,14 @@ func (c *Client) PutAccount(ctx context.Context, a Account) error {
 func (c *Client) ContractViolations(ctx context.Context) ([]Violation, error) {
 	var out []Violation
 	err := c.do(ctx, http.MethodGet, "/sim/contract/violations", nil, &out)
+	return out, err
+}
+
+// ContractRequests lists the REST calls contract mode saw, oldest first,
+// each with the host the client meant to call (X-Original-Host).
+func (c *Client) ContractRequests(ctx context.Context) ([]Exchange, error) {
+	var out []Exchange
+	err := c.do(ctx, http.MethodGet, "/sim/contract/requests", nil, &out)
 	return out, err
 }
 

@@ -36,8 +36,12 @@ var documents = []struct {
 	file, host, prefix string
 	serves             []string
 }{
-	{"twilio_api_v2010.json", "api.twilio.com", "/2010-04-01/", []string{"/2010-04-01/Accounts/{AccountSid}/Messages"}},
-	{"twilio_conversations_v1.json", "conversations.twilio.com", "/v1/", []string{"/v1/Conversations", "/v1/Services/{ChatServiceSid}/Conversations"}},
+	{"twilio_api_v2010.json", "api.twilio.com", "/2010-04-01/", []string{
+		"/2010-04-01/Accounts/{AccountSid}/Messages", "/2010-04-01/Accounts/{Sid}.json", "/2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json",
+	}},
+	{"twilio_conversations_v1.json", "conversations.twilio.com", "/v1/", []string{
+		"/v1/Conversations", "/v1/Services/{ChatServiceSid}/Conversations", "/v1/Services/{ChatServiceSid}/Configuration/Webhooks",
+	}},
 }
 
 // mcsPath matches Media Content Service paths, which share /v1 but are not
@@ -58,7 +62,11 @@ type Checker struct {
 
 	mu         sync.Mutex
 	violations []simapi.Violation
+	exchanges  []simapi.Exchange
 }
+
+// maxExchanges bounds the exchanges kept (the oldest go first).
+const maxExchanges = 10000
 
 // Load reads the OpenAPI documents from dir.
 func Load(dir string, log *slog.Logger) (*Checker, error) {
@@ -98,11 +106,32 @@ func (c *Checker) Violations() []simapi.Violation {
 	return append([]simapi.Violation{}, c.violations...)
 }
 
-// Reset forgets the violations.
+// Exchanges returns the REST calls checked so far, oldest first, with the
+// host each was meant for.
+func (c *Checker) Exchanges() []simapi.Exchange {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]simapi.Exchange{}, c.exchanges...)
+}
+
+// Reset forgets the violations and exchanges.
 func (c *Checker) Reset() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.violations = nil
+	c.exchanges = nil
+}
+
+func (c *Checker) record(r *http.Request, op string, status int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.exchanges) >= maxExchanges {
+		c.exchanges = append(c.exchanges[:0:0], c.exchanges[len(c.exchanges)-maxExchanges/2:]...)
+	}
+	c.exchanges = append(c.exchanges, simapi.Exchange{
+		Time: time.Now().UTC(), Method: r.Method, Path: r.URL.Path, Operation: op,
+		OriginalHost: r.Header.Get("X-Original-Host"), Status: status,
+	})
 }
 
 func (c *Checker) add(r *http.Request, op, dir, detail string) {
@@ -170,14 +199,23 @@ func (c *Checker) Wrap(h http.Handler) http.Handler {
 		rec := &recorder{ResponseWriter: w}
 		h.ServeHTTP(rec, r)
 		c.checkResponse(r, input, op, rec)
+		c.record(r, op, rec.status)
 	})
 }
 
 // checkRequest validates the request and returns the validation input the
 // response check needs (nil when the operation is unknown).
 func (c *Checker) checkRequest(r *http.Request, a *api, body []byte) (*openapi3filter.RequestValidationInput, string) {
-	if orig := r.Header.Get("X-Original-Host"); orig != "" && !sameProduct(orig, a.host) {
-		c.add(r, "", "request", fmt.Sprintf("sent to host %s, but %s is served by %s", orig, r.URL.Path, a.host))
+	if orig := r.Header.Get("X-Original-Host"); orig != "" {
+		if !sameProduct(orig, a.host) {
+			c.add(r, "", "request", fmt.Sprintf("sent to host %s, but %s is served by %s", orig, r.URL.Path, a.host))
+		}
+		switch region, edge, ok := simapi.HostRegion(orig); {
+		case !ok:
+			c.add(r, "", "request", fmt.Sprintf("sent to host %s, which is not a Twilio host (product[.edge.region].twilio.com)", orig))
+		case edge == "" && region != "us1":
+			c.add(r, "", "request", fmt.Sprintf("sent to host %s: a region without an edge stopped working on 2026-04-28; use product.<edge>.%s.twilio.com", orig, region))
+		}
 	}
 	vr := r.Clone(r.Context())
 	vr.URL.Scheme, vr.URL.Host, vr.Host = "https", a.host, a.host

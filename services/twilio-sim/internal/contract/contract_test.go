@@ -109,6 +109,8 @@ func TestRequestChecks(t *testing.T) {
 		{"bad service sid", "/v1/Services/XX0123/Conversations/CH0123456789abcdef0123456789abcdef/Messages", "Body=hi", "", "ChatServiceSid"},
 		{"wrong product host", "/v1/Conversations/CH0123456789abcdef0123456789abcdef/Messages", "Body=hi", "api.twilio.com", "served by conversations.twilio.com"},
 		{"regional host", "/v1/Conversations/CH0123456789abcdef0123456789abcdef/Messages", "Body=hi", "conversations.dublin.ie1.twilio.com", ""},
+		{"region without edge", "/v1/Conversations/CH0123456789abcdef0123456789abcdef/Messages", "Body=hi", "conversations.ie1.twilio.com", "stopped working"},
+		{"not a twilio host", "/v1/Conversations/CH0123456789abcdef0123456789abcdef/Messages", "Body=hi", "conversations.example.com", "not a Twilio host"},
 		{"unknown operation", "/2010-04-01/Accounts/AC0123456789abcdef0123456789abcdef/Nope.json", "", "", "no operation"},
 	}
 	for _, tt := range tests {

@@ -95,6 +95,12 @@ func validateAccount(where string, a simapi.Account) []error {
 	if a.AuthToken == "" {
 		bad("auth_token is required")
 	}
+	if !slices.Contains([]string{"", "active", "suspended", "closed"}, a.Status) {
+		bad("status %q is not active, suspended or closed", a.Status)
+	}
+	if !slices.Contains([]string{"", "us1", "ie1", "au1", "jp1"}, a.Region) {
+		bad("region %q is not us1, ie1, au1 or jp1", a.Region)
+	}
 	for k, v := range a.APIKeys {
 		if !validSID("SK", k) {
 			bad("api key %q is not SK followed by 32 hex digits", k)

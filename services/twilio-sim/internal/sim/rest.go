@@ -19,7 +19,10 @@ func accountOf(r *http.Request) string {
 }
 
 func (e *Engine) routeREST(mux *http.ServeMux) {
+	mux.HandleFunc("GET /2010-04-01/Accounts/{file}", e.fetchAccount)
 	const acct = "/2010-04-01/Accounts/{AccountSid}"
+	mux.HandleFunc("GET "+acct+"/IncomingPhoneNumbers.json", e.listIncomingNumbers)
+	mux.HandleFunc("GET /v1/Services/{ChatServiceSid}/Configuration/Webhooks", e.fetchServiceWebhooks)
 	mux.HandleFunc("POST "+acct+"/Messages.json", e.createMessage)
 	mux.HandleFunc("GET "+acct+"/Messages.json", e.listMessages)
 	mux.HandleFunc("GET "+acct+"/Messages/{file}", e.fetchMessage)
@@ -69,6 +72,10 @@ func (e *Engine) restMiddleware(next http.Handler) http.Handler {
 			return
 		}
 		sid, ok := e.authenticate(r)
+		if ok && !e.inRegion(sid, r.Header.Get("X-Original-Host")) {
+			// Regional credentials work only in their region.
+			ok = false
+		}
 		if !ok {
 			h.Set("WWW-Authenticate", `Basic realm="Twilio API"`)
 			msg := "Authenticate"
@@ -116,6 +123,23 @@ func (e *Engine) authenticate(r *http.Request) (string, bool) {
 		return "", false
 	}
 	return acctSID, true
+}
+
+// inRegion reports whether a call meant for host may use the credentials
+// of a regional account (any host when the account names no region, or
+// when the call came without X-Original-Host).
+func (e *Engine) inRegion(accountSID, host string) bool {
+	if host == "" {
+		return true
+	}
+	e.mu.Lock()
+	a := e.accounts[accountSID]
+	e.mu.Unlock()
+	if a == nil || a.Region == "" {
+		return true
+	}
+	region, _, ok := simapi.HostRegion(host)
+	return ok && region == a.Region
 }
 
 // takeFault consumes the first fault matching r.

@@ -43,6 +43,8 @@ type Contract interface {
 	// Wrap returns h with every exchange checked.
 	Wrap(h http.Handler) http.Handler
 	Violations() []simapi.Violation
+	// Exchanges are the REST calls checked, with the host each was meant for.
+	Exchanges() []simapi.Exchange
 	Reset()
 }
 
@@ -52,6 +54,8 @@ type Engine struct {
 	opts  Options
 	hooks *webhook.Deliverer
 	clock clock
+	// started dates the accounts and numbers.
+	started time.Time
 
 	// bg bounds background work (status progressions); cancelled by Close.
 	bg     context.Context
@@ -94,6 +98,7 @@ func New(opts Options, log *slog.Logger) *Engine {
 		stop:  stop,
 	}
 	e.delivery = simapi.DeliveryDefaults{DelayMS: int(opts.StatusDelay / time.Millisecond)}
+	e.started = time.Now().UTC().Truncate(time.Second)
 	e.resetState()
 	e.accounts = map[string]*account{}
 	for _, a := range opts.Accounts {

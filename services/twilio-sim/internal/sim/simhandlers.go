@@ -36,6 +36,7 @@ func (e *Engine) routeSim(mux *http.ServeMux) {
 	mux.HandleFunc("DELETE /sim/delivery/rules", e.simClearRules)
 	mux.HandleFunc("GET /sim/contract/violations", e.simViolations)
 	mux.HandleFunc("DELETE /sim/contract/violations", e.simClearViolations)
+	mux.HandleFunc("GET /sim/contract/requests", e.simExchanges)
 	mux.HandleFunc("GET /sim/conversations", e.simConversations)
 	mux.HandleFunc("POST /sim/conversations/{Sid}/state", e.simConversationState)
 	mux.HandleFunc("GET /sim/optouts", e.simOptOuts)
@@ -325,6 +326,14 @@ func (e *Engine) simViolations(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, e.opts.Contract.Violations())
+}
+
+func (e *Engine) simExchanges(w http.ResponseWriter, r *http.Request) {
+	if e.opts.Contract == nil {
+		writeSimError(w, http.StatusNotFound, errors.New("contract mode is off: start the emulator with a contract directory"))
+		return
+	}
+	writeJSON(w, http.StatusOK, e.opts.Contract.Exchanges())
 }
 
 func (e *Engine) simClearViolations(w http.ResponseWriter, r *http.Request) {

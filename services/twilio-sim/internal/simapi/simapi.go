@@ -3,7 +3,10 @@
 // and simclient re-export them as aliases so both ends share one definition.
 package simapi
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Account is one emulated Twilio account: its credentials and the numbers
 // and services it owns.
@@ -13,6 +16,15 @@ type Account struct {
 	AuthToken string `json:"auth_token" yaml:"auth_token"`
 	// APIKeys maps API key SIDs (SK…) to their secrets.
 	APIKeys map[string]string `json:"api_keys,omitempty" yaml:"api_keys,omitempty"`
+	// FriendlyName and Status (active, suspended or closed; active when
+	// empty) are what fetching the account shows.
+	FriendlyName string `json:"friendly_name,omitempty" yaml:"friendly_name,omitempty"`
+	Status       string `json:"status,omitempty" yaml:"status,omitempty"`
+	// Region (us1, ie1, au1, jp1) makes the account regional: a REST call
+	// whose X-Original-Host names another region is refused as Twilio
+	// refuses credentials outside their region (401, 20003). Empty: calls
+	// on any region's host are taken.
+	Region string `json:"region,omitempty" yaml:"region,omitempty"`
 	// DefaultConversationsServiceSID is the service behind /v1/Conversations
 	// (no Services/{IS} in the path); the first service when empty.
 	DefaultConversationsServiceSID string                 `json:"default_conversations_service_sid,omitempty" yaml:"default_conversations_service_sid,omitempty"`
@@ -255,6 +267,43 @@ type Violation struct {
 	// Direction is "request" or "response".
 	Direction string `json:"direction"`
 	Detail    string `json:"detail"`
+}
+
+// Exchange is one REST call as contract mode saw it: where the client
+// meant to send it (X-Original-Host: api.dublin.ie1.twilio.com) and what it
+// was answered.
+type Exchange struct {
+	Time         time.Time `json:"time"`
+	Method       string    `json:"method"`
+	Path         string    `json:"path"`
+	Operation    string    `json:"operation,omitempty"`
+	OriginalHost string    `json:"original_host"`
+	Status       int       `json:"status"`
+}
+
+// HostRegion reads the region and edge from a Twilio host:
+// product.twilio.com is us1 without an edge, product.<region>.twilio.com
+// (deprecated) a region without an edge, product.<edge>.<region>.twilio.com
+// both. ok is false for a host that is not Twilio's.
+func HostRegion(host string) (region, edge string, ok bool) {
+	host = strings.ToLower(host)
+	if h, _, found := strings.Cut(host, ":"); found {
+		host = h
+	}
+	rest, isTwilio := strings.CutSuffix(host, ".twilio.com")
+	if !isTwilio {
+		return "", "", false
+	}
+	labels := strings.Split(rest, ".")
+	switch len(labels) {
+	case 1:
+		return "us1", "", true
+	case 2:
+		return labels[1], "", true
+	case 3:
+		return labels[2], labels[1], true
+	}
+	return "", "", false
 }
 
 // ConversationState changes a conversation's state as Twilio's timers would.
