@@ -42,6 +42,7 @@ type Bus struct {
 	JS  jetstream.JetStream
 	log *slog.Logger
 
+	tp         trace.TracerProvider
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
 }
@@ -51,8 +52,21 @@ type Option func(*Bus)
 
 // WithTracerProvider sets where spans go; the default is the global provider.
 func WithTracerProvider(tp trace.TracerProvider) Option {
-	return func(b *Bus) { b.tracer = tp.Tracer("github.com/switchboard-cc/switchboard/pkg/bus") }
+	return func(b *Bus) { b.tp, b.tracer = tp, tp.Tracer(tracerName) }
 }
+
+const tracerName = "github.com/switchboard-cc/switchboard/pkg/bus"
+
+// TracerProvider is where the bus's spans go. A service starts its own
+// spans (HTTP handlers, websocket frames, workflow steps, calls to Twilio)
+// from it too, so that one provider given to the bus collects all of a
+// service's spans (devstack gives each service its own).
+func (b *Bus) TracerProvider() trace.TracerProvider { return b.tp }
+
+// Propagator is the trace context format of event headers (W3C
+// traceparent), for services that carry trace context elsewhere (core
+// NATS frames, a session's record, a callback URL).
+func (b *Bus) Propagator() propagation.TextMapPropagator { return b.propagator }
 
 // New wraps an existing connection.
 func New(nc *nats.Conn, log *slog.Logger, opts ...Option) (*Bus, error) {
@@ -64,7 +78,8 @@ func New(nc *nats.Conn, log *slog.Logger, opts ...Option) (*Bus, error) {
 		NC:         nc,
 		JS:         js,
 		log:        log,
-		tracer:     otel.GetTracerProvider().Tracer("github.com/switchboard-cc/switchboard/pkg/bus"),
+		tp:         otel.GetTracerProvider(),
+		tracer:     otel.GetTracerProvider().Tracer(tracerName),
 		propagator: propagation.TraceContext{},
 	}
 	for _, o := range opts {

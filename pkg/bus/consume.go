@@ -231,22 +231,22 @@ func (b *Bus) Settle(ctx context.Context, spec ConsumerSpec, msg jetstream.Msg, 
 	switch {
 	case herr == nil:
 		if err := msg.Ack(); err != nil {
-			b.log.Warn("ack", "consumer", spec.Durable, "subject", m.Subject, "err", err)
+			b.log.WarnContext(ctx, "ack", "consumer", spec.Durable, "subject", m.Subject, "err", err)
 		}
 		recordSettled(spec.Durable, m, "ack")
 	case IsPermanent(herr) || int(m.Delivered) >= spec.MaxDeliver:
 		if err := b.DeadLetter(ctx, spec.Durable, m, herr); err != nil {
-			b.log.Error("dead-letter publish; will redeliver", "consumer", spec.Durable, "subject", m.Subject, "err", err)
+			b.log.ErrorContext(ctx, "dead-letter publish; will redeliver", "consumer", spec.Durable, "subject", m.Subject, "err", err)
 			_ = msg.NakWithDelay(spec.Backoff(m.Delivered))
 			recordSettled(spec.Durable, m, "retry")
 			return
 		}
 		recordSettled(spec.Durable, m, "dead_letter")
-		b.log.Error("message dead-lettered", "consumer", spec.Durable, "subject", m.Subject, "seq", m.Sequence, "deliveries", m.Delivered, "err", herr)
+		b.log.ErrorContext(ctx, "message dead-lettered", "consumer", spec.Durable, "subject", m.Subject, "seq", m.Sequence, "deliveries", m.Delivered, "err", herr)
 		_ = msg.Term()
 	default:
 		delay := spec.Backoff(m.Delivered)
-		b.log.Warn("handler failed; redelivering", "consumer", spec.Durable, "subject", m.Subject, "deliveries", m.Delivered, "delay", delay, "err", herr)
+		b.log.WarnContext(ctx, "handler failed; redelivering", "consumer", spec.Durable, "subject", m.Subject, "deliveries", m.Delivered, "delay", delay, "err", herr)
 		_ = msg.NakWithDelay(delay)
 		recordSettled(spec.Durable, m, "retry")
 	}

@@ -103,7 +103,8 @@ func (e *Env) List(key string, def []string) []string {
 func (e *Env) Err() error { return errors.Join(e.errs...) }
 
 // Logger builds the process logger: JSON unless LOG_FORMAT=text, level from
-// LOG_LEVEL (debug, info, warn, error).
+// LOG_LEVEL (debug, info, warn, error), and the trace_id and span_id of
+// the span in a line's context (telemetry.LogHandler).
 func Logger(env *Env, service string) *slog.Logger {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(env.String("LOG_LEVEL", "info"))); err != nil {
@@ -114,7 +115,7 @@ func Logger(env *Env, service string) *slog.Logger {
 	if env.String("LOG_FORMAT", "json") == "text" {
 		h = slog.NewTextHandler(os.Stderr, opts)
 	}
-	return slog.New(h).With("service", service)
+	return slog.New(telemetry.LogHandler(h)).With("service", service)
 }
 
 // Main runs fn with a context cancelled by SIGINT/SIGTERM and exits: 0 on a
