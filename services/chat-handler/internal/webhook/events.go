@@ -15,6 +15,7 @@ import (
 	chatv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/chat/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 
+	"github.com/switchboard-cc/switchboard/pkg/chatwebhook"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/route"
 )
@@ -60,11 +61,11 @@ func missing(event string, names ...string) error {
 
 // Conversations post-event types chat-handler acts on.
 const (
-	EventMessageAdded             = "onMessageAdded"
-	EventConversationAdded        = "onConversationAdded"
-	EventParticipantAdded         = "onParticipantAdded"
-	EventConversationStateUpdated = "onConversationStateUpdated"
-	EventDeliveryUpdated          = "onDeliveryUpdated"
+	EventMessageAdded             = chatwebhook.EventMessageAdded
+	EventConversationAdded        = chatwebhook.EventConversationAdded
+	EventParticipantAdded         = chatwebhook.EventParticipantAdded
+	EventConversationStateUpdated = chatwebhook.EventConversationStateUpdated
+	EventDeliveryUpdated          = chatwebhook.EventDeliveryUpdated
 )
 
 // ConversationsEvent turns a Conversations post-event webhook into an

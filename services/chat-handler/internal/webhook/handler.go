@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/switchboard-cc/switchboard/pkg/chatwebhook"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/route"
 )
@@ -76,21 +77,19 @@ func New(routes route.Resolver, pub Emitter, opts Options, log *slog.Logger) *Ha
 }
 
 // TenantPrefix is the path every tenant's webhook URLs start with.
-const TenantPrefix = "/api/acs/chat-handler/tenants/"
+const TenantPrefix = chatwebhook.TenantPrefix
 
 // Paths of the webhook endpoints below a tenant's prefix.
 const (
-	PathConversations = "/twilio-callbacks"
-	PathInbound       = "/messaging/inbound"
-	PathFallback      = "/messaging/fallback"
-	PathStatus        = "/messaging/status"
+	PathConversations = chatwebhook.PathConversations
+	PathInbound       = chatwebhook.PathInbound
+	PathFallback      = chatwebhook.PathFallback
+	PathStatus        = chatwebhook.PathStatus
 )
 
 // TenantURL is the webhook URL of one endpoint for a tenant below base
 // (scheme://host[:port][/prefix]).
-func TenantURL(base, tenant, path string) string {
-	return strings.TrimRight(base, "/") + TenantPrefix + tenant + path
-}
+func TenantURL(base, tenant, path string) string { return chatwebhook.TenantURL(base, tenant, path) }
 
 type endpoint int
 
@@ -234,6 +233,9 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, tenant string,
 	if rj != nil {
 		return rj
 	}
+	if p.Has(chatwebhook.SelfTestParam) {
+		return h.selfTest(w, r, p.Get(chatwebhook.SelfTestParam), rt)
+	}
 
 	in := Input{Params: p, Route: rt, Token: strings.ToValidUTF8(r.Header.Get("I-Twilio-Idempotency-Token"), "\uFFFD"), Now: h.now(),
 		AllowHTTPMedia: h.opts.AllowHTTPMedia}
@@ -268,6 +270,24 @@ func (h *Handler) process(w http.ResponseWriter, r *http.Request, tenant string,
 		h.log.Warn("webhook taken with a problem", "tenant", tenant, "entry", rt.EntryID, "msg_id", ev.ID, "problem", ev.Warning)
 	}
 	return h.publish(r.Context(), ev)
+}
+
+// selfTest answers a signed self-test (chatwebhook.SelfTestParam): the
+// route and signature checked out, so it echoes the nonce and publishes
+// nothing. A route that would refuse a customer's message refuses the
+// self-test the same way, so the check sees it.
+func (h *Handler) selfTest(w http.ResponseWriter, r *http.Request, nonce string, rt *route.Route) *rejection {
+	if !chatwebhook.ValidSelfTestNonce(nonce) {
+		return reject(http.StatusBadRequest, "malformed "+chatwebhook.SelfTestParam, "entry", rt.EntryID)
+	}
+	if rt.Disabled {
+		rj := reject(http.StatusForbidden, rt.DisabledReason, "entry", rt.EntryID)
+		rj.metric = "channel_disabled"
+		return rj
+	}
+	h.log.Info("self-test webhook verified", "tenant", rt.Tenant, "entry", rt.EntryID, "path", r.URL.Path)
+	w.Header().Set(chatwebhook.SelfTestHeader, nonce)
+	return nil
 }
 
 // unauthenticated is the one answer to a webhook whose signature cannot
