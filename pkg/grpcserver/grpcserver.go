@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/propagation"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -73,7 +74,7 @@ func New(log *slog.Logger, keys *authn.Keys, opts ...grpc.ServerOption) *Server 
 		return handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
 	}
 	all := append([]grpc.ServerOption{
-		grpc.StatsHandler(otelgrpc.NewServerHandler()),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(traceContext)),
 		grpc.ChainUnaryInterceptor(countUnary, authUnary),
 		grpc.ChainStreamInterceptor(countStream, authStream),
 	}, opts...)
@@ -186,12 +187,18 @@ func (t tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]s
 // comes from the network layer (service mesh mTLS) in production.
 func (tokenCreds) RequireTransportSecurity() bool { return false }
 
+// traceContext carries W3C trace context on every call whether or not the
+// process installed a global propagator (devstack and tests do not), so a
+// call continues its caller's trace (an agent's accept, say, through
+// distribution to the events it publishes).
+var traceContext = otelgrpc.WithPropagators(propagation.TraceContext{})
+
 // Dial connects to another service's gRPC endpoint as service `self`.
 func Dial(target string, keys *authn.Keys, self string) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient(target,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(tokenCreds{authn.NewServiceTokenSource(keys, self)}),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler()),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(traceContext)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", target, err)

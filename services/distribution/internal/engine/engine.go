@@ -25,6 +25,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -210,6 +211,9 @@ type Task struct {
 	Outbox []Event
 
 	declined map[string]time.Time
+	// trace: the trace of the request that queued the task (this process
+	// only); its offers continue it, whatever made them.
+	trace trace.SpanContext
 	// queuedSent: TaskQueued was published by this process. A restored
 	// task has it unset, so a redelivered request (the one whose handling
 	// the restart cut short) publishes it again under the same id.
@@ -511,6 +515,7 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	task.State = TaskQueued
 	task.RequiredSkills = normSkills(task.RequiredSkills)
 	task.declined = map[string]time.Time{}
+	task.trace = trace.SpanContextFromContext(ctx)
 	if task.QueuedAt.IsZero() {
 		task.QueuedAt = e.now()
 	}
@@ -1155,6 +1160,9 @@ func (e *Engine) dispatch(ctx context.Context, tenantID string) {
 // returned. transferredBy: the task was transferred to the agent by name.
 func (e *Engine) offer(ctx context.Context, t *tenant, task *Task, a *agent, now time.Time, transferredBy string) bool {
 	tenantID := task.Tenant
+	if task.trace.IsValid() {
+		ctx = trace.ContextWithSpanContext(ctx, task.trace)
+	}
 	timeout := task.Service.RONATimeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
