@@ -161,7 +161,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		Store:        runner.NewStore(kv), Timers: timers, Log: log, Now: deps.Now,
 		Web:      runner.WebOptions{AllowHosts: cfg.WebAllowHosts, RootCAs: deps.WebRootCAs},
 		Secrets:  configv1.NewLookupServiceClient(cc),
-		Contacts: contacts,
+		Contacts: contacts, Tracing: b.TracerProvider(),
 	})
 	workers := cfg.Workers
 	if workers == 0 {

@@ -24,6 +24,10 @@ import (
 	"time"
 	_ "time/tzdata" // opening hours in any IANA zone, whatever the image has
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -118,6 +122,8 @@ type Deps struct {
 	// WhatsApp customer's window is open before a Message with a
 	// template; nil: the window counts as open (the text is sent).
 	Contacts Contacts
+	// Tracing receives a span per workflow step; nil: the global provider.
+	Tracing trace.TracerProvider
 }
 
 // Secrets reads a tenant's named secret (configv1.LookupServiceClient).
@@ -134,6 +140,7 @@ type Runner struct {
 	store     *Store
 	timers    Timers
 	log       *slog.Logger
+	tracer    trace.Tracer
 	now       func() time.Time
 	web       *webClient
 	secrets   Secrets
@@ -151,8 +158,11 @@ func New(d Deps) *Runner {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Tracing == nil {
+		d.Tracing = otel.GetTracerProvider()
+	}
 	return &Runner{pub: d.Pub, services: d.Services, workflows: d.Workflows, dist: d.Distribution, store: d.Store, timers: d.Timers,
-		log: d.Log, now: d.Now, web: newWebClient(d.Web), secrets: d.Secrets, contacts: d.Contacts, defs: map[string]*workflowdef.Definition{}}
+		log: d.Log, tracer: d.Tracing.Tracer("github.com/switchboard-cc/switchboard/services/workflow-runner"), now: d.Now, web: newWebClient(d.Web), secrets: d.Secrets, contacts: d.Contacts, defs: map[string]*workflowdef.Definition{}}
 }
 
 // TaskID is the deterministic id of a Queue Task or Transfer step.
@@ -529,17 +539,20 @@ func (r *Runner) advance(ctx context.Context, st *State, def *workflowdef.Defini
 		var res result
 		var err error
 		fired := false
+		sctx, span := r.tracer.Start(ctx, "workflow step "+a.Type, trace.WithAttributes(
+			attribute.String("workflow.activity.id", a.ID), attribute.String("workflow.activity.type", a.Type)))
 		if ev != nil && st.Wait != nil && st.Wait.Activity == a.ID {
 			fired = ev.timer
-			res, err = r.resumeActivity(ctx, st, a, t, *ev)
+			res, err = r.resumeActivity(sctx, st, a, t, *ev)
 			ev = nil
 		} else {
 			if !st.Entered {
 				st.Visits[a.ID]++
 				st.Entered, st.EnteredAt = true, r.now()
 			}
-			res, err = r.enter(ctx, st, a, t)
+			res, err = r.enter(sctx, st, a, t)
 		}
+		endStep(span, res, err)
 		if err != nil {
 			return err
 		}
@@ -579,6 +592,20 @@ func (r *Runner) advance(ctx context.Context, st *State, def *workflowdef.Defini
 		st.Status = StatusRunning
 		st.Activity, st.Entered = next, false
 	}
+}
+
+// endStep ends a step's span with its outcome: the branch taken, that it
+// waits, or its error.
+func endStep(span trace.Span, res result, err error) {
+	switch {
+	case err != nil:
+		span.SetStatus(otelcodes.Error, err.Error())
+	case res.wait != nil:
+		span.SetAttributes(attribute.String("workflow.step.waits", res.wait.Kind))
+	default:
+		span.SetAttributes(attribute.String("workflow.step.branch", res.outcome))
+	}
+	span.End()
 }
 
 func (r *Runner) stepCompleted(ctx context.Context, st *State, a *workflowdef.Activity, branch string) error {
