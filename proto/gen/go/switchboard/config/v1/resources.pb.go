@@ -110,7 +110,11 @@ type Tenant struct {
 	// A session with no message for this long is ended as stale (outcome
 	// expired), so chats nobody closed do not pile up. Unset: 24 hours; zero:
 	// never; otherwise 1 hour to 90 days.
-	StaleAfter    *durationpb.Duration `protobuf:"bytes,10,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
+	StaleAfter *durationpb.Duration `protobuf:"bytes,10,opt,name=stale_after,json=staleAfter,proto3" json:"stale_after,omitempty"`
+	// The tenant's time zone, an IANA name ("Europe/Zurich"); empty means
+	// UTC. Reporting keeps day and month summaries in it and answers in it
+	// when a request names no zone.
+	TimeZone      string `protobuf:"bytes,11,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -213,6 +217,13 @@ func (x *Tenant) GetStaleAfter() *durationpb.Duration {
 		return x.StaleAfter
 	}
 	return nil
+}
+
+func (x *Tenant) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
 }
 
 // CannedResponse is a reply agents insert in the console by typing
@@ -1912,7 +1923,7 @@ var File_switchboard_config_v1_resources_proto protoreflect.FileDescriptor
 
 const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\n" +
-	"%switchboard/config/v1/resources.proto\x12\x15switchboard.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xbb\x05\n" +
+	"%switchboard/config/v1/resources.proto\x12\x15switchboard.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xd8\x05\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12G\n" +
@@ -1929,7 +1940,8 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\x10canned_responses\x18\t \x03(\v2%.switchboard.config.v1.CannedResponseR\x0fcannedResponses\x12:\n" +
 	"\vstale_after\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"staleAfter\x1a:\n" +
+	"staleAfter\x12\x1b\n" +
+	"\ttime_zone\x18\v \x01(\tR\btimeZone\x1a:\n" +
 	"\fSecretsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +

@@ -577,7 +577,8 @@ type SummarizeRequest struct {
 	// days.
 	From *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
 	To   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
-	// IANA time zone of the buckets ("Europe/Zurich"); empty means UTC.
+	// IANA time zone of the buckets ("Europe/Zurich"); empty means the
+	// tenant's (config's Tenant.time_zone, UTC when it has none).
 	TimeZone string `protobuf:"bytes,4,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	// Any subset of: service, channel, entry, agent, outcome, bucket.
 	// Empty: one row for the whole range.
@@ -1051,6 +1052,9 @@ type SummarizeResponse struct {
 	To   *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=to,proto3" json:"to,omitempty"`
 	// Rollup documents read.
 	DocumentsRead int32 `protobuf:"varint,5,opt,name=documents_read,json=documentsRead,proto3" json:"documents_read,omitempty"`
+	// The zone of the buckets: the request's, or the tenant's when the
+	// request named none.
+	TimeZone      string `protobuf:"bytes,6,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1118,6 +1122,13 @@ func (x *SummarizeResponse) GetDocumentsRead() int32 {
 		return x.DocumentsRead
 	}
 	return 0
+}
+
+func (x *SummarizeResponse) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
 }
 
 type GetTranscriptRequest struct {
@@ -1569,13 +1580,14 @@ const file_switchboard_reporting_v1_reporting_proto_rawDesc = "" +
 	"\bworkflow\x18\x19 \x01(\v2'.switchboard.reporting.v1.DurationStatsR\bworkflow\x12#\n" +
 	"\rservice_level\x18\x1a \x01(\x01R\fserviceLevel\x12)\n" +
 	"\x10abandonment_rate\x18\x1b \x01(\x01R\x0fabandonmentRate\x12.\n" +
-	"\x13service_level_exact\x18\x1c \x01(\bR\x11serviceLevelExact\"\xf8\x01\n" +
+	"\x13service_level_exact\x18\x1c \x01(\bR\x11serviceLevelExact\"\x95\x02\n" +
 	"\x11SummarizeResponse\x128\n" +
 	"\x04rows\x18\x01 \x03(\v2$.switchboard.reporting.v1.SummaryRowR\x04rows\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12.\n" +
 	"\x04from\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x04from\x12*\n" +
 	"\x02to\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02to\x12%\n" +
-	"\x0edocuments_read\x18\x05 \x01(\x05R\rdocumentsRead\"R\n" +
+	"\x0edocuments_read\x18\x05 \x01(\x05R\rdocumentsRead\x12\x1b\n" +
+	"\ttime_zone\x18\x06 \x01(\tR\btimeZone\"R\n" +
 	"\x14GetTranscriptRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
