@@ -26,6 +26,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/connect"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/durability"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/route"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/webhook"
@@ -220,7 +221,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	})
 	log.Info("chat-handler serving", "http", lis.Addr().String(), "public_base_url", cfg.PublicBaseURL,
 		"trusted_proxies", len(proxies))
-	return httpserver.Serve(ctx, httpserver.New(mux), lis, 5*time.Second)
+	return httpserver.Serve(ctx, httpserver.New(telemetry.HTTPHandler(b.TracerProvider(), mux)), lis, 5*time.Second)
 }
 
 // checkDurability verifies the durability requirement against the CHAT

@@ -233,7 +233,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	defer led.Close()
 	s := sender.New(sender.Deps{
 		Pub: b, Credentials: creds, Twilio: twilioapi.New(topts), Ledger: led, Contacts: contacts.New(db),
-		Progress: &inboundProgress{js: b.JS},
+		Progress: &inboundProgress{js: b.JS}, Tracing: b.TracerProvider(),
 	}, sender.Options{
 		StatusCallbackBaseURL: cfg.StatusCallbackBaseURL, Timeout: cfg.TwilioTimeout, Rules: rules,
 		Retries: cfg.Retries, MaxConcurrentCalls: cfg.MaxConcurrentCalls,

@@ -22,11 +22,17 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -39,6 +45,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/segments"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/contacts"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/lanes"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ledger"
@@ -136,15 +143,18 @@ type Deps struct {
 	Contacts    *contacts.Store
 	Progress    InboundProgress
 	Limiter     *ratelimit.Limiter
+	// Tracing receives a span per call to Twilio; nil: the global provider.
+	Tracing trace.TracerProvider
 }
 
 // Sender handles outbound requests, delivery reports and customer messages.
 type Sender struct {
-	d     Deps
-	opts  Options
-	log   *slog.Logger
-	calls chan struct{}
-	stop  chan struct{}
+	d      Deps
+	opts   Options
+	log    *slog.Logger
+	tracer trace.Tracer
+	calls  chan struct{}
+	stop   chan struct{}
 }
 
 // New returns a sender.
@@ -153,7 +163,11 @@ func New(d Deps, opts Options, log *slog.Logger) *Sender {
 	if d.Limiter == nil {
 		d.Limiter = ratelimit.New(opts.Now)
 	}
-	return &Sender{d: d, opts: opts, log: log, calls: make(chan struct{}, opts.MaxConcurrentCalls), stop: make(chan struct{})}
+	if d.Tracing == nil {
+		d.Tracing = otel.GetTracerProvider()
+	}
+	return &Sender{d: d, opts: opts, log: log, tracer: d.Tracing.Tracer("github.com/switchboard-cc/switchboard/services/outbound-sender"),
+		calls: make(chan struct{}, opts.MaxConcurrentCalls), stop: make(chan struct{})}
 }
 
 // Stop makes waiting sends give their request back (redelivered later)
@@ -498,7 +512,7 @@ func (s *Sender) callTwilio(ctx context.Context, j *job) error {
 	s.d.Limiter.Began(j.lane, j.lim, j.cost, s.opts.Now())
 	tenant, id := j.req.GetTenantId(), j.req.GetRequestId()
 	for try := 1; ; try++ {
-		acc, err := s.call(j.tc, j.msg)
+		acc, err := s.call(ctx, j.tc, j.msg)
 		if err == nil {
 			j.acc = acc
 			return nil
@@ -542,13 +556,47 @@ func (s *Sender) backoff(n int) time.Duration {
 	return ceiling/2 + rand.N(ceiling/2+1)
 }
 
-func (s *Sender) call(tc twilioapi.Credentials, m twilioapi.Message) (twilioapi.Accepted, error) {
+// call makes one REST call to Twilio under a client span; the status
+// callback URL carries the span's trace context (telemetry.TraceParam), so
+// the delivery reports continue the message's trace.
+func (s *Sender) call(ctx context.Context, tc twilioapi.Credentials, m twilioapi.Message) (twilioapi.Accepted, error) {
 	s.calls <- struct{}{}
 	defer func() { <-s.calls }()
+	path := "messaging"
+	if m.Conversations {
+		path = "conversations"
+	}
+	ctx, span := s.tracer.Start(ctx, "twilio create message", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("twilio.path", path), attribute.String("sb.request_id", m.RequestID)))
+	defer span.End()
+	if m.StatusCallback != "" {
+		m.StatusCallback = withTraceParam(ctx, m.StatusCallback)
+	}
 	start := time.Now()
 	acc, err := s.d.Twilio.Send(tc, m)
 	recordCall(start, err)
+	if err != nil {
+		if te, ok := twilioapi.IsError(err); ok {
+			span.SetAttributes(attribute.Int("twilio.error_code", te.Code), attribute.String("twilio.error_class", te.Class.String()))
+		}
+		span.SetStatus(otelcodes.Error, "twilio refused or failed the call")
+	}
 	return acc, err
+}
+
+// withTraceParam adds the trace context of ctx to a callback URL.
+func withTraceParam(ctx context.Context, callback string) string {
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	tp := carrier.Get("traceparent")
+	if tp == "" {
+		return callback
+	}
+	sep := "?"
+	if strings.Contains(callback, "?") {
+		sep = "&"
+	}
+	return callback + sep + telemetry.TraceParam + "=" + url.QueryEscape(tp)
 }
 
 func (s *Sender) find(ctx context.Context, tc twilioapi.Credentials, m twilioapi.Message, rec *ledger.Request) (twilioapi.Accepted, bool, error) {
