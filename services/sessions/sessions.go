@@ -28,6 +28,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/connect"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/console"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/core"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/gateway"
@@ -172,9 +173,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	var gw *gateway.Gateway
 	domain := core.New(st, b, pusher{gw: &gw}, distributionv1.NewDistributionServiceClient(dc), outbound, log)
 	domain.SetConfig(configv1.NewServiceServiceClient(cc), configv1.NewTenantServiceClient(cc))
+	domain.SetTracing(b.TracerProvider())
 	gw = gateway.New(domain, keys, configv1.NewLookupServiceClient(cc), b.NC, log, gateway.Options{
 		TokenTTL: cfg.AgentTokenTTL, AuthTimeout: cfg.AgentAuthTimeout, OriginPatterns: cfg.OriginPatterns, Console: console.FS(),
-		TrustedProxies: proxies,
+		TrustedProxies: proxies, Tracing: b.TracerProvider(),
 	})
 	sub, err := gw.Subscribe()
 	if err != nil {
@@ -234,7 +236,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			return nil
 		})
 	}
-	srv := httpserver.New(gw.Handler())
+	srv := httpserver.New(telemetry.HTTPHandler(b.TracerProvider(), gw.Handler()))
 	g.Go(func() error {
 		err := httpserver.Serve(gctx, srv, lis, 3*time.Second)
 		gw.Close()
@@ -247,7 +249,9 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 // pusher hands the domain's frames to the gateway (created after it).
 type pusher struct{ gw **gateway.Gateway }
 
-func (p pusher) Push(tenant, agentID string, frame []byte) { (*p.gw).Push(tenant, agentID, frame) }
-func (p pusher) PushSession(tenant, sessionID string, frame []byte) {
-	(*p.gw).PushSession(tenant, sessionID, frame)
+func (p pusher) Push(ctx context.Context, tenant, agentID string, frame []byte) {
+	(*p.gw).Push(ctx, tenant, agentID, frame)
+}
+func (p pusher) PushSession(ctx context.Context, tenant, sessionID string, frame []byte) {
+	(*p.gw).PushSession(ctx, tenant, sessionID, frame)
 }

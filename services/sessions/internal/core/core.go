@@ -13,6 +13,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -55,9 +57,10 @@ type Emitter interface {
 
 // Pusher delivers a frame to every socket of an agent, on any replica.
 type Pusher interface {
-	Push(tenant, agentID string, frame []byte)
+	// The frame's span continues the trace of ctx.
+	Push(ctx context.Context, tenant, agentID string, frame []byte)
 	// PushSession sends a session's frame to the supervisors monitoring it.
-	PushSession(tenant, sessionID string, frame []byte)
+	PushSession(ctx context.Context, tenant, sessionID string, frame []byte)
 }
 
 // Agent is the authenticated user behind a socket.
@@ -84,6 +87,7 @@ type Core struct {
 	services configv1.ServiceServiceClient
 	tenants  configv1.TenantServiceClient
 	log      *slog.Logger
+	tracer   trace.Tracer
 	now      func() time.Time
 	// convs: conversation → active session, a hint checked by the session
 	// read (convcache.go).
@@ -96,7 +100,15 @@ const convCacheSize = 200_000
 // New returns the domain. out may be nil: replies are then not checked
 // before they are requested (outbound-sender still refuses what it must).
 func New(st *store.Store, pub Emitter, push Pusher, dist distributionv1.DistributionServiceClient, out outboundv1.OutboundServiceClient, log *slog.Logger) *Core {
-	return &Core{store: st, pub: pub, push: push, dist: dist, outbound: out, log: log, now: time.Now, convs: newConvCache(convCacheSize)}
+	c := &Core{store: st, pub: pub, push: push, dist: dist, outbound: out, log: log, now: time.Now, convs: newConvCache(convCacheSize)}
+	c.SetTracing(otel.GetTracerProvider())
+	return c
+}
+
+// SetTracing sets where the domain's spans go (the global provider until
+// set).
+func (c *Core) SetTracing(tp trace.TracerProvider) {
+	c.tracer = tp.Tracer("github.com/switchboard-cc/switchboard/services/sessions")
 }
 
 // ConversationKey identifies a customer conversation: the Conversations
@@ -338,7 +350,7 @@ func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 			}
 			agent = now.AgentID
 		}
-		c.toSession(sess.Tenant, sess.ID, agent, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
+		c.toSession(ctx, sess.Tenant, sess.ID, agent, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
 			"session_id": sess.ID, "message": messageView(msg),
 		}))
 	}
@@ -402,7 +414,7 @@ func (c *Core) sessionFor(ctx context.Context, ev *chatv1.MessageReceived) (*sto
 				Tenant: tenant, ID: id, ServiceID: ev.GetServiceId(), EntryID: ev.GetEntryId(),
 				Conversation: toStore(ev.GetConversation()), ConversationKey: key,
 				CustomerName: ev.GetProfileName(), FirstMessageSID: ev.GetMessageSid(),
-				State: store.StateActive, StartedAt: c.now(),
+				State: store.StateActive, StartedAt: c.now(), Trace: traceParent(ctx),
 			}
 			if err := c.store.CreateSession(ctx, sess); err != nil {
 				return nil, err
@@ -516,7 +528,7 @@ func (c *Core) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		})
 		offer.Note, offer.TransferredBy = ev.GetNote(), ev.GetTransferredBy()
 		c.preview(ctx, ev.GetTenantId(), ev.GetSessionId(), offer)
-		c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeOfferCreated, offer))
+		c.push.Push(ctx, ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeOfferCreated, offer))
 	case subjects.KindTaskAccepted:
 		var ev distributionv1.TaskAccepted
 		if err := m.Decode(&ev); err != nil {
@@ -528,21 +540,21 @@ func (c *Core) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		if err := m.Decode(&ev); err != nil {
 			return err
 		}
-		c.revoke(ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "declined")
+		c.revoke(ctx, ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "declined")
 	case subjects.KindTaskOfferTimedOut:
 		var ev distributionv1.TaskOfferTimedOut
 		if err := m.Decode(&ev); err != nil {
 			return err
 		}
-		c.revoke(ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "timed_out")
-		c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypePresence, map[string]any{"presence": "available", "rona": true}))
+		c.revoke(ctx, ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "timed_out")
+		c.push.Push(ctx, ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypePresence, map[string]any{"presence": "available", "rona": true}))
 	case subjects.KindTaskCanceled:
 		var ev distributionv1.TaskCanceled
 		if err := m.Decode(&ev); err != nil {
 			return err
 		}
 		if ev.GetAgentId() != "" {
-			c.revoke(ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "canceled")
+			c.revoke(ctx, ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "canceled")
 		}
 	case subjects.KindTaskTransferred:
 		var ev distributionv1.TaskTransferred
@@ -567,14 +579,14 @@ func (c *Core) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		if err := m.Decode(&ev); err != nil {
 			return err
 		}
-		c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeWrapUpStarted,
+		c.push.Push(ctx, ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeWrapUpStarted,
 			c.wrapUpView(ctx, ev.GetTenantId(), ev.GetTaskId(), ev.GetSessionId(), ev.GetServiceId(), ev.GetEndsAt().AsTime())))
 	case subjects.KindTaskWrapUpEnded:
 		var ev distributionv1.TaskWrapUpEnded
 		if err := m.Decode(&ev); err != nil {
 			return err
 		}
-		c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeWrapUpEnded, map[string]any{
+		c.push.Push(ctx, ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeWrapUpEnded, map[string]any{
 			"task_id": ev.GetTaskId(), "session_id": ev.GetSessionId(), "submitted": ev.GetSubmitted(),
 		}))
 	}
@@ -610,15 +622,15 @@ func (c *Core) preview(ctx context.Context, tenant, sessionID string, o *protoco
 
 // toSession sends a session's frame to its agent, if it has one, and to
 // the supervisors monitoring it.
-func (c *Core) toSession(tenant, sessionID, agentID string, frame []byte) {
+func (c *Core) toSession(ctx context.Context, tenant, sessionID, agentID string, frame []byte) {
 	if agentID != "" {
-		c.push.Push(tenant, agentID, frame)
+		c.push.Push(ctx, tenant, agentID, frame)
 	}
-	c.push.PushSession(tenant, sessionID, frame)
+	c.push.PushSession(ctx, tenant, sessionID, frame)
 }
 
-func (c *Core) revoke(tenant, agent, offerID, taskID, reason string) {
-	c.push.Push(tenant, agent, protocol.Frame(protocol.TypeOfferRevoked, map[string]string{
+func (c *Core) revoke(ctx context.Context, tenant, agent, offerID, taskID, reason string) {
+	c.push.Push(ctx, tenant, agent, protocol.Frame(protocol.TypeOfferRevoked, map[string]string{
 		"offer_id": offerID, "task_id": taskID, "reason": reason,
 	}))
 }
@@ -640,10 +652,10 @@ func (c *Core) assigned(ctx context.Context, ev *distributionv1.TaskAccepted) er
 		return err
 	}
 	// The accepting agent's other sockets drop the card too.
-	c.revoke(ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "accepted")
+	c.revoke(ctx, ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "accepted")
 	view := sessionView(sess, msgs)
 	view.Compliance = c.compliance(ctx, sess)
-	c.push.Push(ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeSessionAssigned, view))
+	c.push.Push(ctx, ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeSessionAssigned, view))
 	return nil
 }
 
@@ -722,7 +734,7 @@ func (c *Core) outboundRequested(ctx context.Context, ev *outboundv1.OutboundMes
 		return err
 	}
 	if added {
-		c.toSession(sess.Tenant, sess.ID, sess.AgentID, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
+		c.toSession(ctx, sess.Tenant, sess.ID, sess.AgentID, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
 			"session_id": sess.ID, "message": messageView(msg),
 		}))
 	}
@@ -744,7 +756,7 @@ func (c *Core) status(ctx context.Context, tenant, sessionID, messageID, st stri
 		}
 		return err
 	}
-	c.toSession(tenant, sessionID, sess.AgentID, protocol.Frame(protocol.TypeMessageStatus, protocol.MessageStatus{
+	c.toSession(ctx, tenant, sessionID, sess.AgentID, protocol.Frame(protocol.TypeMessageStatus, protocol.MessageStatus{
 		SessionID: sessionID, MessageID: messageID, Status: st, ErrorCode: code, ErrorMessage: errMsg, Reason: reason,
 	}))
 	return nil
@@ -813,7 +825,7 @@ func (c *Core) end(ctx context.Context, tenant, sessionID string, outcome sessio
 	}, sessionID+":ended"); err != nil {
 		return err
 	}
-	c.toSession(tenant, sessionID, sess.AgentID, protocol.Frame(protocol.TypeSessionEnded, map[string]string{
+	c.toSession(ctx, tenant, sessionID, sess.AgentID, protocol.Frame(protocol.TypeSessionEnded, map[string]string{
 		"session_id": sessionID, "outcome": outcomeName(out), "reason": sess.EndReason,
 	}))
 	return nil

@@ -176,7 +176,7 @@ func (c *Core) parked(ctx context.Context, tenant, sessionID, taskID, agentID, b
 	if park {
 		typ = protocol.TypeSessionParked
 	}
-	c.toSession(tenant, sessionID, agentID, protocol.Frame(typ, map[string]string{
+	c.toSession(ctx, tenant, sessionID, agentID, protocol.Frame(typ, map[string]string{
 		"session_id": sessionID, "task_id": taskID, "by": by,
 	}))
 	return nil
@@ -251,7 +251,7 @@ func (c *Core) transferred(ctx context.Context, ev *distributionv1.TaskTransferr
 	if ev.GetToAgentId() != "" {
 		to = ev.GetToAgentId()
 	}
-	c.toSession(ev.GetTenantId(), ev.GetSessionId(), from, protocol.Frame(protocol.TypeSessionTransferred, map[string]string{
+	c.toSession(ctx, ev.GetTenantId(), ev.GetSessionId(), from, protocol.Frame(protocol.TypeSessionTransferred, map[string]string{
 		"session_id": ev.GetSessionId(), "task_id": ev.GetTaskId(), "to_service_id": ev.GetToServiceId(),
 		"to_agent_id": ev.GetToAgentId(), "note": ev.GetNote(), "to": to,
 	}))

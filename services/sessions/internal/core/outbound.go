@@ -92,6 +92,8 @@ func (c *Core) request(ctx context.Context, a Agent, sess *store.Session, client
 	if sess.State != store.StateActive {
 		return "", fmt.Errorf("%w: session %s has ended", ErrConflict, sess.ID)
 	}
+	ctx, span := c.inSessionTrace(ctx, sess, "session reply")
+	defer span.End()
 	if err := c.checkReply(ctx, sess); err != nil {
 		return "", err
 	}
@@ -182,7 +184,7 @@ func (c *Core) contactUpdated(ctx context.Context, ev *outboundv1.OutboundContac
 	if sess.AgentID == "" {
 		return nil // shown when the session is assigned
 	}
-	c.push.Push(sess.Tenant, sess.AgentID, protocol.Frame(protocol.TypeSessionCompliance, map[string]any{
+	c.push.Push(ctx, sess.Tenant, sess.AgentID, protocol.Frame(protocol.TypeSessionCompliance, map[string]any{
 		"session_id": sess.ID, "compliance": ComplianceView(ev.GetState()),
 	}))
 	return nil

@@ -72,7 +72,7 @@ func (c *Core) internal(ctx context.Context, sess *store.Session, author Agent, 
 	if visibility == store.VisibleToSupervisors {
 		agent = ""
 	}
-	c.toSession(sess.Tenant, sess.ID, agent, frame)
+	c.toSession(ctx, sess.Tenant, sess.ID, agent, frame)
 	return msg, nil
 }
 
@@ -209,7 +209,7 @@ func (c *Core) ResetRona(ctx context.Context, sup Agent, agentID string) (*distr
 		return nil, fromStatus(err)
 	}
 	st := res.GetState()
-	c.push.Push(sup.Tenant, agentID, protocol.Frame(protocol.TypePresence, map[string]any{"presence": PresenceName(st.GetPresence()), "rona": st.GetRona()}))
+	c.push.Push(ctx, sup.Tenant, agentID, protocol.Frame(protocol.TypePresence, map[string]any{"presence": PresenceName(st.GetPresence()), "rona": st.GetRona()}))
 	return st, nil
 }
 

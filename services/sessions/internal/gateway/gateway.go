@@ -24,6 +24,11 @@ import (
 	"github.com/coder/websocket"
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -32,6 +37,7 @@ import (
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
 	"github.com/switchboard-cc/switchboard/pkg/segments"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
@@ -46,6 +52,7 @@ type Gateway struct {
 	lookup   configv1.LookupServiceClient
 	nc       *nats.Conn
 	log      *slog.Logger
+	tracer   trace.Tracer
 	console  fs.FS
 	tokenTTL time.Duration
 	origins  []string
@@ -82,6 +89,8 @@ type Options struct {
 	// OriginPatterns allowed to open the websocket besides the page's own host.
 	OriginPatterns []string
 	Console        fs.FS
+	// Tracing receives a span per websocket frame; nil: the global provider.
+	Tracing trace.TracerProvider
 }
 
 // New returns a gateway.
@@ -96,9 +105,13 @@ func New(c *core.Core, keys *authn.Keys, lookup configv1.LookupServiceClient, nc
 	if o.RecheckEvery <= 0 {
 		o.RecheckEvery = time.Second
 	}
+	if o.Tracing == nil {
+		o.Tracing = otel.GetTracerProvider()
+	}
 	done, stop := context.WithCancel(context.Background())
 	return &Gateway{
 		core: c, keys: keys, lookup: lookup, nc: nc, log: log, console: o.Console,
+		tracer:   o.Tracing.Tracer("github.com/switchboard-cc/switchboard/services/sessions/gateway"),
 		tokenTTL: o.TokenTTL, authTimeout: o.AuthTimeout, recheckEvery: o.RecheckEvery, proxies: o.TrustedProxies, origins: o.OriginPatterns, conns: map[string]map[*conn]struct{}{},
 		monitors: map[string]map[*conn]struct{}{},
 		done:     done, stop: stop,
@@ -139,19 +152,40 @@ func securityHeaders(h http.Handler) http.Handler {
 	})
 }
 
-// Push sends a frame to an agent's sockets on every replica.
-func (g *Gateway) Push(tenant, agentID string, frame []byte) {
-	if err := g.nc.Publish(subjects.AgentPush(tenant, agentID), frame); err != nil {
-		g.log.Warn("push to agent", "tenant", tenant, "agent", agentID, "err", err)
+// Push sends a frame to an agent's sockets on every replica. The trace
+// context of ctx travels in the message's headers: the frame's span on
+// the socket continues it.
+func (g *Gateway) Push(ctx context.Context, tenant, agentID string, frame []byte) {
+	if err := g.nc.PublishMsg(pushMsg(ctx, subjects.AgentPush(tenant, agentID), frame)); err != nil {
+		g.log.WarnContext(ctx, "push to agent", "tenant", tenant, "agent", agentID, "err", err)
 	}
 }
 
 // PushSession sends a session's frame to the supervisors monitoring it on
 // every replica.
-func (g *Gateway) PushSession(tenant, sessionID string, frame []byte) {
-	if err := g.nc.Publish(subjects.SessionPush(tenant, sessionID), frame); err != nil {
-		g.log.Warn("push to monitors", "tenant", tenant, "session_id", sessionID, "err", err)
+func (g *Gateway) PushSession(ctx context.Context, tenant, sessionID string, frame []byte) {
+	if err := g.nc.PublishMsg(pushMsg(ctx, subjects.SessionPush(tenant, sessionID), frame)); err != nil {
+		g.log.WarnContext(ctx, "push to monitors", "tenant", tenant, "session_id", sessionID, "err", err)
 	}
+}
+
+// pushMsg is a frame on its way to the sockets, with the trace context of
+// ctx (if any) in its headers.
+func pushMsg(ctx context.Context, subject string, frame []byte) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Data: frame}
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		m.Header = nats.Header{}
+		propagation.TraceContext{}.Inject(ctx, bus.HeaderCarrier(m.Header))
+	}
+	return m
+}
+
+// pushedTrace is the trace context a pushed frame carries.
+func pushedTrace(m *nats.Msg) trace.SpanContext {
+	if m.Header == nil {
+		return trace.SpanContext{}
+	}
+	return trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), bus.HeaderCarrier(m.Header)))
 }
 
 // Subscribe delivers pushed frames to this replica's sockets until
@@ -162,10 +196,11 @@ func (g *Gateway) Subscribe() (*nats.Subscription, error) {
 		if len(parts) != 4 {
 			return
 		}
+		parent := pushedTrace(m)
 		g.mu.Lock()
 		defer g.mu.Unlock()
 		for c := range g.monitors[parts[2]+"/"+parts[3]] {
-			c.send(m.Data)
+			c.sendTraced(parent, m.Data)
 		}
 	})
 	if err != nil {
@@ -176,7 +211,7 @@ func (g *Gateway) Subscribe() (*nats.Subscription, error) {
 		if len(parts) != 4 {
 			return
 		}
-		g.deliver(parts[2]+"/"+parts[3], m.Data)
+		g.deliver(parts[2]+"/"+parts[3], pushedTrace(m), m.Data)
 	})
 	if err != nil {
 		_ = sessions.Unsubscribe()
@@ -214,11 +249,11 @@ func (g *Gateway) monitor(c *conn, sessionID string, on bool) {
 // maxMonitored bounds the chats one supervisor socket watches at once.
 const maxMonitored = 50
 
-func (g *Gateway) deliver(key string, frame []byte) {
+func (g *Gateway) deliver(key string, parent trace.SpanContext, frame []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for c := range g.conns[key] {
-		c.send(frame)
+		c.sendTraced(parent, frame)
 	}
 }
 
@@ -325,7 +360,7 @@ type conn struct {
 	// revoked is set when the token stops holding; the socket then closes
 	// with closeUnauthenticated.
 	revoked atomic.Pointer[string]
-	out     chan []byte
+	out     chan outFrame
 	cancel  context.CancelFunc
 	slow    atomic.Bool
 	// kicked asks the write loop to close the socket with the code its
@@ -341,11 +376,21 @@ type conn struct {
 
 func (c *conn) kick() { c.kickOnce.Do(func() { close(c.kicked) }) }
 
+// outFrame is a frame waiting for the socket's writer, with the trace its
+// span continues (none: the span starts a trace).
+type outFrame struct {
+	data   []byte
+	parent trace.SpanContext
+}
+
 // send queues a frame; a socket that cannot keep up is closed and its
 // client reconnects to a fresh snapshot.
-func (c *conn) send(frame []byte) {
+func (c *conn) send(frame []byte) { c.sendTraced(trace.SpanContext{}, frame) }
+
+// sendTraced queues a frame whose span continues the trace of parent.
+func (c *conn) sendTraced(parent trace.SpanContext, frame []byte) {
 	select {
-	case c.out <- frame:
+	case c.out <- outFrame{data: frame, parent: parent}:
 	default:
 		c.slow.Store(true)
 		c.kick()
@@ -388,7 +433,7 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close(closeUnauthenticated, "authentication failed")
 		return
 	}
-	c := &conn{ws: ws, agent: agent, claims: claims, out: make(chan []byte, outQueue), cancel: cancel, kicked: make(chan struct{}), monitoring: map[string]bool{}}
+	c := &conn{ws: ws, agent: agent, claims: claims, out: make(chan outFrame, outQueue), cancel: cancel, kicked: make(chan struct{}), monitoring: map[string]bool{}}
 	first := g.register(c)
 	defer func() {
 		if last := g.unregister(c); last && agent.IsAgent {
@@ -650,15 +695,36 @@ func (g *Gateway) writeLoop(ctx context.Context, c *conn) {
 			c.cancel()
 			return
 		case f := <-c.out:
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := c.ws.Write(wctx, websocket.MessageText, f)
-			cancel()
+			err := g.write(ctx, c, f)
 			if err != nil {
 				c.cancel()
 				return
 			}
 		}
 	}
+}
+
+// write writes one frame to the socket under a span "websocket send
+// <type>" that continues the frame's trace. The span names the frame's
+// type and the agent, never its content.
+func (g *Gateway) write(ctx context.Context, c *conn, f outFrame) error {
+	sctx := context.WithoutCancel(ctx)
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+		attribute.String("sb.frame.type", protocol.FrameType(f.data)), attribute.String("sb.agent.id", c.agent.ID))}
+	if f.parent.IsValid() {
+		sctx = trace.ContextWithRemoteSpanContext(sctx, f.parent)
+	} else {
+		opts = append(opts, trace.WithNewRoot())
+	}
+	_, span := g.tracer.Start(sctx, "websocket send "+protocol.FrameType(f.data), opts...)
+	defer span.End()
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := c.ws.Write(wctx, websocket.MessageText, f.data)
+	if err != nil {
+		span.SetStatus(otelcodes.Error, err.Error())
+	}
+	return err
 }
 
 type frameError struct{ code, message string }
@@ -702,7 +768,12 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn) {
 			c.send(protocol.ErrorFrame("", protocol.CodeInvalid, "client frames need an id"))
 			continue
 		}
-		g.dispatch(ctx, c, env)
+		// Each frame is the agent's own action: a new trace, which the
+		// work it does on a session links to that session's trace.
+		fctx, span := g.tracer.Start(ctx, "websocket receive "+env.Type, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("sb.frame.type", env.Type), attribute.String("sb.agent.id", c.agent.ID)))
+		g.dispatch(fctx, c, env)
+		span.End()
 	}
 }
 
@@ -733,12 +804,14 @@ func decode[T any](env *protocol.Envelope) (*T, error) {
 func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope) {
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	frame := trace.SpanContextFromContext(ctx)
 	reply := func(extra map[string]any, err error) {
 		if err != nil {
-			c.send(protocol.ErrorFrame(env.ID, codeOf(err), err.Error()))
+			trace.SpanFromContext(ctx).SetStatus(otelcodes.Error, codeOf(err))
+			c.sendTraced(frame, protocol.ErrorFrame(env.ID, codeOf(err), err.Error()))
 			return
 		}
-		c.send(protocol.Ack(env.ID, extra))
+		c.sendTraced(frame, protocol.Ack(env.ID, extra))
 	}
 	bad := func(err error) { c.send(protocol.ErrorFrame(env.ID, protocol.CodeInvalid, "data: "+err.Error())) }
 	a := c.agent
@@ -766,7 +839,7 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 			reply(nil, err)
 			return
 		}
-		g.Push(a.Tenant, a.ID, protocol.Frame(protocol.TypePresence, map[string]any{"presence": core.PresenceName(st.GetPresence()), "rona": st.GetRona()}))
+		g.Push(cctx, a.Tenant, a.ID, protocol.Frame(protocol.TypePresence, map[string]any{"presence": core.PresenceName(st.GetPresence()), "rona": st.GetRona()}))
 		reply(map[string]any{"presence": core.PresenceName(st.GetPresence()), "rona": st.GetRona()}, nil)
 	case protocol.TypeOfferAccept, protocol.TypeOfferDecline:
 		d, ok := decodeOr[struct {

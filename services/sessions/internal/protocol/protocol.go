@@ -123,6 +123,23 @@ func Frame(typ string, data any) []byte {
 	return b
 }
 
+// FrameType reads the type of a frame Frame built (its envelope starts
+// with the version and the type), without decoding the rest; "" for
+// another shape.
+func FrameType(frame []byte) string {
+	const prefix = `{"v":1,"type":"`
+	if len(frame) <= len(prefix) || string(frame[:len(prefix)]) != prefix {
+		return ""
+	}
+	rest := frame[len(prefix):]
+	for i, b := range rest {
+		if b == '"' {
+			return string(rest[:i])
+		}
+	}
+	return ""
+}
+
 // Ack answers a client frame.
 func Ack(ref string, extra map[string]any) []byte {
 	d := map[string]any{"ref": ref}

@@ -72,6 +72,9 @@ type Session struct {
 	// Parked: the agent set the chat aside (distribution's TaskParked)
 	// until they resume it; no replies meanwhile.
 	Parked bool `bson:"parked,omitempty"`
+	// Trace is the W3C traceparent of the customer message that opened
+	// the session: agents' replies continue that trace.
+	Trace string `bson:"trace,omitempty"`
 }
 
 // Media is an attachment.

@@ -1,0 +1,20 @@
+package protocol
+
+import "testing"
+
+func TestFrameType(t *testing.T) {
+	for _, tc := range []struct {
+		frame []byte
+		want  string
+	}{
+		{Frame(TypeOfferCreated, map[string]string{"type": "not this"}), TypeOfferCreated},
+		{Ack("r1", nil), TypeAck},
+		{[]byte(`{"type":"x","v":1}`), ""},
+		{[]byte(`{"v":1,"type":"unterminated`), ""},
+		{nil, ""},
+	} {
+		if got := FrameType(tc.frame); got != tc.want {
+			t.Errorf("FrameType(%s) = %q, want %q", tc.frame, got, tc.want)
+		}
+	}
+}
