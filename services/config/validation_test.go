@@ -34,6 +34,9 @@ func TestValidationRules(t *testing.T) {
 			{"twilio without IM", func(m *configv1.Tenant) { m.Modalities.InstantMessaging = false }, codes.InvalidArgument, "tenant.modalities.twilio"},
 			{"stale after too short", func(m *configv1.Tenant) { m.StaleAfter = durationpb.New(time.Minute) }, codes.InvalidArgument, "tenant.stale_after"},
 			{"stale after too long", func(m *configv1.Tenant) { m.StaleAfter = durationpb.New(100 * 24 * time.Hour) }, codes.InvalidArgument, "tenant.stale_after"},
+			{"time zone unknown", func(m *configv1.Tenant) { m.TimeZone = "Mars/Olympus" }, codes.InvalidArgument, "tenant.time_zone"},
+			{"time zone an offset", func(m *configv1.Tenant) { m.TimeZone = "+01:00" }, codes.InvalidArgument, "tenant.time_zone"},
+			{"time zone the server's", func(m *configv1.Tenant) { m.TimeZone = "Local" }, codes.InvalidArgument, "tenant.time_zone"},
 			{"canned shortcut malformed", func(m *configv1.Tenant) {
 				m.CannedResponses = []*configv1.CannedResponse{{Shortcut: "-x", Body: "Hi"}}
 			}, codes.InvalidArgument, "tenant.canned_responses[0].shortcut"},

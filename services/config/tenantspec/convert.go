@@ -116,6 +116,7 @@ func (t Tenant) Proto() *configv1.Tenant {
 		Secrets:         maps.Clone(t.Secrets),
 		CannedResponses: cannedProto(t.CannedResponses),
 		StaleAfter:      durPtr(t.StaleAfter),
+		TimeZone:        t.TimeZone,
 	}
 }
 

@@ -52,6 +52,9 @@ type Tenant struct {
 	// StaleAfter ends sessions with no message for this long as stale
 	// (unset: 24h; "0s": never).
 	StaleAfter *Duration `yaml:"stale_after,omitempty"`
+	// TimeZone is the tenant's IANA time zone (reporting's days and
+	// months); empty: UTC.
+	TimeZone string `yaml:"time_zone,omitempty"`
 }
 
 // CannedResponse is a reply agents insert with "/shortcut"; ${customer_name},

@@ -137,6 +137,9 @@ func TestApplyExampleTenant(t *testing.T) {
 	if res, err = tenantspec.Apply(ctx, conn, spec); err != nil || res.Changed() != 0 {
 		t.Errorf("second apply changed %d records, %v:\n%s", res.Changed(), err, res)
 	}
+	if ten, err := configv1.NewTenantServiceClient(conn).GetTenant(ctx, &configv1.GetTenantRequest{Id: "helvetia-travel"}); err != nil || ten.GetTenant().GetTimeZone() != "Europe/Zurich" {
+		t.Errorf("the tenant's time zone: %q, %v; want Europe/Zurich", ten.GetTenant().GetTimeZone(), err)
+	}
 	svc, err := configv1.NewServiceServiceClient(conn).GetService(ctx, &configv1.GetServiceRequest{TenantId: "helvetia-travel", Id: "bookings"})
 	if err != nil {
 		t.Fatal(err)

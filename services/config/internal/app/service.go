@@ -202,14 +202,21 @@ func validateDistribution(vs *violations, d *configv1.DistributionSettings) {
 	}
 }
 
+// checkTimeZone refuses a zone Go's time zone database does not know.
+func checkTimeZone(vs *violations, field, zone string) {
+	if _, err := time.LoadLocation(zone); err != nil || zone == "Local" {
+		vs.add(field, "%q is not an IANA time zone such as Europe/Zurich", zone)
+	}
+}
+
 func validateOpeningHours(vs *violations, oh *configv1.OpeningHours) {
 	if oh == nil {
 		return
 	}
 	if oh.GetTimeZone() == "" {
 		vs.add("opening_hours.time_zone", "is required with opening hours: an IANA zone such as Europe/Zurich")
-	} else if _, err := time.LoadLocation(oh.GetTimeZone()); err != nil || oh.GetTimeZone() == "Local" {
-		vs.add("opening_hours.time_zone", "%q is not an IANA time zone such as Europe/Zurich", oh.GetTimeZone())
+	} else {
+		checkTimeZone(vs, "opening_hours.time_zone", oh.GetTimeZone())
 	}
 	for i, w := range oh.GetWindows() {
 		field := fmt.Sprintf("opening_hours.windows[%d]", i)

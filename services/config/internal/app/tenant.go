@@ -60,6 +60,9 @@ func validateTenant(t *configv1.Tenant) error {
 			vs.add("stale_after", "%s is not 0 (never) or between %s and %s", d, minStaleAfter, maxStaleAfter)
 		}
 	}
+	if z := t.GetTimeZone(); z != "" {
+		checkTimeZone(&vs, "time_zone", z)
+	}
 	return vs.err(CodeInvalid, "invalid tenant")
 }
 

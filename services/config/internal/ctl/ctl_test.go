@@ -64,7 +64,7 @@ func TestCreateListDeleteFromFlags(t *testing.T) {
 	e := configtest.Start(t)
 	env := map[string]string{ctl.EnvAddr: e.Addr, ctl.EnvAuthKeys: e.AuthHex}
 	steps := [][]string{
-		{"create", "tenant", "--id", "acme", "--name", "Acme", "--modalities", "all"},
+		{"create", "tenant", "--id", "acme", "--name", "Acme", "--modalities", "all", "--time-zone", "Australia/Sydney"},
 		{"create", "ou", "--tenant", "acme", "--id", "root", "--name", "Acme"},
 		{"create", "connector", "--tenant", "acme", "--id", "tw", "--name", "Twilio", "--ou", "root",
 			"--account-sid", "AC" + strings.Repeat("a", 32), "--api-key-sid", "SK" + strings.Repeat("b", 32),
@@ -82,11 +82,19 @@ func TestCreateListDeleteFromFlags(t *testing.T) {
 			t.Errorf("%v printed a secret:\n%s", args, out)
 		}
 	}
-	out, _, _ := run(t, env, "", "list", "connectors", "--tenant", "acme")
+	out, _, _ := run(t, env, "", "list", "tenants")
+	if !strings.Contains(out, "TIME ZONE") || !strings.Contains(out, "Australia/Sydney") {
+		t.Errorf("list tenants does not show the time zone:\n%s", out)
+	}
+	out, errOut, code := run(t, env, "", "create", "tenant", "--id", "mars", "--name", "Mars", "--time-zone", "Mars/Olympus")
+	if code == 0 || !strings.Contains(errOut, "time_zone") || !strings.Contains(errOut, "Mars/Olympus") {
+		t.Errorf("create tenant in an unknown zone: exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, _ = run(t, env, "", "list", "connectors", "--tenant", "acme")
 	if !strings.Contains(out, "au1/sydney") || !strings.Contains(out, "…6789") {
 		t.Errorf("list connectors:\n%s", out)
 	}
-	out, errOut, code := run(t, env, "", "create", "entry", "--tenant", "acme", "--id", "dup", "--name", "Dup", "--ou", "root", "--connector", "tw", "--channel", "sms", "--addresses", "+61255550100")
+	out, errOut, code = run(t, env, "", "create", "entry", "--tenant", "acme", "--id", "dup", "--name", "Dup", "--ou", "root", "--connector", "tw", "--channel", "sms", "--addresses", "+61255550100")
 	if code == 0 || !strings.Contains(errOut, "AlreadyExists") {
 		t.Errorf("duplicate number: exit %d\n%s%s", code, out, errOut)
 	}

@@ -48,11 +48,15 @@ func join(ss []string) string {
 
 var kinds = []kind{
 	{
-		name: "tenants", header: "ID\tNAME\tIM\tTWILIO\tSMS\tWHATSAPP\tVERSION",
+		name: "tenants", header: "ID\tNAME\tIM\tTWILIO\tSMS\tWHATSAPP\tTIME ZONE\tVERSION",
 		row: func(m proto.Message) string {
 			t := m.(*configv1.Tenant)
 			mo := t.GetModalities()
-			return fmt.Sprintf("%s\t%s\t%v\t%v\t%v\t%v\t%d", t.GetId(), t.GetDisplayName(), mo.GetInstantMessaging(), mo.GetTwilio(), mo.GetSms(), mo.GetWhatsapp(), t.GetVersion())
+			tz := t.GetTimeZone()
+			if tz == "" {
+				tz = "UTC"
+			}
+			return fmt.Sprintf("%s\t%s\t%v\t%v\t%v\t%v\t%s\t%d", t.GetId(), t.GetDisplayName(), mo.GetInstantMessaging(), mo.GetTwilio(), mo.GetSms(), mo.GetWhatsapp(), tz, t.GetVersion())
 		},
 		list: func(ctx context.Context, conn grpc.ClientConnInterface, _, token string) ([]proto.Message, string, error) {
 			r, err := configv1.NewTenantServiceClient(conn).ListTenants(ctx, &configv1.ListTenantsRequest{PageToken: token})
@@ -398,8 +402,9 @@ func (c *cli) create(ctx context.Context, args []string) error {
 	case "tenants":
 		var mods listFlag
 		fs.Var(&mods, "modalities", "modalities to switch on: im, twilio, sms, whatsapp (or all)")
+		tz := fs.String("time-zone", "", "IANA time zone for reporting's days and months (default UTC)")
 		build = func() (func(context.Context, grpc.ClientConnInterface) (proto.Message, error), error) {
-			t := tenantspec.Tenant{ID: *id, DisplayName: *name}
+			t := tenantspec.Tenant{ID: *id, DisplayName: *name, TimeZone: *tz}
 			for _, m := range mods {
 				switch m {
 				case "im", "instant_messaging":
