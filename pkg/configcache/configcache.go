@@ -45,6 +45,9 @@ type Options struct {
 	NegativeTTL time.Duration
 	// CallTimeout bounds one call to the config service; 5 seconds.
 	CallTimeout time.Duration
+	// Tenants, if set, serves Tenant (TenantService.GetTenant, with the
+	// caller's service token).
+	Tenants configv1.TenantServiceClient
 }
 
 func (o *Options) defaults() {
@@ -234,4 +237,23 @@ func (c *Cache) SendingCredentials(ctx context.Context, tenant, entryID string) 
 		return nil, err
 	}
 	return m.(*configv1.GetSendingCredentialsResponse), nil
+}
+
+// Tenant is TenantService.GetTenant through the cache (Options.Tenants).
+// The tenant carries no secrets (hints only).
+func (c *Cache) Tenant(ctx context.Context, id string) (*configv1.Tenant, error) {
+	if c.opts.Tenants == nil {
+		return nil, status.Error(codes.FailedPrecondition, "configcache: no TenantService client")
+	}
+	m, err := c.lookup(ctx, id, "tenant", func(ctx context.Context) (proto.Message, error) {
+		r, err := c.opts.Tenants.GetTenant(ctx, &configv1.GetTenantRequest{Id: id})
+		if err != nil {
+			return nil, err
+		}
+		return r.GetTenant(), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m.(*configv1.Tenant), nil
 }

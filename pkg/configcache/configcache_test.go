@@ -111,7 +111,8 @@ func start(t *testing.T) *world {
 
 func startCache(t *testing.T, w *world) *configcache.Cache {
 	t.Helper()
-	c := configcache.New(configv1.NewLookupServiceClient(w.lookup), w.bus, slog.New(slog.NewTextHandler(io.Discard, nil)), configcache.Options{})
+	c := configcache.New(configv1.NewLookupServiceClient(w.lookup), w.bus, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		configcache.Options{Tenants: configv1.NewTenantServiceClient(w.lookup)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = c.Run(ctx); close(done) }()
@@ -191,6 +192,40 @@ func TestServesFromMemoryAndFollowsChanges(t *testing.T) {
 	eventually(t, time.Second, "rotated secret seen by the cache", func() bool {
 		cred, err := c.SendingCredentials(ctx, "demo", "whatsapp-front-desk")
 		return err == nil && cred.GetApiKeySecret() == "rotatedSecret0123456789abcdefXYZ"
+	})
+}
+
+// The tenant (its time zone, say) is read once and again after it changes.
+func TestTenantFollowsChanges(t *testing.T) {
+	w := start(t)
+	c := startCache(t, w)
+	ctx := context.Background()
+
+	ten, err := c.Tenant(ctx, "demo")
+	if err != nil || ten.GetTimeZone() != "Europe/Zurich" {
+		t.Fatalf("demo tenant: zone %q, %v; want Europe/Zurich", ten.GetTimeZone(), err)
+	}
+	before := w.calls.Load()
+	for range 20 {
+		if _, err := c.Tenant(ctx, "demo"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := w.calls.Load() - before; n != 0 {
+		t.Errorf("20 cached tenant reads made %d calls, want 0", n)
+	}
+	tenants := configv1.NewTenantServiceClient(w.admin)
+	cur, err := tenants.GetTenant(ctx, &configv1.GetTenantRequest{Id: "demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.GetTenant().TimeZone = "America/New_York"
+	if _, err := tenants.UpdateTenant(ctx, &configv1.UpdateTenantRequest{Tenant: cur.GetTenant()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the new zone seen by the cache", func() bool {
+		ten, err := c.Tenant(ctx, "demo")
+		return err == nil && ten.GetTimeZone() == "America/New_York"
 	})
 }
 
