@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -99,6 +100,10 @@ type Config struct {
 	Services []string
 	// MetricsAddr serves every service's metrics at /metrics when set.
 	MetricsAddr string
+	// Tracing, when set, gives each service running here its tracer
+	// provider (by name: one per service, so each has its own resource);
+	// tests collect every service's spans this way. Nil: the global one.
+	Tracing func(service string) trace.TracerProvider
 }
 
 // ServiceNames are the services devstack can run, in start order.
@@ -329,10 +334,26 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	serviceAuth := map[string]bus.Auth{}
 	for service, pw := range servicePasswords {
 		serviceAuth[service] = bus.Auth{User: service, Password: pw}
+	}
+	// Each service has its own connection: as its own user on the
+	// embedded server, and with its own tracer provider when tracing is
+	// given; otherwise it shares devstack's.
+	for _, service := range ServiceNames {
+		auth, own := serviceAuth[service]
+		if !own && cfg.Tracing == nil {
+			continue
+		}
+		if !own {
+			auth = natsAuth
+		}
 		if !cfg.runs(service) {
 			continue
 		}
-		sb, err := bus.ConnectAuth(natsURL, service, bus.Auth{User: service, Password: pw}, log)
+		var opts []bus.Option
+		if cfg.Tracing != nil {
+			opts = append(opts, bus.WithTracerProvider(cfg.Tracing(service)))
+		}
+		sb, err := bus.ConnectAuth(natsURL, service, auth, log, opts...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", service, err)
 		}
@@ -407,6 +428,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return configsvc.Run(gctx, configsvc.Config{
 			GRPCAddr: addr("config"), MongoURI: mongoURI, MongoDatabase: db("config"), NATSURL: natsURL,
 			SecretKeys: secretHex, AuthKeys: authHex, BcryptCost: cfg.BcryptCost,
+			PublicBaseURL: chatURL, TwilioBaseURL: simURL, // connector checks: chat-handler and the emulator
 		}, configsvc.Deps{Listener: l["config"], Bus: busOf("config"), Mongo: mc, AuthKeys: keys}, svcLog(configsvc.ServiceName))
 	})
 

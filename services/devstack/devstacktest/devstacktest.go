@@ -10,6 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
 	"github.com/switchboard-cc/switchboard/services/devstack"
 )
@@ -71,4 +76,19 @@ func Only(services ...string) func(*devstack.Config) {
 // (Info.MetricsURL).
 func Metrics() func(*devstack.Config) {
 	return func(c *devstack.Config) { c.MetricsAddr = "127.0.0.1:0" }
+}
+
+// Tracing sends every service's spans to sp (a tracetest.SpanRecorder, say),
+// each service through a tracer provider of its own whose resource names
+// it (service.name), sampling every trace.
+func Tracing(sp sdktrace.SpanProcessor) func(*devstack.Config) {
+	return func(c *devstack.Config) {
+		c.Tracing = func(service string) trace.TracerProvider {
+			return sdktrace.NewTracerProvider(
+				sdktrace.WithSpanProcessor(sp),
+				sdktrace.WithSampler(sdktrace.AlwaysSample()),
+				sdktrace.WithResource(resource.NewSchemaless(semconv.ServiceName(service))),
+			)
+		}
+	}
 }
