@@ -63,6 +63,19 @@ func waitOffer(t *testing.T, ctx context.Context, c *agentclient.Conn, customer 
 	return offer{OfferID: f.Field("offer_id"), SessionID: f.Field("session_id"), Customer: f.Field("customer"), Channel: f.Field("channel"), ServiceName: f.Field("service_name")}
 }
 
+// acceptOffer accepts o for c and waits until the session is assigned.
+func acceptOffer(t *testing.T, ctx context.Context, c *agentclient.Conn, o offer) agentclient.Frame {
+	t.Helper()
+	if _, err := c.Request(ctx, "offer.accept", map[string]string{"offer_id": o.OfferID}); err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	f, err := c.WaitFor(ctx, "session.assigned", func(f agentclient.Frame) bool { return f.Field("session_id") == o.SessionID })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
 type sessionView struct {
 	SessionID string `json:"session_id"`
 	Customer  string `json:"customer"`
@@ -107,13 +120,7 @@ func TestConversationRoundTrip(t *testing.T) {
 			if o.Channel != tt.channel || o.ServiceName != "Customer Support" {
 				t.Errorf("offer card = %+v, want channel %s and service Customer Support", o, tt.channel)
 			}
-			if _, err := alice.Request(ctx, "offer.accept", map[string]string{"offer_id": o.OfferID}); err != nil {
-				t.Fatalf("accept: %v", err)
-			}
-			f, err := alice.WaitFor(ctx, "session.assigned", func(f agentclient.Frame) bool { return f.Field("session_id") == o.SessionID })
-			if err != nil {
-				t.Fatal(err)
-			}
+			f := acceptOffer(t, ctx, alice, o)
 			var sv sessionView
 			if err := f.Decode(&sv); err != nil {
 				t.Fatal(err)

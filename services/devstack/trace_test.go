@@ -36,12 +36,7 @@ func TestOneTracePerCustomerMessage(t *testing.T) {
 		t.Fatalf("customer send: %v", err)
 	}
 	o := waitOffer(t, ctx, alice, customer)
-	if _, err := alice.Request(ctx, "offer.accept", map[string]string{"offer_id": o.OfferID}); err != nil {
-		t.Fatalf("accept: %v", err)
-	}
-	if _, err := alice.WaitFor(ctx, "session.assigned", func(f agentclient.Frame) bool { return f.Field("session_id") == o.SessionID }); err != nil {
-		t.Fatal(err)
-	}
+	acceptOffer(t, ctx, alice, o)
 	reply := "So sorry, it ships again today"
 	ack, err := alice.Request(ctx, "message.send", map[string]string{"session_id": o.SessionID, "body": reply, "client_msg_id": "trace-1"})
 	if err != nil {
