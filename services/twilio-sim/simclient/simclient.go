@@ -297,12 +297,24 @@ func (c *Client) PutAccount(ctx context.Context, a Account) error {
 	return c.do(ctx, http.MethodPut, "/sim/accounts/"+url.PathEscape(a.AccountSID), a, nil)
 }
 
+// GetAccount returns an account's configuration.
+func (c *Client) GetAccount(ctx context.Context, accountSID string) (Account, error) {
+	var out Account
+	err := c.do(ctx, http.MethodGet, "/sim/accounts/"+url.PathEscape(accountSID), nil, &out)
+	return out, err
+}
+
 // ContractViolations lists the contract violations found so far (contract
 // mode only).
 func (c *Client) ContractViolations(ctx context.Context) ([]Violation, error) {
 	var out []Violation
 	err := c.do(ctx, http.MethodGet, "/sim/contract/violations", nil, &out)
 	return out, err
+}
+
+// ClearContract forgets the contract violations and recorded requests.
+func (c *Client) ClearContract(ctx context.Context) error {
+	return c.do(ctx, http.MethodDelete, "/sim/contract/violations", nil, nil)
 }
 
 // ContractRequests lists the REST calls contract mode saw, oldest first,
