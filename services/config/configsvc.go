@@ -14,7 +14,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"sync"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -26,6 +28,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/revocation"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/config/internal/app"
+	"github.com/switchboard-cc/switchboard/services/config/internal/conncheck"
 	"github.com/switchboard-cc/switchboard/services/config/internal/events"
 	"github.com/switchboard-cc/switchboard/services/config/internal/grpcapi"
 	"github.com/switchboard-cc/switchboard/services/config/internal/secretbox"
@@ -67,6 +70,17 @@ type Config struct {
 	// SignInPolicy throttles failed sign-ins; the zero value is
 	// DefaultSignInPolicy.
 	SignInPolicy SignInPolicy
+	// PublicBaseURL is chat-handler's public base URL (the URL Twilio
+	// calls): connector checks compare Twilio's webhook settings with the
+	// URLs below it and send their self-tests there. Empty: those checks
+	// report it missing.
+	PublicBaseURL string
+	// TwilioBaseURL sends connector checks' Twilio calls to an emulator
+	// instead of Twilio (development, tests).
+	TwilioBaseURL string
+	// TwilioTimeout bounds each call of a connector check (Twilio and the
+	// self-test); 0 is 10 s.
+	TwilioTimeout time.Duration
 }
 
 // SignInPolicy says how failed sign-ins are delayed and locked out.
@@ -139,6 +153,14 @@ func (c Config) validate(d Deps) error {
 	if err := c.SignInPolicy.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	for name, v := range map[string]string{"public base url (PUBLIC_BASE_URL)": c.PublicBaseURL, "twilio base url (TWILIO_BASE_URL)": c.TwilioBaseURL} {
+		if v == "" {
+			continue
+		}
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			errs = append(errs, fmt.Errorf("%s %q must be scheme://host[:port][/prefix]", name, v))
+		}
+	}
 	if c.BcryptCost < 4 || c.BcryptCost > 31 {
 		errs = append(errs, fmt.Errorf("bcrypt cost %d: want 4 to 31", c.BcryptCost))
 	}
@@ -208,8 +230,14 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	checks := conncheck.Options{PublicBaseURL: cfg.PublicBaseURL, Timeout: cfg.TwilioTimeout}
+	if cfg.TwilioBaseURL != "" {
+		checks.TwilioBaseURL, _ = url.Parse(cfg.TwilioBaseURL)
+		log.Warn("connector checks call an emulator, not Twilio", "base_url", cfg.TwilioBaseURL)
+	}
 	a := app.New(store.New(mc.Database(cfg.MongoDatabase)), keyring, pub, log, app.WithBcryptCost(cfg.BcryptCost),
-		app.WithSignInThrottle(throttle), app.WithRevoker(revoked), app.WithAuditor(pub))
+		app.WithSignInThrottle(throttle), app.WithRevoker(revoked), app.WithAuditor(pub),
+		app.WithConnectorChecker(conncheck.New(checks)))
 	srv := grpcserver.New(log, authKeys)
 	grpcapi.New(a, log).Register(srv)
 	for _, name := range grpcapi.ServiceNames {

@@ -13,6 +13,8 @@
 //	SWITCHBOARD_AUTH_KEYS              hex token keys, comma-separated (required;
 //	                                   or SWITCHBOARD_AUTH_KEYS_FILE)
 //	STREAM_REPLICAS                    CONFIG stream replicas (default 1)
+//	PUBLIC_BASE_URL                    chat-handler's public base URL, for connector checks
+//	TWILIO_BASE_URL                    connector checks call this emulator instead of Twilio
 //	LOG_LEVEL, LOG_FORMAT              see pkg/mainrun
 package main
 
@@ -36,6 +38,8 @@ func main() {
 			SecretKeys:     env.Secret("SWITCHBOARD_CONFIG_SECRET_KEYS"),
 			AuthKeys:       env.Secret("SWITCHBOARD_AUTH_KEYS"),
 			StreamReplicas: env.Int("STREAM_REPLICAS", 1),
+			PublicBaseURL:  env.String("PUBLIC_BASE_URL", ""),
+			TwilioBaseURL:  env.String("TWILIO_BASE_URL", ""),
 		}
 		p := configsvc.DefaultSignInPolicy()
 		cfg.SignInPolicy = configsvc.SignInPolicy{

@@ -39,6 +39,7 @@ type App struct {
 	signins SignInThrottle
 	revoker Revoker
 	audit   Auditor
+	checker ConnectorChecker
 
 	dummyOnce sync.Once
 	dummy     []byte

@@ -57,6 +57,10 @@ Usage:
   switchboardctl delete <kind> <id> --tenant T
   switchboardctl rotate-secrets [--tenant T]
                                           re-seal connector secrets with the newest key
+  switchboardctl connector check <id> --tenant T [-o json]
+                                          check a connector against Twilio: credentials in its region,
+                                          its numbers' and services' webhooks, a self-test through
+                                          chat-handler; exits 1 when a check fails
   switchboardctl token --tenant T --role R
                                           mint a dev token (roles: admin, supervisor, agent, analyst,
                                           platform, service) from SWITCHBOARD_AUTH_KEYS
@@ -122,6 +126,8 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		return c.delete(ctx, rest)
 	case "rotate-secrets":
 		return c.rotate(ctx, rest)
+	case "connector":
+		return c.connector(ctx, rest)
 	case "token":
 		return c.mintToken(rest)
 	case "report":

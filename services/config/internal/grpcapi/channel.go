@@ -100,6 +100,26 @@ func (s *channelServer) ReencryptConnectorSecrets(ctx context.Context, req *conf
 		TenantsReencrypted: int32(n.Tenants), TenantsChecked: int32(n.TenantsChecked)}, nil
 }
 
+// CheckProviderConnector: the connector's secrets are used, so only those
+// who may change it (the tenant's admins, platform operators) may check it.
+func (s *channelServer) CheckProviderConnector(ctx context.Context, req *configv1.CheckProviderConnectorRequest) (*configv1.CheckProviderConnectorResponse, error) {
+	if err := canWrite(ctx, req.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if err := requireID(req.GetId()); err != nil {
+		return nil, err
+	}
+	findings, err := s.app.CheckProviderConnector(ctx, req.GetTenantId(), req.GetId())
+	if err != nil {
+		return nil, s.toStatus(ctx, "CheckProviderConnector", err, "")
+	}
+	ok := true
+	for _, f := range findings {
+		ok = ok && f.GetOk()
+	}
+	return &configv1.CheckProviderConnectorResponse{Findings: findings, Ok: ok}, nil
+}
+
 func (s *channelServer) CreateMessagingEntry(ctx context.Context, req *configv1.CreateMessagingEntryRequest) (*configv1.CreateMessagingEntryResponse, error) {
 	if err := requireResource(req.GetMessagingEntry() != nil, "messaging_entry"); err != nil {
 		return nil, err
