@@ -43,6 +43,8 @@ func ServiceEnv(i Info, service, metricsAddr string, syncAlways bool) ([]string,
 		set("GRPC_ADDR", i.Addrs["config"])
 		db("config")
 		set("SWITCHBOARD_CONFIG_SECRET_KEYS", i.SecretKeysHex)
+		set("PUBLIC_BASE_URL", "http://"+i.Addrs["chat-handler"])
+		set("TWILIO_BASE_URL", "http://"+i.Addrs["twilio-sim"])
 	case "chat-handler":
 		set("HTTP_ADDR", i.Addrs["chat-handler"])
 		set("CONFIG_ADDR", i.Addrs["config"])
