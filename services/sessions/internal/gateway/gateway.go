@@ -770,8 +770,13 @@ func (g *Gateway) readLoop(ctx context.Context, c *conn) {
 		}
 		// Each frame is the agent's own action: a new trace, which the
 		// work it does on a session links to that session's trace.
-		fctx, span := g.tracer.Start(ctx, "websocket receive "+env.Type, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("sb.frame.type", env.Type), attribute.String("sb.agent.id", c.agent.ID)))
+		// Only a known type names the span: a client may send any.
+		frameType := env.Type
+		if !protocol.ClientType(frameType) {
+			frameType = "unknown"
+		}
+		fctx, span := g.tracer.Start(ctx, "websocket receive "+frameType, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("sb.frame.type", frameType), attribute.String("sb.agent.id", c.agent.ID)))
 		g.dispatch(fctx, c, env)
 		span.End()
 	}

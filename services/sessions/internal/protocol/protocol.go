@@ -61,6 +61,20 @@ const (
 	TypeSupervisorResetRona = "supervisor.reset_rona"
 )
 
+// ClientType reports whether typ is a client frame type this server
+// knows: what a client sends may name anything, and only known types may
+// name spans and metrics.
+func ClientType(typ string) bool { return clientTypes[typ] }
+
+var clientTypes = map[string]bool{
+	TypeAuth: true, TypePresenceSet: true, TypeOfferAccept: true, TypeOfferDecline: true, TypeMessageSend: true,
+	TypeSessionTerminate: true, TypePing: true, TypeMessageResend: true, TypeMessageCount: true, TypeSessionTransfer: true,
+	TypeSessionPark: true, TypeSessionResume: true, TypeServicesList: true, TypeWrapUpSubmit: true, TypeNoteAdd: true,
+	TypeCannedList: true, TypeSessionHistory: true, TypeSessionEarlier: true, TypeSupervisorWatch: true,
+	TypeSupervisorUnwatch: true, TypeSupervisorChats: true, TypeSupervisorMonitor: true, TypeSupervisorUnmonitor: true,
+	TypeSupervisorWhisper: true, TypeSupervisorBarge: true, TypeSupervisorEnd: true, TypeSupervisorResetRona: true,
+}
+
 // Server frame types.
 const (
 	TypeWelcome         = "welcome"

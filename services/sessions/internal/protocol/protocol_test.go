@@ -18,3 +18,18 @@ func TestFrameType(t *testing.T) {
 		}
 	}
 }
+
+// Every client frame type the gateway answers is known to ClientType
+// (which names spans), and nothing a client makes up is.
+func TestClientTypes(t *testing.T) {
+	for _, typ := range []string{TypeAuth, TypeMessageSend, TypeSupervisorResetRona, TypePing} {
+		if !ClientType(typ) {
+			t.Errorf("ClientType(%q) = false", typ)
+		}
+	}
+	for _, typ := range []string{"", "offer.created", "x.y.z", "message.send "} {
+		if ClientType(typ) {
+			t.Errorf("ClientType(%q) = true", typ)
+		}
+	}
+}
