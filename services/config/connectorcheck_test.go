@@ -79,20 +79,25 @@ func TestCheckProviderConnector(t *testing.T) {
 		t.Fatalf("no %s finding for %q among %v", check, subject, res.GetFindings())
 		return nil
 	}
-	account := func(t *testing.T) simclient.Account {
+	// changeAccount edits the demo's emulated Twilio account until the
+	// subtest ends, as someone in the Twilio console would.
+	changeAccount := func(t *testing.T, edit func(*simclient.Account)) {
 		t.Helper()
 		a, err := sim.GetAccount(ctx, conn.AccountSID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return a
-	}
-	restore := func(t *testing.T, a simclient.Account) {
 		t.Cleanup(func() {
 			if err := sim.PutAccount(context.Background(), a); err != nil {
 				t.Errorf("restore the emulated account: %v", err)
 			}
 		})
+		changed := a
+		changed.Numbers = slices.Clone(a.Numbers)
+		edit(&changed)
+		if err := sim.PutAccount(ctx, changed); err != nil {
+			t.Fatal(err)
+		}
 	}
 	inbound := chatwebhook.TenantURL(info.ChatHandlerURL, "demo", chatwebhook.PathInbound)
 	// ctl runs `switchboardctl connector check twilio-main --tenant demo`
@@ -151,18 +156,13 @@ func TestCheckProviderConnector(t *testing.T) {
 	})
 
 	t.Run("a number whose webhook points elsewhere is named with the fix", func(t *testing.T) {
-		a := account(t)
-		restore(t, a)
-		changed := a
-		changed.Numbers = slices.Clone(a.Numbers)
-		for i := range changed.Numbers {
-			if changed.Numbers[i].Address == "whatsapp:+12025550101" {
-				changed.Numbers[i].SmsURL = "https://old-crm.example.com/twilio/inbound"
+		changeAccount(t, func(a *simclient.Account) {
+			for i := range a.Numbers {
+				if a.Numbers[i].Address == "whatsapp:+12025550101" {
+					a.Numbers[i].SmsURL = "https://old-crm.example.com/twilio/inbound"
+				}
 			}
-		}
-		if err := sim.PutAccount(ctx, changed); err != nil {
-			t.Fatal(err)
-		}
+		})
 		res := check(t, conn.ID, conn.APIKeySecret)
 		if res.GetOk() {
 			t.Fatal("check ok with a number pointing elsewhere")
@@ -182,14 +182,10 @@ func TestCheckProviderConnector(t *testing.T) {
 	})
 
 	t.Run("credentials Twilio refuses are named", func(t *testing.T) {
-		a := account(t)
-		restore(t, a)
-		changed := a
-		changed.APIKeys = map[string]string{conn.APIKeySID: "rotatedAway0123456789"}
-		changed.AuthToken = "ffffffffffffffffffffffffffffffff"
-		if err := sim.PutAccount(ctx, changed); err != nil {
-			t.Fatal(err)
-		}
+		changeAccount(t, func(a *simclient.Account) {
+			a.APIKeys = map[string]string{conn.APIKeySID: "rotatedAway0123456789"}
+			a.AuthToken = "ffffffffffffffffffffffffffffffff"
+		})
 		res := check(t, conn.ID, conn.APIKeySecret)
 		if res.GetOk() {
 			t.Fatal("check ok with refused credentials")

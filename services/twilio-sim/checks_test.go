@@ -1,6 +1,7 @@
 package twiliosim_test
 
 import (
+	"context"
 	"errors"
 	"net/url"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	api "github.com/twilio/twilio-go/rest/api/v2010"
 
 	"github.com/switchboard-cc/switchboard/pkg/twilioclient"
+	twiliosim "github.com/switchboard-cc/switchboard/services/twilio-sim"
 )
 
 // TestConfigurationReads: what a connector check reads (the account, a
@@ -17,11 +19,7 @@ import (
 // configuration) is served in Twilio's shapes, with no contract violation.
 func TestConfigurationReads(t *testing.T) {
 	rc := newReceiver(t)
-	cfg := baseConfig(rc)
-	cfg.ContractDir = contractDir(t)
-	cfg.Accounts[0].FriendlyName = "Acme production"
-	s := startSim(t, cfg)
-	ctx := testCtx(t)
+	s, cfg, ctx := startStrict(t, rc, func(a *twiliosim.Account) { a.FriendlyName = "Acme production" })
 	tw := twilioClient(t, s.base, keySID, keySecret)
 
 	acct, err := tw.Api.FetchAccount(acctSID)
@@ -84,12 +82,7 @@ func TestConfigurationReads(t *testing.T) {
 func TestRegionalAccount(t *testing.T) {
 	t.Setenv("TWILIO_EDGE", "")
 	t.Setenv("TWILIO_REGION", "")
-	rc := newReceiver(t)
-	cfg := baseConfig(rc)
-	cfg.ContractDir = contractDir(t)
-	cfg.Accounts[0].Region = "ie1"
-	s := startSim(t, cfg)
-	ctx := testCtx(t)
+	s, _, ctx := startStrict(t, newReceiver(t), func(a *twiliosim.Account) { a.Region = "ie1" })
 	target, _ := url.Parse(s.base)
 
 	creds := twilioclient.Credentials{AccountSID: acctSID, APIKeySID: keySID, APIKeySecret: keySecret, Region: "ie1", Edge: "dublin"}
@@ -121,6 +114,16 @@ func TestRegionalAccount(t *testing.T) {
 	if len(ex) == 3 && (ex[0].Status != 200 || ex[2].Status != 401 || ex[0].Operation != "FetchAccount") {
 		t.Errorf("exchanges = %+v, want FetchAccount 200 … 401", ex)
 	}
+}
+
+// startStrict runs the emulator in contract mode with the base accounts,
+// the first one edited.
+func startStrict(t *testing.T, rc *receiver, edit func(*twiliosim.Account)) (*sim, twiliosim.Config, context.Context) {
+	t.Helper()
+	cfg := baseConfig(rc)
+	cfg.ContractDir = contractDir(t)
+	edit(&cfg.Accounts[0])
+	return startSim(t, cfg), cfg, testCtx(t)
 }
 
 func isTwilioError(err error, status, code int) bool {

@@ -234,16 +234,7 @@ func (c *Checker) checkNumber(f *findings, cl *twilio.RestClient, tenant, subjec
 	wantFallback := chatwebhook.TenantURL(c.opts.PublicBaseURL, tenant, chatwebhook.PathFallback)
 	got, method, fallback := deref(n.SmsUrl), strings.ToUpper(deref(n.SmsMethod)), deref(n.SmsFallbackUrl)
 	detail := fmt.Sprintf("A message comes in: %s %s; fallback: %s", orNone(method), orNone(got), orNone(fallback))
-	var problems []string
-	switch {
-	case got == "":
-		problems = append(problems, "no \"A message comes in\" webhook: customers' messages reach nobody")
-	case !sameEndpoint(got, want):
-		problems = append(problems, fmt.Sprintf("\"A message comes in\" points to %s, not to Switchboard", got))
-	}
-	if method != "" && method != http.MethodPost && method != http.MethodGet {
-		problems = append(problems, fmt.Sprintf("method %s: chat-handler takes POST or GET", method))
-	}
+	problems := webhookProblems(`"A message comes in" webhook`, got, want, method)
 	if fallback != "" && !sameEndpoint(fallback, wantFallback) {
 		problems = append(problems, fmt.Sprintf("the fallback URL points to %s, not to Switchboard", fallback))
 	}
@@ -253,6 +244,22 @@ func (c *Checker) checkNumber(f *findings, cl *twilio.RestClient, tenant, subjec
 		return
 	}
 	f.ok(CheckNumber, subject, detail)
+}
+
+// webhookProblems compares a configured webhook (what Twilio calls it:
+// label) and its method with chat-handler's URL.
+func webhookProblems(label, got, want, method string) []string {
+	var problems []string
+	switch {
+	case got == "":
+		problems = append(problems, "no "+strings.TrimPrefix(label, "the ")+": customers' messages reach nobody")
+	case !sameEndpoint(got, want):
+		problems = append(problems, fmt.Sprintf("%s points to %s, not to Switchboard", label, got))
+	}
+	if got != "" && method != http.MethodPost && method != http.MethodGet {
+		problems = append(problems, fmt.Sprintf("method %q: chat-handler takes POST or GET", method))
+	}
+	return problems
 }
 
 // pickNumber finds addr among the incoming numbers listed for its bare
@@ -299,16 +306,7 @@ func (c *Checker) checkConversations(f *findings, cl *twilio.RestClient, tenant,
 		filters = *wh.Filters
 	}
 	detail := fmt.Sprintf("Post-Event URL: %s %s; filters: %s", orNone(method), orNone(got), orNone(strings.Join(filters, ", ")))
-	var problems []string
-	switch {
-	case got == "":
-		problems = append(problems, "no Post-Event URL: customers' messages reach nobody")
-	case !sameEndpoint(got, want):
-		problems = append(problems, fmt.Sprintf("the Post-Event URL points to %s, not to Switchboard", got))
-	}
-	if got != "" && method != http.MethodPost && method != http.MethodGet {
-		problems = append(problems, fmt.Sprintf("method %q: chat-handler takes POST or GET", method))
-	}
+	problems := webhookProblems("the Post-Event URL", got, want, method)
 	var missing []string
 	for _, ev := range chatwebhook.Events {
 		if !slices.Contains(filters, ev) {

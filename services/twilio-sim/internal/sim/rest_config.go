@@ -4,9 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/switchboard-cc/switchboard/services/twilio-sim/internal/simapi"
@@ -130,10 +128,7 @@ func (e *Engine) listIncomingNumbers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	pageSize := 50
-	if n, err := strconv.Atoi(q.Get("PageSize")); err == nil && n > 0 && n <= 1000 {
-		pageSize = n
-	}
+	pageSize := pageSizeOf(q)
 	acctSID := accountOf(r)
 	base := "/2010-04-01/Accounts/" + acctSID + "/IncomingPhoneNumbers"
 	e.mu.Lock()
@@ -167,18 +162,7 @@ func (e *Engine) listIncomingNumbers(w http.ResponseWriter, r *http.Request) {
 	if len(list) > pageSize {
 		list = list[:pageSize]
 	}
-	pq := url.Values{}
-	for _, k := range []string{"PhoneNumber", "FriendlyName"} {
-		if v := q.Get(k); v != "" {
-			pq.Set(k, v)
-		}
-	}
-	pq.Set("PageSize", strconv.Itoa(pageSize))
-	uri := base + ".json?" + pq.Encode() + "&Page=0"
-	writeJSON(w, http.StatusOK, map[string]any{
-		"incoming_phone_numbers": list, "end": len(list) - 1, "first_page_uri": uri, "next_page_uri": nil,
-		"page": 0, "page_size": pageSize, "previous_page_uri": nil, "start": 0, "uri": uri,
-	})
+	writeOnePage(w, base+".json", q, []string{"PhoneNumber", "FriendlyName"}, pageSize, "incoming_phone_numbers", list, len(list))
 }
 
 // apiServiceWebhooks is a Conversations service's webhook configuration.

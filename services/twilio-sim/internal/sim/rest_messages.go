@@ -234,10 +234,7 @@ func (e *Engine) listMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	pageSize := 50
-	if n, err := strconv.Atoi(q.Get("PageSize")); err == nil && n > 0 && n <= 1000 {
-		pageSize = n
-	}
+	pageSize := pageSizeOf(q)
 	e.mu.Lock()
 	var all []*message
 	for _, m := range e.messages {
@@ -257,16 +254,30 @@ func (e *Engine) listMessages(w http.ResponseWriter, r *http.Request) {
 		list = append(list, m.api())
 	}
 	e.mu.Unlock()
+	writeOnePage(w, r.URL.Path, q, []string{"To", "From"}, pageSize, "messages", list, len(list))
+}
+
+// pageSizeOf reads PageSize: 50 unless 1 to 1000 is given.
+func pageSizeOf(q url.Values) int {
+	if n, err := strconv.Atoi(q.Get("PageSize")); err == nil && n > 0 && n <= 1000 {
+		return n
+	}
+	return 50
+}
+
+// writeOnePage answers a 2010-04-01 list as its only page: the items under
+// key, and the page URIs with the filters in q named by filterKeys.
+func writeOnePage(w http.ResponseWriter, path string, q url.Values, filterKeys []string, pageSize int, key string, items any, n int) {
 	pq := url.Values{}
-	for _, k := range []string{"To", "From"} {
+	for _, k := range filterKeys {
 		if v := q.Get(k); v != "" {
 			pq.Set(k, v)
 		}
 	}
 	pq.Set("PageSize", strconv.Itoa(pageSize))
-	uri := r.URL.Path + "?" + pq.Encode() + "&Page=0"
+	uri := path + "?" + pq.Encode() + "&Page=0"
 	writeJSON(w, http.StatusOK, map[string]any{
-		"messages": list, "end": len(list) - 1, "first_page_uri": uri, "next_page_uri": nil,
+		key: items, "end": n - 1, "first_page_uri": uri, "next_page_uri": nil,
 		"page": 0, "page_size": pageSize, "previous_page_uri": nil, "start": 0, "uri": uri,
 	})
 }
