@@ -14,11 +14,16 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	reportingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/configcache"
 	"github.com/switchboard-cc/switchboard/pkg/connect"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
@@ -40,6 +45,10 @@ type Config struct {
 	MongoURI string
 	Database string
 	AuthKeys string
+	// ConfigAddr is the config service, which says each tenant's time
+	// zone (followed through its CONFIG events); empty: every tenant is
+	// in UTC.
+	ConfigAddr string
 	// Workers apply events at once (in any order: the record's updates
 	// commute); 128 when zero. More at once means larger group commits in
 	// which a record's updates merge into one.
@@ -61,10 +70,11 @@ type Config struct {
 // Defaults for one machine.
 func Defaults() Config {
 	return Config{
-		GRPCAddr: "127.0.0.1:9092",
-		NATSURL:  "nats://127.0.0.1:4222",
-		MongoURI: "mongodb://127.0.0.1:27017/",
-		Database: "switchboard_reporting",
+		GRPCAddr:   "127.0.0.1:9092",
+		NATSURL:    "nats://127.0.0.1:4222",
+		ConfigAddr: "127.0.0.1:9090",
+		MongoURI:   "mongodb://127.0.0.1:27017/",
+		Database:   "switchboard_reporting",
 
 		RollupDelay: time.Minute,
 	}
@@ -110,6 +120,23 @@ type Deps struct {
 	Bus          *bus.Bus
 	Mongo        *mongo.Client
 	AuthKeys     *authn.Keys
+	// ConfigConn reaches the config service (instead of ConfigAddr).
+	ConfigConn *grpc.ClientConn
+}
+
+// tenantZones reads tenants' time zones from config through the cache,
+// which forgets a tenant's answer when config announces a change of it.
+type tenantZones struct{ c *configcache.Cache }
+
+func (z tenantZones) TimeZone(ctx context.Context, tenant string) (string, error) {
+	t, err := z.c.Tenant(ctx, tenant)
+	if status.Code(err) == codes.NotFound {
+		return "", nil // a tenant config does not know: UTC
+	}
+	if err != nil {
+		return "", err
+	}
+	return t.GetTimeZone(), nil
 }
 
 // Run serves until ctx is done.
@@ -121,6 +148,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, NATSAuth: cfg.NATSAuth, Bus: deps.Bus,
 		Revocations: true, RevocationReplicas: cfg.Streams.Replicas,
 		MongoURI: cfg.MongoURI, Mongo: deps.Mongo,
+		GRPC: []connect.Target{{Addr: cfg.ConfigAddr, Conn: deps.ConfigConn}},
 	})
 	if err != nil {
 		return err
@@ -141,14 +169,22 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	defer st.Close() // after g.Wait: the consumers have drained
 	zones, _ := cfg.zones()
 	rollups := rollup.New(mc.Database(cfg.Database), zones)
+	api := &grpcapi.Server{Records: st, Rollups: rollups, JS: b.JS}
+	g, gctx := errgroup.WithContext(ctx)
+	if cc := conns.GRPC[0]; cc != nil {
+		cache := configcache.New(configv1.NewLookupServiceClient(cc), b, log,
+			configcache.Options{Tenants: configv1.NewTenantServiceClient(cc)})
+		g.Go(func() error { return cache.Run(gctx) })
+		api.Zones = tenantZones{cache}
+		rollups.SetTenantZones(tenantZones{cache}, nil)
+	}
 	srv := grpcserver.New(log, keys)
-	reportingv1.RegisterReportingServiceServer(srv.Server, &grpcapi.Server{Records: st, Rollups: rollups, JS: b.JS})
+	reportingv1.RegisterReportingServiceServer(srv.Server, api)
 
 	workers := cfg.Workers
 	if workers <= 0 {
 		workers = 128
 	}
-	g, gctx := errgroup.WithContext(ctx)
 	for _, c := range []struct {
 		stream, durable string
 		h               bus.Handler

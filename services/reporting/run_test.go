@@ -54,6 +54,7 @@ func TestRun(t *testing.T) {
 	cfg := reporting.Defaults()
 	cfg.Database = mongotest.DatabaseName(t)
 	cfg.AuthKeys = hex.EncodeToString(key)
+	cfg.ConfigAddr = "" // no config: every tenant in UTC
 	t.Cleanup(func() {
 		_ = mc.Database(cfg.Database).Drop(context.Background())
 		_ = mc.Disconnect(context.Background())

@@ -35,6 +35,7 @@ const reportUsage = `switchboardctl report: read the reporting service.
       a session's messages with their delivery statuses
 
   --from and --to take a date (midnight in --tz) or an RFC 3339 time; --to defaults to now.
+  Without --tz, summarize uses the tenant's time zone (config's tenant time_zone; UTC when unset).
   --addr is the reporting service (env SWITCHBOARD_REPORTING_ADDR, default 127.0.0.1:9092).
 `
 
@@ -98,7 +99,7 @@ func parseWhen(s string, loc *time.Location, def time.Time) (time.Time, error) {
 
 func (c *cli) rangeFlags(fs *flag.FlagSet) (tenant, from, to, tz *string) {
 	return fs.String("tenant", "", "tenant"), fs.String("from", "", "start: date or RFC 3339 time"),
-		fs.String("to", "", "end (exclusive): date or RFC 3339 time; default now"), fs.String("tz", "", "IANA time zone (default UTC)")
+		fs.String("to", "", "end (exclusive): date or RFC 3339 time; default now"), fs.String("tz", "", "IANA time zone (default: the tenant's for summarize, UTC for export)")
 }
 
 func resolveRange(from, to, tz string) (time.Time, time.Time, *time.Location, error) {
@@ -134,17 +135,24 @@ func (c *cli) summarize(ctx context.Context, args []string) error {
 	if *tenant == "" {
 		return errors.New("--tenant is required")
 	}
-	f, t, loc, err := resolveRange(*from, *to, *tz)
-	if err != nil {
-		return err
-	}
 	client, done, err := c.reporting()
 	if err != nil {
 		return err
 	}
 	defer done()
+	zone := *tz
+	if zone == "" && (isLocal(*from) || isLocal(*to)) {
+		// A date is midnight in the tenant's zone: ask which it is.
+		if zone, err = tenantZone(ctx, client, *tenant); err != nil {
+			return err
+		}
+	}
+	f, t, loc, err := resolveRange(*from, *to, zone)
+	if err != nil {
+		return err
+	}
 	req := &reportingv1.SummarizeRequest{
-		TenantId: *tenant, From: timestamppb.New(f), To: timestamppb.New(t), TimeZone: *tz,
+		TenantId: *tenant, From: timestamppb.New(f), To: timestamppb.New(t), TimeZone: zone,
 		Bucket: *bucket, ServiceLevelSeconds: int32(*sl), PageSize: 5000,
 	}
 	var dims []string
@@ -163,6 +171,11 @@ func (c *cli) summarize(ctx context.Context, args []string) error {
 		}
 		rows = append(rows, res.GetRows()...)
 		read += int(res.GetDocumentsRead())
+		if z := res.GetTimeZone(); z != "" && z != loc.String() {
+			if l, err := time.LoadLocation(z); err == nil {
+				loc = l // the tenant's, which the request left to reporting
+			}
+		}
 		if res.GetNextPageToken() == "" {
 			break
 		}
@@ -214,6 +227,27 @@ func (c *cli) summarize(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.io.Stderr, "%d rows, %s to %s (%s), %d rollup documents read\n", len(rows), f.In(loc).Format(time.RFC3339), t.In(loc).Format(time.RFC3339), loc, read)
 	}
 	return nil
+}
+
+// isLocal reports whether s is a date or time without an offset, read in
+// the zone of the range.
+func isLocal(s string) bool {
+	if s == "" {
+		return false
+	}
+	_, err := time.Parse(time.RFC3339, s)
+	return err != nil
+}
+
+// tenantZone asks reporting for the tenant's zone with a summary of one
+// quarter hour (one small document).
+func tenantZone(ctx context.Context, client reportingv1.ReportingServiceClient, tenant string) (string, error) {
+	to := time.Now().UTC().Truncate(15 * time.Minute)
+	res, err := client.Summarize(ctx, &reportingv1.SummarizeRequest{TenantId: tenant, From: timestamppb.New(to.Add(-15 * time.Minute)), To: timestamppb.New(to), PageSize: 1})
+	if err != nil {
+		return "", err
+	}
+	return res.GetTimeZone(), nil
 }
 
 func orDash(s string) string {

@@ -2,7 +2,6 @@ package ctl_test
 
 import (
 	"context"
-	"encoding/hex"
 	"log/slog"
 	"net"
 	"os"
@@ -15,42 +14,36 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
 
-	"github.com/switchboard-cc/switchboard/pkg/authn"
-	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
-	"github.com/switchboard-cc/switchboard/pkg/natsembed/natstest"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/config/internal/configtest"
 	"github.com/switchboard-cc/switchboard/services/config/internal/ctl"
 	"github.com/switchboard-cc/switchboard/services/reporting"
 )
 
 // The report commands against a running reporting service that consumed
-// two sessions' events and rolled them up.
+// two sessions' events and rolled them up, for a tenant in Europe/Zurich.
 func TestReportCommands(t *testing.T) {
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
-	key := []byte("0123456789abcdef0123456789abcdef")
-	keys, err := authn.NewKeys(key)
-	if err != nil {
+	conf := configtest.Start(t)
+	if _, err := configv1.NewTenantServiceClient(conf.Platform(t)).CreateTenant(ctx, &configv1.CreateTenantRequest{
+		Tenant: &configv1.Tenant{Id: "acme", DisplayName: "Acme", TimeZone: "Europe/Zurich"}}); err != nil {
 		t.Fatal(err)
 	}
-	ns := natstest.Start(t)
-	b, err := bus.Connect(ns.ClientURL(), t.Name(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	keys, b := conf.AuthKeys, conf.Bus
 	mc, err := mongodb.Connect(ctx, mongotest.URI(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := reporting.Defaults()
-	cfg.Database, cfg.AuthKeys, cfg.RollupDelay = mongotest.DatabaseName(t), hex.EncodeToString(key), 0
+	cfg.Database, cfg.AuthKeys, cfg.RollupDelay = mongotest.DatabaseName(t), conf.AuthHex, 0
 	t.Cleanup(func() {
 		_ = mc.Database(cfg.Database).Drop(context.Background())
 		_ = mc.Disconnect(context.Background())
@@ -93,7 +86,7 @@ func TestReportCommands(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- reporting.Run(rctx, cfg, reporting.Deps{GRPCListener: lis, Bus: b, Mongo: mc, AuthKeys: keys}, log)
+		done <- reporting.Run(rctx, cfg, reporting.Deps{GRPCListener: lis, Bus: b, Mongo: mc, AuthKeys: keys, ConfigConn: conf.Service(t)}, log)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -101,7 +94,7 @@ func TestReportCommands(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	env := map[string]string{ctl.EnvReportingAddr: lis.Addr().String(), ctl.EnvAuthKeys: hex.EncodeToString(key)}
+	env := map[string]string{ctl.EnvReportingAddr: lis.Addr().String(), ctl.EnvAuthKeys: conf.AuthHex}
 
 	// Rolled up once both ends are applied.
 	var out, errOut string
@@ -116,10 +109,17 @@ func TestReportCommands(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// By agent, as a table: ann answered after 12 s.
-	out, errOut, code = run(t, env, "", "report", "summarize", "--tenant", "acme", "--from", "2026-03-02", "--to", "2026-03-03", "--by", "agent", "--tz", "Europe/Zurich")
-	if code != 0 || !strings.Contains(out, "ann") || !strings.Contains(out, "12s") || !strings.Contains(errOut, "2 rows") {
-		t.Errorf("summary by agent: exit %d\n%s%s", code, out, errOut)
+	// By agent, as a table: ann answered after 12 s; the dates are
+	// midnights in the tenant's zone, which the summary says.
+	out, errOut, code = run(t, env, "", "report", "summarize", "--tenant", "acme", "--from", "2026-03-02", "--to", "2026-03-03", "--by", "agent")
+	if code != 0 || !strings.Contains(out, "ann") || !strings.Contains(out, "12s") || !strings.Contains(errOut, "2 rows") ||
+		!strings.Contains(errOut, "2026-03-02T00:00:00+01:00 to 2026-03-03T00:00:00+01:00 (Europe/Zurich)") {
+		t.Errorf("summary by agent in the tenant's zone: exit %d\n%s%s", code, out, errOut)
+	}
+	// Another zone on request.
+	out, errOut, code = run(t, env, "", "report", "summarize", "--tenant", "acme", "--from", "2026-03-02T09:30:00Z", "--to", "2026-03-03", "--tz", "UTC", "--by", "bucket", "--bucket", "hour")
+	if code != 0 || !strings.Contains(out, "2026-03-02 10:00") || strings.Contains(out, "09:00") || !strings.Contains(errOut, "(UTC)") {
+		t.Errorf("summary by hour in UTC: exit %d\n%s%s", code, out, errOut)
 	}
 	_, errOut, code = run(t, env, "", "report", "summarize", "--tenant", "acme", "--from", "2026-03-02", "--by", "colour")
 	if code == 0 || !strings.Contains(errOut, `unknown dimension "colour"`) {

@@ -25,6 +25,8 @@ type Server struct {
 	Rollups *rollup.Store
 	// JS reads the TRANSCRIPT stream.
 	JS jetstream.JetStream
+	// Zones says a tenant's time zone, Summarize's default; nil: UTC.
+	Zones rollup.TenantZones
 }
 
 // readers may read a tenant's reports and any of its transcripts.

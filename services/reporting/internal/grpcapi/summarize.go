@@ -31,12 +31,33 @@ type pageToken struct {
 	Offset int    `json:"o"`
 }
 
-// queryHash identifies a query, so a page token of another is refused.
-func queryHash(req *reportingv1.SummarizeRequest) uint64 {
+// queryHash identifies a query, so a page token of another is refused;
+// zone is the one used (the tenant's may change between pages).
+func queryHash(req *reportingv1.SummarizeRequest, zone string) uint64 {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%s|%d|%d|%s|%s|%s|%d", req.GetTenantId(), req.GetFrom().AsTime().UnixNano(), req.GetTo().AsTime().UnixNano(),
-		req.GetTimeZone(), strings.Join(req.GetGroupBy(), ","), req.GetBucket(), req.GetServiceLevelSeconds())
+		zone, strings.Join(req.GetGroupBy(), ","), req.GetBucket(), req.GetServiceLevelSeconds())
 	return h.Sum64()
+}
+
+// zone is the request's time zone, or the tenant's when it names none.
+func (s *Server) zone(ctx context.Context, req *reportingv1.SummarizeRequest) (*time.Location, error) {
+	z := req.GetTimeZone()
+	if z == "" && s.Zones != nil {
+		tz, err := s.Zones.TimeZone(ctx, req.GetTenantId())
+		if err != nil {
+			return nil, status.Errorf(codes.Unavailable, "the tenant's time zone cannot be read now (%v): name a time_zone", err)
+		}
+		z = tz
+	}
+	if z == "" {
+		return time.UTC, nil
+	}
+	l, err := time.LoadLocation(z)
+	if err != nil || z == "Local" {
+		return nil, status.Errorf(codes.InvalidArgument, "time_zone %q is not an IANA time zone", z)
+	}
+	return l, nil
 }
 
 func (s *Server) Summarize(ctx context.Context, req *reportingv1.SummarizeRequest) (*reportingv1.SummarizeResponse, error) {
@@ -46,13 +67,9 @@ func (s *Server) Summarize(ctx context.Context, req *reportingv1.SummarizeReques
 	if req.GetFrom() == nil || req.GetTo() == nil {
 		return nil, status.Error(codes.InvalidArgument, "from and to are required")
 	}
-	loc := time.UTC
-	if z := req.GetTimeZone(); z != "" {
-		l, err := time.LoadLocation(z)
-		if err != nil || z == "Local" {
-			return nil, status.Errorf(codes.InvalidArgument, "time_zone %q is not an IANA time zone", z)
-		}
-		loc = l
+	loc, err := s.zone(ctx, req)
+	if err != nil {
+		return nil, err
 	}
 	sl := int64(req.GetServiceLevelSeconds())
 	switch {
@@ -75,7 +92,7 @@ func (s *Server) Summarize(ctx context.Context, req *reportingv1.SummarizeReques
 		if err != nil || json.Unmarshal(raw, &pt) != nil || pt.Offset <= 0 {
 			return nil, status.Error(codes.InvalidArgument, "page_token is invalid")
 		}
-		if pt.Query != queryHash(req) {
+		if pt.Query != queryHash(req, loc.String()) {
 			return nil, status.Error(codes.InvalidArgument, "page_token belongs to another query: repeat the query's parameters with it")
 		}
 		offset = pt.Offset
@@ -92,7 +109,7 @@ func (s *Server) Summarize(ctx context.Context, req *reportingv1.SummarizeReques
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	_ = q.Normalize() // the range as rounded, for the answer
-	res := &reportingv1.SummarizeResponse{From: timestamppb.New(q.From), To: timestamppb.New(q.To), DocumentsRead: int32(read)}
+	res := &reportingv1.SummarizeResponse{From: timestamppb.New(q.From), To: timestamppb.New(q.To), DocumentsRead: int32(read), TimeZone: loc.String()}
 	if offset > len(groups) {
 		offset = len(groups)
 	}
@@ -101,7 +118,7 @@ func (s *Server) Summarize(ctx context.Context, req *reportingv1.SummarizeReques
 		res.Rows = append(res.Rows, summaryRow(&groups[i], q, sl))
 	}
 	if end < len(groups) {
-		raw, _ := json.Marshal(pageToken{Query: queryHash(req), Offset: end})
+		raw, _ := json.Marshal(pageToken{Query: queryHash(req, loc.String()), Offset: end})
 		res.NextPageToken = base64.RawURLEncoding.EncodeToString(raw)
 	}
 	return res, nil

@@ -125,18 +125,19 @@ func minTime(a, b time.Time) time.Time {
 
 // cover lists the documents whose buckets exactly tile [from, to) (both
 // on the 15-minute grid), the largest that fit first: months and days of
-// the stored zones, then UTC hours, then 15 minutes.
-func (s *Store) cover(tenant string, from, to time.Time) []string {
+// the stored zones and of the tenant's zones within their periods
+// (spans), then UTC hours, then 15 minutes.
+func (s *Store) cover(tenant string, from, to time.Time, spans []span) []string {
 	var ids []string
 	for t := from; t.Before(to); {
 		next := t.Add(15 * time.Minute)
 		id := DocID(tenant, G15m, time.UTC, t)
 	pick:
 		for _, g := range []string{GMonth, GDay} {
-			for _, z := range s.zones {
-				if st := Floor(g, z, t); st.Equal(t) {
-					if e := Next(g, z, st); !e.After(to) {
-						next, id = e, DocID(tenant, g, z, st)
+			for _, sp := range spans {
+				if st := Floor(g, sp.loc, t); st.Equal(t) {
+					if e := Next(g, sp.loc, st); !e.After(to) && sp.holds(st, e) {
+						next, id = e, DocID(tenant, g, sp.loc, st)
 						break pick
 					}
 				}
@@ -158,12 +159,16 @@ func (s *Store) Summarize(ctx context.Context, q Query) ([]Group, int, error) {
 	if err := q.Normalize(); err != nil {
 		return nil, 0, err
 	}
+	spans, err := s.spans(ctx, q.Tenant)
+	if err != nil {
+		return nil, 0, err
+	}
 	ivs := q.intervals()
 	covers := make([][]string, len(ivs))
 	var all []string
 	seen := map[string]bool{}
 	for i, iv := range ivs {
-		covers[i] = s.cover(q.Tenant, iv.from, iv.to)
+		covers[i] = s.cover(q.Tenant, iv.from, iv.to, spans)
 		for _, id := range covers[i] {
 			if !seen[id] {
 				seen[id] = true

@@ -71,6 +71,7 @@ func (o *RunOptions) defaults() {
 // the others wait for it to lapse, so replicas may all run Run.
 func (s *Store) Run(ctx context.Context, js jetstream.JetStream, recs Records, o RunOptions, log *slog.Logger) error {
 	o.defaults()
+	s.log = log
 	defer s.release(context.WithoutCancel(ctx))
 	for {
 		held, err := s.acquire(ctx, o.Lease)
@@ -122,6 +123,7 @@ func (s *Store) runHeld(ctx context.Context, js jetstream.JetStream, recs Record
 }
 
 func (s *Store) runOnce(ctx context.Context, js jetstream.JetStream, recs Records, o RunOptions) error {
+	s.forgetPeriods() // another writer may have held the lease meanwhile
 	cursor, err := s.Cursor(ctx)
 	if err != nil {
 		return err

@@ -6,9 +6,10 @@
 //
 // Granularities: 15m and hour in UTC (every zone's offset is a multiple of
 // 15 minutes, so a local hour or day anywhere is a union of them), day and
-// month in UTC and in each zone of Options.Zones. A query covers its range
-// with the largest documents that fit (query.go): a year by month in UTC or
-// a listed zone is 12 reads.
+// month in UTC and in each zone of Options.Zones, and in each tenant's own
+// zone from the first local midnight after the writer learnt it
+// (tenantzone.go). A query covers its range with the largest documents
+// that fit (query.go): a year by month in UTC or a stored zone is 12 reads.
 //
 // Exactly once: a session is rolled up once, from a single ordered reader
 // of its SessionEnded events (run.go), in stream order. Each document
@@ -23,6 +24,7 @@ package rollup
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -54,7 +56,19 @@ type Store struct {
 	// zones have day and month documents; UTC first.
 	zones []*time.Location
 
-	cache docCache
+	cache ttlCache[*doc]
+
+	// Tenants' own zones (tenantzone.go): where their periods are kept,
+	// who says a tenant's zone, the clock that dates a new period, the
+	// periods the writer knows and those read for summaries.
+	zonesC      *mongo.Collection
+	tenantZones TenantZones
+	now         func() time.Time
+	log         *slog.Logger
+	locs        sync.Map // name → *time.Location
+	writerMu    sync.Mutex
+	written     map[string][]period
+	periodCache ttlCache[[]period]
 }
 
 // CacheTTL is how long a document read for a summary is used again
@@ -67,50 +81,58 @@ const CacheTTL = 15 * time.Second
 // cacheMax bounds the documents kept (a few kilobytes each).
 const cacheMax = 8192
 
-type cachedDoc struct {
-	d  *doc // nil: no such document
+type cached[V any] struct {
+	v  V // a document: nil when there is none
 	at time.Time
 }
 
-type docCache struct {
+// ttlCache keeps what was read for CacheTTL.
+type ttlCache[V any] struct {
 	mu sync.Mutex
-	m  map[string]cachedDoc
+	m  map[string]cached[V]
 }
 
-func (c *docCache) get(id string) (*doc, bool) {
+func (c *ttlCache[V]) get(id string) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.m[id]
 	if !ok || time.Since(e.at) > CacheTTL {
-		return nil, false
+		var zero V
+		return zero, false
 	}
-	return e.d, true
+	return e.v, true
 }
 
-func (c *docCache) put(id string, d *doc, at time.Time) {
+func (c *ttlCache[V]) put(id string, v V, at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m == nil || len(c.m) >= cacheMax {
-		c.m = make(map[string]cachedDoc, 1024) // start afresh rather than track age
+		c.m = make(map[string]cached[V], 1024) // start afresh rather than track age
 	}
 	if e, ok := c.m[id]; ok && e.at.After(at) {
 		return // a read that began before the write it would hide
 	}
-	c.m[id] = cachedDoc{d, at}
+	c.m[id] = cached[V]{v, at}
+}
+
+func (c *ttlCache[V]) clear() {
+	c.mu.Lock()
+	c.m = nil
+	c.mu.Unlock()
 }
 
 // ClearCache forgets the documents read (benchmarks measure cold reads).
 func (s *Store) ClearCache() {
-	s.cache.mu.Lock()
-	s.cache.m = nil
-	s.cache.mu.Unlock()
+	s.cache.clear()
+	s.periodCache.clear()
 }
 
 // New opens the rollups of db; zones (besides UTC) also get day and month
 // documents.
 func New(db *mongo.Database, zones []*time.Location) *Store {
 	s := &Store{c: db.Collection("rollups"), state: db.Collection("rollup_state"), zones: []*time.Location{time.UTC},
-		owner: fmt.Sprintf("%s/%d/%x", host(), os.Getpid(), rand.Uint64())}
+		owner:  fmt.Sprintf("%s/%d/%x", host(), os.Getpid(), rand.Uint64()),
+		zonesC: db.Collection("rollup_zones"), now: time.Now, log: slog.New(slog.DiscardHandler)}
 	for _, z := range zones {
 		if z != nil && z.String() != "UTC" && !slices.ContainsFunc(s.zones, func(o *time.Location) bool { return o.String() == z.String() }) {
 			s.zones = append(s.zones, z)
@@ -175,13 +197,21 @@ type target struct {
 	sessions               []*Session
 }
 
-// targets are the documents a session at t counts in.
-func (s *Store) targets(tenant string, t time.Time, add func(id, gran string, loc *time.Location, start time.Time)) {
+// targets are the documents a session at t counts in: 15 minutes and
+// hours in UTC, days and months in the stored zones and in the tenant's
+// zone of the period holding t.
+func (s *Store) targets(tenant string, t time.Time, periods []period, add func(id, gran string, loc *time.Location, start time.Time)) {
 	for _, g := range []string{G15m, GHour} {
 		st := Floor(g, time.UTC, t)
 		add(DocID(tenant, g, time.UTC, st), g, time.UTC, st)
 	}
-	for _, z := range s.zones {
+	zones := s.zones
+	if z := zoneAt(periods, t); z != "" && !s.stored(z) {
+		if loc, err := s.location(z); err == nil {
+			zones = append(slices.Clip(zones), loc)
+		}
+	}
+	for _, z := range zones {
 		for _, g := range []string{GDay, GMonth} {
 			st := Floor(g, z, t)
 			add(DocID(tenant, g, z, st), g, z, st)
@@ -194,18 +224,24 @@ func (s *Store) targets(tenant string, t time.Time, add func(id, gran string, lo
 // once. Documents are written concurrently; an error leaves some written
 // and some not, which a replay of the same sessions repairs.
 func (s *Store) Apply(ctx context.Context, batch []Session) error {
+	periods, err := s.writerPeriods(ctx, batch)
+	if err != nil {
+		return err
+	}
 	byID := map[string]*target{}
 	var order []*target
 	for i := range batch {
 		ss := &batch[i]
-		s.targets(ss.Tenant, ss.At, func(id, gran string, loc *time.Location, start time.Time) {
+		s.targets(ss.Tenant, ss.At, periods[ss.Tenant], func(id, gran string, loc *time.Location, start time.Time) {
 			t := byID[id]
 			if t == nil {
 				t = &target{id: id, tenant: ss.Tenant, gran: gran, zone: loc.String(), start: start}
 				byID[id] = t
 				order = append(order, t)
 			}
-			t.sessions = append(t.sessions, ss)
+			if n := len(t.sessions); n == 0 || t.sessions[n-1] != ss {
+				t.sessions = append(t.sessions, ss)
+			}
 		})
 	}
 	g, gctx := errgroup.WithContext(ctx)
