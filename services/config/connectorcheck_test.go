@@ -207,7 +207,8 @@ func TestCheckProviderConnector(t *testing.T) {
 		} {
 			t.Run(r.region, func(t *testing.T) {
 				id := "twilio-" + r.region
-				keySID, keySecret, token := "SK"+strings.Repeat("5e", 16), "regionalSecret0123456789", strings.Repeat("7", 32)
+				// Each account its own key: an API key SID names one account.
+				keySID, keySecret, token := "SK"+r.acct[2:], "regionalSecret0123456789", strings.Repeat("7", 32)
 				if err := sim.PutAccount(ctx, simclient.Account{AccountSID: r.acct, AuthToken: token, APIKeys: map[string]string{keySID: keySecret},
 					Region: r.region, Numbers: []simclient.PhoneNumber{{Address: r.number, SmsURL: inbound}}}); err != nil {
 					t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/twilio/twilio-go/client"
@@ -97,6 +98,11 @@ func TestRegionalAccount(t *testing.T) {
 	us := twilioclient.NewClient(creds, twilioclient.Options{BaseURL: target})
 	if _, err := us.Api.FetchAccount(acctSID); !isTwilioError(err, 401, 20003) {
 		t.Errorf("FetchAccount of an ie1 account on us1: %v, want 401/20003", err)
+	}
+
+	other := twiliosim.Account{AccountSID: "AC" + strings.Repeat("ab", 16), AuthToken: "other", APIKeys: map[string]string{keySID: "x"}}
+	if err := s.c.PutAccount(ctx, other); err == nil || !strings.Contains(err.Error(), "api key "+keySID+" also belongs to account") {
+		t.Errorf("an API key of two accounts: %v, want it refused", err)
 	}
 
 	ex, err := s.c.ContractRequests(ctx)

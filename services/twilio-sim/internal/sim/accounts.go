@@ -64,6 +64,7 @@ func ValidateAccounts(accounts []simapi.Account) error {
 	var errs []error
 	seenAcct := map[string]bool{}
 	seenNumber := map[string]string{}
+	seenKey := map[string]string{} // an API key SID names one account
 	for i, a := range accounts {
 		where := fmt.Sprintf("accounts[%d]", i)
 		if a.AccountSID != "" {
@@ -74,6 +75,12 @@ func ValidateAccounts(accounts []simapi.Account) error {
 			errs = append(errs, fmt.Errorf("%s: duplicate account", where))
 		}
 		seenAcct[a.AccountSID] = true
+		for k := range a.APIKeys {
+			if other, ok := seenKey[k]; ok && other != a.AccountSID {
+				errs = append(errs, fmt.Errorf("%s: api key %s also belongs to account %s", where, k, other))
+			}
+			seenKey[k] = a.AccountSID
+		}
 		for _, n := range a.Numbers {
 			if other, ok := seenNumber[n.Address]; ok && other != a.AccountSID {
 				errs = append(errs, fmt.Errorf("%s: number %s also belongs to account %s", where, n.Address, other))
