@@ -504,7 +504,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	run("reporting", func() error {
 		return reporting.Run(gctx, reporting.Config{
 			GRPCAddr: addr("reporting"), NATSURL: natsURL, MongoURI: mongoURI, Database: db("reporting"), AuthKeys: authHex, Streams: streams,
-		}, reporting.Deps{GRPCListener: l["reporting"], Bus: busOf("reporting"), Mongo: mc, AuthKeys: keys}, svcLog(reporting.Name))
+		}, reporting.Deps{GRPCListener: l["reporting"], Bus: busOf("reporting"), Mongo: mc, AuthKeys: keys, ConfigConn: configConn}, svcLog(reporting.Name))
 	})
 
 	info := Info{

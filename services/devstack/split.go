@@ -76,6 +76,7 @@ func ServiceEnv(i Info, service, metricsAddr string, syncAlways bool) ([]string,
 	case "reporting":
 		set("GRPC_ADDR", i.Addrs["reporting"])
 		db("reporting")
+		set("CONFIG_ADDR", i.Addrs["config"])
 	}
 	return env, nil
 }
