@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
@@ -32,6 +33,30 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
 
+// infra starts NATS and connects to the test database server; dbName and
+// the databases named after it are dropped at the end.
+func infra(t *testing.T) (*bus.Bus, *mongo.Client, string) {
+	t.Helper()
+	ns := natstest.Start(t)
+	b, err := bus.Connect(ns.ClientURL(), t.Name(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	mc, err := mongodb.Connect(context.Background(), mongotest.URI(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dbName := mongotest.DatabaseName(t)
+	t.Cleanup(func() {
+		for _, db := range []string{dbName, dbName + "_config"} {
+			_ = mc.Database(db).Drop(context.Background())
+		}
+		_ = mc.Disconnect(context.Background())
+	})
+	return b, mc, dbName
+}
+
 // Run consumes all three streams into one record and serves it.
 func TestRun(t *testing.T) {
 	ctx := context.Background()
@@ -41,24 +66,11 @@ func TestRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := natstest.Start(t)
-	b, err := bus.Connect(ns.ClientURL(), t.Name(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	mc, err := mongodb.Connect(ctx, mongotest.URI(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, mc, dbName := infra(t)
 	cfg := reporting.Defaults()
-	cfg.Database = mongotest.DatabaseName(t)
+	cfg.Database = dbName
 	cfg.AuthKeys = hex.EncodeToString(key)
 	cfg.ConfigAddr = "" // no config: every tenant in UTC
-	t.Cleanup(func() {
-		_ = mc.Database(cfg.Database).Drop(context.Background())
-		_ = mc.Disconnect(context.Background())
-	})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -19,11 +19,7 @@ import (
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
-	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
-	"github.com/switchboard-cc/switchboard/pkg/mongodb"
-	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
-	"github.com/switchboard-cc/switchboard/pkg/natsembed/natstest"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	configsvc "github.com/switchboard-cc/switchboard/services/config"
 	"github.com/switchboard-cc/switchboard/services/reporting"
@@ -64,22 +60,7 @@ func TestTenantTimeZoneFromConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := natstest.Start(t)
-	b, err := bus.Connect(ns.ClientURL(), t.Name(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	mc, err := mongodb.Connect(ctx, mongotest.URI(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbName := mongotest.DatabaseName(t)
-	t.Cleanup(func() {
-		_ = mc.Database(dbName).Drop(context.Background())
-		_ = mc.Database(dbName + "_config").Drop(context.Background())
-		_ = mc.Disconnect(context.Background())
-	})
+	b, mc, dbName := infra(t)
 	run := func(name string, f func(context.Context) error) {
 		rctx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
