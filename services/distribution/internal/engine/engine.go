@@ -288,6 +288,10 @@ type Engine struct {
 	store   TaskStore
 	log     *slog.Logger
 	now     func() time.Time
+	// afterFunc starts every timer (RONA, after-call work, first reply,
+	// grace, preferred agent, overflow): time.AfterFunc, which tests
+	// replace to run timers when their clock says so.
+	afterFunc func(time.Duration, func()) *time.Timer
 	// DeclineCooldown keeps a declining agent from being offered the same
 	// task again right away.
 	DeclineCooldown time.Duration
@@ -314,6 +318,7 @@ func New(pub Publisher, store TaskStore, log *slog.Logger) *Engine {
 		tenants:         map[string]*tenant{},
 		log:             log,
 		now:             time.Now,
+		afterFunc:       time.AfterFunc,
 		DeclineCooldown: 30 * time.Second,
 		wake:            make(chan struct{}),
 	}
@@ -433,7 +438,7 @@ func (e *Engine) installTasks(open []*Task, now time.Time) {
 				a := t.agentOrStub(task.AgentID, now)
 				o := &offer{id: task.OfferID, task: task, agentID: task.AgentID, expires: task.OfferExpires}
 				tenantID, oid := task.Tenant, o.id
-				o.timer = time.AfterFunc(task.OfferExpires.Sub(now), func() { e.timeout(tenantID, oid) })
+				o.timer = e.afterFunc(task.OfferExpires.Sub(now), func() { e.timeout(tenantID, oid) })
 				t.offers[o.id] = o
 				a.offers[o.id] = o
 				e.queue(t, task.Service)
@@ -889,7 +894,7 @@ func (e *Engine) emitWrapUpStarted(ctx context.Context, task *Task) error {
 
 func (e *Engine) startWrapTimer(task *Task, d time.Duration) {
 	tenantID, taskID, until := task.Tenant, task.ID, task.WrapUntil
-	task.wrapTimer = time.AfterFunc(max(d, 0), func() { e.wrapUpExpired(tenantID, taskID, until) })
+	task.wrapTimer = e.afterFunc(max(d, 0), func() { e.wrapUpExpired(tenantID, taskID, until) })
 }
 
 // wrapUpExpired is the after-call work timer running out.
@@ -1169,7 +1174,7 @@ func (e *Engine) offer(ctx context.Context, t *tenant, task *Task, a *agent, now
 	}
 	o := &offer{id: ids.New("of_"), task: task, agentID: a.info.ID, expires: now.Add(timeout)}
 	oid := o.id
-	o.timer = time.AfterFunc(timeout, func() { e.timeout(tenantID, oid) })
+	o.timer = e.afterFunc(timeout, func() { e.timeout(tenantID, oid) })
 	e.pull(task)
 	t.offers[o.id] = o
 	a.offers[o.id] = o

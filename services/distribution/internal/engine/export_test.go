@@ -49,3 +49,7 @@ func FireOverflow(e *Engine, tenant, taskID string) { e.overflow(tenant, taskID)
 
 // Redispatch runs what the end of a preferred agent's wait runs.
 func Redispatch(e *Engine, tenant string) { e.redispatch(tenant) }
+
+// SetAfterFunc replaces how the engine starts its timers (time.AfterFunc),
+// so a test decides when they run (see timers in fakes_test.go).
+func SetAfterFunc(e *Engine, f func(time.Duration, func()) *time.Timer) { e.afterFunc = f }

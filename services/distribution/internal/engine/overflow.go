@@ -40,10 +40,10 @@ func (e *Engine) startWaitTimers(task *Task) {
 	now := e.now()
 	tenantID, taskID := task.Tenant, task.ID
 	if task.PreferredAgent != "" && now.Before(task.PreferredUntil) {
-		task.preferTimer = time.AfterFunc(task.PreferredUntil.Sub(now), func() { e.redispatch(tenantID) })
+		task.preferTimer = e.afterFunc(task.PreferredUntil.Sub(now), func() { e.redispatch(tenantID) })
 	}
 	if d := task.Service.OverflowAfter; d > 0 && !task.Overflowed && len(task.RequiredSkills) > 0 {
-		task.overflowTimer = time.AfterFunc(max(task.QueuedAt.Add(d).Sub(now), 0), func() { e.overflow(tenantID, taskID) })
+		task.overflowTimer = e.afterFunc(max(task.QueuedAt.Add(d).Sub(now), 0), func() { e.overflow(tenantID, taskID) })
 	}
 }
 
@@ -100,7 +100,7 @@ func (e *Engine) overflow(tenantID, taskID string) {
 			e.push(t, task)
 		}
 		e.log.Error("save overflowed task; retrying", "tenant", tenantID, "task", taskID, "err", err)
-		task.overflowTimer = time.AfterFunc(5*time.Second, func() { e.overflow(tenantID, taskID) })
+		task.overflowTimer = e.afterFunc(5*time.Second, func() { e.overflow(tenantID, taskID) })
 		return
 	}
 	if queued {

@@ -122,7 +122,7 @@ func (e *Engine) startGraceTimer(tenantID string, a *agent, d time.Duration) {
 		a.graceTimer.Stop()
 	}
 	agentID, until := a.info.ID, a.graceUntil
-	a.graceTimer = time.AfterFunc(max(d, 0), func() { e.graceExpired(tenantID, agentID, until) })
+	a.graceTimer = e.afterFunc(max(d, 0), func() { e.graceExpired(tenantID, agentID, until) })
 }
 
 // graceExpired ends a grace period: the agent stays offline and loses

@@ -150,7 +150,7 @@ func (e *Engine) startReplyTimer(task *Task, d time.Duration) {
 		return
 	}
 	tenantID, taskID, due := task.Tenant, task.ID, task.ReplyDue
-	task.replyTimer = time.AfterFunc(max(d, 0), func() { e.replyOverdue(tenantID, taskID, due) })
+	task.replyTimer = e.afterFunc(max(d, 0), func() { e.replyOverdue(tenantID, taskID, due) })
 }
 
 func stopReplyTimer(task *Task) {
@@ -177,7 +177,7 @@ func (e *Engine) replyOverdue(tenantID, taskID string, due time.Time) {
 	if err := e.store.Save(ctx, task); err != nil {
 		task.Overdue = false
 		e.log.Error("save reply overdue; retrying", "tenant", tenantID, "task", taskID, "err", err)
-		task.replyTimer = time.AfterFunc(5*time.Second, func() { e.replyOverdue(tenantID, taskID, due) })
+		task.replyTimer = e.afterFunc(5*time.Second, func() { e.replyOverdue(tenantID, taskID, due) })
 		return
 	}
 	task.replyTimer = nil
