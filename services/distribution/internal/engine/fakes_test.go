@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -48,10 +50,15 @@ type world struct {
 	conflicts         []string
 	// notify gets a copy of every event entry (non-blocking).
 	notify map[string]chan entry // agent id -> channel
+	// The KV buckets replicas share (see replica): open tasks with their
+	// offers (DISTRIBUTION_TASKS) and agents (DISTRIBUTION_PRESENCE).
+	openTasks *bucket[engine.Task]
+	presence  *bucket[engine.PresenceRecord]
 }
 
 func newWorld() *world {
-	return &world{saved: map[string]engine.Task{}, ended: map[string]bool{}, failEmit: map[string]int{}, published: map[string]entry{}}
+	return &world{saved: map[string]engine.Task{}, ended: map[string]bool{}, failEmit: map[string]int{}, published: map[string]entry{},
+		openTasks: newBucket(stored), presence: newBucket(presenceCopy)}
 }
 
 type fakePub struct{ w *world }
@@ -190,10 +197,20 @@ func (w *world) marker(op, agent, session string) {
 	w.log = append(w.log, entry{op: op, agent: agent, sessionID: session})
 }
 
-func (w *world) entries() []entry {
+func (w *world) entries() []entry { return w.entriesSince(0) }
+
+// size is how many entries the log has.
+func (w *world) size() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return append([]entry(nil), w.log...)
+	return len(w.log)
+}
+
+// entriesSince returns the log after its first n entries.
+func (w *world) entriesSince(n int) []entry {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]entry(nil), w.log[min(n, len(w.log)):]...)
 }
 
 // events describes the published events, in order.
@@ -319,6 +336,13 @@ func (c *clock) Now() time.Time {
 	return c.t
 }
 
+// peek reads the clock without moving it.
+func (c *clock) peek() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
 func (c *clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -353,6 +377,13 @@ func newEngine(t *testing.T, w *world) (*engine.Engine, *clock) {
 	e := engine.New(w.pub(), w.store(), slog.New(slog.DiscardHandler))
 	c := newClock()
 	engine.SetClock(e, c.Now)
+	closeAtCleanup(t, w, e)
+	return e, c
+}
+
+// closeAtCleanup closes e when the test ends, and fails it if two
+// different events were published under one msg id.
+func closeAtCleanup(t *testing.T, w *world, e *engine.Engine) {
 	t.Cleanup(func() {
 		e.Close()
 		w.mu.Lock()
@@ -361,7 +392,6 @@ func newEngine(t *testing.T, w *world) (*engine.Engine, *clock) {
 			t.Errorf("different events published under one msg id (the second would be dropped): %q", w.conflicts)
 		}
 	})
-	return e, c
 }
 
 func mustEnqueue(t *testing.T, e *engine.Engine, tasks ...*engine.Task) {
@@ -392,4 +422,247 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// A replica's stores, as internal/store and internal/presence keep them
+// in production: open tasks with their offers, and agents, in KV buckets
+// every replica shares, each write naming the revision this replica last
+// read or wrote; a task's record (w.saved) written once it closed; ended
+// sessions in w.ended. A replica that takes a tenant over (replica) loads
+// the tenant from the buckets.
+
+// bucket is a JetStream KV bucket in memory: every write takes the
+// bucket's next revision. Values go in and come out as copies (the real
+// buckets hold JSON).
+type bucket[V any] struct {
+	mu    sync.Mutex
+	seq   uint64
+	vals  map[string]revised[V]
+	clone func(V) V
+}
+
+type revised[V any] struct {
+	v   V
+	rev uint64
+}
+
+func newBucket[V any](clone func(V) V) *bucket[V] {
+	return &bucket[V]{vals: map[string]revised[V]{}, clone: clone}
+}
+
+func (b *bucket[V]) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.vals)
+}
+
+// view is one replica's handle on a bucket: the revisions it last saw.
+type view[V any] struct {
+	b    *bucket[V]
+	mu   sync.Mutex
+	revs map[string]uint64
+}
+
+func newView[V any](b *bucket[V]) *view[V] { return &view[V]{b: b, revs: map[string]uint64{}} }
+
+// write puts val, or with del removes the key, if the key is as this
+// view last saw it: at the revision it saw, or, none seen, absent for a
+// put (kvcas.Put with 0) and anything for a delete. Else
+// engine.ErrConflict, and the revision is forgotten.
+func (v *view[V]) write(key string, val V, del bool) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	b := v.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur, ok := b.vals[key]
+	if seen, checked := v.revs[key]; (checked && (!ok || cur.rev != seen)) || (!checked && ok && !del) {
+		delete(v.revs, key)
+		return fmt.Errorf("write %s: %w", key, engine.ErrConflict)
+	}
+	b.seq++
+	if del {
+		delete(b.vals, key)
+		delete(v.revs, key)
+		return nil
+	}
+	b.vals[key] = revised[V]{b.clone(val), b.seq}
+	v.revs[key] = b.seq
+	return nil
+}
+
+// loadTenants reads the values of the tenants match accepts (keys
+// <tenant>.<id>) and remembers their revisions.
+func (v *view[V]) loadTenants(match func(tenant string) bool) []V {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	b := v.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []V
+	for k, val := range b.vals {
+		if tenant, _, _ := strings.Cut(k, "."); match(tenant) {
+			v.revs[k] = val.rev
+			out = append(out, b.clone(val.v))
+		}
+	}
+	return out
+}
+
+// kvStore is a replica's task store (internal/store with its bucket of
+// open tasks).
+type kvStore struct {
+	fakeStore
+	open *view[engine.Task]
+}
+
+var _ engine.OpenTaskStore = kvStore{}
+
+// Save writes the task to the bucket of open tasks, and its record once
+// it closed.
+func (s kvStore) Save(ctx context.Context, t *engine.Task) error {
+	if err := s.SaveOpen(ctx, t); err != nil {
+		return err
+	}
+	if !t.State.Closed() {
+		return nil
+	}
+	return s.fakeStore.Save(ctx, t)
+}
+
+func (s kvStore) SaveOpen(_ context.Context, t *engine.Task) error {
+	return s.open.write(t.Tenant+"."+t.ID, *t, false)
+}
+
+func (s kvStore) RemoveOpen(_ context.Context, t *engine.Task) error {
+	return s.open.write(t.Tenant+"."+t.ID, engine.Task{}, true)
+}
+
+func (s kvStore) LoadOpenOf(_ context.Context, match func(string) bool) ([]*engine.Task, error) {
+	var out []*engine.Task
+	for _, t := range s.open.loadTenants(match) {
+		out = append(out, &t)
+	}
+	return out, nil
+}
+
+// kvPresence is a replica's presence store (internal/presence).
+type kvPresence struct{ *view[engine.PresenceRecord] }
+
+var _ engine.PresenceLoader = kvPresence{}
+
+func (p kvPresence) SavePresence(_ context.Context, r engine.PresenceRecord) error {
+	return p.write(r.Tenant+"."+r.Agent, r, false)
+}
+
+func (p kvPresence) LoadPresence(ctx context.Context) ([]engine.PresenceRecord, error) {
+	return p.LoadPresenceOf(ctx, func(string) bool { return true })
+}
+
+func (p kvPresence) LoadPresenceOf(_ context.Context, match func(string) bool) ([]engine.PresenceRecord, error) {
+	return p.loadTenants(match), nil
+}
+
+// stored is a task as the bucket of open tasks gives it back: the fields
+// internal/store writes (its doc), nothing shared with the writer.
+func stored(t engine.Task) engine.Task {
+	conv := &messagingv1.ConversationRef{}
+	if t.Conversation != nil {
+		conv = proto.Clone(t.Conversation).(*messagingv1.ConversationRef)
+	}
+	svc := t.Service
+	out := engine.Task{
+		ID: t.ID, Tenant: t.Tenant, SessionID: t.SessionID, ServiceID: t.ServiceID, Conversation: conv, CustomerName: t.CustomerName,
+		Priority: t.Priority, RequiredSkills: slices.Clone(t.RequiredSkills), QueuedAt: t.QueuedAt, State: t.State, AgentID: t.AgentID,
+		AcceptedAt: t.AcceptedAt, WrapUntil: t.WrapUntil, Note: t.Note, Transfers: t.Transfers,
+		ReplyDue: t.ReplyDue, Replied: t.Replied, Overdue: t.Overdue, OfferID: t.OfferID, OfferExpires: t.OfferExpires, AcceptedOffer: t.AcceptedOffer,
+		Parks: t.Parks, ParkCounts: t.ParkCounts, PreferredAgent: t.PreferredAgent, PreferredUntil: t.PreferredUntil, Overflowed: t.Overflowed,
+		Service: engine.ServiceInfo{
+			ID: t.ServiceID, Name: svc.Name, RONATimeout: svc.RONATimeout, MaxParallelTasks: svc.MaxParallelTasks,
+			AfterCallWork: svc.AfterCallWork, ServiceCodes: slices.Clone(svc.ServiceCodes), SalesCodes: slices.Clone(svc.SalesCodes), Tags: slices.Clone(svc.Tags),
+			FirstReplyTimeout: svc.FirstReplyTimeout, FirstReplyRequeue: svc.FirstReplyRequeue, ParkedCounts: svc.ParkedCounts,
+			OverflowAfter: svc.OverflowAfter, OverflowSkills: slices.Clone(svc.OverflowSkills),
+		},
+	}
+	for _, ev := range t.Outbox {
+		out.Outbox = append(out.Outbox, engine.Event{Subject: ev.Subject, Message: proto.Clone(ev.Message), MsgID: ev.MsgID})
+	}
+	return out
+}
+
+// presenceCopy is an agent's record as the presence bucket gives it back:
+// nothing shared with the writer.
+func presenceCopy(r engine.PresenceRecord) engine.PresenceRecord {
+	r.Info.Services, r.Info.Skills = slices.Clone(r.Info.Services), slices.Clone(r.Info.Skills)
+	return r
+}
+
+// timers runs an engine's timers on a test's clock: a timer runs when
+// run finds it due and not stopped, never on its own.
+type timers struct {
+	c       *clock
+	mu      sync.Mutex
+	pending []pendingTimer
+}
+
+type pendingTimer struct {
+	due time.Time
+	// timer never fires; the engine stops it, and Stop tells run so.
+	timer *time.Timer
+	f     func()
+}
+
+func (s *timers) afterFunc(d time.Duration, f func()) *time.Timer {
+	tm := time.AfterFunc(100*365*24*time.Hour, func() {})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending = append(s.pending, pendingTimer{due: s.c.peek().Add(d), timer: tm, f: f})
+	return tm
+}
+
+// run runs the timers due by the clock, earliest first (those they start
+// too, when due), and returns how many ran.
+func (s *timers) run() int {
+	n := 0
+	for {
+		s.mu.Lock()
+		now, next := s.c.peek(), -1
+		for i, p := range s.pending {
+			if !p.due.After(now) && (next < 0 || p.due.Before(s.pending[next].due)) {
+				next = i
+			}
+		}
+		if next < 0 {
+			s.mu.Unlock()
+			return n
+		}
+		p := s.pending[next]
+		s.pending = slices.Delete(s.pending, next, next+1)
+		s.mu.Unlock()
+		if p.timer.Stop() {
+			p.f()
+			n++
+		}
+	}
+}
+
+// replica starts an engine that holds the tenant (partition 0 of 1) over
+// w's shared buckets, with stores of its own (the revisions it saw), the
+// clock c and timers run by the returned timers: a replica starting, or
+// taking the tenant over from one that stopped or died. It returns how
+// many tasks it loaded.
+func replica(t *testing.T, w *world, c *clock) (*engine.Engine, *timers, int) {
+	t.Helper()
+	e := engine.New(w.pub(), kvStore{fakeStore: w.store(), open: newView(w.openTasks)}, slog.New(slog.DiscardHandler))
+	tm := &timers{c: c}
+	engine.SetClock(e, c.Now)
+	engine.SetAfterFunc(e, tm.afterFunc)
+	e.SetPresenceOptions(engine.PresenceOptions{Store: kvPresence{newView(w.presence)}})
+	e.SetPartitions(1)
+	closeAtCleanup(t, w, e)
+	tasks, _, err := e.Acquire(context.Background(), []int{0})
+	if err != nil {
+		t.Fatalf("Acquire: %v", err)
+	}
+	return e, tm, tasks
 }
