@@ -406,9 +406,9 @@ func (e *Engine) Restore(ctx context.Context) (int, error) {
 	return len(open), nil
 }
 
-// installTasks puts loaded open tasks in place. An offer still open goes
-// on (its agent may accept it) when the store kept it; else the task
-// is queued again.
+// installTasks puts loaded open tasks in place. An offer goes on (its
+// agent may accept it) when the store kept it, with the time it has left;
+// else the task is queued again.
 func (e *Engine) installTasks(open []*Task, now time.Time) {
 	for _, task := range open {
 		t := e.tenant(task.Tenant)
@@ -434,11 +434,17 @@ func (e *Engine) installTasks(open []*Task, now time.Time) {
 			t.agentOrStub(task.AgentID, now).wrapping[task.ID] = task
 			e.startWrapTimer(task, task.WrapUntil.Sub(now))
 		case TaskOffered:
-			if task.OfferID != "" && task.AgentID != "" && task.OfferExpires.After(now) {
+			if task.OfferID != "" && task.AgentID != "" && !task.OfferExpires.IsZero() {
+				// An offer that ran out while no replica held the tenant
+				// runs out now (its timer fires at once), as it would have
+				// on the holder: TaskOfferTimedOut, the agent flagged, the
+				// task back at its place. Queued again silently, it was
+				// offered anew while the first offer stayed on its agent's
+				// console, answered by no event.
 				a := t.agentOrStub(task.AgentID, now)
 				o := &offer{id: task.OfferID, task: task, agentID: task.AgentID, expires: task.OfferExpires}
 				tenantID, oid := task.Tenant, o.id
-				o.timer = e.afterFunc(task.OfferExpires.Sub(now), func() { e.timeout(tenantID, oid) })
+				o.timer = e.afterFunc(max(task.OfferExpires.Sub(now), 0), func() { e.timeout(tenantID, oid) })
 				t.offers[o.id] = o
 				a.offers[o.id] = o
 				e.queue(t, task.Service)
