@@ -12,6 +12,7 @@ import (
 
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
 )
 
@@ -36,12 +37,14 @@ type mAgent struct {
 
 type mTask struct {
 	id, service, session string
-	state                string // queued, offered, accepted, wrapping, completed, canceled
+	state                string // queued, offered, accepted, parked, wrapping, completed, canceled
 	agent, offer         string
-	priority             int32
-	skills               []string
-	queuedAt             time.Time
-	declinedBy           map[string]bool
+	// parkCounts: parked, the task counts toward its agent's capacity.
+	parkCounts bool
+	priority   int32
+	skills     []string
+	queuedAt   time.Time
+	declinedBy map[string]bool
 	// directTo: transferred to this agent by name, the offer to follow.
 	directTo         string
 	replied, overdue bool
@@ -50,7 +53,19 @@ type mTask struct {
 // directReady: an agent may be offered a task by name (a transfer).
 func (m *model) directReady(a *mAgent, task *mTask) bool {
 	return a.presence == distributionv1.Presence_PRESENCE_AVAILABLE && a.info.Eligible && !a.rona && len(a.wrapping) == 0 &&
-		len(a.offers)+len(a.active) < m.limit(a, task.service)
+		m.load(a) < m.limit(a, task.service)
+}
+
+// load: what counts toward an agent's capacity: offers and accepted
+// tasks, less parked ones whose service did not count them.
+func (m *model) load(a *mAgent) int {
+	n := len(a.offers)
+	for id := range a.active {
+		if task := m.tasks[id]; task.state != "parked" || task.parkCounts {
+			n++
+		}
+	}
+	return n
 }
 
 func (m *model) limit(a *mAgent, svc string) int {
@@ -64,7 +79,8 @@ func (m *model) limit(a *mAgent, svc string) int {
 }
 
 // eligible: the selection rules, as the README states them (the decline
-// cooldown is an hour here, so a decline excludes for the whole run).
+// cooldown is a day here, so a decline excludes until the tenant moves to
+// another replica: cooldowns are kept in memory only).
 func (m *model) eligible(a *mAgent, task *mTask) bool {
 	if a.presence != distributionv1.Presence_PRESENCE_AVAILABLE || !a.info.Eligible || a.rona || len(a.wrapping) > 0 ||
 		!slices.Contains(a.info.Services, task.service) || task.declinedBy[a.info.ID] {
@@ -75,7 +91,7 @@ func (m *model) eligible(a *mAgent, task *mTask) bool {
 			return false
 		}
 	}
-	return len(a.offers)+len(a.active) < m.limit(a, task.service)
+	return m.load(a) < m.limit(a, task.service)
 }
 
 // apply replays one event and checks it was allowed.
@@ -145,7 +161,7 @@ func (m *model) apply(step int, ev any) {
 		task.state = "canceled"
 	case *distributionv1.TaskWrapUpStarted:
 		task, a := m.tasks[ev.GetTaskId()], m.agents[ev.GetAgentId()]
-		if task.state != "accepted" || task.agent != a.info.ID {
+		if (task.state != "accepted" && task.state != "parked") || task.agent != a.info.ID {
 			fail("wrap-up of %s by %s while %+v", task.id, a.info.ID, task)
 		}
 		delete(a.active, task.id)
@@ -158,7 +174,7 @@ func (m *model) apply(step int, ev any) {
 		}
 	case *distributionv1.TaskCompleted:
 		task, a := m.tasks[ev.GetTaskId()], m.agents[ev.GetAgentId()]
-		if task.state != "accepted" && task.state != "wrapping" {
+		if task.state != "accepted" && task.state != "parked" && task.state != "wrapping" {
 			fail("completion of %s while %+v", task.id, task)
 		}
 		delete(a.active, task.id)
@@ -179,7 +195,7 @@ func (m *model) apply(step int, ev any) {
 		}
 	case *distributionv1.TaskReplyOverdue:
 		task := m.tasks[ev.GetTaskId()]
-		if task.state != "accepted" || task.agent != ev.GetAgentId() || task.replied || task.overdue || m.services[task.service].FirstReplyTimeout == 0 {
+		if (task.state != "accepted" && task.state != "parked") || task.agent != ev.GetAgentId() || task.replied || task.overdue || m.services[task.service].FirstReplyTimeout == 0 {
 			fail("reply overdue of %s while %+v", task.id, task)
 		}
 		task.overdue = true
@@ -189,13 +205,37 @@ func (m *model) apply(step int, ev any) {
 			fail("reprioritized %s while %+v", task.id, task)
 		}
 		task.priority = ev.GetPriority()
+	case *distributionv1.TaskParked:
+		task := m.tasks[ev.GetTaskId()]
+		if task.state != "accepted" || task.agent != ev.GetAgentId() {
+			fail("park of %s while %+v", task.id, task)
+		}
+		// Whether it counts is the setting of the service it is in now.
+		if want := m.services[task.service].ParkedCounts; ev.GetCountsTowardCapacity() != want {
+			fail("park of %s in %s counts toward capacity: %v, want %v", task.id, task.service, ev.GetCountsTowardCapacity(), want)
+		}
+		task.state, task.parkCounts = "parked", ev.GetCountsTowardCapacity()
+	case *distributionv1.TaskResumed:
+		task := m.tasks[ev.GetTaskId()]
+		if task.state != "parked" || task.agent != ev.GetAgentId() {
+			fail("resume of %s while %+v", task.id, task)
+		}
+		task.state = "accepted"
 	default:
 		fail("unexpected event %T", ev)
 	}
 }
 
+// taskStates are the engine's names of the model's states.
+var taskStates = map[string]distributionv1.TaskState{
+	"queued": distributionv1.TaskState_TASK_STATE_QUEUED, "offered": distributionv1.TaskState_TASK_STATE_OFFERED,
+	"accepted": distributionv1.TaskState_TASK_STATE_ACCEPTED, "parked": distributionv1.TaskState_TASK_STATE_PARKED,
+	"wrapping": distributionv1.TaskState_TASK_STATE_WRAPPING, "completed": distributionv1.TaskState_TASK_STATE_COMPLETED,
+	"canceled": distributionv1.TaskState_TASK_STATE_CANCELED,
+}
+
 // check compares the engine with the model after a step.
-func (m *model) check(step int, e *engine.Engine) {
+func (m *model) check(step int, e *engine.Engine, all bool) {
 	t := m.t
 	t.Helper()
 	ctx := context.Background()
@@ -212,7 +252,9 @@ func (m *model) check(step int, e *engine.Engine) {
 			}
 		}
 	}
-	// Positions: 1..n in priority, then arrival order.
+	// Positions: 1..n in priority, then arrival order. Checked for every
+	// task when all is set, else for the first two, the last and every
+	// 16th from an offset that moves with the step.
 	for svc, tasks := range waiting {
 		sort.Slice(tasks, func(i, j int) bool {
 			if tasks[i].priority != tasks[j].priority {
@@ -221,6 +263,9 @@ func (m *model) check(step int, e *engine.Engine) {
 			return tasks[i].queuedAt.Before(tasks[j].queuedAt)
 		})
 		for i, task := range tasks {
+			if !all && i >= 2 && i != len(tasks)-1 && (i+step)%16 != 0 {
+				continue
+			}
 			p, err := e.QueuePosition(ctx, tenant, task.id)
 			if err != nil {
 				t.Fatal(err)
@@ -232,6 +277,15 @@ func (m *model) check(step int, e *engine.Engine) {
 				}
 				t.Fatalf("step %d: %s position %d of %d, want %d of %d in %s", step, task.id, p.GetPosition(), p.GetWaiting(), i+1, len(tasks), svc)
 			}
+		}
+	}
+	// Tasks held by an agent: accepted, parked or in after-call work.
+	for _, task := range m.tasks {
+		if task.state != "accepted" && task.state != "parked" && task.state != "wrapping" {
+			continue
+		}
+		if got, err := e.GetTask(ctx, tenant, task.id); err != nil || got.GetState() != taskStates[task.state] || got.GetAgentId() != task.agent {
+			t.Fatalf("step %d: GetTask(%s) = %v, %v; the events say %+v", step, task.id, got, err, task)
 		}
 	}
 	// Agents: the engine holds what the events say; capacity is kept.
@@ -251,14 +305,25 @@ func TestRandomSequencesKeepTheRules(t *testing.T) {
 	}
 }
 
+// runSequence runs random steps against engines that hold the tenant as
+// replicas do (over stores that behave as the production ones, see
+// replica), killing them now and then for another to take over. Timers
+// run only when a step says so (timers.run): the clock is the test's.
 func runSequence(t *testing.T, seed uint64, steps int) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(seed, 99))
 	w := newWorld()
-	e, c := newEngine(t, w)
-	e.DeclineCooldown = 24 * time.Hour
+	c := newClock()
+	start := func() (*engine.Engine, *timers, int) {
+		e, tm, loaded := replica(t, w, c)
+		e.DeclineCooldown = 24 * time.Hour
+		return e, tm, loaded
+	}
+	e, tm, _ := start()
+	// A parked task counts toward capacity in one service, not in the other.
 	acw := wrapped
-	plain := engine.ServiceInfo{ID: "plain", Name: "Plain", RONATimeout: time.Hour, MaxParallelTasks: 1, FirstReplyTimeout: time.Minute}
+	acw.ParkedCounts = true
+	plain := engine.ServiceInfo{ID: "plain", Name: "Plain", RONATimeout: 2 * time.Minute, MaxParallelTasks: 1, FirstReplyTimeout: time.Minute}
 	m := &model{t: t, agents: map[string]*mAgent{}, tasks: map[string]*mTask{},
 		services: map[string]engine.ServiceInfo{"wrapped": acw, "plain": plain}}
 	infos := []engine.AgentInfo{
@@ -273,35 +338,94 @@ func runSequence(t *testing.T, seed uint64, steps int) {
 		m.agents[info.ID] = &mAgent{info: info, presence: distributionv1.Presence_PRESENCE_OFFLINE,
 			offers: map[string]string{}, active: map[string]bool{}, wrapping: map[string]bool{}}
 	}
+	counts := map[string]int{}
 	seen := 0
+	checkAll := false // the next check looks at every waiting task's position
 	sync := func(step int) {
 		t.Helper()
-		for _, en := range w.entries()[seen:] {
+		news := w.entriesSince(seen)
+		for _, en := range news {
 			if en.event != nil {
 				m.apply(step, en.event)
 			}
 		}
-		seen = len(w.entries())
-		m.check(step, e)
+		seen += len(news)
+		m.check(step, e, checkAll)
+		checkAll = false
 	}
-	pick := func(states ...string) *mTask {
-		var ids []string
+	// pickIn picks one of the states listed (a state listed twice twice as
+	// often) that some task ok accepts is in, then one of those tasks.
+	pickIn := func(states []string, ok func(*mTask) bool) *mTask {
+		in := map[string][]string{}
 		for id, task := range m.tasks {
-			if slices.Contains(states, task.state) {
-				ids = append(ids, id)
+			if slices.Contains(states, task.state) && (ok == nil || ok(task)) {
+				in[task.state] = append(in[task.state], id)
 			}
 		}
-		if len(ids) == 0 {
+		var listed []string
+		for _, s := range states {
+			if len(in[s]) > 0 {
+				listed = append(listed, s)
+			}
+		}
+		if len(listed) == 0 {
 			return nil
 		}
+		ids := in[listed[rng.IntN(len(listed))]]
 		slices.Sort(ids)
 		return m.tasks[ids[rng.IntN(len(ids))]]
 	}
-	counts := map[string]int{}
+	pick := func(states ...string) *mTask { return pickIn(states, nil) }
+	stillOpen := func() int {
+		n := 0
+		for _, task := range m.tasks {
+			if task.state != "completed" && task.state != "canceled" {
+				n++
+			}
+		}
+		return n
+	}
+	// takeOver starts another replica over the stores, after the holder
+	// stopped or died and the tenant was held by nobody for a while; it
+	// loads every open task, closed ones whose events were not all out
+	// included (each is still open in the model: its events are not out).
+	takeOver := func(step int) {
+		t.Helper()
+		e.Close()
+		downtime := time.Duration(rng.IntN(30)) * time.Second
+		if rng.IntN(5) == 0 {
+			downtime = time.Duration(60+rng.IntN(60)) * time.Minute // everything runs out
+		}
+		c.Advance(downtime)
+		want := stillOpen()
+		var loaded int
+		e, tm, loaded = start()
+		if loaded != want {
+			t.Fatalf("step %d: the new holder loaded %d tasks; %d are open", step, loaded, want)
+		}
+		checkAll = true
+		// Decline cooldowns were in the old holder's memory only.
+		for _, task := range m.tasks {
+			clear(task.declinedBy)
+			if task.state == "offered" {
+				counts["offers across a take-over"]++
+			}
+		}
+		// The timers that ran out while nobody held the tenant run now:
+		// offers time out (TaskOfferTimedOut), first replies are overdue,
+		// after-call work ends.
+		before := w.size()
+		counts["timers after a take-over"] += tm.run()
+		for _, en := range w.entriesSince(before) {
+			if _, ok := en.event.(*distributionv1.TaskOfferTimedOut); ok {
+				counts["offers run out during a take-over"]++
+			}
+		}
+	}
 	n := 0
 	for step := range steps {
 		c.Advance(time.Duration(rng.IntN(5000)) * time.Millisecond)
-		op := rng.IntN(100)
+		op := rng.IntN(111)
 		switch {
 		case op < 25: // a task arrives
 			n++
@@ -398,7 +522,7 @@ func runSequence(t *testing.T, seed uint64, steps int) {
 				t.Fatal(err)
 			}
 			counts["reprioritize"]++
-		default: // transfers and first replies
+		case op < 100: // transfers and first replies
 			task := pick("accepted")
 			if task == nil {
 				continue
@@ -454,10 +578,103 @@ func runSequence(t *testing.T, seed uint64, steps int) {
 				}
 				counts["reply timer"]++
 			}
+		case op < 108: // the agent holding a task parks or resumes it
+			task, park := pick("accepted", "parked"), false
+			if task != nil {
+				park = task.state == "accepted"
+			}
+			if rng.IntN(3) == 0 { // or what may not be done
+				task = pick("queued", "offered", "accepted", "parked", "wrapping", "completed", "canceled")
+				if task != nil {
+					park = task.state == "parked" || (task.state != "accepted" && rng.IntN(2) == 0)
+				}
+			}
+			if task == nil {
+				continue
+			}
+			do, what := e.Resume, "resume"
+			if park {
+				do, what = e.Park, "park"
+			}
+			before := w.size()
+			_, err := do(ctx, tenant, task.id, task.agent, task.agent)
+			switch {
+			case park && task.state == "accepted", !park && task.state == "parked":
+				if err != nil {
+					t.Fatalf("step %d: %s of %+v: %v", step, what, task, err)
+				}
+				counts[what]++
+			default: // parking what is not accepted, resuming what is not parked: refused, nothing changes
+				if !errors.Is(err, engine.ErrTaskState) {
+					t.Fatalf("step %d: %s of a %s task: %v, want %v", step, what, task.state, err, engine.ErrTaskState)
+				}
+				if after := w.size(); after != before {
+					t.Fatalf("step %d: a refused %s of a %s task wrote %v", step, what, task.state, w.entriesSince(before))
+				}
+				counts["bad "+what]++
+			}
+		case op < 110: // the replica holding the tenant stops or dies; another takes the tenant over
+			switch r := rng.IntN(4); {
+			case r == 0: // a hand-over: the holder lets the tenant go first
+				e.Release([]int{0})
+				if _, err := e.SetPresence(ctx, tenant, infos[0], distributionv1.Presence_PRESENCE_AVAILABLE); !errors.Is(err, engine.ErrNotOwner) {
+					t.Fatalf("step %d: SetPresence on a replica that let the tenant go: %v", step, err)
+				}
+				takeOver(step)
+				counts["hand-over"]++
+			case r == 1: // it dies between two steps
+				takeOver(step)
+				counts["crash"]++
+			default: // it dies while closing a task: stored closed, its last event not out
+				task := pickIn([]string{"queued", "offered", "accepted", "parked", "wrapping"}, func(task *mTask) bool {
+					// An accepted task's end closes it unless its service has after-call work.
+					return (task.state != "accepted" && task.state != "parked") || m.services[task.service].AfterCallWork == 0
+				})
+				if task == nil {
+					continue
+				}
+				kind := subjects.KindTaskCompleted
+				if task.state == "queued" || task.state == "offered" {
+					kind = subjects.KindTaskCanceled
+				}
+				w.failNextEmit(kind)
+				var err error
+				if task.state == "wrapping" {
+					engine.ExpireWrapUp(e, tenant, task.id) // TaskWrapUpEnded goes out, TaskCompleted does not
+				} else {
+					err = e.EndSession(ctx, tenant, task.session, "ended")
+				}
+				w.mu.Lock()
+				tried := w.failEmit[kind] == 0
+				w.failEmit[kind] = 0
+				w.mu.Unlock()
+				if !tried || (task.state != "wrapping" && err == nil) {
+					t.Fatalf("step %d: closing %+v did not fail on publishing %s: %v", step, task, kind, err)
+				}
+				takeOver(step)
+				if task.state != "wrapping" {
+					// The end, redelivered to the new holder: its events are out already.
+					before := w.size()
+					if err := e.EndSession(ctx, tenant, task.session, "ended"); err != nil {
+						t.Fatalf("step %d: the redelivered end of %s: %v", step, task.id, err)
+					}
+					for _, en := range w.entriesSince(before) {
+						if en.event != nil {
+							t.Fatalf("step %d: the redelivered end of %s published %s", step, task.id, describe(en.event))
+						}
+					}
+				}
+				counts["crash while closing"]++
+				counts["crash while closing "+task.state]++
+			}
+		default: // time passes: the timers due run (RONA, first reply, after-call work)
+			counts["timers run"] += tm.run()
+			counts["time passes"]++
 		}
 		sync(step)
 	}
 	// Every session ends and every wrap-up runs out: every task ends.
+	checkAll = true
 	for _, task := range m.tasks {
 		if err := e.EndSession(ctx, tenant, task.session, "stale"); err != nil {
 			t.Fatal(err)
@@ -475,13 +692,18 @@ func runSequence(t *testing.T, seed uint64, steps int) {
 			t.Errorf("task %s is %s after every session ended", task.id, task.state)
 		}
 		got, err := e.GetTask(ctx, tenant, task.id)
-		if err != nil || got.GetState() != map[string]distributionv1.TaskState{"completed": distributionv1.TaskState_TASK_STATE_COMPLETED, "canceled": distributionv1.TaskState_TASK_STATE_CANCELED}[task.state] {
+		if err != nil || got.GetState() != taskStates[task.state] {
 			t.Errorf("GetTask(%s) = %v, %v; the events say %s", task.id, got, err, task.state)
 		}
 	}
+	// Nothing is left for a next holder.
+	if _, _, loaded := replica(t, w, c); loaded != 0 || w.openTasks.len() != 0 {
+		t.Errorf("after every task ended, a new holder loads %d tasks (%d in the bucket), want none", loaded, w.openTasks.len())
+	}
 	t.Logf("operations: %v", counts)
 	for _, op := range []string{"arrive", "accept", "decline", "rona", "end accepted", "end queued", "wrap-up submitted", "wrap-up runs out", "cancel", "reprioritize",
-		"transfer to service", "transfer to agent", "transfer refused", "reply", "reply timer"} {
+		"transfer to service", "transfer to agent", "transfer refused", "reply", "reply timer",
+		"park", "resume", "bad park", "bad resume", "hand-over", "crash", "crash while closing", "time passes", "timers after a take-over", "offers across a take-over"} {
 		if counts[op] == 0 {
 			t.Errorf("the sequence never did %q: %v", op, counts)
 		}
