@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -50,6 +51,16 @@ func isPublic(method string) bool {
 	return false
 }
 
+// Limits of every server (a caller's options come after them and may
+// change them): the largest request (a tenant's whole configuration
+// applied at once is far below it; gRPC's own default is the same, made
+// explicit here) and the streams one connection may have open at once
+// (gRPC sets no bound by default).
+const (
+	MaxRequestBytes      = 4 << 20
+	MaxConcurrentStreams = 256
+)
+
 // New returns a server that requires a valid bearer token on every call but
 // health and reflection, and puts the claims in the context (authn.FromContext).
 func New(log *slog.Logger, keys *authn.Keys, opts ...grpc.ServerOption) *Server {
@@ -74,6 +85,14 @@ func New(log *slog.Logger, keys *authn.Keys, opts ...grpc.ServerOption) *Server 
 		return handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
 	}
 	all := append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(MaxRequestBytes),
+		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
+		grpc.ConnectionTimeout(10 * time.Second),
+		// A client may ping at most every 10 s (more often is refused
+		// with GOAWAY); an idle connection is closed after 15 minutes and
+		// a dead one found within about two.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: 15 * time.Minute, Time: 2 * time.Minute, Timeout: 20 * time.Second}),
 		grpc.StatsHandler(otelgrpc.NewServerHandler(traceContext)),
 		grpc.ChainUnaryInterceptor(countUnary, authUnary),
 		grpc.ChainStreamInterceptor(countStream, authStream),
