@@ -35,6 +35,7 @@ import (
 
 	"github.com/switchboard-cc/switchboard/pkg/ids"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 )
 
 // Errors the gRPC adapter maps to status codes. Errors about a request's
@@ -210,10 +211,12 @@ type Task struct {
 	// between (see closing.go).
 	Outbox []Event
 
+	// Trace: the W3C traceparent of the request that queued the task,
+	// stored with it; its offers continue that trace, whatever made them
+	// and on whichever replica.
+	Trace string
+
 	declined map[string]time.Time
-	// trace: the trace of the request that queued the task (this process
-	// only); its offers continue it, whatever made them.
-	trace trace.SpanContext
 	// queuedSent: TaskQueued was published by this process. A restored
 	// task has it unset, so a redelivered request (the one whose handling
 	// the restart cut short) publishes it again under the same id.
@@ -526,7 +529,7 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	task.State = TaskQueued
 	task.RequiredSkills = normSkills(task.RequiredSkills)
 	task.declined = map[string]time.Time{}
-	task.trace = trace.SpanContextFromContext(ctx)
+	task.Trace = telemetry.TraceParent(ctx)
 	if task.QueuedAt.IsZero() {
 		task.QueuedAt = e.now()
 	}
@@ -1171,8 +1174,8 @@ func (e *Engine) dispatch(ctx context.Context, tenantID string) {
 // returned. transferredBy: the task was transferred to the agent by name.
 func (e *Engine) offer(ctx context.Context, t *tenant, task *Task, a *agent, now time.Time, transferredBy string) bool {
 	tenantID := task.Tenant
-	if task.trace.IsValid() {
-		ctx = trace.ContextWithSpanContext(ctx, task.trace)
+	if sc := telemetry.SpanContextOf(task.Trace); sc.IsValid() {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
 	}
 	timeout := task.Service.RONATimeout
 	if timeout <= 0 {

@@ -168,6 +168,8 @@ func TestRecordWrittenOnClose(t *testing.T) {
 	}
 	if open, err := s.LoadOpenOf(ctx, func(string) bool { return true }); err != nil || len(open) != 1 || open[0].State != engine.TaskAccepted {
 		t.Fatalf("LoadOpenOf = %v, %v; want t1 accepted", open, err)
+	} else if open[0].Trace != tk.Trace {
+		t.Fatalf("loaded trace %q, want %q (a replica taking over continues the task's trace)", open[0].Trace, tk.Trace)
 	}
 	tk.State = engine.TaskCompleted
 	if err := s.Save(ctx, tk); err != nil {

@@ -92,6 +92,7 @@ type taskDoc struct {
 	Overflowed    bool             `bson:"overflowed,omitempty"`
 	OverflowAfter time.Duration    `bson:"overflow_after,omitempty"`
 	OverflowKeep  []string         `bson:"overflow_skills,omitempty"`
+	Trace         string           `bson:"trace,omitempty" json:",omitempty"`
 	UpdatedAt     time.Time        `bson:"updated_at"`
 	// Outbox: a closed task's closing events, in the bucket of open
 	// tasks only (see engine.Task.Outbox).
@@ -313,7 +314,7 @@ func doc(t *engine.Task) taskDoc {
 		OfferID: t.OfferID, OfferExpires: t.OfferExpires, AcceptedOffer: t.AcceptedOffer,
 		Parks: t.Parks, ParkCounts: t.ParkCounts, ParkedCounts: t.Service.ParkedCounts, ReplyRequeue: t.Service.FirstReplyRequeue,
 		Preferred: t.PreferredAgent, PreferUntil: t.PreferredUntil, Overflowed: t.Overflowed,
-		OverflowAfter: t.Service.OverflowAfter, OverflowKeep: t.Service.OverflowSkills,
+		OverflowAfter: t.Service.OverflowAfter, OverflowKeep: t.Service.OverflowSkills, Trace: t.Trace,
 		UpdatedAt: time.Now(),
 	}
 }
@@ -386,7 +387,7 @@ func (d taskDoc) task() (*engine.Task, error) {
 		Note: d.Note, Transfers: d.Transfers, ReplyDue: d.ReplyDue, Replied: d.Replied, Overdue: d.Overdue,
 		OfferID: d.OfferID, OfferExpires: d.OfferExpires, AcceptedOffer: d.AcceptedOffer,
 		Parks: d.Parks, ParkCounts: d.ParkCounts,
-		PreferredAgent: d.Preferred, PreferredUntil: d.PreferUntil, Overflowed: d.Overflowed,
+		PreferredAgent: d.Preferred, PreferredUntil: d.PreferUntil, Overflowed: d.Overflowed, Trace: d.Trace,
 		Service: engine.ServiceInfo{
 			ID: d.ServiceID, Name: d.ServiceName, RONATimeout: d.RONATimeout, MaxParallelTasks: d.MaxParallel,
 			AfterCallWork: d.AfterCall, ServiceCodes: d.ServiceCodes, SalesCodes: d.SalesCodes, Tags: d.Tags,

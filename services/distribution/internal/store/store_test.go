@@ -40,6 +40,7 @@ func task(tenant, id string, state engine.TaskState) *engine.Task {
 			ConversationSid: "CH0123456789abcdef0123456789abcdef",
 		},
 		CustomerName: "Dana", Priority: 2, QueuedAt: queuedAt, State: state,
+		Trace:   "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		Service: engine.ServiceInfo{ID: "sales", Name: "Sales", RONATimeout: 45 * time.Second, MaxParallelTasks: 3},
 	}
 }

@@ -3,18 +3,14 @@ package core
 import (
 	"context"
 
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/store"
 )
 
 // traceParent is the W3C traceparent of the span in ctx ("" without one).
-func traceParent(ctx context.Context) string {
-	carrier := propagation.MapCarrier{}
-	propagation.TraceContext{}.Inject(ctx, carrier)
-	return carrier.Get("traceparent")
-}
+func traceParent(ctx context.Context) string { return telemetry.TraceParent(ctx) }
 
 // inSessionTrace starts a span for work an agent's frame does on a
 // session. An agent's frame starts a trace of its own (their action); the
@@ -26,12 +22,8 @@ func traceParent(ctx context.Context) string {
 func (c *Core) inSessionTrace(ctx context.Context, sess *store.Session, name string) (context.Context, trace.Span) {
 	frame := trace.SpanContextFromContext(ctx)
 	parent := ctx
-	if sess.Trace != "" {
-		sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(),
-			propagation.MapCarrier{"traceparent": sess.Trace}))
-		if sc.IsValid() && sc.TraceID() != frame.TraceID() {
-			parent = trace.ContextWithRemoteSpanContext(ctx, sc)
-		}
+	if sc := telemetry.SpanContextOf(sess.Trace); sc.IsValid() && sc.TraceID() != frame.TraceID() {
+		parent = trace.ContextWithRemoteSpanContext(ctx, sc)
 	}
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
 	if frame.IsValid() {
