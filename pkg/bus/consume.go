@@ -204,7 +204,7 @@ func (b *Bus) StartSpan(ctx context.Context, durable string, m *Message) (contex
 func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, h Handler, msg jetstream.Msg) {
 	m, err := Received(msg)
 	if err != nil {
-		b.log.Error("message metadata", "consumer", spec.Durable, "err", err)
+		b.log.ErrorContext(ctx, "message metadata", "consumer", spec.Durable, "err", err)
 		_ = msg.Nak()
 		return
 	}

@@ -111,15 +111,15 @@ func (c *Cache) Run(ctx context.Context) error {
 			if err == nil {
 				c.flushAll()
 				c.ready.Store(true)
-				c.log.Debug("config cache following changes")
+				c.log.DebugContext(ctx, "config cache following changes")
 				<-ctx.Done()
 				c.ready.Store(false)
 				cc.Stop()
 				return nil
 			}
-			c.log.Debug("config cache subscribe", "err", err)
+			c.log.DebugContext(ctx, "config cache subscribe", "err", err)
 		} else if ctx.Err() == nil {
-			c.log.Debug("config cache waiting for the CONFIG stream", "err", err)
+			c.log.DebugContext(ctx, "config cache waiting for the CONFIG stream", "err", err)
 		}
 		select {
 		case <-ctx.Done():

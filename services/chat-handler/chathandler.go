@@ -219,7 +219,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	log.Info("chat-handler serving", "http", lis.Addr().String(), "public_base_url", cfg.PublicBaseURL,
+	log.InfoContext(ctx, "chat-handler serving", "http", lis.Addr().String(), "public_base_url", cfg.PublicBaseURL,
 		"trusted_proxies", len(proxies))
 	return httpserver.Serve(ctx, httpserver.New(telemetry.HTTPHandler(b.TracerProvider(), mux)), lis, 5*time.Second)
 }

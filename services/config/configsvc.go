@@ -233,7 +233,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	checks := conncheck.Options{PublicBaseURL: cfg.PublicBaseURL, Timeout: cfg.TwilioTimeout}
 	if cfg.TwilioBaseURL != "" {
 		checks.TwilioBaseURL, _ = url.Parse(cfg.TwilioBaseURL)
-		log.Warn("connector checks call an emulator, not Twilio", "base_url", cfg.TwilioBaseURL)
+		log.WarnContext(ctx, "connector checks call an emulator, not Twilio", "base_url", cfg.TwilioBaseURL)
 	}
 	a := app.New(store.New(mc.Database(cfg.MongoDatabase)), keyring, pub, log, app.WithBcryptCost(cfg.BcryptCost),
 		app.WithSignInThrottle(throttle), app.WithRevoker(revoked), app.WithAuditor(pub),
@@ -243,6 +243,6 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	for _, name := range grpcapi.ServiceNames {
 		srv.Health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
-	log.Info("config service listening", "addr", lis.Addr().String(), "database", cfg.MongoDatabase, "secret_key_id", keyring.CurrentKeyID())
+	log.InfoContext(ctx, "config service listening", "addr", lis.Addr().String(), "database", cfg.MongoDatabase, "secret_key_id", keyring.CurrentKeyID())
 	return srv.Serve(ctx, lis)
 }

@@ -533,7 +533,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 				urls = append(urls, u)
 			}
 		}
-		if err := waitHealthy(gctx, urls...); err != nil {
+		if err := WaitHealthy(gctx, urls...); err != nil {
 			return nil // shutting down before ready
 		}
 		if deps.Ready != nil {
@@ -587,7 +587,7 @@ func seed(ctx context.Context, addr string, keys *authn.Keys, spec *tenantspec.S
 	for {
 		res, err := tenantspec.Apply(ctx, conn, spec)
 		if err == nil {
-			log.Info("demo tenant applied", "tenant", spec.Tenant.ID, "result", res.String())
+			log.InfoContext(ctx, "demo tenant applied", "tenant", spec.Tenant.ID, "result", res.String())
 			return nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -639,8 +639,8 @@ func simAccounts(demo *tenantspec.Spec, chatURL string) []twiliosim.Account {
 // the emulator's configuration, not in the entry.
 const DemoSMSNumber = "+12025550100"
 
-// waitHealthy polls each URL until it answers 200.
-func waitHealthy(ctx context.Context, urls ...string) error {
+// WaitHealthy polls each URL until it answers 200.
+func WaitHealthy(ctx context.Context, urls ...string) error {
 	c := &http.Client{Timeout: time.Second}
 	for _, u := range urls {
 		for {

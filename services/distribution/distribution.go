@@ -198,7 +198,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if n, err := st.MigrateOpen(ctx); err != nil {
 		return err
 	} else if n > 0 {
-		log.Info("copied the tasks open in MongoDB to the bucket of open tasks", "tasks", n)
+		log.InfoContext(ctx, "copied the tasks open in MongoDB to the bucket of open tasks", "tasks", n)
 	}
 	dir := directory.New(configv1.NewUserServiceClient(cc), configv1.NewServiceServiceClient(cc), 10*time.Second)
 	dir.FirstReply = cfg.FirstReply
@@ -252,7 +252,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			}
 		}
 	})
-	log.Info("distribution serving", "grpc", lis.Addr().String(), "replica", cfg.ReplicaID, "partitions", cfg.Partitions)
+	log.InfoContext(ctx, "distribution serving", "grpc", lis.Addr().String(), "replica", cfg.ReplicaID, "partitions", cfg.Partitions)
 	return g.Wait()
 }
 
@@ -285,7 +285,7 @@ func (h handlers) taskRequested(ctx context.Context, m *bus.Message) error {
 		agent, at, err := h.last.Get(ctx, task.Tenant, task.Conversation)
 		switch {
 		case err != nil:
-			h.log.Warn("no preferred agent: last agent unreadable", "tenant", task.Tenant, "task", task.ID, "err", err)
+			h.log.WarnContext(ctx, "no preferred agent: last agent unreadable", "tenant", task.Tenant, "task", task.ID, "err", err)
 		case agent != "" && time.Since(at) <= within:
 			task.PreferredAgent = agent
 		}

@@ -198,10 +198,10 @@ func (o *ownership) run(ctx context.Context) {
 				delete(held, p)
 			}
 			if err := o.router.Hold(keys(held)); err != nil {
-				o.log.Error("stop answering for lost partitions", "err", err)
+				o.log.ErrorContext(ctx, "stop answering for lost partitions", "err", err)
 			}
 			o.eng.Release(lost)
-			o.log.Info("released partitions", "replica", o.replica, "partitions", lost)
+			o.log.InfoContext(ctx, "released partitions", "replica", o.replica, "partitions", lost)
 		}
 		if len(gained) == 0 {
 			continue
@@ -222,7 +222,7 @@ func (o *ownership) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			o.log.Error("load the tenants of new partitions; retrying", "partitions", gained, "err", err)
+			o.log.ErrorContext(ctx, "load the tenants of new partitions; retrying", "partitions", gained, "err", err)
 			time.Sleep(time.Second)
 			select {
 			case o.wish <- parts: // unless a newer wish is there
@@ -234,9 +234,9 @@ func (o *ownership) run(ctx context.Context) {
 			held[p] = true
 		}
 		if err := o.router.Hold(keys(held)); err != nil {
-			o.log.Error("answer forwarded calls", "err", err)
+			o.log.ErrorContext(ctx, "answer forwarded calls", "err", err)
 		}
-		o.log.Info("acquired partitions", "replica", o.replica, "partitions", gained, "tasks", tasks, "agents", agents)
+		o.log.InfoContext(ctx, "acquired partitions", "replica", o.replica, "partitions", gained, "tasks", tasks, "agents", agents)
 	}
 }
 

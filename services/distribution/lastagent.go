@@ -76,7 +76,7 @@ func (l *lastAgents) run(ctx context.Context) {
 			data, _ := json.Marshal(r)
 			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if _, err := l.kv.Put(wctx, r.key, data); err != nil && ctx.Err() == nil {
-				l.log.Warn("record last agent", "key", r.key, "err", err)
+				l.log.WarnContext(ctx, "record last agent", "key", r.key, "err", err)
 			}
 			cancel()
 		}

@@ -226,7 +226,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	topts := twilioapi.Options{Timeout: cfg.TwilioTimeout, Transport: deps.Transport}
 	if cfg.TwilioBaseURL != "" {
 		topts.BaseURL, _ = url.Parse(cfg.TwilioBaseURL)
-		log.Warn("twilio calls go to an emulator", "base_url", cfg.TwilioBaseURL)
+		log.WarnContext(ctx, "twilio calls go to an emulator", "base_url", cfg.TwilioBaseURL)
 	}
 	db := mc.Database(cfg.Database)
 	led := ledger.New(db)
@@ -284,9 +284,9 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		srv := grpcserver.New(log, keys)
 		outboundv1.RegisterOutboundServiceServer(srv.Server, &grpcapi.Server{Sender: s})
 		g.Go(func() error { return srv.Serve(gctx, lis) })
-		log.Info("outbound-sender serving", "grpc", lis.Addr().String())
+		log.InfoContext(ctx, "outbound-sender serving", "grpc", lis.Addr().String())
 	}
-	log.Info("outbound-sender consuming requests", "sms_rate", rules.SMS.String(), "whatsapp_rate", rules.WhatsApp.String(), "overrides", len(rules.ByKey))
+	log.InfoContext(ctx, "outbound-sender consuming requests", "sms_rate", rules.SMS.String(), "whatsapp_rate", rules.WhatsApp.String(), "overrides", len(rules.ByKey))
 	return g.Wait()
 }
 

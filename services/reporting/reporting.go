@@ -214,6 +214,6 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		})
 	}
 	g.Go(func() error { return srv.Serve(gctx, lis) })
-	log.Info("reporting serving", "grpc", lis.Addr().String())
+	log.InfoContext(ctx, "reporting serving", "grpc", lis.Addr().String())
 	return g.Wait()
 }

@@ -242,7 +242,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		gw.Close()
 		return err
 	})
-	log.Info("sessions serving", "http", lis.Addr().String())
+	log.InfoContext(ctx, "sessions serving", "http", lis.Addr().String())
 	return g.Wait()
 }
 

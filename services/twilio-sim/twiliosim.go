@@ -175,7 +175,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	srv := &http.Server{Handler: engine.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("twilio emulator listening", "addr", ln.Addr().String(), "accounts", len(cfg.Accounts), "contract", cfg.ContractDir != "")
+	log.InfoContext(ctx, "twilio emulator listening", "addr", ln.Addr().String(), "accounts", len(cfg.Accounts), "contract", cfg.ContractDir != "")
 
 	select {
 	case err := <-errc:
@@ -187,6 +187,6 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shut down: %w", err)
 	}
-	log.Info("twilio emulator stopped")
+	log.InfoContext(ctx, "twilio emulator stopped")
 	return nil
 }

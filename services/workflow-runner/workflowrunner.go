@@ -168,7 +168,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		workers = 16
 	}
 	bySession := bus.KeyByField("session_id")
-	log.Info("workflow-runner consuming sessions, accepted tasks and timers", "workers", workers)
+	log.InfoContext(ctx, "workflow-runner consuming sessions, accepted tasks and timers", "workers", workers)
 	g, gctx := errgroup.WithContext(ctx)
 	// Sessions run concurrently; one session's events in order.
 	g.Go(func() error {

@@ -57,7 +57,7 @@ func (x *idIndexer) pass(ctx context.Context) {
 			continue
 		}
 		if err := indexTables(ctx, db); err != nil && ctx.Err() == nil {
-			x.log.Warn("ferretdb _id index", "file", filepath.Base(f), "err", err)
+			x.log.WarnContext(ctx, "ferretdb _id index", "file", filepath.Base(f), "err", err)
 		}
 		_ = db.Close()
 	}

@@ -142,7 +142,7 @@ func ts(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }
 
 // changed announces a stored change.
 func (a *App) changed(ctx context.Context, kind configv1.EntityKind, tenant, id string, change configv1.ChangeType, version int64) {
-	a.log.Info("config changed", "tenant", tenant, "kind", kind.String(), "id", id, "change", change.String(), "version", version)
+	a.log.InfoContext(ctx, "config changed", "tenant", tenant, "kind", kind.String(), "id", id, "change", change.String(), "version", version)
 	a.events.Publish(ctx, &configv1.ConfigChanged{
 		TenantId:   tenant,
 		Kind:       kind,
@@ -203,7 +203,7 @@ func (a *App) claim(ctx context.Context, key, tenant, owner string, live liveFun
 		unlock()
 		switch {
 		case err == nil:
-			a.log.Info("took over stale claim", "key_kind", claimKind(key), "old_tenant", held.Tenant, "tenant", tenant)
+			a.log.InfoContext(ctx, "took over stale claim", "key_kind", claimKind(key), "old_tenant", held.Tenant, "tenant", tenant)
 			return true, nil
 		case errors.Is(err, ErrVersionMismatch):
 			continue
@@ -222,7 +222,7 @@ func (a *App) release(ctx context.Context, tenant, owner string, keys ...string)
 		err := a.t.Claims.Release(context.WithoutCancel(ctx), k, tenant, owner)
 		unlock()
 		if err != nil {
-			a.log.Warn("release claim; it heals on next use", "key_kind", claimKind(k), "tenant", tenant, "err", err)
+			a.log.WarnContext(ctx, "release claim; it heals on next use", "key_kind", claimKind(k), "tenant", tenant, "err", err)
 		}
 	}
 }

@@ -53,6 +53,6 @@ func (a *App) CheckProviderConnector(ctx context.Context, tenant, id string) ([]
 			failed++
 		}
 	}
-	a.log.Info("connector checked", "tenant", tenant, "connector", id, "entries", len(entries), "findings", len(out), "failed", failed)
+	a.log.InfoContext(ctx, "connector checked", "tenant", tenant, "connector", id, "entries", len(entries), "findings", len(out), "failed", failed)
 	return out, nil
 }

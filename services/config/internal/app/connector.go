@@ -347,7 +347,7 @@ func (a *App) ReencryptConnectorSecrets(ctx context.Context, tenant string) (Ree
 	}
 	out.Tenants, out.TenantsChecked, err = a.reencryptTenants(ctx, tenant)
 	if out.Tenants > 0 {
-		a.log.Info("re-encrypted tenant secrets", "tenant", tenant, "tenants", out.Tenants, "key_id", a.keys.CurrentKeyID())
+		a.log.InfoContext(ctx, "re-encrypted tenant secrets", "tenant", tenant, "tenants", out.Tenants, "key_id", a.keys.CurrentKeyID())
 	}
 	return out, err
 }
@@ -368,7 +368,7 @@ func (a *App) reencryptConnectors(ctx context.Context, tenant string) (reencrypt
 		}
 	}
 	if reencrypted > 0 {
-		a.log.Info("re-encrypted connector secrets", "tenant", tenant, "connectors", reencrypted, "key_id", a.keys.CurrentKeyID())
+		a.log.InfoContext(ctx, "re-encrypted connector secrets", "tenant", tenant, "connectors", reencrypted, "key_id", a.keys.CurrentKeyID())
 	}
 	return reencrypted, checked, nil
 }

@@ -155,7 +155,7 @@ func (a *App) AuthenticateUser(ctx context.Context, in SignIn) (*configv1.User, 
 	}
 	if a.signins != nil {
 		if err := a.signins.Succeed(ctx, in.Tenant, email); err != nil {
-			a.log.Warn("forget failed sign-ins", "tenant", in.Tenant, "user", user.ID, "err", err)
+			a.log.WarnContext(ctx, "forget failed sign-ins", "tenant", in.Tenant, "user", user.ID, "err", err)
 		}
 	}
 	return user.Msg, nil
@@ -199,14 +199,14 @@ func (a *App) signInFailed(ctx context.Context, in SignIn, email string, user *R
 	if a.signins != nil {
 		st, err := a.signins.Fail(ctx, in.Tenant, email, in.Source)
 		if err != nil {
-			a.log.Warn("count failed sign-in", "tenant", in.Tenant, "err", err)
+			a.log.WarnContext(ctx, "count failed sign-in", "tenant", in.Tenant, "err", err)
 		}
 		ev.ConsecutiveFailures = int32(st.Failures)
 		if !st.BlockedUntil.IsZero() && st.BlockedUntil.After(a.now()) {
 			ev.BlockedUntil, ev.LockedOut = ts(st.BlockedUntil), st.Locked
 		}
 	}
-	a.log.Warn("sign-in refused", "tenant", in.Tenant, "user", ev.UserId, "source", in.Source, "reason", reason,
+	a.log.WarnContext(ctx, "sign-in refused", "tenant", in.Tenant, "user", ev.UserId, "source", in.Source, "reason", reason,
 		"consecutive_failures", ev.ConsecutiveFailures, "locked_out", ev.LockedOut)
 	if a.audit != nil {
 		a.audit.SignInFailed(ctx, ev)

@@ -373,7 +373,7 @@ func (a *App) revoke(ctx context.Context, tenant, id, why string) error {
 	if err := a.revoker.Revoke(ctx, tenant, id, a.now()); err != nil {
 		return internal("revoke the user's sign-ins", err)
 	}
-	a.log.Info("user's sign-ins revoked", "tenant", tenant, "user", id, "why", why)
+	a.log.InfoContext(ctx, "user's sign-ins revoked", "tenant", tenant, "user", id, "why", why)
 	return nil
 }
 
@@ -406,7 +406,7 @@ func (a *App) ClearSignInLockout(ctx context.Context, tenant, id, by string) (*c
 	if err != nil {
 		return nil, internal("clear sign-in lockout", err)
 	}
-	a.log.Info("sign-in lockout cleared", "tenant", tenant, "user", id, "by", by, "failures", was.Failures)
+	a.log.InfoContext(ctx, "sign-in lockout cleared", "tenant", tenant, "user", id, "by", by, "failures", was.Failures)
 	if a.audit != nil {
 		a.audit.SignInLockoutCleared(ctx, &configv1.SignInLockoutCleared{
 			TenantId: tenant, UserId: id, ClearedBy: by, FailuresCleared: int32(was.Failures), OccurredAt: ts(a.now()),

@@ -96,7 +96,7 @@ func (a *App) CreateWorkflow(ctx context.Context, in *configv1.Workflow) (*confi
 	if err := a.putVersion(ctx, w); err != nil {
 		// The latest record holds the version too; the next save writes
 		// the history entry again.
-		a.log.Warn("save workflow history; it is written again on the next save", "tenant", w.TenantId, "workflow", w.Id, "err", err)
+		a.log.WarnContext(ctx, "save workflow history; it is written again on the next save", "tenant", w.TenantId, "workflow", w.Id, "err", err)
 	}
 	a.changed(ctx, configv1.EntityKind_ENTITY_KIND_WORKFLOW, w.TenantId, w.Id, configv1.ChangeType_CHANGE_TYPE_CREATED, 1)
 	return w, nil
@@ -214,7 +214,7 @@ func (a *App) UpdateWorkflow(ctx context.Context, in *configv1.Workflow, paths [
 		return nil, err
 	}
 	if err := a.putVersion(ctx, w); err != nil {
-		a.log.Warn("save workflow history; it is written again on the next save", "tenant", w.TenantId, "workflow", w.Id, "err", err)
+		a.log.WarnContext(ctx, "save workflow history; it is written again on the next save", "tenant", w.TenantId, "workflow", w.Id, "err", err)
 	}
 	a.changed(ctx, configv1.EntityKind_ENTITY_KIND_WORKFLOW, w.TenantId, w.Id, configv1.ChangeType_CHANGE_TYPE_UPDATED, w.Version)
 	return w, nil
@@ -247,7 +247,7 @@ func (a *App) DeleteWorkflow(ctx context.Context, tenant, id string, version int
 	}
 	if err != nil {
 		// Leftover history is overwritten if the id is used again.
-		a.log.Warn("delete workflow history", "tenant", tenant, "workflow", id, "err", err)
+		a.log.WarnContext(ctx, "delete workflow history", "tenant", tenant, "workflow", id, "err", err)
 	}
 	a.changed(ctx, configv1.EntityKind_ENTITY_KIND_WORKFLOW, tenant, id, configv1.ChangeType_CHANGE_TYPE_DELETED, old.Version+1)
 	return nil

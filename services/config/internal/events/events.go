@@ -75,7 +75,7 @@ func (p *Publisher) send(ctx context.Context, ev *configv1.ConfigChanged) error 
 // Publish sends ev now, or queues it for Run to retry.
 func (p *Publisher) Publish(ctx context.Context, ev *configv1.ConfigChanged) {
 	if err := p.send(ctx, ev); err != nil {
-		p.log.Warn("publish config change; retrying in the background", "tenant", ev.TenantId, "kind", Entity(ev.Kind), "id", ev.Id, "err", err)
+		p.log.WarnContext(ctx, "publish config change; retrying in the background", "tenant", ev.TenantId, "kind", Entity(ev.Kind), "id", ev.Id, "err", err)
 		p.mu.Lock()
 		p.pending = append(p.pending, ev)
 		p.mu.Unlock()
@@ -101,7 +101,7 @@ func (p *Publisher) Run(ctx context.Context) {
 		case <-ctx.Done():
 			p.flush(context.Background())
 			if n := p.Pending(); n > 0 {
-				p.log.Error("config change events not published at shutdown; caches expire them", "count", n)
+				p.log.ErrorContext(ctx, "config change events not published at shutdown; caches expire them", "count", n)
 			}
 			return
 		case <-p.wake:
@@ -155,6 +155,6 @@ func (p *Publisher) audit(ctx context.Context, subject string, ev proto.Message)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
 	defer cancel()
 	if _, err := p.bus.Publish(ctx, subject, ev); err != nil {
-		p.log.Warn("publish audit event", "subject", subject, "err", err)
+		p.log.WarnContext(ctx, "publish audit event", "subject", subject, "err", err)
 	}
 }

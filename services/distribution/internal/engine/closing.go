@@ -69,7 +69,7 @@ func (e *Engine) finish(ctx context.Context, t *tenant, task *Task) error {
 		case err != nil:
 			// The events are out; the next Tick removes it (sending them
 			// again under the same ids).
-			e.log.Warn("remove closed task from the open tasks; retrying", "tenant", task.Tenant, "task", task.ID, "err", err)
+			e.log.WarnContext(ctx, "remove closed task from the open tasks; retrying", "tenant", task.Tenant, "task", task.ID, "err", err)
 			return nil
 		}
 	}
@@ -81,7 +81,7 @@ func (e *Engine) finish(ctx context.Context, t *tenant, task *Task) error {
 func (e *Engine) finishClosing(ctx context.Context, t *tenant) {
 	for _, task := range t.closing {
 		if err := e.finish(ctx, t, task); err != nil {
-			e.log.Error("publish the events of a closed task; retrying", "tenant", task.Tenant, "task", task.ID, "err", err)
+			e.log.ErrorContext(ctx, "publish the events of a closed task; retrying", "tenant", task.Tenant, "task", task.ID, "err", err)
 		}
 	}
 }

@@ -523,7 +523,7 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 		return nil
 	}
 	if p := min(max(task.Priority, MinPriority), MaxPriority); p != task.Priority {
-		e.log.Warn("task priority out of range; clamped", "tenant", task.Tenant, "task", task.ID, "priority", task.Priority, "clamped_to", p)
+		e.log.WarnContext(ctx, "task priority out of range; clamped", "tenant", task.Tenant, "task", task.ID, "priority", task.Priority, "clamped_to", p)
 		task.Priority = p
 	}
 	task.State = TaskQueued
@@ -1144,7 +1144,7 @@ func (e *Engine) requeue(t *tenant, task *Task) {
 func (e *Engine) requeueStored(ctx context.Context, t *tenant, task *Task) {
 	e.requeue(t, task)
 	if err := e.saveOpen(ctx, task); err != nil {
-		e.log.Error("store requeued task", "tenant", task.Tenant, "task", task.ID, "err", err)
+		e.log.ErrorContext(ctx, "store requeued task", "tenant", task.Tenant, "task", task.ID, "err", err)
 	}
 }
 
@@ -1197,13 +1197,13 @@ func (e *Engine) offer(ctx context.Context, t *tenant, task *Task, a *agent, now
 		err = e.persist(ctx, tenantID, a)
 		if err != nil {
 			e.withdraw(ctx, t, o, task)
-			e.log.Error("store offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
+			e.log.ErrorContext(ctx, "store offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
 			return false
 		}
 	} else {
 		e.closeOffer(t, o, true)
 		e.requeue(t, task)
-		e.log.Error("store offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
+		e.log.ErrorContext(ctx, "store offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
 		return false
 	}
 	if err := e.pub.Emit(ctx, subjects.TaskOffered(tenantID), &distributionv1.TaskOffered{
@@ -1215,7 +1215,7 @@ func (e *Engine) offer(ctx context.Context, t *tenant, task *Task, a *agent, now
 	}, o.id+":offered"); err != nil {
 		// The agent never learns of an offer that was not published:
 		// withdraw it and try again on the next change.
-		e.log.Error("publish offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
+		e.log.ErrorContext(ctx, "publish offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
 		e.withdraw(ctx, t, o, task)
 		return false
 	}

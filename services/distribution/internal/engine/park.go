@@ -77,7 +77,7 @@ func (e *Engine) setParked(ctx context.Context, tenantID, taskID, by, byAgent st
 	}
 	if err != nil {
 		// Saved: the state stands; say the event may be missing.
-		e.log.Error("publish park or resume", "tenant", tenantID, "task", task.ID, "park", park, "err", err)
+		e.log.ErrorContext(ctx, "publish park or resume", "tenant", tenantID, "task", task.ID, "park", park, "err", err)
 	}
 	e.dispatch(ctx, tenantID)
 	return e.view(task), nil

@@ -105,7 +105,7 @@ func (e *Engine) Transfer(ctx context.Context, tenantID string, tr Transfer) (*d
 	}, fmt.Sprintf("%s:transferred:%d", task.ID, task.Transfers)); err != nil {
 		// The task is saved transferred: put it where it belongs all the
 		// same, and say the event may be missing.
-		e.log.Error("publish transfer", "tenant", tenantID, "task", task.ID, "err", err)
+		e.log.ErrorContext(ctx, "publish transfer", "tenant", tenantID, "task", task.ID, "err", err)
 	}
 	if target != nil {
 		e.offer(ctx, t, task, target, now, tr.By)
@@ -209,7 +209,7 @@ func (e *Engine) requeueOverdue(ctx context.Context, t *tenant, task *Task) {
 	if err := e.store.Save(ctx, task); err != nil {
 		// The task stays with the agent, overdue; said once.
 		*task = prev
-		e.log.Error("save overdue task requeued; it stays with its agent", "tenant", task.Tenant, "task", task.ID, "err", err)
+		e.log.ErrorContext(ctx, "save overdue task requeued; it stays with its agent", "tenant", task.Tenant, "task", task.ID, "err", err)
 		return
 	}
 	delete(t.accepted, task.AcceptedOffer)
@@ -226,7 +226,7 @@ func (e *Engine) requeueOverdue(ctx context.Context, t *tenant, task *Task) {
 		ToServiceId: task.ServiceID, Note: task.Note, TransferredBy: "distribution",
 		TransferredAt: timestamppb.New(now), Transfer: int32(task.Transfers),
 	}, fmt.Sprintf("%s:transferred:%d", task.ID, task.Transfers)); err != nil {
-		e.log.Error("publish requeue of overdue task", "tenant", task.Tenant, "task", task.ID, "err", err)
+		e.log.ErrorContext(ctx, "publish requeue of overdue task", "tenant", task.Tenant, "task", task.ID, "err", err)
 	}
 	e.dispatch(ctx, task.Tenant)
 }

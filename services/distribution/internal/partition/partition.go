@@ -203,7 +203,7 @@ func (g *Group) Run(ctx context.Context, handle func(jetstream.Msg), owned func(
 			return fmt.Errorf("consumer group %s stopped: %w", subjects.GroupDistribution, err)
 		case <-tick.C:
 			if err := g.heartbeat(ctx); err != nil && ctx.Err() == nil {
-				g.log.Warn("renew replica key", "replica", g.cfg.Replica, "err", err)
+				g.log.WarnContext(ctx, "renew replica key", "replica", g.cfg.Replica, "err", err)
 			}
 			g.reconcile(ctx)
 		case e, ok := <-watcher.Updates():
@@ -238,13 +238,13 @@ func (g *Group) heartbeat(ctx context.Context) error {
 func (g *Group) reconcile(ctx context.Context) {
 	c, err := pcgroups.GetElasticConsumerGroupConfig(ctx, g.js, subjects.StreamDistributionInput, subjects.GroupDistribution)
 	if err != nil {
-		g.log.Warn("read group configuration", "err", err)
+		g.log.WarnContext(ctx, "read group configuration", "err", err)
 		return
 	}
 	live := map[string]bool{}
 	lister, err := g.replicas.ListKeys(ctx)
 	if err != nil {
-		g.log.Warn("list live replicas", "err", err)
+		g.log.WarnContext(ctx, "list live replicas", "err", err)
 		return
 	}
 	for k := range lister.Keys() {
@@ -263,10 +263,10 @@ func (g *Group) reconcile(ctx context.Context) {
 	}
 	if len(dead) > 0 {
 		if _, err := pcgroups.DeleteMembers(ctx, g.js, subjects.StreamDistributionInput, subjects.GroupDistribution, dead); err != nil {
-			g.log.Debug("drop members (another replica may have)", "members", dead, "err", err)
+			g.log.DebugContext(ctx, "drop members (another replica may have)", "members", dead, "err", err)
 			return
 		}
-		g.log.Info("dropped replicas that stopped renewing their key", "members", dead)
+		g.log.InfoContext(ctx, "dropped replicas that stopped renewing their key", "members", dead)
 		for _, m := range dead {
 			_ = g.js.DeleteConsumer(ctx, subjects.StreamDistributionGroup, m)
 		}
@@ -274,10 +274,10 @@ func (g *Group) reconcile(ctx context.Context) {
 	}
 	if !slices.Contains(c.Members, g.cfg.Replica) {
 		if _, err := pcgroups.AddMembers(ctx, g.js, subjects.StreamDistributionInput, subjects.GroupDistribution, []string{g.cfg.Replica}); err != nil {
-			g.log.Debug("join membership (retrying)", "err", err)
+			g.log.DebugContext(ctx, "join membership (retrying)", "err", err)
 			return
 		}
-		g.log.Info("joined the distribution replicas", "replica", g.cfg.Replica)
+		g.log.InfoContext(ctx, "joined the distribution replicas", "replica", g.cfg.Replica)
 	}
 }
 

@@ -164,7 +164,7 @@ func Run[J any](ctx context.Context, b *bus.Bus, spec Spec, key Key, h Stages[J]
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
-		log.Warn("lanes still busy at shutdown", "consumer", spec.Durable)
+		log.WarnContext(ctx, "lanes still busy at shutdown", "consumer", spec.Durable)
 	}
 	return nil
 }

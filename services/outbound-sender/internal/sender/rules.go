@@ -210,7 +210,7 @@ func (s *Sender) HandleInbound(ctx context.Context, m *bus.Message) error {
 		if err != nil {
 			return err
 		}
-		s.log.Info("customer consent changed", "tenant", tenant, "keyword", kw, "message_sid", ev.GetMessageSid())
+		s.log.InfoContext(ctx, "customer consent changed", "tenant", tenant, "keyword", kw, "message_sid", ev.GetMessageSid())
 		stored = c
 	}
 	if stored == nil {
@@ -275,7 +275,7 @@ func (s *Sender) HandleDelivery(ctx context.Context, m *bus.Message) error {
 		if s.opts.Now().Sub(at) < lateReport {
 			return fmt.Errorf("status %s for %s: no ledger record yet", raw, sid)
 		}
-		s.log.Debug("status report for a message outbound-sender did not send", "tenant", tenant, "message_sid", sid)
+		s.log.DebugContext(ctx, "status report for a message outbound-sender did not send", "tenant", tenant, "message_sid", sid)
 		return nil
 	}
 	if err != nil {

@@ -538,7 +538,7 @@ func (s *Sender) callTwilio(ctx context.Context, j *job) error {
 		if try > s.opts.Retries {
 			return fmt.Errorf("send %q after %d calls: %w", id, j.attempts, err)
 		}
-		s.log.Debug("twilio call failed; retrying", "request_id", id, "attempt", j.attempts, "class", te.Class.String(), "code", te.Code)
+		s.log.DebugContext(ctx, "twilio call failed; retrying", "request_id", id, "attempt", j.attempts, "class", te.Class.String(), "code", te.Code)
 		if err := s.sleepUntil(ctx, s.opts.Now().Add(s.backoff(try))); err != nil {
 			return err
 		}
@@ -621,7 +621,7 @@ func (s *Sender) find(ctx context.Context, tc twilioapi.Credentials, m twilioapi
 		return acc, false, fmt.Errorf("look up request %q at twilio: %w", rec.RequestID, err)
 	}
 	if found {
-		s.log.Info("reconciled a message twilio had already accepted", "request_id", rec.RequestID, "twilio_sid", acc.SID)
+		s.log.InfoContext(ctx, "reconciled a message twilio had already accepted", "request_id", rec.RequestID, "twilio_sid", acc.SID)
 	}
 	return acc, found, nil
 }
@@ -696,7 +696,7 @@ func (s *Sender) fail(ctx context.Context, req *outboundv1.OutboundMessageReques
 	if err != nil {
 		return err
 	}
-	s.log.Info("outbound message failed", "tenant", req.GetTenantId(), "request_id", req.GetRequestId(),
+	s.log.InfoContext(ctx, "outbound message failed", "tenant", req.GetTenantId(), "request_id", req.GetRequestId(),
 		"reason", reason.String(), "error_code", got.ErrorCode)
 	return s.emitOutcome(ctx, req, got)
 }

@@ -83,7 +83,7 @@ func (s *Store) Run(ctx context.Context, js jetstream.JetStream, recs Records, o
 		}
 		wait := o.Lease / 3
 		if err != nil {
-			log.Warn("rollups: starting over from the cursor", "err", err)
+			log.WarnContext(ctx, "rollups: starting over from the cursor", "err", err)
 			wait = time.Second
 		}
 		select {

@@ -140,7 +140,7 @@ func (s *Store) writerPeriods(ctx context.Context, batch []Session) (map[string]
 			if _, err := s.zonesC.ReplaceOne(ctx, bson.M{"_id": tenant}, zonesDoc{ID: tenant, Periods: next}, options.Replace().SetUpsert(true)); err != nil {
 				return nil, fmt.Errorf("write time zones of %s: %w", tenant, err)
 			}
-			s.log.Info("rollups: tenant time zone", "tenant", tenant, "zone", next[len(next)-1].Zone, "from", next[len(next)-1].From)
+			s.log.InfoContext(ctx, "rollups: tenant time zone", "tenant", tenant, "zone", next[len(next)-1].Zone, "from", next[len(next)-1].From)
 			s.written[tenant], ps = next, next
 			s.periodCache.put(tenant, next, time.Now())
 		}
@@ -158,7 +158,7 @@ func (s *Store) follow(ctx context.Context, tenant string, ps []period) ([]perio
 	}
 	zone, err := s.tenantZones.TimeZone(ctx, tenant)
 	if err != nil {
-		s.log.Warn("rollups: the tenant's time zone is not known now; its last one goes on", "tenant", tenant, "err", err)
+		s.log.WarnContext(ctx, "rollups: the tenant's time zone is not known now; its last one goes on", "tenant", tenant, "err", err)
 		return ps, false
 	}
 	if zone == "" {
@@ -166,7 +166,7 @@ func (s *Store) follow(ctx context.Context, tenant string, ps []period) ([]perio
 	}
 	loc, err := s.location(zone)
 	if err != nil {
-		s.log.Warn("rollups: the tenant's time zone is not usable; its last one goes on", "tenant", tenant, "zone", zone)
+		s.log.WarnContext(ctx, "rollups: the tenant's time zone is not usable; its last one goes on", "tenant", tenant, "zone", zone)
 		return ps, false
 	}
 	now := s.now()

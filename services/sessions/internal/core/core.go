@@ -311,7 +311,7 @@ func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 	}
 	media := safeMedia(ev.GetMedia())
 	if n := len(ev.GetMedia()) - len(media); n > 0 {
-		c.log.Warn("inbound media dropped: not an http(s) URL", "tenant", ev.GetTenantId(), "message_sid", ev.GetMessageSid(), "dropped", n)
+		c.log.WarnContext(ctx, "inbound media dropped: not an http(s) URL", "tenant", ev.GetTenantId(), "message_sid", ev.GetMessageSid(), "dropped", n)
 	}
 	for _, md := range media {
 		msg.Media = append(msg.Media, store.Media{URL: md.GetUrl(), ContentType: md.GetContentType()})
@@ -611,7 +611,7 @@ func (c *Core) preview(ctx context.Context, tenant, sessionID string, o *protoco
 	}
 	body, err := c.store.FirstCustomerMessage(ctx, tenant, sessionID)
 	if err != nil {
-		c.log.Debug("offer preview unavailable", "tenant", tenant, "session_id", sessionID, "err", err)
+		c.log.DebugContext(ctx, "offer preview unavailable", "tenant", tenant, "session_id", sessionID, "err", err)
 		return
 	}
 	if r := []rune(body); len(r) > previewRunes {

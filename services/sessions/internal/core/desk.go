@@ -211,7 +211,7 @@ func (c *Core) wrapUpView(ctx context.Context, tenant, taskID, sessionID, servic
 	res, err := c.services.GetService(ctx, &configv1.GetServiceRequest{TenantId: tenant, Id: serviceID})
 	if err != nil {
 		// The form still submits (without codes); distribution decides.
-		c.log.Warn("wrap-up form without the service's codes", "tenant", tenant, "service_id", serviceID, "err", err)
+		c.log.WarnContext(ctx, "wrap-up form without the service's codes", "tenant", tenant, "service_id", serviceID, "err", err)
 		return v
 	}
 	d := res.GetService().GetDistribution()
@@ -229,7 +229,7 @@ func (c *Core) wrapUps(ctx context.Context, tenant string, st *distributionv1.Ag
 	for _, id := range st.GetWrappingTaskIds() {
 		res, err := c.dist.GetTask(ctx, &distributionv1.GetTaskRequest{TenantId: tenant, TaskId: id})
 		if err != nil {
-			c.log.Warn("wrap-up task unavailable", "tenant", tenant, "task_id", id, "err", err)
+			c.log.WarnContext(ctx, "wrap-up task unavailable", "tenant", tenant, "task_id", id, "err", err)
 			continue
 		}
 		t := res.GetTask()

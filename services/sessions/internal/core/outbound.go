@@ -39,7 +39,7 @@ func (c *Core) compliance(ctx context.Context, sess *store.Session) *protocol.Co
 	defer cancel()
 	res, err := c.outbound.GetContactState(cctx, &outboundv1.GetContactStateRequest{TenantId: sess.Tenant, Conversation: FromStore(sess.Conversation)})
 	if err != nil {
-		c.log.Debug("contact state unavailable", "tenant", sess.Tenant, "session_id", sess.ID, "err", err)
+		c.log.DebugContext(ctx, "contact state unavailable", "tenant", sess.Tenant, "session_id", sess.ID, "err", err)
 		return nil
 	}
 	return ComplianceView(res.GetState())

@@ -25,9 +25,9 @@ func (c *Core) RunStaleSweep(ctx context.Context, every time.Duration, now func(
 			return
 		case <-t.C:
 			if n, err := c.SweepStale(ctx, now()); err != nil {
-				c.log.Warn("stale sweep", "err", err, "ended", n)
+				c.log.WarnContext(ctx, "stale sweep", "err", err, "ended", n)
 			} else if n > 0 {
-				c.log.Info("stale sessions ended", "ended", n)
+				c.log.InfoContext(ctx, "stale sessions ended", "ended", n)
 			}
 		}
 	}
@@ -91,7 +91,7 @@ func (c *Core) staleAfter(ctx context.Context, tenant string) time.Duration {
 	}
 	res, err := c.tenants.GetTenant(ctx, &configv1.GetTenantRequest{Id: tenant})
 	if err != nil {
-		c.log.Debug("stale_after unavailable; the default applies", "tenant", tenant, "err", err)
+		c.log.DebugContext(ctx, "stale_after unavailable; the default applies", "tenant", tenant, "err", err)
 		return DefaultStaleAfter
 	}
 	if sa := res.GetTenant().GetStaleAfter(); sa != nil {

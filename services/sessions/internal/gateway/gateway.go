@@ -650,7 +650,7 @@ func retryUnavailable[T any](ctx context.Context, f func() (T, error)) (T, error
 func (g *Gateway) agentArrived(ctx context.Context, c *conn) {
 	st, err := retryUnavailable(ctx, func() (*distributionv1.AgentState, error) { return g.core.AgentState(ctx, c.agent) })
 	if err != nil {
-		g.log.Warn("agent state on connect", "tenant", c.agent.Tenant, "agent", c.agent.ID, "err", err)
+		g.log.WarnContext(ctx, "agent state on connect", "tenant", c.agent.Tenant, "agent", c.agent.ID, "err", err)
 		return
 	}
 	if st.GetPresence() != distributionv1.Presence_PRESENCE_OFFLINE && st.GetPresence() != distributionv1.Presence_PRESENCE_UNSPECIFIED {
@@ -662,7 +662,7 @@ func (g *Gateway) agentArrived(ctx context.Context, c *conn) {
 	if _, err := retryUnavailable(ctx, func() (*distributionv1.AgentState, error) {
 		return g.core.SetPresence(ctx, c.agent, distributionv1.Presence_PRESENCE_AVAILABLE)
 	}); err != nil {
-		g.log.Warn("set presence on connect", "tenant", c.agent.Tenant, "agent", c.agent.ID, "err", err)
+		g.log.WarnContext(ctx, "set presence on connect", "tenant", c.agent.Tenant, "agent", c.agent.ID, "err", err)
 	}
 }
 

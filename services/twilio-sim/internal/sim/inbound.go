@@ -251,7 +251,7 @@ func (e *Engine) CustomerSend(ctx context.Context, in simapi.CustomerMessage) (s
 	if len(events) == 0 && res.Path == pathMessaging {
 		res.Path = "none"
 	}
-	e.log.Info("customer message", "path", res.Path, "message_sid", res.MessageSID, "events", len(events))
+	e.log.InfoContext(ctx, "customer message", "path", res.Path, "message_sid", res.MessageSID, "events", len(events))
 	return res, nil
 }
 

@@ -385,7 +385,7 @@ func (d *Deliverer) attempt(ctx context.Context, ev Event, kind, base, method st
 			rec.Error = "timeout: " + err.Error()
 		}
 		d.record(rec)
-		d.log.Debug("webhook attempt failed", "kind", kind, "event", ev.Event, "url", base, "error", err)
+		d.log.DebugContext(ctx, "webhook attempt failed", "kind", kind, "event", ev.Event, "url", base, "error", err)
 		if resp != nil {
 			return resp.StatusCode, nil, "", fmt.Errorf("read answer of %q: %w", base, err)
 		}
@@ -393,7 +393,7 @@ func (d *Deliverer) attempt(ctx context.Context, ev Event, kind, base, method st
 	}
 	rec.StatusCode = resp.StatusCode
 	d.record(rec)
-	d.log.Debug("webhook delivered", "kind", kind, "event", ev.Event, "url", base, "status", resp.StatusCode)
+	d.log.DebugContext(ctx, "webhook delivered", "kind", kind, "event", ev.Event, "url", base, "status", resp.StatusCode)
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		return resp.StatusCode, respBody, resp.Header.Get("Content-Type"), fmt.Errorf("request %q: status %d", base, resp.StatusCode)
 	}

@@ -372,7 +372,7 @@ func (r *Runner) abandon(ctx context.Context, st *State, rev uint64) error {
 	}, st.SessionID+"-inactive-end"); err != nil {
 		return err
 	}
-	r.log.Info("customer inactive: session ends abandoned", "tenant", st.Tenant, "session", st.SessionID,
+	r.log.InfoContext(ctx, "customer inactive: session ends abandoned", "tenant", st.Tenant, "session", st.SessionID,
 		"activity", st.Activity, "inactivity_timeout", st.Inactivity)
 	st.Status, st.Reason = StatusDone, "the customer was inactive for "+st.Inactivity.String()
 	st.Wait, st.Queue, st.InactiveAt, st.UpdatedAt = nil, nil, time.Time{}, r.now()
@@ -630,7 +630,7 @@ func (r *Runner) cancelTimer(ctx context.Context, st *State) {
 	// A timer that still fires finds no wait of its step and is ignored;
 	// cancelling only spares it the trip.
 	if err := r.timers.Cancel(ctx, st.Tenant, st.SessionID); err != nil {
-		r.log.Debug("cancel workflow timer", "tenant", st.Tenant, "session", st.SessionID, "err", err)
+		r.log.DebugContext(ctx, "cancel workflow timer", "tenant", st.Tenant, "session", st.SessionID, "err", err)
 	}
 }
 
@@ -961,7 +961,7 @@ func (r *Runner) fail(ctx context.Context, st *State, activity, reason string) e
 		r.cancelTimer(ctx, st)
 	}
 	st.Status, st.Reason, st.Wait = StatusFailed, activity+": "+reason, nil
-	r.log.Warn("workflow failed", "tenant", st.Tenant, "session", st.SessionID, "workflow", st.WorkflowID,
+	r.log.WarnContext(ctx, "workflow failed", "tenant", st.Tenant, "session", st.SessionID, "workflow", st.WorkflowID,
 		"workflow_version", st.WorkflowVersion, "activity", activity, "reason", reason)
 	return nil
 }
