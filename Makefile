@@ -93,3 +93,12 @@ $(BIN)/staticcheck:
 .PHONY: clean
 clean: ## Remove ./bin and the local data of make run (.data)
 	rm -rf $(BIN) .data
+
+# make chaos: the fault-injection harness (services/devstack/internal/chaos).
+DURATION ?= 1m
+SEED     ?= 0
+OPS      ?= 0
+
+.PHONY: chaos
+chaos: ## Fault-injection soak: NATS cluster, every service as processes, kills/pauses; DURATION=1h, SEED=n, OPS=n
+	$(GO) run ./services/devstack/cmd/chaos -bin $(BIN) -duration $(DURATION) -seed $(SEED) -ops $(OPS)

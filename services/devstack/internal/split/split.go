@@ -239,6 +239,14 @@ func (p *proc) stop() {
 	}
 }
 
+// PrefixLines returns a writer that writes whole lines to w, each with
+// the prefix (every such writer shares one lock), and its flush, which
+// writes an unfinished last line.
+func PrefixLines(prefix string, w io.Writer) (io.Writer, func()) {
+	p := &prefixer{prefix: prefix, w: w}
+	return p, p.flush
+}
+
 // prefixer writes whole lines, each with the prefix, to w (shared by
 // every process: one lock).
 type prefixer struct {

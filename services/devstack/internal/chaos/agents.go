@@ -1,0 +1,299 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/switchboard-cc/switchboard/services/sessions/agentclient"
+)
+
+// agent is a scripted agent: it accepts (or now and then declines) every
+// offer, reads the customers' messages (frames and the transcripts of
+// snapshots and assignments), answers some, terminates some sessions,
+// drops its connection now and then, and reconnects whenever its
+// connection breaks (its sessions replica died), sending again the
+// replies not yet acknowledged with the same client_msg_id.
+type agent struct {
+	d     *driver
+	email string
+	rng   *rand.Rand // only in the reading goroutine
+
+	ws   atomic.Pointer[websocket.Conn]
+	next atomic.Int64
+
+	mu      sync.Mutex
+	active  map[string]bool     // sessions it holds
+	pending map[string]request  // frame id → request
+	unacked map[string]outgoing // client_msg_id → reply not acknowledged yet
+}
+
+type request struct {
+	kind    string // accept, decline, reply, terminate, other
+	session string
+	msgID   string // client_msg_id of a reply
+}
+
+type outgoing struct {
+	session string
+	body    string
+	seq     int64
+}
+
+type wsFrame struct {
+	V    int             `json:"v"`
+	Type string          `json:"type"`
+	ID   string          `json:"id,omitempty"`
+	Data json.RawMessage `json:"data,omitempty"`
+}
+
+type wsMessage struct {
+	ID        string `json:"id"`
+	Direction string `json:"direction"`
+	Body      string `json:"body"`
+}
+
+type wsSession struct {
+	SessionID string      `json:"session_id"`
+	State     string      `json:"state"`
+	Messages  []wsMessage `json:"messages"`
+}
+
+func (a *agent) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := a.session(ctx); err != nil && ctx.Err() == nil {
+			a.d.count("agent reconnects")
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(200+a.d.jitter(800)) * time.Millisecond):
+		}
+	}
+}
+
+// session is one connection: sign in, read until it breaks.
+func (a *agent) session(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tok, err := agentclient.Login(cctx, a.d.st.info.ConsoleURL, tenantID, a.email, agentPassword)
+	if err != nil {
+		return err
+	}
+	ws, _, err := websocket.Dial(cctx, agentclient.WebsocketURL(a.d.st.info.ConsoleURL), nil)
+	if err != nil {
+		return err
+	}
+	ws.SetReadLimit(1 << 22)
+	a.ws.Store(ws)
+	defer ws.CloseNow()
+	a.mu.Lock()
+	clear(a.pending)
+	a.mu.Unlock()
+	if err := a.send(ctx, "auth", map[string]string{"token": tok}, request{kind: "other"}); err != nil {
+		return err
+	}
+	for {
+		_, data, err := ws.Read(ctx)
+		if err != nil {
+			return err
+		}
+		var f wsFrame
+		if json.Unmarshal(data, &f) != nil {
+			a.d.count("agent: unreadable frame")
+			continue
+		}
+		a.handle(ctx, f)
+		if !a.d.draining.Load() && a.rng.Float64() < a.d.dropProb {
+			a.d.count("agent drops its connection (scripted)")
+			return nil
+		}
+	}
+}
+
+func (a *agent) send(ctx context.Context, typ string, data any, r request) error {
+	ws := a.ws.Load()
+	id := fmt.Sprintf("c%d", a.next.Add(1))
+	raw, _ := json.Marshal(data)
+	b, _ := json.Marshal(wsFrame{V: 1, Type: typ, ID: id, Data: raw})
+	a.mu.Lock()
+	a.pending[id] = r
+	a.mu.Unlock()
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return ws.Write(wctx, websocket.MessageText, b)
+}
+
+// sendAsync writes without holding up the reading goroutine; a failed
+// write shows as a broken connection to the reader.
+func (a *agent) sendAsync(ctx context.Context, typ string, data any, r request) {
+	go func() { _ = a.send(ctx, typ, data, r) }()
+}
+
+func (a *agent) handle(ctx context.Context, f wsFrame) {
+	d := a.d
+	switch f.Type {
+	case "welcome":
+		a.sendAsync(ctx, "presence.set", map[string]string{"presence": "available"}, request{kind: "other"})
+	case "snapshot":
+		var s struct {
+			Offers []struct {
+				OfferID string `json:"offer_id"`
+			} `json:"offers"`
+			Sessions []wsSession `json:"sessions"`
+		}
+		_ = json.Unmarshal(f.Data, &s)
+		a.mu.Lock()
+		clear(a.active)
+		for _, ss := range s.Sessions {
+			if ss.State != "ended" {
+				a.active[ss.SessionID] = true
+			}
+		}
+		resend := make(map[string]outgoing, len(a.unacked))
+		for k, v := range a.unacked {
+			resend[k] = v
+		}
+		a.mu.Unlock()
+		for _, ss := range s.Sessions {
+			d.assigned(a, ss.SessionID)
+			for _, m := range ss.Messages {
+				d.seen(ss.SessionID, m)
+			}
+		}
+		for id, o := range resend {
+			a.sendAsync(ctx, "message.send", map[string]string{"session_id": o.session, "body": o.body, "client_msg_id": id}, request{kind: "reply", msgID: id})
+		}
+		for _, o := range s.Offers {
+			a.answerOffer(ctx, o.OfferID)
+		}
+	case "offer.created":
+		var o struct {
+			OfferID string `json:"offer_id"`
+		}
+		_ = json.Unmarshal(f.Data, &o)
+		a.answerOffer(ctx, o.OfferID)
+	case "session.assigned":
+		var s wsSession
+		_ = json.Unmarshal(f.Data, &s)
+		a.mu.Lock()
+		a.active[s.SessionID] = true
+		n := len(a.active)
+		a.mu.Unlock()
+		if n > d.cfg.Capacity {
+			d.violation(&d.rep.CapacityViolations, "agent %s holds %d sessions, capacity %d", a.email, n, d.cfg.Capacity)
+		}
+		d.assigned(a, s.SessionID)
+		for _, m := range s.Messages {
+			d.seen(s.SessionID, m)
+		}
+		if d.draining.Load() {
+			a.sendAsync(ctx, "session.terminate", map[string]string{"session_id": s.SessionID}, request{kind: "terminate", session: s.SessionID})
+		}
+	case "message.added":
+		var m struct {
+			SessionID string    `json:"session_id"`
+			Message   wsMessage `json:"message"`
+		}
+		_ = json.Unmarshal(f.Data, &m)
+		seq, first := d.seen(m.SessionID, m.Message)
+		if !first || d.draining.Load() {
+			return
+		}
+		switch r := a.rng.Float64(); {
+		case r < d.replyProb:
+			id := "r" + strconv.FormatInt(seq, 10)
+			o := outgoing{session: m.SessionID, body: fmt.Sprintf("chaos r%d: on it", seq), seq: seq}
+			a.mu.Lock()
+			a.unacked[id] = o
+			a.mu.Unlock()
+			a.sendAsync(ctx, "message.send", map[string]string{"session_id": o.session, "body": o.body, "client_msg_id": id}, request{kind: "reply", msgID: id})
+		case r < d.replyProb+d.terminateProb:
+			a.sendAsync(ctx, "session.terminate", map[string]string{"session_id": m.SessionID}, request{kind: "terminate", session: m.SessionID})
+		}
+	case "session.ended":
+		var e struct {
+			SessionID string `json:"session_id"`
+		}
+		_ = json.Unmarshal(f.Data, &e)
+		a.ended(e.SessionID)
+	case "ack", "error":
+		var r struct {
+			Ref  string `json:"ref"`
+			Code string `json:"code"`
+		}
+		_ = json.Unmarshal(f.Data, &r)
+		a.mu.Lock()
+		req, ok := a.pending[r.Ref]
+		delete(a.pending, r.Ref)
+		o, hasReply := a.unacked[req.msgID]
+		if req.kind == "reply" && ok {
+			delete(a.unacked, req.msgID)
+		}
+		a.mu.Unlock()
+		if !ok {
+			return
+		}
+		if f.Type == "error" {
+			d.count(fmt.Sprintf("agent %s refused: %s", req.kind, r.Code))
+			return
+		}
+		switch req.kind {
+		case "reply":
+			if hasReply {
+				d.replyRequested(o.seq)
+			}
+		case "terminate":
+			a.ended(req.session)
+		}
+	}
+}
+
+func (a *agent) answerOffer(ctx context.Context, offerID string) {
+	if !a.d.draining.Load() && a.rng.Float64() < a.d.declineProb {
+		a.sendAsync(ctx, "offer.decline", map[string]string{"offer_id": offerID}, request{kind: "decline"})
+		return
+	}
+	a.sendAsync(ctx, "offer.accept", map[string]string{"offer_id": offerID}, request{kind: "accept"})
+}
+
+func (a *agent) ended(session string) {
+	a.mu.Lock()
+	delete(a.active, session)
+	a.mu.Unlock()
+	a.d.ended(session)
+}
+
+// terminateAll ends every session the agent holds (the end of the run).
+func (a *agent) terminateAll(ctx context.Context) {
+	a.mu.Lock()
+	var ids []string
+	for id := range a.active {
+		ids = append(ids, id)
+	}
+	a.mu.Unlock()
+	for _, id := range ids {
+		a.sendAsync(ctx, "session.terminate", map[string]string{"session_id": id}, request{kind: "terminate", session: id})
+	}
+}
+
+// parseSeq reads n from "chaos <p><n>…".
+func parseSeq(body, p string) (int64, bool) {
+	rest, ok := strings.CutPrefix(body, "chaos "+p)
+	if !ok {
+		return 0, false
+	}
+	end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+	if end < 0 {
+		end = len(rest)
+	}
+	n, err := strconv.ParseInt(rest[:end], 10, 64)
+	return n, err == nil
+}

@@ -1,0 +1,410 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-cc/switchboard/services/devstack"
+	"github.com/switchboard-cc/switchboard/services/twilio-sim/simclient"
+)
+
+// msg is one customer message.
+type msg struct {
+	sent, answered, firstSeen time.Time
+	status                    int
+	ids                       map[string]bool // transcript message ids it appeared under
+}
+
+type sessionRec struct {
+	agents map[string]bool
+	ended  bool
+}
+
+type driver struct {
+	cfg Config
+	st  *stack
+	rng *rand.Rand // the fault loop's; actors get their own from it
+	say func(string, ...any)
+	sim *simclient.Client
+
+	replyProb, terminateProb, declineProb, dropProb float64
+
+	draining atomic.Bool
+	nextSeq  atomic.Int64
+
+	mu       sync.Mutex
+	msgs     map[int64]*msg
+	replies  map[int64]bool // seq → acknowledged (requested)
+	sessions map[string]*sessionRec
+	rep      Report
+	jmu      sync.Mutex
+}
+
+func newDriver(cfg Config, st *stack, rng *rand.Rand, say func(string, ...any)) *driver {
+	return &driver{cfg: cfg, st: st, rng: rng, say: say, sim: simclient.New(st.info.TwilioSimURL, &http.Client{Timeout: 60 * time.Second}),
+		replyProb: 0.3, terminateProb: 0.08, declineProb: 0.1, dropProb: 0.003,
+		msgs: map[int64]*msg{}, replies: map[int64]bool{}, sessions: map[string]*sessionRec{},
+		rep: Report{Counts: map[string]int{}}}
+}
+
+// jitter is a random number in [0, n) for timings only (not replayed).
+func (d *driver) jitter(n int) int {
+	d.jmu.Lock()
+	defer d.jmu.Unlock()
+	return rand.IntN(n)
+}
+
+func (d *driver) count(what string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rep.Counts[what]++
+}
+
+func (d *driver) violation(n *int, format string, args ...any) {
+	d.mu.Lock()
+	*n++
+	if len(d.rep.Examples) < 20 {
+		d.rep.Examples = append(d.rep.Examples, fmt.Sprintf(format, args...))
+	}
+	d.mu.Unlock()
+}
+
+// seen records a transcript message the agent saw; it returns the
+// customer message's sequence and whether this is the first sight of it.
+func (d *driver) seen(session string, m wsMessage) (int64, bool) {
+	if m.Direction != "inbound" {
+		return 0, false
+	}
+	seq, ok := parseSeq(m.Body, "m")
+	if !ok {
+		return 0, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := d.msgs[seq]
+	if r == nil {
+		r = &msg{ids: map[string]bool{}}
+		d.msgs[seq] = r
+	}
+	first := len(r.ids) == 0
+	if first {
+		r.firstSeen = time.Now()
+	}
+	r.ids[m.ID] = true
+	return seq, first
+}
+
+func (d *driver) assigned(a *agent, session string) {
+	d.mu.Lock()
+	s := d.sessions[session]
+	if s == nil {
+		s = &sessionRec{agents: map[string]bool{}}
+		d.sessions[session] = s
+	}
+	s.agents[a.email] = true
+	n := len(s.agents)
+	d.mu.Unlock()
+	if n == 2 {
+		d.violation(&d.rep.DoubleAssigned, "session %s assigned to two agents", session)
+	}
+}
+
+func (d *driver) ended(session string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s := d.sessions[session]; s != nil {
+		s.ended = true
+	}
+}
+
+func (d *driver) replyRequested(seq int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.replies[seq] = true
+}
+
+func (d *driver) run(ctx context.Context) (*Report, error) {
+	agents := make([]*agent, d.cfg.Agents)
+	actx, stopAgents := context.WithCancel(ctx)
+	defer stopAgents()
+	var awg sync.WaitGroup
+	for i := range agents {
+		agents[i] = &agent{d: d, email: agentEmail(i), rng: rand.New(rand.NewPCG(d.rng.Uint64(), d.rng.Uint64())),
+			active: map[string]bool{}, pending: map[string]request{}, unacked: map[string]outgoing{}}
+		awg.Add(1)
+		go func() { defer awg.Done(); agents[i].run(actx) }()
+	}
+	defer awg.Wait()
+
+	start := time.Now()
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	if d.cfg.Ops <= 0 {
+		loadCtx, stopLoad = context.WithTimeout(ctx, d.cfg.Duration)
+	}
+	defer stopLoad()
+	var cwg sync.WaitGroup
+	for i := range d.cfg.Customers {
+		crng := rand.New(rand.NewPCG(d.rng.Uint64(), d.rng.Uint64()))
+		cwg.Add(1)
+		go func() { defer cwg.Done(); d.customer(loadCtx, i, crng) }()
+	}
+	faultsDone := make(chan struct{})
+	go func() {
+		defer close(faultsDone)
+		d.faults(loadCtx)
+	}()
+	cwg.Wait()
+	stopLoad()
+	<-faultsDone
+	d.rep.LoadTime = time.Since(start)
+	d.say("load done: %d messages in %s; every process back, draining (at most %s)", d.nextSeq.Load(), d.rep.LoadTime.Round(time.Second), d.cfg.Drain)
+
+	d.draining.Store(true)
+	d.st.sup.settle(ctx)
+	if err := devstack.WaitHealthy(ctx, d.st.health...); err != nil {
+		return nil, err
+	}
+	drainCtx, cancel := context.WithTimeout(ctx, d.cfg.Drain)
+	defer cancel()
+	for drainCtx.Err() == nil {
+		lost, _, replyLost, _, err := d.tally(drainCtx)
+		if err == nil && lost == 0 && replyLost == 0 {
+			break
+		}
+		select {
+		case <-drainCtx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	// Every agent ends what it holds; every session should then have its
+	// outcome.
+	for round := 0; round < 20 && ctx.Err() == nil; round++ {
+		for _, a := range agents {
+			a.terminateAll(ctx)
+		}
+		if d.withoutOutcome() == 0 {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	stopAgents()
+	lost, dup, replyLost, replyDup, err := d.tally(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.rep.Lost, d.rep.Duplicated, d.rep.RepliesLost, d.rep.RepliesDuplicated = lost, dup, replyLost, replyDup
+	d.rep.NoOutcome = d.withoutOutcome()
+	if d.rep.DeadLetters, err = d.deadLetters(ctx); err != nil {
+		return nil, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rep.Sessions = len(d.sessions)
+	for _, m := range d.msgs {
+		if m.status == http.StatusOK {
+			d.rep.webhookLat = append(d.rep.webhookLat, m.answered.Sub(m.sent))
+			if !m.firstSeen.IsZero() {
+				d.rep.agentLat = append(d.rep.agentLat, m.firstSeen.Sub(m.sent))
+			}
+		}
+	}
+	rep := d.rep
+	return &rep, nil
+}
+
+// customer texts the business until the run has its operations or its
+// time: SMS customers on the Conversations path, WhatsApp customers on
+// the Programmable Messaging path, through the emulator (which signs and
+// posts the webhooks as Twilio does).
+func (d *driver) customer(ctx context.Context, i int, rng *rand.Rand) {
+	from, to := fmt.Sprintf("+1555800%04d", i), smsNumbers[(i/2)%len(smsNumbers)]
+	if i%2 == 1 {
+		from, to = fmt.Sprintf("whatsapp:+1555801%04d", i), waSenders[(i/2)%len(waSenders)]
+	}
+	for ctx.Err() == nil {
+		seq := d.nextSeq.Add(1)
+		if d.cfg.Ops > 0 && seq > int64(d.cfg.Ops) {
+			d.nextSeq.Add(-1)
+			return
+		}
+		m := &msg{ids: map[string]bool{}}
+		d.mu.Lock()
+		if prev := d.msgs[seq]; prev != nil { // seen before the answer came
+			m = prev
+		}
+		d.msgs[seq] = m
+		m.sent = time.Now()
+		d.mu.Unlock()
+		res, err := d.sim.SendMessage(context.WithoutCancel(ctx), simclient.CustomerMessage{From: from, To: to, Body: fmt.Sprintf("chaos m%d from customer %d", seq, i)})
+		d.mu.Lock()
+		m.answered = time.Now()
+		switch {
+		case err != nil:
+			d.rep.Counts["emulator refused a customer message: "+err.Error()]++
+		case res.Webhook == nil:
+			d.rep.Counts["customer message without a webhook"]++
+		default:
+			m.status = res.Webhook.Status
+		}
+		if m.status == http.StatusOK {
+			d.rep.Webhooks200++
+		} else {
+			d.rep.WebhooksFailed++
+		}
+		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(300+rng.IntN(1200)) * time.Millisecond):
+		}
+	}
+}
+
+// faults injects one fault at a time until ctx is done: SIGKILL a
+// service process (held down 0.5–3 s, then restarted), SIGKILL a NATS
+// node (held down 1–5 s; never two at once, the cluster keeps its
+// quorum), or SIGSTOP any process for 1–4 s and SIGCONT it.
+func (d *driver) faults(ctx context.Context) {
+	if d.cfg.FaultEvery <= 0 {
+		return
+	}
+	for {
+		wait := time.Duration(float64(d.cfg.FaultEvery) * (0.5 + d.rng.Float64()))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		switch r := d.rng.Float64(); {
+		case r < 0.55:
+			p := d.st.services[d.rng.IntN(len(d.st.services))]
+			down := time.Duration(500+d.rng.IntN(2500)) * time.Millisecond
+			d.kill(p, down)
+		case r < 0.8:
+			p := d.st.nats[d.rng.IntN(len(d.st.nats))]
+			down := time.Duration(1000+d.rng.IntN(4000)) * time.Millisecond
+			if !slices.ContainsFunc(d.st.nats, func(q *proc) bool { return !q.running() }) {
+				d.kill(p, down)
+			}
+		default:
+			all := d.st.all()
+			p := all[d.rng.IntN(len(all))]
+			pause := time.Duration(1000+d.rng.IntN(3000)) * time.Millisecond
+			if p.pause() {
+				d.say("SIGSTOP %s for %s", p.name, pause)
+				d.count("fault: SIGSTOP/SIGCONT")
+				select {
+				case <-ctx.Done():
+				case <-time.After(pause):
+				}
+				p.resume()
+			}
+		}
+	}
+}
+
+func (d *driver) kill(p *proc, down time.Duration) {
+	d.st.sup.hold(p, time.Now().Add(down))
+	if !p.running() {
+		return
+	}
+	d.say("SIGKILL %s (restarted after %s)", p.name, down)
+	kind := "service"
+	if slices.Contains(d.st.nats, p) {
+		kind = "NATS node"
+	}
+	d.count("fault: SIGKILL " + kind)
+	p.kill()
+}
+
+// tally compares the customers' messages with what the agents saw, and
+// the acknowledged replies with the emulator's record of sends.
+func (d *driver) tally(ctx context.Context) (lost, dup, replyLost, replyDup int, err error) {
+	sent, err := d.sim.Messages(ctx, simclient.MessageFilter{AccountSID: accountSID})
+	if err != nil {
+		return 0, 0, 0, 0, fmt.Errorf("emulator's messages: %w", err)
+	}
+	atEmulator := map[int64]int{}
+	for _, m := range sent {
+		if seq, ok := parseSeq(m.Body, "r"); ok {
+			atEmulator[seq]++
+		}
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.rep.Examples = slices.DeleteFunc(d.rep.Examples, func(s string) bool { return len(s) > 5 && s[:5] == "lost:" })
+	for seq, m := range d.msgs {
+		switch {
+		case m.status == http.StatusOK && len(m.ids) == 0:
+			lost++
+			if len(d.rep.Examples) < 20 {
+				d.rep.Examples = append(d.rep.Examples, fmt.Sprintf("lost: customer message m%d (webhook 200 at %s) never reached an agent", seq, m.sent.Format("15:04:05.000")))
+			}
+		case len(m.ids) > 1:
+			dup++
+		}
+		if m.status != http.StatusOK && len(m.ids) > 0 {
+			d.rep.AcceptedDespiteFailure++
+		}
+	}
+	d.rep.RepliesRequested = len(d.replies)
+	for seq := range d.replies {
+		switch n := atEmulator[seq]; {
+		case n == 0:
+			replyLost++
+		case n > 1:
+			replyDup++
+		}
+	}
+	d.rep.RepliesAtEmulator = 0
+	for _, n := range atEmulator {
+		d.rep.RepliesAtEmulator += n
+	}
+	return lost, dup, replyLost, replyDup, nil
+}
+
+func (d *driver) withoutOutcome() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, s := range d.sessions {
+		if !s.ended {
+			n++
+		}
+	}
+	return n
+}
+
+// deadLetters counts the DEADLETTER stream's messages.
+func (d *driver) deadLetters(ctx context.Context) (int, error) {
+	nc, err := nats.Connect(d.st.natsURL, nats.UserInfo(natsUser, d.st.password))
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	s, err := js.Stream(ctx, "DEADLETTER")
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return int(info.State.Msgs), nil
+}
