@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +26,8 @@ import (
 // callback. No span carries the customer's number or a message's text.
 func TestOneTracePerCustomerMessage(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
-	info := devstacktest.Start(t, devstacktest.Tracing(rec))
+	var logs lockedBuffer
+	info := devstacktest.StartLogged(t, slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}), devstacktest.Tracing(rec))
 	ctx := timeout(t)
 	sim := simclient.New(info.TwilioSimURL, nil)
 	alice := agent(t, ctx, info, "alice@demo.example")
@@ -63,6 +65,21 @@ func TestOneTracePerCustomerMessage(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+
+	// No line the stack logged at info or above carries the customer's
+	// number or a message's text (docs/operate.md, Logs).
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("the stack logged %d lines at info or above; the check below needs its log", len(lines))
+	}
+	t.Logf("%d log lines at info or above checked", len(lines))
+	for _, line := range lines {
+		for _, secret := range []string{"15551239876", body, reply} {
+			if strings.Contains(line, secret) {
+				t.Errorf("a log line carries %q: %s", secret, line)
+			}
+		}
 	}
 
 	// The agent's frame started a trace of its own, linked from the span

@@ -16,12 +16,21 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
+	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 	"github.com/switchboard-cc/switchboard/services/devstack"
 )
 
 // Start runs the stack until the test ends and returns where it listens.
 // Options adjust the configuration before it starts.
 func Start(t *testing.T, opts ...func(*devstack.Config)) devstack.Info {
+	t.Helper()
+	return StartLogged(t, nil, opts...)
+}
+
+// StartLogged is Start that also hands every line the stack logs, at
+// every level, to h (nil: none), through telemetry's log handler as
+// make run's logger does, so lines logged with a context carry its trace.
+func StartLogged(t *testing.T, h slog.Handler, opts ...func(*devstack.Config)) devstack.Info {
 	t.Helper()
 	cfg := devstack.Defaults()
 	cfg.DataDir = t.TempDir()
@@ -39,7 +48,11 @@ func Start(t *testing.T, opts ...func(*devstack.Config)) devstack.Info {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan devstack.Info, 1)
 	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var lh slog.Handler = slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})
+	if h != nil {
+		lh = both{lh, h}
+	}
+	log := slog.New(telemetry.LogHandler(lh))
 	go func() {
 		done <- devstack.Run(ctx, cfg, devstack.Deps{Ready: func(i devstack.Info) { ready <- i }}, log)
 	}()
@@ -92,3 +105,26 @@ func Tracing(sp sdktrace.SpanProcessor) func(*devstack.Config) {
 		}
 	}
 }
+
+// both hands each record to two handlers.
+type both [2]slog.Handler
+
+func (b both) Enabled(ctx context.Context, l slog.Level) bool {
+	return b[0].Enabled(ctx, l) || b[1].Enabled(ctx, l)
+}
+
+func (b both) Handle(ctx context.Context, r slog.Record) error {
+	for _, h := range b {
+		if h.Enabled(ctx, r.Level) {
+			if err := h.Handle(ctx, r.Clone()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (b both) WithAttrs(a []slog.Attr) slog.Handler {
+	return both{b[0].WithAttrs(a), b[1].WithAttrs(a)}
+}
+func (b both) WithGroup(n string) slog.Handler { return both{b[0].WithGroup(n), b[1].WithGroup(n)} }
