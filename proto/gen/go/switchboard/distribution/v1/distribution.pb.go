@@ -773,15 +773,17 @@ func (x *AgentState) GetGraceUntil() *timestamppb.Timestamp {
 
 // Offer is an open offer to an agent.
 type Offer struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	OfferId       string                 `protobuf:"bytes,1,opt,name=offer_id,json=offerId,proto3" json:"offer_id,omitempty"`
-	TaskId        string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	ServiceId     string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
-	ServiceName   string                 `protobuf:"bytes,5,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
-	Conversation  *v1.ConversationRef    `protobuf:"bytes,6,opt,name=conversation,proto3" json:"conversation,omitempty"`
-	CustomerName  string                 `protobuf:"bytes,7,opt,name=customer_name,json=customerName,proto3" json:"customer_name,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	OfferId      string                 `protobuf:"bytes,1,opt,name=offer_id,json=offerId,proto3" json:"offer_id,omitempty"`
+	TaskId       string                 `protobuf:"bytes,2,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	SessionId    string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ServiceId    string                 `protobuf:"bytes,4,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	ServiceName  string                 `protobuf:"bytes,5,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	Conversation *v1.ConversationRef    `protobuf:"bytes,6,opt,name=conversation,proto3" json:"conversation,omitempty"`
+	CustomerName string                 `protobuf:"bytes,7,opt,name=customer_name,json=customerName,proto3" json:"customer_name,omitempty"`
+	ExpiresAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// What the workflow collected (TaskRequested's parameters).
+	Parameters    map[string]string `protobuf:"bytes,9,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -868,6 +870,13 @@ func (x *Offer) GetCustomerName() string {
 func (x *Offer) GetExpiresAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *Offer) GetParameters() map[string]string {
+	if x != nil {
+		return x.Parameters
 	}
 	return nil
 }
@@ -2689,7 +2698,7 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\n" +
 	"idle_since\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tidleSince\x12;\n" +
 	"\vgrace_until\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"graceUntil\"\xcb\x02\n" +
+	"graceUntil\"\xde\x03\n" +
 	"\x05Offer\x12\x19\n" +
 	"\boffer_id\x18\x01 \x01(\tR\aofferId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -2701,7 +2710,13 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\fconversation\x18\x06 \x01(\v2).switchboard.messaging.v1.ConversationRefR\fconversation\x12#\n" +
 	"\rcustomer_name\x18\a \x01(\tR\fcustomerName\x129\n" +
 	"\n" +
-	"expires_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xdf\x01\n" +
+	"expires_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12R\n" +
+	"\n" +
+	"parameters\x18\t \x03(\v22.switchboard.distribution.v1.Offer.ParametersEntryR\n" +
+	"parameters\x1a=\n" +
+	"\x0fParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdf\x01\n" +
 	"\x13SubmitWrapUpRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x17\n" +
@@ -2903,7 +2918,7 @@ func file_switchboard_distribution_v1_distribution_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_distribution_v1_distribution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_switchboard_distribution_v1_distribution_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_switchboard_distribution_v1_distribution_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_switchboard_distribution_v1_distribution_proto_goTypes = []any{
 	(Presence)(0),                          // 0: switchboard.distribution.v1.Presence
 	(AgentActivity)(0),                     // 1: switchboard.distribution.v1.AgentActivity
@@ -2944,9 +2959,10 @@ var file_switchboard_distribution_v1_distribution_proto_goTypes = []any{
 	(*ParkTaskResponse)(nil),               // 36: switchboard.distribution.v1.ParkTaskResponse
 	(*ResumeTaskRequest)(nil),              // 37: switchboard.distribution.v1.ResumeTaskRequest
 	(*ResumeTaskResponse)(nil),             // 38: switchboard.distribution.v1.ResumeTaskResponse
-	(*timestamppb.Timestamp)(nil),          // 39: google.protobuf.Timestamp
-	(*v1.ConversationRef)(nil),             // 40: switchboard.messaging.v1.ConversationRef
-	(*durationpb.Duration)(nil),            // 41: google.protobuf.Duration
+	nil,                                    // 39: switchboard.distribution.v1.Offer.ParametersEntry
+	(*timestamppb.Timestamp)(nil),          // 40: google.protobuf.Timestamp
+	(*v1.ConversationRef)(nil),             // 41: switchboard.messaging.v1.ConversationRef
+	(*durationpb.Duration)(nil),            // 42: google.protobuf.Duration
 }
 var file_switchboard_distribution_v1_distribution_proto_depIdxs = []int32{
 	0,  // 0: switchboard.distribution.v1.SetAgentPresenceRequest.presence:type_name -> switchboard.distribution.v1.Presence
@@ -2955,72 +2971,73 @@ var file_switchboard_distribution_v1_distribution_proto_depIdxs = []int32{
 	0,  // 3: switchboard.distribution.v1.AgentState.presence:type_name -> switchboard.distribution.v1.Presence
 	12, // 4: switchboard.distribution.v1.AgentState.offers:type_name -> switchboard.distribution.v1.Offer
 	1,  // 5: switchboard.distribution.v1.AgentState.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	39, // 6: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
-	39, // 7: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
-	39, // 8: switchboard.distribution.v1.AgentState.grace_until:type_name -> google.protobuf.Timestamp
-	40, // 9: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	39, // 10: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
-	15, // 11: switchboard.distribution.v1.SubmitWrapUpResponse.task:type_name -> switchboard.distribution.v1.Task
-	2,  // 12: switchboard.distribution.v1.Task.state:type_name -> switchboard.distribution.v1.TaskState
-	39, // 13: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
-	39, // 14: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
-	39, // 15: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
-	39, // 16: switchboard.distribution.v1.Task.reply_due_at:type_name -> google.protobuf.Timestamp
-	39, // 17: switchboard.distribution.v1.Task.preferred_until:type_name -> google.protobuf.Timestamp
-	15, // 18: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 19: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 20: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	2,  // 21: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
-	41, // 22: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
-	41, // 23: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
-	26, // 24: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
-	1,  // 25: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	41, // 26: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
-	41, // 27: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
-	11, // 28: switchboard.distribution.v1.ResetAgentRonaResponse.state:type_name -> switchboard.distribution.v1.AgentState
-	39, // 29: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
-	28, // 30: switchboard.distribution.v1.WatchQueuesResponse.services:type_name -> switchboard.distribution.v1.GetQueueStatisticsResponse
-	11, // 31: switchboard.distribution.v1.WatchQueuesResponse.agents:type_name -> switchboard.distribution.v1.AgentState
-	15, // 32: switchboard.distribution.v1.TransferTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 33: switchboard.distribution.v1.ParkTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 34: switchboard.distribution.v1.ResumeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	3,  // 35: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
-	5,  // 36: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
-	7,  // 37: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
-	9,  // 38: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
-	13, // 39: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
-	16, // 40: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
-	18, // 41: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
-	20, // 42: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
-	22, // 43: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
-	24, // 44: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
-	27, // 45: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
-	29, // 46: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
-	31, // 47: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
-	33, // 48: switchboard.distribution.v1.DistributionService.TransferTask:input_type -> switchboard.distribution.v1.TransferTaskRequest
-	35, // 49: switchboard.distribution.v1.DistributionService.ParkTask:input_type -> switchboard.distribution.v1.ParkTaskRequest
-	37, // 50: switchboard.distribution.v1.DistributionService.ResumeTask:input_type -> switchboard.distribution.v1.ResumeTaskRequest
-	4,  // 51: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
-	6,  // 52: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
-	8,  // 53: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
-	10, // 54: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
-	14, // 55: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
-	17, // 56: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
-	19, // 57: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
-	21, // 58: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
-	23, // 59: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
-	25, // 60: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
-	28, // 61: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
-	30, // 62: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
-	32, // 63: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
-	34, // 64: switchboard.distribution.v1.DistributionService.TransferTask:output_type -> switchboard.distribution.v1.TransferTaskResponse
-	36, // 65: switchboard.distribution.v1.DistributionService.ParkTask:output_type -> switchboard.distribution.v1.ParkTaskResponse
-	38, // 66: switchboard.distribution.v1.DistributionService.ResumeTask:output_type -> switchboard.distribution.v1.ResumeTaskResponse
-	51, // [51:67] is the sub-list for method output_type
-	35, // [35:51] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	40, // 6: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
+	40, // 7: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
+	40, // 8: switchboard.distribution.v1.AgentState.grace_until:type_name -> google.protobuf.Timestamp
+	41, // 9: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	40, // 10: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
+	39, // 11: switchboard.distribution.v1.Offer.parameters:type_name -> switchboard.distribution.v1.Offer.ParametersEntry
+	15, // 12: switchboard.distribution.v1.SubmitWrapUpResponse.task:type_name -> switchboard.distribution.v1.Task
+	2,  // 13: switchboard.distribution.v1.Task.state:type_name -> switchboard.distribution.v1.TaskState
+	40, // 14: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
+	40, // 15: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
+	40, // 16: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
+	40, // 17: switchboard.distribution.v1.Task.reply_due_at:type_name -> google.protobuf.Timestamp
+	40, // 18: switchboard.distribution.v1.Task.preferred_until:type_name -> google.protobuf.Timestamp
+	15, // 19: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 20: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 21: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	2,  // 22: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
+	42, // 23: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
+	42, // 24: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
+	26, // 25: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
+	1,  // 26: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
+	42, // 27: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
+	42, // 28: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
+	11, // 29: switchboard.distribution.v1.ResetAgentRonaResponse.state:type_name -> switchboard.distribution.v1.AgentState
+	40, // 30: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
+	28, // 31: switchboard.distribution.v1.WatchQueuesResponse.services:type_name -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	11, // 32: switchboard.distribution.v1.WatchQueuesResponse.agents:type_name -> switchboard.distribution.v1.AgentState
+	15, // 33: switchboard.distribution.v1.TransferTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 34: switchboard.distribution.v1.ParkTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 35: switchboard.distribution.v1.ResumeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	3,  // 36: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
+	5,  // 37: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
+	7,  // 38: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
+	9,  // 39: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
+	13, // 40: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
+	16, // 41: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
+	18, // 42: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
+	20, // 43: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
+	22, // 44: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
+	24, // 45: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
+	27, // 46: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
+	29, // 47: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
+	31, // 48: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
+	33, // 49: switchboard.distribution.v1.DistributionService.TransferTask:input_type -> switchboard.distribution.v1.TransferTaskRequest
+	35, // 50: switchboard.distribution.v1.DistributionService.ParkTask:input_type -> switchboard.distribution.v1.ParkTaskRequest
+	37, // 51: switchboard.distribution.v1.DistributionService.ResumeTask:input_type -> switchboard.distribution.v1.ResumeTaskRequest
+	4,  // 52: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
+	6,  // 53: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
+	8,  // 54: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
+	10, // 55: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
+	14, // 56: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
+	17, // 57: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
+	19, // 58: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
+	21, // 59: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
+	23, // 60: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
+	25, // 61: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
+	28, // 62: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	30, // 63: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
+	32, // 64: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
+	34, // 65: switchboard.distribution.v1.DistributionService.TransferTask:output_type -> switchboard.distribution.v1.TransferTaskResponse
+	36, // 66: switchboard.distribution.v1.DistributionService.ParkTask:output_type -> switchboard.distribution.v1.ParkTaskResponse
+	38, // 67: switchboard.distribution.v1.DistributionService.ResumeTask:output_type -> switchboard.distribution.v1.ResumeTaskResponse
+	52, // [52:68] is the sub-list for method output_type
+	36, // [36:52] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_distribution_proto_init() }
@@ -3034,7 +3051,7 @@ func file_switchboard_distribution_v1_distribution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_distribution_v1_distribution_proto_rawDesc), len(file_switchboard_distribution_v1_distribution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -155,7 +155,10 @@ type TaskOffered struct {
 	Preferred bool `protobuf:"varint,14,opt,name=preferred,proto3" json:"preferred,omitempty"`
 	// The task waited past its service's overflow_after and its required
 	// skills were relaxed (TaskOverflowed).
-	Overflowed    bool `protobuf:"varint,15,opt,name=overflowed,proto3" json:"overflowed,omitempty"`
+	Overflowed bool `protobuf:"varint,15,opt,name=overflowed,proto3" json:"overflowed,omitempty"`
+	// What the workflow collected (TaskRequested's parameters), for the
+	// task card and the chat's customer details.
+	Parameters    map[string]string `protobuf:"bytes,16,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -293,6 +296,13 @@ func (x *TaskOffered) GetOverflowed() bool {
 		return x.Overflowed
 	}
 	return false
+}
+
+func (x *TaskOffered) GetParameters() map[string]string {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
 }
 
 // TaskAccepted: the agent accepted the offer and now handles the session.
@@ -1649,7 +1659,7 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\bposition\x18\x05 \x01(\x05R\bposition\x127\n" +
 	"\tqueued_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bqueuedAt\x12\x1a\n" +
 	"\bpriority\x18\a \x01(\x05R\bpriority\x12'\n" +
-	"\x0frequired_skills\x18\b \x03(\tR\x0erequiredSkills\"\xbd\x04\n" +
+	"\x0frequired_skills\x18\b \x03(\tR\x0erequiredSkills\"\xd6\x05\n" +
 	"\vTaskOffered\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -1672,7 +1682,13 @@ const file_switchboard_distribution_v1_events_proto_rawDesc = "" +
 	"\tpreferred\x18\x0e \x01(\bR\tpreferred\x12\x1e\n" +
 	"\n" +
 	"overflowed\x18\x0f \x01(\bR\n" +
-	"overflowed\"\xf5\x01\n" +
+	"overflowed\x12X\n" +
+	"\n" +
+	"parameters\x18\x10 \x03(\v28.switchboard.distribution.v1.TaskOffered.ParametersEntryR\n" +
+	"parameters\x1a=\n" +
+	"\x0fParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf5\x01\n" +
 	"\fTaskAccepted\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -1841,7 +1857,7 @@ func file_switchboard_distribution_v1_events_proto_rawDescGZIP() []byte {
 	return file_switchboard_distribution_v1_events_proto_rawDescData
 }
 
-var file_switchboard_distribution_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_switchboard_distribution_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_switchboard_distribution_v1_events_proto_goTypes = []any{
 	(*TaskQueued)(nil),            // 0: switchboard.distribution.v1.TaskQueued
 	(*TaskOffered)(nil),           // 1: switchboard.distribution.v1.TaskOffered
@@ -1858,36 +1874,38 @@ var file_switchboard_distribution_v1_events_proto_goTypes = []any{
 	(*TaskParked)(nil),            // 12: switchboard.distribution.v1.TaskParked
 	(*TaskResumed)(nil),           // 13: switchboard.distribution.v1.TaskResumed
 	(*TaskOverflowed)(nil),        // 14: switchboard.distribution.v1.TaskOverflowed
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*v1.ConversationRef)(nil),    // 16: switchboard.messaging.v1.ConversationRef
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	nil,                           // 15: switchboard.distribution.v1.TaskOffered.ParametersEntry
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*v1.ConversationRef)(nil),    // 17: switchboard.messaging.v1.ConversationRef
+	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
 }
 var file_switchboard_distribution_v1_events_proto_depIdxs = []int32{
-	15, // 0: switchboard.distribution.v1.TaskQueued.queued_at:type_name -> google.protobuf.Timestamp
-	15, // 1: switchboard.distribution.v1.TaskOffered.expires_at:type_name -> google.protobuf.Timestamp
-	16, // 2: switchboard.distribution.v1.TaskOffered.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	15, // 3: switchboard.distribution.v1.TaskOffered.offered_at:type_name -> google.protobuf.Timestamp
-	15, // 4: switchboard.distribution.v1.TaskAccepted.accepted_at:type_name -> google.protobuf.Timestamp
-	15, // 5: switchboard.distribution.v1.TaskDeclined.declined_at:type_name -> google.protobuf.Timestamp
-	15, // 6: switchboard.distribution.v1.TaskOfferTimedOut.timed_out_at:type_name -> google.protobuf.Timestamp
-	15, // 7: switchboard.distribution.v1.TaskCanceled.canceled_at:type_name -> google.protobuf.Timestamp
-	15, // 8: switchboard.distribution.v1.TaskWrapUpStarted.started_at:type_name -> google.protobuf.Timestamp
-	15, // 9: switchboard.distribution.v1.TaskWrapUpStarted.ends_at:type_name -> google.protobuf.Timestamp
-	15, // 10: switchboard.distribution.v1.TaskWrapUpEnded.ended_at:type_name -> google.protobuf.Timestamp
-	15, // 11: switchboard.distribution.v1.TaskCompleted.completed_at:type_name -> google.protobuf.Timestamp
-	17, // 12: switchboard.distribution.v1.TaskCompleted.handle_time:type_name -> google.protobuf.Duration
-	15, // 13: switchboard.distribution.v1.TaskReprioritized.reprioritized_at:type_name -> google.protobuf.Timestamp
-	15, // 14: switchboard.distribution.v1.TaskReplyOverdue.accepted_at:type_name -> google.protobuf.Timestamp
-	15, // 15: switchboard.distribution.v1.TaskReplyOverdue.due_at:type_name -> google.protobuf.Timestamp
-	15, // 16: switchboard.distribution.v1.TaskTransferred.transferred_at:type_name -> google.protobuf.Timestamp
-	15, // 17: switchboard.distribution.v1.TaskParked.parked_at:type_name -> google.protobuf.Timestamp
-	15, // 18: switchboard.distribution.v1.TaskResumed.resumed_at:type_name -> google.protobuf.Timestamp
-	15, // 19: switchboard.distribution.v1.TaskOverflowed.overflowed_at:type_name -> google.protobuf.Timestamp
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	16, // 0: switchboard.distribution.v1.TaskQueued.queued_at:type_name -> google.protobuf.Timestamp
+	16, // 1: switchboard.distribution.v1.TaskOffered.expires_at:type_name -> google.protobuf.Timestamp
+	17, // 2: switchboard.distribution.v1.TaskOffered.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	16, // 3: switchboard.distribution.v1.TaskOffered.offered_at:type_name -> google.protobuf.Timestamp
+	15, // 4: switchboard.distribution.v1.TaskOffered.parameters:type_name -> switchboard.distribution.v1.TaskOffered.ParametersEntry
+	16, // 5: switchboard.distribution.v1.TaskAccepted.accepted_at:type_name -> google.protobuf.Timestamp
+	16, // 6: switchboard.distribution.v1.TaskDeclined.declined_at:type_name -> google.protobuf.Timestamp
+	16, // 7: switchboard.distribution.v1.TaskOfferTimedOut.timed_out_at:type_name -> google.protobuf.Timestamp
+	16, // 8: switchboard.distribution.v1.TaskCanceled.canceled_at:type_name -> google.protobuf.Timestamp
+	16, // 9: switchboard.distribution.v1.TaskWrapUpStarted.started_at:type_name -> google.protobuf.Timestamp
+	16, // 10: switchboard.distribution.v1.TaskWrapUpStarted.ends_at:type_name -> google.protobuf.Timestamp
+	16, // 11: switchboard.distribution.v1.TaskWrapUpEnded.ended_at:type_name -> google.protobuf.Timestamp
+	16, // 12: switchboard.distribution.v1.TaskCompleted.completed_at:type_name -> google.protobuf.Timestamp
+	18, // 13: switchboard.distribution.v1.TaskCompleted.handle_time:type_name -> google.protobuf.Duration
+	16, // 14: switchboard.distribution.v1.TaskReprioritized.reprioritized_at:type_name -> google.protobuf.Timestamp
+	16, // 15: switchboard.distribution.v1.TaskReplyOverdue.accepted_at:type_name -> google.protobuf.Timestamp
+	16, // 16: switchboard.distribution.v1.TaskReplyOverdue.due_at:type_name -> google.protobuf.Timestamp
+	16, // 17: switchboard.distribution.v1.TaskTransferred.transferred_at:type_name -> google.protobuf.Timestamp
+	16, // 18: switchboard.distribution.v1.TaskParked.parked_at:type_name -> google.protobuf.Timestamp
+	16, // 19: switchboard.distribution.v1.TaskResumed.resumed_at:type_name -> google.protobuf.Timestamp
+	16, // 20: switchboard.distribution.v1.TaskOverflowed.overflowed_at:type_name -> google.protobuf.Timestamp
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_events_proto_init() }
@@ -1901,7 +1919,7 @@ func file_switchboard_distribution_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_distribution_v1_events_proto_rawDesc), len(file_switchboard_distribution_v1_events_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

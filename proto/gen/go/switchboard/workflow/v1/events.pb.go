@@ -94,8 +94,13 @@ type TaskRequested struct {
 	// Skills an agent needs to be offered the task (e.g. a language); empty:
 	// any agent of the service.
 	RequiredSkills []string `protobuf:"bytes,9,rep,name=required_skills,json=requiredSkills,proto3" json:"required_skills,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// What the workflow collected: a snapshot of the session's parameters
+	// when the task was queued (name → value), for the agent's desk. Bounded
+	// (at most 50, names up to 64 bytes, values up to 1 KiB); never a tenant
+	// secret.
+	Parameters    map[string]string `protobuf:"bytes,10,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskRequested) Reset() {
@@ -187,6 +192,13 @@ func (x *TaskRequested) GetRequestedAt() *timestamppb.Timestamp {
 func (x *TaskRequested) GetRequiredSkills() []string {
 	if x != nil {
 		return x.RequiredSkills
+	}
+	return nil
+}
+
+func (x *TaskRequested) GetParameters() map[string]string {
+	if x != nil {
+		return x.Parameters
 	}
 	return nil
 }
@@ -582,7 +594,7 @@ var File_switchboard_workflow_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"$switchboard/workflow/v1/events.proto\x12\x17switchboard.workflow.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xfb\x02\n" +
+	"$switchboard/workflow/v1/events.proto\x12\x17switchboard.workflow.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\x92\x04\n" +
 	"\rTaskRequested\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x17\n" +
 	"\atask_id\x18\x02 \x01(\tR\x06taskId\x12\x1d\n" +
@@ -594,7 +606,14 @@ const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"\bpriority\x18\x06 \x01(\x05R\bpriority\x12#\n" +
 	"\rcustomer_name\x18\a \x01(\tR\fcustomerName\x12=\n" +
 	"\frequested_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vrequestedAt\x12'\n" +
-	"\x0frequired_skills\x18\t \x03(\tR\x0erequiredSkills\"\xde\x01\n" +
+	"\x0frequired_skills\x18\t \x03(\tR\x0erequiredSkills\x12V\n" +
+	"\n" +
+	"parameters\x18\n" +
+	" \x03(\v26.switchboard.workflow.v1.TaskRequested.ParametersEntryR\n" +
+	"parameters\x1a=\n" +
+	"\x0fParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xde\x01\n" +
 	"\x0eWorkflowFailed\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -656,7 +675,7 @@ func file_switchboard_workflow_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_workflow_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchboard_workflow_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_switchboard_workflow_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_switchboard_workflow_v1_events_proto_goTypes = []any{
 	(EndCause)(0),                 // 0: switchboard.workflow.v1.EndCause
 	(*TaskRequested)(nil),         // 1: switchboard.workflow.v1.TaskRequested
@@ -664,24 +683,26 @@ var file_switchboard_workflow_v1_events_proto_goTypes = []any{
 	(*SessionEndRequested)(nil),   // 3: switchboard.workflow.v1.SessionEndRequested
 	(*StepCompleted)(nil),         // 4: switchboard.workflow.v1.StepCompleted
 	(*TimerFired)(nil),            // 5: switchboard.workflow.v1.TimerFired
-	(*v1.ConversationRef)(nil),    // 6: switchboard.messaging.v1.ConversationRef
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
+	nil,                           // 6: switchboard.workflow.v1.TaskRequested.ParametersEntry
+	(*v1.ConversationRef)(nil),    // 7: switchboard.messaging.v1.ConversationRef
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 9: google.protobuf.Duration
 }
 var file_switchboard_workflow_v1_events_proto_depIdxs = []int32{
-	6, // 0: switchboard.workflow.v1.TaskRequested.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	7, // 1: switchboard.workflow.v1.TaskRequested.requested_at:type_name -> google.protobuf.Timestamp
-	7, // 2: switchboard.workflow.v1.WorkflowFailed.occurred_at:type_name -> google.protobuf.Timestamp
-	7, // 3: switchboard.workflow.v1.SessionEndRequested.occurred_at:type_name -> google.protobuf.Timestamp
-	0, // 4: switchboard.workflow.v1.SessionEndRequested.cause:type_name -> switchboard.workflow.v1.EndCause
-	8, // 5: switchboard.workflow.v1.StepCompleted.duration:type_name -> google.protobuf.Duration
-	7, // 6: switchboard.workflow.v1.StepCompleted.occurred_at:type_name -> google.protobuf.Timestamp
-	7, // 7: switchboard.workflow.v1.TimerFired.due_at:type_name -> google.protobuf.Timestamp
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	7, // 0: switchboard.workflow.v1.TaskRequested.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	8, // 1: switchboard.workflow.v1.TaskRequested.requested_at:type_name -> google.protobuf.Timestamp
+	6, // 2: switchboard.workflow.v1.TaskRequested.parameters:type_name -> switchboard.workflow.v1.TaskRequested.ParametersEntry
+	8, // 3: switchboard.workflow.v1.WorkflowFailed.occurred_at:type_name -> google.protobuf.Timestamp
+	8, // 4: switchboard.workflow.v1.SessionEndRequested.occurred_at:type_name -> google.protobuf.Timestamp
+	0, // 5: switchboard.workflow.v1.SessionEndRequested.cause:type_name -> switchboard.workflow.v1.EndCause
+	9, // 6: switchboard.workflow.v1.StepCompleted.duration:type_name -> google.protobuf.Duration
+	8, // 7: switchboard.workflow.v1.StepCompleted.occurred_at:type_name -> google.protobuf.Timestamp
+	8, // 8: switchboard.workflow.v1.TimerFired.due_at:type_name -> google.protobuf.Timestamp
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_workflow_v1_events_proto_init() }
@@ -695,7 +716,7 @@ func file_switchboard_workflow_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_workflow_v1_events_proto_rawDesc), len(file_switchboard_workflow_v1_events_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
