@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -217,6 +218,16 @@ func TestBotConversationHandsOffToQueueTask(t *testing.T) {
 	}
 	if st.Bot != nil || st.Status != runner.StatusQueued {
 		t.Errorf("after the handoff: status %s, bot state %+v", st.Status, st.Bot)
+	}
+	// The Queue Task's request carries what the bot stored.
+	var task *workflowv1.TaskRequested
+	for _, p := range f.pub.all() {
+		if ev, ok := p.event.(*workflowv1.TaskRequested); ok {
+			task = ev
+		}
+	}
+	if !maps.Equal(task.GetParameters(), st.Params) {
+		t.Errorf("task parameters %v, want the session's %v", task.GetParameters(), st.Params)
 	}
 	if got := f.pub.steps(); !slices.Equal(got, []string{"bot handoff", "queue "}) {
 		t.Errorf("steps = %q", got)

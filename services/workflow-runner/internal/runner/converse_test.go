@@ -3,7 +3,9 @@ package runner_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/pkg/taskparams"
 	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 	"github.com/switchboard-cc/switchboard/services/workflow-runner/internal/runner"
 )
@@ -136,6 +139,10 @@ func TestMenuQuestionDelayQueue(t *testing.T) {
 	if !ok || !slices.Equal(task.GetRequiredSkills(), []string{"en"}) {
 		t.Errorf("last event %v, want a task request requiring en", out[len(out)-1].event)
 	}
+	// What the menu and the question collected goes to the agent's desk.
+	if want := map[string]string{"topic": "Bookings", "booking": "123456"}; !maps.Equal(task.GetParameters(), want) {
+		t.Errorf("task parameters %v, want %v", task.GetParameters(), want)
+	}
 	wantSteps := []string{"menu Bookings", "number next", "wait next", "thanks next", "queue "}
 	if got := f.pub.steps(); !slices.Equal(got, wantSteps) {
 		t.Errorf("steps %q, want %q", got, wantSteps)
@@ -152,6 +159,36 @@ func TestMenuQuestionDelayQueue(t *testing.T) {
 	c.say("2")
 	if st := c.state(); st.Status != runner.StatusDone || len(f.pub.all()) != before {
 		t.Errorf("after accept: status %q, published %d more", st.Status, len(f.pub.all())-before)
+	}
+}
+
+// Parameters past the desk's bounds are left out of the task request (a
+// value too long is cut), and the task is queued all the same.
+func TestQueuedParametersAreBounded(t *testing.T) {
+	// p00…p49, then "half" and "a_note" (twice half: past the bound).
+	acts := []workflowdef.Activity{}
+	for i := range taskparams.MaxParams {
+		acts = append(acts, act(fmt.Sprintf("p%02d", i), "save_to_parameter",
+			map[string]any{"parameter": fmt.Sprintf("p%02d", i), "value": "v"}, then(fmt.Sprintf("p%02d", i+1))))
+	}
+	acts = append(acts,
+		act(fmt.Sprintf("p%02d", taskparams.MaxParams), "save_to_parameter",
+			map[string]any{"parameter": "half", "value": strings.Repeat("x", taskparams.MaxValueBytes-10)}, then("note")),
+		act("note", "save_to_parameter", map[string]any{"parameter": "a_note", "value": "${half}${half}"}, then("queue")),
+		act("queue", "queue_task", nil, nil))
+	f := workflowFixture(t, nil, map[string]*workflowdef.Definition{"desk": {Start: "p00", Activities: acts}})
+	c := f.converse(t, "desk", sessionID)
+	if n := c.published(subjects.WorkflowTaskRequested("acme")); n != 1 {
+		t.Fatalf("%d task requests, want 1: %v", n, f.pub.ids())
+	}
+	out := f.pub.all()
+	task := out[len(out)-1].event.(*workflowv1.TaskRequested)
+	params := task.GetParameters()
+	if len(params) != taskparams.MaxParams || len(params["a_note"]) != taskparams.MaxValueBytes {
+		t.Errorf("task carries %d parameters (a_note %d bytes), want %d and %d", len(params), len(params["a_note"]), taskparams.MaxParams, taskparams.MaxValueBytes)
+	}
+	if st := c.state(); len(st.Params) != taskparams.MaxParams+2 || len(st.Params["a_note"]) != 2*(taskparams.MaxValueBytes-10) {
+		t.Errorf("the session keeps %d parameters (a_note %d bytes), want all %d uncut", len(st.Params), len(st.Params["a_note"]), taskparams.MaxParams+2)
 	}
 }
 

@@ -44,6 +44,7 @@ import (
 
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/pkg/taskparams"
 	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 )
 
@@ -931,10 +932,17 @@ func (r *Runner) queue(ctx context.Context, st *State, a *workflowdef.Activity, 
 	taskID := TaskID(st.SessionID, a.ID, st.Visits[a.ID])
 	st.TaskID = taskID
 	start := st.started()
+	// What the workflow collected goes with the task to the agent's desk,
+	// bounded; what does not fit is left out, the task still queued.
+	params, dropped := taskparams.Bound(st.Params)
+	if dropped.Any() {
+		r.log.WarnContext(ctx, "task parameters bounded", "tenant", st.Tenant, "session_id", st.SessionID, "task", taskID,
+			"dropped", dropped.Params, "truncated", dropped.Truncated)
+	}
 	return r.emit(ctx, st, subjects.WorkflowTaskRequested(st.Tenant), &workflowv1.TaskRequested{
 		TenantId: st.Tenant, TaskId: taskID, SessionId: st.SessionID, ServiceId: service,
 		Conversation: start.GetConversation(), Priority: priority, CustomerName: start.GetCustomerName(),
-		RequestedAt: timestamppb.New(r.now()), RequiredSkills: skills,
+		RequestedAt: timestamppb.New(r.now()), RequiredSkills: skills, Parameters: params,
 	}, taskID)
 }
 
