@@ -38,6 +38,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/pkg/taskparams"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/directory"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/grpcapi"
@@ -279,6 +280,13 @@ func (h handlers) taskRequested(ctx context.Context, m *bus.Message) error {
 		ID: ev.GetTaskId(), Tenant: ev.GetTenantId(), SessionID: ev.GetSessionId(), ServiceID: ev.GetServiceId(),
 		Conversation: ev.GetConversation(), CustomerName: ev.GetCustomerName(), Priority: ev.GetPriority(),
 		RequiredSkills: ev.GetRequiredSkills(), QueuedAt: ev.GetRequestedAt().AsTime(), Service: svc,
+	}
+	// The runner bounds the parameters; a request from elsewhere is held
+	// to the same bounds rather than refused.
+	var dropped taskparams.Dropped
+	if task.Parameters, dropped = taskparams.Bound(ev.GetParameters()); dropped.Any() {
+		h.log.WarnContext(ctx, "task parameters bounded", "tenant", task.Tenant, "task", task.ID,
+			"dropped", dropped.Params, "truncated", dropped.Truncated)
 	}
 	if within := svc.PreferredAgentWithin; within > 0 && h.last != nil && ev.GetConversation().GetCustomerAddress() != "" {
 		// One read by key; a failure only costs the preference.

@@ -166,6 +166,7 @@ type Task struct {
 	ServiceID      string
 	Conversation   *messagingv1.ConversationRef
 	CustomerName   string
+	Parameters     map[string]string // what the workflow collected (TaskRequested's), for the agent's desk
 	Priority       int32
 	RequiredSkills []string
 	QueuedAt       time.Time
@@ -1212,6 +1213,7 @@ func (e *Engine) offer(ctx context.Context, t *tenant, task *Task, a *agent, now
 		Conversation: task.Conversation, ServiceName: task.Service.Name, CustomerName: task.CustomerName,
 		OfferedAt: timestamppb.New(now), Note: task.Note, TransferredBy: transferredBy,
 		Preferred: task.PreferredAgent == a.info.ID && now.Before(task.PreferredUntil), Overflowed: task.Overflowed,
+		Parameters: task.Parameters,
 	}, o.id+":offered"); err != nil {
 		// The agent never learns of an offer that was not published:
 		// withdraw it and try again on the next change.
@@ -1298,6 +1300,6 @@ func offerProto(o *offer) *distributionv1.Offer {
 	return &distributionv1.Offer{
 		OfferId: o.id, TaskId: o.task.ID, SessionId: o.task.SessionID, ServiceId: o.task.ServiceID,
 		ServiceName: o.task.Service.Name, Conversation: o.task.Conversation, CustomerName: o.task.CustomerName,
-		ExpiresAt: timestamppb.New(o.expires),
+		ExpiresAt: timestamppb.New(o.expires), Parameters: o.task.Parameters,
 	}
 }

@@ -94,6 +94,9 @@ type taskDoc struct {
 	OverflowKeep  []string         `bson:"overflow_skills,omitempty"`
 	Trace         string           `bson:"trace,omitempty" json:",omitempty"`
 	UpdatedAt     time.Time        `bson:"updated_at"`
+
+	// Parameters: what the workflow collected (TaskRequested's).
+	Parameters map[string]string `bson:"parameters,omitempty"`
 	// Outbox: a closed task's closing events, in the bucket of open
 	// tasks only (see engine.Task.Outbox).
 	Outbox []outboxDoc `bson:"-" json:",omitempty"`
@@ -306,7 +309,7 @@ func doc(t *engine.Task) taskDoc {
 	conv, _ := proto.Marshal(t.Conversation) // a message that came decoded marshals
 	return taskDoc{
 		ID: key(t.Tenant, t.ID), Tenant: t.Tenant, TaskID: t.ID, SessionID: t.SessionID, ServiceID: t.ServiceID,
-		Conversation: conv, CustomerName: t.CustomerName, Priority: t.Priority, Skills: t.RequiredSkills, QueuedAt: t.QueuedAt,
+		Conversation: conv, CustomerName: t.CustomerName, Parameters: t.Parameters, Priority: t.Priority, Skills: t.RequiredSkills, QueuedAt: t.QueuedAt,
 		State: t.State, AgentID: t.AgentID, AcceptedAt: t.AcceptedAt, WrapUntil: t.WrapUntil,
 		ServiceName: t.Service.Name, RONATimeout: t.Service.RONATimeout, MaxParallel: t.Service.MaxParallelTasks,
 		AfterCall: t.Service.AfterCallWork, ServiceCodes: t.Service.ServiceCodes, SalesCodes: t.Service.SalesCodes, Tags: t.Service.Tags,
@@ -382,7 +385,7 @@ func (d taskDoc) task() (*engine.Task, error) {
 	}
 	return &engine.Task{Outbox: outbox,
 		ID: d.TaskID, Tenant: d.Tenant, SessionID: d.SessionID, ServiceID: d.ServiceID,
-		Conversation: conv, CustomerName: d.CustomerName, Priority: d.Priority, RequiredSkills: d.Skills, QueuedAt: d.QueuedAt,
+		Conversation: conv, CustomerName: d.CustomerName, Parameters: d.Parameters, Priority: d.Priority, RequiredSkills: d.Skills, QueuedAt: d.QueuedAt,
 		State: d.State, AgentID: d.AgentID, AcceptedAt: d.AcceptedAt, WrapUntil: d.WrapUntil,
 		Note: d.Note, Transfers: d.Transfers, ReplyDue: d.ReplyDue, Replied: d.Replied, Overdue: d.Overdue,
 		OfferID: d.OfferID, OfferExpires: d.OfferExpires, AcceptedOffer: d.AcceptedOffer,

@@ -3,9 +3,12 @@ package store_test
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"os"
 	"reflect"
+	"slices"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,8 +43,9 @@ func task(tenant, id string, state engine.TaskState) *engine.Task {
 			ConversationSid: "CH0123456789abcdef0123456789abcdef",
 		},
 		CustomerName: "Dana", Priority: 2, QueuedAt: queuedAt, State: state,
-		Trace:   "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-		Service: engine.ServiceInfo{ID: "sales", Name: "Sales", RONATimeout: 45 * time.Second, MaxParallelTasks: 3},
+		Parameters: map[string]string{"order": "A-1042", "language": "de", "note": "<b>urgent</b>"},
+		Trace:      "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+		Service:    engine.ServiceInfo{ID: "sales", Name: "Sales", RONATimeout: 45 * time.Second, MaxParallelTasks: 3},
 	}
 }
 
@@ -98,6 +102,9 @@ func TestSaveAndLoadOpen(t *testing.T) {
 	}
 	if !reflect.DeepEqual(of(got), of(want)) {
 		t.Errorf("loaded task\n got  %+v\n want %+v", of(got), of(want))
+	}
+	if !maps.Equal(got.Parameters, want.Parameters) {
+		t.Errorf("parameters = %v, want %v", got.Parameters, want.Parameters)
 	}
 }
 
@@ -258,5 +265,108 @@ func TestEngineRestoresFromTheStore(t *testing.T) {
 	}
 	if len(st.GetOffers()) != 1 || st.GetOffers()[0].GetTaskId() != "t2" || st.GetOffers()[0].GetServiceName() != "Sales" {
 		t.Errorf("bob's offers after restore = %v, want t2 of Sales", st.GetOffers())
+	}
+}
+
+// offersPub keeps the TaskOffered events an engine publishes.
+type offersPub struct {
+	mu     sync.Mutex
+	offers []*distributionv1.TaskOffered
+}
+
+func (p *offersPub) Emit(_ context.Context, _ string, ev proto.Message, _ string) error {
+	if o, ok := ev.(*distributionv1.TaskOffered); ok {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		p.offers = append(p.offers, proto.Clone(o).(*distributionv1.TaskOffered))
+	}
+	return nil
+}
+
+func (p *offersPub) last(t *testing.T, taskID string) *distributionv1.TaskOffered {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := len(p.offers) - 1; i >= 0; i-- {
+		if p.offers[i].GetTaskId() == taskID {
+			return p.offers[i]
+		}
+	}
+	t.Fatalf("task %s was not offered", taskID)
+	return nil
+}
+
+// What the workflow collected goes with the task to its offers, and a
+// replica that takes the tenant over from the store offers it with them
+// too: the open offer it keeps and a new offer of a task that waited.
+func TestParametersSurviveATakeOver(t *testing.T) {
+	ctx := context.Background()
+	db := mongotest.Database(t)
+	s, err := store.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	svc := engine.ServiceInfo{ID: "sales", Name: "Sales", RONATimeout: time.Hour, MaxParallelTasks: 1}
+	alice := engine.AgentInfo{ID: "alice", Eligible: true, Services: []string{"sales"}}
+	bob := engine.AgentInfo{ID: "bob", Eligible: true, Services: []string{"sales"}}
+	params := map[string]map[string]string{
+		"t1": {"order": "A-1042", "language": "de"},
+		"t2": {"booking": "B-7", "bot_reason": "needs an agent"},
+	}
+	newTask := func(id string) *engine.Task {
+		return &engine.Task{ID: id, Tenant: "acme", SessionID: "ss_" + id, ServiceID: "sales", Service: svc,
+			Conversation: &messagingv1.ConversationRef{Channel: messagingv1.Channel_CHANNEL_SMS, CustomerAddress: "+15550100"},
+			Parameters:   maps.Clone(params[id])}
+	}
+
+	pub1 := &offersPub{}
+	e1 := engine.New(pub1, s, log)
+	if _, err := e1.SetPresence(ctx, "acme", alice, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"t1", "t2"} {
+		if err := e1.Enqueue(ctx, newTask(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := pub1.last(t, "t1").GetParameters(); !maps.Equal(got, params["t1"]) {
+		t.Errorf("TaskOffered parameters = %v, want %v", got, params["t1"])
+	}
+	e1.Close() // dies with t1 on offer to alice and t2 waiting
+
+	s2, err := store.New(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub2 := &offersPub{}
+	e2 := engine.New(pub2, s2, log)
+	defer e2.Close()
+	if n, err := e2.Restore(ctx); err != nil || n != 2 {
+		t.Fatalf("Restore = %d, %v; want 2 open tasks", n, err)
+	}
+	if _, err := e2.SetPresence(ctx, "acme", alice, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range e2.State("acme", "alice").GetOffers() {
+		if want := params[o.GetTaskId()]; !maps.Equal(o.GetParameters(), want) {
+			t.Errorf("alice's restored offer of %s carries %v, want %v", o.GetTaskId(), o.GetParameters(), want)
+		}
+	}
+	if _, err := e2.SetPresence(ctx, "acme", bob, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
+		t.Fatal(err)
+	}
+	// t1 or t2 (whichever the restored engine offers to bob, the other
+	// being alice's) carries its parameters.
+	pub2.mu.Lock()
+	offered := slices.Clone(pub2.offers)
+	pub2.mu.Unlock()
+	if len(offered) == 0 {
+		t.Fatal("the restored engine offered nothing")
+	}
+	for _, o := range offered {
+		if want := params[o.GetTaskId()]; !maps.Equal(o.GetParameters(), want) {
+			t.Errorf("TaskOffered of %s after the take-over carries %v, want %v", o.GetTaskId(), o.GetParameters(), want)
+		}
 	}
 }
