@@ -3,6 +3,7 @@ package sessions_test
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"strings"
@@ -502,6 +503,58 @@ func TestSessionLifecycle(t *testing.T) {
 	// Closing the last socket makes the agent offline.
 	alice.Close()
 	waitFor(t, "alice offline", func() bool { return h.dist.presenceOf("alice") == distributionv1.Presence_PRESENCE_OFFLINE })
+}
+
+// What the workflow collected comes with the offer: the card shows it, the
+// session keeps it, and the assigned chat and a reconnect's snapshot
+// carry it.
+func TestOfferAndChatCarryTheWorkflowsParameters(t *testing.T) {
+	h := start(t)
+	ctx := ctxT(t)
+	alice := h.agent(t, "alice@acme.example")
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM1", "+15550001", "hello"), "SM1")
+	waitFor(t, "session started", func() bool { return len(sessionIDs(t, h)) == 1 })
+	sid := sessionIDs(t, h)[0]
+	params := map[string]string{"order": "A-1042", "language": "de", "note": `<img src=x onerror=alert(1)>`}
+
+	h.publish(t, subjects.TaskOffered("acme"), &distributionv1.TaskOffered{TenantId: "acme", TaskId: "tk1", SessionId: sid, AgentId: "alice",
+		OfferId: "of-" + sid, ServiceName: "Support", Conversation: inbound("", "+15550001", "").GetConversation(), Parameters: params}, "o1")
+	var offer struct {
+		Parameters map[string]string `json:"parameters"`
+	}
+	f, err := alice.WaitFor(ctx, "offer.created", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Decode(&offer); err != nil || !maps.Equal(offer.Parameters, params) {
+		t.Errorf("offer card parameters = %v (%v), want %v", offer.Parameters, err, params)
+	}
+	h.publish(t, subjects.TaskAccepted("acme"), &distributionv1.TaskAccepted{TenantId: "acme", TaskId: "tk1", SessionId: sid, AgentId: "alice", OfferId: "of-" + sid, AcceptedAt: timestamppb.Now()}, "a1")
+	var chat struct {
+		Parameters map[string]string `json:"parameters"`
+	}
+	f, err = alice.WaitFor(ctx, "session.assigned", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Decode(&chat); err != nil || !maps.Equal(chat.Parameters, params) {
+		t.Errorf("assigned chat parameters = %v (%v), want %v", chat.Parameters, err, params)
+	}
+
+	again := h.agent(t, "alice@acme.example") // a reload
+	var snap struct {
+		Sessions []struct {
+			SessionID  string            `json:"session_id"`
+			Parameters map[string]string `json:"parameters"`
+		} `json:"sessions"`
+	}
+	f, err = again.WaitFor(ctx, "snapshot", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Decode(&snap); err != nil || len(snap.Sessions) != 1 || !maps.Equal(snap.Sessions[0].Parameters, params) {
+		t.Errorf("snapshot sessions = %+v (%v), want the chat with %v", snap.Sessions, err, params)
+	}
 }
 
 // A conversation Twilio closes, and a workflow's Disconnect, end the

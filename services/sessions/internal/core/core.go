@@ -477,7 +477,7 @@ func sessionView(s *store.Session, msgs []*store.Message) *protocol.Session {
 	v := &protocol.Session{
 		SessionID: s.ID, ServiceID: s.ServiceID, ServiceName: s.ServiceName, Channel: s.Conversation.Channel,
 		Customer: s.Conversation.Customer, CustomerName: s.CustomerName, State: s.State, StartedAt: s.StartedAt,
-		Parked: s.Parked, Messages: []*protocol.Message{},
+		Parked: s.Parked, Messages: []*protocol.Message{}, Parameters: s.Parameters,
 	}
 	for _, m := range msgs {
 		if m.Visibility == store.VisibleToSupervisors {
@@ -505,7 +505,7 @@ func OfferView(o *distributionv1.Offer) *protocol.Offer {
 		OfferID: o.GetOfferId(), TaskID: o.GetTaskId(), SessionID: o.GetSessionId(), ServiceID: o.GetServiceId(),
 		ServiceName: o.GetServiceName(), Channel: protocol.ChannelName(o.GetConversation().GetChannel()),
 		Customer: o.GetConversation().GetCustomerAddress(), CustomerName: o.GetCustomerName(),
-		ExpiresAt: o.GetExpiresAt().AsTime(),
+		ExpiresAt: o.GetExpiresAt().AsTime(), Parameters: o.GetParameters(),
 	}
 }
 
@@ -518,13 +518,15 @@ func (c *Core) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		if err := m.Decode(&ev); err != nil {
 			return err
 		}
-		if err := c.store.SetServiceName(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetServiceName()); err != nil {
+		// The session keeps what the workflow collected: the chat shows it
+		// once the agent accepts, and after a reconnect.
+		if err := c.store.SetOffered(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetServiceName(), ev.GetParameters()); err != nil {
 			return err
 		}
 		offer := OfferView(&distributionv1.Offer{
 			OfferId: ev.GetOfferId(), TaskId: ev.GetTaskId(), SessionId: ev.GetSessionId(), ServiceId: ev.GetServiceId(),
 			ServiceName: ev.GetServiceName(), Conversation: ev.GetConversation(), CustomerName: ev.GetCustomerName(),
-			ExpiresAt: ev.GetExpiresAt(),
+			ExpiresAt: ev.GetExpiresAt(), Parameters: ev.GetParameters(),
 		})
 		offer.Note, offer.TransferredBy = ev.GetNote(), ev.GetTransferredBy()
 		c.preview(ctx, ev.GetTenantId(), ev.GetSessionId(), offer)

@@ -187,6 +187,9 @@ type Offer struct {
 	// is when the session started (the card shows the wait).
 	Preview      string     `json:"preview,omitempty"`
 	WaitingSince *time.Time `json:"waiting_since,omitempty"`
+	// Parameters: what the workflow collected before it queued the task
+	// (name → value).
+	Parameters map[string]string `json:"parameters,omitempty"`
 }
 
 // WrapUp is the after-call work form of one task: what the agent may
@@ -221,6 +224,9 @@ type Session struct {
 	// Compliance is what may be sent to the customer now; absent when
 	// outbound-sender could not be asked.
 	Compliance *Compliance `json:"compliance,omitempty"`
+	// Parameters: what the workflow collected before it queued the task
+	// (name → value): the chat's customer details.
+	Parameters map[string]string `json:"parameters,omitempty"`
 }
 
 // Compliance is what outbound-sender will allow for a session's customer.

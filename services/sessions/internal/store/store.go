@@ -75,6 +75,9 @@ type Session struct {
 	// Trace is the W3C traceparent of the customer message that opened
 	// the session: agents' replies continue that trace.
 	Trace string `bson:"trace,omitempty"`
+	// Parameters: what the workflow collected before it queued the
+	// session's task (distribution's TaskOffered), for the agent.
+	Parameters map[string]string `bson:"parameters,omitempty"`
 }
 
 // Media is an attachment.
@@ -463,14 +466,23 @@ func (s *Store) UpdateStatus(ctx context.Context, tenant, sessionID, messageID, 
 	return true, nil
 }
 
-// SetServiceName records the display name of the session's service.
-func (s *Store) SetServiceName(ctx context.Context, tenant, sessionID, name string) error {
-	if name == "" {
+// SetOffered records what an offer of the session's task says about it:
+// the display name of its service and the parameters the workflow
+// collected (a task without parameters leaves earlier ones as they are).
+func (s *Store) SetOffered(ctx context.Context, tenant, sessionID, serviceName string, params map[string]string) error {
+	set := bson.M{}
+	if serviceName != "" {
+		set["service_name"] = serviceName
+	}
+	if len(params) > 0 {
+		set["parameters"] = params
+	}
+	if len(set) == 0 {
 		return nil
 	}
-	_, err := s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": bson.M{"service_name": name}})
+	_, err := s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": set})
 	if err != nil {
-		return fmt.Errorf("set service name: %w", err)
+		return fmt.Errorf("set offered: %w", err)
 	}
 	return nil
 }
