@@ -52,6 +52,8 @@ func agent(t *testing.T, ctx context.Context, info devstack.Info, email string) 
 
 type offer struct {
 	OfferID, SessionID, Customer, Channel, ServiceName string
+	// frame is the offer.created frame itself.
+	frame agentclient.Frame
 }
 
 func waitOffer(t *testing.T, ctx context.Context, c *agentclient.Conn, customer string) offer {
@@ -60,7 +62,7 @@ func waitOffer(t *testing.T, ctx context.Context, c *agentclient.Conn, customer 
 	if err != nil {
 		t.Fatalf("no offer for %s: %v", customer, err)
 	}
-	return offer{OfferID: f.Field("offer_id"), SessionID: f.Field("session_id"), Customer: f.Field("customer"), Channel: f.Field("channel"), ServiceName: f.Field("service_name")}
+	return offer{OfferID: f.Field("offer_id"), SessionID: f.Field("session_id"), Customer: f.Field("customer"), Channel: f.Field("channel"), ServiceName: f.Field("service_name"), frame: f}
 }
 
 // acceptOffer accepts o for c and waits until the session is assigned.

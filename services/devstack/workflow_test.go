@@ -2,6 +2,7 @@ package devstack_test
 
 import (
 	"context"
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -65,9 +66,31 @@ func TestDemoMenuToAgent(t *testing.T) {
 	if _, err := alice.Request(ctx, "offer.accept", map[string]string{"offer_id": o.OfferID}); err != nil {
 		t.Fatalf("accept: %v", err)
 	}
-	if _, err := alice.WaitFor(ctx, "session.assigned", func(f agentclient.Frame) bool { return f.Field("session_id") == o.SessionID }); err != nil {
+	assigned, err := alice.WaitFor(ctx, "session.assigned", func(f agentclient.Frame) bool { return f.Field("session_id") == o.SessionID })
+	if err != nil {
 		t.Fatal(err)
 	}
+	// What the menu collected is on the card and beside the chat.
+	want := map[string]string{"topic": "Orders"}
+	if got := frameParams(t, o.frame); !maps.Equal(got, want) {
+		t.Errorf("offer parameters %v, want %v", got, want)
+	}
+	if got := frameParams(t, assigned); !maps.Equal(got, want) {
+		t.Errorf("assigned chat parameters %v, want %v", got, want)
+	}
+}
+
+// frameParams is the parameters of an offer.created or session.assigned
+// frame.
+func frameParams(t *testing.T, f agentclient.Frame) map[string]string {
+	t.Helper()
+	var v struct {
+		Parameters map[string]string `json:"parameters"`
+	}
+	if err := f.Decode(&v); err != nil {
+		t.Fatalf("%s frame: %v", f.Type, err)
+	}
+	return v.Parameters
 }
 
 // exampleEnv is what deploy/examples/tenant.yaml reads from the
@@ -82,9 +105,10 @@ var exampleEnv = map[string]string{
 
 // applyExample applies deploy/examples/tenant.yaml as `switchboardctl
 // apply` does, with its opening hours made round the clock so the test
-// runs at any hour, and registers its Twilio account with the emulator
-// as the README's "Try your own workflow" section shows.
-func applyExample(t *testing.T, ctx context.Context, info devstack.Info) *tenantspec.Spec {
+// runs at any hour (and the test's edits), and registers its Twilio
+// account with the emulator as the README's "Try your own workflow"
+// section shows.
+func applyExample(t *testing.T, ctx context.Context, info devstack.Info, edits ...func(*tenantspec.Spec)) *tenantspec.Spec {
 	t.Helper()
 	data, err := os.ReadFile("../../deploy/examples/tenant.yaml")
 	if err != nil {
@@ -101,6 +125,9 @@ func applyExample(t *testing.T, ctx context.Context, info devstack.Info) *tenant
 		if oh := spec.Services[i].OpeningHours; oh != nil {
 			oh.Windows, oh.Holidays = []tenantspec.Window{{Days: []string{"daily"}, Start: "00:00", End: "24:00"}}, nil
 		}
+	}
+	for _, edit := range edits {
+		edit(spec)
 	}
 	tok, err := info.AuthKeys.Mint(authn.Claims{Roles: []string{authn.RolePlatform}, Name: "example-test",
 		RegisteredClaims: jwt.RegisteredClaims{Subject: "example-test"}}, time.Hour)
@@ -196,5 +223,12 @@ func TestExampleTenantConverses(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(bodies, "\n"), "123456") {
 		t.Errorf("the agent's transcript %q lacks the customer's answer", bodies)
+	}
+	want := map[string]string{"booking_number": "123456"}
+	if got := frameParams(t, o.frame); !maps.Equal(got, want) {
+		t.Errorf("offer parameters %v, want %v", got, want)
+	}
+	if got := frameParams(t, f); !maps.Equal(got, want) {
+		t.Errorf("assigned chat parameters %v, want %v", got, want)
 	}
 }
