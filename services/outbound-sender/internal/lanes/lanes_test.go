@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/switchboard-cc/switchboard/pkg/bus"
@@ -206,9 +207,16 @@ func TestSettledInPrepare(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cons, err := b.JS.Consumer(ctx, subjects.StreamOutbound, durable)
-	if err != nil {
-		t.Fatal(err)
+	// Run creates the consumer in its own goroutine: wait for it.
+	var cons jetstream.Consumer
+	for {
+		var err error
+		if cons, err = b.JS.Consumer(ctx, subjects.StreamOutbound, durable); err == nil {
+			break
+		} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	// Every message acked; only the panicking one delivered twice.
 	want := uint64(len(values) + 1)
