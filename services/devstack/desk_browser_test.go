@@ -15,12 +15,17 @@ import (
 
 // signIn opens the console and signs the agent in.
 func signIn(email string, info devstack.Info) chromedp.Tasks {
+	return signInTo("demo", email, "demo", info)
+}
+
+// signInTo signs in to another tenant's console.
+func signInTo(tenant, email, password string, info devstack.Info) chromedp.Tasks {
 	return chromedp.Tasks{
 		chromedp.Navigate(info.ConsoleURL),
 		chromedp.WaitVisible("#login-form"),
-		chromedp.SetValue("#login-tenant", "demo"),
+		chromedp.SetValue("#login-tenant", tenant),
 		chromedp.SendKeys("#login-email", email),
-		chromedp.SendKeys("#login-password", "demo"),
+		chromedp.SendKeys("#login-password", password),
 		chromedp.Click("#login-submit"),
 		chromedp.WaitVisible("#desk-view"),
 		waitText("#conn-state", "connected"),

@@ -267,6 +267,36 @@ function waitLabel(since) {
 
 function channelLabel(c) { return c === "whatsapp" ? "WhatsApp" : c === "sms" ? "SMS" : c; }
 
+// Parameters the workflow collected (name → value), in name order.
+function paramEntries(params) {
+  return Object.entries(params || {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+// renderParams fills dl with the first limit parameters ("name: value",
+// as text: they are the customer's and the workflow's words, never
+// markup) and a count of the rest; hidden when there are none.
+function renderParams(dl, params, limit) {
+  const entries = paramEntries(params);
+  dl.replaceChildren();
+  dl.hidden = !entries.length;
+  for (const [k, v] of entries.slice(0, limit || entries.length)) {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = v;
+    dl.append(dt, dd);
+  }
+  if (limit && entries.length > limit) {
+    const more = document.createElement("dd");
+    more.className = "muted params-more";
+    more.textContent = `+${entries.length - limit} more`;
+    dl.append(more);
+  }
+}
+
+// offerParams is how many parameters an offer card lists.
+const offerParams = 3;
+
 function render() {
   const offers = $("offers");
   offers.replaceChildren();
@@ -279,6 +309,7 @@ function render() {
     li.querySelector(".offer-preview").textContent = o.preview || "";
     li.querySelector(".offer-preview").hidden = !o.preview;
     if (o.waiting_since) li.querySelector(".offer-wait").dataset.since = o.waiting_since;
+    renderParams(li.querySelector(".offer-params"), o.parameters, offerParams);
     if (o.note || o.transferred_by) {
       const n = li.querySelector(".offer-note");
       n.hidden = false;
@@ -402,6 +433,8 @@ function renderSession() {
   const parked = !!s.parked && s.state === "active";
   if (parked) status += " · parked";
   $("session-meta").textContent = ` · ${channelLabel(s.channel)} · ${s.service_name || s.service_id}${status}`;
+  renderParams($("session-details-list"), s.parameters);
+  $("session-details").hidden = !paramEntries(s.parameters).length;
   const ended = s.state === "ended" || s.state === "transferred";
   $("transfer").hidden = ended;
   $("park").hidden = ended;

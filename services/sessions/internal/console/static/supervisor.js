@@ -150,6 +150,8 @@ function svRenderChat() {
   $("sv-customer").textContent = s.customer_name ? `${s.customer_name} (${s.customer})` : s.customer;
   const state_ = s.state === "active" ? "" : ` · ${s.state}`;
   $("sv-meta").textContent = ` · ${channelLabel(s.channel)} · ${s.service_name || s.service_id} · agent ${s.agent_id || "none"}${state_}`;
+  renderParams($("sv-details-list"), s.parameters);
+  $("sv-details").hidden = !paramEntries(s.parameters).length;
   const over = s.state !== "active";
   for (const id of ["sv-end", "sv-whisper", "sv-barge"]) $(id).disabled = over;
   for (const b of document.querySelectorAll("#sv-whisper-form button, #sv-barge-form button")) b.disabled = over;
