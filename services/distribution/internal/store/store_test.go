@@ -197,6 +197,19 @@ type nopPub struct{}
 
 func (nopPub) Emit(context.Context, string, proto.Message, string) error { return nil }
 
+// The engine tests' service and its agents, one task at a time each.
+var (
+	salesSvc = engine.ServiceInfo{ID: "sales", Name: "Sales", RONATimeout: time.Hour, MaxParallelTasks: 1}
+	alice    = engine.AgentInfo{ID: "alice", Eligible: true, Services: []string{"sales"}}
+	bob      = engine.AgentInfo{ID: "bob", Eligible: true, Services: []string{"sales"}}
+)
+
+// salesTask is a task of salesSvc from an SMS customer.
+func salesTask(id string) *engine.Task {
+	return &engine.Task{ID: id, Tenant: "acme", SessionID: "ss_" + id, ServiceID: "sales", Service: salesSvc,
+		Conversation: &messagingv1.ConversationRef{Channel: messagingv1.Channel_CHANNEL_SMS, CustomerAddress: "+15550100"}}
+}
+
 // The engine's restart path over the real store: what was accepted stays
 // with its agent, what was queued or on offer is offered again, and ended
 // sessions and known tasks are not queued again.
@@ -208,13 +221,7 @@ func TestEngineRestoresFromTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	svc := engine.ServiceInfo{ID: "sales", Name: "Sales", RONATimeout: time.Hour, MaxParallelTasks: 1}
-	alice := engine.AgentInfo{ID: "alice", Eligible: true, Services: []string{"sales"}}
-	bob := engine.AgentInfo{ID: "bob", Eligible: true, Services: []string{"sales"}}
-	newTask := func(id string) *engine.Task {
-		return &engine.Task{ID: id, Tenant: "acme", SessionID: "ss_" + id, ServiceID: "sales", Service: svc,
-			Conversation: &messagingv1.ConversationRef{Channel: messagingv1.Channel_CHANNEL_SMS, CustomerAddress: "+15550100"}}
-	}
+	newTask := salesTask
 
 	e1 := engine.New(nopPub{}, s, log)
 	if _, err := e1.SetPresence(ctx, "acme", alice, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
@@ -307,17 +314,14 @@ func TestParametersSurviveATakeOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
-	svc := engine.ServiceInfo{ID: "sales", Name: "Sales", RONATimeout: time.Hour, MaxParallelTasks: 1}
-	alice := engine.AgentInfo{ID: "alice", Eligible: true, Services: []string{"sales"}}
-	bob := engine.AgentInfo{ID: "bob", Eligible: true, Services: []string{"sales"}}
 	params := map[string]map[string]string{
 		"t1": {"order": "A-1042", "language": "de"},
 		"t2": {"booking": "B-7", "bot_reason": "needs an agent"},
 	}
 	newTask := func(id string) *engine.Task {
-		return &engine.Task{ID: id, Tenant: "acme", SessionID: "ss_" + id, ServiceID: "sales", Service: svc,
-			Conversation: &messagingv1.ConversationRef{Channel: messagingv1.Channel_CHANNEL_SMS, CustomerAddress: "+15550100"},
-			Parameters:   maps.Clone(params[id])}
+		tk := salesTask(id)
+		tk.Parameters = maps.Clone(params[id])
+		return tk
 	}
 
 	pub1 := &offersPub{}
