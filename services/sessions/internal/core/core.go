@@ -333,27 +333,31 @@ func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 	}
-	added, err := c.addAndAnnounce(ctx, sess, msg, media)
-	if err != nil {
+	// Whether the transcript already had the message does not tell whether
+	// the agent was shown it: an earlier delivery may have appended it and
+	// then failed before the frame (its session.message.added publish
+	// refused while the SESSION stream's leader was gone, or the append's
+	// PubAck lost), and the message is not done until this delivery marks
+	// it so. Every delivery that gets here pushes the frame (the console
+	// ignores a message it already has); a message done before returned
+	// above.
+	if _, err := c.addAndAnnounce(ctx, sess, msg, media); err != nil {
 		return err
 	}
-	if added {
-		agent := sess.AgentID
-		if agent == "" {
-			// The session had no agent when read. An agent who accepted it
-			// since may have loaded the transcript before this message was
-			// in it: read again, now that it is, and show it to them (the
-			// console ignores a message it already has).
-			now, err := c.store.Session(ctx, sess.Tenant, sess.ID)
-			if err != nil {
-				return err
-			}
-			agent = now.AgentID
+	agent := sess.AgentID
+	if agent == "" {
+		// The session had no agent when read. An agent who accepted it
+		// since may have loaded the transcript before this message was
+		// in it: read again, now that it is, and show it to them.
+		now, err := c.store.Session(ctx, sess.Tenant, sess.ID)
+		if err != nil {
+			return err
 		}
-		c.toSession(ctx, sess.Tenant, sess.ID, agent, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
-			"session_id": sess.ID, "message": messageView(msg),
-		}))
+		agent = now.AgentID
 	}
+	c.toSession(ctx, sess.Tenant, sess.ID, agent, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
+		"session_id": sess.ID, "message": messageView(msg),
+	}))
 	return c.store.InboundDone(ctx, ev.GetTenantId(), ev.GetMessageSid())
 }
 
