@@ -46,6 +46,7 @@ type driver struct {
 	msgs     map[int64]*msg
 	replies  map[int64]bool // seq → acknowledged (requested)
 	sessions map[string]*sessionRec
+	seenIn   map[string]int // session → customer messages first seen in it
 	rep      Report
 	jmu      sync.Mutex
 }
@@ -53,7 +54,7 @@ type driver struct {
 func newDriver(cfg Config, st *stack, rng *rand.Rand, say func(string, ...any)) *driver {
 	return &driver{cfg: cfg, st: st, rng: rng, say: say, sim: simclient.New(st.info.TwilioSimURL, &http.Client{Timeout: 60 * time.Second}),
 		replyProb: 0.3, terminateProb: 0.08, declineProb: 0.1, dropProb: 0.003,
-		msgs: map[int64]*msg{}, replies: map[int64]bool{}, sessions: map[string]*sessionRec{},
+		msgs: map[int64]*msg{}, replies: map[int64]bool{}, sessions: map[string]*sessionRec{}, seenIn: map[string]int{},
 		rep: Report{Counts: map[string]int{}}}
 }
 
@@ -101,6 +102,9 @@ func (d *driver) seen(session string, m wsMessage) (int64, bool) {
 		r.firstSeen = time.Now()
 	}
 	r.ids[m.ID] = true
+	if first {
+		d.seenIn[session]++
+	}
 	return seq, first
 }
 
@@ -204,6 +208,14 @@ func (d *driver) run(ctx context.Context) (*Report, error) {
 	}
 	d.rep.Lost, d.rep.Duplicated, d.rep.RepliesLost, d.rep.RepliesDuplicated = lost, dup, replyLost, replyDup
 	d.rep.NoOutcome = d.withoutOutcome()
+	if lost > 0 {
+		// Where each lost message stopped, read back from the streams
+		// while the stack still runs.
+		d.rep.Diagnosis, err = d.diagnose(ctx, d.lostSeqs())
+		if err != nil {
+			d.rep.Diagnosis = []string{"diagnosis failed: " + err.Error()}
+		}
+	}
 	if d.rep.DeadLetters, err = d.deadLetters(ctx); err != nil {
 		return nil, err
 	}
@@ -371,6 +383,19 @@ func (d *driver) tally(ctx context.Context) (lost, dup, replyLost, replyDup int,
 		d.rep.RepliesAtEmulator += n
 	}
 	return lost, dup, replyLost, replyDup, nil
+}
+
+// lostSeqs are the customer messages answered 200 no agent saw.
+func (d *driver) lostSeqs() []int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var seqs []int64
+	for seq, m := range d.msgs {
+		if m.status == http.StatusOK && len(m.ids) == 0 {
+			seqs = append(seqs, seq)
+		}
+	}
+	return seqs
 }
 
 func (d *driver) withoutOutcome() int {

@@ -32,6 +32,10 @@ type Report struct {
 	Exits    []string
 	Counts   map[string]int
 	Examples []string
+	// Diagnosis of the lost messages: how many stopped at each stage, then
+	// one line per message with the stages it reached (CHAT, transcript,
+	// session, workflow and distribution events, what the agents held).
+	Diagnosis []string
 
 	webhookLat, agentLat []time.Duration
 }
@@ -89,6 +93,12 @@ func (r *Report) print(w io.Writer) {
 	}
 	for _, e := range r.Examples {
 		fmt.Fprintf(w, "  ! %s\n", e)
+	}
+	if len(r.Diagnosis) > 0 {
+		fmt.Fprintln(w, "  lost messages, the stages they reached:")
+		for _, l := range r.Diagnosis {
+			fmt.Fprintf(w, "    %s\n", l)
+		}
 	}
 	verdict := "PASS: every invariant held"
 	if r.Failed() {
