@@ -25,6 +25,12 @@ type stageMarks struct {
 	stored, started, requested, input, queued, offered time.Time
 }
 
+// sessionEvent is an event that names its session.
+type sessionEvent interface {
+	proto.Message
+	GetSessionId() string
+}
+
 // stageNames label the legs between the marks, in order, starting from
 // the webhook's send and ending at the offer frame.
 var stageNames = []string{
@@ -110,52 +116,40 @@ func readStages(ctx context.Context, js jetstream.JetStream, tenant string) (map
 	}); err != nil {
 		return nil, err
 	}
-	if err := read(subjects.StreamWorkflow, []string{subjects.WorkflowTaskRequested(tenant)}, func(_ string, data []byte, at time.Time) error {
-		var e workflowv1.TaskRequested
-		if err := proto.Unmarshal(data, &e); err != nil {
-			return err
-		}
-		if m := bySession[e.GetSessionId()]; m != nil {
-			mark(m, &m.requested, at)
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	if err := read(subjects.StreamDistributionInput, []string{subjects.WorkflowTaskRequested(tenant)}, func(_ string, data []byte, at time.Time) error {
-		var e workflowv1.TaskRequested
-		if err := proto.Unmarshal(data, &e); err != nil {
-			return err
-		}
-		if m := bySession[e.GetSessionId()]; m != nil {
-			mark(m, &m.input, at)
-		}
-		return nil
-	}); err != nil {
-		return nil, err
-	}
-	queued, offered := subjects.KindTaskQueued+"."+tenant, subjects.KindTaskOffered+"."+tenant
-	if err := read(subjects.StreamDistribution, []string{queued, offered}, func(subject string, data []byte, at time.Time) error {
-		if subject == queued {
-			var e distributionv1.TaskQueued
-			if err := proto.Unmarshal(data, &e); err != nil {
+	// The other marks are events of a session, each read into its field.
+	bySessionMark := func(ev sessionEvent, field func(*stageMarks) *time.Time) func(string, []byte, time.Time) error {
+		return func(_ string, data []byte, at time.Time) error {
+			if err := proto.Unmarshal(data, ev); err != nil {
 				return err
 			}
-			if m := bySession[e.GetSessionId()]; m != nil {
-				mark(m, &m.queued, at)
+			if m := bySession[ev.GetSessionId()]; m != nil {
+				mark(m, field(m), at)
 			}
 			return nil
 		}
-		var e distributionv1.TaskOffered
-		if err := proto.Unmarshal(data, &e); err != nil {
-			return err
+	}
+	queued, offered := subjects.KindTaskQueued+"."+tenant, subjects.KindTaskOffered+"."+tenant
+	onQueued := bySessionMark(&distributionv1.TaskQueued{}, func(m *stageMarks) *time.Time { return &m.queued })
+	onOffered := bySessionMark(&distributionv1.TaskOffered{}, func(m *stageMarks) *time.Time { return &m.offered })
+	for _, r := range []struct {
+		stream  string
+		filters []string
+		each    func(string, []byte, time.Time) error
+	}{
+		{subjects.StreamWorkflow, []string{subjects.WorkflowTaskRequested(tenant)},
+			bySessionMark(&workflowv1.TaskRequested{}, func(m *stageMarks) *time.Time { return &m.requested })},
+		{subjects.StreamDistributionInput, []string{subjects.WorkflowTaskRequested(tenant)},
+			bySessionMark(&workflowv1.TaskRequested{}, func(m *stageMarks) *time.Time { return &m.input })},
+		{subjects.StreamDistribution, []string{queued, offered}, func(subject string, data []byte, at time.Time) error {
+			if subject == queued {
+				return onQueued(subject, data, at)
+			}
+			return onOffered(subject, data, at)
+		}},
+	} {
+		if err := read(r.stream, r.filters, r.each); err != nil {
+			return nil, err
 		}
-		if m := bySession[e.GetSessionId()]; m != nil {
-			mark(m, &m.offered, at)
-		}
-		return nil
-	}); err != nil {
-		return nil, err
 	}
 	return byAddr, nil
 }
