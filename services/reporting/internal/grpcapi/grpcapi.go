@@ -4,6 +4,7 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
@@ -27,6 +28,8 @@ type Server struct {
 	JS jetstream.JetStream
 	// Zones says a tenant's time zone, Summarize's default; nil: UTC.
 	Zones rollup.TenantZones
+	// Now is WatchToday's clock (nil: time.Now).
+	Now func() time.Time
 }
 
 // readers may read a tenant's reports and any of its transcripts.

@@ -28,6 +28,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/grpcapi"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/records"
+	"github.com/switchboard-cc/switchboard/services/reporting/internal/rollup"
 )
 
 func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
@@ -35,6 +36,8 @@ func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
 type harness struct {
 	keys *authn.Keys
 	addr string
+	// rollups: startReports's store, for tests that add to it.
+	rollups *rollup.Store
 }
 
 func start(t *testing.T) *harness {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
@@ -129,7 +130,9 @@ func startReports(t *testing.T) *harness {
 	}
 
 	srv := grpcserver.New(log, keys)
-	reportingv1.RegisterReportingServiceServer(srv.Server, &grpcapi.Server{Records: st, Rollups: rs, JS: b.JS})
+	// The clock stands at 20:00 on the day of the rollups (WatchToday).
+	now := func() time.Time { return day.Add(20 * time.Hour) }
+	reportingv1.RegisterReportingServiceServer(srv.Server, &grpcapi.Server{Records: st, Rollups: rs, JS: b.JS, Now: now})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +146,7 @@ func startReports(t *testing.T) *harness {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &harness{keys: keys, addr: lis.Addr().String()}
+	return &harness{keys: keys, addr: lis.Addr().String(), rollups: rs}
 }
 
 func dayQuery() *reportingv1.SummarizeRequest {
@@ -375,5 +378,70 @@ func TestExportSessions(t *testing.T) {
 	}
 	if status.Code(err) != codes.InvalidArgument {
 		t.Errorf("empty range: got %v, want InvalidArgument", err)
+	}
+}
+
+// WatchToday: the day so far at once (the five sessions of startReports,
+// by agent), a new answer when a session ends, nothing for an agent, and
+// clear errors for a bad interval or a bucket.
+func TestWatchToday(t *testing.T) {
+	h := startReports(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := h.client(t, h.token(t, "acme", "sue", authn.RoleSupervisor))
+	stream, err := c.WatchToday(ctx, &reportingv1.WatchTodayRequest{TenantId: "acme", TimeZone: "UTC", GroupBy: []string{"agent"},
+		Interval: durationpb.New(time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	handled := func(res *reportingv1.WatchTodayResponse) map[string]int64 {
+		out := map[string]int64{}
+		for _, r := range res.GetSummary().GetRows() {
+			out[r.GetAgentId()] = r.GetSessions()
+		}
+		return out
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := handled(first); got["ann"] != 2 || got["bob"] != 2 || got[""] != 1 {
+		t.Fatalf("today by agent = %v, want ann 2, bob 2, none 1", got)
+	}
+	if !first.GetDayStart().AsTime().Equal(day) || !first.GetAt().AsTime().Equal(day.Add(20*time.Hour)) {
+		t.Fatalf("day start %v at %v, want %v at 20:00", first.GetDayStart().AsTime(), first.GetAt().AsTime(), day)
+	}
+	// Another of ann's sessions ends: the next answer counts it.
+	at := day.Add(16 * time.Hour)
+	d := &records.Doc{Tenant: "acme", SessionID: "r9", ServiceID: "sales", StartedAt: at, QueuedAt: at, AgentID: "ann", AcceptedAt: at.Add(time.Second)}
+	if err := h.rollups.Apply(ctx, []rollup.Session{rollup.FromRecord(99, d, &sessionv1.SessionEnded{TenantId: "acme", SessionId: "r9",
+		AgentId: "ann", Outcome: sessionv1.Outcome_OUTCOME_HANDLED, EndedAt: timestamppb.New(at.Add(time.Minute))})}); err != nil {
+		t.Fatal(err)
+	}
+	next, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := handled(next); got["ann"] != 3 {
+		t.Fatalf("after ann's third session, today by agent = %v", got)
+	}
+
+	for name, tc := range map[string]struct {
+		token string
+		req   *reportingv1.WatchTodayRequest
+		code  codes.Code
+	}{
+		"an agent":              {h.token(t, "acme", "ann", authn.RoleAgent), &reportingv1.WatchTodayRequest{TenantId: "acme"}, codes.PermissionDenied},
+		"another tenant":        {h.token(t, "globex", "sue", authn.RoleSupervisor), &reportingv1.WatchTodayRequest{TenantId: "acme"}, codes.PermissionDenied},
+		"an interval too short": {h.token(t, "acme", "sue", authn.RoleSupervisor), &reportingv1.WatchTodayRequest{TenantId: "acme", Interval: durationpb.New(time.Millisecond)}, codes.InvalidArgument},
+		"a bucket":              {h.token(t, "acme", "sue", authn.RoleSupervisor), &reportingv1.WatchTodayRequest{TenantId: "acme", GroupBy: []string{"bucket"}}, codes.InvalidArgument},
+	} {
+		s, err := h.client(t, tc.token).WatchToday(ctx, tc.req)
+		if err == nil {
+			_, err = s.Recv()
+		}
+		if status.Code(err) != tc.code {
+			t.Errorf("%s: %v, want %s", name, err, tc.code)
+		}
 	}
 }

@@ -129,6 +129,147 @@ func (ExportFormat) EnumDescriptor() ([]byte, []int) {
 	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{1}
 }
 
+type WatchTodayRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// IANA zone of the day; empty means the tenant's.
+	TimeZone string `protobuf:"bytes,2,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// As Summarize's, without bucket (the day is the one bucket).
+	GroupBy             []string `protobuf:"bytes,3,rep,name=group_by,json=groupBy,proto3" json:"group_by,omitempty"`
+	ServiceLevelSeconds int32    `protobuf:"varint,4,opt,name=service_level_seconds,json=serviceLevelSeconds,proto3" json:"service_level_seconds,omitempty"`
+	// How often the figures are checked: 1 s to 5 minutes; 0 means 5 s.
+	Interval      *durationpb.Duration `protobuf:"bytes,5,opt,name=interval,proto3" json:"interval,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTodayRequest) Reset() {
+	*x = WatchTodayRequest{}
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTodayRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTodayRequest) ProtoMessage() {}
+
+func (x *WatchTodayRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTodayRequest.ProtoReflect.Descriptor instead.
+func (*WatchTodayRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *WatchTodayRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *WatchTodayRequest) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *WatchTodayRequest) GetGroupBy() []string {
+	if x != nil {
+		return x.GroupBy
+	}
+	return nil
+}
+
+func (x *WatchTodayRequest) GetServiceLevelSeconds() int32 {
+	if x != nil {
+		return x.ServiceLevelSeconds
+	}
+	return 0
+}
+
+func (x *WatchTodayRequest) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+type WatchTodayResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// When the figures were read.
+	At *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
+	// The day's start (midnight in the zone) and the summary from it to at.
+	DayStart      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=day_start,json=dayStart,proto3" json:"day_start,omitempty"`
+	Summary       *SummarizeResponse     `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchTodayResponse) Reset() {
+	*x = WatchTodayResponse{}
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchTodayResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchTodayResponse) ProtoMessage() {}
+
+func (x *WatchTodayResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchTodayResponse.ProtoReflect.Descriptor instead.
+func (*WatchTodayResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *WatchTodayResponse) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *WatchTodayResponse) GetDayStart() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DayStart
+	}
+	return nil
+}
+
+func (x *WatchTodayResponse) GetSummary() *SummarizeResponse {
+	if x != nil {
+		return x.Summary
+	}
+	return nil
+}
+
 // SessionRecord is what reporting knows about one session.
 type SessionRecord struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -160,7 +301,7 @@ type SessionRecord struct {
 
 func (x *SessionRecord) Reset() {
 	*x = SessionRecord{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[0]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -172,7 +313,7 @@ func (x *SessionRecord) String() string {
 func (*SessionRecord) ProtoMessage() {}
 
 func (x *SessionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[0]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -185,7 +326,7 @@ func (x *SessionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionRecord.ProtoReflect.Descriptor instead.
 func (*SessionRecord) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{0}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SessionRecord) GetTenantId() string {
@@ -345,7 +486,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[1]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +498,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[1]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +511,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{1}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetSessionRequest) GetTenantId() string {
@@ -396,7 +537,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[2]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +549,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[2]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +562,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{2}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetSessionResponse) GetSession() *SessionRecord {
@@ -447,7 +588,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[3]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +600,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[3]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +613,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListSessionsRequest) GetTenantId() string {
@@ -527,7 +668,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[4]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +680,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[4]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +693,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*SessionRecord {
@@ -598,7 +739,7 @@ type SummarizeRequest struct {
 
 func (x *SummarizeRequest) Reset() {
 	*x = SummarizeRequest{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[5]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -610,7 +751,7 @@ func (x *SummarizeRequest) String() string {
 func (*SummarizeRequest) ProtoMessage() {}
 
 func (x *SummarizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[5]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -623,7 +764,7 @@ func (x *SummarizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummarizeRequest.ProtoReflect.Descriptor instead.
 func (*SummarizeRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SummarizeRequest) GetTenantId() string {
@@ -705,7 +846,7 @@ type DurationStats struct {
 
 func (x *DurationStats) Reset() {
 	*x = DurationStats{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[6]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -717,7 +858,7 @@ func (x *DurationStats) String() string {
 func (*DurationStats) ProtoMessage() {}
 
 func (x *DurationStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[6]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -730,7 +871,7 @@ func (x *DurationStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DurationStats.ProtoReflect.Descriptor instead.
 func (*DurationStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{6}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DurationStats) GetCount() int64 {
@@ -818,7 +959,7 @@ type SummaryRow struct {
 
 func (x *SummaryRow) Reset() {
 	*x = SummaryRow{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[7]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +971,7 @@ func (x *SummaryRow) String() string {
 func (*SummaryRow) ProtoMessage() {}
 
 func (x *SummaryRow) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[7]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +984,7 @@ func (x *SummaryRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummaryRow.ProtoReflect.Descriptor instead.
 func (*SummaryRow) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SummaryRow) GetBucketStart() *timestamppb.Timestamp {
@@ -1061,7 +1202,7 @@ type SummarizeResponse struct {
 
 func (x *SummarizeResponse) Reset() {
 	*x = SummarizeResponse{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[8]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1214,7 @@ func (x *SummarizeResponse) String() string {
 func (*SummarizeResponse) ProtoMessage() {}
 
 func (x *SummarizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[8]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1227,7 @@ func (x *SummarizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummarizeResponse.ProtoReflect.Descriptor instead.
 func (*SummarizeResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{8}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SummarizeResponse) GetRows() []*SummaryRow {
@@ -1141,7 +1282,7 @@ type GetTranscriptRequest struct {
 
 func (x *GetTranscriptRequest) Reset() {
 	*x = GetTranscriptRequest{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[9]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1294,7 @@ func (x *GetTranscriptRequest) String() string {
 func (*GetTranscriptRequest) ProtoMessage() {}
 
 func (x *GetTranscriptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[9]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1307,7 @@ func (x *GetTranscriptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTranscriptRequest.ProtoReflect.Descriptor instead.
 func (*GetTranscriptRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{9}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetTranscriptRequest) GetTenantId() string {
@@ -1206,7 +1347,7 @@ type TranscriptMessage struct {
 
 func (x *TranscriptMessage) Reset() {
 	*x = TranscriptMessage{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[10]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1218,7 +1359,7 @@ func (x *TranscriptMessage) String() string {
 func (*TranscriptMessage) ProtoMessage() {}
 
 func (x *TranscriptMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[10]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1231,7 +1372,7 @@ func (x *TranscriptMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscriptMessage.ProtoReflect.Descriptor instead.
 func (*TranscriptMessage) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{10}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TranscriptMessage) GetMessageId() string {
@@ -1320,7 +1461,7 @@ type GetTranscriptResponse struct {
 
 func (x *GetTranscriptResponse) Reset() {
 	*x = GetTranscriptResponse{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[11]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1332,7 +1473,7 @@ func (x *GetTranscriptResponse) String() string {
 func (*GetTranscriptResponse) ProtoMessage() {}
 
 func (x *GetTranscriptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[11]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1345,7 +1486,7 @@ func (x *GetTranscriptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTranscriptResponse.ProtoReflect.Descriptor instead.
 func (*GetTranscriptResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{11}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetTranscriptResponse) GetMessages() []*TranscriptMessage {
@@ -1369,7 +1510,7 @@ type ExportSessionsRequest struct {
 
 func (x *ExportSessionsRequest) Reset() {
 	*x = ExportSessionsRequest{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[12]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1522,7 @@ func (x *ExportSessionsRequest) String() string {
 func (*ExportSessionsRequest) ProtoMessage() {}
 
 func (x *ExportSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[12]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1535,7 @@ func (x *ExportSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ExportSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{12}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExportSessionsRequest) GetTenantId() string {
@@ -1437,7 +1578,7 @@ type ExportSessionsResponse struct {
 
 func (x *ExportSessionsResponse) Reset() {
 	*x = ExportSessionsResponse{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[13]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1590,7 @@ func (x *ExportSessionsResponse) String() string {
 func (*ExportSessionsResponse) ProtoMessage() {}
 
 func (x *ExportSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[13]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1603,7 @@ func (x *ExportSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ExportSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{13}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExportSessionsResponse) GetData() []byte {
@@ -1483,7 +1624,17 @@ var File_switchboard_reporting_v1_reporting_proto protoreflect.FileDescriptor
 
 const file_switchboard_reporting_v1_reporting_proto_rawDesc = "" +
 	"\n" +
-	"(switchboard/reporting/v1/reporting.proto\x12\x18switchboard.reporting.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\x1a#switchboard/session/v1/events.proto\"\xf8\x06\n" +
+	"(switchboard/reporting/v1/reporting.proto\x12\x18switchboard.reporting.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\x1a#switchboard/session/v1/events.proto\"\xd3\x01\n" +
+	"\x11WatchTodayRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1b\n" +
+	"\ttime_zone\x18\x02 \x01(\tR\btimeZone\x12\x19\n" +
+	"\bgroup_by\x18\x03 \x03(\tR\agroupBy\x122\n" +
+	"\x15service_level_seconds\x18\x04 \x01(\x05R\x13serviceLevelSeconds\x125\n" +
+	"\binterval\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\binterval\"\xc0\x01\n" +
+	"\x12WatchTodayResponse\x12*\n" +
+	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x127\n" +
+	"\tday_start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdayStart\x12E\n" +
+	"\asummary\x18\x03 \x01(\v2+.switchboard.reporting.v1.SummarizeResponseR\asummary\"\xf8\x06\n" +
 	"\rSessionRecord\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -1625,14 +1776,16 @@ const file_switchboard_reporting_v1_reporting_proto_rawDesc = "" +
 	"\fExportFormat\x12\x1d\n" +
 	"\x19EXPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EXPORT_FORMAT_CSV\x10\x01\x12\x18\n" +
-	"\x14EXPORT_FORMAT_NDJSON\x10\x022\xb9\x04\n" +
+	"\x14EXPORT_FORMAT_NDJSON\x10\x022\xa4\x05\n" +
 	"\x10ReportingService\x12g\n" +
 	"\n" +
 	"GetSession\x12+.switchboard.reporting.v1.GetSessionRequest\x1a,.switchboard.reporting.v1.GetSessionResponse\x12m\n" +
 	"\fListSessions\x12-.switchboard.reporting.v1.ListSessionsRequest\x1a..switchboard.reporting.v1.ListSessionsResponse\x12d\n" +
 	"\tSummarize\x12*.switchboard.reporting.v1.SummarizeRequest\x1a+.switchboard.reporting.v1.SummarizeResponse\x12p\n" +
 	"\rGetTranscript\x12..switchboard.reporting.v1.GetTranscriptRequest\x1a/.switchboard.reporting.v1.GetTranscriptResponse\x12u\n" +
-	"\x0eExportSessions\x12/.switchboard.reporting.v1.ExportSessionsRequest\x1a0.switchboard.reporting.v1.ExportSessionsResponse0\x01B\x89\x02\n" +
+	"\x0eExportSessions\x12/.switchboard.reporting.v1.ExportSessionsRequest\x1a0.switchboard.reporting.v1.ExportSessionsResponse0\x01\x12i\n" +
+	"\n" +
+	"WatchToday\x12+.switchboard.reporting.v1.WatchTodayRequest\x1a,.switchboard.reporting.v1.WatchTodayResponse0\x01B\x89\x02\n" +
 	"\x1ccom.switchboard.reporting.v1B\x0eReportingProtoP\x01ZWgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1;reportingv1\xa2\x02\x03SRX\xaa\x02\x18Switchboard.Reporting.V1\xca\x02\x18Switchboard\\Reporting\\V1\xe2\x02$Switchboard\\Reporting\\V1\\GPBMetadata\xea\x02\x1aSwitchboard::Reporting::V1b\x06proto3"
 
 var (
@@ -1648,77 +1801,85 @@ func file_switchboard_reporting_v1_reporting_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_reporting_v1_reporting_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_switchboard_reporting_v1_reporting_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_switchboard_reporting_v1_reporting_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_switchboard_reporting_v1_reporting_proto_goTypes = []any{
 	(SessionState)(0),              // 0: switchboard.reporting.v1.SessionState
 	(ExportFormat)(0),              // 1: switchboard.reporting.v1.ExportFormat
-	(*SessionRecord)(nil),          // 2: switchboard.reporting.v1.SessionRecord
-	(*GetSessionRequest)(nil),      // 3: switchboard.reporting.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),     // 4: switchboard.reporting.v1.GetSessionResponse
-	(*ListSessionsRequest)(nil),    // 5: switchboard.reporting.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),   // 6: switchboard.reporting.v1.ListSessionsResponse
-	(*SummarizeRequest)(nil),       // 7: switchboard.reporting.v1.SummarizeRequest
-	(*DurationStats)(nil),          // 8: switchboard.reporting.v1.DurationStats
-	(*SummaryRow)(nil),             // 9: switchboard.reporting.v1.SummaryRow
-	(*SummarizeResponse)(nil),      // 10: switchboard.reporting.v1.SummarizeResponse
-	(*GetTranscriptRequest)(nil),   // 11: switchboard.reporting.v1.GetTranscriptRequest
-	(*TranscriptMessage)(nil),      // 12: switchboard.reporting.v1.TranscriptMessage
-	(*GetTranscriptResponse)(nil),  // 13: switchboard.reporting.v1.GetTranscriptResponse
-	(*ExportSessionsRequest)(nil),  // 14: switchboard.reporting.v1.ExportSessionsRequest
-	(*ExportSessionsResponse)(nil), // 15: switchboard.reporting.v1.ExportSessionsResponse
-	(v1.Channel)(0),                // 16: switchboard.messaging.v1.Channel
-	(v11.Outcome)(0),               // 17: switchboard.session.v1.Outcome
-	(*timestamppb.Timestamp)(nil),  // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),    // 19: google.protobuf.Duration
+	(*WatchTodayRequest)(nil),      // 2: switchboard.reporting.v1.WatchTodayRequest
+	(*WatchTodayResponse)(nil),     // 3: switchboard.reporting.v1.WatchTodayResponse
+	(*SessionRecord)(nil),          // 4: switchboard.reporting.v1.SessionRecord
+	(*GetSessionRequest)(nil),      // 5: switchboard.reporting.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),     // 6: switchboard.reporting.v1.GetSessionResponse
+	(*ListSessionsRequest)(nil),    // 7: switchboard.reporting.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),   // 8: switchboard.reporting.v1.ListSessionsResponse
+	(*SummarizeRequest)(nil),       // 9: switchboard.reporting.v1.SummarizeRequest
+	(*DurationStats)(nil),          // 10: switchboard.reporting.v1.DurationStats
+	(*SummaryRow)(nil),             // 11: switchboard.reporting.v1.SummaryRow
+	(*SummarizeResponse)(nil),      // 12: switchboard.reporting.v1.SummarizeResponse
+	(*GetTranscriptRequest)(nil),   // 13: switchboard.reporting.v1.GetTranscriptRequest
+	(*TranscriptMessage)(nil),      // 14: switchboard.reporting.v1.TranscriptMessage
+	(*GetTranscriptResponse)(nil),  // 15: switchboard.reporting.v1.GetTranscriptResponse
+	(*ExportSessionsRequest)(nil),  // 16: switchboard.reporting.v1.ExportSessionsRequest
+	(*ExportSessionsResponse)(nil), // 17: switchboard.reporting.v1.ExportSessionsResponse
+	(*durationpb.Duration)(nil),    // 18: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 19: google.protobuf.Timestamp
+	(v1.Channel)(0),                // 20: switchboard.messaging.v1.Channel
+	(v11.Outcome)(0),               // 21: switchboard.session.v1.Outcome
 }
 var file_switchboard_reporting_v1_reporting_proto_depIdxs = []int32{
-	16, // 0: switchboard.reporting.v1.SessionRecord.channel:type_name -> switchboard.messaging.v1.Channel
-	0,  // 1: switchboard.reporting.v1.SessionRecord.state:type_name -> switchboard.reporting.v1.SessionState
-	17, // 2: switchboard.reporting.v1.SessionRecord.outcome:type_name -> switchboard.session.v1.Outcome
-	18, // 3: switchboard.reporting.v1.SessionRecord.started_at:type_name -> google.protobuf.Timestamp
-	18, // 4: switchboard.reporting.v1.SessionRecord.queued_at:type_name -> google.protobuf.Timestamp
-	18, // 5: switchboard.reporting.v1.SessionRecord.accepted_at:type_name -> google.protobuf.Timestamp
-	18, // 6: switchboard.reporting.v1.SessionRecord.ended_at:type_name -> google.protobuf.Timestamp
-	2,  // 7: switchboard.reporting.v1.GetSessionResponse.session:type_name -> switchboard.reporting.v1.SessionRecord
-	16, // 8: switchboard.reporting.v1.ListSessionsRequest.channel:type_name -> switchboard.messaging.v1.Channel
-	0,  // 9: switchboard.reporting.v1.ListSessionsRequest.state:type_name -> switchboard.reporting.v1.SessionState
-	2,  // 10: switchboard.reporting.v1.ListSessionsResponse.sessions:type_name -> switchboard.reporting.v1.SessionRecord
-	18, // 11: switchboard.reporting.v1.SummarizeRequest.from:type_name -> google.protobuf.Timestamp
-	18, // 12: switchboard.reporting.v1.SummarizeRequest.to:type_name -> google.protobuf.Timestamp
-	19, // 13: switchboard.reporting.v1.DurationStats.average:type_name -> google.protobuf.Duration
-	19, // 14: switchboard.reporting.v1.DurationStats.p50:type_name -> google.protobuf.Duration
-	19, // 15: switchboard.reporting.v1.DurationStats.p90:type_name -> google.protobuf.Duration
-	19, // 16: switchboard.reporting.v1.DurationStats.p99:type_name -> google.protobuf.Duration
-	18, // 17: switchboard.reporting.v1.SummaryRow.bucket_start:type_name -> google.protobuf.Timestamp
-	16, // 18: switchboard.reporting.v1.SummaryRow.channel:type_name -> switchboard.messaging.v1.Channel
-	17, // 19: switchboard.reporting.v1.SummaryRow.outcome:type_name -> switchboard.session.v1.Outcome
-	8,  // 20: switchboard.reporting.v1.SummaryRow.wait:type_name -> switchboard.reporting.v1.DurationStats
-	8,  // 21: switchboard.reporting.v1.SummaryRow.first_reply:type_name -> switchboard.reporting.v1.DurationStats
-	8,  // 22: switchboard.reporting.v1.SummaryRow.handle:type_name -> switchboard.reporting.v1.DurationStats
-	8,  // 23: switchboard.reporting.v1.SummaryRow.workflow:type_name -> switchboard.reporting.v1.DurationStats
-	9,  // 24: switchboard.reporting.v1.SummarizeResponse.rows:type_name -> switchboard.reporting.v1.SummaryRow
-	18, // 25: switchboard.reporting.v1.SummarizeResponse.from:type_name -> google.protobuf.Timestamp
-	18, // 26: switchboard.reporting.v1.SummarizeResponse.to:type_name -> google.protobuf.Timestamp
-	18, // 27: switchboard.reporting.v1.TranscriptMessage.at:type_name -> google.protobuf.Timestamp
-	12, // 28: switchboard.reporting.v1.GetTranscriptResponse.messages:type_name -> switchboard.reporting.v1.TranscriptMessage
-	18, // 29: switchboard.reporting.v1.ExportSessionsRequest.from:type_name -> google.protobuf.Timestamp
-	18, // 30: switchboard.reporting.v1.ExportSessionsRequest.to:type_name -> google.protobuf.Timestamp
-	1,  // 31: switchboard.reporting.v1.ExportSessionsRequest.format:type_name -> switchboard.reporting.v1.ExportFormat
-	3,  // 32: switchboard.reporting.v1.ReportingService.GetSession:input_type -> switchboard.reporting.v1.GetSessionRequest
-	5,  // 33: switchboard.reporting.v1.ReportingService.ListSessions:input_type -> switchboard.reporting.v1.ListSessionsRequest
-	7,  // 34: switchboard.reporting.v1.ReportingService.Summarize:input_type -> switchboard.reporting.v1.SummarizeRequest
-	11, // 35: switchboard.reporting.v1.ReportingService.GetTranscript:input_type -> switchboard.reporting.v1.GetTranscriptRequest
-	14, // 36: switchboard.reporting.v1.ReportingService.ExportSessions:input_type -> switchboard.reporting.v1.ExportSessionsRequest
-	4,  // 37: switchboard.reporting.v1.ReportingService.GetSession:output_type -> switchboard.reporting.v1.GetSessionResponse
-	6,  // 38: switchboard.reporting.v1.ReportingService.ListSessions:output_type -> switchboard.reporting.v1.ListSessionsResponse
-	10, // 39: switchboard.reporting.v1.ReportingService.Summarize:output_type -> switchboard.reporting.v1.SummarizeResponse
-	13, // 40: switchboard.reporting.v1.ReportingService.GetTranscript:output_type -> switchboard.reporting.v1.GetTranscriptResponse
-	15, // 41: switchboard.reporting.v1.ReportingService.ExportSessions:output_type -> switchboard.reporting.v1.ExportSessionsResponse
-	37, // [37:42] is the sub-list for method output_type
-	32, // [32:37] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	18, // 0: switchboard.reporting.v1.WatchTodayRequest.interval:type_name -> google.protobuf.Duration
+	19, // 1: switchboard.reporting.v1.WatchTodayResponse.at:type_name -> google.protobuf.Timestamp
+	19, // 2: switchboard.reporting.v1.WatchTodayResponse.day_start:type_name -> google.protobuf.Timestamp
+	12, // 3: switchboard.reporting.v1.WatchTodayResponse.summary:type_name -> switchboard.reporting.v1.SummarizeResponse
+	20, // 4: switchboard.reporting.v1.SessionRecord.channel:type_name -> switchboard.messaging.v1.Channel
+	0,  // 5: switchboard.reporting.v1.SessionRecord.state:type_name -> switchboard.reporting.v1.SessionState
+	21, // 6: switchboard.reporting.v1.SessionRecord.outcome:type_name -> switchboard.session.v1.Outcome
+	19, // 7: switchboard.reporting.v1.SessionRecord.started_at:type_name -> google.protobuf.Timestamp
+	19, // 8: switchboard.reporting.v1.SessionRecord.queued_at:type_name -> google.protobuf.Timestamp
+	19, // 9: switchboard.reporting.v1.SessionRecord.accepted_at:type_name -> google.protobuf.Timestamp
+	19, // 10: switchboard.reporting.v1.SessionRecord.ended_at:type_name -> google.protobuf.Timestamp
+	4,  // 11: switchboard.reporting.v1.GetSessionResponse.session:type_name -> switchboard.reporting.v1.SessionRecord
+	20, // 12: switchboard.reporting.v1.ListSessionsRequest.channel:type_name -> switchboard.messaging.v1.Channel
+	0,  // 13: switchboard.reporting.v1.ListSessionsRequest.state:type_name -> switchboard.reporting.v1.SessionState
+	4,  // 14: switchboard.reporting.v1.ListSessionsResponse.sessions:type_name -> switchboard.reporting.v1.SessionRecord
+	19, // 15: switchboard.reporting.v1.SummarizeRequest.from:type_name -> google.protobuf.Timestamp
+	19, // 16: switchboard.reporting.v1.SummarizeRequest.to:type_name -> google.protobuf.Timestamp
+	18, // 17: switchboard.reporting.v1.DurationStats.average:type_name -> google.protobuf.Duration
+	18, // 18: switchboard.reporting.v1.DurationStats.p50:type_name -> google.protobuf.Duration
+	18, // 19: switchboard.reporting.v1.DurationStats.p90:type_name -> google.protobuf.Duration
+	18, // 20: switchboard.reporting.v1.DurationStats.p99:type_name -> google.protobuf.Duration
+	19, // 21: switchboard.reporting.v1.SummaryRow.bucket_start:type_name -> google.protobuf.Timestamp
+	20, // 22: switchboard.reporting.v1.SummaryRow.channel:type_name -> switchboard.messaging.v1.Channel
+	21, // 23: switchboard.reporting.v1.SummaryRow.outcome:type_name -> switchboard.session.v1.Outcome
+	10, // 24: switchboard.reporting.v1.SummaryRow.wait:type_name -> switchboard.reporting.v1.DurationStats
+	10, // 25: switchboard.reporting.v1.SummaryRow.first_reply:type_name -> switchboard.reporting.v1.DurationStats
+	10, // 26: switchboard.reporting.v1.SummaryRow.handle:type_name -> switchboard.reporting.v1.DurationStats
+	10, // 27: switchboard.reporting.v1.SummaryRow.workflow:type_name -> switchboard.reporting.v1.DurationStats
+	11, // 28: switchboard.reporting.v1.SummarizeResponse.rows:type_name -> switchboard.reporting.v1.SummaryRow
+	19, // 29: switchboard.reporting.v1.SummarizeResponse.from:type_name -> google.protobuf.Timestamp
+	19, // 30: switchboard.reporting.v1.SummarizeResponse.to:type_name -> google.protobuf.Timestamp
+	19, // 31: switchboard.reporting.v1.TranscriptMessage.at:type_name -> google.protobuf.Timestamp
+	14, // 32: switchboard.reporting.v1.GetTranscriptResponse.messages:type_name -> switchboard.reporting.v1.TranscriptMessage
+	19, // 33: switchboard.reporting.v1.ExportSessionsRequest.from:type_name -> google.protobuf.Timestamp
+	19, // 34: switchboard.reporting.v1.ExportSessionsRequest.to:type_name -> google.protobuf.Timestamp
+	1,  // 35: switchboard.reporting.v1.ExportSessionsRequest.format:type_name -> switchboard.reporting.v1.ExportFormat
+	5,  // 36: switchboard.reporting.v1.ReportingService.GetSession:input_type -> switchboard.reporting.v1.GetSessionRequest
+	7,  // 37: switchboard.reporting.v1.ReportingService.ListSessions:input_type -> switchboard.reporting.v1.ListSessionsRequest
+	9,  // 38: switchboard.reporting.v1.ReportingService.Summarize:input_type -> switchboard.reporting.v1.SummarizeRequest
+	13, // 39: switchboard.reporting.v1.ReportingService.GetTranscript:input_type -> switchboard.reporting.v1.GetTranscriptRequest
+	16, // 40: switchboard.reporting.v1.ReportingService.ExportSessions:input_type -> switchboard.reporting.v1.ExportSessionsRequest
+	2,  // 41: switchboard.reporting.v1.ReportingService.WatchToday:input_type -> switchboard.reporting.v1.WatchTodayRequest
+	6,  // 42: switchboard.reporting.v1.ReportingService.GetSession:output_type -> switchboard.reporting.v1.GetSessionResponse
+	8,  // 43: switchboard.reporting.v1.ReportingService.ListSessions:output_type -> switchboard.reporting.v1.ListSessionsResponse
+	12, // 44: switchboard.reporting.v1.ReportingService.Summarize:output_type -> switchboard.reporting.v1.SummarizeResponse
+	15, // 45: switchboard.reporting.v1.ReportingService.GetTranscript:output_type -> switchboard.reporting.v1.GetTranscriptResponse
+	17, // 46: switchboard.reporting.v1.ReportingService.ExportSessions:output_type -> switchboard.reporting.v1.ExportSessionsResponse
+	3,  // 47: switchboard.reporting.v1.ReportingService.WatchToday:output_type -> switchboard.reporting.v1.WatchTodayResponse
+	42, // [42:48] is the sub-list for method output_type
+	36, // [36:42] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_reporting_v1_reporting_proto_init() }
@@ -1732,7 +1893,7 @@ func file_switchboard_reporting_v1_reporting_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_reporting_v1_reporting_proto_rawDesc), len(file_switchboard_reporting_v1_reporting_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	ReportingService_Summarize_FullMethodName      = "/switchboard.reporting.v1.ReportingService/Summarize"
 	ReportingService_GetTranscript_FullMethodName  = "/switchboard.reporting.v1.ReportingService/GetTranscript"
 	ReportingService_ExportSessions_FullMethodName = "/switchboard.reporting.v1.ReportingService/ExportSessions"
+	ReportingService_WatchToday_FullMethodName     = "/switchboard.reporting.v1.ReportingService/WatchToday"
 )
 
 // ReportingServiceClient is the client API for ReportingService service.
@@ -49,6 +50,14 @@ type ReportingServiceClient interface {
 	// ExportSessions streams the records of the sessions started in a time
 	// range, oldest first, as CSV or NDJSON rows.
 	ExportSessions(ctx context.Context, in *ExportSessionsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportSessionsResponse], error)
+	// WatchToday streams today's running totals for a wallboard or the
+	// supervisor desk: Summarize's answer over the day so far (from the
+	// last midnight in the zone to now), grouped as asked. One answer at
+	// once, then one whenever the figures change, checked every interval;
+	// at midnight the day starts again. Figures follow the rollups, which
+	// count sessions once they end (ROLLUP_DELAY behind). Live queue and
+	// agent figures are distribution's WatchQueues.
+	WatchToday(ctx context.Context, in *WatchTodayRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchTodayResponse], error)
 }
 
 type reportingServiceClient struct {
@@ -118,6 +127,25 @@ func (c *reportingServiceClient) ExportSessions(ctx context.Context, in *ExportS
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ReportingService_ExportSessionsClient = grpc.ServerStreamingClient[ExportSessionsResponse]
 
+func (c *reportingServiceClient) WatchToday(ctx context.Context, in *WatchTodayRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchTodayResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ReportingService_ServiceDesc.Streams[1], ReportingService_WatchToday_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchTodayRequest, WatchTodayResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportingService_WatchTodayClient = grpc.ServerStreamingClient[WatchTodayResponse]
+
 // ReportingServiceServer is the server API for ReportingService service.
 // All implementations must embed UnimplementedReportingServiceServer
 // for forward compatibility.
@@ -139,6 +167,14 @@ type ReportingServiceServer interface {
 	// ExportSessions streams the records of the sessions started in a time
 	// range, oldest first, as CSV or NDJSON rows.
 	ExportSessions(*ExportSessionsRequest, grpc.ServerStreamingServer[ExportSessionsResponse]) error
+	// WatchToday streams today's running totals for a wallboard or the
+	// supervisor desk: Summarize's answer over the day so far (from the
+	// last midnight in the zone to now), grouped as asked. One answer at
+	// once, then one whenever the figures change, checked every interval;
+	// at midnight the day starts again. Figures follow the rollups, which
+	// count sessions once they end (ROLLUP_DELAY behind). Live queue and
+	// agent figures are distribution's WatchQueues.
+	WatchToday(*WatchTodayRequest, grpc.ServerStreamingServer[WatchTodayResponse]) error
 	mustEmbedUnimplementedReportingServiceServer()
 }
 
@@ -163,6 +199,9 @@ func (UnimplementedReportingServiceServer) GetTranscript(context.Context, *GetTr
 }
 func (UnimplementedReportingServiceServer) ExportSessions(*ExportSessionsRequest, grpc.ServerStreamingServer[ExportSessionsResponse]) error {
 	return status.Error(codes.Unimplemented, "method ExportSessions not implemented")
+}
+func (UnimplementedReportingServiceServer) WatchToday(*WatchTodayRequest, grpc.ServerStreamingServer[WatchTodayResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchToday not implemented")
 }
 func (UnimplementedReportingServiceServer) mustEmbedUnimplementedReportingServiceServer() {}
 func (UnimplementedReportingServiceServer) testEmbeddedByValue()                          {}
@@ -268,6 +307,17 @@ func _ReportingService_ExportSessions_Handler(srv interface{}, stream grpc.Serve
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ReportingService_ExportSessionsServer = grpc.ServerStreamingServer[ExportSessionsResponse]
 
+func _ReportingService_WatchToday_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchTodayRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ReportingServiceServer).WatchToday(m, &grpc.GenericServerStream[WatchTodayRequest, WatchTodayResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ReportingService_WatchTodayServer = grpc.ServerStreamingServer[WatchTodayResponse]
+
 // ReportingService_ServiceDesc is the grpc.ServiceDesc for ReportingService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -296,6 +346,11 @@ var ReportingService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "ExportSessions",
 			Handler:       _ReportingService_ExportSessions_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchToday",
+			Handler:       _ReportingService_WatchToday_Handler,
 			ServerStreams: true,
 		},
 	},
