@@ -33,6 +33,8 @@ const reportUsage = `switchboardctl report: read the reporting service.
       the session records started in the range (stdout without -o)
   switchboardctl report transcript <session> --tenant T
       a session's messages with their delivery statuses
+  switchboardctl report today --tenant T [--tz Europe/Zurich] [--by service,channel] [--sl 20] [--every 5s] [--once]
+      today's running totals, printed again whenever they change (until interrupted, or once)
 
   --from and --to take a date (midnight in --tz) or an RFC 3339 time; --to defaults to now.
   Without --tz, summarize uses the tenant's time zone (config's tenant time_zone; UTC when unset).
@@ -51,6 +53,8 @@ func (c *cli) report(ctx context.Context, args []string) error {
 		return c.export(ctx, args[1:])
 	case "transcript":
 		return c.transcript(ctx, args[1:])
+	case "today":
+		return c.today(ctx, args[1:])
 	}
 	fmt.Fprint(c.io.Stderr, reportUsage)
 	return fmt.Errorf("unknown report %q", args[0])
@@ -181,16 +185,28 @@ func (c *cli) summarize(ctx context.Context, args []string) error {
 		}
 		req.PageToken = res.GetNextPageToken()
 	}
+	if err := c.printSummary(rows, dims, *sl, loc, *asCSV); err != nil {
+		return err
+	}
+	if !*asCSV {
+		fmt.Fprintf(c.io.Stderr, "%d rows, %s to %s (%s), %d rollup documents read\n", len(rows), f.In(loc).Format(time.RFC3339), t.In(loc).Format(time.RFC3339), loc, read)
+	}
+	return nil
+}
+
+// printSummary writes Summarize's rows as a table (or CSV): the
+// dimensions grouped by, then the figures.
+func (c *cli) printSummary(rows []*reportingv1.SummaryRow, dims []string, sl int, loc *time.Location, asCSV bool) error {
 	sep := "\t"
 	var w io.Writer = c.io.Stdout
 	var tw *tabwriter.Writer
-	if *asCSV {
+	if asCSV {
 		sep = ","
 	} else {
 		tw = tabwriter.NewWriter(c.io.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 		w = tw
 	}
-	header := append(append([]string{}, dims...), "sessions", "handled", "abandoned", "queued", "answered", fmt.Sprintf("SL%ds", *sl), "aband%",
+	header := append(append([]string{}, dims...), "sessions", "handled", "abandoned", "queued", "answered", fmt.Sprintf("SL%ds", sl), "aband%",
 		"wait avg", "wait p50", "wait p90", "reply p50", "handle avg", "handle p90", "msgs in", "msgs out", "declines", "ronas")
 	fmt.Fprintln(w, strings.Join(header, sep)+sep)
 	for _, r := range rows {
@@ -221,10 +237,7 @@ func (c *cli) summarize(ctx context.Context, args []string) error {
 		fmt.Fprintln(w, strings.Join(cells, sep)+sep)
 	}
 	if tw != nil {
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.io.Stderr, "%d rows, %s to %s (%s), %d rollup documents read\n", len(rows), f.In(loc).Format(time.RFC3339), t.In(loc).Format(time.RFC3339), loc, read)
+		return tw.Flush()
 	}
 	return nil
 }
@@ -370,4 +383,58 @@ func (c *cli) transcript(ctx context.Context, args []string) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", m.GetAt().AsTime().UTC().Format("2006-01-02 15:04:05"), from, st, body)
 	}
 	return tw.Flush()
+}
+
+// today follows WatchToday: a table per change of today's totals.
+func (c *cli) today(ctx context.Context, args []string) error {
+	fs := c.reportFlags("report today")
+	tenant := fs.String("tenant", "", "tenant id")
+	tz := fs.String("tz", "", "IANA zone of the day (default: the tenant's)")
+	by := fs.String("by", "", "comma-separated dimensions: service, channel, entry, agent, outcome")
+	sl := fs.Int("sl", 20, "service level threshold, seconds")
+	every := fs.Duration("every", 5*time.Second, "how often reporting checks the figures (1s to 5m)")
+	once := fs.Bool("once", false, "print the first answer and stop")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *tenant == "" {
+		return errors.New("--tenant is required")
+	}
+	client, done, err := c.reporting()
+	if err != nil {
+		return err
+	}
+	defer done()
+	var dims []string
+	if *by != "" {
+		for _, d := range strings.Split(*by, ",") {
+			dims = append(dims, strings.TrimSpace(d))
+		}
+	}
+	stream, err := client.WatchToday(ctx, &reportingv1.WatchTodayRequest{TenantId: *tenant, TimeZone: *tz, GroupBy: dims,
+		ServiceLevelSeconds: int32(*sl), Interval: durationpb.New(*every)})
+	if err != nil {
+		return err
+	}
+	for {
+		res, err := stream.Recv()
+		if err != nil {
+			if errors.Is(err, io.EOF) || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		loc := time.UTC
+		if l, err := time.LoadLocation(res.GetSummary().GetTimeZone()); err == nil {
+			loc = l
+		}
+		fmt.Fprintf(c.io.Stdout, "%s, today since %s (%s)\n", res.GetAt().AsTime().In(loc).Format("15:04:05"),
+			res.GetDayStart().AsTime().In(loc).Format("2006-01-02 15:04"), loc)
+		if err := c.printSummary(res.GetSummary().GetRows(), dims, *sl, loc, false); err != nil {
+			return err
+		}
+		if *once {
+			return nil
+		}
+	}
 }

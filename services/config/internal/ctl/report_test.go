@@ -133,6 +133,17 @@ func TestReportCommands(t *testing.T) {
 		t.Errorf("export: exit %d\n%s\n%s", code, errOut, data)
 	}
 
+	// Today's running totals: the sessions above are of another day, so
+	// today's one row counts none; the day is the tenant's.
+	out, errOut, code = run(t, env, "", "report", "today", "--tenant", "acme", "--once", "--every", "1s")
+	if code != 0 || !strings.Contains(out, "today since") || !strings.Contains(out, "(Europe/Zurich)") || !strings.Contains(out, "sessions") {
+		t.Errorf("today: exit %d\n%s%s", code, out, errOut)
+	}
+	_, errOut, code = run(t, env, "", "report", "today", "--tenant", "acme", "--once", "--every", "1ms")
+	if code == 0 || !strings.Contains(errOut, "interval") {
+		t.Errorf("today with a bad interval: exit %d\n%s", code, errOut)
+	}
+
 	out, errOut, code = run(t, env, "", "report", "transcript", "ss_1", "--tenant", "acme")
 	if code != 0 || !strings.Contains(out, "is my order late?") || !strings.Contains(out, "customer") {
 		t.Errorf("transcript: exit %d\n%s%s", code, out, errOut)
