@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -43,54 +44,45 @@ type streamEvent struct {
 
 var diagFields = []protoreflect.Name{"session_id", "message_id", "message_sid", "first_message_sid", "body", "agent_id", "task_id"}
 
-// readStream reads a whole stream (as it is now) with an ordered consumer.
-func readStream(ctx context.Context, js jetstream.JetStream, stream string, fn func(jetstream.Msg)) error {
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+// readStream reads a whole stream (as it is now) message by message: a
+// direct get per sequence, slower than a consumer but indifferent to the
+// consumer leader moves a run leaves behind (an ordered consumer gave up
+// part way with "no responders" on such a cluster).
+func readStream(ctx context.Context, js jetstream.JetStream, stream string, fn func(*jetstream.RawStreamMsg)) error {
+	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return err
 	}
-	info, err := cons.Info(ctx)
+	info, err := s.Info(ctx)
 	if err != nil {
 		return err
 	}
-	pending := int(info.NumPending)
-	for read := 0; read < pending; {
-		batch, err := cons.Fetch(min(pending-read, 500), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return err
+	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			continue
+		case err != nil:
+			return fmt.Errorf("message %d: %w", seq, err)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			fn(m)
-		}
-		if batch.Error() != nil {
-			return batch.Error()
-		}
-		if n == 0 {
-			break
-		}
-		read += n
+		fn(m)
 	}
 	return nil
 }
 
 // protoEvent decodes an event by its Sb-Type header and reads the fields
 // the diagnosis follows.
-func protoEvent(m jetstream.Msg) *streamEvent {
-	ev := &streamEvent{subject: m.Subject(), fields: map[string]string{}}
-	if md, err := m.Metadata(); err == nil {
-		ev.at, ev.seq = md.Timestamp, md.Sequence.Stream
-	}
-	if s, err := subjects.Parse(m.Subject()); err == nil {
+func protoEvent(m *jetstream.RawStreamMsg) *streamEvent {
+	ev := &streamEvent{subject: m.Subject, fields: map[string]string{}, at: m.Time, seq: m.Sequence}
+	if s, err := subjects.Parse(m.Subject); err == nil {
 		ev.kind = s.Kind()
 	}
-	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(m.Headers().Get(bus.HeaderType)))
+	mt, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(m.Header.Get(bus.HeaderType)))
 	if err != nil {
 		return ev
 	}
 	msg := mt.New()
-	if proto.Unmarshal(m.Data(), msg.Interface()) != nil {
+	if proto.Unmarshal(m.Data, msg.Interface()) != nil {
 		return ev
 	}
 	for _, name := range diagFields {
@@ -105,7 +97,7 @@ func protoEvent(m jetstream.Msg) *streamEvent {
 
 // diagnose reports, for each lost customer message, the stages it reached.
 func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	nc, err := nats.Connect(d.st.natsURL, nats.UserInfo(natsUser, d.st.password))
 	if err != nil {
@@ -125,7 +117,7 @@ func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 		copies int
 	}
 	chat := map[int64]*chatRec{}
-	if err := readStream(ctx, js, subjects.StreamChat, func(m jetstream.Msg) {
+	if err := readStream(ctx, js, subjects.StreamChat, func(m *jetstream.RawStreamMsg) {
 		ev := protoEvent(m)
 		if ev.kind != subjects.KindChatMessageReceived {
 			return
@@ -147,21 +139,18 @@ func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 		at      time.Time
 	}
 	transcript := map[string]trRec{} // SID → entry
-	if err := readStream(ctx, js, subjects.StreamTranscript, func(m jetstream.Msg) {
+	if err := readStream(ctx, js, subjects.StreamTranscript, func(m *jetstream.RawStreamMsg) {
 		var e struct {
 			Kind    string `json:"k"`
 			Message *struct{ ID string }
 		}
-		if json.Unmarshal(m.Data(), &e) != nil || e.Kind != "m" || e.Message == nil {
+		if json.Unmarshal(m.Data, &e) != nil || e.Kind != "m" || e.Message == nil {
 			return
 		}
 		if _, ok := transcript[e.Message.ID]; ok {
 			return
 		}
-		r := trRec{session: m.Subject()[strings.LastIndexByte(m.Subject(), '.')+1:]}
-		if md, err := m.Metadata(); err == nil {
-			r.at = md.Timestamp
-		}
+		r := trRec{session: m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], at: m.Time}
 		transcript[e.Message.ID] = r
 	}); err != nil {
 		return nil, fmt.Errorf("read TRANSCRIPT: %w", err)
@@ -171,7 +160,7 @@ func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 	added := map[string]time.Time{}          // SID → session.message.added
 	bySession := map[string][]*streamEvent{} // session → its events
 	for _, stream := range []string{subjects.StreamSession, subjects.StreamWorkflow, subjects.StreamDistribution} {
-		if err := readStream(ctx, js, stream, func(m jetstream.Msg) {
+		if err := readStream(ctx, js, stream, func(m *jetstream.RawStreamMsg) {
 			ev := protoEvent(m)
 			if ev.kind == subjects.KindSessionMessageAdded {
 				if _, ok := added[ev.fields["message_id"]]; !ok {
