@@ -40,6 +40,8 @@ type request struct {
 	kind    string // accept, decline, reply, terminate, other
 	session string
 	msgID   string // client_msg_id of a reply
+	offerID string // of an accept
+	tries   int    // accepts sent for this offer
 }
 
 type outgoing struct {
@@ -218,6 +220,19 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 		case r < d.replyProb+d.terminateProb:
 			a.sendAsync(ctx, "session.terminate", map[string]string{"session_id": m.SessionID}, request{kind: "terminate", session: m.SessionID})
 		}
+	case "presence":
+		// A RONA flags the agent (its accept was refused while a backend
+		// was down, or the offer never reached it): like an agent back at
+		// the desk, it sets itself available again, or every task queued
+		// behind its capacity would wait for the end of the run.
+		var p struct {
+			Rona bool `json:"rona"`
+		}
+		_ = json.Unmarshal(f.Data, &p)
+		if p.Rona {
+			d.count("agent flagged by RONA, sets itself available")
+			a.sendAsync(ctx, "presence.set", map[string]string{"presence": "available"}, request{kind: "other"})
+		}
 	case "session.ended":
 		var e struct {
 			SessionID string `json:"session_id"`
@@ -243,6 +258,17 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 		}
 		if f.Type == "error" {
 			d.count(fmt.Sprintf("agent %s refused: %s", req.kind, r.Code))
+			// "unavailable": a backend is down; retry (PROTOCOL.md), as the
+			// console's user would click again while the offer is open.
+			if req.kind == "accept" && r.Code == "unavailable" && req.tries < 10 {
+				go func() {
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Second):
+						_ = a.send(ctx, "offer.accept", map[string]string{"offer_id": req.offerID}, request{kind: "accept", offerID: req.offerID, tries: req.tries + 1})
+					}
+				}()
+			}
 			return
 		}
 		switch req.kind {
@@ -261,7 +287,7 @@ func (a *agent) answerOffer(ctx context.Context, offerID string) {
 		a.sendAsync(ctx, "offer.decline", map[string]string{"offer_id": offerID}, request{kind: "decline"})
 		return
 	}
-	a.sendAsync(ctx, "offer.accept", map[string]string{"offer_id": offerID}, request{kind: "accept"})
+	a.sendAsync(ctx, "offer.accept", map[string]string{"offer_id": offerID}, request{kind: "accept", offerID: offerID, tries: 1})
 }
 
 func (a *agent) ended(session string) {
