@@ -141,8 +141,8 @@ func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 	transcript := map[string]trRec{} // SID → entry
 	if err := readStream(ctx, js, subjects.StreamTranscript, func(m *jetstream.RawStreamMsg) {
 		var e struct {
-			Kind    string `json:"k"`
-			Message *struct{ ID string }
+			Kind    string               `json:"k"`
+			Message *struct{ ID string } `json:"m"`
 		}
 		if json.Unmarshal(m.Data, &e) != nil || e.Kind != "m" || e.Message == nil {
 			return
@@ -207,7 +207,11 @@ func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 		}
 		line += fmt.Sprintf(" transcript of %s at %s;", tr.session, tr.at.Format("15:04:05.000"))
 		if at, ok := added[c.sid]; ok {
-			line += fmt.Sprintf(" message.added at %s;", at.Format("15:04:05.000"))
+			line += fmt.Sprintf(" message.added at %s", at.Format("15:04:05.000"))
+			if at.Sub(tr.at) > 500*time.Millisecond {
+				line += " (later: a redelivery completed it)"
+			}
+			line += ";"
 		} else {
 			line += " NO message.added;"
 		}
@@ -219,7 +223,7 @@ func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 			if a := ev.fields["agent_id"]; a != "" {
 				s += "(" + a + ")"
 			}
-			steps = append(steps, s+"@"+ev.at.Format("05.000"))
+			steps = append(steps, s+"@"+ev.at.Format("15:04:05.000"))
 			if ev.kind == subjects.KindTaskAccepted && accepted == "" {
 				accepted, acceptedAt = ev.fields["agent_id"], ev.at
 			}
@@ -229,10 +233,10 @@ func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 		switch {
 		case accepted == "" && rec == nil:
 			classes["in a transcript; session never accepted nor held by an agent"]++
+		case accepted != "" && acceptedAt.Before(tr.at):
+			classes["in a transcript; appended AFTER the agent accepted, never shown to it"]++
 		case rec == nil:
 			classes["in a transcript; session accepted but no agent frame for it"]++
-		case acceptedAt.Before(tr.at):
-			classes["in a transcript; appended AFTER the agent accepted, never shown to it"]++
 		default:
 			classes["in a transcript; appended before the agent accepted, yet not in its transcript"]++
 		}
