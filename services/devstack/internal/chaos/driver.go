@@ -74,8 +74,15 @@ func (d *driver) count(what string) {
 func (d *driver) violation(n *int, format string, args ...any) {
 	d.mu.Lock()
 	*n++
-	if len(d.rep.Examples) < 20 {
-		d.rep.Examples = append(d.rep.Examples, fmt.Sprintf(format, args...))
+	// At most 20, whatever "lost:" examples the drain's tallies hold.
+	lost := 0
+	for _, e := range d.rep.Examples {
+		if len(e) > 5 && e[:5] == "lost:" {
+			lost++
+		}
+	}
+	if len(d.rep.Examples)-lost < 20 {
+		d.rep.Examples = slices.Insert(d.rep.Examples, len(d.rep.Examples)-lost, fmt.Sprintf(format, args...))
 	}
 	d.mu.Unlock()
 }
@@ -353,13 +360,17 @@ func (d *driver) tally(ctx context.Context) (lost, dup, replyLost, replyDup int,
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// Tally runs again and again while draining: its "lost:" examples are
+	// replaced each time, and never crowd out the other violations' (at
+	// most 20 of each).
 	d.rep.Examples = slices.DeleteFunc(d.rep.Examples, func(s string) bool { return len(s) > 5 && s[:5] == "lost:" })
+	others := len(d.rep.Examples)
 	d.rep.AcceptedDespiteFailure = 0 // tally runs again and again while draining
 	for seq, m := range d.msgs {
 		switch {
 		case m.status == http.StatusOK && len(m.ids) == 0:
 			lost++
-			if len(d.rep.Examples) < 20 {
+			if len(d.rep.Examples)-others < 20 {
 				d.rep.Examples = append(d.rep.Examples, fmt.Sprintf("lost: customer message m%d (webhook 200 at %s) never reached an agent", seq, m.sent.Format("15:04:05.000")))
 			}
 		case len(m.ids) > 1:
