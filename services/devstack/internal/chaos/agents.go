@@ -190,7 +190,10 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 		n := len(a.active)
 		a.mu.Unlock()
 		if n > d.cfg.Capacity {
-			d.violation(&d.rep.CapacityViolations, "agent %s holds %d sessions, capacity %d", a.email, n, d.cfg.Capacity)
+			// The agent's view only: an end whose frame was lost (its
+			// sessions replica's connection dropped) stays in it.
+			// Distribution's own events are what checkOffers judges.
+			d.count("agent's view above capacity (an end's frame late or lost)")
 		}
 		d.assigned(a, s.SessionID)
 		for _, m := range s.Messages {

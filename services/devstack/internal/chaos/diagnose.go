@@ -38,11 +38,11 @@ type streamEvent struct {
 	kind    string // subject kind ("session.message.added"), or the transcript's
 	at      time.Time
 	seq     uint64
-	fields  map[string]string // session_id, message_id, message_sid, body, agent_id, task_id
+	fields  map[string]string // session_id, message_id, message_sid, body, agent_id, task_id, offer_id
 	subject string
 }
 
-var diagFields = []protoreflect.Name{"session_id", "message_id", "message_sid", "first_message_sid", "body", "agent_id", "task_id"}
+var diagFields = []protoreflect.Name{"session_id", "message_id", "message_sid", "first_message_sid", "body", "agent_id", "task_id", "offer_id"}
 
 // readStream reads a whole stream (as it is now) message by message: a
 // direct get per sequence, slower than a consumer but indifferent to the

@@ -226,6 +226,9 @@ func (d *driver) run(ctx context.Context) (*Report, error) {
 	if d.rep.DeadLetters, err = d.deadLetters(ctx); err != nil {
 		return nil, err
 	}
+	if err := d.checkOffers(ctx); err != nil {
+		return nil, fmt.Errorf("read distribution's events: %w", err)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.rep.Sessions = len(d.sessions)

@@ -26,8 +26,11 @@ type Report struct {
 	RepliesRequested, RepliesAtEmulator int
 	RepliesLost, RepliesDuplicated      int
 	Sessions, NoOutcome                 int
-	CapacityViolations, DoubleAssigned  int
-	DeadLetters                         int
+	// CapacityViolations and DoubleOffers are read from distribution's
+	// own events (the DISTRIBUTION stream).
+	CapacityViolations, DoubleAssigned int
+	DoubleOffers                       int
+	DeadLetters                        int
 	// Exits are processes that exited without being killed.
 	Exits    []string
 	Counts   map[string]int
@@ -42,7 +45,7 @@ type Report struct {
 
 // Failed reports whether an invariant was broken.
 func (r *Report) Failed() bool {
-	return r.Lost+r.Duplicated+r.RepliesLost+r.RepliesDuplicated+r.NoOutcome+r.CapacityViolations+r.DoubleAssigned+r.DeadLetters > 0 || r.Webhooks200 == 0
+	return r.Lost+r.Duplicated+r.RepliesLost+r.RepliesDuplicated+r.NoOutcome+r.CapacityViolations+r.DoubleOffers+r.DoubleAssigned+r.DeadLetters > 0 || r.Webhooks200 == 0
 }
 
 func pct(d []time.Duration, p float64) time.Duration {
@@ -74,7 +77,8 @@ func (r *Report) print(w io.Writer) {
 	row("replies: duplicated", r.RepliesDuplicated, r.RepliesDuplicated > 0)
 	row("sessions assigned", r.Sessions, false)
 	row("sessions without an outcome", r.NoOutcome, r.NoOutcome > 0)
-	row("capacity violations", r.CapacityViolations, r.CapacityViolations > 0)
+	row("capacity violations (distribution's events)", r.CapacityViolations, r.CapacityViolations > 0)
+	row("tasks offered twice at once", r.DoubleOffers, r.DoubleOffers > 0)
 	row("sessions assigned to two agents", r.DoubleAssigned, r.DoubleAssigned > 0)
 	row("dead letters", r.DeadLetters, r.DeadLetters > 0)
 	row("webhook answer p50 / p99", fmt.Sprintf("%v / %v", pct(r.webhookLat, .5), pct(r.webhookLat, .99)), false)
