@@ -159,12 +159,7 @@ func (c *cli) summarize(ctx context.Context, args []string) error {
 		TenantId: *tenant, From: timestamppb.New(f), To: timestamppb.New(t), TimeZone: zone,
 		Bucket: *bucket, ServiceLevelSeconds: int32(*sl), PageSize: 5000,
 	}
-	var dims []string
-	if *by != "" {
-		for _, d := range strings.Split(*by, ",") {
-			dims = append(dims, strings.TrimSpace(d))
-		}
-	}
+	dims := splitDims(*by)
 	req.GroupBy = dims
 	var rows []*reportingv1.SummaryRow
 	read := 0
@@ -405,12 +400,7 @@ func (c *cli) today(ctx context.Context, args []string) error {
 		return err
 	}
 	defer done()
-	var dims []string
-	if *by != "" {
-		for _, d := range strings.Split(*by, ",") {
-			dims = append(dims, strings.TrimSpace(d))
-		}
-	}
+	dims := splitDims(*by)
 	stream, err := client.WatchToday(ctx, &reportingv1.WatchTodayRequest{TenantId: *tenant, TimeZone: *tz, GroupBy: dims,
 		ServiceLevelSeconds: int32(*sl), Interval: durationpb.New(*every)})
 	if err != nil {
@@ -437,4 +427,15 @@ func (c *cli) today(ctx context.Context, args []string) error {
 			return nil
 		}
 	}
+}
+
+// splitDims reads a comma-separated list of dimensions.
+func splitDims(by string) []string {
+	var dims []string
+	if by != "" {
+		for _, d := range strings.Split(by, ",") {
+			dims = append(dims, strings.TrimSpace(d))
+		}
+	}
+	return dims
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -99,15 +98,11 @@ func protoEvent(m *jetstream.RawStreamMsg) *streamEvent {
 func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	nc, err := nats.Connect(d.st.natsURL, nats.UserInfo(natsUser, d.st.password))
+	js, closeJS, err := d.jetStream()
 	if err != nil {
 		return nil, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, err
-	}
+	defer closeJS()
 
 	// CHAT: the customer message by its body ("chaos m<n> …") → its SID.
 	type chatRec struct {

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-cc/switchboard/services/devstack"
@@ -426,15 +425,11 @@ func (d *driver) withoutOutcome() int {
 
 // deadLetters counts the DEADLETTER stream's messages.
 func (d *driver) deadLetters(ctx context.Context) (int, error) {
-	nc, err := nats.Connect(d.st.natsURL, nats.UserInfo(natsUser, d.st.password))
+	js, closeJS, err := d.jetStream()
 	if err != nil {
 		return 0, err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return 0, err
-	}
+	defer closeJS()
 	s, err := js.Stream(ctx, "DEADLETTER")
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return 0, nil

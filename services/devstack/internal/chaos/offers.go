@@ -17,15 +17,11 @@ import (
 // view: a frame lost with a sessions replica's connection leaves it
 // behind, which is counted, not judged.)
 func (d *driver) checkOffers(ctx context.Context) error {
-	nc, err := nats.Connect(d.st.natsURL, nats.UserInfo(natsUser, d.st.password))
+	js, closeJS, err := d.jetStream()
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
+	defer closeJS()
 	type open struct{ offer, agent string }
 	offered := map[string]open{}          // task → its open offer
 	holds := map[string]map[string]bool{} // agent → tasks offered to or accepted by them
@@ -76,4 +72,19 @@ func (d *driver) checkOffers(ctx context.Context) error {
 			release(task)
 		}
 	})
+}
+
+// jetStream connects to the stack's NATS as the harness's user, to read
+// streams back after the run.
+func (d *driver) jetStream() (jetstream.JetStream, func(), error) {
+	nc, err := nats.Connect(d.st.natsURL, nats.UserInfo(natsUser, d.st.password))
+	if err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return js, nc.Close, nil
 }
