@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"runtime/pprof"
@@ -176,40 +175,12 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	dc := devstack.Defaults()
-	dc.DataDir = dir
-	dc.NATSAddr, dc.MongoAddr = "127.0.0.1:0", "127.0.0.1:0"
-	dc.ChatHandlerAddr, dc.SessionsAddr, dc.TwilioSimAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	dc.ConfigAddr, dc.DistributionAddr, dc.ReportingAddr, dc.OutboundAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	dc.SyncAlways = cfg.Fsync
-	dc.BcryptCost = 4 // agents sign in once each; the password hash is not what is measured
-
-	stackCtx, stopStack := context.WithCancel(ctx)
-	ready := make(chan devstack.Info, 1)
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelError}))
 	start := time.Now()
-	go func() {
-		done <- devstack.Run(stackCtx, dc, devstack.Deps{Ready: func(i devstack.Info) { ready <- i }}, log)
-	}()
-	defer func() {
-		stopStack()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			say("the stack did not stop within 30s")
-		}
-	}()
-	var info devstack.Info
-	select {
-	case info = <-ready:
-	case err := <-done:
-		return fmt.Errorf("devstack: %w", err)
-	case <-time.After(90 * time.Second):
-		return errors.New("devstack not ready within 90s")
-	case <-ctx.Done():
-		return ctx.Err()
+	info, stopStack, err := startStack(ctx, dir, cfg.Fsync, progress, say)
+	if err != nil {
+		return err
 	}
+	defer stopStack()
 	say("stack up in %s (fsync %v)", time.Since(start).Round(time.Millisecond), cfg.Fsync)
 
 	r := &run{cfg: cfg, info: info, tag: randomTag(), anomaly: map[string]int{}, customerByAddress: map[string]int{}}

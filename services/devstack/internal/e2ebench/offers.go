@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -20,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/switchboard-cc/switchboard/services/devstack"
 	"github.com/switchboard-cc/switchboard/services/sessions/agentclient"
 )
 
@@ -65,37 +63,21 @@ func RunOffers(ctx context.Context, cfg OffersConfig, out, progress io.Writer) e
 		return err
 	}
 	defer os.RemoveAll(dir)
-	dc := devstack.Defaults()
-	dc.DataDir = dir
-	dc.NATSAddr, dc.MongoAddr = "127.0.0.1:0", "127.0.0.1:0"
-	dc.ChatHandlerAddr, dc.SessionsAddr, dc.TwilioSimAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	dc.ConfigAddr, dc.DistributionAddr, dc.ReportingAddr, dc.OutboundAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	dc.SyncAlways = cfg.Fsync
-	dc.BcryptCost = 4
-	stackCtx, stopStack := context.WithCancel(ctx)
-	ready := make(chan devstack.Info, 1)
-	done := make(chan error, 1)
-	log := slog.New(slog.NewTextHandler(progress, &slog.HandlerOptions{Level: slog.LevelError}))
-	go func() {
-		done <- devstack.Run(stackCtx, dc, devstack.Deps{Ready: func(i devstack.Info) { ready <- i }}, log)
-	}()
-	defer func() {
-		stopStack()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			say("the stack did not stop within 30s")
-		}
-	}()
-	var info devstack.Info
-	select {
-	case info = <-ready:
-	case err := <-done:
-		return fmt.Errorf("devstack: %w", err)
-	case <-time.After(90 * time.Second):
-		return errors.New("devstack not ready within 90s")
-	case <-ctx.Done():
-		return ctx.Err()
+	info, stopStack, err := startStack(ctx, dir, cfg.Fsync, progress, say)
+	if err != nil {
+		return err
+	}
+	defer stopStack()
+	// One connection reads the consumers' backlog at the load's end and
+	// the events back afterwards.
+	nc, err := nats.Connect(info.NATSURL, nats.UserInfo(info.NATSAuth.User, info.NATSAuth.Password), nats.Name("offer-bench"))
+	if err != nil {
+		return fmt.Errorf("connect to NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
 	}
 	// The e2e benchmark's tenant: its capacity per agent is what config
 	// allows (20) with 18 customers per agent.
@@ -195,18 +177,13 @@ func RunOffers(ctx context.Context, cfg OffersConfig, out, progress io.Writer) e
 	// Where the work waits at the load's end: every durable consumer's
 	// backlog (pending + unacknowledged).
 	var backlog []string
-	if nc, err := nats.Connect(info.NATSURL, nats.UserInfo(info.NATSAuth.User, info.NATSAuth.Password), nats.Name("offer-bench")); err == nil {
-		if js, err := jetstream.New(nc); err == nil {
-			samp := &sampler{js: js}
-			samp.once(ctx)
-			samples, names := samp.snapshot()
-			for _, name := range names {
-				if c := samples[0].c[name]; c.Pending > 0 {
-					backlog = append(backlog, fmt.Sprintf("%s %d", name, c.Pending))
-				}
-			}
+	samp := &sampler{js: js}
+	samp.once(ctx)
+	samples, names := samp.snapshot()
+	for _, name := range names {
+		if c := samples[0].c[name]; c.Pending > 0 {
+			backlog = append(backlog, fmt.Sprintf("%s %d", name, c.Pending))
 		}
-		nc.Close()
 	}
 	drainUntil := loadEnd.Add(cfg.Drain)
 	offered := func() int {
@@ -264,15 +241,6 @@ func RunOffers(ctx context.Context, cfg OffersConfig, out, progress io.Writer) e
 		}
 	}
 	mu.Unlock()
-	nc, err := nats.Connect(info.NATSURL, nats.UserInfo(info.NATSAuth.User, info.NATSAuth.Password), nats.Name("offer-bench"))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	marks, err := readStages(ctx, js, tenantID)
 	if err != nil {
 		return fmt.Errorf("read the stages back: %w", err)

@@ -32,6 +32,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/ids"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/protocol"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/store"
 )
@@ -418,7 +419,7 @@ func (c *Core) sessionFor(ctx context.Context, ev *chatv1.MessageReceived) (*sto
 				Tenant: tenant, ID: id, ServiceID: ev.GetServiceId(), EntryID: ev.GetEntryId(),
 				Conversation: toStore(ev.GetConversation()), ConversationKey: key,
 				CustomerName: ev.GetProfileName(), FirstMessageSID: ev.GetMessageSid(),
-				State: store.StateActive, StartedAt: c.now(), Trace: traceParent(ctx),
+				State: store.StateActive, StartedAt: c.now(), Trace: telemetry.TraceParent(ctx),
 			}
 			if err := c.store.CreateSession(ctx, sess); err != nil {
 				return nil, err

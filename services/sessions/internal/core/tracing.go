@@ -9,9 +9,6 @@ import (
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/store"
 )
 
-// traceParent is the W3C traceparent of the span in ctx ("" without one).
-func traceParent(ctx context.Context) string { return telemetry.TraceParent(ctx) }
-
 // inSessionTrace starts a span for work an agent's frame does on a
 // session. An agent's frame starts a trace of its own (their action); the
 // work it does on a session (a reply on its way to the customer)
