@@ -6,7 +6,9 @@
 //   - it returns an error wrapped by Permanent: the message goes to the
 //     dead-letter subject with the reason and is terminated;
 //   - any other error: the message is redelivered after a jittered
-//     exponential backoff, and dead-lettered after MaxDeliver attempts.
+//     exponential backoff, and dead-lettered after MaxDeliver attempts,
+//     unless the error is an outage (IsTransient), which is retried
+//     until the message is TransientFor old.
 package bus
 
 import (

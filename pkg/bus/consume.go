@@ -26,8 +26,10 @@ type Message struct {
 	Header  nats.Header
 	// Delivered counts deliveries of this message, starting at 1.
 	Delivered uint64
-	// Sequence is the message's stream sequence.
+	// Sequence is the message's stream sequence; Stored when the stream
+	// stored it.
 	Sequence uint64
+	Stored   time.Time
 }
 
 // Kind is the subject's kind ("chat.message.received"), or "" if the subject
@@ -66,8 +68,14 @@ type ConsumerSpec struct {
 	Durable string
 	// FilterSubjects; empty means the whole stream.
 	FilterSubjects []string
-	// MaxDeliver attempts before dead-lettering; zero means 8.
+	// MaxDeliver attempts before dead-lettering; zero means 8. A message
+	// failing only transiently (IsTransient: a dependency is down) is
+	// retried past it until it is TransientFor old: an outage longer than
+	// the backoff's few minutes must not turn every message into a dead
+	// letter.
 	MaxDeliver int
+	// TransientFor: zero means DefaultTransientFor.
+	TransientFor time.Duration
 	// AckWait before JetStream redelivers an unacknowledged message; zero
 	// means 30s. Long handlers are kept alive with in-progress acks.
 	AckWait time.Duration
@@ -96,19 +104,38 @@ func (s ConsumerSpec) WithDefaults() ConsumerSpec {
 	if s.Backoff == nil {
 		s.Backoff = DefaultBackoff
 	}
+	if s.TransientFor <= 0 {
+		s.TransientFor = DefaultTransientFor
+	}
 	return s
+}
+
+// GivesUp reports whether a delivery that failed with herr is the last:
+// herr is Permanent, or MaxDeliver deliveries are used up and herr is not
+// a transient failure of a message younger than TransientFor.
+func (s ConsumerSpec) GivesUp(m *Message, herr error) bool {
+	s = s.WithDefaults()
+	if IsPermanent(herr) {
+		return true
+	}
+	if int(m.Delivered) < s.MaxDeliver {
+		return false
+	}
+	return !IsTransient(herr) || m.Stored.IsZero() || time.Since(m.Stored) >= s.TransientFor
 }
 
 // Config is the JetStream configuration of the durable consumer the spec
 // describes (defaults applied): explicit acks, the spec's ack wait and
-// delivery limits, from the start of the stream unless DeliverNew.
+// pending limit, from the start of the stream unless DeliverNew. The
+// server redelivers without limit: Settle decides when a message has had
+// its deliveries (GivesUp), so a transient failure may go past MaxDeliver.
 func (s ConsumerSpec) Config() jetstream.ConsumerConfig {
 	s = s.WithDefaults()
 	cfg := jetstream.ConsumerConfig{
 		Durable:       s.Durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.AckWait,
-		MaxDeliver:    s.MaxDeliver,
+		MaxDeliver:    -1,
 		MaxAckPending: s.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
@@ -179,7 +206,7 @@ func Received(msg jetstream.Msg) (*Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("message metadata: %w", err)
 	}
-	m := &Message{Subject: msg.Subject(), Data: msg.Data(), Header: msg.Headers(), Delivered: md.NumDelivered, Sequence: md.Sequence.Stream}
+	m := &Message{Subject: msg.Subject(), Data: msg.Data(), Header: msg.Headers(), Delivered: md.NumDelivered, Sequence: md.Sequence.Stream, Stored: md.Timestamp}
 	if m.Header == nil {
 		m.Header = nats.Header{}
 	}
@@ -218,8 +245,9 @@ func (b *Bus) handle(ctx context.Context, spec ConsumerSpec, h Handler, msg jets
 }
 
 // Settle applies the handler contract to one delivery once its handler
-// has returned herr: nil acks; an error marked Permanent, or any error on
-// the last delivery MaxDeliver allows, publishes the message to the
+// has returned herr: nil acks; an error marked Permanent, or an error on
+// the last delivery MaxDeliver allows (GivesUp: a transient one goes on
+// for TransientFor), publishes the message to the
 // consumer's dead-letter subject and terminates it (if that publish fails
 // the message is redelivered instead); any other error redelivers after
 // spec.Backoff. An error is recorded on the span in ctx.
@@ -234,7 +262,7 @@ func (b *Bus) Settle(ctx context.Context, spec ConsumerSpec, msg jetstream.Msg, 
 			b.log.WarnContext(ctx, "ack", "consumer", spec.Durable, "subject", m.Subject, "err", err)
 		}
 		recordSettled(spec.Durable, m, "ack")
-	case IsPermanent(herr) || int(m.Delivered) >= spec.MaxDeliver:
+	case spec.GivesUp(m, herr):
 		if err := b.DeadLetter(ctx, spec.Durable, m, herr); err != nil {
 			b.log.ErrorContext(ctx, "dead-letter publish; will redeliver", "consumer", spec.Durable, "subject", m.Subject, "err", err)
 			_ = msg.NakWithDelay(spec.Backoff(m.Delivered))

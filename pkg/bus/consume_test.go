@@ -3,12 +3,17 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"strings"
+	"syscall"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	chatv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/chat/v1"
 
@@ -23,13 +28,13 @@ func TestConsumerSpecConfig(t *testing.T) {
 		want jetstream.ConsumerConfig
 	}{
 		{"defaults", bus.ConsumerSpec{Durable: "d"}, jetstream.ConsumerConfig{
-			Durable: "d", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: 8,
+			Durable: "d", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1,
 			MaxAckPending: 1000, DeliverPolicy: jetstream.DeliverAllPolicy}},
 		{"one filter, new only", bus.ConsumerSpec{Durable: "d", FilterSubjects: []string{"a.>"}, DeliverNew: true, MaxDeliver: 3, AckWait: time.Second, MaxAckPending: 5},
-			jetstream.ConsumerConfig{Durable: "d", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Second, MaxDeliver: 3,
+			jetstream.ConsumerConfig{Durable: "d", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Second, MaxDeliver: -1,
 				MaxAckPending: 5, DeliverPolicy: jetstream.DeliverNewPolicy, FilterSubject: "a.>"}},
 		{"two filters", bus.ConsumerSpec{Durable: "d", FilterSubjects: []string{"a.>", "b.>"}}, jetstream.ConsumerConfig{
-			Durable: "d", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: 8,
+			Durable: "d", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, MaxDeliver: -1,
 			MaxAckPending: 1000, DeliverPolicy: jetstream.DeliverAllPolicy, FilterSubjects: []string{"a.>", "b.>"}}},
 	}
 	for _, tt := range tests {
@@ -44,6 +49,37 @@ func TestConsumerSpecConfig(t *testing.T) {
 	}
 	if d := (bus.ConsumerSpec{}).WithDefaults(); d.Backoff == nil || d.MaxDeliver != 8 || d.AckWait != 30*time.Second || d.MaxAckPending != 1000 {
 		t.Errorf("WithDefaults() = %+v, want backoff, 8 deliveries, 30s, 1000 pending", d)
+	}
+}
+
+// An outage is retried past MaxDeliver until the message is TransientFor
+// old; anything else is given up on at MaxDeliver, a Permanent error at
+// once.
+func TestGivesUp(t *testing.T) {
+	spec := bus.ConsumerSpec{MaxDeliver: 3, TransientFor: time.Hour}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	fresh, old := time.Now().Add(-time.Minute), time.Now().Add(-2*time.Hour)
+	for _, tt := range []struct {
+		name      string
+		err       error
+		delivered uint64
+		stored    time.Time
+		want      bool
+	}{
+		{"an error before MaxDeliver", errors.New("x"), 2, fresh, false},
+		{"an error at MaxDeliver", errors.New("x"), 3, fresh, true},
+		{"permanent at once", bus.Permanent(refused), 1, fresh, true},
+		{"gRPC Unavailable, wrapped", fmt.Errorf("get service: %w", status.Error(codes.Unavailable, "down")), 9, fresh, false},
+		{"gRPC NotFound", status.Error(codes.NotFound, "no such service"), 3, fresh, true},
+		{"connection refused", fmt.Errorf("insert: %w", refused), 20, fresh, false},
+		{"a deadline", fmt.Errorf("find: %w", context.DeadlineExceeded), 5, fresh, false},
+		{"marked transient", bus.Transient(errors.New("the store is electing a leader")), 5, fresh, false},
+		{"an outage older than TransientFor", refused, 500, old, true},
+	} {
+		m := &bus.Message{Delivered: tt.delivered, Stored: tt.stored}
+		if got := spec.GivesUp(m, tt.err); got != tt.want {
+			t.Errorf("%s: GivesUp = %v, want %v", tt.name, got, tt.want)
+		}
 	}
 }
 
@@ -125,6 +161,12 @@ func TestExportedPiecesKeepTheContract(t *testing.T) {
 						if n < 3 {
 							return errors.New("transient")
 						}
+					case "outage":
+						// A dependency down for longer than MaxDeliver's
+						// deliveries: retried until it is back.
+						if n < 6 {
+							return fmt.Errorf("get service: %w", status.Error(codes.Unavailable, "connection refused"))
+						}
 					case "poison":
 						return bus.Permanentf("cannot handle %s", ev.MessageSid)
 					case "panics":
@@ -136,21 +178,21 @@ func TestExportedPiecesKeepTheContract(t *testing.T) {
 					mu.Unlock()
 					return nil
 				})
-			for _, sid := range []string{"ok", "flaky", "poison", "panics"} {
+			for _, sid := range []string{"ok", "flaky", "outage", "poison", "panics"} {
 				if _, err := b.Publish(ctx, subjects.ChatMessageReceived("acme"), event(sid), bus.MsgID(sid)); err != nil {
 					t.Fatal(err)
 				}
 			}
-			waitFor(t, "ok and flaky acked, two dead letters", func() bool {
+			waitFor(t, "ok, flaky and outage acked, two dead letters", func() bool {
 				mu.Lock()
 				defer mu.Unlock()
 				n, _, _ := countDeadLetters(t, b)
-				return acked["ok"] && acked["flaky"] && n == 2
+				return acked["ok"] && acked["flaky"] && acked["outage"] && n == 2
 			})
 			mu.Lock()
 			defer mu.Unlock()
-			if attempts["ok"] != 1 || attempts["flaky"] != 3 || attempts["poison"] != 1 || attempts["panics"] != 3 {
-				t.Errorf("attempts = %v, want ok:1 flaky:3 poison:1 panics:3 (MaxDeliver)", attempts)
+			if attempts["ok"] != 1 || attempts["flaky"] != 3 || attempts["outage"] != 6 || attempts["poison"] != 1 || attempts["panics"] != 3 {
+				t.Errorf("attempts = %v, want ok:1 flaky:3 outage:6 (transient, past MaxDeliver) poison:1 panics:3 (MaxDeliver)", attempts)
 			}
 			_, reason, orig := countDeadLetters(t, b)
 			if !strings.Contains(reason, "panic") || orig != subjects.ChatMessageReceived("acme") {
@@ -199,4 +241,28 @@ func TestKeepAliveHoldsAMessage(t *testing.T) {
 		info, err := cons.Info(ctx)
 		return err == nil && info.NumAckPending == 0 && info.AckFloor.Stream >= m.Sequence
 	})
+}
+
+// A durable consumer an earlier release created with a delivery limit is
+// updated to the unlimited one Settle relies on when the service starts.
+func TestALimitedConsumerIsUpdated(t *testing.T) {
+	b := newBus(t)
+	ctx := context.Background()
+	spec := bus.ConsumerSpec{Stream: subjects.StreamChat, Durable: "test-upgrade"}
+	old := spec.Config()
+	old.MaxDeliver = 8
+	if _, err := b.JS.CreateOrUpdateConsumer(ctx, spec.Stream, old); err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- b.Consume(cctx, spec, func(context.Context, *bus.Message) error { return nil }) }()
+	waitFor(t, "the consumer updated", func() bool {
+		c, err := b.JS.Consumer(ctx, spec.Stream, spec.Durable)
+		return err == nil && c.CachedInfo().Config.MaxDeliver == -1
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Consume: %v", err)
+	}
 }
