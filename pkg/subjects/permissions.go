@@ -35,13 +35,17 @@ func Accesses() []Access {
 	return []Access{
 		{Service: "chat-handler", Ensures: []string{StreamChat, StreamDeadLetter}, Consumes: []string{StreamConfig},
 			Publishes: []string{DomainChat + ".>"}, ReadsKV: []string{BucketRevocations}},
-		{Service: "config", Ensures: []string{StreamConfig},
+		// config reads the erasure completions back from CONFIG.
+		{Service: "config", Ensures: []string{StreamConfig}, Consumes: []string{StreamConfig},
 			Publishes: []string{DomainConfig + ".>"}, WritesKV: []string{BucketRevocations, BucketSignIns}},
 		{Service: "sessions",
-			Ensures:    []string{StreamChat, StreamSession, StreamDistribution, StreamOutbound, StreamWorkflow, StreamDeadLetter, StreamTranscript},
-			Consumes:   []string{StreamChat, StreamDistribution, StreamOutbound, StreamWorkflow, StreamConfig, StreamTranscript},
-			Publishes:  []string{DomainSession + ".>", AllTenants(KindOutboundRequested), AgentPushAll, SessionPushAll, DomainTranscript + ".>"},
-			Subscribes: []string{AgentPushAll, SessionPushAll}, ReadsKV: []string{BucketRevocations}, WritesKV: []string{BucketAgentSessions, BucketCustomerHistory}},
+			Ensures:  []string{StreamChat, StreamSession, StreamDistribution, StreamOutbound, StreamWorkflow, StreamDeadLetter, StreamTranscript},
+			Consumes: []string{StreamChat, StreamDistribution, StreamOutbound, StreamWorkflow, StreamConfig, StreamTranscript},
+			Publishes: []string{DomainSession + ".>", AllTenants(KindOutboundRequested), AgentPushAll, SessionPushAll, DomainTranscript + ".>",
+				// Retention and erasure purge transcripts.
+				"$JS.API.STREAM.PURGE." + StreamTranscript,
+				"$JS.API.STREAM.PURGE.KV_" + BucketCustomerHistory, AllTenants(KindCustomerErasureCompleted)},
+			Subscribes: []string{AgentPushAll, SessionPushAll}, ReadsKV: []string{BucketRevocations}, WritesKV: []string{BucketAgentSessions, BucketCustomerHistory, BucketSessionStates}},
 		{Service: "workflow-runner",
 			Ensures:  []string{StreamSession, StreamWorkflow, StreamOutbound, StreamDistribution, StreamWorkflowTimers, StreamDeadLetter},
 			Consumes: []string{StreamSession, StreamDistribution, StreamWorkflowTimers, StreamConfig},
@@ -59,10 +63,11 @@ func Accesses() []Access {
 			WritesKV: []string{BucketDistributionPresence, BucketDistributionTasks, BucketDistributionReplicas, BucketElasticGroups, BucketDistributionLastAgent}},
 		{Service: "outbound-sender", Ensures: []string{StreamOutbound, StreamChat, StreamDeadLetter},
 			Consumes:   []string{StreamOutbound, StreamChat, StreamConfig},
-			Publishes:  []string{DomainOutbound + ".>"},
+			Publishes:  []string{DomainOutbound + ".>", AllTenants(KindCustomerErasureCompleted)},
 			Subscribes: []string{AllTenants(KindOutboundContactUpdated)}, ReadsKV: []string{BucketRevocations}},
-		{Service: "reporting", Ensures: []string{StreamSession, StreamDistribution, StreamOutbound, StreamDeadLetter},
-			Consumes: []string{StreamSession, StreamDistribution, StreamOutbound, StreamConfig}, ReadsKV: []string{BucketRevocations}},
+		{Service: "reporting", Ensures: []string{StreamSession, StreamDistribution, StreamOutbound, StreamWorkflow, StreamDeadLetter},
+			Consumes:  []string{StreamSession, StreamDistribution, StreamOutbound, StreamWorkflow, StreamConfig},
+			Publishes: []string{AllTenants(KindCustomerErasureCompleted)}, ReadsKV: []string{BucketRevocations}},
 	}
 }
 

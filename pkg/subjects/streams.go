@@ -92,6 +92,7 @@ const (
 	ConsumerReportingSessions    = "reporting-sessions"
 	ConsumerReportingTasks       = "reporting-distribution"
 	ConsumerReportingOutbound    = "reporting-outbound"
+	ConsumerReportingWorkflow    = "reporting-workflow"
 )
 
 // ConsumerOutboundInbound follows customer messages (CHAT) for opt-out

@@ -252,6 +252,10 @@ const BucketAgentSessions = "SESSIONS_AGENT_CHATS"
 // BucketCustomerHistory holds each customer's latest sessions (sessions).
 const BucketCustomerHistory = "SESSIONS_CUSTOMER_HISTORY"
 
+// BucketSessionStates holds the active sessions as the inbound path needs
+// them, watched by every sessions replica (sessions).
+const BucketSessionStates = "SESSIONS_STATE"
+
 // AgentPush is the core-NATS subject (not JetStream) on which a sessions
 // replica forwards a frame to an agent connected to any replica.
 func AgentPush(tenant, agentID string) string { return "push.agent." + tenant + "." + agentID }
@@ -273,3 +277,26 @@ const KindOutboundContactUpdated = "outbound.contact.updated"
 func OutboundContactUpdated(tenant string) string {
 	return fromKind(KindOutboundContactUpdated, tenant)
 }
+
+// Erasure of one customer: config publishes the audited request, and
+// sessions, reporting and outbound-sender each answer with what they
+// removed (stream CONFIG).
+const (
+	KindCustomerErasureRequested = "config.customer.erasure_requested"
+	KindCustomerErasureCompleted = "config.customer.erasure_completed"
+)
+
+func CustomerErasureRequested(tenant string) string {
+	return fromKind(KindCustomerErasureRequested, tenant)
+}
+func CustomerErasureCompleted(tenant string) string {
+	return fromKind(KindCustomerErasureCompleted, tenant)
+}
+
+// Durable consumers of erasure requests, one per service holding a
+// customer's data.
+const (
+	ConsumerSessionsErasure  = "sessions-erasure"
+	ConsumerReportingErasure = "reporting-erasure"
+	ConsumerOutboundErasure  = "outbound-sender-erasure"
+)

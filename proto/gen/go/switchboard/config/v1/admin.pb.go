@@ -4168,7 +4168,7 @@ var File_switchboard_config_v1_admin_proto protoreflect.FileDescriptor
 
 const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"!switchboard/config/v1/admin.proto\x12\x15switchboard.config.v1\x1a google/protobuf/field_mask.proto\x1a%switchboard/config/v1/resources.proto\"L\n" +
+	"!switchboard/config/v1/admin.proto\x12\x15switchboard.config.v1\x1a google/protobuf/field_mask.proto\x1a#switchboard/config/v1/erasure.proto\x1a%switchboard/config/v1/resources.proto\"L\n" +
 	"\x13CreateTenantRequest\x125\n" +
 	"\x06tenant\x18\x01 \x01(\v2\x1d.switchboard.config.v1.TenantR\x06tenant\"M\n" +
 	"\x14CreateTenantResponse\x125\n" +
@@ -4409,13 +4409,15 @@ const file_switchboard_config_v1_admin_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\x03R\aversion\"\x18\n" +
-	"\x16DeleteWorkflowResponse2\xab\t\n" +
+	"\x16DeleteWorkflowResponse2\x92\v\n" +
 	"\rTenantService\x12g\n" +
 	"\fCreateTenant\x12*.switchboard.config.v1.CreateTenantRequest\x1a+.switchboard.config.v1.CreateTenantResponse\x12^\n" +
 	"\tGetTenant\x12'.switchboard.config.v1.GetTenantRequest\x1a(.switchboard.config.v1.GetTenantResponse\x12d\n" +
 	"\vListTenants\x12).switchboard.config.v1.ListTenantsRequest\x1a*.switchboard.config.v1.ListTenantsResponse\x12g\n" +
 	"\fUpdateTenant\x12*.switchboard.config.v1.UpdateTenantRequest\x1a+.switchboard.config.v1.UpdateTenantResponse\x12g\n" +
-	"\fDeleteTenant\x12*.switchboard.config.v1.DeleteTenantRequest\x1a+.switchboard.config.v1.DeleteTenantResponse\x12\x85\x01\n" +
+	"\fDeleteTenant\x12*.switchboard.config.v1.DeleteTenantRequest\x1a+.switchboard.config.v1.DeleteTenantResponse\x12j\n" +
+	"\rEraseCustomer\x12+.switchboard.config.v1.EraseCustomerRequest\x1a,.switchboard.config.v1.EraseCustomerResponse\x12y\n" +
+	"\x12GetCustomerErasure\x120.switchboard.config.v1.GetCustomerErasureRequest\x1a1.switchboard.config.v1.GetCustomerErasureResponse\x12\x85\x01\n" +
 	"\x16CreateOrganizationUnit\x124.switchboard.config.v1.CreateOrganizationUnitRequest\x1a5.switchboard.config.v1.CreateOrganizationUnitResponse\x12|\n" +
 	"\x13GetOrganizationUnit\x121.switchboard.config.v1.GetOrganizationUnitRequest\x1a2.switchboard.config.v1.GetOrganizationUnitResponse\x12\x82\x01\n" +
 	"\x15ListOrganizationUnits\x123.switchboard.config.v1.ListOrganizationUnitsRequest\x1a4.switchboard.config.v1.ListOrganizationUnitsResponse\x12\x85\x01\n" +
@@ -4566,6 +4568,10 @@ var file_switchboard_config_v1_admin_proto_goTypes = []any{
 	(*User)(nil),                              // 87: switchboard.config.v1.User
 	(*SignInStatus)(nil),                      // 88: switchboard.config.v1.SignInStatus
 	(*Workflow)(nil),                          // 89: switchboard.config.v1.Workflow
+	(*EraseCustomerRequest)(nil),              // 90: switchboard.config.v1.EraseCustomerRequest
+	(*GetCustomerErasureRequest)(nil),         // 91: switchboard.config.v1.GetCustomerErasureRequest
+	(*EraseCustomerResponse)(nil),             // 92: switchboard.config.v1.EraseCustomerResponse
+	(*GetCustomerErasureResponse)(nil),        // 93: switchboard.config.v1.GetCustomerErasureResponse
 }
 var file_switchboard_config_v1_admin_proto_depIdxs = []int32{
 	81, // 0: switchboard.config.v1.CreateTenantRequest.tenant:type_name -> switchboard.config.v1.Tenant
@@ -4626,83 +4632,87 @@ var file_switchboard_config_v1_admin_proto_depIdxs = []int32{
 	4,  // 55: switchboard.config.v1.TenantService.ListTenants:input_type -> switchboard.config.v1.ListTenantsRequest
 	6,  // 56: switchboard.config.v1.TenantService.UpdateTenant:input_type -> switchboard.config.v1.UpdateTenantRequest
 	8,  // 57: switchboard.config.v1.TenantService.DeleteTenant:input_type -> switchboard.config.v1.DeleteTenantRequest
-	10, // 58: switchboard.config.v1.TenantService.CreateOrganizationUnit:input_type -> switchboard.config.v1.CreateOrganizationUnitRequest
-	12, // 59: switchboard.config.v1.TenantService.GetOrganizationUnit:input_type -> switchboard.config.v1.GetOrganizationUnitRequest
-	14, // 60: switchboard.config.v1.TenantService.ListOrganizationUnits:input_type -> switchboard.config.v1.ListOrganizationUnitsRequest
-	16, // 61: switchboard.config.v1.TenantService.UpdateOrganizationUnit:input_type -> switchboard.config.v1.UpdateOrganizationUnitRequest
-	18, // 62: switchboard.config.v1.TenantService.DeleteOrganizationUnit:input_type -> switchboard.config.v1.DeleteOrganizationUnitRequest
-	20, // 63: switchboard.config.v1.ChannelService.CreateProviderConnector:input_type -> switchboard.config.v1.CreateProviderConnectorRequest
-	22, // 64: switchboard.config.v1.ChannelService.GetProviderConnector:input_type -> switchboard.config.v1.GetProviderConnectorRequest
-	24, // 65: switchboard.config.v1.ChannelService.ListProviderConnectors:input_type -> switchboard.config.v1.ListProviderConnectorsRequest
-	26, // 66: switchboard.config.v1.ChannelService.UpdateProviderConnector:input_type -> switchboard.config.v1.UpdateProviderConnectorRequest
-	28, // 67: switchboard.config.v1.ChannelService.DeleteProviderConnector:input_type -> switchboard.config.v1.DeleteProviderConnectorRequest
-	30, // 68: switchboard.config.v1.ChannelService.CreateMessagingEntry:input_type -> switchboard.config.v1.CreateMessagingEntryRequest
-	32, // 69: switchboard.config.v1.ChannelService.GetMessagingEntry:input_type -> switchboard.config.v1.GetMessagingEntryRequest
-	34, // 70: switchboard.config.v1.ChannelService.ListMessagingEntries:input_type -> switchboard.config.v1.ListMessagingEntriesRequest
-	36, // 71: switchboard.config.v1.ChannelService.UpdateMessagingEntry:input_type -> switchboard.config.v1.UpdateMessagingEntryRequest
-	38, // 72: switchboard.config.v1.ChannelService.DeleteMessagingEntry:input_type -> switchboard.config.v1.DeleteMessagingEntryRequest
-	64, // 73: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:input_type -> switchboard.config.v1.ReencryptConnectorSecretsRequest
-	66, // 74: switchboard.config.v1.ChannelService.CheckProviderConnector:input_type -> switchboard.config.v1.CheckProviderConnectorRequest
-	40, // 75: switchboard.config.v1.ServiceService.CreateService:input_type -> switchboard.config.v1.CreateServiceRequest
-	42, // 76: switchboard.config.v1.ServiceService.GetService:input_type -> switchboard.config.v1.GetServiceRequest
-	44, // 77: switchboard.config.v1.ServiceService.ListServices:input_type -> switchboard.config.v1.ListServicesRequest
-	46, // 78: switchboard.config.v1.ServiceService.UpdateService:input_type -> switchboard.config.v1.UpdateServiceRequest
-	48, // 79: switchboard.config.v1.ServiceService.DeleteService:input_type -> switchboard.config.v1.DeleteServiceRequest
-	50, // 80: switchboard.config.v1.UserService.CreateUser:input_type -> switchboard.config.v1.CreateUserRequest
-	52, // 81: switchboard.config.v1.UserService.GetUser:input_type -> switchboard.config.v1.GetUserRequest
-	54, // 82: switchboard.config.v1.UserService.ListUsers:input_type -> switchboard.config.v1.ListUsersRequest
-	56, // 83: switchboard.config.v1.UserService.UpdateUser:input_type -> switchboard.config.v1.UpdateUserRequest
-	58, // 84: switchboard.config.v1.UserService.DeleteUser:input_type -> switchboard.config.v1.DeleteUserRequest
-	60, // 85: switchboard.config.v1.UserService.GetSignInStatus:input_type -> switchboard.config.v1.GetSignInStatusRequest
-	62, // 86: switchboard.config.v1.UserService.ClearSignInLockout:input_type -> switchboard.config.v1.ClearSignInLockoutRequest
-	69, // 87: switchboard.config.v1.WorkflowService.CreateWorkflow:input_type -> switchboard.config.v1.CreateWorkflowRequest
-	71, // 88: switchboard.config.v1.WorkflowService.GetWorkflow:input_type -> switchboard.config.v1.GetWorkflowRequest
-	73, // 89: switchboard.config.v1.WorkflowService.ListWorkflows:input_type -> switchboard.config.v1.ListWorkflowsRequest
-	75, // 90: switchboard.config.v1.WorkflowService.ListWorkflowVersions:input_type -> switchboard.config.v1.ListWorkflowVersionsRequest
-	77, // 91: switchboard.config.v1.WorkflowService.UpdateWorkflow:input_type -> switchboard.config.v1.UpdateWorkflowRequest
-	79, // 92: switchboard.config.v1.WorkflowService.DeleteWorkflow:input_type -> switchboard.config.v1.DeleteWorkflowRequest
-	1,  // 93: switchboard.config.v1.TenantService.CreateTenant:output_type -> switchboard.config.v1.CreateTenantResponse
-	3,  // 94: switchboard.config.v1.TenantService.GetTenant:output_type -> switchboard.config.v1.GetTenantResponse
-	5,  // 95: switchboard.config.v1.TenantService.ListTenants:output_type -> switchboard.config.v1.ListTenantsResponse
-	7,  // 96: switchboard.config.v1.TenantService.UpdateTenant:output_type -> switchboard.config.v1.UpdateTenantResponse
-	9,  // 97: switchboard.config.v1.TenantService.DeleteTenant:output_type -> switchboard.config.v1.DeleteTenantResponse
-	11, // 98: switchboard.config.v1.TenantService.CreateOrganizationUnit:output_type -> switchboard.config.v1.CreateOrganizationUnitResponse
-	13, // 99: switchboard.config.v1.TenantService.GetOrganizationUnit:output_type -> switchboard.config.v1.GetOrganizationUnitResponse
-	15, // 100: switchboard.config.v1.TenantService.ListOrganizationUnits:output_type -> switchboard.config.v1.ListOrganizationUnitsResponse
-	17, // 101: switchboard.config.v1.TenantService.UpdateOrganizationUnit:output_type -> switchboard.config.v1.UpdateOrganizationUnitResponse
-	19, // 102: switchboard.config.v1.TenantService.DeleteOrganizationUnit:output_type -> switchboard.config.v1.DeleteOrganizationUnitResponse
-	21, // 103: switchboard.config.v1.ChannelService.CreateProviderConnector:output_type -> switchboard.config.v1.CreateProviderConnectorResponse
-	23, // 104: switchboard.config.v1.ChannelService.GetProviderConnector:output_type -> switchboard.config.v1.GetProviderConnectorResponse
-	25, // 105: switchboard.config.v1.ChannelService.ListProviderConnectors:output_type -> switchboard.config.v1.ListProviderConnectorsResponse
-	27, // 106: switchboard.config.v1.ChannelService.UpdateProviderConnector:output_type -> switchboard.config.v1.UpdateProviderConnectorResponse
-	29, // 107: switchboard.config.v1.ChannelService.DeleteProviderConnector:output_type -> switchboard.config.v1.DeleteProviderConnectorResponse
-	31, // 108: switchboard.config.v1.ChannelService.CreateMessagingEntry:output_type -> switchboard.config.v1.CreateMessagingEntryResponse
-	33, // 109: switchboard.config.v1.ChannelService.GetMessagingEntry:output_type -> switchboard.config.v1.GetMessagingEntryResponse
-	35, // 110: switchboard.config.v1.ChannelService.ListMessagingEntries:output_type -> switchboard.config.v1.ListMessagingEntriesResponse
-	37, // 111: switchboard.config.v1.ChannelService.UpdateMessagingEntry:output_type -> switchboard.config.v1.UpdateMessagingEntryResponse
-	39, // 112: switchboard.config.v1.ChannelService.DeleteMessagingEntry:output_type -> switchboard.config.v1.DeleteMessagingEntryResponse
-	65, // 113: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:output_type -> switchboard.config.v1.ReencryptConnectorSecretsResponse
-	67, // 114: switchboard.config.v1.ChannelService.CheckProviderConnector:output_type -> switchboard.config.v1.CheckProviderConnectorResponse
-	41, // 115: switchboard.config.v1.ServiceService.CreateService:output_type -> switchboard.config.v1.CreateServiceResponse
-	43, // 116: switchboard.config.v1.ServiceService.GetService:output_type -> switchboard.config.v1.GetServiceResponse
-	45, // 117: switchboard.config.v1.ServiceService.ListServices:output_type -> switchboard.config.v1.ListServicesResponse
-	47, // 118: switchboard.config.v1.ServiceService.UpdateService:output_type -> switchboard.config.v1.UpdateServiceResponse
-	49, // 119: switchboard.config.v1.ServiceService.DeleteService:output_type -> switchboard.config.v1.DeleteServiceResponse
-	51, // 120: switchboard.config.v1.UserService.CreateUser:output_type -> switchboard.config.v1.CreateUserResponse
-	53, // 121: switchboard.config.v1.UserService.GetUser:output_type -> switchboard.config.v1.GetUserResponse
-	55, // 122: switchboard.config.v1.UserService.ListUsers:output_type -> switchboard.config.v1.ListUsersResponse
-	57, // 123: switchboard.config.v1.UserService.UpdateUser:output_type -> switchboard.config.v1.UpdateUserResponse
-	59, // 124: switchboard.config.v1.UserService.DeleteUser:output_type -> switchboard.config.v1.DeleteUserResponse
-	61, // 125: switchboard.config.v1.UserService.GetSignInStatus:output_type -> switchboard.config.v1.GetSignInStatusResponse
-	63, // 126: switchboard.config.v1.UserService.ClearSignInLockout:output_type -> switchboard.config.v1.ClearSignInLockoutResponse
-	70, // 127: switchboard.config.v1.WorkflowService.CreateWorkflow:output_type -> switchboard.config.v1.CreateWorkflowResponse
-	72, // 128: switchboard.config.v1.WorkflowService.GetWorkflow:output_type -> switchboard.config.v1.GetWorkflowResponse
-	74, // 129: switchboard.config.v1.WorkflowService.ListWorkflows:output_type -> switchboard.config.v1.ListWorkflowsResponse
-	76, // 130: switchboard.config.v1.WorkflowService.ListWorkflowVersions:output_type -> switchboard.config.v1.ListWorkflowVersionsResponse
-	78, // 131: switchboard.config.v1.WorkflowService.UpdateWorkflow:output_type -> switchboard.config.v1.UpdateWorkflowResponse
-	80, // 132: switchboard.config.v1.WorkflowService.DeleteWorkflow:output_type -> switchboard.config.v1.DeleteWorkflowResponse
-	93, // [93:133] is the sub-list for method output_type
-	53, // [53:93] is the sub-list for method input_type
+	90, // 58: switchboard.config.v1.TenantService.EraseCustomer:input_type -> switchboard.config.v1.EraseCustomerRequest
+	91, // 59: switchboard.config.v1.TenantService.GetCustomerErasure:input_type -> switchboard.config.v1.GetCustomerErasureRequest
+	10, // 60: switchboard.config.v1.TenantService.CreateOrganizationUnit:input_type -> switchboard.config.v1.CreateOrganizationUnitRequest
+	12, // 61: switchboard.config.v1.TenantService.GetOrganizationUnit:input_type -> switchboard.config.v1.GetOrganizationUnitRequest
+	14, // 62: switchboard.config.v1.TenantService.ListOrganizationUnits:input_type -> switchboard.config.v1.ListOrganizationUnitsRequest
+	16, // 63: switchboard.config.v1.TenantService.UpdateOrganizationUnit:input_type -> switchboard.config.v1.UpdateOrganizationUnitRequest
+	18, // 64: switchboard.config.v1.TenantService.DeleteOrganizationUnit:input_type -> switchboard.config.v1.DeleteOrganizationUnitRequest
+	20, // 65: switchboard.config.v1.ChannelService.CreateProviderConnector:input_type -> switchboard.config.v1.CreateProviderConnectorRequest
+	22, // 66: switchboard.config.v1.ChannelService.GetProviderConnector:input_type -> switchboard.config.v1.GetProviderConnectorRequest
+	24, // 67: switchboard.config.v1.ChannelService.ListProviderConnectors:input_type -> switchboard.config.v1.ListProviderConnectorsRequest
+	26, // 68: switchboard.config.v1.ChannelService.UpdateProviderConnector:input_type -> switchboard.config.v1.UpdateProviderConnectorRequest
+	28, // 69: switchboard.config.v1.ChannelService.DeleteProviderConnector:input_type -> switchboard.config.v1.DeleteProviderConnectorRequest
+	30, // 70: switchboard.config.v1.ChannelService.CreateMessagingEntry:input_type -> switchboard.config.v1.CreateMessagingEntryRequest
+	32, // 71: switchboard.config.v1.ChannelService.GetMessagingEntry:input_type -> switchboard.config.v1.GetMessagingEntryRequest
+	34, // 72: switchboard.config.v1.ChannelService.ListMessagingEntries:input_type -> switchboard.config.v1.ListMessagingEntriesRequest
+	36, // 73: switchboard.config.v1.ChannelService.UpdateMessagingEntry:input_type -> switchboard.config.v1.UpdateMessagingEntryRequest
+	38, // 74: switchboard.config.v1.ChannelService.DeleteMessagingEntry:input_type -> switchboard.config.v1.DeleteMessagingEntryRequest
+	64, // 75: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:input_type -> switchboard.config.v1.ReencryptConnectorSecretsRequest
+	66, // 76: switchboard.config.v1.ChannelService.CheckProviderConnector:input_type -> switchboard.config.v1.CheckProviderConnectorRequest
+	40, // 77: switchboard.config.v1.ServiceService.CreateService:input_type -> switchboard.config.v1.CreateServiceRequest
+	42, // 78: switchboard.config.v1.ServiceService.GetService:input_type -> switchboard.config.v1.GetServiceRequest
+	44, // 79: switchboard.config.v1.ServiceService.ListServices:input_type -> switchboard.config.v1.ListServicesRequest
+	46, // 80: switchboard.config.v1.ServiceService.UpdateService:input_type -> switchboard.config.v1.UpdateServiceRequest
+	48, // 81: switchboard.config.v1.ServiceService.DeleteService:input_type -> switchboard.config.v1.DeleteServiceRequest
+	50, // 82: switchboard.config.v1.UserService.CreateUser:input_type -> switchboard.config.v1.CreateUserRequest
+	52, // 83: switchboard.config.v1.UserService.GetUser:input_type -> switchboard.config.v1.GetUserRequest
+	54, // 84: switchboard.config.v1.UserService.ListUsers:input_type -> switchboard.config.v1.ListUsersRequest
+	56, // 85: switchboard.config.v1.UserService.UpdateUser:input_type -> switchboard.config.v1.UpdateUserRequest
+	58, // 86: switchboard.config.v1.UserService.DeleteUser:input_type -> switchboard.config.v1.DeleteUserRequest
+	60, // 87: switchboard.config.v1.UserService.GetSignInStatus:input_type -> switchboard.config.v1.GetSignInStatusRequest
+	62, // 88: switchboard.config.v1.UserService.ClearSignInLockout:input_type -> switchboard.config.v1.ClearSignInLockoutRequest
+	69, // 89: switchboard.config.v1.WorkflowService.CreateWorkflow:input_type -> switchboard.config.v1.CreateWorkflowRequest
+	71, // 90: switchboard.config.v1.WorkflowService.GetWorkflow:input_type -> switchboard.config.v1.GetWorkflowRequest
+	73, // 91: switchboard.config.v1.WorkflowService.ListWorkflows:input_type -> switchboard.config.v1.ListWorkflowsRequest
+	75, // 92: switchboard.config.v1.WorkflowService.ListWorkflowVersions:input_type -> switchboard.config.v1.ListWorkflowVersionsRequest
+	77, // 93: switchboard.config.v1.WorkflowService.UpdateWorkflow:input_type -> switchboard.config.v1.UpdateWorkflowRequest
+	79, // 94: switchboard.config.v1.WorkflowService.DeleteWorkflow:input_type -> switchboard.config.v1.DeleteWorkflowRequest
+	1,  // 95: switchboard.config.v1.TenantService.CreateTenant:output_type -> switchboard.config.v1.CreateTenantResponse
+	3,  // 96: switchboard.config.v1.TenantService.GetTenant:output_type -> switchboard.config.v1.GetTenantResponse
+	5,  // 97: switchboard.config.v1.TenantService.ListTenants:output_type -> switchboard.config.v1.ListTenantsResponse
+	7,  // 98: switchboard.config.v1.TenantService.UpdateTenant:output_type -> switchboard.config.v1.UpdateTenantResponse
+	9,  // 99: switchboard.config.v1.TenantService.DeleteTenant:output_type -> switchboard.config.v1.DeleteTenantResponse
+	92, // 100: switchboard.config.v1.TenantService.EraseCustomer:output_type -> switchboard.config.v1.EraseCustomerResponse
+	93, // 101: switchboard.config.v1.TenantService.GetCustomerErasure:output_type -> switchboard.config.v1.GetCustomerErasureResponse
+	11, // 102: switchboard.config.v1.TenantService.CreateOrganizationUnit:output_type -> switchboard.config.v1.CreateOrganizationUnitResponse
+	13, // 103: switchboard.config.v1.TenantService.GetOrganizationUnit:output_type -> switchboard.config.v1.GetOrganizationUnitResponse
+	15, // 104: switchboard.config.v1.TenantService.ListOrganizationUnits:output_type -> switchboard.config.v1.ListOrganizationUnitsResponse
+	17, // 105: switchboard.config.v1.TenantService.UpdateOrganizationUnit:output_type -> switchboard.config.v1.UpdateOrganizationUnitResponse
+	19, // 106: switchboard.config.v1.TenantService.DeleteOrganizationUnit:output_type -> switchboard.config.v1.DeleteOrganizationUnitResponse
+	21, // 107: switchboard.config.v1.ChannelService.CreateProviderConnector:output_type -> switchboard.config.v1.CreateProviderConnectorResponse
+	23, // 108: switchboard.config.v1.ChannelService.GetProviderConnector:output_type -> switchboard.config.v1.GetProviderConnectorResponse
+	25, // 109: switchboard.config.v1.ChannelService.ListProviderConnectors:output_type -> switchboard.config.v1.ListProviderConnectorsResponse
+	27, // 110: switchboard.config.v1.ChannelService.UpdateProviderConnector:output_type -> switchboard.config.v1.UpdateProviderConnectorResponse
+	29, // 111: switchboard.config.v1.ChannelService.DeleteProviderConnector:output_type -> switchboard.config.v1.DeleteProviderConnectorResponse
+	31, // 112: switchboard.config.v1.ChannelService.CreateMessagingEntry:output_type -> switchboard.config.v1.CreateMessagingEntryResponse
+	33, // 113: switchboard.config.v1.ChannelService.GetMessagingEntry:output_type -> switchboard.config.v1.GetMessagingEntryResponse
+	35, // 114: switchboard.config.v1.ChannelService.ListMessagingEntries:output_type -> switchboard.config.v1.ListMessagingEntriesResponse
+	37, // 115: switchboard.config.v1.ChannelService.UpdateMessagingEntry:output_type -> switchboard.config.v1.UpdateMessagingEntryResponse
+	39, // 116: switchboard.config.v1.ChannelService.DeleteMessagingEntry:output_type -> switchboard.config.v1.DeleteMessagingEntryResponse
+	65, // 117: switchboard.config.v1.ChannelService.ReencryptConnectorSecrets:output_type -> switchboard.config.v1.ReencryptConnectorSecretsResponse
+	67, // 118: switchboard.config.v1.ChannelService.CheckProviderConnector:output_type -> switchboard.config.v1.CheckProviderConnectorResponse
+	41, // 119: switchboard.config.v1.ServiceService.CreateService:output_type -> switchboard.config.v1.CreateServiceResponse
+	43, // 120: switchboard.config.v1.ServiceService.GetService:output_type -> switchboard.config.v1.GetServiceResponse
+	45, // 121: switchboard.config.v1.ServiceService.ListServices:output_type -> switchboard.config.v1.ListServicesResponse
+	47, // 122: switchboard.config.v1.ServiceService.UpdateService:output_type -> switchboard.config.v1.UpdateServiceResponse
+	49, // 123: switchboard.config.v1.ServiceService.DeleteService:output_type -> switchboard.config.v1.DeleteServiceResponse
+	51, // 124: switchboard.config.v1.UserService.CreateUser:output_type -> switchboard.config.v1.CreateUserResponse
+	53, // 125: switchboard.config.v1.UserService.GetUser:output_type -> switchboard.config.v1.GetUserResponse
+	55, // 126: switchboard.config.v1.UserService.ListUsers:output_type -> switchboard.config.v1.ListUsersResponse
+	57, // 127: switchboard.config.v1.UserService.UpdateUser:output_type -> switchboard.config.v1.UpdateUserResponse
+	59, // 128: switchboard.config.v1.UserService.DeleteUser:output_type -> switchboard.config.v1.DeleteUserResponse
+	61, // 129: switchboard.config.v1.UserService.GetSignInStatus:output_type -> switchboard.config.v1.GetSignInStatusResponse
+	63, // 130: switchboard.config.v1.UserService.ClearSignInLockout:output_type -> switchboard.config.v1.ClearSignInLockoutResponse
+	70, // 131: switchboard.config.v1.WorkflowService.CreateWorkflow:output_type -> switchboard.config.v1.CreateWorkflowResponse
+	72, // 132: switchboard.config.v1.WorkflowService.GetWorkflow:output_type -> switchboard.config.v1.GetWorkflowResponse
+	74, // 133: switchboard.config.v1.WorkflowService.ListWorkflows:output_type -> switchboard.config.v1.ListWorkflowsResponse
+	76, // 134: switchboard.config.v1.WorkflowService.ListWorkflowVersions:output_type -> switchboard.config.v1.ListWorkflowVersionsResponse
+	78, // 135: switchboard.config.v1.WorkflowService.UpdateWorkflow:output_type -> switchboard.config.v1.UpdateWorkflowResponse
+	80, // 136: switchboard.config.v1.WorkflowService.DeleteWorkflow:output_type -> switchboard.config.v1.DeleteWorkflowResponse
+	95, // [95:137] is the sub-list for method output_type
+	53, // [53:95] is the sub-list for method input_type
 	53, // [53:53] is the sub-list for extension type_name
 	53, // [53:53] is the sub-list for extension extendee
 	0,  // [0:53] is the sub-list for field type_name
@@ -4713,6 +4723,7 @@ func file_switchboard_config_v1_admin_proto_init() {
 	if File_switchboard_config_v1_admin_proto != nil {
 		return
 	}
+	file_switchboard_config_v1_erasure_proto_init()
 	file_switchboard_config_v1_resources_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -41,6 +41,8 @@ const (
 	TenantService_ListTenants_FullMethodName            = "/switchboard.config.v1.TenantService/ListTenants"
 	TenantService_UpdateTenant_FullMethodName           = "/switchboard.config.v1.TenantService/UpdateTenant"
 	TenantService_DeleteTenant_FullMethodName           = "/switchboard.config.v1.TenantService/DeleteTenant"
+	TenantService_EraseCustomer_FullMethodName          = "/switchboard.config.v1.TenantService/EraseCustomer"
+	TenantService_GetCustomerErasure_FullMethodName     = "/switchboard.config.v1.TenantService/GetCustomerErasure"
 	TenantService_CreateOrganizationUnit_FullMethodName = "/switchboard.config.v1.TenantService/CreateOrganizationUnit"
 	TenantService_GetOrganizationUnit_FullMethodName    = "/switchboard.config.v1.TenantService/GetOrganizationUnit"
 	TenantService_ListOrganizationUnits_FullMethodName  = "/switchboard.config.v1.TenantService/ListOrganizationUnits"
@@ -64,6 +66,14 @@ type TenantServiceClient interface {
 	// record's version must match the stored one.
 	UpdateTenant(ctx context.Context, in *UpdateTenantRequest, opts ...grpc.CallOption) (*UpdateTenantResponse, error)
 	DeleteTenant(ctx context.Context, in *DeleteTenantRequest, opts ...grpc.CallOption) (*DeleteTenantResponse, error)
+	// EraseCustomer asks sessions, reporting and outbound-sender to forget
+	// one customer of the tenant (their transcripts and message bodies
+	// deleted, their address masked); audited. Asynchronous: follow it with
+	// GetCustomerErasure. Erasing twice is safe.
+	EraseCustomer(ctx context.Context, in *EraseCustomerRequest, opts ...grpc.CallOption) (*EraseCustomerResponse, error)
+	// GetCustomerErasure reports which services completed an erasure and
+	// what each removed.
+	GetCustomerErasure(ctx context.Context, in *GetCustomerErasureRequest, opts ...grpc.CallOption) (*GetCustomerErasureResponse, error)
 	// CreateOrganizationUnit creates an organization unit; the server assigns the version (and the id
 	// when none is given).
 	CreateOrganizationUnit(ctx context.Context, in *CreateOrganizationUnitRequest, opts ...grpc.CallOption) (*CreateOrganizationUnitResponse, error)
@@ -128,6 +138,26 @@ func (c *tenantServiceClient) DeleteTenant(ctx context.Context, in *DeleteTenant
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(DeleteTenantResponse)
 	err := c.cc.Invoke(ctx, TenantService_DeleteTenant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tenantServiceClient) EraseCustomer(ctx context.Context, in *EraseCustomerRequest, opts ...grpc.CallOption) (*EraseCustomerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseCustomerResponse)
+	err := c.cc.Invoke(ctx, TenantService_EraseCustomer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tenantServiceClient) GetCustomerErasure(ctx context.Context, in *GetCustomerErasureRequest, opts ...grpc.CallOption) (*GetCustomerErasureResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCustomerErasureResponse)
+	err := c.cc.Invoke(ctx, TenantService_GetCustomerErasure_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +230,14 @@ type TenantServiceServer interface {
 	// record's version must match the stored one.
 	UpdateTenant(context.Context, *UpdateTenantRequest) (*UpdateTenantResponse, error)
 	DeleteTenant(context.Context, *DeleteTenantRequest) (*DeleteTenantResponse, error)
+	// EraseCustomer asks sessions, reporting and outbound-sender to forget
+	// one customer of the tenant (their transcripts and message bodies
+	// deleted, their address masked); audited. Asynchronous: follow it with
+	// GetCustomerErasure. Erasing twice is safe.
+	EraseCustomer(context.Context, *EraseCustomerRequest) (*EraseCustomerResponse, error)
+	// GetCustomerErasure reports which services completed an erasure and
+	// what each removed.
+	GetCustomerErasure(context.Context, *GetCustomerErasureRequest) (*GetCustomerErasureResponse, error)
 	// CreateOrganizationUnit creates an organization unit; the server assigns the version (and the id
 	// when none is given).
 	CreateOrganizationUnit(context.Context, *CreateOrganizationUnitRequest) (*CreateOrganizationUnitResponse, error)
@@ -234,6 +272,12 @@ func (UnimplementedTenantServiceServer) UpdateTenant(context.Context, *UpdateTen
 }
 func (UnimplementedTenantServiceServer) DeleteTenant(context.Context, *DeleteTenantRequest) (*DeleteTenantResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteTenant not implemented")
+}
+func (UnimplementedTenantServiceServer) EraseCustomer(context.Context, *EraseCustomerRequest) (*EraseCustomerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EraseCustomer not implemented")
+}
+func (UnimplementedTenantServiceServer) GetCustomerErasure(context.Context, *GetCustomerErasureRequest) (*GetCustomerErasureResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCustomerErasure not implemented")
 }
 func (UnimplementedTenantServiceServer) CreateOrganizationUnit(context.Context, *CreateOrganizationUnitRequest) (*CreateOrganizationUnitResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateOrganizationUnit not implemented")
@@ -361,6 +405,42 @@ func _TenantService_DeleteTenant_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TenantService_EraseCustomer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseCustomerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).EraseCustomer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_EraseCustomer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).EraseCustomer(ctx, req.(*EraseCustomerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TenantService_GetCustomerErasure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCustomerErasureRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TenantServiceServer).GetCustomerErasure(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TenantService_GetCustomerErasure_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TenantServiceServer).GetCustomerErasure(ctx, req.(*GetCustomerErasureRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _TenantService_CreateOrganizationUnit_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CreateOrganizationUnitRequest)
 	if err := dec(in); err != nil {
@@ -477,6 +557,14 @@ var TenantService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteTenant",
 			Handler:    _TenantService_DeleteTenant_Handler,
+		},
+		{
+			MethodName: "EraseCustomer",
+			Handler:    _TenantService_EraseCustomer_Handler,
+		},
+		{
+			MethodName: "GetCustomerErasure",
+			Handler:    _TenantService_GetCustomerErasure_Handler,
 		},
 		{
 			MethodName: "CreateOrganizationUnit",

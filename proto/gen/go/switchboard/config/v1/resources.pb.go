@@ -29,6 +29,56 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// PriceDirection is which way a priced message goes.
+type PriceDirection int32
+
+const (
+	PriceDirection_PRICE_DIRECTION_UNSPECIFIED PriceDirection = 0
+	PriceDirection_PRICE_DIRECTION_INBOUND     PriceDirection = 1
+	PriceDirection_PRICE_DIRECTION_OUTBOUND    PriceDirection = 2
+)
+
+// Enum value maps for PriceDirection.
+var (
+	PriceDirection_name = map[int32]string{
+		0: "PRICE_DIRECTION_UNSPECIFIED",
+		1: "PRICE_DIRECTION_INBOUND",
+		2: "PRICE_DIRECTION_OUTBOUND",
+	}
+	PriceDirection_value = map[string]int32{
+		"PRICE_DIRECTION_UNSPECIFIED": 0,
+		"PRICE_DIRECTION_INBOUND":     1,
+		"PRICE_DIRECTION_OUTBOUND":    2,
+	}
+)
+
+func (x PriceDirection) Enum() *PriceDirection {
+	p := new(PriceDirection)
+	*p = x
+	return p
+}
+
+func (x PriceDirection) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PriceDirection) Descriptor() protoreflect.EnumDescriptor {
+	return file_switchboard_config_v1_resources_proto_enumTypes[0].Descriptor()
+}
+
+func (PriceDirection) Type() protoreflect.EnumType {
+	return &file_switchboard_config_v1_resources_proto_enumTypes[0]
+}
+
+func (x PriceDirection) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PriceDirection.Descriptor instead.
+func (PriceDirection) EnumDescriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{0}
+}
+
 // Role of a user within a tenant.
 type Role int32
 
@@ -37,6 +87,8 @@ const (
 	Role_ROLE_ADMIN       Role = 1
 	Role_ROLE_SUPERVISOR  Role = 2
 	Role_ROLE_AGENT       Role = 3
+	// Reads the tenant's reports and transcripts (reporting), nothing else.
+	Role_ROLE_ANALYST Role = 4
 )
 
 // Enum value maps for Role.
@@ -46,12 +98,14 @@ var (
 		1: "ROLE_ADMIN",
 		2: "ROLE_SUPERVISOR",
 		3: "ROLE_AGENT",
+		4: "ROLE_ANALYST",
 	}
 	Role_value = map[string]int32{
 		"ROLE_UNSPECIFIED": 0,
 		"ROLE_ADMIN":       1,
 		"ROLE_SUPERVISOR":  2,
 		"ROLE_AGENT":       3,
+		"ROLE_ANALYST":     4,
 	}
 )
 
@@ -66,11 +120,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_switchboard_config_v1_resources_proto_enumTypes[0].Descriptor()
+	return file_switchboard_config_v1_resources_proto_enumTypes[1].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_switchboard_config_v1_resources_proto_enumTypes[0]
+	return &file_switchboard_config_v1_resources_proto_enumTypes[1]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -79,7 +133,7 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{0}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{1}
 }
 
 // Tenant is one customer organisation of the platform.
@@ -114,7 +168,19 @@ type Tenant struct {
 	// The tenant's time zone, an IANA name ("Europe/Zurich"); empty means
 	// UTC. Reporting keeps day and month summaries in it and answers in it
 	// when a request names no zone.
-	TimeZone      string `protobuf:"bytes,11,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	TimeZone string `protobuf:"bytes,11,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// How many days the tenant's session data is kept: session records and
+	// summaries in reporting, transcripts and message documents in sessions,
+	// message bodies in outbound-sender's ledger. 0 (the default) keeps
+	// everything; otherwise 1 to 3650. Each service purges what is older on
+	// its own schedule (RETENTION_SWEEP_EVERY).
+	RetentionDays int32 `protobuf:"varint,12,opt,name=retention_days,json=retentionDays,proto3" json:"retention_days,omitempty"`
+	// What Twilio charges the tenant per message segment, by channel,
+	// direction and the customer's country: reporting multiplies each
+	// session's segments by it for an estimated cost (an estimate: Twilio's
+	// bill adds carrier fees, failed-message charges and so on). At most
+	// 500 rows, one currency for all of them.
+	MessagePrices []*MessagePrice `protobuf:"bytes,13,rep,name=message_prices,json=messagePrices,proto3" json:"message_prices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -226,6 +292,107 @@ func (x *Tenant) GetTimeZone() string {
 	return ""
 }
 
+func (x *Tenant) GetRetentionDays() int32 {
+	if x != nil {
+		return x.RetentionDays
+	}
+	return 0
+}
+
+func (x *Tenant) GetMessagePrices() []*MessagePrice {
+	if x != nil {
+		return x.MessagePrices
+	}
+	return nil
+}
+
+// MessagePrice is the price of one segment of a message of a channel and
+// direction to or from a customer in a country. For a session, the row of
+// its channel, the direction and the customer's country applies, else the
+// row with country "*".
+type MessagePrice struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// sms or whatsapp.
+	Channel v1.Channel `protobuf:"varint,1,opt,name=channel,proto3,enum=switchboard.messaging.v1.Channel" json:"channel,omitempty"`
+	// inbound (customer to tenant) or outbound.
+	Direction PriceDirection `protobuf:"varint,2,opt,name=direction,proto3,enum=switchboard.config.v1.PriceDirection" json:"direction,omitempty"`
+	// ISO 3166-1 alpha-2 of the customer's number ("CH"), or "*" for any
+	// country without its own row.
+	Country string `protobuf:"bytes,3,opt,name=country,proto3" json:"country,omitempty"`
+	// Per segment, a non-negative decimal with at most 6 decimal places
+	// ("0.0079").
+	Price string `protobuf:"bytes,4,opt,name=price,proto3" json:"price,omitempty"`
+	// ISO 4217 code ("USD"); the same in every row of the tenant.
+	Currency      string `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessagePrice) Reset() {
+	*x = MessagePrice{}
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessagePrice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessagePrice) ProtoMessage() {}
+
+func (x *MessagePrice) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessagePrice.ProtoReflect.Descriptor instead.
+func (*MessagePrice) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *MessagePrice) GetChannel() v1.Channel {
+	if x != nil {
+		return x.Channel
+	}
+	return v1.Channel(0)
+}
+
+func (x *MessagePrice) GetDirection() PriceDirection {
+	if x != nil {
+		return x.Direction
+	}
+	return PriceDirection_PRICE_DIRECTION_UNSPECIFIED
+}
+
+func (x *MessagePrice) GetCountry() string {
+	if x != nil {
+		return x.Country
+	}
+	return ""
+}
+
+func (x *MessagePrice) GetPrice() string {
+	if x != nil {
+		return x.Price
+	}
+	return ""
+}
+
+func (x *MessagePrice) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
 // CannedResponse is a reply agents insert in the console by typing
 // "/<shortcut>".
 type CannedResponse struct {
@@ -243,7 +410,7 @@ type CannedResponse struct {
 
 func (x *CannedResponse) Reset() {
 	*x = CannedResponse{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[1]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -255,7 +422,7 @@ func (x *CannedResponse) String() string {
 func (*CannedResponse) ProtoMessage() {}
 
 func (x *CannedResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[1]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -268,7 +435,7 @@ func (x *CannedResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CannedResponse.ProtoReflect.Descriptor instead.
 func (*CannedResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{1}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CannedResponse) GetShortcut() string {
@@ -306,7 +473,7 @@ type ModalitySettings struct {
 
 func (x *ModalitySettings) Reset() {
 	*x = ModalitySettings{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[2]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +485,7 @@ func (x *ModalitySettings) String() string {
 func (*ModalitySettings) ProtoMessage() {}
 
 func (x *ModalitySettings) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[2]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +498,7 @@ func (x *ModalitySettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModalitySettings.ProtoReflect.Descriptor instead.
 func (*ModalitySettings) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{2}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ModalitySettings) GetInstantMessaging() bool {
@@ -379,7 +546,7 @@ type OrganizationUnit struct {
 
 func (x *OrganizationUnit) Reset() {
 	*x = OrganizationUnit{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[3]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -391,7 +558,7 @@ func (x *OrganizationUnit) String() string {
 func (*OrganizationUnit) ProtoMessage() {}
 
 func (x *OrganizationUnit) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[3]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -404,7 +571,7 @@ func (x *OrganizationUnit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OrganizationUnit.ProtoReflect.Descriptor instead.
 func (*OrganizationUnit) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OrganizationUnit) GetId() string {
@@ -489,7 +656,7 @@ type ProviderConnector struct {
 
 func (x *ProviderConnector) Reset() {
 	*x = ProviderConnector{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[4]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +668,7 @@ func (x *ProviderConnector) String() string {
 func (*ProviderConnector) ProtoMessage() {}
 
 func (x *ProviderConnector) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[4]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +681,7 @@ func (x *ProviderConnector) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProviderConnector.ProtoReflect.Descriptor instead.
 func (*ProviderConnector) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ProviderConnector) GetId() string {
@@ -667,7 +834,7 @@ type MessagingEntry struct {
 
 func (x *MessagingEntry) Reset() {
 	*x = MessagingEntry{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[5]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +846,7 @@ func (x *MessagingEntry) String() string {
 func (*MessagingEntry) ProtoMessage() {}
 
 func (x *MessagingEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[5]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +859,7 @@ func (x *MessagingEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MessagingEntry.ProtoReflect.Descriptor instead.
 func (*MessagingEntry) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *MessagingEntry) GetId() string {
@@ -835,7 +1002,7 @@ type Service struct {
 
 func (x *Service) Reset() {
 	*x = Service{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[6]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +1014,7 @@ func (x *Service) String() string {
 func (*Service) ProtoMessage() {}
 
 func (x *Service) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[6]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +1027,7 @@ func (x *Service) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Service.ProtoReflect.Descriptor instead.
 func (*Service) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{6}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Service) GetId() string {
@@ -1038,7 +1205,7 @@ type DistributionSettings struct {
 
 func (x *DistributionSettings) Reset() {
 	*x = DistributionSettings{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[7]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1050,7 +1217,7 @@ func (x *DistributionSettings) String() string {
 func (*DistributionSettings) ProtoMessage() {}
 
 func (x *DistributionSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[7]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1063,7 +1230,7 @@ func (x *DistributionSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DistributionSettings.ProtoReflect.Descriptor instead.
 func (*DistributionSettings) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DistributionSettings) GetRonaTimeout() *durationpb.Duration {
@@ -1171,7 +1338,7 @@ type OpeningHours struct {
 
 func (x *OpeningHours) Reset() {
 	*x = OpeningHours{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[8]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1350,7 @@ func (x *OpeningHours) String() string {
 func (*OpeningHours) ProtoMessage() {}
 
 func (x *OpeningHours) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[8]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1363,7 @@ func (x *OpeningHours) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpeningHours.ProtoReflect.Descriptor instead.
 func (*OpeningHours) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{8}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OpeningHours) GetTimeZone() string {
@@ -1234,7 +1401,7 @@ type OpeningWindow struct {
 
 func (x *OpeningWindow) Reset() {
 	*x = OpeningWindow{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[9]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1246,7 +1413,7 @@ func (x *OpeningWindow) String() string {
 func (*OpeningWindow) ProtoMessage() {}
 
 func (x *OpeningWindow) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[9]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1259,7 +1426,7 @@ func (x *OpeningWindow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpeningWindow.ProtoReflect.Descriptor instead.
 func (*OpeningWindow) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{9}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OpeningWindow) GetWeekday() int32 {
@@ -1283,7 +1450,7 @@ func (x *OpeningWindow) GetEnd() string {
 	return ""
 }
 
-// User is a person of a tenant: admin, supervisor or agent.
+// User is a person of a tenant: admin, supervisor, agent or analyst.
 type User struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1315,7 +1482,7 @@ type User struct {
 
 func (x *User) Reset() {
 	*x = User{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1327,7 +1494,7 @@ func (x *User) String() string {
 func (*User) ProtoMessage() {}
 
 func (x *User) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[10]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1340,7 +1507,7 @@ func (x *User) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use User.ProtoReflect.Descriptor instead.
 func (*User) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{10}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *User) GetId() string {
@@ -1478,7 +1645,7 @@ type SignInPolicy struct {
 
 func (x *SignInPolicy) Reset() {
 	*x = SignInPolicy{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1490,7 +1657,7 @@ func (x *SignInPolicy) String() string {
 func (*SignInPolicy) ProtoMessage() {}
 
 func (x *SignInPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[11]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1503,7 +1670,7 @@ func (x *SignInPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignInPolicy.ProtoReflect.Descriptor instead.
 func (*SignInPolicy) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{11}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SignInPolicy) GetAccountFreeFailures() int32 {
@@ -1576,7 +1743,7 @@ type SignInStatus struct {
 
 func (x *SignInStatus) Reset() {
 	*x = SignInStatus{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1588,7 +1755,7 @@ func (x *SignInStatus) String() string {
 func (*SignInStatus) ProtoMessage() {}
 
 func (x *SignInStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[12]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1601,7 +1768,7 @@ func (x *SignInStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignInStatus.ProtoReflect.Descriptor instead.
 func (*SignInStatus) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{12}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SignInStatus) GetTenantId() string {
@@ -1688,7 +1855,7 @@ type Workflow struct {
 
 func (x *Workflow) Reset() {
 	*x = Workflow{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[13]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1700,7 +1867,7 @@ func (x *Workflow) String() string {
 func (*Workflow) ProtoMessage() {}
 
 func (x *Workflow) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[13]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1713,7 +1880,7 @@ func (x *Workflow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workflow.ProtoReflect.Descriptor instead.
 func (*Workflow) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{13}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Workflow) GetId() string {
@@ -1793,7 +1960,7 @@ type WorkflowDefinition struct {
 
 func (x *WorkflowDefinition) Reset() {
 	*x = WorkflowDefinition{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[14]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1805,7 +1972,7 @@ func (x *WorkflowDefinition) String() string {
 func (*WorkflowDefinition) ProtoMessage() {}
 
 func (x *WorkflowDefinition) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[14]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1818,7 +1985,7 @@ func (x *WorkflowDefinition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkflowDefinition.ProtoReflect.Descriptor instead.
 func (*WorkflowDefinition) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{14}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WorkflowDefinition) GetStart() string {
@@ -1856,7 +2023,7 @@ type WorkflowActivity struct {
 
 func (x *WorkflowActivity) Reset() {
 	*x = WorkflowActivity{}
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[15]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1868,7 +2035,7 @@ func (x *WorkflowActivity) String() string {
 func (*WorkflowActivity) ProtoMessage() {}
 
 func (x *WorkflowActivity) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_resources_proto_msgTypes[15]
+	mi := &file_switchboard_config_v1_resources_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1881,7 +2048,7 @@ func (x *WorkflowActivity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkflowActivity.ProtoReflect.Descriptor instead.
 func (*WorkflowActivity) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{15}
+	return file_switchboard_config_v1_resources_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WorkflowActivity) GetId() string {
@@ -1923,7 +2090,7 @@ var File_switchboard_config_v1_resources_proto protoreflect.FileDescriptor
 
 const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\n" +
-	"%switchboard/config/v1/resources.proto\x12\x15switchboard.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xd8\x05\n" +
+	"%switchboard/config/v1/resources.proto\x12\x15switchboard.config.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xcb\x06\n" +
 	"\x06Tenant\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12G\n" +
@@ -1941,13 +2108,21 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\vstale_after\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"staleAfter\x12\x1b\n" +
-	"\ttime_zone\x18\v \x01(\tR\btimeZone\x1a:\n" +
+	"\ttime_zone\x18\v \x01(\tR\btimeZone\x12%\n" +
+	"\x0eretention_days\x18\f \x01(\x05R\rretentionDays\x12J\n" +
+	"\x0emessage_prices\x18\r \x03(\v2#.switchboard.config.v1.MessagePriceR\rmessagePrices\x1a:\n" +
 	"\fSecretsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
 	"\x10SecretHintsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"V\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdc\x01\n" +
+	"\fMessagePrice\x12;\n" +
+	"\achannel\x18\x01 \x01(\x0e2!.switchboard.messaging.v1.ChannelR\achannel\x12C\n" +
+	"\tdirection\x18\x02 \x01(\x0e2%.switchboard.config.v1.PriceDirectionR\tdirection\x12\x18\n" +
+	"\acountry\x18\x03 \x01(\tR\acountry\x12\x14\n" +
+	"\x05price\x18\x04 \x01(\tR\x05price\x12\x1a\n" +
+	"\bcurrency\x18\x05 \x01(\tR\bcurrency\"V\n" +
 	"\x0eCannedResponse\x12\x1a\n" +
 	"\bshortcut\x18\x01 \x01(\tR\bshortcut\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\x12\n" +
@@ -2130,14 +2305,19 @@ const file_switchboard_config_v1_resources_proto_rawDesc = "" +
 	"\x04next\x18\x05 \x03(\v21.switchboard.config.v1.WorkflowActivity.NextEntryR\x04next\x1a7\n" +
 	"\tNextEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*Q\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*l\n" +
+	"\x0ePriceDirection\x12\x1f\n" +
+	"\x1bPRICE_DIRECTION_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17PRICE_DIRECTION_INBOUND\x10\x01\x12\x1c\n" +
+	"\x18PRICE_DIRECTION_OUTBOUND\x10\x02*c\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
 	"ROLE_ADMIN\x10\x01\x12\x13\n" +
 	"\x0fROLE_SUPERVISOR\x10\x02\x12\x0e\n" +
 	"\n" +
-	"ROLE_AGENT\x10\x03B\xf4\x01\n" +
+	"ROLE_AGENT\x10\x03\x12\x10\n" +
+	"\fROLE_ANALYST\x10\x04B\xf4\x01\n" +
 	"\x19com.switchboard.config.v1B\x0eResourcesProtoP\x01ZQgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1;configv1\xa2\x02\x03SCX\xaa\x02\x15Switchboard.Config.V1\xca\x02\x15Switchboard\\Config\\V1\xe2\x02!Switchboard\\Config\\V1\\GPBMetadata\xea\x02\x17Switchboard::Config::V1b\x06proto3"
 
 var (
@@ -2152,88 +2332,93 @@ func file_switchboard_config_v1_resources_proto_rawDescGZIP() []byte {
 	return file_switchboard_config_v1_resources_proto_rawDescData
 }
 
-var file_switchboard_config_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_switchboard_config_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_switchboard_config_v1_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_switchboard_config_v1_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_switchboard_config_v1_resources_proto_goTypes = []any{
-	(Role)(0),                     // 0: switchboard.config.v1.Role
-	(*Tenant)(nil),                // 1: switchboard.config.v1.Tenant
-	(*CannedResponse)(nil),        // 2: switchboard.config.v1.CannedResponse
-	(*ModalitySettings)(nil),      // 3: switchboard.config.v1.ModalitySettings
-	(*OrganizationUnit)(nil),      // 4: switchboard.config.v1.OrganizationUnit
-	(*ProviderConnector)(nil),     // 5: switchboard.config.v1.ProviderConnector
-	(*MessagingEntry)(nil),        // 6: switchboard.config.v1.MessagingEntry
-	(*Service)(nil),               // 7: switchboard.config.v1.Service
-	(*DistributionSettings)(nil),  // 8: switchboard.config.v1.DistributionSettings
-	(*OpeningHours)(nil),          // 9: switchboard.config.v1.OpeningHours
-	(*OpeningWindow)(nil),         // 10: switchboard.config.v1.OpeningWindow
-	(*User)(nil),                  // 11: switchboard.config.v1.User
-	(*SignInPolicy)(nil),          // 12: switchboard.config.v1.SignInPolicy
-	(*SignInStatus)(nil),          // 13: switchboard.config.v1.SignInStatus
-	(*Workflow)(nil),              // 14: switchboard.config.v1.Workflow
-	(*WorkflowDefinition)(nil),    // 15: switchboard.config.v1.WorkflowDefinition
-	(*WorkflowActivity)(nil),      // 16: switchboard.config.v1.WorkflowActivity
-	nil,                           // 17: switchboard.config.v1.Tenant.SecretsEntry
-	nil,                           // 18: switchboard.config.v1.Tenant.SecretHintsEntry
-	nil,                           // 19: switchboard.config.v1.User.AttributesEntry
-	nil,                           // 20: switchboard.config.v1.WorkflowActivity.NextEntry
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
-	(v1.Channel)(0),               // 23: switchboard.messaging.v1.Channel
-	(v1.TwilioPath)(0),            // 24: switchboard.messaging.v1.TwilioPath
-	(*structpb.Struct)(nil),       // 25: google.protobuf.Struct
+	(PriceDirection)(0),           // 0: switchboard.config.v1.PriceDirection
+	(Role)(0),                     // 1: switchboard.config.v1.Role
+	(*Tenant)(nil),                // 2: switchboard.config.v1.Tenant
+	(*MessagePrice)(nil),          // 3: switchboard.config.v1.MessagePrice
+	(*CannedResponse)(nil),        // 4: switchboard.config.v1.CannedResponse
+	(*ModalitySettings)(nil),      // 5: switchboard.config.v1.ModalitySettings
+	(*OrganizationUnit)(nil),      // 6: switchboard.config.v1.OrganizationUnit
+	(*ProviderConnector)(nil),     // 7: switchboard.config.v1.ProviderConnector
+	(*MessagingEntry)(nil),        // 8: switchboard.config.v1.MessagingEntry
+	(*Service)(nil),               // 9: switchboard.config.v1.Service
+	(*DistributionSettings)(nil),  // 10: switchboard.config.v1.DistributionSettings
+	(*OpeningHours)(nil),          // 11: switchboard.config.v1.OpeningHours
+	(*OpeningWindow)(nil),         // 12: switchboard.config.v1.OpeningWindow
+	(*User)(nil),                  // 13: switchboard.config.v1.User
+	(*SignInPolicy)(nil),          // 14: switchboard.config.v1.SignInPolicy
+	(*SignInStatus)(nil),          // 15: switchboard.config.v1.SignInStatus
+	(*Workflow)(nil),              // 16: switchboard.config.v1.Workflow
+	(*WorkflowDefinition)(nil),    // 17: switchboard.config.v1.WorkflowDefinition
+	(*WorkflowActivity)(nil),      // 18: switchboard.config.v1.WorkflowActivity
+	nil,                           // 19: switchboard.config.v1.Tenant.SecretsEntry
+	nil,                           // 20: switchboard.config.v1.Tenant.SecretHintsEntry
+	nil,                           // 21: switchboard.config.v1.User.AttributesEntry
+	nil,                           // 22: switchboard.config.v1.WorkflowActivity.NextEntry
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(v1.Channel)(0),               // 25: switchboard.messaging.v1.Channel
+	(v1.TwilioPath)(0),            // 26: switchboard.messaging.v1.TwilioPath
+	(*structpb.Struct)(nil),       // 27: google.protobuf.Struct
 }
 var file_switchboard_config_v1_resources_proto_depIdxs = []int32{
-	3,  // 0: switchboard.config.v1.Tenant.modalities:type_name -> switchboard.config.v1.ModalitySettings
-	21, // 1: switchboard.config.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
-	21, // 2: switchboard.config.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
-	17, // 3: switchboard.config.v1.Tenant.secrets:type_name -> switchboard.config.v1.Tenant.SecretsEntry
-	18, // 4: switchboard.config.v1.Tenant.secret_hints:type_name -> switchboard.config.v1.Tenant.SecretHintsEntry
-	2,  // 5: switchboard.config.v1.Tenant.canned_responses:type_name -> switchboard.config.v1.CannedResponse
-	22, // 6: switchboard.config.v1.Tenant.stale_after:type_name -> google.protobuf.Duration
-	21, // 7: switchboard.config.v1.OrganizationUnit.create_time:type_name -> google.protobuf.Timestamp
-	21, // 8: switchboard.config.v1.OrganizationUnit.update_time:type_name -> google.protobuf.Timestamp
-	21, // 9: switchboard.config.v1.ProviderConnector.create_time:type_name -> google.protobuf.Timestamp
-	21, // 10: switchboard.config.v1.ProviderConnector.update_time:type_name -> google.protobuf.Timestamp
-	23, // 11: switchboard.config.v1.MessagingEntry.channel:type_name -> switchboard.messaging.v1.Channel
-	21, // 12: switchboard.config.v1.MessagingEntry.create_time:type_name -> google.protobuf.Timestamp
-	21, // 13: switchboard.config.v1.MessagingEntry.update_time:type_name -> google.protobuf.Timestamp
-	24, // 14: switchboard.config.v1.MessagingEntry.path:type_name -> switchboard.messaging.v1.TwilioPath
-	23, // 15: switchboard.config.v1.Service.channels:type_name -> switchboard.messaging.v1.Channel
-	8,  // 16: switchboard.config.v1.Service.distribution:type_name -> switchboard.config.v1.DistributionSettings
-	9,  // 17: switchboard.config.v1.Service.opening_hours:type_name -> switchboard.config.v1.OpeningHours
-	21, // 18: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
-	21, // 19: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
-	22, // 20: switchboard.config.v1.Service.inactivity_timeout:type_name -> google.protobuf.Duration
-	2,  // 21: switchboard.config.v1.Service.canned_responses:type_name -> switchboard.config.v1.CannedResponse
-	22, // 22: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
-	22, // 23: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
-	22, // 24: switchboard.config.v1.DistributionSettings.first_reply_timeout:type_name -> google.protobuf.Duration
-	22, // 25: switchboard.config.v1.DistributionSettings.preferred_agent_within:type_name -> google.protobuf.Duration
-	22, // 26: switchboard.config.v1.DistributionSettings.preferred_agent_wait:type_name -> google.protobuf.Duration
-	22, // 27: switchboard.config.v1.DistributionSettings.overflow_after:type_name -> google.protobuf.Duration
-	10, // 28: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
-	0,  // 29: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
-	19, // 30: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
-	21, // 31: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	21, // 32: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
-	22, // 33: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
-	22, // 34: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
-	22, // 35: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
-	22, // 36: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
-	21, // 37: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
-	21, // 38: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
-	12, // 39: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
-	15, // 40: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
-	21, // 41: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
-	21, // 42: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
-	16, // 43: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
-	25, // 44: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
-	20, // 45: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	5,  // 0: switchboard.config.v1.Tenant.modalities:type_name -> switchboard.config.v1.ModalitySettings
+	23, // 1: switchboard.config.v1.Tenant.create_time:type_name -> google.protobuf.Timestamp
+	23, // 2: switchboard.config.v1.Tenant.update_time:type_name -> google.protobuf.Timestamp
+	19, // 3: switchboard.config.v1.Tenant.secrets:type_name -> switchboard.config.v1.Tenant.SecretsEntry
+	20, // 4: switchboard.config.v1.Tenant.secret_hints:type_name -> switchboard.config.v1.Tenant.SecretHintsEntry
+	4,  // 5: switchboard.config.v1.Tenant.canned_responses:type_name -> switchboard.config.v1.CannedResponse
+	24, // 6: switchboard.config.v1.Tenant.stale_after:type_name -> google.protobuf.Duration
+	3,  // 7: switchboard.config.v1.Tenant.message_prices:type_name -> switchboard.config.v1.MessagePrice
+	25, // 8: switchboard.config.v1.MessagePrice.channel:type_name -> switchboard.messaging.v1.Channel
+	0,  // 9: switchboard.config.v1.MessagePrice.direction:type_name -> switchboard.config.v1.PriceDirection
+	23, // 10: switchboard.config.v1.OrganizationUnit.create_time:type_name -> google.protobuf.Timestamp
+	23, // 11: switchboard.config.v1.OrganizationUnit.update_time:type_name -> google.protobuf.Timestamp
+	23, // 12: switchboard.config.v1.ProviderConnector.create_time:type_name -> google.protobuf.Timestamp
+	23, // 13: switchboard.config.v1.ProviderConnector.update_time:type_name -> google.protobuf.Timestamp
+	25, // 14: switchboard.config.v1.MessagingEntry.channel:type_name -> switchboard.messaging.v1.Channel
+	23, // 15: switchboard.config.v1.MessagingEntry.create_time:type_name -> google.protobuf.Timestamp
+	23, // 16: switchboard.config.v1.MessagingEntry.update_time:type_name -> google.protobuf.Timestamp
+	26, // 17: switchboard.config.v1.MessagingEntry.path:type_name -> switchboard.messaging.v1.TwilioPath
+	25, // 18: switchboard.config.v1.Service.channels:type_name -> switchboard.messaging.v1.Channel
+	10, // 19: switchboard.config.v1.Service.distribution:type_name -> switchboard.config.v1.DistributionSettings
+	11, // 20: switchboard.config.v1.Service.opening_hours:type_name -> switchboard.config.v1.OpeningHours
+	23, // 21: switchboard.config.v1.Service.create_time:type_name -> google.protobuf.Timestamp
+	23, // 22: switchboard.config.v1.Service.update_time:type_name -> google.protobuf.Timestamp
+	24, // 23: switchboard.config.v1.Service.inactivity_timeout:type_name -> google.protobuf.Duration
+	4,  // 24: switchboard.config.v1.Service.canned_responses:type_name -> switchboard.config.v1.CannedResponse
+	24, // 25: switchboard.config.v1.DistributionSettings.rona_timeout:type_name -> google.protobuf.Duration
+	24, // 26: switchboard.config.v1.DistributionSettings.after_call_work:type_name -> google.protobuf.Duration
+	24, // 27: switchboard.config.v1.DistributionSettings.first_reply_timeout:type_name -> google.protobuf.Duration
+	24, // 28: switchboard.config.v1.DistributionSettings.preferred_agent_within:type_name -> google.protobuf.Duration
+	24, // 29: switchboard.config.v1.DistributionSettings.preferred_agent_wait:type_name -> google.protobuf.Duration
+	24, // 30: switchboard.config.v1.DistributionSettings.overflow_after:type_name -> google.protobuf.Duration
+	12, // 31: switchboard.config.v1.OpeningHours.windows:type_name -> switchboard.config.v1.OpeningWindow
+	1,  // 32: switchboard.config.v1.User.roles:type_name -> switchboard.config.v1.Role
+	21, // 33: switchboard.config.v1.User.attributes:type_name -> switchboard.config.v1.User.AttributesEntry
+	23, // 34: switchboard.config.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	23, // 35: switchboard.config.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	24, // 36: switchboard.config.v1.SignInPolicy.base_delay:type_name -> google.protobuf.Duration
+	24, // 37: switchboard.config.v1.SignInPolicy.max_delay:type_name -> google.protobuf.Duration
+	24, // 38: switchboard.config.v1.SignInPolicy.lockout_duration:type_name -> google.protobuf.Duration
+	24, // 39: switchboard.config.v1.SignInPolicy.forget_after:type_name -> google.protobuf.Duration
+	23, // 40: switchboard.config.v1.SignInStatus.last_failure_time:type_name -> google.protobuf.Timestamp
+	23, // 41: switchboard.config.v1.SignInStatus.blocked_until:type_name -> google.protobuf.Timestamp
+	14, // 42: switchboard.config.v1.SignInStatus.policy:type_name -> switchboard.config.v1.SignInPolicy
+	17, // 43: switchboard.config.v1.Workflow.definition:type_name -> switchboard.config.v1.WorkflowDefinition
+	23, // 44: switchboard.config.v1.Workflow.create_time:type_name -> google.protobuf.Timestamp
+	23, // 45: switchboard.config.v1.Workflow.update_time:type_name -> google.protobuf.Timestamp
+	18, // 46: switchboard.config.v1.WorkflowDefinition.activities:type_name -> switchboard.config.v1.WorkflowActivity
+	27, // 47: switchboard.config.v1.WorkflowActivity.params:type_name -> google.protobuf.Struct
+	22, // 48: switchboard.config.v1.WorkflowActivity.next:type_name -> switchboard.config.v1.WorkflowActivity.NextEntry
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_resources_proto_init() }
@@ -2246,8 +2431,8 @@ func file_switchboard_config_v1_resources_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_config_v1_resources_proto_rawDesc), len(file_switchboard_config_v1_resources_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   20,
+			NumEnums:      2,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

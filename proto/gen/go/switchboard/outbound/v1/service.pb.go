@@ -27,6 +27,265 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ListTemplatesRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The messaging entry whose connector's account holds the templates
+	// (a session's entry).
+	EntryId       string `protobuf:"bytes,2,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTemplatesRequest) Reset() {
+	*x = ListTemplatesRequest{}
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTemplatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTemplatesRequest) ProtoMessage() {}
+
+func (x *ListTemplatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTemplatesRequest.ProtoReflect.Descriptor instead.
+func (*ListTemplatesRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ListTemplatesRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *ListTemplatesRequest) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+type ListTemplatesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Templates     []*Template            `protobuf:"bytes,1,rep,name=templates,proto3" json:"templates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTemplatesResponse) Reset() {
+	*x = ListTemplatesResponse{}
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTemplatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTemplatesResponse) ProtoMessage() {}
+
+func (x *ListTemplatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTemplatesResponse.ProtoReflect.Descriptor instead.
+func (*ListTemplatesResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListTemplatesResponse) GetTemplates() []*Template {
+	if x != nil {
+		return x.Templates
+	}
+	return nil
+}
+
+// Template is one Content API template an agent may send on WhatsApp.
+type Template struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// HX followed by 32 hex digits: what a send names as content_sid.
+	Sid          string `protobuf:"bytes,1,opt,name=sid,proto3" json:"sid,omitempty"`
+	FriendlyName string `protobuf:"bytes,2,opt,name=friendly_name,json=friendlyName,proto3" json:"friendly_name,omitempty"`
+	// ISO 639-1 language code ("en").
+	Language string `protobuf:"bytes,3,opt,name=language,proto3" json:"language,omitempty"`
+	// The content type body is taken from ("twilio/text",
+	// "twilio/quick-reply", …); types lists every type the template has.
+	ContentType string   `protobuf:"bytes,4,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Types       []string `protobuf:"bytes,5,rep,name=types,proto3" json:"types,omitempty"`
+	// The text with its {{1}}-style placeholders, as Twilio stores it.
+	Body string `protobuf:"bytes,6,opt,name=body,proto3" json:"body,omitempty"`
+	// Every placeholder of body, in order of first use, with the default
+	// value the template defines (empty when none).
+	Variables []*TemplateVariable `protobuf:"bytes,7,rep,name=variables,proto3" json:"variables,omitempty"`
+	// Quick-reply buttons and call-to-action titles, shown in the preview.
+	Actions       []string `protobuf:"bytes,8,rep,name=actions,proto3" json:"actions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Template) Reset() {
+	*x = Template{}
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Template) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Template) ProtoMessage() {}
+
+func (x *Template) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Template.ProtoReflect.Descriptor instead.
+func (*Template) Descriptor() ([]byte, []int) {
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Template) GetSid() string {
+	if x != nil {
+		return x.Sid
+	}
+	return ""
+}
+
+func (x *Template) GetFriendlyName() string {
+	if x != nil {
+		return x.FriendlyName
+	}
+	return ""
+}
+
+func (x *Template) GetLanguage() string {
+	if x != nil {
+		return x.Language
+	}
+	return ""
+}
+
+func (x *Template) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *Template) GetTypes() []string {
+	if x != nil {
+		return x.Types
+	}
+	return nil
+}
+
+func (x *Template) GetBody() string {
+	if x != nil {
+		return x.Body
+	}
+	return ""
+}
+
+func (x *Template) GetVariables() []*TemplateVariable {
+	if x != nil {
+		return x.Variables
+	}
+	return nil
+}
+
+func (x *Template) GetActions() []string {
+	if x != nil {
+		return x.Actions
+	}
+	return nil
+}
+
+type TemplateVariable struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	DefaultValue  string                 `protobuf:"bytes,2,opt,name=default_value,json=defaultValue,proto3" json:"default_value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TemplateVariable) Reset() {
+	*x = TemplateVariable{}
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TemplateVariable) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TemplateVariable) ProtoMessage() {}
+
+func (x *TemplateVariable) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TemplateVariable.ProtoReflect.Descriptor instead.
+func (*TemplateVariable) Descriptor() ([]byte, []int) {
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *TemplateVariable) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TemplateVariable) GetDefaultValue() string {
+	if x != nil {
+		return x.DefaultValue
+	}
+	return ""
+}
+
 type GetContactStateRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -37,7 +296,7 @@ type GetContactStateRequest struct {
 
 func (x *GetContactStateRequest) Reset() {
 	*x = GetContactStateRequest{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[0]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -49,7 +308,7 @@ func (x *GetContactStateRequest) String() string {
 func (*GetContactStateRequest) ProtoMessage() {}
 
 func (x *GetContactStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[0]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -62,7 +321,7 @@ func (x *GetContactStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContactStateRequest.ProtoReflect.Descriptor instead.
 func (*GetContactStateRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{0}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetContactStateRequest) GetTenantId() string {
@@ -88,7 +347,7 @@ type GetContactStateResponse struct {
 
 func (x *GetContactStateResponse) Reset() {
 	*x = GetContactStateResponse{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[1]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +359,7 @@ func (x *GetContactStateResponse) String() string {
 func (*GetContactStateResponse) ProtoMessage() {}
 
 func (x *GetContactStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[1]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +372,7 @@ func (x *GetContactStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContactStateResponse.ProtoReflect.Descriptor instead.
 func (*GetContactStateResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{1}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetContactStateResponse) GetState() *ContactState {
@@ -133,7 +392,7 @@ type GetDeliveryRequest struct {
 
 func (x *GetDeliveryRequest) Reset() {
 	*x = GetDeliveryRequest{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[2]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -145,7 +404,7 @@ func (x *GetDeliveryRequest) String() string {
 func (*GetDeliveryRequest) ProtoMessage() {}
 
 func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[2]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -158,7 +417,7 @@ func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*GetDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{2}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetDeliveryRequest) GetTenantId() string {
@@ -184,7 +443,7 @@ type GetDeliveryResponse struct {
 
 func (x *GetDeliveryResponse) Reset() {
 	*x = GetDeliveryResponse{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[3]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -196,7 +455,7 @@ func (x *GetDeliveryResponse) String() string {
 func (*GetDeliveryResponse) ProtoMessage() {}
 
 func (x *GetDeliveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[3]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -209,7 +468,7 @@ func (x *GetDeliveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeliveryResponse.ProtoReflect.Descriptor instead.
 func (*GetDeliveryResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetDeliveryResponse) GetDelivery() *Delivery {
@@ -252,7 +511,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[4]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +523,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[4]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +536,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -419,7 +678,7 @@ type StatusChange struct {
 
 func (x *StatusChange) Reset() {
 	*x = StatusChange{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[5]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -431,7 +690,7 @@ func (x *StatusChange) String() string {
 func (*StatusChange) ProtoMessage() {}
 
 func (x *StatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[5]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -444,7 +703,7 @@ func (x *StatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
 func (*StatusChange) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StatusChange) GetStatus() v1.DeliveryStatus {
@@ -479,7 +738,24 @@ var File_switchboard_outbound_v1_service_proto protoreflect.FileDescriptor
 
 const file_switchboard_outbound_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"%switchboard/outbound/v1/service.proto\x12\x17switchboard.outbound.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\x1a$switchboard/outbound/v1/events.proto\"\x84\x01\n" +
+	"%switchboard/outbound/v1/service.proto\x12\x17switchboard.outbound.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\x1a$switchboard/outbound/v1/events.proto\"N\n" +
+	"\x14ListTemplatesRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bentry_id\x18\x02 \x01(\tR\aentryId\"X\n" +
+	"\x15ListTemplatesResponse\x12?\n" +
+	"\ttemplates\x18\x01 \x03(\v2!.switchboard.outbound.v1.TemplateR\ttemplates\"\x8d\x02\n" +
+	"\bTemplate\x12\x10\n" +
+	"\x03sid\x18\x01 \x01(\tR\x03sid\x12#\n" +
+	"\rfriendly_name\x18\x02 \x01(\tR\ffriendlyName\x12\x1a\n" +
+	"\blanguage\x18\x03 \x01(\tR\blanguage\x12!\n" +
+	"\fcontent_type\x18\x04 \x01(\tR\vcontentType\x12\x14\n" +
+	"\x05types\x18\x05 \x03(\tR\x05types\x12\x12\n" +
+	"\x04body\x18\x06 \x01(\tR\x04body\x12G\n" +
+	"\tvariables\x18\a \x03(\v2).switchboard.outbound.v1.TemplateVariableR\tvariables\x12\x18\n" +
+	"\aactions\x18\b \x03(\tR\aactions\"K\n" +
+	"\x10TemplateVariable\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
+	"\rdefault_value\x18\x02 \x01(\tR\fdefaultValue\"\x84\x01\n" +
 	"\x16GetContactStateRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12M\n" +
 	"\fconversation\x18\x02 \x01(\v2).switchboard.messaging.v1.ConversationRefR\fconversation\"V\n" +
@@ -522,10 +798,11 @@ const file_switchboard_outbound_v1_service_proto_rawDesc = "" +
 	"raw_status\x18\x02 \x01(\tR\trawStatus\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x03 \x01(\x05R\terrorCode\x12*\n" +
-	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at2\xf1\x01\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at2\xe1\x02\n" +
 	"\x0fOutboundService\x12t\n" +
 	"\x0fGetContactState\x12/.switchboard.outbound.v1.GetContactStateRequest\x1a0.switchboard.outbound.v1.GetContactStateResponse\x12h\n" +
-	"\vGetDelivery\x12+.switchboard.outbound.v1.GetDeliveryRequest\x1a,.switchboard.outbound.v1.GetDeliveryResponseB\x80\x02\n" +
+	"\vGetDelivery\x12+.switchboard.outbound.v1.GetDeliveryRequest\x1a,.switchboard.outbound.v1.GetDeliveryResponse\x12n\n" +
+	"\rListTemplates\x12-.switchboard.outbound.v1.ListTemplatesRequest\x1a..switchboard.outbound.v1.ListTemplatesResponseB\x80\x02\n" +
 	"\x1bcom.switchboard.outbound.v1B\fServiceProtoP\x01ZUgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1;outboundv1\xa2\x02\x03SOX\xaa\x02\x17Switchboard.Outbound.V1\xca\x02\x17Switchboard\\Outbound\\V1\xe2\x02#Switchboard\\Outbound\\V1\\GPBMetadata\xea\x02\x19Switchboard::Outbound::V1b\x06proto3"
 
 var (
@@ -540,43 +817,51 @@ func file_switchboard_outbound_v1_service_proto_rawDescGZIP() []byte {
 	return file_switchboard_outbound_v1_service_proto_rawDescData
 }
 
-var file_switchboard_outbound_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_switchboard_outbound_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_switchboard_outbound_v1_service_proto_goTypes = []any{
-	(*GetContactStateRequest)(nil),  // 0: switchboard.outbound.v1.GetContactStateRequest
-	(*GetContactStateResponse)(nil), // 1: switchboard.outbound.v1.GetContactStateResponse
-	(*GetDeliveryRequest)(nil),      // 2: switchboard.outbound.v1.GetDeliveryRequest
-	(*GetDeliveryResponse)(nil),     // 3: switchboard.outbound.v1.GetDeliveryResponse
-	(*Delivery)(nil),                // 4: switchboard.outbound.v1.Delivery
-	(*StatusChange)(nil),            // 5: switchboard.outbound.v1.StatusChange
-	(*v1.ConversationRef)(nil),      // 6: switchboard.messaging.v1.ConversationRef
-	(*ContactState)(nil),            // 7: switchboard.outbound.v1.ContactState
-	(Origin)(0),                     // 8: switchboard.outbound.v1.Origin
-	(v1.DeliveryStatus)(0),          // 9: switchboard.messaging.v1.DeliveryStatus
-	(FailureReason)(0),              // 10: switchboard.outbound.v1.FailureReason
-	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
+	(*ListTemplatesRequest)(nil),    // 0: switchboard.outbound.v1.ListTemplatesRequest
+	(*ListTemplatesResponse)(nil),   // 1: switchboard.outbound.v1.ListTemplatesResponse
+	(*Template)(nil),                // 2: switchboard.outbound.v1.Template
+	(*TemplateVariable)(nil),        // 3: switchboard.outbound.v1.TemplateVariable
+	(*GetContactStateRequest)(nil),  // 4: switchboard.outbound.v1.GetContactStateRequest
+	(*GetContactStateResponse)(nil), // 5: switchboard.outbound.v1.GetContactStateResponse
+	(*GetDeliveryRequest)(nil),      // 6: switchboard.outbound.v1.GetDeliveryRequest
+	(*GetDeliveryResponse)(nil),     // 7: switchboard.outbound.v1.GetDeliveryResponse
+	(*Delivery)(nil),                // 8: switchboard.outbound.v1.Delivery
+	(*StatusChange)(nil),            // 9: switchboard.outbound.v1.StatusChange
+	(*v1.ConversationRef)(nil),      // 10: switchboard.messaging.v1.ConversationRef
+	(*ContactState)(nil),            // 11: switchboard.outbound.v1.ContactState
+	(Origin)(0),                     // 12: switchboard.outbound.v1.Origin
+	(v1.DeliveryStatus)(0),          // 13: switchboard.messaging.v1.DeliveryStatus
+	(FailureReason)(0),              // 14: switchboard.outbound.v1.FailureReason
+	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
 }
 var file_switchboard_outbound_v1_service_proto_depIdxs = []int32{
-	6,  // 0: switchboard.outbound.v1.GetContactStateRequest.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	7,  // 1: switchboard.outbound.v1.GetContactStateResponse.state:type_name -> switchboard.outbound.v1.ContactState
-	4,  // 2: switchboard.outbound.v1.GetDeliveryResponse.delivery:type_name -> switchboard.outbound.v1.Delivery
-	6,  // 3: switchboard.outbound.v1.Delivery.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	8,  // 4: switchboard.outbound.v1.Delivery.origin:type_name -> switchboard.outbound.v1.Origin
-	9,  // 5: switchboard.outbound.v1.Delivery.status:type_name -> switchboard.messaging.v1.DeliveryStatus
-	10, // 6: switchboard.outbound.v1.Delivery.failure_reason:type_name -> switchboard.outbound.v1.FailureReason
-	5,  // 7: switchboard.outbound.v1.Delivery.timeline:type_name -> switchboard.outbound.v1.StatusChange
-	11, // 8: switchboard.outbound.v1.Delivery.requested_at:type_name -> google.protobuf.Timestamp
-	11, // 9: switchboard.outbound.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
-	9,  // 10: switchboard.outbound.v1.StatusChange.status:type_name -> switchboard.messaging.v1.DeliveryStatus
-	11, // 11: switchboard.outbound.v1.StatusChange.at:type_name -> google.protobuf.Timestamp
-	0,  // 12: switchboard.outbound.v1.OutboundService.GetContactState:input_type -> switchboard.outbound.v1.GetContactStateRequest
-	2,  // 13: switchboard.outbound.v1.OutboundService.GetDelivery:input_type -> switchboard.outbound.v1.GetDeliveryRequest
-	1,  // 14: switchboard.outbound.v1.OutboundService.GetContactState:output_type -> switchboard.outbound.v1.GetContactStateResponse
-	3,  // 15: switchboard.outbound.v1.OutboundService.GetDelivery:output_type -> switchboard.outbound.v1.GetDeliveryResponse
-	14, // [14:16] is the sub-list for method output_type
-	12, // [12:14] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 0: switchboard.outbound.v1.ListTemplatesResponse.templates:type_name -> switchboard.outbound.v1.Template
+	3,  // 1: switchboard.outbound.v1.Template.variables:type_name -> switchboard.outbound.v1.TemplateVariable
+	10, // 2: switchboard.outbound.v1.GetContactStateRequest.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	11, // 3: switchboard.outbound.v1.GetContactStateResponse.state:type_name -> switchboard.outbound.v1.ContactState
+	8,  // 4: switchboard.outbound.v1.GetDeliveryResponse.delivery:type_name -> switchboard.outbound.v1.Delivery
+	10, // 5: switchboard.outbound.v1.Delivery.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	12, // 6: switchboard.outbound.v1.Delivery.origin:type_name -> switchboard.outbound.v1.Origin
+	13, // 7: switchboard.outbound.v1.Delivery.status:type_name -> switchboard.messaging.v1.DeliveryStatus
+	14, // 8: switchboard.outbound.v1.Delivery.failure_reason:type_name -> switchboard.outbound.v1.FailureReason
+	9,  // 9: switchboard.outbound.v1.Delivery.timeline:type_name -> switchboard.outbound.v1.StatusChange
+	15, // 10: switchboard.outbound.v1.Delivery.requested_at:type_name -> google.protobuf.Timestamp
+	15, // 11: switchboard.outbound.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
+	13, // 12: switchboard.outbound.v1.StatusChange.status:type_name -> switchboard.messaging.v1.DeliveryStatus
+	15, // 13: switchboard.outbound.v1.StatusChange.at:type_name -> google.protobuf.Timestamp
+	4,  // 14: switchboard.outbound.v1.OutboundService.GetContactState:input_type -> switchboard.outbound.v1.GetContactStateRequest
+	6,  // 15: switchboard.outbound.v1.OutboundService.GetDelivery:input_type -> switchboard.outbound.v1.GetDeliveryRequest
+	0,  // 16: switchboard.outbound.v1.OutboundService.ListTemplates:input_type -> switchboard.outbound.v1.ListTemplatesRequest
+	5,  // 17: switchboard.outbound.v1.OutboundService.GetContactState:output_type -> switchboard.outbound.v1.GetContactStateResponse
+	7,  // 18: switchboard.outbound.v1.OutboundService.GetDelivery:output_type -> switchboard.outbound.v1.GetDeliveryResponse
+	1,  // 19: switchboard.outbound.v1.OutboundService.ListTemplates:output_type -> switchboard.outbound.v1.ListTemplatesResponse
+	17, // [17:20] is the sub-list for method output_type
+	14, // [14:17] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_outbound_v1_service_proto_init() }
@@ -591,7 +876,7 @@ func file_switchboard_outbound_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_outbound_v1_service_proto_rawDesc), len(file_switchboard_outbound_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

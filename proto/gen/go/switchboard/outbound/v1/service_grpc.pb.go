@@ -25,6 +25,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	OutboundService_GetContactState_FullMethodName = "/switchboard.outbound.v1.OutboundService/GetContactState"
 	OutboundService_GetDelivery_FullMethodName     = "/switchboard.outbound.v1.OutboundService/GetDelivery"
+	OutboundService_ListTemplates_FullMethodName   = "/switchboard.outbound.v1.OutboundService/ListTemplates"
 )
 
 // OutboundServiceClient is the client API for OutboundService service.
@@ -40,6 +41,12 @@ type OutboundServiceClient interface {
 	// GetDelivery returns the ledger record of one outbound request.
 	// NOT_FOUND when outbound-sender never saw it.
 	GetDelivery(ctx context.Context, in *GetDeliveryRequest, opts ...grpc.CallOption) (*GetDeliveryResponse, error)
+	// ListTemplates lists the WhatsApp templates (Twilio Content API) of the
+	// connector behind a messaging entry, with their text and variables,
+	// for the agent console's template picker. Cached per connector for a
+	// few minutes. NOT_FOUND when the tenant has no such entry;
+	// UNAVAILABLE when Twilio could not be asked.
+	ListTemplates(ctx context.Context, in *ListTemplatesRequest, opts ...grpc.CallOption) (*ListTemplatesResponse, error)
 }
 
 type outboundServiceClient struct {
@@ -70,6 +77,16 @@ func (c *outboundServiceClient) GetDelivery(ctx context.Context, in *GetDelivery
 	return out, nil
 }
 
+func (c *outboundServiceClient) ListTemplates(ctx context.Context, in *ListTemplatesRequest, opts ...grpc.CallOption) (*ListTemplatesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTemplatesResponse)
+	err := c.cc.Invoke(ctx, OutboundService_ListTemplates_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OutboundServiceServer is the server API for OutboundService service.
 // All implementations must embed UnimplementedOutboundServiceServer
 // for forward compatibility.
@@ -83,6 +100,12 @@ type OutboundServiceServer interface {
 	// GetDelivery returns the ledger record of one outbound request.
 	// NOT_FOUND when outbound-sender never saw it.
 	GetDelivery(context.Context, *GetDeliveryRequest) (*GetDeliveryResponse, error)
+	// ListTemplates lists the WhatsApp templates (Twilio Content API) of the
+	// connector behind a messaging entry, with their text and variables,
+	// for the agent console's template picker. Cached per connector for a
+	// few minutes. NOT_FOUND when the tenant has no such entry;
+	// UNAVAILABLE when Twilio could not be asked.
+	ListTemplates(context.Context, *ListTemplatesRequest) (*ListTemplatesResponse, error)
 	mustEmbedUnimplementedOutboundServiceServer()
 }
 
@@ -98,6 +121,9 @@ func (UnimplementedOutboundServiceServer) GetContactState(context.Context, *GetC
 }
 func (UnimplementedOutboundServiceServer) GetDelivery(context.Context, *GetDeliveryRequest) (*GetDeliveryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDelivery not implemented")
+}
+func (UnimplementedOutboundServiceServer) ListTemplates(context.Context, *ListTemplatesRequest) (*ListTemplatesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListTemplates not implemented")
 }
 func (UnimplementedOutboundServiceServer) mustEmbedUnimplementedOutboundServiceServer() {}
 func (UnimplementedOutboundServiceServer) testEmbeddedByValue()                         {}
@@ -156,6 +182,24 @@ func _OutboundService_GetDelivery_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OutboundService_ListTemplates_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTemplatesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OutboundServiceServer).ListTemplates(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OutboundService_ListTemplates_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OutboundServiceServer).ListTemplates(ctx, req.(*ListTemplatesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OutboundService_ServiceDesc is the grpc.ServiceDesc for OutboundService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -170,6 +214,10 @@ var OutboundService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetDelivery",
 			Handler:    _OutboundService_GetDelivery_Handler,
+		},
+		{
+			MethodName: "ListTemplates",
+			Handler:    _OutboundService_ListTemplates_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -295,8 +295,30 @@ type SessionRecord struct {
 	Declines         int32                  `protobuf:"varint,19,opt,name=declines,proto3" json:"declines,omitempty"`
 	Ronas            int32                  `protobuf:"varint,20,opt,name=ronas,proto3" json:"ronas,omitempty"`
 	FailedSends      int32                  `protobuf:"varint,21,opt,name=failed_sends,json=failedSends,proto3" json:"failed_sends,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Twilio message segments: of the customer's messages, and of the
+	// messages Twilio accepted for sending (failed sends cost nothing).
+	SegmentsIn  int32 `protobuf:"varint,22,opt,name=segments_in,json=segmentsIn,proto3" json:"segments_in,omitempty"`
+	SegmentsOut int32 `protobuf:"varint,23,opt,name=segments_out,json=segmentsOut,proto3" json:"segments_out,omitempty"`
+	// An estimate of what Twilio charges for those segments, from the
+	// tenant's price table in config (Tenant.message_prices) as it is now,
+	// for the session's channel, each direction and the customer's country:
+	// a decimal ("0.0474") in currency. Empty when the table has no row for
+	// it (or the tenant none). Twilio's bill adds carrier fees and the like.
+	EstimatedCost string `protobuf:"bytes,24,opt,name=estimated_cost,json=estimatedCost,proto3" json:"estimated_cost,omitempty"`
+	Currency      string `protobuf:"bytes,25,opt,name=currency,proto3" json:"currency,omitempty"`
+	// The country the customer's number is in (ISO 3166-1 alpha-2, from its
+	// calling code); empty when not known.
+	CustomerCountry string `protobuf:"bytes,26,opt,name=customer_country,json=customerCountry,proto3" json:"customer_country,omitempty"`
+	// The workflow's path: its completed steps in order.
+	Steps []*WorkflowStep `protobuf:"bytes,27,rep,name=steps,proto3" json:"steps,omitempty"`
+	// The services the session was queued in, in order: the first queue's,
+	// then each one an agent transferred it to (a service once in a row).
+	Services []string `protobuf:"bytes,28,rep,name=services,proto3" json:"services,omitempty"`
+	// The agents who accepted it, in order (agent_id is the one it ended
+	// with, else the last of them).
+	Agents        []string `protobuf:"bytes,29,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SessionRecord) Reset() {
@@ -476,6 +498,177 @@ func (x *SessionRecord) GetFailedSends() int32 {
 	return 0
 }
 
+func (x *SessionRecord) GetSegmentsIn() int32 {
+	if x != nil {
+		return x.SegmentsIn
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetSegmentsOut() int32 {
+	if x != nil {
+		return x.SegmentsOut
+	}
+	return 0
+}
+
+func (x *SessionRecord) GetEstimatedCost() string {
+	if x != nil {
+		return x.EstimatedCost
+	}
+	return ""
+}
+
+func (x *SessionRecord) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *SessionRecord) GetCustomerCountry() string {
+	if x != nil {
+		return x.CustomerCountry
+	}
+	return ""
+}
+
+func (x *SessionRecord) GetSteps() []*WorkflowStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *SessionRecord) GetServices() []string {
+	if x != nil {
+		return x.Services
+	}
+	return nil
+}
+
+func (x *SessionRecord) GetAgents() []string {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+// WorkflowStep is one completed activity of the session's workflow.
+type WorkflowStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 for the first, then one more for each.
+	Step       int64  `protobuf:"varint,1,opt,name=step,proto3" json:"step,omitempty"`
+	WorkflowId string `protobuf:"bytes,2,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	ActivityId string `protobuf:"bytes,3,opt,name=activity_id,json=activityId,proto3" json:"activity_id,omitempty"`
+	// "queue_task"; type_name is its name in Nimbus ("Queue Task").
+	ActivityType string `protobuf:"bytes,4,opt,name=activity_type,json=activityType,proto3" json:"activity_type,omitempty"`
+	TypeName     string `protobuf:"bytes,5,opt,name=type_name,json=typeName,proto3" json:"type_name,omitempty"`
+	// The activity's label in the definition, when it has one.
+	Label string `protobuf:"bytes,6,opt,name=label,proto3" json:"label,omitempty"`
+	// The branch taken ("next", "no_match", a menu choice); empty when the
+	// activity ended the workflow.
+	Branch      string                 `protobuf:"bytes,7,opt,name=branch,proto3" json:"branch,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	// From entering the activity to leaving it.
+	Duration      *durationpb.Duration `protobuf:"bytes,9,opt,name=duration,proto3" json:"duration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkflowStep) Reset() {
+	*x = WorkflowStep{}
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkflowStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkflowStep) ProtoMessage() {}
+
+func (x *WorkflowStep) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkflowStep.ProtoReflect.Descriptor instead.
+func (*WorkflowStep) Descriptor() ([]byte, []int) {
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *WorkflowStep) GetStep() int64 {
+	if x != nil {
+		return x.Step
+	}
+	return 0
+}
+
+func (x *WorkflowStep) GetWorkflowId() string {
+	if x != nil {
+		return x.WorkflowId
+	}
+	return ""
+}
+
+func (x *WorkflowStep) GetActivityId() string {
+	if x != nil {
+		return x.ActivityId
+	}
+	return ""
+}
+
+func (x *WorkflowStep) GetActivityType() string {
+	if x != nil {
+		return x.ActivityType
+	}
+	return ""
+}
+
+func (x *WorkflowStep) GetTypeName() string {
+	if x != nil {
+		return x.TypeName
+	}
+	return ""
+}
+
+func (x *WorkflowStep) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
+}
+
+func (x *WorkflowStep) GetBranch() string {
+	if x != nil {
+		return x.Branch
+	}
+	return ""
+}
+
+func (x *WorkflowStep) GetCompletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CompletedAt
+	}
+	return nil
+}
+
+func (x *WorkflowStep) GetDuration() *durationpb.Duration {
+	if x != nil {
+		return x.Duration
+	}
+	return nil
+}
+
 type GetSessionRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -486,7 +679,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[3]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +691,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[3]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +704,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetSessionRequest) GetTenantId() string {
@@ -537,7 +730,7 @@ type GetSessionResponse struct {
 
 func (x *GetSessionResponse) Reset() {
 	*x = GetSessionResponse{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[4]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +742,7 @@ func (x *GetSessionResponse) String() string {
 func (*GetSessionResponse) ProtoMessage() {}
 
 func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[4]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +755,7 @@ func (x *GetSessionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionResponse.ProtoReflect.Descriptor instead.
 func (*GetSessionResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetSessionResponse) GetSession() *SessionRecord {
@@ -588,7 +781,7 @@ type ListSessionsRequest struct {
 
 func (x *ListSessionsRequest) Reset() {
 	*x = ListSessionsRequest{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[5]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +793,7 @@ func (x *ListSessionsRequest) String() string {
 func (*ListSessionsRequest) ProtoMessage() {}
 
 func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[5]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +806,7 @@ func (x *ListSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ListSessionsRequest) GetTenantId() string {
@@ -668,7 +861,7 @@ type ListSessionsResponse struct {
 
 func (x *ListSessionsResponse) Reset() {
 	*x = ListSessionsResponse{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[6]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +873,7 @@ func (x *ListSessionsResponse) String() string {
 func (*ListSessionsResponse) ProtoMessage() {}
 
 func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[6]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +886,7 @@ func (x *ListSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{6}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListSessionsResponse) GetSessions() []*SessionRecord {
@@ -739,7 +932,7 @@ type SummarizeRequest struct {
 
 func (x *SummarizeRequest) Reset() {
 	*x = SummarizeRequest{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[7]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +944,7 @@ func (x *SummarizeRequest) String() string {
 func (*SummarizeRequest) ProtoMessage() {}
 
 func (x *SummarizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[7]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +957,7 @@ func (x *SummarizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummarizeRequest.ProtoReflect.Descriptor instead.
 func (*SummarizeRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SummarizeRequest) GetTenantId() string {
@@ -846,7 +1039,7 @@ type DurationStats struct {
 
 func (x *DurationStats) Reset() {
 	*x = DurationStats{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[8]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -858,7 +1051,7 @@ func (x *DurationStats) String() string {
 func (*DurationStats) ProtoMessage() {}
 
 func (x *DurationStats) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[8]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -871,7 +1064,7 @@ func (x *DurationStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DurationStats.ProtoReflect.Descriptor instead.
 func (*DurationStats) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{8}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DurationStats) GetCount() int64 {
@@ -953,13 +1146,26 @@ type SummaryRow struct {
 	// Whether service_level is exact (a stored threshold: 10, 20, 30, 60,
 	// 120 or 300 s) or interpolated from the wait histogram.
 	ServiceLevelExact bool `protobuf:"varint,28,opt,name=service_level_exact,json=serviceLevelExact,proto3" json:"service_level_exact,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Twilio message segments of the sessions, in and out (as the records').
+	SegmentsIn  int64 `protobuf:"varint,29,opt,name=segments_in,json=segmentsIn,proto3" json:"segments_in,omitempty"`
+	SegmentsOut int64 `protobuf:"varint,30,opt,name=segments_out,json=segmentsOut,proto3" json:"segments_out,omitempty"`
+	// Estimated Twilio cost of those segments, summed: a decimal in
+	// currency (the tenant's price table when each session was rolled up;
+	// "0" when none applied). An estimate (carrier fees and the like are
+	// not in it).
+	EstimatedCost string `protobuf:"bytes,31,opt,name=estimated_cost,json=estimatedCost,proto3" json:"estimated_cost,omitempty"`
+	Currency      string `protobuf:"bytes,32,opt,name=currency,proto3" json:"currency,omitempty"`
+	// Ended sessions with the outcomes no agent, out of hours and canceled.
+	NoAgent       int64 `protobuf:"varint,33,opt,name=no_agent,json=noAgent,proto3" json:"no_agent,omitempty"`
+	OutOfHours    int64 `protobuf:"varint,34,opt,name=out_of_hours,json=outOfHours,proto3" json:"out_of_hours,omitempty"`
+	Canceled      int64 `protobuf:"varint,35,opt,name=canceled,proto3" json:"canceled,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SummaryRow) Reset() {
 	*x = SummaryRow{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[9]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1177,7 @@ func (x *SummaryRow) String() string {
 func (*SummaryRow) ProtoMessage() {}
 
 func (x *SummaryRow) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[9]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1190,7 @@ func (x *SummaryRow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummaryRow.ProtoReflect.Descriptor instead.
 func (*SummaryRow) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{9}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SummaryRow) GetBucketStart() *timestamppb.Timestamp {
@@ -1183,6 +1389,55 @@ func (x *SummaryRow) GetServiceLevelExact() bool {
 	return false
 }
 
+func (x *SummaryRow) GetSegmentsIn() int64 {
+	if x != nil {
+		return x.SegmentsIn
+	}
+	return 0
+}
+
+func (x *SummaryRow) GetSegmentsOut() int64 {
+	if x != nil {
+		return x.SegmentsOut
+	}
+	return 0
+}
+
+func (x *SummaryRow) GetEstimatedCost() string {
+	if x != nil {
+		return x.EstimatedCost
+	}
+	return ""
+}
+
+func (x *SummaryRow) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *SummaryRow) GetNoAgent() int64 {
+	if x != nil {
+		return x.NoAgent
+	}
+	return 0
+}
+
+func (x *SummaryRow) GetOutOfHours() int64 {
+	if x != nil {
+		return x.OutOfHours
+	}
+	return 0
+}
+
+func (x *SummaryRow) GetCanceled() int64 {
+	if x != nil {
+		return x.Canceled
+	}
+	return 0
+}
+
 type SummarizeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Rows ordered by bucket, then the other dimensions.
@@ -1202,7 +1457,7 @@ type SummarizeResponse struct {
 
 func (x *SummarizeResponse) Reset() {
 	*x = SummarizeResponse{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[10]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1469,7 @@ func (x *SummarizeResponse) String() string {
 func (*SummarizeResponse) ProtoMessage() {}
 
 func (x *SummarizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[10]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1482,7 @@ func (x *SummarizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SummarizeResponse.ProtoReflect.Descriptor instead.
 func (*SummarizeResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{10}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SummarizeResponse) GetRows() []*SummaryRow {
@@ -1282,7 +1537,7 @@ type GetTranscriptRequest struct {
 
 func (x *GetTranscriptRequest) Reset() {
 	*x = GetTranscriptRequest{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[11]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1549,7 @@ func (x *GetTranscriptRequest) String() string {
 func (*GetTranscriptRequest) ProtoMessage() {}
 
 func (x *GetTranscriptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[11]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1562,7 @@ func (x *GetTranscriptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTranscriptRequest.ProtoReflect.Descriptor instead.
 func (*GetTranscriptRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{11}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetTranscriptRequest) GetTenantId() string {
@@ -1347,7 +1602,7 @@ type TranscriptMessage struct {
 
 func (x *TranscriptMessage) Reset() {
 	*x = TranscriptMessage{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[12]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1359,7 +1614,7 @@ func (x *TranscriptMessage) String() string {
 func (*TranscriptMessage) ProtoMessage() {}
 
 func (x *TranscriptMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[12]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1372,7 +1627,7 @@ func (x *TranscriptMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TranscriptMessage.ProtoReflect.Descriptor instead.
 func (*TranscriptMessage) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{12}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *TranscriptMessage) GetMessageId() string {
@@ -1461,7 +1716,7 @@ type GetTranscriptResponse struct {
 
 func (x *GetTranscriptResponse) Reset() {
 	*x = GetTranscriptResponse{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[13]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1728,7 @@ func (x *GetTranscriptResponse) String() string {
 func (*GetTranscriptResponse) ProtoMessage() {}
 
 func (x *GetTranscriptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[13]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1741,7 @@ func (x *GetTranscriptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTranscriptResponse.ProtoReflect.Descriptor instead.
 func (*GetTranscriptResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{13}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetTranscriptResponse) GetMessages() []*TranscriptMessage {
@@ -1510,7 +1765,7 @@ type ExportSessionsRequest struct {
 
 func (x *ExportSessionsRequest) Reset() {
 	*x = ExportSessionsRequest{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[14]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1777,7 @@ func (x *ExportSessionsRequest) String() string {
 func (*ExportSessionsRequest) ProtoMessage() {}
 
 func (x *ExportSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[14]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1790,7 @@ func (x *ExportSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ExportSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{14}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExportSessionsRequest) GetTenantId() string {
@@ -1578,7 +1833,7 @@ type ExportSessionsResponse struct {
 
 func (x *ExportSessionsResponse) Reset() {
 	*x = ExportSessionsResponse{}
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[15]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1590,7 +1845,7 @@ func (x *ExportSessionsResponse) String() string {
 func (*ExportSessionsResponse) ProtoMessage() {}
 
 func (x *ExportSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[15]
+	mi := &file_switchboard_reporting_v1_reporting_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1603,7 +1858,7 @@ func (x *ExportSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ExportSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{15}
+	return file_switchboard_reporting_v1_reporting_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExportSessionsResponse) GetData() []byte {
@@ -1634,7 +1889,7 @@ const file_switchboard_reporting_v1_reporting_proto_rawDesc = "" +
 	"\x12WatchTodayResponse\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x127\n" +
 	"\tday_start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdayStart\x12E\n" +
-	"\asummary\x18\x03 \x01(\v2+.switchboard.reporting.v1.SummarizeResponseR\asummary\"\xf8\x06\n" +
+	"\asummary\x18\x03 \x01(\v2+.switchboard.reporting.v1.SummarizeResponseR\asummary\"\x9c\t\n" +
 	"\rSessionRecord\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -1662,7 +1917,28 @@ const file_switchboard_reporting_v1_reporting_proto_rawDesc = "" +
 	"\x06offers\x18\x12 \x01(\x05R\x06offers\x12\x1a\n" +
 	"\bdeclines\x18\x13 \x01(\x05R\bdeclines\x12\x14\n" +
 	"\x05ronas\x18\x14 \x01(\x05R\x05ronas\x12!\n" +
-	"\ffailed_sends\x18\x15 \x01(\x05R\vfailedSends\"O\n" +
+	"\ffailed_sends\x18\x15 \x01(\x05R\vfailedSends\x12\x1f\n" +
+	"\vsegments_in\x18\x16 \x01(\x05R\n" +
+	"segmentsIn\x12!\n" +
+	"\fsegments_out\x18\x17 \x01(\x05R\vsegmentsOut\x12%\n" +
+	"\x0eestimated_cost\x18\x18 \x01(\tR\restimatedCost\x12\x1a\n" +
+	"\bcurrency\x18\x19 \x01(\tR\bcurrency\x12)\n" +
+	"\x10customer_country\x18\x1a \x01(\tR\x0fcustomerCountry\x12<\n" +
+	"\x05steps\x18\x1b \x03(\v2&.switchboard.reporting.v1.WorkflowStepR\x05steps\x12\x1a\n" +
+	"\bservices\x18\x1c \x03(\tR\bservices\x12\x16\n" +
+	"\x06agents\x18\x1d \x03(\tR\x06agents\"\xca\x02\n" +
+	"\fWorkflowStep\x12\x12\n" +
+	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x1f\n" +
+	"\vworkflow_id\x18\x02 \x01(\tR\n" +
+	"workflowId\x12\x1f\n" +
+	"\vactivity_id\x18\x03 \x01(\tR\n" +
+	"activityId\x12#\n" +
+	"\ractivity_type\x18\x04 \x01(\tR\factivityType\x12\x1b\n" +
+	"\ttype_name\x18\x05 \x01(\tR\btypeName\x12\x14\n" +
+	"\x05label\x18\x06 \x01(\tR\x05label\x12\x16\n" +
+	"\x06branch\x18\a \x01(\tR\x06branch\x12=\n" +
+	"\fcompleted_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x125\n" +
+	"\bduration\x18\t \x01(\v2\x19.google.protobuf.DurationR\bduration\"O\n" +
 	"\x11GetSessionRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -1697,7 +1973,8 @@ const file_switchboard_reporting_v1_reporting_proto_rawDesc = "" +
 	"\aaverage\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\aaverage\x12+\n" +
 	"\x03p50\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03p50\x12+\n" +
 	"\x03p90\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03p90\x12+\n" +
-	"\x03p99\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03p99\"\xf3\b\n" +
+	"\x03p99\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03p99\"\xd3\n" +
+	"\n" +
 	"\n" +
 	"SummaryRow\x12=\n" +
 	"\fbucket_start\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\vbucketStart\x12\x1d\n" +
@@ -1731,7 +2008,16 @@ const file_switchboard_reporting_v1_reporting_proto_rawDesc = "" +
 	"\bworkflow\x18\x19 \x01(\v2'.switchboard.reporting.v1.DurationStatsR\bworkflow\x12#\n" +
 	"\rservice_level\x18\x1a \x01(\x01R\fserviceLevel\x12)\n" +
 	"\x10abandonment_rate\x18\x1b \x01(\x01R\x0fabandonmentRate\x12.\n" +
-	"\x13service_level_exact\x18\x1c \x01(\bR\x11serviceLevelExact\"\x95\x02\n" +
+	"\x13service_level_exact\x18\x1c \x01(\bR\x11serviceLevelExact\x12\x1f\n" +
+	"\vsegments_in\x18\x1d \x01(\x03R\n" +
+	"segmentsIn\x12!\n" +
+	"\fsegments_out\x18\x1e \x01(\x03R\vsegmentsOut\x12%\n" +
+	"\x0eestimated_cost\x18\x1f \x01(\tR\restimatedCost\x12\x1a\n" +
+	"\bcurrency\x18  \x01(\tR\bcurrency\x12\x19\n" +
+	"\bno_agent\x18! \x01(\x03R\anoAgent\x12 \n" +
+	"\fout_of_hours\x18\" \x01(\x03R\n" +
+	"outOfHours\x12\x1a\n" +
+	"\bcanceled\x18# \x01(\x03R\bcanceled\"\x95\x02\n" +
 	"\x11SummarizeResponse\x128\n" +
 	"\x04rows\x18\x01 \x03(\v2$.switchboard.reporting.v1.SummaryRowR\x04rows\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12.\n" +
@@ -1801,85 +2087,89 @@ func file_switchboard_reporting_v1_reporting_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_reporting_v1_reporting_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_switchboard_reporting_v1_reporting_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_switchboard_reporting_v1_reporting_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_switchboard_reporting_v1_reporting_proto_goTypes = []any{
 	(SessionState)(0),              // 0: switchboard.reporting.v1.SessionState
 	(ExportFormat)(0),              // 1: switchboard.reporting.v1.ExportFormat
 	(*WatchTodayRequest)(nil),      // 2: switchboard.reporting.v1.WatchTodayRequest
 	(*WatchTodayResponse)(nil),     // 3: switchboard.reporting.v1.WatchTodayResponse
 	(*SessionRecord)(nil),          // 4: switchboard.reporting.v1.SessionRecord
-	(*GetSessionRequest)(nil),      // 5: switchboard.reporting.v1.GetSessionRequest
-	(*GetSessionResponse)(nil),     // 6: switchboard.reporting.v1.GetSessionResponse
-	(*ListSessionsRequest)(nil),    // 7: switchboard.reporting.v1.ListSessionsRequest
-	(*ListSessionsResponse)(nil),   // 8: switchboard.reporting.v1.ListSessionsResponse
-	(*SummarizeRequest)(nil),       // 9: switchboard.reporting.v1.SummarizeRequest
-	(*DurationStats)(nil),          // 10: switchboard.reporting.v1.DurationStats
-	(*SummaryRow)(nil),             // 11: switchboard.reporting.v1.SummaryRow
-	(*SummarizeResponse)(nil),      // 12: switchboard.reporting.v1.SummarizeResponse
-	(*GetTranscriptRequest)(nil),   // 13: switchboard.reporting.v1.GetTranscriptRequest
-	(*TranscriptMessage)(nil),      // 14: switchboard.reporting.v1.TranscriptMessage
-	(*GetTranscriptResponse)(nil),  // 15: switchboard.reporting.v1.GetTranscriptResponse
-	(*ExportSessionsRequest)(nil),  // 16: switchboard.reporting.v1.ExportSessionsRequest
-	(*ExportSessionsResponse)(nil), // 17: switchboard.reporting.v1.ExportSessionsResponse
-	(*durationpb.Duration)(nil),    // 18: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),  // 19: google.protobuf.Timestamp
-	(v1.Channel)(0),                // 20: switchboard.messaging.v1.Channel
-	(v11.Outcome)(0),               // 21: switchboard.session.v1.Outcome
+	(*WorkflowStep)(nil),           // 5: switchboard.reporting.v1.WorkflowStep
+	(*GetSessionRequest)(nil),      // 6: switchboard.reporting.v1.GetSessionRequest
+	(*GetSessionResponse)(nil),     // 7: switchboard.reporting.v1.GetSessionResponse
+	(*ListSessionsRequest)(nil),    // 8: switchboard.reporting.v1.ListSessionsRequest
+	(*ListSessionsResponse)(nil),   // 9: switchboard.reporting.v1.ListSessionsResponse
+	(*SummarizeRequest)(nil),       // 10: switchboard.reporting.v1.SummarizeRequest
+	(*DurationStats)(nil),          // 11: switchboard.reporting.v1.DurationStats
+	(*SummaryRow)(nil),             // 12: switchboard.reporting.v1.SummaryRow
+	(*SummarizeResponse)(nil),      // 13: switchboard.reporting.v1.SummarizeResponse
+	(*GetTranscriptRequest)(nil),   // 14: switchboard.reporting.v1.GetTranscriptRequest
+	(*TranscriptMessage)(nil),      // 15: switchboard.reporting.v1.TranscriptMessage
+	(*GetTranscriptResponse)(nil),  // 16: switchboard.reporting.v1.GetTranscriptResponse
+	(*ExportSessionsRequest)(nil),  // 17: switchboard.reporting.v1.ExportSessionsRequest
+	(*ExportSessionsResponse)(nil), // 18: switchboard.reporting.v1.ExportSessionsResponse
+	(*durationpb.Duration)(nil),    // 19: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),  // 20: google.protobuf.Timestamp
+	(v1.Channel)(0),                // 21: switchboard.messaging.v1.Channel
+	(v11.Outcome)(0),               // 22: switchboard.session.v1.Outcome
 }
 var file_switchboard_reporting_v1_reporting_proto_depIdxs = []int32{
-	18, // 0: switchboard.reporting.v1.WatchTodayRequest.interval:type_name -> google.protobuf.Duration
-	19, // 1: switchboard.reporting.v1.WatchTodayResponse.at:type_name -> google.protobuf.Timestamp
-	19, // 2: switchboard.reporting.v1.WatchTodayResponse.day_start:type_name -> google.protobuf.Timestamp
-	12, // 3: switchboard.reporting.v1.WatchTodayResponse.summary:type_name -> switchboard.reporting.v1.SummarizeResponse
-	20, // 4: switchboard.reporting.v1.SessionRecord.channel:type_name -> switchboard.messaging.v1.Channel
+	19, // 0: switchboard.reporting.v1.WatchTodayRequest.interval:type_name -> google.protobuf.Duration
+	20, // 1: switchboard.reporting.v1.WatchTodayResponse.at:type_name -> google.protobuf.Timestamp
+	20, // 2: switchboard.reporting.v1.WatchTodayResponse.day_start:type_name -> google.protobuf.Timestamp
+	13, // 3: switchboard.reporting.v1.WatchTodayResponse.summary:type_name -> switchboard.reporting.v1.SummarizeResponse
+	21, // 4: switchboard.reporting.v1.SessionRecord.channel:type_name -> switchboard.messaging.v1.Channel
 	0,  // 5: switchboard.reporting.v1.SessionRecord.state:type_name -> switchboard.reporting.v1.SessionState
-	21, // 6: switchboard.reporting.v1.SessionRecord.outcome:type_name -> switchboard.session.v1.Outcome
-	19, // 7: switchboard.reporting.v1.SessionRecord.started_at:type_name -> google.protobuf.Timestamp
-	19, // 8: switchboard.reporting.v1.SessionRecord.queued_at:type_name -> google.protobuf.Timestamp
-	19, // 9: switchboard.reporting.v1.SessionRecord.accepted_at:type_name -> google.protobuf.Timestamp
-	19, // 10: switchboard.reporting.v1.SessionRecord.ended_at:type_name -> google.protobuf.Timestamp
-	4,  // 11: switchboard.reporting.v1.GetSessionResponse.session:type_name -> switchboard.reporting.v1.SessionRecord
-	20, // 12: switchboard.reporting.v1.ListSessionsRequest.channel:type_name -> switchboard.messaging.v1.Channel
-	0,  // 13: switchboard.reporting.v1.ListSessionsRequest.state:type_name -> switchboard.reporting.v1.SessionState
-	4,  // 14: switchboard.reporting.v1.ListSessionsResponse.sessions:type_name -> switchboard.reporting.v1.SessionRecord
-	19, // 15: switchboard.reporting.v1.SummarizeRequest.from:type_name -> google.protobuf.Timestamp
-	19, // 16: switchboard.reporting.v1.SummarizeRequest.to:type_name -> google.protobuf.Timestamp
-	18, // 17: switchboard.reporting.v1.DurationStats.average:type_name -> google.protobuf.Duration
-	18, // 18: switchboard.reporting.v1.DurationStats.p50:type_name -> google.protobuf.Duration
-	18, // 19: switchboard.reporting.v1.DurationStats.p90:type_name -> google.protobuf.Duration
-	18, // 20: switchboard.reporting.v1.DurationStats.p99:type_name -> google.protobuf.Duration
-	19, // 21: switchboard.reporting.v1.SummaryRow.bucket_start:type_name -> google.protobuf.Timestamp
-	20, // 22: switchboard.reporting.v1.SummaryRow.channel:type_name -> switchboard.messaging.v1.Channel
-	21, // 23: switchboard.reporting.v1.SummaryRow.outcome:type_name -> switchboard.session.v1.Outcome
-	10, // 24: switchboard.reporting.v1.SummaryRow.wait:type_name -> switchboard.reporting.v1.DurationStats
-	10, // 25: switchboard.reporting.v1.SummaryRow.first_reply:type_name -> switchboard.reporting.v1.DurationStats
-	10, // 26: switchboard.reporting.v1.SummaryRow.handle:type_name -> switchboard.reporting.v1.DurationStats
-	10, // 27: switchboard.reporting.v1.SummaryRow.workflow:type_name -> switchboard.reporting.v1.DurationStats
-	11, // 28: switchboard.reporting.v1.SummarizeResponse.rows:type_name -> switchboard.reporting.v1.SummaryRow
-	19, // 29: switchboard.reporting.v1.SummarizeResponse.from:type_name -> google.protobuf.Timestamp
-	19, // 30: switchboard.reporting.v1.SummarizeResponse.to:type_name -> google.protobuf.Timestamp
-	19, // 31: switchboard.reporting.v1.TranscriptMessage.at:type_name -> google.protobuf.Timestamp
-	14, // 32: switchboard.reporting.v1.GetTranscriptResponse.messages:type_name -> switchboard.reporting.v1.TranscriptMessage
-	19, // 33: switchboard.reporting.v1.ExportSessionsRequest.from:type_name -> google.protobuf.Timestamp
-	19, // 34: switchboard.reporting.v1.ExportSessionsRequest.to:type_name -> google.protobuf.Timestamp
-	1,  // 35: switchboard.reporting.v1.ExportSessionsRequest.format:type_name -> switchboard.reporting.v1.ExportFormat
-	5,  // 36: switchboard.reporting.v1.ReportingService.GetSession:input_type -> switchboard.reporting.v1.GetSessionRequest
-	7,  // 37: switchboard.reporting.v1.ReportingService.ListSessions:input_type -> switchboard.reporting.v1.ListSessionsRequest
-	9,  // 38: switchboard.reporting.v1.ReportingService.Summarize:input_type -> switchboard.reporting.v1.SummarizeRequest
-	13, // 39: switchboard.reporting.v1.ReportingService.GetTranscript:input_type -> switchboard.reporting.v1.GetTranscriptRequest
-	16, // 40: switchboard.reporting.v1.ReportingService.ExportSessions:input_type -> switchboard.reporting.v1.ExportSessionsRequest
-	2,  // 41: switchboard.reporting.v1.ReportingService.WatchToday:input_type -> switchboard.reporting.v1.WatchTodayRequest
-	6,  // 42: switchboard.reporting.v1.ReportingService.GetSession:output_type -> switchboard.reporting.v1.GetSessionResponse
-	8,  // 43: switchboard.reporting.v1.ReportingService.ListSessions:output_type -> switchboard.reporting.v1.ListSessionsResponse
-	12, // 44: switchboard.reporting.v1.ReportingService.Summarize:output_type -> switchboard.reporting.v1.SummarizeResponse
-	15, // 45: switchboard.reporting.v1.ReportingService.GetTranscript:output_type -> switchboard.reporting.v1.GetTranscriptResponse
-	17, // 46: switchboard.reporting.v1.ReportingService.ExportSessions:output_type -> switchboard.reporting.v1.ExportSessionsResponse
-	3,  // 47: switchboard.reporting.v1.ReportingService.WatchToday:output_type -> switchboard.reporting.v1.WatchTodayResponse
-	42, // [42:48] is the sub-list for method output_type
-	36, // [36:42] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	22, // 6: switchboard.reporting.v1.SessionRecord.outcome:type_name -> switchboard.session.v1.Outcome
+	20, // 7: switchboard.reporting.v1.SessionRecord.started_at:type_name -> google.protobuf.Timestamp
+	20, // 8: switchboard.reporting.v1.SessionRecord.queued_at:type_name -> google.protobuf.Timestamp
+	20, // 9: switchboard.reporting.v1.SessionRecord.accepted_at:type_name -> google.protobuf.Timestamp
+	20, // 10: switchboard.reporting.v1.SessionRecord.ended_at:type_name -> google.protobuf.Timestamp
+	5,  // 11: switchboard.reporting.v1.SessionRecord.steps:type_name -> switchboard.reporting.v1.WorkflowStep
+	20, // 12: switchboard.reporting.v1.WorkflowStep.completed_at:type_name -> google.protobuf.Timestamp
+	19, // 13: switchboard.reporting.v1.WorkflowStep.duration:type_name -> google.protobuf.Duration
+	4,  // 14: switchboard.reporting.v1.GetSessionResponse.session:type_name -> switchboard.reporting.v1.SessionRecord
+	21, // 15: switchboard.reporting.v1.ListSessionsRequest.channel:type_name -> switchboard.messaging.v1.Channel
+	0,  // 16: switchboard.reporting.v1.ListSessionsRequest.state:type_name -> switchboard.reporting.v1.SessionState
+	4,  // 17: switchboard.reporting.v1.ListSessionsResponse.sessions:type_name -> switchboard.reporting.v1.SessionRecord
+	20, // 18: switchboard.reporting.v1.SummarizeRequest.from:type_name -> google.protobuf.Timestamp
+	20, // 19: switchboard.reporting.v1.SummarizeRequest.to:type_name -> google.protobuf.Timestamp
+	19, // 20: switchboard.reporting.v1.DurationStats.average:type_name -> google.protobuf.Duration
+	19, // 21: switchboard.reporting.v1.DurationStats.p50:type_name -> google.protobuf.Duration
+	19, // 22: switchboard.reporting.v1.DurationStats.p90:type_name -> google.protobuf.Duration
+	19, // 23: switchboard.reporting.v1.DurationStats.p99:type_name -> google.protobuf.Duration
+	20, // 24: switchboard.reporting.v1.SummaryRow.bucket_start:type_name -> google.protobuf.Timestamp
+	21, // 25: switchboard.reporting.v1.SummaryRow.channel:type_name -> switchboard.messaging.v1.Channel
+	22, // 26: switchboard.reporting.v1.SummaryRow.outcome:type_name -> switchboard.session.v1.Outcome
+	11, // 27: switchboard.reporting.v1.SummaryRow.wait:type_name -> switchboard.reporting.v1.DurationStats
+	11, // 28: switchboard.reporting.v1.SummaryRow.first_reply:type_name -> switchboard.reporting.v1.DurationStats
+	11, // 29: switchboard.reporting.v1.SummaryRow.handle:type_name -> switchboard.reporting.v1.DurationStats
+	11, // 30: switchboard.reporting.v1.SummaryRow.workflow:type_name -> switchboard.reporting.v1.DurationStats
+	12, // 31: switchboard.reporting.v1.SummarizeResponse.rows:type_name -> switchboard.reporting.v1.SummaryRow
+	20, // 32: switchboard.reporting.v1.SummarizeResponse.from:type_name -> google.protobuf.Timestamp
+	20, // 33: switchboard.reporting.v1.SummarizeResponse.to:type_name -> google.protobuf.Timestamp
+	20, // 34: switchboard.reporting.v1.TranscriptMessage.at:type_name -> google.protobuf.Timestamp
+	15, // 35: switchboard.reporting.v1.GetTranscriptResponse.messages:type_name -> switchboard.reporting.v1.TranscriptMessage
+	20, // 36: switchboard.reporting.v1.ExportSessionsRequest.from:type_name -> google.protobuf.Timestamp
+	20, // 37: switchboard.reporting.v1.ExportSessionsRequest.to:type_name -> google.protobuf.Timestamp
+	1,  // 38: switchboard.reporting.v1.ExportSessionsRequest.format:type_name -> switchboard.reporting.v1.ExportFormat
+	6,  // 39: switchboard.reporting.v1.ReportingService.GetSession:input_type -> switchboard.reporting.v1.GetSessionRequest
+	8,  // 40: switchboard.reporting.v1.ReportingService.ListSessions:input_type -> switchboard.reporting.v1.ListSessionsRequest
+	10, // 41: switchboard.reporting.v1.ReportingService.Summarize:input_type -> switchboard.reporting.v1.SummarizeRequest
+	14, // 42: switchboard.reporting.v1.ReportingService.GetTranscript:input_type -> switchboard.reporting.v1.GetTranscriptRequest
+	17, // 43: switchboard.reporting.v1.ReportingService.ExportSessions:input_type -> switchboard.reporting.v1.ExportSessionsRequest
+	2,  // 44: switchboard.reporting.v1.ReportingService.WatchToday:input_type -> switchboard.reporting.v1.WatchTodayRequest
+	7,  // 45: switchboard.reporting.v1.ReportingService.GetSession:output_type -> switchboard.reporting.v1.GetSessionResponse
+	9,  // 46: switchboard.reporting.v1.ReportingService.ListSessions:output_type -> switchboard.reporting.v1.ListSessionsResponse
+	13, // 47: switchboard.reporting.v1.ReportingService.Summarize:output_type -> switchboard.reporting.v1.SummarizeResponse
+	16, // 48: switchboard.reporting.v1.ReportingService.GetTranscript:output_type -> switchboard.reporting.v1.GetTranscriptResponse
+	18, // 49: switchboard.reporting.v1.ReportingService.ExportSessions:output_type -> switchboard.reporting.v1.ExportSessionsResponse
+	3,  // 50: switchboard.reporting.v1.ReportingService.WatchToday:output_type -> switchboard.reporting.v1.WatchTodayResponse
+	45, // [45:51] is the sub-list for method output_type
+	39, // [39:45] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_reporting_v1_reporting_proto_init() }
@@ -1893,7 +2183,7 @@ func file_switchboard_reporting_v1_reporting_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_reporting_v1_reporting_proto_rawDesc), len(file_switchboard_reporting_v1_reporting_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,14 @@ const (
 	// The customer stopped answering while the workflow waited for them
 	// (the service's inactivity timeout), before any agent accepted.
 	Outcome_OUTCOME_ABANDONED Outcome = 5
+	// The workflow ended the session after its Queue Task found no agent
+	// in time (the queue's timeout branch led to a Disconnect).
+	Outcome_OUTCOME_NO_AGENT Outcome = 6
+	// The workflow ended the session after Check Opening Hours found the
+	// service closed (its closed branch led to a Disconnect).
+	Outcome_OUTCOME_OUT_OF_HOURS Outcome = 7
+	// A supervisor ended the session before any agent accepted it.
+	Outcome_OUTCOME_CANCELED Outcome = 8
 )
 
 // Enum value maps for Outcome.
@@ -54,14 +62,20 @@ var (
 		3: "OUTCOME_FAILED",
 		4: "OUTCOME_EXPIRED",
 		5: "OUTCOME_ABANDONED",
+		6: "OUTCOME_NO_AGENT",
+		7: "OUTCOME_OUT_OF_HOURS",
+		8: "OUTCOME_CANCELED",
 	}
 	Outcome_value = map[string]int32{
-		"OUTCOME_UNSPECIFIED": 0,
-		"OUTCOME_HANDLED":     1,
-		"OUTCOME_NOT_HANDLED": 2,
-		"OUTCOME_FAILED":      3,
-		"OUTCOME_EXPIRED":     4,
-		"OUTCOME_ABANDONED":   5,
+		"OUTCOME_UNSPECIFIED":  0,
+		"OUTCOME_HANDLED":      1,
+		"OUTCOME_NOT_HANDLED":  2,
+		"OUTCOME_FAILED":       3,
+		"OUTCOME_EXPIRED":      4,
+		"OUTCOME_ABANDONED":    5,
+		"OUTCOME_NO_AGENT":     6,
+		"OUTCOME_OUT_OF_HOURS": 7,
+		"OUTCOME_CANCELED":     8,
 	}
 )
 
@@ -310,10 +324,15 @@ type MessageAdded struct {
 	Direction Direction  `protobuf:"varint,4,opt,name=direction,proto3,enum=switchboard.session.v1.Direction" json:"direction,omitempty"`
 	Sender    SenderKind `protobuf:"varint,5,opt,name=sender,proto3,enum=switchboard.session.v1.SenderKind" json:"sender,omitempty"`
 	// Agent user id when sender is an agent.
-	AgentId       string                 `protobuf:"bytes,6,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Body          string                 `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
-	Media         []*v1.Media            `protobuf:"bytes,8,rep,name=media,proto3" json:"media,omitempty"`
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	AgentId    string                 `protobuf:"bytes,6,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Body       string                 `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
+	Media      []*v1.Media            `protobuf:"bytes,8,rep,name=media,proto3" json:"media,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// Inbound messages: the segments Twilio bills for it, counted from its
+	// body as Twilio counts them (pkg/segments; at least 1), 1 on WhatsApp.
+	// 0 on outbound entries: outbound.message.sent's num_segments counts
+	// what was actually sent.
+	NumSegments   int32 `protobuf:"varint,10,opt,name=num_segments,json=numSegments,proto3" json:"num_segments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -409,6 +428,13 @@ func (x *MessageAdded) GetOccurredAt() *timestamppb.Timestamp {
 		return x.OccurredAt
 	}
 	return nil
+}
+
+func (x *MessageAdded) GetNumSegments() int32 {
+	if x != nil {
+		return x.NumSegments
+	}
+	return 0
 }
 
 // SessionEnded: the session is over. Subject session.session.ended.<tenant_id>.
@@ -522,7 +548,7 @@ const file_switchboard_session_v1_events_proto_rawDesc = "" +
 	"\x11first_message_sid\x18\x06 \x01(\tR\x0ffirstMessageSid\x12#\n" +
 	"\rcustomer_name\x18\a \x01(\tR\fcustomerName\x129\n" +
 	"\n" +
-	"started_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\x89\x03\n" +
+	"started_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\xac\x03\n" +
 	"\fMessageAdded\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -535,7 +561,9 @@ const file_switchboard_session_v1_events_proto_rawDesc = "" +
 	"\x04body\x18\a \x01(\tR\x04body\x125\n" +
 	"\x05media\x18\b \x03(\v2\x1f.switchboard.messaging.v1.MediaR\x05media\x12;\n" +
 	"\voccurred_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt\"\x8e\x02\n" +
+	"occurredAt\x12!\n" +
+	"\fnum_segments\x18\n" +
+	" \x01(\x05R\vnumSegments\"\x8e\x02\n" +
 	"\fSessionEnded\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -545,14 +573,17 @@ const file_switchboard_session_v1_events_proto_rawDesc = "" +
 	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x06 \x01(\tR\tserviceId\x125\n" +
-	"\bended_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt*\x90\x01\n" +
+	"\bended_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt*\xd6\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_HANDLED\x10\x01\x12\x17\n" +
 	"\x13OUTCOME_NOT_HANDLED\x10\x02\x12\x12\n" +
 	"\x0eOUTCOME_FAILED\x10\x03\x12\x13\n" +
 	"\x0fOUTCOME_EXPIRED\x10\x04\x12\x15\n" +
-	"\x11OUTCOME_ABANDONED\x10\x05*U\n" +
+	"\x11OUTCOME_ABANDONED\x10\x05\x12\x14\n" +
+	"\x10OUTCOME_NO_AGENT\x10\x06\x12\x18\n" +
+	"\x14OUTCOME_OUT_OF_HOURS\x10\a\x12\x14\n" +
+	"\x10OUTCOME_CANCELED\x10\b*U\n" +
 	"\tDirection\x12\x19\n" +
 	"\x15DIRECTION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11DIRECTION_INBOUND\x10\x01\x12\x16\n" +

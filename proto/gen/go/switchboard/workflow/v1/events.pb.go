@@ -36,6 +36,12 @@ const (
 	// No customer message for the service's inactivity timeout while the
 	// workflow waited for one: the session ends abandoned.
 	EndCause_END_CAUSE_INACTIVITY EndCause = 1
+	// A Disconnect after the Queue Task's timeout branch: no agent took the
+	// task in time (the session ends as no agent).
+	EndCause_END_CAUSE_NO_AGENT EndCause = 2
+	// A Disconnect after Check Opening Hours found the service closed (the
+	// session ends as out of hours).
+	EndCause_END_CAUSE_OUT_OF_HOURS EndCause = 3
 )
 
 // Enum value maps for EndCause.
@@ -43,10 +49,14 @@ var (
 	EndCause_name = map[int32]string{
 		0: "END_CAUSE_UNSPECIFIED",
 		1: "END_CAUSE_INACTIVITY",
+		2: "END_CAUSE_NO_AGENT",
+		3: "END_CAUSE_OUT_OF_HOURS",
 	}
 	EndCause_value = map[string]int32{
-		"END_CAUSE_UNSPECIFIED": 0,
-		"END_CAUSE_INACTIVITY":  1,
+		"END_CAUSE_UNSPECIFIED":  0,
+		"END_CAUSE_INACTIVITY":   1,
+		"END_CAUSE_NO_AGENT":     2,
+		"END_CAUSE_OUT_OF_HOURS": 3,
 	}
 )
 
@@ -400,8 +410,11 @@ type StepCompleted struct {
 	// From entering the activity to leaving it (waits included).
 	Duration *durationpb.Duration `protobuf:"bytes,8,opt,name=duration,proto3" json:"duration,omitempty"`
 	// 1 for the instance's first step, then one more for each.
-	Step          int64                  `protobuf:"varint,9,opt,name=step,proto3" json:"step,omitempty"`
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	Step       int64                  `protobuf:"varint,9,opt,name=step,proto3" json:"step,omitempty"`
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// The activity's label in the definition (Nimbus's name for it), when
+	// it has one.
+	ActivityLabel string `protobuf:"bytes,11,opt,name=activity_label,json=activityLabel,proto3" json:"activity_label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -504,6 +517,13 @@ func (x *StepCompleted) GetOccurredAt() *timestamppb.Timestamp {
 		return x.OccurredAt
 	}
 	return nil
+}
+
+func (x *StepCompleted) GetActivityLabel() string {
+	if x != nil {
+		return x.ActivityLabel
+	}
+	return ""
 }
 
 // TimerFired: a durable timer of a workflow instance (a Delay, the timeout
@@ -633,7 +653,7 @@ const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"\bactivity\x18\x04 \x01(\tR\bactivity\x12;\n" +
 	"\voccurred_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x127\n" +
-	"\x05cause\x18\x06 \x01(\x0e2!.switchboard.workflow.v1.EndCauseR\x05cause\"\xf8\x02\n" +
+	"\x05cause\x18\x06 \x01(\x0e2!.switchboard.workflow.v1.EndCauseR\x05cause\"\x9f\x03\n" +
 	"\rStepCompleted\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -648,7 +668,8 @@ const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"\x04step\x18\t \x01(\x03R\x04step\x12;\n" +
 	"\voccurred_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"occurredAt\"\xab\x01\n" +
+	"occurredAt\x12%\n" +
+	"\x0eactivity_label\x18\v \x01(\tR\ractivityLabel\"\xab\x01\n" +
 	"\n" +
 	"TimerFired\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
@@ -656,10 +677,12 @@ const file_switchboard_workflow_v1_events_proto_rawDesc = "" +
 	"session_id\x18\x02 \x01(\tR\tsessionId\x12\x12\n" +
 	"\x04step\x18\x03 \x01(\x03R\x04step\x12\x1a\n" +
 	"\bactivity\x18\x04 \x01(\tR\bactivity\x121\n" +
-	"\x06due_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt*?\n" +
+	"\x06due_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05dueAt*s\n" +
 	"\bEndCause\x12\x19\n" +
 	"\x15END_CAUSE_UNSPECIFIED\x10\x00\x12\x18\n" +
-	"\x14END_CAUSE_INACTIVITY\x10\x01B\xff\x01\n" +
+	"\x14END_CAUSE_INACTIVITY\x10\x01\x12\x16\n" +
+	"\x12END_CAUSE_NO_AGENT\x10\x02\x12\x1a\n" +
+	"\x16END_CAUSE_OUT_OF_HOURS\x10\x03B\xff\x01\n" +
 	"\x1bcom.switchboard.workflow.v1B\vEventsProtoP\x01ZUgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1;workflowv1\xa2\x02\x03SWX\xaa\x02\x17Switchboard.Workflow.V1\xca\x02\x17Switchboard\\Workflow\\V1\xe2\x02#Switchboard\\Workflow\\V1\\GPBMetadata\xea\x02\x19Switchboard::Workflow::V1b\x06proto3"
 
 var (
