@@ -236,7 +236,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		log.WarnContext(ctx, "connector checks call an emulator, not Twilio", "base_url", cfg.TwilioBaseURL)
 	}
 	a := app.New(store.New(mc.Database(cfg.MongoDatabase)), keyring, pub, log, app.WithBcryptCost(cfg.BcryptCost),
-		app.WithSignInThrottle(throttle), app.WithRevoker(revoked), app.WithAuditor(pub),
+		app.WithSignInThrottle(throttle), app.WithRevoker(revoked), app.WithAuditor(pub), app.WithErasures(pub),
 		app.WithConnectorChecker(conncheck.New(checks)))
 	srv := grpcserver.New(log, authKeys)
 	grpcapi.New(a, log).Register(srv)

@@ -295,6 +295,10 @@ func TestValidationRules(t *testing.T) {
 			{"display name missing", func(m *configv1.User) { m.DisplayName = "" }, codes.InvalidArgument, "user.display_name"},
 			{"no role", func(m *configv1.User) { m.Roles = nil }, codes.InvalidArgument, "user.roles"},
 			{"unspecified role", func(m *configv1.User) { m.Roles = []configv1.Role{configv1.Role_ROLE_UNSPECIFIED} }, codes.InvalidArgument, "user.roles[0]"},
+			{"undeclared role", func(m *configv1.User) { m.Roles = []configv1.Role{configv1.Role_ROLE_ANALYST, 99} }, codes.InvalidArgument, "user.roles[1]"},
+			{"role twice", func(m *configv1.User) {
+				m.Roles = []configv1.Role{configv1.Role_ROLE_ANALYST, configv1.Role_ROLE_ANALYST}
+			}, codes.InvalidArgument, "user.roles[1]"},
 			{"password too short", func(m *configv1.User) { m.Password = "abc" }, codes.InvalidArgument, "user.password"},
 			{"capacity out of range", func(m *configv1.User) { m.Capacity = 99 }, codes.InvalidArgument, "user.capacity"},
 			{"attribute key", func(m *configv1.User) { m.Attributes = map[string]string{"$where": "x"} }, codes.InvalidArgument, "user.attributes"},

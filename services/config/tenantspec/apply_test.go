@@ -22,7 +22,7 @@ func TestApplyDemoTwice(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first Apply: %v", err)
 	}
-	if got, want := res.Changed(), 13; got != want {
+	if got, want := res.Changed(), 14; got != want {
 		t.Errorf("first Apply changed %d records, want %d:\n%s", got, want, res)
 	}
 	for _, a := range res.Actions {
@@ -50,5 +50,14 @@ func TestApplyDemoTwice(t *testing.T) {
 	u, err := lookup.AuthenticateUser(ctx, &configv1.AuthenticateUserRequest{TenantId: "demo", Email: "alice@demo.example", Password: "demo"})
 	if err != nil || u.GetUser().GetId() != "alice" {
 		t.Errorf("AuthenticateUser(alice) = %v, %v; want alice", u.GetUser().GetId(), err)
+	}
+	// The analyst round-trips: "analyst" in the spec, ROLE_ANALYST in
+	// config, "analyst" again in the spec's names.
+	a, err := lookup.AuthenticateUser(ctx, &configv1.AuthenticateUserRequest{TenantId: "demo", Email: "ana@demo.example", Password: "demo"})
+	if err != nil || a.GetUser().GetId() != "ana" || len(a.GetUser().GetRoles()) != 1 || a.GetUser().GetRoles()[0] != configv1.Role_ROLE_ANALYST {
+		t.Fatalf("AuthenticateUser(ana) = %v, %v; want ana with ROLE_ANALYST", a.GetUser(), err)
+	}
+	if got := tenantspec.RoleName(a.GetUser().GetRoles()[0]); got != "analyst" {
+		t.Errorf("RoleName(ROLE_ANALYST) = %q, want analyst", got)
 	}
 }

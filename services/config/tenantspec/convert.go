@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/switchboard-cc/switchboard/pkg/pricing"
 	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
@@ -24,6 +25,48 @@ func channel(s string) (messagingv1.Channel, error) {
 	return 0, fmt.Errorf("%q is not a channel: sms or whatsapp", s)
 }
 
+func priceDirection(s string) (configv1.PriceDirection, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "inbound":
+		return configv1.PriceDirection_PRICE_DIRECTION_INBOUND, nil
+	case "outbound":
+		return configv1.PriceDirection_PRICE_DIRECTION_OUTBOUND, nil
+	}
+	return 0, fmt.Errorf("%q is not a direction: inbound or outbound", s)
+}
+
+// pricesProto converts the price table; channel and direction names
+// that do not parse stay unspecified (Check reports them).
+func pricesProto(rows []MessagePrice) []*configv1.MessagePrice {
+	var out []*configv1.MessagePrice
+	for _, r := range rows {
+		ch, _ := channel(r.Channel)
+		d, _ := priceDirection(r.Direction)
+		out = append(out, &configv1.MessagePrice{Channel: ch, Direction: d, Country: strings.TrimSpace(r.Country),
+			Price: strings.TrimSpace(r.Price), Currency: strings.TrimSpace(r.Currency)})
+	}
+	return out
+}
+
+// checkPrices reports the price table's problems by row, as the server
+// would.
+func (s *Spec) checkPrices(p *problems) {
+	for i, r := range s.Tenant.MessagePrices {
+		if _, err := channel(r.Channel); err != nil {
+			p.add(fmt.Sprintf("tenant.message_prices[%d].channel", i), "%v", err)
+		}
+		if _, err := priceDirection(r.Direction); err != nil {
+			p.add(fmt.Sprintf("tenant.message_prices[%d].direction", i), "%v", err)
+		}
+	}
+	for _, pr := range pricing.Validate(pricesProto(s.Tenant.MessagePrices)) {
+		if strings.HasSuffix(pr.Field, ".channel") || strings.HasSuffix(pr.Field, ".direction") {
+			continue // said above, with the name given
+		}
+		p.add("tenant.message_prices"+pr.Field, "%s", pr.Msg)
+	}
+}
+
 func twilioPath(s string) (messagingv1.TwilioPath, error) {
 	switch strings.ToLower(strings.TrimSpace(s)) {
 	case "":
@@ -36,16 +79,38 @@ func twilioPath(s string) (messagingv1.TwilioPath, error) {
 	return 0, fmt.Errorf("%q is not a Twilio path: conversations or messaging", s)
 }
 
+// roles are the tenant spec's names of config's roles.
+var roles = []struct {
+	name string
+	role configv1.Role
+}{
+	{"admin", configv1.Role_ROLE_ADMIN},
+	{"supervisor", configv1.Role_ROLE_SUPERVISOR},
+	{"agent", configv1.Role_ROLE_AGENT},
+	{"analyst", configv1.Role_ROLE_ANALYST},
+}
+
 func role(s string) (configv1.Role, error) {
-	switch strings.ToLower(strings.TrimSpace(s)) {
-	case "admin":
-		return configv1.Role_ROLE_ADMIN, nil
-	case "supervisor":
-		return configv1.Role_ROLE_SUPERVISOR, nil
-	case "agent":
-		return configv1.Role_ROLE_AGENT, nil
+	s = strings.ToLower(strings.TrimSpace(s))
+	var names []string
+	for _, r := range roles {
+		if r.name == s {
+			return r.role, nil
+		}
+		names = append(names, r.name)
 	}
-	return 0, fmt.Errorf("%q is not a role: admin, supervisor or agent", s)
+	return 0, fmt.Errorf("%q is not a role: %s", s, strings.Join(names, ", "))
+}
+
+// RoleName is a role's name in a tenant spec ("analyst"); a role the
+// spec does not know is its proto name.
+func RoleName(r configv1.Role) string {
+	for _, x := range roles {
+		if x.role == r {
+			return x.name
+		}
+	}
+	return r.String()
 }
 
 var dayNames = []string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
@@ -117,6 +182,8 @@ func (t Tenant) Proto() *configv1.Tenant {
 		CannedResponses: cannedProto(t.CannedResponses),
 		StaleAfter:      durPtr(t.StaleAfter),
 		TimeZone:        t.TimeZone,
+		RetentionDays:   t.RetentionDays,
+		MessagePrices:   pricesProto(t.MessagePrices),
 	}
 }
 

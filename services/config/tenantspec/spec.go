@@ -55,6 +55,24 @@ type Tenant struct {
 	// TimeZone is the tenant's IANA time zone (reporting's days and
 	// months); empty: UTC.
 	TimeZone string `yaml:"time_zone,omitempty"`
+	// RetentionDays is how many days the tenant's session data is kept
+	// (0 or unset: for ever; else 1 to 3650).
+	RetentionDays int32 `yaml:"retention_days,omitempty"`
+	// MessagePrices is what Twilio charges per segment, for reporting's
+	// estimated costs: one row per channel, direction and country (or "*").
+	MessagePrices []MessagePrice `yaml:"message_prices,omitempty"`
+}
+
+// MessagePrice is the price of one segment: {channel: sms, direction:
+// outbound, country: CH, price: "0.0612", currency: USD}. Country is an
+// ISO 3166-1 alpha-2 code of the customer's number or "*" (any other);
+// price a decimal with at most 6 places; one currency per tenant.
+type MessagePrice struct {
+	Channel   string `yaml:"channel"`
+	Direction string `yaml:"direction"`
+	Country   string `yaml:"country"`
+	Price     string `yaml:"price"`
+	Currency  string `yaml:"currency"`
 }
 
 // CannedResponse is a reply agents insert with "/shortcut"; ${customer_name},
@@ -181,7 +199,7 @@ type Window struct {
 	End   string   `yaml:"end"`
 }
 
-// User is an admin, supervisor or agent. Password is the initial password
+// User is an admin, supervisor, agent or analyst. Password is the initial password
 // (may be ${ENV_VAR}); applying the same password again changes nothing.
 type User struct {
 	ID          string            `yaml:"id"`
@@ -358,6 +376,7 @@ func (s *Spec) Check() error {
 			}
 		}
 	}
+	s.checkPrices(p)
 	for i, u := range s.Users {
 		for j, r := range u.Roles {
 			if _, err := role(r); err != nil {

@@ -17,7 +17,7 @@ func TestDemo(t *testing.T) {
 	if d.Tenant.ID != "demo" || d.Tenant.DisplayName != "Demo Company" || !d.Tenant.Modalities.WhatsApp {
 		t.Errorf("demo tenant = %+v", d.Tenant)
 	}
-	if len(d.Users) != 3 || d.Users[0].Email != "alice@demo.example" || d.Users[1].Password != "demo" || d.Users[2].Roles[0] != "supervisor" {
+	if len(d.Users) != 4 || d.Users[0].Email != "alice@demo.example" || d.Users[1].Password != "demo" || d.Users[2].Roles[0] != "supervisor" || d.Users[3].Roles[0] != "analyst" {
 		t.Errorf("demo users = %+v", d.Users)
 	}
 	if s := d.Services[0]; s.ID != "support" || time.Duration(s.Distribution.RONATimeout) != 30*time.Second || s.Distribution.MaxParallelTasks != 3 {
@@ -46,7 +46,7 @@ func TestParseErrorsNameLineAndField(t *testing.T) {
 		{"bad duration", "tenant: {id: x}\nservices:\n  - id: s\n    distribution:\n      rona_timeout: soon\n", []string{"line 5", "soon"}},
 		{"id missing", "tenant: {id: x}\nusers:\n  - email: a@b.example\n", []string{"line 3", "users[0].id"}},
 		{"id twice", "tenant: {id: x}\nconnectors:\n  - id: c\n  - id: c\n", []string{"line 4", "connectors[1].id", "twice"}},
-		{"bad role", "tenant: {id: x}\nusers:\n  - id: u\n    roles: [agent, boss]\n", []string{"line 4", "users[0].roles[1]", "boss"}},
+		{"bad role", "tenant: {id: x}\nusers:\n  - id: u\n    roles: [agent, boss]\n", []string{"line 4", "users[0].roles[1]", "boss", "analyst"}},
 		{"bad day", "tenant: {id: x}\nservices:\n  - id: s\n    opening_hours:\n      time_zone: UTC\n      windows:\n        - days: [funday]\n          start: \"08:00\"\n          end: \"17:00\"\n", []string{"line 7", "days"}},
 		{"tenant id missing", "organization_units: []\n", []string{"tenant.id"}},
 		{"OU loop", "tenant: {id: x}\norganization_units:\n  - {id: a, parent: b}\n  - {id: b, parent: a}\n", []string{"line 2", "loop"}},

@@ -40,6 +40,8 @@ type App struct {
 	revoker Revoker
 	audit   Auditor
 	checker ConnectorChecker
+	// erasures: customer erasure requests and answers (erasure.go).
+	erasures Erasures
 
 	dummyOnce sync.Once
 	dummy     []byte

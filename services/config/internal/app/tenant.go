@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/switchboard-cc/switchboard/pkg/pricing"
+	"github.com/switchboard-cc/switchboard/pkg/retention"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
@@ -62,6 +64,12 @@ func validateTenant(t *configv1.Tenant) error {
 	}
 	if z := t.GetTimeZone(); z != "" {
 		checkTimeZone(&vs, "time_zone", z)
+	}
+	if d := t.GetRetentionDays(); d != 0 && (d < retention.MinDays || d > retention.MaxDays) {
+		vs.add("retention_days", "%d is not 0 (keep everything) or %d to %d days", d, retention.MinDays, retention.MaxDays)
+	}
+	for _, p := range pricing.Validate(t.GetMessagePrices()) {
+		vs.add("message_prices"+p.Field, "%s", p.Msg)
 	}
 	return vs.err(CodeInvalid, "invalid tenant")
 }

@@ -50,13 +50,13 @@ func validateUser(u *configv1.User, password string) error {
 		vs.add("email", "%q is not an email address such as alice@example.com", u.GetEmail())
 	}
 	if len(u.GetRoles()) == 0 {
-		vs.add("roles", "at least one role is required: ROLE_ADMIN, ROLE_SUPERVISOR or ROLE_AGENT")
+		vs.add("roles", "at least one role is required: %s", roleNames)
 	}
 	for i, r := range u.GetRoles() {
 		field := fmt.Sprintf("roles[%d]", i)
 		switch {
-		case r != configv1.Role_ROLE_ADMIN && r != configv1.Role_ROLE_SUPERVISOR && r != configv1.Role_ROLE_AGENT:
-			vs.add(field, "%v is not a role: ROLE_ADMIN, ROLE_SUPERVISOR or ROLE_AGENT", r)
+		case !validRole(r):
+			vs.add(field, "%v is not a role: %s", r, roleNames)
 		case slices.Index(u.GetRoles(), r) < i:
 			vs.add(field, "repeats %v", r)
 		}
@@ -99,6 +99,23 @@ func validateUser(u *configv1.User, password string) error {
 	}
 	return vs.err(CodeInvalid, "invalid user")
 }
+
+// validRole: every declared role but ROLE_UNSPECIFIED.
+func validRole(r configv1.Role) bool {
+	_, ok := configv1.Role_name[int32(r)]
+	return ok && r != configv1.Role_ROLE_UNSPECIFIED
+}
+
+// roleNames lists the roles a user may hold, for error messages.
+var roleNames = func() string {
+	var names []string
+	for i := range int32(len(configv1.Role_name)) {
+		if r := configv1.Role(i); validRole(r) {
+			names = append(names, r.String())
+		}
+	}
+	return strings.Join(names, ", ")
+}()
 
 func emailKey(tenant, email string) string { return claimEmail + tenant + "/" + email }
 

@@ -43,6 +43,9 @@ type IO struct {
 	LookupEnv func(string) (string, bool)
 	// ReadFile reads a file named by -f.
 	ReadFile func(string) ([]byte, error)
+	// ReadPassword prompts on the terminal and reads a password without
+	// echo; nil when stdin is not a terminal.
+	ReadPassword func(prompt string) (string, error)
 }
 
 const usage = `switchboardctl: administer Switchboard's config service.
@@ -61,18 +64,28 @@ Usage:
                                           check a connector against Twilio: credentials in its region,
                                           its numbers' and services' webhooks, a self-test through
                                           chat-handler; exits 1 when a check fails
+  switchboardctl login --tenant T --email E [--password-stdin]
+                                          sign in as a user (an analyst, say) through the sessions
+                                          gateway; the other commands then use that token
+                                          (switchboardctl login -h; logout forgets it)
   switchboardctl token --tenant T --role R
                                           mint a dev token (roles: admin, supervisor, agent, analyst,
                                           platform, service) from SWITCHBOARD_AUTH_KEYS
+  switchboardctl erase-customer --tenant T <address>
+                                          forget a customer (E.164 or whatsapp:+E.164): transcripts and
+                                          message bodies deleted, address masked in sessions, reporting
+                                          and outbound-sender; waits for each (--wait 2m) and prints
+                                          what it removed
   switchboardctl demo                     print the demo tenant's YAML
   switchboardctl report summarize|export|transcript
                                           summaries, session exports and transcripts from the
                                           reporting service (switchboardctl report -h)
 
-Connection (every command but token and demo):
+Connection (every command but login, logout, token and demo):
   --addr      config service address (env SWITCHBOARD_CONFIG_ADDR, default 127.0.0.1:9090)
-  --token     bearer token (env SWITCHBOARD_TOKEN); when empty and SWITCHBOARD_AUTH_KEYS is
-              set, the CLI mints itself a 15-minute platform token (development)
+  --token     bearer token (env SWITCHBOARD_TOKEN); when empty, the token switchboardctl login
+              saved; without one, when SWITCHBOARD_AUTH_KEYS is set, the CLI mints itself a
+              15-minute platform token (development)
   --tls       use TLS with the system's roots
 `
 
@@ -130,8 +143,14 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		return c.connector(ctx, rest)
 	case "token":
 		return c.mintToken(rest)
+	case "login":
+		return c.login(ctx, rest)
+	case "logout":
+		return c.logout(rest)
 	case "report":
 		return c.report(ctx, rest)
+	case "erase-customer":
+		return c.eraseCustomer(ctx, rest)
 	case "demo":
 		_, err := c.io.Stdout.Write(tenantspec.DemoYAML())
 		return err
@@ -175,10 +194,19 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 
 func (c *cli) dial() (*grpc.ClientConn, error) {
 	tok := c.token
+	var savedErr error
+	if tok == "" {
+		tok, savedErr = c.savedToken()
+	}
 	if tok == "" {
 		keysHex := c.env(EnvAuthKeys)
-		if keysHex == "" {
-			return nil, fmt.Errorf("no token: set %s (switchboardctl token …) or %s to let the CLI mint one", EnvToken, EnvAuthKeys)
+		switch {
+		case keysHex == "" && savedErr != nil:
+			return nil, savedErr
+		case keysHex == "":
+			return nil, fmt.Errorf("no token: sign in (switchboardctl login), set %s (switchboardctl token …) or %s to let the CLI mint one", EnvToken, EnvAuthKeys)
+		case savedErr != nil:
+			fmt.Fprintf(c.io.Stderr, "switchboardctl: %v; using a platform token from %s\n", savedErr, EnvAuthKeys)
 		}
 		keys, err := authn.ParseKeys(keysHex)
 		if err != nil {

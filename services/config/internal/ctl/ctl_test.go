@@ -20,10 +20,18 @@ func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
 func run(t *testing.T, env map[string]string, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	var out, errb bytes.Buffer
+	// Never the token a developer's own switchboardctl login saved.
+	noSaved := filepath.Join(t.TempDir(), "no-saved-token")
 	code = ctl.Main(context.Background(), args, ctl.IO{
 		Stdin: strings.NewReader(stdin), Stdout: &out, Stderr: &errb,
-		LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok },
-		ReadFile:  os.ReadFile,
+		LookupEnv: func(k string) (string, bool) {
+			v, ok := env[k]
+			if !ok && k == ctl.EnvTokenFile {
+				return noSaved, true
+			}
+			return v, ok
+		},
+		ReadFile: os.ReadFile,
 	})
 	return out.String(), errb.String(), code
 }

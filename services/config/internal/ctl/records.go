@@ -180,7 +180,7 @@ var kinds = []kind{
 			u := m.(*configv1.User)
 			var roles []string
 			for _, r := range u.GetRoles() {
-				roles = append(roles, strings.ToLower(strings.TrimPrefix(r.String(), "ROLE_")))
+				roles = append(roles, tenantspec.RoleName(r))
 			}
 			return fmt.Sprintf("%s\t%s\t%s\t%s\t%v\t%s\t%d", u.GetId(), u.GetDisplayName(), u.GetEmail(), join(roles), u.GetImLicense(), join(u.GetServiceIds()), u.GetVersion())
 		},
@@ -505,7 +505,7 @@ func (c *cli) create(ctx context.Context, args []string) error {
 		var u tenantspec.User
 		var roles, services, skills listFlag
 		fs.StringVar(&u.Email, "email", "", "sign-in email")
-		fs.Var(&roles, "roles", "roles: admin, supervisor, agent")
+		fs.Var(&roles, "roles", "roles: admin, supervisor, agent, analyst")
 		fs.BoolVar(&u.IMLicense, "im-license", true, "Instant Messaging license")
 		fs.Var(&services, "services", "services the user is a member of")
 		fs.Var(&skills, "skills", "skills")

@@ -28,17 +28,23 @@ const reportUsage = `switchboardctl report: read the reporting service.
   switchboardctl report summarize --tenant T --from 2026-03-01 --to 2026-04-01 [--tz Europe/Zurich]
                                   [--by service,agent,bucket] [--bucket day] [--sl 20] [--csv]
       a table of sessions, outcomes, service level, abandonment, wait, first reply and handle time
-      (dimensions: service, channel, entry, agent, outcome, bucket; buckets: 15m, hour, day, month)
+      (dimensions: service, channel, entry, agent, outcome, bucket; buckets: 15m, hour, day, month),
+      Twilio segments in and out and their estimated cost (the tenant's price table)
   switchboardctl report export --tenant T --from … --to … [--format csv|ndjson] [-o sessions.csv]
-      the session records started in the range (stdout without -o)
+      the session records started in the range, each with its Twilio segments in and out and
+      their estimated cost (stdout without -o)
   switchboardctl report transcript <session> --tenant T
       a session's messages with their delivery statuses
+  switchboardctl report session <session> --tenant T [--tz Europe/Zurich]
+      a session's record: times, outcome, messages, segments and estimated cost, and the
+      workflow's path (each step's activity, branch and time)
   switchboardctl report today --tenant T [--tz Europe/Zurich] [--by service,channel] [--sl 20] [--every 5s] [--once]
       today's running totals, printed again whenever they change (until interrupted, or once)
 
   --from and --to take a date (midnight in --tz) or an RFC 3339 time; --to defaults to now.
   Without --tz, summarize uses the tenant's time zone (config's tenant time_zone; UTC when unset).
   --addr is the reporting service (env SWITCHBOARD_REPORTING_ADDR, default 127.0.0.1:9092).
+  The token: --token, SWITCHBOARD_TOKEN, or the one switchboardctl login saved (an analyst's).
 `
 
 func (c *cli) report(ctx context.Context, args []string) error {
@@ -53,6 +59,8 @@ func (c *cli) report(ctx context.Context, args []string) error {
 		return c.export(ctx, args[1:])
 	case "transcript":
 		return c.transcript(ctx, args[1:])
+	case "session":
+		return c.session(ctx, args[1:])
 	case "today":
 		return c.today(ctx, args[1:])
 	}
@@ -202,7 +210,8 @@ func (c *cli) printSummary(rows []*reportingv1.SummaryRow, dims []string, sl int
 		w = tw
 	}
 	header := append(append([]string{}, dims...), "sessions", "handled", "abandoned", "queued", "answered", fmt.Sprintf("SL%ds", sl), "aband%",
-		"wait avg", "wait p50", "wait p90", "reply p50", "handle avg", "handle p90", "msgs in", "msgs out", "declines", "ronas")
+		"wait avg", "wait p50", "wait p90", "reply p50", "handle avg", "handle p90", "msgs in", "msgs out", "declines", "ronas",
+		"segs in", "segs out", "est cost", "currency")
 	fmt.Fprintln(w, strings.Join(header, sep)+sep)
 	for _, r := range rows {
 		var cells []string
@@ -228,7 +237,8 @@ func (c *cli) printSummary(rows []*reportingv1.SummaryRow, dims []string, sl int
 			fmt.Sprint(r.GetQueued()), fmt.Sprint(r.GetAnswered()), pct(r.GetServiceLevel(), r.GetQueued()), pct(r.GetAbandonmentRate(), r.GetQueued()),
 			dur(r.GetWait().GetAverage()), dur(r.GetWait().GetP50()), dur(r.GetWait().GetP90()), dur(r.GetFirstReply().GetP50()),
 			dur(r.GetHandle().GetAverage()), dur(r.GetHandle().GetP90()), fmt.Sprint(r.GetInboundMessages()), fmt.Sprint(r.GetOutboundMessages()),
-			fmt.Sprint(r.GetDeclines()), fmt.Sprint(r.GetRonas()))
+			fmt.Sprint(r.GetDeclines()), fmt.Sprint(r.GetRonas()),
+			fmt.Sprint(r.GetSegmentsIn()), fmt.Sprint(r.GetSegmentsOut()), orDash(r.GetEstimatedCost()), orDash(r.GetCurrency()))
 		fmt.Fprintln(w, strings.Join(cells, sep)+sep)
 	}
 	if tw != nil {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,7 +18,9 @@ import (
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/mongodb"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
@@ -34,7 +37,10 @@ func TestReportCommands(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	conf := configtest.Start(t)
 	if _, err := configv1.NewTenantServiceClient(conf.Platform(t)).CreateTenant(ctx, &configv1.CreateTenantRequest{
-		Tenant: &configv1.Tenant{Id: "acme", DisplayName: "Acme", TimeZone: "Europe/Zurich"}}); err != nil {
+		Tenant: &configv1.Tenant{Id: "acme", DisplayName: "Acme", TimeZone: "Europe/Zurich", MessagePrices: []*configv1.MessagePrice{
+			{Channel: messagingv1.Channel_CHANNEL_SMS, Direction: configv1.PriceDirection_PRICE_DIRECTION_INBOUND, Country: "*", Price: "0.0079", Currency: "USD"},
+			{Channel: messagingv1.Channel_CHANNEL_SMS, Direction: configv1.PriceDirection_PRICE_DIRECTION_OUTBOUND, Country: "CH", Price: "0.0654", Currency: "USD"},
+		}}}); err != nil {
 		t.Fatal(err)
 	}
 	keys, b := conf.AuthKeys, conf.Bus
@@ -50,7 +56,7 @@ func TestReportCommands(t *testing.T) {
 	})
 	// Streams first, so the events can be published before Run starts.
 	if err := b.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamSession, subjects.StreamDistribution, subjects.StreamOutbound,
-		subjects.StreamDeadLetter, subjects.StreamTranscript); err != nil {
+		subjects.StreamWorkflow, subjects.StreamDeadLetter, subjects.StreamTranscript); err != nil {
 		t.Fatal(err)
 	}
 	day := time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC)
@@ -60,8 +66,12 @@ func TestReportCommands(t *testing.T) {
 		msg     proto.Message
 	}{
 		{subjects.SessionStarted("acme"), &sessionv1.SessionStarted{TenantId: "acme", SessionId: "ss_1", ServiceId: "sales",
-			Conversation: &messagingv1.ConversationRef{Channel: messagingv1.Channel_CHANNEL_SMS}, StartedAt: ts(9 * time.Hour)}},
-		{subjects.TaskQueued("acme"), &distributionv1.TaskQueued{TenantId: "acme", SessionId: "ss_1", QueuedAt: ts(9*time.Hour + 10*time.Second)}},
+			Conversation: &messagingv1.ConversationRef{Channel: messagingv1.Channel_CHANNEL_SMS, CustomerAddress: "+41791234567"}, StartedAt: ts(9 * time.Hour)}},
+		{subjects.SessionMessageAdded("acme"), &sessionv1.MessageAdded{TenantId: "acme", SessionId: "ss_1", MessageId: "SM1", Direction: sessionv1.Direction_DIRECTION_INBOUND, NumSegments: 2}},
+		{subjects.OutboundSent("acme"), &outboundv1.OutboundMessageSent{TenantId: "acme", SessionId: "ss_1", RequestId: "rq1", NumSegments: 1}},
+		{subjects.WorkflowStepCompleted("acme"), &workflowv1.StepCompleted{TenantId: "acme", SessionId: "ss_1", Step: 1, Activity: "hello", ActivityType: "message", ActivityLabel: "Greeting", Branch: "next", OccurredAt: ts(9*time.Hour + time.Second)}},
+		{subjects.WorkflowStepCompleted("acme"), &workflowv1.StepCompleted{TenantId: "acme", SessionId: "ss_1", Step: 2, Activity: "queue", ActivityType: "queue_task", Branch: "queued", OccurredAt: ts(9*time.Hour + 10*time.Second)}},
+		{subjects.TaskQueued("acme"), &distributionv1.TaskQueued{TenantId: "acme", SessionId: "ss_1", ServiceId: "sales", QueuedAt: ts(9*time.Hour + 10*time.Second)}},
 		{subjects.TaskAccepted("acme"), &distributionv1.TaskAccepted{TenantId: "acme", SessionId: "ss_1", AgentId: "ann", AcceptedAt: ts(9*time.Hour + 22*time.Second)}},
 		{subjects.SessionStarted("acme"), &sessionv1.SessionStarted{TenantId: "acme", SessionId: "ss_2", ServiceId: "sales",
 			Conversation: &messagingv1.ConversationRef{Channel: messagingv1.Channel_CHANNEL_SMS}, StartedAt: ts(10 * time.Hour)}},
@@ -142,6 +152,33 @@ func TestReportCommands(t *testing.T) {
 	_, errOut, code = run(t, env, "", "report", "today", "--tenant", "acme", "--once", "--every", "1ms")
 	if code == 0 || !strings.Contains(errOut, "interval") {
 		t.Errorf("today with a bad interval: exit %d\n%s", code, errOut)
+	}
+
+	// One session with its segments, estimated cost (2 in at 0.0079, 1 out
+	// at the Swiss 0.0654) and workflow path.
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		out, errOut, code = run(t, env, "", "report", "session", "ss_1", "--tenant", "acme", "--tz", "Europe/Zurich")
+		if code == 0 && strings.Contains(out, "2 in, 1 out") && strings.Contains(out, "queued") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session: exit %d\n%s%s", code, out, errOut)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, want := range []string{"+41791234567 (CH)", "0.0812 USD (an estimate", "2026-03-02 10:00:00", "STEP", "hello (Greeting)", "Queue Task", "queued"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("session: no %q in\n%s", want, out)
+		}
+	}
+	// The services it was queued in and the agents who accepted it.
+	for _, want := range [][]string{{"queued", "in", "sales"}, {"accepted", "by", "ann"}} {
+		if !slices.ContainsFunc(strings.Split(out, "\n"), func(l string) bool { return slices.Equal(strings.Fields(l), want) }) {
+			t.Errorf("session: no line %q in\n%s", want, out)
+		}
+	}
+	if _, errOut, code = run(t, env, "", "report", "session", "ss_404", "--tenant", "acme"); code == 0 || !strings.Contains(errOut, "not found") {
+		t.Errorf("unknown session: exit %d\n%s", code, errOut)
 	}
 
 	out, errOut, code = run(t, env, "", "report", "transcript", "ss_1", "--tenant", "acme")
