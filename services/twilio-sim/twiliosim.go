@@ -33,6 +33,7 @@ type (
 	PhoneNumber          = simapi.PhoneNumber
 	ConversationsService = simapi.ConversationsService
 	MessagingService     = simapi.MessagingService
+	ContentTemplate      = simapi.ContentTemplate
 )
 
 // Config configures the emulator.

@@ -25,6 +25,7 @@ type (
 	PhoneNumber           = simapi.PhoneNumber
 	ConversationsService  = simapi.ConversationsService
 	MessagingService      = simapi.MessagingService
+	ContentTemplate       = simapi.ContentTemplate
 	CustomerMessage       = simapi.CustomerMessage
 	CustomerMessageResult = simapi.CustomerMessageResult
 	Media                 = simapi.Media

@@ -39,6 +39,8 @@ var documents = []struct {
 	{"twilio_api_v2010.json", "api.twilio.com", "/2010-04-01/", []string{
 		"/2010-04-01/Accounts/{AccountSid}/Messages", "/2010-04-01/Accounts/{Sid}.json", "/2010-04-01/Accounts/{AccountSid}/IncomingPhoneNumbers.json",
 	}},
+	// Before Conversations: both are under /v1.
+	{"twilio_content_v1.json", "content.twilio.com", "/v1/Content", []string{"/v1/Content"}},
 	{"twilio_conversations_v1.json", "conversations.twilio.com", "/v1/", []string{
 		"/v1/Conversations", "/v1/Services/{ChatServiceSid}/Conversations", "/v1/Services/{ChatServiceSid}/Configuration/Webhooks",
 	}},

@@ -118,13 +118,7 @@ func validateAccount(where string, a simapi.Account) []error {
 	}
 	convs := map[string]bool{}
 	for _, s := range a.ConversationsServices {
-		if !validSID("IS", s.SID) {
-			bad("conversations service sid %q is not IS followed by 32 hex digits", s.SID)
-		}
-		if convs[s.SID] {
-			bad("conversations service %s listed twice", s.SID)
-		}
-		convs[s.SID] = true
+		uniqueSID(bad, convs, "IS", "conversations service", s.SID)
 		if s.PostWebhookURL != "" && !validURL(s.PostWebhookURL) {
 			bad("conversations service %s: post_webhook_url %q is not an absolute http(s) url", s.SID, s.PostWebhookURL)
 		}
@@ -145,13 +139,7 @@ func validateAccount(where string, a simapi.Account) []error {
 	}
 	mgs := map[string]bool{}
 	for _, s := range a.MessagingServices {
-		if !validSID("MG", s.SID) {
-			bad("messaging service sid %q is not MG followed by 32 hex digits", s.SID)
-		}
-		if mgs[s.SID] {
-			bad("messaging service %s listed twice", s.SID)
-		}
-		mgs[s.SID] = true
+		uniqueSID(bad, mgs, "MG", "messaging service", s.SID)
 		for _, u := range []string{s.StatusCallback, s.InboundURL, s.FallbackURL} {
 			if u != "" && !validURL(u) {
 				bad("messaging service %s: %q is not an absolute http(s) url", s.SID, u)
@@ -185,6 +173,18 @@ func validateAccount(where string, a simapi.Account) []error {
 			bad("number %s: conversations service %s is not one of the account's conversations services", n.Address, n.ConversationsServiceSID)
 		}
 	}
+	templates := map[string]bool{}
+	for _, c := range a.ContentTemplates {
+		uniqueSID(bad, templates, "HX", "content template", c.SID)
+		if len(c.Types) == 0 {
+			bad("content template %s has no types", c.SID)
+		}
+		for typ := range c.Types {
+			if kind, name, ok := strings.Cut(typ, "/"); !ok || kind == "" || name == "" {
+				bad("content template %s: type %q is not like twilio/text", c.SID, typ)
+			}
+		}
+	}
 	inPool := map[string]string{}
 	for _, n := range a.Numbers {
 		if n.MessagingServiceSID != "" {
@@ -203,6 +203,18 @@ func validateAccount(where string, a simapi.Account) []error {
 		}
 	}
 	return errs
+}
+
+// uniqueSID reports a sid that is not prefix and 32 hex digits, or that
+// seen already holds, and adds it to seen.
+func uniqueSID(bad func(string, ...any), seen map[string]bool, prefix, what, sid string) {
+	if !validSID(prefix, sid) {
+		bad("%s sid %q is not %s followed by 32 hex digits", what, sid, prefix)
+	}
+	if seen[sid] {
+		bad("%s %s listed twice", what, sid)
+	}
+	seen[sid] = true
 }
 
 // account is an Account indexed for lookups.

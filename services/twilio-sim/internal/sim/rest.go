@@ -42,6 +42,7 @@ func (e *Engine) routeREST(mux *http.ServeMux) {
 		mux.HandleFunc("POST "+prefix+"/Conversations/{ConversationSid}/Participants", e.withScope(scoped, e.createParticipant))
 		mux.HandleFunc("GET "+prefix+"/Conversations/{ConversationSid}/Participants", e.withScope(scoped, e.listParticipants))
 	}
+	mux.HandleFunc("GET /v1/Content", e.listContent)
 	// Media Content Service (mcs.us1.twilio.com) shares the /v1 namespace.
 	mux.HandleFunc("POST /v1/Services/{ChatServiceSid}/Media", e.uploadMedia)
 	mux.HandleFunc("GET /v1/Services/{ChatServiceSid}/Media/{Sid}", e.fetchMedia)
@@ -60,11 +61,7 @@ func (e *Engine) restMiddleware(next http.Handler) http.Handler {
 		h.Set("Twilio-Request-Id", newSID("RQ"))
 		h.Set("X-Home-Region", "us1")
 		h.Set("Twilio-Concurrent-Requests", "1")
-		if strings.HasPrefix(r.URL.Path, "/v1/") {
-			h.Set("X-Api-Domain", "conversations.twilio.com")
-		} else {
-			h.Set("X-Api-Domain", "api.twilio.com")
-		}
+		h.Set("X-Api-Domain", apiDomain(r.URL.Path))
 
 		if f := e.takeFault(r); f != nil {
 			e.log.Debug("injected fault", "path", r.URL.Path, "status", f.Status, "code", f.Code)

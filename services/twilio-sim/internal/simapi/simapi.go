@@ -31,6 +31,23 @@ type Account struct {
 	Numbers                        []PhoneNumber          `json:"numbers,omitempty" yaml:"numbers,omitempty"`
 	ConversationsServices          []ConversationsService `json:"conversations_services,omitempty" yaml:"conversations_services,omitempty"`
 	MessagingServices              []MessagingService     `json:"messaging_services,omitempty" yaml:"messaging_services,omitempty"`
+	// ContentTemplates are the account's Content API templates, listed by
+	// GET /v1/Content in this order.
+	ContentTemplates []ContentTemplate `json:"content_templates,omitempty" yaml:"content_templates,omitempty"`
+}
+
+// ContentTemplate is one Content API resource (content.twilio.com/v1/Content).
+type ContentTemplate struct {
+	// SID is HX followed by 32 hex digits.
+	SID          string `json:"sid" yaml:"sid"`
+	FriendlyName string `json:"friendly_name,omitempty" yaml:"friendly_name,omitempty"`
+	// Language is an ISO 639-1 code ("en").
+	Language string `json:"language,omitempty" yaml:"language,omitempty"`
+	// Variables are the placeholders' default values: {"1": "Customer_Name"}.
+	Variables map[string]string `json:"variables,omitempty" yaml:"variables,omitempty"`
+	// Types maps a content type ("twilio/text", "twilio/quick-reply", …)
+	// to its object as the Content API shows it ({"body": "Hi {{1}}"}).
+	Types map[string]any `json:"types" yaml:"types"`
 }
 
 // PhoneNumber is a business sender: an SMS number (E.164) or a WhatsApp
