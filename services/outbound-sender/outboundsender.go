@@ -38,6 +38,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/connect"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
+	"github.com/switchboard-cc/switchboard/pkg/retention"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/contacts"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/grpcapi"
@@ -45,6 +46,7 @@ import (
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ledger"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ratelimit"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/sender"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/templates"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/twilioapi"
 )
 
@@ -91,6 +93,9 @@ type Config struct {
 	// when zero.
 	Workers int
 	Streams subjects.StreamOptions
+	// RetentionSweepEvery is how often the ledger's message bodies older
+	// than each tenant's retention_days are blanked (1 hour; 0 never).
+	RetentionSweepEvery time.Duration
 }
 
 // Defaults for one machine.
@@ -107,6 +112,8 @@ func Defaults() Config {
 		Retries:            4,
 		MaxConcurrentCalls: 64,
 		MaxPending:         10000,
+
+		RetentionSweepEvery: retention.DefaultEvery,
 	}
 }
 
@@ -228,11 +235,25 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		topts.BaseURL, _ = url.Parse(cfg.TwilioBaseURL)
 		log.WarnContext(ctx, "twilio calls go to an emulator", "base_url", cfg.TwilioBaseURL)
 	}
+	twilio := twilioapi.New(topts)
 	db := mc.Database(cfg.Database)
 	led := ledger.New(db)
 	defer led.Close()
+	var tenants configv1.TenantServiceClient
+	if conns.GRPC[0] != nil {
+		tenants = configv1.NewTenantServiceClient(conns.GRPC[0])
+	}
+	retention.Start(gctx, g, b, cfg.RetentionSweepEvery, &retention.Sweeper{Service: Name, Tenants: tenants, Log: log,
+		Purge: func(ctx context.Context, tenant string, cutoff time.Time) (map[string]int64, error) {
+			n, err := led.BlankBefore(ctx, tenant, cutoff)
+			return map[string]int64{"requests_blanked": n}, err
+		}}, subjects.ConsumerOutboundErasure,
+		func(ctx context.Context, req *configv1.CustomerErasureRequested) (map[string]int64, error) {
+			n, err := led.EraseCustomer(ctx, req.GetTenantId(), req.GetAddress())
+			return map[string]int64{"requests_blanked": n}, err
+		})
 	s := sender.New(sender.Deps{
-		Pub: b, Credentials: creds, Twilio: twilioapi.New(topts), Ledger: led, Contacts: contacts.New(db),
+		Pub: b, Credentials: creds, Twilio: twilio, Ledger: led, Contacts: contacts.New(db),
 		Progress: &inboundProgress{js: b.JS}, Tracing: b.TracerProvider(),
 	}, sender.Options{
 		StatusCallbackBaseURL: cfg.StatusCallbackBaseURL, Timeout: cfg.TwilioTimeout, Rules: rules,
@@ -282,7 +303,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	})
 	if lis != nil {
 		srv := grpcserver.New(log, keys)
-		outboundv1.RegisterOutboundServiceServer(srv.Server, &grpcapi.Server{Sender: s})
+		outboundv1.RegisterOutboundServiceServer(srv.Server, &grpcapi.Server{Sender: s, Templates: templates.New(creds, twilio, 0, nil)})
 		g.Go(func() error { return srv.Serve(gctx, lis) })
 		log.InfoContext(ctx, "outbound-sender serving", "grpc", lis.Addr().String())
 	}

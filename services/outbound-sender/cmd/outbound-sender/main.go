@@ -34,6 +34,7 @@ func config(env *mainrun.Env) outboundsender.Config {
 		TwilioBaseURL:         env.String("TWILIO_BASE_URL", ""),
 		StatusCallbackBaseURL: env.String("STATUS_CALLBACK_BASE_URL", ""),
 		TwilioTimeout:         env.Duration("TWILIO_TIMEOUT", d.TwilioTimeout),
+		RetentionSweepEvery:   env.Duration("RETENTION_SWEEP_EVERY", d.RetentionSweepEvery),
 		SMSRate:               env.String("SMS_RATE", d.SMSRate),
 		WhatsAppRate:          env.String("WHATSAPP_RATE", d.WhatsAppRate),
 		RateLimits:            env.String("RATE_LIMITS", d.RateLimits),

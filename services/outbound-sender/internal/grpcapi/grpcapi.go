@@ -12,6 +12,7 @@ package grpcapi
 import (
 	"context"
 	"errors"
+	"regexp"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -21,12 +22,15 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/sender"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/templates"
 )
 
 // Server implements OutboundService.
 type Server struct {
 	outboundv1.UnimplementedOutboundServiceServer
 	Sender *sender.Sender
+	// Templates lists WhatsApp templates; nil answers Unimplemented.
+	Templates *templates.Catalog
 }
 
 var _ outboundv1.OutboundServiceServer = (*Server)(nil)
@@ -85,4 +89,31 @@ func (s *Server) GetDelivery(ctx context.Context, r *outboundv1.GetDeliveryReque
 		return nil, status.Errorf(codes.Unavailable, "read ledger: %v", err)
 	}
 	return &outboundv1.GetDeliveryResponse{Delivery: d}, nil
+}
+
+// entryIDRe is the config service's id rule for messaging entries.
+var entryIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// ListTemplates lists the WhatsApp templates of an entry's connector.
+func (s *Server) ListTemplates(ctx context.Context, r *outboundv1.ListTemplatesRequest) (*outboundv1.ListTemplatesResponse, error) {
+	if err := authorize(ctx, r.GetTenantId()); err != nil {
+		return nil, err
+	}
+	switch e := r.GetEntryId(); {
+	case e == "":
+		return nil, status.Error(codes.InvalidArgument, "entry_id is required")
+	case !entryIDRe.MatchString(e):
+		return nil, status.Errorf(codes.InvalidArgument, "entry_id %q is not a messaging entry id (lowercase letters, digits, - and _, at most 63)", e)
+	}
+	if s.Templates == nil {
+		return nil, status.Error(codes.Unimplemented, "templates are not served by this outbound-sender")
+	}
+	list, err := s.Templates.List(ctx, r.GetTenantId(), r.GetEntryId())
+	switch {
+	case errors.Is(err, templates.ErrNoEntry):
+		return nil, status.Error(codes.NotFound, err.Error())
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "list templates: %v", err)
+	}
+	return &outboundv1.ListTemplatesResponse{Templates: list}, nil
 }

@@ -37,7 +37,9 @@ type Options = twilioclient.Options
 func NewTransport() *http.Transport { return twilioclient.NewTransport() }
 
 // NewClient returns a REST client for creds, on their region's hosts.
-func NewClient(creds Credentials, o Options) *twilio.RestClient { return twilioclient.NewClient(creds, o) }
+func NewClient(creds Credentials, o Options) *twilio.RestClient {
+	return twilioclient.NewClient(creds, o)
+}
 
 // Clients caches one REST client per set of credentials, so connections are
 // reused across sends. A rotated secret is a new key; old clients are
