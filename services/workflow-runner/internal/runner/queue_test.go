@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
@@ -215,6 +217,9 @@ func TestQueueLoopTimeout(t *testing.T) {
 	}
 	if c.published(subjects.WorkflowEndRequested("acme")) != 1 {
 		t.Error("no end request after the queue timeout")
+	}
+	if got := f.pub.endCauses(); !slices.Equal(got, []workflowv1.EndCause{workflowv1.EndCause_END_CAUSE_NO_AGENT}) {
+		t.Errorf("end causes %v, want no agent (the Disconnect follows the queue's timeout)", got)
 	}
 }
 
@@ -438,5 +443,39 @@ func TestNoDistribution(t *testing.T) {
 	st := c.state()
 	if st.Status != runner.StatusFailed || st.Reason == "" {
 		t.Errorf("status %q reason %q, want failed naming Check Task", st.Status, st.Reason)
+	}
+}
+
+// A Queue Task naming a service config does not have fails the session,
+// naming the service, rather than requesting a task distribution can never
+// queue (it would leave the customer waiting for ever); one naming another
+// configured service queues there.
+func TestQueueTaskOtherService(t *testing.T) {
+	toService := func(id string) *workflowdef.Definition {
+		return validDef(t, &workflowdef.Definition{Start: "q", Activities: []workflowdef.Activity{
+			act("q", "queue_task", map[string]any{"service_id": id}, nil),
+		}})
+	}
+	f := workflowFixture(t, nil, map[string]*workflowdef.Definition{"desk": toService("retired"), "billing": toService("desk")})
+	st := f.converse(t, "desk", sessionID).state()
+	if st.Status != runner.StatusFailed || !strings.Contains(st.Reason, `service "retired" is not configured`) {
+		t.Errorf("status %q reason %q, want failed: service \"retired\" is not configured", st.Status, st.Reason)
+	}
+	var failed bool
+	for _, id := range f.pub.ids() {
+		if strings.HasPrefix(id, subjects.WorkflowTaskRequested("acme")+" ") {
+			t.Errorf("requested a task for a service that does not exist: %s", id)
+		}
+		failed = failed || strings.HasPrefix(id, subjects.WorkflowFailed("acme")+" ")
+	}
+	if !failed {
+		t.Errorf("published %q, want the workflow's failure", f.pub.ids())
+	}
+
+	const other = "ss_01hqother0000000000000000"
+	f.converse(t, "billing", other)
+	want := subjects.WorkflowTaskRequested("acme") + " " + runner.TaskID(other, "q", 1)
+	if !slices.Contains(f.pub.ids(), want) {
+		t.Errorf("published %q, want %s", f.pub.ids(), want)
 	}
 }

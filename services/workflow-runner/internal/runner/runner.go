@@ -312,6 +312,14 @@ func (r *Runner) stop(ctx context.Context, tenant, session, reason string) error
 		return err
 	}
 	hadTimer := st.Wait != nil && !st.Wait.DueAt.IsZero()
+	if st.Wait != nil {
+		if err := r.lastStep(ctx, st); err != nil {
+			return err
+		}
+		if err := r.flush(ctx, st); err != nil {
+			return err
+		}
+	}
 	st.Status, st.Reason, st.Wait, st.UpdatedAt = StatusDone, reason, nil, r.now()
 	if err := r.store.Save(ctx, st, rev); err != nil {
 		return err
@@ -364,6 +372,11 @@ func (r *Runner) abandon(ctx context.Context, st *State, rev uint64) error {
 	}
 	if st.started().GetConversation() != nil {
 		if err := r.send(ctx, st, st.SessionID+"-inactive", text); err != nil {
+			return err
+		}
+	}
+	if st.Wait != nil {
+		if err := r.lastStep(ctx, st); err != nil {
 			return err
 		}
 	}
@@ -620,8 +633,27 @@ func (r *Runner) stepCompleted(ctx context.Context, st *State, a *workflowdef.Ac
 	return r.emit(ctx, st, subjects.WorkflowStepCompleted(st.Tenant), &workflowv1.StepCompleted{
 		TenantId: st.Tenant, SessionId: st.SessionID, WorkflowId: st.WorkflowID, WorkflowVersion: st.WorkflowVersion,
 		Activity: a.ID, ActivityType: a.Type, Branch: branch, Duration: durationpb.New(dur), Step: st.Steps,
-		OccurredAt: timestamppb.New(now),
+		OccurredAt: timestamppb.New(now), ActivityLabel: a.Label,
 	}, st.SessionID+"-step-"+strconv.FormatInt(st.Steps, 10))
+}
+
+// lastStep writes the step event of the activity the workflow stopped in
+// without taking a branch (it failed there, the customer went silent, the
+// session ended or was accepted while it waited), so the session's path
+// (reporting's workflow path) ends where the workflow did. Without the
+// definition (config unreachable) the path goes without it.
+func (r *Runner) lastStep(ctx context.Context, st *State) error {
+	def, err := r.definition(ctx, st)
+	if err != nil {
+		r.log.DebugContext(ctx, "last step not written: no definition", "tenant", st.Tenant, "session", st.SessionID, "err", err)
+		return nil
+	}
+	a, ok := def.Activity(st.Activity)
+	if !ok {
+		return nil
+	}
+	st.Entered = false
+	return r.stepCompleted(ctx, st, a, "")
 }
 
 func (r *Runner) cancelTimer(ctx context.Context, st *State) {
@@ -718,8 +750,10 @@ func (r *Runner) enter(ctx context.Context, st *State, a *workflowdef.Activity, 
 			return result{}, err
 		}
 		if Open(svc.GetOpeningHours(), r.now()) {
+			st.Closing = workflowv1.EndCause_END_CAUSE_UNSPECIFIED
 			return result{outcome: "open"}, nil
 		}
+		st.Closing = workflowv1.EndCause_END_CAUSE_OUT_OF_HOURS
 		return result{outcome: "closed"}, nil
 	case "delay":
 		w, err := r.wait(ctx, st, a, waitTimer, a.DurationParam("duration", time.Second))
@@ -737,10 +771,22 @@ func (r *Runner) enter(ctx context.Context, st *State, a *workflowdef.Activity, 
 		w, err := r.wait(ctx, st, a, waitInput, a.DurationParam("timeout", DefaultAnswerTimeout))
 		return result{wait: w}, err
 	case "queue_task":
+		service := serviceOf(a, st)
+		// Another service than the session's must exist: distribution
+		// could never queue a task for it, and the customer would wait
+		// for ever.
+		if service != st.ServiceID {
+			if _, err := r.service(ctx, st.Tenant, service); errors.Is(err, errNoService) {
+				return result{}, failf(t.Name, "service %q is not configured", service)
+			} else if err != nil {
+				return result{}, err
+			}
+		}
 		priority := int32(a.IntParam("priority", int64(st.Priority)))
-		if err := r.queue(ctx, st, a, serviceOf(a, st), priority, a.StringsParam("required_skills")); err != nil {
+		if err := r.queue(ctx, st, a, service, priority, a.StringsParam("required_skills")); err != nil {
 			return result{}, err
 		}
+		st.Closing = workflowv1.EndCause_END_CAUSE_UNSPECIFIED
 		if _, goOn := a.Next[outcomeQueued]; goOn {
 			st.Queue = &Queued{Activity: a.ID, TaskID: st.TaskID, QueuedAt: r.now()}
 			if timeout := a.DurationParam("timeout", 0); timeout > 0 {
@@ -775,7 +821,7 @@ func (r *Runner) enter(ctx context.Context, st *State, a *workflowdef.Activity, 
 		st.Queue = nil // distribution cancels the task of an ended session
 		return result{end: true}, r.emit(ctx, st, subjects.WorkflowEndRequested(st.Tenant), &workflowv1.SessionEndRequested{
 			TenantId: st.Tenant, SessionId: st.SessionID, WorkflowId: st.WorkflowID, Activity: a.ID,
-			OccurredAt: timestamppb.New(r.now()),
+			Cause: st.Closing, OccurredAt: timestamppb.New(r.now()),
 		}, st.SessionID+"-"+a.ID+visitSuffix(st.Visits[a.ID])+"-end")
 	}
 	return result{}, failf(t.Name, "workflow-runner cannot run this activity yet")
@@ -801,7 +847,7 @@ func (r *Runner) resumeActivity(ctx context.Context, st *State, a *workflowdef.A
 				st.Status, st.Reason, st.Wait = StatusDone, "accepted by an agent", nil
 				return result{outcome: "accepted", end: true}, nil
 			}
-			st.Status = StatusRunning
+			st.Status, st.Closing = StatusRunning, workflowv1.EndCause_END_CAUSE_NO_AGENT
 			return result{outcome: "timeout"}, nil
 		}
 	case "bot":
@@ -956,6 +1002,11 @@ func (r *Runner) fail(ctx context.Context, st *State, activity, reason string) e
 			text = DefaultFailureMessage
 		}
 		if err := r.send(ctx, st, st.SessionID+"-failed", text); err != nil {
+			return err
+		}
+	}
+	if st.Entered {
+		if err := r.lastStep(ctx, st); err != nil {
 			return err
 		}
 	}

@@ -120,6 +120,17 @@ func (p *pub) all() []published {
 	return append([]published(nil), p.out...)
 }
 
+// endCauses are the causes of the SessionEndRequested events published.
+func (p *pub) endCauses() []workflowv1.EndCause {
+	var out []workflowv1.EndCause
+	for _, x := range p.all() {
+		if e, ok := x.event.(*workflowv1.SessionEndRequested); ok {
+			out = append(out, e.GetCause())
+		}
+	}
+	return out
+}
+
 // ids describes what was published as "subject id".
 func (p *pub) ids() []string {
 	var out []string

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 )
@@ -120,6 +121,11 @@ type State struct {
 	// Queue: a Queue Task whose "queued" branch the workflow took; its
 	// task waits for an agent while the workflow goes on.
 	Queue *Queued `json:"queue,omitempty"`
+	// Closing: why a Disconnect now would end the session, when the
+	// workflow has seen a reason (EndCause: no agent after a Queue Task's
+	// timeout, out of hours after Check Opening Hours found the service
+	// closed); cleared when a queue or an hours check says otherwise.
+	Closing workflowv1.EndCause `json:"closing,omitempty"`
 	// Bot: the conversation with the bot of the current Bot activity.
 	Bot *BotState `json:"bot,omitempty"`
 	// Consumed: ids of the last customer messages a wait consumed, so a

@@ -109,6 +109,11 @@ func TestConfiguredWorkflowClosedDisconnects(t *testing.T) {
 	if got := f.pub.ids(); !slices.Equal(got, want) {
 		t.Fatalf("published\n got  %q\n want %q", got, want)
 	}
+	// The Disconnect after the closed branch says why: reporting counts
+	// the session as out of hours.
+	if got := f.pub.endCauses(); !slices.Equal(got, []workflowv1.EndCause{workflowv1.EndCause_END_CAUSE_OUT_OF_HOURS}) {
+		t.Errorf("end causes %v, want out of hours", got)
+	}
 }
 
 // A workflow that reaches an activity the runner cannot run fails the
