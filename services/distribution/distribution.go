@@ -39,6 +39,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/pkg/taskparams"
+	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/directory"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/engine"
 	"github.com/switchboard-cc/switchboard/services/distribution/internal/grpcapi"
@@ -167,7 +168,15 @@ type Deps struct {
 }
 
 // Run serves until ctx is done.
-func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
+func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (err error) {
+	defer func() {
+		// Stopped while starting (a test's stack stopped at once, a pod
+		// deleted): what failed then failed because of the stop.
+		if err != nil && ctx.Err() != nil {
+			log.Debug("stopped while starting", "err", err)
+			err = nil
+		}
+	}()
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("distribution config: %w", err)
 	}
@@ -265,21 +274,33 @@ type handlers struct {
 }
 
 func (h handlers) taskRequested(ctx context.Context, m *bus.Message) error {
-	var ev workflowv1.TaskRequested
-	if err := m.Decode(&ev); err != nil {
+	task, err := h.readTask(ctx, m)
+	if err != nil {
 		return err
 	}
+	return h.eng.Enqueue(ctx, task)
+}
+
+// readTask reads a task request into the task to queue: its service as
+// config has it and, when the service prefers the customer's last agent,
+// who that was.
+func (h handlers) readTask(ctx context.Context, m *bus.Message) (*engine.Task, error) {
+	var ev workflowv1.TaskRequested
+	if err := m.Decode(&ev); err != nil {
+		return nil, err
+	}
 	if ev.GetTaskId() == "" || ev.GetSessionId() == "" || ev.GetServiceId() == "" || ev.GetTenantId() != m.Tenant() {
-		return bus.Permanentf("task request on %s lacks task, session or service id, or names another tenant", m.Subject)
+		return nil, bus.Permanentf("task request on %s lacks task, session or service id, or names another tenant", m.Subject)
 	}
 	svc, err := h.dir.Service(ctx, ev.GetTenantId(), ev.GetServiceId())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	task := &engine.Task{
 		ID: ev.GetTaskId(), Tenant: ev.GetTenantId(), SessionID: ev.GetSessionId(), ServiceID: ev.GetServiceId(),
 		Conversation: ev.GetConversation(), CustomerName: ev.GetCustomerName(), Priority: ev.GetPriority(),
 		RequiredSkills: ev.GetRequiredSkills(), QueuedAt: ev.GetRequestedAt().AsTime(), Service: svc,
+		Trace: telemetry.TraceParent(ctx), // the request's span, also when it is queued in a batch
 	}
 	// The runner bounds the parameters; a request from elsewhere is held
 	// to the same bounds rather than refused.
@@ -298,18 +319,27 @@ func (h handlers) taskRequested(ctx context.Context, m *bus.Message) error {
 			task.PreferredAgent = agent
 		}
 	}
-	return h.eng.Enqueue(ctx, task)
+	return task, nil
 }
 
 func (h handlers) sessionEnded(ctx context.Context, m *bus.Message) error {
-	var ev sessionv1.SessionEnded
-	if err := m.Decode(&ev); err != nil {
+	end, err := h.readEnd(ctx, m)
+	if err != nil {
 		return err
 	}
-	if ev.GetSessionId() == "" || ev.GetTenantId() != m.Tenant() {
-		return bus.Permanentf("session end on %s lacks a session id or names another tenant", m.Subject)
+	return h.eng.EndSession(ctx, end.Tenant, end.SessionID, end.Reason)
+}
+
+// readEnd reads a session's end.
+func (h handlers) readEnd(_ context.Context, m *bus.Message) (engine.SessionEnd, error) {
+	var ev sessionv1.SessionEnded
+	if err := m.Decode(&ev); err != nil {
+		return engine.SessionEnd{}, err
 	}
-	return h.eng.EndSession(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetReason())
+	if ev.GetSessionId() == "" || ev.GetTenantId() != m.Tenant() {
+		return engine.SessionEnd{}, bus.Permanentf("session end on %s lacks a session id or names another tenant", m.Subject)
+	}
+	return engine.SessionEnd{Tenant: ev.GetTenantId(), SessionID: ev.GetSessionId(), Reason: ev.GetReason()}, nil
 }
 
 // outboundRequested learns of agents' replies: the first one to an

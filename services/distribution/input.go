@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,8 +45,7 @@ func newInput(b *bus.Bus, h handlers, log *slog.Logger, ackWait time.Duration) *
 		in.lanes = append(in.lanes, ch)
 		in.wg.Go(func() {
 			for q := range ch {
-				in.handle(q.msg)
-				q.stop()
+				in.handleAll(gather(ch, q))
 			}
 		})
 	}
@@ -93,41 +93,190 @@ func (in *input) close() {
 	in.wg.Wait()
 }
 
-func (in *input) handle(msg jetstream.Msg) {
+// maxBatch bounds the messages a lane takes in one go.
+const maxBatch = 64
+
+// gather is first and the messages already waiting behind it on its
+// lane, up to maxBatch: what a lane that fell behind handles together.
+func gather(ch chan queued, first queued) []queued {
+	batch := []queued{first}
+	for len(batch) < maxBatch {
+		select {
+		case q, ok := <-ch:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, q)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// handleAll handles what a lane gathered, kind by kind: its task requests
+// as one batch (one round of the stores' reads and writes for all of
+// them, engine.EnqueueBatch), then its session ends as one batch
+// (engine.EndSessions), then the rest one by one, each kind in its order. Only one session's inputs
+// need their order, and for those the engine ends up the same either way:
+// a request after its session's end is not queued (the end is recorded
+// first), one before it is queued and then canceled; an agent's reply to a
+// task that ended meanwhile changes nothing.
+func (in *input) handleAll(batch []queued) {
+	slices.SortStableFunc(batch, func(a, b queued) int { return rank(a.msg) - rank(b.msg) })
+	for i := 0; i < len(batch); {
+		kind := kindOf(batch[i].msg)
+		j := i + 1
+		for j < len(batch) && kindOf(batch[j].msg) == kind {
+			j++
+		}
+		switch {
+		case j > i+1 && kind == subjects.KindWorkflowTaskRequested:
+			handleBatch(in, batch[i:j], in.h.readTask, in.h.eng.EnqueueBatch)
+		case j > i+1 && kind == subjects.KindSessionEnded:
+			handleBatch(in, batch[i:j], in.h.readEnd, in.h.eng.EndSessions)
+		default:
+			j = i + 1
+			in.handle(batch[i].msg)
+			batch[i].stop()
+		}
+		i = j
+	}
+}
+
+// rank orders a batch's kinds: task requests, session ends, the rest.
+func rank(msg jetstream.Msg) int {
+	switch kindOf(msg) {
+	case subjects.KindWorkflowTaskRequested:
+		return 0
+	case subjects.KindSessionEnded:
+		return 1
+	}
+	return 2
+}
+
+func kindOf(msg jetstream.Msg) string {
+	s, err := subjects.Parse(msg.Subject())
+	if err != nil {
+		return ""
+	}
+	return s.Kind()
+}
+
+// delivered is a message read for handling: its kind's handler and the
+// consumer it is settled under.
+type delivered struct {
+	msg  jetstream.Msg
+	m    *bus.Message
+	h    bus.Handler
+	spec bus.ConsumerSpec
+}
+
+// read reads a message's metadata and kind; false: it was settled here.
+func (in *input) read(msg jetstream.Msg) (delivered, bool) {
 	m, err := bus.Received(msg)
 	if err != nil {
 		in.log.Error("message metadata", "err", err)
 		_ = msg.Nak()
-		return
+		return delivered{}, false
 	}
 	// The group's copy carries headers of its own (the source it came
 	// from, the pin) that a dead letter may not.
 	m.Header = nats.Header(http.Header(m.Header).Clone())
 	m.Header.Del("Nats-Stream-Source")
 	m.Header.Del("Nats-Pin-Id")
-	var h bus.Handler
-	spec := bus.ConsumerSpec{Stream: subjects.StreamDistributionGroup, AckWait: in.ackWait}
+	d := delivered{msg: msg, m: m, spec: bus.ConsumerSpec{Stream: subjects.StreamDistributionGroup, AckWait: in.ackWait}}
 	switch m.Kind() {
 	case subjects.KindWorkflowTaskRequested:
-		h, spec.Durable = in.h.taskRequested, subjects.ConsumerDistributionTasks
+		d.h, d.spec.Durable = in.h.taskRequested, subjects.ConsumerDistributionTasks
 	case subjects.KindSessionEnded:
-		h, spec.Durable = in.h.sessionEnded, subjects.ConsumerDistributionSessions
+		d.h, d.spec.Durable = in.h.sessionEnded, subjects.ConsumerDistributionSessions
 	case subjects.KindOutboundRequested:
-		h, spec.Durable = in.h.outboundRequested, subjects.ConsumerDistributionReplies
+		d.h, d.spec.Durable = in.h.outboundRequested, subjects.ConsumerDistributionReplies
 	default:
 		_ = msg.Term() // not an input (the stream gathers these three only)
-		return
+		return delivered{}, false
 	}
-	ctx, span := in.b.StartSpan(context.Background(), spec.Durable, m)
-	defer span.End()
-	herr := bus.Guard(func() error { return h(ctx, m) }) // kept alive since its delivery
+	return d, true
+}
+
+// settle acknowledges, retries or dead-letters a handled message.
+func (in *input) settle(ctx context.Context, d delivered, herr error) {
 	if errors.Is(herr, engine.ErrNotOwner) {
 		// A hand-over: the partition's new holder gets it once the group
 		// has moved (the consumer of a partition is its holder's).
-		_ = msg.NakWithDelay(500 * time.Millisecond)
+		_ = d.msg.NakWithDelay(500 * time.Millisecond)
 		return
 	}
-	in.b.Settle(ctx, spec, msg, m, herr)
+	in.b.Settle(ctx, d.spec, d.msg, d.m, herr)
+}
+
+func (in *input) handle(msg jetstream.Msg) {
+	d, ok := in.read(msg)
+	if !ok {
+		return
+	}
+	ctx, span := in.b.StartSpan(context.Background(), d.spec.Durable, d.m)
+	defer span.End()
+	herr := bus.Guard(func() error { return d.h(ctx, d.m) }) // kept alive since its delivery
+	in.settle(ctx, d, herr)
+}
+
+// handleBatch handles inputs of one kind together: each is read and
+// checked on its own (at once) by read, the valid ones go to apply in one
+// call, and each is settled with its own outcome.
+func handleBatch[T any](in *input, batch []queued, read func(context.Context, *bus.Message) (T, error), apply func(context.Context, []T) []error) {
+	type one struct {
+		d    delivered
+		ctx  context.Context
+		end  func()
+		item T
+		err  error
+	}
+	all := make([]*one, 0, len(batch))
+	for _, q := range batch {
+		d, ok := in.read(q.msg)
+		if !ok {
+			q.stop()
+			continue
+		}
+		ctx, span := in.b.StartSpan(context.Background(), d.spec.Durable, d.m)
+		all = append(all, &one{d: d, ctx: ctx, end: func() { span.End(); q.stop() }})
+	}
+	var wg sync.WaitGroup
+	for _, o := range all {
+		wg.Go(func() {
+			o.err = bus.Guard(func() (err error) {
+				o.item, err = read(o.ctx, o.d.m)
+				return err
+			})
+		})
+	}
+	wg.Wait()
+	var items []T
+	var owners []*one
+	for _, o := range all {
+		if o.err == nil {
+			items = append(items, o.item)
+			owners = append(owners, o)
+		}
+	}
+	if len(items) > 0 {
+		var errs []error
+		if err := bus.Guard(func() error { errs = apply(context.Background(), items); return nil }); err != nil {
+			errs = make([]error, len(items))
+			for i := range errs {
+				errs[i] = err
+			}
+		}
+		for i, o := range owners {
+			o.err = errs[i]
+		}
+	}
+	for _, o := range all {
+		in.settle(o.ctx, o.d, o.err)
+		o.end()
+	}
 }
 
 // ownership applies the partitions the group gives this replica: it

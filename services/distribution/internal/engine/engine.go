@@ -484,53 +484,123 @@ func (t *tenant) agentOrStub(id string, now time.Time) *agent {
 // the session's end may overtake its task request. A priority out of range
 // is brought into it (the request comes from a workflow, not a person).
 func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
+	return e.EnqueueBatch(ctx, []*Task{task})[0]
+}
+
+// EnqueueBatch is Enqueue for several task requests at once, in their
+// order, with one round of the stores' reads and one of their writes for
+// all of them rather than one per task; the error at i is task i's.
+func (e *Engine) EnqueueBatch(ctx context.Context, tasks []*Task) []error {
+	errs := make([]error, len(tasks))
 	// The checks run under the lock: EndSession records the end before it
 	// takes the lock, so either the check sees the end or EndSession finds
 	// the task queued here and cancels it. Checked outside the lock, an end
 	// processed in between would leave the task on offer for good.
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := e.mine(task.Tenant); err != nil {
-		return err
+	type fresh struct {
+		i                int
+		task             *Task
+		known, ended     bool
+		knownErr, endErr error
 	}
-	t := e.tenant(task.Tenant)
-	if open, ok := t.tasks[task.ID]; ok {
-		if open.queuedSent {
-			return nil
+	var news []*fresh
+	inBatch := map[string]bool{}
+	touched := map[string]bool{}
+	for i, task := range tasks {
+		if err := e.mine(task.Tenant); err != nil {
+			errs[i] = err
+			continue
 		}
-		// An earlier delivery failed to publish TaskQueued and asked for
-		// this redelivery: finish its work.
-		return e.queued(ctx, t, open)
+		t := e.tenant(task.Tenant)
+		if open, ok := t.tasks[task.ID]; ok {
+			if !open.queuedSent {
+				// An earlier delivery failed to publish TaskQueued and
+				// asked for this redelivery: finish its work.
+				errs[i] = e.queued(ctx, t, open)
+			}
+			continue
+		}
+		if task.Trace == "" { // a batch's tasks come with their own
+			task.Trace = telemetry.TraceParent(ctx)
+		}
+		if k := task.Tenant + "/" + task.ID; !inBatch[k] {
+			inBatch[k] = true // a second copy in the batch is the first's
+			news = append(news, &fresh{i: i, task: task})
+		}
 	}
-	// Two reads by key, at once: a new task waits for the slower only.
-	var (
-		ended    bool
-		endedErr error
-		read     = make(chan struct{})
-	)
-	go func() {
-		defer close(read)
-		ended, endedErr = e.store.SessionEnded(ctx, task.Tenant, task.SessionID)
-	}()
-	known, err := e.store.Known(ctx, task.Tenant, task.ID)
-	<-read
-	if err != nil {
-		return fmt.Errorf("look up task %s: %w", task.ID, err)
+	// Two reads by key per new task, every one at once.
+	var wg sync.WaitGroup
+	for _, f := range news {
+		wg.Go(func() { f.ended, f.endErr = e.store.SessionEnded(ctx, f.task.Tenant, f.task.SessionID) })
+		wg.Go(func() { f.known, f.knownErr = e.store.Known(ctx, f.task.Tenant, f.task.ID) })
 	}
-	if err := endedErr; err != nil {
-		return fmt.Errorf("look up session %s: %w", task.SessionID, err)
+	wg.Wait()
+	var queued []*fresh
+	for _, f := range news {
+		task := f.task
+		switch {
+		case f.knownErr != nil:
+			errs[f.i] = fmt.Errorf("look up task %s: %w", task.ID, f.knownErr)
+			continue
+		case f.endErr != nil:
+			errs[f.i] = fmt.Errorf("look up session %s: %w", task.SessionID, f.endErr)
+			continue
+		case f.known || f.ended:
+			continue
+		}
+		e.admit(task)
+		queued = append(queued, f)
 	}
-	if known || ended {
-		return nil
+	// TaskQueued goes out while the task is stored: the request is
+	// acknowledged only once both are durable, and a failure of either
+	// asks for its redelivery, which comes back here (the event under the
+	// same id, so JetStream keeps one).
+	waits := make([]func(context.Context) error, len(queued))
+	saveErrs := make([]error, len(queued))
+	for j, f := range queued {
+		waits[j] = e.emitStart(ctx, subjects.TaskQueued(f.task.Tenant), queuedEvent(f.task), "queued:"+f.task.ID)
 	}
+	for j, f := range queued {
+		wg.Go(func() { saveErrs[j] = e.rawStore().Save(ctx, f.task) })
+	}
+	wg.Wait()
+	for j, f := range queued {
+		task, t := f.task, e.tenant(f.task.Tenant)
+		if err := saveErrs[j]; err != nil {
+			if errors.Is(err, ErrConflict) {
+				e.staleLocked(task.Tenant)
+			}
+			_ = waits[j](ctx)
+			e.pull(task)
+			e.forget(t, task)
+			errs[f.i] = fmt.Errorf("save task %s: %w", task.ID, err)
+			continue
+		}
+		e.startWaitTimers(task)
+		if err := waits[j](ctx); err != nil {
+			errs[f.i] = err
+			continue
+		}
+		task.queuedSent = true
+		touched[task.Tenant] = true
+	}
+	for tenantID := range touched {
+		e.dispatch(ctx, tenantID)
+	}
+	return errs
+}
+
+// admit puts a new task in its tenant's maps and its queue (under e.mu).
+func (e *Engine) admit(task *Task) {
+	t := e.tenant(task.Tenant)
 	if p := min(max(task.Priority, MinPriority), MaxPriority); p != task.Priority {
-		e.log.WarnContext(ctx, "task priority out of range; clamped", "tenant", task.Tenant, "task", task.ID, "priority", task.Priority, "clamped_to", p)
+		e.log.Warn("task priority out of range; clamped", "tenant", task.Tenant, "task", task.ID, "priority", task.Priority, "clamped_to", p)
 		task.Priority = p
 	}
 	task.State = TaskQueued
 	task.RequiredSkills = normSkills(task.RequiredSkills)
 	task.declined = map[string]time.Time{}
-	task.Trace = telemetry.TraceParent(ctx)
 	if task.QueuedAt.IsZero() {
 		task.QueuedAt = e.now()
 	}
@@ -545,24 +615,16 @@ func (e *Engine) Enqueue(ctx context.Context, task *Task) error {
 	t.sessions[task.SessionID] = task
 	e.queue(t, task.Service) // the newest settings of the service
 	e.push(t, task)
-	// TaskQueued goes out while the task is stored: the request is
-	// acknowledged only once both are durable, and a failure of either
-	// asks for its redelivery, which comes back here (the event under the
-	// same id, so JetStream keeps one).
-	wait := e.emitStart(ctx, subjects.TaskQueued(task.Tenant), queuedEvent(task), "queued:"+task.ID)
-	if err := e.store.Save(ctx, task); err != nil {
-		_ = wait(ctx)
-		e.pull(task)
-		e.forget(t, task)
-		return fmt.Errorf("save task %s: %w", task.ID, err)
+}
+
+// rawStore is the task store without the conflict watch, for writes made
+// at once from several goroutines: their caller reports conflicts
+// (staleLocked) once they are all back, under e.mu.
+func (e *Engine) rawStore() TaskStore {
+	if cw, ok := e.store.(conflictWatch); ok {
+		return cw.TaskStore
 	}
-	e.startWaitTimers(task)
-	if err := wait(ctx); err != nil {
-		return err
-	}
-	task.queuedSent = true
-	e.dispatch(ctx, task.Tenant)
-	return nil
+	return e.store
 }
 
 func queuedEvent(task *Task) *distributionv1.TaskQueued {
@@ -788,22 +850,81 @@ func (e *Engine) timeout(tenantID, offerID string) {
 // has any (its agent gets no offers meanwhile), else it is completed and
 // frees its agent.
 func (e *Engine) EndSession(ctx context.Context, tenantID, sessionID, reason string) (err error) {
+	return e.EndSessions(ctx, []SessionEnd{{Tenant: tenantID, SessionID: sessionID, Reason: reason}})[0]
+}
+
+// SessionEnd is one session's end for EndSessions.
+type SessionEnd struct{ Tenant, SessionID, Reason string }
+
+// EndSessions is EndSession for several sessions at once, in their order;
+// the error at i is ends[i]'s. The tasks that close (canceled, or
+// completed without after-call work) are closed together: one round of
+// writes for all of them, their events pipelined, one round of removals,
+// then one dispatch; anything else is handled as EndSession does alone.
+func (e *Engine) EndSessions(ctx context.Context, ends []SessionEnd) []error {
+	errs := make([]error, len(ends))
 	// The end is recorded while the task is ended, and waited for before
 	// the lock is released: an Enqueue that takes the lock after this
 	// sees the end, and one before it queued the task this finds.
-	marked := make(chan error, 1)
-	go func() { marked <- e.store.MarkSessionEnded(ctx, tenantID, sessionID) }()
+	marks := make([]error, len(ends))
+	var marking sync.WaitGroup
+	for i, end := range ends {
+		marking.Go(func() { marks[i] = e.store.MarkSessionEnded(ctx, end.Tenant, end.SessionID) })
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	defer func() {
-		if merr := <-marked; merr != nil && err == nil {
-			err = fmt.Errorf("mark session %s ended: %w", sessionID, merr)
+		marking.Wait()
+		for i, merr := range marks {
+			if merr != nil && errs[i] == nil {
+				errs[i] = fmt.Errorf("mark session %s ended: %w", ends[i].SessionID, merr)
+			}
 		}
 	}()
-	if err := e.mine(tenantID); err != nil {
-		return err
+	var closes []*closing
+	first := map[string]int{} // tenant/session -> its first end in ends
+	touched := map[string]bool{}
+	var again []int // later copies of an end: the first's outcome
+	for i, end := range ends {
+		k := end.Tenant + "/" + end.SessionID
+		if _, dup := first[k]; dup {
+			again = append(again, i)
+			continue
+		}
+		first[k] = i
+		if err := e.mine(end.Tenant); err != nil {
+			errs[i] = err
+			continue
+		}
+		t := e.tenant(end.Tenant)
+		task, ok := t.sessions[end.SessionID]
+		switch {
+		case ok && (task.State == TaskQueued || task.State == TaskOffered):
+			closes = append(closes, e.prepareCancel(t, task, end.Reason, i))
+		case ok && task.State.held() && task.Service.AfterCallWork <= 0:
+			closes = append(closes, e.prepareComplete(t, task, nil, i))
+		default:
+			errs[i] = e.endSessionLocked(ctx, t, end.Tenant, end.SessionID)
+		}
 	}
-	t := e.tenant(tenantID)
+	for i, err := range e.closeAll(ctx, closes) {
+		errs[closes[i].ref] = err
+		if err == nil {
+			touched[closes[i].task.Tenant] = true
+		}
+	}
+	for _, i := range again {
+		errs[i] = errs[first[ends[i].Tenant+"/"+ends[i].SessionID]]
+	}
+	for tenantID := range touched {
+		e.dispatch(ctx, tenantID)
+	}
+	return errs
+}
+
+// endSessionLocked is EndSession alone, for a session whose task does not
+// simply close (none, closing, wrapping, or going into after-call work).
+func (e *Engine) endSessionLocked(ctx context.Context, t *tenant, tenantID, sessionID string) error {
 	task, ok := t.sessions[sessionID]
 	if !ok {
 		// Closed already, by an earlier delivery of this end (here, or on
@@ -818,16 +939,8 @@ func (e *Engine) EndSession(ctx context.Context, tenantID, sessionID, reason str
 		return nil
 	}
 	switch task.State {
-	case TaskQueued, TaskOffered:
-		if err := e.cancel(ctx, t, task, reason); err != nil {
-			return err
-		}
 	case TaskAccepted, TaskParked:
-		if task.Service.AfterCallWork > 0 {
-			if err := e.startWrapUp(ctx, t, task); err != nil {
-				return err
-			}
-		} else if err := e.complete(ctx, t, task, nil); err != nil {
+		if err := e.startWrapUp(ctx, t, task); err != nil {
 			return err
 		}
 	case TaskWrapping:
@@ -839,33 +952,153 @@ func (e *Engine) EndSession(ctx context.Context, tenantID, sessionID, reason str
 	return nil
 }
 
-// cancel takes a queued or offered task out of distribution.
-func (e *Engine) cancel(ctx context.Context, t *tenant, task *Task, reason string) error {
-	var o *offer
+// closing is a task on its way out: its last events decided and not yet
+// stored. ref is the caller's index of it.
+type closing struct {
+	t    *tenant
+	task *Task
+	prev TaskState
+	o    *offer // cancel: the open offer, if any
+	done bool   // complete rather than cancel
+	now  time.Time
+	ref  int
+	err  error // its store's or its events' failure
+}
+
+// prepareCancel decides a queued or offered task's cancel (in memory).
+func (e *Engine) prepareCancel(t *tenant, task *Task, reason string, ref int) *closing {
+	c := &closing{t: t, task: task, prev: task.State, now: e.now(), ref: ref}
 	if task.OfferID != "" {
-		o = t.offers[task.OfferID]
+		c.o = t.offers[task.OfferID]
 	}
 	ev := &distributionv1.TaskCanceled{
 		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
-		Reason: reason, CanceledAt: timestamppb.New(e.now()),
+		Reason: reason, CanceledAt: timestamppb.New(c.now),
 	}
-	if o != nil {
-		ev.AgentId, ev.OfferId = o.agentID, o.id
+	if c.o != nil {
+		ev.AgentId, ev.OfferId = c.o.agentID, c.o.id
 	}
-	prev := task.State
 	task.State = TaskCanceled
 	task.Outbox = []Event{{Subject: subjects.TaskCanceled(task.Tenant), Message: ev, MsgID: task.ID + ":canceled"}}
-	if err := e.store.Save(ctx, task); err != nil {
-		task.State, task.Outbox = prev, nil
-		return fmt.Errorf("save task %s: %w", task.ID, err)
+	return c
+}
+
+// prepareComplete decides an accepted or wrapping task's completion (in
+// memory); wrapUp, when set, is published first.
+func (e *Engine) prepareComplete(t *tenant, task *Task, wrapUp *distributionv1.TaskWrapUpEnded, ref int) *closing {
+	c := &closing{t: t, task: task, prev: task.State, now: e.now(), done: true, ref: ref}
+	var outbox []Event
+	if wrapUp != nil {
+		wrapUp.EndedAt = timestamppb.New(c.now)
+		outbox = append(outbox, Event{Subject: subjects.TaskWrapUpEnded(task.Tenant), Message: wrapUp, MsgID: task.ID + ":wrapup_ended"})
 	}
-	if o != nil {
-		e.closeOffer(t, o, false)
+	ev := &distributionv1.TaskCompleted{
+		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID, AgentId: task.AgentID,
+		CompletedAt: timestamppb.New(c.now),
 	}
-	e.pull(task)
-	e.forget(t, task)
-	t.closing[task.ID] = task
-	return e.finish(ctx, t, task)
+	if !task.AcceptedAt.IsZero() {
+		ev.HandleTime = durationpb.New(c.now.Sub(task.AcceptedAt))
+	}
+	outbox = append(outbox, Event{Subject: subjects.TaskCompleted(task.Tenant), Message: ev, MsgID: task.ID + ":completed"})
+	task.State, task.Outbox = TaskCompleted, outbox
+	return c
+}
+
+// closeAll stores the closing tasks with their events (all at once), takes
+// them out of distribution, and finishes them: their events published
+// (pipelined, in order), then their removal from the open tasks (all at
+// once). The error at i is closes[i]'s: a failed write undoes its close
+// (the end is redelivered); a failure after it leaves the task closing,
+// finished again by a redelivery or the next Tick.
+func (e *Engine) closeAll(ctx context.Context, closes []*closing) []error {
+	var wg sync.WaitGroup
+	for _, c := range closes {
+		wg.Go(func() { c.err = e.rawStore().Save(ctx, c.task) })
+	}
+	wg.Wait()
+	var out []*closing
+	for _, c := range closes {
+		task, t := c.task, c.t
+		if c.err != nil {
+			if errors.Is(c.err, ErrConflict) {
+				e.staleLocked(task.Tenant)
+			}
+			task.State, task.Outbox = c.prev, nil
+			c.err = fmt.Errorf("save task %s: %w", task.ID, c.err)
+			continue
+		}
+		if c.done {
+			e.release(t, task, c.now)
+		} else {
+			if c.o != nil {
+				e.closeOffer(t, c.o, false)
+			}
+			e.pull(task)
+			e.forget(t, task)
+		}
+		t.closing[task.ID] = task
+		out = append(out, c)
+	}
+	e.finishAll(ctx, out)
+	errs := make([]error, len(closes))
+	for i, c := range closes {
+		errs[i] = c.err
+	}
+	return errs
+}
+
+// finishAll is finish for several closing tasks: every event of every
+// task goes out pipelined, then the tasks whose events are all out leave
+// the open tasks at once. A task whose events did not all go out keeps
+// the error (and stays closing, to be sent again later).
+func (e *Engine) finishAll(ctx context.Context, out []*closing) {
+	waits := make([][]func(context.Context) error, len(out))
+	for j, c := range out {
+		for _, ev := range c.task.Outbox {
+			waits[j] = append(waits[j], e.emitStart(ctx, ev.Subject, ev.Message, ev.MsgID))
+		}
+	}
+	var sent []*closing
+	for j, c := range out {
+		for _, w := range waits[j] {
+			if err := w(ctx); err != nil && c.err == nil {
+				c.err = err
+			}
+		}
+		if c.err == nil {
+			sent = append(sent, c)
+		}
+	}
+	if e.open == nil {
+		for _, c := range sent {
+			delete(c.t.closing, c.task.ID)
+		}
+		return
+	}
+	removed := make([]error, len(sent))
+	var wg sync.WaitGroup
+	for j, c := range sent {
+		wg.Go(func() { removed[j] = e.open.RemoveOpen(ctx, c.task) })
+	}
+	wg.Wait()
+	for j, c := range sent {
+		switch err := removed[j]; {
+		case errors.Is(err, ErrConflict):
+			e.staleLocked(c.task.Tenant)
+		case err != nil:
+			// The events are out; the next Tick removes it (sending them
+			// again under the same ids).
+			e.log.WarnContext(ctx, "remove closed task from the open tasks; retrying", "tenant", c.task.Tenant, "task", c.task.ID, "err", err)
+			continue
+		}
+		delete(c.t.closing, c.task.ID)
+	}
+}
+
+// cancel takes a queued or offered task out of distribution.
+func (e *Engine) cancel(ctx context.Context, t *tenant, task *Task, reason string) error {
+	c := e.prepareCancel(t, task, reason, 0)
+	return e.closeAll(ctx, []*closing{c})[0]
 }
 
 func (e *Engine) forget(t *tenant, task *Task) {
@@ -979,27 +1212,13 @@ func (e *Engine) endWrapUp(ctx context.Context, t *tenant, task *Task, submitted
 // complete closes an accepted or wrapping task and frees its agent;
 // wrapUp, when set, is published first.
 func (e *Engine) complete(ctx context.Context, t *tenant, task *Task, wrapUp *distributionv1.TaskWrapUpEnded) error {
-	now := e.now()
-	handle := now.Sub(task.AcceptedAt)
-	var outbox []Event
-	if wrapUp != nil {
-		wrapUp.EndedAt = timestamppb.New(now)
-		outbox = append(outbox, Event{Subject: subjects.TaskWrapUpEnded(task.Tenant), Message: wrapUp, MsgID: task.ID + ":wrapup_ended"})
-	}
-	ev := &distributionv1.TaskCompleted{
-		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID, AgentId: task.AgentID,
-		CompletedAt: timestamppb.New(now),
-	}
-	if !task.AcceptedAt.IsZero() {
-		ev.HandleTime = durationpb.New(handle)
-	}
-	outbox = append(outbox, Event{Subject: subjects.TaskCompleted(task.Tenant), Message: ev, MsgID: task.ID + ":completed"})
-	prev := task.State
-	task.State, task.Outbox = TaskCompleted, outbox
-	if err := e.store.Save(ctx, task); err != nil {
-		task.State, task.Outbox = prev, nil
-		return fmt.Errorf("save task %s: %w", task.ID, err)
-	}
+	c := e.prepareComplete(t, task, wrapUp, 0)
+	return e.closeAll(ctx, []*closing{c})[0]
+}
+
+// release frees a completed task's agent and takes the task out of
+// distribution (in memory, once its close is stored).
+func (e *Engine) release(t *tenant, task *Task, now time.Time) {
 	if task.wrapTimer != nil {
 		task.wrapTimer.Stop()
 	}
@@ -1012,10 +1231,8 @@ func (e *Engine) complete(ctx context.Context, t *tenant, task *Task, wrapUp *di
 	e.forget(t, task)
 	e.recordLastAgent(task, now)
 	if q := t.queues[task.ServiceID]; q != nil && !task.AcceptedAt.IsZero() {
-		q.recordHandle(handle)
+		q.recordHandle(now.Sub(task.AcceptedAt))
 	}
-	t.closing[task.ID] = task
-	return e.finish(ctx, t, task)
 }
 
 // CancelTask takes a queued or offered task out of distribution.
@@ -1155,29 +1372,45 @@ func (e *Engine) withdraw(ctx context.Context, t *tenant, o *offer, task *Task) 
 	e.requeueStored(ctx, t, task)
 }
 
-// dispatch offers queued tasks to eligible agents until no pair is left.
+// dispatch offers queued tasks to eligible agents until no pair is left:
+// every offer is decided first, then they are stored and published
+// together (storeOffers).
 func (e *Engine) dispatch(ctx context.Context, tenantID string) {
 	t := e.tenant(tenantID)
 	now := e.now()
+	var made []*newOffer
 	for {
 		task, a := e.nextPair(t, now)
 		if task == nil {
-			return
+			break
 		}
-		if !e.offer(ctx, t, task, a, now, "") {
-			return
-		}
+		made = append(made, e.decideOffer(t, task, a, now, ""))
 	}
+	e.storeOffers(ctx, t, made, now)
 }
 
 // offer offers a task (out of its queue's indexes) to an agent; on a
-// publish error the offer is withdrawn, the task re-queued and false
-// returned. transferredBy: the task was transferred to the agent by name.
+// store or publish error the offer is withdrawn, the task re-queued and
+// false returned. transferredBy: the task was transferred to the agent by
+// name.
 func (e *Engine) offer(ctx context.Context, t *tenant, task *Task, a *agent, now time.Time, transferredBy string) bool {
+	o := e.decideOffer(t, task, a, now, transferredBy)
+	return e.storeOffers(ctx, t, []*newOffer{o}, now) == 1
+}
+
+// newOffer is an offer decided in memory and not yet stored or published.
+type newOffer struct {
+	o             *offer
+	task          *Task
+	agent         *agent
+	transferredBy string
+	failed        bool
+}
+
+// decideOffer makes the offer in memory: the task leaves its queue's
+// indexes and counts against the agent from now on.
+func (e *Engine) decideOffer(t *tenant, task *Task, a *agent, now time.Time, transferredBy string) *newOffer {
 	tenantID := task.Tenant
-	if sc := telemetry.SpanContextOf(task.Trace); sc.IsValid() {
-		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
-	}
 	timeout := task.Service.RONATimeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
@@ -1190,41 +1423,110 @@ func (e *Engine) offer(ctx context.Context, t *tenant, task *Task, a *agent, now
 	a.offers[o.id] = o
 	e.touch(t, a, now)
 	task.State, task.OfferID, task.AgentID, task.OfferExpires = TaskOffered, o.id, a.info.ID, o.expires
-	// The offer is stored before anyone learns of it: the task first,
-	// then the agent (whose record a replica that takes the tenant over
-	// reads before the tasks), each at the revision this engine last
-	// saw, so a replica with an older view fails to offer either again.
-	if err := e.saveOpen(ctx, task); err == nil {
-		err = e.persist(ctx, tenantID, a)
-		if err != nil {
-			e.withdraw(ctx, t, o, task)
-			e.log.ErrorContext(ctx, "store offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
-			return false
+	return &newOffer{o: o, task: task, agent: a, transferredBy: transferredBy}
+}
+
+// storeOffers stores the offers decided before anyone learns of them, and
+// then publishes them; it returns how many went out. Each round is made
+// for all the offers at once: the tasks first, then their agents (whose
+// records a replica that takes the tenant over reads before the tasks),
+// each at the revision this engine last saw, so a replica with an older
+// view fails to offer either again; then the TaskOffered events, in the
+// order decided. An offer whose write or publish fails is withdrawn and
+// its task re-queued (tried again on the next change).
+func (e *Engine) storeOffers(ctx context.Context, t *tenant, offers []*newOffer, now time.Time) int {
+	if len(offers) == 0 {
+		return 0
+	}
+	tenantID := offers[0].task.Tenant
+	var wg sync.WaitGroup
+	taskErrs := make([]error, len(offers))
+	if e.open != nil {
+		for i, n := range offers {
+			wg.Go(func() { taskErrs[i] = e.open.SaveOpen(ctx, n.task) })
 		}
-	} else {
-		e.closeOffer(t, o, true)
-		e.requeue(t, task)
-		e.log.ErrorContext(ctx, "store offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
-		return false
+		wg.Wait()
 	}
-	if err := e.pub.Emit(ctx, subjects.TaskOffered(tenantID), &distributionv1.TaskOffered{
-		TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
-		AgentId: a.info.ID, OfferId: o.id, ExpiresAt: timestamppb.New(o.expires),
-		Conversation: task.Conversation, ServiceName: task.Service.Name, CustomerName: task.CustomerName,
-		OfferedAt: timestamppb.New(now), Note: task.Note, TransferredBy: transferredBy,
-		Preferred: task.PreferredAgent == a.info.ID && now.Before(task.PreferredUntil), Overflowed: task.Overflowed,
-		Parameters: task.Parameters,
-	}, o.id+":offered"); err != nil {
-		// The agent never learns of an offer that was not published:
-		// withdraw it and try again on the next change.
-		e.log.ErrorContext(ctx, "publish offer; task stays queued", "tenant", tenantID, "task", task.ID, "err", err)
-		e.withdraw(ctx, t, o, task)
-		return false
+	// Each agent once, with every offer it got in this round.
+	var agents []*agent
+	agentErr := map[*agent]error{}
+	for i, n := range offers {
+		if err := taskErrs[i]; err != nil {
+			if errors.Is(err, ErrConflict) {
+				e.staleLocked(tenantID)
+			}
+			n.failed = true
+			e.closeOffer(t, n.o, true)
+			e.requeue(t, n.task)
+			e.log.ErrorContext(ctx, "store offer; task stays queued", "tenant", tenantID, "task", n.task.ID, "err", err)
+			continue
+		}
+		if _, ok := agentErr[n.agent]; !ok {
+			agentErr[n.agent] = nil
+			agents = append(agents, n.agent)
+		}
 	}
-	if q := t.queues[task.ServiceID]; q != nil {
-		q.offers = append(trim(q.offers, now), now)
+	if st := e.presence.Store; st != nil && len(agents) > 0 {
+		errs := make([]error, len(agents))
+		for i, a := range agents {
+			rec := a.record(tenantID)
+			wg.Go(func() { errs[i] = st.SavePresence(ctx, rec) })
+		}
+		wg.Wait()
+		for i, a := range agents {
+			err := errs[i]
+			if err == nil {
+				continue
+			}
+			agentErr[a] = err
+			if errors.Is(err, ErrConflict) {
+				e.staleLocked(tenantID)
+			}
+			e.log.ErrorContext(ctx, "store offer's agent; tasks stay queued", "tenant", tenantID, "agent", a.info.ID, "err", err)
+		}
 	}
-	return true
+	waits := make([]func(context.Context) error, len(offers))
+	for i, n := range offers {
+		if n.failed {
+			continue
+		}
+		if agentErr[n.agent] != nil {
+			n.failed = true
+			e.withdraw(ctx, t, n.o, n.task)
+			continue
+		}
+		task, a, o := n.task, n.agent, n.o
+		ectx := ctx
+		if sc := telemetry.SpanContextOf(task.Trace); sc.IsValid() {
+			ectx = trace.ContextWithRemoteSpanContext(ctx, sc)
+		}
+		waits[i] = e.emitStart(ectx, subjects.TaskOffered(tenantID), &distributionv1.TaskOffered{
+			TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
+			AgentId: a.info.ID, OfferId: o.id, ExpiresAt: timestamppb.New(o.expires),
+			Conversation: task.Conversation, ServiceName: task.Service.Name, CustomerName: task.CustomerName,
+			OfferedAt: timestamppb.New(now), Note: task.Note, TransferredBy: n.transferredBy,
+			Preferred: task.PreferredAgent == a.info.ID && now.Before(task.PreferredUntil), Overflowed: task.Overflowed,
+			Parameters: task.Parameters,
+		}, o.id+":offered")
+	}
+	sent := 0
+	for i, n := range offers {
+		if waits[i] == nil {
+			continue
+		}
+		if err := waits[i](ctx); err != nil {
+			// The agent never learns of an offer that was not published:
+			// withdraw it and try again on the next change.
+			e.log.ErrorContext(ctx, "publish offer; task stays queued", "tenant", tenantID, "task", n.task.ID, "err", err)
+			e.withdraw(ctx, t, n.o, n.task)
+			continue
+		}
+		sent++
+		if q := t.queues[n.task.ServiceID]; q != nil {
+			q.offers = append(trim(q.offers, now), now)
+		}
+	}
+	return sent
 }
 
 // nextPair is the best task any ready agent may take, with the agent to

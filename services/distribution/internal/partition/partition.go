@@ -208,6 +208,9 @@ func (g *Group) Run(ctx context.Context, handle func(jetstream.Msg), owned func(
 			g.reconcile(ctx)
 		case e, ok := <-watcher.Updates():
 			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return errors.New("group configuration watch ended")
 			}
 			if e == nil || e.Operation() != jetstream.KeyValuePut {

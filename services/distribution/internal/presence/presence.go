@@ -53,9 +53,14 @@ func (s *Store) SavePresence(ctx context.Context, r engine.PresenceRecord) error
 		return fmt.Errorf("encode presence %s/%s: %w", r.Tenant, r.Agent, err)
 	}
 	key := Key(r.Tenant, r.Agent)
+	// The lock guards the revisions only: different agents are written at
+	// once (one agent never twice at once).
+	s.mu.Lock()
+	last := s.revs[key]
+	s.mu.Unlock()
+	rev, err := kvcas.Put(ctx, s.kv, key, data, last)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rev, err := kvcas.Put(ctx, s.kv, key, data, s.revs[key])
 	if errors.Is(err, kvcas.ErrConflict) {
 		// Forget the revision: the next load sees the newer record.
 		delete(s.revs, key)

@@ -180,9 +180,11 @@ func (s *Store) SaveOpen(ctx context.Context, t *engine.Task) error {
 		return nil
 	}
 	k := OpenKey(t.Tenant, t.ID)
+	// The lock guards the revisions only, not the write: the engine writes
+	// different tasks at once (never one task twice at once).
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	rev := s.revs[k]
+	s.mu.Unlock()
 	d := doc(t)
 	for _, ev := range t.Outbox {
 		a, err := anypb.New(ev.Message)
@@ -200,6 +202,8 @@ func (s *Store) SaveOpen(ctx context.Context, t *engine.Task) error {
 		return fmt.Errorf("encode task %s: %w", k, err)
 	}
 	next, err := kvcas.Put(ctx, s.open, k, data, rev)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if errors.Is(err, kvcas.ErrConflict) {
 		delete(s.revs, k)
 		return fmt.Errorf("store open task %s: %w", k, engine.ErrConflict)
@@ -219,12 +223,14 @@ func (s *Store) RemoveOpen(ctx context.Context, t *engine.Task) error {
 	}
 	k := OpenKey(t.Tenant, t.ID)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	var opts []jetstream.KVDeleteOpt
 	if rev, seen := s.revs[k]; seen {
 		opts = append(opts, jetstream.LastRevision(rev))
 	}
+	s.mu.Unlock()
 	err := s.open.Delete(ctx, k, opts...)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
 		delete(s.revs, k)
