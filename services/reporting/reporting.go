@@ -27,6 +27,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/connect"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
+	"github.com/switchboard-cc/switchboard/pkg/retention"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/grpcapi"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/records"
@@ -65,6 +66,11 @@ type Config struct {
 	// NoRollupWriter leaves rolling up to other processes. Those that
 	// run the writer share a lease: one of them writes at a time.
 	NoRollupWriter bool
+
+	// RetentionSweepEvery is how often records and summaries older than
+	// each tenant's retention_days are deleted (1 hour; 0 never). Needs
+	// the config service.
+	RetentionSweepEvery time.Duration
 }
 
 // Defaults for one machine.
@@ -77,6 +83,8 @@ func Defaults() Config {
 		Database:   "switchboard_reporting",
 
 		RollupDelay: time.Minute,
+
+		RetentionSweepEvery: retention.DefaultEvery,
 	}
 }
 
@@ -159,7 +167,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamSession, subjects.StreamDistribution, subjects.StreamOutbound, subjects.StreamDeadLetter); err != nil {
+	if err := b.EnsureStreams(ctx, cfg.Streams, subjects.StreamSession, subjects.StreamDistribution, subjects.StreamOutbound, subjects.StreamWorkflow, subjects.StreamDeadLetter); err != nil {
 		return err
 	}
 	st, err := records.New(ctx, mc.Database(cfg.Database))
@@ -177,6 +185,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		g.Go(func() error { return cache.Run(gctx) })
 		api.Zones = tenantZones{cache}
 		rollups.SetTenantZones(tenantZones{cache}, nil)
+		api.Prices = tenantPrices{cache}
+		rollups.SetTenantPrices(tenantPrices{cache})
+		retention.Start(gctx, g, b, cfg.RetentionSweepEvery, &retention.Sweeper{Service: Name, Tenants: configv1.NewTenantServiceClient(cc),
+			Purge: purger(st, rollups), Log: log}, subjects.ConsumerReportingErasure, eraser(st))
 	}
 	srv := grpcserver.New(log, keys)
 	reportingv1.RegisterReportingServiceServer(srv.Server, api)
@@ -192,6 +204,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		{subjects.StreamSession, subjects.ConsumerReportingSessions, st.HandleSession},
 		{subjects.StreamDistribution, subjects.ConsumerReportingTasks, st.HandleDistribution},
 		{subjects.StreamOutbound, subjects.ConsumerReportingOutbound, st.HandleOutbound},
+		{subjects.StreamWorkflow, subjects.ConsumerReportingWorkflow, st.HandleWorkflow},
 	} {
 		var filters []string
 		for _, k := range records.Consumed[c.stream] {

@@ -128,7 +128,7 @@ func TestRun(t *testing.T) {
 	}
 	want := &reportingv1.SessionRecord{TenantId: "acme", SessionId: "ss_1", ServiceId: "sales", State: reportingv1.SessionState_SESSION_STATE_ENDED,
 		Outcome: sessionv1.Outcome_OUTCOME_HANDLED, AgentId: "alice", StartedAt: timestamppb.New(start), AcceptedAt: timestamppb.New(start.Add(time.Second)),
-		EndedAt: timestamppb.New(start.Add(time.Minute)), FailedSends: 1}
+		EndedAt: timestamppb.New(start.Add(time.Minute)), FailedSends: 1, Agents: []string{"alice"}}
 	var got *reportingv1.SessionRecord
 	for !proto.Equal(got, want) {
 		if time.Now().After(deadline) {

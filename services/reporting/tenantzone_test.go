@@ -2,13 +2,9 @@ package reporting_test
 
 import (
 	"context"
-	"log/slog"
-	"net"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
@@ -21,8 +17,6 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
-	configsvc "github.com/switchboard-cc/switchboard/services/config"
-	"github.com/switchboard-cc/switchboard/services/reporting"
 )
 
 // until polls cond (a guard against hanging, not a time requirement).
@@ -54,57 +48,7 @@ func dial(t *testing.T, addr string, keys *authn.Keys, c authn.Claims) *grpc.Cli
 // change of zone in config is followed.
 func TestTenantTimeZoneFromConfig(t *testing.T) {
 	ctx := context.Background()
-	log := slog.New(slog.DiscardHandler)
-	keyHex := strings.Repeat("a7", 32)
-	keys, err := authn.ParseKeys(keyHex)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, mc, dbName := infra(t)
-	run := func(name string, f func(context.Context) error) {
-		rctx, cancel := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- f(rctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("%s: %v", name, err)
-			}
-		})
-	}
-
-	// The config service, with acme in Zurich.
-	clis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	run("config", func(ctx context.Context) error {
-		return configsvc.Run(ctx, configsvc.Config{MongoDatabase: dbName + "_config", SecretKeys: strings.Repeat("5e", 32), BcryptCost: 4},
-			configsvc.Deps{Listener: clis, Bus: b, Mongo: mc, AuthKeys: keys}, log)
-	})
-	tenants := configv1.NewTenantServiceClient(dial(t, clis.Addr().String(), keys, authn.Claims{Roles: []string{authn.RolePlatform}, RegisteredClaims: jwt.RegisteredClaims{Subject: "op"}}))
-	until(t, "config creates the tenant", func() bool {
-		_, err := tenants.CreateTenant(ctx, &configv1.CreateTenantRequest{Tenant: &configv1.Tenant{Id: "acme", DisplayName: "Acme", TimeZone: "Europe/Zurich"}})
-		return err == nil
-	})
-
-	// Reporting, reaching config as a service.
-	cc, err := grpcserver.Dial(clis.Addr().String(), keys, reporting.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cc.Close() })
-	cfg := reporting.Defaults()
-	cfg.Database, cfg.AuthKeys, cfg.RollupDelay, cfg.ConfigAddr = dbName, keyHex, 0, ""
-	rlis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	run("reporting", func(ctx context.Context) error {
-		return reporting.Run(ctx, cfg, reporting.Deps{GRPCListener: rlis, Bus: b, Mongo: mc, AuthKeys: keys, ConfigConn: cc}, log)
-	})
-	c := reportingv1.NewReportingServiceClient(dial(t, rlis.Addr().String(), keys, authn.Claims{Tenant: "acme", Roles: []string{authn.RoleAnalyst}, RegisteredClaims: jwt.RegisteredClaims{Subject: "ana"}}))
-	until(t, "reporting creates the SESSION stream", func() bool { _, err := b.JS.Stream(ctx, subjects.StreamSession); return err == nil })
+	b, c, tenants := withConfig(t, &configv1.Tenant{Id: "acme", DisplayName: "Acme", TimeZone: "Europe/Zurich"})
 
 	seq := 0
 	publish := func(at time.Time) {

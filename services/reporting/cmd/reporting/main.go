@@ -27,6 +27,8 @@ func main() {
 			RollupDelay:    env.Duration("ROLLUP_DELAY", d.RollupDelay),
 			RollupZones:    env.List("ROLLUP_TIME_ZONES", nil),
 			NoRollupWriter: !env.Bool("ROLLUP_WRITER", true),
+
+			RetentionSweepEvery: env.Duration("RETENTION_SWEEP_EVERY", d.RetentionSweepEvery),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
+	"github.com/switchboard-cc/switchboard/pkg/pricing"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/records"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/rollup"
@@ -28,6 +29,8 @@ type Server struct {
 	JS jetstream.JetStream
 	// Zones says a tenant's time zone, Summarize's default; nil: UTC.
 	Zones rollup.TenantZones
+	// Prices says a tenant's price table, for estimated costs; nil: none.
+	Prices rollup.TenantPrices
 	// Now is WatchToday's clock (nil: time.Now).
 	Now func() time.Time
 }
@@ -66,7 +69,53 @@ func (s *Server) GetSession(ctx context.Context, req *reportingv1.GetSessionRequ
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
+	s.estimate(ctx, rec)
 	return &reportingv1.GetSessionResponse{Session: rec}, nil
+}
+
+// estimate fills in the record's estimated cost from the tenant's price
+// table as it is now; a tenant without one (or config out of reach)
+// leaves it empty.
+func (s *Server) estimate(ctx context.Context, rec *reportingv1.SessionRecord) {
+	priceRecord(rec, s.priceTable(ctx, rec.GetTenantId()))
+}
+
+// priceTable is the tenant's price table now: nil when it has none or
+// config cannot say.
+func (s *Server) priceTable(ctx context.Context, tenant string) *pricing.Table {
+	if s.Prices == nil {
+		return nil
+	}
+	t, err := s.Prices.Prices(ctx, tenant)
+	if err != nil || t.Empty() {
+		return nil
+	}
+	return t
+}
+
+// priceRecord sets the record's estimated cost and currency with t: its
+// segments in and out at the price of its channel, each direction and the
+// customer's country (GetSession's, ListSessions' and the exports' one
+// computation). A nil table leaves them empty.
+func priceRecord(rec *reportingv1.SessionRecord, t *pricing.Table) {
+	if t.Empty() {
+		return
+	}
+	rec.EstimatedCost = pricing.Format(t.Estimate(rec.GetChannel(), rec.GetCustomerCountry(), int64(rec.GetSegmentsIn()), int64(rec.GetSegmentsOut())))
+	rec.Currency = t.Currency
+}
+
+// currency is the tenant's price table's currency, "" when it has none or
+// config cannot say.
+func (s *Server) currency(ctx context.Context, tenant string) string {
+	if s.Prices == nil {
+		return ""
+	}
+	t, err := s.Prices.Prices(ctx, tenant)
+	if err != nil || t == nil {
+		return ""
+	}
+	return t.Currency
 }
 
 func (s *Server) ListSessions(ctx context.Context, req *reportingv1.ListSessionsRequest) (*reportingv1.ListSessionsResponse, error) {
@@ -88,6 +137,10 @@ func (s *Server) ListSessions(ctx context.Context, req *reportingv1.ListSessions
 	}
 	if err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	prices := s.priceTable(ctx, req.GetTenantId())
+	for _, rec := range recs {
+		priceRecord(rec, prices)
 	}
 	return &reportingv1.ListSessionsResponse{Sessions: recs, NextPageToken: next}, nil
 }

@@ -19,6 +19,7 @@ import (
 	reportingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
 
+	"github.com/switchboard-cc/switchboard/pkg/pricing"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/rollup"
 )
 
@@ -114,8 +115,11 @@ func (s *Server) Summarize(ctx context.Context, req *reportingv1.SummarizeReques
 		offset = len(groups)
 	}
 	end := min(offset+size, len(groups))
+	currency := s.currency(ctx, req.GetTenantId())
 	for i := offset; i < end; i++ {
-		res.Rows = append(res.Rows, summaryRow(&groups[i], q, sl))
+		r := summaryRow(&groups[i], q, sl)
+		r.Currency = currency
+		res.Rows = append(res.Rows, r)
 	}
 	if end < len(groups) {
 		raw, _ := json.Marshal(pageToken{Query: queryHash(req, loc.String()), Offset: end})
@@ -145,9 +149,13 @@ func summaryRow(g *rollup.Group, q rollup.Query, sl int64) *reportingv1.SummaryR
 		Failed:     g.Outcomes[sessionv1.Outcome_OUTCOME_FAILED],
 		Expired:    g.Outcomes[sessionv1.Outcome_OUTCOME_EXPIRED],
 		Abandoned:  g.Outcomes[sessionv1.Outcome_OUTCOME_ABANDONED],
+		NoAgent:    g.Outcomes[sessionv1.Outcome_OUTCOME_NO_AGENT],
+		OutOfHours: g.Outcomes[sessionv1.Outcome_OUTCOME_OUT_OF_HOURS],
+		Canceled:   g.Outcomes[sessionv1.Outcome_OUTCOME_CANCELED],
 		Queued:     c[rollup.Queued], Answered: c[rollup.Answered], AbandonedInQueue: c[rollup.AbandonedInQueue],
 		InboundMessages: c[rollup.InboundMessages], OutboundMessages: c[rollup.OutboundMessages],
 		Offers: c[rollup.Offers], Declines: c[rollup.Declines], Ronas: c[rollup.Ronas], FailedSends: c[rollup.FailedSends],
+		SegmentsIn: c[rollup.SegmentsIn], SegmentsOut: c[rollup.SegmentsOut], EstimatedCost: pricing.Format(c[rollup.CostMicros]),
 		Wait:       stats(&g.H[rollup.HWait], c[rollup.WaitSumMS]),
 		FirstReply: stats(&g.H[rollup.HReply], c[rollup.ReplySumMS]),
 		Handle:     stats(&g.H[rollup.HHandle], c[rollup.HandleSumMS]),

@@ -16,6 +16,7 @@ import (
 	reportingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/pricing"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/records"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/rollup"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/transcript"
@@ -38,7 +39,7 @@ func (s *Server) GetTranscript(ctx context.Context, req *reportingv1.GetTranscri
 	}
 	if !reader {
 		d, err := s.Records.Raw(ctx, req.GetTenantId(), req.GetSessionId())
-		if errors.Is(err, records.ErrNotFound) || (err == nil && (d.AgentID == "" || d.AgentID != claims.Subject)) {
+		if errors.Is(err, records.ErrNotFound) || (err == nil && (d.Agent() == "" || d.Agent() != claims.Subject)) {
 			return nil, status.Errorf(codes.NotFound, "session %q not found among your chats", req.GetSessionId())
 		}
 		if err != nil {
@@ -66,14 +67,24 @@ func (s *Server) GetTranscript(ctx context.Context, req *reportingv1.GetTranscri
 	return res, nil
 }
 
-// exportColumns are the CSV header and the NDJSON keys.
+// exportColumns are the CSV header and the NDJSON keys; the NDJSON
+// values of exportNumbers are numbers, the others strings (the estimated
+// cost too: a decimal kept exact, as in SessionRecord).
 var exportColumns = []string{
 	"session_id", "service_id", "entry_id", "channel", "customer", "business", "state", "outcome", "end_reason", "agent_id",
 	"started_at", "queued_at", "accepted_at", "first_reply_at", "ended_at", "inbound_messages", "outbound_messages",
-	"offers", "declines", "ronas", "failed_sends",
+	"offers", "declines", "ronas", "failed_sends", "segments_in", "segments_out", "estimated_cost", "currency",
+	"customer_country",
 }
 
-func exportValues(d *records.Doc) []string {
+var exportNumbers = map[string]bool{
+	"inbound_messages": true, "outbound_messages": true, "offers": true, "declines": true, "ronas": true,
+	"failed_sends": true, "segments_in": true, "segments_out": true,
+}
+
+// exportValues is the record's row, its cost estimated with prices (nil:
+// none) as GetSession does.
+func exportValues(d *records.Doc, prices *pricing.Table) []string {
 	t := func(v time.Time) string {
 		if v.IsZero() {
 			return ""
@@ -81,12 +92,14 @@ func exportValues(d *records.Doc) []string {
 		return v.UTC().Format(time.RFC3339Nano)
 	}
 	p := d.Proto()
+	priceRecord(p, prices)
 	n := func(v int) string { return strconv.Itoa(v) }
 	return []string{
 		d.SessionID, d.ServiceID, d.EntryID, p.GetChannel().String(), d.Customer, d.Business, p.GetState().String(),
-		p.GetOutcome().String(), d.EndReason, d.AgentID, t(d.StartedAt), t(d.QueuedAt), t(d.AcceptedAt), t(d.FirstReplyAt),
+		p.GetOutcome().String(), d.EndReason, d.Agent(), t(d.StartedAt), t(d.QueuedAt), t(d.AcceptedAt), t(d.FirstReplyAt),
 		t(d.EndedAt), n(len(d.Inbound)), n(len(d.Outbound)), n(len(d.Offers)), n(len(d.Declines)), n(len(d.Ronas)),
-		n(len(d.FailedSends)),
+		n(len(d.FailedSends)), n(int(p.GetSegmentsIn())), n(int(p.GetSegmentsOut())), p.GetEstimatedCost(), p.GetCurrency(),
+		p.GetCustomerCountry(),
 	}
 }
 
@@ -133,14 +146,15 @@ func (s *Server) ExportSessions(req *reportingv1.ExportSessionsRequest, stream r
 	if format == reportingv1.ExportFormat_EXPORT_FORMAT_CSV {
 		_ = cw.Write(exportColumns)
 	}
+	prices := s.priceTable(ctx, req.GetTenantId())
 	err := s.Records.Export(ctx, req.GetTenantId(), from, to, func(d *records.Doc) error {
-		vals := exportValues(d)
+		vals := exportValues(d, prices)
 		if format == reportingv1.ExportFormat_EXPORT_FORMAT_CSV {
 			_ = cw.Write(vals)
 		} else {
 			obj := make(map[string]any, len(vals))
 			for i, c := range exportColumns {
-				if n, err := strconv.Atoi(vals[i]); err == nil && i >= 15 {
+				if n, err := strconv.Atoi(vals[i]); err == nil && exportNumbers[c] {
 					obj[c] = n
 				} else if vals[i] != "" {
 					obj[c] = vals[i]

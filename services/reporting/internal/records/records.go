@@ -8,11 +8,13 @@
 package records
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
@@ -27,10 +30,13 @@ import (
 	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 	reportingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb"
+	"github.com/switchboard-cc/switchboard/pkg/pricing"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/pkg/workflowdef"
 )
 
 // ErrNotFound: no record for that session.
@@ -170,6 +176,17 @@ type Doc struct {
 	// DeclinedBy and RonaBy name who declined or let each offer time out.
 	DeclinedBy []AgentOffer `bson:"declined_by,omitempty"`
 	RonaBy     []AgentOffer `bson:"rona_by,omitempty"`
+	// SegmentsIn and SegmentsOut are the Twilio segments of each customer
+	// message and of each message Twilio accepted for sending, by message
+	// (so a redelivery adds nothing); StepsDone the workflow's completed
+	// steps.
+	SegmentsIn  []MessageSegments `bson:"segments_in,omitempty"`
+	SegmentsOut []MessageSegments `bson:"segments_out,omitempty"`
+	StepsDone   []Step            `bson:"steps,omitempty"`
+	// Queues are the services the session was queued in (the first
+	// queue's, then each transfer's); Accepts who accepted it and when.
+	Queues  []ServiceAt `bson:"services,omitempty"`
+	Accepts []AgentAt   `bson:"accepts,omitempty"`
 	// RolledUp is the SESSION stream sequence of the SessionEnded the
 	// session was rolled up at (the first, should it end twice).
 	RolledUp int64 `bson:"rolled_up,omitempty"`
@@ -179,6 +196,123 @@ type Doc struct {
 type AgentOffer struct {
 	Agent string `bson:"a"`
 	Offer string `bson:"o"`
+}
+
+// MessageSegments is one message's segments.
+type MessageSegments struct {
+	Message  string `bson:"m"`
+	Segments int32  `bson:"n"`
+}
+
+func messageSegments(id string, n int32) bson.D {
+	return bson.D{{Key: "m", Value: id}, {Key: "n", Value: n}}
+}
+
+// sumSegments adds each message's segments once (the most said of it).
+func sumSegments(list []MessageSegments) int64 {
+	by := map[string]int32{}
+	for _, m := range list {
+		by[m.Message] = max(by[m.Message], m.Segments)
+	}
+	var n int64
+	for _, v := range by {
+		n += int64(v)
+	}
+	return n
+}
+
+// Segments are the session's segments in and out, each message once.
+func (d *Doc) Segments() (in, out int64) {
+	return sumSegments(d.SegmentsIn), sumSegments(d.SegmentsOut)
+}
+
+// Step is one completed step of the session's workflow, as
+// workflow.step.completed says it (the same event gives the same value,
+// so $addToSet keeps it once).
+type Step struct {
+	Step       int64     `bson:"s"`
+	Workflow   string    `bson:"w,omitempty"`
+	Activity   string    `bson:"a"`
+	Type       string    `bson:"t"`
+	Label      string    `bson:"l,omitempty"`
+	Branch     string    `bson:"b,omitempty"`
+	At         time.Time `bson:"at"`
+	DurationMS int64     `bson:"d"`
+}
+
+// Steps are the workflow's steps in order, one per step number (the
+// earliest, should a step have been told twice differently).
+func (d *Doc) Steps() []Step {
+	out := slices.Clone(d.StepsDone)
+	slices.SortStableFunc(out, func(a, b Step) int {
+		if c := cmp.Compare(a.Step, b.Step); c != 0 {
+			return c
+		}
+		return a.At.Compare(b.At)
+	})
+	return slices.CompactFunc(out, func(a, b Step) bool { return a.Step == b.Step })
+}
+
+// ServiceAt is a service the session was queued in: by its first queue
+// (Transfer 0) or by a transfer (its 1-based number).
+type ServiceAt struct {
+	Service  string    `bson:"s"`
+	Transfer int32     `bson:"n"`
+	At       time.Time `bson:"at"`
+}
+
+// AgentAt is an agent's accept of the session.
+type AgentAt struct {
+	Agent string    `bson:"a"`
+	At    time.Time `bson:"at"`
+}
+
+// Services are the services the session was queued in, in order, a
+// service once in a row (a second queue of the same service, or a
+// redelivered event at another time, adds nothing).
+func (d *Doc) Services() []string {
+	return inOrder(d.Queues, func(x ServiceAt) time.Time { return x.At },
+		func(a, b ServiceAt) int { return cmp.Compare(a.Transfer, b.Transfer) }, func(x ServiceAt) string { return x.Service })
+}
+
+// Agents are the agents who accepted the session, in order, an agent
+// once in a row.
+func (d *Doc) Agents() []string {
+	return inOrder(d.Accepts, func(x AgentAt) time.Time { return x.At },
+		func(a, b AgentAt) int { return cmp.Compare(a.Agent, b.Agent) }, func(x AgentAt) string { return x.Agent })
+}
+
+// inOrder names items sorted by time (then by tie), each name once in a
+// row.
+func inOrder[T any](items []T, at func(T) time.Time, tie func(a, b T) int, name func(T) string) []string {
+	items = slices.Clone(items)
+	slices.SortStableFunc(items, func(a, b T) int {
+		if c := at(a).Compare(at(b)); c != 0 {
+			return c
+		}
+		return tie(a, b)
+	})
+	var out []string
+	for _, x := range items {
+		if n := name(x); len(out) == 0 || out[len(out)-1] != n {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// Agent is the session's agent: the one it ended with (SessionEnded's),
+// else the last who accepted it. Accepts do not set agent_id themselves:
+// two of them (a transfer) and the end would leave whichever was applied
+// last.
+func (d *Doc) Agent() string {
+	if d.AgentID != "" {
+		return d.AgentID
+	}
+	if a := d.Agents(); len(a) > 0 {
+		return a[len(a)-1]
+	}
+	return ""
 }
 
 func agentOffer(agent, offer string) bson.D {
@@ -208,8 +342,9 @@ func (s *Store) upsert(ctx context.Context, tenant, session string, update bson.
 var Consumed = map[string][]string{
 	subjects.StreamSession: {subjects.KindSessionStarted, subjects.KindSessionMessageAdded, subjects.KindSessionEnded},
 	subjects.StreamDistribution: {subjects.KindTaskQueued, subjects.KindTaskOffered, subjects.KindTaskAccepted,
-		subjects.KindTaskDeclined, subjects.KindTaskOfferTimedOut},
-	subjects.StreamOutbound: {subjects.KindOutboundFailed},
+		subjects.KindTaskDeclined, subjects.KindTaskOfferTimedOut, subjects.KindTaskTransferred},
+	subjects.StreamOutbound: {subjects.KindOutboundFailed, subjects.KindOutboundSent},
+	subjects.StreamWorkflow: {subjects.KindWorkflowStepCompleted},
 }
 
 // EventKey spreads events over the lanes by their stream sequence: the
@@ -240,8 +375,14 @@ func SessionKey(m *bus.Message) (string, error) {
 		ev = &distributionv1.TaskDeclined{}
 	case subjects.KindTaskOfferTimedOut:
 		ev = &distributionv1.TaskOfferTimedOut{}
+	case subjects.KindTaskTransferred:
+		ev = &distributionv1.TaskTransferred{}
 	case subjects.KindOutboundFailed:
 		ev = &outboundv1.OutboundMessageFailed{}
+	case subjects.KindOutboundSent:
+		ev = &outboundv1.OutboundMessageSent{}
+	case subjects.KindWorkflowStepCompleted:
+		ev = &workflowv1.StepCompleted{}
 	default:
 		return m.Subject, nil
 	}
@@ -293,6 +434,9 @@ func (s *Store) HandleSession(ctx context.Context, m *bus.Message) error {
 			field = "inbound"
 		}
 		update := bson.M{"$addToSet": bson.M{field: ev.GetMessageId()}}
+		if n := ev.GetNumSegments(); n > 0 && field == "inbound" {
+			update["$addToSet"].(bson.M)["segments_in"] = messageSegments(ev.GetMessageId(), n)
+		}
 		if ev.GetDirection() == sessionv1.Direction_DIRECTION_OUTBOUND && ev.GetSender() == sessionv1.SenderKind_SENDER_KIND_AGENT && ev.GetOccurredAt() != nil {
 			update["$min"] = bson.M{"first_reply_at": ev.GetOccurredAt().AsTime()}
 		}
@@ -328,7 +472,12 @@ func (s *Store) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
 			return err
 		}
-		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$min": bson.M{"queued_at": when(ev.GetQueuedAt())}})
+		at := when(ev.GetQueuedAt())
+		update := bson.M{"$min": bson.M{"queued_at": at}}
+		if ev.GetServiceId() != "" {
+			update["$addToSet"] = bson.M{"services": serviceAt(ev.GetServiceId(), 0, at)}
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), update)
 	case subjects.KindTaskOffered:
 		var ev distributionv1.TaskOffered
 		if err := m.Decode(&ev); err != nil {
@@ -346,10 +495,25 @@ func (s *Store) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
 			return err
 		}
+		at := when(ev.GetAcceptedAt())
 		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{
-			"$set": bson.M{"agent_id": ev.GetAgentId()},
-			"$min": bson.M{"accepted_at": when(ev.GetAcceptedAt())},
+			"$min":      bson.M{"accepted_at": at},
+			"$addToSet": bson.M{"accepts": bson.D{{Key: "a", Value: ev.GetAgentId()}, {Key: "at", Value: at}}},
 		})
+	case subjects.KindTaskTransferred:
+		var ev distributionv1.TaskTransferred
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
+			return err
+		}
+		if ev.GetToServiceId() == "" { // to an agent: the service stays
+			return nil
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{
+			"services": serviceAt(ev.GetToServiceId(), ev.GetTransfer(), when(ev.GetTransferredAt())),
+		}})
 	case subjects.KindTaskDeclined:
 		var ev distributionv1.TaskDeclined
 		if err := m.Decode(&ev); err != nil {
@@ -376,8 +540,27 @@ func (s *Store) HandleDistribution(ctx context.Context, m *bus.Message) error {
 	return nil
 }
 
+func serviceAt(service string, transfer int32, at time.Time) bson.D {
+	return bson.D{{Key: "s", Value: service}, {Key: "n", Value: transfer}, {Key: "at", Value: at}}
+}
+
 // HandleOutbound applies OUTBOUND events.
 func (s *Store) HandleOutbound(ctx context.Context, m *bus.Message) error {
+	if m.Kind() == subjects.KindOutboundSent {
+		var ev outboundv1.OutboundMessageSent
+		if err := m.Decode(&ev); err != nil {
+			return err
+		}
+		if ev.GetSessionId() == "" || ev.GetNumSegments() <= 0 {
+			return nil
+		}
+		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
+			return err
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{
+			"segments_out": messageSegments(ev.GetRequestId(), ev.GetNumSegments()),
+		}})
+	}
 	if m.Kind() != subjects.KindOutboundFailed {
 		return nil
 	}
@@ -392,6 +575,27 @@ func (s *Store) HandleOutbound(ctx context.Context, m *bus.Message) error {
 		return err
 	}
 	return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{"failed_sends": ev.GetRequestId()}})
+}
+
+// HandleWorkflow applies WORKFLOW events: each completed step joins the
+// session's path.
+func (s *Store) HandleWorkflow(ctx context.Context, m *bus.Message) error {
+	if m.Kind() != subjects.KindWorkflowStepCompleted {
+		return nil
+	}
+	var ev workflowv1.StepCompleted
+	if err := m.Decode(&ev); err != nil {
+		return err
+	}
+	if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
+		return err
+	}
+	step := bson.D{
+		{Key: "s", Value: ev.GetStep()}, {Key: "w", Value: ev.GetWorkflowId()}, {Key: "a", Value: ev.GetActivity()},
+		{Key: "t", Value: ev.GetActivityType()}, {Key: "l", Value: ev.GetActivityLabel()}, {Key: "b", Value: ev.GetBranch()},
+		{Key: "at", Value: when(ev.GetOccurredAt())}, {Key: "d", Value: ev.GetDuration().AsDuration().Milliseconds()},
+	}
+	return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$addToSet": bson.M{"steps": step}})
 }
 
 // when is an event's time; an event without one counts as happening when
@@ -411,14 +615,28 @@ func ts(t time.Time) *timestamppb.Timestamp {
 }
 
 func (d *Doc) proto() *reportingv1.SessionRecord {
+	in, out := d.Segments()
+	var steps []*reportingv1.WorkflowStep
+	for _, st := range d.Steps() {
+		name := ""
+		if t, ok := workflowdef.Lookup(st.Type); ok {
+			name = t.Name
+		}
+		steps = append(steps, &reportingv1.WorkflowStep{
+			Step: st.Step, WorkflowId: st.Workflow, ActivityId: st.Activity, ActivityType: st.Type, TypeName: name,
+			Label: st.Label, Branch: st.Branch, CompletedAt: ts(st.At), Duration: durationpb.New(time.Duration(st.DurationMS) * time.Millisecond),
+		})
+	}
 	return &reportingv1.SessionRecord{
 		TenantId: d.Tenant, SessionId: d.SessionID, ServiceId: d.ServiceID, EntryId: d.EntryID,
 		Channel: messagingv1.Channel(d.Channel), CustomerAddress: d.Customer, BusinessAddress: d.Business,
 		State: reportingv1.SessionState(d.State), Outcome: sessionv1.Outcome(d.Outcome), EndReason: d.EndReason,
-		AgentId: d.AgentID, StartedAt: ts(d.StartedAt), QueuedAt: ts(d.QueuedAt), AcceptedAt: ts(d.AcceptedAt),
+		AgentId: d.Agent(), StartedAt: ts(d.StartedAt), QueuedAt: ts(d.QueuedAt), AcceptedAt: ts(d.AcceptedAt),
 		EndedAt: ts(d.EndedAt), InboundMessages: int32(len(d.Inbound)), OutboundMessages: int32(len(d.Outbound)),
 		Offers: int32(len(d.Offers)), Declines: int32(len(d.Declines)), Ronas: int32(len(d.Ronas)),
 		FailedSends: int32(len(d.FailedSends)),
+		SegmentsIn:  int32(in), SegmentsOut: int32(out), CustomerCountry: pricing.Country(d.Customer),
+		Steps: steps, Services: d.Services(), Agents: d.Agents(),
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
@@ -21,6 +22,7 @@ import (
 	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 	reportingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
+	workflowv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/workflow/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
@@ -67,6 +69,8 @@ func apply(ctx context.Context, s *records.Store, e event) error {
 		return s.HandleSession(ctx, m)
 	case strings.HasPrefix(e.subject, subjects.DomainDistribution+"."):
 		return s.HandleDistribution(ctx, m)
+	case strings.HasPrefix(e.subject, subjects.DomainWorkflow+"."):
+		return s.HandleWorkflow(ctx, m)
 	default:
 		return s.HandleOutbound(ctx, m)
 	}
@@ -80,20 +84,48 @@ func lifeOf(tenant, session string) []event {
 	task := "tk_" + session
 	return []event{
 		{subjects.SessionStarted(tenant), &sessionv1.SessionStarted{TenantId: tenant, SessionId: session, ServiceId: "sales", EntryId: "entry-1", Conversation: conv, StartedAt: at(0)}},
-		{subjects.SessionMessageAdded(tenant), &sessionv1.MessageAdded{TenantId: tenant, SessionId: session, MessageId: "SM1", Direction: sessionv1.Direction_DIRECTION_INBOUND, OccurredAt: at(0)}},
+		{subjects.SessionMessageAdded(tenant), &sessionv1.MessageAdded{TenantId: tenant, SessionId: session, MessageId: "SM1", Direction: sessionv1.Direction_DIRECTION_INBOUND, OccurredAt: at(0), NumSegments: 2}},
 		{subjects.SessionMessageAdded(tenant), &sessionv1.MessageAdded{TenantId: tenant, SessionId: session, MessageId: session + "-wf0", Direction: sessionv1.Direction_DIRECTION_OUTBOUND, OccurredAt: at(time.Second)}},
-		{subjects.TaskQueued(tenant), &distributionv1.TaskQueued{TenantId: tenant, SessionId: session, TaskId: task, QueuedAt: at(2 * time.Second)}},
+		{subjects.TaskQueued(tenant), &distributionv1.TaskQueued{TenantId: tenant, SessionId: session, TaskId: task, ServiceId: "sales", QueuedAt: at(2 * time.Second)}},
 		{subjects.TaskOffered(tenant), &distributionv1.TaskOffered{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of1", AgentId: "bob"}},
 		{subjects.TaskDeclined(tenant), &distributionv1.TaskDeclined{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of1", AgentId: "bob"}},
 		{subjects.TaskOffered(tenant), &distributionv1.TaskOffered{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of2", AgentId: "carl"}},
 		{subjects.TaskOfferTimedOut(tenant), &distributionv1.TaskOfferTimedOut{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of2", AgentId: "carl"}},
 		{subjects.TaskOffered(tenant), &distributionv1.TaskOffered{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of3", AgentId: "alice"}},
 		{subjects.TaskAccepted(tenant), &distributionv1.TaskAccepted{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of3", AgentId: "alice", AcceptedAt: at(40 * time.Second)}},
-		{subjects.SessionMessageAdded(tenant), &sessionv1.MessageAdded{TenantId: tenant, SessionId: session, MessageId: "SM2", Direction: sessionv1.Direction_DIRECTION_INBOUND, OccurredAt: at(50 * time.Second)}},
+		{subjects.SessionMessageAdded(tenant), &sessionv1.MessageAdded{TenantId: tenant, SessionId: session, MessageId: "SM2", Direction: sessionv1.Direction_DIRECTION_INBOUND, OccurredAt: at(50 * time.Second), NumSegments: 1}},
 		{subjects.OutboundFailed(tenant), &outboundv1.OutboundMessageFailed{TenantId: tenant, SessionId: session, RequestId: "rq1", ErrorCode: 63016}},
 		{subjects.TaskCanceled(tenant), &distributionv1.TaskCanceled{TenantId: tenant, SessionId: session, TaskId: "tk_other"}}, // ignored
+		// Segments of what was sent (the workflow's greeting and an agent's
+		// reply), and the workflow's path.
+		{subjects.OutboundSent(tenant), &outboundv1.OutboundMessageSent{TenantId: tenant, SessionId: session, RequestId: session + "-wf0", NumSegments: 1}},
+		{subjects.OutboundSent(tenant), &outboundv1.OutboundMessageSent{TenantId: tenant, SessionId: session, RequestId: "rq2", NumSegments: 3}},
+		{subjects.WorkflowStepCompleted(tenant), &workflowv1.StepCompleted{TenantId: tenant, SessionId: session, WorkflowId: "wf", Step: 2, Activity: "queue", ActivityType: "queue_task", Branch: "queued", OccurredAt: at(2 * time.Second), Duration: durationpb.New(time.Second)}},
+		{subjects.WorkflowStepCompleted(tenant), &workflowv1.StepCompleted{TenantId: tenant, SessionId: session, WorkflowId: "wf", Step: 1, Activity: "hello", ActivityType: "message", ActivityLabel: "Greeting", Branch: "next", OccurredAt: at(time.Second), Duration: durationpb.New(1500 * time.Millisecond)}},
 		{subjects.SessionEnded(tenant), &sessionv1.SessionEnded{TenantId: tenant, SessionId: session, Outcome: sessionv1.Outcome_OUTCOME_HANDLED, Reason: "terminated by agent", AgentId: "alice", ServiceId: "sales", EndedAt: at(time.Minute)}},
 	}
+}
+
+// transferredLifeOf is lifeOf with alice transferring the chat to the vip
+// service, where dora accepts it and ends it.
+func transferredLifeOf(tenant, session string) []event {
+	ev := lifeOf(tenant, session)
+	task := "tk_" + session
+	end := ev[len(ev)-1].msg.(*sessionv1.SessionEnded)
+	end.AgentId = "dora"
+	return append(ev[:len(ev)-1],
+		event{subjects.TaskTransferred(tenant), &distributionv1.TaskTransferred{TenantId: tenant, SessionId: session, TaskId: task,
+			FromServiceId: "sales", FromAgentId: "alice", ToServiceId: "vip", TransferredBy: "alice", TransferredAt: at(45 * time.Second), Transfer: 1}},
+		event{subjects.TaskOffered(tenant), &distributionv1.TaskOffered{TenantId: tenant, SessionId: session, TaskId: task, OfferId: "of4", AgentId: "dora"}},
+		event{subjects.TaskAccepted(tenant), &distributionv1.TaskAccepted{TenantId: tenant, SessionId: session, TaskId: task, ServiceId: "vip", OfferId: "of4", AgentId: "dora", AcceptedAt: at(48 * time.Second)}},
+		ev[len(ev)-1])
+}
+
+func transferredRecord(tenant, session string) *reportingv1.SessionRecord {
+	r := handledRecord(tenant, session)
+	r.AgentId, r.Offers = "dora", 4
+	r.Services, r.Agents = []string{"sales", "vip"}, []string{"alice", "dora"}
+	return r
 }
 
 func handledRecord(tenant, session string) *reportingv1.SessionRecord {
@@ -103,6 +135,11 @@ func handledRecord(tenant, session string) *reportingv1.SessionRecord {
 		State: reportingv1.SessionState_SESSION_STATE_ENDED, Outcome: sessionv1.Outcome_OUTCOME_HANDLED, EndReason: "terminated by agent",
 		AgentId: "alice", StartedAt: at(0), QueuedAt: at(2 * time.Second), AcceptedAt: at(40 * time.Second), EndedAt: at(time.Minute),
 		InboundMessages: 2, OutboundMessages: 1, Offers: 3, Declines: 1, Ronas: 1, FailedSends: 1,
+		SegmentsIn: 3, SegmentsOut: 4, CustomerCountry: "US", Services: []string{"sales"}, Agents: []string{"alice"},
+		Steps: []*reportingv1.WorkflowStep{
+			{Step: 1, WorkflowId: "wf", ActivityId: "hello", ActivityType: "message", TypeName: "Message", Label: "Greeting", Branch: "next", CompletedAt: at(time.Second), Duration: durationpb.New(1500 * time.Millisecond)},
+			{Step: 2, WorkflowId: "wf", ActivityId: "queue", ActivityType: "queue_task", TypeName: "Queue Task", Branch: "queued", CompletedAt: at(2 * time.Second), Duration: durationpb.New(time.Second)},
+		},
 	}
 }
 
@@ -156,6 +193,17 @@ func TestRecordsDoNotDependOnOrderOrRedelivery(t *testing.T) {
 			return ev[:len(ev)-1]
 		}, func(ss string) *reportingv1.SessionRecord {
 			r := handledRecord("acme", ss)
+			r.State, r.Outcome, r.EndReason, r.EndedAt = reportingv1.SessionState_SESSION_STATE_ACTIVE, 0, "", nil
+			return r
+		}},
+		// Both services in order and both agents; the agent is the one
+		// the session ended with, whichever accept is applied last.
+		{"transferred session", func(ss string) []event { return transferredLifeOf("acme", ss) }, func(ss string) *reportingv1.SessionRecord { return transferredRecord("acme", ss) }},
+		{"transferred session still going on", func(ss string) []event {
+			ev := transferredLifeOf("acme", ss)
+			return ev[:len(ev)-1]
+		}, func(ss string) *reportingv1.SessionRecord {
+			r := transferredRecord("acme", ss)
 			r.State, r.Outcome, r.EndReason, r.EndedAt = reportingv1.SessionState_SESSION_STATE_ACTIVE, 0, "", nil
 			return r
 		}},
@@ -254,6 +302,8 @@ func TestSessionKey(t *testing.T) {
 		{subjects.TaskDeclined("acme"), &distributionv1.TaskDeclined{TenantId: "acme", SessionId: "s1"}},
 		{subjects.TaskOfferTimedOut("acme"), &distributionv1.TaskOfferTimedOut{TenantId: "acme", SessionId: "s1"}},
 		{subjects.OutboundFailed("acme"), &outboundv1.OutboundMessageFailed{TenantId: "acme", SessionId: "s1"}},
+		{subjects.OutboundSent("acme"), &outboundv1.OutboundMessageSent{TenantId: "acme", SessionId: "s1"}},
+		{subjects.WorkflowStepCompleted("acme"), &workflowv1.StepCompleted{TenantId: "acme", SessionId: "s1"}},
 	} {
 		data, err := proto.Marshal(e.msg)
 		if err != nil {

@@ -39,7 +39,7 @@ type Group struct {
 	BucketStart time.Time
 	Row
 	// Outcomes counts the sessions by outcome (session.v1.Outcome).
-	Outcomes [8]int64
+	Outcomes [16]int64
 }
 
 // Normalize validates q, rounds its range outward to 15 minutes and

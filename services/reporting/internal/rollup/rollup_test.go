@@ -18,6 +18,7 @@ import (
 
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
+	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/bus"
@@ -41,8 +42,11 @@ func apply(ctx context.Context, s *records.Store, e event) error {
 		return err
 	}
 	m := &bus.Message{Subject: e.subject, Data: data, Delivered: 1}
-	if strings.HasPrefix(e.subject, subjects.DomainSession+".") {
+	switch {
+	case strings.HasPrefix(e.subject, subjects.DomainSession+"."):
 		return s.HandleSession(ctx, m)
+	case strings.HasPrefix(e.subject, subjects.DomainOutbound+"."):
+		return s.HandleOutbound(ctx, m)
 	}
 	return s.HandleDistribution(ctx, m)
 }
@@ -57,7 +61,7 @@ func randomSession(r *rand.Rand, tenant, id string, base time.Time, span time.Du
 		EntryId: "e-" + ch.String(), Conversation: &messagingv1.ConversationRef{Channel: ch}, StartedAt: ts(start)}}}
 	for i := range r.IntN(4) {
 		evs = append(evs, event{subjects.SessionMessageAdded(tenant), &sessionv1.MessageAdded{TenantId: tenant, SessionId: id,
-			MessageId: fmt.Sprintf("in%d", i), Direction: sessionv1.Direction_DIRECTION_INBOUND, OccurredAt: ts(start)}})
+			MessageId: fmt.Sprintf("in%d", i), Direction: sessionv1.Direction_DIRECTION_INBOUND, OccurredAt: ts(start), NumSegments: int32(1 + i%3)}})
 	}
 	end := start.Add(time.Duration(r.IntN(60)) * time.Second)
 	outcome := sessionv1.Outcome_OUTCOME_NOT_HANDLED
@@ -82,6 +86,7 @@ func randomSession(r *rand.Rand, tenant, id string, base time.Time, span time.Du
 			reply := accepted.Add(time.Duration(r.IntN(40_000)) * time.Millisecond)
 			evs = append(evs, event{subjects.SessionMessageAdded(tenant), &sessionv1.MessageAdded{TenantId: tenant, SessionId: id, MessageId: "out0",
 				Direction: sessionv1.Direction_DIRECTION_OUTBOUND, Sender: sessionv1.SenderKind_SENDER_KIND_AGENT, AgentId: agent, OccurredAt: ts(reply)}})
+			evs = append(evs, event{subjects.OutboundSent(tenant), &outboundv1.OutboundMessageSent{TenantId: tenant, SessionId: id, RequestId: "out0", NumSegments: int32(1 + len(id)%4)}})
 			end = reply.Add(time.Duration(r.IntN(600)) * time.Second)
 			outcome = sessionv1.Outcome_OUTCOME_HANDLED
 		} else if r.IntN(2) == 0 {
@@ -101,6 +106,7 @@ type expKey struct {
 
 type expRow struct {
 	sessions, queued, answered, abandoned, in, out, declines, ronas int64
+	segIn, segOut                                                   int64
 	waitN, waitSum, handleN, handleSum, replyN                      int64
 }
 
@@ -118,6 +124,12 @@ func recompute(recs []*records.Doc, ends map[string]*sessionv1.SessionEnded) map
 		e := row(k)
 		e.sessions++
 		e.in, e.out = e.in+int64(len(d.Inbound)), e.out+int64(len(d.Outbound))
+		for _, m := range d.SegmentsIn {
+			e.segIn += int64(m.Segments)
+		}
+		for _, m := range d.SegmentsOut {
+			e.segOut += int64(m.Segments)
+		}
 		if !d.QueuedAt.IsZero() {
 			e.queued++
 			if d.AcceptedAt.IsZero() {
@@ -296,7 +308,7 @@ func rollupProperty(t *testing.T, seed uint64) {
 			sessions: c[rollup.Sessions], queued: c[rollup.Queued], answered: c[rollup.Answered], abandoned: c[rollup.AbandonedInQueue],
 			in: c[rollup.InboundMessages], out: c[rollup.OutboundMessages], declines: c[rollup.Declines], ronas: c[rollup.Ronas],
 			waitN: g.H[rollup.HWait].Count(), waitSum: c[rollup.WaitSumMS], handleN: g.H[rollup.HHandle].Count(), handleSum: c[rollup.HandleSumMS],
-			replyN: g.H[rollup.HReply].Count(),
+			replyN: g.H[rollup.HReply].Count(), segIn: c[rollup.SegmentsIn], segOut: c[rollup.SegmentsOut],
 		}
 	}
 	keys := map[expKey]bool{}

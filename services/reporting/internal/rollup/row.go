@@ -34,7 +34,14 @@ const (
 	WorkflowSumMS
 	// SL0… count answered sessions whose wait was at most SLThresholds[i].
 	SL0
-	NumCounters = SL0 + 6
+	// SegmentsIn and SegmentsOut are Twilio message segments; CostMicros
+	// their estimated cost in micro-units (1e-6) of the tenant's currency,
+	// priced when the session was rolled up. Rows written before these
+	// existed (encoding version 1) read as zero.
+	SegmentsIn  = SL0 + 6
+	SegmentsOut = SegmentsIn + 1
+	CostMicros  = SegmentsIn + 2
+	NumCounters = SegmentsIn + 3
 )
 
 // SLThresholds are the service-level thresholds (seconds) counted
@@ -104,7 +111,7 @@ func FromRecord(seq uint64, d *records.Doc, ev *sessionv1.SessionEnded) Session 
 			at = t
 		}
 	}
-	agent := d.AgentID
+	agent := d.Agent()
 	if ev.GetAgentId() != "" {
 		agent = ev.GetAgentId()
 	}
@@ -119,6 +126,7 @@ func FromRecord(seq uint64, d *records.Doc, ev *sessionv1.SessionEnded) Session 
 	c[Sessions] = 1
 	c[InboundMessages], c[OutboundMessages] = int64(len(d.Inbound)), int64(len(d.Outbound))
 	c[Offers], c[FailedSends] = int64(len(d.Offers)), int64(len(d.FailedSends))
+	c[SegmentsIn], c[SegmentsOut] = d.Segments()
 	// Declines and RONAs count against the agent named; ones recorded
 	// before agents were kept stay on the session's row.
 	c[Declines] = max(int64(len(d.Declines)-len(d.DeclinedBy)), 0)
@@ -178,7 +186,12 @@ func FromRecord(seq uint64, d *records.Doc, ev *sessionv1.SessionEnded) Session 
 // varints. Hundreds of rows, each with four histograms, would be tens of
 // thousands of BSON fields, which FerretDB would parse and rewrite as JSON
 // on every read and update; as one value they are a few kilobytes.
-const encodingVersion = 1
+//
+// Version 2 added counters (segments and cost) after the others; the
+// counters are written as a bit mask and the non-zero values, so version
+// 1 documents read as they are, with those counters zero. (A version-1
+// reader refuses version 2 rather than misreading it.)
+const encodingVersion = 2
 
 func encodeRows(rows []*Row) []byte {
 	b := []byte{encodingVersion}
@@ -223,7 +236,7 @@ func decodeRows(b []byte, fn func(*Row)) error {
 	if len(b) == 0 {
 		return nil
 	}
-	if b[0] != encodingVersion {
+	if b[0] != 1 && b[0] != encodingVersion {
 		return errCorrupt
 	}
 	b = b[1:]

@@ -12,10 +12,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 	reportingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/reporting/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/pricing"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/reporting/internal/records"
 )
@@ -228,7 +230,12 @@ func (s *Store) applyMsgs(ctx context.Context, recs Records, o RunOptions, msgs 
 			continue
 		}
 		inBatch[k] = true
-		batch = append(batch, FromRecord(it.seq, d, it.ev))
+		ss := FromRecord(it.seq, d, it.ev)
+		if d != nil {
+			c := &ss.Rows[0].C
+			c[CostMicros] = s.prices(ctx, it.ev.GetTenantId()).Estimate(messagingv1.Channel(d.Channel), pricing.Country(d.Customer), c[SegmentsIn], c[SegmentsOut])
+		}
+		batch = append(batch, ss)
 	}
 	if err := s.Apply(ctx, batch); err != nil {
 		return 0, err

@@ -69,6 +69,10 @@ type Store struct {
 	writerMu    sync.Mutex
 	written     map[string][]period
 	periodCache ttlCache[[]period]
+
+	// Tenants' price tables (prices.go), and the last each had.
+	tenantPrices TenantPrices
+	lastPrices   sync.Map // tenant → *pricing.Table
 }
 
 // CacheTTL is how long a document read for a summary is used again
