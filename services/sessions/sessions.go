@@ -27,6 +27,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/connect"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
+	"github.com/switchboard-cc/switchboard/pkg/retention"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/console"
@@ -73,23 +74,27 @@ type Config struct {
 	// StaleSweepEvery is how often active sessions are checked against
 	// their tenant's stale_after (10 minutes; 0 never checks).
 	StaleSweepEvery time.Duration
-	Streams         subjects.StreamOptions
+	// RetentionSweepEvery is how often data older than each tenant's
+	// retention_days is purged (1 hour; 0 never).
+	RetentionSweepEvery time.Duration
+	Streams             subjects.StreamOptions
 }
 
 // Defaults for one machine.
 func Defaults() Config {
 	return Config{
-		HTTPAddr:         "127.0.0.1:8081",
-		NATSURL:          "nats://127.0.0.1:4222",
-		MongoURI:         "mongodb://127.0.0.1:27017/",
-		Database:         "switchboard_sessions",
-		ConfigAddr:       "127.0.0.1:9090",
-		DistributionAddr: "127.0.0.1:9091",
-		OutboundAddr:     "127.0.0.1:9093",
-		AgentTokenTTL:    8 * time.Hour,
-		AgentAuthTimeout: 10 * time.Second,
-		InboundWorkers:   128,
-		StaleSweepEvery:  10 * time.Minute,
+		HTTPAddr:            "127.0.0.1:8081",
+		NATSURL:             "nats://127.0.0.1:4222",
+		MongoURI:            "mongodb://127.0.0.1:27017/",
+		Database:            "switchboard_sessions",
+		ConfigAddr:          "127.0.0.1:9090",
+		DistributionAddr:    "127.0.0.1:9091",
+		OutboundAddr:        "127.0.0.1:9093",
+		AgentTokenTTL:       8 * time.Hour,
+		AgentAuthTimeout:    10 * time.Second,
+		InboundWorkers:      128,
+		StaleSweepEvery:     10 * time.Minute,
+		RetentionSweepEvery: retention.DefaultEvery,
 	}
 }
 
@@ -166,6 +171,9 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
+	if err := st.WatchStates(ctx, log); err != nil {
+		return err
+	}
 	proxies, err := httpserver.ParsePrefixes(cfg.TrustedProxies)
 	if err != nil {
 		return err
@@ -174,6 +182,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	domain := core.New(st, b, pusher{gw: &gw}, distributionv1.NewDistributionServiceClient(dc), outbound, log)
 	domain.SetConfig(configv1.NewServiceServiceClient(cc), configv1.NewTenantServiceClient(cc))
 	domain.SetTracing(b.TracerProvider())
+	domain.SetLifetime(ctx)
 	gw = gateway.New(domain, keys, configv1.NewLookupServiceClient(cc), b.NC, log, gateway.Options{
 		TokenTTL: cfg.AgentTokenTTL, AuthTimeout: cfg.AgentAuthTimeout, OriginPatterns: cfg.OriginPatterns, Console: console.FS(),
 		TrustedProxies: proxies, Tracing: b.TracerProvider(),
@@ -236,6 +245,8 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			return nil
 		})
 	}
+	retention.Start(gctx, g, b, cfg.RetentionSweepEvery, &retention.Sweeper{Service: Name, Tenants: configv1.NewTenantServiceClient(cc),
+		Purge: domain.PurgeBefore, Log: log, Now: deps.Now}, subjects.ConsumerSessionsErasure, domain.EraseCustomer)
 	srv := httpserver.New(telemetry.HTTPHandler(b.TracerProvider(), gw.Handler()))
 	g.Go(func() error {
 		err := httpserver.Serve(gctx, srv, lis, 3*time.Second)

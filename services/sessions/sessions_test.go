@@ -2,10 +2,12 @@ package sessions_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,7 +47,8 @@ func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
 
 const authKey = "0101010101010101010101010101010101010101010101010101010101010101"
 
-// fakeConfig answers sign-ins: alice is an agent, carl is an admin only.
+// fakeConfig answers sign-ins: alice is an agent, carl is an admin only,
+// dora an agent without the IM license, ann an analyst.
 type fakeConfig struct {
 	configv1.UnimplementedLookupServiceServer
 }
@@ -55,6 +58,8 @@ func (fakeConfig) AuthenticateUser(_ context.Context, r *configv1.AuthenticateUs
 		"alice@acme.example": {Id: "alice", DisplayName: "Alice", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_AGENT}},
 		"bob@acme.example":   {Id: "bob", DisplayName: "Bob", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_AGENT}},
 		"carl@acme.example":  {Id: "carl", DisplayName: "Carl", Roles: []configv1.Role{configv1.Role_ROLE_ADMIN}},
+		"dora@acme.example":  {Id: "dora", DisplayName: "Dora", Roles: []configv1.Role{configv1.Role_ROLE_AGENT}},
+		"ann@acme.example":   {Id: "ann", DisplayName: "Ann", Roles: []configv1.Role{configv1.Role_ROLE_ANALYST}},
 	}
 	if r.GetEmail() == "locked@acme.example" || r.GetSourceAddress() == "198.51.100.66" {
 		st, _ := status.New(codes.ResourceExhausted, "too many failed sign-ins; try again later").
@@ -277,14 +282,42 @@ func TestLoginRejections(t *testing.T) {
 		{"unknown user", "acme", "zed@acme.example", "pw", "401"},
 		{"bad tenant id", "Not A Slug", "alice@acme.example", "pw", "400"},
 		{"missing password", "acme", "alice@acme.example", "", "400"},
-		// The right password of someone who is not an agent answers as a
-		// wrong one: the agent sign-in confirms nobody's password.
-		{"not an agent", "acme", "carl@acme.example", "pw", "401: wrong tenant, email or password"},
+		// The right password of someone with no role a token serves
+		// (an agent without the IM license) answers as a wrong one: the
+		// sign-in confirms nobody's password.
+		{"no role a token serves", "acme", "dora@acme.example", "pw", "401: wrong tenant, email or password"},
 	}
 	for _, tt := range tests {
 		_, err := agentclient.Login(ctx, h.url, tt.tenant, tt.email, tt.pw)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: Login error = %v, want status %s", tt.name, err, tt.want)
+		}
+	}
+}
+
+// Admins and analysts get tokens with their roles (for config and
+// reporting); the agent websocket refuses them.
+func TestLoginIssuesEveryTokenRole(t *testing.T) {
+	h := start(t)
+	ctx := ctxT(t)
+	for email, want := range map[string][]string{
+		"alice@acme.example": {authn.RoleAgent},
+		"carl@acme.example":  {authn.RoleAdmin},
+		"ann@acme.example":   {authn.RoleAnalyst},
+	} {
+		s, err := agentclient.SignIn(ctx, h.url, "acme", email, "pw")
+		if err != nil {
+			t.Fatalf("%s: %v", email, err)
+		}
+		c, err := h.keys.Verify(s.Token)
+		if err != nil || !slices.Equal(c.Roles, want) || !slices.Equal(s.Roles, want) {
+			t.Errorf("%s: token roles %v (%v), answer roles %v; want %v", email, c.Roles, err, s.Roles, want)
+		}
+		if want[0] == authn.RoleAgent {
+			continue
+		}
+		if _, err := agentclient.Dial(ctx, h.url, s.Token); !agentclient.IsCode(err, "unauthenticated") {
+			t.Errorf("%s: websocket with the token: %v, want unauthenticated", email, err)
 		}
 	}
 }
@@ -598,6 +631,22 @@ func TestSessionsEndedFromOutside(t *testing.T) {
 		t.Errorf("SessionEnded = %v, want NOT_HANDLED naming the Disconnect activity", ev)
 	}
 
+	// Alice accepted the second session's offer just as it ended: she is
+	// told it ended, not handed a chat she could neither answer nor end.
+	ctx := ctxT(t)
+	alice := h.agent(t, "alice@acme.example")
+	h.publish(t, subjects.TaskAccepted("acme"), &distributionv1.TaskAccepted{TenantId: "acme", TaskId: "tk-late", SessionId: second, AgentId: "alice", OfferId: "of-late", AcceptedAt: timestamppb.Now()}, "a-late")
+	late, err := alice.WaitFor(ctx, "session.ended", func(f agentclient.Frame) bool { return f.Field("session_id") == second })
+	if err != nil {
+		t.Fatalf("no session.ended for an accept after the end: %v", err)
+	}
+	if late.Field("outcome") != "not_handled" {
+		t.Errorf("session.ended after a late accept = %s, want outcome not_handled", late.Data)
+	}
+	if n := alice.Count("session.assigned", nil); n != 0 {
+		t.Errorf("alice was assigned an ended session (%d frames)", n)
+	}
+
 	h.publish(t, subjects.ChatMessageReceived("acme"), conv("IM3", "+15550007", "one more", "CH3"), "IM3")
 	waitFor(t, "third session", func() bool { return len(sessionIDs(t, h)) == 3 })
 	third := sessionIDs(t, h)[2]
@@ -606,6 +655,25 @@ func TestSessionsEndedFromOutside(t *testing.T) {
 	waitFor(t, "session ended for inactivity", func() bool { return ended()[third] != nil })
 	if ev := ended()[third]; ev.GetOutcome() != sessionv1.Outcome_OUTCOME_ABANDONED || !strings.Contains(ev.GetReason(), "did not answer") {
 		t.Errorf("SessionEnded = %v, want ABANDONED because the customer did not answer", ev)
+	}
+
+	// A Disconnect that says why: no agent in time, out of hours.
+	for i, c := range []struct {
+		cause   workflowv1.EndCause
+		outcome sessionv1.Outcome
+	}{
+		{workflowv1.EndCause_END_CAUSE_NO_AGENT, sessionv1.Outcome_OUTCOME_NO_AGENT},
+		{workflowv1.EndCause_END_CAUSE_OUT_OF_HOURS, sessionv1.Outcome_OUTCOME_OUT_OF_HOURS},
+	} {
+		sid := fmt.Sprintf("IM%d", 4+i)
+		h.publish(t, subjects.ChatMessageReceived("acme"), conv(sid, "+15550007", "are you there?", "CH"+sid), sid)
+		waitFor(t, "session "+sid, func() bool { return len(sessionIDs(t, h)) == 4+i })
+		id := sessionIDs(t, h)[3+i]
+		h.publish(t, subjects.WorkflowEndRequested("acme"), &workflowv1.SessionEndRequested{TenantId: "acme", SessionId: id, Activity: "bye", Cause: c.cause}, "end-"+sid)
+		waitFor(t, "session ended by "+c.cause.String(), func() bool { return ended()[id] != nil })
+		if ev := ended()[id]; ev.GetOutcome() != c.outcome || !strings.Contains(ev.GetReason(), "(bye)") {
+			t.Errorf("SessionEnded after %v = %v, want %v naming the activity", c.cause, ev, c.outcome)
+		}
 	}
 }
 

@@ -8,9 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -36,26 +39,72 @@ func (f Frame) Field(name string) string {
 
 // Login signs an agent in and returns the token.
 func Login(ctx context.Context, baseURL, tenant, email, password string) (string, error) {
+	s, err := SignIn(ctx, baseURL, tenant, email, password)
+	if err != nil {
+		return "", err
+	}
+	return s.Token, nil
+}
+
+// Session is a sign-in's answer: the token and what it carries.
+type Session struct {
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// Roles the token carries: agent, supervisor, analyst, admin.
+	Roles []string `json:"roles"`
+	User  struct {
+		ID          string `json:"id"`
+		DisplayName string `json:"display_name"`
+		TenantID    string `json:"tenant_id"`
+	} `json:"agent"`
+}
+
+// SignInError is a refused sign-in: the HTTP status, the gateway's
+// message and, for 429, how long to wait before trying again.
+type SignInError struct {
+	Status     int
+	Message    string
+	RetryAfter time.Duration
+}
+
+func (e *SignInError) Error() string {
+	return fmt.Sprintf("login: status %d: %s", e.Status, e.Message)
+}
+
+// SignIn signs a user in (POST /api/agent/v1/login): any user holding a
+// role a token is good for, not only agents. A refusal is a *SignInError.
+func SignIn(ctx context.Context, baseURL, tenant, email, password string) (*Session, error) {
 	body, _ := json.Marshal(map[string]string{"tenant_id": tenant, "email": email, "password": password})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(baseURL, "/")+"/api/agent/v1/login", bytes.NewReader(body))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer res.Body.Close()
-	var out struct {
-		Token string `json:"token"`
-		Error string `json:"error"`
-	}
-	_ = json.NewDecoder(res.Body).Decode(&out)
 	if res.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("login: status %d: %s", res.StatusCode, out.Error)
+		var out struct {
+			Error      string `json:"error"`
+			RetryAfter int    `json:"retry_after_seconds"`
+		}
+		_ = json.NewDecoder(io.LimitReader(res.Body, 64<<10)).Decode(&out)
+		e := &SignInError{Status: res.StatusCode, Message: out.Error, RetryAfter: time.Duration(out.RetryAfter) * time.Second}
+		if secs, err := strconv.Atoi(res.Header.Get("Retry-After")); err == nil && e.RetryAfter == 0 {
+			e.RetryAfter = time.Duration(secs) * time.Second
+		}
+		if e.Message == "" {
+			e.Message = http.StatusText(res.StatusCode)
+		}
+		return nil, e
 	}
-	return out.Token, nil
+	var s Session
+	if err := json.NewDecoder(io.LimitReader(res.Body, 64<<10)).Decode(&s); err != nil || s.Token == "" {
+		return nil, fmt.Errorf("login: the answer is not a sign-in: %v", err)
+	}
+	return &s, nil
 }
 
 // Conn is an authenticated agent socket. It records every frame the server

@@ -138,7 +138,7 @@ func run(messages, perSession, live, reads, scanDocs int) error {
 	}
 	for range reads / 4 {
 		t0 := time.Now()
-		active, err := st.AgentSessions(ctx, "demo", "alice")
+		active, _, err := st.AgentSessions(ctx, "demo", "alice")
 		if err != nil {
 			return err
 		}

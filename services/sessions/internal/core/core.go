@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -31,6 +32,7 @@ import (
 
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/ids"
+	"github.com/switchboard-cc/switchboard/pkg/segments"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/protocol"
@@ -93,6 +95,10 @@ type Core struct {
 	// convs: conversation → active session, a hint checked by the session
 	// read (convcache.go).
 	convs *convCache
+	// life bounds background work; finishing holds the interrupted ends
+	// being retried (tenant/session).
+	life      context.Context
+	finishing sync.Map
 }
 
 // convCacheSize bounds the conversations remembered (about 100 bytes each).
@@ -101,7 +107,7 @@ const convCacheSize = 200_000
 // New returns the domain. out may be nil: replies are then not checked
 // before they are requested (outbound-sender still refuses what it must).
 func New(st *store.Store, pub Emitter, push Pusher, dist distributionv1.DistributionServiceClient, out outboundv1.OutboundServiceClient, log *slog.Logger) *Core {
-	c := &Core{store: st, pub: pub, push: push, dist: dist, outbound: out, log: log, now: time.Now, convs: newConvCache(convCacheSize)}
+	c := &Core{store: st, pub: pub, push: push, dist: dist, outbound: out, log: log, now: time.Now, convs: newConvCache(convCacheSize), life: context.Background()}
 	c.SetTracing(otel.GetTracerProvider())
 	return c
 }
@@ -317,49 +323,61 @@ func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 	for _, md := range media {
 		msg.Media = append(msg.Media, store.Media{URL: md.GetUrl(), ContentType: md.GetContentType()})
 	}
-	if sess.FirstMessageSID == ev.GetMessageSid() {
-		// The customer's history names the session (once, whatever the
-		// redeliveries), so their next chats can show this one.
-		if err := c.store.RecordHistory(ctx, sess.Tenant, sess.Conversation.Customer, store.HistoryEntry{
-			SessionID: sess.ID, StartedAt: sess.StartedAt, Channel: sess.Conversation.Channel,
-		}); err != nil {
+	// A message goes to its conversation's active session. One whose
+	// session has ended by the time it is handled (held up by an outage
+	// past the agent's end, or the end landing between the read and the
+	// append) goes to the conversation's next session, where someone sees
+	// it, rather than into a chat no one will open again. The session is
+	// read again after the append for that, and for its agent now.
+	for moves := 0; ; moves++ {
+		if sess.State != store.StateActive && moves < 3 {
+			if sess, err = c.moveToNext(ctx, &ev, sess); err != nil {
+				return err
+			}
+		}
+		if sess.FirstMessageSID == ev.GetMessageSid() {
+			// The customer's history names the session (once, whatever the
+			// redeliveries), so their next chats can show this one.
+			if err := c.store.RecordHistory(ctx, sess.Tenant, sess.Conversation.Customer, store.HistoryEntry{
+				SessionID: sess.ID, StartedAt: sess.StartedAt, Channel: sess.Conversation.Channel,
+			}); err != nil {
+				return err
+			}
+			// Before the message's event: consumers see a session start first.
+			if err := c.pub.Emit(ctx, subjects.SessionStarted(sess.Tenant), &sessionv1.SessionStarted{
+				TenantId: sess.Tenant, SessionId: sess.ID, ServiceId: sess.ServiceID, EntryId: sess.EntryID,
+				Conversation: ev.GetConversation(), FirstMessageSid: ev.GetMessageSid(),
+				CustomerName: sess.CustomerName, StartedAt: timestamppb.New(sess.StartedAt),
+			}, sess.ID+":started"); err != nil {
+				return err
+			}
+		}
+		// Whether the transcript already had the message does not tell
+		// whether the agent was shown it: an earlier delivery may have
+		// appended it and then failed before the frame (its
+		// session.message.added publish refused while the SESSION stream's
+		// leader was gone, or the append's PubAck lost), and the message is
+		// not done until this delivery marks it so. Every delivery that gets
+		// here pushes the frame (the console ignores a message it already
+		// has); a message done before returned above.
+		if _, err := c.addAndAnnounce(ctx, sess, msg, media); err != nil {
 			return err
 		}
-		// Before the message's event: consumers see a session start first.
-		if err := c.pub.Emit(ctx, subjects.SessionStarted(sess.Tenant), &sessionv1.SessionStarted{
-			TenantId: sess.Tenant, SessionId: sess.ID, ServiceId: sess.ServiceID, EntryId: sess.EntryID,
-			Conversation: ev.GetConversation(), FirstMessageSid: ev.GetMessageSid(),
-			CustomerName: sess.CustomerName, StartedAt: timestamppb.New(sess.StartedAt),
-		}, sess.ID+":started"); err != nil {
-			return err
-		}
-	}
-	// Whether the transcript already had the message does not tell whether
-	// the agent was shown it: an earlier delivery may have appended it and
-	// then failed before the frame (its session.message.added publish
-	// refused while the SESSION stream's leader was gone, or the append's
-	// PubAck lost), and the message is not done until this delivery marks
-	// it so. Every delivery that gets here pushes the frame (the console
-	// ignores a message it already has); a message done before returned
-	// above.
-	if _, err := c.addAndAnnounce(ctx, sess, msg, media); err != nil {
-		return err
-	}
-	agent := sess.AgentID
-	if agent == "" {
-		// The session had no agent when read. An agent who accepted it
-		// since may have loaded the transcript before this message was
-		// in it: read again, now that it is, and show it to them.
+		// An agent who accepted the session since it was read may have
+		// loaded the transcript before this message was in it: the record,
+		// read now that it is, names who to show it to.
 		now, err := c.store.Session(ctx, sess.Tenant, sess.ID)
 		if err != nil {
 			return err
 		}
-		agent = now.AgentID
+		if now.State == store.StateActive || moves >= 3 {
+			c.toSession(ctx, sess.Tenant, sess.ID, now.AgentID, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
+				"session_id": sess.ID, "message": messageView(msg),
+			}))
+			return c.store.InboundDone(ctx, ev.GetTenantId(), ev.GetMessageSid())
+		}
+		sess = now
 	}
-	c.toSession(ctx, sess.Tenant, sess.ID, agent, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
-		"session_id": sess.ID, "message": messageView(msg),
-	}))
-	return c.store.InboundDone(ctx, ev.GetTenantId(), ev.GetMessageSid())
 }
 
 // addAndAnnounce appends a message to the transcript and publishes its
@@ -378,9 +396,35 @@ func (c *Core) addAndAnnounce(ctx context.Context, sess *store.Session, msg *sto
 	return added, aerr
 }
 
+// moveToNext moves a message whose session has ended before it was shown
+// to the conversation's next session (opened if need be), and returns that
+// session; if another delivery moved it first, where it went wins. The
+// ended chat's transcript may keep a copy (appended before the end was
+// seen); its agent was not shown it.
+func (c *Core) moveToNext(ctx context.Context, ev *chatv1.MessageReceived, ended *store.Session) (*store.Session, error) {
+	next, err := c.sessionFor(ctx, ev)
+	if err != nil {
+		return nil, err
+	}
+	claim, err := c.store.MoveInbound(ctx, ev.GetTenantId(), ev.GetMessageSid(), ended.ID, next.ID)
+	if err != nil {
+		return nil, err
+	}
+	if claim.SessionID != next.ID && claim.SessionID != ended.ID {
+		return c.store.Session(ctx, ev.GetTenantId(), claim.SessionID)
+	}
+	c.log.InfoContext(ctx, "a message whose session ended before it was shown goes to the conversation's next session",
+		"tenant", ev.GetTenantId(), "message_sid", ev.GetMessageSid(), "ended", ended.ID, "session_id", next.ID)
+	return next, nil
+}
+
 // cachedSession returns the active session of a conversation this replica
 // remembers, read by _id; nil when none is remembered or it has ended
-// since (the entry is then dropped).
+// since (the entry is then dropped). Not the state bucket's watched copy:
+// it can show a session active for a while after another replica ended
+// it (the watch lags while a NATS node is down), and the customer's next
+// message would go into the ended chat, seen by no one, instead of
+// opening a new one.
 func (c *Core) cachedSession(ctx context.Context, tenant, key string) (*store.Session, error) {
 	id := c.convs.get(tenant, key)
 	if id == "" {
@@ -398,6 +442,16 @@ func (c *Core) cachedSession(ctx context.Context, tenant, key string) (*store.Se
 	return nil, nil
 }
 
+// session returns a session as the state bucket's watch last showed it
+// when it is active there, else as stored: for the steps that need only
+// who the customer is and which agent has the chat, not a fresh read.
+func (c *Core) session(ctx context.Context, tenant, id string) (*store.Session, error) {
+	if sess := c.store.WatchedSession(tenant, id); sess != nil {
+		return sess, nil
+	}
+	return c.store.Session(ctx, tenant, id)
+}
+
 // sessionFor finds the active session of the message's conversation or
 // opens one. Crash-safe: the conversation pointer is claimed first, and a
 // pointer whose session record is missing gets it created by the retry.
@@ -408,24 +462,27 @@ func (c *Core) sessionFor(ctx context.Context, ev *chatv1.MessageReceived) (*sto
 		if err != nil {
 			return nil, err
 		}
+		fresh := false // the pointer was claimed for a new id just now
 		if id == "" {
-			if id, err = c.store.ClaimActive(ctx, tenant, key, ids.New("ss_")); err != nil {
+			newID := ids.New("ss_")
+			if id, err = c.store.ClaimActive(ctx, tenant, key, newID); err != nil {
 				return nil, err
 			}
+			fresh = id == newID
 		}
-		sess, err := c.store.Session(ctx, tenant, id)
-		if errors.Is(err, store.ErrNotFound) {
+		var sess *store.Session
+		if !fresh { // no session can have an id made here
+			sess, err = c.store.Session(ctx, tenant, id)
+		}
+		if fresh || errors.Is(err, store.ErrNotFound) {
 			sess = &store.Session{
 				Tenant: tenant, ID: id, ServiceID: ev.GetServiceId(), EntryID: ev.GetEntryId(),
 				Conversation: toStore(ev.GetConversation()), ConversationKey: key,
 				CustomerName: ev.GetProfileName(), FirstMessageSID: ev.GetMessageSid(),
 				State: store.StateActive, StartedAt: c.now(), Trace: telemetry.TraceParent(ctx),
 			}
-			if err := c.store.CreateSession(ctx, sess); err != nil {
-				return nil, err
-			}
-			// Another delivery may have created it first: read what won.
-			if sess, err = c.store.Session(ctx, tenant, id); err != nil {
+			// Another delivery may have created it first: what won.
+			if sess, err = c.store.OpenSession(ctx, sess); err != nil {
 				return nil, err
 			}
 			c.convs.put(tenant, key, id)
@@ -460,14 +517,29 @@ func (c *Core) emitMessageAdded(ctx context.Context, sess *store.Session, msg *s
 	return c.pub.Emit(ctx, subjects.SessionMessageAdded(sess.Tenant), &sessionv1.MessageAdded{
 		TenantId: sess.Tenant, SessionId: sess.ID, MessageId: msg.ID, Direction: dir, Sender: sender,
 		AgentId: msg.AgentID, Body: msg.Body, Media: media, OccurredAt: timestamppb.New(msg.At),
+		NumSegments: inboundSegments(sess, msg),
 	}, sess.ID+":"+msg.ID+":added")
+}
+
+// inboundSegments is what Twilio bills for a customer's message: its
+// body's SMS segments (at least one: a media-only message is one), one
+// on WhatsApp; 0 for the other entries (outbound ones are counted by
+// outbound.message.sent).
+func inboundSegments(sess *store.Session, msg *store.Message) int32 {
+	switch {
+	case msg.Direction != "inbound":
+		return 0
+	case sess.Conversation.Channel == "sms":
+		return int32(max(segments.Segments(msg.Body), 1))
+	}
+	return 1
 }
 
 func messageView(m *store.Message) *protocol.Message {
 	v := &protocol.Message{
 		ID: m.ID, Direction: m.Direction, Sender: m.Sender, AgentID: m.AgentID, Body: m.Body, At: m.At,
 		Status: m.Status, ErrorCode: m.ErrorCode, ErrorMessage: m.ErrorMessage, Reason: m.Reason, ResendOf: m.ResendOf,
-		Visibility: m.Visibility,
+		Visibility: m.Visibility, ContentSID: m.ContentSID,
 	}
 	for _, md := range m.Media {
 		if md.URL != "" && !SafeMediaURL(md.URL) {
@@ -654,12 +726,20 @@ func (c *Core) assigned(ctx context.Context, ev *distributionv1.TaskAccepted) er
 	if err != nil {
 		return err
 	}
+	// The accepting agent's other sockets drop the card too.
+	c.revoke(ctx, ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "accepted")
+	if sess.State != store.StateActive {
+		// The session ended while its offer was open (Assign left it
+		// alone): the agent is told it ended, not given a chat they
+		// cannot answer or end. Distribution completes the task on the
+		// session's end.
+		c.push.Push(ctx, ev.GetTenantId(), ev.GetAgentId(), endedFrame(sess))
+		return nil
+	}
 	msgs, err := c.store.Transcript(ctx, sess.Tenant, sess.ID)
 	if err != nil {
 		return err
 	}
-	// The accepting agent's other sockets drop the card too.
-	c.revoke(ctx, ev.GetTenantId(), ev.GetAgentId(), ev.GetOfferId(), ev.GetTaskId(), "accepted")
 	view := sessionView(sess, msgs)
 	view.Compliance = c.compliance(ctx, sess)
 	c.push.Push(ctx, ev.GetTenantId(), ev.GetAgentId(), protocol.Frame(protocol.TypeSessionAssigned, view))
@@ -712,7 +792,7 @@ func (c *Core) outboundRequested(ctx context.Context, ev *outboundv1.OutboundMes
 	if ev.GetSessionId() == "" {
 		return nil // not part of a session (e.g. a business-initiated send)
 	}
-	sess, err := c.store.Session(ctx, ev.GetTenantId(), ev.GetSessionId())
+	sess, err := c.session(ctx, ev.GetTenantId(), ev.GetSessionId())
 	if errors.Is(err, store.ErrNotFound) {
 		return bus.Permanentf("outbound request %s for unknown session %s", ev.GetRequestId(), ev.GetSessionId())
 	}
@@ -729,22 +809,23 @@ func (c *Core) outboundRequested(ctx context.Context, ev *outboundv1.OutboundMes
 	msg := &store.Message{
 		Tenant: ev.GetTenantId(), ID: ev.GetRequestId(), Direction: "outbound", Sender: sender,
 		AgentID: ev.GetAgentId(), Body: ev.GetBody(), At: ev.GetRequestedAt().AsTime(), Status: "pending",
-		ResendOf: ev.GetResendOf(),
+		ResendOf: ev.GetResendOf(), ContentSID: ev.GetContentSid(), ContentVariables: ev.GetContentVariables(),
 	}
 	for _, u := range ev.GetMediaUrls() {
 		if SafeMediaURL(u) {
 			msg.Media = append(msg.Media, store.Media{URL: u})
 		}
 	}
-	added, err := c.addAndAnnounce(ctx, sess, msg, nil)
-	if err != nil {
+	// Pushed on every delivery, not only when the transcript did not have
+	// it: a delivery that appended it and then failed before the frame
+	// would leave the agent without it (the console keeps one copy of
+	// each message id), as for a customer's message.
+	if _, err := c.addAndAnnounce(ctx, sess, msg, nil); err != nil {
 		return err
 	}
-	if added {
-		c.toSession(ctx, sess.Tenant, sess.ID, sess.AgentID, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
-			"session_id": sess.ID, "message": messageView(msg),
-		}))
-	}
+	c.toSession(ctx, sess.Tenant, sess.ID, sess.AgentID, protocol.Frame(protocol.TypeMessageAdded, map[string]any{
+		"session_id": sess.ID, "message": messageView(msg),
+	}))
 	return nil
 }
 
@@ -756,7 +837,7 @@ func (c *Core) status(ctx context.Context, tenant, sessionID, messageID, st stri
 	if err != nil || !changed {
 		return err
 	}
-	sess, err := c.store.Session(ctx, tenant, sessionID)
+	sess, err := c.session(ctx, tenant, sessionID)
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil
@@ -784,12 +865,16 @@ func (c *Core) HandleWorkflow(ctx context.Context, m *bus.Message) error {
 		if err := m.Decode(&ev); err != nil {
 			return err
 		}
-		if ev.GetCause() == workflowv1.EndCause_END_CAUSE_INACTIVITY {
-			reason := fmt.Sprintf("the customer did not answer in time (waiting at %s)", ev.GetActivity())
-			return c.endKnown(ctx, ev.GetTenantId(), ev.GetSessionId(), sessionv1.Outcome_OUTCOME_ABANDONED, reason)
+		outcome, reason := sessionv1.Outcome_OUTCOME_NOT_HANDLED, fmt.Sprintf("disconnected by the workflow (%s)", ev.GetActivity())
+		switch ev.GetCause() {
+		case workflowv1.EndCause_END_CAUSE_INACTIVITY:
+			outcome, reason = sessionv1.Outcome_OUTCOME_ABANDONED, fmt.Sprintf("the customer did not answer in time (waiting at %s)", ev.GetActivity())
+		case workflowv1.EndCause_END_CAUSE_NO_AGENT:
+			outcome, reason = sessionv1.Outcome_OUTCOME_NO_AGENT, fmt.Sprintf("no agent took the chat in time; disconnected by the workflow (%s)", ev.GetActivity())
+		case workflowv1.EndCause_END_CAUSE_OUT_OF_HOURS:
+			outcome, reason = sessionv1.Outcome_OUTCOME_OUT_OF_HOURS, fmt.Sprintf("outside opening hours; disconnected by the workflow (%s)", ev.GetActivity())
 		}
-		reason := fmt.Sprintf("disconnected by the workflow (%s)", ev.GetActivity())
-		return c.endKnown(ctx, ev.GetTenantId(), ev.GetSessionId(), sessionv1.Outcome_OUTCOME_NOT_HANDLED, reason)
+		return c.endKnown(ctx, ev.GetTenantId(), ev.GetSessionId(), outcome, reason)
 	}
 	return nil
 }
@@ -813,10 +898,13 @@ func (c *Core) end(ctx context.Context, tenant, sessionID string, outcome sessio
 	if err != nil {
 		return err
 	}
-	if sess.State == store.StateActive {
-		if _, err := c.store.End(ctx, tenant, sessionID, outcome.String(), reason, c.now()); err != nil {
-			return err
-		}
+	// Called for an ended session too: a retry after a failure part way
+	// through still clears what the first attempt left.
+	ended, err := c.store.End(ctx, tenant, sessionID, outcome.String(), reason, c.now())
+	if err != nil {
+		return err
+	}
+	if ended {
 		if sess, err = c.store.Session(ctx, tenant, sessionID); err != nil {
 			return err
 		}
@@ -832,10 +920,69 @@ func (c *Core) end(ctx context.Context, tenant, sessionID string, outcome sessio
 	}, sessionID+":ended"); err != nil {
 		return err
 	}
-	c.toSession(ctx, tenant, sessionID, sess.AgentID, protocol.Frame(protocol.TypeSessionEnded, map[string]string{
-		"session_id": sessionID, "outcome": outcomeName(out), "reason": sess.EndReason,
-	}))
+	// Off the agent's list only once announced: until then the agent's
+	// next snapshot finishes the end (Snapshot).
+	if err := c.store.ReleaseAgent(ctx, tenant, sess.AgentID, sessionID); err != nil {
+		return err
+	}
+	c.toSession(ctx, tenant, sessionID, sess.AgentID, endedFrame(sess))
 	return nil
+}
+
+// endAsked ends a session an agent or a supervisor asked to end. If the end
+// fails part way (the session may be ended in the store but not announced),
+// it is retried in the background while the process runs, as well as by
+// the asker's next attempt and the agent's next snapshot: distribution
+// frees the agent's capacity only on the announcement.
+func (c *Core) endAsked(ctx context.Context, tenant, sessionID string, outcome sessionv1.Outcome, reason string) error {
+	err := c.end(ctx, tenant, sessionID, outcome, reason)
+	if err == nil || errors.Is(err, ErrNotFound) {
+		return err
+	}
+	key := tenant + "/" + sessionID
+	if _, busy := c.finishing.LoadOrStore(key, true); !busy {
+		go func() {
+			defer c.finishing.Delete(key)
+			c.finishEnd(tenant, sessionID, outcome, reason)
+		}()
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}
+
+// finishEnd retries an interrupted end for up to finishFor, backing off.
+func (c *Core) finishEnd(tenant, sessionID string, outcome sessionv1.Outcome, reason string) {
+	ctx, cancel := context.WithTimeout(c.life, finishFor)
+	defer cancel()
+	wait := time.Second
+	for {
+		select {
+		case <-ctx.Done():
+			c.log.Warn("an interrupted session end is left to the agent's next snapshot", "tenant", tenant, "session_id", sessionID)
+			return
+		case <-time.After(wait):
+		}
+		err := c.end(ctx, tenant, sessionID, outcome, reason)
+		if err == nil || errors.Is(err, ErrNotFound) {
+			return
+		}
+		c.log.Debug("retry an interrupted session end", "tenant", tenant, "session_id", sessionID, "err", err)
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+// finishFor bounds the background retries of one interrupted end.
+const finishFor = 10 * time.Minute
+
+// SetLifetime bounds the domain's background work (finishing interrupted
+// ends) to ctx; the default is the process's life.
+func (c *Core) SetLifetime(ctx context.Context) { c.life = ctx }
+
+// endedFrame tells a console an ended session's outcome.
+func endedFrame(sess *store.Session) []byte {
+	out := sessionv1.Outcome(sessionv1.Outcome_value[sess.Outcome])
+	return protocol.Frame(protocol.TypeSessionEnded, map[string]string{
+		"session_id": sess.ID, "outcome": outcomeName(out), "reason": sess.EndReason,
+	})
 }
 
 func outcomeName(o sessionv1.Outcome) string {
@@ -891,12 +1038,17 @@ func fromStatus(err error) error {
 	}
 }
 
-// ownSession loads a session the agent handles and that is still active.
+// ownSession loads a session the agent handles, as stored.
 func (c *Core) ownSession(ctx context.Context, a Agent, sessionID string) (*store.Session, error) {
+	return c.own(ctx, a, sessionID, c.store.Session)
+}
+
+// own loads a session with load and checks the agent handles it.
+func (c *Core) own(ctx context.Context, a Agent, sessionID string, load func(context.Context, string, string) (*store.Session, error)) (*store.Session, error) {
 	if sessionID == "" {
 		return nil, fmt.Errorf("%w: session_id is required", ErrInvalid)
 	}
-	sess, err := c.store.Session(ctx, a.Tenant, sessionID)
+	sess, err := load(ctx, a.Tenant, sessionID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: session %s", ErrNotFound, sessionID)
 	}
@@ -918,7 +1070,9 @@ func (c *Core) Send(ctx context.Context, a Agent, sessionID, body, clientMsgID s
 	if err := checkBody(body); err != nil {
 		return "", err
 	}
-	sess, err := c.ownSession(ctx, a, sessionID)
+	// A reply is the hot path of the agent's side: the session as watched
+	// (state, agent and park, no read) answers whether they may send.
+	sess, err := c.own(ctx, a, sessionID, c.session)
 	if err != nil {
 		return "", err
 	}
@@ -946,13 +1100,7 @@ func (c *Core) Terminate(ctx context.Context, a Agent, sessionID string) error {
 	if _, err := c.ownSession(ctx, a, sessionID); err != nil {
 		return err
 	}
-	if err := c.end(ctx, a.Tenant, sessionID, sessionv1.Outcome_OUTCOME_HANDLED, "terminated by agent"); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
-	}
-	return nil
+	return c.endAsked(ctx, a.Tenant, sessionID, sessionv1.Outcome_OUTCOME_HANDLED, "terminated by agent")
 }
 
 // Snapshot is what a newly connected socket shows: presence, open offers and
@@ -962,9 +1110,16 @@ func (c *Core) Snapshot(ctx context.Context, a Agent) ([]byte, error) {
 	if err != nil {
 		return nil, fromStatus(err)
 	}
-	sessions, err := c.store.AgentSessions(ctx, a.Tenant, a.ID)
+	sessions, unannounced, err := c.store.AgentSessions(ctx, a.Tenant, a.ID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	// An end interrupted before it was announced is finished now; until it
+	// is, distribution holds the agent's capacity for it.
+	for _, s := range unannounced {
+		if err := c.end(ctx, a.Tenant, s.ID, sessionv1.Outcome(sessionv1.Outcome_value[s.Outcome]), s.EndReason); err != nil && !errors.Is(err, ErrNotFound) {
+			c.log.Warn("finish an interrupted session end", "tenant", a.Tenant, "session_id", s.ID, "err", err)
+		}
 	}
 	// Each chat's transcript and compliance state load at once.
 	views := make([]*protocol.Session, len(sessions))

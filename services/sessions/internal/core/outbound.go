@@ -73,15 +73,16 @@ func ComplianceView(st *outboundv1.ContactState) *protocol.Compliance {
 // checkReply refuses a reply outbound-sender would refuse. When
 // outbound-sender cannot be asked the reply goes on: it enforces the rules
 // itself and reports a refusal as the message's failure.
-func (c *Core) checkReply(ctx context.Context, sess *store.Session) error {
+// A template (Twilio's Content API) may go outside the WhatsApp window.
+func (c *Core) checkReply(ctx context.Context, sess *store.Session, template bool) error {
 	v := c.compliance(ctx, sess)
 	if v == nil {
 		return nil
 	}
-	switch v.Blocked {
-	case protocol.CodeOptedOut:
+	switch {
+	case v.Blocked == protocol.CodeOptedOut:
 		return fmt.Errorf("%w: %s", ErrOptedOut, v.Message)
-	case protocol.CodeWindowClosed:
+	case v.Blocked == protocol.CodeWindowClosed && !template:
 		return fmt.Errorf("%w: %s", ErrWindowClosed, v.Message)
 	}
 	return nil
@@ -89,20 +90,25 @@ func (c *Core) checkReply(ctx context.Context, sess *store.Session) error {
 
 // request publishes an agent's outbound request for an active session.
 func (c *Core) request(ctx context.Context, a Agent, sess *store.Session, clientMsgID, body string, media []string, resendOf string) (string, error) {
+	return c.emitRequest(ctx, a, sess, clientMsgID, &outboundv1.OutboundMessageRequested{Body: body, MediaUrls: media, ResendOf: resendOf})
+}
+
+// emitRequest publishes r (its content: body, media, template, resend_of)
+// as the agent's outbound request for an active session.
+func (c *Core) emitRequest(ctx context.Context, a Agent, sess *store.Session, clientMsgID string, r *outboundv1.OutboundMessageRequested) (string, error) {
 	if sess.State != store.StateActive {
 		return "", fmt.Errorf("%w: session %s has ended", ErrConflict, sess.ID)
 	}
 	ctx, span := c.inSessionTrace(ctx, sess, "session reply")
 	defer span.End()
-	if err := c.checkReply(ctx, sess); err != nil {
+	if err := c.checkReply(ctx, sess, r.GetContentSid() != ""); err != nil {
 		return "", err
 	}
 	requestID := sess.ID + "-" + clientMsgID
-	if err := c.pub.Emit(ctx, subjects.OutboundRequested(a.Tenant), &outboundv1.OutboundMessageRequested{
-		TenantId: a.Tenant, RequestId: requestID, SessionId: sess.ID, EntryId: sess.EntryID,
-		Conversation: FromStore(sess.Conversation), Body: body, MediaUrls: media, Origin: outboundv1.Origin_ORIGIN_AGENT,
-		AgentId: a.ID, Author: a.DisplayName, RequestedAt: timestamppb.New(c.now()), ResendOf: resendOf,
-	}, requestID); err != nil {
+	r.TenantId, r.RequestId, r.SessionId, r.EntryId = a.Tenant, requestID, sess.ID, sess.EntryID
+	r.Conversation, r.Origin, r.AgentId, r.Author = FromStore(sess.Conversation), outboundv1.Origin_ORIGIN_AGENT, a.ID, a.DisplayName
+	r.RequestedAt = timestamppb.New(c.now())
+	if err := c.pub.Emit(ctx, subjects.OutboundRequested(a.Tenant), r, requestID); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return requestID, nil
@@ -144,6 +150,11 @@ func (c *Core) Resend(ctx context.Context, a Agent, sessionID, messageID, client
 	}
 	if why := Unresendable(orig.ErrorCode, orig.Reason); why != "" {
 		return "", fmt.Errorf("%w: %s", ErrConflict, why)
+	}
+	if orig.ContentSID != "" { // a template goes again as the same template
+		return c.emitRequest(ctx, a, sess, clientMsgID, &outboundv1.OutboundMessageRequested{
+			Body: orig.Body, ContentSid: orig.ContentSID, ContentVariables: orig.ContentVariables, ResendOf: orig.ID,
+		})
 	}
 	var media []string
 	for _, m := range orig.Media {

@@ -186,14 +186,13 @@ func (c *Core) SupervisorEnd(ctx context.Context, sup Agent, sessionID string) e
 	if err := c.audit(ctx, sess, sup, "ended the chat"); err != nil {
 		return err
 	}
-	reason := "ended by supervisor " + orDefault(sup.DisplayName, sup.ID)
-	if err := c.end(ctx, sup.Tenant, sessionID, sessionv1.Outcome_OUTCOME_HANDLED, reason); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return err
-		}
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	// Before any agent accepted it, the chat is canceled rather than
+	// handled.
+	outcome, reason := sessionv1.Outcome_OUTCOME_HANDLED, "ended by supervisor "+orDefault(sup.DisplayName, sup.ID)
+	if sess.AgentID == "" {
+		outcome, reason = sessionv1.Outcome_OUTCOME_CANCELED, "canceled by supervisor "+orDefault(sup.DisplayName, sup.ID)
 	}
-	return nil
+	return c.endAsked(ctx, sup.Tenant, sessionID, outcome, reason)
 }
 
 // ResetRona clears an agent's RONA flag for a supervisor.
@@ -221,7 +220,7 @@ func (c *Core) AgentChats(ctx context.Context, sup Agent, agentID string) ([]*pr
 	if agentID == "" {
 		return nil, fmt.Errorf("%w: agent_id is required", ErrInvalid)
 	}
-	sessions, err := c.store.AgentSessions(ctx, sup.Tenant, agentID)
+	sessions, _, err := c.store.AgentSessions(ctx, sup.Tenant, agentID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

@@ -39,6 +39,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
+	"github.com/switchboard-cc/switchboard/pkg/ids"
 	"github.com/switchboard-cc/switchboard/pkg/segments"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/core"
@@ -47,6 +48,7 @@ import (
 
 // Gateway serves agents.
 type Gateway struct {
+	id       string // this replica's, on its pushes (headerOrigin)
 	core     *core.Core
 	keys     *authn.Keys
 	lookup   configv1.LookupServiceClient
@@ -110,6 +112,7 @@ func New(c *core.Core, keys *authn.Keys, lookup configv1.LookupServiceClient, nc
 	}
 	done, stop := context.WithCancel(context.Background())
 	return &Gateway{
+		id:   ids.New("gw_"),
 		core: c, keys: keys, lookup: lookup, nc: nc, log: log, console: o.Console,
 		tracer:   o.Tracing.Tracer("github.com/switchboard-cc/switchboard/services/sessions/gateway"),
 		tokenTTL: o.TokenTTL, authTimeout: o.AuthTimeout, recheckEvery: o.RecheckEvery, proxies: o.TrustedProxies, origins: o.OriginPatterns, conns: map[string]map[*conn]struct{}{},
@@ -155,26 +158,39 @@ func securityHeaders(h http.Handler) http.Handler {
 // Push sends a frame to an agent's sockets on every replica. The trace
 // context of ctx travels in the message's headers: the frame's span on
 // the socket continues it.
+//
+// This replica's own sockets get it at once, not over NATS: a frame never
+// depends on the broker to reach a socket held where it was made (a
+// message published just before the connection to a NATS node drops is
+// lost; core NATS does not redeliver). The other replicas' sockets get
+// the published copy; a replica whose connection dropped re-sends its
+// sockets their state once it is back (resyncAfterReconnect).
 func (g *Gateway) Push(ctx context.Context, tenant, agentID string, frame []byte) {
-	if err := g.nc.PublishMsg(pushMsg(ctx, subjects.AgentPush(tenant, agentID), frame)); err != nil {
+	g.deliver(tenant+"/"+agentID, trace.SpanContextFromContext(ctx), frame)
+	if err := g.nc.PublishMsg(g.pushMsg(ctx, subjects.AgentPush(tenant, agentID), frame)); err != nil {
 		g.log.WarnContext(ctx, "push to agent", "tenant", tenant, "agent", agentID, "err", err)
 	}
 }
 
 // PushSession sends a session's frame to the supervisors monitoring it on
-// every replica.
+// every replica (this one's directly, as Push).
 func (g *Gateway) PushSession(ctx context.Context, tenant, sessionID string, frame []byte) {
-	if err := g.nc.PublishMsg(pushMsg(ctx, subjects.SessionPush(tenant, sessionID), frame)); err != nil {
+	g.deliverMonitors(tenant+"/"+sessionID, trace.SpanContextFromContext(ctx), frame)
+	if err := g.nc.PublishMsg(g.pushMsg(ctx, subjects.SessionPush(tenant, sessionID), frame)); err != nil {
 		g.log.WarnContext(ctx, "push to monitors", "tenant", tenant, "session_id", sessionID, "err", err)
 	}
 }
 
-// pushMsg is a frame on its way to the sockets, with the trace context of
-// ctx (if any) in its headers.
-func pushMsg(ctx context.Context, subject string, frame []byte) *nats.Msg {
-	m := &nats.Msg{Subject: subject, Data: frame}
+// headerOrigin names the replica that published a push: it delivered the
+// frame to its own sockets already and ignores its copy.
+const headerOrigin = "Sb-Push-Origin"
+
+// pushMsg is a frame on its way to the other replicas' sockets, with this
+// replica's name and the trace context of ctx (if any) in its headers.
+func (g *Gateway) pushMsg(ctx context.Context, subject string, frame []byte) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Data: frame, Header: nats.Header{}}
+	m.Header.Set(headerOrigin, g.id)
 	if trace.SpanContextFromContext(ctx).IsValid() {
-		m.Header = nats.Header{}
 		propagation.TraceContext{}.Inject(ctx, bus.HeaderCarrier(m.Header))
 	}
 	return m
@@ -196,19 +212,17 @@ func (g *Gateway) Subscribe() (*nats.Subscription, error) {
 		if len(parts) != 4 {
 			return
 		}
-		parent := pushedTrace(m)
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		for c := range g.monitors[parts[2]+"/"+parts[3]] {
-			c.sendTraced(parent, m.Data)
+		if m.Header.Get(headerOrigin) == g.id {
+			return // delivered when it was pushed
 		}
+		g.deliverMonitors(parts[2]+"/"+parts[3], pushedTrace(m), m.Data)
 	})
 	if err != nil {
 		return nil, err
 	}
 	agents, err := g.nc.Subscribe(subjects.AgentPushAll, func(m *nats.Msg) {
 		parts := strings.SplitN(m.Subject, ".", 4) // push.agent.<tenant>.<agent>
-		if len(parts) != 4 {
+		if len(parts) != 4 || m.Header.Get(headerOrigin) == g.id {
 			return
 		}
 		g.deliver(parts[2]+"/"+parts[3], pushedTrace(m), m.Data)
@@ -220,6 +234,7 @@ func (g *Gateway) Subscribe() (*nats.Subscription, error) {
 	g.mu.Lock()
 	g.sessionSub = sessions
 	g.mu.Unlock()
+	go g.resyncAfterReconnect()
 	return agents, nil
 }
 
@@ -254,6 +269,68 @@ func (g *Gateway) deliver(key string, parent trace.SpanContext, frame []byte) {
 	defer g.mu.Unlock()
 	for c := range g.conns[key] {
 		c.sendTraced(parent, frame)
+	}
+}
+
+func (g *Gateway) deliverMonitors(key string, parent trace.SpanContext, frame []byte) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for c := range g.monitors[key] {
+		c.sendTraced(parent, frame)
+	}
+}
+
+// resyncAfterReconnect follows this replica's NATS connection: once it is
+// back after a drop, frames other replicas pushed meanwhile are lost (core
+// NATS keeps nothing for a subscriber that is away), so every agent
+// socket here is sent its state again (a snapshot, as on a reconnect of
+// the socket itself; clients replace what they show with it).
+func (g *Gateway) resyncAfterReconnect() {
+	ch := g.nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED)
+	defer g.nc.RemoveStatusListener(ch)
+	dropped := false
+	for {
+		select {
+		case <-g.done.Done():
+			return
+		case st := <-ch:
+			switch st {
+			case nats.RECONNECTING:
+				dropped = true
+			case nats.CONNECTED:
+				if dropped {
+					dropped = false
+					g.resync()
+				}
+			}
+		}
+	}
+}
+
+// resync sends every agent socket of this replica a fresh snapshot.
+func (g *Gateway) resync() {
+	g.mu.Lock()
+	var conns []*conn
+	for _, cs := range g.conns {
+		for c := range cs {
+			if c.agent.IsAgent {
+				conns = append(conns, c)
+			}
+		}
+	}
+	g.mu.Unlock()
+	g.log.Info("NATS connection back: re-sending agents their state", "sockets", len(conns))
+	for _, c := range conns {
+		ctx, cancel := context.WithTimeout(g.done, 10*time.Second)
+		snap, err := g.core.Snapshot(ctx, c.agent)
+		cancel()
+		if err != nil {
+			// The socket is closed: its client reconnects to a snapshot.
+			g.log.Warn("resync an agent's socket", "tenant", c.agent.Tenant, "agent", c.agent.ID, "err", err)
+			c.kick()
+			continue
+		}
+		c.send(snap)
 	}
 }
 
@@ -321,19 +398,11 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := res.GetUser()
-	isAgent := slices.Contains(u.GetRoles(), configv1.Role_ROLE_AGENT) && u.GetImLicense()
-	isSupervisor := slices.Contains(u.GetRoles(), configv1.Role_ROLE_SUPERVISOR)
-	if (!isAgent && !isSupervisor) || u.GetDisabled() {
+	roles := tokenRoles(u)
+	if len(roles) == 0 || u.GetDisabled() {
 		// Answered as a wrong password, so the sign-in confirms nothing.
 		problem(w, http.StatusUnauthorized, "wrong tenant, email or password")
 		return
-	}
-	roles := []string{}
-	if isAgent {
-		roles = append(roles, authn.RoleAgent)
-	}
-	if isSupervisor {
-		roles = append(roles, authn.RoleSupervisor)
 	}
 	exp := time.Now().Add(g.tokenTTL)
 	tok, err := g.keys.Mint(authn.Claims{
@@ -350,6 +419,29 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		"agent":      map[string]string{"id": u.GetId(), "display_name": u.GetDisplayName(), "tenant_id": req.TenantID},
 		"roles":      roles,
 	})
+}
+
+// tokenRoles are the roles of u a sign-in's token carries: agent (with the
+// IM license), supervisor (the console), analyst (reporting) and admin
+// (config's tenant administration, reporting). None: the sign-in is
+// refused.
+func tokenRoles(u *configv1.User) []string {
+	roles := []string{}
+	for _, r := range []struct {
+		role configv1.Role
+		name string
+		ok   bool
+	}{
+		{configv1.Role_ROLE_AGENT, authn.RoleAgent, u.GetImLicense()},
+		{configv1.Role_ROLE_SUPERVISOR, authn.RoleSupervisor, true},
+		{configv1.Role_ROLE_ANALYST, authn.RoleAnalyst, true},
+		{configv1.Role_ROLE_ADMIN, authn.RoleAdmin, true},
+	} {
+		if r.ok && slices.Contains(u.GetRoles(), r.role) {
+			roles = append(roles, r.name)
+		}
+	}
+	return roles
 }
 
 // conn is one agent socket.
@@ -864,12 +956,35 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 			SessionID   string `json:"session_id"`
 			Body        string `json:"body"`
 			ClientMsgID string `json:"client_msg_id"`
+			// A WhatsApp template instead of a body.
+			ContentSID       string            `json:"content_sid"`
+			ContentVariables map[string]string `json:"content_variables"`
 		}](env, bad)
 		if !ok {
 			return
 		}
-		id, err := g.core.Send(cctx, a, d.SessionID, d.Body, d.ClientMsgID)
+		var id string
+		var err error
+		switch {
+		case d.ContentSID == "" && d.ContentVariables != nil:
+			err = errors.Join(core.ErrInvalid, errors.New("content_variables needs content_sid"))
+		case d.ContentSID != "" && d.Body != "":
+			err = errors.Join(core.ErrInvalid, errors.New("body must be empty with content_sid: the template's text is sent"))
+		case d.ContentSID != "":
+			id, err = g.core.SendTemplate(cctx, a, d.SessionID, d.ContentSID, d.ContentVariables, d.ClientMsgID)
+		default:
+			id, err = g.core.Send(cctx, a, d.SessionID, d.Body, d.ClientMsgID)
+		}
 		reply(map[string]any{"message_id": id}, err)
+	case protocol.TypeTemplateList:
+		d, ok := decodeOr[struct {
+			SessionID string `json:"session_id"`
+		}](env, bad)
+		if !ok {
+			return
+		}
+		list, err := g.core.Templates(cctx, a, d.SessionID)
+		reply(map[string]any{"session_id": d.SessionID, "templates": list}, err)
 	case protocol.TypeMessageResend:
 		d, ok := decodeOr[struct {
 			SessionID   string `json:"session_id"`

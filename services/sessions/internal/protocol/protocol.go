@@ -47,6 +47,9 @@ const (
 	// The customer's earlier chats, and one of them with its transcript.
 	TypeSessionHistory = "session.history"
 	TypeSessionEarlier = "session.earlier"
+	// The WhatsApp templates the agent may send in a chat (when its
+	// 24-hour window has closed); message.send with content_sid sends one.
+	TypeTemplateList = "template.list"
 	// Supervisors (role supervisor): watch the tenant's queues and agents,
 	// an agent's chats, monitor a chat, whisper to its agent, write to its
 	// customer, end it, reset an agent's RONA flag.
@@ -70,7 +73,7 @@ var clientTypes = map[string]bool{
 	TypeAuth: true, TypePresenceSet: true, TypeOfferAccept: true, TypeOfferDecline: true, TypeMessageSend: true,
 	TypeSessionTerminate: true, TypePing: true, TypeMessageResend: true, TypeMessageCount: true, TypeSessionTransfer: true,
 	TypeSessionPark: true, TypeSessionResume: true, TypeServicesList: true, TypeWrapUpSubmit: true, TypeNoteAdd: true,
-	TypeCannedList: true, TypeSessionHistory: true, TypeSessionEarlier: true, TypeSupervisorWatch: true,
+	TypeCannedList: true, TypeSessionHistory: true, TypeSessionEarlier: true, TypeTemplateList: true, TypeSupervisorWatch: true,
 	TypeSupervisorUnwatch: true, TypeSupervisorChats: true, TypeSupervisorMonitor: true, TypeSupervisorUnmonitor: true,
 	TypeSupervisorWhisper: true, TypeSupervisorBarge: true, TypeSupervisorEnd: true, TypeSupervisorResetRona: true,
 }
@@ -264,9 +267,33 @@ type Message struct {
 	ErrorMessage string    `json:"error_message,omitempty"`
 	Reason       string    `json:"reason,omitempty"`
 	ResendOf     string    `json:"resend_of,omitempty"`
+	// ContentSID names the WhatsApp template an outbound message sent
+	// (Body is then its text as the agent previewed it).
+	ContentSID string `json:"content_sid,omitempty"`
 	// Visibility is "supervisors" for the audit trail (direction
 	// "internal"); empty otherwise.
 	Visibility string `json:"visibility,omitempty"`
+}
+
+// Template is a WhatsApp template (Twilio Content API) an agent may send.
+type Template struct {
+	SID          string `json:"sid"`
+	FriendlyName string `json:"friendly_name"`
+	Language     string `json:"language,omitempty"`
+	// ContentType is the type Body comes from ("twilio/text", …).
+	ContentType string `json:"content_type"`
+	// Body is the text with its {{1}}-style placeholders.
+	Body      string             `json:"body"`
+	Variables []TemplateVariable `json:"variables"`
+	// Actions are the titles of its buttons or list items.
+	Actions []string `json:"actions,omitempty"`
+}
+
+// TemplateVariable is one placeholder of a template and its default
+// value, which may name a session parameter ("customer_name").
+type TemplateVariable struct {
+	Name    string `json:"name"`
+	Default string `json:"default,omitempty"`
 }
 
 // MessageStatus reports an outbound message's delivery status.

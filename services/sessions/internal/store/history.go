@@ -31,7 +31,10 @@ type HistoryEntry struct {
 	Channel   string    `json:"ch,omitempty"`
 }
 
-type historyIndex struct{ kv jetstream.KeyValue }
+type historyIndex struct {
+	kv jetstream.KeyValue
+	js jetstream.JetStream // to purge a key without a marker (purge.go)
+}
 
 func customerKey(tenant, customer string) string {
 	return tenant + "." + hex.EncodeToString([]byte(strings.TrimPrefix(customer, "whatsapp:")))

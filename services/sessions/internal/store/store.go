@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 	"time"
@@ -108,6 +109,10 @@ type Message struct {
 	Reason string `bson:"reason,omitempty"`
 	// ResendOf is the failed message this one resends.
 	ResendOf string `bson:"resend_of,omitempty"`
+	// ContentSID and ContentVariables (a JSON object) name the WhatsApp
+	// template an outbound message sent, so a resend sends it again.
+	ContentSID       string `bson:"content_sid,omitempty" json:",omitempty"`
+	ContentVariables string `bson:"content_variables,omitempty" json:",omitempty"`
 	// Visibility limits who reads an internal entry (direction
 	// "internal": notes, whispers, supervisor actions): empty for the
 	// agent and supervisors, VisibleToSupervisors for the audit trail.
@@ -127,47 +132,67 @@ type Store struct {
 	// an update of the claim (FerretDB's updates slow down as a collection
 	// grows; inserts and finds by _id do not).
 	inboundDone *mongo.Collection
-	// Group-committed inserts (batch.go): claims, done markers and
-	// outbound messages.
-	claims, dones, outbound *mongodb.GroupWriter
+	// Group-committed inserts (batch.go): claims and done markers.
+	claims, dones *mongodb.GroupWriter
+	// ranks: the delivery status of the outbound messages this replica
+	// changed last (statuses.go).
+	ranks *statusRanks
 
 	log     *transcriptLog
 	agents  *agentIndex
 	history *historyIndex
+	states  *sessionStates
 }
 
 // New opens the store: the sessions database, the TRANSCRIPT stream (which
-// the caller has created) and the agents' KV bucket (created here with
-// replicas when missing).
+// the caller has created) and the KV buckets (created here with replicas
+// when missing).
 func New(ctx context.Context, db *mongo.Database, js jetstream.JetStream, replicas int) (*Store, error) {
-	kv, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      subjects.BucketAgentSessions,
-		Description: "each agent's active sessions: tenant.agent -> session ids (sessions)",
-		Replicas:    max(replicas, 1),
-		Storage:     jetstream.FileStorage,
-	})
-	if err != nil {
-		return nil, err
+	buckets := []struct {
+		name, description string
+		kv                jetstream.KeyValue
+	}{
+		{name: subjects.BucketAgentSessions, description: "each agent's active sessions: tenant.agent -> session ids (sessions)"},
+		{name: subjects.BucketCustomerHistory, description: "each customer's latest sessions: tenant.customer(hex) -> sessions (sessions)"},
+		{name: subjects.BucketSessionStates, description: "active sessions as the inbound path needs them: tenant.session -> JSON (sessions)"},
 	}
-	hist, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{
-		Bucket:      subjects.BucketCustomerHistory,
-		Description: "each customer's latest sessions: tenant.customer(hex) -> sessions (sessions)",
-		Replicas:    max(replicas, 1),
-		Storage:     jetstream.FileStorage,
-	})
-	if err != nil {
-		return nil, err
+	for i := range buckets {
+		kv, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{
+			Bucket: buckets[i].name, Description: buckets[i].description, Replicas: max(replicas, 1), Storage: jetstream.FileStorage,
+		})
+		if err != nil {
+			return nil, err
+		}
+		buckets[i].kv = kv
 	}
+	kv, hist, states := buckets[0].kv, buckets[1].kv, buckets[2].kv
 	st := &Store{
 		sessions: db.Collection("sessions"), active: db.Collection("active"),
 		messages: db.Collection("messages"), inbound: db.Collection("inbound"),
 		inboundDone: db.Collection("inbound_done"),
-		log:         &transcriptLog{js: js}, agents: &agentIndex{kv: kv}, history: &historyIndex{kv: hist},
+		log:         &transcriptLog{js: js}, agents: &agentIndex{kv: kv}, history: &historyIndex{kv: hist, js: js},
+		states: &sessionStates{kv: states, log: slog.Default(), byKey: map[string]*Session{}},
 	}
 	st.claims = mongodb.NewGroupWriter(st.inbound, "inbound claim")
 	st.dones = mongodb.NewGroupWriter(st.inboundDone, "inbound done marker")
-	st.outbound = mongodb.NewGroupWriter(st.messages, "outbound message")
+	st.ranks = newStatusRanks(100_000)
 	return st, nil
+}
+
+// WatchStates keeps this replica's view of the active sessions' state
+// current until ctx ends (states.go); without it every session is read
+// from the collection.
+func (s *Store) WatchStates(ctx context.Context, log *slog.Logger) error {
+	s.states.log = log
+	return s.states.watch(ctx)
+}
+
+// WatchedSession returns an active session as this replica last saw it in
+// the state bucket, without a read; nil when the bucket does not hold it
+// (ended, opened before the bucket existed, or not seen yet), and the
+// caller reads the collection.
+func (s *Store) WatchedSession(tenant, sessionID string) *Session {
+	return s.states.get(tenant, sessionID)
 }
 
 // Close stops the group-commit writers; inserts still waiting fail (their
@@ -175,7 +200,6 @@ func New(ctx context.Context, db *mongo.Database, js jetstream.JetStream, replic
 func (s *Store) Close() {
 	s.claims.Close()
 	s.dones.Close()
-	s.outbound.Close()
 }
 
 // SessionKey is the _id of a session.
@@ -227,12 +251,38 @@ func (s *Store) ReleaseActive(ctx context.Context, tenant, convKey, sessionID st
 
 // CreateSession inserts a session; an existing one is left as it is.
 func (s *Store) CreateSession(ctx context.Context, sess *Session) error {
+	_, err := s.OpenSession(ctx, sess)
+	return err
+}
+
+// OpenSession inserts a session and returns the session as stored: this
+// one, or the one another delivery inserted first with the same id (read
+// only then). The state bucket's key is created alongside the insert
+// rather than after it: a key whose insert failed names a session no one
+// has been told of, and the retry that inserts it finds the key there.
+func (s *Store) OpenSession(ctx context.Context, sess *Session) (*Session, error) {
 	sess.Key = SessionKey(sess.Tenant, sess.ID)
+	sess.StartedAt = sess.StartedAt.Truncate(time.Millisecond) // as stored
+	stated := make(chan error, 1)
+	view := *sess
+	go func() { stated <- s.states.open(ctx, &view) }()
 	_, err := s.sessions.InsertOne(ctx, sess)
-	if err != nil && !mongodb.IsDuplicateKey(err) {
-		return fmt.Errorf("create session: %w", err)
+	serr := <-stated
+	if mongodb.IsDuplicateKey(err) {
+		won, err := s.Session(ctx, sess.Tenant, sess.ID)
+		if err == nil && won.State != StateActive {
+			// Ended already: the key just created must not outlive it.
+			err = s.states.end(ctx, sess.Tenant, sess.ID)
+		}
+		return won, err
 	}
-	return nil
+	if err != nil {
+		return nil, fmt.Errorf("create session: %w", err)
+	}
+	if serr != nil {
+		return nil, serr
+	}
+	return sess, nil
 }
 
 // Session loads a session.
@@ -268,6 +318,11 @@ func (s *Store) Assign(ctx context.Context, tenant, sessionID, agentID, taskID s
 			return fmt.Errorf("assign session %s: %w", sessionID, err)
 		}
 	}
+	if err := s.states.change(ctx, tenant, sessionID, func(st *Session) {
+		st.AgentID, st.TaskID, st.Parked = agentID, taskID, false
+	}); err != nil {
+		return err
+	}
 	return s.agents.add(ctx, tenant, agentID, sessionID)
 }
 
@@ -281,13 +336,19 @@ func (s *Store) SetParked(ctx context.Context, tenant, sessionID, taskID string,
 	if err != nil {
 		return err
 	}
-	if sess.TaskID != taskID || sess.Parked == parked {
+	if sess.TaskID != taskID {
 		return nil
 	}
-	if _, err := s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": bson.M{"parked": parked}}); err != nil {
-		return fmt.Errorf("park session %s: %w", sessionID, err)
+	if sess.Parked != parked {
+		if _, err := s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": bson.M{"parked": parked}}); err != nil {
+			return fmt.Errorf("park session %s: %w", sessionID, err)
+		}
 	}
-	return nil
+	return s.states.change(ctx, tenant, sessionID, func(st *Session) {
+		if st.TaskID == taskID {
+			st.Parked = parked
+		}
+	})
 }
 
 // Unassign takes a transferred session from agentID: off their list, and
@@ -306,11 +367,20 @@ func (s *Store) Unassign(ctx context.Context, tenant, sessionID, agentID string)
 			return fmt.Errorf("unassign session %s: %w", sessionID, err)
 		}
 	}
+	if err := s.states.change(ctx, tenant, sessionID, func(st *Session) {
+		if st.AgentID == agentID {
+			st.AgentID = ""
+		}
+	}); err != nil {
+		return err
+	}
 	return s.agents.remove(ctx, tenant, agentID, sessionID)
 }
 
-// End marks an active session ended and takes it off its agent's list; it
-// reports whether this call ended it.
+// End marks an active session ended; it reports whether this call ended
+// it. The session stays on its agent's list until its end has been
+// announced (ReleaseAgent): a session listed but ended is an end a failure
+// interrupted, and the agent's next snapshot finishes it.
 func (s *Store) End(ctx context.Context, tenant, sessionID, outcome, reason string, at time.Time) (bool, error) {
 	sess, err := s.Session(ctx, tenant, sessionID)
 	if err != nil {
@@ -325,62 +395,65 @@ func (s *Store) End(ctx context.Context, tenant, sessionID, outcome, reason stri
 		}
 		ended = true
 	}
-	if sess.AgentID != "" {
-		if err := s.agents.remove(ctx, tenant, sess.AgentID, sessionID); err != nil {
-			return ended, err
-		}
+	// Whether or not this call ended it: a retry after a failure here
+	// still takes the session out of the state bucket.
+	if err := s.states.end(ctx, tenant, sessionID); err != nil {
+		return ended, err
 	}
 	return ended, nil
 }
 
-// AgentSessions lists an agent's active sessions (on reconnect, not per
-// message), oldest first: one KV get and a read by _id per session.
-func (s *Store) AgentSessions(ctx context.Context, tenant, agentID string) ([]*Session, error) {
+// ReleaseAgent takes an ended session off its agent's list, once its end
+// has been announced.
+func (s *Store) ReleaseAgent(ctx context.Context, tenant, agentID, sessionID string) error {
+	if agentID == "" {
+		return nil
+	}
+	return s.agents.remove(ctx, tenant, agentID, sessionID)
+}
+
+// AgentSessions lists the sessions on an agent's list (on reconnect, not
+// per message), oldest first: one KV get and a read by _id per session.
+// active are the agent's chats; unannounced ended without their end being
+// announced (a failure part way through End's caller), to be finished.
+func (s *Store) AgentSessions(ctx context.Context, tenant, agentID string) (active, unannounced []*Session, err error) {
 	ids, err := s.agents.get(ctx, tenant, agentID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out := make([]*Session, 0, len(ids))
+	active = make([]*Session, 0, len(ids))
 	for _, id := range ids {
 		sess, err := s.Session(ctx, tenant, id)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if sess.State == StateActive && sess.AgentID == agentID {
-			out = append(out, sess)
+		switch {
+		case sess.AgentID != agentID:
+		case sess.State == StateActive:
+			active = append(active, sess)
+		default:
+			unannounced = append(unannounced, sess)
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
-	return out, nil
+	sort.SliceStable(active, func(i, j int) bool { return active[i].StartedAt.Before(active[j].StartedAt) })
+	return active, unannounced, nil
 }
 
 // AddMessage appends a message to the session's transcript; it reports
-// false if it was there already. An outbound message is also stored by _id,
-// for its delivery status and a resend.
+// false if it was there already. An outbound message's delivery statuses
+// are appended after it (UpdateStatus); the transcript is its only record.
 func (s *Store) AddMessage(ctx context.Context, sessionID string, m *Message) (bool, error) {
 	m.Key = messageKey(m.Tenant, sessionID, m.ID)
 	m.SessionKey = SessionKey(m.Tenant, sessionID)
 	m.StatusRank = StatusRank(m.Status)
-	if m.Direction != "outbound" {
-		return s.log.append(ctx, m.Tenant, sessionID, m.Key, &entry{Kind: "m", Message: m})
+	appended, err := s.log.append(ctx, m.Tenant, sessionID, m.Key, &entry{Kind: "m", Message: m})
+	if err == nil && appended && m.Direction == "outbound" {
+		s.ranks.put(m.Key, m.StatusRank)
 	}
-	// The document (in the next group commit) and the transcript entry are
-	// independent: written at once, each idempotent.
-	doc := *m
-	inserted := make(chan error, 1)
-	go func() { inserted <- s.outbound.Insert(ctx, &doc) }()
-	appended, aerr := s.log.append(ctx, m.Tenant, sessionID, m.Key, &entry{Kind: "m", Message: m})
-	ierr := <-inserted
-	if ierr != nil && !errors.Is(ierr, mongodb.ErrDuplicate) {
-		return false, fmt.Errorf("add message: %w", ierr)
-	}
-	if aerr != nil {
-		return false, aerr
-	}
-	return ierr == nil && appended, nil
+	return appended, err
 }
 
 // Transcript returns a session's messages in order (on accept and reconnect).
@@ -403,67 +476,43 @@ var statusOrder = map[string]int{
 // StatusRank is the position of a delivery status in its life.
 func StatusRank(status string) int { return statusOrder[status] }
 
-// Message reads one transcript entry: an outbound one by _id, any other
-// from the transcript (customers' messages are kept only there).
+// Message reads one transcript entry, its delivery status folded in (for
+// a resend, not a hot path: it reads the session's transcript).
 func (s *Store) Message(ctx context.Context, tenant, sessionID, messageID string) (*Message, error) {
-	var m Message
-	err := s.messages.FindOne(ctx, bson.M{"_id": messageKey(tenant, sessionID, messageID)}).Decode(&m)
-	if mongodb.IsNotFound(err) {
-		msgs, err := s.Transcript(ctx, tenant, sessionID)
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range msgs {
-			if m.ID == messageID {
-				return m, nil
-			}
-		}
-		return nil, ErrNotFound
-	}
+	msgs, err := s.Transcript(ctx, tenant, sessionID)
 	if err != nil {
-		return nil, fmt.Errorf("load message %s: %w", messageID, err)
+		return nil, err
 	}
-	return &m, nil
+	for _, m := range msgs {
+		if m.ID == messageID {
+			return m, nil
+		}
+	}
+	return nil, ErrNotFound
 }
 
-// UpdateStatus moves an outbound message's status forward (never back),
-// in its document and its transcript, and reports whether it changed.
+// UpdateStatus appends an outbound message's delivery status to its
+// transcript when it moves the message forward, and reports whether it was
+// appended. Whether it moves it forward is answered by this replica's
+// memory of the message's last status (statuses.go); a message it does not
+// remember (another replica appended it, or this one restarted) gets the
+// status appended without a read: the transcript folds statuses forward
+// only, so a late, lower one changes nothing there, and at worst the agent
+// sees it until the next status or a reload. No database read or write, and
+// no transcript read (a read per status is a consumer on TRANSCRIPT each
+// time, and with several replicas most statuses would need one).
 func (s *Store) UpdateStatus(ctx context.Context, tenant, sessionID, messageID, status string, errCode int32, errMsg, twilioSID, reason string) (bool, error) {
-	m, err := s.Message(ctx, tenant, sessionID, messageID)
-	if errors.Is(err, ErrNotFound) {
+	key := messageKey(tenant, sessionID, messageID)
+	if cur, ok := s.ranks.get(key); ok && StatusRank(status) <= cur {
 		return false, nil
 	}
+	st := &statusChange{MessageID: messageID, Status: status, ErrorCode: errCode, ErrorMessage: errMsg, TwilioSID: twilioSID, Reason: reason}
+	appended, err := s.log.append(ctx, tenant, sessionID, key+"/"+status, &entry{Kind: "s", Status: st})
 	if err != nil {
 		return false, err
 	}
-	st := &statusChange{MessageID: messageID, Status: status, ErrorCode: errCode, ErrorMessage: errMsg, TwilioSID: twilioSID, Reason: reason}
-	if !applyStatus(m, st) {
-		return false, nil
-	}
-	set := bson.M{"status": status, "status_rank": StatusRank(status)}
-	if reason != "" {
-		set["reason"] = reason
-	}
-	if errCode != 0 {
-		set["error_code"] = errCode
-	}
-	if errMsg != "" {
-		set["error_message"] = errMsg
-	}
-	if twilioSID != "" {
-		set["twilio_sid"] = twilioSID
-	}
-	// The transcript entry first, then the document (in the next group
-	// commit): a redelivery after a failure between the two finds the
-	// document unchanged and writes both again (the entry is deduplicated).
-	key := messageKey(tenant, sessionID, messageID)
-	if _, err := s.log.append(ctx, tenant, sessionID, key+"/"+status, &entry{Kind: "s", Status: st}); err != nil {
-		return false, err
-	}
-	if err := s.outbound.Update(ctx, key, bson.M{"$set": set}); err != nil {
-		return false, fmt.Errorf("update message status: %w", err)
-	}
-	return true, nil
+	s.ranks.put(key, StatusRank(status))
+	return appended, nil
 }
 
 // SetOffered records what an offer of the session's task says about it:
@@ -527,6 +576,21 @@ func (s *Store) ClaimInbound(ctx context.Context, tenant, messageSID, sessionID 
 		return nil, fmt.Errorf("claim inbound %s: %w", messageSID, err)
 	}
 	return &Inbound{SessionID: sessionID}, nil
+}
+
+// MoveInbound moves a message's claim from one session to another (the
+// first ended before the message reached its transcript); if the claim no
+// longer names from, what it names wins and is returned.
+func (s *Store) MoveInbound(ctx context.Context, tenant, messageSID, from, to string) (*Inbound, error) {
+	_, err := s.inbound.UpdateOne(ctx, bson.M{"_id": tenant + "/" + messageSID, "session_id": from}, bson.M{"$set": bson.M{"session_id": to}})
+	if err != nil {
+		return nil, fmt.Errorf("move inbound %s: %w", messageSID, err)
+	}
+	in, err := s.InboundSeen(ctx, tenant, messageSID)
+	if err == nil && in == nil {
+		return nil, fmt.Errorf("move inbound %s: %w", messageSID, ErrNotFound)
+	}
+	return in, err
 }
 
 // InboundDone marks a message fully processed.

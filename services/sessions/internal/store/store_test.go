@@ -3,16 +3,13 @@ package store_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
-	"github.com/switchboard-cc/switchboard/pkg/natsembed/natstest"
-	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/store"
 )
 
@@ -20,21 +17,7 @@ func TestMain(m *testing.M) { os.Exit(mongotest.Main(m)) }
 
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
-	srv := natstest.Start(t)
-	b, err := bus.Connect(srv.ClientURL(), t.Name(), slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	ctx := context.Background()
-	if err := b.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamTranscript); err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.New(ctx, mongotest.Database(t), b.JS, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
+	st, _, _ := newStoreBus(t)
 	return st
 }
 
@@ -119,30 +102,48 @@ func TestAgentSessionsUnderConcurrentChanges(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// Every other session ends; half of those have their end announced
+	// (ReleaseAgent), the others stay listed as unannounced.
 	for i := 0; i < n; i += 2 {
 		wg.Go(func() {
-			if _, err := st.End(ctx, "acme", fmt.Sprintf("ss%02d", i), "OUTCOME_HANDLED", "done", time.Now()); err != nil {
+			id := fmt.Sprintf("ss%02d", i)
+			if _, err := st.End(ctx, "acme", id, "OUTCOME_HANDLED", "done", time.Now()); err != nil {
 				t.Error(err)
+			}
+			if i%4 == 0 {
+				if err := st.ReleaseAgent(ctx, "acme", "alice", id); err != nil {
+					t.Error(err)
+				}
 			}
 		})
 	}
 	wg.Wait()
-	got, err := st.AgentSessions(ctx, "acme", "alice")
+	got, unannounced, err := st.AgentSessions(ctx, "acme", "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	for _, s := range got {
-		ids = append(ids, s.ID)
+	ids := func(ss []*store.Session) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.ID)
+		}
+		slices.Sort(out)
+		return out
 	}
-	var want []string
+	var want, wantUnannounced []string
 	for i := 1; i < n; i += 2 {
 		want = append(want, fmt.Sprintf("ss%02d", i))
 	}
-	if fmt.Sprint(ids) != fmt.Sprint(want) {
-		t.Errorf("alice's sessions = %v, want %v", ids, want)
+	for i := 2; i < n; i += 4 {
+		wantUnannounced = append(wantUnannounced, fmt.Sprintf("ss%02d", i))
 	}
-	if other, _ := st.AgentSessions(ctx, "beta", "alice"); len(other) != 0 {
+	if fmt.Sprint(ids(got)) != fmt.Sprint(want) {
+		t.Errorf("alice's sessions = %v, want %v", ids(got), want)
+	}
+	if fmt.Sprint(ids(unannounced)) != fmt.Sprint(wantUnannounced) {
+		t.Errorf("alice's unannounced ends = %v, want %v", ids(unannounced), wantUnannounced)
+	}
+	if other, _, _ := st.AgentSessions(ctx, "beta", "alice"); len(other) != 0 {
 		t.Errorf("beta's alice has %d sessions", len(other))
 	}
 	// Ending twice, or assigning an ended session, changes nothing.
@@ -152,7 +153,7 @@ func TestAgentSessionsUnderConcurrentChanges(t *testing.T) {
 	if err := st.Assign(ctx, "acme", "ss00", "bob", "t99", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if bob, _ := st.AgentSessions(ctx, "acme", "bob"); len(bob) != 0 {
+	if bob, _, _ := st.AgentSessions(ctx, "acme", "bob"); len(bob) != 0 {
 		t.Errorf("an ended session was assigned to bob: %v", bob)
 	}
 }

@@ -16,6 +16,10 @@ const state = {
   outbox: new Map(JSON.parse(sessionStorage.getItem("sb.outbox") || "[]")),
   offers: new Map(),
   sessions: new Map(),
+  // Messages of a chat this console does not show yet: its session.assigned
+  // may come after them (another replica pushed it), and brings a
+  // transcript read before they were added. Kept until it comes.
+  early: new Map(), // session id -> [message]
   wrapups: new Map(), // task id -> wrap-up form (after-call work)
   selected: "",
   presence: "offline",
@@ -23,6 +27,15 @@ const state = {
   retry: 0,
   closing: false,
 };
+
+// mergeEarly adds to a chat the messages that came before it did.
+function mergeEarly(s) {
+  const list = state.early.get(s.session_id);
+  if (!list) return;
+  state.early.delete(s.session_id);
+  s.messages = s.messages || [];
+  for (const m of list) if (!s.messages.some((x) => x.id === m.id)) s.messages.push(m);
+}
 
 function show(view) {
   $("login-view").hidden = view !== "login";
@@ -52,11 +65,19 @@ async function login(ev) {
     });
     const body = await res.json().catch(() => ({}));
     if (!res.ok) throw new Error(body.error || `sign-in failed (${res.status})`);
+    const roles = body.roles || ["agent"];
+    if (!roles.includes("agent") && !roles.includes("supervisor")) {
+      // An analyst's or admin's sign-in is good for reports and
+      // administration (switchboardctl login), not for this console.
+      $("login-password").value = "";
+      throw new Error(`This console is for agents and supervisors; you are signed in as ${roles.join(" and ")}. ` +
+        "Use your sign-in for reports and exports: switchboardctl login, then switchboardctl report.");
+    }
     state.token = body.token;
     state.agent = body.agent;
     sessionStorage.setItem("sb.token", body.token);
     sessionStorage.setItem("sb.agent", JSON.stringify(body.agent));
-    state.roles = body.roles || ["agent"];
+    state.roles = roles;
     sessionStorage.setItem("sb.roles", JSON.stringify(state.roles));
     $("login-password").value = "";
     start();
@@ -143,6 +164,8 @@ function onFrame(f) {
       if (state.outbox.size) setTimeout(flushOutbox, 0);
       state.offers = new Map((d.offers || []).map((o) => [o.offer_id, o]));
       state.sessions = new Map((d.sessions || []).map((s) => [s.session_id, s]));
+      state.sessions.forEach(mergeEarly);
+      state.early = new Map();
       state.wrapups = new Map((d.wrapups || []).map((w) => [w.task_id, w]));
       setPresence(d.presence, d.rona);
       // After a reload the most recent active chat is open, not an empty pane.
@@ -152,13 +175,20 @@ function onFrame(f) {
     case "offer.created": state.offers.set(d.offer_id, d); render(); offerAlert(d); break;
     case "offer.revoked": state.offers.delete(d.offer_id); render(); break;
     case "session.assigned":
+      mergeEarly(d);
       state.sessions.set(d.session_id, d);
       state.selected = d.session_id;
       render();
       break;
     case "message.added": {
       const s = state.sessions.get(d.session_id);
-      if (s && !s.messages.some((m) => m.id === d.message.id)) {
+      if (!s) {
+        const list = state.early.get(d.session_id) || [];
+        if (list.length < 200) list.push(d.message);
+        state.early.set(d.session_id, list);
+        break;
+      }
+      if (!s.messages.some((m) => m.id === d.message.id)) {
         s.messages.push(d.message);
         if (d.message.direction === "inbound" && d.session_id !== state.selected) s.unread = (s.unread || 0) + 1;
         render();
@@ -177,8 +207,11 @@ function onFrame(f) {
       break;
     }
     case "session.ended": {
+      state.early.delete(d.session_id);
       const s = state.sessions.get(d.session_id);
       if (s) { s.state = "ended"; s.outcome = d.outcome; render(); }
+      // An offer accepted just as its chat ended: nothing to open.
+      else deskError(`That chat ended before it reached you${d.reason ? " (" + d.reason + ")" : ""}.`);
       break;
     }
     case "session.parked":
@@ -450,6 +483,12 @@ function renderSession() {
   $("note").disabled = ended;
   $("send").disabled = ended || parked || !!blocked;
   renderCompliance(s, blocked);
+  // Outside the WhatsApp window only a template may go: the picker
+  // replaces the reply box.
+  const picker = blocked === "window_closed" && !ended && !parked;
+  $("template-form").hidden = !picker;
+  $("reply-form").hidden = picker;
+  if (picker) templatePicker(s);
   const ol = $("transcript");
   ol.replaceChildren();
   for (const m of s.messages) {
@@ -470,6 +509,7 @@ function renderSession() {
     const who = senderLabel(m);
     let text = `${who} · ${new Date(m.at).toLocaleTimeString()}`;
     if (m.resend_of) text += " · resend";
+    if (m.content_sid) text += " · template";
     if (m.direction === "outbound" && m.status) {
       text += ` · ${statusLabel(m.status)}`;
       if (m.error_code) text += ` (${m.error_code}${m.error_message ? ": " + m.error_message : ""})`;
@@ -673,6 +713,118 @@ async function reply(ev) {
   } finally { $("send").disabled = false; }
 }
 
+// The WhatsApp template picker: the chat's templates (the connector's,
+// from Twilio's Content API through sessions), one chosen, its variables
+// filled in (prefilled from the chat where a default names a parameter or
+// the customer's name), a preview, and the send.
+async function templatePicker(s) {
+  const form = $("template-form");
+  if (form.dataset.session === s.session_id) return; // built; keep what the agent typed
+  form.dataset.session = s.session_id;
+  $("template-select").replaceChildren();
+  $("template-vars").replaceChildren();
+  $("template-preview").textContent = "";
+  $("template-info").textContent = "Loading templates…";
+  $("template-send").disabled = true;
+  try {
+    if (!s.templates) s.templates = (await send("template.list", { session_id: s.session_id })).templates || [];
+  } catch (e) {
+    $("template-info").textContent = `Templates unavailable: ${e.message}`;
+    delete form.dataset.session;
+    return;
+  }
+  if (form.dataset.session !== s.session_id) return;
+  const sel = $("template-select");
+  for (const t of s.templates) {
+    const o = document.createElement("option");
+    o.value = t.sid;
+    o.textContent = t.language ? `${t.friendly_name} (${t.language})` : t.friendly_name;
+    sel.append(o);
+  }
+  $("template-info").textContent = s.templates.length ? "" : "This WhatsApp account has no templates.";
+  showTemplate(s);
+}
+
+// templateDefault is what a variable starts with: a session parameter the
+// default names, the customer's name or number, or the default itself.
+function templateDefault(s, def) {
+  const key = (def || "").trim();
+  const params = s.parameters || {};
+  if (key && Object.prototype.hasOwnProperty.call(params, key)) return params[key];
+  const k = key.toLowerCase().replace(/\s+/g, "_");
+  if (k && Object.prototype.hasOwnProperty.call(params, k)) return params[k];
+  if (k === "customer_name" || k === "name" || k === "first_name") return s.customer_name || "";
+  if (k === "customer" || k === "phone" || k === "customer_number") return s.customer.replace(/^whatsapp:/, "");
+  return key;
+}
+
+function currentTemplate(s) {
+  return (s.templates || []).find((t) => t.sid === $("template-select").value);
+}
+
+function showTemplate(s) {
+  const t = currentTemplate(s);
+  const box = $("template-vars");
+  box.replaceChildren();
+  $("template-send").disabled = !t;
+  if (!t) { $("template-preview").textContent = ""; return; }
+  for (const v of t.variables) {
+    const row = document.createElement("div");
+    row.className = "template-var";
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    input.id = `template-var-${v.name}`;
+    input.dataset.name = v.name;
+    input.maxLength = 1024;
+    input.value = templateDefault(s, v.default);
+    input.placeholder = v.default || "";
+    input.addEventListener("input", () => previewTemplate(s));
+    label.htmlFor = input.id;
+    label.textContent = `{{${v.name}}}`;
+    row.append(label, input);
+    box.append(row);
+  }
+  previewTemplate(s);
+}
+
+function templateValues() {
+  const vars = {};
+  for (const input of $("template-vars").querySelectorAll("input")) vars[input.dataset.name] = input.value;
+  return vars;
+}
+
+function previewTemplate(s) {
+  const t = currentTemplate(s);
+  if (!t) return;
+  const vars = templateValues();
+  let text = t.body.replace(/\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g, (m, name) => (vars[name] ? vars[name] : `[${name}]`));
+  if (t.actions && t.actions.length) text += `\n[${t.actions.join("] [")}]`;
+  $("template-preview").textContent = text;
+}
+
+async function sendTemplate(ev) {
+  ev.preventDefault();
+  const s = state.sessions.get(state.selected);
+  const t = s && currentTemplate(s);
+  if (!t) return;
+  const vars = templateValues();
+  const missing = t.variables.filter((v) => !vars[v.name] || !vars[v.name].trim());
+  if (missing.length) { deskError(`Fill in ${missing.map((v) => `{{${v.name}}}`).join(", ")} first.`); return; }
+  deskError("");
+  $("template-send").disabled = true;
+  const clientMsgId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/[^a-zA-Z0-9-]/g, "");
+  const item = { session_id: s.session_id, content_sid: t.sid, content_variables: vars, client_msg_id: clientMsgId };
+  state.outbox.set(clientMsgId, item);
+  saveOutbox();
+  try {
+    await deliver(item);
+    delete $("template-form").dataset.session; // a fresh form for the next one
+    renderSession();
+  } catch (e) {
+    deskError(e.message);
+  } finally { $("template-send").disabled = false; }
+}
+
 async function terminate() {
   if (!state.selected) return;
   deskError("");
@@ -696,7 +848,7 @@ async function toggleHistory() {
       const li = document.createElement("li");
       li.dataset.sessionId = e.session_id;
       const when = new Date(e.started_at).toLocaleString();
-      li.textContent = `${when} · ${channelLabel(e.channel)} · ${e.service_name || ""} · ${e.outcome || e.state}${e.agent_id ? " · " + e.agent_id : ""}`;
+      li.textContent = `${when} · ${channelLabel(e.channel)} · ${e.service_name || ""} · ${(e.outcome || e.state).replace(/_/g, " ")}${e.agent_id ? " · " + e.agent_id : ""}`;
       li.onclick = () => showEarlier(s.session_id, e.session_id);
       ul.append(li);
     }
@@ -834,6 +986,8 @@ async function changePresence(p) {
 $("login-form").addEventListener("submit", login);
 $("sign-out").addEventListener("click", signOut);
 $("reply-form").addEventListener("submit", reply);
+$("template-form").addEventListener("submit", sendTemplate);
+$("template-select").addEventListener("change", () => { const s = state.sessions.get(state.selected); if (s) showTemplate(s); });
 $("reply").addEventListener("input", () => { countReply(); cannedPicker(); });
 $("reply").addEventListener("keydown", (ev) => {
   const first = $("canned-picker").hidden ? null : $("canned-picker").querySelector("li");

@@ -1,0 +1,113 @@
+package sessions_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
+
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
+	"github.com/switchboard-cc/switchboard/services/sessions/agentclient"
+)
+
+// Frames other replicas push while this replica's NATS connection is down
+// are gone (core NATS keeps nothing for an absent subscriber): once the
+// connection is back, every agent socket here is sent its whole state
+// again, so the console shows what it missed.
+func TestAgentSocketsResyncWhenTheBrokerConnectionComesBack(t *testing.T) {
+	h := start(t)
+	ctx := ctxT(t)
+	alice := h.agent(t, "alice@acme.example")
+	if _, err := alice.WaitFor(ctx, "snapshot", nil); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM-rs", "+15550123", "still there?"), "SM-rs")
+	waitFor(t, "session started", func() bool { return len(sessionIDs(t, h)) == 1 })
+	sid := sessionIDs(t, h)[0]
+	h.publish(t, subjects.TaskAccepted("acme"), &distributionv1.TaskAccepted{TenantId: "acme", TaskId: "tk-rs", SessionId: sid, AgentId: "alice", OfferId: "of-rs", AcceptedAt: timestamppb.Now()}, "a-rs")
+	if _, err := alice.WaitFor(ctx, "session.assigned", nil); err != nil {
+		t.Fatal(err)
+	}
+	from := alice.Len()
+	if err := h.bus.NC.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := alice.WaitFrom(ctx, from, "snapshot", nil)
+	if err != nil {
+		t.Fatalf("no snapshot after the broker connection came back: %v", err)
+	}
+	if !strings.Contains(string(snap.Data), sid) || !strings.Contains(string(snap.Data), "still there?") {
+		t.Errorf("the snapshot after the reconnect lacks the chat and its message: %s", snap.Data)
+	}
+	// The socket keeps working: a reply is acknowledged.
+	if _, err := alice.Request(ctx, "message.send", map[string]string{"session_id": sid, "body": "yes", "client_msg_id": "rs1"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An agent's end that fails part way (the session ended in the store, its
+// SESSION event not published because JetStream refused it) is refused as
+// unavailable, and still finished once JetStream takes events again:
+// distribution frees the agent's capacity only on that event, and the
+// agent's console is told the chat ended. A socket that connects meanwhile
+// is not handed the chat as one still to answer.
+func TestAnInterruptedEndIsFinished(t *testing.T) {
+	h := start(t)
+	ctx := ctxT(t)
+	alice := h.agent(t, "alice@acme.example")
+	if _, err := alice.WaitFor(ctx, "snapshot", nil); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM-ie", "+15550124", "are you there?"), "SM-ie")
+	waitFor(t, "session started", func() bool { return len(sessionIDs(t, h)) == 1 })
+	sid := sessionIDs(t, h)[0]
+	h.publish(t, subjects.TaskAccepted("acme"), &distributionv1.TaskAccepted{TenantId: "acme", TaskId: "tk-ie", SessionId: sid, AgentId: "alice", OfferId: "of-ie", AcceptedAt: timestamppb.Now()}, "a-ie")
+	if _, err := alice.WaitFor(ctx, "session.assigned", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// The SESSION stream stops taking the tenant's events.
+	stream, err := h.bus.JS.Stream(ctx, subjects.StreamSession)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	paused := cfg
+	paused.Subjects = []string{"paused.session.>"}
+	if _, err := h.bus.JS.UpdateStream(ctx, paused); err != nil {
+		t.Fatal(err)
+	}
+	_, err = alice.Request(ctx, "session.terminate", map[string]string{"session_id": sid})
+	var perr *agentclient.ProtocolError
+	if !errors.As(err, &perr) || perr.Code != "unavailable" {
+		t.Fatalf("terminate while SESSION refuses events = %v, want unavailable", err)
+	}
+	bob := h.agent(t, "alice@acme.example")
+	snap, err := bob.WaitFor(ctx, "snapshot", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(snap.Data), sid) {
+		t.Errorf("a snapshot during the outage hands out the ended chat: %s", snap.Data)
+	}
+
+	if _, err := h.bus.JS.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the interrupted end announced", func() bool {
+		return len(h.streamEvents(t, subjects.StreamSession, subjects.SessionEnded("acme"))) == 1
+	})
+	if _, err := alice.WaitFor(ctx, "session.ended", func(f agentclient.Frame) bool { return f.Field("session_id") == sid }); err != nil {
+		t.Fatalf("the agent was not told the chat ended: %v", err)
+	}
+	// Asked again, the end is announced once (the same event id).
+	if _, err := alice.Request(ctx, "session.terminate", map[string]string{"session_id": sid}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.streamEvents(t, subjects.StreamSession, subjects.SessionEnded("acme"))); n != 1 {
+		t.Errorf("%d session.ended events, want 1", n)
+	}
+}
