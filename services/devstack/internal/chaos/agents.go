@@ -31,9 +31,10 @@ type agent struct {
 	next atomic.Int64
 
 	mu      sync.Mutex
-	active  map[string]bool     // sessions it holds
-	pending map[string]request  // frame id → request
-	unacked map[string]outgoing // client_msg_id → reply not acknowledged yet
+	active  map[string]bool        // sessions it holds
+	pending map[string]request     // frame id → request
+	unacked map[string]outgoing    // client_msg_id → reply not acknowledged yet
+	early   map[string][]wsMessage // messages of chats not held yet
 }
 
 type request struct {
@@ -165,11 +166,14 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 		}
 		a.mu.Unlock()
 		for _, ss := range s.Sessions {
-			d.assigned(a, ss.SessionID)
-			for _, m := range ss.Messages {
+			d.assigned(a, ss.SessionID, ss.State)
+			for _, m := range append(ss.Messages, a.takeEarly(ss.SessionID)...) {
 				d.seen(ss.SessionID, m)
 			}
 		}
+		a.mu.Lock()
+		clear(a.early)
+		a.mu.Unlock()
 		for id, o := range resend {
 			a.sendAsync(ctx, "message.send", map[string]string{"session_id": o.session, "body": o.body, "client_msg_id": id}, request{kind: "reply", msgID: id})
 		}
@@ -195,8 +199,8 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 			// Distribution's own events are what checkOffers judges.
 			d.count("agent's view above capacity (an end's frame late or lost)")
 		}
-		d.assigned(a, s.SessionID)
-		for _, m := range s.Messages {
+		d.assigned(a, s.SessionID, s.State)
+		for _, m := range append(s.Messages, a.takeEarly(s.SessionID)...) {
 			d.seen(s.SessionID, m)
 		}
 		if d.draining.Load() {
@@ -208,6 +212,20 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 			Message   wsMessage `json:"message"`
 		}
 		_ = json.Unmarshal(f.Data, &m)
+		a.mu.Lock()
+		held := a.active[m.SessionID]
+		if !held && len(a.early[m.SessionID]) < 200 {
+			a.early[m.SessionID] = append(a.early[m.SessionID], m.Message)
+		}
+		a.mu.Unlock()
+		if !held {
+			// As the console does: a message of a chat the agent does not
+			// hold yet is kept, not shown or answered, until the chat's
+			// session.assigned comes (from another replica, or once
+			// sessions' retried assignment completes).
+			d.count("message before its chat's session.assigned (kept until it comes)")
+			return
+		}
 		seq, first := d.seen(m.SessionID, m.Message)
 		if !first || d.draining.Load() {
 			return
@@ -261,6 +279,9 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 		}
 		if f.Type == "error" {
 			d.count(fmt.Sprintf("agent %s refused: %s", req.kind, r.Code))
+			if req.kind == "terminate" {
+				d.terminateRefused(req.session, r.Code)
+			}
 			// "unavailable": a backend is down; retry (PROTOCOL.md), as the
 			// console's user would click again while the offer is open.
 			if req.kind == "accept" && r.Code == "unavailable" && req.tries < 10 {
@@ -293,8 +314,19 @@ func (a *agent) answerOffer(ctx context.Context, offerID string) {
 	a.sendAsync(ctx, "offer.accept", map[string]string{"offer_id": offerID}, request{kind: "accept", offerID: offerID, tries: 1})
 }
 
+// takeEarly returns and forgets the messages of a chat that came before
+// it did.
+func (a *agent) takeEarly(session string) []wsMessage {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	list := a.early[session]
+	delete(a.early, session)
+	return list
+}
+
 func (a *agent) ended(session string) {
 	a.mu.Lock()
+	delete(a.early, session)
 	delete(a.active, session)
 	a.mu.Unlock()
 	a.d.ended(session)

@@ -126,6 +126,13 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) (*Report, err
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
+	// An earlier run's streams would answer this run's webhooks as
+	// duplicates (the same seed makes the same message ids).
+	if entries, err := os.ReadDir(dir); err != nil {
+		return nil, err
+	} else if len(entries) > 0 {
+		return nil, fmt.Errorf("data directory %s is not empty (an earlier run's streams would take this run's messages as duplicates): give an empty or new one", dir)
+	}
 	logFile, err := os.Create(filepath.Join(dir, "processes.log"))
 	if err != nil {
 		return nil, err
@@ -210,9 +217,19 @@ func startStack(ctx context.Context, cfg Config, dir, bin string, logs io.Writer
 			p.term()
 		}
 	})
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	// Generous: under make test other packages load the machine while
+	// the three servers elect their meta leader. A server that exited
+	// meanwhile is started again (a node short of quorum waits for ever).
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	if err := waitJetStream(wctx, st.natsURL, st.password); err != nil {
+	if err := waitJetStream(wctx, st.natsURL, st.password, func() {
+		for _, p := range st.nats {
+			if !p.running() {
+				say("%s is not running; starting it again", p.name)
+				_ = p.start()
+			}
+		}
+	}); err != nil {
 		return nil, stop, err
 	}
 	say("NATS cluster up: %s", st.natsURL)

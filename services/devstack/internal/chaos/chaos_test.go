@@ -3,6 +3,8 @@ package chaos
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -35,5 +37,28 @@ func TestChaosShort(t *testing.T) {
 	}
 	if rep.Failed() {
 		t.Errorf("an invariant was broken (table above; replay with make chaos SEED=%d OPS=%d)", cfg.Seed, cfg.Ops)
+		keepLog(t, cfg.DataDir)
 	}
+}
+
+// keepLog copies a failed run's process logs out of the test's temporary
+// directory, which the test deletes.
+func keepLog(t *testing.T, dir string) {
+	b, err := os.ReadFile(filepath.Join(dir, "processes.log"))
+	if err != nil {
+		t.Logf("processes' logs not kept: %v", err)
+		return
+	}
+	f, err := os.CreateTemp("", "switchboard-chaos-*.log")
+	if err == nil {
+		_, err = f.Write(b)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		t.Logf("processes' logs not kept: %v", err)
+		return
+	}
+	t.Logf("processes' logs kept in %s", f.Name())
 }

@@ -92,9 +92,10 @@ authorization { users: [ { user: %s, password: %q } ] }
 }
 
 // waitJetStream waits until the cluster has a JetStream meta leader (an
-// R3 stream can be created and removed).
-func waitJetStream(ctx context.Context, url, password string) error {
+// R3 stream can be created and removed); between tries it calls tend.
+func waitJetStream(ctx context.Context, url, password string, tend func()) error {
 	for {
+		tend()
 		err := func() error {
 			nc, err := nats.Connect(url, nats.UserInfo(natsUser, password), nats.Timeout(time.Second))
 			if err != nil {

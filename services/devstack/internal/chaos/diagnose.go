@@ -174,6 +174,7 @@ func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	classes := map[string]int{}
+	var unoffered []string // task ids of sessions no agent took
 	var lines []string
 	slices.Sort(lost)
 	for _, seq := range lost {
@@ -228,6 +229,11 @@ func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 		switch {
 		case accepted == "" && rec == nil:
 			classes["in a transcript; session never accepted nor held by an agent"]++
+			for _, ev := range bySession[tr.session] {
+				if id := ev.fields["task_id"]; id != "" && !slices.Contains(unoffered, id) {
+					unoffered = append(unoffered, id)
+				}
+			}
 		case accepted != "" && acceptedAt.Before(tr.at):
 			classes["in a transcript; appended AFTER the agent accepted, never shown to it"]++
 		case rec == nil:
@@ -256,5 +262,96 @@ func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 	for _, k := range keys {
 		out = append(out, fmt.Sprintf("%4d  %s", classes[k], k))
 	}
-	return append(out, lines...), nil
+	out = append(out, lines...)
+	if len(unoffered) > 0 {
+		out = append(out, d.distributionView(ctx, unoffered)...)
+	}
+	return out, nil
+}
+
+// diagnoseNoOutcome reports, for each session the agents were given and
+// no end was seen of, what the harness saw (who held it, the state its
+// last frame showed, why its end was refused) and its events in the
+// SESSION and DISTRIBUTION streams (tasks, offers, accepts, its end).
+func (d *driver) diagnoseNoOutcome(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	d.mu.Lock()
+	lines := map[string]string{}
+	var ids []string
+	for id, s := range d.sessions {
+		if s.ended {
+			continue
+		}
+		var agents []string
+		for a := range s.agents {
+			agents = append(agents, a)
+		}
+		slices.Sort(agents)
+		ids = append(ids, id)
+		lines[id] = fmt.Sprintf("%s: held by %v, last frame state %q, terminate refused %q;", id, agents, s.state, s.refused)
+	}
+	d.mu.Unlock()
+	slices.Sort(ids)
+	js, closeJS, err := d.jetStream()
+	if err != nil {
+		return nil, err
+	}
+	defer closeJS()
+	events := map[string][]string{}
+	follow := func(m *jetstream.RawStreamMsg) {
+		ev := protoEvent(m)
+		id := ev.fields["session_id"]
+		if _, ok := lines[id]; !ok {
+			return
+		}
+		e := ev.kind
+		if a := ev.fields["agent_id"]; a != "" {
+			e += " agent=" + a
+		}
+		if t := ev.fields["task_id"]; t != "" {
+			e += " task=" + t
+		}
+		events[id] = append(events[id], e)
+	}
+	for _, stream := range []string{subjects.StreamSession, subjects.StreamDistribution} {
+		if err := readStream(ctx, js, stream, follow); err != nil {
+			return nil, fmt.Errorf("read %s: %w", stream, err)
+		}
+	}
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, lines[id]+" events: "+strings.Join(events[id], ", "))
+	}
+	return out, nil
+}
+
+// endsFromStream marks ended every session the SESSION stream has a
+// session.ended event of, and counts those the agents' frames did not
+// say had ended.
+func (d *driver) endsFromStream(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	js, closeJS, err := d.jetStream()
+	if err != nil {
+		return err
+	}
+	defer closeJS()
+	ended := map[string]bool{}
+	if err := readStream(ctx, js, subjects.StreamSession, func(m *jetstream.RawStreamMsg) {
+		if ev := protoEvent(m); ev.kind == subjects.KindSessionEnded {
+			ended[ev.fields["session_id"]] = true
+		}
+	}); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for id, s := range d.sessions {
+		if !s.ended && ended[id] {
+			s.ended = true
+			d.rep.Counts["session ended without its agent being told (read from SESSION)"]++
+		}
+	}
+	return nil
 }

@@ -27,6 +27,9 @@ type msg struct {
 type sessionRec struct {
 	agents map[string]bool
 	ended  bool
+	// refused is the code of the last terminate refused for it, state
+	// the state its last session.assigned frame showed.
+	refused, state string
 }
 
 type driver struct {
@@ -114,7 +117,7 @@ func (d *driver) seen(session string, m wsMessage) (int64, bool) {
 	return seq, first
 }
 
-func (d *driver) assigned(a *agent, session string) {
+func (d *driver) assigned(a *agent, session, state string) {
 	d.mu.Lock()
 	s := d.sessions[session]
 	if s == nil {
@@ -122,10 +125,20 @@ func (d *driver) assigned(a *agent, session string) {
 		d.sessions[session] = s
 	}
 	s.agents[a.email] = true
+	s.state = state
 	n := len(s.agents)
 	d.mu.Unlock()
 	if n == 2 {
 		d.violation(&d.rep.DoubleAssigned, "session %s assigned to two agents", session)
+	}
+}
+
+// terminateRefused notes why an agent could not end a session.
+func (d *driver) terminateRefused(session, code string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s := d.sessions[session]; s != nil {
+		s.refused = code
 	}
 }
 
@@ -150,7 +163,7 @@ func (d *driver) run(ctx context.Context) (*Report, error) {
 	var awg sync.WaitGroup
 	for i := range agents {
 		agents[i] = &agent{d: d, email: agentEmail(i), rng: rand.New(rand.NewPCG(d.rng.Uint64(), d.rng.Uint64())),
-			active: map[string]bool{}, pending: map[string]request{}, unacked: map[string]outgoing{}}
+			active: map[string]bool{}, pending: map[string]request{}, unacked: map[string]outgoing{}, early: map[string][]wsMessage{}}
 		awg.Add(1)
 		go func() { defer awg.Done(); agents[i].run(actx) }()
 	}
@@ -197,8 +210,11 @@ func (d *driver) run(ctx context.Context) (*Report, error) {
 		}
 	}
 	// Every agent ends what it holds; every session should then have its
-	// outcome.
-	for round := 0; round < 20 && ctx.Err() == nil; round++ {
+	// outcome. An end refused as unavailable (a store or stream still
+	// electing its leader after the faults) is asked again, for up to a
+	// minute, as an agent would click again.
+	endBy := time.Now().Add(time.Minute)
+	for ctx.Err() == nil && time.Now().Before(endBy) {
 		for _, a := range agents {
 			a.terminateAll(ctx)
 		}
@@ -213,7 +229,21 @@ func (d *driver) run(ctx context.Context) (*Report, error) {
 		return nil, err
 	}
 	d.rep.Lost, d.rep.Duplicated, d.rep.RepliesLost, d.rep.RepliesDuplicated = lost, dup, replyLost, replyDup
+	// An agent's view can miss an end (its frame lost with a connection):
+	// what counts is whether the session ended, read from the SESSION
+	// stream.
+	if d.withoutOutcome() > 0 {
+		if err := d.endsFromStream(ctx); err != nil {
+			return nil, fmt.Errorf("read the sessions' ends: %w", err)
+		}
+	}
 	d.rep.NoOutcome = d.withoutOutcome()
+	if d.rep.NoOutcome > 0 {
+		d.rep.NoOutcomeDiagnosis, err = d.diagnoseNoOutcome(ctx)
+		if err != nil {
+			d.rep.NoOutcomeDiagnosis = []string{"diagnosis failed: " + err.Error()}
+		}
+	}
 	if lost > 0 {
 		// Where each lost message stopped, read back from the streams
 		// while the stack still runs.

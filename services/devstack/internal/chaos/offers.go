@@ -26,6 +26,7 @@ func (d *driver) checkOffers(ctx context.Context) error {
 	offered := map[string]open{}          // task → its open offer
 	holds := map[string]map[string]bool{} // agent → tasks offered to or accepted by them
 	seenOffer := map[string]bool{}
+	accepted := map[string]string{} // task → the agent who accepted it
 	hold := func(agent, task string) {
 		if holds[agent] == nil {
 			holds[agent] = map[string]bool{}
@@ -37,6 +38,7 @@ func (d *driver) checkOffers(ctx context.Context) error {
 	}
 	release := func(task string) {
 		delete(offered, task)
+		delete(accepted, task)
 		for _, tasks := range holds {
 			delete(tasks, task)
 		}
@@ -62,6 +64,10 @@ func (d *driver) checkOffers(ctx context.Context) error {
 			hold(agent, task)
 		case subjects.KindTaskAccepted:
 			delete(offered, task)
+			if prev, ok := accepted[task]; ok && prev != agent {
+				d.violation(&d.rep.DoubleAssigned, "task %s accepted by %s while %s held it", task, agent, prev)
+			}
+			accepted[task] = agent
 			hold(agent, task)
 		case subjects.KindTaskDeclined, subjects.KindTaskOfferTimedOut:
 			if o, ok := offered[task]; ok && o.offer == offer {

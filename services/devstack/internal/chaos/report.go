@@ -39,6 +39,9 @@ type Report struct {
 	// one line per message with the stages it reached (CHAT, transcript,
 	// session, workflow and distribution events, what the agents held).
 	Diagnosis []string
+	// NoOutcomeDiagnosis: for each session without an outcome, what the
+	// agents saw and what the SESSION and DISTRIBUTION streams hold of it.
+	NoOutcomeDiagnosis []string
 
 	webhookLat, agentLat []time.Duration
 }
@@ -101,6 +104,12 @@ func (r *Report) print(w io.Writer) {
 	if len(r.Diagnosis) > 0 {
 		fmt.Fprintln(w, "  lost messages, the stages they reached:")
 		for _, l := range r.Diagnosis {
+			fmt.Fprintf(w, "    %s\n", l)
+		}
+	}
+	if len(r.NoOutcomeDiagnosis) > 0 {
+		fmt.Fprintln(w, "  sessions without an outcome, what was seen of them:")
+		for _, l := range r.NoOutcomeDiagnosis {
 			fmt.Fprintf(w, "    %s\n", l)
 		}
 	}

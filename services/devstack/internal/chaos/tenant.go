@@ -66,15 +66,21 @@ func spec(cfg Config) *tenantspec.Spec {
 	return s
 }
 
+// dialAs connects to a service's gRPC address with a token of role for
+// tenant (none for a platform operator).
+func dialAs(info devstack.Info, addr, tenant, role string) (*grpc.ClientConn, error) {
+	tok, err := info.AuthKeys.Mint(authn.Claims{Tenant: tenant, Roles: []string{role}, Name: "chaos",
+		RegisteredClaims: jwt.RegisteredClaims{Subject: "chaos"}}, time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcserver.BearerToken(tok)))
+}
+
 // applyTenant applies the tenant as switchboardctl apply would (retrying
 // while config starts) and registers the account with the emulator.
 func applyTenant(ctx context.Context, cfg Config, info devstack.Info) error {
-	tok, err := info.AuthKeys.Mint(authn.Claims{Roles: []string{authn.RolePlatform}, Name: "chaos",
-		RegisteredClaims: jwt.RegisteredClaims{Subject: "chaos"}}, time.Hour)
-	if err != nil {
-		return err
-	}
-	conn, err := grpc.NewClient(info.ConfigAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcserver.BearerToken(tok)))
+	conn, err := dialAs(info, info.ConfigAddr, "", authn.RolePlatform)
 	if err != nil {
 		return err
 	}
