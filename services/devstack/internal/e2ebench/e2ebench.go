@@ -11,6 +11,7 @@
 package e2ebench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -132,12 +133,14 @@ type rec struct {
 }
 
 type run struct {
-	cfg   Config
-	info  devstack.Info
-	hc    *http.Client
-	js    jetstream.JetStream
-	tag   string
-	lanes []lane
+	cfg Config
+	// cpuProfile is the CPU profile of the measured load.
+	cpuProfile []byte
+	info       devstack.Info
+	hc         *http.Client
+	js         jetstream.JetStream
+	tag        string
+	lanes      []lane
 
 	customers         []customer
 	customerByAddress map[string]int
@@ -300,24 +303,23 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) error {
 
 	// Measured phase.
 	r.measureStart = time.Now()
-	if cfg.CPUProfile != "" {
-		f, err := os.Create(cfg.CPUProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-	}
+	// Always profiled: the report says where the cores went (cpu.go).
+	var prof bytes.Buffer
+	profiling := pprof.StartCPUProfile(&prof) == nil
 	if cfg.Mode == "closed" {
 		r.closedLoop(ctx)
 	} else {
 		r.fixedRate(ctx)
 	}
 	r.measureEnd = time.Now()
-	if cfg.CPUProfile != "" {
+	if profiling {
 		pprof.StopCPUProfile()
+		r.cpuProfile = prof.Bytes()
+		if cfg.CPUProfile != "" {
+			if err := os.WriteFile(cfg.CPUProfile, r.cpuProfile, 0o644); err != nil {
+				return err
+			}
+		}
 	}
 	say("load done; draining (at most %s)", cfg.Drain)
 	r.drain(ctx, cfg.Drain)

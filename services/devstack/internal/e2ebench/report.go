@@ -255,6 +255,10 @@ func (r *run) report(w io.Writer, samples []sample, names []string, emulatorMsgs
 		}
 	}
 
+	if len(r.cpuProfile) > 0 {
+		reportCPU(w, r.cpuProfile, runtime.NumCPU(), float64(inWindowFrames)/window)
+	}
+
 	// Lag over time.
 	if len(samples) > 0 {
 		step := cfg.LagEvery
