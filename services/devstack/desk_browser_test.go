@@ -1,6 +1,8 @@
 package devstack_test
 
 import (
+	"context"
+	"encoding/json"
 	"github.com/switchboard-cc/switchboard/services/sessions/agentclient"
 	"strings"
 	"testing"
@@ -20,6 +22,14 @@ func signIn(email string, info devstack.Info) chromedp.Tasks {
 
 // signInTo signs in to another tenant's console.
 func signInTo(tenant, email, password string, info devstack.Info) chromedp.Tasks {
+	return append(submitSignIn(tenant, email, password, info),
+		chromedp.WaitVisible("#desk-view"),
+		waitText("#conn-state", "connected"),
+	)
+}
+
+// submitSignIn opens the console and submits the sign-in form.
+func submitSignIn(tenant, email, password string, info devstack.Info) chromedp.Tasks {
 	return chromedp.Tasks{
 		chromedp.Navigate(info.ConsoleURL),
 		chromedp.WaitVisible("#login-form"),
@@ -27,8 +37,6 @@ func signInTo(tenant, email, password string, info devstack.Info) chromedp.Tasks
 		chromedp.SendKeys("#login-email", email),
 		chromedp.SendKeys("#login-password", password),
 		chromedp.Click("#login-submit"),
-		chromedp.WaitVisible("#desk-view"),
-		waitText("#conn-state", "connected"),
 	}
 }
 
@@ -213,8 +221,13 @@ func TestConsoleCannedResponses(t *testing.T) {
 }
 
 // In a real browser: a WhatsApp reply Twilio refused because the 24-hour
-// window had closed (63016) offers no Resend, which would fail the same way.
-func TestConsoleNoResendOutsideTheWindow(t *testing.T) {
+// window had closed (63016) offers no Resend, which would fail the same
+// way. Instead the reply box gives way to the template picker: the agent
+// picks the demo account's order_update template, whose {{1}} is prefilled
+// with the customer's name, fills {{2}}, sees the preview and sends; the
+// emulator receives the template's content sid and variables, and the
+// transcript shows the text.
+func TestConsoleTemplateOutsideTheWindow(t *testing.T) {
 	ctx := browser(t)
 	info := stack(t)
 	sim := simclient.New(info.TwilioSimURL, nil)
@@ -222,7 +235,7 @@ func TestConsoleNoResendOutsideTheWindow(t *testing.T) {
 	if err := chromedp.Run(ctx, signIn("bob@demo.example", info)); err != nil {
 		t.Fatalf("sign in: %v", err)
 	}
-	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: "whatsapp:+12025550101", Body: "Hi"}); err != nil {
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: "whatsapp:+12025550101", Body: "Hi", ProfileName: "Ann"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := chromedp.Run(ctx,
@@ -240,6 +253,7 @@ func TestConsoleNoResendOutsideTheWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	var resendButtons int
+	var name string
 	if err := chromedp.Run(ctx,
 		chromedp.SendKeys("#reply", "Your table is booked."),
 		chromedp.Click("#send"),
@@ -251,6 +265,57 @@ func TestConsoleNoResendOutsideTheWindow(t *testing.T) {
 	}
 	if resendButtons != 0 {
 		t.Errorf("%d Resend buttons on a 63016 failure", resendButtons)
+	}
+	if err := chromedp.Run(ctx,
+		// outbound-sender closes the window on 63016; the console shows it
+		// and offers the templates instead of the reply box.
+		waitText("#compliance", "window is closed"),
+		chromedp.WaitVisible("#template-form"),
+		chromedp.WaitNotVisible("#reply-form"),
+	); err != nil {
+		t.Fatalf("no template picker once the window closed: %v", err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Run(sctx,
+		chromedp.WaitReady(`#template-select option[value="`+devstack.DemoTemplateOrderUpdate+`"]`), // options have no box: ready, not visible
+		chromedp.SetValue("#template-select", devstack.DemoTemplateOrderUpdate),
+		chromedp.Evaluate(`document.getElementById("template-select").dispatchEvent(new Event("change"))`, nil),
+		chromedp.WaitVisible("#template-var-2"),
+		chromedp.Value("#template-var-1", &name),
+		// {{2}} starts with the template's sample value; the agent types the real one.
+		chromedp.Evaluate(`document.getElementById("template-var-2").value = ""`, nil),
+		chromedp.SendKeys("#template-var-2", "DC-4711"),
+		waitText("#template-preview", "Hi Ann, there is news about your order DC-4711."),
+	); err != nil {
+		var info, preview, options string
+		_ = chromedp.Run(ctx, chromedp.Text("#template-info", &info, chromedp.ByQuery), chromedp.Text("#template-preview", &preview, chromedp.ByQuery),
+			chromedp.Evaluate(`[...document.querySelectorAll("#template-select option")].map(o => o.value).join(",") + " vars: " + [...document.querySelectorAll("#template-vars input")].map(i => i.id + "=" + i.value).join(",")`, &options))
+		t.Fatalf("choosing and filling the template: %v (picker says %q, options %q, preview %q)", err, info, options, preview)
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.Click("#template-send"),
+		waitText("#transcript", "Hi Ann, there is news about your order DC-4711. Reply here to continue."),
+		waitText("#transcript", "template"),
+	); err != nil {
+		t.Fatalf("sending the template: %v", err)
+	}
+	if name != "Ann" {
+		t.Errorf("{{1}} prefilled with %q, want the customer's name Ann", name)
+	}
+	m, err := sim.WaitInboxMessage(ctx, customer, func(m simclient.OutboundMessage) bool { return m.ContentSID != "" })
+	if err != nil {
+		t.Fatalf("the template did not reach the emulator: %v", err)
+	}
+	var vars map[string]string
+	if err := json.Unmarshal([]byte(m.ContentVariables), &vars); err != nil {
+		t.Fatalf("content variables %q: %v", m.ContentVariables, err)
+	}
+	if m.ContentSID != devstack.DemoTemplateOrderUpdate || vars["1"] != "Ann" || vars["2"] != "DC-4711" || len(vars) != 2 {
+		t.Errorf("emulator got %s with %q, want %s with {1: Ann, 2: DC-4711}", m.ContentSID, m.ContentVariables, devstack.DemoTemplateOrderUpdate)
+	}
+	if strings.Contains(m.Body, "{{") {
+		t.Errorf("the customer's message carries template text %q", m.Body)
 	}
 }
 

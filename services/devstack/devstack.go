@@ -92,6 +92,18 @@ type Config struct {
 	DemoRONATimeout time.Duration
 	// BcryptCost for user passwords; 0 is the config service's default.
 	BcryptCost int
+	// StaleSweepEvery is how often sessions checks active sessions
+	// against their tenant's stale_after (0: sessions' default, 10
+	// minutes); SessionsClock is its sweeps' clock (nil: time.Now), so a
+	// test can age sessions past a tenant's stale_after (at least an hour)
+	// without waiting.
+	StaleSweepEvery time.Duration
+	SessionsClock   func() time.Time
+	// WebAllowHosts are hosts Web Request activities may reach although
+	// they resolve to refused addresses (workflow-runner's
+	// WEB_REQUEST_ALLOW_HOSTS: "host" or "tenant/host"), such as a test's
+	// server on 127.0.0.1.
+	WebAllowHosts []string
 
 	// Services to run (names from ServiceNames); empty runs them all. The
 	// others are expected at their addresses above (other processes, or
@@ -486,12 +498,15 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		sc.HTTPAddr, sc.NATSURL, sc.MongoURI, sc.Database = addr("sessions"), natsURL, mongoURI, db("sessions")
 		sc.ConfigAddr, sc.DistributionAddr, sc.AuthKeys, sc.Streams = addr("config"), addr("distribution"), authHex, streams
 		sc.OutboundAddr = addr("outbound-sender")
-		return sessions.Run(gctx, sc, sessions.Deps{Listener: l["sessions"], Bus: busOf("sessions"), Mongo: mc, ConfigConn: configConn, DistributionConn: distConn, AuthKeys: keys}, svcLog(sessions.Name))
+		if cfg.StaleSweepEvery > 0 {
+			sc.StaleSweepEvery = cfg.StaleSweepEvery
+		}
+		return sessions.Run(gctx, sc, sessions.Deps{Listener: l["sessions"], Bus: busOf("sessions"), Mongo: mc, ConfigConn: configConn, DistributionConn: distConn, AuthKeys: keys, Now: cfg.SessionsClock}, svcLog(sessions.Name))
 	})
 	run("workflow-runner", func() error {
 		return workflowrunner.Run(gctx, workflowrunner.Config{
 			NATSURL: natsURL, MongoURI: mongoURI, Database: db("workflow"), ConfigAddr: addr("config"), DistributionAddr: addr("distribution"),
-			OutboundAddr: addr("outbound-sender"), AuthKeys: authHex, Streams: streams,
+			OutboundAddr: addr("outbound-sender"), AuthKeys: authHex, Streams: streams, WebAllowHosts: cfg.WebAllowHosts,
 		}, workflowrunner.Deps{Bus: busOf("workflow-runner"), Mongo: mc, ConfigConn: configConn, DistributionConn: distConn, AuthKeys: keys}, svcLog(workflowrunner.Name))
 	})
 	run("outbound-sender", func() error {
@@ -612,7 +627,8 @@ func simAccounts(demo *tenantspec.Spec, chatURL string) []twiliosim.Account {
 	base := chatURL + "/api/acs/chat-handler/tenants/" + demo.Tenant.ID
 	var out []twiliosim.Account
 	for _, c := range demo.Connectors {
-		acct := twiliosim.Account{AccountSID: c.AccountSID, AuthToken: c.AuthToken, APIKeys: map[string]string{c.APIKeySID: c.APIKeySecret}}
+		acct := twiliosim.Account{AccountSID: c.AccountSID, AuthToken: c.AuthToken, APIKeys: map[string]string{c.APIKeySID: c.APIKeySecret},
+			ContentTemplates: DemoTemplates()}
 		for _, e := range demo.MessagingEntries {
 			if e.Connector != c.ID {
 				continue
@@ -633,6 +649,32 @@ func simAccounts(demo *tenantspec.Spec, chatURL string) []twiliosim.Account {
 	}
 	return out
 }
+
+// DemoTemplates are the WhatsApp templates of the demo account's Content
+// API: what an agent may send when a chat's 24-hour window has closed. A
+// variable's default that names a session parameter ("customer_name") is
+// filled from the chat by the console.
+func DemoTemplates() []twiliosim.ContentTemplate {
+	return []twiliosim.ContentTemplate{
+		{
+			SID: DemoTemplateOrderUpdate, FriendlyName: "order_update", Language: "en",
+			Variables: map[string]string{"1": "customer_name", "2": "DC-1000"},
+			Types:     map[string]any{"twilio/text": map[string]any{"body": "Hi {{1}}, there is news about your order {{2}}. Reply here to continue."}},
+		},
+		{
+			SID: "HX00000000000000000000000000de0002", FriendlyName: "follow_up", Language: "en",
+			Variables: map[string]string{"1": "customer_name"},
+			Types: map[string]any{"twilio/quick-reply": map[string]any{
+				"body":    "Hello {{1}}, we could not finish our conversation. Shall we continue?",
+				"actions": []any{map[string]any{"title": "Yes, continue", "id": "yes"}, map[string]any{"title": "Not now", "id": "no"}},
+			}},
+		},
+	}
+}
+
+// DemoTemplateOrderUpdate is the SID of the demo account's order_update
+// template.
+const DemoTemplateOrderUpdate = "HX00000000000000000000000000de0001"
 
 // DemoSMSNumber is the demo tenant's SMS number; it is bound to the SMS
 // entry's Conversations service with autocreation, so it appears only in

@@ -35,7 +35,14 @@ func timeout(t *testing.T) context.Context {
 
 func agent(t *testing.T, ctx context.Context, info devstack.Info, email string) *agentclient.Conn {
 	t.Helper()
-	tok, err := agentclient.Login(ctx, info.ConsoleURL, "demo", email, "demo")
+	return agentIn(t, ctx, info, "demo", email, "demo")
+}
+
+// agentIn signs a user of tenant in to the console and opens their
+// websocket, once its snapshot has come.
+func agentIn(t *testing.T, ctx context.Context, info devstack.Info, tenant, email, password string) *agentclient.Conn {
+	t.Helper()
+	tok, err := agentclient.Login(ctx, info.ConsoleURL, tenant, email, password)
 	if err != nil {
 		t.Fatalf("login %s: %v", email, err)
 	}

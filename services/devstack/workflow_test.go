@@ -9,11 +9,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
-	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/services/config/tenantspec"
 	"github.com/switchboard-cc/switchboard/services/devstack"
 	"github.com/switchboard-cc/switchboard/services/sessions/agentclient"
@@ -129,18 +126,22 @@ func applyExample(t *testing.T, ctx context.Context, info devstack.Info, edits .
 	for _, edit := range edits {
 		edit(spec)
 	}
+	applySpec(t, ctx, info, spec)
+	return spec
+}
+
+// applySpec applies spec as `switchboardctl apply` does and registers its
+// Twilio accounts with the emulator as the README's "Try your own
+// workflow" section shows.
+func applySpec(t *testing.T, ctx context.Context, info devstack.Info, spec *tenantspec.Spec) {
+	t.Helper()
 	tok, err := info.AuthKeys.Mint(authn.Claims{Roles: []string{authn.RolePlatform}, Name: "example-test",
 		RegisteredClaims: jwt.RegisteredClaims{Subject: "example-test"}}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := grpc.NewClient(info.ConfigAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(grpcserver.BearerToken(tok)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	if _, err := tenantspec.Apply(ctx, conn, spec); err != nil {
-		t.Fatalf("apply the example tenant: %v", err)
+	if _, err := tenantspec.Apply(ctx, dialWith(t, info.ConfigAddr, tok), spec); err != nil {
+		t.Fatalf("apply tenant %s: %v", spec.Tenant.ID, err)
 	}
 	base := info.ChatHandlerURL + "/api/acs/chat-handler/tenants/" + spec.Tenant.ID
 	for _, c := range spec.Connectors {
@@ -156,10 +157,9 @@ func applyExample(t *testing.T, ctx context.Context, info devstack.Info, edits .
 			}
 		}
 		if err := simclient.New(info.TwilioSimURL, nil).PutAccount(ctx, acct); err != nil {
-			t.Fatalf("register the example's account with the emulator: %v", err)
+			t.Fatalf("register the tenant's account with the emulator: %v", err)
 		}
 	}
-	return spec
 }
 
 // The README's example tenant converses end to end against the emulator:
