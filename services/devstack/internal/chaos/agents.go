@@ -35,6 +35,10 @@ type agent struct {
 	pending map[string]request     // frame id → request
 	unacked map[string]outgoing    // client_msg_id → reply not acknowledged yet
 	early   map[string][]wsMessage // messages of chats not held yet
+	// closed: chats it held that have ended. The console keeps an
+	// ended chat on the desk until the agent dismisses it, and a
+	// message.added that reaches it after the end is shown there.
+	closed map[string]bool
 }
 
 type request struct {
@@ -158,6 +162,8 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 		for _, ss := range s.Sessions {
 			if ss.State != "ended" {
 				a.active[ss.SessionID] = true
+			} else {
+				a.closed[ss.SessionID] = true
 			}
 		}
 		resend := make(map[string]outgoing, len(a.unacked))
@@ -213,11 +219,19 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 		}
 		_ = json.Unmarshal(f.Data, &m)
 		a.mu.Lock()
-		held := a.active[m.SessionID]
-		if !held && len(a.early[m.SessionID]) < 200 {
+		held, closed := a.active[m.SessionID], a.closed[m.SessionID]
+		if !held && !closed && len(a.early[m.SessionID]) < 200 {
 			a.early[m.SessionID] = append(a.early[m.SessionID], m.Message)
 		}
 		a.mu.Unlock()
+		if closed {
+			// Appended as the chat ended (the end and this frame crossed):
+			// the console shows it in the ended chat; nothing to answer.
+			if _, first := d.seen(m.SessionID, m.Message); first {
+				d.count("message shown in a chat the agent had just ended")
+			}
+			return
+		}
 		if !held {
 			// As the console does: a message of a chat the agent does not
 			// hold yet is kept, not shown or answered, until the chat's
@@ -328,6 +342,7 @@ func (a *agent) ended(session string) {
 	a.mu.Lock()
 	delete(a.early, session)
 	delete(a.active, session)
+	a.closed[session] = true
 	a.mu.Unlock()
 	a.d.ended(session)
 }

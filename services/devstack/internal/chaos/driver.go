@@ -163,7 +163,7 @@ func (d *driver) run(ctx context.Context) (*Report, error) {
 	var awg sync.WaitGroup
 	for i := range agents {
 		agents[i] = &agent{d: d, email: agentEmail(i), rng: rand.New(rand.NewPCG(d.rng.Uint64(), d.rng.Uint64())),
-			active: map[string]bool{}, pending: map[string]request{}, unacked: map[string]outgoing{}, early: map[string][]wsMessage{}}
+			active: map[string]bool{}, pending: map[string]request{}, unacked: map[string]outgoing{}, early: map[string][]wsMessage{}, closed: map[string]bool{}}
 		awg.Add(1)
 		go func() { defer awg.Done(); agents[i].run(actx) }()
 	}
