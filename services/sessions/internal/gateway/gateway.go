@@ -322,15 +322,17 @@ func (g *Gateway) resync() {
 	g.log.Info("NATS connection back: re-sending agents their state", "sockets", len(conns))
 	for _, c := range conns {
 		ctx, cancel := context.WithTimeout(g.done, 10*time.Second)
+		c.hold()
 		snap, err := g.core.Snapshot(ctx, c.agent)
 		cancel()
 		if err != nil {
 			// The socket is closed: its client reconnects to a snapshot.
 			g.log.Warn("resync an agent's socket", "tenant", c.agent.Tenant, "agent", c.agent.ID, "err", err)
 			c.kick()
+			c.release(nil)
 			continue
 		}
-		c.send(snap)
+		c.release(snap)
 	}
 }
 
@@ -464,6 +466,16 @@ type conn struct {
 	// gateway's mu); stopWatch ends its queue watch.
 	monitoring map[string]bool
 	stopWatch  context.CancelFunc
+
+	// While a snapshot is being read for this socket, frames pushed
+	// meanwhile are held and follow it: sent before it, a frame whose
+	// change the snapshot's reads missed (an assignment pushed while
+	// the snapshot read the agent's chats) would be undone by it, and
+	// the client would drop a chat it holds. Clients take a frame the
+	// snapshot already reflects as a repeat.
+	holdMu  sync.Mutex
+	holding int
+	held    []outFrame
 }
 
 func (c *conn) kick() { c.kickOnce.Do(func() { close(c.kicked) }) }
@@ -481,11 +493,55 @@ func (c *conn) send(frame []byte) { c.sendTraced(trace.SpanContext{}, frame) }
 
 // sendTraced queues a frame whose span continues the trace of parent.
 func (c *conn) sendTraced(parent trace.SpanContext, frame []byte) {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	f := outFrame{data: frame, parent: parent}
+	if c.holding > 0 {
+		if len(c.held) >= outQueue {
+			c.tooSlow()
+			return
+		}
+		c.held = append(c.held, f)
+		return
+	}
+	c.enqueue(f)
+}
+
+// enqueue hands a frame to the writer (under holdMu).
+func (c *conn) enqueue(f outFrame) {
 	select {
-	case c.out <- outFrame{data: frame, parent: parent}:
+	case c.out <- f:
 	default:
-		c.slow.Store(true)
-		c.kick()
+		c.tooSlow()
+	}
+}
+
+func (c *conn) tooSlow() {
+	c.slow.Store(true)
+	c.kick()
+}
+
+// hold starts a snapshot's read: frames pushed from now on wait for it.
+func (c *conn) hold() {
+	c.holdMu.Lock()
+	c.holding++
+	c.holdMu.Unlock()
+}
+
+// release sends the snapshot (or, when it could not be read, the frame
+// saying so; nil: nothing), then the frames held while it was read.
+func (c *conn) release(frame []byte) {
+	c.holdMu.Lock()
+	defer c.holdMu.Unlock()
+	c.holding--
+	if frame != nil {
+		c.enqueue(outFrame{data: frame})
+	}
+	if c.holding == 0 {
+		for _, f := range c.held {
+			c.enqueue(f)
+		}
+		c.held = nil
 	}
 }
 
@@ -558,10 +614,11 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 	if first {
 		g.agentArrived(ctx, c)
 	}
+	c.hold()
 	if snap, err := retryUnavailable(ctx, func() ([]byte, error) { return g.core.Snapshot(ctx, agent) }); err != nil {
-		c.send(protocol.ErrorFrame("", protocol.CodeUnavailable, "could not load your offers and sessions: "+err.Error()))
+		c.release(protocol.ErrorFrame("", protocol.CodeUnavailable, "could not load your offers and sessions: "+err.Error()))
 	} else {
-		c.send(snap)
+		c.release(snap)
 	}
 	g.readLoop(ctx, c)
 }
