@@ -7,9 +7,11 @@ package kvcas
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -84,4 +86,49 @@ func Change(ctx context.Context, kv jetstream.KeyValue, key string, f func(curre
 			return nil, fmt.Errorf("write %s: %w", key, err)
 		}
 	}
+}
+
+// GetLatest is Get answered by the bucket's stream leader: a get may be
+// answered by any replica, and one catching up (a restarted node) answers
+// from before writes the leader has acknowledged. Read this way what must
+// reflect every write acknowledged before the read, at the cost of a
+// request to the leader. A missing or deleted key is nil and 0.
+func GetLatest(ctx context.Context, js jetstream.JetStream, bucket, key string) ([]byte, uint64, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
+	if err != nil {
+		return nil, 0, err
+	}
+	msg, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read %s: %w", key, err)
+	}
+	var resp struct {
+		Message *struct {
+			Seq  uint64 `json:"seq"`
+			Hdrs []byte `json:"hdrs"`
+			Data []byte `json:"data"`
+		} `json:"message"`
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return nil, 0, fmt.Errorf("read %s: %w", key, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return nil, 0, nil
+	case resp.Error != nil:
+		return nil, 0, fmt.Errorf("read %s: %w", key, resp.Error)
+	case resp.Message == nil:
+		return nil, 0, fmt.Errorf("read %s: %w", key, jetstream.ErrInvalidJetStreamResponse)
+	}
+	if len(resp.Message.Hdrs) > 0 {
+		h, err := nats.DecodeHeadersMsg(resp.Message.Hdrs)
+		if err != nil {
+			return nil, 0, fmt.Errorf("read %s: %w", key, err)
+		}
+		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+			return nil, 0, nil
+		}
+	}
+	return resp.Message.Data, resp.Message.Seq, nil
 }

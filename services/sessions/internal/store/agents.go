@@ -17,8 +17,14 @@ import (
 // FerretDB's updates are not atomic, so a list kept there could lose one.
 // A reconnecting console reads it with one get instead of a query on
 // agent_id, which FerretDB answers by scanning every session.
+//
+// The list is read from the bucket's stream leader (kvcas.GetLatest): a
+// console's snapshot must hold every chat assigned before it was read,
+// and a replica catching up after a restart answers a plain get from
+// before the latest assignments.
 type agentIndex struct {
 	kv jetstream.KeyValue
+	js jetstream.JetStream
 }
 
 func agentKey(tenant, agentID string) string { return tenant + "." + safeToken(agentID) }
@@ -36,7 +42,7 @@ func safeToken(s string) string {
 }
 
 func (x *agentIndex) get(ctx context.Context, tenant, agentID string) ([]string, error) {
-	b, _, err := kvcas.Get(ctx, x.kv, agentKey(tenant, agentID))
+	b, _, err := kvcas.GetLatest(ctx, x.js, x.kv.Bucket(), agentKey(tenant, agentID))
 	if err != nil {
 		return nil, fmt.Errorf("agent sessions: %w", err)
 	}

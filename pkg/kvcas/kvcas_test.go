@@ -1,0 +1,56 @@
+package kvcas_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/switchboard-cc/switchboard/pkg/kvcas"
+	"github.com/switchboard-cc/switchboard/pkg/natsembed/natstest"
+)
+
+// GetLatest reads what Get reads, from the leader: the value and revision
+// of a key, nothing for a missing or deleted key, and an error naming the
+// bucket's stream when it does not exist.
+func TestGetLatest(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	kv, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{Bucket: "LATEST"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, rev, err := kvcas.GetLatest(ctx, js, "LATEST", "acme.alice"); err != nil || v != nil || rev != 0 {
+		t.Fatalf("missing key: %q %d %v, want nothing", v, rev, err)
+	}
+	if _, err := kvcas.Put(ctx, kv, "acme.alice", []byte(`["s1"]`), 0); err != nil {
+		t.Fatal(err)
+	}
+	rev, err := kvcas.Put(ctx, kv, "acme.alice", []byte(`["s1","s2"]`), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, got, err := kvcas.GetLatest(ctx, js, "LATEST", "acme.alice")
+	if err != nil || string(v) != `["s1","s2"]` || got != rev {
+		t.Fatalf("got %q at %d (%v), want the second value at %d", v, got, err, rev)
+	}
+	if err := kv.Delete(ctx, "acme.alice"); err != nil {
+		t.Fatal(err)
+	}
+	if v, rev, err := kvcas.GetLatest(ctx, js, "LATEST", "acme.alice"); err != nil || v != nil || rev != 0 {
+		t.Fatalf("deleted key: %q %d %v, want nothing", v, rev, err)
+	}
+	if _, _, err := kvcas.GetLatest(ctx, js, "NOPE", "k"); err == nil {
+		t.Fatal("a missing bucket read without error")
+	}
+}
