@@ -382,7 +382,21 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	// tokens stop working everywhere as soon as config revokes them.
 	listCtx, stopList := context.WithCancel(ctx)
 	defer stopList()
-	revoked, err := revocation.Open(listCtx, b.JS, 1)
+	// A broker that has only just elected its leaders (a fresh cluster on
+	// a loaded machine) may time out creating the bucket: try again for
+	// a minute, as a service process would be restarted.
+	var revoked *revocation.List
+	for deadline := time.Now().Add(time.Minute); ; {
+		if revoked, err = revocation.Open(listCtx, b.JS, 1); err == nil || !bus.IsTransient(err) || time.Now().After(deadline) {
+			break
+		}
+		log.Warn("revocation list not ready; trying again", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 	if err != nil {
 		return err
 	}
