@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -88,6 +89,9 @@ func Change(ctx context.Context, kv jetstream.KeyValue, key string, f func(curre
 	}
 }
 
+// DefaultTimeout bounds GetLatest when its context has no deadline.
+const DefaultTimeout = 5 * time.Second
+
 // GetLatest is Get answered by the bucket's stream leader: a get may be
 // answered by any replica, and one catching up (a restarted node) answers
 // from before writes the leader has acknowledged. Read this way what must
@@ -97,6 +101,13 @@ func GetLatest(ctx context.Context, js jetstream.JetStream, bucket, key string) 
 	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
 	if err != nil {
 		return nil, 0, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		// As the JetStream API's own calls: a leader being elected may
+		// not answer at all.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
 	}
 	msg, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
 	if err != nil {

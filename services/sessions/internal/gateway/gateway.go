@@ -307,6 +307,9 @@ func (g *Gateway) resyncAfterReconnect() {
 	}
 }
 
+// snapshotTimeout bounds one attempt at reading a socket's snapshot.
+const snapshotTimeout = 10 * time.Second
+
 // resync sends every agent socket of this replica a fresh snapshot.
 func (g *Gateway) resync() {
 	g.mu.Lock()
@@ -321,7 +324,7 @@ func (g *Gateway) resync() {
 	g.mu.Unlock()
 	g.log.Info("NATS connection back: re-sending agents their state", "sockets", len(conns))
 	for _, c := range conns {
-		ctx, cancel := context.WithTimeout(g.done, 10*time.Second)
+		ctx, cancel := context.WithTimeout(g.done, snapshotTimeout)
 		c.hold()
 		snap, err := g.core.Snapshot(ctx, c.agent)
 		cancel()
@@ -614,8 +617,14 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 	if first {
 		g.agentArrived(ctx, c)
 	}
+	// Frames pushed meanwhile wait for the snapshot, so each attempt is
+	// bounded: a read the broker never answers must not hold them for ever.
 	c.hold()
-	if snap, err := retryUnavailable(ctx, func() ([]byte, error) { return g.core.Snapshot(ctx, agent) }); err != nil {
+	if snap, err := retryUnavailable(ctx, func() ([]byte, error) {
+		actx, cancel := context.WithTimeout(ctx, snapshotTimeout)
+		defer cancel()
+		return g.core.Snapshot(actx, agent)
+	}); err != nil {
 		c.release(protocol.ErrorFrame("", protocol.CodeUnavailable, "could not load your offers and sessions: "+err.Error()))
 	} else {
 		c.release(snap)
