@@ -1073,6 +1073,11 @@ func (c *Core) Send(ctx context.Context, a Agent, sessionID, body, clientMsgID s
 	// A reply is the hot path of the agent's side: the session as watched
 	// (state, agent and park, no read) answers whether they may send.
 	sess, err := c.own(ctx, a, sessionID, c.session)
+	if errors.Is(err, ErrForbidden) || (err == nil && sess.Parked) {
+		// The watch may not show an assignment or a resume yet while
+		// its frame is already at the console: the stored record decides.
+		sess, err = c.ownSession(ctx, a, sessionID)
+	}
 	if err != nil {
 		return "", err
 	}
