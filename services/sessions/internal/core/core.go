@@ -1070,14 +1070,11 @@ func (c *Core) Send(ctx context.Context, a Agent, sessionID, body, clientMsgID s
 	if err := checkBody(body); err != nil {
 		return "", err
 	}
-	// A reply is the hot path of the agent's side: the session as watched
-	// (state, agent and park, no read) answers whether they may send.
-	sess, err := c.own(ctx, a, sessionID, c.session)
-	if errors.Is(err, ErrForbidden) || (err == nil && sess.Parked) {
-		// The watch may not show an assignment or a resume yet while
-		// its frame is already at the console: the stored record decides.
-		sess, err = c.ownSession(ctx, a, sessionID)
-	}
+	// The stored record, by _id, not the watched state: the console may
+	// already hold the frame of an assignment, a park or a resume whose
+	// write this replica's watch does not show yet, and a reply must
+	// follow what the agent sees.
+	sess, err := c.ownSession(ctx, a, sessionID)
 	if err != nil {
 		return "", err
 	}
