@@ -941,10 +941,12 @@ function countReply() {
   const body = $("reply").value;
   const s = state.sessions.get(state.selected);
   const chars = [...body].length;
-  if (!s || s.channel !== "sms") { $("reply-count").textContent = `${chars} / 1600`; $("gsm7").hidden = true; return; }
+  // A count still waiting or under way is of what the box held before
+  // (an earlier text, or another chat's draft): it must not land here.
   clearTimeout(countTimer);
+  const seq = ++countSeq;
+  if (!s || s.channel !== "sms") { $("reply-count").textContent = `${chars} / 1600`; $("gsm7").hidden = true; return; }
   countTimer = setTimeout(async () => {
-    const seq = ++countSeq;
     try {
       const r = await send("message.count", { body });
       if (seq !== countSeq) return;
@@ -957,7 +959,7 @@ function countReply() {
       gsm7Rewrite = r.gsm7_rewrite || "";
       $("gsm7").hidden = !gsm7Rewrite;
       if (gsm7Rewrite) $("gsm7").textContent = `Use plain characters (${r.gsm7_segments} segment${r.gsm7_segments === 1 ? "" : "s"})`;
-    } catch (e) { $("reply-count").textContent = `${chars} / 1600`; }
+    } catch (e) { if (seq === countSeq) $("reply-count").textContent = `${chars} / 1600`; }
   }, 150);
 }
 
