@@ -1038,17 +1038,13 @@ func fromStatus(err error) error {
 	}
 }
 
-// ownSession loads a session the agent handles, as stored.
+// ownSession loads a session the agent handles, as stored (by _id), and
+// checks the agent handles it.
 func (c *Core) ownSession(ctx context.Context, a Agent, sessionID string) (*store.Session, error) {
-	return c.own(ctx, a, sessionID, c.store.Session)
-}
-
-// own loads a session with load and checks the agent handles it.
-func (c *Core) own(ctx context.Context, a Agent, sessionID string, load func(context.Context, string, string) (*store.Session, error)) (*store.Session, error) {
 	if sessionID == "" {
 		return nil, fmt.Errorf("%w: session_id is required", ErrInvalid)
 	}
-	sess, err := load(ctx, a.Tenant, sessionID)
+	sess, err := c.store.Session(ctx, a.Tenant, sessionID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("%w: session %s", ErrNotFound, sessionID)
 	}
