@@ -42,11 +42,11 @@ type agent struct {
 }
 
 type request struct {
-	kind    string // accept, decline, reply, terminate, other
+	kind    string // accept, decline, reply, terminate, presence, other
 	session string
 	msgID   string // client_msg_id of a reply
 	offerID string // of an accept
-	tries   int    // accepts sent for this offer
+	tries   int    // accepts sent for this offer, or presence.set sent
 }
 
 type outgoing struct {
@@ -148,7 +148,7 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 	d := a.d
 	switch f.Type {
 	case "welcome":
-		a.sendAsync(ctx, "presence.set", map[string]string{"presence": "available"}, request{kind: "other"})
+		a.sendAsync(ctx, "presence.set", map[string]string{"presence": "available"}, request{kind: "presence", tries: 1})
 	case "snapshot":
 		var s struct {
 			Offers []struct {
@@ -266,7 +266,7 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 		_ = json.Unmarshal(f.Data, &p)
 		if p.Rona {
 			d.count("agent flagged by RONA, sets itself available")
-			a.sendAsync(ctx, "presence.set", map[string]string{"presence": "available"}, request{kind: "other"})
+			a.sendAsync(ctx, "presence.set", map[string]string{"presence": "available"}, request{kind: "presence", tries: 1})
 		}
 	case "session.ended":
 		var e struct {
@@ -298,6 +298,17 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 			}
 			// "unavailable": a backend is down; retry (PROTOCOL.md), as the
 			// console's user would click again while the offer is open.
+			// The same for going available: an agent left offline after a
+			// refusal (distribution between replicas) is offered nothing.
+			if req.kind == "presence" && r.Code == "unavailable" && req.tries < 30 {
+				go func() {
+					select {
+					case <-ctx.Done():
+					case <-time.After(time.Second):
+						_ = a.send(ctx, "presence.set", map[string]string{"presence": "available"}, request{kind: "presence", tries: req.tries + 1})
+					}
+				}()
+			}
 			if req.kind == "accept" && r.Code == "unavailable" && req.tries < 10 {
 				go func() {
 					select {
