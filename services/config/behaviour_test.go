@@ -265,6 +265,88 @@ func TestWorkflowVersionsAndIMRule(t *testing.T) {
 	}
 }
 
+// An IM service's workflow may only name IM services of the tenant: the
+// workflow-runner would fail every session reaching a Queue Task (or a
+// Transfer) to anything else. Checked where a workflow becomes an IM
+// service's, where the workflow it follows changes, and where a named
+// service would go away.
+func TestWorkflowNamesOnlyIMServices(t *testing.T) {
+	f := newFixture(t)
+	ctx := ctxT(t)
+	toService := func(id, target string) *configv1.Workflow {
+		return &configv1.Workflow{Id: id, TenantId: "acme", Name: "To " + target, Definition: &configv1.WorkflowDefinition{Start: "queue", Activities: []*configv1.WorkflowActivity{
+			activity("queue", "queue_task", map[string]any{"service_id": target}, nil),
+		}}}
+	}
+	getService := func(id string) *configv1.Service {
+		return must[*configv1.GetServiceResponse](t)(f.admin.services.GetService(ctx, &configv1.GetServiceRequest{TenantId: "acme", Id: id})).GetService()
+	}
+	// A workflow no service uses may name anything.
+	must[*configv1.CreateWorkflowResponse](t)(f.admin.wfs.CreateWorkflow(ctx, &configv1.CreateWorkflowRequest{Workflow: toService("wf-billing", "billing")}))
+	// An IM service cannot take it while billing does not exist.
+	a := getService("svc-a")
+	a.WorkflowId = "wf-billing"
+	_, err := f.admin.services.UpdateService(ctx, &configv1.UpdateServiceRequest{Service: a})
+	wantStatus(t, err, codes.FailedPrecondition, "service.workflow_id")
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, `"billing"`) || !strings.Contains(msg, "does not exist") || !strings.Contains(msg, "activities[0].params.service_id") {
+		t.Errorf("error %q should name the missing service and where the workflow names it", msg)
+	}
+	// billing with IM off is no better.
+	billing := serviceOf("billing")
+	billing.ImEnabled = false
+	must[*configv1.CreateServiceResponse](t)(f.admin.services.CreateService(ctx, &configv1.CreateServiceRequest{Service: billing}))
+	_, err = f.admin.services.UpdateService(ctx, &configv1.UpdateServiceRequest{Service: a})
+	wantStatus(t, err, codes.FailedPrecondition, "service.workflow_id")
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "Instant Messaging off") {
+		t.Errorf("error %q should say billing has IM off", msg)
+	}
+	// With IM on, it can; a service queueing to itself needs nothing else.
+	billing = getService("billing")
+	billing.ImEnabled = true
+	must[*configv1.UpdateServiceResponse](t)(f.admin.services.UpdateService(ctx, &configv1.UpdateServiceRequest{Service: billing}))
+	must[*configv1.UpdateServiceResponse](t)(f.admin.services.UpdateService(ctx, &configv1.UpdateServiceRequest{Service: a}))
+	must[*configv1.CreateWorkflowResponse](t)(f.admin.wfs.CreateWorkflow(ctx, &configv1.CreateWorkflowRequest{Workflow: toService("wf-self", "svc-self")}))
+	self := serviceOf("svc-self")
+	self.WorkflowId = "wf-self"
+	must[*configv1.CreateServiceResponse](t)(f.admin.services.CreateService(ctx, &configv1.CreateServiceRequest{Service: self}))
+
+	// billing cannot be deleted, or its IM switched off, while svc-a's
+	// workflow names it.
+	_, err = f.admin.services.DeleteService(ctx, &configv1.DeleteServiceRequest{TenantId: "acme", Id: "billing"})
+	wantStatus(t, err, codes.FailedPrecondition, "id")
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, `"svc-a"`) || !strings.Contains(msg, `"wf-billing"`) {
+		t.Errorf("error %q should name the service and workflow that need billing", msg)
+	}
+	billing = getService("billing")
+	billing.ImEnabled = false
+	_, err = f.admin.services.UpdateService(ctx, &configv1.UpdateServiceRequest{Service: billing})
+	wantStatus(t, err, codes.FailedPrecondition, "service.im_enabled")
+
+	// A new version of wf-billing naming a missing service is refused
+	// while svc-a follows its latest version; pinned, svc-a keeps running
+	// version 1 and the new version may be saved.
+	wf := must[*configv1.GetWorkflowResponse](t)(f.admin.wfs.GetWorkflow(ctx, &configv1.GetWorkflowRequest{TenantId: "acme", Id: "wf-billing"})).GetWorkflow()
+	next := toService("wf-billing", "sales")
+	next.Version = wf.GetVersion()
+	_, err = f.admin.wfs.UpdateWorkflow(ctx, &configv1.UpdateWorkflowRequest{Workflow: next})
+	wantStatus(t, err, codes.FailedPrecondition, "workflow.definition")
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, `"sales"`) || !strings.Contains(msg, `"svc-a"`) {
+		t.Errorf("error %q should name the missing service and the service following the workflow", msg)
+	}
+	a = getService("svc-a")
+	a.WorkflowVersion = 1
+	must[*configv1.UpdateServiceResponse](t)(f.admin.services.UpdateService(ctx, &configv1.UpdateServiceRequest{Service: a}))
+	must[*configv1.UpdateWorkflowResponse](t)(f.admin.wfs.UpdateWorkflow(ctx, &configv1.UpdateWorkflowRequest{Workflow: next}))
+
+	// Once svc-a runs another workflow, billing may go.
+	a = getService("svc-a")
+	a.WorkflowId, a.WorkflowVersion = "wf-ok", 0
+	must[*configv1.UpdateServiceResponse](t)(f.admin.services.UpdateService(ctx, &configv1.UpdateServiceRequest{Service: a}))
+	if _, err := f.admin.services.DeleteService(ctx, &configv1.DeleteServiceRequest{TenantId: "acme", Id: "billing"}); err != nil {
+		t.Errorf("delete billing once no workflow names it: %v", err)
+	}
+}
+
 func TestStaleVersionsAndConcurrentUpdates(t *testing.T) {
 	f := newFixture(t)
 	ctx := ctxT(t)

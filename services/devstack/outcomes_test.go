@@ -81,13 +81,20 @@ workflows:
         - {id: accept, type: accept, next: {next: lookup}}
         - {id: lookup, type: web_request, params: {url: "http://filled-in-by-the-test/", timeout: 5s, error_parameter: lookup_error}, next: {success: queue, failure: fallback}}
         - {id: queue, type: queue_task}
-        - {id: fallback, type: queue_task, params: {service_id: retired}}
+        - {id: fallback, type: transfer, params: {service_id: bounce}}
+  - id: bounce
+    name: Send it back
+    definition:
+      start: back
+      activities:
+        - {id: back, type: transfer, params: {service_id: bounce}}
 services:
   - {id: desk, name: Desk, org_unit: root, im: true, channels: [sms], workflow: queue}
   - {id: quiet, name: Quiet, org_unit: root, im: true, channels: [sms], workflow: ask, inactivity_timeout: 1m}
   - {id: lonely, name: Lonely, org_unit: root, im: true, channels: [sms], workflow: short-queue}
   - {id: closed, name: Closed, org_unit: root, im: true, channels: [sms], workflow: hours}
   - {id: broken, name: Broken, org_unit: root, im: true, channels: [sms], workflow: lookup}
+  - {id: bounce, name: Bounce, org_unit: root, im: true, channels: [sms], workflow: bounce}
   - {id: first, name: First line, org_unit: root, im: true, channels: [sms], workflow: queue}
   - {id: second, name: Second line, org_unit: root, im: true, channels: [sms], workflow: queue}
   - {id: held, name: Held, org_unit: root, im: true, channels: [sms], workflow: queue}
@@ -279,12 +286,14 @@ func TestOutcomePaths(t *testing.T) {
 	t.Run("failed", func(t *testing.T) {
 		r := endedRecord(t, ctx, rep, "outcomes", sessionOf(t, ctx, rep, "outcomes", "broken"))
 		// The Web Request's failure is a branch, never the session's:
-		// the session fails where the workflow then cannot go on (its
-		// fallback queue names a service that is not configured).
-		wantOutcome(t, r, sessionv1.Outcome_OUTCOME_FAILED, `workflow failed at Queue Task: service "retired" is not configured`)
+		// the session fails where the workflow then cannot go on. Config
+		// refuses a workflow naming a service that does not exist, so
+		// what is left is a mistake only a run shows: a Transfer to a
+		// service whose workflow transfers to itself without waiting.
+		wantOutcome(t, r, sessionv1.Outcome_OUTCOME_FAILED, `workflow failed at back: the workflow ran 200 steps without waiting or ending`)
 		wantNeverQueued(t, r)
 		wantMessages(t, r, 1, 1, "the question; the failure message")
-		wantPath(t, r, "accept:next", "lookup:failure", "fallback:")
+		wantPathStart(t, r, "accept:next", "lookup:failure", "fallback:", "back:", "back:")
 	})
 
 	t.Run("transferred", func(t *testing.T) {
@@ -520,6 +529,18 @@ func wantPath(t *testing.T, r *reportingv1.SessionRecord, want ...string) {
 	}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("workflow path %q, want %q", got, want)
+	}
+}
+
+// wantPathStart checks the first steps of r's workflow path.
+func wantPathStart(t *testing.T, r *reportingv1.SessionRecord, want ...string) {
+	t.Helper()
+	var got []string
+	for _, s := range r.GetSteps() {
+		got = append(got, s.GetActivityId()+":"+s.GetBranch())
+	}
+	if len(got) < len(want) || strings.Join(got[:len(want)], " ") != strings.Join(want, " ") {
+		t.Errorf("workflow path starts %q, want %q", got[:min(len(got), len(want)+2)], want)
 	}
 }
 

@@ -139,7 +139,7 @@ func Apply(ctx context.Context, conn grpc.ClientConnInterface, spec *Spec) (Resu
 	}
 	steps := []func(context.Context) error{
 		a.applyTenant, a.applyOrgUnits, a.applyConnectors, a.applyEntries,
-		a.applyWorkflows, a.applyServices, a.applyUsers, a.finishTenant,
+		a.applyWorkflowsAndServices, a.applyUsers, a.finishTenant,
 	}
 	for _, step := range steps {
 		if err := step(ctx); err != nil {
@@ -291,39 +291,82 @@ func (a *applier) applyEntries(ctx context.Context) error {
 	return nil
 }
 
-func (a *applier) applyWorkflows(ctx context.Context) error {
+// applyWorkflow creates or updates workflow i of the spec.
+func (a *applier) applyWorkflow(ctx context.Context, i int) error {
+	w := a.s.Workflows[i]
+	want, err := w.Proto(a.tenant)
+	if err != nil {
+		return err
+	}
+	op, _, err := upsert(
+		func() (*configv1.Workflow, error) {
+			r, err := a.wfs.GetWorkflow(ctx, &configv1.GetWorkflowRequest{TenantId: a.tenant, Id: w.ID})
+			return r.GetWorkflow(), err
+		},
+		func() (*configv1.Workflow, error) {
+			r, err := a.wfs.CreateWorkflow(ctx, &configv1.CreateWorkflowRequest{Workflow: want})
+			return r.GetWorkflow(), err
+		},
+		func(cur *configv1.Workflow) (*configv1.Workflow, error) {
+			want.Version = cur.GetVersion()
+			r, err := a.wfs.UpdateWorkflow(ctx, &configv1.UpdateWorkflowRequest{Workflow: want})
+			return r.GetWorkflow(), err
+		})
+	if err != nil {
+		return err
+	}
+	a.res.record("workflow", w.ID, op)
+	return nil
+}
+
+// applyWorkflowsAndServices applies the workflows, then the services. Each
+// can need the other first: a new version of a workflow an IM service
+// follows may name a service the spec creates, and a new service may need
+// the new version of its workflow. What config refuses as a failed
+// precondition is tried again once everything else is in, until a round
+// makes no progress; its first refusal is the error.
+func (a *applier) applyWorkflowsAndServices(ctx context.Context) error {
+	type item struct {
+		path, kind, id string
+		apply          func() error
+	}
+	var pending []item
 	for i, w := range a.s.Workflows {
-		path := fmt.Sprintf("workflows[%d]", i)
-		want, err := w.Proto(a.tenant)
-		if err != nil {
-			return a.fail(path, "workflow", w.ID, err)
+		pending = append(pending, item{fmt.Sprintf("workflows[%d]", i), "workflow", w.ID, func() error { return a.applyWorkflow(ctx, i) }})
+	}
+	if err := a.dropServiceEntries(ctx); err != nil {
+		return err
+	}
+	for i, s := range a.s.Services {
+		pending = append(pending, item{fmt.Sprintf("services[%d]", i), "service", s.ID, func() error { return a.applyService(ctx, i) }})
+	}
+	for len(pending) > 0 {
+		var later []item
+		var first error
+		for _, it := range pending {
+			err := it.apply()
+			if status.Code(err) == codes.FailedPrecondition {
+				later = append(later, it)
+				if first == nil {
+					first = a.fail(it.path, it.kind, it.id, err)
+				}
+				continue
+			}
+			if err != nil {
+				return a.fail(it.path, it.kind, it.id, err)
+			}
 		}
-		op, _, err := upsert(
-			func() (*configv1.Workflow, error) {
-				r, err := a.wfs.GetWorkflow(ctx, &configv1.GetWorkflowRequest{TenantId: a.tenant, Id: w.ID})
-				return r.GetWorkflow(), err
-			},
-			func() (*configv1.Workflow, error) {
-				r, err := a.wfs.CreateWorkflow(ctx, &configv1.CreateWorkflowRequest{Workflow: want})
-				return r.GetWorkflow(), err
-			},
-			func(cur *configv1.Workflow) (*configv1.Workflow, error) {
-				want.Version = cur.GetVersion()
-				r, err := a.wfs.UpdateWorkflow(ctx, &configv1.UpdateWorkflowRequest{Workflow: want})
-				return r.GetWorkflow(), err
-			})
-		if err != nil {
-			return a.fail(path, "workflow", w.ID, err)
+		if len(later) == len(pending) {
+			return first
 		}
-		a.res.record("workflow", w.ID, op)
+		pending = later
 	}
 	return nil
 }
 
-// applyServices runs twice over existing services: first dropping the
-// entries they lose (so another service of the spec can take them), then
-// the full spec.
-func (a *applier) applyServices(ctx context.Context) error {
+// dropServiceEntries removes from existing services the entries they lose,
+// so another service of the spec can take them.
+func (a *applier) dropServiceEntries(ctx context.Context) error {
 	for i, s := range a.s.Services {
 		want, err := s.Proto(a.tenant)
 		if err != nil {
@@ -353,31 +396,34 @@ func (a *applier) applyServices(ctx context.Context) error {
 			a.res.record("service", s.ID, Updated)
 		}
 	}
-	for i, s := range a.s.Services {
-		path := fmt.Sprintf("services[%d]", i)
-		want, err := s.Proto(a.tenant)
-		if err != nil {
-			return a.fail(path, "service", s.ID, err)
-		}
-		op, _, err := upsert(
-			func() (*configv1.Service, error) {
-				r, err := a.svc.GetService(ctx, &configv1.GetServiceRequest{TenantId: a.tenant, Id: s.ID})
-				return r.GetService(), err
-			},
-			func() (*configv1.Service, error) {
-				r, err := a.svc.CreateService(ctx, &configv1.CreateServiceRequest{Service: want})
-				return r.GetService(), err
-			},
-			func(cur *configv1.Service) (*configv1.Service, error) {
-				want.Version = cur.GetVersion()
-				r, err := a.svc.UpdateService(ctx, &configv1.UpdateServiceRequest{Service: want})
-				return r.GetService(), err
-			})
-		if err != nil {
-			return a.fail(path, "service", s.ID, err)
-		}
-		a.res.record("service", s.ID, op)
+	return nil
+}
+
+// applyService creates or updates service i of the spec.
+func (a *applier) applyService(ctx context.Context, i int) error {
+	s := a.s.Services[i]
+	want, err := s.Proto(a.tenant)
+	if err != nil {
+		return err
 	}
+	op, _, err := upsert(
+		func() (*configv1.Service, error) {
+			r, err := a.svc.GetService(ctx, &configv1.GetServiceRequest{TenantId: a.tenant, Id: s.ID})
+			return r.GetService(), err
+		},
+		func() (*configv1.Service, error) {
+			r, err := a.svc.CreateService(ctx, &configv1.CreateServiceRequest{Service: want})
+			return r.GetService(), err
+		},
+		func(cur *configv1.Service) (*configv1.Service, error) {
+			want.Version = cur.GetVersion()
+			r, err := a.svc.UpdateService(ctx, &configv1.UpdateServiceRequest{Service: want})
+			return r.GetService(), err
+		})
+	if err != nil {
+		return err
+	}
+	a.res.record("service", s.ID, op)
 	return nil
 }
 

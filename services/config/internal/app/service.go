@@ -303,6 +303,7 @@ func (a *App) checkServiceRefs(ctx context.Context, s *configv1.Service) error {
 				return precondition("workflow_id", "workflow %q version %d contains %s, which is not supported for Instant Messaging; it cannot be the service's IM workflow", wf.Id, wf.Version, bad[0])
 			}
 		}
+		return a.checkWorkflowServices(ctx, s, wf)
 	}
 	return nil
 }
@@ -400,6 +401,11 @@ func (a *App) UpdateService(ctx context.Context, in *configv1.Service, paths []s
 	if err := a.checkServiceRefs(ctx, s); err != nil {
 		return nil, err
 	}
+	if old.Msg.GetImEnabled() && !s.ImEnabled {
+		if err := a.checkNamedBy(ctx, s.TenantId, s.Id, "im_enabled", "switch its Instant Messaging off"); err != nil {
+			return nil, err
+		}
+	}
 	var added, removed []string
 	for _, id := range s.MessagingEntryIds {
 		if !slices.Contains(old.Msg.MessagingEntryIds, id) {
@@ -439,6 +445,9 @@ func (a *App) DeleteService(ctx context.Context, tenant, id string, version int6
 	}
 	if len(members) > 0 {
 		return precondition("id", "user %q is a member of service %q; remove the membership first", members[0].ID, id)
+	}
+	if err := a.checkNamedBy(ctx, tenant, id, "id", "delete it"); err != nil {
+		return err
 	}
 	if err := deleteRec(ctx, a.t.Services, kindService, tenant, id, version, old.Version); err != nil {
 		return err

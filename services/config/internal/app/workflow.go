@@ -205,6 +205,9 @@ func (a *App) UpdateWorkflow(ctx context.Context, in *configv1.Workflow, paths [
 			}
 		}
 	}
+	if err := a.checkFollowers(ctx, w, old.Version); err != nil {
+		return nil, err
+	}
 	// History of the current version first, so a crash below loses none.
 	if err := a.putVersion(ctx, old.Msg); err != nil {
 		return nil, err
