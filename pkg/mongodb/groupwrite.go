@@ -56,8 +56,19 @@ type groupOp struct {
 	done  chan struct{}
 }
 
-// MaxGroup bounds the writes of one bulk write.
-const MaxGroup = 256
+// MaxGroup bounds the writes taken in one batch; a batch goes out as bulk
+// writes of at most GroupChunk statements, one after the other, each with
+// its own deadline (groupTimeout). One bulk write of the whole batch had
+// one deadline for all of it: on a loaded FerretDB a batch of 256 upserts
+// outlasted it, every write of it failed and came back redelivered as an
+// equally large batch, and the writer made no progress at all (a soak at
+// 50 messages/s stalled reporting this way). A chunk that fails fails its
+// own writes only, and the chunks before it have succeeded.
+const (
+	MaxGroup     = 256
+	GroupChunk   = 64
+	groupTimeout = 30 * time.Second
+)
 
 // NewGroupWriter starts a writer for c; what names its writes in errors.
 // Close stops it.
@@ -192,31 +203,45 @@ func (w *GroupWriter) write(batch []*groupOp) {
 		models = append(models, op.model)
 		owners = append(owners, []*groupOp{op})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err := w.c.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
-	if err != nil {
-		var bwe mongo.BulkWriteException
-		if errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0 {
-			for _, we := range bwe.WriteErrors {
-				if we.Index < 0 || we.Index >= len(owners) {
-					continue
-				}
-				for _, op := range owners[we.Index] {
-					if we.HasErrorCode(11000) || mongo.IsDuplicateKeyError(we) {
-						op.err = ErrDuplicate
-					} else {
-						op.err = fmt.Errorf("write %s: %w", w.what, we)
-					}
-				}
-			}
-		} else {
-			for _, op := range batch {
-				op.err = fmt.Errorf("write %s: %w", w.what, err)
+	for start := 0; start < len(models); start += GroupChunk {
+		end := min(start+GroupChunk, len(models))
+		w.writeChunk(models[start:end], owners[start:end])
+		for _, ops := range owners[start:end] {
+			for _, op := range ops {
+				close(op.done)
 			}
 		}
 	}
-	for _, op := range batch {
-		close(op.done)
+}
+
+// writeChunk writes models in one unordered bulk write and sets the error
+// of each op of owners (owners[i] wrote models[i]).
+func (w *GroupWriter) writeChunk(models []mongo.WriteModel, owners [][]*groupOp) {
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	defer cancel()
+	_, err := w.c.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	if err == nil {
+		return
+	}
+	var bwe mongo.BulkWriteException
+	if errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0 {
+		for _, we := range bwe.WriteErrors {
+			if we.Index < 0 || we.Index >= len(owners) {
+				continue
+			}
+			for _, op := range owners[we.Index] {
+				if we.HasErrorCode(11000) || mongo.IsDuplicateKeyError(we) {
+					op.err = ErrDuplicate
+				} else {
+					op.err = fmt.Errorf("write %s: %w", w.what, we)
+				}
+			}
+		}
+		return
+	}
+	for _, ops := range owners {
+		for _, op := range ops {
+			op.err = fmt.Errorf("write %s: %w", w.what, err)
+		}
 	}
 }

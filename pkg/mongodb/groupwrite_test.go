@@ -13,13 +13,14 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
 )
 
-// Concurrent writers share batches, and each learns its own write's fate.
+// Concurrent writers share batches, and each learns its own write's fate,
+// in a batch of several chunks too (2n > GroupChunk).
 func TestGroupWriter(t *testing.T) {
 	ctx := context.Background()
 	c := mongotest.Database(t).Collection("group")
 	w := mongodb.NewGroupWriter(c, "test doc")
 	defer w.Close()
-	const n = 60
+	const n = 200
 	errs := make([]error, 2*n)
 	var wg sync.WaitGroup
 	for i := range 2 * n {
