@@ -34,6 +34,7 @@ func main() {
 	flag.BoolVar(&c.NoBuild, "no-build", false, "use the binaries already in -bin")
 	flag.StringVar(&c.DataDir, "data", "", "keep the run's files (and processes.log) here (default: a temporary directory)")
 	flag.BoolVar(&c.SyncAlways, "fsync", false, "fsync every JetStream write on every node")
+	flag.DurationVar(&c.SampleEvery, "sample-every", 0, "sample memory, goroutines, open files and stream sizes this often (0: never; the samples go to -data's samples.csv)")
 	flag.Parse()
 	c.MongoURI = os.Getenv("MONGO_URI")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -54,6 +54,9 @@ type Config struct {
 	MongoURI string
 	// SyncAlways fsyncs every JetStream write on every node.
 	SyncAlways bool
+	// SampleEvery samples every process's memory, goroutines and open
+	// files and every stream's size this often (0: never); see sample.go.
+	SampleEvery time.Duration
 }
 
 // Defaults are make chaos's.
@@ -170,6 +173,15 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) (*Report, err
 	say("stack up: %d NATS nodes, %d service processes; logs in %s", len(st.nats), len(st.services), logFile.Name())
 
 	d := newDriver(cfg, st, rng, say)
+	if cfg.SampleEvery > 0 {
+		f, err := os.Create(filepath.Join(dir, "samples.csv"))
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		fmt.Fprintln(f, "seconds,series,value")
+		d.sampler.out = f
+	}
 	rep, err := d.run(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("%w (processes' logs: %s)", err, logFile.Name())
@@ -317,10 +329,19 @@ func startStack(ctx context.Context, cfg Config, dir, bin string, logs io.Writer
 			if k := listenKey[s]; k != "" {
 				e = append(e, k+"="+a)
 			}
+			var metrics string
+			if cfg.SampleEvery > 0 {
+				if metrics, err = freeAddr(); err != nil {
+					return nil, stop, err
+				}
+				e = append(e, "METRICS_ADDR="+metrics)
+			}
 			if s == "chat-handler" || s == "sessions" {
 				st.health = append(st.health, "http://"+a+"/healthz")
 			}
-			st.services = append(st.services, newProc(name, filepath.Join(bin, s), nil, e, logs))
+			p := newProc(name, filepath.Join(bin, s), nil, e, logs)
+			p.metrics = metrics
+			st.services = append(st.services, p)
 		}
 	}
 	for _, p := range st.services {

@@ -51,13 +51,14 @@ type driver struct {
 	seenIn   map[string]int // session → customer messages first seen in it
 	rep      Report
 	jmu      sync.Mutex
+	sampler  *sampler
 }
 
 func newDriver(cfg Config, st *stack, rng *rand.Rand, say func(string, ...any)) *driver {
 	return &driver{cfg: cfg, st: st, rng: rng, say: say, sim: simclient.New(st.info.TwilioSimURL, &http.Client{Timeout: 60 * time.Second}),
 		replyProb: 0.3, terminateProb: 0.08, declineProb: 0.1, dropProb: 0.003,
 		msgs: map[int64]*msg{}, replies: map[int64]bool{}, sessions: map[string]*sessionRec{}, seenIn: map[string]int{},
-		rep: Report{Counts: map[string]int{}}}
+		rep: Report{Counts: map[string]int{}}, sampler: &sampler{st: st, every: cfg.SampleEvery, say: say}}
 }
 
 // jitter is a random number in [0, n) for timings only (not replayed).
@@ -170,6 +171,11 @@ func (d *driver) run(ctx context.Context) (*Report, error) {
 	defer awg.Wait()
 
 	start := time.Now()
+	d.sampler.start = start
+	sctx, stopSampling := context.WithCancel(ctx)
+	sampled := make(chan struct{})
+	go func() { defer close(sampled); d.sampler.run(sctx) }()
+	defer func() { stopSampling(); <-sampled }()
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	if d.cfg.Ops <= 0 {
 		loadCtx, stopLoad = context.WithTimeout(ctx, d.cfg.Duration)
@@ -258,8 +264,11 @@ func (d *driver) run(ctx context.Context) (*Report, error) {
 	if err := d.checkOffers(ctx); err != nil {
 		return nil, fmt.Errorf("read distribution's events: %w", err)
 	}
+	stopSampling()
+	<-sampled
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.rep.Samples = d.sampler.summary()
 	d.rep.Sessions = len(d.sessions)
 	for _, m := range d.msgs {
 		if m.status == http.StatusOK {
@@ -296,7 +305,18 @@ func (d *driver) customer(ctx context.Context, i int, rng *rand.Rand) {
 		d.msgs[seq] = m
 		m.sent = time.Now()
 		d.mu.Unlock()
-		res, err := d.sim.SendMessage(context.WithoutCancel(ctx), simclient.CustomerMessage{From: from, To: to, Body: fmt.Sprintf("chaos m%d from customer %d", seq, i)})
+		cm := simclient.CustomerMessage{From: from, To: to, Body: fmt.Sprintf("chaos m%d from customer %d", seq, i)}
+		// Twilio delivers a webhook twice now and then, and an autocreated
+		// conversation's webhooks out of order.
+		switch r := rng.Float64(); {
+		case r < 0.05:
+			cm.Deliveries = 2
+			d.count("customer message: webhook delivered twice")
+		case r < 0.1:
+			cm.OutOfOrder = true
+			d.count("customer message: webhooks out of order")
+		}
+		res, err := d.sim.SendMessage(context.WithoutCancel(ctx), cm)
 		d.mu.Lock()
 		m.answered = time.Now()
 		switch {
@@ -336,7 +356,9 @@ func (d *driver) faults(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		switch r := d.rng.Float64(); {
-		case r < 0.55:
+		case r < 0.15:
+			d.twilioFault(ctx)
+		case r < 0.6:
 			p := d.st.services[d.rng.IntN(len(d.st.services))]
 			down := time.Duration(500+d.rng.IntN(2500)) * time.Millisecond
 			d.kill(p, down)
@@ -359,6 +381,30 @@ func (d *driver) faults(ctx context.Context) {
 				}
 				p.resume()
 			}
+		}
+	}
+}
+
+// twilioFault makes Twilio misbehave as it does: the next 1–5 REST calls
+// answered 429 (20429, too many requests) or 503, or the status callbacks
+// of the next 1–10 sends posted in reverse order.
+func (d *driver) twilioFault(ctx context.Context) {
+	switch n := 1 + d.rng.IntN(5); d.rng.IntN(3) {
+	case 0:
+		if _, err := d.sim.InjectFault(ctx, simclient.Fault{Count: n, Status: http.StatusTooManyRequests}); err == nil {
+			d.say("Twilio REST: the next %d calls answered 429", n)
+			d.count("fault: Twilio REST 429")
+		}
+	case 1:
+		if _, err := d.sim.InjectFault(ctx, simclient.Fault{Count: n, Status: http.StatusServiceUnavailable}); err == nil {
+			d.say("Twilio REST: the next %d calls answered 503", n)
+			d.count("fault: Twilio REST 503")
+		}
+	default:
+		yes := true
+		if _, err := d.sim.AddDeliveryRule(ctx, simclient.DeliveryRule{Count: 2 * n, DeliveryOptions: simclient.DeliveryOptions{OutOfOrder: &yes}}); err == nil {
+			d.say("Twilio: the status callbacks of the next %d sends in reverse order", 2*n)
+			d.count("fault: Twilio status callbacks out of order")
 		}
 	}
 }

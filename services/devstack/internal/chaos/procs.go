@@ -28,6 +28,18 @@ type proc struct {
 	paused  bool
 	exits   int // exits the harness did not cause
 	stopped bool
+	// metrics is the process's METRICS_ADDR (services only).
+	metrics string
+}
+
+// pid is the running process's id, 0 when it is not running.
+func (p *proc) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil || p.cmd.Process == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
 }
 
 func newProc(name, bin string, args, env []string, logs io.Writer) *proc {

@@ -43,6 +43,9 @@ type Report struct {
 	// agents saw and what the SESSION and DISTRIBUTION streams hold of it.
 	NoOutcomeDiagnosis []string
 
+	// Samples: each sampled series' first, last and largest value.
+	Samples []string
+
 	webhookLat, agentLat []time.Duration
 }
 
@@ -94,6 +97,12 @@ func (r *Report) print(w io.Writer) {
 	fmt.Fprintln(w, "  events:")
 	for _, k := range keys {
 		fmt.Fprintf(w, "    %-62s %6d\n", k, r.Counts[k])
+	}
+	if len(r.Samples) > 0 {
+		fmt.Fprintf(w, "  resources sampled (from the load's start to the end of the drain):\n    %-52s %10s %10s %10s\n", "series", "first", "last", "largest")
+		for _, l := range r.Samples {
+			fmt.Fprintf(w, "    %s\n", l)
+		}
 	}
 	if len(r.Exits) > 0 {
 		fmt.Fprintf(w, "  processes that exited on their own (restarted): %v\n", r.Exits)
