@@ -157,3 +157,41 @@ func TestAgentSessionsUnderConcurrentChanges(t *testing.T) {
 		t.Errorf("an ended session was assigned to bob: %v", bob)
 	}
 }
+
+// A conversation's pointer released (its session ended) between a claim's
+// duplicate insert and its read must not make the claim return "": the
+// caller would open a session with an empty id. One replica ends and
+// claims the conversation again and again while another claims it.
+func TestClaimActiveNeverReturnsEmpty(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	const rounds = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*rounds)
+	for r := range 2 {
+		wg.Go(func() {
+			for i := range rounds {
+				id, err := st.ClaimActive(ctx, "t1", "sms:+15550001", fmt.Sprintf("ss_%d_%d", r, i))
+				if err != nil {
+					errs <- err
+					continue
+				}
+				if id == "" {
+					errs <- fmt.Errorf("round %d of claimer %d: ClaimActive returned no session id", i, r)
+					continue
+				}
+				if err := st.ReleaseActive(ctx, "t1", "sms:+15550001", id); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if _, err := st.OpenSession(ctx, &store.Session{Tenant: "t1"}); err == nil {
+		t.Error("OpenSession of a session without an id succeeded")
+	}
+}
