@@ -111,4 +111,4 @@ SOAK ?= 1h
 
 .PHONY: soak
 soak: ## Steady ~50 msg/s for SOAK=1h without faults, resources sampled each minute (.data/soak-*/samples.csv)
-	$(GO) run ./services/devstack/cmd/chaos -bin $(BIN) -duration $(SOAK) -seed $(SEED) -customers 48 -agents 12 -capacity 4 -fault-every 0 -sample-every 1m -data .data/soak-$$(date +%Y%m%d-%H%M%S)
+	$(GO) run ./services/devstack/cmd/chaos -bin $(BIN) -duration $(SOAK) -seed $(SEED) -customers 48 -agents 12 -capacity 4 -fault-every 0 -drain 10m -sample-every 1m -data .data/soak-$$(date +%Y%m%d-%H%M%S)
