@@ -86,18 +86,23 @@ func (a *App) checkNamedBy(ctx context.Context, tenant, id, field, what string) 
 	return nil
 }
 
-// checkFollowers refuses a new latest version of workflow w that names a
-// service one of the IM services following its latest version could not
-// run with; current is the version they follow now.
+// checkFollowers refuses a new latest version of workflow w that an IM
+// service following its latest version could not run: one with an
+// activity unsupported for IM, or naming a service it could not run with;
+// current is the version they follow now.
 func (a *App) checkFollowers(ctx context.Context, w *configv1.Workflow, current int64) error {
 	services, err := a.t.Services.List(ctx, w.TenantId, Query{Eq: map[string]string{"workflow_id": w.Id}})
 	if err != nil {
 		return internal("list services", err)
 	}
 	def := workflowdef.FromProto(w.Definition)
+	bad := workflowdef.UnsupportedForIM(def)
 	for _, s := range services {
 		if !s.Msg.GetImEnabled() || s.Msg.GetWorkflowVersion() != 0 {
 			continue
+		}
+		if len(bad) > 0 {
+			return precondition("definition", "%s is not supported for Instant Messaging, and service %q uses the latest version of this workflow for IM; pin the service to version %d first", bad[0], s.ID, current)
 		}
 		p, why, err := a.badServiceRef(ctx, w.TenantId, s.ID, def)
 		if err != nil {

@@ -194,17 +194,6 @@ func (a *App) UpdateWorkflow(ctx context.Context, in *configv1.Workflow, paths [
 	if proto.Equal(w, old.Msg) {
 		return old.Msg, nil
 	}
-	if bad := workflowdef.UnsupportedForIM(workflowdef.FromProto(w.Definition)); len(bad) > 0 {
-		services, err := a.t.Services.List(ctx, w.TenantId, Query{Eq: map[string]string{"workflow_id": w.Id}})
-		if err != nil {
-			return nil, internal("list services", err)
-		}
-		for _, s := range services {
-			if s.Msg.GetImEnabled() && s.Msg.GetWorkflowVersion() == 0 {
-				return nil, precondition("definition", "%s is not supported for Instant Messaging, and service %q uses the latest version of this workflow for IM; pin the service to version %d first", bad[0], s.ID, old.Version)
-			}
-		}
-	}
 	if err := a.checkFollowers(ctx, w, old.Version); err != nil {
 		return nil, err
 	}

@@ -300,23 +300,12 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 			// console's user would click again while the offer is open.
 			// The same for going available: an agent left offline after a
 			// refusal (distribution between replicas) is offered nothing.
-			if req.kind == "presence" && r.Code == "unavailable" && req.tries < 30 {
-				go func() {
-					select {
-					case <-ctx.Done():
-					case <-time.After(time.Second):
-						_ = a.send(ctx, "presence.set", map[string]string{"presence": "available"}, request{kind: "presence", tries: req.tries + 1})
-					}
-				}()
-			}
-			if req.kind == "accept" && r.Code == "unavailable" && req.tries < 10 {
-				go func() {
-					select {
-					case <-ctx.Done():
-					case <-time.After(time.Second):
-						_ = a.send(ctx, "offer.accept", map[string]string{"offer_id": req.offerID}, request{kind: "accept", offerID: req.offerID, tries: req.tries + 1})
-					}
-				}()
+			switch {
+			case r.Code != "unavailable":
+			case req.kind == "presence" && req.tries < 30:
+				a.sendLater(ctx, "presence.set", map[string]string{"presence": "available"}, req)
+			case req.kind == "accept" && req.tries < 10:
+				a.sendLater(ctx, "offer.accept", map[string]string{"offer_id": req.offerID}, req)
 			}
 			return
 		}
@@ -383,4 +372,17 @@ func parseSeq(body, p string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(rest[:end], 10, 64)
 	return n, err == nil
+}
+
+// sendLater sends a refused request again a second from now, counting the
+// try.
+func (a *agent) sendLater(ctx context.Context, typ string, data any, req request) {
+	req.tries++
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+			_ = a.send(ctx, typ, data, req)
+		}
+	}()
 }
