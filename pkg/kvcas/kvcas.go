@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -60,12 +61,21 @@ func Get(ctx context.Context, kv jetstream.KeyValue, key string) ([]byte, uint64
 	return e.Value(), e.Revision(), nil
 }
 
-const maxAttempts = 20
+const maxAttempts = 50
+
+// backoff is the pause before attempt (2 or more) of a change that lost
+// the race: random, so writers that collided do not collide again in
+// lockstep, and growing with the attempt up to 20 ms. Without it, a few
+// dozen writers on one key can starve one of them past every attempt.
+func backoff(attempt int) time.Duration {
+	ceiling := time.Duration(min(attempt, 20)) * time.Millisecond
+	return time.Duration(rand.Int64N(int64(ceiling)) + 1)
+}
 
 // Change applies f to the key's value (nil when missing) and writes the
-// result at the revision it read, retrying when another writer got in
-// first. A result equal to the value read is not written. It returns the
-// value now stored.
+// result at the revision it read, retrying after a random pause when
+// another writer got in first. A result equal to the value read is not
+// written. It returns the value now stored.
 func Change(ctx context.Context, kv jetstream.KeyValue, key string, f func(current []byte) ([]byte, error)) ([]byte, error) {
 	for attempt := 1; ; attempt++ {
 		cur, rev, err := Get(ctx, kv, key)
@@ -85,6 +95,11 @@ func Change(ctx context.Context, kv jetstream.KeyValue, key string, f func(curre
 		}
 		if !errors.Is(err, ErrConflict) || attempt >= maxAttempts {
 			return nil, fmt.Errorf("write %s: %w", key, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("write %s: %w", key, ctx.Err())
+		case <-time.After(backoff(attempt)):
 		}
 	}
 }

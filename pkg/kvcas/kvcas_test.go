@@ -2,6 +2,9 @@ package kvcas_test
 
 import (
 	"context"
+	"encoding/json"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -52,5 +55,56 @@ func TestGetLatest(t *testing.T) {
 	}
 	if _, _, err := kvcas.GetLatest(ctx, js, "NOPE", "k"); err == nil {
 		t.Fatal("a missing bucket read without error")
+	}
+}
+
+// Many writers changing one key at once each get their change in: none is
+// refused for losing the race too often, and none is lost.
+func TestChangeUnderContention(t *testing.T) {
+	srv := natstest.Start(t)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	kv, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{Bucket: "CONTENDED"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const writers = 64
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Go(func() {
+			_, err := kvcas.Change(ctx, kv, "acme.alice", func(cur []byte) ([]byte, error) {
+				var ids []int
+				if cur != nil {
+					if err := json.Unmarshal(cur, &ids); err != nil {
+						return nil, err
+					}
+				}
+				return json.Marshal(append(ids, i))
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	v, _, err := kvcas.Get(ctx, kv, "acme.alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int
+	if err := json.Unmarshal(v, &ids); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(ids)
+	if len(ids) != writers || ids[0] != 0 || ids[writers-1] != writers-1 || len(slices.Compact(ids)) != writers {
+		t.Fatalf("the key holds %d changes %v, want each of %d once", len(ids), ids, writers)
 	}
 }
