@@ -275,7 +275,7 @@ func (e *Engine) autocreate(acct *account, num *simapi.PhoneNumber, customer str
 		attributes: "{}", created: now, updated: now,
 	}
 	conv.participants = append(conv.participants, p)
-	e.conversations[conv.sid] = conv
+	e.addConversation(conv)
 	e.pairs[pair{customer, num.Address}] = conv
 	return conv
 }
@@ -308,7 +308,7 @@ func (e *Engine) inboundConvMessage(conv *conversation, in simapi.CustomerMessag
 		m.mediaSIDs = append(m.mediaSIDs, x.sid)
 	}
 	conv.messages = append(conv.messages, m)
-	e.messages[m.sid] = m
+	e.addMessage(m)
 	return m
 }
 
@@ -324,7 +324,7 @@ func (e *Engine) inboundMessage(acct *account, in simapi.CustomerMessage, mg str
 		from: in.From, to: in.To, body: in.Body, hasBody: true, media: in.Media, mgSID: mg,
 		status: "received", seg: segments.Count(in.Body), created: now, updated: now, sent: now, fromChosen: true,
 	}
-	e.messages[sid] = m
+	e.addMessage(m)
 	return m
 }
 
@@ -404,7 +404,7 @@ func (e *Engine) autoReply(acct *account, from, to, body string, now time.Time) 
 		from: from, to: to, body: body, hasBody: true, status: "delivered", seg: segments.Count(body),
 		created: now, updated: now, sent: now, fromChosen: true, mgSID: acct.serviceOf[from],
 	}
-	e.messages[m.sid] = m
+	e.addMessage(m)
 	e.outbound = append(e.outbound, m)
 	return m
 }
@@ -479,7 +479,7 @@ func (e *Engine) twimlReplies(acctSID, business, customer string, body []byte, c
 		for _, u := range tm.Media {
 			m.media = append(m.media, simapi.Media{URL: strings.TrimSpace(u)})
 		}
-		e.messages[sid] = m
+		e.addMessage(m)
 		e.outbound = append(e.outbound, m)
 		p := e.takePlan(to)
 		if ch, _ := channelOf(to); ch == "whatsapp" && !e.inWindow(to, from, now) {

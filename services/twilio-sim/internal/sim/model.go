@@ -42,6 +42,8 @@ type message struct {
 	created        time.Time
 	updated        time.Time
 	sent           time.Time
+	// seq orders messages by arrival (Engine.addMessage).
+	seq uint64
 
 	// Conversations only.
 	chatServiceSID  string
@@ -77,6 +79,8 @@ type conversation struct {
 	participants []*participant
 	messages     []*message
 	nextIndex    int
+	// seq orders conversations by creation (Engine.addConversation).
+	seq uint64
 }
 
 // customer returns the conversation's SMS/WhatsApp participant.

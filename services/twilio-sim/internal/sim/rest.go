@@ -33,6 +33,7 @@ func (e *Engine) routeREST(mux *http.ServeMux) {
 			prefix = "/v1/Services/{ChatServiceSid}"
 		}
 		mux.HandleFunc("POST "+prefix+"/Conversations", e.withScope(scoped, e.createConversation))
+		mux.HandleFunc("GET "+prefix+"/Conversations", e.withScope(scoped, e.listConversations))
 		mux.HandleFunc("GET "+prefix+"/Conversations/{Sid}", e.withScope(scoped, e.fetchConversation))
 		mux.HandleFunc("POST "+prefix+"/Conversations/{Sid}", e.withScope(scoped, e.updateConversation))
 		mux.HandleFunc("POST "+prefix+"/Conversations/{ConversationSid}/Messages", e.withScope(scoped, e.createConvMessage))

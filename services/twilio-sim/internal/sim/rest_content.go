@@ -29,16 +29,6 @@ type apiContent struct {
 	Variables    map[string]string `json:"variables"`
 }
 
-type contentMeta struct {
-	FirstPageURL    string  `json:"first_page_url"`
-	Key             string  `json:"key"`
-	NextPageURL     *string `json:"next_page_url"`
-	Page            int     `json:"page"`
-	PageSize        int     `json:"page_size"`
-	PreviousPageURL *string `json:"previous_page_url"`
-	URL             string  `json:"url"`
-}
-
 // contentPageToken is the opaque PageToken of the page starting at offset.
 func contentPageToken(offset int) string { return "PT" + strconv.Itoa(offset) }
 
@@ -94,8 +84,8 @@ func (e *Engine) listContent(w http.ResponseWriter, r *http.Request) {
 	dated := e.started.UTC().Format("2006-01-02T15:04:05Z")
 	out := struct {
 		Contents []apiContent `json:"contents"`
-		Meta     contentMeta  `json:"meta"`
-	}{Contents: []apiContent{}, Meta: contentMeta{
+		Meta     pageMeta     `json:"meta"`
+	}{Contents: []apiContent{}, Meta: pageMeta{
 		FirstPageURL: pageURL(0, 0), Key: "contents", Page: page, PageSize: size, URL: pageURL(page, offset),
 	}}
 	for i := offset; i < len(all) && i < offset+size; i++ {

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/switchboard-cc/switchboard/services/twilio-sim/internal/segments"
@@ -196,7 +198,7 @@ func (e *Engine) createConvMessage(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	conv.messages = append(conv.messages, m)
-	e.messages[m.sid] = m
+	e.addMessage(m)
 
 	var pl plan
 	cust := conv.customer()
@@ -276,7 +278,23 @@ func listMeta(r *http.Request, key string, pageSize int) map[string]any {
 	}
 }
 
+// conversationsHost is where Twilio serves Conversations.
+const conversationsHost = "conversations.twilio.com"
+
+// listConvMessages is GET …/Conversations/{ConversationSid}/Messages: by
+// index, Order asc (default) or desc, in pages of PageSize (up to 100).
 func (e *Engine) listConvMessages(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	pg, rerr := pagingOf(q, 100)
+	order := strings.ToLower(q.Get("Order"))
+	if rerr == nil && order != "" && order != "asc" && order != "desc" {
+		rerr = badRequest(20001, "Order %q must be asc or desc", q.Get("Order"))
+	}
+	if rerr != nil {
+		writeRestError(w, rerr)
+		return
+	}
+	desc := order == "desc"
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	conv, rerr := e.conversationOf(r, "ConversationSid")
@@ -284,14 +302,134 @@ func (e *Engine) listConvMessages(w http.ResponseWriter, r *http.Request) {
 		writeRestError(w, rerr)
 		return
 	}
-	list := []convMessage{}
-	for _, m := range conv.messages {
-		list = append(list, e.convMessageJSON(m, serviceScoped(r)))
+	msgs := conv.messages
+	n := len(msgs)
+	at := func(i int) *message {
+		if desc {
+			return msgs[n-1-i]
+		}
+		return msgs[i]
 	}
-	if r.URL.Query().Get("Order") == "desc" {
-		slices.Reverse(list)
+	anchor := 0
+	if pg.token.set {
+		h, ok := -1, false
+		if m := e.messages[pg.token.sid]; m != nil && m.conversationSID == conv.sid {
+			h, ok = slices.BinarySearchFunc(msgs, m.index, func(x *message, idx int) int { return cmp.Compare(x.index, idx) })
+			ok = ok && msgs[h] == m
+		}
+		if !ok {
+			writeRestError(w, invalidToken(pg.token.String()))
+			return
+		}
+		anchor = h
+		if desc {
+			anchor = n - 1 - h
+		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"messages": list, "meta": listMeta(r, "messages", 50)})
+	win := pickPage(n, func(int) bool { return true }, pg.size, pg.token, anchor)
+	list := make([]convMessage, 0, len(win.items))
+	for _, i := range win.items {
+		list = append(list, e.convMessageJSON(at(i), serviceScoped(r)))
+	}
+	prev, next := win.links(func(i int) string { return at(i).sid })
+	meta := v1Meta(r, conversationsHost, "messages", []string{"Order", order}, pg, prev, next)
+	writeJSON(w, http.StatusOK, struct {
+		Messages []convMessage `json:"messages"`
+		Meta     pageMeta      `json:"meta"`
+	}{list, meta})
+}
+
+// listConversations is GET /v1/[Services/{ChatServiceSid}/]Conversations:
+// the service's conversations, oldest first, or newest first when
+// StartDate or EndDate is given, filtered by State and by creation date, in
+// pages of PageSize (up to 100).
+//
+// StartDate and EndDate are inclusive. A date (YYYY-MM-DD, UTC) covers its
+// whole day: StartDate from 00:00:00, EndDate to 23:59:59. A timestamp
+// (ISO 8601, such as 2024-05-01T00:00:00Z) is taken to the second.
+func (e *Engine) listConversations(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	pg, rerr := pagingOf(q, 100)
+	if rerr != nil {
+		writeRestError(w, rerr)
+		return
+	}
+	var created span
+	for _, k := range []string{"StartDate", "EndDate"} {
+		v := q.Get(k)
+		if v == "" {
+			continue
+		}
+		t, day, err := parseListDate(v)
+		if err != nil {
+			writeRestError(w, badRequest(20001, "Invalid value for %s: %v", k, err))
+			return
+		}
+		switch {
+		case k == "StartDate":
+			created = created.narrow(t.Truncate(time.Second), time.Time{})
+		case day:
+			created = created.narrow(time.Time{}, t.AddDate(0, 0, 1))
+		default:
+			created = created.narrow(time.Time{}, t.Truncate(time.Second).Add(time.Second))
+		}
+	}
+	state := q.Get("State")
+	switch state {
+	case "", stateActive, stateInactive, stateClosed, "initializing":
+	default:
+		writeRestError(w, badRequest(20001, "State %q must be initializing, active, inactive or closed", state))
+		return
+	}
+	desc := q.Get("StartDate") != "" || q.Get("EndDate") != ""
+	filters := []string{"StartDate", q.Get("StartDate"), "EndDate", q.Get("EndDate"), "State", state}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	acct, svc, rerr := e.service(r)
+	if rerr != nil {
+		writeRestError(w, rerr)
+		return
+	}
+	convs := e.convList[acct.AccountSID]
+	n := len(convs)
+	at := func(i int) *conversation {
+		if desc {
+			return convs[n-1-i]
+		}
+		return convs[i]
+	}
+	keep := func(i int) bool {
+		c := at(i)
+		return c.serviceSID == svc.SID && (state == "" || c.state == state) && created.has(c.created.Truncate(time.Second))
+	}
+	anchor := 0
+	if pg.token.set {
+		h, ok := -1, false
+		if c := e.conversations[pg.token.sid]; c != nil && c.accountSID == acct.AccountSID && c.serviceSID == svc.SID {
+			h, ok = slices.BinarySearchFunc(convs, c.seq, func(x *conversation, seq uint64) int { return cmp.Compare(x.seq, seq) })
+			ok = ok && convs[h] == c
+		}
+		if !ok {
+			writeRestError(w, invalidToken(pg.token.String()))
+			return
+		}
+		anchor = h
+		if desc {
+			anchor = n - 1 - h
+		}
+	}
+	win := pickPage(n, keep, pg.size, pg.token, anchor)
+	list := make([]convJSON, 0, len(win.items))
+	for _, i := range win.items {
+		list = append(list, at(i).json(serviceScoped(r)))
+	}
+	prev, next := win.links(func(i int) string { return at(i).sid })
+	meta := v1Meta(r, conversationsHost, "conversations", filters, pg, prev, next)
+	writeJSON(w, http.StatusOK, struct {
+		Conversations []convJSON `json:"conversations"`
+		Meta          pageMeta   `json:"meta"`
+	}{list, meta})
 }
 
 func (e *Engine) listReceipts(w http.ResponseWriter, r *http.Request) {
@@ -376,7 +514,7 @@ func (e *Engine) createConversation(w http.ResponseWriter, r *http.Request) {
 		friendlyName: f.Get("FriendlyName"), uniqueName: f.Get("UniqueName"), attributes: attrs,
 		state: state, created: now, updated: now,
 	}
-	e.conversations[conv.sid] = conv
+	e.addConversation(conv)
 	var ev webhook.Event
 	fire := false
 	if webhookEnabled(r) {

@@ -1,11 +1,13 @@
 package sim
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -177,7 +179,7 @@ func (e *Engine) newRESTMessage(acctSID string, f url.Values) (*message, plan, *
 	for _, u := range mediaURLs {
 		m.media = append(m.media, simapi.Media{URL: u})
 	}
-	e.messages[sid] = m
+	e.addMessage(m)
 	e.outbound = append(e.outbound, m)
 
 	p := e.takePlan(to)
@@ -227,34 +229,118 @@ func (e *Engine) fetchMessage(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-// listMessages is GET /2010-04-01/Accounts/{AccountSid}/Messages.json, newest
-// first like Twilio, filtered by To and From, in one page.
+// listMessages is GET /2010-04-01/Accounts/{AccountSid}/Messages.json: the
+// account's messages newest first (by arrival), filtered by To, From and
+// DateSent, DateSent< and DateSent>, in pages.
+//
+// The date filters work on days, as Twilio does: a value is a date
+// (YYYY-MM-DD) or a timestamp, and a timestamp counts as its day in UTC (the
+// time of day is ignored). DateSent is that day, DateSent> ("DateSent>=D")
+// that day and later, DateSent< ("DateSent<=D") that day and earlier. A
+// message's date is its date_sent, or date_created while it has none.
 func (e *Engine) listMessages(w http.ResponseWriter, r *http.Request) {
 	if !checkAccountPath(w, r) {
 		return
 	}
 	q := r.URL.Query()
-	pageSize := pageSizeOf(q)
-	e.mu.Lock()
-	var all []*message
-	for _, m := range e.messages {
-		if m.accountSID != accountOf(r) || m.path == pathConversations {
+	pg, rerr := pagingOf(q, 1000)
+	if rerr != nil {
+		writeRestError(w, rerr)
+		return
+	}
+	var sent span
+	for _, k := range []string{"DateSent", "DateSent<", "DateSent>"} {
+		v := q.Get(k)
+		if v == "" {
 			continue
 		}
-		if (q.Get("To") == "" || m.to == q.Get("To")) && (q.Get("From") == "" || m.from == q.Get("From")) {
-			all = append(all, m)
+		t, _, err := parseListDate(v)
+		if err != nil {
+			writeRestError(w, badRequest(20001, "Invalid value for %s: %v", k, err))
+			return
+		}
+		day := utcDay(t)
+		switch k {
+		case "DateSent":
+			sent = sent.narrow(day, day.AddDate(0, 0, 1))
+		case "DateSent<":
+			sent = sent.narrow(time.Time{}, day.AddDate(0, 0, 1))
+		case "DateSent>":
+			sent = sent.narrow(day, time.Time{})
 		}
 	}
-	sortNewestFirst(all)
-	if len(all) > pageSize {
-		all = all[:pageSize]
+	to, from := q.Get("To"), q.Get("From")
+	filters := []string{"To", to, "From", from, "DateSent", q.Get("DateSent"), "DateSent<", q.Get("DateSent<"), "DateSent>", q.Get("DateSent>")}
+
+	acct := accountOf(r)
+	e.mu.Lock()
+	hist := e.history[acct]
+	n := len(hist)
+	// Display position i is hist[n-1-i]: newest first.
+	at := func(i int) *message { return hist[n-1-i] }
+	keep := func(i int) bool {
+		m := at(i)
+		if to != "" && m.to != to {
+			return false
+		}
+		if from != "" && (!m.fromChosen || m.from != from) {
+			return false
+		}
+		d := m.sent
+		if d.IsZero() {
+			d = m.created
+		}
+		return sent.has(d)
 	}
-	list := make([]apiMessage, 0, len(all))
-	for _, m := range all {
-		list = append(list, m.api())
+	anchor := 0
+	if pg.token.set {
+		h, ok := -1, false
+		if m := e.messages[pg.token.sid]; m != nil {
+			h, ok = slices.BinarySearchFunc(hist, m.seq, func(x *message, seq uint64) int { return cmp.Compare(x.seq, seq) })
+			ok = ok && hist[h] == m
+		}
+		if !ok {
+			e.mu.Unlock()
+			writeRestError(w, invalidToken(pg.token.String()))
+			return
+		}
+		anchor = n - 1 - h
 	}
+	win := pickPage(n, keep, pg.size, pg.token, anchor)
+	list := make([]apiMessage, 0, len(win.items))
+	for _, i := range win.items {
+		list = append(list, at(i).api())
+	}
+	prev, next := win.links(func(i int) string { return at(i).sid })
 	e.mu.Unlock()
-	writeOnePage(w, r.URL.Path, q, []string{"To", "From"}, pageSize, "messages", list, len(list))
+
+	path := r.URL.Path
+	uri := func(page int, tok pageToken) string { return path + "?" + pageQuery(filters, pg.size, page, tok) }
+	out := listMessagesPage{
+		Messages: list, FirstPageURI: uri(0, pageToken{}), URI: uri(pg.page, pg.token),
+		Page: pg.page, PageSize: pg.size, Start: pg.page * pg.size,
+	}
+	out.End = out.Start + max(len(list)-1, 0)
+	if next.set {
+		out.NextPageURI = ptr(uri(pg.page+1, next))
+	}
+	if prev.set {
+		out.PreviousPageURI = ptr(uri(max(pg.page-1, 0), prev))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// listMessagesPage is a page of the 2010-04-01 Messages list.
+type listMessagesPage struct {
+	End             int          `json:"end"`
+	FirstPageURI    string       `json:"first_page_uri"`
+	Messages        []apiMessage `json:"messages"`
+	NextPageURI     *string      `json:"next_page_uri"`
+	Page            int          `json:"page"`
+	PageSize        int          `json:"page_size"`
+	PreviousPageURI *string      `json:"previous_page_uri"`
+	Start           int          `json:"start"`
+	URI             string       `json:"uri"`
 }
 
 // pageSizeOf reads PageSize: 50 unless 1 to 1000 is given.

@@ -67,8 +67,11 @@ type Engine struct {
 	accounts      map[string]*account
 	keys          map[string]string // API key SID → account SID
 	numbers       map[string]*account
-	messages      map[string]*message // SM/MM/IM SID → message
-	outbound      []*message          // everything the business sent, oldest first
+	messages      map[string]*message        // SM/MM/IM SID → message
+	history       map[string][]*message      // account SID → its 2010-04-01 messages, by seq
+	convList      map[string][]*conversation // account SID → its conversations, by seq
+	seq           uint64                     // last seq given to a message or conversation; never reset
+	outbound      []*message                 // everything the business sent, oldest first
 	conversations map[string]*conversation
 	pairs         map[pair]*conversation // active conversation of (customer, proxy)
 	optOuts       map[optKey]bool
@@ -111,8 +114,10 @@ func New(opts Options, log *slog.Logger) *Engine {
 // resetState forgets messages, conversations, logs and faults; accounts stay.
 func (e *Engine) resetState() {
 	e.messages = map[string]*message{}
+	e.history = map[string][]*message{}
 	e.outbound = nil
 	e.conversations = map[string]*conversation{}
+	e.convList = map[string][]*conversation{}
 	e.pairs = map[pair]*conversation{}
 	e.optOuts = map[optKey]bool{}
 	e.windows = map[pair]time.Time{}

@@ -265,11 +265,6 @@ func (e *Engine) convEvent(c *conversation, eventType, messageSID string, params
 	}, true
 }
 
-// sortNewestFirst orders messages by creation, newest first.
-func sortNewestFirst(ms []*message) {
-	slices.SortStableFunc(ms, func(a, b *message) int { return b.created.Compare(a.created) })
-}
-
 // deliveryState is the answer of GET /sim/delivery. Called with e.mu held.
 func (e *Engine) deliveryState() simapi.DeliveryState {
 	st := simapi.DeliveryState{Default: e.delivery, Rules: []simapi.DeliveryRule{}}
