@@ -43,8 +43,15 @@ func TestContract(t *testing.T) {
 	must("CreateMessage with MessagingServiceSid", err)
 	p = &api.CreateMessageParams{}
 	p.SetTo(customer).SetFrom(smsNumber).SetMediaUrl([]string{"https://example.com/a.png", "https://example.com/b.png"})
-	_, err = tw.Api.CreateMessage(p)
+	mm, err := tw.Api.CreateMessage(p)
 	must("CreateMessage with media", err)
+	media, err := tw.Api.ListMedia(*mm.Sid, &api.ListMediaParams{})
+	must("ListMedia", err)
+	if len(media) != 2 {
+		t.Fatalf("ListMedia listed %d items, want 2", len(media))
+	}
+	_, err = tw.Api.FetchMedia(*mm.Sid, *media[0].Sid, &api.FetchMediaParams{})
+	must("FetchMedia", err)
 	if _, err := s.c.SendMessage(ctx, simclient.CustomerMessage{From: waCustomer, To: waNumber, Body: "open window"}); err != nil {
 		t.Fatalf("SendMessage: %v", err)
 	}

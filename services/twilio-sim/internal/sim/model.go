@@ -104,11 +104,14 @@ type participant struct {
 	updated      time.Time
 }
 
-// media is an uploaded or received attachment (Media Content Service).
+// media is an attachment: uploaded to or received through the Media
+// Content Service (serviceSID set), or of a Programmable Messaging message
+// (messageSID set).
 type media struct {
 	sid         string
 	accountSID  string
 	serviceSID  string
+	messageSID  string
 	contentType string
 	filename    string
 	size        int

@@ -26,6 +26,8 @@ func (e *Engine) routeREST(mux *http.ServeMux) {
 	mux.HandleFunc("POST "+acct+"/Messages.json", e.createMessage)
 	mux.HandleFunc("GET "+acct+"/Messages.json", e.listMessages)
 	mux.HandleFunc("GET "+acct+"/Messages/{file}", e.fetchMessage)
+	mux.HandleFunc("GET "+acct+"/Messages/{MessageSid}/Media.json", e.listMessageMedia)
+	mux.HandleFunc("GET "+acct+"/Messages/{MessageSid}/Media/{file}", e.messageMedia)
 
 	for _, scoped := range []bool{true, false} {
 		prefix := "/v1"

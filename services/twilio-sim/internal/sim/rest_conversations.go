@@ -157,7 +157,7 @@ func (e *Engine) createConvMessage(w http.ResponseWriter, r *http.Request) {
 		rerr = closedConversation(conv.sid)
 	}
 	for _, sid := range mediaSIDs {
-		if md := e.media[sid]; rerr == nil && (md == nil || md.accountSID != accountOf(r)) {
+		if md := e.media[sid]; rerr == nil && (md == nil || md.accountSID != accountOf(r) || md.serviceSID == "") {
 			rerr = badRequest(20404, "Media %s was not found; upload it to the Media Content Service first", sid)
 		}
 	}

@@ -233,11 +233,8 @@ func (e *Engine) fetchMessage(w http.ResponseWriter, r *http.Request) {
 // account's messages newest first (by arrival), filtered by To, From and
 // DateSent, DateSent< and DateSent>, in pages.
 //
-// The date filters work on days, as Twilio does: a value is a date
-// (YYYY-MM-DD) or a timestamp, and a timestamp counts as its day in UTC (the
-// time of day is ignored). DateSent is that day, DateSent> ("DateSent>=D")
-// that day and later, DateSent< ("DateSent<=D") that day and earlier. A
-// message's date is its date_sent, or date_created while it has none.
+// The date filters work on whole days (dayFilters). A message's date is its
+// date_sent, or date_created while it has none.
 func (e *Engine) listMessages(w http.ResponseWriter, r *http.Request) {
 	if !checkAccountPath(w, r) {
 		return
@@ -248,26 +245,10 @@ func (e *Engine) listMessages(w http.ResponseWriter, r *http.Request) {
 		writeRestError(w, rerr)
 		return
 	}
-	var sent span
-	for _, k := range []string{"DateSent", "DateSent<", "DateSent>"} {
-		v := q.Get(k)
-		if v == "" {
-			continue
-		}
-		t, _, err := parseListDate(v)
-		if err != nil {
-			writeRestError(w, badRequest(20001, "Invalid value for %s: %v", k, err))
-			return
-		}
-		day := utcDay(t)
-		switch k {
-		case "DateSent":
-			sent = sent.narrow(day, day.AddDate(0, 0, 1))
-		case "DateSent<":
-			sent = sent.narrow(time.Time{}, day.AddDate(0, 0, 1))
-		case "DateSent>":
-			sent = sent.narrow(day, time.Time{})
-		}
+	sent, rerr := dayFilters(q, "DateSent")
+	if rerr != nil {
+		writeRestError(w, rerr)
+		return
 	}
 	to, from := q.Get("To"), q.Get("From")
 	filters := []string{"To", to, "From", from, "DateSent", q.Get("DateSent"), "DateSent<", q.Get("DateSent<"), "DateSent>", q.Get("DateSent>")}
@@ -314,33 +295,13 @@ func (e *Engine) listMessages(w http.ResponseWriter, r *http.Request) {
 	prev, next := win.links(func(i int) string { return at(i).sid })
 	e.mu.Unlock()
 
-	path := r.URL.Path
-	uri := func(page int, tok pageToken) string { return path + "?" + pageQuery(filters, pg.size, page, tok) }
-	out := listMessagesPage{
-		Messages: list, FirstPageURI: uri(0, pageToken{}), URI: uri(pg.page, pg.token),
-		Page: pg.page, PageSize: pg.size, Start: pg.page * pg.size,
-	}
-	out.End = out.Start + max(len(list)-1, 0)
-	if next.set {
-		out.NextPageURI = ptr(uri(pg.page+1, next))
-	}
-	if prev.set {
-		out.PreviousPageURI = ptr(uri(max(pg.page-1, 0), prev))
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, listMessagesPage{Messages: list, page2010: newPage2010(r.URL.Path, filters, pg, len(list), prev, next)})
 }
 
 // listMessagesPage is a page of the 2010-04-01 Messages list.
 type listMessagesPage struct {
-	End             int          `json:"end"`
-	FirstPageURI    string       `json:"first_page_uri"`
-	Messages        []apiMessage `json:"messages"`
-	NextPageURI     *string      `json:"next_page_uri"`
-	Page            int          `json:"page"`
-	PageSize        int          `json:"page_size"`
-	PreviousPageURI *string      `json:"previous_page_uri"`
-	Start           int          `json:"start"`
-	URI             string       `json:"uri"`
+	Messages []apiMessage `json:"messages"`
+	page2010
 }
 
 // pageSizeOf reads PageSize: 50 unless 1 to 1000 is given.

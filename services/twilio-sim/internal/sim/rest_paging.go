@@ -24,6 +24,7 @@ func (e *Engine) addMessage(m *message) {
 	e.messages[m.sid] = m
 	if m.path != pathConversations {
 		e.history[m.accountSID] = append(e.history[m.accountSID], m)
+		e.attachMedia(m)
 	}
 }
 
@@ -64,6 +65,36 @@ func v1Meta(r *http.Request, defaultHost, key string, filters []string, pg pagin
 		m.PreviousPageURL = ptr(link(max(pg.page-1, 0), prev))
 	}
 	return m
+}
+
+// page2010 is the envelope of a 2010-04-01 list page, next to the items.
+// The page URIs are relative, like Twilio's, and repeat the filters.
+type page2010 struct {
+	End             int     `json:"end"`
+	FirstPageURI    string  `json:"first_page_uri"`
+	NextPageURI     *string `json:"next_page_uri"`
+	Page            int     `json:"page"`
+	PageSize        int     `json:"page_size"`
+	PreviousPageURI *string `json:"previous_page_uri"`
+	Start           int     `json:"start"`
+	URI             string  `json:"uri"`
+}
+
+// newPage2010 is the envelope of a page of n items of the list at path.
+func newPage2010(path string, filters []string, pg paging, n int, prev, next pageToken) page2010 {
+	uri := func(page int, tok pageToken) string { return path + "?" + pageQuery(filters, pg.size, page, tok) }
+	out := page2010{
+		FirstPageURI: uri(0, pageToken{}), URI: uri(pg.page, pg.token),
+		Page: pg.page, PageSize: pg.size, Start: pg.page * pg.size,
+	}
+	out.End = out.Start + max(n-1, 0)
+	if next.set {
+		out.NextPageURI = ptr(uri(pg.page+1, next))
+	}
+	if prev.set {
+		out.PreviousPageURI = ptr(uri(max(pg.page-1, 0), prev))
+	}
+	return out
 }
 
 // pageToken is a parsed PageToken: the SID of the item the page follows
@@ -246,6 +277,36 @@ func parseListDate(v string) (t time.Time, day bool, err error) {
 		}
 	}
 	return time.Time{}, false, fmt.Errorf("%q is not a date (YYYY-MM-DD) or a timestamp", v)
+}
+
+// dayFilters reads a 2010-04-01 list's date filters name, name< and name>
+// (DateSent, DateCreated), which work on whole UTC days, as Twilio's do: a
+// value is a date (YYYY-MM-DD) or a timestamp, and a timestamp counts as its
+// day (the time of day is ignored). name is that day, name> ("name>=D") that
+// day and later, name< ("name<=D") that day and earlier; combined, they
+// intersect.
+func dayFilters(q url.Values, name string) (span, *restError) {
+	var s span
+	for _, k := range []string{name, name + "<", name + ">"} {
+		v := q.Get(k)
+		if v == "" {
+			continue
+		}
+		t, _, err := parseListDate(v)
+		if err != nil {
+			return s, badRequest(20001, "Invalid value for %s: %v", k, err)
+		}
+		day := utcDay(t)
+		switch k {
+		case name:
+			s = s.narrow(day, day.AddDate(0, 0, 1))
+		case name + "<":
+			s = s.narrow(time.Time{}, day.AddDate(0, 0, 1))
+		default:
+			s = s.narrow(day, time.Time{})
+		}
+	}
+	return s, nil
 }
 
 // utcDay is the start of t's day in UTC.
