@@ -34,7 +34,7 @@ type Access struct {
 func Accesses() []Access {
 	return []Access{
 		{Service: "chat-handler", Ensures: []string{StreamChat, StreamDeadLetter}, Consumes: []string{StreamConfig},
-			Publishes: []string{DomainChat + ".>"}, ReadsKV: []string{BucketRevocations}},
+			Publishes: []string{DomainChat + ".>"}, ReadsKV: []string{BucketRevocations}, WritesKV: []string{BucketChatHandlerUp}},
 		// config reads the erasure completions back from CONFIG.
 		{Service: "config", Ensures: []string{StreamConfig}, Consumes: []string{StreamConfig},
 			Publishes: []string{DomainConfig + ".>"}, WritesKV: []string{BucketRevocations, BucketSignIns}},

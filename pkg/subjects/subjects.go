@@ -198,6 +198,10 @@ func Transcript(tenant, sessionID string) string {
 // (workflow-runner), updated with revision checks.
 const BucketWorkflowInstances = "WORKFLOW_INSTANCES"
 
+// BucketChatHandlerUp holds when chat-handler last answered Twilio, and
+// which outages have been reconciled from Twilio's history since.
+const BucketChatHandlerUp = "CHAT_HANDLER_UP"
+
 // BucketDistributionPresence holds each agent's presence and RONA flag
 // (distribution), key <tenant>.<agent>, written with revision checks.
 const BucketDistributionPresence = "DISTRIBUTION_PRESENCE"

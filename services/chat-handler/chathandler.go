@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
@@ -25,9 +26,11 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/configcache"
 	"github.com/switchboard-cc/switchboard/pkg/connect"
 	"github.com/switchboard-cc/switchboard/pkg/httpserver"
+	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/pkg/telemetry"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/durability"
+	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/reconcile"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/route"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/webhook"
 )
@@ -79,6 +82,13 @@ type Config struct {
 	// emulator in development); Twilio's own are https and nothing else is
 	// ever taken.
 	AllowHTTPMedia bool
+	// TwilioBaseURL redirects the reconciler's Twilio REST calls (the
+	// emulator); empty for Twilio.
+	TwilioBaseURL string
+	// Heartbeat is how often a replica marks chat-handler up; a start
+	// finding the last mark older than three of these reconciles the gap
+	// from Twilio's history. Zero is 10 s.
+	Heartbeat time.Duration
 }
 
 // Defaults for one machine.
@@ -128,6 +138,14 @@ func (c Config) Validate() error {
 	if mode == durability.Replicated && c.Streams.Replicas < durability.MinReplicas {
 		errs = append(errs, fmt.Errorf("durability replicated needs stream replicas >= %d, got %d", durability.MinReplicas, c.Streams.Replicas))
 	}
+	if c.TwilioBaseURL != "" {
+		if u, err := url.Parse(c.TwilioBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("twilio base url %q must be http(s)://host:port", c.TwilioBaseURL))
+		}
+	}
+	if c.Heartbeat < 0 {
+		errs = append(errs, fmt.Errorf("heartbeat %s is negative", c.Heartbeat))
+	}
 	if c.NATSMonitorURL != "" {
 		if u, err := url.Parse(c.NATSMonitorURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("nats monitor url %q must be http(s)://host:port", c.NATSMonitorURL))
@@ -168,7 +186,8 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	conns, err := connect.Open(ctx, log, connect.Spec{
 		Name: Name, AuthKeys: cfg.AuthKeys, Keys: deps.AuthKeys, NATSURL: cfg.NATSURL, NATSAuth: cfg.NATSAuth, Bus: deps.Bus,
-		GRPC: []connect.Target{config},
+		GRPC:        []connect.Target{config},
+		Revocations: true, RevocationReplicas: cfg.Streams.Replicas,
 	})
 	if err != nil {
 		return err
@@ -211,6 +230,14 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}, log)
 	mux := http.NewServeMux()
 	h.Routes(mux)
+	if deps.Routes == nil {
+		stop, err := startReconciler(ctx, cfg, b, conns, routes, mux, log)
+		if err != nil {
+			_ = lis.Close()
+			return err
+		}
+		defer stop()
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !b.NC.IsConnected() {
@@ -244,4 +271,46 @@ func checkDurability(ctx context.Context, cfg Config, b *bus.Bus, log *slog.Logg
 	}
 	log.Log(ctx, level, "chat-handler durability", "mode", string(mode), "check", note)
 	return nil
+}
+
+// startReconciler serves on-demand reconciliation on mux and starts the
+// watch that reconciles after an outage; stop ends the watch.
+func startReconciler(ctx context.Context, cfg Config, b *bus.Bus, conns *connect.Conns, routes route.Resolver, mux *http.ServeMux, log *slog.Logger) (stop func(), err error) {
+	var base *url.URL
+	if cfg.TwilioBaseURL != "" {
+		base, _ = url.Parse(cfg.TwilioBaseURL)
+	}
+	cc := conns.GRPC[0]
+	rec := reconcile.New(lookupCredentials{configv1.NewLookupServiceClient(cc)}, routes, emitter{b},
+		reconcile.Options{TwilioBaseURL: base, AllowHTTPMedia: cfg.AllowHTTPMedia}, log)
+	entries := reconcile.ConfigEntries{TenantsClient: configv1.NewTenantServiceClient(cc), Channels: configv1.NewChannelServiceClient(cc)}
+	mux.Handle(reconcile.Path, reconcile.NewHandler(rec, entries, conns.Keys, log))
+	kv, err := kvcas.Bind(ctx, b.JS, jetstream.KeyValueConfig{
+		Bucket: reconcile.Bucket, Description: "when chat-handler last answered Twilio, and the outages reconciled since",
+		Replicas: max(cfg.Streams.Replicas, 1), TTL: 30 * 24 * time.Hour,
+	})
+	if err != nil {
+		return nil, err
+	}
+	heartbeat := cfg.Heartbeat
+	if heartbeat == 0 {
+		heartbeat = 10 * time.Second
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w := &reconcile.Watch{R: rec, Entries: entries, KV: kv, Heartbeat: heartbeat, Skew: time.Minute, Log: log}
+		if err := w.Run(wctx); err != nil && wctx.Err() == nil {
+			log.ErrorContext(wctx, "the outage watch stopped; reconcile on demand after an outage", "err", err)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}
+
+// lookupCredentials adapts the config service's LookupService.
+type lookupCredentials struct{ c configv1.LookupServiceClient }
+
+func (l lookupCredentials) GetSendingCredentials(ctx context.Context, tenant, entryID string) (*configv1.GetSendingCredentialsResponse, error) {
+	return l.c.GetSendingCredentials(ctx, &configv1.GetSendingCredentialsRequest{TenantId: tenant, EntryId: entryID})
 }

@@ -498,7 +498,8 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		return chathandler.Run(gctx, chathandler.Config{
 			HTTPAddr: addr("chat-handler"), NATSURL: natsURL, ConfigAddr: addr("config"), AuthKeys: authHex,
 			MaxBodyBytes: 64 << 10, PublishTimeout: 3 * time.Second, Streams: streams,
-			AllowHTTPMedia: true, // the emulator serves media over plain http
+			AllowHTTPMedia: true,   // the emulator serves media over plain http
+			TwilioBaseURL:  simURL, // reconciliation reads the emulator's history
 		}, chathandler.Deps{Listener: l["chat-handler"], Bus: busOf("chat-handler"), ConfigConn: configConn, AuthKeys: keys}, svcLog(chathandler.Name))
 	})
 	run("distribution", func() error {

@@ -50,6 +50,7 @@ func ServiceEnv(i Info, service, metricsAddr string, syncAlways bool) ([]string,
 		set("CONFIG_ADDR", i.Addrs["config"])
 		set("ALLOW_HTTP_MEDIA", "true") // the emulator serves media over plain http
 		set("PUBLISH_TIMEOUT", "3s")
+		set("TWILIO_BASE_URL", "http://"+i.Addrs["twilio-sim"]) // reconciliation reads its history
 		if !syncAlways {
 			set("DURABILITY", "none")
 		}

@@ -27,6 +27,8 @@ func main() {
 			Durability:     env.String("DURABILITY", d.Durability),
 			NATSMonitorURL: env.String("NATS_MONITOR_URL", ""),
 			AllowHTTPMedia: env.Bool("ALLOW_HTTP_MEDIA", false),
+			TwilioBaseURL:  env.String("TWILIO_BASE_URL", ""),
+			Heartbeat:      env.Duration("UP_HEARTBEAT", 0),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {
 			return err

@@ -155,7 +155,7 @@ func WaitMessages(t testing.TB, js jetstream.JetStream, filter string, n int) []
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: %d messages after 30s, want %d", filter, len(got), n)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // each poll opens a consumer
 	}
 }
 
@@ -193,6 +193,6 @@ func WaitFind[T proto.Message](t testing.TB, js jetstream.JetStream, filter stri
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: %d matching messages after 30s, want %d", filter, len(got), n)
 		}
-		time.Sleep(25 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // each poll opens a consumer
 	}
 }
