@@ -76,6 +76,10 @@ Usage:
                                           message bodies deleted, address masked in sessions, reporting
                                           and outbound-sender; waits for each (--wait 2m) and prints
                                           what it removed
+  switchboardctl reconcile --tenant T --since 2h [--until RFC3339]
+                                          after an outage: read the tenant's messages back from Twilio's
+                                          history and ingest what never arrived (through chat-handler,
+                                          --chat-handler or env SWITCHBOARD_CHAT_HANDLER_URL)
   switchboardctl demo                     print the demo tenant's YAML
   switchboardctl report summarize|export|transcript
                                           summaries, session exports and transcripts from the
@@ -151,6 +155,8 @@ func (c *cli) run(ctx context.Context, args []string) error {
 		return c.report(ctx, rest)
 	case "erase-customer":
 		return c.eraseCustomer(ctx, rest)
+	case "reconcile":
+		return c.reconcile(ctx, rest)
 	case "demo":
 		_, err := c.io.Stdout.Write(tenantspec.DemoYAML())
 		return err
@@ -192,32 +198,40 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-func (c *cli) dial() (*grpc.ClientConn, error) {
+// bearer is the token the CLI calls with: --token, else the one login
+// saved, else a 15-minute platform token minted from the auth keys.
+func (c *cli) bearer() (string, error) {
 	tok := c.token
 	var savedErr error
 	if tok == "" {
 		tok, savedErr = c.savedToken()
 	}
-	if tok == "" {
-		keysHex := c.env(EnvAuthKeys)
-		switch {
-		case keysHex == "" && savedErr != nil:
-			return nil, savedErr
-		case keysHex == "":
-			return nil, fmt.Errorf("no token: sign in (switchboardctl login), set %s (switchboardctl token …) or %s to let the CLI mint one", EnvToken, EnvAuthKeys)
-		case savedErr != nil:
-			fmt.Fprintf(c.io.Stderr, "switchboardctl: %v; using a platform token from %s\n", savedErr, EnvAuthKeys)
-		}
-		keys, err := authn.ParseKeys(keysHex)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", EnvAuthKeys, err)
-		}
-		if tok, err = keys.Mint(authn.Claims{
-			Roles: []string{authn.RolePlatform}, Name: "switchboardctl",
-			RegisteredClaims: jwt.RegisteredClaims{Subject: "switchboardctl"},
-		}, 15*time.Minute); err != nil {
-			return nil, err
-		}
+	if tok != "" {
+		return tok, nil
+	}
+	keysHex := c.env(EnvAuthKeys)
+	switch {
+	case keysHex == "" && savedErr != nil:
+		return "", savedErr
+	case keysHex == "":
+		return "", fmt.Errorf("no token: sign in (switchboardctl login), set %s (switchboardctl token …) or %s to let the CLI mint one", EnvToken, EnvAuthKeys)
+	case savedErr != nil:
+		fmt.Fprintf(c.io.Stderr, "switchboardctl: %v; using a platform token from %s\n", savedErr, EnvAuthKeys)
+	}
+	keys, err := authn.ParseKeys(keysHex)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", EnvAuthKeys, err)
+	}
+	return keys.Mint(authn.Claims{
+		Roles: []string{authn.RolePlatform}, Name: "switchboardctl",
+		RegisteredClaims: jwt.RegisteredClaims{Subject: "switchboardctl"},
+	}, 15*time.Minute)
+}
+
+func (c *cli) dial() (*grpc.ClientConn, error) {
+	tok, err := c.bearer()
+	if err != nil {
+		return nil, err
 	}
 	transport := insecure.NewCredentials()
 	if c.tls {
