@@ -314,7 +314,9 @@ func startStack(ctx context.Context, cfg Config, dir, bin string, logs io.Writer
 		}
 		env = append(env, "STREAM_REPLICAS=3", "LOG_LEVEL=warn")
 		if s == "chat-handler" {
-			env = append(env, "DURABILITY=replicated")
+			// A heartbeat of a second: an outage of every replica longer
+			// than three is reconciled by the first one back.
+			env = append(env, "DURABILITY=replicated", "UP_HEARTBEAT=1s")
 		}
 		addrs := backends[s]
 		if len(addrs) == 0 {

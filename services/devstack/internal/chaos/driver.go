@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,7 +22,10 @@ import (
 type msg struct {
 	sent, answered, firstSeen time.Time
 	status                    int
-	ids                       map[string]bool // transcript message ids it appeared under
+	// atTwilio: the emulator took the message (whatever its webhook's
+	// answer); it is in Twilio's history and reconciliation can find it.
+	atTwilio bool
+	ids      map[string]bool // transcript message ids it appeared under
 }
 
 type sessionRec struct {
@@ -205,6 +209,9 @@ func (d *driver) run(ctx context.Context) (*Report, error) {
 	}
 	drainCtx, cancel := context.WithTimeout(ctx, d.cfg.Drain)
 	defer cancel()
+	// What Twilio took while no webhook got through, as an admin would
+	// after an incident: reconcile the tenant over the failures' window.
+	d.reconcileFailures(drainCtx)
 	for drainCtx.Err() == nil {
 		lost, _, replyLost, _, err := d.tally(drainCtx)
 		if err == nil && lost == 0 && replyLost == 0 {
@@ -327,6 +334,7 @@ func (d *driver) customer(ctx context.Context, i int, rng *rand.Rand) {
 		default:
 			m.status = res.Webhook.Status
 		}
+		m.atTwilio = err == nil && res.MessageSID != ""
 		if m.status == http.StatusOK {
 			d.rep.Webhooks200++
 		} else {
@@ -348,7 +356,7 @@ func (d *driver) faults(ctx context.Context) {
 	if d.cfg.FaultEvery <= 0 {
 		return
 	}
-	for {
+	for n := 1; ; n++ {
 		wait := time.Duration(float64(d.cfg.FaultEvery) * (0.5 + d.rng.Float64()))
 		select {
 		case <-ctx.Done():
@@ -356,8 +364,10 @@ func (d *driver) faults(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		switch r := d.rng.Float64(); {
-		case r < 0.15:
+		case r < 0.15 && n != 3:
 			d.twilioFault(ctx)
+		case r < 0.2 || n == 3: // every run has at least one outage
+			d.outage(ctx)
 		case r < 0.6:
 			p := d.st.services[d.rng.IntN(len(d.st.services))]
 			down := time.Duration(500+d.rng.IntN(2500)) * time.Millisecond
@@ -409,6 +419,29 @@ func (d *driver) twilioFault(ctx context.Context) {
 	}
 }
 
+// outage (the third fault of every run, and about one in twenty) takes
+// every chat-handler replica down for 4–8 s while the customers keep
+// writing: Twilio's webhooks fail (the Messaging path's fallback URL is
+// chat-handler too; Conversations webhooks are not retried), and the
+// messages are only in Twilio's history. The first replica back finds no
+// replica marked chat-handler up for longer than three heartbeats and
+// reconciles the gap.
+func (d *driver) outage(ctx context.Context) {
+	down := time.Duration(4000+d.rng.IntN(4000)) * time.Millisecond
+	d.say("chat-handler outage: every replica down for %s", down)
+	d.count("fault: chat-handler outage (every replica)")
+	for _, p := range d.st.services {
+		if strings.HasPrefix(p.name, "chat-handler") {
+			d.st.sup.hold(p, time.Now().Add(down))
+			p.kill()
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(down):
+	}
+}
+
 func (d *driver) kill(p *proc, down time.Duration) {
 	d.st.sup.hold(p, time.Now().Add(down))
 	if !p.running() {
@@ -444,12 +477,21 @@ func (d *driver) tally(ctx context.Context) (lost, dup, replyLost, replyDup int,
 	d.rep.Examples = slices.DeleteFunc(d.rep.Examples, func(s string) bool { return len(s) > 5 && s[:5] == "lost:" })
 	others := len(d.rep.Examples)
 	d.rep.AcceptedDespiteFailure = 0 // tally runs again and again while draining
+	d.rep.LostUnanswered = 0
 	for seq, m := range d.msgs {
 		switch {
 		case m.status == http.StatusOK && len(m.ids) == 0:
 			lost++
 			if len(d.rep.Examples)-others < 20 {
 				d.rep.Examples = append(d.rep.Examples, fmt.Sprintf("lost: customer message m%d (webhook 200 at %s) never reached an agent", seq, m.sent.Format("15:04:05.000")))
+			}
+		case m.atTwilio && len(m.ids) == 0:
+			// Twilio has it though no webhook got through: reconciliation
+			// must bring it in.
+			lost++
+			d.rep.LostUnanswered++
+			if len(d.rep.Examples)-others < 20 {
+				d.rep.Examples = append(d.rep.Examples, fmt.Sprintf("lost: customer message m%d (webhook %d at %s, in Twilio's history) never reached an agent", seq, m.status, m.sent.Format("15:04:05.000")))
 			}
 		case len(m.ids) > 1:
 			dup++
@@ -474,13 +516,13 @@ func (d *driver) tally(ctx context.Context) (lost, dup, replyLost, replyDup int,
 	return lost, dup, replyLost, replyDup, nil
 }
 
-// lostSeqs are the customer messages answered 200 no agent saw.
+// lostSeqs are the customer messages Twilio has that no agent saw.
 func (d *driver) lostSeqs() []int64 {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var seqs []int64
 	for seq, m := range d.msgs {
-		if m.status == http.StatusOK && len(m.ids) == 0 {
+		if (m.status == http.StatusOK || m.atTwilio) && len(m.ids) == 0 {
 			seqs = append(seqs, seq)
 		}
 	}

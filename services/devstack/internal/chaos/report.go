@@ -19,8 +19,14 @@ type Report struct {
 	// under two or more transcript message ids.
 	Lost, Duplicated int
 	// AcceptedDespiteFailure: not answered 200 and yet at an agent
-	// (allowed: the webhook was stored before the answer was lost).
+	// (the webhook was stored before the answer was lost, or
+	// reconciliation brought it in).
 	AcceptedDespiteFailure int
+	// LostUnanswered (part of Lost): in Twilio's history, its webhook
+	// never answered 200, and reconciliation did not bring it in.
+	LostUnanswered int
+	// Reconciled is what the on-demand reconciliation at the end said.
+	Reconciled string
 	// RepliesRequested: agents' replies acknowledged; RepliesAtEmulator:
 	// sends of them at the emulator.
 	RepliesRequested, RepliesAtEmulator int
@@ -73,9 +79,10 @@ func (r *Report) print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nchaos: seed %d, load %s\n", r.Seed, r.LoadTime.Round(time.Second))
 	row("webhooks answered 200", r.Webhooks200, r.Webhooks200 == 0)
-	row("webhooks not answered 200 (no promise made)", r.WebhooksFailed, false)
-	row("  ... of which at an agent anyway", r.AcceptedDespiteFailure, false)
+	row("webhooks not answered 200 (in Twilio's history)", r.WebhooksFailed, false)
+	row("  ... of which at an agent (stored, or reconciled)", r.AcceptedDespiteFailure, false)
 	row("messages at the agent: lost", r.Lost, r.Lost > 0)
+	row("  ... of which never answered 200 (reconciliation missed)", r.LostUnanswered, r.LostUnanswered > 0)
 	row("messages at the agent: duplicated", r.Duplicated, r.Duplicated > 0)
 	row("replies requested (acknowledged)", r.RepliesRequested, false)
 	row("replies sent at the emulator", r.RepliesAtEmulator, false)
@@ -89,6 +96,9 @@ func (r *Report) print(w io.Writer) {
 	row("dead letters", r.DeadLetters, r.DeadLetters > 0)
 	row("webhook answer p50 / p99", fmt.Sprintf("%v / %v", pct(r.webhookLat, .5), pct(r.webhookLat, .99)), false)
 	row("webhook -> agent frame p50 / p99", fmt.Sprintf("%v / %v", pct(r.agentLat, .5), pct(r.agentLat, .99)), false)
+	if r.Reconciled != "" {
+		fmt.Fprintf(w, "  reconciliation at the end: %s\n", r.Reconciled)
+	}
 	keys := make([]string, 0, len(r.Counts))
 	for k := range r.Counts {
 		keys = append(keys, k)
