@@ -157,7 +157,7 @@ func allowed(b *Build, from, to endpoint, port int) bool {
 // (*_ADDR), NATS for everyone, NATS monitoring for chat-handler's
 // durability check, routes between NATS nodes. Outside: DNS for all,
 // MongoDB for the services with MONGO_URI, HTTPS to public addresses for
-// outbound-sender and config (Twilio), HTTP(S) for workflow-runner (Web
+// outbound-sender, config and chat-handler (Twilio), HTTP(S) for workflow-runner (Web
 // Request, Bot), nothing else.
 func checkFlows(t *testing.T, b *Build) {
 	type flow struct {
@@ -231,7 +231,7 @@ func checkFlows(t *testing.T, b *Build) {
 			t.Errorf("%s → MongoDB (external :27017) allowed = %v, want %v", name, got, mongo)
 		}
 		for _, port := range []int{443, 80} {
-			w := (port == 443 && (name == "outbound-sender" || name == "config")) || name == "workflow-runner"
+			w := (port == 443 && (name == "outbound-sender" || name == "config" || name == "chat-handler")) || name == "workflow-runner"
 			if got := egressAllowed(b, p, twilio, port); got != w {
 				t.Errorf("%s → public address :%d allowed = %v, want %v", name, port, got, w)
 			}
