@@ -55,7 +55,7 @@ messaging_entries:
   - {id: sms, name: SMS, org_unit: root, connector: twilio, channel: sms, path: messaging, business_addresses: ["` + gapNumber + `"]}
   - {id: conv, name: Conversations, org_unit: root, connector: twilio, channel: sms, path: conversations, conversations_service_sid: ` + gapService + `}
 services:
-  - {id: help, name: Help, org_unit: root, im: true, channels: [sms], messaging_entries: [sms, conv]}
+  - {id: help, name: Help, org_unit: root, im: true, channels: [sms], messaging_entries: [sms, conv], greeting: Thanks for writing to Gap!}
 `
 )
 
@@ -215,6 +215,27 @@ func TestReconcileFromTwilioHistory(t *testing.T) {
 	})
 	if len(got) != 1 || got[0].GetStatus() != messagingv1.DeliveryStatus_DELIVERY_STATUS_DELIVERED || got[0].GetEntryId() != "sms" {
 		t.Errorf("status events of %s = %v, want one: delivered, entry sms", outSID, got)
+	}
+
+	// Bob's chat is open now and the workflow greeted him over
+	// Conversations; the receipts of that greeting went nowhere. Once
+	// Twilio has it delivered, a run brings the receipt in, once.
+	greeting, err := sim.WaitInboxMessage(ctx, bob, func(m simclient.OutboundMessage) bool {
+		return m.Path == "conversations" && m.Status == "delivered"
+	})
+	if err != nil {
+		t.Fatalf("no greeting delivered to bob: %v", err)
+	}
+	for range 2 {
+		if status, body := reconcileCall(t, ctx, info, "gap", admin, window); status != http.StatusOK {
+			t.Fatalf("%d %s", status, body)
+		}
+	}
+	receipts := chattest.WaitFind(t, js, subjects.ChatDeliveryUpdated("gap"), 1, newDelivery, func(d *chatv1.DeliveryUpdated) bool {
+		return d.GetConversationSid() == greeting.ConversationSID && d.GetStatus() == messagingv1.DeliveryStatus_DELIVERY_STATUS_DELIVERED
+	})
+	if len(receipts) != 1 || receipts[0].GetPath() != messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS || receipts[0].GetDeliveryReceiptSid() == "" || receipts[0].GetEntryId() != "conv" {
+		t.Errorf("delivered receipts of the greeting = %v, want one on the Conversations path of entry conv", receipts)
 	}
 }
 

@@ -342,7 +342,12 @@ func (r *Reconciler) conversation(ctx context.Context, client *twilio.RestClient
 			return fmt.Errorf("message %s: %w", str(m.Sid), err)
 		}
 		if ev == nil {
-			continue // not the customer's (an agent's or a workflow's message)
+			// Not the customer's: an agent's or a workflow's message, whose
+			// delivery receipts may have been lost.
+			if err := r.receipts(ctx, client, account, service, conv, str(m.Sid), rt, rep); err != nil {
+				return fmt.Errorf("receipts of %s: %w", str(m.Sid), err)
+			}
+			continue
 		}
 		if rt.Disabled {
 			rep.Refused++
@@ -352,6 +357,44 @@ func (r *Reconciler) conversation(ctx context.Context, client *twilio.RestClient
 			return fmt.Errorf("publish %s: %w", ev.ID, err)
 		}
 		rep.CustomerMessages++
+	}
+	return nil
+}
+
+// receipts publishes a message's delivery receipts as onDeliveryUpdated
+// would have (one per receipt, its current status).
+func (r *Reconciler) receipts(ctx context.Context, client *twilio.RestClient, account, service, conv, msg string, rt *route.Route, rep *Report) error {
+	list, err := client.ConversationsV1.ListServiceConversationMessageReceipt(service, conv, msg,
+		&conversations.ListServiceConversationMessageReceiptParams{})
+	if err != nil {
+		return err
+	}
+	for _, rc := range list {
+		if str(rc.Status) == "" {
+			continue
+		}
+		p := url.Values{
+			"EventType": {webhook.EventDeliveryUpdated}, "AccountSid": {account}, "ChatServiceSid": {service},
+			"ConversationSid": {conv}, "MessageSid": {msg}, "DeliveryReceiptSid": {str(rc.Sid)},
+			"Status": {str(rc.Status)}, "ParticipantSid": {str(rc.ParticipantSid)},
+			"ChannelMessageSid": {str(rc.ChannelMessageSid)},
+		}
+		if rc.ErrorCode != 0 {
+			p.Set("ErrorCode", strconv.Itoa(rc.ErrorCode))
+		}
+		now := time.Now()
+		if rc.DateUpdated != nil {
+			p.Set("DateUpdated", rc.DateUpdated.UTC().Format(time.RFC3339))
+			now = *rc.DateUpdated
+		}
+		ev, err := webhook.ConversationsEvent(webhook.Input{Params: p, Route: rt, Now: now})
+		if err != nil {
+			return err
+		}
+		if err := r.pub.Emit(ctx, ev.Subject, ev.Msg, ev.ID); err != nil {
+			return fmt.Errorf("publish %s: %w", ev.ID, err)
+		}
+		rep.Statuses++
 	}
 	return nil
 }
