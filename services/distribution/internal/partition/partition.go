@@ -180,18 +180,22 @@ func (g *Group) Run(ctx context.Context, handle func(jetstream.Msg), owned func(
 		return fmt.Errorf("watch group %s: %w", configKey, err)
 	}
 	defer func() { _ = watcher.Stop() }()
-	cc, err := pcgroups.ElasticConsume(ctx, g.js, subjects.StreamDistributionInput, subjects.GroupDistribution, g.cfg.Replica, handle,
-		jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy, AckWait: g.cfg.AckWait, MaxAckPending: max(g.cfg.MaxAckPending, 1), MaxDeliver: -1})
+	consume := func() (pcgroups.ConsumerGroupConsumeContext, error) {
+		return pcgroups.ElasticConsume(ctx, g.js, subjects.StreamDistributionInput, subjects.GroupDistribution, g.cfg.Replica, handle,
+			jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy, AckWait: g.cfg.AckWait, MaxAckPending: max(g.cfg.MaxAckPending, 1), MaxDeliver: -1})
+	}
+	cc, err := consume()
 	if err != nil {
 		return fmt.Errorf("join group %s as %s: %w", subjects.GroupDistribution, g.cfg.Replica, err)
 	}
-	defer g.leave(cc)
+	defer func() { g.leave(cc) }()
 	g.reconcile(ctx)
 
 	tick := time.NewTicker(g.cfg.TTL / 4)
 	defer tick.Stop()
 	var mine []int
 	first := true
+	stalled := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -206,6 +210,19 @@ func (g *Group) Run(ctx context.Context, handle func(jetstream.Msg), owned func(
 				g.log.WarnContext(ctx, "renew replica key", "replica", g.cfg.Replica, "err", err)
 			}
 			g.reconcile(ctx)
+			// Two ticks in a row with its partitions unread: consume
+			// again (a new pcgroups consumer, which creates the server's
+			// consumer anew).
+			if stalled = g.stalled(ctx, stalled); stalled >= 2 {
+				g.log.WarnContext(ctx, "this replica's consumer is gone or nobody pulls from it: consuming again", "replica", g.cfg.Replica)
+				cc.Stop()
+				next, err := consume()
+				if err != nil {
+					g.log.WarnContext(ctx, "consume again (retrying)", "err", err)
+					continue
+				}
+				cc, stalled = next, 0
+			}
 		case e, ok := <-watcher.Updates():
 			if !ok {
 				if ctx.Err() != nil {
@@ -228,6 +245,36 @@ func (g *Group) Run(ctx context.Context, handle func(jetstream.Msg), owned func(
 			}
 		}
 	}
+}
+
+// stalled counts the ticks in a row at which this replica owns
+// partitions and yet nothing reads them: its consumer on the group's work
+// queue is gone (the server deletes one no client pulled from for its
+// inactivity threshold, AckWait: a NATS node down, the process paused),
+// or no pull request waits on it while messages do. pcgroups does not
+// notice either: its consume stops on "consumer deleted", and it
+// recreates a consumer only when it holds none. A read that fails counts
+// as nothing (NATS itself is in trouble; the next tick asks again).
+func (g *Group) stalled(ctx context.Context, before int) int {
+	c, err := pcgroups.GetElasticConsumerGroupConfig(ctx, g.js, subjects.StreamDistributionInput, subjects.GroupDistribution)
+	if err != nil || len(Owned(c, g.cfg.Replica)) == 0 {
+		return 0
+	}
+	cons, err := g.js.Consumer(ctx, subjects.StreamDistributionGroup, g.cfg.Replica)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return before + 1
+	}
+	if err != nil {
+		return before
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return before
+	}
+	if info.NumWaiting == 0 && info.NumPending > 0 && info.NumAckPending == 0 {
+		return before + 1
+	}
+	return 0
 }
 
 func (g *Group) heartbeat(ctx context.Context) error {

@@ -85,3 +85,59 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// A replica whose consumer the server deleted (its inactivity threshold
+// passed while the replica could not pull: a NATS node down, the
+// process paused) consumes again: the partitions it owns are not left
+// with nobody reading them. pcgroups alone never notices: its consume
+// stops on "consumer deleted", and it recreates a consumer only when it
+// holds none.
+func TestReplicaConsumesAgainAfterItsConsumerWasDeleted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.DiscardHandler)
+	b, err := bus.Connect(natstest.Start(t).ClientURL(), t.Name(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if err := b.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamWorkflow, subjects.StreamSession, subjects.StreamOutbound); err != nil {
+		t.Fatal(err)
+	}
+	g, err := partition.Setup(ctx, b.JS, partition.Config{Replica: "r1", Partitions: 2, TTL: 2 * time.Second, AckWait: time.Second}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- g.Run(ctx, func(m jetstream.Msg) { got <- string(m.Data()); _ = m.Ack() }, func([]int) {})
+	}()
+	await := func(want string) {
+		t.Helper()
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case v := <-got:
+				if v == want {
+					return
+				}
+			case err := <-done:
+				t.Fatalf("the group stopped: %v", err)
+			case <-deadline:
+				t.Fatalf("%q never reached the replica", want)
+			}
+		}
+	}
+	if _, err := b.JS.Publish(ctx, subjects.WorkflowTaskRequested("acme"), []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	await("before")
+	if err := b.JS.DeleteConsumer(ctx, subjects.StreamDistributionGroup, "r1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.JS.Publish(ctx, subjects.WorkflowTaskRequested("acme"), []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	await("after")
+}
