@@ -1,10 +1,13 @@
 // Package chatwebhook names chat-handler's webhook URLs, the Conversations
-// events it acts on, and its self-test: what chat-handler serves and what
-// the config service's connector check expects Twilio to be configured
-// with.
+// events it acts on, its self-test and its reconciliation endpoint: what
+// chat-handler serves, what the config service's connector check expects
+// Twilio to be configured with, and what switchboardctl reconcile reads.
 package chatwebhook
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // TenantPrefix is the path every tenant's webhook URLs start with.
 const TenantPrefix = "/api/acs/chat-handler/tenants/"
@@ -15,7 +18,40 @@ const (
 	PathInbound       = "/messaging/inbound"
 	PathFallback      = "/messaging/fallback"
 	PathStatus        = "/messaging/status"
+	// PathReconcile is not Twilio's: a tenant admin's POST asking for a
+	// reconciliation from Twilio's history (ReconcileRequest), answered
+	// with its ReconcileReport.
+	PathReconcile = "/reconcile"
 )
+
+// ReconcileRequest is the body of a POST to PathReconcile.
+type ReconcileRequest struct {
+	// Since and Until are RFC 3339; Until defaults to now.
+	Since string `json:"since"`
+	Until string `json:"until,omitempty"`
+}
+
+// ReconcileReport says what one reconciliation did.
+type ReconcileReport struct {
+	Tenant  string    `json:"tenant"`
+	Since   time.Time `json:"since"`
+	Until   time.Time `json:"until"`
+	Entries int       `json:"entries"`
+	// Listed is every message Twilio listed in the window.
+	Listed int `json:"messages_listed"`
+	// CustomerMessages were published as received; those Switchboard had
+	// already are dropped downstream.
+	CustomerMessages int `json:"customer_messages_published"`
+	// Statuses are outbound messages' current delivery statuses published.
+	Statuses int `json:"delivery_statuses_published"`
+	// Refused are customer messages on a route that takes none (an entry
+	// disabled, without a service, or a channel switched off): the webhook
+	// would have refused them too.
+	Refused int `json:"refused_disabled_route"`
+	// Problems lists what could not be read or published; the run goes on
+	// with the next entry, and can be repeated.
+	Problems []string `json:"problems,omitempty"`
+}
 
 // TenantURL is the webhook URL of one endpoint for a tenant below base
 // (scheme://host[:port][/prefix]).

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-cc/switchboard/pkg/kvcas"
@@ -18,16 +17,7 @@ import (
 // of a key, nothing for a missing or deleted key, and an error naming the
 // bucket's stream when it does not exist.
 func TestGetLatest(t *testing.T) {
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t)
 	ctx := context.Background()
 	kv, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{Bucket: "LATEST"})
 	if err != nil {
@@ -61,16 +51,7 @@ func TestGetLatest(t *testing.T) {
 // Many writers changing one key at once each get their change in: none is
 // refused for losing the race too often, and none is lost.
 func TestChangeUnderContention(t *testing.T) {
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t)
 	ctx := context.Background()
 	kv, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{Bucket: "CONTENDED"})
 	if err != nil {

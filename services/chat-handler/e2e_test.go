@@ -316,7 +316,13 @@ services:
 
 func applyAcme(t *testing.T, ctx context.Context, info devstack.Info, disabled bool) {
 	t.Helper()
-	spec, err := tenantspec.Parse([]byte(strings.Replace(acmeSpecYAML, "%DISABLED%", map[bool]string{true: "true", false: "false"}[disabled], 1)))
+	applySpec(t, ctx, info, strings.Replace(acmeSpecYAML, "%DISABLED%", map[bool]string{true: "true", false: "false"}[disabled], 1))
+}
+
+// applySpec applies a tenant file as the platform.
+func applySpec(t *testing.T, ctx context.Context, info devstack.Info, yaml string) {
+	t.Helper()
+	spec, err := tenantspec.Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -330,7 +336,7 @@ func applyAcme(t *testing.T, ctx context.Context, info devstack.Info, disabled b
 	}
 	defer conn.Close()
 	if _, err := tenantspec.Apply(ctx, conn, spec); err != nil {
-		t.Fatalf("apply tenant acme: %v", err)
+		t.Fatalf("apply tenant %s: %v", spec.Tenant.ID, err)
 	}
 }
 

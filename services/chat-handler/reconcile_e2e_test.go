@@ -13,20 +13,16 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	api "github.com/twilio/twilio-go/rest/api/v2010"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	chatv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/chat/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
-	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/pkg/twilioclient"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/chattest"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/reconcile"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/webhook"
-	"github.com/switchboard-cc/switchboard/services/config/tenantspec"
 	"github.com/switchboard-cc/switchboard/services/devstack"
 	"github.com/switchboard-cc/switchboard/services/twilio-sim/simclient"
 )
@@ -98,19 +94,7 @@ func TestReconcileFromTwilioHistory(t *testing.T) {
 	sim := simclient.New(info.TwilioSimURL, nil)
 	js := jetStream(t, info)
 
-	spec, err := tenantspec.Parse([]byte(gapSpecYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient(info.ConfigAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(grpcserver.BearerToken(mint(t, info, "", authn.RolePlatform))))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := tenantspec.Apply(ctx, conn, spec); err != nil {
-		t.Fatalf("apply tenant gap: %v", err)
-	}
+	applySpec(t, ctx, info, gapSpecYAML)
 	const down = "http://127.0.0.1:1/down" // nothing listens on port 1
 	if err := sim.PutAccount(ctx, simclient.Account{
 		AccountSID: gapAccount, AuthToken: gapToken, APIKeys: map[string]string{gapKey: gapSecret},

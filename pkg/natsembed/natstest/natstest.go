@@ -4,6 +4,9 @@ package natstest
 import (
 	"testing"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/switchboard-cc/switchboard/pkg/natsembed"
 )
 
@@ -17,4 +20,20 @@ func Start(tb testing.TB) *natsembed.Server {
 	}
 	tb.Cleanup(s.Shutdown)
 	return s
+}
+
+// JetStream starts a server (Start) and returns a JetStream client
+// connected to it, closed when the test ends.
+func JetStream(tb testing.TB) jetstream.JetStream {
+	tb.Helper()
+	nc, err := nats.Connect(Start(tb).ClientURL())
+	if err != nil {
+		tb.Fatalf("connect to nats: %v", err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatalf("jetstream: %v", err)
+	}
+	return js
 }

@@ -32,6 +32,7 @@ import (
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
 
+	"github.com/switchboard-cc/switchboard/pkg/chatwebhook"
 	"github.com/switchboard-cc/switchboard/pkg/twilioclient"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/route"
 	"github.com/switchboard-cc/switchboard/services/chat-handler/internal/webhook"
@@ -81,26 +82,7 @@ func New(creds Credentials, routes route.Resolver, pub Emitter, opts Options, lo
 }
 
 // Report says what one run did.
-type Report struct {
-	Tenant  string    `json:"tenant"`
-	Since   time.Time `json:"since"`
-	Until   time.Time `json:"until"`
-	Entries int       `json:"entries"`
-	// Listed is every message Twilio listed in the window.
-	Listed int `json:"messages_listed"`
-	// CustomerMessages were published as received; those Switchboard had
-	// already are dropped downstream.
-	CustomerMessages int `json:"customer_messages_published"`
-	// Statuses are outbound messages' current delivery statuses published.
-	Statuses int `json:"delivery_statuses_published"`
-	// Refused are customer messages on a route that takes none (an entry
-	// disabled, without a service, or a channel switched off): the webhook
-	// would have refused them too.
-	Refused int `json:"refused_disabled_route"`
-	// Problems lists what could not be read or published; the run goes on
-	// with the next entry, and can be repeated.
-	Problems []string `json:"problems,omitempty"`
-}
+type Report = chatwebhook.ReconcileReport
 
 // Window checks a run's bounds: since before until, until not in the
 // future (a later one is cut to now), at most MaxWindow.

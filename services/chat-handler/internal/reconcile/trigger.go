@@ -17,6 +17,7 @@ import (
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/chatwebhook"
 	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 )
@@ -97,14 +98,10 @@ func NewHandler(r *Reconciler, entries Entries, keys *authn.Keys, log *slog.Logg
 }
 
 // Path is the endpoint's route pattern.
-const Path = "POST /api/acs/chat-handler/tenants/{tenant}/reconcile"
+const Path = "POST " + chatwebhook.TenantPrefix + "{tenant}" + chatwebhook.PathReconcile
 
 // Request is the endpoint's JSON body.
-type Request struct {
-	// Since and Until are RFC 3339; Until defaults to now.
-	Since string `json:"since"`
-	Until string `json:"until,omitempty"`
-}
+type Request = chatwebhook.ReconcileRequest
 
 func httpError(w http.ResponseWriter, status int, msg string) {
 	w.Header().Set("Content-Type", "application/json")

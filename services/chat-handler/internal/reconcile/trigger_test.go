@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
@@ -35,16 +34,7 @@ func (c *countingEntries) Entries(context.Context, string) ([]*configv1.Messagin
 // between them; a replica starting while another marks chat-handler up
 // finds no gap.
 func TestWatchReconcilesAnOutageOnce(t *testing.T) {
-	srv := natstest.Start(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t)
 	ctx := context.Background()
 	kv, err := kvcas.Bind(ctx, js, jetstream.KeyValueConfig{Bucket: reconcile.Bucket})
 	if err != nil {

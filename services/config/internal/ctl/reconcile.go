@@ -11,24 +11,14 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/switchboard-cc/switchboard/pkg/chatwebhook"
 )
 
 // EnvChatHandler is chat-handler's base URL for reconcile.
 const EnvChatHandler = "SWITCHBOARD_CHAT_HANDLER_URL"
 
 const reconcileUsage = "usage: switchboardctl reconcile --tenant T --since <duration ago, e.g. 2h, or RFC 3339> [--until RFC 3339]"
-
-// reconcileReport is chat-handler's answer (reconcile.Report).
-type reconcileReport struct {
-	Since            time.Time `json:"since"`
-	Until            time.Time `json:"until"`
-	Entries          int       `json:"entries"`
-	Listed           int       `json:"messages_listed"`
-	CustomerMessages int       `json:"customer_messages_published"`
-	Statuses         int       `json:"delivery_statuses_published"`
-	Refused          int       `json:"refused_disabled_route"`
-	Problems         []string  `json:"problems"`
-}
 
 // reconcile runs `switchboardctl reconcile`: chat-handler reads the
 // tenant's messages over the window back from Twilio and publishes what
@@ -55,7 +45,7 @@ func (c *cli) reconcile(ctx context.Context, args []string) error {
 	if d, err := time.ParseDuration(since); err == nil {
 		since = time.Now().Add(-d).UTC().Format(time.RFC3339)
 	}
-	body, err := json.Marshal(map[string]string{"since": since, "until": *untilArg})
+	body, err := json.Marshal(chatwebhook.ReconcileRequest{Since: since, Until: *untilArg})
 	if err != nil {
 		return err
 	}
@@ -65,7 +55,7 @@ func (c *cli) reconcile(ctx context.Context, args []string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	target := strings.TrimSuffix(*chatURL, "/") + "/api/acs/chat-handler/tenants/" + url.PathEscape(*tenant) + "/reconcile"
+	target := chatwebhook.TenantURL(*chatURL, url.PathEscape(*tenant), chatwebhook.PathReconcile)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -88,7 +78,7 @@ func (c *cli) reconcile(ctx context.Context, args []string) error {
 		}
 		return fmt.Errorf("reconcile: %s: %s", res.Status, strings.TrimSpace(string(raw)))
 	}
-	var rep reconcileReport
+	var rep chatwebhook.ReconcileReport
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		return fmt.Errorf("reconcile: unreadable answer: %w", err)
 	}
