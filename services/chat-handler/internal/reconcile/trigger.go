@@ -272,7 +272,7 @@ func (w *Watch) fill(ctx context.Context, since, until time.Time) {
 	}
 	var total Report
 	for _, tenant := range tenants {
-		rep, err := w.R.Tenant(ctx, w.Entries, tenant, since, until)
+		rep, err := w.tenant(ctx, tenant, since, until)
 		if err != nil {
 			w.Log.ErrorContext(ctx, "reconciliation after an outage stopped; reconcile on demand", "tenant", tenant, "since", since, "until", until, "err", err)
 			continue
@@ -289,4 +289,26 @@ func (w *Watch) fill(ctx context.Context, since, until time.Time) {
 	w.Log.WarnContext(ctx, "outage reconciled from Twilio's history", "since", since, "until", until, "tenants", len(tenants),
 		"entries", total.Entries, "listed", total.Listed, "customer_messages", total.CustomerMessages,
 		"statuses", total.Statuses, "problems", total.Problems)
+}
+
+// fillAttempts bounds the runs of one tenant after an outage: NATS is
+// often still electing leaders then, and a refused publish is a problem
+// the next run, a few seconds later, does not have.
+const fillAttempts = 5
+
+// tenant runs one tenant's reconciliation after an outage, again while
+// it reports problems (what it published before is dropped as a
+// duplicate); the last report is returned.
+func (w *Watch) tenant(ctx context.Context, tenant string, since, until time.Time) (*Report, error) {
+	for attempt := 1; ; attempt++ {
+		rep, err := w.R.Tenant(ctx, w.Entries, tenant, since, until)
+		if (err == nil && len(rep.Problems) == 0) || attempt == fillAttempts || ctx.Err() != nil {
+			return rep, err
+		}
+		select {
+		case <-ctx.Done():
+			return rep, ctx.Err()
+		case <-time.After(time.Duration(attempt) * 3 * time.Second):
+		}
+	}
 }
