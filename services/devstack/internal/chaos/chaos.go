@@ -219,6 +219,9 @@ func startStack(ctx context.Context, cfg Config, dir, bin string, logs io.Writer
 	if err != nil {
 		return nil, stop, err
 	}
+	if cfg.FaultEvery > 0 {
+		stops = append(stops, mountDisks(st.nats, say))
+	}
 	for _, p := range st.nats {
 		if err := p.start(); err != nil {
 			return nil, stop, err

@@ -85,7 +85,9 @@ authorization { users: [ { user: %s, password: %q } ] }
 		if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 			return nil, "", err
 		}
-		procs = append(procs, newProc(name, filepath.Join(bin, "nats-server"), []string{"-c", file}, nil, logs))
+		p := newProc(name, filepath.Join(bin, "nats-server"), []string{"-c", file}, nil, logs)
+		p.store = store
+		procs = append(procs, p)
 		urls = append(urls, "nats://"+clients[i])
 	}
 	return procs, strings.Join(urls, ","), nil

@@ -351,7 +351,9 @@ func (d *driver) customer(ctx context.Context, i int, rng *rand.Rand) {
 // faults injects one fault at a time until ctx is done: SIGKILL a
 // service process (held down 0.5–3 s, then restarted), SIGKILL a NATS
 // node (held down 1–5 s; never two at once, the cluster keeps its
-// quorum), or SIGSTOP any process for 1–4 s and SIGCONT it.
+// quorum), SIGSTOP any process for 1–4 s and SIGCONT it, Twilio
+// misbehaving, every chat-handler down (the third fault), or a NATS
+// node's disk full (the fifth, where the harness can mount disks).
 func (d *driver) faults(ctx context.Context) {
 	if d.cfg.FaultEvery <= 0 {
 		return
@@ -363,11 +365,20 @@ func (d *driver) faults(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		switch r := d.rng.Float64(); {
-		case r < 0.15 && n != 3:
+		r := d.rng.Float64()
+		switch n {
+		case 3:
+			r = 0.17 // every run has an outage of chat-handler
+		case 5:
+			r = 0.22 // and a disk full, where it can
+		}
+		switch {
+		case r < 0.15:
 			d.twilioFault(ctx)
-		case r < 0.2 || n == 3: // every run has at least one outage
+		case r < 0.2:
 			d.outage(ctx)
+		case r < 0.25:
+			d.diskFull(ctx)
 		case r < 0.6:
 			p := d.st.services[d.rng.IntN(len(d.st.services))]
 			down := time.Duration(500+d.rng.IntN(2500)) * time.Millisecond

@@ -30,6 +30,19 @@ type proc struct {
 	stopped bool
 	// metrics is the process's METRICS_ADDR (services only).
 	metrics string
+	// store is a NATS node's JetStream directory, and disk whether it is a
+	// filesystem of its own that a disk-full fault may fill.
+	store string
+	disk  bool
+	// started is when the process was last started.
+	started time.Time
+}
+
+// upFor reports whether the process has been running for at least d.
+func (p *proc) upFor(d time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd != nil && time.Since(p.started) >= d
 }
 
 // pid is the running process's id, 0 when it is not running.
@@ -67,7 +80,7 @@ func (p *proc) start() error {
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
 	done := make(chan struct{})
-	p.cmd, p.done, p.paused = cmd, done, false
+	p.cmd, p.done, p.paused, p.started = cmd, done, false, time.Now()
 	go func() {
 		_ = cmd.Wait()
 		flush()

@@ -12,13 +12,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/chatwebhook"
 )
 
 // reconcileFailures asks chat-handler to reconcile the tenant from
 // Twilio's history over the window of the webhooks that did not get a
 // 200 (a minute wider at each end), as an admin would after an incident,
-// and notes its answer in the report. Asked again for up to a minute
-// while chat-handler is not there to answer.
+// and notes its answer in the report.
 func (d *driver) reconcileFailures(ctx context.Context) {
 	d.mu.Lock()
 	var from, to time.Time
@@ -43,24 +43,34 @@ func (d *driver) reconcileFailures(ctx context.Context) {
 		d.rep.Reconciled = "no token: " + err.Error()
 		return
 	}
-	body, _ := json.Marshal(map[string]string{
-		"since": from.Add(-time.Minute).UTC().Format(time.RFC3339),
-		"until": to.Add(time.Minute).UTC().Format(time.RFC3339),
+	body, _ := json.Marshal(chatwebhook.ReconcileRequest{
+		Since: from.Add(-time.Minute).UTC().Format(time.RFC3339),
+		Until: to.Add(time.Minute).UTC().Format(time.RFC3339),
 	})
-	url := d.st.info.ChatHandlerURL + "/api/acs/chat-handler/tenants/" + tenantID + "/reconcile"
-	deadline := time.Now().Add(time.Minute)
+	url := chatwebhook.TenantURL(d.st.info.ChatHandlerURL, tenantID, chatwebhook.PathReconcile)
+	// Asked again while chat-handler cannot answer or reports problems
+	// (a stream without its quorum yet refuses the publishes), as an
+	// admin would run it again.
+	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		answer, err := post(ctx, url, tok, body)
+		if err == nil {
+			var rep chatwebhook.ReconcileReport
+			if err = json.Unmarshal([]byte(answer), &rep); err == nil && len(rep.Problems) > 0 {
+				err = fmt.Errorf("problems: %s", answer)
+			}
+		}
 		if err == nil {
 			d.say("reconciled %s to %s: %s", from.Format("15:04:05"), to.Format("15:04:05"), answer)
 			d.rep.Reconciled = answer
 			return
 		}
+		d.count("reconciliation at the end asked again")
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			d.rep.Reconciled = "failed: " + err.Error()
 			return
 		}
-		time.Sleep(time.Second)
+		time.Sleep(2 * time.Second)
 	}
 }
 
