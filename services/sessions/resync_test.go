@@ -4,6 +4,9 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -109,5 +112,68 @@ func TestAnInterruptedEndIsFinished(t *testing.T) {
 	}
 	if n := len(h.streamEvents(t, subjects.StreamSession, subjects.SessionEnded("acme"))); n != 1 {
 		t.Errorf("%d session.ended events, want 1", n)
+	}
+}
+
+// A frame this replica published just before its NATS connection dropped
+// may be lost with the connection, for a socket another replica holds:
+// once back, this replica asks for the agents it pushed to before the
+// drop to be sent a snapshot, and a replica asked so sends one to the
+// sockets it holds.
+func TestAgentsPushedToBeforeADropAreResyncedWhereverTheirSocketIs(t *testing.T) {
+	h := start(t)
+	ctx := ctxT(t)
+	alice := h.agent(t, "alice@acme.example")
+	if _, err := alice.WaitFor(ctx, "snapshot", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Another replica's view of NATS.
+	other, err := nats.Connect(h.bus.NC.ConnectedUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	asks, err := other.SubscribeSync(subjects.AgentPush("acme", "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM-rp", "+15550125", "hello?"), "SM-rp")
+	waitFor(t, "session started", func() bool { return len(sessionIDs(t, h)) == 1 })
+	sid := sessionIDs(t, h)[0]
+	h.publish(t, subjects.TaskAccepted("acme"), &distributionv1.TaskAccepted{TenantId: "acme", TaskId: "tk-rp", SessionId: sid, AgentId: "alice", OfferId: "of-rp", AcceptedAt: timestamppb.Now()}, "a-rp")
+	if _, err := alice.WaitFor(ctx, "session.assigned", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := h.bus.NC.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		m, err := asks.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("no resync asked for alice after the drop: %v", err)
+		}
+		if m.Header.Get("Sb-Push-Resync") != "" {
+			break
+		}
+	}
+
+	// Asked by another replica, this one re-sends alice her state.
+	from := alice.Len()
+	ask := &nats.Msg{Subject: subjects.AgentPush("acme", "alice"), Header: nats.Header{}}
+	ask.Header.Set("Sb-Push-Origin", "gw_other")
+	ask.Header.Set("Sb-Push-Resync", "1")
+	if err := other.PublishMsg(ask); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := alice.WaitFrom(ctx, from, "snapshot", nil)
+	if err != nil {
+		t.Fatalf("no snapshot when another replica asked: %v", err)
+	}
+	if !strings.Contains(string(snap.Data), "hello?") {
+		t.Errorf("the snapshot lacks the chat's message: %s", snap.Data)
 	}
 }

@@ -69,6 +69,12 @@ type Gateway struct {
 	// monitors: tenant/session -> supervisors' sockets watching it.
 	monitors map[string]map[*conn]struct{}
 
+	// pushed: tenant/agent -> when this replica last pushed that agent a
+	// frame (askResync); one entry per agent, older ones dropped at each
+	// reconnect.
+	pmu    sync.Mutex
+	pushed map[string]time.Time
+
 	// Sockets are hijacked, so HTTP shutdown does not wait for them: Close
 	// cancels them and waits.
 	done    context.Context
@@ -116,8 +122,8 @@ func New(c *core.Core, keys *authn.Keys, lookup configv1.LookupServiceClient, nc
 		core: c, keys: keys, lookup: lookup, nc: nc, log: log, console: o.Console,
 		tracer:   o.Tracing.Tracer("github.com/switchboard-cc/switchboard/services/sessions/gateway"),
 		tokenTTL: o.TokenTTL, authTimeout: o.AuthTimeout, recheckEvery: o.RecheckEvery, proxies: o.TrustedProxies, origins: o.OriginPatterns, conns: map[string]map[*conn]struct{}{},
-		monitors: map[string]map[*conn]struct{}{},
-		done:     done, stop: stop,
+		monitors: map[string]map[*conn]struct{}{}, pushed: map[string]time.Time{},
+		done: done, stop: stop,
 	}
 }
 
@@ -164,9 +170,15 @@ func securityHeaders(h http.Handler) http.Handler {
 // message published just before the connection to a NATS node drops is
 // lost; core NATS does not redeliver). The other replicas' sockets get
 // the published copy; a replica whose connection dropped re-sends its
-// sockets their state once it is back (resyncAfterReconnect).
+// sockets their state once it is back, and asks the replicas holding the
+// sockets it pushed to just before the drop to do the same
+// (resyncAfterReconnect).
 func (g *Gateway) Push(ctx context.Context, tenant, agentID string, frame []byte) {
-	g.deliver(tenant+"/"+agentID, trace.SpanContextFromContext(ctx), frame)
+	key := tenant + "/" + agentID
+	g.deliver(key, trace.SpanContextFromContext(ctx), frame)
+	g.pmu.Lock()
+	g.pushed[key] = time.Now()
+	g.pmu.Unlock()
 	if err := g.nc.PublishMsg(g.pushMsg(ctx, subjects.AgentPush(tenant, agentID), frame)); err != nil {
 		g.log.WarnContext(ctx, "push to agent", "tenant", tenant, "agent", agentID, "err", err)
 	}
@@ -184,6 +196,10 @@ func (g *Gateway) PushSession(ctx context.Context, tenant, sessionID string, fra
 // headerOrigin names the replica that published a push: it delivered the
 // frame to its own sockets already and ignores its copy.
 const headerOrigin = "Sb-Push-Origin"
+
+// headerResync marks a push without a frame: the replica holding the
+// agent's sockets sends them a fresh snapshot (askResync).
+const headerResync = "Sb-Push-Resync"
 
 // pushMsg is a frame on its way to the other replicas' sockets, with this
 // replica's name and the trace context of ctx (if any) in its headers.
@@ -223,6 +239,10 @@ func (g *Gateway) Subscribe() (*nats.Subscription, error) {
 	agents, err := g.nc.Subscribe(subjects.AgentPushAll, func(m *nats.Msg) {
 		parts := strings.SplitN(m.Subject, ".", 4) // push.agent.<tenant>.<agent>
 		if len(parts) != 4 || m.Header.Get(headerOrigin) == g.id {
+			return
+		}
+		if m.Header.Get(headerResync) != "" {
+			go g.resync(parts[2] + "/" + parts[3])
 			return
 		}
 		g.deliver(parts[2]+"/"+parts[3], pushedTrace(m), m.Data)
@@ -284,11 +304,15 @@ func (g *Gateway) deliverMonitors(key string, parent trace.SpanContext, frame []
 // back after a drop, frames other replicas pushed meanwhile are lost (core
 // NATS keeps nothing for a subscriber that is away), so every agent
 // socket here is sent its state again (a snapshot, as on a reconnect of
-// the socket itself; clients replace what they show with it).
+// the socket itself; clients replace what they show with it). Frames this
+// replica published just before the drop may be lost too (written to a
+// connection whose server died before passing them on): the replicas
+// holding the sockets it pushed to from a little before the drop are
+// asked to send those a snapshot as well.
 func (g *Gateway) resyncAfterReconnect() {
 	ch := g.nc.StatusChanged(nats.RECONNECTING, nats.CONNECTED)
 	defer g.nc.RemoveStatusListener(ch)
-	dropped := false
+	var dropped time.Time
 	for {
 		select {
 		case <-g.done.Done():
@@ -296,33 +320,73 @@ func (g *Gateway) resyncAfterReconnect() {
 		case st := <-ch:
 			switch st {
 			case nats.RECONNECTING:
-				dropped = true
+				if dropped.IsZero() {
+					dropped = time.Now()
+				}
 			case nats.CONNECTED:
-				if dropped {
-					dropped = false
-					g.resync()
+				if !dropped.IsZero() {
+					g.askResync(dropped.Add(-lostBeforeDrop))
+					dropped = time.Time{}
+					g.resync("")
 				}
 			}
 		}
 	}
 }
 
+// lostBeforeDrop is how long before a connection is seen dropping a
+// frame published on it may have been lost with it.
+const lostBeforeDrop = 10 * time.Second
+
+// askResync asks, for every agent this replica pushed a frame to since
+// since, the replica holding that agent's sockets to send them a
+// snapshot; the record of older pushes is dropped.
+func (g *Gateway) askResync(since time.Time) {
+	g.pmu.Lock()
+	var keys []string
+	for k, at := range g.pushed {
+		if at.Before(since) {
+			delete(g.pushed, k)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	g.pmu.Unlock()
+	for _, k := range keys {
+		tenant, agent, _ := strings.Cut(k, "/")
+		m := &nats.Msg{Subject: subjects.AgentPush(tenant, agent), Header: nats.Header{}}
+		m.Header.Set(headerOrigin, g.id)
+		m.Header.Set(headerResync, "1")
+		if err := g.nc.PublishMsg(m); err != nil {
+			g.log.Warn("ask for an agent's resync", "tenant", tenant, "agent", agent, "err", err)
+		}
+	}
+	if len(keys) > 0 {
+		g.log.Info("NATS connection back: asked the replicas holding the agents pushed to before the drop to re-send their state", "agents", len(keys))
+	}
+}
+
 // snapshotTimeout bounds one attempt at reading a socket's snapshot.
 const snapshotTimeout = 10 * time.Second
 
-// resync sends every agent socket of this replica a fresh snapshot.
-func (g *Gateway) resync() {
+// resync sends the agent sockets of this replica for key (tenant/agent;
+// every agent's when empty) a fresh snapshot.
+func (g *Gateway) resync(key string) {
 	g.mu.Lock()
 	var conns []*conn
-	for _, cs := range g.conns {
-		for c := range cs {
-			if c.agent.IsAgent {
-				conns = append(conns, c)
+	for k, cs := range g.conns {
+		if key == "" || k == key {
+			for c := range cs {
+				if c.agent.IsAgent {
+					conns = append(conns, c)
+				}
 			}
 		}
 	}
 	g.mu.Unlock()
-	g.log.Info("NATS connection back: re-sending agents their state", "sockets", len(conns))
+	if key == "" {
+		g.log.Info("NATS connection back: re-sending agents their state", "sockets", len(conns))
+	}
 	for _, c := range conns {
 		ctx, cancel := context.WithTimeout(g.done, snapshotTimeout)
 		c.hold()
