@@ -238,6 +238,9 @@ type offer struct {
 	agentID string
 	expires time.Time
 	timer   *time.Timer
+	// timedOut: its RONA timer fired and its event is not out yet; it can
+	// no longer be accepted or declined.
+	timedOut bool
 }
 
 type agent struct {
@@ -731,6 +734,9 @@ func (e *Engine) Accept(ctx context.Context, tenantID, agentID, offerID string) 
 	}
 	t := e.tenant(tenantID)
 	o, ok := t.offers[offerID]
+	if ok && o.timedOut {
+		return nil, ErrOfferNotOpen
+	}
 	if !ok {
 		task := t.accepted[offerID]
 		if task == nil {
@@ -788,7 +794,7 @@ func (e *Engine) Decline(ctx context.Context, tenantID, agentID, offerID string)
 	}
 	t := e.tenant(tenantID)
 	o, ok := t.offers[offerID]
-	if !ok {
+	if !ok || o.timedOut {
 		return ErrOfferNotOpen
 	}
 	if o.agentID != agentID {
@@ -796,15 +802,17 @@ func (e *Engine) Decline(ctx context.Context, tenantID, agentID, offerID string)
 	}
 	task := o.task
 	now := e.now()
-	task.declined[agentID] = now
-	e.closeOffer(t, o, true)
-	e.requeueStored(ctx, t, task)
+	// The event first: refused, nothing changes and the agent declines
+	// again; the task is never offered again before its decline is out.
 	if err := e.pub.Emit(ctx, subjects.TaskDeclined(tenantID), &distributionv1.TaskDeclined{
 		TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
 		AgentId: agentID, OfferId: offerID, DeclinedAt: timestamppb.New(now),
 	}, offerID+":declined"); err != nil {
 		return err
 	}
+	task.declined[agentID] = now
+	e.closeOffer(t, o, true)
+	e.requeueStored(ctx, t, task)
 	e.dispatch(ctx, tenantID)
 	return nil
 }
@@ -824,6 +832,20 @@ func (e *Engine) timeout(tenantID, offerID string) {
 	}
 	task := o.task
 	now := e.now()
+	o.timedOut = true
+	// The event first: refused, the task stays with this offer (no longer
+	// open to its agent) and the timer fires again shortly. Offered to the
+	// next agent before its RONA is out, the two offers would look open at
+	// once on the stream, and the first agent's console would keep the
+	// card.
+	if err := e.pub.Emit(ctx, subjects.TaskOfferTimedOut(tenantID), &distributionv1.TaskOfferTimedOut{
+		TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
+		AgentId: o.agentID, OfferId: offerID, TimedOutAt: timestamppb.New(now),
+	}, offerID+":rona"); err != nil {
+		e.log.Error("publish rona; retrying", "tenant", tenantID, "task", task.ID, "err", err)
+		o.timer = e.afterFunc(ronaRetry, func() { e.timeout(tenantID, offerID) })
+		return
+	}
 	if a := t.agents[o.agentID]; a != nil {
 		a.rona = true
 		if err := e.persist(ctx, tenantID, a); err != nil {
@@ -836,14 +858,12 @@ func (e *Engine) timeout(tenantID, offerID string) {
 	if q := t.queues[task.ServiceID]; q != nil {
 		q.ronas = append(trim(q.ronas, now), now)
 	}
-	if err := e.pub.Emit(ctx, subjects.TaskOfferTimedOut(tenantID), &distributionv1.TaskOfferTimedOut{
-		TenantId: tenantID, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
-		AgentId: o.agentID, OfferId: offerID, TimedOutAt: timestamppb.New(now),
-	}, offerID+":rona"); err != nil {
-		e.log.Error("publish rona", "tenant", tenantID, "task", task.ID, "err", err)
-	}
 	e.dispatch(ctx, tenantID)
 }
+
+// ronaRetry is the wait before a RONA whose event was refused is tried
+// again.
+const ronaRetry = 500 * time.Millisecond
 
 // EndSession releases whatever the session holds: a queued or offered task
 // is canceled; an accepted one goes into after-call work when its service

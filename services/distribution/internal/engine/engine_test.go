@@ -610,3 +610,48 @@ func TestFailedQueuedPublicationIsRetried(t *testing.T) {
 	mustEnqueue(t, e, newTask("t1", sales)) // and another: nothing new
 	checkEvents(t, w, 0, "queued t1 pos=1", "offered t1 to alice")
 }
+
+// A RONA whose event JetStream refused is not lost: the task stays with
+// its offer (which can no longer be accepted) until the event is out,
+// and only then goes to the next agent. Offered again first, the two
+// offers would look open at once to everyone following the stream, and
+// the first agent's console would keep a card for an offer that is gone.
+func TestRONAEventRefusedIsPublishedBeforeTheNextOffer(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	e, _ := newEngine(t, w)
+	w.failNextEmit(subjects.KindTaskOfferTimedOut)
+	w.failNextEmit(subjects.KindTaskOfferTimedOut)
+	available(t, e, agentInfo("alice", 1, "fast"), agentInfo("bob", 1, "fast"))
+	mustEnqueue(t, e, newTask("t1", fast))
+	first := w.lastOffer(t, "t1")
+	waitFor(t, "the task offered to bob", hasEvent(w, "offered t1 to bob"))
+	checkPrefix(t, w, 0, "queued t1 pos=1", "offered t1 to alice", "rona t1 by alice", "offered t1 to bob")
+	if _, err := e.Accept(ctx, tenant, "alice", first.GetOfferId()); !errors.Is(err, engine.ErrOfferNotOpen) {
+		t.Errorf("alice accepting her timed-out offer: %v, want %v", err, engine.ErrOfferNotOpen)
+	}
+}
+
+// A decline whose event JetStream refused changes nothing: the agent is
+// told, the offer stays open, and the decline asked again goes through,
+// its event before the task's next offer.
+func TestDeclineEventRefusedLeavesTheOfferOpen(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	e, _ := newEngine(t, w)
+	available(t, e, agentInfo("alice", 1, "sales"), agentInfo("bob", 1, "sales"))
+	mustEnqueue(t, e, newTask("t1", sales))
+	o := w.lastOffer(t, "t1")
+	w.failNextEmit(subjects.KindTaskDeclined)
+	if err := e.Decline(ctx, tenant, "alice", o.GetOfferId()); err == nil {
+		t.Fatal("a decline whose event was refused succeeded")
+	}
+	if got := e.State(tenant, "alice").GetOffers(); len(got) != 1 || got[0].GetOfferId() != o.GetOfferId() {
+		t.Fatalf("alice's offers after the refused decline = %v, want %s still open", got, o.GetOfferId())
+	}
+	if err := e.Decline(ctx, tenant, "alice", o.GetOfferId()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the task offered to bob", hasEvent(w, "offered t1 to bob"))
+	checkPrefix(t, w, 0, "queued t1 pos=1", "offered t1 to alice", "declined t1 by alice", "offered t1 to bob")
+}
