@@ -43,11 +43,11 @@ func mountDisks(nodes []*proc, say func(string, ...any)) (unmount func()) {
 // disk. The other two keep the quorum. Then the space comes back and the
 // node is restarted, as an operator would once the disk is freed.
 func (d *driver) diskFull(ctx context.Context) {
+	if !d.natsSettled() {
+		return // never while another node is out or catching up
+	}
 	var nodes []*proc
 	for _, p := range d.st.nats {
-		if !p.upFor(10 * time.Second) {
-			return // never while another node is out or catching up
-		}
 		if p.disk {
 			nodes = append(nodes, p)
 		}

@@ -386,12 +386,15 @@ func (d *driver) faults(ctx context.Context) {
 		case r < 0.8:
 			p := d.st.nats[d.rng.IntN(len(d.st.nats))]
 			down := time.Duration(1000+d.rng.IntN(4000)) * time.Millisecond
-			if !slices.ContainsFunc(d.st.nats, func(q *proc) bool { return !q.running() }) {
+			if d.natsSettled() {
 				d.kill(p, down)
 			}
 		default:
 			all := d.st.all()
 			p := all[d.rng.IntN(len(all))]
+			if slices.Contains(d.st.nats, p) && !d.natsSettled() {
+				continue // never two NATS nodes out at once
+			}
 			pause := time.Duration(1000+d.rng.IntN(3000)) * time.Millisecond
 			if p.pause() {
 				d.say("SIGSTOP %s for %s", p.name, pause)
@@ -451,6 +454,18 @@ func (d *driver) outage(ctx context.Context) {
 	case <-ctx.Done():
 	case <-time.After(down):
 	}
+}
+
+// natsSettled: every NATS node has run for 10 s (one down, paused, or
+// catching up after a restart, a fault on another would take the
+// cluster's quorum).
+func (d *driver) natsSettled() bool {
+	for _, p := range d.st.nats {
+		if !p.upFor(10*time.Second) || p.isPaused() {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *driver) kill(p *proc, down time.Duration) {

@@ -38,6 +38,13 @@ type proc struct {
 	started time.Time
 }
 
+// isPaused reports whether the process is stopped by SIGSTOP.
+func (p *proc) isPaused() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.paused
+}
+
 // upFor reports whether the process has been running for at least d.
 func (p *proc) upFor(d time.Duration) bool {
 	p.mu.Lock()
