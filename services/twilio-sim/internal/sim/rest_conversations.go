@@ -310,21 +310,14 @@ func (e *Engine) listConvMessages(w http.ResponseWriter, r *http.Request) {
 		}
 		return msgs[i]
 	}
-	anchor := 0
-	if pg.token.set {
-		h, ok := -1, false
-		if m := e.messages[pg.token.sid]; m != nil && m.conversationSID == conv.sid {
-			h, ok = slices.BinarySearchFunc(msgs, m.index, func(x *message, idx int) int { return cmp.Compare(x.index, idx) })
-			ok = ok && msgs[h] == m
-		}
-		if !ok {
-			writeRestError(w, invalidToken(pg.token.String()))
-			return
-		}
-		anchor = h
-		if desc {
-			anchor = n - 1 - h
-		}
+	var named *message
+	if m := e.messages[pg.token.sid]; m != nil && m.conversationSID == conv.sid {
+		named = m
+	}
+	anchor, ok := tokenAnchor(pg.token.set, msgs, named, func(m *message) int { return m.index }, desc)
+	if !ok {
+		writeRestError(w, invalidToken(pg.token.String()))
+		return
 	}
 	win := pickPage(n, func(int) bool { return true }, pg.size, pg.token, anchor)
 	list := make([]convMessage, 0, len(win.items))
@@ -403,21 +396,14 @@ func (e *Engine) listConversations(w http.ResponseWriter, r *http.Request) {
 		c := at(i)
 		return c.serviceSID == svc.SID && (state == "" || c.state == state) && created.has(c.created.Truncate(time.Second))
 	}
-	anchor := 0
-	if pg.token.set {
-		h, ok := -1, false
-		if c := e.conversations[pg.token.sid]; c != nil && c.accountSID == acct.AccountSID && c.serviceSID == svc.SID {
-			h, ok = slices.BinarySearchFunc(convs, c.seq, func(x *conversation, seq uint64) int { return cmp.Compare(x.seq, seq) })
-			ok = ok && convs[h] == c
-		}
-		if !ok {
-			writeRestError(w, invalidToken(pg.token.String()))
-			return
-		}
-		anchor = h
-		if desc {
-			anchor = n - 1 - h
-		}
+	var named *conversation
+	if c := e.conversations[pg.token.sid]; c != nil && c.accountSID == acct.AccountSID && c.serviceSID == svc.SID {
+		named = c
+	}
+	anchor, ok := tokenAnchor(pg.token.set, convs, named, func(c *conversation) uint64 { return c.seq }, desc)
+	if !ok {
+		writeRestError(w, invalidToken(pg.token.String()))
+		return
 	}
 	win := pickPage(n, keep, pg.size, pg.token, anchor)
 	list := make([]convJSON, 0, len(win.items))
@@ -881,4 +867,25 @@ func serveMedia(w http.ResponseWriter, r *http.Request, md *media) {
 	w.Header().Set("Content-Type", md.contentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(md.data)))
 	_, _ = w.Write(md.data)
+}
+
+// tokenAnchor is where a page token's item sits in items (sorted by key),
+// counted from the end when the list is read descending; 0 without a
+// token. ok is false when the token names no item of the list (named is
+// nil, or not where its key says).
+func tokenAnchor[T any, K cmp.Ordered](set bool, items []*T, named *T, key func(*T) K, desc bool) (int, bool) {
+	if !set {
+		return 0, true
+	}
+	if named == nil {
+		return 0, false
+	}
+	h, ok := slices.BinarySearchFunc(items, key(named), func(x *T, k K) int { return cmp.Compare(key(x), k) })
+	if !ok || items[h] != named {
+		return 0, false
+	}
+	if desc {
+		return len(items) - 1 - h, true
+	}
+	return h, true
 }
