@@ -23,14 +23,7 @@ import (
 func TestPartitionOfMatchesTheSubjectTransform(t *testing.T) {
 	ctx := context.Background()
 	log := slog.New(slog.DiscardHandler)
-	b, err := bus.Connect(natstest.Start(t).ClientURL(), t.Name(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamWorkflow, subjects.StreamSession, subjects.StreamOutbound); err != nil {
-		t.Fatal(err)
-	}
+	b := inputs(t)
 	const n = 7
 	if _, err := partition.Setup(ctx, b.JS, partition.Config{Replica: "r1", Partitions: n, TTL: time.Second, AckWait: time.Second}, log); err != nil {
 		t.Fatal(err)
@@ -96,14 +89,7 @@ func TestReplicaConsumesAgainAfterItsConsumerWasDeleted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
-	b, err := bus.Connect(natstest.Start(t).ClientURL(), t.Name(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
-	if err := b.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamWorkflow, subjects.StreamSession, subjects.StreamOutbound); err != nil {
-		t.Fatal(err)
-	}
+	b := inputs(t)
 	g, err := partition.Setup(ctx, b.JS, partition.Config{Replica: "r1", Partitions: 2, TTL: 2 * time.Second, AckWait: time.Second}, log)
 	if err != nil {
 		t.Fatal(err)
@@ -140,4 +126,19 @@ func TestReplicaConsumesAgainAfterItsConsumerWasDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	await("after")
+}
+
+// inputs is a bus on a fresh server with the streams distribution's
+// inputs come from.
+func inputs(t *testing.T) *bus.Bus {
+	t.Helper()
+	b, err := bus.Connect(natstest.Start(t).ClientURL(), t.Name(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if err := b.EnsureStreams(context.Background(), subjects.StreamOptions{}, subjects.StreamWorkflow, subjects.StreamSession, subjects.StreamOutbound); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
