@@ -113,9 +113,33 @@ const DefaultTimeout = 5 * time.Second
 // reflect every write acknowledged before the read, at the cost of a
 // request to the leader. A missing or deleted key is nil and 0.
 func GetLatest(ctx context.Context, js jetstream.JetStream, bucket, key string) ([]byte, uint64, error) {
-	req, err := json.Marshal(map[string]string{"last_by_subj": "$KV." + bucket + "." + key})
+	m, err := LastBySubject(ctx, js, "KV_"+bucket, "$KV."+bucket+"."+key)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, fmt.Errorf("read %s: %w", key, err)
+	}
+	if m == nil {
+		return nil, 0, nil
+	}
+	if op := m.Header.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
+		return nil, 0, nil
+	}
+	return m.Data, m.Seq, nil
+}
+
+// LeaderMsg is a stream's message as its leader answers it.
+type LeaderMsg struct {
+	Seq    uint64
+	Header nats.Header
+	Data   []byte
+}
+
+// LastBySubject is the last message of a stream on subject, as the
+// stream's leader answers it (not a direct get, which any replica may
+// answer from behind the leader); nil when there is none.
+func LastBySubject(ctx context.Context, js jetstream.JetStream, stream, subject string) (*LeaderMsg, error) {
+	req, err := json.Marshal(map[string]string{"last_by_subj": subject})
+	if err != nil {
+		return nil, err
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		// As the JetStream API's own calls: a leader being elected may
@@ -124,9 +148,9 @@ func GetLatest(ctx context.Context, js jetstream.JetStream, bucket, key string) 
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
-	msg, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET.KV_"+bucket, req)
+	msg, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read %s: %w", key, err)
+		return nil, err
 	}
 	var resp struct {
 		Message *struct {
@@ -137,24 +161,23 @@ func GetLatest(ctx context.Context, js jetstream.JetStream, bucket, key string) 
 		Error *jetstream.APIError `json:"error"`
 	}
 	if err := json.Unmarshal(msg.Data, &resp); err != nil {
-		return nil, 0, fmt.Errorf("read %s: %w", key, err)
+		return nil, err
 	}
 	switch {
 	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
-		return nil, 0, nil
+		return nil, nil
 	case resp.Error != nil:
-		return nil, 0, fmt.Errorf("read %s: %w", key, resp.Error)
+		return nil, resp.Error
 	case resp.Message == nil:
-		return nil, 0, fmt.Errorf("read %s: %w", key, jetstream.ErrInvalidJetStreamResponse)
+		return nil, jetstream.ErrInvalidJetStreamResponse
 	}
+	out := &LeaderMsg{Seq: resp.Message.Seq, Data: resp.Message.Data}
 	if len(resp.Message.Hdrs) > 0 {
 		h, err := nats.DecodeHeadersMsg(resp.Message.Hdrs)
 		if err != nil {
-			return nil, 0, fmt.Errorf("read %s: %w", key, err)
+			return nil, err
 		}
-		if op := h.Get("KV-Operation"); op == "DEL" || op == "PURGE" {
-			return nil, 0, nil
-		}
+		out.Header = h
 	}
-	return resp.Message.Data, resp.Message.Seq, nil
+	return out, nil
 }

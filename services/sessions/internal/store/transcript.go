@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 )
 
@@ -110,30 +112,73 @@ func (l *transcriptLog) append(ctx context.Context, tenant, sessionID, dedupeID 
 // maxTranscript bounds what one read returns.
 const maxTranscript = 5000
 
+// readAttempts bounds the reads of one transcript that came back behind
+// the stream's leader.
+const readAttempts = 4
+
 // read folds a session's entries into its messages, oldest first: each
-// message once, with its furthest status.
+// message once, with its furthest status. The read is served by a
+// consumer on one of the stream's replicas, which may be behind the
+// leader (catching up after a restart, or unable to write while its disk
+// is full) and miss entries already acknowledged, such as the message an
+// agent is being assigned the chat for. So the leader is asked for the
+// subject's last sequence first, and a read that stops short of it is
+// made again.
 func (l *transcriptLog) read(ctx context.Context, tenant, sessionID string) ([]*Message, error) {
+	subject := subjects.Transcript(tenant, sessionID)
+	last, err := kvcas.LastBySubject(ctx, l.js, subjects.StreamTranscript, subject)
+	if err != nil {
+		return nil, fmt.Errorf("read transcript: the stream's leader: %w", err)
+	}
+	var want uint64
+	if last != nil {
+		want = last.Seq
+	}
+	for attempt := 1; ; attempt++ {
+		msgs, got, err := l.readFrom(ctx, subject)
+		if err != nil || got >= want {
+			return msgs, err
+		}
+		if attempt == readAttempts {
+			return nil, fmt.Errorf("read transcript: the replicas answering stop at sequence %d, the leader has %d", got, want)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		}
+	}
+}
+
+// readFrom reads a transcript through one ordered consumer, and the
+// highest stream sequence it saw.
+func (l *transcriptLog) readFrom(ctx context.Context, subject string) ([]*Message, uint64, error) {
 	cons, err := l.js.OrderedConsumer(ctx, subjects.StreamTranscript, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subjects.Transcript(tenant, sessionID)},
+		FilterSubjects: []string{subject},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("read transcript: %w", err)
+		return nil, 0, fmt.Errorf("read transcript: %w", err)
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("read transcript: %w", err)
+		return nil, 0, fmt.Errorf("read transcript: %w", err)
 	}
+	var maxSeq uint64
 	pending := int(info.NumPending)
 	byID := map[string]*Message{}
 	var order []*Message
-	for read := 0; read < pending && read < 4*maxTranscript; {
+	read := 0
+	for read < pending && read < 4*maxTranscript {
 		batch, err := cons.Fetch(min(pending-read, 500), jetstream.FetchMaxWait(5*time.Second))
 		if err != nil {
-			return nil, fmt.Errorf("read transcript: %w", err)
+			return nil, 0, fmt.Errorf("read transcript: %w", err)
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
+			if md, err := m.Metadata(); err == nil {
+				maxSeq = max(maxSeq, md.Sequence.Stream)
+			}
 			var e entry
 			if json.Unmarshal(m.Data(), &e) != nil {
 				continue
@@ -151,15 +196,18 @@ func (l *transcriptLog) read(ctx context.Context, tenant, sessionID string) ([]*
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, fmt.Errorf("read transcript: %w", err)
+			return nil, 0, fmt.Errorf("read transcript: %w", err)
 		}
 		if n == 0 {
 			break
 		}
 		read += n
 	}
+	if read >= 4*maxTranscript {
+		maxSeq = math.MaxUint64 // capped: this is all a read returns
+	}
 	sort.SliceStable(order, func(i, j int) bool { return order[i].At.Before(order[j].At) })
-	return order, nil
+	return order, maxSeq, nil
 }
 
 // applyStatus moves m's status forward, never back.
