@@ -353,11 +353,13 @@ func (d *driver) customer(ctx context.Context, i int, rng *rand.Rand) {
 // node (held down 1–5 s; never two at once, the cluster keeps its
 // quorum), SIGSTOP any process for 1–4 s and SIGCONT it, Twilio
 // misbehaving, every chat-handler down (the third fault), or a NATS
-// node's disk full (the fifth, where the harness can mount disks).
+// node's disk full (from the fifth, the first moment the nodes are
+// settled, where the harness can mount disks).
 func (d *driver) faults(ctx context.Context) {
 	if d.cfg.FaultEvery <= 0 {
 		return
 	}
+	diskDone := !slices.ContainsFunc(d.st.nats, func(p *proc) bool { return p.disk })
 	for n := 1; ; n++ {
 		wait := time.Duration(float64(d.cfg.FaultEvery) * (0.5 + d.rng.Float64()))
 		select {
@@ -366,12 +368,13 @@ func (d *driver) faults(ctx context.Context) {
 		case <-time.After(wait):
 		}
 		r := d.rng.Float64()
-		switch n {
-		case 3:
+		switch {
+		case n == 3:
 			r = 0.17 // every run has an outage of chat-handler
-		case 5:
-			r = 0.22 // and a disk full, where it can
+		case n >= 5 && !diskDone && d.natsSettled():
+			r = 0.22 // and a disk full, where it can (once the nodes are settled)
 		}
+		diskDone = diskDone || (r >= 0.2 && r < 0.25)
 		switch {
 		case r < 0.15:
 			d.twilioFault(ctx)
