@@ -129,6 +129,7 @@ func GetLatest(ctx context.Context, js jetstream.JetStream, bucket, key string) 
 // LeaderMsg is a stream's message as its leader answers it.
 type LeaderMsg struct {
 	Seq    uint64
+	Time   time.Time
 	Header nats.Header
 	Data   []byte
 }
@@ -154,9 +155,10 @@ func LastBySubject(ctx context.Context, js jetstream.JetStream, stream, subject 
 	}
 	var resp struct {
 		Message *struct {
-			Seq  uint64 `json:"seq"`
-			Hdrs []byte `json:"hdrs"`
-			Data []byte `json:"data"`
+			Seq  uint64    `json:"seq"`
+			Time time.Time `json:"time"`
+			Hdrs []byte    `json:"hdrs"`
+			Data []byte    `json:"data"`
 		} `json:"message"`
 		Error *jetstream.APIError `json:"error"`
 	}
@@ -171,7 +173,7 @@ func LastBySubject(ctx context.Context, js jetstream.JetStream, stream, subject 
 	case resp.Message == nil:
 		return nil, jetstream.ErrInvalidJetStreamResponse
 	}
-	out := &LeaderMsg{Seq: resp.Message.Seq, Data: resp.Message.Data}
+	out := &LeaderMsg{Seq: resp.Message.Seq, Time: resp.Message.Time, Data: resp.Message.Data}
 	if len(resp.Message.Hdrs) > 0 {
 		h, err := nats.DecodeHeadersMsg(resp.Message.Hdrs)
 		if err != nil {

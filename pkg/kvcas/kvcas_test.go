@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -36,6 +37,10 @@ func TestGetLatest(t *testing.T) {
 	v, got, err := kvcas.GetLatest(ctx, js, "LATEST", "acme.alice")
 	if err != nil || string(v) != `["s1","s2"]` || got != rev {
 		t.Fatalf("got %q at %d (%v), want the second value at %d", v, got, err, rev)
+	}
+	m, err := kvcas.LastBySubject(ctx, js, "KV_LATEST", "$KV.LATEST.acme.alice")
+	if err != nil || m == nil || m.Seq != rev || time.Since(m.Time) > time.Minute || time.Since(m.Time) < 0 {
+		t.Fatalf("LastBySubject = %+v, %v; want sequence %d stored just now", m, err, rev)
 	}
 	if err := kv.Delete(ctx, "acme.alice"); err != nil {
 		t.Fatal(err)

@@ -265,16 +265,14 @@ func (s *Store) ImportTranscript(ctx context.Context, tenant, sessionID string, 
 // lastActivity is when the session's transcript last changed (its newest
 // entry, read by subject); zero when it has none.
 func (l *transcriptLog) lastActivity(ctx context.Context, tenant, sessionID string) (time.Time, error) {
-	st, err := l.streamHandle(ctx)
-	if err != nil {
-		return time.Time{}, err
-	}
-	m, err := st.GetLastMsgForSubject(ctx, subjects.Transcript(tenant, sessionID))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return time.Time{}, nil
-	}
+	// The leader's answer: a replica behind it would make a chat look
+	// idle longer than it is, and the stale sweep end it.
+	m, err := kvcas.LastBySubject(ctx, l.js, subjects.StreamTranscript, subjects.Transcript(tenant, sessionID))
 	if err != nil {
 		return time.Time{}, fmt.Errorf("last transcript entry: %w", err)
+	}
+	if m == nil {
+		return time.Time{}, nil
 	}
 	return m.Time, nil
 }
