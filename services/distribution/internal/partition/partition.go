@@ -213,7 +213,7 @@ func (g *Group) Run(ctx context.Context, handle func(jetstream.Msg), owned func(
 			// Two ticks in a row with its partitions unread: consume
 			// again (a new pcgroups consumer, which creates the server's
 			// consumer anew).
-			if stalled = g.stalled(ctx, stalled); stalled >= 2 {
+			if stalled = g.stalled(ctx, stalled, len(mine) > 0); stalled >= 2 {
 				g.log.WarnContext(ctx, "this replica's consumer is gone or nobody pulls from it: consuming again", "replica", g.cfg.Replica)
 				cc.Stop()
 				next, err := consume()
@@ -248,16 +248,16 @@ func (g *Group) Run(ctx context.Context, handle func(jetstream.Msg), owned func(
 }
 
 // stalled counts the ticks in a row at which this replica owns
-// partitions and yet nothing reads them: its consumer on the group's work
+// partitions (owns: as the watched group configuration last said) and yet
+// nothing reads them: its consumer on the group's work
 // queue is gone (the server deletes one no client pulled from for its
 // inactivity threshold, AckWait: a NATS node down, the process paused),
 // or no pull request waits on it while messages do. pcgroups does not
 // notice either: its consume stops on "consumer deleted", and it
 // recreates a consumer only when it holds none. A read that fails counts
 // as nothing (NATS itself is in trouble; the next tick asks again).
-func (g *Group) stalled(ctx context.Context, before int) int {
-	c, err := pcgroups.GetElasticConsumerGroupConfig(ctx, g.js, subjects.StreamDistributionInput, subjects.GroupDistribution)
-	if err != nil || len(Owned(c, g.cfg.Replica)) == 0 {
+func (g *Group) stalled(ctx context.Context, before int, owns bool) int {
+	if !owns {
 		return 0
 	}
 	cons, err := g.js.Consumer(ctx, subjects.StreamDistributionGroup, g.cfg.Replica)

@@ -374,13 +374,18 @@ const snapshotTimeout = 10 * time.Second
 func (g *Gateway) resync(key string) {
 	g.mu.Lock()
 	var conns []*conn
-	for k, cs := range g.conns {
-		if key == "" || k == key {
-			for c := range cs {
-				if c.agent.IsAgent {
-					conns = append(conns, c)
-				}
+	add := func(cs map[*conn]struct{}) {
+		for c := range cs {
+			if c.agent.IsAgent {
+				conns = append(conns, c)
 			}
+		}
+	}
+	if key != "" {
+		add(g.conns[key])
+	} else {
+		for _, cs := range g.conns {
+			add(cs)
 		}
 	}
 	g.mu.Unlock()
