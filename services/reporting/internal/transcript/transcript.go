@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 )
 
@@ -112,41 +113,22 @@ func Fold(entries [][]byte) []*Message {
 	return order
 }
 
-// Read reads a session's transcript from the stream's subject index (its
-// cost does not grow with the sessions stored).
+// Read reads a session's transcript from the stream's subject index
+// through batched direct gets (its cost does not grow with the sessions
+// stored, and it leaves no consumer behind: see kvcas.ReadSubject).
 func Read(ctx context.Context, js jetstream.JetStream, tenant, sessionID string) ([]*Message, error) {
-	cons, err := js.OrderedConsumer(ctx, subjects.StreamTranscript, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subjects.Transcript(tenant, sessionID)},
-	})
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, nil // no session has a transcript yet
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read transcript: %w", err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read transcript: %w", err)
-	}
-	pending := int(info.NumPending)
 	var entries [][]byte
-	for read := 0; read < pending && read < 4*Max; {
-		batch, err := cons.Fetch(min(pending-read, 500), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, fmt.Errorf("read transcript: %w", err)
+	_, err := kvcas.ReadSubject(ctx, js, subjects.StreamTranscript, subjects.Transcript(tenant, sessionID), 4*Max, func(m *jetstream.RawStreamMsg) bool {
+		entries = append(entries, m.Data)
+		return true
+	})
+	if errors.Is(err, nats.ErrNoResponders) {
+		if _, serr := js.Stream(ctx, subjects.StreamTranscript); errors.Is(serr, jetstream.ErrStreamNotFound) {
+			return nil, nil // no session has a transcript yet
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			entries = append(entries, m.Data())
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, fmt.Errorf("read transcript: %w", err)
-		}
-		if n == 0 {
-			break
-		}
-		read += n
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read transcript: %w", err)
 	}
 	return Fold(entries), nil
 }

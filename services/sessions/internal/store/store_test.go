@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard-cc/switchboard/pkg/mongodb/mongotest"
+	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/store"
 )
 
@@ -78,6 +79,34 @@ func TestTranscriptFoldsMessagesAndStatuses(t *testing.T) {
 	// The customer's message can still be looked up (a resend refuses it).
 	if m, err := st.Message(ctx, "acme", "ss1", "in2"); err != nil || m.Direction != "inbound" {
 		t.Errorf("Message(in2) = %v, %v", m, err)
+	}
+}
+
+// Transcripts are read as often as agents accept, reload and monitor
+// chats: every read is answered however many came before, and none leaves
+// a consumer on the stream (each used to, for minutes, until the stream's
+// limit of 1,000 refused every read and assignments were dead-lettered).
+func TestTranscriptReadsLeaveNoConsumer(t *testing.T) {
+	st, b, _ := newStoreBus(t)
+	ctx := context.Background()
+	for i := range 3 {
+		m := &store.Message{Tenant: "acme", ID: fmt.Sprintf("in%d", i), Direction: "inbound", Sender: "customer", Body: "hi", At: time.Now()}
+		if _, err := st.AddMessage(ctx, "ss1", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 1100 {
+		got, err := st.Transcript(ctx, "acme", "ss1")
+		if err != nil || len(got) != 3 {
+			t.Fatalf("read %d: %d messages, %v; want 3", i+1, len(got), err)
+		}
+	}
+	stream, err := b.JS.Stream(ctx, subjects.StreamTranscript)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := stream.Info(ctx); err != nil || info.State.Consumers != 0 {
+		t.Fatalf("after 1,100 reads the stream has %d consumers (%v), want none", info.State.Consumers, err)
 	}
 }
 

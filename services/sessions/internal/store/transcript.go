@@ -150,58 +150,34 @@ func (l *transcriptLog) read(ctx context.Context, tenant, sessionID string) ([]*
 	}
 }
 
-// readFrom reads a transcript through one ordered consumer, and the
-// highest stream sequence it saw.
+// readFrom reads a transcript through batched direct gets of its subject
+// (no consumer: see kvcas.ReadSubject), and the highest stream sequence
+// it saw.
 func (l *transcriptLog) readFrom(ctx context.Context, subject string) ([]*Message, uint64, error) {
-	cons, err := l.js.OrderedConsumer(ctx, subjects.StreamTranscript, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject},
-	})
-	if err != nil {
-		return nil, 0, fmt.Errorf("read transcript: %w", err)
-	}
-	info, err := cons.Info(ctx)
-	if err != nil {
-		return nil, 0, fmt.Errorf("read transcript: %w", err)
-	}
-	var maxSeq uint64
-	pending := int(info.NumPending)
 	byID := map[string]*Message{}
 	var order []*Message
 	read := 0
-	for read < pending && read < 4*maxTranscript {
-		batch, err := cons.Fetch(min(pending-read, 500), jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return nil, 0, fmt.Errorf("read transcript: %w", err)
+	maxSeq, err := kvcas.ReadSubject(ctx, l.js, subjects.StreamTranscript, subject, 4*maxTranscript, func(m *jetstream.RawStreamMsg) bool {
+		read++
+		var e entry
+		if json.Unmarshal(m.Data, &e) != nil {
+			return true
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			if md, err := m.Metadata(); err == nil {
-				maxSeq = max(maxSeq, md.Sequence.Stream)
+		switch {
+		case e.Kind == "m" && e.Message != nil:
+			if byID[e.Message.ID] == nil && len(order) < maxTranscript {
+				byID[e.Message.ID] = e.Message
+				order = append(order, e.Message)
 			}
-			var e entry
-			if json.Unmarshal(m.Data(), &e) != nil {
-				continue
-			}
-			switch {
-			case e.Kind == "m" && e.Message != nil:
-				if byID[e.Message.ID] == nil && len(order) < maxTranscript {
-					byID[e.Message.ID] = e.Message
-					order = append(order, e.Message)
-				}
-			case e.Kind == "s" && e.Status != nil:
-				if m := byID[e.Status.MessageID]; m != nil {
-					applyStatus(m, e.Status)
-				}
+		case e.Kind == "s" && e.Status != nil:
+			if m := byID[e.Status.MessageID]; m != nil {
+				applyStatus(m, e.Status)
 			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, 0, fmt.Errorf("read transcript: %w", err)
-		}
-		if n == 0 {
-			break
-		}
-		read += n
+		return true
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("read transcript: %w", err)
 	}
 	if read >= 4*maxTranscript {
 		maxSeq = math.MaxUint64 // capped: this is all a read returns
