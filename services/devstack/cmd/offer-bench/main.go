@@ -23,6 +23,7 @@ func main() {
 	flag.BoolVar(&cfg.Fsync, "fsync", cfg.Fsync, "embedded NATS fsyncs every write (as make run)")
 	flag.IntVar(&cfg.Senders, "senders", cfg.Senders, "concurrent webhook senders")
 	flag.DurationVar(&cfg.Drain, "drain", cfg.Drain, "at most this long after the load for offers still to come")
+	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "also write the run's CPU profile (load and drain) to this file")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

@@ -129,15 +129,16 @@ func cpuShare(prof []byte) ([]share, float64, error) {
 }
 
 // reportCPU prints where the cores went during the measured load.
-func reportCPU(w io.Writer, prof []byte, cpus int, msgsPerSec float64) {
+// perSec of what (unit) gives the CPU per unit.
+func reportCPU(w io.Writer, prof []byte, cpus int, perSec float64, unit string) {
 	shares, total, err := cpuShare(prof)
 	if err != nil {
 		fmt.Fprintf(w, "\nCPU by component: profile unreadable: %v\n", err)
 		return
 	}
 	fmt.Fprintf(w, "\nCPU by component during the load (this process: every service, NATS and FerretDB): %.2f of %d cores busy", total, cpus)
-	if msgsPerSec > 0 {
-		fmt.Fprintf(w, ", %.2f ms of CPU per customer message at agents", total*1000/msgsPerSec)
+	if perSec > 0 {
+		fmt.Fprintf(w, ", %.2f ms of CPU per %s", total*1000/perSec, unit)
 	}
 	fmt.Fprintf(w, "\n  %-40s %7s %7s\n", "component", "cores", "share")
 	for _, s := range shares {

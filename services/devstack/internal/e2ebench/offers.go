@@ -1,6 +1,7 @@
 package e2ebench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -32,6 +35,9 @@ type OffersConfig struct {
 	Fsync    bool
 	Senders  int
 	Drain    time.Duration
+	// CPUProfile, when set, also keeps the run's CPU profile (load and
+	// drain) in this file; the report says where the cores went either way.
+	CPUProfile string
 }
 
 // OffersDefaults: 200 new sessions/s for 20 s, 50 agents, fsync on (as
@@ -130,6 +136,10 @@ func RunOffers(ctx context.Context, cfg OffersConfig, out, progress io.Writer) e
 	say("stack up (fsync %v), %d agents available; %0.f new sessions/s for %s", cfg.Fsync, cfg.Agents, cfg.Rate, cfg.Duration)
 
 	n := int(cfg.Rate * cfg.Duration.Seconds())
+	// Profiled from the first webhook to the last offer (or the drain's
+	// end): the report says where the cores went (cpu.go).
+	var prof bytes.Buffer
+	profiling := pprof.StartCPUProfile(&prof) == nil
 	sem := make(chan struct{}, cfg.Senders)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -200,6 +210,15 @@ func RunOffers(ctx context.Context, cfg OffersConfig, out, progress io.Writer) e
 	for offered() < n && time.Now().Before(drainUntil) && ctx.Err() == nil {
 		time.Sleep(100 * time.Millisecond)
 	}
+	profiled := time.Since(start)
+	if profiling {
+		pprof.StopCPUProfile()
+		if cfg.CPUProfile != "" {
+			if err := os.WriteFile(cfg.CPUProfile, prof.Bytes(), 0o644); err != nil {
+				return err
+			}
+		}
+	}
 
 	var ingress, offer []time.Duration
 	failed := 0
@@ -246,6 +265,9 @@ func RunOffers(ctx context.Context, cfg OffersConfig, out, progress io.Writer) e
 		return fmt.Errorf("read the stages back: %w", err)
 	}
 	printStages(out, marks, sent, frame)
+	if profiling {
+		reportCPU(out, prof.Bytes(), runtime.NumCPU(), float64(len(offer))/profiled.Seconds(), "session offered (its first message, task, offer, accept and end)")
+	}
 	return nil
 }
 

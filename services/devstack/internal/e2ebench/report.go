@@ -256,7 +256,7 @@ func (r *run) report(w io.Writer, samples []sample, names []string, emulatorMsgs
 	}
 
 	if len(r.cpuProfile) > 0 {
-		reportCPU(w, r.cpuProfile, runtime.NumCPU(), float64(inWindowFrames)/window)
+		reportCPU(w, r.cpuProfile, runtime.NumCPU(), float64(inWindowFrames)/window, "customer message at agents")
 	}
 
 	// Lag over time.
