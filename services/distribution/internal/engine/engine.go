@@ -317,6 +317,10 @@ type Engine struct {
 	lastAgents LastAgents
 	// async: the publisher's non-waiting side, when it has one.
 	async AsyncPublisher
+	// accepts waiting to be handled together (accept.go).
+	acceptMu  sync.Mutex
+	acceptQ   []*acceptReq
+	accepting bool
 }
 
 // New returns an engine.
@@ -721,69 +725,16 @@ func (e *Engine) setPresence(ctx context.Context, tenantID string, info AgentInf
 	return e.stateLocked(tenantID, t, a), nil
 }
 
-// Accept turns an open offer into an accepted task. Accept is idempotent:
-// the same agent accepting the same offer again (a retry after an error or
-// a lost answer) gets the task again and TaskAccepted is published again
-// under the same id, so an event that failed to go out the first time is
-// not lost.
-func (e *Engine) Accept(ctx context.Context, tenantID, agentID, offerID string) (*Task, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if err := e.mine(tenantID); err != nil {
-		return nil, err
-	}
-	t := e.tenant(tenantID)
-	o, ok := t.offers[offerID]
-	if ok && o.timedOut {
-		return nil, ErrOfferNotOpen
-	}
-	if !ok {
-		task := t.accepted[offerID]
-		if task == nil {
-			return nil, ErrOfferNotOpen
-		}
-		if task.AgentID != agentID {
-			return nil, ErrNotYourOffer
-		}
-		if err := e.emitAccepted(ctx, task); err != nil {
-			return nil, err
-		}
-		return task, nil
-	}
-	if o.agentID != agentID {
-		return nil, ErrNotYourOffer
-	}
-	task := o.task
-	now := e.now()
-	prev := *task
-	task.State, task.AgentID, task.OfferID, task.AcceptedOffer, task.AcceptedAt = TaskAccepted, agentID, "", offerID, now
-	task.ReplyDue, task.Replied, task.Overdue = time.Time{}, false, false
-	if d := task.Service.FirstReplyTimeout; d > 0 {
-		task.ReplyDue = now.Add(d)
-	}
-	if err := e.store.Save(ctx, task); err != nil {
-		*task = prev
-		return nil, fmt.Errorf("save task %s: %w", task.ID, err)
-	}
-	a := t.agentOrStub(agentID, now)
-	a.active[task.ID] = task // before closeOffer re-indexes the agent: the load stays
-	e.closeOffer(t, o, false)
-	t.accepted[offerID] = task
-	e.startReplyTimer(task, task.ReplyDue.Sub(now))
-	stopWaitTimers(task)
-	e.recordLastAgent(task, now)
-	if err := e.emitAccepted(ctx, task); err != nil {
-		return nil, err
-	}
-	return task, nil
-}
-
-func (e *Engine) emitAccepted(ctx context.Context, task *Task) error {
-	return e.pub.Emit(ctx, subjects.TaskAccepted(task.Tenant), &distributionv1.TaskAccepted{
+// acceptedEvent is TaskAccepted for an accepted task (published under the
+// id acceptedID).
+func acceptedEvent(task *Task) *distributionv1.TaskAccepted {
+	return &distributionv1.TaskAccepted{
 		TenantId: task.Tenant, TaskId: task.ID, SessionId: task.SessionID, ServiceId: task.ServiceID,
 		AgentId: task.AgentID, OfferId: task.AcceptedOffer, AcceptedAt: timestamppb.New(task.AcceptedAt),
-	}, task.AcceptedOffer+":accepted")
+	}
 }
+
+func acceptedID(task *Task) string { return task.AcceptedOffer + ":accepted" }
 
 // Decline puts the task back in the queue, ahead of later arrivals.
 func (e *Engine) Decline(ctx context.Context, tenantID, agentID, offerID string) error {
