@@ -48,6 +48,9 @@ type Options struct {
 	// Tenants, if set, serves Tenant (TenantService.GetTenant, with the
 	// caller's service token).
 	Tenants configv1.TenantServiceClient
+	// Services, if set, serves Service (ServiceService.GetService, with
+	// the caller's service token).
+	Services configv1.ServiceServiceClient
 }
 
 func (o *Options) defaults() {
@@ -256,4 +259,25 @@ func (c *Cache) Tenant(ctx context.Context, id string) (*configv1.Tenant, error)
 		return nil, err
 	}
 	return m.(*configv1.Tenant), nil
+}
+
+// Service is ServiceService.GetService through the cache (Options.Services):
+// a workflow entering a service reads it once per change of the tenant's
+// configuration rather than once per session. The service carries no
+// secrets.
+func (c *Cache) Service(ctx context.Context, tenant, id string) (*configv1.Service, error) {
+	if c.opts.Services == nil {
+		return nil, status.Error(codes.FailedPrecondition, "configcache: no ServiceService client")
+	}
+	m, err := c.lookup(ctx, tenant, "service\x00"+id, func(ctx context.Context) (proto.Message, error) {
+		r, err := c.opts.Services.GetService(ctx, &configv1.GetServiceRequest{TenantId: tenant, Id: id})
+		if err != nil {
+			return nil, err
+		}
+		return r.GetService(), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m.(*configv1.Service), nil
 }

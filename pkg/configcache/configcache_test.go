@@ -112,7 +112,7 @@ func start(t *testing.T) *world {
 func startCache(t *testing.T, w *world) *configcache.Cache {
 	t.Helper()
 	c := configcache.New(configv1.NewLookupServiceClient(w.lookup), w.bus, slog.New(slog.NewTextHandler(io.Discard, nil)),
-		configcache.Options{Tenants: configv1.NewTenantServiceClient(w.lookup)})
+		configcache.Options{Tenants: configv1.NewTenantServiceClient(w.lookup), Services: configv1.NewServiceServiceClient(w.lookup)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = c.Run(ctx); close(done) }()
@@ -226,6 +226,43 @@ func TestTenantFollowsChanges(t *testing.T) {
 	eventually(t, 10*time.Second, "the new zone seen by the cache", func() bool {
 		ten, err := c.Tenant(ctx, "demo")
 		return err == nil && ten.GetTimeZone() == "America/New_York"
+	})
+}
+
+// A service is read once and then served from memory until config says
+// the tenant changed: a workflow entering it sees a new greeting at once.
+func TestServiceFollowsChanges(t *testing.T) {
+	w := start(t)
+	c := startCache(t, w)
+	ctx := context.Background()
+	svc, err := c.Service(ctx, "demo", "support")
+	if err != nil || svc.GetName() != "Customer Support" {
+		t.Fatalf("demo's support service: %v, %v", svc, err)
+	}
+	before := w.calls.Load()
+	for range 20 {
+		if _, err := c.Service(ctx, "demo", "support"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := w.calls.Load() - before; n != 0 {
+		t.Errorf("20 cached service reads made %d calls, want 0", n)
+	}
+	if _, err := c.Service(ctx, "demo", "nope"); status.Code(err) != codes.NotFound {
+		t.Errorf("a service that does not exist: %v, want NotFound", err)
+	}
+	services := configv1.NewServiceServiceClient(w.admin)
+	cur, err := services.GetService(ctx, &configv1.GetServiceRequest{TenantId: "demo", Id: "support"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur.GetService().Greeting = "Hello from the cache test"
+	if _, err := services.UpdateService(ctx, &configv1.UpdateServiceRequest{Service: cur.GetService()}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the new greeting seen by the cache", func() bool {
+		svc, err := c.Service(ctx, "demo", "support")
+		return err == nil && svc.GetGreeting() == "Hello from the cache test"
 	})
 }
 

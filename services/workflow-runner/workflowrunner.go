@@ -24,6 +24,7 @@ import (
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/bus"
+	"github.com/switchboard-cc/switchboard/pkg/configcache"
 	"github.com/switchboard-cc/switchboard/pkg/connect"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/services/workflow-runner/internal/runner"
@@ -54,7 +55,7 @@ type Config struct {
 	AuthKeys     string
 	Streams      subjects.StreamOptions
 	// Workers: sessions handled at once per consumer (one session's events
-	// always in order); zero means 16.
+	// always in order); zero means 64.
 	Workers int
 	// WebAllowHosts (WEB_REQUEST_ALLOW_HOSTS): hosts Web Request may reach
 	// although they resolve to loopback, private, link-local or metadata
@@ -69,9 +70,13 @@ func Defaults() Config {
 		ConfigAddr:       "127.0.0.1:9090",
 		DistributionAddr: "127.0.0.1:9091",
 		OutboundAddr:     "127.0.0.1:9093",
-		Workers:          16,
+		Workers:          defaultWorkers,
 	}
 }
+
+// defaultWorkers: a session's step mostly waits on NATS and config, so
+// many run at once (16 fell behind at 200 new sessions/s).
+const defaultWorkers = 64
 
 // Validate reports every problem at once.
 func (c Config) Validate() error {
@@ -155,8 +160,13 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Services are read through a cache that follows config's changes: a
+	// session entering a service costs no call to config.
+	services := configv1.NewServiceServiceClient(cc)
+	cache := configcache.New(configv1.NewLookupServiceClient(cc), b, log, configcache.Options{Services: services})
+	go func() { _ = cache.Run(ctx) }()
 	r := runner.New(runner.Deps{
-		Pub: b, Services: configv1.NewServiceServiceClient(cc), Workflows: configv1.NewWorkflowServiceClient(cc),
+		Pub: b, Services: cachedServices{services, cache}, Workflows: configv1.NewWorkflowServiceClient(cc),
 		Distribution: distributionv1.NewDistributionServiceClient(dc),
 		Store:        runner.NewStore(kv), Timers: timers, Log: log, Now: deps.Now,
 		Web:      runner.WebOptions{AllowHosts: cfg.WebAllowHosts, RootCAs: deps.WebRootCAs},
@@ -165,7 +175,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	})
 	workers := cfg.Workers
 	if workers == 0 {
-		workers = 16
+		workers = defaultWorkers
 	}
 	bySession := bus.KeyByField("session_id")
 	log.InfoContext(ctx, "workflow-runner consuming sessions, accepted tasks and timers", "workers", workers)
@@ -191,4 +201,18 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		}, workers, bySession, r.HandleTimerFired)
 	})
 	return g.Wait()
+}
+
+// cachedServices is ServiceService with GetService answered by the cache.
+type cachedServices struct {
+	configv1.ServiceServiceClient
+	cache *configcache.Cache
+}
+
+func (c cachedServices) GetService(ctx context.Context, req *configv1.GetServiceRequest, _ ...grpc.CallOption) (*configv1.GetServiceResponse, error) {
+	svc, err := c.cache.Service(ctx, req.GetTenantId(), req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	return &configv1.GetServiceResponse{Service: svc}, nil
 }
