@@ -526,13 +526,15 @@ type conn struct {
 	// revoked is set when the token stops holding; the socket then closes
 	// with closeUnauthenticated.
 	revoked atomic.Pointer[string]
-	out     chan outFrame
-	cancel  context.CancelFunc
-	slow    atomic.Bool
-	// kicked asks the write loop to close the socket with the code its
-	// reason calls for. Cancelling the socket's context instead would make
-	// the pending read drop the connection before the close frame is sent.
-	kicked   chan struct{}
+	// ctx is the socket's; cancel ends it (and closes the socket).
+	ctx    context.Context
+	cancel context.CancelFunc
+	gw     *Gateway
+	slow   atomic.Bool
+	// kicked: the socket is being closed with the code its reason calls
+	// for (kick). Cancelling the socket's context instead would make the
+	// pending read drop the connection before the close frame is sent.
+	kicked   atomic.Bool
 	kickOnce sync.Once
 	// monitoring: sessions this supervisor's socket watches (under the
 	// gateway's mu); stopWatch ends its queue watch.
@@ -548,9 +550,36 @@ type conn struct {
 	holdMu  sync.Mutex
 	holding int
 	held    []outFrame
+	// queue: frames waiting for the socket's writer (under holdMu), at
+	// most outQueue. The writer is a goroutine started when a frame is
+	// queued and gone once the queue is empty (writing): an idle socket,
+	// nearly all of them, holds no writer stack and no queue.
+	queue   []outFrame
+	writing bool
 }
 
-func (c *conn) kick() { c.kickOnce.Do(func() { close(c.kicked) }) }
+// kick closes the socket with the code its reason calls for: 4401 with the
+// reason when the token stopped holding, else 4408 (too slow).
+func (c *conn) kick() {
+	c.kickOnce.Do(func() {
+		c.kicked.Store(true)
+		if c.ws != nil {
+			go c.closeKicked()
+		}
+	})
+}
+
+func (c *conn) closeKicked() {
+	if why := c.revoked.Load(); why != nil {
+		wctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+		_ = c.ws.Write(wctx, websocket.MessageText, protocol.ErrorFrame("", protocol.CodeUnauthenticated, *why))
+		cancel()
+		_ = c.ws.Close(closeUnauthenticated, *why)
+	} else {
+		_ = c.ws.Close(closeSlowConsumer, "too many frames queued; reconnect for a fresh snapshot")
+	}
+	c.cancel()
+}
 
 // outFrame is a frame waiting for the socket's writer, with the trace its
 // span continues (none: the span starts a trace).
@@ -581,10 +610,34 @@ func (c *conn) sendTraced(parent trace.SpanContext, frame []byte) {
 
 // enqueue hands a frame to the writer (under holdMu).
 func (c *conn) enqueue(f outFrame) {
-	select {
-	case c.out <- f:
-	default:
+	if len(c.queue) >= outQueue {
 		c.tooSlow()
+		return
+	}
+	c.queue = append(c.queue, f)
+	if !c.writing && c.ws != nil {
+		c.writing = true
+		go c.drain()
+	}
+}
+
+// drain writes the queued frames in order until none is left (or the
+// socket is closing), then ends.
+func (c *conn) drain() {
+	for {
+		c.holdMu.Lock()
+		if len(c.queue) == 0 || c.ctx.Err() != nil || c.kicked.Load() {
+			c.queue, c.writing = nil, false
+			c.holdMu.Unlock()
+			return
+		}
+		f := c.queue[0]
+		c.queue[0] = outFrame{}
+		c.queue = c.queue[1:]
+		c.holdMu.Unlock()
+		if err := c.gw.write(c.ctx, c, f); err != nil {
+			c.cancel()
+		}
 	}
 }
 
@@ -620,8 +673,8 @@ func (c *conn) release(frame []byte) {
 // outQueue bounds the frames waiting for one socket's writer: a client
 // that stops reading has its socket closed (4408) once they are queued,
 // rather than an unbounded buffer. 64 holds any burst a healthy client
-// sees (an accept's frames, a supervisor's monitored chats) at 1.5 KB a
-// socket.
+// sees (an accept's frames, a supervisor's monitored chats); the queue
+// takes memory only while frames wait.
 const outQueue = 64
 
 // Close codes beyond the standard ones.
@@ -653,14 +706,17 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 		_ = ws.Close(closeUnauthenticated, "authentication failed")
 		return
 	}
-	c := &conn{ws: ws, agent: agent, claims: claims, out: make(chan outFrame, outQueue), cancel: cancel, kicked: make(chan struct{}), monitoring: map[string]bool{}}
+	c := &conn{ws: ws, agent: agent, claims: claims, ctx: ctx, cancel: cancel, gw: g, monitoring: map[string]bool{}}
 	first := g.register(c)
 	defer func() {
 		if last := g.unregister(c); last && agent.IsAgent {
 			g.agentGone(agent)
 		}
 	}()
-	go g.writeLoop(ctx, c)
+	// The socket's end (the handler returns, the gateway stops; after a
+	// kick it is closed already) closes it normally; no goroutine waits
+	// for it.
+	context.AfterFunc(ctx, func() { _ = c.ws.Close(websocket.StatusNormalClosure, "") })
 
 	c.send(protocol.Ack(ref, nil))
 	roles := []string{}
@@ -901,33 +957,6 @@ func (g *Gateway) agentGone(a core.Agent) {
 		return g.core.SetPresence(ctx, a, distributionv1.Presence_PRESENCE_OFFLINE)
 	}); err != nil {
 		g.log.Warn("set presence offline", "tenant", a.Tenant, "agent", a.ID, "err", err)
-	}
-}
-
-func (g *Gateway) writeLoop(ctx context.Context, c *conn) {
-	for {
-		select {
-		case <-ctx.Done():
-			_ = c.ws.Close(websocket.StatusNormalClosure, "")
-			return
-		case <-c.kicked:
-			if why := c.revoked.Load(); why != nil {
-				wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-				_ = c.ws.Write(wctx, websocket.MessageText, protocol.ErrorFrame("", protocol.CodeUnauthenticated, *why))
-				cancel()
-				_ = c.ws.Close(closeUnauthenticated, *why)
-			} else {
-				_ = c.ws.Close(closeSlowConsumer, "too many frames queued; reconnect for a fresh snapshot")
-			}
-			c.cancel()
-			return
-		case f := <-c.out:
-			err := g.write(ctx, c, f)
-			if err != nil {
-				c.cancel()
-				return
-			}
-		}
 	}
 }
 
