@@ -278,6 +278,9 @@ func (g *Gateway) monitor(c *conn, sessionID string, on bool) {
 		g.monitors[key] = map[*conn]struct{}{}
 	}
 	g.monitors[key][c] = struct{}{}
+	if c.monitoring == nil {
+		c.monitoring = map[string]bool{}
+	}
 	c.monitoring[sessionID] = true
 }
 
@@ -537,7 +540,7 @@ type conn struct {
 	kicked   atomic.Bool
 	kickOnce sync.Once
 	// monitoring: sessions this supervisor's socket watches (under the
-	// gateway's mu); stopWatch ends its queue watch.
+	// gateway's mu; nil until the first); stopWatch ends its queue watch.
 	monitoring map[string]bool
 	stopWatch  context.CancelFunc
 
@@ -690,33 +693,56 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(protocol.MaxFrameBytes)
 	g.sockets.Add(1)
-	defer g.sockets.Done()
-	wsConnections.Add(r.Context(), 1)
-	defer wsConnections.Add(context.WithoutCancel(r.Context()), -1)
-	ctx, cancel := context.WithCancel(context.WithoutCancel(r.Context()))
-	defer cancel()
-	stopOnClose := context.AfterFunc(g.done, cancel)
-	defer stopOnClose()
+	// The connection is hijacked: it outlives this handler, whose
+	// goroutine (the HTTP server's, its middleware's frames on its stack)
+	// ends here. The socket's goroutine starts with a small stack and
+	// keeps one while it waits for frames.
+	go g.serveSocket(ws)
+}
 
+// serveSocket runs an accepted websocket until it closes, or the gateway
+// does (the socket's context is the gateway's).
+func (g *Gateway) serveSocket(ws *websocket.Conn) {
+	defer g.sockets.Done()
+	wsConnections.Add(context.Background(), 1)
+	defer wsConnections.Add(context.Background(), -1)
+	ctx, cancel := context.WithCancel(g.done)
+	defer cancel()
+
+	// The sign-in and the snapshot (gRPC, database and JSON work, deep
+	// stacks) run on a goroutine of their own: this one then only reads
+	// frames for the socket's whole life, and its stack stays small.
+	var c *conn
+	setup := make(chan bool, 1)
+	go func() { c = g.open(ctx, cancel, ws); setup <- c != nil }()
+	if !<-setup {
+		return
+	}
+	defer func() {
+		if last := g.unregister(c); last && c.agent.IsAgent {
+			g.agentGone(c.agent)
+		}
+	}()
+	// Whatever ended the reads (the client left, the gateway stops, a
+	// write failed; after a kick it is closed already), the socket is
+	// closed normally.
+	defer func() { _ = ws.Close(websocket.StatusNormalClosure, "") }()
+	g.readLoop(ctx, c)
+}
+
+// open authenticates a new socket, registers it, and sends its welcome and
+// snapshot; nil: the socket was refused (and closed).
+func (g *Gateway) open(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn) *conn {
 	agent, claims, ref, err := g.authenticate(ctx, ws)
 	if err != nil {
 		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 		_ = ws.Write(wctx, websocket.MessageText, protocol.ErrorFrame(ref, protocol.CodeUnauthenticated, err.Error()))
 		wcancel()
 		_ = ws.Close(closeUnauthenticated, "authentication failed")
-		return
+		return nil
 	}
-	c := &conn{ws: ws, agent: agent, claims: claims, ctx: ctx, cancel: cancel, gw: g, monitoring: map[string]bool{}}
+	c := &conn{ws: ws, agent: agent, claims: claims, ctx: ctx, cancel: cancel, gw: g}
 	first := g.register(c)
-	defer func() {
-		if last := g.unregister(c); last && agent.IsAgent {
-			g.agentGone(agent)
-		}
-	}()
-	// The socket's end (the handler returns, the gateway stops; after a
-	// kick it is closed already) closes it normally; no goroutine waits
-	// for it.
-	context.AfterFunc(ctx, func() { _ = c.ws.Close(websocket.StatusNormalClosure, "") })
 
 	c.send(protocol.Ack(ref, nil))
 	roles := []string{}
@@ -736,8 +762,7 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 		c.send(protocol.Frame(protocol.TypeSnapshot, map[string]any{
 			"presence": "offline", "rona": false, "offers": []any{}, "sessions": []any{}, "wrapups": []any{},
 		}))
-		g.readLoop(ctx, c)
-		return
+		return c
 	}
 	if first {
 		g.agentArrived(ctx, c)
@@ -754,7 +779,7 @@ func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
 	} else {
 		c.release(snap)
 	}
-	g.readLoop(ctx, c)
+	return c
 }
 
 // authenticate reads the auth frame. A socket that sends none within
