@@ -90,7 +90,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
 		chromedp.Text("li.offer", &card),
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "Where is my parcel?"),
 	); err != nil {
 		t.Fatalf("offer and accept: %v", err)
@@ -118,6 +118,21 @@ func TestConsoleInBrowser(t *testing.T) {
 	); err != nil {
 		t.Fatalf("terminate: %v", err)
 	}
+}
+
+// clickRedrawn clicks sel in a part of the page the console redraws
+// whenever a frame changes it (the chat list): a click that finds its node
+// gone, replaced by the redraw between the lookup and the click, is made
+// again on the new one.
+func clickRedrawn(sel string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		for attempt := 1; ; attempt++ {
+			err := chromedp.Run(ctx, chromedp.Click(sel, chromedp.ByQuery))
+			if err == nil || attempt == 5 || !strings.Contains(err.Error(), "Could not find node") {
+				return err
+			}
+		}
+	})
 }
 
 // waitText waits until the element's text contains want.
@@ -168,7 +183,7 @@ func TestConsoleStatusAndResend(t *testing.T) {
 	}
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "Did you get my order?"),
 	); err != nil {
 		t.Fatalf("offer and accept: %v", err)

@@ -74,7 +74,7 @@ func TestConsoleDeskDetails(t *testing.T) {
 		waitText("li.offer .offer-preview", "My parcel 1042 never came"),
 		waitText("li.offer .offer-wait", "waiting"),
 		chromedp.Text("li.offer", &card),
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "My parcel 1042 never came"),
 		chromedp.SendKeys("#reply", "It’s on its way — soon…"),
 		waitText("#reply-count", "UCS-2"),
@@ -104,7 +104,7 @@ func TestConsoleDeskDetails(t *testing.T) {
 		chromedp.WaitVisible("li.offer"),
 		chromedp.Title(&title),
 		chromedp.Evaluate(`state.alerted || 0`, &alerted),
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "Hi from WhatsApp"),
 		chromedp.Text("#reply-count", &meter),
 	); err != nil {
@@ -126,7 +126,7 @@ func TestConsoleDeskDetails(t *testing.T) {
 	if err := chromedp.Run(ctx,
 		waitText("#sessions", "1"),
 		chromedp.WaitVisible("#sessions .badge.unread"),
-		chromedp.Click(`#sessions li:not(.selected)`),
+		clickRedrawn(`#sessions li:not(.selected)`),
 		waitText("#transcript", "Any news?"),
 		chromedp.WaitNotPresent("#sessions .badge.unread"),
 	); err != nil {
@@ -198,7 +198,7 @@ func TestConsoleCannedResponses(t *testing.T) {
 	var picker, reply string
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "Where is it?"),
 		chromedp.SendKeys("#reply", "/"),
 		chromedp.WaitVisible("#canned-picker"),
@@ -240,7 +240,7 @@ func TestConsoleTemplateOutsideTheWindow(t *testing.T) {
 	}
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "Hi"),
 	); err != nil {
 		t.Fatalf("accept: %v", err)
@@ -334,7 +334,7 @@ func TestConsoleCustomerHistory(t *testing.T) {
 	}
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "First visit"),
 		chromedp.Click("#terminate"),
 		chromedp.Click("#terminate-yes"),
@@ -349,7 +349,7 @@ func TestConsoleCustomerHistory(t *testing.T) {
 	var list string
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "Back again"),
 		chromedp.Click("#history"),
 		chromedp.WaitVisible("#history-panel"),
@@ -407,7 +407,7 @@ func TestConsoleReplySurvivesDrop(t *testing.T) {
 	const reply = "Yes, I'm here. Sorry for the wait."
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "Are you there?"),
 		chromedp.Evaluate(drop, nil),
 		chromedp.SendKeys("#reply", reply),

@@ -215,7 +215,7 @@ func TestConsoleWrapUpAndTransfer(t *testing.T) {
 	var form string
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "Refund please"),
 		chromedp.Click("#terminate"),
 		chromedp.WaitVisible("#terminate-yes"),
@@ -242,7 +242,7 @@ func TestConsoleWrapUpAndTransfer(t *testing.T) {
 	}
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "Can I book a table?"),
 		chromedp.Click("#transfer"),
 		chromedp.WaitVisible("#transfer-form"),

@@ -57,7 +57,7 @@ func TestConsoleCustomerDetails(t *testing.T) {
 	var images int
 	var injected bool
 	if err := chromedp.Run(ctx,
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		chromedp.WaitVisible("#session-details"),
 		waitText("#session-details", "Customer details"),
 		waitText("#session-details-list", "booking_number"),

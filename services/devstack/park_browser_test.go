@@ -26,7 +26,7 @@ func TestConsoleParkAndResume(t *testing.T) {
 	var replyDisabled, sendDisabled bool
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
-		chromedp.Click("li.offer button.accept"),
+		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "My order never came"),
 		waitText("#park", "Park"),
 		chromedp.Click("#park"),
