@@ -218,28 +218,30 @@ func (c *Cache) lookup(ctx context.Context, tenant, key string, fetch func(conte
 	return proto.Clone(v.(proto.Message)), nil
 }
 
+// cached is lookup for one answer type.
+func cached[T proto.Message](ctx context.Context, c *Cache, tenant, key string, fetch func(context.Context) (T, error)) (T, error) {
+	m, err := c.lookup(ctx, tenant, key, func(ctx context.Context) (proto.Message, error) { return fetch(ctx) })
+	if err != nil {
+		var none T
+		return none, err
+	}
+	return m.(T), nil
+}
+
 // ResolveWebhook is LookupService.ResolveWebhook through the cache. The
 // answer carries the Auth Tokens; callers must not log it.
 func (c *Cache) ResolveWebhook(ctx context.Context, tenant, chatServiceSID, businessAddress string) (*configv1.ResolveWebhookResponse, error) {
-	m, err := c.lookup(ctx, tenant, "resolve\x00"+chatServiceSID+"\x00"+businessAddress, func(ctx context.Context) (proto.Message, error) {
+	return cached(ctx, c, tenant, "resolve\x00"+chatServiceSID+"\x00"+businessAddress, func(ctx context.Context) (*configv1.ResolveWebhookResponse, error) {
 		return c.client.ResolveWebhook(ctx, &configv1.ResolveWebhookRequest{TenantId: tenant, ChatServiceSid: chatServiceSID, BusinessAddress: businessAddress})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return m.(*configv1.ResolveWebhookResponse), nil
 }
 
 // SendingCredentials is LookupService.GetSendingCredentials through the
 // cache. The answer carries the API key secret; callers must not log it.
 func (c *Cache) SendingCredentials(ctx context.Context, tenant, entryID string) (*configv1.GetSendingCredentialsResponse, error) {
-	m, err := c.lookup(ctx, tenant, "send\x00"+entryID, func(ctx context.Context) (proto.Message, error) {
+	return cached(ctx, c, tenant, "send\x00"+entryID, func(ctx context.Context) (*configv1.GetSendingCredentialsResponse, error) {
 		return c.client.GetSendingCredentials(ctx, &configv1.GetSendingCredentialsRequest{TenantId: tenant, EntryId: entryID})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return m.(*configv1.GetSendingCredentialsResponse), nil
 }
 
 // Tenant is TenantService.GetTenant through the cache (Options.Tenants).
@@ -248,17 +250,10 @@ func (c *Cache) Tenant(ctx context.Context, id string) (*configv1.Tenant, error)
 	if c.opts.Tenants == nil {
 		return nil, status.Error(codes.FailedPrecondition, "configcache: no TenantService client")
 	}
-	m, err := c.lookup(ctx, id, "tenant", func(ctx context.Context) (proto.Message, error) {
+	return cached(ctx, c, id, "tenant", func(ctx context.Context) (*configv1.Tenant, error) {
 		r, err := c.opts.Tenants.GetTenant(ctx, &configv1.GetTenantRequest{Id: id})
-		if err != nil {
-			return nil, err
-		}
-		return r.GetTenant(), nil
+		return r.GetTenant(), err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return m.(*configv1.Tenant), nil
 }
 
 // Service is ServiceService.GetService through the cache (Options.Services):
@@ -269,15 +264,8 @@ func (c *Cache) Service(ctx context.Context, tenant, id string) (*configv1.Servi
 	if c.opts.Services == nil {
 		return nil, status.Error(codes.FailedPrecondition, "configcache: no ServiceService client")
 	}
-	m, err := c.lookup(ctx, tenant, "service\x00"+id, func(ctx context.Context) (proto.Message, error) {
+	return cached(ctx, c, tenant, "service\x00"+id, func(ctx context.Context) (*configv1.Service, error) {
 		r, err := c.opts.Services.GetService(ctx, &configv1.GetServiceRequest{TenantId: tenant, Id: id})
-		if err != nil {
-			return nil, err
-		}
-		return r.GetService(), nil
+		return r.GetService(), err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return m.(*configv1.Service), nil
 }

@@ -126,6 +126,16 @@ func GetLatest(ctx context.Context, js jetstream.JetStream, bucket, key string) 
 	return m.Data, m.Seq, nil
 }
 
+// withDefaultTimeout bounds ctx by DefaultTimeout unless it has a deadline
+// of its own, as the JetStream API's own calls do: a leader being elected
+// may not answer at all.
+func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, DefaultTimeout)
+}
+
 // LeaderMsg is a stream's message as its leader answers it.
 type LeaderMsg struct {
 	Seq    uint64
@@ -142,13 +152,8 @@ func LastBySubject(ctx context.Context, js jetstream.JetStream, stream, subject 
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		// As the JetStream API's own calls: a leader being elected may
-		// not answer at all.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
 	msg, err := js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, req)
 	if err != nil {
 		return nil, err

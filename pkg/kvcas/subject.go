@@ -31,11 +31,8 @@ const numPendingHeader = "Nats-Num-Pending"
 // read; limit > 0 stops it after that many messages. It returns the
 // highest stream sequence handed to fn (0 when the subject is empty).
 func ReadSubject(ctx context.Context, js jetstream.JetStream, stream, subject string, limit int, fn func(*jetstream.RawStreamMsg) bool) (uint64, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
-		defer cancel()
-	}
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
 	var last uint64
 	next, read := uint64(1), 0
 	for {

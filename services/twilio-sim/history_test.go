@@ -581,7 +581,7 @@ func TestListConversationMessagesPages(t *testing.T) {
 // and a DateSentAfter bound reads one day of them, each message once.
 func TestListMessagesVolume(t *testing.T) {
 	if testing.Short() {
-		t.Skip("20,000 messages through the list (about 2 s); skipped under -short only, make test runs it")
+		t.Skip("20,000 messages through the list (about 3 s): skipped under -short; make test runs it (where ../shared/twilio-oai holds the contract it is checked against)")
 	}
 	const perDay = 10_000
 	rc := newReceiver(t)

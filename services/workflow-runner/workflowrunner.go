@@ -164,7 +164,6 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	// session entering a service costs no call to config.
 	services := configv1.NewServiceServiceClient(cc)
 	cache := configcache.New(configv1.NewLookupServiceClient(cc), b, log, configcache.Options{Services: services})
-	go func() { _ = cache.Run(ctx) }()
 	r := runner.New(runner.Deps{
 		Pub: b, Services: cachedServices{services, cache}, Workflows: configv1.NewWorkflowServiceClient(cc),
 		Distribution: distributionv1.NewDistributionServiceClient(dc),
@@ -180,6 +179,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	bySession := bus.KeyByField("session_id")
 	log.InfoContext(ctx, "workflow-runner consuming sessions, accepted tasks and timers", "workers", workers)
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return cache.Run(gctx) })
 	// Sessions run concurrently; one session's events in order.
 	g.Go(func() error {
 		return b.ConsumeKeyed(gctx, bus.ConsumerSpec{

@@ -102,12 +102,12 @@ func (e *Engine) acceptGroup(group []*acceptReq) (later []*acceptReq) {
 	inGroup := map[string]bool{}
 	now := e.now()
 	for _, r := range group {
-		if k := r.tenant + "/" + r.offerID; inGroup[k] {
+		k := r.tenant + "/" + r.offerID
+		if inGroup[k] {
 			later = append(later, r)
 			continue
-		} else {
-			inGroup[k] = true
 		}
+		inGroup[k] = true
 		if err := r.ctx.Err(); err != nil {
 			r.done <- acceptResult{err: err}
 			continue
