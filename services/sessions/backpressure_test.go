@@ -88,3 +88,68 @@ func TestSlowClientIsClosedWith4408(t *testing.T) {
 		t.Errorf("bob's socket after alice's flood: %v", err)
 	}
 }
+
+// A socket whose snapshot cannot be read is not left open on a desk the
+// frames that follow would not complete: the client is told why and the
+// socket closes with 1013 (try again later); the reconnect gets its
+// snapshot.
+func TestSocketWithoutItsSnapshotIsClosedWith1013(t *testing.T) {
+	h := start(t)
+	ctx := ctxT(t)
+	tok, err := agentclient.Login(ctx, h.url, "acme", "alice@acme.example", "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.dist.mu.Lock()
+	h.dist.failStates = 2 // the presence check on arrival, then the snapshot
+	h.dist.mu.Unlock()
+	dial := func() *websocket.Conn {
+		ws, _, err := websocket.Dial(ctx, agentclient.WebsocketURL(h.url), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws.SetReadLimit(1 << 20)
+		auth, _ := json.Marshal(map[string]any{"v": 1, "type": "auth", "id": "a1", "data": map[string]string{"token": tok}})
+		if err := ws.Write(ctx, websocket.MessageText, auth); err != nil {
+			t.Fatal(err)
+		}
+		return ws
+	}
+	ws := dial()
+	defer ws.CloseNow()
+	var told bool
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, data, err := ws.Read(rctx)
+		cancel()
+		if err != nil {
+			if code := websocket.CloseStatus(err); code != websocket.StatusTryAgainLater {
+				t.Fatalf("socket ended with %d (%v), want 1013", code, err)
+			}
+			break
+		}
+		if bytes.Contains(data, []byte(`"type":"snapshot"`)) {
+			t.Fatalf("got a snapshot while distribution refused: %s", data)
+		}
+		if bytes.Contains(data, []byte(`"code":"unavailable"`)) && bytes.Contains(data, []byte("could not load your offers and sessions")) {
+			told = true
+		}
+	}
+	if !told {
+		t.Error("the socket closed without saying why")
+	}
+
+	ws2 := dial()
+	defer ws2.CloseNow()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, data, err := ws2.Read(rctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("reconnect: no snapshot: %v", err)
+		}
+		if bytes.Contains(data, []byte(`"type":"snapshot"`)) {
+			return
+		}
+	}
+}

@@ -79,6 +79,9 @@ type fakeDistribution struct {
 	mu       sync.Mutex
 	presence map[string]distributionv1.Presence
 	accepted []string
+	// failStates: the next GetAgentState calls to refuse, with an error
+	// not retried (an unavailable one is, for 20 s).
+	failStates int
 }
 
 func (f *fakeDistribution) AcceptTask(_ context.Context, r *distributionv1.AcceptTaskRequest) (*distributionv1.AcceptTaskResponse, error) {
@@ -105,6 +108,10 @@ func (f *fakeDistribution) SetAgentPresence(_ context.Context, r *distributionv1
 func (f *fakeDistribution) GetAgentState(_ context.Context, r *distributionv1.GetAgentStateRequest) (*distributionv1.GetAgentStateResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.failStates > 0 {
+		f.failStates--
+		return nil, status.Error(codes.NotFound, "agent not known yet")
+	}
 	return &distributionv1.GetAgentStateResponse{State: &distributionv1.AgentState{AgentId: r.GetAgentId(), Presence: f.presence[r.GetAgentId()]}}, nil
 }
 

@@ -110,6 +110,7 @@ func (a *agent) session(ctx context.Context) error {
 	for {
 		_, data, err := ws.Read(ctx)
 		if err != nil {
+			a.trackHeld("socket closed: " + err.Error())
 			return err
 		}
 		var f wsFrame
@@ -158,8 +159,13 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 		}
 		_ = json.Unmarshal(f.Data, &s)
 		a.mu.Lock()
+		dropped := make(map[string]bool, len(a.active))
+		for id := range a.active {
+			dropped[id] = true
+		}
 		clear(a.active)
 		for _, ss := range s.Sessions {
+			delete(dropped, ss.SessionID)
 			if ss.State != "ended" {
 				a.active[ss.SessionID] = true
 			} else {
@@ -171,7 +177,11 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 			resend[k] = v
 		}
 		a.mu.Unlock()
+		for id := range dropped {
+			d.track(a, id, "snapshot WITHOUT it")
+		}
 		for _, ss := range s.Sessions {
+			d.track(a, ss.SessionID, fmt.Sprintf("snapshot with it (%s, %d messages)", ss.State, len(ss.Messages)))
 			d.assigned(a, ss.SessionID, ss.State)
 			for _, m := range append(ss.Messages, a.takeEarly(ss.SessionID)...) {
 				d.seen(ss.SessionID, m)
@@ -205,6 +215,7 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 			// Distribution's own events are what checkOffers judges.
 			d.count("agent's view above capacity (an end's frame late or lost)")
 		}
+		d.track(a, s.SessionID, fmt.Sprintf("session.assigned (%s, %d messages)", s.State, len(s.Messages)))
 		d.assigned(a, s.SessionID, s.State)
 		for _, m := range append(s.Messages, a.takeEarly(s.SessionID)...) {
 			d.seen(s.SessionID, m)
@@ -233,6 +244,7 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 			return
 		}
 		if !held {
+			d.track(a, m.SessionID, "message.added before it is held: "+m.Message.Body)
 			// As the console does: a message of a chat the agent does not
 			// hold yet is kept, not shown or answered, until the chat's
 			// session.assigned comes (from another replica, or once
@@ -273,6 +285,7 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 			SessionID string `json:"session_id"`
 		}
 		_ = json.Unmarshal(f.Data, &e)
+		d.track(a, e.SessionID, "session.ended")
 		a.ended(e.SessionID)
 	case "ack", "error":
 		var r struct {
@@ -315,6 +328,7 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 				d.replyRequested(o.seq)
 			}
 		case "terminate":
+			d.track(a, req.session, "terminate acknowledged")
 			a.ended(req.session)
 		}
 	}
@@ -326,6 +340,19 @@ func (a *agent) answerOffer(ctx context.Context, offerID string) {
 		return
 	}
 	a.sendAsync(ctx, "offer.accept", map[string]string{"offer_id": offerID}, request{kind: "accept", offerID: offerID, tries: 1})
+}
+
+// trackHeld notes a step in the trail of every session the agent holds.
+func (a *agent) trackHeld(what string) {
+	a.mu.Lock()
+	ids := make([]string, 0, len(a.active))
+	for id := range a.active {
+		ids = append(ids, id)
+	}
+	a.mu.Unlock()
+	for _, id := range ids {
+		a.d.track(a, id, what)
+	}
 }
 
 // takeEarly returns and forgets the messages of a chat that came before

@@ -174,7 +174,8 @@ func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	classes := map[string]int{}
-	var unoffered []string // task ids of sessions no agent took
+	trailShown := map[string]bool{} // sessions whose trail a line has shown
+	var unoffered []string          // task ids of sessions no agent took
 	var lines []string
 	slices.Sort(lost)
 	for _, seq := range lost {
@@ -248,6 +249,10 @@ func (d *driver) diagnose(ctx context.Context, lost []int64) ([]string, error) {
 			}
 			slices.Sort(agents)
 			line += fmt.Sprintf(" harness: held by %v (ended %v, %d of its messages seen)", agents, rec.ended, d.seenIn[tr.session])
+			if len(rec.trail) > 0 && !trailShown[tr.session] {
+				trailShown[tr.session] = true
+				line += "; its agents' view: " + strings.Join(rec.trail, " | ")
+			}
 		} else {
 			line += " harness: no agent held it"
 		}

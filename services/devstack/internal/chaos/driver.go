@@ -34,6 +34,26 @@ type sessionRec struct {
 	// refused is the code of the last terminate refused for it, state
 	// the state its last session.assigned frame showed.
 	refused, state string
+	// trail: what its agents' sockets showed of it, in order (bounded),
+	// for the diagnosis of a message lost in it.
+	trail []string
+}
+
+// maxTrail bounds a session's trail.
+const maxTrail = 40
+
+// track notes a step of the agent's view of a session in its trail.
+func (d *driver) track(a *agent, session, what string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := d.sessions[session]
+	if s == nil {
+		s = &sessionRec{agents: map[string]bool{}}
+		d.sessions[session] = s
+	}
+	if len(s.trail) < maxTrail {
+		s.trail = append(s.trail, time.Now().Format("15:04:05.000")+" "+strings.TrimSuffix(a.email, "@chaos.example")+" "+what)
+	}
 }
 
 type driver struct {

@@ -403,7 +403,7 @@ func (g *Gateway) resync(key string) {
 		if err != nil {
 			// The socket is closed: its client reconnects to a snapshot.
 			g.log.Warn("resync an agent's socket", "tenant", c.agent.Tenant, "agent", c.agent.ID, "err", err)
-			c.kick()
+			c.unavailable(err)
 			c.release(nil)
 			continue
 		}
@@ -529,6 +529,11 @@ type conn struct {
 	// revoked is set when the token stops holding; the socket then closes
 	// with closeUnauthenticated.
 	revoked atomic.Pointer[string]
+	// stale is set when the socket's state (its snapshot) could not be
+	// read: frames after it would build on a state the client does not
+	// have, so the socket closes with 1013 and the client reconnects to
+	// a snapshot (unavailable).
+	stale atomic.Pointer[string]
 	// ctx is the socket's; cancel ends it (and closes the socket).
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -562,7 +567,8 @@ type conn struct {
 }
 
 // kick closes the socket with the code its reason calls for: 4401 with the
-// reason when the token stopped holding, else 4408 (too slow).
+// reason when the token stopped holding, 1013 when its state could not be
+// read (the client reconnects for a fresh snapshot), else 4408 (too slow).
 func (c *conn) kick() {
 	c.kickOnce.Do(func() {
 		c.kicked.Store(true)
@@ -578,6 +584,11 @@ func (c *conn) closeKicked() {
 		_ = c.ws.Write(wctx, websocket.MessageText, protocol.ErrorFrame("", protocol.CodeUnauthenticated, *why))
 		cancel()
 		_ = c.ws.Close(closeUnauthenticated, *why)
+	} else if why := c.stale.Load(); why != nil {
+		wctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+		_ = c.ws.Write(wctx, websocket.MessageText, protocol.ErrorFrame("", protocol.CodeUnavailable, *why))
+		cancel()
+		_ = c.ws.Close(websocket.StatusTryAgainLater, "could not load your state; reconnect")
 	} else {
 		_ = c.ws.Close(closeSlowConsumer, "too many frames queued; reconnect for a fresh snapshot")
 	}
@@ -775,11 +786,24 @@ func (g *Gateway) open(ctx context.Context, cancel context.CancelFunc, ws *webso
 		defer cancel()
 		return g.core.Snapshot(actx, agent)
 	}); err != nil {
-		c.release(protocol.ErrorFrame("", protocol.CodeUnavailable, "could not load your offers and sessions: "+err.Error()))
+		// Without its snapshot the client would show a desk the frames
+		// that follow do not complete (a chat assigned while it was away
+		// never shown): the socket is closed, and the client reconnects.
+		g.log.WarnContext(ctx, "snapshot for a new socket", "tenant", agent.Tenant, "agent", agent.ID, "err", err)
+		c.unavailable(err)
+		c.release(nil)
 	} else {
 		c.release(snap)
 	}
 	return c
+}
+
+// unavailable closes a socket whose snapshot could not be read, saying
+// why, with 1013: its client reconnects to a fresh one.
+func (c *conn) unavailable(err error) {
+	why := "could not load your offers and sessions: " + err.Error()
+	c.stale.Store(&why)
+	c.kick()
 }
 
 // authenticate reads the auth frame. A socket that sends none within
