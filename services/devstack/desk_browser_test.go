@@ -405,10 +405,12 @@ func TestConsoleReplySurvivesDrop(t *testing.T) {
 	    return orig.call(this, d);
 	  }; })()`
 	const reply = "Yes, I'm here. Sorry for the wait."
+	var before string
 	if err := chromedp.Run(ctx,
 		chromedp.WaitVisible("li.offer"),
 		clickRedrawn("li.offer button.accept"),
 		waitText("#transcript", "Are you there?"),
+		chromedp.Evaluate(`state.stream`, &before),
 		chromedp.Evaluate(drop, nil),
 		chromedp.SendKeys("#reply", reply),
 		chromedp.Click("#send"),
@@ -427,6 +429,16 @@ func TestConsoleReplySurvivesDrop(t *testing.T) {
 	}
 	if outbox != 0 {
 		t.Errorf("%d replies left in the outbox", outbox)
+	}
+	// The reconnect resumed the socket's stream: the frames it missed,
+	// not a snapshot.
+	var resumed bool
+	var after string
+	if err := chromedp.Run(ctx, chromedp.Evaluate(`state.resumed`, &resumed), chromedp.Evaluate(`state.stream`, &after)); err != nil {
+		t.Fatal(err)
+	}
+	if !resumed || before == "" || after != before {
+		t.Errorf("after the drop: resumed %v, stream %q then %q; want a resume of the same stream", resumed, before, after)
 	}
 
 	// The same client_msg_id sent again (a client that never saw the ack)

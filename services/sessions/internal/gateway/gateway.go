@@ -26,6 +26,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
@@ -68,6 +69,9 @@ type Gateway struct {
 	conns      map[string]map[*conn]struct{} // tenant/agent -> sockets
 	// monitors: tenant/session -> supervisors' sockets watching it.
 	monitors map[string]map[*conn]struct{}
+	// logs: tenant/agent -> the frames last pushed to the agent, numbered,
+	// for a dropped socket to resume from (resume.go).
+	logs map[string]*agentLog
 
 	// pushed: tenant/agent -> when this replica last pushed that agent a
 	// frame (askResync); one entry per agent, older ones dropped at each
@@ -117,14 +121,16 @@ func New(c *core.Core, keys *authn.Keys, lookup configv1.LookupServiceClient, nc
 		o.Tracing = otel.GetTracerProvider()
 	}
 	done, stop := context.WithCancel(context.Background())
-	return &Gateway{
+	g := &Gateway{
 		id:   ids.New("gw_"),
 		core: c, keys: keys, lookup: lookup, nc: nc, log: log, console: o.Console,
 		tracer:   o.Tracing.Tracer("github.com/switchboard-cc/switchboard/services/sessions/gateway"),
 		tokenTTL: o.TokenTTL, authTimeout: o.AuthTimeout, recheckEvery: o.RecheckEvery, proxies: o.TrustedProxies, origins: o.OriginPatterns, conns: map[string]map[*conn]struct{}{},
-		monitors: map[string]map[*conn]struct{}{}, pushed: map[string]time.Time{},
+		monitors: map[string]map[*conn]struct{}{}, pushed: map[string]time.Time{}, logs: map[string]*agentLog{},
 		done: done, stop: stop,
 	}
+	go g.runSweep()
+	return g
 }
 
 // Close ends every agent socket (agents reconnect to another replica) and
@@ -287,10 +293,21 @@ func (g *Gateway) monitor(c *conn, sessionID string, on bool) {
 // maxMonitored bounds the chats one supervisor socket watches at once.
 const maxMonitored = 50
 
+// deliver hands an agent's frame to their sockets here, numbered in their
+// log (kept for a resume while the agent has a socket here, and for a
+// while after).
 func (g *Gateway) deliver(key string, parent trace.SpanContext, frame []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for c := range g.conns[key] {
+	cs, l := g.conns[key], g.logs[key]
+	if len(cs) == 0 && l == nil {
+		return
+	}
+	if l == nil {
+		l = g.logFor(key)
+	}
+	frame = l.add(frame)
+	for c := range cs {
 		c.sendTraced(parent, frame)
 	}
 }
@@ -374,32 +391,53 @@ const snapshotTimeout = 10 * time.Second
 
 // resync sends the agent sockets of this replica for key (tenant/agent;
 // every agent's when empty) a fresh snapshot.
+//
+// Each agent's sockets are held while their snapshot is read, and the
+// agent's frame log starts again under a new stream: frames pushed while
+// the connection was down never reached it, so no resume may cross the
+// gap.
 func (g *Gateway) resync(key string) {
 	g.mu.Lock()
-	var conns []*conn
-	add := func(cs map[*conn]struct{}) {
-		for c := range cs {
-			if c.agent.IsAgent {
-				conns = append(conns, c)
-			}
-		}
-	}
-	if key != "" {
-		add(g.conns[key])
-	} else {
-		for _, cs := range g.conns {
-			add(cs)
+	keys := []string{key}
+	if key == "" {
+		keys = make([]string, 0, len(g.conns))
+		for k := range g.conns {
+			keys = append(keys, k)
 		}
 	}
 	g.mu.Unlock()
 	if key == "" {
-		g.log.Info("NATS connection back: re-sending agents their state", "sockets", len(conns))
+		g.log.Info("NATS connection back: re-sending agents their state", "agents", len(keys))
+	}
+	for _, k := range keys {
+		g.resyncAgent(k)
+	}
+}
+
+// resyncAgent sends key's agent sockets here a fresh snapshot, on a new
+// stream.
+func (g *Gateway) resyncAgent(key string) {
+	g.mu.Lock()
+	var conns []*conn
+	for c := range g.conns[key] {
+		if c.agent.IsAgent {
+			conns = append(conns, c)
+		}
+	}
+	if len(conns) == 0 {
+		g.mu.Unlock()
+		return
 	}
 	for _, c := range conns {
-		ctx, cancel := context.WithTimeout(g.done, snapshotTimeout)
 		c.hold()
-		snap, err := g.core.Snapshot(ctx, c.agent)
-		cancel()
+	}
+	l := g.resetLog(key)
+	base, epoch := l.last, l.epoch
+	g.mu.Unlock()
+	ctx, cancel := context.WithTimeout(g.done, snapshotTimeout)
+	snap, err := g.core.Snapshot(ctx, conns[0].agent)
+	cancel()
+	for _, c := range conns {
 		if err != nil {
 			// The socket is closed: its client reconnects to a snapshot.
 			g.log.Warn("resync an agent's socket", "tenant", c.agent.Tenant, "agent", c.agent.ID, "err", err)
@@ -407,7 +445,7 @@ func (g *Gateway) resync(key string) {
 			c.release(nil)
 			continue
 		}
-		c.release(snap)
+		c.release(stamp(snap, base, epoch))
 	}
 }
 
@@ -744,7 +782,7 @@ func (g *Gateway) serveSocket(ws *websocket.Conn) {
 // open authenticates a new socket, registers it, and sends its welcome and
 // snapshot; nil: the socket was refused (and closed).
 func (g *Gateway) open(ctx context.Context, cancel context.CancelFunc, ws *websocket.Conn) *conn {
-	agent, claims, ref, err := g.authenticate(ctx, ws)
+	agent, claims, ref, resume, err := g.authenticate(ctx, ws)
 	if err != nil {
 		wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 		_ = ws.Write(wctx, websocket.MessageText, protocol.ErrorFrame(ref, protocol.CodeUnauthenticated, err.Error()))
@@ -753,9 +791,6 @@ func (g *Gateway) open(ctx context.Context, cancel context.CancelFunc, ws *webso
 		return nil
 	}
 	c := &conn{ws: ws, agent: agent, claims: claims, ctx: ctx, cancel: cancel, gw: g}
-	first := g.register(c)
-
-	c.send(protocol.Ack(ref, nil))
 	roles := []string{}
 	if agent.IsAgent {
 		roles = append(roles, authn.RoleAgent)
@@ -763,11 +798,18 @@ func (g *Gateway) open(ctx context.Context, cancel context.CancelFunc, ws *webso
 	if agent.Supervisor {
 		roles = append(roles, authn.RoleSupervisor)
 	}
-	c.send(protocol.Frame(protocol.TypeWelcome, map[string]any{
-		"agent":    map[string]string{"id": agent.ID, "display_name": agent.DisplayName, "tenant_id": agent.Tenant},
-		"roles":    roles,
-		"protocol": protocol.Version,
-	}))
+	welcome := func(resumed bool) [][]byte {
+		return [][]byte{protocol.Ack(ref, nil), protocol.Frame(protocol.TypeWelcome, map[string]any{
+			"agent":    map[string]string{"id": agent.ID, "display_name": agent.DisplayName, "tenant_id": agent.Tenant},
+			"roles":    roles,
+			"protocol": protocol.Version,
+			"resumed":  resumed,
+		})}
+	}
+	// The ack and welcome (and on a resume, the frames the client missed)
+	// are queued as the socket is registered: every frame pushed to it
+	// comes after them.
+	first, resumed := g.register(c, resume, welcome)
 	if !agent.IsAgent {
 		// A supervisor who takes no chats: nothing to restore.
 		c.send(protocol.Frame(protocol.TypeSnapshot, map[string]any{
@@ -778,9 +820,13 @@ func (g *Gateway) open(ctx context.Context, cancel context.CancelFunc, ws *webso
 	if first {
 		g.agentArrived(ctx, c)
 	}
+	if resumed {
+		return c
+	}
 	// Frames pushed meanwhile wait for the snapshot, so each attempt is
 	// bounded: a read the broker never answers must not hold them for ever.
 	c.hold()
+	base, stream := g.place(c)
 	if snap, err := retryUnavailable(ctx, func() ([]byte, error) {
 		actx, cancel := context.WithTimeout(ctx, snapshotTimeout)
 		defer cancel()
@@ -793,7 +839,7 @@ func (g *Gateway) open(ctx context.Context, cancel context.CancelFunc, ws *webso
 		c.unavailable(err)
 		c.release(nil)
 	} else {
-		c.release(snap)
+		c.release(stamp(snap, base, stream))
 	}
 	return c
 }
@@ -810,7 +856,7 @@ func (c *conn) unavailable(err error) {
 // authTimeout is answered and closed with closeUnauthenticated: the read
 // itself is not given the deadline, because an expired read context makes
 // the websocket library drop the connection without a close code.
-func (g *Gateway) authenticate(ctx context.Context, ws *websocket.Conn) (core.Agent, *authn.Claims, string, error) {
+func (g *Gateway) authenticate(ctx context.Context, ws *websocket.Conn) (core.Agent, *authn.Claims, string, *Resume, error) {
 	type read struct {
 		typ  websocket.MessageType
 		data []byte
@@ -827,38 +873,39 @@ func (g *Gateway) authenticate(ctx context.Context, ws *websocket.Conn) (core.Ag
 	select {
 	case r = <-got:
 	case <-timer.C:
-		return core.Agent{}, nil, "", fmt.Errorf("no auth frame within %v", g.authTimeout)
+		return core.Agent{}, nil, "", nil, fmt.Errorf("no auth frame within %v", g.authTimeout)
 	}
 	if r.err != nil {
-		return core.Agent{}, nil, "", errors.New("no auth frame")
+		return core.Agent{}, nil, "", nil, errors.New("no auth frame")
 	}
 	env, perr := parse(r.typ, r.data)
 	if perr != nil {
-		return core.Agent{}, nil, "", errors.New(perr.message)
+		return core.Agent{}, nil, "", nil, errors.New(perr.message)
 	}
 	if env.Type != protocol.TypeAuth {
-		return core.Agent{}, nil, env.ID, errors.New("the first frame must be auth")
+		return core.Agent{}, nil, env.ID, nil, errors.New("the first frame must be auth")
 	}
 	var d struct {
-		Token string `json:"token"`
+		Token  string  `json:"token"`
+		Resume *Resume `json:"resume"`
 	}
 	if err := json.Unmarshal(env.Data, &d); err != nil || d.Token == "" {
-		return core.Agent{}, nil, env.ID, errors.New("auth needs data.token")
+		return core.Agent{}, nil, env.ID, nil, errors.New("auth needs data.token")
 	}
 	claims, err := g.keys.Verify(d.Token)
 	if err != nil {
 		if errors.Is(err, authn.ErrRevoked) {
-			return core.Agent{}, nil, env.ID, errors.New("access was revoked; sign in again")
+			return core.Agent{}, nil, env.ID, nil, errors.New("access was revoked; sign in again")
 		}
-		return core.Agent{}, nil, env.ID, errors.New("token is invalid or expired; sign in again")
+		return core.Agent{}, nil, env.ID, nil, errors.New("token is invalid or expired; sign in again")
 	}
 	if !(claims.Has(authn.RoleAgent) || claims.Has(authn.RoleSupervisor)) || claims.Tenant == "" {
-		return core.Agent{}, nil, env.ID, errors.New("token is not an agent's or a supervisor's")
+		return core.Agent{}, nil, env.ID, nil, errors.New("token is not an agent's or a supervisor's")
 	}
 	return core.Agent{
 		Tenant: claims.Tenant, ID: claims.Subject, DisplayName: claims.Name,
 		IsAgent: claims.Has(authn.RoleAgent), Supervisor: claims.Has(authn.RoleSupervisor),
-	}, claims, env.ID, nil
+	}, claims, env.ID, d.Resume, nil
 }
 
 // Recheck closes every socket whose token no longer holds: it expired, or
@@ -901,7 +948,12 @@ func (g *Gateway) RunRecheck(ctx context.Context) {
 	}
 }
 
-func (g *Gateway) register(c *conn) (first bool) {
+// register adds a socket to its agent's here and queues its first frames,
+// welcome(resumed): before any frame pushed to the agent can reach it.
+// When the client's resume names this replica's stream for the agent and
+// the log still holds every frame after the one it names, those frames
+// follow the welcome (resumed). first: the agent's only socket here.
+func (g *Gateway) register(c *conn, resume *Resume, welcome func(resumed bool) [][]byte) (first, resumed bool) {
 	key := c.agent.Tenant + "/" + c.agent.ID
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -909,7 +961,32 @@ func (g *Gateway) register(c *conn) (first bool) {
 		g.conns[key] = map[*conn]struct{}{}
 	}
 	g.conns[key][c] = struct{}{}
-	return len(g.conns[key]) == 1
+	first = len(g.conns[key]) == 1
+	var missed [][]byte
+	if c.agent.IsAgent {
+		l := g.logFor(key)
+		l.idleSince = time.Time{}
+		if resume != nil {
+			if resume.Stream == l.epoch {
+				missed, resumed = l.since(resume.After)
+			}
+			resumes.Add(context.Background(), 1, metric.WithAttributes(attribute.Bool("resumed", resumed)))
+		}
+	}
+	for _, f := range append(welcome(resumed), missed...) {
+		c.send(f)
+	}
+	return first, resumed
+}
+
+// place is where the agent's log stands as a snapshot starts to be read
+// for c, held: the snapshot reflects every frame up to it, and the frames
+// after it wait for the snapshot.
+func (g *Gateway) place(c *conn) (base uint64, stream string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	l := g.logFor(c.agent.Tenant + "/" + c.agent.ID)
+	return l.last, l.epoch
 }
 
 func (g *Gateway) unregister(c *conn) (last bool) {
@@ -929,6 +1006,9 @@ func (g *Gateway) unregister(c *conn) (last bool) {
 	}
 	if len(g.conns[key]) == 0 {
 		delete(g.conns, key)
+		if l := g.logs[key]; l != nil {
+			l.idleSince = time.Now()
+		}
 		return true
 	}
 	return false

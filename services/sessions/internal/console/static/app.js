@@ -26,6 +26,12 @@ const state = {
   rona: false,
   retry: 0,
   closing: false,
+  // Where this console stands in the server's numbered frames (its stream,
+  // the last frame seen): a reconnect resumes from there and gets only
+  // what it missed, or a snapshot when the server cannot tell.
+  stream: "",
+  seq: 0,
+  resumed: false, // the last connection resumed (no snapshot)
 };
 
 // mergeEarly adds to a chat the messages that came before it did.
@@ -108,7 +114,9 @@ function connect() {
   const ws = new WebSocket(`${scheme}//${location.host}${location.pathname.replace(/[^/]*$/, "")}api/agent/v1/ws`);
   state.ws = ws;
   ws.onopen = () => {
-    send("auth", { token: state.token }).catch((e) => {
+    const auth = { token: state.token };
+    if (state.stream) auth.resume = { stream: state.stream, after: state.seq };
+    send("auth", auth).catch((e) => {
       state.closing = true;
       sessionStorage.clear();
       $("login-error").textContent = e.message;
@@ -146,6 +154,11 @@ function send(type, data) {
 
 function onFrame(f) {
   const d = f.data || {};
+  if (f.stream) {
+    // A snapshot: it stands for every frame of its stream up to f.seq.
+    state.stream = f.stream;
+    state.seq = f.seq || 0;
+  } else if (f.seq) state.seq = f.seq;
   if (window.supervisorFrame && f.type !== "queues") window.supervisorFrame(f);
   switch (f.type) {
     case "ack": settle(d.ref, null, d); break;
@@ -155,6 +168,9 @@ function onFrame(f) {
       break;
     case "welcome":
       state.retry = 0;
+      // Resumed: the frames missed follow, and the desk stays as it is.
+      state.resumed = !!d.resumed;
+      if (d.resumed && state.outbox.size) setTimeout(flushOutbox, 0);
       if (d.roles) { state.roles = d.roles; sessionStorage.setItem("sb.roles", JSON.stringify(d.roles)); }
       setConn(true);
       if (window.supervisorConnected) window.supervisorConnected();
