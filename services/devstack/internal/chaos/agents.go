@@ -39,6 +39,12 @@ type agent struct {
 	// ended chat on the desk until the agent dismisses it, and a
 	// message.added that reaches it after the end is shown there.
 	closed map[string]bool
+	// stream and seq: where it stands in its numbered frames (only in
+	// the reading goroutine); a reconnect resumes from there, as the
+	// console does.
+	stream string
+	seq    uint64
+	synced bool // this connection has its snapshot, or resumed
 }
 
 type request struct {
@@ -56,10 +62,12 @@ type outgoing struct {
 }
 
 type wsFrame struct {
-	V    int             `json:"v"`
-	Type string          `json:"type"`
-	ID   string          `json:"id,omitempty"`
-	Data json.RawMessage `json:"data,omitempty"`
+	V      int             `json:"v"`
+	Type   string          `json:"type"`
+	ID     string          `json:"id,omitempty"`
+	Data   json.RawMessage `json:"data,omitempty"`
+	Seq    uint64          `json:"seq,omitempty"`
+	Stream string          `json:"stream,omitempty"`
 }
 
 type wsMessage struct {
@@ -104,7 +112,12 @@ func (a *agent) session(ctx context.Context) error {
 	a.mu.Lock()
 	clear(a.pending)
 	a.mu.Unlock()
-	if err := a.send(ctx, "auth", map[string]string{"token": tok}, request{kind: "other"}); err != nil {
+	a.synced = false
+	auth := map[string]any{"token": tok}
+	if a.stream != "" {
+		auth["resume"] = map[string]any{"stream": a.stream, "after": a.seq}
+	}
+	if err := a.send(ctx, "auth", auth, request{kind: "other"}); err != nil {
 		return err
 	}
 	for {
@@ -117,6 +130,18 @@ func (a *agent) session(ctx context.Context) error {
 		if json.Unmarshal(data, &f) != nil {
 			a.d.count("agent: unreadable frame")
 			continue
+		}
+		switch {
+		case f.Stream != "": // a snapshot
+			a.stream, a.seq, a.synced = f.Stream, f.Seq, true
+		case f.Seq == 0 || !a.synced:
+			// Frames before the connection's snapshot are numbered in a
+			// stream it does not know yet.
+		case f.Seq > a.seq+1:
+			a.d.count("agent: numbered frames skipped (a gap in its stream)")
+			a.seq = f.Seq
+		case f.Seq == a.seq+1:
+			a.seq = f.Seq
 		}
 		a.handle(ctx, f)
 		if !a.d.draining.Load() && a.rng.Float64() < a.d.dropProb {
@@ -149,6 +174,18 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 	d := a.d
 	switch f.Type {
 	case "welcome":
+		var w struct {
+			Resumed bool `json:"resumed"`
+		}
+		_ = json.Unmarshal(f.Data, &w)
+		if w.Resumed {
+			a.synced = true
+			// The frames it missed follow; its desk stays. What it sent
+			// and never saw acknowledged goes again.
+			d.count("agent reconnects: resumed (the frames it missed, no snapshot)")
+			a.trackHeld("resumed")
+			a.resendUnacked(ctx)
+		}
 		a.sendAsync(ctx, "presence.set", map[string]string{"presence": "available"}, request{kind: "presence", tries: 1})
 	case "snapshot":
 		var s struct {
@@ -172,10 +209,6 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 				a.closed[ss.SessionID] = true
 			}
 		}
-		resend := make(map[string]outgoing, len(a.unacked))
-		for k, v := range a.unacked {
-			resend[k] = v
-		}
 		a.mu.Unlock()
 		for id := range dropped {
 			d.track(a, id, "snapshot WITHOUT it")
@@ -190,9 +223,7 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 		a.mu.Lock()
 		clear(a.early)
 		a.mu.Unlock()
-		for id, o := range resend {
-			a.sendAsync(ctx, "message.send", map[string]string{"session_id": o.session, "body": o.body, "client_msg_id": id}, request{kind: "reply", msgID: id})
-		}
+		a.resendUnacked(ctx)
 		for _, o := range s.Offers {
 			a.answerOffer(ctx, o.OfferID)
 		}
@@ -340,6 +371,20 @@ func (a *agent) answerOffer(ctx context.Context, offerID string) {
 		return
 	}
 	a.sendAsync(ctx, "offer.accept", map[string]string{"offer_id": offerID}, request{kind: "accept", offerID: offerID, tries: 1})
+}
+
+// resendUnacked sends again the replies not acknowledged yet, with their
+// client_msg_id.
+func (a *agent) resendUnacked(ctx context.Context) {
+	a.mu.Lock()
+	resend := make(map[string]outgoing, len(a.unacked))
+	for k, v := range a.unacked {
+		resend[k] = v
+	}
+	a.mu.Unlock()
+	for id, o := range resend {
+		a.sendAsync(ctx, "message.send", map[string]string{"session_id": o.session, "body": o.body, "client_msg_id": id}, request{kind: "reply", msgID: id})
+	}
 }
 
 // trackHeld notes a step in the trail of every session the agent holds.

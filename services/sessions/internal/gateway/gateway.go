@@ -26,8 +26,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -71,7 +71,8 @@ type Gateway struct {
 	monitors map[string]map[*conn]struct{}
 	// logs: tenant/agent -> the frames last pushed to the agent, numbered,
 	// for a dropped socket to resume from (resume.go).
-	logs map[string]*agentLog
+	logs   map[string]*agentLog
+	epochs uint64 // the last log epoch started
 
 	// pushed: tenant/agent -> when this replica last pushed that agent a
 	// frame (askResync); one entry per agent, older ones dropped at each
@@ -432,7 +433,7 @@ func (g *Gateway) resyncAgent(key string) {
 		c.hold()
 	}
 	l := g.resetLog(key)
-	base, epoch := l.last, l.epoch
+	base, epoch := l.last, g.streamName(l)
 	g.mu.Unlock()
 	ctx, cancel := context.WithTimeout(g.done, snapshotTimeout)
 	snap, err := g.core.Snapshot(ctx, conns[0].agent)
@@ -967,7 +968,7 @@ func (g *Gateway) register(c *conn, resume *Resume, welcome func(resumed bool) [
 		l := g.logFor(key)
 		l.idleSince = time.Time{}
 		if resume != nil {
-			if resume.Stream == l.epoch {
+			if resume.Stream == g.streamName(l) {
 				missed, resumed = l.since(resume.After)
 			}
 			resumes.Add(context.Background(), 1, metric.WithAttributes(attribute.Bool("resumed", resumed)))
@@ -986,7 +987,7 @@ func (g *Gateway) place(c *conn) (base uint64, stream string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	l := g.logFor(c.agent.Tenant + "/" + c.agent.ID)
-	return l.last, l.epoch
+	return l.last, g.streamName(l)
 }
 
 func (g *Gateway) unregister(c *conn) (last bool) {

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"strconv"
 	"time"
-
-	"github.com/switchboard-cc/switchboard/pkg/ids"
 )
 
 // Resuming a dropped socket. Every frame pushed to an agent (what changes
@@ -35,7 +33,9 @@ const (
 
 // agentLog is the numbered frames most recently pushed to one agent here.
 type agentLog struct {
-	epoch string
+	// epoch numbers the log among the gateway's (its stream is the
+	// gateway's id and this number: streamName).
+	epoch uint64
 	last  uint64 // number of the newest frame (0: none yet)
 	// frames: the newest, oldest first, each stamped with its number.
 	frames []loggedFrame
@@ -50,7 +50,10 @@ type loggedFrame struct {
 	data []byte
 }
 
-func newAgentLog() *agentLog { return &agentLog{epoch: ids.New("st_")} }
+// streamName is the stream a client names to resume from l.
+func (g *Gateway) streamName(l *agentLog) string {
+	return g.id + "." + strconv.FormatUint(l.epoch, 10)
+}
 
 // add numbers a frame, keeps it, and returns it stamped.
 func (l *agentLog) add(frame []byte) []byte {
@@ -117,15 +120,15 @@ type Resume struct {
 func (g *Gateway) logFor(key string) *agentLog {
 	l := g.logs[key]
 	if l == nil {
-		l = newAgentLog()
-		g.logs[key] = l
+		l = g.resetLog(key)
 	}
 	return l
 }
 
 // resetLog starts key's log again under a new epoch (under g.mu).
 func (g *Gateway) resetLog(key string) *agentLog {
-	l := newAgentLog()
+	g.epochs++
+	l := &agentLog{epoch: g.epochs}
 	g.logs[key] = l
 	return l
 }
