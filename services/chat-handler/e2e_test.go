@@ -214,7 +214,7 @@ func TestMessagingEndToEnd(t *testing.T) {
 	}
 	m := msgs[0]
 	if m.GetBody() != "Hola" || m.GetProfileName() != "Ann" || m.GetWaId() != "15552220001" || m.GetEntryId() != "whatsapp-front-desk" ||
-		len(m.GetMedia()) != 1 || m.GetMedia()[0].GetUrl() != "https://example.com/receipt.pdf" || m.GetMedia()[0].GetContentType() != "application/pdf" ||
+		len(m.GetMedia()) != 1 || !isTwilioMediaURL(m.GetMedia()[0].GetUrl(), m.GetAccountSid(), in.MessageSID) || m.GetMedia()[0].GetContentType() != "application/pdf" ||
 		m.GetConversation().GetChannel() != messagingv1.Channel_CHANNEL_WHATSAPP || m.GetConversation().GetPath() != messagingv1.TwilioPath_TWILIO_PATH_MESSAGING ||
 		m.GetConversation().GetBusinessAddress() != business || m.GetConversation().GetCustomerAddress() != ann {
 		t.Errorf("MessageReceived = %v", m)
@@ -378,7 +378,8 @@ func TestSenderPoolOptOutFallback(t *testing.T) {
 	}
 	mms := send(t, ctx, sim, simclient.CustomerMessage{From: customer, To: acmePoolA, Body: "see attached", Media: media})
 	msgs := chattest.Find(t, js, subjects.ChatMessageReceived("acme"), newMsg, msgSID(mms.MessageSID))
-	if len(msgs) != 1 || len(msgs[0].GetMedia()) != 3 || msgs[0].GetMedia()[2].GetUrl() != "https://example.com/3.gif" ||
+	if len(msgs) != 1 || len(msgs[0].GetMedia()) != 3 || !isTwilioMediaURL(msgs[0].GetMedia()[2].GetUrl(), msgs[0].GetAccountSid(), mms.MessageSID) ||
+		msgs[0].GetMedia()[2].GetContentType() != "image/gif" ||
 		msgs[0].GetEntryId() != "sms-pool" || msgs[0].GetServiceId() != "sales" ||
 		msgs[0].GetConversation().GetMessagingServiceSid() != acmeService {
 		t.Fatalf("MMS = %v", msgs)
@@ -515,4 +516,11 @@ func TestSignaturesEndToEnd(t *testing.T) {
 	if len(msgs) != 1 || msgs[0].GetBody() != "genuine" {
 		t.Errorf("stream holds %v, want the genuine message once", msgs)
 	}
+}
+
+// isTwilioMediaURL reports whether u is Twilio's URL of a media item of a
+// message, as the Messaging webhook's MediaUrl{N} carries it.
+func isTwilioMediaURL(u, account, messageSID string) bool {
+	rest, ok := strings.CutPrefix(u, "https://api.twilio.com/2010-04-01/Accounts/"+account+"/Messages/"+messageSID+"/Media/ME")
+	return ok && len(rest) == 32
 }

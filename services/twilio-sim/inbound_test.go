@@ -257,13 +257,16 @@ func TestWhatsAppInbound(t *testing.T) {
 		p := got[0].Form
 		want := map[string]string{
 			"From": waCustomer, "To": waNumber, "ProfileName": "Ann", "WaId": "15551230001", "NumMedia": "1",
-			"MediaUrl0": "https://example.com/cat.jpg", "MediaContentType0": "image/jpeg", "MessageType": "image",
+			"MediaContentType0": "image/jpeg", "MessageType": "image",
 			"MessageSid": res.MessageSID, "Body": "",
 		}
 		for k, v := range want {
 			if p.Get(k) != v {
 				t.Errorf("%s = %q, want %q", k, p.Get(k), v)
 			}
+		}
+		if !twilioMediaURL(acctSID, res.MessageSID).MatchString(p.Get("MediaUrl0")) {
+			t.Errorf("MediaUrl0 = %q, want Twilio's URL of the message's media", p.Get("MediaUrl0"))
 		}
 		if !mmSIDRe.MatchString(res.MessageSID) {
 			t.Errorf("MessageSid = %q, want MM… for a media message", res.MessageSID)
@@ -321,7 +324,7 @@ func TestWhatsAppInbound(t *testing.T) {
 func TestMessagingMMSMediaParameters(t *testing.T) {
 	rc := newReceiver(t)
 	s := startSim(t, baseConfig(rc))
-	_, err := s.c.SendMessage(testCtx(t), simclient.CustomerMessage{
+	res, err := s.c.SendMessage(testCtx(t), simclient.CustomerMessage{
 		From: customer, To: smsNumber, Body: "two pics",
 		Media: []simclient.Media{{URL: "https://example.com/a.png", ContentType: "image/png"}, {URL: "https://example.com/b.gif", ContentType: "image/gif"}},
 	})
@@ -329,12 +332,15 @@ func TestMessagingMMSMediaParameters(t *testing.T) {
 		t.Fatalf("SendMessage() error = %v", err)
 	}
 	p := rc.requests("/sms")[0].Form
-	want := map[string]string{"NumMedia": "2", "MediaUrl0": "https://example.com/a.png", "MediaContentType0": "image/png",
-		"MediaUrl1": "https://example.com/b.gif", "MediaContentType1": "image/gif"}
+	want := map[string]string{"NumMedia": "2", "MediaContentType0": "image/png", "MediaContentType1": "image/gif"}
 	for k, v := range want {
 		if p.Get(k) != v {
 			t.Errorf("%s = %q, want %q", k, p.Get(k), v)
 		}
+	}
+	re := twilioMediaURL(acctSID, res.MessageSID)
+	if !re.MatchString(p.Get("MediaUrl0")) || !re.MatchString(p.Get("MediaUrl1")) || p.Get("MediaUrl0") == p.Get("MediaUrl1") {
+		t.Errorf("MediaUrl0 %q MediaUrl1 %q, want two of Twilio's media URLs of the message", p.Get("MediaUrl0"), p.Get("MediaUrl1"))
 	}
 }
 

@@ -114,9 +114,30 @@ func validateCustomerMessage(in *simapi.CustomerMessage) error {
 	if len(in.Media) > maxMedia {
 		errs = append(errs, fmt.Errorf("at most %d media items", maxMedia))
 	}
+	limit, limitName := maxMediaBytes, "5 MB for SMS/MMS"
+	if tc == "whatsapp" {
+		limit, limitName = maxWhatsAppMediaBytes, "16 MB for WhatsApp"
+	}
 	for i, m := range in.Media {
-		if u, err := url.Parse(m.URL); err != nil || u.Host == "" {
-			errs = append(errs, fmt.Errorf("media[%d].url %q is not an absolute url", i, m.URL))
+		switch {
+		case m.URL == "" && len(m.Data) == 0:
+			errs = append(errs, fmt.Errorf("media[%d] needs a url or data", i))
+		case m.URL != "":
+			if u, err := url.Parse(m.URL); err != nil || u.Host == "" {
+				errs = append(errs, fmt.Errorf("media[%d].url %q is not an absolute url", i, m.URL))
+			}
+		}
+		if len(m.Data) == 0 {
+			continue
+		}
+		if m.ContentType == "" {
+			errs = append(errs, fmt.Errorf("media[%d].content_type is required with data", i))
+		}
+		if len(m.Data) > limit {
+			errs = append(errs, fmt.Errorf("media[%d].data is %d bytes, over the %s limit", i, len(m.Data), limitName))
+		}
+		if m.Size != 0 && m.Size != len(m.Data) {
+			errs = append(errs, fmt.Errorf("media[%d].size %d does not match the %d bytes of data", i, m.Size, len(m.Data)))
 		}
 	}
 	if in.Deliveries < 0 || in.Deliveries > 20 {
@@ -138,6 +159,11 @@ func (e *Engine) CustomerSend(ctx context.Context, in simapi.CustomerMessage) (s
 	for i := range in.Media {
 		if in.Media[i].ContentType == "" {
 			in.Media[i].ContentType = "application/octet-stream"
+		}
+		if len(in.Media[i].Data) == 0 {
+			in.Media[i].Data = nil
+		} else {
+			in.Media[i].Size = len(in.Media[i].Data)
 		}
 	}
 
@@ -302,7 +328,7 @@ func (e *Engine) inboundConvMessage(conv *conversation, in simapi.CustomerMessag
 	for _, md := range in.Media {
 		x := &media{
 			sid: newSID("ME"), accountSID: conv.accountSID, serviceSID: conv.serviceSID,
-			contentType: md.ContentType, filename: md.Filename, size: md.Size, url: md.URL, created: now,
+			contentType: md.ContentType, filename: md.Filename, size: md.Size, url: md.URL, data: md.Data, created: now,
 		}
 		e.media[x.sid] = x
 		m.mediaSIDs = append(m.mediaSIDs, x.sid)
@@ -357,8 +383,10 @@ func (e *Engine) messagingEvent(acct *account, num *simapi.PhoneNumber, m *messa
 	if mg != "" {
 		p.Set("MessagingServiceSid", mg)
 	}
+	// Twilio's own URL of each attachment (the Media resource without
+	// ".json"), not the one the customer's phone sent it from.
 	for i, md := range in.Media {
-		p.Set(fmt.Sprintf("MediaUrl%d", i), md.URL)
+		p.Set(fmt.Sprintf("MediaUrl%d", i), apiOrigin(acct)+mediaURI(acct.AccountSID, m.sid, m.mediaSIDs[i]))
 		p.Set(fmt.Sprintf("MediaContentType%d", i), md.ContentType)
 	}
 	if channel == "whatsapp" {

@@ -772,7 +772,7 @@ type mediaJSON struct {
 func (md *media) json(base string) mediaJSON {
 	path := fmt.Sprintf("/v1/Services/%s/Media/%s", md.serviceSID, md.sid)
 	direct := md.url
-	if direct == "" {
+	if direct == "" || md.data != nil {
 		direct = base + "/sim/media/" + md.sid
 	}
 	return mediaJSON{

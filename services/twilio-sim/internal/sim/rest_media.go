@@ -13,9 +13,10 @@ import (
 // The Media subresource of a 2010-04-01 message: each attachment of a
 // Programmable Messaging message (received, sent over REST, TwiML reply) is
 // a Media resource ME… with the message as its parent. Its content, at the
-// resource's URI without ".json", redirects to where the attachment lives:
-// the URL the customer's phone sent it from, or the MediaUrl it was sent
-// with.
+// resource's URI without ".json", is the file a customer's phone sent, or a
+// redirect to where the attachment lives: the URL the customer's phone sent
+// it from, or the MediaUrl it was sent with. The inbound webhook's
+// MediaUrl{N} is that URI on Twilio's API host.
 
 // attachMedia gives each attachment of a 2010-04-01 message its Media
 // resource. Called with e.mu held.
@@ -26,7 +27,7 @@ func (e *Engine) attachMedia(m *message) {
 	for _, a := range m.media {
 		md := &media{
 			sid: newSID("ME"), accountSID: m.accountSID, messageSID: m.sid,
-			contentType: a.ContentType, filename: a.Filename, size: a.Size, url: a.URL, created: m.created,
+			contentType: a.ContentType, filename: a.Filename, size: a.Size, url: a.URL, data: a.Data, created: m.created,
 		}
 		if md.contentType == "" {
 			md.contentType = guessContentType(a.URL)
@@ -59,6 +60,16 @@ type apiMedia struct {
 	ParentSID   string `json:"parent_sid"`
 	SID         string `json:"sid"`
 	URI         string `json:"uri"`
+}
+
+// apiOrigin is the scheme and host of Twilio's REST API for an account:
+// api.twilio.com, or the account's region's host (api.ie1.twilio.com), where
+// its credentials work.
+func apiOrigin(a *account) string {
+	if a.Region == "" || a.Region == "us1" {
+		return "https://api.twilio.com"
+	}
+	return "https://api." + a.Region + ".twilio.com"
 }
 
 // mediaURI is the path of a message's Media resource; without ".json" it is

@@ -18,9 +18,13 @@ import (
 )
 
 const (
-	maxBody     = 1600
-	maxMedia    = 10
-	whatsWindow = 24 * time.Hour
+	maxBody  = 1600
+	maxMedia = 10
+	// Largest file a customer's phone can send: 5 MB over MMS, 16 MB over
+	// WhatsApp.
+	maxMediaBytes         = 5 << 20
+	maxWhatsAppMediaBytes = 16 << 20
+	whatsWindow           = 24 * time.Hour
 )
 
 // restError is a Twilio error answer decided while handling a request.

@@ -248,7 +248,12 @@ func writeSimError(w http.ResponseWriter, status int, err error) {
 // decodeJSON reads a JSON request body into v, rejecting unknown fields so
 // typos in test setups surface.
 func decodeJSON(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4<<20))
+	return decodeJSONLimit(r, v, 4<<20)
+}
+
+// decodeJSONLimit is decodeJSON for a body of at most limit bytes.
+func decodeJSONLimit(r *http.Request, v any, limit int64) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("decode request body: %w", err)

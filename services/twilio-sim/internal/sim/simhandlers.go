@@ -120,7 +120,8 @@ func (e *Engine) simDeleteAccount(w http.ResponseWriter, r *http.Request) {
 
 func (e *Engine) simCustomerSend(w http.ResponseWriter, r *http.Request) {
 	var in simapi.CustomerMessage
-	if err := decodeJSON(r, &in); err != nil {
+	// Room for maxMedia files of maxMediaBytes each, base64-encoded.
+	if err := decodeJSONLimit(r, &in, 4<<20+maxMedia*maxMediaBytes*4/3); err != nil {
 		writeSimError(w, http.StatusBadRequest, err)
 		return
 	}

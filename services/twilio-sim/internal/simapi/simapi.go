@@ -111,12 +111,16 @@ type File struct {
 	Accounts []Account `json:"accounts" yaml:"accounts"`
 }
 
-// Media is one attachment of a customer message.
+// Media is one attachment of a customer message: a URL the file lives at,
+// or the file itself in Data (base64 in JSON), which the emulator keeps and
+// serves at the media's Twilio URL. With Data, URL may be empty and
+// ContentType is required; Size defaults to the length of Data.
 type Media struct {
 	URL         string `json:"url"`
 	ContentType string `json:"content_type,omitempty"`
 	Filename    string `json:"filename,omitempty"`
 	Size        int    `json:"size,omitempty"`
+	Data        []byte `json:"data,omitempty"`
 }
 
 // CustomerMessage is a message a customer's phone sends to a business number.
