@@ -46,6 +46,7 @@ import (
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ledger"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ratelimit"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/sender"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/media"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/templates"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/twilioapi"
 )
@@ -303,7 +304,8 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	})
 	if lis != nil {
 		srv := grpcserver.New(log, keys)
-		outboundv1.RegisterOutboundServiceServer(srv.Server, &grpcapi.Server{Sender: s, Templates: templates.New(creds, twilio, 0, nil)})
+		outboundv1.RegisterOutboundServiceServer(srv.Server, &grpcapi.Server{Sender: s, Templates: templates.New(creds, twilio, 0, nil),
+			Media: media.New(creds, deps.Transport, topts.BaseURL, 0)})
 		g.Go(func() error { return srv.Serve(gctx, lis) })
 		log.InfoContext(ctx, "outbound-sender serving", "grpc", lis.Addr().String())
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
 	"github.com/switchboard-cc/switchboard/pkg/grpcserver"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/media"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/sender"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/templates"
 )
@@ -31,6 +32,8 @@ type Server struct {
 	Sender *sender.Sender
 	// Templates lists WhatsApp templates; nil answers Unimplemented.
 	Templates *templates.Catalog
+	// Media downloads customers' attachments; nil answers Unimplemented.
+	Media *media.Fetcher
 }
 
 var _ outboundv1.OutboundServiceServer = (*Server)(nil)
@@ -94,16 +97,57 @@ func (s *Server) GetDelivery(ctx context.Context, r *outboundv1.GetDeliveryReque
 // entryIDRe is the config service's id rule for messaging entries.
 var entryIDRe = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
+// checkEntry validates a request's entry id.
+func checkEntry(e string) error {
+	switch {
+	case e == "":
+		return status.Error(codes.InvalidArgument, "entry_id is required")
+	case !entryIDRe.MatchString(e):
+		return status.Errorf(codes.InvalidArgument, "entry_id %q is not a messaging entry id (lowercase letters, digits, - and _, at most 63)", e)
+	}
+	return nil
+}
+
+// FetchMedia downloads a customer's attachment from Twilio.
+func (s *Server) FetchMedia(ctx context.Context, r *outboundv1.FetchMediaRequest) (*outboundv1.FetchMediaResponse, error) {
+	if err := authorize(ctx, r.GetTenantId()); err != nil {
+		return nil, err
+	}
+	if err := checkEntry(r.GetEntryId()); err != nil {
+		return nil, err
+	}
+	switch {
+	case r.GetUrl() == "":
+		return nil, status.Error(codes.InvalidArgument, "url is required")
+	case len(r.GetUrl()) > 2048:
+		return nil, status.Error(codes.InvalidArgument, "url is longer than 2048 characters")
+	case r.GetMaxBytes() < 0 || r.GetMaxBytes() > media.MaxBytes:
+		return nil, status.Errorf(codes.InvalidArgument, "max_bytes must be between 0 (16 MB) and %d", media.MaxBytes)
+	}
+	if s.Media == nil {
+		return nil, status.Error(codes.Unimplemented, "media is not served by this outbound-sender")
+	}
+	ct, data, err := s.Media.Fetch(ctx, r.GetTenantId(), r.GetEntryId(), r.GetUrl(), r.GetMaxBytes())
+	switch {
+	case errors.Is(err, media.ErrBadURL):
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, media.ErrNoEntry), errors.Is(err, media.ErrNotFound):
+		return nil, status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, media.ErrTooLarge), errors.Is(err, media.ErrType):
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	case err != nil:
+		return nil, status.Errorf(codes.Unavailable, "fetch media: %v", err)
+	}
+	return &outboundv1.FetchMediaResponse{ContentType: ct, Data: data}, nil
+}
+
 // ListTemplates lists the WhatsApp templates of an entry's connector.
 func (s *Server) ListTemplates(ctx context.Context, r *outboundv1.ListTemplatesRequest) (*outboundv1.ListTemplatesResponse, error) {
 	if err := authorize(ctx, r.GetTenantId()); err != nil {
 		return nil, err
 	}
-	switch e := r.GetEntryId(); {
-	case e == "":
-		return nil, status.Error(codes.InvalidArgument, "entry_id is required")
-	case !entryIDRe.MatchString(e):
-		return nil, status.Errorf(codes.InvalidArgument, "entry_id %q is not a messaging entry id (lowercase letters, digits, - and _, at most 63)", e)
+	if err := checkEntry(r.GetEntryId()); err != nil {
+		return nil, err
 	}
 	if s.Templates == nil {
 		return nil, status.Error(codes.Unimplemented, "templates are not served by this outbound-sender")

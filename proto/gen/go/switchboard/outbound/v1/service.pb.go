@@ -27,6 +27,130 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type FetchMediaRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	// The messaging entry whose connector received the message.
+	EntryId string `protobuf:"bytes,2,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	// The attachment's URL as the webhook gave it (MediaUrl<n>, or a
+	// Conversations media URL).
+	Url string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	// The most the caller takes; 0: 16 MB.
+	MaxBytes      int64 `protobuf:"varint,4,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchMediaRequest) Reset() {
+	*x = FetchMediaRequest{}
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchMediaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchMediaRequest) ProtoMessage() {}
+
+func (x *FetchMediaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchMediaRequest.ProtoReflect.Descriptor instead.
+func (*FetchMediaRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *FetchMediaRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *FetchMediaRequest) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+func (x *FetchMediaRequest) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *FetchMediaRequest) GetMaxBytes() int64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+type FetchMediaResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContentType   string                 `protobuf:"bytes,1,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
+	Data          []byte                 `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchMediaResponse) Reset() {
+	*x = FetchMediaResponse{}
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchMediaResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchMediaResponse) ProtoMessage() {}
+
+func (x *FetchMediaResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchMediaResponse.ProtoReflect.Descriptor instead.
+func (*FetchMediaResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FetchMediaResponse) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
+func (x *FetchMediaResponse) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type ListTemplatesRequest struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -39,7 +163,7 @@ type ListTemplatesRequest struct {
 
 func (x *ListTemplatesRequest) Reset() {
 	*x = ListTemplatesRequest{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[0]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -51,7 +175,7 @@ func (x *ListTemplatesRequest) String() string {
 func (*ListTemplatesRequest) ProtoMessage() {}
 
 func (x *ListTemplatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[0]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -64,7 +188,7 @@ func (x *ListTemplatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTemplatesRequest.ProtoReflect.Descriptor instead.
 func (*ListTemplatesRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{0}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListTemplatesRequest) GetTenantId() string {
@@ -90,7 +214,7 @@ type ListTemplatesResponse struct {
 
 func (x *ListTemplatesResponse) Reset() {
 	*x = ListTemplatesResponse{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[1]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +226,7 @@ func (x *ListTemplatesResponse) String() string {
 func (*ListTemplatesResponse) ProtoMessage() {}
 
 func (x *ListTemplatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[1]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +239,7 @@ func (x *ListTemplatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTemplatesResponse.ProtoReflect.Descriptor instead.
 func (*ListTemplatesResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{1}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListTemplatesResponse) GetTemplates() []*Template {
@@ -150,7 +274,7 @@ type Template struct {
 
 func (x *Template) Reset() {
 	*x = Template{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[2]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +286,7 @@ func (x *Template) String() string {
 func (*Template) ProtoMessage() {}
 
 func (x *Template) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[2]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +299,7 @@ func (x *Template) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Template.ProtoReflect.Descriptor instead.
 func (*Template) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{2}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Template) GetSid() string {
@@ -244,7 +368,7 @@ type TemplateVariable struct {
 
 func (x *TemplateVariable) Reset() {
 	*x = TemplateVariable{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[3]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -256,7 +380,7 @@ func (x *TemplateVariable) String() string {
 func (*TemplateVariable) ProtoMessage() {}
 
 func (x *TemplateVariable) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[3]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -269,7 +393,7 @@ func (x *TemplateVariable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TemplateVariable.ProtoReflect.Descriptor instead.
 func (*TemplateVariable) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *TemplateVariable) GetName() string {
@@ -296,7 +420,7 @@ type GetContactStateRequest struct {
 
 func (x *GetContactStateRequest) Reset() {
 	*x = GetContactStateRequest{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[4]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -308,7 +432,7 @@ func (x *GetContactStateRequest) String() string {
 func (*GetContactStateRequest) ProtoMessage() {}
 
 func (x *GetContactStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[4]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -321,7 +445,7 @@ func (x *GetContactStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContactStateRequest.ProtoReflect.Descriptor instead.
 func (*GetContactStateRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetContactStateRequest) GetTenantId() string {
@@ -347,7 +471,7 @@ type GetContactStateResponse struct {
 
 func (x *GetContactStateResponse) Reset() {
 	*x = GetContactStateResponse{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[5]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -359,7 +483,7 @@ func (x *GetContactStateResponse) String() string {
 func (*GetContactStateResponse) ProtoMessage() {}
 
 func (x *GetContactStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[5]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -372,7 +496,7 @@ func (x *GetContactStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContactStateResponse.ProtoReflect.Descriptor instead.
 func (*GetContactStateResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetContactStateResponse) GetState() *ContactState {
@@ -392,7 +516,7 @@ type GetDeliveryRequest struct {
 
 func (x *GetDeliveryRequest) Reset() {
 	*x = GetDeliveryRequest{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[6]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -404,7 +528,7 @@ func (x *GetDeliveryRequest) String() string {
 func (*GetDeliveryRequest) ProtoMessage() {}
 
 func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[6]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -417,7 +541,7 @@ func (x *GetDeliveryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeliveryRequest.ProtoReflect.Descriptor instead.
 func (*GetDeliveryRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{6}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetDeliveryRequest) GetTenantId() string {
@@ -443,7 +567,7 @@ type GetDeliveryResponse struct {
 
 func (x *GetDeliveryResponse) Reset() {
 	*x = GetDeliveryResponse{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[7]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -455,7 +579,7 @@ func (x *GetDeliveryResponse) String() string {
 func (*GetDeliveryResponse) ProtoMessage() {}
 
 func (x *GetDeliveryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[7]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -468,7 +592,7 @@ func (x *GetDeliveryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDeliveryResponse.ProtoReflect.Descriptor instead.
 func (*GetDeliveryResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetDeliveryResponse) GetDelivery() *Delivery {
@@ -511,7 +635,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[8]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +647,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[8]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +660,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{8}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Delivery) GetTenantId() string {
@@ -678,7 +802,7 @@ type StatusChange struct {
 
 func (x *StatusChange) Reset() {
 	*x = StatusChange{}
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[9]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +814,7 @@ func (x *StatusChange) String() string {
 func (*StatusChange) ProtoMessage() {}
 
 func (x *StatusChange) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[9]
+	mi := &file_switchboard_outbound_v1_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +827,7 @@ func (x *StatusChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusChange.ProtoReflect.Descriptor instead.
 func (*StatusChange) Descriptor() ([]byte, []int) {
-	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{9}
+	return file_switchboard_outbound_v1_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StatusChange) GetStatus() v1.DeliveryStatus {
@@ -738,7 +862,15 @@ var File_switchboard_outbound_v1_service_proto protoreflect.FileDescriptor
 
 const file_switchboard_outbound_v1_service_proto_rawDesc = "" +
 	"\n" +
-	"%switchboard/outbound/v1/service.proto\x12\x17switchboard.outbound.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\x1a$switchboard/outbound/v1/events.proto\"N\n" +
+	"%switchboard/outbound/v1/service.proto\x12\x17switchboard.outbound.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\x1a$switchboard/outbound/v1/events.proto\"z\n" +
+	"\x11FetchMediaRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
+	"\bentry_id\x18\x02 \x01(\tR\aentryId\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12\x1b\n" +
+	"\tmax_bytes\x18\x04 \x01(\x03R\bmaxBytes\"K\n" +
+	"\x12FetchMediaResponse\x12!\n" +
+	"\fcontent_type\x18\x01 \x01(\tR\vcontentType\x12\x12\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"N\n" +
 	"\x14ListTemplatesRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bentry_id\x18\x02 \x01(\tR\aentryId\"X\n" +
@@ -798,11 +930,13 @@ const file_switchboard_outbound_v1_service_proto_rawDesc = "" +
 	"raw_status\x18\x02 \x01(\tR\trawStatus\x12\x1d\n" +
 	"\n" +
 	"error_code\x18\x03 \x01(\x05R\terrorCode\x12*\n" +
-	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at2\xe1\x02\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at2\xc8\x03\n" +
 	"\x0fOutboundService\x12t\n" +
 	"\x0fGetContactState\x12/.switchboard.outbound.v1.GetContactStateRequest\x1a0.switchboard.outbound.v1.GetContactStateResponse\x12h\n" +
 	"\vGetDelivery\x12+.switchboard.outbound.v1.GetDeliveryRequest\x1a,.switchboard.outbound.v1.GetDeliveryResponse\x12n\n" +
-	"\rListTemplates\x12-.switchboard.outbound.v1.ListTemplatesRequest\x1a..switchboard.outbound.v1.ListTemplatesResponseB\x80\x02\n" +
+	"\rListTemplates\x12-.switchboard.outbound.v1.ListTemplatesRequest\x1a..switchboard.outbound.v1.ListTemplatesResponse\x12e\n" +
+	"\n" +
+	"FetchMedia\x12*.switchboard.outbound.v1.FetchMediaRequest\x1a+.switchboard.outbound.v1.FetchMediaResponseB\x80\x02\n" +
 	"\x1bcom.switchboard.outbound.v1B\fServiceProtoP\x01ZUgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1;outboundv1\xa2\x02\x03SOX\xaa\x02\x17Switchboard.Outbound.V1\xca\x02\x17Switchboard\\Outbound\\V1\xe2\x02#Switchboard\\Outbound\\V1\\GPBMetadata\xea\x02\x19Switchboard::Outbound::V1b\x06proto3"
 
 var (
@@ -817,48 +951,52 @@ func file_switchboard_outbound_v1_service_proto_rawDescGZIP() []byte {
 	return file_switchboard_outbound_v1_service_proto_rawDescData
 }
 
-var file_switchboard_outbound_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_switchboard_outbound_v1_service_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_switchboard_outbound_v1_service_proto_goTypes = []any{
-	(*ListTemplatesRequest)(nil),    // 0: switchboard.outbound.v1.ListTemplatesRequest
-	(*ListTemplatesResponse)(nil),   // 1: switchboard.outbound.v1.ListTemplatesResponse
-	(*Template)(nil),                // 2: switchboard.outbound.v1.Template
-	(*TemplateVariable)(nil),        // 3: switchboard.outbound.v1.TemplateVariable
-	(*GetContactStateRequest)(nil),  // 4: switchboard.outbound.v1.GetContactStateRequest
-	(*GetContactStateResponse)(nil), // 5: switchboard.outbound.v1.GetContactStateResponse
-	(*GetDeliveryRequest)(nil),      // 6: switchboard.outbound.v1.GetDeliveryRequest
-	(*GetDeliveryResponse)(nil),     // 7: switchboard.outbound.v1.GetDeliveryResponse
-	(*Delivery)(nil),                // 8: switchboard.outbound.v1.Delivery
-	(*StatusChange)(nil),            // 9: switchboard.outbound.v1.StatusChange
-	(*v1.ConversationRef)(nil),      // 10: switchboard.messaging.v1.ConversationRef
-	(*ContactState)(nil),            // 11: switchboard.outbound.v1.ContactState
-	(Origin)(0),                     // 12: switchboard.outbound.v1.Origin
-	(v1.DeliveryStatus)(0),          // 13: switchboard.messaging.v1.DeliveryStatus
-	(FailureReason)(0),              // 14: switchboard.outbound.v1.FailureReason
-	(*timestamppb.Timestamp)(nil),   // 15: google.protobuf.Timestamp
+	(*FetchMediaRequest)(nil),       // 0: switchboard.outbound.v1.FetchMediaRequest
+	(*FetchMediaResponse)(nil),      // 1: switchboard.outbound.v1.FetchMediaResponse
+	(*ListTemplatesRequest)(nil),    // 2: switchboard.outbound.v1.ListTemplatesRequest
+	(*ListTemplatesResponse)(nil),   // 3: switchboard.outbound.v1.ListTemplatesResponse
+	(*Template)(nil),                // 4: switchboard.outbound.v1.Template
+	(*TemplateVariable)(nil),        // 5: switchboard.outbound.v1.TemplateVariable
+	(*GetContactStateRequest)(nil),  // 6: switchboard.outbound.v1.GetContactStateRequest
+	(*GetContactStateResponse)(nil), // 7: switchboard.outbound.v1.GetContactStateResponse
+	(*GetDeliveryRequest)(nil),      // 8: switchboard.outbound.v1.GetDeliveryRequest
+	(*GetDeliveryResponse)(nil),     // 9: switchboard.outbound.v1.GetDeliveryResponse
+	(*Delivery)(nil),                // 10: switchboard.outbound.v1.Delivery
+	(*StatusChange)(nil),            // 11: switchboard.outbound.v1.StatusChange
+	(*v1.ConversationRef)(nil),      // 12: switchboard.messaging.v1.ConversationRef
+	(*ContactState)(nil),            // 13: switchboard.outbound.v1.ContactState
+	(Origin)(0),                     // 14: switchboard.outbound.v1.Origin
+	(v1.DeliveryStatus)(0),          // 15: switchboard.messaging.v1.DeliveryStatus
+	(FailureReason)(0),              // 16: switchboard.outbound.v1.FailureReason
+	(*timestamppb.Timestamp)(nil),   // 17: google.protobuf.Timestamp
 }
 var file_switchboard_outbound_v1_service_proto_depIdxs = []int32{
-	2,  // 0: switchboard.outbound.v1.ListTemplatesResponse.templates:type_name -> switchboard.outbound.v1.Template
-	3,  // 1: switchboard.outbound.v1.Template.variables:type_name -> switchboard.outbound.v1.TemplateVariable
-	10, // 2: switchboard.outbound.v1.GetContactStateRequest.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	11, // 3: switchboard.outbound.v1.GetContactStateResponse.state:type_name -> switchboard.outbound.v1.ContactState
-	8,  // 4: switchboard.outbound.v1.GetDeliveryResponse.delivery:type_name -> switchboard.outbound.v1.Delivery
-	10, // 5: switchboard.outbound.v1.Delivery.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	12, // 6: switchboard.outbound.v1.Delivery.origin:type_name -> switchboard.outbound.v1.Origin
-	13, // 7: switchboard.outbound.v1.Delivery.status:type_name -> switchboard.messaging.v1.DeliveryStatus
-	14, // 8: switchboard.outbound.v1.Delivery.failure_reason:type_name -> switchboard.outbound.v1.FailureReason
-	9,  // 9: switchboard.outbound.v1.Delivery.timeline:type_name -> switchboard.outbound.v1.StatusChange
-	15, // 10: switchboard.outbound.v1.Delivery.requested_at:type_name -> google.protobuf.Timestamp
-	15, // 11: switchboard.outbound.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
-	13, // 12: switchboard.outbound.v1.StatusChange.status:type_name -> switchboard.messaging.v1.DeliveryStatus
-	15, // 13: switchboard.outbound.v1.StatusChange.at:type_name -> google.protobuf.Timestamp
-	4,  // 14: switchboard.outbound.v1.OutboundService.GetContactState:input_type -> switchboard.outbound.v1.GetContactStateRequest
-	6,  // 15: switchboard.outbound.v1.OutboundService.GetDelivery:input_type -> switchboard.outbound.v1.GetDeliveryRequest
-	0,  // 16: switchboard.outbound.v1.OutboundService.ListTemplates:input_type -> switchboard.outbound.v1.ListTemplatesRequest
-	5,  // 17: switchboard.outbound.v1.OutboundService.GetContactState:output_type -> switchboard.outbound.v1.GetContactStateResponse
-	7,  // 18: switchboard.outbound.v1.OutboundService.GetDelivery:output_type -> switchboard.outbound.v1.GetDeliveryResponse
-	1,  // 19: switchboard.outbound.v1.OutboundService.ListTemplates:output_type -> switchboard.outbound.v1.ListTemplatesResponse
-	17, // [17:20] is the sub-list for method output_type
-	14, // [14:17] is the sub-list for method input_type
+	4,  // 0: switchboard.outbound.v1.ListTemplatesResponse.templates:type_name -> switchboard.outbound.v1.Template
+	5,  // 1: switchboard.outbound.v1.Template.variables:type_name -> switchboard.outbound.v1.TemplateVariable
+	12, // 2: switchboard.outbound.v1.GetContactStateRequest.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	13, // 3: switchboard.outbound.v1.GetContactStateResponse.state:type_name -> switchboard.outbound.v1.ContactState
+	10, // 4: switchboard.outbound.v1.GetDeliveryResponse.delivery:type_name -> switchboard.outbound.v1.Delivery
+	12, // 5: switchboard.outbound.v1.Delivery.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	14, // 6: switchboard.outbound.v1.Delivery.origin:type_name -> switchboard.outbound.v1.Origin
+	15, // 7: switchboard.outbound.v1.Delivery.status:type_name -> switchboard.messaging.v1.DeliveryStatus
+	16, // 8: switchboard.outbound.v1.Delivery.failure_reason:type_name -> switchboard.outbound.v1.FailureReason
+	11, // 9: switchboard.outbound.v1.Delivery.timeline:type_name -> switchboard.outbound.v1.StatusChange
+	17, // 10: switchboard.outbound.v1.Delivery.requested_at:type_name -> google.protobuf.Timestamp
+	17, // 11: switchboard.outbound.v1.Delivery.created_at:type_name -> google.protobuf.Timestamp
+	15, // 12: switchboard.outbound.v1.StatusChange.status:type_name -> switchboard.messaging.v1.DeliveryStatus
+	17, // 13: switchboard.outbound.v1.StatusChange.at:type_name -> google.protobuf.Timestamp
+	6,  // 14: switchboard.outbound.v1.OutboundService.GetContactState:input_type -> switchboard.outbound.v1.GetContactStateRequest
+	8,  // 15: switchboard.outbound.v1.OutboundService.GetDelivery:input_type -> switchboard.outbound.v1.GetDeliveryRequest
+	2,  // 16: switchboard.outbound.v1.OutboundService.ListTemplates:input_type -> switchboard.outbound.v1.ListTemplatesRequest
+	0,  // 17: switchboard.outbound.v1.OutboundService.FetchMedia:input_type -> switchboard.outbound.v1.FetchMediaRequest
+	7,  // 18: switchboard.outbound.v1.OutboundService.GetContactState:output_type -> switchboard.outbound.v1.GetContactStateResponse
+	9,  // 19: switchboard.outbound.v1.OutboundService.GetDelivery:output_type -> switchboard.outbound.v1.GetDeliveryResponse
+	3,  // 20: switchboard.outbound.v1.OutboundService.ListTemplates:output_type -> switchboard.outbound.v1.ListTemplatesResponse
+	1,  // 21: switchboard.outbound.v1.OutboundService.FetchMedia:output_type -> switchboard.outbound.v1.FetchMediaResponse
+	18, // [18:22] is the sub-list for method output_type
+	14, // [14:18] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -876,7 +1014,7 @@ func file_switchboard_outbound_v1_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_outbound_v1_service_proto_rawDesc), len(file_switchboard_outbound_v1_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	OutboundService_GetContactState_FullMethodName = "/switchboard.outbound.v1.OutboundService/GetContactState"
 	OutboundService_GetDelivery_FullMethodName     = "/switchboard.outbound.v1.OutboundService/GetDelivery"
 	OutboundService_ListTemplates_FullMethodName   = "/switchboard.outbound.v1.OutboundService/ListTemplates"
+	OutboundService_FetchMedia_FullMethodName      = "/switchboard.outbound.v1.OutboundService/FetchMedia"
 )
 
 // OutboundServiceClient is the client API for OutboundService service.
@@ -47,6 +48,16 @@ type OutboundServiceClient interface {
 	// few minutes. NOT_FOUND when the tenant has no such entry;
 	// UNAVAILABLE when Twilio could not be asked.
 	ListTemplates(ctx context.Context, in *ListTemplatesRequest, opts ...grpc.CallOption) (*ListTemplatesResponse, error)
+	// FetchMedia downloads a customer's attachment from Twilio with the
+	// credentials of the connector behind a messaging entry, for the agent
+	// console (through sessions, which checks the agent's access to the
+	// chat). Only Twilio's own media URLs are fetched (https, a twilio.com
+	// host): the credentials never go anywhere else. INVALID_ARGUMENT for
+	// another URL; NOT_FOUND when the entry or the media is unknown;
+	// FAILED_PRECONDITION when the file is larger than max_bytes (at most
+	// 16 MB, WhatsApp's limit) or its type is not one an agent may open;
+	// UNAVAILABLE when Twilio could not be asked.
+	FetchMedia(ctx context.Context, in *FetchMediaRequest, opts ...grpc.CallOption) (*FetchMediaResponse, error)
 }
 
 type outboundServiceClient struct {
@@ -87,6 +98,16 @@ func (c *outboundServiceClient) ListTemplates(ctx context.Context, in *ListTempl
 	return out, nil
 }
 
+func (c *outboundServiceClient) FetchMedia(ctx context.Context, in *FetchMediaRequest, opts ...grpc.CallOption) (*FetchMediaResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FetchMediaResponse)
+	err := c.cc.Invoke(ctx, OutboundService_FetchMedia_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // OutboundServiceServer is the server API for OutboundService service.
 // All implementations must embed UnimplementedOutboundServiceServer
 // for forward compatibility.
@@ -106,6 +127,16 @@ type OutboundServiceServer interface {
 	// few minutes. NOT_FOUND when the tenant has no such entry;
 	// UNAVAILABLE when Twilio could not be asked.
 	ListTemplates(context.Context, *ListTemplatesRequest) (*ListTemplatesResponse, error)
+	// FetchMedia downloads a customer's attachment from Twilio with the
+	// credentials of the connector behind a messaging entry, for the agent
+	// console (through sessions, which checks the agent's access to the
+	// chat). Only Twilio's own media URLs are fetched (https, a twilio.com
+	// host): the credentials never go anywhere else. INVALID_ARGUMENT for
+	// another URL; NOT_FOUND when the entry or the media is unknown;
+	// FAILED_PRECONDITION when the file is larger than max_bytes (at most
+	// 16 MB, WhatsApp's limit) or its type is not one an agent may open;
+	// UNAVAILABLE when Twilio could not be asked.
+	FetchMedia(context.Context, *FetchMediaRequest) (*FetchMediaResponse, error)
 	mustEmbedUnimplementedOutboundServiceServer()
 }
 
@@ -124,6 +155,9 @@ func (UnimplementedOutboundServiceServer) GetDelivery(context.Context, *GetDeliv
 }
 func (UnimplementedOutboundServiceServer) ListTemplates(context.Context, *ListTemplatesRequest) (*ListTemplatesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListTemplates not implemented")
+}
+func (UnimplementedOutboundServiceServer) FetchMedia(context.Context, *FetchMediaRequest) (*FetchMediaResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FetchMedia not implemented")
 }
 func (UnimplementedOutboundServiceServer) mustEmbedUnimplementedOutboundServiceServer() {}
 func (UnimplementedOutboundServiceServer) testEmbeddedByValue()                         {}
@@ -200,6 +234,24 @@ func _OutboundService_ListTemplates_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _OutboundService_FetchMedia_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FetchMediaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(OutboundServiceServer).FetchMedia(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: OutboundService_FetchMedia_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(OutboundServiceServer).FetchMedia(ctx, req.(*FetchMediaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // OutboundService_ServiceDesc is the grpc.ServiceDesc for OutboundService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -218,6 +270,10 @@ var OutboundService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTemplates",
 			Handler:    _OutboundService_ListTemplates_Handler,
+		},
+		{
+			MethodName: "FetchMedia",
+			Handler:    _OutboundService_FetchMedia_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
