@@ -148,3 +148,39 @@ func TestListTemplates(t *testing.T) {
 		t.Errorf("contract violation: %s %s: %s", x.Method, x.Path, x.Detail)
 	}
 }
+
+// FetchMedia fetches from Twilio's own media URLs only (the connector's
+// credentials go nowhere else), of the entry's account, within the size
+// bound, for the same callers as the other RPCs; every refusal names what
+// was wrong.
+func TestFetchMediaRefusals(t *testing.T) {
+	h := start(t, options{})
+	ctx := timeout(t)
+	own := "https://api.twilio.com/2010-04-01/Accounts/" + accountSID + "/Messages/MM00000000000000000000000000000001/Media/ME00000000000000000000000000000001"
+	claims := func(tn string, roles ...string) authn.Claims {
+		return authn.Claims{Tenant: tn, Roles: roles, RegisteredClaims: jwt.RegisteredClaims{Subject: "someone"}}
+	}
+	for _, tt := range []struct {
+		name   string
+		client outboundv1.OutboundServiceClient
+		req    *outboundv1.FetchMediaRequest
+		want   codes.Code
+		words  string
+	}{
+		{"no url", h.grpc, &outboundv1.FetchMediaRequest{TenantId: tenant, EntryId: entryWA}, codes.InvalidArgument, "url"},
+		{"not Twilio", h.grpc, &outboundv1.FetchMediaRequest{TenantId: tenant, EntryId: entryWA, Url: "https://attacker.example/steal"}, codes.InvalidArgument, "twilio.com"},
+		{"plain http", h.grpc, &outboundv1.FetchMediaRequest{TenantId: tenant, EntryId: entryWA, Url: strings.Replace(own, "https", "http", 1)}, codes.InvalidArgument, "https"},
+		{"another account", h.grpc, &outboundv1.FetchMediaRequest{TenantId: tenant, EntryId: entryWA, Url: strings.Replace(own, accountSID, "AC0000000000000000000000000000dead", 1)}, codes.InvalidArgument, "another Twilio account"},
+		{"absurd bound", h.grpc, &outboundv1.FetchMediaRequest{TenantId: tenant, EntryId: entryWA, Url: own, MaxBytes: 1 << 40}, codes.InvalidArgument, "max_bytes"},
+		{"unknown media", h.grpc, &outboundv1.FetchMediaRequest{TenantId: tenant, EntryId: entryWA, Url: own}, codes.NotFound, "not found"},
+		{"unknown entry", h.grpc, &outboundv1.FetchMediaRequest{TenantId: tenant, EntryId: "unknown-entry", Url: own}, codes.NotFound, "unknown-entry"},
+		{"malformed entry", h.grpc, &outboundv1.FetchMediaRequest{TenantId: tenant, EntryId: "../wa", Url: own}, codes.InvalidArgument, "entry_id"},
+		{"supervisor of another tenant", h.client(claims(otherTenant, authn.RoleSupervisor)), &outboundv1.FetchMediaRequest{TenantId: tenant, EntryId: entryWA, Url: own}, codes.PermissionDenied, tenant},
+		{"agent of the tenant", h.client(claims(tenant, authn.RoleAgent)), &outboundv1.FetchMediaRequest{TenantId: tenant, EntryId: entryWA, Url: own}, codes.PermissionDenied, "agent console"},
+	} {
+		_, err := tt.client.FetchMedia(ctx, tt.req)
+		if status.Code(err) != tt.want || !strings.Contains(status.Convert(err).Message(), tt.words) {
+			t.Errorf("%s: %v, want %v naming %q", tt.name, err, tt.want, tt.words)
+		}
+	}
+}

@@ -151,6 +151,7 @@ func (g *Gateway) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /api/agent/v1/login", g.login)
 	mux.HandleFunc("GET /api/agent/v1/ws", g.websocket)
+	mux.HandleFunc("GET /api/agent/v1/media/{session}/{message}/{n}", g.media)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	if g.console != nil {
 		mux.Handle("GET /", http.FileServerFS(g.console))
@@ -163,7 +164,7 @@ func securityHeaders(h http.Handler) http.Handler {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("X-Frame-Options", "DENY")
 		w.Header().Set("Referrer-Policy", "no-referrer")
-		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: https: http:; style-src 'self'; script-src 'self'")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob: https: http:; media-src 'self' blob:; style-src 'self'; script-src 'self'")
 		h.ServeHTTP(w, r)
 	})
 }

@@ -455,6 +455,60 @@ function mediaHref(raw) {
   return u.href;
 }
 
+// Customers' attachments come through the sessions service (it fetches
+// them from Twilio; the browser never holds a Twilio credential), with the
+// console's token, and are kept as blob URLs while the page lives.
+const mediaCache = new Map(); // "session/message/n" -> {state, url, type, error}
+
+function loadMedia(key) {
+  let e = mediaCache.get(key);
+  if (e) return e;
+  e = { state: "loading" };
+  mediaCache.set(key, e);
+  fetch(`api/agent/v1/media/${key}`, { headers: { Authorization: `Bearer ${state.token}` } })
+    .then(async (res) => {
+      if (!res.ok) {
+        const body = await res.json().catch(() => ({}));
+        throw new Error(body.error || `HTTP ${res.status}`);
+      }
+      const blob = await res.blob();
+      Object.assign(e, { state: "ready", url: URL.createObjectURL(blob), type: blob.type });
+    })
+    .catch((err) => Object.assign(e, { state: "failed", error: err.message }))
+    .finally(render);
+  return e;
+}
+
+// attachment is a customer's file in the transcript: a picture, sound or
+// video shown in place, any other file a download link.
+function attachment(sessionId, messageId, n, md) {
+  const key = [sessionId, messageId, n].map(encodeURIComponent).join("/");
+  const type = md.content_type || "attachment";
+  const box = document.createElement("div");
+  box.className = "attachment";
+  const e = loadMedia(key);
+  if (e.state === "loading") { box.textContent = `Loading ${type}…`; return box; }
+  if (e.state === "failed") { box.textContent = `[${type}: ${e.error}]`; box.classList.add("failed"); return box; }
+  let el;
+  if (e.type.startsWith("image/")) {
+    el = document.createElement("img");
+    el.alt = `${type} from the customer`;
+  } else if (e.type.startsWith("audio/") || e.type.startsWith("video/")) {
+    el = document.createElement(e.type.startsWith("audio/") ? "audio" : "video");
+    el.controls = true;
+  } else {
+    el = document.createElement("a");
+    el.download = `${messageId}-${n}`;
+    el.textContent = `Download ${type}`;
+    el.href = e.url;
+    box.append(el);
+    return box;
+  }
+  el.src = e.url;
+  box.append(el);
+  return box;
+}
+
 let renderedSession = "";
 function renderSession() {
   const s = state.sessions.get(state.selected);
@@ -512,14 +566,15 @@ function renderSession() {
     li.className = `${m.direction} ${m.sender}`;
     li.dataset.messageId = m.id;
     li.append(document.createTextNode(m.body || ""));
-    for (const md of m.media || []) {
+    (m.media || []).forEach((md, i) => {
+      if (m.direction === "inbound") { li.append(attachment(s.session_id, m.id, i, md)); return; }
       const label = ` [${md.content_type || "attachment"}]`;
       const href = mediaHref(md.url);
-      if (!href) { li.append(document.createTextNode(label)); continue; }
+      if (!href) { li.append(document.createTextNode(label)); return; }
       const a = document.createElement("a");
       a.href = href; a.textContent = label; a.target = "_blank"; a.rel = "noopener noreferrer";
       li.append(a);
-    }
+    });
     const meta = document.createElement("span");
     meta.className = "meta";
     const who = senderLabel(m);
