@@ -513,6 +513,9 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 		sc.HTTPAddr, sc.NATSURL, sc.MongoURI, sc.Database = addr("sessions"), natsURL, mongoURI, db("sessions")
 		sc.ConfigAddr, sc.DistributionAddr, sc.AuthKeys, sc.Streams = addr("config"), addr("distribution"), authHex, streams
 		sc.OutboundAddr = addr("outbound-sender")
+		// Agents' attachments are sent with MediaUrls here, the console's
+		// address (Twilio would fetch them from its public address).
+		sc.PublicURL = "http://" + addr("sessions") + "/"
 		if cfg.StaleSweepEvery > 0 {
 			sc.StaleSweepEvery = cfg.StaleSweepEvery
 		}

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -149,5 +151,160 @@ func TestConsoleShowsCustomerPicture(t *testing.T) {
 	}
 	if width != 1 {
 		t.Errorf("picture %d px wide, want the customer's 1×1", width)
+	}
+}
+
+// upload attaches a file to a chat as the console does.
+func upload(t *testing.T, ctx context.Context, consoleURL, tok, session, contentType string, data []byte) (*http.Response, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(consoleURL, "/")+"/api/agent/v1/media/"+session, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", contentType)
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&out)
+	return res, out
+}
+
+// An agent attaches a picture to a reply on WhatsApp: the file is uploaded
+// to sessions, the reply names it, and Twilio is asked to send it with a
+// MediaUrl on the console's public address that serves exactly the file.
+// Files of a type the channel does not take, too large, not what they
+// claim to be, in another agent's chat, or named in a reply of another
+// chat are refused, saying why; an SMS chat on Twilio Conversations takes
+// none.
+func TestAgentSendsAnAttachment(t *testing.T) {
+	info := stack(t)
+	ctx := timeout(t)
+	sim := simclient.New(info.TwilioSimURL, nil)
+	alice := agent(t, ctx, info, "alice@demo.example")
+	const customer = "whatsapp:+15551239903"
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: "whatsapp:+12025550101", Body: "Can you send the label?"}); err != nil {
+		t.Fatal(err)
+	}
+	o := waitOffer(t, ctx, alice, customer)
+	acceptOffer(t, ctx, alice, o)
+	tok, err := agentclient.Login(ctx, info.ConsoleURL, "demo", "alice@demo.example", "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, up := upload(t, ctx, info.ConsoleURL, tok, o.SessionID, "image/png", redPixel)
+	if res.StatusCode != http.StatusCreated {
+		t.Fatalf("upload: %s %v", res.Status, up)
+	}
+	id, _ := up["media_id"].(string)
+	if _, err := alice.Request(ctx, "message.send", map[string]any{"session_id": o.SessionID, "body": "Here it is", "client_msg_id": "att-1", "media_ids": []string{id}}); err != nil {
+		t.Fatalf("send with the attachment: %v", err)
+	}
+	sent, err := sim.WaitInboxMessage(ctx, customer, func(m simclient.OutboundMessage) bool { return m.Body == "Here it is" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sent.Media) != 1 {
+		t.Fatalf("Twilio was asked to send %d media, want 1: %+v", len(sent.Media), sent)
+	}
+	r, err := http.Get(sent.Media[0].URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if r.StatusCode != http.StatusOK || !bytes.Equal(got, redPixel) || r.Header.Get("Content-Type") != "image/png" {
+		t.Fatalf("Twilio's fetch of %s: %s %q, %d bytes", sent.Media[0].URL, r.Status, r.Header.Get("Content-Type"), len(got))
+	}
+
+	bobTok, err := agentclient.Login(ctx, info.ConsoleURL, "demo", "bob@demo.example", "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, tok, ct string
+		data          []byte
+		want          int
+		words         string
+	}{
+		{"a type WhatsApp does not take", tok, "image/gif", []byte("GIF89a....."), http.StatusUnsupportedMediaType, "cannot be sent on whatsapp"},
+		{"not what it claims", tok, "image/png", []byte("<html><script>alert(1)</script>"), http.StatusBadRequest, "not image/png"},
+		{"too large", tok, "application/pdf", make([]byte, 5<<20+1), http.StatusRequestEntityTooLarge, "5 MB"},
+		{"empty", tok, "image/png", nil, http.StatusBadRequest, "empty"},
+		{"another agent's chat", bobTok, "image/png", redPixel, http.StatusForbidden, "not assigned to you"},
+		{"no token", "", "image/png", redPixel, http.StatusUnauthorized, "Bearer"},
+	} {
+		res, out := upload(t, ctx, info.ConsoleURL, tc.tok, o.SessionID, tc.ct, tc.data)
+		msg, _ := out["error"].(string)
+		if res.StatusCode != tc.want || !strings.Contains(msg, tc.words) {
+			t.Errorf("%s: %s %q, want %d naming %q", tc.name, res.Status, msg, tc.want, tc.words)
+		}
+	}
+	if _, err := alice.Request(ctx, "message.send", map[string]any{"session_id": o.SessionID, "body": "x", "client_msg_id": "att-2", "media_ids": []string{"at_00000000000000000000000000000000"}}); !agentclient.IsCode(err, "invalid") {
+		t.Errorf("send naming an attachment never uploaded: %v, want invalid", err)
+	}
+	if r, _ := http.Get(strings.TrimSuffix(info.ConsoleURL, "/") + "/media/at_00000000000000000000000000000000"); r.StatusCode != http.StatusNotFound {
+		t.Errorf("a guessed attachment id: %s, want 404", r.Status)
+	}
+
+	// SMS on the Conversations path takes no attachment.
+	const smsCustomer = "+15551239904"
+	sms := acceptChat(t, ctx, sim, alice, smsCustomer, "Hello by SMS")
+	if res, out := upload(t, ctx, info.ConsoleURL, tok, sms.SessionID, "image/png", redPixel); res.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("upload to a Conversations chat: %s %v, want 422", res.Status, out)
+	}
+}
+
+// In a real browser: the agent attaches a picture to a WhatsApp reply and
+// the customer gets it.
+func TestConsoleAttachesAFile(t *testing.T) {
+	ctx := browser(t)
+	info := stack(t)
+	sim := simclient.New(info.TwilioSimURL, nil)
+	const customer = "whatsapp:+15551239905"
+	dir := t.TempDir()
+	file := filepath.Join(dir, "label.png")
+	if err := os.WriteFile(file, redPixel, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Run(ctx, signIn("alice@demo.example", info)); err != nil {
+		t.Fatalf("sign in: %v", err)
+	}
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: "whatsapp:+12025550101", Body: "Send me the label please"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Run(ctx,
+		chromedp.WaitVisible("li.offer"),
+		clickRedrawn("li.offer button.accept"),
+		waitText("#transcript", "Send me the label please"),
+		chromedp.WaitVisible("#attach"),
+		chromedp.SetUploadFiles("#attach-file", []string{file}, chromedp.ByQuery),
+		waitText("#attached", "label.png"),
+		chromedp.SendKeys("#reply", "Your label"),
+		chromedp.Click("#send"),
+		waitText("#transcript", "Your label"),
+	); err != nil {
+		t.Fatalf("attach and send: %v", err)
+	}
+	m, err := sim.WaitInboxMessage(ctx, customer, func(m simclient.OutboundMessage) bool { return m.Body == "Your label" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Media) != 1 {
+		t.Fatalf("the customer got %d attachments, want the label", len(m.Media))
+	}
+	r, err := http.Get(m.Media[0].URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if !bytes.Equal(got, redPixel) {
+		t.Errorf("the attachment at %s is %d bytes, not the file attached", m.Media[0].URL, len(got))
 	}
 }

@@ -64,6 +64,7 @@ func ServiceEnv(i Info, service, metricsAddr string, syncAlways bool) ([]string,
 		set("CONFIG_ADDR", i.Addrs["config"])
 		set("DISTRIBUTION_ADDR", i.Addrs["distribution"])
 		set("OUTBOUND_ADDR", i.Addrs["outbound-sender"])
+		set("PUBLIC_URL", "http://"+i.Addrs["sessions"]+"/")
 	case "workflow-runner":
 		set("CONFIG_ADDR", i.Addrs["config"])
 		set("DISTRIBUTION_ADDR", i.Addrs["distribution"])

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -78,6 +79,10 @@ type Config struct {
 	// retention_days is purged (1 hour; 0 never).
 	RetentionSweepEvery time.Duration
 	Streams             subjects.StreamOptions
+	// PublicURL is where Twilio reaches this service (the console's
+	// address as the internet sees it): agents' attachments are fetched
+	// from PublicURL/media/<id>. Empty: agents cannot attach files.
+	PublicURL string
 }
 
 // Defaults for one machine.
@@ -117,6 +122,11 @@ func (c Config) Validate() error {
 	}
 	if _, err := httpserver.ParsePrefixes(c.TrustedProxies); err != nil {
 		errs = append(errs, err)
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.User != nil {
+			errs = append(errs, fmt.Errorf("public url %q: want http(s)://host[/path] (Twilio fetches agents' attachments there)", c.PublicURL))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -180,6 +190,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	}
 	var gw *gateway.Gateway
 	domain := core.New(st, b, pusher{gw: &gw}, distributionv1.NewDistributionServiceClient(dc), outbound, log)
+	domain.SetPublicURL(cfg.PublicURL)
 	domain.SetConfig(configv1.NewServiceServiceClient(cc), configv1.NewTenantServiceClient(cc))
 	domain.SetTracing(b.TracerProvider())
 	domain.SetLifetime(ctx)

@@ -30,6 +30,7 @@ func main() {
 			InboundWorkers:      env.Int("INBOUND_WORKERS", d.InboundWorkers),
 			OriginPatterns:      env.List("WS_ORIGIN_PATTERNS", nil),
 			TrustedProxies:      env.List("TRUSTED_PROXIES", nil),
+			PublicURL:           env.String("PUBLIC_URL", ""),
 			Streams:             mainrun.StreamOptions(env),
 		}
 		if err := mainrun.ConfigError(errors.Join(env.Err(), cfg.Validate())); err != nil {

@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -72,4 +77,122 @@ func (c *Core) MessageMedia(ctx context.Context, a Agent, sessionID, messageID s
 	default:
 		return nil, fmt.Errorf("%w: media: %s", ErrUnavailable, status.Convert(err).Message())
 	}
+}
+
+// MaxAttachmentBytes bounds a file an agent attaches: 5 MB, what Twilio
+// takes for a picture on both MMS and WhatsApp (and all of an MMS).
+const MaxAttachmentBytes = 5 << 20
+
+// attachmentTypes are the files an agent may send, per channel: what
+// Twilio delivers on MMS (pictures it shows on every phone, PDF and
+// contact cards) and on WhatsApp (JPEG and PNG, PDF, voice and video).
+var attachmentTypes = map[string][]string{
+	"sms":      {"image/jpeg", "image/png", "image/gif", "application/pdf", "text/vcard"},
+	"whatsapp": {"image/jpeg", "image/png", "application/pdf", "audio/ogg", "audio/mpeg", "audio/amr", "audio/mp4", "video/mp4"},
+}
+
+// sniffed are the types whose content is checked against the declared
+// type (http.DetectContentType knows them): a file is what it says.
+var sniffed = map[string]bool{"image/jpeg": true, "image/png": true, "image/gif": true, "application/pdf": true}
+
+// SetPublicURL sets the address Twilio fetches agents' attachments from
+// (PUBLIC_URL, ending in "/"); empty: attachments are refused.
+func (c *Core) SetPublicURL(u string) {
+	if u != "" && !strings.HasSuffix(u, "/") {
+		u += "/"
+	}
+	c.publicURL = u
+}
+
+// AttachmentURL is where Twilio fetches an attachment.
+func (c *Core) AttachmentURL(id string) string { return c.publicURL + "media/" + id }
+
+// Attach stores a file the agent will send in their chat and returns it
+// (its id goes in message.send's media_ids).
+func (c *Core) Attach(ctx context.Context, a Agent, sessionID, contentType, filename string, data []byte) (*store.Attachment, error) {
+	sess, err := c.ownSession(ctx, a, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.attachable(sess); err != nil {
+		return nil, err
+	}
+	ct, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return nil, fmt.Errorf("%w: Content-Type %q is not a media type", ErrInvalid, contentType)
+	}
+	switch {
+	case len(data) == 0:
+		return nil, fmt.Errorf("%w: the file is empty", ErrInvalid)
+	case len(data) > MaxAttachmentBytes:
+		return nil, fmt.Errorf("%w: the file has %d bytes, at most %d (5 MB) can be sent", ErrInvalid, len(data), MaxAttachmentBytes)
+	case !slices.Contains(attachmentTypes[sess.Conversation.Channel], ct):
+		return nil, fmt.Errorf("%w: %s cannot be sent on %s; these can: %s", ErrInvalid, ct, sess.Conversation.Channel, strings.Join(attachmentTypes[sess.Conversation.Channel], ", "))
+	case sniffed[ct] && !strings.HasPrefix(http.DetectContentType(data), ct):
+		return nil, fmt.Errorf("%w: the file is not %s (its content reads as %s)", ErrInvalid, ct, http.DetectContentType(data))
+	case len(filename) > 200 || !utf8.ValidString(filename):
+		return nil, fmt.Errorf("%w: the file name must be valid UTF-8 of at most 200 bytes", ErrInvalid)
+	}
+	at := &store.Attachment{ID: store.NewAttachmentID(), Tenant: a.Tenant, SessionID: sess.ID, AgentID: a.ID,
+		ContentType: ct, Filename: filename, Data: data, At: c.now()}
+	if err := c.store.PutAttachment(ctx, at); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return at, nil
+}
+
+// attachable refuses attachments where they cannot be sent.
+func (c *Core) attachable(sess *store.Session) error {
+	switch {
+	case c.publicURL == "":
+		return fmt.Errorf("%w: attachments are off: sessions has no PUBLIC_URL Twilio could fetch them from", ErrConflict)
+	case sess.Conversation.Path == "conversations":
+		return fmt.Errorf("%w: attachments are sent on Programmable Messaging chats (WhatsApp, MMS); this chat runs on Twilio Conversations", ErrConflict)
+	}
+	return nil
+}
+
+// attachmentURLs checks the attachments a reply names (the agent's own,
+// uploaded in this chat) and returns the URLs Twilio fetches them from.
+func (c *Core) attachmentURLs(ctx context.Context, a Agent, sess *store.Session, ids []string) ([]string, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	if err := c.attachable(sess); err != nil {
+		return nil, err
+	}
+	max := 10
+	if sess.Conversation.Channel == "whatsapp" {
+		max = 1
+	}
+	if len(ids) > max {
+		return nil, fmt.Errorf("%w: %d attachments; a %s message takes at most %d", ErrInvalid, len(ids), sess.Conversation.Channel, max)
+	}
+	urls := make([]string, 0, len(ids))
+	for _, id := range ids {
+		at, err := c.store.Attachment(ctx, id)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && (at.Tenant != a.Tenant || at.SessionID != sess.ID)) {
+			return nil, fmt.Errorf("%w: attachment %q was not uploaded in this chat", ErrInvalid, id)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		urls = append(urls, c.AttachmentURL(id))
+	}
+	return urls, nil
+}
+
+// PublicAttachment is an attachment as Twilio fetches it, by its id.
+func (c *Core) PublicAttachment(ctx context.Context, id string) (*store.Attachment, error) {
+	if !strings.HasPrefix(id, "at_") || len(id) != 35 {
+		return nil, fmt.Errorf("%w: attachment", ErrNotFound)
+	}
+	at, err := c.store.Attachment(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: attachment", ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return at, nil
 }

@@ -85,6 +85,8 @@ type Core struct {
 	// outbound answers what may be sent to a customer (opt-out, WhatsApp
 	// window); nil when not configured.
 	outbound outboundv1.OutboundServiceClient
+	// publicURL: where Twilio fetches agents' attachments (SetPublicURL).
+	publicURL string
 	// services lists the tenant's services and their wrap-up codes; nil
 	// when not configured (SetServices).
 	services configv1.ServiceServiceClient
@@ -552,7 +554,7 @@ func messageView(m *store.Message) *protocol.Message {
 
 func sessionView(s *store.Session, msgs []*store.Message) *protocol.Session {
 	v := &protocol.Session{
-		SessionID: s.ID, ServiceID: s.ServiceID, ServiceName: s.ServiceName, Channel: s.Conversation.Channel,
+		SessionID: s.ID, ServiceID: s.ServiceID, ServiceName: s.ServiceName, Channel: s.Conversation.Channel, Attachments: s.Conversation.Path != "conversations",
 		Customer: s.Conversation.Customer, CustomerName: s.CustomerName, State: s.State, StartedAt: s.StartedAt,
 		Parked: s.Parked, Messages: []*protocol.Message{}, Parameters: s.Parameters,
 	}
@@ -1059,12 +1061,16 @@ func (c *Core) ownSession(ctx context.Context, a Agent, sessionID string) (*stor
 
 // Send asks outbound-sender to deliver an agent's reply. The request id is
 // derived from the client's message id, so a retried send is one message.
-func (c *Core) Send(ctx context.Context, a Agent, sessionID, body, clientMsgID string) (string, error) {
+// mediaIDs name the agent's attachments uploaded in the chat (Attach);
+// with them, the body may be empty.
+func (c *Core) Send(ctx context.Context, a Agent, sessionID, body, clientMsgID string, mediaIDs ...string) (string, error) {
 	if err := validClientMsgID(clientMsgID); err != nil {
 		return "", err
 	}
-	if err := checkBody(body); err != nil {
-		return "", err
+	if body != "" || len(mediaIDs) == 0 {
+		if err := checkBody(body); err != nil {
+			return "", err
+		}
 	}
 	// The stored record, by _id, not the watched state: the console may
 	// already hold the frame of an assignment, a park or a resume whose
@@ -1077,7 +1083,11 @@ func (c *Core) Send(ctx context.Context, a Agent, sessionID, body, clientMsgID s
 	if sess.Parked {
 		return "", ErrParked
 	}
-	return c.request(ctx, a, sess, clientMsgID, body, nil, "")
+	media, err := c.attachmentURLs(ctx, a, sess, mediaIDs)
+	if err != nil {
+		return "", err
+	}
+	return c.request(ctx, a, sess, clientMsgID, body, media, "")
 }
 
 // checkBody refuses a reply Twilio could not take.

@@ -152,6 +152,8 @@ func (g *Gateway) Handler() http.Handler {
 	mux.HandleFunc("POST /api/agent/v1/login", g.login)
 	mux.HandleFunc("GET /api/agent/v1/ws", g.websocket)
 	mux.HandleFunc("GET /api/agent/v1/media/{session}/{message}/{n}", g.media)
+	mux.HandleFunc("POST /api/agent/v1/media/{session}", g.attach)
+	mux.HandleFunc("GET /media/{id}", g.publicAttachment)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	if g.console != nil {
 		mux.Handle("GET /", http.FileServerFS(g.console))
@@ -1254,6 +1256,8 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 			// A WhatsApp template instead of a body.
 			ContentSID       string            `json:"content_sid"`
 			ContentVariables map[string]string `json:"content_variables"`
+			// Attachments uploaded in the chat (POST /api/agent/v1/media/{session}).
+			MediaIDs []string `json:"media_ids"`
 		}](env, bad)
 		if !ok {
 			return
@@ -1265,10 +1269,12 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 			err = errors.Join(core.ErrInvalid, errors.New("content_variables needs content_sid"))
 		case d.ContentSID != "" && d.Body != "":
 			err = errors.Join(core.ErrInvalid, errors.New("body must be empty with content_sid: the template's text is sent"))
+		case d.ContentSID != "" && len(d.MediaIDs) > 0:
+			err = errors.Join(core.ErrInvalid, errors.New("media_ids cannot go with content_sid"))
 		case d.ContentSID != "":
 			id, err = g.core.SendTemplate(cctx, a, d.SessionID, d.ContentSID, d.ContentVariables, d.ClientMsgID)
 		default:
-			id, err = g.core.Send(cctx, a, d.SessionID, d.Body, d.ClientMsgID)
+			id, err = g.core.Send(cctx, a, d.SessionID, d.Body, d.ClientMsgID, d.MediaIDs...)
 		}
 		reply(map[string]any{"message_id": id}, err)
 	case protocol.TypeTemplateList:

@@ -132,6 +132,8 @@ type Store struct {
 	// an update of the claim (FerretDB's updates slow down as a collection
 	// grows; inserts and finds by _id do not).
 	inboundDone *mongo.Collection
+	// attachments: files agents attached to replies (attachments.go).
+	attachments *mongo.Collection
 	// Group-committed inserts: inbound claims and done markers, the
 	// conversations' active pointers and new sessions. Concurrent inserts
 	// into one collection share a round trip and, on FerretDB, one SQLite
@@ -174,7 +176,7 @@ func New(ctx context.Context, db *mongo.Database, js jetstream.JetStream, replic
 	st := &Store{
 		sessions: db.Collection("sessions"), active: db.Collection("active"),
 		messages: db.Collection("messages"), inbound: db.Collection("inbound"),
-		inboundDone: db.Collection("inbound_done"),
+		inboundDone: db.Collection("inbound_done"), attachments: db.Collection("attachments"),
 		log:         &transcriptLog{js: js}, agents: &agentIndex{kv: kv, js: js}, history: &historyIndex{kv: hist, js: js},
 		states: &sessionStates{kv: states, log: slog.Default(), byKey: map[string]*Session{}},
 	}

@@ -552,6 +552,8 @@ function renderSession() {
   $("reply").disabled = ended || parked || !!blocked;
   $("note").disabled = ended;
   $("send").disabled = ended || parked || !!blocked;
+  $("attach").disabled = ended || parked || !!blocked;
+  renderAttached(s);
   renderCompliance(s, blocked);
   // Outside the WhatsApp window only a template may go: the picker
   // replaces the reply box.
@@ -764,18 +766,59 @@ async function flushOutbox() {
   deskError("");
 }
 
+// Files attached to the next reply, per chat: uploaded at once (the
+// server checks type and size for the chat's channel), sent by id.
+const attached = new Map(); // session id -> [{id, name}]
+
+async function attachFile() {
+  const input = $("attach-file");
+  const file = input.files && input.files[0];
+  input.value = "";
+  if (!file || !state.selected) return;
+  const sid = state.selected;
+  deskError("");
+  $("attach").disabled = true;
+  try {
+    const res = await fetch(`api/agent/v1/media/${encodeURIComponent(sid)}`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${state.token}`, "Content-Type": file.type || "application/octet-stream", "X-Filename": encodeURIComponent(file.name) },
+      body: file,
+    });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok) throw new Error(body.error || `upload failed (${res.status})`);
+    const list = attached.get(sid) || [];
+    list.push({ id: body.media_id, name: file.name });
+    attached.set(sid, list);
+  } catch (e) {
+    deskError(`Not attached: ${e.message}`);
+  } finally {
+    $("attach").disabled = false;
+    render();
+  }
+}
+
+function renderAttached(s) {
+  const list = (s && attached.get(s.session_id)) || [];
+  $("attached").textContent = list.length ? `Attached: ${list.map((a) => a.name).join(", ")}` : "";
+  $("attach").hidden = !(s && s.attachments);
+}
+
 async function reply(ev) {
   ev.preventDefault();
   const body = $("reply").value;
-  if (!body.trim() || !state.selected) return;
+  const files = attached.get(state.selected) || [];
+  if ((!body.trim() && !files.length) || !state.selected) return;
   deskError("");
   $("send").disabled = true;
   const clientMsgId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/[^a-zA-Z0-9-]/g, "");
   const item = { session_id: state.selected, body, client_msg_id: clientMsgId };
+  if (files.length) item.media_ids = files.map((a) => a.id);
+  attached.delete(state.selected);
   state.outbox.set(clientMsgId, item);
   saveOutbox();
   $("reply").value = "";
   countReply();
+  renderAttached(state.sessions.get(state.selected));
   try {
     await deliver(item);
   } catch (e) {
@@ -1075,6 +1118,8 @@ $("reply").addEventListener("keydown", (ev) => {
 $("terminate").addEventListener("click", () => { $("transfer-form").hidden = true; $("confirm-end").hidden = false; });
 $("terminate-yes").addEventListener("click", terminate);
 $("note").addEventListener("click", addNote);
+$("attach").addEventListener("click", () => $("attach-file").click());
+$("attach-file").addEventListener("change", attachFile);
 $("offer-alerts").checked = alertsOn();
 $("offer-alerts").addEventListener("change", toggleAlerts);
 $("gsm7").addEventListener("click", () => { if (gsm7Rewrite) { $("reply").value = gsm7Rewrite; countReply(); } });
