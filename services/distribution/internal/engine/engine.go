@@ -262,6 +262,9 @@ type agent struct {
 	graceUntil    time.Time
 	gracePresence distributionv1.Presence
 	graceTimer    *time.Timer
+	// setAt: when the agent's presence was last set (by anyone); a
+	// console's close reported after it (ConsoleClosed) is stale.
+	setAt time.Time
 }
 
 // load: offers and accepted tasks, less parked ones that do not count.
@@ -662,14 +665,24 @@ func (e *Engine) SetPresence(ctx context.Context, tenantID string, info AgentInf
 	return e.setPresence(ctx, tenantID, info, p, false)
 }
 
-// ConsoleClosed is the sessions gateway saying the agent's last console
-// closed: with a grace period the agent is offline pending (no offers, but
-// their place kept) until it runs out; without one, offline at once.
-func (e *Engine) ConsoleClosed(ctx context.Context, tenantID string, info AgentInfo) (*distributionv1.AgentState, error) {
-	return e.setPresence(ctx, tenantID, info, distributionv1.Presence_PRESENCE_OFFLINE, true)
+// staleClose reports whether a console's close reported at closedAt
+// predates the agent's last presence change (under e.mu).
+func staleClose(a *agent, closedAt []time.Time) bool {
+	return len(closedAt) > 0 && !closedAt[0].IsZero() && a.setAt.After(closedAt[0])
 }
 
-func (e *Engine) setPresence(ctx context.Context, tenantID string, info AgentInfo, p distributionv1.Presence, closed bool) (*distributionv1.AgentState, error) {
+// ConsoleClosed is the sessions gateway saying the agent's last console
+// closed at closedAt: with a grace period the agent is offline pending (no
+// offers, but their place kept) until it runs out; without one, offline at
+// once. A close older than the agent's last presence change is ignored:
+// the gateway's report of a dropped socket can arrive, retried, after the
+// agent reconnected (to any replica) and set themselves available again.
+// closedAt zero: applied whatever came since.
+func (e *Engine) ConsoleClosed(ctx context.Context, tenantID string, info AgentInfo, closedAt time.Time) (*distributionv1.AgentState, error) {
+	return e.setPresence(ctx, tenantID, info, distributionv1.Presence_PRESENCE_OFFLINE, true, closedAt)
+}
+
+func (e *Engine) setPresence(ctx context.Context, tenantID string, info AgentInfo, p distributionv1.Presence, closed bool, closedAt ...time.Time) (*distributionv1.AgentState, error) {
 	if p == distributionv1.Presence_PRESENCE_AVAILABLE && !info.Eligible {
 		return nil, ErrNotEligible
 	}
@@ -681,9 +694,13 @@ func (e *Engine) setPresence(ctx context.Context, tenantID string, info AgentInf
 	t := e.tenant(tenantID)
 	now := e.now()
 	a := t.agentOrStub(info.ID, now)
+	if closed && staleClose(a, closedAt) {
+		return e.stateLocked(tenantID, t, a), nil
+	}
 	prev := *a
 	info.Skills = normSkills(info.Skills)
 	a.info = info
+	a.setAt = now
 	graced := false
 	switch {
 	case closed && e.presence.Grace > 0 && a.presence != distributionv1.Presence_PRESENCE_OFFLINE:

@@ -26,6 +26,9 @@ type PresenceRecord struct {
 	GraceUntil    time.Time               `json:"grace_until,omitzero"`
 	GracePresence distributionv1.Presence `json:"grace_presence,omitempty"`
 	Info          AgentInfo               `json:"info"`
+	// SetAt: when the presence was last set (a console close reported
+	// later than that but from before it is ignored).
+	SetAt time.Time `json:"set_at,omitzero"`
 }
 
 // PresenceStore keeps agents' presence across restarts (a JetStream KV
@@ -57,7 +60,7 @@ func (e *Engine) SetPresenceOptions(o PresenceOptions) {
 func (a *agent) record(tenantID string) PresenceRecord {
 	return PresenceRecord{
 		Tenant: tenantID, Agent: a.info.ID, Presence: a.presence, RONA: a.rona, Since: a.since,
-		GraceUntil: a.graceUntil, GracePresence: a.gracePresence, Info: a.info,
+		GraceUntil: a.graceUntil, GracePresence: a.gracePresence, Info: a.info, SetAt: a.setAt,
 	}
 }
 
@@ -106,7 +109,7 @@ func (e *Engine) installAgent(r PresenceRecord, now time.Time) {
 	a := t.agentOrStub(r.Agent, now)
 	r.Info.ID = r.Agent
 	r.Info.Skills = normSkills(r.Info.Skills)
-	a.info, a.presence, a.rona, a.since = r.Info, r.Presence, r.RONA, r.Since
+	a.info, a.presence, a.rona, a.since, a.setAt = r.Info, r.Presence, r.RONA, r.Since, r.SetAt
 	if a.since.IsZero() {
 		a.since = now
 	}

@@ -45,7 +45,7 @@ func TestPresenceGrace(t *testing.T) {
 	clk.Advance(10 * time.Second)
 
 	// The console closes: offline pending, no offers.
-	st, err := e.ConsoleClosed(ctx, tenant, alice)
+	st, err := e.ConsoleClosed(ctx, tenant, alice, clk.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestPresenceGrace(t *testing.T) {
 	available(t, e, bob)
 	start := e.State(tenant, "bob").GetIdleSince().AsTime()
 	clk.Advance(time.Minute)
-	if _, err := e.ConsoleClosed(ctx, tenant, bob); err != nil {
+	if _, err := e.ConsoleClosed(ctx, tenant, bob, clk.Now()); err != nil {
 		t.Fatal(err)
 	}
 	engine.EndGrace(e, tenant, "bob")
@@ -95,7 +95,7 @@ func TestPresenceGrace(t *testing.T) {
 	available(t, e, carl)
 	since := e.State(tenant, "carl").GetIdleSince().AsTime()
 	clk.Advance(time.Minute)
-	if _, err := e.ConsoleClosed(ctx, tenant, carl); err != nil {
+	if _, err := e.ConsoleClosed(ctx, tenant, carl, clk.Now()); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(5 * time.Second)
@@ -154,5 +154,43 @@ func TestPresenceSurvivesRestart(t *testing.T) {
 	}
 	if _, err := e2.ResetRona(ctx, tenant, "nobody"); err == nil {
 		t.Errorf("ResetRona of an unknown agent succeeded")
+	}
+}
+
+// A console's close reported late (the gateway retried it while
+// distribution was unavailable, and meanwhile the agent reconnected and
+// set themselves available) does not take the agent offline; one reported
+// for a close after their last change does.
+func TestStaleConsoleCloseIsIgnored(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	e, clk := newEngine(t, w)
+	e.SetPresenceOptions(engine.PresenceOptions{Store: &memPresence{recs: map[string]engine.PresenceRecord{}}, Grace: 30 * time.Second})
+	dana := agentInfo("dana", 0, "sales")
+	available(t, e, dana)
+	closedAt := clk.Now()
+	clk.Advance(2 * time.Second)
+	if _, err := e.SetPresence(ctx, tenant, dana, distributionv1.Presence_PRESENCE_AVAILABLE); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(3 * time.Second)
+	st, err := e.ConsoleClosed(ctx, tenant, dana, closedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetPresence() != distributionv1.Presence_PRESENCE_AVAILABLE || st.GetGraceUntil() != nil {
+		t.Fatalf("after a stale close: %v, want still available", st)
+	}
+	mustEnqueue(t, e, newTask("t1", sales))
+	if got := w.lastOffer(t, "t1").GetAgentId(); got != "dana" {
+		t.Errorf("t1 offered to %q, want dana", got)
+	}
+	// A close after her last change applies.
+	st, err = e.ConsoleClosed(ctx, tenant, dana, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.GetPresence() != distributionv1.Presence_PRESENCE_OFFLINE {
+		t.Fatalf("after a current close: %v, want offline", st)
 	}
 }

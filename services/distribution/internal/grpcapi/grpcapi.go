@@ -156,7 +156,11 @@ func (s *Server) SetAgentPresence(ctx context.Context, req *distributionv1.SetAg
 	var st *distributionv1.AgentState
 	if req.GetPresence() == distributionv1.Presence_PRESENCE_OFFLINE && isService(ctx) {
 		// The sessions gateway: the agent's last console closed.
-		st, err = s.Engine.ConsoleClosed(ctx, req.GetTenantId(), info)
+		var closedAt time.Time
+		if req.GetConsoleClosedAt() != nil {
+			closedAt = req.GetConsoleClosedAt().AsTime()
+		}
+		st, err = s.Engine.ConsoleClosed(ctx, req.GetTenantId(), info, closedAt)
 	} else {
 		st, err = s.Engine.SetPresence(ctx, req.GetTenantId(), info, req.GetPresence())
 	}

@@ -1021,6 +1021,18 @@ func (c *Core) SetPresence(ctx context.Context, a Agent, p distributionv1.Presen
 	return res.GetState(), nil
 }
 
+// ConsoleClosed tells distribution the agent's last console closed at
+// closedAt: offline (with distribution's grace), unless their presence was
+// set since.
+func (c *Core) ConsoleClosed(ctx context.Context, a Agent, closedAt time.Time) (*distributionv1.AgentState, error) {
+	res, err := c.dist.SetAgentPresence(ctx, &distributionv1.SetAgentPresenceRequest{TenantId: a.Tenant, AgentId: a.ID,
+		Presence: distributionv1.Presence_PRESENCE_OFFLINE, ConsoleClosedAt: timestamppb.New(closedAt)})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return res.GetState(), nil
+}
+
 func fromStatus(err error) error {
 	if err == nil {
 		return nil

@@ -1082,15 +1082,29 @@ func (g *Gateway) agentArrived(ctx context.Context, c *conn) {
 	}
 }
 
-// agentGone marks an agent with no socket left offline.
+// agentGone marks an agent with no socket left offline. The close's time
+// goes with it: retried while distribution is unavailable, the report may
+// arrive after the agent reconnected (here or to another replica) and set
+// themselves available again, and distribution then ignores it.
 func (g *Gateway) agentGone(a core.Agent) {
+	closedAt := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), handOverWait+5*time.Second)
 	defer cancel()
 	if _, err := retryUnavailable(ctx, func() (*distributionv1.AgentState, error) {
-		return g.core.SetPresence(ctx, a, distributionv1.Presence_PRESENCE_OFFLINE)
+		if g.connected(a) {
+			return nil, nil // back on this replica: nothing to report
+		}
+		return g.core.ConsoleClosed(ctx, a, closedAt)
 	}); err != nil {
 		g.log.Warn("set presence offline", "tenant", a.Tenant, "agent", a.ID, "err", err)
 	}
+}
+
+// connected reports whether the agent has a socket on this replica.
+func (g *Gateway) connected(a core.Agent) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns[a.Tenant+"/"+a.ID]) > 0
 }
 
 // write writes one frame to the socket under a span "websocket send

@@ -431,12 +431,17 @@ func (*DeclineTaskResponse) Descriptor() ([]byte, []int) {
 }
 
 type SetAgentPresenceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
-	AgentId       string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Presence      Presence               `protobuf:"varint,3,opt,name=presence,proto3,enum=switchboard.distribution.v1.Presence" json:"presence,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	TenantId string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	AgentId  string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Presence Presence               `protobuf:"varint,3,opt,name=presence,proto3,enum=switchboard.distribution.v1.Presence" json:"presence,omitempty"`
+	// Set by the sessions gateway (a service caller) with OFFLINE: when the
+	// agent's last console closed. The offline is ignored when the agent's
+	// presence was set after that time (they reconnected, maybe to another
+	// replica, while the report was being retried).
+	ConsoleClosedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=console_closed_at,json=consoleClosedAt,proto3" json:"console_closed_at,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *SetAgentPresenceRequest) Reset() {
@@ -488,6 +493,13 @@ func (x *SetAgentPresenceRequest) GetPresence() Presence {
 		return x.Presence
 	}
 	return Presence_PRESENCE_UNSPECIFIED
+}
+
+func (x *SetAgentPresenceRequest) GetConsoleClosedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ConsoleClosedAt
+	}
+	return nil
 }
 
 type SetAgentPresenceResponse struct {
@@ -2670,11 +2682,12 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x19\n" +
 	"\boffer_id\x18\x03 \x01(\tR\aofferId\"\x15\n" +
-	"\x13DeclineTaskResponse\"\x94\x01\n" +
+	"\x13DeclineTaskResponse\"\xdc\x01\n" +
 	"\x17SetAgentPresenceRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12A\n" +
-	"\bpresence\x18\x03 \x01(\x0e2%.switchboard.distribution.v1.PresenceR\bpresence\"Y\n" +
+	"\bpresence\x18\x03 \x01(\x0e2%.switchboard.distribution.v1.PresenceR\bpresence\x12F\n" +
+	"\x11console_closed_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x0fconsoleClosedAt\"Y\n" +
 	"\x18SetAgentPresenceResponse\x12=\n" +
 	"\x05state\x18\x01 \x01(\v2'.switchboard.distribution.v1.AgentStateR\x05state\"N\n" +
 	"\x14GetAgentStateRequest\x12\x1b\n" +
@@ -2966,78 +2979,79 @@ var file_switchboard_distribution_v1_distribution_proto_goTypes = []any{
 }
 var file_switchboard_distribution_v1_distribution_proto_depIdxs = []int32{
 	0,  // 0: switchboard.distribution.v1.SetAgentPresenceRequest.presence:type_name -> switchboard.distribution.v1.Presence
-	11, // 1: switchboard.distribution.v1.SetAgentPresenceResponse.state:type_name -> switchboard.distribution.v1.AgentState
-	11, // 2: switchboard.distribution.v1.GetAgentStateResponse.state:type_name -> switchboard.distribution.v1.AgentState
-	0,  // 3: switchboard.distribution.v1.AgentState.presence:type_name -> switchboard.distribution.v1.Presence
-	12, // 4: switchboard.distribution.v1.AgentState.offers:type_name -> switchboard.distribution.v1.Offer
-	1,  // 5: switchboard.distribution.v1.AgentState.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	40, // 6: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
-	40, // 7: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
-	40, // 8: switchboard.distribution.v1.AgentState.grace_until:type_name -> google.protobuf.Timestamp
-	41, // 9: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	40, // 10: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
-	39, // 11: switchboard.distribution.v1.Offer.parameters:type_name -> switchboard.distribution.v1.Offer.ParametersEntry
-	15, // 12: switchboard.distribution.v1.SubmitWrapUpResponse.task:type_name -> switchboard.distribution.v1.Task
-	2,  // 13: switchboard.distribution.v1.Task.state:type_name -> switchboard.distribution.v1.TaskState
-	40, // 14: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
-	40, // 15: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
-	40, // 16: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
-	40, // 17: switchboard.distribution.v1.Task.reply_due_at:type_name -> google.protobuf.Timestamp
-	40, // 18: switchboard.distribution.v1.Task.preferred_until:type_name -> google.protobuf.Timestamp
-	15, // 19: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 20: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 21: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	2,  // 22: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
-	42, // 23: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
-	42, // 24: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
-	26, // 25: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
-	1,  // 26: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	42, // 27: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
-	42, // 28: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
-	11, // 29: switchboard.distribution.v1.ResetAgentRonaResponse.state:type_name -> switchboard.distribution.v1.AgentState
-	40, // 30: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
-	28, // 31: switchboard.distribution.v1.WatchQueuesResponse.services:type_name -> switchboard.distribution.v1.GetQueueStatisticsResponse
-	11, // 32: switchboard.distribution.v1.WatchQueuesResponse.agents:type_name -> switchboard.distribution.v1.AgentState
-	15, // 33: switchboard.distribution.v1.TransferTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 34: switchboard.distribution.v1.ParkTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 35: switchboard.distribution.v1.ResumeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	3,  // 36: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
-	5,  // 37: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
-	7,  // 38: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
-	9,  // 39: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
-	13, // 40: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
-	16, // 41: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
-	18, // 42: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
-	20, // 43: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
-	22, // 44: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
-	24, // 45: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
-	27, // 46: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
-	29, // 47: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
-	31, // 48: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
-	33, // 49: switchboard.distribution.v1.DistributionService.TransferTask:input_type -> switchboard.distribution.v1.TransferTaskRequest
-	35, // 50: switchboard.distribution.v1.DistributionService.ParkTask:input_type -> switchboard.distribution.v1.ParkTaskRequest
-	37, // 51: switchboard.distribution.v1.DistributionService.ResumeTask:input_type -> switchboard.distribution.v1.ResumeTaskRequest
-	4,  // 52: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
-	6,  // 53: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
-	8,  // 54: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
-	10, // 55: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
-	14, // 56: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
-	17, // 57: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
-	19, // 58: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
-	21, // 59: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
-	23, // 60: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
-	25, // 61: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
-	28, // 62: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
-	30, // 63: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
-	32, // 64: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
-	34, // 65: switchboard.distribution.v1.DistributionService.TransferTask:output_type -> switchboard.distribution.v1.TransferTaskResponse
-	36, // 66: switchboard.distribution.v1.DistributionService.ParkTask:output_type -> switchboard.distribution.v1.ParkTaskResponse
-	38, // 67: switchboard.distribution.v1.DistributionService.ResumeTask:output_type -> switchboard.distribution.v1.ResumeTaskResponse
-	52, // [52:68] is the sub-list for method output_type
-	36, // [36:52] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	40, // 1: switchboard.distribution.v1.SetAgentPresenceRequest.console_closed_at:type_name -> google.protobuf.Timestamp
+	11, // 2: switchboard.distribution.v1.SetAgentPresenceResponse.state:type_name -> switchboard.distribution.v1.AgentState
+	11, // 3: switchboard.distribution.v1.GetAgentStateResponse.state:type_name -> switchboard.distribution.v1.AgentState
+	0,  // 4: switchboard.distribution.v1.AgentState.presence:type_name -> switchboard.distribution.v1.Presence
+	12, // 5: switchboard.distribution.v1.AgentState.offers:type_name -> switchboard.distribution.v1.Offer
+	1,  // 6: switchboard.distribution.v1.AgentState.activity:type_name -> switchboard.distribution.v1.AgentActivity
+	40, // 7: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
+	40, // 8: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
+	40, // 9: switchboard.distribution.v1.AgentState.grace_until:type_name -> google.protobuf.Timestamp
+	41, // 10: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	40, // 11: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
+	39, // 12: switchboard.distribution.v1.Offer.parameters:type_name -> switchboard.distribution.v1.Offer.ParametersEntry
+	15, // 13: switchboard.distribution.v1.SubmitWrapUpResponse.task:type_name -> switchboard.distribution.v1.Task
+	2,  // 14: switchboard.distribution.v1.Task.state:type_name -> switchboard.distribution.v1.TaskState
+	40, // 15: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
+	40, // 16: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
+	40, // 17: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
+	40, // 18: switchboard.distribution.v1.Task.reply_due_at:type_name -> google.protobuf.Timestamp
+	40, // 19: switchboard.distribution.v1.Task.preferred_until:type_name -> google.protobuf.Timestamp
+	15, // 20: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 21: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 22: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	2,  // 23: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
+	42, // 24: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
+	42, // 25: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
+	26, // 26: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
+	1,  // 27: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
+	42, // 28: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
+	42, // 29: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
+	11, // 30: switchboard.distribution.v1.ResetAgentRonaResponse.state:type_name -> switchboard.distribution.v1.AgentState
+	40, // 31: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
+	28, // 32: switchboard.distribution.v1.WatchQueuesResponse.services:type_name -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	11, // 33: switchboard.distribution.v1.WatchQueuesResponse.agents:type_name -> switchboard.distribution.v1.AgentState
+	15, // 34: switchboard.distribution.v1.TransferTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 35: switchboard.distribution.v1.ParkTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	15, // 36: switchboard.distribution.v1.ResumeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	3,  // 37: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
+	5,  // 38: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
+	7,  // 39: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
+	9,  // 40: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
+	13, // 41: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
+	16, // 42: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
+	18, // 43: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
+	20, // 44: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
+	22, // 45: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
+	24, // 46: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
+	27, // 47: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
+	29, // 48: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
+	31, // 49: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
+	33, // 50: switchboard.distribution.v1.DistributionService.TransferTask:input_type -> switchboard.distribution.v1.TransferTaskRequest
+	35, // 51: switchboard.distribution.v1.DistributionService.ParkTask:input_type -> switchboard.distribution.v1.ParkTaskRequest
+	37, // 52: switchboard.distribution.v1.DistributionService.ResumeTask:input_type -> switchboard.distribution.v1.ResumeTaskRequest
+	4,  // 53: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
+	6,  // 54: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
+	8,  // 55: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
+	10, // 56: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
+	14, // 57: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
+	17, // 58: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
+	19, // 59: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
+	21, // 60: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
+	23, // 61: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
+	25, // 62: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
+	28, // 63: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	30, // 64: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
+	32, // 65: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
+	34, // 66: switchboard.distribution.v1.DistributionService.TransferTask:output_type -> switchboard.distribution.v1.TransferTaskResponse
+	36, // 67: switchboard.distribution.v1.DistributionService.ParkTask:output_type -> switchboard.distribution.v1.ParkTaskResponse
+	38, // 68: switchboard.distribution.v1.DistributionService.ResumeTask:output_type -> switchboard.distribution.v1.ResumeTaskResponse
+	53, // [53:69] is the sub-list for method output_type
+	37, // [37:53] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_distribution_v1_distribution_proto_init() }
