@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/switchboard-cc/switchboard/services/devstack"
 	"github.com/switchboard-cc/switchboard/services/sessions/agentclient"
 	"github.com/switchboard-cc/switchboard/services/twilio-sim/simclient"
 )
@@ -44,6 +45,30 @@ func getMedia(t *testing.T, ctx context.Context, consoleURL, tok, session, messa
 	return res, b
 }
 
+// whatsappChat has a WhatsApp customer write (with media, if any) and
+// alice accept the offer; it returns the offer and the assignment frame.
+func whatsappChat(t *testing.T, ctx context.Context, info devstack.Info, alice *agentclient.Conn, customer, body string, media ...simclient.Media) (offer, agentclient.Frame) {
+	t.Helper()
+	sim := simclient.New(info.TwilioSimURL, nil)
+	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: "whatsapp:+12025550101", Body: body, Media: media}); err != nil {
+		t.Fatal(err)
+	}
+	o := waitOffer(t, ctx, alice, customer)
+	return o, acceptOffer(t, ctx, alice, o)
+}
+
+// fetchBytes GETs url as Twilio would fetch a MediaUrl.
+func fetchBytes(t *testing.T, url string) (*http.Response, []byte) {
+	t.Helper()
+	r, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	return r, b
+}
+
 // A customer's picture reaches the agent: Twilio's webhook names it by a
 // Twilio media URL; the console asks sessions for it with the agent's
 // token, and sessions has outbound-sender download it with the
@@ -53,15 +78,9 @@ func getMedia(t *testing.T, ctx context.Context, consoleURL, tok, session, messa
 func TestCustomerPictureReachesTheAgent(t *testing.T) {
 	info := stack(t)
 	ctx := timeout(t)
-	sim := simclient.New(info.TwilioSimURL, nil)
 	alice := agent(t, ctx, info, "alice@demo.example")
-	const customer = "whatsapp:+15551239901"
-	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: "whatsapp:+12025550101", Body: "This arrived broken",
-		Media: []simclient.Media{{ContentType: "image/png", Data: redPixel, Filename: "parcel.png"}}}); err != nil {
-		t.Fatal(err)
-	}
-	o := waitOffer(t, ctx, alice, customer)
-	f := acceptOffer(t, ctx, alice, o)
+	o, f := whatsappChat(t, ctx, info, alice, "whatsapp:+15551239901", "This arrived broken",
+		simclient.Media{ContentType: "image/png", Data: redPixel, Filename: "parcel.png"})
 	var view struct {
 		Messages []struct {
 			ID    string `json:"id"`
@@ -188,11 +207,7 @@ func TestAgentSendsAnAttachment(t *testing.T) {
 	sim := simclient.New(info.TwilioSimURL, nil)
 	alice := agent(t, ctx, info, "alice@demo.example")
 	const customer = "whatsapp:+15551239903"
-	if _, err := sim.SendMessage(ctx, simclient.CustomerMessage{From: customer, To: "whatsapp:+12025550101", Body: "Can you send the label?"}); err != nil {
-		t.Fatal(err)
-	}
-	o := waitOffer(t, ctx, alice, customer)
-	acceptOffer(t, ctx, alice, o)
+	o, _ := whatsappChat(t, ctx, info, alice, customer, "Can you send the label?")
 	tok, err := agentclient.Login(ctx, info.ConsoleURL, "demo", "alice@demo.example", "demo")
 	if err != nil {
 		t.Fatal(err)
@@ -212,12 +227,7 @@ func TestAgentSendsAnAttachment(t *testing.T) {
 	if len(sent.Media) != 1 {
 		t.Fatalf("Twilio was asked to send %d media, want 1: %+v", len(sent.Media), sent)
 	}
-	r, err := http.Get(sent.Media[0].URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(r.Body)
-	r.Body.Close()
+	r, got := fetchBytes(t, sent.Media[0].URL)
 	if r.StatusCode != http.StatusOK || !bytes.Equal(got, redPixel) || r.Header.Get("Content-Type") != "image/png" {
 		t.Fatalf("Twilio's fetch of %s: %s %q, %d bytes", sent.Media[0].URL, r.Status, r.Header.Get("Content-Type"), len(got))
 	}
@@ -298,13 +308,7 @@ func TestConsoleAttachesAFile(t *testing.T) {
 	if len(m.Media) != 1 {
 		t.Fatalf("the customer got %d attachments, want the label", len(m.Media))
 	}
-	r, err := http.Get(m.Media[0].URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(r.Body)
-	r.Body.Close()
-	if !bytes.Equal(got, redPixel) {
+	if _, got := fetchBytes(t, m.Media[0].URL); !bytes.Equal(got, redPixel) {
 		t.Errorf("the attachment at %s is %d bytes, not the file attached", m.Media[0].URL, len(got))
 	}
 }

@@ -174,6 +174,9 @@ func (e *Engine) acceptGroup(group []*acceptReq) (later []*acceptReq) {
 	for _, c := range changes {
 		if c.err == nil {
 			c.err = c.wait(c.r.ctx)
+			// Saved accepted, its event not confirmed: Tick sends it
+			// again, whether or not the agent asks again.
+			c.task.announce = c.err != nil
 		}
 		if c.err != nil {
 			c.r.done <- acceptResult{err: c.err}

@@ -217,6 +217,11 @@ type Task struct {
 	// and on whichever replica.
 	Trace string
 
+	// announce: TaskAccepted may not have gone out (its publish failed,
+	// or the task was loaded accepted moments after the accept): Tick
+	// publishes it again, under its id, until it does (announce.go).
+	announce bool
+
 	declined map[string]time.Time
 	// queuedSent: TaskQueued was published by this process. A restored
 	// task has it unset, so a redelivered request (the one whose handling
@@ -444,6 +449,7 @@ func (e *Engine) installTasks(open []*Task, now time.Time) {
 		case TaskAccepted, TaskParked:
 			t.agentOrStub(task.AgentID, now).active[task.ID] = task
 			e.startReplyTimer(task, task.ReplyDue.Sub(now))
+			task.announce = recentlyAccepted(task, now)
 		case TaskWrapping:
 			t.agentOrStub(task.AgentID, now).wrapping[task.ID] = task
 			e.startWrapTimer(task, task.WrapUntil.Sub(now))
@@ -1547,6 +1553,7 @@ func (e *Engine) Tick(ctx context.Context) {
 	defer e.mu.Unlock()
 	for id, t := range e.tenants {
 		e.finishClosing(ctx, t)
+		e.announceAccepted(ctx, t)
 		e.dispatch(ctx, id)
 	}
 }

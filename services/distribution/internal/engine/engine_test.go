@@ -655,3 +655,49 @@ func TestDeclineEventRefusedLeavesTheOfferOpen(t *testing.T) {
 	waitFor(t, "the task offered to bob", hasEvent(w, "offered t1 to bob"))
 	checkPrefix(t, w, 0, "queued t1 pos=1", "offered t1 to alice", "declined t1 by alice", "offered t1 to bob")
 }
+
+// An accept whose TaskAccepted could not be published, by an agent who
+// never asks again, is announced by the next Tick: the session is
+// assigned whatever the agent does.
+func TestUnpublishedAcceptIsAnnouncedByTick(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	e, _ := newEngine(t, w)
+	available(t, e, agentInfo("alice", 1, "sales"))
+	mustEnqueue(t, e, newTask("t1", sales))
+	o := w.lastOffer(t, "t1")
+	w.failNextEmit(subjects.KindTaskAccepted)
+	if _, err := e.Accept(ctx, tenant, "alice", o.GetOfferId()); err == nil {
+		t.Fatal("Accept succeeded although TaskAccepted could not be published")
+	}
+	checkEvents(t, w, 0, "queued t1 pos=1", "offered t1 to alice")
+	e.Tick(ctx)
+	checkEvents(t, w, 0, "queued t1 pos=1", "offered t1 to alice", "accepted t1 by alice")
+	// Once out, it is not sent again.
+	e.Tick(ctx)
+	checkEvents(t, w, 0, "queued t1 pos=1", "offered t1 to alice", "accepted t1 by alice")
+}
+
+// A replica that saved an accept and died before its TaskAccepted went
+// out: the replica taking the tenant over publishes it (and a takeover
+// after an event that did go out sends nothing new).
+func TestTakeoverAnnouncesAnAcceptItsPredecessorDidNotPublish(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld()
+	c := newClock()
+	a, _, _ := replica(t, w, c)
+	available(t, a, agentInfo("alice", 1, "sales"))
+	mustEnqueue(t, a, newTask("t1", sales))
+	o := w.lastOffer(t, "t1")
+	w.failNextEmit(subjects.KindTaskAccepted)
+	if _, err := a.Accept(ctx, tenant, "alice", o.GetOfferId()); err == nil {
+		t.Fatal("Accept succeeded although TaskAccepted could not be published")
+	}
+	a.Close() // dies before any Tick
+	c.Advance(5 * time.Second)
+	replica(t, w, c)
+	checkEvents(t, w, 0, "queued t1 pos=1", "offered t1 to alice", "accepted t1 by alice")
+	c.Advance(5 * time.Second)
+	replica(t, w, c)
+	checkEvents(t, w, 0, "queued t1 pos=1", "offered t1 to alice", "accepted t1 by alice")
+}

@@ -148,6 +148,7 @@ func (e *Engine) installLocked(ctx context.Context, open []*Task, recs []Presenc
 	}
 	for id := range tenants {
 		e.finishClosing(ctx, e.tenant(id))
+		e.announceAccepted(ctx, e.tenant(id))
 		e.dispatch(ctx, id)
 	}
 	e.signal()
