@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,7 +42,7 @@ type streamEvent struct {
 	subject string
 }
 
-var diagFields = []protoreflect.Name{"session_id", "message_id", "message_sid", "first_message_sid", "body", "agent_id", "task_id", "offer_id"}
+var diagFields = []protoreflect.Name{"session_id", "message_id", "message_sid", "first_message_sid", "body", "agent_id", "task_id", "offer_id", "request_id", "error_message", "error_code"}
 
 // readStream reads a whole stream (as it is now) message by message: a
 // direct get per sequence, slower than a consumer but indifferent to the
@@ -85,9 +86,16 @@ func protoEvent(m *jetstream.RawStreamMsg) *streamEvent {
 		return ev
 	}
 	for _, name := range diagFields {
-		if f := msg.Descriptor().Fields().ByName(name); f != nil && f.Kind() == protoreflect.StringKind {
+		f := msg.Descriptor().Fields().ByName(name)
+		switch {
+		case f == nil:
+		case f.Kind() == protoreflect.StringKind:
 			if v := msg.Get(f).String(); v != "" {
 				ev.fields[string(name)] = v
+			}
+		case f.Kind() == protoreflect.Int32Kind:
+			if v := msg.Get(f).Int(); v != 0 {
+				ev.fields[string(name)] = strconv.FormatInt(v, 10)
 			}
 		}
 	}

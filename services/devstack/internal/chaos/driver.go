@@ -73,9 +73,11 @@ type driver struct {
 	replies  map[int64]bool // seq → acknowledged (requested)
 	sessions map[string]*sessionRec
 	seenIn   map[string]int // session → customer messages first seen in it
-	rep      Report
-	jmu      sync.Mutex
-	sampler  *sampler
+	// repliesAtEmulator: reply → sends the emulator got (tally).
+	repliesAtEmulator map[int64]int
+	rep               Report
+	jmu               sync.Mutex
+	sampler           *sampler
 }
 
 func newDriver(cfg Config, st *stack, rng *rand.Rand, say func(string, ...any)) *driver {
@@ -284,6 +286,14 @@ func (d *driver) run(ctx context.Context) (*Report, error) {
 		if err != nil {
 			d.rep.Diagnosis = []string{"diagnosis failed: " + err.Error()}
 		}
+	}
+	if replyLost > 0 {
+		// What became of each lost reply, read back from OUTBOUND.
+		lines, err := d.diagnoseReplies(ctx, d.lostReplies(d.repliesAtEmulator))
+		if err != nil {
+			lines = []string{"reply diagnosis failed: " + err.Error()}
+		}
+		d.rep.Diagnosis = append(d.rep.Diagnosis, lines...)
 	}
 	if d.rep.DeadLetters, err = d.deadLetters(ctx); err != nil {
 		return nil, err
@@ -558,6 +568,7 @@ func (d *driver) tally(ctx context.Context) (lost, dup, replyLost, replyDup int,
 			replyDup++
 		}
 	}
+	d.repliesAtEmulator = atEmulator
 	d.rep.RepliesAtEmulator = 0
 	for _, n := range atEmulator {
 		d.rep.RepliesAtEmulator += n

@@ -121,7 +121,7 @@ func (r *Report) print(w io.Writer) {
 		fmt.Fprintf(w, "  ! %s\n", e)
 	}
 	if len(r.Diagnosis) > 0 {
-		fmt.Fprintln(w, "  lost messages, the stages they reached:")
+		fmt.Fprintln(w, "  lost messages and replies, the stages they reached:")
 		for _, l := range r.Diagnosis {
 			fmt.Fprintf(w, "    %s\n", l)
 		}
