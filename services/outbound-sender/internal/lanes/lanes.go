@@ -207,7 +207,7 @@ func (r *runner[J]) prepare(it *item[J]) {
 	defer close(it.prepared)
 	r.slots <- struct{}{}
 	defer func() { <-r.slots }()
-	last := lastDelivery(r.spec, it.m, time.Now())
+	last := int(it.m.Delivered) >= r.spec.MaxDeliver
 	it.err = bus.Guard(func() error {
 		var err error
 		it.job, err = r.h.Prepare(it.ctx, it.m, last)
@@ -216,19 +216,6 @@ func (r *runner[J]) prepare(it *item[J]) {
 	if it.err != nil {
 		it.job = nil
 	}
-}
-
-// lastDelivery reports whether m's delivery is the last the stages get
-// (they then record a failure rather than fail again): MaxDeliver
-// deliveries are used up and the message is TransientFor old. A request
-// that keeps failing for a while (Twilio answering 5xx or unreachable, a
-// broker leader moving) is retried until then, however many deliveries
-// that takes.
-func lastDelivery(spec Spec, m *bus.Message, now time.Time) bool {
-	if int(m.Delivered) < spec.MaxDeliver {
-		return false
-	}
-	return m.Stored.IsZero() || now.Sub(m.Stored) >= spec.TransientFor
 }
 
 // run takes one lane's messages through their ordered step, in order,

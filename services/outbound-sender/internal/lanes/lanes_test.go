@@ -254,31 +254,3 @@ func TestSettledInPrepare(t *testing.T) {
 		t.Fatal(err)
 	}
 }
-
-// A request's deliveries run out only once it is also TransientFor old:
-// a Twilio incident shorter than that delays a reply, it does not fail it.
-func TestLastDeliveryWaitsForTheRetryTime(t *testing.T) {
-	spec := Spec{MaxDeliver: 8, TransientFor: 3 * time.Minute}.WithDefaults()
-	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
-	for _, tc := range []struct {
-		delivered uint64
-		age       time.Duration
-		stored    bool
-		want      bool
-	}{
-		{1, time.Hour, true, false},
-		{7, time.Hour, true, false},
-		{8, 30 * time.Second, true, false},
-		{20, 2 * time.Minute, true, false},
-		{8, 3 * time.Minute, true, true},
-		{8, 0, false, true}, // no stored time known: MaxDeliver alone
-	} {
-		m := &bus.Message{Delivered: tc.delivered}
-		if tc.stored {
-			m.Stored = now.Add(-tc.age)
-		}
-		if got := lastDelivery(spec, m, now); got != tc.want {
-			t.Errorf("delivered %d, %v old (stored %v): last = %v, want %v", tc.delivered, tc.age, tc.stored, got, tc.want)
-		}
-	}
-}
