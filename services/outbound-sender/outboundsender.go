@@ -44,9 +44,9 @@ import (
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/grpcapi"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/lanes"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ledger"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/media"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ratelimit"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/sender"
-	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/media"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/templates"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/twilioapi"
 )

@@ -668,13 +668,7 @@ func (e *Engine) queued(ctx context.Context, t *tenant, task *Task) error {
 // the agent's idle time. Available within a grace period (ConsoleClosed)
 // resumes the agent as they were.
 func (e *Engine) SetPresence(ctx context.Context, tenantID string, info AgentInfo, p distributionv1.Presence) (*distributionv1.AgentState, error) {
-	return e.setPresence(ctx, tenantID, info, p, false)
-}
-
-// staleClose reports whether a console's close reported at closedAt
-// predates the agent's last presence change (under e.mu).
-func staleClose(a *agent, closedAt []time.Time) bool {
-	return len(closedAt) > 0 && !closedAt[0].IsZero() && a.setAt.After(closedAt[0])
+	return e.setPresence(ctx, tenantID, info, p, false, time.Time{})
 }
 
 // ConsoleClosed is the sessions gateway saying the agent's last console
@@ -688,7 +682,9 @@ func (e *Engine) ConsoleClosed(ctx context.Context, tenantID string, info AgentI
 	return e.setPresence(ctx, tenantID, info, distributionv1.Presence_PRESENCE_OFFLINE, true, closedAt)
 }
 
-func (e *Engine) setPresence(ctx context.Context, tenantID string, info AgentInfo, p distributionv1.Presence, closed bool, closedAt ...time.Time) (*distributionv1.AgentState, error) {
+// setPresence sets an agent's presence; closed: the gateway reporting
+// their console closed at closedAt (zero: whenever).
+func (e *Engine) setPresence(ctx context.Context, tenantID string, info AgentInfo, p distributionv1.Presence, closed bool, closedAt time.Time) (*distributionv1.AgentState, error) {
 	if p == distributionv1.Presence_PRESENCE_AVAILABLE && !info.Eligible {
 		return nil, ErrNotEligible
 	}
@@ -700,7 +696,8 @@ func (e *Engine) setPresence(ctx context.Context, tenantID string, info AgentInf
 	t := e.tenant(tenantID)
 	now := e.now()
 	a := t.agentOrStub(info.ID, now)
-	if closed && staleClose(a, closedAt) {
+	if closed && !closedAt.IsZero() && a.setAt.After(closedAt) {
+		// Reported after the agent set their presence again: stale.
 		return e.stateLocked(tenantID, t, a), nil
 	}
 	prev := *a

@@ -303,14 +303,11 @@ const maxMonitored = 50
 func (g *Gateway) deliver(key string, parent trace.SpanContext, frame []byte) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	cs, l := g.conns[key], g.logs[key]
-	if len(cs) == 0 && l == nil {
+	cs := g.conns[key]
+	if len(cs) == 0 && g.logs[key] == nil {
 		return
 	}
-	if l == nil {
-		l = g.logFor(key)
-	}
-	frame = l.add(frame)
+	frame = g.logFor(key).add(frame)
 	for c := range cs {
 		c.sendTraced(parent, frame)
 	}

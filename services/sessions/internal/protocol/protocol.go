@@ -210,13 +210,13 @@ type WrapUp struct {
 
 // Session is a session with its transcript.
 type Session struct {
-	SessionID    string    `json:"session_id"`
-	ServiceID    string    `json:"service_id"`
-	ServiceName  string    `json:"service_name,omitempty"`
-	Channel      string    `json:"channel"`
+	SessionID   string `json:"session_id"`
+	ServiceID   string `json:"service_id"`
+	ServiceName string `json:"service_name,omitempty"`
+	Channel     string `json:"channel"`
 	// Attachments: the agent may attach files to replies (a Programmable
 	// Messaging chat: WhatsApp or MMS).
-	Attachments bool `json:"attachments,omitempty"`
+	Attachments  bool      `json:"attachments,omitempty"`
 	Customer     string    `json:"customer"`
 	CustomerName string    `json:"customer_name,omitempty"`
 	State        string    `json:"state"`

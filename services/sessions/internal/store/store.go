@@ -177,7 +177,7 @@ func New(ctx context.Context, db *mongo.Database, js jetstream.JetStream, replic
 		sessions: db.Collection("sessions"), active: db.Collection("active"),
 		messages: db.Collection("messages"), inbound: db.Collection("inbound"),
 		inboundDone: db.Collection("inbound_done"), attachments: db.Collection("attachments"),
-		log:         &transcriptLog{js: js}, agents: &agentIndex{kv: kv, js: js}, history: &historyIndex{kv: hist, js: js},
+		log: &transcriptLog{js: js}, agents: &agentIndex{kv: kv, js: js}, history: &historyIndex{kv: hist, js: js},
 		states: &sessionStates{kv: states, log: slog.Default(), byKey: map[string]*Session{}},
 	}
 	st.claims = mongodb.NewGroupWriter(st.inbound, "inbound claim")
