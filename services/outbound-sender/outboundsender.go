@@ -279,6 +279,12 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 			Stream: subjects.StreamOutbound, Durable: subjects.ConsumerOutboundRequests,
 			FilterSubjects: []string{subjects.AllTenants(subjects.KindOutboundRequested)},
 			AckWait:        2 * cfg.TwilioTimeout, MaxAckPending: cfg.MaxPending,
+			// A reply Twilio keeps refusing with 429/5xx (or cannot be
+			// reached for) is retried for this long, past its 8
+			// deliveries, before it is reported failed to the agent: a
+			// short Twilio incident or broker restart delays replies
+			// instead of failing them.
+			TransientFor: sendRetryFor,
 		}, s.LaneKey, s.Stages(), log)
 	})
 	workers := cfg.Workers
@@ -312,6 +318,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	log.InfoContext(ctx, "outbound-sender consuming requests", "sms_rate", rules.SMS.String(), "whatsapp_rate", rules.WhatsApp.String(), "overrides", len(rules.ByKey))
 	return g.Wait()
 }
+
+// sendRetryFor: how long a request is retried at least before
+// outbound-sender reports it failed.
+const sendRetryFor = 3 * time.Minute
 
 // inboundProgress compares the last customer message of a tenant on the
 // CHAT stream with how far outbound-sender-inbound has acknowledged.

@@ -15,7 +15,12 @@
 // bus.Bus.Settle): a stage returning an error ends the message's passage;
 // nil from the last stage acks, an error marked bus.Permanent dead-letters
 // and terminates, any other error redelivers after a jittered backoff, and
-// the last allowed delivery that fails is dead-lettered. A panic in a stage
+// the last delivery that fails is dead-lettered. The last delivery is one
+// past MaxDeliver of a message at least TransientFor old: before it, any
+// failure but a permanent one is redelivered, so a Twilio incident or a
+// broker restart of a few minutes delays a message instead of failing it,
+// and the stages always learn which delivery is the last (they record a
+// definitive failure then) before the message is given up. A panic in a stage
 // is an error. Messages held in a lane are kept alive with in-progress
 // acks, so JetStream does not redeliver them while they queue. On shutdown
 // the ordered step in hand finishes and queued messages are handed back
@@ -53,8 +58,9 @@ const defaultMaxAckPending = 10000
 // settled the message itself and no call is needed (answered from a
 // ledger, refused by a rule, unusable): then the message is acked (or, with
 // an error, handled by the contract) without Ordered and Finish. last is
-// true on the final delivery JetStream will make, so a stage can record a
-// definitive failure instead of returning an error.
+// true on the final delivery (see the package comment), so a stage can
+// record a definitive failure instead of returning an error; an error
+// returned on an earlier delivery is always retried.
 //
 // The job is a concrete pointer type, never an interface: "no job" is
 // exactly nil and cannot be mistaken for a job.
@@ -78,6 +84,9 @@ type item[J any] struct {
 	prepared chan struct{}
 	job      *J
 	err      error
+	// last: this is the final delivery (set before Prepare, by
+	// lastDelivery); only then may a failure end the message.
+	last bool
 	// ctx carries the message's trace span through the stages.
 	ctx  context.Context
 	span trace.Span
@@ -207,15 +216,25 @@ func (r *runner[J]) prepare(it *item[J]) {
 	defer close(it.prepared)
 	r.slots <- struct{}{}
 	defer func() { <-r.slots }()
-	last := int(it.m.Delivered) >= r.spec.MaxDeliver
+	it.last = lastDelivery(r.spec, it.m, time.Now())
 	it.err = bus.Guard(func() error {
 		var err error
-		it.job, err = r.h.Prepare(it.ctx, it.m, last)
+		it.job, err = r.h.Prepare(it.ctx, it.m, it.last)
 		return err
 	})
 	if it.err != nil {
 		it.job = nil
 	}
+}
+
+// lastDelivery reports whether m's delivery is the last: its MaxDeliver
+// deliveries are used up and it is TransientFor old (or its age is not
+// known).
+func lastDelivery(spec Spec, m *bus.Message, now time.Time) bool {
+	if int(m.Delivered) < spec.MaxDeliver {
+		return false
+	}
+	return m.Stored.IsZero() || now.Sub(m.Stored) >= spec.TransientFor
 }
 
 // run takes one lane's messages through their ordered step, in order,
@@ -254,9 +273,16 @@ func (r *runner[J]) run(k string, l *lane[J]) {
 	}
 }
 
-// done stops keeping a message alive and settles it by the contract.
+// done stops keeping a message alive and settles it by the contract. A
+// delivery that was not the last is never given up for a failure that is
+// not permanent, however long its stages took: the stages were told it was
+// not the last, so they recorded nothing final.
 func (r *runner[J]) done(it *item[J], err error) {
 	it.stopKeepAlive()
-	r.b.Settle(it.ctx, r.spec, it.msg, it.m, err)
+	spec := r.spec
+	if !it.last {
+		spec.MaxDeliver = max(spec.MaxDeliver, int(it.m.Delivered)+1)
+	}
+	r.b.Settle(it.ctx, spec, it.msg, it.m, err)
 	it.span.End()
 }

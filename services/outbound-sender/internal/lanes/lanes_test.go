@@ -254,3 +254,163 @@ func TestSettledInPrepare(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// lastDelivery: the deliveries are used up and the message is
+// TransientFor old.
+func TestLastDeliveryWaitsForTheRetryTime(t *testing.T) {
+	spec := Spec{MaxDeliver: 8, TransientFor: 3 * time.Minute}.WithDefaults()
+	now := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		delivered uint64
+		age       time.Duration
+		stored    bool
+		want      bool
+	}{
+		{1, time.Hour, true, false},
+		{7, time.Hour, true, false},
+		{8, 30 * time.Second, true, false},
+		{20, 2 * time.Minute, true, false},
+		{8, 3 * time.Minute, true, true},
+		{8, 0, false, true}, // no stored time known: MaxDeliver alone
+	} {
+		m := &bus.Message{Delivered: tc.delivered}
+		if tc.stored {
+			m.Stored = now.Add(-tc.age)
+		}
+		if got := lastDelivery(spec, m, now); got != tc.want {
+			t.Errorf("delivered %d, %v old (stored %v): last = %v, want %v", tc.delivered, tc.age, tc.stored, got, tc.want)
+		}
+	}
+}
+
+// A message failing on every delivery is redelivered past MaxDeliver
+// until it is TransientFor old, is never dead-lettered before its stages
+// were told a delivery is the last, and is acked when the last delivery
+// records a failure; one that fails even then is dead-lettered.
+func TestFailuresAreRetriedUntilTheLastDelivery(t *testing.T) {
+	ns := natstest.Start(t)
+	log := slog.New(slog.DiscardHandler)
+	b, err := bus.Connect(ns.ClientURL(), "test", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := b.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamOutbound, subjects.StreamDeadLetter); err != nil {
+		t.Fatal(err)
+	}
+	const transientFor = 1500 * time.Millisecond
+	type job struct {
+		value string
+		last  bool
+		m     *bus.Message
+	}
+	type seen struct {
+		deliveries uint64
+		lastAt     uint64 // the delivery Prepare was told was the last
+		lastAge    time.Duration
+		recorded   bool
+	}
+	var (
+		mu  sync.Mutex
+		got = map[string]*seen{}
+	)
+	stages := Stages[job]{
+		Prepare: func(_ context.Context, m *bus.Message, last bool) (*job, error) {
+			var v wrapperspb.StringValue
+			if err := m.Decode(&v); err != nil {
+				return nil, err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			s := got[v.Value]
+			if s == nil {
+				s = &seen{}
+				got[v.Value] = s
+			}
+			s.deliveries = m.Delivered
+			if last {
+				s.lastAt, s.lastAge = m.Delivered, time.Since(m.Stored)
+			}
+			return &job{value: v.Value, last: last, m: m}, nil
+		},
+		Ordered: func(_ context.Context, j *job) error {
+			if j.last && j.value == "a:recorded" {
+				mu.Lock()
+				got[j.value].recorded = true // a stage's definitive failure
+				mu.Unlock()
+				return nil
+			}
+			return errors.New("Twilio answered 503")
+		},
+		Finish: func(context.Context, *job) error { return nil },
+	}
+	const durable = "test-last"
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, b, Spec{Stream: subjects.StreamOutbound, Durable: durable, FilterSubjects: []string{"outbound.test.>"},
+			MaxDeliver: 2, TransientFor: transientFor, Backoff: func(uint64) time.Duration { return 50 * time.Millisecond }},
+			func(m *bus.Message) (string, error) {
+				var v wrapperspb.StringValue
+				if err := m.Decode(&v); err != nil {
+					return "", err
+				}
+				return v.Value, nil
+			}, stages, log)
+	}()
+	for _, v := range []string{"a:recorded", "b:fails-anyway"} {
+		if _, err := b.Publish(ctx, "outbound.test.x.t1", wrapperspb.String(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := b.JS.Stream(ctx, subjects.StreamDeadLetter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		a, bb := got["a:recorded"], got["b:fails-anyway"]
+		finished := a != nil && a.recorded && bb != nil && bb.lastAt > 0
+		mu.Unlock()
+		if finished {
+			if _, err := st.GetLastMsgForSubject(ctx, subjects.DeadLetter(durable)); err == nil {
+				break // b's dead letter is in
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not settled: %+v %+v", a, bb)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	for v, s := range got {
+		if s.lastAt <= 2 {
+			t.Errorf("%s: told last on delivery %d, want past MaxDeliver 2 (it was younger than %v before)", v, s.lastAt, transientFor)
+		}
+		if s.lastAge < transientFor {
+			t.Errorf("%s: told last at %v old, want at least %v", v, s.lastAge, transientFor)
+		}
+		if s.deliveries != s.lastAt {
+			t.Errorf("%s: delivered %d times after its last delivery %d", v, s.deliveries, s.lastAt)
+		}
+	}
+	mu.Unlock()
+	// Exactly one dead letter, b's: a was recorded on its last delivery.
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subjects.DeadLetter(durable)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects[subjects.DeadLetter(durable)]; n != 1 {
+		t.Errorf("%d dead letters, want 1 (b's, after its last delivery)", n)
+	}
+	msg, _ := st.GetLastMsgForSubject(ctx, subjects.DeadLetter(durable))
+	if r := msg.Header.Get(bus.HeaderDeadLetterReason); !strings.Contains(r, "503") {
+		t.Errorf("dead-letter reason %q", r)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
