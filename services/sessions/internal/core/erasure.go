@@ -10,7 +10,8 @@ import (
 
 // PurgeBefore removes what tenant stored before cutoff, for its retention
 // (pkg/retention): transcript entries, outbound message documents,
-// sessions that ended, and customer histories' older sessions.
+// agents' attachments, sessions that ended, and customer histories' older
+// sessions.
 func (c *Core) PurgeBefore(ctx context.Context, tenant string, cutoff time.Time) (map[string]int64, error) {
 	counts := map[string]int64{}
 	for _, step := range []struct {
@@ -19,6 +20,7 @@ func (c *Core) PurgeBefore(ctx context.Context, tenant string, cutoff time.Time)
 	}{
 		{"transcript_entries", c.store.PurgeTranscriptsBefore},
 		{"messages", c.store.PurgeMessagesBefore},
+		{"attachments", c.store.PurgeAttachmentsBefore},
 		{"sessions", c.store.PurgeSessionsBefore},
 		{"history_entries", c.store.PurgeHistoryBefore},
 	} {
@@ -32,16 +34,16 @@ func (c *Core) PurgeBefore(ctx context.Context, tenant string, cutoff time.Time)
 }
 
 // EraseCustomer forgets one customer of a tenant: their sessions'
-// transcripts and outbound message documents are deleted, the sessions
-// keep their figures with the customer masked, and their history is
-// dropped. Running it again finds nothing left to do.
+// transcripts, outbound message documents and agents' attachments are
+// deleted, the sessions keep their figures with the customer masked, and
+// their history is dropped. Running it again finds nothing left to do.
 func (c *Core) EraseCustomer(ctx context.Context, req *configv1.CustomerErasureRequested) (map[string]int64, error) {
 	tenant, customer := req.GetTenantId(), req.GetAddress()
 	sessions, err := c.store.CustomerSessions(ctx, tenant, customer)
 	if err != nil {
 		return nil, err
 	}
-	counts := map[string]int64{"sessions_masked": 0, "transcript_entries": 0, "messages": 0, "history": 0}
+	counts := map[string]int64{"sessions_masked": 0, "transcript_entries": 0, "messages": 0, "attachments": 0, "history": 0}
 	ids := make([]string, 0, len(sessions))
 	for _, sess := range sessions {
 		ids = append(ids, sess.ID)
@@ -64,6 +66,10 @@ func (c *Core) EraseCustomer(ctx context.Context, req *configv1.CustomerErasureR
 			return counts, err
 		}
 		counts["messages"] = n
+		if n, err = c.store.DeleteSessionAttachments(ctx, tenant, ids); err != nil {
+			return counts, err
+		}
+		counts["attachments"] = n
 	}
 	if forgot, err := c.store.ForgetHistory(ctx, tenant, customer); err != nil {
 		return counts, err

@@ -119,6 +119,13 @@ func (s *Store) PurgeSessionsBefore(ctx context.Context, tenant string, cutoff t
 	return deleteMatching(ctx, s.sessions, bson.M{"tenant": tenant, "state": StateEnded, "ended_at": bson.M{"$lt": cutoff}})
 }
 
+// PurgeAttachmentsBefore deletes tenant's agents' attachments uploaded
+// before cutoff (by their `at`, set at upload), open sessions' included,
+// as their transcripts are.
+func (s *Store) PurgeAttachmentsBefore(ctx context.Context, tenant string, cutoff time.Time) (int64, error) {
+	return deleteMatching(ctx, s.attachments, bson.M{"tenant": tenant, "at": bson.M{"$lt": cutoff}})
+}
+
 // PurgeHistoryBefore drops, from every customer history of tenant, the
 // sessions started before cutoff, and the histories left empty; it
 // returns the entries dropped.
@@ -221,6 +228,12 @@ func (s *Store) DeleteSessionMessages(ctx context.Context, tenant string, sessio
 		keys[i] = SessionKey(tenant, id)
 	}
 	return deleteMatching(ctx, s.messages, bson.M{"tenant": tenant, "session_key": bson.M{"$in": keys}})
+}
+
+// DeleteSessionAttachments deletes the agents' attachments of the
+// sessions (their tenant and session_id, set at upload).
+func (s *Store) DeleteSessionAttachments(ctx context.Context, tenant string, sessionIDs []string) (int64, error) {
+	return deleteMatching(ctx, s.attachments, bson.M{"tenant": tenant, "session_id": bson.M{"$in": sessionIDs}})
 }
 
 // MaskCustomer replaces the session's customer address, name and what
