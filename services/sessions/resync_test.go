@@ -177,3 +177,87 @@ func TestAgentsPushedToBeforeADropAreResyncedWhereverTheirSocketIs(t *testing.T)
 		t.Errorf("the snapshot lacks the chat's message: %s", snap.Data)
 	}
 }
+
+// A chat that ended stays on the agent's desk until they dismiss it: a
+// socket that connects after the end gets it in its snapshot, ended, with
+// its outcome and every message (one the agent's previous socket missed,
+// as when that socket's replica was cut off from the broker while the
+// customer wrote and the chat ended). Dismissed, it is gone from the next
+// snapshot; an active chat cannot be dismissed, nor another agent's.
+func TestEndedChatsStayOnTheDeskUntilDismissed(t *testing.T) {
+	h := start(t)
+	ctx := ctxT(t)
+	alice := h.agent(t, "alice@acme.example")
+	if _, err := alice.WaitFor(ctx, "snapshot", nil); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM-dm1", "+15550125", "hello"), "SM-dm1")
+	waitFor(t, "session started", func() bool { return len(sessionIDs(t, h)) == 1 })
+	sid := sessionIDs(t, h)[0]
+	h.publish(t, subjects.TaskAccepted("acme"), &distributionv1.TaskAccepted{TenantId: "acme", TaskId: "tk-dm", SessionId: sid, AgentId: "alice", OfferId: "of-dm", AcceptedAt: timestamppb.Now()}, "a-dm")
+	if _, err := alice.WaitFor(ctx, "session.assigned", nil); err != nil {
+		t.Fatal(err)
+	}
+	var perr *agentclient.ProtocolError
+	if _, err := alice.Request(ctx, "session.dismiss", map[string]string{"session_id": sid}); !errors.As(err, &perr) || perr.Code != "conflict" {
+		t.Errorf("dismissing an active chat = %v, want conflict", err)
+	}
+	// Alice's first socket goes; the customer writes and, from her other
+	// socket, the chat ends.
+	other := h.agent(t, "alice@acme.example")
+	if _, err := other.WaitFor(ctx, "snapshot", nil); err != nil {
+		t.Fatal(err)
+	}
+	alice.Close()
+	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM-dm2", "+15550125", "one last thing"), "SM-dm2")
+	if _, err := other.WaitFor(ctx, "message.added", func(f agentclient.Frame) bool { return strings.Contains(string(f.Data), "one last thing") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Request(ctx, "session.terminate", map[string]string{"session_id": sid}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.WaitFor(ctx, "session.ended", nil); err != nil {
+		t.Fatal(err)
+	}
+	other.Close()
+
+	later := h.agent(t, "alice@acme.example")
+	snap, err := later.WaitFor(ctx, "snapshot", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var desk struct {
+		Sessions []struct {
+			SessionID string `json:"session_id"`
+			State     string `json:"state"`
+			Outcome   string `json:"outcome"`
+			Messages  []struct {
+				Body string `json:"body"`
+			} `json:"messages"`
+		} `json:"sessions"`
+	}
+	if err := snap.Decode(&desk); err != nil {
+		t.Fatal(err)
+	}
+	if len(desk.Sessions) != 1 || desk.Sessions[0].SessionID != sid || desk.Sessions[0].State != "ended" || desk.Sessions[0].Outcome != "handled" {
+		t.Fatalf("snapshot after the end = %s, want the chat, ended, handled", snap.Data)
+	}
+	if ms := desk.Sessions[0].Messages; len(ms) != 2 || ms[1].Body != "one last thing" {
+		t.Errorf("the ended chat's messages = %+v, want both of the customer's", ms)
+	}
+	bob := h.agent(t, "bob@acme.example")
+	if _, err := bob.Request(ctx, "session.dismiss", map[string]string{"session_id": sid}); !errors.As(err, &perr) || perr.Code != "forbidden" {
+		t.Errorf("bob dismissing alice's chat = %v, want forbidden", err)
+	}
+	if _, err := later.Request(ctx, "session.dismiss", map[string]string{"session_id": sid}); err != nil {
+		t.Fatal(err)
+	}
+	last := h.agent(t, "alice@acme.example")
+	snap, err = last.WaitFor(ctx, "snapshot", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(snap.Data), sid) {
+		t.Errorf("a dismissed chat is still in the snapshot: %s", snap.Data)
+	}
+}

@@ -318,6 +318,9 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 		_ = json.Unmarshal(f.Data, &e)
 		d.track(a, e.SessionID, "session.ended")
 		a.ended(e.SessionID)
+		// Seen to its end: off the desk, as an agent closes it (a chat
+		// ended while this agent was away stays in its snapshots).
+		a.sendAsync(ctx, "session.dismiss", map[string]string{"session_id": e.SessionID}, request{kind: "dismiss"})
 	case "ack", "error":
 		var r struct {
 			Ref  string `json:"ref"`

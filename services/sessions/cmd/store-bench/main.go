@@ -138,10 +138,11 @@ func run(messages, perSession, live, reads, scanDocs int) error {
 	}
 	for range reads / 4 {
 		t0 := time.Now()
-		active, _, err := st.AgentSessions(ctx, "demo", "alice")
+		desk, err := st.AgentSessions(ctx, "demo", "alice")
 		if err != nil {
 			return err
 		}
+		active := desk.Active
 		var mu sync.Mutex
 		total := 0
 		var g errgroup.Group

@@ -558,6 +558,9 @@ func sessionView(s *store.Session, msgs []*store.Message) *protocol.Session {
 		Customer: s.Conversation.Customer, CustomerName: s.CustomerName, State: s.State, StartedAt: s.StartedAt,
 		Parked: s.Parked, Messages: []*protocol.Message{}, Parameters: s.Parameters,
 	}
+	if s.State != store.StateActive {
+		v.Outcome = outcomeName(sessionv1.Outcome(sessionv1.Outcome_value[s.Outcome]))
+	}
 	for _, m := range msgs {
 		if m.Visibility == store.VisibleToSupervisors {
 			continue // the audit trail is not the agent's
@@ -1123,6 +1126,23 @@ func (c *Core) Terminate(ctx context.Context, a Agent, sessionID string) error {
 	return c.endAsked(ctx, a.Tenant, sessionID, sessionv1.Outcome_OUTCOME_HANDLED, "terminated by agent")
 }
 
+// Dismiss takes one of the agent's ended chats off their desk: their
+// next snapshot no longer shows it. A chat still active, or not one of the
+// agent's ended chats, is a conflict.
+func (c *Core) Dismiss(ctx context.Context, a Agent, sessionID string) error {
+	sess, err := c.ownSession(ctx, a, sessionID)
+	if err != nil {
+		return err
+	}
+	if sess.State == store.StateActive {
+		return fmt.Errorf("%w: session %s is still active; end or transfer it first", ErrConflict, sessionID)
+	}
+	if err := c.store.DismissEnded(ctx, a.Tenant, a.ID, sessionID); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
 // Snapshot is what a newly connected socket shows: presence, open offers and
 // the agent's active sessions with their transcripts.
 func (c *Core) Snapshot(ctx context.Context, a Agent) ([]byte, error) {
@@ -1130,18 +1150,22 @@ func (c *Core) Snapshot(ctx context.Context, a Agent) ([]byte, error) {
 	if err != nil {
 		return nil, fromStatus(err)
 	}
-	sessions, unannounced, err := c.store.AgentSessions(ctx, a.Tenant, a.ID)
+	desk, err := c.store.AgentSessions(ctx, a.Tenant, a.ID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	// An end interrupted before it was announced is finished now; until it
 	// is, distribution holds the agent's capacity for it.
-	for _, s := range unannounced {
+	for _, s := range desk.Unannounced {
 		if err := c.end(ctx, a.Tenant, s.ID, sessionv1.Outcome(sessionv1.Outcome_value[s.Outcome]), s.EndReason); err != nil && !errors.Is(err, ErrNotFound) {
 			c.log.Warn("finish an interrupted session end", "tenant", a.Tenant, "session_id", s.ID, "err", err)
 		}
 	}
-	// Each chat's transcript and compliance state load at once.
+	// Each chat's transcript and compliance state load at once; the
+	// agent's recently ended chats come after the active ones, with their
+	// transcripts (a message that arrived just before the end is there
+	// even if the socket missed its frame) until the agent dismisses them.
+	sessions := append(desk.Active, desk.Ended...)
 	views := make([]*protocol.Session, len(sessions))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(8)
@@ -1152,7 +1176,9 @@ func (c *Core) Snapshot(ctx context.Context, a Agent) ([]byte, error) {
 				return fmt.Errorf("%w: %v", ErrUnavailable, err)
 			}
 			view := sessionView(s, msgs)
-			view.Compliance = c.compliance(gctx, s)
+			if s.State == store.StateActive {
+				view.Compliance = c.compliance(gctx, s)
+			}
 			views[i] = view
 			return nil
 		})

@@ -220,12 +220,12 @@ func (c *Core) AgentChats(ctx context.Context, sup Agent, agentID string) ([]*pr
 	if agentID == "" {
 		return nil, fmt.Errorf("%w: agent_id is required", ErrInvalid)
 	}
-	sessions, _, err := c.store.AgentSessions(ctx, sup.Tenant, agentID)
+	desk, err := c.store.AgentSessions(ctx, sup.Tenant, agentID)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	out := []*protocol.Session{}
-	for _, s := range sessions {
+	for _, s := range desk.Active {
 		v := sessionView(s, nil)
 		v.AgentID = agentID
 		out = append(out, v)

@@ -1355,6 +1355,14 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 			return
 		}
 		reply(nil, g.core.Park(cctx, a, d.SessionID, env.Type == protocol.TypeSessionPark))
+	case protocol.TypeSessionDismiss:
+		d, ok := decodeOr[struct {
+			SessionID string `json:"session_id"`
+		}](env, bad)
+		if !ok {
+			return
+		}
+		reply(nil, g.core.Dismiss(cctx, a, d.SessionID))
 	case protocol.TypeServicesList:
 		svcs, err := g.core.Services(cctx, a)
 		reply(map[string]any{"services": svcs}, err)

@@ -38,8 +38,11 @@ const (
 	// resume it.
 	TypeSessionPark   = "session.park"
 	TypeSessionResume = "session.resume"
-	TypeServicesList  = "services.list"
-	TypeWrapUpSubmit  = "wrapup.submit"
+	// Dismiss an ended chat from the agent's desk (a reconnect no longer
+	// shows it).
+	TypeSessionDismiss = "session.dismiss"
+	TypeServicesList   = "services.list"
+	TypeWrapUpSubmit   = "wrapup.submit"
 	// An agent's internal note in their chat; the canned responses they
 	// can insert in it.
 	TypeNoteAdd    = "note.add"
@@ -72,7 +75,7 @@ func ClientType(typ string) bool { return clientTypes[typ] }
 var clientTypes = map[string]bool{
 	TypeAuth: true, TypePresenceSet: true, TypeOfferAccept: true, TypeOfferDecline: true, TypeMessageSend: true,
 	TypeSessionTerminate: true, TypePing: true, TypeMessageResend: true, TypeMessageCount: true, TypeSessionTransfer: true,
-	TypeSessionPark: true, TypeSessionResume: true, TypeServicesList: true, TypeWrapUpSubmit: true, TypeNoteAdd: true,
+	TypeSessionPark: true, TypeSessionResume: true, TypeSessionDismiss: true, TypeServicesList: true, TypeWrapUpSubmit: true, TypeNoteAdd: true,
 	TypeCannedList: true, TypeSessionHistory: true, TypeSessionEarlier: true, TypeTemplateList: true, TypeSupervisorWatch: true,
 	TypeSupervisorUnwatch: true, TypeSupervisorChats: true, TypeSupervisorMonitor: true, TypeSupervisorUnmonitor: true,
 	TypeSupervisorWhisper: true, TypeSupervisorBarge: true, TypeSupervisorEnd: true, TypeSupervisorResetRona: true,
@@ -216,11 +219,14 @@ type Session struct {
 	Channel     string `json:"channel"`
 	// Attachments: the agent may attach files to replies (a Programmable
 	// Messaging chat: WhatsApp or MMS).
-	Attachments  bool      `json:"attachments,omitempty"`
-	Customer     string    `json:"customer"`
-	CustomerName string    `json:"customer_name,omitempty"`
-	State        string    `json:"state"`
-	StartedAt    time.Time `json:"started_at"`
+	Attachments  bool   `json:"attachments,omitempty"`
+	Customer     string `json:"customer"`
+	CustomerName string `json:"customer_name,omitempty"`
+	State        string `json:"state"`
+	// Outcome of an ended chat (handled, abandoned, …), as session.ended
+	// names it.
+	Outcome   string    `json:"outcome,omitempty"`
+	StartedAt time.Time `json:"started_at"`
 	// AgentID is set in supervisors' views: who handles the chat.
 	AgentID string `json:"agent_id,omitempty"`
 	// Parked: the agent set the chat aside; replies wait until it is

@@ -430,43 +430,74 @@ func (s *Store) End(ctx context.Context, tenant, sessionID, outcome, reason stri
 	return ended, nil
 }
 
-// ReleaseAgent takes an ended session off its agent's list, once its end
-// has been announced.
+// ReleaseAgent takes an ended session off its agent's active list, once
+// its end has been announced, and keeps it among their recently ended
+// chats until they dismiss it (DismissEnded).
 func (s *Store) ReleaseAgent(ctx context.Context, tenant, agentID, sessionID string) error {
 	if agentID == "" {
 		return nil
 	}
-	return s.agents.remove(ctx, tenant, agentID, sessionID)
+	return s.agents.ended(ctx, tenant, agentID, sessionID, time.Now())
 }
 
-// AgentSessions lists the sessions on an agent's list (on reconnect, not
-// per message), oldest first: one KV get and a read by _id per session.
-// active are the agent's chats; unannounced ended without their end being
-// announced (a failure part way through End's caller), to be finished.
-func (s *Store) AgentSessions(ctx context.Context, tenant, agentID string) (active, unannounced []*Session, err error) {
-	ids, err := s.agents.get(ctx, tenant, agentID)
+// DismissEnded forgets one of the agent's recently ended chats (the agent
+// closed it on their desk).
+func (s *Store) DismissEnded(ctx context.Context, tenant, agentID, sessionID string) error {
+	return s.agents.dismiss(ctx, tenant, agentID, sessionID)
+}
+
+// AgentDesk is what an agent's reconnecting console shows of their chats.
+type AgentDesk struct {
+	// Active are the agent's chats, oldest first.
+	Active []*Session
+	// Unannounced ended without their end being announced (a failure
+	// part way through End's caller), to be finished.
+	Unannounced []*Session
+	// Ended are the agent's recently ended chats they have not dismissed,
+	// most recent first: a console keeps showing them, so a reconnect
+	// does too (with every message that arrived before the end, even one
+	// whose frame the agent missed).
+	Ended []*Session
+}
+
+// AgentSessions lists the sessions on an agent's lists (on reconnect, not
+// per message): one KV get and a read by _id per session.
+func (s *Store) AgentSessions(ctx context.Context, tenant, agentID string) (AgentDesk, error) {
+	l, err := s.agents.get(ctx, tenant, agentID)
 	if err != nil {
-		return nil, nil, err
+		return AgentDesk{}, err
 	}
-	active = make([]*Session, 0, len(ids))
-	for _, id := range ids {
+	desk := AgentDesk{Active: make([]*Session, 0, len(l.Active))}
+	for _, id := range l.Active {
 		sess, err := s.Session(ctx, tenant, id)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return AgentDesk{}, err
 		}
 		switch {
 		case sess.AgentID != agentID:
 		case sess.State == StateActive:
-			active = append(active, sess)
+			desk.Active = append(desk.Active, sess)
 		default:
-			unannounced = append(unannounced, sess)
+			desk.Unannounced = append(desk.Unannounced, sess)
 		}
 	}
-	sort.SliceStable(active, func(i, j int) bool { return active[i].StartedAt.Before(active[j].StartedAt) })
-	return active, unannounced, nil
+	for _, e := range l.Ended {
+		sess, err := s.Session(ctx, tenant, e.ID)
+		if errors.Is(err, ErrNotFound) {
+			continue // erased, or purged by retention
+		}
+		if err != nil {
+			return AgentDesk{}, err
+		}
+		if sess.AgentID == agentID && sess.State != StateActive {
+			desk.Ended = append(desk.Ended, sess)
+		}
+	}
+	sort.SliceStable(desk.Active, func(i, j int) bool { return desk.Active[i].StartedAt.Before(desk.Active[j].StartedAt) })
+	return desk, nil
 }
 
 // AddMessage appends a message to the session's transcript; it reports

@@ -147,10 +147,11 @@ func TestAgentSessionsUnderConcurrentChanges(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	got, unannounced, err := st.AgentSessions(ctx, "acme", "alice")
+	desk, err := st.AgentSessions(ctx, "acme", "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
+	got, unannounced := desk.Active, desk.Unannounced
 	ids := func(ss []*store.Session) []string {
 		var out []string
 		for _, s := range ss {
@@ -159,12 +160,26 @@ func TestAgentSessionsUnderConcurrentChanges(t *testing.T) {
 		slices.Sort(out)
 		return out
 	}
-	var want, wantUnannounced []string
+	var want, wantUnannounced, wantEnded []string
 	for i := 1; i < n; i += 2 {
 		want = append(want, fmt.Sprintf("ss%02d", i))
 	}
 	for i := 2; i < n; i += 4 {
 		wantUnannounced = append(wantUnannounced, fmt.Sprintf("ss%02d", i))
+	}
+	for i := 0; i < n; i += 4 {
+		wantEnded = append(wantEnded, fmt.Sprintf("ss%02d", i))
+	}
+	// The announced ends stay on alice's desk as ended chats until she
+	// dismisses them.
+	if fmt.Sprint(ids(desk.Ended)) != fmt.Sprint(wantEnded) {
+		t.Errorf("alice's ended chats = %v, want %v", ids(desk.Ended), wantEnded)
+	}
+	if err := st.DismissEnded(ctx, "acme", "alice", "ss04"); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := st.AgentSessions(ctx, "acme", "alice"); slices.ContainsFunc(d.Ended, func(s *store.Session) bool { return s.ID == "ss04" }) || len(d.Ended) != len(wantEnded)-1 {
+		t.Errorf("after dismissing ss04, alice's ended chats = %v", ids(d.Ended))
 	}
 	if fmt.Sprint(ids(got)) != fmt.Sprint(want) {
 		t.Errorf("alice's sessions = %v, want %v", ids(got), want)
@@ -172,8 +187,8 @@ func TestAgentSessionsUnderConcurrentChanges(t *testing.T) {
 	if fmt.Sprint(ids(unannounced)) != fmt.Sprint(wantUnannounced) {
 		t.Errorf("alice's unannounced ends = %v, want %v", ids(unannounced), wantUnannounced)
 	}
-	if other, _, _ := st.AgentSessions(ctx, "beta", "alice"); len(other) != 0 {
-		t.Errorf("beta's alice has %d sessions", len(other))
+	if other, _ := st.AgentSessions(ctx, "beta", "alice"); len(other.Active)+len(other.Ended) != 0 {
+		t.Errorf("beta's alice has %d sessions", len(other.Active)+len(other.Ended))
 	}
 	// Ending twice, or assigning an ended session, changes nothing.
 	if ended, err := st.End(ctx, "acme", "ss00", "OUTCOME_HANDLED", "again", time.Now()); err != nil || ended {
@@ -182,8 +197,8 @@ func TestAgentSessionsUnderConcurrentChanges(t *testing.T) {
 	if err := st.Assign(ctx, "acme", "ss00", "bob", "t99", time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	if bob, _, _ := st.AgentSessions(ctx, "acme", "bob"); len(bob) != 0 {
-		t.Errorf("an ended session was assigned to bob: %v", bob)
+	if bob, _ := st.AgentSessions(ctx, "acme", "bob"); len(bob.Active) != 0 {
+		t.Errorf("an ended session was assigned to bob: %v", ids(bob.Active))
 	}
 }
 

@@ -993,12 +993,18 @@ async function showEarlier(current, earlier) {
   } catch (err) { deskError(err.message); }
 }
 
-function dismiss() {
+// dismiss closes an ended or transferred chat. The server keeps an
+// agent's recently ended chats for their next snapshot until they are
+// dismissed, so it is told (a transferred chat is no longer on its list).
+async function dismiss() {
   const s = state.sessions.get(state.selected);
   if (!s || (s.state !== "ended" && s.state !== "transferred")) return;
   state.sessions.delete(s.session_id);
   state.selected = "";
   render();
+  if (s.state === "ended") {
+    try { await send("session.dismiss", { session_id: s.session_id }); } catch (e) { deskError(e.message); }
+  }
 }
 
 // openTransfer fills the target list with the tenant's services, and an
