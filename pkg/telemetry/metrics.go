@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"os"
 	"sync"
 	"time"
 
@@ -85,6 +87,13 @@ func ServeMetricsOn(lis net.Listener) (stop func(), _ error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
+	if os.Getenv("PPROF") == "1" {
+		// Go's profiles, for whoever can reach the metrics address: off
+		// unless asked for, as they show the process's insides.
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -64,7 +64,7 @@ func (p *proc) pid() int {
 
 func newProc(name, bin string, args, env []string, logs io.Writer) *proc {
 	base := []string{}
-	for _, k := range []string{"PATH", "HOME", "TMPDIR", "GOMEMLIMIT", "GOMAXPROCS", "LOG_LEVEL"} {
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "GOMEMLIMIT", "GOMAXPROCS", "LOG_LEVEL", "PPROF"} {
 		if v, ok := os.LookupEnv(k); ok {
 			base = append(base, k+"="+v)
 		}
