@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/switchboard-cc/switchboard/services/devstack/internal/chaos"
@@ -35,16 +36,32 @@ func main() {
 	flag.StringVar(&c.DataDir, "data", "", "keep the run's files (and processes.log) here (default: a temporary directory)")
 	flag.BoolVar(&c.SyncAlways, "fsync", false, "fsync every JetStream write on every node")
 	flag.DurationVar(&c.SampleEvery, "sample-every", 0, "sample memory, goroutines, open files and stream sizes this often (0: never; the samples go to -data's samples.csv)")
+	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (FerretDB, the emulator, the customers and agents) to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "chaos:", err)
+			os.Exit(2)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "chaos:", err)
+			os.Exit(2)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	c.MongoURI = os.Getenv("MONGO_URI")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := chaos.Run(ctx, c, os.Stdout, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
+		pprof.StopCPUProfile()
 		os.Exit(2)
 	}
 	if rep.Failed() {
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
