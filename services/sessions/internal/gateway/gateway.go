@@ -737,7 +737,7 @@ const (
 )
 
 func (g *Gateway) websocket(w http.ResponseWriter, r *http.Request) {
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OriginPatterns: g.origins})
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OriginPatterns: g.origins})
 	if err != nil {
 		return // Accept wrote the response
 	}
