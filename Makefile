@@ -104,11 +104,11 @@ chaos: ## Fault-injection soak: NATS cluster, every service as processes, kills/
 	$(GO) run ./services/devstack/cmd/chaos -bin $(BIN) -duration $(DURATION) -seed $(SEED) -ops $(OPS)
 
 # make soak: a steady load without faults (about 50 customer messages/s:
-# 48 customers, 12 agents answering) for SOAK, sampling every process's
+# 51 customers, 13 agents answering) for SOAK, sampling every process's
 # memory, goroutines and open files and every stream's size each minute;
 # the samples stay in .data/soak-<time>/samples.csv.
 SOAK ?= 1h
 
 .PHONY: soak
 soak: ## Steady ~50 msg/s for SOAK=1h without faults, resources sampled each minute (.data/soak-*/samples.csv)
-	$(GO) run ./services/devstack/cmd/chaos -bin $(BIN) -duration $(SOAK) -seed $(SEED) -customers 48 -agents 12 -capacity 4 -fault-every 0 -drain 10m -sample-every 1m -data .data/soak-$$(date +%Y%m%d-%H%M%S)
+	$(GO) run ./services/devstack/cmd/chaos -bin $(BIN) -duration $(SOAK) -seed $(SEED) -customers 51 -agents 13 -capacity 4 -fault-every 0 -drain 10m -sample-every 1m -data .data/soak-$$(date +%Y%m%d-%H%M%S)

@@ -29,11 +29,22 @@ const (
 	authToken     = "c4a050000000000000000000000000aa"
 )
 
+// The tenant's SMS numbers (each with its Conversations service) and
+// WhatsApp senders. A US long code sends about one SMS segment a second
+// (outbound-sender paces it so), so the agents' replies to SMS chats need
+// enough numbers: the soak's agents answer about 3 SMS chats a second.
 var (
-	smsNumbers  = []string{"+12025580001", "+12025580002"}
-	smsServices = []string{"IS" + "c4a05000000000000000000000000001", "IS" + "c4a05000000000000000000000000002"}
-	waSenders   = []string{"whatsapp:+12025590001", "whatsapp:+12025590002"}
+	smsNumbers, smsServices = smsLines(8)
+	waSenders               = []string{"whatsapp:+12025590001", "whatsapp:+12025590002"}
 )
+
+func smsLines(n int) (numbers, services []string) {
+	for i := 1; i <= n; i++ {
+		numbers = append(numbers, fmt.Sprintf("+120255800%02d", i))
+		services = append(services, fmt.Sprintf("IS"+"c4a050000000000000000000000000%02d", i))
+	}
+	return numbers, services
+}
 
 func agentEmail(i int) string { return fmt.Sprintf("agent%02d@chaos.example", i) }
 
