@@ -27,27 +27,11 @@ import (
 const idIndexSuffix = "__sb_id_path"
 
 // idIndexer adds the index to every collection table of every database in
-// dir, as collections appear, and checkpoints each database's write-ahead
-// log every checkpointEvery passes.
+// dir, as collections appear.
 type idIndexer struct {
-	dir    string
-	log    *slog.Logger
-	passes int
+	dir string
+	log *slog.Logger
 }
-
-// checkpointEvery: passes (of about a second) between WAL checkpoints.
-//
-// SQLite checkpoints its write-ahead log by itself (every 1,000 pages,
-// PASSIVE), but a passive checkpoint never starts the log over while
-// readers keep reading, and FerretDB's connections always are under load:
-// the log grew without end (147 MB beside a 15 MB database after seven
-// minutes at 50 messages/s), and every read searches the log's index from
-// its newest frame back, so each find and update cost more than the last
-// until the services fell behind. A TRUNCATE checkpoint waits (the busy
-// timeout) for the readers of older snapshots to finish, copies the log
-// into the database and empties it; it holds writers up for as long as
-// it copies, which is little when it runs every few seconds.
-const checkpointEvery = 5
 
 func (x *idIndexer) run(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
@@ -62,10 +46,8 @@ func (x *idIndexer) run(ctx context.Context, every time.Duration) {
 	}
 }
 
-// pass indexes the tables that lack the index, and now and then
-// checkpoints.
+// pass indexes the tables that lack the index.
 func (x *idIndexer) pass(ctx context.Context) {
-	x.passes++
 	files, _ := filepath.Glob(filepath.Join(x.dir, "*.sqlite"))
 	for _, f := range files {
 		// A fresh connection each pass: one kept open did not see the
@@ -77,27 +59,8 @@ func (x *idIndexer) pass(ctx context.Context) {
 		if err := indexTables(ctx, db); err != nil && ctx.Err() == nil {
 			x.log.WarnContext(ctx, "ferretdb _id index", "file", filepath.Base(f), "err", err)
 		}
-		if x.passes%checkpointEvery == 0 {
-			if err := checkpoint(ctx, db); err != nil && ctx.Err() == nil {
-				x.log.DebugContext(ctx, "ferretdb wal checkpoint", "file", filepath.Base(f), "err", err)
-			}
-		}
 		_ = db.Close()
 	}
-}
-
-// checkpoint copies db's write-ahead log into it and empties the log; an
-// error when readers or writers kept it busy past the busy timeout (the
-// next one goes on).
-func checkpoint(ctx context.Context, db *sql.DB) error {
-	var busy, logFrames, done int
-	if err := db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)").Scan(&busy, &logFrames, &done); err != nil {
-		return err
-	}
-	if busy != 0 {
-		return fmt.Errorf("busy: %d of %d log frames checkpointed", done, logFrames)
-	}
-	return nil
 }
 
 func indexTables(ctx context.Context, db *sql.DB) error {
