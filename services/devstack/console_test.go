@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/switchboard-cc/switchboard/services/devstack"
+	"github.com/switchboard-cc/switchboard/services/sessions/agentclient"
 	"github.com/switchboard-cc/switchboard/services/twilio-sim/simclient"
 )
 
@@ -117,6 +118,44 @@ func TestConsoleInBrowser(t *testing.T) {
 		waitText("#session-meta", "ended"),
 	); err != nil {
 		t.Fatalf("terminate: %v", err)
+	}
+
+	// A reload keeps the ended chat on the desk, with its messages, until
+	// the agent dismisses it; then the server no longer lists it.
+	var sessionID string
+	if err := chromedp.Run(ctx,
+		chromedp.Reload(),
+		waitText("#conn-state", "connected"),
+		waitText("#session-meta", "ended"),
+		waitText("#transcript", reply),
+		chromedp.Evaluate(`state.selected`, &sessionID),
+		chromedp.Click("#dismiss"),
+		chromedp.WaitVisible("#no-session"),
+	); err != nil {
+		t.Fatalf("the ended chat after a reload, then dismissed: %v", err)
+	}
+	tok, err := agentclient.Login(ctx, info.ConsoleURL, "demo", "alice@demo.example", "demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := agentclient.Dial(ctx, info.ConsoleURL, tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		snap, err := c.WaitFor(ctx, "snapshot", nil)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sessionID != "" && !strings.Contains(string(snap.Data), sessionID) {
+			break // the dismissal is in (it goes over the socket, after the click)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the dismissed chat %q is still in the snapshot: %s", sessionID, snap.Data)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
