@@ -33,22 +33,20 @@ func (b *Bus) ConsumeKeyed(ctx context.Context, spec ConsumerSpec, workers int, 
 		return b.Consume(ctx, spec, h)
 	}
 	spec = spec.WithDefaults()
+	type item struct {
+		msg  jetstream.Msg
+		m    *Message
+		stop func()
+	}
 	// JetStream never has more than MaxAckPending messages of the consumer
-	// out at once, so a lane never holds more than that: the callback
-	// never blocks, and one slow key never holds up the other lanes. A
-	// lane's queue grows and shrinks with what waits in it (a channel as
-	// deep as MaxAckPending per lane was tens of megabytes allocated, and
-	// scanned by every GC cycle, for nothing most of the time).
-	lanes := make([]*keyedLane, workers)
+	// out at once, so a lane as deep as that never fills: the callback
+	// never blocks, and one slow key never holds up the other lanes.
+	lanes := make([]chan item, workers)
 	var wg sync.WaitGroup
 	for i := range lanes {
-		lanes[i] = &keyedLane{wake: make(chan struct{}, 1)}
+		lanes[i] = make(chan item, spec.MaxAckPending+1)
 		wg.Go(func() {
-			for {
-				it, ok := lanes[i].pop()
-				if !ok {
-					return
-				}
+			for it := range lanes[i] {
 				hctx, span := b.StartSpan(ctx, spec.Durable, it.m)
 				herr := Guard(func() error { return h(hctx, it.m) })
 				it.stop()
@@ -74,7 +72,7 @@ func (b *Bus) ConsumeKeyed(ctx context.Context, spec ConsumerSpec, workers int, 
 			span.End()
 			return
 		}
-		it := keyedItem{msg: msg, m: m, stop: KeepAlive(msg, spec.AckWait)}
+		it := item{msg: msg, m: m, stop: KeepAlive(msg, spec.AckWait)}
 		mu.Lock()
 		defer mu.Unlock()
 		if closed {
@@ -82,9 +80,11 @@ func (b *Bus) ConsumeKeyed(ctx context.Context, spec ConsumerSpec, workers int, 
 			_ = msg.Nak()
 			return
 		}
-		if !lanes[maphash.String(seed, k)%uint64(workers)].push(it, spec.MaxAckPending+1) {
+		select {
+		case lanes[maphash.String(seed, k)%uint64(workers)] <- it:
+		default:
 			// More out than MaxAckPending (a redelivery racing its own
-			// settle): hand it back rather than queue without bound.
+			// settle): hand it back rather than block every lane.
 			it.stop()
 			_ = msg.NakWithDelay(spec.Backoff(m.Delivered))
 		}
@@ -92,77 +92,11 @@ func (b *Bus) ConsumeKeyed(ctx context.Context, spec ConsumerSpec, workers int, 
 	mu.Lock()
 	closed = true
 	for _, l := range lanes {
-		l.close()
+		close(l)
 	}
 	mu.Unlock()
 	wg.Wait()
 	return err
-}
-
-type keyedItem struct {
-	msg  jetstream.Msg
-	m    *Message
-	stop func()
-}
-
-// keyedLane is one lane's queue: its worker takes the items in order,
-// and waits on wake when there are none.
-type keyedLane struct {
-	mu     sync.Mutex
-	q      []keyedItem
-	closed bool
-	wake   chan struct{} // capacity 1: a push while the worker looks is not lost
-}
-
-// push queues it unless the lane holds limit items already.
-func (l *keyedLane) push(it keyedItem, limit int) bool {
-	l.mu.Lock()
-	if len(l.q) >= limit {
-		l.mu.Unlock()
-		return false
-	}
-	l.q = append(l.q, it)
-	l.mu.Unlock()
-	l.signal()
-	return true
-}
-
-func (l *keyedLane) signal() {
-	select {
-	case l.wake <- struct{}{}:
-	default:
-	}
-}
-
-// pop waits for the next item; false once the lane is closed and empty.
-func (l *keyedLane) pop() (keyedItem, bool) {
-	for {
-		l.mu.Lock()
-		if len(l.q) > 0 {
-			it := l.q[0]
-			l.q[0] = keyedItem{}
-			l.q = l.q[1:]
-			if len(l.q) == 0 {
-				l.q = nil // let the emptied array go
-			}
-			l.mu.Unlock()
-			return it, true
-		}
-		if l.closed {
-			l.mu.Unlock()
-			return keyedItem{}, false
-		}
-		l.mu.Unlock()
-		<-l.wake
-	}
-}
-
-// close lets the worker finish what is queued, then return.
-func (l *keyedLane) close() {
-	l.mu.Lock()
-	l.closed = true
-	l.mu.Unlock()
-	l.signal()
 }
 
 // KeyByField orders events by one of their string fields (for example
