@@ -17,10 +17,10 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 )
 
-// Messages of one lane are handled one at a time in order; a lane that
-// blocks holds up only itself; a permanent error dead-letters; a failing
-// message is redelivered.
-func TestLanes(t *testing.T) {
+// startBus is a bus on an embedded NATS server with the OUTBOUND and
+// DEADLETTER streams.
+func startBus(t *testing.T) (*bus.Bus, *slog.Logger) {
+	t.Helper()
 	ns := natstest.Start(t)
 	log := slog.New(slog.DiscardHandler)
 	b, err := bus.Connect(ns.ClientURL(), "test", log)
@@ -28,10 +28,18 @@ func TestLanes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := b.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamOutbound, subjects.StreamDeadLetter); err != nil {
+	if err := b.EnsureStreams(context.Background(), subjects.StreamOptions{}, subjects.StreamOutbound, subjects.StreamDeadLetter); err != nil {
 		t.Fatal(err)
 	}
+	return b, log
+}
+
+// Messages of one lane are handled one at a time in order; a lane that
+// blocks holds up only itself; a permanent error dead-letters; a failing
+// message is redelivered.
+func TestLanes(t *testing.T) {
+	b, log := startBus(t)
+	ctx, cancel := context.WithCancel(context.Background())
 	var (
 		mu       sync.Mutex
 		order    = map[string][]string{}
@@ -139,18 +147,9 @@ func TestLanes(t *testing.T) {
 // delivery without the Ordered and Finish stages, and does not hold up its
 // lane; a panicking stage is an error (redelivered), not a crash.
 func TestSettledInPrepare(t *testing.T) {
-	ns := natstest.Start(t)
-	log := slog.New(slog.DiscardHandler)
-	b, err := bus.Connect(ns.ClientURL(), "test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b, log := startBus(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := b.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamOutbound, subjects.StreamDeadLetter); err != nil {
-		t.Fatal(err)
-	}
 	type job struct{ value string }
 	var (
 		mu       sync.Mutex
@@ -288,18 +287,9 @@ func TestLastDeliveryWaitsForTheRetryTime(t *testing.T) {
 // were told a delivery is the last, and is acked when the last delivery
 // records a failure; one that fails even then is dead-lettered.
 func TestFailuresAreRetriedUntilTheLastDelivery(t *testing.T) {
-	ns := natstest.Start(t)
-	log := slog.New(slog.DiscardHandler)
-	b, err := bus.Connect(ns.ClientURL(), "test", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(b.Close)
+	b, log := startBus(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := b.EnsureStreams(ctx, subjects.StreamOptions{}, subjects.StreamOutbound, subjects.StreamDeadLetter); err != nil {
-		t.Fatal(err)
-	}
 	const transientFor = 1500 * time.Millisecond
 	type job struct {
 		value string
