@@ -1127,8 +1127,8 @@ func (c *Core) Terminate(ctx context.Context, a Agent, sessionID string) error {
 }
 
 // Dismiss takes one of the agent's ended chats off their desk: their
-// next snapshot no longer shows it. A chat still active, or not one of the
-// agent's ended chats, is a conflict.
+// next snapshot no longer shows it (dismissing one already gone changes
+// nothing). A chat still active is a conflict, another agent's forbidden.
 func (c *Core) Dismiss(ctx context.Context, a Agent, sessionID string) error {
 	sess, err := c.ownSession(ctx, a, sessionID)
 	if err != nil {
@@ -1143,8 +1143,9 @@ func (c *Core) Dismiss(ctx context.Context, a Agent, sessionID string) error {
 	return nil
 }
 
-// Snapshot is what a newly connected socket shows: presence, open offers and
-// the agent's active sessions with their transcripts.
+// Snapshot is what a newly connected socket shows: presence, open offers,
+// the agent's active sessions and their recently ended ones not yet
+// dismissed, with their transcripts.
 func (c *Core) Snapshot(ctx context.Context, a Agent) ([]byte, error) {
 	st, err := c.dist.GetAgentState(ctx, &distributionv1.GetAgentStateRequest{TenantId: a.Tenant, AgentId: a.ID})
 	if err != nil {
