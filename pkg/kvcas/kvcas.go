@@ -42,11 +42,28 @@ func Put(ctx context.Context, kv jetstream.KeyValue, key string, value []byte, r
 	} else {
 		next, err = kv.Update(ctx, key, value, rev)
 	}
-	var apiErr *jetstream.APIError
-	if errors.Is(err, jetstream.ErrKeyExists) || (errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence) {
+	if IsConflict(err) {
 		return 0, ErrConflict
 	}
 	return next, err
+}
+
+// IsConflict reports whether a write (a create, an update, a delete at a
+// revision) failed because the key's revision moved: code 10071 on a
+// stream of one replica, 10164 on a replicated one (nats.go maps both to
+// ErrKeyRevisionMismatch for an update, not for a create). Missing 10164,
+// every conflict on an R3 bucket was an error instead of a retry (a chaos
+// run's assignment failed on one).
+func IsConflict(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // Get returns the key's value and revision; a missing key is nil and 0.

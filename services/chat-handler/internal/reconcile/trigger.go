@@ -3,7 +3,6 @@ package reconcile
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -259,7 +258,7 @@ func (w *Watch) fill(ctx context.Context, since, until time.Time) {
 	}
 	key := "gap." + since.UTC().Format("20060102T150405")
 	if _, err := w.KV.Create(ctx, key, []byte(until.UTC().Format(time.RFC3339Nano))); err != nil {
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !kvcas.IsConflict(err) {
 			w.Log.WarnContext(ctx, "could not claim the reconciliation of an outage", "since", since, "err", err)
 		}
 		return

@@ -231,8 +231,7 @@ func (s *Store) RemoveOpen(ctx context.Context, t *engine.Task) error {
 	err := s.open.Delete(ctx, k, opts...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence {
+	if kvcas.IsConflict(err) {
 		delete(s.revs, k)
 		return fmt.Errorf("remove closed task %s: %w", k, engine.ErrConflict)
 	}
