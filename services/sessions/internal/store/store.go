@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -576,18 +577,40 @@ func (s *Store) UpdateStatus(ctx context.Context, tenant, sessionID, messageID, 
 // SetOffered records what an offer of the session's task says about it:
 // the display name of its service and the parameters the workflow
 // collected (a task without parameters leaves earlier ones as they are).
+//
+// It writes only what changes, and never once the session is assigned:
+// FerretDB applies an update by reading the document and writing it back
+// whole, so an offer event handled late on one replica (redelivered, or
+// behind an agent who accepted from a snapshot's offers) while another
+// replica assigned the session could write back the document as it was
+// before the assignment, and the chat would be no one's (most likely how
+// a chaos run lost 36 messages of two chats: their sessions named no
+// agent, and their agents' ends were refused). An offer event handled
+// after its own acceptance records nothing, so such a chat may lack the
+// service name and parameters (the agent accepted from a snapshot before
+// the event was handled): a display detail, not the chat.
 func (s *Store) SetOffered(ctx context.Context, tenant, sessionID, serviceName string, params map[string]string) error {
+	sess, err := s.Session(ctx, tenant, sessionID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if sess.AgentID != "" || sess.State != StateActive {
+		return nil
+	}
 	set := bson.M{}
-	if serviceName != "" {
+	if serviceName != "" && serviceName != sess.ServiceName {
 		set["service_name"] = serviceName
 	}
-	if len(params) > 0 {
+	if len(params) > 0 && !maps.Equal(params, sess.Parameters) {
 		set["parameters"] = params
 	}
 	if len(set) == 0 {
 		return nil
 	}
-	_, err := s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": set})
+	_, err = s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": set})
 	if err != nil {
 		return fmt.Errorf("set offered: %w", err)
 	}

@@ -239,3 +239,32 @@ func TestClaimActiveNeverReturnsEmpty(t *testing.T) {
 		t.Error("OpenSession of a session without an id succeeded")
 	}
 }
+
+// An offer recorded before the assignment sets the service and the
+// parameters; one handled after it (a late or redelivered event) writes
+// nothing, so it cannot write back the document as it was before the
+// assignment.
+func TestSetOfferedLeavesAnAssignedSessionAlone(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	s := &store.Session{Tenant: "acme", ID: "so1", State: store.StateActive, StartedAt: time.Now()}
+	if err := st.CreateSession(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetOffered(ctx, "acme", "so1", "Support", map[string]string{"name": "Ann"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Assign(ctx, "acme", "so1", "alice", "t1", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetOffered(ctx, "acme", "so1", "Sales", map[string]string{"name": "Bob"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := st.Session(ctx, "acme", "so1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AgentID != "alice" || got.ServiceName != "Support" || got.Parameters["name"] != "Ann" {
+		t.Errorf("session = agent %q, service %q, parameters %v; want alice's, Support, Ann", got.AgentID, got.ServiceName, got.Parameters)
+	}
+}
