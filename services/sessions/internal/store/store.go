@@ -583,12 +583,10 @@ func (s *Store) UpdateStatus(ctx context.Context, tenant, sessionID, messageID, 
 // whole, so an offer event handled late on one replica (redelivered, or
 // behind an agent who accepted from a snapshot's offers) while another
 // replica assigned the session could write back the document as it was
-// before the assignment, and the chat would be no one's (most likely how
-// a chaos run lost 36 messages of two chats: their sessions named no
-// agent, and their agents' ends were refused). An offer event handled
-// after its own acceptance records nothing, so such a chat may lack the
-// service name and parameters (the agent accepted from a snapshot before
-// the event was handled): a display detail, not the chat.
+// before the assignment, and the chat would be no one's. An offer event
+// handled after its own acceptance records nothing, so such a chat may
+// lack the service name and parameters (the agent accepted from a
+// snapshot before the event was handled): a display detail, not the chat.
 func (s *Store) SetOffered(ctx context.Context, tenant, sessionID, serviceName string, params map[string]string) error {
 	sess, err := s.Session(ctx, tenant, sessionID)
 	if errors.Is(err, ErrNotFound) {
