@@ -103,6 +103,14 @@ func (x *agentIndex) change(ctx context.Context, tenant, agentID string, f func(
 	return nil
 }
 
+func endedIDs(es []endedEntry) []string {
+	ids := make([]string, len(es))
+	for i, e := range es {
+		ids[i] = e.ID
+	}
+	return ids
+}
+
 func dropEnded(l *agentList, sessionID string) {
 	l.Ended = slices.DeleteFunc(l.Ended, func(e endedEntry) bool { return e.ID == sessionID })
 }

@@ -469,14 +469,7 @@ func (s *Store) AgentSessions(ctx context.Context, tenant, agentID string) (Agen
 		return AgentDesk{}, err
 	}
 	desk := AgentDesk{Active: make([]*Session, 0, len(l.Active))}
-	for _, id := range l.Active {
-		sess, err := s.Session(ctx, tenant, id)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return AgentDesk{}, err
-		}
+	err = s.eachSession(ctx, tenant, l.Active, func(sess *Session) {
 		switch {
 		case sess.AgentID != agentID:
 		case sess.State == StateActive:
@@ -484,21 +477,36 @@ func (s *Store) AgentSessions(ctx context.Context, tenant, agentID string) (Agen
 		default:
 			desk.Unannounced = append(desk.Unannounced, sess)
 		}
+	})
+	if err != nil {
+		return AgentDesk{}, err
 	}
-	for _, e := range l.Ended {
-		sess, err := s.Session(ctx, tenant, e.ID)
-		if errors.Is(err, ErrNotFound) {
-			continue // erased, or purged by retention
-		}
-		if err != nil {
-			return AgentDesk{}, err
-		}
+	err = s.eachSession(ctx, tenant, endedIDs(l.Ended), func(sess *Session) {
 		if sess.AgentID == agentID && sess.State != StateActive {
 			desk.Ended = append(desk.Ended, sess)
 		}
+	})
+	if err != nil {
+		return AgentDesk{}, err
 	}
 	sort.SliceStable(desk.Active, func(i, j int) bool { return desk.Active[i].StartedAt.Before(desk.Active[j].StartedAt) })
 	return desk, nil
+}
+
+// eachSession reads the sessions by _id, in order, and hands each to f; a
+// session gone (erased, purged by retention) is skipped.
+func (s *Store) eachSession(ctx context.Context, tenant string, ids []string, f func(*Session)) error {
+	for _, id := range ids {
+		sess, err := s.Session(ctx, tenant, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		f(sess)
+	}
+	return nil
 }
 
 // AddMessage appends a message to the session's transcript; it reports
