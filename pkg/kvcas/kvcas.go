@@ -94,8 +94,20 @@ func backoff(attempt int) time.Duration {
 // another writer got in first. A result equal to the value read is not
 // written. It returns the value now stored.
 func Change(ctx context.Context, kv jetstream.KeyValue, key string, f func(current []byte) ([]byte, error)) ([]byte, error) {
+	return change(ctx, kv, key, func() ([]byte, uint64, error) { return Get(ctx, kv, key) }, f)
+}
+
+// ChangeLatest is Change reading the key from the bucket's stream leader
+// (GetLatest): a read answered by a replica catching up could show the
+// change made already, or the key missing, and f would then leave it as
+// it is without a write to notice.
+func ChangeLatest(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, key string, f func(current []byte) ([]byte, error)) ([]byte, error) {
+	return change(ctx, kv, key, func() ([]byte, uint64, error) { return GetLatest(ctx, js, kv.Bucket(), key) }, f)
+}
+
+func change(ctx context.Context, kv jetstream.KeyValue, key string, get func() ([]byte, uint64, error), f func(current []byte) ([]byte, error)) ([]byte, error) {
 	for attempt := 1; ; attempt++ {
-		cur, rev, err := Get(ctx, kv, key)
+		cur, rev, err := get()
 		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", key, err)
 		}

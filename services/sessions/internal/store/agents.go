@@ -88,7 +88,7 @@ func (x *agentIndex) get(ctx context.Context, tenant, agentID string) (agentList
 // change applies f to the agent's list with a compare-and-set, retrying
 // when another writer got in first.
 func (x *agentIndex) change(ctx context.Context, tenant, agentID string, f func(*agentList)) error {
-	_, err := kvcas.Change(ctx, x.kv, agentKey(tenant, agentID), func(cur []byte) ([]byte, error) {
+	_, err := kvcas.ChangeLatest(ctx, x.js, x.kv, agentKey(tenant, agentID), func(cur []byte) ([]byte, error) {
 		was := decodeAgentList(cur)
 		next := agentList{Active: slices.Clone(was.Active), Ended: slices.Clone(was.Ended)}
 		f(&next)
