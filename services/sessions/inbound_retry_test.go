@@ -161,15 +161,23 @@ func inTranscript(t *testing.T, h *harness, session, messageID string) bool {
 	return strings.Contains(string(m.Data), `"`+messageID+`"`)
 }
 
-// A session another replica ended, which this replica's watch of the state
-// bucket still shows active (the watch lags while a NATS node is down):
-// the customer's next message opens a new session rather than going into
-// the ended chat, where no one would see it.
+// A session another replica ended, which this replica still remembers as
+// the conversation's (and its watch of the state bucket may still show
+// active: the watch lags while a NATS node is down): the customer's next
+// message opens a new session rather than going into the ended chat,
+// where no one would see it.
 func TestAMessageAfterAnEndSeenLateOpensANewSession(t *testing.T) {
 	h, db, first := startWithSession(t, "SM-late1", "+15550126")
-	// The record says ended; the state bucket, and so the watch, does not.
+	// What the other replica's end leaves: the record ended, the key gone.
 	if _, err := db.Collection("sessions").UpdateOne(context.Background(),
 		bson.M{"_id": store.SessionKey("acme", first)}, bson.M{"$set": bson.M{"state": store.StateEnded}}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := h.bus.JS.KeyValue(context.Background(), subjects.BucketSessionStates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(context.Background(), "acme."+first); err != nil {
 		t.Fatal(err)
 	}
 	h.publish(t, subjects.ChatMessageReceived("acme"), inbound("SM-late2", "+15550126", "second"), "SM-late2")

@@ -243,6 +243,13 @@ func (s *Store) MaskCustomer(ctx context.Context, sess *Session) (bool, error) {
 	if sess.Conversation.Customer == erasure.Masked && sess.CustomerName == "" && len(sess.Parameters) == 0 {
 		return false, nil
 	}
+	// The state bucket first: an active session's end writes the document
+	// from it (states.go).
+	if _, _, err := s.states.change(ctx, sess.Tenant, sess.ID, func(st *Session) {
+		st.Conversation.Customer, st.CustomerName, st.Parameters = erasure.Masked, "", nil
+	}); err != nil {
+		return false, err
+	}
 	set := bson.M{"conversation.customer": erasure.Masked}
 	if sess.State != StateActive {
 		// An active session's conversation key names its active pointer;
@@ -253,12 +260,6 @@ func (s *Store) MaskCustomer(ctx context.Context, sess *Session) (bool, error) {
 		bson.M{"$set": set, "$unset": bson.M{"customer_name": "", "parameters": ""}})
 	if err != nil {
 		return false, fmt.Errorf("mask session %s: %w", sess.Key, err)
-	}
-	// The state bucket holds an active session's customer too.
-	if err := s.states.change(ctx, sess.Tenant, sess.ID, func(st *Session) {
-		st.Conversation.Customer, st.CustomerName = erasure.Masked, ""
-	}); err != nil {
-		return false, err
 	}
 	return true, nil
 }

@@ -14,75 +14,151 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 )
 
-// The active sessions' state lives in a JetStream KV bucket as well as in
-// the `sessions` collection, so that a customer message needs no read of
-// its session: every replica watches the bucket and keeps what it holds in
-// memory (sessionStates), and the inbound path reads that map.
+// The active sessions' state lives in a JetStream KV bucket, one key per
+// session (SESSIONS_STATES), and the key is the record of everything that
+// changes while the session is active: its agent and task, park, the
+// service and parameters its offer named. The `sessions` collection holds
+// the document inserted when the session opened and, from its end on, the
+// whole record: End first marks the key ended (a compare-and-set, after
+// which no change applies), then writes the document from it, then deletes
+// the key.
 //
-// The collection stays the record (snapshots, supervisors, the stale
-// sweep read it); the bucket mirrors the part the inbound path needs
-// (who the customer is, the state and the agent) for active sessions
-// only. It is written after the collection by the same steps, by
-// compare-and-set on the key's revision, and never brings back a session
-// that ended: Open creates the key (a session's first write), the other
-// changes apply to a key that exists and leave a missing one missing, and
-// End deletes it. A session whose key is missing (opened before the bucket
-// existed, or a crash between the two writes) is read from the collection,
-// as every session was before.
+// Why not update the document as the session goes: FerretDB applies an
+// update by reading the document and writing it back whole, outside any
+// transaction, so two updates of one session at once (an acceptance on
+// one replica, the offer event or the end on another) could each undo the
+// other. A chaos run lost two chats that way: their documents named no
+// agent, their messages were shown to no one and their agents' ends were
+// refused. A compare-and-set on the key's revision cannot lose a change,
+// and only End writes the document of a session whose key exists.
+//
+// Every replica also watches the bucket and keeps the active sessions in
+// memory (sessionStates.byKey), so the inbound path reads no database for a
+// customer message. Session reads the key from the bucket's stream leader
+// first, the collection only for a session the bucket does not hold (ended,
+// or opened before the bucket existed).
+//
+// A key written before the bucket held the whole state (no "v") is a
+// legacy key: its session's changes still update the document as well,
+// and reads take the document with the key's agent, task and park.
 type sessionStates struct {
 	kv  jetstream.KeyValue
+	js  jetstream.JetStream
 	log *slog.Logger
 
 	mu sync.RWMutex
-	// byKey holds the watched sessions by their key in the bucket.
+	// byKey holds the watched active sessions by their key in the bucket.
 	byKey map[string]*Session
 }
 
 func stateKey(tenant, sessionID string) string { return tenant + "." + safeToken(sessionID) }
 
+// stateVersion marks a key that holds a session's whole state.
+const stateVersion = 2
+
 // stateView is what the bucket holds of a session.
 type stateView struct {
-	Tenant          string       `json:"tenant"`
-	ID              string       `json:"id"`
-	ServiceID       string       `json:"service_id,omitempty"`
-	EntryID         string       `json:"entry_id,omitempty"`
-	Conversation    Conversation `json:"conversation"`
-	ConversationKey string       `json:"conversation_key,omitempty"`
-	CustomerName    string       `json:"customer_name,omitempty"`
-	FirstMessageSID string       `json:"first_message_sid,omitempty"`
-	AgentID         string       `json:"agent_id,omitempty"`
-	TaskID          string       `json:"task_id,omitempty"`
-	Parked          bool         `json:"parked,omitempty"`
-	Trace           string       `json:"trace,omitempty"`
-	StartedAt       int64        `json:"started_at_ms"`
+	V               int               `json:"v,omitempty"`
+	Tenant          string            `json:"tenant"`
+	ID              string            `json:"id"`
+	ServiceID       string            `json:"service_id,omitempty"`
+	ServiceName     string            `json:"service_name,omitempty"`
+	EntryID         string            `json:"entry_id,omitempty"`
+	Conversation    Conversation      `json:"conversation"`
+	ConversationKey string            `json:"conversation_key,omitempty"`
+	CustomerName    string            `json:"customer_name,omitempty"`
+	FirstMessageSID string            `json:"first_message_sid,omitempty"`
+	State           string            `json:"state,omitempty"` // "" while active
+	AgentID         string            `json:"agent_id,omitempty"`
+	TaskID          string            `json:"task_id,omitempty"`
+	Parked          bool              `json:"parked,omitempty"`
+	Outcome         string            `json:"outcome,omitempty"`
+	EndReason       string            `json:"end_reason,omitempty"`
+	Trace           string            `json:"trace,omitempty"`
+	Parameters      map[string]string `json:"parameters,omitempty"`
+	StartedAt       int64             `json:"started_at_ms"`
+	AcceptedAt      int64             `json:"accepted_at_ms,omitempty"`
+	EndedAt         int64             `json:"ended_at_ms,omitempty"`
 }
 
 func viewOf(s *Session) stateView {
-	return stateView{
-		Tenant: s.Tenant, ID: s.ID, ServiceID: s.ServiceID, EntryID: s.EntryID, Conversation: s.Conversation,
-		ConversationKey: s.ConversationKey, CustomerName: s.CustomerName, FirstMessageSID: s.FirstMessageSID,
-		AgentID: s.AgentID, TaskID: s.TaskID, Parked: s.Parked, Trace: s.Trace, StartedAt: s.StartedAt.UnixMilli(),
+	v := stateView{
+		V: stateVersion, Tenant: s.Tenant, ID: s.ID, ServiceID: s.ServiceID, ServiceName: s.ServiceName, EntryID: s.EntryID,
+		Conversation: s.Conversation, ConversationKey: s.ConversationKey, CustomerName: s.CustomerName,
+		FirstMessageSID: s.FirstMessageSID, AgentID: s.AgentID, TaskID: s.TaskID, Parked: s.Parked,
+		Outcome: s.Outcome, EndReason: s.EndReason, Trace: s.Trace, Parameters: s.Parameters,
+		StartedAt: s.StartedAt.UnixMilli(), AcceptedAt: millis(s.AcceptedAt), EndedAt: millis(s.EndedAt),
 	}
+	if s.State != StateActive {
+		v.State = s.State
+	}
+	return v
 }
 
 func (v stateView) session() *Session {
-	return &Session{
-		Key: SessionKey(v.Tenant, v.ID), Tenant: v.Tenant, ID: v.ID, ServiceID: v.ServiceID, EntryID: v.EntryID,
-		Conversation: v.Conversation, ConversationKey: v.ConversationKey, CustomerName: v.CustomerName,
+	s := &Session{
+		Key: SessionKey(v.Tenant, v.ID), Tenant: v.Tenant, ID: v.ID, ServiceID: v.ServiceID, ServiceName: v.ServiceName,
+		EntryID: v.EntryID, Conversation: v.Conversation, ConversationKey: v.ConversationKey, CustomerName: v.CustomerName,
 		FirstMessageSID: v.FirstMessageSID, State: StateActive, AgentID: v.AgentID, TaskID: v.TaskID,
-		Parked: v.Parked, Trace: v.Trace, StartedAt: timeFromMillis(v.StartedAt),
+		Parked: v.Parked, Outcome: v.Outcome, EndReason: v.EndReason, Trace: v.Trace, Parameters: v.Parameters,
+		StartedAt: timeFromMillis(v.StartedAt),
 	}
+	if v.State != "" {
+		s.State = v.State
+	}
+	if v.AcceptedAt != 0 {
+		s.AcceptedAt = timeFromMillis(v.AcceptedAt)
+	}
+	if v.EndedAt != 0 {
+		s.EndedAt = timeFromMillis(v.EndedAt)
+	}
+	return s
+}
+
+func millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func decodeView(b []byte) (stateView, error) {
+	var v stateView
+	if err := json.Unmarshal(b, &v); err != nil {
+		return v, err
+	}
+	if v.Tenant == "" || v.ID == "" {
+		return v, errors.New("no tenant or session id")
+	}
+	return v, nil
 }
 
 func decodeState(b []byte) (*Session, error) {
-	var v stateView
-	if err := json.Unmarshal(b, &v); err != nil {
+	v, err := decodeView(b)
+	if err != nil {
 		return nil, err
 	}
-	if v.Tenant == "" || v.ID == "" {
-		return nil, errors.New("no tenant or session id")
-	}
 	return v.session(), nil
+}
+
+// held is what the bucket holds of a session.
+type held int
+
+const (
+	heldNot    held = iota // no key: ended and gone, or never recorded
+	heldLegacy             // a key without the whole state (no "v")
+	heldActive             // the record of an active session
+	heldEnded              // marked ended, its document being written
+)
+
+func heldAs(v stateView) held {
+	switch {
+	case v.V < stateVersion:
+		return heldLegacy
+	case v.State != "":
+		return heldEnded
+	}
+	return heldActive
 }
 
 // watch follows the bucket until ctx ends, keeping byKey current: the keys
@@ -152,6 +228,10 @@ func (x *sessionStates) apply(e jetstream.KeyValueEntry) {
 		x.log.Warn("session state unreadable; the session is read from the database", "key", e.Key(), "err", err)
 		return
 	}
+	if s.State != StateActive {
+		delete(x.byKey, e.Key()) // marked ended: read, not watched
+		return
+	}
 	x.byKey[e.Key()] = s
 }
 
@@ -180,25 +260,88 @@ func (x *sessionStates) open(ctx context.Context, s *Session) error {
 	return nil
 }
 
-// change applies f to a session the bucket holds; a session it does not
-// hold (ended, or never recorded) is left so.
-func (x *sessionStates) change(ctx context.Context, tenant, sessionID string, f func(*Session)) error {
-	_, err := kvcas.Change(ctx, x.kv, stateKey(tenant, sessionID), func(cur []byte) ([]byte, error) {
+// read returns the session as the bucket's stream leader holds it (nil
+// when it holds no key) and what the key is.
+func (x *sessionStates) read(ctx context.Context, tenant, sessionID string) (*Session, held, error) {
+	b, _, err := kvcas.GetLatest(ctx, x.js, x.kv.Bucket(), stateKey(tenant, sessionID))
+	if err != nil {
+		return nil, heldNot, fmt.Errorf("session state %s: %w", sessionID, err)
+	}
+	if b == nil {
+		return nil, heldNot, nil
+	}
+	v, err := decodeView(b)
+	if err != nil {
+		x.log.Warn("session state unreadable; the session is read from the database", "session", sessionID, "err", err)
+		return nil, heldNot, nil
+	}
+	return v.session(), heldAs(v), nil
+}
+
+// change applies f to an active session the bucket holds, by
+// compare-and-set on the leader's revision, and returns the session as it
+// now is and what the key is; a key missing, unreadable or marked ended
+// is left as it is (f is not called).
+func (x *sessionStates) change(ctx context.Context, tenant, sessionID string, f func(*Session)) (*Session, held, error) {
+	var (
+		now *Session
+		how = heldNot
+	)
+	_, err := kvcas.ChangeLatest(ctx, x.js, x.kv, stateKey(tenant, sessionID), func(cur []byte) ([]byte, error) {
+		now, how = nil, heldNot
 		if cur == nil {
 			return nil, nil
 		}
-		s, err := decodeState(cur)
+		v, err := decodeView(cur)
 		if err != nil {
 			return cur, nil
 		}
-		f(s)
-		next, err := json.Marshal(viewOf(s))
-		return next, err
+		now, how = v.session(), heldAs(v)
+		if how == heldEnded {
+			return cur, nil
+		}
+		f(now)
+		next := viewOf(now)
+		next.V = v.V // a legacy key stays one: its document is updated too
+		return json.Marshal(next)
 	})
 	if err != nil {
-		return fmt.Errorf("session state %s: %w", sessionID, err)
+		return nil, heldNot, fmt.Errorf("session state %s: %w", sessionID, err)
 	}
-	return nil
+	return now, how, nil
+}
+
+// markEnded marks an active session's key ended with its outcome, unless
+// it is marked already (the first end's outcome stands), and returns the
+// session as now held, whether this call marked it, and what the key is.
+// A legacy key or a missing one is left as it is.
+func (x *sessionStates) markEnded(ctx context.Context, tenant, sessionID, outcome, reason string, at time.Time) (*Session, bool, held, error) {
+	var (
+		now    *Session
+		how    = heldNot
+		marked bool
+	)
+	_, err := kvcas.ChangeLatest(ctx, x.js, x.kv, stateKey(tenant, sessionID), func(cur []byte) ([]byte, error) {
+		now, how, marked = nil, heldNot, false
+		if cur == nil {
+			return nil, nil
+		}
+		v, err := decodeView(cur)
+		if err != nil {
+			return cur, nil
+		}
+		now, how = v.session(), heldAs(v)
+		if how != heldActive {
+			return cur, nil
+		}
+		now.State, now.Outcome, now.EndReason, now.EndedAt = StateEnded, outcome, reason, at.Truncate(time.Millisecond).UTC()
+		how, marked = heldEnded, true
+		return json.Marshal(viewOf(now))
+	})
+	if err != nil {
+		return nil, false, heldNot, fmt.Errorf("end session state %s: %w", sessionID, err)
+	}
+	return now, marked, how, nil
 }
 
 // end forgets an ended session.

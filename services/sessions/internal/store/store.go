@@ -179,7 +179,7 @@ func New(ctx context.Context, db *mongo.Database, js jetstream.JetStream, replic
 		messages: db.Collection("messages"), inbound: db.Collection("inbound"),
 		inboundDone: db.Collection("inbound_done"), attachments: db.Collection("attachments"),
 		log: &transcriptLog{js: js}, agents: &agentIndex{kv: kv, js: js}, history: &historyIndex{kv: hist, js: js},
-		states: &sessionStates{kv: states, log: slog.Default(), byKey: map[string]*Session{}},
+		states: &sessionStates{kv: states, js: js, log: slog.Default(), byKey: map[string]*Session{}},
 	}
 	st.claims = mongodb.NewGroupWriter(st.inbound, "inbound claim")
 	st.dones = mongodb.NewGroupWriter(st.inboundDone, "inbound done marker")
@@ -297,12 +297,15 @@ func (s *Store) OpenSession(ctx context.Context, sess *Session) (*Session, error
 	err := s.opened.Insert(ctx, sess)
 	serr := <-stated
 	if errors.Is(err, mongodb.ErrDuplicate) {
-		won, err := s.Session(ctx, sess.Tenant, sess.ID)
-		if err == nil && won.State != StateActive {
-			// Ended already: the key just created must not outlive it.
-			err = s.states.end(ctx, sess.Tenant, sess.ID)
+		won, err := s.record(ctx, sess.Tenant, sess.ID)
+		if err != nil {
+			return nil, err
 		}
-		return won, err
+		if won.State != StateActive {
+			// Ended already: the key just created must not outlive it.
+			return won, s.states.end(ctx, sess.Tenant, sess.ID)
+		}
+		return s.Session(ctx, sess.Tenant, sess.ID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("create session: %w", err)
@@ -313,8 +316,28 @@ func (s *Store) OpenSession(ctx context.Context, sess *Session) (*Session, error
 	return sess, nil
 }
 
-// Session loads a session.
+// Session loads a session: an active one from the state bucket's stream
+// leader (states.go), any other from the collection.
 func (s *Store) Session(ctx context.Context, tenant, sessionID string) (*Session, error) {
+	held, how, err := s.states.read(ctx, tenant, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	if how == heldActive || how == heldEnded {
+		return held, nil
+	}
+	sess, err := s.record(ctx, tenant, sessionID)
+	if err != nil {
+		return nil, err
+	}
+	if how == heldLegacy && sess.State == StateActive {
+		sess.AgentID, sess.TaskID, sess.Parked = held.AgentID, held.TaskID, held.Parked
+	}
+	return sess, nil
+}
+
+// record reads a session's document.
+func (s *Store) record(ctx context.Context, tenant, sessionID string) (*Session, error) {
 	var sess Session
 	err := s.sessions.FindOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}).Decode(&sess)
 	if mongodb.IsNotFound(err) {
@@ -326,30 +349,45 @@ func (s *Store) Session(ctx context.Context, tenant, sessionID string) (*Session
 	return &sess, nil
 }
 
+// updateRecord changes the document of a session the bucket holds no
+// whole state of (legacy keys and none: states.go).
+func (s *Store) updateRecord(ctx context.Context, tenant, sessionID, what string, update bson.M) error {
+	if _, err := s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, update); err != nil {
+		return fmt.Errorf("%s session %s: %w", what, sessionID, err)
+	}
+	return nil
+}
+
 // Assign records the agent who accepted the session's task (an ended
 // session is left as it is) and adds it to the agent's active sessions.
 func (s *Store) Assign(ctx context.Context, tenant, sessionID, agentID, taskID string, at time.Time) error {
-	sess, err := s.Session(ctx, tenant, sessionID)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
+	at = at.Truncate(time.Millisecond).UTC()
+	_, how, err := s.states.change(ctx, tenant, sessionID, func(st *Session) {
+		st.AgentID, st.TaskID, st.AcceptedAt, st.Parked = agentID, taskID, at, false
+	})
+	switch {
+	case err != nil:
 		return err
-	}
-	if sess.State != StateActive {
+	case how == heldEnded:
 		return nil
-	}
-	if sess.AgentID != agentID || sess.TaskID != taskID || sess.Parked {
-		_, err = s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)},
-			bson.M{"$set": bson.M{"agent_id": agentID, "task_id": taskID, "accepted_at": at, "parked": false}})
-		if err != nil {
-			return fmt.Errorf("assign session %s: %w", sessionID, err)
+	case how != heldActive:
+		sess, err := s.record(ctx, tenant, sessionID)
+		if errors.Is(err, ErrNotFound) {
+			return nil
 		}
-	}
-	if err := s.states.change(ctx, tenant, sessionID, func(st *Session) {
-		st.AgentID, st.TaskID, st.Parked = agentID, taskID, false
-	}); err != nil {
-		return err
+		if err != nil {
+			return err
+		}
+		if sess.State != StateActive {
+			return nil
+		}
+		if sess.AgentID != agentID || sess.TaskID != taskID || sess.Parked {
+			err := s.updateRecord(ctx, tenant, sessionID, "assign",
+				bson.M{"$set": bson.M{"agent_id": agentID, "task_id": taskID, "accepted_at": at, "parked": false}})
+			if err != nil {
+				return err
+			}
+		}
 	}
 	return s.agents.add(ctx, tenant, agentID, sessionID)
 }
@@ -357,50 +395,45 @@ func (s *Store) Assign(ctx context.Context, tenant, sessionID, agentID, taskID s
 // SetParked records that the task's chat was parked or resumed; a session
 // that moved on to another task (or none) is left alone.
 func (s *Store) SetParked(ctx context.Context, tenant, sessionID, taskID string, parked bool) error {
-	sess, err := s.Session(ctx, tenant, sessionID)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if sess.TaskID != taskID {
-		return nil
-	}
-	if sess.Parked != parked {
-		if _, err := s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": bson.M{"parked": parked}}); err != nil {
-			return fmt.Errorf("park session %s: %w", sessionID, err)
-		}
-	}
-	return s.states.change(ctx, tenant, sessionID, func(st *Session) {
+	_, how, err := s.states.change(ctx, tenant, sessionID, func(st *Session) {
 		if st.TaskID == taskID {
 			st.Parked = parked
 		}
 	})
+	if err != nil || how == heldActive || how == heldEnded {
+		return err
+	}
+	sess, err := s.record(ctx, tenant, sessionID)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil || sess.State != StateActive || sess.TaskID != taskID || sess.Parked == parked {
+		return err
+	}
+	return s.updateRecord(ctx, tenant, sessionID, "park", bson.M{"$set": bson.M{"parked": parked}})
 }
 
 // Unassign takes a transferred session from agentID: off their list, and
 // no longer theirs (the agent who accepts it next is assigned as usual).
 func (s *Store) Unassign(ctx context.Context, tenant, sessionID, agentID string) error {
-	sess, err := s.Session(ctx, tenant, sessionID)
-	if errors.Is(err, ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if sess.AgentID == agentID {
-		_, err = s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": bson.M{"agent_id": ""}})
-		if err != nil {
-			return fmt.Errorf("unassign session %s: %w", sessionID, err)
-		}
-	}
-	if err := s.states.change(ctx, tenant, sessionID, func(st *Session) {
+	_, how, err := s.states.change(ctx, tenant, sessionID, func(st *Session) {
 		if st.AgentID == agentID {
 			st.AgentID = ""
 		}
-	}); err != nil {
+	})
+	if err != nil {
 		return err
+	}
+	if how != heldActive && how != heldEnded {
+		sess, err := s.record(ctx, tenant, sessionID)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if err == nil && sess.State == StateActive && sess.AgentID == agentID {
+			if err := s.updateRecord(ctx, tenant, sessionID, "unassign", bson.M{"$set": bson.M{"agent_id": ""}}); err != nil {
+				return err
+			}
+		}
 	}
 	return s.agents.remove(ctx, tenant, agentID, sessionID)
 }
@@ -409,17 +442,39 @@ func (s *Store) Unassign(ctx context.Context, tenant, sessionID, agentID string)
 // it. The session stays on its agent's list until its end has been
 // announced (ReleaseAgent): a session listed but ended is an end a failure
 // interrupted, and the agent's next snapshot finishes it.
+//
+// The key is marked ended first (no change applies after that), the
+// document is written from it, then the key is deleted; a retry after a
+// failure part way finds the mark and finishes.
 func (s *Store) End(ctx context.Context, tenant, sessionID, outcome, reason string, at time.Time) (bool, error) {
-	sess, err := s.Session(ctx, tenant, sessionID)
+	sess, marked, how, err := s.states.markEnded(ctx, tenant, sessionID, outcome, reason, at)
+	if err != nil {
+		return false, err
+	}
+	if how == heldEnded {
+		err := s.updateRecord(ctx, tenant, sessionID, "end", bson.M{"$set": bson.M{
+			"state": StateEnded, "outcome": sess.Outcome, "end_reason": sess.EndReason, "ended_at": sess.EndedAt,
+			"agent_id": sess.AgentID, "task_id": sess.TaskID, "accepted_at": sess.AcceptedAt, "parked": sess.Parked,
+			"service_name": sess.ServiceName, "parameters": sess.Parameters,
+			"conversation": sess.Conversation, "customer_name": sess.CustomerName,
+		}})
+		if err != nil {
+			return marked, err
+		}
+		return marked, s.states.end(ctx, tenant, sessionID)
+	}
+	rec, err := s.record(ctx, tenant, sessionID)
 	if err != nil {
 		return false, err
 	}
 	ended := false
-	if sess.State == StateActive {
-		_, err = s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)},
-			bson.M{"$set": bson.M{"state": StateEnded, "outcome": outcome, "end_reason": reason, "ended_at": at}})
-		if err != nil {
-			return false, fmt.Errorf("end session %s: %w", sessionID, err)
+	if rec.State == StateActive {
+		set := bson.M{"state": StateEnded, "outcome": outcome, "end_reason": reason, "ended_at": at}
+		if how == heldLegacy {
+			set["agent_id"], set["task_id"], set["parked"] = sess.AgentID, sess.TaskID, sess.Parked
+		}
+		if err := s.updateRecord(ctx, tenant, sessionID, "end", bson.M{"$set": set}); err != nil {
+			return false, err
 		}
 		ended = true
 	}
@@ -585,40 +640,32 @@ func (s *Store) UpdateStatus(ctx context.Context, tenant, sessionID, messageID, 
 // SetOffered records what an offer of the session's task says about it:
 // the display name of its service and the parameters the workflow
 // collected (a task without parameters leaves earlier ones as they are).
-//
-// It writes only what changes, and never once the session is assigned:
-// FerretDB applies an update by reading the document and writing it back
-// whole, so an offer event handled late on one replica (redelivered, or
-// behind an agent who accepted from a snapshot's offers) while another
-// replica assigned the session could write back the document as it was
-// before the assignment, and the chat would be no one's. An offer event
-// handled after its own acceptance records nothing, so such a chat may
-// lack the service name and parameters (the agent accepted from a
-// snapshot before the event was handled): a display detail, not the chat.
+// Once the session is assigned it only fills in what is missing: a late
+// or redelivered offer event does not rename the chat an agent has.
 func (s *Store) SetOffered(ctx context.Context, tenant, sessionID, serviceName string, params map[string]string) error {
-	sess, err := s.Session(ctx, tenant, sessionID)
+	offered := func(st *Session) (set bson.M) {
+		set = bson.M{}
+		if serviceName != "" && serviceName != st.ServiceName && (st.AgentID == "" || st.ServiceName == "") {
+			st.ServiceName, set["service_name"] = serviceName, serviceName
+		}
+		if len(params) > 0 && !maps.Equal(params, st.Parameters) && (st.AgentID == "" || len(st.Parameters) == 0) {
+			st.Parameters, set["parameters"] = maps.Clone(params), params
+		}
+		return set
+	}
+	_, how, err := s.states.change(ctx, tenant, sessionID, func(st *Session) { offered(st) })
+	if err != nil || how == heldActive || how == heldEnded {
+		return err
+	}
+	sess, err := s.record(ctx, tenant, sessionID)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
-	if err != nil {
+	if err != nil || sess.AgentID != "" || sess.State != StateActive {
 		return err
 	}
-	if sess.AgentID != "" || sess.State != StateActive {
-		return nil
-	}
-	set := bson.M{}
-	if serviceName != "" && serviceName != sess.ServiceName {
-		set["service_name"] = serviceName
-	}
-	if len(params) > 0 && !maps.Equal(params, sess.Parameters) {
-		set["parameters"] = params
-	}
-	if len(set) == 0 {
-		return nil
-	}
-	_, err = s.sessions.UpdateOne(ctx, bson.M{"_id": SessionKey(tenant, sessionID)}, bson.M{"$set": set})
-	if err != nil {
-		return fmt.Errorf("set offered: %w", err)
+	if set := offered(sess); len(set) > 0 {
+		return s.updateRecord(ctx, tenant, sessionID, "set offered", bson.M{"$set": set})
 	}
 	return nil
 }
