@@ -741,6 +741,13 @@ func (c *Core) assigned(ctx context.Context, ev *distributionv1.TaskAccepted) er
 		c.push.Push(ctx, ev.GetTenantId(), ev.GetAgentId(), endedFrame(sess))
 		return nil
 	}
+	if sess.AgentID != ev.GetAgentId() {
+		// Moved on since (transferred, or this is a stale acceptance
+		// redelivered): not this agent's chat, so not on their desk.
+		c.log.InfoContext(ctx, "acceptance of a session now another agent's, or no one's: not shown",
+			"tenant", ev.GetTenantId(), "session_id", sess.ID, "accepted_by", ev.GetAgentId(), "agent_id", sess.AgentID)
+		return nil
+	}
 	msgs, err := c.store.Transcript(ctx, sess.Tenant, sess.ID)
 	if err != nil {
 		return err
