@@ -45,7 +45,15 @@ type agent struct {
 	stream string
 	seq    uint64
 	synced bool // this connection has its snapshot, or resumed
+	// token: the console's sign-in, kept across reconnects as the
+	// console keeps it (only in the reading goroutine); signed in again
+	// when a socket is closed as unauthenticated (expired or revoked).
+	token string
 }
+
+// closeUnauthenticated: the server closed the socket because its token
+// no longer holds.
+const closeUnauthenticated websocket.StatusCode = 4401
 
 type request struct {
 	kind    string // accept, decline, reply, terminate, presence, other
@@ -98,10 +106,15 @@ func (a *agent) run(ctx context.Context) {
 func (a *agent) session(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	tok, err := agentclient.Login(cctx, a.d.st.info.ConsoleURL, tenantID, a.email, agentPassword)
-	if err != nil {
-		return err
+	if a.token == "" {
+		tok, err := agentclient.Login(cctx, a.d.st.info.ConsoleURL, tenantID, a.email, agentPassword)
+		if err != nil {
+			return err
+		}
+		a.token = tok
+		a.d.count("agent signs in")
 	}
+	tok := a.token
 	ws, _, err := websocket.Dial(cctx, agentclient.WebsocketURL(a.d.st.info.ConsoleURL), nil)
 	if err != nil {
 		return err
@@ -124,6 +137,9 @@ func (a *agent) session(ctx context.Context) error {
 		_, data, err := ws.Read(ctx)
 		if err != nil {
 			a.trackHeld("socket closed: " + err.Error())
+			if websocket.CloseStatus(err) == closeUnauthenticated {
+				a.token = "" // expired or revoked: sign in again
+			}
 			return err
 		}
 		var f wsFrame
@@ -318,6 +334,9 @@ func (a *agent) handle(ctx context.Context, f wsFrame) {
 		_ = json.Unmarshal(f.Data, &e)
 		d.track(a, e.SessionID, "session.ended")
 		a.ended(e.SessionID)
+		// Seen to its end: off the desk, as an agent closes it (a chat
+		// ended while this agent was away stays in its snapshots).
+		a.sendAsync(ctx, "session.dismiss", map[string]string{"session_id": e.SessionID}, request{kind: "dismiss"})
 	case "ack", "error":
 		var r struct {
 			Ref  string `json:"ref"`
