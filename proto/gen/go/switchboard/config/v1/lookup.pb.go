@@ -27,6 +27,149 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ListEntriesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEntriesRequest) Reset() {
+	*x = ListEntriesRequest{}
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEntriesRequest) ProtoMessage() {}
+
+func (x *ListEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEntriesRequest.ProtoReflect.Descriptor instead.
+func (*ListEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ListEntriesRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+type ListEntriesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ordered by entry id.
+	Entries       []*EntryRoute `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEntriesResponse) Reset() {
+	*x = ListEntriesResponse{}
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEntriesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEntriesResponse) ProtoMessage() {}
+
+func (x *ListEntriesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEntriesResponse.ProtoReflect.Descriptor instead.
+func (*ListEntriesResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListEntriesResponse) GetEntries() []*EntryRoute {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+// EntryRoute is a messaging entry and the service it is assigned to (unset
+// when none).
+type EntryRoute struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entry         *MessagingEntry        `protobuf:"bytes,1,opt,name=entry,proto3" json:"entry,omitempty"`
+	Service       *Service               `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EntryRoute) Reset() {
+	*x = EntryRoute{}
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EntryRoute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EntryRoute) ProtoMessage() {}
+
+func (x *EntryRoute) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EntryRoute.ProtoReflect.Descriptor instead.
+func (*EntryRoute) Descriptor() ([]byte, []int) {
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *EntryRoute) GetEntry() *MessagingEntry {
+	if x != nil {
+		return x.Entry
+	}
+	return nil
+}
+
+func (x *EntryRoute) GetService() *Service {
+	if x != nil {
+		return x.Service
+	}
+	return nil
+}
+
 type GetTenantSecretRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -37,7 +180,7 @@ type GetTenantSecretRequest struct {
 
 func (x *GetTenantSecretRequest) Reset() {
 	*x = GetTenantSecretRequest{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[0]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -49,7 +192,7 @@ func (x *GetTenantSecretRequest) String() string {
 func (*GetTenantSecretRequest) ProtoMessage() {}
 
 func (x *GetTenantSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[0]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -62,7 +205,7 @@ func (x *GetTenantSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantSecretRequest.ProtoReflect.Descriptor instead.
 func (*GetTenantSecretRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{0}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GetTenantSecretRequest) GetTenantId() string {
@@ -88,7 +231,7 @@ type GetTenantSecretResponse struct {
 
 func (x *GetTenantSecretResponse) Reset() {
 	*x = GetTenantSecretResponse{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[1]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -100,7 +243,7 @@ func (x *GetTenantSecretResponse) String() string {
 func (*GetTenantSecretResponse) ProtoMessage() {}
 
 func (x *GetTenantSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[1]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -113,7 +256,7 @@ func (x *GetTenantSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTenantSecretResponse.ProtoReflect.Descriptor instead.
 func (*GetTenantSecretResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{1}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GetTenantSecretResponse) GetValue() string {
@@ -135,7 +278,7 @@ type ResolveWebhookRequest struct {
 
 func (x *ResolveWebhookRequest) Reset() {
 	*x = ResolveWebhookRequest{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[2]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -147,7 +290,7 @@ func (x *ResolveWebhookRequest) String() string {
 func (*ResolveWebhookRequest) ProtoMessage() {}
 
 func (x *ResolveWebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[2]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -160,7 +303,7 @@ func (x *ResolveWebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveWebhookRequest.ProtoReflect.Descriptor instead.
 func (*ResolveWebhookRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{2}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ResolveWebhookRequest) GetTenantId() string {
@@ -200,7 +343,7 @@ type ResolveWebhookResponse struct {
 
 func (x *ResolveWebhookResponse) Reset() {
 	*x = ResolveWebhookResponse{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[3]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -212,7 +355,7 @@ func (x *ResolveWebhookResponse) String() string {
 func (*ResolveWebhookResponse) ProtoMessage() {}
 
 func (x *ResolveWebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[3]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -225,7 +368,7 @@ func (x *ResolveWebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveWebhookResponse.ProtoReflect.Descriptor instead.
 func (*ResolveWebhookResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ResolveWebhookResponse) GetTenant() *Tenant {
@@ -273,7 +416,7 @@ type GetSendingCredentialsRequest struct {
 
 func (x *GetSendingCredentialsRequest) Reset() {
 	*x = GetSendingCredentialsRequest{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[4]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -285,7 +428,7 @@ func (x *GetSendingCredentialsRequest) String() string {
 func (*GetSendingCredentialsRequest) ProtoMessage() {}
 
 func (x *GetSendingCredentialsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[4]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -298,7 +441,7 @@ func (x *GetSendingCredentialsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSendingCredentialsRequest.ProtoReflect.Descriptor instead.
 func (*GetSendingCredentialsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetSendingCredentialsRequest) GetTenantId() string {
@@ -329,7 +472,7 @@ type GetSendingCredentialsResponse struct {
 
 func (x *GetSendingCredentialsResponse) Reset() {
 	*x = GetSendingCredentialsResponse{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[5]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -341,7 +484,7 @@ func (x *GetSendingCredentialsResponse) String() string {
 func (*GetSendingCredentialsResponse) ProtoMessage() {}
 
 func (x *GetSendingCredentialsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[5]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -354,7 +497,7 @@ func (x *GetSendingCredentialsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSendingCredentialsResponse.ProtoReflect.Descriptor instead.
 func (*GetSendingCredentialsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetSendingCredentialsResponse) GetAccountSid() string {
@@ -417,7 +560,7 @@ type AuthenticateUserRequest struct {
 
 func (x *AuthenticateUserRequest) Reset() {
 	*x = AuthenticateUserRequest{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[6]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +572,7 @@ func (x *AuthenticateUserRequest) String() string {
 func (*AuthenticateUserRequest) ProtoMessage() {}
 
 func (x *AuthenticateUserRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[6]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +585,7 @@ func (x *AuthenticateUserRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthenticateUserRequest.ProtoReflect.Descriptor instead.
 func (*AuthenticateUserRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{6}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AuthenticateUserRequest) GetTenantId() string {
@@ -489,7 +632,7 @@ type AuthenticateUserResponse struct {
 
 func (x *AuthenticateUserResponse) Reset() {
 	*x = AuthenticateUserResponse{}
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[7]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +644,7 @@ func (x *AuthenticateUserResponse) String() string {
 func (*AuthenticateUserResponse) ProtoMessage() {}
 
 func (x *AuthenticateUserResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[7]
+	mi := &file_switchboard_config_v1_lookup_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +657,7 @@ func (x *AuthenticateUserResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthenticateUserResponse.ProtoReflect.Descriptor instead.
 func (*AuthenticateUserResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_config_v1_lookup_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AuthenticateUserResponse) GetUser() *User {
@@ -528,7 +671,15 @@ var File_switchboard_config_v1_lookup_proto protoreflect.FileDescriptor
 
 const file_switchboard_config_v1_lookup_proto_rawDesc = "" +
 	"\n" +
-	"\"switchboard/config/v1/lookup.proto\x12\x15switchboard.config.v1\x1a%switchboard/config/v1/resources.proto\"I\n" +
+	"\"switchboard/config/v1/lookup.proto\x12\x15switchboard.config.v1\x1a%switchboard/config/v1/resources.proto\"1\n" +
+	"\x12ListEntriesRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\"R\n" +
+	"\x13ListEntriesResponse\x12;\n" +
+	"\aentries\x18\x01 \x03(\v2!.switchboard.config.v1.EntryRouteR\aentries\"\x83\x01\n" +
+	"\n" +
+	"EntryRoute\x12;\n" +
+	"\x05entry\x18\x01 \x01(\v2%.switchboard.config.v1.MessagingEntryR\x05entry\x128\n" +
+	"\aservice\x18\x02 \x01(\v2\x1e.switchboard.config.v1.ServiceR\aservice\"I\n" +
 	"\x16GetTenantSecretRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"/\n" +
@@ -564,12 +715,13 @@ const file_switchboard_config_v1_lookup_proto_rawDesc = "" +
 	"\x0esource_address\x18\x04 \x01(\tR\rsourceAddress\x12#\n" +
 	"\rrequire_agent\x18\x05 \x01(\bR\frequireAgent\"K\n" +
 	"\x18AuthenticateUserResponse\x12/\n" +
-	"\x04user\x18\x01 \x01(\v2\x1b.switchboard.config.v1.UserR\x04user2\xea\x03\n" +
+	"\x04user\x18\x01 \x01(\v2\x1b.switchboard.config.v1.UserR\x04user2\xd0\x04\n" +
 	"\rLookupService\x12m\n" +
 	"\x0eResolveWebhook\x12,.switchboard.config.v1.ResolveWebhookRequest\x1a-.switchboard.config.v1.ResolveWebhookResponse\x12\x82\x01\n" +
 	"\x15GetSendingCredentials\x123.switchboard.config.v1.GetSendingCredentialsRequest\x1a4.switchboard.config.v1.GetSendingCredentialsResponse\x12s\n" +
 	"\x10AuthenticateUser\x12..switchboard.config.v1.AuthenticateUserRequest\x1a/.switchboard.config.v1.AuthenticateUserResponse\x12p\n" +
-	"\x0fGetTenantSecret\x12-.switchboard.config.v1.GetTenantSecretRequest\x1a..switchboard.config.v1.GetTenantSecretResponseB\xf1\x01\n" +
+	"\x0fGetTenantSecret\x12-.switchboard.config.v1.GetTenantSecretRequest\x1a..switchboard.config.v1.GetTenantSecretResponse\x12d\n" +
+	"\vListEntries\x12).switchboard.config.v1.ListEntriesRequest\x1a*.switchboard.config.v1.ListEntriesResponseB\xf1\x01\n" +
 	"\x19com.switchboard.config.v1B\vLookupProtoP\x01ZQgithub.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1;configv1\xa2\x02\x03SCX\xaa\x02\x15Switchboard.Config.V1\xca\x02\x15Switchboard\\Config\\V1\xe2\x02!Switchboard\\Config\\V1\\GPBMetadata\xea\x02\x17Switchboard::Config::V1b\x06proto3"
 
 var (
@@ -584,40 +736,48 @@ func file_switchboard_config_v1_lookup_proto_rawDescGZIP() []byte {
 	return file_switchboard_config_v1_lookup_proto_rawDescData
 }
 
-var file_switchboard_config_v1_lookup_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_switchboard_config_v1_lookup_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_switchboard_config_v1_lookup_proto_goTypes = []any{
-	(*GetTenantSecretRequest)(nil),        // 0: switchboard.config.v1.GetTenantSecretRequest
-	(*GetTenantSecretResponse)(nil),       // 1: switchboard.config.v1.GetTenantSecretResponse
-	(*ResolveWebhookRequest)(nil),         // 2: switchboard.config.v1.ResolveWebhookRequest
-	(*ResolveWebhookResponse)(nil),        // 3: switchboard.config.v1.ResolveWebhookResponse
-	(*GetSendingCredentialsRequest)(nil),  // 4: switchboard.config.v1.GetSendingCredentialsRequest
-	(*GetSendingCredentialsResponse)(nil), // 5: switchboard.config.v1.GetSendingCredentialsResponse
-	(*AuthenticateUserRequest)(nil),       // 6: switchboard.config.v1.AuthenticateUserRequest
-	(*AuthenticateUserResponse)(nil),      // 7: switchboard.config.v1.AuthenticateUserResponse
-	(*Tenant)(nil),                        // 8: switchboard.config.v1.Tenant
-	(*MessagingEntry)(nil),                // 9: switchboard.config.v1.MessagingEntry
-	(*Service)(nil),                       // 10: switchboard.config.v1.Service
-	(*User)(nil),                          // 11: switchboard.config.v1.User
+	(*ListEntriesRequest)(nil),            // 0: switchboard.config.v1.ListEntriesRequest
+	(*ListEntriesResponse)(nil),           // 1: switchboard.config.v1.ListEntriesResponse
+	(*EntryRoute)(nil),                    // 2: switchboard.config.v1.EntryRoute
+	(*GetTenantSecretRequest)(nil),        // 3: switchboard.config.v1.GetTenantSecretRequest
+	(*GetTenantSecretResponse)(nil),       // 4: switchboard.config.v1.GetTenantSecretResponse
+	(*ResolveWebhookRequest)(nil),         // 5: switchboard.config.v1.ResolveWebhookRequest
+	(*ResolveWebhookResponse)(nil),        // 6: switchboard.config.v1.ResolveWebhookResponse
+	(*GetSendingCredentialsRequest)(nil),  // 7: switchboard.config.v1.GetSendingCredentialsRequest
+	(*GetSendingCredentialsResponse)(nil), // 8: switchboard.config.v1.GetSendingCredentialsResponse
+	(*AuthenticateUserRequest)(nil),       // 9: switchboard.config.v1.AuthenticateUserRequest
+	(*AuthenticateUserResponse)(nil),      // 10: switchboard.config.v1.AuthenticateUserResponse
+	(*MessagingEntry)(nil),                // 11: switchboard.config.v1.MessagingEntry
+	(*Service)(nil),                       // 12: switchboard.config.v1.Service
+	(*Tenant)(nil),                        // 13: switchboard.config.v1.Tenant
+	(*User)(nil),                          // 14: switchboard.config.v1.User
 }
 var file_switchboard_config_v1_lookup_proto_depIdxs = []int32{
-	8,  // 0: switchboard.config.v1.ResolveWebhookResponse.tenant:type_name -> switchboard.config.v1.Tenant
-	9,  // 1: switchboard.config.v1.ResolveWebhookResponse.entry:type_name -> switchboard.config.v1.MessagingEntry
-	10, // 2: switchboard.config.v1.ResolveWebhookResponse.service:type_name -> switchboard.config.v1.Service
-	9,  // 3: switchboard.config.v1.GetSendingCredentialsResponse.entry:type_name -> switchboard.config.v1.MessagingEntry
-	11, // 4: switchboard.config.v1.AuthenticateUserResponse.user:type_name -> switchboard.config.v1.User
-	2,  // 5: switchboard.config.v1.LookupService.ResolveWebhook:input_type -> switchboard.config.v1.ResolveWebhookRequest
-	4,  // 6: switchboard.config.v1.LookupService.GetSendingCredentials:input_type -> switchboard.config.v1.GetSendingCredentialsRequest
-	6,  // 7: switchboard.config.v1.LookupService.AuthenticateUser:input_type -> switchboard.config.v1.AuthenticateUserRequest
-	0,  // 8: switchboard.config.v1.LookupService.GetTenantSecret:input_type -> switchboard.config.v1.GetTenantSecretRequest
-	3,  // 9: switchboard.config.v1.LookupService.ResolveWebhook:output_type -> switchboard.config.v1.ResolveWebhookResponse
-	5,  // 10: switchboard.config.v1.LookupService.GetSendingCredentials:output_type -> switchboard.config.v1.GetSendingCredentialsResponse
-	7,  // 11: switchboard.config.v1.LookupService.AuthenticateUser:output_type -> switchboard.config.v1.AuthenticateUserResponse
-	1,  // 12: switchboard.config.v1.LookupService.GetTenantSecret:output_type -> switchboard.config.v1.GetTenantSecretResponse
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	2,  // 0: switchboard.config.v1.ListEntriesResponse.entries:type_name -> switchboard.config.v1.EntryRoute
+	11, // 1: switchboard.config.v1.EntryRoute.entry:type_name -> switchboard.config.v1.MessagingEntry
+	12, // 2: switchboard.config.v1.EntryRoute.service:type_name -> switchboard.config.v1.Service
+	13, // 3: switchboard.config.v1.ResolveWebhookResponse.tenant:type_name -> switchboard.config.v1.Tenant
+	11, // 4: switchboard.config.v1.ResolveWebhookResponse.entry:type_name -> switchboard.config.v1.MessagingEntry
+	12, // 5: switchboard.config.v1.ResolveWebhookResponse.service:type_name -> switchboard.config.v1.Service
+	11, // 6: switchboard.config.v1.GetSendingCredentialsResponse.entry:type_name -> switchboard.config.v1.MessagingEntry
+	14, // 7: switchboard.config.v1.AuthenticateUserResponse.user:type_name -> switchboard.config.v1.User
+	5,  // 8: switchboard.config.v1.LookupService.ResolveWebhook:input_type -> switchboard.config.v1.ResolveWebhookRequest
+	7,  // 9: switchboard.config.v1.LookupService.GetSendingCredentials:input_type -> switchboard.config.v1.GetSendingCredentialsRequest
+	9,  // 10: switchboard.config.v1.LookupService.AuthenticateUser:input_type -> switchboard.config.v1.AuthenticateUserRequest
+	3,  // 11: switchboard.config.v1.LookupService.GetTenantSecret:input_type -> switchboard.config.v1.GetTenantSecretRequest
+	0,  // 12: switchboard.config.v1.LookupService.ListEntries:input_type -> switchboard.config.v1.ListEntriesRequest
+	6,  // 13: switchboard.config.v1.LookupService.ResolveWebhook:output_type -> switchboard.config.v1.ResolveWebhookResponse
+	8,  // 14: switchboard.config.v1.LookupService.GetSendingCredentials:output_type -> switchboard.config.v1.GetSendingCredentialsResponse
+	10, // 15: switchboard.config.v1.LookupService.AuthenticateUser:output_type -> switchboard.config.v1.AuthenticateUserResponse
+	4,  // 16: switchboard.config.v1.LookupService.GetTenantSecret:output_type -> switchboard.config.v1.GetTenantSecretResponse
+	1,  // 17: switchboard.config.v1.LookupService.ListEntries:output_type -> switchboard.config.v1.ListEntriesResponse
+	13, // [13:18] is the sub-list for method output_type
+	8,  // [8:13] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_config_v1_lookup_proto_init() }
@@ -632,7 +792,7 @@ func file_switchboard_config_v1_lookup_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_config_v1_lookup_proto_rawDesc), len(file_switchboard_config_v1_lookup_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -29,6 +29,7 @@ const (
 	LookupService_GetSendingCredentials_FullMethodName = "/switchboard.config.v1.LookupService/GetSendingCredentials"
 	LookupService_AuthenticateUser_FullMethodName      = "/switchboard.config.v1.LookupService/AuthenticateUser"
 	LookupService_GetTenantSecret_FullMethodName       = "/switchboard.config.v1.LookupService/GetTenantSecret"
+	LookupService_ListEntries_FullMethodName           = "/switchboard.config.v1.LookupService/ListEntries"
 )
 
 // LookupServiceClient is the client API for LookupService service.
@@ -52,6 +53,10 @@ type LookupServiceClient interface {
 	// secrets (Tenant.secrets), for workflow-runner. NOT_FOUND when the
 	// tenant has no secret of that name.
 	GetTenantSecret(ctx context.Context, in *GetTenantSecretRequest, opts ...grpc.CallOption) (*GetTenantSecretResponse, error)
+	// ListEntries returns the tenant's messaging entries, each with the
+	// service it is assigned to, for an agent starting a conversation with a
+	// customer (sessions filters what the agent may use).
+	ListEntries(ctx context.Context, in *ListEntriesRequest, opts ...grpc.CallOption) (*ListEntriesResponse, error)
 }
 
 type lookupServiceClient struct {
@@ -102,6 +107,16 @@ func (c *lookupServiceClient) GetTenantSecret(ctx context.Context, in *GetTenant
 	return out, nil
 }
 
+func (c *lookupServiceClient) ListEntries(ctx context.Context, in *ListEntriesRequest, opts ...grpc.CallOption) (*ListEntriesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEntriesResponse)
+	err := c.cc.Invoke(ctx, LookupService_ListEntries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LookupServiceServer is the server API for LookupService service.
 // All implementations must embed UnimplementedLookupServiceServer
 // for forward compatibility.
@@ -123,6 +138,10 @@ type LookupServiceServer interface {
 	// secrets (Tenant.secrets), for workflow-runner. NOT_FOUND when the
 	// tenant has no secret of that name.
 	GetTenantSecret(context.Context, *GetTenantSecretRequest) (*GetTenantSecretResponse, error)
+	// ListEntries returns the tenant's messaging entries, each with the
+	// service it is assigned to, for an agent starting a conversation with a
+	// customer (sessions filters what the agent may use).
+	ListEntries(context.Context, *ListEntriesRequest) (*ListEntriesResponse, error)
 	mustEmbedUnimplementedLookupServiceServer()
 }
 
@@ -144,6 +163,9 @@ func (UnimplementedLookupServiceServer) AuthenticateUser(context.Context, *Authe
 }
 func (UnimplementedLookupServiceServer) GetTenantSecret(context.Context, *GetTenantSecretRequest) (*GetTenantSecretResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTenantSecret not implemented")
+}
+func (UnimplementedLookupServiceServer) ListEntries(context.Context, *ListEntriesRequest) (*ListEntriesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEntries not implemented")
 }
 func (UnimplementedLookupServiceServer) mustEmbedUnimplementedLookupServiceServer() {}
 func (UnimplementedLookupServiceServer) testEmbeddedByValue()                       {}
@@ -238,6 +260,24 @@ func _LookupService_GetTenantSecret_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LookupService_ListEntries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEntriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LookupServiceServer).ListEntries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LookupService_ListEntries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LookupServiceServer).ListEntries(ctx, req.(*ListEntriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LookupService_ServiceDesc is the grpc.ServiceDesc for LookupService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -260,6 +300,10 @@ var LookupService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetTenantSecret",
 			Handler:    _LookupService_GetTenantSecret_Handler,
+		},
+		{
+			MethodName: "ListEntries",
+			Handler:    _LookupService_ListEntries_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -222,6 +222,118 @@ func (TaskState) EnumDescriptor() ([]byte, []int) {
 	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{2}
 }
 
+type StartAgentTaskRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
+	ServiceId     string                 `protobuf:"bytes,2,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	SessionId     string                 `protobuf:"bytes,3,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	AgentId       string                 `protobuf:"bytes,4,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartAgentTaskRequest) Reset() {
+	*x = StartAgentTaskRequest{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartAgentTaskRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartAgentTaskRequest) ProtoMessage() {}
+
+func (x *StartAgentTaskRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartAgentTaskRequest.ProtoReflect.Descriptor instead.
+func (*StartAgentTaskRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *StartAgentTaskRequest) GetTenantId() string {
+	if x != nil {
+		return x.TenantId
+	}
+	return ""
+}
+
+func (x *StartAgentTaskRequest) GetServiceId() string {
+	if x != nil {
+		return x.ServiceId
+	}
+	return ""
+}
+
+func (x *StartAgentTaskRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *StartAgentTaskRequest) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+type StartAgentTaskResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartAgentTaskResponse) Reset() {
+	*x = StartAgentTaskResponse{}
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartAgentTaskResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartAgentTaskResponse) ProtoMessage() {}
+
+func (x *StartAgentTaskResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartAgentTaskResponse.ProtoReflect.Descriptor instead.
+func (*StartAgentTaskResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *StartAgentTaskResponse) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
 type AcceptTaskRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	TenantId      string                 `protobuf:"bytes,1,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
@@ -233,7 +345,7 @@ type AcceptTaskRequest struct {
 
 func (x *AcceptTaskRequest) Reset() {
 	*x = AcceptTaskRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[0]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +357,7 @@ func (x *AcceptTaskRequest) String() string {
 func (*AcceptTaskRequest) ProtoMessage() {}
 
 func (x *AcceptTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[0]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +370,7 @@ func (x *AcceptTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptTaskRequest.ProtoReflect.Descriptor instead.
 func (*AcceptTaskRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{0}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *AcceptTaskRequest) GetTenantId() string {
@@ -292,7 +404,7 @@ type AcceptTaskResponse struct {
 
 func (x *AcceptTaskResponse) Reset() {
 	*x = AcceptTaskResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[1]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +416,7 @@ func (x *AcceptTaskResponse) String() string {
 func (*AcceptTaskResponse) ProtoMessage() {}
 
 func (x *AcceptTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[1]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +429,7 @@ func (x *AcceptTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AcceptTaskResponse.ProtoReflect.Descriptor instead.
 func (*AcceptTaskResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{1}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AcceptTaskResponse) GetTaskId() string {
@@ -345,7 +457,7 @@ type DeclineTaskRequest struct {
 
 func (x *DeclineTaskRequest) Reset() {
 	*x = DeclineTaskRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[2]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +469,7 @@ func (x *DeclineTaskRequest) String() string {
 func (*DeclineTaskRequest) ProtoMessage() {}
 
 func (x *DeclineTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[2]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +482,7 @@ func (x *DeclineTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineTaskRequest.ProtoReflect.Descriptor instead.
 func (*DeclineTaskRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{2}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DeclineTaskRequest) GetTenantId() string {
@@ -402,7 +514,7 @@ type DeclineTaskResponse struct {
 
 func (x *DeclineTaskResponse) Reset() {
 	*x = DeclineTaskResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[3]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +526,7 @@ func (x *DeclineTaskResponse) String() string {
 func (*DeclineTaskResponse) ProtoMessage() {}
 
 func (x *DeclineTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[3]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +539,7 @@ func (x *DeclineTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclineTaskResponse.ProtoReflect.Descriptor instead.
 func (*DeclineTaskResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{3}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{5}
 }
 
 type SetAgentPresenceRequest struct {
@@ -446,7 +558,7 @@ type SetAgentPresenceRequest struct {
 
 func (x *SetAgentPresenceRequest) Reset() {
 	*x = SetAgentPresenceRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[4]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -458,7 +570,7 @@ func (x *SetAgentPresenceRequest) String() string {
 func (*SetAgentPresenceRequest) ProtoMessage() {}
 
 func (x *SetAgentPresenceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[4]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -471,7 +583,7 @@ func (x *SetAgentPresenceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAgentPresenceRequest.ProtoReflect.Descriptor instead.
 func (*SetAgentPresenceRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{4}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SetAgentPresenceRequest) GetTenantId() string {
@@ -511,7 +623,7 @@ type SetAgentPresenceResponse struct {
 
 func (x *SetAgentPresenceResponse) Reset() {
 	*x = SetAgentPresenceResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[5]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +635,7 @@ func (x *SetAgentPresenceResponse) String() string {
 func (*SetAgentPresenceResponse) ProtoMessage() {}
 
 func (x *SetAgentPresenceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[5]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +648,7 @@ func (x *SetAgentPresenceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetAgentPresenceResponse.ProtoReflect.Descriptor instead.
 func (*SetAgentPresenceResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{5}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetAgentPresenceResponse) GetState() *AgentState {
@@ -556,7 +668,7 @@ type GetAgentStateRequest struct {
 
 func (x *GetAgentStateRequest) Reset() {
 	*x = GetAgentStateRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[6]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -568,7 +680,7 @@ func (x *GetAgentStateRequest) String() string {
 func (*GetAgentStateRequest) ProtoMessage() {}
 
 func (x *GetAgentStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[6]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -581,7 +693,7 @@ func (x *GetAgentStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgentStateRequest.ProtoReflect.Descriptor instead.
 func (*GetAgentStateRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{6}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetAgentStateRequest) GetTenantId() string {
@@ -607,7 +719,7 @@ type GetAgentStateResponse struct {
 
 func (x *GetAgentStateResponse) Reset() {
 	*x = GetAgentStateResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[7]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -619,7 +731,7 @@ func (x *GetAgentStateResponse) String() string {
 func (*GetAgentStateResponse) ProtoMessage() {}
 
 func (x *GetAgentStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[7]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -632,7 +744,7 @@ func (x *GetAgentStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgentStateResponse.ProtoReflect.Descriptor instead.
 func (*GetAgentStateResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetAgentStateResponse) GetState() *AgentState {
@@ -671,7 +783,7 @@ type AgentState struct {
 
 func (x *AgentState) Reset() {
 	*x = AgentState{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[8]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -683,7 +795,7 @@ func (x *AgentState) String() string {
 func (*AgentState) ProtoMessage() {}
 
 func (x *AgentState) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[8]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -696,7 +808,7 @@ func (x *AgentState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentState.ProtoReflect.Descriptor instead.
 func (*AgentState) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{8}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AgentState) GetTenantId() string {
@@ -802,7 +914,7 @@ type Offer struct {
 
 func (x *Offer) Reset() {
 	*x = Offer{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[9]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -814,7 +926,7 @@ func (x *Offer) String() string {
 func (*Offer) ProtoMessage() {}
 
 func (x *Offer) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[9]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -827,7 +939,7 @@ func (x *Offer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Offer.ProtoReflect.Descriptor instead.
 func (*Offer) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{9}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Offer) GetOfferId() string {
@@ -910,7 +1022,7 @@ type SubmitWrapUpRequest struct {
 
 func (x *SubmitWrapUpRequest) Reset() {
 	*x = SubmitWrapUpRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[10]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -922,7 +1034,7 @@ func (x *SubmitWrapUpRequest) String() string {
 func (*SubmitWrapUpRequest) ProtoMessage() {}
 
 func (x *SubmitWrapUpRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[10]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -935,7 +1047,7 @@ func (x *SubmitWrapUpRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitWrapUpRequest.ProtoReflect.Descriptor instead.
 func (*SubmitWrapUpRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{10}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SubmitWrapUpRequest) GetTenantId() string {
@@ -996,7 +1108,7 @@ type SubmitWrapUpResponse struct {
 
 func (x *SubmitWrapUpResponse) Reset() {
 	*x = SubmitWrapUpResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[11]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1120,7 @@ func (x *SubmitWrapUpResponse) String() string {
 func (*SubmitWrapUpResponse) ProtoMessage() {}
 
 func (x *SubmitWrapUpResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[11]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1133,7 @@ func (x *SubmitWrapUpResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubmitWrapUpResponse.ProtoReflect.Descriptor instead.
 func (*SubmitWrapUpResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{11}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SubmitWrapUpResponse) GetTask() *Task {
@@ -1067,7 +1179,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[12]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1191,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[12]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1204,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{12}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Task) GetTenantId() string {
@@ -1231,7 +1343,7 @@ type GetTaskRequest struct {
 
 func (x *GetTaskRequest) Reset() {
 	*x = GetTaskRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[13]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1355,7 @@ func (x *GetTaskRequest) String() string {
 func (*GetTaskRequest) ProtoMessage() {}
 
 func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[13]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1368,7 @@ func (x *GetTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskRequest.ProtoReflect.Descriptor instead.
 func (*GetTaskRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{13}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetTaskRequest) GetTenantId() string {
@@ -1282,7 +1394,7 @@ type GetTaskResponse struct {
 
 func (x *GetTaskResponse) Reset() {
 	*x = GetTaskResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[14]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1294,7 +1406,7 @@ func (x *GetTaskResponse) String() string {
 func (*GetTaskResponse) ProtoMessage() {}
 
 func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[14]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1307,7 +1419,7 @@ func (x *GetTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTaskResponse.ProtoReflect.Descriptor instead.
 func (*GetTaskResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{14}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetTaskResponse) GetTask() *Task {
@@ -1329,7 +1441,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[15]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1341,7 +1453,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[15]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1354,7 +1466,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{15}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelTaskRequest) GetTenantId() string {
@@ -1387,7 +1499,7 @@ type CancelTaskResponse struct {
 
 func (x *CancelTaskResponse) Reset() {
 	*x = CancelTaskResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[16]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1399,7 +1511,7 @@ func (x *CancelTaskResponse) String() string {
 func (*CancelTaskResponse) ProtoMessage() {}
 
 func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[16]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1412,7 +1524,7 @@ func (x *CancelTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskResponse.ProtoReflect.Descriptor instead.
 func (*CancelTaskResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{16}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelTaskResponse) GetTask() *Task {
@@ -1434,7 +1546,7 @@ type ReprioritizeTaskRequest struct {
 
 func (x *ReprioritizeTaskRequest) Reset() {
 	*x = ReprioritizeTaskRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[17]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1558,7 @@ func (x *ReprioritizeTaskRequest) String() string {
 func (*ReprioritizeTaskRequest) ProtoMessage() {}
 
 func (x *ReprioritizeTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[17]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1571,7 @@ func (x *ReprioritizeTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReprioritizeTaskRequest.ProtoReflect.Descriptor instead.
 func (*ReprioritizeTaskRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{17}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReprioritizeTaskRequest) GetTenantId() string {
@@ -1492,7 +1604,7 @@ type ReprioritizeTaskResponse struct {
 
 func (x *ReprioritizeTaskResponse) Reset() {
 	*x = ReprioritizeTaskResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[18]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1504,7 +1616,7 @@ func (x *ReprioritizeTaskResponse) String() string {
 func (*ReprioritizeTaskResponse) ProtoMessage() {}
 
 func (x *ReprioritizeTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[18]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1517,7 +1629,7 @@ func (x *ReprioritizeTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReprioritizeTaskResponse.ProtoReflect.Descriptor instead.
 func (*ReprioritizeTaskResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{18}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReprioritizeTaskResponse) GetTask() *Task {
@@ -1537,7 +1649,7 @@ type GetQueuePositionRequest struct {
 
 func (x *GetQueuePositionRequest) Reset() {
 	*x = GetQueuePositionRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[19]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1549,7 +1661,7 @@ func (x *GetQueuePositionRequest) String() string {
 func (*GetQueuePositionRequest) ProtoMessage() {}
 
 func (x *GetQueuePositionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[19]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1562,7 +1674,7 @@ func (x *GetQueuePositionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueuePositionRequest.ProtoReflect.Descriptor instead.
 func (*GetQueuePositionRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{19}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetQueuePositionRequest) GetTenantId() string {
@@ -1602,7 +1714,7 @@ type GetQueuePositionResponse struct {
 
 func (x *GetQueuePositionResponse) Reset() {
 	*x = GetQueuePositionResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[20]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1726,7 @@ func (x *GetQueuePositionResponse) String() string {
 func (*GetQueuePositionResponse) ProtoMessage() {}
 
 func (x *GetQueuePositionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[20]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1739,7 @@ func (x *GetQueuePositionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueuePositionResponse.ProtoReflect.Descriptor instead.
 func (*GetQueuePositionResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{20}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetQueuePositionResponse) GetTaskId() string {
@@ -1696,7 +1808,7 @@ type GetServiceAvailabilityRequest struct {
 
 func (x *GetServiceAvailabilityRequest) Reset() {
 	*x = GetServiceAvailabilityRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[21]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1820,7 @@ func (x *GetServiceAvailabilityRequest) String() string {
 func (*GetServiceAvailabilityRequest) ProtoMessage() {}
 
 func (x *GetServiceAvailabilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[21]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1833,7 @@ func (x *GetServiceAvailabilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceAvailabilityRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceAvailabilityRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{21}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetServiceAvailabilityRequest) GetTenantId() string {
@@ -1758,7 +1870,7 @@ type GetServiceAvailabilityResponse struct {
 
 func (x *GetServiceAvailabilityResponse) Reset() {
 	*x = GetServiceAvailabilityResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[22]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1770,7 +1882,7 @@ func (x *GetServiceAvailabilityResponse) String() string {
 func (*GetServiceAvailabilityResponse) ProtoMessage() {}
 
 func (x *GetServiceAvailabilityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[22]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1783,7 +1895,7 @@ func (x *GetServiceAvailabilityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceAvailabilityResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceAvailabilityResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{22}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetServiceAvailabilityResponse) GetServiceId() string {
@@ -1842,7 +1954,7 @@ type AgentSummary struct {
 
 func (x *AgentSummary) Reset() {
 	*x = AgentSummary{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[23]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1854,7 +1966,7 @@ func (x *AgentSummary) String() string {
 func (*AgentSummary) ProtoMessage() {}
 
 func (x *AgentSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[23]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1867,7 +1979,7 @@ func (x *AgentSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentSummary.ProtoReflect.Descriptor instead.
 func (*AgentSummary) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{23}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AgentSummary) GetAgentId() string {
@@ -1915,7 +2027,7 @@ type GetQueueStatisticsRequest struct {
 
 func (x *GetQueueStatisticsRequest) Reset() {
 	*x = GetQueueStatisticsRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[24]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +2039,7 @@ func (x *GetQueueStatisticsRequest) String() string {
 func (*GetQueueStatisticsRequest) ProtoMessage() {}
 
 func (x *GetQueueStatisticsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[24]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2052,7 @@ func (x *GetQueueStatisticsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueStatisticsRequest.ProtoReflect.Descriptor instead.
 func (*GetQueueStatisticsRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{24}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetQueueStatisticsRequest) GetTenantId() string {
@@ -1983,7 +2095,7 @@ type GetQueueStatisticsResponse struct {
 
 func (x *GetQueueStatisticsResponse) Reset() {
 	*x = GetQueueStatisticsResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[25]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2107,7 @@ func (x *GetQueueStatisticsResponse) String() string {
 func (*GetQueueStatisticsResponse) ProtoMessage() {}
 
 func (x *GetQueueStatisticsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[25]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2120,7 @@ func (x *GetQueueStatisticsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetQueueStatisticsResponse.ProtoReflect.Descriptor instead.
 func (*GetQueueStatisticsResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{25}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetQueueStatisticsResponse) GetServiceId() string {
@@ -2119,7 +2231,7 @@ type ResetAgentRonaRequest struct {
 
 func (x *ResetAgentRonaRequest) Reset() {
 	*x = ResetAgentRonaRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[26]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2243,7 @@ func (x *ResetAgentRonaRequest) String() string {
 func (*ResetAgentRonaRequest) ProtoMessage() {}
 
 func (x *ResetAgentRonaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[26]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2256,7 @@ func (x *ResetAgentRonaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetAgentRonaRequest.ProtoReflect.Descriptor instead.
 func (*ResetAgentRonaRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{26}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResetAgentRonaRequest) GetTenantId() string {
@@ -2170,7 +2282,7 @@ type ResetAgentRonaResponse struct {
 
 func (x *ResetAgentRonaResponse) Reset() {
 	*x = ResetAgentRonaResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[27]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2294,7 @@ func (x *ResetAgentRonaResponse) String() string {
 func (*ResetAgentRonaResponse) ProtoMessage() {}
 
 func (x *ResetAgentRonaResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[27]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2307,7 @@ func (x *ResetAgentRonaResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetAgentRonaResponse.ProtoReflect.Descriptor instead.
 func (*ResetAgentRonaResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{27}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResetAgentRonaResponse) GetState() *AgentState {
@@ -2217,7 +2329,7 @@ type WatchQueuesRequest struct {
 
 func (x *WatchQueuesRequest) Reset() {
 	*x = WatchQueuesRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[28]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +2341,7 @@ func (x *WatchQueuesRequest) String() string {
 func (*WatchQueuesRequest) ProtoMessage() {}
 
 func (x *WatchQueuesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[28]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +2354,7 @@ func (x *WatchQueuesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchQueuesRequest.ProtoReflect.Descriptor instead.
 func (*WatchQueuesRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{28}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *WatchQueuesRequest) GetTenantId() string {
@@ -2273,7 +2385,7 @@ type WatchQueuesResponse struct {
 
 func (x *WatchQueuesResponse) Reset() {
 	*x = WatchQueuesResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[29]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2285,7 +2397,7 @@ func (x *WatchQueuesResponse) String() string {
 func (*WatchQueuesResponse) ProtoMessage() {}
 
 func (x *WatchQueuesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[29]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2298,7 +2410,7 @@ func (x *WatchQueuesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchQueuesResponse.ProtoReflect.Descriptor instead.
 func (*WatchQueuesResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{29}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WatchQueuesResponse) GetAt() *timestamppb.Timestamp {
@@ -2340,7 +2452,7 @@ type TransferTaskRequest struct {
 
 func (x *TransferTaskRequest) Reset() {
 	*x = TransferTaskRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[30]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2352,7 +2464,7 @@ func (x *TransferTaskRequest) String() string {
 func (*TransferTaskRequest) ProtoMessage() {}
 
 func (x *TransferTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[30]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2365,7 +2477,7 @@ func (x *TransferTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferTaskRequest.ProtoReflect.Descriptor instead.
 func (*TransferTaskRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{30}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *TransferTaskRequest) GetTenantId() string {
@@ -2419,7 +2531,7 @@ type TransferTaskResponse struct {
 
 func (x *TransferTaskResponse) Reset() {
 	*x = TransferTaskResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[31]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +2543,7 @@ func (x *TransferTaskResponse) String() string {
 func (*TransferTaskResponse) ProtoMessage() {}
 
 func (x *TransferTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[31]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +2556,7 @@ func (x *TransferTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferTaskResponse.ProtoReflect.Descriptor instead.
 func (*TransferTaskResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{31}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *TransferTaskResponse) GetTask() *Task {
@@ -2467,7 +2579,7 @@ type ParkTaskRequest struct {
 
 func (x *ParkTaskRequest) Reset() {
 	*x = ParkTaskRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[32]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2479,7 +2591,7 @@ func (x *ParkTaskRequest) String() string {
 func (*ParkTaskRequest) ProtoMessage() {}
 
 func (x *ParkTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[32]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2492,7 +2604,7 @@ func (x *ParkTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParkTaskRequest.ProtoReflect.Descriptor instead.
 func (*ParkTaskRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{32}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ParkTaskRequest) GetTenantId() string {
@@ -2525,7 +2637,7 @@ type ParkTaskResponse struct {
 
 func (x *ParkTaskResponse) Reset() {
 	*x = ParkTaskResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[33]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2537,7 +2649,7 @@ func (x *ParkTaskResponse) String() string {
 func (*ParkTaskResponse) ProtoMessage() {}
 
 func (x *ParkTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[33]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2550,7 +2662,7 @@ func (x *ParkTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ParkTaskResponse.ProtoReflect.Descriptor instead.
 func (*ParkTaskResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{33}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ParkTaskResponse) GetTask() *Task {
@@ -2572,7 +2684,7 @@ type ResumeTaskRequest struct {
 
 func (x *ResumeTaskRequest) Reset() {
 	*x = ResumeTaskRequest{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[34]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +2696,7 @@ func (x *ResumeTaskRequest) String() string {
 func (*ResumeTaskRequest) ProtoMessage() {}
 
 func (x *ResumeTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[34]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +2709,7 @@ func (x *ResumeTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeTaskRequest.ProtoReflect.Descriptor instead.
 func (*ResumeTaskRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{34}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ResumeTaskRequest) GetTenantId() string {
@@ -2630,7 +2742,7 @@ type ResumeTaskResponse struct {
 
 func (x *ResumeTaskResponse) Reset() {
 	*x = ResumeTaskResponse{}
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[35]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +2754,7 @@ func (x *ResumeTaskResponse) String() string {
 func (*ResumeTaskResponse) ProtoMessage() {}
 
 func (x *ResumeTaskResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[35]
+	mi := &file_switchboard_distribution_v1_distribution_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +2767,7 @@ func (x *ResumeTaskResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeTaskResponse.ProtoReflect.Descriptor instead.
 func (*ResumeTaskResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{35}
+	return file_switchboard_distribution_v1_distribution_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ResumeTaskResponse) GetTask() *Task {
@@ -2669,7 +2781,16 @@ var File_switchboard_distribution_v1_distribution_proto protoreflect.FileDescrip
 
 const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\n" +
-	".switchboard/distribution/v1/distribution.proto\x12\x1bswitchboard.distribution.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"f\n" +
+	".switchboard/distribution/v1/distribution.proto\x12\x1bswitchboard.distribution.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\x8d\x01\n" +
+	"\x15StartAgentTaskRequest\x12\x1b\n" +
+	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
+	"\n" +
+	"service_id\x18\x02 \x01(\tR\tserviceId\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x03 \x01(\tR\tsessionId\x12\x19\n" +
+	"\bagent_id\x18\x04 \x01(\tR\aagentId\"1\n" +
+	"\x16StartAgentTaskResponse\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\"f\n" +
 	"\x11AcceptTaskRequest\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x19\n" +
@@ -2895,7 +3016,7 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\x13TASK_STATE_WRAPPING\x10\x04\x12\x18\n" +
 	"\x14TASK_STATE_COMPLETED\x10\x05\x12\x17\n" +
 	"\x13TASK_STATE_CANCELED\x10\x06\x12\x15\n" +
-	"\x11TASK_STATE_PARKED\x10\a2\x93\x0f\n" +
+	"\x11TASK_STATE_PARKED\x10\a2\x8e\x10\n" +
 	"\x13DistributionService\x12m\n" +
 	"\n" +
 	"AcceptTask\x12..switchboard.distribution.v1.AcceptTaskRequest\x1a/.switchboard.distribution.v1.AcceptTaskResponse\x12p\n" +
@@ -2915,7 +3036,8 @@ const file_switchboard_distribution_v1_distribution_proto_rawDesc = "" +
 	"\fTransferTask\x120.switchboard.distribution.v1.TransferTaskRequest\x1a1.switchboard.distribution.v1.TransferTaskResponse\x12g\n" +
 	"\bParkTask\x12,.switchboard.distribution.v1.ParkTaskRequest\x1a-.switchboard.distribution.v1.ParkTaskResponse\x12m\n" +
 	"\n" +
-	"ResumeTask\x12..switchboard.distribution.v1.ResumeTaskRequest\x1a/.switchboard.distribution.v1.ResumeTaskResponseB\xa1\x02\n" +
+	"ResumeTask\x12..switchboard.distribution.v1.ResumeTaskRequest\x1a/.switchboard.distribution.v1.ResumeTaskResponse\x12y\n" +
+	"\x0eStartAgentTask\x122.switchboard.distribution.v1.StartAgentTaskRequest\x1a3.switchboard.distribution.v1.StartAgentTaskResponseB\xa1\x02\n" +
 	"\x1fcom.switchboard.distribution.v1B\x11DistributionProtoP\x01Z]github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1;distributionv1\xa2\x02\x03SDX\xaa\x02\x1bSwitchboard.Distribution.V1\xca\x02\x1bSwitchboard\\Distribution\\V1\xe2\x02'Switchboard\\Distribution\\V1\\GPBMetadata\xea\x02\x1dSwitchboard::Distribution::V1b\x06proto3"
 
 var (
@@ -2931,124 +3053,128 @@ func file_switchboard_distribution_v1_distribution_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_distribution_v1_distribution_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_switchboard_distribution_v1_distribution_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_switchboard_distribution_v1_distribution_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_switchboard_distribution_v1_distribution_proto_goTypes = []any{
 	(Presence)(0),                          // 0: switchboard.distribution.v1.Presence
 	(AgentActivity)(0),                     // 1: switchboard.distribution.v1.AgentActivity
 	(TaskState)(0),                         // 2: switchboard.distribution.v1.TaskState
-	(*AcceptTaskRequest)(nil),              // 3: switchboard.distribution.v1.AcceptTaskRequest
-	(*AcceptTaskResponse)(nil),             // 4: switchboard.distribution.v1.AcceptTaskResponse
-	(*DeclineTaskRequest)(nil),             // 5: switchboard.distribution.v1.DeclineTaskRequest
-	(*DeclineTaskResponse)(nil),            // 6: switchboard.distribution.v1.DeclineTaskResponse
-	(*SetAgentPresenceRequest)(nil),        // 7: switchboard.distribution.v1.SetAgentPresenceRequest
-	(*SetAgentPresenceResponse)(nil),       // 8: switchboard.distribution.v1.SetAgentPresenceResponse
-	(*GetAgentStateRequest)(nil),           // 9: switchboard.distribution.v1.GetAgentStateRequest
-	(*GetAgentStateResponse)(nil),          // 10: switchboard.distribution.v1.GetAgentStateResponse
-	(*AgentState)(nil),                     // 11: switchboard.distribution.v1.AgentState
-	(*Offer)(nil),                          // 12: switchboard.distribution.v1.Offer
-	(*SubmitWrapUpRequest)(nil),            // 13: switchboard.distribution.v1.SubmitWrapUpRequest
-	(*SubmitWrapUpResponse)(nil),           // 14: switchboard.distribution.v1.SubmitWrapUpResponse
-	(*Task)(nil),                           // 15: switchboard.distribution.v1.Task
-	(*GetTaskRequest)(nil),                 // 16: switchboard.distribution.v1.GetTaskRequest
-	(*GetTaskResponse)(nil),                // 17: switchboard.distribution.v1.GetTaskResponse
-	(*CancelTaskRequest)(nil),              // 18: switchboard.distribution.v1.CancelTaskRequest
-	(*CancelTaskResponse)(nil),             // 19: switchboard.distribution.v1.CancelTaskResponse
-	(*ReprioritizeTaskRequest)(nil),        // 20: switchboard.distribution.v1.ReprioritizeTaskRequest
-	(*ReprioritizeTaskResponse)(nil),       // 21: switchboard.distribution.v1.ReprioritizeTaskResponse
-	(*GetQueuePositionRequest)(nil),        // 22: switchboard.distribution.v1.GetQueuePositionRequest
-	(*GetQueuePositionResponse)(nil),       // 23: switchboard.distribution.v1.GetQueuePositionResponse
-	(*GetServiceAvailabilityRequest)(nil),  // 24: switchboard.distribution.v1.GetServiceAvailabilityRequest
-	(*GetServiceAvailabilityResponse)(nil), // 25: switchboard.distribution.v1.GetServiceAvailabilityResponse
-	(*AgentSummary)(nil),                   // 26: switchboard.distribution.v1.AgentSummary
-	(*GetQueueStatisticsRequest)(nil),      // 27: switchboard.distribution.v1.GetQueueStatisticsRequest
-	(*GetQueueStatisticsResponse)(nil),     // 28: switchboard.distribution.v1.GetQueueStatisticsResponse
-	(*ResetAgentRonaRequest)(nil),          // 29: switchboard.distribution.v1.ResetAgentRonaRequest
-	(*ResetAgentRonaResponse)(nil),         // 30: switchboard.distribution.v1.ResetAgentRonaResponse
-	(*WatchQueuesRequest)(nil),             // 31: switchboard.distribution.v1.WatchQueuesRequest
-	(*WatchQueuesResponse)(nil),            // 32: switchboard.distribution.v1.WatchQueuesResponse
-	(*TransferTaskRequest)(nil),            // 33: switchboard.distribution.v1.TransferTaskRequest
-	(*TransferTaskResponse)(nil),           // 34: switchboard.distribution.v1.TransferTaskResponse
-	(*ParkTaskRequest)(nil),                // 35: switchboard.distribution.v1.ParkTaskRequest
-	(*ParkTaskResponse)(nil),               // 36: switchboard.distribution.v1.ParkTaskResponse
-	(*ResumeTaskRequest)(nil),              // 37: switchboard.distribution.v1.ResumeTaskRequest
-	(*ResumeTaskResponse)(nil),             // 38: switchboard.distribution.v1.ResumeTaskResponse
-	nil,                                    // 39: switchboard.distribution.v1.Offer.ParametersEntry
-	(*timestamppb.Timestamp)(nil),          // 40: google.protobuf.Timestamp
-	(*v1.ConversationRef)(nil),             // 41: switchboard.messaging.v1.ConversationRef
-	(*durationpb.Duration)(nil),            // 42: google.protobuf.Duration
+	(*StartAgentTaskRequest)(nil),          // 3: switchboard.distribution.v1.StartAgentTaskRequest
+	(*StartAgentTaskResponse)(nil),         // 4: switchboard.distribution.v1.StartAgentTaskResponse
+	(*AcceptTaskRequest)(nil),              // 5: switchboard.distribution.v1.AcceptTaskRequest
+	(*AcceptTaskResponse)(nil),             // 6: switchboard.distribution.v1.AcceptTaskResponse
+	(*DeclineTaskRequest)(nil),             // 7: switchboard.distribution.v1.DeclineTaskRequest
+	(*DeclineTaskResponse)(nil),            // 8: switchboard.distribution.v1.DeclineTaskResponse
+	(*SetAgentPresenceRequest)(nil),        // 9: switchboard.distribution.v1.SetAgentPresenceRequest
+	(*SetAgentPresenceResponse)(nil),       // 10: switchboard.distribution.v1.SetAgentPresenceResponse
+	(*GetAgentStateRequest)(nil),           // 11: switchboard.distribution.v1.GetAgentStateRequest
+	(*GetAgentStateResponse)(nil),          // 12: switchboard.distribution.v1.GetAgentStateResponse
+	(*AgentState)(nil),                     // 13: switchboard.distribution.v1.AgentState
+	(*Offer)(nil),                          // 14: switchboard.distribution.v1.Offer
+	(*SubmitWrapUpRequest)(nil),            // 15: switchboard.distribution.v1.SubmitWrapUpRequest
+	(*SubmitWrapUpResponse)(nil),           // 16: switchboard.distribution.v1.SubmitWrapUpResponse
+	(*Task)(nil),                           // 17: switchboard.distribution.v1.Task
+	(*GetTaskRequest)(nil),                 // 18: switchboard.distribution.v1.GetTaskRequest
+	(*GetTaskResponse)(nil),                // 19: switchboard.distribution.v1.GetTaskResponse
+	(*CancelTaskRequest)(nil),              // 20: switchboard.distribution.v1.CancelTaskRequest
+	(*CancelTaskResponse)(nil),             // 21: switchboard.distribution.v1.CancelTaskResponse
+	(*ReprioritizeTaskRequest)(nil),        // 22: switchboard.distribution.v1.ReprioritizeTaskRequest
+	(*ReprioritizeTaskResponse)(nil),       // 23: switchboard.distribution.v1.ReprioritizeTaskResponse
+	(*GetQueuePositionRequest)(nil),        // 24: switchboard.distribution.v1.GetQueuePositionRequest
+	(*GetQueuePositionResponse)(nil),       // 25: switchboard.distribution.v1.GetQueuePositionResponse
+	(*GetServiceAvailabilityRequest)(nil),  // 26: switchboard.distribution.v1.GetServiceAvailabilityRequest
+	(*GetServiceAvailabilityResponse)(nil), // 27: switchboard.distribution.v1.GetServiceAvailabilityResponse
+	(*AgentSummary)(nil),                   // 28: switchboard.distribution.v1.AgentSummary
+	(*GetQueueStatisticsRequest)(nil),      // 29: switchboard.distribution.v1.GetQueueStatisticsRequest
+	(*GetQueueStatisticsResponse)(nil),     // 30: switchboard.distribution.v1.GetQueueStatisticsResponse
+	(*ResetAgentRonaRequest)(nil),          // 31: switchboard.distribution.v1.ResetAgentRonaRequest
+	(*ResetAgentRonaResponse)(nil),         // 32: switchboard.distribution.v1.ResetAgentRonaResponse
+	(*WatchQueuesRequest)(nil),             // 33: switchboard.distribution.v1.WatchQueuesRequest
+	(*WatchQueuesResponse)(nil),            // 34: switchboard.distribution.v1.WatchQueuesResponse
+	(*TransferTaskRequest)(nil),            // 35: switchboard.distribution.v1.TransferTaskRequest
+	(*TransferTaskResponse)(nil),           // 36: switchboard.distribution.v1.TransferTaskResponse
+	(*ParkTaskRequest)(nil),                // 37: switchboard.distribution.v1.ParkTaskRequest
+	(*ParkTaskResponse)(nil),               // 38: switchboard.distribution.v1.ParkTaskResponse
+	(*ResumeTaskRequest)(nil),              // 39: switchboard.distribution.v1.ResumeTaskRequest
+	(*ResumeTaskResponse)(nil),             // 40: switchboard.distribution.v1.ResumeTaskResponse
+	nil,                                    // 41: switchboard.distribution.v1.Offer.ParametersEntry
+	(*timestamppb.Timestamp)(nil),          // 42: google.protobuf.Timestamp
+	(*v1.ConversationRef)(nil),             // 43: switchboard.messaging.v1.ConversationRef
+	(*durationpb.Duration)(nil),            // 44: google.protobuf.Duration
 }
 var file_switchboard_distribution_v1_distribution_proto_depIdxs = []int32{
 	0,  // 0: switchboard.distribution.v1.SetAgentPresenceRequest.presence:type_name -> switchboard.distribution.v1.Presence
-	40, // 1: switchboard.distribution.v1.SetAgentPresenceRequest.console_closed_at:type_name -> google.protobuf.Timestamp
-	11, // 2: switchboard.distribution.v1.SetAgentPresenceResponse.state:type_name -> switchboard.distribution.v1.AgentState
-	11, // 3: switchboard.distribution.v1.GetAgentStateResponse.state:type_name -> switchboard.distribution.v1.AgentState
+	42, // 1: switchboard.distribution.v1.SetAgentPresenceRequest.console_closed_at:type_name -> google.protobuf.Timestamp
+	13, // 2: switchboard.distribution.v1.SetAgentPresenceResponse.state:type_name -> switchboard.distribution.v1.AgentState
+	13, // 3: switchboard.distribution.v1.GetAgentStateResponse.state:type_name -> switchboard.distribution.v1.AgentState
 	0,  // 4: switchboard.distribution.v1.AgentState.presence:type_name -> switchboard.distribution.v1.Presence
-	12, // 5: switchboard.distribution.v1.AgentState.offers:type_name -> switchboard.distribution.v1.Offer
+	14, // 5: switchboard.distribution.v1.AgentState.offers:type_name -> switchboard.distribution.v1.Offer
 	1,  // 6: switchboard.distribution.v1.AgentState.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	40, // 7: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
-	40, // 8: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
-	40, // 9: switchboard.distribution.v1.AgentState.grace_until:type_name -> google.protobuf.Timestamp
-	41, // 10: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	40, // 11: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
-	39, // 12: switchboard.distribution.v1.Offer.parameters:type_name -> switchboard.distribution.v1.Offer.ParametersEntry
-	15, // 13: switchboard.distribution.v1.SubmitWrapUpResponse.task:type_name -> switchboard.distribution.v1.Task
+	42, // 7: switchboard.distribution.v1.AgentState.wrap_up_until:type_name -> google.protobuf.Timestamp
+	42, // 8: switchboard.distribution.v1.AgentState.idle_since:type_name -> google.protobuf.Timestamp
+	42, // 9: switchboard.distribution.v1.AgentState.grace_until:type_name -> google.protobuf.Timestamp
+	43, // 10: switchboard.distribution.v1.Offer.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	42, // 11: switchboard.distribution.v1.Offer.expires_at:type_name -> google.protobuf.Timestamp
+	41, // 12: switchboard.distribution.v1.Offer.parameters:type_name -> switchboard.distribution.v1.Offer.ParametersEntry
+	17, // 13: switchboard.distribution.v1.SubmitWrapUpResponse.task:type_name -> switchboard.distribution.v1.Task
 	2,  // 14: switchboard.distribution.v1.Task.state:type_name -> switchboard.distribution.v1.TaskState
-	40, // 15: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
-	40, // 16: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
-	40, // 17: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
-	40, // 18: switchboard.distribution.v1.Task.reply_due_at:type_name -> google.protobuf.Timestamp
-	40, // 19: switchboard.distribution.v1.Task.preferred_until:type_name -> google.protobuf.Timestamp
-	15, // 20: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 21: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 22: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	42, // 15: switchboard.distribution.v1.Task.queued_at:type_name -> google.protobuf.Timestamp
+	42, // 16: switchboard.distribution.v1.Task.accepted_at:type_name -> google.protobuf.Timestamp
+	42, // 17: switchboard.distribution.v1.Task.wrap_up_until:type_name -> google.protobuf.Timestamp
+	42, // 18: switchboard.distribution.v1.Task.reply_due_at:type_name -> google.protobuf.Timestamp
+	42, // 19: switchboard.distribution.v1.Task.preferred_until:type_name -> google.protobuf.Timestamp
+	17, // 20: switchboard.distribution.v1.GetTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	17, // 21: switchboard.distribution.v1.CancelTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	17, // 22: switchboard.distribution.v1.ReprioritizeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
 	2,  // 23: switchboard.distribution.v1.GetQueuePositionResponse.state:type_name -> switchboard.distribution.v1.TaskState
-	42, // 24: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
-	42, // 25: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
-	26, // 26: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
+	44, // 24: switchboard.distribution.v1.GetQueuePositionResponse.estimated_wait:type_name -> google.protobuf.Duration
+	44, // 25: switchboard.distribution.v1.GetQueuePositionResponse.average_handle_time:type_name -> google.protobuf.Duration
+	28, // 26: switchboard.distribution.v1.GetServiceAvailabilityResponse.agents:type_name -> switchboard.distribution.v1.AgentSummary
 	1,  // 27: switchboard.distribution.v1.AgentSummary.activity:type_name -> switchboard.distribution.v1.AgentActivity
-	42, // 28: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
-	42, // 29: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
-	11, // 30: switchboard.distribution.v1.ResetAgentRonaResponse.state:type_name -> switchboard.distribution.v1.AgentState
-	40, // 31: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
-	28, // 32: switchboard.distribution.v1.WatchQueuesResponse.services:type_name -> switchboard.distribution.v1.GetQueueStatisticsResponse
-	11, // 33: switchboard.distribution.v1.WatchQueuesResponse.agents:type_name -> switchboard.distribution.v1.AgentState
-	15, // 34: switchboard.distribution.v1.TransferTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 35: switchboard.distribution.v1.ParkTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	15, // 36: switchboard.distribution.v1.ResumeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
-	3,  // 37: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
-	5,  // 38: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
-	7,  // 39: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
-	9,  // 40: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
-	13, // 41: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
-	16, // 42: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
-	18, // 43: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
-	20, // 44: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
-	22, // 45: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
-	24, // 46: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
-	27, // 47: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
-	29, // 48: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
-	31, // 49: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
-	33, // 50: switchboard.distribution.v1.DistributionService.TransferTask:input_type -> switchboard.distribution.v1.TransferTaskRequest
-	35, // 51: switchboard.distribution.v1.DistributionService.ParkTask:input_type -> switchboard.distribution.v1.ParkTaskRequest
-	37, // 52: switchboard.distribution.v1.DistributionService.ResumeTask:input_type -> switchboard.distribution.v1.ResumeTaskRequest
-	4,  // 53: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
-	6,  // 54: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
-	8,  // 55: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
-	10, // 56: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
-	14, // 57: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
-	17, // 58: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
-	19, // 59: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
-	21, // 60: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
-	23, // 61: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
-	25, // 62: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
-	28, // 63: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
-	30, // 64: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
-	32, // 65: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
-	34, // 66: switchboard.distribution.v1.DistributionService.TransferTask:output_type -> switchboard.distribution.v1.TransferTaskResponse
-	36, // 67: switchboard.distribution.v1.DistributionService.ParkTask:output_type -> switchboard.distribution.v1.ParkTaskResponse
-	38, // 68: switchboard.distribution.v1.DistributionService.ResumeTask:output_type -> switchboard.distribution.v1.ResumeTaskResponse
-	53, // [53:69] is the sub-list for method output_type
-	37, // [37:53] is the sub-list for method input_type
+	44, // 28: switchboard.distribution.v1.GetQueueStatisticsResponse.longest_wait:type_name -> google.protobuf.Duration
+	44, // 29: switchboard.distribution.v1.GetQueueStatisticsResponse.average_handle_time:type_name -> google.protobuf.Duration
+	13, // 30: switchboard.distribution.v1.ResetAgentRonaResponse.state:type_name -> switchboard.distribution.v1.AgentState
+	42, // 31: switchboard.distribution.v1.WatchQueuesResponse.at:type_name -> google.protobuf.Timestamp
+	30, // 32: switchboard.distribution.v1.WatchQueuesResponse.services:type_name -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	13, // 33: switchboard.distribution.v1.WatchQueuesResponse.agents:type_name -> switchboard.distribution.v1.AgentState
+	17, // 34: switchboard.distribution.v1.TransferTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	17, // 35: switchboard.distribution.v1.ParkTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	17, // 36: switchboard.distribution.v1.ResumeTaskResponse.task:type_name -> switchboard.distribution.v1.Task
+	5,  // 37: switchboard.distribution.v1.DistributionService.AcceptTask:input_type -> switchboard.distribution.v1.AcceptTaskRequest
+	7,  // 38: switchboard.distribution.v1.DistributionService.DeclineTask:input_type -> switchboard.distribution.v1.DeclineTaskRequest
+	9,  // 39: switchboard.distribution.v1.DistributionService.SetAgentPresence:input_type -> switchboard.distribution.v1.SetAgentPresenceRequest
+	11, // 40: switchboard.distribution.v1.DistributionService.GetAgentState:input_type -> switchboard.distribution.v1.GetAgentStateRequest
+	15, // 41: switchboard.distribution.v1.DistributionService.SubmitWrapUp:input_type -> switchboard.distribution.v1.SubmitWrapUpRequest
+	18, // 42: switchboard.distribution.v1.DistributionService.GetTask:input_type -> switchboard.distribution.v1.GetTaskRequest
+	20, // 43: switchboard.distribution.v1.DistributionService.CancelTask:input_type -> switchboard.distribution.v1.CancelTaskRequest
+	22, // 44: switchboard.distribution.v1.DistributionService.ReprioritizeTask:input_type -> switchboard.distribution.v1.ReprioritizeTaskRequest
+	24, // 45: switchboard.distribution.v1.DistributionService.GetQueuePosition:input_type -> switchboard.distribution.v1.GetQueuePositionRequest
+	26, // 46: switchboard.distribution.v1.DistributionService.GetServiceAvailability:input_type -> switchboard.distribution.v1.GetServiceAvailabilityRequest
+	29, // 47: switchboard.distribution.v1.DistributionService.GetQueueStatistics:input_type -> switchboard.distribution.v1.GetQueueStatisticsRequest
+	31, // 48: switchboard.distribution.v1.DistributionService.ResetAgentRona:input_type -> switchboard.distribution.v1.ResetAgentRonaRequest
+	33, // 49: switchboard.distribution.v1.DistributionService.WatchQueues:input_type -> switchboard.distribution.v1.WatchQueuesRequest
+	35, // 50: switchboard.distribution.v1.DistributionService.TransferTask:input_type -> switchboard.distribution.v1.TransferTaskRequest
+	37, // 51: switchboard.distribution.v1.DistributionService.ParkTask:input_type -> switchboard.distribution.v1.ParkTaskRequest
+	39, // 52: switchboard.distribution.v1.DistributionService.ResumeTask:input_type -> switchboard.distribution.v1.ResumeTaskRequest
+	3,  // 53: switchboard.distribution.v1.DistributionService.StartAgentTask:input_type -> switchboard.distribution.v1.StartAgentTaskRequest
+	6,  // 54: switchboard.distribution.v1.DistributionService.AcceptTask:output_type -> switchboard.distribution.v1.AcceptTaskResponse
+	8,  // 55: switchboard.distribution.v1.DistributionService.DeclineTask:output_type -> switchboard.distribution.v1.DeclineTaskResponse
+	10, // 56: switchboard.distribution.v1.DistributionService.SetAgentPresence:output_type -> switchboard.distribution.v1.SetAgentPresenceResponse
+	12, // 57: switchboard.distribution.v1.DistributionService.GetAgentState:output_type -> switchboard.distribution.v1.GetAgentStateResponse
+	16, // 58: switchboard.distribution.v1.DistributionService.SubmitWrapUp:output_type -> switchboard.distribution.v1.SubmitWrapUpResponse
+	19, // 59: switchboard.distribution.v1.DistributionService.GetTask:output_type -> switchboard.distribution.v1.GetTaskResponse
+	21, // 60: switchboard.distribution.v1.DistributionService.CancelTask:output_type -> switchboard.distribution.v1.CancelTaskResponse
+	23, // 61: switchboard.distribution.v1.DistributionService.ReprioritizeTask:output_type -> switchboard.distribution.v1.ReprioritizeTaskResponse
+	25, // 62: switchboard.distribution.v1.DistributionService.GetQueuePosition:output_type -> switchboard.distribution.v1.GetQueuePositionResponse
+	27, // 63: switchboard.distribution.v1.DistributionService.GetServiceAvailability:output_type -> switchboard.distribution.v1.GetServiceAvailabilityResponse
+	30, // 64: switchboard.distribution.v1.DistributionService.GetQueueStatistics:output_type -> switchboard.distribution.v1.GetQueueStatisticsResponse
+	32, // 65: switchboard.distribution.v1.DistributionService.ResetAgentRona:output_type -> switchboard.distribution.v1.ResetAgentRonaResponse
+	34, // 66: switchboard.distribution.v1.DistributionService.WatchQueues:output_type -> switchboard.distribution.v1.WatchQueuesResponse
+	36, // 67: switchboard.distribution.v1.DistributionService.TransferTask:output_type -> switchboard.distribution.v1.TransferTaskResponse
+	38, // 68: switchboard.distribution.v1.DistributionService.ParkTask:output_type -> switchboard.distribution.v1.ParkTaskResponse
+	40, // 69: switchboard.distribution.v1.DistributionService.ResumeTask:output_type -> switchboard.distribution.v1.ResumeTaskResponse
+	4,  // 70: switchboard.distribution.v1.DistributionService.StartAgentTask:output_type -> switchboard.distribution.v1.StartAgentTaskResponse
+	54, // [54:71] is the sub-list for method output_type
+	37, // [37:54] is the sub-list for method input_type
 	37, // [37:37] is the sub-list for extension type_name
 	37, // [37:37] is the sub-list for extension extendee
 	0,  // [0:37] is the sub-list for field type_name
@@ -3065,7 +3191,7 @@ func file_switchboard_distribution_v1_distribution_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_distribution_v1_distribution_proto_rawDesc), len(file_switchboard_distribution_v1_distribution_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

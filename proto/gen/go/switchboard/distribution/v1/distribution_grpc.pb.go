@@ -46,6 +46,7 @@ const (
 	DistributionService_TransferTask_FullMethodName           = "/switchboard.distribution.v1.DistributionService/TransferTask"
 	DistributionService_ParkTask_FullMethodName               = "/switchboard.distribution.v1.DistributionService/ParkTask"
 	DistributionService_ResumeTask_FullMethodName             = "/switchboard.distribution.v1.DistributionService/ResumeTask"
+	DistributionService_StartAgentTask_FullMethodName         = "/switchboard.distribution.v1.DistributionService/StartAgentTask"
 )
 
 // DistributionServiceClient is the client API for DistributionService service.
@@ -107,6 +108,19 @@ type DistributionServiceClient interface {
 	// parked (resume).
 	ParkTask(ctx context.Context, in *ParkTaskRequest, opts ...grpc.CallOption) (*ParkTaskResponse, error)
 	ResumeTask(ctx context.Context, in *ResumeTaskRequest, opts ...grpc.CallOption) (*ResumeTaskResponse, error)
+	// StartAgentTask creates the task of a session an agent starts (a
+	// business-initiated WhatsApp conversation) in the service, already
+	// accepted by that agent: it counts toward their capacity, and park,
+	// transfer, wrap-up and the end follow as for an offered task. Events:
+	// TaskQueued, then TaskAccepted (offer_id empty). Idempotent per session:
+	// asked again for the same session and agent it answers the same task.
+	// Only the agent themselves (or a service on their behalf) may ask.
+	// NotFound for an unknown service or agent; PermissionDenied when the
+	// agent is not a member of the service or has no IM licence;
+	// FailedPrecondition when the agent is offline, in after-call work or
+	// RONA-flagged, or the session already has a task of another agent;
+	// ResourceExhausted when the agent is at capacity.
+	StartAgentTask(ctx context.Context, in *StartAgentTaskRequest, opts ...grpc.CallOption) (*StartAgentTaskResponse, error)
 }
 
 type distributionServiceClient struct {
@@ -286,6 +300,16 @@ func (c *distributionServiceClient) ResumeTask(ctx context.Context, in *ResumeTa
 	return out, nil
 }
 
+func (c *distributionServiceClient) StartAgentTask(ctx context.Context, in *StartAgentTaskRequest, opts ...grpc.CallOption) (*StartAgentTaskResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StartAgentTaskResponse)
+	err := c.cc.Invoke(ctx, DistributionService_StartAgentTask_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DistributionServiceServer is the server API for DistributionService service.
 // All implementations must embed UnimplementedDistributionServiceServer
 // for forward compatibility.
@@ -345,6 +369,19 @@ type DistributionServiceServer interface {
 	// parked (resume).
 	ParkTask(context.Context, *ParkTaskRequest) (*ParkTaskResponse, error)
 	ResumeTask(context.Context, *ResumeTaskRequest) (*ResumeTaskResponse, error)
+	// StartAgentTask creates the task of a session an agent starts (a
+	// business-initiated WhatsApp conversation) in the service, already
+	// accepted by that agent: it counts toward their capacity, and park,
+	// transfer, wrap-up and the end follow as for an offered task. Events:
+	// TaskQueued, then TaskAccepted (offer_id empty). Idempotent per session:
+	// asked again for the same session and agent it answers the same task.
+	// Only the agent themselves (or a service on their behalf) may ask.
+	// NotFound for an unknown service or agent; PermissionDenied when the
+	// agent is not a member of the service or has no IM licence;
+	// FailedPrecondition when the agent is offline, in after-call work or
+	// RONA-flagged, or the session already has a task of another agent;
+	// ResourceExhausted when the agent is at capacity.
+	StartAgentTask(context.Context, *StartAgentTaskRequest) (*StartAgentTaskResponse, error)
 	mustEmbedUnimplementedDistributionServiceServer()
 }
 
@@ -402,6 +439,9 @@ func (UnimplementedDistributionServiceServer) ParkTask(context.Context, *ParkTas
 }
 func (UnimplementedDistributionServiceServer) ResumeTask(context.Context, *ResumeTaskRequest) (*ResumeTaskResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResumeTask not implemented")
+}
+func (UnimplementedDistributionServiceServer) StartAgentTask(context.Context, *StartAgentTaskRequest) (*StartAgentTaskResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StartAgentTask not implemented")
 }
 func (UnimplementedDistributionServiceServer) mustEmbedUnimplementedDistributionServiceServer() {}
 func (UnimplementedDistributionServiceServer) testEmbeddedByValue()                             {}
@@ -705,6 +745,24 @@ func _DistributionService_ResumeTask_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DistributionService_StartAgentTask_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StartAgentTaskRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DistributionServiceServer).StartAgentTask(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DistributionService_StartAgentTask_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DistributionServiceServer).StartAgentTask(ctx, req.(*StartAgentTaskRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DistributionService_ServiceDesc is the grpc.ServiceDesc for DistributionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -771,6 +829,10 @@ var DistributionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResumeTask",
 			Handler:    _DistributionService_ResumeTask_Handler,
+		},
+		{
+			MethodName: "StartAgentTask",
+			Handler:    _DistributionService_StartAgentTask_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

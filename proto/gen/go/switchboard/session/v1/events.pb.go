@@ -221,10 +221,15 @@ type SessionStarted struct {
 	// The inbound message that opened the session.
 	FirstMessageSid string `protobuf:"bytes,6,opt,name=first_message_sid,json=firstMessageSid,proto3" json:"first_message_sid,omitempty"`
 	// WhatsApp display name of the customer, when known.
-	CustomerName  string                 `protobuf:"bytes,7,opt,name=customer_name,json=customerName,proto3" json:"customer_name,omitempty"`
-	StartedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CustomerName string                 `protobuf:"bytes,7,opt,name=customer_name,json=customerName,proto3" json:"customer_name,omitempty"`
+	StartedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	// The agent who started the session (a business-initiated conversation:
+	// no customer message opened it, first_message_sid is empty, and the
+	// chat is that agent's from the start; no workflow runs). Empty for a
+	// session a customer's message opened.
+	StartedByAgentId string `protobuf:"bytes,9,opt,name=started_by_agent_id,json=startedByAgentId,proto3" json:"started_by_agent_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SessionStarted) Reset() {
@@ -311,6 +316,13 @@ func (x *SessionStarted) GetStartedAt() *timestamppb.Timestamp {
 		return x.StartedAt
 	}
 	return nil
+}
+
+func (x *SessionStarted) GetStartedByAgentId() string {
+	if x != nil {
+		return x.StartedByAgentId
+	}
+	return ""
 }
 
 // MessageAdded: an entry was added to a session's transcript.
@@ -536,7 +548,7 @@ var File_switchboard_session_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_session_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"#switchboard/session/v1/events.proto\x12\x16switchboard.session.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\xe1\x02\n" +
+	"#switchboard/session/v1/events.proto\x12\x16switchboard.session.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a(switchboard/messaging/v1/messaging.proto\"\x90\x03\n" +
 	"\x0eSessionStarted\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -548,7 +560,8 @@ const file_switchboard_session_v1_events_proto_rawDesc = "" +
 	"\x11first_message_sid\x18\x06 \x01(\tR\x0ffirstMessageSid\x12#\n" +
 	"\rcustomer_name\x18\a \x01(\tR\fcustomerName\x129\n" +
 	"\n" +
-	"started_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\"\xac\x03\n" +
+	"started_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12-\n" +
+	"\x13started_by_agent_id\x18\t \x01(\tR\x10startedByAgentId\"\xac\x03\n" +
 	"\fMessageAdded\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
