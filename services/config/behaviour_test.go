@@ -181,6 +181,33 @@ func TestEntryAssignedToOneService(t *testing.T) {
 	wantStatus(t, err, codes.FailedPrecondition, "id")
 }
 
+// ListEntries answers services (sessions, for an agent starting a
+// conversation) with the tenant's entries and the service each is assigned
+// to, and only services.
+func TestListEntriesWithTheirServices(t *testing.T) {
+	f := newFixture(t)
+	ctx := ctxT(t)
+	lookup := newClients(f.env.Service(t)).lookup
+	r := must[*configv1.ListEntriesResponse](t)(lookup.ListEntries(ctx, &configv1.ListEntriesRequest{TenantId: "acme"}))
+	got := map[string]string{}
+	for _, e := range r.GetEntries() {
+		got[e.GetEntry().GetId()] = e.GetService().GetId()
+	}
+	if len(got) != 2 || got["sms-1"] != "svc-a" || got["wa-1"] != "" {
+		t.Errorf("acme's entries and services = %v; want sms-1 in svc-a, wa-1 in none", got)
+	}
+	other := must[*configv1.ListEntriesResponse](t)(lookup.ListEntries(ctx, &configv1.ListEntriesRequest{TenantId: "beta"}))
+	for _, e := range other.GetEntries() {
+		if e.GetEntry().GetTenantId() != "beta" {
+			t.Errorf("beta's list holds %s of tenant %s", e.GetEntry().GetId(), e.GetEntry().GetTenantId())
+		}
+	}
+	_, err := lookup.ListEntries(ctx, &configv1.ListEntriesRequest{})
+	wantStatus(t, err, codes.InvalidArgument, "tenant_id")
+	_, err = f.admin.lookup.ListEntries(ctx, &configv1.ListEntriesRequest{TenantId: "acme"})
+	wantStatus(t, err, codes.PermissionDenied, "")
+}
+
 func TestTenantModalities(t *testing.T) {
 	f := newFixture(t)
 	ctx := ctxT(t)

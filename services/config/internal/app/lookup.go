@@ -220,3 +220,25 @@ func (a *App) dummyHash() []byte {
 	})
 	return a.dummy
 }
+
+// ListEntries returns the tenant's messaging entries, ordered by id, each
+// with the service it is assigned to (nil when none): what an agent may
+// start a conversation from. One read per entry's assignment, by _id.
+func (a *App) ListEntries(ctx context.Context, tenant string) ([]*configv1.EntryRoute, error) {
+	if tenant == "" {
+		return nil, invalid("tenant_id", "is required")
+	}
+	recs, err := a.t.Entries.List(ctx, tenant, Query{})
+	if err != nil {
+		return nil, internal("list messaging entries", err)
+	}
+	out := make([]*configv1.EntryRoute, 0, len(recs))
+	for _, r := range recs {
+		svc, err := a.assignedService(ctx, tenant, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &configv1.EntryRoute{Entry: r.Msg, Service: svc})
+	}
+	return out, nil
+}

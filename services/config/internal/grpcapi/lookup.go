@@ -85,3 +85,14 @@ func (s *lookupServer) GetTenantSecret(ctx context.Context, req *configv1.GetTen
 	}
 	return &configv1.GetTenantSecretResponse{Value: v}, nil
 }
+
+func (s *lookupServer) ListEntries(ctx context.Context, req *configv1.ListEntriesRequest) (*configv1.ListEntriesResponse, error) {
+	if err := requireService(ctx); err != nil {
+		return nil, err
+	}
+	entries, err := s.app.ListEntries(ctx, req.GetTenantId())
+	if err != nil {
+		return nil, s.toStatus(ctx, "ListEntries", err, "")
+	}
+	return &configv1.ListEntriesResponse{Entries: entries}, nil
+}
