@@ -192,6 +192,7 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	domain := core.New(st, b, pusher{gw: &gw}, distributionv1.NewDistributionServiceClient(dc), outbound, log)
 	domain.SetPublicURL(cfg.PublicURL)
 	domain.SetConfig(configv1.NewServiceServiceClient(cc), configv1.NewTenantServiceClient(cc))
+	domain.SetLookup(configv1.NewLookupServiceClient(cc))
 	domain.SetTracing(b.TracerProvider())
 	domain.SetLifetime(ctx)
 	gw = gateway.New(domain, keys, configv1.NewLookupServiceClient(cc), b.NC, log, gateway.Options{

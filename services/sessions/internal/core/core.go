@@ -91,9 +91,12 @@ type Core struct {
 	// when not configured (SetServices).
 	services configv1.ServiceServiceClient
 	tenants  configv1.TenantServiceClient
-	log      *slog.Logger
-	tracer   trace.Tracer
-	now      func() time.Time
+	// lookup lists the tenant's messaging entries for conversations agents
+	// start (start.go); nil when not configured (SetLookup).
+	lookup configv1.LookupServiceClient
+	log    *slog.Logger
+	tracer trace.Tracer
+	now    func() time.Time
 	// convs: conversation → active session, a hint checked by the session
 	// read (convcache.go).
 	convs *convCache
@@ -1049,7 +1052,7 @@ func fromStatus(err error) error {
 	}
 	msg := status.Convert(err).Message()
 	switch status.Code(err) {
-	case codes.FailedPrecondition:
+	case codes.FailedPrecondition, codes.ResourceExhausted, codes.AlreadyExists:
 		return fmt.Errorf("%w: %s", ErrConflict, msg)
 	case codes.PermissionDenied:
 		return fmt.Errorf("%w: %s", ErrForbidden, msg)

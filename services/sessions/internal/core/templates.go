@@ -72,6 +72,11 @@ func (c *Core) Templates(ctx context.Context, a Agent, sessionID string) ([]prot
 	if err != nil {
 		return nil, err
 	}
+	return TemplateViews(list), nil
+}
+
+// TemplateViews is the console's form of templates.
+func TemplateViews(list []*outboundv1.Template) []protocol.Template {
 	out := make([]protocol.Template, 0, len(list))
 	for _, t := range list {
 		v := protocol.Template{SID: t.GetSid(), FriendlyName: t.GetFriendlyName(), Language: t.GetLanguage(),
@@ -81,7 +86,7 @@ func (c *Core) Templates(ctx context.Context, a Agent, sessionID string) ([]prot
 		}
 		out = append(out, v)
 	}
-	return out, nil
+	return out
 }
 
 // CheckTemplateSend validates a template send's fields before anything is

@@ -1291,12 +1291,39 @@ func (g *Gateway) dispatch(ctx context.Context, c *conn, env *protocol.Envelope)
 	case protocol.TypeTemplateList:
 		d, ok := decodeOr[struct {
 			SessionID string `json:"session_id"`
+			// Or the entry a conversation is being started from.
+			EntryID string `json:"entry_id"`
 		}](env, bad)
 		if !ok {
 			return
 		}
+		if d.EntryID != "" {
+			if d.SessionID != "" {
+				reply(nil, errors.Join(core.ErrInvalid, errors.New("name session_id or entry_id, not both")))
+				return
+			}
+			list, err := g.core.EntryTemplates(cctx, a, d.EntryID)
+			reply(map[string]any{"entry_id": d.EntryID, "templates": list}, err)
+			return
+		}
 		list, err := g.core.Templates(cctx, a, d.SessionID)
 		reply(map[string]any{"session_id": d.SessionID, "templates": list}, err)
+	case protocol.TypeEntriesList:
+		list, err := g.core.StartEntries(cctx, a)
+		reply(map[string]any{"entries": list}, err)
+	case protocol.TypeConversationStart:
+		d, ok := decodeOr[struct {
+			EntryID          string            `json:"entry_id"`
+			Customer         string            `json:"customer"`
+			ContentSID       string            `json:"content_sid"`
+			ContentVariables map[string]string `json:"content_variables"`
+			ClientMsgID      string            `json:"client_msg_id"`
+		}](env, bad)
+		if !ok {
+			return
+		}
+		sid, mid, err := g.core.StartConversation(cctx, a, d.EntryID, d.Customer, d.ContentSID, d.ContentVariables, d.ClientMsgID)
+		reply(map[string]any{"session_id": sid, "message_id": mid}, err)
 	case protocol.TypeMessageResend:
 		d, ok := decodeOr[struct {
 			SessionID   string `json:"session_id"`

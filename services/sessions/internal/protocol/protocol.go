@@ -53,6 +53,10 @@ const (
 	// The WhatsApp templates the agent may send in a chat (when its
 	// 24-hour window has closed); message.send with content_sid sends one.
 	TypeTemplateList = "template.list"
+	// Business-initiated WhatsApp conversations: the entries an agent may
+	// start one from, and the start (a template as the first message).
+	TypeEntriesList       = "entries.list"
+	TypeConversationStart = "conversation.start"
 	// Supervisors (role supervisor): watch the tenant's queues and agents,
 	// an agent's chats, monitor a chat, whisper to its agent, write to its
 	// customer, end it, reset an agent's RONA flag.
@@ -76,7 +80,8 @@ var clientTypes = map[string]bool{
 	TypeAuth: true, TypePresenceSet: true, TypeOfferAccept: true, TypeOfferDecline: true, TypeMessageSend: true,
 	TypeSessionTerminate: true, TypePing: true, TypeMessageResend: true, TypeMessageCount: true, TypeSessionTransfer: true,
 	TypeSessionPark: true, TypeSessionResume: true, TypeSessionDismiss: true, TypeServicesList: true, TypeWrapUpSubmit: true, TypeNoteAdd: true,
-	TypeCannedList: true, TypeSessionHistory: true, TypeSessionEarlier: true, TypeTemplateList: true, TypeSupervisorWatch: true,
+	TypeCannedList: true, TypeSessionHistory: true, TypeSessionEarlier: true, TypeTemplateList: true, TypeEntriesList: true,
+	TypeConversationStart: true, TypeSupervisorWatch: true,
 	TypeSupervisorUnwatch: true, TypeSupervisorChats: true, TypeSupervisorMonitor: true, TypeSupervisorUnmonitor: true,
 	TypeSupervisorWhisper: true, TypeSupervisorBarge: true, TypeSupervisorEnd: true, TypeSupervisorResetRona: true,
 }
