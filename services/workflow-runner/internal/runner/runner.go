@@ -197,6 +197,14 @@ func (r *Runner) HandleSessionStarted(ctx context.Context, m *bus.Message) error
 	if ev.GetSessionId() == "" || ev.GetTenantId() != m.Tenant() {
 		return bus.Permanentf("session start on %s lacks a session id or names another tenant", m.Subject)
 	}
+	if agent := ev.GetStartedByAgentId(); agent != "" {
+		// A business-initiated conversation: the chat is the agent's from
+		// the start, so no workflow runs (no greeting, no queue) and no
+		// instance is stored; the session's later events find none.
+		r.log.InfoContext(ctx, "session started by an agent: no workflow", "tenant", ev.GetTenantId(), "session", ev.GetSessionId(),
+			"agent", agent, "service", ev.GetServiceId())
+		return nil
+	}
 	st, _, err := r.store.Load(ctx, ev.GetTenantId(), ev.GetSessionId())
 	if err != nil || st != nil {
 		return err // an earlier delivery created it
