@@ -190,6 +190,13 @@ type Doc struct {
 	// RolledUp is the SESSION stream sequence of the SessionEnded the
 	// session was rolled up at (the first, should it end twice).
 	RolledUp int64 `bson:"rolled_up,omitempty"`
+
+	// StartedByAgentID is the agent who started the session (a
+	// business-initiated conversation, SessionStarted's
+	// started_by_agent_id); empty for one a customer's message opened.
+	// SessionRecord has no field for it: it stays in the stored record,
+	// and the rollups count such sessions apart (rollup.StartedByAgent).
+	StartedByAgentID string `bson:"started_by_agent_id,omitempty"`
 }
 
 // AgentOffer is an offer and the agent it went to.
@@ -414,13 +421,15 @@ func (s *Store) HandleSession(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		c := ev.GetConversation()
-		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{
-			"$set": bson.M{
-				"service_id": ev.GetServiceId(), "entry_id": ev.GetEntryId(), "channel": int32(c.GetChannel()),
-				"customer": c.GetCustomerAddress(), "business": c.GetBusinessAddress(),
-				"started_at": when(ev.GetStartedAt()),
-			},
-		})
+		set := bson.M{
+			"service_id": ev.GetServiceId(), "entry_id": ev.GetEntryId(), "channel": int32(c.GetChannel()),
+			"customer": c.GetCustomerAddress(), "business": c.GetBusinessAddress(),
+			"started_at": when(ev.GetStartedAt()),
+		}
+		if a := ev.GetStartedByAgentId(); a != "" {
+			set["started_by_agent_id"] = a
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$set": set})
 	case subjects.KindSessionMessageAdded:
 		var ev sessionv1.MessageAdded
 		if err := m.Decode(&ev); err != nil {

@@ -41,7 +41,14 @@ const (
 	SegmentsIn  = SL0 + 6
 	SegmentsOut = SegmentsIn + 1
 	CostMicros  = SegmentsIn + 2
-	NumCounters = SegmentsIn + 3
+	// StartedByAgent counts the sessions an agent started (a
+	// business-initiated conversation): they are not in Sessions (nor so
+	// in the outcomes), Queued, Answered, AbandonedInQueue, the wait, the
+	// service level, first reply or time in workflow, which are about
+	// customers who wrote in. Rows written before it (encoding versions 1
+	// and 2) read as zero. SummaryRow has no field for it.
+	StartedByAgent = SegmentsIn + 3
+	NumCounters    = SegmentsIn + 4
 )
 
 // SLThresholds are the service-level thresholds (seconds) counted
@@ -123,7 +130,17 @@ func FromRecord(seq uint64, d *records.Doc, ev *sessionv1.SessionEnded) Session 
 	main := Row{Dims: base}
 	main.Agent = agent
 	c := &main.C
-	c[Sessions] = 1
+	// A session an agent started was never a customer's contact waiting
+	// for an agent: distribution queues and accepts its task at once (no
+	// offer), so its queue, wait, first reply (the agent's opening
+	// message) and workflow figures would be noise in the customers'.
+	// Its messages, segments, cost and handle time count as any.
+	agentStarted := d.StartedByAgentID != ""
+	if agentStarted {
+		c[StartedByAgent] = 1
+	} else {
+		c[Sessions] = 1
+	}
 	c[InboundMessages], c[OutboundMessages] = int64(len(d.Inbound)), int64(len(d.Outbound))
 	c[Offers], c[FailedSends] = int64(len(d.Offers)), int64(len(d.FailedSends))
 	c[SegmentsIn], c[SegmentsOut] = d.Segments()
@@ -131,13 +148,13 @@ func FromRecord(seq uint64, d *records.Doc, ev *sessionv1.SessionEnded) Session 
 	// before agents were kept stay on the session's row.
 	c[Declines] = max(int64(len(d.Declines)-len(d.DeclinedBy)), 0)
 	c[Ronas] = max(int64(len(d.Ronas)-len(d.RonaBy)), 0)
-	if !d.QueuedAt.IsZero() {
+	if !d.QueuedAt.IsZero() && !agentStarted {
 		c[Queued] = 1
 		if d.AcceptedAt.IsZero() {
 			c[AbandonedInQueue] = 1
 		}
 	}
-	if w, ok := ms(d.QueuedAt, d.AcceptedAt); ok {
+	if w, ok := ms(d.QueuedAt, d.AcceptedAt); ok && !agentStarted {
 		c[Answered] = 1
 		c[WaitSumMS] = w
 		main.H[HWait].AddN(w, 1)
@@ -147,7 +164,7 @@ func FromRecord(seq uint64, d *records.Doc, ev *sessionv1.SessionEnded) Session 
 			}
 		}
 	}
-	if v, ok := ms(d.AcceptedAt, d.FirstReplyAt); ok {
+	if v, ok := ms(d.AcceptedAt, d.FirstReplyAt); ok && !agentStarted {
 		c[ReplySumMS] = v
 		main.H[HReply].AddN(v, 1)
 	}
@@ -155,7 +172,7 @@ func FromRecord(seq uint64, d *records.Doc, ev *sessionv1.SessionEnded) Session 
 		c[HandleSumMS] = v
 		main.H[HHandle].AddN(v, 1)
 	}
-	if v, ok := ms(d.StartedAt, d.QueuedAt); ok {
+	if v, ok := ms(d.StartedAt, d.QueuedAt); ok && !agentStarted {
 		c[WorkflowSumMS] = v
 		main.H[HWorkflow].AddN(v, 1)
 	}
@@ -187,11 +204,12 @@ func FromRecord(seq uint64, d *records.Doc, ev *sessionv1.SessionEnded) Session 
 // thousands of BSON fields, which FerretDB would parse and rewrite as JSON
 // on every read and update; as one value they are a few kilobytes.
 //
-// Version 2 added counters (segments and cost) after the others; the
-// counters are written as a bit mask and the non-zero values, so version
-// 1 documents read as they are, with those counters zero. (A version-1
-// reader refuses version 2 rather than misreading it.)
-const encodingVersion = 2
+// Version 2 added counters (segments and cost) after the others, version
+// 3 StartedByAgent; the counters are written as a bit mask and the
+// non-zero values, so documents of an earlier version read as they are,
+// with the later counters zero. (A reader of an earlier version refuses a
+// later one rather than misreading it: it would not know the new bits.)
+const encodingVersion = 3
 
 func encodeRows(rows []*Row) []byte {
 	b := []byte{encodingVersion}
@@ -236,7 +254,7 @@ func decodeRows(b []byte, fn func(*Row)) error {
 	if len(b) == 0 {
 		return nil
 	}
-	if b[0] != 1 && b[0] != encodingVersion {
+	if b[0] < 1 || b[0] > encodingVersion {
 		return errCorrupt
 	}
 	b = b[1:]
