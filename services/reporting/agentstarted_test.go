@@ -113,10 +113,11 @@ func TestAgentStartedSessionCountedApart(t *testing.T) {
 	if cd, ad := raw("ss_cust"), raw("ss_agent"); cd.StartedByAgentID != "" || ad.StartedByAgentID != "alice" {
 		t.Errorf("started by agent: customer's session %q, agent's %q; want \"\" and alice", cd.StartedByAgentID, ad.StartedByAgentID)
 	}
-	// GetSession shows the agent's session as it happened (SessionRecord
-	// has no field for who started it).
+	// GetSession shows the agent's session as it happened, and who
+	// started it.
 	rec, err := c.GetSession(ctx, &reportingv1.GetSessionRequest{TenantId: "acme", SessionId: "ss_agent"})
-	if err != nil || rec.GetSession().GetAgentId() != "alice" || rec.GetSession().GetOffers() != 0 || rec.GetSession().GetInboundMessages() != 1 {
+	if err != nil || rec.GetSession().GetAgentId() != "alice" || rec.GetSession().GetOffers() != 0 || rec.GetSession().GetInboundMessages() != 1 ||
+		rec.GetSession().GetStartedByAgentId() != "alice" {
 		t.Errorf("GetSession(ss_agent) = %v, %v; want alice's, no offer, one inbound message", rec, err)
 	}
 
@@ -148,11 +149,14 @@ func TestAgentStartedSessionCountedApart(t *testing.T) {
 	if got != want {
 		t.Errorf("summary\n got  %+v\n want %+v (the agent-started session only in messages and handle time)", got, want)
 	}
+	if n := row.GetStartedByAgent(); n != 1 {
+		t.Errorf("summary: %d sessions started by agents, want 1", n)
+	}
 	if w := row.GetWait().GetAverage().AsDuration(); w != 20*time.Second {
 		t.Errorf("average wait %s, want the customer's 20s", w)
 	}
 
-	// The separate count is in the rollups (SummaryRow has no field for it).
+	// And in the rollups themselves.
 	groups, _, err := rollup.New(mc.Database(dbName), nil).Summarize(ctx, rollup.Query{Tenant: "acme", From: day, To: day.Add(24 * time.Hour)})
 	if err != nil || len(groups) != 1 {
 		t.Fatalf("rollup summary = %v, %v; want one group", groups, err)

@@ -211,7 +211,7 @@ func (c *cli) printSummary(rows []*reportingv1.SummaryRow, dims []string, sl int
 	}
 	header := append(append([]string{}, dims...), "sessions", "handled", "abandoned", "queued", "answered", fmt.Sprintf("SL%ds", sl), "aband%",
 		"wait avg", "wait p50", "wait p90", "reply p50", "handle avg", "handle p90", "msgs in", "msgs out", "declines", "ronas",
-		"segs in", "segs out", "est cost", "currency")
+		"segs in", "segs out", "est cost", "currency", "agent-started")
 	fmt.Fprintln(w, strings.Join(header, sep)+sep)
 	for _, r := range rows {
 		var cells []string
@@ -238,7 +238,8 @@ func (c *cli) printSummary(rows []*reportingv1.SummaryRow, dims []string, sl int
 			dur(r.GetWait().GetAverage()), dur(r.GetWait().GetP50()), dur(r.GetWait().GetP90()), dur(r.GetFirstReply().GetP50()),
 			dur(r.GetHandle().GetAverage()), dur(r.GetHandle().GetP90()), fmt.Sprint(r.GetInboundMessages()), fmt.Sprint(r.GetOutboundMessages()),
 			fmt.Sprint(r.GetDeclines()), fmt.Sprint(r.GetRonas()),
-			fmt.Sprint(r.GetSegmentsIn()), fmt.Sprint(r.GetSegmentsOut()), orDash(r.GetEstimatedCost()), orDash(r.GetCurrency()))
+			fmt.Sprint(r.GetSegmentsIn()), fmt.Sprint(r.GetSegmentsOut()), orDash(r.GetEstimatedCost()), orDash(r.GetCurrency()),
+			fmt.Sprint(r.GetStartedByAgent()))
 		fmt.Fprintln(w, strings.Join(cells, sep)+sep)
 	}
 	if tw != nil {

@@ -645,7 +645,7 @@ func (d *Doc) proto() *reportingv1.SessionRecord {
 		Offers: int32(len(d.Offers)), Declines: int32(len(d.Declines)), Ronas: int32(len(d.Ronas)),
 		FailedSends: int32(len(d.FailedSends)),
 		SegmentsIn:  int32(in), SegmentsOut: int32(out), CustomerCountry: pricing.Country(d.Customer),
-		Steps: steps, Services: d.Services(), Agents: d.Agents(),
+		Steps: steps, Services: d.Services(), Agents: d.Agents(), StartedByAgentId: d.StartedByAgentID,
 	}
 }
 

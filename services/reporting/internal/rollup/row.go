@@ -46,7 +46,7 @@ const (
 	// in the outcomes), Queued, Answered, AbandonedInQueue, the wait, the
 	// service level, first reply or time in workflow, which are about
 	// customers who wrote in. Rows written before it (encoding versions 1
-	// and 2) read as zero. SummaryRow has no field for it.
+	// and 2) read as zero. SummaryRow.started_by_agent shows it.
 	StartedByAgent = SegmentsIn + 3
 	NumCounters    = SegmentsIn + 4
 )

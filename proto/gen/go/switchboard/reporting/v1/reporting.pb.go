@@ -316,9 +316,13 @@ type SessionRecord struct {
 	Services []string `protobuf:"bytes,28,rep,name=services,proto3" json:"services,omitempty"`
 	// The agents who accepted it, in order (agent_id is the one it ended
 	// with, else the last of them).
-	Agents        []string `protobuf:"bytes,29,rep,name=agents,proto3" json:"agents,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Agents []string `protobuf:"bytes,29,rep,name=agents,proto3" json:"agents,omitempty"`
+	// The agent who started the session (a business-initiated WhatsApp
+	// conversation: they wrote first, with a template); empty for a session
+	// a customer's message opened.
+	StartedByAgentId string `protobuf:"bytes,30,opt,name=started_by_agent_id,json=startedByAgentId,proto3" json:"started_by_agent_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *SessionRecord) Reset() {
@@ -552,6 +556,13 @@ func (x *SessionRecord) GetAgents() []string {
 		return x.Agents
 	}
 	return nil
+}
+
+func (x *SessionRecord) GetStartedByAgentId() string {
+	if x != nil {
+		return x.StartedByAgentId
+	}
+	return ""
 }
 
 // WorkflowStep is one completed activity of the session's workflow.
@@ -1156,11 +1167,16 @@ type SummaryRow struct {
 	EstimatedCost string `protobuf:"bytes,31,opt,name=estimated_cost,json=estimatedCost,proto3" json:"estimated_cost,omitempty"`
 	Currency      string `protobuf:"bytes,32,opt,name=currency,proto3" json:"currency,omitempty"`
 	// Ended sessions with the outcomes no agent, out of hours and canceled.
-	NoAgent       int64 `protobuf:"varint,33,opt,name=no_agent,json=noAgent,proto3" json:"no_agent,omitempty"`
-	OutOfHours    int64 `protobuf:"varint,34,opt,name=out_of_hours,json=outOfHours,proto3" json:"out_of_hours,omitempty"`
-	Canceled      int64 `protobuf:"varint,35,opt,name=canceled,proto3" json:"canceled,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NoAgent    int64 `protobuf:"varint,33,opt,name=no_agent,json=noAgent,proto3" json:"no_agent,omitempty"`
+	OutOfHours int64 `protobuf:"varint,34,opt,name=out_of_hours,json=outOfHours,proto3" json:"out_of_hours,omitempty"`
+	Canceled   int64 `protobuf:"varint,35,opt,name=canceled,proto3" json:"canceled,omitempty"`
+	// Ended sessions an agent started (business-initiated conversations).
+	// They are not in sessions nor in its outcomes, queued, answered, wait,
+	// service level, first reply or workflow, which are about customers who
+	// wrote in; their messages, segments, cost and handle time are counted.
+	StartedByAgent int64 `protobuf:"varint,36,opt,name=started_by_agent,json=startedByAgent,proto3" json:"started_by_agent,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *SummaryRow) Reset() {
@@ -1434,6 +1450,13 @@ func (x *SummaryRow) GetOutOfHours() int64 {
 func (x *SummaryRow) GetCanceled() int64 {
 	if x != nil {
 		return x.Canceled
+	}
+	return 0
+}
+
+func (x *SummaryRow) GetStartedByAgent() int64 {
+	if x != nil {
+		return x.StartedByAgent
 	}
 	return 0
 }
@@ -1889,7 +1912,7 @@ const file_switchboard_reporting_v1_reporting_proto_rawDesc = "" +
 	"\x12WatchTodayResponse\x12*\n" +
 	"\x02at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x127\n" +
 	"\tday_start\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\bdayStart\x12E\n" +
-	"\asummary\x18\x03 \x01(\v2+.switchboard.reporting.v1.SummarizeResponseR\asummary\"\x9c\t\n" +
+	"\asummary\x18\x03 \x01(\v2+.switchboard.reporting.v1.SummarizeResponseR\asummary\"\xcb\t\n" +
 	"\rSessionRecord\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -1926,7 +1949,8 @@ const file_switchboard_reporting_v1_reporting_proto_rawDesc = "" +
 	"\x10customer_country\x18\x1a \x01(\tR\x0fcustomerCountry\x12<\n" +
 	"\x05steps\x18\x1b \x03(\v2&.switchboard.reporting.v1.WorkflowStepR\x05steps\x12\x1a\n" +
 	"\bservices\x18\x1c \x03(\tR\bservices\x12\x16\n" +
-	"\x06agents\x18\x1d \x03(\tR\x06agents\"\xca\x02\n" +
+	"\x06agents\x18\x1d \x03(\tR\x06agents\x12-\n" +
+	"\x13started_by_agent_id\x18\x1e \x01(\tR\x10startedByAgentId\"\xca\x02\n" +
 	"\fWorkflowStep\x12\x12\n" +
 	"\x04step\x18\x01 \x01(\x03R\x04step\x12\x1f\n" +
 	"\vworkflow_id\x18\x02 \x01(\tR\n" +
@@ -1973,7 +1997,7 @@ const file_switchboard_reporting_v1_reporting_proto_rawDesc = "" +
 	"\aaverage\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\aaverage\x12+\n" +
 	"\x03p50\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03p50\x12+\n" +
 	"\x03p90\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03p90\x12+\n" +
-	"\x03p99\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03p99\"\xd3\n" +
+	"\x03p99\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x03p99\"\xfd\n" +
 	"\n" +
 	"\n" +
 	"SummaryRow\x12=\n" +
@@ -2017,7 +2041,8 @@ const file_switchboard_reporting_v1_reporting_proto_rawDesc = "" +
 	"\bno_agent\x18! \x01(\x03R\anoAgent\x12 \n" +
 	"\fout_of_hours\x18\" \x01(\x03R\n" +
 	"outOfHours\x12\x1a\n" +
-	"\bcanceled\x18# \x01(\x03R\bcanceled\"\x95\x02\n" +
+	"\bcanceled\x18# \x01(\x03R\bcanceled\x12(\n" +
+	"\x10started_by_agent\x18$ \x01(\x03R\x0estartedByAgent\"\x95\x02\n" +
 	"\x11SummarizeResponse\x128\n" +
 	"\x04rows\x18\x01 \x03(\v2$.switchboard.reporting.v1.SummaryRowR\x04rows\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12.\n" +
