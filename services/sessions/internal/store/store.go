@@ -262,13 +262,17 @@ func (s *Store) ClaimActive(ctx context.Context, tenant, convKey, sessionID stri
 	return "", fmt.Errorf("claim active session of %s: released and claimed again %d times while claiming", convKey, 5)
 }
 
-// ReleaseActive removes the conversation's pointer if it still names sessionID.
+// ReleaseActive removes the conversation's pointer if it still names
+// sessionID. The delete names the session too: one released and claimed
+// again by the conversation's next session between the read and the
+// delete stays (atomic on MongoDB; on FerretDB the window is the delete's
+// own).
 func (s *Store) ReleaseActive(ctx context.Context, tenant, convKey, sessionID string) error {
 	current, err := s.ActiveSession(ctx, tenant, convKey)
 	if err != nil || current != sessionID {
 		return err
 	}
-	if _, err := s.active.DeleteOne(ctx, bson.M{"_id": tenant + "/" + convKey}); err != nil {
+	if _, err := s.active.DeleteOne(ctx, bson.M{"_id": tenant + "/" + convKey, "session_id": sessionID}); err != nil {
 		return fmt.Errorf("release active session: %w", err)
 	}
 	return nil
