@@ -57,12 +57,22 @@ func (fakeConfig) GetService(_ context.Context, r *configv1.GetServiceRequest) (
 	return nil, status.Error(codes.NotFound, "no such service")
 }
 
+// fakeUsers are acme's users: alice and bob, IM agents of sales and care;
+// nora, an IM agent of care only; carl, an agent of sales without an IM
+// license.
+var fakeUsers = map[string]*configv1.User{
+	"alice": {Id: "alice", TenantId: "acme", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_AGENT}, ServiceIds: []string{"sales", "care"}},
+	"bob":   {Id: "bob", TenantId: "acme", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_AGENT}, ServiceIds: []string{"sales", "care"}},
+	"nora":  {Id: "nora", TenantId: "acme", ImLicense: true, Roles: []configv1.Role{configv1.Role_ROLE_AGENT}, ServiceIds: []string{"care"}},
+	"carl":  {Id: "carl", TenantId: "acme", Roles: []configv1.Role{configv1.Role_ROLE_AGENT}, ServiceIds: []string{"sales"}},
+}
+
 func (fakeConfig) GetUser(_ context.Context, r *configv1.GetUserRequest) (*configv1.GetUserResponse, error) {
-	if r.GetTenantId() != "acme" || r.GetId() != "alice" {
+	u, ok := fakeUsers[r.GetId()]
+	if r.GetTenantId() != "acme" || !ok {
 		return nil, status.Error(codes.NotFound, "no such user")
 	}
-	return &configv1.GetUserResponse{User: &configv1.User{Id: "alice", TenantId: "acme", ImLicense: true,
-		Roles: []configv1.Role{configv1.Role_ROLE_AGENT}, ServiceIds: []string{"sales", "care"}}}, nil
+	return &configv1.GetUserResponse{User: u}, nil
 }
 
 type env struct {
@@ -72,6 +82,8 @@ type env struct {
 	cfg    distribution.Config
 	db     string
 	events *observer
+	// addr: the gRPC address of the process run started last.
+	addr string
 }
 
 // observer records the DISTRIBUTION stream.
@@ -182,6 +194,7 @@ func (e *env) run(t *testing.T) (distributionv1.DistributionServiceClient, func(
 	}
 	deps := e.deps
 	deps.GRPCListener = lis
+	e.addr = lis.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- distribution.Run(ctx, e.cfg, deps, testLog()) }()

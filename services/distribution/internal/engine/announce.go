@@ -3,8 +3,6 @@ package engine
 import (
 	"context"
 	"time"
-
-	"github.com/switchboard-cc/switchboard/pkg/subjects"
 )
 
 // An accept saves the task accepted, then publishes TaskAccepted, which
@@ -35,13 +33,14 @@ func recentlyAccepted(task *Task, now time.Time) bool {
 }
 
 // announceAccepted publishes TaskAccepted for the tenant's accepted tasks
-// whose event is not confirmed (under e.mu).
+// whose event is not confirmed (TaskQueued first for a task an agent
+// started) (under e.mu).
 func (e *Engine) announceAccepted(ctx context.Context, t *tenant) {
 	for _, task := range t.tasks {
 		if !task.announce || !task.State.held() {
 			continue
 		}
-		if err := e.pub.Emit(ctx, subjects.TaskAccepted(task.Tenant), acceptedEvent(task), acceptedID(task)); err != nil {
+		if err := e.announceTask(ctx, task); err != nil {
 			e.log.WarnContext(ctx, "publish an accepted task's TaskAccepted; retrying", "tenant", task.Tenant, "task", task.ID, "err", err)
 			continue
 		}

@@ -54,6 +54,10 @@ var (
 	ErrInvalid = errors.New("invalid request")
 	// ErrAgentBusy: the agent named for a transfer cannot take a task now.
 	ErrAgentBusy = errors.New("agent cannot take a task now")
+	// ErrNotMember: the agent is not a member of the service.
+	ErrNotMember = errors.New("agent is not a member of the service")
+	// ErrAtCapacity: the agent holds as many tasks as they may.
+	ErrAtCapacity = errors.New("agent is at capacity")
 )
 
 // Priorities: 0 is normal, higher is offered first.
@@ -754,7 +758,14 @@ func acceptedEvent(task *Task) *distributionv1.TaskAccepted {
 	}
 }
 
-func acceptedID(task *Task) string { return task.AcceptedOffer + ":accepted" }
+// acceptedID: <offer>:accepted, or <task>:accepted for a task an agent
+// started (accepted through no offer).
+func acceptedID(task *Task) string {
+	if task.AcceptedOffer == "" {
+		return task.ID + ":accepted"
+	}
+	return task.AcceptedOffer + ":accepted"
+}
 
 // Decline puts the task back in the queue, ahead of later arrivals.
 func (e *Engine) Decline(ctx context.Context, tenantID, agentID, offerID string) error {

@@ -6,7 +6,8 @@
 //   - admins and supervisors: agents' presence, state and wrap-up, and
 //     every task and queue question and command, but not answering an
 //     offer for an agent;
-//   - agents: their own presence, state, offers and wrap-up only.
+//   - agents: their own presence, state, offers, wrap-up and the
+//     conversations they start (StartAgentTask) only.
 package grpcapi
 
 import (
@@ -51,6 +52,12 @@ type Server struct {
 // the tenant. It returns the agent acted for: an agent who names nobody
 // acts for themselves.
 func forAgent(ctx context.Context, tenant, agent string, supervisors bool) (string, error) {
+	return forAgentTo(ctx, tenant, agent, supervisors, "answer offers for")
+}
+
+// forAgentTo is forAgent whose refusal of a caller says what they may not
+// do ("answer offers for" agent ...).
+func forAgentTo(ctx context.Context, tenant, agent string, supervisors bool, what string) (string, error) {
 	c, err := grpcserver.RequireTenant(ctx, tenant)
 	if err != nil {
 		return "", err
@@ -63,7 +70,7 @@ func forAgent(ctx context.Context, tenant, agent string, supervisors bool) (stri
 	case supervisors:
 		return "", status.Errorf(codes.PermissionDenied, "caller %q may act only for themselves (role agent); acting for agent %q needs role supervisor or admin", c.Subject, agent)
 	default:
-		return "", status.Errorf(codes.PermissionDenied, "caller %q may not answer offers for agent %q: only the agent (role agent) or the sessions gateway (role service) may", c.Subject, agent)
+		return "", status.Errorf(codes.PermissionDenied, "caller %q may not %s agent %q: only the agent (role agent) or the sessions gateway (role service) may", c.Subject, what, agent)
 	}
 	return agent, nil
 }
@@ -94,8 +101,10 @@ func mapErr(err error) error {
 	switch {
 	case errors.Is(err, engine.ErrOfferNotOpen), errors.Is(err, engine.ErrTaskState), errors.Is(err, engine.ErrAgentBusy):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, engine.ErrNotYourOffer), errors.Is(err, engine.ErrNotYourTask), errors.Is(err, engine.ErrNotEligible):
+	case errors.Is(err, engine.ErrNotYourOffer), errors.Is(err, engine.ErrNotYourTask), errors.Is(err, engine.ErrNotEligible), errors.Is(err, engine.ErrNotMember):
 		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.Is(err, engine.ErrAtCapacity):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, engine.ErrUnknownTask), errors.Is(err, engine.ErrUnknownAgent):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, engine.ErrInvalid):
@@ -120,6 +129,43 @@ func (s *Server) AcceptTask(ctx context.Context, req *distributionv1.AcceptTaskR
 		return nil, mapErr(err)
 	}
 	return &distributionv1.AcceptTaskResponse{TaskId: task.ID, SessionId: task.SessionID}, nil
+}
+
+// StartAgentTask creates the task of a session the agent started,
+// accepted by them: the agent themselves or a service (the sessions
+// gateway) on their behalf may ask, as for AcceptTask.
+func (s *Server) StartAgentTask(ctx context.Context, req *distributionv1.StartAgentTaskRequest) (*distributionv1.StartAgentTaskResponse, error) {
+	agent, err := forAgentTo(ctx, req.GetTenantId(), req.GetAgentId(), false, "start conversations as")
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case req.GetAgentId() == "":
+		return nil, status.Error(codes.InvalidArgument, "agent_id is required")
+	case req.GetServiceId() == "":
+		return nil, status.Error(codes.InvalidArgument, "service_id is required")
+	case req.GetSessionId() == "":
+		return nil, status.Error(codes.InvalidArgument, "session_id is required")
+	}
+	svc, err := s.Services.Service(ctx, req.GetTenantId(), req.GetServiceId())
+	if err != nil {
+		if status.Code(err) == codes.NotFound {
+			return nil, status.Errorf(codes.NotFound, "service %q not found", req.GetServiceId())
+		}
+		return nil, status.Errorf(codes.Unavailable, "look up service: %v", err)
+	}
+	info, err := s.Agents.Agent(ctx, req.GetTenantId(), agent)
+	if err != nil {
+		if status.Code(err) == codes.NotFound {
+			return nil, status.Errorf(codes.NotFound, "agent %q not found", agent)
+		}
+		return nil, status.Errorf(codes.Unavailable, "look up agent: %v", err)
+	}
+	task, err := s.Engine.StartAgentTask(ctx, req.GetTenantId(), svc, info, req.GetSessionId())
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return &distributionv1.StartAgentTaskResponse{TaskId: task.ID}, nil
 }
 
 func (s *Server) DeclineTask(ctx context.Context, req *distributionv1.DeclineTaskRequest) (*distributionv1.DeclineTaskResponse, error) {

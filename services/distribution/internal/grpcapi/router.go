@@ -285,6 +285,7 @@ func (r *Router) handlers() map[string]handler {
 	return map[string]handler{
 		"AcceptTask":       held(r, func() *distributionv1.AcceptTaskRequest { return &distributionv1.AcceptTaskRequest{} }, s.AcceptTask),
 		"DeclineTask":      held(r, func() *distributionv1.DeclineTaskRequest { return &distributionv1.DeclineTaskRequest{} }, s.DeclineTask),
+		"StartAgentTask":   held(r, func() *distributionv1.StartAgentTaskRequest { return &distributionv1.StartAgentTaskRequest{} }, s.StartAgentTask),
 		"SetAgentPresence": held(r, func() *distributionv1.SetAgentPresenceRequest { return &distributionv1.SetAgentPresenceRequest{} }, s.SetAgentPresence),
 		"ResetAgentRona":   held(r, func() *distributionv1.ResetAgentRonaRequest { return &distributionv1.ResetAgentRonaRequest{} }, s.ResetAgentRona),
 		"GetAgentState":    held(r, func() *distributionv1.GetAgentStateRequest { return &distributionv1.GetAgentStateRequest{} }, s.GetAgentState),
@@ -306,6 +307,10 @@ func (r *Router) handlers() map[string]handler {
 
 func (r *Router) AcceptTask(ctx context.Context, req *distributionv1.AcceptTaskRequest) (*distributionv1.AcceptTaskResponse, error) {
 	return route(ctx, r, "AcceptTask", req, r.Local.AcceptTask, &distributionv1.AcceptTaskResponse{})
+}
+
+func (r *Router) StartAgentTask(ctx context.Context, req *distributionv1.StartAgentTaskRequest) (*distributionv1.StartAgentTaskResponse, error) {
+	return route(ctx, r, "StartAgentTask", req, r.Local.StartAgentTask, &distributionv1.StartAgentTaskResponse{})
 }
 
 func (r *Router) DeclineTask(ctx context.Context, req *distributionv1.DeclineTaskRequest) (*distributionv1.DeclineTaskResponse, error) {
