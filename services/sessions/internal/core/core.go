@@ -621,7 +621,14 @@ func (c *Core) HandleDistribution(ctx context.Context, m *bus.Message) error {
 		if err := m.Decode(&ev); err != nil {
 			return err
 		}
-		return c.assigned(ctx, &ev)
+		err := c.assigned(ctx, &ev)
+		if errors.Is(err, errSessionNotYet) && (m.Stored.IsZero() || c.now().Sub(m.Stored) < openWait) {
+			return err // redelivered: a session an agent starts opens just after its task
+		}
+		if errors.Is(err, errSessionNotYet) {
+			return bus.Permanentf("task %s accepted for unknown session %s", ev.GetTaskId(), ev.GetSessionId())
+		}
+		return err
 	case subjects.KindTaskDeclined:
 		var ev distributionv1.TaskDeclined
 		if err := m.Decode(&ev); err != nil {
@@ -722,6 +729,15 @@ func (c *Core) revoke(ctx context.Context, tenant, agent, offerID, taskID, reaso
 	}))
 }
 
+// errSessionNotYet: an acceptance of a session not opened (yet). The task
+// of a conversation an agent starts is created, and its TaskAccepted
+// published, just before the session opens (start.go), so the event is
+// redelivered for up to openWait before it counts as an acceptance of an
+// unknown session.
+var errSessionNotYet = errors.New("session not opened")
+
+const openWait = 2 * time.Minute
+
 func (c *Core) assigned(ctx context.Context, ev *distributionv1.TaskAccepted) error {
 	at := ev.GetAcceptedAt().AsTime()
 	if err := c.store.Assign(ctx, ev.GetTenantId(), ev.GetSessionId(), ev.GetAgentId(), ev.GetTaskId(), at); err != nil {
@@ -729,7 +745,7 @@ func (c *Core) assigned(ctx context.Context, ev *distributionv1.TaskAccepted) er
 	}
 	sess, err := c.store.Session(ctx, ev.GetTenantId(), ev.GetSessionId())
 	if errors.Is(err, store.ErrNotFound) {
-		return bus.Permanentf("task %s accepted for unknown session %s", ev.GetTaskId(), ev.GetSessionId())
+		return fmt.Errorf("%w: task %s accepted for session %s", errSessionNotYet, ev.GetTaskId(), ev.GetSessionId())
 	}
 	if err != nil {
 		return err

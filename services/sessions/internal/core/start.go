@@ -239,6 +239,14 @@ func (c *Core) StartConversation(ctx context.Context, a Agent, entryID, customer
 	}, id+":started"); err != nil {
 		return "", "", fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	// On the agent's desk now, not when distribution's TaskAccepted is
+	// handled (the event may arrive before the session opened and be
+	// redelivered later; assigning twice changes nothing).
+	if err := c.assigned(ctx, &distributionv1.TaskAccepted{
+		TenantId: a.Tenant, TaskId: task.GetTaskId(), SessionId: id, ServiceId: e.ServiceID, AgentId: a.ID, AcceptedAt: timestamppb.New(sess.StartedAt),
+	}); err != nil {
+		return "", "", fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
 	if sess.State != store.StateActive {
 		return "", "", fmt.Errorf("%w: session %s has ended", ErrConflict, id)
 	}

@@ -939,6 +939,130 @@ async function sendTemplate(ev) {
   } finally { $("template-send").disabled = false; }
 }
 
+// A business-initiated WhatsApp conversation: one of the tenant's
+// WhatsApp entries, the customer's number, one of the entry's templates
+// with its variables. The chat is the agent's from the start; it appears
+// on the desk with session.assigned. The form keeps its client_msg_id
+// until a start is acknowledged or refused, so a start sent again after a
+// lost connection opens nothing twice.
+const starting = { entries: [], templates: [], clientMsgId: "" };
+
+async function openStart() {
+  const form = $("start-form");
+  if (!form.hidden) { form.hidden = true; return; }
+  form.hidden = false;
+  starting.clientMsgId = "";
+  $("start-info").textContent = "Loading entries…";
+  $("start-send").disabled = true;
+  try {
+    starting.entries = (await send("entries.list", {})).entries || [];
+  } catch (e) {
+    $("start-info").textContent = `Entries unavailable: ${e.message}`;
+    return;
+  }
+  const sel = $("start-entry");
+  sel.replaceChildren();
+  for (const en of starting.entries) {
+    const o = document.createElement("option");
+    o.value = en.entry_id;
+    o.textContent = `${en.name || en.entry_id} · ${en.business_address.replace(/^whatsapp:/, "")} · ${en.service_name || en.service_id}`;
+    sel.append(o);
+  }
+  if (!starting.entries.length) { $("start-info").textContent = "No WhatsApp entry of your tenant can start conversations."; return; }
+  await loadStartTemplates();
+}
+
+async function loadStartTemplates() {
+  const entry = $("start-entry").value;
+  $("start-template").replaceChildren();
+  $("start-vars").replaceChildren();
+  $("start-preview").textContent = "";
+  $("start-send").disabled = true;
+  $("start-info").textContent = "Loading templates…";
+  try {
+    starting.templates = (await send("template.list", { entry_id: entry })).templates || [];
+  } catch (e) {
+    $("start-info").textContent = `Templates unavailable: ${e.message}`;
+    return;
+  }
+  if ($("start-entry").value !== entry) return;
+  for (const t of starting.templates) {
+    const o = document.createElement("option");
+    o.value = t.sid;
+    o.textContent = t.language ? `${t.friendly_name} (${t.language})` : t.friendly_name;
+    $("start-template").append(o);
+  }
+  $("start-info").textContent = starting.templates.length ? "" : "This WhatsApp account has no templates.";
+  showStartTemplate();
+}
+
+function startTemplate() { return starting.templates.find((t) => t.sid === $("start-template").value); }
+
+function showStartTemplate() {
+  const t = startTemplate();
+  const box = $("start-vars");
+  box.replaceChildren();
+  $("start-send").disabled = !t;
+  if (!t) { $("start-preview").textContent = ""; return; }
+  for (const v of t.variables) {
+    const row = document.createElement("div");
+    row.className = "template-var";
+    const label = document.createElement("label");
+    const input = document.createElement("input");
+    input.id = `start-var-${v.name}`;
+    input.dataset.name = v.name;
+    input.maxLength = 1024;
+    input.placeholder = v.default || "";
+    input.addEventListener("input", previewStart);
+    label.htmlFor = input.id;
+    label.textContent = `{{${v.name}}}`;
+    row.append(label, input);
+    box.append(row);
+  }
+  previewStart();
+}
+
+function startValues() {
+  const vars = {};
+  for (const input of $("start-vars").querySelectorAll("input")) if (input.value.trim()) vars[input.dataset.name] = input.value;
+  return vars;
+}
+
+function previewStart() {
+  const t = startTemplate();
+  if (!t) return;
+  const vars = startValues();
+  const defaults = Object.fromEntries(t.variables.map((v) => [v.name, v.default]));
+  $("start-preview").textContent = t.body.replace(/\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g, (m, name) => vars[name] || defaults[name] || `[${name}]`);
+}
+
+async function startConversation(ev) {
+  ev.preventDefault();
+  const t = startTemplate();
+  if (!t) return;
+  const vars = startValues();
+  const missing = t.variables.filter((v) => !vars[v.name] && !v.default);
+  if (missing.length) { $("start-info").textContent = `Fill in ${missing.map((v) => `{{${v.name}}}`).join(", ")} first.`; return; }
+  if (!starting.clientMsgId) starting.clientMsgId = (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random()).replace(/[^a-zA-Z0-9-]/g, "");
+  $("start-send").disabled = true;
+  $("start-info").textContent = "Starting…";
+  try {
+    const ack = await send("conversation.start", {
+      entry_id: $("start-entry").value, customer: $("start-customer").value.trim(), content_sid: t.sid,
+      content_variables: vars, client_msg_id: starting.clientMsgId,
+    });
+    starting.clientMsgId = "";
+    $("start-form").hidden = true;
+    $("start-customer").value = "";
+    $("start-info").textContent = "";
+    state.selected = ack.session_id; // shown as soon as session.assigned arrives
+    render();
+  } catch (e) {
+    if (!lostConnection(e)) starting.clientMsgId = "";
+    $("start-info").textContent = lostConnection(e) ? "Not started yet: the connection dropped; press Start again when it is back." : e.message;
+  } finally { $("start-send").disabled = false; }
+}
+
 async function terminate() {
   if (!state.selected) return;
   deskError("");
@@ -1109,6 +1233,11 @@ $("login-form").addEventListener("submit", login);
 $("sign-out").addEventListener("click", signOut);
 $("reply-form").addEventListener("submit", reply);
 $("template-form").addEventListener("submit", sendTemplate);
+$("new-conversation").addEventListener("click", openStart);
+$("start-cancel").addEventListener("click", () => { $("start-form").hidden = true; });
+$("start-entry").addEventListener("change", loadStartTemplates);
+$("start-template").addEventListener("change", showStartTemplate);
+$("start-form").addEventListener("submit", startConversation);
 $("template-select").addEventListener("change", () => { const s = state.sessions.get(state.selected); if (s) showTemplate(s); });
 $("reply").addEventListener("input", () => { countReply(); cannedPicker(); });
 $("reply").addEventListener("keydown", (ev) => {
