@@ -278,11 +278,12 @@ func (x *sessionStates) read(ctx context.Context, tenant, sessionID string) (*Se
 	return v.session(), heldAs(v), nil
 }
 
-// change applies f to an active session the bucket holds, by
-// compare-and-set on the leader's revision, and returns the session as it
-// now is and what the key is; a key missing, unreadable or marked ended
-// is left as it is (f is not called).
-func (x *sessionStates) change(ctx context.Context, tenant, sessionID string, f func(*Session)) (*Session, held, error) {
+// update reads the session's key from the bucket's stream leader, lets f
+// change the session (f reports whether it did) and writes it at the
+// revision read, retrying when another writer got in first. It returns the
+// session as now held (nil when the key is missing or unreadable, and f
+// is then not called) and what the key is.
+func (x *sessionStates) update(ctx context.Context, tenant, sessionID string, f func(s *Session, how held) bool) (*Session, held, error) {
 	var (
 		now *Session
 		how = heldNot
@@ -297,12 +298,14 @@ func (x *sessionStates) change(ctx context.Context, tenant, sessionID string, f 
 			return cur, nil
 		}
 		now, how = v.session(), heldAs(v)
-		if how == heldEnded {
+		if !f(now, how) {
 			return cur, nil
 		}
-		f(now)
 		next := viewOf(now)
-		next.V = v.V // a legacy key stays one: its document is updated too
+		if how == heldLegacy {
+			next.V = v.V // a legacy key stays one: its document is updated too
+		}
+		how = heldAs(next)
 		return json.Marshal(next)
 	})
 	if err != nil {
@@ -311,35 +314,34 @@ func (x *sessionStates) change(ctx context.Context, tenant, sessionID string, f 
 	return now, how, nil
 }
 
+// change applies f to an active session the bucket holds and returns the
+// session as it now is and what the key is; a key missing, unreadable or
+// marked ended is left as it is (f is not called).
+func (x *sessionStates) change(ctx context.Context, tenant, sessionID string, f func(*Session)) (*Session, held, error) {
+	return x.update(ctx, tenant, sessionID, func(s *Session, how held) bool {
+		if how == heldEnded {
+			return false
+		}
+		f(s)
+		return true
+	})
+}
+
 // markEnded marks an active session's key ended with its outcome, unless
 // it is marked already (the first end's outcome stands), and returns the
 // session as now held, whether this call marked it, and what the key is.
 // A legacy key or a missing one is left as it is.
 func (x *sessionStates) markEnded(ctx context.Context, tenant, sessionID, outcome, reason string, at time.Time) (*Session, bool, held, error) {
-	var (
-		now    *Session
-		how    = heldNot
-		marked bool
-	)
-	_, err := kvcas.ChangeLatest(ctx, x.js, x.kv, stateKey(tenant, sessionID), func(cur []byte) ([]byte, error) {
-		now, how, marked = nil, heldNot, false
-		if cur == nil {
-			return nil, nil
+	marked := false
+	now, how, err := x.update(ctx, tenant, sessionID, func(s *Session, how held) bool {
+		marked = how == heldActive
+		if marked {
+			s.State, s.Outcome, s.EndReason, s.EndedAt = StateEnded, outcome, reason, at.Truncate(time.Millisecond).UTC()
 		}
-		v, err := decodeView(cur)
-		if err != nil {
-			return cur, nil
-		}
-		now, how = v.session(), heldAs(v)
-		if how != heldActive {
-			return cur, nil
-		}
-		now.State, now.Outcome, now.EndReason, now.EndedAt = StateEnded, outcome, reason, at.Truncate(time.Millisecond).UTC()
-		how, marked = heldEnded, true
-		return json.Marshal(viewOf(now))
+		return marked
 	})
 	if err != nil {
-		return nil, false, heldNot, fmt.Errorf("end session state %s: %w", sessionID, err)
+		return nil, false, heldNot, err
 	}
 	return now, marked, how, nil
 }
