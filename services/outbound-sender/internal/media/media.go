@@ -7,6 +7,7 @@ package media
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,9 @@ type Credentials interface {
 type Fetcher struct {
 	creds  Credentials
 	client *http.Client
+	// emulated: every request goes to the emulator (base), which links
+	// Conversations media content over plain http.
+	emulated bool
 }
 
 // New returns a fetcher whose calls go through rt (nil: a new Twilio
@@ -61,13 +65,18 @@ func New(creds Credentials, rt http.RoundTripper, base *url.URL, timeout time.Du
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	return &Fetcher{creds: creds, client: &http.Client{
+	return &Fetcher{creds: creds, emulated: base != nil, client: &http.Client{
 		Transport: rt, Timeout: timeout,
-		// Twilio answers a media URL with a redirect to its CDN; the
-		// client drops the credentials when a redirect leaves the host.
+		// Twilio answers a media URL with a redirect to its CDN: the
+		// credentials go only to the host they were sent to, never to
+		// where a redirect leads (the client's own rule would keep them
+		// for a subdomain).
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 3 {
 				return errors.New("more than 3 redirects")
+			}
+			if !strings.EqualFold(req.URL.Host, via[0].URL.Host) {
+				req.Header.Del("Authorization")
 			}
 			return nil
 		},
@@ -93,7 +102,7 @@ func CheckURL(raw, account string) (*url.URL, error) {
 		if parts[2] != account {
 			return nil, fmt.Errorf("%w: %q belongs to another Twilio account than the entry's", ErrBadURL, raw)
 		}
-	case len(parts) == 5 && parts[0] == "v1" && parts[1] == "Services" && parts[3] == "Media":
+	case mcsPath(parts):
 	default:
 		return nil, fmt.Errorf("%w: %q is not a message's media or a Conversations media resource", ErrBadURL, raw)
 	}
@@ -103,6 +112,13 @@ func CheckURL(raw, account string) (*url.URL, error) {
 		}
 	}
 	return u, nil
+}
+
+// mcsPath: a Conversations media resource of the Media Content Service,
+// /v1/Services/<IS…>/Media/<ME…>.
+func mcsPath(parts []string) bool {
+	return len(parts) == 5 && parts[0] == "v1" && parts[1] == "Services" && parts[3] == "Media" &&
+		strings.HasPrefix(parts[2], "IS") && strings.HasPrefix(parts[4], "ME")
 }
 
 // Allowed reports whether an agent may be given a file of content type ct:
@@ -145,6 +161,9 @@ func (f *Fetcher) Fetch(ctx context.Context, tenant, entryID, raw string, max in
 	if err != nil {
 		return "", nil, err
 	}
+	if mcsPath(strings.Split(strings.TrimPrefix(u.Path, "/"), "/")) {
+		return f.fetchMCS(ctx, creds, u, max)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return "", nil, fmt.Errorf("%w: %v", ErrBadURL, err)
@@ -155,6 +174,98 @@ func (f *Fetcher) Fetch(ctx context.Context, tenant, entryID, raw string, max in
 		return "", nil, fmt.Errorf("fetch media: %w", err)
 	}
 	defer res.Body.Close()
+	return content(res, max, "")
+}
+
+// mcsMedia is the part of a Media Content Service media resource a fetch
+// reads.
+type mcsMedia struct {
+	ContentType string `json:"content_type"`
+	Size        int64  `json:"size"`
+	Links       struct {
+		ContentDirectTemporary string `json:"content_direct_temporary"`
+	} `json:"links"`
+}
+
+// fetchMCS downloads a Conversations media item: GET the media resource
+// with the connector's credentials (JSON: its type, size and a temporary
+// link to the content), refuse a type or size agents may not have before
+// any byte of the file is read, then GET the temporary link without
+// credentials (Twilio signs it; it lives on another host). A resource
+// without the link has its content fetched at <resource>/Content, with
+// the credentials on that host only.
+func (f *Fetcher) fetchMCS(ctx context.Context, creds *configv1.GetSendingCredentialsResponse, u *url.URL, max int64) (string, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return "", nil, fmt.Errorf("%w: %v", ErrBadURL, err)
+	}
+	req.SetBasicAuth(creds.GetApiKeySid(), creds.GetApiKeySecret())
+	req.Header.Set("Accept", "application/json")
+	res, err := f.client.Do(req)
+	if err != nil {
+		return "", nil, fmt.Errorf("fetch media: %w", err)
+	}
+	var md mcsMedia
+	switch {
+	case res.StatusCode == http.StatusNotFound:
+		res.Body.Close()
+		return "", nil, fmt.Errorf("%w: no media %s", ErrNotFound, u.Path)
+	case res.StatusCode != http.StatusOK:
+		res.Body.Close()
+		return "", nil, fmt.Errorf("fetch media: Twilio answered %s for %s", res.Status, u.Path)
+	}
+	err = json.NewDecoder(io.LimitReader(res.Body, 64<<10)).Decode(&md)
+	res.Body.Close()
+	if err != nil {
+		return "", nil, fmt.Errorf("fetch media: Twilio's media resource %s: %w", u.Path, err)
+	}
+	ct, _, err := mime.ParseMediaType(md.ContentType)
+	if err != nil {
+		ct = "application/octet-stream"
+	}
+	ct = strings.ToLower(ct)
+	switch {
+	case !Allowed(ct):
+		return "", nil, fmt.Errorf("%w: %s", ErrType, ct)
+	case md.Size > max:
+		return "", nil, fmt.Errorf("%w: %d bytes, at most %d", ErrTooLarge, md.Size, max)
+	}
+	if md.Links.ContentDirectTemporary == "" {
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, u.String()+"/Content", nil)
+		if err == nil {
+			req.SetBasicAuth(creds.GetApiKeySid(), creds.GetApiKeySecret())
+		}
+	} else {
+		var direct *url.URL
+		if direct, err = f.temporaryLink(md.Links.ContentDirectTemporary); err == nil {
+			req, err = http.NewRequestWithContext(ctx, http.MethodGet, direct.String(), nil)
+		}
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("fetch media: %v", err)
+	}
+	res, err = f.client.Do(req)
+	if err != nil {
+		return "", nil, fmt.Errorf("fetch media content: %w", err)
+	}
+	defer res.Body.Close()
+	return content(res, max, ct)
+}
+
+// temporaryLink checks the content link of a media resource: an absolute
+// https URL (http too from the emulator) without credentials in it.
+func (f *Fetcher) temporaryLink(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || !(u.Scheme == "https" || f.emulated && u.Scheme == "http") {
+		return nil, fmt.Errorf("Twilio's temporary content link %q is not an https URL", raw)
+	}
+	return u, nil
+}
+
+// content reads a media download: at most max bytes, of a type agents may
+// open. known is the type Twilio recorded for the file (a Conversations
+// media resource's), which a download answered as generic bytes keeps.
+func content(res *http.Response, max int64, known string) (string, []byte, error) {
 	switch {
 	case res.StatusCode == http.StatusNotFound:
 		return "", nil, ErrNotFound
@@ -168,6 +279,9 @@ func (f *Fetcher) Fetch(ctx context.Context, tenant, entryID, raw string, max in
 		ct = "application/octet-stream"
 	}
 	ct = strings.ToLower(ct)
+	if known != "" && (ct == "application/octet-stream" || ct == "binary/octet-stream") {
+		ct = known
+	}
 	if !Allowed(ct) {
 		return "", nil, fmt.Errorf("%w: %s", ErrType, ct)
 	}

@@ -27,6 +27,9 @@ func TestCheckURL(t *testing.T) {
 		"https://api.twilio.com/2010-04-01/Accounts/" + acct + "/Messages.json",                                // not media
 		"https://api.twilio.com/2010-04-01/Accounts/" + acct + "/Messages/MM1/Media/ME1?x=1",                   // a query
 		"https://api.twilio.com/2010-04-01/Accounts/" + acct + "/Messages/../Media/ME1",                        // relative segment
+		"https://mcs.us1.twilio.com/v1/Services/XX1/Media/ME1",                                                 // not a Chat Service
+		"https://mcs.us1.twilio.com/v1/Services/IS1/Media/XX1",                                                 // not a media SID
+		"https://mcs.us1.twilio.com/v1/Services/IS1/Media/ME1/Content",                                         // not the resource
 		"https://example.com/cat.jpg",
 		"file:///etc/passwd",
 		"",
