@@ -414,7 +414,7 @@ func TestUnusableRequestsFail(t *testing.T) {
 		{"no body", &outboundv1.OutboundMessageRequested{EntryId: entrySMS, Conversation: smsTo("+15550200060")}, outboundv1.FailureReason_FAILURE_REASON_INVALID_REQUEST},
 		{"not a phone number", &outboundv1.OutboundMessageRequested{EntryId: entrySMS, Conversation: smsTo("12345"), Body: "x"}, outboundv1.FailureReason_FAILURE_REASON_INVALID_REQUEST},
 		{"unknown entry", &outboundv1.OutboundMessageRequested{EntryId: "unknown-entry", Conversation: smsTo("+15550200060"), Body: "x"}, outboundv1.FailureReason_FAILURE_REASON_NO_CREDENTIALS},
-		{"media on conversations", &outboundv1.OutboundMessageRequested{EntryId: entryConv, MediaUrls: []string{"https://example.com/a.jpg"}, Conversation: &messagingv1.ConversationRef{
+		{"two media on conversations", &outboundv1.OutboundMessageRequested{EntryId: entryConv, MediaUrls: []string{"https://example.com/a.jpg", "https://example.com/b.jpg"}, Conversation: &messagingv1.ConversationRef{
 			Path: messagingv1.TwilioPath_TWILIO_PATH_CONVERSATIONS, ChatServiceSid: chatService, ConversationSid: "CH00000000000000000000000000000001"}}, outboundv1.FailureReason_FAILURE_REASON_INVALID_REQUEST},
 	}
 	for _, tt := range tests {

@@ -103,6 +103,9 @@ type Outcome struct {
 	Reconciled   bool      `bson:"reconciled,omitempty"`
 	DecidedAt    time.Time `bson:"decided_at"`
 	ResentAs     []string  `bson:"resent_as,omitempty"`
+	// MediaSIDs are the media the message carries at Twilio (Conversations
+	// path: uploaded to the Media Content Service, ME…).
+	MediaSIDs []string `bson:"media_sids,omitempty"`
 }
 
 // Change is one status report.

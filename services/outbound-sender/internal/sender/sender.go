@@ -13,7 +13,9 @@
 // when Twilio has no such message. The same lookup follows every ambiguous
 // answer (5xx, timeout, broken connection); 429 is retried without one
 // because Twilio never processed it. See README.md for the window that
-// remains.
+// remains. A Conversations send with media uploads the file first
+// (media.go); the upload makes no message, so a retry may upload again
+// but never creates the message without the lookup.
 package sender
 
 import (
@@ -46,6 +48,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/segments"
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 	"github.com/switchboard-cc/switchboard/pkg/telemetry"
+	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/attachment"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/contacts"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/lanes"
 	"github.com/switchboard-cc/switchboard/services/outbound-sender/internal/ledger"
@@ -64,10 +67,18 @@ type Credentials interface {
 	SendingCredentials(ctx context.Context, tenant, entryID string) (*configv1.GetSendingCredentialsResponse, error)
 }
 
-// Twilio creates and finds messages (internal/twilioapi).
+// Twilio creates and finds messages, and uploads media for the
+// Conversations path (internal/twilioapi).
 type Twilio interface {
 	Send(creds twilioapi.Credentials, m twilioapi.Message) (twilioapi.Accepted, error)
 	Find(creds twilioapi.Credentials, m twilioapi.Message, since time.Time, claimed twilioapi.Claimed) (twilioapi.Accepted, bool, error)
+	UploadMedia(creds twilioapi.Credentials, chatServiceSID string, f twilioapi.File) (string, error)
+}
+
+// Attachments downloads the files a request names by URL
+// (internal/attachment); errors are *attachment.Error.
+type Attachments interface {
+	Fetch(ctx context.Context, url string, max int64) (attachment.File, error)
 }
 
 // InboundProgress tells whether every customer message of a tenant
@@ -143,6 +154,9 @@ type Deps struct {
 	Contacts    *contacts.Store
 	Progress    InboundProgress
 	Limiter     *ratelimit.Limiter
+	// Attachments fetches the media of Conversations sends;
+	// attachment.New(nil, 0) when nil.
+	Attachments Attachments
 	// Tracing receives a span per call to Twilio; nil: the global provider.
 	Tracing trace.TracerProvider
 }
@@ -154,8 +168,15 @@ type Sender struct {
 	log    *slog.Logger
 	tracer trace.Tracer
 	calls  chan struct{}
-	stop   chan struct{}
+	// media bounds the attachments held in memory between their download
+	// and their upload.
+	media chan struct{}
+	stop  chan struct{}
 }
+
+// maxMediaInFlight is how many attachments are fetched and uploaded at
+// once (each up to 16 MB).
+const maxMediaInFlight = 8
 
 // New returns a sender.
 func New(d Deps, opts Options, log *slog.Logger) *Sender {
@@ -166,8 +187,11 @@ func New(d Deps, opts Options, log *slog.Logger) *Sender {
 	if d.Tracing == nil {
 		d.Tracing = otel.GetTracerProvider()
 	}
+	if d.Attachments == nil {
+		d.Attachments = attachment.New(nil, 0)
+	}
 	return &Sender{d: d, opts: opts, log: log, tracer: d.Tracing.Tracer("github.com/switchboard-cc/switchboard/services/outbound-sender"),
-		calls: make(chan struct{}, opts.MaxConcurrentCalls), stop: make(chan struct{})}
+		calls: make(chan struct{}, opts.MaxConcurrentCalls), media: make(chan struct{}, maxMediaInFlight), stop: make(chan struct{})}
 }
 
 // Stop makes waiting sends give their request back (redelivered later)
@@ -242,8 +266,9 @@ func invalid(r *outboundv1.OutboundMessageRequested) error {
 		if c.GetChatServiceSid() == "" || c.GetConversationSid() == "" {
 			probs = append(probs, "a Conversations reply needs chat_service_sid and conversation_sid")
 		}
-		if len(r.GetMediaUrls()) > 0 {
-			probs = append(probs, "media by URL is supported on the Programmable Messaging path only (Conversations takes uploaded media)")
+		if len(r.GetMediaUrls()) > 1 {
+			// Twilio's MediaSid names one uploaded media.
+			probs = append(probs, "a Conversations message takes one media item")
 		}
 	default:
 		switch to := c.GetCustomerAddress(); {
@@ -414,6 +439,8 @@ func (s *Sender) giveUp(ctx context.Context, req *outboundv1.OutboundMessageRequ
 	var amb *ambiguousError
 	if errors.As(err, &amb) {
 		msg = "Twilio's answers were unclear and the message could not be confirmed; it may have been delivered: " + err.Error()
+	} else if _, ok := attachment.IsError(err); ok {
+		msg = "the message was not sent: " + err.Error()
 	}
 	return s.fail(ctx, req, false, 0, msg, outboundv1.FailureReason_FAILURE_REASON_RETRIES_EXHAUSTED, 0)
 }
@@ -472,7 +499,7 @@ func (s *Sender) prepare(ctx context.Context, req *outboundv1.OutboundMessageReq
 		return nil, err
 	}
 	if fresh {
-		return j, nil
+		return s.withMedia(ctx, j)
 	}
 	// An attempt was recorded before: it may have reached Twilio.
 	if stored.Attempts > 0 {
@@ -499,7 +526,7 @@ func (s *Sender) prepare(ctx context.Context, req *outboundv1.OutboundMessageReq
 	if err := s.d.Ledger.StartAttempt(ctx, tenant, req.GetRequestId(), j.attempts, stored.FirstCallAt, now.Add(2*s.opts.Timeout)); err != nil {
 		return nil, err
 	}
-	return j, nil
+	return s.withMedia(ctx, j)
 }
 
 // callTwilio waits for the sender's turn and calls Twilio, retrying 429s
@@ -662,6 +689,7 @@ func (s *Sender) sent(ctx context.Context, req *outboundv1.OutboundMessageReques
 	if acc.Segments > 0 {
 		out.Segments = acc.Segments
 	}
+	out.MediaSIDs = acc.MediaSIDs
 	got, _, err := s.d.Ledger.Decide(ctx, out, s.messageDoc(req, acc.SID, acc.Status))
 	if err != nil {
 		// Twilio has the message but the ledger does not know: the

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -25,6 +26,9 @@ type Message struct {
 
 	Body      string
 	MediaURLs []string
+	// MediaSIDs (Conversations path): media uploaded to the Media Content
+	// Service (ME…), sent as MediaSid.
+	MediaSIDs []string
 	// Template (HX…) and its variables (a JSON object string).
 	ContentSID, ContentVariables string
 	// Conversations author (the agent's display name); "system" when empty.
@@ -42,6 +46,8 @@ type Accepted struct {
 	Status string
 	// Segments as Twilio counted them (Messaging path; 0 when not known yet).
 	Segments int
+	// MediaSIDs the message carries (Conversations path).
+	MediaSIDs []string
 }
 
 // AttributesKey is the key under which the request id is stored in a
@@ -51,10 +57,17 @@ const AttributesKey = "switchboard_request_id"
 // API calls Twilio with cached clients.
 type API struct {
 	clients *Clients
+	// raw makes the calls twilio-go has no client for (media uploads).
+	raw *http.Client
 }
 
 // New returns the adapter.
-func New(o Options) *API { return &API{clients: NewClients(o)} }
+func New(o Options) *API {
+	if o.Transport == nil {
+		o.Transport = NewTransport()
+	}
+	return &API{clients: NewClients(o), raw: rawClient(o)}
+}
 
 // Send creates the message. Errors are *Error.
 func (a *API) Send(creds Credentials, m Message) (Accepted, error) {
@@ -73,7 +86,13 @@ func sendConversation(c *twilio.RestClient, m Message) (Accepted, error) {
 			p.SetContentVariables(m.ContentVariables)
 		}
 	} else {
-		p.SetBody(m.Body)
+		if m.Body != "" || len(m.MediaSIDs) == 0 {
+			p.SetBody(m.Body)
+		}
+		if len(m.MediaSIDs) > 0 {
+			// One media per message: Twilio's MediaSid takes one SID.
+			p.SetMediaSid(m.MediaSIDs[0])
+		}
 	}
 	if m.Author != "" {
 		p.SetAuthor(m.Author)
@@ -86,7 +105,23 @@ func sendConversation(c *twilio.RestClient, m Message) (Accepted, error) {
 	}
 	// Twilio accepted the message into the conversation; each recipient's
 	// delivery receipt then moves on its own (onDeliveryUpdated).
-	return Accepted{SID: deref(msg.Sid), Status: "accepted"}, nil
+	return Accepted{SID: deref(msg.Sid), Status: "accepted", MediaSIDs: mediaSIDs(msg.Media)}, nil
+}
+
+// mediaSIDs are the SIDs in a conversation message's media list.
+func mediaSIDs(media *[]interface{}) []string {
+	if media == nil {
+		return nil
+	}
+	var out []string
+	for _, m := range *media {
+		if o, ok := m.(map[string]interface{}); ok {
+			if sid, _ := o["sid"].(string); sid != "" {
+				out = append(out, sid)
+			}
+		}
+	}
+	return out
 }
 
 func messagingParams(m Message) *twapi.CreateMessageParams {
@@ -172,7 +207,7 @@ func findConversation(c *twilio.RestClient, m Message, since time.Time) (Accepte
 			continue
 		}
 		if id, _ := attrs[AttributesKey].(string); id == m.RequestID && m.RequestID != "" {
-			return Accepted{SID: deref(msg.Sid), Status: "accepted"}, true, nil
+			return Accepted{SID: deref(msg.Sid), Status: "accepted", MediaSIDs: mediaSIDs(msg.Media)}, true, nil
 		}
 	}
 	return Accepted{}, false, nil
