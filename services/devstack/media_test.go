@@ -199,8 +199,8 @@ func upload(t *testing.T, ctx context.Context, consoleURL, tok, session, content
 // MediaUrl on the console's public address that serves exactly the file.
 // Files of a type the channel does not take, too large, not what they
 // claim to be, in another agent's chat, or named in a reply of another
-// chat are refused, saying why; an SMS chat on Twilio Conversations takes
-// none.
+// chat are refused, saying why. (A chat on Twilio Conversations:
+// TestAgentAttachesOnConversations.)
 func TestAgentSendsAnAttachment(t *testing.T) {
 	info := stack(t)
 	ctx := timeout(t)
@@ -260,13 +260,6 @@ func TestAgentSendsAnAttachment(t *testing.T) {
 	}
 	if r, _ := http.Get(strings.TrimSuffix(info.ConsoleURL, "/") + "/media/at_00000000000000000000000000000000"); r.StatusCode != http.StatusNotFound {
 		t.Errorf("a guessed attachment id: %s, want 404", r.Status)
-	}
-
-	// SMS on the Conversations path takes no attachment.
-	const smsCustomer = "+15551239904"
-	sms := acceptChat(t, ctx, sim, alice, smsCustomer, "Hello by SMS")
-	if res, out := upload(t, ctx, info.ConsoleURL, tok, sms.SessionID, "image/png", redPixel); res.StatusCode != http.StatusUnprocessableEntity {
-		t.Errorf("upload to a Conversations chat: %s %v, want 422", res.Status, out)
 	}
 }
 

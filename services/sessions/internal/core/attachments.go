@@ -59,12 +59,16 @@ func (c *Core) MessageMedia(ctx context.Context, a Agent, sessionID, messageID s
 	if c.outbound == nil {
 		return nil, fmt.Errorf("%w: outbound-sender is not configured", ErrUnavailable)
 	}
+	src, err := mediaFetchURL(sess, msg.Media[n])
+	if err != nil {
+		return nil, err
+	}
 	max := int64(maxMediaMMS)
 	if sess.Conversation.Channel == "whatsapp" {
 		max = maxMediaWhatsApp
 	}
 	res, err := c.outbound.FetchMedia(ctx, &outboundv1.FetchMediaRequest{
-		TenantId: sess.Tenant, EntryId: sess.EntryID, Url: msg.Media[n].URL, MaxBytes: max,
+		TenantId: sess.Tenant, EntryId: sess.EntryID, Url: src, MaxBytes: max,
 	}, grpc.MaxCallRecvMsgSize(maxMediaWhatsApp+(1<<20)))
 	switch status.Code(err) {
 	case codes.OK:
@@ -83,9 +87,10 @@ func (c *Core) MessageMedia(ctx context.Context, a Agent, sessionID, messageID s
 // takes for a picture on both MMS and WhatsApp (and all of an MMS).
 const MaxAttachmentBytes = 5 << 20
 
-// attachmentTypes are the files an agent may send, per channel: what
-// Twilio delivers on MMS (pictures it shows on every phone, PDF and
-// contact cards) and on WhatsApp (JPEG and PNG, PDF, voice and video).
+// attachmentTypes are the files an agent may send, per channel, on either
+// Twilio path: what Twilio delivers on MMS (pictures it shows on every
+// phone, PDF and contact cards) and on WhatsApp (JPEG and PNG, PDF, voice
+// and video).
 var attachmentTypes = map[string][]string{
 	"sms":      {"image/jpeg", "image/png", "image/gif", "application/pdf", "text/vcard"},
 	"whatsapp": {"image/jpeg", "image/png", "application/pdf", "audio/ogg", "audio/mpeg", "audio/amr", "audio/mp4", "video/mp4"},
@@ -141,15 +146,27 @@ func (c *Core) Attach(ctx context.Context, a Agent, sessionID, contentType, file
 	return at, nil
 }
 
-// attachable refuses attachments where they cannot be sent.
+// attachable refuses attachments where they cannot be sent. A chat on
+// Twilio Conversations takes them too: outbound-sender fetches each file
+// from its URL and uploads it to Twilio's Media Content Service.
 func (c *Core) attachable(sess *store.Session) error {
 	switch {
 	case c.publicURL == "":
 		return fmt.Errorf("%w: attachments are off: sessions has no PUBLIC_URL Twilio could fetch them from", ErrConflict)
-	case sess.Conversation.Path == "conversations":
-		return fmt.Errorf("%w: attachments are sent on Programmable Messaging chats (WhatsApp, MMS); this chat runs on Twilio Conversations", ErrConflict)
+	case attachmentTypes[sess.Conversation.Channel] == nil:
+		return fmt.Errorf("%w: attachments are sent on SMS and WhatsApp chats; this chat is %s", ErrConflict, sess.Conversation.Channel)
 	}
 	return nil
+}
+
+// maxAttachments is how many files one reply in the chat carries: one on
+// WhatsApp, and on Twilio Conversations (a message names one uploaded
+// media, MediaSid); ten on MMS.
+func maxAttachments(sess *store.Session) int {
+	if sess.Conversation.Channel == "whatsapp" || sess.Conversation.Path == "conversations" {
+		return 1
+	}
+	return 10
 }
 
 // attachmentURLs checks the attachments a reply names (the agent's own,
@@ -161,12 +178,12 @@ func (c *Core) attachmentURLs(ctx context.Context, a Agent, sess *store.Session,
 	if err := c.attachable(sess); err != nil {
 		return nil, err
 	}
-	max := 10
-	if sess.Conversation.Channel == "whatsapp" {
-		max = 1
-	}
-	if len(ids) > max {
-		return nil, fmt.Errorf("%w: %d attachments; a %s message takes at most %d", ErrInvalid, len(ids), sess.Conversation.Channel, max)
+	if max := maxAttachments(sess); len(ids) > max {
+		kind := sess.Conversation.Channel
+		if sess.Conversation.Path == "conversations" {
+			kind += " (Twilio Conversations)"
+		}
+		return nil, fmt.Errorf("%w: %d attachments; a %s message takes at most %d", ErrInvalid, len(ids), kind, max)
 	}
 	urls := make([]string, 0, len(ids))
 	for _, id := range ids {

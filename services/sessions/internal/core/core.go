@@ -326,7 +326,7 @@ func (c *Core) handleInbound(ctx context.Context, m *bus.Message) error {
 		c.log.WarnContext(ctx, "inbound media dropped: not an http(s) URL", "tenant", ev.GetTenantId(), "message_sid", ev.GetMessageSid(), "dropped", n)
 	}
 	for _, md := range media {
-		msg.Media = append(msg.Media, store.Media{URL: md.GetUrl(), ContentType: md.GetContentType()})
+		msg.Media = append(msg.Media, storedMedia(md, ev.GetConversation().GetChatServiceSid()))
 	}
 	// A message goes to its conversation's active session. One whose
 	// session has ended by the time it is handled (held up by an outage
@@ -557,7 +557,7 @@ func messageView(m *store.Message) *protocol.Message {
 
 func sessionView(s *store.Session, msgs []*store.Message) *protocol.Session {
 	v := &protocol.Session{
-		SessionID: s.ID, ServiceID: s.ServiceID, ServiceName: s.ServiceName, Channel: s.Conversation.Channel, Attachments: s.Conversation.Path != "conversations",
+		SessionID: s.ID, ServiceID: s.ServiceID, ServiceName: s.ServiceName, Channel: s.Conversation.Channel, Attachments: attachmentTypes[s.Conversation.Channel] != nil,
 		Customer: s.Conversation.Customer, CustomerName: s.CustomerName, State: s.State, StartedAt: s.StartedAt,
 		Parked: s.Parked, Messages: []*protocol.Message{}, Parameters: s.Parameters,
 	}

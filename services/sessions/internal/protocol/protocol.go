@@ -222,8 +222,8 @@ type Session struct {
 	ServiceID   string `json:"service_id"`
 	ServiceName string `json:"service_name,omitempty"`
 	Channel     string `json:"channel"`
-	// Attachments: the agent may attach files to replies (a Programmable
-	// Messaging chat: WhatsApp or MMS).
+	// Attachments: the agent may attach files to replies (an SMS or
+	// WhatsApp chat, on either Twilio path).
 	Attachments  bool   `json:"attachments,omitempty"`
 	Customer     string `json:"customer"`
 	CustomerName string `json:"customer_name,omitempty"`

@@ -82,10 +82,18 @@ type Session struct {
 	Parameters map[string]string `bson:"parameters,omitempty"`
 }
 
-// Media is an attachment.
+// Media is an attachment: a Programmable Messaging one by its URL (a
+// customer's MediaUrl<n>, an agent's attachment), a customer's on the
+// Conversations path by its Media Content Service SID (ME…) and the Chat
+// Service (IS…) it belongs to, with no URL. Entries written before the SID
+// was kept have neither and still read.
 type Media struct {
 	URL         string `bson:"url" json:"url"`
 	ContentType string `bson:"content_type,omitempty" json:"content_type,omitempty"`
+	SID         string `bson:"sid,omitempty" json:"sid,omitempty"`
+	ServiceSID  string `bson:"service_sid,omitempty" json:"service_sid,omitempty"`
+	Filename    string `bson:"filename,omitempty" json:"filename,omitempty"`
+	Size        int64  `bson:"size,omitempty" json:"size,omitempty"`
 }
 
 // Message is one transcript entry.
