@@ -173,7 +173,7 @@ func service(s sdktrace.ReadOnlySpan) string {
 func attr(s sdktrace.ReadOnlySpan, key attribute.Key) string {
 	for _, kv := range s.Attributes() {
 		if kv.Key == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
@@ -189,7 +189,7 @@ func leaks(s sdktrace.ReadOnlySpan, secrets ...string) string {
 		kvs = append(kvs, e.Attributes...)
 	}
 	for _, kv := range kvs {
-		texts = append(texts, string(kv.Key)+"="+kv.Value.Emit())
+		texts = append(texts, string(kv.Key)+"="+kv.Value.String())
 	}
 	for _, text := range texts {
 		for _, secret := range secrets {

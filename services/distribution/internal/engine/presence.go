@@ -150,14 +150,6 @@ func (e *Engine) graceExpired(tenantID, agentID string, until time.Time) {
 	e.signal()
 }
 
-// stopGrace ends a running grace period without its effect.
-func (a *agent) stopGrace() {
-	if a.graceTimer != nil {
-		a.graceTimer.Stop()
-	}
-	a.graceUntil, a.gracePresence, a.graceTimer = time.Time{}, 0, nil
-}
-
 // ResetRona clears an agent's RONA flag and leaves their presence as it is.
 func (e *Engine) ResetRona(ctx context.Context, tenantID, agentID string) (*distributionv1.AgentState, error) {
 	e.mu.Lock()

@@ -257,7 +257,7 @@ func (f *Fetcher) fetchMCS(ctx context.Context, creds *configv1.GetSendingCreden
 func (f *Fetcher) temporaryLink(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || u.User != nil || !(u.Scheme == "https" || f.emulated && u.Scheme == "http") {
-		return nil, fmt.Errorf("Twilio's temporary content link %q is not an https URL", raw)
+		return nil, fmt.Errorf("the temporary content link %q Twilio gave is not an https URL", raw)
 	}
 	return u, nil
 }
