@@ -437,8 +437,15 @@ func TestForwardedCallsKeepTenantIsolation(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := distributionv1.NewDistributionServiceClient(conn)
-		if _, err := c.GetQueueStatistics(ctx, &distributionv1.GetQueueStatisticsRequest{TenantId: "north", ServiceId: "sales"}); err != nil {
-			t.Errorf("north's supervisor on north through %s: %v", r.name, err)
+		// The second replica's start may still be moving partitions
+		// (Unavailable: a hand-over): asked again until it is done.
+		var err2 error
+		waitFor(t, "north's statistics through "+r.name, func() bool {
+			_, err2 = c.GetQueueStatistics(ctx, &distributionv1.GetQueueStatisticsRequest{TenantId: "north", ServiceId: "sales"})
+			return status.Code(err2) != codes.Unavailable
+		})
+		if err2 != nil {
+			t.Errorf("north's supervisor on north through %s: %v", r.name, err2)
 		}
 		_, err = c.GetQueueStatistics(ctx, &distributionv1.GetQueueStatisticsRequest{TenantId: "south", ServiceId: "sales"})
 		if status.Code(err) != codes.PermissionDenied {
@@ -450,7 +457,10 @@ func TestForwardedCallsKeepTenantIsolation(t *testing.T) {
 			t.Fatal(err)
 		}
 		c = distributionv1.NewDistributionServiceClient(conn)
-		_, err = c.SetAgentPresence(ctx, &distributionv1.SetAgentPresenceRequest{TenantId: "north", AgentId: "ag2", Presence: distributionv1.Presence_PRESENCE_AWAY})
+		waitFor(t, "an answer for ag2's presence through "+r.name, func() bool {
+			_, err = c.SetAgentPresence(ctx, &distributionv1.SetAgentPresenceRequest{TenantId: "north", AgentId: "ag2", Presence: distributionv1.Presence_PRESENCE_AWAY})
+			return status.Code(err) != codes.Unavailable
+		})
 		if status.Code(err) != codes.PermissionDenied {
 			t.Errorf("agent ag1 setting ag2's presence through %s: %v, want PermissionDenied", r.name, err)
 		}
