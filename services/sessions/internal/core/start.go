@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	configv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/config/v1"
 	distributionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/distribution/v1"
 	messagingv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/messaging/v1"
-	outboundv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/outbound/v1"
 	sessionv1 "github.com/switchboard-cc/switchboard/proto/gen/go/switchboard/session/v1"
 
 	"github.com/switchboard-cc/switchboard/services/sessions/internal/protocol"
@@ -171,20 +169,7 @@ func (c *Core) StartConversation(ctx context.Context, a Agent, entryID, customer
 	if "whatsapp:"+customer == e.BusinessAddress {
 		return "", "", fmt.Errorf("%w: customer is the entry's own number", ErrInvalid)
 	}
-	list, err := c.listTemplates(ctx, &store.Session{Tenant: a.Tenant, EntryID: e.EntryID})
-	if err != nil {
-		return "", "", err
-	}
-	var tmpl *outboundv1.Template
-	for _, t := range list {
-		if t.GetSid() == contentSID {
-			tmpl = t
-		}
-	}
-	if tmpl == nil {
-		return "", "", fmt.Errorf("%w: content_sid %s is not a template of entry %s's WhatsApp account", ErrNotFound, contentSID, entryID)
-	}
-	body, err := fillTemplate(tmpl, vars)
+	r, err := c.templateRequest(ctx, &store.Session{Tenant: a.Tenant, EntryID: e.EntryID}, contentSID, vars)
 	if err != nil {
 		return "", "", err
 	}
@@ -249,11 +234,6 @@ func (c *Core) StartConversation(ctx context.Context, a Agent, entryID, customer
 	}
 	if sess.State != store.StateActive {
 		return "", "", fmt.Errorf("%w: session %s has ended", ErrConflict, id)
-	}
-	r := &outboundv1.OutboundMessageRequested{Body: body, ContentSid: contentSID}
-	if len(vars) > 0 {
-		raw, _ := json.Marshal(vars)
-		r.ContentVariables = string(raw)
 	}
 	msgID, err := c.emitRequest(ctx, a, sess, clientMsgID, r)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"unicode/utf8"
@@ -140,30 +141,35 @@ func (c *Core) SendTemplate(ctx context.Context, a Agent, sessionID, contentSID 
 	if sess.Parked {
 		return "", ErrParked
 	}
+	r, err := c.templateRequest(ctx, sess, contentSID, vars)
+	if err != nil {
+		return "", err
+	}
+	return c.emitRequest(ctx, a, sess, clientMsgID, r)
+}
+
+// templateRequest is the outbound request of one of the templates of the
+// session's entry: its content sid, the variables given and the text
+// filled in (NotFound for a content sid not of that account).
+func (c *Core) templateRequest(ctx context.Context, sess *store.Session, contentSID string, vars map[string]string) (*outboundv1.OutboundMessageRequested, error) {
 	list, err := c.listTemplates(ctx, sess)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	var tmpl *outboundv1.Template
-	for _, t := range list {
-		if t.GetSid() == contentSID {
-			tmpl = t
-			break
-		}
+	i := slices.IndexFunc(list, func(t *outboundv1.Template) bool { return t.GetSid() == contentSID })
+	if i < 0 {
+		return nil, fmt.Errorf("%w: content_sid %s is not a template of entry %s's WhatsApp account", ErrNotFound, contentSID, sess.EntryID)
 	}
-	if tmpl == nil {
-		return "", fmt.Errorf("%w: content_sid %s is not a template of this chat's WhatsApp account", ErrNotFound, contentSID)
-	}
-	body, err := fillTemplate(tmpl, vars)
+	body, err := fillTemplate(list[i], vars)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	r := &outboundv1.OutboundMessageRequested{Body: body, ContentSid: contentSID}
 	if len(vars) > 0 {
 		raw, _ := json.Marshal(vars)
 		r.ContentVariables = string(raw)
 	}
-	return c.emitRequest(ctx, a, sess, clientMsgID, r)
+	return r, nil
 }
 
 // fillTemplate is the template's text with each placeholder replaced by
