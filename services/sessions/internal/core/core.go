@@ -622,13 +622,10 @@ func (c *Core) HandleDistribution(ctx context.Context, m *bus.Message) error {
 			return err
 		}
 		err := c.assigned(ctx, &ev)
-		if errors.Is(err, errSessionNotYet) && (m.Stored.IsZero() || c.now().Sub(m.Stored) < openWait) {
-			return err // redelivered: a session an agent starts opens just after its task
-		}
-		if errors.Is(err, errSessionNotYet) {
+		if errors.Is(err, errSessionNotYet) && !m.Stored.IsZero() && c.now().Sub(m.Stored) >= openWait {
 			return bus.Permanentf("task %s accepted for unknown session %s", ev.GetTaskId(), ev.GetSessionId())
 		}
-		return err
+		return err // errSessionNotYet is redelivered: a session an agent starts opens just after its task
 	case subjects.KindTaskDeclined:
 		var ev distributionv1.TaskDeclined
 		if err := m.Decode(&ev); err != nil {
