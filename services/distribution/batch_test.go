@@ -42,14 +42,18 @@ func TestInputsThatPiledUpAreHandledInOrder(t *testing.T) {
 		e.publish(t, subjects.SessionEnded("acme"), &sessionv1.SessionEnded{TenantId: "acme", SessionId: "ss_" + id, Reason: "left"}, "end-"+id)
 	}
 	e.run(t)
-	waitFor(t, "every request queued", func() bool {
-		q := 0
+	// The offer follows the queueing of its task: wait for both.
+	waitFor(t, "every request queued and one offered", func() bool {
+		q, o := 0, 0
 		for _, ev := range e.events.events() {
-			if strings.HasPrefix(ev, "queued ") {
+			switch {
+			case strings.HasPrefix(ev, "queued "):
 				q++
+			case strings.HasPrefix(ev, "offered "):
+				o++
 			}
 		}
-		return q >= n-11
+		return q >= n-11 && o >= 1
 	})
 	queued := map[string]int{}
 	offers := 0
