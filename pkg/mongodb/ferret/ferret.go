@@ -6,7 +6,10 @@
 // by fields other than _id are full scans (and so were lookups by _id,
 // until idindex.go), $group with several accumulators
 // returns wrong results, and there are no transactions, change streams or TTL
-// indexes.
+// indexes. Clients reach it through a write gate (gate.go) that lets one
+// write per database through at a time: SQLite's own lock made concurrent
+// writers poll for it, and FerretDB's read-modify-write updates lost one
+// of two concurrent updates of a document.
 package ferret
 
 import (
@@ -15,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
@@ -26,9 +30,12 @@ type Server struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	indexDone chan struct{}
+	gate      *gate
 }
 
 // Start listens on addr ("127.0.0.1:0" for a free port) and stores data in dir.
+// Clients reach the server through the write gate (gate.go) on addr; the
+// server itself listens on a free loopback port.
 func Start(addr, dir string, log *slog.Logger) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ferretdb data dir: %w", err)
@@ -36,13 +43,18 @@ func Start(addr, dir string, log *slog.Logger) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("ferretdb: %w", err)
+	}
 	f, err := ferretdb.New(&ferretdb.Config{
-		Listener:  ferretdb.ListenerConfig{TCP: addr},
+		Listener:  ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
 		Handler:   "sqlite",
 		SQLiteURL: "file:" + dir + "/",
 		Logger:    log,
 	})
 	if err != nil {
+		_ = lis.Close()
 		return nil, fmt.Errorf("ferretdb: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -54,16 +66,21 @@ func Start(addr, dir string, log *slog.Logger) (*Server, error) {
 	// MongoDBURI needs the listener, which Run sets up.
 	uriCh := make(chan string, 1)
 	go func() { uriCh <- f.MongoDBURI() }()
+	var inner string
 	select {
-	case s.uri = <-uriCh:
+	case inner = <-uriCh:
 	case <-time.After(15 * time.Second):
 		cancel()
+		_ = lis.Close()
 		return nil, fmt.Errorf("ferretdb on %s did not start", addr)
 	}
-	if err := waitDial(s.uri, 15*time.Second); err != nil {
+	if err := waitDial(inner, 15*time.Second); err != nil {
+		_ = lis.Close()
 		s.Stop()
 		return nil, err
 	}
+	s.gate = newGate(lis, hostOf(inner))
+	s.uri = "mongodb://" + lis.Addr().String() + "/"
 	// See idindex.go: without this, every lookup by _id is a table scan.
 	ix := &idIndexer{dir: dir, log: log}
 	s.indexDone = make(chan struct{})
@@ -74,11 +91,17 @@ func Start(addr, dir string, log *slog.Logger) (*Server, error) {
 	return s, nil
 }
 
-func waitDial(uri string, timeout time.Duration) error {
-	host := uri[len("mongodb://"):]
-	if i := len(host) - 1; i >= 0 && host[i] == '/' {
+// hostOf is a mongodb:// URI's host:port.
+func hostOf(uri string) string {
+	host := strings.TrimPrefix(uri, "mongodb://")
+	if i := strings.IndexAny(host, "/?"); i >= 0 {
 		host = host[:i]
 	}
+	return host
+}
+
+func waitDial(uri string, timeout time.Duration) error {
+	host := hostOf(uri)
 	deadline := time.Now().Add(timeout)
 	for {
 		c, err := net.DialTimeout("tcp", host, time.Second)
@@ -98,6 +121,9 @@ func (s *Server) URI() string { return s.uri }
 
 // Stop shuts the server down and waits for it.
 func (s *Server) Stop() {
+	if s.gate != nil {
+		s.gate.close()
+	}
 	s.cancel()
 	for _, ch := range []chan struct{}{s.done, s.indexDone} {
 		if ch == nil {
