@@ -1,10 +1,14 @@
 // Command ws-bench measures what idle agent websockets cost the sessions
-// service: it starts the stack, has a child process open N authenticated
-// console sockets (each gets its welcome and snapshot, then stays idle),
-// and reports the memory and goroutines per connection of this process,
-// next to a bare websocket server (accept, one read loop) measured the same
-// way in the same run. The clients live in the child so their memory is
-// not counted.
+// service: it starts the stack and a second sessions replica as its own
+// process (as production runs several), has two child processes open N
+// authenticated console sockets between them, half to each replica (each
+// socket gets its welcome and snapshot, then stays idle), and reports with
+// all N open at once the memory and goroutines per connection of each
+// replica, next to a bare websocket server (accept, one read loop)
+// measured the same way in the same run. The clients live in children so
+// their memory is not counted. Two replicas because this machine allows
+// 20,000 open files per process: one process cannot hold 20,000 sockets
+// and its own files.
 package main
 
 import (
@@ -31,24 +35,30 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/switchboard-cc/switchboard/pkg/mainrun"
 	"github.com/switchboard-cc/switchboard/services/devstack"
+	"github.com/switchboard-cc/switchboard/services/sessions"
 	"github.com/switchboard-cc/switchboard/services/sessions/agentclient"
 )
 
 var memProfile string
 
 func main() {
-	n := flag.Int("n", 19000, "idle connections (this machine allows 20,000 open files per process)")
+	n := flag.Int("n", 20000, "idle connections in all, half to each of the two sessions replicas")
 	client := flag.String("client", "", "internal: dial N sockets to this URL (child process)")
 	token := flag.String("token", "", "internal: the agents' token (child process)")
-	flag.StringVar(&memProfile, "memprofile", "", "write a heap profile while the gateway's sockets are open")
+	replica := flag.Bool("replica", false, "internal: run a sessions replica from the environment (child process)")
+	flag.StringVar(&memProfile, "memprofile", "", "write a heap profile while the first replica's sockets are open")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var err error
-	if *client != "" {
+	switch {
+	case *replica:
+		err = runReplica(ctx)
+	case *client != "":
 		err = runClients(ctx, *client, *token, *n)
-	} else {
+	default:
 		err = run(ctx, *n)
 	}
 	if err != nil {
@@ -120,13 +130,15 @@ func run(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
+	half := n / 2
 
 	// Baseline: a bare websocket server in this process, same clients.
 	bare, stopBare, err := bareServer()
 	if err != nil {
 		return err
 	}
-	base, err := holdClients(ctx, "ws://"+bare+"/", "", n)
+	base, release, err := holdClients(ctx, "ws://"+bare+"/", "", half, measure)
+	release()
 	stopBare()
 	if err != nil {
 		return fmt.Errorf("bare server: %w", err)
@@ -136,20 +148,142 @@ func run(ctx context.Context, n int) error {
 	for deadline := time.Now().Add(time.Minute); runtime.NumGoroutine() > base.before.goroutines+100 && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 	}
-	got, err := holdClients(ctx, agentclient.WebsocketURL(info.ConsoleURL), tok, n)
+
+	second, err := startReplica(ctx, info)
+	if err != nil {
+		return fmt.Errorf("second sessions replica: %w", err)
+	}
+	defer second.stop()
+	one, releaseOne, err := holdClients(ctx, agentclient.WebsocketURL(info.ConsoleURL), tok, half, measure)
 	if err != nil {
 		return fmt.Errorf("sessions gateway: %w", err)
 	}
-	fmt.Printf("idle websocket connections held: %d (the clients in a child process)\n", n)
+	defer releaseOne()
+	two, releaseTwo, err := holdClients(ctx, agentclient.WebsocketURL(second.url), tok, n-half, second.measure)
+	if err != nil {
+		return fmt.Errorf("second sessions replica's gateway: %w", err)
+	}
+	defer releaseTwo()
+	// Both halves are open now: the first replica again, with the second's
+	// sockets open too.
+	one.after = measure()
+	fmt.Printf("idle websocket connections held at once: %d, %d on each of two sessions replicas (this machine allows 20,000 open files per process); the clients in two child processes\n", n, half)
 	row := func(name string, d measured) {
-		fmt.Printf("  %-18s heap+stacks %6.1f KB/conn (stacks %4.1f)   RSS %6.1f KB/conn   goroutines %.2f/conn   (opened in %s)\n",
+		fmt.Printf("  %-38s heap+stacks %6.1f KB/conn (stacks %4.1f)   RSS %6.1f KB/conn   goroutines %.2f/conn   (opened in %s)\n",
 			name, d.perConn(func(u usage) uint64 { return u.heap + u.stack }), d.perConn(func(u usage) uint64 { return u.stack }), d.perConn(func(u usage) uint64 { return u.rss }),
 			float64(d.after.goroutines-d.before.goroutines)/float64(d.n), d.took.Round(time.Millisecond))
 	}
-	row("sessions gateway", got)
+	row("sessions replica 1 (the stack's process)", one)
+	row("sessions replica 2 (its own process)", two)
 	row("bare websocket", base)
-	fmt.Printf("  ratio (heap+stacks) %.2f   target: 20,000 connections at under 20 KB each\n",
-		got.perConn(func(u usage) uint64 { return u.heap + u.stack })/base.perConn(func(u usage) uint64 { return u.heap + u.stack }))
+	heap := func(u usage) uint64 { return u.heap + u.stack }
+	fmt.Printf("  ratio (heap+stacks, the replicas' mean / bare) %.2f   target: 20,000 connections at under 20 KB each\n",
+		(one.perConn(heap)+two.perConn(heap))/2/base.perConn(heap))
+	return nil
+}
+
+// replicaProc is a second sessions replica in a child process.
+type replicaProc struct {
+	url   string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+}
+
+// startReplica runs this program as a sessions replica joined to the
+// stack (the environment its own binary would get) and waits for it to
+// serve.
+func startReplica(ctx context.Context, info devstack.Info) (*replicaProc, error) {
+	env, err := devstack.ServiceEnv(info, "sessions", "", false)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, os.Args[0], "-replica")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &replicaProc{cmd: cmd, stdin: stdin, out: bufio.NewReader(stdout)}
+	line, err := p.out.ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "ready ")
+	if err != nil || !ok {
+		p.stop()
+		return nil, fmt.Errorf("replica: %q %v", line, err)
+	}
+	p.url = "http://" + addr + "/"
+	return p, nil
+}
+
+// measure asks the replica for its usage.
+func (p *replicaProc) measure() usage {
+	var u usage
+	if _, err := io.WriteString(p.stdin, "measure\n"); err != nil {
+		return u
+	}
+	line, err := p.out.ReadString('\n')
+	if err == nil {
+		_, _ = fmt.Sscanf(line, "%d %d %d %d", &u.heap, &u.stack, &u.rss, &u.goroutines)
+	}
+	return u
+}
+
+func (p *replicaProc) stop() {
+	_ = p.stdin.Close()
+	_ = p.cmd.Wait()
+}
+
+// runReplica serves a sessions replica configured from the environment,
+// says "ready <addr>" once it answers, and then reports its usage for each
+// "measure" line on stdin until stdin closes.
+func runReplica(ctx context.Context) error {
+	env := mainrun.EnvFrom(os.LookupEnv)
+	cfg := sessions.ConfigFromEnv(env)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	cfg.HTTPAddr = lis.Addr().String()
+	cfg.PublicURL = "http://" + cfg.HTTPAddr + "/"
+	if err := errors.Join(env.Err(), cfg.Validate()); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- sessions.Run(ctx, cfg, sessions.Deps{Listener: lis}, slog.New(slog.DiscardHandler)) }()
+	for deadline := time.Now().Add(90 * time.Second); ; {
+		if r, err := http.Get(cfg.PublicURL + "healthz"); err == nil {
+			_ = r.Body.Close()
+			if r.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-done:
+			return fmt.Errorf("sessions: %w", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("sessions replica not serving within 90s")
+		}
+	}
+	fmt.Println("ready", cfg.HTTPAddr)
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if in.Text() == "measure" {
+			u := measure()
+			fmt.Println(u.heap, u.stack, u.rss, u.goroutines)
+		}
+	}
 	return nil
 }
 
@@ -163,40 +297,42 @@ func (m measured) perConn(f func(usage) uint64) float64 {
 	return (float64(f(m.after)) - float64(f(m.before))) / float64(m.n) / 1024
 }
 
-// holdClients has a child process open n sockets to url and measures this
-// process before and while they are open.
-func holdClients(ctx context.Context, url, token string, n int) (measured, error) {
-	m := measured{n: n, before: measure()}
+// holdClients has a child process open n sockets to url and measures
+// (with meter) before and while they are open; release closes them.
+func holdClients(ctx context.Context, url, token string, n int, meter func() usage) (measured, func(), error) {
+	m := measured{n: n, before: meter()}
 	start := time.Now()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-client", url, "-token", token, "-n", fmt.Sprint(n))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return m, err
+		return m, func() {}, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
-		return m, err
+		return m, func() {}, err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return m, err
+		return m, func() {}, err
 	}
-	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
+	release := func() { _ = stdin.Close(); _ = cmd.Wait() }
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || strings.TrimSpace(line) != "ready" {
-		return m, fmt.Errorf("clients: %q %v", line, err)
+		release()
+		return m, func() {}, fmt.Errorf("clients: %q %v", line, err)
 	}
 	m.took = time.Since(start)
 	time.Sleep(2 * time.Second) // let the handlers settle into their idle reads
-	m.after = measure()
+	m.after = meter()
 	if memProfile != "" && token != "" {
 		f, err := os.Create(memProfile)
 		if err == nil {
 			_ = pprof.WriteHeapProfile(f)
 			_ = f.Close()
 		}
+		memProfile = ""
 	}
-	return m, nil
+	return m, release, nil
 }
 
 // bareServer accepts websockets and reads until they close.
