@@ -106,9 +106,12 @@ chaos: ## Fault-injection soak: NATS cluster, every service as processes, kills/
 # make soak: a steady load without faults (about 50 customer messages/s:
 # 51 customers, 13 agents answering) for SOAK, sampling every process's
 # memory, goroutines and open files and every stream's size each minute;
-# the samples stay in .data/soak-<time>/samples.csv.
+# the samples stay in .data/soak-<time>/samples.csv. Every service runs as
+# its own processes (two replicas of four), on SOAK_NODES NATS servers:
+# one by default, as three (R3) at this rate take more than 2 cores.
 SOAK ?= 1h
+SOAK_NODES ?= 1
 
 .PHONY: soak
-soak: ## Steady ~50 msg/s for SOAK=1h without faults, resources sampled each minute (.data/soak-*/samples.csv)
-	$(GO) run ./services/devstack/cmd/chaos -bin $(BIN) -duration $(SOAK) -seed $(SEED) -customers 51 -agents 13 -capacity 4 -fault-every 0 -drain 10m -sample-every 1m -data .data/soak-$$(date +%Y%m%d-%H%M%S)
+soak: ## Steady ~50 msg/s for SOAK=1h without faults, resources sampled each minute (.data/soak-*/samples.csv); SOAK_NODES=3 for R3
+	$(GO) run ./services/devstack/cmd/chaos -bin $(BIN) -nodes $(SOAK_NODES) -duration $(SOAK) -seed $(SEED) -customers 51 -agents 13 -capacity 4 -fault-every 0 -drain 10m -sample-every 1m -data .data/soak-$$(date +%Y%m%d-%H%M%S)

@@ -35,6 +35,7 @@ func main() {
 	flag.BoolVar(&c.NoBuild, "no-build", false, "use the binaries already in -bin")
 	flag.StringVar(&c.DataDir, "data", "", "keep the run's files (and processes.log) here (default: a temporary directory)")
 	flag.BoolVar(&c.SyncAlways, "fsync", false, "fsync every JetStream write on every node")
+	flag.IntVar(&c.Nodes, "nodes", 3, "NATS servers: 3 (a cluster, R3 streams) or 1 (R1 streams)")
 	flag.DurationVar(&c.SampleEvery, "sample-every", 0, "sample memory, goroutines, open files and stream sizes this often (0: never; the samples go to -data's samples.csv)")
 	cpuProfile := flag.String("cpuprofile", "", "write this process's CPU profile (FerretDB, the emulator, the customers and agents) to this file")
 	flag.Parse()

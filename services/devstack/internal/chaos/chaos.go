@@ -54,6 +54,10 @@ type Config struct {
 	MongoURI string
 	// SyncAlways fsyncs every JetStream write on every node.
 	SyncAlways bool
+	// Nodes is the NATS servers: 3 (a cluster, R3 streams; the default
+	// when 0) or 1 (one server, R1 streams: a soak on a machine too small
+	// for three).
+	Nodes int
 	// SampleEvery samples every process's memory, goroutines and open
 	// files and every stream's size this often (0: never); see sample.go.
 	SampleEvery time.Duration
@@ -63,6 +67,13 @@ type Config struct {
 func Defaults() Config {
 	return Config{Duration: time.Minute, Customers: 16, Agents: 6, Capacity: 3,
 		FaultEvery: 4 * time.Second, Drain: 2 * time.Minute}
+}
+
+func (c Config) nodes() int {
+	if c.Nodes == 0 {
+		return 3
+	}
+	return c.Nodes
 }
 
 // Validate reports every problem at once.
@@ -76,6 +87,12 @@ func (c Config) Validate() error {
 	}
 	if c.Drain <= 0 {
 		errs = append(errs, errors.New("drain must be positive"))
+	}
+	if c.Nodes != 0 && c.Nodes != 1 && c.Nodes != 3 {
+		errs = append(errs, fmt.Errorf("nodes must be 1 or 3, got %d", c.Nodes))
+	}
+	if c.Nodes == 1 && c.FaultEvery > 0 {
+		errs = append(errs, errors.New("one NATS server is for a soak without faults (-fault-every 0): the faults are made for a cluster that outlives a node"))
 	}
 	return errors.Join(errs...)
 }
@@ -215,7 +232,7 @@ func startStack(ctx context.Context, cfg Config, dir, bin string, logs io.Writer
 		}
 	}
 	var err error
-	st.nats, st.natsURL, err = natsCluster(bin, filepath.Join(dir, "nats"), st.password, cfg.SyncAlways, logs)
+	st.nats, st.natsURL, err = natsCluster(bin, filepath.Join(dir, "nats"), st.password, cfg.nodes(), cfg.SyncAlways, logs)
 	if err != nil {
 		return nil, stop, err
 	}
@@ -237,7 +254,7 @@ func startStack(ctx context.Context, cfg Config, dir, bin string, logs io.Writer
 	// meanwhile is started again (a node short of quorum waits for ever).
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	if err := waitJetStream(wctx, st.natsURL, st.password, func() {
+	if err := waitJetStream(wctx, st.natsURL, st.password, cfg.nodes(), func() {
 		for _, p := range st.nats {
 			if !p.running() {
 				say("%s is not running; starting it again", p.name)
@@ -315,11 +332,17 @@ func startStack(ctx context.Context, cfg Config, dir, bin string, logs io.Writer
 		if err != nil {
 			return nil, stop, err
 		}
-		env = append(env, "STREAM_REPLICAS=3", "LOG_LEVEL=warn")
+		env = append(env, fmt.Sprintf("STREAM_REPLICAS=%d", cfg.nodes()), "LOG_LEVEL=warn")
 		if s == "chat-handler" {
 			// A heartbeat of a second: an outage of every replica longer
-			// than three is reconciled by the first one back.
-			env = append(env, "DURABILITY=replicated", "UP_HEARTBEAT=1s")
+			// than three is reconciled by the first one back. One server
+			// has no replicas to count on, and the harness does not
+			// fsync it unless told to.
+			durable := "replicated"
+			if cfg.nodes() == 1 {
+				durable = map[bool]string{true: "fsync", false: "none"}[cfg.SyncAlways]
+			}
+			env = append(env, "DURABILITY="+durable, "UP_HEARTBEAT=1s")
 		}
 		addrs := backends[s]
 		if len(addrs) == 0 {

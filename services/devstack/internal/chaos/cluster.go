@@ -39,10 +39,10 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// natsCluster writes the three nodes' configuration (JetStream, one
-// cluster, the user) and returns their processes and the client URL list.
-func natsCluster(bin, dir, password string, syncAlways bool, logs io.Writer) ([]*proc, string, error) {
-	const n = 3
+// natsCluster writes the n nodes' configuration (JetStream, one cluster
+// when n > 1, the user) and returns their processes and the client URL
+// list.
+func natsCluster(bin, dir, password string, n int, syncAlways bool, logs io.Writer) ([]*proc, string, error) {
 	var clients, routes []string
 	for range 2 * n {
 		a, err := freeAddr()
@@ -71,16 +71,17 @@ func natsCluster(bin, dir, password string, syncAlways bool, logs io.Writer) ([]
 		if syncAlways {
 			sync = "sync_interval: always\n"
 		}
+		cluster := ""
+		if n > 1 {
+			cluster = fmt.Sprintf("cluster { name: chaos\n  listen: %s\n  routes: [%s] }\n", routes[i], strings.Join(all, ", "))
+		}
 		conf := fmt.Sprintf(`server_name: %s
 listen: %s
 max_payload: 1MB
 jetstream { store_dir: %q
 %s}
-cluster { name: chaos
-  listen: %s
-  routes: [%s] }
-authorization { users: [ { user: %s, password: %q } ] }
-`, name, clients[i], store, sync, routes[i], strings.Join(all, ", "), natsUser, password)
+%sauthorization { users: [ { user: %s, password: %q } ] }
+`, name, clients[i], store, sync, cluster, natsUser, password)
 		file := filepath.Join(dir, name+".conf")
 		if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
 			return nil, "", err
@@ -93,9 +94,10 @@ authorization { users: [ { user: %s, password: %q } ] }
 	return procs, strings.Join(urls, ","), nil
 }
 
-// waitJetStream waits until the cluster has a JetStream meta leader (an
-// R3 stream can be created and removed); between tries it calls tend.
-func waitJetStream(ctx context.Context, url, password string, tend func()) error {
+// waitJetStream waits until the cluster has a JetStream meta leader (a
+// stream of replicas can be created and removed); between tries it calls
+// tend.
+func waitJetStream(ctx context.Context, url, password string, replicas int, tend func()) error {
 	for {
 		tend()
 		err := func() error {
@@ -110,7 +112,7 @@ func waitJetStream(ctx context.Context, url, password string, tend func()) error
 			}
 			c, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
-			if _, err := js.CreateOrUpdateStream(c, jetstream.StreamConfig{Name: "CHAOS_PROBE", Subjects: []string{"chaos.probe"}, Replicas: 3, Storage: jetstream.MemoryStorage}); err != nil {
+			if _, err := js.CreateOrUpdateStream(c, jetstream.StreamConfig{Name: "CHAOS_PROBE", Subjects: []string{"chaos.probe"}, Replicas: replicas, Storage: jetstream.MemoryStorage}); err != nil {
 				return err
 			}
 			return js.DeleteStream(c, "CHAOS_PROBE")
