@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 )
@@ -70,18 +71,20 @@ func newGate(lis net.Listener, target string) *gate {
 
 func (g *gate) accept() {
 	defer g.conns.Done()
+	var pause time.Duration
 	for {
 		c, err := g.lis.Accept()
 		if err != nil {
-			if g.closed.Load() {
+			if g.closed.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return
+			// Out of files, say: try again, as net/http does, rather
+			// than leave the database unreachable.
+			pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+			time.Sleep(pause)
+			continue
 		}
+		pause = 0
 		g.conns.Add(1)
 		go func() {
 			defer g.conns.Done()
