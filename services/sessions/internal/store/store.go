@@ -727,12 +727,46 @@ func (s *Store) ClaimInbound(ctx context.Context, tenant, messageSID, sessionID 
 // MoveInbound moves a message's claim from one session to another (the
 // first ended before the message reached its transcript); if the claim no
 // longer names from, what it names wins and is returned.
+//
+// Every step names one document by _id alone. A conditional update (the
+// claim's _id and session_id) is atomic on MongoDB but a scan of the whole
+// claims collection on FerretDB, which pushes down a filter on _id only:
+// on a soak it grew to seconds per move, and held the database's write
+// gate meanwhile. Instead, the first mover of a claim off from inserts a
+// marker keyed by both (an insert is atomic on either engine) naming its
+// target, and every later mover off from takes that target: movers agree.
+// A mover that read the claim just before another moved it on twice
+// (from, then its target, both ended) sets it back one step; the message
+// then finds that session ended, and its next move follows the second
+// marker to where it belongs.
 func (s *Store) MoveInbound(ctx context.Context, tenant, messageSID, from, to string) (*Inbound, error) {
-	_, err := s.inbound.UpdateOne(ctx, bson.M{"_id": tenant + "/" + messageSID, "session_id": from}, bson.M{"$set": bson.M{"session_id": to}})
+	in, err := s.InboundSeen(ctx, tenant, messageSID)
 	if err != nil {
+		return nil, err
+	}
+	if in == nil {
+		return nil, fmt.Errorf("move inbound %s: %w", messageSID, ErrNotFound)
+	}
+	if in.SessionID != from {
+		return in, nil
+	}
+	marker := tenant + "/" + messageSID + "/moved-from/" + from
+	err = s.claims.Insert(ctx, bson.M{"_id": marker, "moved_to": to, "at": time.Now()})
+	if errors.Is(err, mongodb.ErrDuplicate) {
+		var m struct {
+			To string `bson:"moved_to"`
+		}
+		if err := s.inbound.FindOne(ctx, bson.M{"_id": marker}).Decode(&m); err != nil {
+			return nil, fmt.Errorf("move inbound %s: read who moved it first: %w", messageSID, err)
+		}
+		to = m.To
+	} else if err != nil {
 		return nil, fmt.Errorf("move inbound %s: %w", messageSID, err)
 	}
-	in, err := s.InboundSeen(ctx, tenant, messageSID)
+	if _, err := s.inbound.UpdateOne(ctx, bson.M{"_id": tenant + "/" + messageSID}, bson.M{"$set": bson.M{"session_id": to}}); err != nil {
+		return nil, fmt.Errorf("move inbound %s: %w", messageSID, err)
+	}
+	in, err = s.InboundSeen(ctx, tenant, messageSID)
 	if err == nil && in == nil {
 		return nil, fmt.Errorf("move inbound %s: %w", messageSID, ErrNotFound)
 	}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -266,5 +267,59 @@ func TestSetOfferedLeavesAnAssignedSessionAlone(t *testing.T) {
 	}
 	if got.AgentID != "alice" || got.ServiceName != "Support" || got.Parameters["name"] != "Ann" {
 		t.Errorf("session = agent %q, service %q, parameters %v; want alice's, Support, Ann", got.AgentID, got.ServiceName, got.Parameters)
+	}
+}
+
+// A claim moved off an ended session lands in one place however many
+// deliveries move it at once, each to the target it found: every mover
+// learns the first one's target, a later mover off the same session learns
+// where the claim is now, and the claim moves on again from there.
+func TestMoveInboundMoversAgree(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	if _, err := st.MoveInbound(ctx, "acme", "SMnever", "ss_a", "ss_b"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("moving a message never claimed: %v, want ErrNotFound", err)
+	}
+	if _, err := st.ClaimInbound(ctx, "acme", "SM1", "ss_a"); err != nil {
+		t.Fatal(err)
+	}
+	const movers = 8
+	got := make([]string, movers)
+	var wg sync.WaitGroup
+	for i := range movers {
+		wg.Go(func() {
+			in, err := st.MoveInbound(ctx, "acme", "SM1", "ss_a", fmt.Sprintf("ss_b%d", i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i] = in.SessionID
+		})
+	}
+	wg.Wait()
+	winner := got[0]
+	for i, g := range got {
+		if g != winner {
+			t.Fatalf("mover %d found the claim at %s, mover 0 at %s: %v", i, g, winner, got)
+		}
+	}
+	if in, err := st.InboundSeen(ctx, "acme", "SM1"); err != nil || in.SessionID != winner {
+		t.Fatalf("the claim names %+v (%v), want %s", in, err, winner)
+	}
+	if in, err := st.MoveInbound(ctx, "acme", "SM1", "ss_a", "ss_c"); err != nil || in.SessionID != winner {
+		t.Fatalf("a late move off ss_a: %+v, %v; want the claim where it is, %s", in, err, winner)
+	}
+	if in, err := st.MoveInbound(ctx, "acme", "SM1", winner, "ss_d"); err != nil || in.SessionID != "ss_d" {
+		t.Fatalf("moving on from %s: %+v, %v; want ss_d", winner, in, err)
+	}
+	// A late move off the second session learns where the claim is now.
+	if in, err := st.MoveInbound(ctx, "acme", "SM1", winner, "ss_e"); err != nil || in.SessionID != "ss_d" {
+		t.Fatalf("a second move off %s: %+v, %v; want ss_d", winner, in, err)
+	}
+	if err := st.InboundDone(ctx, "acme", "SM1"); err != nil {
+		t.Fatal(err)
+	}
+	if in, err := st.InboundSeen(ctx, "acme", "SM1"); err != nil || !in.Done || in.SessionID != "ss_d" {
+		t.Fatalf("after done: %+v, %v", in, err)
 	}
 }
