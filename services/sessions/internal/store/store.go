@@ -766,11 +766,7 @@ func (s *Store) MoveInbound(ctx context.Context, tenant, messageSID, from, to st
 	if _, err := s.inbound.UpdateOne(ctx, bson.M{"_id": tenant + "/" + messageSID}, bson.M{"$set": bson.M{"session_id": to}}); err != nil {
 		return nil, fmt.Errorf("move inbound %s: %w", messageSID, err)
 	}
-	in, err = s.InboundSeen(ctx, tenant, messageSID)
-	if err == nil && in == nil {
-		return nil, fmt.Errorf("move inbound %s: %w", messageSID, ErrNotFound)
-	}
-	return in, err
+	return &Inbound{SessionID: to, Done: in.Done}, nil
 }
 
 // InboundDone marks a message fully processed.
