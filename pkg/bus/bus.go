@@ -142,6 +142,12 @@ func (b *Bus) Close() {
 }
 
 // EnsureStreams creates or updates the named streams (all when none named).
+// While JetStream cannot answer yet (a cluster electing its meta leader, a
+// server still starting), each try gives up after 5 s, and it says so in
+// the log and tries again, waiting
+// up to EnsureRetryMax between tries, until ctx ends: a service started
+// beside its broker waits for it instead of exiting. Any other refusal
+// (a stream's configuration the server will not take) fails at once.
 func (b *Bus) EnsureStreams(ctx context.Context, o subjects.StreamOptions, names ...string) error {
 	want := map[string]bool{}
 	for _, n := range names {
@@ -151,11 +157,46 @@ func (b *Bus) EnsureStreams(ctx context.Context, o subjects.StreamOptions, names
 		if len(want) > 0 && !want[sc.Name] {
 			continue
 		}
-		if _, err := b.JS.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		wait := 100 * time.Millisecond
+		for {
+			actx, cancel := context.WithTimeout(ctx, ensureTryFor)
+			_, err := b.JS.CreateOrUpdateStream(actx, sc)
+			cancel()
+			if err == nil {
+				break
+			}
+			if !jetStreamNotReady(err) || ctx.Err() != nil {
+				return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+			}
+			b.log.Warn("JetStream not ready, trying again", "stream", sc.Name, "in", wait, "err", err)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("ensure stream %s: %w (JetStream was not ready: %w)", sc.Name, ctx.Err(), err)
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, EnsureRetryMax)
 		}
 	}
 	return nil
+}
+
+// EnsureRetryMax is the longest EnsureStreams waits between two tries.
+const EnsureRetryMax = 5 * time.Second
+
+// ensureTryFor bounds one try (JetStream's own default for a request
+// without a deadline), so a caller's long deadline does not become one
+// silent wait for a server that cannot answer.
+const ensureTryFor = 5 * time.Second
+
+// jetStreamNotReady reports whether err says JetStream cannot answer yet
+// rather than refusing the request: no answer in time, nobody listening,
+// JetStream not (yet) enabled, or the cluster unavailable (503).
+func jetStreamNotReady(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.Code == 503 {
+		return true
+	}
+	return errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) || IsTransient(err)
 }
 
 // PublishOption tunes one publish.

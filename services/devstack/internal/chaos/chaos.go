@@ -182,8 +182,8 @@ func Run(ctx context.Context, cfg Config, out, progress io.Writer) (*Report, err
 	if err != nil {
 		return nil, fmt.Errorf("%w (processes' logs: %s)", err, logFile.Name())
 	}
-	// Services exit while the cluster creates the streams at start-up
-	// (and are started again); only the exits during the run count.
+	// A service that exits during start-up (NATS not listening yet) is
+	// started again; only the exits during the run count.
 	for _, p := range st.all() {
 		p.resetExits()
 	}
