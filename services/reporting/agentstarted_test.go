@@ -108,7 +108,7 @@ func TestAgentStartedSessionCountedApart(t *testing.T) {
 	until(t, "both records have all their events", func() bool {
 		cd, ad := raw("ss_cust"), raw("ss_agent")
 		return cd != nil && ad != nil && !cd.FirstReplyAt.IsZero() && len(cd.Offers) == 1 && !cd.StartedAt.IsZero() &&
-			len(ad.Inbound) == 1 && len(ad.Outbound) == 1 && !ad.AcceptedAt.IsZero() && !ad.StartedAt.IsZero()
+			ad.Messages().In == 1 && ad.Messages().Out == 1 && !ad.AcceptedAt.IsZero() && !ad.StartedAt.IsZero()
 	})
 	if cd, ad := raw("ss_cust"), raw("ss_agent"); cd.StartedByAgentID != "" || ad.StartedByAgentID != "alice" {
 		t.Errorf("started by agent: customer's session %q, agent's %q; want \"\" and alice", cd.StartedByAgentID, ad.StartedByAgentID)
@@ -123,7 +123,7 @@ func TestAgentStartedSessionCountedApart(t *testing.T) {
 
 	for id, end := range map[string]time.Time{"ss_cust": cust.Add(5 * time.Minute), "ss_agent": agent.Add(10 * time.Minute)} {
 		if _, err := b.Publish(ctx, subjects.SessionEnded("acme"), &sessionv1.SessionEnded{TenantId: "acme", SessionId: id, Outcome: sessionv1.Outcome_OUTCOME_HANDLED,
-			AgentId: "alice", ServiceId: "sales", EndedAt: timestamppb.New(end)}); err != nil {
+			AgentId: "alice", ServiceId: "sales", EndedAt: timestamppb.New(end), Messages: &sessionv1.MessageCounts{Inbound: 1, Outbound: 1}}); err != nil {
 			t.Fatal(err)
 		}
 	}

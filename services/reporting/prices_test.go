@@ -54,9 +54,16 @@ func TestSegmentsCostAndPathFromConfig(t *testing.T) {
 	publish := func(evs ...ev) {
 		t.Helper()
 		for _, e := range evs {
-			// Twice: a redelivery counts nothing twice.
+			// Twice: a redelivery counts nothing twice. (A message event
+			// is published under its id, as sessions does, so JetStream
+			// keeps one: an open session's message counts are added up
+			// as they come; its end brings the transcript's.)
+			var opts []bus.PublishOption
+			if m, ok := e.msg.(*sessionv1.MessageAdded); ok {
+				opts = append(opts, bus.MsgID(m.GetSessionId()+":"+m.GetMessageId()+":added"))
+			}
 			for range 2 {
-				if _, err := b.Publish(ctx, e.subject, e.msg); err != nil {
+				if _, err := b.Publish(ctx, e.subject, e.msg, opts...); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -517,6 +517,11 @@ func TestSessionLifecycle(t *testing.T) {
 	if ev.GetOutcome() != sessionv1.Outcome_OUTCOME_HANDLED || ev.GetAgentId() != "alice" {
 		t.Errorf("SessionEnded = %v, want HANDLED by alice", &ev)
 	}
+	// It counts the transcript for reporting: hello, SM2 (once, however
+	// often Twilio sent it) and SM3, one SMS segment each; the one reply.
+	if n := ev.GetMessages(); n.GetInbound() != 3 || n.GetSegmentsIn() != 3 || n.GetOutbound() != 1 {
+		t.Errorf("SessionEnded counts %v, want 3 in (3 segments), 1 out", n)
+	}
 	if _, err := alice.Request(ctx, "message.send", map[string]string{"session_id": sid, "body": "late", "client_msg_id": "r2"}); !agentclient.IsCode(err, "conflict") {
 		t.Errorf("send after terminate: %v, want conflict", err)
 	}

@@ -97,7 +97,7 @@ func exportValues(d *records.Doc, prices *pricing.Table) []string {
 	return []string{
 		d.SessionID, d.ServiceID, d.EntryID, p.GetChannel().String(), d.Customer, d.Business, p.GetState().String(),
 		p.GetOutcome().String(), d.EndReason, d.Agent(), t(d.StartedAt), t(d.QueuedAt), t(d.AcceptedAt), t(d.FirstReplyAt),
-		t(d.EndedAt), n(len(d.Inbound)), n(len(d.Outbound)), n(len(d.Offers)), n(len(d.Declines)), n(len(d.Ronas)),
+		t(d.EndedAt), n(int(p.GetInboundMessages())), n(int(p.GetOutboundMessages())), n(len(d.Offers)), n(len(d.Declines)), n(len(d.Ronas)),
 		n(len(d.FailedSends)), n(int(p.GetSegmentsIn())), n(int(p.GetSegmentsOut())), p.GetEstimatedCost(), p.GetCurrency(),
 		p.GetCustomerCountry(),
 	}

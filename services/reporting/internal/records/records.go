@@ -1,10 +1,17 @@
 // Package records builds session records from events. Every event becomes
 // one upsert by _id ("<tenant>/<session>", the filter FerretDB serves from
 // its index and MongoDB from its primary key) with operators that commute
-// ($setOnInsert, $min, $addToSet, guarded $set), so records come out right
-// whatever order the three consumers and their redeliveries apply them in,
-// and no event needs the record read first. Upserts are group-committed
-// (mongodb.GroupWriter).
+// ($setOnInsert, $min, $max, $addToSet, $inc, guarded $set), so records
+// come out right whatever order the three consumers and their redeliveries
+// apply them in, and no event needs the record read first. Upserts are
+// group-committed (mongodb.GroupWriter).
+//
+// Messages are counted, not listed: a record that kept every message id
+// grew with its session, and FerretDB rewrites a document whole on each
+// update, so long sessions slowed every write. An open session's counts
+// are added as messages come ($inc: a message event redelivered after a
+// crash counts again); its end brings the transcript's own counts
+// (SessionEnded.messages), which replace them.
 package records
 
 import (
@@ -73,7 +80,8 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 
 // Merge combines two of the store's updates of one record into one with
 // the effect of both, whatever their order (the operators commute):
-// $addToSet values are unioned ($each), $min keeps the least, $set and
+// $addToSet values are unioned ($each), $min keeps the least, $max the
+// greatest, $inc adds up (int64 only), $set and
 // $setOnInsert fields are united (a field in $set leaves $setOnInsert, as
 // MongoDB refuses both). It returns nil for an operator it does not know.
 func Merge(a, b bson.M) bson.M {
@@ -101,6 +109,17 @@ func Merge(a, b bson.M) bson.M {
 					if y, ok := have[f]; !ok || less(x, y) {
 						have[f] = x
 					}
+				case "$max":
+					if y, ok := have[f]; !ok || less(y, x) {
+						have[f] = x
+					}
+				case "$inc":
+					a, _ := have[f].(int64)
+					b, ok := x.(int64)
+					if !ok {
+						return nil
+					}
+					have[f] = a + b
 				case "$addToSet":
 					have[f] = bson.M{"$each": append(each(have[f]), each(x)...)}
 				default:
@@ -149,28 +168,35 @@ func (s *Store) Close() { s.w.Close() }
 
 // Doc is a stored session record.
 type Doc struct {
-	ID          string    `bson:"_id"`
-	Tenant      string    `bson:"tenant"`
-	SessionID   string    `bson:"session_id"`
-	ServiceID   string    `bson:"service_id,omitempty"`
-	EntryID     string    `bson:"entry_id,omitempty"`
-	Channel     int32     `bson:"channel,omitempty"`
-	Customer    string    `bson:"customer,omitempty"`
-	Business    string    `bson:"business,omitempty"`
-	State       int32     `bson:"state,omitempty"`
-	Outcome     int32     `bson:"outcome,omitempty"`
-	EndReason   string    `bson:"end_reason,omitempty"`
-	AgentID     string    `bson:"agent_id,omitempty"`
-	StartedAt   time.Time `bson:"started_at,omitempty"`
-	QueuedAt    time.Time `bson:"queued_at,omitempty"`
-	AcceptedAt  time.Time `bson:"accepted_at,omitempty"`
-	EndedAt     time.Time `bson:"ended_at,omitempty"`
-	Inbound     []string  `bson:"inbound,omitempty"`
-	Outbound    []string  `bson:"outbound,omitempty"`
-	Offers      []string  `bson:"offers,omitempty"`
-	Declines    []string  `bson:"declines,omitempty"`
-	Ronas       []string  `bson:"ronas,omitempty"`
-	FailedSends []string  `bson:"failed_sends,omitempty"`
+	ID         string    `bson:"_id"`
+	Tenant     string    `bson:"tenant"`
+	SessionID  string    `bson:"session_id"`
+	ServiceID  string    `bson:"service_id,omitempty"`
+	EntryID    string    `bson:"entry_id,omitempty"`
+	Channel    int32     `bson:"channel,omitempty"`
+	Customer   string    `bson:"customer,omitempty"`
+	Business   string    `bson:"business,omitempty"`
+	State      int32     `bson:"state,omitempty"`
+	Outcome    int32     `bson:"outcome,omitempty"`
+	EndReason  string    `bson:"end_reason,omitempty"`
+	AgentID    string    `bson:"agent_id,omitempty"`
+	StartedAt  time.Time `bson:"started_at,omitempty"`
+	QueuedAt   time.Time `bson:"queued_at,omitempty"`
+	AcceptedAt time.Time `bson:"accepted_at,omitempty"`
+	EndedAt    time.Time `bson:"ended_at,omitempty"`
+	// Inbound and Outbound list message ids: records written before
+	// messages were counted (Counted, Live) have them.
+	Inbound  []string `bson:"inbound,omitempty"`
+	Outbound []string `bson:"outbound,omitempty"`
+	// Counted is the transcript's count when the session ended (nil
+	// before, or from a sessions release that did not count); Live counts
+	// the messages as their events came.
+	Counted     *MessageCounts `bson:"counted,omitempty"`
+	Live        MessageCounts  `bson:"live,omitempty"`
+	Offers      []string       `bson:"offers,omitempty"`
+	Declines    []string       `bson:"declines,omitempty"`
+	Ronas       []string       `bson:"ronas,omitempty"`
+	FailedSends []string       `bson:"failed_sends,omitempty"`
 	// FirstReplyAt is the first agent message's time.
 	FirstReplyAt time.Time `bson:"first_reply_at,omitempty"`
 	// DeclinedBy and RonaBy name who declined or let each offer time out.
@@ -205,6 +231,37 @@ type AgentOffer struct {
 	Offer string `bson:"o"`
 }
 
+// MessageCounts are a session's messages from the customer (In, with
+// their Twilio segments SegIn) and to the customer (Out).
+type MessageCounts struct {
+	In    int64 `bson:"in"`
+	Out   int64 `bson:"out"`
+	SegIn int64 `bson:"seg_in"`
+}
+
+// Messages are the session's message counts: the transcript's from its
+// end when the record has them, else what came as events (counted, and
+// listed by records written before counting).
+func (d *Doc) Messages() MessageCounts {
+	if d.Counted != nil {
+		return *d.Counted
+	}
+	return MessageCounts{
+		In: int64(len(d.Inbound)) + d.Live.In, Out: int64(len(d.Outbound)) + d.Live.Out,
+		SegIn: sumSegments(d.SegmentsIn) + d.Live.SegIn,
+	}
+}
+
+// FromEnd is what SessionEnded says of the session's messages, nil when
+// it does not say.
+func FromEnd(ev *sessionv1.SessionEnded) *MessageCounts {
+	m := ev.GetMessages()
+	if m == nil {
+		return nil
+	}
+	return &MessageCounts{In: int64(m.GetInbound()), Out: int64(m.GetOutbound()), SegIn: m.GetSegmentsIn()}
+}
+
 // MessageSegments is one message's segments.
 type MessageSegments struct {
 	Message  string `bson:"m"`
@@ -230,7 +287,7 @@ func sumSegments(list []MessageSegments) int64 {
 
 // Segments are the session's segments in and out, each message once.
 func (d *Doc) Segments() (in, out int64) {
-	return sumSegments(d.SegmentsIn), sumSegments(d.SegmentsOut)
+	return d.Messages().SegIn, sumSegments(d.SegmentsOut)
 }
 
 // Step is one completed step of the session's workflow, as
@@ -438,14 +495,14 @@ func (s *Store) HandleSession(ctx context.Context, m *bus.Message) error {
 		if err := valid(m, ev.GetTenantId(), ev.GetSessionId()); err != nil {
 			return err
 		}
-		field := "outbound"
+		inc := bson.M{"live.out": int64(1)}
 		if ev.GetDirection() == sessionv1.Direction_DIRECTION_INBOUND {
-			field = "inbound"
+			inc = bson.M{"live.in": int64(1)}
+			if n := ev.GetNumSegments(); n > 0 {
+				inc["live.seg_in"] = int64(n)
+			}
 		}
-		update := bson.M{"$addToSet": bson.M{field: ev.GetMessageId()}}
-		if n := ev.GetNumSegments(); n > 0 && field == "inbound" {
-			update["$addToSet"].(bson.M)["segments_in"] = messageSegments(ev.GetMessageId(), n)
-		}
+		update := bson.M{"$inc": inc}
 		if ev.GetDirection() == sessionv1.Direction_DIRECTION_OUTBOUND && ev.GetSender() == sessionv1.SenderKind_SENDER_KIND_AGENT && ev.GetOccurredAt() != nil {
 			update["$min"] = bson.M{"first_reply_at": ev.GetOccurredAt().AsTime()}
 		}
@@ -465,7 +522,13 @@ func (s *Store) HandleSession(ctx context.Context, m *bus.Message) error {
 		if ev.GetAgentId() != "" {
 			set["agent_id"] = ev.GetAgentId()
 		}
-		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), bson.M{"$set": set})
+		update := bson.M{"$set": set}
+		if c := FromEnd(&ev); c != nil {
+			// A session's end announced again later counts a transcript
+			// that can only have grown: the most wins.
+			update["$max"] = bson.M{"counted.in": c.In, "counted.out": c.Out, "counted.seg_in": c.SegIn}
+		}
+		return s.upsert(ctx, ev.GetTenantId(), ev.GetSessionId(), update)
 	}
 	return nil
 }
@@ -624,7 +687,8 @@ func ts(t time.Time) *timestamppb.Timestamp {
 }
 
 func (d *Doc) proto() *reportingv1.SessionRecord {
-	in, out := d.Segments()
+	msgs := d.Messages()
+	in, out := msgs.SegIn, sumSegments(d.SegmentsOut)
 	var steps []*reportingv1.WorkflowStep
 	for _, st := range d.Steps() {
 		name := ""
@@ -641,7 +705,7 @@ func (d *Doc) proto() *reportingv1.SessionRecord {
 		Channel: messagingv1.Channel(d.Channel), CustomerAddress: d.Customer, BusinessAddress: d.Business,
 		State: reportingv1.SessionState(d.State), Outcome: sessionv1.Outcome(d.Outcome), EndReason: d.EndReason,
 		AgentId: d.Agent(), StartedAt: ts(d.StartedAt), QueuedAt: ts(d.QueuedAt), AcceptedAt: ts(d.AcceptedAt),
-		EndedAt: ts(d.EndedAt), InboundMessages: int32(len(d.Inbound)), OutboundMessages: int32(len(d.Outbound)),
+		EndedAt: ts(d.EndedAt), InboundMessages: int32(msgs.In), OutboundMessages: int32(msgs.Out),
 		Offers: int32(len(d.Offers)), Declines: int32(len(d.Declines)), Ronas: int32(len(d.Ronas)),
 		FailedSends: int32(len(d.FailedSends)),
 		SegmentsIn:  int32(in), SegmentsOut: int32(out), CustomerCountry: pricing.Country(d.Customer),

@@ -102,7 +102,10 @@ func lifeOf(tenant, session string) []event {
 		{subjects.OutboundSent(tenant), &outboundv1.OutboundMessageSent{TenantId: tenant, SessionId: session, RequestId: "rq2", NumSegments: 3}},
 		{subjects.WorkflowStepCompleted(tenant), &workflowv1.StepCompleted{TenantId: tenant, SessionId: session, WorkflowId: "wf", Step: 2, Activity: "queue", ActivityType: "queue_task", Branch: "queued", OccurredAt: at(2 * time.Second), Duration: durationpb.New(time.Second)}},
 		{subjects.WorkflowStepCompleted(tenant), &workflowv1.StepCompleted{TenantId: tenant, SessionId: session, WorkflowId: "wf", Step: 1, Activity: "hello", ActivityType: "message", ActivityLabel: "Greeting", Branch: "next", OccurredAt: at(time.Second), Duration: durationpb.New(1500 * time.Millisecond)}},
-		{subjects.SessionEnded(tenant), &sessionv1.SessionEnded{TenantId: tenant, SessionId: session, Outcome: sessionv1.Outcome_OUTCOME_HANDLED, Reason: "terminated by agent", AgentId: "alice", ServiceId: "sales", EndedAt: at(time.Minute)}},
+		// The transcript's count, as sessions sends it: SM1 (2 segments),
+		// SM2 (1), the workflow's greeting.
+		{subjects.SessionEnded(tenant), &sessionv1.SessionEnded{TenantId: tenant, SessionId: session, Outcome: sessionv1.Outcome_OUTCOME_HANDLED, Reason: "terminated by agent", AgentId: "alice", ServiceId: "sales", EndedAt: at(time.Minute),
+			Messages: &sessionv1.MessageCounts{Inbound: 2, Outbound: 1, SegmentsIn: 3}}},
 	}
 }
 
@@ -225,7 +228,18 @@ func TestRecordsDoNotDependOnOrderOrRedelivery(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := tc.want(session); !proto.Equal(got, want) {
+				want := tc.want(session)
+				// An open session's messages are added up as their events
+				// come: a redelivered one counts again until the session's
+				// end brings the transcript's count.
+				if want.GetState() == reportingv1.SessionState_SESSION_STATE_ACTIVE && strings.Contains(name, "twice") {
+					if got.GetInboundMessages() < want.GetInboundMessages() || got.GetOutboundMessages() < want.GetOutboundMessages() || got.GetSegmentsIn() < want.GetSegmentsIn() {
+						t.Errorf("messages %d in (%d segments), %d out: fewer than the %d (%d), %d delivered", got.GetInboundMessages(), got.GetSegmentsIn(), got.GetOutboundMessages(),
+							want.GetInboundMessages(), want.GetSegmentsIn(), want.GetOutboundMessages())
+					}
+					want.InboundMessages, want.OutboundMessages, want.SegmentsIn = got.GetInboundMessages(), got.GetOutboundMessages(), got.GetSegmentsIn()
+				}
+				if !proto.Equal(got, want) {
 					t.Errorf("record\n got  %v\n want %v", got, want)
 				}
 			})
@@ -380,7 +394,72 @@ func TestMerge(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("got  %v\nwant %v", got, want)
 	}
-	if records.Merge(bson.M{"$inc": bson.M{"n": 1}}, bson.M{"$set": bson.M{"x": 1}}) != nil {
+	got = records.Merge(
+		bson.M{"$inc": bson.M{"live.in": int64(1), "live.seg_in": int64(2)}, "$max": bson.M{"counted.in": int64(3)}},
+		bson.M{"$inc": bson.M{"live.in": int64(1), "live.out": int64(1)}, "$max": bson.M{"counted.in": int64(5)}},
+	)
+	want = bson.M{"$inc": bson.M{"live.in": int64(2), "live.seg_in": int64(2), "live.out": int64(1)}, "$max": bson.M{"counted.in": int64(5)}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got  %v\nwant %v", got, want)
+	}
+	if records.Merge(bson.M{"$push": bson.M{"n": 1}}, bson.M{"$set": bson.M{"x": 1}}) != nil {
 		t.Error("an unknown operator was merged")
+	}
+	if records.Merge(bson.M{"$inc": bson.M{"n": 1}}, bson.M{"$inc": bson.M{"n": int64(1)}}) != nil {
+		t.Error("an $inc of another type than int64 was merged")
+	}
+}
+
+// Messages are counted, not listed. An open session's counts come from its
+// message events; its end's own count (the transcript's) replaces them, the
+// larger of two ends wins, and an end without one (from a sessions release
+// before it) leaves the events' count. Records from before counting
+// (message ids listed) add up with what came after.
+func TestMessagesCountedFromEventsThenFromTheEnd(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	msg := func(session, id string, dir sessionv1.Direction, segs int32) event {
+		return event{subjects.SessionMessageAdded("acme"), &sessionv1.MessageAdded{TenantId: "acme", SessionId: session, MessageId: id, Direction: dir, NumSegments: segs}}
+	}
+	end := func(session string, n *sessionv1.MessageCounts) event {
+		return event{subjects.SessionEnded("acme"), &sessionv1.SessionEnded{TenantId: "acme", SessionId: session, Outcome: sessionv1.Outcome_OUTCOME_HANDLED, EndedAt: at(time.Minute), Messages: n}}
+	}
+	in, out := sessionv1.Direction_DIRECTION_INBOUND, sessionv1.Direction_DIRECTION_OUTBOUND
+	counts := func(session string) (int32, int32, int32) {
+		t.Helper()
+		r, err := s.Get(ctx, "acme", session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetInboundMessages(), r.GetOutboundMessages(), r.GetSegmentsIn()
+	}
+	for _, e := range []event{msg("ss_a", "SM1", in, 2), msg("ss_a", "SM2", in, 1), msg("ss_a", "rq1", out, 0), msg("ss_a", "SM2", in, 1)} {
+		if err := apply(ctx, s, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if i, o, g := counts("ss_a"); i != 3 || o != 1 || g != 4 {
+		t.Errorf("open, SM2 delivered twice: %d in (%d segments), %d out; want 3 (4), 1", i, g, o)
+	}
+	for _, e := range []event{end("ss_a", &sessionv1.MessageCounts{Inbound: 2, Outbound: 1, SegmentsIn: 3}), end("ss_a", &sessionv1.MessageCounts{Inbound: 1, Outbound: 1, SegmentsIn: 2})} {
+		if err := apply(ctx, s, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if i, o, g := counts("ss_a"); i != 2 || o != 1 || g != 3 {
+		t.Errorf("ended, the transcript counted 2 in (3 segments), 1 out: %d in (%d), %d out", i, g, o)
+	}
+	for _, e := range []event{msg("ss_b", "SM1", in, 1), end("ss_b", nil)} {
+		if err := apply(ctx, s, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if i, o, g := counts("ss_b"); i != 1 || o != 0 || g != 1 {
+		t.Errorf("ended without a count: %d in (%d segments), %d out; want the event's 1 (1), 0", i, g, o)
+	}
+	old := records.Doc{Inbound: []string{"SM1", "SM2"}, Outbound: []string{"rq1"}, SegmentsIn: []records.MessageSegments{{Message: "SM1", Segments: 2}, {Message: "SM2", Segments: 1}},
+		Live: records.MessageCounts{In: 1, Out: 1, SegIn: 1}}
+	if got := old.Messages(); got != (records.MessageCounts{In: 3, Out: 2, SegIn: 4}) {
+		t.Errorf("a record listed before counting, then counted: %+v", got)
 	}
 }

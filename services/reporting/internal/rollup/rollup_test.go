@@ -93,7 +93,19 @@ func randomSession(r *rand.Rand, tenant, id string, base time.Time, span time.Du
 			outcome = sessionv1.Outcome_OUTCOME_ABANDONED
 		}
 	}
-	return evs, &sessionv1.SessionEnded{TenantId: tenant, SessionId: id, Outcome: outcome, AgentId: agent, ServiceId: service, EndedAt: ts(end)}
+	// The end carries the transcript's count, as sessions sends it.
+	counts := &sessionv1.MessageCounts{}
+	for _, e := range evs {
+		if m, ok := e.msg.(*sessionv1.MessageAdded); ok {
+			if m.GetDirection() == sessionv1.Direction_DIRECTION_INBOUND {
+				counts.Inbound++
+				counts.SegmentsIn += int64(m.GetNumSegments())
+			} else {
+				counts.Outbound++
+			}
+		}
+	}
+	return evs, &sessionv1.SessionEnded{TenantId: tenant, SessionId: id, Outcome: outcome, AgentId: agent, ServiceId: service, EndedAt: ts(end), Messages: counts}
 }
 
 // expected is a recompute from raw records, kept apart from the rollup
@@ -123,10 +135,10 @@ func recompute(recs []*records.Doc, ends map[string]*sessionv1.SessionEnded) map
 		k := expKey{d.StartedAt.UTC().Format("2006-01-02"), d.ServiceID, ev.GetAgentId(), int32(ev.GetOutcome())}
 		e := row(k)
 		e.sessions++
-		e.in, e.out = e.in+int64(len(d.Inbound)), e.out+int64(len(d.Outbound))
-		for _, m := range d.SegmentsIn {
-			e.segIn += int64(m.Segments)
-		}
+		// The end's count of the transcript (records.FromEnd), as the
+		// rollup takes it.
+		n := records.FromEnd(ev)
+		e.in, e.out, e.segIn = e.in+n.In, e.out+n.Out, e.segIn+n.SegIn
 		for _, m := range d.SegmentsOut {
 			e.segOut += int64(m.Segments)
 		}

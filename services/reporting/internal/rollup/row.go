@@ -141,9 +141,16 @@ func FromRecord(seq uint64, d *records.Doc, ev *sessionv1.SessionEnded) Session 
 	} else {
 		c[Sessions] = 1
 	}
-	c[InboundMessages], c[OutboundMessages] = int64(len(d.Inbound)), int64(len(d.Outbound))
+	// The end's own count of the transcript when it has one (the record
+	// may not have taken it yet), else the record's.
+	msgs := d.Messages()
+	if m := records.FromEnd(ev); m != nil {
+		msgs = *m
+	}
+	c[InboundMessages], c[OutboundMessages] = msgs.In, msgs.Out
 	c[Offers], c[FailedSends] = int64(len(d.Offers)), int64(len(d.FailedSends))
-	c[SegmentsIn], c[SegmentsOut] = d.Segments()
+	c[SegmentsIn] = msgs.SegIn
+	_, c[SegmentsOut] = d.Segments()
 	// Declines and RONAs count against the agent named; ones recorded
 	// before agents were kept stay on the session's row.
 	c[Declines] = max(int64(len(d.Declines)-len(d.DeclinedBy)), 0)

@@ -526,6 +526,34 @@ func (c *Core) emitMessageAdded(ctx context.Context, sess *store.Session, msg *s
 	}, sess.ID+":"+msg.ID+":added")
 }
 
+// messageCounts counts the ended session's transcript as its
+// session.message.added events did, one by one: customer messages (and
+// their segments) and messages to the customer; internal entries are
+// neither. SessionEnded carries them, so reporting counts each message
+// once without keeping every id. A transcript too long for one read
+// (store.MaxTranscript) is not counted here (nil): reporting keeps its
+// own count of such a session.
+func (c *Core) messageCounts(ctx context.Context, sess *store.Session) (*sessionv1.MessageCounts, error) {
+	msgs, err := c.store.Transcript(ctx, sess.Tenant, sess.ID)
+	if err != nil {
+		return nil, fmt.Errorf("count the messages of session %s: %w", sess.ID, err)
+	}
+	if len(msgs) >= store.MaxTranscript {
+		return nil, nil
+	}
+	n := &sessionv1.MessageCounts{}
+	for _, m := range msgs {
+		switch m.Direction {
+		case "inbound":
+			n.Inbound++
+			n.SegmentsIn += int64(inboundSegments(sess, m))
+		case "outbound":
+			n.Outbound++
+		}
+	}
+	return n, nil
+}
+
 // inboundSegments is what Twilio bills for a customer's message: its
 // body's SMS segments (at least one: a media-only message is one), one
 // on WhatsApp; 0 for the other entries (outbound ones are counted by
@@ -942,9 +970,14 @@ func (c *Core) end(ctx context.Context, tenant, sessionID string, outcome sessio
 		return err
 	}
 	out := sessionv1.Outcome(sessionv1.Outcome_value[sess.Outcome])
+	counts, err := c.messageCounts(ctx, sess)
+	if err != nil {
+		return err
+	}
 	if err := c.pub.Emit(ctx, subjects.SessionEnded(tenant), &sessionv1.SessionEnded{
 		TenantId: tenant, SessionId: sessionID, Outcome: out, Reason: sess.EndReason,
 		AgentId: sess.AgentID, ServiceId: sess.ServiceID, EndedAt: timestamppb.New(sess.EndedAt),
+		Messages: counts,
 	}, sessionID+":ended"); err != nil {
 		return err
 	}

@@ -112,6 +112,10 @@ func (l *transcriptLog) append(ctx context.Context, tenant, sessionID, dedupeID 
 // maxTranscript bounds what one read returns.
 const maxTranscript = 5000
 
+// MaxTranscript is the most messages Transcript returns: a session that
+// reaches it may have more.
+const MaxTranscript = maxTranscript
+
 // readAttempts bounds the reads of one transcript that came back behind
 // the stream's leader.
 const readAttempts = 4

@@ -458,9 +458,13 @@ type SessionEnded struct {
 	// Free text for logs and reports, e.g. "terminated by agent".
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Agent who handled the session, if any.
-	AgentId       string                 `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	ServiceId     string                 `protobuf:"bytes,6,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
-	EndedAt       *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
+	AgentId   string                 `protobuf:"bytes,5,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	ServiceId string                 `protobuf:"bytes,6,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
+	EndedAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=ended_at,json=endedAt,proto3" json:"ended_at,omitempty"`
+	// The session's messages as its transcript holds them when it ends, so
+	// reporting counts each message once without keeping every message id
+	// in its record. Unset from a sessions release before it.
+	Messages      *MessageCounts `protobuf:"bytes,8,opt,name=messages,proto3" json:"messages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -544,6 +548,77 @@ func (x *SessionEnded) GetEndedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *SessionEnded) GetMessages() *MessageCounts {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// MessageCounts counts a session's transcript: messages from the customer
+// (inbound), messages to the customer from agents and the workflow
+// (outbound, sent or not; internal notes are neither), and the Twilio
+// segments of the customer's messages (MessageAdded.num_segments summed).
+type MessageCounts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Inbound       int32                  `protobuf:"varint,1,opt,name=inbound,proto3" json:"inbound,omitempty"`
+	Outbound      int32                  `protobuf:"varint,2,opt,name=outbound,proto3" json:"outbound,omitempty"`
+	SegmentsIn    int64                  `protobuf:"varint,3,opt,name=segments_in,json=segmentsIn,proto3" json:"segments_in,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageCounts) Reset() {
+	*x = MessageCounts{}
+	mi := &file_switchboard_session_v1_events_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageCounts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageCounts) ProtoMessage() {}
+
+func (x *MessageCounts) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_session_v1_events_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageCounts.ProtoReflect.Descriptor instead.
+func (*MessageCounts) Descriptor() ([]byte, []int) {
+	return file_switchboard_session_v1_events_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *MessageCounts) GetInbound() int32 {
+	if x != nil {
+		return x.Inbound
+	}
+	return 0
+}
+
+func (x *MessageCounts) GetOutbound() int32 {
+	if x != nil {
+		return x.Outbound
+	}
+	return 0
+}
+
+func (x *MessageCounts) GetSegmentsIn() int64 {
+	if x != nil {
+		return x.SegmentsIn
+	}
+	return 0
+}
+
 var File_switchboard_session_v1_events_proto protoreflect.FileDescriptor
 
 const file_switchboard_session_v1_events_proto_rawDesc = "" +
@@ -576,7 +651,7 @@ const file_switchboard_session_v1_events_proto_rawDesc = "" +
 	"\voccurred_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"occurredAt\x12!\n" +
 	"\fnum_segments\x18\n" +
-	" \x01(\x05R\vnumSegments\"\x8e\x02\n" +
+	" \x01(\x05R\vnumSegments\"\xd1\x02\n" +
 	"\fSessionEnded\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12\x1d\n" +
 	"\n" +
@@ -586,7 +661,13 @@ const file_switchboard_session_v1_events_proto_rawDesc = "" +
 	"\bagent_id\x18\x05 \x01(\tR\aagentId\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x06 \x01(\tR\tserviceId\x125\n" +
-	"\bended_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt*\xd6\x01\n" +
+	"\bended_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\aendedAt\x12A\n" +
+	"\bmessages\x18\b \x01(\v2%.switchboard.session.v1.MessageCountsR\bmessages\"f\n" +
+	"\rMessageCounts\x12\x18\n" +
+	"\ainbound\x18\x01 \x01(\x05R\ainbound\x12\x1a\n" +
+	"\boutbound\x18\x02 \x01(\x05R\boutbound\x12\x1f\n" +
+	"\vsegments_in\x18\x03 \x01(\x03R\n" +
+	"segmentsIn*\xd6\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fOUTCOME_HANDLED\x10\x01\x12\x17\n" +
@@ -622,7 +703,7 @@ func file_switchboard_session_v1_events_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_session_v1_events_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_switchboard_session_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_switchboard_session_v1_events_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_switchboard_session_v1_events_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: switchboard.session.v1.Outcome
 	(Direction)(0),                // 1: switchboard.session.v1.Direction
@@ -630,24 +711,26 @@ var file_switchboard_session_v1_events_proto_goTypes = []any{
 	(*SessionStarted)(nil),        // 3: switchboard.session.v1.SessionStarted
 	(*MessageAdded)(nil),          // 4: switchboard.session.v1.MessageAdded
 	(*SessionEnded)(nil),          // 5: switchboard.session.v1.SessionEnded
-	(*v1.ConversationRef)(nil),    // 6: switchboard.messaging.v1.ConversationRef
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*v1.Media)(nil),              // 8: switchboard.messaging.v1.Media
+	(*MessageCounts)(nil),         // 6: switchboard.session.v1.MessageCounts
+	(*v1.ConversationRef)(nil),    // 7: switchboard.messaging.v1.ConversationRef
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*v1.Media)(nil),              // 9: switchboard.messaging.v1.Media
 }
 var file_switchboard_session_v1_events_proto_depIdxs = []int32{
-	6, // 0: switchboard.session.v1.SessionStarted.conversation:type_name -> switchboard.messaging.v1.ConversationRef
-	7, // 1: switchboard.session.v1.SessionStarted.started_at:type_name -> google.protobuf.Timestamp
+	7, // 0: switchboard.session.v1.SessionStarted.conversation:type_name -> switchboard.messaging.v1.ConversationRef
+	8, // 1: switchboard.session.v1.SessionStarted.started_at:type_name -> google.protobuf.Timestamp
 	1, // 2: switchboard.session.v1.MessageAdded.direction:type_name -> switchboard.session.v1.Direction
 	2, // 3: switchboard.session.v1.MessageAdded.sender:type_name -> switchboard.session.v1.SenderKind
-	8, // 4: switchboard.session.v1.MessageAdded.media:type_name -> switchboard.messaging.v1.Media
-	7, // 5: switchboard.session.v1.MessageAdded.occurred_at:type_name -> google.protobuf.Timestamp
+	9, // 4: switchboard.session.v1.MessageAdded.media:type_name -> switchboard.messaging.v1.Media
+	8, // 5: switchboard.session.v1.MessageAdded.occurred_at:type_name -> google.protobuf.Timestamp
 	0, // 6: switchboard.session.v1.SessionEnded.outcome:type_name -> switchboard.session.v1.Outcome
-	7, // 7: switchboard.session.v1.SessionEnded.ended_at:type_name -> google.protobuf.Timestamp
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	8, // 7: switchboard.session.v1.SessionEnded.ended_at:type_name -> google.protobuf.Timestamp
+	6, // 8: switchboard.session.v1.SessionEnded.messages:type_name -> switchboard.session.v1.MessageCounts
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_session_v1_events_proto_init() }
@@ -661,7 +744,7 @@ func file_switchboard_session_v1_events_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_session_v1_events_proto_rawDesc), len(file_switchboard_session_v1_events_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
