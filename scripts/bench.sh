@@ -29,8 +29,8 @@ echo "== outbound-sender: sends through the ledger vs a bare twilio-go loop"
 go run ./services/outbound-sender/cmd/send-bench
 
 echo
-echo "== end to end: customers' webhooks → agents' websockets → Twilio (emulator), next to the ingress-only ceiling"
-go run ./services/devstack/cmd/e2e-bench
+echo "== end to end: customers' webhooks → agents' websockets → Twilio (emulator) at 200 msg/s for 2 minutes, next to the ingress-only ceiling"
+go run ./services/devstack/cmd/e2e-bench -rate 200 -duration 2m
 
 echo
 echo "== sessions store: transcript and reconnect reads with 1,000,000 messages stored"
