@@ -128,7 +128,7 @@ func Open(ctx context.Context, log *slog.Logger, s Spec) (*Conns, error) {
 			return fail(errors.New("connect: the revocation list needs NATS"))
 		}
 		lctx, stop := context.WithCancel(context.WithoutCancel(ctx))
-		list, err := revocation.Open(lctx, c.Bus.JS, s.RevocationReplicas)
+		list, err := revocation.OpenWaiting(ctx, lctx, c.Bus.JS, s.RevocationReplicas, log)
 		if err != nil {
 			stop()
 			return fail(err)

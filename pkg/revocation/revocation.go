@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"sync"
@@ -26,6 +27,7 @@ import (
 	"github.com/switchboard-cc/switchboard/pkg/subjects"
 
 	"github.com/switchboard-cc/switchboard/pkg/authn"
+	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/kvcas"
 )
 
@@ -97,6 +99,28 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*List, err
 		}
 	}()
 	return l, nil
+}
+
+// OpenWaiting is Open tried again, a second apart, while JetStream cannot
+// answer yet (bus.IsTransient: a cluster electing its leaders, a node
+// restarting), each failure logged, until wait ends: a service starting
+// beside its broker waits for it instead of exiting. The list then
+// follows changes until ctx ends.
+func OpenWaiting(wait, ctx context.Context, js jetstream.JetStream, replicas int, log *slog.Logger) (*List, error) {
+	for {
+		l, err := Open(ctx, js, replicas)
+		if err == nil || !bus.IsTransient(err) {
+			return l, err
+		}
+		log.Warn("revocation list not ready, trying again", "in", time.Second, "err", err)
+		select {
+		case <-wait.Done():
+			return nil, fmt.Errorf("%w (the revocation list was not ready: %w)", wait.Err(), err)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func (l *List) apply(e jetstream.KeyValueEntry) {

@@ -384,19 +384,10 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) error {
 	defer stopList()
 	// A broker that has only just elected its leaders (a fresh cluster on
 	// a loaded machine) may time out creating the bucket: try again for
-	// a minute, as a service process would be restarted.
-	var revoked *revocation.List
-	for deadline := time.Now().Add(time.Minute); ; {
-		if revoked, err = revocation.Open(listCtx, b.JS, 1); err == nil || !bus.IsTransient(err) || time.Now().After(deadline) {
-			break
-		}
-		log.Warn("revocation list not ready; trying again", "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
+	// a minute.
+	waitCtx, stopWait := context.WithTimeout(ctx, time.Minute)
+	revoked, err := revocation.OpenWaiting(waitCtx, listCtx, b.JS, 1, log)
+	stopWait()
 	if err != nil {
 		return err
 	}
