@@ -143,11 +143,10 @@ func (b *Bus) Close() {
 
 // EnsureStreams creates or updates the named streams (all when none named).
 // While JetStream cannot answer yet (a cluster electing its meta leader, a
-// server still starting), each try gives up after 5 s, and it says so in
-// the log and tries again, waiting
-// up to EnsureRetryMax between tries, until ctx ends: a service started
-// beside its broker waits for it instead of exiting. Any other refusal
-// (a stream's configuration the server will not take) fails at once.
+// server still starting), each try gives up after 5 s and it tries again
+// (Await), so a service started beside its broker waits for it instead of
+// exiting. Any other refusal (a stream's configuration the server will not
+// take) fails at once.
 func (b *Bus) EnsureStreams(ctx context.Context, o subjects.StreamOptions, names ...string) error {
 	want := map[string]bool{}
 	for _, n := range names {
@@ -157,30 +156,46 @@ func (b *Bus) EnsureStreams(ctx context.Context, o subjects.StreamOptions, names
 		if len(want) > 0 && !want[sc.Name] {
 			continue
 		}
-		wait := 100 * time.Millisecond
-		for {
+		err := b.Await(ctx, "ensure stream "+sc.Name, func(ctx context.Context) error {
 			actx, cancel := context.WithTimeout(ctx, ensureTryFor)
+			defer cancel()
 			_, err := b.JS.CreateOrUpdateStream(actx, sc)
-			cancel()
-			if err == nil {
-				break
-			}
-			if !jetStreamNotReady(err) || ctx.Err() != nil {
-				return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
-			}
-			b.log.Warn("JetStream not ready, trying again", "stream", sc.Name, "in", wait, "err", err)
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("ensure stream %s: %w (JetStream was not ready: %w)", sc.Name, ctx.Err(), err)
-			case <-time.After(wait):
-			}
-			wait = min(2*wait, EnsureRetryMax)
+			return err
+		})
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// EnsureRetryMax is the longest EnsureStreams waits between two tries.
+// Await runs a start-up step (creating a stream, a bucket, a consumer
+// group: anything safe to do twice) until it succeeds. While JetStream
+// cannot answer yet it logs "JetStream not ready, trying again" with the
+// step and the server's answer and tries again, waiting 100 ms, then
+// twice as long each time up to EnsureRetryMax, until ctx ends. Any other
+// error fails at once. Errors name the step.
+func (b *Bus) Await(ctx context.Context, step string, fn func(context.Context) error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		if !jetStreamNotReady(err) || ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", step, err)
+		}
+		b.log.Warn("JetStream not ready, trying again", "step", step, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (JetStream was not ready: %w)", step, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, EnsureRetryMax)
+	}
+}
+
+// EnsureRetryMax is the longest Await waits between two tries.
 const EnsureRetryMax = 5 * time.Second
 
 // ensureTryFor bounds one try (JetStream's own default for a request

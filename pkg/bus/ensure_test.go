@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboard-cc/switchboard/pkg/bus"
 	"github.com/switchboard-cc/switchboard/pkg/natsembed/natstest"
@@ -74,4 +76,40 @@ func TestEnsureStreamsGivesUpWithItsContext(t *testing.T) {
 		t.Fatalf("EnsureStreams without JetStream: %v, want it to fail naming the stream", err)
 	}
 	t.Log(err)
+}
+
+// Await tries a start-up step again while JetStream says it is not ready
+// (503, no answer in time), logging each retry with the step, and fails at
+// once on any other error, naming the step.
+func TestAwaitRetriesOnlyWhileJetStreamIsNotReady(t *testing.T) {
+	var logs natstest.LogBuffer
+	b, err := bus.Connect(natstest.Start(t).ClientURL(), t.Name(), slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	ctx := context.Background()
+	tries := 0
+	err = b.Await(ctx, "open the widgets bucket", func(context.Context) error {
+		tries++
+		switch tries {
+		case 1:
+			return &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}
+		case 2:
+			return fmt.Errorf("widgets: %w", context.DeadlineExceeded)
+		}
+		return nil
+	})
+	if err != nil || tries != 3 {
+		t.Fatalf("Await = %v after %d tries; want success at the third", err, tries)
+	}
+	if n := strings.Count(logs.String(), "JetStream not ready"); n != 2 || !strings.Contains(logs.String(), "open the widgets bucket") {
+		t.Errorf("%d retries logged, want 2 naming the step:\n%s", n, logs.String())
+	}
+	tries = 0
+	refused := &jetstream.APIError{Code: 400, ErrorCode: 10058, Description: "stream name already in use with a different configuration"}
+	err = b.Await(ctx, "ensure stream WIDGETS", func(context.Context) error { tries++; return refused })
+	if tries != 1 || !errors.Is(err, refused) || !strings.HasPrefix(err.Error(), "ensure stream WIDGETS: ") {
+		t.Errorf("Await on a refusal = %v after %d tries; want it at once, naming the step", err, tries)
+	}
 }

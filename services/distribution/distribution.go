@@ -202,30 +202,48 @@ func Run(ctx context.Context, cfg Config, deps Deps, log *slog.Logger) (err erro
 	if err != nil {
 		return err
 	}
-	if err := st.OpenTasks(ctx, b.JS, cfg.Streams.Replicas); err != nil {
+	// Each JetStream step of the start waits for JetStream (a cluster
+	// electing its leaders, a node restarting) instead of failing the
+	// start: every one is safe to do again.
+	if err := b.Await(ctx, "open the tasks bucket", func(ctx context.Context) error {
+		return st.OpenTasks(ctx, b.JS, cfg.Streams.Replicas)
+	}); err != nil {
 		return err
 	}
-	if n, err := st.MigrateOpen(ctx); err != nil {
+	var migrated int
+	if err := b.Await(ctx, "copy the open tasks from MongoDB", func(ctx context.Context) (err error) {
+		migrated, err = st.MigrateOpen(ctx)
 		return err
-	} else if n > 0 {
-		log.InfoContext(ctx, "copied the tasks open in MongoDB to the bucket of open tasks", "tasks", n)
+	}); err != nil {
+		return err
+	} else if migrated > 0 {
+		log.InfoContext(ctx, "copied the tasks open in MongoDB to the bucket of open tasks", "tasks", migrated)
 	}
 	dir := directory.New(configv1.NewUserServiceClient(cc), configv1.NewServiceServiceClient(cc), 10*time.Second)
 	dir.FirstReply = cfg.FirstReply
-	ps, err := presence.Open(ctx, b.JS, cfg.Streams.Replicas)
-	if err != nil {
+	var ps *presence.Store
+	if err := b.Await(ctx, "open the presence bucket", func(ctx context.Context) (err error) {
+		ps, err = presence.Open(ctx, b.JS, cfg.Streams.Replicas)
+		return err
+	}); err != nil {
 		return err
 	}
-	group, err := partition.Setup(ctx, b.JS, cfg.group(), log)
-	if err != nil {
+	var group *partition.Group
+	if err := b.Await(ctx, "set up the consumer group", func(ctx context.Context) (err error) {
+		group, err = partition.Setup(ctx, b.JS, cfg.group(), log)
+		return err
+	}); err != nil {
 		return err
 	}
 	eng := engine.New(countingPublisher{b}, st, log)
 	defer eng.Close()
 	eng.SetPresenceOptions(engine.PresenceOptions{Store: ps, Grace: cfg.PresenceGrace})
 	eng.SetPartitions(cfg.Partitions)
-	last, err := openLastAgents(ctx, b.JS, cfg.Streams.Replicas, log)
-	if err != nil {
+	var last *lastAgents
+	if err := b.Await(ctx, "open the last agents bucket", func(ctx context.Context) (err error) {
+		last, err = openLastAgents(ctx, b.JS, cfg.Streams.Replicas, log)
+		return err
+	}); err != nil {
 		return err
 	}
 	eng.SetLastAgents(last)
