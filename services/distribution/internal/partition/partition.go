@@ -96,6 +96,9 @@ type Group struct {
 	replicas jetstream.KeyValue
 	groups   jetstream.KeyValue
 	log      *slog.Logger
+	// beforeConsume, when set (tests), runs before each consume and
+	// fails it with its error.
+	beforeConsume func() error
 }
 
 // Setup ensures the input stream, the group (its configuration and work
@@ -181,6 +184,11 @@ func (g *Group) Run(ctx context.Context, handle func(jetstream.Msg), owned func(
 	}
 	defer func() { _ = watcher.Stop() }()
 	consume := func() (pcgroups.ConsumerGroupConsumeContext, error) {
+		if g.beforeConsume != nil {
+			if err := g.beforeConsume(); err != nil {
+				return nil, err
+			}
+		}
 		return pcgroups.ElasticConsume(ctx, g.js, subjects.StreamDistributionInput, subjects.GroupDistribution, g.cfg.Replica, handle,
 			jetstream.ConsumerConfig{AckPolicy: jetstream.AckExplicitPolicy, AckWait: g.cfg.AckWait, MaxAckPending: max(g.cfg.MaxAckPending, 1), MaxDeliver: -1})
 	}
@@ -189,6 +197,22 @@ func (g *Group) Run(ctx context.Context, handle func(jetstream.Msg), owned func(
 		return fmt.Errorf("join group %s as %s: %w", subjects.GroupDistribution, g.cfg.Replica, err)
 	}
 	defer func() { g.leave(cc) }()
+	// done is the running consume's end; nil while none runs (a consume
+	// again that failed: the next tick tries again).
+	done := cc.Done()
+	again := func(why string, err error) {
+		g.log.WarnContext(ctx, why+": consuming again", "replica", g.cfg.Replica, "err", err)
+		if cc != nil {
+			cc.Stop()
+		}
+		cc, done = nil, nil
+		next, err := consume()
+		if err != nil {
+			g.log.WarnContext(ctx, "consume again (retrying at the next tick)", "err", err)
+			return
+		}
+		cc, done = next, next.Done()
+	}
 	g.reconcile(ctx)
 
 	tick := time.NewTicker(g.cfg.TTL / 4)
@@ -200,28 +224,30 @@ func (g *Group) Run(ctx context.Context, handle func(jetstream.Msg), owned func(
 		select {
 		case <-ctx.Done():
 			return nil
-		case err := <-cc.Done():
+		case err := <-done:
+			// The consume ended on its own, or a consume again failed
+			// and left it stopped: join again (now or at the next
+			// tick) rather than leave the partitions by exiting.
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("consumer group %s stopped: %w", subjects.GroupDistribution, err)
+			again("the consumer group's consume ended", err)
+			stalled = 0
 		case <-tick.C:
 			if err := g.heartbeat(ctx); err != nil && ctx.Err() == nil {
 				g.log.WarnContext(ctx, "renew replica key", "replica", g.cfg.Replica, "err", err)
 			}
 			g.reconcile(ctx)
+			if cc == nil {
+				again("no consume running", nil)
+				continue
+			}
 			// Two ticks in a row with its partitions unread: consume
 			// again (a new pcgroups consumer, which creates the server's
 			// consumer anew).
 			if stalled = g.stalled(ctx, stalled, len(mine) > 0); stalled >= 2 {
-				g.log.WarnContext(ctx, "this replica's consumer is gone or nobody pulls from it: consuming again", "replica", g.cfg.Replica)
-				cc.Stop()
-				next, err := consume()
-				if err != nil {
-					g.log.WarnContext(ctx, "consume again (retrying)", "err", err)
-					continue
-				}
-				cc, stalled = next, 0
+				again("this replica's consumer is gone or nobody pulls from it", nil)
+				stalled = 0
 			}
 		case e, ok := <-watcher.Updates():
 			if !ok {
@@ -334,7 +360,9 @@ func (g *Group) reconcile(ctx context.Context) {
 // leave stops consuming and takes this replica out of the group, so the
 // others take its partitions over at once rather than after TTL.
 func (g *Group) leave(cc pcgroups.ConsumerGroupConsumeContext) {
-	cc.Stop()
+	if cc != nil {
+		cc.Stop()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = g.replicas.Delete(ctx, g.cfg.Replica)
