@@ -88,6 +88,15 @@ func TestConfigValidate(t *testing.T) {
 // stops on "consumer deleted", and it recreates a consumer only when it
 // holds none.
 func TestReplicaConsumesAgainAfterItsConsumerWasDeleted(t *testing.T) {
+	deleteConsumerUnder(t, nil)
+}
+
+// deleteConsumerUnder runs replica r1 of a new group (with fail, if not
+// nil, run before each of its consumes), sees a message reach it, deletes
+// its consumer on the group's work queue, and sees the next one reach it
+// too, with Run still going.
+func deleteConsumerUnder(t *testing.T, fail func() error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.DiscardHandler)
@@ -95,6 +104,9 @@ func TestReplicaConsumesAgainAfterItsConsumerWasDeleted(t *testing.T) {
 	g, err := partition.Setup(ctx, b.JS, partition.Config{Replica: "r1", Partitions: 2, TTL: 2 * time.Second, AckWait: time.Second}, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if fail != nil {
+		partition.FailConsumes(g, fail)
 	}
 	got := make(chan string, 16)
 	done := make(chan error, 1)
@@ -135,53 +147,13 @@ func TestReplicaConsumesAgainAfterItsConsumerWasDeleted(t *testing.T) {
 // exiting: the stopped consume it kept ended Run ("consumer group replicas
 // stopped", seen in a chaos run).
 func TestReplicaKeepsTryingWhenItCannotConsumeAgain(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	log := slog.New(slog.DiscardHandler)
-	b := inputs(t)
-	g, err := partition.Setup(ctx, b.JS, partition.Config{Replica: "r1", Partitions: 2, TTL: 2 * time.Second, AckWait: time.Second}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var consumes atomic.Int32
-	partition.FailConsumes(g, func() error {
+	deleteConsumerUnder(t, func() error {
 		if consumes.Add(1) == 2 { // the join succeeds, the first consume again fails
 			return errors.New("the elastic consumer group's stream does not exist: context deadline exceeded")
 		}
 		return nil
 	})
-	got := make(chan string, 16)
-	done := make(chan error, 1)
-	go func() {
-		done <- g.Run(ctx, func(m jetstream.Msg) { got <- string(m.Data()); _ = m.Ack() }, func([]int) {})
-	}()
-	await := func(want string) {
-		t.Helper()
-		deadline := time.After(30 * time.Second)
-		for {
-			select {
-			case v := <-got:
-				if v == want {
-					return
-				}
-			case err := <-done:
-				t.Fatalf("the group stopped: %v", err)
-			case <-deadline:
-				t.Fatalf("%q never reached the replica", want)
-			}
-		}
-	}
-	if _, err := b.JS.Publish(ctx, subjects.WorkflowTaskRequested("acme"), []byte("before")); err != nil {
-		t.Fatal(err)
-	}
-	await("before")
-	if err := b.JS.DeleteConsumer(ctx, subjects.StreamDistributionGroup, "r1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.JS.Publish(ctx, subjects.WorkflowTaskRequested("acme"), []byte("after")); err != nil {
-		t.Fatal(err)
-	}
-	await("after")
 	if n := consumes.Load(); n < 3 {
 		t.Errorf("%d consumes, want the join, the failed one and another", n)
 	}
